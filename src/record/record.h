@@ -1,0 +1,169 @@
+/*
+ * record.h - the record model and its flat on-storage format.
+ *
+ * A record is a digest plus metadata (generation, last-update time, void
+ * time, TTL setting, set, key, POSIX metadata) and up to 32767 typed bins.
+ * The file bin (named by the namespace's file-bin option) holds the file
+ * content seen through the mount; the other bins are the user.* xattrs.
+ *
+ * Flat format (all integers little-endian; full description with rationale
+ * in docs/storage-format.md):
+ *
+ *   off  size  field
+ *     0     4  magic RECORD_FLAT_MAGIC
+ *     4     4  size: bytes this record occupies on storage (multiple of 16)
+ *     8     1  format version (RECORD_FLAT_VERSION)
+ *     9     1  flags (RECORD_F_*)
+ *    10     2  generation (never 0)
+ *    12    20  digest
+ *    32     8  last-update time, ms since 2010-01-01 (RECFS_EPOCH)
+ *    40     4  void time, s since RECFS_EPOCH, 0 = never expires
+ *    44     4  ttl setting (int32: 0 namespace default, -1 never, >0 seconds)
+ *    48     1  set name length (0 = null set, else 1..63)
+ *    49     1  key type (3 = string)
+ *    50     2  key length (0..255)
+ *    52     2  number of bins (0..32767)
+ *    54     2  reserved, 0
+ *    56     4  end offset E: where the end mark starts (E >= 64)
+ *    60     4  reserved, 0
+ *    64        set name bytes, key bytes,
+ *              POSIX meta if RECORD_F_HAS_META (24 bytes: mode u32, uid u32,
+ *              gid u32, reserved u32 = 0, mtime ns since Unix epoch i64),
+ *              bins: name length u8 (1..15), name, type u8, value
+ *                    (INTEGER/DOUBLE: 8 bytes; STRING/BLOB: u32 length + bytes)
+ *     E     4  end mark RECORD_FLAT_END_MARK
+ *   E+4     4  CRC32C of bytes [0, E+4)
+ *   E+8        zero padding up to size
+ *
+ * A reader trusts nothing: the checker rejects bad magic, version, size
+ * bounds and end offsets; the decoder parses every field against E and the
+ * verifier checks end mark and CRC, so a torn or overwritten record is
+ * detected, never returned.
+ */
+#ifndef RECFS_RECORD_RECORD_H
+#define RECFS_RECORD_RECORD_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../base/digest.h"
+
+#define RECORD_KEY_MAX 255
+#define RECORD_SET_MAX 63
+#define RECORD_BIN_NAME_MAX 15
+#define RECORD_BINS_MAX 32767
+#define RECORD_BINS_INLINE 4
+
+#define RECORD_FLAT_MAGIC 0x31435246u    /* "FRC1" */
+#define RECORD_FLAT_END_MARK 0x444e4552u /* "REND" */
+#define RECORD_FLAT_VERSION 1
+#define RECORD_FLAT_HEADER_SIZE 64
+#define RECORD_FLAT_MIN_SIZE 80          /* header + end mark + crc, rounded to 16 */
+#define RBLOCK_SIZE 16
+
+/* Record flags (stored). */
+#define RECORD_F_TOMBSTONE  0x01 /* durable delete marker: no bins */
+#define RECORD_F_SET_MARKER 0x02 /* keeps a set alive while it is empty */
+#define RECORD_F_HAS_META   0x04 /* POSIX meta present */
+#define RECORD_F_KNOWN      0x07
+
+/* TTL settings (Aerospike conventions). */
+#define RECORD_TTL_DEFAULT 0
+#define RECORD_TTL_NEVER (-1)
+
+enum bin_type {
+	BIN_INTEGER = 1,
+	BIN_DOUBLE = 2,
+	BIN_STRING = 3,
+	BIN_BLOB = 4,
+};
+
+struct bin {
+	char name[RECORD_BIN_NAME_MAX + 1]; /* NUL-terminated */
+	uint8_t name_len;
+	uint8_t type;                       /* enum bin_type */
+	union {
+		int64_t integer;
+		double dbl;
+		struct {
+			const uint8_t *data;        /* not owned */
+			uint32_t len;
+		} bytes;
+	} v;
+};
+
+struct posix_meta {
+	uint32_t mode;      /* permission bits, 07777 */
+	uint32_t uid;
+	uint32_t gid;
+	int64_t mtime_ns;   /* ns since the Unix epoch */
+};
+
+struct record {
+	struct digest digest;
+	uint16_t generation;
+	uint8_t flags;            /* RECORD_F_* */
+	uint8_t key_type;
+	uint64_t last_update_ms;
+	uint32_t void_time;
+	int32_t ttl;
+	const char *set;          /* not NUL-terminated; not owned */
+	uint8_t set_len;
+	const char *key;          /* not NUL-terminated; not owned */
+	uint16_t key_len;
+	struct posix_meta meta;   /* valid if flags & RECORD_F_HAS_META */
+	uint16_t n_bins;
+	struct bin *bins;         /* bins_inline or heap (record_release frees) */
+	struct bin bins_inline[RECORD_BINS_INLINE];
+};
+
+/* Zero a record and point bins at the inline array. */
+void record_init(struct record *r);
+/* Free what record_flat_decode or record_bins_reserve allocated. */
+void record_release(struct record *r);
+/* Make room for n bins (keeps existing ones).  0 or -ENOMEM. */
+int record_bins_reserve(struct record *r, size_t n);
+/* The bin named name, or NULL. */
+const struct bin *record_bin_find(const struct record *r, const char *name, size_t name_len);
+
+/* Name rules: 0, -ENAMETOOLONG or -EINVAL. */
+int record_key_check(const char *key, size_t len);
+int record_set_name_check(const char *set, size_t len);
+int record_bin_name_check(const char *name, size_t len);
+
+/* Bytes the record occupies on storage (multiple of 16). */
+size_t record_flat_size(const struct record *r);
+
+/*
+ * Encode r into dst (dst_size >= record_flat_size(r)).  Returns the size
+ * written, or -EINVAL for a record that breaks the model's limits.
+ * Padding bytes are zeroed.
+ */
+long record_flat_encode(const struct record *r, uint8_t *dst, size_t dst_size);
+
+/*
+ * Cheap structural check of a candidate record at src with avail bytes
+ * readable: magic, version, size (multiple of 16, >= minimum, <= avail)
+ * and end offset.  Stores the size in *size_out.  Used by scans.
+ * Returns 0 or RECFS_EFORMAT.
+ */
+int record_flat_check(const uint8_t *src, size_t avail, uint32_t *size_out);
+
+/* End mark and CRC32C of a record that passed record_flat_check.  0 or RECFS_ECHECKSUM. */
+int record_flat_verify(const uint8_t *src, uint32_t size);
+
+/*
+ * Full decode: check + verify + parse.  Strings and bin values point into
+ * src, which must outlive r.  Call record_release(r) afterwards.
+ * Returns 0, RECFS_EFORMAT, RECFS_ECHECKSUM or -ENOMEM.
+ */
+int record_flat_decode(const uint8_t *src, size_t avail, struct record *r);
+
+/* Header fields of a stored record without a full decode (for scans). */
+static inline const struct digest *record_flat_digest(const uint8_t *src)
+{
+	return (const struct digest *)(src + 12);
+}
+
+#endif

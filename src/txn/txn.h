@@ -1,0 +1,215 @@
+/*
+ * txn.h - the transaction layer: the only way into the engine.
+ *
+ * Callers (the FUSE daemon, recfs-bench, tests) name records by namespace,
+ * set and key; this layer computes the digest, takes the record lock, talks
+ * to the index and the storage engine, and counts the outcome.  When the
+ * cluster arrives this is the one place that decides "local or remote", so
+ * nothing above it may include index, storage or namespace internals.
+ *
+ * Threads: every function may be called from any thread; concurrent calls
+ * on the same record are serialised by its record lock.
+ *
+ * Errors (negative): -ENOENT (no such record or set), -EEXIST,
+ * -ENAMETOOLONG / -EINVAL (bad names), -EFBIG (record over max-record-size),
+ * -ENOSPC (stop-writes or storage full), -EIO / RECFS_ECHECKSUM (storage),
+ * -ENODATA (bin missing), -ENOTEMPTY (rmdir of a non-empty set), -ENOMEM.
+ */
+#ifndef RECFS_TXN_TXN_H
+#define RECFS_TXN_TXN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../base/digest.h"
+#include "../base/error.h"
+#include "../config/config.h"
+#include "../record/record.h"
+
+struct node;       /* the engine instance: every namespace of this daemon */
+struct namespace;  /* one namespace (opaque here) */
+
+/* ---- the node ---------------------------------------------------------- */
+
+/*
+ * Open every namespace of cfg (creating or loading storage).  cfg must
+ * outlive the node; dynamic parameters are read from it live.
+ * Returns 0 or a negative code (message logged).
+ */
+int node_open(struct node **out, struct recfs_config *cfg);
+/* Stop background threads; clean = flush everything and mark storage clean. */
+void node_close(struct node *node, bool clean);
+
+unsigned node_namespace_count(const struct node *node);
+struct namespace *node_namespace(struct node *node, unsigned i);
+struct namespace *node_namespace_find(struct node *node, const char *name, size_t len);
+const char *namespace_name(const struct namespace *ns);
+/* The namespace's configuration (file-bin, default mode, ...). */
+const struct ns_config *namespace_config(const struct namespace *ns);
+
+/* ---- records ----------------------------------------------------------- */
+
+struct txn_key {
+	const char *set;     /* set_len 0 = the null set */
+	size_t set_len;
+	const char *key;
+	size_t key_len;
+};
+
+/* What stat(2) needs, served from the index without touching storage. */
+struct record_attr {
+	struct digest digest;
+	uint64_t size;           /* file-bin length */
+	bool has_meta;           /* mode/uid/gid/mtime were stored */
+	uint32_t mode;           /* permission bits */
+	uint32_t uid, gid;
+	int64_t mtime_ns;        /* stored mtime, else last-update time */
+	uint64_t last_update_ms; /* since RECFS_EPOCH */
+	uint16_t generation;
+	uint32_t void_time;      /* since RECFS_EPOCH, 0 = never */
+	uint32_t partition;
+};
+
+int txn_stat(struct namespace *ns, const struct txn_key *k, struct record_attr *out);
+
+/* A whole record read from storage.  Owns buf; rec's strings and bins point into it. */
+struct txn_record {
+	struct record rec;
+	uint8_t *buf;
+	const struct bin *file_bin;  /* NULL if the record has no file bin */
+	struct record_attr attr;
+};
+
+int txn_read(struct namespace *ns, const struct txn_key *k, struct txn_record *out);
+void txn_record_release(struct txn_record *r);
+
+/* Write flags. */
+#define TXN_CREATE_ONLY 0x01  /* -EEXIST if the record exists */
+#define TXN_UPDATE_ONLY 0x02  /* -ENOENT if it does not */
+#define TXN_DURABLE     0x04  /* return once durable on storage (fsync) */
+
+/* Bin operation flags. */
+#define TXN_BIN_REMOVE  0x01  /* remove the bin; -ENODATA if absent */
+#define TXN_BIN_CREATE  0x02  /* -EEXIST if present (XATTR_CREATE) */
+#define TXN_BIN_REPLACE 0x04  /* -ENODATA if absent (XATTR_REPLACE) */
+
+struct txn_bin_op {
+	const char *name;
+	size_t name_len;
+	unsigned flags;          /* TXN_BIN_* */
+	uint8_t type;            /* enum bin_type, for puts */
+	const void *data;        /* STRING/BLOB */
+	uint32_t len;
+	int64_t integer;
+	double dbl;
+};
+
+/*
+ * One record write: every field marked set_* replaces that part, the rest
+ * of an existing record (other bins, metadata, TTL setting) is kept.  A new
+ * record starts empty.  Every write stores a new generation and sets the
+ * void time from the record's TTL setting (or the namespace default-ttl).
+ */
+struct txn_write {
+	unsigned flags;                /* TXN_CREATE_ONLY | TXN_UPDATE_ONLY | TXN_DURABLE */
+	bool set_file;                 /* replace file content */
+	const void *file_data;
+	size_t file_len;
+	bool set_size;                 /* truncate/extend content (zero fill) */
+	uint64_t size;
+	bool set_mode;   uint32_t mode;
+	bool set_uid;    uint32_t uid;
+	bool set_gid;    uint32_t gid;
+	bool set_mtime;  int64_t mtime_ns;
+	bool set_ttl;    int32_t ttl;  /* RECORD_TTL_DEFAULT, RECORD_TTL_NEVER or seconds */
+	const struct txn_bin_op *bins;
+	size_t n_bins;
+};
+
+/* Write; on success *out (may be NULL) holds the new attributes. */
+int txn_write(struct namespace *ns, const struct txn_key *k, const struct txn_write *w,
+    struct record_attr *out);
+
+/* Durable delete (a tombstone on persistent storage).  -ENOENT if missing. */
+int txn_delete(struct namespace *ns, const struct txn_key *k);
+
+/* Rename within a namespace: write new, then delete old.  Replaces an
+ * existing target unless TXN_RENAME_NOREPLACE (then -EEXIST). */
+#define TXN_RENAME_NOREPLACE 0x01
+int txn_rename(struct namespace *ns, const struct txn_key *from, const struct txn_key *to,
+    unsigned flags);
+
+/* Make a record durable now (fsync).  -ENOENT if missing. */
+int txn_sync(struct namespace *ns, const struct txn_key *k);
+
+/* ---- sets -------------------------------------------------------------- */
+
+/* Create a set (persists while empty).  -EEXIST if it exists or a null-set
+ * record has that name. */
+int txn_set_create(struct namespace *ns, const char *set, size_t len);
+/* Remove an empty set: -ENOTEMPTY, -ENOENT. */
+int txn_set_remove(struct namespace *ns, const char *set, size_t len);
+/* 0 if the set exists, else -ENOENT. */
+int txn_set_exists(struct namespace *ns, const char *set, size_t len);
+
+struct txn_set_info {
+	char name[RECORD_SET_MAX + 1];
+	uint64_t objects;
+	uint64_t data_bytes;     /* bytes its records occupy on storage */
+	uint64_t tombstones;
+};
+/* Calls fn for each set (empty ones too), in id order; stops if fn returns non-zero. */
+int txn_set_foreach(struct namespace *ns, int (*fn)(void *arg, const struct txn_set_info *info), void *arg);
+int txn_set_info(struct namespace *ns, const char *set, size_t len, struct txn_set_info *out);
+
+/* ---- listing ----------------------------------------------------------- */
+
+/*
+ * A listing position: a plain value the caller keeps (copyable).  Order is
+ * partition, then digest, so records that exist throughout a listing are
+ * returned exactly once however many are created or deleted meanwhile.
+ */
+struct txn_cursor {
+	uint32_t partition;
+	struct digest last;
+	bool started;            /* last is valid */
+	bool done;
+};
+
+struct txn_entry {
+	char key[RECORD_KEY_MAX + 1];   /* NUL-terminated */
+	uint16_t key_len;
+	struct record_attr attr;
+};
+
+static inline void txn_cursor_init(struct txn_cursor *c)
+{
+	memset(c, 0, sizeof(*c));
+}
+
+/* Up to max records of the set after cur; advances cur.  Returns the number
+ * filled (0 = end) or a negative code.  Memory use is bounded by max. */
+int txn_list(struct namespace *ns, const char *set, size_t set_len, struct txn_cursor *cur,
+    struct txn_entry *out, size_t max);
+
+/* ---- statistics -------------------------------------------------------- */
+
+/* Called once per statistic with its name and value as text. */
+typedef void (*txn_stat_fn)(void *arg, const char *name, const char *value);
+
+/* Node-wide statistics (uptime, objects, client_* counters, memory). */
+void txn_node_stats(struct node *node, txn_stat_fn fn, void *arg);
+/* Namespace statistics followed by its effective configuration. */
+void txn_namespace_stats(struct namespace *ns, txn_stat_fn fn, void *arg);
+/* Filesystem sizes for statfs. */
+struct txn_space {
+	uint64_t total_bytes;
+	uint64_t used_bytes;
+	uint64_t avail_bytes;
+	uint64_t objects;
+	uint64_t max_objects;   /* rough capacity for df -i */
+};
+void txn_namespace_space(struct namespace *ns, struct txn_space *out);
+
+#endif

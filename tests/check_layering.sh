@@ -1,0 +1,29 @@
+#!/bin/sh
+# Keeps the dependency direction of SPEC/STYLE: base <- config/record <- index/storage
+# <- namespace <- txn <- fuse/tools.  Fails if a lower layer includes a higher one,
+# or if the daemon reaches past the transaction layer into storage.
+top=${top_srcdir:-$(dirname "$0")/..}
+rank() {
+	case "$1" in
+	base) echo 0 ;; config|record) echo 1 ;; index|storage) echo 2 ;;
+	namespace) echo 3 ;; txn) echo 4 ;; *) echo 9 ;;
+	esac
+}
+fail=0
+for f in $(find "$top/src" -name '*.[ch]'); do
+	own=$(basename "$(dirname "$f")")
+	r=$(rank "$own")
+	for inc in $(sed -n 's/^#include "\.\.\/\([a-z_]*\)\/.*/\1/p' "$f"); do
+		if [ "$(rank "$inc")" -gt "$r" ]; then
+			echo "layering: $f ($own) includes $inc" >&2
+			fail=1
+		fi
+	done
+done
+for f in $(find "$top/fuse" -name '*.[ch]'); do
+	if grep -nE '#include "(\.\./)*(src/)?(index|storage|namespace)/' "$f" >&2; then
+		echo "layering: $f reaches past the transaction layer" >&2
+		fail=1
+	fi
+done
+exit $fail

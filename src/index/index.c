@@ -1,1 +1,339 @@
-/* placeholder: being written */
+/*
+ * index.c - partition trees and record locks (see index.h).
+ *
+ * Each partition is a left-leaning red-black tree (Sedgewick's LLRB): a
+ * balanced tree in about a hundred lines, with no parent pointers, so an
+ * entry pays 16 bytes of links.  Entries are the tree nodes; removal swaps
+ * node positions rather than copying keys because entries have variable
+ * size and outside pointers to them are protected by the record lock.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "index.h"
+#include "index_slab.h"
+
+static int
+entry_cmp(uint16_t set_id, const struct digest *d, const struct index_entry *e)
+{
+	if (set_id != e->set_id)
+		return set_id < e->set_id ? -1 : 1;
+	return digest_compare(d, &e->digest);
+}
+
+static inline bool
+is_red(const struct index_entry *e)
+{
+	return e != NULL && e->red;
+}
+
+static struct index_entry *
+rotate_left(struct index_entry *h)
+{
+	struct index_entry *x = h->right;
+
+	h->right = x->left;
+	x->left = h;
+	x->red = h->red;
+	h->red = 1;
+	return x;
+}
+
+static struct index_entry *
+rotate_right(struct index_entry *h)
+{
+	struct index_entry *x = h->left;
+
+	h->left = x->right;
+	x->right = h;
+	x->red = h->red;
+	h->red = 1;
+	return x;
+}
+
+static void
+flip_colors(struct index_entry *h)
+{
+	h->red = !h->red;
+	h->left->red = !h->left->red;
+	h->right->red = !h->right->red;
+}
+
+static struct index_entry *
+fix_up(struct index_entry *h)
+{
+	if (is_red(h->right) && !is_red(h->left))
+		h = rotate_left(h);
+	if (is_red(h->left) && is_red(h->left->left))
+		h = rotate_right(h);
+	if (is_red(h->left) && is_red(h->right))
+		flip_colors(h);
+	return h;
+}
+
+static struct index_entry *
+tree_insert(struct index_entry *h, struct index_entry *e)
+{
+	if (h == NULL) {
+		e->left = e->right = NULL;
+		e->red = 1;
+		return e;
+	}
+	if (entry_cmp(e->set_id, &e->digest, h) < 0)
+		h->left = tree_insert(h->left, e);
+	else
+		h->right = tree_insert(h->right, e);
+	return fix_up(h);
+}
+
+static struct index_entry *
+move_red_left(struct index_entry *h)
+{
+	flip_colors(h);
+	if (is_red(h->right->left)) {
+		h->right = rotate_right(h->right);
+		h = rotate_left(h);
+		flip_colors(h);
+	}
+	return h;
+}
+
+static struct index_entry *
+move_red_right(struct index_entry *h)
+{
+	flip_colors(h);
+	if (is_red(h->left->left)) {
+		h = rotate_right(h);
+		flip_colors(h);
+	}
+	return h;
+}
+
+static struct index_entry *
+tree_remove_min(struct index_entry *h, struct index_entry **min)
+{
+	if (h->left == NULL) {
+		*min = h;
+		return NULL;
+	}
+	if (!is_red(h->left) && !is_red(h->left->left))
+		h = move_red_left(h);
+	h->left = tree_remove_min(h->left, min);
+	return fix_up(h);
+}
+
+/* e must be in the tree rooted at h. */
+static struct index_entry *
+tree_remove(struct index_entry *h, struct index_entry *e)
+{
+	if (entry_cmp(e->set_id, &e->digest, h) < 0) {
+		if (!is_red(h->left) && !is_red(h->left->left))
+			h = move_red_left(h);
+		h->left = tree_remove(h->left, e);
+	} else {
+		if (is_red(h->left))
+			h = rotate_right(h);
+		if (h == e && h->right == NULL)
+			return NULL;
+		if (!is_red(h->right) && !is_red(h->right->left))
+			h = move_red_right(h);
+		if (h == e) {
+			struct index_entry *min;
+
+			/* Put the right subtree's minimum where e was. */
+			h->right = tree_remove_min(h->right, &min);
+			min->left = h->left;
+			min->right = h->right;
+			min->red = h->red;
+			h = min;
+		} else {
+			h->right = tree_remove(h->right, e);
+		}
+	}
+	return fix_up(h);
+}
+
+int
+index_create(struct index **out)
+{
+	struct index *ix = calloc(1, sizeof(*ix));
+
+	if (ix == NULL)
+		return -ENOMEM;
+	for (size_t i = 0; i < PARTITION_COUNT; i++)
+		pthread_rwlock_init(&ix->partitions[i].lock, NULL);
+	for (size_t i = 0; i < INDEX_RECORD_LOCKS; i++)
+		pthread_mutex_init(&ix->record_locks[i], NULL);
+	ix->slab = index_slab_create();
+	if (ix->slab == NULL) {
+		free(ix);
+		return -ENOMEM;
+	}
+	*out = ix;
+	return 0;
+}
+
+static void
+tree_destroy(struct index *ix, struct index_entry *h, void (*fn)(void *, struct index_entry *), void *arg)
+{
+	while (h != NULL) {
+		struct index_entry *right = h->right;
+
+		tree_destroy(ix, h->left, fn, arg);
+		if (fn != NULL)
+			fn(arg, h);
+		index_entry_free(ix, h);
+		h = right;
+	}
+}
+
+void
+index_destroy(struct index *ix, void (*fn)(void *arg, struct index_entry *e), void *arg)
+{
+	if (ix == NULL)
+		return;
+	for (size_t i = 0; i < PARTITION_COUNT; i++) {
+		tree_destroy(ix, ix->partitions[i].root, fn, arg);
+		pthread_rwlock_destroy(&ix->partitions[i].lock);
+	}
+	for (size_t i = 0; i < INDEX_RECORD_LOCKS; i++)
+		pthread_mutex_destroy(&ix->record_locks[i]);
+	index_slab_destroy(ix->slab);
+	free(ix);
+}
+
+void
+index_record_lock(struct index *ix, const struct digest *d)
+{
+	pthread_mutex_lock(index_record_lock_of(ix, d));
+}
+
+void
+index_record_unlock(struct index *ix, const struct digest *d)
+{
+	pthread_mutex_unlock(index_record_lock_of(ix, d));
+}
+
+void
+index_record_lock_pair(struct index *ix, const struct digest *a, const struct digest *b)
+{
+	pthread_mutex_t *la = index_record_lock_of(ix, a), *lb = index_record_lock_of(ix, b);
+
+	if (la == lb) {
+		pthread_mutex_lock(la);
+	} else if (la < lb) {
+		pthread_mutex_lock(la);
+		pthread_mutex_lock(lb);
+	} else {
+		pthread_mutex_lock(lb);
+		pthread_mutex_lock(la);
+	}
+}
+
+void
+index_record_unlock_pair(struct index *ix, const struct digest *a, const struct digest *b)
+{
+	pthread_mutex_t *la = index_record_lock_of(ix, a), *lb = index_record_lock_of(ix, b);
+
+	pthread_mutex_unlock(la);
+	if (lb != la)
+		pthread_mutex_unlock(lb);
+}
+
+struct index_entry *
+index_find_locked(struct index_partition *p, uint16_t set_id, const struct digest *d)
+{
+	struct index_entry *h = p->root;
+
+	while (h != NULL) {
+		int c = entry_cmp(set_id, d, h);
+
+		if (c == 0)
+			return h;
+		h = c < 0 ? h->left : h->right;
+	}
+	return NULL;
+}
+
+struct index_entry *
+index_entry_alloc(struct index *ix, uint16_t set_id, const struct digest *d, const char *key,
+    size_t key_len)
+{
+	uint8_t cls;
+	struct index_entry *e = index_slab_alloc(ix->slab, INDEX_ENTRY_BASE_SIZE + key_len, &cls);
+
+	if (e == NULL)
+		return NULL;
+	memset(e, 0, INDEX_ENTRY_BASE_SIZE);
+	e->slab_class = cls;
+	e->set_id = set_id;
+	e->digest = *d;
+	e->key_len = (uint8_t)key_len;
+	memcpy(e->key, key, key_len);
+	return e;
+}
+
+void
+index_entry_free(struct index *ix, struct index_entry *e)
+{
+	index_slab_free(ix->slab, e, e->slab_class);
+}
+
+void
+index_insert_locked(struct index_partition *p, struct index_entry *e)
+{
+	p->root = tree_insert(p->root, e);
+	p->root->red = 0;
+	p->count++;
+}
+
+void
+index_remove_locked(struct index_partition *p, struct index_entry *e)
+{
+	/* LLRB removal starts by making the root red if both children are black. */
+	if (!is_red(p->root->left) && !is_red(p->root->right))
+		p->root->red = 1;
+	p->root = tree_remove(p->root, e);
+	if (p->root != NULL)
+		p->root->red = 0;
+	p->count--;
+	e->left = e->right = NULL;
+}
+
+struct index_entry *
+index_next_locked(struct index_partition *p, uint16_t set_id, const struct digest *after)
+{
+	static const struct digest zero;
+	struct index_entry *h = p->root, *best = NULL;
+	const struct digest *key = after != NULL ? after : &zero;
+
+	while (h != NULL) {
+		int c = entry_cmp(set_id, key, h);
+
+		/* Strictly greater after a position; greater or equal from the start. */
+		if (c < 0 || (c == 0 && after == NULL)) {
+			best = h;
+			h = h->left;
+		} else {
+			h = h->right;
+		}
+	}
+	return best != NULL && best->set_id == set_id ? best : NULL;
+}
+
+uint64_t
+index_memory_bytes(struct index *ix)
+{
+	return index_slab_bytes(ix->slab);
+}
+
+uint64_t
+index_entry_count(struct index *ix)
+{
+	uint64_t n = 0;
+
+	for (size_t i = 0; i < PARTITION_COUNT; i++)
+		n += __atomic_load_n(&ix->partitions[i].count, __ATOMIC_RELAXED);
+	return n;
+}

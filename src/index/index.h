@@ -1,0 +1,121 @@
+/*
+ * index.h - the primary index: per partition, a balanced tree of entries
+ * keyed by (set id, digest), plus striped record locks.
+ *
+ * An entry holds everything stat(2) and a listing need (size, mode, owner,
+ * mtime, generation, void time, key), so lookups never touch storage.
+ * Entries are allocated from a slab (index_slab.c) so an entry costs its
+ * size rounded to 8 bytes and nothing more: 82 bytes + key.
+ *
+ * Locking (see docs/architecture.md, "Threads and locks"):
+ *   - the record lock (striped by digest) serialises whole transactions on
+ *     one record: read-modify-write, storage write, index update;
+ *   - the partition lock (rwlock) protects the tree shape and every entry
+ *     field.  Readers (stat, listing) take it shared; an update of entry
+ *     fields or the tree takes it exclusive, always while already holding
+ *     the record lock.  Order: record lock -> partition lock -> storage locks.
+ *
+ * Ordering by set id first makes listing a set cost its own size (plus one
+ * probe per partition), not the namespace's.  Rejected: a hash table per
+ * partition (no stable order for listings across concurrent inserts) and
+ * sorted arrays (O(n) inserts in big partitions).
+ */
+#ifndef RECFS_INDEX_INDEX_H
+#define RECFS_INDEX_INDEX_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../base/digest.h"
+
+struct index_entry {
+	struct index_entry *left, *right;   /* tree links */
+	uint64_t loc;                        /* storage location (storage.h) */
+	int64_t mtime_ns;                    /* stored mtime (valid if has_meta) */
+	uint64_t last_update_ms : 40;
+	uint64_t generation : 16;
+	uint64_t red : 1;
+	uint64_t has_meta : 1;               /* mode/uid/gid/mtime stored */
+	uint64_t has_bins : 1;               /* bins other than the file bin */
+	uint64_t tombstone : 1;              /* deleted: kept until reclaimed */
+	uint64_t set_marker : 1;             /* the marker that keeps a set alive */
+	uint64_t has_ttl : 1;                /* a TTL was set on the record (user.recfs.ttl) */
+	uint64_t spare : 2;
+	struct digest digest;
+	uint32_t void_time;
+	uint32_t size;                       /* file-bin length */
+	uint32_t uid, gid;
+	uint16_t mode;
+	uint16_t set_id;
+	uint8_t key_len;
+	uint8_t slab_class;
+	char key[];                          /* key_len bytes, not NUL-terminated */
+};
+
+#define INDEX_ENTRY_BASE_SIZE offsetof(struct index_entry, key)
+#define INDEX_RECORD_LOCKS 16384
+
+struct index_slab;
+
+struct index_partition {
+	pthread_rwlock_t lock;
+	struct index_entry *root;            /* protected by lock */
+	uint32_t count;                      /* entries, protected by lock */
+};
+
+struct index {
+	struct index_partition partitions[PARTITION_COUNT];
+	pthread_mutex_t record_locks[INDEX_RECORD_LOCKS];
+	struct index_slab *slab;
+};
+
+int index_create(struct index **out);
+/* Calls fn on every entry (may be NULL), then frees everything. */
+void index_destroy(struct index *ix, void (*fn)(void *arg, struct index_entry *e), void *arg);
+
+static inline pthread_mutex_t *index_record_lock_of(struct index *ix, const struct digest *d)
+{
+	uint32_t h = (uint32_t)d->bytes[4] | ((uint32_t)d->bytes[5] << 8);
+	return &ix->record_locks[h & (INDEX_RECORD_LOCKS - 1)];
+}
+void index_record_lock(struct index *ix, const struct digest *d);
+void index_record_unlock(struct index *ix, const struct digest *d);
+/* Lock two records in a fixed order (same stripe locked once). */
+void index_record_lock_pair(struct index *ix, const struct digest *a, const struct digest *b);
+void index_record_unlock_pair(struct index *ix, const struct digest *a, const struct digest *b);
+
+static inline struct index_partition *index_partition_of(struct index *ix, const struct digest *d)
+{
+	return &ix->partitions[digest_partition(d)];
+}
+
+/* Find under the partition lock (shared or exclusive) held by the caller. */
+struct index_entry *index_find_locked(struct index_partition *p, uint16_t set_id, const struct digest *d);
+
+/*
+ * Allocate an entry (not yet in the tree) with its key copied in.
+ * Returns NULL on allocation failure.
+ */
+struct index_entry *index_entry_alloc(struct index *ix, uint16_t set_id, const struct digest *d,
+    const char *key, size_t key_len);
+void index_entry_free(struct index *ix, struct index_entry *e);
+
+/* Tree insert / remove under the partition lock held exclusive by the caller.
+ * Insert requires that no entry with the same (set id, digest) exists. */
+void index_insert_locked(struct index_partition *p, struct index_entry *e);
+void index_remove_locked(struct index_partition *p, struct index_entry *e);
+
+/*
+ * First entry of set_id in partition p strictly after digest *after (or the
+ * first of the set when after is NULL).  Caller holds the partition lock.
+ */
+struct index_entry *index_next_locked(struct index_partition *p, uint16_t set_id,
+    const struct digest *after);
+
+/* Bytes the slab holds for entries (index memory). */
+uint64_t index_memory_bytes(struct index *ix);
+uint64_t index_entry_count(struct index *ix);
+
+#endif

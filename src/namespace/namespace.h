@@ -1,0 +1,95 @@
+/*
+ * namespace.h - a namespace: its index, sets, storage engine and counters.
+ *
+ * Private to the engine: only the transaction layer (txn/) includes this.
+ * The namespace owns the glue between index and storage that background
+ * work needs (defrag relocation, cold-start loading), so the storage engine
+ * never sees the index.
+ */
+#ifndef RECFS_NAMESPACE_NAMESPACE_H
+#define RECFS_NAMESPACE_NAMESPACE_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "../config/config.h"
+#include "../index/index.h"
+#include "../record/record.h"
+#include "../storage/storage.h"
+
+#define SET_ID_MAX 4095
+#define SET_HASH_SLOTS 8192
+
+/* Event counters of a namespace: name, help.  Expanded into the struct,
+ * the statistics output and docs (SPEC 8: names follow Aerospike's). */
+#define NS_COUNTERS(X) \
+	X(client_read_success, "reads that returned a record") \
+	X(client_read_not_found, "reads of a record that does not exist") \
+	X(client_read_error, "reads that failed (storage error, checksum mismatch, out of memory)") \
+	X(client_write_success, "record writes stored") \
+	X(client_write_error, "record writes that failed") \
+	X(client_delete_success, "records deleted") \
+	X(client_delete_not_found, "deletes of a record that does not exist") \
+	X(client_delete_error, "deletes that failed") \
+	X(client_lookup_success, "metadata lookups (stat) answered from the index") \
+	X(client_lookup_not_found, "metadata lookups of a missing record") \
+	X(client_list_records, "records returned by listings") \
+	X(fail_record_too_big, "writes refused because the record exceeds max-record-size") \
+	X(fail_out_of_space, "writes refused for lack of storage space") \
+	X(fail_key_exists, "create-only writes of an existing record")
+
+struct ns_counters {
+#define X(name, help) uint64_t name;
+	NS_COUNTERS(X)
+#undef X
+};
+
+struct ns_set {
+	char name[RECORD_SET_MAX + 1];
+	uint8_t len;
+	bool marker;             /* created by mkdir: exists while empty */
+	uint64_t objects;        /* atomic */
+	uint64_t data_bytes;     /* atomic: storage bytes of its records */
+	uint64_t tombstones;     /* atomic */
+};
+
+struct set_table {
+	pthread_rwlock_t lock;              /* protects n, hash and names */
+	uint32_t n;                         /* ids 1..n in use (0 = null set) */
+	struct ns_set sets[SET_ID_MAX + 1]; /* [0] = null set */
+	uint16_t hash[SET_HASH_SLOTS];      /* open addressing, 0 = empty */
+};
+
+struct namespace {
+	char name[CONFIG_NAME_MAX + 1];
+	struct ns_config *cfg;              /* live configuration */
+	const struct recfs_config *root_cfg; /* the whole configuration (for config_get_text) */
+	int cfg_index;                      /* this namespace's index in root_cfg->ns */
+	struct index *index;
+	struct set_table sets;
+	struct storage *storage;
+	uint32_t max_record_size;
+	uint64_t objects;                   /* atomic: live records (markers excluded) */
+	uint64_t tombstones;                /* atomic */
+	struct ns_counters counters;        /* atomics */
+};
+
+int namespace_open(struct namespace **out, struct ns_config *cfg);
+void namespace_close(struct namespace *ns, bool clean);
+
+/* Sets (set.c). */
+void set_table_init(struct set_table *t);
+void set_table_fini(struct set_table *t);
+/* Id of an existing set name: 0 or -ENOENT. */
+int set_lookup(struct set_table *t, const char *name, size_t len, uint16_t *id);
+/* Id of name, adding it if new: 0 or -ENOSPC (4095 sets). */
+int set_lookup_or_add(struct set_table *t, const char *name, size_t len, uint16_t *id);
+/* A set is visible while it has a marker or records. */
+static inline bool set_visible(const struct ns_set *s)
+{
+	return __atomic_load_n(&s->marker, __ATOMIC_RELAXED) ||
+	    __atomic_load_n(&s->objects, __ATOMIC_RELAXED) > 0;
+}
+
+#endif

@@ -1,1 +1,95 @@
-/* placeholder: being written */
+/*
+ * set.c - a namespace's set table: names to 12-bit ids (see namespace.h).
+ *
+ * Ids are never reused while the daemon runs (Aerospike does the same), so
+ * an id in an index entry always names the same set.  Lookups take the
+ * table's rwlock shared; adding a set takes it exclusive.
+ */
+#include <errno.h>
+#include <string.h>
+
+#include "namespace.h"
+
+static uint32_t
+set_hash(const char *name, size_t len)
+{
+	uint32_t h = 2166136261u;   /* FNV-1a */
+
+	for (size_t i = 0; i < len; i++)
+		h = (h ^ (uint8_t)name[i]) * 16777619u;
+	return h;
+}
+
+void
+set_table_init(struct set_table *t)
+{
+	memset(t, 0, sizeof(*t));
+	pthread_rwlock_init(&t->lock, NULL);
+}
+
+void
+set_table_fini(struct set_table *t)
+{
+	pthread_rwlock_destroy(&t->lock);
+}
+
+static int
+find_locked(struct set_table *t, const char *name, size_t len, uint32_t *slot)
+{
+	uint32_t i = set_hash(name, len) & (SET_HASH_SLOTS - 1);
+
+	for (;;) {
+		uint16_t id = t->hash[i];
+
+		if (id == 0) {
+			*slot = i;
+			return -ENOENT;
+		}
+		if (t->sets[id].len == len && memcmp(t->sets[id].name, name, len) == 0) {
+			*slot = i;
+			return id;
+		}
+		i = (i + 1) & (SET_HASH_SLOTS - 1);
+	}
+}
+
+int
+set_lookup(struct set_table *t, const char *name, size_t len, uint16_t *id)
+{
+	uint32_t slot;
+	int rc;
+
+	pthread_rwlock_rdlock(&t->lock);
+	rc = find_locked(t, name, len, &slot);
+	pthread_rwlock_unlock(&t->lock);
+	if (rc < 0)
+		return rc;
+	*id = (uint16_t)rc;
+	return 0;
+}
+
+int
+set_lookup_or_add(struct set_table *t, const char *name, size_t len, uint16_t *id)
+{
+	uint32_t slot;
+	int rc;
+
+	if (set_lookup(t, name, len, id) == 0)
+		return 0;
+	pthread_rwlock_wrlock(&t->lock);
+	rc = find_locked(t, name, len, &slot);
+	if (rc < 0) {
+		if (t->n >= SET_ID_MAX) {
+			pthread_rwlock_unlock(&t->lock);
+			return -ENOSPC;
+		}
+		rc = (int)++t->n;
+		memcpy(t->sets[rc].name, name, len);
+		t->sets[rc].name[len] = '\0';
+		t->sets[rc].len = (uint8_t)len;
+		t->hash[slot] = (uint16_t)rc;
+	}
+	pthread_rwlock_unlock(&t->lock);
+	*id = (uint16_t)rc;
+	return 0;
+}

@@ -1,1 +1,59 @@
-/* placeholder: being written */
+/*
+ * storage.c - engine selection and the parts every engine shares.
+ */
+#include <errno.h>
+#include <stdlib.h>
+
+#include "../base/log.h"
+#include "storage.h"
+
+uint32_t
+storage_max_record_size(const struct storage_config *cfg)
+{
+	uint64_t max = cfg->max_record_size;
+
+	if (max == 0 || max > cfg->write_block_size)
+		max = cfg->write_block_size;
+	return (uint32_t)max;
+}
+
+int
+storage_open(struct storage **out, const char *ns_name, struct storage_config *cfg,
+    const struct storage_owner *owner)
+{
+	struct storage *st;
+	int rc;
+
+	st = calloc(1, sizeof(*st));
+	if (st == NULL)
+		return -ENOMEM;
+	st->ns_name = ns_name;
+	st->cfg = cfg;
+	st->owner = *owner;
+	switch (cfg->type) {
+	case STORAGE_MEMORY:
+		st->ops = &storage_memory_ops;
+		break;
+	default:
+		log_error("storage", "{%s} storage-engine type %d is not available in this build",
+		    ns_name, (int)cfg->type);
+		free(st);
+		return -ENOTSUP;
+	}
+	rc = st->ops->open(st);
+	if (rc != 0) {
+		free(st);
+		return rc;
+	}
+	*out = st;
+	return 0;
+}
+
+void
+storage_close(struct storage *st, bool clean)
+{
+	if (st == NULL)
+		return;
+	st->ops->close(st, clean);
+	free(st);
+}

@@ -1,0 +1,144 @@
+/*
+ * storage.h - the storage engine interface: one ops table that the memory
+ * engine (storage_memory.c) and the device engine implement.
+ *
+ * An engine stores flat records (record.h) in write blocks (wblocks) of
+ * write-block-size bytes, allocated in 16-byte rblocks, and answers with a
+ * location: which file or stripe, which rblock, how many rblocks.  It never
+ * interprets records beyond their header; everything about which copy is
+ * current belongs to the owner (the namespace), which the engine calls back
+ * during defragmentation and cold start.
+ *
+ * Threads: write/read/free/sync may be called concurrently from any thread.
+ * The engine runs its own background threads (defrag; flushers for device
+ * and shadow).  Callbacks into the owner run on those threads.
+ *
+ * Lock order: the owner calls write/free while holding a record lock; the
+ * engine never calls the owner while holding an engine lock.
+ */
+#ifndef RECFS_STORAGE_STORAGE_H
+#define RECFS_STORAGE_STORAGE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../config/config.h"
+#include "../record/record.h"
+
+/* Bytes reserved at the start of every device, file or stripe image for the
+ * header (SPEC 6.3); record locations count from the start of the file. */
+#define STORAGE_HEADER_SIZE (8u << 20)
+
+/*
+ * A location: file/stripe id (7 bits), rblock id = byte offset / 16 (37
+ * bits: 2 TiB), rblock count - 1 (19 bits: 8 MiB).  0 = nowhere.
+ */
+typedef uint64_t storage_loc;
+
+static inline storage_loc
+storage_loc_make(uint32_t file_id, uint64_t offset, uint32_t size)
+{
+	return ((uint64_t)file_id << 56) | ((offset / RBLOCK_SIZE) << 19) |
+	    (uint64_t)(size / RBLOCK_SIZE - 1);
+}
+static inline uint32_t storage_loc_file(storage_loc l) { return (uint32_t)(l >> 56); }
+static inline uint64_t storage_loc_offset(storage_loc l) { return ((l >> 19) & ((1ULL << 37) - 1)) * RBLOCK_SIZE; }
+static inline uint32_t storage_loc_size(storage_loc l) { return (uint32_t)((l & ((1u << 19) - 1)) + 1) * RBLOCK_SIZE; }
+
+struct storage;
+
+/* Callbacks into the owner (the namespace). */
+struct storage_owner {
+	void *arg;
+	/*
+	 * Defrag found the record at old_loc (flat bytes, size).  If the index
+	 * still points there, the owner (holding the record lock) calls
+	 * storage_defrag_copy(), re-points the index, frees old_loc and
+	 * returns 1; if the copy is stale it returns 0; < 0 on error.
+	 */
+	int (*relocate)(void *arg, struct storage *st, const uint8_t *flat, uint32_t size,
+	    storage_loc old_loc);
+	/* Cold start found a verified record at loc: index it if newest. */
+	int (*load)(void *arg, struct storage *st, const uint8_t *flat, uint32_t size, storage_loc loc);
+};
+
+struct storage_stats {
+	uint64_t total_bytes;       /* usable bytes (incl. headers), data_total_bytes */
+	uint64_t used_bytes;        /* live record bytes, data_used_bytes */
+	uint32_t avail_pct;         /* min over files/stripes of free wblock space, data_avail_pct */
+	uint64_t n_wblocks;
+	uint64_t free_wblocks;      /* free queue + never used */
+	uint64_t write_q;           /* buffers waiting for their device/shadow write */
+	uint64_t defrag_q;          /* wblocks waiting for defrag */
+	uint64_t defrag_reads;      /* wblocks defragmented */
+	uint64_t defrag_writes;     /* defrag buffers filled */
+	uint64_t defrag_records;    /* records moved by defrag */
+	uint64_t writes;            /* full buffers written / wblocks filled */
+	uint64_t partial_writes;
+	uint64_t reads;
+	uint64_t cache_reads;       /* reads served from RAM buffers */
+	uint64_t read_errors;
+	uint64_t write_errors;
+	uint64_t checksum_errors;
+	uint64_t write_waits;       /* writers that waited for the write cache */
+};
+
+struct storage_ops {
+	const char *name;
+	/* Set up (allocate RAM, open files, cold start through owner->load). */
+	int (*open)(struct storage *st);
+	/* Stop threads; clean = write every buffer and mark storage clean. */
+	void (*close)(struct storage *st, bool clean);
+	/* Store a record of flat_size bytes (record_flat_size(r)); *loc = where.
+	 * -ENOSPC when no free wblock is left for client writes. */
+	int (*write)(struct storage *st, const struct record *r, uint32_t flat_size, storage_loc *loc);
+	/* Copy the flat record at loc into buf (storage_loc_size(loc) bytes),
+	 * verifying it: RECFS_ECHECKSUM / RECFS_EFORMAT / -EIO (logged with
+	 * file and offset). */
+	int (*read)(struct storage *st, storage_loc loc, uint8_t *buf);
+	/* The record copy at loc is superseded: drop its bytes from live counts. */
+	void (*free)(struct storage *st, storage_loc loc);
+	/* Return once the record at loc is durable. */
+	int (*sync)(struct storage *st, storage_loc loc);
+	/* From owner->relocate: copy flat bytes to a defrag buffer. */
+	int (*defrag_copy)(struct storage *st, const uint8_t *flat, uint32_t size, storage_loc *new_loc);
+	void (*stats)(struct storage *st, struct storage_stats *out);
+	/* A dynamic parameter in *cfg changed (e.g. defrag-lwm-pct: re-sweep). */
+	void (*config_changed)(struct storage *st);
+};
+
+struct storage {
+	const struct storage_ops *ops;
+	const char *ns_name;
+	struct storage_config *cfg;      /* live: dynamic parameters change in place */
+	struct storage_owner owner;
+	void *priv;                      /* engine state */
+	bool persistent;                 /* survives restarts: deletes write tombstones */
+};
+
+/* Create and open the engine named by cfg->type. */
+int storage_open(struct storage **out, const char *ns_name, struct storage_config *cfg,
+    const struct storage_owner *owner);
+/* Close (see ops->close) and free. */
+void storage_close(struct storage *st, bool clean);
+
+/* Largest record (flat bytes) the engine accepts. */
+uint32_t storage_max_record_size(const struct storage_config *cfg);
+
+extern const struct storage_ops storage_memory_ops;
+
+static inline int storage_write(struct storage *st, const struct record *r, uint32_t size, storage_loc *loc)
+{ return st->ops->write(st, r, size, loc); }
+static inline int storage_read(struct storage *st, storage_loc loc, uint8_t *buf)
+{ return st->ops->read(st, loc, buf); }
+static inline void storage_free(struct storage *st, storage_loc loc)
+{ st->ops->free(st, loc); }
+static inline int storage_sync(struct storage *st, storage_loc loc)
+{ return st->ops->sync(st, loc); }
+static inline int storage_defrag_copy(struct storage *st, const uint8_t *flat, uint32_t size, storage_loc *loc)
+{ return st->ops->defrag_copy(st, flat, size, loc); }
+static inline void storage_stats(struct storage *st, struct storage_stats *out)
+{ st->ops->stats(st, out); }
+
+#endif

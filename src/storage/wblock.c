@@ -1,1 +1,232 @@
-/* placeholder: being written */
+/*
+ * wblock.c - write-block states, live-byte counts and queues (see wblock.h).
+ *
+ * The free queue is a ring sized to the number of wblocks and the defrag
+ * queue a list through the wblocks, so pushing never allocates and never
+ * fails: a wblock is on at most one queue at a time.
+ */
+#include <errno.h>
+#include <stdlib.h>
+
+#include "wblock.h"
+
+int
+wblock_table_init(struct wblock_table *t, uint32_t first, uint32_t n_wblocks, uint32_t size,
+    uint32_t reserve, uint32_t lwm_pct)
+{
+	uint32_t n = n_wblocks - first;
+
+	*t = (struct wblock_table){ 0 };
+	if (n_wblocks <= first)
+		return -EINVAL;
+	t->blocks = calloc(n, sizeof(*t->blocks));
+	t->free_q = calloc(n, sizeof(uint32_t));
+	if (t->blocks == NULL || t->free_q == NULL) {
+		wblock_table_fini(t);
+		return -ENOMEM;
+	}
+	pthread_mutex_init(&t->lock, NULL);
+	t->first = first;
+	t->n_wblocks = n_wblocks;
+	t->size = size;
+	t->reserve = reserve;
+	t->lwm_bytes = (uint32_t)((uint64_t)size * lwm_pct / 100);
+	t->pristine = first;
+	t->defrag_head = t->defrag_tail = WBLOCK_NONE;
+	return 0;
+}
+
+void
+wblock_table_fini(struct wblock_table *t)
+{
+	if (t->blocks != NULL)
+		pthread_mutex_destroy(&t->lock);
+	free(t->blocks);
+	free(t->free_q);
+	t->blocks = NULL;
+	t->free_q = NULL;
+}
+
+static void
+free_push(struct wblock_table *t, uint32_t id)
+{
+	uint32_t n = t->n_wblocks - t->first;
+	struct wblock *w = wblock_get(t, id);
+
+	w->state = WBLOCK_FREE;
+	w->used_end = 0;
+	w->defrag_done = 0;
+	t->free_q[(t->free_head + t->free_count) % n] = id;
+	t->free_count++;
+}
+
+static void
+defrag_push(struct wblock_table *t, uint32_t id)
+{
+	struct wblock *w = wblock_get(t, id);
+
+	w->state = WBLOCK_DEFRAG;
+	w->queued = 1;
+	w->q_next = WBLOCK_NONE;
+	w->q_prev = t->defrag_tail;
+	if (t->defrag_tail != WBLOCK_NONE)
+		wblock_get(t, t->defrag_tail)->q_next = id;
+	else
+		t->defrag_head = id;
+	t->defrag_tail = id;
+	t->defrag_count++;
+	t->defrag_reads++;
+}
+
+static void
+defrag_unlink(struct wblock_table *t, uint32_t id)
+{
+	struct wblock *w = wblock_get(t, id);
+
+	if (w->q_prev != WBLOCK_NONE)
+		wblock_get(t, w->q_prev)->q_next = w->q_next;
+	else
+		t->defrag_head = w->q_next;
+	if (w->q_next != WBLOCK_NONE)
+		wblock_get(t, w->q_next)->q_prev = w->q_prev;
+	else
+		t->defrag_tail = w->q_prev;
+	w->queued = 0;
+	t->defrag_count--;
+}
+
+int
+wblock_alloc_locked(struct wblock_table *t, bool for_defrag, uint32_t *id)
+{
+	uint32_t n = t->n_wblocks - t->first;
+
+	if (!for_defrag && wblock_free_count_locked(t) <= t->reserve)
+		return -ENOSPC;
+	if (t->free_count > 0) {
+		*id = t->free_q[t->free_head];
+		t->free_head = (t->free_head + 1) % n;
+		t->free_count--;
+	} else if (t->pristine < t->n_wblocks) {
+		*id = t->pristine++;
+	} else {
+		return -ENOSPC;
+	}
+	struct wblock *w = wblock_get(t, *id);
+	w->state = WBLOCK_RESERVED;
+	w->used_end = 0;
+	w->defrag_done = 0;
+	return 0;
+}
+
+void
+wblock_release_locked(struct wblock_table *t, uint32_t id)
+{
+	struct wblock *w = wblock_get(t, id);
+
+	if (w->inuse == 0)
+		free_push(t, id);
+	else if (w->inuse < t->lwm_bytes)
+		defrag_push(t, id);
+	else
+		w->state = WBLOCK_USED;
+}
+
+void
+wblock_add_locked(struct wblock_table *t, uint32_t id, uint32_t size)
+{
+	wblock_get(t, id)->inuse += size;
+	t->used_bytes += size;
+}
+
+void
+wblock_free_bytes(struct wblock_table *t, uint32_t id, uint32_t size)
+{
+	struct wblock *w;
+
+	pthread_mutex_lock(&t->lock);
+	w = wblock_get(t, id);
+	w->inuse -= size;
+	t->used_bytes -= size;
+	switch (w->state) {
+	case WBLOCK_USED:
+		if (w->inuse == 0)
+			free_push(t, id);
+		else if (w->inuse < t->lwm_bytes)
+			defrag_push(t, id);
+		break;
+	case WBLOCK_EMPTYING:
+		if (w->inuse == 0)
+			free_push(t, id);
+		break;
+	case WBLOCK_DEFRAG:
+		if (w->inuse != 0)
+			break;
+		if (w->queued) {
+			/* Emptied while waiting: nothing left to move. */
+			defrag_unlink(t, id);
+			free_push(t, id);
+		} else if (w->defrag_done && w->n_vac_dests == 0) {
+			free_push(t, id);
+		}
+		break;
+	default:
+		break;  /* RESERVED: the release decides */
+	}
+	pthread_mutex_unlock(&t->lock);
+}
+
+int
+wblock_defrag_pop_locked(struct wblock_table *t, uint32_t queue_min, uint32_t *id)
+{
+	if (t->defrag_count == 0 || t->defrag_count <= queue_min)
+		return -EAGAIN;
+	*id = t->defrag_head;
+	defrag_unlink(t, *id);
+	return 0;
+}
+
+static void
+defrag_settle(struct wblock_table *t, uint32_t id)
+{
+	struct wblock *w = wblock_get(t, id);
+
+	if (w->state != WBLOCK_DEFRAG || !w->defrag_done || w->n_vac_dests != 0)
+		return;
+	if (w->inuse == 0)
+		free_push(t, id);
+	else
+		w->state = WBLOCK_EMPTYING;
+}
+
+void
+wblock_defrag_done_locked(struct wblock_table *t, uint32_t id)
+{
+	wblock_get(t, id)->defrag_done = 1;
+	defrag_settle(t, id);
+}
+
+void
+wblock_vacated_release_locked(struct wblock_table *t, uint32_t id)
+{
+	struct wblock *w = wblock_get(t, id);
+
+	if (w->n_vac_dests > 0)
+		w->n_vac_dests--;
+	defrag_settle(t, id);
+}
+
+void
+wblock_set_lwm_locked(struct wblock_table *t, uint32_t lwm_pct)
+{
+	uint32_t old = t->lwm_bytes;
+
+	t->lwm_bytes = (uint32_t)((uint64_t)t->size * lwm_pct / 100);
+	if (t->lwm_bytes <= old)
+		return;
+	for (uint32_t id = t->first; id < t->pristine; id++) {
+		struct wblock *w = wblock_get(t, id);
+
+		if (w->state == WBLOCK_USED && w->inuse > 0 && w->inuse < t->lwm_bytes)
+			defrag_push(t, id);
+	}
+}

@@ -1,0 +1,102 @@
+/*
+ * wblock.h - write-block accounting shared by every storage engine.
+ *
+ * A wblock table covers one device, file or stripe: wblock ids run from
+ * `first` (the first id after the header) to n_wblocks - 1.  Each wblock has
+ * a state and a live-byte count:
+ *
+ *   FREE --alloc--> RESERVED (being filled by a write or defrag buffer)
+ *   RESERVED --release--> FREE (nothing live) | DEFRAG (live < lwm) | USED
+ *   USED --bytes freed--> FREE (0 live) | DEFRAG (live < lwm)
+ *   DEFRAG --defrag done, destinations durable--> FREE (0 live) | EMPTYING
+ *   EMPTYING --bytes freed to 0--> FREE
+ *
+ * The defrag queue is a list threaded through the wblocks, so a queued
+ * wblock whose last live record goes away is freed at once instead of
+ * waiting for the defrag thread to reach it.
+ *
+ * Ids never used since the storage was created are "pristine" and are
+ * handed out only when the free queue is empty.  `reserve` wblocks are kept
+ * back from client writes so defrag can always make progress.
+ *
+ * All fields are protected by the table's lock; the engine may hold it
+ * across its own reservation (the *_locked calls) to keep a write's space
+ * reservation and live-byte update one critical section.
+ */
+#ifndef RECFS_STORAGE_WBLOCK_H
+#define RECFS_STORAGE_WBLOCK_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+enum wblock_state {
+	WBLOCK_FREE = 0,
+	WBLOCK_RESERVED = 1,
+	WBLOCK_USED = 2,
+	WBLOCK_DEFRAG = 3,
+	WBLOCK_EMPTYING = 4,
+};
+
+struct wblock {
+	uint32_t inuse;          /* live bytes */
+	uint32_t used_end;       /* records occupy [0, used_end) */
+	uint32_t q_prev, q_next; /* defrag queue links (ids; WBLOCK_NONE = end) */
+	uint16_t n_vac_dests;    /* defrag destinations not yet durable */
+	uint8_t state;           /* enum wblock_state */
+	uint8_t defrag_done;     /* defrag finished scanning it */
+	uint8_t queued;          /* on the defrag queue */
+};
+
+#define WBLOCK_NONE UINT32_MAX
+
+struct wblock_table {
+	pthread_mutex_t lock;
+	uint32_t first;          /* first data wblock id */
+	uint32_t n_wblocks;      /* ids < n_wblocks */
+	uint32_t size;           /* write-block-size */
+	uint32_t reserve;        /* free wblocks kept for defrag */
+	uint32_t lwm_bytes;      /* defrag below this many live bytes */
+	struct wblock *blocks;   /* [id - first] */
+	uint32_t *free_q;        /* ring */
+	uint32_t free_head, free_count;
+	uint32_t defrag_head, defrag_tail, defrag_count; /* list through blocks[] */
+	uint32_t pristine;       /* ids >= pristine never written */
+	uint64_t used_bytes;     /* sum of inuse */
+	uint64_t defrag_reads;   /* wblocks queued for defrag (Aerospike's meaning) */
+};
+
+int wblock_table_init(struct wblock_table *t, uint32_t first, uint32_t n_wblocks, uint32_t size,
+    uint32_t reserve, uint32_t lwm_pct);
+void wblock_table_fini(struct wblock_table *t);
+
+static inline struct wblock *wblock_get(struct wblock_table *t, uint32_t id)
+{
+	return &t->blocks[id - t->first];
+}
+
+/* Take a free (or pristine) wblock into RESERVED.  Client writes
+ * (for_defrag false) may not dip into the reserve.  0 or -ENOSPC. */
+int wblock_alloc_locked(struct wblock_table *t, bool for_defrag, uint32_t *id);
+/* A write or defrag buffer is done with wblock id. */
+void wblock_release_locked(struct wblock_table *t, uint32_t id);
+/* size live bytes added to id (a record was placed there). */
+void wblock_add_locked(struct wblock_table *t, uint32_t id, uint32_t size);
+/* size live bytes of id are superseded (takes the lock). */
+void wblock_free_bytes(struct wblock_table *t, uint32_t id, uint32_t size);
+/* Pop the next wblock to defragment if the queue holds more than min.  0 or -EAGAIN. */
+int wblock_defrag_pop_locked(struct wblock_table *t, uint32_t queue_min, uint32_t *id);
+/* Defrag moved every live record out of id; it becomes FREE once its
+ * destinations are durable (n_vac_dests == 0). */
+void wblock_defrag_done_locked(struct wblock_table *t, uint32_t id);
+/* One destination holding records vacated from id became durable. */
+void wblock_vacated_release_locked(struct wblock_table *t, uint32_t id);
+/* New defrag-lwm-pct: queue USED wblocks now below it. */
+void wblock_set_lwm_locked(struct wblock_table *t, uint32_t lwm_pct);
+
+static inline uint32_t wblock_free_count_locked(const struct wblock_table *t)
+{
+	return t->free_count + (t->n_wblocks - t->pristine);
+}
+
+#endif

@@ -1,1 +1,902 @@
-/* placeholder: being written */
+/*
+ * txn.c - record transactions: stat, read, write, delete, rename, sets and
+ * listings (see txn.h).
+ *
+ * Every transaction on a record runs under its record lock, so a
+ * read-modify-write (keep other bins, apply a few changes, store a new
+ * generation) is atomic with respect to other transactions on that record.
+ * The write path avoids reading the old record whenever the index says
+ * nothing of it must be kept: a file rewrite of a record with no other bins
+ * and no TTL setting builds the new record from the request and the index
+ * entry alone.
+ *
+ * Expired records (void time in the past) are invisible here at once, on
+ * every engine; nsup (#shadow) reclaims their space later.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../base/atomic.h"
+#include "../base/clock.h"
+#include "../base/log.h"
+#include "txn_i.h"
+
+#define COUNT(ns, name) atomic_inc(&(ns)->counters.name)
+
+/* ---- helpers ------------------------------------------------------------ */
+
+static bool
+entry_expired(const struct index_entry *e, uint32_t now)
+{
+	return e->void_time != 0 && e->void_time <= now;
+}
+
+/* A record callers can see: not deleted, not a set marker, not expired. */
+static bool
+entry_visible(const struct index_entry *e, uint32_t now)
+{
+	return e != NULL && !e->tombstone && !e->set_marker && !entry_expired(e, now);
+}
+
+static void
+attr_from_entry(const struct index_entry *e, struct record_attr *a)
+{
+	a->digest = e->digest;
+	a->size = e->size;
+	a->has_meta = e->has_meta;
+	a->mode = e->mode;
+	a->uid = e->uid;
+	a->gid = e->gid;
+	a->last_update_ms = e->last_update_ms;
+	a->mtime_ns = e->has_meta ? e->mtime_ns : clock_epoch_ms_to_unix_ns(e->last_update_ms);
+	a->generation = (uint16_t)e->generation;
+	a->void_time = e->void_time;
+	a->partition = digest_partition(&e->digest);
+}
+
+/*
+ * Check names, compute the digest and find the set id.  With create_set the
+ * set is added to the table if new (writes may create sets, as Aerospike's
+ * do); otherwise a missing set is -ENOENT.
+ */
+static int
+key_resolve(struct namespace *ns, const struct txn_key *k, bool create_set, struct digest *d,
+    uint16_t *set_id)
+{
+	int rc = record_key_check(k->key, k->key_len);
+
+	if (rc != 0)
+		return rc;
+	if (k->set_len > 0) {
+		rc = record_set_name_check(k->set, k->set_len);
+		if (rc != 0)
+			return rc;
+		rc = create_set ? set_lookup_or_add(&ns->sets, k->set, k->set_len, set_id)
+		    : set_lookup(&ns->sets, k->set, k->set_len, set_id);
+		if (rc != 0)
+			return rc;
+	} else {
+		*set_id = 0;
+	}
+	digest_compute(d, k->set, k->set_len, k->key, k->key_len);
+	return 0;
+}
+
+static uint16_t
+next_generation(uint16_t g)
+{
+	/* 16-bit, starts at 1, wraps past 0 (0 means "no record"). */
+	return g == UINT16_MAX ? 1 : (uint16_t)(g + 1);
+}
+
+static uint64_t
+next_lut(uint64_t old)
+{
+	uint64_t now = clock_epoch_ms();
+
+	/* Never move backwards, so newest-copy rules hold across clock steps. */
+	return now > old ? now : old + 1;
+}
+
+static uint32_t
+void_time_for(const struct namespace *ns, int32_t ttl)
+{
+	uint32_t secs;
+
+	if (ttl == RECORD_TTL_NEVER)
+		return 0;
+	secs = ttl > 0 ? (uint32_t)ttl : atomic_load_relaxed(&ns->cfg->default_ttl);
+	return secs == 0 ? 0 : clock_epoch_s() + secs;
+}
+
+static const struct bin *
+file_bin_of(const struct namespace *ns, const struct record *r)
+{
+	return record_bin_find(r, ns->cfg->file_bin, strlen(ns->cfg->file_bin));
+}
+
+/* What the index learns from a stored record. */
+struct commit_info {
+	uint32_t file_len;
+	bool has_bins;           /* bins other than the file bin */
+	bool has_ttl;
+};
+
+static void
+entry_fill(struct index_entry *e, const struct record *r, const struct commit_info *ci,
+    storage_loc loc)
+{
+	e->loc = loc;
+	e->generation = r->generation;
+	e->last_update_ms = r->last_update_ms;
+	e->void_time = r->void_time;
+	e->size = ci->file_len;
+	e->has_bins = ci->has_bins;
+	e->has_ttl = ci->has_ttl;
+	e->tombstone = (r->flags & RECORD_F_TOMBSTONE) != 0;
+	e->set_marker = (r->flags & RECORD_F_SET_MARKER) != 0;
+	e->has_meta = (r->flags & RECORD_F_HAS_META) != 0;
+	e->mode = (uint16_t)(r->meta.mode & 07777);
+	e->uid = r->meta.uid;
+	e->gid = r->meta.gid;
+	e->mtime_ns = r->meta.mtime_ns;
+}
+
+/* Per-set and namespace object counts for an entry entering (+1) or
+ * leaving (-1) the visible state. */
+static void
+count_entry(struct namespace *ns, const struct index_entry *e, int dir, uint32_t bytes)
+{
+	struct ns_set *s = &ns->sets.sets[e->set_id];
+
+	if (e->set_marker)
+		return;
+	if (e->tombstone) {
+		atomic_add(&ns->tombstones, (uint64_t)(int64_t)dir);
+		atomic_add(&s->tombstones, (uint64_t)(int64_t)dir);
+	} else {
+		atomic_add(&ns->objects, (uint64_t)(int64_t)dir);
+		atomic_add(&s->objects, (uint64_t)(int64_t)dir);
+	}
+	atomic_add(&s->data_bytes, (uint64_t)((int64_t)dir * bytes));
+}
+
+/*
+ * Store r and point the index at it.  Called with the record lock held.
+ * e is the current entry (any state) or NULL.  On success the old copy's
+ * space is released and *out_entry_attr (if non-NULL) is filled.
+ */
+static int
+commit_record(struct namespace *ns, uint16_t set_id, struct index_entry *e, struct record *r,
+    const struct commit_info *ci, bool durable, struct record_attr *out)
+{
+	struct index_partition *p = index_partition_of(ns->index, &r->digest);
+	size_t size = record_flat_size(r);
+	storage_loc loc, old_loc = 0;
+	int rc;
+
+	if (size > ns->max_record_size) {
+		COUNT(ns, fail_record_too_big);
+		return -EFBIG;
+	}
+	rc = storage_write(ns->storage, r, (uint32_t)size, &loc);
+	if (rc == -ENOSPC)
+		COUNT(ns, fail_out_of_space);
+	if (rc != 0)
+		return rc;
+	if (durable) {
+		rc = storage_sync(ns->storage, loc);
+		if (rc != 0) {
+			storage_free(ns->storage, loc);
+			return rc;
+		}
+	}
+	struct index_entry *fresh = NULL;
+	if (e == NULL) {
+		fresh = index_entry_alloc(ns->index, set_id, &r->digest, r->key, r->key_len);
+		if (fresh == NULL) {
+			storage_free(ns->storage, loc);
+			return -ENOMEM;
+		}
+	}
+	pthread_rwlock_wrlock(&p->lock);
+	if (e != NULL) {
+		old_loc = e->loc;
+		count_entry(ns, e, -1, storage_loc_size(old_loc));
+	} else {
+		e = fresh;
+		index_insert_locked(p, e);
+	}
+	entry_fill(e, r, ci, loc);
+	count_entry(ns, e, +1, (uint32_t)size);
+	if (out != NULL)
+		attr_from_entry(e, out);
+	pthread_rwlock_unlock(&p->lock);
+	if (old_loc != 0)
+		storage_free(ns->storage, old_loc);
+	return 0;
+}
+
+/* Remove an entry for good (non-persistent engines; expired copies). */
+static void
+drop_entry(struct namespace *ns, struct index_entry *e)
+{
+	struct index_partition *p = index_partition_of(ns->index, &e->digest);
+	storage_loc loc;
+
+	pthread_rwlock_wrlock(&p->lock);
+	loc = e->loc;
+	count_entry(ns, e, -1, storage_loc_size(loc));
+	index_remove_locked(p, e);
+	pthread_rwlock_unlock(&p->lock);
+	storage_free(ns->storage, loc);
+	index_entry_free(ns->index, e);
+}
+
+/*
+ * Delete the record of entry e (record lock held): on a persistent engine a
+ * tombstone replaces it so a restart can never bring it back; otherwise
+ * the entry simply goes.
+ */
+static int
+delete_entry(struct namespace *ns, struct index_entry *e, const char *set, uint8_t set_len)
+{
+	if (!ns->storage->persistent) {
+		drop_entry(ns, e);
+		return 0;
+	}
+	struct record r;
+	struct commit_info ci = { 0 };
+
+	record_init(&r);
+	r.digest = e->digest;
+	r.generation = next_generation((uint16_t)e->generation);
+	r.last_update_ms = next_lut(e->last_update_ms);
+	r.flags = RECORD_F_TOMBSTONE;
+	r.key_type = DIGEST_KEY_TYPE_STRING;
+	r.set = set;
+	r.set_len = set_len;
+	r.key = e->key;
+	r.key_len = e->key_len;
+	return commit_record(ns, e->set_id, e, &r, &ci, false, NULL);
+}
+
+/* Look up the entry for d in set_id; caller holds the record lock, so the
+ * pointer stays valid until it is released. */
+static struct index_entry *
+entry_get(struct namespace *ns, uint16_t set_id, const struct digest *d)
+{
+	struct index_partition *p = index_partition_of(ns->index, d);
+	struct index_entry *e;
+
+	pthread_rwlock_rdlock(&p->lock);
+	e = index_find_locked(p, set_id, d);
+	pthread_rwlock_unlock(&p->lock);
+	return e;
+}
+
+/* Read the stored copy of e into a fresh buffer and decode it. */
+static int
+entry_load(struct namespace *ns, const struct index_entry *e, struct record *r, uint8_t **buf)
+{
+	uint32_t size = storage_loc_size(e->loc);
+	int rc;
+
+	*buf = malloc(size);
+	if (*buf == NULL)
+		return -ENOMEM;
+	rc = storage_read(ns->storage, e->loc, *buf);
+	if (rc == 0)
+		rc = record_flat_decode(*buf, size, r);
+	if (rc != 0) {
+		free(*buf);
+		*buf = NULL;
+	}
+	return rc;
+}
+
+/* ---- stat and read ------------------------------------------------------ */
+
+int
+txn_stat(struct namespace *ns, const struct txn_key *k, struct record_attr *out)
+{
+	struct digest d;
+	uint16_t set_id;
+	int rc = key_resolve(ns, k, false, &d, &set_id);
+	struct index_partition *p;
+	struct index_entry *e;
+
+	if (rc != 0) {
+		if (rc == -ENOENT)
+			COUNT(ns, client_lookup_not_found);
+		return rc;
+	}
+	p = index_partition_of(ns->index, &d);
+	pthread_rwlock_rdlock(&p->lock);
+	e = index_find_locked(p, set_id, &d);
+	if (entry_visible(e, clock_epoch_s()))
+		attr_from_entry(e, out);
+	else
+		rc = -ENOENT;
+	pthread_rwlock_unlock(&p->lock);
+	if (rc == 0)
+		COUNT(ns, client_lookup_success);
+	else
+		COUNT(ns, client_lookup_not_found);
+	return rc;
+}
+
+int
+txn_read(struct namespace *ns, const struct txn_key *k, struct txn_record *out)
+{
+	struct digest d;
+	uint16_t set_id;
+	struct index_entry *e;
+	int rc;
+
+	memset(out, 0, sizeof(*out));
+	record_init(&out->rec);
+	rc = key_resolve(ns, k, false, &d, &set_id);
+	if (rc != 0)
+		goto count;
+	index_record_lock(ns->index, &d);
+	e = entry_get(ns, set_id, &d);
+	if (!entry_visible(e, clock_epoch_s())) {
+		rc = -ENOENT;
+	} else {
+		attr_from_entry(e, &out->attr);
+		rc = entry_load(ns, e, &out->rec, &out->buf);
+	}
+	index_record_unlock(ns->index, &d);
+	if (rc == 0)
+		out->file_bin = file_bin_of(ns, &out->rec);
+count:
+	if (rc == 0)
+		COUNT(ns, client_read_success);
+	else if (rc == -ENOENT)
+		COUNT(ns, client_read_not_found);
+	else
+		COUNT(ns, client_read_error);
+	return rc;
+}
+
+void
+txn_record_release(struct txn_record *r)
+{
+	record_release(&r->rec);
+	free(r->buf);
+	r->buf = NULL;
+	r->file_bin = NULL;
+}
+
+/* ---- write -------------------------------------------------------------- */
+
+static int
+bin_index(const struct record *r, const char *name, size_t len)
+{
+	for (int i = 0; i < r->n_bins; i++)
+		if (r->bins[i].name_len == len && memcmp(r->bins[i].name, name, len) == 0)
+			return i;
+	return -1;
+}
+
+static int
+bin_set(struct record *r, const char *name, size_t len, uint8_t type, const void *data,
+    uint32_t data_len, int64_t integer, double dbl)
+{
+	int i = bin_index(r, name, len);
+
+	if (i < 0) {
+		if (r->n_bins >= RECORD_BINS_MAX)
+			return -ENOSPC;
+		if (record_bins_reserve(r, (size_t)r->n_bins + 1) != 0)
+			return -ENOMEM;
+		i = r->n_bins++;
+		memcpy(r->bins[i].name, name, len);
+		r->bins[i].name[len] = '\0';
+		r->bins[i].name_len = (uint8_t)len;
+	}
+	struct bin *b = &r->bins[i];
+	b->type = type;
+	if (type == BIN_INTEGER) {
+		b->v.integer = integer;
+	} else if (type == BIN_DOUBLE) {
+		b->v.dbl = dbl;
+	} else {
+		b->v.bytes.data = data;
+		b->v.bytes.len = data_len;
+	}
+	return 0;
+}
+
+static void
+bin_remove_at(struct record *r, int i)
+{
+	memmove(&r->bins[i], &r->bins[i + 1], (size_t)(r->n_bins - i - 1) * sizeof(struct bin));
+	r->n_bins--;
+}
+
+static int
+apply_bin_ops(struct namespace *ns, struct record *r, const struct txn_write *w)
+{
+	for (size_t j = 0; j < w->n_bins; j++) {
+		const struct txn_bin_op *op = &w->bins[j];
+		int rc = record_bin_name_check(op->name, op->name_len), i;
+
+		if (rc != 0)
+			return rc;
+		i = bin_index(r, op->name, op->name_len);
+		if ((op->flags & (TXN_BIN_REMOVE | TXN_BIN_REPLACE)) && i < 0)
+			return -ENODATA;
+		if ((op->flags & TXN_BIN_CREATE) && i >= 0)
+			return -EEXIST;
+		if (op->flags & TXN_BIN_REMOVE) {
+			bin_remove_at(r, i);
+			continue;
+		}
+		if (op->type < BIN_INTEGER || op->type > BIN_BLOB)
+			return -EINVAL;
+		rc = bin_set(r, op->name, op->name_len, op->type, op->data, op->len, op->integer,
+		    op->dbl);
+		if (rc != 0)
+			return rc;
+	}
+	return 0;
+}
+
+int
+txn_write(struct namespace *ns, const struct txn_key *k, const struct txn_write *w,
+    struct record_attr *out)
+{
+	struct digest d;
+	uint16_t set_id;
+	struct index_entry *e;
+	struct record old, r;
+	uint8_t *old_buf = NULL, *resized = NULL;
+	const struct bin *old_file = NULL;
+	bool exists, locked = false;
+	uint32_t now = clock_epoch_s();
+	const char *fb = ns->cfg->file_bin;
+	size_t fb_len = strlen(fb);
+	int rc;
+
+	record_init(&old);
+	record_init(&r);
+	rc = key_resolve(ns, k, true, &d, &set_id);
+	if (rc != 0)
+		goto out;
+	/* A name in a namespace directory is a set or a null-set record, never both. */
+	if (k->set_len == 0) {
+		uint16_t sid;
+
+		if (set_lookup(&ns->sets, k->key, k->key_len, &sid) == 0 &&
+		    set_visible(&ns->sets.sets[sid])) {
+			rc = -EEXIST;
+			goto out;
+		}
+	}
+	index_record_lock(ns->index, &d);
+	locked = true;
+	e = entry_get(ns, set_id, &d);
+	exists = entry_visible(e, now);
+	if ((w->flags & TXN_CREATE_ONLY) && exists) {
+		COUNT(ns, fail_key_exists);
+		rc = -EEXIST;
+		goto out;
+	}
+	if ((w->flags & TXN_UPDATE_ONLY) && !exists) {
+		rc = -ENOENT;
+		goto out;
+	}
+	/* Keep what the request does not replace: read the old copy only if
+	 * it holds something the index does not. */
+	bool need_old = exists && (e->has_bins || e->has_ttl || (!w->set_file && e->size > 0));
+	if (need_old) {
+		rc = entry_load(ns, e, &old, &old_buf);
+		if (rc != 0)
+			goto out;
+		old_file = file_bin_of(ns, &old);
+		for (int i = 0; i < old.n_bins; i++) {
+			const struct bin *b = &old.bins[i];
+
+			if (b == old_file)
+				continue;
+			rc = bin_set(&r, b->name, b->name_len, b->type, b->v.bytes.data,
+			    b->v.bytes.len, b->v.integer, b->v.dbl);
+			if (rc != 0)
+				goto out;
+		}
+	}
+	r.digest = d;
+	r.key_type = DIGEST_KEY_TYPE_STRING;
+	r.set = k->set;
+	r.set_len = (uint8_t)k->set_len;
+	r.key = k->key;
+	r.key_len = (uint16_t)k->key_len;
+	r.generation = exists ? next_generation((uint16_t)e->generation) : 1;
+	r.last_update_ms = next_lut(e != NULL ? e->last_update_ms : 0);
+	r.ttl = w->set_ttl ? w->ttl : (need_old ? old.ttl : RECORD_TTL_DEFAULT);
+	r.void_time = void_time_for(ns, r.ttl);
+
+	/* POSIX metadata: kept from the index entry, then the request's changes. */
+	bool has_meta = exists && e->has_meta;
+	if (has_meta) {
+		r.meta.mode = e->mode;
+		r.meta.uid = e->uid;
+		r.meta.gid = e->gid;
+		r.meta.mtime_ns = e->mtime_ns;
+	}
+	bool content_changed = w->set_file || w->set_size;
+	if (w->set_mode || w->set_uid || w->set_gid || w->set_mtime) {
+		if (!has_meta) {
+			/* First metadata on this record: start from the defaults. */
+			r.meta.mode = 0644;
+			r.meta.uid = 0;
+			r.meta.gid = 0;
+			r.meta.mtime_ns = exists ? clock_epoch_ms_to_unix_ns(e->last_update_ms)
+			    : clock_epoch_ms_to_unix_ns(r.last_update_ms);
+		}
+		has_meta = true;
+		if (w->set_mode)
+			r.meta.mode = w->mode & 07777;
+		if (w->set_uid)
+			r.meta.uid = w->uid;
+		if (w->set_gid)
+			r.meta.gid = w->gid;
+	}
+	if (has_meta && content_changed && !w->set_mtime)
+		r.meta.mtime_ns = clock_epoch_ms_to_unix_ns(r.last_update_ms);
+	if (w->set_mtime)
+		r.meta.mtime_ns = w->mtime_ns;
+	if (has_meta)
+		r.flags |= RECORD_F_HAS_META;
+
+	/* The file bin. */
+	const void *content = NULL;
+	uint64_t content_len = 0;
+	if (w->set_file) {
+		content = w->file_data;
+		content_len = w->file_len;
+	} else if (old_file != NULL && (old_file->type == BIN_BLOB || old_file->type == BIN_STRING)) {
+		content = old_file->v.bytes.data;
+		content_len = old_file->v.bytes.len;
+	}
+	if (w->set_size && w->size != content_len) {
+		if (w->size > ns->max_record_size) {
+			COUNT(ns, fail_record_too_big);
+			rc = -EFBIG;
+			goto out;
+		}
+		resized = calloc(1, w->size > 0 ? w->size : 1);
+		if (resized == NULL) {
+			rc = -ENOMEM;
+			goto out;
+		}
+		memcpy(resized, content, content_len < w->size ? content_len : w->size);
+		content = resized;
+		content_len = w->size;
+	}
+	if (content_len > ns->max_record_size) {
+		COUNT(ns, fail_record_too_big);
+		rc = -EFBIG;
+		goto out;
+	}
+	rc = bin_set(&r, fb, fb_len, BIN_BLOB, content, (uint32_t)content_len, 0, 0);
+	if (rc == 0)
+		rc = apply_bin_ops(ns, &r, w);
+	if (rc != 0)
+		goto out;
+
+	/* The xattr ops may have touched the file bin by name: re-find it. */
+	const struct bin *nfb = file_bin_of(ns, &r);
+	struct commit_info ci = {
+		.file_len = nfb != NULL && (nfb->type == BIN_BLOB || nfb->type == BIN_STRING)
+		    ? nfb->v.bytes.len : 0,
+		.has_bins = r.n_bins > (nfb != NULL ? 1 : 0),
+		.has_ttl = r.ttl != RECORD_TTL_DEFAULT,
+	};
+	rc = commit_record(ns, set_id, e, &r, &ci, (w->flags & TXN_DURABLE) != 0, out);
+out:
+	if (locked)
+		index_record_unlock(ns->index, &d);
+	record_release(&r);
+	record_release(&old);
+	free(old_buf);
+	free(resized);
+	if (rc == 0)
+		COUNT(ns, client_write_success);
+	else if (rc != -EEXIST && rc != -ENOENT && rc != -ENODATA)
+		COUNT(ns, client_write_error);
+	return rc;
+}
+
+/* ---- delete, rename, sync ----------------------------------------------- */
+
+int
+txn_delete(struct namespace *ns, const struct txn_key *k)
+{
+	struct digest d;
+	uint16_t set_id;
+	struct index_entry *e;
+	int rc = key_resolve(ns, k, false, &d, &set_id);
+
+	if (rc != 0)
+		goto count;
+	index_record_lock(ns->index, &d);
+	e = entry_get(ns, set_id, &d);
+	if (!entry_visible(e, clock_epoch_s()))
+		rc = -ENOENT;
+	else
+		rc = delete_entry(ns, e, k->set, (uint8_t)k->set_len);
+	index_record_unlock(ns->index, &d);
+count:
+	if (rc == 0)
+		COUNT(ns, client_delete_success);
+	else if (rc == -ENOENT)
+		COUNT(ns, client_delete_not_found);
+	else
+		COUNT(ns, client_delete_error);
+	return rc;
+}
+
+int
+txn_rename(struct namespace *ns, const struct txn_key *from, const struct txn_key *to,
+    unsigned flags)
+{
+	struct digest fd, td;
+	uint16_t fset, tset;
+	struct index_entry *fe, *te;
+	struct record r;
+	uint8_t *buf = NULL;
+	uint32_t now = clock_epoch_s();
+	int rc;
+
+	record_init(&r);
+	rc = key_resolve(ns, from, false, &fd, &fset);
+	if (rc != 0)
+		return rc;
+	rc = key_resolve(ns, to, true, &td, &tset);
+	if (rc != 0)
+		return rc;
+	if (digest_compare(&fd, &td) == 0)
+		return txn_stat(ns, from, &(struct record_attr){ 0 });
+	if (to->set_len == 0) {
+		uint16_t sid;
+
+		if (set_lookup(&ns->sets, to->key, to->key_len, &sid) == 0 &&
+		    set_visible(&ns->sets.sets[sid]))
+			return -EEXIST;
+	}
+	index_record_lock_pair(ns->index, &fd, &td);
+	fe = entry_get(ns, fset, &fd);
+	te = entry_get(ns, tset, &td);
+	if (!entry_visible(fe, now)) {
+		rc = -ENOENT;
+		goto out;
+	}
+	if ((flags & TXN_RENAME_NOREPLACE) && entry_visible(te, now)) {
+		rc = -EEXIST;
+		goto out;
+	}
+	rc = entry_load(ns, fe, &r, &buf);
+	if (rc != 0)
+		goto out;
+	/* Same record under its new name: content, bins, metadata and TTL
+	 * setting travel; it is a new write of the target. */
+	r.digest = td;
+	r.set = to->set;
+	r.set_len = (uint8_t)to->set_len;
+	r.key = to->key;
+	r.key_len = (uint16_t)to->key_len;
+	r.generation = entry_visible(te, now) ? next_generation((uint16_t)te->generation) : 1;
+	r.last_update_ms = next_lut(te != NULL ? te->last_update_ms : 0);
+	if (r.last_update_ms < fe->last_update_ms)
+		r.last_update_ms = fe->last_update_ms;
+	const struct bin *fb = file_bin_of(ns, &r);
+	struct commit_info ci = {
+		.file_len = fb != NULL ? fb->v.bytes.len : 0,
+		.has_bins = r.n_bins > (fb != NULL ? 1 : 0),
+		.has_ttl = r.ttl != RECORD_TTL_DEFAULT,
+	};
+	rc = commit_record(ns, tset, te, &r, &ci, false, NULL);
+	if (rc != 0)
+		goto out;
+	rc = delete_entry(ns, fe, from->set, (uint8_t)from->set_len);
+	if (rc != 0)
+		log_error("txn", "{%s} rename: old name left behind: %s", ns->name, recfs_strerror(rc));
+out:
+	index_record_unlock_pair(ns->index, &fd, &td);
+	record_release(&r);
+	free(buf);
+	if (rc == 0)
+		COUNT(ns, client_write_success);
+	return rc;
+}
+
+int
+txn_sync(struct namespace *ns, const struct txn_key *k)
+{
+	struct digest d;
+	uint16_t set_id;
+	struct index_entry *e;
+	int rc = key_resolve(ns, k, false, &d, &set_id);
+
+	if (rc != 0)
+		return rc;
+	index_record_lock(ns->index, &d);
+	e = entry_get(ns, set_id, &d);
+	if (!entry_visible(e, clock_epoch_s()))
+		rc = -ENOENT;
+	else
+		rc = storage_sync(ns->storage, e->loc);
+	index_record_unlock(ns->index, &d);
+	return rc;
+}
+
+/* ---- sets --------------------------------------------------------------- */
+
+int
+txn_set_create(struct namespace *ns, const char *set, size_t len)
+{
+	struct txn_key nk = { .key = set, .key_len = len };
+	struct record_attr a;
+	struct digest d;
+	uint16_t set_id;
+	struct index_entry *e;
+	int rc = record_set_name_check(set, len);
+
+	if (rc != 0)
+		return rc;
+	if (txn_stat(ns, &nk, &a) == 0)
+		return -EEXIST;  /* a null-set record has that name */
+	rc = set_lookup_or_add(&ns->sets, set, len, &set_id);
+	if (rc != 0)
+		return rc;
+	if (set_visible(&ns->sets.sets[set_id]))
+		return -EEXIST;
+	/* The marker: a record with an empty key that keeps the set alive. */
+	digest_compute(&d, set, len, "", 0);
+	index_record_lock(ns->index, &d);
+	e = entry_get(ns, set_id, &d);
+	struct record r;
+	struct commit_info ci = { 0 };
+	record_init(&r);
+	r.digest = d;
+	r.flags = RECORD_F_SET_MARKER;
+	r.key_type = DIGEST_KEY_TYPE_STRING;
+	r.set = set;
+	r.set_len = (uint8_t)len;
+	r.key = "";
+	r.generation = e != NULL ? next_generation((uint16_t)e->generation) : 1;
+	r.last_update_ms = next_lut(e != NULL ? e->last_update_ms : 0);
+	rc = commit_record(ns, set_id, e, &r, &ci, false, NULL);
+	if (rc == 0)
+		__atomic_store_n(&ns->sets.sets[set_id].marker, true, __ATOMIC_RELAXED);
+	index_record_unlock(ns->index, &d);
+	return rc;
+}
+
+int
+txn_set_remove(struct namespace *ns, const char *set, size_t len)
+{
+	struct digest d;
+	uint16_t set_id;
+	struct index_entry *e;
+	struct ns_set *s;
+	int rc = record_set_name_check(set, len);
+
+	if (rc != 0)
+		return rc;
+	if (set_lookup(&ns->sets, set, len, &set_id) != 0)
+		return -ENOENT;
+	s = &ns->sets.sets[set_id];
+	if (!set_visible(s))
+		return -ENOENT;
+	if (atomic_load_relaxed(&s->objects) > 0)
+		return -ENOTEMPTY;
+	digest_compute(&d, set, len, "", 0);
+	index_record_lock(ns->index, &d);
+	e = entry_get(ns, set_id, &d);
+	if (e != NULL && e->set_marker && !e->tombstone)
+		rc = delete_entry(ns, e, set, (uint8_t)len);
+	if (rc == 0)
+		__atomic_store_n(&s->marker, false, __ATOMIC_RELAXED);
+	index_record_unlock(ns->index, &d);
+	return rc;
+}
+
+int
+txn_set_exists(struct namespace *ns, const char *set, size_t len)
+{
+	uint16_t set_id;
+
+	if (set_lookup(&ns->sets, set, len, &set_id) != 0)
+		return -ENOENT;
+	return set_visible(&ns->sets.sets[set_id]) ? 0 : -ENOENT;
+}
+
+static void
+set_info_fill(const struct ns_set *s, struct txn_set_info *out)
+{
+	memcpy(out->name, s->name, sizeof(out->name));
+	out->objects = atomic_load_relaxed(&s->objects);
+	out->data_bytes = atomic_load_relaxed(&s->data_bytes);
+	out->tombstones = atomic_load_relaxed(&s->tombstones);
+}
+
+int
+txn_set_foreach(struct namespace *ns, int (*fn)(void *arg, const struct txn_set_info *info),
+    void *arg)
+{
+	uint32_t n;
+
+	pthread_rwlock_rdlock(&ns->sets.lock);
+	n = ns->sets.n;
+	pthread_rwlock_unlock(&ns->sets.lock);
+	for (uint32_t id = 1; id <= n; id++) {
+		struct txn_set_info info;
+
+		if (!set_visible(&ns->sets.sets[id]))
+			continue;
+		set_info_fill(&ns->sets.sets[id], &info);
+		int rc = fn(arg, &info);
+		if (rc != 0)
+			return rc;
+	}
+	return 0;
+}
+
+int
+txn_set_info(struct namespace *ns, const char *set, size_t len, struct txn_set_info *out)
+{
+	uint16_t set_id;
+
+	if (set_lookup(&ns->sets, set, len, &set_id) != 0 || !set_visible(&ns->sets.sets[set_id]))
+		return -ENOENT;
+	set_info_fill(&ns->sets.sets[set_id], out);
+	return 0;
+}
+
+/* ---- listing ------------------------------------------------------------ */
+
+int
+txn_list(struct namespace *ns, const char *set, size_t set_len, struct txn_cursor *cur,
+    struct txn_entry *out, size_t max)
+{
+	uint16_t set_id = 0;
+	uint32_t now = clock_epoch_s();
+	size_t n = 0;
+
+	if (set_len > 0 && set_lookup(&ns->sets, set, set_len, &set_id) != 0)
+		return -ENOENT;
+	while (!cur->done && n < max) {
+		struct index_partition *p = &ns->index->partitions[cur->partition];
+		struct index_entry *e;
+
+		pthread_rwlock_rdlock(&p->lock);
+		e = index_next_locked(p, set_id, cur->started ? &cur->last : NULL);
+		while (e != NULL && n < max) {
+			if (entry_visible(e, now)) {
+				struct txn_entry *t = &out[n++];
+
+				memcpy(t->key, e->key, e->key_len);
+				t->key[e->key_len] = '\0';
+				t->key_len = e->key_len;
+				attr_from_entry(e, &t->attr);
+			}
+			cur->last = e->digest;
+			cur->started = true;
+			e = index_next_locked(p, set_id, &e->digest);
+		}
+		pthread_rwlock_unlock(&p->lock);
+		if (e == NULL) {
+			/* Partition exhausted: move on. */
+			cur->started = false;
+			if (++cur->partition == PARTITION_COUNT)
+				cur->done = true;
+		}
+	}
+	atomic_add(&ns->counters.client_list_records, n);
+	return (int)n;
+}

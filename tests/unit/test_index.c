@@ -1,7 +1,174 @@
+/*
+ * test_index.c - the partition trees: order, removal, successor queries,
+ * balance under many inserts/removes, and the memory an entry costs.
+ */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <setjmp.h>
 #include <cmocka.h>
-static void test_placeholder(void **s) { (void)s; fail_msg("not written yet"); }
-int main(void) { const struct CMUnitTest t[] = { cmocka_unit_test(test_placeholder) }; return cmocka_run_group_tests(t, NULL, NULL); }
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "index/index.h"
+
+static uint64_t rng_state = 88172645463325252ULL;
+
+static uint64_t
+rng(void)
+{
+	rng_state ^= rng_state << 13;
+	rng_state ^= rng_state >> 7;
+	rng_state ^= rng_state << 17;
+	return rng_state;
+}
+
+/* A random digest that falls in partition pid. */
+static void
+digest_in_partition(struct digest *d, uint32_t pid)
+{
+	for (int i = 0; i < DIGEST_SIZE; i += 8) {
+		uint64_t v = rng();
+		memcpy(d->bytes + i, &v, (DIGEST_SIZE - i) < 8 ? (size_t)(DIGEST_SIZE - i) : 8);
+	}
+	d->bytes[0] = (uint8_t)pid;
+	d->bytes[1] = (uint8_t)((d->bytes[1] & 0xF0) | ((pid >> 8) & 0x0F));
+}
+
+static int
+count_black_height(const struct index_entry *h)
+{
+	if (h == NULL)
+		return 1;
+	int l = count_black_height(h->left), r = count_black_height(h->right);
+	if (l < 0 || r < 0 || l != r)
+		return -1;
+	/* LLRB: no right-leaning red links, no two reds in a row. */
+	if (h->right != NULL && h->right->red)
+		return -1;
+	if (h->red && h->left != NULL && h->left->red)
+		return -1;
+	return l + (h->red ? 0 : 1);
+}
+
+static void
+test_index_insert_find_remove_keeps_balance(void **state)
+{
+	struct index *ix;
+	enum { N = 5000 };
+	static struct index_entry *entries[N];
+
+	assert_int_equal(index_create(&ix), 0);
+	struct index_partition *p = &ix->partitions[7];
+	for (int i = 0; i < N; i++) {
+		struct digest d;
+		char key[32];
+		int n = snprintf(key, sizeof(key), "key-%d", i);
+
+		digest_in_partition(&d, 7);
+		entries[i] = index_entry_alloc(ix, (uint16_t)(i % 3), &d, key, (size_t)n);
+		assert_non_null(entries[i]);
+		index_insert_locked(p, entries[i]);
+	}
+	assert_int_equal(p->count, N);
+	assert_true(count_black_height(p->root) > 0);
+	for (int i = 0; i < N; i++)
+		assert_ptr_equal(index_find_locked(p, entries[i]->set_id, &entries[i]->digest), entries[i]);
+	/* Same digest, other set: not found. */
+	assert_null(index_find_locked(p, 9, &entries[0]->digest));
+	/* Remove every other entry; the rest stay findable and the tree balanced. */
+	for (int i = 0; i < N; i += 2) {
+		index_remove_locked(p, entries[i]);
+		assert_true(count_black_height(p->root) > 0);
+	}
+	for (int i = 0; i < N; i++) {
+		struct index_entry *e = index_find_locked(p, entries[i]->set_id, &entries[i]->digest);
+		if (i % 2 == 0)
+			assert_null(e);
+		else
+			assert_ptr_equal(e, entries[i]);
+	}
+	assert_int_equal(p->count, N / 2);
+	for (int i = 0; i < N; i += 2)
+		index_entry_free(ix, entries[i]);
+	index_destroy(ix, NULL, NULL);
+}
+
+static void
+test_index_next_walks_one_set_in_digest_order(void **state)
+{
+	struct index *ix;
+	enum { N = 600 };
+	static struct index_entry *entries[N];
+
+	assert_int_equal(index_create(&ix), 0);
+	struct index_partition *p = &ix->partitions[100];
+	for (int i = 0; i < N; i++) {
+		struct digest d;
+
+		digest_in_partition(&d, 100);
+		entries[i] = index_entry_alloc(ix, (uint16_t)(1 + i % 2), &d, "k", 1);
+		index_insert_locked(p, entries[i]);
+	}
+	int seen = 0;
+	struct digest last;
+	struct index_entry *e = index_next_locked(p, 2, NULL);
+	while (e != NULL) {
+		assert_int_equal(e->set_id, 2);
+		if (seen > 0)
+			assert_true(digest_compare(&last, &e->digest) < 0);
+		last = e->digest;
+		seen++;
+		e = index_next_locked(p, 2, &e->digest);
+	}
+	assert_int_equal(seen, N / 2);
+	/* Removing the entry a cursor stands on does not lose the next one. */
+	struct index_entry *first = index_next_locked(p, 1, NULL);
+	struct index_entry *second = index_next_locked(p, 1, &first->digest);
+	struct digest cursor = first->digest;
+	index_remove_locked(p, first);
+	assert_ptr_equal(index_next_locked(p, 1, &cursor), second);
+	index_entry_free(ix, first);
+	assert_null(index_next_locked(p, 3, NULL));
+	index_destroy(ix, NULL, NULL);
+}
+
+static void
+test_index_entry_costs_under_100_bytes_plus_key(void **state)
+{
+	struct index *ix;
+	enum { N = 200000 };
+	const size_t key_len = 16;
+
+	assert_int_equal(index_create(&ix), 0);
+	for (int i = 0; i < N; i++) {
+		struct digest d;
+		char key[17];
+
+		digest_in_partition(&d, (uint32_t)(rng() % PARTITION_COUNT));
+		snprintf(key, sizeof(key), "%016d", i);
+		struct index_entry *e = index_entry_alloc(ix, 0, &d, key, key_len);
+		assert_non_null(e);
+		index_insert_locked(&ix->partitions[digest_partition(&d)], e);
+	}
+	double per = (double)index_memory_bytes(ix) / N;
+	double overhead = per - (double)key_len;
+	printf("index: %d entries, %.1f bytes per record (%.1f + %zu-byte key); "
+	    "partition locks %zu bytes total\n", N, per, overhead, key_len,
+	    sizeof(struct index));
+	assert_true(overhead <= 100.0);
+	assert_int_equal(index_entry_count(ix), N);
+	index_destroy(ix, NULL, NULL);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_index_insert_find_remove_keeps_balance),
+		cmocka_unit_test(test_index_next_walks_one_set_in_digest_order),
+		cmocka_unit_test(test_index_entry_costs_under_100_bytes_plus_key),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,7 +1,135 @@
+/*
+ * test_wblock.c - wblock states, live-byte accounting, queues and the
+ * defrag reserve.
+ */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <setjmp.h>
 #include <cmocka.h>
-static void test_placeholder(void **s) { (void)s; fail_msg("not written yet"); }
-int main(void) { const struct CMUnitTest t[] = { cmocka_unit_test(test_placeholder) }; return cmocka_run_group_tests(t, NULL, NULL); }
+#include <errno.h>
+
+#include "storage/wblock.h"
+
+#define WBS (1u << 20)
+
+static void
+test_wblock_alloc_uses_free_queue_before_pristine(void **state)
+{
+	struct wblock_table t;
+	uint32_t a, b, c;
+
+	assert_int_equal(wblock_table_init(&t, 8, 18, WBS, 2, 50), 0);
+	assert_int_equal(wblock_free_count_locked(&t), 10);
+	assert_int_equal(wblock_alloc_locked(&t, false, &a), 0);
+	assert_int_equal(a, 8);
+	assert_int_equal(wblock_get(&t, a)->state, WBLOCK_RESERVED);
+	/* Released with nothing live: straight back to the free queue. */
+	wblock_release_locked(&t, a);
+	assert_int_equal(wblock_get(&t, a)->state, WBLOCK_FREE);
+	assert_int_equal(wblock_alloc_locked(&t, false, &b), 0);
+	assert_int_equal(b, 8);
+	assert_int_equal(wblock_alloc_locked(&t, false, &c), 0);
+	assert_int_equal(c, 9);
+	wblock_table_fini(&t);
+}
+
+static void
+test_wblock_reserve_is_kept_for_defrag(void **state)
+{
+	struct wblock_table t;
+	uint32_t id;
+
+	assert_int_equal(wblock_table_init(&t, 8, 13, WBS, 2, 50), 0);
+	for (int i = 0; i < 3; i++)
+		assert_int_equal(wblock_alloc_locked(&t, false, &id), 0);
+	/* Two left: both reserved for defrag. */
+	assert_int_equal(wblock_alloc_locked(&t, false, &id), -ENOSPC);
+	assert_int_equal(wblock_alloc_locked(&t, true, &id), 0);
+	assert_int_equal(wblock_alloc_locked(&t, true, &id), 0);
+	assert_int_equal(wblock_alloc_locked(&t, true, &id), -ENOSPC);
+	wblock_table_fini(&t);
+}
+
+static void
+test_wblock_live_bytes_drive_state_changes(void **state)
+{
+	struct wblock_table t;
+	uint32_t id, got;
+
+	assert_int_equal(wblock_table_init(&t, 8, 18, WBS, 1, 50), 0);
+	assert_int_equal(wblock_alloc_locked(&t, false, &id), 0);
+	wblock_add_locked(&t, id, 600 * 1024);
+	wblock_add_locked(&t, id, 300 * 1024);
+	assert_int_equal(t.used_bytes, 900 * 1024);
+	wblock_release_locked(&t, id);
+	assert_int_equal(wblock_get(&t, id)->state, WBLOCK_USED);
+	/* 900K -> 300K live: below the 512K lwm, queued for defrag. */
+	wblock_free_bytes(&t, id, 600 * 1024);
+	assert_int_equal(wblock_get(&t, id)->state, WBLOCK_DEFRAG);
+	assert_int_equal(t.defrag_count, 1);
+	assert_int_equal(t.defrag_reads, 1);
+	/* queue-min: nothing popped while the queue is not longer than it. */
+	assert_int_equal(wblock_defrag_pop_locked(&t, 1, &got), -EAGAIN);
+	assert_int_equal(wblock_defrag_pop_locked(&t, 0, &got), 0);
+	assert_int_equal(got, id);
+	/* Defrag done but a record is still live (not movable): EMPTYING until freed. */
+	wblock_defrag_done_locked(&t, id);
+	assert_int_equal(wblock_get(&t, id)->state, WBLOCK_EMPTYING);
+	wblock_free_bytes(&t, id, 300 * 1024);
+	assert_int_equal(wblock_get(&t, id)->state, WBLOCK_FREE);
+	assert_int_equal(t.used_bytes, 0);
+	wblock_table_fini(&t);
+}
+
+static void
+test_wblock_defrag_frees_only_after_destinations_durable(void **state)
+{
+	struct wblock_table t;
+	uint32_t id, got;
+
+	assert_int_equal(wblock_table_init(&t, 8, 18, WBS, 1, 50), 0);
+	assert_int_equal(wblock_alloc_locked(&t, false, &id), 0);
+	wblock_add_locked(&t, id, 100);
+	wblock_release_locked(&t, id);
+	assert_int_equal(wblock_get(&t, id)->state, WBLOCK_DEFRAG);
+	assert_int_equal(wblock_defrag_pop_locked(&t, 0, &got), 0);
+	/* Its record moved into a buffer that is not on the device yet. */
+	wblock_get(&t, id)->n_vac_dests = 1;
+	wblock_free_bytes(&t, id, 100);
+	wblock_defrag_done_locked(&t, id);
+	assert_int_equal(wblock_get(&t, id)->state, WBLOCK_DEFRAG);
+	wblock_vacated_release_locked(&t, id);
+	assert_int_equal(wblock_get(&t, id)->state, WBLOCK_FREE);
+	wblock_table_fini(&t);
+}
+
+static void
+test_wblock_raising_lwm_sweeps_used_blocks(void **state)
+{
+	struct wblock_table t;
+	uint32_t id;
+
+	assert_int_equal(wblock_table_init(&t, 8, 18, WBS, 1, 50), 0);
+	assert_int_equal(wblock_alloc_locked(&t, false, &id), 0);
+	wblock_add_locked(&t, id, 700 * 1024);
+	wblock_release_locked(&t, id);
+	assert_int_equal(wblock_get(&t, id)->state, WBLOCK_USED);
+	wblock_set_lwm_locked(&t, 80);
+	assert_int_equal(wblock_get(&t, id)->state, WBLOCK_DEFRAG);
+	assert_int_equal(t.defrag_count, 1);
+	wblock_table_fini(&t);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_wblock_alloc_uses_free_queue_before_pristine),
+		cmocka_unit_test(test_wblock_reserve_is_kept_for_defrag),
+		cmocka_unit_test(test_wblock_live_bytes_drive_state_changes),
+		cmocka_unit_test(test_wblock_defrag_frees_only_after_destinations_durable),
+		cmocka_unit_test(test_wblock_raising_lwm_sweeps_used_blocks),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -8,9 +8,21 @@
 #ifndef RECFS_BASE_CRC32C_H
 #define RECFS_BASE_CRC32C_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 uint32_t crc32c(uint32_t crc, const void *buf, size_t len);
+
+/*
+ * The two implementations behind crc32c(), exported so tests can hold them
+ * against each other.  Same contract as crc32c().  crc32c_hw() may only be
+ * called when crc32c_hw_available() is true (it executes SSE4.2
+ * instructions); on CPUs without it, and on non-x86 builds, only the table
+ * version exists and crc32c_hw_available() is false.
+ */
+uint32_t crc32c_sw(uint32_t crc, const void *buf, size_t len);
+uint32_t crc32c_hw(uint32_t crc, const void *buf, size_t len);
+bool crc32c_hw_available(void);
 
 #endif

@@ -7,7 +7,7 @@
  * --check-config output, /.info/config files and docs/configuration.md are
  * all generated from those rows; nothing else lists parameters.
  *
- * Errors name the file, line and key:  "recfs.yaml:12: namespaces[0].storage-engine.filesize: value 10 below minimum 128M".
+ * Errors name the file, line and key:  "recfs.yaml:12: namespaces[0].storage-engine.filesize: 10 below minimum 16M".
  */
 #ifndef RECFS_CONFIG_CONFIG_H
 #define RECFS_CONFIG_CONFIG_H
@@ -117,6 +117,9 @@ void config_default(struct recfs_config *cfg);
  * Load YAML from path / from a string (name used in messages).  On error
  * returns RECFS_ECONFIG (or -errno for I/O) and writes "FILE:LINE: KEY: why"
  * into err.  cfg is always left in a state config_free() can release.
+ * cfg is output only: whatever it held is overwritten, not freed.  Loading
+ * starts from the built-in service/logging/fuse/network values and no
+ * namespaces; on error cfg holds exactly that.
  */
 int config_load_file(struct recfs_config *cfg, const char *path, char *err, size_t err_size);
 int config_load_string(struct recfs_config *cfg, const char *yaml, const char *name, char *err, size_t err_size);
@@ -131,7 +134,12 @@ void config_print(const struct recfs_config *cfg, FILE *out);
  * Read / write one parameter as text (for /.info/config).  ns_index is
  * ignored for service-level sections.  config_set validates exactly like
  * the loader; -EINVAL (bad value, err filled), -EACCES (static parameter),
- * -ENOENT (no such parameter).  It changes nothing on error.
+ * -ENOENT (no such parameter or namespace).  It changes nothing on error.
+ * config_get_text gives lists comma-separated and returns -ERANGE when buf
+ * is too small.  Numeric fields are stored with relaxed atomic stores, so a
+ * reader of a dynamic field should load it with atomic_load_relaxed().
+ * Setting logging "level" also calls log_set_level().  Callers serialize
+ * config_set_text() calls (one writer).
  */
 int config_get_text(const struct recfs_config *cfg, int ns_index, enum config_section section,
     const char *name, char *buf, size_t buf_size);
@@ -143,5 +151,8 @@ int config_parse_size(const char *text, uint64_t *out);
 
 /* Write docs/configuration.md text from the table. */
 void config_write_markdown(FILE *out);
+
+/* The example configuration shown in docs/configuration.md (static text). */
+const char *config_example(void);
 
 #endif

@@ -1,1 +1,134 @@
-/* placeholder: being written */
+/*
+ * record.c - the in-memory record: bins storage and name rules (see
+ * record.h; the flat format lives in record_format.c).
+ *
+ * Most records carry the file bin and a few xattrs, so RECORD_BINS_INLINE
+ * bins sit inside struct record and decoding them allocates nothing.  Larger
+ * records move to a heap array whose capacity is kept in a small header just
+ * before the first bin, since struct record has no room for it.
+ * Rejected: malloc_usable_size() as the capacity (glibc-only, and it lies
+ * under some allocators); a bins capacity field (changes a struct layout that
+ * other modules already embed).
+ */
+#include <errno.h>
+#include <stdalign.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "record.h"
+
+/* Sits in front of a heap bins array; sized to keep the bins aligned. */
+struct bins_heap {
+	alignas(max_align_t) size_t capacity;
+};
+
+static struct bins_heap *
+bins_heap_of(struct bin *bins)
+{
+	return (struct bins_heap *)((char *)bins - sizeof(struct bins_heap));
+}
+
+void
+record_init(struct record *r)
+{
+	memset(r, 0, sizeof(*r));
+	r->bins = r->bins_inline;
+}
+
+void
+record_release(struct record *r)
+{
+	if (r->bins != NULL && r->bins != r->bins_inline)
+		free(bins_heap_of(r->bins));
+	r->bins = r->bins_inline;
+	r->n_bins = 0;
+}
+
+int
+record_bins_reserve(struct record *r, size_t n)
+{
+	size_t capacity, want;
+	struct bins_heap *h;
+	struct bin *bins;
+
+	if (n > RECORD_BINS_MAX)
+		return -EINVAL;
+	if (r->bins == NULL) /* zeroed rather than initialised */
+		r->bins = r->bins_inline;
+	if (r->bins == r->bins_inline)
+		capacity = RECORD_BINS_INLINE;
+	else
+		capacity = bins_heap_of(r->bins)->capacity;
+	if (n <= capacity)
+		return 0;
+	/* Doubling keeps adding bins one at a time linear overall. */
+	want = capacity * 2 > n ? capacity * 2 : n;
+	if (want > RECORD_BINS_MAX)
+		want = RECORD_BINS_MAX;
+	h = malloc(sizeof(*h) + want * sizeof(struct bin));
+	if (h == NULL)
+		return -ENOMEM;
+	h->capacity = want;
+	bins = (struct bin *)(h + 1);
+	memcpy(bins, r->bins, r->n_bins * sizeof(struct bin));
+	if (r->bins != r->bins_inline)
+		free(bins_heap_of(r->bins));
+	r->bins = bins;
+	return 0;
+}
+
+const struct bin *
+record_bin_find(const struct record *r, const char *name, size_t name_len)
+{
+	/* Linear: bins are few, and a name is at most 15 bytes. */
+	for (uint16_t i = 0; i < r->n_bins; i++) {
+		const struct bin *b = &r->bins[i];
+
+		if (b->name_len == name_len && memcmp(b->name, name, name_len) == 0)
+			return b;
+	}
+	return NULL;
+}
+
+/*
+ * Keys and sets become path components under the mount, so they obey the
+ * kernel's rules for a name: no '/', no NUL, not "." or "..".
+ */
+static int
+record_path_name_check(const char *name, size_t len, size_t max)
+{
+	if (len == 0 || name == NULL)
+		return -EINVAL;
+	if (len > max)
+		return -ENAMETOOLONG;
+	if (memchr(name, '/', len) != NULL || memchr(name, '\0', len) != NULL)
+		return -EINVAL;
+	if (name[0] == '.' && (len == 1 || (len == 2 && name[1] == '.')))
+		return -EINVAL;
+	return 0;
+}
+
+int
+record_key_check(const char *key, size_t len)
+{
+	return record_path_name_check(key, len, RECORD_KEY_MAX);
+}
+
+int
+record_set_name_check(const char *set, size_t len)
+{
+	return record_path_name_check(set, len, RECORD_SET_MAX);
+}
+
+int
+record_bin_name_check(const char *name, size_t len)
+{
+	if (len == 0 || name == NULL)
+		return -EINVAL;
+	if (len > RECORD_BIN_NAME_MAX)
+		return -ENAMETOOLONG;
+	/* A bin is the xattr user.<bin>: no '.' keeps it apart from user.recfs.*. */
+	if (memchr(name, '.', len) != NULL || memchr(name, '\0', len) != NULL)
+		return -EINVAL;
+	return 0;
+}

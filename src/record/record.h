@@ -118,11 +118,18 @@ struct record {
 	struct bin bins_inline[RECORD_BINS_INLINE];
 };
 
-/* Zero a record and point bins at the inline array. */
+/*
+ * Zero a record and point bins at the inline array.  Do not copy a struct
+ * record by assignment: the copy's bins would still point at the original's
+ * bins_inline, and releasing either would go wrong.
+ */
 void record_init(struct record *r);
 /* Free what record_flat_decode or record_bins_reserve allocated. */
 void record_release(struct record *r);
-/* Make room for n bins (keeps existing ones).  0 or -ENOMEM. */
+/*
+ * Make room for n bins (keeps existing ones).  0, -ENOMEM, or -EINVAL if
+ * n > RECORD_BINS_MAX.
+ */
 int record_bins_reserve(struct record *r, size_t n);
 /* The bin named name, or NULL. */
 const struct bin *record_bin_find(const struct record *r, const char *name, size_t name_len);
@@ -137,7 +144,10 @@ size_t record_flat_size(const struct record *r);
 
 /*
  * Encode r into dst (dst_size >= record_flat_size(r)).  Returns the size
- * written, or -EINVAL for a record that breaks the model's limits.
+ * written, or -EINVAL for a record that breaks the model's limits (lengths,
+ * counts, types, flags, generation 0, mode beyond 07777, ttl < -1, a
+ * tombstone with bins) or a dst_size that is too small.  Character rules
+ * on names are not checked here: see record_*_check().
  * Padding bytes are zeroed.
  */
 long record_flat_encode(const struct record *r, uint8_t *dst, size_t dst_size);
@@ -156,6 +166,8 @@ int record_flat_verify(const uint8_t *src, uint32_t size);
 /*
  * Full decode: check + verify + parse.  Strings and bin values point into
  * src, which must outlive r.  Call record_release(r) afterwards.
+ * r need not be initialised (it is overwritten, not released); on failure
+ * it is left empty and released.
  * Returns 0, RECFS_EFORMAT, RECFS_ECHECKSUM or -ENOMEM.
  */
 int record_flat_decode(const uint8_t *src, size_t avail, struct record *r);

@@ -42,7 +42,8 @@ struct index_entry {
 	uint64_t tombstone : 1;              /* deleted: kept until reclaimed */
 	uint64_t set_marker : 1;             /* the marker that keeps a set alive */
 	uint64_t has_ttl : 1;                /* a TTL was set on the record (user.recfs.ttl) */
-	uint64_t spare : 2;
+	uint64_t older_seen : 1;             /* cold start: an older copy exists on storage */
+	uint64_t spare : 1;
 	struct digest digest;
 	uint32_t void_time;
 	uint32_t size;                       /* file-bin length */

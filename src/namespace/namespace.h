@@ -75,6 +75,25 @@ struct namespace {
 	struct ns_counters counters;        /* atomics */
 };
 
+/* What the index learns from a stored record besides its header. */
+struct entry_info {
+	uint32_t file_len;       /* file-bin length */
+	bool has_bins;           /* bins other than the file bin */
+	bool has_ttl;            /* a TTL setting other than the default */
+};
+
+/* Copy a stored record's metadata into its index entry (partition lock
+ * held exclusive). */
+void namespace_entry_fill(struct index_entry *e, const struct record *r,
+    const struct entry_info *info, storage_loc loc);
+/* Account an entry entering (+1) or leaving (-1) the index: object and
+ * tombstone counts, set sizes, set markers. */
+void namespace_entry_count(struct namespace *ns, const struct index_entry *e, int dir,
+    uint32_t bytes);
+/* entry_info of a decoded record. */
+void namespace_entry_info(const struct namespace *ns, const struct record *r,
+    struct entry_info *out);
+
 int namespace_open(struct namespace **out, struct ns_config *cfg);
 void namespace_close(struct namespace *ns, bool clean);
 

@@ -34,6 +34,9 @@ storage_open(struct storage **out, const char *ns_name, struct storage_config *c
 	case STORAGE_MEMORY:
 		st->ops = &storage_memory_ops;
 		break;
+	case STORAGE_DEVICE:
+		st->ops = &storage_device_ops;
+		break;
 	default:
 		log_error("storage", "{%s} storage-engine type %d is not available in this build",
 		    ns_name, (int)cfg->type);

@@ -59,8 +59,14 @@ struct storage_owner {
 	 */
 	int (*relocate)(void *arg, struct storage *st, const uint8_t *flat, uint32_t size,
 	    storage_loc old_loc);
-	/* Cold start found a verified record at loc: index it if newest. */
-	int (*load)(void *arg, struct storage *st, const uint8_t *flat, uint32_t size, storage_loc loc);
+	/* Cold start found a verified, decoded record at loc (size bytes):
+	 * index it if it is the newest copy seen.  Called from one scan thread
+	 * per device, concurrently for different devices. */
+	int (*load)(void *arg, struct storage *st, const struct record *r, uint32_t size,
+	    storage_loc loc);
+	/* Cold start finished: every copy has been seen (drop superseded
+	 * tombstones, delete expired records durably). */
+	void (*loaded)(void *arg, struct storage *st);
 };
 
 struct storage_stats {
@@ -127,6 +133,7 @@ void storage_close(struct storage *st, bool clean);
 uint32_t storage_max_record_size(const struct storage_config *cfg);
 
 extern const struct storage_ops storage_memory_ops;
+extern const struct storage_ops storage_device_ops;
 
 static inline int storage_write(struct storage *st, const struct record *r, uint32_t size, storage_loc *loc)
 { return st->ops->write(st, r, size, loc); }

@@ -28,6 +28,7 @@
 #include <unistd.h>
 
 #include "../base/atomic.h"
+#include "../base/clock.h"
 #include "../base/error.h"
 #include "../base/log.h"
 #include "storage.h"
@@ -41,6 +42,7 @@ struct mem_stripe {
 	uint8_t *base;               /* RAM of wblocks [wt.first, wt.n_wblocks) */
 	uint32_t cur, cur_pos;       /* current write wblock and fill */
 	uint32_t dcur, dpos;         /* current defrag destination */
+	pthread_cond_t space_cv;     /* defrag freed a wblock */
 	uint64_t writes;             /* wblocks filled by writes */
 	uint64_t defrag_writes;      /* wblocks filled by defrag */
 };
@@ -58,7 +60,10 @@ struct mem_engine {
 	uint64_t reads;              /* atomics */
 	uint64_t defrag_records;
 	uint64_t checksum_errors;
+	uint64_t write_waits;        /* protected by the stripe locks (summed) */
 };
+
+#define MEM_SPACE_WAIT_MS 2000
 
 static inline uint8_t *
 stripe_addr(const struct mem_engine *m, const struct mem_stripe *s, uint64_t offset)
@@ -77,7 +82,8 @@ defrag_kick(struct mem_engine *m)
 /* Place size bytes in the stripe's current (or defrag) wblock.  Called with
  * the stripe lock held; returns the file offset or -ENOSPC. */
 static int64_t
-stripe_reserve_locked(struct mem_engine *m, struct mem_stripe *s, uint32_t size, bool for_defrag)
+stripe_reserve_locked(struct mem_engine *m, struct mem_stripe *s, uint32_t size, bool for_defrag,
+    enum wblock_user user)
 {
 	uint32_t *cur = for_defrag ? &s->dcur : &s->cur;
 	uint32_t *pos = for_defrag ? &s->dpos : &s->cur_pos;
@@ -86,7 +92,29 @@ stripe_reserve_locked(struct mem_engine *m, struct mem_stripe *s, uint32_t size,
 	if (*cur == MEM_NONE || *pos + size > m->wbs) {
 		uint32_t id;
 
-		rc = wblock_alloc_locked(&s->wt, for_defrag, &id);
+		rc = wblock_alloc_locked(&s->wt, user, &id);
+		/* Defrag is about to give space back: wait for it, boundedly,
+		 * so writers slow to the pace defrag can keep. */
+		if (rc == -ENOSPC && !for_defrag && s->wt.defrag_count > 0) {
+			uint64_t until = clock_mono_ns() + MEM_SPACE_WAIT_MS * 1000000ULL;
+
+			atomic_inc(&m->write_waits);
+			while (rc == -ENOSPC && s->wt.defrag_count > 0 && clock_mono_ns() < until) {
+				struct timespec ts;
+
+				clock_gettime(CLOCK_REALTIME, &ts);
+				ts.tv_nsec += 20 * 1000000;
+				if (ts.tv_nsec >= 1000000000) {
+					ts.tv_sec++;
+					ts.tv_nsec -= 1000000000;
+				}
+				pthread_cond_timedwait(&s->space_cv, &s->wt.lock, &ts);
+				/* Another writer may have opened a new wblock meanwhile. */
+				if (*cur != MEM_NONE && *pos + size <= m->wbs)
+					goto place;
+				rc = wblock_alloc_locked(&s->wt, user, &id);
+			}
+		}
 		if (rc != 0)
 			return rc;
 		if (*cur != MEM_NONE) {
@@ -99,6 +127,7 @@ stripe_reserve_locked(struct mem_engine *m, struct mem_stripe *s, uint32_t size,
 		*cur = id;
 		*pos = 0;
 	}
+place:;
 	int64_t off = (int64_t)*cur * m->wbs + *pos;
 	*pos += size;
 	wblock_add_locked(&s->wt, *cur, size);
@@ -117,7 +146,8 @@ mem_write(struct storage *st, const struct record *r, uint32_t size, storage_loc
 	if (size > storage_max_record_size(st->cfg))
 		return -EFBIG;
 	pthread_mutex_lock(&s->wt.lock);
-	off = stripe_reserve_locked(m, s, size, false);
+	off = stripe_reserve_locked(m, s, size, false,
+	    (r->flags & RECORD_F_TOMBSTONE) ? WBLOCK_FOR_DELETE : WBLOCK_FOR_WRITE);
 	if (off < 0) {
 		pthread_mutex_unlock(&s->wt.lock);
 		return (int)off;
@@ -187,7 +217,7 @@ mem_defrag_copy(struct storage *st, const uint8_t *flat, uint32_t size, storage_
 	int64_t off;
 
 	pthread_mutex_lock(&s->wt.lock);
-	off = stripe_reserve_locked(m, s, size, true);
+	off = stripe_reserve_locked(m, s, size, true, WBLOCK_FOR_DEFRAG);
 	if (off >= 0)
 		memcpy(stripe_addr(m, s, (uint64_t)off), flat, size);
 	pthread_mutex_unlock(&s->wt.lock);
@@ -230,6 +260,7 @@ defrag_wblock(struct storage *st, uint32_t si, uint32_t id)
 	}
 	pthread_mutex_lock(&s->wt.lock);
 	wblock_defrag_done_locked(&s->wt, id);
+	pthread_cond_broadcast(&s->space_cv);
 	pthread_mutex_unlock(&s->wt.lock);
 }
 
@@ -319,6 +350,7 @@ mem_open(struct storage *st)
 		struct mem_stripe *s = &m->stripes[i];
 
 		s->cur = s->dcur = MEM_NONE;
+		pthread_cond_init(&s->space_cv, NULL);
 		rc = wblock_table_init(&s->wt, first, first + per_stripe, wbs, reserve, cfg->defrag_lwm_pct);
 		if (rc != 0)
 			goto fail;
@@ -367,6 +399,7 @@ mem_close(struct storage *st, bool clean)
 			munmap(s->base, m->stripe_bytes);
 		if (s->wt.blocks != NULL)
 			wblock_table_fini(&s->wt);
+		pthread_cond_destroy(&s->space_cv);
 	}
 	pthread_mutex_destroy(&m->defrag_lock);
 	pthread_cond_destroy(&m->defrag_cv);
@@ -404,6 +437,7 @@ mem_stats(struct storage *st, struct storage_stats *out)
 	out->cache_reads = out->reads;
 	out->checksum_errors = atomic_load_relaxed(&m->checksum_errors);
 	out->defrag_records = atomic_load_relaxed(&m->defrag_records);
+	out->write_waits = atomic_load_relaxed(&m->write_waits);
 }
 
 static void

@@ -96,11 +96,12 @@ defrag_unlink(struct wblock_table *t, uint32_t id)
 }
 
 int
-wblock_alloc_locked(struct wblock_table *t, bool for_defrag, uint32_t *id)
+wblock_alloc_locked(struct wblock_table *t, enum wblock_user user, uint32_t *id)
 {
 	uint32_t n = t->n_wblocks - t->first;
+	uint32_t keep = user == WBLOCK_FOR_WRITE ? t->reserve : user == WBLOCK_FOR_DELETE ? 1 : 0;
 
-	if (!for_defrag && wblock_free_count_locked(t) <= t->reserve)
+	if (wblock_free_count_locked(t) <= keep)
 		return -ENOSPC;
 	if (t->free_count > 0) {
 		*id = t->free_q[t->free_head];
@@ -228,5 +229,30 @@ wblock_set_lwm_locked(struct wblock_table *t, uint32_t lwm_pct)
 
 		if (w->state == WBLOCK_USED && w->inuse > 0 && w->inuse < t->lwm_bytes)
 			defrag_push(t, id);
+	}
+}
+
+void
+wblock_rebuild_locked(struct wblock_table *t, uint32_t high_water)
+{
+	t->free_head = t->free_count = 0;
+	t->defrag_head = t->defrag_tail = WBLOCK_NONE;
+	t->defrag_count = 0;
+	if (high_water < t->first)
+		high_water = t->first;
+	if (high_water > t->n_wblocks)
+		high_water = t->n_wblocks;
+	t->pristine = high_water;
+	for (uint32_t id = t->first; id < high_water; id++) {
+		struct wblock *w = wblock_get(t, id);
+
+		w->used_end = t->size;
+		w->n_vac_dests = 0;
+		if (w->inuse == 0)
+			free_push(t, id);
+		else if (w->inuse < t->lwm_bytes)
+			defrag_push(t, id);
+		else
+			w->state = WBLOCK_USED;
 	}
 }

@@ -75,9 +75,13 @@ static inline struct wblock *wblock_get(struct wblock_table *t, uint32_t id)
 	return &t->blocks[id - t->first];
 }
 
-/* Take a free (or pristine) wblock into RESERVED.  Client writes
- * (for_defrag false) may not dip into the reserve.  0 or -ENOSPC. */
-int wblock_alloc_locked(struct wblock_table *t, bool for_defrag, uint32_t *id);
+/* Who asks for a wblock: client writes may not dip into the reserve;
+ * deletes (tombstones, which free more than they take) may use all of it
+ * but one wblock; defrag may use everything. */
+enum wblock_user { WBLOCK_FOR_WRITE, WBLOCK_FOR_DELETE, WBLOCK_FOR_DEFRAG };
+
+/* Take a free (or pristine) wblock into RESERVED.  0 or -ENOSPC. */
+int wblock_alloc_locked(struct wblock_table *t, enum wblock_user user, uint32_t *id);
 /* A write or defrag buffer is done with wblock id. */
 void wblock_release_locked(struct wblock_table *t, uint32_t id);
 /* size live bytes added to id (a record was placed there). */
@@ -93,6 +97,10 @@ void wblock_defrag_done_locked(struct wblock_table *t, uint32_t id);
 void wblock_vacated_release_locked(struct wblock_table *t, uint32_t id);
 /* New defrag-lwm-pct: queue USED wblocks now below it. */
 void wblock_set_lwm_locked(struct wblock_table *t, uint32_t lwm_pct);
+
+/* After a cold start filled in live bytes: ids below high_water become
+ * FREE, DEFRAG or USED by their live bytes; ids above stay pristine. */
+void wblock_rebuild_locked(struct wblock_table *t, uint32_t high_water);
 
 static inline uint32_t wblock_free_count_locked(const struct wblock_table *t)
 {

@@ -116,52 +116,6 @@ file_bin_of(const struct namespace *ns, const struct record *r)
 	return record_bin_find(r, ns->cfg->file_bin, strlen(ns->cfg->file_bin));
 }
 
-/* What the index learns from a stored record. */
-struct commit_info {
-	uint32_t file_len;
-	bool has_bins;           /* bins other than the file bin */
-	bool has_ttl;
-};
-
-static void
-entry_fill(struct index_entry *e, const struct record *r, const struct commit_info *ci,
-    storage_loc loc)
-{
-	e->loc = loc;
-	e->generation = r->generation;
-	e->last_update_ms = r->last_update_ms;
-	e->void_time = r->void_time;
-	e->size = ci->file_len;
-	e->has_bins = ci->has_bins;
-	e->has_ttl = ci->has_ttl;
-	e->tombstone = (r->flags & RECORD_F_TOMBSTONE) != 0;
-	e->set_marker = (r->flags & RECORD_F_SET_MARKER) != 0;
-	e->has_meta = (r->flags & RECORD_F_HAS_META) != 0;
-	e->mode = (uint16_t)(r->meta.mode & 07777);
-	e->uid = r->meta.uid;
-	e->gid = r->meta.gid;
-	e->mtime_ns = r->meta.mtime_ns;
-}
-
-/* Per-set and namespace object counts for an entry entering (+1) or
- * leaving (-1) the visible state. */
-static void
-count_entry(struct namespace *ns, const struct index_entry *e, int dir, uint32_t bytes)
-{
-	struct ns_set *s = &ns->sets.sets[e->set_id];
-
-	if (e->set_marker)
-		return;
-	if (e->tombstone) {
-		atomic_add(&ns->tombstones, (uint64_t)(int64_t)dir);
-		atomic_add(&s->tombstones, (uint64_t)(int64_t)dir);
-	} else {
-		atomic_add(&ns->objects, (uint64_t)(int64_t)dir);
-		atomic_add(&s->objects, (uint64_t)(int64_t)dir);
-	}
-	atomic_add(&s->data_bytes, (uint64_t)((int64_t)dir * bytes));
-}
-
 /*
  * Store r and point the index at it.  Called with the record lock held.
  * e is the current entry (any state) or NULL.  On success the old copy's
@@ -169,7 +123,7 @@ count_entry(struct namespace *ns, const struct index_entry *e, int dir, uint32_t
  */
 static int
 commit_record(struct namespace *ns, uint16_t set_id, struct index_entry *e, struct record *r,
-    const struct commit_info *ci, bool durable, struct record_attr *out)
+    const struct entry_info *ci, bool durable, struct record_attr *out)
 {
 	struct index_partition *p = index_partition_of(ns->index, &r->digest);
 	size_t size = record_flat_size(r);
@@ -185,7 +139,9 @@ commit_record(struct namespace *ns, uint16_t set_id, struct index_entry *e, stru
 		COUNT(ns, fail_out_of_space);
 	if (rc != 0)
 		return rc;
-	if (durable) {
+	/* commit-to-device: every write (deletes and renames too) returns only
+	 * once durable; the engine groups concurrent syncs into one commit. */
+	if (durable || ns->cfg->storage.commit_to_device) {
 		rc = storage_sync(ns->storage, loc);
 		if (rc != 0) {
 			storage_free(ns->storage, loc);
@@ -203,13 +159,13 @@ commit_record(struct namespace *ns, uint16_t set_id, struct index_entry *e, stru
 	pthread_rwlock_wrlock(&p->lock);
 	if (e != NULL) {
 		old_loc = e->loc;
-		count_entry(ns, e, -1, storage_loc_size(old_loc));
+		namespace_entry_count(ns, e, -1, storage_loc_size(old_loc));
 	} else {
 		e = fresh;
 		index_insert_locked(p, e);
 	}
-	entry_fill(e, r, ci, loc);
-	count_entry(ns, e, +1, (uint32_t)size);
+	namespace_entry_fill(e, r, ci, loc);
+	namespace_entry_count(ns, e, +1, (uint32_t)size);
 	if (out != NULL)
 		attr_from_entry(e, out);
 	pthread_rwlock_unlock(&p->lock);
@@ -227,7 +183,7 @@ drop_entry(struct namespace *ns, struct index_entry *e)
 
 	pthread_rwlock_wrlock(&p->lock);
 	loc = e->loc;
-	count_entry(ns, e, -1, storage_loc_size(loc));
+	namespace_entry_count(ns, e, -1, storage_loc_size(loc));
 	index_remove_locked(p, e);
 	pthread_rwlock_unlock(&p->lock);
 	storage_free(ns->storage, loc);
@@ -247,13 +203,14 @@ delete_entry(struct namespace *ns, struct index_entry *e, const char *set, uint8
 		return 0;
 	}
 	struct record r;
-	struct commit_info ci = { 0 };
+	struct entry_info ci = { 0 };
 
 	record_init(&r);
 	r.digest = e->digest;
 	r.generation = next_generation((uint16_t)e->generation);
 	r.last_update_ms = next_lut(e->last_update_ms);
-	r.flags = RECORD_F_TOMBSTONE;
+	/* A set marker's tombstone stays a marker: it is not a record of the set. */
+	r.flags = RECORD_F_TOMBSTONE | (e->set_marker ? RECORD_F_SET_MARKER : 0);
 	r.key_type = DIGEST_KEY_TYPE_STRING;
 	r.set = set;
 	r.set_len = set_len;
@@ -514,7 +471,9 @@ txn_write(struct namespace *ns, const struct txn_key *k, const struct txn_write 
 	r.set_len = (uint8_t)k->set_len;
 	r.key = k->key;
 	r.key_len = (uint16_t)k->key_len;
-	r.generation = exists ? next_generation((uint16_t)e->generation) : 1;
+	/* Generations continue across deletes and expiry (from the tombstone or
+	 * expired entry), so a newer copy always wins on cold start. */
+	r.generation = e != NULL ? next_generation((uint16_t)e->generation) : 1;
 	r.last_update_ms = next_lut(e != NULL ? e->last_update_ms : 0);
 	r.ttl = w->set_ttl ? w->ttl : (need_old ? old.ttl : RECORD_TTL_DEFAULT);
 	r.void_time = void_time_for(ns, r.ttl);
@@ -589,13 +548,8 @@ txn_write(struct namespace *ns, const struct txn_key *k, const struct txn_write 
 		goto out;
 
 	/* The xattr ops may have touched the file bin by name: re-find it. */
-	const struct bin *nfb = file_bin_of(ns, &r);
-	struct commit_info ci = {
-		.file_len = nfb != NULL && (nfb->type == BIN_BLOB || nfb->type == BIN_STRING)
-		    ? nfb->v.bytes.len : 0,
-		.has_bins = r.n_bins > (nfb != NULL ? 1 : 0),
-		.has_ttl = r.ttl != RECORD_TTL_DEFAULT,
-	};
+	struct entry_info ci;
+	namespace_entry_info(ns, &r, &ci);
 	rc = commit_record(ns, set_id, e, &r, &ci, (w->flags & TXN_DURABLE) != 0, out);
 out:
 	if (locked)
@@ -689,16 +643,12 @@ txn_rename(struct namespace *ns, const struct txn_key *from, const struct txn_ke
 	r.set_len = (uint8_t)to->set_len;
 	r.key = to->key;
 	r.key_len = (uint16_t)to->key_len;
-	r.generation = entry_visible(te, now) ? next_generation((uint16_t)te->generation) : 1;
+	r.generation = te != NULL ? next_generation((uint16_t)te->generation) : 1;
 	r.last_update_ms = next_lut(te != NULL ? te->last_update_ms : 0);
 	if (r.last_update_ms < fe->last_update_ms)
 		r.last_update_ms = fe->last_update_ms;
-	const struct bin *fb = file_bin_of(ns, &r);
-	struct commit_info ci = {
-		.file_len = fb != NULL ? fb->v.bytes.len : 0,
-		.has_bins = r.n_bins > (fb != NULL ? 1 : 0),
-		.has_ttl = r.ttl != RECORD_TTL_DEFAULT,
-	};
+	struct entry_info ci;
+	namespace_entry_info(ns, &r, &ci);
 	rc = commit_record(ns, tset, te, &r, &ci, false, NULL);
 	if (rc != 0)
 		goto out;
@@ -760,7 +710,7 @@ txn_set_create(struct namespace *ns, const char *set, size_t len)
 	index_record_lock(ns->index, &d);
 	e = entry_get(ns, set_id, &d);
 	struct record r;
-	struct commit_info ci = { 0 };
+	struct entry_info ci = { 0 };
 	record_init(&r);
 	r.digest = d;
 	r.flags = RECORD_F_SET_MARKER;
@@ -771,8 +721,6 @@ txn_set_create(struct namespace *ns, const char *set, size_t len)
 	r.generation = e != NULL ? next_generation((uint16_t)e->generation) : 1;
 	r.last_update_ms = next_lut(e != NULL ? e->last_update_ms : 0);
 	rc = commit_record(ns, set_id, e, &r, &ci, false, NULL);
-	if (rc == 0)
-		__atomic_store_n(&ns->sets.sets[set_id].marker, true, __ATOMIC_RELAXED);
 	index_record_unlock(ns->index, &d);
 	return rc;
 }
@@ -800,8 +748,6 @@ txn_set_remove(struct namespace *ns, const char *set, size_t len)
 	e = entry_get(ns, set_id, &d);
 	if (e != NULL && e->set_marker && !e->tombstone)
 		rc = delete_entry(ns, e, set, (uint8_t)len);
-	if (rc == 0)
-		__atomic_store_n(&s->marker, false, __ATOMIC_RELAXED);
 	index_record_unlock(ns->index, &d);
 	return rc;
 }

@@ -21,15 +21,15 @@ test_wblock_alloc_uses_free_queue_before_pristine(void **state)
 
 	assert_int_equal(wblock_table_init(&t, 8, 18, WBS, 2, 50), 0);
 	assert_int_equal(wblock_free_count_locked(&t), 10);
-	assert_int_equal(wblock_alloc_locked(&t, false, &a), 0);
+	assert_int_equal(wblock_alloc_locked(&t, WBLOCK_FOR_WRITE, &a), 0);
 	assert_int_equal(a, 8);
 	assert_int_equal(wblock_get(&t, a)->state, WBLOCK_RESERVED);
 	/* Released with nothing live: straight back to the free queue. */
 	wblock_release_locked(&t, a);
 	assert_int_equal(wblock_get(&t, a)->state, WBLOCK_FREE);
-	assert_int_equal(wblock_alloc_locked(&t, false, &b), 0);
+	assert_int_equal(wblock_alloc_locked(&t, WBLOCK_FOR_WRITE, &b), 0);
 	assert_int_equal(b, 8);
-	assert_int_equal(wblock_alloc_locked(&t, false, &c), 0);
+	assert_int_equal(wblock_alloc_locked(&t, WBLOCK_FOR_WRITE, &c), 0);
 	assert_int_equal(c, 9);
 	wblock_table_fini(&t);
 }
@@ -42,12 +42,12 @@ test_wblock_reserve_is_kept_for_defrag(void **state)
 
 	assert_int_equal(wblock_table_init(&t, 8, 13, WBS, 2, 50), 0);
 	for (int i = 0; i < 3; i++)
-		assert_int_equal(wblock_alloc_locked(&t, false, &id), 0);
+		assert_int_equal(wblock_alloc_locked(&t, WBLOCK_FOR_WRITE, &id), 0);
 	/* Two left: both reserved for defrag. */
-	assert_int_equal(wblock_alloc_locked(&t, false, &id), -ENOSPC);
-	assert_int_equal(wblock_alloc_locked(&t, true, &id), 0);
-	assert_int_equal(wblock_alloc_locked(&t, true, &id), 0);
-	assert_int_equal(wblock_alloc_locked(&t, true, &id), -ENOSPC);
+	assert_int_equal(wblock_alloc_locked(&t, WBLOCK_FOR_WRITE, &id), -ENOSPC);
+	assert_int_equal(wblock_alloc_locked(&t, WBLOCK_FOR_DEFRAG, &id), 0);
+	assert_int_equal(wblock_alloc_locked(&t, WBLOCK_FOR_DEFRAG, &id), 0);
+	assert_int_equal(wblock_alloc_locked(&t, WBLOCK_FOR_DEFRAG, &id), -ENOSPC);
 	wblock_table_fini(&t);
 }
 
@@ -58,7 +58,7 @@ test_wblock_live_bytes_drive_state_changes(void **state)
 	uint32_t id, got;
 
 	assert_int_equal(wblock_table_init(&t, 8, 18, WBS, 1, 50), 0);
-	assert_int_equal(wblock_alloc_locked(&t, false, &id), 0);
+	assert_int_equal(wblock_alloc_locked(&t, WBLOCK_FOR_WRITE, &id), 0);
 	wblock_add_locked(&t, id, 600 * 1024);
 	wblock_add_locked(&t, id, 300 * 1024);
 	assert_int_equal(t.used_bytes, 900 * 1024);
@@ -89,7 +89,7 @@ test_wblock_defrag_frees_only_after_destinations_durable(void **state)
 	uint32_t id, got;
 
 	assert_int_equal(wblock_table_init(&t, 8, 18, WBS, 1, 50), 0);
-	assert_int_equal(wblock_alloc_locked(&t, false, &id), 0);
+	assert_int_equal(wblock_alloc_locked(&t, WBLOCK_FOR_WRITE, &id), 0);
 	wblock_add_locked(&t, id, 100);
 	wblock_release_locked(&t, id);
 	assert_int_equal(wblock_get(&t, id)->state, WBLOCK_DEFRAG);
@@ -111,7 +111,7 @@ test_wblock_raising_lwm_sweeps_used_blocks(void **state)
 	uint32_t id;
 
 	assert_int_equal(wblock_table_init(&t, 8, 18, WBS, 1, 50), 0);
-	assert_int_equal(wblock_alloc_locked(&t, false, &id), 0);
+	assert_int_equal(wblock_alloc_locked(&t, WBLOCK_FOR_WRITE, &id), 0);
 	wblock_add_locked(&t, id, 700 * 1024);
 	wblock_release_locked(&t, id);
 	assert_int_equal(wblock_get(&t, id)->state, WBLOCK_USED);

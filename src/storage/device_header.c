@@ -1,0 +1,118 @@
+/*
+ * device_header.c - encoding and checking the device header (layout in
+ * device_header.h).
+ *
+ * The header is one 4 KiB page with a CRC so a torn or overwritten header
+ * is told apart from a fresh (all-zero) device and from another program's
+ * data.  A fresh device is the only thing the engine ever formats on its
+ * own; anything else that is not a valid header is refused, so a typo in a
+ * devices: line cannot wipe an unrelated disk.
+ */
+#include <endian.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "../base/crc32c.h"
+#include "../base/error.h"
+#include "device_header.h"
+
+static const uint8_t header_magic[8] = { 'R', 'E', 'C', 'F', 'S', 'D', 'V', '1' };
+
+static void
+put32(uint8_t *p, uint32_t v)
+{
+	v = htole32(v);
+	memcpy(p, &v, 4);
+}
+
+static void
+put64(uint8_t *p, uint64_t v)
+{
+	v = htole64(v);
+	memcpy(p, &v, 8);
+}
+
+static uint32_t
+get32(const uint8_t *p)
+{
+	uint32_t v;
+
+	memcpy(&v, p, 4);
+	return le32toh(v);
+}
+
+static uint64_t
+get64(const uint8_t *p)
+{
+	uint64_t v;
+
+	memcpy(&v, p, 8);
+	return le64toh(v);
+}
+
+void
+device_header_encode(const struct device_header *h, uint8_t *page)
+{
+	memset(page, 0, DEVICE_HEADER_PAGE);
+	memcpy(page, header_magic, 8);
+	put32(page + 8, h->version);
+	put32(page + 12, h->write_block_size);
+	memcpy(page + 16, h->ns_name, strnlen(h->ns_name, CONFIG_NAME_MAX));
+	put32(page + 48, h->n_devices);
+	put32(page + 52, h->device_index);
+	put32(page + 56, h->flags);
+	put64(page + 64, h->signature);
+	put64(page + 72, h->device_size);
+	put32(page + 80, h->high_water);
+	put64(page + 88, h->created_ms);
+	put64(page + 96, h->opens);
+	put32(page + DEVICE_HEADER_PAGE - 4, crc32c(0, page, DEVICE_HEADER_PAGE - 4));
+}
+
+int
+device_header_decode(const uint8_t *page, struct device_header *h, char *why, size_t why_size)
+{
+	static const uint8_t zero[64];
+	bool all_zero = true;
+
+	for (size_t i = 0; i < DEVICE_HEADER_PAGE && all_zero; i += sizeof(zero))
+		all_zero = memcmp(page + i, zero, sizeof(zero)) == 0;
+	if (all_zero)
+		return 1;
+	if (memcmp(page, header_magic, 8) != 0) {
+		if (why != NULL)
+			snprintf(why, why_size, "not a recfs device (no header magic) and not empty");
+		return RECFS_EFORMAT;
+	}
+	if (get32(page + DEVICE_HEADER_PAGE - 4) != crc32c(0, page, DEVICE_HEADER_PAGE - 4)) {
+		if (why != NULL)
+			snprintf(why, why_size, "device header checksum mismatch (damaged header)");
+		return RECFS_EFORMAT;
+	}
+	memset(h, 0, sizeof(*h));
+	h->version = get32(page + 8);
+	if (h->version != DEVICE_HEADER_VERSION) {
+		if (why != NULL)
+			snprintf(why, why_size, "device format version %u, this build reads version %u",
+			    h->version, DEVICE_HEADER_VERSION);
+		return RECFS_EVERSION;
+	}
+	h->write_block_size = get32(page + 12);
+	memcpy(h->ns_name, page + 16, CONFIG_NAME_MAX);
+	h->ns_name[CONFIG_NAME_MAX] = '\0';
+	h->n_devices = get32(page + 48);
+	h->device_index = get32(page + 52);
+	h->flags = get32(page + 56);
+	h->signature = get64(page + 64);
+	h->device_size = get64(page + 72);
+	h->high_water = get32(page + 80);
+	h->created_ms = get64(page + 88);
+	h->opens = get64(page + 96);
+	if (h->n_devices == 0 || h->n_devices > CONFIG_FILES_MAX || h->device_index >= h->n_devices ||
+	    h->write_block_size == 0 || (h->write_block_size & (h->write_block_size - 1)) != 0) {
+		if (why != NULL)
+			snprintf(why, why_size, "device header fields out of range");
+		return RECFS_EFORMAT;
+	}
+	return 0;
+}

@@ -1,0 +1,107 @@
+/*
+ * device_i.h - the device engine's internals, shared by storage_device.c
+ * (write/read paths, I/O and defrag threads), device_open.c (opening and
+ * checking devices) and device_cold_start.c (rebuilding the index).
+ */
+#ifndef RECFS_STORAGE_DEVICE_I_H
+#define RECFS_STORAGE_DEVICE_I_H
+
+#include <liburing.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "device_header.h"
+#include "storage.h"
+#include "wblock.h"
+
+#define DEVICE_IO_ALIGN 4096
+
+/* A wblock's image in RAM: being filled, waiting for the device, or kept
+ * after the write as post-write cache. */
+struct dev_buf {
+	uint8_t *data;             /* wbs bytes, DEVICE_IO_ALIGN-aligned */
+	uint32_t wblock_id;
+	uint32_t pos;              /* bytes filled */
+	uint32_t flushed;          /* bytes known to be on the device */
+	bool defrag;               /* a defrag destination */
+	uint32_t *vacated;         /* defrag: source wblocks waiting for this buffer */
+	uint32_t n_vacated, cap_vacated;
+	struct dev_buf *next;      /* write queue, post-write FIFO or spare pool */
+};
+
+struct device {
+	struct storage *st;
+	uint32_t index;            /* file id in locations */
+	char *path;
+	int fd;
+	bool is_block;
+	uint64_t size;             /* usable bytes (a multiple of wbs) */
+	uint32_t wbs;
+	struct device_header hdr;  /* io thread (high water) and open/close only */
+
+	/* wt.lock protects the table and everything down to `failed`. */
+	struct wblock_table wt;
+	struct dev_buf **attached; /* [id - first]: RAM image of the wblock, or NULL */
+	struct dev_buf *cur, *dcur;
+	struct dev_buf *wq_head, *wq_tail;
+	uint32_t wq_len;           /* full buffers waiting for the device (write_q) */
+	struct dev_buf *pw_head, *pw_tail;
+	uint32_t pw_len;           /* post-write cache */
+	struct dev_buf *pool;
+	uint32_t pool_len, n_bufs;
+	uint64_t write_seq;        /* writes placed in buffers */
+	uint64_t durable_seq;      /* writes known durable */
+	uint64_t sync_target;      /* highest write_seq a syncer waits for */
+	uint64_t error_seq;        /* writes up to here hit a device error */
+	uint64_t last_flush_ns;
+	uint64_t writes, partial_writes, defrag_writes, write_errors, write_waits;
+	uint64_t write_cache_timeouts;
+	bool stop, io_exited, failed;
+	pthread_cond_t io_cv;      /* wakes the I/O thread */
+	pthread_cond_t durable_cv; /* durable_seq moved */
+	pthread_cond_t space_cv;   /* the write queue shrank */
+
+	/* I/O thread only. */
+	struct io_uring ring;
+	bool ring_ready;
+	uint8_t *stage_cur, *stage_dcur;
+	pthread_t io_thread;
+	bool io_started;
+
+	/* Defrag thread only (defrag_lock guards defrag_stop). */
+	pthread_t defrag_thread;
+	bool defrag_started, defrag_stop;
+	pthread_mutex_t defrag_lock;
+	pthread_cond_t defrag_cv;
+	uint8_t *defrag_buf;
+	uint32_t defrag_source;    /* wblock being defragmented, or WBLOCK_NONE */
+
+	/* Atomics. */
+	uint64_t reads, cache_reads, read_errors, checksum_errors, defrag_records;
+
+	/* Cold start counts (scan thread only). */
+	uint64_t cs_records, cs_corrupt, cs_bytes;
+};
+
+struct dev_engine {
+	uint32_t n;
+	uint32_t wbs;
+	struct device *devs[CONFIG_FILES_MAX];
+	bool cold_started;         /* loaded records from existing devices */
+};
+
+/* device_open.c: open every configured file/device, size it, read and check
+ * its header (fresh devices are formatted), allocate per-device state. */
+int device_open_all(struct storage *st, struct dev_engine *e);
+/* device_cold_start.c: scan every device (in parallel) up to its high-water
+ * mark, hand each verified record to owner->load, rebuild wblock queues. */
+int device_cold_start(struct storage *st, struct dev_engine *e);
+
+/* storage_device.c */
+int device_header_write(struct device *d);
+int device_pread_full(int fd, void *buf, size_t len, uint64_t off);
+
+extern const struct storage_ops storage_device_ops;
+
+#endif

@@ -1,0 +1,1085 @@
+/*
+ * storage_device.c - the device engine: records in wblocks on files or raw
+ * block devices, written through RAM write buffers by an I/O thread.
+ *
+ * Per device: a wblock table, a current write buffer and a defrag buffer
+ * (each a wblock-sized, 4 KiB-aligned RAM image of one wblock), a queue of
+ * full buffers waiting to be written, a post-write cache of recently
+ * written buffers kept readable from RAM, an I/O thread and a defrag
+ * thread.  A record write is a reservation plus an encode into the current
+ * buffer under the device lock; the client is answered once the record is
+ * in RAM (and, with commit-to-device or fsync, once it is durable).
+ *
+ * The I/O thread works in batches: it takes every queued full buffer, and
+ * when a flush is due (flush-max-ms, a sync waiter, a defrag buffer holding
+ * vacated wblocks, shutdown) a copy of the unwritten tail of the current
+ * buffers; it writes them all with io_uring (O_DIRECT when direct-io), then
+ * fdatasync()s, then marks every write placed before the batch durable.
+ * Concurrent fsync/commit-to-device waiters therefore share one device
+ * write and one sync (group commit).  Before writing a wblock above the
+ * header's high-water mark it raises the mark in the header, so cold start
+ * never needs to scan further than the mark.
+ *
+ * A wblock stays RESERVED until its buffer is written, so defrag can never
+ * free (and a writer reuse) a wblock whose buffer is still on its way to the
+ * device.  A defragmented wblock is freed only once every buffer holding
+ * records moved out of it is durable (n_vac_dests).
+ *
+ * Reads copy from a RAM buffer still attached to the wblock (current,
+ * queued or post-write cached) or do one aligned pread of the record's
+ * rblocks; either way the record's checksum is verified, and a mismatch is
+ * an error for that record only, logged with file and offset.
+ *
+ * Rejected: one I/O thread per buffer (more threads than cores on this
+ * hardware, and ordering of partial and full writes of one wblock would
+ * need extra care); mmap of the device (no control over write-back, so no
+ * durability promise).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <liburing.h>
+#include <linux/fs.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "../base/atomic.h"
+#include "../base/clock.h"
+#include "../base/error.h"
+#include "../base/fault.h"
+#include "../base/log.h"
+#include "device_header.h"
+#include "device_i.h"
+#include "storage.h"
+#include "wblock.h"
+
+#define WRITE_WAIT_MAX_MS 10000     /* writers wait this long for the write cache */
+#define SPACE_WAIT_MAX_MS 2000      /* ... and this long for queued buffers to free space */
+#define SYNC_WAIT_MAX_MS 60000
+#define DEFRAG_FLUSH_MS 1000        /* tail-flush a defrag buffer holding vacated wblocks */
+#define HIGH_WATER_STEP 64          /* header high-water raised this many wblocks ahead */
+#define IO_BATCH_MAX 64
+
+/* ---- small helpers ------------------------------------------------------ */
+
+static void
+deadline_after_ms(struct timespec *ts, uint64_t ms)
+{
+	clock_gettime(CLOCK_REALTIME, ts);
+	ts->tv_sec += (time_t)(ms / 1000);
+	ts->tv_nsec += (long)(ms % 1000) * 1000000;
+	if (ts->tv_nsec >= 1000000000) {
+		ts->tv_sec++;
+		ts->tv_nsec -= 1000000000;
+	}
+}
+
+static inline uint64_t
+round_up(uint64_t n, uint64_t a)
+{
+	return (n + a - 1) & ~(a - 1);
+}
+
+static inline struct dev_buf **
+attached_slot(struct device *d, uint32_t id)
+{
+	return &d->attached[id - d->wt.first];
+}
+
+/* ---- buffers ------------------------------------------------------------ */
+
+static struct dev_buf *
+buf_get_locked(struct device *d)
+{
+	struct dev_buf *b = d->pool;
+
+	if (b != NULL) {
+		d->pool = b->next;
+		d->pool_len--;
+	} else {
+		b = calloc(1, sizeof(*b));
+		if (b == NULL)
+			return NULL;
+		if (posix_memalign((void **)&b->data, DEVICE_IO_ALIGN, d->wbs) != 0) {
+			free(b);
+			return NULL;
+		}
+		d->n_bufs++;
+	}
+	/* Zeroed so a full write leaves no stale bytes past the last record. */
+	memset(b->data, 0, d->wbs);
+	b->pos = b->flushed = 0;
+	b->n_vacated = 0;
+	b->next = NULL;
+	return b;
+}
+
+static void
+buf_put_locked(struct device *d, struct dev_buf *b)
+{
+	/* Keep a few spares; return the rest so idle devices shrink. */
+	if (d->pool_len < 4) {
+		b->next = d->pool;
+		d->pool = b;
+		d->pool_len++;
+		return;
+	}
+	free(b->vacated);
+	free(b->data);
+	free(b);
+	d->n_bufs--;
+}
+
+static void
+buf_free(struct dev_buf *b)
+{
+	if (b == NULL)
+		return;
+	free(b->vacated);
+	free(b->data);
+	free(b);
+}
+
+static void
+queue_full_locked(struct device *d, struct dev_buf *b)
+{
+	b->next = NULL;
+	if (d->wq_tail != NULL)
+		d->wq_tail->next = b;
+	else
+		d->wq_head = b;
+	d->wq_tail = b;
+	d->wq_len++;
+	if (b->defrag)
+		d->defrag_writes++;
+	pthread_cond_signal(&d->io_cv);
+}
+
+/* Space for size bytes in the current (or defrag) buffer; returns the
+ * device offset, -ENOSPC or -ENOMEM.  Device lock held. */
+static int64_t
+reserve_locked(struct device *d, uint32_t size, bool defrag, enum wblock_user user)
+{
+	struct dev_buf **cur = defrag ? &d->dcur : &d->cur;
+	struct dev_buf *b = *cur;
+
+	if (b == NULL || b->pos + size > d->wbs) {
+		uint32_t id;
+		int rc = wblock_alloc_locked(&d->wt, user, &id);
+		struct timespec deadline;
+
+		/* Space is on its way back while buffers wait for the device (their
+		 * records may have been overwritten meanwhile) or wblocks wait for
+		 * defrag: wait for it, boundedly, so writers slow down to the pace
+		 * the device and defrag can keep. */
+#define SPACE_PENDING(d) ((d)->wq_len > 0 || (user != WBLOCK_FOR_DEFRAG && (d)->wt.defrag_count > 0))
+		if (rc == -ENOSPC && SPACE_PENDING(d)) {
+			uint64_t until = clock_mono_ns() + SPACE_WAIT_MAX_MS * 1000000ULL;
+
+			d->write_waits++;
+			while (rc == -ENOSPC && SPACE_PENDING(d) && !d->stop && clock_mono_ns() < until) {
+				deadline_after_ms(&deadline, 20);
+				pthread_cond_timedwait(&d->space_cv, &d->wt.lock, &deadline);
+				rc = wblock_alloc_locked(&d->wt, user, &id);
+			}
+			/* Another writer may have replaced the buffer meanwhile. */
+			if (rc == 0 && *cur != b) {
+				struct dev_buf *nb = *cur;
+
+				if (nb != NULL && nb->pos + size <= d->wbs) {
+					wblock_release_locked(&d->wt, id);
+					b = nb;
+					goto place;
+				}
+				b = nb;
+			}
+		}
+#undef SPACE_PENDING
+		if (rc != 0)
+			return rc;
+		struct dev_buf *nb = buf_get_locked(d);
+		if (nb == NULL) {
+			/* Give the wblock back untouched. */
+			wblock_release_locked(&d->wt, id);
+			return -ENOMEM;
+		}
+		nb->wblock_id = id;
+		nb->defrag = defrag;
+		*attached_slot(d, id) = nb;
+		if (b != NULL)
+			queue_full_locked(d, b);
+		*cur = b = nb;
+	}
+place:;
+	int64_t off = (int64_t)b->wblock_id * d->wbs + b->pos;
+	b->pos += size;
+	wblock_add_locked(&d->wt, b->wblock_id, size);
+	wblock_get(&d->wt, b->wblock_id)->used_end = b->pos;
+	return off;
+}
+
+/* Writers wait while more buffers wait for the device than max-write-cache
+ * allows; past a bounded wait the write fails with EIO.  Device lock held. */
+static int
+wait_write_cache_locked(struct device *d)
+{
+	uint64_t cache = atomic_load_relaxed(&d->st->cfg->max_write_cache);
+	uint32_t limit = (uint32_t)(cache / d->wbs);
+	uint32_t quarter = (d->wt.n_wblocks - d->wt.first) / 4;
+	struct timespec deadline;
+
+	/* Never let queued buffers pin more than a quarter of a small device. */
+	if (limit > quarter)
+		limit = quarter;
+	if (limit < 1)
+		limit = 1;
+	if (d->wq_len <= limit)
+		return 0;
+	d->write_waits++;
+	deadline_after_ms(&deadline, WRITE_WAIT_MAX_MS);
+	while (d->wq_len > limit && !d->stop) {
+		if (pthread_cond_timedwait(&d->space_cv, &d->wt.lock, &deadline) == ETIMEDOUT) {
+			d->write_cache_timeouts++;
+			log_warn("device", "{%s} %s: write queue too deep (%u buffers, max-write-cache allows %u)",
+			    d->st->ns_name, d->path, d->wq_len, limit);
+			return -EIO;
+		}
+	}
+	return 0;
+}
+
+/* ---- the engine ops ----------------------------------------------------- */
+
+static inline struct device *
+device_for(struct dev_engine *e, const struct digest *dg)
+{
+	return e->devs[digest_spread(dg) % e->n];
+}
+
+static int
+dev_write(struct storage *st, const struct record *r, uint32_t size, storage_loc *loc)
+{
+	struct dev_engine *e = st->priv;
+	struct device *d = device_for(e, &r->digest);
+	int64_t off;
+	int rc;
+
+	if (size > storage_max_record_size(st->cfg))
+		return -EFBIG;
+	rc = FAULT_POINT("device.write");
+	if (rc != 0)
+		return rc;
+	pthread_mutex_lock(&d->wt.lock);
+	if (d->failed) {
+		pthread_mutex_unlock(&d->wt.lock);
+		return -EIO;
+	}
+	rc = wait_write_cache_locked(d);
+	if (rc != 0) {
+		pthread_mutex_unlock(&d->wt.lock);
+		return rc;
+	}
+	off = reserve_locked(d, size, false,
+	    (r->flags & RECORD_F_TOMBSTONE) ? WBLOCK_FOR_DELETE : WBLOCK_FOR_WRITE);
+	if (off < 0) {
+		pthread_mutex_unlock(&d->wt.lock);
+		return (int)off;
+	}
+	uint8_t *dst = d->cur->data + ((uint64_t)off - (uint64_t)d->cur->wblock_id * d->wbs);
+	long n = record_flat_encode(r, dst, size);
+	d->write_seq++;
+	pthread_mutex_unlock(&d->wt.lock);
+	if (n < 0) {
+		wblock_free_bytes(&d->wt, (uint32_t)((uint64_t)off / d->wbs), size);
+		return (int)n;
+	}
+	*loc = storage_loc_make(d->index, (uint64_t)off, size);
+	return 0;
+}
+
+/* An aligned bounce buffer per thread for direct reads. */
+static pthread_key_t read_buf_key;
+static pthread_once_t read_buf_once = PTHREAD_ONCE_INIT;
+
+struct read_buf {
+	uint8_t *data;
+	size_t cap;
+};
+
+static void
+read_buf_free(void *p)
+{
+	struct read_buf *rb = p;
+
+	free(rb->data);
+	free(rb);
+}
+
+static void
+read_buf_key_init(void)
+{
+	pthread_key_create(&read_buf_key, read_buf_free);
+}
+
+static uint8_t *
+read_buf_get(size_t len)
+{
+	struct read_buf *rb;
+
+	pthread_once(&read_buf_once, read_buf_key_init);
+	rb = pthread_getspecific(read_buf_key);
+	if (rb == NULL) {
+		rb = calloc(1, sizeof(*rb));
+		if (rb == NULL)
+			return NULL;
+		pthread_setspecific(read_buf_key, rb);
+	}
+	if (rb->cap < len) {
+		free(rb->data);
+		rb->data = NULL;
+		rb->cap = 0;
+		if (posix_memalign((void **)&rb->data, DEVICE_IO_ALIGN, len) != 0)
+			return NULL;
+		rb->cap = len;
+	}
+	return rb->data;
+}
+
+int
+device_pread_full(int fd, void *buf, size_t len, uint64_t off)
+{
+	size_t done = 0;
+
+	while (done < len) {
+		ssize_t n = pread(fd, (uint8_t *)buf + done, len - done, (off_t)(off + done));
+
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		if (n == 0)
+			return -EIO;  /* past the end: not a valid location */
+		done += (size_t)n;
+	}
+	return 0;
+}
+
+static int
+dev_read(struct storage *st, storage_loc loc, uint8_t *buf)
+{
+	struct dev_engine *e = st->priv;
+	uint32_t di = storage_loc_file(loc), size = storage_loc_size(loc), got;
+	uint64_t off = storage_loc_offset(loc);
+	struct device *d;
+	struct dev_buf *b;
+	int rc;
+
+	if (di >= e->n)
+		return RECFS_EFORMAT;
+	d = e->devs[di];
+	uint32_t id = (uint32_t)(off / d->wbs);
+	if (id < d->wt.first || id >= d->wt.n_wblocks || off % d->wbs + size > d->wbs)
+		return RECFS_EFORMAT;
+	atomic_inc(&d->reads);
+	pthread_mutex_lock(&d->wt.lock);
+	b = *attached_slot(d, id);
+	if (b != NULL) {
+		memcpy(buf, b->data + off % d->wbs, size);
+		pthread_mutex_unlock(&d->wt.lock);
+		atomic_inc(&d->cache_reads);
+	} else {
+		pthread_mutex_unlock(&d->wt.lock);
+		uint64_t a_off = off & ~(uint64_t)(DEVICE_IO_ALIGN - 1);
+		size_t len = (size_t)(round_up(off + size, DEVICE_IO_ALIGN) - a_off);
+		uint8_t *tmp = read_buf_get(len);
+
+		if (tmp == NULL)
+			return -ENOMEM;
+		rc = FAULT_POINT("device.read");
+		if (rc == 0)
+			rc = device_pread_full(d->fd, tmp, len, a_off);
+		if (rc != 0) {
+			atomic_inc(&d->read_errors);
+			log_error("device", "{%s} %s offset %" PRIu64 ": read failed: %s", st->ns_name,
+			    d->path, off, recfs_strerror(rc));
+			return -EIO;
+		}
+		memcpy(buf, tmp + (off - a_off), size);
+	}
+	rc = record_flat_check(buf, size, &got);
+	if (rc == 0 && got != size)
+		rc = RECFS_EFORMAT;
+	if (rc == 0)
+		rc = record_flat_verify(buf, size);
+	if (rc != 0) {
+		atomic_inc(&d->checksum_errors);
+		log_error("device", "{%s} %s offset %" PRIu64 ": record of %u bytes: %s", st->ns_name,
+		    d->path, off, size, recfs_strerror(rc));
+	}
+	return rc;
+}
+
+static void
+defrag_kick(struct device *d)
+{
+	pthread_mutex_lock(&d->defrag_lock);
+	pthread_cond_signal(&d->defrag_cv);
+	pthread_mutex_unlock(&d->defrag_lock);
+}
+
+static void
+dev_free(struct storage *st, storage_loc loc)
+{
+	struct dev_engine *e = st->priv;
+	struct device *d = e->devs[storage_loc_file(loc)];
+
+	wblock_free_bytes(&d->wt, (uint32_t)(storage_loc_offset(loc) / d->wbs), storage_loc_size(loc));
+	if (atomic_load_relaxed(&d->wt.defrag_count) > 0)
+		defrag_kick(d);
+}
+
+/* Wait until every write placed on d so far is durable. */
+static int
+device_sync(struct device *d)
+{
+	struct timespec deadline;
+	int rc = 0;
+
+	pthread_mutex_lock(&d->wt.lock);
+	uint64_t target = d->write_seq;
+	if (d->durable_seq < target) {
+		if (d->sync_target < target)
+			d->sync_target = target;
+		pthread_cond_signal(&d->io_cv);
+		deadline_after_ms(&deadline, SYNC_WAIT_MAX_MS);
+		while (d->durable_seq < target && !d->io_exited) {
+			if (pthread_cond_timedwait(&d->durable_cv, &d->wt.lock, &deadline) == ETIMEDOUT)
+				break;
+		}
+		if (d->durable_seq < target)
+			rc = -EIO;
+	}
+	if (rc == 0 && d->error_seq >= target && target > 0)
+		rc = -EIO;
+	pthread_mutex_unlock(&d->wt.lock);
+	return rc;
+}
+
+static int
+dev_sync(struct storage *st, storage_loc loc)
+{
+	struct dev_engine *e = st->priv;
+	uint32_t di = storage_loc_file(loc);
+
+	if (di >= e->n)
+		return RECFS_EFORMAT;
+	return device_sync(e->devs[di]);
+}
+
+static int
+dev_defrag_copy(struct storage *st, const uint8_t *flat, uint32_t size, storage_loc *loc)
+{
+	struct dev_engine *e = st->priv;
+	struct device *d = device_for(e, record_flat_digest(flat));
+	int64_t off;
+
+	pthread_mutex_lock(&d->wt.lock);
+	off = reserve_locked(d, size, true, WBLOCK_FOR_DEFRAG);
+	if (off >= 0) {
+		struct dev_buf *b = d->dcur;
+
+		memcpy(b->data + ((uint64_t)off - (uint64_t)b->wblock_id * d->wbs), flat, size);
+		d->write_seq++;
+		/* Remember the source once per destination buffer: it may be freed
+		 * only when this buffer is durable. */
+		uint32_t src = d->defrag_source;
+		if (src != WBLOCK_NONE && (b->n_vacated == 0 || b->vacated[b->n_vacated - 1] != src)) {
+			if (b->n_vacated == b->cap_vacated) {
+				uint32_t cap = b->cap_vacated ? b->cap_vacated * 2 : 16;
+				uint32_t *v = realloc(b->vacated, cap * sizeof(*v));
+
+				if (v == NULL) {
+					pthread_mutex_unlock(&d->wt.lock);
+					wblock_free_bytes(&d->wt, (uint32_t)((uint64_t)off / d->wbs), size);
+					return -ENOMEM;
+				}
+				b->vacated = v;
+				b->cap_vacated = cap;
+			}
+			b->vacated[b->n_vacated++] = src;
+			wblock_get(&d->wt, src)->n_vac_dests++;
+		}
+	}
+	pthread_mutex_unlock(&d->wt.lock);
+	if (off < 0)
+		return (int)off;
+	*loc = storage_loc_make(d->index, (uint64_t)off, size);
+	atomic_inc(&d->defrag_records);
+	return 0;
+}
+
+/* ---- the I/O thread ----------------------------------------------------- */
+
+struct io_item {
+	struct dev_buf *buf;       /* buffer written whole, or whose tail was copied */
+	uint8_t *src;
+	uint64_t off;
+	uint32_t len;
+	uint32_t tail_pos;         /* tails: the fill the copy covers */
+	uint32_t tail_vacated;     /* tails: vacated entries the copy covers */
+	bool tail;
+};
+
+static void
+release_vacated_locked(struct device *d, struct dev_buf *b, uint32_t n)
+{
+	for (uint32_t i = 0; i < n; i++)
+		wblock_vacated_release_locked(&d->wt, b->vacated[i]);
+	memmove(b->vacated, b->vacated + n, (b->n_vacated - n) * sizeof(uint32_t));
+	b->n_vacated -= n;
+}
+
+/* A full buffer reached the device: release its wblock, its vacated
+ * sources, and keep it readable from RAM while the post-write cache allows. */
+static void
+full_written_locked(struct device *d, struct dev_buf *b)
+{
+	release_vacated_locked(d, b, b->n_vacated);
+	wblock_release_locked(&d->wt, b->wblock_id);
+	if (!b->defrag && d->st->cfg->post_write_cache >= d->wbs) {
+		b->next = NULL;
+		if (d->pw_tail != NULL)
+			d->pw_tail->next = b;
+		else
+			d->pw_head = b;
+		d->pw_tail = b;
+		d->pw_len++;
+	} else {
+		if (*attached_slot(d, b->wblock_id) == b)
+			*attached_slot(d, b->wblock_id) = NULL;
+		buf_put_locked(d, b);
+	}
+	uint64_t limit = atomic_load_relaxed(&d->st->cfg->post_write_cache) / d->wbs;
+	while (d->pw_len > limit) {
+		struct dev_buf *old = d->pw_head;
+
+		d->pw_head = old->next;
+		if (d->pw_head == NULL)
+			d->pw_tail = NULL;
+		d->pw_len--;
+		if (*attached_slot(d, old->wblock_id) == old)
+			*attached_slot(d, old->wblock_id) = NULL;
+		buf_put_locked(d, old);
+	}
+}
+
+/* Write the header page (high water, flags) and sync it. */
+int
+device_header_write(struct device *d)
+{
+	uint8_t *page;
+	int rc = 0;
+
+	if (posix_memalign((void **)&page, DEVICE_IO_ALIGN, DEVICE_HEADER_PAGE) != 0)
+		return -ENOMEM;
+	device_header_encode(&d->hdr, page);
+	if (pwrite(d->fd, page, DEVICE_HEADER_PAGE, 0) != DEVICE_HEADER_PAGE)
+		rc = errno ? -errno : -EIO;
+	else if (fdatasync(d->fd) != 0)
+		rc = -errno;
+	free(page);
+	if (rc != 0)
+		log_error("device", "{%s} %s: header write failed: %s", d->st->ns_name, d->path,
+		    recfs_strerror(rc));
+	return rc;
+}
+
+static int
+io_submit_and_wait(struct device *d, struct io_item *items, unsigned n)
+{
+	unsigned submitted = 0, done = 0;
+	int rc = 0;
+
+	while (done < n) {
+		while (submitted < n) {
+			struct io_uring_sqe *sqe = io_uring_get_sqe(&d->ring);
+
+			if (sqe == NULL)
+				break;
+			io_uring_prep_write(sqe, d->fd, items[submitted].src, items[submitted].len,
+			    items[submitted].off);
+			io_uring_sqe_set_data(sqe, &items[submitted]);
+			submitted++;
+		}
+		int s = io_uring_submit(&d->ring);
+		if (s < 0 && s != -EINTR && s != -EAGAIN && s != -EBUSY) {
+			rc = s;
+			break;
+		}
+		struct io_uring_cqe *cqe;
+		int w = io_uring_wait_cqe(&d->ring, &cqe);
+		if (w == -EINTR)
+			continue;
+		if (w < 0) {
+			rc = w;
+			break;
+		}
+		struct io_item *it = io_uring_cqe_get_data(cqe);
+		if (cqe->res < 0 || (uint32_t)cqe->res != it->len) {
+			int err = cqe->res < 0 ? cqe->res : -EIO;
+
+			log_error("device", "{%s} %s offset %" PRIu64 ": write of %u bytes failed: %s",
+			    d->st->ns_name, d->path, it->off, it->len, recfs_strerror(err));
+			rc = err;
+		}
+		io_uring_cqe_seen(&d->ring, cqe);
+		done++;
+	}
+	return rc;
+}
+
+static bool
+tail_due_locked(struct device *d, uint64_t now_ns)
+{
+	uint32_t flush_ms = atomic_load_relaxed(&d->st->cfg->flush_max_ms);
+	uint64_t since = (now_ns - d->last_flush_ns) / 1000000;
+	bool cur_dirty = d->cur != NULL && d->cur->pos > d->cur->flushed;
+	bool dcur_dirty = d->dcur != NULL && d->dcur->pos > d->dcur->flushed;
+
+	if (d->sync_target > d->durable_seq || d->stop)
+		return cur_dirty || dcur_dirty;
+	if (flush_ms > 0 && since >= flush_ms && (cur_dirty || dcur_dirty))
+		return true;
+	return dcur_dirty && d->dcur->n_vacated > 0 && since >= DEFRAG_FLUSH_MS;
+}
+
+static unsigned
+take_tail_locked(struct device *d, struct dev_buf *b, uint8_t *stage, struct io_item *it)
+{
+	if (b == NULL || b->pos <= b->flushed)
+		return 0;
+	uint32_t start = b->flushed & ~(uint32_t)(DEVICE_IO_ALIGN - 1);
+	uint32_t end = (uint32_t)round_up(b->pos, DEVICE_IO_ALIGN);
+
+	/* Copy under the lock: writers keep appending to the live buffer. */
+	memcpy(stage, b->data + start, end - start);
+	it->buf = b;
+	it->src = stage;
+	it->off = (uint64_t)b->wblock_id * d->wbs + start;
+	it->len = end - start;
+	it->tail_pos = b->pos;
+	it->tail_vacated = b->n_vacated;
+	it->tail = true;
+	return 1;
+}
+
+static void *
+io_main(void *arg)
+{
+	struct device *d = arg;
+	struct io_item items[IO_BATCH_MAX + 2];
+
+	pthread_mutex_lock(&d->wt.lock);
+	for (;;) {
+		uint64_t now = clock_mono_ns();
+		bool tails = tail_due_locked(d, now);
+
+		if (d->wq_len == 0 && !tails) {
+			if (d->stop)
+				break;
+			struct timespec ts;
+			deadline_after_ms(&ts, 50);
+			pthread_cond_timedwait(&d->io_cv, &d->wt.lock, &ts);
+			continue;
+		}
+		/* Take a batch. */
+		unsigned n = 0;
+		uint32_t max_id = 0;
+		while (d->wq_head != NULL && n < IO_BATCH_MAX) {
+			struct dev_buf *b = d->wq_head;
+
+			d->wq_head = b->next;
+			if (d->wq_head == NULL)
+				d->wq_tail = NULL;
+			d->wq_len--;
+			items[n] = (struct io_item){ .buf = b, .src = b->data,
+			    .off = (uint64_t)b->wblock_id * d->wbs, .len = d->wbs };
+			if (b->wblock_id > max_id)
+				max_id = b->wblock_id;
+			n++;
+		}
+		if (tails || d->wq_len == 0) {
+			unsigned t0 = n;
+
+			if (tail_due_locked(d, now)) {
+				n += take_tail_locked(d, d->cur, d->stage_cur, &items[n]);
+				n += take_tail_locked(d, d->dcur, d->stage_dcur, &items[n]);
+			}
+			for (unsigned i = t0; i < n; i++)
+				if (items[i].buf->wblock_id > max_id)
+					max_id = items[i].buf->wblock_id;
+			if (n > t0)
+				d->last_flush_ns = now;
+		}
+		uint64_t target = d->write_seq;
+		uint32_t hw = d->hdr.high_water;
+		pthread_mutex_unlock(&d->wt.lock);
+
+		int rc = 0;
+		if (n > 0 && max_id >= hw) {
+			/* Raise the high-water mark before any data lands above it. */
+			uint32_t new_hw = max_id + 1 + HIGH_WATER_STEP;
+
+			if (new_hw > d->wt.n_wblocks)
+				new_hw = d->wt.n_wblocks;
+			d->hdr.high_water = new_hw;
+			rc = device_header_write(d);
+		}
+		if (rc == 0 && n > 0)
+			rc = FAULT_POINT("device.flush");
+		if (rc == 0 && n > 0)
+			rc = io_submit_and_wait(d, items, n);
+		if (rc == 0 && n > 0 && fdatasync(d->fd) != 0)
+			rc = -errno;
+
+		pthread_mutex_lock(&d->wt.lock);
+		if (rc != 0) {
+			d->write_errors++;
+			d->error_seq = target;
+			log_error("device", "{%s} %s: device write failed (%s): acknowledged writes since the "
+			    "last flush may be lost; the device refuses further writes", d->st->ns_name,
+			    d->path, recfs_strerror(rc));
+			d->failed = true;
+		}
+		for (unsigned i = 0; i < n; i++) {
+			struct io_item *it = &items[i];
+
+			if (it->tail) {
+				if (it->buf->flushed < it->tail_pos)
+					it->buf->flushed = it->tail_pos;
+				if (rc == 0)
+					release_vacated_locked(d, it->buf, it->tail_vacated);
+				d->partial_writes++;
+			} else {
+				full_written_locked(d, it->buf);
+				d->writes++;
+			}
+		}
+		if (d->durable_seq < target)
+			d->durable_seq = target;
+		pthread_cond_broadcast(&d->durable_cv);
+		pthread_cond_broadcast(&d->space_cv);
+	}
+	d->io_exited = true;
+	pthread_cond_broadcast(&d->durable_cv);
+	pthread_mutex_unlock(&d->wt.lock);
+	return NULL;
+}
+
+/* ---- defragmentation ---------------------------------------------------- */
+
+static void
+defrag_one(struct storage *st, struct device *d, uint32_t id)
+{
+	struct wblock *w = wblock_get(&d->wt, id);
+	struct dev_buf *b;
+	uint32_t end, off = 0;
+	int rc = 0;
+
+	pthread_mutex_lock(&d->wt.lock);
+	end = w->used_end ? w->used_end : d->wbs;
+	b = *attached_slot(d, id);
+	if (b != NULL)
+		memcpy(d->defrag_buf, b->data, end);
+	uint32_t inuse = w->inuse;
+	pthread_mutex_unlock(&d->wt.lock);
+	if (b == NULL && inuse > 0) {
+		rc = device_pread_full(d->fd, d->defrag_buf, d->wbs, (uint64_t)id * d->wbs);
+		if (rc != 0) {
+			atomic_inc(&d->read_errors);
+			log_error("defrag", "{%s} %s wblock %u: read failed: %s", st->ns_name, d->path, id,
+			    recfs_strerror(rc));
+		}
+	}
+	d->defrag_source = id;
+	while (rc == 0 && off + RECORD_FLAT_MIN_SIZE <= end && atomic_load_relaxed(&w->inuse) > 0) {
+		uint32_t size;
+
+		if (record_flat_check(d->defrag_buf + off, end - off, &size) != 0) {
+			off += RBLOCK_SIZE;
+			continue;
+		}
+		int r = st->owner.relocate(st->owner.arg, st, d->defrag_buf + off, size,
+		    storage_loc_make(d->index, (uint64_t)id * d->wbs + off, size));
+		if (r < 0)
+			log_warn("defrag", "{%s} %s offset %" PRIu64 ": record not moved: %s", st->ns_name,
+			    d->path, (uint64_t)id * d->wbs + off, recfs_strerror(r));
+		off += size;
+	}
+	d->defrag_source = WBLOCK_NONE;
+	pthread_mutex_lock(&d->wt.lock);
+	wblock_defrag_done_locked(&d->wt, id);
+	pthread_cond_broadcast(&d->space_cv);
+	pthread_mutex_unlock(&d->wt.lock);
+}
+
+static void *
+defrag_main(void *arg)
+{
+	struct device *d = arg;
+	struct storage *st = d->st;
+
+	for (;;) {
+		uint32_t id;
+		int rc;
+
+		pthread_mutex_lock(&d->defrag_lock);
+		bool stop = d->defrag_stop;
+		pthread_mutex_unlock(&d->defrag_lock);
+		if (stop)
+			break;
+		pthread_mutex_lock(&d->wt.lock);
+		rc = wblock_defrag_pop_locked(&d->wt, atomic_load_relaxed(&st->cfg->defrag_queue_min), &id);
+		pthread_mutex_unlock(&d->wt.lock);
+		if (rc == 0) {
+			defrag_one(st, d, id);
+			uint32_t us = atomic_load_relaxed(&st->cfg->defrag_sleep_us);
+			if (us > 0) {
+				struct timespec ts = { us / 1000000, (long)(us % 1000000) * 1000 };
+				nanosleep(&ts, NULL);
+			}
+			continue;
+		}
+		struct timespec ts;
+		deadline_after_ms(&ts, 50);
+		pthread_mutex_lock(&d->defrag_lock);
+		if (!d->defrag_stop)
+			pthread_cond_timedwait(&d->defrag_cv, &d->defrag_lock, &ts);
+		pthread_mutex_unlock(&d->defrag_lock);
+	}
+	return NULL;
+}
+
+/* ---- open and close ----------------------------------------------------- */
+
+static void
+device_destroy(struct device *d)
+{
+	if (d == NULL)
+		return;
+	if (d->fd >= 0)
+		close(d->fd);
+	if (d->ring_ready)
+		io_uring_queue_exit(&d->ring);
+	buf_free(d->cur);
+	buf_free(d->dcur);
+	while (d->wq_head != NULL) {
+		struct dev_buf *b = d->wq_head;
+		d->wq_head = b->next;
+		buf_free(b);
+	}
+	while (d->pw_head != NULL) {
+		struct dev_buf *b = d->pw_head;
+		d->pw_head = b->next;
+		buf_free(b);
+	}
+	while (d->pool != NULL) {
+		struct dev_buf *b = d->pool;
+		d->pool = b->next;
+		buf_free(b);
+	}
+	free(d->attached);
+	free(d->stage_cur);
+	free(d->stage_dcur);
+	free(d->defrag_buf);
+	if (d->wt.blocks != NULL)
+		wblock_table_fini(&d->wt);
+	pthread_cond_destroy(&d->io_cv);
+	pthread_cond_destroy(&d->durable_cv);
+	pthread_cond_destroy(&d->space_cv);
+	pthread_mutex_destroy(&d->defrag_lock);
+	pthread_cond_destroy(&d->defrag_cv);
+	free(d->path);
+	free(d);
+}
+
+static void dev_close(struct storage *st, bool clean);
+
+static int
+dev_open(struct storage *st)
+{
+	struct storage_config *cfg = st->cfg;
+	struct dev_engine *e;
+	int rc;
+
+	if (cfg->n_files == 0) {
+		log_error("device", "{%s} no files or devices configured", st->ns_name);
+		return -EINVAL;
+	}
+	e = calloc(1, sizeof(*e));
+	if (e == NULL)
+		return -ENOMEM;
+	st->priv = e;
+	st->persistent = true;
+	e->wbs = cfg->write_block_size;
+	rc = device_open_all(st, e);
+	if (rc != 0)
+		goto fail;
+	rc = device_cold_start(st, e);
+	if (rc != 0)
+		goto fail;
+	for (uint32_t i = 0; i < e->n; i++) {
+		struct device *d = e->devs[i];
+
+		d->hdr.flags &= ~DEVICE_F_CLEAN;
+		d->hdr.opens++;
+		rc = device_header_write(d);
+		if (rc != 0)
+			goto fail;
+		rc = -io_uring_queue_init(16, &d->ring, 0);
+		if (rc != 0) {
+			log_error("device", "{%s} io_uring: %s", st->ns_name, recfs_strerror(rc));
+			goto fail;
+		}
+		d->ring_ready = true;
+		d->last_flush_ns = clock_mono_ns();
+		rc = -pthread_create(&d->io_thread, NULL, io_main, d);
+		if (rc != 0)
+			goto fail;
+		d->io_started = true;
+		rc = -pthread_create(&d->defrag_thread, NULL, defrag_main, d);
+		if (rc != 0)
+			goto fail;
+		d->defrag_started = true;
+	}
+	/* The owner finishes the cold start (tombstones, expired records): the
+	 * write path is running now. */
+	if (e->cold_started && st->owner.loaded != NULL)
+		st->owner.loaded(st->owner.arg, st);
+	return 0;
+fail:
+	dev_close(st, false);
+	return rc;
+}
+
+static void
+dev_close(struct storage *st, bool clean)
+{
+	struct dev_engine *e = st->priv;
+
+	if (e == NULL)
+		return;
+	for (uint32_t i = 0; i < e->n; i++) {
+		struct device *d = e->devs[i];
+
+		if (d == NULL)
+			continue;
+		if (d->defrag_started) {
+			pthread_mutex_lock(&d->defrag_lock);
+			d->defrag_stop = true;
+			pthread_cond_signal(&d->defrag_cv);
+			pthread_mutex_unlock(&d->defrag_lock);
+			pthread_join(d->defrag_thread, NULL);
+		}
+		if (d->io_started) {
+			/* Everything in RAM goes to the device, then the thread ends. */
+			pthread_mutex_lock(&d->wt.lock);
+			if (d->cur != NULL && d->cur->pos > 0) {
+				queue_full_locked(d, d->cur);
+				d->cur = NULL;
+			}
+			if (d->dcur != NULL && d->dcur->pos > 0) {
+				queue_full_locked(d, d->dcur);
+				d->dcur = NULL;
+			}
+			d->stop = true;
+			pthread_cond_broadcast(&d->io_cv);
+			pthread_cond_broadcast(&d->space_cv);
+			pthread_mutex_unlock(&d->wt.lock);
+			pthread_join(d->io_thread, NULL);
+			if (clean && !d->failed) {
+				d->hdr.flags |= DEVICE_F_CLEAN;
+				if (device_header_write(d) == 0)
+					log_info("device", "{%s} %s: closed cleanly", st->ns_name, d->path);
+			}
+		}
+		device_destroy(d);
+		e->devs[i] = NULL;
+	}
+	free(e);
+	st->priv = NULL;
+}
+
+static void
+dev_stats(struct storage *st, struct storage_stats *out)
+{
+	struct dev_engine *e = st->priv;
+
+	*out = (struct storage_stats){ 0 };
+	out->avail_pct = 100;
+	for (uint32_t i = 0; i < e->n; i++) {
+		struct device *d = e->devs[i];
+		uint32_t n = d->wt.n_wblocks - d->wt.first, free_n, pct;
+
+		pthread_mutex_lock(&d->wt.lock);
+		free_n = wblock_free_count_locked(&d->wt);
+		out->used_bytes += d->wt.used_bytes;
+		out->defrag_q += d->wt.defrag_count;
+		out->defrag_reads += d->wt.defrag_reads;
+		out->defrag_writes += d->defrag_writes;
+		out->write_q += d->wq_len;
+		out->writes += d->writes;
+		out->partial_writes += d->partial_writes;
+		out->write_errors += d->write_errors;
+		out->write_waits += d->write_waits;
+		pthread_mutex_unlock(&d->wt.lock);
+		out->n_wblocks += n;
+		out->free_wblocks += free_n;
+		out->total_bytes += (uint64_t)d->wt.n_wblocks * d->wbs;
+		pct = (uint32_t)((uint64_t)free_n * 100 / n);
+		if (pct < out->avail_pct)
+			out->avail_pct = pct;
+		out->reads += atomic_load_relaxed(&d->reads);
+		out->cache_reads += atomic_load_relaxed(&d->cache_reads);
+		out->read_errors += atomic_load_relaxed(&d->read_errors);
+		out->checksum_errors += atomic_load_relaxed(&d->checksum_errors);
+		out->defrag_records += atomic_load_relaxed(&d->defrag_records);
+	}
+}
+
+static void
+dev_config_changed(struct storage *st)
+{
+	struct dev_engine *e = st->priv;
+
+	for (uint32_t i = 0; i < e->n; i++) {
+		struct device *d = e->devs[i];
+
+		pthread_mutex_lock(&d->wt.lock);
+		wblock_set_lwm_locked(&d->wt, st->cfg->defrag_lwm_pct);
+		pthread_cond_broadcast(&d->space_cv);
+		pthread_mutex_unlock(&d->wt.lock);
+		defrag_kick(d);
+	}
+}
+
+const struct storage_ops storage_device_ops = {
+	.name = "device",
+	.open = dev_open,
+	.close = dev_close,
+	.write = dev_write,
+	.read = dev_read,
+	.free = dev_free,
+	.sync = dev_sync,
+	.defrag_copy = dev_defrag_copy,
+	.stats = dev_stats,
+	.config_changed = dev_config_changed,
+};

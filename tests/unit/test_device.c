@@ -1,0 +1,412 @@
+/*
+ * test_device.c - the device engine through the transaction layer, on real
+ * files: restart round trips, durable deletes and tombstone reclaim, a
+ * crash (fork + SIGKILL) after fsync'd writes, detection of damaged bytes,
+ * storage full, refusal of a foreign device, and defragmentation under an
+ * overwrite load.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "txn/txn.h"
+
+static char dir[256];
+static char path[300];
+static struct recfs_config cfg;
+
+static void
+config_for(const char *ns_name, uint64_t filesize, uint32_t wbs)
+{
+	config_free(&cfg);
+	memset(&cfg, 0, sizeof(cfg));
+	cfg.n_namespaces = 1;
+	struct ns_config *n = &cfg.ns[0];
+	snprintf(n->name, sizeof(n->name), "%s", ns_name);
+	strcpy(n->file_bin, "data");
+	n->replication_factor = 1;
+	n->storage.type = STORAGE_DEVICE;
+	n->storage.files[0] = strdup(path);
+	n->storage.n_files = 1;
+	n->storage.filesize = filesize;
+	n->storage.write_block_size = wbs;
+	n->storage.flush_max_ms = 100;
+	n->storage.max_write_cache = 8u << 20;
+	n->storage.post_write_cache = 0;
+	n->storage.defrag_lwm_pct = 50;
+	n->storage.defrag_sleep_us = 0;
+	n->storage.direct_io = true;
+}
+
+static int
+setup(void **state)
+{
+	snprintf(dir, sizeof(dir), "/tmp/recfs-test-device-XXXXXX");
+	if (mkdtemp(dir) == NULL)
+		return -1;
+	snprintf(path, sizeof(path), "%s/ns.dat", dir);
+	return 0;
+}
+
+static int
+teardown(void **state)
+{
+	unlink(path);
+	rmdir(dir);
+	config_free(&cfg);
+	return 0;
+}
+
+static struct txn_key
+key_of(char *buf, int i)
+{
+	int n = snprintf(buf, 32, "k%06d", i);
+	return (struct txn_key){ "s", 1, buf, (size_t)n };
+}
+
+static void
+value_of(char *buf, size_t len, int i, int version)
+{
+	for (size_t j = 0; j < len; j++)
+		buf[j] = (char)('a' + (i * 7 + (int)j + version) % 26);
+}
+
+static int
+put(struct namespace *ns, int i, int version, size_t len, unsigned flags)
+{
+	char k[32], v[4096];
+	struct txn_key key = key_of(k, i);
+
+	value_of(v, len, i, version);
+	struct txn_write w = { .flags = flags, .set_file = true, .file_data = v, .file_len = len };
+	return txn_write(ns, &key, &w, NULL);
+}
+
+/* 0 = matches, -ENOENT = missing, 1 = other content. */
+static int
+check(struct namespace *ns, int i, int version, size_t len)
+{
+	char k[32], v[4096];
+	struct txn_key key = key_of(k, i);
+	struct txn_record r;
+	int rc = txn_read(ns, &key, &r);
+
+	if (rc != 0)
+		return rc;
+	value_of(v, len, i, version);
+	rc = r.file_bin == NULL || r.file_bin->v.bytes.len != len ||
+	    memcmp(r.file_bin->v.bytes.data, v, len) != 0;
+	txn_record_release(&r);
+	return rc;
+}
+
+struct stat_query {
+	const char *name;
+	long value;
+};
+
+static void
+stat_pick(void *arg, const char *name, const char *value)
+{
+	struct stat_query *q = arg;
+
+	if (strcmp(name, q->name) == 0)
+		q->value = atol(value);
+}
+
+static long
+stat_value(struct namespace *ns, const char *name)
+{
+	struct stat_query q = { name, -1 };
+
+	txn_namespace_stats(ns, stat_pick, &q);
+	return q.value;
+}
+
+static struct node *
+open_node(void)
+{
+	struct node *node = NULL;
+
+	assert_int_equal(node_open(&node, &cfg), 0);
+	return node;
+}
+
+static void
+test_device_records_survive_clean_restart_and_deletes_stay_deleted(void **state)
+{
+	struct node *node;
+	struct namespace *ns;
+	struct txn_space sp;
+
+	config_for("dev", 64u << 20, 128 * 1024);
+	node = open_node();
+	ns = node_namespace(node, 0);
+	assert_int_equal(txn_set_create(ns, "empty", 5), 0);
+	for (int i = 0; i < 2000; i++)
+		assert_int_equal(put(ns, i, 1, 300 + (size_t)i % 700, 0), 0);
+	for (int i = 0; i < 2000; i += 10) {
+		char k[32];
+		struct txn_key key = key_of(k, i);
+		assert_int_equal(txn_delete(ns, &key), 0);
+	}
+	node_close(node, true);
+
+	node = open_node();
+	ns = node_namespace(node, 0);
+	for (int i = 0; i < 2000; i++)
+		assert_int_equal(check(ns, i, 1, 300 + (size_t)i % 700), i % 10 == 0 ? -ENOENT : 0);
+	txn_namespace_space(ns, &sp);
+	assert_int_equal(sp.objects, 1800);
+	/* The empty set came back too. */
+	assert_int_equal(txn_set_exists(ns, "empty", 5), 0);
+	/* A deleted record can be written again and wins over its tombstone. */
+	assert_int_equal(put(ns, 0, 2, 100, 0), 0);
+	node_close(node, true);
+
+	node = open_node();
+	ns = node_namespace(node, 0);
+	assert_int_equal(check(ns, 0, 2, 100), 0);
+	assert_int_equal(check(ns, 10, 1, 310), -ENOENT);
+	node_close(node, true);
+}
+
+static void
+test_device_fsynced_writes_survive_sigkill(void **state)
+{
+	int pipefd[2];
+	pid_t pid;
+	int acked = 0, status;
+
+	config_for("dev", 64u << 20, 128 * 1024);
+	assert_int_equal(pipe(pipefd), 0);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		struct node *node;
+
+		close(pipefd[0]);
+		if (node_open(&node, &cfg) != 0)
+			_exit(2);
+		struct namespace *ns = node_namespace(node, 0);
+		/* Durable writes, each acknowledged to the parent; then a burst of
+		 * non-durable writes, and the parent kills us mid-way. */
+		for (int i = 0; i < 300; i++) {
+			if (put(ns, i, 1, 1000, TXN_DURABLE) != 0)
+				_exit(3);
+			if (write(pipefd[1], &i, sizeof(i)) != sizeof(i))
+				_exit(4);
+		}
+		for (int i = 300;; i++)
+			put(ns, i % 5000 + 300, 1, 1000, 0);
+	}
+	close(pipefd[1]);
+	int v;
+	while (acked < 300 && read(pipefd[0], &v, sizeof(v)) == sizeof(v))
+		acked++;
+	usleep(100 * 1000);
+	kill(pid, SIGKILL);
+	waitpid(pid, &status, 0);
+	close(pipefd[0]);
+	assert_int_equal(acked, 300);
+
+	struct node *node = open_node();
+	struct namespace *ns = node_namespace(node, 0);
+	for (int i = 0; i < 300; i++)
+		assert_int_equal(check(ns, i, 1, 1000), 0);
+	/* Whatever else came back is whole. */
+	for (int i = 300; i < 5300; i++) {
+		int rc = check(ns, i, 1, 1000);
+		assert_true(rc == 0 || rc == -ENOENT);
+	}
+	node_close(node, true);
+}
+
+/* Offset of the first record stored under key in the file, or -1. */
+static off_t
+find_key_on_disk(const char *key)
+{
+	int fd = open(path, O_RDONLY);
+	static char buf[1 << 20];
+	off_t base = 0, found = -1;
+	ssize_t n;
+
+	while (found < 0 && (n = pread(fd, buf, sizeof(buf), base)) > 0) {
+		for (ssize_t i = 0; i + 64 < n; i += 16) {
+			uint32_t magic;
+			memcpy(&magic, buf + i, 4);
+			if (magic == RECORD_FLAT_MAGIC && memcmp(buf + i + 64 + 1, key, strlen(key)) == 0) {
+				found = base + i;
+				break;
+			}
+		}
+		base += n;
+	}
+	close(fd);
+	return found;
+}
+
+static void
+test_device_damaged_bytes_are_eio_for_that_record_only(void **state)
+{
+	struct node *node;
+	struct namespace *ns;
+	char k[32];
+
+	config_for("dev", 64u << 20, 128 * 1024);
+	node = open_node();
+	ns = node_namespace(node, 0);
+	/* Enough records that the first wblocks are written and out of RAM. */
+	for (int i = 0; i < 1000; i++)
+		assert_int_equal(put(ns, i, 1, 1000, 0), 0);
+	struct txn_key key = key_of(k, 5);
+	assert_int_equal(txn_sync(ns, &key), 0);
+	off_t at = find_key_on_disk("k000005");
+	assert_true(at > 0);
+	int fd = open(path, O_WRONLY);
+	assert_int_equal(pwrite(fd, "XXXX", 4, at + 200), 4);
+	fsync(fd);
+	close(fd);
+	struct txn_record r;
+	int rc = txn_read(ns, &key, &r);
+	assert_true(rc == RECFS_ECHECKSUM);
+	assert_int_equal(recfs_errno(rc), EIO);
+	/* Everything else is still served. */
+	assert_int_equal(check(ns, 4, 1, 1000), 0);
+	assert_int_equal(check(ns, 6, 1, 1000), 0);
+	node_close(node, true);
+	/* After a restart the damaged copy is not resurrected as good data. */
+	node = open_node();
+	ns = node_namespace(node, 0);
+	assert_int_not_equal(check(ns, 5, 1, 1000), 0);
+	assert_int_equal(check(ns, 6, 1, 1000), 0);
+	node_close(node, true);
+}
+
+static void
+test_device_full_is_enospc_and_deletes_make_room(void **state)
+{
+	struct node *node;
+	struct namespace *ns;
+	int written = 0, rc = 0;
+
+	/* 8 MiB header + 16 wblocks of 128 KiB. */
+	config_for("dev", (8u << 20) + (2u << 20), 128 * 1024);
+	node = open_node();
+	ns = node_namespace(node, 0);
+	for (int i = 0; i < 10000; i++) {
+		rc = put(ns, i, 1, 4000, 0);
+		if (rc != 0)
+			break;
+		written++;
+	}
+	assert_int_equal(rc, -ENOSPC);
+	assert_true(written > 200);
+	for (int i = 0; i < written; i++)
+		assert_int_equal(check(ns, i, 1, 4000), 0);
+	for (int i = 0; i < written; i++) {
+		char k[32];
+		struct txn_key key = key_of(k, i);
+		assert_int_equal(txn_delete(ns, &key), 0);
+	}
+	/* Tombstones are small: space comes back and writes resume. */
+	for (int tries = 0; tries < 200 && (rc = put(ns, 1, 2, 4000, 0)) == -ENOSPC; tries++)
+		usleep(20000);
+	if (rc != 0)
+		printf("free_wblocks %ld defrag_q %ld used %ld tombstones %ld write_q %ld\n",
+		    stat_value(ns, "free_wblocks"), stat_value(ns, "defrag_q"),
+		    stat_value(ns, "data_used_bytes"), stat_value(ns, "tombstones"), stat_value(ns, "write_q"));
+	assert_int_equal(rc, 0);
+	assert_int_equal(check(ns, 1, 2, 4000), 0);
+	node_close(node, true);
+}
+
+static void
+test_device_of_another_namespace_is_refused(void **state)
+{
+	struct node *node;
+
+	config_for("alpha", 64u << 20, 128 * 1024);
+	node = open_node();
+	assert_int_equal(put(node_namespace(node, 0), 1, 1, 10, 0), 0);
+	node_close(node, true);
+	config_for("beta", 64u << 20, 128 * 1024);
+	assert_int_equal(node_open(&node, &cfg), RECFS_EFOREIGN);
+	/* Another write-block-size is refused as well. */
+	config_for("alpha", 64u << 20, 256 * 1024);
+	assert_int_not_equal(node_open(&node, &cfg), 0);
+	/* cold-start-empty erases on purpose. */
+	config_for("beta", 64u << 20, 128 * 1024);
+	cfg.ns[0].storage.cold_start_empty = true;
+	node = open_node();
+	assert_int_equal(check(node_namespace(node, 0), 1, 1, 10), -ENOENT);
+	node_close(node, true);
+}
+
+static void
+test_device_defrag_keeps_overwrites_going_at_half_fill(void **state)
+{
+	struct node *node;
+	struct namespace *ns;
+	enum { N = 3500, WRITES = 20 * N };
+	static int version[N];
+	uint64_t rng = 12345;
+
+	/* 8 MiB header + 64 wblocks of 128 KiB = 8 MiB; 3500 x 1104 B ~ 46% full.
+	 * Random overwrites drain wblocks unevenly, so space comes back only
+	 * through defrag. */
+	config_for("dev", (8u << 20) + (8u << 20), 128 * 1024);
+	node = open_node();
+	ns = node_namespace(node, 0);
+	for (int i = 0; i < N; i++)
+		assert_int_equal(put(ns, i, 0, 1000, 0), 0);
+	for (int w = 0; w < WRITES; w++) {
+		rng = rng * 6364136223846793005ULL + 1442695040888963407ULL;
+		int i = (int)((rng >> 33) % N);
+		int rc = put(ns, i, ++version[i], 1000, 0);
+
+		if (rc != 0)
+			printf("write %d: free_wblocks %ld defrag_q %ld used %ld write_q %ld\n", w,
+			    stat_value(ns, "free_wblocks"), stat_value(ns, "defrag_q"),
+			    stat_value(ns, "data_used_bytes"), stat_value(ns, "write_q"));
+		assert_int_equal(rc, 0);
+	}
+	for (int i = 0; i < N; i++)
+		assert_int_equal(check(ns, i, version[i], 1000), 0);
+	assert_true(stat_value(ns, "defrag_reads") > 0);
+	assert_true(stat_value(ns, "defrag_records") > 0);
+	/* Live bytes are exactly the current copies. */
+	assert_int_equal(stat_value(ns, "data_used_bytes"), (long)N * 1104);
+	node_close(node, true);
+	node = open_node();
+	ns = node_namespace(node, 0);
+	for (int i = 0; i < N; i++)
+		assert_int_equal(check(ns, i, version[i], 1000), 0);
+	assert_int_equal(stat_value(ns, "data_used_bytes"), (long)N * 1104);
+	node_close(node, true);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_device_records_survive_clean_restart_and_deletes_stay_deleted, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_device_fsynced_writes_survive_sigkill, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_device_damaged_bytes_are_eio_for_that_record_only, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_device_full_is_enospc_and_deletes_make_room, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_device_of_another_namespace_is_refused, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_device_defrag_keeps_overwrites_going_at_half_fill, setup, teardown),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

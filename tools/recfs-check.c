@@ -1,1 +1,656 @@
-int main(void) { return 2; }
+/*
+ * recfs-check.c - the offline verifier of a namespace's storage files
+ * (SPEC section 2; usage in recfs-check(1), format in
+ * docs/storage-format.md).
+ *
+ * recfs-check FILE_OR_DEVICE... reads each file's header, checks that the
+ * files form one set (namespace, signature, device count), then walks
+ * every wblock the way cold start does and classifies every record copy:
+ *
+ *   pass 1  walk every file; count copies and damaged candidates; keep,
+ *           per digest, the newest copy (check_table.c);
+ *   classify each digest's newest copy (live, tombstone, expired, set
+ *           marker; every other copy is superseded) and add its bytes to
+ *           its wblock, for the fill histogram;
+ *   pass 2  with -v only: walk again and list every copy with its state
+ *           (a copy's state is known only once every copy has been seen).
+ *
+ * The exit status is the verdict: 0 clean, 1 damage (a damaged record or
+ * wblock, an invalid or truncated header), 2 the check could not be run as
+ * asked (bad options, a file missing or unreadable, files that are not one
+ * set).  Nothing is ever written to the files, so it is safe on a set in
+ * use, though the newest writes of a running daemon may still be in RAM.
+ *
+ * Rejected: opening the namespace with the engine and comparing with its
+ * index (the engine formats empty devices and rewrites headers: a verifier
+ * must not write) and one pass that keeps every copy's location (memory
+ * per copy instead of per record).
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "base/clock.h"
+#include "base/error.h"
+#include "config/config.h"
+#include "check.h"
+
+#ifndef RECFS_VERSION
+#define RECFS_VERSION "unknown"
+#endif
+
+/* Order conflicts printed one per line; the rest are only counted. */
+#define CONFLICTS_PRINTED_MAX 20
+
+struct checker {
+	struct check_run run;
+	struct check_table table;
+	bool quiet, verbose, json, all;
+	uint32_t now;                   /* s since RECFS_EPOCH: expiry */
+	unsigned conflicts_printed;
+	bool printed;                   /* findings printed before the summary */
+	int error;                      /* pass 1: -ENOMEM */
+};
+
+static void
+usage(FILE *out)
+{
+	fprintf(out,
+	    "usage: recfs-check [-q | -v] [--json] [--all] FILE_OR_DEVICE...\n"
+	    "\n"
+	    "Verify the storage files (or raw devices) of one recfs namespace, offline:\n"
+	    "header, every write block up to the high-water mark, every record (end\n"
+	    "mark and CRC32C).  Prints each damaged record with its file and byte offset,\n"
+	    "then a summary per file: records, live, superseded, tombstones, expired,\n"
+	    "set markers, corrupt, bytes live and a fill histogram of the write blocks.\n"
+	    "Give every file of the namespace, in any order: which copy of a record is\n"
+	    "the newest is decided across all of them, as recfsd's cold start does.\n"
+	    "\n"
+	    "  -q, --quiet    print the summary only\n"
+	    "  -v, --verbose  list every record copy: offset, digest, set, key,\n"
+	    "                 generation, size, state\n"
+	    "      --json     print the summary as JSON (for scripts)\n"
+	    "      --all      scan to the end of each file, not just to its high-water mark\n"
+	    "  -h, --help     this text\n"
+	    "  -V, --version  print the version\n"
+	    "\n"
+	    "Exit status: 0 clean, 1 corruption found (a damaged record or write block,\n"
+	    "an invalid or truncated header), 2 usage error (bad options, a file missing\n"
+	    "or unreadable, files that are not one namespace's set).\n"
+	    "See recfs-check(1) and docs/operations.md.\n");
+}
+
+static void
+usage_error(const char *fmt, ...)
+{
+	va_list ap;
+
+	fputs("recfs-check: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+}
+
+/* A set-level note for the report (text and JSON). */
+static void
+set_warning(struct checker *c, const char *fmt, ...)
+{
+	char buf[512], **w;
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	w = realloc(c->run.warnings, (c->run.n_warnings + 1) * sizeof(*w));
+	if (w == NULL)
+		return;
+	c->run.warnings = w;
+	w[c->run.n_warnings] = strdup(buf);
+	if (w[c->run.n_warnings] != NULL)
+		c->run.n_warnings++;
+}
+
+static void
+format_ms(char *buf, size_t size, uint64_t epoch_ms)
+{
+	time_t t = (time_t)(epoch_ms / 1000 + RECFS_EPOCH);
+	struct tm tm;
+	char s[32];
+
+	if (gmtime_r(&t, &tm) == NULL || strftime(s, sizeof(s), "%Y-%m-%dT%H:%M:%S", &tm) == 0)
+		snprintf(buf, size, "%" PRIu64 "ms", epoch_ms);
+	else
+		snprintf(buf, size, "%s.%03uZ", s, (unsigned)(epoch_ms % 1000));
+}
+
+/* ---- per-item output ---------------------------------------------------- */
+
+/* Set and key of a candidate whose header checked out, if they fit. */
+static void
+print_stored_names(const struct check_item *it)
+{
+	const uint8_t *p = it->raw;
+	uint8_t set_len = p[48];
+	uint16_t key_len = (uint16_t)(p[50] | p[51] << 8);
+
+	if (it->size < RECORD_FLAT_HEADER_SIZE + (uint32_t)set_len + key_len || set_len > RECORD_SET_MAX)
+		return;
+	/* Unchecked bytes: the CRC failed, so they may be the damaged ones. */
+	fputs(" set=", stdout);
+	check_print_escaped(stdout, p + RECORD_FLAT_HEADER_SIZE, set_len);
+	fputs(" key=", stdout);
+	check_print_escaped(stdout, p + RECORD_FLAT_HEADER_SIZE + set_len, key_len);
+	fputs(" (unverified)", stdout);
+}
+
+static void
+print_corrupt(const struct check_file *f, const struct check_item *it)
+{
+	uint32_t wbs = f->hdr.write_block_size;
+	char hex[2 * DIGEST_SIZE + 1];
+
+	printf("CORRUPT %s offset %" PRIu64 " (wblock %" PRIu64 " + %" PRIu64 "): %s", f->path,
+	    it->offset, it->offset / wbs, it->offset % wbs, it->why);
+	if (it->kind == CHECK_ITEM_CORRUPT && it->has_digest) {
+		digest_to_hex(&it->digest, hex);
+		printf("; digest %s size %u", hex, it->size);
+		print_stored_names(it);
+	}
+	putchar('\n');
+}
+
+static void
+print_conflict(struct checker *c, const struct check_file *f, const struct check_item *it,
+    const struct check_entry *other)
+{
+	const struct record *r = it->rec;
+	char hex[2 * DIGEST_SIZE + 1], t1[40], t2[40];
+
+	if (c->quiet || c->json)
+		return;
+	if (c->conflicts_printed++ >= CONFLICTS_PRINTED_MAX) {
+		if (c->conflicts_printed == CONFLICTS_PRINTED_MAX + 1)
+			printf("WARNING further order conflicts are only counted\n");
+		return;
+	}
+	c->printed = true;
+	digest_to_hex(&r->digest, hex);
+	format_ms(t1, sizeof(t1), r->last_update_ms);
+	format_ms(t2, sizeof(t2), other->last_update_ms);
+	printf("WARNING order conflict, digest %s key=", hex);
+	check_print_escaped(stdout, r->key, r->key_len);
+	printf(": %s offset %" PRIu64 " (generation %u, updated %s) vs %s offset %" PRIu64
+	    " (generation %u, updated %s): recfsd keeps the higher generation, not the later update\n",
+	    f->path, it->offset, r->generation, t1, c->run.files[other->file].path, other->offset,
+	    other->generation, t2);
+}
+
+/* ---- pass 1: count and merge --------------------------------------------- */
+
+static void
+remember_corrupt(struct checker *c, uint16_t file, const struct check_item *it)
+{
+	struct check_run *run = &c->run;
+	struct check_corrupt *e;
+
+	if (run->n_corrupt_list >= CHECK_CORRUPT_LIST_MAX)
+		return;
+	if (run->corrupt_list == NULL) {
+		run->corrupt_list = calloc(CHECK_CORRUPT_LIST_MAX, sizeof(*run->corrupt_list));
+		if (run->corrupt_list == NULL)
+			return;
+	}
+	e = &run->corrupt_list[run->n_corrupt_list++];
+	e->file = file;
+	e->offset = it->offset;
+	e->has_digest = it->kind == CHECK_ITEM_CORRUPT && it->has_digest;
+	if (e->has_digest)
+		e->digest = it->digest;
+	snprintf(e->why, sizeof(e->why), "%s", it->why);
+}
+
+static int
+pass1_item(void *arg, struct check_file *f, const struct check_item *it)
+{
+	struct checker *c = arg;
+	uint16_t fi = (uint16_t)(f - c->run.files);
+	struct check_entry other;
+	bool conflict;
+	int rc;
+
+	if (it->kind != CHECK_ITEM_RECORD) {
+		f->counts.corrupt++;
+		remember_corrupt(c, fi, it);
+		/* With -v the listing of pass 2 shows it in place. */
+		if (!c->quiet && !c->verbose && !c->json) {
+			print_corrupt(f, it);
+			c->printed = true;
+		}
+		return 0;
+	}
+	f->counts.records++;
+	rc = check_table_merge(&c->table, it->rec, fi, it->offset, it->size, &conflict, &other);
+	if (rc < 0) {
+		c->error = rc;
+		return rc;
+	}
+	if (conflict)
+		print_conflict(c, f, it, &other);
+	return 0;
+}
+
+/* ---- classification -------------------------------------------------------- */
+
+static int
+classify(struct checker *c)
+{
+	struct check_run *run = &c->run;
+	uint64_t *newest = calloc(run->n_files, sizeof(*newest));
+
+	if (newest == NULL)
+		return -ENOMEM;
+	for (unsigned i = 0; i < run->n_files; i++) {
+		struct check_file *f = &run->files[i];
+
+		if (f->state != CHECK_FILE_VALID)
+			continue;
+		f->live_bytes = calloc((size_t)(f->scan_end - f->first) + 1, sizeof(*f->live_bytes));
+		if (f->live_bytes == NULL) {
+			free(newest);
+			return -ENOMEM;
+		}
+	}
+	for (uint64_t i = 0; i < c->table.cap; i++) {
+		const struct check_entry *e = &c->table.slots[i];
+		struct check_file *f;
+		struct check_counts *k;
+
+		if (!e->used)
+			continue;
+		f = &run->files[e->file];
+		k = &f->counts;
+		newest[e->file]++;
+		if (e->conflict)
+			k->order_conflicts++;
+		switch (check_entry_state(e, c->now)) {
+		case CHECK_LIVE:
+			k->live++;
+			k->bytes_live += check_entry_size(e);
+			k->bytes_in_use += check_entry_size(e);
+			f->live_bytes[e->offset / f->hdr.write_block_size - f->first] += check_entry_size(e);
+			break;
+		case CHECK_TOMBSTONE:
+			k->tombstones++;
+			/* Cold start drops a tombstone with no older copy, and its bytes. */
+			if (!e->older_live)
+				k->tombstones_reclaimable++;
+			else
+				k->bytes_in_use += check_entry_size(e);
+			break;
+		case CHECK_EXPIRED:
+			k->expired++;
+			k->bytes_in_use += check_entry_size(e);
+			break;
+		case CHECK_SET_MARKER:
+			k->set_markers++;
+			k->bytes_in_use += check_entry_size(e);
+			break;
+		case CHECK_SUPERSEDED:
+			break;
+		}
+	}
+	run->digests = c->table.n;
+	for (unsigned i = 0; i < run->n_files; i++) {
+		struct check_file *f = &run->files[i];
+		struct check_counts *k = &f->counts;
+		uint32_t wbs = f->hdr.write_block_size;
+
+		if (f->state != CHECK_FILE_VALID)
+			continue;
+		k->superseded = k->records - newest[i];
+		k->wblocks = f->scan_end - f->first;
+		for (uint32_t id = f->first; id < f->scan_end; id++) {
+			uint64_t bytes = f->live_bytes[id - f->first];
+			unsigned b = 0;
+
+			/* Any live byte puts a wblock in 1-10%, never in 0%. */
+			if (bytes > 0) {
+				uint64_t pct = (bytes * 100 + wbs - 1) / wbs;
+
+				b = pct > 100 ? 10 : (unsigned)((pct + 9) / 10);
+			}
+			k->fill[b]++;
+		}
+#define ADD(x) run->total.x += k->x
+		ADD(wblocks); ADD(records); ADD(live); ADD(superseded); ADD(tombstones);
+		ADD(tombstones_reclaimable); ADD(expired); ADD(set_markers); ADD(corrupt);
+		ADD(order_conflicts); ADD(bytes_live); ADD(bytes_in_use);
+#undef ADD
+		for (int b = 0; b < CHECK_FILL_BUCKETS; b++)
+			run->total.fill[b] += k->fill[b];
+	}
+	free(newest);
+	return 0;
+}
+
+/* ---- pass 2: the listing (-v) ---------------------------------------------- */
+
+static int
+pass2_item(void *arg, struct check_file *f, const struct check_item *it)
+{
+	struct checker *c = arg;
+	uint16_t fi = (uint16_t)(f - c->run.files);
+	const struct record *r = it->rec;
+	const struct check_entry *e;
+	enum check_state state = CHECK_SUPERSEDED;
+	char hex[2 * DIGEST_SIZE + 1];
+
+	if (it->kind != CHECK_ITEM_RECORD) {
+		print_corrupt(f, it);
+		return 0;
+	}
+	e = check_table_find(&c->table, &r->digest);
+	if (e != NULL && e->file == fi && e->offset == it->offset)
+		state = check_entry_state(e, c->now);
+	digest_to_hex(&r->digest, hex);
+	printf("%s:%" PRIu64 " %s set=", f->path, it->offset, hex);
+	check_print_escaped(stdout, r->set, r->set_len);
+	fputs(" key=", stdout);
+	check_print_escaped(stdout, r->key, r->key_len);
+	printf(" gen=%u size=%u %s", r->generation, it->size, check_state_name(state));
+	if (state == CHECK_TOMBSTONE && !e->older_live)
+		fputs(" (no older copy: reclaimed at next start)", stdout);
+	putchar('\n');
+	return 0;
+}
+
+/* ---- the set --------------------------------------------------------------- */
+
+/* Do the valid files form one namespace's set?  0 or CHECK_EXIT_USAGE. */
+static int
+check_set(struct checker *c)
+{
+	struct check_run *run = &c->run;
+	const struct check_file *ref = NULL;
+	uint32_t n_given = 0;
+	bool *seen;
+
+	for (unsigned i = 0; i < run->n_files; i++) {
+		const struct check_file *f = &run->files[i];
+
+		if (f->state != CHECK_FILE_VALID)
+			continue;
+		if (ref == NULL) {
+			ref = f;
+			continue;
+		}
+		const char *what = NULL;
+		if (strcmp(f->hdr.ns_name, ref->hdr.ns_name) != 0)
+			what = "another namespace";
+		else if (f->hdr.signature != ref->hdr.signature)
+			what = "another set of devices (signature differs)";
+		else if (f->hdr.n_devices != ref->hdr.n_devices)
+			what = "a set with another number of devices";
+		else if (f->hdr.write_block_size != ref->hdr.write_block_size)
+			what = "a set with another write-block-size";
+		if (what != NULL) {
+			usage_error("%s (namespace %s, device %u of %u) belongs to %s than %s (namespace %s, "
+			    "device %u of %u): check one namespace's files at a time", f->path, f->hdr.ns_name,
+			    f->hdr.device_index + 1, f->hdr.n_devices, what, ref->path, ref->hdr.ns_name,
+			    ref->hdr.device_index + 1, ref->hdr.n_devices);
+			return CHECK_EXIT_USAGE;
+		}
+	}
+	if (ref == NULL)
+		return 0;
+	run->ns_name = ref->hdr.ns_name;
+	run->n_devices = ref->hdr.n_devices;
+	run->wbs = ref->hdr.write_block_size;
+	seen = calloc(ref->hdr.n_devices, sizeof(*seen));
+	if (seen == NULL)
+		return CHECK_EXIT_USAGE;
+	for (unsigned i = 0; i < run->n_files; i++) {
+		const struct check_file *f = &run->files[i];
+
+		if (f->state != CHECK_FILE_VALID)
+			continue;
+		if (seen[f->hdr.device_index]) {
+			for (unsigned j = 0; j < i; j++)
+				if (run->files[j].state == CHECK_FILE_VALID &&
+				    run->files[j].hdr.device_index == f->hdr.device_index)
+					usage_error("%s and %s are both device %u of the set (is one a copy of the "
+					    "other?): check them separately", run->files[j].path, f->path,
+					    f->hdr.device_index + 1);
+			free(seen);
+			return CHECK_EXIT_USAGE;
+		}
+		seen[f->hdr.device_index] = true;
+		n_given++;
+		if (!(f->hdr.flags & DEVICE_F_CLEAN))
+			set_warning(c, "%s was not shut down cleanly, or recfsd is using it now: writes still in "
+			    "its RAM are not on the file, and the last ones may be torn", f->path);
+	}
+	if (n_given < ref->hdr.n_devices) {
+		char missing[256] = "";
+		size_t len = 0;
+
+		for (uint32_t d = 0; d < ref->hdr.n_devices && len + 16 < sizeof(missing); d++)
+			if (!seen[d])
+				len += (size_t)snprintf(missing + len, sizeof(missing) - len, "%s%u",
+				    len ? ", " : "", d + 1);
+		set_warning(c, "the set is incomplete: %u of %u devices given (missing device %s); a record "
+		    "whose newest copy is on a missing device is classified by the copies given",
+		    n_given, ref->hdr.n_devices, missing);
+	}
+	free(seen);
+	for (unsigned i = 0; i < run->n_files; i++)
+		if (run->files[i].state == CHECK_FILE_EMPTY)
+			set_warning(c, "%s is empty while other files hold data of namespace %s: recfsd refuses to "
+			    "start on such a set (a file was added or replaced)", run->files[i].path,
+			    run->ns_name);
+	return 0;
+}
+
+/* ---- main ------------------------------------------------------------------ */
+
+static const struct option long_options[] = {
+	{ "quiet", no_argument, NULL, 'q' },
+	{ "verbose", no_argument, NULL, 'v' },
+	{ "json", no_argument, NULL, 'j' },
+	{ "all", no_argument, NULL, 'a' },
+	{ "help", no_argument, NULL, 'h' },
+	{ "version", no_argument, NULL, 'V' },
+	{ NULL, 0, NULL, 0 },
+};
+
+static int
+parse_options(struct checker *c, int argc, char **argv)
+{
+	int opt;
+
+	opterr = 0;
+	while ((opt = getopt_long(argc, argv, ":qvhV", long_options, NULL)) != -1) {
+		switch (opt) {
+		case 'q': c->quiet = true; break;
+		case 'v': c->verbose = true; break;
+		case 'j': c->json = true; break;
+		case 'a': c->all = true; break;
+		case 'h':
+			usage(stdout);
+			exit(CHECK_EXIT_CLEAN);
+		case 'V':
+			printf("recfs-check %s\n", RECFS_VERSION);
+			exit(CHECK_EXIT_CLEAN);
+		default:
+			if (optopt != 0)
+				usage_error("unknown option -%c (see --help)", optopt);
+			else
+				usage_error("unknown option %s (see --help)", argv[optind - 1]);
+			return CHECK_EXIT_USAGE;
+		}
+	}
+	if (c->quiet && c->verbose) {
+		usage_error("-q and -v contradict each other");
+		return CHECK_EXIT_USAGE;
+	}
+	if (c->json && c->verbose) {
+		usage_error("-v lists records as text: use it without --json");
+		return CHECK_EXIT_USAGE;
+	}
+	if (optind >= argc) {
+		usage_error("no storage file given");
+		usage(stderr);
+		return CHECK_EXIT_USAGE;
+	}
+	if (argc - optind > CONFIG_FILES_MAX) {
+		usage_error("%d files given; a namespace has at most %d", argc - optind, CONFIG_FILES_MAX);
+		return CHECK_EXIT_USAGE;
+	}
+	return 0;
+}
+
+/* Open every file and read its header: 0 or CHECK_EXIT_USAGE. */
+static int
+open_files(struct checker *c, char **paths, unsigned n)
+{
+	struct check_run *run = &c->run;
+	struct stat *ids = calloc(n, sizeof(*ids));
+	int rc = 0;
+
+	run->files = calloc(n, sizeof(*run->files));
+	if (ids == NULL || run->files == NULL) {
+		free(ids);
+		usage_error("out of memory");
+		return CHECK_EXIT_USAGE;
+	}
+	for (unsigned i = 0; i < n; i++)
+		run->files[i].fd = -1;
+	run->n_files = n;
+	for (unsigned i = 0; i < n && rc == 0; i++) {
+		struct check_file *f = &run->files[i];
+		int err = check_file_open(f, paths[i]);
+
+		if (err == 0 && fstat(f->fd, &ids[i]) != 0)
+			err = -errno;
+		if (err != 0) {
+			usage_error("%s: %s", paths[i], recfs_strerror(err));
+			rc = CHECK_EXIT_USAGE;
+			break;
+		}
+		for (unsigned j = 0; j < i; j++)
+			if (ids[j].st_dev == ids[i].st_dev && ids[j].st_ino == ids[i].st_ino) {
+				usage_error("%s and %s are the same file", paths[j], paths[i]);
+				rc = CHECK_EXIT_USAGE;
+			}
+		if (rc != 0)
+			break;
+		err = check_file_header(f, c->all);
+		if (err != 0) {
+			usage_error("%s: cannot read the header: %s", paths[i], recfs_strerror(err));
+			rc = CHECK_EXIT_USAGE;
+			break;
+		}
+		switch (f->state) {
+		case CHECK_FILE_VALID: run->n_valid++; break;
+		case CHECK_FILE_EMPTY: run->n_empty++; break;
+		case CHECK_FILE_INVALID: run->n_invalid++; break;
+		}
+	}
+	free(ids);
+	return rc;
+}
+
+static void
+checker_fini(struct checker *c)
+{
+	for (unsigned i = 0; i < c->run.n_files; i++)
+		check_file_close(&c->run.files[i]);
+	free(c->run.files);
+	for (unsigned i = 0; i < c->run.n_warnings; i++)
+		free(c->run.warnings[i]);
+	free(c->run.warnings);
+	free(c->run.corrupt_list);
+	check_table_fini(&c->table);
+}
+
+int
+main(int argc, char **argv)
+{
+	struct checker c;
+	int rc;
+
+	memset(&c, 0, sizeof(c));
+	rc = parse_options(&c, argc, argv);
+	if (rc != 0)
+		return rc;
+	c.now = clock_epoch_s();
+	if (check_table_init(&c.table) != 0) {
+		usage_error("out of memory");
+		return CHECK_EXIT_USAGE;
+	}
+	rc = open_files(&c, argv + optind, (unsigned)(argc - optind));
+	if (rc == 0)
+		rc = check_set(&c);
+	if (rc != 0)
+		goto out;
+	for (unsigned i = 0; i < c.run.n_files; i++) {
+		struct check_file *f = &c.run.files[i];
+
+		if (f->state == CHECK_FILE_INVALID && !c.json)
+			fprintf(stderr, "recfs-check: %s: invalid header: %s\n", f->path, f->why);
+		if (f->state != CHECK_FILE_VALID)
+			continue;
+		if (f->short_file && !c.json)
+			fprintf(stderr, "recfs-check: %s: %s\n", f->path, f->why);
+		rc = check_file_walk(f, pass1_item, &c);
+		if (rc != 0)
+			break;
+	}
+	if (rc == 0)
+		rc = classify(&c);
+	if (rc != 0) {
+		usage_error("%s", recfs_strerror(rc));
+		rc = CHECK_EXIT_USAGE;
+		goto out;
+	}
+	if (c.verbose)
+		for (unsigned i = 0; i < c.run.n_files && rc == 0; i++)
+			if (c.run.files[i].state == CHECK_FILE_VALID) {
+				rc = check_file_walk(&c.run.files[i], pass2_item, &c);
+				c.printed = true;
+			}
+	if (c.run.total.order_conflicts > 0)
+		set_warning(&c, "%" PRIu64 " record%s copies whose generation and last-update time disagree "
+		    "on which is newer: recfsd keeps the higher generation, which may not be the last "
+		    "write (see the WARNING lines)", c.run.total.order_conflicts,
+		    c.run.total.order_conflicts == 1 ? " has" : "s have");
+	c.run.exit_status = CHECK_EXIT_CLEAN;
+	if (c.run.total.corrupt > 0 || c.run.n_invalid > 0)
+		c.run.exit_status = CHECK_EXIT_CORRUPT;
+	for (unsigned i = 0; i < c.run.n_files; i++)
+		if (c.run.files[i].short_file)
+			c.run.exit_status = CHECK_EXIT_CORRUPT;
+	if (c.json) {
+		check_report_json(stdout, &c.run);
+	} else {
+		if (c.printed)
+			putchar('\n');
+		check_report_text(stdout, &c.run);
+	}
+	rc = c.run.exit_status;
+	if (fflush(stdout) != 0) {
+		usage_error("writing the report: %s", strerror(errno));
+		rc = CHECK_EXIT_USAGE;
+	}
+out:
+	checker_fini(&c);
+	return rc;
+}

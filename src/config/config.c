@@ -242,6 +242,10 @@ static int check_record_size(const struct config_param *, const struct config_va
 	    .name = "cold-start-empty", .section = CONFIG_STORAGE, .type = CONFIG_BOOL, \
 	    .default_text = "false", .unit = "", \
 	    .help = "Ignore the records on storage at start (the space is reused).") \
+	ROW(storage_config, tomb_raider_period, NULL, \
+	    .name = "tomb-raider-period", .section = CONFIG_STORAGE, .type = CONFIG_UINT, \
+	    .default_text = "3600", .min = 0, .max = 604800, .unit = "s", .dynamic = true, \
+	    .help = "Seconds between passes that reclaim tombstones no older copy remains for; 0 = off.") \
 	ROW(storage_config, max_record_size, check_record_size, \
 	    .name = "max-record-size", .section = CONFIG_STORAGE, .type = CONFIG_SIZE, \
 	    .default_text = "0", .min = 0, .max = 8 * M_, .unit = "bytes", \

@@ -43,6 +43,7 @@ struct storage_config {
 	bool direct_io;
 	bool cold_start_empty;
 	uint64_t max_record_size;         /* 0 = write-block-size */
+	uint32_t tomb_raider_period;      /* s between tombstone reclaim passes, 0 = off; dynamic */
 };
 
 struct ns_config {

@@ -70,23 +70,31 @@ namespace_entry_info(const struct namespace *ns, const struct record *r, struct 
 	out->has_ttl = r->ttl != RECORD_TTL_DEFAULT;
 }
 
-/* Is copy a (generation ga, last-update la) newer than b?  Generations
- * compare wrap-aware (16 bits); equal generations fall back to the
- * last-update time; a tie keeps the copy already indexed. */
+/*
+ * Is copy a (generation ga, last-update la) newer than b?  The last-update
+ * time decides: it never moves backwards for a record while it is indexed
+ * (txn.c next_lut), and a record written again after its tombstone was
+ * reclaimed is written later than that tombstone.  The generation only
+ * breaks ties (wrap-aware, 16 bits).  Rejected: generation first, as SPEC
+ * 6.4 words it: a reclaimed tombstone restarts the record's generation at
+ * 1, so a stale tombstone left on storage would win over the new record at
+ * the next cold start, and two copies 32768 writes apart compare backwards.
+ * A tie on both keeps the copy already indexed (defrag copies are identical).
+ */
 static bool
 copy_is_newer(uint16_t ga, uint64_t la, uint16_t gb, uint64_t lb)
 {
+	if (la != lb)
+		return la > lb;
 	uint16_t diff = (uint16_t)(ga - gb);
-
-	if (diff != 0)
-		return diff < 0x8000;
-	return la > lb;
+	return diff != 0 && diff < 0x8000;
 }
 
 /*
  * Cold start: one verified copy of a record.  Keep it if it is the newest
  * copy seen so far (returns 1: the engine counts its bytes as live), else
- * ignore it (0).  Expired copies and tombstones are kept like any other
+ * ignore it (0).  Newest = latest last-update time (see copy_is_newer).
+ * Expired copies and tombstones are kept like any other
  * during the scan, so an older copy found later can never win over them;
  * namespace_loaded() settles them once every copy has been seen.
  */
@@ -192,6 +200,7 @@ namespace_loaded(void *arg, struct storage *st)
 		dropped += n;
 	}
 	free(victims);
+	atomic_add(&ns->tombstones_reclaimed, dropped);
 	log_info("namespace", "{%s} cold start done: %" PRIu64 " records, %" PRIu64
 	    " tombstones kept, %" PRIu64 " tombstones reclaimed", ns->name,
 	    atomic_load_relaxed(&ns->objects), atomic_load_relaxed(&ns->tombstones), dropped);
@@ -270,6 +279,13 @@ namespace_open(struct namespace **out, struct ns_config *cfg)
 	rc = storage_open(&ns->storage, ns->name, &cfg->storage, &owner);
 	if (rc != 0)
 		goto fail;
+	if (ns->storage->persistent && ns->storage->ops->scan != NULL) {
+		rc = tomb_raider_start(ns);
+		if (rc != 0) {
+			storage_close(ns->storage, false);
+			goto fail;
+		}
+	}
 	log_info("namespace", "{%s} open: %s engine, max-record-size %u", ns->name,
 	    ns->storage->ops->name, ns->max_record_size);
 	*out = ns;
@@ -286,7 +302,9 @@ namespace_close(struct namespace *ns, bool clean)
 {
 	if (ns == NULL)
 		return;
-	/* Storage first: its threads call back into the index. */
+	/* Background threads first, then storage: its threads call back into
+	 * the index. */
+	tomb_raider_stop(ns);
 	storage_close(ns->storage, clean);
 	index_destroy(ns->index, NULL, NULL);
 	set_table_fini(&ns->sets);

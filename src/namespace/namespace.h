@@ -73,6 +73,15 @@ struct namespace {
 	uint64_t objects;                   /* atomic: live records (markers excluded) */
 	uint64_t tombstones;                /* atomic */
 	struct ns_counters counters;        /* atomics */
+
+	/* The tomb raider (tomb_raider.c). */
+	pthread_t raider_thread;
+	bool raider_started;
+	bool raider_stop;                   /* atomic; raider_lock for the wake-up */
+	pthread_mutex_t raider_lock;
+	pthread_cond_t raider_cv;
+	uint64_t raider_passes;             /* atomic */
+	uint64_t tombstones_reclaimed;      /* atomic */
 };
 
 /* What the index learns from a stored record besides its header. */
@@ -96,6 +105,10 @@ void namespace_entry_info(const struct namespace *ns, const struct record *r,
 
 int namespace_open(struct namespace **out, struct ns_config *cfg);
 void namespace_close(struct namespace *ns, bool clean);
+
+/* Tomb raider thread (persistent engines). */
+int tomb_raider_start(struct namespace *ns);
+void tomb_raider_stop(struct namespace *ns);
 
 /* Sets (set.c). */
 void set_table_init(struct set_table *t);

@@ -6,8 +6,8 @@
  * several deep with io_uring so the device, not the scan, is the limit.
  * Each wblock is walked at 16-byte (rblock) steps: a candidate that passes
  * the structural check and decodes with a good CRC is handed to the owner,
- * which keeps the newest copy per digest (generation, then last-update
- * time) and tells the engine whether to count its bytes as live.  A
+ * which keeps the newest copy per digest (last-update time, then
+ * generation) and tells the engine whether to count its bytes as live.  A
  * candidate that fails its CRC is counted and logged with file and offset,
  * and the walk moves on 16 bytes (a torn write or damaged bytes never
  * become a record).  When every device is done, each wblock's state and
@@ -208,6 +208,7 @@ device_cold_start(struct storage *st, struct dev_engine *e)
 
 		pthread_mutex_lock(&d->wt.lock);
 		wblock_rebuild_locked(&d->wt, d->hdr.high_water);
+		d->high_water = d->hdr.high_water;
 		log_info("device", "{%s} %s: wblocks: %u free, %u to defrag, %" PRIu64
 		    " live bytes, high water %u", st->ns_name, d->path, wblock_free_count_locked(&d->wt),
 		    d->wt.defrag_count, d->wt.used_bytes, d->hdr.high_water);

@@ -28,6 +28,7 @@ struct dev_buf {
 	uint32_t *vacated;         /* defrag: source wblocks waiting for this buffer */
 	uint32_t n_vacated, cap_vacated;
 	struct dev_buf *next;      /* write queue, post-write FIFO or spare pool */
+	uint64_t queued_ns;        /* when it joined the write queue */
 };
 
 struct device {
@@ -55,6 +56,7 @@ struct device {
 	uint64_t sync_target;      /* highest write_seq a syncer waits for */
 	uint64_t error_seq;        /* writes up to here hit a device error */
 	uint64_t last_flush_ns;
+	uint32_t high_water;       /* copy of hdr.high_water for other threads */
 	uint64_t writes, partial_writes, defrag_writes, write_errors, write_waits;
 	uint64_t write_cache_timeouts;
 	bool stop, io_exited, failed;

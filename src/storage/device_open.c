@@ -246,6 +246,7 @@ device_open_all(struct storage *st, struct dev_engine *e)
 				.high_water = d->wt.first,
 				.created_ms = clock_epoch_ms(),
 			};
+			d->high_water = d->wt.first;
 			snprintf(d->hdr.ns_name, sizeof(d->hdr.ns_name), "%s", st->ns_name);
 			log_info("device", "{%s} %s: new, %" PRIu64 " bytes, %u wblocks of %u bytes",
 			    st->ns_name, d->path, d->size, d->wt.n_wblocks - d->wt.first, e->wbs);

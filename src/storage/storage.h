@@ -105,11 +105,23 @@ struct storage_ops {
 	int (*read)(struct storage *st, storage_loc loc, uint8_t *buf);
 	/* The record copy at loc is superseded: drop its bytes from live counts. */
 	void (*free)(struct storage *st, storage_loc loc);
+	/*
+	 * Before a client write takes its record lock: if free space is down to
+	 * the defrag reserve while defrag or queued buffers are about to give
+	 * some back, wait for it (bounded).  Waiting here and not inside write
+	 * matters: defrag needs record locks to make space.  May be NULL.
+	 */
+	void (*wait_space)(struct storage *st, const struct digest *d);
 	/* Return once the record at loc is durable. */
 	int (*sync)(struct storage *st, storage_loc loc);
 	/* From owner->relocate: copy flat bytes to a defrag buffer. */
 	int (*defrag_copy)(struct storage *st, const uint8_t *flat, uint32_t size, storage_loc *new_loc);
 	void (*stats)(struct storage *st, struct storage_stats *out);
+	/* Walk every verified record copy on storage (current and stale ones,
+	 * RAM buffers included), calling fn for each; stop early when *stop
+	 * becomes true.  For the tomb raider.  May be NULL (nothing persistent). */
+	int (*scan)(struct storage *st, void (*fn)(void *arg, const uint8_t *flat, uint32_t size),
+	    void *arg, const bool *stop);
 	/* A dynamic parameter in *cfg changed (e.g. defrag-lwm-pct: re-sweep). */
 	void (*config_changed)(struct storage *st);
 };
@@ -141,6 +153,8 @@ static inline int storage_read(struct storage *st, storage_loc loc, uint8_t *buf
 { return st->ops->read(st, loc, buf); }
 static inline void storage_free(struct storage *st, storage_loc loc)
 { st->ops->free(st, loc); }
+static inline void storage_wait_space(struct storage *st, const struct digest *d)
+{ if (st->ops->wait_space != NULL) st->ops->wait_space(st, d); }
 static inline int storage_sync(struct storage *st, storage_loc loc)
 { return st->ops->sync(st, loc); }
 static inline int storage_defrag_copy(struct storage *st, const uint8_t *flat, uint32_t size, storage_loc *loc)

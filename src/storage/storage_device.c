@@ -151,6 +151,7 @@ static void
 queue_full_locked(struct device *d, struct dev_buf *b)
 {
 	b->next = NULL;
+	b->queued_ns = clock_mono_ns();
 	if (d->wq_tail != NULL)
 		d->wq_tail->next = b;
 	else
@@ -179,7 +180,10 @@ reserve_locked(struct device *d, uint32_t size, bool defrag, enum wblock_user us
 		 * records may have been overwritten meanwhile) or wblocks wait for
 		 * defrag: wait for it, boundedly, so writers slow down to the pace
 		 * the device and defrag can keep. */
-#define SPACE_PENDING(d) ((d)->wq_len > 0 || (user != WBLOCK_FOR_DEFRAG && (d)->wt.defrag_count > 0))
+	/* Only the I/O thread's progress is awaited here: it needs no record
+	 * lock.  Waiting for defrag happens before the record lock
+	 * (dev_wait_space). */
+#define SPACE_PENDING(d) ((d)->wq_len > 0)
 		if (rc == -ENOSPC && SPACE_PENDING(d)) {
 			uint64_t until = clock_mono_ns() + SPACE_WAIT_MAX_MS * 1000000ULL;
 
@@ -225,8 +229,22 @@ place:;
 	return off;
 }
 
-/* Writers wait while more buffers wait for the device than max-write-cache
- * allows; past a bounded wait the write fails with EIO.  Device lock held. */
+/* The write queue is too deep: more buffers than max-write-cache allows,
+ * or its oldest buffer waited longer than flush-max-ms (a crash may cost
+ * at most that much acknowledged data, SPEC 6.4). */
+static bool
+write_queue_behind_locked(struct device *d, uint32_t limit)
+{
+	uint32_t flush_ms = atomic_load_relaxed(&d->st->cfg->flush_max_ms);
+
+	if (d->wq_len > limit)
+		return true;
+	return flush_ms > 0 && d->wq_head != NULL &&
+	    clock_mono_ns() - d->wq_head->queued_ns > (uint64_t)flush_ms * 1000000ULL;
+}
+
+/* Writers wait while the write queue is behind; past a bounded wait the
+ * write fails with EIO.  Device lock held. */
 static int
 wait_write_cache_locked(struct device *d)
 {
@@ -240,11 +258,11 @@ wait_write_cache_locked(struct device *d)
 		limit = quarter;
 	if (limit < 1)
 		limit = 1;
-	if (d->wq_len <= limit)
+	if (!write_queue_behind_locked(d, limit))
 		return 0;
 	d->write_waits++;
 	deadline_after_ms(&deadline, WRITE_WAIT_MAX_MS);
-	while (d->wq_len > limit && !d->stop) {
+	while (write_queue_behind_locked(d, limit) && !d->stop) {
 		if (pthread_cond_timedwait(&d->space_cv, &d->wt.lock, &deadline) == ETIMEDOUT) {
 			d->write_cache_timeouts++;
 			log_warn("device", "{%s} %s: write queue too deep (%u buffers, max-write-cache allows %u)",
@@ -471,6 +489,32 @@ device_sync(struct device *d)
 		rc = -EIO;
 	pthread_mutex_unlock(&d->wt.lock);
 	return rc;
+}
+
+static void
+dev_wait_space(struct storage *st, const struct digest *dg)
+{
+	struct dev_engine *e = st->priv;
+	struct device *d = device_for(e, dg);
+	uint64_t until = 0;
+
+	pthread_mutex_lock(&d->wt.lock);
+	/* One wblock above the reserve is what a write may need. */
+	while (wblock_free_count_locked(&d->wt) <= d->wt.reserve + 1 &&
+	    (d->wt.defrag_count > 0 || d->wq_len > 0) && !d->stop) {
+		struct timespec ts;
+		uint64_t now = clock_mono_ns();
+
+		if (until == 0) {
+			until = now + SPACE_WAIT_MAX_MS * 1000000ULL;
+			d->write_waits++;
+		} else if (now >= until) {
+			break;
+		}
+		deadline_after_ms(&ts, 20);
+		pthread_cond_timedwait(&d->space_cv, &d->wt.lock, &ts);
+	}
+	pthread_mutex_unlock(&d->wt.lock);
 }
 
 static int
@@ -730,7 +774,7 @@ io_main(void *arg)
 				d->last_flush_ns = now;
 		}
 		uint64_t target = d->write_seq;
-		uint32_t hw = d->hdr.high_water;
+		uint32_t hw = d->high_water;
 		pthread_mutex_unlock(&d->wt.lock);
 
 		int rc = 0;
@@ -742,6 +786,11 @@ io_main(void *arg)
 				new_hw = d->wt.n_wblocks;
 			d->hdr.high_water = new_hw;
 			rc = device_header_write(d);
+			if (rc == 0) {
+				pthread_mutex_lock(&d->wt.lock);
+				d->high_water = new_hw;
+				pthread_mutex_unlock(&d->wt.lock);
+			}
 		}
 		if (rc == 0 && n > 0)
 			rc = FAULT_POINT("device.flush");
@@ -1071,6 +1120,68 @@ dev_config_changed(struct storage *st)
 	}
 }
 
+/* Every verified record in one wblock image. */
+static void
+scan_image(const uint8_t *img, uint32_t wbs, void (*fn)(void *arg, const uint8_t *flat, uint32_t size),
+    void *arg)
+{
+	for (uint32_t off = 0; off + RECORD_FLAT_MIN_SIZE <= wbs;) {
+		uint32_t size;
+
+		if (record_flat_check(img + off, wbs - off, &size) != 0 ||
+		    record_flat_verify(img + off, size) != 0) {
+			off += RBLOCK_SIZE;
+			continue;
+		}
+		fn(arg, img + off, size);
+		off += size;
+	}
+}
+
+static int
+dev_scan(struct storage *st, void (*fn)(void *arg, const uint8_t *flat, uint32_t size), void *arg,
+    const bool *stop)
+{
+	struct dev_engine *e = st->priv;
+	uint8_t *buf, *ram;
+	int rc = 0;
+
+	if (posix_memalign((void **)&buf, DEVICE_IO_ALIGN, e->wbs) != 0)
+		return -ENOMEM;
+	if (posix_memalign((void **)&ram, DEVICE_IO_ALIGN, e->wbs) != 0) {
+		free(buf);
+		return -ENOMEM;
+	}
+	for (uint32_t i = 0; i < e->n && rc == 0; i++) {
+		struct device *d = e->devs[i];
+
+		for (uint32_t id = d->wt.first; rc == 0; id++) {
+			pthread_mutex_lock(&d->wt.lock);
+			uint32_t end = d->high_water;
+			struct dev_buf *b = id < end ? *attached_slot(d, id) : NULL;
+			bool in_ram = b != NULL;
+			if (in_ram)
+				memcpy(ram, b->data, d->wbs);  /* what the device will hold */
+			pthread_mutex_unlock(&d->wt.lock);
+			if (id >= end || __atomic_load_n(stop, __ATOMIC_RELAXED))
+				break;
+			/* The device itself, always: until a RAM image is written out
+			 * whole, the device still holds the wblock's older records. */
+			rc = device_pread_full(d->fd, buf, d->wbs, (uint64_t)id * d->wbs);
+			if (rc == 0)
+				scan_image(buf, d->wbs, fn, arg);
+			if (rc == 0 && in_ram)
+				scan_image(ram, d->wbs, fn, arg);
+			/* A background pass: leave the device to the clients. */
+			struct timespec ts = { 0, 200 * 1000 };
+			nanosleep(&ts, NULL);
+		}
+	}
+	free(buf);
+	free(ram);
+	return rc;
+}
+
 const struct storage_ops storage_device_ops = {
 	.name = "device",
 	.open = dev_open,
@@ -1079,7 +1190,9 @@ const struct storage_ops storage_device_ops = {
 	.read = dev_read,
 	.free = dev_free,
 	.sync = dev_sync,
+	.wait_space = dev_wait_space,
 	.defrag_copy = dev_defrag_copy,
 	.stats = dev_stats,
+	.scan = dev_scan,
 	.config_changed = dev_config_changed,
 };

@@ -93,28 +93,6 @@ stripe_reserve_locked(struct mem_engine *m, struct mem_stripe *s, uint32_t size,
 		uint32_t id;
 
 		rc = wblock_alloc_locked(&s->wt, user, &id);
-		/* Defrag is about to give space back: wait for it, boundedly,
-		 * so writers slow to the pace defrag can keep. */
-		if (rc == -ENOSPC && !for_defrag && s->wt.defrag_count > 0) {
-			uint64_t until = clock_mono_ns() + MEM_SPACE_WAIT_MS * 1000000ULL;
-
-			atomic_inc(&m->write_waits);
-			while (rc == -ENOSPC && s->wt.defrag_count > 0 && clock_mono_ns() < until) {
-				struct timespec ts;
-
-				clock_gettime(CLOCK_REALTIME, &ts);
-				ts.tv_nsec += 20 * 1000000;
-				if (ts.tv_nsec >= 1000000000) {
-					ts.tv_sec++;
-					ts.tv_nsec -= 1000000000;
-				}
-				pthread_cond_timedwait(&s->space_cv, &s->wt.lock, &ts);
-				/* Another writer may have opened a new wblock meanwhile. */
-				if (*cur != MEM_NONE && *pos + size <= m->wbs)
-					goto place;
-				rc = wblock_alloc_locked(&s->wt, user, &id);
-			}
-		}
 		if (rc != 0)
 			return rc;
 		if (*cur != MEM_NONE) {
@@ -127,7 +105,6 @@ stripe_reserve_locked(struct mem_engine *m, struct mem_stripe *s, uint32_t size,
 		*cur = id;
 		*pos = 0;
 	}
-place:;
 	int64_t off = (int64_t)*cur * m->wbs + *pos;
 	*pos += size;
 	wblock_add_locked(&s->wt, *cur, size);
@@ -199,6 +176,36 @@ mem_free(struct storage *st, storage_loc loc)
 	/* Cheap check without the lock: a wake-up too many is harmless. */
 	if (atomic_load_relaxed(&s->wt.defrag_count) > 0)
 		defrag_kick(m);
+}
+
+/* Writers slow to the pace defrag can keep (see storage.h wait_space). */
+static void
+mem_wait_space(struct storage *st, const struct digest *d)
+{
+	struct mem_engine *m = st->priv;
+	struct mem_stripe *s = &m->stripes[digest_spread(d) % m->n_stripes];
+	uint64_t until = 0;
+
+	pthread_mutex_lock(&s->wt.lock);
+	while (wblock_free_count_locked(&s->wt) <= s->wt.reserve + 1 && s->wt.defrag_count > 0) {
+		struct timespec ts;
+		uint64_t now = clock_mono_ns();
+
+		if (until == 0) {
+			until = now + MEM_SPACE_WAIT_MS * 1000000ULL;
+			atomic_inc(&m->write_waits);
+		} else if (now >= until) {
+			break;
+		}
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += 20 * 1000000;
+		if (ts.tv_nsec >= 1000000000) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000;
+		}
+		pthread_cond_timedwait(&s->space_cv, &s->wt.lock, &ts);
+	}
+	pthread_mutex_unlock(&s->wt.lock);
 }
 
 static int
@@ -461,6 +468,7 @@ const struct storage_ops storage_memory_ops = {
 	.read = mem_read,
 	.free = mem_free,
 	.sync = mem_sync,
+	.wait_space = mem_wait_space,
 	.defrag_copy = mem_defrag_copy,
 	.stats = mem_stats,
 	.config_changed = mem_config_changed,

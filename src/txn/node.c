@@ -178,6 +178,10 @@ txn_namespace_stats(struct namespace *ns, txn_stat_fn fn, void *arg)
 	emit_u64(fn, arg, "write_errors", ss.write_errors);
 	emit_u64(fn, arg, "checksum_errors", ss.checksum_errors);
 	emit_u64(fn, arg, "stop_writes", 0);
+	emit_u64(fn, arg, "tombstones_reclaimed", atomic_load_relaxed(&ns->tombstones_reclaimed));
+	emit_u64(fn, arg, "tomb_raider_passes", atomic_load_relaxed(&ns->raider_passes));
+	emit_u64(fn, arg, "write_waits", ss.write_waits);
+	emit_u64(fn, arg, "partial_writes", ss.partial_writes);
 #define X(name, help) emit_u64(fn, arg, #name, atomic_load_relaxed(&ns->counters.name));
 	NS_COUNTERS(X)
 #undef X

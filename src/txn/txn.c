@@ -433,6 +433,7 @@ txn_write(struct namespace *ns, const struct txn_key *k, const struct txn_write 
 			goto out;
 		}
 	}
+	storage_wait_space(ns->storage, &d);
 	index_record_lock(ns->index, &d);
 	locked = true;
 	e = entry_get(ns, set_id, &d);
@@ -622,6 +623,7 @@ txn_rename(struct namespace *ns, const struct txn_key *from, const struct txn_ke
 		    set_visible(&ns->sets.sets[sid]))
 			return -EEXIST;
 	}
+	storage_wait_space(ns->storage, &td);
 	index_record_lock_pair(ns->index, &fd, &td);
 	fe = entry_get(ns, fset, &fd);
 	te = entry_get(ns, tset, &td);

@@ -1,0 +1,215 @@
+/*
+ * tomb_raider.c - reclaiming tombstones while the daemon runs.
+ *
+ * A tombstone must stay as long as an older copy of its record may still
+ * sit somewhere on storage (in a wblock not yet rewritten): dropping it
+ * earlier would let the next cold start bring the deleted record back.
+ * Cold start settles this for free (it sees every copy).  While running,
+ * this thread does the same every tomb-raider-period seconds:
+ *
+ *   1. collect the tombstones that exist now (their older copies, if any,
+ *      were written before this moment, and stale copies never move);
+ *   2. walk every record copy on storage (storage ops->scan: every wblock
+ *      up to the high-water mark, RAM buffers included);
+ *   3. drop each collected tombstone whose digest showed up in no
+ *      non-tombstone copy, if it is still the same tombstone (same
+ *      generation) under its record lock.
+ *
+ * The pass reads the whole device, throttled by the engine's scan; it is
+ * skipped when there are no tombstones.  Rejected: tracking, per
+ * tombstone, which wblocks held older copies (needs history per record).
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "../base/atomic.h"
+#include "../base/clock.h"
+#include "../base/log.h"
+#include "namespace.h"
+
+struct raid_entry {
+	struct digest digest;
+	uint16_t set_id;
+	uint16_t generation;
+	bool older_copy;
+	bool used;
+};
+
+struct raid {
+	struct raid_entry *slots;
+	size_t cap;                 /* power of 2 */
+	size_t n;
+};
+
+static struct raid_entry *
+raid_slot(struct raid *r, const struct digest *d)
+{
+	uint64_t h;
+
+	memcpy(&h, d->bytes + 8, sizeof(h));
+	for (size_t i = h & (r->cap - 1);; i = (i + 1) & (r->cap - 1)) {
+		struct raid_entry *s = &r->slots[i];
+
+		if (!s->used || digest_compare(&s->digest, d) == 0)
+			return s;
+	}
+}
+
+static int
+raid_add(struct raid *r, const struct index_entry *e)
+{
+	if ((r->n + 1) * 2 > r->cap) {
+		struct raid bigger = { .cap = r->cap ? r->cap * 2 : 1024 };
+
+		bigger.slots = calloc(bigger.cap, sizeof(*bigger.slots));
+		if (bigger.slots == NULL)
+			return -ENOMEM;
+		for (size_t i = 0; i < r->cap; i++)
+			if (r->slots[i].used)
+				*raid_slot(&bigger, &r->slots[i].digest) = r->slots[i];
+		bigger.n = r->n;
+		free(r->slots);
+		*r = bigger;
+	}
+	struct raid_entry *s = raid_slot(r, &e->digest);
+	*s = (struct raid_entry){ .digest = e->digest, .set_id = e->set_id,
+	    .generation = (uint16_t)e->generation, .used = true };
+	r->n++;
+	return 0;
+}
+
+/* Storage scan callback: a non-tombstone copy of a collected digest. */
+static void
+raid_seen(void *arg, const uint8_t *flat, uint32_t size)
+{
+	struct raid *r = arg;
+	uint8_t flags = flat[9];
+
+	if (flags & RECORD_F_TOMBSTONE)
+		return;
+	struct raid_entry *s = raid_slot(r, record_flat_digest(flat));
+	if (s->used)
+		s->older_copy = true;
+}
+
+/* One pass; returns the number of tombstones reclaimed. */
+static uint64_t
+raid_pass(struct namespace *ns)
+{
+	struct raid r = { 0 };
+	uint64_t dropped = 0;
+
+	for (uint32_t pid = 0; pid < PARTITION_COUNT; pid++) {
+		struct index_partition *p = &ns->index->partitions[pid];
+
+		pthread_rwlock_rdlock(&p->lock);
+		uint32_t n_sets = __atomic_load_n(&ns->sets.n, __ATOMIC_RELAXED);
+		for (uint32_t set_id = 0; set_id <= n_sets; set_id++)
+			for (struct index_entry *e = index_next_locked(p, (uint16_t)set_id, NULL); e != NULL;
+			    e = index_next_locked(p, (uint16_t)set_id, &e->digest))
+				if (e->tombstone && raid_add(&r, e) != 0)
+					break;
+		pthread_rwlock_unlock(&p->lock);
+	}
+	if (r.n == 0)
+		goto out;
+	if (ns->storage->ops->scan(ns->storage, raid_seen, &r, &ns->raider_stop) != 0 ||
+	    __atomic_load_n(&ns->raider_stop, __ATOMIC_RELAXED))
+		goto out;
+	for (size_t i = 0; i < r.cap; i++) {
+		struct raid_entry *s = &r.slots[i];
+
+		if (!s->used || s->older_copy)
+			continue;
+		struct index_partition *p = index_partition_of(ns->index, &s->digest);
+		struct index_entry *e;
+		storage_loc loc = 0;
+
+		index_record_lock(ns->index, &s->digest);
+		pthread_rwlock_wrlock(&p->lock);
+		e = index_find_locked(p, s->set_id, &s->digest);
+		if (e != NULL && e->tombstone && e->generation == s->generation) {
+			loc = e->loc;
+			namespace_entry_count(ns, e, -1, storage_loc_size(loc));
+			index_remove_locked(p, e);
+		} else {
+			e = NULL;
+		}
+		pthread_rwlock_unlock(&p->lock);
+		if (e != NULL) {
+			storage_free(ns->storage, loc);
+			index_entry_free(ns->index, e);
+			dropped++;
+		}
+		index_record_unlock(ns->index, &s->digest);
+	}
+out:
+	free(r.slots);
+	return dropped;
+}
+
+static void *
+raider_main(void *arg)
+{
+	struct namespace *ns = arg;
+	uint64_t last = clock_mono_ns();
+
+	pthread_mutex_lock(&ns->raider_lock);
+	while (!ns->raider_stop) {
+		struct timespec ts;
+
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_sec += 1;
+		pthread_cond_timedwait(&ns->raider_cv, &ns->raider_lock, &ts);
+		uint32_t period = atomic_load_relaxed(&ns->cfg->storage.tomb_raider_period);
+		uint64_t now = clock_mono_ns();
+		if (ns->raider_stop || period == 0 || now - last < (uint64_t)period * 1000000000ULL)
+			continue;
+		last = now;
+		if (atomic_load_relaxed(&ns->tombstones) == 0)
+			continue;
+		pthread_mutex_unlock(&ns->raider_lock);
+		uint64_t dropped = raid_pass(ns);
+		atomic_inc(&ns->raider_passes);
+		atomic_add(&ns->tombstones_reclaimed, dropped);
+		if (dropped > 0)
+			log_info("namespace", "{%s} tomb raider: %" PRIu64 " tombstones reclaimed, %" PRIu64
+			    " kept", ns->name, dropped, atomic_load_relaxed(&ns->tombstones));
+		pthread_mutex_lock(&ns->raider_lock);
+	}
+	pthread_mutex_unlock(&ns->raider_lock);
+	return NULL;
+}
+
+int
+tomb_raider_start(struct namespace *ns)
+{
+	int rc;
+
+	pthread_mutex_init(&ns->raider_lock, NULL);
+	pthread_cond_init(&ns->raider_cv, NULL);
+	ns->raider_stop = false;
+	rc = pthread_create(&ns->raider_thread, NULL, raider_main, ns);
+	if (rc != 0)
+		return -rc;
+	ns->raider_started = true;
+	return 0;
+}
+
+void
+tomb_raider_stop(struct namespace *ns)
+{
+	if (!ns->raider_started)
+		return;
+	pthread_mutex_lock(&ns->raider_lock);
+	__atomic_store_n(&ns->raider_stop, true, __ATOMIC_RELAXED);
+	pthread_cond_signal(&ns->raider_cv);
+	pthread_mutex_unlock(&ns->raider_lock);
+	pthread_join(ns->raider_thread, NULL);
+	pthread_mutex_destroy(&ns->raider_lock);
+	pthread_cond_destroy(&ns->raider_cv);
+	ns->raider_started = false;
+}

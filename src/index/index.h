@@ -5,7 +5,8 @@
  * An entry holds everything stat(2) and a listing need (size, mode, owner,
  * mtime, generation, void time, key), so lookups never touch storage.
  * Entries are allocated from a slab (index_slab.c) so an entry costs its
- * size rounded to 8 bytes and nothing more: 82 bytes + key.
+ * size rounded to 8 bytes and nothing more: 82 bytes + key.  The sprig
+ * roots cost a fixed 2 MiB per namespace (4096 x 64 pointers).
  *
  * Locking (see docs/architecture.md, "Threads and locks"):
  *   - the record lock (striped by digest) serialises whole transactions on
@@ -15,8 +16,8 @@
  *     fields or the tree takes it exclusive, always while already holding
  *     the record lock.  Order: record lock -> partition lock -> storage locks.
  *
- * Ordering by set id first makes listing a set cost its own size (plus one
- * probe per partition), not the namespace's.  Rejected: a hash table per
+ * Ordering by set id within each tree makes listing a set cost its own size
+ * (plus one probe per sprig), not the namespace's.  Rejected: a hash table per
  * partition (no stable order for listings across concurrent inserts) and
  * sorted arrays (O(n) inserts in big partitions).
  */
@@ -31,7 +32,13 @@
 #include "../base/digest.h"
 
 struct index_entry {
+	/* What a tree descent touches, together in the first 40 bytes. */
 	struct index_entry *left, *right;   /* tree links */
+	struct digest digest;
+	uint16_t set_id;
+	uint8_t key_len;
+	uint8_t slab_class;
+	/* The rest: what stat and the transaction layer read. */
 	uint64_t loc;                        /* storage location (storage.h) */
 	int64_t mtime_ns;                    /* stored mtime (valid if has_meta) */
 	uint64_t last_update_ms : 40;
@@ -44,27 +51,35 @@ struct index_entry {
 	uint64_t has_ttl : 1;                /* a TTL was set on the record (user.recfs.ttl) */
 	uint64_t older_seen : 1;             /* cold start: an older copy exists on storage */
 	uint64_t spare : 1;
-	struct digest digest;
 	uint32_t void_time;
 	uint32_t size;                       /* file-bin length */
 	uint32_t uid, gid;
 	uint16_t mode;
-	uint16_t set_id;
-	uint8_t key_len;
-	uint8_t slab_class;
 	char key[];                          /* key_len bytes, not NUL-terminated */
 };
 
 #define INDEX_ENTRY_BASE_SIZE offsetof(struct index_entry, key)
 #define INDEX_RECORD_LOCKS 16384
+#define INDEX_SPRIGS 64         /* trees per partition, by digest byte 2 */
 
 struct index_slab;
 
+/*
+ * A partition is INDEX_SPRIGS small trees ("sprigs"), chosen by digest
+ * byte 2, so a lookup descends a tree of a few levels even with millions
+ * of records (a deep tree costs a cache miss per level).  Order within a
+ * partition: sprig, then set id, then digest.
+ */
 struct index_partition {
 	pthread_rwlock_t lock;
-	struct index_entry *root;            /* protected by lock */
 	uint32_t count;                      /* entries, protected by lock */
+	struct index_entry *sprigs[INDEX_SPRIGS]; /* tree roots, protected by lock */
 };
+
+static inline unsigned index_sprig_of(const struct digest *d)
+{
+	return d->bytes[2] % INDEX_SPRIGS;
+}
 
 struct index {
 	struct index_partition partitions[PARTITION_COUNT];
@@ -110,12 +125,18 @@ void index_remove_locked(struct index_partition *p, struct index_entry *e);
 
 /*
  * First entry of set_id in partition p strictly after digest *after (or the
- * first of the set when after is NULL).  Caller holds the partition lock.
+ * first of the set when after is NULL), in the partition's order (sprig,
+ * then digest).  Caller holds the partition lock.
  */
 struct index_entry *index_next_locked(struct index_partition *p, uint16_t set_id,
     const struct digest *after);
 
-/* Bytes the slab holds for entries (index memory). */
+/* The order index_next_locked walks a set in, within one partition:
+ * < 0, 0, > 0. */
+int index_key_compare(uint16_t set_a, const struct digest *a, uint16_t set_b, const struct digest *b);
+
+/* What the index costs in RAM: the slab's chunks plus the fixed tables
+ * (partition locks, sprig roots, record locks). */
 uint64_t index_memory_bytes(struct index *ix);
 uint64_t index_entry_count(struct index *ix);
 

@@ -172,6 +172,12 @@ int record_flat_verify(const uint8_t *src, uint32_t size);
  */
 int record_flat_decode(const uint8_t *src, size_t avail, struct record *r);
 
+/*
+ * The same for bytes whose CRC the caller verified a moment ago (the storage
+ * engines verify every read): everything but the CRC pass.
+ */
+int record_flat_decode_verified(const uint8_t *src, size_t avail, struct record *r);
+
 /* Header fields of a stored record without a full decode (for scans). */
 static inline const struct digest *record_flat_digest(const uint8_t *src)
 {

@@ -341,6 +341,21 @@ record_flat_decode(const uint8_t *src, size_t avail, struct record *r)
 	return err;
 }
 
+int
+record_flat_decode_verified(const uint8_t *src, size_t avail, struct record *r)
+{
+	uint32_t size;
+	int err;
+
+	record_init(r);
+	err = record_flat_check(src, avail, &size);
+	if (err == 0)
+		err = record_flat_parse(src, get_u32(src + OFF_END), r);
+	if (err != 0)
+		record_release(r);
+	return err;
+}
+
 /*
  * Parse a record whose end offset E was bounded by check/verify.  Invariant:
  * pos <= end, so "len > end - pos" never wraps.

@@ -243,9 +243,10 @@ entry_load(struct namespace *ns, const struct index_entry *e, struct record *r, 
 	*buf = malloc(size);
 	if (*buf == NULL)
 		return -ENOMEM;
+	/* storage_read verified the checksum; decoding need not again. */
 	rc = storage_read(ns->storage, e->loc, *buf);
 	if (rc == 0)
-		rc = record_flat_decode(*buf, size, r);
+		rc = record_flat_decode_verified(*buf, size, r);
 	if (rc != 0) {
 		free(*buf);
 		*buf = NULL;

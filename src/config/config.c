@@ -963,10 +963,13 @@ config_default(struct recfs_config *cfg)
 	config_base_defaults(cfg);
 	ns_defaults(ns);
 	snprintf(ns->name, sizeof(ns->name), "test");
-	/* Until the device engine lands (#device), the built-in default is a
-	 * 1 GiB memory namespace; SPEC 2's target is a 4 GiB test.dat file. */
-	ns->storage.type = STORAGE_MEMORY;
-	ns->storage.data_size = 1ULL << 30;
+	/* SPEC 2: the device engine on a sparse 4 GiB test.dat in the work dir. */
+	ns->storage.type = STORAGE_DEVICE;
+	if (asprintf(&ns->storage.files[0], "%s/test.dat", cfg->work_directory) < 0) {
+		fprintf(stderr, "config: out of memory\n");
+		abort();
+	}
+	ns->storage.n_files = 1;
 	cfg->n_namespaces = 1;
 	snprintf(cfg->source, sizeof(cfg->source), "built-in default");
 }

@@ -60,6 +60,7 @@ struct device {
 	uint64_t writes, partial_writes, defrag_writes, write_errors, write_waits;
 	uint64_t write_cache_timeouts;
 	bool stop, io_exited, failed;
+	bool flush_requested;      /* someone waits for space a flush frees */
 	pthread_cond_t io_cv;      /* wakes the I/O thread */
 	pthread_cond_t durable_cv; /* durable_seq moved */
 	pthread_cond_t space_cv;   /* the write queue shrank */

@@ -163,65 +163,71 @@ queue_full_locked(struct device *d, struct dev_buf *b)
 	pthread_cond_signal(&d->io_cv);
 }
 
+/* Space is on its way back: buffers waiting for the device (their records
+ * may have been overwritten meanwhile; defrag sources wait for them), a
+ * defrag buffer holding vacated wblocks, or (for client writes) wblocks
+ * queued for defrag.  Device lock held. */
+static bool
+space_pending_locked(const struct device *d, enum wblock_user user)
+{
+	if (d->wq_len > 0 || (d->dcur != NULL && d->dcur->n_vacated > 0))
+		return true;
+	return user != WBLOCK_FOR_DEFRAG && d->wt.defrag_count > 0;
+}
+
 /* Space for size bytes in the current (or defrag) buffer; returns the
- * device offset, -ENOSPC or -ENOMEM.  Device lock held. */
+ * device offset, -ENOSPC or -ENOMEM.  Device lock held; may wait for space
+ * on its way (bounded) — that needs no record lock, so it cannot deadlock
+ * with defrag. */
 static int64_t
 reserve_locked(struct device *d, uint32_t size, bool defrag, enum wblock_user user)
 {
 	struct dev_buf **cur = defrag ? &d->dcur : &d->cur;
-	struct dev_buf *b = *cur;
+	uint64_t until = 0;
+	uint32_t id;
+	int rc;
 
-	if (b == NULL || b->pos + size > d->wbs) {
-		uint32_t id;
-		int rc = wblock_alloc_locked(&d->wt, user, &id);
-		struct timespec deadline;
-
-		/* Space is on its way back while buffers wait for the device (their
-		 * records may have been overwritten meanwhile) or wblocks wait for
-		 * defrag: wait for it, boundedly, so writers slow down to the pace
-		 * the device and defrag can keep. */
-	/* Only the I/O thread's progress is awaited here: it needs no record
-	 * lock.  Waiting for defrag happens before the record lock
-	 * (dev_wait_space). */
-#define SPACE_PENDING(d) ((d)->wq_len > 0)
-		if (rc == -ENOSPC && SPACE_PENDING(d)) {
-			uint64_t until = clock_mono_ns() + SPACE_WAIT_MAX_MS * 1000000ULL;
-
-			d->write_waits++;
-			while (rc == -ENOSPC && SPACE_PENDING(d) && !d->stop && clock_mono_ns() < until) {
-				deadline_after_ms(&deadline, 20);
-				pthread_cond_timedwait(&d->space_cv, &d->wt.lock, &deadline);
-				rc = wblock_alloc_locked(&d->wt, user, &id);
-			}
-			/* Another writer may have replaced the buffer meanwhile. */
-			if (rc == 0 && *cur != b) {
-				struct dev_buf *nb = *cur;
-
-				if (nb != NULL && nb->pos + size <= d->wbs) {
-					wblock_release_locked(&d->wt, id);
-					b = nb;
-					goto place;
-				}
-				b = nb;
-			}
+	while (*cur == NULL || (*cur)->pos + size > d->wbs) {
+		if (*cur != NULL) {
+			/* Full: on its way to the device now, whatever comes next. */
+			queue_full_locked(d, *cur);
+			*cur = NULL;
 		}
-#undef SPACE_PENDING
-		if (rc != 0)
+		rc = wblock_alloc_locked(&d->wt, user, &id);
+		if (rc == 0) {
+			struct dev_buf *nb = buf_get_locked(d);
+
+			if (nb == NULL) {
+				/* Give the wblock back untouched. */
+				wblock_release_locked(&d->wt, id);
+				return -ENOMEM;
+			}
+			nb->wblock_id = id;
+			nb->defrag = defrag;
+			*attached_slot(d, id) = nb;
+			*cur = nb;
+			break;
+		}
+		if (rc != -ENOSPC || !space_pending_locked(d, user) || d->stop)
 			return rc;
-		struct dev_buf *nb = buf_get_locked(d);
-		if (nb == NULL) {
-			/* Give the wblock back untouched. */
-			wblock_release_locked(&d->wt, id);
-			return -ENOMEM;
+		uint64_t now = clock_mono_ns();
+		if (until == 0) {
+			until = now + SPACE_WAIT_MAX_MS * 1000000ULL;
+			d->write_waits++;
+		} else if (now >= until) {
+			return -ENOSPC;
 		}
-		nb->wblock_id = id;
-		nb->defrag = defrag;
-		*attached_slot(d, id) = nb;
-		if (b != NULL)
-			queue_full_locked(d, b);
-		*cur = b = nb;
+		/* Have the I/O thread write what frees space now, not at the next
+		 * flush-max-ms. */
+		d->flush_requested = true;
+		pthread_cond_signal(&d->io_cv);
+		struct timespec deadline;
+		deadline_after_ms(&deadline, 20);
+		pthread_cond_timedwait(&d->space_cv, &d->wt.lock, &deadline);
+		/* Another writer may have opened a buffer meanwhile: the loop
+		 * condition takes it if the record fits. */
 	}
-place:;
+	struct dev_buf *b = *cur;
 	int64_t off = (int64_t)b->wblock_id * d->wbs + b->pos;
 	b->pos += size;
 	wblock_add_locked(&d->wt, b->wblock_id, size);
@@ -501,7 +507,7 @@ dev_wait_space(struct storage *st, const struct digest *dg)
 	pthread_mutex_lock(&d->wt.lock);
 	/* One wblock above the reserve is what a write may need. */
 	while (wblock_free_count_locked(&d->wt) <= d->wt.reserve + 1 &&
-	    (d->wt.defrag_count > 0 || d->wq_len > 0) && !d->stop) {
+	    space_pending_locked(d, WBLOCK_FOR_WRITE) && !d->stop) {
 		struct timespec ts;
 		uint64_t now = clock_mono_ns();
 
@@ -511,6 +517,8 @@ dev_wait_space(struct storage *st, const struct digest *dg)
 		} else if (now >= until) {
 			break;
 		}
+		d->flush_requested = true;
+		pthread_cond_signal(&d->io_cv);
 		deadline_after_ms(&ts, 20);
 		pthread_cond_timedwait(&d->space_cv, &d->wt.lock, &ts);
 	}
@@ -698,7 +706,7 @@ tail_due_locked(struct device *d, uint64_t now_ns)
 	bool cur_dirty = d->cur != NULL && d->cur->pos > d->cur->flushed;
 	bool dcur_dirty = d->dcur != NULL && d->dcur->pos > d->dcur->flushed;
 
-	if (d->sync_target > d->durable_seq || d->stop)
+	if (d->sync_target > d->durable_seq || d->stop || d->flush_requested)
 		return cur_dirty || dcur_dirty;
 	if (flush_ms > 0 && since >= flush_ms && (cur_dirty || dcur_dirty))
 		return true;
@@ -772,6 +780,7 @@ io_main(void *arg)
 					max_id = items[i].buf->wblock_id;
 			if (n > t0)
 				d->last_flush_ns = now;
+			d->flush_requested = false;
 		}
 		uint64_t target = d->write_seq;
 		uint32_t hw = d->high_water;

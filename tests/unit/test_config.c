@@ -151,7 +151,7 @@ load_ok(struct recfs_config *cfg, const char *yaml)
 /* ---- defaults ---- */
 
 static void
-test_config_default_is_one_namespace_test(void **state)
+test_config_default_is_one_device_namespace_test(void **state)
 {
 	struct recfs_config cfg;
 
@@ -175,9 +175,10 @@ test_config_default_is_one_namespace_test(void **state)
 	assert_string_equal(ns->file_bin, "data");
 	assert_int_equal(ns->stop_writes_used_pct, 70);
 	assert_int_equal(ns->stop_writes_avail_pct, 5);
-	assert_int_equal(ns->storage.type, STORAGE_MEMORY);
-	assert_int_equal(ns->storage.data_size, 1ULL << 30);
-	assert_int_equal(ns->storage.n_files, 0);
+	assert_int_equal(ns->storage.type, STORAGE_DEVICE);
+	assert_int_equal(ns->storage.n_files, 1);
+	assert_false(ns->storage.files_are_devices);
+	assert_int_equal(ns->storage.filesize, 4ULL << 30);
 	assert_int_equal(ns->storage.write_block_size, 1 << 20);
 	assert_int_equal(ns->storage.flush_max_ms, 1000);
 	assert_int_equal(ns->storage.max_write_cache, 64 << 20);
@@ -190,6 +191,9 @@ test_config_default_is_one_namespace_test(void **state)
 	assert_false(ns->storage.cold_start_empty);
 	assert_int_equal(ns->storage.max_record_size, 0);
 
+	char want[CONFIG_PATH_MAX + 16];
+	snprintf(want, sizeof(want), "%s/test.dat", cfg.work_directory);
+	assert_string_equal(ns->storage.files[0], want);
 	config_free(&cfg);
 }
 
@@ -205,6 +209,7 @@ test_config_default_work_directory_follows_user(void **state)
 	config_default(&cfg);
 	if (geteuid() == 0) {
 		assert_string_equal(cfg.work_directory, "/var/lib/recfs");
+		assert_string_equal(cfg.ns[0].storage.files[0], "/var/lib/recfs/test.dat");
 	} else {
 		assert_string_equal(cfg.work_directory, "/tmp/xdg-data/recfs");
 		config_free(&cfg);
@@ -819,7 +824,7 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_config_default_is_one_namespace_test),
+		cmocka_unit_test(test_config_default_is_one_device_namespace_test),
 		cmocka_unit_test(test_config_default_work_directory_follows_user),
 		cmocka_unit_test(test_config_defaults_match_table),
 		cmocka_unit_test(test_config_dynamic_params_are_the_documented_ones),

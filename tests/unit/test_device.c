@@ -445,6 +445,42 @@ test_device_tombstones_reclaimed_only_after_older_copies_are_gone(void **state)
 	node_close(node, true);
 }
 
+static void
+test_device_records_spread_over_two_files_and_come_back(void **state)
+{
+	struct node *node;
+	struct namespace *ns;
+	char second[320];
+	struct stat sb1, sb2;
+
+	config_for("dev", 64u << 20, 128 * 1024);
+	snprintf(second, sizeof(second), "%s/ns2.dat", dir);
+	cfg.ns[0].storage.files[1] = strdup(second);
+	cfg.ns[0].storage.n_files = 2;
+	node = open_node();
+	ns = node_namespace(node, 0);
+	for (int i = 0; i < 3000; i++)
+		assert_int_equal(put(ns, i, 3, 1000, 0), 0);
+	node_close(node, true);
+	/* Both files hold records (blocks allocated past the header). */
+	assert_int_equal(stat(path, &sb1), 0);
+	assert_int_equal(stat(second, &sb2), 0);
+	assert_true(sb1.st_blocks * 512 > (8 << 20) / 4 || sb1.st_blocks * 512 > 1 << 20);
+	assert_true(sb2.st_blocks * 512 > 1 << 20);
+	node = open_node();
+	ns = node_namespace(node, 0);
+	for (int i = 0; i < 3000; i++)
+		assert_int_equal(check(ns, i, 3, 1000), 0);
+	assert_int_equal(stat_value(ns, "objects"), 3000);
+	node_close(node, true);
+	/* The files are one set: their order is part of it. */
+	char *t = cfg.ns[0].storage.files[0];
+	cfg.ns[0].storage.files[0] = cfg.ns[0].storage.files[1];
+	cfg.ns[0].storage.files[1] = t;
+	assert_int_not_equal(node_open(&node, &cfg), 0);
+	unlink(second);
+}
+
 int
 main(void)
 {
@@ -456,6 +492,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_device_of_another_namespace_is_refused, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_device_defrag_keeps_overwrites_going_at_half_fill, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_device_tombstones_reclaimed_only_after_older_copies_are_gone, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_device_records_spread_over_two_files_and_come_back, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

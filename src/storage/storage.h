@@ -114,6 +114,8 @@ struct storage_ops {
 	void (*wait_space)(struct storage *st, const struct digest *d);
 	/* Return once the record at loc is durable. */
 	int (*sync)(struct storage *st, storage_loc loc);
+	/* Return once every write made so far (deletes included) is durable. */
+	int (*sync_all)(struct storage *st);
 	/* From owner->relocate: copy flat bytes to a defrag buffer. */
 	int (*defrag_copy)(struct storage *st, const uint8_t *flat, uint32_t size, storage_loc *new_loc);
 	void (*stats)(struct storage *st, struct storage_stats *out);
@@ -157,6 +159,8 @@ static inline void storage_wait_space(struct storage *st, const struct digest *d
 { if (st->ops->wait_space != NULL) st->ops->wait_space(st, d); }
 static inline int storage_sync(struct storage *st, storage_loc loc)
 { return st->ops->sync(st, loc); }
+static inline int storage_sync_all(struct storage *st)
+{ return st->ops->sync_all(st); }
 static inline int storage_defrag_copy(struct storage *st, const uint8_t *flat, uint32_t size, storage_loc *loc)
 { return st->ops->defrag_copy(st, flat, size, loc); }
 static inline void storage_stats(struct storage *st, struct storage_stats *out)

@@ -465,8 +465,7 @@ dev_free(struct storage *st, storage_loc loc)
 	struct dev_engine *e = st->priv;
 	struct device *d = e->devs[storage_loc_file(loc)];
 
-	wblock_free_bytes(&d->wt, (uint32_t)(storage_loc_offset(loc) / d->wbs), storage_loc_size(loc));
-	if (atomic_load_relaxed(&d->wt.defrag_count) > 0)
+	if (wblock_free_bytes(&d->wt, (uint32_t)(storage_loc_offset(loc) / d->wbs), storage_loc_size(loc)))
 		defrag_kick(d);
 }
 
@@ -494,6 +493,21 @@ device_sync(struct device *d)
 	if (rc == 0 && d->error_seq >= target && target > 0)
 		rc = -EIO;
 	pthread_mutex_unlock(&d->wt.lock);
+	return rc;
+}
+
+static int
+dev_sync_all(struct storage *st)
+{
+	struct dev_engine *e = st->priv;
+	int rc = 0;
+
+	for (uint32_t i = 0; i < e->n; i++) {
+		int r = device_sync(e->devs[i]);
+
+		if (r != 0)
+			rc = r;
+	}
 	return rc;
 }
 
@@ -868,7 +882,7 @@ defrag_one(struct storage *st, struct device *d, uint32_t id)
 		}
 	}
 	d->defrag_source = id;
-	while (rc == 0 && off + RECORD_FLAT_MIN_SIZE <= end && atomic_load_relaxed(&w->inuse) > 0) {
+	while (rc == 0 && off + RECORD_FLAT_MIN_SIZE <= end && wblock_inuse(w) > 0) {
 		uint32_t size;
 
 		if (record_flat_check(d->defrag_buf + off, end - off, &size) != 0) {
@@ -1199,6 +1213,7 @@ const struct storage_ops storage_device_ops = {
 	.read = dev_read,
 	.free = dev_free,
 	.sync = dev_sync,
+	.sync_all = dev_sync_all,
 	.wait_space = dev_wait_space,
 	.defrag_copy = dev_defrag_copy,
 	.stats = dev_stats,

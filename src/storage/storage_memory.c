@@ -172,10 +172,14 @@ mem_free(struct storage *st, storage_loc loc)
 	struct mem_stripe *s = &m->stripes[storage_loc_file(loc)];
 	uint32_t id = (uint32_t)(storage_loc_offset(loc) / m->wbs);
 
-	wblock_free_bytes(&s->wt, id, storage_loc_size(loc));
-	/* Cheap check without the lock: a wake-up too many is harmless. */
-	if (atomic_load_relaxed(&s->wt.defrag_count) > 0)
+	if (wblock_free_bytes(&s->wt, id, storage_loc_size(loc)))
 		defrag_kick(m);
+}
+
+static int
+mem_sync_all(struct storage *st)
+{
+	return 0;  /* nothing persistent without a shadow (#shadow) */
 }
 
 /* Writers slow to the pace defrag can keep (see storage.h wait_space). */
@@ -251,7 +255,7 @@ defrag_wblock(struct storage *st, uint32_t si, uint32_t id)
 	pthread_mutex_unlock(&s->wt.lock);
 	base = stripe_addr(m, s, (uint64_t)id * m->wbs);
 	/* The wblock is in DEFRAG state: nobody writes into it any more. */
-	while (off + RECORD_FLAT_MIN_SIZE <= end && atomic_load_relaxed(&w->inuse) > 0) {
+	while (off + RECORD_FLAT_MIN_SIZE <= end && wblock_inuse(w) > 0) {
 		uint32_t size;
 
 		if (record_flat_check(base + off, end - off, &size) != 0) {
@@ -468,6 +472,7 @@ const struct storage_ops storage_memory_ops = {
 	.read = mem_read,
 	.free = mem_free,
 	.sync = mem_sync,
+	.sync_all = mem_sync_all,
 	.wait_space = mem_wait_space,
 	.defrag_copy = mem_defrag_copy,
 	.stats = mem_stats,

@@ -135,18 +135,20 @@ wblock_release_locked(struct wblock_table *t, uint32_t id)
 void
 wblock_add_locked(struct wblock_table *t, uint32_t id, uint32_t size)
 {
-	wblock_get(t, id)->inuse += size;
+	/* Atomic although locked: defrag reads it without the lock. */
+	__atomic_add_fetch(&wblock_get(t, id)->inuse, size, __ATOMIC_RELAXED);
 	t->used_bytes += size;
 }
 
-void
+bool
 wblock_free_bytes(struct wblock_table *t, uint32_t id, uint32_t size)
 {
 	struct wblock *w;
+	bool defrag_work;
 
 	pthread_mutex_lock(&t->lock);
 	w = wblock_get(t, id);
-	w->inuse -= size;
+	__atomic_sub_fetch(&w->inuse, size, __ATOMIC_RELAXED);
 	t->used_bytes -= size;
 	switch (w->state) {
 	case WBLOCK_USED:
@@ -173,7 +175,9 @@ wblock_free_bytes(struct wblock_table *t, uint32_t id, uint32_t size)
 	default:
 		break;  /* RESERVED: the release decides */
 	}
+	defrag_work = t->defrag_count > 0;
 	pthread_mutex_unlock(&t->lock);
+	return defrag_work;
 }
 
 int

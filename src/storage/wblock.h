@@ -39,7 +39,7 @@ enum wblock_state {
 };
 
 struct wblock {
-	uint32_t inuse;          /* live bytes */
+	uint32_t inuse;          /* live bytes; written under the lock with atomics */
 	uint32_t used_end;       /* records occupy [0, used_end) */
 	uint32_t q_prev, q_next; /* defrag queue links (ids; WBLOCK_NONE = end) */
 	uint16_t n_vac_dests;    /* defrag destinations not yet durable */
@@ -86,8 +86,15 @@ int wblock_alloc_locked(struct wblock_table *t, enum wblock_user user, uint32_t 
 void wblock_release_locked(struct wblock_table *t, uint32_t id);
 /* size live bytes added to id (a record was placed there). */
 void wblock_add_locked(struct wblock_table *t, uint32_t id, uint32_t size);
-/* size live bytes of id are superseded (takes the lock). */
-void wblock_free_bytes(struct wblock_table *t, uint32_t id, uint32_t size);
+/* size live bytes of id are superseded (takes the lock).  Returns true
+ * when the defrag queue holds work (so the caller can wake defrag). */
+bool wblock_free_bytes(struct wblock_table *t, uint32_t id, uint32_t size);
+
+/* Live bytes of a wblock, readable without the lock (defrag's early stop). */
+static inline uint32_t wblock_inuse(const struct wblock *w)
+{
+	return __atomic_load_n(&w->inuse, __ATOMIC_RELAXED);
+}
 /* Pop the next wblock to defragment if the queue holds more than min.  0 or -EAGAIN. */
 int wblock_defrag_pop_locked(struct wblock_table *t, uint32_t queue_min, uint32_t *id);
 /* Defrag moved every live record out of id; it becomes FREE once its

@@ -534,7 +534,8 @@ txn_write(struct namespace *ns, const struct txn_key *k, const struct txn_write 
 			rc = -ENOMEM;
 			goto out;
 		}
-		memcpy(resized, content, content_len < w->size ? content_len : w->size);
+		if (content_len > 0)
+			memcpy(resized, content, content_len < w->size ? content_len : w->size);
 		content = resized;
 		content_len = w->size;
 	}
@@ -685,6 +686,12 @@ txn_sync(struct namespace *ns, const struct txn_key *k)
 		rc = storage_sync(ns->storage, e->loc);
 	index_record_unlock(ns->index, &d);
 	return rc;
+}
+
+int
+txn_namespace_sync(struct namespace *ns)
+{
+	return storage_sync_all(ns->storage);
 }
 
 /* ---- sets --------------------------------------------------------------- */

@@ -143,6 +143,10 @@ int txn_rename(struct namespace *ns, const struct txn_key *from, const struct tx
 /* Make a record durable now (fsync).  -ENOENT if missing. */
 int txn_sync(struct namespace *ns, const struct txn_key *k);
 
+/* Make every write, delete, rename and set change made so far in the
+ * namespace durable (fsync of a directory). */
+int txn_namespace_sync(struct namespace *ns);
+
 /* ---- sets -------------------------------------------------------------- */
 
 /* Create a set (persists while empty).  -EEXIST if it exists or a null-set

@@ -1,0 +1,978 @@
+/*
+ * ops.c - the fuse_lowlevel_ops callbacks: the mounted tree of SPEC
+ * section 4 over the transaction layer.
+ *
+ *   /                 namespaces and .info (static)
+ *   /<ns>/            sets (directories) and null-set records (files)
+ *   /<ns>/<set>/      records
+ *   /.info/...        statistics (info.c)
+ *
+ * Every callback runs on a libfuse worker thread and answers exactly once.
+ * Errors from the engine (and our own -errno codes) reach the kernel
+ * through reply_err(), the one place that calls fuse_reply_err, via
+ * recfs_errno(); data replies are sent where the data is (handle.c, dir.c,
+ * xattr.c).  Nothing here touches an inode after replying: the kernel may
+ * forget it the moment it has the answer.
+ *
+ * Why the low-level API: nodes keyed by digest instead of path strings
+ * under a global lock, open-unlinked files without .fuse_hidden renames,
+ * and streamed readdirplus (fuse-notes 1.1).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+
+#include "base/log.h"
+#include "dir.h"
+#include "handle.h"
+#include "info.h"
+#include "inode.h"
+#include "ops.h"
+#include "stats.h"
+#include "xattr.h"
+
+#ifndef RENAME_NOREPLACE
+#define RENAME_NOREPLACE (1 << 0)
+#endif
+#ifndef RENAME_EXCHANGE
+#define RENAME_EXCHANGE (1 << 1)
+#endif
+
+#define STATFS_BLOCK 4096
+
+/*
+ * The one errno reply point: rc is 0, -errno or an engine code.
+ * Negative answers a lookup or getxattr is expected to give (ENOENT,
+ * ENODATA) are counted apart from errors.
+ */
+static void
+reply_err(fuse_req_t req, int rc)
+{
+	int e = rc == 0 ? 0 : recfs_errno(rc);
+
+	if (e == ENOENT || e == ENODATA) {
+		stats_inc(STAT_fuse_not_found);
+	} else if (e != 0) {
+		stats_inc(STAT_fuse_errors);
+		log_debug("fuse", "request answered %s", recfs_strerror(rc));
+	}
+	fuse_reply_err(req, e);
+}
+
+static struct handle *
+handle_of(const struct fuse_file_info *fi)
+{
+	return (struct handle *)(uintptr_t)fi->fh;
+}
+
+static bool
+is_dot(const char *name, size_t len)
+{
+	return (len == 1 && name[0] == '.') || (len == 2 && name[0] == '.' && name[1] == '.');
+}
+
+/*
+ * The key of record `name` in directory dir, for operations that create or
+ * remove records there.  Refusals follow SPEC 4: at the root EPERM, in
+ * /.info EACCES.
+ */
+static int
+record_key_in(const struct inode *dir, const char *name, size_t len, struct txn_key *k)
+{
+	switch (dir->kind) {
+	case INODE_NAMESPACE:
+		k->set = "";
+		k->set_len = 0;
+		break;
+	case INODE_SET:
+		if (inode_unlinked(dir))
+			return -ENOENT;
+		k->set = dir->name;
+		k->set_len = dir->set_len;
+		break;
+	case INODE_ROOT:
+		return -EPERM;
+	default:
+		return inode_is_info(dir) ? -EACCES : -ENOTDIR;
+	}
+	if (len > RECORD_KEY_MAX)
+		return -ENAMETOOLONG;
+	if (is_dot(name, len))
+		return -EINVAL;
+	k->key = name;
+	k->key_len = len;
+	return 0;
+}
+
+/* Reply with an entry we counted a lookup for; undo it if the kernel never got it. */
+static void
+reply_entry_counted(fuse_req_t req, struct inode *ino, const struct fuse_entry_param *e)
+{
+	if (fuse_reply_entry(req, e) == -ENOENT)
+		inode_forget(ino, 1);
+}
+
+/* Entry for a record we have attributes for: count the lookup, reply. */
+static int
+reply_record(fuse_req_t req, struct namespace *ns, const struct txn_key *k,
+    struct record_attr *a)
+{
+	struct fuse_entry_param e;
+	struct inode *ino = inode_get(ns, INODE_RECORD, &a->digest, k->set, k->set_len, k->key,
+	    k->key_len);
+
+	if (ino == NULL)
+		return -ENOMEM;
+	pthread_mutex_lock(&ino->lock);
+	handle_attr_adjust_locked(ino, a);
+	inode_entry(ino, a, &e);
+	pthread_mutex_unlock(&ino->lock);
+	reply_entry_counted(req, ino, &e);
+	return 0;
+}
+
+static int
+reply_set(fuse_req_t req, struct namespace *ns, const char *name, size_t len)
+{
+	struct fuse_entry_param e;
+	struct digest d;
+	struct inode *ino;
+
+	inode_set_digest(ns, name, len, &d);
+	ino = inode_get(ns, INODE_SET, &d, name, len, "", 0);
+	if (ino == NULL)
+		return -ENOMEM;
+	inode_entry(ino, NULL, &e);
+	reply_entry_counted(req, ino, &e);
+	return 0;
+}
+
+/* /.info/sets/<ns>/<set>: a statistics file per existing set. */
+static int
+lookup_set_info(fuse_req_t req, struct namespace *ns, const char *name, size_t len)
+{
+	struct fuse_entry_param e;
+	struct record_attr a = { 0 };
+	struct digest d;
+	struct inode *ino;
+
+	if (len > RECORD_SET_MAX || txn_set_exists(ns, name, len) != 0)
+		return -ENOENT;
+	inode_set_info_digest(ns, name, len, &d);
+	ino = inode_get(ns, INODE_INFO_FILE, &d, name, len, "", 0);
+	if (ino == NULL)
+		return -ENOMEM;
+	a.size = info_size(ino);
+	inode_entry(ino, &a, &e);
+	reply_entry_counted(req, ino, &e);
+	return 0;
+}
+
+/* ---- init ------------------------------------------------------------------- */
+
+static void
+ops_init(void *userdata, struct fuse_conn_info *conn)
+{
+	/*
+	 * fuse-notes 1.5: no writeback cache (the kernel would own size,
+	 * mtime and O_APPEND, breaking put-on-close); keep AUTO_INVAL_DATA so
+	 * a new mtime drops stale pages.  Locks stay with the kernel (no
+	 * getlk/setlk/flock here).  time_gran 1: mtimes are stored in ns, so
+	 * the kernel must not round what utimensat(2) gives us.
+	 */
+	conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
+	if (conn->capable & FUSE_CAP_AUTO_INVAL_DATA)
+		conn->want |= FUSE_CAP_AUTO_INVAL_DATA;
+	if (conn->capable & FUSE_CAP_ATOMIC_O_TRUNC)
+		conn->want |= FUSE_CAP_ATOMIC_O_TRUNC;
+	conn->want &= ~(FUSE_CAP_EXPORT_SUPPORT | FUSE_CAP_POSIX_ACL);
+	conn->time_gran = 1;
+	log_info("fuse", "session started: protocol %u.%u, max_write %u, max_readahead %u",
+	    conn->proto_major, conn->proto_minor, conn->max_write, conn->max_readahead);
+}
+
+/* ---- names ------------------------------------------------------------------ */
+
+static void
+ops_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	struct inode *dir = inode_of(parent), *child;
+	size_t len = strlen(name);
+	struct fuse_entry_param e;
+	struct record_attr a = { 0 };
+	struct txn_key k;
+	int rc;
+
+	stats_inc(STAT_fuse_lookup);
+	if (len > NAME_MAX) {
+		rc = -ENAMETOOLONG;
+		goto out;
+	}
+	switch (dir->kind) {
+	case INODE_INFO_SETS_NS:
+		rc = lookup_set_info(req, dir->ns, name, len);
+		goto out;
+	case INODE_ROOT:
+	case INODE_INFO_ROOT:
+	case INODE_INFO_NSDIR:
+	case INODE_INFO_SETS:
+		child = inode_static_child(dir, name, len);
+		if (child == NULL) {
+			rc = -ENOENT;
+			goto out;
+		}
+		if (child->kind == INODE_INFO_FILE)
+			a.size = info_size(child);
+		inode_entry(child, &a, &e);
+		fuse_reply_entry(req, &e);
+		return;
+	case INODE_NAMESPACE:
+		/* A name here is a set or a null-set record, never both. */
+		if (len <= RECORD_SET_MAX && txn_set_exists(dir->ns, name, len) == 0) {
+			rc = reply_set(req, dir->ns, name, len);
+			goto out;
+		}
+		break;
+	case INODE_SET:
+		if (inode_unlinked(dir)) {
+			rc = -ENOENT;
+			goto out;
+		}
+		break;
+	default:
+		rc = -ENOTDIR;
+		goto out;
+	}
+	rc = record_key_in(dir, name, len, &k);
+	if (rc == -EINVAL)
+		rc = -ENOENT;
+	if (rc == 0)
+		rc = txn_stat(dir->ns, &k, &a);
+	if (rc == 0)
+		rc = reply_record(req, dir->ns, &k, &a);
+out:
+	if (rc != 0)
+		reply_err(req, rc);
+}
+
+static void
+ops_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
+{
+	stats_inc(STAT_fuse_forget);
+	inode_forget(inode_of(ino), nlookup);
+	fuse_reply_none(req);
+}
+
+static void
+ops_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_data *forgets)
+{
+	stats_add(STAT_fuse_forget, count);
+	for (size_t i = 0; i < count; i++)
+		inode_forget(inode_of(forgets[i].ino), forgets[i].nlookup);
+	fuse_reply_none(req);
+}
+
+/* ---- attributes ------------------------------------------------------------- */
+
+static void
+ops_getattr(fuse_req_t req, fuse_ino_t id, struct fuse_file_info *fi)
+{
+	struct inode *ino = inode_of(id);
+	struct record_attr a = { 0 };
+	struct stat st;
+	int rc = 0;
+
+	stats_inc(STAT_fuse_getattr);
+	switch (ino->kind) {
+	case INODE_RECORD:
+		pthread_mutex_lock(&ino->lock);
+		rc = handle_attr_locked(ino, &a);
+		if (rc == 0)
+			inode_stat(ino, &a, &st);
+		pthread_mutex_unlock(&ino->lock);
+		break;
+	case INODE_INFO_FILE:
+		if (ino->info == INFO_SET && (inode_unlinked(ino) ||
+		    txn_set_exists(ino->ns, ino->name, ino->set_len) != 0)) {
+			rc = -ENOENT;  /* its set was removed */
+			break;
+		}
+		a.size = info_size(ino);
+		inode_stat(ino, &a, &st);
+		break;
+	case INODE_SET:
+		if (inode_unlinked(ino) || txn_set_exists(ino->ns, ino->name, ino->set_len) != 0) {
+			rc = -ENOENT;
+			break;
+		}
+		inode_stat(ino, NULL, &st);
+		break;
+	default:
+		inode_stat(ino, NULL, &st);
+		break;
+	}
+	if (rc != 0)
+		reply_err(req, rc);
+	else
+		fuse_reply_attr(req, &st, inode_is_info(ino) ? 0 : recfsd.attr_timeout);
+}
+
+static void
+ops_setattr(fuse_req_t req, fuse_ino_t id, struct stat *attr, int to_set,
+    struct fuse_file_info *fi)
+{
+	struct inode *ino = inode_of(id);
+	struct txn_write w = { 0 };
+	struct record_attr a;
+	struct stat st;
+	int rc;
+
+	stats_inc(STAT_fuse_setattr);
+	if (inode_is_info(ino)) {
+		rc = -EACCES;
+		goto out;
+	}
+	if (ino->kind != INODE_RECORD) {
+		/* Directories have fixed modes and owners: accepted and ignored
+		 * (cp -a, rsync -a and tar set them on every directory). */
+		inode_stat(ino, NULL, &st);
+		fuse_reply_attr(req, &st, recfsd.attr_timeout);
+		return;
+	}
+	if (to_set & FUSE_SET_ATTR_MODE) {
+		w.set_mode = true;
+		w.mode = attr->st_mode & 07777;
+	}
+	if (to_set & FUSE_SET_ATTR_UID) {
+		w.set_uid = true;
+		w.uid = attr->st_uid;
+	}
+	if (to_set & FUSE_SET_ATTR_GID) {
+		w.set_gid = true;
+		w.gid = attr->st_gid;
+	}
+	if (to_set & FUSE_SET_ATTR_MTIME_NOW) {
+		w.set_mtime = true;
+		w.mtime_ns = recfsd_now_ns();
+	} else if (to_set & FUSE_SET_ATTR_MTIME) {
+		w.set_mtime = true;
+		w.mtime_ns = (int64_t)attr->st_mtim.tv_sec * 1000000000LL + attr->st_mtim.tv_nsec;
+	}
+	if (to_set & FUSE_SET_ATTR_SIZE) {
+		w.set_size = true;
+		w.size = (uint64_t)attr->st_size;
+	}
+	/* atime is not stored; ctime is the engine's last-update time. */
+	pthread_mutex_lock(&ino->lock);
+	if (!(w.set_mode || w.set_uid || w.set_gid || w.set_mtime || w.set_size)) {
+		rc = handle_attr_locked(ino, &a);
+		pthread_mutex_unlock(&ino->lock);
+	} else {
+		pthread_mutex_unlock(&ino->lock);
+		rc = handle_setattr(ino, fi != NULL ? handle_of(fi) : NULL, &w, &a);
+	}
+	if (rc != 0)
+		goto out;
+	pthread_mutex_lock(&ino->lock);
+	inode_stat(ino, &a, &st);
+	pthread_mutex_unlock(&ino->lock);
+	fuse_reply_attr(req, &st, recfsd.attr_timeout);
+	return;
+out:
+	reply_err(req, rc);
+}
+
+/* ---- creating and removing ---------------------------------------------------- */
+
+/* Create an empty record owned by the caller; *fresh = it was created now. */
+static int
+record_create(fuse_req_t req, struct inode *dir, const struct txn_key *k, mode_t mode,
+    bool exclusive, struct record_attr *a, bool *fresh)
+{
+	const struct fuse_ctx *ctx = fuse_req_ctx(req);
+	struct txn_write w = {
+		.flags = TXN_CREATE_ONLY,
+		.set_file = true,
+		.file_len = 0,
+		.set_mode = true, .mode = mode & 07777,
+		.set_uid = true, .uid = ctx->uid,
+		.set_gid = true, .gid = ctx->gid,
+		.set_mtime = true, .mtime_ns = recfsd_now_ns(),
+	};
+	int rc = txn_write(dir->ns, k, &w, a);
+
+	*fresh = rc == 0;
+	if (rc == -EEXIST && !exclusive) {
+		/* O_CREAT without O_EXCL on a name created meanwhile: open it. */
+		rc = txn_stat(dir->ns, k, a);
+		if (rc == -ENOENT)
+			rc = -EEXIST;  /* the name is a set */
+	}
+	return rc;
+}
+
+static void
+ops_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
+    struct fuse_file_info *fi)
+{
+	struct inode *dir = inode_of(parent), *ino;
+	struct fuse_entry_param e;
+	struct record_attr a;
+	struct handle *h;
+	struct txn_key k;
+	bool fresh;
+	int rc;
+
+	stats_inc(STAT_fuse_create);
+	rc = record_key_in(dir, name, strlen(name), &k);
+	if (rc == 0)
+		rc = record_create(req, dir, &k, mode, (fi->flags & O_EXCL) != 0, &a, &fresh);
+	if (rc != 0)
+		goto out;
+	ino = inode_get(dir->ns, INODE_RECORD, &a.digest, k.set, k.set_len, k.key, k.key_len);
+	if (ino == NULL) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	rc = handle_open(ino, fi->flags, fresh, &h);
+	if (rc != 0) {
+		inode_forget(ino, 1);
+		goto out;
+	}
+	pthread_mutex_lock(&ino->lock);
+	handle_attr_adjust_locked(ino, &a);
+	inode_entry(ino, &a, &e);
+	pthread_mutex_unlock(&ino->lock);
+	fi->fh = (uintptr_t)h;
+	fi->keep_cache = h->keep_cache;
+	fi->direct_io = h->direct_io;
+	if (fuse_reply_create(req, &e, fi) == -ENOENT) {
+		/* Interrupted: the kernel will neither release nor forget it. */
+		handle_release(h);
+		inode_forget(ino, 1);
+	}
+	return;
+out:
+	reply_err(req, rc);
+}
+
+static void
+ops_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, dev_t rdev)
+{
+	struct inode *dir = inode_of(parent);
+	struct record_attr a;
+	struct txn_key k;
+	bool fresh;
+	int rc;
+
+	stats_inc(STAT_fuse_mknod);
+	if (!S_ISREG(mode)) {
+		rc = -EPERM;  /* records are regular files only */
+		goto out;
+	}
+	rc = record_key_in(dir, name, strlen(name), &k);
+	if (rc == 0)
+		rc = record_create(req, dir, &k, mode, true, &a, &fresh);
+	if (rc == 0)
+		rc = reply_record(req, dir->ns, &k, &a);
+out:
+	if (rc != 0)
+		reply_err(req, rc);
+}
+
+static void
+ops_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
+{
+	struct inode *dir = inode_of(parent);
+	size_t len = strlen(name);
+	int rc;
+
+	stats_inc(STAT_fuse_mkdir);
+	/* Sets are the only directories, and only directly in a namespace. */
+	if (dir->kind != INODE_NAMESPACE)
+		rc = -EPERM;
+	else if (len > RECORD_SET_MAX)
+		rc = -ENAMETOOLONG;
+	else if (is_dot(name, len))
+		rc = -EINVAL;
+	else
+		rc = txn_set_create(dir->ns, name, len);
+	if (rc == 0)
+		rc = reply_set(req, dir->ns, name, len);
+	if (rc != 0)
+		reply_err(req, rc);
+}
+
+static void
+ops_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	struct inode *dir = inode_of(parent), *ino;
+	struct txn_key k;
+	struct digest d;
+	int rc;
+
+	stats_inc(STAT_fuse_unlink);
+	rc = record_key_in(dir, name, strlen(name), &k);
+	if (rc != 0)
+		goto out;
+	digest_compute(&d, k.set, k.set_len, k.key, k.key_len);
+	ino = inode_find_hold(dir->ns, &d);
+	if (ino != NULL) {
+		/* Open handles keep their data: load it before it goes. */
+		pthread_mutex_lock(&ino->lock);
+		rc = handle_orphan_prepare_locked(ino);
+	}
+	if (rc == 0)
+		rc = txn_delete(dir->ns, &k);
+	if (ino != NULL) {
+		if (rc == 0)
+			handle_orphan_commit_locked(ino);
+		pthread_mutex_unlock(&ino->lock);
+		inode_put(ino);
+	}
+out:
+	reply_err(req, rc);
+}
+
+static void
+ops_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	struct inode *dir = inode_of(parent), *ino;
+	size_t len = strlen(name);
+	struct digest d;
+	int rc;
+
+	stats_inc(STAT_fuse_rmdir);
+	if (dir->kind != INODE_NAMESPACE) {
+		/* Namespaces and /.info are fixed; sets hold no directories. */
+		rc = dir->kind == INODE_SET ? -ENOTDIR : -EPERM;
+		goto out;
+	}
+	if (len > RECORD_SET_MAX) {
+		rc = -ENOENT;
+		goto out;
+	}
+	rc = txn_set_remove(dir->ns, name, len);
+	if (rc == -ENOENT) {
+		struct txn_key k = { .set = "", .key = name, .key_len = len };
+		struct record_attr a;
+
+		if (txn_stat(dir->ns, &k, &a) == 0)
+			rc = -ENOTDIR;  /* a null-set record of that name */
+	}
+	if (rc != 0)
+		goto out;
+	inode_set_digest(dir->ns, name, len, &d);
+	ino = inode_find_hold(dir->ns, &d);
+	if (ino != NULL) {
+		pthread_mutex_lock(&ino->lock);
+		inode_unlink_locked(ino);
+		pthread_mutex_unlock(&ino->lock);
+		inode_put(ino);
+	}
+out:
+	reply_err(req, rc);
+}
+
+/* Lock two inodes (either may be NULL) in address order. */
+static void
+lock_pair(struct inode *a, struct inode *b)
+{
+	if (a != NULL && b != NULL && b < a) {
+		struct inode *t = a;
+
+		a = b;
+		b = t;
+	}
+	if (a != NULL)
+		pthread_mutex_lock(&a->lock);
+	if (b != NULL && b != a)
+		pthread_mutex_lock(&b->lock);
+}
+
+static void
+unlock_pair(struct inode *a, struct inode *b)
+{
+	if (a != NULL)
+		pthread_mutex_unlock(&a->lock);
+	if (b != NULL && b != a)
+		pthread_mutex_unlock(&b->lock);
+}
+
+static void
+ops_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent,
+    const char *newname, unsigned int flags)
+{
+	struct inode *from_dir = inode_of(parent), *to_dir = inode_of(newparent);
+	struct inode *src = NULL, *dst = NULL;
+	size_t len = strlen(name);
+	struct txn_key from, to;
+	struct digest fd, td;
+	int rc;
+
+	stats_inc(STAT_fuse_rename);
+	if (flags & ~RENAME_NOREPLACE) {
+		rc = -EINVAL;  /* RENAME_EXCHANGE, RENAME_WHITEOUT: no atomic swap of records */
+		goto out;
+	}
+	if (inode_is_info(from_dir) || inode_is_info(to_dir)) {
+		rc = -EACCES;
+		goto out;
+	}
+	if (from_dir->kind == INODE_ROOT || to_dir->kind == INODE_ROOT) {
+		rc = -EPERM;  /* namespaces are configured, not renamed */
+		goto out;
+	}
+	/* A set directory, or across namespaces: mv copies instead. */
+	if (from_dir->ns != to_dir->ns ||
+	    (from_dir->kind == INODE_NAMESPACE && len <= RECORD_SET_MAX &&
+	    txn_set_exists(from_dir->ns, name, len) == 0)) {
+		rc = -EXDEV;
+		goto out;
+	}
+	rc = record_key_in(from_dir, name, len, &from);
+	if (rc == 0)
+		rc = record_key_in(to_dir, newname, strlen(newname), &to);
+	if (rc != 0)
+		goto out;
+	digest_compute(&fd, from.set, from.set_len, from.key, from.key_len);
+	digest_compute(&td, to.set, to.set_len, to.key, to.key_len);
+	if (digest_compare(&fd, &td) == 0)
+		goto out;  /* same name: nothing to do */
+	src = inode_find_hold(from_dir->ns, &fd);
+	dst = inode_find_hold(from_dir->ns, &td);
+	lock_pair(src, dst);
+	/* The replaced record's open handles keep its data. */
+	if (dst != NULL && !(flags & RENAME_NOREPLACE))
+		rc = handle_orphan_prepare_locked(dst);
+	if (rc == 0)
+		rc = txn_rename(from_dir->ns, &from, &to,
+		    flags & RENAME_NOREPLACE ? TXN_RENAME_NOREPLACE : 0);
+	if (rc == 0) {
+		if (dst != NULL)
+			handle_orphan_commit_locked(dst);
+		/* The moved inode's buffer now belongs to the new name. */
+		if (src != NULL && inode_rename_locked(src, &td, to.set, to.set_len, to.key,
+		    to.key_len) != 0) {
+			/* Cannot follow it: never let it write to the old name. */
+			log_error("fuse", "{%s} rename: out of memory; open handles detached",
+			    namespace_name(from_dir->ns));
+			handle_orphan_commit_locked(src);
+		}
+	}
+	unlock_pair(src, dst);
+	if (src != NULL)
+		inode_put(src);
+	if (dst != NULL)
+		inode_put(dst);
+out:
+	reply_err(req, rc);
+}
+
+static void
+ops_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char *newname)
+{
+	stats_inc(STAT_fuse_other);
+	reply_err(req, -EPERM);  /* a record has exactly one name */
+}
+
+static void
+ops_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, const char *name)
+{
+	stats_inc(STAT_fuse_other);
+	reply_err(req, -EPERM);
+}
+
+/* ---- files -------------------------------------------------------------------- */
+
+static void
+ops_open(fuse_req_t req, fuse_ino_t id, struct fuse_file_info *fi)
+{
+	struct inode *ino = inode_of(id);
+	struct handle *h = NULL;
+	int rc;
+
+	stats_inc(STAT_fuse_open);
+	if (ino->kind == INODE_INFO_FILE) {
+		if ((fi->flags & O_ACCMODE) != O_RDONLY || (fi->flags & O_TRUNC)) {
+			rc = -EACCES;
+			goto out;
+		}
+		/* direct_io: the size is only known once built, so read(2)
+		 * returns what we send. */
+		rc = handle_open_info(ino, &h);
+	} else if (ino->kind == INODE_RECORD) {
+		rc = handle_open(ino, fi->flags, false, &h);
+	} else {
+		rc = -EISDIR;
+	}
+	if (rc != 0)
+		goto out;
+	fi->keep_cache = h->keep_cache;
+	fi->direct_io = h->direct_io;
+	/* A read-only handle never has anything to store at close. */
+	fi->noflush = (fi->flags & O_ACCMODE) == O_RDONLY;
+	fi->fh = (uintptr_t)h;
+	if (fuse_reply_open(req, fi) == -ENOENT)
+		handle_release(h);  /* interrupted: no release will come */
+	return;
+out:
+	reply_err(req, rc);
+}
+
+static void
+ops_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi)
+{
+	int rc;
+
+	stats_inc(STAT_fuse_read);
+	rc = handle_read(req, handle_of(fi), size, off);
+	if (rc != 0)
+		reply_err(req, rc);
+}
+
+static void
+ops_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
+    struct fuse_file_info *fi)
+{
+	long n;
+
+	stats_inc(STAT_fuse_write);
+	n = handle_write(handle_of(fi), buf, size, off);
+	if (n < 0)
+		reply_err(req, (int)n);
+	else
+		fuse_reply_write(req, (size_t)n);
+}
+
+static void
+ops_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	stats_inc(STAT_fuse_flush);
+	/* close(2) returns this: the one place a put error reaches most programs. */
+	reply_err(req, handle_flush(handle_of(fi), false));
+}
+
+static void
+ops_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
+{
+	stats_inc(STAT_fuse_fsync);
+	reply_err(req, handle_flush(handle_of(fi), true));
+}
+
+static void
+ops_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	stats_inc(STAT_fuse_release);
+	handle_release(handle_of(fi));
+	reply_err(req, 0);
+}
+
+static void
+ops_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off_t length,
+    struct fuse_file_info *fi)
+{
+	stats_inc(STAT_fuse_other);
+	reply_err(req, -EOPNOTSUPP);
+}
+
+/* ---- directories ---------------------------------------------------------------- */
+
+static void
+ops_opendir(fuse_req_t req, fuse_ino_t id, struct fuse_file_info *fi)
+{
+	struct inode *ino = inode_of(id);
+	struct dir_handle *d;
+	int rc;
+
+	stats_inc(STAT_fuse_opendir);
+	if (!inode_is_dir(ino)) {
+		rc = -ENOTDIR;
+		goto out;
+	}
+	rc = dir_open(ino, &d);
+	if (rc != 0)
+		goto out;
+	/* The root and /.info only change with the configuration. */
+	if (ino->kind == INODE_ROOT || ino->kind == INODE_INFO_ROOT ||
+	    ino->kind == INODE_INFO_NSDIR || ino->kind == INODE_INFO_SETS) {
+		fi->cache_readdir = 1;
+		fi->keep_cache = 1;
+	}
+	fi->fh = (uintptr_t)d;
+	if (fuse_reply_open(req, fi) == -ENOENT)
+		dir_release(d);
+	return;
+out:
+	reply_err(req, rc);
+}
+
+static void
+ops_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi)
+{
+	int rc;
+
+	stats_inc(STAT_fuse_readdir);
+	rc = dir_read(req, (struct dir_handle *)(uintptr_t)fi->fh, size, off, false);
+	if (rc != 0)
+		reply_err(req, rc);
+}
+
+static void
+ops_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+    struct fuse_file_info *fi)
+{
+	int rc;
+
+	stats_inc(STAT_fuse_readdirplus);
+	rc = dir_read(req, (struct dir_handle *)(uintptr_t)fi->fh, size, off, true);
+	if (rc != 0)
+		reply_err(req, rc);
+}
+
+static void
+ops_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	stats_inc(STAT_fuse_releasedir);
+	dir_release((struct dir_handle *)(uintptr_t)fi->fh);
+	reply_err(req, 0);
+}
+
+static void
+ops_fsyncdir(fuse_req_t req, fuse_ino_t id, int datasync, struct fuse_file_info *fi)
+{
+	struct inode *ino = inode_of(id);
+	unsigned n = node_namespace_count(recfsd.node);
+	int rc = 0;
+
+	/* fsync of a directory makes its entries durable: every create,
+	 * rename, unlink and set change made so far in that namespace (the
+	 * root and /.info: every namespace).  The usual "write tmp, fsync,
+	 * rename, fsync dir" pattern relies on it. */
+	for (unsigned i = 0; i < n; i++) {
+		struct namespace *ns = node_namespace(recfsd.node, i);
+
+		if (ino->ns != NULL && ino->ns != ns)
+			continue;
+		int r = txn_namespace_sync(ns);
+		if (r != 0)
+			rc = r;
+	}
+	reply_err(req, rc);
+}
+
+/* ---- statfs ------------------------------------------------------------------- */
+
+static void
+ops_statfs(fuse_req_t req, fuse_ino_t id)
+{
+	struct inode *ino = inode_of(id);
+	struct txn_space sum = { 0 }, sp;
+	struct statvfs st = { 0 };
+	unsigned n = node_namespace_count(recfsd.node);
+
+	stats_inc(STAT_fuse_statfs);
+	/* A namespace's own storage; the root (and /.info) show the sum. */
+	for (unsigned i = 0; i < n; i++) {
+		struct namespace *ns = node_namespace(recfsd.node, i);
+
+		if (ino->ns != NULL && ino->ns != ns)
+			continue;
+		txn_namespace_space(ns, &sp);
+		sum.total_bytes += sp.total_bytes;
+		sum.used_bytes += sp.used_bytes;
+		sum.avail_bytes += sp.avail_bytes;
+		sum.objects += sp.objects;
+		sum.max_objects += sp.max_objects;
+	}
+	st.f_bsize = STATFS_BLOCK;
+	st.f_frsize = STATFS_BLOCK;
+	/* Never all zeros: df hides such filesystems and some programs refuse them. */
+	st.f_blocks = sum.total_bytes / STATFS_BLOCK ? sum.total_bytes / STATFS_BLOCK : 1;
+	st.f_bfree = sum.avail_bytes / STATFS_BLOCK;
+	if (st.f_bfree > st.f_blocks)
+		st.f_bfree = st.f_blocks;
+	st.f_bavail = st.f_bfree;
+	st.f_files = sum.max_objects > sum.objects ? sum.max_objects : sum.objects + 1;
+	st.f_ffree = st.f_files - sum.objects;
+	st.f_favail = st.f_ffree;
+	st.f_namemax = NAME_MAX;
+	fuse_reply_statfs(req, &st);
+}
+
+/* ---- xattrs --------------------------------------------------------------------- */
+
+static void
+ops_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value, size_t size,
+    int flags)
+{
+	stats_inc(STAT_fuse_setxattr);
+	reply_err(req, xattr_set(inode_of(ino), name, value, size, flags));
+}
+
+static void
+ops_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
+{
+	int rc;
+
+	stats_inc(STAT_fuse_getxattr);
+	rc = xattr_get(req, inode_of(ino), name, size);
+	if (rc != 0)
+		reply_err(req, rc);
+}
+
+static void
+ops_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
+{
+	int rc;
+
+	stats_inc(STAT_fuse_listxattr);
+	rc = xattr_list(req, inode_of(ino), size);
+	if (rc != 0)
+		reply_err(req, rc);
+}
+
+static void
+ops_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
+{
+	stats_inc(STAT_fuse_removexattr);
+	reply_err(req, xattr_remove(inode_of(ino), name));
+}
+
+const struct fuse_lowlevel_ops ops_table = {
+	.init = ops_init,
+	.lookup = ops_lookup,
+	.forget = ops_forget,
+	.forget_multi = ops_forget_multi,
+	.getattr = ops_getattr,
+	.setattr = ops_setattr,
+	.mknod = ops_mknod,
+	.mkdir = ops_mkdir,
+	.unlink = ops_unlink,
+	.rmdir = ops_rmdir,
+	.symlink = ops_symlink,
+	.rename = ops_rename,
+	.link = ops_link,
+	.create = ops_create,
+	.open = ops_open,
+	.read = ops_read,
+	.write = ops_write,
+	.flush = ops_flush,
+	.fsync = ops_fsync,
+	.release = ops_release,
+	.fallocate = ops_fallocate,
+	.opendir = ops_opendir,
+	.readdir = ops_readdir,
+	.readdirplus = ops_readdirplus,
+	.releasedir = ops_releasedir,
+	.fsyncdir = ops_fsyncdir,
+	.statfs = ops_statfs,
+	.setxattr = ops_setxattr,
+	.getxattr = ops_getxattr,
+	.listxattr = ops_listxattr,
+	.removexattr = ops_removexattr,
+};

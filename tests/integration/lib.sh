@@ -1,0 +1,413 @@
+# lib.sh - shared harness for recfs integration tests (sourced, not run).
+#
+# Every test sources this file, calls mount_default (or write_config +
+# start_daemon), checks what a user would check from the shell, and ends with
+# `finish`.  The harness owns everything it starts:
+#
+#   - a private temp dir ($T) holding the mount point ($MNT), the config
+#     ($CONF), the daemon's work directory and log, so tests run in parallel
+#     (make check -j) without sharing anything;
+#   - the daemon, started in the foreground mode (-f) in the background of
+#     this shell and known by pid ($DAEMON_PID);
+#   - a watchdog that, if the test exceeds $ITEST_TIMEOUT seconds, kills the
+#     daemon (which aborts any FUSE call the test is blocked in) and then
+#     the test;
+#   - an EXIT/INT/TERM trap that unmounts (fusermount3 -u, then lazy), stops
+#     the daemon (TERM, then KILL after a bounded wait), prints the daemon's
+#     log tail when the test failed, and removes $T.
+#
+# Assertions: `bad MSG` records a failure and goes on (so one run reports
+# every broken behaviour), `fail MSG` stops the test.  A test exits 1 if any
+# assertion failed, 77 only when /dev/fuse or fusermount3 is missing.
+
+: "${top_srcdir:=$(cd "$(dirname "$0")/../.." && pwd)}"
+: "${top_builddir:=$top_srcdir}"
+export top_srcdir top_builddir
+
+ITEST_NAME=$(basename "$0" .sh)
+: "${ITEST_TIMEOUT:=120}"     # seconds for the whole test
+: "${RUN_TIMEOUT:=30}"        # seconds for one command run through `run`
+RECFSD=$top_builddir/recfsd
+ITEST_BIN=$top_builddir/tests/integration
+FAILS=0
+DAEMON_PID=
+WATCHDOG_PID=
+
+# ---- skipping -------------------------------------------------------------
+
+if [ ! -c /dev/fuse ] || ! command -v fusermount3 >/dev/null 2>&1; then
+	echo "SKIP: $ITEST_NAME needs /dev/fuse and fusermount3"
+	exit 77
+fi
+if [ ! -x "$RECFSD" ]; then
+	echo "FATAL: $RECFSD not built (top_builddir=$top_builddir)" >&2
+	exit 99
+fi
+
+# ---- assertions -----------------------------------------------------------
+
+note() { echo "# $*"; }
+pass() { echo "ok: $*"; }
+bad() {
+	echo "FAIL: $*"
+	FAILS=$((FAILS + 1))
+}
+fail() {
+	echo "FATAL: $*" >&2
+	exit 1
+}
+
+# run CMD...: the command under a timeout (a hung FUSE call cannot hang make
+# check; the watchdog covers shell built-ins and redirections).
+run() {
+	timeout -k 5 "$RUN_TIMEOUT" "$@"
+}
+
+# check_eq DESC GOT WANT
+check_eq() {
+	if [ "$2" = "$3" ]; then
+		pass "$1"
+	else
+		bad "$1: expected '$3', got '$2'"
+	fi
+}
+
+# check_true DESC TEST-ARGS...   e.g. check_true "size > 0" "$n" -gt 0
+check_true() {
+	local d=$1
+	shift
+	if [ "$@" ] 2>/dev/null; then
+		pass "$d"
+	else
+		bad "$d: [ $* ] is false"
+	fi
+}
+
+# expect_ok DESC CMD...: the command exits 0.
+expect_ok() {
+	local d=$1 out rc
+	shift
+	out=$(run "$@" 2>&1)
+	rc=$?
+	if [ $rc -eq 0 ]; then
+		pass "$d"
+	else
+		bad "$d: '$*' exited $rc: $out"
+	fi
+	return $rc
+}
+
+# expect_err DESC TEXT CMD...: the command fails and its stderr names TEXT
+# (the strerror text a user sees, e.g. "Operation not permitted").
+expect_err() {
+	local d=$1 text=$2 err rc
+	shift 2
+	err=$(run "$@" 2>&1 >/dev/null)
+	rc=$?
+	if [ $rc -eq 0 ]; then
+		bad "$d: '$*' succeeded, expected failure '$text'"
+		return 1
+	elif [ $rc -eq 124 ] || [ $rc -eq 137 ]; then
+		bad "$d: '$*' timed out (expected '$text')"
+		return 1
+	elif ! printf '%s' "$err" | grep -qF -- "$text"; then
+		bad "$d: '$*' exited $rc, expected '$text', got: $err"
+		return 1
+	fi
+	pass "$d ($text)"
+	return 0
+}
+
+# sh_ok / sh_err: like expect_ok / expect_err for a shell snippet (needed for
+# redirections: `echo x > file`).  Positional args are passed to the snippet.
+sh_ok() {
+	local d=$1 s=$2
+	shift 2
+	expect_ok "$d" sh -c "$s" sh "$@"
+}
+sh_err() {
+	local d=$1 text=$2 s=$3
+	shift 3
+	expect_err "$d" "$text" sh -c "$s" sh "$@"
+}
+
+# getx NAME FILE: an xattr's value as text (nothing, rc 1 if absent).
+getx() {
+	run getfattr --absolute-names --only-values -n "$1" "$2" 2>/dev/null
+}
+
+HAVE_PYTHON=no
+command -v python3 >/dev/null 2>&1 && HAVE_PYTHON=yes
+
+# py_errno CODE [ARGS...]: run a python3 snippet (sys.argv holds ARGS) and
+# print OK, or the errno name of the OSError it raised (EXDEV, EEXIST, ...).
+py_errno() {
+	local code=$1
+	shift
+	run python3 -c "
+import os, sys, errno, ctypes
+try:
+$(printf '%s\n' "$code" | sed 's/^/    /')
+    print('OK')
+except OSError as e:
+    print(errno.errorcode.get(e.errno, str(e.errno)))
+" "$@" 2>&1
+}
+
+# expect_errno DESC WANT CODE [ARGS...]: python snippet ends with errno WANT
+# (or OK).
+expect_errno() {
+	local d=$1 want=$2 code=$3 got
+	shift 3
+	if [ "$HAVE_PYTHON" != yes ]; then
+		note "no python3: skipped '$d'"
+		return 0
+	fi
+	got=$(py_errno "$code" "$@")
+	check_eq "$d" "$got" "$want"
+}
+
+# ---- statistics ------------------------------------------------------------
+
+# stat_value NS NAME: the value of NAME in MNT/.info/namespace/NS ("" if absent).
+stat_value() {
+	run cat "$MNT/.info/namespace/$1" 2>/dev/null |
+		awk -v k="$2" 'index($0, "=") { n = substr($0, 1, index($0, "=") - 1);
+			if (n == k) { print substr($0, index($0, "=") + 1); exit } }'
+}
+# node_value NAME: the value of NAME in MNT/.info/statistics.
+node_value() {
+	run cat "$MNT/.info/statistics" 2>/dev/null |
+		awk -v k="$1" 'index($0, "=") { n = substr($0, 1, index($0, "=") - 1);
+			if (n == k) { print substr($0, index($0, "=") + 1); exit } }'
+}
+# set_value NS SET NAME: from MNT/.info/sets/NS/SET.
+set_value() {
+	run cat "$MNT/.info/sets/$1/$2" 2>/dev/null |
+		awk -v k="$3" 'index($0, "=") { n = substr($0, 1, index($0, "=") - 1);
+			if (n == k) { print substr($0, index($0, "=") + 1); exit } }'
+}
+
+# ---- the daemon -----------------------------------------------------------
+
+T=$(mktemp -d "${TMPDIR:-/tmp}/recfs-$ITEST_NAME.XXXXXX") || fail "mktemp"
+MNT=$T/mnt
+CONF=$T/recfs.yaml
+WORK=$T/work
+LOG=$T/recfsd.log
+DAEMON_OUT=$T/daemon.out
+mkdir -p "$MNT" "$WORK" || fail "mkdir $MNT"
+
+is_mounted() {
+	grep -qF " $MNT fuse" /proc/self/mounts 2>/dev/null
+}
+
+# write_config [EXTRA_TEST_NS_YAML]: the default test config: namespaces
+# "test" (256M, 1M write blocks, so max-record-size is about 1 MiB) and
+# "other" (64M, 4M write blocks, for files of a few MiB), memory engine.  EXTRA lines are added to the storage
+# engine of "test" (indented 6 spaces by the caller).
+write_config() {
+	cat >"$CONF" <<EOF
+# generated by tests/integration/lib.sh for $ITEST_NAME
+service:
+  cluster-name: itest
+  work-directory: $WORK
+  ticker-interval: 0
+logging:
+  file: $LOG
+  level: info
+fuse:
+  threads: 8
+namespaces:
+  - name: test
+    replication-factor: 1
+    storage-engine:
+      type: memory
+      data-size: 256M
+      write-block-size: 1M
+${1:-}
+  - name: other
+    replication-factor: 1
+    storage-engine:
+      type: memory
+      data-size: 64M
+      write-block-size: 4M
+EOF
+}
+
+# start_daemon [CONF]: start recfsd on $MNT and wait (10 s at most) until
+# the mount serves /.info/build.
+start_daemon() {
+	local conf=${1:-$CONF} i
+	"$RECFSD" -f -c "$conf" "$MNT" >>"$DAEMON_OUT" 2>&1 &
+	DAEMON_PID=$!
+	echo "$DAEMON_PID" >"$T/daemon.pid"
+	i=0
+	while [ $i -lt 100 ]; do
+		if is_mounted && timeout 2 test -e "$MNT/.info/build"; then
+			note "recfsd pid $DAEMON_PID mounted at $MNT"
+			return 0
+		fi
+		if ! kill -0 "$DAEMON_PID" 2>/dev/null; then
+			wait "$DAEMON_PID"
+			local rc=$?
+			DAEMON_PID=
+			rm -f "$T/daemon.pid"
+			fail "recfsd exited with $rc before mounting: $(tail -n 20 "$DAEMON_OUT" 2>/dev/null)"
+		fi
+		sleep 0.1
+		i=$((i + 1))
+	done
+	fail "recfsd did not mount $MNT within 10 s"
+}
+
+mount_default() {
+	write_config "$@"
+	start_daemon
+}
+
+# stop_daemon: unmount as a user would (fusermount3 -u = clean shutdown) and
+# wait for the daemon to exit; KILL after 10 s.  Returns the daemon's status.
+stop_daemon() {
+	local i rc=0 grace=20
+	is_mounted || grace=0 # nothing to unmount: TERM at once
+	if is_mounted; then
+		timeout 10 fusermount3 -u "$MNT" 2>/dev/null ||
+			timeout 10 umount -l "$MNT" 2>/dev/null ||
+			timeout 10 fusermount3 -u -z "$MNT" 2>/dev/null
+	fi
+	if [ -n "$DAEMON_PID" ]; then
+		i=0
+		while kill -0 "$DAEMON_PID" 2>/dev/null && [ $i -lt 50 ]; do
+			[ $i -eq $grace ] && kill -TERM "$DAEMON_PID" 2>/dev/null
+			sleep 0.2
+			i=$((i + 1))
+		done
+		if kill -0 "$DAEMON_PID" 2>/dev/null; then
+			echo "# recfsd $DAEMON_PID did not exit: KILL" >&2
+			kill -KILL "$DAEMON_PID" 2>/dev/null
+		fi
+		wait "$DAEMON_PID" 2>/dev/null
+		rc=$?
+		DAEMON_PID=
+		rm -f "$T/daemon.pid"
+	fi
+	return $rc
+}
+
+# daemon_serving: the daemon is alive and answers a read.
+daemon_serving() {
+	[ -n "$DAEMON_PID" ] && kill -0 "$DAEMON_PID" 2>/dev/null &&
+		timeout 5 cat "$MNT/.info/build" >/dev/null 2>&1
+}
+assert_serving() {
+	if daemon_serving; then
+		pass "daemon still serving${1:+ after $1}"
+	else
+		fail "daemon no longer serving${1:+ after $1}"
+	fi
+}
+
+# write_device_config DAT [SETTING...]: a config whose one namespace "test"
+# is on the device engine, in the storage file DAT; each SETTING is one
+# "key: value" line of its storage-engine (filesize, write-block-size,
+# flush-max-ms, commit-to-device...).  Same service and logging as
+# write_config.
+write_device_config() {
+	local dat=$1 s
+	shift
+	{
+		cat <<EOF
+# generated by tests/integration/lib.sh (write_device_config) for $ITEST_NAME
+service:
+  cluster-name: itest
+  work-directory: $WORK
+  ticker-interval: 0
+logging:
+  file: $LOG
+  level: info
+fuse:
+  threads: 8
+namespaces:
+  - name: test
+    replication-factor: 1
+    storage-engine:
+      type: device
+      files: [$dat]
+EOF
+		for s in "$@"; do
+			echo "      $s"
+		done
+	} >"$CONF"
+}
+
+# crash_daemon: SIGKILL the daemon - no clean shutdown, what a crash or the
+# OOM killer leaves - reap it, and detach its dead mount (lazily: the FUSE
+# connection is gone), so that start_daemon can mount $MNT again on the
+# same storage.  Fails if the mount could not be detached.
+crash_daemon() {
+	if [ -n "$DAEMON_PID" ]; then
+		kill -KILL "$DAEMON_PID" 2>/dev/null
+		wait "$DAEMON_PID" 2>/dev/null
+		DAEMON_PID=
+		rm -f "$T/daemon.pid"
+	fi
+	if is_mounted; then
+		timeout 10 fusermount3 -u -z "$MNT" 2>/dev/null ||
+			timeout 10 umount -l "$MNT" 2>/dev/null
+	fi
+	! is_mounted
+}
+
+itest_cleanup() {
+	local rc=$?
+	trap - EXIT INT TERM
+	if [ -n "$WATCHDOG_PID" ]; then
+		kill -TERM "$WATCHDOG_PID" 2>/dev/null
+		wait "$WATCHDOG_PID" 2>/dev/null
+	fi
+	cd / || true
+	stop_daemon
+	[ $rc -eq 0 ] && [ "$FAILS" -ne 0 ] && rc=1
+	if [ $rc -ne 0 ] && [ $rc -ne 77 ]; then
+		for f in "$DAEMON_OUT" "$LOG"; do
+			if [ -s "$f" ]; then
+				echo "---- last lines of $f"
+				tail -n 30 "$f"
+			fi
+		done
+	fi
+	if is_mounted; then
+		echo "# $MNT still mounted; leaving $T" >&2
+	else
+		rm -rf "$T"
+	fi
+	exit $rc
+}
+trap itest_cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# The watchdog: one bounded sleep, then kill the daemon (unblocking any FUSE
+# call) and the test.  Cleanup kills it (and its sleep) by pid.
+(
+	trap 'kill $sp 2>/dev/null; exit 0' TERM
+	sleep "$ITEST_TIMEOUT" &
+	sp=$!
+	wait $sp
+	echo "FATAL: $ITEST_NAME exceeded ${ITEST_TIMEOUT}s" >&2
+	dp=$(cat "$T/daemon.pid" 2>/dev/null)
+	[ -n "$dp" ] && kill -KILL "$dp" 2>/dev/null
+	kill -TERM $$
+) &
+WATCHDOG_PID=$!
+
+# finish: end of a test.
+finish() {
+	if [ "$FAILS" -ne 0 ]; then
+		echo "# $ITEST_NAME: $FAILS check(s) failed"
+		exit 1
+	fi
+	echo "# $ITEST_NAME: all checks passed"
+	exit 0
+}

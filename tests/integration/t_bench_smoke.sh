@@ -1,0 +1,116 @@
+#!/bin/bash
+# t_bench_smoke: recfs-bench --quick runs to the end, prints its table and a
+# valid JSON document with every benchmark row, and leaves nothing behind
+# (no mount, no daemon, no temp dir) - also when interrupted with SIGINT
+# in the middle of the mount part.  Figures are not checked: timing belongs
+# to the benchmark, never to a test (SPEC section 10).
+. "${top_srcdir:-$(dirname "$0")/../..}/tests/integration/lib.sh"
+
+BENCH=$top_builddir/recfs-bench
+[ -x "$BENCH" ] || fail "$BENCH not built"
+[ "$(id -u)" -eq 0 ] || { echo "SKIP: the mount part mounts a tmpfs (needs root)"; exit 77; }
+
+# The bench makes its temp dir under TMPDIR: ours, so leftovers are ours.
+BT=$T/benchtmp
+mkdir -p "$BT"
+
+# leftovers: mounts, processes or files the bench left under $BT.
+leftovers() {
+	grep -F " $BT/" /proc/self/mounts
+	pgrep -f -- "$BT/" 2>/dev/null | sed 's/^/pid /'
+	ls -A "$BT"
+}
+
+# scrub: after a failure, undo what the bench left, so lib.sh's rm -rf of
+# $T never walks into a live mount.  Only our own pids and mounts.
+scrub() {
+	local p m
+	for p in $(pgrep -f -- "$BT/" 2>/dev/null); do
+		kill -KILL "$p" 2>/dev/null
+	done
+	for m in $(awk -v p="$BT/" 'index($2, p) == 1 { print $2 }' /proc/self/mounts | sort -r); do
+		umount -l "$m" 2>/dev/null || fusermount3 -u -z "$m" 2>/dev/null
+	done
+}
+
+# ---- a whole quick run ------------------------------------------------------
+RUN_TIMEOUT=60 run env TMPDIR="$BT" "$BENCH" --quick --recfsd "$RECFSD" --json "$T/bench.json" \
+	>"$T/bench.out" 2>"$T/bench.err"
+rc=$?
+if [ $rc -eq 0 ]; then
+	pass "recfs-bench --quick exits 0"
+else
+	bad "recfs-bench --quick exited $rc: $(tail -n 5 "$T/bench.err")"
+fi
+check_true "table header printed" -n "$(grep '^benchmark .* result$' "$T/bench.out")"
+for row in "write, 50,000 keys" "read, random keys" "mixed 50% write + 50% read" \
+	"index bytes per record - key" "1 KiB write, device engine" "128 KiB write, device engine" \
+	"cold start scan (node_open)" "random 1 KiB read, not in RAM" "4 KiB overwrite, 50% fill" \
+	"create+write 4K+close recfs/passthrough" "open+read 4K+close recfs/passthrough"; do
+	check_true "table row '$row'" -n "$(grep -F "  $row " "$T/bench.out")"
+done
+check_true "memory target judged" -n "$(grep -E '(PASS|MISS) target >= 1,000,000 ops/s' "$T/bench.out")"
+check_true "no ERROR rows" -z "$(grep -E '  ERROR' "$T/bench.out")"
+check_true "summary line" -n "$(grep '^result: .* 0 not measured (ERROR)$' "$T/bench.out")"
+
+if [ "$HAVE_PYTHON" = yes ]; then
+	expect_ok "JSON is valid" python3 -m json.tool "$T/bench.json"
+	got=$(python3 -c '
+import json, sys
+d = json.load(open(sys.argv[1]))
+ids = [r["id"] for r in d["rows"]]
+need = ["memory.write", "memory.read", "memory.mixed", "index.memory.per_record_minus_key",
+        "mount.create.ratio.t1", "mount.create.ratio.t2", "mount.read.ratio.t1", "mount.read.ratio.t2"]
+# Device rows, unless a whole device benchmark was a SKIP (temp dir on tmpfs:
+# no O_DIRECT); without fio their fio/ratio rows are SKIPs but present.
+skipped = {r["id"] for r in d["rows"] if r["verdict"] == "SKIP"}
+for b, rows in (("device.write", ("memory", "device", "ratio")),
+                ("device.write_large", ("engine", "fio", "ratio")),
+                ("device.cold_start", ("engine", "fio", "ratio")),
+                ("device.read", ("engine", "fio", "ratio")),
+                ("device.defrag", ("defrag", "no_defrag", "ratio"))):
+    if b not in skipped:
+        need += [b + "." + r for r in rows]
+missing = [n for n in need if n not in ids]
+bad = [r["id"] for r in d["rows"] if r["verdict"] == "ERROR" or
+       (r["unit"] == "ops/s" and not r["value"] > 0)]
+print("ok" if d["completed"] and not missing and not bad else "missing=%s bad=%s" % (missing, bad))
+' "$T/bench.json" 2>&1)
+	check_eq "JSON has every row with a figure" "$got" ok
+else
+	check_true "JSON has rows" -n "$(grep '"rows": \[' "$T/bench.json")"
+	check_true "JSON completed" -n "$(grep '"completed": true' "$T/bench.json")"
+fi
+check_eq "nothing left behind after a run" "$(leftovers)" ""
+[ -z "$(leftovers)" ] || scrub
+
+# ---- SIGINT in the middle of the mount part ---------------------------------
+# Not --quick: phases of several seconds, so the signal lands inside one.
+env TMPDIR="$BT" "$BENCH" --threads 1 --duration 5 --only mount --recfsd "$RECFSD" \
+	>"$T/int.out" 2>"$T/int.err" &
+BPID=$!
+i=0
+while [ $i -lt 300 ] && [ "$(grep -c " $BT/.* fuse" /proc/self/mounts)" -lt 2 ]; do
+	sleep 0.1
+	i=$((i + 1))
+done
+check_eq "bench mounted recfsd and passthrough_ll under its temp dir" \
+	"$(grep -c " $BT/.* fuse" /proc/self/mounts)" 2
+sleep 1
+kill -INT "$BPID"
+i=0
+while [ $i -lt 300 ] && kill -0 "$BPID" 2>/dev/null; do
+	sleep 0.1
+	i=$((i + 1))
+done
+if kill -0 "$BPID" 2>/dev/null; then
+	bad "recfs-bench did not exit within 30 s of SIGINT"
+	kill -KILL "$BPID"
+	scrub
+fi
+wait "$BPID"
+check_eq "exit status after SIGINT" "$?" 130
+check_eq "nothing left behind after SIGINT" "$(leftovers)" ""
+[ -z "$(leftovers)" ] || scrub
+
+finish

@@ -1,0 +1,148 @@
+#!/bin/bash
+# t_errors: every row of SPEC section 4's errno table, as the shell shows it,
+# and the daemon keeps serving (and keeps what it stored) after each error.
+. "${top_srcdir:-$(dirname "$0")/../..}/tests/integration/lib.sh"
+
+mount_default
+
+S=$MNT/test/err
+mkdir "$S" || fail "mkdir $S"
+echo keep >"$S/keep"
+
+# still_ok WHAT: after an error the daemon serves and nothing stored is lost.
+still_ok() {
+	if [ "$(timeout 5 cat "$S/keep" 2>&1)" = keep ] && daemon_serving; then
+		pass "serving after $1"
+	else
+		bad "daemon not serving (or lost data) after $1"
+	fi
+}
+
+# ---- name too long ----------------------------------------------------------
+k255=$(printf 'k%.0s' $(seq 255))
+k256=$(printf 'k%.0s' $(seq 256))
+sh_ok "key of 255 bytes" 'echo max > "$1"' "$S/$k255"
+check_eq "255-byte key reads back" "$(cat "$S/$k255" 2>&1)" max
+check_eq "255-byte key listed" "$(ls "$S" | grep -cx "$k255")" 1
+sh_err "key of 256 bytes" "File name too long" 'echo x > "$1"' "$S/$k256"
+expect_err "stat of a 256-byte key" "File name too long" stat "$S/$k256"
+expect_err "touch of a 256-byte key" "File name too long" touch "$S/$k256"
+still_ok "ENAMETOOLONG on a key"
+
+s63=$(printf 's%.0s' $(seq 63))
+s64=$(printf 's%.0s' $(seq 64))
+expect_ok "set name of 63 bytes" mkdir "$MNT/test/$s63"
+sh_ok "record in a 63-byte set" 'echo in63 > "$1"' "$MNT/test/$s63/r"
+check_eq "record in a 63-byte set reads back" "$(cat "$MNT/test/$s63/r" 2>&1)" in63
+expect_err "set name of 64 bytes" "File name too long" mkdir "$MNT/test/$s64"
+check_true "no 64-byte set appeared" ! -e "$MNT/test/$s64"
+still_ok "ENAMETOOLONG on a set"
+
+# bin names: xattr names over 15 bytes are ERANGE
+expect_ok "bin name of 15 bytes" setfattr -n "user.$(printf 'b%.0s' $(seq 15))" -v 1 "$S/keep"
+expect_err "bin name of 16 bytes" "Numerical result out of range" \
+	setfattr -n "user.$(printf 'b%.0s' $(seq 16))" -v 1 "$S/keep"
+expect_err "bin name with a dot" "Invalid argument" setfattr -n user.a.b -v 1 "$S/keep"
+still_ok "ERANGE on a bin"
+
+# ---- invalid names ------------------------------------------------------------
+expect_err "mkdir at the root (no namespace creation)" "Operation not permitted" mkdir "$MNT/newns"
+expect_err "mkdir at the root, bad namespace chars" "Operation not permitted" mkdir "$MNT/bad*ns"
+expect_err "mkdir inside a set" "Operation not permitted" mkdir "$S/sub"
+expect_err "mkdir -p a nested path" "Operation not permitted" mkdir -p "$MNT/test/p1/p2"
+expect_err "stat a missing namespace" "No such file or directory" stat "$MNT/nons"
+sh_err "create a file at the root" "" 'echo x > "$1"' "$MNT/rootfile"
+check_true "no file appeared at the root" ! -e "$MNT/rootfile"
+expect_err "rmdir a namespace" "" rmdir "$MNT/other"
+check_true "namespace still there" -d "$MNT/other"
+still_ok "EPERM/EINVAL on names"
+
+# ---- EFBIG: record over max-record-size (1M write blocks) -------------------------
+head -c 1000 /dev/urandom >"$T/old"
+cp "$T/old" "$S/big"
+expect_ok "a 900 KiB record fits" dd if=/dev/zero of="$S/fits" bs=64k count=14 status=none
+check_eq "900 KiB size" "$(stat -c %s "$S/fits")" $((64 * 1024 * 14))
+expect_err "2 MiB with dd" "File too large" dd if=/dev/zero of="$S/big" bs=64k count=32 status=none
+check_eq "old content intact after EFBIG" "$(cmp "$T/old" "$S/big" 2>&1 && echo same)" same
+check_eq "old size intact after EFBIG" "$(stat -c %s "$S/big")" 1000
+cp "$T/old" "$S/big"
+expect_err "2 MiB appended" "File too large" sh -c 'head -c 2097152 /dev/zero >> "$1"' sh "$S/big"
+check_eq "old content is still the prefix after a failed append" \
+	"$(head -c 1000 "$S/big" | cmp - "$T/old" 2>&1 && echo same)" same
+check_true "size within max-record-size after a failed append" "$(stat -c %s "$S/big")" -le 1048576
+expect_err "truncate -s 2M" "File too large" truncate -s 2M "$S/fits"
+check_eq "size intact after a failed truncate" "$(stat -c %s "$S/fits")" $((64 * 1024 * 14))
+expect_errno "xattrs pushing the record over max-record-size" EFBIG '
+for i in range(8):
+    os.setxattr(sys.argv[1], "user.pad%d" % i, bytes(30000))' "$S/fits"
+check_eq "content intact after the xattr EFBIG" "$(head -c 917504 /dev/zero | cmp - "$S/fits" 2>&1 && echo same)" same
+still_ok "EFBIG"
+
+# ---- /.info is read-only ----------------------------------------------------------
+sh_err "echo x > .info/statistics" "Permission denied" 'echo x > "$1"' "$MNT/.info/statistics"
+sh_err "echo x >> .info/statistics" "Permission denied" 'echo x >> "$1"' "$MNT/.info/statistics"
+sh_err "create in .info" "" 'echo x > "$1"' "$MNT/.info/newfile"
+check_true "no new file in .info" ! -e "$MNT/.info/newfile"
+expect_err "rm .info/statistics" "" rm -f "$MNT/.info/statistics"
+check_true ".info/statistics still there" -s "$MNT/.info/statistics"
+expect_err "rm -rf .info" "" rm -rf "$MNT/.info"
+check_true ".info/build still there" -s "$MNT/.info/build"
+expect_err "truncate .info/build" "" truncate -s 0 "$MNT/.info/build"
+expect_err "mkdir in .info" "" mkdir "$MNT/.info/x"
+expect_err "chmod .info/build" "" chmod 777 "$MNT/.info/build"
+expect_err "setfattr on .info/build" "" setfattr -n user.x -v 1 "$MNT/.info/build"
+still_ok "EACCES on .info"
+
+# ---- link, symlink, mknod, mkfifo: EPERM ------------------------------------------
+expect_err "ln (hard link)" "Operation not permitted" ln "$S/keep" "$S/hard"
+expect_err "ln -s" "Operation not permitted" ln -s "$S/keep" "$S/soft"
+expect_err "mkfifo" "Operation not permitted" mkfifo "$S/fifo"
+expect_err "mknod b" "Operation not permitted" mknod "$S/blk" b 1 1
+expect_err "mknod c" "Operation not permitted" mknod "$S/chr" c 1 3
+check_eq "none of them left a name" "$(ls "$S" | grep -cE '^(hard|soft|fifo|blk|chr)$')" 0
+expect_err "fallocate" "" fallocate -l 4096 "$S/keep"
+still_ok "EPERM on links and nodes"
+
+# ---- xattr namespaces --------------------------------------------------------------
+expect_err "setfattr trusted.x" "Operation not supported" setfattr -n trusted.x -v 1 "$S/keep"
+expect_err "setfattr security.x" "Operation not supported" setfattr -n security.x -v 1 "$S/keep"
+expect_err "getfattr of a missing user attr" "No such attribute" getfattr --absolute-names -n user.nope "$S/keep"
+expect_err "setfattr -x of a missing attr" "No such attribute" setfattr -x user.nope "$S/keep"
+still_ok "EOPNOTSUPP/ENODATA"
+
+# ---- directories ---------------------------------------------------------------------
+expect_err "rmdir a non-empty set" "Directory not empty" rmdir "$S"
+check_eq "set kept after a failed rmdir" "$(cat "$S/keep" 2>&1)" keep
+expect_err "rm of a set without -r" "Is a directory" rm "$S"
+expect_err "unlink of a missing record" "No such file or directory" rm "$S/missing"
+expect_err "cat of a missing record" "No such file or directory" cat "$S/missing"
+expect_err "mkdir of an existing set" "File exists" mkdir "$S"
+echo n >"$MNT/test/nullname"
+expect_err "mkdir over a null-set record name" "File exists" mkdir "$MNT/test/nullname"
+check_eq "null-set record intact" "$(cat "$MNT/test/nullname" 2>&1)" n
+expect_errno "record under a regular file" ENOTDIR 'open(sys.argv[1], "w")' "$S/keep/x"
+expect_err "open a set for writing" "Is a directory" sh -c 'echo x > "$1"' sh "$S"
+still_ok "directory errors"
+
+# ---- rename errors ----------------------------------------------------------------------
+expect_errno "rename across namespaces is EXDEV" EXDEV 'os.rename(sys.argv[1], sys.argv[2])' "$S/keep" "$MNT/other/keep"
+expect_errno "rename of a set dir is EXDEV" EXDEV 'os.rename(sys.argv[1], sys.argv[2])' "$S" "$MNT/test/err2"
+echo target >"$S/target"
+expect_errno "RENAME_NOREPLACE onto an existing record is EEXIST" EEXIST '
+libc = ctypes.CDLL(None, use_errno=True)
+if libc.renameat2(-100, sys.argv[1].encode(), -100, sys.argv[2].encode(), 1) != 0:
+    e = ctypes.get_errno(); raise OSError(e, os.strerror(e))' "$S/keep" "$S/target"
+check_eq "NOREPLACE left the target" "$(cat "$S/target")" target
+expect_errno "RENAME_NOREPLACE onto a free name works" OK '
+libc = ctypes.CDLL(None, use_errno=True)
+if libc.renameat2(-100, sys.argv[1].encode(), -100, sys.argv[2].encode(), 1) != 0:
+    e = ctypes.get_errno(); raise OSError(e, os.strerror(e))' "$S/target" "$S/target2"
+check_eq "NOREPLACE rename moved the record" "$(cat "$S/target2" 2>&1)" target
+expect_err "mv of a missing record" "No such file or directory" mv "$S/missing" "$S/m2"
+still_ok "rename errors"
+
+# ---- the whole time, earlier records are intact --------------------------------------------
+check_eq "255-byte key still there" "$(cat "$S/$k255" 2>&1)" max
+check_eq "900 KiB record still there" "$(stat -c %s "$S/fits")" $((64 * 1024 * 14))
+assert_serving "every error"
+finish

@@ -1,0 +1,64 @@
+#!/bin/bash
+# t_examples: what examples/ promises works as written - memory.yaml loads
+# and mounts, shell-session.sh, stats.sh and records run against that mount
+# and print what their comments say.  (examples/device.yaml waits for the
+# device engine.)
+. "${top_srcdir:-$(dirname "$0")/../..}/tests/integration/lib.sh"
+
+EX=$top_srcdir/examples
+REC=$top_builddir/examples/records
+[ -x "$REC" ] || fail "$REC not built (make check builds it)"
+
+# ---- memory.yaml: valid as shipped, and mounts with our paths -------------------------------
+out=$(run "$RECFSD" --check-config -c "$EX/memory.yaml" 2>&1)
+check_eq "examples/memory.yaml passes --check-config" $? 0
+check_true "memory.yaml defines namespace cache" "$(printf '%s' "$out" | grep -cE 'name: *cache')" -ge 1
+sed -e "s|work-directory: .*|work-directory: $WORK|" \
+	-e "s|file: stderr .*|file: $LOG|" \
+	-e "s|data-size: 1G .*|data-size: 128M|" \
+	"$EX/memory.yaml" >"$CONF"
+start_daemon
+check_eq "memory.yaml mounts namespace cache" "$(ls "$MNT")" cache
+
+# ---- shell-session.sh -------------------------------------------------------------------------
+out=$(run sh "$EX/shell-session.sh" "$MNT" cache 2>&1)
+rc=$?
+check_eq "shell-session.sh exit status" $rc 0
+[ $rc -ne 0 ] && printf '%s\n' "$out" | tail -n 20
+for want in 'hello, recfs' 'second line' '25 bytes' 'user.lang="en"' 'r1' 'renamed' \
+	'objects=' 'Operation not permitted' 'Permission denied' 'done.'; do
+	check_true "shell-session.sh shows '$want'" "$(printf '%s' "$out" | grep -cF -- "$want")" -ge 1
+done
+check_true "shell-session.sh shows a 40-hex digest" "$(printf '%s' "$out" | grep -cxE '[0-9a-fA-F]{40}')" -ge 1
+check_true "shell-session.sh shows a TTL near 86400" "$(printf '%s' "$out" | grep -cxE '86[34][0-9][0-9]')" -ge 1
+check_eq "shell-session.sh cleaned up its set" "$(ls "$MNT/cache" | grep -c '^demo-')" 0
+
+# ---- records (examples/records.c) ------------------------------------------------------------------
+mkdir "$MNT/cache/users" || fail "mkdir users"
+out=$(run "$REC" "$MNT/cache/users" 5 2>&1)
+rc=$?
+check_eq "records exit status" $rc 0
+printf '%s\n' "$out"
+check_eq "records prints one line per record" "$(printf '%s\n' "$out" | grep -c '^user-[0-9]*: ')" 5
+check_true "records line for user-3" "$(printf '%s\n' "$out" | grep -cF 'user-3: 22 bytes "name=user-3 visits=30" email=user-3@example.com generation=')" -eq 1
+check_true "records reads a numeric generation" "$(printf '%s\n' "$out" | grep -cE 'generation=[0-9]+ bins=1$')" -eq 5
+check_eq "records last line" "$(printf '%s\n' "$out" | tail -n 1)" "ok: 5 records written and read back (user-1 is 22 bytes)"
+check_eq "records left 5 files" "$(ls "$MNT/cache/users" | wc -l)" 5
+check_eq "records' bin seen from the shell" "$(getx user.email "$MNT/cache/users/user-2")" user-2@example.com
+expect_err "records on a missing dir fails" "No such file or directory" "$REC" "$MNT/cache/nosuchset" 1
+
+# ---- stats.sh -----------------------------------------------------------------------------------------
+out=$(run sh "$EX/stats.sh" "$MNT" 2>&1)
+rc=$?
+check_eq "stats.sh exit status" $rc 0
+printf '%s\n' "$out"
+check_true "stats.sh header" "$(printf '%s\n' "$out" | head -n 1 | grep -c '^namespace  *objects  *used_bytes')" -eq 1
+line=$(printf '%s\n' "$out" | awk '$1 == "cache"')
+check_eq "stats.sh: objects of cache" "$(printf '%s' "$line" | awk '{ print $2 }')" 5
+check_true "stats.sh: used bytes > 0" "$(printf '%s' "$line" | awk '{ print $3 }')" -gt 0
+check_true "stats.sh: total bytes >= 128M" "$(printf '%s' "$line" | awk '{ print $4 }')" -ge 134217728
+check_true "stats.sh: uptime line" "$(printf '%s\n' "$out" | grep -cE '^uptime: [0-9]+ s, objects: 5$')" -eq 1
+expect_err "stats.sh on a non-recfs dir" "not a recfs mount" sh "$EX/stats.sh" "$T"
+
+assert_serving
+finish

@@ -1,0 +1,585 @@
+/*
+ * bench_util.c - the measuring machinery of recfs-bench: latency
+ * histograms, phases of worker threads, child processes, mounts and
+ * temp-dir removal.
+ *
+ * Histograms are log-linear (16 buckets per power of two of nanoseconds,
+ * as HdrHistogram does with 4 significant bits), so one is a flat array a
+ * worker owns and bumps without locks, and merging is a sum.  Rejected:
+ * storing every sample (memory grows with the run, and sorting a few
+ * million samples per phase costs more than the phase) and reservoir
+ * sampling (tails are exactly what it loses).
+ *
+ * Children (recfsd, passthrough_ll, the compiler) go into their own
+ * process group so a Ctrl-C at the terminal reaches only recfs-bench, which
+ * unmounts first and then stops them by pid.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "base/atomic.h"
+#include "bench.h"
+
+/* ---- histograms ---------------------------------------------------------- */
+
+static unsigned
+hist_index(uint64_t v)
+{
+	unsigned msb, shift;
+
+	if (v < (1u << BENCH_HIST_SUB_BITS))
+		return (unsigned)v;
+	msb = 63 - (unsigned)__builtin_clzll(v);
+	shift = msb - BENCH_HIST_SUB_BITS;
+	return ((shift + 1) << BENCH_HIST_SUB_BITS) |
+	    (unsigned)((v >> shift) & ((1u << BENCH_HIST_SUB_BITS) - 1));
+}
+
+/* The middle of a bucket: the error is at most half a bucket (~3%). */
+static double
+hist_value(unsigned idx)
+{
+	unsigned shift, sub;
+	double lower, width;
+
+	if (idx < (1u << BENCH_HIST_SUB_BITS))
+		return idx;
+	shift = (idx >> BENCH_HIST_SUB_BITS) - 1;
+	sub = idx & ((1u << BENCH_HIST_SUB_BITS) - 1);
+	lower = (double)((1ull << BENCH_HIST_SUB_BITS) + sub) * (double)(1ull << shift);
+	width = (double)(1ull << shift);
+	return lower + width / 2;
+}
+
+void
+bench_hist_add(struct bench_hist *h, uint64_t ns)
+{
+	h->buckets[hist_index(ns)]++;
+	h->count++;
+}
+
+void
+bench_hist_merge(struct bench_hist *dst, const struct bench_hist *src)
+{
+	for (unsigned i = 0; i < BENCH_HIST_BUCKETS; i++)
+		dst->buckets[i] += src->buckets[i];
+	dst->count += src->count;
+}
+
+static double
+hist_percentile_ns(const struct bench_hist *h, double pct)
+{
+	/* The smallest value with at least pct% of samples at or below it. */
+	uint64_t want = (uint64_t)((double)h->count * pct / 100.0 + 0.999999);
+	uint64_t seen = 0;
+
+	if (want == 0)
+		want = 1;
+	for (unsigned i = 0; i < BENCH_HIST_BUCKETS; i++) {
+		seen += h->buckets[i];
+		if (seen >= want)
+			return hist_value(i);
+	}
+	return 0;
+}
+
+struct bench_latency
+bench_hist_latency(const struct bench_hist *h)
+{
+	struct bench_latency l = { 0 };
+
+	if (h->count == 0)
+		return l;
+	l.valid = true;
+	l.samples = h->count;
+	l.p50_us = hist_percentile_ns(h, 50) / 1000.0;
+	l.p99_us = hist_percentile_ns(h, 99) / 1000.0;
+	l.p999_us = hist_percentile_ns(h, 99.9) / 1000.0;
+	return l;
+}
+
+uint64_t
+bench_now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* ---- phases --------------------------------------------------------------- */
+
+/* The start gate: workers wait until every one is ready, so the phase
+ * measures them running together, not the thread start-up. */
+struct phase_gate {
+	pthread_mutex_t lock;
+	pthread_cond_t cv;
+	unsigned ready;           /* protected by lock */
+	bool go;                  /* protected by lock */
+};
+
+struct phase_thread {
+	pthread_t tid;
+	struct phase_gate *gate;
+	struct bench_worker w;
+	bool started;
+};
+
+static void *
+phase_thread_main(void *arg)
+{
+	struct phase_thread *t = arg;
+	struct bench_phase *p = t->w.phase;
+
+	pthread_mutex_lock(&t->gate->lock);
+	t->gate->ready++;
+	pthread_cond_broadcast(&t->gate->cv);
+	while (!t->gate->go)
+		pthread_cond_wait(&t->gate->cv, &t->gate->lock);
+	pthread_mutex_unlock(&t->gate->lock);
+	t->w.start_ns = bench_now_ns();
+	p->fn(&t->w, p->arg);
+	t->w.end_ns = bench_now_ns();
+	return NULL;
+}
+
+/* Sleep until the duration is over, the workers finished (all joined
+ * threads are polled with pthread_tryjoin_np) or the deadline passed. */
+static void
+phase_supervise(struct bench_phase *p, struct phase_thread *threads, unsigned n)
+{
+	uint64_t start = bench_now_ns();
+	unsigned joined = 0;
+	bool stuck_called = false;
+
+	while (joined < n) {
+		double elapsed = (double)(bench_now_ns() - start) / 1e9;
+		struct timespec nap = { 0, 2 * 1000 * 1000 };
+
+		if ((p->duration_s > 0 && elapsed >= p->duration_s) || bench_interrupted)
+			atomic_store_relaxed(&p->stop, 1);
+		if (!stuck_called && p->deadline_s > 0 && elapsed >= p->deadline_s) {
+			/* A worker blocked in a FUSE call never sees the stop
+			 * flag: the caller's hook (killing the daemon) makes the
+			 * call fail so the thread can be joined. */
+			stuck_called = true;
+			if (p->on_stuck != NULL)
+				p->on_stuck(p->stuck_arg);
+		}
+		joined = 0;
+		for (unsigned i = 0; i < n; i++) {
+			if (!threads[i].started) {
+				joined++;
+			} else if (pthread_tryjoin_np(threads[i].tid, NULL) == 0) {
+				threads[i].started = false;
+				joined++;
+			}
+		}
+		if (joined < n)
+			nanosleep(&nap, NULL);
+	}
+}
+
+int
+bench_phase_run(struct bench_phase *p)
+{
+	struct phase_gate gate = {
+		.lock = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER,
+	};
+	struct phase_thread *threads;
+	sigset_t block, saved;
+	uint64_t first = UINT64_MAX, last = 0;
+	unsigned n = p->n_threads, created = 0;
+	int rc = 0;
+
+	if (n == 0 || n > BENCH_THREADS_MAX)
+		return -EINVAL;
+	/* Worker structs hold 8 KiB histograms: one heap block, cache-line
+	 * aligned, so no two workers' counters share a line. */
+	threads = aligned_alloc(64, (sizeof(*threads) * n + 63) / 64 * 64);
+	if (threads == NULL)
+		return -ENOMEM;
+	memset(threads, 0, sizeof(*threads) * n);
+	p->stop = 0;
+	/* Workers start with interrupts blocked (they inherit the mask), so
+	 * a signal reaches the supervising thread: a worker must not have a
+	 * FUSE call cut short by EINTR and count it as the daemon's error. */
+	sigemptyset(&block);
+	sigaddset(&block, SIGINT);
+	sigaddset(&block, SIGTERM);
+	sigaddset(&block, SIGHUP);
+	pthread_sigmask(SIG_BLOCK, &block, &saved);
+	for (unsigned i = 0; i < n; i++) {
+		threads[i].gate = &gate;
+		threads[i].w.id = i;
+		threads[i].w.phase = p;
+		rc = -pthread_create(&threads[i].tid, NULL, phase_thread_main, &threads[i]);
+		if (rc != 0)
+			break;
+		threads[i].started = true;
+		created++;
+	}
+	pthread_sigmask(SIG_SETMASK, &saved, NULL);
+	/* On a failed create the started workers are released with stop
+	 * already set, so they return at once and can be joined. */
+	if (rc != 0)
+		atomic_store_relaxed(&p->stop, 1);
+	pthread_mutex_lock(&gate.lock);
+	while (gate.ready < created)
+		pthread_cond_wait(&gate.cv, &gate.lock);
+	gate.go = true;
+	pthread_cond_broadcast(&gate.cv);
+	pthread_mutex_unlock(&gate.lock);
+	phase_supervise(p, threads, n);
+
+	p->ops = p->bytes = p->errors = 0;
+	p->first_error = 0;
+	memset(&p->hist, 0, sizeof(p->hist));
+	for (unsigned i = 0; i < created; i++) {
+		struct bench_worker *w = &threads[i].w;
+
+		p->ops += w->ops;
+		p->bytes += w->bytes;
+		p->errors += w->errors;
+		if (p->first_error == 0)
+			p->first_error = w->first_error;
+		bench_hist_merge(&p->hist, &w->hist);
+		if (w->start_ns < first)
+			first = w->start_ns;
+		if (w->end_ns > last)
+			last = w->end_ns;
+	}
+	p->seconds = last > first ? (double)(last - first) / 1e9 : 0;
+	free(threads);
+	return rc;
+}
+
+void
+bench_row_from_phase(struct bench_row *row, const struct bench_phase *p)
+{
+	row->threads = p->n_threads;
+	row->ops = p->ops;
+	row->seconds = p->seconds;
+	row->unit = "ops/s";
+	row->value = p->seconds > 0 ? (double)p->ops / p->seconds : 0;
+	row->mb_per_s = p->seconds > 0 ? (double)p->bytes / p->seconds / 1e6 : 0;
+	row->lat = bench_hist_latency(&p->hist);
+}
+
+#define BENCH_CHILD_NOFILE (1u << 20)   /* the default fs.nr_open */
+
+/* ---- processes ------------------------------------------------------------ */
+
+pid_t
+bench_spawn(char *const argv[], const char *out_path)
+{
+	pid_t pid;
+	int fd = open(out_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+
+	if (fd < 0)
+		return -errno;
+	fflush(NULL);
+	pid = fork();
+	if (pid < 0) {
+		int err = -errno;
+
+		close(fd);
+		return err;
+	}
+	if (pid == 0) {
+		int null = open("/dev/null", O_RDONLY);
+
+		setpgid(0, 0);
+		/* passthrough_ll holds an O_PATH fd per inode the kernel knows,
+		 * i.e. per file created: give both daemons room for every file
+		 * of a run (best effort: only root may raise the hard limit). */
+		{
+			struct rlimit rl = { BENCH_CHILD_NOFILE, BENCH_CHILD_NOFILE };
+
+			if (setrlimit(RLIMIT_NOFILE, &rl) != 0 && getrlimit(RLIMIT_NOFILE, &rl) == 0) {
+				rl.rlim_cur = rl.rlim_max;
+				setrlimit(RLIMIT_NOFILE, &rl);
+			}
+		}
+		if (null >= 0)
+			dup2(null, STDIN_FILENO);
+		dup2(fd, STDOUT_FILENO);
+		dup2(fd, STDERR_FILENO);
+		signal(SIGINT, SIG_DFL);
+		signal(SIGTERM, SIG_DFL);
+		signal(SIGHUP, SIG_DFL);
+		signal(SIGPIPE, SIG_DFL);
+		execv(argv[0], argv);
+		dprintf(STDERR_FILENO, "recfs-bench: exec %s: %s\n", argv[0], strerror(errno));
+		_exit(127);
+	}
+	/* Also from the parent, so the group exists before any signal. */
+	setpgid(pid, pid);
+	close(fd);
+	return pid;
+}
+
+static int
+reap_wait(pid_t pid, double timeout_s, int *status)
+{
+	uint64_t end = bench_now_ns() + (uint64_t)(timeout_s * 1e9);
+
+	for (;;) {
+		pid_t r = waitpid(pid, status, WNOHANG);
+		struct timespec nap = { 0, 20 * 1000 * 1000 };
+
+		if (r == pid)
+			return 0;
+		if (r < 0 && errno != EINTR)
+			return -errno;
+		if (bench_now_ns() >= end)
+			return -ETIMEDOUT;
+		nanosleep(&nap, NULL);
+	}
+}
+
+int
+bench_reap(pid_t pid, double timeout_s)
+{
+	int status = 0, rc;
+
+	if (pid <= 0)
+		return -ESRCH;
+	rc = reap_wait(pid, timeout_s, &status);
+	if (rc == -ETIMEDOUT) {
+		kill(pid, SIGTERM);
+		rc = reap_wait(pid, 5, &status);
+	}
+	if (rc == -ETIMEDOUT) {
+		kill(pid, SIGKILL);
+		rc = reap_wait(pid, 5, &status);
+	}
+	return rc < 0 ? rc : status;
+}
+
+int
+bench_system(const char *cmd, const char *out_path)
+{
+	char *argv[] = { "/bin/sh", "-c", (char *)cmd, NULL };
+	pid_t pid = bench_spawn(argv, out_path);
+	int status = 0, rc;
+
+	if (pid < 0)
+		return pid;
+	/* The compiler is not interruptible by our own Ctrl-C (own group):
+	 * poll so an interrupt stops it. */
+	for (;;) {
+		rc = reap_wait(pid, 0.2, &status);
+		if (rc != -ETIMEDOUT)
+			break;
+		if (bench_interrupted) {
+			kill(-pid, SIGTERM);
+			rc = reap_wait(pid, 5, &status);
+			break;
+		}
+	}
+	return rc < 0 ? rc : status;
+}
+
+double
+bench_process_cpu_s(pid_t pid)
+{
+	char path[64], buf[1024], *p;
+	unsigned long utime, stime;
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return -1;
+	buf[n] = '\0';
+	/* comm may hold spaces: fields count from the last ')'. */
+	p = strrchr(buf, ')');
+	if (p == NULL || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu",
+	    &utime, &stime) != 2)
+		return -1;
+	return (double)(utime + stime) / (double)sysconf(_SC_CLK_TCK);
+}
+
+/* ---- mounts and files ---------------------------------------------------- */
+
+bool
+bench_is_mounted(const char *path, const char *fstype_prefix)
+{
+	FILE *f = fopen("/proc/self/mounts", "re");
+	char line[4096];
+	bool found = false;
+
+	if (f == NULL)
+		return false;
+	while (!found && fgets(line, sizeof(line), f) != NULL) {
+		char dev[1024], dir[2048], type[256];
+
+		/* Our paths hold no spaces, so no octal escapes to undo. */
+		if (sscanf(line, "%1023s %2047s %255s", dev, dir, type) != 3)
+			continue;
+		found = strcmp(dir, path) == 0 &&
+		    strncmp(type, fstype_prefix, strlen(fstype_prefix)) == 0;
+	}
+	fclose(f);
+	return found;
+}
+
+int
+bench_unmount(const char *path)
+{
+	if (umount2(path, 0) == 0)
+		return 0;
+	if (errno == EPERM) {
+		char *argv[] = { "/bin/fusermount3", "-u", (char *)path, NULL };
+		char *argv_lazy[] = { "/bin/fusermount3", "-u", "-z", (char *)path, NULL };
+		pid_t pid = bench_spawn(argv, "/dev/null");
+
+		if (pid > 0 && bench_reap(pid, 10) == 0)
+			return 0;
+		pid = bench_spawn(argv_lazy, "/dev/null");
+		if (pid > 0 && bench_reap(pid, 10) == 0)
+			return 0;
+		return -EPERM;
+	}
+	/* Busy (a handle still open somewhere): detach, so the temp dir can
+	 * go and the daemon exits once the last user is gone. */
+	if (umount2(path, MNT_DETACH) == 0)
+		return 0;
+	return -errno;
+}
+
+static int
+remove_one(const char *path, const struct stat *st, int type, struct FTW *ftw)
+{
+	(void)st;
+	(void)ftw;
+	if (type == FTW_DP)
+		rmdir(path);
+	else
+		unlink(path);
+	return 0;
+}
+
+int
+bench_remove_tree(const char *path)
+{
+	FILE *f;
+	char line[4096];
+	size_t len = strlen(path);
+
+	if (len == 0 || strcmp(path, "/") == 0)
+		return -EINVAL;
+	/* Never delete through a mount that failed to go away: that would be
+	 * somebody's data (or a hung daemon). */
+	f = fopen("/proc/self/mounts", "re");
+	if (f != NULL) {
+		while (fgets(line, sizeof(line), f) != NULL) {
+			char dev[1024], dir[2048];
+
+			if (sscanf(line, "%1023s %2047s", dev, dir) == 2 &&
+			    strncmp(dir, path, len) == 0 && (dir[len] == '/' || dir[len] == '\0')) {
+				fclose(f);
+				return -EBUSY;
+			}
+		}
+		fclose(f);
+	}
+	if (nftw(path, remove_one, 16, FTW_DEPTH | FTW_PHYS | FTW_MOUNT) != 0 && errno != ENOENT)
+		return -errno;
+	return access(path, F_OK) == 0 ? -ENOTEMPTY : 0;
+}
+
+void
+bench_file_tail(const char *path, char *buf, size_t size, unsigned lines)
+{
+	char data[8192];
+	ssize_t n;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	off_t end;
+	char *p;
+
+	buf[0] = '\0';
+	if (fd < 0)
+		return;
+	end = lseek(fd, 0, SEEK_END);
+	if (end > (off_t)sizeof(data) - 1)
+		lseek(fd, end - (off_t)sizeof(data) + 1, SEEK_SET);
+	else
+		lseek(fd, 0, SEEK_SET);
+	n = read(fd, data, sizeof(data) - 1);
+	close(fd);
+	if (n <= 0)
+		return;
+	data[n] = '\0';
+	while (n > 0 && data[n - 1] == '\n')
+		data[--n] = '\0';
+	p = data + n;
+	while (p > data && lines > 0) {
+		p--;
+		if (*p == '\n')
+			lines--;
+	}
+	if (*p == '\n')
+		p++;
+	/* Notes are one line: join the lines with " | ". */
+	for (size_t o = 0; *p != '\0' && o + 4 < size; p++) {
+		if (*p == '\n') {
+			memcpy(buf + o, " | ", 3);
+			o += 3;
+		} else {
+			buf[o++] = *p;
+		}
+		buf[o] = '\0';
+	}
+}
+
+int
+bench_path(char *buf, size_t size, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(buf, size, fmt, ap);
+	va_end(ap);
+	return n < 0 || (size_t)n >= size ? -ENAMETOOLONG : 0;
+}
+
+const char *
+bench_fmt_count(char *buf, size_t size, double v)
+{
+	char digits[32];
+	int n, o = 0;
+
+	if (v < 0 || v > 1e18) {
+		snprintf(buf, size, "%.3g", v);
+		return buf;
+	}
+	n = snprintf(digits, sizeof(digits), "%.0f", v);
+	for (int i = 0; i < n && (size_t)o + 2 < size; i++) {
+		if (i > 0 && (n - i) % 3 == 0)
+			buf[o++] = ',';
+		buf[o++] = digits[i];
+	}
+	buf[o] = '\0';
+	return buf;
+}

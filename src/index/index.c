@@ -291,7 +291,8 @@ index_entry_alloc(struct index *ix, uint16_t set_id, const struct digest *d, con
 	e->set_id = set_id;
 	e->digest = *d;
 	e->key_len = (uint8_t)key_len;
-	memcpy(e->key, key, key_len);
+	if (key_len > 0)
+		memcpy(e->key, key, key_len);
 	return e;
 }
 

@@ -607,6 +607,8 @@ struct io_item {
 static void
 release_vacated_locked(struct device *d, struct dev_buf *b, uint32_t n)
 {
+	if (n == 0)
+		return;
 	for (uint32_t i = 0; i < n; i++)
 		wblock_vacated_release_locked(&d->wt, b->vacated[i]);
 	memmove(b->vacated, b->vacated + n, (b->n_vacated - n) * sizeof(uint32_t));

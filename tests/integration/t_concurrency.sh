@@ -20,6 +20,11 @@ phase() {
 		timeout -k 5 60 "$CT" -m "$mode" -t 4 -i 250 -d 25 -s $p "$S" >"$T/ct$p.out" 2>"$T/ct$p.err" &
 		pids="$pids $!"
 	done
+	# 'shared' exists throughout once the first process has made it.
+	for i in $(seq 1 200); do
+		[ -e "$S/shared" ] && break
+		sleep 0.05
+	done
 	deadline=$(($(date +%s) + 40))
 	while [ $listings -lt 200 ] && [ "$(date +%s)" -lt $deadline ]; do
 		run ls -f "$S" >"$T/listing" 2>"$T/ls.err" || bad "$mode: ls during the run: $(cat "$T/ls.err")"

@@ -39,7 +39,7 @@ struct scan_slot {
 static void
 scan_wblock(struct storage *st, struct device *d, uint32_t id, const uint8_t *buf)
 {
-	uint32_t off = 0;
+	uint32_t off = 0, live = 0;
 
 	while (off + RECORD_FLAT_MIN_SIZE <= d->wbs) {
 		uint32_t size, magic;
@@ -59,14 +59,19 @@ scan_wblock(struct storage *st, struct device *d, uint32_t id, const uint8_t *bu
 			continue;
 		}
 		storage_loc loc = storage_loc_make(d->index, (uint64_t)id * d->wbs + off, size);
-		if (st->owner.load(st->owner.arg, st, &r, size, loc) > 0) {
-			pthread_mutex_lock(&d->wt.lock);
-			wblock_add_locked(&d->wt, id, size);
-			pthread_mutex_unlock(&d->wt.lock);
-		}
+		/* Live bytes are summed here and added once per wblock: a copy
+		 * replaced later in this same wblock is subtracted meanwhile, which
+		 * the unsigned counts survive (they only need the final sum). */
+		if (st->owner.load(st->owner.arg, st, &r, size, loc) > 0)
+			live += size;
 		record_release(&r);
 		d->cs_records++;
 		off += size;
+	}
+	if (live > 0) {
+		pthread_mutex_lock(&d->wt.lock);
+		wblock_add_locked(&d->wt, id, live);
+		pthread_mutex_unlock(&d->wt.lock);
 	}
 }
 

@@ -16,6 +16,7 @@
 #include "wblock.h"
 
 #define DEVICE_IO_ALIGN 4096
+#define DEFRAG_BATCH 4              /* wblocks read together by defrag */
 
 /* A wblock's image in RAM: being filled, waiting for the device, or kept
  * after the write as post-write cache. */
@@ -27,6 +28,7 @@ struct dev_buf {
 	bool defrag;               /* a defrag destination */
 	uint32_t *vacated;         /* defrag: source wblocks waiting for this buffer */
 	uint32_t n_vacated, cap_vacated;
+	uint32_t n_writers;        /* atomic: records being encoded into it right now */
 	struct dev_buf *next;      /* write queue, post-write FIFO or spare pool */
 	uint64_t queued_ns;        /* when it joined the write queue */
 };
@@ -77,8 +79,11 @@ struct device {
 	bool defrag_started, defrag_stop;
 	pthread_mutex_t defrag_lock;
 	pthread_cond_t defrag_cv;
-	uint8_t *defrag_buf;
+	struct io_uring defrag_ring;
+	bool defrag_ring_ready;
+	uint8_t *defrag_bufs[DEFRAG_BATCH]; /* wblock images */
 	uint32_t defrag_source;    /* wblock being defragmented, or WBLOCK_NONE */
+	bool space_wanted;         /* atomic: writers wait for space (defrag: no pause) */
 
 	/* Atomics. */
 	uint64_t reads, cache_reads, read_errors, checksum_errors, defrag_records;

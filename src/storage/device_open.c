@@ -157,9 +157,11 @@ device_alloc_state(struct storage *st, struct device *d)
 	d->attached = calloc(n, sizeof(*d->attached));
 	if (d->attached == NULL ||
 	    posix_memalign((void **)&d->stage_cur, DEVICE_IO_ALIGN, d->wbs) != 0 ||
-	    posix_memalign((void **)&d->stage_dcur, DEVICE_IO_ALIGN, d->wbs) != 0 ||
-	    posix_memalign((void **)&d->defrag_buf, DEVICE_IO_ALIGN, d->wbs) != 0)
+	    posix_memalign((void **)&d->stage_dcur, DEVICE_IO_ALIGN, d->wbs) != 0)
 		return -ENOMEM;
+	for (int i = 0; i < DEFRAG_BATCH; i++)
+		if (posix_memalign((void **)&d->defrag_bufs[i], DEVICE_IO_ALIGN, d->wbs) != 0)
+			return -ENOMEM;
 	return 0;
 }
 

@@ -47,6 +47,7 @@
 #include <sys/ioctl.h>
 #include <sys/random.h>
 #include <sys/stat.h>
+#include <sched.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -113,19 +114,35 @@ buf_get_locked(struct device *d)
 		}
 		d->n_bufs++;
 	}
-	/* Zeroed so a full write leaves no stale bytes past the last record. */
-	memset(b->data, 0, d->wbs);
+	/* Not zeroed here: the bytes past the last record are zeroed when the
+	 * buffer is sealed (queue_full_locked) or copied for a partial write
+	 * (take_tail_locked), so the device never gets stale bytes from the
+	 * buffer's previous wblock, and nobody zeroes 1 MiB under the lock. */
 	b->pos = b->flushed = 0;
+	b->n_writers = 0;
 	b->n_vacated = 0;
 	b->next = NULL;
 	return b;
 }
 
+/* Buffers a device may need at once: the write queue, the post-write
+ * cache, the current and defrag buffers, a few in flight. */
+static uint32_t
+buf_pool_cap(const struct device *d)
+{
+	uint64_t bytes = atomic_load_relaxed(&d->st->cfg->max_write_cache) +
+	    atomic_load_relaxed(&d->st->cfg->post_write_cache);
+
+	return (uint32_t)(bytes / d->wbs) + 8;
+}
+
 static void
 buf_put_locked(struct device *d, struct dev_buf *b)
 {
-	/* Keep a few spares; return the rest so idle devices shrink. */
-	if (d->pool_len < 4) {
+	/* Keep buffers once allocated (up to what the caches may need): a
+	 * fresh 1 MiB buffer costs an mmap, page faults and zeroing, on the
+	 * write path and under the device lock. */
+	if (d->n_bufs <= buf_pool_cap(d)) {
 		b->next = d->pool;
 		d->pool = b;
 		d->pool_len++;
@@ -150,6 +167,8 @@ buf_free(struct dev_buf *b)
 static void
 queue_full_locked(struct device *d, struct dev_buf *b)
 {
+	/* Sealed: whatever the buffer held before past the last record. */
+	memset(b->data + b->pos, 0, d->wbs - b->pos);
 	b->next = NULL;
 	b->queued_ns = clock_mono_ns();
 	if (d->wq_tail != NULL)
@@ -218,8 +237,10 @@ reserve_locked(struct device *d, uint32_t size, bool defrag, enum wblock_user us
 			return -ENOSPC;
 		}
 		/* Have the I/O thread write what frees space now, not at the next
-		 * flush-max-ms. */
+		 * flush-max-ms, and defrag skip its pause. */
 		d->flush_requested = true;
+		if (user != WBLOCK_FOR_DEFRAG)
+			__atomic_store_n(&d->space_wanted, true, __ATOMIC_RELAXED);
 		pthread_cond_signal(&d->io_cv);
 		struct timespec deadline;
 		deadline_after_ms(&deadline, 20);
@@ -316,10 +337,17 @@ dev_write(struct storage *st, const struct record *r, uint32_t size, storage_loc
 		pthread_mutex_unlock(&d->wt.lock);
 		return (int)off;
 	}
-	uint8_t *dst = d->cur->data + ((uint64_t)off - (uint64_t)d->cur->wblock_id * d->wbs);
-	long n = record_flat_encode(r, dst, size);
+	struct dev_buf *b = d->cur;
+	uint8_t *dst = b->data + ((uint64_t)off - (uint64_t)b->wblock_id * d->wbs);
+	/* Encode outside the lock: the space is ours, and whoever writes the
+	 * buffer out (or copies its tail) waits for n_writers to drop to 0. */
+	__atomic_add_fetch(&b->n_writers, 1, __ATOMIC_ACQUIRE);
 	d->write_seq++;
 	pthread_mutex_unlock(&d->wt.lock);
+	long n = record_flat_encode(r, dst, size);
+	if (n < 0)
+		memset(dst, 0, size);  /* never a half record on the device */
+	__atomic_sub_fetch(&b->n_writers, 1, __ATOMIC_RELEASE);
 	if (n < 0) {
 		wblock_free_bytes(&d->wt, (uint32_t)((uint64_t)off / d->wbs), size);
 		return (int)n;
@@ -532,6 +560,7 @@ dev_wait_space(struct storage *st, const struct digest *dg)
 			break;
 		}
 		d->flush_requested = true;
+		__atomic_store_n(&d->space_wanted, true, __ATOMIC_RELAXED);
 		pthread_cond_signal(&d->io_cv);
 		deadline_after_ms(&ts, 20);
 		pthread_cond_timedwait(&d->space_cv, &d->wt.lock, &ts);
@@ -729,6 +758,15 @@ tail_due_locked(struct device *d, uint64_t now_ns)
 	return dcur_dirty && d->dcur->n_vacated > 0 && since >= DEFRAG_FLUSH_MS;
 }
 
+/* Wait for writers still encoding into b (they hold no lock; a record
+ * encodes in microseconds). */
+static void
+buf_wait_writers(struct dev_buf *b)
+{
+	while (__atomic_load_n(&b->n_writers, __ATOMIC_ACQUIRE) != 0)
+		sched_yield();
+}
+
 static unsigned
 take_tail_locked(struct device *d, struct dev_buf *b, uint8_t *stage, struct io_item *it)
 {
@@ -737,8 +775,11 @@ take_tail_locked(struct device *d, struct dev_buf *b, uint8_t *stage, struct io_
 	uint32_t start = b->flushed & ~(uint32_t)(DEVICE_IO_ALIGN - 1);
 	uint32_t end = (uint32_t)round_up(b->pos, DEVICE_IO_ALIGN);
 
-	/* Copy under the lock: writers keep appending to the live buffer. */
-	memcpy(stage, b->data + start, end - start);
+	/* Copy under the lock (no new reservations) once the records already
+	 * reserved are whole; the copy's last page is zero past the fill. */
+	buf_wait_writers(b);
+	memcpy(stage, b->data + start, b->pos - start);
+	memset(stage + (b->pos - start), 0, end - b->pos);
 	it->buf = b;
 	it->src = stage;
 	it->off = (uint64_t)b->wblock_id * d->wbs + start;
@@ -817,6 +858,10 @@ io_main(void *arg)
 				pthread_mutex_unlock(&d->wt.lock);
 			}
 		}
+		/* Full buffers may still have writers encoding their last records. */
+		for (unsigned i = 0; i < n; i++)
+			if (!items[i].tail)
+				buf_wait_writers(items[i].buf);
 		if (rc == 0 && n > 0)
 			rc = FAULT_POINT("device.flush");
 		if (rc == 0 && n > 0)
@@ -860,38 +905,36 @@ io_main(void *arg)
 
 /* ---- defragmentation ---------------------------------------------------- */
 
+/*
+ * The defrag thread takes up to DEFRAG_BATCH queued wblocks at a time and
+ * reads those not in RAM together through its own io_uring, so the device
+ * sees a queue of reads rather than one 1 MiB read at a time; then it moves
+ * each wblock's live records.  It pauses defrag-sleep after a batch, unless
+ * writers are waiting for the space it makes.
+ */
+
+struct defrag_slot {
+	uint32_t id;
+	uint32_t end;              /* bytes of records to walk */
+	bool in_ram, done;
+	int res;
+};
+
 static void
-defrag_one(struct storage *st, struct device *d, uint32_t id)
+defrag_scan(struct storage *st, struct device *d, uint32_t id, const uint8_t *img, uint32_t end)
 {
 	struct wblock *w = wblock_get(&d->wt, id);
-	struct dev_buf *b;
-	uint32_t end, off = 0;
-	int rc = 0;
+	uint32_t off = 0;
 
-	pthread_mutex_lock(&d->wt.lock);
-	end = w->used_end ? w->used_end : d->wbs;
-	b = *attached_slot(d, id);
-	if (b != NULL)
-		memcpy(d->defrag_buf, b->data, end);
-	uint32_t inuse = w->inuse;
-	pthread_mutex_unlock(&d->wt.lock);
-	if (b == NULL && inuse > 0) {
-		rc = device_pread_full(d->fd, d->defrag_buf, d->wbs, (uint64_t)id * d->wbs);
-		if (rc != 0) {
-			atomic_inc(&d->read_errors);
-			log_error("defrag", "{%s} %s wblock %u: read failed: %s", st->ns_name, d->path, id,
-			    recfs_strerror(rc));
-		}
-	}
 	d->defrag_source = id;
-	while (rc == 0 && off + RECORD_FLAT_MIN_SIZE <= end && wblock_inuse(w) > 0) {
+	while (off + RECORD_FLAT_MIN_SIZE <= end && wblock_inuse(w) > 0) {
 		uint32_t size;
 
-		if (record_flat_check(d->defrag_buf + off, end - off, &size) != 0) {
+		if (record_flat_check(img + off, end - off, &size) != 0) {
 			off += RBLOCK_SIZE;
 			continue;
 		}
-		int r = st->owner.relocate(st->owner.arg, st, d->defrag_buf + off, size,
+		int r = st->owner.relocate(st->owner.arg, st, img + off, size,
 		    storage_loc_make(d->index, (uint64_t)id * d->wbs + off, size));
 		if (r < 0)
 			log_warn("defrag", "{%s} %s offset %" PRIu64 ": record not moved: %s", st->ns_name,
@@ -905,6 +948,73 @@ defrag_one(struct storage *st, struct device *d, uint32_t id)
 	pthread_mutex_unlock(&d->wt.lock);
 }
 
+/* Defragment up to DEFRAG_BATCH wblocks; returns how many were taken. */
+static unsigned
+defrag_batch(struct storage *st, struct device *d)
+{
+	struct defrag_slot slots[DEFRAG_BATCH];
+	uint32_t queue_min = atomic_load_relaxed(&st->cfg->defrag_queue_min);
+	unsigned n = 0, pending = 0;
+
+	pthread_mutex_lock(&d->wt.lock);
+	while (n < DEFRAG_BATCH && wblock_defrag_pop_locked(&d->wt, queue_min, &slots[n].id) == 0) {
+		struct defrag_slot *sl = &slots[n];
+		struct wblock *w = wblock_get(&d->wt, sl->id);
+		struct dev_buf *b = *attached_slot(d, sl->id);
+
+		sl->end = w->used_end ? w->used_end : d->wbs;
+		sl->in_ram = b != NULL;
+		sl->done = sl->in_ram || wblock_inuse(w) == 0;
+		sl->res = 0;
+		if (sl->in_ram)
+			memcpy(d->defrag_bufs[n], b->data, sl->end);
+		n++;
+	}
+	pthread_mutex_unlock(&d->wt.lock);
+	/* The device part, all at once. */
+	for (unsigned i = 0; i < n; i++) {
+		struct io_uring_sqe *sqe;
+
+		if (slots[i].done || (sqe = io_uring_get_sqe(&d->defrag_ring)) == NULL)
+			continue;
+		io_uring_prep_read(sqe, d->fd, d->defrag_bufs[i], d->wbs, (uint64_t)slots[i].id * d->wbs);
+		io_uring_sqe_set_data(sqe, &slots[i]);
+		pending++;
+	}
+	if (pending > 0)
+		io_uring_submit(&d->defrag_ring);
+	while (pending > 0) {
+		struct io_uring_cqe *cqe;
+		int w = io_uring_wait_cqe(&d->defrag_ring, &cqe);
+
+		if (w == -EINTR)
+			continue;
+		if (w < 0)
+			break;
+		struct defrag_slot *sl = io_uring_cqe_get_data(cqe);
+		sl->res = cqe->res;
+		sl->done = true;
+		io_uring_cqe_seen(&d->defrag_ring, cqe);
+		pending--;
+	}
+	for (unsigned i = 0; i < n; i++) {
+		struct defrag_slot *sl = &slots[i];
+
+		if (!sl->in_ram && sl->res != (int)d->wbs && sl->res != 0) {
+			atomic_inc(&d->read_errors);
+			log_error("defrag", "{%s} %s wblock %u: read failed: %s", st->ns_name, d->path,
+			    sl->id, recfs_strerror(sl->res < 0 ? sl->res : -EIO));
+			/* Not scanned: its records stay where they are. */
+			pthread_mutex_lock(&d->wt.lock);
+			wblock_defrag_done_locked(&d->wt, sl->id);
+			pthread_mutex_unlock(&d->wt.lock);
+			continue;
+		}
+		defrag_scan(st, d, sl->id, d->defrag_bufs[i], sl->res == 0 && !sl->in_ram ? 0 : sl->end);
+	}
+	return n;
+}
+
 static void *
 defrag_main(void *arg)
 {
@@ -912,21 +1022,16 @@ defrag_main(void *arg)
 	struct storage *st = d->st;
 
 	for (;;) {
-		uint32_t id;
-		int rc;
-
 		pthread_mutex_lock(&d->defrag_lock);
 		bool stop = d->defrag_stop;
 		pthread_mutex_unlock(&d->defrag_lock);
 		if (stop)
 			break;
-		pthread_mutex_lock(&d->wt.lock);
-		rc = wblock_defrag_pop_locked(&d->wt, atomic_load_relaxed(&st->cfg->defrag_queue_min), &id);
-		pthread_mutex_unlock(&d->wt.lock);
-		if (rc == 0) {
-			defrag_one(st, d, id);
+		if (defrag_batch(st, d) > 0) {
 			uint32_t us = atomic_load_relaxed(&st->cfg->defrag_sleep_us);
-			if (us > 0) {
+			/* Writers short of space: no pause, they wait for us. */
+			bool wanted = __atomic_exchange_n(&d->space_wanted, false, __ATOMIC_RELAXED);
+			if (us > 0 && !wanted) {
 				struct timespec ts = { us / 1000000, (long)(us % 1000000) * 1000 };
 				nanosleep(&ts, NULL);
 			}
@@ -953,6 +1058,8 @@ device_destroy(struct device *d)
 		close(d->fd);
 	if (d->ring_ready)
 		io_uring_queue_exit(&d->ring);
+	if (d->defrag_ring_ready)
+		io_uring_queue_exit(&d->defrag_ring);
 	buf_free(d->cur);
 	buf_free(d->dcur);
 	while (d->wq_head != NULL) {
@@ -973,7 +1080,8 @@ device_destroy(struct device *d)
 	free(d->attached);
 	free(d->stage_cur);
 	free(d->stage_dcur);
-	free(d->defrag_buf);
+	for (int i = 0; i < DEFRAG_BATCH; i++)
+		free(d->defrag_bufs[i]);
 	if (d->wt.blocks != NULL)
 		wblock_table_fini(&d->wt);
 	pthread_cond_destroy(&d->io_cv);
@@ -1024,6 +1132,12 @@ dev_open(struct storage *st)
 			goto fail;
 		}
 		d->ring_ready = true;
+		rc = -io_uring_queue_init(DEFRAG_BATCH * 2, &d->defrag_ring, 0);
+		if (rc != 0) {
+			log_error("device", "{%s} io_uring: %s", st->ns_name, recfs_strerror(rc));
+			goto fail;
+		}
+		d->defrag_ring_ready = true;
 		d->last_flush_ns = clock_mono_ns();
 		rc = -pthread_create(&d->io_thread, NULL, io_main, d);
 		if (rc != 0)
@@ -1185,8 +1299,11 @@ dev_scan(struct storage *st, void (*fn)(void *arg, const uint8_t *flat, uint32_t
 			uint32_t end = d->high_water;
 			struct dev_buf *b = id < end ? *attached_slot(d, id) : NULL;
 			bool in_ram = b != NULL;
-			if (in_ram)
-				memcpy(ram, b->data, d->wbs);  /* what the device will hold */
+			if (in_ram) {
+				/* What the device will hold: the filled part, zeros after. */
+				memcpy(ram, b->data, b->pos);
+				memset(ram + b->pos, 0, d->wbs - b->pos);
+			}
 			pthread_mutex_unlock(&d->wt.lock);
 			if (id >= end || __atomic_load_n(stop, __ATOMIC_RELAXED))
 				break;

@@ -1,0 +1,310 @@
+/*
+ * statistic.h - the one table of statistics (SPEC section 8).
+ *
+ * Every statistic recfs shows is one row here: name, kind, unit, flags and
+ * help.  The /.info files, /.info/metrics (Prometheus), the ticker log line,
+ * docs/statistics.md (tools/gen-stats-doc) and the tests all expand these
+ * rows; nothing else lists statistic names.  Names follow Aerospike's where
+ * the concept is the same (objects, data_used_bytes, client_read_success...).
+ *
+ * The table is split into sections, one per file that shows them, so that
+ * the code producing a section can expand just its rows into a dense enum
+ * and a value array (node.c for the engine's, fuse/stats.h for the
+ * daemon's).  A statistic a producer does not fill is a bug the unit tests
+ * catch: every row of a section must get a value.
+ *
+ * Row: X(name, KIND, "unit", FLAGS, "help")
+ *   KIND   COUNTER (only grows), GAUGE, BOOL (true/false; 1/0 in metrics),
+ *          TEXT (a string: version, node id), HISTOGRAM (latencies)
+ *   FLAGS  0, or STAT_F_TICK: shown in the ticker line (counters as a rate),
+ *          STAT_F_ALIAS: the same value as a row of another section, not
+ *          repeated in /.info/metrics
+ *
+ * Issue #4 (memory shadow, nsup, eviction, stop-writes) adds its rows to
+ * STATISTICS_NAMESPACE (stop_writes, hwm_breached, expired_objects,
+ * evicted_objects, shadow_write_q...) together with the engine code that
+ * computes them; no row exists before its value does.
+ */
+#ifndef RECFS_BASE_STATISTIC_H
+#define RECFS_BASE_STATISTIC_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+/* Outcome counters of client transactions: per namespace, and summed over
+ * the namespaces in .info/statistics.  The engine's NS_COUNTERS table
+ * (namespace.h) must name exactly these (node.c fails to compile if not). */
+#define STATISTICS_CLIENT(X) \
+	X(client_read_success, COUNTER, "reads", STAT_F_TICK, \
+	    "Record reads that returned the record (cat, cp, the first read of an open file).") \
+	X(client_read_not_found, COUNTER, "reads", 0, \
+	    "Record reads of a record that does not exist (gone between lookup and read).") \
+	X(client_read_error, COUNTER, "reads", 0, \
+	    "Record reads that failed: storage read error, checksum mismatch, out of memory.") \
+	X(client_write_success, COUNTER, "writes", STAT_F_TICK, \
+	    "Record writes stored: creates, rewrites at close, truncates, chmod/chown/utimens, xattr changes, renames.") \
+	X(client_write_error, COUNTER, "writes", 0, \
+	    "Record writes that failed: too big, out of space, storage error.") \
+	X(client_delete_success, COUNTER, "deletes", 0, "Records deleted (rm).") \
+	X(client_delete_not_found, COUNTER, "deletes", 0, "Deletes of a record that does not exist.") \
+	X(client_delete_error, COUNTER, "deletes", 0, \
+	    "Deletes that failed (the tombstone could not be stored).") \
+	X(client_lookup_success, COUNTER, "lookups", 0, \
+	    "Metadata lookups (stat, ls -l) answered from the index, without reading storage.") \
+	X(client_lookup_not_found, COUNTER, "lookups", 0, "Metadata lookups of a missing record.") \
+	X(client_list_records, COUNTER, "records", 0, "Records returned by directory listings.") \
+	X(fail_record_too_big, COUNTER, "writes", 0, \
+	    "Writes refused because the record would exceed max-record-size (EFBIG).") \
+	X(fail_out_of_space, COUNTER, "writes", 0, "Writes refused for lack of storage space (ENOSPC).") \
+	X(fail_key_exists, COUNTER, "writes", 0, \
+	    "Create-only writes (O_CREAT|O_EXCL reaching the engine) of a record that exists.")
+
+/* .info/statistics, first part: the engine (txn_node_values). */
+#define STATISTICS_NODE(X) \
+	X(uptime, GAUGE, "s", 0, "Seconds since the node opened its namespaces.") \
+	X(cluster_size, GAUGE, "nodes", 0, "Nodes in the cluster (1: clustering is a later issue).") \
+	X(namespaces, GAUGE, "namespaces", 0, "Configured namespaces.") \
+	X(objects, GAUGE, "records", 0, "Live records in all namespaces.") \
+	X(tombstones, GAUGE, "records", 0, "Tombstones (durable deletes) in all namespaces.") \
+	X(index_used_bytes, GAUGE, "bytes", 0, "RAM held by the primary indexes of all namespaces.") \
+	STATISTICS_CLIENT(X) \
+	X(system_total_mem_bytes, GAUGE, "bytes", 0, "RAM of the machine.") \
+	X(system_free_mem_pct, GAUGE, "%", 0, "Free RAM of the machine (free plus buffers) in percent.") \
+	X(process_max_rss_bytes, GAUGE, "bytes", 0, "Peak resident memory of the daemon.")
+
+/* .info/statistics, second part: the FUSE daemon's own counters. */
+#define STATISTICS_FUSE(X) \
+	X(fuse_lookup, COUNTER, "requests", 0, "FUSE lookup requests (a name resolved).") \
+	X(fuse_forget, COUNTER, "inodes", 0, "FUSE forget entries (the kernel dropped an inode).") \
+	X(fuse_getattr, COUNTER, "requests", 0, "FUSE getattr requests (stat).") \
+	X(fuse_setattr, COUNTER, "requests", 0, "FUSE setattr requests (truncate, chmod, chown, utimens).") \
+	X(fuse_mknod, COUNTER, "requests", 0, "FUSE mknod requests.") \
+	X(fuse_mkdir, COUNTER, "requests", 0, "FUSE mkdir requests (set creation).") \
+	X(fuse_unlink, COUNTER, "requests", 0, "FUSE unlink requests (rm).") \
+	X(fuse_rmdir, COUNTER, "requests", 0, "FUSE rmdir requests (set removal).") \
+	X(fuse_rename, COUNTER, "requests", 0, "FUSE rename requests (mv).") \
+	X(fuse_create, COUNTER, "requests", 0, "FUSE create requests (open with O_CREAT of a new name).") \
+	X(fuse_open, COUNTER, "requests", 0, "FUSE open requests.") \
+	X(fuse_read, COUNTER, "requests", 0, "FUSE read requests.") \
+	X(fuse_write, COUNTER, "requests", 0, "FUSE write requests.") \
+	X(fuse_flush, COUNTER, "requests", 0, "FUSE flush requests (close of a writable file).") \
+	X(fuse_fsync, COUNTER, "requests", 0, "FUSE fsync requests.") \
+	X(fuse_release, COUNTER, "requests", 0, "FUSE release requests (last close of an open file).") \
+	X(fuse_opendir, COUNTER, "requests", 0, "FUSE opendir requests.") \
+	X(fuse_readdir, COUNTER, "requests", 0, "FUSE readdir requests (listings without attributes).") \
+	X(fuse_readdirplus, COUNTER, "requests", 0, "FUSE readdirplus requests (listings with attributes).") \
+	X(fuse_releasedir, COUNTER, "requests", 0, "FUSE releasedir requests.") \
+	X(fuse_statfs, COUNTER, "requests", 0, "FUSE statfs requests (df).") \
+	X(fuse_getxattr, COUNTER, "requests", 0, "FUSE getxattr requests.") \
+	X(fuse_setxattr, COUNTER, "requests", 0, "FUSE setxattr requests.") \
+	X(fuse_listxattr, COUNTER, "requests", 0, "FUSE listxattr requests.") \
+	X(fuse_removexattr, COUNTER, "requests", 0, "FUSE removexattr requests.") \
+	X(fuse_other, COUNTER, "requests", 0, \
+	    "Requests refused without engine work (link, symlink, fallocate).") \
+	X(fuse_read_bytes, COUNTER, "bytes", 0, "Bytes returned by read requests.") \
+	X(fuse_write_bytes, COUNTER, "bytes", 0, "Bytes accepted by write requests.") \
+	X(fuse_record_loads, COUNTER, "records", 0, "Whole records read into an open file's buffer.") \
+	X(fuse_record_puts, COUNTER, "records", 0, \
+	    "Whole records stored from an open file's buffer (close, fsync).") \
+	X(fuse_put_failures, COUNTER, "records", 0, \
+	    "Stores from an open file's buffer that failed at close, fsync or release.") \
+	X(fuse_readdir_entries, COUNTER, "entries", 0, "Directory entries returned by listings.") \
+	X(fuse_not_found, COUNTER, "requests", 0, "Requests answered ENOENT or ENODATA.") \
+	X(fuse_errors, COUNTER, "requests", 0, "Requests answered with any other error.") \
+	X(fuse_inodes, GAUGE, "inodes", 0, "Inodes the kernel holds (records and set directories).") \
+	X(fuse_open_handles, GAUGE, "handles", 0, "Open files (records and .info files).")
+
+/* .info/build */
+#define STATISTICS_BUILD(X) \
+	X(version, TEXT, "", 0, "recfs version.") \
+	X(fuse_library, TEXT, "", 0, "Version of the libfuse the daemon runs on.")
+
+/* .info/node */
+#define STATISTICS_NODE_ID(X) \
+	X(node_id, TEXT, "", 0, "This node's id: 16 hex digits (node-id, or generated once and kept).")
+
+/* .info/cluster: a single node's view until the cluster issue. */
+#define STATISTICS_CLUSTER(X) \
+	X(cluster_size, GAUGE, "nodes", STAT_F_ALIAS, "Nodes in the cluster.") \
+	X(cluster_principal, TEXT, "", 0, "Node id of the principal (this node while it is alone).") \
+	X(cluster_integrity, BOOL, "", 0, "Every node of the succession list is reachable.") \
+	X(cluster_succession, TEXT, "", 0, "Node ids of the cluster, principal first, comma-separated.") \
+	X(migrate_partitions_remaining, GAUGE, "partitions", 0, "Partitions still to migrate.")
+
+/* .info/namespace/<ns> (followed there by the namespace's configuration). */
+#define STATISTICS_NAMESPACE(X) \
+	X(objects, GAUGE, "records", STAT_F_TICK, "Live records (set markers and tombstones excluded).") \
+	X(tombstones, GAUGE, "records", 0, \
+	    "Tombstones: records written by deletes on persistent storage so a restart cannot bring them back.") \
+	X(index_used_bytes, GAUGE, "bytes", 0, \
+	    "RAM of the primary index: fixed tables plus entries with their keys.") \
+	X(data_total_bytes, GAUGE, "bytes", 0, "Storage size: files, devices or RAM stripes, headers included.") \
+	X(data_used_bytes, GAUGE, "bytes", STAT_F_TICK, "Bytes of live record copies on storage.") \
+	X(data_used_pct, GAUGE, "%", 0, "data_used_bytes in percent of data_total_bytes.") \
+	X(data_avail_pct, GAUGE, "%", STAT_F_TICK, \
+	    "Free write blocks in percent, the least of any file or stripe.") \
+	X(total_wblocks, GAUGE, "wblocks", 0, "Write blocks of the storage (headers excluded).") \
+	X(free_wblocks, GAUGE, "wblocks", 0, "Free write blocks (free queue plus never used).") \
+	X(write_q, GAUGE, "buffers", STAT_F_TICK, "Full write buffers waiting for their device write.") \
+	X(defrag_q, GAUGE, "wblocks", STAT_F_TICK, "Write blocks waiting for defragmentation.") \
+	X(defrag_reads, COUNTER, "wblocks", 0, "Write blocks defragmented (read to move their live records).") \
+	X(defrag_writes, COUNTER, "buffers", 0, "Defrag buffers filled with moved records.") \
+	X(defrag_records, COUNTER, "records", 0, "Records moved by defragmentation.") \
+	X(storage_writes, COUNTER, "buffers", 0, "Full write buffers written (device) or write blocks filled (memory).") \
+	X(partial_writes, COUNTER, "buffers", 0, \
+	    "Partly filled buffers written because flush-max-ms passed or a sync asked for them.") \
+	X(write_waits, COUNTER, "writes", 0, \
+	    "Writes that waited for the write cache to drain or for defrag to free space.") \
+	X(storage_reads, COUNTER, "reads", 0, "Record reads from storage (RAM buffers included).") \
+	X(cache_read_pct, GAUGE, "%", 0, "Share of storage_reads served from RAM (write buffers, post-write cache).") \
+	X(read_errors, COUNTER, "reads", 0, "Storage reads that failed (logged with file and offset).") \
+	X(write_errors, COUNTER, "writes", 0, \
+	    "Device writes that failed (logged; the device then refuses writes).") \
+	X(checksum_errors, COUNTER, "reads", 0, \
+	    "Records whose checksum or format did not verify on read (logged with file and offset).") \
+	X(tombstones_reclaimed, COUNTER, "records", 0, \
+	    "Tombstones dropped by the tomb raider once no older copy remained on storage.") \
+	X(tomb_raider_passes, COUNTER, "passes", 0, "Tomb raider passes over the storage.") \
+	STATISTICS_CLIENT(X)
+
+/* .info/sets/<ns>/<set> */
+#define STATISTICS_SET(X) \
+	X(objects, GAUGE, "records", 0, "Live records of the set.") \
+	X(tombstones, GAUGE, "records", 0, "Tombstones of the set's deleted records.") \
+	X(data_used_bytes, GAUGE, "bytes", 0, "Bytes the set's records occupy on storage.")
+
+/* .info/latencies, per namespace: the transactions (txn.h) by operation. */
+#define STATISTICS_LATENCY_NS(X) \
+	X(read, HISTOGRAM, "us", 0, "Record reads (txn_read): lock, index, storage read, checksum, decode.") \
+	X(write, HISTOGRAM, "us", 0, "Record writes (txn_write), durable ones included.") \
+	X(delete, HISTOGRAM, "us", 0, "Record deletes (txn_delete).") \
+	X(rename, HISTOGRAM, "us", 0, "Record renames (txn_rename).") \
+	X(lookup, HISTOGRAM, "us", 0, "Metadata lookups from the index (txn_stat).") \
+	X(list, HISTOGRAM, "us", 0, "Listing batches (txn_list, up to 64 records each).")
+
+/* .info/latencies, the daemon: one FUSE request, from its arrival in the
+ * daemon to its reply. */
+#define STATISTICS_LATENCY_FUSE(X) \
+	X(lookup, HISTOGRAM, "us", 0, "FUSE lookup.") \
+	X(getattr, HISTOGRAM, "us", 0, "FUSE getattr.") \
+	X(setattr, HISTOGRAM, "us", 0, "FUSE setattr.") \
+	X(mknod, HISTOGRAM, "us", 0, "FUSE mknod.") \
+	X(mkdir, HISTOGRAM, "us", 0, "FUSE mkdir.") \
+	X(unlink, HISTOGRAM, "us", 0, "FUSE unlink.") \
+	X(rmdir, HISTOGRAM, "us", 0, "FUSE rmdir.") \
+	X(rename, HISTOGRAM, "us", 0, "FUSE rename.") \
+	X(create, HISTOGRAM, "us", 0, "FUSE create (the empty record is stored).") \
+	X(open, HISTOGRAM, "us", 0, "FUSE open.") \
+	X(read, HISTOGRAM, "us", 0, "FUSE read (the first one loads the record).") \
+	X(write, HISTOGRAM, "us", 0, "FUSE write (into the open file's buffer).") \
+	X(flush, HISTOGRAM, "us", 0, "FUSE flush (close: the record is stored).") \
+	X(fsync, HISTOGRAM, "us", 0, "FUSE fsync (stored and durable).") \
+	X(release, HISTOGRAM, "us", 0, "FUSE release.") \
+	X(opendir, HISTOGRAM, "us", 0, "FUSE opendir.") \
+	X(readdir, HISTOGRAM, "us", 0, "FUSE readdir.") \
+	X(readdirplus, HISTOGRAM, "us", 0, "FUSE readdirplus.") \
+	X(releasedir, HISTOGRAM, "us", 0, "FUSE releasedir.") \
+	X(statfs, HISTOGRAM, "us", 0, "FUSE statfs.") \
+	X(getxattr, HISTOGRAM, "us", 0, "FUSE getxattr.") \
+	X(setxattr, HISTOGRAM, "us", 0, "FUSE setxattr.") \
+	X(listxattr, HISTOGRAM, "us", 0, "FUSE listxattr.") \
+	X(removexattr, HISTOGRAM, "us", 0, "FUSE removexattr.")
+
+/* X(SECTION, sub-table, "file", "metric prefix", "what it is") */
+#define STATISTICS_SECTIONS(X) \
+	X(NODE, STATISTICS_NODE, "statistics", "recfs_", \
+	    "Node statistics from the engine; client_* are the sums over the namespaces.") \
+	X(FUSE, STATISTICS_FUSE, "statistics", "recfs_", \
+	    "The FUSE daemon's counters, after the engine's in the same file.") \
+	X(BUILD, STATISTICS_BUILD, "build", "recfs_", "What is running.") \
+	X(NODE_ID, STATISTICS_NODE_ID, "node", "recfs_", "Who this node is.") \
+	X(CLUSTER, STATISTICS_CLUSTER, "cluster", "recfs_", \
+	    "The cluster as this node sees it (a single node until the cluster issue).") \
+	X(NAMESPACE, STATISTICS_NAMESPACE, "namespace/<ns>", "recfs_namespace_", \
+	    "One file per namespace; after the statistics come the namespace's effective " \
+	    "configuration parameters (see configuration.md).  Metrics carry a namespace label.") \
+	X(SET, STATISTICS_SET, "sets/<ns>/<set>", "recfs_set_", \
+	    "One file per set.  Metrics carry namespace and set labels.") \
+	X(LATENCY_NS, STATISTICS_LATENCY_NS, "latencies", "recfs_namespace_", \
+	    "Per namespace and operation, as `{<ns>}-<op>.<field>` lines.") \
+	X(LATENCY_FUSE, STATISTICS_LATENCY_FUSE, "latencies", "recfs_fuse_", \
+	    "Per FUSE request type, as `fuse-<op>.<field>` lines.")
+
+enum stat_kind { STAT_COUNTER, STAT_GAUGE, STAT_BOOL, STAT_TEXT, STAT_HISTOGRAM };
+
+#define STAT_F_TICK  0x01u   /* in the ticker line */
+#define STAT_F_ALIAS 0x02u   /* same value as another section's row: no metric */
+
+enum stat_section {
+#define X(sec, table, file, prefix, what) STAT_SECTION_##sec,
+	STATISTICS_SECTIONS(X)
+#undef X
+	STAT_SECTION_COUNT
+};
+
+/* Dense per-section ids: STAT_NS_objects, STAT_NODE_uptime, ... (the
+ * daemon's FUSE ids are in fuse/stats.h).  Value arrays are indexed by them. */
+enum stat_node {
+#define X(name, kind, unit, flags, help) STAT_NODE_##name,
+	STATISTICS_NODE(X)
+#undef X
+	STAT_NODE_COUNT
+};
+enum stat_ns {
+#define X(name, kind, unit, flags, help) STAT_NS_##name,
+	STATISTICS_NAMESPACE(X)
+#undef X
+	STAT_NS_COUNT
+};
+enum stat_set {
+#define X(name, kind, unit, flags, help) STAT_SET_##name,
+	STATISTICS_SET(X)
+#undef X
+	STAT_SET_COUNT
+};
+enum stat_latency_ns {
+#define X(name, kind, unit, flags, help) STAT_LAT_NS_##name,
+	STATISTICS_LATENCY_NS(X)
+#undef X
+	STAT_LAT_NS_COUNT
+};
+enum stat_latency_fuse {
+#define X(name, kind, unit, flags, help) STAT_LAT_FUSE_##name,
+	STATISTICS_LATENCY_FUSE(X)
+#undef X
+	STAT_LAT_FUSE_COUNT
+};
+
+struct statistic {
+	const char *name;
+	enum stat_section section;
+	enum stat_kind kind;
+	const char *unit;
+	unsigned flags;
+	const char *help;
+};
+
+struct stat_section_info {
+	const char *name;        /* "NAMESPACE" */
+	const char *file;        /* under /.info: "namespace/<ns>" */
+	const char *prefix;      /* of its metric names: "recfs_namespace_" */
+	const char *what;
+};
+
+/* The rows of one section, in table order (index = the section's enum). */
+const struct statistic *statistic_rows(enum stat_section s, size_t *n);
+const struct stat_section_info *statistic_section(enum stat_section s);
+/* A section by name ("NAMESPACE"), or -1. */
+int statistic_section_find(const char *name);
+/* Prometheus type of a row ("counter", "gauge", "histogram"). */
+const char *statistic_metric_type(const struct statistic *row);
+
+/* A numeric row's value as the .info files show it: decimal, or
+ * true/false for BOOL rows. */
+void statistic_format(const struct statistic *row, uint64_t value, char *buf, size_t size);
+
+/* docs/statistics.md, from the table. */
+void statistic_write_markdown(FILE *out);
+
+#endif

@@ -75,6 +75,26 @@ scan_wblock(struct storage *st, struct device *d, uint32_t id, const uint8_t *bu
 	}
 }
 
+/* Shadow mode: the wblock's image becomes its resident RAM copy. */
+static int
+keep_resident(struct device *d, uint32_t id, const uint8_t *img)
+{
+	struct dev_buf *b = calloc(1, sizeof(*b));
+
+	if (b == NULL || posix_memalign((void **)&b->data, DEVICE_IO_ALIGN, d->wbs) != 0) {
+		free(b);
+		return -ENOMEM;
+	}
+	memcpy(b->data, img, d->wbs);
+	b->wblock_id = id;
+	b->pos = b->flushed = d->wbs;
+	pthread_mutex_lock(&d->wt.lock);
+	d->attached[id - d->wt.first] = b;
+	d->n_bufs++;
+	pthread_mutex_unlock(&d->wt.lock);
+	return 0;
+}
+
 static void *
 scan_main(void *arg)
 {
@@ -143,6 +163,10 @@ scan_main(void *arg)
 			memset(want->buf + want->res, 0, d->wbs - (uint32_t)want->res);
 		}
 		scan_wblock(st, d, want->id, want->buf);
+		if (d->resident && keep_resident(d, want->id, want->buf) != 0) {
+			rc = -ENOMEM;
+			break;
+		}
 		d->cs_bytes += d->wbs;
 		want->busy = false;
 		next_done++;

@@ -39,6 +39,7 @@ struct device {
 	char *path;
 	int fd;
 	bool is_block;
+	bool resident;             /* memory engine with shadow: every wblock stays in RAM */
 	uint64_t size;             /* usable bytes (a multiple of wbs) */
 	uint32_t wbs;
 	struct device_header hdr;  /* io thread (high water) and open/close only */
@@ -95,6 +96,7 @@ struct device {
 struct dev_engine {
 	uint32_t n;
 	uint32_t wbs;
+	bool resident;             /* storage-engine memory with shadow files */
 	struct device *devs[CONFIG_FILES_MAX];
 	bool cold_started;         /* loaded records from existing devices */
 };
@@ -111,5 +113,6 @@ int device_header_write(struct device *d);
 int device_pread_full(int fd, void *buf, size_t len, uint64_t off);
 
 extern const struct storage_ops storage_device_ops;
+extern const struct storage_ops storage_shadow_ops;
 
 #endif

@@ -108,6 +108,14 @@ device_open_fd(struct storage *st, struct device *d)
 	} else {
 		return -ENOTBLK;
 	}
+	/* A shadow holds a memory namespace's data-size (its share of it): the
+	 * RAM, not the file, is the limit. */
+	if (d->resident && cfg->data_size > 0) {
+		uint64_t share = STORAGE_HEADER_SIZE + cfg->data_size / cfg->n_files;
+
+		if (share < d->size)
+			d->size = share;
+	}
 	d->size -= d->size % d->wbs;
 	return 0;
 }
@@ -179,6 +187,7 @@ device_open_all(struct storage *st, struct dev_engine *e)
 
 		if (d == NULL)
 			return -ENOMEM;
+		d->resident = e->resident;
 		e->devs[i] = d;
 		e->n = i + 1;
 		rc = device_open_fd(st, d);

@@ -32,7 +32,8 @@ storage_open(struct storage **out, const char *ns_name, struct storage_config *c
 	st->owner = *owner;
 	switch (cfg->type) {
 	case STORAGE_MEMORY:
-		st->ops = &storage_memory_ops;
+		/* Shadow files make a memory namespace persistent (SPEC 6.2). */
+		st->ops = cfg->n_files > 0 ? &storage_shadow_ops : &storage_memory_ops;
 		break;
 	case STORAGE_DEVICE:
 		st->ops = &storage_device_ops;

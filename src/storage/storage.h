@@ -88,6 +88,7 @@ struct storage_stats {
 	uint64_t write_errors;
 	uint64_t checksum_errors;
 	uint64_t write_waits;       /* writers that waited for the write cache */
+	bool shadow;                /* write_q is the shadow write queue */
 };
 
 struct storage_ops {
@@ -148,6 +149,9 @@ uint32_t storage_max_record_size(const struct storage_config *cfg);
 
 extern const struct storage_ops storage_memory_ops;
 extern const struct storage_ops storage_device_ops;
+/* The memory engine with shadow files: the device engine with every wblock
+ * resident in RAM (storage_device.c). */
+extern const struct storage_ops storage_shadow_ops;
 
 static inline int storage_write(struct storage *st, const struct record *r, uint32_t size, storage_loc *loc)
 { return st->ops->write(st, r, size, loc); }

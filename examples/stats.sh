@@ -7,7 +7,7 @@
 # is opened, so any tool reads it: cat, grep, awk, a monitoring agent.  This
 # script prints one line per namespace:
 #
-#   namespace  objects  used_bytes  total_bytes  used_pct  avail_pct  stop_writes
+#   namespace  objects  used_bytes  total_bytes  used_pct  avail_pct  defrag_q
 #
 # and the node's uptime.  Names follow Aerospike's statistics
 # (docs/statistics.md lists them all).
@@ -26,7 +26,7 @@ value() {
 }
 
 printf '%-16s %10s %14s %14s %8s %9s %11s\n' \
-	namespace objects used_bytes total_bytes used_pct avail_pct stop_writes
+	namespace objects used_bytes total_bytes used_pct avail_pct defrag_q
 while read -r ns; do
 	[ -n "$ns" ] || continue
 	f=$info/namespace/$ns
@@ -36,7 +36,7 @@ while read -r ns; do
 	} END {
 		used = v["data_used_bytes"] + 0; total = v["data_total_bytes"] + 0
 		printf "%-16s %10s %14s %14s %7.1f%% %8s%% %11s\n", ns, v["objects"], used, total,
-			total ? 100 * used / total : 0, v["data_avail_pct"], v["stop_writes"]
+			total ? 100 * used / total : 0, v["data_avail_pct"], v["defrag_q"]
 	}' "$f"
 done <"$info/namespaces"
 

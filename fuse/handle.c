@@ -467,7 +467,7 @@ out:
 }
 
 int
-handle_open_info(struct inode *ino, struct handle **out)
+handle_open_info(struct inode *ino, int flags, struct handle **out)
 {
 	struct handle *h = calloc(1, sizeof(*h));
 	int rc;
@@ -476,6 +476,7 @@ handle_open_info(struct inode *ino, struct handle **out)
 		return -ENOMEM;
 	h->kind = HANDLE_INFO;
 	h->inode = ino;
+	h->flags = flags;
 	h->direct_io = true;  /* the size is only known once built */
 	rc = info_snapshot(ino, &h->text, &h->text_len);
 	if (rc != 0) {
@@ -565,7 +566,9 @@ handle_write(struct handle *h, const char *buf, size_t size, off_t off)
 	uint64_t end;
 	long rc;
 
-	if (h->kind != HANDLE_RECORD || !handle_writable(h))
+	if (h->kind == HANDLE_INFO)
+		return info_write(h, buf, size, off);  /* a configuration file */
+	if (!handle_writable(h))
 		return -EBADF;
 	pthread_mutex_lock(&ino->lock);
 	if (!h->loaded && (rc = buffer_load_locked(h)) != 0)
@@ -623,8 +626,8 @@ handle_flush(struct handle *h, bool durable)
 	struct txn_key k;
 	int rc = 0;
 
-	if (h->kind != HANDLE_RECORD)
-		return 0;
+	if (h->kind == HANDLE_INFO)
+		return info_flush(h);
 	pthread_mutex_lock(&ino->lock);
 	if (h->error != 0) {
 		/* A refused write: close(2) must not look like success. */
@@ -661,6 +664,12 @@ handle_release(struct handle *h)
 
 	atomic_dec(&handle_total);
 	if (h->kind == HANDLE_INFO) {
+		int rc = info_flush(h);
+
+		if (rc != 0)
+			log_warn("recfsd", ".info/config/.../%s: value written without close refused: %s",
+			    ino->name, recfs_strerror(rc));
+		free(h->data);
 		free(h->text);
 		free(h);
 		return;

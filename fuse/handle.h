@@ -55,7 +55,8 @@ struct handle {
 	bool dirty;                   /* data differs from the stored record */
 	bool trunc_only;              /* dirty only by an O_TRUNC open: stored at release */
 	bool mtime_explicit;          /* mtime_ns set by utimens: stored with the content */
-	/* /.info handles: the snapshot built at open */
+	/* /.info handles: the snapshot built at open (writes to a configuration
+	 * file use data, len, cap and dirty above) */
 	char *text;
 	size_t text_len;
 };
@@ -85,8 +86,10 @@ handle_direct_io(int flags)
  * -ENOENT, -ENOMEM.
  */
 int handle_open(struct inode *ino, int flags, bool fresh, struct handle **out);
-/* Open a /.info file: the snapshot is built now and kept in the handle. */
-int handle_open_info(struct inode *ino, struct handle **out);
+/* Open a /.info file: the snapshot is built now and kept in the handle.
+ * A dynamic parameter's file may be open for writing (info.h: info_write);
+ * its writes collect in data/len/dirty. */
+int handle_open_info(struct inode *ino, int flags, struct handle **out);
 
 /* Reply to a read (loading on first use).  Sends the reply itself on
  * success; returns a negative code otherwise. */

@@ -1,20 +1,36 @@
 /*
- * info.c - snapshots of the /.info statistics files (see info.h).
+ * info.c - the /.info files: statistics, latencies, Prometheus metrics and
+ * the configuration files (see info.h).
+ *
+ * Every statistic is a row of the one table (base/statistic.h).  The
+ * engine fills a value per row (txn_node_values, txn_namespace_values,
+ * txn_namespace_latencies), the daemon fills its own sections (stats.h, and
+ * here: build, node, cluster), and this file only walks rows: the text
+ * files print "name=value", the metrics print the same rows as Prometheus
+ * families with the row's help and kind.  So a new row shows up in the
+ * files, the metrics and the docs without a line changing here.
  *
  * Why snapshots: the size of a statistics file is only known once it is
  * formatted.  The file is built whole at open and served from the handle
  * (direct_io, so read(2) returns exactly what we send), and built again
  * for getattr so st_size is the length cat will see: rsync and tar trust
- * st_size and would copy an empty file otherwise.
+ * st_size and would copy an empty file otherwise.  Numbers move between
+ * that getattr and the open, so the snapshot getattr measured is kept in
+ * the inode for a second and handed to the next open: what tar reads is
+ * then exactly st_size bytes.  A configuration change drops every kept
+ * snapshot (a generation number), so a value read after a write is new.
  *
- * Numbers move between that getattr and the open, so the snapshot getattr
- * measured is kept for a second and handed to the next open: what tar
- * reads is then exactly st_size bytes.
+ * Building a snapshot takes no engine-wide lock: the engine's values are
+ * atomics and a few loads under each storage stripe's lock, so reading
+ * statistics never holds up writers.
  *
  * Rejected: building lazily at read with st_size 0 (rsync and tar copy
- * nothing); a snapshot cached for long (the numbers would lag).
+ * nothing); a snapshot cached for long (the numbers would lag); a global
+ * table of kept snapshots (it was full as soon as sets and config files
+ * outnumbered its slots).
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -22,10 +38,43 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/atomic.h"
+#include "base/log.h"
 #include "handle.h"
 #include "info.h"
 #include "inode.h"
 #include "stats.h"
+
+/* Dense ids of the sections this file fills itself. */
+enum info_build_row {
+#define X(name, kind, unit, flags, help) BUILD_##name,
+	STATISTICS_BUILD(X)
+#undef X
+	BUILD_COUNT
+};
+enum info_node_row {
+#define X(name, kind, unit, flags, help) NODEID_##name,
+	STATISTICS_NODE_ID(X)
+#undef X
+	NODEID_COUNT
+};
+enum info_cluster_row {
+#define X(name, kind, unit, flags, help) CLUSTER_##name,
+	STATISTICS_CLUSTER(X)
+#undef X
+	CLUSTER_COUNT
+};
+
+/* Values of one node-wide section: numbers, or strings for TEXT rows. */
+#define INFO_ROWS_MAX 64
+_Static_assert(STAT_NODE_COUNT <= INFO_ROWS_MAX && STAT_COUNT <= INFO_ROWS_MAX &&
+    STAT_NS_COUNT <= INFO_ROWS_MAX && STAT_SET_COUNT <= INFO_ROWS_MAX,
+    "INFO_ROWS_MAX too small for a statistics section");
+
+struct info_values {
+	uint64_t v[INFO_ROWS_MAX];
+	const char *text[INFO_ROWS_MAX];
+};
 
 static const char *const info_names[INFO_FILE_COUNT] = {
 #define X(e, name) name,
@@ -38,17 +87,23 @@ static char info_node_id[32] = "0000000000000000";
 /* How long a snapshot measured by getattr is handed to the next open. */
 #define INFO_REUSE_NS 1000000000LL
 
+/* Bumped by every configuration change: older kept snapshots are stale. */
+static uint64_t info_generation;   /* atomic */
+
 struct info_cached {
-	const struct inode *ino;       /* NULL: free slot */
 	char *text;
 	size_t len;
 	int64_t built_ns;
+	uint64_t generation;
 };
 
-static pthread_mutex_t info_cache_lock = PTHREAD_MUTEX_INITIALIZER;
-static struct info_cached info_cache[INFO_FILE_COUNT + CONFIG_NS_MAX];  /* protected by info_cache_lock */
+/* Prometheus histogram buckets shown: upper bounds (histogram.h buckets)
+ * from 4 us to 8 s, every other bucket; finer ones add lines, not insight. */
+static const unsigned metric_buckets[] = { 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 23 };
 
-/* A growing text buffer; err is sticky so callers check once at the end. */
+/* ---- a growing text buffer ------------------------------------------------ */
+
+/* err is sticky so callers check once at the end. */
 struct sbuf {
 	char *p;
 	size_t len, cap;
@@ -80,21 +135,35 @@ sbuf_add(struct sbuf *b, const char *s, size_t n)
 }
 
 static void
-sbuf_kv(struct sbuf *b, const char *name, const char *value)
+sbuf_str(struct sbuf *b, const char *s)
 {
-	sbuf_add(b, name, strlen(name));
-	sbuf_add(b, "=", 1);
-	sbuf_add(b, value, strlen(value));
-	sbuf_add(b, "\n", 1);
+	sbuf_add(b, s, strlen(s));
+}
+
+static void __attribute__((format(printf, 2, 3)))
+sbuf_printf(struct sbuf *b, const char *fmt, ...)
+{
+	char buf[512];
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	if (n < 0) {
+		b->err = -EINVAL;
+		return;
+	}
+	sbuf_add(b, buf, (size_t)n < sizeof(buf) ? (size_t)n : sizeof(buf) - 1);
 }
 
 static void
-sbuf_kv_u64(struct sbuf *b, const char *name, uint64_t v)
+sbuf_kv(struct sbuf *b, const char *name, const char *value)
 {
-	char buf[24];
-
-	snprintf(buf, sizeof(buf), "%" PRIu64, v);
-	sbuf_kv(b, name, buf);
+	sbuf_str(b, name);
+	sbuf_add(b, "=", 1);
+	sbuf_str(b, value);
+	sbuf_add(b, "\n", 1);
 }
 
 /* txn_stat_fn: the engine's statistics become lines. */
@@ -104,18 +173,520 @@ info_stat_line(void *arg, const char *name, const char *value)
 	sbuf_kv(arg, name, value);
 }
 
-static void
-info_statistics(struct sbuf *b)
-{
-	uint64_t counts[STAT_COUNT];
+/* ---- values of the sections ------------------------------------------------ */
 
-	txn_node_stats(recfsd.node, info_stat_line, b);
-	stats_sum(counts);
-	for (int i = 0; i < STAT_COUNT; i++)
-		sbuf_kv_u64(b, stats_name((enum stats_counter)i), counts[i]);
-	sbuf_kv_u64(b, "fuse_inodes", inode_count());
-	sbuf_kv_u64(b, "fuse_open_handles", handle_count());
+/* A node-wide section's values: the engine's, the daemon's, or this file's. */
+static void
+section_values(enum stat_section s, struct info_values *out)
+{
+	uint64_t node[STAT_NODE_COUNT];
+
+	memset(out, 0, sizeof(*out));
+	switch (s) {
+	case STAT_SECTION_NODE:
+		txn_node_values(recfsd.node, out->v);
+		break;
+	case STAT_SECTION_FUSE:
+		stats_sum(out->v);
+		out->v[STAT_fuse_inodes] = inode_count();
+		out->v[STAT_fuse_open_handles] = handle_count();
+		break;
+	case STAT_SECTION_BUILD:
+		out->text[BUILD_version] = RECFS_VERSION;
+		out->text[BUILD_fuse_library] = fuse_pkgversion();
+		break;
+	case STAT_SECTION_NODE_ID:
+		out->text[NODEID_node_id] = info_node_id;
+		break;
+	case STAT_SECTION_CLUSTER:
+		/* One node: it is the principal, the whole succession list, and
+		 * nothing migrates.  The cluster issue replaces these. */
+		txn_node_values(recfsd.node, node);
+		out->v[CLUSTER_cluster_size] = node[STAT_NODE_cluster_size];
+		out->text[CLUSTER_cluster_principal] = info_node_id;
+		out->v[CLUSTER_cluster_integrity] = 1;
+		out->text[CLUSTER_cluster_succession] = info_node_id;
+		out->v[CLUSTER_migrate_partitions_remaining] = 0;
+		break;
+	default:
+		break;
+	}
 }
+
+static void
+set_values(const struct txn_set_info *si, uint64_t v[STAT_SET_COUNT])
+{
+	v[STAT_SET_objects] = si->objects;
+	v[STAT_SET_tombstones] = si->tombstones;
+	v[STAT_SET_data_used_bytes] = si->data_bytes;
+}
+
+/* "name=value" lines for the rows of a section. */
+static void
+emit_text(struct sbuf *b, enum stat_section s, const uint64_t *v, const char *const *text)
+{
+	size_t n;
+	const struct statistic *rows = statistic_rows(s, &n);
+
+	for (size_t i = 0; i < n; i++) {
+		char buf[32];
+
+		if (rows[i].kind == STAT_TEXT) {
+			sbuf_kv(b, rows[i].name, text != NULL && text[i] != NULL ? text[i] : "");
+			continue;
+		}
+		statistic_format(&rows[i], v[i], buf, sizeof(buf));
+		sbuf_kv(b, rows[i].name, buf);
+	}
+}
+
+static void
+emit_section(struct sbuf *b, enum stat_section s)
+{
+	struct info_values iv;
+
+	section_values(s, &iv);
+	emit_text(b, s, iv.v, iv.text);
+}
+
+/* ---- latencies ---------------------------------------------------------------- */
+
+/* "{test}-read.count=12" ... for one histogram. */
+static void
+latency_lines(struct sbuf *b, const char *name, const struct histogram_snapshot *h)
+{
+	sbuf_printf(b, "%s.count=%" PRIu64 "\n", name, h->count);
+	sbuf_printf(b, "%s.ge_1ms_pct=%.2f\n", name, histogram_at_least_ms_pct(h, 1));
+	sbuf_printf(b, "%s.ge_8ms_pct=%.2f\n", name, histogram_at_least_ms_pct(h, 8));
+	sbuf_printf(b, "%s.ge_64ms_pct=%.2f\n", name, histogram_at_least_ms_pct(h, 64));
+	sbuf_printf(b, "%s.p50_us=%" PRIu64 "\n", name, histogram_percentile_us(h, 50.0));
+	sbuf_printf(b, "%s.p99_us=%" PRIu64 "\n", name, histogram_percentile_us(h, 99.0));
+	sbuf_printf(b, "%s.p999_us=%" PRIu64 "\n", name, histogram_percentile_us(h, 99.9));
+}
+
+static void
+info_latencies(struct sbuf *b)
+{
+	unsigned n_ns = node_namespace_count(recfsd.node);
+	struct histogram_snapshot ns_h[STAT_LAT_NS_COUNT], fuse_h[STAT_LAT_FUSE_COUNT];
+	size_t n;
+	const struct statistic *rows = statistic_rows(STAT_SECTION_LATENCY_NS, &n);
+	char name[96];
+
+	for (unsigned i = 0; i < n_ns; i++) {
+		struct namespace *ns = node_namespace(recfsd.node, i);
+
+		txn_namespace_latencies(ns, ns_h);
+		for (size_t r = 0; r < n; r++) {
+			snprintf(name, sizeof(name), "{%s}-%s", namespace_name(ns), rows[r].name);
+			latency_lines(b, name, &ns_h[r]);
+		}
+	}
+	rows = statistic_rows(STAT_SECTION_LATENCY_FUSE, &n);
+	stats_latencies(fuse_h);
+	for (size_t r = 0; r < n; r++) {
+		snprintf(name, sizeof(name), "fuse-%s", rows[r].name);
+		latency_lines(b, name, &fuse_h[r]);
+	}
+}
+
+/* ---- metrics (Prometheus text exposition format 0.0.4) ------------------------ */
+
+/* Length of the valid UTF-8 sequence at s (1..4), or 0. */
+static size_t
+utf8_len(const unsigned char *s)
+{
+	size_t n = s[0] < 0x80 ? 1 : s[0] >= 0xc2 && s[0] < 0xe0 ? 2 : s[0] >= 0xe0 && s[0] < 0xf0 ? 3 :
+	    s[0] >= 0xf0 && s[0] < 0xf5 ? 4 : 0;
+
+	for (size_t i = 1; i < n; i++)
+		if ((s[i] & 0xc0) != 0x80)
+			return 0;
+	return n;
+}
+
+/* A label value: backslash, double quote and newline escaped.  Set names
+ * are bytes and labels must be UTF-8: a byte that starts no valid UTF-8
+ * sequence, or a control character, becomes '?'. */
+static void
+metric_label_value(struct sbuf *b, const char *s)
+{
+	while (*s != '\0') {
+		unsigned char c = (unsigned char)*s;
+		size_t n = utf8_len((const unsigned char *)s);
+
+		if (c == '\\' || c == '"') {
+			sbuf_add(b, "\\", 1);
+			sbuf_add(b, s, 1);
+		} else if (c == '\n') {
+			sbuf_add(b, "\\n", 2);
+		} else if (n == 0 || c < 0x20 || c == 0x7f) {
+			sbuf_add(b, "?", 1);
+			n = 1;
+		} else {
+			sbuf_add(b, s, n);
+		}
+		s += n;
+	}
+}
+
+static void
+metric_head(struct sbuf *b, const char *family, const struct statistic *row)
+{
+	sbuf_printf(b, "# HELP %s ", family);
+	/* HELP text escapes backslash and newline only. */
+	for (const char *h = row->help; *h != '\0'; h++) {
+		if (*h == '\\')
+			sbuf_add(b, "\\\\", 2);
+		else if (*h == '\n')
+			sbuf_add(b, "\\n", 2);
+		else
+			sbuf_add(b, h, 1);
+	}
+	sbuf_printf(b, "\n# TYPE %s %s\n", family, statistic_metric_type(row));
+}
+
+static void
+metric_family(const struct stat_section_info *si, const struct statistic *row, char *buf,
+    size_t size)
+{
+	if (row->kind == STAT_TEXT)
+		snprintf(buf, size, "%s%s_info", si->prefix, row->name);
+	else if (row->kind == STAT_HISTOGRAM)
+		snprintf(buf, size, "%s%s_latency_seconds", si->prefix, row->name);
+	else
+		snprintf(buf, size, "%s%s", si->prefix, row->name);
+}
+
+/* "0.000004": seconds of a bucket bound, without trailing zeros. */
+static void
+metric_seconds(uint64_t us, char *buf, size_t size)
+{
+	size_t n;
+
+	snprintf(buf, size, "%" PRIu64 ".%06" PRIu64, us / 1000000, us % 1000000);
+	n = strlen(buf);
+	while (n > 0 && buf[n - 1] == '0')
+		buf[--n] = '\0';
+	if (n > 0 && buf[n - 1] == '.')
+		buf[--n] = '\0';
+}
+
+/* One histogram's samples; labels is "" or `namespace="test",`. */
+static void
+metric_histogram(struct sbuf *b, const char *family, const char *labels,
+    const struct histogram_snapshot *h)
+{
+	char le[32];
+
+	for (size_t i = 0; i < sizeof(metric_buckets) / sizeof(metric_buckets[0]); i++) {
+		uint64_t limit = histogram_bucket_limit_us(metric_buckets[i]);
+
+		metric_seconds(limit, le, sizeof(le));
+		sbuf_printf(b, "%s_bucket{%sle=\"%s\"} %" PRIu64 "\n", family, labels, le,
+		    histogram_count_below_us(h, limit));
+	}
+	sbuf_printf(b, "%s_bucket{%sle=\"+Inf\"} %" PRIu64 "\n", family, labels, h->count);
+	sbuf_printf(b, "%s_sum%s%.*s%s %.9f\n", family, labels[0] ? "{" : "",
+	    labels[0] ? (int)strlen(labels) - 1 : 0, labels, labels[0] ? "}" : "",
+	    (double)h->sum_ns / 1e9);
+	sbuf_printf(b, "%s_count%s%.*s%s %" PRIu64 "\n", family, labels[0] ? "{" : "",
+	    labels[0] ? (int)strlen(labels) - 1 : 0, labels, labels[0] ? "}" : "", h->count);
+}
+
+/* A node-wide section: one sample per row. */
+static void
+metrics_node_section(struct sbuf *b, enum stat_section s)
+{
+	const struct stat_section_info *si = statistic_section(s);
+	struct info_values iv;
+	size_t n;
+	const struct statistic *rows = statistic_rows(s, &n);
+	char family[128];
+
+	section_values(s, &iv);
+	for (size_t i = 0; i < n; i++) {
+		if (rows[i].flags & STAT_F_ALIAS)
+			continue;
+		metric_family(si, &rows[i], family, sizeof(family));
+		metric_head(b, family, &rows[i]);
+		if (rows[i].kind == STAT_TEXT) {
+			sbuf_printf(b, "%s{%s=\"", family, rows[i].name);
+			metric_label_value(b, iv.text[i] != NULL ? iv.text[i] : "");
+			sbuf_str(b, "\"} 1\n");
+		} else {
+			sbuf_printf(b, "%s %" PRIu64 "\n", family, iv.v[i]);
+		}
+	}
+}
+
+struct set_list {
+	struct set_entry {
+		unsigned ns;
+		struct txn_set_info info;
+	} *e;
+	size_t n, cap;
+	unsigned ns;
+	int err;
+};
+
+static int
+set_list_add(void *arg, const struct txn_set_info *info)
+{
+	struct set_list *l = arg;
+
+	if (l->n == l->cap) {
+		size_t cap = l->cap ? l->cap * 2 : 64;
+		struct set_entry *e = realloc(l->e, cap * sizeof(*e));
+
+		if (e == NULL) {
+			l->err = -ENOMEM;
+			return 1;
+		}
+		l->e = e;
+		l->cap = cap;
+	}
+	l->e[l->n].ns = l->ns;
+	l->e[l->n].info = *info;
+	l->n++;
+	return 0;
+}
+
+static void
+metric_ns_label(struct sbuf *b, struct namespace *ns)
+{
+	sbuf_str(b, "namespace=\"");
+	metric_label_value(b, namespace_name(ns));
+	sbuf_str(b, "\"");
+}
+
+/*
+ * Everything in one exposition.  Prometheus wants each family's samples
+ * together, so values are gathered first (every namespace, every set) and
+ * printed row by row.
+ */
+static void
+info_metrics(struct sbuf *b)
+{
+	static const enum stat_section node_sections[] = {
+		STAT_SECTION_NODE, STAT_SECTION_FUSE, STAT_SECTION_BUILD, STAT_SECTION_NODE_ID,
+		STAT_SECTION_CLUSTER,
+	};
+	unsigned n_ns = node_namespace_count(recfsd.node);
+	uint64_t (*nsv)[STAT_NS_COUNT] = calloc(n_ns ? n_ns : 1, sizeof(*nsv));
+	struct histogram_snapshot (*lat)[STAT_LAT_NS_COUNT] = calloc(n_ns ? n_ns : 1, sizeof(*lat));
+	struct histogram_snapshot fuse_h[STAT_LAT_FUSE_COUNT];
+	struct set_list sets = { 0 };
+	const struct stat_section_info *si;
+	const struct statistic *rows;
+	char family[128];
+	size_t n;
+
+	if (nsv == NULL || lat == NULL) {
+		b->err = -ENOMEM;
+		goto out;
+	}
+	for (size_t i = 0; i < sizeof(node_sections) / sizeof(node_sections[0]); i++)
+		metrics_node_section(b, node_sections[i]);
+
+	for (unsigned i = 0; i < n_ns; i++) {
+		struct namespace *ns = node_namespace(recfsd.node, i);
+
+		txn_namespace_values(ns, nsv[i]);
+		txn_namespace_latencies(ns, lat[i]);
+		sets.ns = i;
+		txn_set_foreach(ns, set_list_add, &sets);
+	}
+	if (sets.err != 0) {
+		b->err = sets.err;
+		goto out;
+	}
+	si = statistic_section(STAT_SECTION_NAMESPACE);
+	rows = statistic_rows(STAT_SECTION_NAMESPACE, &n);
+	for (size_t r = 0; r < n; r++) {
+		metric_family(si, &rows[r], family, sizeof(family));
+		metric_head(b, family, &rows[r]);
+		for (unsigned i = 0; i < n_ns; i++) {
+			sbuf_printf(b, "%s{", family);
+			metric_ns_label(b, node_namespace(recfsd.node, i));
+			sbuf_printf(b, "} %" PRIu64 "\n", nsv[i][r]);
+		}
+	}
+	si = statistic_section(STAT_SECTION_SET);
+	rows = statistic_rows(STAT_SECTION_SET, &n);
+	for (size_t r = 0; r < n; r++) {
+		metric_family(si, &rows[r], family, sizeof(family));
+		metric_head(b, family, &rows[r]);
+		for (size_t j = 0; j < sets.n; j++) {
+			uint64_t v[STAT_SET_COUNT];
+
+			set_values(&sets.e[j].info, v);
+			sbuf_printf(b, "%s{", family);
+			metric_ns_label(b, node_namespace(recfsd.node, sets.e[j].ns));
+			sbuf_str(b, ",set=\"");
+			metric_label_value(b, sets.e[j].info.name);
+			sbuf_printf(b, "\"} %" PRIu64 "\n", v[r]);
+		}
+	}
+	si = statistic_section(STAT_SECTION_LATENCY_NS);
+	rows = statistic_rows(STAT_SECTION_LATENCY_NS, &n);
+	for (size_t r = 0; r < n; r++) {
+		metric_family(si, &rows[r], family, sizeof(family));
+		metric_head(b, family, &rows[r]);
+		for (unsigned i = 0; i < n_ns; i++) {
+			struct sbuf labels = { 0 };
+
+			metric_ns_label(&labels, node_namespace(recfsd.node, i));
+			sbuf_add(&labels, ",", 1);
+			if (labels.err != 0) {
+				b->err = labels.err;
+			} else {
+				metric_histogram(b, family, labels.p, &lat[i][r]);
+			}
+			free(labels.p);
+		}
+	}
+	si = statistic_section(STAT_SECTION_LATENCY_FUSE);
+	rows = statistic_rows(STAT_SECTION_LATENCY_FUSE, &n);
+	stats_latencies(fuse_h);
+	for (size_t r = 0; r < n; r++) {
+		metric_family(si, &rows[r], family, sizeof(family));
+		metric_head(b, family, &rows[r]);
+		metric_histogram(b, family, "", &fuse_h[r]);
+	}
+out:
+	free(nsv);
+	free(lat);
+	free(sets.e);
+}
+
+/* ---- configuration files ------------------------------------------------------ */
+
+static const struct config_param *
+config_row(const struct inode *ino)
+{
+	size_t n;
+	const struct config_param *p = config_params(&n);
+
+	return ino->slot < n ? &p[ino->slot] : NULL;
+}
+
+static int
+ns_index_of(const struct inode *ino)
+{
+	return ino->ns != NULL ? namespace_config_index(ino->ns) : -1;
+}
+
+bool
+info_writable(const struct inode *ino)
+{
+	const struct config_param *p;
+
+	if (ino->kind != INODE_INFO_FILE || ino->info != INFO_CONFIG)
+		return false;
+	p = config_row(ino);
+	return p != NULL && p->dynamic;
+}
+
+static int
+info_config(struct sbuf *b, const struct inode *ino)
+{
+	const struct config_param *p = config_row(ino);
+	char *value = malloc(CONFIG_PATH_MAX);
+	int rc;
+
+	if (value == NULL)
+		return -ENOMEM;
+	rc = p == NULL ? -ENOENT : config_get_text(recfsd.cfg, ns_index_of(ino), p->section, p->name,
+	    value, CONFIG_PATH_MAX);
+	if (rc == 0) {
+		sbuf_str(b, value);
+		sbuf_add(b, "\n", 1);
+	}
+	free(value);
+	return rc;
+}
+
+/* Apply what a writer wrote (inode lock held); the pending bytes go either way. */
+static int
+config_apply_locked(struct handle *h)
+{
+	struct inode *ino = h->inode;
+	const struct config_param *p = config_row(ino);
+	char err[256] = "";
+	int rc;
+
+	if (p == NULL)
+		return -ENOENT;
+	h->data[h->len] = '\0';
+	rc = node_config_set(recfsd.node, ns_index_of(ino), p->section, p->name, h->data, err,
+	    sizeof(err));
+	h->len = 0;
+	h->dirty = false;
+	if (rc == 0)
+		atomic_inc(&info_generation);
+	return rc;
+}
+
+long
+info_write(struct handle *h, const char *buf, size_t size, off_t off)
+{
+	struct inode *ino = h->inode;
+	long rc = (long)size;
+
+	if (!info_writable(ino) || (h->flags & O_ACCMODE) == O_RDONLY)
+		return -EBADF;
+	if (off < 0 || (uint64_t)off + size >= CONFIG_PATH_MAX)
+		return -EINVAL;  /* no value is that long */
+	pthread_mutex_lock(&ino->lock);
+	if ((size_t)off + size + 1 > h->cap) {
+		size_t cap = (size_t)off + size + 1 < 64 ? 64 : (size_t)off + size + 1;
+		char *p = realloc(h->data, cap);
+
+		if (p == NULL) {
+			rc = -ENOMEM;
+			goto out;
+		}
+		h->data = p;
+		h->cap = cap;
+	}
+	if ((size_t)off > h->len)
+		memset(h->data + h->len, ' ', (size_t)off - h->len);
+	memcpy(h->data + off, buf, size);
+	if ((size_t)off + size > h->len)
+		h->len = (size_t)off + size;
+	h->dirty = true;
+	/* "echo 40 > file": a whole line is a value; apply it now, so that a
+	 * refused value fails this write(2), which the shell reports. */
+	if (h->len > 0 && h->data[h->len - 1] == '\n') {
+		int r = config_apply_locked(h);
+
+		if (r != 0)
+			rc = r;
+	}
+out:
+	pthread_mutex_unlock(&ino->lock);
+	return rc;
+}
+
+int
+info_flush(struct handle *h)
+{
+	struct inode *ino = h->inode;
+	int rc = 0;
+
+	if (!info_writable(ino))
+		return 0;
+	pthread_mutex_lock(&ino->lock);
+	/* A value written without a newline (printf 40 > file) applies at close. */
+	if (h->dirty && h->len > 0)
+		rc = config_apply_locked(h);
+	h->dirty = false;
+	pthread_mutex_unlock(&ino->lock);
+	return rc;
+}
+
+/* ---- snapshots ------------------------------------------------------------------ */
 
 static void
 info_namespaces(struct sbuf *b)
@@ -123,9 +694,7 @@ info_namespaces(struct sbuf *b)
 	unsigned n = node_namespace_count(recfsd.node);
 
 	for (unsigned i = 0; i < n; i++) {
-		const char *name = namespace_name(node_namespace(recfsd.node, i));
-
-		sbuf_add(b, name, strlen(name));
+		sbuf_str(b, namespace_name(node_namespace(recfsd.node, i)));
 		sbuf_add(b, "\n", 1);
 	}
 }
@@ -146,116 +715,118 @@ static int
 info_build(const struct inode *ino, char **out, size_t *len)
 {
 	struct sbuf b = { 0 };
+	int rc = 0;
 
 	switch ((enum info_file)ino->info) {
 	case INFO_STATISTICS:
-		info_statistics(&b);
+		emit_section(&b, STAT_SECTION_NODE);
+		emit_section(&b, STAT_SECTION_FUSE);
 		break;
 	case INFO_BUILD:
-		sbuf_kv(&b, "version", RECFS_VERSION);
-		sbuf_kv(&b, "fuse_library", fuse_pkgversion());
+		emit_section(&b, STAT_SECTION_BUILD);
 		break;
 	case INFO_NODE:
-		sbuf_kv(&b, "node_id", info_node_id);
+		emit_section(&b, STAT_SECTION_NODE_ID);
 		break;
 	case INFO_NAMESPACES:
 		info_namespaces(&b);
+		break;
+	case INFO_LATENCIES:
+		info_latencies(&b);
+		break;
+	case INFO_METRICS:
+		info_metrics(&b);
+		break;
+	case INFO_CLUSTER:
+		emit_section(&b, STAT_SECTION_CLUSTER);
 		break;
 	case INFO_NAMESPACE:
 		txn_namespace_stats(ino->ns, info_stat_line, &b);
 		break;
 	case INFO_SET: {
 		struct txn_set_info si;
-		int rc = txn_set_info(ino->ns, ino->name, ino->set_len, &si);
+		uint64_t v[STAT_SET_COUNT];
 
-		if (rc != 0) {
-			free(b.p);
-			return rc;  /* the set is gone */
-		}
-		sbuf_kv_u64(&b, "objects", si.objects);
-		sbuf_kv_u64(&b, "tombstones", si.tombstones);
-		sbuf_kv_u64(&b, "data_used_bytes", si.data_bytes);
+		rc = txn_set_info(ino->ns, ino->name, ino->set_len, &si);
+		if (rc != 0)
+			break;  /* the set is gone */
+		set_values(&si, v);
+		emit_text(&b, STAT_SECTION_SET, v, NULL);
 		break;
 	}
+	case INFO_CONFIG:
+		rc = info_config(&b, ino);
+		break;
 	}
 	sbuf_add(&b, "", 0);  /* an empty file still gets a buffer */
-	if (b.err != 0) {
+	if (rc == 0)
+		rc = b.err;
+	if (rc != 0) {
 		free(b.p);
-		return b.err;
+		return rc;
 	}
 	*out = b.p;
 	*len = b.len;
 	return 0;
 }
 
-/* The snapshot last measured for an inode; protected by info_cache_lock. */
-static struct info_cached *
-info_cached_slot(const struct inode *ino)
-{
-	struct info_cached *free_slot = NULL;
-
-	for (size_t i = 0; i < sizeof(info_cache) / sizeof(info_cache[0]); i++) {
-		if (info_cache[i].ino == ino)
-			return &info_cache[i];
-		if (info_cache[i].ino == NULL && free_slot == NULL)
-			free_slot = &info_cache[i];
-	}
-	return free_slot;
-}
-
 int
-info_snapshot(const struct inode *ino, char **out, size_t *len)
+info_snapshot(struct inode *ino, char **out, size_t *len)
 {
 	struct info_cached *c;
 	int64_t now = recfsd_now_ns();
 
 	/* Hand out the snapshot whose length stat just reported, if recent,
 	 * so that tar and rsync read exactly st_size bytes. */
-	pthread_mutex_lock(&info_cache_lock);
-	c = info_cached_slot(ino);
-	if (c != NULL && c->ino == ino && now - c->built_ns < INFO_REUSE_NS) {
+	pthread_mutex_lock(&ino->lock);
+	c = ino->info_cached;
+	if (c != NULL && now - c->built_ns < INFO_REUSE_NS &&
+	    c->generation == atomic_load_relaxed(&info_generation)) {
 		*out = malloc(c->len + 1);
 		if (*out != NULL) {
 			memcpy(*out, c->text, c->len + 1);
 			*len = c->len;
-			pthread_mutex_unlock(&info_cache_lock);
+			pthread_mutex_unlock(&ino->lock);
 			return 0;
 		}
 	}
-	pthread_mutex_unlock(&info_cache_lock);
+	pthread_mutex_unlock(&ino->lock);
 	return info_build(ino, out, len);
 }
 
 size_t
-info_size(const struct inode *ino)
+info_size(struct inode *ino)
 {
+	uint64_t gen = atomic_load_relaxed(&info_generation);
 	struct info_cached *c;
 	char *p;
 	size_t len;
 
 	if (info_build(ino, &p, &len) != 0)
 		return 0;
-	pthread_mutex_lock(&info_cache_lock);
-	c = info_cached_slot(ino);
+	pthread_mutex_lock(&ino->lock);
+	c = ino->info_cached;
+	if (c == NULL)
+		c = ino->info_cached = calloc(1, sizeof(*c));
 	if (c != NULL) {
 		free(c->text);
-		c->ino = ino;
 		c->text = p;
 		c->len = len;
 		c->built_ns = recfsd_now_ns();
+		c->generation = gen;
 		p = NULL;
 	}
-	pthread_mutex_unlock(&info_cache_lock);
+	pthread_mutex_unlock(&ino->lock);
 	free(p);
 	return len;
 }
 
 void
-info_fini(void)
+info_inode_fini(struct inode *ino)
 {
-	for (size_t i = 0; i < sizeof(info_cache) / sizeof(info_cache[0]); i++) {
-		free(info_cache[i].text);
-		info_cache[i].text = NULL;
-		info_cache[i].ino = NULL;
+	if (ino->info_cached != NULL) {
+		free(ino->info_cached->text);
+		free(ino->info_cached);
+		ino->info_cached = NULL;
 	}
 }

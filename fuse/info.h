@@ -1,31 +1,45 @@
 /*
- * info.h - the /.info tree: read-only statistics files (SPEC section 8).
+ * info.h - the /.info tree: statistics and configuration files (SPEC 8).
  *
  *   /.info/statistics          node statistics from the engine, then the
- *                              daemon's fuse_* counters (stats.h)
- *   /.info/build               version
- *   /.info/node                node id
+ *                              daemon's fuse_* counters
+ *   /.info/build, node         version; node id
  *   /.info/namespaces          one namespace name per line
  *   /.info/namespace/<ns>      the namespace's statistics and configuration
- *   /.info/sets/<ns>/<set>     one set's objects, tombstones, data_used_bytes
+ *   /.info/sets/<ns>/<set>     one set's statistics
+ *   /.info/latencies           latency histograms per operation
+ *   /.info/metrics             all of it in the Prometheus text format
+ *   /.info/cluster             the cluster as this node sees it
+ *   /.info/config/<section>/<name>, /.info/config/namespaces/<ns>/<name>
+ *                              one file per configuration parameter
  *
- * Every file is "name=value\n" lines (namespaces: one name per line), built
- * whole when it is opened (a consistent snapshot kept in the handle) and
- * when its size is asked for, so st_size matches what cat returns.
+ * Every statistic comes from the one table in base/statistic.h.  Files
+ * are "name=value\n" lines (namespaces: one name per line; config files:
+ * the value and a newline), built whole when opened (a consistent snapshot
+ * kept in the handle) and when their size is asked for, so st_size matches
+ * what cat returns.  Statistics files are read-only (0444); the file of a
+ * dynamic parameter is 0644 and writing a value to it changes the
+ * parameter (node_config_set: validated, logged, applied at once).
  */
 #ifndef RECFS_FUSE_INFO_H
 #define RECFS_FUSE_INFO_H
 
+#include <stdbool.h>
 #include <stddef.h>
+#include <sys/types.h>
 
 struct inode;
+struct handle;
 
-/* X(ENUM, "file name") */
+/* X(ENUM, "file name"): the files directly in /.info. */
 #define INFO_FILES(X) \
 	X(STATISTICS, "statistics") \
 	X(BUILD,      "build") \
 	X(NODE,       "node") \
-	X(NAMESPACES, "namespaces")
+	X(NAMESPACES, "namespaces") \
+	X(LATENCIES,  "latencies") \
+	X(METRICS,    "metrics") \
+	X(CLUSTER,    "cluster")
 
 enum info_file {
 #define X(e, name) INFO_##e,
@@ -34,23 +48,37 @@ enum info_file {
 	INFO_FILE_COUNT,
 	INFO_NAMESPACE = INFO_FILE_COUNT,   /* /.info/namespace/<ns> */
 	INFO_SET,                           /* /.info/sets/<ns>/<set> */
+	INFO_CONFIG,                        /* /.info/config/.../<name> */
 };
 
 const char *info_file_name(enum info_file f);
 
 /* The content of an INODE_INFO_FILE for an open: the snapshot getattr just
  * measured if it is under a second old, else a new one.  *out is malloc'd
- * (caller frees).  Returns 0 or -ENOMEM. */
-int info_snapshot(const struct inode *ino, char **out, size_t *len);
+ * (caller frees).  Returns 0, -ENOENT (a set that is gone) or -ENOMEM. */
+int info_snapshot(struct inode *ino, char **out, size_t *len);
 
 /* Build a fresh snapshot, keep it for the next open, return its length
  * (getattr's st_size); 0 on failure. */
-size_t info_size(const struct inode *ino);
+size_t info_size(struct inode *ino);
 
-/* Free the kept snapshots (shutdown). */
-void info_fini(void);
+/* The file of a dynamic configuration parameter: may be opened for writing. */
+bool info_writable(const struct inode *ino);
 
-/* The node id shown in /.info/node (set by main before mounting). */
+/*
+ * Writes to a dynamic parameter's file (h opened for writing).  The bytes
+ * collect in the handle; once they end with a newline (echo 40 > file), or
+ * at flush/release otherwise, they are applied as the new value.  A value
+ * that does not validate is -EINVAL from that write or flush, and changes
+ * nothing.  info_write returns size or a negative code.
+ */
+long info_write(struct handle *h, const char *buf, size_t size, off_t off);
+int info_flush(struct handle *h);
+
+/* Drop what an inode keeps (teardown). */
+void info_inode_fini(struct inode *ino);
+
+/* The node id shown in /.info/node and /.info/cluster (set by main before mounting). */
 void info_set_node_id(const char *id);
 
 #endif

@@ -45,17 +45,28 @@ struct inode_stripe {
 static struct inode_stripe stripes[INODE_STRIPES];
 static uint64_t inode_total;       /* atomic: inodes in all stripes */
 
-/* The static tree; built by inode_table_init, constant afterwards. */
+/*
+ * The static tree: the root, namespace directories and everything under
+ * /.info except the per-set statistics files.  Built by inode_table_init
+ * into one pool (so nodeids stay valid), constant afterwards.  Each static
+ * directory has an entry in dirs[] (its inode's slot) listing its children
+ * in readdir order.
+ */
+struct static_dir {
+	struct inode *dir;
+	struct inode *parent;
+	struct inode **child;           /* n entries */
+	size_t n, cap;
+};
+
 static struct {
-	struct inode root;
-	struct inode info_root;
-	struct inode info_nsdir;
-	struct inode info_sets;
-	struct inode info_files[INFO_FILE_COUNT];
+	struct inode *pool;             /* every static inode */
+	size_t n_pool, cap_pool;
+	struct static_dir *dirs;
+	size_t n_dirs, cap_dirs;
+	struct inode *root;
 	unsigned n_ns;
-	struct inode *ns_dirs;          /* n_ns */
-	struct inode *ns_info;          /* n_ns: /.info/namespace/<ns> */
-	struct inode *ns_sets;          /* n_ns: /.info/sets/<ns> */
+	struct inode **ns_dirs;         /* n_ns: /<ns> */
 } tree;
 
 /* ---- hashing ------------------------------------------------------------- */
@@ -200,6 +211,7 @@ inode_destroy(struct inode *ino)
 	pthread_mutex_unlock(&ino->lock);
 	pthread_mutex_destroy(&ino->lock);
 	handle_inode_fini(ino);
+	info_inode_fini(ino);
 	free(ino->orphan);
 	free(ino->name);
 	free(ino);
@@ -207,42 +219,192 @@ inode_destroy(struct inode *ino)
 
 /* ---- the static tree ----------------------------------------------------- */
 
+/* A path's digest: a '/' can never be in a key created through the mount,
+ * so these digests never name a record. */
+static void
+path_digest_of(struct digest *out, const char *path)
+{
+	digest_compute(out, NULL, 0, path, strlen(path));
+}
+
 static void
 path_digest(struct digest *out, const char *a, const char *b, const char *c)
 {
 	char path[160];
-	int n = snprintf(path, sizeof(path), "/%s%s%s%s%s", a, b[0] ? "/" : "", b,
-	    c[0] ? "/" : "", c);
 
-	/* A '/' can never be in a key created through the mount, so these
-	 * digests never name a record. */
-	digest_compute(out, NULL, 0, path, (size_t)n);
+	snprintf(path, sizeof(path), "/%s%s%s%s%s", a, b[0] ? "/" : "", b, c[0] ? "/" : "", c);
+	path_digest_of(out, path);
 }
 
-static int
-static_init(struct inode *ino, enum inode_kind kind, struct namespace *ns, const char *name,
-    const struct digest *d)
+/* A new static inode named name under parent (NULL for the root), whose
+ * path is parent's path + "/" + name; dir: it gets a directory entry. */
+static struct inode *
+static_add(struct inode *parent, enum inode_kind kind, struct namespace *ns, const char *name,
+    const char *path, bool dir)
 {
-	size_t len = strlen(name);
+	struct inode *ino;
+	struct digest d;
 
+	if (tree.n_pool == tree.cap_pool || (dir && tree.n_dirs == tree.cap_dirs))
+		return NULL;  /* the counts in inode_table_init are wrong */
+	ino = &tree.pool[tree.n_pool];
 	ino->name = strdup(name);
 	if (ino->name == NULL)
-		return -ENOMEM;
-	ino->key_len = (uint16_t)len;
+		return NULL;
+	tree.n_pool++;
+	path_digest_of(&d, path);
+	ino->key_len = (uint16_t)strlen(name);
 	ino->kind = (uint8_t)kind;
 	ino->ns = ns;
 	ino->is_static = true;
-	ino->digest = *d;
+	ino->digest = d;
 	pthread_mutex_init(&ino->lock, NULL);
+	if (dir) {
+		struct static_dir *sd = &tree.dirs[tree.n_dirs];
+
+		ino->slot = (uint8_t)tree.n_dirs++;
+		sd->dir = ino;
+		sd->parent = parent != NULL ? parent : ino;
+	}
+	if (parent != NULL) {
+		struct static_dir *pd = &tree.dirs[parent->slot];
+
+		if (pd->n == pd->cap) {
+			size_t cap = pd->cap ? pd->cap * 2 : 8;
+			struct inode **c = realloc(pd->child, cap * sizeof(*c));
+
+			if (c == NULL)
+				return NULL;
+			pd->child = c;
+			pd->cap = cap;
+		}
+		pd->child[pd->n++] = ino;
+	}
+	return ino;
+}
+
+/* The configuration files of one directory: rows of sections a (and b). */
+static int
+static_add_config(struct inode *dir, const char *dir_path, struct namespace *ns,
+    enum config_section a, enum config_section b)
+{
+	size_t n;
+	const struct config_param *p = config_params(&n);
+
+	for (size_t i = 0; i < n; i++) {
+		char path[256];
+		struct inode *f;
+
+		if (p[i].section != a && p[i].section != b)
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", dir_path, p[i].name);
+		f = static_add(dir, INODE_INFO_FILE, ns, p[i].name, path, false);
+		if (f == NULL)
+			return -ENOMEM;
+		f->info = INFO_CONFIG;
+		f->slot = (uint8_t)i;
+	}
+	return 0;
+}
+
+/* The /.info/config/<section> directories (the YAML's top-level keys). */
+static const struct {
+	const char *name;
+	enum config_section section;
+} config_dirs[] = {
+	{ "service", CONFIG_SERVICE },
+	{ "logging", CONFIG_LOGGING },
+	{ "fuse", CONFIG_FUSE },
+	{ "network", CONFIG_NETWORK },
+};
+
+static int
+static_tree_build(struct node *node)
+{
+	size_t n_params;
+	struct inode *info, *nsdir, *sets, *config, *config_ns, *c;
+	char path[256];
+
+	(void)config_params(&n_params);
+	tree.n_ns = node_namespace_count(node);
+	/* root, .info, its files, namespace, sets, config, its section dirs and
+	 * namespaces; per namespace: its directory, statistics file, sets
+	 * directory and config directory; every parameter file. */
+	tree.cap_pool = 6 + INFO_FILE_COUNT + 4 + 4 * (size_t)tree.n_ns +
+	    n_params * (1 + (size_t)tree.n_ns);
+	tree.cap_dirs = 6 + 4 + 3 * (size_t)tree.n_ns;
+	if (tree.cap_dirs > UINT8_MAX + 1 || n_params > UINT8_MAX + 1)
+		return -EINVAL;  /* slot is 8 bits: at most 32 namespaces are configured */
+	tree.pool = calloc(tree.cap_pool, sizeof(*tree.pool));
+	tree.dirs = calloc(tree.cap_dirs, sizeof(*tree.dirs));
+	tree.ns_dirs = calloc(tree.n_ns ? tree.n_ns : 1, sizeof(*tree.ns_dirs));
+	if (tree.pool == NULL || tree.dirs == NULL || tree.ns_dirs == NULL)
+		return -ENOMEM;
+
+	tree.root = static_add(NULL, INODE_ROOT, NULL, "", "/", true);
+	if (tree.root == NULL)
+		return -ENOMEM;
+	/* Namespaces, then .info. */
+	for (unsigned i = 0; i < tree.n_ns; i++) {
+		struct namespace *ns = node_namespace(node, i);
+
+		snprintf(path, sizeof(path), "/%s", namespace_name(ns));
+		tree.ns_dirs[i] = static_add(tree.root, INODE_NAMESPACE, ns, namespace_name(ns), path,
+		    true);
+		if (tree.ns_dirs[i] == NULL)
+			return -ENOMEM;
+	}
+	info = static_add(tree.root, INODE_INFO_ROOT, NULL, ".info", "/.info", true);
+	if (info == NULL)
+		return -ENOMEM;
+	for (int i = 0; i < INFO_FILE_COUNT; i++) {
+		snprintf(path, sizeof(path), "/.info/%s", info_file_name((enum info_file)i));
+		c = static_add(info, INODE_INFO_FILE, NULL, info_file_name((enum info_file)i), path,
+		    false);
+		if (c == NULL)
+			return -ENOMEM;
+		c->info = (uint8_t)i;
+	}
+	nsdir = static_add(info, INODE_INFO_NSDIR, NULL, "namespace", "/.info/namespace", true);
+	sets = static_add(info, INODE_INFO_SETS, NULL, "sets", "/.info/sets", true);
+	config = static_add(info, INODE_INFO_DIR, NULL, "config", "/.info/config", true);
+	if (nsdir == NULL || sets == NULL || config == NULL)
+		return -ENOMEM;
+	for (size_t i = 0; i < sizeof(config_dirs) / sizeof(config_dirs[0]); i++) {
+		snprintf(path, sizeof(path), "/.info/config/%s", config_dirs[i].name);
+		c = static_add(config, INODE_INFO_DIR, NULL, config_dirs[i].name, path, true);
+		if (c == NULL || static_add_config(c, path, NULL, config_dirs[i].section,
+		    config_dirs[i].section) != 0)
+			return -ENOMEM;
+	}
+	config_ns = static_add(config, INODE_INFO_DIR, NULL, "namespaces", "/.info/config/namespaces",
+	    true);
+	if (config_ns == NULL)
+		return -ENOMEM;
+	for (unsigned i = 0; i < tree.n_ns; i++) {
+		struct namespace *ns = node_namespace(node, i);
+		const char *name = namespace_name(ns);
+
+		snprintf(path, sizeof(path), "/.info/namespace/%s", name);
+		c = static_add(nsdir, INODE_INFO_FILE, ns, name, path, false);
+		if (c == NULL)
+			return -ENOMEM;
+		c->info = INFO_NAMESPACE;
+		snprintf(path, sizeof(path), "/.info/sets/%s", name);
+		if (static_add(sets, INODE_INFO_SETS_NS, ns, name, path, true) == NULL)
+			return -ENOMEM;
+		/* Storage-engine parameters flattened into the namespace's folder. */
+		snprintf(path, sizeof(path), "/.info/config/namespaces/%s", name);
+		c = static_add(config_ns, INODE_INFO_DIR, ns, name, path, true);
+		if (c == NULL || static_add_config(c, path, ns, CONFIG_NAMESPACE, CONFIG_STORAGE) != 0)
+			return -ENOMEM;
+	}
 	return 0;
 }
 
 int
 inode_table_init(struct node *node)
 {
-	struct digest d;
-	int rc;
-
 	for (int i = 0; i < INODE_STRIPES; i++) {
 		pthread_mutex_init(&stripes[i].lock, NULL);
 		stripes[i].buckets = calloc(INODE_BUCKETS_MIN, sizeof(struct inode *));
@@ -250,39 +412,7 @@ inode_table_init(struct node *node)
 			return -ENOMEM;
 		stripes[i].mask = INODE_BUCKETS_MIN - 1;
 	}
-	path_digest(&d, "", "", "");
-	rc = static_init(&tree.root, INODE_ROOT, NULL, "", &d);
-	path_digest(&d, ".info", "", "");
-	rc = rc ? rc : static_init(&tree.info_root, INODE_INFO_ROOT, NULL, ".info", &d);
-	path_digest(&d, ".info", "namespace", "");
-	rc = rc ? rc : static_init(&tree.info_nsdir, INODE_INFO_NSDIR, NULL, "namespace", &d);
-	path_digest(&d, ".info", "sets", "");
-	rc = rc ? rc : static_init(&tree.info_sets, INODE_INFO_SETS, NULL, "sets", &d);
-	for (int i = 0; rc == 0 && i < INFO_FILE_COUNT; i++) {
-		path_digest(&d, ".info", info_file_name((enum info_file)i), "");
-		rc = static_init(&tree.info_files[i], INODE_INFO_FILE, NULL,
-		    info_file_name((enum info_file)i), &d);
-		tree.info_files[i].info = (uint8_t)i;
-	}
-	tree.n_ns = node_namespace_count(node);
-	tree.ns_dirs = calloc(tree.n_ns ? tree.n_ns : 1, sizeof(struct inode));
-	tree.ns_info = calloc(tree.n_ns ? tree.n_ns : 1, sizeof(struct inode));
-	tree.ns_sets = calloc(tree.n_ns ? tree.n_ns : 1, sizeof(struct inode));
-	if (tree.ns_dirs == NULL || tree.ns_info == NULL || tree.ns_sets == NULL)
-		return -ENOMEM;
-	for (unsigned i = 0; rc == 0 && i < tree.n_ns; i++) {
-		struct namespace *ns = node_namespace(node, i);
-		const char *name = namespace_name(ns);
-
-		path_digest(&d, name, "", "");
-		rc = static_init(&tree.ns_dirs[i], INODE_NAMESPACE, ns, name, &d);
-		path_digest(&d, ".info", "namespace", name);
-		rc = rc ? rc : static_init(&tree.ns_info[i], INODE_INFO_FILE, ns, name, &d);
-		tree.ns_info[i].info = INFO_NAMESPACE;
-		path_digest(&d, ".info", "sets", name);
-		rc = rc ? rc : static_init(&tree.ns_sets[i], INODE_INFO_SETS_NS, ns, name, &d);
-	}
-	return rc;
+	return static_tree_build(node);
 }
 
 void
@@ -303,51 +433,35 @@ inode_table_fini(void)
 		s->buckets = NULL;
 		s->count = 0;
 	}
-	free(tree.root.name);
-	free(tree.info_root.name);
-	free(tree.info_nsdir.name);
-	free(tree.info_sets.name);
-	for (int i = 0; i < INFO_FILE_COUNT; i++)
-		free(tree.info_files[i].name);
-	for (unsigned i = 0; i < tree.n_ns; i++) {
-		free(tree.ns_dirs[i].name);
-		free(tree.ns_info[i].name);
-		free(tree.ns_sets[i].name);
+	for (size_t i = 0; i < tree.n_pool; i++) {
+		info_inode_fini(&tree.pool[i]);
+		pthread_mutex_destroy(&tree.pool[i].lock);
+		free(tree.pool[i].name);
 	}
+	for (size_t i = 0; i < tree.n_dirs; i++)
+		free(tree.dirs[i].child);
+	free(tree.pool);
+	free(tree.dirs);
 	free(tree.ns_dirs);
-	free(tree.ns_info);
-	free(tree.ns_sets);
 	memset(&tree, 0, sizeof(tree));
 }
 
 struct inode *
 inode_root(void)
 {
-	return &tree.root;
+	return tree.root;
 }
 
 struct inode *
 inode_static_nth(const struct inode *dir, size_t i)
 {
-	switch (dir->kind) {
-	case INODE_ROOT:
-		/* Namespaces, then .info. */
-		if (i < tree.n_ns)
-			return &tree.ns_dirs[i];
-		return i == tree.n_ns ? &tree.info_root : NULL;
-	case INODE_INFO_ROOT:
-		if (i < INFO_FILE_COUNT)
-			return &tree.info_files[i];
-		if (i == INFO_FILE_COUNT)
-			return &tree.info_nsdir;
-		return i == INFO_FILE_COUNT + 1 ? &tree.info_sets : NULL;
-	case INODE_INFO_NSDIR:
-		return i < tree.n_ns ? &tree.ns_info[i] : NULL;
-	case INODE_INFO_SETS:
-		return i < tree.n_ns ? &tree.ns_sets[i] : NULL;
-	default:
+	const struct static_dir *sd;
+
+	if (!dir->is_static || dir->kind == INODE_NAMESPACE || dir->kind == INODE_INFO_FILE ||
+	    dir->slot >= tree.n_dirs)
 		return NULL;
-	}
+	sd = &tree.dirs[dir->slot];
+	return i < sd->n ? sd->child[i] : NULL;
 }
 
 struct inode *
@@ -355,7 +469,7 @@ inode_static_child(const struct inode *dir, const char *name, size_t len)
 {
 	struct inode *c;
 
-	/* At most 32 namespaces and a handful of files: a scan is cheapest. */
+	/* At most 32 namespaces and a few dozen files: a scan is cheapest. */
 	for (size_t i = 0; (c = inode_static_nth(dir, i)) != NULL; i++)
 		if (c->key_len == len && memcmp(c->name, name, len) == 0)
 			return c;
@@ -365,17 +479,11 @@ inode_static_child(const struct inode *dir, const char *name, size_t len)
 struct inode *
 inode_parent_dir(const struct inode *dir)
 {
-	switch (dir->kind) {
-	case INODE_SET:
+	if (dir->kind == INODE_SET)
 		return inode_namespace_dir(dir->ns);
-	case INODE_INFO_NSDIR:
-	case INODE_INFO_SETS:
-		return &tree.info_root;
-	case INODE_INFO_SETS_NS:
-		return &tree.info_sets;
-	default:
-		return &tree.root;
-	}
+	if (dir->is_static && dir->kind != INODE_INFO_FILE && dir->slot < tree.n_dirs)
+		return tree.dirs[dir->slot].parent;
+	return tree.root;
 }
 
 const char *
@@ -388,8 +496,8 @@ struct inode *
 inode_namespace_dir(const struct namespace *ns)
 {
 	for (unsigned i = 0; i < tree.n_ns; i++)
-		if (tree.ns_dirs[i].ns == ns)
-			return &tree.ns_dirs[i];
+		if (tree.ns_dirs[i]->ns == ns)
+			return tree.ns_dirs[i];
 	return NULL;
 }
 
@@ -438,7 +546,8 @@ inode_stat(const struct inode *ino, const struct record_attr *a, struct stat *st
 		return;
 	case INODE_INFO_FILE:
 		st->st_ino = inode_ino(ino);
-		st->st_mode = S_IFREG | 0444;
+		/* Dynamic parameters are written through their files. */
+		st->st_mode = S_IFREG | (info_writable(ino) ? 0644 : 0444);
 		st->st_nlink = 1;
 		st->st_size = a != NULL ? (off_t)a->size : 0;
 		st->st_blocks = (st->st_size + 511) / 512;
@@ -450,6 +559,7 @@ inode_stat(const struct inode *ino, const struct record_attr *a, struct stat *st
 	case INODE_INFO_NSDIR:
 	case INODE_INFO_SETS:
 	case INODE_INFO_SETS_NS:
+	case INODE_INFO_DIR:
 		st->st_ino = inode_ino(ino);
 		st->st_mode = S_IFDIR | 0555;
 		st->st_nlink = 2;

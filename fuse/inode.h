@@ -32,11 +32,13 @@ enum inode_kind {
 	INODE_INFO_NSDIR,   /* /.info/namespace */
 	INODE_INFO_SETS,    /* /.info/sets */
 	INODE_INFO_SETS_NS, /* /.info/sets/<ns> */
-	INODE_INFO_FILE,    /* a statistics file (info says which) */
+	INODE_INFO_FILE,    /* a statistics or configuration file (info says which) */
+	INODE_INFO_DIR,     /* /.info/config and the directories below it */
 };
 
 struct handle;          /* handle.h */
 struct snapshot;        /* handle.c */
+struct info_cached;     /* info.c */
 
 struct inode {
 	struct inode *hash_next;      /* protected by the stripe lock */
@@ -49,7 +51,13 @@ struct inode {
 	bool unlinked;                /* record deleted or replaced: invisible to finds;
 	                               * set under the inode and stripe locks, read under either */
 	uint8_t pages;                /* enum inode_pages: what the kernel's page cache holds; inode lock */
-	uint8_t set_len;              /* inode lock (records: rename changes it) */
+	union {
+		uint8_t set_len;      /* records, sets, set statistics files: inode lock
+		                       * (records: rename changes it) */
+		uint8_t slot;         /* static inodes: their directory's entry in the static
+		                       * tree (dirs), or the config table row (config files);
+		                       * constant */
+	};
 	uint16_t key_len;             /* inode lock */
 	uint16_t page_gen;            /* INODE_PAGES_GEN: that generation; inode lock */
 	struct namespace *ns;         /* constant (NULL for the root and /.info globals) */
@@ -60,6 +68,7 @@ struct inode {
 	struct snapshot *snap;        /* the stored content readers share; inode lock */
 	struct record_attr *orphan;   /* attributes kept after unlink for open handles; inode lock */
 	int64_t writers_gone_ns;      /* when its last writable handle was released; inode lock */
+	struct info_cached *info_cached; /* statistics files: the snapshot getattr measured (info.c); inode lock */
 	pthread_mutex_t lock;
 };
 
@@ -106,7 +115,16 @@ inode_is_info(const struct inode *ino)
 {
 	return ino->kind == INODE_INFO_ROOT || ino->kind == INODE_INFO_NSDIR ||
 	    ino->kind == INODE_INFO_SETS || ino->kind == INODE_INFO_SETS_NS ||
-	    ino->kind == INODE_INFO_FILE;
+	    ino->kind == INODE_INFO_FILE || ino->kind == INODE_INFO_DIR;
+}
+
+/* A directory whose entries never change while mounted (root, .info...). */
+static inline bool
+inode_is_static_dir(const struct inode *ino)
+{
+	return ino->kind == INODE_ROOT || ino->kind == INODE_INFO_ROOT ||
+	    ino->kind == INODE_INFO_NSDIR || ino->kind == INODE_INFO_SETS ||
+	    ino->kind == INODE_INFO_DIR;
 }
 
 /* Child `name` of a static directory (root, /.info and its static subdirectories), or NULL. */

@@ -207,7 +207,7 @@ ops_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	struct txn_key k;
 	int rc;
 
-	stats_inc(STAT_fuse_lookup);
+	STATS_OP(lookup);
 	if (len > NAME_MAX) {
 		rc = -ENAMETOOLONG;
 		goto out;
@@ -220,6 +220,7 @@ ops_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	case INODE_INFO_ROOT:
 	case INODE_INFO_NSDIR:
 	case INODE_INFO_SETS:
+	case INODE_INFO_DIR:
 		child = inode_static_child(dir, name, len);
 		if (child == NULL) {
 			rc = -ENOENT;
@@ -286,7 +287,7 @@ ops_getattr(fuse_req_t req, fuse_ino_t id, struct fuse_file_info *fi)
 	struct stat st;
 	int rc = 0;
 
-	stats_inc(STAT_fuse_getattr);
+	STATS_OP(getattr);
 	switch (ino->kind) {
 	case INODE_RECORD:
 		pthread_mutex_lock(&ino->lock);
@@ -331,8 +332,19 @@ ops_setattr(fuse_req_t req, fuse_ino_t id, struct stat *attr, int to_set,
 	struct stat st;
 	int rc;
 
-	stats_inc(STAT_fuse_setattr);
+	STATS_OP(setattr);
 	if (inode_is_info(ino)) {
+		/* truncate(2) before a write to a dynamic parameter's file is
+		 * harmless: the value changes when the new one is written. */
+		if (info_writable(ino) && (to_set & ~(FUSE_SET_ATTR_SIZE | FUSE_SET_ATTR_MTIME |
+		    FUSE_SET_ATTR_MTIME_NOW | FUSE_SET_ATTR_CTIME)) == 0 &&
+		    (!(to_set & FUSE_SET_ATTR_SIZE) || attr->st_size == 0)) {
+			struct record_attr ia = { .size = info_size(ino) };
+
+			inode_stat(ino, &ia, &st);
+			fuse_reply_attr(req, &st, 0);
+			return;
+		}
 		rc = -EACCES;
 		goto out;
 	}
@@ -427,7 +439,7 @@ ops_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
 	bool fresh;
 	int rc;
 
-	stats_inc(STAT_fuse_create);
+	STATS_OP(create);
 	rc = record_key_in(dir, name, strlen(name), &k);
 	if (rc == 0)
 		rc = record_create(req, dir, &k, mode, (fi->flags & O_EXCL) != 0, &a, &fresh);
@@ -469,7 +481,7 @@ ops_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, dev_
 	bool fresh;
 	int rc;
 
-	stats_inc(STAT_fuse_mknod);
+	STATS_OP(mknod);
 	if (!S_ISREG(mode)) {
 		rc = -EPERM;  /* records are regular files only */
 		goto out;
@@ -491,7 +503,7 @@ ops_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
 	size_t len = strlen(name);
 	int rc;
 
-	stats_inc(STAT_fuse_mkdir);
+	STATS_OP(mkdir);
 	/* Sets are the only directories, and only directly in a namespace. */
 	if (dir->kind != INODE_NAMESPACE)
 		rc = -EPERM;
@@ -515,7 +527,7 @@ ops_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 	struct digest d;
 	int rc;
 
-	stats_inc(STAT_fuse_unlink);
+	STATS_OP(unlink);
 	rc = record_key_in(dir, name, strlen(name), &k);
 	if (rc != 0)
 		goto out;
@@ -546,7 +558,7 @@ ops_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 	struct digest d;
 	int rc;
 
-	stats_inc(STAT_fuse_rmdir);
+	STATS_OP(rmdir);
 	if (dir->kind != INODE_NAMESPACE) {
 		/* Namespaces and /.info are fixed; sets hold no directories. */
 		rc = dir->kind == INODE_SET ? -ENOTDIR : -EPERM;
@@ -614,7 +626,7 @@ ops_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newpa
 	struct digest fd, td;
 	int rc;
 
-	stats_inc(STAT_fuse_rename);
+	STATS_OP(rename);
 	if (flags & ~RENAME_NOREPLACE) {
 		rc = -EINVAL;  /* RENAME_EXCHANGE, RENAME_WHITEOUT: no atomic swap of records */
 		goto out;
@@ -696,15 +708,18 @@ ops_open(fuse_req_t req, fuse_ino_t id, struct fuse_file_info *fi)
 	struct handle *h = NULL;
 	int rc;
 
-	stats_inc(STAT_fuse_open);
+	STATS_OP(open);
 	if (ino->kind == INODE_INFO_FILE) {
-		if ((fi->flags & O_ACCMODE) != O_RDONLY || (fi->flags & O_TRUNC)) {
+		/* Only a dynamic parameter's file takes writes (and O_TRUNC:
+		 * "echo 40 > file"); statistics are read-only. */
+		if (((fi->flags & O_ACCMODE) != O_RDONLY || (fi->flags & O_TRUNC)) &&
+		    !info_writable(ino)) {
 			rc = -EACCES;
 			goto out;
 		}
 		/* direct_io: the size is only known once built, so read(2)
 		 * returns what we send. */
-		rc = handle_open_info(ino, &h);
+		rc = handle_open_info(ino, fi->flags, &h);
 	} else if (ino->kind == INODE_RECORD) {
 		rc = handle_open(ino, fi->flags, false, &h);
 	} else {
@@ -729,7 +744,7 @@ ops_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_fil
 {
 	int rc;
 
-	stats_inc(STAT_fuse_read);
+	STATS_OP(read);
 	rc = handle_read(req, handle_of(fi), size, off);
 	if (rc != 0)
 		reply_err(req, rc);
@@ -741,7 +756,7 @@ ops_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t of
 {
 	long n;
 
-	stats_inc(STAT_fuse_write);
+	STATS_OP(write);
 	n = handle_write(handle_of(fi), buf, size, off);
 	if (n < 0)
 		reply_err(req, (int)n);
@@ -752,7 +767,7 @@ ops_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t of
 static void
 ops_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-	stats_inc(STAT_fuse_flush);
+	STATS_OP(flush);
 	/* close(2) returns this: the one place a put error reaches most programs. */
 	reply_err(req, handle_flush(handle_of(fi), false));
 }
@@ -760,14 +775,14 @@ ops_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 static void
 ops_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
 {
-	stats_inc(STAT_fuse_fsync);
+	STATS_OP(fsync);
 	reply_err(req, handle_flush(handle_of(fi), true));
 }
 
 static void
 ops_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-	stats_inc(STAT_fuse_release);
+	STATS_OP(release);
 	handle_release(handle_of(fi));
 	reply_err(req, 0);
 }
@@ -789,7 +804,7 @@ ops_opendir(fuse_req_t req, fuse_ino_t id, struct fuse_file_info *fi)
 	struct dir_handle *d;
 	int rc;
 
-	stats_inc(STAT_fuse_opendir);
+	STATS_OP(opendir);
 	if (!inode_is_dir(ino)) {
 		rc = -ENOTDIR;
 		goto out;
@@ -798,8 +813,7 @@ ops_opendir(fuse_req_t req, fuse_ino_t id, struct fuse_file_info *fi)
 	if (rc != 0)
 		goto out;
 	/* The root and /.info only change with the configuration. */
-	if (ino->kind == INODE_ROOT || ino->kind == INODE_INFO_ROOT ||
-	    ino->kind == INODE_INFO_NSDIR || ino->kind == INODE_INFO_SETS) {
+	if (inode_is_static_dir(ino)) {
 		fi->cache_readdir = 1;
 		fi->keep_cache = 1;
 	}
@@ -816,7 +830,7 @@ ops_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_
 {
 	int rc;
 
-	stats_inc(STAT_fuse_readdir);
+	STATS_OP(readdir);
 	rc = dir_read(req, (struct dir_handle *)(uintptr_t)fi->fh, size, off, false);
 	if (rc != 0)
 		reply_err(req, rc);
@@ -828,7 +842,7 @@ ops_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 {
 	int rc;
 
-	stats_inc(STAT_fuse_readdirplus);
+	STATS_OP(readdirplus);
 	rc = dir_read(req, (struct dir_handle *)(uintptr_t)fi->fh, size, off, true);
 	if (rc != 0)
 		reply_err(req, rc);
@@ -837,7 +851,7 @@ ops_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 static void
 ops_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-	stats_inc(STAT_fuse_releasedir);
+	STATS_OP(releasedir);
 	dir_release((struct dir_handle *)(uintptr_t)fi->fh);
 	reply_err(req, 0);
 }
@@ -875,7 +889,7 @@ ops_statfs(fuse_req_t req, fuse_ino_t id)
 	struct statvfs st = { 0 };
 	unsigned n = node_namespace_count(recfsd.node);
 
-	stats_inc(STAT_fuse_statfs);
+	STATS_OP(statfs);
 	/* A namespace's own storage; the root (and /.info) show the sum. */
 	for (unsigned i = 0; i < n; i++) {
 		struct namespace *ns = node_namespace(recfsd.node, i);
@@ -910,7 +924,7 @@ static void
 ops_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value, size_t size,
     int flags)
 {
-	stats_inc(STAT_fuse_setxattr);
+	STATS_OP(setxattr);
 	reply_err(req, xattr_set(inode_of(ino), name, value, size, flags));
 }
 
@@ -919,7 +933,7 @@ ops_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
 {
 	int rc;
 
-	stats_inc(STAT_fuse_getxattr);
+	STATS_OP(getxattr);
 	rc = xattr_get(req, inode_of(ino), name, size);
 	if (rc != 0)
 		reply_err(req, rc);
@@ -930,7 +944,7 @@ ops_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 {
 	int rc;
 
-	stats_inc(STAT_fuse_listxattr);
+	STATS_OP(listxattr);
 	rc = xattr_list(req, inode_of(ino), size);
 	if (rc != 0)
 		reply_err(req, rc);
@@ -939,7 +953,7 @@ ops_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 static void
 ops_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
 {
-	stats_inc(STAT_fuse_removexattr);
+	STATS_OP(removexattr);
 	reply_err(req, xattr_remove(inode_of(ino), name));
 }
 

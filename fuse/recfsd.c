@@ -481,7 +481,6 @@ out_session:
 out_node:
 	if (table)
 		inode_table_fini();
-	info_fini();
 	node_close(node, true);
 	if (status == 0)
 		log_info("recfsd", "stopped cleanly");

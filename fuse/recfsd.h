@@ -13,14 +13,15 @@
  *   handle.c  open files: whole-record buffers and snapshots, put-on-close
  *   dir.c     directory handles: streaming listings with stable offsets
  *   xattr.c   extended attributes: bins and record metadata
- *   info.c    the /.info statistics tree
- *   stats.c   the daemon's own fuse_* counters
+ *   info.c    the /.info tree: statistics, latencies, metrics, config files
+ *   stats.c   the daemon's own fuse_* counters and request latencies
  *
  * Lock order (never take an earlier lock while holding a later one):
  *   dir handle lock -> inode lock (two: lower address first) -> table stripe
- *   lock (two: lower index first); the stats registry lock and the .info
- *   snapshot cache lock are leaves.  Engine calls are made with at most the
- *   dir handle and inode locks held (the engine's own locks come after).
+ *   lock (two: lower index first); the stats registry lock is a leaf.
+ *   Engine calls are made with at most the dir handle and inode locks held
+ *   (the engine's own locks come after; a write to a .info/config file
+ *   holds its inode lock across node_config_set).
  */
 #ifndef RECFS_FUSE_RECFSD_H
 #define RECFS_FUSE_RECFSD_H

@@ -146,7 +146,9 @@ statistic_write_markdown(FILE *out)
 	    "one is read-only, `EACCES`); every change is logged |\n\n"
 	    "Kinds: a *counter* only grows (until restart), a *gauge* goes up and down, a *bool*\n"
 	    "reads `true`/`false` (1/0 in metrics), *text* is a string (in metrics an `_info`\n"
-	    "gauge of 1 with the string as a label).\n\n"
+	    "gauge of 1 with the string as a label).  A metric is named `recfs_` plus the\n"
+	    "file's prefix plus the statistic's name, without a `_total` suffix, so the same\n"
+	    "word greps the file, the log and the scrape.\n\n"
 	    "## Latencies\n\n"
 	    "Each histogram shows in `.info/latencies` as `{<ns>}-<op>.<field>` (namespace\n"
 	    "operations) or `fuse-<op>.<field>` (FUSE requests) lines, with the fields\n"
@@ -175,15 +177,18 @@ statistic_write_markdown(FILE *out)
 			char metric[160];
 
 			metric_doc(r, si, metric, sizeof(metric));
-			fprintf(out, "| `%s` | %s%s | %s | %s | %s |\n", r->name, kind_doc(r->kind),
-			    (r->flags & STAT_F_TICK) ? ", ticker" : "", r->unit[0] ? r->unit : "",
-			    metric, r->help);
+			fprintf(out, "| `%s` | %s%s | %s | %s | ", r->name, kind_doc(r->kind),
+			    (r->flags & STAT_F_TICK) ? ", ticker" : "", r->unit, metric);
+			/* A '|' would end the table cell. */
+			for (const char *h = r->help; *h != '\0'; h++)
+				fputs(*h == '|' ? "\\|" : (char[]){ *h, '\0' }, out);
+			fputs(" |\n", out);
 		}
 	}
 	fputs("\n## Not yet here\n\n"
-	    "SPEC section 8 also names `stop_writes`, `hwm_breached`, `expired_objects`,\n"
-	    "`evicted_objects` and `shadow_write_q`.  They belong to the memory engine's\n"
-	    "shadow files, expiration, eviction and stop-writes (issue #4) and join the\n"
+	    "SPEC section 8 also names `stop_writes`, `expired_objects` and\n"
+	    "`evicted_objects` (and Aerospike shows `hwm_breached` beside them).  They\n"
+	    "belong to expiration, eviction and stop-writes (issue #4) and join the\n"
 	    "namespace table with the code that computes them; recfs never shows a\n"
 	    "statistic it does not compute.\n", out);
 }

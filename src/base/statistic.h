@@ -20,10 +20,10 @@
  *          STAT_F_ALIAS: the same value as a row of another section, not
  *          repeated in /.info/metrics
  *
- * Issue #4 (memory shadow, nsup, eviction, stop-writes) adds its rows to
+ * Issue #4 (nsup, eviction, stop-writes) adds its rows to
  * STATISTICS_NAMESPACE (stop_writes, hwm_breached, expired_objects,
- * evicted_objects, shadow_write_q...) together with the engine code that
- * computes them; no row exists before its value does.
+ * evicted_objects...) together with the engine code that computes them; no
+ * row exists before its value does.
  */
 #ifndef RECFS_BASE_STATISTIC_H
 #define RECFS_BASE_STATISTIC_H
@@ -146,7 +146,10 @@
 	    "Free write blocks in percent, the least of any file or stripe.") \
 	X(total_wblocks, GAUGE, "wblocks", 0, "Write blocks of the storage (headers excluded).") \
 	X(free_wblocks, GAUGE, "wblocks", 0, "Free write blocks (free queue plus never used).") \
-	X(write_q, GAUGE, "buffers", STAT_F_TICK, "Full write buffers waiting for their device write.") \
+	X(write_q, GAUGE, "buffers", STAT_F_TICK, \
+	    "Device engine: full write buffers waiting for their device write.") \
+	X(shadow_write_q, GAUGE, "buffers", 0, \
+	    "Memory engine with shadow files: buffers waiting for their shadow file write.") \
 	X(defrag_q, GAUGE, "wblocks", STAT_F_TICK, "Write blocks waiting for defragmentation.") \
 	X(defrag_reads, COUNTER, "wblocks", 0, "Write blocks defragmented (read to move their live records).") \
 	X(defrag_writes, COUNTER, "buffers", 0, "Defrag buffers filled with moved records.") \

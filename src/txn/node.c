@@ -1,10 +1,25 @@
 /*
- * node.c - the engine instance: opens every configured namespace and
- * reports node- and namespace-level statistics (see txn.h).
+ * node.c - the engine instance: opens every configured namespace, reports
+ * node- and namespace-level statistics, writes the ticker line, and applies
+ * configuration changes made at run time (see txn.h).
  *
- * Statistics are produced by walking counter tables (NS_COUNTERS in
- * namespace.h) and the storage engine's stats, so adding a counter is one
- * line in one table.
+ * Statistics: the rows are in base/statistic.h; this file fills one value
+ * per row of the NODE and NAMESPACE sections, indexed by the sections'
+ * enums, and every text or log output is made by walking those rows.  The
+ * namespace's event counters (NS_COUNTERS in namespace.h) are copied by
+ * name into STAT_NS_<name>, so a counter without a row fails to compile.
+ *
+ * The ticker is a thread of the node: it wakes every second, and every
+ * ticker-interval seconds (read live; 0 = off) logs one line per namespace
+ * with the rows flagged STAT_F_TICK, counters as a rate since the last line.
+ * Rejected: a timer in the daemon (the engine is also embedded by
+ * recfs-bench and tests, which should log the same lines).
+ *
+ * Latency histograms per namespace live in a txn_ns_extra found through a
+ * small registry keyed by the namespace's address: struct namespace belongs
+ * to namespace/, and the txn_* functions take only the namespace.
+ * Rejected: a global array indexed by the namespace's config index (two
+ * nodes in one process, as in tests, would mix their histograms).
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -13,11 +28,171 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/sysinfo.h>
+#include <time.h>
 
 #include "../base/atomic.h"
 #include "../base/clock.h"
 #include "../base/log.h"
 #include "txn_i.h"
+
+/* ---- the registry of per-namespace extras ------------------------------- */
+
+#define REGISTRY_MAX 256
+
+static struct txn_ns_extra *registry[REGISTRY_MAX];   /* atomic pointers */
+static unsigned registry_used;                        /* atomic: slots ever used */
+static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER; /* writers */
+
+static int
+registry_add(struct txn_ns_extra *x)
+{
+	int rc = -ENOSPC;
+
+	pthread_mutex_lock(&registry_lock);
+	for (unsigned i = 0; i < REGISTRY_MAX; i++) {
+		if (atomic_load_relaxed(&registry[i]) == NULL) {
+			atomic_store_release(&registry[i], x);
+			if (i >= atomic_load_relaxed(&registry_used))
+				atomic_store_release(&registry_used, i + 1);
+			rc = 0;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&registry_lock);
+	return rc;
+}
+
+static void
+registry_remove(struct txn_ns_extra *x)
+{
+	pthread_mutex_lock(&registry_lock);
+	for (unsigned i = 0; i < REGISTRY_MAX; i++)
+		if (atomic_load_relaxed(&registry[i]) == x)
+			atomic_store_release(&registry[i], NULL);
+	pthread_mutex_unlock(&registry_lock);
+}
+
+struct txn_ns_extra *
+txn_ns_extra(const struct namespace *ns)
+{
+	unsigned n = atomic_load_acquire(&registry_used);
+
+	/* A handful of namespaces: a scan beats any hashing. */
+	for (unsigned i = 0; i < n; i++) {
+		struct txn_ns_extra *x = atomic_load_acquire(&registry[i]);
+
+		if (x != NULL && x->ns == ns)
+			return x;
+	}
+	return NULL;
+}
+
+/* ---- the ticker ----------------------------------------------------------- */
+
+static void ticker_tick(struct node *node, uint64_t prev[][STAT_NS_COUNT], double secs);
+
+static void *
+ticker_main(void *arg)
+{
+	struct node *node = arg;
+	uint64_t (*prev)[STAT_NS_COUNT] = calloc(CONFIG_NS_MAX, sizeof(*prev));
+	uint64_t last = clock_mono_ns();
+
+	if (prev == NULL) {
+		log_error("ticker", "out of memory: no ticker lines");
+		return NULL;
+	}
+	pthread_mutex_lock(&node->ticker_lock);
+	while (!node->ticker_stop) {
+		struct timespec ts;
+		uint32_t interval;
+		uint64_t now;
+
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_sec += 1;
+		pthread_cond_timedwait(&node->ticker_cv, &node->ticker_lock, &ts);
+		if (node->ticker_stop)
+			break;
+		interval = atomic_load_relaxed(&node->cfg->ticker_interval);
+		now = clock_mono_ns();
+		if (interval == 0 || now - last < (uint64_t)interval * 1000000000ULL)
+			continue;
+		pthread_mutex_unlock(&node->ticker_lock);
+		ticker_tick(node, prev, (double)(now - last) / 1e9);
+		last = now;
+		pthread_mutex_lock(&node->ticker_lock);
+	}
+	pthread_mutex_unlock(&node->ticker_lock);
+	free(prev);
+	return NULL;
+}
+
+/* One line per namespace: "{test} objects=5 ... client_write_success_per_sec=1.5". */
+static void
+ticker_tick(struct node *node, uint64_t prev[][STAT_NS_COUNT], double secs)
+{
+	size_t n_rows;
+	const struct statistic *rows = statistic_rows(STAT_SECTION_NAMESPACE, &n_rows);
+
+	for (unsigned i = 0; i < node->n_namespaces; i++) {
+		struct namespace *ns = node->namespaces[i];
+		uint64_t v[STAT_NS_COUNT];
+		char line[1024];
+		size_t off;
+
+		txn_namespace_values(ns, v);
+		off = (size_t)snprintf(line, sizeof(line), "{%s}", ns->name);
+		for (size_t r = 0; r < n_rows && off < sizeof(line); r++) {
+			char text[32];
+
+			if (!(rows[r].flags & STAT_F_TICK))
+				continue;
+			if (rows[r].kind == STAT_COUNTER) {
+				double rate = secs > 0 ? (double)(v[r] - prev[i][r]) / secs : 0.0;
+
+				off += (size_t)snprintf(line + off, sizeof(line) - off, " %s_per_sec=%.1f",
+				    rows[r].name, rate);
+			} else {
+				statistic_format(&rows[r], v[r], text, sizeof(text));
+				off += (size_t)snprintf(line + off, sizeof(line) - off, " %s=%s",
+				    rows[r].name, text);
+			}
+		}
+		memcpy(prev[i], v, sizeof(v));
+		log_info("ticker", "%s", line);
+	}
+}
+
+static int
+ticker_start(struct node *node)
+{
+	int rc;
+
+	pthread_mutex_init(&node->ticker_lock, NULL);
+	pthread_cond_init(&node->ticker_cv, NULL);
+	rc = pthread_create(&node->ticker_thread, NULL, ticker_main, node);
+	if (rc != 0)
+		return -rc;
+	node->ticker_started = true;
+	return 0;
+}
+
+static void
+ticker_stop(struct node *node)
+{
+	if (!node->ticker_started)
+		return;
+	pthread_mutex_lock(&node->ticker_lock);
+	node->ticker_stop = true;
+	pthread_cond_broadcast(&node->ticker_cv);
+	pthread_mutex_unlock(&node->ticker_lock);
+	pthread_join(node->ticker_thread, NULL);
+	node->ticker_started = false;
+	pthread_cond_destroy(&node->ticker_cv);
+	pthread_mutex_destroy(&node->ticker_lock);
+}
+
+/* ---- open and close -------------------------------------------------------- */
 
 int
 node_open(struct node **out, struct recfs_config *cfg)
@@ -29,20 +204,44 @@ node_open(struct node **out, struct recfs_config *cfg)
 		return -ENOMEM;
 	node->cfg = cfg;
 	node->start_ms = clock_epoch_ms();
+	pthread_mutex_init(&node->config_lock, NULL);
 	for (unsigned i = 0; i < cfg->n_namespaces; i++) {
+		/* Histograms are 64-byte aligned (one shard per cache line). */
+		struct txn_ns_extra *x = aligned_alloc(64, (sizeof(*x) + 63) & ~(size_t)63);
+
+		if (x == NULL) {
+			rc = -ENOMEM;
+			goto fail;
+		}
+		memset(x, 0, sizeof(*x));
 		rc = namespace_open(&node->namespaces[i], &cfg->ns[i]);
 		if (rc != 0) {
+			free(x);
 			log_error("node", "namespace %s: cannot open: %s", cfg->ns[i].name,
 			    recfs_strerror(rc));
-			node_close(node, false);
-			return rc;
+			goto fail;
 		}
 		node->namespaces[i]->root_cfg = cfg;
 		node->namespaces[i]->cfg_index = (int)i;
+		x->ns = node->namespaces[i];
+		node->extra[i] = x;
 		node->n_namespaces++;
+		rc = registry_add(x);
+		if (rc != 0) {
+			log_error("node", "too many namespaces open in one process");
+			goto fail;
+		}
+	}
+	rc = ticker_start(node);
+	if (rc != 0) {
+		log_error("node", "cannot start the ticker thread: %s", recfs_strerror(rc));
+		goto fail;
 	}
 	*out = node;
 	return 0;
+fail:
+	node_close(node, false);
+	return rc;
 }
 
 void
@@ -50,8 +249,13 @@ node_close(struct node *node, bool clean)
 {
 	if (node == NULL)
 		return;
-	for (unsigned i = 0; i < node->n_namespaces; i++)
+	ticker_stop(node);
+	for (unsigned i = 0; i < node->n_namespaces; i++) {
 		namespace_close(node->namespaces[i], clean);
+		registry_remove(node->extra[i]);
+		free(node->extra[i]);
+	}
+	pthread_mutex_destroy(&node->config_lock);
 	free(node);
 }
 
@@ -91,110 +295,216 @@ namespace_config(const struct namespace *ns)
 	return ns->cfg;
 }
 
-/* ---- statistics --------------------------------------------------------- */
-
-static void
-emit_u64(txn_stat_fn fn, void *arg, const char *name, uint64_t v)
+int
+namespace_config_index(const struct namespace *ns)
 {
-	char buf[32];
-
-	snprintf(buf, sizeof(buf), "%" PRIu64, v);
-	fn(arg, name, buf);
+	return ns->cfg_index;
 }
 
+/* ---- run-time configuration ------------------------------------------------ */
+
+/* "defrag-lwm-pct" for service rows, "logging.level" for other sections. */
 static void
-ns_counters_sum(const struct namespace *ns, struct ns_counters *sum)
+config_path(enum config_section section, const char *name, char *buf, size_t size)
 {
-#define X(name, help) sum->name += atomic_load_relaxed(&ns->counters.name);
-	NS_COUNTERS(X)
+	static const char *const sections[] = {
+		[CONFIG_SERVICE] = "", [CONFIG_LOGGING] = "logging.", [CONFIG_FUSE] = "fuse.",
+		[CONFIG_NETWORK] = "network.", [CONFIG_NAMESPACE] = "", [CONFIG_STORAGE] = "",
+	};
+
+	snprintf(buf, size, "%s%s", sections[section], name);
+}
+
+int
+node_config_set(struct node *node, int ns_index, enum config_section section, const char *name,
+    const char *value, char *err, size_t err_size)
+{
+	bool per_ns = section == CONFIG_NAMESPACE || section == CONFIG_STORAGE;
+	char *before = malloc(CONFIG_PATH_MAX), *after = malloc(CONFIG_PATH_MAX);
+	char path[96], who[CONFIG_NAME_MAX + 4] = "";
+	int rc;
+
+	if (before == NULL || after == NULL) {
+		free(before);
+		free(after);
+		return -ENOMEM;
+	}
+	if (per_ns && (ns_index < 0 || (unsigned)ns_index >= node->n_namespaces)) {
+		rc = -ENOENT;
+		goto out;
+	}
+	config_path(section, name, path, sizeof(path));
+	if (per_ns)
+		snprintf(who, sizeof(who), "{%s} ", node->namespaces[ns_index]->name);
+	pthread_mutex_lock(&node->config_lock);
+	if (config_get_text(node->cfg, ns_index, section, name, before, CONFIG_PATH_MAX) != 0)
+		snprintf(before, CONFIG_PATH_MAX, "?");
+	rc = config_set_text(node->cfg, ns_index, section, name, value, err, err_size);
+	if (rc == 0) {
+		if (config_get_text(node->cfg, ns_index, section, name, after, CONFIG_PATH_MAX) != 0)
+			snprintf(after, CONFIG_PATH_MAX, "?");
+		/* Most parameters are read live by the engine; these need a nudge. */
+		if (section == CONFIG_STORAGE) {
+			struct storage *st = node->namespaces[ns_index]->storage;
+
+			/* e.g. defrag-lwm-pct: the engine re-sweeps its wblocks. */
+			if (st->ops->config_changed != NULL)
+				st->ops->config_changed(st);
+		} else if (section == CONFIG_SERVICE && strcmp(name, "ticker-interval") == 0 &&
+		    node->ticker_started) {
+			pthread_mutex_lock(&node->ticker_lock);
+			pthread_cond_broadcast(&node->ticker_cv);
+			pthread_mutex_unlock(&node->ticker_lock);
+		}
+	}
+	pthread_mutex_unlock(&node->config_lock);
+	if (rc == 0)
+		log_info("config", "%s%s: %s -> %s", who, path, before, after);
+	else if (rc == -EINVAL || rc == -EACCES)
+		log_warn("config", "%s%s: refused: %s", who, path,
+		    err != NULL && err_size > 0 && err[0] != '\0' ? err : recfs_strerror(rc));
+out:
+	free(before);
+	free(after);
+	return rc;
+}
+
+/* ---- statistics ------------------------------------------------------------ */
+
+static void
+emit_rows(enum stat_section section, const uint64_t *v, txn_stat_fn fn, void *arg)
+{
+	size_t n;
+	const struct statistic *rows = statistic_rows(section, &n);
+
+	for (size_t i = 0; i < n; i++) {
+		char text[32];
+
+		statistic_format(&rows[i], v[i], text, sizeof(text));
+		fn(arg, rows[i].name, text);
+	}
+}
+
+void
+txn_node_values(struct node *node, uint64_t v[STAT_NODE_COUNT])
+{
+	struct sysinfo si;
+	struct rusage ru;
+
+	memset(v, 0, STAT_NODE_COUNT * sizeof(v[0]));
+	for (unsigned i = 0; i < node->n_namespaces; i++) {
+		struct namespace *ns = node->namespaces[i];
+
+		v[STAT_NODE_objects] += atomic_load_relaxed(&ns->objects);
+		v[STAT_NODE_tombstones] += atomic_load_relaxed(&ns->tombstones);
+		v[STAT_NODE_index_used_bytes] += index_memory_bytes(ns->index);
+#define X(name, help) v[STAT_NODE_##name] += atomic_load_relaxed(&ns->counters.name);
+		NS_COUNTERS(X)
 #undef X
+	}
+	v[STAT_NODE_uptime] = (clock_epoch_ms() - node->start_ms) / 1000;
+	v[STAT_NODE_cluster_size] = 1;
+	v[STAT_NODE_namespaces] = node->n_namespaces;
+	if (sysinfo(&si) == 0) {
+		uint64_t total = (uint64_t)si.totalram * si.mem_unit;
+		uint64_t avail = ((uint64_t)si.freeram + si.bufferram) * si.mem_unit;
+
+		v[STAT_NODE_system_total_mem_bytes] = total;
+		v[STAT_NODE_system_free_mem_pct] = total ? avail * 100 / total : 0;
+	}
+	if (getrusage(RUSAGE_SELF, &ru) == 0)
+		v[STAT_NODE_process_max_rss_bytes] = (uint64_t)ru.ru_maxrss * 1024;
 }
 
 void
 txn_node_stats(struct node *node, txn_stat_fn fn, void *arg)
 {
-	struct ns_counters sum = { 0 };
-	uint64_t objects = 0, tombstones = 0, index_bytes = 0;
-	struct sysinfo si;
-	struct rusage ru;
+	uint64_t v[STAT_NODE_COUNT];
 
-	for (unsigned i = 0; i < node->n_namespaces; i++) {
-		struct namespace *ns = node->namespaces[i];
+	txn_node_values(node, v);
+	emit_rows(STAT_SECTION_NODE, v, fn, arg);
+}
 
-		ns_counters_sum(ns, &sum);
-		objects += atomic_load_relaxed(&ns->objects);
-		tombstones += atomic_load_relaxed(&ns->tombstones);
-		index_bytes += index_memory_bytes(ns->index);
-	}
-	emit_u64(fn, arg, "uptime", (clock_epoch_ms() - node->start_ms) / 1000);
-	emit_u64(fn, arg, "cluster_size", 1);
-	emit_u64(fn, arg, "namespaces", node->n_namespaces);
-	emit_u64(fn, arg, "objects", objects);
-	emit_u64(fn, arg, "tombstones", tombstones);
-	emit_u64(fn, arg, "index_used_bytes", index_bytes);
-#define X(name, help) emit_u64(fn, arg, #name, sum.name);
+void
+txn_namespace_values(struct namespace *ns, uint64_t v[STAT_NS_COUNT])
+{
+	struct storage_stats ss;
+
+	storage_stats(ns->storage, &ss);
+	v[STAT_NS_objects] = atomic_load_relaxed(&ns->objects);
+	v[STAT_NS_tombstones] = atomic_load_relaxed(&ns->tombstones);
+	v[STAT_NS_index_used_bytes] = index_memory_bytes(ns->index);
+	v[STAT_NS_data_total_bytes] = ss.total_bytes;
+	v[STAT_NS_data_used_bytes] = ss.used_bytes;
+	v[STAT_NS_data_used_pct] = ss.total_bytes ? ss.used_bytes * 100 / ss.total_bytes : 0;
+	v[STAT_NS_data_avail_pct] = ss.avail_pct;
+	v[STAT_NS_total_wblocks] = ss.n_wblocks;
+	v[STAT_NS_free_wblocks] = ss.free_wblocks;
+	/* A memory namespace's write queue is its shadow files' (Aerospike's
+	 * shadow_write_q); a device namespace's is the device's. */
+	v[STAT_NS_write_q] = ss.shadow ? 0 : ss.write_q;
+	v[STAT_NS_shadow_write_q] = ss.shadow ? ss.write_q : 0;
+	v[STAT_NS_defrag_q] = ss.defrag_q;
+	v[STAT_NS_defrag_reads] = ss.defrag_reads;
+	v[STAT_NS_defrag_writes] = ss.defrag_writes;
+	v[STAT_NS_defrag_records] = ss.defrag_records;
+	v[STAT_NS_storage_writes] = ss.writes;
+	v[STAT_NS_partial_writes] = ss.partial_writes;
+	v[STAT_NS_write_waits] = ss.write_waits;
+	v[STAT_NS_storage_reads] = ss.reads;
+	v[STAT_NS_cache_read_pct] = ss.reads ? ss.cache_reads * 100 / ss.reads : 0;
+	v[STAT_NS_read_errors] = ss.read_errors;
+	v[STAT_NS_write_errors] = ss.write_errors;
+	v[STAT_NS_checksum_errors] = ss.checksum_errors;
+	v[STAT_NS_tombstones_reclaimed] = atomic_load_relaxed(&ns->tombstones_reclaimed);
+	v[STAT_NS_tomb_raider_passes] = atomic_load_relaxed(&ns->raider_passes);
+#define X(name, help) v[STAT_NS_##name] = atomic_load_relaxed(&ns->counters.name);
 	NS_COUNTERS(X)
 #undef X
-	if (sysinfo(&si) == 0) {
-		uint64_t total = (uint64_t)si.totalram * si.mem_unit;
-		uint64_t avail = ((uint64_t)si.freeram + si.bufferram) * si.mem_unit;
+}
 
-		emit_u64(fn, arg, "system_total_mem_bytes", total);
-		emit_u64(fn, arg, "system_free_mem_pct", total ? avail * 100 / total : 0);
+void
+txn_namespace_config(struct namespace *ns, txn_stat_fn fn, void *arg)
+{
+	size_t n_params;
+	const struct config_param *params = config_params(&n_params);
+	char *value = malloc(CONFIG_PATH_MAX);
+
+	if (value == NULL)
+		return;
+	/* The effective configuration, from the one parameter table. */
+	for (size_t i = 0; params != NULL && i < n_params; i++) {
+		const struct config_param *p = &params[i];
+
+		if (p->section != CONFIG_NAMESPACE && p->section != CONFIG_STORAGE)
+			continue;
+		if (config_get_text(ns->root_cfg, ns->cfg_index, p->section, p->name, value,
+		    CONFIG_PATH_MAX) == 0)
+			fn(arg, p->name, value);
 	}
-	if (getrusage(RUSAGE_SELF, &ru) == 0)
-		emit_u64(fn, arg, "process_max_rss_bytes", (uint64_t)ru.ru_maxrss * 1024);
+	free(value);
 }
 
 void
 txn_namespace_stats(struct namespace *ns, txn_stat_fn fn, void *arg)
 {
-	struct storage_stats ss;
-	uint64_t objects = atomic_load_relaxed(&ns->objects);
-	uint64_t tombstones = atomic_load_relaxed(&ns->tombstones);
-	uint64_t index_bytes = index_memory_bytes(ns->index);
-	size_t n_params;
-	const struct config_param *params = config_params(&n_params);
+	uint64_t v[STAT_NS_COUNT];
 
-	storage_stats(ns->storage, &ss);
-	emit_u64(fn, arg, "objects", objects);
-	emit_u64(fn, arg, "tombstones", tombstones);
-	emit_u64(fn, arg, "index_used_bytes", index_bytes);
-	emit_u64(fn, arg, "data_total_bytes", ss.total_bytes);
-	emit_u64(fn, arg, "data_used_bytes", ss.used_bytes);
-	emit_u64(fn, arg, "data_used_pct", ss.total_bytes ? ss.used_bytes * 100 / ss.total_bytes : 0);
-	emit_u64(fn, arg, "data_avail_pct", ss.avail_pct);
-	emit_u64(fn, arg, "free_wblocks", ss.free_wblocks);
-	emit_u64(fn, arg, "total_wblocks", ss.n_wblocks);
-	emit_u64(fn, arg, "write_q", ss.write_q);
-	emit_u64(fn, arg, "defrag_q", ss.defrag_q);
-	emit_u64(fn, arg, "defrag_reads", ss.defrag_reads);
-	emit_u64(fn, arg, "defrag_writes", ss.defrag_writes);
-	emit_u64(fn, arg, "defrag_records", ss.defrag_records);
-	emit_u64(fn, arg, "storage_writes", ss.writes);
-	emit_u64(fn, arg, "storage_reads", ss.reads);
-	emit_u64(fn, arg, "cache_read_pct", ss.reads ? ss.cache_reads * 100 / ss.reads : 0);
-	emit_u64(fn, arg, "read_errors", ss.read_errors);
-	emit_u64(fn, arg, "write_errors", ss.write_errors);
-	emit_u64(fn, arg, "checksum_errors", ss.checksum_errors);
-	emit_u64(fn, arg, "stop_writes", 0);
-	emit_u64(fn, arg, "tombstones_reclaimed", atomic_load_relaxed(&ns->tombstones_reclaimed));
-	emit_u64(fn, arg, "tomb_raider_passes", atomic_load_relaxed(&ns->raider_passes));
-	emit_u64(fn, arg, "write_waits", ss.write_waits);
-	emit_u64(fn, arg, "partial_writes", ss.partial_writes);
-#define X(name, help) emit_u64(fn, arg, #name, atomic_load_relaxed(&ns->counters.name));
-	NS_COUNTERS(X)
-#undef X
-	/* The effective configuration, from the one parameter table. */
-	for (size_t i = 0; params != NULL && i < n_params; i++) {
-		const struct config_param *p = &params[i];
-		char value[CONFIG_PATH_MAX];
+	txn_namespace_values(ns, v);
+	emit_rows(STAT_SECTION_NAMESPACE, v, fn, arg);
+	txn_namespace_config(ns, fn, arg);
+}
 
-		if (p->section != CONFIG_NAMESPACE && p->section != CONFIG_STORAGE)
-			continue;
-		if (config_get_text(ns->root_cfg, ns->cfg_index, p->section, p->name, value,
-		    sizeof(value)) == 0)
-			fn(arg, p->name, value);
+void
+txn_namespace_latencies(struct namespace *ns, struct histogram_snapshot out[STAT_LAT_NS_COUNT])
+{
+	struct txn_ns_extra *x = txn_ns_extra(ns);
+
+	for (unsigned i = 0; i < STAT_LAT_NS_COUNT; i++) {
+		if (x != NULL)
+			histogram_read(&x->latency[i], &out[i]);
+		else
+			memset(&out[i], 0, sizeof(out[i]));
 	}
 }
 

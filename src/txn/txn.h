@@ -24,6 +24,8 @@
 
 #include "../base/digest.h"
 #include "../base/error.h"
+#include "../base/histogram.h"
+#include "../base/statistic.h"
 #include "../config/config.h"
 #include "../record/record.h"
 
@@ -47,6 +49,21 @@ struct namespace *node_namespace_find(struct node *node, const char *name, size_
 const char *namespace_name(const struct namespace *ns);
 /* The namespace's configuration (file-bin, default mode, ...). */
 const struct ns_config *namespace_config(const struct namespace *ns);
+/* Its index in the configuration's namespaces (cfg->ns[i]), for config_*_text. */
+int namespace_config_index(const struct namespace *ns);
+
+/*
+ * Change one dynamic parameter at run time (the /.info/config files):
+ * validated by config_set_text (-EINVAL: bad value, nothing changed;
+ * -EACCES: static parameter; -ENOENT: no such parameter or namespace; err
+ * gets the reason), logged with its old and new value, and applied: most
+ * parameters are read live, storage-engine ones also reach the engine's
+ * config_changed (defrag-lwm-pct re-sweeps the write blocks), a new
+ * ticker-interval applies at once.  ns_index is -1 for service-level
+ * sections.  Serialized internally; any thread.
+ */
+int node_config_set(struct node *node, int ns_index, enum config_section section,
+    const char *name, const char *value, char *err, size_t err_size);
 
 /* ---- records ----------------------------------------------------------- */
 
@@ -199,13 +216,27 @@ int txn_list(struct namespace *ns, const char *set, size_t set_len, struct txn_c
 
 /* ---- statistics -------------------------------------------------------- */
 
+/*
+ * The rows are in base/statistic.h.  The *_values functions fill one value
+ * per row of their section, indexed by its enum (STAT_NODE_*, STAT_NS_*);
+ * they take no engine-wide lock (atomics, and each storage stripe's lock
+ * for a few loads), so reading statistics never holds up writers.
+ */
+void txn_node_values(struct node *node, uint64_t out[STAT_NODE_COUNT]);
+void txn_namespace_values(struct namespace *ns, uint64_t out[STAT_NS_COUNT]);
+/* Latency histograms of the namespace's transactions, indexed by STAT_LAT_NS_*. */
+void txn_namespace_latencies(struct namespace *ns,
+    struct histogram_snapshot out[STAT_LAT_NS_COUNT]);
+
 /* Called once per statistic with its name and value as text. */
 typedef void (*txn_stat_fn)(void *arg, const char *name, const char *value);
 
-/* Node-wide statistics (uptime, objects, client_* counters, memory). */
+/* Node-wide statistics as text (the NODE rows). */
 void txn_node_stats(struct node *node, txn_stat_fn fn, void *arg);
-/* Namespace statistics followed by its effective configuration. */
+/* Namespace statistics as text, followed by its effective configuration. */
 void txn_namespace_stats(struct namespace *ns, txn_stat_fn fn, void *arg);
+/* Only the effective configuration (namespace and storage-engine rows). */
+void txn_namespace_config(struct namespace *ns, txn_stat_fn fn, void *arg);
 /* Filesystem sizes for statfs. */
 struct txn_space {
 	uint64_t total_bytes;

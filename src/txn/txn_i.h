@@ -4,14 +4,40 @@
 #ifndef RECFS_TXN_TXN_I_H
 #define RECFS_TXN_TXN_I_H
 
+#include <pthread.h>
+
+#include "../base/histogram.h"
 #include "../namespace/namespace.h"
 #include "txn.h"
+
+/*
+ * What the transaction layer keeps per namespace beyond struct namespace
+ * (which belongs to namespace/): the latency histograms of its operations.
+ * Found by the namespace's address in a small registry (txn_ns_extra), so
+ * the txn_* functions keep taking just the namespace.
+ */
+struct txn_ns_extra {
+	const struct namespace *ns;
+	struct histogram latency[STAT_LAT_NS_COUNT];
+};
 
 struct node {
 	struct recfs_config *cfg;
 	unsigned n_namespaces;
 	struct namespace *namespaces[CONFIG_NS_MAX];
+	struct txn_ns_extra *extra[CONFIG_NS_MAX];   /* same index as namespaces */
 	uint64_t start_ms;           /* epoch ms at open */
+	pthread_mutex_t config_lock; /* serializes node_config_set (config_set_text wants one writer) */
+
+	/* The ticker thread (node.c). */
+	pthread_t ticker_thread;
+	bool ticker_started;
+	bool ticker_stop;            /* protected by ticker_lock */
+	pthread_mutex_t ticker_lock;
+	pthread_cond_t ticker_cv;    /* stop, or ticker-interval changed */
 };
+
+/* The extra state of ns, or NULL for a namespace opened outside node_open. */
+struct txn_ns_extra *txn_ns_extra(const struct namespace *ns);
 
 #endif

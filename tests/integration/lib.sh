@@ -30,6 +30,9 @@ ITEST_NAME=$(basename "$0" .sh)
 RECFSD=$top_builddir/recfsd
 ITEST_BIN=$top_builddir/tests/integration
 FAILS=0
+# Extra file systems a test mounted (a small tmpfs to fill up): unmounted by
+# the cleanup once the daemon is gone.  Append: EXTRA_MOUNTS="$EXTRA_MOUNTS dir"
+EXTRA_MOUNTS=
 DAEMON_PID=
 WATCHDOG_PID=
 
@@ -180,6 +183,17 @@ node_value() {
 	run cat "$MNT/.info/statistics" 2>/dev/null |
 		awk -v k="$1" 'index($0, "=") { n = substr($0, 1, index($0, "=") - 1);
 			if (n == k) { print substr($0, index($0, "=") + 1); exit } }'
+}
+# info_value FILE NAME: the value of NAME in MNT/.info/FILE (any .info file).
+info_value() {
+	run cat "$MNT/.info/$1" 2>/dev/null |
+		awk -v k="$2" 'index($0, "=") { n = substr($0, 1, index($0, "=") - 1);
+			if (n == k) { print substr($0, index($0, "=") + 1); exit } }'
+}
+# stat_names SECTION: the names of a section of the statistics table
+# (NODE, FUSE, NAMESPACE, SET, CLUSTER, ...; see docs/statistics.md).
+stat_names() {
+	"$top_builddir/tools/gen-stats-doc" --names "$1"
 }
 # set_value NS SET NAME: from MNT/.info/sets/NS/SET.
 set_value() {
@@ -367,7 +381,14 @@ itest_cleanup() {
 		wait "$WATCHDOG_PID" 2>/dev/null
 	fi
 	cd / || true
+	# a test's own undo before the daemon stops (thaw a frozen file system)
+	if type itest_before_stop >/dev/null 2>&1; then
+		itest_before_stop
+	fi
 	stop_daemon
+	for m in $EXTRA_MOUNTS; do
+		timeout 10 umount "$m" 2>/dev/null || timeout 10 umount -l "$m" 2>/dev/null
+	done
 	[ $rc -eq 0 ] && [ "$FAILS" -ne 0 ] && rc=1
 	if [ $rc -ne 0 ] && [ $rc -ne 77 ]; then
 		for f in "$DAEMON_OUT" "$LOG"; do

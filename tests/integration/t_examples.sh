@@ -57,6 +57,7 @@ line=$(printf '%s\n' "$out" | awk '$1 == "cache"')
 check_eq "stats.sh: objects of cache" "$(printf '%s' "$line" | awk '{ print $2 }')" 5
 check_true "stats.sh: used bytes > 0" "$(printf '%s' "$line" | awk '{ print $3 }')" -gt 0
 check_true "stats.sh: total bytes >= 128M" "$(printf '%s' "$line" | awk '{ print $4 }')" -ge 134217728
+check_eq "stats.sh: defrag_q of cache" "$(printf '%s' "$line" | awk '{ print $7 }')" 0
 check_true "stats.sh: uptime line" "$(printf '%s\n' "$out" | grep -cE '^uptime: [0-9]+ s, objects: 5$')" -eq 1
 expect_err "stats.sh on a non-recfs dir" "not a recfs mount" sh "$EX/stats.sh" "$T"
 

@@ -335,6 +335,111 @@ test_txn_counters_move(void **state)
 	assert_true(stat_get(after, "objects") >= 0);
 }
 
+/* Every row of the NODE and NAMESPACE sections gets a value (a row the
+ * engine forgets would keep the poison). */
+static void
+test_txn_statistics_fill_every_row(void **state)
+{
+	uint64_t nsv[STAT_NS_COUNT], nodev[STAT_NODE_COUNT];
+
+	memset(nsv, 0xff, sizeof(nsv));
+	memset(nodev, 0xff, sizeof(nodev));
+	txn_namespace_values(ns, nsv);
+	txn_node_values(node, nodev);
+	for (int i = 0; i < STAT_NS_COUNT; i++)
+		assert_true(nsv[i] != UINT64_MAX);
+	for (int i = 0; i < STAT_NODE_COUNT; i++)
+		assert_true(nodev[i] != UINT64_MAX);
+	assert_int_equal(nodev[STAT_NODE_namespaces], 1);
+	assert_int_equal(nodev[STAT_NODE_objects], nsv[STAT_NS_objects]);
+}
+
+/* The outcome counters a mount can hardly reach (the kernel answers a
+ * missing name or an O_EXCL create of an existing one itself). */
+static void
+test_txn_not_found_and_exists_counters_move(void **state)
+{
+	uint64_t a[STAT_NS_COUNT], b[STAT_NS_COUNT];
+	struct txn_key k = key(NULL, "nf-counted"), none = key(NULL, "never-written");
+	struct txn_record r;
+	struct record_attr at;
+
+	txn_namespace_values(ns, a);
+	assert_int_equal(txn_read(ns, &none, &r), -ENOENT);
+	assert_int_equal(txn_delete(ns, &none), -ENOENT);
+	assert_int_equal(txn_stat(ns, &none, &at), -ENOENT);
+	assert_int_equal(put(NULL, "nf-counted", "x", TXN_CREATE_ONLY), 0);
+	assert_int_equal(put(NULL, "nf-counted", "y", TXN_CREATE_ONLY), -EEXIST);
+	assert_int_equal(txn_delete(ns, &k), 0);
+	txn_namespace_values(ns, b);
+	assert_int_equal(b[STAT_NS_client_read_not_found] - a[STAT_NS_client_read_not_found], 1);
+	assert_int_equal(b[STAT_NS_client_delete_not_found] - a[STAT_NS_client_delete_not_found], 1);
+	assert_int_equal(b[STAT_NS_client_lookup_not_found] - a[STAT_NS_client_lookup_not_found], 1);
+	assert_int_equal(b[STAT_NS_fail_key_exists] - a[STAT_NS_fail_key_exists], 1);
+	assert_int_equal(b[STAT_NS_client_write_success] - a[STAT_NS_client_write_success], 1);
+}
+
+/* Each transaction lands in its operation's latency histogram. */
+static void
+test_txn_latencies_count_each_operation(void **state)
+{
+	struct histogram_snapshot a[STAT_LAT_NS_COUNT], b[STAT_LAT_NS_COUNT];
+	struct txn_key k = key(NULL, "timed"), k2 = key(NULL, "timed2");
+	struct txn_entry e[8];
+	struct txn_cursor cur;
+	struct txn_record r;
+	struct record_attr at;
+
+	txn_namespace_latencies(ns, a);
+	assert_int_equal(put(NULL, "timed", "abc", 0), 0);
+	assert_int_equal(txn_read(ns, &k, &r), 0);
+	txn_record_release(&r);
+	assert_int_equal(txn_stat(ns, &k, &at), 0);
+	assert_int_equal(txn_rename(ns, &k, &k2, 0), 0);
+	txn_cursor_init(&cur);
+	assert_true(txn_list(ns, "", 0, &cur, e, 8) >= 1);
+	assert_int_equal(txn_delete(ns, &k2), 0);
+	txn_namespace_latencies(ns, b);
+	for (int i = 0; i < STAT_LAT_NS_COUNT; i++)
+		assert_true(b[i].count > a[i].count);
+	assert_int_equal(b[STAT_LAT_NS_write].count - a[STAT_LAT_NS_write].count, 1);
+	assert_int_equal(b[STAT_LAT_NS_delete].count - a[STAT_LAT_NS_delete].count, 1);
+	assert_true(b[STAT_LAT_NS_read].sum_ns > a[STAT_LAT_NS_read].sum_ns);
+}
+
+/* node_config_set: a dynamic value changes at once, a bad one and a static
+ * parameter change nothing. */
+static void
+test_txn_config_set_validates_and_applies(void **state)
+{
+	char err[256], v[64];
+
+	cfg.ns[0].storage.max_write_cache = 64u << 20;   /* cross-field rules hold */
+	cfg.ns[0].nsup_period = 120;
+	assert_int_equal(node_config_set(node, 0, CONFIG_STORAGE, "defrag-lwm-pct", "30\n", err,
+	    sizeof(err)), 0);
+	assert_int_equal(cfg.ns[0].storage.defrag_lwm_pct, 30);
+	assert_int_equal(node_config_set(node, 0, CONFIG_STORAGE, "defrag-lwm-pct", "101", err,
+	    sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "defrag-lwm-pct"));
+	assert_int_equal(cfg.ns[0].storage.defrag_lwm_pct, 30);
+	assert_int_equal(node_config_set(node, 0, CONFIG_STORAGE, "write-block-size", "256K", err,
+	    sizeof(err)), -EACCES);
+	assert_int_equal(node_config_set(node, 3, CONFIG_STORAGE, "defrag-lwm-pct", "10", err,
+	    sizeof(err)), -ENOENT);
+	assert_int_equal(node_config_set(node, -1, CONFIG_SERVICE, "ticker-interval", "0", err,
+	    sizeof(err)), 0);
+	assert_int_equal(config_get_text(&cfg, -1, CONFIG_SERVICE, "ticker-interval", v, sizeof(v)), 0);
+	assert_string_equal(v, "0");
+	assert_int_equal(node_config_set(node, 0, CONFIG_NAMESPACE, "default-ttl", "100", err,
+	    sizeof(err)), 0);
+	assert_int_equal(cfg.ns[0].default_ttl, 100);
+	assert_int_equal(node_config_set(node, 0, CONFIG_NAMESPACE, "default-ttl", "0", err,
+	    sizeof(err)), 0);
+	assert_int_equal(node_config_set(node, 0, CONFIG_STORAGE, "defrag-lwm-pct", "50", err,
+	    sizeof(err)), 0);
+}
+
 int
 main(void)
 {
@@ -347,6 +452,10 @@ main(void)
 		cmocka_unit_test(test_txn_sets_persist_empty_and_refuse_rmdir_when_full),
 		cmocka_unit_test(test_txn_list_survives_concurrent_changes),
 		cmocka_unit_test(test_txn_counters_move),
+		cmocka_unit_test(test_txn_statistics_fill_every_row),
+		cmocka_unit_test(test_txn_not_found_and_exists_counters_move),
+		cmocka_unit_test(test_txn_latencies_count_each_operation),
+		cmocka_unit_test(test_txn_config_set_validates_and_applies),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -240,6 +240,7 @@ int bench_device_write_large(struct bench_ctx *ctx, const struct bench_def *def)
 int bench_device_cold_start(struct bench_ctx *ctx, const struct bench_def *def);
 int bench_device_read(struct bench_ctx *ctx, const struct bench_def *def);
 int bench_device_defrag(struct bench_ctx *ctx, const struct bench_def *def);
+int bench_shadow(struct bench_ctx *ctx, const struct bench_def *def);
 void bench_device_cleanup(struct bench_ctx *ctx);
 
 #endif

@@ -55,6 +55,8 @@ volatile sig_atomic_t bench_interrupted;
 #define SECTION_DEVICE_COLD   "device engine: cold start scan vs fio sequential read, same file"
 #define SECTION_DEVICE_READ   "device engine: random 1 KiB reads from storage vs fio random read"
 #define SECTION_DEVICE_DEFRAG "device engine: random 4 KiB overwrites at 50% fill vs defrag off"
+#define SECTION_SHADOW "memory engine with a shadow file: 1 KiB records, cold start vs fio sequential read"
+#define TARGET_SHADOW_FIO "target >= 1,000,000 ops/s; shadow cold start engine/fio >= 0.80"
 #define SECTION_MOUNT  "through the mount: recfsd vs passthrough_ll over tmpfs, 4 KiB files"
 
 static const struct bench_def bench_table[] = {
@@ -71,6 +73,8 @@ static const struct bench_def bench_table[] = {
 	{ "device.cold_start", "device", SECTION_DEVICE_COLD, TARGET_DEVICE_FIO, bench_device_cold_start, 0.8 },
 	{ "device.read", "device", SECTION_DEVICE_READ, TARGET_DEVICE_FIO, bench_device_read, 0.8 },
 	{ "device.defrag", "device", SECTION_DEVICE_DEFRAG, TARGET_DEVICE_DEFRAG, bench_device_defrag, 0.7 },
+	/* Memory engine with a shadow file (#shadow): same machinery. */
+	{ "shadow", "device", SECTION_SHADOW, TARGET_SHADOW_FIO, bench_shadow, 0.8 },
 	{ "mount.create", "mount", SECTION_MOUNT, TARGET_MOUNT, bench_mount_create },
 	{ "mount.read", "mount", SECTION_MOUNT, TARGET_MOUNT, bench_mount_read },
 };

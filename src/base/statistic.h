@@ -20,10 +20,7 @@
  *          STAT_F_ALIAS: the same value as a row of another section, not
  *          repeated in /.info/metrics
  *
- * Issue #4 (nsup, eviction, stop-writes) adds its rows to
- * STATISTICS_NAMESPACE (stop_writes, hwm_breached, expired_objects,
- * evicted_objects...) together with the engine code that computes them; no
- * row exists before its value does.
+ * No row exists before the engine code that computes its value does.
  */
 #ifndef RECFS_BASE_STATISTIC_H
 #define RECFS_BASE_STATISTIC_H
@@ -58,7 +55,13 @@
 	    "Writes refused because the record would exceed max-record-size (EFBIG).") \
 	X(fail_out_of_space, COUNTER, "writes", 0, "Writes refused for lack of storage space (ENOSPC).") \
 	X(fail_key_exists, COUNTER, "writes", 0, \
-	    "Create-only writes (O_CREAT|O_EXCL reaching the engine) of a record that exists.")
+	    "Create-only writes (O_CREAT|O_EXCL reaching the engine) of a record that exists.") \
+	X(fail_stop_writes, COUNTER, "writes", 0, \
+	    "Writes and creates refused (ENOSPC) because the namespace was in stop-writes.") \
+	X(expired_objects, COUNTER, "records", 0, \
+	    "Records nsup reclaimed (durably deleted) after their void time passed.") \
+	X(evicted_objects, COUNTER, "records", 0, \
+	    "Records nsup evicted, closest to expiry first, to keep used space under evict-used-pct.")
 
 /* .info/statistics, first part: the engine (txn_node_values). */
 #define STATISTICS_NODE(X) \
@@ -169,6 +172,12 @@
 	X(tombstones_reclaimed, COUNTER, "records", 0, \
 	    "Tombstones dropped by the tomb raider once no older copy remained on storage.") \
 	X(tomb_raider_passes, COUNTER, "passes", 0, "Tomb raider passes over the storage.") \
+	X(stop_writes, BOOL, "", STAT_F_TICK, \
+	    "Writes and creates fail with ENOSPC: used >= stop-writes-used-pct or available < stop-writes-avail-pct.") \
+	X(hwm_breached, BOOL, "", 0, "Used space is above evict-used-pct: nsup evicts.") \
+	X(evict_void_time, GAUGE, "s", 0, \
+	    "Void time (s since 2010-01-01) below which the last eviction removed records; 0 = none yet.") \
+	X(nsup_cycle_duration, GAUGE, "ms", 0, "Duration of nsup's last expiration and eviction pass.") \
 	STATISTICS_CLIENT(X)
 
 /* .info/sets/<ns>/<set> */

@@ -37,7 +37,10 @@
 	X(client_list_records, "records returned by listings") \
 	X(fail_record_too_big, "writes refused because the record exceeds max-record-size") \
 	X(fail_out_of_space, "writes refused for lack of storage space") \
-	X(fail_key_exists, "create-only writes of an existing record")
+	X(fail_key_exists, "create-only writes of an existing record") \
+	X(fail_stop_writes, "writes refused because the namespace is in stop-writes") \
+	X(expired_objects, "records reclaimed by nsup after their void time") \
+	X(evicted_objects, "records evicted by nsup to keep used space under evict-used-pct")
 
 struct ns_counters {
 #define X(name, help) uint64_t name;
@@ -73,6 +76,17 @@ struct namespace {
 	uint64_t objects;                   /* atomic: live records (markers excluded) */
 	uint64_t tombstones;                /* atomic */
 	struct ns_counters counters;        /* atomics */
+
+	/* nsup (src/txn/nsup.c): expiration, eviction, stop-writes. */
+	bool stop_writes;                   /* atomic: writes fail with ENOSPC */
+	bool hwm_breached;                  /* atomic: used space above evict-used-pct */
+	uint32_t evict_void_time;           /* atomic: last eviction threshold (void time) */
+	uint64_t nsup_cycle_ms;             /* atomic: duration of the last pass */
+	pthread_t nsup_thread;
+	bool nsup_started;
+	bool nsup_stop;                     /* nsup_lock */
+	pthread_mutex_t nsup_lock;
+	pthread_cond_t nsup_cv;
 
 	/* The tomb raider (tomb_raider.c). */
 	pthread_t raider_thread;

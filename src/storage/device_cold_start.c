@@ -75,21 +75,24 @@ scan_wblock(struct storage *st, struct device *d, uint32_t id, const uint8_t *bu
 	}
 }
 
-/* Shadow mode: the wblock's image becomes its resident RAM copy. */
+/* Shadow mode: the wblock's image just read becomes its resident RAM
+ * copy (no second copy); the slot gets a fresh buffer for the next read. */
 static int
-keep_resident(struct device *d, uint32_t id, const uint8_t *img)
+keep_resident(struct device *d, uint32_t id, uint8_t **img)
 {
 	struct dev_buf *b = calloc(1, sizeof(*b));
+	uint8_t *fresh;
 
-	if (b == NULL || posix_memalign((void **)&b->data, DEVICE_IO_ALIGN, d->wbs) != 0) {
+	if (b == NULL || posix_memalign((void **)&fresh, DEVICE_IO_ALIGN, d->wbs) != 0) {
 		free(b);
 		return -ENOMEM;
 	}
-	memcpy(b->data, img, d->wbs);
+	b->data = *img;
+	*img = fresh;
 	b->wblock_id = id;
 	b->pos = b->flushed = d->wbs;
 	pthread_mutex_lock(&d->wt.lock);
-	d->attached[id - d->wt.first] = b;
+	__atomic_store_n(&d->attached[id - d->wt.first], b, __ATOMIC_RELEASE);
 	d->n_bufs++;
 	pthread_mutex_unlock(&d->wt.lock);
 	return 0;
@@ -163,7 +166,7 @@ scan_main(void *arg)
 			memset(want->buf + want->res, 0, d->wbs - (uint32_t)want->res);
 		}
 		scan_wblock(st, d, want->id, want->buf);
-		if (d->resident && keep_resident(d, want->id, want->buf) != 0) {
+		if (d->resident && keep_resident(d, want->id, &want->buf) != 0) {
 			rc = -ENOMEM;
 			break;
 		}

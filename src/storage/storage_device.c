@@ -235,7 +235,7 @@ reserve_locked(struct device *d, uint32_t size, bool defrag, enum wblock_user us
 			}
 			nb->wblock_id = id;
 			nb->defrag = defrag;
-			*attached_slot(d, id) = nb;
+			__atomic_store_n(attached_slot(d, id), nb, __ATOMIC_RELEASE);
 			*cur = nb;
 			break;
 		}
@@ -453,6 +453,17 @@ dev_read(struct storage *st, storage_loc loc, uint8_t *buf)
 	if (id < d->wt.first || id >= d->wt.n_wblocks || off % d->wbs + size > d->wbs)
 		return RECFS_EFORMAT;
 	atomic_inc(&d->reads);
+	if (d->resident) {
+		/* Resident (shadow) mode: a wblock's RAM image is only replaced
+		 * after the wblock was freed, and this record (its caller holds
+		 * the record lock) keeps it from being freed: no lock needed. */
+		b = __atomic_load_n(attached_slot(d, id), __ATOMIC_ACQUIRE);
+		if (b != NULL) {
+			memcpy(buf, b->data + off % d->wbs, size);
+			atomic_inc(&d->cache_reads);
+			goto verify;
+		}
+	}
 	pthread_mutex_lock(&d->wt.lock);
 	b = *attached_slot(d, id);
 	if (b != NULL) {
@@ -478,6 +489,7 @@ dev_read(struct storage *st, storage_loc loc, uint8_t *buf)
 		}
 		memcpy(buf, tmp + (off - a_off), size);
 	}
+verify:
 	rc = record_flat_check(buf, size, &got);
 	if (rc == 0 && got != size)
 		rc = RECFS_EFORMAT;
@@ -842,12 +854,14 @@ io_main(void *arg)
 				max_id = b->wblock_id;
 			n++;
 		}
+		bool tails_taken = false;
 		if (tails || d->wq_len == 0) {
 			unsigned t0 = n;
 
 			if (tail_due_locked(d, now)) {
 				n += take_tail_locked(d, d->cur, d->stage_cur, &items[n]);
 				n += take_tail_locked(d, d->dcur, d->stage_dcur, &items[n]);
+				tails_taken = true;
 			}
 			for (unsigned i = t0; i < n; i++)
 				if (items[i].buf->wblock_id > max_id)
@@ -856,7 +870,15 @@ io_main(void *arg)
 				d->last_flush_ns = now;
 			d->flush_requested = false;
 		}
-		uint64_t target = d->write_seq;
+		/* What this batch makes durable: every write placed so far only if
+		 * it holds all of them - the whole queue and both current buffers'
+		 * tails (clean tails count).  A batch of full buffers alone, or one
+		 * that left part of the queue, moves nothing: a sync waiter's record
+		 * may be in what is left. */
+		bool clean_tails = (d->cur == NULL || d->cur->pos == d->cur->flushed) &&
+		    (d->dcur == NULL || d->dcur->pos == d->dcur->flushed);
+		bool complete = d->wq_len == 0 && (tails_taken || clean_tails);
+		uint64_t target = complete ? d->write_seq : d->durable_seq;
 		uint32_t hw = d->high_water;
 		pthread_mutex_unlock(&d->wt.lock);
 
@@ -888,8 +910,9 @@ io_main(void *arg)
 
 		pthread_mutex_lock(&d->wt.lock);
 		if (rc != 0) {
+			/* Every write placed so far is at risk: its syncers get EIO. */
 			d->write_errors++;
-			d->error_seq = target;
+			d->error_seq = target = d->write_seq;
 			log_error("device", "{%s} %s: device write failed (%s): acknowledged writes since the "
 			    "last flush may be lost; the device refuses further writes", d->st->ns_name,
 			    d->path, recfs_strerror(rc));
@@ -1248,6 +1271,7 @@ dev_stats(struct storage *st, struct storage_stats *out)
 		free_n = wblock_free_count_locked(&d->wt);
 		out->used_bytes += d->wt.used_bytes;
 		out->defrag_q += d->wt.defrag_count;
+		out->defrag_q_free += (uint64_t)d->wt.defrag_count * d->wbs - d->wt.defrag_q_live;
 		out->defrag_reads += d->wt.defrag_reads;
 		out->defrag_writes += d->defrag_writes;
 		out->write_q += d->wq_len;

@@ -433,6 +433,7 @@ mem_stats(struct storage *st, struct storage_stats *out)
 		free_n = wblock_free_count_locked(&s->wt);
 		out->used_bytes += s->wt.used_bytes;
 		out->defrag_q += s->wt.defrag_count;
+		out->defrag_q_free += (uint64_t)s->wt.defrag_count * m->wbs - s->wt.defrag_q_live;
 		out->defrag_reads += s->wt.defrag_reads;
 		out->defrag_writes += s->defrag_writes;
 		out->writes += s->writes;

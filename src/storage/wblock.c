@@ -67,6 +67,7 @@ defrag_push(struct wblock_table *t, uint32_t id)
 
 	w->state = WBLOCK_DEFRAG;
 	w->queued = 1;
+	t->defrag_q_live += w->inuse;
 	w->q_next = WBLOCK_NONE;
 	w->q_prev = t->defrag_tail;
 	if (t->defrag_tail != WBLOCK_NONE)
@@ -93,6 +94,7 @@ defrag_unlink(struct wblock_table *t, uint32_t id)
 		t->defrag_tail = w->q_prev;
 	w->queued = 0;
 	t->defrag_count--;
+	t->defrag_q_live -= w->inuse;
 }
 
 int
@@ -150,6 +152,8 @@ wblock_free_bytes(struct wblock_table *t, uint32_t id, uint32_t size)
 	w = wblock_get(t, id);
 	__atomic_sub_fetch(&w->inuse, size, __ATOMIC_RELAXED);
 	t->used_bytes -= size;
+	if (w->queued)
+		t->defrag_q_live -= size;
 	switch (w->state) {
 	case WBLOCK_USED:
 		if (w->inuse == 0)
@@ -242,6 +246,7 @@ wblock_rebuild_locked(struct wblock_table *t, uint32_t high_water)
 	t->free_head = t->free_count = 0;
 	t->defrag_head = t->defrag_tail = WBLOCK_NONE;
 	t->defrag_count = 0;
+	t->defrag_q_live = 0;
 	if (high_water < t->first)
 		high_water = t->first;
 	if (high_water > t->n_wblocks)

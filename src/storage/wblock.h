@@ -61,6 +61,7 @@ struct wblock_table {
 	uint32_t *free_q;        /* ring */
 	uint32_t free_head, free_count;
 	uint32_t defrag_head, defrag_tail, defrag_count; /* list through blocks[] */
+	uint64_t defrag_q_live;  /* live bytes in queued wblocks (the rest comes back) */
 	uint32_t pristine;       /* ids >= pristine never written */
 	uint64_t used_bytes;     /* sum of inuse */
 	uint64_t defrag_reads;   /* wblocks queued for defrag (Aerospike's meaning) */

@@ -231,6 +231,12 @@ node_open(struct node **out, struct recfs_config *cfg)
 			log_error("node", "too many namespaces open in one process");
 			goto fail;
 		}
+		rc = nsup_start(node->namespaces[i]);
+		if (rc != 0) {
+			log_error("node", "namespace %s: cannot start nsup: %s", cfg->ns[i].name,
+			    recfs_strerror(rc));
+			goto fail;
+		}
 	}
 	rc = ticker_start(node);
 	if (rc != 0) {
@@ -251,6 +257,7 @@ node_close(struct node *node, bool clean)
 		return;
 	ticker_stop(node);
 	for (unsigned i = 0; i < node->n_namespaces; i++) {
+		nsup_stop(node->namespaces[i]);
 		namespace_close(node->namespaces[i], clean);
 		registry_remove(node->extra[i]);
 		free(node->extra[i]);
@@ -458,6 +465,10 @@ txn_namespace_values(struct namespace *ns, uint64_t v[STAT_NS_COUNT])
 	v[STAT_NS_checksum_errors] = ss.checksum_errors;
 	v[STAT_NS_tombstones_reclaimed] = atomic_load_relaxed(&ns->tombstones_reclaimed);
 	v[STAT_NS_tomb_raider_passes] = atomic_load_relaxed(&ns->raider_passes);
+	v[STAT_NS_stop_writes] = __atomic_load_n(&ns->stop_writes, __ATOMIC_RELAXED);
+	v[STAT_NS_hwm_breached] = __atomic_load_n(&ns->hwm_breached, __ATOMIC_RELAXED);
+	v[STAT_NS_evict_void_time] = __atomic_load_n(&ns->evict_void_time, __ATOMIC_RELAXED);
+	v[STAT_NS_nsup_cycle_duration] = atomic_load_relaxed(&ns->nsup_cycle_ms);
 #define X(name, help) v[STAT_NS_##name] = atomic_load_relaxed(&ns->counters.name);
 	NS_COUNTERS(X)
 #undef X

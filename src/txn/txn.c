@@ -434,6 +434,12 @@ write_record(struct namespace *ns, const struct txn_key *k, const struct txn_wri
 	rc = key_resolve(ns, k, true, &d, &set_id);
 	if (rc != 0)
 		goto out;
+	/* SPEC 6.5: in stop-writes, writes and creates fail; deletes go on. */
+	if (__atomic_load_n(&ns->stop_writes, __ATOMIC_RELAXED)) {
+		COUNT(ns, fail_stop_writes);
+		rc = -ENOSPC;
+		goto out;
+	}
 	/* A name in a namespace directory is a set or a null-set record, never both. */
 	if (k->set_len == 0) {
 		uint16_t sid;
@@ -626,6 +632,10 @@ rename_record(struct namespace *ns, const struct txn_key *from, const struct txn
 	rc = key_resolve(ns, to, true, &td, &tset);
 	if (rc != 0)
 		return rc;
+	if (__atomic_load_n(&ns->stop_writes, __ATOMIC_RELAXED)) {
+		COUNT(ns, fail_stop_writes);
+		return -ENOSPC;
+	}
 	if (digest_compare(&fd, &td) == 0)
 		return txn_stat(ns, from, &(struct record_attr){ 0 });
 	if (to->set_len == 0) {
@@ -935,5 +945,28 @@ txn_list(struct namespace *ns, const char *set, size_t set_len, struct txn_curso
 	int rc = list_records(ns, set, set_len, cur, out, max);
 
 	latency_add(ns, STAT_LAT_NS_list, t0);
+	return rc;
+}
+
+/* ---- reclaim (nsup) -------------------------------------------------- */
+
+int
+txn_reclaim(struct namespace *ns, uint16_t set_id, const struct digest *d, uint32_t now,
+    uint32_t evict_below)
+{
+	struct index_entry *e;
+	int rc = 0;
+
+	index_record_lock(ns->index, d);
+	e = entry_get(ns, set_id, d);
+	if (e != NULL && !e->tombstone && !e->set_marker && e->void_time != 0 &&
+	    (e->void_time <= now || (evict_below != 0 && e->void_time < evict_below))) {
+		const struct ns_set *s = &ns->sets.sets[set_id];
+
+		rc = delete_entry(ns, e, set_id != 0 ? s->name : NULL, set_id != 0 ? s->len : 0);
+		if (rc == 0)
+			rc = 1;
+	}
+	index_record_unlock(ns->index, d);
 	return rc;
 }

@@ -40,4 +40,18 @@ struct node {
 /* The extra state of ns, or NULL for a namespace opened outside node_open. */
 struct txn_ns_extra *txn_ns_extra(const struct namespace *ns);
 
+/* nsup.c: the namespace supervisor thread. */
+int nsup_start(struct namespace *ns);
+void nsup_stop(struct namespace *ns);
+void nsup_kick(struct namespace *ns);
+
+/*
+ * txn.c: reclaim the record (set_id, d) if, under its record lock, it is
+ * still expired at `now` or (evict_below != 0) has a void time before
+ * evict_below: a durable delete.  1 = reclaimed, 0 = not (changed
+ * meanwhile), < 0 error.
+ */
+int txn_reclaim(struct namespace *ns, uint16_t set_id, const struct digest *d, uint32_t now,
+    uint32_t evict_below);
+
 #endif

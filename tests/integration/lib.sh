@@ -355,6 +355,29 @@ EOF
 	} >"$CONF"
 }
 
+# write_shadow_config DAT [SETTING...]: like write_device_config, but the
+# namespace is on the memory engine with DAT as its shadow file (SPEC 6.2);
+# data-size is the filesize given (default 64M).
+write_shadow_config() {
+	local dat=$1 s size=64M
+	shift
+	for s in "$@"; do
+		case $s in filesize:*) size=${s#filesize: } ;; esac
+	done
+	write_device_config "$dat" "$@"
+	sed -i "s|^      type: device\$|      type: memory\n      data-size: $size|" "$CONF"
+}
+
+# storage_config DAT [SETTING...]: write_device_config, or
+# write_shadow_config when ITEST_ENGINE=memory (tests run on both).
+storage_config() {
+	if [ "${ITEST_ENGINE:-device}" = memory ]; then
+		write_shadow_config "$@"
+	else
+		write_device_config "$@"
+	fi
+}
+
 # crash_daemon: SIGKILL the daemon - no clean shutdown, what a crash or the
 # OOM killer leaves - reap it, and detach its dead mount (lazily: the FUSE
 # connection is gone), so that start_daemon can mount $MNT again on the

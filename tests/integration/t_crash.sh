@@ -14,7 +14,9 @@
 # seeds; the seed is in every failure message.  Then the
 # POSIX way to make an unlink, a rename or a mkdir durable (fsync of the
 # directory) is held to the same promise.
-# CRASH_SEEDS="4 5 6" make check TESTS=... runs other seeds.
+# CRASH_SEEDS="4 5 6" make check TESTS=... runs other seeds.  With
+# ITEST_ENGINE=memory (t_shadow_crash.sh) the namespace is a memory
+# namespace with a shadow file instead, held to the same promise.
 . "${top_srcdir:-$(dirname "$0")/../..}/tests/integration/lib.sh"
 
 CW=$ITEST_BIN/crash_writer
@@ -91,9 +93,10 @@ crash_round() {
 	d2=$((500 + RANDOM % 1500))
 	note "seed $seed: filesize $size, flush-max-ms $flush, $fpct% fsync, kills after $d1 and $d2 ms"
 	rm -f "$DAT"
-	write_device_config "$DAT" "filesize: $size" "write-block-size: 128K" \
+	storage_config "$DAT" "filesize: $size" "write-block-size: 128K" \
 		"flush-max-ms: $flush" "defrag-sleep: 0"
 	start_daemon
+	check_eq "seed $seed: storage engine" "$(stat_value test type)" "${ITEST_ENGINE:-device}"
 	mkdir "$S" || fail "seed $seed: mkdir $S"
 
 	load_and_kill "$seed" 1 "$d1" -m mixed -f "$fpct"
@@ -147,7 +150,7 @@ dirsync_round() {
 		return 0
 	fi
 	rm -f "$DAT"
-	write_device_config "$DAT" "filesize: 64M" "write-block-size: 128K" "flush-max-ms: 60000"
+	storage_config "$DAT" "filesize: 64M" "write-block-size: 128K" "flush-max-ms: 60000"
 	start_daemon
 	expect_ok "dirsync: mkdir, write, fsync, unlink, rename, fsync of the directories" \
 		python3 -c '

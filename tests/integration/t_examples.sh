@@ -1,13 +1,30 @@
 #!/bin/bash
 # t_examples: what examples/ promises works as written - memory.yaml loads
 # and mounts, shell-session.sh, stats.sh and records run against that mount
-# and print what their comments say.  (examples/device.yaml waits for the
-# device engine.)
+# and print what their comments say; device.yaml and memory-shadow.yaml
+# pass --check-config and mount with our paths, and a file written there
+# is still there after a restart.
 . "${top_srcdir:-$(dirname "$0")/../..}/tests/integration/lib.sh"
 
 EX=$top_srcdir/examples
 REC=$top_builddir/examples/records
 [ -x "$REC" ] || fail "$REC not built (make check builds it)"
+
+# ---- device.yaml and memory-shadow.yaml: valid, persistent --------------------------------
+for ex in device memory-shadow; do
+	run "$RECFSD" --check-config -c "$EX/$ex.yaml" >/dev/null 2>&1
+	check_eq "examples/$ex.yaml passes --check-config" $? 0
+	# Our temp paths for the work directory and the storage files.
+	sed -e "s|/var/lib/recfs|$T/$ex|g; s|/var/log/recfs|$T/$ex|g; s|/tmp/recfs-work|$T/$ex|g" "$EX/$ex.yaml" >"$T/$ex.yaml"
+	mkdir -p "$T/$ex"
+	start_daemon "$T/$ex.yaml"
+	ns=$(ls "$MNT" | head -1)
+	echo persistent >"$MNT/$ns/kept" || fail "$ex: write"
+	stop_daemon || fail "$ex: clean stop"
+	start_daemon "$T/$ex.yaml"
+	check_eq "examples/$ex.yaml: a file survives a restart" "$(cat "$MNT/$ns/kept" 2>&1)" persistent
+	stop_daemon
+done
 
 # ---- memory.yaml: valid as shipped, and mounts with our paths -------------------------------
 out=$(run "$RECFSD" --check-config -c "$EX/memory.yaml" 2>&1)

@@ -1,0 +1,293 @@
+/*
+ * nsup.c - the namespace supervisor: stop-writes, expiration, eviction
+ * (SPEC 6.5).
+ *
+ * One thread per namespace wakes every NSUP_CHECK_MS (100 ms):
+ *   - stop-writes: on while used >= stop-writes-used-pct or available <
+ *     stop-writes-avail-pct (0 turns either test off); writes and creates
+ *     then fail with ENOSPC (txn.c checks the flag), while reads, deletes,
+ *     defrag and expiration go on; it lifts by itself when space returns.
+ *   - every nsup-period seconds: reclaim expired records (void time
+ *     passed), and when used space exceeds evict-used-pct, evict the
+ *     records closest to expiry, never records without a TTL.
+ * Both reclaim through txn_reclaim(): under the record lock, and as a
+ * durable delete (a tombstone on persistent storage), so an expired or
+ * evicted record cannot come back at the next cold start.
+ *
+ * Eviction depth comes from a histogram of void times: NSUP_HIST_BUCKETS
+ * buckets over [now, latest void time], each with the bytes its records
+ * occupy; the threshold is the end of the first buckets whose bytes cover
+ * what must be freed to get back under evict-used-pct.  Whole buckets go,
+ * soonest first (Aerospike does the same with object counts).
+ *
+ * Rejected: expiring on read (a record nobody reads would never be
+ * reclaimed); a sorted index of void times (memory per record, for a
+ * pass that runs every nsup-period).
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "../base/atomic.h"
+#include "../base/clock.h"
+#include "../base/log.h"
+#include "txn_i.h"
+
+#define NSUP_HIST_BUCKETS 1024
+#define NSUP_BATCH 512
+#define NSUP_CHECK_MS 100
+
+struct nsup_victim {
+	struct digest digest;
+	uint16_t set_id;
+};
+
+/* Collect up to max victims of one partition: expired entries, or (when
+ * evict_below != 0) entries with a void time before evict_below. */
+static size_t
+collect(struct namespace *ns, uint32_t pid, uint32_t now, uint32_t evict_below,
+    struct nsup_victim *out, size_t max)
+{
+	struct index_partition *p = &ns->index->partitions[pid];
+	uint32_t n_sets = __atomic_load_n(&ns->sets.n, __ATOMIC_RELAXED);
+	size_t n = 0;
+
+	pthread_rwlock_rdlock(&p->lock);
+	for (uint32_t set_id = 0; set_id <= n_sets && n < max; set_id++)
+		for (struct index_entry *e = index_next_locked(p, (uint16_t)set_id, NULL);
+		    e != NULL && n < max; e = index_next_locked(p, (uint16_t)set_id, &e->digest)) {
+			if (e->tombstone || e->set_marker || e->void_time == 0)
+				continue;
+			if (e->void_time <= now || (evict_below != 0 && e->void_time < evict_below)) {
+				out[n].digest = e->digest;
+				out[n].set_id = e->set_id;
+				n++;
+			}
+		}
+	pthread_rwlock_unlock(&p->lock);
+	return n;
+}
+
+/* One pass over the index; returns records reclaimed. */
+static uint64_t
+reclaim_pass(struct namespace *ns, uint32_t evict_below, bool *stop)
+{
+	struct nsup_victim batch[NSUP_BATCH];
+	uint64_t done = 0;
+
+	for (uint32_t pid = 0; pid < PARTITION_COUNT && !__atomic_load_n(stop, __ATOMIC_RELAXED); pid++) {
+		size_t n;
+
+		do {
+			uint32_t now = clock_epoch_s();
+
+			n = collect(ns, pid, now, evict_below, batch, NSUP_BATCH);
+			for (size_t i = 0; i < n; i++) {
+				int rc = txn_reclaim(ns, batch[i].set_id, &batch[i].digest, now, evict_below);
+
+				if (rc > 0)
+					done++;
+				else if (rc < 0)
+					log_warn("nsup", "{%s} reclaim failed: %s", ns->name, recfs_strerror(rc));
+			}
+		} while (n == NSUP_BATCH);
+	}
+	return done;
+}
+
+/* The void time below which records must go to free `need` bytes, or 0
+ * when no record with a TTL can help. */
+static uint32_t
+eviction_threshold(struct namespace *ns, uint64_t need)
+{
+	uint64_t *bytes = calloc(NSUP_HIST_BUCKETS, sizeof(*bytes));
+	uint32_t now = clock_epoch_s(), max_void = now, threshold = 0;
+	uint64_t candidates = 0;
+
+	if (bytes == NULL)
+		return 0;
+	/* Pass 1: the range of void times. */
+	for (uint32_t pid = 0; pid < PARTITION_COUNT; pid++) {
+		struct index_partition *p = &ns->index->partitions[pid];
+		uint32_t n_sets = __atomic_load_n(&ns->sets.n, __ATOMIC_RELAXED);
+
+		pthread_rwlock_rdlock(&p->lock);
+		for (uint32_t set_id = 0; set_id <= n_sets; set_id++)
+			for (struct index_entry *e = index_next_locked(p, (uint16_t)set_id, NULL); e != NULL;
+			    e = index_next_locked(p, (uint16_t)set_id, &e->digest))
+				if (!e->tombstone && !e->set_marker && e->void_time > max_void)
+					max_void = e->void_time;
+		pthread_rwlock_unlock(&p->lock);
+	}
+	uint64_t width = ((uint64_t)max_void - now) / NSUP_HIST_BUCKETS + 1;
+	/* Pass 2: bytes per bucket. */
+	for (uint32_t pid = 0; pid < PARTITION_COUNT; pid++) {
+		struct index_partition *p = &ns->index->partitions[pid];
+		uint32_t n_sets = __atomic_load_n(&ns->sets.n, __ATOMIC_RELAXED);
+
+		pthread_rwlock_rdlock(&p->lock);
+		for (uint32_t set_id = 0; set_id <= n_sets; set_id++)
+			for (struct index_entry *e = index_next_locked(p, (uint16_t)set_id, NULL); e != NULL;
+			    e = index_next_locked(p, (uint16_t)set_id, &e->digest)) {
+				if (e->tombstone || e->set_marker || e->void_time == 0)
+					continue;
+				uint64_t b = e->void_time > now ? (e->void_time - now) / width : 0;
+				bytes[b < NSUP_HIST_BUCKETS ? b : NSUP_HIST_BUCKETS - 1] += storage_loc_size(e->loc);
+				candidates++;
+			}
+		pthread_rwlock_unlock(&p->lock);
+	}
+	uint64_t sum = 0;
+	for (uint32_t b = 0; b < NSUP_HIST_BUCKETS && candidates > 0; b++) {
+		sum += bytes[b];
+		if (sum >= need || b == NSUP_HIST_BUCKETS - 1) {
+			threshold = (uint32_t)(now + (b + 1) * width);
+			break;
+		}
+	}
+	free(bytes);
+	return threshold;
+}
+
+static void
+check_stop_writes(struct namespace *ns, const struct storage_stats *ss)
+{
+	uint32_t used_pct = ss->total_bytes ? (uint32_t)(ss->used_bytes * 100 / ss->total_bytes) : 0;
+	uint32_t max_used = atomic_load_relaxed(&ns->cfg->stop_writes_used_pct);
+	uint32_t min_avail = atomic_load_relaxed(&ns->cfg->stop_writes_avail_pct);
+	/* Available = free wblocks plus what defrag is about to give back: the
+	 * guard is against running out of space, not against space waiting in
+	 * the defrag queue (writers already wait for defrag when short). */
+	uint64_t soon = ss->free_wblocks * ns->cfg->storage.write_block_size + ss->defrag_q_free;
+	uint32_t avail_pct = ss->total_bytes ? (uint32_t)(soon * 100 / ss->total_bytes) : 100;
+	if (avail_pct < ss->avail_pct)
+		avail_pct = ss->avail_pct;
+	bool stop = (max_used > 0 && used_pct >= max_used) || (min_avail > 0 && avail_pct < min_avail);
+	bool was = __atomic_exchange_n(&ns->stop_writes, stop, __ATOMIC_RELAXED);
+
+	if (stop && !was)
+		log_warn("nsup", "{%s} stop-writes: used %u%% (stop-writes-used-pct %u), avail %u%% "
+		    "(stop-writes-avail-pct %u): writes fail with ENOSPC until space comes back",
+		    ns->name, used_pct, max_used, avail_pct, min_avail);
+	else if (!stop && was)
+		log_info("nsup", "{%s} stop-writes lifted: used %u%%, avail %u%%", ns->name, used_pct,
+		    avail_pct);
+}
+
+static void
+nsup_cycle(struct namespace *ns)
+{
+	struct storage_stats ss;
+	uint64_t start = clock_mono_ns();
+
+	uint64_t expired = reclaim_pass(ns, 0, &ns->nsup_stop);
+	atomic_add(&ns->counters.expired_objects, expired);
+
+	storage_stats(ns->storage, &ss);
+	uint32_t evict_pct = atomic_load_relaxed(&ns->cfg->evict_used_pct);
+	uint64_t limit = ss.total_bytes * evict_pct / 100;
+	bool breached = evict_pct > 0 && ss.used_bytes > limit;
+	__atomic_store_n(&ns->hwm_breached, breached, __ATOMIC_RELAXED);
+	if (breached) {
+		/* Free what is over the mark, plus 1% of the space so the next
+		 * writes do not cross it again at once. */
+		uint64_t need = ss.used_bytes - limit + ss.total_bytes / 100;
+		uint32_t below = eviction_threshold(ns, need);
+
+		if (below == 0) {
+			log_warn("nsup", "{%s} used space %" PRIu64 " bytes exceeds evict-used-pct %u%% "
+			    "but no record has a TTL: nothing to evict", ns->name, ss.used_bytes, evict_pct);
+		} else {
+			__atomic_store_n(&ns->evict_void_time, below, __ATOMIC_RELAXED);
+			uint64_t evicted = reclaim_pass(ns, below, &ns->nsup_stop);
+			atomic_add(&ns->counters.evicted_objects, evicted);
+			log_info("nsup", "{%s} evicted %" PRIu64 " records expiring before %u s from now",
+			    ns->name, evicted, below - clock_epoch_s());
+		}
+	}
+	atomic_store_relaxed(&ns->nsup_cycle_ms, (clock_mono_ns() - start) / 1000000);
+	if (expired > 0)
+		log_info("nsup", "{%s} expired %" PRIu64 " records", ns->name, expired);
+}
+
+static void *
+nsup_main(void *arg)
+{
+	struct namespace *ns = arg;
+	uint64_t last_cycle = clock_mono_ns();
+
+	pthread_mutex_lock(&ns->nsup_lock);
+	while (!ns->nsup_stop) {
+		struct timespec ts;
+		struct storage_stats ss;
+
+		pthread_mutex_unlock(&ns->nsup_lock);
+		storage_stats(ns->storage, &ss);
+		check_stop_writes(ns, &ss);
+		uint32_t period = atomic_load_relaxed(&ns->cfg->nsup_period);
+		uint64_t now = clock_mono_ns();
+		if (period > 0 && now - last_cycle >= (uint64_t)period * 1000000000ULL) {
+			last_cycle = now;
+			nsup_cycle(ns);
+			storage_stats(ns->storage, &ss);
+			check_stop_writes(ns, &ss);
+		}
+		pthread_mutex_lock(&ns->nsup_lock);
+		if (ns->nsup_stop)
+			break;
+		/* Stop-writes is re-evaluated every NSUP_CHECK_MS: fast writers
+		 * fill space in well under a second. */
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += NSUP_CHECK_MS * 1000000L;
+		if (ts.tv_nsec >= 1000000000L) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000L;
+		}
+		pthread_cond_timedwait(&ns->nsup_cv, &ns->nsup_lock, &ts);
+	}
+	pthread_mutex_unlock(&ns->nsup_lock);
+	return NULL;
+}
+
+void
+nsup_kick(struct namespace *ns)
+{
+	pthread_mutex_lock(&ns->nsup_lock);
+	pthread_cond_signal(&ns->nsup_cv);
+	pthread_mutex_unlock(&ns->nsup_lock);
+}
+
+int
+nsup_start(struct namespace *ns)
+{
+	struct storage_stats ss;
+	int rc;
+
+	pthread_mutex_init(&ns->nsup_lock, NULL);
+	pthread_cond_init(&ns->nsup_cv, NULL);
+	ns->nsup_stop = false;
+	storage_stats(ns->storage, &ss);
+	check_stop_writes(ns, &ss);
+	rc = pthread_create(&ns->nsup_thread, NULL, nsup_main, ns);
+	if (rc != 0)
+		return -rc;
+	ns->nsup_started = true;
+	return 0;
+}
+
+void
+nsup_stop(struct namespace *ns)
+{
+	if (!ns->nsup_started)
+		return;
+	pthread_mutex_lock(&ns->nsup_lock);
+	__atomic_store_n(&ns->nsup_stop, true, __ATOMIC_RELAXED);
+	pthread_cond_signal(&ns->nsup_cv);
+	pthread_mutex_unlock(&ns->nsup_lock);
+	pthread_join(ns->nsup_thread, NULL);
+	pthread_mutex_destroy(&ns->nsup_lock);
+	pthread_cond_destroy(&ns->nsup_cv);
+	ns->nsup_started = false;
+}

@@ -1,0 +1,81 @@
+#!/bin/bash
+# t_ttl: TTLs through the mount (SPEC 4 user.recfs.ttl, 6.5): a record with
+# a 2-second TTL disappears from ls, stat and cat about when its void time
+# passes and nsup counts it in expired_objects; the TTL set on a record is
+# kept across rewrites; -1 never expires; touch refreshes the void time;
+# the namespace default-ttl applies to records without one of their own.
+. "${top_srcdir:-$(dirname "$0")/../..}/tests/integration/lib.sh"
+
+cat >"$CONF" <<EOF
+service: { work-directory: $WORK, ticker-interval: 0 }
+logging: { file: $LOG, level: info }
+namespaces:
+  - name: test
+    nsup-period: 1
+    storage-engine: { type: memory, data-size: 64M }
+  - name: dflt
+    nsup-period: 1
+    default-ttl: 2
+    storage-engine: { type: memory, data-size: 16M }
+EOF
+start_daemon
+S=$MNT/test/ttl
+mkdir "$S" || fail "mkdir $S"
+
+# 2-second TTL: gone from ls, stat and cat within a second or so of its void time.
+echo short >"$S/short" || fail "write short"
+echo keep >"$S/keep" || fail "write keep"
+setfattr -n user.recfs.ttl -v 2 "$S/short" || fail "setfattr ttl 2"
+t0=$(date +%s%N)
+ttl=$(getx user.recfs.ttl "$S/short")
+check_true "remaining TTL read back (1 or 2): $ttl" "$ttl" -ge 1 -a "$ttl" -le 2
+check_eq "no TTL reads -1" "$(getx user.recfs.ttl "$S/keep")" -1
+expired0=$(stat_value test expired_objects)
+gone_ms=
+for i in $(seq 1 100); do
+	if ! ls "$S" | grep -qx short && ! stat "$S/short" >/dev/null 2>&1 && ! cat "$S/short" >/dev/null 2>&1; then
+		gone_ms=$((($(date +%s%N) - t0) / 1000000))
+		break
+	fi
+	sleep 0.05
+done
+check_true "the 2 s record disappeared from ls, stat and cat (after ${gone_ms:-never} ms)" -n "$gone_ms"
+check_true "not before its void time (${gone_ms:-0} ms >= 900)" "${gone_ms:-0}" -ge 900
+check_true "within about a second of it (${gone_ms:-0} ms <= 3500)" "${gone_ms:-99999}" -le 3500
+check_eq "the other file stays" "$(cat "$S/keep")" keep
+for i in $(seq 1 60); do
+	[ "$(stat_value test expired_objects)" -gt "$expired0" ] && break
+	sleep 0.1
+done
+check_eq "nsup counted it in expired_objects" "$(stat_value test expired_objects)" $((expired0 + 1))
+d=$(stat_value test nsup_cycle_duration)
+check_true "nsup_cycle_duration is the last pass in ms ($d)" -n "$d" -a "$d" -ge 0 -a "$d" -lt 1000
+
+# The TTL set on a record is kept when the file is rewritten.
+{ echo v1 >"$S/kept" && setfattr -n user.recfs.ttl -v 100 "$S/kept"; } || fail "ttl 100"
+echo v2 >"$S/kept" || fail "rewrite"
+ttl=$(getx user.recfs.ttl "$S/kept")
+check_true "TTL kept across a rewrite ($ttl)" "$ttl" -ge 98 -a "$ttl" -le 100
+setfattr -n user.recfs.ttl -v -1 "$S/kept" || fail "ttl -1"
+check_eq "-1: never expires" "$(getx user.recfs.ttl "$S/kept")" -1
+
+# touch refreshes the void time.
+{ echo t >"$S/touched" && setfattr -n user.recfs.ttl -v 3 "$S/touched"; } || fail "ttl 3"
+sleep 2
+touch "$S/touched" || fail "touch"
+ttl=$(getx user.recfs.ttl "$S/touched")
+check_true "touch refreshed the TTL ($ttl)" "$ttl" -ge 2
+sleep 1.5
+check_eq "still there 3.5 s after its TTL was set" "$(cat "$S/touched" 2>/dev/null)" t
+
+# The namespace default-ttl (2 s here) applies to records without one.
+echo d >"$MNT/dflt/gone" || fail "write in dflt"
+ttl=$(getx user.recfs.ttl "$MNT/dflt/gone")
+check_true "default-ttl applies ($ttl)" "$ttl" -ge 1 -a "$ttl" -le 2
+for i in $(seq 1 80); do
+	[ -e "$MNT/dflt/gone" ] || break
+	sleep 0.05
+done
+check_true "gone after its default TTL" ! -e "$MNT/dflt/gone"
+assert_serving
+finish

@@ -75,27 +75,15 @@ scan_wblock(struct storage *st, struct device *d, uint32_t id, const uint8_t *bu
 	}
 }
 
-/* Shadow mode: the wblock's image just read becomes its resident RAM
- * copy (no second copy); the slot gets a fresh buffer for the next read. */
-static int
-keep_resident(struct device *d, uint32_t id, uint8_t **img)
+/* Shadow mode: the wblock was read straight into its resident RAM image;
+ * it is attached (readable) from now on. */
+static void
+keep_resident(struct device *d, uint32_t id)
 {
-	struct dev_buf *b = calloc(1, sizeof(*b));
-	uint8_t *fresh;
+	struct dev_buf *b = &d->resident_bufs[id - d->wt.first];
 
-	if (b == NULL || posix_memalign((void **)&fresh, DEVICE_IO_ALIGN, d->wbs) != 0) {
-		free(b);
-		return -ENOMEM;
-	}
-	b->data = *img;
-	*img = fresh;
-	b->wblock_id = id;
 	b->pos = b->flushed = d->wbs;
-	pthread_mutex_lock(&d->wt.lock);
 	__atomic_store_n(&d->attached[id - d->wt.first], b, __ATOMIC_RELEASE);
-	d->n_bufs++;
-	pthread_mutex_unlock(&d->wt.lock);
-	return 0;
 }
 
 static void *
@@ -132,7 +120,9 @@ scan_main(void *arg)
 			s->id = next_submit;
 			s->busy = true;
 			s->done = false;
-			io_uring_prep_read(sqe, d->fd, s->buf, d->wbs, (uint64_t)next_submit * d->wbs);
+			/* Shadow mode: read into the wblock's resident image itself. */
+			uint8_t *dst = d->resident ? d->resident_bufs[next_submit - first].data : s->buf;
+			io_uring_prep_read(sqe, d->fd, dst, d->wbs, (uint64_t)next_submit * d->wbs);
 			io_uring_sqe_set_data(sqe, s);
 			next_submit++;
 		}
@@ -163,12 +153,16 @@ scan_main(void *arg)
 				    want->id, recfs_strerror((int)rc));
 				break;
 			}
-			memset(want->buf + want->res, 0, d->wbs - (uint32_t)want->res);
+			uint8_t *img = d->resident ? d->resident_bufs[want->id - first].data : want->buf;
+			memset(img + want->res, 0, d->wbs - (uint32_t)want->res);
 		}
-		scan_wblock(st, d, want->id, want->buf);
-		if (d->resident && keep_resident(d, want->id, &want->buf) != 0) {
-			rc = -ENOMEM;
-			break;
+		if (d->resident) {
+			const uint8_t *img = d->resident_bufs[want->id - first].data;
+
+			scan_wblock(st, d, want->id, img);
+			keep_resident(d, want->id);
+		} else {
+			scan_wblock(st, d, want->id, want->buf);
 		}
 		d->cs_bytes += d->wbs;
 		want->busy = false;

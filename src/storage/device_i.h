@@ -40,6 +40,8 @@ struct device {
 	int fd;
 	bool is_block;
 	bool resident;             /* memory engine with shadow: every wblock stays in RAM */
+	uint8_t *resident_ram;     /* resident mode: all wblock images, mapped and touched at open */
+	struct dev_buf *resident_bufs; /* resident mode: one buffer per wblock, into resident_ram */
 	uint64_t size;             /* usable bytes (a multiple of wbs) */
 	uint32_t wbs;
 	struct device_header hdr;  /* io thread (high water) and open/close only */

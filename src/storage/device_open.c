@@ -24,6 +24,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/random.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -170,6 +171,25 @@ device_alloc_state(struct storage *st, struct device *d)
 	for (int i = 0; i < DEFRAG_BATCH; i++)
 		if (posix_memalign((void **)&d->defrag_bufs[i], DEVICE_IO_ALIGN, d->wbs) != 0)
 			return -ENOMEM;
+	if (d->resident) {
+		/* Shadow mode: the namespace's RAM, mapped and touched now (first
+		 * touch of fresh memory is slow: not on the write path), one
+		 * buffer per wblock pointing into it. */
+		size_t bytes = (size_t)n * d->wbs;
+		void *ram = mmap(NULL, bytes, PROT_READ | PROT_WRITE,
+		    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_POPULATE, -1, 0);
+
+		if (ram == MAP_FAILED)
+			return -errno;
+		d->resident_ram = ram;
+		d->resident_bufs = calloc(n, sizeof(*d->resident_bufs));
+		if (d->resident_bufs == NULL)
+			return -ENOMEM;
+		for (uint32_t i = 0; i < n; i++) {
+			d->resident_bufs[i].data = d->resident_ram + (size_t)i * d->wbs;
+			d->resident_bufs[i].wblock_id = first + i;
+		}
+	}
 	return 0;
 }
 

@@ -45,6 +45,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <sched.h>
@@ -224,9 +225,9 @@ reserve_locked(struct device *d, uint32_t size, bool defrag, enum wblock_user us
 		}
 		rc = wblock_alloc_locked(&d->wt, user, &id);
 		if (rc == 0) {
-			/* Resident (shadow) mode: the wblock keeps its own RAM image. */
-			struct dev_buf *nb = d->resident && *attached_slot(d, id) != NULL
-			    ? buf_reset(*attached_slot(d, id)) : buf_get_locked(d);
+			/* Resident (shadow) mode: the wblock's own RAM image. */
+			struct dev_buf *nb = d->resident ? buf_reset(&d->resident_bufs[id - d->wt.first])
+			    : buf_get_locked(d);
 
 			if (nb == NULL) {
 				/* Give the wblock back untouched. */
@@ -1096,11 +1097,14 @@ device_destroy(struct device *d)
 		return;
 	if (d->fd >= 0)
 		close(d->fd);
-	if (d->resident && d->attached != NULL) {
-		/* Every buffer is some wblock's resident image, listed only there
-		 * (the current ones too; the write queue was drained at close). */
-		for (uint32_t i = 0; i < d->wt.n_wblocks - d->wt.first; i++)
-			buf_free(d->attached[i]);
+	if (d->resident) {
+		/* Every buffer is a wblock's resident image, in resident_bufs (the
+		 * current ones too; the write queue was drained at close). */
+		for (uint32_t i = 0; d->resident_bufs != NULL && i < d->wt.n_wblocks - d->wt.first; i++)
+			free(d->resident_bufs[i].vacated);
+		free(d->resident_bufs);
+		if (d->resident_ram != NULL)
+			munmap(d->resident_ram, (size_t)(d->wt.n_wblocks - d->wt.first) * d->wbs);
 		d->cur = d->dcur = NULL;
 		d->wq_head = NULL;
 	}

@@ -51,9 +51,7 @@
 #include "bench.h"
 
 #define DEV_SET "bench"
-#define DEV_KEY_PREFIX "key"
-#define DEV_KEY_DIGITS 13
-#define DEV_KEY_LEN (sizeof(DEV_KEY_PREFIX) - 1 + DEV_KEY_DIGITS)  /* 16 */
+#define DEV_KEY_LEN BENCH_KEY_LEN
 #define DEV_WBS (1u << 20)
 #define DEV_HEADER_BYTES (8ull << 20)   /* STORAGE_HEADER_SIZE: data starts here */
 
@@ -102,28 +100,6 @@ struct bench_device_state {
 };
 
 /* ---- helpers ---------------------------------------------------------------- */
-
-static void
-key_format(char *buf, uint64_t n)
-{
-	memcpy(buf, DEV_KEY_PREFIX, sizeof(DEV_KEY_PREFIX) - 1);
-	for (int i = (int)DEV_KEY_LEN - 1; i >= (int)sizeof(DEV_KEY_PREFIX) - 1; i--) {
-		buf[i] = (char)('0' + n % 10);
-		n /= 10;
-	}
-}
-
-static inline uint64_t
-rand_next(uint64_t *s)
-{
-	uint64_t x = *s;
-
-	x ^= x >> 12;
-	x ^= x << 25;
-	x ^= x >> 27;
-	*s = x;
-	return x * 0x2545F4914F6CDD1Dull;
-}
 
 static uint64_t
 pow2_at_least(uint64_t v, uint64_t min)
@@ -221,7 +197,7 @@ dev_write_one(struct namespace *ns, uint64_t n, uint8_t *data, uint32_t len)
 	struct txn_key k = { DEV_SET, sizeof(DEV_SET) - 1, key, DEV_KEY_LEN };
 	struct txn_write w = { .set_file = true, .file_data = data, .file_len = len };
 
-	key_format(key, n);
+	bench_key_format(key, n);
 	memcpy(data, &n, sizeof(n));  /* a read checks it got its own record */
 	return txn_write(ns, &k, &w, NULL);
 }
@@ -235,7 +211,7 @@ dev_read_one(struct namespace *ns, uint64_t n, uint32_t len)
 	uint64_t got;
 	int rc;
 
-	key_format(key, n);
+	bench_key_format(key, n);
 	rc = txn_read(ns, &k, &r);
 	if (rc != 0)
 		return rc;
@@ -289,7 +265,7 @@ dev_worker(struct bench_worker *w, void *arg)
 			}
 			n = next++;
 		} else {
-			n = (uint64_t)(((unsigned __int128)rand_next(&seed) * job->keys) >> 64);
+			n = (uint64_t)(((unsigned __int128)bench_rand_next(&seed) * job->keys) >> 64);
 		}
 		if (sample)
 			t0 = bench_now_ns();

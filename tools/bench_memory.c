@@ -31,9 +31,7 @@
 #define MEM_NS "bench"
 #define MEM_SET "bench"
 #define MEM_RECORD_SIZE 1024
-#define MEM_KEY_PREFIX "key"
-#define MEM_KEY_DIGITS 13
-#define MEM_KEY_LEN (sizeof(MEM_KEY_PREFIX) - 1 + MEM_KEY_DIGITS)  /* 16 */
+#define MEM_KEY_LEN BENCH_KEY_LEN
 #define MEM_SAMPLE_MASK 15      /* time one op in 16 */
 
 struct bench_memory_state {
@@ -53,29 +51,6 @@ enum mem_op { MEM_WRITE, MEM_READ, MEM_MIXED };
 
 /* ---- helpers ---------------------------------------------------------------- */
 
-static void
-key_format(char *buf, uint64_t n)
-{
-	memcpy(buf, MEM_KEY_PREFIX, sizeof(MEM_KEY_PREFIX) - 1);
-	for (int i = (int)MEM_KEY_LEN - 1; i >= (int)sizeof(MEM_KEY_PREFIX) - 1; i--) {
-		buf[i] = (char)('0' + n % 10);
-		n /= 10;
-	}
-}
-
-/* xorshift64*: a few ns, and each thread has its own stream. */
-static inline uint64_t
-rand_next(uint64_t *s)
-{
-	uint64_t x = *s;
-
-	x ^= x >> 12;
-	x ^= x << 25;
-	x ^= x >> 27;
-	*s = x;
-	return x * 0x2545F4914F6CDD1Dull;
-}
-
 static int
 mem_write_one(struct namespace *ns, uint64_t n, uint8_t *data)
 {
@@ -83,7 +58,7 @@ mem_write_one(struct namespace *ns, uint64_t n, uint8_t *data)
 	struct txn_key k = { MEM_SET, sizeof(MEM_SET) - 1, key, MEM_KEY_LEN };
 	struct txn_write w = { .set_file = true, .file_data = data, .file_len = MEM_RECORD_SIZE };
 
-	key_format(key, n);
+	bench_key_format(key, n);
 	/* The key number in the payload lets a read check it got its record. */
 	memcpy(data, &n, sizeof(n));
 	return txn_write(ns, &k, &w, NULL);
@@ -98,7 +73,7 @@ mem_read_one(struct namespace *ns, uint64_t n)
 	uint64_t got;
 	int rc;
 
-	key_format(key, n);
+	bench_key_format(key, n);
 	rc = txn_read(ns, &k, &r);
 	if (rc != 0)
 		return rc;
@@ -152,7 +127,7 @@ mem_worker(struct bench_worker *w, void *arg)
 			n = next++;
 			write = true;
 		} else {
-			uint64_t r = rand_next(&seed);
+			uint64_t r = bench_rand_next(&seed);
 
 			/* The key from the high bits, the op from a low one. */
 			n = (uint64_t)(((unsigned __int128)r * keys) >> 64);

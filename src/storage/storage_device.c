@@ -1269,14 +1269,9 @@ dev_stats(struct storage *st, struct storage_stats *out)
 	out->shadow = e->resident;
 	for (uint32_t i = 0; i < e->n; i++) {
 		struct device *d = e->devs[i];
-		uint32_t n = d->wt.n_wblocks - d->wt.first, free_n, pct;
 
 		pthread_mutex_lock(&d->wt.lock);
-		free_n = wblock_free_count_locked(&d->wt);
-		out->used_bytes += d->wt.used_bytes;
-		out->defrag_q += d->wt.defrag_count;
-		out->defrag_q_free += (uint64_t)d->wt.defrag_count * d->wbs - d->wt.defrag_q_live;
-		out->defrag_reads += d->wt.defrag_reads;
+		wblock_stats_add_locked(&d->wt, out);
 		out->defrag_writes += d->defrag_writes;
 		out->write_q += d->wq_len;
 		out->writes += d->writes;
@@ -1284,12 +1279,7 @@ dev_stats(struct storage *st, struct storage_stats *out)
 		out->write_errors += d->write_errors;
 		out->write_waits += d->write_waits;
 		pthread_mutex_unlock(&d->wt.lock);
-		out->n_wblocks += n;
-		out->free_wblocks += free_n;
 		out->total_bytes += (uint64_t)d->wt.n_wblocks * d->wbs;
-		pct = (uint32_t)((uint64_t)free_n * 100 / n);
-		if (pct < out->avail_pct)
-			out->avail_pct = pct;
 		out->reads += atomic_load_relaxed(&d->reads);
 		out->cache_reads += atomic_load_relaxed(&d->cache_reads);
 		out->read_errors += atomic_load_relaxed(&d->read_errors);

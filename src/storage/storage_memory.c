@@ -427,22 +427,12 @@ mem_stats(struct storage *st, struct storage_stats *out)
 	out->avail_pct = 100;
 	for (uint32_t i = 0; i < m->n_stripes; i++) {
 		struct mem_stripe *s = &m->stripes[i];
-		uint32_t n = s->wt.n_wblocks - s->wt.first, free_n, pct;
 
 		pthread_mutex_lock(&s->wt.lock);
-		free_n = wblock_free_count_locked(&s->wt);
-		out->used_bytes += s->wt.used_bytes;
-		out->defrag_q += s->wt.defrag_count;
-		out->defrag_q_free += (uint64_t)s->wt.defrag_count * m->wbs - s->wt.defrag_q_live;
-		out->defrag_reads += s->wt.defrag_reads;
+		wblock_stats_add_locked(&s->wt, out);
 		out->defrag_writes += s->defrag_writes;
 		out->writes += s->writes;
 		pthread_mutex_unlock(&s->wt.lock);
-		out->n_wblocks += n;
-		out->free_wblocks += free_n;
-		pct = (uint32_t)((uint64_t)free_n * 100 / n);
-		if (pct < out->avail_pct)
-			out->avail_pct = pct;
 	}
 	out->total_bytes = (uint64_t)m->stripe_bytes * m->n_stripes;
 	out->reads = atomic_load_relaxed(&m->reads);

@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <stdlib.h>
 
+#include "storage.h"
 #include "wblock.h"
 
 int
@@ -264,4 +265,20 @@ wblock_rebuild_locked(struct wblock_table *t, uint32_t high_water)
 		else
 			w->state = WBLOCK_USED;
 	}
+}
+
+void
+wblock_stats_add_locked(const struct wblock_table *t, struct storage_stats *out)
+{
+	uint32_t n = t->n_wblocks - t->first, free_n = wblock_free_count_locked(t);
+	uint32_t pct = (uint32_t)((uint64_t)free_n * 100 / n);
+
+	out->used_bytes += t->used_bytes;
+	out->n_wblocks += n;
+	out->free_wblocks += free_n;
+	out->defrag_q += t->defrag_count;
+	out->defrag_q_free += (uint64_t)t->defrag_count * t->size - t->defrag_q_live;
+	out->defrag_reads += t->defrag_reads;
+	if (pct < out->avail_pct)
+		out->avail_pct = pct;
 }

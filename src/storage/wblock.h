@@ -110,6 +110,13 @@ void wblock_set_lwm_locked(struct wblock_table *t, uint32_t lwm_pct);
  * FREE, DEFRAG or USED by their live bytes; ids above stay pristine. */
 void wblock_rebuild_locked(struct wblock_table *t, uint32_t high_water);
 
+/* Add one table's share to an engine's statistics: used bytes, wblocks
+ * (total, free), the defrag queue (length, space it gives back, wblocks
+ * queued so far), and the lowest free percentage (avail_pct, which the
+ * caller starts at 100).  Lock held. */
+struct storage_stats;
+void wblock_stats_add_locked(const struct wblock_table *t, struct storage_stats *out);
+
 static inline uint32_t wblock_free_count_locked(const struct wblock_table *t)
 {
 	return t->free_count + (t->n_wblocks - t->pristine);

@@ -571,6 +571,9 @@ dev_wait_space(struct storage *st, const struct digest *dg)
 	struct device *d = device_for(e, dg);
 	uint64_t until = 0;
 
+	/* The common case, plenty of space, without the device lock. */
+	if (wblock_free_published(&d->wt) > d->wt.reserve + 2)
+		return;
 	pthread_mutex_lock(&d->wt.lock);
 	/* One wblock above the reserve is what a write may need. */
 	while (wblock_free_count_locked(&d->wt) <= d->wt.reserve + 1 &&

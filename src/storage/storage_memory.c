@@ -190,6 +190,9 @@ mem_wait_space(struct storage *st, const struct digest *d)
 	struct mem_stripe *s = &m->stripes[digest_spread(d) % m->n_stripes];
 	uint64_t until = 0;
 
+	/* The common case, plenty of space, without the stripe lock. */
+	if (wblock_free_published(&s->wt) > s->wt.reserve + 2)
+		return;
 	pthread_mutex_lock(&s->wt.lock);
 	while (wblock_free_count_locked(&s->wt) <= s->wt.reserve + 1 && s->wt.defrag_count > 0) {
 		struct timespec ts;

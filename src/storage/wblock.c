@@ -33,6 +33,7 @@ wblock_table_init(struct wblock_table *t, uint32_t first, uint32_t n_wblocks, ui
 	t->reserve = reserve;
 	t->lwm_bytes = (uint32_t)((uint64_t)size * lwm_pct / 100);
 	t->pristine = first;
+	t->free_published = n;
 	t->defrag_head = t->defrag_tail = WBLOCK_NONE;
 	return 0;
 }
@@ -59,6 +60,7 @@ free_push(struct wblock_table *t, uint32_t id)
 	w->defrag_done = 0;
 	t->free_q[(t->free_head + t->free_count) % n] = id;
 	t->free_count++;
+	__atomic_store_n(&t->free_published, wblock_free_count_locked(t), __ATOMIC_RELAXED);
 }
 
 static void
@@ -115,6 +117,7 @@ wblock_alloc_locked(struct wblock_table *t, enum wblock_user user, uint32_t *id)
 	} else {
 		return -ENOSPC;
 	}
+	__atomic_store_n(&t->free_published, wblock_free_count_locked(t), __ATOMIC_RELAXED);
 	struct wblock *w = wblock_get(t, *id);
 	w->state = WBLOCK_RESERVED;
 	w->used_end = 0;
@@ -253,6 +256,7 @@ wblock_rebuild_locked(struct wblock_table *t, uint32_t high_water)
 	if (high_water > t->n_wblocks)
 		high_water = t->n_wblocks;
 	t->pristine = high_water;
+	__atomic_store_n(&t->free_published, wblock_free_count_locked(t), __ATOMIC_RELAXED);
 	for (uint32_t id = t->first; id < high_water; id++) {
 		struct wblock *w = wblock_get(t, id);
 

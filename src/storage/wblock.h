@@ -65,6 +65,8 @@ struct wblock_table {
 	uint32_t pristine;       /* ids >= pristine never written */
 	uint64_t used_bytes;     /* sum of inuse */
 	uint64_t defrag_reads;   /* wblocks queued for defrag (Aerospike's meaning) */
+	uint32_t free_published; /* atomic: the free count as of the last change, for
+	                          * lock-free "is there plenty of space?" checks */
 };
 
 int wblock_table_init(struct wblock_table *t, uint32_t first, uint32_t n_wblocks, uint32_t size,
@@ -120,6 +122,13 @@ void wblock_stats_add_locked(const struct wblock_table *t, struct storage_stats 
 static inline uint32_t wblock_free_count_locked(const struct wblock_table *t)
 {
 	return t->free_count + (t->n_wblocks - t->pristine);
+}
+
+/* The free count without the lock: exact as of the last change, so fit
+ * only for a fast path that falls back to the lock when space is short. */
+static inline uint32_t wblock_free_published(const struct wblock_table *t)
+{
+	return __atomic_load_n(&t->free_published, __ATOMIC_RELAXED);
 }
 
 #endif

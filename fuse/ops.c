@@ -667,7 +667,12 @@ ops_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newpa
 	if (rc == 0) {
 		if (dst != NULL)
 			handle_orphan_commit_locked(dst);
-		/* The moved inode's buffer now belongs to the new name. */
+		/* The moved inode's buffer now belongs to the new name.  The
+		 * kernel's cached attributes of a just-renamed inode may predate
+		 * its last store: for a while its readers bypass the page cache,
+		 * as after a write (handle.c writers_active_locked). */
+		if (src != NULL)
+			src->writers_gone_ns = recfsd_now_ns();
 		if (src != NULL && inode_rename_locked(src, &td, to.set, to.set_len, to.key,
 		    to.key_len) != 0) {
 			/* Cannot follow it: never let it write to the old name. */

@@ -483,6 +483,8 @@ handle_open_info(struct inode *ino, int flags, struct handle **out)
 		free(h);
 		return rc;
 	}
+	if ((flags & O_ACCMODE) == O_RDONLY)
+		info_reader_open(ino, h->text_len);
 	atomic_inc(&handle_total);
 	*out = h;
 	return 0;
@@ -669,6 +671,8 @@ handle_release(struct handle *h)
 		if (rc != 0)
 			log_warn("recfsd", ".info/config/.../%s: value written without close refused: %s",
 			    ino->name, recfs_strerror(rc));
+		if ((h->flags & O_ACCMODE) == O_RDONLY)
+			info_reader_close(ino);
 		free(h->data);
 		free(h->text);
 		free(h);

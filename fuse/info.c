@@ -95,6 +95,8 @@ struct info_cached {
 	size_t len;
 	int64_t built_ns;
 	uint64_t generation;
+	unsigned readers;        /* read-only handles open on the file */
+	size_t reader_len;       /* the length of the snapshot opened last */
 };
 
 /* Prometheus histogram buckets shown: upper bounds (histogram.h buckets)
@@ -770,6 +772,15 @@ info_build(const struct inode *ino, char **out, size_t *len)
 	return 0;
 }
 
+/* The inode's cache entry, created on first use; inode lock held. */
+static struct info_cached *
+cached_locked(struct inode *ino)
+{
+	if (ino->info_cached == NULL)
+		ino->info_cached = calloc(1, sizeof(*ino->info_cached));
+	return ino->info_cached;
+}
+
 int
 info_snapshot(struct inode *ino, char **out, size_t *len)
 {
@@ -794,6 +805,29 @@ info_snapshot(struct inode *ino, char **out, size_t *len)
 	return info_build(ino, out, len);
 }
 
+void
+info_reader_open(struct inode *ino, size_t len)
+{
+	struct info_cached *c;
+
+	pthread_mutex_lock(&ino->lock);
+	c = cached_locked(ino);
+	if (c != NULL) {
+		c->readers++;
+		c->reader_len = len;
+	}
+	pthread_mutex_unlock(&ino->lock);
+}
+
+void
+info_reader_close(struct inode *ino)
+{
+	pthread_mutex_lock(&ino->lock);
+	if (ino->info_cached != NULL && ino->info_cached->readers > 0)
+		ino->info_cached->readers--;
+	pthread_mutex_unlock(&ino->lock);
+}
+
 size_t
 info_size(struct inode *ino)
 {
@@ -802,12 +836,18 @@ info_size(struct inode *ino)
 	char *p;
 	size_t len;
 
+	pthread_mutex_lock(&ino->lock);
+	c = ino->info_cached;
+	if (c != NULL && c->readers > 0) {
+		len = c->reader_len;
+		pthread_mutex_unlock(&ino->lock);
+		return len;
+	}
+	pthread_mutex_unlock(&ino->lock);
 	if (info_build(ino, &p, &len) != 0)
 		return 0;
 	pthread_mutex_lock(&ino->lock);
-	c = ino->info_cached;
-	if (c == NULL)
-		c = ino->info_cached = calloc(1, sizeof(*c));
+	c = cached_locked(ino);
 	if (c != NULL) {
 		free(c->text);
 		c->text = p;

@@ -58,9 +58,18 @@ const char *info_file_name(enum info_file f);
  * (caller frees).  Returns 0, -ENOENT (a set that is gone) or -ENOMEM. */
 int info_snapshot(struct inode *ino, char **out, size_t *len);
 
-/* Build a fresh snapshot, keep it for the next open, return its length
- * (getattr's st_size); 0 on failure. */
+/*
+ * getattr's st_size: while read-only handles are open on the file, the
+ * length of the snapshot opened last (what that reader reads: tar checks
+ * that st_size did not grow while it read, programs size buffers from
+ * fstat); otherwise build a fresh snapshot, keep it for the next open and
+ * return its length.  0 on failure.
+ */
 size_t info_size(struct inode *ino);
+
+/* A read-only handle holding a snapshot of len bytes opens / closes. */
+void info_reader_open(struct inode *ino, size_t len);
+void info_reader_close(struct inode *ino);
 
 /* The file of a dynamic configuration parameter: may be opened for writing. */
 bool info_writable(const struct inode *ino);

@@ -583,8 +583,11 @@ inode_entry(const struct inode *ino, const struct record_attr *a, struct fuse_en
 	e->ino = inode_id(ino);
 	e->generation = 1;
 	inode_stat(ino, a, &e->attr);
-	/* Statistics change all the time: never let the kernel cache their size. */
-	e->attr_timeout = inode_is_info(ino) ? 0 : recfsd.attr_timeout;
+	/* Statistics change all the time: never let the kernel cache their
+	 * size.  The .info directories keep fixed attributes, so the kernel
+	 * may cache those (a path walk to a stats file then asks once, for
+	 * the file itself). */
+	e->attr_timeout = ino->kind == INODE_INFO_FILE ? 0 : recfsd.attr_timeout;
 	e->entry_timeout = recfsd.entry_timeout;
 }
 

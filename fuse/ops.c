@@ -302,7 +302,13 @@ ops_getattr(fuse_req_t req, fuse_ino_t id, struct fuse_file_info *fi)
 			rc = -ENOENT;  /* its set was removed */
 			break;
 		}
-		a.size = info_size(ino);
+		/* With a handle (the kernel sends one on some paths): the
+		 * length of the snapshot that handle reads. */
+		if (fi != NULL && handle_of(fi)->kind == HANDLE_INFO &&
+		    (handle_of(fi)->flags & O_ACCMODE) == O_RDONLY)
+			a.size = handle_of(fi)->text_len;
+		else
+			a.size = info_size(ino);
 		inode_stat(ino, &a, &st);
 		break;
 	case INODE_SET:
@@ -319,7 +325,7 @@ ops_getattr(fuse_req_t req, fuse_ino_t id, struct fuse_file_info *fi)
 	if (rc != 0)
 		reply_err(req, rc);
 	else
-		fuse_reply_attr(req, &st, inode_is_info(ino) ? 0 : recfsd.attr_timeout);
+		fuse_reply_attr(req, &st, ino->kind == INODE_INFO_FILE ? 0 : recfsd.attr_timeout);
 }
 
 static void

@@ -1275,6 +1275,10 @@ dev_stats(struct storage *st, struct storage_stats *out)
 
 		pthread_mutex_lock(&d->wt.lock);
 		wblock_stats_add_locked(&d->wt, out);
+		/* Superseded bytes of buffers waiting for the device come
+		 * back (free or through defrag) once written. */
+		for (const struct dev_buf *b = d->wq_head; b != NULL; b = b->next)
+			out->pending_free_bytes += d->wbs - wblock_inuse(wblock_get(&d->wt, b->wblock_id));
 		out->defrag_writes += d->defrag_writes;
 		out->write_q += d->wq_len;
 		out->writes += d->writes;

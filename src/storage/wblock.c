@@ -49,12 +49,23 @@ wblock_table_fini(struct wblock_table *t)
 	t->free_q = NULL;
 }
 
+/* A wblock defrag took leaves the DEFRAG state (freed or EMPTYING). */
+static void
+active_end(struct wblock_table *t, struct wblock *w)
+{
+	if (w->active) {
+		w->active = 0;
+		t->defrag_active--;
+	}
+}
+
 static void
 free_push(struct wblock_table *t, uint32_t id)
 {
 	uint32_t n = t->n_wblocks - t->first;
 	struct wblock *w = wblock_get(t, id);
 
+	active_end(t, w);
 	w->state = WBLOCK_FREE;
 	w->used_end = 0;
 	w->defrag_done = 0;
@@ -195,6 +206,8 @@ wblock_defrag_pop_locked(struct wblock_table *t, uint32_t queue_min, uint32_t *i
 		return -EAGAIN;
 	*id = t->defrag_head;
 	defrag_unlink(t, *id);
+	wblock_get(t, *id)->active = 1;
+	t->defrag_active++;
 	return 0;
 }
 
@@ -205,10 +218,12 @@ defrag_settle(struct wblock_table *t, uint32_t id)
 
 	if (w->state != WBLOCK_DEFRAG || !w->defrag_done || w->n_vac_dests != 0)
 		return;
-	if (w->inuse == 0)
+	if (w->inuse == 0) {
 		free_push(t, id);
-	else
+	} else {
+		active_end(t, w);
 		w->state = WBLOCK_EMPTYING;
+	}
 }
 
 void
@@ -251,6 +266,7 @@ wblock_rebuild_locked(struct wblock_table *t, uint32_t high_water)
 	t->defrag_head = t->defrag_tail = WBLOCK_NONE;
 	t->defrag_count = 0;
 	t->defrag_q_live = 0;
+	t->defrag_active = 0;
 	if (high_water < t->first)
 		high_water = t->first;
 	if (high_water > t->n_wblocks)
@@ -262,6 +278,7 @@ wblock_rebuild_locked(struct wblock_table *t, uint32_t high_water)
 
 		w->used_end = t->size;
 		w->n_vac_dests = 0;
+		w->active = 0;
 		if (w->inuse == 0)
 			free_push(t, id);
 		else if (w->inuse < t->lwm_bytes)
@@ -282,6 +299,10 @@ wblock_stats_add_locked(const struct wblock_table *t, struct storage_stats *out)
 	out->free_wblocks += free_n;
 	out->defrag_q += t->defrag_count;
 	out->defrag_q_free += (uint64_t)t->defrag_count * t->size - t->defrag_q_live;
+	/* Defrag's wblocks come back whole once their records' new copies
+	 * are written (those copies count in the destination wblocks). */
+	out->pending_free_bytes += (uint64_t)t->defrag_count * t->size - t->defrag_q_live +
+	    (uint64_t)t->defrag_active * t->size;
 	out->defrag_reads += t->defrag_reads;
 	if (pct < out->avail_pct)
 		out->avail_pct = pct;

@@ -46,6 +46,7 @@ struct wblock {
 	uint8_t state;           /* enum wblock_state */
 	uint8_t defrag_done;     /* defrag finished scanning it */
 	uint8_t queued;          /* on the defrag queue */
+	uint8_t active;          /* taken off the queue by defrag, not yet given back */
 };
 
 #define WBLOCK_NONE UINT32_MAX
@@ -65,6 +66,7 @@ struct wblock_table {
 	uint32_t pristine;       /* ids >= pristine never written */
 	uint64_t used_bytes;     /* sum of inuse */
 	uint64_t defrag_reads;   /* wblocks queued for defrag (Aerospike's meaning) */
+	uint32_t defrag_active;  /* wblocks defrag took and has not given back yet */
 	uint32_t free_published; /* atomic: the free count as of the last change, for
 	                          * lock-free "is there plenty of space?" checks */
 };
@@ -114,8 +116,9 @@ void wblock_rebuild_locked(struct wblock_table *t, uint32_t high_water);
 
 /* Add one table's share to an engine's statistics: used bytes, wblocks
  * (total, free), the defrag queue (length, space it gives back, wblocks
- * queued so far), and the lowest free percentage (avail_pct, which the
- * caller starts at 100).  Lock held. */
+ * queued so far), space on its way back (pending_free_bytes: the queue's
+ * plus the wblocks defrag is emptying or waiting on), and the lowest free
+ * percentage (avail_pct, which the caller starts at 100).  Lock held. */
 struct storage_stats;
 void wblock_stats_add_locked(const struct wblock_table *t, struct storage_stats *out);
 

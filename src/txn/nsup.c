@@ -157,10 +157,12 @@ check_stop_writes(struct namespace *ns, const struct storage_stats *ss)
 	uint32_t used_pct = ss->total_bytes ? (uint32_t)(ss->used_bytes * 100 / ss->total_bytes) : 0;
 	uint32_t max_used = atomic_load_relaxed(&ns->cfg->stop_writes_used_pct);
 	uint32_t min_avail = atomic_load_relaxed(&ns->cfg->stop_writes_avail_pct);
-	/* Available = free wblocks plus what defrag is about to give back: the
-	 * guard is against running out of space, not against space waiting in
-	 * the defrag queue (writers already wait for defrag when short). */
-	uint64_t soon = ss->free_wblocks * ns->cfg->storage.write_block_size + ss->defrag_q_free;
+	/* Available = free wblocks plus space on its way back (the defrag
+	 * queue, wblocks defrag is emptying, superseded bytes of buffers
+	 * waiting for their write): the guard is against running out of
+	 * space, not against space waiting for defrag or I/O - writers short
+	 * of a free wblock already wait (bounded) for that. */
+	uint64_t soon = ss->free_wblocks * ns->cfg->storage.write_block_size + ss->pending_free_bytes;
 	uint32_t avail_pct = ss->total_bytes ? (uint32_t)(soon * 100 / ss->total_bytes) : 100;
 	if (avail_pct < ss->avail_pct)
 		avail_pct = ss->avail_pct;

@@ -154,12 +154,12 @@ now_ns(void)
 
 /* ---- write --------------------------------------------------------------------- */
 
-/* Store version v of key k at path; returns 0 or an errno. */
+/* Store version v of key k as name in dirfd; returns 0 or an errno. */
 static int
-do_write(const char *path, unsigned k, uint64_t v, bool durable, uint64_t *rng, char *buf)
+do_write(int dirfd, const char *name, unsigned k, uint64_t v, bool durable, uint64_t *rng, char *buf)
 {
 	size_t len = content_make(k, v, buf), off = 0;
-	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644), err = 0;
+	int fd = openat(dirfd, name, O_WRONLY | O_CREAT | O_TRUNC, 0644), err = 0;
 
 	if (fd < 0)
 		return errno;
@@ -242,23 +242,30 @@ cmd_write(int argc, char **argv)
 	}
 
 	static char buf[MAX_CONTENT];
-	char path[4096];
+	char name[32];
 	signed char *exists = calloc(keys, 1);
+	/* Every operation goes through a descriptor of the directory: once
+	 * the test detaches the dead mount (umount -l), a path would lead to
+	 * the empty mount point (ENOENT), the descriptor still to the dead
+	 * connection (ENOTCONN), which is the end the test expects. */
+	int dirfd = open(dir, O_RDONLY | O_DIRECTORY);
 	uint64_t rng = (seed ^ (base << 20)) * 0x2545F4914F6CDD1DULL + 1;
 	uint64_t deadline = now_ns() + (uint64_t)seconds * 1000000000ULL;
 	long n[3] = { 0, 0, 0 };
 	int err = 0;
 	uint64_t seq;
 
-	if (exists == NULL)
+	if (exists == NULL || dirfd < 0) {
+		perror(dir);
 		return 1;
+	}
 	size_uniform = mode == MODE_OVERWRITE;
 	/* Continuing on records a previous run left: delete only what exists. */
 	for (unsigned k = 0; k < keys; k++) {
 		struct stat sb;
 
-		snprintf(path, sizeof(path), "%s/k%04u", dir, k);
-		exists[k] = stat(path, &sb) == 0;
+		snprintf(name, sizeof(name), "k%04u", k);
+		exists[k] = fstatat(dirfd, name, &sb, 0) == 0;
 	}
 	log_line("H keys %u mode %d seed %" PRIu64 " sizes %u:%u\n", keys, (int)mode, seed, size_min,
 	    size_max);
@@ -282,12 +289,12 @@ cmd_write(int argc, char **argv)
 			else
 				op = 'W';
 		}
-		snprintf(path, sizeof(path), "%s/k%04u", dir, k);
+		snprintf(name, sizeof(name), "k%04u", k);
 		log_line("B %" PRIu64 " %c k%04u %" PRIu64 "\n", seq, op, k, seq);
 		if (op == 'D')
-			err = unlink(path) == 0 ? 0 : errno;
+			err = unlinkat(dirfd, name, 0) == 0 ? 0 : errno;
 		else
-			err = do_write(path, k, seq, op == 'F', &rng, buf);
+			err = do_write(dirfd, name, k, seq, op == 'F', &rng, buf);
 		if (err != 0) {
 			log_line("E %" PRIu64 " %c k%04u %" PRIu64 " %d\n", seq, op, k, seq, err);
 			fprintf(stderr, "crash_writer: op %" PRIu64 " %c k%04u: %s\n", seq, op, k,
@@ -303,6 +310,7 @@ cmd_write(int argc, char **argv)
 	printf("acked %ld (F %ld, W %ld, D %ld)%s%s\n", n[0] + n[1] + n[2], n[0], n[1], n[2],
 	    err ? ", stopped by: " : "", err ? strerror(err) : "");
 	free(exists);
+	close(dirfd);
 	return err ? 2 : 0;
 usage:
 	fprintf(stderr, "usage: crash_writer write [-m mixed|plain|overwrite] [-f FSYNC_PCT] [-k KEYS] "

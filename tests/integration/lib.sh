@@ -51,9 +51,13 @@ fi
 
 note() { echo "# $*"; }
 pass() { echo "ok: $*"; }
+FAILED_CHECKS=""
 bad() {
 	echo "FAIL: $*"
 	FAILS=$((FAILS + 1))
+	# Repeated by finish: CI shows only the tail of a long log.
+	FAILED_CHECKS="$FAILED_CHECKS
+#   $(printf '%s' "$*" | head -c 600)"
 }
 fail() {
 	echo "FATAL: $*" >&2
@@ -449,7 +453,7 @@ WATCHDOG_PID=$!
 # finish: end of a test.
 finish() {
 	if [ "$FAILS" -ne 0 ]; then
-		echo "# $ITEST_NAME: $FAILS check(s) failed"
+		echo "# $ITEST_NAME: $FAILS check(s) failed:$FAILED_CHECKS"
 		exit 1
 	fi
 	echo "# $ITEST_NAME: all checks passed"

@@ -45,6 +45,9 @@ load_and_kill() {
 	sleep "$(printf '%d.%03d' $((delay_ms / 1000)) $((delay_ms % 1000)))"
 	if ! kill -0 "$wpid" 2>/dev/null; then
 		bad "seed $seed run $run: the writer ended before the kill: $(cat "$W.$run.out" "$W.$run.err")"
+		note "the daemon's warnings: $(grep -E ' (WARN|ERROR) ' "$LOG" | tail -5)"
+		note "$(grep -E '^(stop_writes|free_wblocks|defrag_q|write_q|data_used_bytes|data_avail_pct|fail_)' \
+			"$MNT/.info/namespace/test" 2>/dev/null | tr '\n' ' ')"
 	fi
 	KILL_NS=$(date +%s%N)
 	crash_daemon || fail "seed $seed run $run: could not detach the dead mount $MNT"

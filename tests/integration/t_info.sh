@@ -46,6 +46,33 @@ mkdir -p "$C/untar" && tar -xf "$C/info.tar" -C "$C/untar"
 check_true "tar of statistics is not empty" -s "$C/untar/.info/statistics"
 check_eq "tar of statistics: same names as cat" "$(cut -d= -f1 "$C/untar/.info/statistics")" "$(run cat "$I/statistics" | cut -d= -f1)"
 check_eq "tar of namespace/test: same names as cat" "$(cut -d= -f1 "$C/untar/.info/namespace/test")" "$(run cat "$I/namespace/test" | cut -d= -f1)"
+# While a stats file is open, stat and fstat report the length of what the
+# open descriptor reads, however the statistics move meanwhile (tar compares
+# st_size before and after reading a file).
+if [ "$HAVE_PYTHON" = yes ]; then
+	mkdir -p "$MNT/test/open_snap"
+	expect_ok "stat of an open stats file = what its descriptor reads" python3 -c '
+import os, sys
+path, d = sys.argv[1], sys.argv[2]
+fd = os.open(path, os.O_RDONLY)
+before = os.fstat(fd).st_size
+for i in range(200):    # counters grow by digits, latency buckets appear
+    with open("%s/r%d" % (d, i), "w") as f:
+        f.write("x" * i)
+mid = os.stat(path).st_size
+data = b""
+while True:
+    b = os.read(fd, 65536)
+    if not b:
+        break
+    data += b
+after = os.fstat(fd).st_size
+os.close(fd)
+if not (before == mid == after == len(data)):
+    sys.exit("sizes: at open %d, stat %d, fstat after reading %d, read %d" % (before, mid, after, len(data)))
+' "$I/latencies" "$MNT/test/open_snap"
+	rm -rf "$MNT/test/open_snap"
+fi
 check_eq "grep works on the stats file" "$(grep -c '^objects=' "$I/namespace/test")" 1
 check_eq "head -c reads a prefix" "$(head -c 8 "$I/namespace/test" | wc -c)" 8
 

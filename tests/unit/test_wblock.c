@@ -9,6 +9,7 @@
 #include <cmocka.h>
 #include <errno.h>
 
+#include "storage/storage.h"
 #include "storage/wblock.h"
 
 #define WBS (1u << 20)
@@ -74,8 +75,10 @@ test_wblock_live_bytes_drive_state_changes(void **state)
 	assert_int_equal(wblock_defrag_pop_locked(&t, 0, &got), 0);
 	assert_int_equal(got, id);
 	/* Defrag done but a record is still live (not movable): EMPTYING until freed. */
+	assert_int_equal(t.defrag_active, 1);
 	wblock_defrag_done_locked(&t, id);
 	assert_int_equal(wblock_get(&t, id)->state, WBLOCK_EMPTYING);
+	assert_int_equal(t.defrag_active, 0);
 	wblock_free_bytes(&t, id, 300 * 1024);
 	assert_int_equal(wblock_get(&t, id)->state, WBLOCK_FREE);
 	assert_int_equal(t.used_bytes, 0);
@@ -93,14 +96,30 @@ test_wblock_defrag_frees_only_after_destinations_durable(void **state)
 	wblock_add_locked(&t, id, 100);
 	wblock_release_locked(&t, id);
 	assert_int_equal(wblock_get(&t, id)->state, WBLOCK_DEFRAG);
+	struct storage_stats ss = { .avail_pct = 100 };
+	wblock_stats_add_locked(&t, &ss);
+	/* Queued: it gives back all but its 100 live bytes. */
+	assert_int_equal(ss.pending_free_bytes, WBS - 100);
 	assert_int_equal(wblock_defrag_pop_locked(&t, 0, &got), 0);
 	/* Its record moved into a buffer that is not on the device yet. */
 	wblock_get(&t, id)->n_vac_dests = 1;
 	wblock_free_bytes(&t, id, 100);
 	wblock_defrag_done_locked(&t, id);
 	assert_int_equal(wblock_get(&t, id)->state, WBLOCK_DEFRAG);
+	/* Not free yet, but on its way back: stop-writes counts it as
+	 * available (nsup), the free count does not. */
+	assert_int_equal(t.defrag_active, 1);
+	ss = (struct storage_stats){ .avail_pct = 100 };
+	wblock_stats_add_locked(&t, &ss);
+	assert_int_equal(ss.pending_free_bytes, WBS);
+	assert_int_equal(ss.free_wblocks, 9);
 	wblock_vacated_release_locked(&t, id);
 	assert_int_equal(wblock_get(&t, id)->state, WBLOCK_FREE);
+	assert_int_equal(t.defrag_active, 0);
+	ss = (struct storage_stats){ .avail_pct = 100 };
+	wblock_stats_add_locked(&t, &ss);
+	assert_int_equal(ss.pending_free_bytes, 0);
+	assert_int_equal(ss.free_wblocks, 10);
 	wblock_table_fini(&t);
 }
 

@@ -13,9 +13,9 @@
 
 #define RECFS_EPOCH 1262304000ULL /* 2010-01-01 in Unix seconds */
 
-/* Wall clock, ms since RECFS_EPOCH. */
+/* Wall clock, ms since RECFS_EPOCH (tick resolution: 1-4 ms steps). */
 uint64_t clock_epoch_ms(void);
-/* Wall clock, s since RECFS_EPOCH (the void-time clock). */
+/* Wall clock, s since RECFS_EPOCH (the void-time clock; tick resolution). */
 uint32_t clock_epoch_s(void);
 /* Monotonic clock in ns, for intervals and latencies. */
 uint64_t clock_mono_ns(void);

@@ -59,6 +59,20 @@ namespace_entry_count(struct namespace *ns, const struct index_entry *e, int dir
 	atomic_add(&s->data_bytes, (uint64_t)((int64_t)dir * bytes));
 }
 
+bool
+namespace_entry_replace(struct namespace *ns, const struct index_entry *e, bool tombstone,
+    bool set_marker, uint32_t old_bytes, uint32_t new_bytes)
+{
+	if (e->tombstone != tombstone || e->set_marker != set_marker) {
+		namespace_entry_count(ns, e, -1, old_bytes);
+		return true;
+	}
+	if (!set_marker && old_bytes != new_bytes)
+		atomic_add(&ns->sets.sets[e->set_id].data_bytes,
+		    (uint64_t)((int64_t)new_bytes - (int64_t)old_bytes));
+	return false;
+}
+
 void
 namespace_entry_info(const struct namespace *ns, const struct record *r, struct entry_info *out)
 {

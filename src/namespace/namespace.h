@@ -113,6 +113,14 @@ void namespace_entry_fill(struct index_entry *e, const struct record *r,
  * tombstone counts, set sizes, set markers. */
 void namespace_entry_count(struct namespace *ns, const struct index_entry *e, int dir,
     uint32_t bytes);
+/* An entry's copy was replaced (partition lock held exclusive): call
+ * before namespace_entry_fill with the new copy's kind.  When the kind
+ * stays the same (a record rewritten, the common case) only the set's
+ * byte count moves - no shared counter is touched for nothing; otherwise
+ * the old copy leaves and namespace_entry_count(+1) must follow the fill.
+ * Returns true when that +1 is needed. */
+bool namespace_entry_replace(struct namespace *ns, const struct index_entry *e, bool tombstone,
+    bool set_marker, uint32_t old_bytes, uint32_t new_bytes);
 /* entry_info of a decoded record. */
 void namespace_entry_info(const struct namespace *ns, const struct record *r,
     struct entry_info *out);

@@ -960,6 +960,7 @@ io_main(void *arg)
 struct defrag_slot {
 	uint32_t id;
 	uint32_t end;              /* bytes of records to walk */
+	const uint8_t *img;        /* the wblock's bytes */
 	bool in_ram, done;
 	int res;
 };
@@ -1010,7 +1011,15 @@ defrag_batch(struct storage *st, struct device *d)
 		sl->in_ram = b != NULL;
 		sl->done = sl->in_ram || wblock_inuse(w) == 0;
 		sl->res = 0;
-		if (sl->in_ram)
+		sl->img = d->defrag_bufs[n];
+		/* Resident (shadow) mode: the wblock's own RAM image, which
+		 * nothing writes while it waits for defrag, is walked in place
+		 * (no copy of up to write-block-size bytes under the lock
+		 * writers need).  A post-write-cache buffer may be recycled once
+		 * the lock is dropped: copied. */
+		if (sl->in_ram && d->resident)
+			sl->img = b->data;
+		else if (sl->in_ram)
 			memcpy(d->defrag_bufs[n], b->data, sl->end);
 		n++;
 	}
@@ -1054,7 +1063,7 @@ defrag_batch(struct storage *st, struct device *d)
 			pthread_mutex_unlock(&d->wt.lock);
 			continue;
 		}
-		defrag_scan(st, d, sl->id, d->defrag_bufs[i], sl->res == 0 && !sl->in_ram ? 0 : sl->end);
+		defrag_scan(st, d, sl->id, sl->img, sl->res == 0 && !sl->in_ram ? 0 : sl->end);
 	}
 	return n;
 }

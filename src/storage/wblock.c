@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <stdlib.h>
 
+#include "../base/lock.h"
 #include "storage.h"
 #include "wblock.h"
 
@@ -26,7 +27,7 @@ wblock_table_init(struct wblock_table *t, uint32_t first, uint32_t n_wblocks, ui
 		wblock_table_fini(t);
 		return -ENOMEM;
 	}
-	pthread_mutex_init(&t->lock, NULL);
+	mutex_init_adaptive(&t->lock);
 	t->first = first;
 	t->n_wblocks = n_wblocks;
 	t->size = size;

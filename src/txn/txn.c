@@ -166,16 +166,19 @@ commit_record(struct namespace *ns, uint16_t set_id, struct index_entry *e, stru
 			return -ENOMEM;
 		}
 	}
+	bool enter = true;
 	pthread_rwlock_wrlock(&p->lock);
 	if (e != NULL) {
 		old_loc = e->loc;
-		namespace_entry_count(ns, e, -1, storage_loc_size(old_loc));
+		enter = namespace_entry_replace(ns, e, (r->flags & RECORD_F_TOMBSTONE) != 0,
+		    (r->flags & RECORD_F_SET_MARKER) != 0, storage_loc_size(old_loc), (uint32_t)size);
 	} else {
 		e = fresh;
 		index_insert_locked(p, e);
 	}
 	namespace_entry_fill(e, r, ci, loc);
-	namespace_entry_count(ns, e, +1, (uint32_t)size);
+	if (enter)
+		namespace_entry_count(ns, e, +1, (uint32_t)size);
 	if (out != NULL)
 		attr_from_entry(e, out);
 	pthread_rwlock_unlock(&p->lock);

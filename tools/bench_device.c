@@ -1494,9 +1494,11 @@ bench_shadow(struct bench_ctx *ctx, const struct bench_def *def)
 		return -ENOSPC;
 	bench_row_from_phase(row, &sum_w);
 	snprintf(row->note, sizeof(row->note), "data-size %s; %s keys; shadow_write_q at most %llu "
-	    "(max-write-cache allows 64), write_waits %llu", fmt_size(sz, sizeof(sz), size),
-	    bench_fmt_count(n1, sizeof(n1), (double)jw.keys), (unsigned long long)max_q,
-	    (unsigned long long)s.write_waits);
+	    "(max-write-cache allows 64), write_waits %llu; defrag moved %llu records (%.2f per write)",
+	    fmt_size(sz, sizeof(sz), size), bench_fmt_count(n1, sizeof(n1), (double)jw.keys),
+	    (unsigned long long)max_q, (unsigned long long)s.write_waits,
+	    (unsigned long long)s.defrag_records,
+	    sum_w.ops ? (double)s.defrag_records / (double)sum_w.ops : 0.0);
 	bench_row_judge(ctx, row, TARGET_SHADOW, 1e6, true);
 	row = bench_row_add(ctx, "read", label_r);
 	if (row == NULL)

@@ -107,6 +107,23 @@ static inline struct index_partition *index_partition_of(struct index *ix, const
 	return &ix->partitions[digest_partition(d)];
 }
 
+/*
+ * A hint that d is about to be looked up: start loading its record lock,
+ * its partition's lock and tree slot, and the tree's root entry, so those
+ * cache misses (the index is far larger than the caches) overlap with the
+ * work before the lookup.  Reads the root without the lock: only an
+ * address for the prefetch, never dereferenced.
+ */
+static inline void index_prefetch(struct index *ix, const struct digest *d)
+{
+	struct index_partition *p = index_partition_of(ix, d);
+	struct index_entry *const *slot = &p->sprigs[index_sprig_of(d)];
+
+	__builtin_prefetch(index_record_lock_of(ix, d), 1);
+	__builtin_prefetch(&p->lock, 1);
+	__builtin_prefetch(__atomic_load_n(slot, __ATOMIC_RELAXED));
+}
+
 /* Find under the partition lock (shared or exclusive) held by the caller. */
 struct index_entry *index_find_locked(struct index_partition *p, uint16_t set_id, const struct digest *d);
 

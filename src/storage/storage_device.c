@@ -1001,8 +1001,11 @@ defrag_batch(struct storage *st, struct device *d)
 	uint32_t queue_min = atomic_load_relaxed(&st->cfg->defrag_queue_min);
 	unsigned n = 0, pending = 0;
 
+	/* Writers waiting for space: no settling time for queued wblocks. */
+	bool urgent = __atomic_load_n(&d->space_wanted, __ATOMIC_RELAXED);
+
 	pthread_mutex_lock(&d->wt.lock);
-	while (n < DEFRAG_BATCH && wblock_defrag_pop_locked(&d->wt, queue_min, &slots[n].id) == 0) {
+	while (n < DEFRAG_BATCH && wblock_defrag_pop_locked(&d->wt, queue_min, urgent, &slots[n].id) == 0) {
 		struct defrag_slot *sl = &slots[n];
 		struct wblock *w = wblock_get(&d->wt, sl->id);
 		struct dev_buf *b = *attached_slot(d, sl->id);

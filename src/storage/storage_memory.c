@@ -298,7 +298,9 @@ defrag_main(void *arg)
 			int rc;
 
 			pthread_mutex_lock(&s->wt.lock);
-			rc = wblock_defrag_pop_locked(&s->wt, atomic_load_relaxed(&st->cfg->defrag_queue_min), &id);
+			/* Short of space, the table itself skips the settling time. */
+			rc = wblock_defrag_pop_locked(&s->wt, atomic_load_relaxed(&st->cfg->defrag_queue_min),
+			    false, &id);
 			pthread_mutex_unlock(&s->wt.lock);
 			if (rc != 0)
 				continue;

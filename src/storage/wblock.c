@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <stdlib.h>
 
+#include "../base/clock.h"
 #include "../base/lock.h"
 #include "storage.h"
 #include "wblock.h"
@@ -50,6 +51,14 @@ wblock_table_fini(struct wblock_table *t)
 	t->free_q = NULL;
 }
 
+/* States are written under the lock; wblock_free_bytes' fast path reads
+ * them without it. */
+static inline void
+state_set(struct wblock *w, enum wblock_state st)
+{
+	__atomic_store_n(&w->state, (uint8_t)st, __ATOMIC_RELAXED);
+}
+
 /* A wblock defrag took leaves the DEFRAG state (freed or EMPTYING). */
 static void
 active_end(struct wblock_table *t, struct wblock *w)
@@ -67,7 +76,7 @@ free_push(struct wblock_table *t, uint32_t id)
 	struct wblock *w = wblock_get(t, id);
 
 	active_end(t, w);
-	w->state = WBLOCK_FREE;
+	state_set(w, WBLOCK_FREE);
 	w->used_end = 0;
 	w->defrag_done = 0;
 	t->free_q[(t->free_head + t->free_count) % n] = id;
@@ -80,9 +89,10 @@ defrag_push(struct wblock_table *t, uint32_t id)
 {
 	struct wblock *w = wblock_get(t, id);
 
-	w->state = WBLOCK_DEFRAG;
+	state_set(w, WBLOCK_DEFRAG);
 	w->queued = 1;
-	t->defrag_q_live += w->inuse;
+	w->queued_ms = (uint32_t)(clock_mono_ns() / 1000000);
+	t->defrag_q_live += wblock_inuse(w);
 	w->q_next = WBLOCK_NONE;
 	w->q_prev = t->defrag_tail;
 	if (t->defrag_tail != WBLOCK_NONE)
@@ -131,7 +141,7 @@ wblock_alloc_locked(struct wblock_table *t, enum wblock_user user, uint32_t *id)
 	}
 	__atomic_store_n(&t->free_published, wblock_free_count_locked(t), __ATOMIC_RELAXED);
 	struct wblock *w = wblock_get(t, *id);
-	w->state = WBLOCK_RESERVED;
+	state_set(w, WBLOCK_RESERVED);
 	w->used_end = 0;
 	w->defrag_done = 0;
 	return 0;
@@ -147,35 +157,60 @@ wblock_release_locked(struct wblock_table *t, uint32_t id)
 	else if (w->inuse < t->lwm_bytes)
 		defrag_push(t, id);
 	else
-		w->state = WBLOCK_USED;
+		state_set(w, WBLOCK_USED);
 }
 
 void
 wblock_add_locked(struct wblock_table *t, uint32_t id, uint32_t size)
 {
-	/* Atomic although locked: defrag reads it without the lock. */
+	/* Atomic although locked: defrag and wblock_free_bytes' fast path
+	 * change or read them without the lock. */
 	__atomic_add_fetch(&wblock_get(t, id)->inuse, size, __ATOMIC_RELAXED);
-	t->used_bytes += size;
+	__atomic_add_fetch(&t->used_bytes, size, __ATOMIC_RELAXED);
 }
 
 bool
 wblock_free_bytes(struct wblock_table *t, uint32_t id, uint32_t size)
 {
-	struct wblock *w;
-	bool defrag_work;
+	struct wblock *w = wblock_get(t, id);
+	bool queued_now = false;
 
+	/*
+	 * Fast path, no lock: a USED wblock that stays at or above the lwm
+	 * changes no state and no queue, only its live bytes (every rewrite
+	 * of a record not in the current buffer).  A concurrent state change
+	 * under the lock either changes inuse too (the CAS then fails and we
+	 * look again) or is a defrag-lwm-pct sweep, whose queue accounting
+	 * may then be off by this size until the wblock leaves the queue.
+	 */
+	if (__atomic_load_n(&w->state, __ATOMIC_RELAXED) == WBLOCK_USED) {
+		uint32_t lwm = __atomic_load_n(&t->lwm_bytes, __ATOMIC_RELAXED);
+		uint32_t old = __atomic_load_n(&w->inuse, __ATOMIC_RELAXED);
+
+		while (old > size && old - size >= lwm &&
+		    __atomic_load_n(&w->state, __ATOMIC_RELAXED) == WBLOCK_USED) {
+			if (__atomic_compare_exchange_n(&w->inuse, &old, old - size, false,
+			    __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
+				__atomic_sub_fetch(&t->used_bytes, size, __ATOMIC_RELAXED);
+				return false;
+			}
+		}
+	}
 	pthread_mutex_lock(&t->lock);
-	w = wblock_get(t, id);
-	__atomic_sub_fetch(&w->inuse, size, __ATOMIC_RELAXED);
-	t->used_bytes -= size;
+	/* Another fast path may still take bytes off a USED wblock above the
+	 * lwm: decide on the value this subtraction left. */
+	uint32_t left = __atomic_sub_fetch(&w->inuse, size, __ATOMIC_RELAXED);
+	__atomic_sub_fetch(&t->used_bytes, size, __ATOMIC_RELAXED);
 	if (w->queued)
 		t->defrag_q_live -= size;
 	switch (w->state) {
 	case WBLOCK_USED:
-		if (w->inuse == 0)
+		if (left == 0)
 			free_push(t, id);
-		else if (w->inuse < t->lwm_bytes)
+		else if (left < t->lwm_bytes) {
 			defrag_push(t, id);
+			queued_now = true;
+		}
 		break;
 	case WBLOCK_EMPTYING:
 		if (w->inuse == 0)
@@ -195,16 +230,22 @@ wblock_free_bytes(struct wblock_table *t, uint32_t id, uint32_t size)
 	default:
 		break;  /* RESERVED: the release decides */
 	}
-	defrag_work = t->defrag_count > 0;
 	pthread_mutex_unlock(&t->lock);
-	return defrag_work;
+	return queued_now;
 }
 
 int
-wblock_defrag_pop_locked(struct wblock_table *t, uint32_t queue_min, uint32_t *id)
+wblock_defrag_pop_locked(struct wblock_table *t, uint32_t queue_min, bool urgent, uint32_t *id)
 {
 	if (t->defrag_count == 0 || t->defrag_count <= queue_min)
 		return -EAGAIN;
+	if (!urgent && wblock_free_count_locked(t) > t->reserve + (t->n_wblocks - t->first) / 8) {
+		uint32_t now = (uint32_t)(clock_mono_ns() / 1000000);
+
+		/* Wrap-safe age of the oldest entry (the queue is FIFO). */
+		if (now - wblock_get(t, t->defrag_head)->queued_ms < WBLOCK_DEFRAG_SETTLE_MS)
+			return -EAGAIN;
+	}
 	*id = t->defrag_head;
 	defrag_unlink(t, *id);
 	wblock_get(t, *id)->active = 1;
@@ -223,7 +264,7 @@ defrag_settle(struct wblock_table *t, uint32_t id)
 		free_push(t, id);
 	} else {
 		active_end(t, w);
-		w->state = WBLOCK_EMPTYING;
+		state_set(w, WBLOCK_EMPTYING);
 	}
 }
 
@@ -249,13 +290,13 @@ wblock_set_lwm_locked(struct wblock_table *t, uint32_t lwm_pct)
 {
 	uint32_t old = t->lwm_bytes;
 
-	t->lwm_bytes = (uint32_t)((uint64_t)t->size * lwm_pct / 100);
+	__atomic_store_n(&t->lwm_bytes, (uint32_t)((uint64_t)t->size * lwm_pct / 100), __ATOMIC_RELAXED);
 	if (t->lwm_bytes <= old)
 		return;
 	for (uint32_t id = t->first; id < t->pristine; id++) {
 		struct wblock *w = wblock_get(t, id);
 
-		if (w->state == WBLOCK_USED && w->inuse > 0 && w->inuse < t->lwm_bytes)
+		if (w->state == WBLOCK_USED && wblock_inuse(w) > 0 && wblock_inuse(w) < t->lwm_bytes)
 			defrag_push(t, id);
 	}
 }
@@ -285,7 +326,7 @@ wblock_rebuild_locked(struct wblock_table *t, uint32_t high_water)
 		else if (w->inuse < t->lwm_bytes)
 			defrag_push(t, id);
 		else
-			w->state = WBLOCK_USED;
+			state_set(w, WBLOCK_USED);
 	}
 }
 
@@ -295,7 +336,7 @@ wblock_stats_add_locked(const struct wblock_table *t, struct storage_stats *out)
 	uint32_t n = t->n_wblocks - t->first, free_n = wblock_free_count_locked(t);
 	uint32_t pct = (uint32_t)((uint64_t)free_n * 100 / n);
 
-	out->used_bytes += t->used_bytes;
+	out->used_bytes += __atomic_load_n(&t->used_bytes, __ATOMIC_RELAXED);
 	out->n_wblocks += n;
 	out->free_wblocks += free_n;
 	out->defrag_q += t->defrag_count;

@@ -13,13 +13,20 @@
  *
  * The defrag queue is a list threaded through the wblocks, so a queued
  * wblock whose last live record goes away is freed at once instead of
- * waiting for the defrag thread to reach it.
+ * waiting for the defrag thread to reach it.  Defrag leaves a wblock in the
+ * queue for WBLOCK_DEFRAG_SETTLE_MS after it was queued while space is
+ * plentiful: a wblock that crossed defrag-lwm-pct because its records are
+ * being overwritten in the order they were written (a rewrite pass over
+ * files, a log) usually empties by itself within that time, and moving
+ * its last records would only copy data about to be superseded.
  *
  * Ids never used since the storage was created are "pristine" and are
  * handed out only when the free queue is empty.  `reserve` wblocks are kept
  * back from client writes so defrag can always make progress.
  *
- * All fields are protected by the table's lock; the engine may hold it
+ * All fields are protected by the table's lock, except that
+ * wblock_free_bytes takes live bytes off a USED wblock that stays at or
+ * above the lwm with atomics alone; the engine may hold the lock
  * across its own reservation (the *_locked calls) to keep a write's space
  * reservation and live-byte update one critical section.
  */
@@ -42,6 +49,7 @@ struct wblock {
 	uint32_t inuse;          /* live bytes; written under the lock with atomics */
 	uint32_t used_end;       /* records occupy [0, used_end) */
 	uint32_t q_prev, q_next; /* defrag queue links (ids; WBLOCK_NONE = end) */
+	uint32_t queued_ms;      /* when it joined the defrag queue (monotonic ms, wraps) */
 	uint16_t n_vac_dests;    /* defrag destinations not yet durable */
 	uint8_t state;           /* enum wblock_state */
 	uint8_t defrag_done;     /* defrag finished scanning it */
@@ -51,20 +59,24 @@ struct wblock {
 
 #define WBLOCK_NONE UINT32_MAX
 
+/* How long a queued wblock is left to empty by itself while space is
+ * plentiful (more than the reserve plus an eighth of the wblocks free). */
+#define WBLOCK_DEFRAG_SETTLE_MS 200
+
 struct wblock_table {
 	pthread_mutex_t lock;
 	uint32_t first;          /* first data wblock id */
 	uint32_t n_wblocks;      /* ids < n_wblocks */
 	uint32_t size;           /* write-block-size */
 	uint32_t reserve;        /* free wblocks kept for defrag */
-	uint32_t lwm_bytes;      /* defrag below this many live bytes */
+	uint32_t lwm_bytes;      /* defrag below this many live bytes; written atomically */
 	struct wblock *blocks;   /* [id - first] */
 	uint32_t *free_q;        /* ring */
 	uint32_t free_head, free_count;
 	uint32_t defrag_head, defrag_tail, defrag_count; /* list through blocks[] */
 	uint64_t defrag_q_live;  /* live bytes in queued wblocks (the rest comes back) */
 	uint32_t pristine;       /* ids >= pristine never written */
-	uint64_t used_bytes;     /* sum of inuse */
+	uint64_t used_bytes;     /* sum of inuse; atomic (wblock_free_bytes' fast path) */
 	uint64_t defrag_reads;   /* wblocks queued for defrag (Aerospike's meaning) */
 	uint32_t defrag_active;  /* wblocks defrag took and has not given back yet */
 	uint32_t free_published; /* atomic: the free count as of the last change, for
@@ -92,7 +104,7 @@ void wblock_release_locked(struct wblock_table *t, uint32_t id);
 /* size live bytes added to id (a record was placed there). */
 void wblock_add_locked(struct wblock_table *t, uint32_t id, uint32_t size);
 /* size live bytes of id are superseded (takes the lock).  Returns true
- * when the defrag queue holds work (so the caller can wake defrag). */
+ * when this queued id for defrag (so the caller can wake defrag). */
 bool wblock_free_bytes(struct wblock_table *t, uint32_t id, uint32_t size);
 
 /* Live bytes of a wblock, readable without the lock (defrag's early stop). */
@@ -100,8 +112,13 @@ static inline uint32_t wblock_inuse(const struct wblock *w)
 {
 	return __atomic_load_n(&w->inuse, __ATOMIC_RELAXED);
 }
-/* Pop the next wblock to defragment if the queue holds more than min.  0 or -EAGAIN. */
-int wblock_defrag_pop_locked(struct wblock_table *t, uint32_t queue_min, uint32_t *id);
+/*
+ * Pop the next wblock to defragment if the queue holds more than
+ * queue_min.  Unless urgent, or space is short, the oldest queued wblock
+ * must have been queued WBLOCK_DEFRAG_SETTLE_MS ago (see above).
+ * 0, or -EAGAIN (nothing to do now).
+ */
+int wblock_defrag_pop_locked(struct wblock_table *t, uint32_t queue_min, bool urgent, uint32_t *id);
 /* Defrag moved every live record out of id; it becomes FREE once its
  * destinations are durable (n_vac_dests == 0). */
 void wblock_defrag_done_locked(struct wblock_table *t, uint32_t id);

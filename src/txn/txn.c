@@ -90,6 +90,7 @@ key_resolve(struct namespace *ns, const struct txn_key *k, bool create_set, stru
 		*set_id = 0;
 	}
 	digest_compute(d, k->set, k->set_len, k->key, k->key_len);
+	index_prefetch(ns->index, d);
 	return 0;
 }
 

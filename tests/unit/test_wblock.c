@@ -65,14 +65,19 @@ test_wblock_live_bytes_drive_state_changes(void **state)
 	assert_int_equal(t.used_bytes, 900 * 1024);
 	wblock_release_locked(&t, id);
 	assert_int_equal(wblock_get(&t, id)->state, WBLOCK_USED);
-	/* 900K -> 300K live: below the 512K lwm, queued for defrag. */
-	wblock_free_bytes(&t, id, 600 * 1024);
+	/* 900K -> 800K: still above the lwm (the lock-free path). */
+	assert_false(wblock_free_bytes(&t, id, 100 * 1024));
+	assert_int_equal(wblock_get(&t, id)->state, WBLOCK_USED);
+	assert_int_equal(wblock_inuse(wblock_get(&t, id)), 800 * 1024);
+	assert_int_equal(t.used_bytes, 800 * 1024);
+	/* 800K -> 300K live: below the 512K lwm, queued for defrag. */
+	wblock_free_bytes(&t, id, 500 * 1024);
 	assert_int_equal(wblock_get(&t, id)->state, WBLOCK_DEFRAG);
 	assert_int_equal(t.defrag_count, 1);
 	assert_int_equal(t.defrag_reads, 1);
 	/* queue-min: nothing popped while the queue is not longer than it. */
-	assert_int_equal(wblock_defrag_pop_locked(&t, 1, &got), -EAGAIN);
-	assert_int_equal(wblock_defrag_pop_locked(&t, 0, &got), 0);
+	assert_int_equal(wblock_defrag_pop_locked(&t, 1, true, &got), -EAGAIN);
+	assert_int_equal(wblock_defrag_pop_locked(&t, 0, true, &got), 0);
 	assert_int_equal(got, id);
 	/* Defrag done but a record is still live (not movable): EMPTYING until freed. */
 	assert_int_equal(t.defrag_active, 1);
@@ -100,7 +105,7 @@ test_wblock_defrag_frees_only_after_destinations_durable(void **state)
 	wblock_stats_add_locked(&t, &ss);
 	/* Queued: it gives back all but its 100 live bytes. */
 	assert_int_equal(ss.pending_free_bytes, WBS - 100);
-	assert_int_equal(wblock_defrag_pop_locked(&t, 0, &got), 0);
+	assert_int_equal(wblock_defrag_pop_locked(&t, 0, true, &got), 0);
 	/* Its record moved into a buffer that is not on the device yet. */
 	wblock_get(&t, id)->n_vac_dests = 1;
 	wblock_free_bytes(&t, id, 100);
@@ -140,6 +145,61 @@ test_wblock_raising_lwm_sweeps_used_blocks(void **state)
 	wblock_table_fini(&t);
 }
 
+/* A wblock that just crossed defrag-lwm-pct is left to empty by itself
+ * for WBLOCK_DEFRAG_SETTLE_MS while space is plentiful; it is taken at
+ * once when urgent or when space is short. */
+static void
+test_wblock_defrag_settles_while_space_is_plentiful(void **state)
+{
+	struct wblock_table t;
+	uint32_t id, got, other[8];
+
+	assert_int_equal(wblock_table_init(&t, 8, 48, WBS, 1, 50), 0);  /* 40 wblocks */
+	assert_int_equal(wblock_alloc_locked(&t, WBLOCK_FOR_WRITE, &id), 0);
+	wblock_add_locked(&t, id, 600 * 1024);
+	wblock_release_locked(&t, id);
+	/* 600K -> 300K live: queued, and the free_bytes call says so once. */
+	assert_true(wblock_free_bytes(&t, id, 300 * 1024));
+	assert_false(wblock_free_bytes(&t, id, 1024));
+	assert_int_equal(t.defrag_count, 1);
+	/* 39 of 40 free: too young to take... */
+	assert_int_equal(wblock_defrag_pop_locked(&t, 0, false, &got), -EAGAIN);
+	/* ... unless writers are short of space. */
+	assert_int_equal(wblock_defrag_pop_locked(&t, 0, true, &got), 0);
+	assert_int_equal(got, id);
+	wblock_defrag_done_locked(&t, id);
+	wblock_free_bytes(&t, id, 299 * 1024);
+	assert_int_equal(wblock_get(&t, id)->state, WBLOCK_FREE);
+
+	/* Queued again; then the settling time passes. */
+	assert_int_equal(wblock_alloc_locked(&t, WBLOCK_FOR_WRITE, &id), 0);
+	wblock_add_locked(&t, id, 600 * 1024);
+	wblock_release_locked(&t, id);
+	wblock_free_bytes(&t, id, 300 * 1024);
+	assert_int_equal(wblock_defrag_pop_locked(&t, 0, false, &got), -EAGAIN);
+	wblock_get(&t, id)->queued_ms -= WBLOCK_DEFRAG_SETTLE_MS;
+	assert_int_equal(wblock_defrag_pop_locked(&t, 0, false, &got), 0);
+	assert_int_equal(got, id);
+	wblock_defrag_done_locked(&t, id);
+	wblock_free_bytes(&t, id, 300 * 1024);
+
+	/* Space short (free <= reserve + 1/8 of the wblocks): no settling. */
+	for (int i = 0; i < 34; i++) {
+		uint32_t x;
+
+		assert_int_equal(wblock_alloc_locked(&t, WBLOCK_FOR_WRITE, &x), 0);
+		wblock_add_locked(&t, x, WBS);
+		wblock_release_locked(&t, x);
+		if (i < 8)
+			other[i] = x;
+	}
+	wblock_free_bytes(&t, other[0], WBS - 1024);  /* queued, just now */
+	assert_true(wblock_free_count_locked(&t) <= t.reserve + 40 / 8);
+	assert_int_equal(wblock_defrag_pop_locked(&t, 0, false, &got), 0);
+	assert_int_equal(got, other[0]);
+	wblock_table_fini(&t);
+}
+
 int
 main(void)
 {
@@ -149,6 +209,7 @@ main(void)
 		cmocka_unit_test(test_wblock_live_bytes_drive_state_changes),
 		cmocka_unit_test(test_wblock_defrag_frees_only_after_destinations_durable),
 		cmocka_unit_test(test_wblock_raising_lwm_sweeps_used_blocks),
+		cmocka_unit_test(test_wblock_defrag_settles_while_space_is_plentiful),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -315,7 +315,6 @@ buffer_store_locked(struct handle *h, bool durable)
 	}
 	stats_inc(STAT_fuse_record_puts);
 	h->dirty = false;
-	h->trunc_only = false;
 	h->mtime_explicit = false;
 	if (h->limit < h->len)
 		h->limit = h->len;
@@ -359,7 +358,6 @@ buffer_discard_locked(struct handle *h, int err)
 	h->len = 0;
 	h->loaded = false;
 	h->dirty = false;
-	h->trunc_only = false;
 	h->mtime_explicit = false;
 	if (h->inode->writer == h)
 		h->inode->writer = NULL;
@@ -435,7 +433,6 @@ handle_open(struct inode *ino, int flags, bool fresh, struct handle **out)
 		h->mtime_ns = recfsd_now_ns();
 		/* A record created by this open is stored empty already. */
 		h->dirty = !fresh;
-		h->trunc_only = h->dirty;
 		if (h->dirty)
 			ino->writer = h;
 	} else if (!h->direct_io && ino->pages == INODE_PAGES_GEN) {
@@ -594,7 +591,6 @@ handle_write(struct handle *h, const char *buf, size_t size, off_t off)
 		h->len = (size_t)end;
 	h->mtime_ns = recfsd_now_ns();
 	h->mtime_explicit = false;
-	h->trunc_only = false;
 	h->store_error = 0;
 	/* An unlinked file keeps its data for its handles, but never stores it. */
 	h->dirty = !ino->unlinked;
@@ -637,7 +633,7 @@ handle_flush(struct handle *h, bool durable)
 		h->error = 0;
 	} else if (ino->unlinked) {
 		rc = 0;
-	} else if (h->dirty && (durable || !h->trunc_only)) {
+	} else if (h->dirty) {
 		rc = buffer_store_locked(h, durable);
 		if (rc != 0) {
 			/* close(2) reports it; the data is not stored behind the
@@ -843,7 +839,6 @@ handle_setattr(struct inode *ino, struct handle *h, struct txn_write *w, struct 
 			goto out;
 		h->dirty = true;
 		h->store_error = 0;
-		h->trunc_only = false;
 		h->mtime_ns = recfsd_now_ns();
 		h->mtime_explicit = false;
 		ino->writer = h;
@@ -921,7 +916,6 @@ handle_orphan_commit_locked(struct inode *ino)
 	/* Nothing its handles hold will be stored any more. */
 	for (struct handle *h = ino->handles; h != NULL; h = h->next) {
 		h->dirty = false;
-		h->trunc_only = false;
 	}
 	inode_unlink_locked(ino);
 }

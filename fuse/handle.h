@@ -53,7 +53,6 @@ struct handle {
 	int store_error;              /* the last store failed (reported by close); cleared by a write */
 	bool loaded;                  /* data holds the content (or a new empty one) */
 	bool dirty;                   /* data differs from the stored record */
-	bool trunc_only;              /* dirty only by an O_TRUNC open: stored at release */
 	bool mtime_explicit;          /* mtime_ns set by utimens: stored with the content */
 	/* /.info handles: the snapshot built at open (writes to a configuration
 	 * file use data, len, cap and dirty above) */
@@ -76,10 +75,13 @@ handle_direct_io(int flags)
 
 /*
  * Open a record.  O_TRUNC on a writable open starts an empty buffer marked
- * dirty (": > f" stores an empty record with no write); until something is
- * written it is stored at release rather than at the first flush, because
- * shells and dd open, dup2 and close the first descriptor before writing,
- * and a write refused later (EFBIG) must leave the old record intact.
+ * dirty (": > f" stores an empty record with no write), stored at the first
+ * close like any change: readers see the last completed close, and the
+ * release that follows a close reaches us asynchronously, too late for a
+ * reader that opens right after close(2) returned.  As on a local file
+ * system, "cmd > f" whose cmd then fails with EFBIG leaves f empty (the
+ * shell closed its first descriptor after dup2, which stored the
+ * truncation).
  * fresh = the record was just created empty.  Sets h->direct_io and
  * h->keep_cache for the reply.  Errors: -ESTALE (the record was replaced
  * after the kernel looked it up: the kernel looks again and retries),

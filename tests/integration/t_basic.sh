@@ -134,5 +134,25 @@ check_eq "namespace lists set and null-set record" "$(ls "$MNT/test" | tr '\n' '
 check_eq "ls -l shows the set as a dir" "$(ls -ld "$MNT/test/basic" | cut -c1)" d
 check_eq "ls -l shows the record as a file" "$(ls -l "$MNT/test" | awk '$NF == "nullrec" { print substr($1, 1, 1) }')" -
 
+# O_TRUNC with nothing written: the empty file is what the next reader
+# sees as soon as close() returned (the kernel's release comes later).
+if [ "$HAVE_PYTHON" = yes ]; then
+	expect_ok "O_TRUNC + close: empty at once, 300 times" python3 -c '
+import os, sys
+p = sys.argv[1]
+for i in range(300):
+    with open(p, "wb") as f:
+        f.write(b"x" * (100 + i))
+    fd = os.open(p, os.O_WRONLY | os.O_TRUNC)
+    os.close(fd)
+    with open(p, "rb") as f:
+        got = f.read()
+    if got:
+        sys.exit("round %d: %d bytes after O_TRUNC + close" % (i, len(got)))
+    if os.stat(p).st_size != 0:
+        sys.exit("round %d: stat size %d after O_TRUNC + close" % (i, os.stat(p).st_size))
+' "$S/trunc_close"
+fi
+
 assert_serving
 finish

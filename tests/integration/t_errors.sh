@@ -62,9 +62,15 @@ head -c 1000 /dev/urandom >"$T/old"
 cp "$T/old" "$S/big"
 expect_ok "a 900 KiB record fits" dd if=/dev/zero of="$S/fits" bs=64k count=14 status=none
 check_eq "900 KiB size" "$(stat -c %s "$S/fits")" $((64 * 1024 * 14))
-expect_err "2 MiB with dd" "File too large" dd if=/dev/zero of="$S/big" bs=64k count=32 status=none
+# Without O_TRUNC the refused writes are dropped and the record stays.
+expect_err "2 MiB with dd conv=notrunc" "File too large" \
+	dd if=/dev/zero of="$S/big" bs=64k count=32 conv=notrunc status=none
 check_eq "old content intact after EFBIG" "$(cmp "$T/old" "$S/big" 2>&1 && echo same)" same
 check_eq "old size intact after EFBIG" "$(stat -c %s "$S/big")" 1000
+# dd truncates at open and closes its first descriptor (dup2 to stdout):
+# as on a local file system the truncation is stored, the refused data not.
+expect_err "2 MiB with dd (O_TRUNC)" "File too large" dd if=/dev/zero of="$S/big" bs=64k count=32 status=none
+check_eq "after EFBIG: what the last close stored (the truncation)" "$(stat -c %s "$S/big")" 0
 cp "$T/old" "$S/big"
 expect_err "2 MiB appended" "File too large" sh -c 'head -c 2097152 /dev/zero >> "$1"' sh "$S/big"
 check_eq "old content is still the prefix after a failed append" \

@@ -211,7 +211,7 @@ add_set_info(fuse_req_t req, struct dir_handle *d, const char *name, size_t len,
 			return fuse_add_direntry(req, buf, room, name, &e.attr, next);
 		return fuse_add_direntry_plus(req, buf, room, name, &e, next);
 	}
-	a.size = info_size(ino);
+	a.size = info_size(ino, 0);
 	inode_entry(ino, &a, &e);
 	need = fuse_add_direntry_plus(req, buf, room, name, &e, next);
 	if (need > room)
@@ -244,7 +244,7 @@ add_fixed(fuse_req_t req, struct dir_handle *d, const struct dir_fixed *f, char 
 	case FIXED_STATIC:
 		snprintf(name, sizeof(name), "%s", inode_static_name(ino));
 		if (ino->kind == INODE_INFO_FILE && plus)
-			a.size = info_size(ino);
+			a.size = info_size(ino, 0);
 		inode_entry(ino, &a, &e);
 		if (!plus)
 			return fuse_add_direntry(req, buf, room, name, &e.attr, next);

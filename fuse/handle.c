@@ -464,7 +464,7 @@ out:
 }
 
 int
-handle_open_info(struct inode *ino, int flags, struct handle **out)
+handle_open_info(struct inode *ino, int flags, pid_t pid, struct handle **out)
 {
 	struct handle *h = calloc(1, sizeof(*h));
 	int rc;
@@ -480,8 +480,9 @@ handle_open_info(struct inode *ino, int flags, struct handle **out)
 		free(h);
 		return rc;
 	}
+	h->opener = pid;
 	if ((flags & O_ACCMODE) == O_RDONLY)
-		info_reader_open(ino, h->text_len);
+		info_reader_open(ino, pid, h->text_len);
 	atomic_inc(&handle_total);
 	*out = h;
 	return 0;
@@ -668,7 +669,7 @@ handle_release(struct handle *h)
 			log_warn("recfsd", ".info/config/.../%s: value written without close refused: %s",
 			    ino->name, recfs_strerror(rc));
 		if ((h->flags & O_ACCMODE) == O_RDONLY)
-			info_reader_close(ino);
+			info_reader_close(ino, h->opener);
 		free(h->data);
 		free(h->text);
 		free(h);

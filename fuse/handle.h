@@ -58,6 +58,7 @@ struct handle {
 	 * file use data, len, cap and dirty above) */
 	char *text;
 	size_t text_len;
+	pid_t opener;                 /* the process that opened it (info_size) */
 };
 
 /*
@@ -88,10 +89,11 @@ handle_direct_io(int flags)
  * -ENOENT, -ENOMEM.
  */
 int handle_open(struct inode *ino, int flags, bool fresh, struct handle **out);
-/* Open a /.info file: the snapshot is built now and kept in the handle.
+/* Open a /.info file for process pid: the snapshot is built now and kept
+ * in the handle.
  * A dynamic parameter's file may be open for writing (info.h: info_write);
  * its writes collect in data/len/dirty. */
-int handle_open_info(struct inode *ino, int flags, struct handle **out);
+int handle_open_info(struct inode *ino, int flags, pid_t pid, struct handle **out);
 
 /* Reply to a read (loading on first use).  Sends the reply itself on
  * success; returns a negative code otherwise. */

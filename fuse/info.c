@@ -90,13 +90,20 @@ static char info_node_id[32] = "0000000000000000";
 /* Bumped by every configuration change: older kept snapshots are stale. */
 static uint64_t info_generation;   /* atomic */
 
+#define INFO_READERS 8   /* openers remembered per file; more get fresh sizes */
+
 struct info_cached {
 	char *text;
 	size_t len;
 	int64_t built_ns;
 	uint64_t generation;
-	unsigned readers;        /* read-only handles open on the file */
-	size_t reader_len;       /* the length of the snapshot opened last */
+	/* Read-only handles open on the file, by the process that opened
+	 * them: that process's stat gets the length of the snapshot it reads. */
+	struct {
+		pid_t pid;
+		unsigned n;
+		size_t len;
+	} readers[INFO_READERS];
 };
 
 /* Prometheus histogram buckets shown: upper bounds (histogram.h buckets)
@@ -806,30 +813,43 @@ info_snapshot(struct inode *ino, char **out, size_t *len)
 }
 
 void
-info_reader_open(struct inode *ino, size_t len)
+info_reader_open(struct inode *ino, pid_t pid, size_t len)
 {
 	struct info_cached *c;
 
+	if (pid <= 0)
+		return;
 	pthread_mutex_lock(&ino->lock);
 	c = cached_locked(ino);
-	if (c != NULL) {
-		c->readers++;
-		c->reader_len = len;
+	for (unsigned i = 0; c != NULL && i < INFO_READERS; i++) {
+		if (c->readers[i].n == 0 || c->readers[i].pid == pid) {
+			c->readers[i].pid = pid;
+			c->readers[i].n++;
+			c->readers[i].len = len;
+			break;
+		}
 	}
 	pthread_mutex_unlock(&ino->lock);
 }
 
 void
-info_reader_close(struct inode *ino)
+info_reader_close(struct inode *ino, pid_t pid)
 {
+	struct info_cached *c;
+
 	pthread_mutex_lock(&ino->lock);
-	if (ino->info_cached != NULL && ino->info_cached->readers > 0)
-		ino->info_cached->readers--;
+	c = ino->info_cached;
+	for (unsigned i = 0; c != NULL && pid > 0 && i < INFO_READERS; i++) {
+		if (c->readers[i].n > 0 && c->readers[i].pid == pid) {
+			c->readers[i].n--;
+			break;
+		}
+	}
 	pthread_mutex_unlock(&ino->lock);
 }
 
 size_t
-info_size(struct inode *ino)
+info_size(struct inode *ino, pid_t pid)
 {
 	uint64_t gen = atomic_load_relaxed(&info_generation);
 	struct info_cached *c;
@@ -838,10 +858,12 @@ info_size(struct inode *ino)
 
 	pthread_mutex_lock(&ino->lock);
 	c = ino->info_cached;
-	if (c != NULL && c->readers > 0) {
-		len = c->reader_len;
-		pthread_mutex_unlock(&ino->lock);
-		return len;
+	for (unsigned i = 0; c != NULL && pid > 0 && i < INFO_READERS; i++) {
+		if (c->readers[i].n > 0 && c->readers[i].pid == pid) {
+			len = c->readers[i].len;
+			pthread_mutex_unlock(&ino->lock);
+			return len;
+		}
 	}
 	pthread_mutex_unlock(&ino->lock);
 	if (info_build(ino, &p, &len) != 0)

@@ -59,17 +59,19 @@ const char *info_file_name(enum info_file f);
 int info_snapshot(struct inode *ino, char **out, size_t *len);
 
 /*
- * getattr's st_size: while read-only handles are open on the file, the
- * length of the snapshot opened last (what that reader reads: tar checks
- * that st_size did not grow while it read, programs size buffers from
- * fstat); otherwise build a fresh snapshot, keep it for the next open and
+ * getattr's st_size for the process pid (0 = none known): while pid has a
+ * read-only handle open on the file, the length of the snapshot that
+ * handle reads (tar compares st_size before and after reading a file,
+ * programs size buffers from fstat(2), which reaches us without the
+ * handle); otherwise build a fresh snapshot, keep it for the next open and
  * return its length.  0 on failure.
  */
-size_t info_size(struct inode *ino);
+size_t info_size(struct inode *ino, pid_t pid);
 
-/* A read-only handle holding a snapshot of len bytes opens / closes. */
-void info_reader_open(struct inode *ino, size_t len);
-void info_reader_close(struct inode *ino);
+/* A read-only handle opened by pid, holding a snapshot of len bytes,
+ * opens / closes. */
+void info_reader_open(struct inode *ino, pid_t pid, size_t len);
+void info_reader_close(struct inode *ino, pid_t pid);
 
 /* The file of a dynamic configuration parameter: may be opened for writing. */
 bool info_writable(const struct inode *ino);

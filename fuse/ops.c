@@ -166,7 +166,7 @@ lookup_set_info(fuse_req_t req, struct namespace *ns, const char *name, size_t l
 	ino = inode_get(ns, INODE_INFO_FILE, &d, name, len, "", 0);
 	if (ino == NULL)
 		return -ENOMEM;
-	a.size = info_size(ino);
+	a.size = info_size(ino, fuse_req_ctx(req)->pid);
 	inode_entry(ino, &a, &e);
 	reply_entry_counted(req, ino, &e);
 	return 0;
@@ -227,7 +227,7 @@ ops_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 			goto out;
 		}
 		if (child->kind == INODE_INFO_FILE)
-			a.size = info_size(child);
+			a.size = info_size(child, fuse_req_ctx(req)->pid);
 		inode_entry(child, &a, &e);
 		fuse_reply_entry(req, &e);
 		return;
@@ -308,7 +308,7 @@ ops_getattr(fuse_req_t req, fuse_ino_t id, struct fuse_file_info *fi)
 		    (handle_of(fi)->flags & O_ACCMODE) == O_RDONLY)
 			a.size = handle_of(fi)->text_len;
 		else
-			a.size = info_size(ino);
+			a.size = info_size(ino, fuse_req_ctx(req)->pid);
 		inode_stat(ino, &a, &st);
 		break;
 	case INODE_SET:
@@ -345,7 +345,7 @@ ops_setattr(fuse_req_t req, fuse_ino_t id, struct stat *attr, int to_set,
 		if (info_writable(ino) && (to_set & ~(FUSE_SET_ATTR_SIZE | FUSE_SET_ATTR_MTIME |
 		    FUSE_SET_ATTR_MTIME_NOW | FUSE_SET_ATTR_CTIME)) == 0 &&
 		    (!(to_set & FUSE_SET_ATTR_SIZE) || attr->st_size == 0)) {
-			struct record_attr ia = { .size = info_size(ino) };
+			struct record_attr ia = { .size = info_size(ino, 0) };
 
 			inode_stat(ino, &ia, &st);
 			fuse_reply_attr(req, &st, 0);
@@ -730,7 +730,7 @@ ops_open(fuse_req_t req, fuse_ino_t id, struct fuse_file_info *fi)
 		}
 		/* direct_io: the size is only known once built, so read(2)
 		 * returns what we send. */
-		rc = handle_open_info(ino, fi->flags, &h);
+		rc = handle_open_info(ino, fi->flags, fuse_req_ctx(req)->pid, &h);
 	} else if (ino->kind == INODE_RECORD) {
 		rc = handle_open(ino, fi->flags, false, &h);
 	} else {

@@ -302,13 +302,7 @@ ops_getattr(fuse_req_t req, fuse_ino_t id, struct fuse_file_info *fi)
 			rc = -ENOENT;  /* its set was removed */
 			break;
 		}
-		/* With a handle (the kernel sends one on some paths): the
-		 * length of the snapshot that handle reads. */
-		if (fi != NULL && handle_of(fi)->kind == HANDLE_INFO &&
-		    (handle_of(fi)->flags & O_ACCMODE) == O_RDONLY)
-			a.size = handle_of(fi)->text_len;
-		else
-			a.size = info_size(ino, fuse_req_ctx(req)->pid);
+		a.size = info_size(ino, fuse_req_ctx(req)->pid);
 		inode_stat(ino, &a, &st);
 		break;
 	case INODE_SET:

@@ -77,7 +77,6 @@ struct storage_stats {
 	uint64_t free_wblocks;      /* free queue + never used */
 	uint64_t write_q;           /* buffers waiting for their device/shadow write */
 	uint64_t defrag_q;          /* wblocks waiting for defrag */
-	uint64_t defrag_q_free;     /* bytes those wblocks give back once defragmented */
 	uint64_t pending_free_bytes; /* space on its way back without new writes: the
 	                             * defrag queue's, wblocks defrag is emptying, and
 	                             * superseded bytes of buffers waiting for their write */

@@ -340,7 +340,6 @@ wblock_stats_add_locked(const struct wblock_table *t, struct storage_stats *out)
 	out->n_wblocks += n;
 	out->free_wblocks += free_n;
 	out->defrag_q += t->defrag_count;
-	out->defrag_q_free += (uint64_t)t->defrag_count * t->size - t->defrag_q_live;
 	/* Defrag's wblocks come back whole once their records' new copies
 	 * are written (those copies count in the destination wblocks). */
 	out->pending_free_bytes += (uint64_t)t->defrag_count * t->size - t->defrag_q_live +

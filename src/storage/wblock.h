@@ -132,8 +132,8 @@ void wblock_set_lwm_locked(struct wblock_table *t, uint32_t lwm_pct);
 void wblock_rebuild_locked(struct wblock_table *t, uint32_t high_water);
 
 /* Add one table's share to an engine's statistics: used bytes, wblocks
- * (total, free), the defrag queue (length, space it gives back, wblocks
- * queued so far), space on its way back (pending_free_bytes: the queue's
+ * (total, free), the defrag queue (length, wblocks queued so far), space
+ * on its way back (pending_free_bytes: what the queued wblocks give back
  * plus the wblocks defrag is emptying or waiting on), and the lowest free
  * percentage (avail_pct, which the caller starts at 100).  Lock held. */
 struct storage_stats;

@@ -207,7 +207,7 @@ ops_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	struct txn_key k;
 	int rc;
 
-	STATS_OP(lookup);
+	STATS_OP(lookup, inode_is_info(dir));
 	if (len > NAME_MAX) {
 		rc = -ENAMETOOLONG;
 		goto out;
@@ -226,6 +226,8 @@ ops_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 			rc = -ENOENT;
 			goto out;
 		}
+		if (inode_is_info(child))
+			STATS_OP_SKIP();  /* /.info itself */
 		if (child->kind == INODE_INFO_FILE)
 			a.size = info_size(child, fuse_req_ctx(req)->pid);
 		inode_entry(child, &a, &e);
@@ -287,7 +289,7 @@ ops_getattr(fuse_req_t req, fuse_ino_t id, struct fuse_file_info *fi)
 	struct stat st;
 	int rc = 0;
 
-	STATS_OP(getattr);
+	STATS_OP(getattr, inode_is_info(ino));
 	switch (ino->kind) {
 	case INODE_RECORD:
 		pthread_mutex_lock(&ino->lock);
@@ -332,7 +334,7 @@ ops_setattr(fuse_req_t req, fuse_ino_t id, struct stat *attr, int to_set,
 	struct stat st;
 	int rc;
 
-	STATS_OP(setattr);
+	STATS_OP(setattr, inode_is_info(inode_of(id)));
 	if (inode_is_info(ino)) {
 		/* truncate(2) before a write to a dynamic parameter's file is
 		 * harmless: the value changes when the new one is written. */
@@ -439,7 +441,7 @@ ops_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
 	bool fresh;
 	int rc;
 
-	STATS_OP(create);
+	STATS_OP(create, inode_is_info(inode_of(parent)));
 	rc = record_key_in(dir, name, strlen(name), &k);
 	if (rc == 0)
 		rc = record_create(req, dir, &k, mode, (fi->flags & O_EXCL) != 0, &a, &fresh);
@@ -481,7 +483,7 @@ ops_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, dev_
 	bool fresh;
 	int rc;
 
-	STATS_OP(mknod);
+	STATS_OP(mknod, inode_is_info(inode_of(parent)));
 	if (!S_ISREG(mode)) {
 		rc = -EPERM;  /* records are regular files only */
 		goto out;
@@ -503,7 +505,7 @@ ops_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
 	size_t len = strlen(name);
 	int rc;
 
-	STATS_OP(mkdir);
+	STATS_OP(mkdir, inode_is_info(inode_of(parent)));
 	/* Sets are the only directories, and only directly in a namespace. */
 	if (dir->kind != INODE_NAMESPACE)
 		rc = -EPERM;
@@ -527,7 +529,7 @@ ops_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 	struct digest d;
 	int rc;
 
-	STATS_OP(unlink);
+	STATS_OP(unlink, inode_is_info(inode_of(parent)));
 	rc = record_key_in(dir, name, strlen(name), &k);
 	if (rc != 0)
 		goto out;
@@ -558,7 +560,7 @@ ops_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 	struct digest d;
 	int rc;
 
-	STATS_OP(rmdir);
+	STATS_OP(rmdir, inode_is_info(inode_of(parent)));
 	if (dir->kind != INODE_NAMESPACE) {
 		/* Namespaces and /.info are fixed; sets hold no directories. */
 		rc = dir->kind == INODE_SET ? -ENOTDIR : -EPERM;
@@ -626,7 +628,7 @@ ops_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newpa
 	struct digest fd, td;
 	int rc;
 
-	STATS_OP(rename);
+	STATS_OP(rename, inode_is_info(from_dir) || inode_is_info(to_dir));
 	if (flags & ~RENAME_NOREPLACE) {
 		rc = -EINVAL;  /* RENAME_EXCHANGE, RENAME_WHITEOUT: no atomic swap of records */
 		goto out;
@@ -713,7 +715,7 @@ ops_open(fuse_req_t req, fuse_ino_t id, struct fuse_file_info *fi)
 	struct handle *h = NULL;
 	int rc;
 
-	STATS_OP(open);
+	STATS_OP(open, inode_is_info(ino));
 	if (ino->kind == INODE_INFO_FILE) {
 		/* Only a dynamic parameter's file takes writes (and O_TRUNC:
 		 * "echo 40 > file"); statistics are read-only. */
@@ -749,7 +751,7 @@ ops_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_fil
 {
 	int rc;
 
-	STATS_OP(read);
+	STATS_OP(read, inode_is_info(inode_of(ino)));
 	rc = handle_read(req, handle_of(fi), size, off);
 	if (rc != 0)
 		reply_err(req, rc);
@@ -761,7 +763,7 @@ ops_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t of
 {
 	long n;
 
-	STATS_OP(write);
+	STATS_OP(write, inode_is_info(inode_of(ino)));
 	n = handle_write(handle_of(fi), buf, size, off);
 	if (n < 0)
 		reply_err(req, (int)n);
@@ -772,7 +774,7 @@ ops_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t of
 static void
 ops_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-	STATS_OP(flush);
+	STATS_OP(flush, inode_is_info(inode_of(ino)));
 	/* close(2) returns this: the one place a put error reaches most programs. */
 	reply_err(req, handle_flush(handle_of(fi), false));
 }
@@ -780,14 +782,14 @@ ops_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 static void
 ops_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
 {
-	STATS_OP(fsync);
+	STATS_OP(fsync, inode_is_info(inode_of(ino)));
 	reply_err(req, handle_flush(handle_of(fi), true));
 }
 
 static void
 ops_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-	STATS_OP(release);
+	STATS_OP(release, inode_is_info(inode_of(ino)));
 	handle_release(handle_of(fi));
 	reply_err(req, 0);
 }
@@ -809,7 +811,7 @@ ops_opendir(fuse_req_t req, fuse_ino_t id, struct fuse_file_info *fi)
 	struct dir_handle *d;
 	int rc;
 
-	STATS_OP(opendir);
+	STATS_OP(opendir, inode_is_info(ino));
 	if (!inode_is_dir(ino)) {
 		rc = -ENOTDIR;
 		goto out;
@@ -835,7 +837,7 @@ ops_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_
 {
 	int rc;
 
-	STATS_OP(readdir);
+	STATS_OP(readdir, inode_is_info(inode_of(ino)));
 	rc = dir_read(req, (struct dir_handle *)(uintptr_t)fi->fh, size, off, false);
 	if (rc != 0)
 		reply_err(req, rc);
@@ -847,7 +849,7 @@ ops_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 {
 	int rc;
 
-	STATS_OP(readdirplus);
+	STATS_OP(readdirplus, inode_is_info(inode_of(ino)));
 	rc = dir_read(req, (struct dir_handle *)(uintptr_t)fi->fh, size, off, true);
 	if (rc != 0)
 		reply_err(req, rc);
@@ -856,7 +858,7 @@ ops_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 static void
 ops_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-	STATS_OP(releasedir);
+	STATS_OP(releasedir, inode_is_info(inode_of(ino)));
 	dir_release((struct dir_handle *)(uintptr_t)fi->fh);
 	reply_err(req, 0);
 }
@@ -894,7 +896,7 @@ ops_statfs(fuse_req_t req, fuse_ino_t id)
 	struct statvfs st = { 0 };
 	unsigned n = node_namespace_count(recfsd.node);
 
-	STATS_OP(statfs);
+	STATS_OP(statfs, inode_is_info(ino));
 	/* A namespace's own storage; the root (and /.info) show the sum. */
 	for (unsigned i = 0; i < n; i++) {
 		struct namespace *ns = node_namespace(recfsd.node, i);
@@ -929,7 +931,7 @@ static void
 ops_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value, size_t size,
     int flags)
 {
-	STATS_OP(setxattr);
+	STATS_OP(setxattr, inode_is_info(inode_of(ino)));
 	reply_err(req, xattr_set(inode_of(ino), name, value, size, flags));
 }
 
@@ -938,7 +940,7 @@ ops_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
 {
 	int rc;
 
-	STATS_OP(getxattr);
+	STATS_OP(getxattr, inode_is_info(inode_of(ino)));
 	rc = xattr_get(req, inode_of(ino), name, size);
 	if (rc != 0)
 		reply_err(req, rc);
@@ -949,7 +951,7 @@ ops_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 {
 	int rc;
 
-	STATS_OP(listxattr);
+	STATS_OP(listxattr, inode_is_info(inode_of(ino)));
 	rc = xattr_list(req, inode_of(ino), size);
 	if (rc != 0)
 		reply_err(req, rc);
@@ -958,7 +960,7 @@ ops_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 static void
 ops_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
 {
-	STATS_OP(removexattr);
+	STATS_OP(removexattr, inode_is_info(inode_of(ino)));
 	reply_err(req, xattr_remove(inode_of(ino), name));
 }
 

@@ -12,6 +12,7 @@
 #ifndef RECFS_FUSE_STATS_H
 #define RECFS_FUSE_STATS_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "base/clock.h"
@@ -49,12 +50,17 @@ void stats_latencies(struct histogram_snapshot out[STAT_LAT_FUSE_COUNT]);
 /* A request being timed (STATS_OP). */
 struct stats_op {
 	enum stat_latency_fuse op;
+	enum stats_counter counter;
+	bool skip;                /* a request on the .info tree: not counted */
 	uint64_t t0;
 };
 
 static inline void
 stats_op_end(struct stats_op *o)
 {
+	if (o->skip)
+		return;
+	stats_inc(o->counter);
 	stats_latency_add(o->op, clock_mono_ns() - o->t0);
 }
 
@@ -63,11 +69,14 @@ stats_op_end(struct stats_op *o)
  * it until the callback returns, whichever way it returns (the cleanup
  * attribute runs stats_op_end on scope exit).  With the low-level API the
  * reply is sent before the callback returns, so this is the daemon's whole
- * service time.
+ * service time.  A request on the .info tree (skip true, or STATS_OP_SKIP
+ * later) is neither counted nor timed: reading the statistics must not
+ * change them, or `stat` and `cat` of a stats file would disagree and a
+ * monitoring scraper would show up as load.
  */
-#define STATS_OP(name) \
-	stats_inc(STAT_fuse_##name); \
+#define STATS_OP(name, skip_) \
 	struct stats_op stats_op_ __attribute__((cleanup(stats_op_end))) = \
-	    { STAT_LAT_FUSE_##name, clock_mono_ns() }
+	    { STAT_LAT_FUSE_##name, STAT_fuse_##name, (skip_), clock_mono_ns() }
+#define STATS_OP_SKIP() (stats_op_.skip = true)
 
 #endif

@@ -228,7 +228,9 @@
 	X(NODE, STATISTICS_NODE, "statistics", "recfs_", \
 	    "Node statistics from the engine; client_* are the sums over the namespaces.") \
 	X(FUSE, STATISTICS_FUSE, "statistics", "recfs_", \
-	    "The FUSE daemon's counters, after the engine's in the same file.") \
+	    "The FUSE daemon's counters, after the engine's in the same file.  Requests on " \
+	    "the `.info` tree are not counted (a refused one still counts in fuse_errors), " \
+	    "so reading statistics does not change them.") \
 	X(BUILD, STATISTICS_BUILD, "build", "recfs_", "What is running.") \
 	X(NODE_ID, STATISTICS_NODE_ID, "node", "recfs_", "Who this node is.") \
 	X(CLUSTER, STATISTICS_CLUSTER, "cluster", "recfs_", \
@@ -241,7 +243,8 @@
 	X(LATENCY_NS, STATISTICS_LATENCY_NS, "latencies", "recfs_namespace_", \
 	    "Per namespace and operation, as `{<ns>}-<op>.<field>` lines.") \
 	X(LATENCY_FUSE, STATISTICS_LATENCY_FUSE, "latencies", "recfs_fuse_", \
-	    "Per FUSE request type, as `fuse-<op>.<field>` lines.")
+	    "Per FUSE request type, as `fuse-<op>.<field>` lines; requests on the `.info` " \
+	    "tree are left out.")
 
 enum stat_kind { STAT_COUNTER, STAT_GAUGE, STAT_BOOL, STAT_TEXT, STAT_HISTOGRAM };
 

@@ -244,6 +244,26 @@ done
 # a listing nobody stats (ls -f of 200 names takes several pages).
 check_eq "every fuse_* counter moved (still:$still)" "$still" ""
 
+# Reading statistics does not change them: requests on /.info are not
+# counted, so stat and cat of a stats file agree on an idle daemon, round
+# after round (each round first writes a record, which moves the latencies).
+for c in fuse_lookup fuse_getattr fuse_open fuse_read fuse_release fuse_opendir; do F0[$c]=$(node_value "$c"); done
+for i in $(seq 1 10); do
+	cat "$I/latencies" "$I/metrics" "$I/namespace/test" >/dev/null; stat "$I/statistics" >/dev/null; ls -l "$I" >/dev/null
+done
+for c in fuse_lookup fuse_getattr fuse_open fuse_read fuse_release fuse_opendir; do
+	check_eq "reading .info 10 times leaves $c alone" "$(node_value "$c")" "${F0[$c]}"
+done
+differ=""
+for i in $(seq 1 40); do
+	echo "round $i" >"$F/round"
+	for f in latencies statistics metrics; do
+		s=$(stat -c %s "$I/$f"); c=$(run cat "$I/$f" | wc -c)
+		[ "$s" = "$c" ] || differ="$differ $f:$s/$c"
+	done
+done
+check_eq "40 rounds of write, stat, cat: the sizes agree (differ:$differ)" "$differ" ""
+
 # ---- latencies -----------------------------------------------------------------------------
 lat=$(run cat "$I/latencies")
 for op in $(stat_names LATENCY_NS); do

@@ -169,6 +169,13 @@ static ssize_t read_file(const char *path, uint8_t *buf, size_t size)
 			break;
 		got += (size_t)r;
 	}
+	if (got == 0) {
+		/* Say what the kernel believed of the file read empty. */
+		struct stat st;
+		if (fstat(fd, &st) == 0)
+			fprintf(stderr, "concurrency_test: %s read empty: inode %llu, st_size %lld\n", path,
+			    (unsigned long long)st.st_ino, (long long)st.st_size);
+	}
 	if (close(fd) < 0)
 		return -1;
 	return (ssize_t)got;
@@ -374,21 +381,35 @@ int main(int argc, char **argv)
 
 	proc_tag = (unsigned)(seed % 100000);
 	deadline = time(NULL) + seconds;
-	/* the shared record exists before anyone reads it */
+	/* The shared record exists, whole, before anyone reads it: the first
+	 * process to get there writes it under a temp name and renames it into
+	 * place without replacing (a plain O_CREAT|O_EXCL would let the others
+	 * read it empty between the create and the write, as on any file
+	 * system). */
 	{
-		char path[4096];
+		char path[4096], tmp[4096];
 		uint8_t *buf = malloc(MAX_LEN);
 		snprintf(path, sizeof(path), "%s/shared", dir);
-		int fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0644);
-		if (fd >= 0) {
-			version_make(buf, 0xffffff, 0, 1000);
-			if (write_all(fd, buf, 1000, NULL) < 0 || close(fd) < 0) {
-				perror("write initial shared");
+		snprintf(tmp, sizeof(tmp), "%s/.tmp-init-%u", dir, proc_tag);
+		int fd = buf ? open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644) : -1;
+		if (fd < 0) {
+			perror("create initial shared");
+			return 1;
+		}
+		version_make(buf, 0xffffff, 0, 1000);
+		if (write_all(fd, buf, 1000, NULL) < 0 || close(fd) < 0) {
+			perror("write initial shared");
+			return 1;
+		}
+		if (renameat2(AT_FDCWD, tmp, AT_FDCWD, path, RENAME_NOREPLACE) < 0) {
+			if (errno != EEXIST) {
+				perror("rename initial shared");
 				return 1;
 			}
-		} else if (errno != EEXIST) {
-			perror("create shared");
-			return 1;
+			if (unlink(tmp) < 0) {
+				perror("unlink initial temp");
+				return 1;
+			}
 		}
 		free(buf);
 	}

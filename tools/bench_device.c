@@ -312,6 +312,9 @@ dev_phase(struct bench_ctx *ctx, struct dev_job *job, unsigned threads, double d
 	}
 	if (bench_interrupted)
 		return -EINTR;
+	/* Each round on stderr: how much a row's figure varies within a run. */
+	bench_progress("%s: %.0f ops/s over %.2f s", id, p.seconds > 0 ? (double)p.ops / p.seconds : 0.0,
+	    p.seconds);
 	*out = p;
 	return 0;
 }

@@ -4,19 +4,17 @@
  * Why shards: every transaction and every FUSE request adds to a
  * histogram, and on a shared line a relaxed add from two CPUs bounces that
  * line between them.  A thread keeps its shard for life (assigned round
- * robin at its first add), so two busy threads usually add to different
+ * robin at its first use, shard.h), so two busy threads usually add to different
  * lines.  Rejected: one block per thread registered in a list (what
  * fuse/stats.c does for plain counters) - histograms are 40 times larger
  * and there are dozens of them, and their memory would grow with every
  * short-lived thread; one shared block (contended).
  */
-#include <limits.h>
 
 #include "atomic.h"
 #include "histogram.h"
+#include "shard.h"
 
-static unsigned histogram_next_shard;            /* atomic */
-static __thread unsigned histogram_my_shard = UINT_MAX;
 
 static inline unsigned
 bit_width(uint64_t v)
@@ -49,14 +47,8 @@ histogram_bucket_limit_us(unsigned b)
 void
 histogram_add(struct histogram *h, uint64_t ns)
 {
-	unsigned s = histogram_my_shard;
-	struct histogram_shard *sh;
+	struct histogram_shard *sh = &h->shard[shard_self() % HISTOGRAM_SHARDS];
 
-	if (s == UINT_MAX) {
-		s = __atomic_fetch_add(&histogram_next_shard, 1, __ATOMIC_RELAXED) % HISTOGRAM_SHARDS;
-		histogram_my_shard = s;
-	}
-	sh = &h->shard[s];
 	atomic_inc(&sh->n[histogram_bucket(ns)]);
 	atomic_add(&sh->sum_ns, ns);
 }

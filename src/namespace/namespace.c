@@ -74,6 +74,17 @@ namespace_entry_replace(struct namespace *ns, const struct index_entry *e, bool 
 }
 
 void
+namespace_counters(const struct namespace *ns, struct ns_counters *out)
+{
+	*out = (struct ns_counters){ 0 };
+	for (unsigned i = 0; i < SHARDS; i++) {
+#define X(name, help) out->name += atomic_load_relaxed(&ns->counters[i].name);
+		NS_COUNTERS(X)
+#undef X
+	}
+}
+
+void
 namespace_entry_info(const struct namespace *ns, const struct record *r, struct entry_info *out)
 {
 	const struct bin *fb = record_bin_find(r, ns->cfg->file_bin, strlen(ns->cfg->file_bin));

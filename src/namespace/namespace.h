@@ -13,6 +13,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "../base/atomic.h"
+#include "../base/shard.h"
 #include "../config/config.h"
 #include "../index/index.h"
 #include "../record/record.h"
@@ -48,6 +50,10 @@ struct ns_counters {
 #undef X
 };
 
+/* Add n to a counter of ns: into the calling thread's shard, so that two
+ * CPUs counting writes do not bounce one cache line (base/shard.h). */
+#define NS_COUNT_ADD(ns, name, n) atomic_add(&(ns)->counters[shard_self()].name, (n))
+
 struct ns_set {
 	char name[RECORD_SET_MAX + 1];
 	uint8_t len;
@@ -58,7 +64,8 @@ struct ns_set {
 };
 
 struct set_table {
-	pthread_rwlock_t lock;              /* protects n, hash and names */
+	pthread_rwlock_t lock;              /* adding: exclusive; reading n: shared;
+	                                     * lookups: none (set.c) */
 	uint32_t n;                         /* ids 1..n in use (0 = null set) */
 	struct ns_set sets[SET_ID_MAX + 1]; /* [0] = null set */
 	uint16_t hash[SET_HASH_SLOTS];      /* open addressing, 0 = empty */
@@ -75,7 +82,7 @@ struct namespace {
 	uint32_t max_record_size;
 	uint64_t objects;                   /* atomic: live records (markers excluded) */
 	uint64_t tombstones;                /* atomic */
-	struct ns_counters counters;        /* atomics */
+	struct ns_counters counters[SHARDS]; /* atomics, by thread: NS_COUNT_ADD, namespace_counters */
 
 	/* nsup (src/txn/nsup.c): expiration, eviction, stop-writes. */
 	bool stop_writes;                   /* atomic: writes fail with ENOSPC */
@@ -124,6 +131,9 @@ bool namespace_entry_replace(struct namespace *ns, const struct index_entry *e, 
 /* entry_info of a decoded record. */
 void namespace_entry_info(const struct namespace *ns, const struct record *r,
     struct entry_info *out);
+
+/* The counters of ns, its shards summed. */
+void namespace_counters(const struct namespace *ns, struct ns_counters *out);
 
 int namespace_open(struct namespace **out, struct ns_config *cfg);
 void namespace_close(struct namespace *ns, bool clean);

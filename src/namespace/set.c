@@ -2,8 +2,13 @@
  * set.c - a namespace's set table: names to 12-bit ids (see namespace.h).
  *
  * Ids are never reused while the daemon runs (Aerospike does the same), so
- * an id in an index entry always names the same set.  Lookups take the
- * table's rwlock shared; adding a set takes it exclusive.
+ * an id in an index entry always names the same set.  Adding a set takes
+ * the table's rwlock exclusive; lookups take no lock at all (every write
+ * resolves its set, and a shared lock's counter is one cache line bounced
+ * between all writing CPUs).  That is safe because the table only grows:
+ * an entry's name is written before its id is published into the hash
+ * slot (release), a lookup reads the slot with acquire, and neither names
+ * nor slots change afterwards.
  */
 #include <errno.h>
 #include <string.h>
@@ -33,13 +38,14 @@ set_table_fini(struct set_table *t)
 	pthread_rwlock_destroy(&t->lock);
 }
 
+/* Lock-free for lookups (see the top); adders hold the lock exclusive. */
 static int
 find_locked(struct set_table *t, const char *name, size_t len, uint32_t *slot)
 {
 	uint32_t i = set_hash(name, len) & (SET_HASH_SLOTS - 1);
 
 	for (;;) {
-		uint16_t id = t->hash[i];
+		uint16_t id = __atomic_load_n(&t->hash[i], __ATOMIC_ACQUIRE);
 
 		if (id == 0) {
 			*slot = i;
@@ -59,9 +65,7 @@ set_lookup(struct set_table *t, const char *name, size_t len, uint16_t *id)
 	uint32_t slot;
 	int rc;
 
-	pthread_rwlock_rdlock(&t->lock);
 	rc = find_locked(t, name, len, &slot);
-	pthread_rwlock_unlock(&t->lock);
 	if (rc < 0)
 		return rc;
 	*id = (uint16_t)rc;
@@ -87,7 +91,7 @@ set_lookup_or_add(struct set_table *t, const char *name, size_t len, uint16_t *i
 		memcpy(t->sets[rc].name, name, len);
 		t->sets[rc].name[len] = '\0';
 		t->sets[rc].len = (uint8_t)len;
-		t->hash[slot] = (uint16_t)rc;
+		__atomic_store_n(&t->hash[slot], (uint16_t)rc, __ATOMIC_RELEASE);
 	}
 	pthread_rwlock_unlock(&t->lock);
 	*id = (uint16_t)rc;

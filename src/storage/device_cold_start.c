@@ -237,7 +237,7 @@ device_cold_start(struct storage *st, struct dev_engine *e)
 		d->high_water = d->hdr.high_water;
 		log_info("device", "{%s} %s: wblocks: %u free, %u to defrag, %" PRIu64
 		    " live bytes, high water %u", st->ns_name, d->path, wblock_free_count_locked(&d->wt),
-		    d->wt.defrag_count, __atomic_load_n(&d->wt.used_bytes, __ATOMIC_RELAXED), d->hdr.high_water);
+		    d->wt.defrag_count, (uint64_t)sharded_sum(&d->wt.used), d->hdr.high_water);
 		pthread_mutex_unlock(&d->wt.lock);
 	}
 	return 0;

@@ -166,7 +166,7 @@ wblock_add_locked(struct wblock_table *t, uint32_t id, uint32_t size)
 	/* Atomic although locked: defrag and wblock_free_bytes' fast path
 	 * change or read them without the lock. */
 	__atomic_add_fetch(&wblock_get(t, id)->inuse, size, __ATOMIC_RELAXED);
-	__atomic_add_fetch(&t->used_bytes, size, __ATOMIC_RELAXED);
+	sharded_add(&t->used, size);
 }
 
 bool
@@ -191,7 +191,7 @@ wblock_free_bytes(struct wblock_table *t, uint32_t id, uint32_t size)
 		    __atomic_load_n(&w->state, __ATOMIC_RELAXED) == WBLOCK_USED) {
 			if (__atomic_compare_exchange_n(&w->inuse, &old, old - size, false,
 			    __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
-				__atomic_sub_fetch(&t->used_bytes, size, __ATOMIC_RELAXED);
+				sharded_add(&t->used, -(int64_t)size);
 				return false;
 			}
 		}
@@ -200,7 +200,7 @@ wblock_free_bytes(struct wblock_table *t, uint32_t id, uint32_t size)
 	/* Another fast path may still take bytes off a USED wblock above the
 	 * lwm: decide on the value this subtraction left. */
 	uint32_t left = __atomic_sub_fetch(&w->inuse, size, __ATOMIC_RELAXED);
-	__atomic_sub_fetch(&t->used_bytes, size, __ATOMIC_RELAXED);
+	sharded_add(&t->used, -(int64_t)size);
 	if (w->queued)
 		t->defrag_q_live -= size;
 	switch (w->state) {
@@ -336,7 +336,7 @@ wblock_stats_add_locked(const struct wblock_table *t, struct storage_stats *out)
 	uint32_t n = t->n_wblocks - t->first, free_n = wblock_free_count_locked(t);
 	uint32_t pct = (uint32_t)((uint64_t)free_n * 100 / n);
 
-	out->used_bytes += __atomic_load_n(&t->used_bytes, __ATOMIC_RELAXED);
+	out->used_bytes += (uint64_t)sharded_sum(&t->used);
 	out->n_wblocks += n;
 	out->free_wblocks += free_n;
 	out->defrag_q += t->defrag_count;

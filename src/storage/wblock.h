@@ -37,6 +37,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "../base/shard.h"
+
 enum wblock_state {
 	WBLOCK_FREE = 0,
 	WBLOCK_RESERVED = 1,
@@ -76,7 +78,8 @@ struct wblock_table {
 	uint32_t defrag_head, defrag_tail, defrag_count; /* list through blocks[] */
 	uint64_t defrag_q_live;  /* live bytes in queued wblocks (the rest comes back) */
 	uint32_t pristine;       /* ids >= pristine never written */
-	uint64_t used_bytes;     /* sum of inuse; atomic (wblock_free_bytes' fast path) */
+	struct sharded_counter used; /* sum of inuse, by thread: writers and
+	                          * wblock_free_bytes' fast path add from every thread */
 	uint64_t defrag_reads;   /* wblocks queued for defrag (Aerospike's meaning) */
 	uint32_t defrag_active;  /* wblocks defrag took and has not given back yet */
 	uint32_t free_published; /* atomic: the free count as of the last change, for

@@ -405,7 +405,10 @@ txn_node_values(struct node *node, uint64_t v[STAT_NODE_COUNT])
 		v[STAT_NODE_objects] += atomic_load_relaxed(&ns->objects);
 		v[STAT_NODE_tombstones] += atomic_load_relaxed(&ns->tombstones);
 		v[STAT_NODE_index_used_bytes] += index_memory_bytes(ns->index);
-#define X(name, help) v[STAT_NODE_##name] += atomic_load_relaxed(&ns->counters.name);
+		struct ns_counters c;
+
+		namespace_counters(ns, &c);
+#define X(name, help) v[STAT_NODE_##name] += c.name;
 		NS_COUNTERS(X)
 #undef X
 	}
@@ -469,7 +472,10 @@ txn_namespace_values(struct namespace *ns, uint64_t v[STAT_NS_COUNT])
 	v[STAT_NS_hwm_breached] = __atomic_load_n(&ns->hwm_breached, __ATOMIC_RELAXED);
 	v[STAT_NS_evict_void_time] = __atomic_load_n(&ns->evict_void_time, __ATOMIC_RELAXED);
 	v[STAT_NS_nsup_cycle_duration] = atomic_load_relaxed(&ns->nsup_cycle_ms);
-#define X(name, help) v[STAT_NS_##name] = atomic_load_relaxed(&ns->counters.name);
+	struct ns_counters c;
+
+	namespace_counters(ns, &c);
+#define X(name, help) v[STAT_NS_##name] = c.name;
 	NS_COUNTERS(X)
 #undef X
 }

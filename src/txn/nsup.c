@@ -185,7 +185,7 @@ nsup_cycle(struct namespace *ns)
 	uint64_t start = clock_mono_ns();
 
 	uint64_t expired = reclaim_pass(ns, 0, &ns->nsup_stop);
-	atomic_add(&ns->counters.expired_objects, expired);
+	NS_COUNT_ADD(ns, expired_objects, expired);
 
 	storage_stats(ns->storage, &ss);
 	uint32_t evict_pct = atomic_load_relaxed(&ns->cfg->evict_used_pct);
@@ -204,7 +204,7 @@ nsup_cycle(struct namespace *ns)
 		} else {
 			__atomic_store_n(&ns->evict_void_time, below, __ATOMIC_RELAXED);
 			uint64_t evicted = reclaim_pass(ns, below, &ns->nsup_stop);
-			atomic_add(&ns->counters.evicted_objects, evicted);
+			NS_COUNT_ADD(ns, evicted_objects, evicted);
 			log_info("nsup", "{%s} evicted %" PRIu64 " records expiring before %u s from now",
 			    ns->name, evicted, below - clock_epoch_s());
 		}

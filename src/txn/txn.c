@@ -22,7 +22,7 @@
 #include "../base/log.h"
 #include "txn_i.h"
 
-#define COUNT(ns, name) atomic_inc(&(ns)->counters.name)
+#define COUNT(ns, name) NS_COUNT_ADD(ns, name, 1)
 
 /* One operation's latency into the namespace's histogram (txn_i.h). */
 static inline void
@@ -877,7 +877,7 @@ list_records(struct namespace *ns, const char *set, size_t set_len, struct txn_c
 				cur->done = true;
 		}
 	}
-	atomic_add(&ns->counters.client_list_records, n);
+	NS_COUNT_ADD(ns, client_list_records, n);
 	return (int)n;
 }
 

@@ -7,11 +7,15 @@
 #include <stdint.h>
 #include <setjmp.h>
 #include <cmocka.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include <pthread.h>
+
 #include "index/index.h"
+#include "namespace/namespace.h"
 
 static uint64_t rng_state = 88172645463325252ULL;
 
@@ -163,6 +167,75 @@ test_index_entry_costs_under_100_bytes_plus_key(void **state)
 	index_destroy(ix, NULL, NULL);
 }
 
+/* The set table: lookups take no lock while another thread adds sets.
+ * Every set a reader knows was added is found under its own id, with its
+ * own name, and a name not added yet is never found. */
+#define SET_TEST_N 3000
+
+static struct set_table *set_tab;
+static unsigned set_added;   /* atomic: sets 0..set_added-1 are in */
+
+static void *
+set_reader(void *arg)
+{
+	unsigned seed = 7u + (unsigned)(uintptr_t)arg, checks = 0;
+	char name[32];
+	uint16_t id;
+
+	for (unsigned long round = 0; round < 100000000ul; round++) {
+		unsigned n = __atomic_load_n(&set_added, __ATOMIC_ACQUIRE);
+
+		if (n > 0) {
+			unsigned i = (seed = seed * 1103515245u + 12345u) % n;
+			int len = snprintf(name, sizeof(name), "set-%u", i);
+
+			if (set_lookup(set_tab, name, (size_t)len, &id) != 0 || id != i + 1 ||
+			    strcmp(set_tab->sets[id].name, name) != 0)
+				return (void *)1;
+			checks++;
+		}
+		if (n < SET_TEST_N) {
+			int len = snprintf(name, sizeof(name), "set-%u", SET_TEST_N + 5);
+
+			if (set_lookup(set_tab, name, (size_t)len, &id) != -ENOENT)
+				return (void *)1;
+		}
+		if (n == SET_TEST_N && checks > 1000)
+			return NULL;
+	}
+	return (void *)1;   /* the adder never finished */
+}
+
+static void
+test_set_lookups_run_lock_free_beside_adds(void **state)
+{
+	pthread_t th[2];
+	char name[32];
+	uint16_t id;
+
+	(void)state;
+	set_tab = calloc(1, sizeof(*set_tab));
+	assert_non_null(set_tab);
+	set_table_init(set_tab);
+	for (uintptr_t i = 0; i < 2; i++)
+		assert_int_equal(pthread_create(&th[i], NULL, set_reader, (void *)i), 0);
+	for (unsigned i = 0; i < SET_TEST_N; i++) {
+		int len = snprintf(name, sizeof(name), "set-%u", i);
+
+		assert_int_equal(set_lookup_or_add(set_tab, name, (size_t)len, &id), 0);
+		assert_int_equal(id, i + 1);
+		__atomic_store_n(&set_added, i + 1, __ATOMIC_RELEASE);
+	}
+	for (int i = 0; i < 2; i++) {
+		void *bad = (void *)1;
+
+		assert_int_equal(pthread_join(th[i], &bad), 0);
+		assert_null(bad);
+	}
+	set_table_fini(set_tab);
+	free(set_tab);
+}
+
 int
 main(void)
 {
@@ -170,6 +243,7 @@ main(void)
 		cmocka_unit_test(test_index_insert_find_remove_keeps_balance),
 		cmocka_unit_test(test_index_next_walks_one_set_in_digest_order),
 		cmocka_unit_test(test_index_entry_costs_under_100_bytes_plus_key),
+		cmocka_unit_test(test_set_lookups_run_lock_free_beside_adds),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -12,7 +12,10 @@
 #include <cmocka.h>
 #include <string.h>
 
+#include <pthread.h>
+
 #include "base/histogram.h"
+#include "base/shard.h"
 #include "base/statistic.h"
 
 static void
@@ -127,6 +130,50 @@ test_histogram_percentiles_and_thresholds(void **state)
 	assert_int_equal(histogram_count_below_us(&s, 4000), 99);
 }
 
+/* Threads adding and subtracting through their shards: the sum is exact
+ * once they are done, and each thread keeps one shard. */
+#define SHARD_THREADS 4
+#define SHARD_ROUNDS 20000
+
+static struct sharded_counter shard_counter;
+
+static void *
+shard_worker(void *arg)
+{
+	unsigned first = shard_self();
+
+	(void)arg;
+	for (int i = 0; i < SHARD_ROUNDS; i++) {
+		sharded_add(&shard_counter, 5);
+		sharded_add(&shard_counter, -2);
+		if (shard_self() != first)
+			return (void *)1;
+	}
+	return first < SHARDS ? NULL : (void *)1;
+}
+
+static void
+test_sharded_counter_sums_exactly_across_threads(void **state)
+{
+	pthread_t th[SHARD_THREADS];
+
+	(void)state;
+	for (int i = 0; i < SHARD_THREADS; i++)
+		assert_int_equal(pthread_create(&th[i], NULL, shard_worker, NULL), 0);
+	for (int i = 0; i < SHARD_THREADS; i++) {
+		void *bad = (void *)1;
+
+		assert_int_equal(pthread_join(th[i], &bad), 0);
+		assert_null(bad);
+	}
+	assert_int_equal(sharded_sum(&shard_counter), (int64_t)SHARD_THREADS * SHARD_ROUNDS * 3);
+	/* Threads land on more than one shard (round robin). */
+	int used = 0;
+	for (unsigned i = 0; i < SHARDS; i++)
+		used += shard_counter.s[i].v != 0;
+	assert_true(used >= 2);
+}
+
 int
 main(void)
 {
@@ -135,6 +182,7 @@ main(void)
 		cmocka_unit_test(test_statistic_format_shows_bools_as_words),
 		cmocka_unit_test(test_histogram_buckets_meet_the_ms_thresholds),
 		cmocka_unit_test(test_histogram_percentiles_and_thresholds),
+		cmocka_unit_test(test_sharded_counter_sums_exactly_across_threads),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -62,14 +62,14 @@ test_wblock_live_bytes_drive_state_changes(void **state)
 	assert_int_equal(wblock_alloc_locked(&t, WBLOCK_FOR_WRITE, &id), 0);
 	wblock_add_locked(&t, id, 600 * 1024);
 	wblock_add_locked(&t, id, 300 * 1024);
-	assert_int_equal(t.used_bytes, 900 * 1024);
+	assert_int_equal(sharded_sum(&t.used), 900 * 1024);
 	wblock_release_locked(&t, id);
 	assert_int_equal(wblock_get(&t, id)->state, WBLOCK_USED);
 	/* 900K -> 800K: still above the lwm (the lock-free path). */
 	assert_false(wblock_free_bytes(&t, id, 100 * 1024));
 	assert_int_equal(wblock_get(&t, id)->state, WBLOCK_USED);
 	assert_int_equal(wblock_inuse(wblock_get(&t, id)), 800 * 1024);
-	assert_int_equal(t.used_bytes, 800 * 1024);
+	assert_int_equal(sharded_sum(&t.used), 800 * 1024);
 	/* 800K -> 300K live: below the 512K lwm, queued for defrag. */
 	wblock_free_bytes(&t, id, 500 * 1024);
 	assert_int_equal(wblock_get(&t, id)->state, WBLOCK_DEFRAG);
@@ -86,7 +86,7 @@ test_wblock_live_bytes_drive_state_changes(void **state)
 	assert_int_equal(t.defrag_active, 0);
 	wblock_free_bytes(&t, id, 300 * 1024);
 	assert_int_equal(wblock_get(&t, id)->state, WBLOCK_FREE);
-	assert_int_equal(t.used_bytes, 0);
+	assert_int_equal(sharded_sum(&t.used), 0);
 	wblock_table_fini(&t);
 }
 

@@ -9,6 +9,6 @@ __thread unsigned shard_mine = UINT32_MAX;
 unsigned
 shard_assign(void)
 {
-	shard_mine = __atomic_fetch_add(&shard_next, 1, __ATOMIC_RELAXED) % SHARDS;
+	shard_mine = (atomic_add(&shard_next, 1) - 1) % SHARDS;
 	return shard_mine;
 }

@@ -13,6 +13,8 @@
 
 #include <stdint.h>
 
+#include "atomic.h"
+
 #define SHARDS 8
 
 extern __thread unsigned shard_mine;   /* UINT32_MAX until assigned */
@@ -40,7 +42,7 @@ struct sharded_counter {
 static inline void
 sharded_add(struct sharded_counter *c, int64_t n)
 {
-	__atomic_add_fetch(&c->s[shard_self()].v, n, __ATOMIC_RELAXED);
+	atomic_add(&c->s[shard_self()].v, n);
 }
 
 /* The sum; exact once the adders are quiet, else a moment's value. */
@@ -50,7 +52,7 @@ sharded_sum(const struct sharded_counter *c)
 	int64_t sum = 0;
 
 	for (unsigned i = 0; i < SHARDS; i++)
-		sum += __atomic_load_n(&c->s[i].v, __ATOMIC_RELAXED);
+		sum += atomic_load_relaxed(&c->s[i].v);
 	return sum;
 }
 

@@ -13,6 +13,7 @@
 #include <errno.h>
 #include <string.h>
 
+#include "../base/atomic.h"
 #include "namespace.h"
 
 static uint32_t
@@ -45,7 +46,7 @@ find_locked(struct set_table *t, const char *name, size_t len, uint32_t *slot)
 	uint32_t i = set_hash(name, len) & (SET_HASH_SLOTS - 1);
 
 	for (;;) {
-		uint16_t id = __atomic_load_n(&t->hash[i], __ATOMIC_ACQUIRE);
+		uint16_t id = atomic_load_acquire(&t->hash[i]);
 
 		if (id == 0) {
 			*slot = i;
@@ -91,7 +92,7 @@ set_lookup_or_add(struct set_table *t, const char *name, size_t len, uint16_t *i
 		memcpy(t->sets[rc].name, name, len);
 		t->sets[rc].name[len] = '\0';
 		t->sets[rc].len = (uint8_t)len;
-		__atomic_store_n(&t->hash[slot], (uint16_t)rc, __ATOMIC_RELEASE);
+		atomic_store_release(&t->hash[slot], (uint16_t)rc);
 	}
 	pthread_rwlock_unlock(&t->lock);
 	*id = (uint16_t)rc;

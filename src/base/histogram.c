@@ -13,7 +13,6 @@
 
 #include "atomic.h"
 #include "histogram.h"
-#include "shard.h"
 
 
 static inline unsigned
@@ -47,7 +46,7 @@ histogram_bucket_limit_us(unsigned b)
 void
 histogram_add(struct histogram *h, uint64_t ns)
 {
-	struct histogram_shard *sh = &h->shard[shard_self() % HISTOGRAM_SHARDS];
+	struct histogram_shard *sh = &h->shard[shard_self()];
 
 	atomic_inc(&sh->n[histogram_bucket(ns)]);
 	atomic_add(&sh->sum_ns, ns);
@@ -57,7 +56,7 @@ void
 histogram_read(const struct histogram *h, struct histogram_snapshot *out)
 {
 	*out = (struct histogram_snapshot){ 0 };
-	for (unsigned s = 0; s < HISTOGRAM_SHARDS; s++) {
+	for (unsigned s = 0; s < SHARDS; s++) {
 		for (unsigned b = 0; b < HISTOGRAM_BUCKETS; b++) {
 			uint64_t n = atomic_load_relaxed(&h->shard[s].n[b]);
 

@@ -23,8 +23,9 @@
 
 #include <stdint.h>
 
+#include "shard.h"
+
 #define HISTOGRAM_BUCKETS 40
-#define HISTOGRAM_SHARDS 8
 
 struct histogram_shard {
 	uint64_t n[HISTOGRAM_BUCKETS];  /* atomic */
@@ -32,7 +33,7 @@ struct histogram_shard {
 } __attribute__((aligned(64)));
 
 struct histogram {
-	struct histogram_shard shard[HISTOGRAM_SHARDS];
+	struct histogram_shard shard[SHARDS];   /* by thread: shard_self() */
 };
 
 /* What a reader works with: the shards summed. */

@@ -37,8 +37,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
+#include <unistd.h>
 
 #include "base/atomic.h"
+#include "base/clock.h"
 #include "base/log.h"
 #include "handle.h"
 #include "info.h"
@@ -83,6 +86,7 @@ static const char *const info_names[INFO_FILE_COUNT] = {
 };
 
 static char info_node_id[32] = "0000000000000000";
+static char info_cluster_key[32] = "0000000000000000";
 
 /* How long a snapshot measured by getattr is handed to the next open. */
 #define INFO_REUSE_NS 1000000000LL
@@ -212,6 +216,7 @@ section_values(enum stat_section s, struct info_values *out)
 		 * nothing migrates.  The cluster issue replaces these. */
 		txn_node_values(recfsd.node, node);
 		out->v[CLUSTER_cluster_size] = node[STAT_NODE_cluster_size];
+		out->text[CLUSTER_cluster_key] = info_cluster_key;
 		out->text[CLUSTER_cluster_principal] = info_node_id;
 		out->v[CLUSTER_cluster_integrity] = 1;
 		out->text[CLUSTER_cluster_succession] = info_node_id;
@@ -717,7 +722,14 @@ info_file_name(enum info_file f)
 void
 info_set_node_id(const char *id)
 {
+	uint64_t key = 0;
+
 	snprintf(info_node_id, sizeof(info_node_id), "%s", id);
+	/* The membership (this node alone) begins now: a fresh cluster key.
+	 * Without the random source, the start time will do. */
+	if (getrandom(&key, sizeof(key), 0) != (ssize_t)sizeof(key) || key == 0)
+		key = clock_mono_ns() ^ ((uint64_t)getpid() << 32);
+	snprintf(info_cluster_key, sizeof(info_cluster_key), "%016" PRIx64, key);
 }
 
 static int

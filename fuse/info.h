@@ -89,7 +89,8 @@ int info_flush(struct handle *h);
 /* Drop what an inode keeps (teardown). */
 void info_inode_fini(struct inode *ino);
 
-/* The node id shown in /.info/node and /.info/cluster (set by main before mounting). */
+/* The node id shown in /.info/node and /.info/cluster (set by main before
+ * mounting); it also draws the single node's cluster key. */
 void info_set_node_id(const char *id);
 
 #endif

@@ -130,6 +130,8 @@
 /* .info/cluster: a single node's view until the cluster issue. */
 #define STATISTICS_CLUSTER(X) \
 	X(cluster_size, GAUGE, "nodes", STAT_F_ALIAS, "Nodes in the cluster.") \
+	X(cluster_key, TEXT, "", 0, \
+	    "Random id of the current cluster membership, 16 hex digits: a new one whenever it changes (a single node draws one at start).") \
 	X(cluster_principal, TEXT, "", 0, "Node id of the principal (this node while it is alone).") \
 	X(cluster_integrity, BOOL, "", 0, "Every node of the succession list is reachable.") \
 	X(cluster_succession, TEXT, "", 0, "Node ids of the cluster, principal first, comma-separated.") \

@@ -229,7 +229,7 @@ static int check_record_size(const struct config_param *, const struct config_va
 	ROW(storage_config, defrag_sleep_us, NULL, \
 	    .name = "defrag-sleep", .section = CONFIG_STORAGE, .type = CONFIG_UINT, \
 	    .default_text = "1000", .min = 0, .max = 1000000, .unit = "us", .dynamic = true, \
-	    .help = "Pause of the defrag thread after each write block it empties.") \
+	    .help = "Pause of the defrag thread after each write block it empties (device engine: after each batch of up to 16 MiB of them, none while writers wait for space).") \
 	ROW(storage_config, defrag_queue_min, NULL, \
 	    .name = "defrag-queue-min", .section = CONFIG_STORAGE, .type = CONFIG_UINT, \
 	    .default_text = "0", .min = 0, .max = 1000000, .unit = "", .dynamic = true, \

@@ -16,7 +16,12 @@
 #include "wblock.h"
 
 #define DEVICE_IO_ALIGN 4096
-#define DEFRAG_BATCH 4              /* wblocks read together by defrag */
+/* Defrag reads up to DEFRAG_READ_BYTES of queued wblocks at once (at
+ * least 2, at most DEFRAG_BATCH wblocks): a virtual or flash device reads
+ * faster with a deeper queue (fio, 1 MiB reads: ~680 MiB/s at depth 4,
+ * ~900 at 64 on the development VM). */
+#define DEFRAG_BATCH 16
+#define DEFRAG_READ_BYTES (16u << 20)
 
 /* A wblock's image in RAM: being filled, waiting for the device, or kept
  * after the write as post-write cache. */
@@ -84,7 +89,8 @@ struct device {
 	pthread_cond_t defrag_cv;
 	struct io_uring defrag_ring;
 	bool defrag_ring_ready;
-	uint8_t *defrag_bufs[DEFRAG_BATCH]; /* wblock images */
+	uint8_t *defrag_bufs[DEFRAG_BATCH]; /* wblock images, defrag_batch of them */
+	uint32_t defrag_n_bufs;    /* wblocks per batch: DEFRAG_READ_BYTES / wbs, 2..DEFRAG_BATCH */
 	uint32_t defrag_source;    /* wblock being defragmented, or WBLOCK_NONE */
 	bool space_wanted;         /* atomic: writers wait for space (defrag: no pause) */
 

@@ -168,7 +168,12 @@ device_alloc_state(struct storage *st, struct device *d)
 	    posix_memalign((void **)&d->stage_cur, DEVICE_IO_ALIGN, d->wbs) != 0 ||
 	    posix_memalign((void **)&d->stage_dcur, DEVICE_IO_ALIGN, d->wbs) != 0)
 		return -ENOMEM;
-	for (int i = 0; i < DEFRAG_BATCH; i++)
+	d->defrag_n_bufs = DEFRAG_READ_BYTES / d->wbs;
+	if (d->defrag_n_bufs < 2)
+		d->defrag_n_bufs = 2;
+	if (d->defrag_n_bufs > DEFRAG_BATCH)
+		d->defrag_n_bufs = DEFRAG_BATCH;
+	for (uint32_t i = 0; i < d->defrag_n_bufs; i++)
 		if (posix_memalign((void **)&d->defrag_bufs[i], DEVICE_IO_ALIGN, d->wbs) != 0)
 			return -ENOMEM;
 	if (d->resident) {

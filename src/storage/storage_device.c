@@ -950,7 +950,7 @@ io_main(void *arg)
 /* ---- defragmentation ---------------------------------------------------- */
 
 /*
- * The defrag thread takes up to DEFRAG_BATCH queued wblocks at a time and
+ * The defrag thread takes up to defrag_n_bufs queued wblocks at a time and
  * reads those not in RAM together through its own io_uring, so the device
  * sees a queue of reads rather than one 1 MiB read at a time; then it moves
  * each wblock's live records.  It pauses defrag-sleep after a batch, unless
@@ -993,7 +993,7 @@ defrag_scan(struct storage *st, struct device *d, uint32_t id, const uint8_t *im
 	pthread_mutex_unlock(&d->wt.lock);
 }
 
-/* Defragment up to DEFRAG_BATCH wblocks; returns how many were taken. */
+/* Defragment up to defrag_n_bufs wblocks; returns how many were taken. */
 static unsigned
 defrag_batch(struct storage *st, struct device *d)
 {
@@ -1005,7 +1005,7 @@ defrag_batch(struct storage *st, struct device *d)
 	bool urgent = __atomic_load_n(&d->space_wanted, __ATOMIC_RELAXED);
 
 	pthread_mutex_lock(&d->wt.lock);
-	while (n < DEFRAG_BATCH && wblock_defrag_pop_locked(&d->wt, queue_min, urgent, &slots[n].id) == 0) {
+	while (n < d->defrag_n_bufs && wblock_defrag_pop_locked(&d->wt, queue_min, urgent, &slots[n].id) == 0) {
 		struct defrag_slot *sl = &slots[n];
 		struct wblock *w = wblock_get(&d->wt, sl->id);
 		struct dev_buf *b = *attached_slot(d, sl->id);

@@ -57,10 +57,6 @@ for f in statistics build node cluster namespace/test sets/test/s1 latencies met
 	check_eq ".info/$f: stat size matches cat" "$(stat -c %s "$I/$f")" "$(run cat "$I/$f" | wc -c)"
 	check_eq ".info/$f: mode 0444" "$(stat -c %a "$I/$f")" 444
 done
-# SPEC 8 also names stop_writes, expired_objects and evicted_objects: they
-# come with issue #4 (nsup, eviction, stop-writes) and are deliberately
-# absent until the engine computes them.
-note "pending issue #4: stop_writes expired_objects evicted_objects hwm_breached"
 
 # ---- build, node, cluster ------------------------------------------------------------------
 check_true "version is a version" "$(info_value build version | grep -cE '^[0-9]+\.[0-9]+')" -eq 1
@@ -69,6 +65,10 @@ nid=$(info_value node node_id)
 check_true "node_id is 16 hex digits ($nid)" "$(printf '%s' "$nid" | grep -cxE '[0-9a-f]{16}')" -eq 1
 check_eq "node_id kept in the work directory" "$nid" "$(head -c 16 "$WORK/node_id")"
 check_eq "cluster_size 1" "$(info_value cluster cluster_size)" 1
+ck=$(info_value cluster cluster_key)
+check_true "cluster_key is 16 hex digits ($ck)" "$(printf '%s' "$ck" | grep -cxE '[0-9a-f]{16}')" -eq 1
+check_true "cluster_key is not the node id" "$ck" != "$nid"
+check_eq "cluster_key stays while the membership does" "$(info_value cluster cluster_key)" "$ck"
 check_eq "cluster_principal: this node" "$(info_value cluster cluster_principal)" "$nid"
 check_eq "cluster_integrity" "$(info_value cluster cluster_integrity)" true
 check_eq "cluster_succession: this node" "$(info_value cluster cluster_succession)" "$nid"
@@ -467,4 +467,10 @@ print("%.3f" % best, " ".join(rounds), file=sys.stdout)' "$I/namespace/test")
 fi
 
 assert_serving "observability checks"
+
+# A restart is a new membership: same node id, a new cluster key.
+stop_daemon
+start_daemon
+check_eq "node_id kept across a restart" "$(info_value node node_id)" "$nid"
+check_true "a restart draws a new cluster_key" "$(info_value cluster cluster_key)" != "$ck"
 finish

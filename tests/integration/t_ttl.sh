@@ -3,7 +3,9 @@
 # a 2-second TTL disappears from ls, stat and cat about when its void time
 # passes and nsup counts it in expired_objects; the TTL set on a record is
 # kept across rewrites; -1 never expires; touch refreshes the void time;
-# the namespace default-ttl applies to records without one of their own.
+# the namespace default-ttl applies to records without one of their own;
+# a record that expires under a name the kernel still caches reads empty
+# and cannot be removed (client_read_not_found, client_delete_not_found).
 . "${top_srcdir:-$(dirname "$0")/../..}/tests/integration/lib.sh"
 
 cat >"$CONF" <<EOF
@@ -77,5 +79,41 @@ for i in $(seq 1 80); do
 	sleep 0.05
 done
 check_true "gone after its default TTL" ! -e "$MNT/dflt/gone"
+assert_serving
+
+# A record that expires while the kernel still holds its name (a long
+# entry-timeout): cat and rm reach the engine, which no longer has it: cat
+# reads an empty file, rm fails with ENOENT, counted in
+# client_read_not_found and client_delete_not_found.  (Through a single mount these counters move
+# only this way: otherwise the kernel finds a missing name first.)
+stop_daemon
+cat >"$CONF" <<EOF
+service: { work-directory: $WORK, ticker-interval: 0 }
+logging: { file: $LOG, level: info }
+fuse: { entry-timeout: 60, attr-timeout: 60 }
+namespaces:
+  - name: test
+    nsup-period: 1
+    storage-engine: { type: memory, data-size: 64M }
+EOF
+start_daemon
+S=$MNT/test/gone
+mkdir "$S" || fail "mkdir $S"
+for f in r d; do
+	{ echo "$f" >"$S/$f" && setfattr -n user.recfs.ttl -v 1 "$S/$f"; } || fail "write $f with TTL 1"
+done
+check_eq "both names known to the kernel" "$(stat -c %s "$S/r" "$S/d" | tr '\n' ' ')" "2 2 "
+for i in $(seq 1 60); do
+	[ "$(stat_value test objects)" -eq 0 ] && break
+	sleep 0.1
+done
+check_eq "both expired (objects 0)" "$(stat_value test objects)" 0
+rnf0=$(stat_value test client_read_not_found); dnf0=$(stat_value test client_delete_not_found)
+# The open succeeds (the kernel holds the inode); the read finds no record
+# and, as for a file truncated by someone else, returns end of file.
+check_eq "cat of a record expired under a cached name reads nothing" "$(run cat "$S/r" 2>&1)" ""
+check_eq "client_read_not_found moved by one" $(( $(stat_value test client_read_not_found) - rnf0 )) 1
+expect_err "rm of a record expired under a cached name: ENOENT" "No such file or directory" rm "$S/d"
+check_eq "client_delete_not_found moved by one" $(( $(stat_value test client_delete_not_found) - dnf0 )) 1
 assert_serving
 finish

@@ -1,9 +1,14 @@
 /*
  * device_cold_start.c - rebuilding the index from the devices (SPEC 6.4).
  *
- * One thread per device reads its wblocks in order, from the first data
+ * Each device is scanned by as many threads as there are CPUs for it (the
+ * CPUs shared among the devices, at least one, at most SCAN_PARTS_MAX):
+ * thread k of n reads every n-th wblock, in order, from the first data
  * wblock up to the header's high-water mark, in wblock-sized reads kept
- * several deep with io_uring so the device, not the scan, is the limit.
+ * several deep with io_uring, so the device, not the CPU checking and
+ * indexing the records, is the limit.  Records of one digest met by two
+ * threads meet under the record lock; which copy wins does not depend on
+ * the order they come in.
  * Each wblock is walked at 16-byte (rblock) steps: a candidate that passes
  * the structural check and decodes with a good CRC is handed to the owner,
  * which keeps the newest copy per digest (last-update time, then
@@ -19,6 +24,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "../base/clock.h"
 #include "../base/error.h"
@@ -26,6 +32,7 @@
 #include "device_i.h"
 
 #define SCAN_DEPTH 4
+#define SCAN_PARTS_MAX 4
 #define SCAN_PROGRESS_NS (5ULL * 1000000000ULL)
 #define SCAN_LOG_CORRUPT_MAX 20
 
@@ -52,7 +59,7 @@ scan_wblock(struct storage *st, struct device *d, uint32_t id, const uint8_t *bu
 		}
 		int rc = record_flat_decode(buf + off, size, &r);
 		if (rc != 0) {
-			if (d->cs_corrupt++ < SCAN_LOG_CORRUPT_MAX)
+			if (__atomic_fetch_add(&d->cs_corrupt, 1, __ATOMIC_RELAXED) < SCAN_LOG_CORRUPT_MAX)
 				log_warn("device", "{%s} %s offset %" PRIu64 ": %s: record skipped",
 				    st->ns_name, d->path, (uint64_t)id * d->wbs + off, recfs_strerror(rc));
 			off += RBLOCK_SIZE;
@@ -65,7 +72,7 @@ scan_wblock(struct storage *st, struct device *d, uint32_t id, const uint8_t *bu
 		if (st->owner.load(st->owner.arg, st, &r, size, loc) > 0)
 			live += size;
 		record_release(&r);
-		d->cs_records++;
+		__atomic_add_fetch(&d->cs_records, 1, __ATOMIC_RELAXED);
 		off += size;
 	}
 	if (live > 0) {
@@ -86,43 +93,56 @@ keep_resident(struct device *d, uint32_t id)
 	__atomic_store_n(&d->attached[id - d->wt.first], b, __ATOMIC_RELEASE);
 }
 
+/* One scan thread's share of a device: wblocks first + part, + n_parts, ... */
+struct scan_part {
+	struct device *d;
+	uint32_t part, n_parts;
+	uint32_t first, end;       /* the device's whole scan range */
+	uint64_t start_ns;
+	pthread_t thread;
+	bool started;
+	intptr_t rc;
+};
+
 static void *
 scan_main(void *arg)
 {
-	struct device *d = arg;
+	struct scan_part *sp = arg;
+	struct device *d = sp->d;
 	struct storage *st = d->st;
 	struct scan_slot slots[SCAN_DEPTH];
 	struct io_uring ring;
-	uint32_t first = d->wt.first, end = d->hdr.high_water;
-	uint32_t next_submit = first, next_done = first;
-	uint64_t start = clock_mono_ns(), last_log = start;
+	uint32_t first = sp->first, end = sp->end, step = sp->n_parts;
+	/* Positions in this part's sequence: wblock first + part + i * step. */
+	uint32_t count = end - first > sp->part ? (end - first - sp->part + step - 1) / step : 0;
+	uint32_t next_submit = 0, next_done = 0;
+	uint64_t last_log = sp->start_ns;
 	intptr_t rc = 0;
 
-	if (end > d->wt.n_wblocks)
-		end = d->wt.n_wblocks;
-	if (end < first)
-		end = first;
 	memset(slots, 0, sizeof(slots));
 	rc = io_uring_queue_init(SCAN_DEPTH * 2, &ring, 0);
-	if (rc < 0)
-		return (void *)rc;
+	if (rc < 0) {
+		sp->rc = rc;
+		return NULL;
+	}
 	for (int i = 0; i < SCAN_DEPTH; i++)
 		if (posix_memalign((void **)&slots[i].buf, DEVICE_IO_ALIGN, d->wbs) != 0)
 			rc = -ENOMEM;
-	while (rc == 0 && next_done < end) {
+	while (rc == 0 && next_done < count) {
 		/* Keep SCAN_DEPTH reads in flight. */
-		while (next_submit < end && next_submit - next_done < SCAN_DEPTH) {
+		while (next_submit < count && next_submit - next_done < SCAN_DEPTH) {
 			struct scan_slot *s = &slots[next_submit % SCAN_DEPTH];
 			struct io_uring_sqe *sqe = io_uring_get_sqe(&ring);
+			uint32_t id = first + sp->part + next_submit * step;
 
 			if (sqe == NULL)
 				break;
-			s->id = next_submit;
+			s->id = id;
 			s->busy = true;
 			s->done = false;
 			/* Shadow mode: read into the wblock's resident image itself. */
-			uint8_t *dst = d->resident ? d->resident_bufs[next_submit - first].data : s->buf;
-			io_uring_prep_read(sqe, d->fd, dst, d->wbs, (uint64_t)next_submit * d->wbs);
+			uint8_t *dst = d->resident ? d->resident_bufs[id - d->wt.first].data : s->buf;
+			io_uring_prep_read(sqe, d->fd, dst, d->wbs, (uint64_t)id * d->wbs);
 			io_uring_sqe_set_data(sqe, s);
 			next_submit++;
 		}
@@ -153,27 +173,28 @@ scan_main(void *arg)
 				    want->id, recfs_strerror((int)rc));
 				break;
 			}
-			uint8_t *img = d->resident ? d->resident_bufs[want->id - first].data : want->buf;
+			uint8_t *img = d->resident ? d->resident_bufs[want->id - d->wt.first].data : want->buf;
 			memset(img + want->res, 0, d->wbs - (uint32_t)want->res);
 		}
 		if (d->resident) {
-			const uint8_t *img = d->resident_bufs[want->id - first].data;
+			const uint8_t *img = d->resident_bufs[want->id - d->wt.first].data;
 
 			scan_wblock(st, d, want->id, img);
 			keep_resident(d, want->id);
 		} else {
 			scan_wblock(st, d, want->id, want->buf);
 		}
-		d->cs_bytes += d->wbs;
+		uint64_t bytes = __atomic_add_fetch(&d->cs_bytes, d->wbs, __ATOMIC_RELAXED);
 		want->busy = false;
 		next_done++;
 		uint64_t now = clock_mono_ns();
-		if (now - last_log >= SCAN_PROGRESS_NS) {
-			double secs = (double)(now - start) / 1e9;
+		if (sp->part == 0 && now - last_log >= SCAN_PROGRESS_NS) {
+			double secs = (double)(now - sp->start_ns) / 1e9;
+			uint64_t records = __atomic_load_n(&d->cs_records, __ATOMIC_RELAXED);
 
 			log_info("device", "{%s} %s: cold start %u%% (%" PRIu64 " records, %.0f records/s)",
-			    st->ns_name, d->path, (unsigned)((uint64_t)(next_done - first) * 100 / (end - first)),
-			    d->cs_records, (double)d->cs_records / secs);
+			    st->ns_name, d->path, (unsigned)(bytes / d->wbs * 100 / (end - first)),
+			    records, (double)records / secs);
 			last_log = now;
 		}
 	}
@@ -189,44 +210,73 @@ scan_main(void *arg)
 	io_uring_queue_exit(&ring);
 	for (int i = 0; i < SCAN_DEPTH; i++)
 		free(slots[i].buf);
-	if (rc == 0) {
-		double secs = (double)(clock_mono_ns() - start) / 1e9;
-
-		log_info("device", "{%s} %s: cold start scanned %u wblocks (%" PRIu64 " MiB) in %.2f s "
-		    "(%.0f MiB/s): %" PRIu64 " records, %" PRIu64 " damaged", st->ns_name, d->path,
-		    end - first, d->cs_bytes >> 20, secs, secs > 0 ? (double)d->cs_bytes / 1048576.0 / secs : 0,
-		    d->cs_records, d->cs_corrupt);
-	}
-	return (void *)rc;
+	sp->rc = rc;
+	return NULL;
 }
 
 int
 device_cold_start(struct storage *st, struct dev_engine *e)
 {
-	pthread_t threads[CONFIG_FILES_MAX];
+	struct scan_part (*parts)[SCAN_PARTS_MAX];
+	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+	uint32_t n_parts;
 	int rc = 0;
 
 	if (!e->cold_started)
 		return 0;
+	/* The CPUs shared among the devices (each device at least one thread). */
+	n_parts = cpus > (long)e->n ? (uint32_t)(cpus / (long)e->n) : 1;
+	if (n_parts > SCAN_PARTS_MAX)
+		n_parts = SCAN_PARTS_MAX;
+	parts = calloc(e->n, sizeof(*parts));
+	if (parts == NULL)
+		return -ENOMEM;
 	for (uint32_t i = 0; i < e->n; i++) {
-		int c = pthread_create(&threads[i], NULL, scan_main, e->devs[i]);
+		struct device *d = e->devs[i];
+		uint32_t first = d->wt.first, end = d->hdr.high_water;
 
-		if (c != 0) {
-			/* Scan the rest on this thread. */
-			threads[i] = 0;
-			void *r = scan_main(e->devs[i]);
-			if ((intptr_t)r != 0)
-				rc = (int)(intptr_t)r;
+		if (end > d->wt.n_wblocks)
+			end = d->wt.n_wblocks;
+		if (end < first)
+			end = first;
+		for (uint32_t k = 0; k < n_parts; k++)
+			parts[i][k] = (struct scan_part){ .d = d, .part = k, .n_parts = n_parts,
+			    .first = first, .end = end, .start_ns = clock_mono_ns() };
+	}
+	for (uint32_t i = 0; i < e->n; i++) {
+		for (uint32_t k = 0; k < n_parts; k++) {
+			struct scan_part *sp = &parts[i][k];
+
+			sp->started = pthread_create(&sp->thread, NULL, scan_main, sp) == 0;
+			if (!sp->started)
+				scan_main(sp);  /* this thread does that share */
 		}
 	}
 	for (uint32_t i = 0; i < e->n; i++) {
-		void *r = NULL;
+		struct device *d = e->devs[i];
+		int dev_rc = 0;
 
-		if (threads[i] != 0)
-			pthread_join(threads[i], &r);
-		if ((intptr_t)r != 0)
-			rc = (int)(intptr_t)r;
+		for (uint32_t k = 0; k < n_parts; k++) {
+			struct scan_part *sp = &parts[i][k];
+
+			if (sp->started)
+				pthread_join(sp->thread, NULL);
+			if (sp->rc != 0)
+				dev_rc = (int)sp->rc;
+		}
+		if (dev_rc != 0) {
+			rc = dev_rc;
+			continue;
+		}
+		double secs = (double)(clock_mono_ns() - parts[i][0].start_ns) / 1e9;
+
+		log_info("device", "{%s} %s: cold start scanned %u wblocks (%" PRIu64 " MiB) in %.2f s "
+		    "(%.0f MiB/s, %u threads): %" PRIu64 " records, %" PRIu64 " damaged", st->ns_name,
+		    d->path, parts[i][0].end - parts[i][0].first, d->cs_bytes >> 20, secs,
+		    secs > 0 ? (double)d->cs_bytes / 1048576.0 / secs : 0, n_parts, d->cs_records,
+		    d->cs_corrupt);
 	}
+	free(parts);
 	if (rc != 0)
 		return rc;
 	for (uint32_t i = 0; i < e->n; i++) {

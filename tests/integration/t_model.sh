@@ -1,6 +1,6 @@
 #!/bin/bash
 # t_model: the seeded randomized model test (model_test.c) through the mount:
-# 3 seeds x 4000 ops over two sets and the null set, every byte, size, xattr
+# 3 seeds x 10,000 ops over two sets and the null set, every byte, size, xattr
 # and listing compared with an in-memory model.  MODEL_SEEDS / MODEL_OPS
 # override the defaults (e.g. MODEL_SEEDS="$RANDOM" for exploring).
 ITEST_TIMEOUT=${ITEST_TIMEOUT:-240}
@@ -13,7 +13,7 @@ mount_default
 
 mkdir "$MNT/test/ma" "$MNT/test/mb" || fail "mkdir sets"
 for seed in ${MODEL_SEEDS:-11 22 33}; do
-	if out=$(timeout -k 5 60 "$MT" -s "$seed" -n "${MODEL_OPS:-4000}" \
+	if out=$(timeout -k 5 60 "$MT" -s "$seed" -n "${MODEL_OPS:-10000}" \
 		"$MNT/test/ma" "$MNT/test/mb" "$MNT/test" 2>&1); then
 		pass "$out"
 	else

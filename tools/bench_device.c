@@ -1362,6 +1362,7 @@ defrag_run(struct bench_ctx *ctx, const char *id, const char *label, const char 
 	dev_stats_get(st, &out->before);
 	job.count_per_thread = 0;
 	job.salt = 2;
+	job.full = 0;  /* the measured phase reports its own ENOSPC */
 	rc = dev_phase(ctx, &job, t, ctx->opt.duration_s, id, label, &out->p);
 	if (rc != 0)
 		goto out;

@@ -173,7 +173,9 @@ device_alloc_state(struct storage *st, struct device *d)
 		d->defrag_n_bufs = 2;
 	if (d->defrag_n_bufs > DEFRAG_BATCH)
 		d->defrag_n_bufs = DEFRAG_BATCH;
-	for (uint32_t i = 0; i < d->defrag_n_bufs; i++)
+	/* Resident (shadow) mode never reads a wblock back for defrag: its RAM
+	 * image is walked in place. */
+	for (uint32_t i = 0; i < d->defrag_n_bufs && !d->resident; i++)
 		if (posix_memalign((void **)&d->defrag_bufs[i], DEVICE_IO_ALIGN, d->wbs) != 0)
 			return -ENOMEM;
 	if (d->resident) {

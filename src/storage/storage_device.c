@@ -1021,9 +1021,13 @@ defrag_batch(struct storage *st, struct device *d)
 		 * (no copy of up to write-block-size bytes under the lock
 		 * writers need).  A post-write-cache buffer may be recycled once
 		 * the lock is dropped: copied. */
-		if (sl->in_ram && d->resident)
-			sl->img = b->data;
-		else if (sl->in_ram)
+		if (d->resident) {
+			/* Every wblock with records has its image attached; without
+			 * one there is nothing to walk (and no read buffer). */
+			sl->img = sl->in_ram ? b->data : NULL;
+			sl->end = sl->in_ram ? sl->end : 0;
+			sl->done = true;
+		} else if (sl->in_ram)
 			memcpy(d->defrag_bufs[n], b->data, sl->end);
 		n++;
 	}

@@ -57,6 +57,7 @@ struct device {
 	struct dev_buf *cur, *dcur;
 	struct dev_buf *wq_head, *wq_tail;
 	uint32_t wq_len;           /* full buffers waiting for the device (write_q) */
+	uint32_t io_inflight;      /* buffers (and tails) the I/O thread took and is writing */
 	struct dev_buf *pw_head, *pw_tail;
 	uint32_t pw_len;           /* post-write cache */
 	struct dev_buf *pool;
@@ -90,6 +91,7 @@ struct device {
 	struct io_uring defrag_ring;
 	bool defrag_ring_ready;
 	uint8_t *defrag_bufs[DEFRAG_BATCH]; /* wblock images, defrag_batch of them */
+	bool defrag_stalled;       /* defrag thread: its last batch found no space for copies */
 	uint32_t defrag_n_bufs;    /* wblocks per batch: DEFRAG_READ_BYTES / wbs, 2..DEFRAG_BATCH */
 	uint32_t defrag_source;    /* wblock being defragmented, or WBLOCK_NONE */
 	bool space_wanted;         /* atomic: writers wait for space (defrag: no pause) */

@@ -68,6 +68,7 @@
 #define DEFRAG_FLUSH_MS 1000        /* tail-flush a defrag buffer holding vacated wblocks */
 #define HIGH_WATER_STEP 64          /* header high-water raised this many wblocks ahead */
 #define IO_BATCH_MAX 64
+#define DEFRAG_STALL_MS 10          /* defrag's pause when it found no space for copies */
 
 /* ---- small helpers ------------------------------------------------------ */
 
@@ -193,15 +194,16 @@ queue_full_locked(struct device *d, struct dev_buf *b)
 	pthread_cond_signal(&d->io_cv);
 }
 
-/* Space is on its way back: buffers waiting for the device (their records
- * may have been overwritten meanwhile; defrag sources wait for them), a
- * defrag buffer holding vacated wblocks, or (for client writes) wblocks
- * queued for defrag or taken by it and not yet given back (a batch may
- * take the whole queue while its reads are in flight).  Device lock held. */
+/* Space is on its way back: buffers waiting for the device or being
+ * written by the I/O thread (their records may have been overwritten
+ * meanwhile; defrag sources wait for them), a defrag buffer holding
+ * vacated wblocks, or (for client writes) wblocks queued for defrag or
+ * taken by it and not yet given back (a batch may take the whole queue
+ * while its reads are in flight).  Device lock held. */
 static bool
 space_pending_locked(const struct device *d, enum wblock_user user)
 {
-	if (d->wq_len > 0 || (d->dcur != NULL && d->dcur->n_vacated > 0))
+	if (d->wq_len > 0 || d->io_inflight > 0 || (d->dcur != NULL && d->dcur->n_vacated > 0))
 		return true;
 	return user != WBLOCK_FOR_DEFRAG && (d->wt.defrag_count > 0 || d->wt.defrag_active > 0);
 }
@@ -883,6 +885,7 @@ io_main(void *arg)
 		bool clean_tails = (d->cur == NULL || d->cur->pos == d->cur->flushed) &&
 		    (d->dcur == NULL || d->dcur->pos == d->dcur->flushed);
 		bool complete = d->wq_len == 0 && (tails_taken || clean_tails);
+		d->io_inflight = n;
 		uint64_t target = complete ? d->write_seq : d->durable_seq;
 		uint32_t hw = d->high_water;
 		pthread_mutex_unlock(&d->wt.lock);
@@ -937,6 +940,7 @@ io_main(void *arg)
 				d->writes++;
 			}
 		}
+		d->io_inflight = 0;
 		if (d->durable_seq < target)
 			d->durable_seq = target;
 		pthread_cond_broadcast(&d->durable_cv);
@@ -966,11 +970,15 @@ struct defrag_slot {
 	int res;
 };
 
-static void
+/* Move the live records of wblock id (its bytes in img) to defrag
+ * buffers.  0, or the error that stopped it (no space for the copies):
+ * the wblock then goes back on the queue with what it still holds. */
+static int
 defrag_scan(struct storage *st, struct device *d, uint32_t id, const uint8_t *img, uint32_t end)
 {
 	struct wblock *w = wblock_get(&d->wt, id);
 	uint32_t off = 0;
+	int rc = 0;
 
 	d->defrag_source = id;
 	while (off + RECORD_FLAT_MIN_SIZE <= end && wblock_inuse(w) > 0) {
@@ -980,18 +988,27 @@ defrag_scan(struct storage *st, struct device *d, uint32_t id, const uint8_t *im
 			off += RBLOCK_SIZE;
 			continue;
 		}
-		int r = st->owner.relocate(st->owner.arg, st, img + off, size,
+		rc = st->owner.relocate(st->owner.arg, st, img + off, size,
 		    storage_loc_make(d->index, (uint64_t)id * d->wbs + off, size));
-		if (r < 0)
-			log_warn("defrag", "{%s} %s offset %" PRIu64 ": record not moved: %s", st->ns_name,
-			    d->path, (uint64_t)id * d->wbs + off, recfs_strerror(r));
+		if (rc < 0) {
+			if (!d->defrag_stalled)
+				log_warn("defrag", "{%s} %s offset %" PRIu64 ": record not moved: %s; "
+				    "defrag retries its wblocks when space comes back", st->ns_name,
+				    d->path, (uint64_t)id * d->wbs + off, recfs_strerror(rc));
+			break;
+		}
+		rc = 0;
 		off += size;
 	}
 	d->defrag_source = WBLOCK_NONE;
 	pthread_mutex_lock(&d->wt.lock);
-	wblock_defrag_done_locked(&d->wt, id);
+	if (rc < 0)
+		wblock_defrag_retry_locked(&d->wt, id);
+	else
+		wblock_defrag_done_locked(&d->wt, id);
 	pthread_cond_broadcast(&d->space_cv);
 	pthread_mutex_unlock(&d->wt.lock);
+	return rc;
 }
 
 /* Defragment up to defrag_n_bufs wblocks; returns how many were taken. */
@@ -1001,6 +1018,7 @@ defrag_batch(struct storage *st, struct device *d)
 	struct defrag_slot slots[DEFRAG_BATCH];
 	uint32_t queue_min = atomic_load_relaxed(&st->cfg->defrag_queue_min);
 	unsigned n = 0, pending = 0;
+	bool stalled = false;
 
 	/* Writers waiting for space: no settling time for queued wblocks. */
 	bool urgent = __atomic_load_n(&d->space_wanted, __ATOMIC_RELAXED);
@@ -1071,8 +1089,16 @@ defrag_batch(struct storage *st, struct device *d)
 			pthread_mutex_unlock(&d->wt.lock);
 			continue;
 		}
-		defrag_scan(st, d, sl->id, sl->img, sl->res == 0 && !sl->in_ram ? 0 : sl->end);
+		if (stalled) {
+			/* No space for copies: the rest waits on the queue too. */
+			pthread_mutex_lock(&d->wt.lock);
+			wblock_defrag_retry_locked(&d->wt, sl->id);
+			pthread_mutex_unlock(&d->wt.lock);
+			continue;
+		}
+		stalled = defrag_scan(st, d, sl->id, sl->img, sl->res == 0 && !sl->in_ram ? 0 : sl->end) < 0;
 	}
+	d->defrag_stalled = stalled;
 	return n;
 }
 
@@ -1090,6 +1116,14 @@ defrag_main(void *arg)
 			break;
 		if (defrag_batch(st, d) > 0) {
 			uint32_t us = atomic_load_relaxed(&st->cfg->defrag_sleep_us);
+
+			if (d->defrag_stalled) {
+				/* Its wblocks are queued again: space first (a copy
+				 * already waited for what was on its way). */
+				struct timespec ts = { 0, DEFRAG_STALL_MS * 1000000L };
+				nanosleep(&ts, NULL);
+				continue;
+			}
 			/* Writers short of space: no pause, they wait for us. */
 			bool wanted = __atomic_exchange_n(&d->space_wanted, false, __ATOMIC_RELAXED);
 			if (us > 0 && !wanted) {

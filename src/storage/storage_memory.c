@@ -54,6 +54,7 @@ struct mem_engine {
 	struct mem_stripe stripes[MEM_STRIPES_MAX];
 	pthread_t defrag_thread;
 	bool defrag_started;
+	bool defrag_stalled;         /* defrag thread: its last wblock found no space for copies */
 	pthread_mutex_t defrag_lock;
 	pthread_cond_t defrag_cv;    /* signalled when a wblock is queued */
 	bool stop;                   /* protected by defrag_lock */
@@ -242,8 +243,10 @@ mem_defrag_copy(struct storage *st, const uint8_t *flat, uint32_t size, storage_
 	return 0;
 }
 
-/* Move the live records out of one wblock. */
-static void
+/* Move the live records out of one wblock.  0, or the error that
+ * stopped it (no space for the copies): the wblock then goes back on the
+ * queue with what it still holds. */
+static int
 defrag_wblock(struct storage *st, uint32_t si, uint32_t id)
 {
 	struct mem_engine *m = st->priv;
@@ -251,6 +254,7 @@ defrag_wblock(struct storage *st, uint32_t si, uint32_t id)
 	struct wblock *w;
 	uint32_t end, off = 0;
 	const uint8_t *base;
+	int rc = 0;
 
 	pthread_mutex_lock(&s->wt.lock);
 	w = wblock_get(&s->wt, id);
@@ -265,17 +269,26 @@ defrag_wblock(struct storage *st, uint32_t si, uint32_t id)
 			off += RBLOCK_SIZE;
 			continue;
 		}
-		int rc = st->owner.relocate(st->owner.arg, st, base + off, size,
+		rc = st->owner.relocate(st->owner.arg, st, base + off, size,
 		    storage_loc_make(si, (uint64_t)id * m->wbs + off, size));
-		if (rc < 0)
-			log_warn("defrag", "{%s} stripe %u wblock %u offset %u: record not moved: %s",
-			    st->ns_name, si, id, off, recfs_strerror(rc));
+		if (rc < 0) {
+			if (!m->defrag_stalled)
+				log_warn("defrag", "{%s} stripe %u wblock %u offset %u: record not moved: %s; "
+				    "defrag retries the wblock", st->ns_name, si, id, off, recfs_strerror(rc));
+			break;
+		}
+		rc = 0;
 		off += size;
 	}
+	m->defrag_stalled = rc < 0;
 	pthread_mutex_lock(&s->wt.lock);
-	wblock_defrag_done_locked(&s->wt, id);
+	if (rc < 0)
+		wblock_defrag_retry_locked(&s->wt, id);
+	else
+		wblock_defrag_done_locked(&s->wt, id);
 	pthread_cond_broadcast(&s->space_cv);
 	pthread_mutex_unlock(&s->wt.lock);
+	return rc;
 }
 
 static void *
@@ -304,8 +317,13 @@ defrag_main(void *arg)
 			pthread_mutex_unlock(&s->wt.lock);
 			if (rc != 0)
 				continue;
-			defrag_wblock(st, si, id);
 			worked = true;
+			if (defrag_wblock(st, si, id) < 0) {
+				/* No space for copies: let writers free some first. */
+				struct timespec ts = { 0, 10 * 1000000L };
+				nanosleep(&ts, NULL);
+				continue;
+			}
 			uint32_t sleep_us = atomic_load_relaxed(&st->cfg->defrag_sleep_us);
 			if (sleep_us > 0) {
 				struct timespec ts = { sleep_us / 1000000, (long)(sleep_us % 1000000) * 1000 };

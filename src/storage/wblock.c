@@ -220,9 +220,13 @@ wblock_free_bytes(struct wblock_table *t, uint32_t id, uint32_t size)
 		if (w->inuse != 0)
 			break;
 		if (w->queued) {
-			/* Emptied while waiting: nothing left to move. */
+			/* Emptied while waiting: nothing left to move (once the
+			 * copies an earlier, cut-short pass made are durable). */
 			defrag_unlink(t, id);
-			free_push(t, id);
+			if (w->n_vac_dests == 0)
+				free_push(t, id);
+			else
+				w->defrag_done = 1;
 		} else if (w->defrag_done && w->n_vac_dests == 0) {
 			free_push(t, id);
 		}
@@ -273,6 +277,24 @@ wblock_defrag_done_locked(struct wblock_table *t, uint32_t id)
 {
 	wblock_get(t, id)->defrag_done = 1;
 	defrag_settle(t, id);
+}
+
+void
+wblock_defrag_retry_locked(struct wblock_table *t, uint32_t id)
+{
+	struct wblock *w = wblock_get(t, id);
+
+	if (w->state != WBLOCK_DEFRAG || w->queued)
+		return;
+	if (w->inuse == 0) {
+		/* Everything it held was overwritten meanwhile. */
+		w->defrag_done = 1;
+		defrag_settle(t, id);
+		return;
+	}
+	active_end(t, w);
+	w->defrag_done = 0;
+	defrag_push(t, id);
 }
 
 void

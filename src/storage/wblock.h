@@ -125,6 +125,10 @@ int wblock_defrag_pop_locked(struct wblock_table *t, uint32_t queue_min, bool ur
 /* Defrag moved every live record out of id; it becomes FREE once its
  * destinations are durable (n_vac_dests == 0). */
 void wblock_defrag_done_locked(struct wblock_table *t, uint32_t id);
+/* Defrag could not move every live record out of id (no space for the
+ * copies): back on the defrag queue, to be taken again.  Records it did
+ * move keep their destinations' hold (n_vac_dests) on id. */
+void wblock_defrag_retry_locked(struct wblock_table *t, uint32_t id);
 /* One destination holding records vacated from id became durable. */
 void wblock_vacated_release_locked(struct wblock_table *t, uint32_t id);
 /* New defrag-lwm-pct: queue USED wblocks now below it. */

@@ -128,6 +128,76 @@ test_wblock_defrag_frees_only_after_destinations_durable(void **state)
 	wblock_table_fini(&t);
 }
 
+/* Defrag ran out of room part-way through a wblock: it goes back on the
+ * queue, and is freed only once every record is out and the copies it
+ * did make are durable. */
+static void
+test_wblock_defrag_retry_requeues_and_keeps_destinations_hold(void **state)
+{
+	struct wblock_table t;
+	uint32_t id, got;
+
+	assert_int_equal(wblock_table_init(&t, 8, 18, WBS, 1, 50), 0);
+	assert_int_equal(wblock_alloc_locked(&t, WBLOCK_FOR_WRITE, &id), 0);
+	wblock_add_locked(&t, id, 300);
+	wblock_release_locked(&t, id);
+	assert_int_equal(wblock_defrag_pop_locked(&t, 0, true, &got), 0);
+	assert_int_equal(got, id);
+	assert_int_equal(t.defrag_active, 1);
+	/* One record of 100 bytes moved into a buffer not yet durable; no
+	 * space for the other two. */
+	wblock_get(&t, id)->n_vac_dests = 1;
+	wblock_free_bytes(&t, id, 100);
+	wblock_defrag_retry_locked(&t, id);
+	assert_int_equal(wblock_get(&t, id)->state, WBLOCK_DEFRAG);
+	assert_int_equal(t.defrag_count, 1);
+	assert_int_equal(t.defrag_active, 0);
+	assert_int_equal(wblock_get(&t, id)->defrag_done, 0);
+	/* The destination became durable: nothing to free yet, 200 bytes live. */
+	wblock_vacated_release_locked(&t, id);
+	assert_int_equal(wblock_get(&t, id)->state, WBLOCK_DEFRAG);
+	assert_int_equal(t.defrag_count, 1);
+	/* The second pass moves the rest and the wblock comes back. */
+	assert_int_equal(wblock_defrag_pop_locked(&t, 0, true, &got), 0);
+	assert_int_equal(got, id);
+	wblock_get(&t, id)->n_vac_dests = 1;
+	wblock_free_bytes(&t, id, 200);
+	wblock_defrag_done_locked(&t, id);
+	assert_int_equal(wblock_get(&t, id)->state, WBLOCK_DEFRAG);
+	wblock_vacated_release_locked(&t, id);
+	assert_int_equal(wblock_get(&t, id)->state, WBLOCK_FREE);
+	assert_int_equal(t.defrag_active, 0);
+	assert_int_equal(t.defrag_count, 0);
+
+	/* Requeued with a copy still in flight, then the client overwrites
+	 * what it left: off the queue, but not free before that copy is
+	 * durable. */
+	assert_int_equal(wblock_alloc_locked(&t, WBLOCK_FOR_WRITE, &id), 0);
+	wblock_add_locked(&t, id, 300);
+	wblock_release_locked(&t, id);
+	assert_int_equal(wblock_defrag_pop_locked(&t, 0, true, &got), 0);
+	wblock_get(&t, id)->n_vac_dests = 1;
+	wblock_free_bytes(&t, id, 100);
+	wblock_defrag_retry_locked(&t, id);
+	wblock_free_bytes(&t, id, 200);
+	assert_int_equal(t.defrag_count, 0);
+	assert_int_equal(wblock_get(&t, id)->state, WBLOCK_DEFRAG);
+	wblock_vacated_release_locked(&t, id);
+	assert_int_equal(wblock_get(&t, id)->state, WBLOCK_FREE);
+
+	/* Everything overwritten while defrag held it: retry frees it. */
+	assert_int_equal(wblock_alloc_locked(&t, WBLOCK_FOR_WRITE, &id), 0);
+	wblock_add_locked(&t, id, 300);
+	wblock_release_locked(&t, id);
+	assert_int_equal(wblock_defrag_pop_locked(&t, 0, true, &got), 0);
+	wblock_free_bytes(&t, id, 300);
+	wblock_defrag_retry_locked(&t, id);
+	assert_int_equal(wblock_get(&t, id)->state, WBLOCK_FREE);
+	assert_int_equal(t.defrag_active, 0);
+	assert_int_equal(t.defrag_count, 0);
+	wblock_table_fini(&t);
+}
+
 static void
 test_wblock_raising_lwm_sweeps_used_blocks(void **state)
 {
@@ -208,6 +278,7 @@ main(void)
 		cmocka_unit_test(test_wblock_reserve_is_kept_for_defrag),
 		cmocka_unit_test(test_wblock_live_bytes_drive_state_changes),
 		cmocka_unit_test(test_wblock_defrag_frees_only_after_destinations_durable),
+		cmocka_unit_test(test_wblock_defrag_retry_requeues_and_keeps_destinations_hold),
 		cmocka_unit_test(test_wblock_raising_lwm_sweeps_used_blocks),
 		cmocka_unit_test(test_wblock_defrag_settles_while_space_is_plentiful),
 	};

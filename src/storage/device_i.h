@@ -36,6 +36,7 @@ struct dev_buf {
 	uint32_t n_writers;        /* atomic: records being encoded into it right now */
 	struct dev_buf *next;      /* write queue, post-write FIFO or spare pool */
 	uint64_t queued_ns;        /* when it joined the write queue */
+	bool in_pool_ram;          /* data lies in the device's pool_ram: never freed alone */
 };
 
 struct device {
@@ -62,6 +63,9 @@ struct device {
 	uint32_t pw_len;           /* post-write cache */
 	struct dev_buf *pool;
 	uint32_t pool_len, n_bufs;
+	uint8_t *pool_ram;         /* the buffers the caches need, mapped at open and
+	                            * prefaulted while the cold start runs */
+	size_t pool_ram_bytes;
 	uint64_t write_seq;        /* writes placed in buffers */
 	uint64_t durable_seq;      /* writes known durable */
 	uint64_t sync_target;      /* highest write_seq a syncer waits for */
@@ -109,6 +113,8 @@ struct dev_engine {
 	bool resident;             /* storage-engine memory with shadow files */
 	struct device *devs[CONFIG_FILES_MAX];
 	bool cold_started;         /* loaded records from existing devices */
+	pthread_t prefault_thread; /* faults the pools' RAM in during the cold start */
+	bool prefault_started;
 };
 
 /* device_open.c: open every configured file/device, size it, read and check

@@ -1327,7 +1327,29 @@ struct defrag_run {
 	struct bench_phase p;
 	struct dev_stats before, after, filled;
 	bool full;                  /* ENOSPC ended the measured phase */
+	double io_read, io_write;   /* storage bytes this process moved in the phase, < 0 = unknown */
 };
+
+/* Bytes this process had the storage layer read and write so far
+ * (/proc/self/io; direct I/O included), or -1 each if unknown. */
+static void
+proc_io_get(double *rd, double *wr)
+{
+	FILE *f = fopen("/proc/self/io", "re");
+	char line[128];
+	unsigned long long v;
+
+	*rd = *wr = -1;
+	if (f == NULL)
+		return;
+	while (fgets(line, sizeof(line), f) != NULL) {
+		if (sscanf(line, "read_bytes: %llu", &v) == 1)
+			*rd = (double)v;
+		else if (sscanf(line, "write_bytes: %llu", &v) == 1)
+			*wr = (double)v;
+	}
+	fclose(f);
+}
 
 static int
 defrag_run(struct bench_ctx *ctx, const char *id, const char *label, const char *file,
@@ -1363,15 +1385,101 @@ defrag_run(struct bench_ctx *ctx, const char *id, const char *label, const char 
 	job.count_per_thread = 0;
 	job.salt = 2;
 	job.full = 0;  /* the measured phase reports its own ENOSPC */
+	double rd0, wr0;
+	proc_io_get(&rd0, &wr0);
 	rc = dev_phase(ctx, &job, t, ctx->opt.duration_s, id, label, &out->p);
 	if (rc != 0)
 		goto out;
+	proc_io_get(&out->io_read, &out->io_write);
+	if (rd0 < 0 || wr0 < 0 || out->io_read < 0 || out->io_write < 0) {
+		out->io_read = out->io_write = -1;
+	} else {
+		out->io_read -= rd0;
+		out->io_write -= wr0;
+	}
 	out->full = __atomic_load_n(&job.full, __ATOMIC_RELAXED) != 0;
 	dev_stats_get(st, &out->after);
 out:
 	dev_node_close(st, false);
 	file_remove(st, file);
 	return rc;
+}
+
+/*
+ * What the device allows for the defrag run's mix: defrag reads whole
+ * wblocks and the I/O thread writes whole buffers, so fio's random 1 MiB
+ * reads and writes in the same proportion (as /proc/self/io counted them
+ * in the defrag run), at the same file size and a deep queue (this VM's
+ * disk gains up to QD256), give the device's limit for that traffic.
+ * Rows: fio's total, the defrag run's device traffic against it, and the
+ * defrag/no-defrag ratio the device would allow if the engine used all of
+ * it (no target: the target row is the ratio above; this one says how far
+ * the device lets it go).
+ */
+static int
+defrag_ceiling(struct bench_ctx *ctx, const struct defrag_run *a, uint64_t fsize, double without)
+{
+	static const char *const label = "fio randrw 1M at the defrag mix";
+	struct bench_device_state *st = ctx->device;
+	double rd = a->io_read, wr = a->io_write;
+	char fio_file[PATH_MAX + 16], size_arg[48], rt_arg[48], mix_arg[48], sz[32], why[200];
+	struct fio_out fr, fw;
+	struct bench_row *row;
+	int rc, mix;
+
+	if (!fio_or_skip(ctx, label, "defrag/no-defrag the device allows"))
+		return 0;
+	if (rd < 0 || wr < 0) {
+		dev_skip(ctx, "fio", label, "no /proc/self/io: the defrag run's device traffic is unknown");
+		return 0;
+	}
+	if (a->p.ops == 0 || a->p.seconds <= 0 || rd + wr <= 0) {
+		dev_skip(ctx, "fio", label, "the defrag run moved nothing");
+		return 0;
+	}
+	mix = (int)(100.0 * rd / (rd + wr) + 0.5);
+	if (bench_path(fio_file, sizeof(fio_file), "--filename=%s/%s", st->dir, FILE_FIO) != 0) {
+		bench_row_error(ctx, "fio", label, "path too long");
+		return -ENAMETOOLONG;
+	}
+	snprintf(size_arg, sizeof(size_arg), "--size=%llu", (unsigned long long)fsize);
+	snprintf(rt_arg, sizeof(rt_arg), "--runtime=%llums", (unsigned long long)(ctx->opt.duration_s * 1000));
+	snprintf(mix_arg, sizeof(mix_arg), "--rwmixread=%d", mix);
+	const char *const opts[] = { fio_file, "--rw=randrw", mix_arg, "--bs=1M", "--iodepth=256",
+	    "--ioengine=io_uring", "--direct=1", size_arg, "--time_based", rt_arg, NULL };
+	rc = fio_run(ctx, "randrw", "read", opts, ctx->opt.duration_s + 120, &fr, why, sizeof(why));
+	if (rc == 0) {
+		char json[PATH_MAX];
+
+		rc = bench_path(json, sizeof(json), "%s/fio-randrw.json", ctx->tmp);
+		if (rc == 0)
+			rc = fio_parse(json, "write", &fw, why, sizeof(why));
+	}
+	file_remove(st, FILE_FIO);
+	if (rc != 0)
+		return fio_failed(ctx, label, rc, why);
+	double fio_bps = fr.bw_bytes + fw.bw_bytes;
+	double engine_bps = (rd + wr) / a->p.seconds;
+	double per_op = (rd + wr) / (double)a->p.ops;
+	row = bench_row_add(ctx, "fio", label);
+	if (row == NULL)
+		return -ENOSPC;
+	row->unit = "MB/s";
+	row->seconds = fr.runtime_s;
+	row->value = row->mb_per_s = fio_bps / 1e6;
+	snprintf(row->note, sizeof(row->note), "%d%% reads (the defrag run's), QD256, direct=1, size %s: "
+	    "%.0f read + %.0f write MB/s; the defrag run moved %.0f MB/s (%.2f of it)", mix,
+	    fmt_size(sz, sizeof(sz), fsize), fr.bw_bytes / 1e6, fw.bw_bytes / 1e6, engine_bps / 1e6,
+	    fio_bps > 0 ? engine_bps / fio_bps : 0);
+	row = bench_row_add(ctx, "ceiling", "defrag/no-defrag the device allows");
+	if (row == NULL)
+		return -ENOSPC;
+	row->threads = ctx->opt.threads;
+	row->unit = "x";
+	row->value = without > 0 ? fio_bps / per_op / without : 0;
+	snprintf(row->note, sizeof(row->note), "fio's total / the defrag run's %.0f device bytes per "
+	    "write, against the no-defrag run's writes/s", per_op);
+	return 0;
 }
 
 int
@@ -1423,8 +1531,9 @@ bench_device_defrag(struct bench_ctx *ctx, const struct bench_def *def)
 	    "free wblocks at end %llu of %llu%s", fmt_size(sz2, sizeof(sz2), bigsize),
 	    (unsigned long long)b.after.defrag_reads, (unsigned long long)b.after.free_wblocks,
 	    (unsigned long long)b.after.total_wblocks, b.full ? "; device filled: phase cut short" : "");
-	ratio_row(ctx, def, "defrag/no-defrag", with, row->value, ctx->opt.threads);
-	return 0;
+	double without = row->value;
+	ratio_row(ctx, def, "defrag/no-defrag", with, without, ctx->opt.threads);
+	return defrag_ceiling(ctx, &a, fsize, without);
 }
 
 /* ---- cleanup ------------------------------------------------------------------- */

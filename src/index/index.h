@@ -108,12 +108,24 @@ static inline struct index_partition *index_partition_of(struct index *ix, const
 }
 
 /*
+ * index_prefetch_early: the same without loading anything (for a lookup
+ * further ahead, whose slot then is in the cache for index_prefetch).
+ *
  * A hint that d is about to be looked up: start loading its record lock,
  * its partition's lock and tree slot, and the tree's root entry, so those
  * cache misses (the index is far larger than the caches) overlap with the
  * work before the lookup.  Reads the root without the lock: only an
  * address for the prefetch, never dereferenced.
  */
+static inline void index_prefetch_early(struct index *ix, const struct digest *d)
+{
+	struct index_partition *p = index_partition_of(ix, d);
+
+	__builtin_prefetch(index_record_lock_of(ix, d), 1);
+	__builtin_prefetch(&p->lock, 1);
+	__builtin_prefetch(&p->sprigs[index_sprig_of(d)]);
+}
+
 static inline void index_prefetch(struct index *ix, const struct digest *d)
 {
 	struct index_partition *p = index_partition_of(ix, d);

@@ -139,6 +139,8 @@ namespace_load(void *arg, struct storage *st, const struct record *r, uint32_t s
 		log_warn("namespace", "{%s} cold start: too many sets, record skipped", ns->name);
 		return 0;
 	}
+	if (is_tomb)
+		atomic_inc(&ns->cold_start_tombs);
 	namespace_entry_info(ns, r, &info);
 	index_record_lock(ns->index, &r->digest);
 	pthread_rwlock_rdlock(&p->lock);
@@ -180,6 +182,17 @@ out:
 	return rc;
 }
 
+static void
+namespace_hint(void *arg, const struct digest *d, bool near)
+{
+	struct namespace *ns = arg;
+
+	if (near)
+		index_prefetch(ns->index, d);
+	else
+		index_prefetch_early(ns->index, d);
+}
+
 /* Cold start is over: a tombstone no older copy was found for has done
  * its job and is dropped (its bytes freed).  Runs before any client. */
 static void
@@ -191,7 +204,9 @@ namespace_loaded(void *arg, struct storage *st)
 	struct index_entry **victims = NULL;
 	size_t cap = 0;
 
-	for (uint32_t pid = 0; pid < PARTITION_COUNT; pid++) {
+	/* No tombstone met (set markers included): nothing to look for (the
+	 * walk visits every entry, a cache miss each on a large index). */
+	for (uint32_t pid = 0; pid < PARTITION_COUNT && atomic_load_relaxed(&ns->cold_start_tombs) > 0; pid++) {
 		struct index_partition *p = &ns->index->partitions[pid];
 		size_t n = 0;
 
@@ -300,7 +315,7 @@ namespace_open(struct namespace **out, struct ns_config *cfg)
 		goto fail;
 	ns->max_record_size = storage_max_record_size(&cfg->storage);
 	owner = (struct storage_owner){ .arg = ns, .relocate = namespace_relocate,
-	    .load = namespace_load, .loaded = namespace_loaded };
+	    .load = namespace_load, .hint = namespace_hint, .loaded = namespace_loaded };
 	rc = storage_open(&ns->storage, ns->name, &cfg->storage, &owner);
 	if (rc != 0)
 		goto fail;

@@ -103,6 +103,7 @@ struct namespace {
 	pthread_cond_t raider_cv;
 	uint64_t raider_passes;             /* atomic */
 	uint64_t tombstones_reclaimed;      /* atomic */
+	uint64_t cold_start_tombs;          /* atomic: tombstone copies the cold start met */
 };
 
 /* What the index learns from a stored record besides its header. */

@@ -43,37 +43,79 @@ struct scan_slot {
 	int res;
 };
 
+/* Records found ahead of the one being loaded (see scan_wblock). */
+#define SCAN_AHEAD 64
+
+/* Record offsets and sizes from *off on that pass the header check, up
+ * to SCAN_AHEAD; *off moves past them (and past any garbage skipped). */
+static unsigned
+scan_find(const uint8_t *buf, uint32_t wbs, uint32_t *off, uint32_t *offs, uint32_t *sizes)
+{
+	unsigned n = 0;
+
+	while (n < SCAN_AHEAD && *off + RECORD_FLAT_MIN_SIZE <= wbs) {
+		uint32_t size, magic;
+
+		memcpy(&magic, buf + *off, sizeof(magic));
+		if (magic != RECORD_FLAT_MAGIC || record_flat_check(buf + *off, wbs - *off, &size) != 0) {
+			*off += RBLOCK_SIZE;
+			continue;
+		}
+		offs[n] = *off;
+		sizes[n++] = size;
+		*off += size;
+	}
+	return n;
+}
+
+/*
+ * Verify, decode and load every record of one wblock image.  Records are
+ * found a batch at a time so the owner can be told about the next ones
+ * (hint): their index lookups' cache misses then overlap with this one's
+ * work, which matters as the index grows far beyond the caches.
+ */
 static void
 scan_wblock(struct storage *st, struct device *d, uint32_t id, const uint8_t *buf)
 {
-	uint32_t off = 0, live = 0;
+	uint32_t offs[SCAN_AHEAD], sizes[SCAN_AHEAD];
+	uint32_t pos = 0, live = 0;
+	unsigned n;
 
-	while (off + RECORD_FLAT_MIN_SIZE <= d->wbs) {
-		uint32_t size, magic;
-		struct record r;
+	while ((n = scan_find(buf, d->wbs, &pos, offs, sizes)) > 0) {
+		if (st->owner.hint != NULL) {
+			for (unsigned j = 0; j < n && j < 2; j++)
+				st->owner.hint(st->owner.arg, record_flat_digest(buf + offs[j]), false);
+			st->owner.hint(st->owner.arg, record_flat_digest(buf + offs[0]), true);
+		}
+		for (unsigned j = 0; j < n; j++) {
+			uint32_t off = offs[j], size = sizes[j];
+			struct record r;
 
-		memcpy(&magic, buf + off, sizeof(magic));
-		if (magic != RECORD_FLAT_MAGIC || record_flat_check(buf + off, d->wbs - off, &size) != 0) {
-			off += RBLOCK_SIZE;
-			continue;
+			if (st->owner.hint != NULL) {
+				if (j + 2 < n)
+					st->owner.hint(st->owner.arg, record_flat_digest(buf + offs[j + 2]), false);
+				if (j + 1 < n)
+					st->owner.hint(st->owner.arg, record_flat_digest(buf + offs[j + 1]), true);
+			}
+			int rc = record_flat_decode(buf + off, size, &r);
+			if (rc != 0) {
+				if (__atomic_fetch_add(&d->cs_corrupt, 1, __ATOMIC_RELAXED) < SCAN_LOG_CORRUPT_MAX)
+					log_warn("device", "{%s} %s offset %" PRIu64 ": %s: record skipped",
+					    st->ns_name, d->path, (uint64_t)id * d->wbs + off, recfs_strerror(rc));
+				/* As if it were garbage: look for records from its
+				 * next rblock on (what follows was found trusting it). */
+				pos = off + RBLOCK_SIZE;
+				break;
+			}
+			storage_loc loc = storage_loc_make(d->index, (uint64_t)id * d->wbs + off, size);
+			/* Live bytes are summed here and added once per wblock: a copy
+			 * replaced later in this same wblock is subtracted meanwhile, which
+			 * the unsigned counts survive (they only need the final sum). */
+			if (st->owner.load(st->owner.arg, st, &r, size, loc) > 0)
+				live += size;
+			record_release(&r);
+			__atomic_add_fetch(&d->cs_records, 1, __ATOMIC_RELAXED);
 		}
-		int rc = record_flat_decode(buf + off, size, &r);
-		if (rc != 0) {
-			if (__atomic_fetch_add(&d->cs_corrupt, 1, __ATOMIC_RELAXED) < SCAN_LOG_CORRUPT_MAX)
-				log_warn("device", "{%s} %s offset %" PRIu64 ": %s: record skipped",
-				    st->ns_name, d->path, (uint64_t)id * d->wbs + off, recfs_strerror(rc));
-			off += RBLOCK_SIZE;
-			continue;
-		}
-		storage_loc loc = storage_loc_make(d->index, (uint64_t)id * d->wbs + off, size);
-		/* Live bytes are summed here and added once per wblock: a copy
-		 * replaced later in this same wblock is subtracted meanwhile, which
-		 * the unsigned counts survive (they only need the final sum). */
-		if (st->owner.load(st->owner.arg, st, &r, size, loc) > 0)
-			live += size;
-		record_release(&r);
-		__atomic_add_fetch(&d->cs_records, 1, __ATOMIC_RELAXED);
-		off += size;
 	}
 	if (live > 0) {
 		pthread_mutex_lock(&d->wt.lock);

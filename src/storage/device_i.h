@@ -64,7 +64,7 @@ struct device {
 	struct dev_buf *pool;
 	uint32_t pool_len, n_bufs;
 	uint8_t *pool_ram;         /* the buffers the caches need, mapped at open and
-	                            * prefaulted while the cold start runs */
+	                            * prefaulted from the cold start on */
 	size_t pool_ram_bytes;
 	uint64_t write_seq;        /* writes placed in buffers */
 	uint64_t durable_seq;      /* writes known durable */
@@ -113,8 +113,9 @@ struct dev_engine {
 	bool resident;             /* storage-engine memory with shadow files */
 	struct device *devs[CONFIG_FILES_MAX];
 	bool cold_started;         /* loaded records from existing devices */
-	pthread_t prefault_thread; /* faults the pools' RAM in during the cold start */
+	pthread_t prefault_thread; /* faults the pools' RAM in, from the cold start on */
 	bool prefault_started;
+	bool prefault_stop;        /* atomic: close asks it to end */
 };
 
 /* device_open.c: open every configured file/device, size it, read and check

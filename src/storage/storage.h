@@ -64,6 +64,12 @@ struct storage_owner {
 	 * per device, concurrently for different devices. */
 	int (*load)(void *arg, struct storage *st, const struct record *r, uint32_t size,
 	    storage_loc loc);
+	/* Optional: the scan will load a record with digest d soon: start
+	 * loading what its lookup touches (the index is far larger than the
+	 * caches, and one record's work hides the next ones' misses).  Called
+	 * twice per record: two records ahead (!near: what needs no load) and
+	 * one ahead (near: what the first step brought in points to). */
+	void (*hint)(void *arg, const struct digest *d, bool near);
 	/* Cold start finished: every copy has been seen (drop superseded
 	 * tombstones, delete expired records durably). */
 	void (*loaded)(void *arg, struct storage *st);

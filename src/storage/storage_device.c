@@ -68,6 +68,7 @@
 #define DEFRAG_FLUSH_MS 1000        /* tail-flush a defrag buffer holding vacated wblocks */
 #define HIGH_WATER_STEP 64          /* header high-water raised this many wblocks ahead */
 #define IO_BATCH_MAX 64
+#define PREFAULT_CHUNK (4u << 20)   /* the prefault thread's step (it stops between steps) */
 #define DEFRAG_STALL_MS 10          /* defrag's pause when it found no space for copies */
 
 /* ---- small helpers ------------------------------------------------------ */
@@ -180,7 +181,7 @@ buf_free(struct dev_buf *b)
 /*
  * The buffers the write queue and the post-write cache will need (no more
  * than the device has wblocks), in one mapping made at open and faulted in
- * by a thread while the cold start runs: first touch of fresh memory costs
+ * by an idle-priority thread from the cold start on: first touch of fresh memory costs
  * a page fault and zeroing per page (on a virtual machine also the host's
  * allocation, ~1 s for 320 MiB on the development VM), which would
  * otherwise land on the first writes, under the device lock.  As the
@@ -218,28 +219,33 @@ pool_ram_init(struct device *d)
 	return 0;
 }
 
+/*
+ * Faults the pools in, a few MiB at a time, from the cold start on (at
+ * idle priority until the scan is done): MADV_POPULATE_WRITE changes no
+ * byte, so writers may use the buffers meanwhile and open does not wait
+ * for it (close stops it).  Kernels without it (before 5.14): the first
+ * writes fault the pool in.
+ */
 static void *
 prefault_main(void *arg)
 {
 	struct dev_engine *e = arg;
 	struct sched_param sp = { 0 };
 
-	/* Only the CPU time the cold start leaves idle (its scan is worth
-	 * more); open waits for the rest after the scan. */
 	pthread_setschedparam(pthread_self(), SCHED_IDLE, &sp);
+#ifdef MADV_POPULATE_WRITE
 	for (uint32_t i = 0; i < e->n; i++) {
 		struct device *d = e->devs[i];
 
-		if (d->pool_ram == NULL)
-			continue;
-		/* Nothing uses the pool before open returns: touching is safe. */
-#ifdef MADV_POPULATE_WRITE
-		if (madvise(d->pool_ram, d->pool_ram_bytes, MADV_POPULATE_WRITE) == 0)
-			continue;
-#endif
-		for (size_t off = 0; off < d->pool_ram_bytes; off += 4096)
-			((volatile uint8_t *)d->pool_ram)[off] = 0;
+		for (size_t off = 0; d->pool_ram != NULL && off < d->pool_ram_bytes; off += PREFAULT_CHUNK) {
+			size_t len = d->pool_ram_bytes - off < PREFAULT_CHUNK ? d->pool_ram_bytes - off : PREFAULT_CHUNK;
+
+			if (__atomic_load_n(&e->prefault_stop, __ATOMIC_RELAXED) ||
+			    madvise(d->pool_ram + off, len, MADV_POPULATE_WRITE) != 0)
+				return NULL;
+		}
 	}
+#endif
 	return NULL;
 }
 
@@ -1301,8 +1307,11 @@ dev_open(struct storage *st)
 	}
 	rc = device_cold_start(st, e);
 	if (e->prefault_started) {
-		pthread_join(e->prefault_thread, NULL);
-		e->prefault_started = false;
+		/* The scan is done: the rest of the pools at normal priority,
+		 * beside the first writes rather than under their lock. */
+		struct sched_param sp = { 0 };
+
+		pthread_setschedparam(e->prefault_thread, SCHED_OTHER, &sp);
 	}
 	if (rc != 0)
 		goto fail;
@@ -1353,6 +1362,12 @@ dev_close(struct storage *st, bool clean)
 
 	if (e == NULL)
 		return;
+	if (e->prefault_started) {
+		/* Before the pools are unmapped. */
+		__atomic_store_n(&e->prefault_stop, true, __ATOMIC_RELAXED);
+		pthread_join(e->prefault_thread, NULL);
+		e->prefault_started = false;
+	}
 	for (uint32_t i = 0; i < e->n; i++) {
 		struct device *d = e->devs[i];
 

@@ -111,8 +111,9 @@ text_file(FILE *out, const struct check_file *f)
 	    " time%s, %s\n", "header", f->hdr.device_index + 1, f->hdr.n_devices, f->hdr.signature,
 	    when, f->hdr.opens, f->hdr.opens == 1 ? "" : "s",
 	    (f->hdr.flags & DEVICE_F_CLEAN) ? "shut down cleanly" : "NOT shut down cleanly (or in use)");
-	fprintf(out, "  %-22s %" PRIu64 " bytes, %u wblocks of %u (data from wblock %u), high water %u\n",
-	    "size", f->size, f->n_wblocks, f->hdr.write_block_size, f->first, f->hdr.high_water);
+	fprintf(out, "  %-22s %" PRIu64 " bytes, %u wblocks of %u (data from wblock %u), high water %u%s\n",
+	    "size", f->size, f->n_wblocks, f->hdr.write_block_size, f->first, f->hdr.high_water,
+	    (f->hdr.flags & DEVICE_F_STALE) ? " (erased: old records past it are zeroed as it rises)" : "");
 	if (f->short_file)
 		fprintf(out, "  DAMAGED: %s\n", f->why);
 	text_counts(out, &f->counts);

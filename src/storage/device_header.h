@@ -15,7 +15,9 @@
  *    16    32  namespace name, NUL-padded
  *    48     4  number of devices in the namespace
  *    52     4  index of this device (0-based)
- *    56     4  flags (DEVICE_F_CLEAN: shut down cleanly)
+ *    56     4  flags (DEVICE_F_CLEAN: shut down cleanly; DEVICE_F_STALE:
+ *              wblocks at or above the high water may hold an erased
+ *              format's records, zeroed before the mark passes them)
  *    60     4  reserved, 0
  *    64     8  signature: random, shared by every device of the namespace
  *    72     8  device size in bytes when formatted
@@ -37,6 +39,7 @@
 #define DEVICE_HEADER_PAGE 4096
 #define DEVICE_HEADER_VERSION 1
 #define DEVICE_F_CLEAN 0x1
+#define DEVICE_F_STALE 0x2
 #define DEVICE_PMETA_OFFSET 4096
 #define DEVICE_PMETA_SIZE (16 * 4096)
 

@@ -45,6 +45,7 @@ struct device {
 	char *path;
 	int fd;
 	bool is_block;
+	bool erased;               /* a raw device cold-start-empty erased at open (header only) */
 	bool resident;             /* memory engine with shadow: every wblock stays in RAM */
 	uint8_t *resident_ram;     /* resident mode: all wblock images, mapped and touched at open */
 	struct dev_buf *resident_bufs; /* resident mode: one buffer per wblock, into resident_ram */

@@ -101,6 +101,9 @@ device_open_fd(struct storage *st, struct device *d)
 			free(zero);
 			if (w != DEVICE_HEADER_PAGE)
 				return w < 0 ? -errno : -EIO;
+			/* The rest still holds the old records: the new format
+			 * zeroes each range before its high water passes it. */
+			d->erased = true;
 		}
 	} else if (S_ISREG(sb.st_mode)) {
 		if ((uint64_t)sb.st_size < cfg->filesize && ftruncate(d->fd, (off_t)cfg->filesize) != 0)
@@ -284,6 +287,8 @@ device_open_all(struct storage *st, struct dev_engine *e)
 				.high_water = d->wt.first,
 				.created_ms = clock_epoch_ms(),
 			};
+			if (d->erased)
+				d->hdr.flags |= DEVICE_F_STALE;
 			d->high_water = d->wt.first;
 			snprintf(d->hdr.ns_name, sizeof(d->hdr.ns_name), "%s", st->ns_name);
 			log_info("device", "{%s} %s: new, %" PRIu64 " bytes, %u wblocks of %u bytes",

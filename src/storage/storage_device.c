@@ -787,6 +787,35 @@ full_written_locked(struct device *d, struct dev_buf *b)
 	}
 }
 
+/*
+ * Zero wblocks [from, to) of a raw device (BLKZEROOUT: the device's write-
+ * zeroes or unmap where it has them; else zero pages written here).  Made
+ * durable by the header write's sync that follows.
+ */
+static int
+device_zero_range(struct device *d, uint32_t from, uint32_t to)
+{
+	uint64_t range[2] = { (uint64_t)from * d->wbs, (uint64_t)(to - from) * d->wbs };
+	uint8_t *zero;
+	int rc = 0;
+
+	if (to <= from)
+		return 0;
+	if (ioctl(d->fd, BLKZEROOUT, range) == 0)
+		return 0;
+	if (posix_memalign((void **)&zero, DEVICE_IO_ALIGN, d->wbs) != 0)
+		return -ENOMEM;
+	memset(zero, 0, d->wbs);
+	for (uint32_t id = from; id < to && rc == 0; id++)
+		rc = pwrite(d->fd, zero, d->wbs, (off_t)id * d->wbs) == (ssize_t)d->wbs ? 0 :
+		    errno ? -errno : -EIO;
+	free(zero);
+	if (rc != 0)
+		log_error("device", "{%s} %s: zeroing erased wblocks %u..%u failed: %s", d->st->ns_name,
+		    d->path, from, to - 1, recfs_strerror(rc));
+	return rc;
+}
+
 /* Write the header page (high water, flags) and sync it. */
 int
 device_header_write(struct device *d)
@@ -970,8 +999,17 @@ io_main(void *arg)
 
 			if (new_hw > d->wt.n_wblocks)
 				new_hw = d->wt.n_wblocks;
-			d->hdr.high_water = new_hw;
-			rc = device_header_write(d);
+			if (d->hdr.flags & DEVICE_F_STALE) {
+				/* An erased device: the old records the mark is about
+				 * to cover must not meet the next cold start. */
+				rc = device_zero_range(d, hw, new_hw);
+				if (rc == 0 && new_hw == d->wt.n_wblocks)
+					d->hdr.flags &= ~DEVICE_F_STALE;
+			}
+			if (rc == 0) {
+				d->hdr.high_water = new_hw;
+				rc = device_header_write(d);
+			}
 			if (rc == 0) {
 				pthread_mutex_lock(&d->wt.lock);
 				d->high_water = new_hw;

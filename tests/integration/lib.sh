@@ -33,6 +33,9 @@ FAILS=0
 # Extra file systems a test mounted (a small tmpfs to fill up): unmounted by
 # the cleanup once the daemon is gone.  Append: EXTRA_MOUNTS="$EXTRA_MOUNTS dir"
 EXTRA_MOUNTS=
+# Loop devices a test attached (losetup): detached by the cleanup after the
+# mounts.  EXTRA_LOOPS="$EXTRA_LOOPS /dev/loopN"
+EXTRA_LOOPS=
 DAEMON_PID=
 WATCHDOG_PID=
 
@@ -415,6 +418,9 @@ itest_cleanup() {
 	stop_daemon
 	for m in $EXTRA_MOUNTS; do
 		timeout 10 umount "$m" 2>/dev/null || timeout 10 umount -l "$m" 2>/dev/null
+	done
+	for l in $EXTRA_LOOPS; do
+		timeout 10 losetup -d "$l" 2>/dev/null || echo "# could not detach $l" >&2
 	done
 	[ $rc -eq 0 ] && [ "$FAILS" -ne 0 ] && rc=1
 	if [ $rc -ne 0 ] && [ $rc -ne 77 ]; then

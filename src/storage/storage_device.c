@@ -691,7 +691,7 @@ dev_defrag_copy(struct storage *st, const uint8_t *flat, uint32_t size, storage_
 	int64_t off;
 
 	pthread_mutex_lock(&d->wt.lock);
-	off = reserve_locked(d, size, true, WBLOCK_FOR_DEFRAG);
+	off = d->failed ? -EIO : reserve_locked(d, size, true, WBLOCK_FOR_DEFRAG);
 	if (off >= 0) {
 		struct dev_buf *b = d->dcur;
 
@@ -748,12 +748,15 @@ release_vacated_locked(struct device *d, struct dev_buf *b, uint32_t n)
 	b->n_vacated -= n;
 }
 
-/* A full buffer reached the device: release its wblock, its vacated
- * sources, and keep it readable from RAM while the post-write cache allows. */
+/* A full buffer's write ended: release its wblock, its vacated sources
+ * (only if it reached the device: a failed write's records exist only in
+ * RAM and in those sources, which then stay held), and keep it readable
+ * from RAM while the post-write cache allows. */
 static void
-full_written_locked(struct device *d, struct dev_buf *b)
+full_written_locked(struct device *d, struct dev_buf *b, bool written)
 {
-	release_vacated_locked(d, b, b->n_vacated);
+	if (written)
+		release_vacated_locked(d, b, b->n_vacated);
 	wblock_release_locked(&d->wt, b->wblock_id);
 	if (d->resident) {
 		/* The RAM image is the data; the shadow only keeps it across restarts. */
@@ -1047,7 +1050,7 @@ io_main(void *arg)
 					release_vacated_locked(d, it->buf, it->tail_vacated);
 				d->partial_writes++;
 			} else {
-				full_written_locked(d, it->buf);
+				full_written_locked(d, it->buf, rc == 0);
 				d->writes++;
 			}
 		}
@@ -1135,7 +1138,9 @@ defrag_batch(struct storage *st, struct device *d)
 	bool urgent = __atomic_load_n(&d->space_wanted, __ATOMIC_RELAXED);
 
 	pthread_mutex_lock(&d->wt.lock);
-	while (n < d->defrag_n_bufs && wblock_defrag_pop_locked(&d->wt, queue_min, urgent, &slots[n].id) == 0) {
+	/* A device that failed a write takes no more: moving records would
+	 * only free wblocks whose records may be nowhere else. */
+	while (!d->failed && n < d->defrag_n_bufs && wblock_defrag_pop_locked(&d->wt, queue_min, urgent, &slots[n].id) == 0) {
 		struct defrag_slot *sl = &slots[n];
 		struct wblock *w = wblock_get(&d->wt, sl->id);
 		struct dev_buf *b = *attached_slot(d, sl->id);

@@ -117,6 +117,13 @@ if mount -t tmpfs -o size=12m recfs-itest "$SMALL" 2>/dev/null; then
 	check_true "client_write_error moved" "$(delta client_write_error "$cwe0")" -ge 1
 	expect_err "a delete on the failed device" "" rm "$F/keep"
 	check_true "client_delete_error moved" "$(delta client_delete_error "$cde0")" -ge 1
+	check_eq "what was stored before the failure is still served" "$(run cat "$F/keep")" keep
+	# Defrag stops on a failed device: moving records would free wblocks
+	# whose records may be nowhere else (their copies' write failed).
+	dw0=$(stat_value test defrag_writes); dr0=$(stat_value test defrag_records)
+	sleep 1
+	check_eq "no defrag writes on the failed device" "$(stat_value test defrag_writes)" "$dw0"
+	check_eq "no records moved on the failed device" "$(stat_value test defrag_records)" "$dr0"
 	assert_serving "a failed device"
 	stop_daemon
 else

@@ -5,7 +5,9 @@
 # kept across rewrites; -1 never expires; touch refreshes the void time;
 # the namespace default-ttl applies to records without one of their own;
 # a record that expires under a name the kernel still caches reads empty
-# and cannot be removed (client_read_not_found, client_delete_not_found).
+# and cannot be removed (client_read_not_found, client_delete_not_found);
+# a record that expires while the daemon is down is not shown after the
+# start, nsup deletes it, and it stays gone.
 . "${top_srcdir:-$(dirname "$0")/../..}/tests/integration/lib.sh"
 
 cat >"$CONF" <<EOF
@@ -115,5 +117,39 @@ check_eq "cat of a record expired under a cached name reads nothing" "$(run cat 
 check_eq "client_read_not_found moved by one" $(( $(stat_value test client_read_not_found) - rnf0 )) 1
 expect_err "rm of a record expired under a cached name: ENOENT" "No such file or directory" rm "$S/d"
 check_eq "client_delete_not_found moved by one" $(( $(stat_value test client_delete_not_found) - dnf0 )) 1
+assert_serving
+
+# Records that expire while the daemon is down (device engine): the cold
+# start indexes the copy (so no older copy can win) but nothing shows it;
+# nsup then deletes it durably, and it stays gone at the next start.
+stop_daemon
+cat >"$CONF" <<EOF
+service: { work-directory: $WORK, ticker-interval: 0 }
+logging: { file: $LOG, level: info }
+namespaces:
+  - name: test
+    nsup-period: 1
+    storage-engine: { type: device, files: [ $T/ttl.dat ], filesize: 64M, write-block-size: 128K }
+EOF
+start_daemon
+S=$MNT/test/down
+mkdir "$S" || fail "mkdir $S"
+echo keep >"$S/keep" || fail "write keep"
+{ echo old >"$S/old" && setfattr -n user.recfs.ttl -v 2 "$S/old"; } || fail "write old with TTL 2"
+stop_daemon
+sleep 3
+start_daemon
+check_eq "expired while down: not listed" "$(ls "$S" | tr '\n' ' ')" "keep "
+check_true "expired while down: no stat" ! -e "$S/old"
+for i in $(seq 1 60); do
+	[ "$(stat_value test expired_objects)" -ge 1 ] && break
+	sleep 0.1
+done
+check_true "nsup deleted it after the start (expired_objects $(stat_value test expired_objects))" \
+	"$(stat_value test expired_objects)" -ge 1
+stop_daemon
+start_daemon
+check_eq "still gone after another restart" "$(ls "$S" | tr '\n' ' ')" "keep "
+check_eq "the other file is intact" "$(run cat "$S/keep")" keep
 assert_serving
 finish

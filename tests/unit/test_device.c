@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "base/log.h"
+#include "storage/device_header.h"
 #include "txn/txn.h"
 
 static char dir[256];
@@ -392,6 +393,88 @@ test_device_of_another_namespace_is_refused(void **state)
 	node_close(node, true);
 }
 
+/* The cold start says what it did; a device of another format version is
+ * refused, saying so, and loses nothing. */
+static void
+test_device_cold_start_logs_and_another_version_is_refused(void **state)
+{
+	struct device_header h;
+	uint8_t page[DEVICE_HEADER_PAGE];
+	struct node *node;
+	int fd;
+
+	config_for("dev", 64u << 20, 128 * 1024);
+	node = open_node();
+	for (int i = 0; i < 500; i++)
+		assert_int_equal(put(node_namespace(node, 0), i, 1, 1000, 0), 0);
+	node_close(node, true);
+	log_capture_begin();
+	node = open_node();
+	node_close(node, true);
+	assert_int_equal(log_capture_end_count("cold start scanned"), 1);
+	log_capture_begin();
+	node = open_node();
+	node_close(node, true);
+	assert_int_equal(log_capture_end_count(": 500 records, 0 damaged"), 1);
+
+	/* The same header as a later format version would write it. */
+	fd = open(path, O_RDWR);
+	assert_true(fd >= 0);
+	assert_int_equal(pread(fd, page, sizeof(page), 0), (ssize_t)sizeof(page));
+	assert_int_equal(device_header_decode(page, &h, NULL, 0), 0);
+	h.version = DEVICE_HEADER_VERSION + 1;
+	device_header_encode(&h, page);
+	assert_int_equal(pwrite(fd, page, sizeof(page), 0), (ssize_t)sizeof(page));
+	close(fd);
+	log_capture_begin();
+	assert_int_equal(node_open(&node, &cfg), RECFS_EVERSION);
+	assert_int_equal(log_capture_end_count("this build reads version 1; refusing to use it"), 1);
+	/* Put back, everything is there. */
+	h.version = DEVICE_HEADER_VERSION;
+	device_header_encode(&h, page);
+	fd = open(path, O_RDWR);
+	assert_true(fd >= 0);
+	assert_int_equal(pwrite(fd, page, sizeof(page), 0), (ssize_t)sizeof(page));
+	close(fd);
+	node = open_node();
+	for (int i = 0; i < 500; i++)
+		assert_int_equal(check(node_namespace(node, 0), i, 1, 1000), 0);
+	node_close(node, true);
+}
+
+/* Reads of records in buffers already written come from RAM while the
+ * post-write cache keeps them, from the device without it. */
+static void
+post_write_cache_reads(uint64_t pwc, long want_pct)
+{
+	struct node *node;
+	struct namespace *ns;
+
+	config_for("dev", 64u << 20, 128 * 1024);
+	cfg.ns[0].storage.post_write_cache = pwc;
+	node = open_node();
+	ns = node_namespace(node, 0);
+	/* 300 x 1104 bytes: the first two 128 KiB wblocks fill and go out. */
+	for (int i = 0; i < 300; i++)
+		assert_int_equal(put(ns, i, 1, 1000, 0), 0);
+	for (int t = 0; t < 200 && (stat_value(ns, "storage_writes") < 2 || stat_value(ns, "write_q") > 0); t++)
+		usleep(10000);
+	assert_true(stat_value(ns, "storage_writes") >= 2);
+	assert_int_equal(stat_value(ns, "write_q"), 0);
+	for (int i = 0; i < 20; i++)
+		assert_int_equal(check(ns, i, 1, 1000), 0);
+	assert_int_equal(stat_value(ns, "cache_read_pct"), want_pct);
+	node_close(node, true);
+}
+
+static void
+test_device_post_write_cache_serves_written_buffers(void **state)
+{
+	post_write_cache_reads(8u << 20, 100);
+	unlink(path);
+	post_write_cache_reads(0, 0);
+}
+
 static void
 test_device_defrag_keeps_overwrites_going_at_half_fill(void **state)
 {
@@ -619,6 +702,8 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_device_damaged_bytes_are_eio_for_that_record_only, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_device_full_is_enospc_and_deletes_make_room, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_device_of_another_namespace_is_refused, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_device_cold_start_logs_and_another_version_is_refused, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_device_post_write_cache_serves_written_buffers, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_device_defrag_keeps_overwrites_going_at_half_fill, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_device_defrag_keeps_up_with_concurrent_writers, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_device_tombstones_reclaimed_only_after_older_copies_are_gone, setup, teardown),

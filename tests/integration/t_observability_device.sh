@@ -1,7 +1,8 @@
 #!/bin/bash
 # t_observability_device: the statistics only the device engine moves
 # (issue #5): partial writes, and flush-max-ms changed through .info/config
-# taking effect at once; tombstones (namespace, set, node) and tomb raider
+# taking effect at once; defrag-lwm-pct raised at run time sweeping the
+# device's write blocks into defrag; tombstones (namespace, set, node) and tomb raider
 # passes; reads served from RAM (cache_read_pct); the error counters, each made to
 # move the way it does in production: a record corrupted on disk
 # (checksum_errors), the storage file cut short under the daemon
@@ -10,7 +11,8 @@
 # device refuses writes).  Every failure must also be an errno the user sees.
 # Last, the queues, made to fill by freezing the file system under the
 # storage file (write_q, write_waits, and shadow_write_q for the memory
-# engine's shadow file).
+# engine's shadow file), and a writer failing with EIO once it has waited
+# 10 s for the full write cache.
 . "${top_srcdir:-$(dirname "$0")/../..}/tests/integration/lib.sh"
 
 DAT=$WORK/dev.dat
@@ -42,6 +44,28 @@ cat "$S/p1" >/dev/null
 check_eq "cat: storage_reads +1" "$(delta storage_reads "$sr0")" 1
 check_true "a read of the buffer being filled comes from RAM: cache_read_pct > 0 ($(stat_value test cache_read_pct))" \
 	"$(stat_value test cache_read_pct)" -gt 0
+
+# ---- defrag-lwm-pct raised through .info/config: the device's wblocks are swept -----------
+D=$MNT/test/lwm
+mkdir "$D"
+# 100 KB records, about 10 per 1 MiB write block; 3 of 10 deleted: ~70% live.
+for i in $(seq 1 100); do head -c 100000 /dev/urandom >"$D/r$i"; done
+for i in $(seq 1 100); do [ $((i % 10)) -lt 3 ] && rm "$D/r$i"; done
+cp "$D/r5" "$T/r5"
+dr0=$(stat_value test defrag_reads); drc0=$(stat_value test defrag_records)
+check_eq "defrag-lwm-pct 0: nothing queued" "$(stat_value test defrag_q)" 0
+sh_ok "defrag-lwm-pct 90" 'echo 90 > "$1"' "$C/defrag-lwm-pct"
+i=0
+while [ "$(delta defrag_reads "$dr0")" -lt 5 ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
+check_true "raising it queues the 70%-live write blocks at once (defrag_reads +$(delta defrag_reads "$dr0"))" \
+	"$(delta defrag_reads "$dr0")" -ge 5
+i=0
+while [ "$(stat_value test defrag_q)" -gt 0 ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
+check_eq "defrag_q drains" "$(stat_value test defrag_q)" 0
+check_true "their records moved (defrag_records +$(delta defrag_records "$drc0"))" "$(delta defrag_records "$drc0")" -ge 30
+run cmp -s "$D/r5" "$T/r5"
+check_eq "a moved record reads back byte for byte" "$?" 0
+sh_ok "defrag-lwm-pct back to 0" 'echo 0 > "$1"' "$C/defrag-lwm-pct"
 
 # ---- tombstones and the tomb raider ---------------------------------------------------------
 echo doomed >"$S/doomed"
@@ -177,6 +201,25 @@ if command -v fsfreeze >/dev/null 2>&1 && truncate -s 300M "$IMG" &&
 	while [ "$(stat_value test write_q)" -gt 0 ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
 	check_eq "the write queue drains" "$(stat_value test write_q)" 0
 	check_eq "no device write queue shows as a shadow queue" "$(stat_value test shadow_write_q)" 0
+	# Frozen for longer than writers wait (10 s): the one that finds the
+	# write cache still full fails with EIO; the others and the node go on.
+	cwe0=$(stat_value test client_write_error)
+	fsfreeze -f "$LM"
+	( for r in 1 2 3 4 5 6; do
+		sh -c 'head -c 1000000 /dev/zero >"$1"' sh "$MNT/test/q/e$r" 2>>"$T/eio.err" ||
+			echo "e$r failed" >>"$T/eio.err"
+	done ) &
+	pid=$!
+	i=0
+	while ! grep -q failed "$T/eio.err" 2>/dev/null && [ $i -lt 200 ]; do sleep 0.1; i=$((i + 1)); done
+	thaw
+	wait "$pid"
+	check_true "a writer kept waiting 10 s for the full write cache failed with EIO: $(tr '\n' ' ' <"$T/eio.err")" \
+		-n "$(grep 'Input/output error' "$T/eio.err")"
+	check_true "... logged as a write queue too deep" "$(grep -c 'write queue too deep' "$LOG")" -ge 1
+	check_true "... counted in client_write_error" "$(delta client_write_error "$cwe0")" -ge 1
+	echo after >"$MNT/test/q/after" || bad "write after the thaw"
+	check_eq "after the thaw writes work again" "$(run cat "$MNT/test/q/after")" after
 	stop_daemon
 	# the memory engine with a shadow file: shadow_write_q
 	cat >"$CONF" <<EOF

@@ -657,6 +657,60 @@ test_device_tombstones_reclaimed_only_after_older_copies_are_gone(void **state)
 	node_close(node, true);
 }
 
+/* The cold start keeps a tombstone while an older copy of its record is
+ * still on storage and drops it once none is (tomb raider off). */
+static void
+test_device_cold_start_reclaims_tombstones_without_older_copies(void **state)
+{
+	struct node *node;
+	struct namespace *ns;
+	char k[32];
+
+	config_for("dev", (8u << 20) + (8u << 20), 128 * 1024);
+	cfg.ns[0].storage.tomb_raider_period = 0;
+	node = open_node();
+	ns = node_namespace(node, 0);
+	for (int i = 0; i < 100; i++)
+		assert_int_equal(put(ns, i, 1, 1000, 0), 0);
+	for (int i = 0; i < 100; i++) {
+		struct txn_key key = key_of(k, i);
+		assert_int_equal(txn_delete(ns, &key), 0);
+	}
+	node_close(node, true);
+	/* The deleted copies are still there: every tombstone is kept. */
+	node = open_node();
+	ns = node_namespace(node, 0);
+	assert_int_equal(stat_value(ns, "tombstones"), 100);
+	assert_int_equal(stat_value(ns, "tombstones_reclaimed"), 0);
+	/* Rewrite other records until every wblock has been reused (64 of
+	 * 128 KiB, each round ~1.6 MiB), giving defrag time to move the
+	 * tombstones out of the wblock that held the deleted copies (it lets
+	 * a queued wblock settle 200 ms while space is plentiful). */
+	for (int round = 0; round < 30; round++) {
+		for (int i = 0; i < 1500; i++)
+			assert_int_equal(put(ns, 1000 + i, round, 1000, 0), 0);
+		for (int t = 0; t < 100 && stat_value(ns, "defrag_q") > 0; t++)
+			usleep(10000);
+	}
+	assert_true(stat_value(ns, "defrag_records") >= 100);
+	assert_int_equal(stat_value(ns, "tombstones"), 100);
+	node_close(node, true);
+	node = open_node();
+	ns = node_namespace(node, 0);
+	assert_int_equal(stat_value(ns, "tombstones"), 0);
+	assert_int_equal(stat_value(ns, "tombstones_reclaimed"), 100);
+	for (int i = 0; i < 100; i++)
+		assert_int_equal(check(ns, i, 1, 1000), -ENOENT);
+	assert_int_equal(check(ns, 1000, 29, 1000), 0);
+	node_close(node, true);
+	/* And nothing comes back once they are gone. */
+	node = open_node();
+	ns = node_namespace(node, 0);
+	for (int i = 0; i < 100; i++)
+		assert_int_equal(check(ns, i, 1, 1000), -ENOENT);
+	node_close(node, true);
+}
+
 static void
 test_device_records_spread_over_two_files_and_come_back(void **state)
 {
@@ -707,6 +761,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_device_defrag_keeps_overwrites_going_at_half_fill, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_device_defrag_keeps_up_with_concurrent_writers, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_device_tombstones_reclaimed_only_after_older_copies_are_gone, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_device_cold_start_reclaims_tombstones_without_older_copies, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_device_records_spread_over_two_files_and_come_back, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -209,6 +209,22 @@ set_value() {
 			if (n == k) { print substr($0, index($0, "=") + 1); exit } }'
 }
 
+# daemon_fd_flags PATH: the open flags (octal, from /proc/PID/fdinfo) of
+# the daemon's descriptor for PATH ("" if it has none).
+daemon_fd_flags() {
+	local fd
+	for fd in /proc/"$DAEMON_PID"/fd/*; do
+		if [ "$(readlink "$fd" 2>/dev/null)" = "$1" ]; then
+			sed -n 's/^flags:[[:space:]]*//p' "/proc/$DAEMON_PID/fdinfo/${fd##*/}"
+			return 0
+		fi
+	done
+}
+# has_o_direct FLAGS: the octal flags include O_DIRECT (040000 on Linux x86/arm).
+has_o_direct() {
+	[ -n "$1" ] && [ $(( 0$1 & 040000 )) -ne 0 ]
+}
+
 # ---- the daemon -----------------------------------------------------------
 
 T=$(mktemp -d "${TMPDIR:-/tmp}/recfs-$ITEST_NAME.XXXXXX") || fail "mktemp"

@@ -50,6 +50,9 @@ files_sum() {
 blockdev_config "$CONF" test
 start_daemon
 E=$MNT/test
+fl=$(daemon_fd_flags "$LOOP")
+has_o_direct "$fl"
+check_eq "a raw device is always open with O_DIRECT (flags $fl)" "$?" 0
 # 72 MiB less the 8 MiB header, in 128 KiB write blocks.
 check_eq "total_wblocks from the device's size" "$(stat_value test total_wblocks)" 512
 check_eq "data_total_bytes is the device's size" "$(stat_value test data_total_bytes)" $((72 << 20))

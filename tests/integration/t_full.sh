@@ -45,6 +45,9 @@ head -c $((MAXF * SZ)) /dev/urandom >"$POOL" || fail "making $POOL"
 write_device_config "$DAT" "filesize: 16M" "write-block-size: 128K" "flush-max-ms: 100" \
 	"defrag-sleep: 0"
 start_daemon
+fl=$(daemon_fd_flags "$DAT")
+has_o_direct "$fl"
+check_eq "direct-io (default true): the storage file is open with O_DIRECT (flags $fl)" "$?" 0
 mkdir "$S" || fail "mkdir $S"
 TOTAL_WB=$(stat_value test total_wblocks)
 note "data space: $TOTAL_WB write blocks of $WBS bytes"

@@ -129,9 +129,13 @@ logging: { file: $LOG, level: info }
 namespaces:
   - name: test
     nsup-period: 1
-    storage-engine: { type: device, files: [ $T/ttl.dat ], filesize: 64M, write-block-size: 128K }
+    storage-engine: { type: device, files: [ $T/ttl.dat ], filesize: 64M, write-block-size: 128K, direct-io: false }
 EOF
 start_daemon
+fl=$(daemon_fd_flags "$T/ttl.dat")
+check_true "direct-io: false - the storage file is open, without O_DIRECT (flags $fl)" -n "$fl"
+has_o_direct "$fl"
+check_eq "... no O_DIRECT" "$?" 1
 S=$MNT/test/down
 mkdir "$S" || fail "mkdir $S"
 echo keep >"$S/keep" || fail "write keep"

@@ -84,18 +84,23 @@ device_header_decode(const uint8_t *page, struct device_header *h, char *why, si
 			snprintf(why, why_size, "not a recfs device (no header magic) and not empty");
 		return RECFS_EFORMAT;
 	}
-	if (get32(page + DEVICE_HEADER_PAGE - 4) != crc32c(0, page, DEVICE_HEADER_PAGE - 4)) {
+	bool crc_ok = get32(page + DEVICE_HEADER_PAGE - 4) == crc32c(0, page, DEVICE_HEADER_PAGE - 4);
+
+	memset(h, 0, sizeof(*h));
+	h->version = get32(page + 8);
+	/* The version before the checksum: another version may keep its
+	 * checksum elsewhere, and is then still named for what it is. */
+	if (h->version != DEVICE_HEADER_VERSION) {
+		if (why != NULL)
+			snprintf(why, why_size, "device format version %u, this build reads version %u%s",
+			    h->version, DEVICE_HEADER_VERSION, crc_ok ? "" :
+			    " (or a damaged header: its checksum does not match this version's layout)");
+		return RECFS_EVERSION;
+	}
+	if (!crc_ok) {
 		if (why != NULL)
 			snprintf(why, why_size, "device header checksum mismatch (damaged header)");
 		return RECFS_EFORMAT;
-	}
-	memset(h, 0, sizeof(*h));
-	h->version = get32(page + 8);
-	if (h->version != DEVICE_HEADER_VERSION) {
-		if (why != NULL)
-			snprintf(why, why_size, "device format version %u, this build reads version %u",
-			    h->version, DEVICE_HEADER_VERSION);
-		return RECFS_EVERSION;
 	}
 	h->write_block_size = get32(page + 12);
 	memcpy(h->ns_name, page + 16, CONFIG_NAME_MAX);

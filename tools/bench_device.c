@@ -1406,18 +1406,18 @@ out:
 }
 
 /*
- * What the device allows for the defrag run's mix: defrag reads whole
- * wblocks and the I/O thread writes whole buffers, so fio's random 1 MiB
- * reads and writes in the same proportion (as /proc/self/io counted them
- * in the defrag run), at the same file size and a deep queue (this VM's
- * disk gains up to QD256), give the device's limit for that traffic.
- * Rows: fio's total, the defrag run's device traffic against it, and the
- * defrag/no-defrag ratio the device would allow if the engine used all of
- * it (no target: the target row is the ratio above; this one says how far
- * the device lets it go).
+ * What 0.70 would take of the device.  The defrag run's device traffic
+ * (/proc/self/io: its reads and writes in the measured phase, direct I/O
+ * included) per client write, times 0.70 of the no-defrag run's writes/s,
+ * is the traffic the target needs; rows set it beside what the device did:
+ * fio's random 1 MiB reads and writes in the defrag run's proportion (same
+ * file size, a deep queue: this VM's disk gains up to QD256), the defrag
+ * run's own traffic, and the no-defrag run's (writes only).  No target:
+ * the target row is the ratio above; these say what stands in its way.
  */
 static int
-defrag_ceiling(struct bench_ctx *ctx, const struct defrag_run *a, uint64_t fsize, double without)
+defrag_ceiling(struct bench_ctx *ctx, const struct defrag_run *a, const struct defrag_run *b,
+    uint64_t fsize, double without)
 {
 	static const char *const label = "fio randrw 1M at the defrag mix";
 	struct bench_device_state *st = ctx->device;
@@ -1427,7 +1427,7 @@ defrag_ceiling(struct bench_ctx *ctx, const struct defrag_run *a, uint64_t fsize
 	struct bench_row *row;
 	int rc, mix;
 
-	if (!fio_or_skip(ctx, label, "defrag/no-defrag the device allows"))
+	if (!fio_or_skip(ctx, label, "device traffic 0.70 would need"))
 		return 0;
 	if (rd < 0 || wr < 0) {
 		dev_skip(ctx, "fio", label, "no /proc/self/io: the defrag run's device traffic is unknown");
@@ -1471,14 +1471,15 @@ defrag_ceiling(struct bench_ctx *ctx, const struct defrag_run *a, uint64_t fsize
 	    "%.0f read + %.0f write MB/s; the defrag run moved %.0f MB/s (%.2f of it)", mix,
 	    fmt_size(sz, sizeof(sz), fsize), fr.bw_bytes / 1e6, fw.bw_bytes / 1e6, engine_bps / 1e6,
 	    fio_bps > 0 ? engine_bps / fio_bps : 0);
-	row = bench_row_add(ctx, "ceiling", "defrag/no-defrag the device allows");
+	row = bench_row_add(ctx, "needed", "device traffic 0.70 would need");
 	if (row == NULL)
 		return -ENOSPC;
-	row->threads = ctx->opt.threads;
-	row->unit = "x";
-	row->value = without > 0 ? fio_bps / per_op / without : 0;
-	snprintf(row->note, sizeof(row->note), "fio's total / the defrag run's %.0f device bytes per "
-	    "write, against the no-defrag run's writes/s", per_op);
+	row->unit = "MB/s";
+	row->value = row->mb_per_s = 0.70 * without * per_op / 1e6;
+	double nd_bps = b->io_read >= 0 && b->p.seconds > 0 ? (b->io_read + b->io_write) / b->p.seconds : 0;
+	snprintf(row->note, sizeof(row->note), "%.0f device bytes per write x 0.70 of %.0f writes/s; "
+	    "the device did: fio mix %.0f, defrag run %.0f, no-defrag run (writes) %.0f MB/s",
+	    per_op, without, fio_bps / 1e6, engine_bps / 1e6, nd_bps / 1e6);
 	return 0;
 }
 
@@ -1533,7 +1534,7 @@ bench_device_defrag(struct bench_ctx *ctx, const struct bench_def *def)
 	    (unsigned long long)b.after.total_wblocks, b.full ? "; device filled: phase cut short" : "");
 	double without = row->value;
 	ratio_row(ctx, def, "defrag/no-defrag", with, without, ctx->opt.threads);
-	return defrag_ceiling(ctx, &a, fsize, without);
+	return defrag_ceiling(ctx, &a, &b, fsize, without);
 }
 
 /* ---- cleanup ------------------------------------------------------------------- */

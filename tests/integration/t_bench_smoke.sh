@@ -68,7 +68,7 @@ for b, rows in (("device.write", ("memory", "device", "ratio")),
                 ("device.write_large", ("engine", "fio", "ratio")),
                 ("device.cold_start", ("engine", "fio", "ratio")),
                 ("device.read", ("engine", "fio", "ratio")),
-                ("device.defrag", ("defrag", "no_defrag", "ratio", "fio", "ceiling"))):
+                ("device.defrag", ("defrag", "no_defrag", "ratio", "fio", "needed"))):
     if b not in skipped:
         need += [b + "." + r for r in rows]
 missing = [n for n in need if n not in ids]

@@ -1416,7 +1416,7 @@ out:
  * the target row is the ratio above; these say what stands in its way.
  */
 static int
-defrag_ceiling(struct bench_ctx *ctx, const struct defrag_run *a, const struct defrag_run *b,
+defrag_needed(struct bench_ctx *ctx, const struct defrag_run *a, const struct defrag_run *b,
     uint64_t fsize, double without)
 {
 	static const char *const label = "fio randrw 1M at the defrag mix";
@@ -1534,7 +1534,7 @@ bench_device_defrag(struct bench_ctx *ctx, const struct bench_def *def)
 	    (unsigned long long)b.after.total_wblocks, b.full ? "; device filled: phase cut short" : "");
 	double without = row->value;
 	ratio_row(ctx, def, "defrag/no-defrag", with, without, ctx->opt.threads);
-	return defrag_ceiling(ctx, &a, &b, fsize, without);
+	return defrag_needed(ctx, &a, &b, fsize, without);
 }
 
 /* ---- cleanup ------------------------------------------------------------------- */

@@ -393,6 +393,17 @@ test_device_of_another_namespace_is_refused(void **state)
 	node_close(node, true);
 }
 
+/* Write a header page over the storage file's. */
+static void
+header_page_write(const uint8_t *page)
+{
+	int fd = open(path, O_WRONLY);
+
+	assert_true(fd >= 0);
+	assert_int_equal(pwrite(fd, page, DEVICE_HEADER_PAGE, 0), DEVICE_HEADER_PAGE);
+	close(fd);
+}
+
 /* The cold start says what it did; a device of another format version is
  * refused, saying so, and loses nothing. */
 static void
@@ -418,33 +429,27 @@ test_device_cold_start_logs_and_another_version_is_refused(void **state)
 	assert_int_equal(log_capture_end_count(": 500 records, 0 damaged"), 1);
 
 	/* The same header as a later format version would write it. */
-	fd = open(path, O_RDWR);
+	fd = open(path, O_RDONLY);
 	assert_true(fd >= 0);
 	assert_int_equal(pread(fd, page, sizeof(page), 0), (ssize_t)sizeof(page));
 	assert_int_equal(device_header_decode(page, &h, NULL, 0), 0);
+	close(fd);
 	h.version = DEVICE_HEADER_VERSION + 1;
 	device_header_encode(&h, page);
-	assert_int_equal(pwrite(fd, page, sizeof(page), 0), (ssize_t)sizeof(page));
-	close(fd);
+	header_page_write(page);
 	log_capture_begin();
 	assert_int_equal(node_open(&node, &cfg), RECFS_EVERSION);
 	assert_int_equal(log_capture_end_count("this build reads version 1; refusing to use it"), 1);
 	/* A later version may keep its checksum elsewhere: still named. */
 	page[DEVICE_HEADER_PAGE - 1] ^= 0xff;
-	fd = open(path, O_RDWR);
-	assert_true(fd >= 0);
-	assert_int_equal(pwrite(fd, page, sizeof(page), 0), (ssize_t)sizeof(page));
-	close(fd);
+	header_page_write(page);
 	log_capture_begin();
 	assert_int_equal(node_open(&node, &cfg), RECFS_EVERSION);
 	assert_int_equal(log_capture_end_count("device format version 2, this build reads version 1 (or a damaged"), 1);
 	/* Put back, everything is there. */
 	h.version = DEVICE_HEADER_VERSION;
 	device_header_encode(&h, page);
-	fd = open(path, O_RDWR);
-	assert_true(fd >= 0);
-	assert_int_equal(pwrite(fd, page, sizeof(page), 0), (ssize_t)sizeof(page));
-	close(fd);
+	header_page_write(page);
 	node = open_node();
 	for (int i = 0; i < 500; i++)
 		assert_int_equal(check(node_namespace(node, 0), i, 1, 1000), 0);
@@ -618,6 +623,20 @@ test_device_defrag_keeps_up_with_concurrent_writers(void **state)
 	node_close(node, true);
 }
 
+/* Records 0..n-1 written (version 1, 1000 bytes), then all deleted. */
+static void
+put_then_delete(struct namespace *ns, int n)
+{
+	char k[32];
+
+	for (int i = 0; i < n; i++)
+		assert_int_equal(put(ns, i, 1, 1000, 0), 0);
+	for (int i = 0; i < n; i++) {
+		struct txn_key key = key_of(k, i);
+		assert_int_equal(txn_delete(ns, &key), 0);
+	}
+}
+
 static void
 test_device_tombstones_reclaimed_only_after_older_copies_are_gone(void **state)
 {
@@ -628,13 +647,7 @@ test_device_tombstones_reclaimed_only_after_older_copies_are_gone(void **state)
 	cfg.ns[0].storage.tomb_raider_period = 1;
 	node = open_node();
 	ns = node_namespace(node, 0);
-	for (int i = 0; i < 100; i++)
-		assert_int_equal(put(ns, i, 1, 1000, 0), 0);
-	for (int i = 0; i < 100; i++) {
-		char k[32];
-		struct txn_key key = key_of(k, i);
-		assert_int_equal(txn_delete(ns, &key), 0);
-	}
+	put_then_delete(ns, 100);
 	assert_int_equal(stat_value(ns, "tombstones"), 100);
 	/* The deleted copies are still on storage: a pass keeps every tombstone. */
 	long passes = stat_value(ns, "tomb_raider_passes");
@@ -673,18 +686,12 @@ test_device_cold_start_reclaims_tombstones_without_older_copies(void **state)
 {
 	struct node *node;
 	struct namespace *ns;
-	char k[32];
 
 	config_for("dev", (8u << 20) + (8u << 20), 128 * 1024);
 	cfg.ns[0].storage.tomb_raider_period = 0;
 	node = open_node();
 	ns = node_namespace(node, 0);
-	for (int i = 0; i < 100; i++)
-		assert_int_equal(put(ns, i, 1, 1000, 0), 0);
-	for (int i = 0; i < 100; i++) {
-		struct txn_key key = key_of(k, i);
-		assert_int_equal(txn_delete(ns, &key), 0);
-	}
+	put_then_delete(ns, 100);
 	node_close(node, true);
 	/* The deleted copies are still there: every tombstone is kept. */
 	node = open_node();

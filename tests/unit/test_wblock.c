@@ -128,6 +128,21 @@ test_wblock_defrag_frees_only_after_destinations_durable(void **state)
 	wblock_table_fini(&t);
 }
 
+/* A wblock written with bytes live (below the lwm), queued and taken by
+ * defrag; returns its id. */
+static uint32_t
+taken_for_defrag(struct wblock_table *t, uint32_t bytes)
+{
+	uint32_t id, got;
+
+	assert_int_equal(wblock_alloc_locked(t, WBLOCK_FOR_WRITE, &id), 0);
+	wblock_add_locked(t, id, bytes);
+	wblock_release_locked(t, id);
+	assert_int_equal(wblock_defrag_pop_locked(t, 0, true, &got), 0);
+	assert_int_equal(got, id);
+	return id;
+}
+
 /* Defrag ran out of room part-way through a wblock: it goes back on the
  * queue, and is freed only once every record is out and the copies it
  * did make are durable. */
@@ -138,11 +153,7 @@ test_wblock_defrag_retry_requeues_and_keeps_destinations_hold(void **state)
 	uint32_t id, got;
 
 	assert_int_equal(wblock_table_init(&t, 8, 18, WBS, 1, 50), 0);
-	assert_int_equal(wblock_alloc_locked(&t, WBLOCK_FOR_WRITE, &id), 0);
-	wblock_add_locked(&t, id, 300);
-	wblock_release_locked(&t, id);
-	assert_int_equal(wblock_defrag_pop_locked(&t, 0, true, &got), 0);
-	assert_int_equal(got, id);
+	id = taken_for_defrag(&t, 300);
 	assert_int_equal(t.defrag_active, 1);
 	/* One record of 100 bytes moved into a buffer not yet durable; no
 	 * space for the other two. */
@@ -172,10 +183,7 @@ test_wblock_defrag_retry_requeues_and_keeps_destinations_hold(void **state)
 	/* Requeued with a copy still in flight, then the client overwrites
 	 * what it left: off the queue, but not free before that copy is
 	 * durable. */
-	assert_int_equal(wblock_alloc_locked(&t, WBLOCK_FOR_WRITE, &id), 0);
-	wblock_add_locked(&t, id, 300);
-	wblock_release_locked(&t, id);
-	assert_int_equal(wblock_defrag_pop_locked(&t, 0, true, &got), 0);
+	id = taken_for_defrag(&t, 300);
 	wblock_get(&t, id)->n_vac_dests = 1;
 	wblock_free_bytes(&t, id, 100);
 	wblock_defrag_retry_locked(&t, id);
@@ -186,10 +194,7 @@ test_wblock_defrag_retry_requeues_and_keeps_destinations_hold(void **state)
 	assert_int_equal(wblock_get(&t, id)->state, WBLOCK_FREE);
 
 	/* Everything overwritten while defrag held it: retry frees it. */
-	assert_int_equal(wblock_alloc_locked(&t, WBLOCK_FOR_WRITE, &id), 0);
-	wblock_add_locked(&t, id, 300);
-	wblock_release_locked(&t, id);
-	assert_int_equal(wblock_defrag_pop_locked(&t, 0, true, &got), 0);
+	id = taken_for_defrag(&t, 300);
 	wblock_free_bytes(&t, id, 300);
 	wblock_defrag_retry_locked(&t, id);
 	assert_int_equal(wblock_get(&t, id)->state, WBLOCK_FREE);

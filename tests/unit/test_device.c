@@ -333,6 +333,187 @@ test_device_damaged_bytes_are_eio_for_that_record_only(void **state)
 	node_close(node, true);
 }
 
+/*
+ * Offset of the newest copy (newest-copy rule) stored under set "s" and
+ * key in the file, and the number of copies in *n_copies; -1 if none.
+ */
+static off_t
+find_newest_copy(const char *key, int *n_copies)
+{
+	static uint8_t buf[1 << 20];
+	int fd = open(path, O_RDONLY);
+	off_t base = 0, best = -1;
+	struct record_flat_header best_h;
+	ssize_t n;
+
+	*n_copies = 0;
+	assert_true(fd >= 0);
+	while ((n = pread(fd, buf, sizeof(buf), base)) > 0) {
+		for (ssize_t i = 0; i + RECORD_FLAT_MIN_SIZE <= n; i += 16) {
+			struct record_flat_header h;
+
+			if (record_flat_header_check(buf + i, (size_t)(n - i), &h) != 0 ||
+			    h.key_len != strlen(key) || memcmp(buf + i + 64 + h.set_len, key, h.key_len) != 0)
+				continue;
+			(*n_copies)++;
+			if (best < 0 || record_copy_is_newer(h.generation, h.last_update_ms,
+			    best_h.generation, best_h.last_update_ms)) {
+				best = base + i;
+				best_h = h;
+			}
+		}
+		base += n;
+	}
+	close(fd);
+	return best;
+}
+
+static void
+damage_at(off_t at)
+{
+	int fd = open(path, O_WRONLY);
+
+	assert_true(fd >= 0);
+	assert_int_equal(pwrite(fd, "XXXX", 4, at), 4);
+	assert_int_equal(fsync(fd), 0);
+	close(fd);
+}
+
+/*
+ * Issue 10 part 3: the newest copy of a record damaged in its body (header
+ * intact) while an older intact copy is on storage.  The cold start marks
+ * the record damaged instead of serving the older copy: listed, stat works,
+ * reads EIO, counted, logged once with file and offset; an overwrite or an
+ * unlink clears the mark.  A damaged older copy changes nothing.
+ */
+static void
+test_device_damaged_newest_copy_never_hides_behind_an_older_one(void **state)
+{
+	struct node *node;
+	struct namespace *ns;
+	struct record_attr a;
+	struct txn_record r;
+	char k5[32], k7[32];
+	struct txn_key key5 = key_of(k5, 5), key7 = key_of(k7, 7);
+	int copies;
+	off_t at;
+
+	config_for("dev", 64u << 20, 128 * 1024);
+	node = open_node();
+	ns = node_namespace(node, 0);
+	for (int i = 0; i < 20; i++)
+		assert_int_equal(put(ns, i, 1, 1000, TXN_DURABLE), 0);
+	for (int i = 5; i <= 11; i += 2)
+		assert_int_equal(put(ns, i, 2, 900, TXN_DURABLE), 0);
+	node_close(node, true);
+
+	/* k11: the newest copy's key damaged too: its older copy names it.
+	 * k13: its only copy's key damaged: nothing can name it, it is lost
+	 * (logged) as when its header is damaged. */
+	at = find_newest_copy("k000011", &copies);
+	assert_int_equal(copies, 2);
+	damage_at(at + 66);
+	at = find_newest_copy("k000013", &copies);
+	assert_int_equal(copies, 1);
+	damage_at(at + 66);
+
+	/* k5 and k7: the newest copy (version 2) damaged; k9: the older one. */
+	at = find_newest_copy("k000005", &copies);
+	assert_int_equal(copies, 2);
+	damage_at(at + 300);
+	at = find_newest_copy("k000007", &copies);
+	assert_int_equal(copies, 2);
+	damage_at(at + 300);
+	/* The header is intact: the damaged copy is still found as the newest. */
+	off_t at5 = find_newest_copy("k000005", &copies);
+	/* The older copy of k9: damage the copy that is not the newest. */
+	off_t newest9 = find_newest_copy("k000009", &copies);
+	{
+		static uint8_t buf[1 << 20];
+		int fd = open(path, O_RDWR);
+		off_t base = 0, older = -1;
+		ssize_t n;
+
+		while (older < 0 && (n = pread(fd, buf, sizeof(buf), base)) > 0) {
+			for (ssize_t i = 0; i + 80 <= n; i += 16) {
+				struct record_flat_header h;
+
+				if (record_flat_header_check(buf + i, (size_t)(n - i), &h) == 0 &&
+				    h.key_len == 7 && memcmp(buf + i + 65, "k000009", 7) == 0 &&
+				    base + i != newest9) {
+					older = base + i;
+					break;
+				}
+			}
+			base += n;
+		}
+		close(fd);
+		assert_true(older > 0);
+		damage_at(older + 300);
+	}
+
+	log_capture_begin();
+	node = open_node();
+	ns = node_namespace(node, 0);
+	/* Never the older content: EIO. */
+	assert_int_equal(txn_read(ns, &key5, &r), RECFS_ECHECKSUM);
+	assert_int_equal(recfs_errno(txn_read(ns, &key7, &r)), EIO);
+	/* Listed and stat works, with what the header says. */
+	assert_int_equal(txn_stat(ns, &key5, &a), 0);
+	assert_int_equal(a.generation, 2);
+	/* The damaged older copy of k9 changes nothing. */
+	assert_int_equal(check(ns, 9, 2, 900), 0);
+	assert_int_equal(check(ns, 4, 1, 1000), 0);
+	assert_int_equal(txn_read(ns, &(struct txn_key){ "s", 1, "k000011", 7 }, &r), RECFS_ECHECKSUM);
+	assert_int_equal(txn_stat(ns, &(struct txn_key){ "s", 1, "k000011", 7 }, &a), 0);
+	assert_int_equal(txn_stat(ns, &(struct txn_key){ "s", 1, "k000013", 7 }, &a), -ENOENT);
+	assert_int_equal(stat_value(ns, "damaged_records"), 3);
+	node_close(node, true);
+	{
+		char where[96];
+
+		snprintf(where, sizeof(where), "ns.dat offset %lld: record s/k000005 (generation 2): "
+		    "its newest copy is damaged", (long long)at5);
+		assert_int_equal(log_capture_end_count(where), 1);
+	}
+
+	/* It stays damaged across a restart (the damaged copy is kept). */
+	log_capture_begin();
+	node = open_node();
+	ns = node_namespace(node, 0);
+	assert_int_equal(log_capture_end_count("whose set and key are damaged too, and no other copy of it: lost"), 1);
+	assert_int_equal(stat_value(ns, "damaged_records"), 3);
+	assert_int_equal(txn_read(ns, &key5, &r), RECFS_ECHECKSUM);
+	/* A write that would keep part of it fails like a read. */
+	struct txn_write chmod_only = { .set_mode = true, .mode = 0600 };
+	assert_int_equal(txn_write(ns, &key5, &chmod_only, NULL), RECFS_ECHECKSUM);
+	/* Overwriting clears the mark; unlinking too. */
+	assert_int_equal(put(ns, 5, 3, 800, TXN_DURABLE), 0);
+	assert_int_equal(check(ns, 5, 3, 800), 0);
+	assert_int_equal(stat_value(ns, "damaged_records"), 2);
+	assert_int_equal(txn_delete(ns, &key7), 0);
+	assert_int_equal(stat_value(ns, "damaged_records"), 1);
+	assert_int_equal(txn_stat(ns, &key7, &a), -ENOENT);
+	/* A truncate to 0 replaces the whole content too. */
+	struct txn_write trunc = { .set_size = true, .size = 0, .flags = TXN_DURABLE };
+	assert_int_equal(txn_write(ns, &(struct txn_key){ "s", 1, "k000011", 7 }, &trunc, NULL), 0);
+	assert_int_equal(stat_value(ns, "damaged_records"), 0);
+	assert_int_equal(check(ns, 11, 1, 0), 0);
+	assert_int_equal(txn_sync(ns, &key5), 0);
+	node_close(node, true);
+
+	/* And it stays cleared. */
+	node = open_node();
+	ns = node_namespace(node, 0);
+	assert_int_equal(stat_value(ns, "damaged_records"), 0);
+	assert_int_equal(check(ns, 5, 3, 800), 0);
+	assert_int_equal(check(ns, 7, 2, 900), -ENOENT);
+	assert_int_equal(check(ns, 7, 1, 1000), -ENOENT);
+	assert_int_equal(check(ns, 9, 2, 900), 0);
+	assert_int_equal(check(ns, 11, 1, 0), 0);
+	node_close(node, true);
+}
+
 static void
 test_device_full_is_enospc_and_deletes_make_room(void **state)
 {
@@ -786,6 +967,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_device_records_survive_clean_restart_and_deletes_stay_deleted, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_device_fsynced_writes_survive_sigkill, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_device_damaged_bytes_are_eio_for_that_record_only, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_device_damaged_newest_copy_never_hides_behind_an_older_one, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_device_full_is_enospc_and_deletes_make_room, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_device_of_another_namespace_is_refused, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_device_cold_start_logs_and_another_version_is_refused, setup, teardown),

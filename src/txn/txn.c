@@ -54,6 +54,7 @@ attr_from_entry(const struct index_entry *e, struct record_attr *a)
 {
 	a->digest = e->digest;
 	a->size = e->size;
+	a->damaged = e->damaged;
 	a->has_meta = e->has_meta;
 	a->mode = e->mode;
 	a->uid = e->uid;

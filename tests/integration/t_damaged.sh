@@ -7,8 +7,10 @@
 # `cat` fails with EIO and never shows the older content, `ls` and `stat`
 # still work, .info/namespace/test counts it (damaged_records), the log and
 # recfs-check name it (set, key, file, offset); overwriting it (`echo x >`)
-# clears the mark, also across a restart.  Before the fix the older copy was
-# served as the file's content, without an error.
+# clears the mark, also across a restart.  Before the fix an older copy was
+# served as the file's content without an error (here the empty copy that
+# the second write's O_TRUNC open stored): "cat of the damaged file fails"
+# and the recfs-check and damaged_records checks fail on that build.
 . "${top_srcdir:-$(dirname "$0")/../..}/tests/integration/lib.sh"
 
 CHECK=$top_builddir/recfs-check

@@ -732,6 +732,136 @@ test_device_defrag_keeps_overwrites_going_at_half_fill(void **state)
 	node_close(node, true);
 }
 
+/*
+ * The damaged newest copy's name is damaged too, and the scan meets it
+ * before any copy that could name the record: it waits for one, and the
+ * record is still damaged, not served from the older copy met later.
+ */
+static void
+test_device_nameless_damaged_copy_met_first_waits_for_its_name(void **state)
+{
+	struct node *node;
+	struct namespace *ns;
+	struct record_attr a;
+	struct txn_record r;
+	struct txn_key key11 = { "s", 1, "k000011", 7 };
+	static uint8_t rec[4096], zero[4096];
+	struct record_flat_header h;
+	int copies, fd;
+	off_t newest, older = -1;
+
+	config_for("dev", 64u << 20, 128 * 1024);
+	node = open_node();
+	ns = node_namespace(node, 0);
+	for (int i = 10; i < 14; i++)
+		assert_int_equal(put(ns, i, 1, 1000, TXN_DURABLE), 0);
+	assert_int_equal(put(ns, 11, 2, 900, TXN_DURABLE), 0);
+	node_close(node, true);
+
+	newest = find_newest_copy("k000011", &copies);
+	assert_int_equal(copies, 2);
+	fd = open(path, O_RDWR);
+	assert_true(fd >= 0);
+	/* The older copy: the other one with this key, before the newest. */
+	for (off_t o = newest - 16; o >= 8 << 20 && older < 0; o -= 16) {
+		assert_int_equal(pread(fd, rec, sizeof(rec), o), (ssize_t)sizeof(rec));
+		if (record_flat_header_check(rec, sizeof(rec), &h) == 0 && h.key_len == 7 &&
+		    memcmp(rec + 65, "k000011", 7) == 0)
+			older = o;
+	}
+	assert_true(older > 0);
+	assert_true(h.size <= sizeof(rec));
+	/* Move the older copy after the newest one, into the zeros that follow
+	 * the wblock's last record, and damage the newest copy's key. */
+	off_t tail = newest + 16;
+	for (;; tail += 16) {
+		uint8_t probe[4096];
+
+		assert_true(tail / (128 * 1024) == newest / (128 * 1024)); /* same wblock */
+		assert_int_equal(pread(fd, probe, h.size, tail), (ssize_t)h.size);
+		if (memcmp(probe, zero, h.size) == 0)
+			break;
+	}
+	assert_int_equal(pwrite(fd, rec, h.size, tail), (ssize_t)h.size);
+	assert_int_equal(pwrite(fd, zero, h.size, older), (ssize_t)h.size);
+	assert_int_equal(pwrite(fd, "XX", 2, newest + 66), 2);
+	assert_int_equal(fsync(fd), 0);
+	close(fd);
+
+	node = open_node();
+	ns = node_namespace(node, 0);
+	assert_int_equal(txn_read(ns, &key11, &r), RECFS_ECHECKSUM);
+	assert_int_equal(txn_stat(ns, &key11, &a), 0);
+	assert_int_equal(a.generation, 2);
+	assert_true(a.damaged);
+	assert_int_equal(stat_value(ns, "damaged_records"), 1);
+	assert_int_equal(check(ns, 12, 1, 1000), 0);
+	/* Exactly the damaged copy and the other records count as live. */
+	/* 1000 bytes of content: 1104 on storage; 900: 992. */
+	assert_int_equal(stat_value(ns, "data_used_bytes"), 3 * 1104 + 992);
+	node_close(node, true);
+}
+
+/*
+ * A damaged record's copy is its current copy: defrag moves it as it is
+ * (live bytes stay exact), and it is still damaged at the next start.
+ */
+static void
+test_device_defrag_moves_a_damaged_record_and_it_stays_damaged(void **state)
+{
+	struct node *node;
+	struct namespace *ns;
+	struct txn_record r;
+	char k[32];
+	struct txn_key key5 = key_of(k, 5);
+	enum { N = 3000, WRITES = 10 * N };
+	uint64_t rng = 777;
+	int copies;
+
+	config_for("dev", (8u << 20) + (8u << 20), 128 * 1024);
+	node = open_node();
+	ns = node_namespace(node, 0);
+	for (int i = 0; i < N; i++)
+		assert_int_equal(put(ns, i, 0, 1000, 0), 0);
+	assert_int_equal(put(ns, 5, 1, 1000, TXN_DURABLE), 0);
+	node_close(node, true);
+	off_t at = find_newest_copy("k000005", &copies);
+	assert_int_equal(copies, 2);
+	damage_at(at + 300);
+
+	log_capture_begin();
+	node = open_node();
+	ns = node_namespace(node, 0);
+	assert_int_equal(stat_value(ns, "damaged_records"), 1);
+	/* Its bytes count, the older copy's do not. */
+	assert_int_equal(stat_value(ns, "data_used_bytes"), (long)N * 1104);
+	for (int w = 0; w < WRITES; w++) {
+		rng = rng * 6364136223846793005ULL + 1442695040888963407ULL;
+		int i = (int)((rng >> 33) % N);
+
+		if (i != 5)
+			assert_int_equal(put(ns, i, 2, 1000, 0), 0);
+	}
+	assert_true(stat_value(ns, "defrag_records") > 0);
+	assert_int_equal(stat_value(ns, "damaged_records"), 1);
+	assert_int_equal(txn_read(ns, &key5, &r), RECFS_ECHECKSUM);
+	assert_int_equal(stat_value(ns, "data_used_bytes"), (long)N * 1104);
+	node_close(node, true);
+	assert_int_equal(log_capture_end_count("record not moved"), 0);
+	/* Moved: its wblock was emptied and written again meanwhile. */
+	off_t moved = find_newest_copy("k000005", &copies);
+	assert_true(moved > 0);
+	assert_true(moved != at);
+
+	node = open_node();
+	ns = node_namespace(node, 0);
+	assert_int_equal(stat_value(ns, "damaged_records"), 1);
+	assert_int_equal(txn_read(ns, &key5, &r), RECFS_ECHECKSUM);
+	assert_int_equal(stat_value(ns, "data_used_bytes"), (long)N * 1104);
+	assert_int_equal(check(ns, 6, 0, 1000) == 0 || check(ns, 6, 2, 1000) == 0, 1);
+	node_close(node, true);
+}
+
 /* Writer threads overwriting at random, each over its own keys. */
 struct overwriter {
 	struct namespace *ns;
@@ -968,12 +1098,14 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_device_fsynced_writes_survive_sigkill, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_device_damaged_bytes_are_eio_for_that_record_only, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_device_damaged_newest_copy_never_hides_behind_an_older_one, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_device_nameless_damaged_copy_met_first_waits_for_its_name, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_device_full_is_enospc_and_deletes_make_room, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_device_of_another_namespace_is_refused, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_device_cold_start_logs_and_another_version_is_refused, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_device_post_write_cache_serves_written_buffers, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_device_defrag_keeps_overwrites_going_at_half_fill, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_device_defrag_keeps_up_with_concurrent_writers, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_device_defrag_moves_a_damaged_record_and_it_stays_damaged, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_device_tombstones_reclaimed_only_after_older_copies_are_gone, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_device_cold_start_reclaims_tombstones_without_older_copies, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_device_records_spread_over_two_files_and_come_back, setup, teardown),

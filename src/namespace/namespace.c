@@ -527,7 +527,9 @@ namespace_relocate(void *arg, struct storage *st, const uint8_t *flat, uint32_t 
 	e = named ? index_find_locked(p, set_id, d) : NULL;
 	bool current = e != NULL && e->loc == old_loc;
 	if (!current && atomic_load_relaxed(&ns->damaged_records) > 0) {
-		for (uint32_t id = 0; id <= ns->sets.n && !current; id++) {
+		uint32_t n_sets = __atomic_load_n(&ns->sets.n, __ATOMIC_ACQUIRE);
+
+		for (uint32_t id = 0; id <= n_sets && !current; id++) {
 			e = index_find_locked(p, (uint16_t)id, d);
 			current = e != NULL && e->loc == old_loc;
 		}

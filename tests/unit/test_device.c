@@ -21,6 +21,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "base/crc32c.h"
 #include "base/log.h"
 #include "storage/device_header.h"
 #include "txn/txn.h"
@@ -653,6 +654,129 @@ test_device_cold_start_logs_and_another_version_is_refused(void **state)
 	assert_int_equal(h.version, 2);
 }
 
+/*
+ * Rewrite the version 2 record at buf (a copy the daemon wrote) as version
+ * 1 wrote it, in place: no header check, 24-byte POSIX meta (no atime, no
+ * ino), and zeros where the 16 bytes it no longer needs were.  The layout
+ * is docs/storage-format.md's.
+ */
+static void
+record_to_v1_in_place(uint8_t *buf)
+{
+	uint32_t size, end, end1, size1;
+	size_t meta = 64 + (size_t)buf[48] + (buf[50] | (size_t)buf[51] << 8);
+	bool has_meta = (buf[9] & RECORD_F_HAS_META) != 0;
+	uint32_t crc;
+
+	memcpy(&size, buf + 4, 4);
+	memcpy(&end, buf + 56, 4);
+	end1 = end - (has_meta ? 16 : 0);
+	size1 = (end1 + 8 + 15) & ~15u;
+	if (has_meta) {
+		memset(buf + meta + 12, 0, 4);                  /* reserved */
+		memmove(buf + meta + 24, buf + meta + 40, end - meta - 40);
+	}
+	memset(buf + end1, 0, size - end1);
+	buf[8] = 1;
+	memset(buf + 60, 0, 4);
+	memcpy(buf + 4, &size1, 4);
+	memcpy(buf + 56, &end1, 4);
+	memcpy(buf + end1, "REND", 4);
+	crc = crc32c(0, buf, end1 + 4);
+	memcpy(buf + end1 + 4, &crc, 4);
+}
+
+/*
+ * A store written by the previous format (device header and records of
+ * version 1) opens and keeps working: read old, write new.  The store is
+ * made by this build and turned into version 1 bytes, header and records.
+ */
+static void
+test_device_version_1_store_opens_and_keeps_working(void **state)
+{
+	static uint8_t buf[128 * 1024];
+	uint8_t page[DEVICE_HEADER_PAGE];
+	struct device_header h;
+	struct node *node;
+	struct namespace *ns;
+	struct record_attr a;
+	char k[32];
+	int fd, converted = 0;
+
+	config_for("dev", 64u << 20, 128 * 1024);
+	node = open_node();
+	ns = node_namespace(node, 0);
+	for (int i = 0; i < 200; i++) {
+		struct txn_key key = key_of(k, i);
+		char v[1000];
+
+		value_of(v, 500, i, 1);
+		struct txn_write w = { .set_file = true, .file_data = v, .file_len = 500,
+		    .set_mode = i % 2 == 0, .mode = 0600, .set_uid = i % 2 == 0, .uid = 42 };
+		assert_int_equal(txn_write(ns, &key, &w, NULL), 0);
+	}
+	node_close(node, true);
+
+	fd = open(path, O_RDWR);
+	assert_true(fd >= 0);
+	for (off_t base = 8 << 20; pread(fd, buf, sizeof(buf), base) == (ssize_t)sizeof(buf);
+	    base += sizeof(buf)) {
+		bool changed = false;
+
+		for (uint32_t off = 0; off + RECORD_FLAT_MIN_SIZE <= sizeof(buf); off += 16) {
+			struct record_flat_header rh;
+
+			if (record_flat_header_check(buf + off, sizeof(buf) - off, &rh) != 0)
+				continue;
+			record_to_v1_in_place(buf + off);
+			changed = true;
+			converted++;
+			off += rh.size - 16;
+		}
+		if (changed)
+			assert_int_equal(pwrite(fd, buf, sizeof(buf), base), (ssize_t)sizeof(buf));
+	}
+	assert_int_equal(pread(fd, page, sizeof(page), 0), (ssize_t)sizeof(page));
+	assert_int_equal(device_header_decode(page, &h, NULL, 0), 0);
+	h.version = 1;
+	device_header_encode(&h, page);
+	assert_int_equal(pwrite(fd, page, sizeof(page), 0), (ssize_t)sizeof(page));
+	assert_int_equal(fsync(fd), 0);
+	close(fd);
+	assert_true(converted >= 200);
+
+	node = open_node();
+	ns = node_namespace(node, 0);
+	for (int i = 0; i < 200; i++) {
+		struct txn_key key = key_of(k, i);
+
+		assert_int_equal(check(ns, i, 1, 500), 0);
+		assert_int_equal(txn_stat(ns, &key, &a), 0);
+		assert_int_equal(a.has_meta, i % 2 == 0);
+		if (i % 2 == 0) {
+			assert_int_equal(a.mode, 0600);
+			assert_int_equal(a.uid, 42);
+		}
+	}
+	assert_int_equal(stat_value(ns, "damaged_records"), 0);
+	/* Write new: version 2 copies beside the version 1 ones. */
+	for (int i = 0; i < 200; i += 3)
+		assert_int_equal(put(ns, i, 2, 700, 0), 0);
+	node_close(node, true);
+
+	node = open_node();
+	ns = node_namespace(node, 0);
+	for (int i = 0; i < 200; i++)
+		assert_int_equal(i % 3 == 0 ? check(ns, i, 2, 700) : check(ns, i, 1, 500), 0);
+	node_close(node, true);
+	fd = open(path, O_RDONLY);
+	assert_true(fd >= 0);
+	assert_int_equal(pread(fd, page, sizeof(page), 0), (ssize_t)sizeof(page));
+	close(fd);
+	assert_int_equal(device_header_decode(page, &h, NULL, 0), 0);
+	assert_int_equal(h.version, DEVICE_HEADER_VERSION);
+}
+
 /* Reads of records in buffers already written come from RAM while the
  * post-write cache keeps them, from the device without it. */
 static void
@@ -1151,6 +1275,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_device_full_is_enospc_and_deletes_make_room, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_device_of_another_namespace_is_refused, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_device_cold_start_logs_and_another_version_is_refused, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_device_version_1_store_opens_and_keeps_working, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_device_post_write_cache_serves_written_buffers, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_device_defrag_keeps_overwrites_going_at_half_fill, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_device_defrag_keeps_up_with_concurrent_writers, setup, teardown),

@@ -114,7 +114,7 @@ check(struct namespace *ns, int i, int version, size_t len)
 		return rc;
 	value_of(v, len, i, version);
 	rc = r.file_bin == NULL || r.file_bin->v.bytes.len != len ||
-	    memcmp(r.file_bin->v.bytes.data, v, len) != 0;
+	    (len > 0 && memcmp(r.file_bin->v.bytes.data, v, len) != 0);
 	txn_record_release(&r);
 	return rc;
 }

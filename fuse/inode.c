@@ -555,6 +555,24 @@ inode_stat(const struct inode *ino, const struct record_attr *a, struct stat *st
 		 * reads "changed as we read it"; the content is new each open. */
 		ns_to_timespec(recfsd.start_ns, &st->st_mtim);
 		break;
+	case INODE_SET:
+		st->st_ino = inode_ino(ino);
+		st->st_mode = S_IFDIR | recfsd.dir_mode;
+		st->st_nlink = 2;
+		if (a == NULL) {
+			/* Only what a plain listing needs. */
+			ns_to_timespec(recfsd.start_ns, &st->st_mtim);
+			break;
+		}
+		if (a->has_meta) {
+			st->st_mode = S_IFDIR | (a->mode & 07777);
+			st->st_uid = a->uid;
+			st->st_gid = a->gid;
+		}
+		ns_to_timespec(a->mtime_ns, &st->st_mtim);
+		st->st_atim = st->st_mtim;
+		ns_to_timespec(clock_epoch_ms_to_unix_ns(a->last_update_ms), &st->st_ctim);
+		return;
 	case INODE_INFO_ROOT:
 	case INODE_INFO_NSDIR:
 	case INODE_INFO_SETS:

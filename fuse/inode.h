@@ -142,9 +142,11 @@ struct inode *inode_namespace_dir(const struct namespace *ns);
 uint64_t inode_ino(const struct inode *ino);
 
 /*
- * struct stat of an inode.  a: the record's attributes (records), or only
- * a->size (statistics files); NULL for directories.  Records take mode,
- * owner and mtime from stored metadata, else the daemon's defaults.
+ * struct stat of an inode.  a: the record's attributes (records), the set's
+ * (set directories: txn_set_stat), or only a->size (statistics files); NULL
+ * for the other directories.  Records and sets take mode, owner and mtime
+ * from stored metadata, else the daemon's defaults.  A set given NULL gets
+ * placeholder times (for a readdir entry only).
  */
 void inode_stat(const struct inode *ino, const struct record_attr *a, struct stat *st);
 /* A full entry reply for ino (the caller has counted the lookup). */

@@ -141,6 +141,8 @@ namespace_load(void *arg, struct storage *st, const struct record *r, uint32_t s
 	}
 	if (is_tomb)
 		atomic_inc(&ns->cold_start_tombs);
+	if (!(r->flags & RECORD_F_SET_MARKER))
+		set_times_seen(&ns->sets.sets[set_id], r->last_update_ms);
 	namespace_entry_info(ns, r, &info);
 	index_record_lock(ns->index, &r->digest);
 	pthread_rwlock_rdlock(&p->lock);
@@ -193,6 +195,28 @@ namespace_hint(void *arg, const struct digest *d, bool near)
 		index_prefetch_early(ns->index, d);
 }
 
+/* Cold start is over: each set's mtime and ctime from its marker and the
+ * newest copy of its records (set_times_settle). */
+static void
+namespace_sets_settle(struct namespace *ns, bool clean_start)
+{
+	for (uint32_t id = 1; id <= ns->sets.n; id++) {
+		struct ns_set *s = &ns->sets.sets[id];
+		struct index_partition *p;
+		struct index_entry *m;
+		struct digest d;
+
+		digest_compute(&d, s->name, s->len, "", 0);
+		p = index_partition_of(ns->index, &d);
+		pthread_rwlock_rdlock(&p->lock);
+		m = index_find_locked(p, (uint16_t)id, &d);
+		if (m != NULL && (!m->set_marker || m->tombstone))
+			m = NULL;
+		set_times_settle(s, m, clean_start);
+		pthread_rwlock_unlock(&p->lock);
+	}
+}
+
 /* Cold start is over: a tombstone no older copy was found for has done
  * its job and is dropped (its bytes freed).  Runs before any client. */
 static void
@@ -241,6 +265,7 @@ namespace_loaded(void *arg, struct storage *st)
 	}
 	free(victims);
 	atomic_add(&ns->tombstones_reclaimed, dropped);
+	namespace_sets_settle(ns, st->clean_start);
 	log_info("namespace", "{%s} cold start done: %" PRIu64 " records, %" PRIu64
 	    " tombstones kept, %" PRIu64 " tombstones reclaimed", ns->name,
 	    atomic_load_relaxed(&ns->objects), atomic_load_relaxed(&ns->tombstones), dropped);

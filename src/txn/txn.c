@@ -159,6 +159,11 @@ commit_record(struct namespace *ns, uint16_t set_id, struct index_entry *e, stru
 			return rc;
 		}
 	}
+	/* A record appearing in or leaving its set changes the set as a
+	 * directory (rename touches the target's set itself: a replaced target
+	 * stays visible). */
+	bool was_visible = entry_visible(e, clock_epoch_s());
+	bool is_visible = (r->flags & (RECORD_F_TOMBSTONE | RECORD_F_SET_MARKER)) == 0;
 	struct index_entry *fresh = NULL;
 	if (e == NULL) {
 		fresh = index_entry_alloc(ns->index, set_id, &r->digest, r->key, r->key_len);
@@ -185,6 +190,8 @@ commit_record(struct namespace *ns, uint16_t set_id, struct index_entry *e, stru
 	pthread_rwlock_unlock(&p->lock);
 	if (old_loc != 0)
 		storage_free(ns->storage, old_loc);
+	if (was_visible != is_visible && !(r->flags & RECORD_F_SET_MARKER))
+		set_times_touch(&ns->sets.sets[set_id], r->last_update_ms);
 	return 0;
 }
 
@@ -213,6 +220,8 @@ static int
 delete_entry(struct namespace *ns, struct index_entry *e, const char *set, uint8_t set_len)
 {
 	if (!ns->storage->persistent) {
+		if (entry_visible(e, clock_epoch_s()))
+			set_times_touch(&ns->sets.sets[e->set_id], next_lut(e->last_update_ms));
 		drop_entry(ns, e);
 		return 0;
 	}
@@ -680,6 +689,7 @@ rename_record(struct namespace *ns, const struct txn_key *from, const struct txn
 	rc = commit_record(ns, tset, te, &r, &ci, false, NULL);
 	if (rc != 0)
 		goto out;
+	set_times_touch(&ns->sets.sets[tset], r.last_update_ms);
 	rc = delete_entry(ns, fe, from->set, (uint8_t)from->set_len);
 	if (rc != 0)
 		log_error("txn", "{%s} rename: old name left behind: %s", ns->name, recfs_strerror(rc));
@@ -720,8 +730,90 @@ txn_namespace_sync(struct namespace *ns)
 
 /* ---- sets --------------------------------------------------------------- */
 
+/* Only mode, owner and mtime can be stored for a set. */
+static bool
+set_write_valid(const struct txn_write *w)
+{
+	return !(w->flags || w->set_file || w->set_size || w->set_ttl || w->n_bins > 0);
+}
+
+static bool
+set_write_has_meta(const struct txn_write *w)
+{
+	return w != NULL && (w->set_mode || w->set_uid || w->set_gid || w->set_mtime);
+}
+
+/*
+ * Write the marker of set set_id (its record lock held; e: its entry in
+ * any state, or NULL) with last-update time lut, which becomes the set's
+ * ctime.  Metadata: the live marker's (a new one starts with none), then
+ * w's changes (w may be NULL); the stored mtime is w's, else a new set's
+ * creation time, else the set's current mtime.
+ */
+static int
+marker_write(struct namespace *ns, uint16_t set_id, const struct digest *d,
+    struct index_entry *e, const struct txn_write *w, uint64_t lut, bool create)
+{
+	struct ns_set *s = &ns->sets.sets[set_id];
+	struct entry_info ci = { 0 };
+	struct record r;
+	int rc;
+
+	record_init(&r);
+	r.digest = *d;
+	r.flags = RECORD_F_SET_MARKER;
+	r.key_type = DIGEST_KEY_TYPE_STRING;
+	r.set = s->name;
+	r.set_len = s->len;
+	r.key = "";
+	r.generation = e != NULL ? next_generation((uint16_t)e->generation) : 1;
+	r.last_update_ms = lut;
+	if (!create && e != NULL && e->set_marker && !e->tombstone && e->has_meta) {
+		r.flags |= RECORD_F_HAS_META;
+		r.meta.mode = e->mode;
+		r.meta.uid = e->uid;
+		r.meta.gid = e->gid;
+	} else if (set_write_has_meta(w)) {
+		r.flags |= RECORD_F_HAS_META;
+		r.meta.mode = 0755;
+	}
+	if (set_write_has_meta(w)) {
+		if (w->set_mode)
+			r.meta.mode = w->mode & 07777;
+		if (w->set_uid)
+			r.meta.uid = w->uid;
+		if (w->set_gid)
+			r.meta.gid = w->gid;
+	}
+	if (w != NULL && w->set_mtime)
+		r.meta.mtime_ns = w->mtime_ns;
+	else if (create)
+		r.meta.mtime_ns = clock_epoch_ms_to_unix_ns(lut);
+	else
+		r.meta.mtime_ns = atomic_load_relaxed(&s->mtime_ns);
+	rc = commit_record(ns, set_id, e, &r, &ci, false, NULL);
+	if (rc == 0) {
+		set_times_touch(s, lut);
+		atomic_store_relaxed(&s->mtime_ns, r.meta.mtime_ns);
+	}
+	return rc;
+}
+
+/* The last-update time of a marker write made now (e: its entry or NULL):
+ * after every change the set has seen, so that a cold start after a crash
+ * knows which record copies are newer than the marker. */
+static uint64_t
+marker_lut(const struct ns_set *s, const struct index_entry *e)
+{
+	uint64_t old = atomic_load_relaxed(&s->ctime_ms);
+
+	if (e != NULL && e->last_update_ms > old)
+		old = e->last_update_ms;
+	return next_lut(old);
+}
+
 int
-txn_set_create(struct namespace *ns, const char *set, size_t len)
+txn_set_create(struct namespace *ns, const char *set, size_t len, const struct txn_write *w)
 {
 	struct txn_key nk = { .key = set, .key_len = len };
 	struct record_attr a;
@@ -732,6 +824,8 @@ txn_set_create(struct namespace *ns, const char *set, size_t len)
 
 	if (rc != 0)
 		return rc;
+	if (w != NULL && !set_write_valid(w))
+		return -EINVAL;
 	if (txn_stat(ns, &nk, &a) == 0)
 		return -EEXIST;  /* a null-set record has that name */
 	rc = set_lookup_or_add(&ns->sets, set, len, &set_id);
@@ -743,18 +837,7 @@ txn_set_create(struct namespace *ns, const char *set, size_t len)
 	digest_compute(&d, set, len, "", 0);
 	index_record_lock(ns->index, &d);
 	e = entry_get(ns, set_id, &d);
-	struct record r;
-	struct entry_info ci = { 0 };
-	record_init(&r);
-	r.digest = d;
-	r.flags = RECORD_F_SET_MARKER;
-	r.key_type = DIGEST_KEY_TYPE_STRING;
-	r.set = set;
-	r.set_len = (uint8_t)len;
-	r.key = "";
-	r.generation = e != NULL ? next_generation((uint16_t)e->generation) : 1;
-	r.last_update_ms = next_lut(e != NULL ? e->last_update_ms : 0);
-	rc = commit_record(ns, set_id, e, &r, &ci, false, NULL);
+	rc = marker_write(ns, set_id, &d, e, w, marker_lut(&ns->sets.sets[set_id], e), true);
 	index_record_unlock(ns->index, &d);
 	return rc;
 }
@@ -794,6 +877,132 @@ txn_set_exists(struct namespace *ns, const char *set, size_t len)
 	if (set_lookup(&ns->sets, set, len, &set_id) != 0)
 		return -ENOENT;
 	return set_visible(&ns->sets.sets[set_id]) ? 0 : -ENOENT;
+}
+
+int
+txn_set_stat(struct namespace *ns, const char *set, size_t len, struct record_attr *out)
+{
+	struct index_partition *p;
+	struct index_entry *e;
+	const struct ns_set *s;
+	struct digest d;
+	uint16_t set_id;
+
+	memset(out, 0, sizeof(*out));
+	if (len == 0 || len > RECORD_SET_MAX || set_lookup(&ns->sets, set, len, &set_id) != 0)
+		return -ENOENT;
+	s = &ns->sets.sets[set_id];
+	if (!set_visible(s))
+		return -ENOENT;
+	digest_compute(&d, set, len, "", 0);
+	p = index_partition_of(ns->index, &d);
+	pthread_rwlock_rdlock(&p->lock);
+	e = index_find_locked(p, set_id, &d);
+	if (e != NULL && e->set_marker && !e->tombstone) {
+		out->digest = e->digest;
+		out->partition = digest_partition(&e->digest);
+		out->generation = (uint16_t)e->generation;
+		out->has_meta = e->has_meta;
+		out->mode = e->mode;
+		out->uid = e->uid;
+		out->gid = e->gid;
+		out->last_update_ms = e->last_update_ms;
+		out->mtime_ns = clock_epoch_ms_to_unix_ns(e->last_update_ms);
+	}
+	pthread_rwlock_unlock(&p->lock);
+	/* The set's own times, once it has any (see namespace.h). */
+	if (atomic_load_relaxed(&s->ctime_ms) != 0) {
+		out->last_update_ms = atomic_load_relaxed(&s->ctime_ms);
+		out->mtime_ns = atomic_load_relaxed(&s->mtime_ns);
+	}
+	return 0;
+}
+
+int
+txn_set_update(struct namespace *ns, const char *set, size_t len, const struct txn_write *w,
+    struct record_attr *out)
+{
+	struct index_entry *e;
+	struct ns_set *s;
+	struct digest d;
+	uint16_t set_id;
+	int rc;
+
+	if (!set_write_valid(w))
+		return -EINVAL;
+	if (!set_write_has_meta(w))
+		return out != NULL ? txn_set_stat(ns, set, len, out) : txn_set_exists(ns, set, len);
+	if (len == 0 || len > RECORD_SET_MAX || set_lookup(&ns->sets, set, len, &set_id) != 0)
+		return -ENOENT;
+	s = &ns->sets.sets[set_id];
+	if (!set_visible(s))
+		return -ENOENT;
+	if (__atomic_load_n(&ns->stop_writes, __ATOMIC_RELAXED)) {
+		COUNT(ns, fail_stop_writes);
+		return -ENOSPC;
+	}
+	digest_compute(&d, set, len, "", 0);
+	storage_wait_space(ns->storage, &d);
+	index_record_lock(ns->index, &d);
+	/* Removed meanwhile?  (rmdir takes this record lock too.) */
+	if (!set_visible(s)) {
+		rc = -ENOENT;
+	} else {
+		e = entry_get(ns, set_id, &d);
+		rc = marker_write(ns, set_id, &d, e, w, marker_lut(s, e), false);
+	}
+	index_record_unlock(ns->index, &d);
+	if (rc == 0)
+		COUNT(ns, client_write_success);
+	else if (rc != -ENOENT)
+		COUNT(ns, client_write_error);
+	if (rc == 0 && out != NULL)
+		rc = txn_set_stat(ns, set, len, out);
+	return rc;
+}
+
+void
+txn_sets_store_times(struct namespace *ns)
+{
+	uint32_t n, stored = 0;
+
+	if (!ns->storage->persistent)
+		return;
+	pthread_rwlock_rdlock(&ns->sets.lock);
+	n = ns->sets.n;
+	pthread_rwlock_unlock(&ns->sets.lock);
+	for (uint32_t id = 1; id <= n; id++) {
+		struct ns_set *s = &ns->sets.sets[id];
+		struct index_entry *e;
+		struct digest d;
+
+		if (!set_visible(s))
+			continue;
+		digest_compute(&d, s->name, s->len, "", 0);
+		index_record_lock(ns->index, &d);
+		e = entry_get(ns, (uint16_t)id, &d);
+		/* Markers without metadata are never rewritten: their set's times
+		 * come from its records at the next start (set_times_settle). */
+		if (e != NULL && e->set_marker && !e->tombstone && e->has_meta) {
+			uint64_t ct = atomic_load_relaxed(&s->ctime_ms);
+
+			if (ct > e->last_update_ms || atomic_load_relaxed(&s->mtime_ns) != e->mtime_ns) {
+				uint64_t lut = ct > e->last_update_ms ? ct : e->last_update_ms + 1;
+				int rc = marker_write(ns, (uint16_t)id, &d, e, NULL, lut, false);
+
+				if (rc == 0)
+					stored++;
+				else
+					log_warn("txn", "{%s} set %s: its mtime and ctime could not be "
+					    "stored at shutdown (%s): after the restart they show its "
+					    "last chmod, chown or touch", ns->name, s->name,
+					    recfs_strerror(rc));
+			}
+		}
+		index_record_unlock(ns->index, &d);
+	}
+	if (stored > 0)
+		log_info("txn", "{%s} stored the times of %u sets", ns->name, stored);
 }
 
 static void

@@ -167,12 +167,35 @@ int txn_namespace_sync(struct namespace *ns);
 /* ---- sets -------------------------------------------------------------- */
 
 /* Create a set (persists while empty).  -EEXIST if it exists or a null-set
- * record has that name. */
-int txn_set_create(struct namespace *ns, const char *set, size_t len);
+ * record has that name.  w (may be NULL: none stored) gives its mode, owner
+ * and mtime as txn_set_update takes them. */
+int txn_set_create(struct namespace *ns, const char *set, size_t len, const struct txn_write *w);
 /* Remove an empty set: -ENOTEMPTY, -ENOENT. */
 int txn_set_remove(struct namespace *ns, const char *set, size_t len);
 /* 0 if the set exists, else -ENOENT. */
 int txn_set_exists(struct namespace *ns, const char *set, size_t len);
+
+/*
+ * A set's attributes, as a directory shows them: has_meta, mode, uid, gid
+ * (stored by txn_set_create / txn_set_update; without has_meta the caller
+ * shows its defaults), mtime_ns and last_update_ms (its ctime), which move
+ * when records are created, deleted or renamed in it; digest and generation
+ * are its marker's (zero if it has none).  Served from memory and the
+ * index.  -ENOENT if the set does not exist.
+ */
+int txn_set_stat(struct namespace *ns, const char *set, size_t len, struct record_attr *out);
+/*
+ * Store a set's mode, owner and mtime (chmod, chown, utimens on its
+ * directory): only w's set_mode, set_uid, set_gid and set_mtime may be
+ * given (anything else: -EINVAL); its ctime moves.  They are kept in its
+ * marker record, so a set created by writes alone (no mkdir) gets one and
+ * from then on persists while empty.  A set with no stored metadata starts
+ * from 0755, uid 0, gid 0: give every field the first time to store others.
+ * On success *out (may be NULL) holds txn_set_stat's answer.  -ENOENT,
+ * -ENOSPC (stop-writes, storage full), -EIO.
+ */
+int txn_set_update(struct namespace *ns, const char *set, size_t len, const struct txn_write *w,
+    struct record_attr *out);
 
 struct txn_set_info {
 	char name[RECORD_SET_MAX + 1];

@@ -9,9 +9,9 @@
  * the walk jumps over it; anything else moves on 16 bytes.  Unlike cold
  * start, which only logs candidates that fail after the structural check,
  * the checker also reports a candidate that carries the record magic and
- * format version but fails the structural check: the bytes that begin a
- * record were written, so a header that no longer makes sense is damage
- * (cold start silently skips it, and the record is gone).
+ * a format version it reads (1 or 2) but fails the structural check: the
+ * bytes that begin a record were written, so a header that no longer makes
+ * sense is damage (cold start silently skips it, and the record is gone).
  *
  * Reads are plain buffered preads in chunks of several wblocks: the file
  * is read once, sequentially, and O_DIRECT would only add alignment rules.
@@ -191,7 +191,8 @@ walk_wblock(struct check_file *f, const uint8_t *buf, uint64_t base, check_item_
 		struct record r;
 
 		memcpy(&magic, p, sizeof(magic));
-		if (le32toh(magic) != RECORD_FLAT_MAGIC || p[8] != RECORD_FLAT_VERSION) {
+		if (le32toh(magic) != RECORD_FLAT_MAGIC || p[8] < RECORD_FLAT_VERSION_MIN ||
+		    p[8] > RECORD_FLAT_VERSION) {
 			off += RBLOCK_SIZE;
 			continue;
 		}

@@ -1363,6 +1363,8 @@ dev_open(struct storage *st)
 
 		d->hdr.flags &= ~DEVICE_F_CLEAN;
 		d->hdr.opens++;
+		/* Read old, write new: from now on it may hold version 2 records. */
+		d->hdr.version = DEVICE_HEADER_VERSION;
 		rc = device_header_write(d);
 		if (rc != 0)
 			goto fail;

@@ -297,7 +297,7 @@ add_record(fuse_req_t req, struct dir_handle *d, const struct txn_entry *te, cha
 	size_t need;
 
 	if (!plus) {
-		struct stat st = { .st_ino = digest_inode(&te->attr.digest), .st_mode = S_IFREG };
+		struct stat st = { .st_ino = te->attr.ino, .st_mode = S_IFREG };
 
 		return fuse_add_direntry(req, buf, room, te->key, &st, next);
 	}
@@ -306,7 +306,7 @@ add_record(fuse_req_t req, struct dir_handle *d, const struct txn_entry *te, cha
 	if (ino == NULL) {
 		/* No memory for a node: a plain entry (ino 0 = no attributes). */
 		memset(&e, 0, sizeof(e));
-		e.attr.st_ino = digest_inode(&te->attr.digest);
+		e.attr.st_ino = te->attr.ino;
 		e.attr.st_mode = S_IFREG;
 		return fuse_add_direntry_plus(req, buf, room, te->key, &e, next);
 	}

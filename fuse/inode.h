@@ -3,8 +3,9 @@
  * lookup counting that decides when a node may be freed.
  *
  * A nodeid is the address of a struct inode (FUSE_ROOT_ID for the root), as
- * libfuse's passthrough_ll does; st_ino is separate and comes from the
- * record digest, so it is stable and the same on every node of a cluster.
+ * libfuse's passthrough_ll does; st_ino is separate: a record's is kept with
+ * it (record_attr.ino: stable across renames and restarts, the same on every
+ * node of a cluster), a directory's comes from its path's digest.
  * Records and set directories live in a hash table keyed by (namespace,
  * digest); the root, namespace directories and the /.info tree are static.
  *
@@ -138,7 +139,7 @@ const char *inode_static_name(const struct inode *ino);
 /* The directory of namespace ns. */
 struct inode *inode_namespace_dir(const struct namespace *ns);
 
-/* st_ino of any inode. */
+/* st_ino of a directory or statistics file (records: record_attr.ino). */
 uint64_t inode_ino(const struct inode *ino);
 
 /*

@@ -332,6 +332,19 @@ ops_getattr(fuse_req_t req, fuse_ino_t id, struct fuse_file_info *fi)
 	FUSE_SET_ATTR_SIZE | FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME | \
 	FUSE_SET_ATTR_ATIME_NOW | FUSE_SET_ATTR_MTIME_NOW)
 
+/* An explicit atime (utimensat): stored; reads never update it (noatime). */
+static void
+setattr_atime(const struct stat *attr, int to_set, struct txn_write *w)
+{
+	if (to_set & FUSE_SET_ATTR_ATIME_NOW) {
+		w->set_atime = true;
+		w->atime_ns = recfsd_now_ns();
+	} else if (to_set & FUSE_SET_ATTR_ATIME) {
+		w->set_atime = true;
+		w->atime_ns = (int64_t)attr->st_atim.tv_sec * 1000000000LL + attr->st_atim.tv_nsec;
+	}
+}
+
 /* chmod, chown and utimens of a set directory: stored with the set. */
 static int
 set_setattr(struct inode *ino, const struct stat *attr, int to_set, struct stat *st)
@@ -363,9 +376,9 @@ set_setattr(struct inode *ino, const struct stat *attr, int to_set, struct stat 
 		w.set_mtime = true;
 		w.mtime_ns = (int64_t)attr->st_mtim.tv_sec * 1000000000LL + attr->st_mtim.tv_nsec;
 	}
-	/* atime is not stored: st_atim shows the mtime. */
+	setattr_atime(attr, to_set, &w);
 	rc = txn_set_stat(ino->ns, ino->name, ino->set_len, &a);
-	if (rc == 0 && (w.set_mode || w.set_uid || w.set_gid || w.set_mtime)) {
+	if (rc == 0 && (w.set_mode || w.set_uid || w.set_gid || w.set_mtime || w.set_atime)) {
 		/* A set with no stored metadata shows the daemon's defaults:
 		 * store those for what this call does not change. */
 		if (!a.has_meta && !w.set_mode) {
@@ -455,9 +468,10 @@ ops_setattr(fuse_req_t req, fuse_ino_t id, struct stat *attr, int to_set,
 		w.set_size = true;
 		w.size = (uint64_t)attr->st_size;
 	}
-	/* atime is not stored; ctime is the engine's last-update time. */
+	setattr_atime(attr, to_set, &w);
+	/* ctime is the engine's last-update time. */
 	pthread_mutex_lock(&ino->lock);
-	if (!(w.set_mode || w.set_uid || w.set_gid || w.set_mtime || w.set_size)) {
+	if (!(w.set_mode || w.set_uid || w.set_gid || w.set_mtime || w.set_atime || w.set_size)) {
 		rc = handle_attr_locked(ino, &a);
 		pthread_mutex_unlock(&ino->lock);
 	} else {

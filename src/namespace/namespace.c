@@ -19,9 +19,13 @@
 #include "namespace.h"
 
 void
-namespace_entry_fill(struct index_entry *e, const struct record *r, const struct entry_info *info,
-    storage_loc loc)
+namespace_entry_fill(struct namespace *ns, struct index_entry *e, const struct record *r,
+    const struct entry_info *info, storage_loc loc)
 {
+	bool meta = (r->flags & RECORD_F_HAS_META) != 0;
+	uint64_t ino = meta ? r->meta.ino : 0;
+	int64_t atime = meta ? r->meta.atime_ns : 0;
+
 	e->loc = loc;
 	e->generation = r->generation;
 	e->last_update_ms = r->last_update_ms;
@@ -36,6 +40,22 @@ namespace_entry_fill(struct index_entry *e, const struct record *r, const struct
 	e->uid = r->meta.uid;
 	e->gid = r->meta.gid;
 	e->mtime_ns = r->meta.mtime_ns;
+	/* The rare values go to the side table (index.h). */
+	if (ino == digest_inode(&r->digest))
+		ino = 0;
+	if (atime == r->meta.mtime_ns)
+		atime = 0;
+	if (ino != 0 || atime != 0) {
+		int rc = index_extra_put(ns->index, &e->digest, ino, atime);
+
+		if (rc != 0)
+			log_error("namespace", "{%s} no memory for a record's inode number or atime: "
+			    "it shows the defaults until rewritten", ns->name);
+		e->has_extra = rc == 0;
+	} else if (e->has_extra) {
+		index_extra_remove(ns->index, &e->digest);
+		e->has_extra = 0;
+	}
 }
 
 void
@@ -155,7 +175,7 @@ namespace_load(void *arg, struct storage *st, const struct record *r, uint32_t s
 			goto out;
 		}
 		pthread_rwlock_wrlock(&p->lock);
-		namespace_entry_fill(e, r, &info, loc);
+		namespace_entry_fill(ns, e, r, &info, loc);
 		index_insert_locked(p, e);
 		namespace_entry_count(ns, e, +1, size);
 		pthread_rwlock_unlock(&p->lock);
@@ -167,7 +187,7 @@ namespace_load(void *arg, struct storage *st, const struct record *r, uint32_t s
 
 		pthread_rwlock_wrlock(&p->lock);
 		namespace_entry_count(ns, e, -1, storage_loc_size(old));
-		namespace_entry_fill(e, r, &info, loc);
+		namespace_entry_fill(ns, e, r, &info, loc);
 		e->older_seen = is_tomb && older_live;
 		namespace_entry_count(ns, e, +1, size);
 		pthread_rwlock_unlock(&p->lock);

@@ -127,9 +127,11 @@ struct entry_info {
 	bool has_ttl;            /* a TTL setting other than the default */
 };
 
-/* Copy a stored record's metadata into its index entry (partition lock
- * held exclusive). */
-void namespace_entry_fill(struct index_entry *e, const struct record *r,
+/* Copy a stored record's metadata into its index entry (record lock and
+ * partition lock held exclusive), its kept inode number and atime into the
+ * index's side table when they are not the defaults (the digest's inode
+ * number; the mtime). */
+void namespace_entry_fill(struct namespace *ns, struct index_entry *e, const struct record *r,
     const struct entry_info *info, storage_loc loc);
 /* Account an entry entering (+1) or leaving (-1) the index: object and
  * tombstone counts, set sizes, set markers. */

@@ -16,6 +16,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "../base/atomic.h"
 #include "../base/clock.h"
@@ -49,9 +50,23 @@ entry_visible(const struct index_entry *e, uint32_t now)
 	return e != NULL && !e->tombstone && !e->set_marker && !entry_expired(e, now);
 }
 
+/* A record's inode number and explicit atime (0: none): from the side
+ * table if its entry has extras (partition lock held), else the digest's. */
 static void
-attr_from_entry(const struct index_entry *e, struct record_attr *a)
+entry_extra(struct namespace *ns, const struct index_entry *e, uint64_t *ino, int64_t *atime_ns)
 {
+	*ino = 0;
+	*atime_ns = 0;
+	if (e->has_extra)
+		index_extra_get(ns->index, &e->digest, ino, atime_ns);
+	if (*ino == 0)
+		*ino = digest_inode(&e->digest);
+}
+
+static void
+attr_from_entry(struct namespace *ns, const struct index_entry *e, struct record_attr *a)
+{
+	entry_extra(ns, e, &a->ino, &a->atime_ns);
 	a->digest = e->digest;
 	a->size = e->size;
 	a->has_meta = e->has_meta;
@@ -182,17 +197,35 @@ commit_record(struct namespace *ns, uint16_t set_id, struct index_entry *e, stru
 		e = fresh;
 		index_insert_locked(p, e);
 	}
-	namespace_entry_fill(e, r, ci, loc);
+	namespace_entry_fill(ns, e, r, ci, loc);
 	if (enter)
 		namespace_entry_count(ns, e, +1, (uint32_t)size);
 	if (out != NULL)
-		attr_from_entry(e, out);
+		attr_from_entry(ns, e, out);
 	pthread_rwlock_unlock(&p->lock);
 	if (old_loc != 0)
 		storage_free(ns->storage, old_loc);
 	if (was_visible != is_visible && !(r->flags & RECORD_F_SET_MARKER))
 		set_times_touch(&ns->sets.sets[set_id], r->last_update_ms);
 	return 0;
+}
+
+/*
+ * The inode number of a record created now at digest d: the digest's own
+ * (digest_inode: the same on every node, as before records kept one),
+ * unless a renamed record kept that number - then another, so that two
+ * live files never share one (tar, rsync -H and find would take them for
+ * hard links).  Record lock of d held: a rename away from d, the only
+ * usual way its number gets kept, holds it too.
+ */
+static uint64_t
+ino_for_new(struct namespace *ns, const struct digest *d)
+{
+	uint64_t own = digest_inode(d), ino = own;
+
+	for (unsigned i = 0; index_ino_taken(ns->index, ino, d) && i < 64; i++)
+		ino = index_ino_alternative(own, i);
+	return ino;
 }
 
 /* Remove an entry for good (non-persistent engines; expired copies). */
@@ -205,6 +238,8 @@ drop_entry(struct namespace *ns, struct index_entry *e)
 	pthread_rwlock_wrlock(&p->lock);
 	loc = e->loc;
 	namespace_entry_count(ns, e, -1, storage_loc_size(loc));
+	if (e->has_extra)
+		index_extra_remove(ns->index, &e->digest);
 	index_remove_locked(p, e);
 	pthread_rwlock_unlock(&p->lock);
 	storage_free(ns->storage, loc);
@@ -297,7 +332,7 @@ stat_record(struct namespace *ns, const struct txn_key *k, struct record_attr *o
 	pthread_rwlock_rdlock(&p->lock);
 	e = index_find_locked(p, set_id, &d);
 	if (entry_visible(e, clock_epoch_s()))
-		attr_from_entry(e, out);
+		attr_from_entry(ns, e, out);
 	else
 		rc = -ENOENT;
 	pthread_rwlock_unlock(&p->lock);
@@ -326,7 +361,7 @@ read_record(struct namespace *ns, const struct txn_key *k, struct txn_record *ou
 	if (!entry_visible(e, clock_epoch_s())) {
 		rc = -ENOENT;
 	} else {
-		attr_from_entry(e, &out->attr);
+		attr_from_entry(ns, e, &out->attr);
 		rc = entry_load(ns, e, &out->rec, &out->buf);
 	}
 	index_record_unlock(ns->index, &d);
@@ -511,6 +546,12 @@ write_record(struct namespace *ns, const struct txn_key *k, const struct txn_wri
 
 	/* POSIX metadata: kept from the index entry, then the request's changes. */
 	bool has_meta = exists && e->has_meta;
+	uint64_t ino;
+	int64_t atime = 0;
+	if (exists)
+		entry_extra(ns, e, &ino, &atime);
+	else
+		ino = ino_for_new(ns, &d);
 	if (has_meta) {
 		r.meta.mode = e->mode;
 		r.meta.uid = e->uid;
@@ -518,7 +559,9 @@ write_record(struct namespace *ns, const struct txn_key *k, const struct txn_wri
 		r.meta.mtime_ns = e->mtime_ns;
 	}
 	bool content_changed = w->set_file || w->set_size;
-	if (w->set_mode || w->set_uid || w->set_gid || w->set_mtime) {
+	/* An inode number other than the digest's is kept in the metadata. */
+	bool own_ino = ino != digest_inode(&d);
+	if (w->set_mode || w->set_uid || w->set_gid || w->set_mtime || w->set_atime || own_ino) {
 		if (!has_meta) {
 			/* First metadata on this record: start from the defaults. */
 			r.meta.mode = 0644;
@@ -539,6 +582,8 @@ write_record(struct namespace *ns, const struct txn_key *k, const struct txn_wri
 		r.meta.mtime_ns = clock_epoch_ms_to_unix_ns(r.last_update_ms);
 	if (w->set_mtime)
 		r.meta.mtime_ns = w->mtime_ns;
+	r.meta.ino = ino;
+	r.meta.atime_ns = w->set_atime ? w->atime_ns : atime;
 	if (has_meta)
 		r.flags |= RECORD_F_HAS_META;
 
@@ -684,6 +729,21 @@ rename_record(struct namespace *ns, const struct txn_key *from, const struct txn
 	r.last_update_ms = next_lut(te != NULL ? te->last_update_ms : 0);
 	if (r.last_update_ms < fe->last_update_ms)
 		r.last_update_ms = fe->last_update_ms;
+	/* The file keeps its inode number (SPEC 4: st_ino survives a rename). */
+	uint64_t ino;
+	int64_t atime;
+	entry_extra(ns, fe, &ino, &atime);
+	if (!(r.flags & RECORD_F_HAS_META) && ino != digest_inode(&td)) {
+		/* Metadata is where the number is kept: start it from what the
+		 * record showed (the daemon's defaults: file-mode, its user). */
+		r.flags |= RECORD_F_HAS_META;
+		r.meta = (struct posix_meta){
+			.mode = ns->root_cfg != NULL ? ns->root_cfg->file_mode & 07777 : 0644,
+			.uid = (uint32_t)getuid(), .gid = (uint32_t)getgid(),
+			.mtime_ns = clock_epoch_ms_to_unix_ns(fe->last_update_ms) };
+	}
+	r.meta.ino = ino;
+	r.meta.atime_ns = atime;
 	struct entry_info ci;
 	namespace_entry_info(ns, &r, &ci);
 	rc = commit_record(ns, tset, te, &r, &ci, false, NULL);
@@ -740,7 +800,8 @@ set_write_valid(const struct txn_write *w)
 static bool
 set_write_has_meta(const struct txn_write *w)
 {
-	return w != NULL && (w->set_mode || w->set_uid || w->set_gid || w->set_mtime);
+	return w != NULL && (w->set_mode || w->set_uid || w->set_gid || w->set_mtime ||
+	    w->set_atime);
 }
 
 /*
@@ -769,10 +830,13 @@ marker_write(struct namespace *ns, uint16_t set_id, const struct digest *d,
 	r.generation = e != NULL ? next_generation((uint16_t)e->generation) : 1;
 	r.last_update_ms = lut;
 	if (!create && e != NULL && e->set_marker && !e->tombstone && e->has_meta) {
+		uint64_t ino;
+
 		r.flags |= RECORD_F_HAS_META;
 		r.meta.mode = e->mode;
 		r.meta.uid = e->uid;
 		r.meta.gid = e->gid;
+		entry_extra(ns, e, &ino, &r.meta.atime_ns);
 	} else if (set_write_has_meta(w)) {
 		r.flags |= RECORD_F_HAS_META;
 		r.meta.mode = 0755;
@@ -784,6 +848,8 @@ marker_write(struct namespace *ns, uint16_t set_id, const struct digest *d,
 			r.meta.uid = w->uid;
 		if (w->set_gid)
 			r.meta.gid = w->gid;
+		if (w->set_atime)
+			r.meta.atime_ns = w->atime_ns;
 	}
 	if (w != NULL && w->set_mtime)
 		r.meta.mtime_ns = w->mtime_ns;
@@ -908,6 +974,9 @@ txn_set_stat(struct namespace *ns, const char *set, size_t len, struct record_at
 		out->gid = e->gid;
 		out->last_update_ms = e->last_update_ms;
 		out->mtime_ns = clock_epoch_ms_to_unix_ns(e->last_update_ms);
+		if (e->has_extra)
+			index_extra_get(ns->index, &e->digest, &out->ino, &out->atime_ns);
+		out->ino = 0;  /* a set's st_ino is its path's (fuse/inode.c) */
 	}
 	pthread_rwlock_unlock(&p->lock);
 	/* The set's own times, once it has any (see namespace.h). */
@@ -1072,7 +1141,7 @@ list_records(struct namespace *ns, const char *set, size_t set_len, struct txn_c
 				memcpy(t->key, e->key, e->key_len);
 				t->key[e->key_len] = '\0';
 				t->key_len = e->key_len;
-				attr_from_entry(e, &t->attr);
+				attr_from_entry(ns, e, &t->attr);
 			}
 			cur->last = e->digest;
 			cur->started = true;

@@ -319,6 +319,77 @@ test_txn_set_keeps_mode_owner_and_times(void **state)
 	assert_int_equal(txn_set_exists(ns, "implicit", 8), 0);
 }
 
+/* st_ino is kept with the record: the same after renames, another one for
+ * a new record at a renamed record's old name, back to the digest's when
+ * it comes home.  An explicit atime is kept; reads leave it. */
+static void
+test_txn_inode_number_follows_renames_and_atime_is_kept(void **state)
+{
+	struct txn_key a = key("in", "a"), b = key("in", "b"), c = key(NULL, "c");
+	struct txn_write meta = { .set_file = true, .file_data = "x", .file_len = 1,
+	    .set_mode = true, .mode = 0600 };
+	struct txn_write plain = { .set_file = true, .file_data = "y", .file_len = 1 };
+	struct record_attr ra, rb, rc2, rn;
+	struct txn_record rec;
+
+	assert_int_equal(txn_write(ns, &a, &meta, &ra), 0);
+	assert_int_equal(ra.ino, digest_inode(&ra.digest));
+	assert_int_equal(ra.atime_ns, 0);
+	assert_int_equal(txn_rename(ns, &a, &b, 0), 0);
+	assert_int_equal(txn_stat(ns, &b, &rb), 0);
+	assert_int_equal(rb.ino, ra.ino);
+	assert_true(rb.ino != digest_inode(&rb.digest));
+	/* A new record at the old name: the digest's number is taken. */
+	assert_int_equal(txn_write(ns, &a, &plain, &rn), 0);
+	assert_true(rn.ino != ra.ino);
+	assert_true(rn.ino > 1);
+	/* It stays its own across rewrites (kept in its metadata). */
+	assert_int_equal(txn_write(ns, &a, &plain, &rn), 0);
+	assert_true(rn.ino != ra.ino);
+	assert_int_equal(txn_stat(ns, &a, &rc2), 0);
+	assert_int_equal(rc2.ino, rn.ino);
+	/* Listings show the kept number. */
+	struct txn_cursor cur;
+	struct txn_entry ents[8];
+	int n;
+	txn_cursor_init(&cur);
+	n = txn_list(ns, "in", 2, &cur, ents, 8);
+	assert_int_equal(n, 2);
+	for (int i = 0; i < n; i++)
+		assert_int_equal(ents[i].attr.ino, strcmp(ents[i].key, "b") == 0 ? ra.ino : rn.ino);
+	/* Into the null set, then over an existing record. */
+	assert_int_equal(txn_rename(ns, &b, &c, 0), 0);
+	assert_int_equal(txn_stat(ns, &c, &rc2), 0);
+	assert_int_equal(rc2.ino, ra.ino);
+	assert_int_equal(txn_delete(ns, &a), 0);
+	assert_int_equal(txn_rename(ns, &c, &a, 0), 0);
+	assert_int_equal(txn_stat(ns, &a, &rc2), 0);
+	assert_int_equal(rc2.ino, ra.ino);  /* home again: the digest's own */
+	assert_int_equal(rc2.ino, digest_inode(&rc2.digest));
+	/* A record written without metadata keeps its number through a rename too. */
+	struct txn_key p = key("in", "p"), q = key("in", "q");
+	struct record_attr rp, rq;
+	assert_int_equal(txn_write(ns, &p, &plain, &rp), 0);
+	assert_false(rp.has_meta);
+	assert_int_equal(txn_rename(ns, &p, &q, 0), 0);
+	assert_int_equal(txn_stat(ns, &q, &rq), 0);
+	assert_int_equal(rq.ino, rp.ino);
+	assert_int_equal(rq.mtime_ns, rp.mtime_ns);
+
+	/* atime: stored when set, kept by rewrites and renames, read leaves it. */
+	assert_int_equal(txn_write(ns, &q, &(struct txn_write){ .set_atime = true,
+	    .atime_ns = 1000000000000000000LL }, &rq), 0);
+	assert_int_equal(rq.atime_ns, 1000000000000000000LL);
+	assert_int_equal(rq.mtime_ns, rp.mtime_ns);
+	assert_int_equal(txn_read(ns, &q, &rec), 0);
+	txn_record_release(&rec);
+	assert_int_equal(txn_write(ns, &q, &plain, NULL), 0);
+	assert_int_equal(txn_rename(ns, &q, &p, 0), 0);
+	assert_int_equal(txn_stat(ns, &p, &rp), 0);
+	assert_int_equal(rp.atime_ns, 1000000000000000000LL);
+	assert_int_equal(rp.ino, rq.ino);
+}
+
 #define LIST_N 3000
 
 static void
@@ -534,6 +605,7 @@ main(void)
 		cmocka_unit_test(test_txn_rename_moves_and_respects_noreplace),
 		cmocka_unit_test(test_txn_sets_persist_empty_and_refuse_rmdir_when_full),
 		cmocka_unit_test(test_txn_set_keeps_mode_owner_and_times),
+		cmocka_unit_test(test_txn_inode_number_follows_renames_and_atime_is_kept),
 		cmocka_unit_test(test_txn_list_survives_concurrent_changes),
 		cmocka_unit_test(test_txn_counters_move),
 		cmocka_unit_test(test_txn_statistics_fill_every_row),

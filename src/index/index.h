@@ -184,9 +184,9 @@ bool index_extra_get(struct index *ix, const struct digest *d, uint64_t *ino, in
 void index_extra_remove(struct index *ix, const struct digest *d);
 /* Does a record other than d keep inode number ino?  (No lock when none
  * keeps one.) */
-bool index_ino_taken(struct index *ix, uint64_t ino, const struct digest *d);
+bool index_extra_ino_taken(struct index *ix, uint64_t ino, const struct digest *d);
 /* The attempt-th other candidate for an inode number that is taken. */
-uint64_t index_ino_alternative(uint64_t ino, unsigned attempt);
+uint64_t index_extra_ino_alternative(uint64_t ino, unsigned attempt);
 uint64_t index_extra_bytes(const struct index *ix);
 
 /* What the index costs in RAM: the slab's chunks plus the fixed tables

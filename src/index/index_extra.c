@@ -321,7 +321,7 @@ index_extra_remove(struct index *ix, const struct digest *d)
 }
 
 bool
-index_ino_taken(struct index *ix, uint64_t ino, const struct digest *d)
+index_extra_ino_taken(struct index *ix, uint64_t ino, const struct digest *d)
 {
 	struct index_extra_table *t = ix->extra;
 	uint64_t h;
@@ -344,7 +344,7 @@ index_ino_taken(struct index *ix, uint64_t ino, const struct digest *d)
 }
 
 uint64_t
-index_ino_alternative(uint64_t ino, unsigned attempt)
+index_extra_ino_alternative(uint64_t ino, unsigned attempt)
 {
 	uint64_t v = mix64(ino + 0x9e3779b97f4a7c15ULL * (attempt + 1));
 

@@ -223,8 +223,8 @@ ino_for_new(struct namespace *ns, const struct digest *d)
 {
 	uint64_t own = digest_inode(d), ino = own;
 
-	for (unsigned i = 0; index_ino_taken(ns->index, ino, d) && i < 64; i++)
-		ino = index_ino_alternative(own, i);
+	for (unsigned i = 0; index_extra_ino_taken(ns->index, ino, d) && i < 64; i++)
+		ino = index_extra_ino_alternative(own, i);
 	return ino;
 }
 

@@ -188,7 +188,7 @@ test_index_extra_keeps_values_and_knows_taken_inodes(void **state)
 	int64_t at;
 
 	assert_int_equal(index_create(&ix), 0);
-	assert_false(index_ino_taken(ix, 12345, &d[0]));
+	assert_false(index_extra_ino_taken(ix, 12345, &d[0]));
 	for (int i = 0; i < N; i++) {
 		digest_in_partition(&d[i], (uint32_t)i % PARTITION_COUNT);
 		/* Even ones keep an inode number, every third an atime. */
@@ -209,21 +209,21 @@ test_index_extra_keeps_values_and_knows_taken_inodes(void **state)
 		}
 		/* Taken: kept by a record other than the one asking. */
 		if (i % 2 == 0) {
-			assert_int_equal(index_ino_taken(ix, 1000 + (uint64_t)i, &d[(i + 1) % N]),
+			assert_int_equal(index_extra_ino_taken(ix, 1000 + (uint64_t)i, &d[(i + 1) % N]),
 			    i % 4 != 0);
-			assert_false(index_ino_taken(ix, 1000 + (uint64_t)i, &d[i]));
+			assert_false(index_extra_ino_taken(ix, 1000 + (uint64_t)i, &d[i]));
 		}
 	}
 	/* A number handed to another record (a rename) leaves the old owner. */
 	assert_int_equal(index_extra_put(ix, &d[1], 1002, 0), 0);
 	index_extra_remove(ix, &d[2]);
-	assert_true(index_ino_taken(ix, 1002, &d[2]));
-	assert_false(index_ino_taken(ix, 1002, &d[1]));
+	assert_true(index_extra_ino_taken(ix, 1002, &d[2]));
+	assert_false(index_extra_ino_taken(ix, 1002, &d[1]));
 	/* Both 0: nothing kept. */
 	assert_int_equal(index_extra_put(ix, &d[1], 0, 0), 0);
 	assert_false(index_extra_get(ix, &d[1], &ino, &at));
-	assert_false(index_ino_taken(ix, 1002, &d[2]));
-	assert_true(index_ino_alternative(5, 0) != 5 && index_ino_alternative(5, 0) > 1);
+	assert_false(index_extra_ino_taken(ix, 1002, &d[2]));
+	assert_true(index_extra_ino_alternative(5, 0) != 5 && index_extra_ino_alternative(5, 0) > 1);
 	index_destroy(ix, NULL, NULL);
 }
 

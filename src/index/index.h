@@ -50,11 +50,13 @@ struct index_entry {
 	uint64_t set_marker : 1;             /* the marker that keeps a set alive */
 	uint64_t has_ttl : 1;                /* a TTL was set on the record (user.recfs.ttl) */
 	uint64_t older_seen : 1;             /* cold start: an older copy exists on storage */
-	uint64_t has_extra : 1;              /* a kept inode number or an atime: index_extra_get */
+	uint64_t spare : 1;
 	uint32_t void_time;
 	uint32_t size;                       /* file-bin length */
 	uint32_t uid, gid;
-	uint16_t mode;
+	uint16_t mode : 12;                  /* permission bits (07777) */
+	uint16_t has_extra : 1;              /* a kept inode number or an atime: index_extra_get */
+	uint16_t spare_mode_bits : 3;
 	char key[];                          /* key_len bytes, not NUL-terminated */
 };
 

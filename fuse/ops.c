@@ -821,7 +821,18 @@ ops_open(fuse_req_t req, fuse_ino_t id, struct fuse_file_info *fi)
 		 * returns what we send. */
 		rc = handle_open_info(ino, fi->flags, fuse_req_ctx(req)->pid, &h);
 	} else if (ino->kind == INODE_RECORD) {
-		rc = handle_open(ino, fi->flags, false, &h);
+		struct record_attr a;
+		struct txn_key k;
+
+		/* A damaged record (its newest copy's body is damaged): only an
+		 * open that replaces the whole content (O_TRUNC) may go on; the
+		 * others fail as its reads would, before the kernel can take its
+		 * unknown size (0) for an empty file. */
+		inode_key(ino, &k);
+		if (!(fi->flags & O_TRUNC) && txn_stat(ino->ns, &k, &a) == 0 && a.damaged)
+			rc = -EIO;
+		else
+			rc = handle_open(ino, fi->flags, false, &h);
 	} else {
 		rc = -EISDIR;
 	}

@@ -171,6 +171,8 @@
 	    "Device writes that failed (logged; the device then refuses writes).") \
 	X(checksum_errors, COUNTER, "reads", 0, \
 	    "Records whose checksum or format did not verify on read (logged with file and offset).") \
+	X(damaged_records, GAUGE, "records", 0, \
+	    "Records whose newest copy the cold start found damaged (header intact, body not): listed, stat works, reads fail with EIO until overwritten or unlinked (logged with file and offset).") \
 	X(tombstones_reclaimed, COUNTER, "records", 0, \
 	    "Tombstones dropped by the tomb raider once no older copy remained on storage.") \
 	X(tomb_raider_passes, COUNTER, "passes", 0, "Tomb raider passes over the storage.") \

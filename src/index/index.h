@@ -50,7 +50,8 @@ struct index_entry {
 	uint64_t set_marker : 1;             /* the marker that keeps a set alive */
 	uint64_t has_ttl : 1;                /* a TTL was set on the record (user.recfs.ttl) */
 	uint64_t older_seen : 1;             /* cold start: an older copy exists on storage */
-	uint64_t spare : 1;
+	uint64_t damaged : 1;                /* cold start: the newest copy's body is damaged:
+	                                      * listed, stat works, reads fail (EIO) */
 	uint32_t void_time;
 	uint32_t size;                       /* file-bin length */
 	uint32_t uid, gid;

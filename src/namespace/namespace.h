@@ -118,6 +118,16 @@ struct namespace {
 	uint64_t raider_passes;             /* atomic */
 	uint64_t tombstones_reclaimed;      /* atomic */
 	uint64_t cold_start_tombs;          /* atomic: tombstone copies the cold start met */
+
+	/* Damaged records: entries whose newest copy's body is damaged. */
+	uint64_t damaged_records;           /* atomic gauge (namespace_entry_count) */
+	/* Cold start: damaged copies whose name is damaged too and whose
+	 * record has no entry yet; settled when a copy of the record brings
+	 * its name, or dropped by namespace_loaded.  Rare: a plain array. */
+	pthread_mutex_t cs_unnamed_lock;
+	struct cs_unnamed *cs_unnamed;
+	size_t cs_unnamed_n, cs_unnamed_cap;
+	uint64_t cs_unnamed_count;          /* atomic: cs_unnamed_n, read without the lock */
 };
 
 /* What the index learns from a stored record besides its header. */
@@ -125,6 +135,7 @@ struct entry_info {
 	uint32_t file_len;       /* file-bin length */
 	bool has_bins;           /* bins other than the file bin */
 	bool has_ttl;            /* a TTL setting other than the default */
+	bool damaged;            /* the copy's body is damaged (only its header is known) */
 };
 
 /* Copy a stored record's metadata into its index entry (record lock and
@@ -134,14 +145,15 @@ struct entry_info {
 void namespace_entry_fill(struct namespace *ns, struct index_entry *e, const struct record *r,
     const struct entry_info *info, storage_loc loc);
 /* Account an entry entering (+1) or leaving (-1) the index: object and
- * tombstone counts, set sizes, set markers. */
+ * tombstone counts, damaged records, set sizes, set markers. */
 void namespace_entry_count(struct namespace *ns, const struct index_entry *e, int dir,
     uint32_t bytes);
 /* An entry's copy was replaced (partition lock held exclusive): call
  * before namespace_entry_fill with the new copy's kind.  When the kind
  * stays the same (a record rewritten, the common case) only the set's
  * byte count moves - no shared counter is touched for nothing; otherwise
- * the old copy leaves and namespace_entry_count(+1) must follow the fill.
+ * (and always when the entry was damaged) the old copy leaves and
+ * namespace_entry_count(+1) must follow the fill.
  * Returns true when that +1 is needed. */
 bool namespace_entry_replace(struct namespace *ns, const struct index_entry *e, bool tombstone,
     bool set_marker, uint32_t old_bytes, uint32_t new_bytes);

@@ -219,6 +219,41 @@ int record_flat_decode(const uint8_t *src, size_t avail, struct record *r);
  */
 int record_flat_decode_verified(const uint8_t *src, size_t avail, struct record *r);
 
+/* What record_flat_salvage could prove besides the header. */
+#define RECORD_SALVAGE_NAME 0x1 /* set and key: their digest is the header's */
+#define RECORD_SALVAGE_META 0x2 /* POSIX meta: the meta check matches */
+
+/*
+ * A copy whose header passed record_flat_header_check (h) but whose body
+ * did not verify: fill r with what can still be trusted.  Header fields
+ * always (flags without RECORD_F_HAS_META unless the meta is proven, no
+ * bins); set and key (pointing into src) when the digest computed from
+ * them is the header's; the POSIX meta when the meta check matches.
+ * Returns the RECORD_SALVAGE_* bits proven.  Reads only [0, h->end).
+ */
+unsigned record_flat_salvage(const uint8_t *src, const struct record_flat_header *h,
+    struct record *r);
+
+/*
+ * The newest-copy rule, the one place it is decided (cold start of every
+ * engine, recfs-check): is copy a (generation ga, last-update time la)
+ * newer than copy b?  The later last-update time wins; with equal times
+ * the higher generation, compared wrap-aware on 16 bits (a difference
+ * below 32768 counts as newer).  A tie on both: neither is newer.  Why
+ * the time comes first: see docs/storage-format.md, Cold start.
+ */
+static inline bool record_copy_is_newer(uint16_t ga, uint64_t la, uint16_t gb, uint64_t lb)
+{
+	if (la != lb)
+		return la > lb;
+	uint16_t diff = (uint16_t)(ga - gb);
+	return diff != 0 && diff < 0x8000;
+}
+
+/* The rule above in words, for messages (recfs-check). */
+#define RECORD_NEWEST_COPY_RULE \
+	"the copy with the later last-update time, then the higher generation"
+
 /* Header fields of a stored record without a full decode (for scans). */
 static inline const struct digest *record_flat_digest(const uint8_t *src)
 {

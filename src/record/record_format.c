@@ -445,6 +445,48 @@ record_flat_decode_verified(const uint8_t *src, size_t avail, struct record *r)
 	return err;
 }
 
+unsigned
+record_flat_salvage(const uint8_t *src, const struct record_flat_header *h, struct record *r)
+{
+	size_t pos = RECORD_FLAT_HEADER_SIZE;
+	unsigned parts = 0;
+	struct digest d;
+
+	record_init(r);
+	r->digest = h->digest;
+	r->generation = h->generation;
+	r->flags = h->flags & (uint8_t)~RECORD_F_HAS_META;
+	r->key_type = h->key_type;
+	r->last_update_ms = h->last_update_ms;
+	r->void_time = h->void_time;
+	r->ttl = h->ttl;
+	if ((size_t)h->set_len + h->key_len > h->end - pos)
+		return 0;
+	digest_compute_typed(&d, (const char *)src + pos, h->set_len, h->key_type,
+	    src + pos + h->set_len, h->key_len);
+	if (memcmp(d.bytes, h->digest.bytes, DIGEST_SIZE) != 0)
+		return 0;
+	r->set_len = h->set_len;
+	r->set = h->set_len > 0 ? (const char *)src + pos : NULL;
+	r->key_len = h->key_len;
+	r->key = h->key_len > 0 ? (const char *)src + pos + h->set_len : NULL;
+	parts |= RECORD_SALVAGE_NAME;
+	pos += (size_t)h->set_len + h->key_len;
+	if ((h->flags & RECORD_F_HAS_META) && h->version >= 2 && META_SIZE <= h->end - pos &&
+	    get_u32(src + pos + META_OFF_CHECK) == meta_crc(src, pos) &&
+	    (get_u32(src + pos) & ~MODE_MASK) == 0) {
+		r->meta.mode = get_u32(src + pos);
+		r->meta.uid = get_u32(src + pos + 4);
+		r->meta.gid = get_u32(src + pos + 8);
+		r->meta.mtime_ns = (int64_t)get_u64(src + pos + 16);
+		r->meta.atime_ns = (int64_t)get_u64(src + pos + 24);
+		r->meta.ino = get_u64(src + pos + 32);
+		r->flags |= RECORD_F_HAS_META;
+		parts |= RECORD_SALVAGE_META;
+	}
+	return parts;
+}
+
 /*
  * Parse a record whose end offset E was bounded by check/verify.  Invariant:
  * pos <= end, so "len > end - pos" never wraps.

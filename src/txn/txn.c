@@ -69,6 +69,7 @@ attr_from_entry(struct namespace *ns, const struct index_entry *e, struct record
 	entry_extra(ns, e, &a->ino, &a->atime_ns);
 	a->digest = e->digest;
 	a->size = e->size;
+	a->damaged = e->damaged;
 	a->has_meta = e->has_meta;
 	a->mode = e->mode;
 	a->uid = e->uid;
@@ -298,6 +299,12 @@ entry_load(struct namespace *ns, const struct index_entry *e, struct record *r, 
 	uint32_t size = storage_loc_size(e->loc);
 	int rc;
 
+	/* Its newest copy is damaged (logged at cold start): never an older
+	 * copy's content, never a read of bytes known bad. */
+	if (e->damaged) {
+		*buf = NULL;
+		return RECFS_ECHECKSUM;
+	}
 	*buf = malloc(size);
 	if (*buf == NULL)
 		return -ENOMEM;
@@ -512,9 +519,20 @@ write_record(struct namespace *ns, const struct txn_key *k, const struct txn_wri
 		rc = -ENOENT;
 		goto out;
 	}
+	/*
+	 * A damaged record takes only writes that replace its whole content
+	 * (an overwrite, a truncate to 0), which clear the mark: anything that
+	 * would keep part of the damaged copy (its bins, the rest of its
+	 * content) fails as a read of it does.
+	 */
+	if (exists && e->damaged && !w->set_file && !(w->set_size && w->size == 0)) {
+		rc = RECFS_ECHECKSUM;
+		goto out;
+	}
 	/* Keep what the request does not replace: read the old copy only if
 	 * it holds something the index does not. */
-	bool need_old = exists && (e->has_bins || e->has_ttl || (!w->set_file && e->size > 0));
+	bool need_old = exists && !e->damaged &&
+	    (e->has_bins || e->has_ttl || (!w->set_file && e->size > 0));
 	if (need_old) {
 		rc = entry_load(ns, e, &old, &old_buf);
 		if (rc != 0)

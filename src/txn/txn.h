@@ -89,6 +89,9 @@ struct record_attr {
 	uint16_t generation;
 	uint32_t void_time;      /* since RECFS_EPOCH, 0 = never */
 	uint32_t partition;
+	bool damaged;            /* the newest copy is damaged (cold start): reads fail
+	                          * (RECFS_ECHECKSUM), size is 0; an overwrite, a
+	                          * truncate to 0 or an unlink clears it */
 };
 
 int txn_stat(struct namespace *ns, const struct txn_key *k, struct record_attr *out);

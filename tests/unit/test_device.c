@@ -397,6 +397,187 @@ test_device_damaged_bytes_are_eio_for_that_record_only(void **state)
 	node_close(node, true);
 }
 
+/*
+ * Offset of the newest copy (newest-copy rule) stored under set "s" and
+ * key in the file, and the number of copies in *n_copies; -1 if none.
+ */
+static off_t
+find_newest_copy(const char *key, int *n_copies)
+{
+	static uint8_t buf[1 << 20];
+	int fd = open(path, O_RDONLY);
+	off_t base = 0, best = -1;
+	struct record_flat_header best_h;
+	ssize_t n;
+
+	*n_copies = 0;
+	assert_true(fd >= 0);
+	while ((n = pread(fd, buf, sizeof(buf), base)) > 0) {
+		for (ssize_t i = 0; i + RECORD_FLAT_MIN_SIZE <= n; i += 16) {
+			struct record_flat_header h;
+
+			if (record_flat_header_check(buf + i, (size_t)(n - i), &h) != 0 ||
+			    h.key_len != strlen(key) || memcmp(buf + i + 64 + h.set_len, key, h.key_len) != 0)
+				continue;
+			(*n_copies)++;
+			if (best < 0 || record_copy_is_newer(h.generation, h.last_update_ms,
+			    best_h.generation, best_h.last_update_ms)) {
+				best = base + i;
+				best_h = h;
+			}
+		}
+		base += n;
+	}
+	close(fd);
+	return best;
+}
+
+static void
+damage_at(off_t at)
+{
+	int fd = open(path, O_WRONLY);
+
+	assert_true(fd >= 0);
+	assert_int_equal(pwrite(fd, "XXXX", 4, at), 4);
+	assert_int_equal(fsync(fd), 0);
+	close(fd);
+}
+
+/*
+ * Issue 10 part 3: the newest copy of a record damaged in its body (header
+ * intact) while an older intact copy is on storage.  The cold start marks
+ * the record damaged instead of serving the older copy: listed, stat works,
+ * reads EIO, counted, logged once with file and offset; an overwrite or an
+ * unlink clears the mark.  A damaged older copy changes nothing.
+ */
+static void
+test_device_damaged_newest_copy_never_hides_behind_an_older_one(void **state)
+{
+	struct node *node;
+	struct namespace *ns;
+	struct record_attr a;
+	struct txn_record r;
+	char k5[32], k7[32];
+	struct txn_key key5 = key_of(k5, 5), key7 = key_of(k7, 7);
+	int copies;
+	off_t at;
+
+	config_for("dev", 64u << 20, 128 * 1024);
+	node = open_node();
+	ns = node_namespace(node, 0);
+	for (int i = 0; i < 20; i++)
+		assert_int_equal(put(ns, i, 1, 1000, TXN_DURABLE), 0);
+	for (int i = 5; i <= 11; i += 2)
+		assert_int_equal(put(ns, i, 2, 900, TXN_DURABLE), 0);
+	node_close(node, true);
+
+	/* k11: the newest copy's key damaged too: its older copy names it.
+	 * k13: its only copy's key damaged: nothing can name it, it is lost
+	 * (logged) as when its header is damaged. */
+	at = find_newest_copy("k000011", &copies);
+	assert_int_equal(copies, 2);
+	damage_at(at + 66);
+	at = find_newest_copy("k000013", &copies);
+	assert_int_equal(copies, 1);
+	damage_at(at + 66);
+
+	/* k5 and k7: the newest copy (version 2) damaged; k9: the older one. */
+	at = find_newest_copy("k000005", &copies);
+	assert_int_equal(copies, 2);
+	damage_at(at + 300);
+	at = find_newest_copy("k000007", &copies);
+	assert_int_equal(copies, 2);
+	damage_at(at + 300);
+	/* The header is intact: the damaged copy is still found as the newest. */
+	off_t at5 = find_newest_copy("k000005", &copies);
+	/* The older copy of k9: damage the copy that is not the newest. */
+	off_t newest9 = find_newest_copy("k000009", &copies);
+	{
+		static uint8_t buf[1 << 20];
+		int fd = open(path, O_RDWR);
+		off_t base = 0, older = -1;
+		ssize_t n;
+
+		while (older < 0 && (n = pread(fd, buf, sizeof(buf), base)) > 0) {
+			for (ssize_t i = 0; i + 80 <= n; i += 16) {
+				struct record_flat_header h;
+
+				if (record_flat_header_check(buf + i, (size_t)(n - i), &h) == 0 &&
+				    h.key_len == 7 && memcmp(buf + i + 65, "k000009", 7) == 0 &&
+				    base + i != newest9) {
+					older = base + i;
+					break;
+				}
+			}
+			base += n;
+		}
+		close(fd);
+		assert_true(older > 0);
+		damage_at(older + 300);
+	}
+
+	log_capture_begin();
+	node = open_node();
+	ns = node_namespace(node, 0);
+	/* Never the older content: EIO. */
+	assert_int_equal(txn_read(ns, &key5, &r), RECFS_ECHECKSUM);
+	assert_int_equal(recfs_errno(txn_read(ns, &key7, &r)), EIO);
+	/* Listed and stat works, with what the header says. */
+	assert_int_equal(txn_stat(ns, &key5, &a), 0);
+	assert_int_equal(a.generation, 2);
+	/* The damaged older copy of k9 changes nothing. */
+	assert_int_equal(check(ns, 9, 2, 900), 0);
+	assert_int_equal(check(ns, 4, 1, 1000), 0);
+	assert_int_equal(txn_read(ns, &(struct txn_key){ "s", 1, "k000011", 7 }, &r), RECFS_ECHECKSUM);
+	assert_int_equal(txn_stat(ns, &(struct txn_key){ "s", 1, "k000011", 7 }, &a), 0);
+	assert_int_equal(txn_stat(ns, &(struct txn_key){ "s", 1, "k000013", 7 }, &a), -ENOENT);
+	assert_int_equal(stat_value(ns, "damaged_records"), 3);
+	node_close(node, true);
+	{
+		char where[96];
+
+		snprintf(where, sizeof(where), "ns.dat offset %lld: record s/k000005 (generation 2): "
+		    "its newest copy is damaged", (long long)at5);
+		assert_int_equal(log_capture_end_count(where), 1);
+	}
+
+	/* It stays damaged across a restart (the damaged copy is kept). */
+	log_capture_begin();
+	node = open_node();
+	ns = node_namespace(node, 0);
+	assert_int_equal(log_capture_end_count("whose set and key are damaged too, and no other copy of it: lost"), 1);
+	assert_int_equal(stat_value(ns, "damaged_records"), 3);
+	assert_int_equal(txn_read(ns, &key5, &r), RECFS_ECHECKSUM);
+	/* A write that would keep part of it fails like a read. */
+	struct txn_write chmod_only = { .set_mode = true, .mode = 0600 };
+	assert_int_equal(txn_write(ns, &key5, &chmod_only, NULL), RECFS_ECHECKSUM);
+	/* Overwriting clears the mark; unlinking too. */
+	assert_int_equal(put(ns, 5, 3, 800, TXN_DURABLE), 0);
+	assert_int_equal(check(ns, 5, 3, 800), 0);
+	assert_int_equal(stat_value(ns, "damaged_records"), 2);
+	assert_int_equal(txn_delete(ns, &key7), 0);
+	assert_int_equal(stat_value(ns, "damaged_records"), 1);
+	assert_int_equal(txn_stat(ns, &key7, &a), -ENOENT);
+	/* A truncate to 0 replaces the whole content too. */
+	struct txn_write trunc = { .set_size = true, .size = 0, .flags = TXN_DURABLE };
+	assert_int_equal(txn_write(ns, &(struct txn_key){ "s", 1, "k000011", 7 }, &trunc, NULL), 0);
+	assert_int_equal(stat_value(ns, "damaged_records"), 0);
+	assert_int_equal(check(ns, 11, 1, 0), 0);
+	assert_int_equal(txn_sync(ns, &key5), 0);
+	node_close(node, true);
+
+	/* And it stays cleared. */
+	node = open_node();
+	ns = node_namespace(node, 0);
+	assert_int_equal(stat_value(ns, "damaged_records"), 0);
+	assert_int_equal(check(ns, 5, 3, 800), 0);
+	assert_int_equal(check(ns, 7, 2, 900), -ENOENT);
+	assert_int_equal(check(ns, 7, 1, 1000), -ENOENT);
+	assert_int_equal(check(ns, 9, 2, 900), 0);
+	assert_int_equal(check(ns, 11, 1, 0), 0);
+	node_close(node, true);
+}
+
 static void
 test_device_full_is_enospc_and_deletes_make_room(void **state)
 {
@@ -612,6 +793,136 @@ test_device_defrag_keeps_overwrites_going_at_half_fill(void **state)
 	for (int i = 0; i < N; i++)
 		assert_int_equal(check(ns, i, version[i], 1000), 0);
 	assert_int_equal(stat_value(ns, "data_used_bytes"), (long)N * 1104);
+	node_close(node, true);
+}
+
+/*
+ * The damaged newest copy's name is damaged too, and the scan meets it
+ * before any copy that could name the record: it waits for one, and the
+ * record is still damaged, not served from the older copy met later.
+ */
+static void
+test_device_nameless_damaged_copy_met_first_waits_for_its_name(void **state)
+{
+	struct node *node;
+	struct namespace *ns;
+	struct record_attr a;
+	struct txn_record r;
+	struct txn_key key11 = { "s", 1, "k000011", 7 };
+	static uint8_t rec[4096], zero[4096];
+	struct record_flat_header h;
+	int copies, fd;
+	off_t newest, older = -1;
+
+	config_for("dev", 64u << 20, 128 * 1024);
+	node = open_node();
+	ns = node_namespace(node, 0);
+	for (int i = 10; i < 14; i++)
+		assert_int_equal(put(ns, i, 1, 1000, TXN_DURABLE), 0);
+	assert_int_equal(put(ns, 11, 2, 900, TXN_DURABLE), 0);
+	node_close(node, true);
+
+	newest = find_newest_copy("k000011", &copies);
+	assert_int_equal(copies, 2);
+	fd = open(path, O_RDWR);
+	assert_true(fd >= 0);
+	/* The older copy: the other one with this key, before the newest. */
+	for (off_t o = newest - 16; o >= 8 << 20 && older < 0; o -= 16) {
+		assert_int_equal(pread(fd, rec, sizeof(rec), o), (ssize_t)sizeof(rec));
+		if (record_flat_header_check(rec, sizeof(rec), &h) == 0 && h.key_len == 7 &&
+		    memcmp(rec + 65, "k000011", 7) == 0)
+			older = o;
+	}
+	assert_true(older > 0);
+	assert_true(h.size <= sizeof(rec));
+	/* Move the older copy after the newest one, into the zeros that follow
+	 * the wblock's last record, and damage the newest copy's key. */
+	off_t tail = newest + 16;
+	for (;; tail += 16) {
+		uint8_t probe[4096];
+
+		assert_true(tail / (128 * 1024) == newest / (128 * 1024)); /* same wblock */
+		assert_int_equal(pread(fd, probe, h.size, tail), (ssize_t)h.size);
+		if (memcmp(probe, zero, h.size) == 0)
+			break;
+	}
+	assert_int_equal(pwrite(fd, rec, h.size, tail), (ssize_t)h.size);
+	assert_int_equal(pwrite(fd, zero, h.size, older), (ssize_t)h.size);
+	assert_int_equal(pwrite(fd, "XX", 2, newest + 66), 2);
+	assert_int_equal(fsync(fd), 0);
+	close(fd);
+
+	node = open_node();
+	ns = node_namespace(node, 0);
+	assert_int_equal(txn_read(ns, &key11, &r), RECFS_ECHECKSUM);
+	assert_int_equal(txn_stat(ns, &key11, &a), 0);
+	assert_int_equal(a.generation, 2);
+	assert_true(a.damaged);
+	assert_int_equal(stat_value(ns, "damaged_records"), 1);
+	assert_int_equal(check(ns, 12, 1, 1000), 0);
+	/* Exactly the damaged copy and the other records count as live. */
+	/* 1000 bytes of content: 1104 on storage; 900: 992. */
+	assert_int_equal(stat_value(ns, "data_used_bytes"), 3 * 1104 + 992);
+	node_close(node, true);
+}
+
+/*
+ * A damaged record's copy is its current copy: defrag moves it as it is
+ * (live bytes stay exact), and it is still damaged at the next start.
+ */
+static void
+test_device_defrag_moves_a_damaged_record_and_it_stays_damaged(void **state)
+{
+	struct node *node;
+	struct namespace *ns;
+	struct txn_record r;
+	char k[32];
+	struct txn_key key5 = key_of(k, 5);
+	enum { N = 3000, WRITES = 10 * N };
+	uint64_t rng = 777;
+	int copies;
+
+	config_for("dev", (8u << 20) + (8u << 20), 128 * 1024);
+	node = open_node();
+	ns = node_namespace(node, 0);
+	for (int i = 0; i < N; i++)
+		assert_int_equal(put(ns, i, 0, 1000, 0), 0);
+	assert_int_equal(put(ns, 5, 1, 1000, TXN_DURABLE), 0);
+	node_close(node, true);
+	off_t at = find_newest_copy("k000005", &copies);
+	assert_int_equal(copies, 2);
+	damage_at(at + 300);
+
+	log_capture_begin();
+	node = open_node();
+	ns = node_namespace(node, 0);
+	assert_int_equal(stat_value(ns, "damaged_records"), 1);
+	/* Its bytes count, the older copy's do not. */
+	assert_int_equal(stat_value(ns, "data_used_bytes"), (long)N * 1104);
+	for (int w = 0; w < WRITES; w++) {
+		rng = rng * 6364136223846793005ULL + 1442695040888963407ULL;
+		int i = (int)((rng >> 33) % N);
+
+		if (i != 5)
+			assert_int_equal(put(ns, i, 2, 1000, 0), 0);
+	}
+	assert_true(stat_value(ns, "defrag_records") > 0);
+	assert_int_equal(stat_value(ns, "damaged_records"), 1);
+	assert_int_equal(txn_read(ns, &key5, &r), RECFS_ECHECKSUM);
+	assert_int_equal(stat_value(ns, "data_used_bytes"), (long)N * 1104);
+	node_close(node, true);
+	assert_int_equal(log_capture_end_count("record not moved"), 0);
+	/* Moved: its wblock was emptied and written again meanwhile. */
+	off_t moved = find_newest_copy("k000005", &copies);
+	assert_true(moved > 0);
+	assert_true(moved != at);
+
+	node = open_node();
+	ns = node_namespace(node, 0);
+	assert_int_equal(stat_value(ns, "damaged_records"), 1);
+	assert_int_equal(txn_read(ns, &key5, &r), RECFS_ECHECKSUM);
+	assert_int_equal(stat_value(ns, "data_used_bytes"), (long)N * 1104);
+	assert_int_equal(check(ns, 6, 0, 1000) == 0 || check(ns, 6, 2, 1000) == 0, 1);
 	node_close(node, true);
 }
 
@@ -851,12 +1162,15 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_device_set_times_exact_after_clean_restart_and_forward_after_crash, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_device_fsynced_writes_survive_sigkill, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_device_damaged_bytes_are_eio_for_that_record_only, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_device_damaged_newest_copy_never_hides_behind_an_older_one, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_device_nameless_damaged_copy_met_first_waits_for_its_name, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_device_full_is_enospc_and_deletes_make_room, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_device_of_another_namespace_is_refused, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_device_cold_start_logs_and_another_version_is_refused, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_device_post_write_cache_serves_written_buffers, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_device_defrag_keeps_overwrites_going_at_half_fill, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_device_defrag_keeps_up_with_concurrent_writers, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_device_defrag_moves_a_damaged_record_and_it_stays_damaged, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_device_tombstones_reclaimed_only_after_older_copies_are_gone, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_device_cold_start_reclaims_tombstones_without_older_copies, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_device_records_spread_over_two_files_and_come_back, setup, teardown),

@@ -994,6 +994,60 @@ test_record_damaged_body_keeps_a_checked_header(void **state)
 	record_release(&r);
 }
 
+/* What a damaged copy can still prove: its name by the digest, its meta by
+ * the meta check; nothing of the bins. */
+static void
+test_record_salvage_proves_name_and_meta_apart_from_the_bins(void **state)
+{
+	struct record_flat_header h;
+	struct record r, d;
+	size_t n;
+	uint8_t *buf;
+
+	(void)state;
+	make_record(&r, 5, true, true, 3600, 1234);
+	buf = encode_exact(&r, &n);
+	buf[BIN2 + 8] ^= 0x40;         /* a bin byte: the CRC fails */
+	assert_int_equal(record_flat_decode(buf, n, &d), RECFS_ECHECKSUM);
+	assert_int_equal(record_flat_header_check(buf, n, &h), 0);
+	assert_int_equal(record_flat_salvage(buf, &h, &d), RECORD_SALVAGE_NAME | RECORD_SALVAGE_META);
+	assert_int_equal(d.n_bins, 0);
+	assert_int_equal(d.generation, 7);
+	assert_int_equal(d.last_update_ms, r.last_update_ms);
+	assert_int_equal(d.ttl, 3600);
+	assert_int_equal(d.set_len, 4);
+	assert_memory_equal(d.set, "pics", 4);
+	assert_int_equal(d.key_len, r.key_len);
+	assert_memory_equal(d.key, r.key, r.key_len);
+	assert_int_equal(d.flags, RECORD_F_HAS_META);
+	assert_int_equal(d.meta.mode, 0644);
+	assert_int_equal(d.meta.uid, 1000);
+	assert_int_equal(d.meta.mtime_ns, r.meta.mtime_ns);
+	assert_int_equal(d.meta.atime_ns, r.meta.atime_ns);
+	assert_int_equal(d.meta.ino, r.meta.ino);
+	record_release(&d);
+	buf[BIN2 + 8] ^= 0x40;
+
+	/* A meta byte: the name still holds, the meta does not. */
+	buf[BODY + 5] ^= 0x01;
+	assert_int_equal(record_flat_header_check(buf, n, &h), 0);
+	assert_int_equal(record_flat_salvage(buf, &h, &d), RECORD_SALVAGE_NAME);
+	assert_int_equal(d.flags & RECORD_F_HAS_META, 0);
+	assert_int_equal(d.meta.uid, 0);
+	record_release(&d);
+	buf[BODY + 5] ^= 0x01;
+
+	/* A key byte: neither (the meta check covers the key too). */
+	buf[64 + 4 + 3] ^= 0x01;
+	assert_int_equal(record_flat_header_check(buf, n, &h), 0);
+	assert_int_equal(record_flat_salvage(buf, &h, &d), 0);
+	assert_null(d.key);
+	assert_int_equal(d.generation, 7);
+	record_release(&d);
+	free(buf);
+	record_release(&r);
+}
+
 /* Under a good CRC, a header check or meta check that does not match the
  * bytes is malformed: the format stays canonical. */
 static void
@@ -1170,6 +1224,7 @@ main(void)
 		cmocka_unit_test(test_record_v1_records_still_decode),
 		cmocka_unit_test(test_record_damaged_body_keeps_a_checked_header),
 		cmocka_unit_test(test_record_v2_checks_must_match_even_under_a_good_crc),
+		cmocka_unit_test(test_record_salvage_proves_name_and_meta_apart_from_the_bins),
 		cmocka_unit_test(test_record_bins_grow_from_inline_to_heap_keeping_contents),
 		cmocka_unit_test(test_record_decode_of_many_bins_uses_heap_and_release_frees_it),
 		cmocka_unit_test(test_record_key_names_follow_path_rules),

@@ -51,7 +51,8 @@ entry_visible(const struct index_entry *e, uint32_t now)
 }
 
 /* A record's inode number and explicit atime (0: none): from the side
- * table if its entry has extras (partition lock held), else the digest's. */
+ * table if its entry has extras, else the digest's number.  The entry's
+ * record lock or partition lock held. */
 static void
 entry_extra(struct namespace *ns, const struct index_entry *e, uint64_t *ino, int64_t *atime_ns)
 {
@@ -808,7 +809,7 @@ txn_namespace_sync(struct namespace *ns)
 
 /* ---- sets --------------------------------------------------------------- */
 
-/* Only mode, owner and mtime can be stored for a set. */
+/* Only mode, owner, mtime and atime can be stored for a set. */
 static bool
 set_write_valid(const struct txn_write *w)
 {

@@ -3,7 +3,8 @@
  * (digest) the newest copy seen so far, chosen by the function cold start
  * uses, record_copy_is_newer (record.h: the later last-update time, then
  * the higher generation, wrap-aware); as in src/namespace/namespace.c:
- *   - a tie keeps the copy seen first;
+ *   - a tie keeps the copy seen first, unless that one is damaged and the
+ *     other intact (the same version: a copy defrag left behind);
  *   - a damaged copy with an intact header takes part like any copy; when
  *     it is the newest the record is damaged;
  *   - a newest tombstone "has an older copy" if any non-tombstone copy
@@ -124,7 +125,9 @@ check_table_merge(struct check_table *t, const struct record *r, bool damaged, u
 		*conflict = true;
 		e->conflict = 1;
 	}
-	if (record_copy_is_newer(r->generation, r->last_update_ms, e->generation, e->last_update_ms)) {
+	if (record_copy_is_newer(r->generation, r->last_update_ms, e->generation, e->last_update_ms) ||
+	    (e->damaged && !damaged && r->generation == e->generation &&
+	    r->last_update_ms == e->last_update_ms)) {
 		bool older_live = !(e->flags & RECORD_F_TOMBSTONE) || e->older_live;
 
 		entry_set(e, r, damaged, file, offset, size);

@@ -130,7 +130,7 @@ namespace_entry_info(const struct namespace *ns, const struct record *r, struct 
  * so a stale tombstone left on storage would win over the new record at
  * the next cold start, and two copies 32768 writes apart compare
  * backwards.  A tie on both keeps the copy already indexed (defrag copies
- * are identical).
+ * are identical), unless that one is damaged and the other intact.
  */
 
 /* A damaged copy waiting for its name (namespace.h, cs_unnamed). */
@@ -211,7 +211,10 @@ load_copy_locked(struct namespace *ns, struct storage *st, const struct record *
 		pthread_rwlock_unlock(&p->lock);
 		rc = 1;
 	} else if (record_copy_is_newer(r->generation, r->last_update_ms, (uint16_t)e->generation,
-	    e->last_update_ms)) {
+	    e->last_update_ms) ||
+	    /* The same version intact (a copy defrag left behind): better. */
+	    (e->damaged && !info->damaged && r->generation == e->generation &&
+	    r->last_update_ms == e->last_update_ms)) {
 		storage_loc old = e->loc;
 		bool older_live = !e->tombstone || e->older_seen;
 
@@ -571,7 +574,9 @@ namespace_relocate(void *arg, struct storage *st, const uint8_t *flat, uint32_t 
 	e = named ? index_find_locked(p, set_id, d) : NULL;
 	bool current = e != NULL && e->loc == old_loc;
 	if (!current && atomic_load_relaxed(&ns->damaged_records) > 0) {
-		for (uint32_t id = 0; id <= ns->sets.n && !current; id++) {
+		uint32_t n_sets = __atomic_load_n(&ns->sets.n, __ATOMIC_ACQUIRE);
+
+		for (uint32_t id = 0; id <= n_sets && !current; id++) {
 			e = index_find_locked(p, (uint16_t)id, d);
 			current = e != NULL && e->loc == old_loc;
 		}

@@ -867,6 +867,54 @@ test_device_nameless_damaged_copy_met_first_waits_for_its_name(void **state)
 }
 
 /*
+ * Two copies of the same version (what defrag leaves behind until the old
+ * wblock is reused), the one the scan meets first damaged: the intact one
+ * is served, the record is not damaged.
+ */
+static void
+test_device_damaged_copy_loses_a_tie_with_an_intact_one(void **state)
+{
+	struct node *node;
+	struct namespace *ns;
+	static uint8_t rec[4096], zero[4096];
+	struct record_flat_header h;
+	int copies, fd;
+	off_t at, tail;
+
+	config_for("dev", 64u << 20, 128 * 1024);
+	node = open_node();
+	ns = node_namespace(node, 0);
+	for (int i = 0; i < 4; i++)
+		assert_int_equal(put(ns, i, 1, 1000, TXN_DURABLE), 0);
+	node_close(node, true);
+	at = find_newest_copy("k000002", &copies);
+	assert_int_equal(copies, 1);
+	fd = open(path, O_RDWR);
+	assert_true(fd >= 0);
+	assert_int_equal(pread(fd, rec, sizeof(rec), at), (ssize_t)sizeof(rec));
+	assert_int_equal(record_flat_header_check(rec, sizeof(rec), &h), 0);
+	for (tail = at + h.size;; tail += 16) {
+		uint8_t probe[4096];
+
+		assert_int_equal(pread(fd, probe, h.size, tail), (ssize_t)h.size);
+		if (memcmp(probe, zero, h.size) == 0)
+			break;
+	}
+	assert_true(tail / (128 * 1024) == at / (128 * 1024));
+	assert_int_equal(pwrite(fd, rec, h.size, tail), (ssize_t)h.size);
+	assert_int_equal(pwrite(fd, "XXXX", 4, at + 300), 4);
+	assert_int_equal(fsync(fd), 0);
+	close(fd);
+
+	node = open_node();
+	ns = node_namespace(node, 0);
+	assert_int_equal(check(ns, 2, 1, 1000), 0);
+	assert_int_equal(stat_value(ns, "damaged_records"), 0);
+	assert_int_equal(stat_value(ns, "data_used_bytes"), 4 * 1104);
+	node_close(node, true);
+}
+
+/*
  * A damaged record's copy is its current copy: defrag moves it as it is
  * (live bytes stay exact), and it is still damaged at the next start.
  */
@@ -1164,6 +1212,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_device_damaged_bytes_are_eio_for_that_record_only, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_device_damaged_newest_copy_never_hides_behind_an_older_one, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_device_nameless_damaged_copy_met_first_waits_for_its_name, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_device_damaged_copy_loses_a_tie_with_an_intact_one, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_device_full_is_enospc_and_deletes_make_room, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_device_of_another_namespace_is_refused, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_device_cold_start_logs_and_another_version_is_refused, setup, teardown),

@@ -770,7 +770,10 @@ setattr_orphan_locked(struct inode *ino, struct handle *h, const struct txn_writ
 		a->gid = w->gid;
 	if (w->set_mtime)
 		a->mtime_ns = w->mtime_ns;
-	a->has_meta = a->has_meta || w->set_mode || w->set_uid || w->set_gid || w->set_mtime;
+	if (w->set_atime)
+		a->atime_ns = w->atime_ns;
+	a->has_meta = a->has_meta || w->set_mode || w->set_uid || w->set_gid || w->set_mtime ||
+	    w->set_atime;
 	*out = *a;
 	handle_attr_adjust_locked(ino, out);
 	return 0;
@@ -784,7 +787,7 @@ setattr_meta_defaults(struct inode *ino, const struct txn_key *k, struct txn_wri
 	struct record_attr cur;
 	int rc;
 
-	if (!(w->set_mode || w->set_uid || w->set_gid || w->set_mtime))
+	if (!(w->set_mode || w->set_uid || w->set_gid || w->set_mtime || w->set_atime))
 		return 0;
 	rc = txn_stat(ino->ns, k, &cur);
 	if (rc != 0 || cur.has_meta)
@@ -854,7 +857,8 @@ handle_setattr(struct inode *ino, struct handle *h, struct txn_write *w, struct 
 		target->mtime_ns = w->mtime_ns;
 		target->mtime_explicit = true;
 	}
-	if (w->set_mode || w->set_uid || w->set_gid || w->set_mtime || w->set_size) {
+	if (w->set_mode || w->set_uid || w->set_gid || w->set_mtime || w->set_atime ||
+	    w->set_size) {
 		/* Attributes (and a truncate by path) now; the stored content
 		 * otherwise stays as it is. */
 		w->flags |= TXN_UPDATE_ONLY;

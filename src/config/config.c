@@ -121,7 +121,7 @@ static int check_record_size(const struct config_param *, const struct config_va
 	ROW(recfs_config, dir_mode, NULL, \
 	    .name = "dir-mode", .section = CONFIG_FUSE, .type = CONFIG_MODE, \
 	    .default_text = "0755", .min = 0, .max = 07777, .unit = "", \
-	    .help = "Octal mode of namespace and set directories.") \
+	    .help = "Octal mode of namespace directories, and of sets with no stored mode.") \
 	ROW(recfs_config, fabric_address, NULL, \
 	    .name = "fabric.address", .section = CONFIG_NETWORK, .type = CONFIG_STRING, \
 	    .default_text = "127.0.0.1", .min = 1, .max = 63, .unit = "", \

@@ -19,9 +19,13 @@
 #include "namespace.h"
 
 void
-namespace_entry_fill(struct index_entry *e, const struct record *r, const struct entry_info *info,
-    storage_loc loc)
+namespace_entry_fill(struct namespace *ns, struct index_entry *e, const struct record *r,
+    const struct entry_info *info, storage_loc loc)
 {
+	bool meta = (r->flags & RECORD_F_HAS_META) != 0;
+	uint64_t ino = meta ? r->meta.ino : 0;
+	int64_t atime = meta ? r->meta.atime_ns : 0;
+
 	e->loc = loc;
 	e->generation = r->generation;
 	e->last_update_ms = r->last_update_ms;
@@ -37,6 +41,22 @@ namespace_entry_fill(struct index_entry *e, const struct record *r, const struct
 	e->gid = r->meta.gid;
 	e->mtime_ns = r->meta.mtime_ns;
 	e->damaged = info->damaged;
+	/* The rare values go to the side table (index.h). */
+	if (ino == digest_inode(&r->digest))
+		ino = 0;
+	if (atime == r->meta.mtime_ns)
+		atime = 0;
+	if (ino != 0 || atime != 0) {
+		int rc = index_extra_put(ns->index, &e->digest, ino, atime);
+
+		if (rc != 0)
+			log_error("namespace", "{%s} no memory for a record's inode number or atime: "
+			    "it shows the defaults until rewritten", ns->name);
+		e->has_extra = rc == 0;
+	} else if (e->has_extra) {
+		index_extra_remove(ns->index, &e->digest);
+		e->has_extra = 0;
+	}
 }
 
 void
@@ -173,6 +193,10 @@ load_copy_locked(struct namespace *ns, struct storage *st, const struct record *
 	struct cs_unnamed u;
 	int rc = 0;
 
+	/* Every copy of a record of the set may say when the set last changed
+	 * (set_times_settle). */
+	if (!(r->flags & RECORD_F_SET_MARKER))
+		set_times_seen(&ns->sets.sets[set_id], r->last_update_ms);
 	pthread_rwlock_rdlock(&p->lock);
 	e = index_find_locked(p, set_id, &r->digest);
 	pthread_rwlock_unlock(&p->lock);
@@ -181,7 +205,7 @@ load_copy_locked(struct namespace *ns, struct storage *st, const struct record *
 		if (e == NULL)
 			return -ENOMEM;
 		pthread_rwlock_wrlock(&p->lock);
-		namespace_entry_fill(e, r, info, loc);
+		namespace_entry_fill(ns, e, r, info, loc);
 		index_insert_locked(p, e);
 		namespace_entry_count(ns, e, +1, size);
 		pthread_rwlock_unlock(&p->lock);
@@ -196,7 +220,7 @@ load_copy_locked(struct namespace *ns, struct storage *st, const struct record *
 
 		pthread_rwlock_wrlock(&p->lock);
 		namespace_entry_count(ns, e, -1, storage_loc_size(old));
-		namespace_entry_fill(e, r, info, loc);
+		namespace_entry_fill(ns, e, r, info, loc);
 		e->older_seen = is_tomb && older_live;
 		namespace_entry_count(ns, e, +1, size);
 		pthread_rwlock_unlock(&p->lock);
@@ -229,7 +253,7 @@ load_copy_locked(struct namespace *ns, struct storage *st, const struct record *
 			damaged_info(&d, &di);
 			pthread_rwlock_wrlock(&p->lock);
 			namespace_entry_count(ns, e, -1, storage_loc_size(old));
-			namespace_entry_fill(e, &d, &di, u.loc);
+			namespace_entry_fill(ns, e, &d, &di, u.loc);
 			e->older_seen = (d.flags & RECORD_F_TOMBSTONE) && older_live;
 			namespace_entry_count(ns, e, +1, storage_loc_size(u.loc));
 			pthread_rwlock_unlock(&p->lock);
@@ -367,6 +391,28 @@ namespace_hint(void *arg, const struct digest *d, bool near)
 		index_prefetch_early(ns->index, d);
 }
 
+/* Cold start is over: each set's mtime and ctime from its marker and the
+ * newest copy of its records (set_times_settle). */
+static void
+namespace_sets_settle(struct namespace *ns, bool clean_start)
+{
+	for (uint32_t id = 1; id <= ns->sets.n; id++) {
+		struct ns_set *s = &ns->sets.sets[id];
+		struct index_partition *p;
+		struct index_entry *m;
+		struct digest d;
+
+		digest_compute(&d, s->name, s->len, "", 0);
+		p = index_partition_of(ns->index, &d);
+		pthread_rwlock_rdlock(&p->lock);
+		m = index_find_locked(p, (uint16_t)id, &d);
+		if (m != NULL && (!m->set_marker || m->tombstone))
+			m = NULL;
+		set_times_settle(s, m, clean_start);
+		pthread_rwlock_unlock(&p->lock);
+	}
+}
+
 /* Cold start is over: a tombstone no older copy was found for has done
  * its job and is dropped (its bytes freed).  Runs before any client. */
 /* The file a location is on, for messages. */
@@ -483,6 +529,7 @@ namespace_loaded(void *arg, struct storage *st)
 	}
 	free(victims);
 	atomic_add(&ns->tombstones_reclaimed, dropped);
+	namespace_sets_settle(ns, st->clean_start);
 	log_info("namespace", "{%s} cold start done: %" PRIu64 " records, %" PRIu64
 	    " tombstones kept, %" PRIu64 " tombstones reclaimed, %" PRIu64 " damaged", ns->name,
 	    atomic_load_relaxed(&ns->objects), atomic_load_relaxed(&ns->tombstones), dropped,

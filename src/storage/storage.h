@@ -154,6 +154,9 @@ struct storage {
 	struct storage_owner owner;
 	void *priv;                      /* engine state */
 	bool persistent;                 /* survives restarts: deletes write tombstones */
+	bool clean_start;                /* set by open: the cold start loaded devices that
+	                                  * were all closed cleanly (nothing written since
+	                                  * their last clean close is missing) */
 };
 
 /* Create and open the engine named by cfg->type. */

@@ -258,6 +258,8 @@ node_close(struct node *node, bool clean)
 	ticker_stop(node);
 	for (unsigned i = 0; i < node->n_namespaces; i++) {
 		nsup_stop(node->namespaces[i]);
+		if (clean)
+			txn_sets_store_times(node->namespaces[i]);
 		namespace_close(node->namespaces[i], clean);
 		registry_remove(node->extra[i]);
 		free(node->extra[i]);

@@ -21,6 +21,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "base/clock.h"
 #include "base/crc32c.h"
 #include "base/log.h"
 #include "storage/device_header.h"
@@ -193,7 +194,7 @@ test_device_records_survive_clean_restart_and_deletes_stay_deleted(void **state)
 	config_for("dev", 64u << 20, 128 * 1024);
 	node = open_node();
 	ns = node_namespace(node, 0);
-	assert_int_equal(txn_set_create(ns, "empty", 5), 0);
+	assert_int_equal(txn_set_create(ns, "empty", 5, NULL), 0);
 	for (int i = 0; i < 2000; i++)
 		assert_int_equal(put(ns, i, 1, 300 + (size_t)i % 700, 0), 0);
 	for (int i = 0; i < 2000; i += 10) {
@@ -219,6 +220,69 @@ test_device_records_survive_clean_restart_and_deletes_stay_deleted(void **state)
 	ns = node_namespace(node, 0);
 	assert_int_equal(check(ns, 0, 2, 100), 0);
 	assert_int_equal(check(ns, 10, 1, 310), -ENOENT);
+	node_close(node, true);
+}
+
+/*
+ * A set's times live in memory and reach its marker at a clean shutdown:
+ * after one they come back exactly, although records were rewritten after
+ * the marker's last write.  After a crash (no clean close) a record copy
+ * newer than the marker moves them to that copy's time, never back.
+ */
+static void
+test_device_set_times_exact_after_clean_restart_and_forward_after_crash(void **state)
+{
+	struct txn_write mk = { .set_mode = true, .mode = 0700, .set_uid = true, .uid = 5,
+	    .set_gid = true, .gid = 6 };
+	struct record_attr before, after, r;
+	struct node *node;
+	struct namespace *ns;
+	char k[32];
+	struct txn_key key = key_of(k, 1);
+	struct txn_write w = { .flags = TXN_DURABLE, .set_file = true, .file_data = "v",
+	    .file_len = 1 };
+
+	config_for("dev", 64u << 20, 128 * 1024);
+	node = open_node();
+	ns = node_namespace(node, 0);
+	assert_int_equal(txn_set_create(ns, "s", 1, &mk), 0);
+	for (int i = 0; i < 10; i++)
+		assert_int_equal(put(ns, i, 1, 100, 0), 0);
+	assert_int_equal(txn_set_update(ns, "s", 1, &(struct txn_write){ .set_mtime = true,
+	    .mtime_ns = 1234567890123456789LL }, NULL), 0);
+	usleep(5000);
+	/* Rewrites after the marker's last write: not a change of the set. */
+	assert_int_equal(put(ns, 3, 2, 100, 0), 0);
+	assert_int_equal(txn_delete(ns, &key), 0);
+	assert_int_equal(txn_set_stat(ns, "s", 1, &before), 0);
+	usleep(5000);
+	assert_int_equal(put(ns, 4, 2, 100, 0), 0);
+	node_close(node, true);
+
+	node = open_node();
+	ns = node_namespace(node, 0);
+	assert_int_equal(txn_set_stat(ns, "s", 1, &after), 0);
+	assert_int_equal(after.mode, 0700);
+	assert_int_equal(after.uid, 5);
+	assert_int_equal(after.gid, 6);
+	assert_int_equal(after.mtime_ns, before.mtime_ns);
+	assert_int_equal(after.last_update_ms, before.last_update_ms);
+
+	/* A crash: the marker (made durable) says one time, a record written
+	 * after it another; the cold start takes the record's. */
+	assert_int_equal(txn_set_update(ns, "s", 1, &(struct txn_write){ .set_mtime = true,
+	    .mtime_ns = 1000 }, &before), 0);
+	assert_int_equal(txn_namespace_sync(ns), 0);
+	usleep(5000);
+	assert_int_equal(txn_write(ns, &key, &w, &r), 0);
+	assert_true(r.last_update_ms > before.last_update_ms);
+	node_close(node, false);
+	node = open_node();
+	ns = node_namespace(node, 0);
+	assert_int_equal(txn_set_stat(ns, "s", 1, &after), 0);
+	assert_int_equal(after.mode, 0700);
+	assert_int_equal(after.last_update_ms, r.last_update_ms);
+	assert_int_equal(after.mtime_ns, clock_epoch_ms_to_unix_ns(r.last_update_ms));
 	node_close(node, true);
 }
 
@@ -1267,6 +1331,7 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_device_records_survive_clean_restart_and_deletes_stay_deleted, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_device_set_times_exact_after_clean_restart_and_forward_after_crash, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_device_fsynced_writes_survive_sigkill, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_device_damaged_bytes_are_eio_for_that_record_only, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_device_damaged_newest_copy_never_hides_behind_an_older_one, setup, teardown),

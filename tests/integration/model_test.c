@@ -14,8 +14,8 @@
  * end every file and every listing is.
  *
  * The model is what a local file system does, restricted to what recfs
- * specifies: at most one open handle per file (two handles on one record
- * each buffer their own copy, SPEC 4), xattrs independent of content
+ * specifies: at most one open handle per file (t_handles covers several
+ * handles of one record), xattrs independent of content
  * handles, a handle follows its record across rename and becomes an orphan
  * (reads and writes work, close stores nothing) when its record is unlinked
  * or replaced.  Run it against a local directory to check the model itself.

@@ -1131,6 +1131,10 @@ handle_setattr(struct inode *ino, struct handle *h, struct txn_write *w, struct 
 		 * otherwise stays as it is. */
 		w->flags |= TXN_UPDATE_ONLY;
 		rc = txn_write(ino->ns, &k, w, out);
+		/* A truncate by path changed the stored content: readers read
+		 * it from their next read on, as on a local file system. */
+		if (rc == 0 && w->set_size)
+			snaps_reset_locked(ino);
 	} else {
 		rc = txn_stat(ino->ns, &k, out);
 	}

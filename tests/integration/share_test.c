@@ -20,7 +20,9 @@
  *                                        + read-write, the reader opened
  *                                        before and after the write), and
  *                                        ftruncate through one is seen
- *                                        through the other (fstat, pread)
+ *                                        through the other (fstat, pread),
+ *                                        and a truncate by path through a
+ *                                        reader
  *   share_test hold FILE TEXT            write TEXT into FILE (O_TRUNC),
  *                                        print "written", then keep it open
  *                                        without closing until killed
@@ -266,6 +268,11 @@ do_see(const char *path)
 	r = open_or_bad(path, O_RDONLY);
 	if (r >= 0) {
 		expect_read(r, "after every close", "ab", 2);
+		/* A truncate by path with no writer open: the reader sees it too. */
+		if (truncate(path, 5) < 0)
+			bad("truncate by path: %s", strerror(errno));
+		expect_size(r, "fstat through a reader after a truncate by path", 5);
+		expect_read(r, "read through a reader after a truncate by path", "ab\0\0\0", 5);
 		close(r);
 	}
 	return failures ? 1 : 0;

@@ -26,6 +26,17 @@
  *   share_test hold FILE TEXT            write TEXT into FILE (O_TRUNC),
  *                                        print "written", then keep it open
  *                                        without closing until killed
+ *   share_test errors FILE               store errors reach every writer:
+ *                                        descriptors A and B write, R
+ *                                        (read-write) does not; prints
+ *                                        "written" and waits for a line on
+ *                                        stdin (the caller makes stores
+ *                                        fail meanwhile); then fsync(A),
+ *                                        close(B), close(A) each fail with
+ *                                        ENOSPC and close(R) succeeds;
+ *                                        prints "closed", waits for a line
+ *                                        (stores work again), and checks a
+ *                                        new append is stored alone
  *   share_test ctime FILE                ftruncate + close through one
  *                                        descriptor moves the ctime that
  *                                        stat shows at once
@@ -296,6 +307,64 @@ do_hold(const char *path, const char *text)
 	return 0;
 }
 
+static void
+expect_errno(const char *what, int rc, int want)
+{
+	int got = rc < 0 ? errno : 0;
+
+	if (got != want)
+		bad("%s: %s, expected %s", what, got ? strerror(got) : "success",
+		    want ? strerror(want) : "success");
+}
+
+static bool
+wait_line(void)
+{
+	char line[64];
+
+	return fgets(line, sizeof(line), stdin) != NULL;
+}
+
+static int
+do_errors(const char *path)
+{
+	int a = open_or_bad(path, O_WRONLY | O_CREAT | O_TRUNC);
+	int b = open_or_bad(path, O_WRONLY);
+	int r = open_or_bad(path, O_RDWR);
+
+	if (a < 0 || b < 0 || r < 0)
+		return 1;
+	/* Stored empty first: the failed stores below must leave it so. */
+	if (fsync(a) < 0)
+		bad("first fsync: %s", strerror(errno));
+	if (pwrite(a, "aaa", 3, 0) != 3 || pwrite(b, "bbb", 3, 3) != 3)
+		bad("writes: %s", strerror(errno));
+	printf("written\n");
+	fflush(stdout);
+	if (!wait_line())
+		return 1;
+	expect_errno("fsync of writer A while stores fail", fsync(a), ENOSPC);
+	expect_errno("close of writer B (its bytes were in that store)", close(b), ENOSPC);
+	expect_errno("close of writer A", close(a), ENOSPC);
+	expect_errno("close of R, which wrote nothing", close(r), 0);
+	printf("closed\n");
+	fflush(stdout);
+	if (!wait_line())
+		return 1;
+	a = open_or_bad(path, O_WRONLY | O_APPEND);
+	if (a < 0)
+		return 1;
+	if (write(a, "x", 1) != 1)
+		bad("append after the failure: %s", strerror(errno));
+	expect_errno("close after stores work again", close(a), 0);
+	r = open_or_bad(path, O_RDONLY);
+	if (r >= 0) {
+		expect_read(r, "content after the failed stores and a new append", "x", 1);
+		close(r);
+	}
+	return failures ? 1 : 0;
+}
+
 static int
 do_ctime(const char *path)
 {
@@ -353,8 +422,10 @@ main(int argc, char **argv)
 		return do_hold(argv[2], argv[3]);
 	if (argc == 3 && strcmp(argv[1], "ctime") == 0)
 		return do_ctime(argv[2]);
+	if (argc == 3 && strcmp(argv[1], "errors") == 0)
+		return do_errors(argv[2]);
 usage:
 	fprintf(stderr, "usage: share_test append|check-lines FILE PROCS LINES | see FILE | "
-	    "hold FILE TEXT | ctime FILE\n");
+	    "hold FILE TEXT | ctime FILE | errors FILE\n");
 	return 2;
 }

@@ -10,6 +10,8 @@
 #   - fallocate mode 0, -n (KEEP_SIZE), -p (PUNCH_HOLE), EFBIG, EOPNOTSUPP;
 #   - another user's write through an O_WRONLY descriptor clears
 #     set-user-ID and set-group-ID (and through O_RDWR, as before);
+#   - a failed store (stop-writes) is reported by fsync and by the close of
+#     every descriptor that wrote, not by one that did not;
 #   - a file kept open and dirty is stored after flush-max-ms: it survives
 #     a SIGKILL of the daemon once that time has passed; fsync'd data as
 #     before.
@@ -110,6 +112,37 @@ echo original >"$F"
 chown $U:$U "$F" && chmod 2745 "$F" || bad "sgid: chown/chmod"
 expect_ok "sgid without group execute: write as uid $U" setpriv --reuid=$U --regid=$U --clear-groups sh -c 'echo more >>"$1"' sh "$F"
 check_eq "set-group-ID without group execute stays (as on Linux)" "$(stat -c %a "$F")" 2745
+# ---- a failed store reaches every descriptor that wrote --------------------------
+# stop-writes-avail-pct 100: writes fail while any space is in use.
+PCT=$MNT/.info/config/namespaces/test/stop-writes-avail-pct
+# wait_stop_writes VALUE: nsup sets the flag within about 100 ms (5 s at most).
+wait_stop_writes() {
+	local i
+	for i in $(seq 1 50); do
+		[ "$(stat_value test stop_writes)" = "$1" ] && return 0
+		sleep 0.1
+	done
+	return 1
+}
+mkfifo "$T/ctl" || fail "mkfifo"
+timeout -k 5 60 "$ST" errors "$S/err" <"$T/ctl" >"$T/err.out" 2>&1 &
+EPID=$!
+exec 6>"$T/ctl"
+for i in $(seq 1 100); do grep -q written "$T/err.out" && break; sleep 0.1; done
+check_eq "two writers wrote" "$(head -n 1 "$T/err.out")" written
+echo 100 >"$PCT" || bad "set stop-writes-avail-pct 100"
+wait_stop_writes true || bad "stop_writes did not turn true"
+echo go >&6
+for i in $(seq 1 100); do grep -q closed "$T/err.out" && break; sleep 0.1; done
+echo 5 >"$PCT" || bad "set stop-writes-avail-pct 5"
+wait_stop_writes false || bad "stop_writes did not turn false"
+echo go >&6
+exec 6>&-
+wait "$EPID"
+check_eq "store errors: fsync and every writer's close say ENOSPC, the others 0 (share_test errors)" \
+	"$?" 0
+grep FAIL "$T/err.out"
+check_true "fuse_put_failures counted the failed store" "$(node_value fuse_put_failures)" -ge 1
 assert_serving "the shared-state checks"
 stop_daemon || bad "daemon exit status"
 

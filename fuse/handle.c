@@ -389,7 +389,7 @@ state_changed_locked(struct inode *ino, struct handle *h)
 static void
 notify_attr(const struct inode *ino)
 {
-	struct fuse_session *se = __atomic_load_n(&recfsd.se, __ATOMIC_ACQUIRE);
+	struct fuse_session *se = atomic_load_acquire(&recfsd.se);
 
 	/* Attributes only (negative offset): no page is locked, so this is
 	 * safe while the kernel waits for one of our replies. */

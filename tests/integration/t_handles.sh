@@ -89,15 +89,16 @@ check_eq "size after the refusals" "$(stat -c %s "$S/fa")" 8192
 
 # ---- set-user-ID and set-group-ID cleared by another user's write -----------------
 U=4242
+AS_USER="setpriv --reuid=$U --regid=$U --clear-groups"
 for how in wronly rdwr; do
 	F=$S/suid-$how
 	echo original >"$F"
 	chown $U:$U "$F" && chmod 6755 "$F" || bad "$how: chown/chmod"
 	check_eq "$how: mode before" "$(stat -c %a "$F")" 6755
 	if [ $how = wronly ]; then
-		expect_ok "$how: write as uid $U" setpriv --reuid=$U --regid=$U --clear-groups sh -c 'echo more >>"$1"' sh "$F"
+		expect_ok "$how: write as uid $U" $AS_USER sh -c 'echo more >>"$1"' sh "$F"
 	else
-		expect_ok "$how: write as uid $U" setpriv --reuid=$U --regid=$U --clear-groups sh -c 'printf X 1<>"$1"' sh "$F"
+		expect_ok "$how: write as uid $U" $AS_USER sh -c 'printf X 1<>"$1"' sh "$F"
 	fi
 	check_eq "$how: set-user-ID and set-group-ID cleared" "$(stat -c %a "$F")" 755
 	check_eq "$how: content" "$(head -c 1 "$F")" "$([ $how = wronly ] && echo o || echo X)"
@@ -110,7 +111,8 @@ check_eq "root's write keeps set-user-ID and set-group-ID" "$(stat -c %a "$F")" 
 F=$S/sgid-noexec
 echo original >"$F"
 chown $U:$U "$F" && chmod 2745 "$F" || bad "sgid: chown/chmod"
-expect_ok "sgid without group execute: write as uid $U" setpriv --reuid=$U --regid=$U --clear-groups sh -c 'echo more >>"$1"' sh "$F"
+expect_ok "sgid without group execute: write as uid $U" \
+	$AS_USER sh -c 'echo more >>"$1"' sh "$F"
 check_eq "set-group-ID without group execute stays (as on Linux)" "$(stat -c %a "$F")" 2745
 # ---- a failed store reaches every descriptor that wrote --------------------------
 # stop-writes-avail-pct 100: writes fail while any space is in use.
@@ -139,7 +141,7 @@ wait_stop_writes false || bad "stop_writes did not turn false"
 echo go >&6
 exec 6>&-
 wait "$EPID"
-check_eq "store errors: fsync and every writer's close say ENOSPC, the others 0 (share_test errors)" \
+check_eq "store errors: fsync and each writer's close say ENOSPC, the others 0 (share_test)" \
 	"$?" 0
 grep FAIL "$T/err.out"
 check_true "fuse_put_failures counted the failed store" "$(node_value fuse_put_failures)" -ge 1
@@ -171,13 +173,15 @@ check_eq "size of the held file while open" "$(stat -c %s "$S/held")" 26
 # 200 ms to store the open file, 200 ms more for its write buffer, and room.
 sleep 1.5
 timed1=$(node_value fuse_timed_stores)
-check_true "fuse_timed_stores counted the store (was $timed0, now $timed1)" "${timed1:-0}" -ge $((${timed0:-0} + 1))
+check_true "fuse_timed_stores counted the store (was $timed0, now $timed1)" \
+	"${timed1:-0}" -ge $((${timed0:-0} + 1))
 crash_daemon || fail "could not detach the dead mount"
 kill "$SYNC_PID" 2>/dev/null
 wait "$SYNC_PID" 2>/dev/null
 exec 5<&-
 start_daemon
-check_eq "the held file survived a SIGKILL after flush-max-ms" "$(cat "$S/held")" "kept open and never closed"
+check_eq "the held file survived a SIGKILL after flush-max-ms" "$(cat "$S/held")" \
+	"kept open and never closed"
 check_eq "the fsync'd file survived" "$(cat "$S/synced")" "fsynced while open"
 assert_serving
 finish

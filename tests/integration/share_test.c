@@ -5,7 +5,8 @@
  *
  * Usage:
  *   share_test append FILE PROCS LINES   PROCS processes each open FILE
- *                                        O_WRONLY|O_APPEND|O_CREAT once and
+ *                                        O_APPEND|O_CREAT (odd ones
+ *                                        O_WRONLY, even ones O_RDWR) once and
  *                                        write LINES lines, one write(2)
  *                                        each; then FILE must hold
  *                                        PROCS * LINES lines, each whole,
@@ -91,7 +92,9 @@ static int
 appender(const char *path, int p, int lines)
 {
 	char line[LINE_LEN + 1];
-	int fd = open(path, O_WRONLY | O_APPEND | O_CREAT, 0644);
+	/* Odd processes write-only, even ones read-write (page-cached unless
+	 * O_APPEND makes the daemon bypass the cache). */
+	int fd = open(path, (p % 2 ? O_WRONLY : O_RDWR) | O_APPEND | O_CREAT, 0644);
 
 	if (fd < 0) {
 		fprintf(stderr, "share_test: process %d: open %s: %s\n", p, path, strerror(errno));

@@ -24,6 +24,9 @@
  *                                        through the other (fstat, pread),
  *                                        and a truncate by path through a
  *                                        reader
+ *   share_test see-cached FILE           the same for a reader that uses the
+ *                                        page cache and read before the
+ *                                        writer opened
  *   share_test hold FILE TEXT            write TEXT into FILE (O_TRUNC),
  *                                        print "written", then keep it open
  *                                        without closing until killed
@@ -292,6 +295,39 @@ do_see(const char *path)
 	return failures ? 1 : 0;
 }
 
+/* A reader that uses the page cache (no writer for a second before its
+ * open) and read the file, then a writer: the reader sees the new bytes. */
+static int
+do_see_cached(const char *path)
+{
+	struct timespec settle = { 1, 300 * 1000000 };
+	int w = open_or_bad(path, O_WRONLY | O_CREAT | O_TRUNC), r;
+
+	if (w < 0)
+		return 1;
+	if (write(w, "old content", 11) != 11)
+		bad("write: %s", strerror(errno));
+	if (close(w) < 0)
+		bad("close: %s", strerror(errno));
+	nanosleep(&settle, NULL);
+	r = open_or_bad(path, O_RDONLY);
+	if (r < 0)
+		return 1;
+	expect_read(r, "cached reader, before any writer", "old content", 11);
+	w = open_or_bad(path, O_WRONLY);
+	if (w < 0)
+		return 1;
+	if (pwrite(w, "NEW", 3, 0) != 3 || pwrite(w, "!", 1, 11) != 1)
+		bad("pwrite: %s", strerror(errno));
+	expect_size(r, "cached reader's fstat after the writer's writes", 12);
+	expect_read(r, "cached reader after the writer's writes, writer open", "NEW content!", 12);
+	if (close(w) < 0)
+		bad("close: %s", strerror(errno));
+	expect_read(r, "cached reader after the writer's close", "NEW content!", 12);
+	close(r);
+	return failures ? 1 : 0;
+}
+
 static int
 do_hold(const char *path, const char *text)
 {
@@ -421,6 +457,8 @@ main(int argc, char **argv)
 	}
 	if (argc == 3 && strcmp(argv[1], "see") == 0)
 		return do_see(argv[2]);
+	if (argc == 3 && strcmp(argv[1], "see-cached") == 0)
+		return do_see_cached(argv[2]);
 	if (argc == 4 && strcmp(argv[1], "hold") == 0)
 		return do_hold(argv[2], argv[3]);
 	if (argc == 3 && strcmp(argv[1], "ctime") == 0)
@@ -428,7 +466,7 @@ main(int argc, char **argv)
 	if (argc == 3 && strcmp(argv[1], "errors") == 0)
 		return do_errors(argv[2]);
 usage:
-	fprintf(stderr, "usage: share_test append|check-lines FILE PROCS LINES | see FILE | "
+	fprintf(stderr, "usage: share_test append|check-lines FILE PROCS LINES | see|see-cached FILE | "
 	    "hold FILE TEXT | ctime FILE | errors FILE\n");
 	return 2;
 }

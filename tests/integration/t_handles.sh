@@ -59,6 +59,8 @@ expect_ok "4 shell >> loops x 1000 lines: 4000 whole lines" "$ST" check-lines "$
 # ---- one descriptor sees another's writes and truncates --------------------------
 expect_ok "reads through one descriptor see writes and ftruncate through another" \
 	"$ST" see "$S/see"
+expect_ok "a page-cached reader that read before the writer opened sees its writes" \
+	"$ST" see-cached "$S/seec"
 
 # ---- ctime after ftruncate + close, attr-timeout 60 -------------------------------
 echo "some content" >"$S/ct"

@@ -39,6 +39,7 @@ enum inode_kind {
 
 struct handle;          /* handle.h */
 struct snapshot;        /* handle.c */
+struct filestate;       /* handle.c */
 struct info_cached;     /* info.c */
 
 struct inode {
@@ -65,7 +66,9 @@ struct inode {
 	struct digest digest;         /* inode lock + stripe lock to change */
 	char *name;                   /* set bytes then key bytes; inode lock */
 	struct handle *handles;       /* open record handles (handle.h); inode lock */
-	struct handle *writer;        /* the last handle that wrote (stat follows it); inode lock */
+	struct filestate *fs;         /* the open-file state all its handles share (handle.h); inode lock */
+	struct inode *flush_next;     /* on the flush-max-ms list (handle.c): its lock */
+	bool flush_listed;            /* on that list, holding a reference; inode lock */
 	struct snapshot *snap;        /* the stored content readers share; inode lock */
 	struct record_attr *orphan;   /* attributes kept after unlink for open handles; inode lock */
 	int64_t writers_gone_ns;      /* when its last writable handle was released; inode lock */

@@ -868,7 +868,10 @@ ops_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t of
 	long n;
 
 	STATS_OP(write, inode_is_info(inode_of(ino)));
-	n = handle_write(handle_of(fi), buf, size, off);
+	/* Not root: set-ID bits go, as the kernel clears them for cached
+	 * writes (its direct-I/O path does not; fi->writepage: the kernel
+	 * writing back mmap pages, no user). */
+	n = handle_write(handle_of(fi), buf, size, off, !fi->writepage && fuse_req_ctx(req)->uid != 0);
 	if (n < 0)
 		reply_err(req, (int)n);
 	else
@@ -903,7 +906,7 @@ ops_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off_t leng
     struct fuse_file_info *fi)
 {
 	stats_inc(STAT_fuse_other);
-	reply_err(req, -EOPNOTSUPP);
+	reply_err(req, handle_fallocate(handle_of(fi), mode, offset, length));
 }
 
 /* ---- directories ---------------------------------------------------------------- */

@@ -208,7 +208,8 @@ static int check_record_size(const struct config_param *, const struct config_va
 	ROW(storage_config, flush_max_ms, NULL, \
 	    .name = "flush-max-ms", .section = CONFIG_STORAGE, .type = CONFIG_UINT, \
 	    .default_text = "1000", .min = 0, .max = 60000, .unit = "ms", .dynamic = true, \
-	    .help = "A partly filled write buffer is written after this long; 0 = only when full. " \
+	    .help = "A partly filled write buffer is written after this long, and a file kept open " \
+	    "with unsaved changes is stored; 0 = only when full (files: at close). " \
 	    "Bounds what a crash can lose without commit-to-device.") \
 	ROW(storage_config, max_write_cache, NULL, \
 	    .name = "max-write-cache", .section = CONFIG_STORAGE, .type = CONFIG_SIZE, \

@@ -176,6 +176,8 @@
 	    "Records whose checksum or format did not verify on read (logged with file and offset).") \
 	X(damaged_records, GAUGE, "records", 0, \
 	    "Records whose newest copy the cold start found damaged (header intact, body not): listed, stat works, reads fail with EIO until overwritten or unlinked (logged with file and offset).") \
+	X(cold_start_torn_writes, COUNTER, "records", 0, \
+	    "Torn writes the last cold start dropped: after an unclean shutdown, a newest copy with an intact header but a damaged body written within flush-max-ms + 1 s of the device's newest write was never acknowledged as durable; the previous version is kept (none: the record is absent). Logged with file and offset.") \
 	X(tombstones_reclaimed, COUNTER, "records", 0, \
 	    "Tombstones dropped by the tomb raider once no older copy remained on storage.") \
 	X(tomb_raider_passes, COUNTER, "passes", 0, "Tomb raider passes over the storage.") \

@@ -128,6 +128,15 @@ struct namespace {
 	struct cs_unnamed *cs_unnamed;
 	size_t cs_unnamed_n, cs_unnamed_cap;
 	uint64_t cs_unnamed_count;          /* atomic: cs_unnamed_n, read without the lock */
+	/* Cold start: for each record whose newest copy so far is damaged,
+	 * the best intact older copy met, in case the damaged one turns out
+	 * to be a torn write (namespace.c, torn_settle).  One per record that
+	 * had a damaged newest copy during the scan: a plain array. */
+	pthread_mutex_t cs_torn_lock;
+	struct cs_torn *cs_torn;
+	size_t cs_torn_n, cs_torn_cap;
+	uint64_t cold_start_torn_writes;    /* atomic: torn writes the last cold start
+	                                     * dropped (previous version kept) */
 };
 
 /* What the index learns from a stored record besides its header. */

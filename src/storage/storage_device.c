@@ -580,6 +580,19 @@ verify:
 	return rc;
 }
 
+/* Cold start (owner->scanned): the copy at loc counts as live after all;
+ * the wblock states are rebuilt from these counts afterwards. */
+static void
+dev_keep(struct storage *st, storage_loc loc)
+{
+	struct dev_engine *e = st->priv;
+	struct device *d = e->devs[storage_loc_file(loc)];
+
+	pthread_mutex_lock(&d->wt.lock);
+	wblock_add_locked(&d->wt, (uint32_t)(storage_loc_offset(loc) / d->wbs), storage_loc_size(loc));
+	pthread_mutex_unlock(&d->wt.lock);
+}
+
 static void
 defrag_kick(struct device *d)
 {
@@ -1586,6 +1599,7 @@ const struct storage_ops storage_device_ops = {
 	.stats = dev_stats,
 	.scan = dev_scan,
 	.config_changed = dev_config_changed,
+	.keep = dev_keep,
 };
 
 /*
@@ -1610,4 +1624,5 @@ const struct storage_ops storage_shadow_ops = {
 	.stats = dev_stats,
 	.scan = dev_scan,
 	.config_changed = dev_config_changed,
+	.keep = dev_keep,
 };

@@ -921,6 +921,122 @@ test_device_defrag_keeps_overwrites_going_at_half_fill(void **state)
 }
 
 /*
+ * Issue 10 part 3, torn writes: after an unclean stop, a newest copy with
+ * an intact header and a damaged body, written within flush-max-ms + 1 s
+ * of the device's newest write, is a write the crash tore before it was
+ * acknowledged as durable: the previous version is served (not EIO), the
+ * record is not damaged, the torn write is counted and logged; a record
+ * with no older copy is absent.  It stays so after a clean restart (the
+ * previous version was stored again, newer than the torn copy).
+ */
+static void
+test_device_torn_write_after_unclean_stop_keeps_the_previous_version(void **state)
+{
+	struct node *node;
+	struct namespace *ns;
+	struct record_attr a;
+	char k20[32];
+	struct txn_key key20 = key_of(k20, 20);
+	int copies;
+
+	config_for("dev", 64u << 20, 128 * 1024);
+	node = open_node();
+	ns = node_namespace(node, 0);
+	for (int i = 0; i < 10; i++)
+		assert_int_equal(put(ns, i, 1, 1000, TXN_DURABLE), 0);
+	/* Version 2 of k1 and the only version of k20: not acknowledged as
+	 * durable, but on the device (the flusher wrote them) when it stops. */
+	assert_int_equal(put(ns, 1, 2, 900, 0), 0);
+	assert_int_equal(put(ns, 20, 1, 500, 0), 0);
+	assert_int_equal(txn_namespace_sync(ns), 0);
+	node_close(node, false);  /* an unclean stop: the header is not marked clean */
+
+	off_t at1 = find_newest_copy("k000001", &copies);
+	assert_int_equal(copies, 2);
+	damage_at(at1 + 300);
+	off_t at20 = find_newest_copy("k000020", &copies);
+	assert_int_equal(copies, 1);
+	damage_at(at20 + 300);
+
+	log_capture_begin();
+	node = open_node();
+	ns = node_namespace(node, 0);
+	assert_int_equal(check(ns, 1, 1, 1000), 0);
+	assert_int_equal(txn_stat(ns, &key20, &a), -ENOENT);
+	assert_int_equal(check(ns, 9, 1, 1000), 0);
+	assert_int_equal(stat_value(ns, "damaged_records"), 0);
+	assert_int_equal(stat_value(ns, "cold_start_torn_writes"), 2);
+	assert_int_equal(stat_value(ns, "objects"), 10);
+	/* Live: the ten records (k1 stored again) and k20's tombstone. */
+	assert_int_equal(stat_value(ns, "data_used_bytes"), 10 * 1104 + 80);
+	node_close(node, true);
+	{
+		char where[512];
+
+		snprintf(where, sizeof(where), "torn write at %s offset %lld (record s/k000001, "
+		    "generation 2), not acknowledged as durable", path, (long long)at1);
+		assert_int_equal(log_capture_end_count(where), 1);
+	}
+
+	/* After a clean restart the torn copies are still on the device, but
+	 * older than what replaced them. */
+	node = open_node();
+	ns = node_namespace(node, 0);
+	assert_int_equal(check(ns, 1, 1, 1000), 0);
+	assert_int_equal(txn_stat(ns, &key20, &a), -ENOENT);
+	assert_int_equal(stat_value(ns, "damaged_records"), 0);
+	assert_int_equal(stat_value(ns, "cold_start_torn_writes"), 0);
+	assert_int_equal(stat_value(ns, "objects"), 10);
+	node_close(node, true);
+}
+
+/*
+ * The same damage is not a torn write when no crash explains it: after a
+ * clean shutdown, or when the copy is older than the device's newest write
+ * by more than flush-max-ms + 1 s.  The record is damaged (EIO), as with
+ * any damaged newest copy.
+ */
+static void
+test_device_damaged_copy_is_not_torn_after_clean_stop_or_outside_the_window(void **state)
+{
+	for (int variant = 0; variant < 2; variant++) {
+		struct node *node;
+		struct namespace *ns;
+		struct txn_record r;
+		char k1[32];
+		struct txn_key key1 = key_of(k1, 1);
+		int copies;
+
+		unlink(path);
+		config_for("dev", 64u << 20, 128 * 1024);
+		cfg.ns[0].storage.flush_max_ms = 0;  /* the window: 1000 ms */
+		node = open_node();
+		ns = node_namespace(node, 0);
+		for (int i = 0; i < 4; i++)
+			assert_int_equal(put(ns, i, 1, 1000, TXN_DURABLE), 0);
+		assert_int_equal(put(ns, 1, 2, 900, TXN_DURABLE), 0);
+		if (variant == 1) {
+			/* Written well before the device's last write. */
+			usleep(1200 * 1000);
+			assert_int_equal(put(ns, 3, 2, 900, TXN_DURABLE), 0);
+		}
+		node_close(node, variant == 0);
+
+		off_t at1 = find_newest_copy("k000001", &copies);
+		assert_int_equal(copies, 2);
+		damage_at(at1 + 300);
+
+		node = open_node();
+		ns = node_namespace(node, 0);
+		assert_int_equal(txn_read(ns, &key1, &r), RECFS_ECHECKSUM);
+		assert_int_equal(stat_value(ns, "damaged_records"), 1);
+		assert_int_equal(stat_value(ns, "cold_start_torn_writes"), 0);
+		assert_int_equal(check(ns, 2, 1, 1000), 0);
+		node_close(node, true);
+	}
+}
+
+/*
  * The damaged newest copy's name is damaged too, and the scan meets it
  * before any copy that could name the record: it waits for one, and the
  * record is still damaged, not served from the older copy met later.
@@ -1336,6 +1452,8 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_device_damaged_bytes_are_eio_for_that_record_only, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_device_damaged_newest_copy_never_hides_behind_an_older_one, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_device_nameless_damaged_copy_met_first_waits_for_its_name, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_device_torn_write_after_unclean_stop_keeps_the_previous_version, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_device_damaged_copy_is_not_torn_after_clean_stop_or_outside_the_window, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_device_damaged_copy_loses_a_tie_with_an_intact_one, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_device_full_is_enospc_and_deletes_make_room, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_device_of_another_namespace_is_refused, setup, teardown),

@@ -148,6 +148,16 @@ torn() {
 	printf 'XXXX' | dd of="$dat" bs=1 seek=$((pos + 100)) conv=notrunc status=none ||
 		fail "dd into $dat"
 
+	# recfs-check tells the torn write from a damaged record.
+	run "$CHECK" --flush-max-ms 100 "$dat" >"$T/torn.check" 2>&1
+	check_eq "$engine: recfs-check exits 1" "$?" 1
+	check_true "$engine: recfs-check: a torn write, the previous version kept" -n "$(grep -F \
+		'TORN WRITE set= key=f: ' "$T/torn.check" | grep -F "($dat offset " |
+		grep -F 'recfsd keeps the previous version')"
+	check_true "$engine: recfs-check: no damaged record" -z "$(grep '^DAMAGED RECORD' "$T/torn.check")"
+	check_true "$engine: recfs-check: the summary counts it" \
+		-n "$(grep -E '^ +torn write \(unclean\) +1$' "$T/torn.check")"
+
 	start_daemon
 	check_eq "$engine: after the crash, f reads the first version" \
 		"$(run head -c 17 "$MNT/test/f")" "$(printf 'first-torn-%s-xxx' "$engine" | head -c 17)"

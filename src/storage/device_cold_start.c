@@ -17,8 +17,10 @@
  * if its header is intact (record_flat_header_check) the owner still hears
  * of it, so a damaged newest copy is never replaced by an older one, and
  * the walk jumps over it; otherwise the walk moves on 16 bytes (a torn
- * write or damaged bytes never become a record).  When every device is done, each wblock's state and
- * the free and defrag queues are rebuilt from the live bytes found.
+ * write or damaged bytes never become a record).  When every device is
+ * done, the owner settles torn writes (torn_window_set, owner->scanned),
+ * then each wblock's state and the free and defrag queues are rebuilt from
+ * the live bytes found.
  */
 #include <errno.h>
 #include <inttypes.h>

@@ -711,16 +711,27 @@ namespace_scanned(void *arg, struct storage *st)
 	atomic_store_relaxed(&ns->cs_unnamed_count, ns->cs_unnamed_n);
 	pthread_mutex_unlock(&ns->cs_unnamed_lock);
 
-	pthread_mutex_lock(&ns->cs_torn_lock);
-	size_t kept = 0;
+	/* The list is taken out, so no record lock is taken under its lock
+	 * (the scan takes them the other way round; no scan runs now). */
+	struct cs_torn *v;
+	size_t n, kept = 0;
 
-	for (size_t i = 0; i < ns->cs_torn_n; i++) {
-		if (torn_settle(ns, st, &ns->cs_torn[i], &logged) > 0) {
-			ns->cs_torn[kept++] = ns->cs_torn[i];
+	pthread_mutex_lock(&ns->cs_torn_lock);
+	v = ns->cs_torn;
+	n = ns->cs_torn_n;
+	ns->cs_torn = NULL;
+	ns->cs_torn_n = ns->cs_torn_cap = 0;
+	pthread_mutex_unlock(&ns->cs_torn_lock);
+	for (size_t i = 0; i < n; i++) {
+		if (torn_settle(ns, st, &v[i], &logged) > 0) {
+			v[kept++] = v[i];
 			torn++;
 		}
 	}
+	pthread_mutex_lock(&ns->cs_torn_lock);
+	ns->cs_torn = v;
 	ns->cs_torn_n = kept;
+	ns->cs_torn_cap = n;
 	pthread_mutex_unlock(&ns->cs_torn_lock);
 	if (torn > DAMAGED_LOG_MAX)
 		log_warn("namespace", "{%s} %" PRIu64 " torn writes dropped (%d logged above)",
@@ -740,10 +751,17 @@ static void
 torn_rewrite(struct namespace *ns, struct storage *st)
 {
 	bool wrote = false;
+	struct cs_torn *v;
+	size_t n;
 
 	pthread_mutex_lock(&ns->cs_torn_lock);
-	for (size_t i = 0; i < ns->cs_torn_n; i++) {
-		const struct cs_torn *t = &ns->cs_torn[i];
+	v = ns->cs_torn;
+	n = ns->cs_torn_n;
+	ns->cs_torn = NULL;
+	ns->cs_torn_n = ns->cs_torn_cap = 0;
+	pthread_mutex_unlock(&ns->cs_torn_lock);
+	for (size_t i = 0; i < n; i++) {
+		const struct cs_torn *t = &v[i];
 		struct index_partition *p = index_partition_of(ns->index, &t->digest);
 		const struct ns_set *set = &ns->sets.sets[t->set_id];
 		struct index_entry *e;
@@ -809,10 +827,7 @@ next:
 		record_release(&r);
 		free(buf);
 	}
-	free(ns->cs_torn);
-	ns->cs_torn = NULL;
-	ns->cs_torn_n = ns->cs_torn_cap = 0;
-	pthread_mutex_unlock(&ns->cs_torn_lock);
+	free(v);
 	if (wrote && storage_sync_all(st) != 0)
 		log_error("namespace", "{%s} the records stored again after torn writes are not "
 		    "durable yet (sync failed)", ns->name);

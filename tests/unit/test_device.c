@@ -1036,6 +1036,74 @@ test_device_damaged_copy_is_not_torn_after_clean_stop_or_outside_the_window(void
 	}
 }
 
+/* Offsets of the copies stored under set "s" and key whose header is
+ * intact, in file order (up to max); returns how many. */
+static int
+find_copies(const char *key, off_t *offs, int max)
+{
+	static uint8_t buf[1 << 20];
+	int fd = open(path, O_RDONLY), n_found = 0;
+	off_t base = 0;
+	ssize_t n;
+
+	assert_true(fd >= 0);
+	while ((n = pread(fd, buf, sizeof(buf), base)) > 0) {
+		for (ssize_t i = 0; i + RECORD_FLAT_MIN_SIZE <= n; i += 16) {
+			struct record_flat_header h;
+
+			if (record_flat_header_check(buf + i, (size_t)(n - i), &h) != 0 ||
+			    h.key_len != strlen(key) || memcmp(buf + i + 64 + h.set_len, key, h.key_len) != 0)
+				continue;
+			if (n_found < max)
+				offs[n_found] = base + i;
+			n_found++;
+		}
+		base += n;
+	}
+	close(fd);
+	return n_found;
+}
+
+/*
+ * A torn newest copy over a version that is damaged too, but older than
+ * the window: that damage no crash explains, so the record is damaged
+ * (EIO), not served from the intact version under both.
+ */
+static void
+test_device_torn_write_over_real_damage_stays_damaged(void **state)
+{
+	struct node *node;
+	struct namespace *ns;
+	struct txn_record r;
+	char k1[32];
+	struct txn_key key1 = key_of(k1, 1);
+	off_t offs[4];
+
+	config_for("dev", 64u << 20, 128 * 1024);
+	cfg.ns[0].storage.flush_max_ms = 0;  /* the window: 1000 ms */
+	node = open_node();
+	ns = node_namespace(node, 0);
+	for (int i = 0; i < 4; i++)
+		assert_int_equal(put(ns, i, 1, 1000, TXN_DURABLE), 0);
+	assert_int_equal(put(ns, 1, 2, 900, TXN_DURABLE), 0);
+	usleep(1200 * 1000);
+	assert_int_equal(put(ns, 1, 3, 800, TXN_DURABLE), 0);
+	node_close(node, false);
+
+	/* Written in order into one wblock: version 1, 2, 3. */
+	assert_int_equal(find_copies("k000001", offs, 4), 3);
+	damage_at(offs[1] + 300);
+	damage_at(offs[2] + 300);
+
+	node = open_node();
+	ns = node_namespace(node, 0);
+	assert_int_equal(txn_read(ns, &key1, &r), RECFS_ECHECKSUM);
+	assert_int_equal(stat_value(ns, "damaged_records"), 1);
+	assert_int_equal(stat_value(ns, "cold_start_torn_writes"), 0);
+	assert_int_equal(check(ns, 2, 1, 1000), 0);
+	node_close(node, true);
+}
+
 /*
  * The damaged newest copy's name is damaged too, and the scan meets it
  * before any copy that could name the record: it waits for one, and the
@@ -1454,6 +1522,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_device_nameless_damaged_copy_met_first_waits_for_its_name, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_device_torn_write_after_unclean_stop_keeps_the_previous_version, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_device_damaged_copy_is_not_torn_after_clean_stop_or_outside_the_window, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_device_torn_write_over_real_damage_stays_damaged, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_device_damaged_copy_loses_a_tie_with_an_intact_one, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_device_full_is_enospc_and_deletes_make_room, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_device_of_another_namespace_is_refused, setup, teardown),

@@ -173,16 +173,17 @@ struct cs_copy {
 
 /*
  * Record lock held: e's current copy is damaged, other is a copy of the
- * same record that lost to it (or that it displaced), or NULL.  Remember other if
- * it is the best of its kind so far.  Only records with a damaged newest
- * copy get here: the list stays as small as they are few.
+ * same record that lost to it (or that it displaced), or NULL.  Remember
+ * other if it is the best of its kind so far.  Only records with a damaged
+ * newest copy get here: the list stays as small as they are few.  Out of
+ * memory the record is left out, and a torn write of it reads EIO like a
+ * damaged record (logged): never an older version served wrongly.
  */
-static int
+static void
 torn_note(struct namespace *ns, const struct index_entry *e, uint16_t set_id,
     const struct cs_copy *other)
 {
 	struct cs_torn *t = NULL;
-	int rc = 0;
 
 	pthread_mutex_lock(&ns->cs_torn_lock);
 	for (size_t i = 0; i < ns->cs_torn_n && t == NULL; i++)
@@ -194,7 +195,9 @@ torn_note(struct namespace *ns, const struct index_entry *e, uint16_t set_id,
 			struct cs_torn *v = realloc(ns->cs_torn, cap * sizeof(*v));
 
 			if (v == NULL) {
-				rc = -ENOMEM;
+				log_error("namespace", "{%s} cold start: no memory to remember the older "
+				    "copies of a record whose newest copy is damaged: if it is a torn "
+				    "write, the record reads EIO", ns->name);
 				goto out;
 			}
 			ns->cs_torn = v;
@@ -220,7 +223,6 @@ torn_note(struct namespace *ns, const struct index_entry *e, uint16_t set_id,
 	}
 out:
 	pthread_mutex_unlock(&ns->cs_torn_lock);
-	return rc;
 }
 
 /* Take the waiting damaged copy of d out of the list, if there is one. */
@@ -290,8 +292,8 @@ load_copy_locked(struct namespace *ns, struct storage *st, const struct record *
 		pthread_rwlock_unlock(&p->lock);
 		rc = 1;
 		/* A record met first through a damaged copy: none older yet. */
-		if (e->damaged && torn_note(ns, e, set_id, NULL) != 0)
-			return -ENOMEM;
+		if (e->damaged)
+			torn_note(ns, e, set_id, NULL);
 	} else if (record_copy_is_newer(r->generation, r->last_update_ms, (uint16_t)e->generation,
 	    e->last_update_ms) ||
 	    /* The same version intact (a copy defrag left behind): better. */
@@ -310,8 +312,8 @@ load_copy_locked(struct namespace *ns, struct storage *st, const struct record *
 		storage_free(st, old);
 		rc = 1;
 		/* A damaged copy won: what it displaced may be needed back. */
-		if (e->damaged && torn_note(ns, e, set_id, &prev) != 0)
-			return -ENOMEM;
+		if (e->damaged)
+			torn_note(ns, e, set_id, &prev);
 	} else if (e->tombstone && !is_tomb) {
 		/* An older live copy is still on storage: the tombstone must stay. */
 		pthread_rwlock_wrlock(&p->lock);
@@ -321,8 +323,7 @@ load_copy_locked(struct namespace *ns, struct storage *st, const struct record *
 		/* An older copy of a record whose newest copy is damaged. */
 		struct cs_copy older = { r->generation, r->last_update_ms, loc, intact };
 
-		if (torn_note(ns, e, set_id, &older) != 0)
-			return -ENOMEM;
+		torn_note(ns, e, set_id, &older);
 	}
 
 	/* A damaged copy of this record that could not say its name: the
@@ -352,14 +353,14 @@ load_copy_locked(struct namespace *ns, struct storage *st, const struct record *
 			namespace_entry_count(ns, e, +1, storage_loc_size(u.loc));
 			pthread_rwlock_unlock(&p->lock);
 			storage_free(st, old);
-			if (e->damaged && torn_note(ns, e, set_id, &prev) != 0)
-				return -ENOMEM;
+			if (e->damaged)
+				torn_note(ns, e, set_id, &prev);
 		} else {
 			struct cs_copy older = { u.generation, u.last_update_ms, u.loc, false };
 
 			storage_free(st, u.loc);
-			if (e->damaged && torn_note(ns, e, set_id, &older) != 0)
-				return -ENOMEM;
+			if (e->damaged)
+				torn_note(ns, e, set_id, &older);
 		}
 	}
 	return rc;

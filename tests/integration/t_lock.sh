@@ -6,8 +6,9 @@
 # second daemon on the same config, or on the same storage file or shadow
 # file from another work directory, is refused, naming the file and the pid
 # of the first, which keeps serving; recfs-check refuses a held store
-# unless --force; and 50 rounds of "write with fsync, fusermount3 -u, start
-# again at once" lose nothing and never leave a store not shut down cleanly.
+# unless --force; and 50 rounds of "write (some with fsync), fusermount3 -u,
+# start again at once" lose nothing and never leave a store not shut down
+# cleanly.
 . "${top_srcdir:-$(dirname "$0")/../..}/tests/integration/lib.sh"
 
 CHECK=$top_builddir/recfs-check
@@ -49,7 +50,7 @@ EOF
     storage-engine:
       type: device
       files: [ $DAT ]
-      filesize: 16M
+      filesize: 64M
       write-block-size: 128K
       max-write-cache: 1M
       post-write-cache: 0
@@ -58,9 +59,9 @@ EOF
   - name: mem
     storage-engine:
       type: memory
-      data-size: 16M
+      data-size: 64M
       files: [ $SDAT ]
-      filesize: 16M
+      filesize: 64M
       write-block-size: 128K
       max-write-cache: 1M
 EOF
@@ -121,16 +122,23 @@ check_true "... with a warning that the file is in use" \
 check_true "... and a verdict" -n "$(grep -E "^result:" "$T/check.out")"
 
 # ---- restart right after fusermount3 -u, 50 times ------------------------------------
-# Each round writes 3 files (fsync'd) into each namespace, unmounts and starts
-# again at once, while the old daemon is still flushing and marking its
-# storage clean: the new one must wait for it (lock-wait), not run beside it.
+# Each round writes 3 files (fsync'd) into each namespace, then 10 more of
+# 16 KB only closed (acknowledged at close, in the daemon's buffers), unmounts
+# and starts again at once, while the old daemon is still flushing and
+# marking its storage clean: the new one must wait for it (lock-wait), not
+# scan the file beside it.
 ROUNDS=${LOCK_ROUNDS:-50}
+FILL=$(head -c 16000 /dev/zero | tr '\0' .)   # 16 KB: several write blocks a round
 t0=$(date +%s.%N)
 for r in $(seq 1 "$ROUNDS"); do
 	for ns in test mem; do
 		for j in 1 2 3; do
 			printf 'round %s file %s of %s\n' "$r" "$j" "$ns" |
 				run dd of="$MNT/$ns/r$r-$j" conv=fsync status=none || bad "round $r: write $ns/r$r-$j"
+		done
+		for j in $(seq 4 13); do
+			printf 'round %s file %s of %s%s\n' "$r" "$j" "$ns" "$FILL" >"$MNT/$ns/r$r-$j" ||
+				bad "round $r: write $ns/r$r-$j"
 		done
 	done
 	OLD_PIDS="$OLD_PIDS $DAEMON_PID"
@@ -152,13 +160,14 @@ OLD_PIDS=
 lost=0
 for r in $(seq 1 "$ROUNDS"); do
 	for ns in test mem; do
-		for j in 1 2 3; do
+		for j in $(seq 1 13); do
 			want=$(printf 'round %s file %s of %s' "$r" "$j" "$ns")
+			[ "$j" -gt 3 ] && want=$want$FILL
 			[ "$(run cat "$MNT/$ns/r$r-$j" 2>/dev/null)" = "$want" ] || lost=$((lost + 1))
 		done
 	done
 done
-check_eq "no fsync'd file lost over $ROUNDS fast restarts" "$lost" 0
+check_eq "no file lost over $ROUNDS fast restarts (of $((26 * ROUNDS)))" "$lost" 0
 check_eq "... nor the first ones" "$(run cat "$MNT/test/a" "$MNT/test/b" "$MNT/mem/a" | tr '\n' ' ')" "hello more shadow "
 check_eq "no 'not shut down cleanly' warning" "$(grep -c "not shut down cleanly" "$LOG")" 0
 check_eq "every round closed both files cleanly" "$(grep -c ": closed cleanly" "$LOG")" $((2 * ROUNDS))
@@ -166,6 +175,6 @@ stop_daemon
 check_eq "clean stop" "$?" 0
 run "$CHECK" "$DAT" >"$T/check.out" 2>&1
 check_eq "recfs-check after the last stop: clean" "$?" 0
-check_true "... and counts every file" -n "$(grep -E "^ +live +$((3 * ROUNDS + 2))( |\$)" "$T/check.out")"
+check_true "... and counts every file" -n "$(grep -E "^ +live +$((13 * ROUNDS + 2))( |\$)" "$T/check.out")"
 check_eq "the lock file says the daemon stopped" "$(sed -n 2p "$WORK/recfsd.lock")" "state stopped"
 finish

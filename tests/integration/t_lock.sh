@@ -121,6 +121,82 @@ check_true "... with a warning that the file is in use" \
 	-n "$(grep -F "in use by a running recfsd (pid $FIRST), checked anyway" "$T/check.out")"
 check_true "... and a verdict" -n "$(grep -E "^result:" "$T/check.out")"
 
+# ---- how a holder that is shutting down is recognised (docs/operations.md) ------------
+# A stand-in holder (python) locks a work directory's recfsd.lock as recfsd
+# does (OFD lock on byte 0, POSIX lock on byte 1 for its pid), writes a
+# state into it, and lets go after
+# HOLD seconds.  "serving" on a mount point that is not mounted is the
+# moment right after fusermount3 -u: waited for.  "serving" on a live
+# mount: refused at once.  "closing" past lock-wait: refused.
+# fake_holder DIR STATE MOUNT HOLD: start it; its pid in HOLDER.
+fake_holder() {
+	mkdir -p "$1"
+	rm -f "$T/holder.out"
+	python3 -c '
+import fcntl, os, struct, sys, time
+fd = os.open(sys.argv[1] + "/recfsd.lock", os.O_RDWR | os.O_CREAT, 0o644)
+fcntl.fcntl(fd, getattr(fcntl, "F_OFD_SETLK", 37), struct.pack("hhxxxxqqixxxx", fcntl.F_WRLCK, 0, 0, 1, 0))
+fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, 1)
+os.ftruncate(fd, 0)
+os.write(fd, ("pid %d\nstate %s\nmount %s\n" % (os.getpid(), sys.argv[2], sys.argv[3])).encode())
+print("locked", flush=True)
+time.sleep(float(sys.argv[4]))
+' "$@" >"$T/holder.out" 2>&1 &
+	HOLDER=$!
+	OLD_PIDS="$OLD_PIDS $HOLDER"
+	for i in $(seq 1 50); do grep -qs locked "$T/holder.out" && return 0; sleep 0.1; done
+	fail "the stand-in holder did not lock: $(cat "$T/holder.out")"
+}
+if [ "$HAVE_PYTHON" = yes ]; then
+	lock_config "$T/w4.yaml" "$T/w4" ""
+	printf '  - name: solo\n    storage-engine: { type: memory, data-size: 16M, write-block-size: 128K }\n' >>"$T/w4.yaml"
+	fake_holder "$T/w4" serving "$T/not-mounted" 2
+	t0=$(date +%s.%N)
+	"$RECFSD" -f -c "$T/w4.yaml" "$MNT2" >"$T/w4.out" 2>&1 &
+	OWN=$!
+	OLD_PIDS="$OLD_PIDS $OWN"
+	for i in $(seq 1 100); do grep -qF " $MNT2 fuse" /proc/self/mounts && break; sleep 0.1; done
+	t1=$(date +%s.%N)
+	check_true "a holder 'serving' on a mount point no longer mounted is waited for: started" \
+		-n "$(grep -F " $MNT2 fuse" /proc/self/mounts)"
+	check_true "... after it let go ($(echo "$t1 $t0" | awk '{ printf "%.2f", $1 - $2 }') s of its 2)" \
+		"$(echo "$t1 $t0" | awk '{ print ($1 - $2 >= 1.5) }')" = 1
+	check_true "... saying once that it waits" \
+		"$(grep -c "recfsd.lock: held by pid $HOLDER, which is shutting down: waiting up to 30 s" "$T/w4.out")" -eq 1
+	timeout 10 fusermount3 -u "$MNT2"
+	wait "$OWN"
+	check_eq "... and stopped cleanly" "$?" 0
+	wait "$HOLDER"
+
+	fake_holder "$T/w4" serving "$MNT" 10
+	t0=$(date +%s.%N)
+	out=$(run "$RECFSD" -f -c "$T/w4.yaml" "$MNT2" 2>&1)
+	rc=$?
+	t1=$(date +%s.%N)
+	check_true "a holder 'serving' on a live mount: refused (exit $rc)" $rc -ne 0 -a $rc -ne 124
+	check_true "... at once ($(echo "$t1 $t0" | awk '{ printf "%.2f", $1 - $2 }') s)" \
+		"$(echo "$t1 $t0" | awk '{ print ($1 - $2 < 1.0) }')" = 1
+	check_true "... naming it ($out)" -n "$(printf '%s' "$out" | grep -F "held by recfsd pid $HOLDER, serving on $MNT")"
+	kill "$HOLDER"
+	wait "$HOLDER" 2>/dev/null
+
+	fake_holder "$T/w4" closing "" 10
+	sed -i "s|^service:\$|service:\n  lock-wait: 1|" "$T/w4.yaml"
+	t0=$(date +%s.%N)
+	out=$(run "$RECFSD" -f -c "$T/w4.yaml" "$MNT2" 2>&1)
+	rc=$?
+	t1=$(date +%s.%N)
+	check_true "a holder still closing after lock-wait (1 s): refused (exit $rc)" $rc -ne 0 -a $rc -ne 124
+	check_true "... after about 1 s ($(echo "$t1 $t0" | awk '{ printf "%.2f", $1 - $2 }') s)" \
+		"$(echo "$t1 $t0" | awk '{ d = $1 - $2; print (d >= 0.9 && d < 5) }')" = 1
+	check_true "... saying so ($out)" -n "$(printf '%s' "$out" | grep -F "still shutting down after lock-wait (1 s)")"
+	kill "$HOLDER"
+	wait "$HOLDER" 2>/dev/null
+	OLD_PIDS=
+else
+	note "no python3: the stand-in holder checks are skipped"
+fi
+
 # ---- restart right after fusermount3 -u, 50 times ------------------------------------
 # Each round writes 3 files (fsync'd) into each namespace, then 10 more of
 # 16 KB only closed (acknowledged at close, in the daemon's buffers), unmounts
@@ -147,7 +223,7 @@ for r in $(seq 1 "$ROUNDS"); do
 done
 t1=$(date +%s.%N)
 note "$ROUNDS rounds in $(echo "$t1 $t0" | awk '{ printf "%.1f", $1 - $2 }') s"
-n_wait=$(grep -c "which is shutting down: waiting up to" "$LOG")
+n_wait=$(grep -c "$WORK/recfsd.lock: held by pid [0-9]*, which is shutting down: waiting up to" "$LOG")
 note "$n_wait of $ROUNDS starts waited for the previous daemon"
 st=0
 for p in $OLD_PIDS; do

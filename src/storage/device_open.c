@@ -108,7 +108,6 @@ device_open_fd(struct storage *st, struct device *d)
 	const struct storage_config *cfg = st->cfg;
 	int flags = O_RDWR | O_CLOEXEC;
 	struct stat sb;
-
 	int rc;
 
 	if (cfg->direct_io || cfg->files_are_devices)

@@ -142,19 +142,21 @@ workdir_lock(const char *dir, unsigned wait_s, char *err, size_t err_size)
 		return rc;
 	}
 	rc = file_lock_acquire(fd, workdir_path, wait_s, holder_exiting, &fd, &h);
+	if (rc != 0 && rc != -EBUSY) {
+		/* A file system without record locks: say so, run unprotected
+		 * (as the storage files do, device_open.c). */
+		log_warn("recfsd", "%s: cannot lock it (%s): nothing stops a second recfsd here",
+		    workdir_path, strerror(-rc));
+		rc = 0;
+	}
 	if (rc != 0) {
-		if (rc == -EBUSY) {
-			text_read(fd, &t);
-			snprintf(err, err_size, "work directory %s is in use: %s is held by recfsd %s%s%s%s%s",
-			    dir, workdir_path, file_lock_holder_text(&h, who, sizeof(who)),
-			    t.state[0] != '\0' ? ", " : "", t.state,
-			    t.mount[0] != '\0' ? " on " : "", t.mount);
-			if (h.closing || strcmp(t.state, "closing") == 0)
-				snprintf(err + strlen(err), err_size - strlen(err),
-				    ", still shutting down after lock-wait (%u s)", wait_s);
-		} else {
-			snprintf(err, err_size, "%s: cannot lock it: %s", workdir_path, strerror(-rc));
-		}
+		text_read(fd, &t);
+		snprintf(err, err_size, "work directory %s is in use: %s is held by recfsd %s%s%s%s%s",
+		    dir, workdir_path, file_lock_holder_text(&h, who, sizeof(who)),
+		    t.state[0] != '\0' ? ", " : "", t.state, t.mount[0] != '\0' ? " on " : "", t.mount);
+		if (h.closing || strcmp(t.state, "closing") == 0)
+			snprintf(err + strlen(err), err_size - strlen(err),
+			    ", still shutting down after lock-wait (%u s)", wait_s);
 		close(fd);
 		return rc;
 	}

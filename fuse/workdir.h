@@ -24,8 +24,9 @@
  * Lock the work directory dir (which exists).  A holder that is shutting
  * down (state closing, or serving on a mount point that is no longer
  * mounted: the moments right after fusermount3 -u) is waited for, up to
- * wait_s seconds, with one log line.  0, or -EBUSY / -errno with a message
- * in err that names the lock file and the holder.
+ * wait_s seconds, with one log line.  0 (also, with a warning, where the
+ * file system has no record locks), or -EBUSY / -errno with a message in
+ * err that names the lock file and the holder.
  */
 int workdir_lock(const char *dir, unsigned wait_s, char *err, size_t err_size);
 /* The lock file's state: "serving" (with the mount point) or "closing". */

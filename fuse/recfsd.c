@@ -401,7 +401,9 @@ main(int argc, char *argv[])
 	/* fuse_parse_cmdline consumes it: look before. */
 	user_threads = args_have(&args, "max_threads=");
 	if (mount_defaults(&args) != 0 || fuse_parse_cmdline(&args, &fo) != 0) {
-		fprintf(stderr, "recfsd: bad command line (see %s --help)\n", argv[0]);
+		/* libfuse said why above (an unknown option, a missing mount point). */
+		fprintf(stderr, "recfsd: bad command line or mount point (see above, and %s --help)\n",
+		    argv[0]);
 		status = 2;
 		goto out_config;
 	}

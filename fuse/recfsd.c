@@ -43,6 +43,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "base/atomic.h"
 #include "base/log.h"
 #include "handle.h"
 #include "info.h"
@@ -509,6 +510,13 @@ main(int argc, char *argv[])
 		log_error("recfsd", "cannot mount on %s", fo.mountpoint);
 		goto out_signals;
 	}
+	atomic_store_release(&recfsd.se, se);
+	if ((rc = handle_timer_start()) != 0) {
+		log_error("recfsd", "cannot start the flush-max-ms timer for open files: %s", strerror(-rc));
+		fprintf(stderr, "recfsd: cannot start a thread: %s\n", strerror(-rc));
+		status = 1;
+		goto out_unmount;
+	}
 	printf("recfsd: mounted on %s (config: %s)\n", fo.mountpoint, cfg->source);
 	fflush(stdout);
 	log_info("recfsd", "mounted on %s (config: %s)", fo.mountpoint, cfg->source);
@@ -554,6 +562,8 @@ main(int argc, char *argv[])
 
 out_unmount:
 	/* Open files may still hold data (a signal ends the session under them). */
+	handle_timer_stop();
+	atomic_store_release(&recfsd.se, NULL);
 	handle_flush_all();
 	fuse_session_unmount(se);
 out_signals:

@@ -23,8 +23,10 @@ target=${2:-record}
 
 case $target in
 record)
+	# digest.c: record_flat_salvage proves a damaged copy's name by its digest.
 	sources="tests/fuzz/fuzz_record.c src/record/record.c src/record/record_format.c
-	    src/base/crc32c.c"
+	    src/base/crc32c.c src/base/digest.c"
+	libs=$(pkg-config --libs libcrypto 2>/dev/null || echo -lcrypto)
 	;;
 *)
 	echo "fuzz.sh: unknown target '$target' (known: record)" >&2
@@ -42,10 +44,10 @@ cd "$top"
 flags="-std=gnu11 -g -O1 -D_GNU_SOURCE -Isrc -fno-omit-frame-pointer"
 # shellcheck disable=SC2086 # word splitting of the lists is intended
 $CC_FUZZ $flags -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
-	-o "$out/fuzz_$target" $sources -pthread
+	-o "$out/fuzz_$target" $sources -pthread $libs
 # The seed writer is the plain driver, built without libFuzzer.
 # shellcheck disable=SC2086
-$CC_SEED $flags -o "$out/seed_$target" $sources tests/fuzz/fuzz_main.c -pthread
+$CC_SEED $flags -o "$out/seed_$target" $sources tests/fuzz/fuzz_main.c -pthread $libs
 "$out/seed_$target" --write-corpus "$corpus" 64
 
 echo "fuzz.sh: running fuzz_$target for ${seconds}s (corpus $corpus)"

@@ -127,7 +127,7 @@ static int check_record_size(const struct config_param *, const struct config_va
 	ROW(recfs_config, dir_mode, NULL, \
 	    .name = "dir-mode", .section = CONFIG_FUSE, .type = CONFIG_MODE, \
 	    .default_text = "0755", .min = 0, .max = 07777, .unit = "", \
-	    .help = "Octal mode of namespace and set directories.") \
+	    .help = "Octal mode of namespace directories, and of sets with no stored mode.") \
 	ROW(recfs_config, fabric_address, NULL, \
 	    .name = "fabric.address", .section = CONFIG_NETWORK, .type = CONFIG_STRING, \
 	    .default_text = "127.0.0.1", .min = 1, .max = 63, .unit = "", \
@@ -214,7 +214,8 @@ static int check_record_size(const struct config_param *, const struct config_va
 	ROW(storage_config, flush_max_ms, NULL, \
 	    .name = "flush-max-ms", .section = CONFIG_STORAGE, .type = CONFIG_UINT, \
 	    .default_text = "1000", .min = 0, .max = 60000, .unit = "ms", .dynamic = true, \
-	    .help = "A partly filled write buffer is written after this long; 0 = only when full. " \
+	    .help = "A partly filled write buffer is written after this long, and a file kept open " \
+	    "with unsaved changes is stored; 0 = only when full (files: at close). " \
 	    "Bounds what a crash can lose without commit-to-device.") \
 	ROW(storage_config, max_write_cache, NULL, \
 	    .name = "max-write-cache", .section = CONFIG_STORAGE, .type = CONFIG_SIZE, \

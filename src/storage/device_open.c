@@ -258,7 +258,7 @@ int
 device_open_all(struct storage *st, struct dev_engine *e)
 {
 	const struct storage_config *cfg = st->cfg;
-	uint32_t n_fresh = 0;
+	uint32_t n_fresh = 0, n_unclean = 0;
 	uint64_t signature = 0;
 	int rc;
 
@@ -308,9 +308,11 @@ device_open_all(struct storage *st, struct dev_engine *e)
 				return RECFS_ECONFIG;
 			}
 			signature = d->hdr.signature;
-			if (!(d->hdr.flags & DEVICE_F_CLEAN))
+			if (!(d->hdr.flags & DEVICE_F_CLEAN)) {
+				n_unclean++;
 				log_warn("device", "{%s} %s was not shut down cleanly: the cold start will "
 				    "verify every record", st->ns_name, d->path);
+			}
 		}
 		rc = device_alloc_state(st, d);
 		if (rc != 0)
@@ -349,6 +351,7 @@ device_open_all(struct storage *st, struct dev_engine *e)
 		e->cold_started = false;
 	} else {
 		e->cold_started = true;
+		st->clean_start = n_unclean == 0;
 	}
 	return 0;
 }

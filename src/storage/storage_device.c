@@ -1367,6 +1367,8 @@ dev_open(struct storage *st)
 
 		d->hdr.flags &= ~DEVICE_F_CLEAN;
 		d->hdr.opens++;
+		/* Read old, write new: from now on it may hold version 2 records. */
+		d->hdr.version = DEVICE_HEADER_VERSION;
 		rc = device_header_write(d);
 		if (rc != 0)
 			goto fail;
@@ -1509,7 +1511,8 @@ dev_config_changed(struct storage *st)
 	}
 }
 
-/* Every verified record in one wblock image. */
+/* Every record in one wblock image that verifies or has an intact header
+ * (a damaged copy still proves an older copy of its record exists). */
 static void
 scan_image(const uint8_t *img, uint32_t wbs, void (*fn)(void *arg, const uint8_t *flat, uint32_t size),
     void *arg)
@@ -1517,8 +1520,11 @@ scan_image(const uint8_t *img, uint32_t wbs, void (*fn)(void *arg, const uint8_t
 	for (uint32_t off = 0; off + RECORD_FLAT_MIN_SIZE <= wbs;) {
 		uint32_t size;
 
+		struct record_flat_header h;
+
 		if (record_flat_check(img + off, wbs - off, &size) != 0 ||
-		    record_flat_verify(img + off, size) != 0) {
+		    (record_flat_verify(img + off, size) != 0 &&
+		    record_flat_header_check(img + off, size, &h) != 0)) {
 			off += RBLOCK_SIZE;
 			continue;
 		}

@@ -277,10 +277,11 @@ EOF
 }
 
 # start_daemon [CONF]: start recfsd on $MNT and wait (10 s at most) until
-# the mount serves /.info/build.
+# the mount serves /.info/build.  RECFSD_OPTS: extra options (-o allow_other).
 start_daemon() {
 	local conf=${1:-$CONF} i
-	"$RECFSD" -f -c "$conf" "$MNT" >>"$DAEMON_OUT" 2>&1 &
+	# shellcheck disable=SC2086 # RECFSD_OPTS is a list of words
+	"$RECFSD" -f -c "$conf" ${RECFSD_OPTS:-} "$MNT" >>"$DAEMON_OUT" 2>&1 &
 	DAEMON_PID=$!
 	echo "$DAEMON_PID" >"$T/daemon.pid"
 	i=0

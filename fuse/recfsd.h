@@ -15,6 +15,7 @@
  *   xattr.c   extended attributes: bins and record metadata
  *   info.c    the /.info tree: statistics, latencies, metrics, config files
  *   stats.c   the daemon's own fuse_* counters and request latencies
+ *   workdir.c the work directory's lock (one daemon per store)
  *
  * Lock order (never take an earlier lock while holding a later one):
  *   dir handle lock -> inode lock (two: lower address first) -> table stripe

@@ -22,6 +22,7 @@
 #include <stdio.h>
 
 #include "base/digest.h"
+#include "base/file_lock.h"
 #include "record/record.h"
 #include "storage/device_header.h"
 
@@ -69,6 +70,7 @@ struct check_file {
 	int fd;
 	bool is_block;
 	uint64_t size;              /* bytes readable */
+	struct file_lock_holder holder; /* a recfsd holding the file (base/file_lock.h) */
 	enum check_file_state state;
 	char why[200];              /* INVALID, or short: the reason */
 	bool short_file;            /* shorter than its high-water mark */

@@ -18,8 +18,11 @@
  * The exit status is the verdict: 0 clean, 1 damage (a damaged record or
  * wblock, an invalid or truncated header), 2 the check could not be run as
  * asked (bad options, a file missing or unreadable, files that are not one
- * set).  Nothing is ever written to the files, so it is safe on a set in
- * use, though the newest writes of a running daemon may still be in RAM.
+ * set).  Nothing is ever written to the files.  A file a live recfsd holds
+ * (its store lock, base/file_lock.h) is refused, exit 2 and no verdict:
+ * the daemon's newest writes may still be in its RAM and a record being
+ * written can look damaged, so "clean" would mean nothing.  --force looks
+ * anyway, with a warning in the report.
  *
  * Rejected: opening the namespace with the engine and comparing with its
  * index (the engine formats empty devices and rewrites headers: a verifier
@@ -52,7 +55,7 @@
 struct checker {
 	struct check_run run;
 	struct check_table table;
-	bool quiet, verbose, json, all;
+	bool quiet, verbose, json, all, force;
 	uint32_t flush_max_ms;          /* --flush-max-ms: the namespace's setting */
 	uint32_t now;                   /* s since RECFS_EPOCH: expiry */
 	unsigned conflicts_printed;
@@ -64,7 +67,8 @@ static void
 usage(FILE *out)
 {
 	fprintf(out,
-	    "usage: recfs-check [-q | -v] [--json] [--all] [--flush-max-ms MS] FILE_OR_DEVICE...\n"
+	    "usage: recfs-check [-q | -v] [--json] [--all] [--force] [--flush-max-ms MS]\n"
+	    "                   FILE_OR_DEVICE...\n"
 	    "\n"
 	    "Verify the storage files (or raw devices) of one recfs namespace, offline:\n"
 	    "header, every write block up to the high-water mark, every record (end\n"
@@ -79,6 +83,7 @@ usage(FILE *out)
 	    "                 generation, size, state\n"
 	    "      --json     print the summary as JSON (for scripts)\n"
 	    "      --all      scan to the end of each file, not just to its high-water mark\n"
+	    "      --force    check files a running recfsd holds (refused otherwise)\n"
 	    "      --flush-max-ms MS  the namespace's flush-max-ms (default 1000): after an\n"
 	    "                 unclean shutdown, a damaged newest copy written in the file's\n"
 	    "                 last MS + 1000 ms is a torn write (recfsd keeps the previous\n"
@@ -88,7 +93,8 @@ usage(FILE *out)
 	    "\n"
 	    "Exit status: 0 clean, 1 corruption found (a damaged record or write block,\n"
 	    "an invalid or truncated header), 2 usage error (bad options, a file missing\n"
-	    "or unreadable, files that are not one namespace's set).\n"
+	    "or unreadable, files that are not one namespace's set, a file in use by a\n"
+	    "running recfsd without --force).\n"
 	    "See recfs-check(1) and docs/operations.md.\n");
 }
 
@@ -659,7 +665,8 @@ static const struct option long_options[] = {
 	{ "verbose", no_argument, NULL, 'v' },
 	{ "json", no_argument, NULL, 'j' },
 	{ "all", no_argument, NULL, 'a' },
-	{ "flush-max-ms", required_argument, NULL, 'f' },
+	{ "force", no_argument, NULL, 'f' },
+	{ "flush-max-ms", required_argument, NULL, 'M' },
 	{ "help", no_argument, NULL, 'h' },
 	{ "version", no_argument, NULL, 'V' },
 	{ NULL, 0, NULL, 0 },
@@ -677,7 +684,8 @@ parse_options(struct checker *c, int argc, char **argv)
 		case 'v': c->verbose = true; break;
 		case 'j': c->json = true; break;
 		case 'a': c->all = true; break;
-		case 'f': {
+		case 'f': c->force = true; break;
+		case 'M': {
 			char *end;
 			unsigned long v = strtoul(optarg, &end, 10);
 
@@ -750,6 +758,20 @@ open_files(struct checker *c, char **paths, unsigned n)
 			usage_error("%s: %s", paths[i], recfs_strerror(err));
 			rc = CHECK_EXIT_USAGE;
 			break;
+		}
+		if (file_lock_query(f->fd, &f->holder) == 0 && f->holder.held) {
+			char who[64];
+
+			file_lock_holder_text(&f->holder, who, sizeof(who));
+			if (!c->force) {
+				usage_error("%s is in use by a running recfsd (%s): stop it and wait for it "
+				    "to exit, or give --force to look anyway", paths[i], who);
+				rc = CHECK_EXIT_USAGE;
+				break;
+			}
+			set_warning(c, "%s is in use by a running recfsd (%s), checked anyway (--force): "
+			    "its newest writes may still be in the daemon's memory, and a record being "
+			    "written can show as damaged", paths[i], who);
 		}
 		for (unsigned j = 0; j < i; j++)
 			if (ids[j].st_dev == ids[i].st_dev && ids[j].st_ino == ids[i].st_ino) {

@@ -56,6 +56,7 @@
 #include "../base/clock.h"
 #include "../base/error.h"
 #include "../base/fault.h"
+#include "../base/file_lock.h"
 #include "../base/log.h"
 #include "device_header.h"
 #include "device_i.h"
@@ -1326,6 +1327,9 @@ device_destroy(struct device *d)
 	pthread_cond_destroy(&d->space_cv);
 	pthread_mutex_destroy(&d->defrag_lock);
 	pthread_cond_destroy(&d->defrag_cv);
+	/* Last: the lock goes once everything above is done. */
+	if (d->lock_fd >= 0)
+		close(d->lock_fd);
 	free(d->path);
 	free(d);
 }
@@ -1420,6 +1424,10 @@ dev_close(struct storage *st, bool clean)
 
 	if (e == NULL)
 		return;
+	/* A daemon starting on this storage now waits for us (lock-wait). */
+	for (uint32_t i = 0; i < e->n; i++)
+		if (e->devs[i] != NULL && e->devs[i]->lock_fd >= 0)
+			(void)file_lock_mark_closing(e->devs[i]->lock_fd);
 	if (e->prefault_started) {
 		/* Before the pools are unmapped. */
 		__atomic_store_n(&e->prefault_stop, true, __ATOMIC_RELAXED);

@@ -214,6 +214,8 @@ node_open(struct node **out, struct recfs_config *cfg)
 			goto fail;
 		}
 		memset(x, 0, sizeof(*x));
+		/* The storage engine sees only its section: hand it the service's bound. */
+		cfg->ns[i].storage.lock_wait_s = cfg->lock_wait;
 		rc = namespace_open(&node->namespaces[i], &cfg->ns[i]);
 		if (rc != 0) {
 			free(x);

@@ -639,6 +639,32 @@ test_device_of_another_namespace_is_refused(void **state)
 	node_close(node, true);
 }
 
+/*
+ * One daemon per store: a second open of a store in use fails with EBUSY,
+ * in the same process too, and cold-start-empty does not erase it from
+ * under its user; once closed it opens again with its records.
+ */
+static void
+test_device_in_use_is_refused_even_with_cold_start_empty(void **state)
+{
+	struct node *node, *second = NULL;
+
+	(void)state;
+	config_for("dev", 64u << 20, 128 * 1024);
+	node = open_node();
+	assert_int_equal(put(node_namespace(node, 0), 1, 1, 10, 0), 0);
+	assert_int_equal(node_open(&second, &cfg), -EBUSY);
+	cfg.ns[0].storage.cold_start_empty = true;
+	assert_int_equal(node_open(&second, &cfg), -EBUSY);
+	assert_null(second);
+	assert_int_equal(check(node_namespace(node, 0), 1, 1, 10), 0);
+	node_close(node, true);
+	cfg.ns[0].storage.cold_start_empty = false;
+	node = open_node();
+	assert_int_equal(check(node_namespace(node, 0), 1, 1, 10), 0);
+	node_close(node, true);
+}
+
 /* Write a header page over the storage file's. */
 static void
 header_page_write(const uint8_t *page)
@@ -1526,6 +1552,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_device_damaged_copy_loses_a_tie_with_an_intact_one, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_device_full_is_enospc_and_deletes_make_room, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_device_of_another_namespace_is_refused, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_device_in_use_is_refused_even_with_cold_start_empty, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_device_cold_start_logs_and_another_version_is_refused, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_device_version_1_store_opens_and_keeps_working, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_device_post_write_cache_serves_written_buffers, setup, teardown),

@@ -697,6 +697,9 @@ parse_options(struct checker *c, int argc, char **argv)
 			c->flush_max_ms = (uint32_t)v;
 			break;
 		}
+		case ':':
+			usage_error("%s needs a value (see --help)", argv[optind - 1]);
+			return CHECK_EXIT_USAGE;
 		case 'h':
 			usage(stdout);
 			exit(CHECK_EXIT_CLEAN);

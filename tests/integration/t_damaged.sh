@@ -11,7 +11,9 @@
 # write the daemon had not made durable when it was killed (a torn write: no
 # fsync, SIGKILL right after it reached the storage file) is not damage:
 # after the restart `cat` shows the first (fsync'd) version, the record is
-# not damaged and cold_start_torn_writes counts it (on main: EIO).
+# not damaged and cold_start_torn_writes counts it (on main: EIO); a new
+# file g whose content write was torn the same way is back as its create
+# stored it, empty; recfs-check says TORN WRITE for both.
 # Before the fix an older copy was
 # served as the file's content without an error (here the empty copy that
 # the second write's O_TRUNC open stored): "cat of the damaged file fails"
@@ -135,8 +137,11 @@ torn() {
 	sh_ok "$engine: write f again, no fsync" \
 		'{ printf "%s" "$2"; head -c $(( $3 - ${#2} )) /dev/zero | tr "\0" y; } |
 		dd of="$1" bs=64K conv=notrunc status=none' "$MNT/test/f" "second-torn-$engine-" 2304
+	# A new file, never fsync'd: its create stored it empty, then its content.
+	sh_ok "$engine: create g, no fsync" 'printf "%s" "$2" > "$1"' "$MNT/test/g" "new-torn-$engine-"
 	i=0
-	while [ $i -lt 50 ] && ! grep -aq "second-torn-$engine-" "$dat"; do
+	while [ $i -lt 50 ] && ! { grep -aq "second-torn-$engine-" "$dat" &&
+		grep -aq "new-torn-$engine-" "$dat"; }; do
 		sleep 0.1
 		i=$((i + 1))
 	done
@@ -147,6 +152,10 @@ torn() {
 	[ -n "$pos" ] || fail "$engine: the second version not found in $dat"
 	printf 'XXXX' | dd of="$dat" bs=1 seek=$((pos + 100)) conv=notrunc status=none ||
 		fail "dd into $dat"
+	pos=$(grep -aob "new-torn-$engine-" "$dat" | cut -d: -f1 | head -1)
+	[ -n "$pos" ] || fail "$engine: g's content not found in $dat"
+	printf 'XXXX' | dd of="$dat" bs=1 seek=$((pos + 2)) conv=notrunc status=none ||
+		fail "dd into $dat"
 
 	# recfs-check tells the torn write from a damaged record.
 	run "$CHECK" --flush-max-ms 100 "$dat" >"$T/torn.check" 2>&1
@@ -156,14 +165,15 @@ torn() {
 		grep -F 'recfsd keeps the previous version')"
 	check_true "$engine: recfs-check: no damaged record" -z "$(grep '^DAMAGED RECORD' "$T/torn.check")"
 	check_true "$engine: recfs-check: the summary counts it" \
-		-n "$(grep -E '^ +torn write \(unclean\) +1$' "$T/torn.check")"
+		-n "$(grep -E '^ +torn write \(unclean\) +2$' "$T/torn.check")"
 
 	start_daemon
 	check_eq "$engine: after the crash, f reads the first version" \
 		"$(run head -c 17 "$MNT/test/f")" "$(printf 'first-torn-%s-xxx' "$engine" | head -c 17)"
 	check_eq "$engine: all of it" "$(run cat "$MNT/test/f" | wc -c)" 2304
 	check_eq "$engine: not damaged" "$(stat_value test damaged_records)" 0
-	check_eq "$engine: cold_start_torn_writes" "$(stat_value test cold_start_torn_writes)" 1
+	check_eq "$engine: cold_start_torn_writes" "$(stat_value test cold_start_torn_writes)" 2
+	check_eq "$engine: g is back as its create left it: empty" "$(run stat -c %s "$MNT/test/g")" 0
 	check_true "$engine: the log names the torn write, file and offset" \
 		-n "$(grep -F "torn write at $dat offset" "$LOG" | grep -F '(record f, generation' |
 			grep -F 'previous version kept')"

@@ -13,9 +13,11 @@
  *   3. block SIGTERM, SIGINT and SIGHUP, so every engine thread inherits
  *      the block: only the main thread takes TERM/INT (libfuse's handler
  *      ends the session loop) and one thread sigwait()s for HUP;
- *   4. lock the work directory (workdir.h: one daemon per store; the
- *      storage files are locked by the engine), node_open (cold start),
- *      then the FUSE session and the mount;
+ *   4. check that /dev/fuse can be opened (before anything is created),
+ *      create the log file's directory, lock the work directory
+ *      (workdir.h: one daemon per store; the storage files are locked by
+ *      the engine), node_open (cold start), then the FUSE session and the
+ *      mount; then READY=1 to a service manager (notify.h);
  *   5. the session loop until fusermount3 -u, SIGTERM or SIGINT;
  *   6. mark the lock closing (a restart waits for us), store every dirty
  *      open file, unmount, node_close(node, true) (flush and mark storage

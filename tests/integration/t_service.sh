@@ -11,6 +11,8 @@
 #   - logging.file in a directory that does not exist: created 0750, and
 #     SIGHUP reopens the file after a rotation; one that cannot be created
 #     is refused with a message naming it, before any storage file;
+#   - examples/device.yaml starts as its comment says on a machine with no
+#     /var/lib/recfs nor /var/log/recfs (private mount namespace);
 #   - a user who cannot open /dev/fuse (nobody, via setpriv) is told so and
 #     how to fix it, and no storage file, lock or node id is created.
 . "${top_srcdir:-$(dirname "$0")/../..}/tests/integration/lib.sh"
@@ -205,6 +207,58 @@ check_true "unusable log directory: the message names logging.file and why" \
 	"$(printf '%s' "$out" | grep -c "logging.file $T/plainfile/sub/recfsd.log: Not a directory")" -eq 1
 check_true "unusable log directory: no storage file created" "$(ls "$T/w2" | grep -c 'store.dat')" -eq 0
 is_mounted && bad "unusable log directory: mounted anyway"
+
+# ---- examples/device.yaml on a fresh machine -------------------------------------------------
+# As its "Start:" line says, as root, with no /var/lib/recfs and no
+# /var/log/recfs: in a private mount namespace with empty tmpfs over
+# /var/lib and /var/log (the real ones are never touched).
+if [ "$(id -u)" = 0 ] && command -v unshare >/dev/null 2>&1 &&
+	unshare --mount --propagation private true 2>/dev/null; then
+	note "examples/device.yaml with no /var/lib/recfs and no /var/log/recfs"
+	cat >"$T/fresh.sh" <<'EOF'
+#!/bin/bash
+RECFSD=$1 MNT=$2 CONF=$3 OUT=$4
+DPID=
+stop() {
+	[ -n "$DPID" ] || return 0
+	timeout 10 fusermount3 -u "$MNT" 2>/dev/null
+	for _ in $(seq 1 100); do kill -0 "$DPID" 2>/dev/null || break; sleep 0.1; done
+	kill -KILL "$DPID" 2>/dev/null
+	wait "$DPID" 2>/dev/null
+	DPID=
+}
+trap stop EXIT
+mount -t tmpfs -o size=64m recfs-t-service /var/lib || { echo "FAIL: tmpfs over /var/lib"; exit 1; }
+mount -t tmpfs -o size=16m recfs-t-service /var/log || { echo "FAIL: tmpfs over /var/log"; exit 1; }
+"$RECFSD" -f -c "$CONF" "$MNT" >"$OUT" 2>&1 &
+DPID=$!
+for _ in $(seq 1 100); do
+	timeout 2 test -e "$MNT/.info/build" 2>/dev/null && break
+	kill -0 "$DPID" 2>/dev/null || { echo "FAIL: recfsd -c device.yaml exited: $(tail -3 "$OUT")"; DPID=; exit 1; }
+	sleep 0.1
+done
+timeout 2 test -e "$MNT/.info/build" || { echo "FAIL: not mounted within 10 s"; exit 1; }
+echo "ok: recfsd -c examples/device.yaml mounted"
+echo fresh >"$MNT/data/hello" && [ "$(timeout 5 cat "$MNT/data/hello")" = fresh ] &&
+	echo "ok: a record written and read back" || echo "FAIL: write through the mount"
+[ "$(stat -c %a /var/log/recfs 2>&1)" = 750 ] && echo "ok: /var/log/recfs created, mode 0750" ||
+	echo "FAIL: /var/log/recfs: $(stat -c %a /var/log/recfs 2>&1)"
+grep -q 'mounted on' /var/log/recfs/recfsd.log && echo "ok: the log is in /var/log/recfs/recfsd.log" ||
+	echo "FAIL: /var/log/recfs/recfsd.log: $(ls -l /var/log/recfs 2>&1)"
+stop
+grep -q 'stopped cleanly' /var/log/recfs/recfsd.log && echo "ok: stopped cleanly" || echo "FAIL: no clean stop"
+EOF
+	chmod +x "$T/fresh.sh"
+	timeout -k 5 60 unshare --mount --propagation private "$T/fresh.sh" "$RECFSD" "$MNT" \
+		"$top_srcdir/examples/device.yaml" "$T/fresh.out" >"$T/fresh.log" 2>&1
+	st=$?
+	cat "$T/fresh.log"
+	check_eq "device.yaml on a fresh machine: the run ended normally" $st 0
+	check_eq "device.yaml on a fresh machine: every check passed" \
+		"$(grep -c '^ok: ' "$T/fresh.log")/$(grep -c '^FAIL: ' "$T/fresh.log")" 5/0
+else
+	note "not root or no mount namespaces: examples/device.yaml on a fresh machine is not exercised"
+fi
 
 # ---- a user who cannot use FUSE ---------------------------------------------------------------
 if [ "$(id -u)" = 0 ] && command -v setpriv >/dev/null 2>&1 && getent passwd nobody >/dev/null; then

@@ -76,7 +76,10 @@ RECFSD=$DEST$sbindir/recfsd
 if "$RECFSD" --version | grep -q '^recfsd '; then ok "installed recfsd --version"; else bad "installed recfsd --version"; fi
 "$RECFSD" --check-config -c "$DEST$sysconfdir/recfs/recfs.yaml" >"$D/conf.out" 2>&1 ||
 	bad "installed recfs.yaml fails --check-config: $(cat "$D/conf.out")"
+# (The built-in work directory is /var/lib/recfs for root only.)
 "$RECFSD" --check-config >"$D/default.out" 2>&1
+wd=$(sed -n 's/^  work-directory: //p' "$D/default.out")
+[ -n "$wd" ] && sed -i "s|$wd|/var/lib/recfs|g" "$D/default.out"
 if [ "$(sed 1d "$D/conf.out")" = "$(sed 1d "$D/default.out")" ]; then
 	ok "recfs.yaml is the built-in default written out"
 else

@@ -240,6 +240,13 @@ fuse_device_check(void)
 		    dev, strerror(err));
 		return -err;
 	}
+	if (getuid() == 0) {
+		fprintf(stderr, "recfsd: cannot open %s as root: %s: a device policy refuses it.\n"
+		    "recfsd: fix: in a container or a systemd unit with DevicePolicy=, allow the device "
+		    "(docker run --device /dev/fuse; DeviceAllow=/dev/fuse rw).\n"
+		    "recfsd: nothing was created.\n", dev, strerror(err));
+		return -err;
+	}
 	pw = getpwuid(getuid());
 	fprintf(stderr, "recfsd: cannot open %s: %s: user %s (uid %u) may not use FUSE.\n"
 	    "recfsd: fix: run recfsd as root (the systemd unit recfsd.service does), or let users "
@@ -499,7 +506,6 @@ main(int argc, char *argv[])
 	 * /var/log/recfs, and refusing would only make people create it. */
 	if (strcmp(cfg->log_file, "stderr") != 0 && strcmp(cfg->log_file, "syslog") != 0) {
 		char dir[sizeof(cfg->log_file)];
-
 		size_t n = strnlen(cfg->log_file, sizeof(dir) - 1);
 
 		memcpy(dir, cfg->log_file, n);

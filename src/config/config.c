@@ -256,7 +256,7 @@ static int check_record_size(const struct config_param *, const struct config_va
 	ROW(storage_config, max_record_size, check_record_size, \
 	    .name = "max-record-size", .section = CONFIG_STORAGE, .type = CONFIG_SIZE, \
 	    .default_text = "0", .min = 0, .max = 8 * M_, .unit = "bytes", \
-	    .help = "Largest record on storage; 0 = write-block-size, which is also the most allowed.")
+	    .help = "Largest record on storage, as stored: content plus key, set name, metadata and other bins (README.md gives the sum); 0 = write-block-size, which is also the most allowed.  .info shows the value in effect.")
 
 #define ROW_PARAM(st, field, chk, ...) { __VA_ARGS__, .offset = offsetof(struct st, field) },
 #define ROW_EXTRA(st, field, chk, ...) { sizeof(((struct st *)0)->field), chk },
@@ -978,6 +978,7 @@ config_default(struct recfs_config *cfg)
 		abort();
 	}
 	ns->storage.n_files = 1;
+	ns->storage.max_record_size = ns->storage.write_block_size;  /* resolved, as loaded */
 	cfg->n_namespaces = 1;
 	snprintf(cfg->source, sizeof(cfg->source), "built-in default");
 }
@@ -1269,6 +1270,10 @@ load_namespace(struct load_ctx *c, struct recfs_config *cfg, unsigned index, yam
 		}
 		return load_fail(c, line, sub, "%s", why);
 	}
+	/* 0 = the write-block size: resolved here, so .info and the config
+	 * files show the limit that applies, never 0. */
+	if (ns->storage.max_record_size == 0)
+		ns->storage.max_record_size = ns->storage.write_block_size;
 	return 0;
 }
 

@@ -83,6 +83,13 @@ struct storage_owner {
 	void (*loaded)(void *arg, struct storage *st);
 };
 
+/* The space figures that decide stop-writes, read without locks. */
+struct storage_space {
+	uint64_t used_bytes;
+	uint64_t total_bytes;
+	uint32_t free_pct;
+};
+
 struct storage_stats {
 	uint64_t total_bytes;       /* usable bytes (incl. headers), data_total_bytes */
 	uint64_t used_bytes;        /* live record bytes, data_used_bytes */
@@ -137,6 +144,11 @@ struct storage_ops {
 	/* From owner->relocate: copy flat bytes to a defrag buffer. */
 	int (*defrag_copy)(struct storage *st, const uint8_t *flat, uint32_t size, storage_loc *new_loc);
 	void (*stats)(struct storage *st, struct storage_stats *out);
+	/* Without locks, for the write path's stop-writes test: what stats
+	 * gives as used_bytes and total_bytes, and the free wblocks of the
+	 * fullest file or stripe in percent (avail_pct as of the last
+	 * allocation or release). */
+	void (*space)(struct storage *st, struct storage_space *out);
 	/* Walk every record copy on storage that verifies or whose header is
 	 * intact (current and stale ones, RAM buffers included), calling fn
 	 * for each; fn may trust only the header of a copy.  Stop early when *stop
@@ -190,5 +202,7 @@ static inline int storage_defrag_copy(struct storage *st, const uint8_t *flat, u
 { return st->ops->defrag_copy(st, flat, size, loc); }
 static inline void storage_stats(struct storage *st, struct storage_stats *out)
 { st->ops->stats(st, out); }
+static inline void storage_space(struct storage *st, struct storage_space *out)
+{ st->ops->space(st, out); }
 
 #endif

@@ -1496,6 +1496,20 @@ dev_stats(struct storage *st, struct storage_stats *out)
 }
 
 static void
+dev_space(struct storage *st, struct storage_space *out)
+{
+	struct dev_engine *e = st->priv;
+
+	*out = (struct storage_space){ .free_pct = 100 };
+	for (uint32_t i = 0; i < e->n; i++) {
+		struct device *d = e->devs[i];
+
+		wblock_space_add(&d->wt, &out->used_bytes, &out->free_pct);
+		out->total_bytes += (uint64_t)d->wt.n_wblocks * d->wbs;
+	}
+}
+
+static void
 dev_config_changed(struct storage *st)
 {
 	struct dev_engine *e = st->priv;
@@ -1592,6 +1606,7 @@ const struct storage_ops storage_device_ops = {
 	.wait_space = dev_wait_space,
 	.defrag_copy = dev_defrag_copy,
 	.stats = dev_stats,
+	.space = dev_space,
 	.scan = dev_scan,
 	.config_changed = dev_config_changed,
 };
@@ -1616,6 +1631,7 @@ const struct storage_ops storage_shadow_ops = {
 	.wait_space = dev_wait_space,
 	.defrag_copy = dev_defrag_copy,
 	.stats = dev_stats,
+	.space = dev_space,
 	.scan = dev_scan,
 	.config_changed = dev_config_changed,
 };

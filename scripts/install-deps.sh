@@ -4,7 +4,7 @@
 set -eu
 PKGS="build-essential autoconf automake libtool pkg-config \
 libfuse3-dev fuse3 liburing-dev libyaml-dev libcmocka-dev libssl-dev \
-fio attr rsync tar python3 clang"
+fio attr rsync tar python3 clang mawk"
 missing=""
 for p in $PKGS; do
 	if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then

@@ -1,8 +1,9 @@
 #!/bin/sh
 # Fails when docs/configuration.md or docs/statistics.md is not exactly what
 # tools/gen-config-doc / tools/gen-stats-doc print from the parameter and
-# statistics tables, so the documents cannot go stale; and when recfsd(8)
-# does not render cleanly at 80 columns.
+# statistics tables, so the documents cannot go stale; when recfsd(8)
+# does not render cleanly at 80 columns; and when a comment cites a document
+# that is not in the repository.
 # make check passes $top_srcdir and $top_builddir (see AM_TESTS_ENVIRONMENT).
 top_srcdir=${top_srcdir:-$(dirname "$0")/..}
 top_builddir=${top_builddir:-$top_srcdir}
@@ -53,4 +54,14 @@ check_man() {
 	fi
 }
 check_man recfsd.8
+
+# Comments and docs cite what is in the repository (docs/, the man pages),
+# not the specification or notes the project was built from.
+cited=$(cd "$top_srcdir" && grep -rnw -e SPEC -e STYLE -e fuse-notes --exclude=check_docs.sh \
+	src fuse tools tests examples scripts docs README.md 2>/dev/null)
+if [ -n "$cited" ]; then
+	printf '%s\n' "$cited" >&2
+	echo "check_docs: the lines above cite documents that are not in the repository; point them at docs/" >&2
+	rc=1
+fi
 exit $rc

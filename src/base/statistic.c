@@ -253,10 +253,4 @@ statistic_write_markdown(FILE *out)
 			fputs(" |\n", out);
 		}
 	}
-	fputs("\n## Not yet here\n\n"
-	    "SPEC section 8 also names `stop_writes`, `expired_objects` and\n"
-	    "`evicted_objects` (and Aerospike shows `hwm_breached` beside them).  They\n"
-	    "belong to expiration, eviction and stop-writes (issue #4) and join the\n"
-	    "namespace table with the code that computes them; recfs never shows a\n"
-	    "statistic it does not compute.\n", out);
 }

@@ -1,5 +1,5 @@
 /*
- * statistic.h - the one table of statistics (SPEC section 8).
+ * statistic.h - the one table of statistics (docs/statistics.md).
  *
  * Every statistic recfs shows is one row here: name, kind, unit, flags and
  * help.  The /.info files, /.info/metrics (Prometheus), the ticker log line,

@@ -275,7 +275,7 @@ static const char *const section_names[] = {
 	[CONFIG_STORAGE] = "storage-engine",
 };
 
-/* The example in docs/configuration.md (SPEC section 5); a test loads it. */
+/* The example in docs/configuration.md; a test loads it. */
 static const char config_example_yaml[] =
 	"service:\n"
 	"  cluster-name: recfs\n"
@@ -925,7 +925,7 @@ ns_check(const struct ns_config *ns, const struct config_param **row, char *why,
 
 /* ---- defaults --------------------------------------------------------------- */
 
-/* SPEC section 2: /var/lib/recfs for root, else the XDG data directory. */
+/* recfsd(8), FILES: /var/lib/recfs for root, else the XDG data directory. */
 static void
 default_work_directory(char *buf, size_t size)
 {
@@ -971,7 +971,7 @@ config_default(struct recfs_config *cfg)
 	config_base_defaults(cfg);
 	ns_defaults(ns);
 	snprintf(ns->name, sizeof(ns->name), "test");
-	/* SPEC 2: the device engine on a sparse 4 GiB test.dat in the work dir. */
+	/* recfsd(8): the device engine on a sparse 4 GiB test.dat in the work dir. */
 	ns->storage.type = STORAGE_DEVICE;
 	if (asprintf(&ns->storage.files[0], "%s/test.dat", cfg->work_directory) < 0) {
 		fprintf(stderr, "config: out of memory\n");
@@ -1564,7 +1564,7 @@ print_row(FILE *out, const struct config_param *p, const void *base, int indent,
 	if (p->type == CONFIG_STRING)
 		yaml_put_string(out, buf);
 	else if (p->type == CONFIG_MODE)
-		fprintf(out, "\"%s\"", buf);   /* quoted as in SPEC, so no one reads 0644 as decimal */
+		fprintf(out, "\"%s\"", buf);   /* quoted as in docs/configuration.md, so no one reads 0644 as decimal */
 	else
 		fputs(buf, out);
 	fputc('\n', out);

@@ -24,7 +24,7 @@
 #define SET_HASH_SLOTS 8192
 
 /* Event counters of a namespace: name, help.  Expanded into the struct,
- * the statistics output and docs (SPEC 8: names follow Aerospike's). */
+ * the statistics output and docs (docs/statistics.md: names follow Aerospike's). */
 #define NS_COUNTERS(X) \
 	X(client_read_success, "reads that returned a record") \
 	X(client_read_not_found, "reads of a record that does not exist") \

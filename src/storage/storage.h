@@ -27,7 +27,7 @@
 #include "../record/record.h"
 
 /* Bytes reserved at the start of every device, file or stripe image for the
- * header (SPEC 6.3); record locations count from the start of the file. */
+ * header (docs/storage-format.md, Device layout); record locations count from the start of the file. */
 #define STORAGE_HEADER_SIZE (8u << 20)
 
 /*

@@ -348,7 +348,7 @@ reserve_locked(struct device *d, uint32_t size, bool defrag, enum wblock_user us
 
 /* The write queue is too deep: more buffers than max-write-cache allows,
  * or its oldest buffer waited longer than flush-max-ms (a crash may cost
- * at most that much acknowledged data, SPEC 6.4). */
+ * at most that much acknowledged data: docs/operations.md, Durability). */
 static bool
 write_queue_behind_locked(struct device *d, uint32_t limit)
 {
@@ -1612,7 +1612,7 @@ const struct storage_ops storage_device_ops = {
 };
 
 /*
- * The memory engine with shadow files (SPEC 6.2): the same engine with
+ * The memory engine with shadow files (docs/storage-format.md): the same engine with
  * every wblock resident in RAM.  Writes land in the wblock's RAM image and
  * the I/O thread is the shadow writer (same offsets, same group commit);
  * reads and defrag never touch the shadow; cold start reads the shadow back

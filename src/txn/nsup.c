@@ -1,6 +1,6 @@
 /*
  * nsup.c - the namespace supervisor: stop-writes, expiration, eviction
- * (SPEC 6.5).
+ * (docs/operations.md: Storage full, Expiration and eviction).
  *
  * One thread per namespace wakes every NSUP_CHECK_MS (100 ms):
  *   - stop-writes: on while used >= stop-writes-used-pct or available <

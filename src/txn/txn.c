@@ -145,7 +145,7 @@ file_bin_of(const struct namespace *ns, const struct record *r)
 }
 
 /*
- * Stop-writes (SPEC 6.5), decided on the write path from the live counters
+ * Stop-writes (docs/operations.md, Storage full), decided on the write path from the live counters
  * so that it engages at the threshold whatever the write rate (nsup's check
  * every 100 ms let a burst of 256 KiB writes run from 50% to storage full
  * first).  The lock-free figures (storage_space) say when the full test is
@@ -789,7 +789,7 @@ rename_record(struct namespace *ns, const struct txn_key *from, const struct txn
 	r.last_update_ms = next_lut(te != NULL ? te->last_update_ms : 0);
 	if (r.last_update_ms < fe->last_update_ms)
 		r.last_update_ms = fe->last_update_ms;
-	/* The file keeps its inode number (SPEC 4: st_ino survives a rename). */
+	/* The file keeps its inode number (recfsd(8), Renames: st_ino survives a rename). */
 	uint64_t ino;
 	int64_t atime;
 	entry_extra(ns, fe, &ino, &atime);

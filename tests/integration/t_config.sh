@@ -1,6 +1,6 @@
 #!/bin/bash
-# t_config: recfsd's command line and config validation (SPEC sections 2
-# and 5): --help, --version, --check-config on good and bad files (errors
+# t_config: recfsd's command line and config validation (recfsd(8),
+# docs/configuration.md): --help, --version, --check-config on good and bad files (errors
 # name the file, the line and the key; recfsd refuses to start on them),
 # a mount whose config is fine keeps serving, and a mount point that is a
 # file or missing is refused with its name.

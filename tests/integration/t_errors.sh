@@ -1,5 +1,5 @@
 #!/bin/bash
-# t_errors: every row of SPEC section 4's errno table, as the shell shows it,
+# t_errors: every row of recfsd(8)'s ERRORS table, as the shell shows it,
 # and the daemon keeps serving (and keeps what it stored) after each error.
 . "${top_srcdir:-$(dirname "$0")/../..}/tests/integration/lib.sh"
 

@@ -1,6 +1,6 @@
 #!/bin/bash
-# t_full: a device-engine namespace filled up through the mount (SPEC 4
-# errors, 6.1, 9: "storage full ... loses nothing").  Files are written
+# t_full: a device-engine namespace filled up through the mount (recfsd(8)
+# ERRORS, docs/operations.md Storage full: "nothing already stored is lost").  Files are written
 # until a write reports ENOSPC ("No space left on device"); then every
 # file written before is intact, the failed file holds no partial content,
 # an overwrite either fails and keeps the old content or succeeds whole,

@@ -1,5 +1,5 @@
 #!/bin/bash
-# t_observability: the whole /.info tree (SPEC section 8, issue #5) on the
+# t_observability: the whole /.info tree (docs/statistics.md, issue #5) on the
 # memory engine: every statistic of the table (tools/gen-stats-doc --names)
 # is in its file and moves when a user does the thing it counts; per-set
 # files; latencies; .info/metrics parses as Prometheus exposition and agrees

@@ -1,6 +1,6 @@
 #!/bin/bash
-# t_rsync: rsync and cp stay cheap and clean (issue 14 item 7, SPEC section
-# 4 xattrs).  listxattr lists a record's bins only; the user.recfs.*
+# t_rsync: rsync and cp stay cheap and clean (issue 14 item 7, recfsd(8)
+# EXTENDED ATTRIBUTES).  listxattr lists a record's bins only; the user.recfs.*
 # metadata is read by name.  So a copy out of the mount carries no
 # user.recfs.* attributes, and a second `rsync -aX` of 500 files - from a
 # local tree, and from a tree copied out of the mount - writes nothing

@@ -1,5 +1,5 @@
 #!/bin/bash
-# t_stopwrites: a namespace driven past stop-writes-used-pct (SPEC 6.5)
+# t_stopwrites: a namespace driven past stop-writes-used-pct (docs/operations.md)
 # answers ENOSPC to writes and creates, keeps serving reads, reads back
 # stop_writes=true, and accepts writes again by itself after deletes; a burst
 # of writes stops at the threshold (decided on the write path), not at

@@ -1,6 +1,6 @@
 /*
- * test_config.c - the configuration module: built-in defaults, the SPEC
- * example, print/load round trips, every class of load error (asserting the
+ * test_config.c - the configuration module: built-in defaults, the
+ * example of docs/configuration.md, print/load round trips, every class of load error (asserting the
  * file, line and key the message names), size parsing and the /.info/config
  * accessors.  Leaks are caught by running the suite under ASan.
  *
@@ -23,7 +23,7 @@
 #include "base/log.h"
 #include "config/config.h"
 
-/* SPEC section 5, verbatim. */
+/* The example of docs/configuration.md, verbatim. */
 static const char spec_example[] =
 	"service:\n"
 	"  cluster-name: recfs\n"
@@ -270,7 +270,7 @@ test_config_defaults_match_table(void **state)
 	config_free(&cfg);
 }
 
-/* The dynamic set is exactly what the brief and SPEC promise. */
+/* The dynamic set is exactly what docs/configuration.md promises. */
 static void
 test_config_dynamic_params_are_the_documented_ones(void **state)
 {

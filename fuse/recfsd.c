@@ -40,6 +40,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -109,6 +110,52 @@ usage(FILE *out, const char *prog)
 	    "Mount options default to default_permissions,fsname=recfs,subtype=recfs;\n"
 	    "-o adds to them (allow_other only when asked).  See recfsd(8).\n"
 	    "\n", prog, prog, prog);
+}
+
+/*
+ * libfuse's option help, without its -h/--help and -V/--version lines:
+ * usage() has recfsd's own, and two of each confused.  libfuse prints to
+ * stdout, so its text goes through a memory file and is copied line by
+ * line; if that fails it is printed whole.
+ */
+static void
+fuse_help(void)
+{
+	int fd = memfd_create("recfsd-help", 0), saved = -1;
+	FILE *f = NULL;
+	char line[256];
+
+	fflush(stdout);
+	if (fd >= 0)
+		saved = dup(STDOUT_FILENO);
+	if (saved < 0 || dup2(fd, STDOUT_FILENO) < 0) {
+		if (saved >= 0)
+			close(saved);
+		if (fd >= 0)
+			close(fd);
+		fuse_cmdline_help();
+		fuse_lowlevel_help();
+		return;
+	}
+	fuse_cmdline_help();
+	fuse_lowlevel_help();
+	fflush(stdout);
+	dup2(saved, STDOUT_FILENO);
+	close(saved);
+	if (lseek(fd, 0, SEEK_SET) == 0)
+		f = fdopen(fd, "r");
+	if (f == NULL) {
+		close(fd);
+		return;
+	}
+	while (fgets(line, sizeof(line), f) != NULL) {
+		const char *p = line + strspn(line, " ");
+
+		if (strncmp(p, "-h ", 3) == 0 || strncmp(p, "-V ", 3) == 0)
+			continue;
+		fputs(line, stdout);
+	}
+	fclose(f);
 }
 
 /* ---- background start ------------------------------------------------------- */
@@ -413,9 +460,7 @@ main(int argc, char *argv[])
 		if (o.help) {
 			usage(stdout, argv[0]);
 			printf("FUSE options:\n");
-			fflush(stdout);
-			fuse_cmdline_help();
-			fuse_lowlevel_help();
+			fuse_help();
 		} else {
 			printf("recfsd %s (libfuse %s)\n", RECFS_VERSION, fuse_pkgversion());
 		}

@@ -1,5 +1,5 @@
 #!/bin/sh
-# Keeps the dependency direction of SPEC/STYLE: base <- config/record <- index/storage
+# Keeps the dependency direction of docs/architecture.md (Layers): base <- config/record <- index/storage
 # <- namespace <- txn <- fuse/tools.  Fails if a lower layer includes a higher one,
 # or if the daemon reaches past the transaction layer into storage.
 top=${top_srcdir:-$(dirname "$0")/..}

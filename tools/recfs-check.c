@@ -1,6 +1,6 @@
 /*
  * recfs-check.c - the offline verifier of a namespace's storage files
- * (SPEC section 2; usage in recfs-check(1), format in
+ * (usage and exit statuses in recfs-check(1), format in
  * docs/storage-format.md).
  *
  * recfs-check FILE_OR_DEVICE... reads each file's header, checks that the

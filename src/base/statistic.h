@@ -1,5 +1,5 @@
 /*
- * statistic.h - the one table of statistics (SPEC section 8).
+ * statistic.h - the one table of statistics (docs/statistics.md).
  *
  * Every statistic recfs shows is one row here: name, kind, unit, flags and
  * help.  The /.info files, /.info/metrics (Prometheus), the ticker log line,
@@ -323,6 +323,15 @@ const struct stat_section_info *statistic_section(enum stat_section s);
 int statistic_section_find(const char *name);
 /* Prometheus type of a row ("counter", "gauge", "histogram"). */
 const char *statistic_metric_type(const struct statistic *row);
+
+/* A row's Prometheus family name: the section's prefix, the row's name and
+ * the suffixes of Prometheus's conventions (_total for counters, _seconds,
+ * _bytes, _ratio for percentages, _info for TEXT, _latency_seconds for
+ * histograms); and a numeric row's sample value in that family's unit
+ * (percent / 100, ms / 1000). */
+void statistic_metric_name(const struct statistic *row, const struct stat_section_info *si,
+    char *buf, size_t size);
+void statistic_metric_value(const struct statistic *row, uint64_t value, char *buf, size_t size);
 
 /* A numeric row's value as the .info files show it: decimal, or
  * true/false for BOOL rows. */

@@ -125,7 +125,7 @@ namespace_entry_info(const struct namespace *ns, const struct record *r, struct 
  * last-update time, then the generation.  The time comes first because it
  * never moves backwards for a record while it is indexed (txn.c next_lut),
  * and a record written again after its tombstone was reclaimed is written
- * later than that tombstone (SPEC 6.4).  Rejected: generation first: a
+ * later than that tombstone (docs/storage-format.md, Cold start).  Rejected: generation first: a
  * reclaimed tombstone restarts the record's generation at 1,
  * so a stale tombstone left on storage would win over the new record at
  * the next cold start, and two copies 32768 writes apart compare

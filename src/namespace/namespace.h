@@ -24,7 +24,7 @@
 #define SET_HASH_SLOTS 8192
 
 /* Event counters of a namespace: name, help.  Expanded into the struct,
- * the statistics output and docs (SPEC 8: names follow Aerospike's). */
+ * the statistics output and docs (docs/statistics.md: names follow Aerospike's). */
 #define NS_COUNTERS(X) \
 	X(client_read_success, "reads that returned a record") \
 	X(client_read_not_found, "reads of a record that does not exist") \
@@ -100,6 +100,8 @@ struct namespace {
 
 	/* nsup (src/txn/nsup.c): expiration, eviction, stop-writes. */
 	bool stop_writes;                   /* atomic: writes fail with ENOSPC */
+	uint64_t stop_writes_checked_ns;    /* atomic: the write path's last full test
+	                                     * for stop-writes-avail-pct (txn.c) */
 	bool hwm_breached;                  /* atomic: used space above evict-used-pct */
 	uint32_t evict_void_time;           /* atomic: last eviction threshold (void time) */
 	uint64_t nsup_cycle_ms;             /* atomic: duration of the last pass */

@@ -1,5 +1,6 @@
 /*
- * device_cold_start.c - rebuilding the index from the devices (SPEC 6.4).
+ * device_cold_start.c - rebuilding the index from the devices (docs/storage-format.md,
+ * Cold start).
  *
  * Each device is scanned by as many threads as there are CPUs for it (the
  * CPUs shared among the devices, at least one, at most SCAN_PARTS_MAX):

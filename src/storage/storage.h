@@ -27,7 +27,7 @@
 #include "../record/record.h"
 
 /* Bytes reserved at the start of every device, file or stripe image for the
- * header (SPEC 6.3); record locations count from the start of the file. */
+ * header (docs/storage-format.md, Device layout); record locations count from the start of the file. */
 #define STORAGE_HEADER_SIZE (8u << 20)
 
 /*
@@ -88,6 +88,13 @@ struct storage_owner {
 	void (*loaded)(void *arg, struct storage *st);
 };
 
+/* The space figures that decide stop-writes, read without locks. */
+struct storage_space {
+	uint64_t used_bytes;
+	uint64_t total_bytes;
+	uint32_t free_pct;
+};
+
 struct storage_stats {
 	uint64_t total_bytes;       /* usable bytes (incl. headers), data_total_bytes */
 	uint64_t used_bytes;        /* live record bytes, data_used_bytes */
@@ -142,6 +149,11 @@ struct storage_ops {
 	/* From owner->relocate: copy flat bytes to a defrag buffer. */
 	int (*defrag_copy)(struct storage *st, const uint8_t *flat, uint32_t size, storage_loc *new_loc);
 	void (*stats)(struct storage *st, struct storage_stats *out);
+	/* Without locks, for the write path's stop-writes test: what stats
+	 * gives as used_bytes and total_bytes, and the free wblocks of the
+	 * fullest file or stripe in percent (avail_pct as of the last
+	 * allocation or release). */
+	void (*space)(struct storage *st, struct storage_space *out);
 	/* Walk every record copy on storage that verifies or whose header is
 	 * intact (current and stale ones, RAM buffers included), calling fn
 	 * for each; fn may trust only the header of a copy.  Stop early when *stop
@@ -216,5 +228,7 @@ static inline bool storage_may_be_torn(const struct storage *st, storage_loc loc
 }
 static inline void storage_stats(struct storage *st, struct storage_stats *out)
 { st->ops->stats(st, out); }
+static inline void storage_space(struct storage *st, struct storage_space *out)
+{ st->ops->space(st, out); }
 
 #endif

@@ -390,7 +390,7 @@ EOF
 }
 
 # write_shadow_config DAT [SETTING...]: like write_device_config, but the
-# namespace is on the memory engine with DAT as its shadow file (SPEC 6.2);
+# namespace is on the memory engine with DAT as its shadow file (docs/storage-format.md);
 # data-size is the filesize given (default 64M).
 write_shadow_config() {
 	local dat=$1 s size=64M

@@ -1,5 +1,5 @@
 /*
- * test_shadow.c - the memory engine with a shadow file (SPEC 6.2): records
+ * test_shadow.c - the memory engine with a shadow file (docs/storage-format.md): records
  * served from RAM survive a clean restart and a SIGKILL (everything fsync'd
  * or written under commit-to-device), deletes stay deleted, and reads never
  * touch the shadow.

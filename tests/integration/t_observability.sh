@@ -258,6 +258,11 @@ done
 differ=""
 for i in $(seq 1 40); do
 	echo "round $i" >"$F/round"
+	# The write's own requests may still be arriving (the kernel sends
+	# RELEASE after close returns): wait until two reads agree (bounded).
+	prev=$(run cat "$I/latencies"); for _ in $(seq 1 20); do
+		sleep 0.05; cur=$(run cat "$I/latencies"); [ "$cur" = "$prev" ] && break; prev=$cur
+	done
 	for f in latencies statistics metrics; do
 		s=$(stat -c %s "$I/$f"); c=$(run cat "$I/$f" | wc -c)
 		[ "$s" = "$c" ] || differ="$differ $f:$s/$c"

@@ -180,6 +180,20 @@ connected_to(const struct node *n, uint64_t id)
 		} \
 	} while (0)
 
+static int
+count_of(struct node *n, const int *field)
+{
+	int v;
+
+	pthread_mutex_lock(&n->lock);
+	v = *field;
+	pthread_mutex_unlock(&n->lock);
+	return v;
+}
+
+#define UPS(n) count_of((n), &(n)->ups)
+#define DOWNS(n) count_of((n), &(n)->downs)
+
 static uint64_t
 received(struct node *n)
 {
@@ -379,7 +393,7 @@ test_fabric_wrong_secret_is_refused_on_both_sides(void **state)
 	assert_int_equal(stats(&a).connects, 0);
 	assert_int_equal(stats(&b).connects, 0);
 	assert_false(connected_to(&a, 22));
-	assert_int_equal(a.ups + b.ups, 0);
+	assert_int_equal(UPS(&a) + UPS(&b), 0);
 	node_stop(&a);
 	node_stop(&b);
 }
@@ -553,7 +567,8 @@ raw_send_frame(int fd, uint8_t kind, const uint8_t *msg, size_t len)
 /* A raw client that authenticates as node id to n with a small receive
  * buffer, then reads nothing more.  Returns the socket. */
 static int
-raw_authenticate(const struct node *n, uint64_t id)
+raw_authenticate_hellos(const struct node *n, uint64_t id, struct fabric_hello *mine_out,
+    struct fabric_hello *theirs_out)
 {
 	struct fabric_hello mine = { .node_id = id, .listen_port = 9 }, theirs;
 	struct fabric_msg_writer w;
@@ -580,7 +595,17 @@ raw_authenticate(const struct node *n, uint64_t id)
 	raw_send_frame(fd, FABRIC_KIND_AUTH, buf, w.len);
 	flen = raw_read_frame(fd, buf, sizeof(buf));
 	assert_int_equal(buf[3], FABRIC_KIND_AUTH);
+	*mine_out = mine;
+	*theirs_out = theirs;
 	return fd;
+}
+
+static int
+raw_authenticate(const struct node *n, uint64_t id)
+{
+	struct fabric_hello mine, theirs;
+
+	return raw_authenticate_hellos(n, id, &mine, &theirs);
 }
 
 static void
@@ -648,6 +673,39 @@ test_fabric_peer_that_stops_reading_gets_back_pressure_others_still_served(void 
 }
 
 static void
+test_fabric_replayed_frame_fails_its_mac_and_is_dropped(void **state)
+{
+	struct fabric_hello mine, theirs;
+	struct fabric_msg_writer w;
+	struct fabric_mac tx;
+	struct node b;
+	uint8_t key[FABRIC_KEY_LEN], msg[64], frame[128];
+	int fd;
+
+	(void)state;
+	node_up(&b, 112);
+	fd = raw_authenticate_hellos(&b, 113, &mine, &theirs);
+	assert_int_equal(fabric_auth_session_key(secret_a, sizeof(secret_a) - 1, &mine, &theirs, key), 0);
+	assert_int_equal(fabric_mac_init(&tx, key), 0);
+	fabric_msg_writer_init(&w, msg, sizeof(msg), FABRIC_MSG_TEST);
+	fabric_msg_put_u64(&w, FIELD_SEQ, 0);
+	fabric_frame_header_write(frame, FABRIC_PROTOCOL_VERSION, FABRIC_KIND_MSG, (uint32_t)w.len);
+	memcpy(frame + FABRIC_FRAME_HEADER, msg, w.len);
+	assert_int_equal(fabric_mac_compute(&tx, frame, msg, w.len, frame + FABRIC_FRAME_HEADER + w.len), 0);
+	fabric_mac_fini(&tx);
+	/* the genuine frame is taken */
+	raw_send(fd, frame, FABRIC_FRAME_HEADER + w.len + FABRIC_MAC_LEN);
+	WAIT_FOR(received(&b) == 1);
+	/* the same bytes again: sequence 1 expected, the MAC was for 0 */
+	raw_send(fd, frame, FABRIC_FRAME_HEADER + w.len + FABRIC_MAC_LEN);
+	assert_true(raw_closed_by_peer(fd));
+	close(fd);
+	WAIT_FOR(stats(&b).refused[FABRIC_REFUSE_MAC] == 1);
+	assert_int_equal(received(&b), 1);
+	node_stop(&b);
+}
+
+static void
 test_fabric_reconnects_after_the_peer_restarts(void **state)
 {
 	struct node a, b;
@@ -661,10 +719,10 @@ test_fabric_reconnects_after_the_peer_restarts(void **state)
 	WAIT_FOR(connected_to(&a, 72));
 	node_stop(&b);
 	WAIT_FOR(!connected_to(&a, 72));
-	assert_int_equal(a.downs, 1);
+	assert_int_equal(DOWNS(&a), 1);
 	assert_int_equal(node_start(&b, 72, &ob), 0);
 	WAIT_FOR(connected_to(&a, 72) && connected_to(&b, 71));
-	assert_int_equal(a.ups, 2);
+	assert_int_equal(UPS(&a), 2);
 	send_many(&a, 72, 0, 10, 8);
 	WAIT_FOR(received(&b) == 10);
 	assert_int_equal(stats(&a).connects, 2);
@@ -688,9 +746,9 @@ test_fabric_two_nodes_dialing_each_other_keep_one_connection(void **state)
 	send_many(&b, 81, 0, 1000, 8);
 	WAIT_FOR(received(&a) == 1000 && received(&b) == 1000);
 	assert_int_equal(a.out_of_order + b.out_of_order, 0);
-	assert_int_equal(a.ups, 1);
-	assert_int_equal(b.ups, 1);
-	assert_int_equal(a.downs + b.downs, 0);
+	assert_int_equal(UPS(&a), 1);
+	assert_int_equal(UPS(&b), 1);
+	assert_int_equal(DOWNS(&a) + DOWNS(&b), 0);
 	node_stop(&a);
 	node_stop(&b);
 }
@@ -716,7 +774,7 @@ test_fabric_duplicate_node_id_is_refused(void **state)
 	    stats(&d).refused[FABRIC_REFUSE_DUPLICATE_NODE] >= 1);
 	/* a's connection was never disturbed */
 	assert_true(connected_to(&b, 91));
-	assert_int_equal(a.downs, 0);
+	assert_int_equal(DOWNS(&a), 0);
 	send_many(&a, 92, 0, 10, 8);
 	WAIT_FOR(received(&b) == 10);
 	node_stop(&c);
@@ -751,6 +809,7 @@ main(void)
 		cmocka_unit_test(test_fabric_other_protocol_version_is_refused),
 		cmocka_unit_test(test_fabric_garbage_truncated_and_oversized_frames_are_dropped_and_counted),
 		cmocka_unit_test(test_fabric_peer_that_stops_reading_gets_back_pressure_others_still_served),
+		cmocka_unit_test(test_fabric_replayed_frame_fails_its_mac_and_is_dropped),
 		cmocka_unit_test(test_fabric_reconnects_after_the_peer_restarts),
 		cmocka_unit_test(test_fabric_two_nodes_dialing_each_other_keep_one_connection),
 		cmocka_unit_test(test_fabric_duplicate_node_id_is_refused),

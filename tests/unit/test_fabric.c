@@ -23,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -133,6 +134,17 @@ dial(struct node *from, const struct node *to)
 
 	snprintf(addr, sizeof(addr), "127.0.0.1:%u", fabric_port(to->f));
 	assert_int_equal(fabric_peer_add(from->f, addr), 0);
+}
+
+/* CPU time of the whole process (every thread), in s. */
+static double
+cpu_s(void)
+{
+	struct rusage ru;
+
+	getrusage(RUSAGE_SELF, &ru);
+	return (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+	    (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
 }
 
 static uint64_t
@@ -344,6 +356,14 @@ test_fabric_messages_flow_both_ways_in_order(void **state)
 	node_up(&b, 12);
 	dial(&a, &b);
 	WAIT_FOR(connected_to(&a, 12) && connected_to(&b, 11));
+	/* connected and idle: both event threads asleep, no polling */
+	{
+		double cpu0 = cpu_s();
+
+		sleep_ms(300);
+		print_message("idle: %.1f ms CPU in 300 ms\n", (cpu_s() - cpu0) * 1000);
+		assert_true(cpu_s() - cpu0 < 0.010);
+	}
 	send_many(&a, 12, 0, 20000, 16);
 	send_many(&b, 11, 0, 2000, 1000);
 	send_many(&a, 12, 20000, 20, 60000); /* bigger than the write batch */

@@ -1,6 +1,7 @@
 #!/bin/sh
 # Keeps the dependency direction of SPEC/STYLE: base <- config/record <- index/storage
-# <- namespace <- txn <- fuse/tools, and base <- fabric (the transport) beside them.
+# <- namespace <- cluster <- txn <- fuse/tools, and base <- fabric (the transport)
+# beside them, used by cluster.
 # Fails if a lower layer includes a higher one, if the fabric includes anything
 # but base/ (it knows no records), if the storage side includes the fabric, or
 # if the daemon reaches past the transaction layer into storage.
@@ -8,7 +9,7 @@ top=${top_srcdir:-$(dirname "$0")/..}
 rank() {
 	case "$1" in
 	base) echo 0 ;; config|record|fabric) echo 1 ;; index|storage) echo 2 ;;
-	namespace) echo 3 ;; txn) echo 4 ;; *) echo 9 ;;
+	namespace) echo 3 ;; cluster) echo 4 ;; txn) echo 5 ;; *) echo 9 ;;
 	esac
 }
 fail=0

@@ -40,6 +40,33 @@ enum heartbeat_field_id {
 	HEARTBEAT_FIELD_ADJACENCY = 4       /* bytes: per node u64 id, u8 n, n bytes "ip:port" */
 };
 
+/* A pulse, decoded (heartbeat_pulse.c). */
+struct heartbeat_adjacent {
+	uint64_t node_id;
+	char address[64];
+};
+
+struct heartbeat_pulse {
+	uint64_t node_id;
+	char address[64];
+	uint64_t cluster_key;
+	unsigned n_adjacent;
+	struct heartbeat_adjacent adjacent[CLUSTER_NODES_MAX];
+};
+
+/* Largest encoded pulse. */
+#define HEARTBEAT_PULSE_MAX (2 + 4 * 7 + 8 + 64 + 8 + CLUSTER_NODES_MAX * (8 + 1 + 63))
+
+/*
+ * 0, or -EBADMSG: a field missing, twice or of the wrong type, an empty or
+ * NUL-holding or over-long address, a cut adjacency entry, more than
+ * CLUSTER_NODES_MAX adjacent nodes.  Never reads outside m.
+ */
+int heartbeat_pulse_decode(const struct fabric_msg *m, struct heartbeat_pulse *p);
+/* Into buf via w; 0 or -EMSGSIZE. */
+int heartbeat_pulse_encode(const struct heartbeat_pulse *p, struct fabric_msg_writer *w, uint8_t *buf,
+    size_t cap);
+
 struct heartbeat;
 
 /* A node became alive (first pulse) or dead (timeout_count intervals of silence). */

@@ -28,7 +28,6 @@
 #include "cluster/cluster.h"
 
 #define TABLE_MAX (2 * CLUSTER_NODES_MAX)
-#define PULSE_MAX (64 + CLUSTER_NODES_MAX * (8 + 1 + 63) + 128)
 #define MS 1000000ULL
 
 struct hb_node {
@@ -182,42 +181,6 @@ heartbeat_alive_count(struct heartbeat *hb)
 
 /* ---- receiving (fabric thread) -------------------------------------------- */
 
-struct learnt {
-	uint64_t node_id;
-	char address[64];
-};
-
-/*
- * Parses an adjacency list: entries of u64 id, u8 n, n address bytes.
- * Returns the entry count or -EBADMSG (a cut entry, an empty or NUL-holding
- * address, more than CLUSTER_NODES_MAX entries).
- */
-static int
-adjacency_parse(const uint8_t *p, size_t len, struct learnt *out)
-{
-	size_t off = 0;
-	int n = 0;
-
-	while (off < len) {
-		uint8_t alen;
-
-		if (n == CLUSTER_NODES_MAX || len - off < 9)
-			return -EBADMSG;
-		alen = p[off + 8];
-		if (alen == 0 || alen >= sizeof(out[n].address) || len - off - 9 < alen ||
-		    memchr(p + off + 9, '\0', alen) != NULL)
-			return -EBADMSG;
-		out[n].node_id = 0;
-		for (int k = 0; k < 8; k++)
-			out[n].node_id = out[n].node_id << 8 | p[off + k];
-		memcpy(out[n].address, p + off + 9, alen);
-		out[n].address[alen] = '\0';
-		off += 9 + (size_t)alen;
-		n++;
-	}
-	return n;
-}
-
 static struct hb_node *
 node_find(struct heartbeat *hb, uint64_t node_id)
 {
@@ -252,24 +215,18 @@ static void
 on_pulse(void *arg, uint64_t from, const struct fabric_msg *m)
 {
 	struct heartbeat *hb = arg;
-	struct learnt adj[CLUSTER_NODES_MAX], dial[CLUSTER_NODES_MAX];
-	const uint8_t *addr, *adjp;
-	size_t alen, adjlen;
-	uint64_t id, key;
+	struct heartbeat_pulse pulse;
+	struct heartbeat_adjacent dial[CLUSTER_NODES_MAX];
 	struct hb_node *e;
-	int n_adj, i, n_dial = 0;
+	unsigned i, n_dial = 0;
 	bool arrived = false;
-	char where[64];
+	uint64_t id;
 
-	if (fabric_msg_get_u64(m, HEARTBEAT_FIELD_NODE_ID, &id) != 0 || id != from ||
-	    fabric_msg_get_bytes(m, HEARTBEAT_FIELD_ADDRESS, &addr, &alen) != 0 || alen == 0 ||
-	    alen >= sizeof(e->address) || memchr(addr, '\0', alen) != NULL ||
-	    fabric_msg_get_u64(m, HEARTBEAT_FIELD_CLUSTER_KEY, &key) != 0 ||
-	    fabric_msg_get_bytes(m, HEARTBEAT_FIELD_ADJACENCY, &adjp, &adjlen) != 0 ||
-	    (n_adj = adjacency_parse(adjp, adjlen, adj)) < 0) {
+	if (heartbeat_pulse_decode(m, &pulse) != 0 || pulse.node_id != from) {
 		log_warn("heartbeat", "node %016llx sent a malformed pulse; ignored", (unsigned long long)from);
 		return;
 	}
+	id = pulse.node_id;
 	pthread_mutex_lock(&hb->lock);
 	e = node_find(hb, id);
 	if (e == NULL) {
@@ -284,23 +241,21 @@ on_pulse(void *arg, uint64_t from, const struct fabric_msg *m)
 		e->node_id = id;
 	}
 	arrived = !e->alive;
-	snprintf(where, sizeof(where), "%.*s", (int)alen, (const char *)addr);
 	e->alive = true;
 	e->last_ns = clock_mono_ns();
-	memcpy(e->address, addr, alen);
-	e->address[alen] = '\0';
-	e->cluster_key = key;
-	e->n_adjacent = (unsigned)n_adj;
+	snprintf(e->address, sizeof(e->address), "%s", pulse.address);
+	e->cluster_key = pulse.cluster_key;
+	e->n_adjacent = pulse.n_adjacent;
 	/* nodes it hears that this one does not: dial them */
-	for (i = 0; i < n_adj; i++) {
-		struct hb_node *k = node_find(hb, adj[i].node_id);
+	for (i = 0; i < pulse.n_adjacent; i++) {
+		struct hb_node *k = node_find(hb, pulse.adjacent[i].node_id);
 
-		if (adj[i].node_id != hb->node_id && (k == NULL || !k->alive))
-			dial[n_dial++] = adj[i];
+		if (pulse.adjacent[i].node_id != hb->node_id && (k == NULL || !k->alive))
+			dial[n_dial++] = pulse.adjacent[i];
 	}
 	pthread_mutex_unlock(&hb->lock);
 	if (arrived) {
-		log_info("heartbeat", "node %016llx at %s arrived", (unsigned long long)id, where);
+		log_info("heartbeat", "node %016llx at %s arrived", (unsigned long long)id, pulse.address);
 		if (hb->on_change != NULL)
 			hb->on_change(hb->arg, id, true);
 	}
@@ -323,30 +278,22 @@ on_pulse(void *arg, uint64_t from, const struct fabric_msg *m)
 static int
 pulse_build(struct heartbeat *hb, struct fabric_msg_writer *w, uint8_t *buf, size_t cap)
 {
-	uint8_t adj[CLUSTER_NODES_MAX * (8 + 1 + 63)];
-	size_t alen = 0;
+	struct heartbeat_pulse p = { .node_id = hb->node_id };
 	unsigned i;
 
-	fabric_msg_writer_init(w, buf, cap, FABRIC_MSG_HEARTBEAT);
-	fabric_msg_put_u64(w, HEARTBEAT_FIELD_NODE_ID, hb->node_id);
-	fabric_msg_put_bytes(w, HEARTBEAT_FIELD_ADDRESS, hb->address, strlen(hb->address));
+	snprintf(p.address, sizeof(p.address), "%s", hb->address);
 	pthread_mutex_lock(&hb->lock);
-	fabric_msg_put_u64(w, HEARTBEAT_FIELD_CLUSTER_KEY, hb->cluster_key);
-	for (i = 0; i < hb->n_nodes; i++) {
-		const struct hb_node *e = &hb->nodes[i];
-		size_t n = strlen(e->address);
-
-		if (!e->alive)
+	p.cluster_key = hb->cluster_key;
+	for (i = 0; i < hb->n_nodes && p.n_adjacent < CLUSTER_NODES_MAX; i++) {
+		if (!hb->nodes[i].alive)
 			continue;
-		for (int k = 0; k < 8; k++)
-			adj[alen + (size_t)k] = (uint8_t)(e->node_id >> (56 - 8 * k));
-		adj[alen + 8] = (uint8_t)n;
-		memcpy(adj + alen + 9, e->address, n);
-		alen += 9 + n;
+		p.adjacent[p.n_adjacent].node_id = hb->nodes[i].node_id;
+		snprintf(p.adjacent[p.n_adjacent].address, sizeof(p.adjacent[0].address), "%s",
+		    hb->nodes[i].address);
+		p.n_adjacent++;
 	}
 	pthread_mutex_unlock(&hb->lock);
-	fabric_msg_put_bytes(w, HEARTBEAT_FIELD_ADJACENCY, adj, alen);
-	return w->err;
+	return heartbeat_pulse_encode(&p, w, buf, cap);
 }
 
 static void
@@ -354,7 +301,7 @@ tick(struct heartbeat *hb)
 {
 	struct fabric_peer_info peers[TABLE_MAX];
 	uint64_t dead[TABLE_MAX], now;
-	uint8_t buf[PULSE_MAX];
+	uint8_t buf[HEARTBEAT_PULSE_MAX];
 	struct fabric_msg_writer w;
 	unsigned i, n, n_dead = 0;
 

@@ -22,6 +22,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "cluster/cluster.h"
 #include "fabric/fabric.h"
 #include "fabric/fabric_i.h"
 
@@ -94,6 +95,19 @@ gen_stream(uint8_t *buf, size_t cap)
 	fabric_msg_put_bytes(&w, FABRIC_FIELD_PROOF, h.nonce, FABRIC_PROOF_LEN);
 	len += frame(buf + len, cap - len, FABRIC_KIND_AUTH, msg, w.len);
 	for (k = (int)rng_below(4); k > 0; k--) {
+		if (rng_below(3) == 0) { /* a heartbeat pulse */
+			struct heartbeat_pulse p = { .node_id = rng() | 1, .cluster_key = rng() };
+
+			snprintf(p.address, sizeof(p.address), "127.0.0.%u:%u", rng_below(255), rng_below(65536));
+			p.n_adjacent = rng_below(8);
+			for (i = 0; i < (int)p.n_adjacent; i++) {
+				p.adjacent[i].node_id = rng() | 1;
+				snprintf(p.adjacent[i].address, sizeof(p.adjacent[i].address), "10.0.0.%d:3001", i);
+			}
+			if (heartbeat_pulse_encode(&p, &w, msg, sizeof(msg)) == 0)
+				len += frame(buf + len, cap - len, FABRIC_KIND_MSG, msg, w.len);
+			continue;
+		}
 		fabric_msg_writer_init(&w, msg, 1 + rng_below(sizeof(msg)), (uint16_t)rng_below(260));
 		for (i = (int)rng_below(8); i > 0; i--) {
 			uint16_t id = (uint16_t)rng_below(12);

@@ -1,6 +1,7 @@
 /*
  * fuzz_fabric_msg.c - fuzz target for the fabric's decoders: frame
- * headers, messages (typed fields) and the handshake's HELLO/AUTH.
+ * headers, messages (typed fields), the handshake's HELLO/AUTH, and the
+ * messages of the layers above (heartbeat pulses).
  *
  * The input is read as a stream of frames, the way a connection reads it:
  * each header is parsed, its length bounded (handshake or message limit),
@@ -19,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cluster/cluster.h"
 #include "fabric/fabric.h"
 #include "fabric/fabric_i.h"
 
@@ -27,6 +29,7 @@ void fuzz_fabric_counts(unsigned long *frames, unsigned long *decoded);
 
 static unsigned long fuzz_frames;  /* frames whose header parsed, whole */
 static unsigned long fuzz_decoded; /* messages that decoded */
+static uint8_t pulse_buf[HEARTBEAT_PULSE_MAX];
 
 #define fuzz_assert(cond) do { \
 		if (!(cond)) { \
@@ -69,6 +72,22 @@ check_message(const uint8_t *p, size_t len)
 		fuzz_assert(rc == 0 || rc == -ENOENT || rc == -EBADMSG);
 		if (rc == 0)
 			fuzz_assert(b >= m.fields && b + bl <= m.fields + m.fields_len);
+	}
+	/* a message of any type is also offered to the pulse decoder */
+	{
+		struct fabric_msg pm = m;
+		struct heartbeat_pulse pulse, again;
+		struct fabric_msg_writer w;
+
+		pm.type = FABRIC_MSG_HEARTBEAT;
+		if (heartbeat_pulse_decode(&pm, &pulse) == 0) {
+			fuzz_assert(pulse.n_adjacent <= CLUSTER_NODES_MAX);
+			fuzz_assert(heartbeat_pulse_encode(&pulse, &w, pulse_buf, sizeof(pulse_buf)) == 0);
+			fuzz_assert(fabric_msg_decode(pulse_buf, w.len, &pm) == 0);
+			fuzz_assert(heartbeat_pulse_decode(&pm, &again) == 0);
+			fuzz_assert(again.node_id == pulse.node_id && again.n_adjacent == pulse.n_adjacent);
+			fuzz_assert(strcmp(again.address, pulse.address) == 0);
+		}
 	}
 	if (fabric_hello_parse(&m, &h) == 0) {
 		int n = fabric_hello_encode(&h, buf, sizeof(buf));

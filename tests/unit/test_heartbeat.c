@@ -119,6 +119,21 @@ sleep_ms(unsigned ms)
 		} \
 	} while (0)
 
+/*
+ * The adjacency field is the pulse's last: its 4-byte length sits 4 bytes
+ * after its header start, i.e. at len - adjacency length - 4.  Rewrites it.
+ */
+static void
+fabric_put32_test(uint8_t *buf, size_t len, uint32_t v)
+{
+	size_t at = len - (size_t)CLUSTER_NODES_MAX * 72 - 4;
+
+	buf[at] = (uint8_t)(v >> 24);
+	buf[at + 1] = (uint8_t)(v >> 16);
+	buf[at + 2] = (uint8_t)(v >> 8);
+	buf[at + 3] = (uint8_t)v;
+}
+
 static bool
 sees_alive(struct node *n, uint64_t id)
 {
@@ -210,10 +225,48 @@ test_heartbeat_silent_node_is_dead_after_timeout_and_back_when_pulses_resume(voi
 	node_down(&a);
 }
 
+static void
+test_heartbeat_pulse_roundtrips_and_bad_pulses_are_refused(void **state)
+{
+	static uint8_t buf[HEARTBEAT_PULSE_MAX];
+	struct heartbeat_pulse p = { .node_id = 7, .cluster_key = 99, .n_adjacent = CLUSTER_NODES_MAX }, q;
+	struct fabric_msg_writer w;
+	struct fabric_msg m;
+	unsigned i;
+	size_t len;
+
+	(void)state;
+	/* the largest pulse fits HEARTBEAT_PULSE_MAX */
+	memset(p.address, '1', 63);
+	for (i = 0; i < CLUSTER_NODES_MAX; i++) {
+		p.adjacent[i].node_id = 100 + i;
+		memset(p.adjacent[i].address, '2', 63);
+	}
+	assert_int_equal(heartbeat_pulse_encode(&p, &w, buf, sizeof(buf)), 0);
+	assert_int_equal(fabric_msg_decode(buf, w.len, &m), 0);
+	assert_int_equal(heartbeat_pulse_decode(&m, &q), 0);
+	assert_true(q.node_id == 7 && q.cluster_key == 99 && q.n_adjacent == CLUSTER_NODES_MAX);
+	assert_true(q.adjacent[63].node_id == 163);
+	assert_string_equal(q.adjacent[63].address, p.adjacent[63].address);
+	/* an adjacency list cut anywhere inside an entry: refused */
+	len = w.len;
+	for (i = 1; i < 9 + 63; i++) {
+		fabric_put32_test(buf, len, (uint32_t)(CLUSTER_NODES_MAX * 72 - i));
+		assert_int_equal(fabric_msg_decode(buf, len - i, &m), 0);
+		assert_int_equal(heartbeat_pulse_decode(&m, &q), -EBADMSG);
+	}
+	/* a field missing: refused */
+	fabric_msg_writer_init(&w, buf, sizeof(buf), FABRIC_MSG_HEARTBEAT);
+	fabric_msg_put_u64(&w, HEARTBEAT_FIELD_NODE_ID, 7);
+	assert_int_equal(fabric_msg_decode(buf, w.len, &m), 0);
+	assert_int_equal(heartbeat_pulse_decode(&m, &q), -EBADMSG);
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_heartbeat_pulse_roundtrips_and_bad_pulses_are_refused),
 		cmocka_unit_test(test_heartbeat_one_seed_each_is_enough_for_a_full_mesh),
 		cmocka_unit_test(test_heartbeat_silent_node_is_dead_after_timeout_and_back_when_pulses_resume),
 	};

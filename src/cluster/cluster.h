@@ -24,7 +24,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "fabric/fabric.h"
+#include "../fabric/fabric.h"
 
 /* Nodes a cluster can have (SPEC 7: 64). */
 #define CLUSTER_NODES_MAX 64

@@ -23,9 +23,9 @@
 #include <string.h>
 #include <time.h>
 
-#include "base/clock.h"
-#include "base/log.h"
-#include "cluster/cluster.h"
+#include "../base/clock.h"
+#include "../base/log.h"
+#include "cluster.h"
 
 #define TABLE_MAX (2 * CLUSTER_NODES_MAX)
 #define MS 1000000ULL

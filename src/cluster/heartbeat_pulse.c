@@ -11,7 +11,7 @@
 #include <errno.h>
 #include <string.h>
 
-#include "cluster/cluster.h"
+#include "cluster.h"
 
 static int
 address_copy(char *dst, size_t cap, const uint8_t *src, size_t len)

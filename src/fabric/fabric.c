@@ -45,11 +45,11 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "base/atomic.h"
-#include "base/clock.h"
-#include "base/log.h"
-#include "fabric/fabric.h"
-#include "fabric/fabric_i.h"
+#include "../base/atomic.h"
+#include "../base/clock.h"
+#include "../base/log.h"
+#include "fabric.h"
+#include "fabric_i.h"
 
 #define PEERS_MAX 256            /* distinct node ids ever authenticated */
 #define PENDING_MAX 64           /* unauthenticated incoming connections */

@@ -23,10 +23,10 @@
 #include <openssl/hmac.h>
 #include <openssl/rand.h>
 
-#include "base/error.h"
-#include "base/log.h"
-#include "fabric/fabric.h"
-#include "fabric/fabric_i.h"
+#include "../base/error.h"
+#include "../base/log.h"
+#include "fabric.h"
+#include "fabric_i.h"
 
 static const char proof_label[] = "recfs fabric proof v1";
 static const char key_label[] = "recfs fabric session key v1";

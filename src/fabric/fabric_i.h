@@ -15,7 +15,7 @@
 
 #include <openssl/evp.h>
 
-#include "fabric/fabric.h"
+#include "fabric.h"
 
 #define FABRIC_FRAME_MAGIC 0x5246
 #define FABRIC_FRAME_HEADER 8

@@ -21,8 +21,8 @@
 #include <errno.h>
 #include <string.h>
 
-#include "fabric/fabric.h"
-#include "fabric/fabric_i.h"
+#include "fabric.h"
+#include "fabric_i.h"
 
 #define FIELD_HEADER 7 /* id u16, type u8, length u32 */
 

@@ -14,7 +14,9 @@
  * framed, MACed and written when the socket takes them, so a slow or dead
  * peer only fills its own queue.  Two nodes that dial each other end with
  * one connection: of two authenticated connections between the same pair,
- * both sides keep the one initiated by the higher node id.  A second node
+ * both sides use the one initiated by the higher node id, and the lower
+ * node closes its own (the higher one keeps it open, unused, until then, so
+ * the lower never sees its last connection go first).  A second node
  * announcing an id already connected from another listen address is a
  * duplicate and refused (and told so with a REFUSE message).
  *
@@ -59,6 +61,13 @@
 #define LOG_MEMO 64              /* remembered (address, reason) log lines */
 #define LOG_REPEAT_NS (600ULL * 1000000000ULL) /* the same line again after 10 min */
 #define MS (1000000ULL)
+/*
+ * A node whose last connection closed is reported down only if no new one
+ * authenticates within this: two nodes that dialed each other at once close
+ * one of the two connections, and one side may see that close before the
+ * other connection reached it; that is not a departure.
+ */
+#define DOWN_GRACE_MS 500
 
 struct send_item {
 	struct send_item *next;
@@ -74,6 +83,8 @@ struct peer {
 	size_t queued;               /* bytes in the queue; protected by f->lock */
 	uint64_t bytes_sent, bytes_received, msgs_sent, msgs_received; /* atomics */
 	uint64_t connects, auth_failures; /* atomics */
+	uint64_t down_at_ns;         /* lost its connection: "down" at this time
+	                              * unless one comes back first; thread only */
 };
 
 struct dialer {
@@ -657,7 +668,8 @@ conn_flush(struct fabric *f, struct conn *c)
 
 		if (c->woff == c->wlen) {
 			c->woff = c->wlen = 0;
-			if (c->state == CONN_UP)
+			/* only the node's active connection takes from its queue: one order */
+			if (c->state == CONN_UP && c->peer != NULL && c->peer->conn == c)
 				conn_fill(f, c);
 			if (c->wlen == 0) {
 				conn_want_out(f, c, false);
@@ -749,7 +761,6 @@ static void
 conn_close(struct fabric *f, struct conn *c, int refusal, const char *why)
 {
 	struct peer *p = c->peer;
-	bool down = false;
 	uint64_t now = clock_mono_ns();
 
 	if (c->state == CONN_CLOSED)
@@ -776,11 +787,19 @@ conn_close(struct fabric *f, struct conn *c, int refusal, const char *why)
 	c->fd = -1;
 	c->state = CONN_CLOSED;
 	if (p != NULL && p->conn == c) {
+		struct conn *x;
+
+		/* another live connection to the node (a kept one) takes over */
+		for (x = f->conns; x != NULL; x = x->next)
+			if (x != c && x->state == CONN_UP && x->peer == p)
+				break;
 		pthread_mutex_lock(&f->lock);
-		p->conn = NULL;
+		p->conn = x;
 		pthread_mutex_unlock(&f->lock);
-		atomic_sub(&f->stats.peers_connected, 1);
-		down = true;
+		if (x != NULL)
+			conn_want_out(f, x, true); /* the loop flushes the queue through it */
+		else
+			p->down_at_ns = now + DOWN_GRACE_MS * MS; /* timers_run reports it */
 	}
 	if (c->dialer != NULL) {
 		struct dialer *d = c->dialer;
@@ -791,7 +810,7 @@ conn_close(struct fabric *f, struct conn *c, int refusal, const char *why)
 		else
 			d->due_ns = 0;
 	}
-	if (down) {
+	if (p != NULL && p->conn == NULL && p->down_at_ns != 0) {
 		struct dialer *d;
 
 		/* dialers waiting for this node's connection to go: now */
@@ -811,11 +830,6 @@ conn_close(struct fabric *f, struct conn *c, int refusal, const char *why)
 	c->prev = NULL;
 	c->next = f->zombies;
 	f->zombies = c;
-	if (down) {
-		log_info("fabric", "node %016llx at %s is unreachable", (unsigned long long)p->node_id, p->address);
-		if (f->on_peer != NULL)
-			f->on_peer(f->arg, p->node_id, false);
-	}
 }
 
 /* Sends an authenticated REFUSE (best effort: it is written now or never). */
@@ -847,7 +861,7 @@ conn_attach(struct fabric *f, struct conn *c)
 	struct peer *p;
 	struct conn *loser = NULL;
 	char endpoint[64];
-	bool up = false, dup = false;
+	bool up = false, dup = false, keep_loser = false;
 
 	snprintf(endpoint, sizeof(endpoint), "%s:%u", c->theirs.listen_address, c->theirs.listen_port);
 	if (c->dialer != NULL)
@@ -878,13 +892,25 @@ conn_attach(struct fabric *f, struct conn *c)
 		} else {
 			loser = c;
 		}
+		/*
+		 * Two nodes that dialed each other: each closes only a losing
+		 * connection it initiated and keeps the other's open, unused,
+		 * until the other closes it.  Were the higher node to close the
+		 * lower's connection, the lower could see its only live
+		 * connection go before the winner reached it: a down/up flap.
+		 */
+		keep_loser = loser != NULL && initiator(f, p->conn) != initiator(f, c) &&
+		    initiator(f, loser) != f->node_id;
 	}
 	if (!dup && loser != c) {
-		up = p->conn == NULL;
+		/* back within the grace period: it was never reported down */
+		up = p->conn == NULL && p->down_at_ns == 0;
+		p->down_at_ns = 0;
 		p->conn = c;
 		snprintf(p->address, sizeof(p->address), "%s", endpoint);
-		c->peer = p;
 	}
+	if (!dup)
+		c->peer = p;
 	pthread_mutex_unlock(&f->lock);
 	if (dup) {
 		char why[256];
@@ -895,7 +921,7 @@ conn_attach(struct fabric *f, struct conn *c)
 		conn_close(f, c, FABRIC_REFUSE_DUPLICATE_NODE, why);
 		return;
 	}
-	if (loser == c) {
+	if (loser == c && !keep_loser) {
 		/* the other connection to this node stays; the dialer waits for it to go */
 		if (c->dialer != NULL) {
 			c->dialer->backoff_ms = FABRIC_BACKOFF_MIN_MS;
@@ -913,7 +939,7 @@ conn_attach(struct fabric *f, struct conn *c)
 		c->dialer->backoff_ms = FABRIC_BACKOFF_MIN_MS;
 	atomic_inc(&f->stats.connects);
 	atomic_inc(&p->connects);
-	if (loser != NULL) {
+	if (loser != NULL && loser != c && !keep_loser) {
 		if (loser->dialer != NULL) {
 			loser->dialer->conn = NULL;
 			loser->dialer->due_ns = 0;
@@ -929,7 +955,7 @@ conn_attach(struct fabric *f, struct conn *c)
 		if (f->on_peer != NULL)
 			f->on_peer(f->arg, p->node_id, true);
 	}
-	if (c->state == CONN_UP)
+	if (c->state == CONN_UP && p->conn == c)
 		conn_flush(f, c);
 }
 
@@ -1249,6 +1275,42 @@ conn_event(struct fabric *f, struct conn *c, uint32_t events)
 		conn_flush(f, c);
 }
 
+/* Reports the nodes whose grace period ended without a new connection. */
+static void
+peers_down(struct fabric *f, uint64_t now, uint64_t *next)
+{
+	uint64_t down[PEERS_MAX];
+	char where[64];
+	unsigned i, n = 0;
+
+	pthread_mutex_lock(&f->lock);
+	for (i = 0; i < f->n_peers; i++) {
+		struct peer *p = f->peers[i];
+
+		if (p->down_at_ns == 0 || p->conn != NULL)
+			continue;
+		if (p->down_at_ns <= now) {
+			p->down_at_ns = 0;
+			down[n++] = p->node_id;
+		} else if (p->down_at_ns < *next) {
+			*next = p->down_at_ns;
+		}
+	}
+	pthread_mutex_unlock(&f->lock);
+	for (i = 0; i < n; i++) {
+		struct peer *p;
+
+		atomic_sub(&f->stats.peers_connected, 1);
+		pthread_mutex_lock(&f->lock);
+		p = peer_find(f, down[i]);
+		snprintf(where, sizeof(where), "%s", p->address);
+		pthread_mutex_unlock(&f->lock);
+		log_info("fabric", "node %016llx at %s is unreachable", (unsigned long long)down[i], where);
+		if (f->on_peer != NULL)
+			f->on_peer(f->arg, down[i], false);
+	}
+}
+
 /* Runs due timers; returns the ms until the next one (-1: none). */
 static int
 timers_run(struct fabric *f)
@@ -1272,6 +1334,7 @@ timers_run(struct fabric *f)
 			next = c->deadline_ns;
 		}
 	}
+	peers_down(f, now, &next);
 	pthread_mutex_lock(&f->lock);
 	for (d = f->dialers; d != NULL; d = d->next) {
 		if (d->conn != NULL || d->due_ns == 0 || d->self)

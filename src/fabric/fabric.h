@@ -154,7 +154,9 @@ const char *fabric_refusal_name(enum fabric_refusal r);
 struct fabric;
 
 /* Called on the fabric thread when a node becomes reachable (up) or stops
- * being reachable (its last authenticated connection closed). */
+ * being reachable (its last authenticated connection closed and none came
+ * back within 500 ms: crossed connections being sorted out are no
+ * departure). */
 typedef void (*fabric_peer_fn)(void *arg, uint64_t node_id, bool up);
 /* Called on the fabric thread for each authenticated message of a type;
  * m is valid only during the call. */

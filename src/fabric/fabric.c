@@ -141,6 +141,7 @@ struct fabric {
 	char listen_address[48];
 	uint16_t port;
 	uint8_t version;
+	uint64_t handshake_ns;
 	uint8_t secret[FABRIC_SECRET_MAX];
 	size_t secret_len;
 	size_t queue_max;
@@ -156,6 +157,7 @@ struct fabric {
 	struct peer *peers[PEERS_MAX];
 	unsigned n_peers;
 	struct dialer *dialers;
+	unsigned n_dialers;
 	bool kick;                   /* a queue became non-empty; the thread has not looked */
 
 	struct conn *conns;          /* fabric thread only */
@@ -220,6 +222,7 @@ fabric_create(const struct fabric_config *cfg, struct fabric **out)
 	strcpy(f->cluster_name, cfg->cluster_name);
 	strcpy(f->listen_address, cfg->address);
 	f->version = cfg->protocol_version != 0 ? cfg->protocol_version : FABRIC_PROTOCOL_VERSION;
+	f->handshake_ns = (cfg->handshake_ms != 0 ? cfg->handshake_ms : FABRIC_HANDSHAKE_MS) * MS;
 	memcpy(f->secret, cfg->secret, cfg->secret_len);
 	f->secret_len = cfg->secret_len;
 	f->queue_max = cfg->send_queue_max != 0 ? cfg->send_queue_max : FABRIC_SEND_QUEUE_DEFAULT;
@@ -415,6 +418,12 @@ fabric_peer_add(struct fabric *f, const char *address)
 			return -EEXIST;
 		}
 	}
+	if (f->n_dialers == FABRIC_DIALERS_MAX) {
+		pthread_mutex_unlock(&f->lock);
+		free(d);
+		return -ENOSPC;
+	}
+	f->n_dialers++;
 	d->next = f->dialers;
 	f->dialers = d;
 	pthread_mutex_unlock(&f->lock);
@@ -567,7 +576,7 @@ conn_new(struct fabric *f, int fd, bool outgoing, const struct sockaddr_storage 
 	c->fd = fd;
 	c->outgoing = outgoing;
 	c->state = outgoing ? CONN_CONNECTING : CONN_HELLO;
-	c->deadline_ns = clock_mono_ns() + FABRIC_HANDSHAKE_MS * MS;
+	c->deadline_ns = clock_mono_ns() + f->handshake_ns;
 	addr_format(ss, c->remote_ip, sizeof(c->remote_ip), c->remote, sizeof(c->remote));
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	c->want_out = outgoing; /* a connect completes as writable */

@@ -47,6 +47,8 @@
 /* Reconnect backoff of outgoing connections: doubles from min to max. */
 #define FABRIC_BACKOFF_MIN_MS 100
 #define FABRIC_BACKOFF_MAX_MS 5000
+/* Outgoing addresses a fabric keeps (seeds and addresses learnt). */
+#define FABRIC_DIALERS_MAX 256
 /* Secret file size bounds (bytes, trailing newline stripped). */
 #define FABRIC_SECRET_MIN 16
 #define FABRIC_SECRET_MAX 4096
@@ -173,6 +175,7 @@ struct fabric_config {
 	fabric_peer_fn on_peer;       /* may be NULL */
 	void *arg;
 	uint8_t protocol_version;     /* 0 = FABRIC_PROTOCOL_VERSION; tests only */
+	uint32_t handshake_ms;        /* 0 = FABRIC_HANDSHAKE_MS; tests only */
 };
 
 /* Binds the listener (errors: -EADDRINUSE ..., logged with the address);
@@ -187,7 +190,8 @@ void fabric_destroy(struct fabric *f);
 uint16_t fabric_port(const struct fabric *f);
 
 /* Keeps a persistent outgoing connection to "host:port" (numeric address),
- * reconnected with backoff.  -EINVAL for a bad address, -EEXIST if known. */
+ * reconnected with backoff.  -EINVAL for a bad address, -EEXIST if known,
+ * -ENOSPC past FABRIC_DIALERS_MAX addresses. */
 int fabric_peer_add(struct fabric *f, const char *address);
 
 /*

@@ -87,6 +87,7 @@ struct node_opts {
 	uint8_t version;
 	size_t queue_max;
 	uint16_t port;
+	uint32_t handshake_ms;
 };
 
 static int
@@ -98,6 +99,7 @@ node_start(struct node *n, uint64_t id, const struct node_opts *o)
 		.secret = o->secret != NULL ? o->secret : secret_a,
 		.secret_len = sizeof(secret_a) - 1, .send_queue_max = o->queue_max,
 		.on_peer = on_peer, .arg = n, .protocol_version = o->version,
+		.handshake_ms = o->handshake_ms,
 	};
 	int rc;
 
@@ -495,16 +497,17 @@ raw_send(int fd, const void *p, size_t len)
 }
 
 static void
-test_fabric_garbage_truncated_and_oversized_frames_are_dropped_and_counted(void **state)
+test_fabric_garbage_truncated_oversized_and_silent_connections_are_dropped_and_counted(void **state)
 {
 	struct node a, b;
 	uint8_t junk[512], hdr[FABRIC_FRAME_HEADER];
+	struct node_opts ob = { .handshake_ms = 300 };
 	unsigned i;
 	int fd;
 
 	(void)state;
 	node_up(&a, 51);
-	node_up(&b, 52);
+	assert_int_equal(node_start(&b, 52, &ob), 0);
 	dial(&a, &b);
 	WAIT_FOR(connected_to(&a, 52));
 
@@ -545,6 +548,12 @@ test_fabric_garbage_truncated_and_oversized_frames_are_dropped_and_counted(void 
 	assert_true(raw_closed_by_peer(fd));
 	close(fd);
 	WAIT_FOR(stats(&b).refused[FABRIC_REFUSE_MALFORMED] == 3);
+
+	/* a connection that says nothing: dropped at the handshake deadline */
+	fd = raw_connect(&b, 0);
+	assert_true(raw_closed_by_peer(fd));
+	close(fd);
+	WAIT_FOR(stats(&b).refused[FABRIC_REFUSE_TIMEOUT] == 1);
 
 	/* the good peer is still served, and was never dropped */
 	send_many(&a, 52, 0, 100, 8);
@@ -829,7 +838,7 @@ main(void)
 		cmocka_unit_test(test_fabric_wrong_secret_is_refused_on_both_sides),
 		cmocka_unit_test(test_fabric_other_cluster_name_is_refused),
 		cmocka_unit_test(test_fabric_other_protocol_version_is_refused),
-		cmocka_unit_test(test_fabric_garbage_truncated_and_oversized_frames_are_dropped_and_counted),
+		cmocka_unit_test(test_fabric_garbage_truncated_oversized_and_silent_connections_are_dropped_and_counted),
 		cmocka_unit_test(test_fabric_peer_that_stops_reading_gets_back_pressure_others_still_served),
 		cmocka_unit_test(test_fabric_replayed_frame_fails_its_mac_and_is_dropped),
 		cmocka_unit_test(test_fabric_reconnects_after_the_peer_restarts),

@@ -117,7 +117,12 @@ while kill -0 "$PID2" 2>/dev/null && [ $i -lt 100 ]; do
 	sleep 0.1
 	i=$((i + 1))
 done
-kill -0 "$PID2" 2>/dev/null && bad "second recfsd still running 10 s after its unmount"
+if kill -0 "$PID2" 2>/dev/null; then
+	bad "second recfsd still running 10 s after its unmount"
+else
+	wait "$PID2"
+	check_eq "second recfsd's exit status after its unmount" "$?" 0
+fi
 PID2=
 if wait_log "$LOG" "heartbeat: node $ID_B departed"; then
 	pass "node a logs node b's departure"

@@ -445,6 +445,7 @@ main(int argc, char *argv[])
 	struct fuse_loop_config *loop_cfg = NULL;
 	struct fuse_session *se = NULL;
 	struct node *node = NULL;
+	struct txn_network *network = NULL;
 	pthread_t hup_thread;
 	bool hup_started = false, table = false, user_threads;
 	char err[1024] = "", node_id[17];
@@ -604,6 +605,13 @@ main(int argc, char *argv[])
 		goto out_log;
 	}
 	recfsd.node = node;
+	/* seeds given: the fabric and heartbeat (none: a single node, no socket) */
+	rc = txn_network_start(cfg, strtoull(node_id, NULL, 16), &network);
+	if (rc != 0) {
+		log_error("recfsd", "cannot start the network side (config %s): %s", cfg->source,
+		    recfs_strerror(rc));
+		goto out_node;
+	}
 	rc = inode_table_init(node);
 	table = true;
 	if (rc != 0) {
@@ -692,6 +700,7 @@ out_session:
 out_node:
 	if (table)
 		inode_table_fini();
+	txn_network_stop(network);
 	node_close(node, true);
 	if (status == 0)
 		log_info("recfsd", "stopped cleanly");

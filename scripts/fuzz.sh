@@ -28,8 +28,14 @@ record)
 	    src/base/crc32c.c src/base/digest.c"
 	libs=$(pkg-config --libs libcrypto 2>/dev/null || echo -lcrypto)
 	;;
+fabric_msg)
+	# the fabric's frame, message and hello decoders, heartbeat pulses; own seed writer
+	sources="tests/fuzz/fuzz_fabric_msg.c src/fabric/fabric_msg.c src/cluster/heartbeat_pulse.c"
+	libs=""
+	driver=tests/fuzz/fuzz_fabric_main.c
+	;;
 *)
-	echo "fuzz.sh: unknown target '$target' (known: record)" >&2
+	echo "fuzz.sh: unknown target '$target' (known: record, fabric_msg)" >&2
 	exit 2
 	;;
 esac
@@ -47,7 +53,7 @@ $CC_FUZZ $flags -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefi
 	-o "$out/fuzz_$target" $sources -pthread $libs
 # The seed writer is the plain driver, built without libFuzzer.
 # shellcheck disable=SC2086
-$CC_SEED $flags -o "$out/seed_$target" $sources tests/fuzz/fuzz_main.c -pthread $libs
+$CC_SEED $flags -o "$out/seed_$target" $sources ${driver:-tests/fuzz/fuzz_main.c} -pthread $libs
 "$out/seed_$target" --write-corpus "$corpus" 64
 
 echo "fuzz.sh: running fuzz_$target for ${seconds}s (corpus $corpus)"

@@ -1,5 +1,5 @@
 /*
- * cluster.h - the cluster layer (SPEC section 7, docs/cluster.md).
+ * cluster.h - the cluster layer (docs/cluster.md).
  *
  * Sits on the fabric (and, later, the namespaces) and below txn/.  Today:
  * the mesh heartbeat.  Clustering, the partition map, proxy/replication and
@@ -26,7 +26,7 @@
 
 #include "../fabric/fabric.h"
 
-/* Nodes a cluster can have (SPEC 7: 64). */
+/* Nodes a cluster can have (docs/cluster.md: 64). */
 #define CLUSTER_NODES_MAX 64
 
 /*

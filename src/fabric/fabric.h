@@ -1,5 +1,5 @@
 /*
- * fabric.h - the node-to-node transport (SPEC section 7, docs/cluster.md).
+ * fabric.h - the node-to-node transport (docs/cluster.md).
  *
  * One TCP listener per node, persistent authenticated connections to peers,
  * and a message format of typed fields.  The fabric knows no records and no

@@ -1,6 +1,6 @@
 /*
  * network.c - starting and stopping the node's network side: the fabric
- * and the heartbeat (SPEC 7.1, docs/cluster.md).
+ * and the heartbeat (docs/cluster.md).
  *
  * Only when the configuration names seeds: a node without them is a single
  * node, exactly as before the cluster, and opens no socket.  The daemon

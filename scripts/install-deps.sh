@@ -15,9 +15,26 @@ for p in $PKGS; do
 		missing="$missing $p"
 	fi
 done
-[ -z "$missing" ] && exit 0
-echo "installing:$missing"
-SUDO=""
-[ "$(id -u)" -eq 0 ] || SUDO=sudo
-$SUDO apt-get update -q
-DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends $missing
+if [ -n "$missing" ]; then
+	echo "installing:$missing"
+	SUDO=""
+	[ "$(id -u)" -eq 0 ] || SUDO=sudo
+	$SUDO apt-get update -q
+	DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends $missing
+fi
+
+# promtool lints .info/metrics in t_observability.  Debian ships it only
+# inside the prometheus server package, whose install would also start a
+# Prometheus server: take the one binary out of the package instead.
+if ! command -v promtool >/dev/null 2>&1 && [ "$(id -u)" -eq 0 ]; then
+	tmp=$(mktemp -d)
+	if (cd "$tmp" && apt-get download -q prometheus >/dev/null 2>&1); then
+		dpkg-deb --fsys-tarfile "$tmp"/prometheus_*.deb |
+		    tar -x -C "$tmp" ./usr/bin/promtool &&
+		    install -m 0755 "$tmp/usr/bin/promtool" /usr/local/bin/promtool &&
+		    echo "installed: promtool (from Debian's prometheus package)"
+	else
+		echo "install-deps: promtool not available; t_observability lints with prom_check.py only"
+	fi
+	rm -rf "$tmp"
+fi

@@ -252,8 +252,13 @@ for c in fuse_lookup fuse_getattr fuse_open fuse_read fuse_release fuse_opendir;
 for i in $(seq 1 10); do
 	cat "$I/latencies" "$I/metrics" "$I/namespace/test" >/dev/null; stat "$I/statistics" >/dev/null; ls -l "$I" >/dev/null
 done
+# Every round reaches the daemon with opens, reads, releases, an opendir and
+# a getattr (.info attributes are never cached), so counting them would move
+# those by 10 or more; a stray request for a record (the kernel revalidating
+# one on its own) may move one by 1 or 2.
 for c in fuse_lookup fuse_getattr fuse_open fuse_read fuse_release fuse_opendir; do
-	check_eq "reading .info 10 times leaves $c alone" "$(node_value "$c")" "${F0[$c]}"
+	check_true "reading .info 10 times leaves $c alone ($(node_value "$c") vs ${F0[$c]})" \
+	    "$(( $(node_value "$c") - ${F0[$c]} ))" -lt 3
 done
 differ=""
 for i in $(seq 1 40); do
@@ -263,8 +268,14 @@ for i in $(seq 1 40); do
 	prev=$(run cat "$I/latencies"); for _ in $(seq 1 20); do
 		sleep 0.05; cur=$(run cat "$I/latencies"); [ "$cur" = "$prev" ] && break; prev=$cur
 	done
+	# A gauge can move on its own between stat and cat (nsup's cycle time,
+	# a ratio's digits): a pair may differ by chance, three in a row may not
+	# (reading statistics changing them would make every pair differ).
 	for f in latencies statistics metrics; do
-		s=$(stat -c %s "$I/$f"); c=$(run cat "$I/$f" | wc -c)
+		for _ in 1 2 3; do
+			s=$(stat -c %s "$I/$f"); c=$(run cat "$I/$f" | wc -c)
+			[ "$s" = "$c" ] && break
+		done
 		[ "$s" = "$c" ] || differ="$differ $f:$s/$c"
 	done
 done

@@ -29,6 +29,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "../base/atomic.h"
 #include "../base/digest.h"
 
 struct index_entry {
@@ -72,8 +73,8 @@ struct index_slab;
  */
 struct index_partition {
 	pthread_rwlock_t lock;
-	uint32_t count;                      /* entries, protected by lock */
-	struct index_entry *sprigs[INDEX_SPRIGS]; /* tree roots, protected by lock */
+	uint32_t count;                      /* entries: written under lock, atomic */
+	struct index_entry *sprigs[INDEX_SPRIGS]; /* tree roots: written under lock, atomic */
 };
 
 static inline unsigned index_sprig_of(const struct digest *d)
@@ -133,7 +134,7 @@ static inline void index_prefetch(struct index *ix, const struct digest *d)
 
 	__builtin_prefetch(index_record_lock_of(ix, d), 1);
 	__builtin_prefetch(&p->lock, 1);
-	__builtin_prefetch(__atomic_load_n(slot, __ATOMIC_RELAXED));
+	__builtin_prefetch(atomic_load_relaxed(slot));
 }
 
 /* Find under the partition lock (shared or exclusive) held by the caller. */

@@ -46,7 +46,7 @@ namespace_entry_count(struct namespace *ns, const struct index_entry *e, int dir
 	if (e->set_marker) {
 		/* A live marker keeps its set visible while empty. */
 		if (!e->tombstone)
-			__atomic_store_n(&s->marker, dir > 0, __ATOMIC_RELAXED);
+			atomic_store_relaxed(&s->marker, dir > 0);
 		return;
 	}
 	if (e->tombstone) {
@@ -211,7 +211,7 @@ namespace_loaded(void *arg, struct storage *st)
 		size_t n = 0;
 
 		pthread_rwlock_wrlock(&p->lock);
-		for (uint32_t set_id = 0; set_id <= ns->sets.n; set_id++) {
+		for (uint32_t set_id = 0; set_id <= atomic_load_acquire(&ns->sets.n); set_id++) {
 			for (struct index_entry *e = index_next_locked(p, (uint16_t)set_id, NULL); e != NULL;
 			    e = index_next_locked(p, (uint16_t)set_id, &e->digest)) {
 				if (!e->tombstone || e->older_seen)

@@ -106,7 +106,7 @@ raid_pass(struct namespace *ns)
 		struct index_partition *p = &ns->index->partitions[pid];
 
 		pthread_rwlock_rdlock(&p->lock);
-		uint32_t n_sets = __atomic_load_n(&ns->sets.n, __ATOMIC_RELAXED);
+		uint32_t n_sets = atomic_load_acquire(&ns->sets.n);
 		for (uint32_t set_id = 0; set_id <= n_sets; set_id++)
 			for (struct index_entry *e = index_next_locked(p, (uint16_t)set_id, NULL); e != NULL;
 			    e = index_next_locked(p, (uint16_t)set_id, &e->digest))

@@ -763,7 +763,7 @@ full_written_locked(struct device *d, struct dev_buf *b, bool written)
 		b->next = NULL;
 		return;
 	}
-	if (!b->defrag && d->st->cfg->post_write_cache >= d->wbs) {
+	if (!b->defrag && atomic_load_relaxed(&d->st->cfg->post_write_cache) >= d->wbs) {
 		b->next = NULL;
 		if (d->pw_tail != NULL)
 			d->pw_tail->next = b;
@@ -1494,7 +1494,7 @@ dev_config_changed(struct storage *st)
 		struct device *d = e->devs[i];
 
 		pthread_mutex_lock(&d->wt.lock);
-		wblock_set_lwm_locked(&d->wt, st->cfg->defrag_lwm_pct);
+		wblock_set_lwm_locked(&d->wt, atomic_load_relaxed(&st->cfg->defrag_lwm_pct));
 		pthread_cond_broadcast(&d->space_cv);
 		pthread_mutex_unlock(&d->wt.lock);
 		defrag_kick(d);

@@ -51,7 +51,7 @@ collect(struct namespace *ns, uint32_t pid, uint32_t now, uint32_t evict_below,
     struct nsup_victim *out, size_t max)
 {
 	struct index_partition *p = &ns->index->partitions[pid];
-	uint32_t n_sets = __atomic_load_n(&ns->sets.n, __ATOMIC_RELAXED);
+	uint32_t n_sets = atomic_load_acquire(&ns->sets.n);
 	size_t n = 0;
 
 	pthread_rwlock_rdlock(&p->lock);
@@ -111,7 +111,7 @@ eviction_threshold(struct namespace *ns, uint64_t need)
 	/* Pass 1: the range of void times. */
 	for (uint32_t pid = 0; pid < PARTITION_COUNT; pid++) {
 		struct index_partition *p = &ns->index->partitions[pid];
-		uint32_t n_sets = __atomic_load_n(&ns->sets.n, __ATOMIC_RELAXED);
+		uint32_t n_sets = atomic_load_acquire(&ns->sets.n);
 
 		pthread_rwlock_rdlock(&p->lock);
 		for (uint32_t set_id = 0; set_id <= n_sets; set_id++)
@@ -125,7 +125,7 @@ eviction_threshold(struct namespace *ns, uint64_t need)
 	/* Pass 2: bytes per bucket. */
 	for (uint32_t pid = 0; pid < PARTITION_COUNT; pid++) {
 		struct index_partition *p = &ns->index->partitions[pid];
-		uint32_t n_sets = __atomic_load_n(&ns->sets.n, __ATOMIC_RELAXED);
+		uint32_t n_sets = atomic_load_acquire(&ns->sets.n);
 
 		pthread_rwlock_rdlock(&p->lock);
 		for (uint32_t set_id = 0; set_id <= n_sets; set_id++)

@@ -811,9 +811,7 @@ txn_set_foreach(struct namespace *ns, int (*fn)(void *arg, const struct txn_set_
 {
 	uint32_t n;
 
-	pthread_rwlock_rdlock(&ns->sets.lock);
-	n = ns->sets.n;
-	pthread_rwlock_unlock(&ns->sets.lock);
+	n = atomic_load_acquire(&ns->sets.n);
 	for (uint32_t id = 1; id <= n; id++) {
 		struct txn_set_info info;
 

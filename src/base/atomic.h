@@ -23,6 +23,10 @@
 #define atomic_store_release(p, v) __atomic_store_n((p), (v), __ATOMIC_RELEASE)
 #define atomic_add(p, v)           __atomic_add_fetch((p), (v), __ATOMIC_RELAXED)
 #define atomic_sub(p, v)           __atomic_sub_fetch((p), (v), __ATOMIC_RELAXED)
+#define atomic_add_acquire(p, v)   __atomic_add_fetch((p), (v), __ATOMIC_ACQUIRE)
+#define atomic_sub_release(p, v)   __atomic_sub_fetch((p), (v), __ATOMIC_RELEASE)
+#define atomic_exchange_relaxed(p, v) __atomic_exchange_n((p), (v), __ATOMIC_RELAXED)
+#define atomic_exchange_acq_rel(p, v) __atomic_exchange_n((p), (v), __ATOMIC_ACQ_REL)
 #define atomic_inc(p)              ((void)__atomic_add_fetch((p), 1, __ATOMIC_RELAXED))
 #define atomic_dec(p)              ((void)__atomic_sub_fetch((p), 1, __ATOMIC_RELAXED))
 #define atomic_cas(p, expp, v) \

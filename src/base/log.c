@@ -90,7 +90,7 @@ log_reopen(void)
 		if (fd < 0) {
 			rc = -errno;
 		} else {
-			int old = __atomic_exchange_n(&log_fd, fd, __ATOMIC_ACQ_REL);
+			int old = atomic_exchange_acq_rel(&log_fd, fd);
 			if (old > 2)
 				close(old);
 		}

@@ -92,7 +92,7 @@ struct namespace {
 	uint64_t nsup_cycle_ms;             /* atomic: duration of the last pass */
 	pthread_t nsup_thread;
 	bool nsup_started;
-	bool nsup_stop;                     /* nsup_lock */
+	bool nsup_stop;                     /* atomic; nsup_lock for the wake-up */
 	pthread_mutex_t nsup_lock;
 	pthread_cond_t nsup_cv;
 

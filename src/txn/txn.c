@@ -439,7 +439,7 @@ write_record(struct namespace *ns, const struct txn_key *k, const struct txn_wri
 	if (rc != 0)
 		goto out;
 	/* SPEC 6.5: in stop-writes, writes and creates fail; deletes go on. */
-	if (__atomic_load_n(&ns->stop_writes, __ATOMIC_RELAXED)) {
+	if (atomic_load_relaxed(&ns->stop_writes)) {
 		COUNT(ns, fail_stop_writes);
 		rc = -ENOSPC;
 		goto out;
@@ -636,7 +636,7 @@ rename_record(struct namespace *ns, const struct txn_key *from, const struct txn
 	rc = key_resolve(ns, to, true, &td, &tset);
 	if (rc != 0)
 		return rc;
-	if (__atomic_load_n(&ns->stop_writes, __ATOMIC_RELAXED)) {
+	if (atomic_load_relaxed(&ns->stop_writes)) {
 		COUNT(ns, fail_stop_writes);
 		return -ENOSPC;
 	}

@@ -44,18 +44,23 @@ struct index_entry {
 	int64_t mtime_ns;                    /* stored mtime (valid if has_meta) */
 	uint64_t last_update_ms : 40;
 	uint64_t generation : 16;
-	uint64_t red : 1;
 	uint64_t has_meta : 1;               /* mode/uid/gid/mtime stored */
 	uint64_t has_bins : 1;               /* bins other than the file bin */
 	uint64_t tombstone : 1;              /* deleted: kept until reclaimed */
 	uint64_t set_marker : 1;             /* the marker that keeps a set alive */
 	uint64_t has_ttl : 1;                /* a TTL was set on the record (user.recfs.ttl) */
 	uint64_t older_seen : 1;             /* cold start: an older copy exists on storage */
-	uint64_t spare : 1;
+	uint64_t spare : 2;
 	uint32_t void_time;
 	uint32_t size;                       /* file-bin length */
 	uint32_t uid, gid;
 	uint16_t mode;
+	/* Tree colour, in a byte of its own: rotations for other records
+	 * rewrite it under the partition lock while this record's fields
+	 * (the bitfields above) are read under its record lock alone, and a
+	 * bitfield shares its memory location (a data race, TSan) with the
+	 * others. */
+	uint8_t red;
 	char key[];                          /* key_len bytes, not NUL-terminated */
 };
 

@@ -236,7 +236,11 @@ add_fixed(fuse_req_t req, struct dir_handle *d, const struct dir_fixed *f, char 
 	case FIXED_DOTDOT:
 		snprintf(name, sizeof(name), f->kind == FIXED_DOT ? "." : "..");
 		/* The kernel never counts a lookup for these: attributes only. */
-		inode_entry(ino, NULL, &e);
+		if (ino->kind == INODE_SET && plus &&
+		    txn_set_stat(ino->ns, ino->name, ino->set_len, &a) == 0)
+			inode_entry(ino, &a, &e);
+		else
+			inode_entry(ino, NULL, &e);
 		e.ino = 0;
 		if (!plus)
 			return fuse_add_direntry(req, buf, room, name, &e.attr, next);
@@ -266,7 +270,7 @@ add_fixed(fuse_req_t req, struct dir_handle *d, const struct dir_fixed *f, char 
 	/* The set may have gone since the snapshot: then list it without
 	 * attributes rather than hand out a dead inode. */
 	ino = NULL;
-	if (txn_set_exists(d->dir->ns, name, f->name_len) == 0)
+	if (txn_set_stat(d->dir->ns, name, f->name_len, &a) == 0)
 		ino = inode_get(d->dir->ns, INODE_SET, &dg, name, f->name_len, "", 0);
 	if (ino == NULL) {
 		memset(&e, 0, sizeof(e));
@@ -274,7 +278,7 @@ add_fixed(fuse_req_t req, struct dir_handle *d, const struct dir_fixed *f, char 
 		e.attr.st_mode = S_IFDIR;
 		return fuse_add_direntry_plus(req, buf, room, name, &e, next);
 	}
-	inode_entry(ino, NULL, &e);
+	inode_entry(ino, &a, &e);
 	need = fuse_add_direntry_plus(req, buf, room, name, &e, next);
 	if (need > room)
 		inode_forget(ino, 1);  /* not sent: the kernel will not count it */
@@ -293,7 +297,7 @@ add_record(fuse_req_t req, struct dir_handle *d, const struct txn_entry *te, cha
 	size_t need;
 
 	if (!plus) {
-		struct stat st = { .st_ino = digest_inode(&te->attr.digest), .st_mode = S_IFREG };
+		struct stat st = { .st_ino = te->attr.ino, .st_mode = S_IFREG };
 
 		return fuse_add_direntry(req, buf, room, te->key, &st, next);
 	}
@@ -302,7 +306,7 @@ add_record(fuse_req_t req, struct dir_handle *d, const struct txn_entry *te, cha
 	if (ino == NULL) {
 		/* No memory for a node: a plain entry (ino 0 = no attributes). */
 		memset(&e, 0, sizeof(e));
-		e.attr.st_ino = digest_inode(&te->attr.digest);
+		e.attr.st_ino = te->attr.ino;
 		e.attr.st_mode = S_IFREG;
 		return fuse_add_direntry_plus(req, buf, room, te->key, &e, next);
 	}

@@ -1,44 +1,62 @@
 /*
- * handle.c - put-on-close handles over whole records (see handle.h).
+ * handle.c - one open-file state per record, shared by its handles (see
+ * handle.h).
  *
- * Design: a record is stored as a whole, so a handle works on a whole copy.
- * Writable handles keep a private buffer, stored with one txn_write at
- * close: concurrent writers each store one whole version (last close
- * wins), and a refused write (EFBIG) can drop the handle's changes without
- * touching the stored record.  Read-only handles read a snapshot: the
- * txn_record of one txn_read, refcounted and shared by every reader of the
- * same generation, never copied; a reader keeps its snapshot to the end,
- * so each read(2) returns one whole version whatever writers do meanwhile.
- * The snapshot readers share is kept on the inode while a handle is open,
- * and checked against the record's generation (an index lookup) before a
- * new reader takes it.
+ * Design: a record is stored as a whole, so its open-file state is a whole
+ * copy of the content (struct filestate), kept on the inode and shared by
+ * every handle of the record: the view of two descriptors a local file
+ * system gives (a write through one is read through the other at once,
+ * O_APPEND writers never overwrite each other, a truncate is seen by all).
+ * It is stored with one txn_write when dirty: at close, fsync, the release
+ * of a handle that wrote, and flush-max-ms after it became dirty (a timer
+ * thread walks a list of dirty records).  A refused write (EFBIG) drops the
+ * state's unsaved changes without touching the stored record.
+ *
+ * Readers of a record with no loaded state read a snapshot: the txn_record
+ * of one txn_read, refcounted and shared by every reader of the same
+ * generation, never copied, so each read(2) returns one whole stored
+ * version.  The snapshot readers share is kept on the inode while a handle
+ * is open, and checked against the record's generation (an index lookup)
+ * before a new reader takes it.
  *
  * The kernel's page cache is per inode, so open() only sets keep_cache
  * when the inode's pages are known to hold exactly the record's current
  * generation: inode->pages tracks that (inode.h, enum inode_pages).
- * Write-only handles use direct I/O (see handle_direct_io).
+ * Write-only and O_APPEND handles use direct I/O (see handle_direct_io);
+ * the kernel's O_APPEND offset comes from its cached size, which another
+ * process's writes may have moved: the daemon puts O_APPEND writes at the
+ * state's end itself.  Cached readers see other handles' writes because
+ * every write invalidates the inode's cached attributes and
+ * FUSE_CAP_AUTO_INVAL_DATA drops the pages when the mtime (unsaved mtime
+ * included) moved.  A store tells the kernel to drop the inode's cached
+ * attributes (ctime moved: fuse_lowlevel_notify_inval_inode, attributes
+ * only, so no page lock is taken under a request).
  *
- * Locking: handle buffers, the inode's handle list and its snapshot pointer
- * are protected by the inode lock, which is also held across the engine
- * call that stores a buffer, so a rename (same lock) never sends content
- * to the old name.  Snapshot reference counts are atomic: a reader takes
- * one, drops the lock, replies, and drops it, touching neither the handle
- * nor the inode after the reply (the kernel may release both as soon as it
- * has the data).  Writable handles reply under the inode lock; release
- * takes that lock before it frees anything.
+ * Locking: the state, the inode's handle list and its snapshot pointer are
+ * protected by the inode lock, which is also held across the engine call
+ * that stores the state, so a rename (same lock) never sends content to
+ * the old name.  Snapshot reference counts are atomic: a reader takes one,
+ * drops the lock, replies, and drops it, touching neither the handle nor
+ * the inode after the reply (the kernel may release both as soon as it has
+ * the data).  Reads of the state reply under the inode lock; release takes
+ * that lock before it frees anything.  The flush list lock is a leaf,
+ * taken under the inode lock; the timer never takes an inode lock while
+ * holding it.
  *
- * Rejected: one buffer per inode shared by every handle (a local
- * filesystem's view of two descriptors, but concurrent O_TRUNC writers
- * interleave into one torn record and readers see half-written data,
- * against SPEC 4 "readers see the last completed close"); the page-cache
- * writeback mode (the kernel would own size and O_APPEND, breaking
- * put-on-close); writing through on every write(2) (each 4 KiB write
- * would rewrite the whole record).
+ * Rejected: a private buffer per handle, stored at its close (what this
+ * file did first: the last close won, and two shells appending with >>
+ * lost lines); the page-cache writeback mode (the kernel would own size
+ * and O_APPEND offsets, and store pages behind our back); writing through
+ * on every write(2) (each 4 KiB write would rewrite the whole record).
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/falloc.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <time.h>
 
 #include "base/atomic.h"
 #include "base/log.h"
@@ -62,6 +80,19 @@ struct snapshot {
 	const char *data;             /* the file bin's bytes, inside rec.buf */
 	size_t len;
 	struct txn_record rec;
+};
+
+/* The open-file state of a record (inode->fs); inode lock. */
+struct filestate {
+	char *data;                   /* len valid bytes, cap allocated */
+	size_t len, cap;
+	uint64_t limit;               /* largest content that surely fits max-record-size */
+	int64_t mtime_ns;             /* last change (or utimens), Unix ns */
+	int64_t dirty_since_ns;       /* when it became dirty (flush-max-ms) */
+	bool loaded;                  /* data holds the content */
+	bool dirty;                   /* data differs from the stored record */
+	bool mtime_explicit;          /* mtime_ns set by utimens: stored with the content */
+	bool privs_clear;             /* the mode has no set-ID bit a write must clear */
 };
 
 static uint64_t handle_total;   /* atomic: open handles */
@@ -180,8 +211,6 @@ pages_note_read_locked(struct inode *ino, uint16_t gen)
 	}
 }
 
-/* ---- writable buffers -------------------------------------------------------- */
-
 /* No record of the namespace can be larger than this. */
 static uint64_t
 content_max(const struct inode *ino)
@@ -218,90 +247,169 @@ content_limit(const struct inode *ino, const struct txn_record *r)
 	return max > base ? max - base : 0;
 }
 
-static int
-buffer_reserve(struct handle *h, size_t n)
+/* ---- the open-file state ----------------------------------------------------- */
+
+static struct filestate *
+state_get_locked(struct inode *ino)
 {
-	size_t cap = h->cap ? h->cap : 4096;
+	if (ino->fs == NULL)
+		ino->fs = calloc(1, sizeof(*ino->fs));
+	return ino->fs;
+}
+
+static void
+state_free_locked(struct inode *ino)
+{
+	if (ino->fs == NULL)
+		return;
+	free(ino->fs->data);
+	free(ino->fs);
+	ino->fs = NULL;
+}
+
+static bool
+state_holds_content(const struct inode *ino)
+{
+	return ino->fs != NULL && ino->fs->loaded;
+}
+
+static int
+state_reserve(struct filestate *fs, size_t n)
+{
+	size_t cap = fs->cap ? fs->cap : 4096;
 	char *p;
 
-	if (n <= h->cap)
+	if (n <= fs->cap)
 		return 0;
 	while (cap < n)
 		cap *= 2;
-	p = realloc(h->data, cap);
+	p = realloc(fs->data, cap);
 	if (p == NULL)
 		return -ENOMEM;
-	h->data = p;
-	h->cap = cap;
+	fs->data = p;
+	fs->cap = cap;
 	return 0;
 }
 
 /* Set the length, zero-filling growth (truncate, sparse writes). */
 static int
-buffer_resize(struct handle *h, size_t n)
+state_resize(struct filestate *fs, size_t n)
 {
-	int rc = buffer_reserve(h, n);
+	int rc = state_reserve(fs, n);
 
 	if (rc != 0)
 		return rc;
-	if (n > h->len)
-		memset(h->data + h->len, 0, n - h->len);
-	h->len = n;
+	if (n > fs->len)
+		memset(fs->data + fs->len, 0, n - fs->len);
+	fs->len = n;
 	return 0;
 }
 
 static int
-buffer_fill(struct handle *h, const struct snapshot *s)
+state_fill(struct inode *ino, const struct snapshot *s)
 {
-	int rc = buffer_reserve(h, s->len);
+	struct filestate *fs = ino->fs;
+	int rc = state_reserve(fs, s->len);
 
 	if (rc != 0)
 		return rc;
 	if (s->len > 0)
-		memcpy(h->data, s->data, s->len);
-	h->len = s->len;
-	h->loaded = true;
-	h->limit = content_limit(h->inode, s->have_rec ? &s->rec : NULL);
-	if (h->limit < h->len)
-		h->limit = h->len;  /* it is stored, so it fits */
+		memcpy(fs->data, s->data, s->len);
+	fs->len = s->len;
+	fs->loaded = true;
+	fs->limit = content_limit(ino, s->have_rec ? &s->rec : NULL);
+	if (fs->limit < fs->len)
+		fs->limit = fs->len;  /* it is stored, so it fits */
 	return 0;
 }
 
-/* Give a writable handle the record's content (read-modify-write).  Inode lock held. */
+/* Make the inode's state hold the record's content (read-modify-write).
+ * Inode lock held. */
 static int
-buffer_load_locked(struct handle *h)
+state_load_locked(struct inode *ino)
 {
-	struct inode *ino = h->inode;
 	struct snapshot *s;
 	int rc;
 
+	if (state_get_locked(ino) == NULL)
+		return -ENOMEM;
+	if (ino->fs->loaded)
+		return 0;
 	if (ino->unlinked && ino->snap == NULL) {
-		h->len = 0;
-		h->loaded = true;
-		h->limit = content_limit(ino, NULL);
+		ino->fs->len = 0;
+		ino->fs->loaded = true;
+		ino->fs->limit = content_limit(ino, NULL);
 		return 0;
 	}
 	rc = snapshot_get_locked(ino, &s);
 	if (rc != 0)
 		return rc;
-	rc = buffer_fill(h, s);
+	rc = state_fill(ino, s);
 	snapshot_put(s);
 	return rc;
 }
 
-/* Store the handle's buffer as the record's content.  Inode lock held. */
-static int
-buffer_store_locked(struct handle *h, bool durable)
+/* Drop every handle's own snapshot: the next read takes the current one. */
+static void
+snaps_reset_locked(struct inode *ino)
 {
-	struct inode *ino = h->inode;
+	for (struct handle *h = ino->handles; h != NULL; h = h->next) {
+		if (h->snap != NULL) {
+			snapshot_put(h->snap);
+			h->snap = NULL;
+		}
+	}
+}
+
+static void flush_list_add_locked(struct inode *ino);
+
+/* The state changed through h (NULL: by path): mtime, dirty, the timer. */
+static void
+state_changed_locked(struct inode *ino, struct handle *h)
+{
+	struct filestate *fs = ino->fs;
+
+	fs->mtime_ns = recfsd_now_ns();
+	fs->mtime_explicit = false;
+	if (h != NULL) {
+		h->wrote = true;
+		h->store_error = 0;
+	}
+	/* An unlinked file keeps its data for its handles, but never stores it. */
+	if (ino->unlinked)
+		return;
+	if (!fs->dirty) {
+		fs->dirty = true;
+		fs->dirty_since_ns = recfsd_now_ns();
+	}
+	flush_list_add_locked(ino);
+}
+
+/* Have the kernel ask for the attributes again (a store moved ctime). */
+static void
+notify_attr(const struct inode *ino)
+{
+	struct fuse_session *se = atomic_load_acquire(&recfsd.se);
+
+	/* Attributes only (negative offset): no page is locked, so this is
+	 * safe while the kernel waits for one of our replies. */
+	if (se != NULL)
+		(void)fuse_lowlevel_notify_inval_inode(se, inode_id(ino), -1, 0);
+}
+
+/* Store the state as the record's content.  Inode lock held. */
+static int
+state_store_locked(struct inode *ino, bool durable)
+{
+	struct filestate *fs = ino->fs;
 	struct txn_write w = {
 		.flags = durable ? TXN_DURABLE : 0,
 		.set_file = true,
-		.file_data = h->data,
-		.file_len = h->len,
+		.file_data = fs->data,
+		.file_len = fs->len,
 		/* Else the engine takes the store's time: a write's mtime. */
-		.set_mtime = h->mtime_explicit,
-		.mtime_ns = h->mtime_ns,
+		.set_mtime = fs->mtime_explicit,
+		.mtime_ns = fs->mtime_ns,
 	};
 	struct record_attr a;
 	struct txn_key k;
@@ -314,13 +422,35 @@ buffer_store_locked(struct handle *h, bool durable)
 		return rc;
 	}
 	stats_inc(STAT_fuse_record_puts);
-	h->dirty = false;
-	h->mtime_explicit = false;
-	if (h->limit < h->len)
-		h->limit = h->len;
-	if (ino->writer == h)
-		ino->writer = NULL;
+	fs->dirty = false;
+	fs->mtime_explicit = false;
+	if (fs->limit < fs->len)
+		fs->limit = fs->len;
+	/* Whatever any handle wrote is stored now. */
+	for (struct handle *h = ino->handles; h != NULL; h = h->next) {
+		h->wrote = false;
+		h->store_error = 0;
+	}
+	notify_attr(ino);
 	return 0;
+}
+
+/*
+ * A store of the state failed (close, fsync, the timer): every handle whose
+ * changes it held reports err at its next close or fsync.  The state is not
+ * stored behind the users' backs later (SPEC 4: close returns the error);
+ * a later change stores it whole again.  Inode lock held.
+ */
+static void
+state_store_failed_locked(struct inode *ino, int err)
+{
+	ino->fs->dirty = false;
+	for (struct handle *h = ino->handles; h != NULL; h = h->next) {
+		if (h->wrote) {
+			h->store_error = err;
+			h->wrote = false;
+		}
+	}
 }
 
 /*
@@ -344,23 +474,72 @@ content_refuse_locked(struct inode *ino, uint64_t size)
 }
 
 /*
- * A write was refused: drop the handle's unsaved changes, so that close
+ * A write was refused: drop the state's unsaved changes, so that close
  * stores nothing and the record keeps its stored content (SPEC 9: bad
- * input loses nothing), and have the next flush report err.  An unlinked
- * file keeps its buffer: it is the only copy.  Inode lock held.
+ * input loses nothing), and have the next flush of every handle whose
+ * changes were dropped (and of h) report err.  An unlinked file keeps its
+ * content: it is the only copy.  Inode lock held.
  */
 static void
-buffer_discard_locked(struct handle *h, int err)
+state_discard_locked(struct inode *ino, struct handle *h, int err)
 {
+	struct filestate *fs = ino->fs;
+
 	h->error = err;
-	if (h->inode->unlinked)
+	for (struct handle *o = ino->handles; o != NULL; o = o->next) {
+		if (o->wrote)
+			o->error = err;
+		o->wrote = false;
+	}
+	if (ino->unlinked)
 		return;
-	h->len = 0;
-	h->loaded = false;
-	h->dirty = false;
-	h->mtime_explicit = false;
-	if (h->inode->writer == h)
-		h->inode->writer = NULL;
+	fs->len = 0;
+	fs->loaded = false;
+	fs->dirty = false;
+	fs->mtime_explicit = false;
+	/* Reads go back to the stored record (which an early store may have
+	 * changed since a reader took its snapshot). */
+	snaps_reset_locked(ino);
+}
+
+/*
+ * A write by a user without CAP_FSETID clears set-user-ID, and
+ * set-group-ID when group execute is set (as the kernel does for cached
+ * writes; its direct-I/O path leaves that to us).  Checked once per state
+ * until a chmod.  Inode lock held.
+ */
+static int setattr_meta_defaults(struct inode *ino, const struct txn_key *k, struct txn_write *w);
+
+static int
+kill_privs_locked(struct inode *ino)
+{
+	struct txn_write w = { .flags = TXN_UPDATE_ONLY };
+	struct record_attr a;
+	struct txn_key k;
+	uint32_t mode;
+	int rc;
+
+	if (ino->fs->privs_clear || ino->unlinked)
+		return 0;
+	inode_key(ino, &k);
+	rc = txn_stat(ino->ns, &k, &a);
+	if (rc != 0)
+		return rc == -ENOENT ? 0 : rc;
+	mode = a.has_meta ? a.mode : recfsd.file_mode;
+	w.mode = mode & 07777 & ~(uint32_t)S_ISUID;
+	if ((mode & (S_ISGID | S_IXGRP)) == (S_ISGID | S_IXGRP))
+		w.mode &= ~(uint32_t)S_ISGID;
+	if (w.mode != (mode & 07777)) {
+		w.set_mode = true;
+		rc = setattr_meta_defaults(ino, &k, &w);
+		if (rc == 0)
+			rc = txn_write(ino->ns, &k, &w, NULL);
+		if (rc != 0)
+			return rc;
+		notify_attr(ino);
+	}
+	ino->fs->privs_clear = true;
+	return 0;
 }
 
 /* ---- handles ------------------------------------------------------------------- */
@@ -372,10 +551,10 @@ buffer_discard_locked(struct handle *h, int err)
  * Whether writers are at work on ino.  They move the kernel's idea of the
  * file size as they write (and O_TRUNC sets it to 0), and cached reads
  * stop there or read zeros past the version they read; so a reader opened
- * meanwhile reads its snapshot directly and gets exactly one whole stored
- * version.  A second after the last writer the kernel has the stored size
- * again (writes invalidate its attributes, and the next read asks): then
- * readers use the page cache (and shared mmap) again.  Inode lock held.
+ * meanwhile reads directly what the daemon has.  A second after the last
+ * writer the kernel has the stored size again (writes invalidate its
+ * attributes, and the next read asks): then readers use the page cache
+ * (and shared mmap) again.  Inode lock held.
  */
 static bool
 writers_active_locked(const struct inode *ino)
@@ -415,27 +594,34 @@ handle_open(struct inode *ino, int flags, bool fresh, struct handle **out)
 			rc = -ESTALE;
 			goto out;
 		}
-		if (ino->snap == NULL || ino->snap->foreign)
+		if (!state_holds_content(ino) && (ino->snap == NULL || ino->snap->foreign))
 			h->direct_io = true;
 	}
 	if (!writable && !h->direct_io && writers_active_locked(ino))
 		h->direct_io = true;
-	if (fresh) {
+	if (writable && state_get_locked(ino) == NULL) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	if (fresh && writable && !ino->fs->loaded) {
 		/* Just created empty: nothing to read. */
-		h->loaded = true;
-		h->limit = content_limit(ino, NULL);
+		ino->fs->loaded = true;
+		ino->fs->len = 0;
+		ino->fs->limit = content_limit(ino, NULL);
 	}
 	if (trunc) {
-		h->loaded = true;
-		h->len = 0;
-		if (h->limit == 0)
-			h->limit = content_limit(ino, NULL);
-		h->mtime_ns = recfsd_now_ns();
-		/* A record created by this open is stored empty already. */
-		h->dirty = !fresh;
-		if (h->dirty)
-			ino->writer = h;
-	} else if (!h->direct_io && ino->pages == INODE_PAGES_GEN) {
+		struct filestate *fs = ino->fs;
+
+		if (!fs->loaded) {
+			fs->loaded = true;
+			fs->limit = content_limit(ino, NULL);
+		}
+		if (fs->len > 0 || !fresh) {
+			/* A record created by this open is stored empty already. */
+			fs->len = 0;
+			state_changed_locked(ino, NULL);
+		}
+	} else if (!h->direct_io && ino->pages == INODE_PAGES_GEN && !state_holds_content(ino)) {
 		struct record_attr a;
 		struct txn_key k;
 
@@ -521,18 +707,16 @@ handle_read(fuse_req_t req, struct handle *h, size_t size, off_t off)
 		return 0;
 	}
 	pthread_mutex_lock(&ino->lock);
-	if (handle_writable(h)) {
-		/* Its own buffer, which its own writes may be changing: reply
-		 * under the lock. */
-		if (!h->loaded && (rc = buffer_load_locked(h)) != 0) {
-			pthread_mutex_unlock(&ino->lock);
-			return rc;
-		}
+	if (state_holds_content(ino)) {
+		/* The shared state, which writes through other handles may
+		 * be changing: reply under the lock. */
+		const struct filestate *fs = ino->fs;
+
 		if (!h->direct_io)
 			ino->pages = INODE_PAGES_MIXED;  /* unsaved data may enter the cache */
-		n = read_count(h->len, size, off);
+		n = read_count(fs->len, size, off);
 		stats_add(STAT_fuse_read_bytes, n);
-		fuse_reply_buf(req, n ? h->data + off : NULL, n);
+		fuse_reply_buf(req, n ? fs->data + off : NULL, n);
 		pthread_mutex_unlock(&ino->lock);
 		return 0;
 	}
@@ -559,10 +743,29 @@ handle_read(fuse_req_t req, struct handle *h, size_t size, off_t off)
 	return 0;
 }
 
+/*
+ * The content grew to end, past what surely fits: the engine decides now
+ * (a store), so the write that crosses the real limit is the one that
+ * fails.  Returns -EFBIG (then the caller drops the changes) or 0 (other
+ * store errors: the state stays dirty, close retries and reports).  Inode
+ * lock held.
+ */
+static int
+state_check_limit_locked(struct inode *ino, uint64_t end)
+{
+	int rc;
+
+	if (end <= ino->fs->limit || ino->unlinked)
+		return 0;
+	rc = state_store_locked(ino, false);
+	return rc == -EFBIG ? rc : 0;
+}
+
 long
-handle_write(struct handle *h, const char *buf, size_t size, off_t off)
+handle_write(struct handle *h, const char *buf, size_t size, off_t off, bool kill_privs)
 {
 	struct inode *ino = h->inode;
+	struct filestate *fs;
 	uint64_t end;
 	long rc;
 
@@ -571,48 +774,101 @@ handle_write(struct handle *h, const char *buf, size_t size, off_t off)
 	if (!handle_writable(h))
 		return -EBADF;
 	pthread_mutex_lock(&ino->lock);
-	if (!h->loaded && (rc = buffer_load_locked(h)) != 0)
+	if ((rc = state_load_locked(ino)) != 0)
 		goto out;
-	/* No writeback cache: O_APPEND is ours to honour. */
+	fs = ino->fs;
+	if (kill_privs && (rc = kill_privs_locked(ino)) != 0)
+		goto out;
+	/* The end as the daemon knows it: the kernel's offset for an
+	 * O_APPEND write comes from its cached size, which other handles'
+	 * writes may have moved since. */
 	if (h->flags & O_APPEND)
-		off = (off_t)h->len;
+		off = (off_t)fs->len;
 	end = (uint64_t)off + size;
 	if (off < 0 || end > content_max(ino)) {
 		rc = content_refuse_locked(ino, end);
-		buffer_discard_locked(h, (int)rc);
+		state_discard_locked(ino, h, (int)rc);
 		goto out;
 	}
-	rc = buffer_reserve(h, (size_t)end);
+	rc = state_reserve(fs, (size_t)end);
 	if (rc != 0)
 		goto out;
-	if ((size_t)off > h->len)
-		memset(h->data + h->len, 0, (size_t)off - h->len);
-	memcpy(h->data + off, buf, size);
-	if (end > h->len)
-		h->len = (size_t)end;
-	h->mtime_ns = recfsd_now_ns();
-	h->mtime_explicit = false;
-	h->store_error = 0;
-	/* An unlinked file keeps its data for its handles, but never stores it. */
-	h->dirty = !ino->unlinked;
-	ino->writer = h;
+	if ((size_t)off > fs->len)
+		memset(fs->data + fs->len, 0, (size_t)off - fs->len);
+	memcpy(fs->data + off, buf, size);
+	if (end > fs->len)
+		fs->len = (size_t)end;
+	state_changed_locked(ino, h);
 	if (!h->direct_io)
 		ino->pages = INODE_PAGES_MIXED;  /* the kernel cached unsaved bytes */
-	if (end > h->limit && !ino->unlinked) {
-		/* Under max-record-size, but maybe not with the record's key and
-		 * bins: the engine decides, now, so the write that crosses the
-		 * limit is the one that fails. */
-		int src = buffer_store_locked(h, false);
-
-		if (src == -EFBIG) {
-			buffer_discard_locked(h, src);
-			rc = src;
-			goto out;
-		}
-		/* other errors: still dirty, close retries and reports */
+	rc = state_check_limit_locked(ino, end);
+	if (rc != 0) {
+		state_discard_locked(ino, h, (int)rc);
+		goto out;
 	}
 	rc = (long)size;
 	stats_add(STAT_fuse_write_bytes, size);
+out:
+	pthread_mutex_unlock(&ino->lock);
+	return rc;
+}
+
+int
+handle_fallocate(struct handle *h, int mode, off_t off, off_t len)
+{
+	struct inode *ino = h->inode;
+	struct filestate *fs;
+	uint64_t end;
+	int rc;
+
+	if (h->kind != HANDLE_RECORD)
+		return -EOPNOTSUPP;
+	if (!handle_writable(h))
+		return -EBADF;
+	if (mode != 0 && mode != FALLOC_FL_KEEP_SIZE &&
+	    mode != (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE))
+		return -EOPNOTSUPP;
+	if (off < 0 || len <= 0)
+		return -EINVAL;
+	end = (uint64_t)off + (uint64_t)len;
+	pthread_mutex_lock(&ino->lock);
+	if (end > content_max(ino)) {
+		/* As a failed truncate: nothing changes. */
+		rc = content_refuse_locked(ino, end);
+		goto out;
+	}
+	rc = 0;
+	if (mode == FALLOC_FL_KEEP_SIZE)
+		goto out;  /* nothing to preallocate: a record is written whole */
+	if ((rc = state_load_locked(ino)) != 0)
+		goto out;
+	fs = ino->fs;
+	if (mode == 0) {
+		size_t old = fs->len;
+
+		if (end <= old)
+			goto out;
+		rc = state_resize(fs, (size_t)end);
+		if (rc != 0)
+			goto out;
+		state_changed_locked(ino, h);
+		rc = state_check_limit_locked(ino, end);
+		if (rc != 0) {
+			/* Refused: back to what it was (only zeros were added). */
+			fs->len = old;
+			goto out;
+		}
+	} else {
+		/* Punch a hole: zeros within the content, the size stays. */
+		if ((uint64_t)off >= fs->len)
+			goto out;
+		if (end > fs->len)
+			end = fs->len;
+		memset(fs->data + off, 0, (size_t)(end - (uint64_t)off));
+		state_changed_locked(ino, h);
+	}
+	if (!h->direct_io)
+		ino->pages = INODE_PAGES_MIXED;
 out:
 	pthread_mutex_unlock(&ino->lock);
 	return rc;
@@ -629,20 +885,17 @@ handle_flush(struct handle *h, bool durable)
 		return info_flush(h);
 	pthread_mutex_lock(&ino->lock);
 	if (h->error != 0) {
-		/* A refused write: close(2) must not look like success. */
+		/* Its changes were refused and dropped: close(2) must not
+		 * look like success. */
 		rc = h->error;
 		h->error = 0;
 	} else if (ino->unlinked) {
 		rc = 0;
-	} else if (h->dirty) {
-		rc = buffer_store_locked(h, durable);
-		if (rc != 0) {
-			/* close(2) reports it; the data is not stored behind the
-			 * user's back later (release does not retry), but every
-			 * further close of a dup'd descriptor reports it again. */
-			h->dirty = false;
-			h->store_error = rc;
-		}
+	} else if (ino->fs != NULL && ino->fs->dirty) {
+		/* Dirty, whoever wrote: any close stores it (SPEC 4). */
+		rc = state_store_locked(ino, durable);
+		if (rc != 0)
+			state_store_failed_locked(ino, rc);
 	} else if (h->store_error != 0) {
 		rc = h->store_error;
 	} else if (durable) {
@@ -654,6 +907,15 @@ handle_flush(struct handle *h, bool durable)
 	}
 	pthread_mutex_unlock(&ino->lock);
 	return rc;
+}
+
+static bool
+writable_handles_locked(const struct inode *ino)
+{
+	for (const struct handle *o = ino->handles; o != NULL; o = o->next)
+		if (handle_writable(o))
+			return true;
+	return false;
 }
 
 void
@@ -676,36 +938,46 @@ handle_release(struct handle *h)
 		return;
 	}
 	pthread_mutex_lock(&ino->lock);
-	if (h->dirty && !ino->unlinked) {
-		/* Data written after the last close (mmap), a truncation with
-		 * nothing written, or a failed close: nobody is left to tell
-		 * about a failure. */
-		int rc = buffer_store_locked(h, false);
-
-		if (rc != 0)
-			log_error("recfsd", "{%s} %.*s/%.*s: unsaved data lost at release: %s",
-			    namespace_name(ino->ns), (int)ino->set_len, ino->name, (int)ino->key_len,
-			    ino->name + ino->set_len, recfs_strerror(rc));
-	}
 	if (h->prev != NULL)
 		h->prev->next = h->next;
 	else
 		ino->handles = h->next;
 	if (h->next != NULL)
 		h->next->prev = h->prev;
+	if (ino->fs != NULL && ino->fs->dirty && !ino->unlinked &&
+	    (h->wrote || !writable_handles_locked(ino))) {
+		/* Written after its last close (mmap), a truncation with
+		 * nothing written, a failed close, or the last writer gone
+		 * with changes of a handle that never closed: nobody is left
+		 * to tell about a failure. */
+		int rc = state_store_locked(ino, false);
+
+		if (rc != 0) {
+			state_store_failed_locked(ino, rc);
+			log_error("recfsd", "{%s} %.*s/%.*s: unsaved data lost at release: %s",
+			    namespace_name(ino->ns), (int)ino->set_len, ino->name, (int)ino->key_len,
+			    ino->name + ino->set_len, recfs_strerror(rc));
+		}
+	}
 	if (handle_writable(h))
 		ino->writers_gone_ns = recfsd_now_ns();
-	if (ino->writer == h)
-		ino->writer = NULL;
 	if (h->snap != NULL)
 		snapshot_put(h->snap);
+	/* No writer left and nothing unsaved: readers go back to snapshots
+	 * of the stored record (an unlinked record's state is its only copy). */
+	if (ino->fs != NULL && !ino->fs->dirty && !ino->unlinked && !writable_handles_locked(ino)) {
+		state_free_locked(ino);
+		snaps_reset_locked(ino);
+	}
 	/* Nothing open: keep no copy of the record in memory. */
-	if (ino->handles == NULL && ino->snap != NULL) {
-		snapshot_put(ino->snap);
-		ino->snap = NULL;
+	if (ino->handles == NULL) {
+		state_free_locked(ino);
+		if (ino->snap != NULL) {
+			snapshot_put(ino->snap);
+			ino->snap = NULL;
+		}
 	}
 	pthread_mutex_unlock(&ino->lock);
-	free(h->data);
 	free(h);
 	inode_put(ino);
 }
@@ -715,11 +987,11 @@ handle_release(struct handle *h)
 void
 handle_attr_adjust_locked(const struct inode *ino, struct record_attr *a)
 {
-	const struct handle *w = ino->writer;
+	const struct filestate *fs = ino->fs;
 
-	if (w != NULL && w->loaded && (w->dirty || ino->unlinked)) {
-		a->size = w->len;
-		a->mtime_ns = w->mtime_ns;
+	if (fs != NULL && fs->loaded && (fs->dirty || ino->unlinked)) {
+		a->size = fs->len;
+		a->mtime_ns = fs->mtime_ns;
 	}
 }
 
@@ -744,7 +1016,7 @@ handle_attr_locked(struct inode *ino, struct record_attr *out)
 	return 0;
 }
 
-/* setattr on an unlinked inode: only the kept attributes and buffer change. */
+/* setattr on an unlinked inode: only the kept attributes and state change. */
 static int
 setattr_orphan_locked(struct inode *ino, struct handle *h, const struct txn_write *w,
     struct record_attr *out)
@@ -754,13 +1026,13 @@ setattr_orphan_locked(struct inode *ino, struct handle *h, const struct txn_writ
 
 	if (a == NULL)
 		return -ESTALE;  /* no handle kept it: the kernel looks the name up again */
-	if (w->set_size && h != NULL && handle_writable(h)) {
-		if (!h->loaded && (rc = buffer_load_locked(h)) != 0)
+	if (w->set_size && h != NULL) {
+		if ((rc = state_load_locked(ino)) != 0)
 			return rc;
-		rc = buffer_resize(h, (size_t)w->size);
+		rc = state_resize(ino->fs, (size_t)w->size);
 		if (rc != 0)
 			return rc;
-		ino->writer = h;
+		state_changed_locked(ino, h);
 	}
 	if (w->set_mode)
 		a->mode = w->mode & 07777;
@@ -770,7 +1042,10 @@ setattr_orphan_locked(struct inode *ino, struct handle *h, const struct txn_writ
 		a->gid = w->gid;
 	if (w->set_mtime)
 		a->mtime_ns = w->mtime_ns;
-	a->has_meta = a->has_meta || w->set_mode || w->set_uid || w->set_gid || w->set_mtime;
+	if (w->set_atime)
+		a->atime_ns = w->atime_ns;
+	a->has_meta = a->has_meta || w->set_mode || w->set_uid || w->set_gid || w->set_mtime ||
+	    w->set_atime;
 	*out = *a;
 	handle_attr_adjust_locked(ino, out);
 	return 0;
@@ -784,7 +1059,7 @@ setattr_meta_defaults(struct inode *ino, const struct txn_key *k, struct txn_wri
 	struct record_attr cur;
 	int rc;
 
-	if (!(w->set_mode || w->set_uid || w->set_gid || w->set_mtime))
+	if (!(w->set_mode || w->set_uid || w->set_gid || w->set_mtime || w->set_atime))
 		return 0;
 	rc = txn_stat(ino->ns, k, &cur);
 	if (rc != 0 || cur.has_meta)
@@ -811,7 +1086,6 @@ setattr_meta_defaults(struct inode *ino, const struct txn_key *k, struct txn_wri
 int
 handle_setattr(struct inode *ino, struct handle *h, struct txn_write *w, struct record_attr *out)
 {
-	struct handle *target;
 	struct txn_key k;
 	int rc;
 
@@ -826,39 +1100,45 @@ handle_setattr(struct inode *ino, struct handle *h, struct txn_write *w, struct 
 	rc = setattr_meta_defaults(ino, &k, w);
 	if (rc != 0)
 		goto out;
-	if (w->set_size && h != NULL) {
-		/* ftruncate: the handle's buffer, stored at its close like a write. */
+	if (ino->fs != NULL && (w->set_mode || w->set_uid || w->set_gid))
+		ino->fs->privs_clear = false;  /* check again at the next write */
+	if (w->set_size && (h != NULL || state_holds_content(ino))) {
+		/* ftruncate: the shared state, stored at close like a write;
+		 * a truncate by path of a record whose state holds the
+		 * content changes the state too, and is stored now. */
 		if (w->size > content_max(ino)) {
-			/* A failed truncate changes nothing, buffer included. */
+			/* A failed truncate changes nothing, state included. */
 			rc = content_refuse_locked(ino, w->size);
 			goto out;
 		}
-		if (!h->loaded && (rc = buffer_load_locked(h)) != 0)
+		if ((rc = state_load_locked(ino)) != 0)
 			goto out;
-		rc = buffer_resize(h, (size_t)w->size);
+		rc = state_resize(ino->fs, (size_t)w->size);
 		if (rc != 0)
 			goto out;
-		h->dirty = true;
-		h->store_error = 0;
-		h->mtime_ns = recfsd_now_ns();
-		h->mtime_explicit = false;
-		ino->writer = h;
-		if (!h->direct_io)
+		state_changed_locked(ino, h);
+		if (!(h != NULL && h->direct_io))
 			ino->pages = INODE_PAGES_MIXED;
 		w->set_size = false;
+		if (h == NULL && (rc = state_store_locked(ino, false)) != 0)
+			goto out;
 	}
 	/* utimens while data waits for close: the close keeps this mtime
 	 * (cp -a writes, sets times, then closes). */
-	target = h != NULL ? h : ino->writer;
-	if (w->set_mtime && target != NULL && target->dirty) {
-		target->mtime_ns = w->mtime_ns;
-		target->mtime_explicit = true;
+	if (w->set_mtime && ino->fs != NULL && ino->fs->dirty) {
+		ino->fs->mtime_ns = w->mtime_ns;
+		ino->fs->mtime_explicit = true;
 	}
-	if (w->set_mode || w->set_uid || w->set_gid || w->set_mtime || w->set_size) {
+	if (w->set_mode || w->set_uid || w->set_gid || w->set_mtime || w->set_atime ||
+	    w->set_size) {
 		/* Attributes (and a truncate by path) now; the stored content
 		 * otherwise stays as it is. */
 		w->flags |= TXN_UPDATE_ONLY;
 		rc = txn_write(ino->ns, &k, w, out);
+		/* A truncate by path changed the stored content: readers read
+		 * it from their next read on, as on a local file system. */
+		if (rc == 0 && w->set_size)
+			snaps_reset_locked(ino);
 	} else {
 		rc = txn_stat(ino->ns, &k, out);
 	}
@@ -876,7 +1156,7 @@ handle_orphan_prepare_locked(struct inode *ino)
 {
 	struct snapshot *s = NULL;
 	struct txn_key k;
-	int rc;
+	int rc = 0;
 
 	if (ino->handles == NULL || ino->unlinked)
 		return 0;  /* no open handle: nothing to keep */
@@ -889,36 +1169,210 @@ handle_orphan_prepare_locked(struct inode *ino)
 	rc = txn_stat(ino->ns, &k, ino->orphan);
 	if (rc != 0)
 		return rc;
-	/* Handles that read nothing yet get the content now: it is going. */
+	/* A state gets the content now: it is going. */
+	if (ino->fs != NULL && (rc = state_load_locked(ino)) != 0)
+		return rc;
+	if (state_holds_content(ino))
+		return 0;  /* every handle reads the state */
+	/* Readers that read nothing yet get the content now. */
 	for (struct handle *h = ino->handles; h != NULL; h = h->next) {
-		bool need = handle_writable(h) ? !h->loaded : h->snap == NULL;
-
-		if (!need)
+		if (h->snap != NULL)
 			continue;
 		if (s == NULL && (rc = snapshot_get_locked(ino, &s)) != 0)
 			return rc;
-		if (handle_writable(h)) {
-			rc = buffer_fill(h, s);
-			if (rc != 0)
-				break;
-		} else {
-			snapshot_hold(s);
-			h->snap = s;
-		}
+		snapshot_hold(s);
+		h->snap = s;
 	}
 	if (s != NULL)
 		snapshot_put(s);
-	return rc;
+	return 0;
 }
 
 void
 handle_orphan_commit_locked(struct inode *ino)
 {
 	/* Nothing its handles hold will be stored any more. */
-	for (struct handle *h = ino->handles; h != NULL; h = h->next) {
-		h->dirty = false;
-	}
+	if (ino->fs != NULL)
+		ino->fs->dirty = false;
+	for (struct handle *h = ino->handles; h != NULL; h = h->next)
+		h->wrote = false;
 	inode_unlink_locked(ino);
+}
+
+/* ---- the flush-max-ms timer ------------------------------------------------------- */
+
+static struct {
+	pthread_mutex_t lock;         /* a leaf: taken under inode locks */
+	pthread_cond_t cond;          /* CLOCK_MONOTONIC */
+	struct inode *list;           /* records with a dirty state, each held */
+	bool stop;
+	bool started;
+	pthread_t thread;
+} flusher = { .lock = PTHREAD_MUTEX_INITIALIZER };
+
+/* Put ino on the timer's list (with a reference) unless it is there.  Inode lock held. */
+static void
+flush_list_add_locked(struct inode *ino)
+{
+	if (ino->flush_listed)
+		return;
+	ino->flush_listed = true;
+	inode_hold(ino);  /* stripe lock: after the inode lock, as the lock order says */
+	pthread_mutex_lock(&flusher.lock);
+	ino->flush_next = flusher.list;
+	flusher.list = ino;
+	if (flusher.started)
+		pthread_cond_signal(&flusher.cond);
+	pthread_mutex_unlock(&flusher.lock);
+}
+
+static int64_t
+mono_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+/*
+ * One record of the list: store its state if it has been dirty for
+ * flush-max-ms.  Returns when to look again (wall-clock ns), or 0 when it
+ * leaves the list (clean, gone or stored).
+ */
+static int64_t
+flush_due_one(struct inode *ino)
+{
+	int64_t again = 0, now = recfsd_now_ns();
+	struct filestate *fs;
+
+	pthread_mutex_lock(&ino->lock);
+	fs = ino->fs;
+	if (fs != NULL && fs->dirty && !ino->unlinked) {
+		uint32_t ms = atomic_load_relaxed(&namespace_config(ino->ns)->storage.flush_max_ms);
+
+		if (ms == 0) {
+			again = now + 1000000000LL;  /* dynamic: look again later */
+		} else if (now - fs->dirty_since_ns >= (int64_t)ms * 1000000) {
+			int rc = state_store_locked(ino, false);
+
+			stats_inc(STAT_fuse_timed_stores);
+			if (rc != 0) {
+				state_store_failed_locked(ino, rc);
+				log_warn("recfsd", "{%s} %.*s/%.*s: storing an open file after flush-max-ms: %s",
+				    namespace_name(ino->ns), (int)ino->set_len, ino->name,
+				    (int)ino->key_len, ino->name + ino->set_len, recfs_strerror(rc));
+			}
+		} else {
+			again = fs->dirty_since_ns + (int64_t)ms * 1000000;
+		}
+	}
+	if (again != 0) {
+		pthread_mutex_lock(&flusher.lock);
+		ino->flush_next = flusher.list;
+		flusher.list = ino;
+		pthread_mutex_unlock(&flusher.lock);
+	} else {
+		ino->flush_listed = false;
+	}
+	pthread_mutex_unlock(&ino->lock);
+	if (again == 0)
+		inode_put(ino);
+	return again;
+}
+
+static void *
+flush_main(void *arg)
+{
+	(void)arg;
+	pthread_mutex_lock(&flusher.lock);
+	while (!flusher.stop) {
+		struct inode *take = flusher.list, *next;
+		int64_t first = 0, wait_ns;
+		struct timespec ts;
+
+		if (take == NULL) {
+			pthread_cond_wait(&flusher.cond, &flusher.lock);
+			continue;
+		}
+		flusher.list = NULL;
+		pthread_mutex_unlock(&flusher.lock);
+		for (; take != NULL; take = next) {
+			int64_t again;
+
+			next = take->flush_next;
+			again = flush_due_one(take);
+			if (again != 0 && (first == 0 || again < first))
+				first = again;
+		}
+		pthread_mutex_lock(&flusher.lock);
+		if (flusher.stop || first == 0)
+			continue;
+		/* Sleep until the first is due (new entries wake us). */
+		wait_ns = first - recfsd_now_ns();
+		if (wait_ns < 10000000)
+			wait_ns = 10000000;
+		wait_ns += mono_ns();
+		ts.tv_sec = wait_ns / 1000000000LL;
+		ts.tv_nsec = wait_ns % 1000000000LL;
+		pthread_cond_timedwait(&flusher.cond, &flusher.lock, &ts);
+	}
+	pthread_mutex_unlock(&flusher.lock);
+	return NULL;
+}
+
+int
+handle_timer_start(void)
+{
+	pthread_condattr_t ca;
+	int rc;
+
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	rc = pthread_cond_init(&flusher.cond, &ca);
+	pthread_condattr_destroy(&ca);
+	if (rc != 0)
+		return -rc;
+	flusher.stop = false;
+	pthread_mutex_lock(&flusher.lock);
+	rc = pthread_create(&flusher.thread, NULL, flush_main, NULL);
+	flusher.started = rc == 0;
+	pthread_mutex_unlock(&flusher.lock);
+	if (rc != 0) {
+		pthread_cond_destroy(&flusher.cond);
+		return -rc;
+	}
+	return 0;
+}
+
+void
+handle_timer_stop(void)
+{
+	struct inode *ino, *next;
+
+	if (!flusher.started)
+		return;
+	pthread_mutex_lock(&flusher.lock);
+	flusher.stop = true;
+	pthread_cond_signal(&flusher.cond);
+	pthread_mutex_unlock(&flusher.lock);
+	pthread_join(flusher.thread, NULL);
+	pthread_mutex_lock(&flusher.lock);
+	flusher.started = false;
+	pthread_mutex_unlock(&flusher.lock);
+	/* Let go of the records still listed (handle_flush_all stores them). */
+	pthread_mutex_lock(&flusher.lock);
+	ino = flusher.list;
+	flusher.list = NULL;
+	pthread_mutex_unlock(&flusher.lock);
+	for (; ino != NULL; ino = next) {
+		next = ino->flush_next;
+		pthread_mutex_lock(&ino->lock);
+		ino->flush_listed = false;
+		pthread_mutex_unlock(&ino->lock);
+		inode_put(ino);
+	}
+	pthread_cond_destroy(&flusher.cond);
 }
 
 /* ---- shutdown and teardown ------------------------------------------------------- */
@@ -931,17 +1385,15 @@ static void
 flush_one(struct inode *ino, void *arg)
 {
 	struct flush_count *n = arg;
+	int rc;
 
 	pthread_mutex_lock(&ino->lock);
-	for (struct handle *h = ino->handles; h != NULL && !ino->unlinked; h = h->next) {
-		int rc;
-
-		if (!h->dirty)
-			continue;
-		rc = buffer_store_locked(h, false);
+	if (ino->fs != NULL && ino->fs->dirty && !ino->unlinked) {
+		rc = state_store_locked(ino, false);
 		if (rc == 0) {
 			n->stored++;
 		} else {
+			ino->fs->dirty = false;
 			n->failed++;
 			log_error("recfsd", "{%s} %.*s/%.*s: unsaved data lost at shutdown: %s",
 			    namespace_name(ino->ns), (int)ino->set_len, ino->name, (int)ino->key_len,
@@ -974,10 +1426,10 @@ handle_inode_fini(struct inode *ino)
 		next = h->next;
 		if (h->snap != NULL)
 			snapshot_put(h->snap);
-		free(h->data);
 		free(h);
 	}
 	ino->handles = NULL;
+	state_free_locked(ino);
 	if (ino->snap != NULL)
 		snapshot_put(ino->snap);
 	ino->snap = NULL;

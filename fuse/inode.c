@@ -530,8 +530,8 @@ inode_stat(const struct inode *ino, const struct record_attr *a, struct stat *st
 	st->st_gid = recfsd.gid;
 	switch (ino->kind) {
 	case INODE_RECORD:
-		/* From the attributes, not the inode: a rename may be moving it. */
-		st->st_ino = digest_inode(&a->digest);
+		/* From the attributes, not the inode: the record keeps it. */
+		st->st_ino = a->ino != 0 ? a->ino : digest_inode(&a->digest);
 		st->st_mode = S_IFREG | (a->has_meta ? (a->mode & 07777) : recfsd.file_mode);
 		st->st_nlink = ino->unlinked ? 0 : 1;
 		if (a->has_meta) {
@@ -541,7 +541,8 @@ inode_stat(const struct inode *ino, const struct record_attr *a, struct stat *st
 		st->st_size = (off_t)a->size;
 		st->st_blocks = (blkcnt_t)((a->size + 511) / 512);
 		ns_to_timespec(a->mtime_ns, &st->st_mtim);
-		st->st_atim = st->st_mtim;
+		/* Reads never update the atime (noatime); one set by utimensat is kept. */
+		ns_to_timespec(a->atime_ns != 0 ? a->atime_ns : a->mtime_ns, &st->st_atim);
 		ns_to_timespec(clock_epoch_ms_to_unix_ns(a->last_update_ms), &st->st_ctim);
 		return;
 	case INODE_INFO_FILE:
@@ -555,6 +556,24 @@ inode_stat(const struct inode *ino, const struct record_attr *a, struct stat *st
 		 * reads "changed as we read it"; the content is new each open. */
 		ns_to_timespec(recfsd.start_ns, &st->st_mtim);
 		break;
+	case INODE_SET:
+		st->st_ino = inode_ino(ino);
+		st->st_mode = S_IFDIR | recfsd.dir_mode;
+		st->st_nlink = 2;
+		if (a == NULL) {
+			/* Only what a plain listing needs. */
+			ns_to_timespec(recfsd.start_ns, &st->st_mtim);
+			break;
+		}
+		if (a->has_meta) {
+			st->st_mode = S_IFDIR | (a->mode & 07777);
+			st->st_uid = a->uid;
+			st->st_gid = a->gid;
+		}
+		ns_to_timespec(a->mtime_ns, &st->st_mtim);
+		ns_to_timespec(a->atime_ns != 0 ? a->atime_ns : a->mtime_ns, &st->st_atim);
+		ns_to_timespec(clock_epoch_ms_to_unix_ns(a->last_update_ms), &st->st_ctim);
+		return;
 	case INODE_INFO_ROOT:
 	case INODE_INFO_NSDIR:
 	case INODE_INFO_SETS:

@@ -3,8 +3,9 @@
  * lookup counting that decides when a node may be freed.
  *
  * A nodeid is the address of a struct inode (FUSE_ROOT_ID for the root), as
- * libfuse's passthrough_ll does; st_ino is separate and comes from the
- * record digest, so it is stable and the same on every node of a cluster.
+ * libfuse's passthrough_ll does; st_ino is separate: a record's is kept with
+ * it (record_attr.ino: stable across renames and restarts, the same on every
+ * node of a cluster), a directory's comes from its path's digest.
  * Records and set directories live in a hash table keyed by (namespace,
  * digest); the root, namespace directories and the /.info tree are static.
  *
@@ -38,6 +39,7 @@ enum inode_kind {
 
 struct handle;          /* handle.h */
 struct snapshot;        /* handle.c */
+struct filestate;       /* handle.c */
 struct info_cached;     /* info.c */
 
 struct inode {
@@ -64,7 +66,9 @@ struct inode {
 	struct digest digest;         /* inode lock + stripe lock to change */
 	char *name;                   /* set bytes then key bytes; inode lock */
 	struct handle *handles;       /* open record handles (handle.h); inode lock */
-	struct handle *writer;        /* the last handle that wrote (stat follows it); inode lock */
+	struct filestate *fs;         /* the open-file state all its handles share (handle.h); inode lock */
+	struct inode *flush_next;     /* on the flush-max-ms list (handle.c): its lock */
+	bool flush_listed;            /* on that list, holding a reference; inode lock */
 	struct snapshot *snap;        /* the stored content readers share; inode lock */
 	struct record_attr *orphan;   /* attributes kept after unlink for open handles; inode lock */
 	int64_t writers_gone_ns;      /* when its last writable handle was released; inode lock */
@@ -138,13 +142,15 @@ const char *inode_static_name(const struct inode *ino);
 /* The directory of namespace ns. */
 struct inode *inode_namespace_dir(const struct namespace *ns);
 
-/* st_ino of any inode. */
+/* st_ino of a directory or statistics file (records: record_attr.ino). */
 uint64_t inode_ino(const struct inode *ino);
 
 /*
- * struct stat of an inode.  a: the record's attributes (records), or only
- * a->size (statistics files); NULL for directories.  Records take mode,
- * owner and mtime from stored metadata, else the daemon's defaults.
+ * struct stat of an inode.  a: the record's attributes (records), the set's
+ * (set directories: txn_set_stat), or only a->size (statistics files); NULL
+ * for the other directories.  Records and sets take mode, owner and mtime
+ * from stored metadata, else the daemon's defaults.  A set given NULL gets
+ * placeholder times (for a readdir entry only).
  */
 void inode_stat(const struct inode *ino, const struct record_attr *a, struct stat *st);
 /* A full entry reply for ino (the caller has counted the lookup). */

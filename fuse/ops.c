@@ -139,14 +139,18 @@ static int
 reply_set(fuse_req_t req, struct namespace *ns, const char *name, size_t len)
 {
 	struct fuse_entry_param e;
+	struct record_attr a;
 	struct digest d;
 	struct inode *ino;
+	int rc = txn_set_stat(ns, name, len, &a);
 
+	if (rc != 0)
+		return rc;
 	inode_set_digest(ns, name, len, &d);
 	ino = inode_get(ns, INODE_SET, &d, name, len, "", 0);
 	if (ino == NULL)
 		return -ENOMEM;
-	inode_entry(ino, NULL, &e);
+	inode_entry(ino, &a, &e);
 	reply_entry_counted(req, ino, &e);
 	return 0;
 }
@@ -308,11 +312,9 @@ ops_getattr(fuse_req_t req, fuse_ino_t id, struct fuse_file_info *fi)
 		inode_stat(ino, &a, &st);
 		break;
 	case INODE_SET:
-		if (inode_unlinked(ino) || txn_set_exists(ino->ns, ino->name, ino->set_len) != 0) {
-			rc = -ENOENT;
-			break;
-		}
-		inode_stat(ino, NULL, &st);
+		rc = inode_unlinked(ino) ? -ENOENT : txn_set_stat(ino->ns, ino->name, ino->set_len, &a);
+		if (rc == 0)
+			inode_stat(ino, &a, &st);
 		break;
 	default:
 		inode_stat(ino, NULL, &st);
@@ -322,6 +324,80 @@ ops_getattr(fuse_req_t req, fuse_ino_t id, struct fuse_file_info *fi)
 		reply_err(req, rc);
 	else
 		fuse_reply_attr(req, &st, ino->kind == INODE_INFO_FILE ? 0 : recfsd.attr_timeout);
+}
+
+/* What setattr can change on a directory (FUSE_SET_ATTR_CTIME is only a
+ * side effect of the others). */
+#define SETATTR_CHANGES (FUSE_SET_ATTR_MODE | FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID | \
+	FUSE_SET_ATTR_SIZE | FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME | \
+	FUSE_SET_ATTR_ATIME_NOW | FUSE_SET_ATTR_MTIME_NOW)
+
+/* An explicit atime (utimensat): stored; reads never update it (noatime). */
+static void
+setattr_atime(const struct stat *attr, int to_set, struct txn_write *w)
+{
+	if (to_set & FUSE_SET_ATTR_ATIME_NOW) {
+		w->set_atime = true;
+		w->atime_ns = recfsd_now_ns();
+	} else if (to_set & FUSE_SET_ATTR_ATIME) {
+		w->set_atime = true;
+		w->atime_ns = (int64_t)attr->st_atim.tv_sec * 1000000000LL + attr->st_atim.tv_nsec;
+	}
+}
+
+/* chmod, chown and utimens of a set directory: stored with the set. */
+static int
+set_setattr(struct inode *ino, const struct stat *attr, int to_set, struct stat *st)
+{
+	struct txn_write w = { 0 };
+	struct record_attr a;
+	int rc;
+
+	if (inode_unlinked(ino))
+		return -ENOENT;
+	if (to_set & FUSE_SET_ATTR_SIZE)
+		return -EISDIR;
+	if (to_set & FUSE_SET_ATTR_MODE) {
+		w.set_mode = true;
+		w.mode = attr->st_mode & 07777;
+	}
+	if (to_set & FUSE_SET_ATTR_UID) {
+		w.set_uid = true;
+		w.uid = attr->st_uid;
+	}
+	if (to_set & FUSE_SET_ATTR_GID) {
+		w.set_gid = true;
+		w.gid = attr->st_gid;
+	}
+	if (to_set & FUSE_SET_ATTR_MTIME_NOW) {
+		w.set_mtime = true;
+		w.mtime_ns = recfsd_now_ns();
+	} else if (to_set & FUSE_SET_ATTR_MTIME) {
+		w.set_mtime = true;
+		w.mtime_ns = (int64_t)attr->st_mtim.tv_sec * 1000000000LL + attr->st_mtim.tv_nsec;
+	}
+	setattr_atime(attr, to_set, &w);
+	rc = txn_set_stat(ino->ns, ino->name, ino->set_len, &a);
+	if (rc == 0 && (w.set_mode || w.set_uid || w.set_gid || w.set_mtime || w.set_atime)) {
+		/* A set with no stored metadata shows the daemon's defaults:
+		 * store those for what this call does not change. */
+		if (!a.has_meta && !w.set_mode) {
+			w.set_mode = true;
+			w.mode = recfsd.dir_mode;
+		}
+		if (!a.has_meta && !w.set_uid) {
+			w.set_uid = true;
+			w.uid = recfsd.uid;
+		}
+		if (!a.has_meta && !w.set_gid) {
+			w.set_gid = true;
+			w.gid = recfsd.gid;
+		}
+		rc = txn_set_update(ino->ns, ino->name, ino->set_len, &w, &a);
+	}
+	if (rc == 0)
+		inode_stat(ino, &a, st);
+	return rc;
 }
 
 static void
@@ -350,9 +426,21 @@ ops_setattr(fuse_req_t req, fuse_ino_t id, struct stat *attr, int to_set,
 		rc = -EACCES;
 		goto out;
 	}
+	if (ino->kind == INODE_SET) {
+		rc = set_setattr(ino, attr, to_set, &st);
+		if (rc != 0)
+			goto out;
+		fuse_reply_attr(req, &st, recfsd.attr_timeout);
+		return;
+	}
 	if (ino->kind != INODE_RECORD) {
-		/* Directories have fixed modes and owners: accepted and ignored
-		 * (cp -a, rsync -a and tar set them on every directory). */
+		/* The root and the namespace directories come from the
+		 * configuration: there is nothing to store a mode, an owner or a
+		 * time in, and accepting them would be a silent no-op. */
+		if (to_set & SETATTR_CHANGES) {
+			rc = -EPERM;
+			goto out;
+		}
 		inode_stat(ino, NULL, &st);
 		fuse_reply_attr(req, &st, recfsd.attr_timeout);
 		return;
@@ -380,9 +468,10 @@ ops_setattr(fuse_req_t req, fuse_ino_t id, struct stat *attr, int to_set,
 		w.set_size = true;
 		w.size = (uint64_t)attr->st_size;
 	}
-	/* atime is not stored; ctime is the engine's last-update time. */
+	setattr_atime(attr, to_set, &w);
+	/* ctime is the engine's last-update time. */
 	pthread_mutex_lock(&ino->lock);
-	if (!(w.set_mode || w.set_uid || w.set_gid || w.set_mtime || w.set_size)) {
+	if (!(w.set_mode || w.set_uid || w.set_gid || w.set_mtime || w.set_atime || w.set_size)) {
 		rc = handle_attr_locked(ino, &a);
 		pthread_mutex_unlock(&ino->lock);
 	} else {
@@ -514,7 +603,11 @@ ops_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
 	else if (is_dot(name, len))
 		rc = -EINVAL;
 	else
-		rc = txn_set_create(dir->ns, name, len);
+		rc = txn_set_create(dir->ns, name, len, &(struct txn_write){
+		    .set_mode = true, .mode = mode & 07777,
+		    .set_uid = true, .uid = fuse_req_ctx(req)->uid,
+		    .set_gid = true, .gid = fuse_req_ctx(req)->gid,
+		    .set_mtime = true, .mtime_ns = recfsd_now_ns() });
 	if (rc == 0)
 		rc = reply_set(req, dir->ns, name, len);
 	if (rc != 0)
@@ -728,7 +821,18 @@ ops_open(fuse_req_t req, fuse_ino_t id, struct fuse_file_info *fi)
 		 * returns what we send. */
 		rc = handle_open_info(ino, fi->flags, fuse_req_ctx(req)->pid, &h);
 	} else if (ino->kind == INODE_RECORD) {
-		rc = handle_open(ino, fi->flags, false, &h);
+		struct record_attr a;
+		struct txn_key k;
+
+		/* A damaged record (its newest copy's body is damaged): only an
+		 * open that replaces the whole content (O_TRUNC) may go on; the
+		 * others fail as its reads would, before the kernel can take its
+		 * unknown size (0) for an empty file. */
+		inode_key(ino, &k);
+		if (!(fi->flags & O_TRUNC) && txn_stat(ino->ns, &k, &a) == 0 && a.damaged)
+			rc = -EIO;
+		else
+			rc = handle_open(ino, fi->flags, false, &h);
 	} else {
 		rc = -EISDIR;
 	}
@@ -764,7 +868,10 @@ ops_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t of
 	long n;
 
 	STATS_OP(write, inode_is_info(inode_of(ino)));
-	n = handle_write(handle_of(fi), buf, size, off);
+	/* Not root: set-ID bits go, as the kernel clears them for cached
+	 * writes (its direct-I/O path does not; fi->writepage: the kernel
+	 * writing back mmap pages, no user). */
+	n = handle_write(handle_of(fi), buf, size, off, !fi->writepage && fuse_req_ctx(req)->uid != 0);
 	if (n < 0)
 		reply_err(req, (int)n);
 	else
@@ -799,7 +906,7 @@ ops_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off_t leng
     struct fuse_file_info *fi)
 {
 	stats_inc(STAT_fuse_other);
-	reply_err(req, -EOPNOTSUPP);
+	reply_err(req, handle_fallocate(handle_of(fi), mode, offset, length));
 }
 
 /* ---- directories ---------------------------------------------------------------- */

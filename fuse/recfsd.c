@@ -13,10 +13,19 @@
  *   3. block SIGTERM, SIGINT and SIGHUP, so every engine thread inherits
  *      the block: only the main thread takes TERM/INT (libfuse's handler
  *      ends the session loop) and one thread sigwait()s for HUP;
- *   4. node_open (cold start), then the FUSE session and the mount;
+ *   4. lock the work directory (workdir.h: one daemon per store; the
+ *      storage files are locked by the engine), node_open (cold start),
+ *      then the FUSE session and the mount;
  *   5. the session loop until fusermount3 -u, SIGTERM or SIGINT;
- *   6. store every dirty open file, unmount, node_close(node, true)
- *      (flush and mark storage clean).
+ *   6. mark the lock closing (a restart waits for us), store every dirty
+ *      open file, unmount, node_close(node, true) (flush and mark storage
+ *      clean), and only then release the work directory's lock.
+ *
+ * Nothing said at start-up is lost: until the mount is up, errors and
+ * warnings are echoed to the terminal whatever the log target (so a failed
+ * start names its file there), and in the background with no logging.file
+ * the log goes to syslog only when a syslog daemon listens on /dev/log,
+ * else to WORKDIR/recfsd.log (said on the terminal).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -28,15 +37,19 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "base/atomic.h"
 #include "base/log.h"
 #include "handle.h"
 #include "info.h"
 #include "inode.h"
 #include "ops.h"
+#include "workdir.h"
 
 struct recfsd recfsd;
 
@@ -148,6 +161,51 @@ daemon_ready(int status)
 		log_warn("recfsd", "cannot report start-up to the parent: %s", strerror(errno));
 	close(daemon_pipe);
 	daemon_pipe = -1;
+}
+
+/*
+ * Does a syslog daemon listen on /dev/log (where syslog(3) writes)?  A
+ * socket file with nobody behind it counts as no.  The journal takes
+ * syslog(3) lines through /dev/log too; its native socket alone would not
+ * help, as syslog(3) never writes there.
+ */
+static bool
+syslog_listening(void)
+{
+	static const int types[] = { SOCK_DGRAM, SOCK_STREAM };
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	bool ok = false;
+
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", "/dev/log");
+	for (size_t i = 0; i < 2 && !ok; i++) {
+		int fd = socket(AF_UNIX, types[i] | SOCK_CLOEXEC, 0);
+
+		if (fd < 0)
+			continue;
+		ok = connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0;
+		close(fd);
+	}
+	return ok;
+}
+
+/* The mount point must be a directory: the kernel would mount anyway. */
+static int
+mountpoint_check(const char *path)
+{
+	struct stat sb;
+
+	if (stat(path, &sb) != 0) {
+		int err = errno;
+
+		fprintf(stderr, "recfsd: mount point %s: %s%s\n", path, strerror(err),
+		    err == ENOTCONN ? " (a recfsd that served it has died: fusermount3 -u it first)" : "");
+		return -err;
+	}
+	if (!S_ISDIR(sb.st_mode)) {
+		fprintf(stderr, "recfsd: mount point %s is not a directory\n", path);
+		return -ENOTDIR;
+	}
+	return 0;
 }
 
 /* ---- signals ---------------------------------------------------------------- */
@@ -344,7 +402,9 @@ main(int argc, char *argv[])
 	/* fuse_parse_cmdline consumes it: look before. */
 	user_threads = args_have(&args, "max_threads=");
 	if (mount_defaults(&args) != 0 || fuse_parse_cmdline(&args, &fo) != 0) {
-		fprintf(stderr, "recfsd: bad command line (see %s --help)\n", argv[0]);
+		/* libfuse said why above (an unknown option, a missing mount point). */
+		fprintf(stderr, "recfsd: bad command line or mount point (see above, and %s --help)\n",
+		    argv[0]);
 		status = 2;
 		goto out_config;
 	}
@@ -359,6 +419,8 @@ main(int argc, char *argv[])
 		status = 2;
 		goto out_config;
 	}
+	if (mountpoint_check(fo.mountpoint) != 0)
+		goto out_config;
 
 	/* The work directory holds storage files and the node id. */
 	rc = mkdir_p(cfg->work_directory, 0755);
@@ -369,17 +431,30 @@ main(int argc, char *argv[])
 	level = log_level_parse(cfg->log_level);
 	if (fo.debug)
 		level = LOG_LEVEL_DEBUG;
-	/* In the background stderr goes to /dev/null: log to syslog instead. */
+	/* In the background stderr goes to /dev/null: syslog if one listens,
+	 * else a file in the work directory (never nowhere). */
 	if (!fo.foreground && strcmp(cfg->log_file, "stderr") == 0) {
-		fprintf(stderr, "recfsd: logging to syslog while in the background "
-		    "(set logging.file or use -f to keep stderr)\n");
-		snprintf(cfg->log_file, sizeof(cfg->log_file), "syslog");
+		if (syslog_listening()) {
+			fprintf(stderr, "recfsd: logging to syslog while in the background "
+			    "(set logging.file or use -f to keep stderr)\n");
+			snprintf(cfg->log_file, sizeof(cfg->log_file), "syslog");
+		} else {
+			if (snprintf(cfg->log_file, sizeof(cfg->log_file), "%s/recfsd.log",
+			    cfg->work_directory) >= (int)sizeof(cfg->log_file)) {
+				fprintf(stderr, "recfsd: work directory %s: path too long for the log\n",
+				    cfg->work_directory);
+				goto out_config;
+			}
+			fprintf(stderr, "recfsd: logging to %s (no syslog listens on /dev/log; set "
+			    "logging.file, or use -f to keep stderr)\n", cfg->log_file);
+		}
 	}
 	rc = log_open(cfg->log_file, level < 0 ? LOG_LEVEL_INFO : (enum log_level)level);
 	if (rc != 0) {
 		fprintf(stderr, "recfsd: log %s: %s\n", cfg->log_file, strerror(-rc));
 		goto out_config;
 	}
+	log_echo_stderr(true);
 	if (!fo.foreground) {
 		rc = daemon_start();
 		if (rc != 0) {
@@ -397,6 +472,11 @@ main(int argc, char *argv[])
 	recfsd.uid = getuid();
 	recfsd.gid = getgid();
 	recfsd.start_ns = recfsd_now_ns();
+	rc = workdir_lock(cfg->work_directory, cfg->lock_wait, err, sizeof(err));
+	if (rc != 0) {
+		log_error("recfsd", "%s; refusing to start", err);
+		goto out_log;
+	}
 	node_id_resolve(cfg, node_id);
 	info_set_node_id(node_id);
 	log_info("recfsd", "recfsd %s starting: config %s, node %s, mount point %s",
@@ -404,9 +484,9 @@ main(int argc, char *argv[])
 
 	rc = node_open(&node, cfg);
 	if (rc != 0) {
-		fprintf(stderr, "recfsd: cannot open the store (config %s): %s\n", cfg->source,
+		/* On the terminal too (the start-up echo), after the line naming the file. */
+		log_error("recfsd", "cannot open the store (config %s): %s", cfg->source,
 		    recfs_strerror(rc));
-		log_error("recfsd", "cannot open the store: %s", recfs_strerror(rc));
 		goto out_log;
 	}
 	recfsd.node = node;
@@ -427,13 +507,21 @@ main(int argc, char *argv[])
 		goto out_session;
 	}
 	if (fuse_session_mount(se, fo.mountpoint) != 0) {
-		fprintf(stderr, "recfsd: cannot mount on %s\n", fo.mountpoint);
 		log_error("recfsd", "cannot mount on %s", fo.mountpoint);
 		goto out_signals;
+	}
+	atomic_store_release(&recfsd.se, se);
+	if ((rc = handle_timer_start()) != 0) {
+		log_error("recfsd", "cannot start the flush-max-ms timer for open files: %s", strerror(-rc));
+		fprintf(stderr, "recfsd: cannot start a thread: %s\n", strerror(-rc));
+		status = 1;
+		goto out_unmount;
 	}
 	printf("recfsd: mounted on %s (config: %s)\n", fo.mountpoint, cfg->source);
 	fflush(stdout);
 	log_info("recfsd", "mounted on %s (config: %s)", fo.mountpoint, cfg->source);
+	workdir_set_state("serving", fo.mountpoint);
+	log_echo_stderr(false);
 	daemon_ready(0);
 
 	if (pthread_create(&hup_thread, NULL, sighup_main, NULL) == 0)
@@ -462,6 +550,8 @@ main(int argc, char *argv[])
 		rc = fuse_session_loop_mt(se, loop_cfg);
 	}
 	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+	/* From here a daemon starting on this store waits for us (lock-wait). */
+	workdir_set_state("closing", NULL);
 	if (rc < 0)
 		log_error("recfsd", "session loop failed: %s", strerror(-rc));
 	else if (rc > 0)
@@ -472,6 +562,8 @@ main(int argc, char *argv[])
 
 out_unmount:
 	/* Open files may still hold data (a signal ends the session under them). */
+	handle_timer_stop();
+	atomic_store_release(&recfsd.se, NULL);
 	handle_flush_all();
 	fuse_session_unmount(se);
 out_signals:
@@ -485,6 +577,8 @@ out_node:
 	if (status == 0)
 		log_info("recfsd", "stopped cleanly");
 out_log:
+	/* Last: the storage is flushed and marked clean (or never opened). */
+	workdir_unlock();
 	if (hup_started) {
 		pthread_cancel(hup_thread);
 		pthread_join(hup_thread, NULL);

@@ -10,15 +10,17 @@
  *   recfsd.c  main: options, configuration, daemon start, signals, shutdown
  *   ops.c     the fuse_lowlevel_ops callbacks and the one errno reply point
  *   inode.c   the node table: nodeids, lookup counts, the static tree
- *   handle.c  open files: whole-record buffers and snapshots, put-on-close
+ *   handle.c  open files: one shared state per record, snapshots, the flush timer
  *   dir.c     directory handles: streaming listings with stable offsets
  *   xattr.c   extended attributes: bins and record metadata
  *   info.c    the /.info tree: statistics, latencies, metrics, config files
  *   stats.c   the daemon's own fuse_* counters and request latencies
+ *   workdir.c the work directory's lock (one daemon per store)
  *
  * Lock order (never take an earlier lock while holding a later one):
  *   dir handle lock -> inode lock (two: lower address first) -> table stripe
- *   lock (two: lower index first); the stats registry lock is a leaf.
+ *   lock (two: lower index first); the stats registry lock and the open-file
+ *   flusher's list lock (handle.c) are leaves.
  *   Engine calls are made with at most the dir handle and inode locks held
  *   (the engine's own locks come after; a write to a .info/config file
  *   holds its inode lock across node_config_set).
@@ -34,6 +36,8 @@
 
 #include "txn/txn.h"
 
+struct fuse_session;
+
 struct recfsd {
 	struct recfs_config *cfg;
 	struct node *node;
@@ -44,6 +48,7 @@ struct recfsd {
 	uid_t uid;                  /* owner of directories and of records with no stored owner */
 	gid_t gid;
 	int64_t start_ns;           /* Unix ns: the times shown for directories */
+	struct fuse_session *se;    /* while mounted, for notifications (atomic; NULL otherwise) */
 };
 
 /* Set up once by main() before the session starts; read-only afterwards. */

@@ -14,4 +14,4 @@ fi
 "$top/build/recfsd" "$mnt"
 echo "recfs is mounted at $mnt"
 echo "  try:   mkdir $mnt/test/demo && echo hello > $mnt/test/demo/greeting && cat $mnt/.info/namespace/test"
-echo "  stop:  fusermount3 -u $mnt"
+echo "  stop:  fusermount3 -u $mnt   (recfsd then flushes and exits; a new start waits for it)"

@@ -8,8 +8,8 @@
  * and it links the engine only for the pure functions that define the
  * on-storage format (device_header_decode, record_flat_*), so what it calls
  * a record, a damaged record or a valid header is exactly what recfsd's
- * cold start calls one.  How the newest copy of a record is chosen is
- * re-stated in check_table.c and must follow src/namespace/namespace.c.
+ * cold start calls one, and the newest copy of a record is chosen by the
+ * same function (record_copy_is_newer, record.h).
  *
  * Memory is bounded by the number of distinct digests (one table slot per
  * digest, whatever the number of copies) plus one counter per wblock.
@@ -22,6 +22,7 @@
 #include <stdio.h>
 
 #include "base/digest.h"
+#include "base/file_lock.h"
 #include "record/record.h"
 #include "storage/device_header.h"
 
@@ -47,6 +48,8 @@ struct check_counts {
 	uint64_t expired;           /* newest copy past its void time */
 	uint64_t set_markers;       /* newest copy is a set marker */
 	uint64_t corrupt;           /* damaged candidates and unreadable wblocks */
+	uint64_t damaged;           /* newest copy damaged, header intact: recfsd marks
+	                             * the record damaged (reads EIO) */
 	uint64_t order_conflicts;   /* records whose copies disagree on order */
 	uint64_t bytes_live;        /* storage bytes of live records */
 	uint64_t bytes_in_use;      /* bytes a cold start counts as live */
@@ -64,6 +67,7 @@ struct check_file {
 	int fd;
 	bool is_block;
 	uint64_t size;              /* bytes readable */
+	struct file_lock_holder holder; /* a recfsd holding the file (base/file_lock.h) */
 	enum check_file_state state;
 	char why[200];              /* INVALID, or short: the reason */
 	bool short_file;            /* shorter than its high-water mark */
@@ -98,8 +102,11 @@ struct check_item {
 	uint32_t size;              /* bytes on storage (RECORD; CORRUPT if known) */
 	const struct record *rec;   /* RECORD */
 	const char *why;            /* CORRUPT, READ_ERROR */
-	bool has_digest;            /* CORRUPT: the header checked out */
-	struct digest digest;       /* CORRUPT with has_digest */
+	bool has_digest;            /* CORRUPT: the structural check passed */
+	struct digest digest;       /* CORRUPT with has_digest (unproven unless header_ok) */
+	bool header_ok;             /* CORRUPT: record_flat_header_check passed */
+	const struct record *salvage; /* CORRUPT with header_ok: record_flat_salvage */
+	unsigned salvage_parts;     /* ... and what it proved (RECORD_SALVAGE_*) */
 	const uint8_t *raw;         /* CORRUPT: the candidate's bytes ... */
 	uint32_t raw_avail;         /* ... readable up to the wblock end */
 };
@@ -124,6 +131,8 @@ struct check_entry {
 	uint8_t used : 1;
 	uint8_t older_live : 1;     /* a non-tombstone copy older than the newest exists */
 	uint8_t conflict : 1;       /* two copies disagree: generation vs last-update */
+	uint8_t damaged : 1;        /* the newest copy's body is damaged (header intact):
+	                             * a damaged record unless it is a tombstone or marker */
 	uint32_t void_time;
 	uint32_t rblocks : 20;      /* size of the newest copy / 16 */
 	uint32_t file : 12;         /* index into the files given */
@@ -153,12 +162,14 @@ enum check_merge {
 };
 
 /*
- * Add a verified copy (file index, offset, size) and keep the newest per
- * digest by the engine's rule.  *conflict is set when this copy and the
- * newest so far order one way by generation and the other way by
- * last-update time.  Returns a CHECK_MERGE_* or -ENOMEM.
+ * Add a copy (file index, offset, size) and keep the newest per digest by
+ * the engine's rule.  A damaged copy whose header is intact takes part too
+ * (r from record_flat_salvage, damaged true), as in cold start.  *conflict
+ * is set when this copy and the newest so far order one way by generation
+ * and the other way by last-update time.  Returns a CHECK_MERGE_* or
+ * -ENOMEM.
  */
-int check_table_merge(struct check_table *t, const struct record *r, uint16_t file,
+int check_table_merge(struct check_table *t, const struct record *r, bool damaged, uint16_t file,
     uint64_t offset, uint32_t size, bool *conflict, struct check_entry *other);
 /* The entry of d, or NULL. */
 const struct check_entry *check_table_find(const struct check_table *t, const struct digest *d);
@@ -171,6 +182,7 @@ enum check_state {
 	CHECK_TOMBSTONE,
 	CHECK_EXPIRED,
 	CHECK_SET_MARKER,
+	CHECK_DAMAGED,
 };
 
 const char *check_state_name(enum check_state s);

@@ -6,12 +6,14 @@
  * first data wblock up to the header's high-water mark, each wblock read
  * whole and walked at 16-byte (rblock) steps.  A candidate that passes
  * record_flat_check, record_flat_verify and decodes is a record copy and
- * the walk jumps over it; anything else moves on 16 bytes.  Unlike cold
- * start, which only logs candidates that fail after the structural check,
- * the checker also reports a candidate that carries the record magic and
- * format version but fails the structural check: the bytes that begin a
- * record were written, so a header that no longer makes sense is damage
- * (cold start silently skips it, and the record is gone).
+ * the walk jumps over it; so it does over a damaged copy whose header is
+ * intact (record_flat_header_check); anything else moves on 16 bytes.
+ * Unlike cold start, which only logs candidates that fail after the
+ * structural check, the checker also reports a candidate that carries the
+ * record magic and a format version it reads (1 or 2) but fails the
+ * structural check: the bytes that begin a record were written, so a
+ * header that no longer makes sense is damage (cold start silently skips
+ * it, and the record is gone).
  *
  * Reads are plain buffered preads in chunks of several wblocks: the file
  * is read once, sequentially, and O_DIRECT would only add alignment rules.
@@ -191,7 +193,8 @@ walk_wblock(struct check_file *f, const uint8_t *buf, uint64_t base, check_item_
 		struct record r;
 
 		memcpy(&magic, p, sizeof(magic));
-		if (le32toh(magic) != RECORD_FLAT_MAGIC || p[8] != RECORD_FLAT_VERSION) {
+		if (le32toh(magic) != RECORD_FLAT_MAGIC || p[8] < RECORD_FLAT_VERSION_MIN ||
+		    p[8] > RECORD_FLAT_VERSION) {
 			off += RBLOCK_SIZE;
 			continue;
 		}
@@ -208,26 +211,33 @@ walk_wblock(struct check_file *f, const uint8_t *buf, uint64_t base, check_item_
 		it.has_digest = true;
 		memcpy(&it.digest, record_flat_digest(p), sizeof(it.digest));
 		rc = record_flat_verify(p, size);
-		if (rc != 0) {
-			it.kind = CHECK_ITEM_CORRUPT;
-			it.why = "checksum mismatch (end mark, CRC32C or padding)";
-			rc = fn(arg, f, &it);
-			if (rc != 0)
+		if (rc == 0) {
+			rc = record_flat_decode(p, size, &r);
+			if (rc == -ENOMEM)
 				return rc;
-			off += RBLOCK_SIZE;
-			continue;
-		}
-		rc = record_flat_decode(p, size, &r);
-		if (rc == -ENOMEM)
-			return rc;
-		if (rc != 0) {
 			/* Good CRC, bad fields: written wrong, not damaged later. */
-			it.kind = CHECK_ITEM_CORRUPT;
 			it.why = "malformed record (checksum good, fields invalid)";
+		} else {
+			it.why = "checksum mismatch (end mark, CRC32C or padding)";
+		}
+		if (rc != 0) {
+			struct record_flat_header h;
+			struct record sal;
+
+			it.kind = CHECK_ITEM_CORRUPT;
+			/* As cold start: an intact header still says which record
+			 * and version this copy is, and the walk jumps over it. */
+			it.header_ok = record_flat_header_check(p, size, &h) == 0;
+			if (it.header_ok) {
+				it.salvage_parts = record_flat_salvage(p, &h, &sal);
+				it.salvage = &sal;
+			}
 			rc = fn(arg, f, &it);
+			if (it.header_ok)
+				record_release(&sal);
 			if (rc != 0)
 				return rc;
-			off += RBLOCK_SIZE;
+			off += it.header_ok ? size : RBLOCK_SIZE;
 			continue;
 		}
 		it.kind = CHECK_ITEM_RECORD;

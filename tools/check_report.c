@@ -29,6 +29,7 @@
 	X("expired", "expired", expired) \
 	X("set_markers", "set markers", set_markers) \
 	X("corrupt", "corrupt", corrupt) \
+	X("damaged", "  newest copy damaged", damaged) \
 	X("order_conflicts", "order conflicts", order_conflicts) \
 	X("bytes_live", "bytes live", bytes_live) \
 	X("bytes_in_use", "bytes in use", bytes_in_use)

@@ -1,15 +1,12 @@
 /*
  * check_table.c - the digest table of recfs-check: for every record
- * (digest) the newest copy seen so far, chosen by the rule cold start uses
- * (see check.h).
- *
- * The rule, re-stated from src/namespace/namespace.c (copy_is_newer and
- * namespace_load) because the checker must predict what the daemon will
- * load; if one changes, so must the other:
- *   - the later last-update time wins;
- *   - equal last-update times: the higher generation wins, compared
- *     wrap-aware over 16 bits (a difference below 0x8000 counts as newer);
- *   - a tie keeps the copy seen first;
+ * (digest) the newest copy seen so far, chosen by the function cold start
+ * uses, record_copy_is_newer (record.h: the later last-update time, then
+ * the higher generation, wrap-aware); as in src/namespace/namespace.c:
+ *   - a tie keeps the copy seen first, unless that one is damaged and the
+ *     other intact (the same version: a copy defrag left behind);
+ *   - a damaged copy with an intact header takes part like any copy; when
+ *     it is the newest the record is damaged;
  *   - a newest tombstone "has an older copy" if any non-tombstone copy
  *     older than it was seen; one without is reclaimed by the next start.
  *
@@ -80,20 +77,11 @@ table_grow(struct check_table *t)
 	return 0;
 }
 
-/* Last-update time first, then generation (wrap-aware); ties keep b. */
-static bool
-copy_is_newer(uint16_t ga, uint64_t la, uint16_t gb, uint64_t lb)
-{
-	if (la != lb)
-		return la > lb;
-	uint16_t diff = (uint16_t)(ga - gb);
-	return diff != 0 && diff < 0x8000;
-}
-
 static void
-entry_set(struct check_entry *e, const struct record *r, uint16_t file, uint64_t offset,
-    uint32_t size)
+entry_set(struct check_entry *e, const struct record *r, bool damaged, uint16_t file,
+    uint64_t offset, uint32_t size)
 {
+	e->damaged = damaged;
 	e->generation = r->generation;
 	e->flags = r->flags;
 	e->void_time = r->void_time;
@@ -104,8 +92,8 @@ entry_set(struct check_entry *e, const struct record *r, uint16_t file, uint64_t
 }
 
 int
-check_table_merge(struct check_table *t, const struct record *r, uint16_t file, uint64_t offset,
-    uint32_t size, bool *conflict, struct check_entry *other)
+check_table_merge(struct check_table *t, const struct record *r, bool damaged, uint16_t file,
+    uint64_t offset, uint32_t size, bool *conflict, struct check_entry *other)
 {
 	struct check_entry *e;
 	bool is_tomb = (r->flags & RECORD_F_TOMBSTONE) != 0;
@@ -118,7 +106,7 @@ check_table_merge(struct check_table *t, const struct record *r, uint16_t file, 
 		memset(e, 0, sizeof(*e));
 		e->used = 1;
 		e->digest = r->digest;
-		entry_set(e, r, file, offset, size);
+		entry_set(e, r, damaged, file, offset, size);
 		t->n++;
 		return CHECK_MERGE_NEW;
 	}
@@ -132,14 +120,17 @@ check_table_merge(struct check_table *t, const struct record *r, uint16_t file, 
 	 * wrapped: shown as information, the last-update time decides.
 	 */
 	if (r->generation != e->generation && r->last_update_ms != e->last_update_ms &&
-	    copy_is_newer(r->generation, 0, e->generation, 0) != (r->last_update_ms > e->last_update_ms)) {
+	    record_copy_is_newer(r->generation, 0, e->generation, 0) !=
+	    (r->last_update_ms > e->last_update_ms)) {
 		*conflict = true;
 		e->conflict = 1;
 	}
-	if (copy_is_newer(r->generation, r->last_update_ms, e->generation, e->last_update_ms)) {
+	if (record_copy_is_newer(r->generation, r->last_update_ms, e->generation, e->last_update_ms) ||
+	    (e->damaged && !damaged && r->generation == e->generation &&
+	    r->last_update_ms == e->last_update_ms)) {
 		bool older_live = !(e->flags & RECORD_F_TOMBSTONE) || e->older_live;
 
-		entry_set(e, r, file, offset, size);
+		entry_set(e, r, damaged, file, offset, size);
 		e->older_live = is_tomb && older_live;
 		return CHECK_MERGE_NEWER;
 	}
@@ -165,6 +156,7 @@ check_state_name(enum check_state s)
 	case CHECK_TOMBSTONE: return "tombstone";
 	case CHECK_EXPIRED: return "expired";
 	case CHECK_SET_MARKER: return "set-marker";
+	case CHECK_DAMAGED: return "damaged";
 	}
 	return "?";
 }
@@ -180,5 +172,5 @@ check_entry_state(const struct check_entry *e, uint32_t now)
 	/* As the engine's entry_expired(): due at the void time itself. */
 	if (e->void_time != 0 && e->void_time <= now)
 		return CHECK_EXPIRED;
-	return CHECK_LIVE;
+	return e->damaged ? CHECK_DAMAGED : CHECK_LIVE;
 }

@@ -18,8 +18,11 @@
  * The exit status is the verdict: 0 clean, 1 damage (a damaged record or
  * wblock, an invalid or truncated header), 2 the check could not be run as
  * asked (bad options, a file missing or unreadable, files that are not one
- * set).  Nothing is ever written to the files, so it is safe on a set in
- * use, though the newest writes of a running daemon may still be in RAM.
+ * set).  Nothing is ever written to the files.  A file a live recfsd holds
+ * (its store lock, base/file_lock.h) is refused, exit 2 and no verdict:
+ * the daemon's newest writes may still be in its RAM and a record being
+ * written can look damaged, so "clean" would mean nothing.  --force looks
+ * anyway, with a warning in the report.
  *
  * Rejected: opening the namespace with the engine and comparing with its
  * index (the engine formats empty devices and rewrites headers: a verifier
@@ -52,7 +55,7 @@
 struct checker {
 	struct check_run run;
 	struct check_table table;
-	bool quiet, verbose, json, all;
+	bool quiet, verbose, json, all, force;
 	uint32_t now;                   /* s since RECFS_EPOCH: expiry */
 	unsigned conflicts_printed;
 	bool printed;                   /* findings printed before the summary */
@@ -63,7 +66,7 @@ static void
 usage(FILE *out)
 {
 	fprintf(out,
-	    "usage: recfs-check [-q | -v] [--json] [--all] FILE_OR_DEVICE...\n"
+	    "usage: recfs-check [-q | -v] [--json] [--all] [--force] FILE_OR_DEVICE...\n"
 	    "\n"
 	    "Verify the storage files (or raw devices) of one recfs namespace, offline:\n"
 	    "header, every write block up to the high-water mark, every record (end\n"
@@ -78,12 +81,14 @@ usage(FILE *out)
 	    "                 generation, size, state\n"
 	    "      --json     print the summary as JSON (for scripts)\n"
 	    "      --all      scan to the end of each file, not just to its high-water mark\n"
+	    "      --force    check files a running recfsd holds (refused otherwise)\n"
 	    "  -h, --help     this text\n"
 	    "  -V, --version  print the version\n"
 	    "\n"
 	    "Exit status: 0 clean, 1 corruption found (a damaged record or write block,\n"
 	    "an invalid or truncated header), 2 usage error (bad options, a file missing\n"
-	    "or unreadable, files that are not one namespace's set).\n"
+	    "or unreadable, files that are not one namespace's set, a file in use by a\n"
+	    "running recfsd without --force).\n"
 	    "See recfs-check(1) and docs/operations.md.\n");
 }
 
@@ -138,6 +143,17 @@ static void
 print_stored_names(const struct check_item *it)
 {
 	const uint8_t *p = it->raw;
+
+	if (it->header_ok && (it->salvage_parts & RECORD_SALVAGE_NAME)) {
+		/* Proven: the digest in the intact header is computed from them. */
+		fputs(" set=", stdout);
+		check_print_escaped(stdout, it->salvage->set, it->salvage->set_len);
+		fputs(" key=", stdout);
+		check_print_escaped(stdout, it->salvage->key, it->salvage->key_len);
+		printf(" generation=%u (header intact, set and key match its digest)",
+		    it->salvage->generation);
+		return;
+	}
 	uint8_t set_len = p[48];
 	uint16_t key_len = (uint16_t)(p[50] | p[51] << 8);
 
@@ -148,7 +164,11 @@ print_stored_names(const struct check_item *it)
 	check_print_escaped(stdout, p + RECORD_FLAT_HEADER_SIZE, set_len);
 	fputs(" key=", stdout);
 	check_print_escaped(stdout, p + RECORD_FLAT_HEADER_SIZE + set_len, key_len);
-	fputs(" (unverified)", stdout);
+	if (it->header_ok)
+		printf(" (header intact, generation=%u; set and key damaged: they do not match its "
+		    "digest)", it->salvage->generation);
+	else
+		fputs(" (unverified)", stdout);
 }
 
 static void
@@ -187,10 +207,15 @@ print_conflict(struct checker *c, const struct check_file *f, const struct check
 	format_ms(t2, sizeof(t2), other->last_update_ms);
 	printf("WARNING order conflict, digest %s key=", hex);
 	check_print_escaped(stdout, r->key, r->key_len);
+	/* What recfsd keeps, by the function its cold start calls. */
+	bool this_newer = record_copy_is_newer(r->generation, r->last_update_ms, other->generation,
+	    other->last_update_ms);
 	printf(": %s offset %" PRIu64 " (generation %u, updated %s) vs %s offset %" PRIu64
-	    " (generation %u, updated %s): recfsd keeps the higher generation, not the later update\n",
+	    " (generation %u, updated %s): recfsd keeps %s: the one at %s offset %" PRIu64 "\n",
 	    f->path, it->offset, r->generation, t1, c->run.files[other->file].path, other->offset,
-	    other->generation, t2);
+	    other->generation, t2, RECORD_NEWEST_COPY_RULE,
+	    this_newer ? f->path : c->run.files[other->file].path,
+	    this_newer ? it->offset : other->offset);
 }
 
 /* ---- pass 1: count and merge --------------------------------------------- */
@@ -234,10 +259,20 @@ pass1_item(void *arg, struct check_file *f, const struct check_item *it)
 			print_corrupt(f, it);
 			c->printed = true;
 		}
+		if (!it->header_ok)
+			return 0;
+		/* Its header is intact: it takes part in the newest-copy rule, as
+		 * in cold start (a damaged newest copy makes a damaged record). */
+		rc = check_table_merge(&c->table, it->salvage, true, fi, it->offset, it->size,
+		    &conflict, &other);
+		if (rc < 0) {
+			c->error = rc;
+			return rc;
+		}
 		return 0;
 	}
 	f->counts.records++;
-	rc = check_table_merge(&c->table, it->rec, fi, it->offset, it->size, &conflict, &other);
+	rc = check_table_merge(&c->table, it->rec, false, fi, it->offset, it->size, &conflict, &other);
 	if (rc < 0) {
 		c->error = rc;
 		return rc;
@@ -277,7 +312,9 @@ classify(struct checker *c)
 			continue;
 		f = &run->files[e->file];
 		k = &f->counts;
-		newest[e->file]++;
+		/* Damaged copies are counted in corrupt, not in records. */
+		if (!e->damaged)
+			newest[e->file]++;
 		if (e->conflict)
 			k->order_conflicts++;
 		switch (check_entry_state(e, c->now)) {
@@ -301,6 +338,11 @@ classify(struct checker *c)
 			break;
 		case CHECK_SET_MARKER:
 			k->set_markers++;
+			k->bytes_in_use += check_entry_size(e);
+			break;
+		case CHECK_DAMAGED:
+			/* Kept by cold start (its bytes stay in use), reads EIO. */
+			k->damaged++;
 			k->bytes_in_use += check_entry_size(e);
 			break;
 		case CHECK_SUPERSEDED:
@@ -331,7 +373,7 @@ classify(struct checker *c)
 		}
 #define ADD(x) run->total.x += k->x
 		ADD(wblocks); ADD(records); ADD(live); ADD(superseded); ADD(tombstones);
-		ADD(tombstones_reclaimable); ADD(expired); ADD(set_markers); ADD(corrupt);
+		ADD(tombstones_reclaimable); ADD(expired); ADD(set_markers); ADD(corrupt); ADD(damaged);
 		ADD(order_conflicts); ADD(bytes_live); ADD(bytes_in_use);
 #undef ADD
 		for (int b = 0; b < CHECK_FILL_BUCKETS; b++)
@@ -339,6 +381,111 @@ classify(struct checker *c)
 	}
 	free(newest);
 	return 0;
+}
+
+/* ---- damaged records: named from any copy that can say the name ------------ */
+
+/* Damaged records named one per line; the rest are only counted. */
+#define DAMAGED_PRINTED_MAX 1000
+
+struct damaged_rec {
+	const struct check_entry *e;
+	bool named;
+	uint8_t set_len;
+	uint16_t key_len;
+	char set[RECORD_SET_MAX];
+	char key[RECORD_KEY_MAX];
+};
+
+struct damaged_list {
+	struct damaged_rec *v;
+	size_t n;
+};
+
+static void
+damaged_name(struct damaged_list *l, const struct record *r)
+{
+	for (size_t i = 0; i < l->n; i++) {
+		struct damaged_rec *d = &l->v[i];
+
+		if (d->named || memcmp(d->e->digest.bytes, r->digest.bytes, DIGEST_SIZE) != 0)
+			continue;
+		d->named = true;
+		d->set_len = r->set_len;
+		d->key_len = r->key_len;
+		if (r->set_len > 0)
+			memcpy(d->set, r->set, r->set_len);
+		if (r->key_len > 0)
+			memcpy(d->key, r->key, r->key_len);
+		return;
+	}
+}
+
+static int
+damaged_name_item(void *arg, struct check_file *f, const struct check_item *it)
+{
+	(void)f;
+	if (it->kind == CHECK_ITEM_RECORD)
+		damaged_name(arg, it->rec);
+	else if (it->header_ok && (it->salvage_parts & RECORD_SALVAGE_NAME))
+		damaged_name(arg, it->salvage);
+	return 0;
+}
+
+/*
+ * Name every record whose newest copy is damaged (what recfsd marks
+ * damaged): its set and key from the damaged copy if they match its
+ * digest, else from any other copy of the record.  One more walk, only
+ * when there are such records.
+ */
+static int
+report_damaged(struct checker *c)
+{
+	struct damaged_list l = { 0 };
+	char hex[2 * DIGEST_SIZE + 1], when[40];
+	int rc = 0;
+
+	if (c->run.total.damaged == 0)
+		return 0;
+	l.v = calloc(c->run.total.damaged < DAMAGED_PRINTED_MAX ? c->run.total.damaged :
+	    DAMAGED_PRINTED_MAX, sizeof(*l.v));
+	if (l.v == NULL)
+		return -ENOMEM;
+	for (uint64_t i = 0; i < c->table.cap && l.n < DAMAGED_PRINTED_MAX; i++) {
+		const struct check_entry *e = &c->table.slots[i];
+
+		if (e->used && check_entry_state(e, c->now) == CHECK_DAMAGED)
+			l.v[l.n++].e = e;
+	}
+	for (unsigned i = 0; i < c->run.n_files && rc == 0; i++)
+		if (c->run.files[i].state == CHECK_FILE_VALID)
+			rc = check_file_walk(&c->run.files[i], damaged_name_item, &l);
+	for (size_t i = 0; i < l.n && rc == 0 && !c->quiet && !c->json; i++) {
+		const struct damaged_rec *d = &l.v[i];
+		const struct check_entry *e = d->e;
+
+		digest_to_hex(&e->digest, hex);
+		format_ms(when, sizeof(when), e->last_update_ms);
+		if (d->named) {
+			fputs("DAMAGED RECORD set=", stdout);
+			check_print_escaped(stdout, d->set, d->set_len);
+			fputs(" key=", stdout);
+			check_print_escaped(stdout, d->key, d->key_len);
+			printf(": its newest copy (%s offset %" PRIu64 ", generation %u, updated %s) is "
+			    "damaged; recfsd keeps it as the newest copy and marks the record damaged: "
+			    "listed, stat works, reads fail with EIO until it is overwritten or unlinked "
+			    "(never an older copy)\n", c->run.files[e->file].path, e->offset,
+			    e->generation, when);
+		} else {
+			printf("DAMAGED RECORD digest %s: its newest copy (%s offset %" PRIu64
+			    ", generation %u, updated %s) is damaged, its set and key too, and no other "
+			    "copy names it: recfsd drops it at start (the record is lost)\n", hex,
+			    c->run.files[e->file].path, e->offset, e->generation, when);
+		}
+		c->printed = true;
+	}
+	free(l.v);
+	return rc;
 }
 
 /* ---- pass 2: the listing (-v) ---------------------------------------------- */
@@ -466,6 +613,7 @@ static const struct option long_options[] = {
 	{ "verbose", no_argument, NULL, 'v' },
 	{ "json", no_argument, NULL, 'j' },
 	{ "all", no_argument, NULL, 'a' },
+	{ "force", no_argument, NULL, 'f' },
 	{ "help", no_argument, NULL, 'h' },
 	{ "version", no_argument, NULL, 'V' },
 	{ NULL, 0, NULL, 0 },
@@ -483,6 +631,7 @@ parse_options(struct checker *c, int argc, char **argv)
 		case 'v': c->verbose = true; break;
 		case 'j': c->json = true; break;
 		case 'a': c->all = true; break;
+		case 'f': c->force = true; break;
 		case 'h':
 			usage(stdout);
 			exit(CHECK_EXIT_CLEAN);
@@ -544,6 +693,20 @@ open_files(struct checker *c, char **paths, unsigned n)
 			usage_error("%s: %s", paths[i], recfs_strerror(err));
 			rc = CHECK_EXIT_USAGE;
 			break;
+		}
+		if (file_lock_query(f->fd, &f->holder) == 0 && f->holder.held) {
+			char who[64];
+
+			file_lock_holder_text(&f->holder, who, sizeof(who));
+			if (!c->force) {
+				usage_error("%s is in use by a running recfsd (%s): stop it and wait for it "
+				    "to exit, or give --force to look anyway", paths[i], who);
+				rc = CHECK_EXIT_USAGE;
+				break;
+			}
+			set_warning(c, "%s is in use by a running recfsd (%s), checked anyway (--force): "
+			    "its newest writes may still be in the daemon's memory, and a record being "
+			    "written can show as damaged", paths[i], who);
 		}
 		for (unsigned j = 0; j < i; j++)
 			if (ids[j].st_dev == ids[i].st_dev && ids[j].st_ino == ids[i].st_ino) {
@@ -616,6 +779,8 @@ main(int argc, char **argv)
 	}
 	if (rc == 0)
 		rc = classify(&c);
+	if (rc == 0)
+		rc = report_damaged(&c);
 	if (rc != 0) {
 		usage_error("%s", recfs_strerror(rc));
 		rc = CHECK_EXIT_USAGE;
@@ -629,9 +794,14 @@ main(int argc, char **argv)
 			}
 	if (c.run.total.order_conflicts > 0)
 		set_warning(&c, "%" PRIu64 " record%s copies whose generation and last-update time disagree "
-		    "on which is newer: recfsd keeps the higher generation, which may not be the last "
-		    "write (see the WARNING lines)", c.run.total.order_conflicts,
-		    c.run.total.order_conflicts == 1 ? " has" : "s have");
+		    "on which is newer: recfsd keeps %s (see the WARNING lines)",
+		    c.run.total.order_conflicts, c.run.total.order_conflicts == 1 ? " has" : "s have",
+		    RECORD_NEWEST_COPY_RULE);
+	if (c.run.total.damaged > 0)
+		set_warning(&c, "%" PRIu64 " record%s a damaged newest copy: recfsd marks %s damaged "
+		    "(reads fail with EIO until overwritten or unlinked; see the DAMAGED RECORD lines)",
+		    c.run.total.damaged, c.run.total.damaged == 1 ? " has" : "s have",
+		    c.run.total.damaged == 1 ? "it" : "them");
 	c.run.exit_status = CHECK_EXIT_CLEAN;
 	if (c.run.total.corrupt > 0 || c.run.n_invalid > 0)
 		c.run.exit_status = CHECK_EXIT_CORRUPT;

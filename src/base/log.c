@@ -9,6 +9,7 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,6 +23,7 @@
 enum log_level log_current_level = LOG_LEVEL_INFO;
 
 static int log_fd = 2;            /* -1 = syslog */
+static bool log_echo;             /* errors and warnings also to stderr (start-up) */
 static char *log_path;            /* NULL unless logging to a file */
 static pthread_mutex_t log_reopen_lock = PTHREAD_MUTEX_INITIALIZER;
 
@@ -112,6 +114,26 @@ log_close(void)
 }
 
 void
+log_echo_stderr(bool on)
+{
+	atomic_store_release(&log_echo, on);
+}
+
+/* The start-up echo: "recfsd: ERROR device: ..." on stderr. */
+static void
+log_echo_line(enum log_level level, const char *module, const char *msg, size_t len)
+{
+	char line[2200];
+	int n = snprintf(line, sizeof(line), "recfsd: %s %s: %.*s\n", level_names[level], module,
+	    (int)len, msg);
+
+	if (n > 0) {
+		ssize_t w = write(2, line, (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1);
+		(void)w;
+	}
+}
+
+void
 log_msg(enum log_level level, const char *module, const char *fmt, ...)
 {
 	char line[2048];
@@ -138,9 +160,12 @@ log_msg(enum log_level level, const char *module, const char *fmt, ...)
 	va_end(ap);
 	if (m < 0)
 		return;
+	size_t body = n;
 	n += (size_t)m;
 	if (n > sizeof(line) - 2)
 		n = sizeof(line) - 2;
+	if (level <= LOG_LEVEL_WARN && fd != 2 && atomic_load_acquire(&log_echo))
+		log_echo_line(level, module, line + body, n - body);
 	if (fd < 0) {
 		static const int prio[] = { LOG_ERR, LOG_WARNING, LOG_INFO, LOG_DEBUG };
 		line[n] = '\0';

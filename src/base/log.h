@@ -9,12 +9,20 @@
 #ifndef RECFS_BASE_LOG_H
 #define RECFS_BASE_LOG_H
 
+#include <stdbool.h>
+
 enum log_level { LOG_LEVEL_ERROR, LOG_LEVEL_WARN, LOG_LEVEL_INFO, LOG_LEVEL_DEBUG };
 
 /* target: "stderr", "syslog" or a path.  Returns 0 or -errno. */
 int log_open(const char *target, enum log_level level);
 void log_close(void);
 int log_reopen(void);
+/*
+ * While on, errors and warnings are also written to stderr when the log
+ * goes elsewhere: the daemon's start-up, so that a failure names its file
+ * on the terminal whatever the log target.  Off by default.
+ */
+void log_echo_stderr(bool on);
 void log_set_level(enum log_level level);
 /* "error" | "warn"/"warning" | "info" | "debug" -> level; -1 if unknown. */
 int log_level_parse(const char *name);

@@ -104,14 +104,17 @@
 	X(fuse_listxattr, COUNTER, "requests", 0, "FUSE listxattr requests.") \
 	X(fuse_removexattr, COUNTER, "requests", 0, "FUSE removexattr requests.") \
 	X(fuse_other, COUNTER, "requests", 0, \
-	    "Requests refused without engine work (link, symlink, fallocate).") \
+	    "Other requests: link and symlink (refused), fallocate.") \
 	X(fuse_read_bytes, COUNTER, "bytes", 0, "Bytes returned by read requests.") \
 	X(fuse_write_bytes, COUNTER, "bytes", 0, "Bytes accepted by write requests.") \
-	X(fuse_record_loads, COUNTER, "records", 0, "Whole records read into an open file's buffer.") \
+	X(fuse_record_loads, COUNTER, "records", 0, \
+	    "Whole records read for open files (a reader's snapshot, a writer's shared state).") \
 	X(fuse_record_puts, COUNTER, "records", 0, \
-	    "Whole records stored from an open file's buffer (close, fsync).") \
+	    "Whole records stored from an open file's shared state (close, fsync, release, flush-max-ms).") \
 	X(fuse_put_failures, COUNTER, "records", 0, \
-	    "Stores from an open file's buffer that failed at close, fsync or release.") \
+	    "Stores from an open file's shared state that failed.") \
+	X(fuse_timed_stores, COUNTER, "records", 0, \
+	    "Stores of open files dirty for flush-max-ms (a file kept open and written is stored anyway).") \
 	X(fuse_readdir_entries, COUNTER, "entries", 0, "Directory entries returned by listings.") \
 	X(fuse_not_found, COUNTER, "requests", 0, "Requests answered ENOENT or ENODATA.") \
 	X(fuse_errors, COUNTER, "requests", 0, "Requests answered with any other error.") \
@@ -171,6 +174,8 @@
 	    "Device writes that failed (logged; the device then refuses writes).") \
 	X(checksum_errors, COUNTER, "reads", 0, \
 	    "Records whose checksum or format did not verify on read (logged with file and offset).") \
+	X(damaged_records, GAUGE, "records", 0, \
+	    "Records whose newest copy the cold start found damaged (header intact, body not): listed, stat works, reads fail with EIO until overwritten or unlinked (logged with file and offset).") \
 	X(tombstones_reclaimed, COUNTER, "records", 0, \
 	    "Tombstones dropped by the tomb raider once no older copy remained on storage.") \
 	X(tomb_raider_passes, COUNTER, "passes", 0, "Tomb raider passes over the storage.") \

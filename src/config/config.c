@@ -94,6 +94,12 @@ static int check_record_size(const struct config_param *, const struct config_va
 	    .name = "ticker-interval", .section = CONFIG_SERVICE, .type = CONFIG_UINT, \
 	    .default_text = "10", .min = 0, .max = 86400, .unit = "s", .dynamic = true, \
 	    .help = "Seconds between summary lines in the log; 0 = off.") \
+	ROW(recfs_config, lock_wait, NULL, \
+	    .name = "lock-wait", .section = CONFIG_SERVICE, .type = CONFIG_UINT, \
+	    .default_text = "30", .min = 0, .max = 3600, .unit = "s", \
+	    .help = "At start, how long to wait for a recfsd that is still shutting down on the same " \
+	    "work directory or storage (a restart right after fusermount3 -u); a store held by a " \
+	    "recfsd that is not shutting down is refused at once.") \
 	ROW(recfs_config, log_file, check_log_file, \
 	    .name = "file", .section = CONFIG_LOGGING, .type = CONFIG_STRING, \
 	    .default_text = "stderr", .min = 1, .max = CONFIG_PATH_MAX - 1, .unit = "", \
@@ -121,7 +127,7 @@ static int check_record_size(const struct config_param *, const struct config_va
 	ROW(recfs_config, dir_mode, NULL, \
 	    .name = "dir-mode", .section = CONFIG_FUSE, .type = CONFIG_MODE, \
 	    .default_text = "0755", .min = 0, .max = 07777, .unit = "", \
-	    .help = "Octal mode of namespace and set directories.") \
+	    .help = "Octal mode of namespace directories, and of sets with no stored mode.") \
 	ROW(recfs_config, fabric_address, NULL, \
 	    .name = "fabric.address", .section = CONFIG_NETWORK, .type = CONFIG_STRING, \
 	    .default_text = "127.0.0.1", .min = 1, .max = 63, .unit = "", \
@@ -208,7 +214,8 @@ static int check_record_size(const struct config_param *, const struct config_va
 	ROW(storage_config, flush_max_ms, NULL, \
 	    .name = "flush-max-ms", .section = CONFIG_STORAGE, .type = CONFIG_UINT, \
 	    .default_text = "1000", .min = 0, .max = 60000, .unit = "ms", .dynamic = true, \
-	    .help = "A partly filled write buffer is written after this long; 0 = only when full. " \
+	    .help = "A partly filled write buffer is written after this long, and a file kept open " \
+	    "with unsaved changes is stored; 0 = only when full (files: at close). " \
 	    "Bounds what a crash can lose without commit-to-device.") \
 	ROW(storage_config, max_write_cache, NULL, \
 	    .name = "max-write-cache", .section = CONFIG_STORAGE, .type = CONFIG_SIZE, \
@@ -275,6 +282,7 @@ static const char config_example_yaml[] =
 	"  node-id: auto                 # or 16 hex digits\n"
 	"  work-directory: /var/lib/recfs\n"
 	"  ticker-interval: 10           # seconds between summary log lines; 0 = off\n"
+	"  lock-wait: 30                 # seconds a start waits for a recfsd still shutting down\n"
 	"logging:\n"
 	"  file: stderr                  # stderr | syslog | absolute path\n"
 	"  level: info\n"

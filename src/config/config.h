@@ -44,6 +44,7 @@ struct storage_config {
 	bool cold_start_empty;
 	uint64_t max_record_size;         /* 0 = write-block-size */
 	uint32_t tomb_raider_period;      /* s between tombstone reclaim passes, 0 = off; dynamic */
+	uint32_t lock_wait_s;             /* not a row: the service's lock-wait, set by node_open */
 };
 
 struct ns_config {
@@ -64,6 +65,7 @@ struct recfs_config {
 	char node_id[17];                 /* "auto" or 16 hex digits */
 	char work_directory[CONFIG_PATH_MAX];
 	uint32_t ticker_interval;         /* s, 0 = off; dynamic */
+	uint32_t lock_wait;               /* s a start waits for a store's closing holder */
 	/* logging */
 	char log_file[CONFIG_PATH_MAX];   /* stderr | syslog | path */
 	char log_level[16];               /* error|warn|info|debug; dynamic */

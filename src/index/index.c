@@ -186,7 +186,8 @@ index_create(struct index **out)
 	for (size_t i = 0; i < INDEX_RECORD_LOCKS; i++)
 		pthread_mutex_init(&ix->record_locks[i], NULL);
 	ix->slab = index_slab_create();
-	if (ix->slab == NULL) {
+	if (ix->slab == NULL || index_extra_create(&ix->extra) != 0) {
+		index_slab_destroy(ix->slab);
 		free(ix);
 		return -ENOMEM;
 	}
@@ -221,6 +222,7 @@ index_destroy(struct index *ix, void (*fn)(void *arg, struct index_entry *e), vo
 	for (size_t i = 0; i < INDEX_RECORD_LOCKS; i++)
 		pthread_mutex_destroy(&ix->record_locks[i]);
 	index_slab_destroy(ix->slab);
+	index_extra_destroy(ix->extra);
 	free(ix);
 }
 
@@ -386,7 +388,7 @@ index_key_compare(uint16_t set_a, const struct digest *a, uint16_t set_b, const 
 uint64_t
 index_memory_bytes(struct index *ix)
 {
-	return index_slab_bytes(ix->slab) + sizeof(*ix);
+	return index_slab_bytes(ix->slab) + sizeof(*ix) + index_extra_bytes(ix);
 }
 
 uint64_t

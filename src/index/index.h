@@ -38,7 +38,14 @@ struct index_entry {
 	struct digest digest;
 	uint16_t set_id;
 	uint8_t key_len;
-	uint8_t slab_class;
+	/* The tree colour shares a byte with the slab class, not the record's
+	 * bitfields below: rotations for other records rewrite it under the
+	 * partition lock while this record's fields are read under its record
+	 * lock alone, and bitfields in one word are one memory location (a
+	 * data race; TSan saw it).  The slab class is only read once the entry
+	 * has left the tree. */
+	uint8_t slab_class : 7;
+	uint8_t red : 1;
 	/* The rest: what stat and the transaction layer read. */
 	uint64_t loc;                        /* storage location (storage.h) */
 	int64_t mtime_ns;                    /* stored mtime (valid if has_meta) */
@@ -50,17 +57,15 @@ struct index_entry {
 	uint64_t set_marker : 1;             /* the marker that keeps a set alive */
 	uint64_t has_ttl : 1;                /* a TTL was set on the record (user.recfs.ttl) */
 	uint64_t older_seen : 1;             /* cold start: an older copy exists on storage */
-	uint64_t spare : 2;
+	uint64_t damaged : 1;                /* cold start: the newest copy's body is damaged:
+	                                      * listed, stat works, reads fail (EIO) */
+	uint64_t spare : 1;
 	uint32_t void_time;
 	uint32_t size;                       /* file-bin length */
 	uint32_t uid, gid;
-	uint16_t mode;
-	/* Tree colour, in a byte of its own: rotations for other records
-	 * rewrite it under the partition lock while this record's fields
-	 * (the bitfields above) are read under its record lock alone, and a
-	 * bitfield shares its memory location (a data race, TSan) with the
-	 * others. */
-	uint8_t red;
+	uint16_t mode : 12;                  /* permission bits (07777) */
+	uint16_t has_extra : 1;              /* a kept inode number or an atime: index_extra_get */
+	uint16_t spare_mode_bits : 3;
 	char key[];                          /* key_len bytes, not NUL-terminated */
 };
 
@@ -69,6 +74,7 @@ struct index_entry {
 #define INDEX_SPRIGS 64         /* trees per partition, by digest byte 2 */
 
 struct index_slab;
+struct index_extra_table;
 
 /*
  * A partition is INDEX_SPRIGS small trees ("sprigs"), chosen by digest
@@ -91,6 +97,7 @@ struct index {
 	struct index_partition partitions[PARTITION_COUNT];
 	pthread_mutex_t record_locks[INDEX_RECORD_LOCKS];
 	struct index_slab *slab;
+	struct index_extra_table *extra;     /* index_extra.c */
 };
 
 int index_create(struct index **out);
@@ -169,6 +176,29 @@ struct index_entry *index_next_locked(struct index_partition *p, uint16_t set_id
 /* The order index_next_locked walks a set in, within one partition:
  * < 0, 0, > 0. */
 int index_key_compare(uint16_t set_a, const struct digest *a, uint16_t set_b, const struct digest *b);
+
+/*
+ * The side table of values few entries have (index_extra.c): a record's
+ * kept inode number when it differs from digest_inode(digest) (it was
+ * renamed), and an atime set explicitly to something else than its mtime.
+ * An entry with either has has_extra set.  Callers hold the entry's record
+ * lock and partition lock (exclusive to change, shared to read); the table
+ * has its own leaf locks.
+ */
+int index_extra_create(struct index_extra_table **out);
+void index_extra_destroy(struct index_extra_table *t);
+/* Set d's values (ino 0: the digest's own, atime 0: none; both 0 removes).
+ * 0 or -ENOMEM (then d has none). */
+int index_extra_put(struct index *ix, const struct digest *d, uint64_t ino, int64_t atime_ns);
+/* d's values, if it has any. */
+bool index_extra_get(struct index *ix, const struct digest *d, uint64_t *ino, int64_t *atime_ns);
+void index_extra_remove(struct index *ix, const struct digest *d);
+/* Does a record other than d keep inode number ino?  (No lock when none
+ * keeps one.) */
+bool index_extra_ino_taken(struct index *ix, uint64_t ino, const struct digest *d);
+/* The attempt-th other candidate for an inode number that is taken. */
+uint64_t index_extra_ino_alternative(uint64_t ino, unsigned attempt);
+uint64_t index_extra_bytes(const struct index *ix);
 
 /* What the index costs in RAM: the slab's chunks plus the fixed tables
  * (partition locks, sprig roots, record locks). */

@@ -19,9 +19,13 @@
 #include "namespace.h"
 
 void
-namespace_entry_fill(struct index_entry *e, const struct record *r, const struct entry_info *info,
-    storage_loc loc)
+namespace_entry_fill(struct namespace *ns, struct index_entry *e, const struct record *r,
+    const struct entry_info *info, storage_loc loc)
 {
+	bool meta = (r->flags & RECORD_F_HAS_META) != 0;
+	uint64_t ino = meta ? r->meta.ino : 0;
+	int64_t atime = meta ? r->meta.atime_ns : 0;
+
 	e->loc = loc;
 	e->generation = r->generation;
 	e->last_update_ms = r->last_update_ms;
@@ -36,6 +40,23 @@ namespace_entry_fill(struct index_entry *e, const struct record *r, const struct
 	e->uid = r->meta.uid;
 	e->gid = r->meta.gid;
 	e->mtime_ns = r->meta.mtime_ns;
+	e->damaged = info->damaged;
+	/* The rare values go to the side table (index.h). */
+	if (ino == digest_inode(&r->digest))
+		ino = 0;
+	if (atime == r->meta.mtime_ns)
+		atime = 0;
+	if (ino != 0 || atime != 0) {
+		int rc = index_extra_put(ns->index, &e->digest, ino, atime);
+
+		if (rc != 0)
+			log_error("namespace", "{%s} no memory for a record's inode number or atime: "
+			    "it shows the defaults until rewritten", ns->name);
+		e->has_extra = rc == 0;
+	} else if (e->has_extra) {
+		index_extra_remove(ns->index, &e->digest);
+		e->has_extra = 0;
+	}
 }
 
 void
@@ -49,6 +70,8 @@ namespace_entry_count(struct namespace *ns, const struct index_entry *e, int dir
 			atomic_store_relaxed(&s->marker, dir > 0);
 		return;
 	}
+	if (e->damaged && !e->tombstone)
+		atomic_add(&ns->damaged_records, (uint64_t)(int64_t)dir);
 	if (e->tombstone) {
 		atomic_add(&ns->tombstones, (uint64_t)(int64_t)dir);
 		atomic_add(&s->tombstones, (uint64_t)(int64_t)dir);
@@ -63,7 +86,7 @@ bool
 namespace_entry_replace(struct namespace *ns, const struct index_entry *e, bool tombstone,
     bool set_marker, uint32_t old_bytes, uint32_t new_bytes)
 {
-	if (e->tombstone != tombstone || e->set_marker != set_marker) {
+	if (e->tombstone != tombstone || e->set_marker != set_marker || e->damaged) {
 		namespace_entry_count(ns, e, -1, old_bytes);
 		return true;
 	}
@@ -93,79 +116,111 @@ namespace_entry_info(const struct namespace *ns, const struct record *r, struct 
 	    ? fb->v.bytes.len : 0;
 	out->has_bins = r->n_bins > (fb != NULL ? 1 : 0);
 	out->has_ttl = r->ttl != RECORD_TTL_DEFAULT;
+	out->damaged = false;
 }
 
 /*
- * Is copy a (generation ga, last-update la) newer than b?  The last-update
- * time decides: it never moves backwards for a record while it is indexed
- * (txn.c next_lut), and a record written again after its tombstone was
- * reclaimed is written later than that tombstone.  The generation only
- * breaks ties (wrap-aware, 16 bits).  Rejected: generation first, as SPEC
- * 6.4 words it: a reclaimed tombstone restarts the record's generation at
- * 1, so a stale tombstone left on storage would win over the new record at
- * the next cold start, and two copies 32768 writes apart compare backwards.
- * A tie on both keeps the copy already indexed (defrag copies are identical).
+ * Cold start: which copy of a record is newest is decided by
+ * record_copy_is_newer (record.h), the rule recfs-check reports with: the
+ * last-update time, then the generation.  The time comes first because it
+ * never moves backwards for a record while it is indexed (txn.c next_lut),
+ * and a record written again after its tombstone was reclaimed is written
+ * later than that tombstone (SPEC 6.4).  Rejected: generation first: a
+ * reclaimed tombstone restarts the record's generation at 1,
+ * so a stale tombstone left on storage would win over the new record at
+ * the next cold start, and two copies 32768 writes apart compare
+ * backwards.  A tie on both keeps the copy already indexed (defrag copies
+ * are identical), unless that one is damaged and the other intact.
  */
+
+/* A damaged copy waiting for its name (namespace.h, cs_unnamed). */
+struct cs_unnamed {
+	struct digest digest;
+	uint16_t generation;
+	uint8_t flags;
+	int32_t ttl;
+	uint64_t last_update_ms;
+	uint32_t void_time;
+	storage_loc loc;
+};
+
+/* Take the waiting damaged copy of d out of the list, if there is one. */
 static bool
-copy_is_newer(uint16_t ga, uint64_t la, uint16_t gb, uint64_t lb)
+unnamed_take(struct namespace *ns, const struct digest *d, struct cs_unnamed *out)
 {
-	if (la != lb)
-		return la > lb;
-	uint16_t diff = (uint16_t)(ga - gb);
-	return diff != 0 && diff < 0x8000;
+	bool found = false;
+
+	if (atomic_load_relaxed(&ns->cs_unnamed_count) == 0)
+		return false;
+	pthread_mutex_lock(&ns->cs_unnamed_lock);
+	for (size_t i = 0; i < ns->cs_unnamed_n; i++) {
+		if (digest_compare(&ns->cs_unnamed[i].digest, d) == 0) {
+			*out = ns->cs_unnamed[i];
+			ns->cs_unnamed[i] = ns->cs_unnamed[--ns->cs_unnamed_n];
+			atomic_store_relaxed(&ns->cs_unnamed_count, ns->cs_unnamed_n);
+			found = true;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&ns->cs_unnamed_lock);
+	return found;
+}
+
+/* What the index keeps of a damaged copy: its header, the meta if proven. */
+static void
+damaged_info(const struct record *r, struct entry_info *info)
+{
+	*info = (struct entry_info){ .has_ttl = r->ttl != RECORD_TTL_DEFAULT,
+	    .damaged = !(r->flags & (RECORD_F_TOMBSTONE | RECORD_F_SET_MARKER)) };
 }
 
 /*
- * Cold start: one verified copy of a record.  Keep it if it is the newest
- * copy seen so far (returns 1: the engine counts its bytes as live), else
- * ignore it (0).  Newest = latest last-update time (see copy_is_newer).
- * Expired copies and tombstones are kept like any other
- * during the scan, so an older copy found later can never win over them;
- * namespace_loaded() settles them once every copy has been seen.
+ * The copy r (at loc, size bytes; info from it) against the entry of its
+ * record in set set_id, record lock held.  Keep it if it is the newest copy
+ * seen so far (returns 1: the engine counts its bytes as live), else
+ * ignore it (0).  Expired copies, tombstones and damaged copies are kept
+ * like any other during the scan, so an older copy found later can never
+ * win over them; namespace_loaded() settles them once every copy has been
+ * seen.
  */
 static int
-namespace_load(void *arg, struct storage *st, const struct record *r, uint32_t size,
-    storage_loc loc)
+load_copy_locked(struct namespace *ns, struct storage *st, const struct record *r,
+    const struct entry_info *info, uint16_t set_id, uint32_t size, storage_loc loc)
 {
-	struct namespace *ns = arg;
 	struct index_partition *p = index_partition_of(ns->index, &r->digest);
 	struct index_entry *e;
-	struct entry_info info;
-	uint16_t set_id = 0;
 	bool is_tomb = (r->flags & RECORD_F_TOMBSTONE) != 0;
+	struct cs_unnamed u;
 	int rc = 0;
 
-	if (r->set_len > 0 && set_lookup_or_add(&ns->sets, r->set, r->set_len, &set_id) != 0) {
-		log_warn("namespace", "{%s} cold start: too many sets, record skipped", ns->name);
-		return 0;
-	}
-	if (is_tomb)
-		atomic_inc(&ns->cold_start_tombs);
-	namespace_entry_info(ns, r, &info);
-	index_record_lock(ns->index, &r->digest);
+	/* Every copy of a record of the set may say when the set last changed
+	 * (set_times_settle). */
+	if (!(r->flags & RECORD_F_SET_MARKER))
+		set_times_seen(&ns->sets.sets[set_id], r->last_update_ms);
 	pthread_rwlock_rdlock(&p->lock);
 	e = index_find_locked(p, set_id, &r->digest);
 	pthread_rwlock_unlock(&p->lock);
 	if (e == NULL) {
 		e = index_entry_alloc(ns->index, set_id, &r->digest, r->key, r->key_len);
-		if (e == NULL) {
-			rc = -ENOMEM;
-			goto out;
-		}
+		if (e == NULL)
+			return -ENOMEM;
 		pthread_rwlock_wrlock(&p->lock);
-		namespace_entry_fill(e, r, &info, loc);
+		namespace_entry_fill(ns, e, r, info, loc);
 		index_insert_locked(p, e);
 		namespace_entry_count(ns, e, +1, size);
 		pthread_rwlock_unlock(&p->lock);
 		rc = 1;
-	} else if (copy_is_newer(r->generation, r->last_update_ms, (uint16_t)e->generation,
-	    e->last_update_ms)) {
+	} else if (record_copy_is_newer(r->generation, r->last_update_ms, (uint16_t)e->generation,
+	    e->last_update_ms) ||
+	    /* The same version intact (a copy defrag left behind): better. */
+	    (e->damaged && !info->damaged && r->generation == e->generation &&
+	    r->last_update_ms == e->last_update_ms)) {
 		storage_loc old = e->loc;
 		bool older_live = !e->tombstone || e->older_seen;
 
 		pthread_rwlock_wrlock(&p->lock);
 		namespace_entry_count(ns, e, -1, storage_loc_size(old));
-		namespace_entry_fill(e, r, &info, loc);
+		namespace_entry_fill(ns, e, r, info, loc);
 		e->older_seen = is_tomb && older_live;
 		namespace_entry_count(ns, e, +1, size);
 		pthread_rwlock_unlock(&p->lock);
@@ -176,6 +231,149 @@ namespace_load(void *arg, struct storage *st, const struct record *r, uint32_t s
 		pthread_rwlock_wrlock(&p->lock);
 		e->older_seen = 1;
 		pthread_rwlock_unlock(&p->lock);
+	}
+
+	/* A damaged copy of this record that could not say its name: the
+	 * record has one now; the newer of the two stays. */
+	if (unnamed_take(ns, &r->digest, &u)) {
+		if (record_copy_is_newer(u.generation, u.last_update_ms, (uint16_t)e->generation,
+		    e->last_update_ms)) {
+			struct record d;
+			struct entry_info di;
+			storage_loc old = e->loc;
+			bool older_live = !e->tombstone || e->older_seen;
+
+			record_init(&d);
+			d.digest = u.digest;
+			d.generation = u.generation;
+			d.flags = u.flags & (uint8_t)~RECORD_F_HAS_META;
+			d.ttl = u.ttl;
+			d.last_update_ms = u.last_update_ms;
+			d.void_time = u.void_time;
+			damaged_info(&d, &di);
+			pthread_rwlock_wrlock(&p->lock);
+			namespace_entry_count(ns, e, -1, storage_loc_size(old));
+			namespace_entry_fill(ns, e, &d, &di, u.loc);
+			e->older_seen = (d.flags & RECORD_F_TOMBSTONE) && older_live;
+			namespace_entry_count(ns, e, +1, storage_loc_size(u.loc));
+			pthread_rwlock_unlock(&p->lock);
+			storage_free(st, old);
+		} else {
+			storage_free(st, u.loc);
+		}
+	}
+	return rc;
+}
+
+/* Cold start: one verified copy of a record (see load_copy_locked). */
+static int
+namespace_load(void *arg, struct storage *st, const struct record *r, uint32_t size,
+    storage_loc loc)
+{
+	struct namespace *ns = arg;
+	struct entry_info info;
+	uint16_t set_id = 0;
+	int rc;
+
+	if (r->set_len > 0 && set_lookup_or_add(&ns->sets, r->set, r->set_len, &set_id) != 0) {
+		log_warn("namespace", "{%s} cold start: too many sets, record skipped", ns->name);
+		return 0;
+	}
+	if (r->flags & RECORD_F_TOMBSTONE)
+		atomic_inc(&ns->cold_start_tombs);
+	namespace_entry_info(ns, r, &info);
+	index_record_lock(ns->index, &r->digest);
+	rc = load_copy_locked(ns, st, r, &info, set_id, size, loc);
+	index_record_unlock(ns->index, &r->digest);
+	return rc;
+}
+
+/*
+ * Cold start: a copy whose header is intact but whose body is damaged
+ * (r from record_flat_salvage: header fields, name and meta if proven).
+ * It takes part in the newest-copy rule like any copy: when it is newer
+ * than every intact copy, the record is marked damaged instead of an
+ * older copy passing for its content.  A damaged tombstone or set marker
+ * says all it has to say in its header: it counts as one, not damaged.
+ * Without a proven name, the record's entry (any set) gives it; without
+ * an entry yet, the copy waits in cs_unnamed for a copy that brings the
+ * name (load_copy_locked), else namespace_loaded drops it.
+ */
+static int
+namespace_load_damaged(void *arg, struct storage *st, const struct record *r, unsigned parts,
+    uint32_t size, storage_loc loc)
+{
+	struct namespace *ns = arg;
+	struct entry_info info;
+	uint16_t set_id = 0;
+	int rc = 0;
+
+	damaged_info(r, &info);
+	if (parts & RECORD_SALVAGE_NAME) {
+		if (r->set_len > 0 && set_lookup_or_add(&ns->sets, r->set, r->set_len, &set_id) != 0)
+			return 0;
+		if (r->flags & RECORD_F_TOMBSTONE)
+			atomic_inc(&ns->cold_start_tombs);
+		index_record_lock(ns->index, &r->digest);
+		rc = load_copy_locked(ns, st, r, &info, set_id, size, loc);
+		index_record_unlock(ns->index, &r->digest);
+		return rc;
+	}
+
+	struct index_partition *p = index_partition_of(ns->index, &r->digest);
+	struct index_entry *e = NULL;
+
+	index_record_lock(ns->index, &r->digest);
+	uint32_t n_sets = atomic_load_acquire(&ns->sets.n);
+	pthread_rwlock_rdlock(&p->lock);
+	for (uint32_t id = 0; id <= n_sets && e == NULL; id++)
+		if ((e = index_find_locked(p, (uint16_t)id, &r->digest)) != NULL)
+			set_id = (uint16_t)id;
+	pthread_rwlock_unlock(&p->lock);
+	if (e != NULL) {
+		if (r->flags & RECORD_F_TOMBSTONE)
+			atomic_inc(&ns->cold_start_tombs);
+		rc = load_copy_locked(ns, st, r, &info, set_id, size, loc);
+		goto out;
+	}
+	struct cs_unnamed u = { .digest = r->digest, .generation = r->generation,
+	    .flags = r->flags, .ttl = r->ttl, .last_update_ms = r->last_update_ms,
+	    .void_time = r->void_time, .loc = loc };
+	struct cs_unnamed prev;
+	storage_loc drop = 0;
+
+	if (unnamed_take(ns, &r->digest, &prev)) {
+		/* Two nameless damaged copies: the newer waits, the other goes. */
+		if (!record_copy_is_newer(u.generation, u.last_update_ms, prev.generation,
+		    prev.last_update_ms)) {
+			drop = u.loc;
+			u = prev;
+		} else {
+			drop = prev.loc;
+		}
+	}
+	pthread_mutex_lock(&ns->cs_unnamed_lock);
+	if (ns->cs_unnamed_n == ns->cs_unnamed_cap) {
+		size_t cap = ns->cs_unnamed_cap ? ns->cs_unnamed_cap * 2 : 16;
+		struct cs_unnamed *v = realloc(ns->cs_unnamed, cap * sizeof(*v));
+
+		if (v == NULL) {
+			pthread_mutex_unlock(&ns->cs_unnamed_lock);
+			rc = -ENOMEM;
+			goto out;
+		}
+		ns->cs_unnamed = v;
+		ns->cs_unnamed_cap = cap;
+	}
+	ns->cs_unnamed[ns->cs_unnamed_n++] = u;
+	atomic_store_relaxed(&ns->cs_unnamed_count, ns->cs_unnamed_n);
+	pthread_mutex_unlock(&ns->cs_unnamed_lock);
+	if (drop == loc)
+		rc = 0;
+	else {
+		rc = 1;
+		if (drop != 0)
+			storage_free(st, drop);
 	}
 out:
 	index_record_unlock(ns->index, &r->digest);
@@ -193,13 +391,104 @@ namespace_hint(void *arg, const struct digest *d, bool near)
 		index_prefetch_early(ns->index, d);
 }
 
+/* Cold start is over: each set's mtime and ctime from its marker and the
+ * newest copy of its records (set_times_settle). */
+static void
+namespace_sets_settle(struct namespace *ns, bool clean_start)
+{
+	for (uint32_t id = 1; id <= atomic_load_acquire(&ns->sets.n); id++) {
+		struct ns_set *s = &ns->sets.sets[id];
+		struct index_partition *p;
+		struct index_entry *m;
+		struct digest d;
+
+		digest_compute(&d, s->name, s->len, "", 0);
+		p = index_partition_of(ns->index, &d);
+		pthread_rwlock_rdlock(&p->lock);
+		m = index_find_locked(p, (uint16_t)id, &d);
+		if (m != NULL && (!m->set_marker || m->tombstone))
+			m = NULL;
+		set_times_settle(s, m, clean_start);
+		pthread_rwlock_unlock(&p->lock);
+	}
+}
+
 /* Cold start is over: a tombstone no older copy was found for has done
  * its job and is dropped (its bytes freed).  Runs before any client. */
+/* The file a location is on, for messages. */
+static const char *
+loc_file(const struct namespace *ns, storage_loc loc)
+{
+	uint32_t f = storage_loc_file(loc);
+
+	return f < ns->cfg->storage.n_files ? ns->cfg->storage.files[f] : "(RAM)";
+}
+
+#define DAMAGED_LOG_MAX 20
+
+/*
+ * Cold start is over.  Damaged copies still without a name had no other
+ * copy at all: the record is lost (as when its header is damaged), their
+ * bytes are freed.  Each record whose newest copy is damaged is logged once
+ * (the first DAMAGED_LOG_MAX, then a count), with file and offset.
+ */
+static void
+damaged_settle(struct namespace *ns, struct storage *st)
+{
+	uint64_t logged = 0, n_damaged = atomic_load_relaxed(&ns->damaged_records);
+
+	pthread_mutex_lock(&ns->cs_unnamed_lock);
+	for (size_t i = 0; i < ns->cs_unnamed_n; i++) {
+		const struct cs_unnamed *u = &ns->cs_unnamed[i];
+
+		log_error("namespace", "{%s} %s offset %" PRIu64 ": damaged record (generation %u) "
+		    "whose set and key are damaged too, and no other copy of it: lost", ns->name,
+		    loc_file(ns, u->loc), storage_loc_offset(u->loc), u->generation);
+		storage_free(st, u->loc);
+	}
+	free(ns->cs_unnamed);
+	ns->cs_unnamed = NULL;
+	ns->cs_unnamed_n = ns->cs_unnamed_cap = 0;
+	atomic_store_relaxed(&ns->cs_unnamed_count, 0);
+	pthread_mutex_unlock(&ns->cs_unnamed_lock);
+
+	uint32_t n_sets = atomic_load_acquire(&ns->sets.n);
+	for (uint32_t pid = 0; pid < PARTITION_COUNT && n_damaged > 0 && logged < DAMAGED_LOG_MAX;
+	    pid++) {
+		struct index_partition *p = &ns->index->partitions[pid];
+
+		pthread_rwlock_rdlock(&p->lock);
+		for (uint32_t set_id = 0; set_id <= n_sets && logged < DAMAGED_LOG_MAX; set_id++) {
+			for (struct index_entry *e = index_next_locked(p, (uint16_t)set_id, NULL);
+			    e != NULL && logged < DAMAGED_LOG_MAX;
+			    e = index_next_locked(p, (uint16_t)set_id, &e->digest)) {
+				if (!e->damaged || e->tombstone)
+					continue;
+				const struct ns_set *set = &ns->sets.sets[e->set_id];
+
+				log_error("namespace", "{%s} %s offset %" PRIu64 ": record %s%s%.*s "
+				    "(generation %u): its newest copy is damaged; reads return EIO "
+				    "until it is overwritten or unlinked", ns->name, loc_file(ns, e->loc),
+				    storage_loc_offset(e->loc), e->set_id != 0 ? set->name : "",
+				    e->set_id != 0 ? "/" : "", (int)e->key_len, e->key,
+				    (unsigned)e->generation);
+				logged++;
+			}
+		}
+		pthread_rwlock_unlock(&p->lock);
+	}
+	if (n_damaged > logged)
+		log_error("namespace", "{%s} %" PRIu64 " records are damaged (%" PRIu64 " logged above)",
+		    ns->name, n_damaged, logged);
+}
+
 static void
 namespace_loaded(void *arg, struct storage *st)
 {
 	struct namespace *ns = arg;
 	uint64_t dropped = 0;
+
+	damaged_settle(ns, st);
 
 	struct index_entry **victims = NULL;
 	size_t cap = 0;
@@ -241,9 +530,11 @@ namespace_loaded(void *arg, struct storage *st)
 	}
 	free(victims);
 	atomic_add(&ns->tombstones_reclaimed, dropped);
+	namespace_sets_settle(ns, st->clean_start);
 	log_info("namespace", "{%s} cold start done: %" PRIu64 " records, %" PRIu64
-	    " tombstones kept, %" PRIu64 " tombstones reclaimed", ns->name,
-	    atomic_load_relaxed(&ns->objects), atomic_load_relaxed(&ns->tombstones), dropped);
+	    " tombstones kept, %" PRIu64 " tombstones reclaimed, %" PRIu64 " damaged", ns->name,
+	    atomic_load_relaxed(&ns->objects), atomic_load_relaxed(&ns->tombstones), dropped,
+	    atomic_load_relaxed(&ns->damaged_records));
 }
 
 /* Set name stored in a flat record (RECORD_F layout, record.h). */
@@ -273,12 +564,24 @@ namespace_relocate(void *arg, struct storage *st, const uint8_t *flat, uint32_t 
 	uint16_t set_id;
 	int rc;
 
-	if (flat_set_id(ns, flat, size, &set_id) != 0)
+	bool named = flat_set_id(ns, flat, size, &set_id) == 0;
+
+	/* A damaged current copy may have a damaged set name: find it by its
+	 * location in every set (only while damaged records exist). */
+	if (!named && atomic_load_relaxed(&ns->damaged_records) == 0)
 		return 0;  /* no such set: not a current copy */
 	index_record_lock(ns->index, d);
 	pthread_rwlock_rdlock(&p->lock);
-	e = index_find_locked(p, set_id, d);
+	e = named ? index_find_locked(p, set_id, d) : NULL;
 	bool current = e != NULL && e->loc == old_loc;
+	if (!current && atomic_load_relaxed(&ns->damaged_records) > 0) {
+		uint32_t n_sets = atomic_load_acquire(&ns->sets.n);
+
+		for (uint32_t id = 0; id <= n_sets && !current; id++) {
+			e = index_find_locked(p, (uint16_t)id, d);
+			current = e != NULL && e->loc == old_loc;
+		}
+	}
 	pthread_rwlock_unlock(&p->lock);
 	if (!current) {
 		rc = 0;
@@ -310,12 +613,14 @@ namespace_open(struct namespace **out, struct ns_config *cfg)
 	memcpy(ns->name, cfg->name, sizeof(ns->name));
 	ns->cfg = cfg;
 	set_table_init(&ns->sets);
+	pthread_mutex_init(&ns->cs_unnamed_lock, NULL);
 	rc = index_create(&ns->index);
 	if (rc != 0)
 		goto fail;
 	ns->max_record_size = storage_max_record_size(&cfg->storage);
 	owner = (struct storage_owner){ .arg = ns, .relocate = namespace_relocate,
-	    .load = namespace_load, .hint = namespace_hint, .loaded = namespace_loaded };
+	    .load = namespace_load, .load_damaged = namespace_load_damaged, .hint = namespace_hint,
+	    .loaded = namespace_loaded };
 	rc = storage_open(&ns->storage, ns->name, &cfg->storage, &owner);
 	if (rc != 0)
 		goto fail;
@@ -333,6 +638,8 @@ namespace_open(struct namespace **out, struct ns_config *cfg)
 fail:
 	index_destroy(ns->index, NULL, NULL);
 	set_table_fini(&ns->sets);
+	free(ns->cs_unnamed);
+	pthread_mutex_destroy(&ns->cs_unnamed_lock);
 	free(ns);
 	return rc;
 }
@@ -348,6 +655,8 @@ namespace_close(struct namespace *ns, bool clean)
 	storage_close(ns->storage, clean);
 	index_destroy(ns->index, NULL, NULL);
 	set_table_fini(&ns->sets);
+	free(ns->cs_unnamed);
+	pthread_mutex_destroy(&ns->cs_unnamed_lock);
 	log_info("namespace", "{%s} closed%s", ns->name, clean ? " cleanly" : "");
 	free(ns);
 }

@@ -54,6 +54,16 @@ struct ns_counters {
  * CPUs counting writes do not bounce one cache line (base/shard.h). */
 #define NS_COUNT_ADD(ns, name, n) atomic_add(&(ns)->counters[shard_self()].name, (n))
 
+/*
+ * A set is a directory, so it has a mode, an owner and times.  Mode, owner
+ * and an explicitly set mtime are stored in its marker record (POSIX meta).
+ * Its mtime and ctime also move when records are created, deleted or
+ * renamed in it; writing the marker for each of those would double their
+ * cost, so the times live here and reach the marker at a clean shutdown
+ * (txn.c set_times_store); after a crash the cold start moves them to the
+ * newest record copy of the set written after the marker (set_times_settle).
+ * docs/architecture.md "Set directories" has the whole argument.
+ */
 struct ns_set {
 	char name[RECORD_SET_MAX + 1];
 	uint8_t len;
@@ -61,6 +71,10 @@ struct ns_set {
 	uint64_t objects;        /* atomic */
 	uint64_t data_bytes;     /* atomic: storage bytes of its records */
 	uint64_t tombstones;     /* atomic */
+	int64_t mtime_ns;        /* atomic: the set's mtime (ns since the Unix epoch) */
+	uint64_t ctime_ms;       /* atomic: its ctime, in last-update time (ms since RECFS_EPOCH) */
+	uint64_t newest_ms;      /* atomic, cold start only: newest last-update time of a
+	                          * record copy (tombstones too) of the set */
 };
 
 struct set_table {
@@ -105,6 +119,16 @@ struct namespace {
 	uint64_t raider_passes;             /* atomic */
 	uint64_t tombstones_reclaimed;      /* atomic */
 	uint64_t cold_start_tombs;          /* atomic: tombstone copies the cold start met */
+
+	/* Damaged records: entries whose newest copy's body is damaged. */
+	uint64_t damaged_records;           /* atomic gauge (namespace_entry_count) */
+	/* Cold start: damaged copies whose name is damaged too and whose
+	 * record has no entry yet; settled when a copy of the record brings
+	 * its name, or dropped by namespace_loaded.  Rare: a plain array. */
+	pthread_mutex_t cs_unnamed_lock;
+	struct cs_unnamed *cs_unnamed;
+	size_t cs_unnamed_n, cs_unnamed_cap;
+	uint64_t cs_unnamed_count;          /* atomic: cs_unnamed_n, read without the lock */
 };
 
 /* What the index learns from a stored record besides its header. */
@@ -112,21 +136,25 @@ struct entry_info {
 	uint32_t file_len;       /* file-bin length */
 	bool has_bins;           /* bins other than the file bin */
 	bool has_ttl;            /* a TTL setting other than the default */
+	bool damaged;            /* the copy's body is damaged (only its header is known) */
 };
 
-/* Copy a stored record's metadata into its index entry (partition lock
- * held exclusive). */
-void namespace_entry_fill(struct index_entry *e, const struct record *r,
+/* Copy a stored record's metadata into its index entry (record lock and
+ * partition lock held exclusive), its kept inode number and atime into the
+ * index's side table when they are not the defaults (the digest's inode
+ * number; the mtime). */
+void namespace_entry_fill(struct namespace *ns, struct index_entry *e, const struct record *r,
     const struct entry_info *info, storage_loc loc);
 /* Account an entry entering (+1) or leaving (-1) the index: object and
- * tombstone counts, set sizes, set markers. */
+ * tombstone counts, damaged records, set sizes, set markers. */
 void namespace_entry_count(struct namespace *ns, const struct index_entry *e, int dir,
     uint32_t bytes);
 /* An entry's copy was replaced (partition lock held exclusive): call
  * before namespace_entry_fill with the new copy's kind.  When the kind
  * stays the same (a record rewritten, the common case) only the set's
  * byte count moves - no shared counter is touched for nothing; otherwise
- * the old copy leaves and namespace_entry_count(+1) must follow the fill.
+ * (and always when the entry was damaged) the old copy leaves and
+ * namespace_entry_count(+1) must follow the fill.
  * Returns true when that +1 is needed. */
 bool namespace_entry_replace(struct namespace *ns, const struct index_entry *e, bool tombstone,
     bool set_marker, uint32_t old_bytes, uint32_t new_bytes);
@@ -151,6 +179,19 @@ void set_table_fini(struct set_table *t);
 int set_lookup(struct set_table *t, const char *name, size_t len, uint16_t *id);
 /* Id of name, adding it if new: 0 or -ENOSPC (4095 sets). */
 int set_lookup_or_add(struct set_table *t, const char *name, size_t len, uint16_t *id);
+/* The set's entries changed (a record created, deleted or renamed) by a
+ * write with last-update time lut_ms: its mtime and ctime move there. */
+void set_times_touch(struct ns_set *s, uint64_t lut_ms);
+/* Cold start: a copy of one of the set's records with last-update time lut_ms. */
+void set_times_seen(struct ns_set *s, uint64_t lut_ms);
+/*
+ * Cold start is over: each set's times from its marker entry m (NULL: none,
+ * or not live) and the newest record copy seen.  After a clean shutdown the
+ * marker's times are exact (set_times_store wrote them); after a crash a
+ * record copy newer than the marker moves both times to it.
+ */
+void set_times_settle(struct ns_set *s, const struct index_entry *m, bool clean_start);
+
 /* A set is visible while it has a marker or records. */
 static inline bool set_visible(const struct ns_set *s)
 {

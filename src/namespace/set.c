@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "../base/atomic.h"
+#include "../base/clock.h"
 #include "namespace.h"
 
 static uint32_t
@@ -102,4 +103,52 @@ set_lookup_or_add(struct set_table *t, const char *name, size_t len, uint16_t *i
 	pthread_rwlock_unlock(&t->lock);
 	*id = (uint16_t)rc;
 	return 0;
+}
+
+/* ---- set times (namespace.h, docs/architecture.md "Set directories") ---- */
+
+void
+set_times_touch(struct ns_set *s, uint64_t lut_ms)
+{
+	uint64_t c = atomic_load_relaxed(&s->ctime_ms);
+
+	/* Two changes racing may leave the mtime at the earlier one, a
+	 * millisecond apart; the ctime only moves forward. */
+	atomic_store_relaxed(&s->mtime_ns, clock_epoch_ms_to_unix_ns(lut_ms));
+	while (c < lut_ms && !atomic_cas(&s->ctime_ms, &c, lut_ms))
+		;
+}
+
+void
+set_times_seen(struct ns_set *s, uint64_t lut_ms)
+{
+	uint64_t n = atomic_load_relaxed(&s->newest_ms);
+
+	/* Scan threads mostly read: a store only for a newer copy. */
+	while (n < lut_ms && !atomic_cas(&s->newest_ms, &n, lut_ms))
+		;
+}
+
+void
+set_times_settle(struct ns_set *s, const struct index_entry *m, bool clean_start)
+{
+	uint64_t newest = atomic_load_relaxed(&s->newest_ms), c = newest;
+	int64_t mt = clock_epoch_ms_to_unix_ns(newest);
+
+	if (m != NULL) {
+		/* A marker with metadata was rewritten at the clean shutdown if
+		 * the times had moved since it was written: then it is exact,
+		 * and a newer copy only means a record's content was rewritten.
+		 * A crash, or a marker without metadata (never rewritten), lets
+		 * the newest record copy written after it speak. */
+		bool exact = clean_start && m->has_meta;
+
+		if (exact || newest <= m->last_update_ms) {
+			c = m->last_update_ms;
+			mt = m->has_meta ? m->mtime_ns : clock_epoch_ms_to_unix_ns(c);
+		}
+	}
+	atomic_store_relaxed(&s->ctime_ms, c);
+	atomic_store_relaxed(&s->mtime_ns, mt);
+	atomic_store_relaxed(&s->newest_ms, 0);
 }

@@ -25,10 +25,13 @@
  *    52     2  number of bins (0..32767)
  *    54     2  reserved, 0
  *    56     4  end offset E: where the end mark starts (E >= 64)
- *    60     4  reserved, 0
+ *    60     4  header check: CRC32C of bytes [0, 60) (version 1: reserved, 0)
  *    64        set name bytes, key bytes,
- *              POSIX meta if RECORD_F_HAS_META (24 bytes: mode u32, uid u32,
- *              gid u32, reserved u32 = 0, mtime ns since Unix epoch i64),
+ *              POSIX meta if RECORD_F_HAS_META (40 bytes: mode u32, uid u32,
+ *              gid u32, meta check u32, mtime i64, atime i64, ino u64; the
+ *              meta check is the CRC32C of set, key and the meta's other 36
+ *              bytes; version 1: 24 bytes, reserved u32 = 0 for the meta
+ *              check, no atime, no ino),
  *              bins: name length u8 (1..15), name, type u8, value
  *                    (INTEGER/DOUBLE: 8 bytes; STRING/BLOB: u32 length + bytes)
  *     E     4  end mark RECORD_FLAT_END_MARK
@@ -37,8 +40,12 @@
  *
  * A reader trusts nothing: the checker rejects bad magic, version, size
  * bounds and end offsets; the decoder parses every field against E and the
- * verifier checks end mark and CRC, so a torn or overwritten record is
- * detected, never returned.
+ * verifier checks header check, end mark and CRC, so a torn or overwritten
+ * record is detected, never returned.  The header check is separate from
+ * the whole record's CRC so that a copy whose body is damaged still says
+ * which record (digest) and which version of it (generation, last-update
+ * time) it was: record_flat_header_check().  Writers always write the
+ * current version (2); version 1 records are still read.
  */
 #ifndef RECFS_RECORD_RECORD_H
 #define RECFS_RECORD_RECORD_H
@@ -57,7 +64,8 @@
 
 #define RECORD_FLAT_MAGIC 0x31435246u    /* "FRC1" */
 #define RECORD_FLAT_END_MARK 0x444e4552u /* "REND" */
-#define RECORD_FLAT_VERSION 1
+#define RECORD_FLAT_VERSION 2     /* what the encoder writes */
+#define RECORD_FLAT_VERSION_MIN 1 /* the oldest the decoder reads */
 #define RECORD_FLAT_HEADER_SIZE 64
 #define RECORD_FLAT_MIN_SIZE 80          /* header + end mark + crc, rounded to 16 */
 #define RBLOCK_SIZE 16
@@ -98,6 +106,8 @@ struct posix_meta {
 	uint32_t uid;
 	uint32_t gid;
 	int64_t mtime_ns;   /* ns since the Unix epoch */
+	int64_t atime_ns;   /* ns since the Unix epoch; 0 = never set explicitly (v1: 0) */
+	uint64_t ino;       /* the file's inode number kept with it; 0 = none (v1: 0) */
 };
 
 struct record {
@@ -160,8 +170,39 @@ long record_flat_encode(const struct record *r, uint8_t *dst, size_t dst_size);
  */
 int record_flat_check(const uint8_t *src, size_t avail, uint32_t *size_out);
 
-/* End mark and CRC32C of a record that passed record_flat_check.  0 or RECFS_ECHECKSUM. */
+/*
+ * Header check (version 2), end mark, CRC32C and zero padding of a record
+ * that passed record_flat_check.  0 or RECFS_ECHECKSUM.
+ */
 int record_flat_verify(const uint8_t *src, uint32_t size);
+
+/* What the fixed header of a stored record says (record_flat_header_check). */
+struct record_flat_header {
+	struct digest digest;
+	uint8_t version;
+	uint8_t flags;            /* RECORD_F_* */
+	uint8_t key_type;
+	uint8_t set_len;
+	uint16_t generation;
+	uint16_t key_len;
+	uint16_t n_bins;
+	uint64_t last_update_ms;
+	uint32_t void_time;
+	int32_t ttl;
+	uint32_t size;            /* bytes on storage */
+	uint32_t end;             /* end offset E */
+};
+
+/*
+ * The header alone: record_flat_check, then the header check of version 2
+ * and the header's own field rules (flags, generation, lengths, ttl), so a
+ * copy whose body is damaged still says which record and which version of
+ * it it is.  Fills *h on 0.  Returns 0, RECFS_EFORMAT (not a record start,
+ * or a field out of range), RECFS_ECHECKSUM (the header check does not
+ * match: the header is damaged) or RECFS_EVERSION (a version 1 record,
+ * which has no header check of its own: *h is filled but unproven).
+ */
+int record_flat_header_check(const uint8_t *src, size_t avail, struct record_flat_header *h);
 
 /*
  * Full decode: check + verify + parse.  Strings and bin values point into
@@ -177,6 +218,41 @@ int record_flat_decode(const uint8_t *src, size_t avail, struct record *r);
  * engines verify every read): everything but the CRC pass.
  */
 int record_flat_decode_verified(const uint8_t *src, size_t avail, struct record *r);
+
+/* What record_flat_salvage could prove besides the header. */
+#define RECORD_SALVAGE_NAME 0x1 /* set and key: their digest is the header's */
+#define RECORD_SALVAGE_META 0x2 /* POSIX meta: the meta check matches */
+
+/*
+ * A copy whose header passed record_flat_header_check (h) but whose body
+ * did not verify: fill r with what can still be trusted.  Header fields
+ * always (flags without RECORD_F_HAS_META unless the meta is proven, no
+ * bins); set and key (pointing into src) when the digest computed from
+ * them is the header's; the POSIX meta when the meta check matches.
+ * Returns the RECORD_SALVAGE_* bits proven.  Reads only [0, h->end).
+ */
+unsigned record_flat_salvage(const uint8_t *src, const struct record_flat_header *h,
+    struct record *r);
+
+/*
+ * The newest-copy rule, the one place it is decided (cold start of every
+ * engine, recfs-check): is copy a (generation ga, last-update time la)
+ * newer than copy b?  The later last-update time wins; with equal times
+ * the higher generation, compared wrap-aware on 16 bits (a difference
+ * below 32768 counts as newer).  A tie on both: neither is newer.  Why
+ * the time comes first: see docs/storage-format.md, Cold start.
+ */
+static inline bool record_copy_is_newer(uint16_t ga, uint64_t la, uint16_t gb, uint64_t lb)
+{
+	if (la != lb)
+		return la > lb;
+	uint16_t diff = (uint16_t)(ga - gb);
+	return diff != 0 && diff < 0x8000;
+}
+
+/* The rule above in words, for messages (recfs-check). */
+#define RECORD_NEWEST_COPY_RULE \
+	"the copy with the later last-update time, then the higher generation"
 
 /* Header fields of a stored record without a full decode (for scans). */
 static inline const struct digest *record_flat_digest(const uint8_t *src)

@@ -10,10 +10,21 @@
  * Decoding reads bytes that may be torn, overwritten or hostile (it is
  * fuzzed), so it trusts no length: every read is bounded by the end offset
  * E, which itself was bounded by the size the caller says is readable.  The
- * format is canonical (minimal size, zero reserved fields and padding), so
- * decode followed by encode reproduces the input byte for byte, and every
- * single-byte change to a record is rejected: bytes before E+4 by the CRC,
- * the CRC by itself, the padding by the zero check.
+ * format is canonical (minimal size, zero reserved fields and padding, the
+ * header and meta checks matching their bytes), so decode followed by
+ * encode reproduces a version 2 input byte for byte (a version 1 input
+ * comes out as version 2), and every single-byte change to a record is
+ * rejected: bytes before E+4 by the CRC, the CRC by itself, the padding by
+ * the zero check.
+ *
+ * Version 2 adds two checks of parts of the record to the CRC of the whole:
+ * the header check (CRC32C of header bytes [0, 60), at 60) and the meta
+ * check (CRC32C of set, key and POSIX meta, inside the meta).  When the
+ * bins are damaged, the header still says which record and which version
+ * of it this copy was, and the meta what stat should show.  Rejected: the
+ * header check also covering set, key and meta (one CRC fewer, but damage
+ * there would then leave the copy unidentified; set and key are proven by
+ * the digest anyway).
  *
  * Rejected: a varint encoding of lengths (smaller by a few bytes per record
  * but needs a parse to find the bins; records are rounded to 16 bytes
@@ -45,9 +56,13 @@
 #define OFF_N_BINS      52
 #define OFF_RESERVED_1  54
 #define OFF_END         56
-#define OFF_RESERVED_2  60
+#define OFF_HEADER_CRC  60 /* version 1: reserved, 0 */
 
-#define META_SIZE    24 /* mode, uid, gid, reserved, mtime_ns */
+/* POSIX meta: mode, uid, gid, meta check (v1: reserved), mtime_ns;
+ * version 2 adds atime_ns and ino. */
+#define META_SIZE_V1 24
+#define META_SIZE    40
+#define META_OFF_CHECK 12
 #define TRAILER_SIZE  8 /* end mark + CRC32C */
 #define KEY_TYPE_MAX  DIGEST_KEY_TYPE_BLOB
 #define MODE_MASK     07777u
@@ -57,7 +72,28 @@
 _Static_assert(RECORD_FLAT_MIN_SIZE ==
     ((RECORD_FLAT_HEADER_SIZE + TRAILER_SIZE + RBLOCK_SIZE - 1) & ~(RBLOCK_SIZE - 1)),
     "minimum record is an empty header plus the trailer, rounded to an rblock");
-_Static_assert(OFF_RESERVED_2 + 4 == RECORD_FLAT_HEADER_SIZE, "header layout");
+_Static_assert(OFF_HEADER_CRC + 4 == RECORD_FLAT_HEADER_SIZE, "header layout");
+
+/* The header check: CRC32C of everything in the header before it. */
+static inline uint32_t
+header_crc(const uint8_t *src)
+{
+	return crc32c(0, src, OFF_HEADER_CRC);
+}
+
+/*
+ * The meta check of version 2: CRC32C of set name, key and the meta bytes
+ * other than the check itself, all of which precede the bins, so stat can
+ * trust them when only the bins (the file content) are damaged.
+ */
+static inline uint32_t
+meta_crc(const uint8_t *src, size_t meta_pos)
+{
+	uint32_t crc = crc32c(0, src + RECORD_FLAT_HEADER_SIZE,
+	    meta_pos - RECORD_FLAT_HEADER_SIZE + META_OFF_CHECK);
+
+	return crc32c(crc, src + meta_pos + META_OFF_CHECK + 4, META_SIZE - META_OFF_CHECK - 4);
+}
 
 static inline void
 put_u16(uint8_t *p, uint16_t v)
@@ -219,7 +255,7 @@ record_flat_encode(const struct record *r, uint8_t *dst, size_t dst_size)
 	put_u16(dst + OFF_N_BINS, r->n_bins);
 	put_u16(dst + OFF_RESERVED_1, 0);
 	put_u32(dst + OFF_END, (uint32_t)end);
-	put_u32(dst + OFF_RESERVED_2, 0);
+	put_u32(dst + OFF_HEADER_CRC, header_crc(dst));
 
 	p = dst + RECORD_FLAT_HEADER_SIZE;
 	if (r->set_len > 0)
@@ -232,8 +268,10 @@ record_flat_encode(const struct record *r, uint8_t *dst, size_t dst_size)
 		put_u32(p, r->meta.mode);
 		put_u32(p + 4, r->meta.uid);
 		put_u32(p + 8, r->meta.gid);
-		put_u32(p + 12, 0);
 		put_u64(p + 16, (uint64_t)r->meta.mtime_ns);
+		put_u64(p + 24, (uint64_t)r->meta.atime_ns);
+		put_u64(p + 32, r->meta.ino);
+		put_u32(p + META_OFF_CHECK, meta_crc(dst, (size_t)(p - dst)));
 		p += META_SIZE;
 	}
 	for (uint16_t i = 0; i < r->n_bins; i++) {
@@ -281,7 +319,7 @@ record_flat_check(const uint8_t *src, size_t avail, uint32_t *size_out)
 	if (avail < RECORD_FLAT_MIN_SIZE)
 		return RECFS_EFORMAT;
 	if (get_u32(src + OFF_MAGIC) != RECORD_FLAT_MAGIC ||
-	    src[OFF_VERSION] != RECORD_FLAT_VERSION)
+	    src[OFF_VERSION] < RECORD_FLAT_VERSION_MIN || src[OFF_VERSION] > RECORD_FLAT_VERSION)
 		return RECFS_EFORMAT;
 	size = get_u32(src + OFF_SIZE);
 	end = get_u32(src + OFF_END);
@@ -309,6 +347,8 @@ record_flat_verify(const uint8_t *src, uint32_t size)
 	if (size < RECORD_FLAT_MIN_SIZE || end < RECORD_FLAT_HEADER_SIZE ||
 	    (uint64_t)end + TRAILER_SIZE > size)
 		return RECFS_ECHECKSUM;
+	if (src[OFF_VERSION] >= 2 && get_u32(src + OFF_HEADER_CRC) != header_crc(src))
+		return RECFS_ECHECKSUM;
 	if (get_u32(src + end) != RECORD_FLAT_END_MARK)
 		return RECFS_ECHECKSUM;
 	crc = crc32c(0, src, (size_t)end + 4);
@@ -322,6 +362,55 @@ record_flat_verify(const uint8_t *src, uint32_t size)
 }
 
 static int record_flat_parse(const uint8_t *src, uint32_t end, struct record *r);
+
+/* The header's own field rules, shared by the parser and the header check. */
+static int
+header_fields_check(uint8_t flags, uint16_t generation, uint8_t set_len, uint8_t key_type,
+    uint16_t key_len, int32_t ttl, uint16_t n_bins)
+{
+	if ((flags & ~RECORD_F_KNOWN) != 0 || generation == 0)
+		return RECFS_EFORMAT;
+	if (set_len > RECORD_SET_MAX || key_len > RECORD_KEY_MAX ||
+	    key_type > KEY_TYPE_MAX || ttl < RECORD_TTL_NEVER)
+		return RECFS_EFORMAT;
+	if (n_bins > RECORD_BINS_MAX || ((flags & RECORD_F_TOMBSTONE) && n_bins != 0))
+		return RECFS_EFORMAT;
+	return 0;
+}
+
+int
+record_flat_header_check(const uint8_t *src, size_t avail, struct record_flat_header *h)
+{
+	uint32_t size;
+	int err;
+
+	err = record_flat_check(src, avail, &size);
+	if (err != 0)
+		return err;
+	if (src[OFF_VERSION] >= 2 && get_u32(src + OFF_HEADER_CRC) != header_crc(src))
+		return RECFS_ECHECKSUM;
+	memset(h, 0, sizeof(*h));
+	memcpy(h->digest.bytes, src + OFF_DIGEST, DIGEST_SIZE);
+	h->version = src[OFF_VERSION];
+	h->flags = src[OFF_FLAGS];
+	h->key_type = src[OFF_KEY_TYPE];
+	h->set_len = src[OFF_SET_LEN];
+	h->generation = get_u16(src + OFF_GENERATION);
+	h->key_len = get_u16(src + OFF_KEY_LEN);
+	h->n_bins = get_u16(src + OFF_N_BINS);
+	h->last_update_ms = get_u64(src + OFF_LAST_UPDATE);
+	h->void_time = get_u32(src + OFF_VOID_TIME);
+	h->ttl = (int32_t)get_u32(src + OFF_TTL);
+	h->size = size;
+	h->end = get_u32(src + OFF_END);
+	err = header_fields_check(h->flags, h->generation, h->set_len, h->key_type, h->key_len,
+	    h->ttl, h->n_bins);
+	if (err == 0 && get_u16(src + OFF_RESERVED_1) != 0)
+		err = RECFS_EFORMAT;
+	if (err != 0)
+		return err;
+	return h->version >= 2 ? 0 : RECFS_EVERSION;
+}
 
 int
 record_flat_decode(const uint8_t *src, size_t avail, struct record *r)
@@ -356,6 +445,48 @@ record_flat_decode_verified(const uint8_t *src, size_t avail, struct record *r)
 	return err;
 }
 
+unsigned
+record_flat_salvage(const uint8_t *src, const struct record_flat_header *h, struct record *r)
+{
+	size_t pos = RECORD_FLAT_HEADER_SIZE;
+	unsigned parts = 0;
+	struct digest d;
+
+	record_init(r);
+	r->digest = h->digest;
+	r->generation = h->generation;
+	r->flags = h->flags & (uint8_t)~RECORD_F_HAS_META;
+	r->key_type = h->key_type;
+	r->last_update_ms = h->last_update_ms;
+	r->void_time = h->void_time;
+	r->ttl = h->ttl;
+	if ((size_t)h->set_len + h->key_len > h->end - pos)
+		return 0;
+	digest_compute_typed(&d, (const char *)src + pos, h->set_len, h->key_type,
+	    src + pos + h->set_len, h->key_len);
+	if (memcmp(d.bytes, h->digest.bytes, DIGEST_SIZE) != 0)
+		return 0;
+	r->set_len = h->set_len;
+	r->set = h->set_len > 0 ? (const char *)src + pos : NULL;
+	r->key_len = h->key_len;
+	r->key = h->key_len > 0 ? (const char *)src + pos + h->set_len : NULL;
+	parts |= RECORD_SALVAGE_NAME;
+	pos += (size_t)h->set_len + h->key_len;
+	if ((h->flags & RECORD_F_HAS_META) && h->version >= 2 && META_SIZE <= h->end - pos &&
+	    get_u32(src + pos + META_OFF_CHECK) == meta_crc(src, pos) &&
+	    (get_u32(src + pos) & ~MODE_MASK) == 0) {
+		r->meta.mode = get_u32(src + pos);
+		r->meta.uid = get_u32(src + pos + 4);
+		r->meta.gid = get_u32(src + pos + 8);
+		r->meta.mtime_ns = (int64_t)get_u64(src + pos + 16);
+		r->meta.atime_ns = (int64_t)get_u64(src + pos + 24);
+		r->meta.ino = get_u64(src + pos + 32);
+		r->flags |= RECORD_F_HAS_META;
+		parts |= RECORD_SALVAGE_META;
+	}
+	return parts;
+}
+
 /*
  * Parse a record whose end offset E was bounded by check/verify.  Invariant:
  * pos <= end, so "len > end - pos" never wraps.
@@ -364,6 +495,8 @@ static int
 record_flat_parse(const uint8_t *src, uint32_t end, struct record *r)
 {
 	size_t pos = RECORD_FLAT_HEADER_SIZE;
+	uint8_t version = src[OFF_VERSION];
+	size_t meta_size = version >= 2 ? META_SIZE : META_SIZE_V1;
 	uint16_t n_bins;
 	int err;
 
@@ -379,14 +512,15 @@ record_flat_parse(const uint8_t *src, uint32_t end, struct record *r)
 	/* r->n_bins counts bins parsed so far; it stays 0 until one is whole. */
 	n_bins = get_u16(src + OFF_N_BINS);
 
-	if ((r->flags & ~RECORD_F_KNOWN) != 0 || r->generation == 0)
+	err = header_fields_check(r->flags, r->generation, r->set_len, r->key_type, r->key_len,
+	    r->ttl, n_bins);
+	if (err != 0)
+		return err;
+	if (get_u16(src + OFF_RESERVED_1) != 0)
 		return RECFS_EFORMAT;
-	if (get_u16(src + OFF_RESERVED_1) != 0 || get_u32(src + OFF_RESERVED_2) != 0)
-		return RECFS_EFORMAT;
-	if (r->set_len > RECORD_SET_MAX || r->key_len > RECORD_KEY_MAX ||
-	    r->key_type > KEY_TYPE_MAX || r->ttl < RECORD_TTL_NEVER)
-		return RECFS_EFORMAT;
-	if (n_bins > RECORD_BINS_MAX || ((r->flags & RECORD_F_TOMBSTONE) && n_bins != 0))
+	/* Version 2's header check is verified with the CRC; version 1 has a
+	 * reserved field there. */
+	if (version < 2 && get_u32(src + OFF_HEADER_CRC) != 0)
 		return RECFS_EFORMAT;
 
 	if ((size_t)r->set_len + r->key_len > end - pos)
@@ -397,15 +531,23 @@ record_flat_parse(const uint8_t *src, uint32_t end, struct record *r)
 	pos += r->key_len;
 
 	if (r->flags & RECORD_F_HAS_META) {
-		if (META_SIZE > end - pos)
+		uint32_t check;
+
+		if (meta_size > end - pos)
 			return RECFS_EFORMAT;
+		check = get_u32(src + pos + META_OFF_CHECK);
 		r->meta.mode = get_u32(src + pos);
 		r->meta.uid = get_u32(src + pos + 4);
 		r->meta.gid = get_u32(src + pos + 8);
 		r->meta.mtime_ns = (int64_t)get_u64(src + pos + 16);
-		if ((r->meta.mode & ~MODE_MASK) != 0 || get_u32(src + pos + 12) != 0)
+		if (version >= 2) {
+			r->meta.atime_ns = (int64_t)get_u64(src + pos + 24);
+			r->meta.ino = get_u64(src + pos + 32);
+		}
+		if ((r->meta.mode & ~MODE_MASK) != 0 ||
+		    check != (version >= 2 ? meta_crc(src, pos) : 0))
 			return RECFS_EFORMAT;
-		pos += META_SIZE;
+		pos += meta_size;
 	}
 
 	/* Refuse a bin count the bytes cannot hold before allocating for it. */

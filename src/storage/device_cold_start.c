@@ -13,9 +13,11 @@
  * the structural check and decodes with a good CRC is handed to the owner,
  * which keeps the newest copy per digest (last-update time, then
  * generation) and tells the engine whether to count its bytes as live.  A
- * candidate that fails its CRC is counted and logged with file and offset,
- * and the walk moves on 16 bytes (a torn write or damaged bytes never
- * become a record).  When every device is done, each wblock's state and
+ * candidate that fails its CRC is counted and logged with file and offset;
+ * if its header is intact (record_flat_header_check) the owner still hears
+ * of it, so a damaged newest copy is never replaced by an older one, and
+ * the walk jumps over it; otherwise the walk moves on 16 bytes (a torn
+ * write or damaged bytes never become a record).  When every device is done, each wblock's state and
  * the free and defrag queues are rebuilt from the live bytes found.
  */
 #include <errno.h>
@@ -98,16 +100,33 @@ scan_wblock(struct storage *st, struct device *d, uint32_t id, const uint8_t *bu
 					st->owner.hint(st->owner.arg, record_flat_digest(buf + offs[j + 1]), true);
 			}
 			int rc = record_flat_decode(buf + off, size, &r);
-			if (rc != 0) {
-				if (__atomic_fetch_add(&d->cs_corrupt, 1, __ATOMIC_RELAXED) < SCAN_LOG_CORRUPT_MAX)
-					log_warn("device", "{%s} %s offset %" PRIu64 ": %s: record skipped",
-					    st->ns_name, d->path, (uint64_t)id * d->wbs + off, recfs_strerror(rc));
-				/* As if it were garbage: look for records from its
-				 * next rblock on (what follows was found trusting it). */
-				pos = off + RBLOCK_SIZE;
-				break;
-			}
 			storage_loc loc = storage_loc_make(d->index, (uint64_t)id * d->wbs + off, size);
+			if (rc != 0) {
+				struct record_flat_header h;
+				bool header_ok = record_flat_header_check(buf + off, size, &h) == 0;
+
+				if (__atomic_fetch_add(&d->cs_corrupt, 1, __ATOMIC_RELAXED) < SCAN_LOG_CORRUPT_MAX)
+					log_warn("device", "{%s} %s offset %" PRIu64 ": %s: %s", st->ns_name,
+					    d->path, (uint64_t)id * d->wbs + off, recfs_strerror(rc), header_ok
+					    ? "body damaged, header intact: the newest-copy rule decides"
+					    : "record skipped");
+				if (!header_ok) {
+					/* As if it were garbage: look for records from its
+					 * next rblock on (what follows was found trusting it). */
+					pos = off + RBLOCK_SIZE;
+					break;
+				}
+				/* The header is proven, its size too: the copy takes
+				 * part in the newest-copy rule like any other. */
+				if (st->owner.load_damaged != NULL) {
+					unsigned parts = record_flat_salvage(buf + off, &h, &r);
+
+					if (st->owner.load_damaged(st->owner.arg, st, &r, parts, size, loc) > 0)
+						live += size;
+					record_release(&r);
+				}
+				continue;
+			}
 			/* Live bytes are summed here and added once per wblock: a copy
 			 * replaced later in this same wblock is subtracted meanwhile, which
 			 * the unsigned counts survive (they only need the final sum). */

@@ -90,10 +90,10 @@ device_header_decode(const uint8_t *page, struct device_header *h, char *why, si
 	h->version = get32(page + 8);
 	/* The version before the checksum: another version may keep its
 	 * checksum elsewhere, and is then still named for what it is. */
-	if (h->version != DEVICE_HEADER_VERSION) {
+	if (h->version < DEVICE_HEADER_VERSION_MIN || h->version > DEVICE_HEADER_VERSION) {
 		if (why != NULL)
-			snprintf(why, why_size, "device format version %u, this build reads version %u%s",
-			    h->version, DEVICE_HEADER_VERSION, crc_ok ? "" :
+			snprintf(why, why_size, "device format version %u, this build reads versions %u to %u%s",
+			    h->version, DEVICE_HEADER_VERSION_MIN, DEVICE_HEADER_VERSION, crc_ok ? "" :
 			    " (or a damaged header: its checksum does not match this version's layout)");
 		return RECFS_EVERSION;
 	}

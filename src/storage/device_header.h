@@ -37,7 +37,14 @@
 #include "../config/config.h"
 
 #define DEVICE_HEADER_PAGE 4096
-#define DEVICE_HEADER_VERSION 1
+/*
+ * Version 2: the wblocks may hold records of format version 2 (record.h),
+ * which a version 1 build would skip as not records.  A version 1 device
+ * (records of version 1 only) is still read, and its header is rewritten
+ * as version 2 when the daemon opens it for writing.
+ */
+#define DEVICE_HEADER_VERSION 2
+#define DEVICE_HEADER_VERSION_MIN 1
 #define DEVICE_F_CLEAN 0x1
 #define DEVICE_F_STALE 0x2
 #define DEVICE_PMETA_OFFSET 4096
@@ -63,7 +70,8 @@ void device_header_encode(const struct device_header *h, uint8_t *page);
 /*
  * Decode a page: 0 and *h filled; 1 if the page is all zeros (a fresh
  * device); RECFS_EFORMAT (not a recfs device, or a damaged header: CRC),
- * RECFS_EVERSION (another format version).  why (may be NULL) gets a
+ * RECFS_EVERSION (a format version outside DEVICE_HEADER_VERSION_MIN ..
+ * DEVICE_HEADER_VERSION).  why (may be NULL) gets a
  * sentence for the log.
  */
 int device_header_decode(const uint8_t *page, struct device_header *h, char *why, size_t why_size);

@@ -44,6 +44,7 @@ struct device {
 	uint32_t index;            /* file id in locations */
 	char *path;
 	int fd;
+	int lock_fd;               /* holds the store lock (base/file_lock.h) until closed, last */
 	bool is_block;
 	bool erased;               /* a raw device cold-start-empty erased at open (header only) */
 	bool resident;             /* memory engine with shadow: every wblock stays in RAM */

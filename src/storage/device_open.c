@@ -14,6 +14,18 @@
  *     same order, all with one signature.  Otherwise recfsd refuses to
  *     start and says which file and why: it never formats a device that
  *     holds data.
+ *
+ * Before any of that, each file or device is locked for this process
+ * (base/file_lock.h) through a descriptor of its own, and a raw device is
+ * then opened O_EXCL as well (which also keeps off a device that is
+ * mounted, or held by a program that knows nothing of our locks).  A
+ * second daemon on the same storage would interleave its writes with ours
+ * and mark the file clean over records it never saw.  The lock descriptor
+ * is closed last (device_destroy), after the final flush and the clean
+ * mark; a holder that is shutting down is waited for, up to lock-wait
+ * seconds.  cold-start-empty empties a file only once the lock is ours
+ * (rejected: unlinking it first, which would also take the file from
+ * under a daemon still using it).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -30,6 +42,7 @@
 
 #include "../base/clock.h"
 #include "../base/error.h"
+#include "../base/file_lock.h"
 #include "../base/log.h"
 #include "device_i.h"
 
@@ -43,6 +56,7 @@ device_new(struct storage *st, uint32_t index, const char *path, uint32_t wbs)
 	d->st = st;
 	d->index = index;
 	d->fd = -1;
+	d->lock_fd = -1;
 	d->wbs = wbs;
 	d->defrag_source = WBLOCK_NONE;
 	d->path = strdup(path);
@@ -58,6 +72,35 @@ device_new(struct storage *st, uint32_t index, const char *path, uint32_t wbs)
 	return d;
 }
 
+/*
+ * Lock d->path for this process alone through d->lock_fd (kept open until
+ * device_destroy); a missing file is created.  0, -EBUSY (logged, naming
+ * the file and the holder) or -errno.
+ */
+static int
+device_lock(struct storage *st, struct device *d)
+{
+	struct file_lock_holder h;
+	char who[64];
+	int rc;
+
+	d->lock_fd = open(d->path, O_RDWR | O_CLOEXEC | (st->cfg->files_are_devices ? 0 : O_CREAT), 0600);
+	if (d->lock_fd < 0)
+		return -errno;
+	rc = file_lock_acquire(d->lock_fd, d->path, st->cfg->lock_wait_s, NULL, NULL, &h);
+	if (rc == -EBUSY) {
+		log_error("device", "{%s} %s: in use by another recfsd (%s)%s; refusing to start",
+		    st->ns_name, d->path, file_lock_holder_text(&h, who, sizeof(who)),
+		    h.closing ? ", still shutting down after lock-wait" : "");
+	} else if (rc != 0) {
+		/* A file system without record locks: say so, run unprotected. */
+		log_warn("device", "{%s} %s: cannot lock it (%s): nothing stops a second recfsd on it",
+		    st->ns_name, d->path, recfs_strerror(rc));
+		rc = 0;
+	}
+	return rc;
+}
+
 /* Open one file or device and find its usable size. */
 static int
 device_open_fd(struct storage *st, struct device *d)
@@ -65,15 +108,23 @@ device_open_fd(struct storage *st, struct device *d)
 	const struct storage_config *cfg = st->cfg;
 	int flags = O_RDWR | O_CLOEXEC;
 	struct stat sb;
+	int rc;
 
 	if (cfg->direct_io || cfg->files_are_devices)
 		flags |= O_DIRECT;
-	if (!cfg->files_are_devices) {
-		if (cfg->cold_start_empty && unlink(d->path) != 0 && errno != ENOENT)
-			return -errno;
-		flags |= O_CREAT;
-	}
+	/* A raw device: exclusive as well (EBUSY while anyone else has it so). */
+	flags |= cfg->files_are_devices ? O_EXCL : O_CREAT;
+	rc = device_lock(st, d);
+	if (rc != 0)
+		return rc;
+	if (cfg->cold_start_empty && !cfg->files_are_devices && ftruncate(d->lock_fd, 0) != 0)
+		return -errno;
 	d->fd = open(d->path, flags, 0600);
+	if (d->fd < 0 && errno == EBUSY && (flags & O_EXCL)) {
+		log_error("device", "{%s} %s: in use by another program (mounted, or opened exclusively "
+		    "by something that is not recfsd); refusing to start", st->ns_name, d->path);
+		return -EBUSY;
+	}
 	if (d->fd < 0 && errno == EINVAL && (flags & O_DIRECT)) {
 		/* tmpfs and some others refuse O_DIRECT: say so, use the page cache. */
 		log_warn("device", "{%s} %s: O_DIRECT not supported here, using buffered I/O",
@@ -207,7 +258,7 @@ int
 device_open_all(struct storage *st, struct dev_engine *e)
 {
 	const struct storage_config *cfg = st->cfg;
-	uint32_t n_fresh = 0;
+	uint32_t n_fresh = 0, n_unclean = 0;
 	uint64_t signature = 0;
 	int rc;
 
@@ -222,8 +273,9 @@ device_open_all(struct storage *st, struct dev_engine *e)
 		e->n = i + 1;
 		rc = device_open_fd(st, d);
 		if (rc != 0) {
-			log_error("device", "{%s} %s: cannot open: %s", st->ns_name, d->path,
-			    recfs_strerror(rc));
+			if (rc != -EBUSY)   /* logged with its holder */
+				log_error("device", "{%s} %s: cannot open: %s", st->ns_name, d->path,
+				    recfs_strerror(rc));
 			return rc;
 		}
 		rc = device_read_header(st, d, &fresh);
@@ -256,9 +308,11 @@ device_open_all(struct storage *st, struct dev_engine *e)
 				return RECFS_ECONFIG;
 			}
 			signature = d->hdr.signature;
-			if (!(d->hdr.flags & DEVICE_F_CLEAN))
+			if (!(d->hdr.flags & DEVICE_F_CLEAN)) {
+				n_unclean++;
 				log_warn("device", "{%s} %s was not shut down cleanly: the cold start will "
 				    "verify every record", st->ns_name, d->path);
+			}
 		}
 		rc = device_alloc_state(st, d);
 		if (rc != 0)
@@ -297,6 +351,7 @@ device_open_all(struct storage *st, struct dev_engine *e)
 		e->cold_started = false;
 	} else {
 		e->cold_started = true;
+		st->clean_start = n_unclean == 0;
 	}
 	return 0;
 }

@@ -64,6 +64,14 @@ struct storage_owner {
 	 * per device, concurrently for different devices. */
 	int (*load)(void *arg, struct storage *st, const struct record *r, uint32_t size,
 	    storage_loc loc);
+	/* Optional: cold start found a copy whose header is intact
+	 * (record_flat_header_check) but whose body is damaged, at loc.  r is
+	 * what record_flat_salvage made of it, parts what it proved
+	 * (RECORD_SALVAGE_*).  Returns 1 when the copy became its record's
+	 * current copy (marked damaged): its bytes then count as live, and
+	 * defrag moves them like any record's. */
+	int (*load_damaged)(void *arg, struct storage *st, const struct record *r, unsigned parts,
+	    uint32_t size, storage_loc loc);
 	/* Optional: the scan will load a record with digest d soon: start
 	 * loading what its lookup touches (the index is far larger than the
 	 * caches, and one record's work hides the next ones' misses).  Called
@@ -129,8 +137,9 @@ struct storage_ops {
 	/* From owner->relocate: copy flat bytes to a defrag buffer. */
 	int (*defrag_copy)(struct storage *st, const uint8_t *flat, uint32_t size, storage_loc *new_loc);
 	void (*stats)(struct storage *st, struct storage_stats *out);
-	/* Walk every verified record copy on storage (current and stale ones,
-	 * RAM buffers included), calling fn for each; stop early when *stop
+	/* Walk every record copy on storage that verifies or whose header is
+	 * intact (current and stale ones, RAM buffers included), calling fn
+	 * for each; fn may trust only the header of a copy.  Stop early when *stop
 	 * becomes true.  For the tomb raider.  May be NULL (nothing persistent). */
 	int (*scan)(struct storage *st, void (*fn)(void *arg, const uint8_t *flat, uint32_t size),
 	    void *arg, const bool *stop);
@@ -145,6 +154,9 @@ struct storage {
 	struct storage_owner owner;
 	void *priv;                      /* engine state */
 	bool persistent;                 /* survives restarts: deletes write tombstones */
+	bool clean_start;                /* set by open: the cold start loaded devices that
+	                                  * were all closed cleanly (nothing written since
+	                                  * their last clean close is missing) */
 };
 
 /* Create and open the engine named by cfg->type. */

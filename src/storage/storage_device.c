@@ -56,6 +56,7 @@
 #include "../base/clock.h"
 #include "../base/error.h"
 #include "../base/fault.h"
+#include "../base/file_lock.h"
 #include "../base/log.h"
 #include "device_header.h"
 #include "device_i.h"
@@ -1313,6 +1314,9 @@ device_destroy(struct device *d)
 	pthread_cond_destroy(&d->space_cv);
 	pthread_mutex_destroy(&d->defrag_lock);
 	pthread_cond_destroy(&d->defrag_cv);
+	/* Last: the lock goes once everything above is done. */
+	if (d->lock_fd >= 0)
+		close(d->lock_fd);
 	free(d->path);
 	free(d);
 }
@@ -1363,6 +1367,8 @@ dev_open(struct storage *st)
 
 		d->hdr.flags &= ~DEVICE_F_CLEAN;
 		d->hdr.opens++;
+		/* Read old, write new: from now on it may hold version 2 records. */
+		d->hdr.version = DEVICE_HEADER_VERSION;
 		rc = device_header_write(d);
 		if (rc != 0)
 			goto fail;
@@ -1405,6 +1411,10 @@ dev_close(struct storage *st, bool clean)
 
 	if (e == NULL)
 		return;
+	/* A daemon starting on this storage now waits for us (lock-wait). */
+	for (uint32_t i = 0; i < e->n; i++)
+		if (e->devs[i] != NULL && e->devs[i]->lock_fd >= 0)
+			(void)file_lock_mark_closing(e->devs[i]->lock_fd);
 	if (e->prefault_started) {
 		/* Before the pools are unmapped. */
 		atomic_store_relaxed(&e->prefault_stop, true);
@@ -1501,7 +1511,8 @@ dev_config_changed(struct storage *st)
 	}
 }
 
-/* Every verified record in one wblock image. */
+/* Every record in one wblock image that verifies or has an intact header
+ * (a damaged copy still proves an older copy of its record exists). */
 static void
 scan_image(const uint8_t *img, uint32_t wbs, void (*fn)(void *arg, const uint8_t *flat, uint32_t size),
     void *arg)
@@ -1509,8 +1520,11 @@ scan_image(const uint8_t *img, uint32_t wbs, void (*fn)(void *arg, const uint8_t
 	for (uint32_t off = 0; off + RECORD_FLAT_MIN_SIZE <= wbs;) {
 		uint32_t size;
 
+		struct record_flat_header h;
+
 		if (record_flat_check(img + off, wbs - off, &size) != 0 ||
-		    record_flat_verify(img + off, size) != 0) {
+		    (record_flat_verify(img + off, size) != 0 &&
+		    record_flat_header_check(img + off, size, &h) != 0)) {
 			off += RBLOCK_SIZE;
 			continue;
 		}

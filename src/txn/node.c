@@ -214,6 +214,8 @@ node_open(struct node **out, struct recfs_config *cfg)
 			goto fail;
 		}
 		memset(x, 0, sizeof(*x));
+		/* The storage engine sees only its section: hand it the service's bound. */
+		cfg->ns[i].storage.lock_wait_s = cfg->lock_wait;
 		rc = namespace_open(&node->namespaces[i], &cfg->ns[i]);
 		if (rc != 0) {
 			free(x);
@@ -258,6 +260,8 @@ node_close(struct node *node, bool clean)
 	ticker_stop(node);
 	for (unsigned i = 0; i < node->n_namespaces; i++) {
 		nsup_stop(node->namespaces[i]);
+		if (clean)
+			txn_sets_store_times(node->namespaces[i]);
 		namespace_close(node->namespaces[i], clean);
 		registry_remove(node->extra[i]);
 		free(node->extra[i]);
@@ -466,6 +470,7 @@ txn_namespace_values(struct namespace *ns, uint64_t v[STAT_NS_COUNT])
 	v[STAT_NS_read_errors] = ss.read_errors;
 	v[STAT_NS_write_errors] = ss.write_errors;
 	v[STAT_NS_checksum_errors] = ss.checksum_errors;
+	v[STAT_NS_damaged_records] = atomic_load_relaxed(&ns->damaged_records);
 	v[STAT_NS_tombstones_reclaimed] = atomic_load_relaxed(&ns->tombstones_reclaimed);
 	v[STAT_NS_tomb_raider_passes] = atomic_load_relaxed(&ns->raider_passes);
 	v[STAT_NS_stop_writes] = atomic_load_relaxed(&ns->stop_writes);

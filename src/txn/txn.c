@@ -16,6 +16,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "../base/atomic.h"
 #include "../base/clock.h"
@@ -49,11 +50,27 @@ entry_visible(const struct index_entry *e, uint32_t now)
 	return e != NULL && !e->tombstone && !e->set_marker && !entry_expired(e, now);
 }
 
+/* A record's inode number and explicit atime (0: none): from the side
+ * table if its entry has extras, else the digest's number.  The entry's
+ * record lock or partition lock held. */
 static void
-attr_from_entry(const struct index_entry *e, struct record_attr *a)
+entry_extra(struct namespace *ns, const struct index_entry *e, uint64_t *ino, int64_t *atime_ns)
 {
+	*ino = 0;
+	*atime_ns = 0;
+	if (e->has_extra)
+		index_extra_get(ns->index, &e->digest, ino, atime_ns);
+	if (*ino == 0)
+		*ino = digest_inode(&e->digest);
+}
+
+static void
+attr_from_entry(struct namespace *ns, const struct index_entry *e, struct record_attr *a)
+{
+	entry_extra(ns, e, &a->ino, &a->atime_ns);
 	a->digest = e->digest;
 	a->size = e->size;
+	a->damaged = e->damaged;
 	a->has_meta = e->has_meta;
 	a->mode = e->mode;
 	a->uid = e->uid;
@@ -159,6 +176,11 @@ commit_record(struct namespace *ns, uint16_t set_id, struct index_entry *e, stru
 			return rc;
 		}
 	}
+	/* A record appearing in or leaving its set changes the set as a
+	 * directory (rename touches the target's set itself: a replaced target
+	 * stays visible). */
+	bool was_visible = entry_visible(e, clock_epoch_s());
+	bool is_visible = (r->flags & (RECORD_F_TOMBSTONE | RECORD_F_SET_MARKER)) == 0;
 	struct index_entry *fresh = NULL;
 	if (e == NULL) {
 		fresh = index_entry_alloc(ns->index, set_id, &r->digest, r->key, r->key_len);
@@ -177,15 +199,35 @@ commit_record(struct namespace *ns, uint16_t set_id, struct index_entry *e, stru
 		e = fresh;
 		index_insert_locked(p, e);
 	}
-	namespace_entry_fill(e, r, ci, loc);
+	namespace_entry_fill(ns, e, r, ci, loc);
 	if (enter)
 		namespace_entry_count(ns, e, +1, (uint32_t)size);
 	if (out != NULL)
-		attr_from_entry(e, out);
+		attr_from_entry(ns, e, out);
 	pthread_rwlock_unlock(&p->lock);
 	if (old_loc != 0)
 		storage_free(ns->storage, old_loc);
+	if (was_visible != is_visible && !(r->flags & RECORD_F_SET_MARKER))
+		set_times_touch(&ns->sets.sets[set_id], r->last_update_ms);
 	return 0;
+}
+
+/*
+ * The inode number of a record created now at digest d: the digest's own
+ * (digest_inode: the same on every node, as before records kept one),
+ * unless a renamed record kept that number - then another, so that two
+ * live files never share one (tar, rsync -H and find would take them for
+ * hard links).  Record lock of d held: a rename away from d, the only
+ * usual way its number gets kept, holds it too.
+ */
+static uint64_t
+ino_for_new(struct namespace *ns, const struct digest *d)
+{
+	uint64_t own = digest_inode(d), ino = own;
+
+	for (unsigned i = 0; index_extra_ino_taken(ns->index, ino, d) && i < 64; i++)
+		ino = index_extra_ino_alternative(own, i);
+	return ino;
 }
 
 /* Remove an entry for good (non-persistent engines; expired copies). */
@@ -198,6 +240,8 @@ drop_entry(struct namespace *ns, struct index_entry *e)
 	pthread_rwlock_wrlock(&p->lock);
 	loc = e->loc;
 	namespace_entry_count(ns, e, -1, storage_loc_size(loc));
+	if (e->has_extra)
+		index_extra_remove(ns->index, &e->digest);
 	index_remove_locked(p, e);
 	pthread_rwlock_unlock(&p->lock);
 	storage_free(ns->storage, loc);
@@ -213,6 +257,8 @@ static int
 delete_entry(struct namespace *ns, struct index_entry *e, const char *set, uint8_t set_len)
 {
 	if (!ns->storage->persistent) {
+		if (entry_visible(e, clock_epoch_s()))
+			set_times_touch(&ns->sets.sets[e->set_id], next_lut(e->last_update_ms));
 		drop_entry(ns, e);
 		return 0;
 	}
@@ -254,6 +300,12 @@ entry_load(struct namespace *ns, const struct index_entry *e, struct record *r, 
 	uint32_t size = storage_loc_size(e->loc);
 	int rc;
 
+	/* Its newest copy is damaged (logged at cold start): never an older
+	 * copy's content, never a read of bytes known bad. */
+	if (e->damaged) {
+		*buf = NULL;
+		return RECFS_ECHECKSUM;
+	}
 	*buf = malloc(size);
 	if (*buf == NULL)
 		return -ENOMEM;
@@ -288,7 +340,7 @@ stat_record(struct namespace *ns, const struct txn_key *k, struct record_attr *o
 	pthread_rwlock_rdlock(&p->lock);
 	e = index_find_locked(p, set_id, &d);
 	if (entry_visible(e, clock_epoch_s()))
-		attr_from_entry(e, out);
+		attr_from_entry(ns, e, out);
 	else
 		rc = -ENOENT;
 	pthread_rwlock_unlock(&p->lock);
@@ -317,7 +369,7 @@ read_record(struct namespace *ns, const struct txn_key *k, struct txn_record *ou
 	if (!entry_visible(e, clock_epoch_s())) {
 		rc = -ENOENT;
 	} else {
-		attr_from_entry(e, &out->attr);
+		attr_from_entry(ns, e, &out->attr);
 		rc = entry_load(ns, e, &out->rec, &out->buf);
 	}
 	index_record_unlock(ns->index, &d);
@@ -468,9 +520,20 @@ write_record(struct namespace *ns, const struct txn_key *k, const struct txn_wri
 		rc = -ENOENT;
 		goto out;
 	}
+	/*
+	 * A damaged record takes only writes that replace its whole content
+	 * (an overwrite, a truncate to 0), which clear the mark: anything that
+	 * would keep part of the damaged copy (its bins, the rest of its
+	 * content) fails as a read of it does.
+	 */
+	if (exists && e->damaged && !w->set_file && !(w->set_size && w->size == 0)) {
+		rc = RECFS_ECHECKSUM;
+		goto out;
+	}
 	/* Keep what the request does not replace: read the old copy only if
 	 * it holds something the index does not. */
-	bool need_old = exists && (e->has_bins || e->has_ttl || (!w->set_file && e->size > 0));
+	bool need_old = exists && !e->damaged &&
+	    (e->has_bins || e->has_ttl || (!w->set_file && e->size > 0));
 	if (need_old) {
 		rc = entry_load(ns, e, &old, &old_buf);
 		if (rc != 0)
@@ -502,6 +565,12 @@ write_record(struct namespace *ns, const struct txn_key *k, const struct txn_wri
 
 	/* POSIX metadata: kept from the index entry, then the request's changes. */
 	bool has_meta = exists && e->has_meta;
+	uint64_t ino;
+	int64_t atime = 0;
+	if (exists)
+		entry_extra(ns, e, &ino, &atime);
+	else
+		ino = ino_for_new(ns, &d);
 	if (has_meta) {
 		r.meta.mode = e->mode;
 		r.meta.uid = e->uid;
@@ -509,7 +578,9 @@ write_record(struct namespace *ns, const struct txn_key *k, const struct txn_wri
 		r.meta.mtime_ns = e->mtime_ns;
 	}
 	bool content_changed = w->set_file || w->set_size;
-	if (w->set_mode || w->set_uid || w->set_gid || w->set_mtime) {
+	/* An inode number other than the digest's is kept in the metadata. */
+	bool own_ino = ino != digest_inode(&d);
+	if (w->set_mode || w->set_uid || w->set_gid || w->set_mtime || w->set_atime || own_ino) {
 		if (!has_meta) {
 			/* First metadata on this record: start from the defaults. */
 			r.meta.mode = 0644;
@@ -530,6 +601,8 @@ write_record(struct namespace *ns, const struct txn_key *k, const struct txn_wri
 		r.meta.mtime_ns = clock_epoch_ms_to_unix_ns(r.last_update_ms);
 	if (w->set_mtime)
 		r.meta.mtime_ns = w->mtime_ns;
+	r.meta.ino = ino;
+	r.meta.atime_ns = w->set_atime ? w->atime_ns : atime;
 	if (has_meta)
 		r.flags |= RECORD_F_HAS_META;
 
@@ -675,11 +748,27 @@ rename_record(struct namespace *ns, const struct txn_key *from, const struct txn
 	r.last_update_ms = next_lut(te != NULL ? te->last_update_ms : 0);
 	if (r.last_update_ms < fe->last_update_ms)
 		r.last_update_ms = fe->last_update_ms;
+	/* The file keeps its inode number (SPEC 4: st_ino survives a rename). */
+	uint64_t ino;
+	int64_t atime;
+	entry_extra(ns, fe, &ino, &atime);
+	if (!(r.flags & RECORD_F_HAS_META) && ino != digest_inode(&td)) {
+		/* Metadata is where the number is kept: start it from what the
+		 * record showed (the daemon's defaults: file-mode, its user). */
+		r.flags |= RECORD_F_HAS_META;
+		r.meta = (struct posix_meta){
+			.mode = ns->root_cfg != NULL ? ns->root_cfg->file_mode & 07777 : 0644,
+			.uid = (uint32_t)getuid(), .gid = (uint32_t)getgid(),
+			.mtime_ns = clock_epoch_ms_to_unix_ns(fe->last_update_ms) };
+	}
+	r.meta.ino = ino;
+	r.meta.atime_ns = atime;
 	struct entry_info ci;
 	namespace_entry_info(ns, &r, &ci);
 	rc = commit_record(ns, tset, te, &r, &ci, false, NULL);
 	if (rc != 0)
 		goto out;
+	set_times_touch(&ns->sets.sets[tset], r.last_update_ms);
 	rc = delete_entry(ns, fe, from->set, (uint8_t)from->set_len);
 	if (rc != 0)
 		log_error("txn", "{%s} rename: old name left behind: %s", ns->name, recfs_strerror(rc));
@@ -720,8 +809,96 @@ txn_namespace_sync(struct namespace *ns)
 
 /* ---- sets --------------------------------------------------------------- */
 
+/* Only mode, owner, mtime and atime can be stored for a set. */
+static bool
+set_write_valid(const struct txn_write *w)
+{
+	return !(w->flags || w->set_file || w->set_size || w->set_ttl || w->n_bins > 0);
+}
+
+static bool
+set_write_has_meta(const struct txn_write *w)
+{
+	return w != NULL && (w->set_mode || w->set_uid || w->set_gid || w->set_mtime ||
+	    w->set_atime);
+}
+
+/*
+ * Write the marker of set set_id (its record lock held; e: its entry in
+ * any state, or NULL) with last-update time lut, which becomes the set's
+ * ctime.  Metadata: the live marker's (a new one starts with none), then
+ * w's changes (w may be NULL); the stored mtime is w's, else a new set's
+ * creation time, else the set's current mtime.
+ */
+static int
+marker_write(struct namespace *ns, uint16_t set_id, const struct digest *d,
+    struct index_entry *e, const struct txn_write *w, uint64_t lut, bool create)
+{
+	struct ns_set *s = &ns->sets.sets[set_id];
+	struct entry_info ci = { 0 };
+	struct record r;
+	int rc;
+
+	record_init(&r);
+	r.digest = *d;
+	r.flags = RECORD_F_SET_MARKER;
+	r.key_type = DIGEST_KEY_TYPE_STRING;
+	r.set = s->name;
+	r.set_len = s->len;
+	r.key = "";
+	r.generation = e != NULL ? next_generation((uint16_t)e->generation) : 1;
+	r.last_update_ms = lut;
+	if (!create && e != NULL && e->set_marker && !e->tombstone && e->has_meta) {
+		uint64_t ino;
+
+		r.flags |= RECORD_F_HAS_META;
+		r.meta.mode = e->mode;
+		r.meta.uid = e->uid;
+		r.meta.gid = e->gid;
+		entry_extra(ns, e, &ino, &r.meta.atime_ns);
+	} else if (set_write_has_meta(w)) {
+		r.flags |= RECORD_F_HAS_META;
+		r.meta.mode = 0755;
+	}
+	if (set_write_has_meta(w)) {
+		if (w->set_mode)
+			r.meta.mode = w->mode & 07777;
+		if (w->set_uid)
+			r.meta.uid = w->uid;
+		if (w->set_gid)
+			r.meta.gid = w->gid;
+		if (w->set_atime)
+			r.meta.atime_ns = w->atime_ns;
+	}
+	if (w != NULL && w->set_mtime)
+		r.meta.mtime_ns = w->mtime_ns;
+	else if (create)
+		r.meta.mtime_ns = clock_epoch_ms_to_unix_ns(lut);
+	else
+		r.meta.mtime_ns = atomic_load_relaxed(&s->mtime_ns);
+	rc = commit_record(ns, set_id, e, &r, &ci, false, NULL);
+	if (rc == 0) {
+		set_times_touch(s, lut);
+		atomic_store_relaxed(&s->mtime_ns, r.meta.mtime_ns);
+	}
+	return rc;
+}
+
+/* The last-update time of a marker write made now (e: its entry or NULL):
+ * after every change the set has seen, so that a cold start after a crash
+ * knows which record copies are newer than the marker. */
+static uint64_t
+marker_lut(const struct ns_set *s, const struct index_entry *e)
+{
+	uint64_t old = atomic_load_relaxed(&s->ctime_ms);
+
+	if (e != NULL && e->last_update_ms > old)
+		old = e->last_update_ms;
+	return next_lut(old);
+}
+
 int
-txn_set_create(struct namespace *ns, const char *set, size_t len)
+txn_set_create(struct namespace *ns, const char *set, size_t len, const struct txn_write *w)
 {
 	struct txn_key nk = { .key = set, .key_len = len };
 	struct record_attr a;
@@ -732,6 +909,8 @@ txn_set_create(struct namespace *ns, const char *set, size_t len)
 
 	if (rc != 0)
 		return rc;
+	if (w != NULL && !set_write_valid(w))
+		return -EINVAL;
 	if (txn_stat(ns, &nk, &a) == 0)
 		return -EEXIST;  /* a null-set record has that name */
 	rc = set_lookup_or_add(&ns->sets, set, len, &set_id);
@@ -743,18 +922,7 @@ txn_set_create(struct namespace *ns, const char *set, size_t len)
 	digest_compute(&d, set, len, "", 0);
 	index_record_lock(ns->index, &d);
 	e = entry_get(ns, set_id, &d);
-	struct record r;
-	struct entry_info ci = { 0 };
-	record_init(&r);
-	r.digest = d;
-	r.flags = RECORD_F_SET_MARKER;
-	r.key_type = DIGEST_KEY_TYPE_STRING;
-	r.set = set;
-	r.set_len = (uint8_t)len;
-	r.key = "";
-	r.generation = e != NULL ? next_generation((uint16_t)e->generation) : 1;
-	r.last_update_ms = next_lut(e != NULL ? e->last_update_ms : 0);
-	rc = commit_record(ns, set_id, e, &r, &ci, false, NULL);
+	rc = marker_write(ns, set_id, &d, e, w, marker_lut(&ns->sets.sets[set_id], e), true);
 	index_record_unlock(ns->index, &d);
 	return rc;
 }
@@ -794,6 +962,133 @@ txn_set_exists(struct namespace *ns, const char *set, size_t len)
 	if (set_lookup(&ns->sets, set, len, &set_id) != 0)
 		return -ENOENT;
 	return set_visible(&ns->sets.sets[set_id]) ? 0 : -ENOENT;
+}
+
+int
+txn_set_stat(struct namespace *ns, const char *set, size_t len, struct record_attr *out)
+{
+	struct index_partition *p;
+	struct index_entry *e;
+	const struct ns_set *s;
+	struct digest d;
+	uint16_t set_id;
+
+	memset(out, 0, sizeof(*out));
+	if (len == 0 || len > RECORD_SET_MAX || set_lookup(&ns->sets, set, len, &set_id) != 0)
+		return -ENOENT;
+	s = &ns->sets.sets[set_id];
+	if (!set_visible(s))
+		return -ENOENT;
+	digest_compute(&d, set, len, "", 0);
+	p = index_partition_of(ns->index, &d);
+	pthread_rwlock_rdlock(&p->lock);
+	e = index_find_locked(p, set_id, &d);
+	if (e != NULL && e->set_marker && !e->tombstone) {
+		out->digest = e->digest;
+		out->partition = digest_partition(&e->digest);
+		out->generation = (uint16_t)e->generation;
+		out->has_meta = e->has_meta;
+		out->mode = e->mode;
+		out->uid = e->uid;
+		out->gid = e->gid;
+		out->last_update_ms = e->last_update_ms;
+		out->mtime_ns = clock_epoch_ms_to_unix_ns(e->last_update_ms);
+		if (e->has_extra)
+			index_extra_get(ns->index, &e->digest, &out->ino, &out->atime_ns);
+		out->ino = 0;  /* a set's st_ino is its path's (fuse/inode.c) */
+	}
+	pthread_rwlock_unlock(&p->lock);
+	/* The set's own times, once it has any (see namespace.h). */
+	if (atomic_load_relaxed(&s->ctime_ms) != 0) {
+		out->last_update_ms = atomic_load_relaxed(&s->ctime_ms);
+		out->mtime_ns = atomic_load_relaxed(&s->mtime_ns);
+	}
+	return 0;
+}
+
+int
+txn_set_update(struct namespace *ns, const char *set, size_t len, const struct txn_write *w,
+    struct record_attr *out)
+{
+	struct index_entry *e;
+	struct ns_set *s;
+	struct digest d;
+	uint16_t set_id;
+	int rc;
+
+	if (!set_write_valid(w))
+		return -EINVAL;
+	if (!set_write_has_meta(w))
+		return out != NULL ? txn_set_stat(ns, set, len, out) : txn_set_exists(ns, set, len);
+	if (len == 0 || len > RECORD_SET_MAX || set_lookup(&ns->sets, set, len, &set_id) != 0)
+		return -ENOENT;
+	s = &ns->sets.sets[set_id];
+	if (!set_visible(s))
+		return -ENOENT;
+	if (atomic_load_relaxed(&ns->stop_writes)) {
+		COUNT(ns, fail_stop_writes);
+		return -ENOSPC;
+	}
+	digest_compute(&d, set, len, "", 0);
+	storage_wait_space(ns->storage, &d);
+	index_record_lock(ns->index, &d);
+	/* Removed meanwhile?  (rmdir takes this record lock too.) */
+	if (!set_visible(s)) {
+		rc = -ENOENT;
+	} else {
+		e = entry_get(ns, set_id, &d);
+		rc = marker_write(ns, set_id, &d, e, w, marker_lut(s, e), false);
+	}
+	index_record_unlock(ns->index, &d);
+	if (rc == 0)
+		COUNT(ns, client_write_success);
+	else if (rc != -ENOENT)
+		COUNT(ns, client_write_error);
+	if (rc == 0 && out != NULL)
+		rc = txn_set_stat(ns, set, len, out);
+	return rc;
+}
+
+void
+txn_sets_store_times(struct namespace *ns)
+{
+	uint32_t n, stored = 0;
+
+	if (!ns->storage->persistent)
+		return;
+	n = atomic_load_acquire(&ns->sets.n);
+	for (uint32_t id = 1; id <= n; id++) {
+		struct ns_set *s = &ns->sets.sets[id];
+		struct index_entry *e;
+		struct digest d;
+
+		if (!set_visible(s))
+			continue;
+		digest_compute(&d, s->name, s->len, "", 0);
+		index_record_lock(ns->index, &d);
+		e = entry_get(ns, (uint16_t)id, &d);
+		/* Markers without metadata are never rewritten: their set's times
+		 * come from its records at the next start (set_times_settle). */
+		if (e != NULL && e->set_marker && !e->tombstone && e->has_meta) {
+			uint64_t ct = atomic_load_relaxed(&s->ctime_ms);
+
+			if (ct > e->last_update_ms || atomic_load_relaxed(&s->mtime_ns) != e->mtime_ns) {
+				uint64_t lut = ct > e->last_update_ms ? ct : e->last_update_ms + 1;
+				int rc = marker_write(ns, (uint16_t)id, &d, e, NULL, lut, false);
+
+				if (rc == 0)
+					stored++;
+				else
+					log_warn("txn", "{%s} set %s: its mtime and ctime could not be "
+					    "stored at shutdown (%s): after the restart they show its "
+					    "last chmod, chown or touch", ns->name, s->name,
+					    recfs_strerror(rc));
+			}
+		}
+		index_record_unlock(ns->index, &d);
+	}
+	if (stored > 0)
+		log_info("txn", "{%s} stored the times of %u sets", ns->name, stored);
 }
 
 static void
@@ -861,7 +1156,7 @@ list_records(struct namespace *ns, const char *set, size_t set_len, struct txn_c
 				memcpy(t->key, e->key, e->key_len);
 				t->key[e->key_len] = '\0';
 				t->key_len = e->key_len;
-				attr_from_entry(e, &t->attr);
+				attr_from_entry(ns, e, &t->attr);
 			}
 			cur->last = e->digest;
 			cur->started = true;

@@ -82,10 +82,16 @@ struct record_attr {
 	uint32_t mode;           /* permission bits */
 	uint32_t uid, gid;
 	int64_t mtime_ns;        /* stored mtime, else last-update time */
+	int64_t atime_ns;        /* explicitly set atime; 0 = none (show the mtime) */
+	uint64_t ino;            /* st_ino: kept with the record (across renames and
+	                          * restarts), else digest_inode(digest); sets: 0 */
 	uint64_t last_update_ms; /* since RECFS_EPOCH */
 	uint16_t generation;
 	uint32_t void_time;      /* since RECFS_EPOCH, 0 = never */
 	uint32_t partition;
+	bool damaged;            /* the newest copy is damaged (cold start): reads fail
+	                          * (RECFS_ECHECKSUM), size is 0; an overwrite, a
+	                          * truncate to 0 or an unlink clears it */
 };
 
 int txn_stat(struct namespace *ns, const struct txn_key *k, struct record_attr *out);
@@ -139,6 +145,7 @@ struct txn_write {
 	bool set_uid;    uint32_t uid;
 	bool set_gid;    uint32_t gid;
 	bool set_mtime;  int64_t mtime_ns;
+	bool set_atime;  int64_t atime_ns; /* stored; reads never update it (noatime) */
 	bool set_ttl;    int32_t ttl;  /* RECORD_TTL_DEFAULT, RECORD_TTL_NEVER or seconds */
 	const struct txn_bin_op *bins;
 	size_t n_bins;
@@ -167,12 +174,35 @@ int txn_namespace_sync(struct namespace *ns);
 /* ---- sets -------------------------------------------------------------- */
 
 /* Create a set (persists while empty).  -EEXIST if it exists or a null-set
- * record has that name. */
-int txn_set_create(struct namespace *ns, const char *set, size_t len);
+ * record has that name.  w (may be NULL: none stored) gives its mode, owner
+ * and mtime as txn_set_update takes them. */
+int txn_set_create(struct namespace *ns, const char *set, size_t len, const struct txn_write *w);
 /* Remove an empty set: -ENOTEMPTY, -ENOENT. */
 int txn_set_remove(struct namespace *ns, const char *set, size_t len);
 /* 0 if the set exists, else -ENOENT. */
 int txn_set_exists(struct namespace *ns, const char *set, size_t len);
+
+/*
+ * A set's attributes, as a directory shows them: has_meta, mode, uid, gid,
+ * atime_ns (stored by txn_set_create / txn_set_update; without has_meta the
+ * caller shows its defaults), mtime_ns and last_update_ms (its ctime), which move
+ * when records are created, deleted or renamed in it; digest and generation
+ * are its marker's (zero if it has none).  Served from memory and the
+ * index.  -ENOENT if the set does not exist.
+ */
+int txn_set_stat(struct namespace *ns, const char *set, size_t len, struct record_attr *out);
+/*
+ * Store a set's mode, owner, mtime and atime (chmod, chown, utimens on its
+ * directory): only w's set_mode, set_uid, set_gid, set_mtime and set_atime
+ * may be given (anything else: -EINVAL); its ctime moves.  They are kept in its
+ * marker record, so a set created by writes alone (no mkdir) gets one and
+ * from then on persists while empty.  A set with no stored metadata starts
+ * from 0755, uid 0, gid 0: give every field the first time to store others.
+ * On success *out (may be NULL) holds txn_set_stat's answer.  -ENOENT,
+ * -ENOSPC (stop-writes, storage full), -EIO.
+ */
+int txn_set_update(struct namespace *ns, const char *set, size_t len, const struct txn_write *w,
+    struct record_attr *out);
 
 struct txn_set_info {
 	char name[RECORD_SET_MAX + 1];

@@ -54,4 +54,11 @@ void nsup_kick(struct namespace *ns);
 int txn_reclaim(struct namespace *ns, uint16_t set_id, const struct digest *d, uint32_t now,
     uint32_t evict_below);
 
+/*
+ * txn.c, at a clean shutdown (no client left): store in its marker each
+ * set's mtime and ctime that moved since the marker was written (only
+ * markers with metadata: see set_times_settle).  Errors are logged.
+ */
+void txn_sets_store_times(struct namespace *ns);
+
 #endif

@@ -93,6 +93,8 @@ gen_record(uint8_t *buf)
 		r.meta.uid = (uint32_t)rng();
 		r.meta.gid = (uint32_t)rng();
 		r.meta.mtime_ns = (int64_t)rng();
+		r.meta.atime_ns = rng_below(2) ? (int64_t)rng() : 0;
+		r.meta.ino = rng_below(2) ? rng() : 0;
 	}
 	n_bins = rng_below(16) == 0 ? rng_below(200) : rng_below(8);
 	if (r.flags & RECORD_F_TOMBSTONE)

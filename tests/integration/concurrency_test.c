@@ -7,17 +7,23 @@
  *
  * MODE says how DIR/shared is written: "rename" (each version written to a
  * private temp name, then renamed over shared - the rsync way), "inplace"
- * (open O_TRUNC, write, close - several writers at once on one record) or
- * "both" (the default).
+ * (open, flock, truncate, write, close - several writers at once on one
+ * record, coordinated as on a local file system) or "both" (the default).
+ *
+ * All handles of one record share one open-file state (SPEC 4): in-place
+ * writers that did not coordinate would interleave into a mix, as on any
+ * local file system, and readers would see a version being written.  So
+ * in-place writers hold an exclusive flock(2) from before their truncate
+ * until after their close, and readers of DIR/shared a shared one while
+ * they read: what the mount must give is then exactly one whole version
+ * per read, never a mix, a part, or an empty file.
  *
  * Every thread loops ITERS times (stopping early after SECONDS) over:
- *   - writing a new version of DIR/shared, in place (O_TRUNC, several
- *     write() calls, close) or through a temp name and rename();
+ *   - writing a new version of DIR/shared, in place (flock, ftruncate,
+ *     several write() calls, close) or through a temp name and rename();
  *   - reading DIR/shared whole and checking it is exactly one version
  *     (a header names writer, sequence and length; the body is derived from
- *     them), never a mix or a part of one; an empty read is allowed only
- *     while an in-place writer may have the record truncated (not in
- *     "rename" mode);
+ *     them), never a mix or a part of one, never empty;
  *   - writing, re-reading and deleting its own records DIR/own-<tag>-<t>-<k>,
  *     which must read back exactly what that thread wrote.
  * At the end each thread checks its own records, the process prints
@@ -33,6 +39,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -148,12 +155,18 @@ static int write_all(int fd, const uint8_t *buf, size_t len, struct thread *t)
 	return 0;
 }
 
-/* Read a whole file: returns length or -1 (errno set). */
-static ssize_t read_file(const char *path, uint8_t *buf, size_t size)
+/* Read a whole file (under a shared flock with lock): returns length or -1 (errno set). */
+static ssize_t read_file(const char *path, uint8_t *buf, size_t size, bool lock)
 {
 	int fd = open(path, O_RDONLY);
 	if (fd < 0)
 		return -1;
+	if (lock && flock(fd, LOCK_SH) < 0) {
+		int e = errno;
+		close(fd);
+		errno = e;
+		return -1;
+	}
 	size_t got = 0;
 	for (int i = 0; i < 100000; i++) {
 		if (got == size)
@@ -192,11 +205,15 @@ static void shared_write(struct thread *t, uint8_t *buf, uint32_t seq)
 	if (via_rename)
 		snprintf(tmp, sizeof(tmp), "%s/.tmp-%u-%d", dir, proc_tag, t->id);
 	const char *target = via_rename ? tmp : path;
-	int fd = open(target, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	int fd = open(target, O_WRONLY | O_CREAT | (via_rename ? O_TRUNC : 0), 0644);
 	if (fd < 0) {
 		report(t, "open %s for writing: %s", target, strerror(errno));
 		return;
 	}
+	/* In place: alone from the truncate to the close (which stores the
+	 * record before the lock goes with the last reference). */
+	if (!via_rename && (flock(fd, LOCK_EX) < 0 || ftruncate(fd, 0) < 0))
+		report(t, "flock + ftruncate %s: %s", target, strerror(errno));
 	if (write_all(fd, buf, len, t) < 0)
 		report(t, "write %s: %s", target, strerror(errno));
 	if (close(fd) < 0)
@@ -213,7 +230,7 @@ static void shared_read(struct thread *t, uint8_t *buf)
 {
 	char path[4096];
 	snprintf(path, sizeof(path), "%s/shared", dir);
-	ssize_t n = read_file(path, buf, MAX_LEN + 1);
+	ssize_t n = read_file(path, buf, MAX_LEN + 1, true);
 	t->reads++;
 	if (n < 0) {
 		report(t, "read %s: %s", path, strerror(errno));
@@ -221,9 +238,8 @@ static void shared_read(struct thread *t, uint8_t *buf)
 	}
 	if (n == 0) {
 		t->empty_reads++;
-		/* only an in-place writer's O_TRUNC may leave it empty */
-		if (write_mode == 1)
-			report(t, "empty read of shared, which only renames replace");
+		/* in-place writers truncate only under their exclusive lock */
+		report(t, "empty read of shared, which is never empty between versions");
 		return;
 	}
 	const char *why = version_check(buf, (size_t)n, NULL, NULL);
@@ -263,7 +279,7 @@ static void own_op(struct thread *t, uint8_t *buf)
 	t->own_seq[k] = seq;
 	t->own_len[k] = len;
 	/* read back at once: only this thread writes it */
-	ssize_t n = read_file(path, buf, MAX_LEN);
+	ssize_t n = read_file(path, buf, MAX_LEN, false);
 	uint32_t w, s;
 	const char *why;
 	if (n < 0)
@@ -280,7 +296,7 @@ static void own_verify(struct thread *t, uint8_t *buf)
 	for (int k = 0; k < OWN_FILES; k++) {
 		char path[4096];
 		snprintf(path, sizeof(path), "%s/own-%u-%d-%d", dir, proc_tag, t->id, k);
-		ssize_t n = read_file(path, buf, MAX_LEN);
+		ssize_t n = read_file(path, buf, MAX_LEN, false);
 		if (!t->own_exists[k]) {
 			if (n >= 0 || errno != ENOENT)
 				report(t, "final: %s should not exist", path);
@@ -326,7 +342,7 @@ static int check_shared(void)
 	char path[4096];
 	snprintf(path, sizeof(path), "%s/shared", dir);
 	uint8_t *buf = malloc(MAX_LEN + 1);
-	ssize_t n = read_file(path, buf, MAX_LEN + 1);
+	ssize_t n = read_file(path, buf, MAX_LEN + 1, true);
 	if (n < 0) {
 		fprintf(stderr, "concurrency_test: read %s: %s\n", path, strerror(errno));
 		return 1;

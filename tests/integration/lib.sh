@@ -210,12 +210,16 @@ set_value() {
 }
 
 # daemon_fd_flags PATH: the open flags (octal, from /proc/PID/fdinfo) of
-# the daemon's descriptor for PATH ("" if it has none).
+# the daemon's I/O descriptor for PATH ("" if it has none).  The engine
+# also holds a descriptor that only carries the store's lock: it is the
+# one whose fdinfo lists locks, and is skipped.
 daemon_fd_flags() {
-	local fd
+	local fd info
 	for fd in /proc/"$DAEMON_PID"/fd/*; do
 		if [ "$(readlink "$fd" 2>/dev/null)" = "$1" ]; then
-			sed -n 's/^flags:[[:space:]]*//p' "/proc/$DAEMON_PID/fdinfo/${fd##*/}"
+			info=/proc/$DAEMON_PID/fdinfo/${fd##*/}
+			grep -q '^lock:' "$info" 2>/dev/null && continue
+			sed -n 's/^flags:[[:space:]]*//p' "$info"
 			return 0
 		fi
 	done
@@ -273,10 +277,11 @@ EOF
 }
 
 # start_daemon [CONF]: start recfsd on $MNT and wait (10 s at most) until
-# the mount serves /.info/build.
+# the mount serves /.info/build.  RECFSD_OPTS: extra options (-o allow_other).
 start_daemon() {
 	local conf=${1:-$CONF} i
-	"$RECFSD" -f -c "$conf" "$MNT" >>"$DAEMON_OUT" 2>&1 &
+	# shellcheck disable=SC2086 # RECFSD_OPTS is a list of words
+	"$RECFSD" -f -c "$conf" ${RECFSD_OPTS:-} "$MNT" >>"$DAEMON_OUT" 2>&1 &
 	DAEMON_PID=$!
 	echo "$DAEMON_PID" >"$T/daemon.pid"
 	i=0

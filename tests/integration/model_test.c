@@ -13,12 +13,15 @@
  * completely (size, every byte, xattrs) and compared with the model; at the
  * end every file and every listing is.
  *
- * The model is what a local file system does, restricted to what recfs
- * specifies: at most one open handle per file (two handles on one record
- * each buffer their own copy, SPEC 4), xattrs independent of content
- * handles, a handle follows its record across rename and becomes an orphan
- * (reads and writes work, close stores nothing) when its record is unlinked
- * or replaced.  Run it against a local directory to check the model itself.
+ * The model is what a local file system does (SPEC 4: all handles of one
+ * record share one open-file state): a file's content lives in a model
+ * inode that its name and every handle opened on it share, so a write or
+ * truncate through any handle, or a truncate by path, is what every other
+ * handle reads and fstat shows at once, and several handles may be open on
+ * one file.  xattrs are independent of content handles; a handle follows
+ * its record across rename and keeps its inode (reads and writes work,
+ * close stores nothing) when the record is unlinked or replaced.  Run it
+ * against a local directory to check the model itself.
  *
  * -x takes letters of op classes to leave out (to isolate a bug):
  *   r rename, u unlink, x xattrs, t truncate(path), o ops on open files'
@@ -58,21 +61,24 @@ struct xattr {
 	uint8_t val[MAX_XVAL];
 };
 
-struct mfile {
-	bool exists;
+/* A file's content, shared by its name and its open handles. */
+struct minode {
+	int refs;               /* the name that holds it + open handles; 0 = free */
 	uint8_t *data;
 	size_t len;
+};
+
+struct mfile {
+	bool exists;
+	int ino;                /* index into inodes[] while it exists */
 	struct xattr x[N_XATTRS];
-	int handle;             /* index into handles[] or -1 */
 };
 
 struct handle {
 	bool used;
 	int fd;
-	int slot;               /* -1: orphan (record unlinked or replaced) */
-	bool rd, wr, append, dirty;
-	uint8_t *buf;
-	size_t len;
+	int ino;                /* its inode (orphaned when no name holds it) */
+	bool rd, wr, append;
 };
 
 static const char *xnames[N_XATTRS] = {
@@ -86,6 +92,7 @@ static unsigned n_dirs, n_names;
 static const char *dirs[MAX_DIRS];
 static struct mfile files[MAX_SLOTS];
 static struct handle handles[MAX_HANDLES];
+static struct minode inodes[MAX_SLOTS + MAX_HANDLES];
 static char history[HISTORY][600];
 static char cur_op[512];
 static char exclude[32];
@@ -210,27 +217,55 @@ static void buf_resize(uint8_t **p, size_t *len, size_t nlen)
 	*len = nlen;
 }
 
-static void buf_set(uint8_t **p, size_t *len, const uint8_t *src, size_t n)
-{
-	buf_resize(p, len, 0);
-	buf_resize(p, len, n);
-	if (n)
-		memcpy(*p, src, n);
-}
-
 static bool excluded(char c)
 {
 	return strchr(exclude, c) != NULL;
 }
 
-/* a handle-free, model-visible expected size: a writable handle's buffer
- * (the kernel and the daemon both report it while it is open) */
+static int ino_new(void)
+{
+	for (int i = 0; i < MAX_SLOTS + MAX_HANDLES; i++)
+		if (inodes[i].refs == 0) {
+			inodes[i].refs = 1;
+			inodes[i].len = 0;
+			return i;
+		}
+	fprintf(stderr, "model_test: out of model inodes\n");
+	exit(2);
+}
+
+static void ino_unref(int i)
+{
+	if (--inodes[i].refs == 0) {
+		free(inodes[i].data);
+		inodes[i].data = NULL;
+		inodes[i].len = 0;
+	}
+}
+
+/* the slot whose name holds inode i, or -1 (orphaned) */
+static int ino_slot(int i)
+{
+	for (unsigned s = 0; s < n_dirs * n_names; s++)
+		if (files[s].exists && files[s].ino == i)
+			return (int)s;
+	return -1;
+}
+
+static bool slot_open(int slot)
+{
+	if (!files[slot].exists)
+		return false;
+	for (int h = 0; h < MAX_HANDLES; h++)
+		if (handles[h].used && handles[h].ino == files[slot].ino)
+			return true;
+	return false;
+}
+
+/* the size stat shows: the shared content's, open or not */
 static size_t expected_size(int slot)
 {
-	struct mfile *f = &files[slot];
-	if (f->handle >= 0 && handles[f->handle].wr)
-		return handles[f->handle].len;
-	return f->len;
+	return files[slot].exists ? inodes[files[slot].ino].len : 0;
 }
 
 static int pick_slot(void)
@@ -257,14 +292,6 @@ static int free_handle(void)
 	return -1;
 }
 
-static void orphan(int slot)
-{
-	int h = files[slot].handle;
-	if (h >= 0) {
-		handles[h].slot = -1;
-		files[slot].handle = -1;
-	}
-}
 
 /* ---- verification ------------------------------------------------------------------------ */
 
@@ -369,11 +396,12 @@ static void verify_slot(int slot)
 		die("stat %s: nlink %lu", path, (unsigned long)st.st_nlink);
 	if ((size_t)st.st_size != expected_size(slot))
 		die("stat %s: size %lld, model %zu", path, (long long)st.st_size, expected_size(slot));
-	if (f->handle < 0) {
+	{
+		/* open or not: a new reader reads the shared content */
 		int fd = open(path, O_RDONLY);
 		if (fd < 0)
 			die("open %s for verify: %s", path, strerror(errno));
-		verify_content("verify", path, fd, f->data, f->len);
+		verify_content("verify", path, fd, inodes[f->ino].data, inodes[f->ino].len);
 		if (close(fd) < 0)
 			die("close %s after verify: %s", path, strerror(errno));
 	}
@@ -434,8 +462,12 @@ static void op_open(void)
 {
 	int h = free_handle();
 	int slot = pick_slot();
-	if (h < 0 || files[slot].handle >= 0)
+	if (h < 0)
 		return;
+	/* often a file that is open already: several handles on one file */
+	int other = pick_handle();
+	if (other >= 0 && ino_slot(handles[other].ino) >= 0 && chance(40))
+		slot = ino_slot(handles[other].ino);
 	struct mfile *f = &files[slot];
 	char path[4096];
 	slot_path(slot, path, sizeof(path));
@@ -464,43 +496,37 @@ static void op_open(void)
 	memset(hp, 0, sizeof(*hp));
 	hp->used = true;
 	hp->fd = fd;
-	hp->slot = slot;
 	hp->rd = (flags & O_ACCMODE) != O_WRONLY;
 	hp->wr = (flags & O_ACCMODE) != O_RDONLY;
 	hp->append = flags & O_APPEND;
-	f->handle = h;
 	if (!f->exists) {
 		/* creat(): the record exists (empty) at once */
 		f->exists = true;
-		buf_resize(&f->data, &f->len, 0);
+		f->ino = ino_new();
 		memset(f->x, 0, sizeof(f->x));
-		hp->dirty = true;
 	}
-	if (flags & O_TRUNC) {
-		buf_resize(&hp->buf, &hp->len, 0);
-		hp->dirty = true;
-	} else {
-		buf_set(&hp->buf, &hp->len, f->data, f->len);
-	}
-	if (flags & O_TRUNC)
-		buf_resize(&f->data, &f->len, 0); /* O_TRUNC is visible at once */
+	hp->ino = f->ino;
+	inodes[f->ino].refs++;
+	if (flags & O_TRUNC) /* every handle of the file sees it at once */
+		buf_resize(&inodes[f->ino].data, &inodes[f->ino].len, 0);
 }
 
 static void op_write(int h, bool use_append)
 {
 	struct handle *hp = &handles[h];
+	struct minode *in = &inodes[hp->ino];
 	if (!hp->wr)
 		return;
 	size_t n = 1 + rnd_below(chance(85) ? 4096 : 32768);
 	size_t off;
 	if (hp->append) {
-		off = hp->len;
+		off = in->len; /* the end of the shared content, whoever wrote last */
 	} else if (use_append || chance(30)) {
-		off = hp->len; /* write at the end through lseek */
+		off = in->len; /* write at the end through lseek */
 	} else if (chance(10)) {
 		off = rnd_below(MAX_FILE / 2); /* far: a hole */
 	} else {
-		off = rnd_below(hp->len + 1);
+		off = rnd_below(in->len + 1);
 	}
 	if (off + n > MAX_FILE) {
 		if (off >= MAX_FILE)
@@ -510,7 +536,7 @@ static void op_write(int h, bool use_append)
 	uint8_t *data = malloc(n);
 	rnd_fill(data, n);
 	op_begin("%s h%d(slot %d) off %zu len %zu (len %zu)", hp->append ? "append" : "pwrite", h,
-	    hp->slot, off, n, hp->len);
+	    ino_slot(hp->ino), off, n, in->len);
 	ssize_t r;
 	if (hp->append) {
 		r = write(hp->fd, data, n);
@@ -525,32 +551,33 @@ static void op_write(int h, bool use_append)
 		die("write: %s", strerror(errno));
 	if ((size_t)r != n)
 		die("write: short write %zd of %zu", r, n);
-	if (off + n > hp->len)
-		buf_resize(&hp->buf, &hp->len, off + n);
-	memcpy(hp->buf + off, data, n);
-	hp->dirty = true;
+	if (off + n > in->len)
+		buf_resize(&in->data, &in->len, off + n);
+	memcpy(in->data + off, data, n);
 	free(data);
 }
 
 static void op_read(int h)
 {
 	struct handle *hp = &handles[h];
+	struct minode *in = &inodes[hp->ino];
 	if (!hp->rd)
 		return;
-	size_t off = rnd_below(hp->len + 100);
+	size_t off = rnd_below(in->len + 100);
 	size_t n = 1 + rnd_below(chance(70) ? 4096 : 65536);
-	op_begin("pread h%d(slot %d) off %zu len %zu (len %zu)", h, hp->slot, off, n, hp->len);
+	op_begin("pread h%d(slot %d) off %zu len %zu (len %zu)", h, ino_slot(hp->ino), off, n,
+	    in->len);
 	uint8_t *buf = malloc(n);
 	ssize_t r = pread(hp->fd, buf, n, (off_t)off);
 	if (r < 0)
 		die("pread: %s", strerror(errno));
-	size_t want = off >= hp->len ? 0 : (hp->len - off < n ? hp->len - off : n);
+	size_t want = off >= in->len ? 0 : (in->len - off < n ? in->len - off : n);
 	if ((size_t)r != want)
 		die("pread: got %zd bytes, want %zu", r, want);
 	for (size_t i = 0; i < want; i++)
-		if (buf[i] != hp->buf[off + i])
+		if (buf[i] != in->data[off + i])
 			die("pread: byte %zu (offset %zu) got 0x%02x want 0x%02x", i, off + i, buf[i],
-			    hp->buf[off + i]);
+			    in->data[off + i]);
 	n_checked_bytes += r;
 	free(buf);
 }
@@ -558,21 +585,21 @@ static void op_read(int h)
 static void op_ftruncate(int h)
 {
 	struct handle *hp = &handles[h];
+	struct minode *in = &inodes[hp->ino];
 	if (!hp->wr)
 		return;
-	size_t len = chance(20) ? 0 : rnd_below(hp->len + 8192);
+	size_t len = chance(20) ? 0 : rnd_below(in->len + 8192);
 	if (len > MAX_FILE)
 		len = MAX_FILE;
-	op_begin("ftruncate h%d(slot %d) %zu (len %zu)", h, hp->slot, len, hp->len);
+	op_begin("ftruncate h%d(slot %d) %zu (len %zu)", h, ino_slot(hp->ino), len, in->len);
 	expect("ftruncate", ftruncate(hp->fd, (off_t)len), 0);
-	buf_resize(&hp->buf, &hp->len, len);
-	hp->dirty = true;
+	buf_resize(&in->data, &in->len, len);
 }
 
 static void op_fsync(int h)
 {
 	struct handle *hp = &handles[h];
-	op_begin("fsync h%d(slot %d)", h, hp->slot);
+	op_begin("fsync h%d(slot %d)", h, ino_slot(hp->ino));
 	/* fsync of a read-only handle is fine too; nothing changes */
 	expect("fsync", fsync(hp->fd), 0);
 }
@@ -581,11 +608,9 @@ static void op_fstat(int h)
 {
 	struct handle *hp = &handles[h];
 	struct stat st;
-	op_begin("fstat h%d(slot %d)", h, hp->slot);
+	op_begin("fstat h%d(slot %d)", h, ino_slot(hp->ino));
 	expect("fstat", fstat(hp->fd, &st), 0);
-	size_t want = hp->wr ? hp->len : (hp->slot >= 0 ? files[hp->slot].len : hp->len);
-	if (hp->slot < 0 && !hp->wr)
-		want = hp->len;
+	size_t want = inodes[hp->ino].len;
 	if ((size_t)st.st_size != want)
 		die("fstat: size %lld, want %zu", (long long)st.st_size, want);
 }
@@ -593,16 +618,10 @@ static void op_fstat(int h)
 static void op_close(int h)
 {
 	struct handle *hp = &handles[h];
-	op_begin("close h%d(slot %d)%s%s", h, hp->slot, hp->dirty ? " dirty" : "",
-	    hp->slot < 0 ? " orphan" : "");
+	int slot = ino_slot(hp->ino);
+	op_begin("close h%d(slot %d)%s", h, slot, slot < 0 ? " orphan" : "");
 	expect("close", close(hp->fd), 0);
-	int slot = hp->slot;
-	if (slot >= 0) {
-		if (hp->dirty)
-			buf_set(&files[slot].data, &files[slot].len, hp->buf, hp->len);
-		files[slot].handle = -1;
-	}
-	free(hp->buf);
+	ino_unref(hp->ino);
 	memset(hp, 0, sizeof(*hp));
 	if (slot >= 0)
 		verify_slot(slot);
@@ -614,15 +633,16 @@ static void op_truncate_path(void)
 		return;
 	int slot = pick_slot();
 	struct mfile *f = &files[slot];
-	if (f->handle >= 0)
+	if (excluded('o') && slot_open(slot))
 		return;
 	char path[4096];
 	slot_path(slot, path, sizeof(path));
-	size_t len = chance(20) ? 0 : rnd_below(f->len + 8192);
-	op_begin("truncate %s %zu (len %zu)", path, len, f->len);
+	size_t len = chance(20) ? 0 : rnd_below(expected_size(slot) + 8192);
+	op_begin("truncate %s %zu (len %zu)%s", path, len, expected_size(slot),
+	    slot_open(slot) ? " (open)" : "");
 	expect("truncate", truncate(path, (off_t)len), f->exists ? 0 : ENOENT);
-	if (f->exists)
-		buf_resize(&f->data, &f->len, len);
+	if (f->exists) /* its open handles see it too */
+		buf_resize(&inodes[f->ino].data, &inodes[f->ino].len, len);
 }
 
 static void op_rename(void)
@@ -632,26 +652,22 @@ static void op_rename(void)
 	int from = pick_slot(), to = pick_slot();
 	if (from == to)
 		return;
-	if (excluded('o') && (files[from].handle >= 0 || files[to].handle >= 0))
+	if (excluded('o') && (slot_open(from) || slot_open(to)))
 		return;
 	char pf[4096], pt[4096];
 	slot_path(from, pf, sizeof(pf));
 	slot_path(to, pt, sizeof(pt));
-	op_begin("rename %s -> %s%s%s", pf, pt, files[from].handle >= 0 ? " (source open)" : "",
+	op_begin("rename %s -> %s%s%s", pf, pt, slot_open(from) ? " (source open)" : "",
 	    files[to].exists ? " (onto existing)" : "");
 	expect("rename", rename(pf, pt), files[from].exists ? 0 : ENOENT);
 	if (!files[from].exists)
 		return;
-	orphan(to);
-	struct mfile tmp = files[to];
+	/* the replaced file's open handles keep its inode */
+	if (files[to].exists)
+		ino_unref(files[to].ino);
 	files[to] = files[from];
-	files[from] = tmp;
 	files[from].exists = false;
-	buf_resize(&files[from].data, &files[from].len, 0);
 	memset(files[from].x, 0, sizeof(files[from].x));
-	files[from].handle = -1;
-	if (files[to].handle >= 0)
-		handles[files[to].handle].slot = to;
 }
 
 static void op_unlink(void)
@@ -660,17 +676,16 @@ static void op_unlink(void)
 		return;
 	int slot = pick_slot();
 	struct mfile *f = &files[slot];
-	if (excluded('o') && f->handle >= 0)
+	if (excluded('o') && slot_open(slot))
 		return;
 	char path[4096];
 	slot_path(slot, path, sizeof(path));
-	op_begin("unlink %s%s", path, f->handle >= 0 ? " (open)" : "");
+	op_begin("unlink %s%s", path, slot_open(slot) ? " (open)" : "");
 	expect("unlink", unlink(path), f->exists ? 0 : ENOENT);
 	if (!f->exists)
 		return;
-	orphan(slot);
+	ino_unref(f->ino); /* its open handles keep it */
 	f->exists = false;
-	buf_resize(&f->data, &f->len, 0);
 	memset(f->x, 0, sizeof(f->x));
 }
 
@@ -818,8 +833,6 @@ int main(int argc, char **argv)
 	for (int i = optind; i < argc; i++)
 		dirs[n_dirs++] = argv[i];
 	rng_state = seed;
-	for (unsigned s = 0; s < n_dirs * n_names; s++)
-		files[s].handle = -1;
 
 	/* start clean: none of our names may exist */
 	for (unsigned s = 0; s < n_dirs * n_names; s++) {

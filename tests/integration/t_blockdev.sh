@@ -2,7 +2,8 @@
 # t_blockdev: the device engine on a raw block device (SPEC 6.1), a loop
 # device over a file as users test it: the size comes from the kernel (no
 # filesize), files written through the mount come back after a clean
-# restart, fsync'd ones after SIGKILL, recfs-check reads the device,
+# restart, fsync'd ones after SIGKILL, a second daemon and recfs-check are
+# refused the device while it is in use, recfs-check reads it once stopped,
 # another namespace is refused the device, cold-start-empty erases it, and
 # a path that is not a block device is refused with its name.
 . "${top_srcdir:-$(dirname "$0")/../..}/tests/integration/lib.sh"
@@ -68,6 +69,18 @@ check_eq "clean stop" "$?" 0
 
 # ---- a clean restart: everything back, the deleted files stay deleted --------
 start_daemon
+# ---- one daemon per device: a second one, from another work directory, is refused
+sed "s|work-directory: $WORK|work-directory: $T/work2|" "$CONF" >"$T/second.yaml"
+mkdir -p "$T/mnt2"
+out=$(run "$RECFSD" -f -c "$T/second.yaml" "$T/mnt2" 2>&1)
+rc=$?
+check_true "a second recfsd on the device is refused (exit $rc)" $rc -ne 0 -a $rc -ne 124
+check_true "... naming the device and the pid holding it ($out)" \
+	-n "$(printf '%s' "$out" | grep -F "$LOOP: in use by another recfsd (pid $DAEMON_PID)")"
+grep -qF " $T/mnt2 " /proc/self/mounts && { bad "... but it mounted"; timeout 10 fusermount3 -u "$T/mnt2"; }
+run "$CHECK" "$LOOP" >/dev/null 2>"$T/check-held.err"
+check_eq "recfs-check on the held device: exit 2" "$?" 2
+check_true "... naming the daemon" -n "$(grep -F "in use by a running recfsd (pid $DAEMON_PID)" "$T/check-held.err")"
 check_eq "after a restart: same names and contents" "$(files_sum "$E")" "$SUM"
 check_true "the deleted f7 stays deleted" ! -e "$E/f7"
 check_eq "objects" "$(stat_value test objects)" 198

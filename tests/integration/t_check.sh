@@ -82,9 +82,10 @@ check_eq "nothing expired" "$(summary_value "$OUT" expired)" 0
 # Every file: an empty copy at create and one with content; f12's
 # overwrite two more (the shell's O_TRUNC open, stored when it closes its
 # first descriptor after dup2, then the content); every delete: a
-# tombstone; the set: its marker.
+# tombstone; the set: its marker at mkdir, and again at the shutdown (its
+# mtime and ctime moved with its records).
 RECORDS=$(summary_value "$OUT" records)
-check_eq "records = every copy written" "$RECORDS" $(( (N_NULL + N_SET) * 2 + 2 + 5 + 1 ))
+check_eq "records = every copy written" "$RECORDS" $(( (N_NULL + N_SET) * 2 + 2 + 5 + 2 ))
 check_eq "superseded = records - newest copies" "$(summary_value "$OUT" superseded)" \
 	$(( RECORDS - LIVE - 5 - 1 ))
 check_true "the summary says clean" -n "$(grep -x 'result: clean' "$OUT")"
@@ -95,7 +96,7 @@ check_eq "-v exits 0" "$?" 0
 check_true "-v lists f05 as live" -n "$(grep -E ' set= key=f05 gen=2 size=[0-9]+ live$' "$T/v.out")"
 check_true "-v lists f01's delete as a tombstone" \
 	-n "$(grep -E ' set= key=f01 gen=3 size=80 tombstone' "$T/v.out")"
-check_true "-v lists the set marker" -n "$(grep -E ' set=s key= gen=1 size=80 set-marker$' "$T/v.out")"
+check_true "-v lists the set marker" -n "$(grep -E ' set=s key= gen=2 size=[0-9]+ set-marker$' "$T/v.out")"
 check_true "-v lists s/g2 in its set" -n "$(grep -E ' set=s key=g2 gen=2 size=[0-9]+ live$' "$T/v.out")"
 
 check_run "$T/q.out" -q "$DAT"
@@ -136,18 +137,26 @@ check_true "the report names the key" -n "$(echo "$LINE" | grep -F 'key=f07 ')"
 check_true "the report says checksum" -n "$(echo "$LINE" | grep -F 'checksum mismatch')"
 check_eq "summary counts it" "$(summary_value "$OUT" corrupt)" 1
 check_true "the summary says corruption" -n "$(grep '^result: CORRUPTION FOUND' "$OUT")"
+# Its header is intact and it is f07's newest copy: f07 is a damaged record
+# (never its older, empty copy), named with what recfsd does.
+check_eq "it is f07's damaged newest copy" "$(summary_value "$OUT" "newest copy damaged")" 1
+check_true "recfs-check names f07 as a damaged record" \
+	-n "$(grep -F 'DAMAGED RECORD set= key=f07: its newest copy' "$OUT" | grep -F 'reads fail with EIO')"
 DAMAGED_LIVE=$(summary_value "$OUT" live)
 check_run "$T/q.out" -q "$DAT"
 check_eq "-q: still exit 1" "$?" 1
 check_eq "-q: no per-record lines" "$(grep -c '^CORRUPT' "$T/q.out")" 0
 
-# The daemon agrees: it skips the same record at the same offset, logs it,
-# and serves what recfs-check counted as live.
+# The daemon agrees: it finds the same record at the same offset, logs it,
+# lists what recfs-check counted as live plus the damaged f07, and f07's
+# reads fail instead of showing its older (empty) copy.
 start_daemon
 check_true "cold start logged the damaged record at that offset" \
 	-n "$(grep -F "$DAT offset $OFF" "$LOG")"
-check_eq "the mount serves what recfs-check counted live" \
-	"$(( $(ls "$MNT/test" | grep -c '^f') + $(ls "$MNT/test/s" | wc -l) ))" "$DAMAGED_LIVE"
+check_eq "the mount lists what recfs-check counted live, and f07" \
+	"$(( $(ls "$MNT/test" | grep -c '^f') + $(ls "$MNT/test/s" | wc -l) ))" "$((DAMAGED_LIVE + 1))"
+expect_err "f07 reads fail" "Input/output error" cat "$MNT/test/f07"
+check_eq "the daemon counts it" "$(stat_value test damaged_records)" 1
 check_eq "other files are intact" "$(run cat "$MNT/test/s/g2")" "in-set-2"
 stop_daemon
 

@@ -57,8 +57,8 @@ phase() {
 	check_eq "$mode: no temp names left behind" "$(ls -A "$S" | grep -c '^\.tmp-')" 0
 	check_eq "$mode: objects stat matches" "$(stat_value test objects)" "$(find "$MNT/test" -type f | wc -l)"
 }
-# Readers must always get one whole version: SPEC 4, "readers see the last
-# completed close".
+# Readers must always get one whole version (in-place writers and readers
+# coordinate with flock, as on a local file system: concurrency_test.c).
 phase rename conc_r
 phase inplace conc_i
 S=$MNT/test/conc_i

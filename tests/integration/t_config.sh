@@ -2,7 +2,8 @@
 # t_config: recfsd's command line and config validation (SPEC sections 2
 # and 5): --help, --version, --check-config on good and bad files (errors
 # name the file, the line and the key; recfsd refuses to start on them),
-# and a mount whose config is fine keeps serving.
+# a mount whose config is fine keeps serving, and a mount point that is a
+# file or missing is refused with its name.
 . "${top_srcdir:-$(dirname "$0")/../..}/tests/integration/lib.sh"
 
 # ---- --help, --version ------------------------------------------------------------------
@@ -213,4 +214,23 @@ else
 	DAEMON_PID=
 	check_true "SIGTERM unmounted" "$(grep -cF " $MNT fuse" /proc/self/mounts)" -eq 0
 fi
+
+# ---- a mount point that is not a directory, or missing ------------------------------------
+# Regression: on a regular file recfsd said "mounted" and every access gave EIO.
+: >"$T/plainfile"
+for mode in -f ""; do
+	out=$(run "$RECFSD" $mode -c "$CONF" "$T/plainfile" 2>&1)
+	rc=$?
+	check_true "mount point is a file (${mode:-background}): refused (exit $rc)" $rc -ne 0 -a $rc -ne 124
+	check_true "... saying so ($out)" -n "$(printf '%s' "$out" | grep -F "mount point $T/plainfile is not a directory")"
+	if grep -qF " $T/plainfile fuse" /proc/self/mounts; then
+		bad "... but mounted it"
+		timeout 10 fusermount3 -u "$T/plainfile"
+	fi
+	out=$(run "$RECFSD" $mode -c "$CONF" "$T/no-such-dir" 2>&1)
+	rc=$?
+	check_true "missing mount point (${mode:-background}): refused (exit $rc)" $rc -ne 0 -a $rc -ne 124
+	check_true "... naming it ($out)" -n "$(printf '%s' "$out" | grep -F "$T/no-such-dir" | grep -F "No such file or directory")"
+done
+check_true "nothing mounted on either" -z "$(grep -F -e " $T/plainfile " -e " $T/no-such-dir " /proc/self/mounts)"
 finish

@@ -57,9 +57,11 @@ check_eq "100 more sets listed" "$(ls "$NS" | grep -c '^many')" 100
 for i in $(seq 1 100); do rmdir "$NS/many$i" || { bad "rmdir many$i"; break; }; done
 check_eq "100 sets removed" "$(ls "$NS" | grep -c '^many')" 0
 
-# chmod/utime on a set dir: accepted (rsync -a and tar set them)
+# chmod/utime on a set dir: stored (rsync -a and tar set them; t_set_attrs
+# covers restarts and the namespace directories)
 expect_ok "touch a set dir" touch "$NS/s1"
-expect_ok "chmod a set dir" chmod 755 "$NS/s1"
+expect_ok "chmod a set dir" chmod 700 "$NS/s1"
+check_eq "the set dir's mode is stored" "$(stat -c %a "$NS/s1")" 700
 
 assert_serving
 finish

@@ -21,6 +21,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "base/clock.h"
+#include "base/crc32c.h"
 #include "base/log.h"
 #include "storage/device_header.h"
 #include "txn/txn.h"
@@ -113,7 +115,7 @@ check(struct namespace *ns, int i, int version, size_t len)
 		return rc;
 	value_of(v, len, i, version);
 	rc = r.file_bin == NULL || r.file_bin->v.bytes.len != len ||
-	    memcmp(r.file_bin->v.bytes.data, v, len) != 0;
+	    (len > 0 && memcmp(r.file_bin->v.bytes.data, v, len) != 0);
 	txn_record_release(&r);
 	return rc;
 }
@@ -192,7 +194,7 @@ test_device_records_survive_clean_restart_and_deletes_stay_deleted(void **state)
 	config_for("dev", 64u << 20, 128 * 1024);
 	node = open_node();
 	ns = node_namespace(node, 0);
-	assert_int_equal(txn_set_create(ns, "empty", 5), 0);
+	assert_int_equal(txn_set_create(ns, "empty", 5, NULL), 0);
 	for (int i = 0; i < 2000; i++)
 		assert_int_equal(put(ns, i, 1, 300 + (size_t)i % 700, 0), 0);
 	for (int i = 0; i < 2000; i += 10) {
@@ -218,6 +220,69 @@ test_device_records_survive_clean_restart_and_deletes_stay_deleted(void **state)
 	ns = node_namespace(node, 0);
 	assert_int_equal(check(ns, 0, 2, 100), 0);
 	assert_int_equal(check(ns, 10, 1, 310), -ENOENT);
+	node_close(node, true);
+}
+
+/*
+ * A set's times live in memory and reach its marker at a clean shutdown:
+ * after one they come back exactly, although records were rewritten after
+ * the marker's last write.  After a crash (no clean close) a record copy
+ * newer than the marker moves them to that copy's time, never back.
+ */
+static void
+test_device_set_times_exact_after_clean_restart_and_forward_after_crash(void **state)
+{
+	struct txn_write mk = { .set_mode = true, .mode = 0700, .set_uid = true, .uid = 5,
+	    .set_gid = true, .gid = 6 };
+	struct record_attr before, after, r;
+	struct node *node;
+	struct namespace *ns;
+	char k[32];
+	struct txn_key key = key_of(k, 1);
+	struct txn_write w = { .flags = TXN_DURABLE, .set_file = true, .file_data = "v",
+	    .file_len = 1 };
+
+	config_for("dev", 64u << 20, 128 * 1024);
+	node = open_node();
+	ns = node_namespace(node, 0);
+	assert_int_equal(txn_set_create(ns, "s", 1, &mk), 0);
+	for (int i = 0; i < 10; i++)
+		assert_int_equal(put(ns, i, 1, 100, 0), 0);
+	assert_int_equal(txn_set_update(ns, "s", 1, &(struct txn_write){ .set_mtime = true,
+	    .mtime_ns = 1234567890123456789LL }, NULL), 0);
+	usleep(5000);
+	/* Rewrites after the marker's last write: not a change of the set. */
+	assert_int_equal(put(ns, 3, 2, 100, 0), 0);
+	assert_int_equal(txn_delete(ns, &key), 0);
+	assert_int_equal(txn_set_stat(ns, "s", 1, &before), 0);
+	usleep(5000);
+	assert_int_equal(put(ns, 4, 2, 100, 0), 0);
+	node_close(node, true);
+
+	node = open_node();
+	ns = node_namespace(node, 0);
+	assert_int_equal(txn_set_stat(ns, "s", 1, &after), 0);
+	assert_int_equal(after.mode, 0700);
+	assert_int_equal(after.uid, 5);
+	assert_int_equal(after.gid, 6);
+	assert_int_equal(after.mtime_ns, before.mtime_ns);
+	assert_int_equal(after.last_update_ms, before.last_update_ms);
+
+	/* A crash: the marker (made durable) says one time, a record written
+	 * after it another; the cold start takes the record's. */
+	assert_int_equal(txn_set_update(ns, "s", 1, &(struct txn_write){ .set_mtime = true,
+	    .mtime_ns = 1000 }, &before), 0);
+	assert_int_equal(txn_namespace_sync(ns), 0);
+	usleep(5000);
+	assert_int_equal(txn_write(ns, &key, &w, &r), 0);
+	assert_true(r.last_update_ms > before.last_update_ms);
+	node_close(node, false);
+	node = open_node();
+	ns = node_namespace(node, 0);
+	assert_int_equal(txn_set_stat(ns, "s", 1, &after), 0);
+	assert_int_equal(after.mode, 0700);
+	assert_int_equal(after.last_update_ms, r.last_update_ms);
+	assert_int_equal(after.mtime_ns, clock_epoch_ms_to_unix_ns(r.last_update_ms));
 	node_close(node, true);
 }
 
@@ -333,6 +398,187 @@ test_device_damaged_bytes_are_eio_for_that_record_only(void **state)
 	node_close(node, true);
 }
 
+/*
+ * Offset of the newest copy (newest-copy rule) stored under set "s" and
+ * key in the file, and the number of copies in *n_copies; -1 if none.
+ */
+static off_t
+find_newest_copy(const char *key, int *n_copies)
+{
+	static uint8_t buf[1 << 20];
+	int fd = open(path, O_RDONLY);
+	off_t base = 0, best = -1;
+	struct record_flat_header best_h;
+	ssize_t n;
+
+	*n_copies = 0;
+	assert_true(fd >= 0);
+	while ((n = pread(fd, buf, sizeof(buf), base)) > 0) {
+		for (ssize_t i = 0; i + RECORD_FLAT_MIN_SIZE <= n; i += 16) {
+			struct record_flat_header h;
+
+			if (record_flat_header_check(buf + i, (size_t)(n - i), &h) != 0 ||
+			    h.key_len != strlen(key) || memcmp(buf + i + 64 + h.set_len, key, h.key_len) != 0)
+				continue;
+			(*n_copies)++;
+			if (best < 0 || record_copy_is_newer(h.generation, h.last_update_ms,
+			    best_h.generation, best_h.last_update_ms)) {
+				best = base + i;
+				best_h = h;
+			}
+		}
+		base += n;
+	}
+	close(fd);
+	return best;
+}
+
+static void
+damage_at(off_t at)
+{
+	int fd = open(path, O_WRONLY);
+
+	assert_true(fd >= 0);
+	assert_int_equal(pwrite(fd, "XXXX", 4, at), 4);
+	assert_int_equal(fsync(fd), 0);
+	close(fd);
+}
+
+/*
+ * Issue 10 part 3: the newest copy of a record damaged in its body (header
+ * intact) while an older intact copy is on storage.  The cold start marks
+ * the record damaged instead of serving the older copy: listed, stat works,
+ * reads EIO, counted, logged once with file and offset; an overwrite or an
+ * unlink clears the mark.  A damaged older copy changes nothing.
+ */
+static void
+test_device_damaged_newest_copy_never_hides_behind_an_older_one(void **state)
+{
+	struct node *node;
+	struct namespace *ns;
+	struct record_attr a;
+	struct txn_record r;
+	char k5[32], k7[32];
+	struct txn_key key5 = key_of(k5, 5), key7 = key_of(k7, 7);
+	int copies;
+	off_t at;
+
+	config_for("dev", 64u << 20, 128 * 1024);
+	node = open_node();
+	ns = node_namespace(node, 0);
+	for (int i = 0; i < 20; i++)
+		assert_int_equal(put(ns, i, 1, 1000, TXN_DURABLE), 0);
+	for (int i = 5; i <= 11; i += 2)
+		assert_int_equal(put(ns, i, 2, 900, TXN_DURABLE), 0);
+	node_close(node, true);
+
+	/* k11: the newest copy's key damaged too: its older copy names it.
+	 * k13: its only copy's key damaged: nothing can name it, it is lost
+	 * (logged) as when its header is damaged. */
+	at = find_newest_copy("k000011", &copies);
+	assert_int_equal(copies, 2);
+	damage_at(at + 66);
+	at = find_newest_copy("k000013", &copies);
+	assert_int_equal(copies, 1);
+	damage_at(at + 66);
+
+	/* k5 and k7: the newest copy (version 2) damaged; k9: the older one. */
+	at = find_newest_copy("k000005", &copies);
+	assert_int_equal(copies, 2);
+	damage_at(at + 300);
+	at = find_newest_copy("k000007", &copies);
+	assert_int_equal(copies, 2);
+	damage_at(at + 300);
+	/* The header is intact: the damaged copy is still found as the newest. */
+	off_t at5 = find_newest_copy("k000005", &copies);
+	/* The older copy of k9: damage the copy that is not the newest. */
+	off_t newest9 = find_newest_copy("k000009", &copies);
+	{
+		static uint8_t buf[1 << 20];
+		int fd = open(path, O_RDWR);
+		off_t base = 0, older = -1;
+		ssize_t n;
+
+		while (older < 0 && (n = pread(fd, buf, sizeof(buf), base)) > 0) {
+			for (ssize_t i = 0; i + 80 <= n; i += 16) {
+				struct record_flat_header h;
+
+				if (record_flat_header_check(buf + i, (size_t)(n - i), &h) == 0 &&
+				    h.key_len == 7 && memcmp(buf + i + 65, "k000009", 7) == 0 &&
+				    base + i != newest9) {
+					older = base + i;
+					break;
+				}
+			}
+			base += n;
+		}
+		close(fd);
+		assert_true(older > 0);
+		damage_at(older + 300);
+	}
+
+	log_capture_begin();
+	node = open_node();
+	ns = node_namespace(node, 0);
+	/* Never the older content: EIO. */
+	assert_int_equal(txn_read(ns, &key5, &r), RECFS_ECHECKSUM);
+	assert_int_equal(recfs_errno(txn_read(ns, &key7, &r)), EIO);
+	/* Listed and stat works, with what the header says. */
+	assert_int_equal(txn_stat(ns, &key5, &a), 0);
+	assert_int_equal(a.generation, 2);
+	/* The damaged older copy of k9 changes nothing. */
+	assert_int_equal(check(ns, 9, 2, 900), 0);
+	assert_int_equal(check(ns, 4, 1, 1000), 0);
+	assert_int_equal(txn_read(ns, &(struct txn_key){ "s", 1, "k000011", 7 }, &r), RECFS_ECHECKSUM);
+	assert_int_equal(txn_stat(ns, &(struct txn_key){ "s", 1, "k000011", 7 }, &a), 0);
+	assert_int_equal(txn_stat(ns, &(struct txn_key){ "s", 1, "k000013", 7 }, &a), -ENOENT);
+	assert_int_equal(stat_value(ns, "damaged_records"), 3);
+	node_close(node, true);
+	{
+		char where[96];
+
+		snprintf(where, sizeof(where), "ns.dat offset %lld: record s/k000005 (generation 2): "
+		    "its newest copy is damaged", (long long)at5);
+		assert_int_equal(log_capture_end_count(where), 1);
+	}
+
+	/* It stays damaged across a restart (the damaged copy is kept). */
+	log_capture_begin();
+	node = open_node();
+	ns = node_namespace(node, 0);
+	assert_int_equal(log_capture_end_count("whose set and key are damaged too, and no other copy of it: lost"), 1);
+	assert_int_equal(stat_value(ns, "damaged_records"), 3);
+	assert_int_equal(txn_read(ns, &key5, &r), RECFS_ECHECKSUM);
+	/* A write that would keep part of it fails like a read. */
+	struct txn_write chmod_only = { .set_mode = true, .mode = 0600 };
+	assert_int_equal(txn_write(ns, &key5, &chmod_only, NULL), RECFS_ECHECKSUM);
+	/* Overwriting clears the mark; unlinking too. */
+	assert_int_equal(put(ns, 5, 3, 800, TXN_DURABLE), 0);
+	assert_int_equal(check(ns, 5, 3, 800), 0);
+	assert_int_equal(stat_value(ns, "damaged_records"), 2);
+	assert_int_equal(txn_delete(ns, &key7), 0);
+	assert_int_equal(stat_value(ns, "damaged_records"), 1);
+	assert_int_equal(txn_stat(ns, &key7, &a), -ENOENT);
+	/* A truncate to 0 replaces the whole content too. */
+	struct txn_write trunc = { .set_size = true, .size = 0, .flags = TXN_DURABLE };
+	assert_int_equal(txn_write(ns, &(struct txn_key){ "s", 1, "k000011", 7 }, &trunc, NULL), 0);
+	assert_int_equal(stat_value(ns, "damaged_records"), 0);
+	assert_int_equal(check(ns, 11, 1, 0), 0);
+	assert_int_equal(txn_sync(ns, &key5), 0);
+	node_close(node, true);
+
+	/* And it stays cleared. */
+	node = open_node();
+	ns = node_namespace(node, 0);
+	assert_int_equal(stat_value(ns, "damaged_records"), 0);
+	assert_int_equal(check(ns, 5, 3, 800), 0);
+	assert_int_equal(check(ns, 7, 2, 900), -ENOENT);
+	assert_int_equal(check(ns, 7, 1, 1000), -ENOENT);
+	assert_int_equal(check(ns, 9, 2, 900), 0);
+	assert_int_equal(check(ns, 11, 1, 0), 0);
+	node_close(node, true);
+}
+
 static void
 test_device_full_is_enospc_and_deletes_make_room(void **state)
 {
@@ -393,6 +639,32 @@ test_device_of_another_namespace_is_refused(void **state)
 	node_close(node, true);
 }
 
+/*
+ * One daemon per store: a second open of a store in use fails with EBUSY,
+ * in the same process too, and cold-start-empty does not erase it from
+ * under its user; once closed it opens again with its records.
+ */
+static void
+test_device_in_use_is_refused_even_with_cold_start_empty(void **state)
+{
+	struct node *node, *second = NULL;
+
+	(void)state;
+	config_for("dev", 64u << 20, 128 * 1024);
+	node = open_node();
+	assert_int_equal(put(node_namespace(node, 0), 1, 1, 10, 0), 0);
+	assert_int_equal(node_open(&second, &cfg), -EBUSY);
+	cfg.ns[0].storage.cold_start_empty = true;
+	assert_int_equal(node_open(&second, &cfg), -EBUSY);
+	assert_null(second);
+	assert_int_equal(check(node_namespace(node, 0), 1, 1, 10), 0);
+	node_close(node, true);
+	cfg.ns[0].storage.cold_start_empty = false;
+	node = open_node();
+	assert_int_equal(check(node_namespace(node, 0), 1, 1, 10), 0);
+	node_close(node, true);
+}
+
 /* Write a header page over the storage file's. */
 static void
 header_page_write(const uint8_t *page)
@@ -439,13 +711,13 @@ test_device_cold_start_logs_and_another_version_is_refused(void **state)
 	header_page_write(page);
 	log_capture_begin();
 	assert_int_equal(node_open(&node, &cfg), RECFS_EVERSION);
-	assert_int_equal(log_capture_end_count("this build reads version 1; refusing to use it"), 1);
+	assert_int_equal(log_capture_end_count("this build reads versions 1 to 2; refusing to use it"), 1);
 	/* A later version may keep its checksum elsewhere: still named. */
 	page[DEVICE_HEADER_PAGE - 1] ^= 0xff;
 	header_page_write(page);
 	log_capture_begin();
 	assert_int_equal(node_open(&node, &cfg), RECFS_EVERSION);
-	assert_int_equal(log_capture_end_count("device format version 2, this build reads version 1 (or a damaged"), 1);
+	assert_int_equal(log_capture_end_count("device format version 3, this build reads versions 1 to 2 (or a damaged"), 1);
 	/* Put back, everything is there. */
 	h.version = DEVICE_HEADER_VERSION;
 	device_header_encode(&h, page);
@@ -454,6 +726,145 @@ test_device_cold_start_logs_and_another_version_is_refused(void **state)
 	for (int i = 0; i < 500; i++)
 		assert_int_equal(check(node_namespace(node, 0), i, 1, 1000), 0);
 	node_close(node, true);
+
+	/* A version 1 device (what the previous build wrote) still opens, and
+	 * is version 2 from then on: read old, write new. */
+	h.version = 1;
+	device_header_encode(&h, page);
+	header_page_write(page);
+	node = open_node();
+	for (int i = 0; i < 500; i++)
+		assert_int_equal(check(node_namespace(node, 0), i, 1, 1000), 0);
+	node_close(node, true);
+	fd = open(path, O_RDONLY);
+	assert_true(fd >= 0);
+	assert_int_equal(pread(fd, page, sizeof(page), 0), (ssize_t)sizeof(page));
+	close(fd);
+	assert_int_equal(device_header_decode(page, &h, NULL, 0), 0);
+	assert_int_equal(h.version, 2);
+}
+
+/*
+ * Rewrite the version 2 record at buf (a copy the daemon wrote) as version
+ * 1 wrote it, in place: no header check, 24-byte POSIX meta (no atime, no
+ * ino), and zeros where the 16 bytes it no longer needs were.  The layout
+ * is docs/storage-format.md's.
+ */
+static void
+record_to_v1_in_place(uint8_t *buf)
+{
+	uint32_t size, end, end1, size1;
+	size_t meta = 64 + (size_t)buf[48] + (buf[50] | (size_t)buf[51] << 8);
+	bool has_meta = (buf[9] & RECORD_F_HAS_META) != 0;
+	uint32_t crc;
+
+	memcpy(&size, buf + 4, 4);
+	memcpy(&end, buf + 56, 4);
+	end1 = end - (has_meta ? 16 : 0);
+	size1 = (end1 + 8 + 15) & ~15u;
+	if (has_meta) {
+		memset(buf + meta + 12, 0, 4);                  /* reserved */
+		memmove(buf + meta + 24, buf + meta + 40, end - meta - 40);
+	}
+	memset(buf + end1, 0, size - end1);
+	buf[8] = 1;
+	memset(buf + 60, 0, 4);
+	memcpy(buf + 4, &size1, 4);
+	memcpy(buf + 56, &end1, 4);
+	memcpy(buf + end1, "REND", 4);
+	crc = crc32c(0, buf, end1 + 4);
+	memcpy(buf + end1 + 4, &crc, 4);
+}
+
+/*
+ * A store written by the previous format (device header and records of
+ * version 1) opens and keeps working: read old, write new.  The store is
+ * made by this build and turned into version 1 bytes, header and records.
+ */
+static void
+test_device_version_1_store_opens_and_keeps_working(void **state)
+{
+	static uint8_t buf[128 * 1024];
+	uint8_t page[DEVICE_HEADER_PAGE];
+	struct device_header h;
+	struct node *node;
+	struct namespace *ns;
+	struct record_attr a;
+	char k[32];
+	int fd, converted = 0;
+
+	config_for("dev", 64u << 20, 128 * 1024);
+	node = open_node();
+	ns = node_namespace(node, 0);
+	for (int i = 0; i < 200; i++) {
+		struct txn_key key = key_of(k, i);
+		char v[1000];
+
+		value_of(v, 500, i, 1);
+		struct txn_write w = { .set_file = true, .file_data = v, .file_len = 500,
+		    .set_mode = i % 2 == 0, .mode = 0600, .set_uid = i % 2 == 0, .uid = 42 };
+		assert_int_equal(txn_write(ns, &key, &w, NULL), 0);
+	}
+	node_close(node, true);
+
+	fd = open(path, O_RDWR);
+	assert_true(fd >= 0);
+	for (off_t base = 8 << 20; pread(fd, buf, sizeof(buf), base) == (ssize_t)sizeof(buf);
+	    base += sizeof(buf)) {
+		bool changed = false;
+
+		for (uint32_t off = 0; off + RECORD_FLAT_MIN_SIZE <= sizeof(buf); off += 16) {
+			struct record_flat_header rh;
+
+			if (record_flat_header_check(buf + off, sizeof(buf) - off, &rh) != 0)
+				continue;
+			record_to_v1_in_place(buf + off);
+			changed = true;
+			converted++;
+			off += rh.size - 16;
+		}
+		if (changed)
+			assert_int_equal(pwrite(fd, buf, sizeof(buf), base), (ssize_t)sizeof(buf));
+	}
+	assert_int_equal(pread(fd, page, sizeof(page), 0), (ssize_t)sizeof(page));
+	assert_int_equal(device_header_decode(page, &h, NULL, 0), 0);
+	h.version = 1;
+	device_header_encode(&h, page);
+	assert_int_equal(pwrite(fd, page, sizeof(page), 0), (ssize_t)sizeof(page));
+	assert_int_equal(fsync(fd), 0);
+	close(fd);
+	assert_true(converted >= 200);
+
+	node = open_node();
+	ns = node_namespace(node, 0);
+	for (int i = 0; i < 200; i++) {
+		struct txn_key key = key_of(k, i);
+
+		assert_int_equal(check(ns, i, 1, 500), 0);
+		assert_int_equal(txn_stat(ns, &key, &a), 0);
+		assert_int_equal(a.has_meta, i % 2 == 0);
+		if (i % 2 == 0) {
+			assert_int_equal(a.mode, 0600);
+			assert_int_equal(a.uid, 42);
+		}
+	}
+	assert_int_equal(stat_value(ns, "damaged_records"), 0);
+	/* Write new: version 2 copies beside the version 1 ones. */
+	for (int i = 0; i < 200; i += 3)
+		assert_int_equal(put(ns, i, 2, 700, 0), 0);
+	node_close(node, true);
+
+	node = open_node();
+	ns = node_namespace(node, 0);
+	for (int i = 0; i < 200; i++)
+		assert_int_equal(i % 3 == 0 ? check(ns, i, 2, 700) : check(ns, i, 1, 500), 0);
+	node_close(node, true);
+	fd = open(path, O_RDONLY);
+	assert_true(fd >= 0);
+	assert_int_equal(pread(fd, page, sizeof(page), 0), (ssize_t)sizeof(page));
+	close(fd);
+	assert_int_equal(device_header_decode(page, &h, NULL, 0), 0);
+	assert_int_equal(h.version, DEVICE_HEADER_VERSION);
 }
 
 /* Reads of records in buffers already written come from RAM while the
@@ -532,6 +943,184 @@ test_device_defrag_keeps_overwrites_going_at_half_fill(void **state)
 	for (int i = 0; i < N; i++)
 		assert_int_equal(check(ns, i, version[i], 1000), 0);
 	assert_int_equal(stat_value(ns, "data_used_bytes"), (long)N * 1104);
+	node_close(node, true);
+}
+
+/*
+ * The damaged newest copy's name is damaged too, and the scan meets it
+ * before any copy that could name the record: it waits for one, and the
+ * record is still damaged, not served from the older copy met later.
+ */
+static void
+test_device_nameless_damaged_copy_met_first_waits_for_its_name(void **state)
+{
+	struct node *node;
+	struct namespace *ns;
+	struct record_attr a;
+	struct txn_record r;
+	struct txn_key key11 = { "s", 1, "k000011", 7 };
+	static uint8_t rec[4096], zero[4096];
+	struct record_flat_header h;
+	int copies, fd;
+	off_t newest, older = -1;
+
+	config_for("dev", 64u << 20, 128 * 1024);
+	node = open_node();
+	ns = node_namespace(node, 0);
+	for (int i = 10; i < 14; i++)
+		assert_int_equal(put(ns, i, 1, 1000, TXN_DURABLE), 0);
+	assert_int_equal(put(ns, 11, 2, 900, TXN_DURABLE), 0);
+	node_close(node, true);
+
+	newest = find_newest_copy("k000011", &copies);
+	assert_int_equal(copies, 2);
+	fd = open(path, O_RDWR);
+	assert_true(fd >= 0);
+	/* The older copy: the other one with this key, before the newest. */
+	for (off_t o = newest - 16; o >= 8 << 20 && older < 0; o -= 16) {
+		assert_int_equal(pread(fd, rec, sizeof(rec), o), (ssize_t)sizeof(rec));
+		if (record_flat_header_check(rec, sizeof(rec), &h) == 0 && h.key_len == 7 &&
+		    memcmp(rec + 65, "k000011", 7) == 0)
+			older = o;
+	}
+	assert_true(older > 0);
+	assert_true(h.size <= sizeof(rec));
+	/* Move the older copy after the newest one, into the zeros that follow
+	 * the wblock's last record, and damage the newest copy's key. */
+	off_t tail = newest + 16;
+	for (;; tail += 16) {
+		uint8_t probe[4096];
+
+		assert_true(tail / (128 * 1024) == newest / (128 * 1024)); /* same wblock */
+		assert_int_equal(pread(fd, probe, h.size, tail), (ssize_t)h.size);
+		if (memcmp(probe, zero, h.size) == 0)
+			break;
+	}
+	assert_int_equal(pwrite(fd, rec, h.size, tail), (ssize_t)h.size);
+	assert_int_equal(pwrite(fd, zero, h.size, older), (ssize_t)h.size);
+	assert_int_equal(pwrite(fd, "XX", 2, newest + 66), 2);
+	assert_int_equal(fsync(fd), 0);
+	close(fd);
+
+	node = open_node();
+	ns = node_namespace(node, 0);
+	assert_int_equal(txn_read(ns, &key11, &r), RECFS_ECHECKSUM);
+	assert_int_equal(txn_stat(ns, &key11, &a), 0);
+	assert_int_equal(a.generation, 2);
+	assert_true(a.damaged);
+	assert_int_equal(stat_value(ns, "damaged_records"), 1);
+	assert_int_equal(check(ns, 12, 1, 1000), 0);
+	/* Exactly the damaged copy and the other records count as live. */
+	/* 1000 bytes of content: 1104 on storage; 900: 992. */
+	assert_int_equal(stat_value(ns, "data_used_bytes"), 3 * 1104 + 992);
+	node_close(node, true);
+}
+
+/*
+ * Two copies of the same version (what defrag leaves behind until the old
+ * wblock is reused), the one the scan meets first damaged: the intact one
+ * is served, the record is not damaged.
+ */
+static void
+test_device_damaged_copy_loses_a_tie_with_an_intact_one(void **state)
+{
+	struct node *node;
+	struct namespace *ns;
+	static uint8_t rec[4096], zero[4096];
+	struct record_flat_header h;
+	int copies, fd;
+	off_t at, tail;
+
+	config_for("dev", 64u << 20, 128 * 1024);
+	node = open_node();
+	ns = node_namespace(node, 0);
+	for (int i = 0; i < 4; i++)
+		assert_int_equal(put(ns, i, 1, 1000, TXN_DURABLE), 0);
+	node_close(node, true);
+	at = find_newest_copy("k000002", &copies);
+	assert_int_equal(copies, 1);
+	fd = open(path, O_RDWR);
+	assert_true(fd >= 0);
+	assert_int_equal(pread(fd, rec, sizeof(rec), at), (ssize_t)sizeof(rec));
+	assert_int_equal(record_flat_header_check(rec, sizeof(rec), &h), 0);
+	for (tail = at + h.size;; tail += 16) {
+		uint8_t probe[4096];
+
+		assert_int_equal(pread(fd, probe, h.size, tail), (ssize_t)h.size);
+		if (memcmp(probe, zero, h.size) == 0)
+			break;
+	}
+	assert_true(tail / (128 * 1024) == at / (128 * 1024));
+	assert_int_equal(pwrite(fd, rec, h.size, tail), (ssize_t)h.size);
+	assert_int_equal(pwrite(fd, "XXXX", 4, at + 300), 4);
+	assert_int_equal(fsync(fd), 0);
+	close(fd);
+
+	node = open_node();
+	ns = node_namespace(node, 0);
+	assert_int_equal(check(ns, 2, 1, 1000), 0);
+	assert_int_equal(stat_value(ns, "damaged_records"), 0);
+	assert_int_equal(stat_value(ns, "data_used_bytes"), 4 * 1104);
+	node_close(node, true);
+}
+
+/*
+ * A damaged record's copy is its current copy: defrag moves it as it is
+ * (live bytes stay exact), and it is still damaged at the next start.
+ */
+static void
+test_device_defrag_moves_a_damaged_record_and_it_stays_damaged(void **state)
+{
+	struct node *node;
+	struct namespace *ns;
+	struct txn_record r;
+	char k[32];
+	struct txn_key key5 = key_of(k, 5);
+	enum { N = 3000, WRITES = 10 * N };
+	uint64_t rng = 777;
+	int copies;
+
+	config_for("dev", (8u << 20) + (8u << 20), 128 * 1024);
+	node = open_node();
+	ns = node_namespace(node, 0);
+	for (int i = 0; i < N; i++)
+		assert_int_equal(put(ns, i, 0, 1000, 0), 0);
+	assert_int_equal(put(ns, 5, 1, 1000, TXN_DURABLE), 0);
+	node_close(node, true);
+	off_t at = find_newest_copy("k000005", &copies);
+	assert_int_equal(copies, 2);
+	damage_at(at + 300);
+
+	log_capture_begin();
+	node = open_node();
+	ns = node_namespace(node, 0);
+	assert_int_equal(stat_value(ns, "damaged_records"), 1);
+	/* Its bytes count, the older copy's do not. */
+	assert_int_equal(stat_value(ns, "data_used_bytes"), (long)N * 1104);
+	for (int w = 0; w < WRITES; w++) {
+		rng = rng * 6364136223846793005ULL + 1442695040888963407ULL;
+		int i = (int)((rng >> 33) % N);
+
+		if (i != 5)
+			assert_int_equal(put(ns, i, 2, 1000, 0), 0);
+	}
+	assert_true(stat_value(ns, "defrag_records") > 0);
+	assert_int_equal(stat_value(ns, "damaged_records"), 1);
+	assert_int_equal(txn_read(ns, &key5, &r), RECFS_ECHECKSUM);
+	assert_int_equal(stat_value(ns, "data_used_bytes"), (long)N * 1104);
+	node_close(node, true);
+	assert_int_equal(log_capture_end_count("record not moved"), 0);
+	/* Moved: its wblock was emptied and written again meanwhile. */
+	off_t moved = find_newest_copy("k000005", &copies);
+	assert_true(moved > 0);
+	assert_true(moved != at);
+
+	node = open_node();
+	ns = node_namespace(node, 0);
+	assert_int_equal(stat_value(ns, "damaged_records"), 1);
+	assert_int_equal(txn_read(ns, &key5, &r), RECFS_ECHECKSUM);
+	assert_int_equal(stat_value(ns, "data_used_bytes"), (long)N * 1104);
+	assert_int_equal(check(ns, 6, 0, 1000) == 0 || check(ns, 6, 2, 1000) == 0, 1);
 	node_close(node, true);
 }
 
@@ -768,14 +1357,21 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_device_records_survive_clean_restart_and_deletes_stay_deleted, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_device_set_times_exact_after_clean_restart_and_forward_after_crash, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_device_fsynced_writes_survive_sigkill, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_device_damaged_bytes_are_eio_for_that_record_only, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_device_damaged_newest_copy_never_hides_behind_an_older_one, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_device_nameless_damaged_copy_met_first_waits_for_its_name, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_device_damaged_copy_loses_a_tie_with_an_intact_one, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_device_full_is_enospc_and_deletes_make_room, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_device_of_another_namespace_is_refused, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_device_in_use_is_refused_even_with_cold_start_empty, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_device_cold_start_logs_and_another_version_is_refused, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_device_version_1_store_opens_and_keeps_working, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_device_post_write_cache_serves_written_buffers, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_device_defrag_keeps_overwrites_going_at_half_fill, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_device_defrag_keeps_up_with_concurrent_writers, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_device_defrag_moves_a_damaged_record_and_it_stays_damaged, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_device_tombstones_reclaimed_only_after_older_copies_are_gone, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_device_cold_start_reclaims_tombstones_without_older_copies, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_device_records_spread_over_two_files_and_come_back, setup, teardown),

@@ -175,6 +175,58 @@ test_index_entry_costs_under_100_bytes_plus_key(void **state)
 static struct set_table *set_tab;
 static unsigned set_added;   /* atomic: sets 0..set_added-1 are in */
 
+/* The side table of kept inode numbers and atimes (index_extra.c): values
+ * come back by digest through growth and backward-shift deletes, and an
+ * inode number kept by one record is "taken" for every other. */
+static void
+test_index_extra_keeps_values_and_knows_taken_inodes(void **state)
+{
+	enum { N = 5000 };
+	static struct digest d[N];
+	struct index *ix;
+	uint64_t ino;
+	int64_t at;
+
+	assert_int_equal(index_create(&ix), 0);
+	assert_false(index_extra_ino_taken(ix, 12345, &d[0]));
+	for (int i = 0; i < N; i++) {
+		digest_in_partition(&d[i], (uint32_t)i % PARTITION_COUNT);
+		/* Even ones keep an inode number, every third an atime. */
+		assert_int_equal(index_extra_put(ix, &d[i], i % 2 == 0 ? 1000 + (uint64_t)i : 0,
+		    i % 3 == 0 ? 7 + i : 0), 0);
+	}
+	for (int i = 0; i < N; i += 4)
+		index_extra_remove(ix, &d[i]);
+	for (int i = 0; i < N; i++) {
+		bool want = i % 4 != 0 && (i % 2 == 0 || i % 3 == 0);
+
+		ino = 0;
+		at = 0;
+		assert_int_equal(index_extra_get(ix, &d[i], &ino, &at), want);
+		if (want) {
+			assert_int_equal(ino, i % 2 == 0 ? 1000 + (uint64_t)i : 0);
+			assert_int_equal(at, i % 3 == 0 ? 7 + i : 0);
+		}
+		/* Taken: kept by a record other than the one asking. */
+		if (i % 2 == 0) {
+			assert_int_equal(index_extra_ino_taken(ix, 1000 + (uint64_t)i, &d[(i + 1) % N]),
+			    i % 4 != 0);
+			assert_false(index_extra_ino_taken(ix, 1000 + (uint64_t)i, &d[i]));
+		}
+	}
+	/* A number handed to another record (a rename) leaves the old owner. */
+	assert_int_equal(index_extra_put(ix, &d[1], 1002, 0), 0);
+	index_extra_remove(ix, &d[2]);
+	assert_true(index_extra_ino_taken(ix, 1002, &d[2]));
+	assert_false(index_extra_ino_taken(ix, 1002, &d[1]));
+	/* Both 0: nothing kept. */
+	assert_int_equal(index_extra_put(ix, &d[1], 0, 0), 0);
+	assert_false(index_extra_get(ix, &d[1], &ino, &at));
+	assert_false(index_extra_ino_taken(ix, 1002, &d[2]));
+	assert_true(index_extra_ino_alternative(5, 0) != 5 && index_extra_ino_alternative(5, 0) > 1);
+	index_destroy(ix, NULL, NULL);
+}
+
 static void *
 set_reader(void *arg)
 {
@@ -243,6 +295,7 @@ main(void)
 		cmocka_unit_test(test_index_insert_find_remove_keeps_balance),
 		cmocka_unit_test(test_index_next_walks_one_set_in_digest_order),
 		cmocka_unit_test(test_index_entry_costs_under_100_bytes_plus_key),
+		cmocka_unit_test(test_index_extra_keeps_values_and_knows_taken_inodes),
 		cmocka_unit_test(test_set_lookups_run_lock_free_beside_adds),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

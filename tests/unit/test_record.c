@@ -36,7 +36,9 @@
 #define OFF_N_BINS 52
 #define OFF_RESERVED_1 54
 #define OFF_END 56
-#define OFF_RESERVED_2 60
+#define OFF_HEADER_CRC 60
+#define META_V2 40 /* POSIX meta of version 2 (version 1: 24) */
+#define META_V1 24
 
 static uint8_t blob_bytes[300];
 
@@ -63,14 +65,55 @@ wr32(uint8_t *p, uint32_t v)
 	memcpy(p, &v, 4);
 }
 
-/* Recompute end mark and CRC after a deliberate edit of the bytes. */
+static uint64_t
+rd64(const uint8_t *p)
+{
+	uint64_t v;
+
+	memcpy(&v, p, 8);
+	return le64toh(v);
+}
+
+/* Where the POSIX meta starts: after the header, set and key. */
+static size_t
+meta_pos(const uint8_t *buf)
+{
+	return 64 + (size_t)buf[OFF_SET_LEN] + (buf[OFF_KEY_LEN] | (size_t)buf[OFF_KEY_LEN + 1] << 8);
+}
+
+/* The meta check of version 2, computed here from the layout in record.h. */
+static uint32_t
+meta_check_of(const uint8_t *buf)
+{
+	size_t m = meta_pos(buf);
+	uint32_t crc = crc32c(0, buf + 64, m - 64 + 12);
+
+	return crc32c(crc, buf + m + 16, META_V2 - 16);
+}
+
+/*
+ * Recompute the checks after a deliberate edit of the bytes: for version 2
+ * the meta check (when the meta lies before E) and the header check, then
+ * end mark and CRC.
+ */
 static void
-reseal(uint8_t *buf)
+reseal_checks(uint8_t *buf, bool meta_check)
 {
 	uint32_t end = rd32(buf + OFF_END);
 
+	if (buf[OFF_VERSION] == 2) {
+		if (meta_check && (buf[OFF_FLAGS] & RECORD_F_HAS_META) && meta_pos(buf) + META_V2 <= end)
+			wr32(buf + meta_pos(buf) + 12, meta_check_of(buf));
+		wr32(buf + OFF_HEADER_CRC, crc32c(0, buf, OFF_HEADER_CRC));
+	}
 	wr32(buf + end, RECORD_FLAT_END_MARK);
 	wr32(buf + end + 4, crc32c(0, buf, end + 4));
+}
+
+static void
+reseal(uint8_t *buf)
+{
+	reseal_checks(buf, true);
 }
 
 /*
@@ -103,6 +146,8 @@ make_record(struct record *r, int n_bins, bool with_set, bool with_meta, int32_t
 		r->meta.uid = 1000;
 		r->meta.gid = 100;
 		r->meta.mtime_ns = 1700000000123456789LL;
+		r->meta.atime_ns = 1600000000987654321LL;
+		r->meta.ino = 0x0123456789abcdefULL;
 	}
 	assert_int_equal(record_bins_reserve(r, (size_t)n_bins), 0);
 	for (int i = 0; i < n_bins; i++) {
@@ -157,6 +202,8 @@ assert_records_equal(const struct record *a, const struct record *b)
 		assert_int_equal(a->meta.uid, b->meta.uid);
 		assert_int_equal(a->meta.gid, b->meta.gid);
 		assert_int_equal(a->meta.mtime_ns, b->meta.mtime_ns);
+		assert_int_equal(a->meta.atime_ns, b->meta.atime_ns);
+		assert_int_equal(a->meta.ino, b->meta.ino);
 	}
 	assert_int_equal(a->n_bins, b->n_bins);
 	for (int i = 0; i < a->n_bins; i++) {
@@ -257,6 +304,8 @@ test_record_round_trips_edge_values(void **state)
 	r.meta.mode = 07777;
 	r.meta.uid = UINT32_MAX;
 	r.meta.mtime_ns = INT64_MIN;
+	r.meta.atime_ns = INT64_MAX;
+	r.meta.ino = UINT64_MAX;
 	r.flags |= RECORD_F_SET_MARKER;
 	r.bins[0].v.integer = INT64_MAX;
 	r.bins[1].v.dbl = nan("0x5a5a");
@@ -536,7 +585,7 @@ test_record_bad_header_fields_are_format_errors(void **state)
 
 /* Offsets into the body of make_record(5 bins, set, meta). */
 #define BODY (64 + 4 + 14)           /* after set "pics" and the key */
-#define BIN0 (BODY + 24)             /* first bin: "bin0", integer */
+#define BIN0 (BODY + META_V2)        /* first bin: "bin0", integer */
 #define BIN2 (BIN0 + 1 + 4 + 1 + 8 + 1 + 4 + 1 + 8) /* "bin2", string */
 
 /* One planted defect: store value (width bytes, little-endian) at off. */
@@ -559,12 +608,10 @@ static const struct planted_defect planted_defects[] = {
 	{ "key type 5", OFF_KEY_TYPE, 1, 5 },
 	{ "ttl -2", OFF_TTL, 4, (uint32_t)-2 },
 	{ "first reserved field", OFF_RESERVED_1 + 1, 1, 1 },
-	{ "second reserved field", OFF_RESERVED_2 + 3, 1, 0x80 },
 	{ "one bin more than stored", OFF_N_BINS, 2, 6 },
 	{ "one bin fewer than stored", OFF_N_BINS, 2, 4 },
 	{ "n_bins far past E", OFF_N_BINS, 2, RECORD_BINS_MAX },
 	{ "file type bits in mode", BODY, 4, 0100644 },
-	{ "meta reserved field", BODY + 12, 1, 1 },
 	{ "bin name length 0", BIN0, 1, 0 },
 	{ "bin name length 16", BIN0, 1, 16 },
 	{ "bin name length 15 runs into the value", BIN0, 1, 15 },
@@ -695,6 +742,349 @@ test_record_encode_refuses_what_breaks_the_limits(void **state)
 	r.bins[0].v.bytes.len = UINT32_MAX - 16;
 	assert_true(record_flat_size(&r) > UINT32_MAX);
 	assert_int_equal(record_flat_encode(&r, buf, SIZE_MAX), -EINVAL);
+	record_release(&r);
+}
+
+/* ---- version 2: header check, meta check, atime and ino; version 1 ----- */
+
+/*
+ * A version 1 encoder, kept here: the same record as the version 2 image
+ * v2 (n bytes) as a version 1 writer laid it out (no header check, 24-byte
+ * meta with a zero reserved field, no atime, no ino).  Exact-size heap
+ * buffer, size in *n1.
+ */
+static uint8_t *
+to_v1(const uint8_t *v2, size_t *n1)
+{
+	uint32_t end2 = rd32(v2 + OFF_END);
+	bool meta = (v2[OFF_FLAGS] & RECORD_F_HAS_META) != 0;
+	size_t m = meta_pos(v2);
+	uint32_t end1 = end2 - (meta ? META_V2 - META_V1 : 0);
+	size_t size1 = ((size_t)end1 + 8 + 15) & ~(size_t)15;
+	uint8_t *v1 = calloc(1, size1);
+
+	assert_non_null(v1);
+	memcpy(v1, v2, m);
+	if (meta) {
+		memcpy(v1 + m, v2 + m, META_V1);
+		wr32(v1 + m + 12, 0);
+		memcpy(v1 + m + META_V1, v2 + m + META_V2, end2 - m - META_V2);
+	} else {
+		memcpy(v1 + m, v2 + m, end2 - m);
+	}
+	v1[OFF_VERSION] = 1;
+	wr32(v1 + OFF_SIZE, (uint32_t)size1);
+	wr32(v1 + OFF_END, end1);
+	wr32(v1 + OFF_HEADER_CRC, 0);
+	reseal(v1);
+	*n1 = size1;
+	return v1;
+}
+
+static void
+test_record_v2_keeps_atime_and_ino_and_checks_its_header(void **state)
+{
+	struct record r, d;
+	size_t n;
+	uint8_t *buf;
+
+	(void)state;
+	make_record(&r, 5, true, true, 0, 0);
+	buf = encode_exact(&r, &n);
+	assert_int_equal(buf[OFF_VERSION], 2);
+	assert_int_equal(RECORD_FLAT_VERSION, 2);
+	/* The header check is the CRC32C of the 60 bytes before it. */
+	assert_int_equal(rd32(buf + OFF_HEADER_CRC), crc32c(0, buf, 60));
+	/* Meta: mode, uid, gid, meta check, mtime, atime, ino. */
+	assert_int_equal(rd32(buf + BODY), 0644);
+	assert_int_equal(rd32(buf + BODY + 12), meta_check_of(buf));
+	assert_int_equal(rd64(buf + BODY + 16), 1700000000123456789ULL);
+	assert_int_equal(rd64(buf + BODY + 24), 1600000000987654321ULL);
+	assert_int_equal(rd64(buf + BODY + 32), 0x0123456789abcdefULL);
+	assert_int_equal(buf[BIN0], 4); /* the bins follow the 40 bytes of meta */
+	assert_memory_equal(buf + BIN0 + 1, "bin0", 4);
+	assert_int_equal(record_flat_decode(buf, n, &d), 0);
+	assert_int_equal(d.meta.atime_ns, 1600000000987654321LL);
+	assert_int_equal(d.meta.ino, 0x0123456789abcdefULL);
+	record_release(&d);
+	free(buf);
+
+	/* atime and ino round trip at their extremes, 0 included. */
+	r.meta.atime_ns = 0;
+	r.meta.ino = 0;
+	assert_round_trip(&r);
+	r.meta.atime_ns = INT64_MIN;
+	r.meta.ino = UINT64_MAX;
+	assert_round_trip(&r);
+	record_release(&r);
+}
+
+/* The example record of docs/storage-format.md, as version 1 wrote it. */
+static const uint8_t doc_v1_example[96] = {
+	0x46, 0x52, 0x43, 0x31, 0x60, 0x00, 0x00, 0x00, 0x01, 0x00, 0x01, 0x00, 0x1a, 0xbd, 0xe3, 0xeb,
+	0x90, 0xea, 0x36, 0x96, 0x88, 0x09, 0x64, 0x01, 0xaf, 0xbb, 0x25, 0xdc, 0xb3, 0x45, 0x55, 0x59,
+	0x3e, 0x2d, 0x1c, 0x0b, 0x5a, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0xff, 0xff, 0xff, 0xff,
+	0x04, 0x03, 0x05, 0x00, 0x01, 0x00, 0x00, 0x00, 0x56, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+	0x70, 0x69, 0x63, 0x73, 0x61, 0x2e, 0x74, 0x78, 0x74, 0x04, 0x64, 0x61, 0x74, 0x61, 0x04, 0x03,
+	0x00, 0x00, 0x00, 0x68, 0x69, 0x0a, 0x52, 0x45, 0x4e, 0x44, 0x79, 0xf0, 0x35, 0x50, 0x00, 0x00,
+};
+
+static void
+test_record_v1_records_still_decode(void **state)
+{
+	struct record_flat_header h;
+	struct record r, d, d2;
+	struct digest dg;
+	uint8_t *v1 = malloc(sizeof(doc_v1_example)), *v2, *again;
+	size_t n, n1;
+
+	(void)state;
+	/* Bytes a version 1 writer left on storage. */
+	memcpy(v1, doc_v1_example, sizeof(doc_v1_example));
+	assert_int_equal(record_flat_decode(v1, sizeof(doc_v1_example), &d), 0);
+	assert_int_equal(d.generation, 1);
+	assert_int_equal(d.set_len, 4);
+	assert_memory_equal(d.set, "pics", 4);
+	assert_int_equal(d.key_len, 5);
+	assert_memory_equal(d.key, "a.txt", 5);
+	digest_compute(&dg, "pics", 4, "a.txt", 5);
+	assert_memory_equal(d.digest.bytes, dg.bytes, DIGEST_SIZE);
+	assert_int_equal(d.n_bins, 1);
+	assert_int_equal(d.bins[0].v.bytes.len, 3);
+	assert_memory_equal(d.bins[0].v.bytes.data, "hi\n", 3);
+	/* No header check of its own: the header is said to be unproven. */
+	assert_int_equal(record_flat_header_check(v1, sizeof(doc_v1_example), &h), RECFS_EVERSION);
+	assert_int_equal(h.version, 1);
+	assert_int_equal(h.generation, 1);
+	/* Read old, write new: it encodes as version 2 and reads back the same. */
+	n = record_flat_size(&d);
+	again = malloc(n);
+	assert_int_equal(record_flat_encode(&d, again, n), (long)n);
+	assert_int_equal(again[OFF_VERSION], 2);
+	assert_int_equal(record_flat_decode(again, n, &d2), 0);
+	assert_records_equal(&d, &d2);
+	record_release(&d2);
+	record_release(&d);
+	free(again);
+	free(v1);
+
+	/* Every shape, through the version 1 encoder kept above. */
+	for (int meta = 0; meta < 2; meta++) {
+		for (int set = 0; set < 2; set++) {
+			make_record(&r, 5, set, meta, RECORD_TTL_NEVER, 77);
+			v2 = encode_exact(&r, &n);
+			v1 = to_v1(v2, &n1);
+			assert_int_equal(n1 <= n, true);
+			assert_int_equal(record_flat_decode(v1, n1, &d), 0);
+			/* Version 1 has no atime or ino: they read as 0. */
+			r.meta.atime_ns = 0;
+			r.meta.ino = 0;
+			assert_records_equal(&r, &d);
+			if (meta) {
+				assert_int_equal(d.meta.atime_ns, 0);
+				assert_int_equal(d.meta.ino, 0);
+			}
+			record_release(&d);
+			assert_int_equal(record_flat_header_check(v1, n1, &h), RECFS_EVERSION);
+			/* Version 1's reserved fields are still checked. */
+			v1[OFF_HEADER_CRC + 1] = 1;
+			reseal(v1);
+			assert_int_equal(record_flat_decode(v1, n1, &d), RECFS_EFORMAT);
+			v1[OFF_HEADER_CRC + 1] = 0;
+			if (meta) {
+				v1[meta_pos(v1) + 12] = 1;
+				reseal(v1);
+				assert_int_equal(record_flat_decode(v1, n1, &d), RECFS_EFORMAT);
+				v1[meta_pos(v1) + 12] = 0;
+			}
+			reseal(v1);
+			assert_int_equal(record_flat_decode(v1, n1, &d), 0);
+			record_release(&d);
+			free(v1);
+			free(v2);
+			record_release(&r);
+		}
+	}
+
+	/* A damaged version 1 record is still caught byte by byte. */
+	make_record(&r, 2, true, true, 0, 0);
+	v2 = encode_exact(&r, &n);
+	v1 = to_v1(v2, &n1);
+	for (size_t i = 0; i < n1; i++) {
+		for (int m = 1; m < 256; m += 17) {
+			v1[i] ^= (uint8_t)m;
+			assert_int_not_equal(record_flat_decode(v1, n1, &d), 0);
+			v1[i] ^= (uint8_t)m;
+		}
+	}
+	free(v1);
+	free(v2);
+	record_release(&r);
+}
+
+static void
+assert_header_says(const struct record_flat_header *h, const struct record *r, size_t n)
+{
+	assert_memory_equal(h->digest.bytes, r->digest.bytes, DIGEST_SIZE);
+	assert_int_equal(h->version, 2);
+	assert_int_equal(h->generation, r->generation);
+	assert_int_equal(h->last_update_ms, r->last_update_ms);
+	assert_int_equal(h->void_time, r->void_time);
+	assert_int_equal(h->ttl, r->ttl);
+	assert_int_equal(h->flags, r->flags);
+	assert_int_equal(h->set_len, r->set_len);
+	assert_int_equal(h->key_len, r->key_len);
+	assert_int_equal(h->n_bins, r->n_bins);
+	assert_int_equal(h->size, n);
+}
+
+/* A copy whose body is damaged still says which record and which version
+ * of it it was; one whose header is damaged says nothing. */
+static void
+test_record_damaged_body_keeps_a_checked_header(void **state)
+{
+	struct record_flat_header h;
+	struct record r, d;
+	size_t n;
+	uint8_t *buf;
+
+	(void)state;
+	make_record(&r, 5, true, true, 3600, 1234);
+	buf = encode_exact(&r, &n);
+	assert_int_equal(record_flat_header_check(buf, n, &h), 0);
+	assert_header_says(&h, &r, n);
+
+	/* Every byte after the header: the record is refused, the header holds. */
+	for (size_t i = RECORD_FLAT_HEADER_SIZE; i < n; i++) {
+		buf[i] ^= 0x20;
+		assert_int_not_equal(record_flat_decode(buf, n, &d), 0);
+		memset(&h, 0xee, sizeof(h));
+		assert_int_equal(record_flat_header_check(buf, n, &h), 0);
+		assert_header_says(&h, &r, n);
+		buf[i] ^= 0x20;
+	}
+
+	/* Every byte of the header, every bit: refused by the check (a
+	 * structure that no longer holds) or by the header check. */
+	for (size_t i = 0; i < RECORD_FLAT_HEADER_SIZE; i++) {
+		for (int bit = 0; bit < 8; bit++) {
+			int rc;
+
+			buf[i] ^= (uint8_t)(1u << bit);
+			rc = record_flat_header_check(buf, n, &h);
+			assert_true(rc == RECFS_EFORMAT || rc == RECFS_ECHECKSUM);
+			assert_int_not_equal(record_flat_decode(buf, n, &d), 0);
+			buf[i] ^= (uint8_t)(1u << bit);
+		}
+	}
+	/* A damaged digest, generation or time is the header check's to catch. */
+	buf[12] ^= 1;
+	assert_int_equal(record_flat_header_check(buf, n, &h), RECFS_ECHECKSUM);
+	assert_int_equal(record_flat_verify(buf, (uint32_t)n), RECFS_ECHECKSUM);
+	buf[12] ^= 1;
+	buf[33] ^= 1;
+	assert_int_equal(record_flat_header_check(buf, n, &h), RECFS_ECHECKSUM);
+	buf[33] ^= 1;
+
+	/* Header fields out of range under a good header check are malformed. */
+	wr16(buf + OFF_GENERATION, 0);
+	reseal(buf);
+	assert_int_equal(record_flat_header_check(buf, n, &h), RECFS_EFORMAT);
+	free(buf);
+	record_release(&r);
+}
+
+/* What a damaged copy can still prove: its name by the digest, its meta by
+ * the meta check; nothing of the bins. */
+static void
+test_record_salvage_proves_name_and_meta_apart_from_the_bins(void **state)
+{
+	struct record_flat_header h;
+	struct record r, d;
+	size_t n;
+	uint8_t *buf;
+
+	(void)state;
+	make_record(&r, 5, true, true, 3600, 1234);
+	buf = encode_exact(&r, &n);
+	buf[BIN2 + 8] ^= 0x40;         /* a bin byte: the CRC fails */
+	assert_int_equal(record_flat_decode(buf, n, &d), RECFS_ECHECKSUM);
+	assert_int_equal(record_flat_header_check(buf, n, &h), 0);
+	assert_int_equal(record_flat_salvage(buf, &h, &d), RECORD_SALVAGE_NAME | RECORD_SALVAGE_META);
+	assert_int_equal(d.n_bins, 0);
+	assert_int_equal(d.generation, 7);
+	assert_int_equal(d.last_update_ms, r.last_update_ms);
+	assert_int_equal(d.ttl, 3600);
+	assert_int_equal(d.set_len, 4);
+	assert_memory_equal(d.set, "pics", 4);
+	assert_int_equal(d.key_len, r.key_len);
+	assert_memory_equal(d.key, r.key, r.key_len);
+	assert_int_equal(d.flags, RECORD_F_HAS_META);
+	assert_int_equal(d.meta.mode, 0644);
+	assert_int_equal(d.meta.uid, 1000);
+	assert_int_equal(d.meta.mtime_ns, r.meta.mtime_ns);
+	assert_int_equal(d.meta.atime_ns, r.meta.atime_ns);
+	assert_int_equal(d.meta.ino, r.meta.ino);
+	record_release(&d);
+	buf[BIN2 + 8] ^= 0x40;
+
+	/* A meta byte: the name still holds, the meta does not. */
+	buf[BODY + 5] ^= 0x01;
+	assert_int_equal(record_flat_header_check(buf, n, &h), 0);
+	assert_int_equal(record_flat_salvage(buf, &h, &d), RECORD_SALVAGE_NAME);
+	assert_int_equal(d.flags & RECORD_F_HAS_META, 0);
+	assert_int_equal(d.meta.uid, 0);
+	record_release(&d);
+	buf[BODY + 5] ^= 0x01;
+
+	/* A key byte: neither (the meta check covers the key too). */
+	buf[64 + 4 + 3] ^= 0x01;
+	assert_int_equal(record_flat_header_check(buf, n, &h), 0);
+	assert_int_equal(record_flat_salvage(buf, &h, &d), 0);
+	assert_null(d.key);
+	assert_int_equal(d.generation, 7);
+	record_release(&d);
+	free(buf);
+	record_release(&r);
+}
+
+/* Under a good CRC, a header check or meta check that does not match the
+ * bytes is malformed: the format stays canonical. */
+static void
+test_record_v2_checks_must_match_even_under_a_good_crc(void **state)
+{
+	struct record r, d;
+	size_t n;
+	uint8_t *buf;
+
+	(void)state;
+	make_record(&r, 5, true, true, 0, 0);
+	buf = encode_exact(&r, &n);
+	buf[OFF_HEADER_CRC] ^= 1;
+	reseal_checks(buf, true);      /* puts the header check right again */
+	assert_int_equal(record_flat_decode(buf, n, &d), 0);
+	record_release(&d);
+	buf[OFF_HEADER_CRC] ^= 1;
+	wr32(buf + rd32(buf + OFF_END) + 4, crc32c(0, buf, rd32(buf + OFF_END) + 4));
+	assert_int_equal(record_flat_verify(buf, (uint32_t)n), RECFS_ECHECKSUM);
+	assert_int_equal(record_flat_decode(buf, n, &d), RECFS_ECHECKSUM);
+	reseal(buf);
+
+	buf[BODY + 12] ^= 1;           /* the meta check */
+	reseal_checks(buf, false);
+	assert_int_equal(record_flat_verify(buf, (uint32_t)n), 0);
+	assert_int_equal(record_flat_decode(buf, n, &d), RECFS_EFORMAT);
+	assert_int_equal(record_flat_decode_verified(buf, n, &d), RECFS_EFORMAT);
+	buf[BODY + 12] ^= 1;
+	reseal(buf);
+	assert_int_equal(record_flat_decode(buf, n, &d), 0);
+	record_release(&d);
+	/* The meta check covers set, key and meta: a key byte changed with
+	 * the header and whole CRC resealed is still caught by it. */
+	buf[64 + 4] ^= 1;
+	reseal_checks(buf, false);
+	assert_int_equal(record_flat_decode(buf, n, &d), RECFS_EFORMAT);
+	free(buf);
 	record_release(&r);
 }
 
@@ -830,6 +1220,11 @@ main(void)
 		cmocka_unit_test(test_record_malformed_fields_are_format_errors),
 		cmocka_unit_test(test_record_end_offset_must_close_the_bins),
 		cmocka_unit_test(test_record_encode_refuses_what_breaks_the_limits),
+		cmocka_unit_test(test_record_v2_keeps_atime_and_ino_and_checks_its_header),
+		cmocka_unit_test(test_record_v1_records_still_decode),
+		cmocka_unit_test(test_record_damaged_body_keeps_a_checked_header),
+		cmocka_unit_test(test_record_v2_checks_must_match_even_under_a_good_crc),
+		cmocka_unit_test(test_record_salvage_proves_name_and_meta_apart_from_the_bins),
 		cmocka_unit_test(test_record_bins_grow_from_inline_to_heap_keeping_contents),
 		cmocka_unit_test(test_record_decode_of_many_bins_uses_heap_and_release_frees_it),
 		cmocka_unit_test(test_record_key_names_follow_path_rules),

@@ -10,6 +10,7 @@
 #include <setjmp.h>
 #include <cmocka.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -211,6 +212,90 @@ test_shadow_fsynced_and_committed_writes_survive_sigkill(void **state)
 	node_close(node, true);
 }
 
+/* Offset of the newest copy of key in the shadow file (newest-copy rule),
+ * among copies whose header is intact; -1 if none. */
+static off_t
+find_newest_copy(const char *key)
+{
+	static uint8_t buf[1 << 20];
+	int fd = open(path, O_RDONLY);
+	off_t base = 0, best = -1;
+	struct record_flat_header best_h;
+	ssize_t n;
+
+	assert_true(fd >= 0);
+	while ((n = pread(fd, buf, sizeof(buf), base)) > 0) {
+		for (ssize_t i = 0; i + RECORD_FLAT_MIN_SIZE <= n; i += 16) {
+			struct record_flat_header h;
+
+			if (record_flat_header_check(buf + i, (size_t)(n - i), &h) != 0 ||
+			    h.key_len != strlen(key) || memcmp(buf + i + 64 + h.set_len, key, h.key_len) != 0)
+				continue;
+			if (best < 0 || record_copy_is_newer(h.generation, h.last_update_ms,
+			    best_h.generation, best_h.last_update_ms)) {
+				best = base + i;
+				best_h = h;
+			}
+		}
+		base += n;
+	}
+	close(fd);
+	return best;
+}
+
+/* Issue 10 part 3 for the shadow: a damaged newest copy in the shadow file
+ * marks the record damaged at the next start (EIO, never the older copy);
+ * stat keeps the metadata the meta check proves; overwrite clears it. */
+static void
+test_shadow_damaged_newest_copy_never_hides_behind_an_older_one(void **state)
+{
+	struct node *node;
+	struct namespace *ns;
+	struct record_attr a;
+	struct txn_record r;
+	char k[32];
+	struct txn_key key = key_of(k, 5);
+	int fd;
+
+	config_shadow(32u << 20);
+	assert_int_equal(node_open(&node, &cfg), 0);
+	ns = node_namespace(node, 0);
+	for (int i = 0; i < 20; i++)
+		assert_int_equal(put(ns, i, 1, TXN_DURABLE), 0);
+	assert_int_equal(put(ns, 5, 2, TXN_DURABLE), 0);
+	node_close(node, true);
+
+	off_t at = find_newest_copy("r0000005");
+	assert_true(at > 0);
+	fd = open(path, O_WRONLY);
+	assert_true(fd >= 0);
+	/* The content bytes: after header, key and the 40 bytes of meta. */
+	assert_int_equal(pwrite(fd, "XXXX", 4, at + 64 + 8 + 40 + 8), 4);
+	assert_int_equal(fsync(fd), 0);
+	close(fd);
+
+	assert_int_equal(node_open(&node, &cfg), 0);
+	ns = node_namespace(node, 0);
+	assert_int_equal(txn_read(ns, &key, &r), RECFS_ECHECKSUM);
+	assert_int_equal(txn_stat(ns, &key, &a), 0);
+	assert_int_equal(a.generation, 2);
+	assert_int_equal(a.mode, 0640);
+	assert_int_equal(a.uid, 1000);
+	assert_int_equal(stat_value(ns, "damaged_records"), 1);
+	assert_int_equal(check(ns, 4, 1), 0);
+	assert_int_equal(check(ns, 6, 1), 0);
+	assert_int_equal(put(ns, 5, 3, TXN_DURABLE), 0);
+	assert_int_equal(check(ns, 5, 3), 0);
+	assert_int_equal(stat_value(ns, "damaged_records"), 0);
+	node_close(node, true);
+
+	assert_int_equal(node_open(&node, &cfg), 0);
+	ns = node_namespace(node, 0);
+	assert_int_equal(check(ns, 5, 3), 0);
+	assert_int_equal(stat_value(ns, "damaged_records"), 0);
+	node_close(node, true);
+}
+
 static void
 test_shadow_reports_its_write_queue(void **state)
 {
@@ -235,6 +320,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_shadow_100k_records_survive_clean_restart, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_shadow_fsynced_and_committed_writes_survive_sigkill, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_shadow_reports_its_write_queue, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_shadow_damaged_newest_copy_never_hides_behind_an_older_one, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "base/atomic.h"
+#include "base/clock.h"
 #include "txn/txn.h"
 
 static struct recfs_config cfg;
@@ -112,8 +113,8 @@ test_txn_names_are_checked(void **state)
 	char long_set[80];
 	memset(long_set, 's', 64);
 	long_set[64] = '\0';
-	assert_int_equal(txn_set_create(ns, long_set, 64), -ENAMETOOLONG);
-	assert_int_equal(txn_set_create(ns, ".", 1), -EINVAL);
+	assert_int_equal(txn_set_create(ns, long_set, 64, NULL), -ENAMETOOLONG);
+	assert_int_equal(txn_set_create(ns, ".", 1, NULL), -EINVAL);
 }
 
 static void
@@ -191,7 +192,7 @@ test_txn_rename_moves_and_respects_noreplace(void **state)
 	struct txn_key a = key(NULL, "ra"), b = key(NULL, "rb");
 	struct record_attr at;
 
-	assert_int_equal(txn_set_create(ns, "rs", 2), 0);
+	assert_int_equal(txn_set_create(ns, "rs", 2, NULL), 0);
 	assert_int_equal(put(NULL, "ra", "A", 0), 0);
 	assert_int_equal(put(NULL, "rb", "B", 0), 0);
 	assert_int_equal(txn_rename(ns, &a, &b, TXN_RENAME_NOREPLACE), -EEXIST);
@@ -213,8 +214,8 @@ test_txn_sets_persist_empty_and_refuse_rmdir_when_full(void **state)
 	struct record_attr a;
 
 	assert_int_equal(txn_set_exists(ns, "fruit", 5), -ENOENT);
-	assert_int_equal(txn_set_create(ns, "fruit", 5), 0);
-	assert_int_equal(txn_set_create(ns, "fruit", 5), -EEXIST);
+	assert_int_equal(txn_set_create(ns, "fruit", 5, NULL), 0);
+	assert_int_equal(txn_set_create(ns, "fruit", 5, NULL), -EEXIST);
 	assert_int_equal(txn_set_exists(ns, "fruit", 5), 0);
 	assert_int_equal(txn_set_info(ns, "fruit", 5, &info), 0);
 	assert_int_equal(info.objects, 0);
@@ -225,7 +226,7 @@ test_txn_sets_persist_empty_and_refuse_rmdir_when_full(void **state)
 	/* The same name cannot be both a set and a null-set record. */
 	assert_int_equal(put(NULL, "fruit", "x", 0), -EEXIST);
 	assert_int_equal(put(NULL, "plain", "x", 0), 0);
-	assert_int_equal(txn_set_create(ns, "plain", 5), -EEXIST);
+	assert_int_equal(txn_set_create(ns, "plain", 5, NULL), -EEXIST);
 	struct txn_key apple = key("fruit", "apple"), plain = key(NULL, "plain");
 	assert_int_equal(txn_delete(ns, &apple), 0);
 	assert_int_equal(txn_delete(ns, &plain), 0);
@@ -235,6 +236,159 @@ test_txn_sets_persist_empty_and_refuse_rmdir_when_full(void **state)
 	assert_int_equal(txn_set_remove(ns, "fruit", 5), 0);
 	assert_int_equal(txn_set_exists(ns, "fruit", 5), -ENOENT);
 	assert_int_equal(txn_set_remove(ns, "fruit", 5), -ENOENT);
+}
+
+/* A set is a directory: mkdir's mode, owner and mtime are kept, chmod,
+ * chown and utimens are stored, and its mtime and ctime move when records
+ * appear in it or leave it, not when one is rewritten. */
+static void
+test_txn_set_keeps_mode_owner_and_times(void **state)
+{
+	struct txn_write mk = { .set_mode = true, .mode = 0750, .set_uid = true, .uid = 7,
+	    .set_gid = true, .gid = 8, .set_mtime = true, .mtime_ns = 1000000000123LL };
+	struct record_attr s, s2, r;
+	struct txn_key f = key("dir", "f"), g = key("dir", "g"), out = key(NULL, "out");
+	struct txn_write w = { .set_file = true, .file_data = "x", .file_len = 1 };
+
+	assert_int_equal(txn_set_stat(ns, "dir", 3, &s), -ENOENT);
+	assert_int_equal(txn_set_create(ns, "dir", 3, &mk), 0);
+	assert_int_equal(txn_set_stat(ns, "dir", 3, &s), 0);
+	assert_true(s.has_meta);
+	assert_int_equal(s.mode, 0750);
+	assert_int_equal(s.uid, 7);
+	assert_int_equal(s.gid, 8);
+	assert_int_equal(s.mtime_ns, 1000000000123LL);
+	assert_true(s.last_update_ms > 0);
+
+	/* A create moves both times to the record's last-update time. */
+	assert_int_equal(txn_write(ns, &f, &w, &r), 0);
+	assert_int_equal(txn_set_stat(ns, "dir", 3, &s2), 0);
+	assert_int_equal(s2.last_update_ms, r.last_update_ms);
+	assert_int_equal(s2.mtime_ns, clock_epoch_ms_to_unix_ns(r.last_update_ms));
+	assert_true(s2.last_update_ms >= s.last_update_ms);
+	assert_int_equal(s2.mode, 0750);
+	/* A rewrite does not. */
+	assert_int_equal(txn_write(ns, &f, &w, &r), 0);
+	assert_int_equal(txn_set_stat(ns, "dir", 3, &s), 0);
+	assert_int_equal(s.last_update_ms, s2.last_update_ms);
+	assert_int_equal(s.mtime_ns, s2.mtime_ns);
+	/* Rename in, rename out, delete: each moves them (to the change's
+	 * last-update time: milliseconds, so maybe to the same value). */
+	assert_int_equal(txn_rename(ns, &f, &g, 0), 0);
+	assert_int_equal(txn_set_stat(ns, "dir", 3, &s2), 0);
+	assert_true(s2.last_update_ms >= s.last_update_ms);
+	assert_int_equal(txn_rename(ns, &g, &out, 0), 0);
+	assert_int_equal(txn_set_stat(ns, "dir", 3, &s), 0);
+	assert_true(s.last_update_ms >= s2.last_update_ms);
+	assert_int_equal(txn_write(ns, &f, &w, NULL), 0);
+	assert_int_equal(txn_set_stat(ns, "dir", 3, &s2), 0);
+	assert_int_equal(txn_delete(ns, &f), 0);
+	assert_int_equal(txn_set_stat(ns, "dir", 3, &s), 0);
+	assert_true(s.last_update_ms >= s2.last_update_ms);
+	assert_true(s.mtime_ns >= s2.mtime_ns);
+
+	/* chmod: the mode is stored, the ctime moves, the mtime stays. */
+	assert_int_equal(txn_set_update(ns, "dir", 3, &(struct txn_write){ .set_mode = true,
+	    .mode = 0700 }, &s2), 0);
+	assert_int_equal(s2.mode, 0700);
+	assert_int_equal(s2.uid, 7);
+	assert_int_equal(s2.mtime_ns, s.mtime_ns);
+	assert_true(s2.last_update_ms >= s.last_update_ms);
+	/* utimens to the past is kept as given. */
+	assert_int_equal(txn_set_update(ns, "dir", 3, &(struct txn_write){ .set_mtime = true,
+	    .mtime_ns = -5 }, &s), 0);
+	assert_int_equal(s.mtime_ns, -5);
+	assert_int_equal(s.mode, 0700);
+	/* Only mode, owner and times belong to a set. */
+	assert_int_equal(txn_set_update(ns, "dir", 3, &(struct txn_write){ .set_size = true },
+	    NULL), -EINVAL);
+	assert_int_equal(txn_set_update(ns, "nope", 4, &(struct txn_write){ .set_mode = true },
+	    NULL), -ENOENT);
+	/* A set made by writes alone has no metadata until it gets some. */
+	struct txn_key h = key("implicit", "h");
+	assert_int_equal(txn_write(ns, &h, &w, &r), 0);
+	assert_int_equal(txn_set_stat(ns, "implicit", 8, &s), 0);
+	assert_false(s.has_meta);
+	assert_int_equal(s.last_update_ms, r.last_update_ms);
+	assert_int_equal(txn_set_update(ns, "implicit", 8, &(struct txn_write){ .set_uid = true,
+	    .uid = 42 }, &s), 0);
+	assert_true(s.has_meta);
+	assert_int_equal(s.uid, 42);
+	assert_int_equal(s.mode, 0755);
+	/* ...and then keeps it while empty (its marker). */
+	assert_int_equal(txn_delete(ns, &h), 0);
+	assert_int_equal(txn_set_exists(ns, "implicit", 8), 0);
+}
+
+/* st_ino is kept with the record: the same after renames, another one for
+ * a new record at a renamed record's old name, back to the digest's when
+ * it comes home.  An explicit atime is kept; reads leave it. */
+static void
+test_txn_inode_number_follows_renames_and_atime_is_kept(void **state)
+{
+	struct txn_key a = key("in", "a"), b = key("in", "b"), c = key(NULL, "c");
+	struct txn_write meta = { .set_file = true, .file_data = "x", .file_len = 1,
+	    .set_mode = true, .mode = 0600 };
+	struct txn_write plain = { .set_file = true, .file_data = "y", .file_len = 1 };
+	struct record_attr ra, rb, rc2, rn;
+	struct txn_record rec;
+
+	assert_int_equal(txn_write(ns, &a, &meta, &ra), 0);
+	assert_int_equal(ra.ino, digest_inode(&ra.digest));
+	assert_int_equal(ra.atime_ns, 0);
+	assert_int_equal(txn_rename(ns, &a, &b, 0), 0);
+	assert_int_equal(txn_stat(ns, &b, &rb), 0);
+	assert_int_equal(rb.ino, ra.ino);
+	assert_true(rb.ino != digest_inode(&rb.digest));
+	/* A new record at the old name: the digest's number is taken. */
+	assert_int_equal(txn_write(ns, &a, &plain, &rn), 0);
+	assert_true(rn.ino != ra.ino);
+	assert_true(rn.ino > 1);
+	/* It stays its own across rewrites (kept in its metadata). */
+	assert_int_equal(txn_write(ns, &a, &plain, &rn), 0);
+	assert_true(rn.ino != ra.ino);
+	assert_int_equal(txn_stat(ns, &a, &rc2), 0);
+	assert_int_equal(rc2.ino, rn.ino);
+	/* Listings show the kept number. */
+	struct txn_cursor cur;
+	struct txn_entry ents[8];
+	int n;
+	txn_cursor_init(&cur);
+	n = txn_list(ns, "in", 2, &cur, ents, 8);
+	assert_int_equal(n, 2);
+	for (int i = 0; i < n; i++)
+		assert_int_equal(ents[i].attr.ino, strcmp(ents[i].key, "b") == 0 ? ra.ino : rn.ino);
+	/* Into the null set, then over an existing record. */
+	assert_int_equal(txn_rename(ns, &b, &c, 0), 0);
+	assert_int_equal(txn_stat(ns, &c, &rc2), 0);
+	assert_int_equal(rc2.ino, ra.ino);
+	assert_int_equal(txn_delete(ns, &a), 0);
+	assert_int_equal(txn_rename(ns, &c, &a, 0), 0);
+	assert_int_equal(txn_stat(ns, &a, &rc2), 0);
+	assert_int_equal(rc2.ino, ra.ino);  /* home again: the digest's own */
+	assert_int_equal(rc2.ino, digest_inode(&rc2.digest));
+	/* A record written without metadata keeps its number through a rename too. */
+	struct txn_key p = key("in", "p"), q = key("in", "q");
+	struct record_attr rp, rq;
+	assert_int_equal(txn_write(ns, &p, &plain, &rp), 0);
+	assert_false(rp.has_meta);
+	assert_int_equal(txn_rename(ns, &p, &q, 0), 0);
+	assert_int_equal(txn_stat(ns, &q, &rq), 0);
+	assert_int_equal(rq.ino, rp.ino);
+	assert_int_equal(rq.mtime_ns, rp.mtime_ns);
+
+	/* atime: stored when set, kept by rewrites and renames, read leaves it. */
+	assert_int_equal(txn_write(ns, &q, &(struct txn_write){ .set_atime = true,
+	    .atime_ns = 1000000000000000000LL }, &rq), 0);
+	assert_int_equal(rq.atime_ns, 1000000000000000000LL);
+	assert_int_equal(rq.mtime_ns, rp.mtime_ns);
+	assert_int_equal(txn_read(ns, &q, &rec), 0);
+	txn_record_release(&rec);
+	assert_int_equal(txn_write(ns, &q, &plain, NULL), 0);
+	assert_int_equal(txn_rename(ns, &q, &p, 0), 0);
+	assert_int_equal(txn_stat(ns, &p, &rp), 0);
+	assert_int_equal(rp.atime_ns, 1000000000000000000LL);
+	assert_int_equal(rp.ino, rq.ino);
 }
 
 #define LIST_N 3000
@@ -249,7 +403,7 @@ test_txn_list_survives_concurrent_changes(void **state)
 	int n, total = 0, created = 0;
 
 	memset(seen, 0, sizeof(seen));
-	assert_int_equal(txn_set_create(ns, "many", 4), 0);
+	assert_int_equal(txn_set_create(ns, "many", 4, NULL), 0);
 	for (int i = 0; i < LIST_N; i++) {
 		snprintf(k, sizeof(k), "r%05d", i);
 		assert_int_equal(put("many", k, "v", 0), 0);
@@ -453,6 +607,8 @@ main(void)
 		cmocka_unit_test(test_txn_record_over_max_size_is_efbig_and_keeps_old),
 		cmocka_unit_test(test_txn_rename_moves_and_respects_noreplace),
 		cmocka_unit_test(test_txn_sets_persist_empty_and_refuse_rmdir_when_full),
+		cmocka_unit_test(test_txn_set_keeps_mode_owner_and_times),
+		cmocka_unit_test(test_txn_inode_number_follows_renames_and_atime_is_kept),
 		cmocka_unit_test(test_txn_list_survives_concurrent_changes),
 		cmocka_unit_test(test_txn_counters_move),
 		cmocka_unit_test(test_txn_statistics_fill_every_row),

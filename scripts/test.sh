@@ -49,13 +49,14 @@ if [ "$tsan" = yes ]; then
 	# those where most threads meet (parallel clients, restarts with
 	# multi-threaded cold start, defrag, the shadow flusher, nsup), not
 	# the ones that mostly wait (t_ttl) or repeat one path many times
-	# (t_many).  About 2 minutes on 2 CPUs.
+	# (t_many).  About 2 minutes on 2 busy CPUs.
 	tsan_tests=""
 	for f in "$top"/tests/unit/test_*.c; do
 		tsan_tests="$tsan_tests tests/unit/$(basename "$f" .c)"
 	done
 	tsan_tests="$tsan_tests tests/fuzz/fuzz_scan_device tests/fuzz/fuzz_scan_shadow"
-	for t in basic concurrency model sets durable defrag shadow_crash evict stopwrites; do
+	for t in basic concurrency model sets handles durable damaged defrag shadow_crash evict \
+	    stopwrites; do
 		tsan_tests="$tsan_tests tests/integration/t_$t.sh"
 	done
 	CONFIGURE_FLAGS="--enable-werror --enable-tsan" \

@@ -70,6 +70,18 @@ static char dir[256], path[300];
 static uint8_t header_page[DEVICE_HEADER_PAGE];
 static struct recfs_config cfg;
 
+/* A fresh directory per input, removed after it: nothing is left behind
+ * when libFuzzer ends the process without running atexit handlers. */
+static void
+make_dir(void)
+{
+	const char *tmp = getenv("TMPDIR");
+
+	snprintf(dir, sizeof(dir), "%s/recfs-%s-XXXXXX", tmp != NULL ? tmp : "/tmp", fuzz_target_name);
+	fuzz_assert(mkdtemp(dir) != NULL);
+	snprintf(path, sizeof(path), "%s/fuzz.dat", dir);
+}
+
 static void
 remove_dir(void)
 {
@@ -105,24 +117,22 @@ config_make(void)
 	fuzz_assert(n->storage.files[0] != NULL);
 }
 
-/* Once: a directory for the file, and a header the engine wrote itself. */
+/* Once: a header the engine wrote itself. */
 static void
 init_once(void)
 {
 	static bool done;
-	const char *tmp = getenv("TMPDIR");
 	struct node *node;
 	int fd;
 
 	if (done)
 		return;
 	done = true;
+	/* Damaged records are logged as errors: thousands of lines a second.
+	 * FUZZ_VERBOSE=1 keeps the log on stderr. */
 	if (getenv("FUZZ_VERBOSE") == NULL)
-		log_set_level(LOG_LEVEL_ERROR);
-	snprintf(dir, sizeof(dir), "%s/recfs-%s-XXXXXX", tmp != NULL ? tmp : "/tmp", fuzz_target_name);
-	fuzz_assert(mkdtemp(dir) != NULL);
-	snprintf(path, sizeof(path), "%s/fuzz.dat", dir);
-	atexit(remove_dir);
+		fuzz_assert(log_open("/dev/null", LOG_LEVEL_ERROR) == 0);
+	make_dir();
 	config_make();
 	fuzz_assert(node_open(&node, &cfg) == 0);
 	node_close(node, true);
@@ -130,6 +140,7 @@ init_once(void)
 	fuzz_assert(fd >= 0);
 	fuzz_assert(pread(fd, header_page, sizeof(header_page), 0) == (ssize_t)sizeof(header_page));
 	close(fd);
+	remove_dir();
 }
 
 static void
@@ -226,6 +237,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	init_once();
 	if (size > MAX_WBLOCKS * WBS)
 		size = MAX_WBLOCKS * WBS;
+	make_dir();
 	write_image(data, size);
 	config_make();
 	fuzz_assert(node_open(&node, &cfg) == 0);
@@ -237,6 +249,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		if (sets.names[i][0] != '\0')
 			check_set(ns, sets.names[i]);
 	node_close(node, true);
+	remove_dir();
 	return 0;
 }
 

@@ -7,12 +7,15 @@
  * A record is a file: open/write/close stores it (one record write at
  * close, whose return value is the write's outcome - check it), open/read
  * reads it back.  Other bins of the record are user.* extended attributes,
- * and the record's metadata is readable as user.recfs.* (generation, ttl,
- * digest, partition).  Nothing here is recfs-specific API: the same program
- * works on any Linux file system with user xattrs.
+ * and the record's metadata is read by name as user.recfs.* (generation,
+ * ttl, digest, partition; listxattr lists only the bins).  Nothing here is
+ * recfs-specific API: the same program works on any Linux file system with
+ * user xattrs.
  *
  * Output, one line per record:
- *   user-1: 22 bytes "name=user-1 visits=10" email=user-1@example.com generation=2 bins=1
+ *   user-1: 22 bytes "name=user-1 visits=10" email=user-1@example.com generation=3 bins=1
+ * (generation 3: every record write is a generation - the create stores the
+ * empty record, close stores the content, setxattr stores the bin)
  * and a last line "ok: COUNT records written and read back (user-1 is 22 bytes)".
  */
 #include <errno.h>
@@ -124,7 +127,8 @@ int main(int argc, char **argv)
 		if ((err = bin_get(path, "user.recfs.generation", gen, sizeof(gen))))
 			snprintf(gen, sizeof(gen), "n/a"); /* not recfs: no metadata names */
 
-		/* list the bins: a NUL-separated list of names */
+		/* list the bins: a NUL-separated list of names (recfs lists no
+		 * user.recfs.* names; other file systems may list other ones) */
 		ssize_t ln = listxattr(path, names, sizeof(names));
 		if (ln < 0)
 			return fail("listxattr", path, -errno);

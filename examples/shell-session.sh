@@ -39,8 +39,10 @@ cat "$set_dir/greeting"
 step "stat -c '%s bytes, mode %a, inode %i' $set_dir/greeting"
 stat -c '%s bytes, mode %a, inode %i' "$set_dir/greeting"
 
-# 3. Other bins of a record are user.* extended attributes; the record's
-#    metadata (generation, TTL, digest, partition) is user.recfs.*.
+# 3. Other bins of a record are user.* extended attributes (getfattr -d
+#    lists them); the record's metadata (generation, TTL, digest,
+#    partition) is read by name as user.recfs.*, never listed, so copies
+#    do not carry it.
 step "setfattr -n user.lang -v en $set_dir/greeting"
 setfattr -n user.lang -v en "$set_dir/greeting"
 step "getfattr -d $set_dir/greeting"

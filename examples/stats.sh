@@ -34,9 +34,13 @@ while read -r ns; do
 	awk -v ns="$ns" 'index($0, "=") > 0 {
 		v[substr($0, 1, index($0, "=") - 1)] = substr($0, index($0, "=") + 1)
 	} END {
-		used = v["data_used_bytes"] + 0; total = v["data_total_bytes"] + 0
+		# Byte counts are printed as the file has them (strings): mawk, the
+		# default awk on Debian, prints a number past 2^31 as 4.29497e+09.
+		used = v["data_used_bytes"]; total = v["data_total_bytes"]
+		if (used == "") used = 0
+		if (total == "") total = 0
 		printf "%-16s %10s %14s %14s %7.1f%% %8s%% %11s\n", ns, v["objects"], used, total,
-			total ? 100 * used / total : 0, v["data_avail_pct"], v["defrag_q"]
+			total + 0 ? 100 * used / total : 0, v["data_avail_pct"], v["defrag_q"]
 	}' "$f"
 done <"$info/namespaces"
 

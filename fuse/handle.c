@@ -438,7 +438,7 @@ state_store_locked(struct inode *ino, bool durable)
 /*
  * A store of the state failed (close, fsync, the timer): every handle whose
  * changes it held reports err at its next close or fsync.  The state is not
- * stored behind the users' backs later (SPEC 4: close returns the error);
+ * stored behind the users' backs later (recfsd(8): close returns the error);
  * a later change stores it whole again.  Inode lock held.
  */
 static void
@@ -475,8 +475,8 @@ content_refuse_locked(struct inode *ino, uint64_t size)
 
 /*
  * A write was refused: drop the state's unsaved changes, so that close
- * stores nothing and the record keeps its stored content (SPEC 9: bad
- * input loses nothing), and have the next flush of every handle whose
+ * stores nothing and the record keeps its stored content (recfsd(8),
+ * ERRORS: nothing already stored is lost), and have the next flush of every handle whose
  * changes were dropped (and of h) report err.  An unlinked file keeps its
  * content: it is the only copy.  Inode lock held.
  */
@@ -892,7 +892,7 @@ handle_flush(struct handle *h, bool durable)
 	} else if (ino->unlinked) {
 		rc = 0;
 	} else if (ino->fs != NULL && ino->fs->dirty) {
-		/* Dirty, whoever wrote: any close stores it (SPEC 4). */
+		/* Dirty, whoever wrote: any close stores it (recfsd(8), Records). */
 		rc = state_store_locked(ino, durable);
 		if (rc != 0)
 			state_store_failed_locked(ino, rc);

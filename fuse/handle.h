@@ -2,7 +2,7 @@
  * handle.h - open files: one open-file state per record, shared by all its
  * handles, stored as one record write.
  *
- * SPEC 4: "all handles of one record on a node share one open-file state: a
+ * recfsd(8), Records: "all handles of one record on a node share one open-file state: a
  * write through one descriptor is visible to reads through the others at
  * once, O_APPEND writes from several processes each land at the end, and
  * close() (flush) writes the record as one record write and returns its

@@ -360,16 +360,23 @@ metric_head(struct sbuf *b, const char *family, const struct statistic *row)
 	sbuf_printf(b, "\n# TYPE %s %s\n", family, statistic_metric_type(row));
 }
 
+/* The family name (statistic_metric_name: Prometheus's suffixes). */
 static void
 metric_family(const struct stat_section_info *si, const struct statistic *row, char *buf,
     size_t size)
 {
-	if (row->kind == STAT_TEXT)
-		snprintf(buf, size, "%s%s_info", si->prefix, row->name);
-	else if (row->kind == STAT_HISTOGRAM)
-		snprintf(buf, size, "%s%s_latency_seconds", si->prefix, row->name);
-	else
-		snprintf(buf, size, "%s%s", si->prefix, row->name);
+	statistic_metric_name(row, si, buf, size);
+}
+
+/* A numeric row's sample value, in its family's unit. */
+static void
+metric_value(struct sbuf *b, const struct statistic *row, uint64_t v)
+{
+	char buf[32];
+
+	statistic_metric_value(row, v, buf, sizeof(buf));
+	sbuf_str(b, buf);
+	sbuf_add(b, "\n", 1);
 }
 
 /* "0.000004": seconds of a bucket bound, without trailing zeros. */
@@ -429,7 +436,8 @@ metrics_node_section(struct sbuf *b, enum stat_section s)
 			metric_label_value(b, iv.text[i] != NULL ? iv.text[i] : "");
 			sbuf_str(b, "\"} 1\n");
 		} else {
-			sbuf_printf(b, "%s %" PRIu64 "\n", family, iv.v[i]);
+			sbuf_printf(b, "%s ", family);
+			metric_value(b, &rows[i], iv.v[i]);
 		}
 	}
 }
@@ -523,7 +531,8 @@ info_metrics(struct sbuf *b)
 		for (unsigned i = 0; i < n_ns; i++) {
 			sbuf_printf(b, "%s{", family);
 			metric_ns_label(b, node_namespace(recfsd.node, i));
-			sbuf_printf(b, "} %" PRIu64 "\n", nsv[i][r]);
+			sbuf_str(b, "} ");
+			metric_value(b, &rows[r], nsv[i][r]);
 		}
 	}
 	si = statistic_section(STAT_SECTION_SET);
@@ -539,7 +548,8 @@ info_metrics(struct sbuf *b)
 			metric_ns_label(b, node_namespace(recfsd.node, sets.e[j].ns));
 			sbuf_str(b, ",set=\"");
 			metric_label_value(b, sets.e[j].info.name);
-			sbuf_printf(b, "\"} %" PRIu64 "\n", v[r]);
+			sbuf_str(b, "\"} ");
+			metric_value(b, &rows[r], v[r]);
 		}
 	}
 	si = statistic_section(STAT_SECTION_LATENCY_NS);

@@ -1,5 +1,5 @@
 /*
- * info.h - the /.info tree: statistics and configuration files (SPEC 8).
+ * info.h - the /.info tree: statistics and configuration files (docs/statistics.md).
  *
  *   /.info/statistics          node statistics from the engine, then the
  *                              daemon's fuse_* counters

@@ -1,6 +1,6 @@
 /*
- * ops.c - the fuse_lowlevel_ops callbacks: the mounted tree of SPEC
- * section 4 over the transaction layer.
+ * ops.c - the fuse_lowlevel_ops callbacks: the mounted tree of recfsd(8)
+ * (THE TREE) over the transaction layer.
  *
  *   /                 namespaces and .info (static)
  *   /<ns>/            sets (directories) and null-set records (files)
@@ -16,7 +16,7 @@
  *
  * Why the low-level API: nodes keyed by digest instead of path strings
  * under a global lock, open-unlinked files without .fuse_hidden renames,
- * and streamed readdirplus (fuse-notes 1.1).
+ * and streamed readdirplus.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -77,7 +77,7 @@ is_dot(const char *name, size_t len)
 
 /*
  * The key of record `name` in directory dir, for operations that create or
- * remove records there.  Refusals follow SPEC 4: at the root EPERM, in
+ * remove records there.  Refusals follow recfsd(8), ERRORS: at the root EPERM, in
  * /.info EACCES.
  */
 static int
@@ -182,7 +182,7 @@ static void
 ops_init(void *userdata, struct fuse_conn_info *conn)
 {
 	/*
-	 * fuse-notes 1.5: no writeback cache (the kernel would own size,
+	 * No writeback cache (the kernel would own size,
 	 * mtime and O_APPEND, breaking put-on-close); keep AUTO_INVAL_DATA so
 	 * a new mtime drops stale pages.  Locks stay with the kernel (no
 	 * getlk/setlk/flock here).  time_gran 1: mtimes are stored in ns, so

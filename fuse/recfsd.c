@@ -13,9 +13,11 @@
  *   3. block SIGTERM, SIGINT and SIGHUP, so every engine thread inherits
  *      the block: only the main thread takes TERM/INT (libfuse's handler
  *      ends the session loop) and one thread sigwait()s for HUP;
- *   4. lock the work directory (workdir.h: one daemon per store; the
- *      storage files are locked by the engine), node_open (cold start),
- *      then the FUSE session and the mount;
+ *   4. check that /dev/fuse can be opened (before anything is created),
+ *      create the log file's directory, lock the work directory
+ *      (workdir.h: one daemon per store; the storage files are locked by
+ *      the engine), node_open (cold start), then the FUSE session and the
+ *      mount; then READY=1 to a service manager (notify.h);
  *   5. the session loop until fusermount3 -u, SIGTERM or SIGINT;
  *   6. mark the lock closing (a restart waits for us), store every dirty
  *      open file, unmount, node_close(node, true) (flush and mark storage
@@ -29,13 +31,16 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <libgen.h>
 #include <limits.h>
+#include <pwd.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -48,6 +53,7 @@
 #include "handle.h"
 #include "info.h"
 #include "inode.h"
+#include "notify.h"
 #include "ops.h"
 #include "workdir.h"
 
@@ -104,6 +110,52 @@ usage(FILE *out, const char *prog)
 	    "Mount options default to default_permissions,fsname=recfs,subtype=recfs;\n"
 	    "-o adds to them (allow_other only when asked).  See recfsd(8).\n"
 	    "\n", prog, prog, prog);
+}
+
+/*
+ * libfuse's option help, without its -h/--help and -V/--version lines:
+ * usage() has recfsd's own, and two of each confused.  libfuse prints to
+ * stdout, so its text goes through a memory file and is copied line by
+ * line; if that fails it is printed whole.
+ */
+static void
+fuse_help(void)
+{
+	int fd = memfd_create("recfsd-help", 0), saved = -1;
+	FILE *f = NULL;
+	char line[256];
+
+	fflush(stdout);
+	if (fd >= 0)
+		saved = dup(STDOUT_FILENO);
+	if (saved < 0 || dup2(fd, STDOUT_FILENO) < 0) {
+		if (saved >= 0)
+			close(saved);
+		if (fd >= 0)
+			close(fd);
+		fuse_cmdline_help();
+		fuse_lowlevel_help();
+		return;
+	}
+	fuse_cmdline_help();
+	fuse_lowlevel_help();
+	fflush(stdout);
+	dup2(saved, STDOUT_FILENO);
+	close(saved);
+	if (lseek(fd, 0, SEEK_SET) == 0)
+		f = fdopen(fd, "r");
+	if (f == NULL) {
+		close(fd);
+		return;
+	}
+	while (fgets(line, sizeof(line), f) != NULL) {
+		const char *p = line + strspn(line, " ");
+
+		if (strncmp(p, "-h ", 3) == 0 || strncmp(p, "-V ", 3) == 0)
+			continue;
+		fputs(line, stdout);
+	}
+	fclose(f);
 }
 
 /* ---- background start ------------------------------------------------------- */
@@ -206,6 +258,50 @@ mountpoint_check(const char *path)
 		return -ENOTDIR;
 	}
 	return 0;
+}
+
+/*
+ * Can this user use FUSE at all?  libfuse opens /dev/fuse itself, as the
+ * calling user, before it would ever try fusermount3, and gives up when
+ * that fails; so a user who cannot open it would get a bare "failed to
+ * open /dev/fuse" only after the cold start created and formatted the
+ * storage files.  Asked first, the answer says what to change.
+ */
+static int
+fuse_device_check(void)
+{
+	static const char dev[] = "/dev/fuse";
+	const struct passwd *pw;
+	int fd = open(dev, O_RDWR | O_CLOEXEC);
+	int err = errno;
+
+	if (fd >= 0) {
+		close(fd);
+		return 0;
+	}
+	if (err == ENOENT || err == ENODEV || err == ENXIO) {
+		fprintf(stderr, "recfsd: cannot open %s: %s: FUSE is not available on this machine.\n"
+		    "recfsd: fix: load the module (modprobe fuse) and install fuse3; in a container, "
+		    "pass the device in (docker run --device /dev/fuse --cap-add SYS_ADMIN).\n"
+		    "recfsd: nothing was created; see docs/operations.md, \"Running as a non-root user\".\n",
+		    dev, strerror(err));
+		return -err;
+	}
+	if (getuid() == 0) {
+		fprintf(stderr, "recfsd: cannot open %s as root: %s: a device policy refuses it.\n"
+		    "recfsd: fix: in a container or a systemd unit with DevicePolicy=, allow the device "
+		    "(docker run --device /dev/fuse; DeviceAllow=/dev/fuse rw).\n"
+		    "recfsd: nothing was created.\n", dev, strerror(err));
+		return -err;
+	}
+	pw = getpwuid(getuid());
+	fprintf(stderr, "recfsd: cannot open %s: %s: user %s (uid %u) may not use FUSE.\n"
+	    "recfsd: fix: run recfsd as root (the systemd unit recfsd.service does), or let users "
+	    "mount FUSE file systems: /dev/fuse mode 0666 (as Debian's fuse3 package sets it: "
+	    "chmod 0666 /dev/fuse) and fusermount3 installed setuid root.\n"
+	    "recfsd: nothing was created; see docs/operations.md, \"Running as a non-root user\".\n",
+	    dev, strerror(err), pw != NULL ? pw->pw_name : "?", (unsigned)getuid());
+	return -err;
 }
 
 /* ---- signals ---------------------------------------------------------------- */
@@ -349,6 +445,7 @@ main(int argc, char *argv[])
 	struct fuse_loop_config *loop_cfg = NULL;
 	struct fuse_session *se = NULL;
 	struct node *node = NULL;
+	struct txn_network *network = NULL;
 	pthread_t hup_thread;
 	bool hup_started = false, table = false, user_threads;
 	char err[1024] = "", node_id[17];
@@ -364,9 +461,7 @@ main(int argc, char *argv[])
 		if (o.help) {
 			usage(stdout, argv[0]);
 			printf("FUSE options:\n");
-			fflush(stdout);
-			fuse_cmdline_help();
-			fuse_lowlevel_help();
+			fuse_help();
 		} else {
 			printf("recfsd %s (libfuse %s)\n", RECFS_VERSION, fuse_pkgversion());
 		}
@@ -421,6 +516,9 @@ main(int argc, char *argv[])
 	}
 	if (mountpoint_check(fo.mountpoint) != 0)
 		goto out_config;
+	/* Before the work directory and any storage file exist. */
+	if (fuse_device_check() != 0)
+		goto out_config;
 
 	/* The work directory holds storage files and the node id. */
 	rc = mkdir_p(cfg->work_directory, 0755);
@@ -447,6 +545,22 @@ main(int argc, char *argv[])
 			}
 			fprintf(stderr, "recfsd: logging to %s (no syslog listens on /dev/log; set "
 			    "logging.file, or use -f to keep stderr)\n", cfg->log_file);
+		}
+	}
+	/* A log file's directory is created (0750, like /var/log/recfs under
+	 * the systemd unit's LogsDirectory=): a fresh machine has no
+	 * /var/log/recfs, and refusing would only make people create it. */
+	if (strcmp(cfg->log_file, "stderr") != 0 && strcmp(cfg->log_file, "syslog") != 0) {
+		char dir[sizeof(cfg->log_file)];
+		size_t n = strnlen(cfg->log_file, sizeof(dir) - 1);
+
+		memcpy(dir, cfg->log_file, n);
+		dir[n] = '\0';
+		rc = mkdir_p(dirname(dir), 0750);
+		if (rc != 0) {
+			fprintf(stderr, "recfsd: cannot create the directory of logging.file %s: %s\n",
+			    cfg->log_file, strerror(-rc));
+			goto out_config;
 		}
 	}
 	rc = log_open(cfg->log_file, level < 0 ? LOG_LEVEL_INFO : (enum log_level)level);
@@ -482,6 +596,7 @@ main(int argc, char *argv[])
 	log_info("recfsd", "recfsd %s starting: config %s, node %s, mount point %s",
 	    RECFS_VERSION, cfg->source, node_id, fo.mountpoint);
 
+	(void)notify_send("STATUS=cold start: reading storage");
 	rc = node_open(&node, cfg);
 	if (rc != 0) {
 		/* On the terminal too (the start-up echo), after the line naming the file. */
@@ -490,6 +605,13 @@ main(int argc, char *argv[])
 		goto out_log;
 	}
 	recfsd.node = node;
+	/* seeds given: the fabric and heartbeat (none: a single node, no socket) */
+	rc = txn_network_start(cfg, strtoull(node_id, NULL, 16), &network);
+	if (rc != 0) {
+		log_error("recfsd", "cannot start the network side (config %s): %s", cfg->source,
+		    recfs_strerror(rc));
+		goto out_node;
+	}
 	rc = inode_table_init(node);
 	table = true;
 	if (rc != 0) {
@@ -523,6 +645,10 @@ main(int argc, char *argv[])
 	workdir_set_state("serving", fo.mountpoint);
 	log_echo_stderr(false);
 	daemon_ready(0);
+	/* systemd (Type=notify): the cold start is done and the mount is up. */
+	snprintf(err, sizeof(err), "READY=1\nSTATUS=serving on %s", fo.mountpoint);
+	if ((rc = notify_send(err)) < 0)
+		log_warn("recfsd", "cannot send READY=1 to $NOTIFY_SOCKET: %s", strerror(-rc));
 
 	if (pthread_create(&hup_thread, NULL, sighup_main, NULL) == 0)
 		hup_started = true;
@@ -552,6 +678,7 @@ main(int argc, char *argv[])
 	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
 	/* From here a daemon starting on this store waits for us (lock-wait). */
 	workdir_set_state("closing", NULL);
+	(void)notify_send("STOPPING=1\nSTATUS=flushing and closing storage");
 	if (rc < 0)
 		log_error("recfsd", "session loop failed: %s", strerror(-rc));
 	else if (rc > 0)
@@ -573,6 +700,7 @@ out_session:
 out_node:
 	if (table)
 		inode_table_fini();
+	txn_network_stop(network);
 	node_close(node, true);
 	if (status == 0)
 		log_info("recfsd", "stopped cleanly");

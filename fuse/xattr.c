@@ -2,13 +2,20 @@
  * xattr.c - bins and record metadata as extended attributes (see xattr.h).
  *
  * Design: the metadata names end in more than 15 characters after "user."
- * or contain a '.', so they can never be bin names; they are listed, so
- * getfattr -d shows them, and writing the read-only ones is accepted and
- * ignored, because cp -a, mv and rsync -X copy every listed user.* name
- * and fail on any error.  Names outside user.* are answered from memory.
+ * or contain a '.', so they can never be bin names.  listxattr lists the
+ * bins only; the metadata is read by name (getfattr -n user.recfs.ttl), as
+ * Ceph's virtual xattrs are.  So cp -a, rsync -aX and tar --xattrs copy the
+ * bins and nothing else: a copy out of the mount carries no stale
+ * generation or digest, and a second rsync -aX finds nothing to change (when
+ * they were listed, rsync wrote each one on every run, and every write was
+ * a new generation of the record).  Writing a read-only name is still
+ * accepted and ignored (no record write), for a tree copied out by an older
+ * recfs whose files carry them.  Names outside user.* are answered from
+ * memory.
  *
- * Rejected: hiding the metadata names from listxattr (getfattr -d would
- * not show them); EPERM on writes to read-only names (rsync -aX exits 23).
+ * Rejected: listing the metadata (the rsync cost above; getfattr -d showing
+ * it is not worth a rewrite of every record per backup run); EPERM on
+ * writes to read-only names (rsync -aX exits 23).
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -25,12 +32,6 @@
 #define XATTR_USER_LEN 5
 #define XATTR_META "recfs."
 #define XATTR_META_LEN 6
-
-/* The metadata names after "user.recfs.", in listing order. */
-static const char *const xattr_meta_names[] = {
-	"generation", "ttl", "void_time", "last_update", "digest", "partition",
-};
-#define XATTR_META_COUNT (sizeof(xattr_meta_names) / sizeof(xattr_meta_names[0]))
 
 static bool
 is_user(const char *name)
@@ -217,9 +218,7 @@ xattr_list(fuse_req_t req, struct inode *ino, size_t size)
 		if (b != r.file_bin)
 			rc = list_add(&list, &len, &cap, XATTR_USER, b->name, b->name_len);
 	}
-	for (size_t i = 0; rc == 0 && i < XATTR_META_COUNT; i++)
-		rc = list_add(&list, &len, &cap, XATTR_USER XATTR_META, xattr_meta_names[i],
-		    strlen(xattr_meta_names[i]));
+	/* The user.recfs.* metadata is not listed (see the top of this file). */
 	if (rc == 0)
 		rc = reply_value(req, list, len, size);
 	if (have_record)

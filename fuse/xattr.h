@@ -1,5 +1,5 @@
 /*
- * xattr.h - extended attributes of records (SPEC section 4).
+ * xattr.h - extended attributes of records (recfsd(8), EXTENDED ATTRIBUTES).
  *
  *   user.<bin>            a bin other than the file bin; setxattr stores a
  *                         BLOB bin, integer and double bins read as decimal

@@ -5,14 +5,15 @@
 #
 # SECONDS defaults to 30 (CI's short run), TARGET to "record".  Targets:
 #   record       the flat record decoder (tests/fuzz/fuzz_record.c)
+#   fabric_msg   the fabric's frame, message and hello decoders (fuzz_fabric_msg.c)
 #   scan-device  cold start of a wblock image, device engine
 #   scan-shadow  the same, memory engine with a shadow file
 #                (both tests/fuzz/fuzz_cold_start.c: real open, list, read, close)
 #   config       the YAML configuration loader (tests/fuzz/fuzz_config.c)
 # The target is compiled straight from the sources with
 # -fsanitize=fuzzer,address,undefined (no configure needed), seeded by its
-# plain driver (tests/fuzz/fuzz_main.c for record, fuzz_driver.c for the
-# others, --write-corpus), and run with the corpus in
+# plain driver (tests/fuzz/fuzz_main.c for record, fuzz_fabric_main.c for
+# fabric_msg, fuzz_driver.c for the others, --write-corpus), and run with the corpus in
 # $FUZZ_DIR/corpus-TARGET (default build-fuzz/ in the source tree), which
 # persists between runs.  Crashes land in $FUZZ_DIR as crash-*; replay one
 # with the plain driver of a build: tests/fuzz/fuzz_record FILE (fuzz_scan_device,
@@ -57,8 +58,14 @@ config)
 	sources="tests/fuzz/fuzz_config.c $engine"
 	libs=$engine_libs
 	;;
+fabric_msg)
+	# the fabric's frame, message and hello decoders, heartbeat pulses; own seed writer
+	sources="tests/fuzz/fuzz_fabric_msg.c src/fabric/fabric_msg.c src/cluster/heartbeat_pulse.c"
+	libs=""
+	driver=tests/fuzz/fuzz_fabric_main.c
+	;;
 *)
-	echo "fuzz.sh: unknown target '$target' (known: record scan-device scan-shadow config)" >&2
+	echo "fuzz.sh: unknown target '$target' (known: record fabric_msg scan-device scan-shadow config)" >&2
 	exit 2
 	;;
 esac

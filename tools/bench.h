@@ -3,7 +3,7 @@
  * report) and the benchmark files tools/bench_*.c.
  *
  * A benchmark is one row of the table in recfs-bench.c: a name (for
- * --only and the JSON), a title, the target text of SPEC section 10 and a
+ * --only and the JSON), a title, the target text (docs/benchmarks.md) and a
  * run function that appends result rows.  Benchmarks of one group share
  * state (the embedded node, the mounts) that the group's cleanup function
  * releases; the driver calls it when the next benchmark belongs to another
@@ -104,7 +104,7 @@ struct bench_def {
 	const char *name;         /* --only key, JSON "bench" */
 	const char *group;        /* benchmarks sharing state and cleanup */
 	const char *title;        /* table section heading */
-	const char *target;       /* SPEC section 10 target, NULL = none */
+	const char *target;       /* target (docs/benchmarks.md), NULL = none */
 	/* Appends rows; returns 0, or -errno when it could not measure (after
 	 * adding an ERROR row saying why). */
 	int (*run)(struct bench_ctx *ctx, const struct bench_def *def);

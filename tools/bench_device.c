@@ -2,7 +2,7 @@
  * bench_device.c - embedded benchmarks of the device engine (no FUSE), each
  * judged against its physical limit measured in the same run: fio on the
  * same file system (often the same file), or the memory engine for the
- * CPU-bound limit (SPEC section 10).
+ * CPU-bound limit (docs/benchmarks.md).
  *
  *   device.write        1 KiB records, --threads writers: creates each key
  *                       once, then overwrites in key order; the same

@@ -3,7 +3,7 @@
  * transaction layer called straight from worker threads, as recfsd's FUSE
  * threads call it, so the figures are the engine's own ceiling.
  *
- * Workload (SPEC section 10, "memory engine read/write, 1 KiB"):
+ * Workload (docs/benchmarks.md, "memory engine read/write, 1 KiB"):
  *   write  every key of one set once (creates), then overwrites in key
  *          order until the phase duration is over; each thread owns a
  *          contiguous slice of the keys, so no two threads write one record

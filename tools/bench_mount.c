@@ -1,7 +1,7 @@
 /*
  * bench_mount.c - file operations through a recfsd mount against the same
  * operations through libfuse's passthrough_ll example over tmpfs, run side
- * by side (SPEC section 10: "through the mount ... >= the same operations
+ * by side (target in docs/benchmarks.md: "through the mount ... >= the same operations
  * on libfuse's passthrough example over tmpfs on the same machine").
  *
  * Both daemons run at once, each on its own temp mount point.  recfsd gets

@@ -50,6 +50,9 @@ struct check_counts {
 	uint64_t corrupt;           /* damaged candidates and unreadable wblocks */
 	uint64_t damaged;           /* newest copy damaged, header intact: recfsd marks
 	                             * the record damaged (reads EIO) */
+	uint64_t torn;              /* ... but on a file not shut down cleanly and among
+	                             * its last writes: a torn write, recfsd keeps the
+	                             * previous version (or drops the record) */
 	uint64_t order_conflicts;   /* records whose copies disagree on order */
 	uint64_t bytes_live;        /* storage bytes of live records */
 	uint64_t bytes_in_use;      /* bytes a cold start counts as live */
@@ -77,6 +80,8 @@ struct check_file {
 	uint32_t scan_end;          /* wblocks [first, scan_end) are scanned */
 	uint32_t *live_bytes;       /* [id - first]: live bytes, after pass 1 */
 	struct check_counts counts;
+	uint64_t newest_ms;         /* newest last-update time of a copy whose header is
+	                             * intact (pass 1): the torn-write window ends there */
 };
 
 /* ---- one file (check_file.c) ---------------------------------------------- */
@@ -133,6 +138,8 @@ struct check_entry {
 	uint8_t conflict : 1;       /* two copies disagree: generation vs last-update */
 	uint8_t damaged : 1;        /* the newest copy's body is damaged (header intact):
 	                             * a damaged record unless it is a tombstone or marker */
+	uint8_t older_intact : 1;   /* an intact copy older than the newest exists (what
+	                             * recfsd falls back to after a torn write) */
 	uint32_t void_time;
 	uint32_t rblocks : 20;      /* size of the newest copy / 16 */
 	uint32_t file : 12;         /* index into the files given */
@@ -206,6 +213,7 @@ struct check_run {
 	const char *ns_name;        /* NULL if no file had a valid header */
 	uint32_t n_devices;         /* from the headers */
 	uint32_t wbs;
+	uint32_t torn_window_ms;    /* flush-max-ms (--flush-max-ms) + 1000 */
 	unsigned n_valid, n_empty, n_invalid;
 	struct check_counts total;
 	uint64_t digests;           /* distinct records */

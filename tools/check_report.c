@@ -30,6 +30,7 @@
 	X("set_markers", "set markers", set_markers) \
 	X("corrupt", "corrupt", corrupt) \
 	X("damaged", "  newest copy damaged", damaged) \
+	X("torn_writes", "  torn write (unclean)", torn) \
 	X("order_conflicts", "order conflicts", order_conflicts) \
 	X("bytes_live", "bytes live", bytes_live) \
 	X("bytes_in_use", "bytes in use", bytes_in_use)

@@ -8,7 +8,9 @@
  *   - a damaged copy with an intact header takes part like any copy; when
  *     it is the newest the record is damaged;
  *   - a newest tombstone "has an older copy" if any non-tombstone copy
- *     older than it was seen; one without is reclaimed by the next start.
+ *     older than it was seen; one without is reclaimed by the next start;
+ *   - whether an intact copy older than the newest was seen: what recfsd
+ *     keeps when the newest copy is a torn write (recfs-check.c entry_torn).
  *
  * Open addressing with linear probing, at most half full; digests are
  * RIPEMD-160 output, so eight of their bytes are a good hash as they are.
@@ -129,13 +131,17 @@ check_table_merge(struct check_table *t, const struct record *r, bool damaged, u
 	    (e->damaged && !damaged && r->generation == e->generation &&
 	    r->last_update_ms == e->last_update_ms)) {
 		bool older_live = !(e->flags & RECORD_F_TOMBSTONE) || e->older_live;
+		bool older_intact = !e->damaged || e->older_intact;
 
 		entry_set(e, r, damaged, file, offset, size);
 		e->older_live = is_tomb && older_live;
+		e->older_intact = older_intact;
 		return CHECK_MERGE_NEWER;
 	}
 	if ((e->flags & RECORD_F_TOMBSTONE) && !is_tomb)
 		e->older_live = 1;
+	if (!damaged)
+		e->older_intact = 1;
 	return CHECK_MERGE_OLDER;
 }
 

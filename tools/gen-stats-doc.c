@@ -7,6 +7,8 @@
  * when the committed file differs from this program's output.
  *   tools/gen-stats-doc > docs/statistics.md
  *   tools/gen-stats-doc --names NAMESPACE     one row name per line
+ *   tools/gen-stats-doc --metrics NAMESPACE   its rows' Prometheus families
+ *                                             (aliases, not in metrics, left out)
  * The integration tests take their lists of names from --names, so a new
  * row is checked for presence in its file without editing a test.
  */
@@ -18,7 +20,7 @@
 int
 main(int argc, char **argv)
 {
-	if (argc == 3 && strcmp(argv[1], "--names") == 0) {
+	if (argc == 3 && (strcmp(argv[1], "--names") == 0 || strcmp(argv[1], "--metrics") == 0)) {
 		int s = statistic_section_find(argv[2]);
 		size_t n;
 		const struct statistic *rows;
@@ -28,13 +30,22 @@ main(int argc, char **argv)
 			return 2;
 		}
 		rows = statistic_rows((enum stat_section)s, &n);
-		for (size_t i = 0; i < n; i++)
-			printf("%s\n", rows[i].name);
+		for (size_t i = 0; i < n; i++) {
+			char family[128];
+
+			if (argv[1][2] == 'n') {
+				printf("%s\n", rows[i].name);
+			} else if (!(rows[i].flags & STAT_F_ALIAS)) {
+				statistic_metric_name(&rows[i], statistic_section((enum stat_section)s),
+				    family, sizeof(family));
+				printf("%s\n", family);
+			}
+		}
 	} else if (argc == 1) {
 		statistic_write_markdown(stdout);
 	} else {
-		fprintf(stderr, "usage: %s > docs/statistics.md\n       %s --names SECTION\n",
-		    argv[0], argv[0]);
+		fprintf(stderr, "usage: %s > docs/statistics.md\n       %s --names SECTION\n"
+		    "       %s --metrics SECTION\n", argv[0], argv[0], argv[0]);
 		return 2;
 	}
 	if (fflush(stdout) != 0 || ferror(stdout)) {

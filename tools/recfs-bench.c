@@ -1,5 +1,5 @@
 /*
- * recfs-bench.c - the benchmark driver (SPEC section 10): runs every
+ * recfs-bench.c - the benchmark driver (docs/benchmarks.md): runs every
  * benchmark of the table below, prints a human-readable table and a JSON
  * document of the same rows.
  *
@@ -370,7 +370,7 @@ usage(FILE *out)
 {
 	fprintf(out,
 	    "usage: recfs-bench [OPTIONS]\n"
-	    "Benchmarks recfs (SPEC section 10): the embedded memory engine, index\n"
+	    "Benchmarks recfs (docs/benchmarks.md): the embedded memory engine, index\n"
 	    "memory, the embedded device engine against fio on the same file system\n"
 	    "(--only device), and file operations through a recfsd mount against\n"
 	    "libfuse's passthrough_ll example over tmpfs, side by side.  Prints a\n"

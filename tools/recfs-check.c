@@ -1,6 +1,6 @@
 /*
  * recfs-check.c - the offline verifier of a namespace's storage files
- * (SPEC section 2; usage in recfs-check(1), format in
+ * (usage and exit statuses in recfs-check(1), format in
  * docs/storage-format.md).
  *
  * recfs-check FILE_OR_DEVICE... reads each file's header, checks that the
@@ -56,6 +56,7 @@ struct checker {
 	struct check_run run;
 	struct check_table table;
 	bool quiet, verbose, json, all, force;
+	uint32_t flush_max_ms;          /* --flush-max-ms: the namespace's setting */
 	uint32_t now;                   /* s since RECFS_EPOCH: expiry */
 	unsigned conflicts_printed;
 	bool printed;                   /* findings printed before the summary */
@@ -66,7 +67,8 @@ static void
 usage(FILE *out)
 {
 	fprintf(out,
-	    "usage: recfs-check [-q | -v] [--json] [--all] [--force] FILE_OR_DEVICE...\n"
+	    "usage: recfs-check [-q | -v] [--json] [--all] [--force] [--flush-max-ms MS]\n"
+	    "                   FILE_OR_DEVICE...\n"
 	    "\n"
 	    "Verify the storage files (or raw devices) of one recfs namespace, offline:\n"
 	    "header, every write block up to the high-water mark, every record (end\n"
@@ -82,6 +84,10 @@ usage(FILE *out)
 	    "      --json     print the summary as JSON (for scripts)\n"
 	    "      --all      scan to the end of each file, not just to its high-water mark\n"
 	    "      --force    check files a running recfsd holds (refused otherwise)\n"
+	    "      --flush-max-ms MS  the namespace's flush-max-ms (default 1000): after an\n"
+	    "                 unclean shutdown, a damaged newest copy written in the file's\n"
+	    "                 last MS + 1000 ms is a torn write (recfsd keeps the previous\n"
+	    "                 version), not a damaged record\n"
 	    "  -h, --help     this text\n"
 	    "  -V, --version  print the version\n"
 	    "\n"
@@ -254,6 +260,8 @@ pass1_item(void *arg, struct check_file *f, const struct check_item *it)
 	if (it->kind != CHECK_ITEM_RECORD) {
 		f->counts.corrupt++;
 		remember_corrupt(c, fi, it);
+		if (it->header_ok && it->salvage->last_update_ms > f->newest_ms)
+			f->newest_ms = it->salvage->last_update_ms;
 		/* With -v the listing of pass 2 shows it in place. */
 		if (!c->quiet && !c->verbose && !c->json) {
 			print_corrupt(f, it);
@@ -272,6 +280,8 @@ pass1_item(void *arg, struct check_file *f, const struct check_item *it)
 		return 0;
 	}
 	f->counts.records++;
+	if (it->rec->last_update_ms > f->newest_ms)
+		f->newest_ms = it->rec->last_update_ms;
 	rc = check_table_merge(&c->table, it->rec, false, fi, it->offset, it->size, &conflict, &other);
 	if (rc < 0) {
 		c->error = rc;
@@ -283,6 +293,24 @@ pass1_item(void *arg, struct check_file *f, const struct check_item *it)
 }
 
 /* ---- classification -------------------------------------------------------- */
+
+/*
+ * Does recfsd's cold start take e's damaged newest copy for a write torn by
+ * an unclean stop (src/namespace/namespace.c, torn_settle)?  Its file was
+ * not shut down cleanly and the copy is among the file's writes of its last
+ * flush-max-ms + 1000 ms.  (recfsd also keeps the record damaged when a
+ * damaged copy outside that window lies between the torn copy and the
+ * previous version; the table keeps one copy per record, so that rare case
+ * is reported as torn here.)
+ */
+static bool
+entry_torn(const struct checker *c, const struct check_entry *e)
+{
+	const struct check_file *f = &c->run.files[e->file];
+
+	return e->damaged && !(f->hdr.flags & DEVICE_F_CLEAN) && f->newest_ms > 0 &&
+	    e->last_update_ms + c->run.torn_window_ms >= f->newest_ms;
+}
 
 static int
 classify(struct checker *c)
@@ -341,6 +369,12 @@ classify(struct checker *c)
 			k->bytes_in_use += check_entry_size(e);
 			break;
 		case CHECK_DAMAGED:
+			if (entry_torn(c, e)) {
+				/* Dropped by cold start for the previous version (its
+				 * bytes, in the older copy's wblock, are not known here). */
+				k->torn++;
+				break;
+			}
 			/* Kept by cold start (its bytes stay in use), reads EIO. */
 			k->damaged++;
 			k->bytes_in_use += check_entry_size(e);
@@ -374,6 +408,7 @@ classify(struct checker *c)
 #define ADD(x) run->total.x += k->x
 		ADD(wblocks); ADD(records); ADD(live); ADD(superseded); ADD(tombstones);
 		ADD(tombstones_reclaimable); ADD(expired); ADD(set_markers); ADD(corrupt); ADD(damaged);
+		ADD(torn);
 		ADD(order_conflicts); ADD(bytes_live); ADD(bytes_in_use);
 #undef ADD
 		for (int b = 0; b < CHECK_FILL_BUCKETS; b++)
@@ -445,10 +480,11 @@ report_damaged(struct checker *c)
 	char hex[2 * DIGEST_SIZE + 1], when[40];
 	int rc = 0;
 
-	if (c->run.total.damaged == 0)
+	uint64_t n = c->run.total.damaged + c->run.total.torn;
+
+	if (n == 0)
 		return 0;
-	l.v = calloc(c->run.total.damaged < DAMAGED_PRINTED_MAX ? c->run.total.damaged :
-	    DAMAGED_PRINTED_MAX, sizeof(*l.v));
+	l.v = calloc(n < DAMAGED_PRINTED_MAX ? n : DAMAGED_PRINTED_MAX, sizeof(*l.v));
 	if (l.v == NULL)
 		return -ENOMEM;
 	for (uint64_t i = 0; i < c->table.cap && l.n < DAMAGED_PRINTED_MAX; i++) {
@@ -466,7 +502,23 @@ report_damaged(struct checker *c)
 
 		digest_to_hex(&e->digest, hex);
 		format_ms(when, sizeof(when), e->last_update_ms);
-		if (d->named) {
+		if (entry_torn(c, e)) {
+			if (d->named) {
+				fputs("TORN WRITE set=", stdout);
+				check_print_escaped(stdout, d->set, d->set_len);
+				fputs(" key=", stdout);
+				check_print_escaped(stdout, d->key, d->key_len);
+			} else {
+				printf("TORN WRITE digest %s", hex);
+			}
+			printf(": its newest copy (%s offset %" PRIu64 ", generation %u, updated %s) is "
+			    "damaged, but the file was not shut down cleanly and this is one of its "
+			    "writes of the last %u ms (flush-max-ms %u + 1000): a write torn by the "
+			    "stop, never acknowledged as durable; %s\n", c->run.files[e->file].path,
+			    e->offset, e->generation, when, c->run.torn_window_ms, c->flush_max_ms,
+			    e->older_intact ? "recfsd keeps the previous version" :
+			    "no older copy: recfsd drops the record");
+		} else if (d->named) {
 			fputs("DAMAGED RECORD set=", stdout);
 			check_print_escaped(stdout, d->set, d->set_len);
 			fputs(" key=", stdout);
@@ -614,6 +666,7 @@ static const struct option long_options[] = {
 	{ "json", no_argument, NULL, 'j' },
 	{ "all", no_argument, NULL, 'a' },
 	{ "force", no_argument, NULL, 'f' },
+	{ "flush-max-ms", required_argument, NULL, 'M' },
 	{ "help", no_argument, NULL, 'h' },
 	{ "version", no_argument, NULL, 'V' },
 	{ NULL, 0, NULL, 0 },
@@ -632,6 +685,21 @@ parse_options(struct checker *c, int argc, char **argv)
 		case 'j': c->json = true; break;
 		case 'a': c->all = true; break;
 		case 'f': c->force = true; break;
+		case 'M': {
+			char *end;
+			unsigned long v = strtoul(optarg, &end, 10);
+
+			if (*optarg == '\0' || *end != '\0' || v > 60000) {
+				usage_error("--flush-max-ms %s: a number of ms, 0 to 60000 (the namespace's "
+				    "flush-max-ms)", optarg);
+				return CHECK_EXIT_USAGE;
+			}
+			c->flush_max_ms = (uint32_t)v;
+			break;
+		}
+		case ':':
+			usage_error("%s needs a value (see --help)", argv[optind - 1]);
+			return CHECK_EXIT_USAGE;
 		case 'h':
 			usage(stdout);
 			exit(CHECK_EXIT_CLEAN);
@@ -751,9 +819,11 @@ main(int argc, char **argv)
 	int rc;
 
 	memset(&c, 0, sizeof(c));
+	c.flush_max_ms = 1000;  /* the configuration's default */
 	rc = parse_options(&c, argc, argv);
 	if (rc != 0)
 		return rc;
+	c.run.torn_window_ms = c.flush_max_ms + 1000;
 	c.now = clock_epoch_s();
 	if (check_table_init(&c.table) != 0) {
 		usage_error("out of memory");

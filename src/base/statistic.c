@@ -83,6 +83,65 @@ statistic_metric_type(const struct statistic *row)
 	}
 }
 
+/* Prometheus wants base units (seconds, bytes, ratios of 1) named in the
+ * family, and counters ending in _total; the .info files keep Aerospike's
+ * names and units.  Decided here, by kind and unit, for every row. */
+void
+statistic_metric_name(const struct statistic *row, const struct stat_section_info *si, char *buf,
+    size_t size)
+{
+	const char *name = row->name;
+	size_t len = strlen(name);
+	const char *unit = row->unit;
+	const char *suffix = "";
+	int keep = (int)len;
+
+	if (row->kind == STAT_TEXT) {
+		suffix = "_info";
+	} else if (row->kind == STAT_HISTOGRAM) {
+		suffix = "_latency_seconds";
+	} else if (strcmp(unit, "%") == 0) {
+		if (len > 4 && strcmp(name + len - 4, "_pct") == 0)
+			keep = (int)len - 4;
+		suffix = "_ratio";
+	} else if (strcmp(unit, "s") == 0 || strcmp(unit, "ms") == 0) {
+		suffix = "_seconds";
+	} else if (strcmp(unit, "bytes") == 0 &&
+	    !(len > 6 && strcmp(name + len - 6, "_bytes") == 0)) {
+		suffix = "_bytes";
+	}
+	snprintf(buf, size, "%s%.*s%s%s", si->prefix, keep, name, suffix,
+	    row->kind == STAT_COUNTER ? "_total" : "");
+}
+
+/* "12.345": n / 10^digits, without trailing zeros. */
+static void
+format_decimal(uint64_t n, unsigned digits, char *buf, size_t size)
+{
+	uint64_t div = 1;
+	size_t len;
+
+	for (unsigned i = 0; i < digits; i++)
+		div *= 10;
+	snprintf(buf, size, "%" PRIu64 ".%0*" PRIu64, n / div, (int)digits, n % div);
+	len = strlen(buf);
+	while (len > 0 && buf[len - 1] == '0')
+		buf[--len] = '\0';
+	if (len > 0 && buf[len - 1] == '.')
+		buf[--len] = '\0';
+}
+
+void
+statistic_metric_value(const struct statistic *row, uint64_t value, char *buf, size_t size)
+{
+	if (strcmp(row->unit, "%") == 0)
+		format_decimal(value, 2, buf, size);
+	else if (strcmp(row->unit, "ms") == 0)
+		format_decimal(value, 3, buf, size);
+	else
+		snprintf(buf, size, "%" PRIu64, value);
+}
+
 void
 statistic_format(const struct statistic *row, uint64_t value, char *buf, size_t size)
 {
@@ -110,12 +169,15 @@ metric_doc(const struct statistic *r, const struct stat_section_info *si, char *
 {
 	if (r->flags & STAT_F_ALIAS)
 		snprintf(buf, size, "(as in %s)", "statistics");
-	else if (r->kind == STAT_HISTOGRAM)
-		snprintf(buf, size, "`%s%s_latency_seconds`", si->prefix, r->name);
-	else if (r->kind == STAT_TEXT)
-		snprintf(buf, size, "`%s%s_info{%s=\"...\"}`", si->prefix, r->name, r->name);
-	else
-		snprintf(buf, size, "`%s%s`", si->prefix, r->name);
+	else {
+		char name[128];
+
+		statistic_metric_name(r, si, name, sizeof(name));
+		if (r->kind == STAT_TEXT)
+			snprintf(buf, size, "`%s{%s=\"...\"}`", name, r->name);
+		else
+			snprintf(buf, size, "`%s`", name);
+	}
 }
 
 void
@@ -149,8 +211,12 @@ statistic_write_markdown(FILE *out)
 	    "Kinds: a *counter* only grows (until restart), a *gauge* goes up and down, a *bool*\n"
 	    "reads `true`/`false` (1/0 in metrics), *text* is a string (in metrics an `_info`\n"
 	    "gauge of 1 with the string as a label).  A metric is named `recfs_` plus the\n"
-	    "file's prefix plus the statistic's name, without a `_total` suffix, so the same\n"
-	    "word greps the file, the log and the scrape.\n\n"
+	    "file's prefix plus the statistic's name, then the suffixes Prometheus's naming\n"
+	    "conventions want (`promtool check metrics` passes): counters end in `_total`,\n"
+	    "percentages become ratios of 1 (`data_used_pct` 42 is\n"
+	    "`recfs_namespace_data_used_ratio` 0.42), durations and times are in seconds\n"
+	    "(`_seconds`), sizes in bytes (`_bytes`).  The metric column below gives each\n"
+	    "name.\n\n"
 	    "## Latencies\n\n"
 	    "Each histogram shows in `.info/latencies` as `{<ns>}-<op>.<field>` (namespace\n"
 	    "operations) or `fuse-<op>.<field>` (FUSE requests) lines, with the fields\n"
@@ -187,10 +253,4 @@ statistic_write_markdown(FILE *out)
 			fputs(" |\n", out);
 		}
 	}
-	fputs("\n## Not yet here\n\n"
-	    "SPEC section 8 also names `stop_writes`, `expired_objects` and\n"
-	    "`evicted_objects` (and Aerospike shows `hwm_breached` beside them).  They\n"
-	    "belong to expiration, eviction and stop-writes (issue #4) and join the\n"
-	    "namespace table with the code that computes them; recfs never shows a\n"
-	    "statistic it does not compute.\n", out);
 }

@@ -1,5 +1,5 @@
 /*
- * statistic.h - the one table of statistics (SPEC section 8).
+ * statistic.h - the one table of statistics (docs/statistics.md).
  *
  * Every statistic recfs shows is one row here: name, kind, unit, flags and
  * help.  The /.info files, /.info/metrics (Prometheus), the ticker log line,
@@ -176,6 +176,8 @@
 	    "Records whose checksum or format did not verify on read (logged with file and offset).") \
 	X(damaged_records, GAUGE, "records", 0, \
 	    "Records whose newest copy the cold start found damaged (header intact, body not): listed, stat works, reads fail with EIO until overwritten or unlinked (logged with file and offset).") \
+	X(cold_start_torn_writes, COUNTER, "records", 0, \
+	    "Torn writes the last cold start dropped: after an unclean shutdown, a newest copy with an intact header but a damaged body written within flush-max-ms + 1 s of the device's newest write was never acknowledged as durable; the previous version is kept (none: the record is absent). Logged with file and offset.") \
 	X(tombstones_reclaimed, COUNTER, "records", 0, \
 	    "Tombstones dropped by the tomb raider once no older copy remained on storage.") \
 	X(tomb_raider_passes, COUNTER, "passes", 0, "Tomb raider passes over the storage.") \
@@ -321,6 +323,15 @@ const struct stat_section_info *statistic_section(enum stat_section s);
 int statistic_section_find(const char *name);
 /* Prometheus type of a row ("counter", "gauge", "histogram"). */
 const char *statistic_metric_type(const struct statistic *row);
+
+/* A row's Prometheus family name: the section's prefix, the row's name and
+ * the suffixes of Prometheus's conventions (_total for counters, _seconds,
+ * _bytes, _ratio for percentages, _info for TEXT, _latency_seconds for
+ * histograms); and a numeric row's sample value in that family's unit
+ * (percent / 100, ms / 1000). */
+void statistic_metric_name(const struct statistic *row, const struct stat_section_info *si,
+    char *buf, size_t size);
+void statistic_metric_value(const struct statistic *row, uint64_t value, char *buf, size_t size);
 
 /* A numeric row's value as the .info files show it: decimal, or
  * true/false for BOOL rows. */

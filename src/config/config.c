@@ -256,7 +256,7 @@ static int check_record_size(const struct config_param *, const struct config_va
 	ROW(storage_config, max_record_size, check_record_size, \
 	    .name = "max-record-size", .section = CONFIG_STORAGE, .type = CONFIG_SIZE, \
 	    .default_text = "0", .min = 0, .max = 8 * M_, .unit = "bytes", \
-	    .help = "Largest record on storage; 0 = write-block-size, which is also the most allowed.")
+	    .help = "Largest record on storage, as stored: content plus key, set name, metadata and other bins (README.md gives the sum); 0 = write-block-size, which is also the most allowed.  .info shows the value in effect.")
 
 #define ROW_PARAM(st, field, chk, ...) { __VA_ARGS__, .offset = offsetof(struct st, field) },
 #define ROW_EXTRA(st, field, chk, ...) { sizeof(((struct st *)0)->field), chk },
@@ -275,7 +275,7 @@ static const char *const section_names[] = {
 	[CONFIG_STORAGE] = "storage-engine",
 };
 
-/* The example in docs/configuration.md (SPEC section 5); a test loads it. */
+/* The example in docs/configuration.md; a test loads it. */
 static const char config_example_yaml[] =
 	"service:\n"
 	"  cluster-name: recfs\n"
@@ -925,7 +925,7 @@ ns_check(const struct ns_config *ns, const struct config_param **row, char *why,
 
 /* ---- defaults --------------------------------------------------------------- */
 
-/* SPEC section 2: /var/lib/recfs for root, else the XDG data directory. */
+/* recfsd(8), FILES: /var/lib/recfs for root, else the XDG data directory. */
 static void
 default_work_directory(char *buf, size_t size)
 {
@@ -971,13 +971,14 @@ config_default(struct recfs_config *cfg)
 	config_base_defaults(cfg);
 	ns_defaults(ns);
 	snprintf(ns->name, sizeof(ns->name), "test");
-	/* SPEC 2: the device engine on a sparse 4 GiB test.dat in the work dir. */
+	/* recfsd(8): the device engine on a sparse 4 GiB test.dat in the work dir. */
 	ns->storage.type = STORAGE_DEVICE;
 	if (asprintf(&ns->storage.files[0], "%s/test.dat", cfg->work_directory) < 0) {
 		fprintf(stderr, "config: out of memory\n");
 		abort();
 	}
 	ns->storage.n_files = 1;
+	ns->storage.max_record_size = ns->storage.write_block_size;  /* resolved, as loaded */
 	cfg->n_namespaces = 1;
 	snprintf(cfg->source, sizeof(cfg->source), "built-in default");
 }
@@ -1269,6 +1270,10 @@ load_namespace(struct load_ctx *c, struct recfs_config *cfg, unsigned index, yam
 		}
 		return load_fail(c, line, sub, "%s", why);
 	}
+	/* 0 = the write-block size: resolved here, so .info and the config
+	 * files show the limit that applies, never 0. */
+	if (ns->storage.max_record_size == 0)
+		ns->storage.max_record_size = ns->storage.write_block_size;
 	return 0;
 }
 
@@ -1559,7 +1564,7 @@ print_row(FILE *out, const struct config_param *p, const void *base, int indent,
 	if (p->type == CONFIG_STRING)
 		yaml_put_string(out, buf);
 	else if (p->type == CONFIG_MODE)
-		fprintf(out, "\"%s\"", buf);   /* quoted as in SPEC, so no one reads 0644 as decimal */
+		fprintf(out, "\"%s\"", buf);   /* quoted as in docs/configuration.md, so no one reads 0644 as decimal */
 	else
 		fputs(buf, out);
 	fputc('\n', out);

@@ -111,7 +111,7 @@ struct config_param {
 const struct config_param *config_params(size_t *n);
 const struct config_param *config_param_find(enum config_section section, const char *name);
 
-/* Fill cfg with the built-in default configuration (SPEC section 2):
+/* Fill cfg with the built-in default configuration (recfsd(8), FILES):
  * namespace "test" on the device engine, a sparse 4 GiB test.dat in the
  * work directory (/var/lib/recfs for root, else $XDG_DATA_HOME/recfs). */
 void config_default(struct recfs_config *cfg);

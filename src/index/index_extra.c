@@ -3,8 +3,8 @@
  * (see index.h): a kept inode number that differs from the one the digest
  * gives (a renamed record), and an explicitly set access time.
  *
- * Why a side table: every record pays for every byte of its entry (SPEC:
- * index + key within 100 bytes per record), and these values are rare: a
+ * Why a side table: every record pays for every byte of its entry (the target
+ * in docs/benchmarks.md: index + key within 100 bytes per record), and these values are rare: a
  * record only has an inode number of its own once it was renamed, and an
  * atime only when one was set to something other than its mtime.  An entry
  * with either has its has_extra bit set, and only then is this table asked.

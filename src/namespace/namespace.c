@@ -125,7 +125,7 @@ namespace_entry_info(const struct namespace *ns, const struct record *r, struct 
  * last-update time, then the generation.  The time comes first because it
  * never moves backwards for a record while it is indexed (txn.c next_lut),
  * and a record written again after its tombstone was reclaimed is written
- * later than that tombstone (SPEC 6.4).  Rejected: generation first: a
+ * later than that tombstone (docs/storage-format.md, Cold start).  Rejected: generation first: a
  * reclaimed tombstone restarts the record's generation at 1,
  * so a stale tombstone left on storage would win over the new record at
  * the next cold start, and two copies 32768 writes apart compare
@@ -143,6 +143,87 @@ struct cs_unnamed {
 	uint32_t void_time;
 	storage_loc loc;
 };
+
+/*
+ * A record whose newest copy so far is damaged (namespace.h, cs_torn):
+ * the best intact copy that copy displaced or that lost to it, and the
+ * newest other damaged copy, so torn_settle can tell a torn write (the
+ * previous version stays) from damage (the record stays damaged).
+ */
+struct cs_torn {
+	struct digest digest;
+	uint16_t set_id;
+	uint16_t fb_gen, od_gen;
+	uint64_t fb_lut, od_lut;
+	storage_loc fallback;       /* best intact older copy, 0 = none met */
+	storage_loc older_damaged;  /* newest older damaged copy, 0 = none met */
+	/* torn_settle: the torn copy's version, which the copy torn_rewrite
+	 * writes must be newer than. */
+	uint16_t torn_gen;
+	uint64_t torn_lut;
+};
+
+/* One copy of a record besides its current one. */
+struct cs_copy {
+	uint16_t generation;
+	uint64_t last_update_ms;
+	storage_loc loc;
+	bool intact;                /* its body verified */
+};
+
+/*
+ * Record lock held: e's current copy is damaged, other is a copy of the
+ * same record that lost to it (or that it displaced), or NULL.  Remember
+ * other if it is the best of its kind so far.  Only records with a damaged
+ * newest copy get here: the list stays as small as they are few.  Out of
+ * memory the record is left out, and a torn write of it reads EIO like a
+ * damaged record (logged): never an older version served wrongly.
+ */
+static void
+torn_note(struct namespace *ns, const struct index_entry *e, uint16_t set_id,
+    const struct cs_copy *other)
+{
+	struct cs_torn *t = NULL;
+
+	pthread_mutex_lock(&ns->cs_torn_lock);
+	for (size_t i = 0; i < ns->cs_torn_n && t == NULL; i++)
+		if (ns->cs_torn[i].set_id == set_id && digest_compare(&ns->cs_torn[i].digest, &e->digest) == 0)
+			t = &ns->cs_torn[i];
+	if (t == NULL) {
+		if (ns->cs_torn_n == ns->cs_torn_cap) {
+			size_t cap = ns->cs_torn_cap ? ns->cs_torn_cap * 2 : 16;
+			struct cs_torn *v = realloc(ns->cs_torn, cap * sizeof(*v));
+
+			if (v == NULL) {
+				log_error("namespace", "{%s} cold start: no memory to remember the older "
+				    "copies of a record whose newest copy is damaged: if it is a torn "
+				    "write, the record reads EIO", ns->name);
+				goto out;
+			}
+			ns->cs_torn = v;
+			ns->cs_torn_cap = cap;
+		}
+		t = &ns->cs_torn[ns->cs_torn_n++];
+		*t = (struct cs_torn){ .digest = e->digest, .set_id = set_id };
+	}
+	if (other == NULL) {
+		/* Only listed. */
+	} else if (other->intact) {
+		if (t->fallback == 0 || record_copy_is_newer(other->generation, other->last_update_ms,
+		    t->fb_gen, t->fb_lut)) {
+			t->fallback = other->loc;
+			t->fb_gen = other->generation;
+			t->fb_lut = other->last_update_ms;
+		}
+	} else if (t->older_damaged == 0 || record_copy_is_newer(other->generation,
+	    other->last_update_ms, t->od_gen, t->od_lut)) {
+		t->older_damaged = other->loc;
+		t->od_gen = other->generation;
+		t->od_lut = other->last_update_ms;
+	}
+out:
+	pthread_mutex_unlock(&ns->cs_torn_lock);
+}
 
 /* Take the waiting damaged copy of d out of the list, if there is one. */
 static bool
@@ -185,7 +266,7 @@ damaged_info(const struct record *r, struct entry_info *info)
  */
 static int
 load_copy_locked(struct namespace *ns, struct storage *st, const struct record *r,
-    const struct entry_info *info, uint16_t set_id, uint32_t size, storage_loc loc)
+    const struct entry_info *info, bool intact, uint16_t set_id, uint32_t size, storage_loc loc)
 {
 	struct index_partition *p = index_partition_of(ns->index, &r->digest);
 	struct index_entry *e;
@@ -210,6 +291,9 @@ load_copy_locked(struct namespace *ns, struct storage *st, const struct record *
 		namespace_entry_count(ns, e, +1, size);
 		pthread_rwlock_unlock(&p->lock);
 		rc = 1;
+		/* A record met first through a damaged copy: none older yet. */
+		if (e->damaged)
+			torn_note(ns, e, set_id, NULL);
 	} else if (record_copy_is_newer(r->generation, r->last_update_ms, (uint16_t)e->generation,
 	    e->last_update_ms) ||
 	    /* The same version intact (a copy defrag left behind): better. */
@@ -217,6 +301,7 @@ load_copy_locked(struct namespace *ns, struct storage *st, const struct record *
 	    r->last_update_ms == e->last_update_ms)) {
 		storage_loc old = e->loc;
 		bool older_live = !e->tombstone || e->older_seen;
+		struct cs_copy prev = { (uint16_t)e->generation, e->last_update_ms, old, !e->damaged };
 
 		pthread_rwlock_wrlock(&p->lock);
 		namespace_entry_count(ns, e, -1, storage_loc_size(old));
@@ -226,11 +311,19 @@ load_copy_locked(struct namespace *ns, struct storage *st, const struct record *
 		pthread_rwlock_unlock(&p->lock);
 		storage_free(st, old);
 		rc = 1;
+		/* A damaged copy won: what it displaced may be needed back. */
+		if (e->damaged)
+			torn_note(ns, e, set_id, &prev);
 	} else if (e->tombstone && !is_tomb) {
 		/* An older live copy is still on storage: the tombstone must stay. */
 		pthread_rwlock_wrlock(&p->lock);
 		e->older_seen = 1;
 		pthread_rwlock_unlock(&p->lock);
+	} else if (e->damaged) {
+		/* An older copy of a record whose newest copy is damaged. */
+		struct cs_copy older = { r->generation, r->last_update_ms, loc, intact };
+
+		torn_note(ns, e, set_id, &older);
 	}
 
 	/* A damaged copy of this record that could not say its name: the
@@ -242,6 +335,8 @@ load_copy_locked(struct namespace *ns, struct storage *st, const struct record *
 			struct entry_info di;
 			storage_loc old = e->loc;
 			bool older_live = !e->tombstone || e->older_seen;
+			struct cs_copy prev = { (uint16_t)e->generation, e->last_update_ms, old,
+			    !e->damaged };
 
 			record_init(&d);
 			d.digest = u.digest;
@@ -258,8 +353,14 @@ load_copy_locked(struct namespace *ns, struct storage *st, const struct record *
 			namespace_entry_count(ns, e, +1, storage_loc_size(u.loc));
 			pthread_rwlock_unlock(&p->lock);
 			storage_free(st, old);
+			if (e->damaged)
+				torn_note(ns, e, set_id, &prev);
 		} else {
+			struct cs_copy older = { u.generation, u.last_update_ms, u.loc, false };
+
 			storage_free(st, u.loc);
+			if (e->damaged)
+				torn_note(ns, e, set_id, &older);
 		}
 	}
 	return rc;
@@ -283,7 +384,7 @@ namespace_load(void *arg, struct storage *st, const struct record *r, uint32_t s
 		atomic_inc(&ns->cold_start_tombs);
 	namespace_entry_info(ns, r, &info);
 	index_record_lock(ns->index, &r->digest);
-	rc = load_copy_locked(ns, st, r, &info, set_id, size, loc);
+	rc = load_copy_locked(ns, st, r, &info, true, set_id, size, loc);
 	index_record_unlock(ns->index, &r->digest);
 	return rc;
 }
@@ -315,7 +416,7 @@ namespace_load_damaged(void *arg, struct storage *st, const struct record *r, un
 		if (r->flags & RECORD_F_TOMBSTONE)
 			atomic_inc(&ns->cold_start_tombs);
 		index_record_lock(ns->index, &r->digest);
-		rc = load_copy_locked(ns, st, r, &info, set_id, size, loc);
+		rc = load_copy_locked(ns, st, r, &info, false, set_id, size, loc);
 		index_record_unlock(ns->index, &r->digest);
 		return rc;
 	}
@@ -333,7 +434,7 @@ namespace_load_damaged(void *arg, struct storage *st, const struct record *r, un
 	if (e != NULL) {
 		if (r->flags & RECORD_F_TOMBSTONE)
 			atomic_inc(&ns->cold_start_tombs);
-		rc = load_copy_locked(ns, st, r, &info, set_id, size, loc);
+		rc = load_copy_locked(ns, st, r, &info, false, set_id, size, loc);
 		goto out;
 	}
 	struct cs_unnamed u = { .digest = r->digest, .generation = r->generation,
@@ -482,12 +583,265 @@ damaged_settle(struct namespace *ns, struct storage *st)
 		    ns->name, n_damaged, logged);
 }
 
+/*
+ * Cold start, every copy seen, before the engine rebuilds its free space:
+ * a damaged newest copy that a crash may have torn (storage_may_be_torn:
+ * the device was not shut down cleanly and the copy was written within
+ * flush-max-ms + 1 s of its newest write) was never acknowledged as
+ * durable, so it is dropped as if the write had been lost and the record
+ * keeps its best intact older copy, re-read and indexed here (its bytes
+ * live again, the torn copy's not).  Without one the record never existed
+ * durably: it becomes a tombstone (its copy the torn one, whose header
+ * says all a tombstone needs) so that it is absent.  A damaged copy that
+ * no crash explains (older than the window, or on a device shut down
+ * cleanly) between the torn one and the previous version keeps the record
+ * damaged.  Returns 1 when the record's torn write was dropped (*t then
+ * says what torn_rewrite must write over).
+ */
+static int
+torn_settle(struct namespace *ns, struct storage *st, struct cs_torn *t, uint64_t *logged)
+{
+	struct index_partition *p = index_partition_of(ns->index, &t->digest);
+	struct index_entry *e;
+	uint8_t *buf = NULL;
+	struct record rec;
+	int done = 0;
+
+	record_init(&rec);
+	index_record_lock(ns->index, &t->digest);
+	pthread_rwlock_rdlock(&p->lock);
+	e = index_find_locked(p, t->set_id, &t->digest);
+	pthread_rwlock_unlock(&p->lock);
+	if (e == NULL || !e->damaged || e->tombstone ||
+	    !storage_may_be_torn(st, e->loc, e->last_update_ms))
+		goto out;
+	if (t->older_damaged != 0 && !storage_may_be_torn(st, t->older_damaged, t->od_lut) &&
+	    (t->fallback == 0 || record_copy_is_newer(t->od_gen, t->od_lut, t->fb_gen, t->fb_lut)))
+		goto out;  /* real damage under the torn write: stays damaged */
+
+	storage_loc torn = e->loc;
+	const struct ns_set *set = &ns->sets.sets[t->set_id];
+	char name[RECORD_SET_MAX + RECORD_KEY_MAX + 2];
+
+	t->torn_gen = (uint16_t)e->generation;
+	t->torn_lut = e->last_update_ms;
+	snprintf(name, sizeof(name), "%s%s%.*s", t->set_id != 0 ? set->name : "",
+	    t->set_id != 0 ? "/" : "", (int)e->key_len, e->key);
+	if (t->fallback != 0) {
+		struct entry_info info;
+		int rc = -ENOMEM;
+
+		buf = malloc(storage_loc_size(t->fallback));
+		if (buf != NULL)
+			rc = storage_read(st, t->fallback, buf);
+		if (rc == 0)
+			rc = record_flat_decode(buf, storage_loc_size(t->fallback), &rec);
+		if (rc != 0) {
+			log_error("namespace", "{%s} %s offset %" PRIu64 ": torn write of record %s, but "
+			    "its previous version at offset %" PRIu64 " cannot be read (%s): the record "
+			    "stays damaged", ns->name, loc_file(ns, torn), storage_loc_offset(torn), name,
+			    storage_loc_offset(t->fallback), recfs_strerror(rc));
+			goto out;
+		}
+		namespace_entry_info(ns, &rec, &info);
+		pthread_rwlock_wrlock(&p->lock);
+		namespace_entry_count(ns, e, -1, storage_loc_size(torn));
+		namespace_entry_fill(ns, e, &rec, &info, t->fallback);
+		/* A tombstone kept: older copies may be on storage still. */
+		e->older_seen = (rec.flags & RECORD_F_TOMBSTONE) != 0;
+		namespace_entry_count(ns, e, +1, storage_loc_size(t->fallback));
+		pthread_rwlock_unlock(&p->lock);
+		storage_free(st, torn);
+		storage_keep(st, t->fallback);
+	} else {
+		struct record d;
+		struct entry_info di = { 0 };
+
+		record_init(&d);
+		d.digest = e->digest;
+		d.generation = (uint16_t)e->generation;
+		d.last_update_ms = e->last_update_ms;
+		d.flags = RECORD_F_TOMBSTONE;
+		pthread_rwlock_wrlock(&p->lock);
+		namespace_entry_count(ns, e, -1, storage_loc_size(torn));
+		namespace_entry_fill(ns, e, &d, &di, torn);
+		e->older_seen = 1;  /* torn_rewrite replaces it, the tomb raider reclaims it */
+		namespace_entry_count(ns, e, +1, storage_loc_size(torn));
+		pthread_rwlock_unlock(&p->lock);
+	}
+	if ((*logged)++ < DAMAGED_LOG_MAX)
+		log_warn("namespace", "{%s} torn write at %s offset %" PRIu64 " (record %s, generation "
+		    "%u), not acknowledged as durable (unclean shutdown, written in its last %u ms): %s",
+		    ns->name, loc_file(ns, torn), storage_loc_offset(torn), name, (unsigned)t->torn_gen,
+		    st->torn_window_ms, t->fallback != 0 ? "previous version kept"
+		    : "no previous version, the record is absent");
+	done = 1;
+out:
+	index_record_unlock(ns->index, &t->digest);
+	record_release(&rec);
+	free(buf);
+	return done;
+}
+
+/* The owner's scanned callback: torn writes (torn_settle), also those of
+ * nameless damaged copies no other copy named (they had none: dropped).
+ * The records settled stay in cs_torn for torn_rewrite. */
+static void
+namespace_scanned(void *arg, struct storage *st)
+{
+	struct namespace *ns = arg;
+	uint64_t torn = 0, logged = 0;
+
+	pthread_mutex_lock(&ns->cs_unnamed_lock);
+	for (size_t i = 0; i < ns->cs_unnamed_n;) {
+		const struct cs_unnamed *u = &ns->cs_unnamed[i];
+
+		if (!storage_may_be_torn(st, u->loc, u->last_update_ms)) {
+			i++;
+			continue;
+		}
+		if (logged++ < DAMAGED_LOG_MAX)
+			log_warn("namespace", "{%s} torn write at %s offset %" PRIu64 " (generation %u, "
+			    "set and key torn too), not acknowledged as durable (unclean shutdown, "
+			    "written in its last %u ms): no previous version, dropped", ns->name,
+			    loc_file(ns, u->loc), storage_loc_offset(u->loc), u->generation,
+			    st->torn_window_ms);
+		storage_free(st, u->loc);
+		ns->cs_unnamed[i] = ns->cs_unnamed[--ns->cs_unnamed_n];
+		torn++;
+	}
+	atomic_store_relaxed(&ns->cs_unnamed_count, ns->cs_unnamed_n);
+	pthread_mutex_unlock(&ns->cs_unnamed_lock);
+
+	/* The list is taken out, so no record lock is taken under its lock
+	 * (the scan takes them the other way round; no scan runs now). */
+	struct cs_torn *v;
+	size_t n, kept = 0;
+
+	pthread_mutex_lock(&ns->cs_torn_lock);
+	v = ns->cs_torn;
+	n = ns->cs_torn_n;
+	ns->cs_torn = NULL;
+	ns->cs_torn_n = ns->cs_torn_cap = 0;
+	pthread_mutex_unlock(&ns->cs_torn_lock);
+	for (size_t i = 0; i < n; i++) {
+		if (torn_settle(ns, st, &v[i], &logged) > 0) {
+			v[kept++] = v[i];
+			torn++;
+		}
+	}
+	pthread_mutex_lock(&ns->cs_torn_lock);
+	ns->cs_torn = v;
+	ns->cs_torn_n = kept;
+	ns->cs_torn_cap = n;
+	pthread_mutex_unlock(&ns->cs_torn_lock);
+	if (torn > DAMAGED_LOG_MAX)
+		log_warn("namespace", "{%s} %" PRIu64 " torn writes dropped (%d logged above)",
+		    ns->name, torn, DAMAGED_LOG_MAX);
+	atomic_store_relaxed(&ns->cold_start_torn_writes, torn);
+}
+
+/*
+ * The write path runs: the torn copy of each record torn_settle settled is
+ * still on storage and, newer than what replaced it, would win at the next
+ * cold start (damaged, after a clean shutdown).  Store the record's current
+ * version again (its content or a tombstone), newer than the torn copy,
+ * and make that durable.  Failing that, the next cold start after a clean
+ * shutdown may find the record damaged again: logged.
+ */
+static void
+torn_rewrite(struct namespace *ns, struct storage *st)
+{
+	bool wrote = false;
+	struct cs_torn *v;
+	size_t n;
+
+	pthread_mutex_lock(&ns->cs_torn_lock);
+	v = ns->cs_torn;
+	n = ns->cs_torn_n;
+	ns->cs_torn = NULL;
+	ns->cs_torn_n = ns->cs_torn_cap = 0;
+	pthread_mutex_unlock(&ns->cs_torn_lock);
+	for (size_t i = 0; i < n; i++) {
+		const struct cs_torn *t = &v[i];
+		struct index_partition *p = index_partition_of(ns->index, &t->digest);
+		const struct ns_set *set = &ns->sets.sets[t->set_id];
+		struct index_entry *e;
+		uint8_t *buf = NULL;
+		struct record r;
+		storage_loc old = 0, loc;
+		int rc = 0;
+
+		record_init(&r);
+		index_record_lock(ns->index, &t->digest);
+		pthread_rwlock_rdlock(&p->lock);
+		e = index_find_locked(p, t->set_id, &t->digest);
+		pthread_rwlock_unlock(&p->lock);
+		if (e == NULL)
+			goto next;
+		old = e->loc;
+		if (e->tombstone) {
+			r.digest = e->digest;
+			r.flags = RECORD_F_TOMBSTONE;
+			r.key_type = DIGEST_KEY_TYPE_STRING;
+			r.set = t->set_id != 0 ? set->name : NULL;
+			r.set_len = t->set_id != 0 ? set->len : 0;
+			r.key = e->key;
+			r.key_len = e->key_len;
+		} else {
+			buf = malloc(storage_loc_size(old));
+			rc = buf == NULL ? -ENOMEM : storage_read(st, old, buf);
+			if (rc == 0)
+				rc = record_flat_decode(buf, storage_loc_size(old), &r);
+			if (rc != 0)
+				goto next;
+		}
+		r.generation = t->torn_gen == UINT16_MAX ? 1 : (uint16_t)(t->torn_gen + 1);
+		r.last_update_ms = clock_epoch_ms();
+		if (r.last_update_ms <= t->torn_lut)
+			r.last_update_ms = t->torn_lut + 1;
+		if (r.last_update_ms <= e->last_update_ms)
+			r.last_update_ms = e->last_update_ms + 1;
+		uint32_t size = (uint32_t)record_flat_size(&r);
+		struct entry_info info;
+
+		rc = storage_write(st, &r, size, &loc);
+		if (rc != 0)
+			goto next;
+		if (e->tombstone)
+			info = (struct entry_info){ 0 };
+		else
+			namespace_entry_info(ns, &r, &info);
+		pthread_rwlock_wrlock(&p->lock);
+		namespace_entry_count(ns, e, -1, storage_loc_size(old));
+		namespace_entry_fill(ns, e, &r, &info, loc);
+		namespace_entry_count(ns, e, +1, size);
+		pthread_rwlock_unlock(&p->lock);
+		storage_free(st, old);
+		wrote = true;
+next:
+		if (rc != 0)
+			log_error("namespace", "{%s} torn write of a record at %s offset %" PRIu64
+			    ": storing its previous version again failed (%s); after a clean shutdown "
+			    "the next cold start may find it damaged", ns->name,
+			    loc_file(ns, old), storage_loc_offset(old), recfs_strerror(rc));
+		index_record_unlock(ns->index, &t->digest);
+		record_release(&r);
+		free(buf);
+	}
+	free(v);
+	if (wrote && storage_sync_all(st) != 0)
+		log_error("namespace", "{%s} the records stored again after torn writes are not "
+		    "durable yet (sync failed)", ns->name);
+}
+
 static void
 namespace_loaded(void *arg, struct storage *st)
 {
 	struct namespace *ns = arg;
 	uint64_t dropped = 0;
 
+	torn_rewrite(ns, st);
 	damaged_settle(ns, st);
 
 	struct index_entry **victims = NULL;
@@ -614,13 +968,14 @@ namespace_open(struct namespace **out, struct ns_config *cfg)
 	ns->cfg = cfg;
 	set_table_init(&ns->sets);
 	pthread_mutex_init(&ns->cs_unnamed_lock, NULL);
+	pthread_mutex_init(&ns->cs_torn_lock, NULL);
 	rc = index_create(&ns->index);
 	if (rc != 0)
 		goto fail;
 	ns->max_record_size = storage_max_record_size(&cfg->storage);
 	owner = (struct storage_owner){ .arg = ns, .relocate = namespace_relocate,
 	    .load = namespace_load, .load_damaged = namespace_load_damaged, .hint = namespace_hint,
-	    .loaded = namespace_loaded };
+	    .scanned = namespace_scanned, .loaded = namespace_loaded };
 	rc = storage_open(&ns->storage, ns->name, &cfg->storage, &owner);
 	if (rc != 0)
 		goto fail;
@@ -640,6 +995,8 @@ fail:
 	set_table_fini(&ns->sets);
 	free(ns->cs_unnamed);
 	pthread_mutex_destroy(&ns->cs_unnamed_lock);
+	free(ns->cs_torn);
+	pthread_mutex_destroy(&ns->cs_torn_lock);
 	free(ns);
 	return rc;
 }
@@ -657,6 +1014,8 @@ namespace_close(struct namespace *ns, bool clean)
 	set_table_fini(&ns->sets);
 	free(ns->cs_unnamed);
 	pthread_mutex_destroy(&ns->cs_unnamed_lock);
+	free(ns->cs_torn);
+	pthread_mutex_destroy(&ns->cs_torn_lock);
 	log_info("namespace", "{%s} closed%s", ns->name, clean ? " cleanly" : "");
 	free(ns);
 }

@@ -24,7 +24,7 @@
 #define SET_HASH_SLOTS 8192
 
 /* Event counters of a namespace: name, help.  Expanded into the struct,
- * the statistics output and docs (SPEC 8: names follow Aerospike's). */
+ * the statistics output and docs (docs/statistics.md: names follow Aerospike's). */
 #define NS_COUNTERS(X) \
 	X(client_read_success, "reads that returned a record") \
 	X(client_read_not_found, "reads of a record that does not exist") \
@@ -101,6 +101,8 @@ struct namespace {
 
 	/* nsup (src/txn/nsup.c): expiration, eviction, stop-writes. */
 	bool stop_writes;                   /* atomic: writes fail with ENOSPC */
+	uint64_t stop_writes_checked_ns;    /* atomic: the write path's last full test
+	                                     * for stop-writes-avail-pct (txn.c) */
 	bool hwm_breached;                  /* atomic: used space above evict-used-pct */
 	uint32_t evict_void_time;           /* atomic: last eviction threshold (void time) */
 	uint64_t nsup_cycle_ms;             /* atomic: duration of the last pass */
@@ -129,6 +131,15 @@ struct namespace {
 	struct cs_unnamed *cs_unnamed;
 	size_t cs_unnamed_n, cs_unnamed_cap;
 	uint64_t cs_unnamed_count;          /* atomic: cs_unnamed_n, read without the lock */
+	/* Cold start: for each record whose newest copy so far is damaged,
+	 * the best intact older copy met, in case the damaged one turns out
+	 * to be a torn write (namespace.c, torn_settle).  One per record that
+	 * had a damaged newest copy during the scan: a plain array. */
+	pthread_mutex_t cs_torn_lock;
+	struct cs_torn *cs_torn;
+	size_t cs_torn_n, cs_torn_cap;
+	uint64_t cold_start_torn_writes;    /* atomic: torn writes the last cold start
+	                                     * dropped (previous version kept) */
 };
 
 /* What the index learns from a stored record besides its header. */

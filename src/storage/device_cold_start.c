@@ -1,5 +1,6 @@
 /*
- * device_cold_start.c - rebuilding the index from the devices (SPEC 6.4).
+ * device_cold_start.c - rebuilding the index from the devices (docs/storage-format.md,
+ * Cold start).
  *
  * Each device is scanned by as many threads as there are CPUs for it (the
  * CPUs shared among the devices, at least one, at most SCAN_PARTS_MAX):
@@ -17,8 +18,10 @@
  * if its header is intact (record_flat_header_check) the owner still hears
  * of it, so a damaged newest copy is never replaced by an older one, and
  * the walk jumps over it; otherwise the walk moves on 16 bytes (a torn
- * write or damaged bytes never become a record).  When every device is done, each wblock's state and
- * the free and defrag queues are rebuilt from the live bytes found.
+ * write or damaged bytes never become a record).  When every device is
+ * done, the owner settles torn writes (torn_window_set, owner->scanned),
+ * then each wblock's state and the free and defrag queues are rebuilt from
+ * the live bytes found.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -28,6 +31,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "../base/atomic.h"
 #include "../base/clock.h"
 #include "../base/error.h"
 #include "../base/log.h"
@@ -68,6 +72,17 @@ scan_find(const uint8_t *buf, uint32_t wbs, uint32_t *off, uint32_t *offs, uint3
 		*off += size;
 	}
 	return n;
+}
+
+/* A copy with an intact header written at lut_ms is on d. */
+static void
+newest_seen(struct device *d, uint64_t lut_ms)
+{
+	uint64_t cur = __atomic_load_n(&d->cs_newest_ms, __ATOMIC_RELAXED);
+
+	while (lut_ms > cur && !__atomic_compare_exchange_n(&d->cs_newest_ms, &cur, lut_ms, false,
+	    __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+		;
 }
 
 /*
@@ -118,6 +133,7 @@ scan_wblock(struct storage *st, struct device *d, uint32_t id, const uint8_t *bu
 				}
 				/* The header is proven, its size too: the copy takes
 				 * part in the newest-copy rule like any other. */
+				newest_seen(d, h.last_update_ms);
 				if (st->owner.load_damaged != NULL) {
 					unsigned parts = record_flat_salvage(buf + off, &h, &r);
 
@@ -130,6 +146,7 @@ scan_wblock(struct storage *st, struct device *d, uint32_t id, const uint8_t *bu
 			/* Live bytes are summed here and added once per wblock: a copy
 			 * replaced later in this same wblock is subtracted meanwhile, which
 			 * the unsigned counts survive (they only need the final sum). */
+			newest_seen(d, r.last_update_ms);
 			if (st->owner.load(st->owner.arg, st, &r, size, loc) > 0)
 				live += size;
 			record_release(&r);
@@ -275,6 +292,34 @@ scan_main(void *arg)
 	return NULL;
 }
 
+/*
+ * Every copy has been seen: which copies may be writes torn by an unclean
+ * stop (storage.h, torn_from_ms).  Only a device whose header was not
+ * marked clean can hold one, and only among the writes of its last
+ * flush-max-ms before the stop: those were not yet forced to the device
+ * (a durable write's acknowledgement waits for its fdatasync, which a torn
+ * copy never got).  The window is measured back from the newest copy on
+ * the device (the last write that reached it), and a second is added for
+ * the flusher's lateness and the clock steps between writes; with
+ * flush-max-ms 0 (buffers written only when full) that second is all: a
+ * damaged copy older than it is reported as damaged, never hidden.
+ */
+static void
+torn_window_set(struct storage *st, struct dev_engine *e)
+{
+	uint32_t w = atomic_load_relaxed(&st->cfg->flush_max_ms) + 1000;
+
+	st->torn_window_ms = w;
+	for (uint32_t i = 0; i < e->n; i++) {
+		struct device *d = e->devs[i];
+		uint64_t newest = __atomic_load_n(&d->cs_newest_ms, __ATOMIC_RELAXED);
+
+		st->torn_from_ms[i] = 0;
+		if (!(d->hdr.flags & DEVICE_F_CLEAN) && newest > 0)
+			st->torn_from_ms[i] = newest > w ? newest - w : 1;
+	}
+}
+
 int
 device_cold_start(struct storage *st, struct dev_engine *e)
 {
@@ -340,6 +385,9 @@ device_cold_start(struct storage *st, struct dev_engine *e)
 	free(parts);
 	if (rc != 0)
 		return rc;
+	torn_window_set(st, e);
+	if (st->owner.scanned != NULL)
+		st->owner.scanned(st->owner.arg, st);
 	for (uint32_t i = 0; i < e->n; i++) {
 		struct device *d = e->devs[i];
 

@@ -107,6 +107,8 @@ struct device {
 
 	/* Cold start counts (scan thread only). */
 	uint64_t cs_records, cs_corrupt, cs_bytes;
+	uint64_t cs_newest_ms;     /* atomic max: newest last-update time of a copy
+	                            * whose header is intact (torn-write window) */
 };
 
 struct dev_engine {

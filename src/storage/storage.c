@@ -32,7 +32,7 @@ storage_open(struct storage **out, const char *ns_name, struct storage_config *c
 	st->owner = *owner;
 	switch (cfg->type) {
 	case STORAGE_MEMORY:
-		/* Shadow files make a memory namespace persistent (SPEC 6.2). */
+		/* Shadow files make a memory namespace persistent (docs/storage-format.md). */
 		st->ops = cfg->n_files > 0 ? &storage_shadow_ops : &storage_memory_ops;
 		break;
 	case STORAGE_DEVICE:

@@ -27,7 +27,7 @@
 #include "../record/record.h"
 
 /* Bytes reserved at the start of every device, file or stripe image for the
- * header (SPEC 6.3); record locations count from the start of the file. */
+ * header (docs/storage-format.md, Device layout); record locations count from the start of the file. */
 #define STORAGE_HEADER_SIZE (8u << 20)
 
 /*
@@ -78,9 +78,21 @@ struct storage_owner {
 	 * twice per record: two records ahead (!near: what needs no load) and
 	 * one ahead (near: what the first step brought in points to). */
 	void (*hint)(void *arg, const struct digest *d, bool near);
+	/* Optional: the cold start scan is over (every copy seen), before the
+	 * engine rebuilds its free space from the live bytes: the owner may
+	 * still change which copies are live (storage_free, storage_keep).
+	 * For torn writes (storage_may_be_torn).  No other thread runs. */
+	void (*scanned)(void *arg, struct storage *st);
 	/* Cold start finished: every copy has been seen (drop superseded
 	 * tombstones, delete expired records durably). */
 	void (*loaded)(void *arg, struct storage *st);
+};
+
+/* The space figures that decide stop-writes, read without locks. */
+struct storage_space {
+	uint64_t used_bytes;
+	uint64_t total_bytes;
+	uint32_t free_pct;
 };
 
 struct storage_stats {
@@ -137,6 +149,11 @@ struct storage_ops {
 	/* From owner->relocate: copy flat bytes to a defrag buffer. */
 	int (*defrag_copy)(struct storage *st, const uint8_t *flat, uint32_t size, storage_loc *new_loc);
 	void (*stats)(struct storage *st, struct storage_stats *out);
+	/* Without locks, for the write path's stop-writes test: what stats
+	 * gives as used_bytes and total_bytes, and the free wblocks of the
+	 * fullest file or stripe in percent (avail_pct as of the last
+	 * allocation or release). */
+	void (*space)(struct storage *st, struct storage_space *out);
 	/* Walk every record copy on storage that verifies or whose header is
 	 * intact (current and stale ones, RAM buffers included), calling fn
 	 * for each; fn may trust only the header of a copy.  Stop early when *stop
@@ -145,6 +162,10 @@ struct storage_ops {
 	    void *arg, const bool *stop);
 	/* A dynamic parameter in *cfg changed (e.g. defrag-lwm-pct: re-sweep). */
 	void (*config_changed)(struct storage *st);
+	/* Cold start, from owner->scanned only: the copy at loc, which the
+	 * scan did not count as live (or freed), is live after all.  May be
+	 * NULL (an engine without cold start). */
+	void (*keep)(struct storage *st, storage_loc loc);
 };
 
 struct storage {
@@ -157,6 +178,13 @@ struct storage {
 	bool clean_start;                /* set by open: the cold start loaded devices that
 	                                  * were all closed cleanly (nothing written since
 	                                  * their last clean close is missing) */
+	/* Cold start, set before owner->scanned: on file f not shut down
+	 * cleanly, a copy with a last-update time >= torn_from_ms[f] may be a
+	 * write the crash tore: within torn_window_ms of the newest copy on f
+	 * (flush-max-ms + 1000 ms).  0: f was shut down cleanly, no copy on it
+	 * can be torn (storage_may_be_torn). */
+	uint64_t torn_from_ms[CONFIG_FILES_MAX];
+	uint32_t torn_window_ms;
 };
 
 /* Create and open the engine named by cfg->type. */
@@ -188,7 +216,19 @@ static inline int storage_sync_all(struct storage *st)
 { return st->ops->sync_all(st); }
 static inline int storage_defrag_copy(struct storage *st, const uint8_t *flat, uint32_t size, storage_loc *loc)
 { return st->ops->defrag_copy(st, flat, size, loc); }
+static inline void storage_keep(struct storage *st, storage_loc loc)
+{ st->ops->keep(st, loc); }
+/* Cold start: may the copy at loc, last written at lut_ms, be a write that
+ * an unclean stop tore (never acknowledged as durable)?  See torn_from_ms. */
+static inline bool storage_may_be_torn(const struct storage *st, storage_loc loc, uint64_t lut_ms)
+{
+	uint32_t f = storage_loc_file(loc);
+
+	return f < CONFIG_FILES_MAX && st->torn_from_ms[f] != 0 && lut_ms >= st->torn_from_ms[f];
+}
 static inline void storage_stats(struct storage *st, struct storage_stats *out)
 { st->ops->stats(st, out); }
+static inline void storage_space(struct storage *st, struct storage_space *out)
+{ st->ops->space(st, out); }
 
 #endif

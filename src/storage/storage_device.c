@@ -348,7 +348,7 @@ reserve_locked(struct device *d, uint32_t size, bool defrag, enum wblock_user us
 
 /* The write queue is too deep: more buffers than max-write-cache allows,
  * or its oldest buffer waited longer than flush-max-ms (a crash may cost
- * at most that much acknowledged data, SPEC 6.4). */
+ * at most that much acknowledged data: docs/operations.md, Durability). */
 static bool
 write_queue_behind_locked(struct device *d, uint32_t limit)
 {
@@ -579,6 +579,19 @@ verify:
 		    d->path, off, size, recfs_strerror(rc));
 	}
 	return rc;
+}
+
+/* Cold start (owner->scanned): the copy at loc counts as live after all;
+ * the wblock states are rebuilt from these counts afterwards. */
+static void
+dev_keep(struct storage *st, storage_loc loc)
+{
+	struct dev_engine *e = st->priv;
+	struct device *d = e->devs[storage_loc_file(loc)];
+
+	pthread_mutex_lock(&d->wt.lock);
+	wblock_add_locked(&d->wt, (uint32_t)(storage_loc_offset(loc) / d->wbs), storage_loc_size(loc));
+	pthread_mutex_unlock(&d->wt.lock);
 }
 
 static void
@@ -1496,6 +1509,20 @@ dev_stats(struct storage *st, struct storage_stats *out)
 }
 
 static void
+dev_space(struct storage *st, struct storage_space *out)
+{
+	struct dev_engine *e = st->priv;
+
+	*out = (struct storage_space){ .free_pct = 100 };
+	for (uint32_t i = 0; i < e->n; i++) {
+		struct device *d = e->devs[i];
+
+		wblock_space_add(&d->wt, &out->used_bytes, &out->free_pct);
+		out->total_bytes += (uint64_t)d->wt.n_wblocks * d->wbs;
+	}
+}
+
+static void
 dev_config_changed(struct storage *st)
 {
 	struct dev_engine *e = st->priv;
@@ -1592,12 +1619,14 @@ const struct storage_ops storage_device_ops = {
 	.wait_space = dev_wait_space,
 	.defrag_copy = dev_defrag_copy,
 	.stats = dev_stats,
+	.space = dev_space,
 	.scan = dev_scan,
 	.config_changed = dev_config_changed,
+	.keep = dev_keep,
 };
 
 /*
- * The memory engine with shadow files (SPEC 6.2): the same engine with
+ * The memory engine with shadow files (docs/storage-format.md): the same engine with
  * every wblock resident in RAM.  Writes land in the wblock's RAM image and
  * the I/O thread is the shadow writer (same offsets, same group commit);
  * reads and defrag never touch the shadow; cold start reads the shadow back
@@ -1616,6 +1645,8 @@ const struct storage_ops storage_shadow_ops = {
 	.wait_space = dev_wait_space,
 	.defrag_copy = dev_defrag_copy,
 	.stats = dev_stats,
+	.space = dev_space,
 	.scan = dev_scan,
 	.config_changed = dev_config_changed,
+	.keep = dev_keep,
 };

@@ -466,6 +466,17 @@ mem_stats(struct storage *st, struct storage_stats *out)
 }
 
 static void
+mem_space(struct storage *st, struct storage_space *out)
+{
+	struct mem_engine *m = st->priv;
+
+	*out = (struct storage_space){ .free_pct = 100 };
+	for (uint32_t i = 0; i < m->n_stripes; i++)
+		wblock_space_add(&m->stripes[i].wt, &out->used_bytes, &out->free_pct);
+	out->total_bytes = (uint64_t)m->stripe_bytes * m->n_stripes;
+}
+
+static void
 mem_config_changed(struct storage *st)
 {
 	struct mem_engine *m = st->priv;
@@ -490,5 +501,6 @@ const struct storage_ops storage_memory_ops = {
 	.wait_space = mem_wait_space,
 	.defrag_copy = mem_defrag_copy,
 	.stats = mem_stats,
+	.space = mem_space,
 	.config_changed = mem_config_changed,
 };

@@ -365,6 +365,18 @@ wblock_rebuild_locked(struct wblock_table *t, uint32_t high_water)
 }
 
 void
+wblock_space_add(const struct wblock_table *t, uint64_t *used, uint32_t *free_pct)
+{
+	uint32_t n = t->n_wblocks - t->first;
+	uint32_t pct = (uint32_t)((uint64_t)wblock_free_published(t) * 100 / n);
+	int64_t u = sharded_sum(&t->used);
+
+	*used += u > 0 ? (uint64_t)u : 0;
+	if (pct < *free_pct)
+		*free_pct = pct;
+}
+
+void
 wblock_stats_add_locked(const struct wblock_table *t, struct storage_stats *out)
 {
 	uint32_t n = t->n_wblocks - t->first, free_n = wblock_free_count_locked(t);

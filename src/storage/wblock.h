@@ -146,6 +146,9 @@ void wblock_rebuild_locked(struct wblock_table *t, uint32_t high_water);
  * percentage (avail_pct, which the caller starts at 100).  Lock held. */
 struct storage_stats;
 void wblock_stats_add_locked(const struct wblock_table *t, struct storage_stats *out);
+/* The same table's used bytes and free percentage, without the lock (the
+ * write path's stop-writes test): added to *used, *free_pct lowered. */
+void wblock_space_add(const struct wblock_table *t, uint64_t *used, uint32_t *free_pct);
 
 static inline uint32_t wblock_free_count_locked(const struct wblock_table *t)
 {

@@ -1,12 +1,15 @@
 /*
  * nsup.c - the namespace supervisor: stop-writes, expiration, eviction
- * (SPEC 6.5).
+ * (docs/operations.md: Storage full, Expiration and eviction).
  *
  * One thread per namespace wakes every NSUP_CHECK_MS (100 ms):
  *   - stop-writes: on while used >= stop-writes-used-pct or available <
  *     stop-writes-avail-pct (0 turns either test off); writes and creates
- *     then fail with ENOSPC (txn.c checks the flag), while reads, deletes,
- *     defrag and expiration go on; it lifts by itself when space returns.
+ *     then fail with ENOSPC, while reads, deletes, defrag and expiration go
+ *     on; it lifts by itself when space returns.  The write path engages it
+ *     too (txn.c, stop_writes(): the same test, nsup_stop_writes_check,
+ *     whenever the live counters reach a threshold), so a burst of writes
+ *     stops at the threshold rather than 100 ms of writes later.
  *   - every nsup-period seconds: reclaim expired records (void time
  *     passed), and when used space exceeds evict-used-pct, evict the
  *     records closest to expiry, never records without a TTL.
@@ -151,7 +154,7 @@ eviction_threshold(struct namespace *ns, uint64_t need)
 	return threshold;
 }
 
-static void
+static bool
 check_stop_writes(struct namespace *ns, const struct storage_stats *ss)
 {
 	uint32_t used_pct = ss->total_bytes ? (uint32_t)(ss->used_bytes * 100 / ss->total_bytes) : 0;
@@ -176,6 +179,16 @@ check_stop_writes(struct namespace *ns, const struct storage_stats *ss)
 	else if (!stop && was)
 		log_info("nsup", "{%s} stop-writes lifted: used %u%%, avail %u%%", ns->name, used_pct,
 		    avail_pct);
+	return stop;
+}
+
+bool
+nsup_stop_writes_check(struct namespace *ns)
+{
+	struct storage_stats ss;
+
+	storage_stats(ns->storage, &ss);
+	return check_stop_writes(ns, &ss);
 }
 
 static void

@@ -145,6 +145,46 @@ file_bin_of(const struct namespace *ns, const struct record *r)
 }
 
 /*
+ * Stop-writes (docs/operations.md, Storage full), decided on the write path from the live counters
+ * so that it engages at the threshold whatever the write rate (nsup's check
+ * every 100 ms let a burst of 256 KiB writes run from 50% to storage full
+ * first).  The lock-free figures (storage_space) say when the full test is
+ * due - used at or past stop-writes-used-pct, or the fullest file or
+ * stripe's free wblocks under stop-writes-avail-pct; the full test
+ * (nsup_stop_writes_check: the same as nsup's, counting space on its way
+ * back, under the stripe locks) then sets the flag, which every later write
+ * sees at once.  nsup lifts it when space returns.  The avail test alone
+ * can come out false (defrag is about to give space back), so it runs at
+ * most once a millisecond: an overwrite load near full does not take every
+ * stripe lock on every write.
+ */
+#define STOP_WRITES_RECHECK_NS 1000000
+
+static bool
+stop_writes(struct namespace *ns)
+{
+	struct storage_space sp;
+	uint32_t max_used, min_avail;
+	uint64_t now, last;
+
+	if (atomic_load_relaxed(&ns->stop_writes))
+		return true;
+	max_used = atomic_load_relaxed(&ns->cfg->stop_writes_used_pct);
+	min_avail = atomic_load_relaxed(&ns->cfg->stop_writes_avail_pct);
+	storage_space(ns->storage, &sp);
+	if (max_used > 0 && sp.used_bytes * 100 >= (uint64_t)max_used * sp.total_bytes)
+		return nsup_stop_writes_check(ns);
+	if (min_avail == 0 || sp.free_pct >= min_avail)
+		return false;
+	now = clock_mono_ns();
+	last = atomic_load_relaxed(&ns->stop_writes_checked_ns);
+	if (now - last < STOP_WRITES_RECHECK_NS ||
+	    !atomic_cas_relaxed(&ns->stop_writes_checked_ns, &last, now))
+		return false;
+	return nsup_stop_writes_check(ns);
+}
+
+/*
  * Store r and point the index at it.  Called with the record lock held.
  * e is the current entry (any state) or NULL.  On success the old copy's
  * space is released and *out_entry_attr (if non-NULL) is filled.
@@ -490,8 +530,8 @@ write_record(struct namespace *ns, const struct txn_key *k, const struct txn_wri
 	rc = key_resolve(ns, k, true, &d, &set_id);
 	if (rc != 0)
 		goto out;
-	/* SPEC 6.5: in stop-writes, writes and creates fail; deletes go on. */
-	if (atomic_load_relaxed(&ns->stop_writes)) {
+	/* In stop-writes, writes and creates fail; deletes go on (docs/operations.md). */
+	if (stop_writes(ns)) {
 		COUNT(ns, fail_stop_writes);
 		rc = -ENOSPC;
 		goto out;
@@ -709,7 +749,7 @@ rename_record(struct namespace *ns, const struct txn_key *from, const struct txn
 	rc = key_resolve(ns, to, true, &td, &tset);
 	if (rc != 0)
 		return rc;
-	if (atomic_load_relaxed(&ns->stop_writes)) {
+	if (stop_writes(ns)) {
 		COUNT(ns, fail_stop_writes);
 		return -ENOSPC;
 	}
@@ -748,7 +788,7 @@ rename_record(struct namespace *ns, const struct txn_key *from, const struct txn
 	r.last_update_ms = next_lut(te != NULL ? te->last_update_ms : 0);
 	if (r.last_update_ms < fe->last_update_ms)
 		r.last_update_ms = fe->last_update_ms;
-	/* The file keeps its inode number (SPEC 4: st_ino survives a rename). */
+	/* The file keeps its inode number (recfsd(8), Renames: st_ino survives a rename). */
 	uint64_t ino;
 	int64_t atime;
 	entry_extra(ns, fe, &ino, &atime);
@@ -1025,7 +1065,7 @@ txn_set_update(struct namespace *ns, const char *set, size_t len, const struct t
 	s = &ns->sets.sets[set_id];
 	if (!set_visible(s))
 		return -ENOENT;
-	if (atomic_load_relaxed(&ns->stop_writes)) {
+	if (stop_writes(ns)) {
 		COUNT(ns, fail_stop_writes);
 		return -ENOSPC;
 	}

@@ -43,6 +43,18 @@ int node_open(struct node **out, struct recfs_config *cfg);
 /* Stop background threads; clean = flush everything and mark storage clean. */
 void node_close(struct node *node, bool clean);
 
+/*
+ * The network side (docs/cluster.md): when cfg names seeds, loads the
+ * cluster secret, starts the fabric listener and the heartbeat, and dials
+ * the seeds; *out is then the handle, else NULL and nothing starts.
+ * Errors (logged, naming the file or address): RECFS_ECONFIG (secret file
+ * refused, node id 0), -EADDRINUSE and other listen errors, -ENOMEM.
+ */
+struct txn_network;
+int txn_network_start(const struct recfs_config *cfg, uint64_t node_id, struct txn_network **out);
+/* Stops and frees it (NULL: nothing). */
+void txn_network_stop(struct txn_network *net);
+
 unsigned node_namespace_count(const struct node *node);
 struct namespace *node_namespace(struct node *node, unsigned i);
 struct namespace *node_namespace_find(struct node *node, const char *name, size_t len);

@@ -44,6 +44,9 @@ struct txn_ns_extra *txn_ns_extra(const struct namespace *ns);
 int nsup_start(struct namespace *ns);
 void nsup_stop(struct namespace *ns);
 void nsup_kick(struct namespace *ns);
+/* Evaluate stop-writes now (storage_stats, stripe locks), set or lift the
+ * flag (logged), and return it. */
+bool nsup_stop_writes_check(struct namespace *ns);
 
 /*
  * txn.c: reclaim the record (set_id, d) if, under its record lock, it is

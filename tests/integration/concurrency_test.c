@@ -10,7 +10,7 @@
  * (open, flock, truncate, write, close - several writers at once on one
  * record, coordinated as on a local file system) or "both" (the default).
  *
- * All handles of one record share one open-file state (SPEC 4): in-place
+ * All handles of one record share one open-file state (recfsd(8)): in-place
  * writers that did not coordinate would interleave into a mix, as on any
  * local file system, and readers would see a version being written.  So
  * in-place writers hold an exclusive flock(2) from before their truncate

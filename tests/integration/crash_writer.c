@@ -1,7 +1,7 @@
 /*
  * crash_writer - a seeded record workload that logs every acknowledgement,
  * and the checker that judges what storage kept after the daemon died
- * (t_crash.sh, t_durable.sh, t_defrag.sh; SPEC 6.4).
+ * (t_crash.sh, t_durable.sh, t_defrag.sh; docs/operations.md, Durability).
  *
  * Usage:
  *   crash_writer write [-m MODE] [-f FSYNC_PCT] [-k KEYS] [-n OPS] [-d SECONDS] [-z MIN:MAX]

@@ -18,7 +18,8 @@
 #
 # Assertions: `bad MSG` records a failure and goes on (so one run reports
 # every broken behaviour), `fail MSG` stops the test.  A test exits 1 if any
-# assertion failed, 77 only when /dev/fuse or fusermount3 is missing.
+# assertion failed, 77 only when /dev/fuse or fusermount3 is missing or
+# /dev/fuse cannot be opened by this user.
 
 : "${top_srcdir:=$(cd "$(dirname "$0")/../.." && pwd)}"
 : "${top_builddir:=$top_srcdir}"
@@ -43,6 +44,11 @@ WATCHDOG_PID=
 
 if [ ! -c /dev/fuse ] || ! command -v fusermount3 >/dev/null 2>&1; then
 	echo "SKIP: $ITEST_NAME needs /dev/fuse and fusermount3"
+	exit 77
+fi
+# A user who may not open it cannot mount (recfsd says so and exits).
+if ! (exec 3<>/dev/fuse) 2>/dev/null; then
+	echo "SKIP: $ITEST_NAME: /dev/fuse cannot be opened by $(id -un) (docs/operations.md, \"Running as a non-root user\")"
 	exit 77
 fi
 if [ ! -x "$RECFSD" ]; then
@@ -384,7 +390,7 @@ EOF
 }
 
 # write_shadow_config DAT [SETTING...]: like write_device_config, but the
-# namespace is on the memory engine with DAT as its shadow file (SPEC 6.2);
+# namespace is on the memory engine with DAT as its shadow file (docs/storage-format.md);
 # data-size is the filesize given (default 64M).
 write_shadow_config() {
 	local dat=$1 s size=64M

@@ -13,7 +13,7 @@
  * completely (size, every byte, xattrs) and compared with the model; at the
  * end every file and every listing is.
  *
- * The model is what a local file system does (SPEC 4: all handles of one
+ * The model is what a local file system does (recfsd(8): all handles of one
  * record share one open-file state): a file's content lives in a model
  * inode that its name and every handle opened on it share, so a write or
  * truncate through any handle, or a truncate by path, is what every other

@@ -7,7 +7,9 @@ about that would mislead a dashboard: line syntax (names, labels, escapes,
 values), one HELP and one TYPE per family placed before its samples, each
 family's samples together, no duplicate series, and for histograms:
 buckets in increasing `le` order with non-decreasing counts, a +Inf bucket
-equal to _count, and a _sum.  Prints "ok FAMILIES SAMPLES" or one line per
+equal to _count, and a _sum; and the naming conventions promtool lints:
+counters end in _total and nothing else does, no abbreviated or non-base
+units (_ms, _us, _pct, _percent, _milliseconds...).  Prints "ok FAMILIES SAMPLES" or one line per
 problem (exit 1).  Written here rather than using promtool, which Debian
 ships only inside the whole prometheus server package.
 """
@@ -19,6 +21,8 @@ NAME = r'[a-zA-Z_:][a-zA-Z0-9_:]*'
 LABEL = r'[a-zA-Z_][a-zA-Z0-9_]*'
 SAMPLE = re.compile(r'^(' + NAME + r')(\{(.*)\})?[ \t]+(\S+)([ \t]+-?[0-9]+)?$')
 LABEL_PAIR = re.compile(r'(' + LABEL + r')="((?:[^"\\\n]|\\[\\"n])*)"(,|$)')
+NON_BASE_UNITS = ('ms', 'us', 'ns', 'sec', 'secs', 'pct', 'percent', 'milliseconds',
+                  'microseconds', 'nanoseconds', 'minutes', 'hours', 'days', 'kb', 'mb', 'gb')
 TYPES = {'counter', 'gauge', 'histogram', 'summary', 'untyped'}
 
 
@@ -83,6 +87,13 @@ def main(path):
                     bad('unknown type')
                 if name in types:
                     bad('second TYPE')
+                if rest == 'counter' and not name.endswith('_total'):
+                    bad('counter without the _total suffix')
+                if rest != 'counter' and name.endswith('_total'):
+                    bad('_total suffix on a %s' % rest)
+                for unit in NON_BASE_UNITS:
+                    if ('_' + unit + '_') in name + '_':
+                        bad('unit %s in the name: use seconds, bytes or a ratio' % unit)
                 if current == name:
                     bad('TYPE after samples')
                 types[name] = rest

@@ -1,6 +1,6 @@
 /*
  * share_test - several descriptors and processes on one file through the
- * mount: what "all handles of one record share one open-file state" (SPEC 4)
+ * mount: what "all handles of one record share one open-file state" (recfsd(8))
  * promises, checked as a program on a local file system would see it.
  *
  * Usage:

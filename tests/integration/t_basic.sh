@@ -1,7 +1,7 @@
 #!/bin/bash
 # t_basic: records as files from the shell - write, read, append, truncate,
 # dd of a large file, stat (size, links, stable inode), open handles across
-# rm, stat of a file a writer still holds open (SPEC section 4).
+# rm, stat of a file a writer still holds open (recfsd(8), THE TREE).
 . "${top_srcdir:-$(dirname "$0")/../..}/tests/integration/lib.sh"
 
 mount_default

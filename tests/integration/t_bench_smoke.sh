@@ -3,7 +3,7 @@
 # valid JSON document with every benchmark row, and leaves nothing behind
 # (no mount, no daemon, no temp dir) - also when interrupted with SIGINT
 # in the middle of the mount part.  Figures are not checked: timing belongs
-# to the benchmark, never to a test (SPEC section 10).
+# to the benchmark, never to a test (docs/benchmarks.md).
 . "${top_srcdir:-$(dirname "$0")/../..}/tests/integration/lib.sh"
 
 BENCH=$top_builddir/recfs-bench

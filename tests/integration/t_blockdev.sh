@@ -1,5 +1,5 @@
 #!/bin/bash
-# t_blockdev: the device engine on a raw block device (SPEC 6.1), a loop
+# t_blockdev: the device engine on a raw block device (recfsd(8)), a loop
 # device over a file as users test it: the size comes from the kernel (no
 # filesize), files written through the mount come back after a clean
 # restart, fsync'd ones after SIGKILL, a second daemon and recfs-check are

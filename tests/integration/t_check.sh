@@ -4,7 +4,7 @@
 # clean unmount - then: a clean verdict whose counts match what the daemon
 # served; a few bytes of one record overwritten are found and named by file
 # and offset; a file that is not recfs storage, a missing file and no
-# arguments give the documented exit statuses (SPEC section 2).
+# arguments give the documented exit statuses (recfs-check(1)).
 . "${top_srcdir:-$(dirname "$0")/../..}/tests/integration/lib.sh"
 
 CHECK=$top_builddir/recfs-check

@@ -1,6 +1,6 @@
 #!/bin/bash
-# t_config: recfsd's command line and config validation (SPEC sections 2
-# and 5): --help, --version, --check-config on good and bad files (errors
+# t_config: recfsd's command line and config validation (recfsd(8),
+# docs/configuration.md): --help, --version, --check-config on good and bad files (errors
 # name the file, the line and the key; recfsd refuses to start on them),
 # a mount whose config is fine keeps serving, and a mount point that is a
 # file or missing is refused with its name.
@@ -13,6 +13,11 @@ check_true "--help shows usage" "$(printf '%s' "$out" | grep -ci 'usage')" -ge 1
 for opt in -c -f --check-config --version; do
 	check_true "--help mentions $opt" "$(printf '%s' "$out" | grep -c -- "$opt")" -ge 1
 done
+# recfsd's own -h/-V lines, not libfuse's beside them; libfuse's other options stay
+check_eq "--help lists -h/--help once" "$(printf '%s\n' "$out" | grep -cE '^ *-h[ ,]')" 1
+check_eq "--help lists -V/--version once" "$(printf '%s\n' "$out" | grep -cE '^ *-V[ ,]')" 1
+check_true "--help still lists libfuse's -o allow_other and -s" \
+	"$(printf '%s\n' "$out" | grep -cE '^ *(-o allow_other|-s) ')" -eq 2
 out=$(run "$RECFSD" --version 2>&1)
 check_eq "--version exits 0" $? 0
 check_true "--version prints a version ($out)" "$(printf '%s' "$out" | grep -cE '[0-9]+\.[0-9]+')" -ge 1

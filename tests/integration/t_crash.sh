@@ -1,5 +1,5 @@
 #!/bin/bash
-# t_crash: the durability promise of SPEC 6.4, by SIGKILL of recfsd under a
+# t_crash: the durability promise (docs/operations.md), by SIGKILL of recfsd under a
 # write / overwrite / delete load on the device engine, then a restart on
 # the same storage file.  crash_writer.c logs every acknowledgement (F =
 # written and fsync()ed, W = written and closed, D = unlinked) and checks,

@@ -1,5 +1,5 @@
 #!/bin/bash
-# t_default: recfsd with no -c runs on the built-in default (SPEC 2): one
+# t_default: recfsd with no -c runs on the built-in default (recfsd(8)): one
 # namespace `test` on the device engine, a sparse 4 GiB file test.dat in
 # the work directory (/var/lib/recfs for root); what is written there comes
 # back after a restart.  As root the default work directory is the

@@ -1,5 +1,6 @@
 #!/bin/bash
-# t_defrag: defragmentation under a steady overwrite load (SPEC 6.1, 10).
+# t_defrag: defragmentation under a steady overwrite load (docs/operations.md,
+# Defragmentation).
 # A device-engine namespace is filled to about half its data space with
 # files of 20-60 KB, then the same files are overwritten at random for a
 # bounded time - many times the data space in all - through the mount.

@@ -1,5 +1,5 @@
 #!/bin/bash
-# t_durable: commit-to-device (SPEC 6.3, 6.4): every write, overwrite and
+# t_durable: commit-to-device (docs/operations.md): every write, overwrite and
 # delete acknowledged through the mount - plain write()+close() and
 # unlink(), no fsync - survives a SIGKILL of recfsd, so does a mkdir and a
 # rename; with flush-max-ms at its maximum, only the commits can have put

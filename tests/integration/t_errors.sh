@@ -1,5 +1,5 @@
 #!/bin/bash
-# t_errors: every row of SPEC section 4's errno table, as the shell shows it,
+# t_errors: every row of recfsd(8)'s ERRORS table, as the shell shows it,
 # and the daemon keeps serving (and keeps what it stored) after each error.
 . "${top_srcdir:-$(dirname "$0")/../..}/tests/integration/lib.sh"
 
@@ -83,6 +83,26 @@ for i in range(8):
     os.setxattr(sys.argv[1], "user.pad%d" % i, bytes(30000))' "$S/fits"
 check_eq "content intact after the xattr EFBIG" "$(head -c 917504 /dev/zero | cmp - "$S/fits" 2>&1 && echo same)" same
 still_ok "EFBIG"
+
+# The exact limit, as README.md states it: content + 118 + file-bin name +
+# set name + key (+ 6 + name + value per other bin), rounded up to 16 bytes,
+# at most max-record-size; and .info shows the limit in effect, not 0.
+check_eq ".info/namespace/test: max-record-size in effect (1M), not 0" \
+	"$(stat_value test max-record-size)" 1M
+check_eq ".info/config: max-record-size in effect" \
+	"$(cat "$MNT/.info/config/namespaces/test/max-record-size" 2>&1)" 1M
+lim=$((1048576 - 118 - 4 - 3 - 4))   # file-bin "data", set "err", key "edge"
+expect_ok "content of exactly the limit ($lim bytes) fits" sh -c 'head -c "$1" /dev/zero >"$2"' sh $lim "$S/edge"
+check_eq "limit-sized record stored" "$(stat -c %s "$S/edge")" $lim
+expect_err "one byte more: EFBIG" "File too large" sh -c 'head -c "$1" /dev/zero >"$2"' sh $((lim + 1)) "$S/edge"
+rm -f "$S/edge"
+head -c $((lim - 12)) /dev/zero >"$S/edge" || bad "write $((lim - 12)) bytes"
+expect_ok "a bin of 3 bytes named tag costs 6 + 3 + 3 = 12 bytes" setfattr -n user.tag -v abc "$S/edge"
+# (dd reports the close that stores the record; a shell redirection would not)
+expect_err "... and then one more byte of content is EFBIG" "File too large" \
+	sh -c 'printf x | dd of="$1" oflag=append conv=notrunc status=none' sh "$S/edge"
+check_eq "... and the record keeps its size" "$(stat -c %s "$S/edge")" $((lim - 12))
+rm -f "$S/edge"
 
 # ---- /.info is read-only ----------------------------------------------------------
 sh_err "echo x > .info/statistics" "Permission denied" 'echo x > "$1"' "$MNT/.info/statistics"

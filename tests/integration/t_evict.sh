@@ -1,5 +1,5 @@
 #!/bin/bash
-# t_evict: eviction (SPEC 6.5) keeps used space under evict-used-pct under a
+# t_evict: eviction (docs/operations.md) keeps used space under evict-used-pct under a
 # steady write load of records with a TTL, evicting the soonest to expire
 # first and never the records without a TTL; evicted_objects counts them.
 . "${top_srcdir:-$(dirname "$0")/../..}/tests/integration/lib.sh"

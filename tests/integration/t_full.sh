@@ -1,6 +1,6 @@
 #!/bin/bash
-# t_full: a device-engine namespace filled up through the mount (SPEC 4
-# errors, 6.1, 9: "storage full ... loses nothing").  Files are written
+# t_full: a device-engine namespace filled up through the mount (recfsd(8)
+# ERRORS, docs/operations.md Storage full: "nothing already stored is lost").  Files are written
 # until a write reports ENOSPC ("No space left on device"); then every
 # file written before is intact, the failed file holds no partial content,
 # an overwrite either fails and keeps the old content or succeeds whole,
@@ -54,6 +54,18 @@ note "data space: $TOTAL_WB write blocks of $WBS bytes"
 check_true "total_wblocks is reported" -n "$TOTAL_WB"
 FREE0=$(stat_value test free_wblocks)
 
+# ---- what an empty store costs (docs/operations.md, "What a store holds") -----------
+# df shows the file's size; used on an empty store is the 8 MiB header plus
+# the one write block open for writes (it holds the set's marker); avail is
+# the free write blocks, the reserve included.
+df_out=$(run df -B1 --output=size,used,avail "$MNT/test" | tail -n 1)
+check_eq "df size: the storage file's size" "$(echo $df_out | cut -d' ' -f1)" 16777216
+check_eq "df used on an empty store: 8 MiB header + one open write block" \
+	"$(echo $df_out | cut -d' ' -f2)" $((8388608 + WBS))
+check_eq "df avail: the free write blocks ($FREE0)" "$(echo $df_out | cut -d' ' -f3)" $((FREE0 * WBS))
+check_eq "total_wblocks: (16 MiB - the 8 MiB header) / 128K" "$TOTAL_WB" 64
+RESERVE=4   # 1/16 of the write blocks, at least 2, at most 8
+
 # ---- fill until ENOSPC ------------------------------------------------------------
 N=0
 FULL=
@@ -69,6 +81,10 @@ note "file f$N failed: $(cat "$T/dd.err")"
 check_true "the write that did not fit fails with ENOSPC" -n "$(grep 'No space left on device' "$T/dd.err")"
 check_true "at least half the data space was usable ($N files of $SZ)" \
 	$((N * SZ)) -ge $((${TOTAL_WB:-64} * WBS / 2))
+# all the write blocks but the reserve hold records, whole records only
+# (three of 40000 bytes per 128K block)
+check_true "the store held (write blocks - reserve) x 3 files, give or take one block ($N)" \
+	"$N" -ge $(( (TOTAL_WB - RESERVE - 1) * 3 )) -a "$N" -le $(( (TOTAL_WB - RESERVE) * 3 ))
 if [ -e "$S/f$N" ]; then
 	check_eq "the failed file holds nothing partial (it may exist, empty)" "$(stat -c %s "$S/f$N")" 0
 else

@@ -1,5 +1,5 @@
 #!/bin/bash
-# t_handles: all handles of one record share one open-file state (SPEC 4,
+# t_handles: all handles of one record share one open-file state (recfsd(8),
 # issue 10 part 2) and the POSIX details of the FUSE layer (part 9):
 #   - 4 processes x 1,000 O_APPEND lines into one file: 4,000 whole lines
 #     (share_test.c), and the same with shell >> loops;

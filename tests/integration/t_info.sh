@@ -1,5 +1,5 @@
 #!/bin/bash
-# t_info: the /.info statistics files (SPEC section 8) - read-only,
+# t_info: the /.info statistics files (docs/statistics.md) - read-only,
 # name=value lines, sizes that match what cat returns (so cp, rsync and tar
 # copy them whole), df/df -i from the namespace's storage, and counters that
 # move by exactly what a user did.
@@ -76,10 +76,9 @@ fi
 check_eq "grep works on the stats file" "$(grep -c '^objects=' "$I/namespace/test")" 1
 check_eq "head -c reads a prefix" "$(head -c 8 "$I/namespace/test" | wc -c)" 8
 
-# ---- the names SPEC section 8 lists -----------------------------------------------------
+# ---- the main names of docs/statistics.md ----------------------------------------------
 missing=""
-# (the rest of SPEC 8's list: t_observability)
-# (stop_writes comes with stop-writes itself, issue #4)
+# (every row of the table: t_observability)
 for n in objects tombstones data_used_bytes data_total_bytes data_avail_pct \
 	client_read_success client_write_success client_delete_success; do
 	[ -n "$(stat_value test "$n")" ] || missing="$missing $n"

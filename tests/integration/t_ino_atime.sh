@@ -1,5 +1,5 @@
 #!/bin/bash
-# t_ino_atime: a file's st_ino is kept with its record (SPEC 4, issue 10
+# t_ino_atime: a file's st_ino is kept with its record (recfsd(8), issue 10
 # part 9): the same before and after mv (within a set, between sets, to the
 # null set, over an existing file) and after a clean restart and a SIGKILL;
 # a new file created at the old name gets another one, so no two live

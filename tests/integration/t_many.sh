@@ -1,8 +1,8 @@
 #!/bin/bash
 # t_many: 2,000 records in one set - ls, find, cat all back, stats; and
 # listings taken while other processes create and delete records never show
-# a name twice and never miss a record that existed throughout (SPEC 4,
-# readdir).
+# a name twice and never miss a record that existed throughout (recfsd(8),
+# Listings).
 . "${top_srcdir:-$(dirname "$0")/../..}/tests/integration/lib.sh"
 
 mount_default

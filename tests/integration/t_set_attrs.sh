@@ -1,5 +1,5 @@
 #!/bin/bash
-# t_set_attrs: a set directory keeps its mode, owner and times (SPEC 4,
+# t_set_attrs: a set directory keeps its mode, owner and times (recfsd(8) Sets,
 # issue 10 part 4).  Before, chmod, chown and touch on a set returned 0 and
 # changed nothing, and a set's mtime never moved.  Now: mkdir stores the
 # mode and owner it is given; chmod, chown and touch are stored and

@@ -1,7 +1,7 @@
 #!/bin/bash
 # t_sets: sets are the directories of a namespace - mkdir creates one (empty
 # sets persist and list), rmdir removes an empty one, rm -rf removes a full
-# one, nothing else is a directory (SPEC sections 3 and 4).
+# one, nothing else is a directory (recfsd(8), Sets).
 . "${top_srcdir:-$(dirname "$0")/../..}/tests/integration/lib.sh"
 
 mount_default

@@ -1,5 +1,5 @@
 #!/bin/bash
-# t_ttl: TTLs through the mount (SPEC 4 user.recfs.ttl, 6.5): a record with
+# t_ttl: TTLs through the mount (recfsd(8) user.recfs.ttl; docs/operations.md): a record with
 # a 2-second TTL disappears from ls, stat and cat about when its void time
 # passes and nsup counts it in expired_objects; the TTL set on a record is
 # kept across rewrites; -1 never expires; touch refreshes the void time;

@@ -1,6 +1,6 @@
 #!/bin/bash
 # t_xattr: bins as user.* xattrs and record metadata as user.recfs.* through
-# setfattr/getfattr (SPEC sections 3 and 4).
+# setfattr/getfattr (recfsd(8), EXTENDED ATTRIBUTES).
 . "${top_srcdir:-$(dirname "$0")/../..}/tests/integration/lib.sh"
 
 mount_default

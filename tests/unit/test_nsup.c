@@ -1,5 +1,5 @@
 /*
- * test_nsup.c - expiration, eviction and stop-writes (SPEC 6.5) through
+ * test_nsup.c - expiration, eviction and stop-writes (docs/operations.md) through
  * the transaction layer, with nsup running every second.
  */
 #include <stdarg.h>

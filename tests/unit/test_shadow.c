@@ -1,5 +1,5 @@
 /*
- * test_shadow.c - the memory engine with a shadow file (SPEC 6.2): records
+ * test_shadow.c - the memory engine with a shadow file (docs/storage-format.md): records
  * served from RAM survive a clean restart and a SIGKILL (everything fsync'd
  * or written under commit-to-device), deletes stay deleted, and reads never
  * touch the shadow.
@@ -296,6 +296,71 @@ test_shadow_damaged_newest_copy_never_hides_behind_an_older_one(void **state)
 	node_close(node, true);
 }
 
+/* Torn writes in the shadow file (see test_device): after an unclean stop
+ * a damaged newest copy written in the last flush-max-ms + 1 s is a write
+ * the crash tore: the previous version is served, not EIO; a record with
+ * no older copy is absent; after a clean stop the same damage is EIO. */
+static void
+test_shadow_torn_write_after_unclean_stop_keeps_the_previous_version(void **state)
+{
+	for (int clean = 0; clean < 2; clean++) {
+		struct node *node;
+		struct namespace *ns;
+		struct record_attr a;
+		struct txn_record r;
+		char k5[32], k30[32];
+		struct txn_key key5 = key_of(k5, 5), key30 = key_of(k30, 30);
+		int fd;
+
+		unlink(path);
+		config_shadow(32u << 20);
+		assert_int_equal(node_open(&node, &cfg), 0);
+		ns = node_namespace(node, 0);
+		for (int i = 0; i < 20; i++)
+			assert_int_equal(put(ns, i, 1, TXN_DURABLE), 0);
+		/* Not acknowledged as durable, but in the shadow file at the stop. */
+		assert_int_equal(put(ns, 5, 2, 0), 0);
+		assert_int_equal(put(ns, 30, 1, 0), 0);
+		assert_int_equal(txn_namespace_sync(ns), 0);
+		node_close(node, clean);
+
+		off_t at5 = find_newest_copy("r0000005"), at30 = find_newest_copy("r0000030");
+		assert_true(at5 > 0 && at30 > 0);
+		fd = open(path, O_WRONLY);
+		assert_true(fd >= 0);
+		assert_int_equal(pwrite(fd, "XXXX", 4, at5 + 64 + 8 + 40 + 8), 4);
+		assert_int_equal(pwrite(fd, "XXXX", 4, at30 + 64 + 8 + 40 + 8), 4);
+		assert_int_equal(fsync(fd), 0);
+		close(fd);
+
+		assert_int_equal(node_open(&node, &cfg), 0);
+		ns = node_namespace(node, 0);
+		if (!clean) {
+			assert_int_equal(check(ns, 5, 1), 0);
+			assert_int_equal(txn_stat(ns, &key30, &a), -ENOENT);
+			assert_int_equal(stat_value(ns, "damaged_records"), 0);
+			assert_int_equal(stat_value(ns, "cold_start_torn_writes"), 2);
+		} else {
+			assert_int_equal(txn_read(ns, &key5, &r), RECFS_ECHECKSUM);
+			assert_int_equal(txn_read(ns, &key30, &r), RECFS_ECHECKSUM);
+			assert_int_equal(stat_value(ns, "damaged_records"), 2);
+			assert_int_equal(stat_value(ns, "cold_start_torn_writes"), 0);
+		}
+		assert_int_equal(check(ns, 6, 1), 0);
+		node_close(node, true);
+
+		/* And so after a clean restart. */
+		assert_int_equal(node_open(&node, &cfg), 0);
+		ns = node_namespace(node, 0);
+		assert_int_equal(stat_value(ns, "damaged_records"), clean ? 2 : 0);
+		if (!clean) {
+			assert_int_equal(check(ns, 5, 1), 0);
+			assert_int_equal(txn_stat(ns, &key30, &a), -ENOENT);
+		}
+		node_close(node, true);
+	}
+}
+
 static void
 test_shadow_reports_its_write_queue(void **state)
 {
@@ -321,6 +386,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_shadow_fsynced_and_committed_writes_survive_sigkill, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_shadow_reports_its_write_queue, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_shadow_damaged_newest_copy_never_hides_behind_an_older_one, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_shadow_torn_write_after_unclean_stop_keeps_the_previous_version, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,7 +1,7 @@
 /*
  * test_txn.c - the transaction layer on a memory namespace: what a caller
  * of txn.h sees for writes, reads, deletes, renames, bins, sets, listings
- * and the errors of SPEC 4.
+ * and the errors of recfsd(8).
  */
 #include <stdarg.h>
 #include <stddef.h>

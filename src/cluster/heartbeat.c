@@ -1,0 +1,356 @@
+/*
+ * heartbeat.c - the mesh heartbeat over the fabric (cluster.h).
+ *
+ * Pulses go over the fabric's authenticated connections, so a pulse's
+ * sender is known (its node id must equal the connection's); there is no
+ * separate heartbeat socket as in Aerospike (docs/cluster.md says why).
+ * A pulse carries the sender's adjacency list with fabric addresses, so a
+ * node learns and dials nodes it has no seed for; Aerospike asks for the
+ * addresses in a separate info request, one round trip more.
+ *
+ * Liveness is silence-based only: a node is dead when no pulse came for
+ * interval * timeout_count, whatever its connection does, so a paused
+ * process, a cut link and a dead one are treated alike.
+ *
+ * The node table keeps dead nodes (for .info/peers) up to 2 x
+ * CLUSTER_NODES_MAX entries; when full, the longest-dead entry is reused,
+ * and a pulse from one more node while all are alive is ignored.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "../base/clock.h"
+#include "../base/log.h"
+#include "cluster.h"
+
+#define TABLE_MAX (2 * CLUSTER_NODES_MAX)
+#define MS 1000000ULL
+
+struct hb_node {
+	uint64_t node_id;
+	char address[64];
+	bool alive;
+	uint64_t cluster_key;
+	uint64_t last_ns;          /* monotonic time of its last pulse */
+	unsigned n_adjacent;
+};
+
+struct heartbeat {
+	struct fabric *fabric;
+	uint64_t node_id;
+	char address[64];
+	uint64_t interval_ns, timeout_ns;
+	heartbeat_change_fn on_change;
+	void *arg;
+
+	pthread_mutex_t lock;      /* protects everything below; a leaf lock */
+	pthread_cond_t cond;       /* wakes the thread to stop */
+	bool stop, started;
+	uint64_t cluster_key;
+	struct hb_node nodes[TABLE_MAX];
+	unsigned n_nodes;
+	pthread_t thread;
+};
+
+static void on_pulse(void *arg, uint64_t from, const struct fabric_msg *m);
+static void *heartbeat_thread(void *arg);
+
+int
+heartbeat_create(const struct heartbeat_config *cfg, struct heartbeat **out)
+{
+	struct heartbeat *hb;
+	pthread_condattr_t ca;
+	int rc;
+
+	if (cfg->fabric == NULL || cfg->node_id == 0 || cfg->address == NULL ||
+	    strlen(cfg->address) >= sizeof(hb->address) || cfg->interval_ms == 0 || cfg->timeout_count < 2)
+		return -EINVAL;
+	hb = calloc(1, sizeof(*hb));
+	if (hb == NULL)
+		return -ENOMEM;
+	hb->fabric = cfg->fabric;
+	hb->node_id = cfg->node_id;
+	snprintf(hb->address, sizeof(hb->address), "%s", cfg->address);
+	hb->interval_ns = (uint64_t)cfg->interval_ms * MS;
+	hb->timeout_ns = hb->interval_ns * cfg->timeout_count;
+	hb->on_change = cfg->on_change;
+	hb->arg = cfg->arg;
+	pthread_mutex_init(&hb->lock, NULL);
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC); /* the thread's deadlines */
+	pthread_cond_init(&hb->cond, &ca);
+	pthread_condattr_destroy(&ca);
+	rc = fabric_handler_set(cfg->fabric, FABRIC_MSG_HEARTBEAT, on_pulse, hb);
+	if (rc != 0) {
+		heartbeat_destroy(hb);
+		return rc;
+	}
+	*out = hb;
+	return 0;
+}
+
+int
+heartbeat_start(struct heartbeat *hb)
+{
+	int rc = pthread_create(&hb->thread, NULL, heartbeat_thread, hb);
+
+	if (rc != 0)
+		return -rc;
+	hb->started = true;
+	return 0;
+}
+
+void
+heartbeat_stop(struct heartbeat *hb)
+{
+	if (!hb->started)
+		return;
+	pthread_mutex_lock(&hb->lock);
+	hb->stop = true;
+	pthread_cond_signal(&hb->cond);
+	pthread_mutex_unlock(&hb->lock);
+	pthread_join(hb->thread, NULL);
+	hb->started = false;
+	hb->stop = false;
+}
+
+void
+heartbeat_destroy(struct heartbeat *hb)
+{
+	if (hb == NULL)
+		return;
+	heartbeat_stop(hb);
+	pthread_cond_destroy(&hb->cond);
+	pthread_mutex_destroy(&hb->lock);
+	free(hb);
+}
+
+int
+heartbeat_seed_add(struct heartbeat *hb, const char *address)
+{
+	int rc = fabric_peer_add(hb->fabric, address);
+
+	return rc == -EEXIST ? 0 : rc;
+}
+
+void
+heartbeat_cluster_key_set(struct heartbeat *hb, uint64_t key)
+{
+	pthread_mutex_lock(&hb->lock);
+	hb->cluster_key = key;
+	pthread_mutex_unlock(&hb->lock);
+}
+
+unsigned
+heartbeat_nodes_get(struct heartbeat *hb, struct heartbeat_node_info *out, unsigned max)
+{
+	uint64_t now = clock_mono_ns();
+	unsigned i, n;
+
+	pthread_mutex_lock(&hb->lock);
+	n = hb->n_nodes;
+	for (i = 0; i < n && i < max; i++) {
+		const struct hb_node *e = &hb->nodes[i];
+
+		out[i].node_id = e->node_id;
+		snprintf(out[i].address, sizeof(out[i].address), "%s", e->address);
+		out[i].alive = e->alive;
+		out[i].cluster_key = e->cluster_key;
+		out[i].age_ms = (now - e->last_ns) / MS;
+		out[i].n_adjacent = e->n_adjacent;
+	}
+	pthread_mutex_unlock(&hb->lock);
+	return n;
+}
+
+unsigned
+heartbeat_alive_count(struct heartbeat *hb)
+{
+	unsigned i, n = 0;
+
+	pthread_mutex_lock(&hb->lock);
+	for (i = 0; i < hb->n_nodes; i++)
+		n += hb->nodes[i].alive;
+	pthread_mutex_unlock(&hb->lock);
+	return n;
+}
+
+/* ---- receiving (fabric thread) -------------------------------------------- */
+
+static struct hb_node *
+node_find(struct heartbeat *hb, uint64_t node_id)
+{
+	unsigned i;
+
+	for (i = 0; i < hb->n_nodes; i++)
+		if (hb->nodes[i].node_id == node_id)
+			return &hb->nodes[i];
+	return NULL;
+}
+
+/* A slot for a new node: a free one, else the longest-dead; NULL if all alive. */
+static struct hb_node *
+node_slot(struct heartbeat *hb)
+{
+	struct hb_node *oldest = NULL;
+	unsigned i, alive = 0;
+
+	for (i = 0; i < hb->n_nodes; i++)
+		alive += hb->nodes[i].alive;
+	if (alive >= CLUSTER_NODES_MAX - 1)
+		return NULL; /* the cluster is full */
+	if (hb->n_nodes < TABLE_MAX)
+		return &hb->nodes[hb->n_nodes++];
+	for (i = 0; i < hb->n_nodes; i++)
+		if (!hb->nodes[i].alive && (oldest == NULL || hb->nodes[i].last_ns < oldest->last_ns))
+			oldest = &hb->nodes[i];
+	return oldest;
+}
+
+static void
+on_pulse(void *arg, uint64_t from, const struct fabric_msg *m)
+{
+	struct heartbeat *hb = arg;
+	struct heartbeat_pulse pulse;
+	struct heartbeat_adjacent dial[CLUSTER_NODES_MAX];
+	struct hb_node *e;
+	unsigned i, n_dial = 0;
+	bool arrived = false;
+	uint64_t id;
+
+	if (heartbeat_pulse_decode(m, &pulse) != 0 || pulse.node_id != from) {
+		log_warn("heartbeat", "node %016llx sent a malformed pulse; ignored", (unsigned long long)from);
+		return;
+	}
+	id = pulse.node_id;
+	pthread_mutex_lock(&hb->lock);
+	e = node_find(hb, id);
+	if (e == NULL) {
+		e = node_slot(hb);
+		if (e == NULL) {
+			pthread_mutex_unlock(&hb->lock);
+			log_warn("heartbeat", "node %016llx ignored: the cluster has %d nodes already",
+			    (unsigned long long)id, CLUSTER_NODES_MAX);
+			return;
+		}
+		memset(e, 0, sizeof(*e));
+		e->node_id = id;
+	}
+	arrived = !e->alive;
+	e->alive = true;
+	e->last_ns = clock_mono_ns();
+	snprintf(e->address, sizeof(e->address), "%s", pulse.address);
+	e->cluster_key = pulse.cluster_key;
+	e->n_adjacent = pulse.n_adjacent;
+	/* nodes it hears that this one does not: dial them */
+	for (i = 0; i < pulse.n_adjacent; i++) {
+		struct hb_node *k = node_find(hb, pulse.adjacent[i].node_id);
+
+		if (pulse.adjacent[i].node_id != hb->node_id && (k == NULL || !k->alive))
+			dial[n_dial++] = pulse.adjacent[i];
+	}
+	pthread_mutex_unlock(&hb->lock);
+	if (arrived) {
+		log_info("heartbeat", "node %016llx at %s arrived", (unsigned long long)id, pulse.address);
+		if (hb->on_change != NULL)
+			hb->on_change(hb->arg, id, true);
+	}
+	for (i = 0; i < n_dial; i++) {
+		int rc = fabric_peer_add(hb->fabric, dial[i].address);
+
+		if (rc == 0)
+			log_info("heartbeat", "dialing node %016llx at %s (learnt from %016llx)",
+			    (unsigned long long)dial[i].node_id, dial[i].address, (unsigned long long)id);
+		else if (rc != -EEXIST)
+			log_warn("heartbeat", "node %016llx announced node %016llx at '%s': %s",
+			    (unsigned long long)id, (unsigned long long)dial[i].node_id, dial[i].address,
+			    strerror(-rc));
+	}
+}
+
+/* ---- the heartbeat thread ---------------------------------------------------- */
+
+/* Encodes this node's pulse; 0 or -EMSGSIZE. */
+static int
+pulse_build(struct heartbeat *hb, struct fabric_msg_writer *w, uint8_t *buf, size_t cap)
+{
+	struct heartbeat_pulse p = { .node_id = hb->node_id };
+	unsigned i;
+
+	snprintf(p.address, sizeof(p.address), "%s", hb->address);
+	pthread_mutex_lock(&hb->lock);
+	p.cluster_key = hb->cluster_key;
+	for (i = 0; i < hb->n_nodes && p.n_adjacent < CLUSTER_NODES_MAX; i++) {
+		if (!hb->nodes[i].alive)
+			continue;
+		p.adjacent[p.n_adjacent].node_id = hb->nodes[i].node_id;
+		snprintf(p.adjacent[p.n_adjacent].address, sizeof(p.adjacent[0].address), "%s",
+		    hb->nodes[i].address);
+		p.n_adjacent++;
+	}
+	pthread_mutex_unlock(&hb->lock);
+	return heartbeat_pulse_encode(&p, w, buf, cap);
+}
+
+static void
+tick(struct heartbeat *hb)
+{
+	struct fabric_peer_info peers[TABLE_MAX];
+	uint64_t dead[TABLE_MAX], now;
+	uint8_t buf[HEARTBEAT_PULSE_MAX];
+	struct fabric_msg_writer w;
+	unsigned i, n, n_dead = 0;
+
+	if (pulse_build(hb, &w, buf, sizeof(buf)) == 0) {
+		n = fabric_peers_get(hb->fabric, peers, TABLE_MAX);
+		for (i = 0; i < n && i < TABLE_MAX; i++) {
+			/* a full queue: the peer is slow; its silence will tell */
+			if (peers[i].connected)
+				(void)fabric_send(hb->fabric, peers[i].node_id, &w);
+		}
+	}
+	now = clock_mono_ns();
+	pthread_mutex_lock(&hb->lock);
+	for (i = 0; i < hb->n_nodes; i++) {
+		struct hb_node *e = &hb->nodes[i];
+
+		if (e->alive && now - e->last_ns > hb->timeout_ns) {
+			e->alive = false;
+			dead[n_dead++] = e->node_id;
+		}
+	}
+	pthread_mutex_unlock(&hb->lock);
+	for (i = 0; i < n_dead; i++) {
+		log_info("heartbeat", "node %016llx departed: no pulse for %llu ms",
+		    (unsigned long long)dead[i], (unsigned long long)(hb->timeout_ns / MS));
+		if (hb->on_change != NULL)
+			hb->on_change(hb->arg, dead[i], false);
+	}
+}
+
+static void *
+heartbeat_thread(void *arg)
+{
+	struct heartbeat *hb = arg;
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	pthread_mutex_lock(&hb->lock);
+	while (!hb->stop) {
+		pthread_mutex_unlock(&hb->lock);
+		tick(hb);
+		pthread_mutex_lock(&hb->lock);
+		/* absolute deadlines: pulses do not drift by the tick's own time */
+		ts.tv_nsec += (long)(hb->interval_ns % 1000000000ULL);
+		ts.tv_sec += (time_t)(hb->interval_ns / 1000000000ULL) + ts.tv_nsec / 1000000000L;
+		ts.tv_nsec %= 1000000000L;
+		while (!hb->stop && pthread_cond_timedwait(&hb->cond, &hb->lock, &ts) != ETIMEDOUT)
+			;
+	}
+	pthread_mutex_unlock(&hb->lock);
+	return NULL;
+}

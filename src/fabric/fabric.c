@@ -1,0 +1,1430 @@
+/*
+ * fabric.c - connections, the handshake state machine and the event thread.
+ *
+ * One thread runs everything that touches a socket: an epoll loop over the
+ * listener, every connection and an eventfd that senders and
+ * fabric_destroy() write.  Sockets are non-blocking and level-triggered;
+ * epoll_wait sleeps until a socket is ready, a sender kicks, or the next
+ * timer (a reconnect or a handshake deadline) is due: an idle fabric uses
+ * no CPU.  Handlers run on this thread (fabric.h).
+ *
+ * Peers are node ids.  A connection becomes a peer's active connection once
+ * it has authenticated; messages for a node wait in the peer's send queue
+ * (bounded in bytes: fabric_send answers -ENOBUFS at the bound) and are
+ * framed, MACed and written when the socket takes them, so a slow or dead
+ * peer only fills its own queue.  Two nodes that dial each other end with
+ * one connection: of two authenticated connections between the same pair,
+ * both sides use the one initiated by the higher node id, and the lower
+ * node closes its own (the higher one keeps it open, unused, until then, so
+ * the lower never sees its last connection go first).  A second node
+ * announcing an id already connected from another listen address is a
+ * duplicate and refused (and told so with a REFUSE message).
+ *
+ * Outgoing connections (fabric_peer_add) are retried with exponential
+ * backoff; a dialer whose node is reachable through another connection
+ * waits until that one closes.
+ *
+ * Memory per peer: the send queue bound, one write buffer (64 KiB, or one
+ * frame if larger) and one receive buffer grown to the largest frame seen
+ * (at most FABRIC_MSG_MAX + 24 bytes; 2 KiB before authentication).
+ *
+ * Rejected: a thread per connection (stalls and memory scale with peers),
+ * io_uring (epoll is enough at cluster message rates; one less kernel
+ * dependency), Aerospike's several channels and sockets per peer pair (one
+ * ordered connection is simpler; bulk traffic can get its own later).
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "../base/atomic.h"
+#include "../base/clock.h"
+#include "../base/log.h"
+#include "fabric.h"
+#include "fabric_i.h"
+
+#define PEERS_MAX 256            /* distinct node ids ever authenticated */
+#define PENDING_MAX 64           /* unauthenticated incoming connections */
+#define WBUF_SIZE (64 * 1024)    /* write batching */
+#define RBUF_HANDSHAKE (FABRIC_FRAME_HEADER + FABRIC_HANDSHAKE_MSG_MAX + FABRIC_MAC_LEN)
+#define RBUF_INITIAL (16 * 1024)
+#define LOG_MEMO 64              /* remembered (address, reason) log lines */
+#define LOG_REPEAT_NS (600ULL * 1000000000ULL) /* the same line again after 10 min */
+#define MS (1000000ULL)
+/*
+ * A node whose last connection closed is reported down only if no new one
+ * authenticates within this: two nodes that dialed each other at once close
+ * one of the two connections, and one side may see that close before the
+ * other connection reached it; that is not a departure.
+ */
+#define DOWN_GRACE_MS 500
+
+struct send_item {
+	struct send_item *next;
+	uint32_t len;
+	uint8_t data[];
+};
+
+struct peer {
+	uint64_t node_id;
+	char address[64];            /* announced listen ip:port; protected by f->lock */
+	struct conn *conn;           /* active connection; written by the thread under f->lock */
+	struct send_item *head, *tail; /* protected by f->lock */
+	size_t queued;               /* bytes in the queue; protected by f->lock */
+	uint64_t bytes_sent, bytes_received, msgs_sent, msgs_received; /* atomics */
+	uint64_t connects, auth_failures; /* atomics */
+	uint64_t down_at_ns;         /* lost its connection: "down" at this time
+	                              * unless one comes back first; thread only */
+};
+
+struct dialer {
+	struct dialer *next;         /* the list is protected by f->lock */
+	char address[64];
+	struct sockaddr_storage sa;
+	socklen_t salen;
+	/* the rest: fabric thread only */
+	struct conn *conn;
+	uint64_t node_id;            /* learnt from its hello; 0 = unknown */
+	uint32_t backoff_ms;
+	uint64_t due_ns;             /* next attempt; 0 = none */
+	bool self;                   /* it reached this very node: never again */
+};
+
+enum conn_state { CONN_CONNECTING, CONN_HELLO, CONN_AUTH, CONN_UP, CONN_CLOSED };
+
+/* Fabric thread only. */
+struct conn {
+	struct conn *next, *prev;
+	int fd;
+	enum conn_state state;
+	bool outgoing;
+	bool want_out;               /* EPOLLOUT is in the interest set */
+	struct dialer *dialer;       /* outgoing: its dialer */
+	struct peer *peer;           /* once up */
+	char remote[64];             /* the socket's peer, ip:port */
+	char remote_ip[48];
+	uint64_t deadline_ns;        /* to authenticate by */
+	struct fabric_hello mine, theirs;
+	struct fabric_mac tx, rx;
+	bool macs;
+	uint8_t *rbuf;
+	size_t rcap, rlen;
+	uint8_t *wbuf;
+	size_t wcap, wlen, woff;
+};
+
+struct log_memo {
+	char ip[48];
+	int reason;
+	uint64_t last_ns;
+	uint64_t suppressed;
+};
+
+struct handler {
+	fabric_handler_fn fn;
+	void *arg;
+};
+
+struct fabric {
+	uint64_t node_id;
+	char cluster_name[64];
+	char listen_address[48];
+	uint16_t port;
+	uint8_t version;
+	uint64_t handshake_ns;
+	uint8_t secret[FABRIC_SECRET_MAX];
+	size_t secret_len;
+	size_t queue_max;
+	fabric_peer_fn on_peer;
+	void *arg;
+
+	int listen_fd, epoll_fd, wake_fd;
+	pthread_t thread;
+	bool started;
+	int stop;                    /* atomic */
+
+	pthread_mutex_t lock;        /* protects peers, dialer list, queues, kick */
+	struct peer *peers[PEERS_MAX];
+	unsigned n_peers;
+	struct dialer *dialers;
+	unsigned n_dialers;
+	bool kick;                   /* a queue became non-empty; the thread has not looked */
+
+	struct conn *conns;          /* fabric thread only */
+	struct conn *zombies;        /* closed during a batch; freed after it */
+	unsigned n_pending_in;
+	struct log_memo memo[LOG_MEMO];
+	struct handler handlers[FABRIC_MSG_TYPE_MAX];
+
+	struct fabric_stats stats;   /* atomics */
+};
+
+/* epoll tags for the two non-connection fds */
+static char tag_listen, tag_wake;
+
+static const char *const refusal_names[FABRIC_REFUSE_COUNT] = {
+	[FABRIC_REFUSE_AUTH] = "auth",
+	[FABRIC_REFUSE_CLUSTER_NAME] = "cluster_name",
+	[FABRIC_REFUSE_VERSION] = "version",
+	[FABRIC_REFUSE_MALFORMED] = "malformed",
+	[FABRIC_REFUSE_OVERSIZED] = "oversized",
+	[FABRIC_REFUSE_MAC] = "mac",
+	[FABRIC_REFUSE_DUPLICATE_NODE] = "duplicate_node",
+	[FABRIC_REFUSE_TIMEOUT] = "timeout",
+	[FABRIC_REFUSE_TOO_MANY] = "too_many",
+};
+
+static void conn_close(struct fabric *f, struct conn *c, int refusal, const char *why);
+static void conn_flush(struct fabric *f, struct conn *c);
+static void *fabric_thread(void *arg);
+
+const char *
+fabric_refusal_name(enum fabric_refusal r)
+{
+	return (unsigned)r < FABRIC_REFUSE_COUNT ? refusal_names[r] : "unknown";
+}
+
+/* ---- set-up ----------------------------------------------------------------- */
+
+int
+fabric_create(const struct fabric_config *cfg, struct fabric **out)
+{
+	struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+	    .ai_flags = AI_NUMERICHOST | AI_NUMERICSERV | AI_PASSIVE };
+	struct addrinfo *ai = NULL;
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+	struct epoll_event ev;
+	struct fabric *f;
+	char port[8];
+	int rc, one = 1;
+
+	if (cfg->node_id == 0 || cfg->address == NULL || cfg->cluster_name == NULL ||
+	    strlen(cfg->cluster_name) >= sizeof(f->cluster_name) ||
+	    strlen(cfg->address) >= sizeof(f->listen_address) ||
+	    cfg->secret_len < FABRIC_SECRET_MIN || cfg->secret_len > FABRIC_SECRET_MAX)
+		return -EINVAL;
+	f = calloc(1, sizeof(*f));
+	if (f == NULL)
+		return -ENOMEM;
+	f->listen_fd = f->epoll_fd = f->wake_fd = -1;
+	f->node_id = cfg->node_id;
+	strcpy(f->cluster_name, cfg->cluster_name);
+	strcpy(f->listen_address, cfg->address);
+	f->version = cfg->protocol_version != 0 ? cfg->protocol_version : FABRIC_PROTOCOL_VERSION;
+	f->handshake_ns = (cfg->handshake_ms != 0 ? cfg->handshake_ms : FABRIC_HANDSHAKE_MS) * MS;
+	memcpy(f->secret, cfg->secret, cfg->secret_len);
+	f->secret_len = cfg->secret_len;
+	f->queue_max = cfg->send_queue_max != 0 ? cfg->send_queue_max : FABRIC_SEND_QUEUE_DEFAULT;
+	f->on_peer = cfg->on_peer;
+	f->arg = cfg->arg;
+	pthread_mutex_init(&f->lock, NULL);
+
+	snprintf(port, sizeof(port), "%u", cfg->port);
+	rc = getaddrinfo(cfg->address, port, &hints, &ai);
+	if (rc != 0) {
+		log_error("fabric", "listen address %s: %s", cfg->address, gai_strerror(rc));
+		rc = -EINVAL;
+		goto fail;
+	}
+	f->listen_fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (f->listen_fd < 0 ||
+	    setsockopt(f->listen_fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
+	    bind(f->listen_fd, ai->ai_addr, ai->ai_addrlen) != 0 || listen(f->listen_fd, 128) != 0 ||
+	    getsockname(f->listen_fd, (struct sockaddr *)&ss, &sl) != 0) {
+		rc = -errno;
+		log_error("fabric", "cannot listen on %s:%u: %s", cfg->address, cfg->port, strerror(errno));
+		goto fail;
+	}
+	f->port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port :
+	    ((struct sockaddr_in *)&ss)->sin_port);
+	f->epoll_fd = epoll_create1(EPOLL_CLOEXEC);
+	f->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (f->epoll_fd < 0 || f->wake_fd < 0) {
+		rc = -errno;
+		goto fail;
+	}
+	ev.events = EPOLLIN;
+	ev.data.ptr = &tag_listen;
+	if (epoll_ctl(f->epoll_fd, EPOLL_CTL_ADD, f->listen_fd, &ev) != 0) {
+		rc = -errno;
+		goto fail;
+	}
+	ev.data.ptr = &tag_wake;
+	if (epoll_ctl(f->epoll_fd, EPOLL_CTL_ADD, f->wake_fd, &ev) != 0) {
+		rc = -errno;
+		goto fail;
+	}
+	freeaddrinfo(ai);
+	*out = f;
+	return 0;
+fail:
+	if (ai != NULL)
+		freeaddrinfo(ai);
+	fabric_destroy(f);
+	return rc;
+}
+
+int
+fabric_handler_set(struct fabric *f, uint16_t type, fabric_handler_fn fn, void *arg)
+{
+	if (type < 16 || type >= FABRIC_MSG_TYPE_MAX || f->started)
+		return -EINVAL;
+	f->handlers[type].fn = fn;
+	f->handlers[type].arg = arg;
+	return 0;
+}
+
+int
+fabric_start(struct fabric *f)
+{
+	int rc = pthread_create(&f->thread, NULL, fabric_thread, f);
+
+	if (rc != 0)
+		return -rc;
+	f->started = true;
+	return 0;
+}
+
+uint16_t
+fabric_port(const struct fabric *f)
+{
+	return f->port;
+}
+
+static void
+wake(struct fabric *f)
+{
+	uint64_t one = 1;
+
+	/* a full counter (EAGAIN) is already a pending wake-up */
+	if (write(f->wake_fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
+		log_warn("fabric", "wake-up failed: %s", strerror(errno));
+}
+
+static void
+conn_free(struct conn *c)
+{
+	if (c->macs) {
+		fabric_mac_fini(&c->tx);
+		fabric_mac_fini(&c->rx);
+	}
+	free(c->rbuf);
+	free(c->wbuf);
+	free(c);
+}
+
+void
+fabric_destroy(struct fabric *f)
+{
+	unsigned i;
+
+	if (f == NULL)
+		return;
+	if (f->started) {
+		atomic_store_release(&f->stop, 1);
+		wake(f);
+		pthread_join(f->thread, NULL);
+	}
+	while (f->conns != NULL) {
+		struct conn *c = f->conns;
+
+		f->conns = c->next;
+		close(c->fd);
+		conn_free(c);
+	}
+	while (f->zombies != NULL) {
+		struct conn *c = f->zombies;
+
+		f->zombies = c->next;
+		conn_free(c);
+	}
+	for (i = 0; i < f->n_peers; i++) {
+		struct peer *p = f->peers[i];
+
+		while (p->head != NULL) {
+			struct send_item *it = p->head;
+
+			p->head = it->next;
+			free(it);
+		}
+		free(p);
+	}
+	while (f->dialers != NULL) {
+		struct dialer *d = f->dialers;
+
+		f->dialers = d->next;
+		free(d);
+	}
+	if (f->listen_fd >= 0)
+		close(f->listen_fd);
+	if (f->epoll_fd >= 0)
+		close(f->epoll_fd);
+	if (f->wake_fd >= 0)
+		close(f->wake_fd);
+	pthread_mutex_destroy(&f->lock);
+	memset(f->secret, 0, sizeof(f->secret));
+	free(f);
+}
+
+int
+fabric_peer_add(struct fabric *f, const char *address)
+{
+	struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+	    .ai_flags = AI_NUMERICHOST | AI_NUMERICSERV };
+	struct addrinfo *ai = NULL;
+	char host[64];
+	const char *colon = strrchr(address, ':'), *h = address;
+	struct dialer *d, *it;
+	size_t hl;
+
+	if (colon == NULL || strlen(address) >= sizeof(d->address))
+		return -EINVAL;
+	hl = (size_t)(colon - address);
+	if (hl >= 2 && address[0] == '[' && address[hl - 1] == ']') { /* [v6]:port */
+		h++;
+		hl -= 2;
+	}
+	memcpy(host, h, hl);
+	host[hl] = '\0';
+	if (getaddrinfo(host, colon + 1, &hints, &ai) != 0)
+		return -EINVAL;
+	d = calloc(1, sizeof(*d));
+	if (d == NULL) {
+		freeaddrinfo(ai);
+		return -ENOMEM;
+	}
+	snprintf(d->address, sizeof(d->address), "%s", address);
+	memcpy(&d->sa, ai->ai_addr, ai->ai_addrlen);
+	d->salen = ai->ai_addrlen;
+	freeaddrinfo(ai);
+	d->backoff_ms = FABRIC_BACKOFF_MIN_MS;
+	d->due_ns = clock_mono_ns(); /* at once */
+	pthread_mutex_lock(&f->lock);
+	for (it = f->dialers; it != NULL; it = it->next) {
+		if (strcmp(it->address, d->address) == 0) {
+			pthread_mutex_unlock(&f->lock);
+			free(d);
+			return -EEXIST;
+		}
+	}
+	if (f->n_dialers == FABRIC_DIALERS_MAX) {
+		pthread_mutex_unlock(&f->lock);
+		free(d);
+		return -ENOSPC;
+	}
+	f->n_dialers++;
+	d->next = f->dialers;
+	f->dialers = d;
+	pthread_mutex_unlock(&f->lock);
+	wake(f);
+	return 0;
+}
+
+/* ---- sending ------------------------------------------------------------------ */
+
+static struct peer *
+peer_find(struct fabric *f, uint64_t node_id)
+{
+	unsigned i;
+
+	for (i = 0; i < f->n_peers; i++)
+		if (f->peers[i]->node_id == node_id)
+			return f->peers[i];
+	return NULL;
+}
+
+int
+fabric_send(struct fabric *f, uint64_t node_id, const struct fabric_msg_writer *w)
+{
+	struct send_item *it;
+	struct peer *p;
+	bool need_wake = false;
+
+	if (w->err != 0)
+		return -EBADMSG;
+	if (w->len > FABRIC_MSG_MAX)
+		return -EMSGSIZE;
+	it = malloc(sizeof(*it) + w->len);
+	if (it == NULL)
+		return -ENOMEM;
+	it->next = NULL;
+	it->len = (uint32_t)w->len;
+	memcpy(it->data, w->buf, w->len);
+	pthread_mutex_lock(&f->lock);
+	p = peer_find(f, node_id);
+	if (p == NULL || p->queued + w->len > f->queue_max) {
+		/* an empty queue takes any message up to FABRIC_MSG_MAX */
+		if (p != NULL && p->queued == 0)
+			goto take;
+		pthread_mutex_unlock(&f->lock);
+		free(it);
+		if (p == NULL)
+			return -EHOSTUNREACH;
+		atomic_inc(&f->stats.send_queue_full);
+		return -ENOBUFS;
+	}
+take:
+	if (p->tail != NULL)
+		p->tail->next = it;
+	else
+		p->head = it;
+	p->tail = it;
+	p->queued += w->len;
+	if (!f->kick && p->conn != NULL) {
+		f->kick = true;
+		need_wake = true;
+	}
+	pthread_mutex_unlock(&f->lock);
+	if (need_wake)
+		wake(f);
+	return 0;
+}
+
+/* ---- statistics ----------------------------------------------------------------- */
+
+void
+fabric_stats_get(struct fabric *f, struct fabric_stats *s)
+{
+	uint64_t *dst = (uint64_t *)s;
+	const uint64_t *src = (const uint64_t *)&f->stats;
+	size_t i;
+
+	/* every field before peers_connected is a u64 counter */
+	for (i = 0; i < offsetof(struct fabric_stats, peers_connected) / sizeof(uint64_t); i++)
+		dst[i] = atomic_load_relaxed(&src[i]);
+	s->peers_connected = atomic_load_relaxed(&f->stats.peers_connected);
+}
+
+unsigned
+fabric_peers_get(struct fabric *f, struct fabric_peer_info *out, unsigned max)
+{
+	unsigned i, n;
+
+	pthread_mutex_lock(&f->lock);
+	n = f->n_peers;
+	for (i = 0; i < n && i < max; i++) {
+		struct peer *p = f->peers[i];
+		struct fabric_peer_info *o = &out[i];
+
+		o->node_id = p->node_id;
+		snprintf(o->address, sizeof(o->address), "%s", p->address);
+		o->connected = p->conn != NULL;
+		o->bytes_sent = atomic_load_relaxed(&p->bytes_sent);
+		o->bytes_received = atomic_load_relaxed(&p->bytes_received);
+		o->msgs_sent = atomic_load_relaxed(&p->msgs_sent);
+		o->msgs_received = atomic_load_relaxed(&p->msgs_received);
+		o->connects = atomic_load_relaxed(&p->connects);
+		o->auth_failures = atomic_load_relaxed(&p->auth_failures);
+		o->queued_bytes = p->queued;
+	}
+	pthread_mutex_unlock(&f->lock);
+	return n;
+}
+
+/* ---- the fabric thread: connections ------------------------------------------ */
+
+static void
+conn_want_out(struct fabric *f, struct conn *c, bool on)
+{
+	struct epoll_event ev = { .events = EPOLLIN | (on ? EPOLLOUT : 0), .data.ptr = c };
+
+	if (c->want_out == on)
+		return;
+	c->want_out = on;
+	epoll_ctl(f->epoll_fd, EPOLL_CTL_MOD, c->fd, &ev);
+}
+
+static void
+addr_format(const struct sockaddr_storage *ss, char *ip, size_t ipsz, char *full, size_t fullsz)
+{
+	uint16_t port = 0;
+
+	ip[0] = '\0';
+	if (ss->ss_family == AF_INET) {
+		inet_ntop(AF_INET, &((const struct sockaddr_in *)ss)->sin_addr, ip, (socklen_t)ipsz);
+		port = ntohs(((const struct sockaddr_in *)ss)->sin_port);
+		snprintf(full, fullsz, "%s:%u", ip, port);
+	} else if (ss->ss_family == AF_INET6) {
+		inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)ss)->sin6_addr, ip, (socklen_t)ipsz);
+		port = ntohs(((const struct sockaddr_in6 *)ss)->sin6_port);
+		snprintf(full, fullsz, "[%s]:%u", ip, port);
+	} else {
+		snprintf(full, fullsz, "?");
+	}
+}
+
+static struct conn *
+conn_new(struct fabric *f, int fd, bool outgoing, const struct sockaddr_storage *ss)
+{
+	struct conn *c = calloc(1, sizeof(*c));
+	struct epoll_event ev;
+	int one = 1;
+
+	if (c == NULL)
+		return NULL;
+	c->fd = fd;
+	c->outgoing = outgoing;
+	c->state = outgoing ? CONN_CONNECTING : CONN_HELLO;
+	c->deadline_ns = clock_mono_ns() + f->handshake_ns;
+	addr_format(ss, c->remote_ip, sizeof(c->remote_ip), c->remote, sizeof(c->remote));
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	c->want_out = outgoing; /* a connect completes as writable */
+	ev.events = EPOLLIN | (outgoing ? EPOLLOUT : 0);
+	ev.data.ptr = c;
+	if (epoll_ctl(f->epoll_fd, EPOLL_CTL_ADD, fd, &ev) != 0) {
+		free(c);
+		return NULL;
+	}
+	c->next = f->conns;
+	if (f->conns != NULL)
+		f->conns->prev = c;
+	f->conns = c;
+	return c;
+}
+
+/* Appends one frame to the write buffer; -ENOMEM. */
+static int
+conn_frame(struct fabric *f, struct conn *c, uint8_t kind, const uint8_t *msg, size_t len)
+{
+	size_t need = FABRIC_FRAME_HEADER + len + (kind == FABRIC_KIND_MSG ? FABRIC_MAC_LEN : 0);
+	uint8_t *p;
+
+	if (c->wcap - c->wlen < need) {
+		size_t cap = c->wlen + need > WBUF_SIZE ? c->wlen + need : WBUF_SIZE;
+		uint8_t *nb;
+
+		/* compact first: what was written is gone */
+		if (c->woff != 0) {
+			memmove(c->wbuf, c->wbuf + c->woff, c->wlen - c->woff);
+			c->wlen -= c->woff;
+			c->woff = 0;
+		}
+		if (c->wcap - c->wlen < need) {
+			nb = realloc(c->wbuf, cap);
+			if (nb == NULL)
+				return -ENOMEM;
+			c->wbuf = nb;
+			c->wcap = cap;
+		}
+	}
+	p = c->wbuf + c->wlen;
+	fabric_frame_header_write(p, f->version, kind, (uint32_t)len);
+	memcpy(p + FABRIC_FRAME_HEADER, msg, len);
+	if (kind == FABRIC_KIND_MSG &&
+	    fabric_mac_compute(&c->tx, p, msg, len, p + FABRIC_FRAME_HEADER + len) != 0)
+		return -EIO;
+	c->wlen += need;
+	return 0;
+}
+
+/* Moves queued messages into the write buffer, up to WBUF_SIZE. */
+static void
+conn_fill(struct fabric *f, struct conn *c)
+{
+	struct peer *p = c->peer;
+	struct send_item *batch = NULL, **tail = &batch;
+	size_t room = c->wlen - c->woff < WBUF_SIZE ? WBUF_SIZE - (c->wlen - c->woff) : 0;
+	size_t taken = 0;
+
+	pthread_mutex_lock(&f->lock);
+	while (p->head != NULL && (taken == 0 || taken + p->head->len <= room)) {
+		struct send_item *it = p->head;
+
+		if (c->wlen != c->woff && taken + it->len > room)
+			break;
+		p->head = it->next;
+		if (p->head == NULL)
+			p->tail = NULL;
+		p->queued -= it->len;
+		taken += it->len + FABRIC_FRAME_HEADER + FABRIC_MAC_LEN;
+		it->next = NULL;
+		*tail = it;
+		tail = &it->next;
+	}
+	pthread_mutex_unlock(&f->lock);
+	while (batch != NULL) {
+		struct send_item *it = batch;
+
+		batch = it->next;
+		if (conn_frame(f, c, FABRIC_KIND_MSG, it->data, it->len) == 0) {
+			atomic_inc(&f->stats.msgs_sent);
+			atomic_inc(&p->msgs_sent);
+		} else {
+			log_warn("fabric", "%s: out of memory framing a message; dropped", c->remote);
+		}
+		free(it);
+	}
+}
+
+static void
+conn_flush(struct fabric *f, struct conn *c)
+{
+	int rounds;
+
+	for (rounds = 0; rounds < 16 && c->state != CONN_CLOSED; rounds++) {
+		ssize_t n;
+
+		if (c->woff == c->wlen) {
+			c->woff = c->wlen = 0;
+			/* only the node's active connection takes from its queue: one order */
+			if (c->state == CONN_UP && c->peer != NULL && c->peer->conn == c)
+				conn_fill(f, c);
+			if (c->wlen == 0) {
+				conn_want_out(f, c, false);
+				return;
+			}
+		}
+		n = send(c->fd, c->wbuf + c->woff, c->wlen - c->woff, MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (n < 0) {
+			if (errno == EAGAIN || errno == EINTR)
+				break;
+			conn_close(f, c, -1, strerror(errno));
+			return;
+		}
+		c->woff += (size_t)n;
+		atomic_add(&f->stats.bytes_sent, (uint64_t)n);
+		if (c->peer != NULL)
+			atomic_add(&c->peer->bytes_sent, (uint64_t)n);
+	}
+	/* more to write: wait for the socket */
+	conn_want_out(f, c, true);
+}
+
+static void
+send_hello(struct fabric *f, struct conn *c)
+{
+	uint8_t buf[256];
+	int len;
+
+	c->mine.node_id = f->node_id;
+	strcpy(c->mine.cluster_name, f->cluster_name);
+	strcpy(c->mine.listen_address, f->listen_address);
+	c->mine.listen_port = f->port;
+	if (fabric_auth_random(c->mine.nonce, FABRIC_NONCE_LEN) != 0) {
+		conn_close(f, c, -1, "no random bytes");
+		return;
+	}
+	len = fabric_hello_encode(&c->mine, buf, sizeof(buf));
+	if (len < 0 || conn_frame(f, c, FABRIC_KIND_HELLO, buf, (size_t)len) != 0) {
+		conn_close(f, c, -1, "cannot encode hello");
+		return;
+	}
+	conn_flush(f, c);
+}
+
+/* Logs a drop once per (address, reason) every LOG_REPEAT_NS. */
+static void
+refusal_log(struct fabric *f, const struct conn *c, int reason, const char *why)
+{
+	uint64_t now = clock_mono_ns();
+	struct log_memo *m, *oldest = &f->memo[0];
+	unsigned i;
+
+	for (i = 0; i < LOG_MEMO; i++) {
+		m = &f->memo[i];
+		if (m->last_ns != 0 && m->reason == reason && strcmp(m->ip, c->remote_ip) == 0) {
+			if (now - m->last_ns < LOG_REPEAT_NS) {
+				m->suppressed++;
+				return;
+			}
+			goto log;
+		}
+		if (m->last_ns < oldest->last_ns)
+			oldest = m;
+	}
+	m = oldest;
+	snprintf(m->ip, sizeof(m->ip), "%s", c->remote_ip);
+	m->reason = reason;
+	m->suppressed = 0;
+log:
+	log_warn("fabric", "dropped connection %s %s: %s (%s)%s", c->outgoing ? "to" : "from", c->remote,
+	    fabric_refusal_name(reason), why,
+	    m->suppressed != 0 ? "; same drops since the last line were not logged" : "");
+	m->suppressed = 0;
+	m->last_ns = now;
+}
+
+static void
+dialer_schedule(struct dialer *d, uint64_t now)
+{
+	d->due_ns = now + (uint64_t)d->backoff_ms * MS;
+	d->backoff_ms = d->backoff_ms * 2 > FABRIC_BACKOFF_MAX_MS ? FABRIC_BACKOFF_MAX_MS : d->backoff_ms * 2;
+}
+
+/*
+ * Closes a connection; refusal >= 0 counts and logs why.  The struct stays
+ * allocated until the end of the event batch (its pointer may be in it).
+ */
+static void
+conn_close(struct fabric *f, struct conn *c, int refusal, const char *why)
+{
+	struct peer *p = c->peer;
+	uint64_t now = clock_mono_ns();
+
+	if (c->state == CONN_CLOSED)
+		return;
+	if (refusal >= 0) {
+		atomic_inc(&f->stats.refused[refusal]);
+		refusal_log(f, c, refusal, why);
+		if (refusal == FABRIC_REFUSE_AUTH) {
+			struct peer *q;
+
+			pthread_mutex_lock(&f->lock);
+			q = peer_find(f, c->theirs.node_id);
+			if (q != NULL)
+				atomic_inc(&q->auth_failures);
+			pthread_mutex_unlock(&f->lock);
+		}
+	} else if (c->state == CONN_UP) {
+		log_info("fabric", "connection %s %s closed: %s", c->outgoing ? "to" : "from", c->remote, why);
+	}
+	if (!c->outgoing && c->state != CONN_UP)
+		f->n_pending_in--;
+	epoll_ctl(f->epoll_fd, EPOLL_CTL_DEL, c->fd, NULL);
+	close(c->fd);
+	c->fd = -1;
+	c->state = CONN_CLOSED;
+	if (p != NULL && p->conn == c) {
+		struct conn *x;
+
+		/* another live connection to the node (a kept one) takes over */
+		for (x = f->conns; x != NULL; x = x->next)
+			if (x != c && x->state == CONN_UP && x->peer == p)
+				break;
+		pthread_mutex_lock(&f->lock);
+		p->conn = x;
+		pthread_mutex_unlock(&f->lock);
+		if (x != NULL)
+			conn_want_out(f, x, true); /* the loop flushes the queue through it */
+		else
+			p->down_at_ns = now + DOWN_GRACE_MS * MS; /* timers_run reports it */
+	}
+	if (c->dialer != NULL) {
+		struct dialer *d = c->dialer;
+
+		d->conn = NULL;
+		if (!d->self)
+			dialer_schedule(d, now);
+		else
+			d->due_ns = 0;
+	}
+	if (p != NULL && p->conn == NULL && p->down_at_ns != 0) {
+		struct dialer *d;
+
+		/* dialers waiting for this node's connection to go: now */
+		pthread_mutex_lock(&f->lock);
+		for (d = f->dialers; d != NULL; d = d->next)
+			if (d->node_id == p->node_id && d->conn == NULL && !d->self && d->due_ns == 0)
+				d->due_ns = now + FABRIC_BACKOFF_MIN_MS * MS;
+		pthread_mutex_unlock(&f->lock);
+	}
+	/* unlink into the zombie list */
+	if (c->prev != NULL)
+		c->prev->next = c->next;
+	else
+		f->conns = c->next;
+	if (c->next != NULL)
+		c->next->prev = c->prev;
+	c->prev = NULL;
+	c->next = f->zombies;
+	f->zombies = c;
+}
+
+/* Sends an authenticated REFUSE (best effort: it is written now or never). */
+static void
+send_refuse(struct fabric *f, struct conn *c, enum fabric_refusal reason)
+{
+	struct fabric_msg_writer w;
+	uint8_t buf[32];
+
+	fabric_msg_writer_init(&w, buf, sizeof(buf), FABRIC_MSG_REFUSE);
+	fabric_msg_put_u32(&w, FABRIC_FIELD_REASON, reason);
+	c->woff = c->wlen = 0; /* nothing else matters now */
+	if (w.err == 0 && conn_frame(f, c, FABRIC_KIND_MSG, buf, w.len) == 0 &&
+	    send(c->fd, c->wbuf, c->wlen, MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
+		log_debug("fabric", "%s: refuse not sent: %s", c->remote, strerror(errno));
+}
+
+/* The connection initiated by the higher node id wins. */
+static uint64_t
+initiator(const struct fabric *f, const struct conn *c)
+{
+	return c->outgoing ? f->node_id : c->theirs.node_id;
+}
+
+/* An authenticated connection becomes its node's active one, or loses. */
+static void
+conn_attach(struct fabric *f, struct conn *c)
+{
+	struct peer *p;
+	struct conn *loser = NULL;
+	char endpoint[64];
+	bool up = false, dup = false, keep_loser = false;
+
+	snprintf(endpoint, sizeof(endpoint), "%s:%u", c->theirs.listen_address, c->theirs.listen_port);
+	if (c->dialer != NULL)
+		c->dialer->node_id = c->theirs.node_id;
+	pthread_mutex_lock(&f->lock);
+	p = peer_find(f, c->theirs.node_id);
+	if (p == NULL) {
+		if (f->n_peers == PEERS_MAX) {
+			pthread_mutex_unlock(&f->lock);
+			conn_close(f, c, FABRIC_REFUSE_TOO_MANY, "too many nodes");
+			return;
+		}
+		p = calloc(1, sizeof(*p));
+		if (p == NULL) {
+			pthread_mutex_unlock(&f->lock);
+			conn_close(f, c, -1, "out of memory");
+			return;
+		}
+		p->node_id = c->theirs.node_id;
+		f->peers[f->n_peers++] = p;
+	}
+	if (p->conn != NULL) {
+		if (strcmp(p->address, endpoint) != 0) {
+			dup = true;
+		} else if (initiator(f, p->conn) == initiator(f, c) ||
+		    initiator(f, c) > initiator(f, p->conn)) {
+			loser = p->conn; /* the same side dialed again, or we win: the new one stays */
+		} else {
+			loser = c;
+		}
+		/*
+		 * Two nodes that dialed each other: each closes only a losing
+		 * connection it initiated and keeps the other's open, unused,
+		 * until the other closes it.  Were the higher node to close the
+		 * lower's connection, the lower could see its only live
+		 * connection go before the winner reached it: a down/up flap.
+		 */
+		keep_loser = loser != NULL && initiator(f, p->conn) != initiator(f, c) &&
+		    initiator(f, loser) != f->node_id;
+	}
+	if (!dup && loser != c) {
+		/* back within the grace period: it was never reported down */
+		up = p->conn == NULL && p->down_at_ns == 0;
+		p->down_at_ns = 0;
+		p->conn = c;
+		snprintf(p->address, sizeof(p->address), "%s", endpoint);
+	}
+	if (!dup)
+		c->peer = p;
+	pthread_mutex_unlock(&f->lock);
+	if (dup) {
+		char why[256];
+
+		snprintf(why, sizeof(why), "node id %016llx is already connected from %s, this one is at %s",
+		    (unsigned long long)p->node_id, p->address, endpoint);
+		send_refuse(f, c, FABRIC_REFUSE_DUPLICATE_NODE);
+		conn_close(f, c, FABRIC_REFUSE_DUPLICATE_NODE, why);
+		return;
+	}
+	if (loser == c && !keep_loser) {
+		/* the other connection to this node stays; the dialer waits for it to go */
+		if (c->dialer != NULL) {
+			c->dialer->backoff_ms = FABRIC_BACKOFF_MIN_MS;
+			c->dialer->conn = NULL;
+			c->dialer->due_ns = 0;
+			c->dialer = NULL;
+		}
+		conn_close(f, c, -1, "duplicate connection");
+		return;
+	}
+	if (!c->outgoing)
+		f->n_pending_in--;
+	c->state = CONN_UP;
+	if (c->dialer != NULL)
+		c->dialer->backoff_ms = FABRIC_BACKOFF_MIN_MS;
+	atomic_inc(&f->stats.connects);
+	atomic_inc(&p->connects);
+	if (loser != NULL && loser != c && !keep_loser) {
+		if (loser->dialer != NULL) {
+			loser->dialer->conn = NULL;
+			loser->dialer->due_ns = 0;
+			loser->dialer = NULL;
+		}
+		loser->peer = NULL; /* replaced, not down */
+		conn_close(f, loser, -1, "replaced by another connection");
+	}
+	if (up) {
+		atomic_add(&f->stats.peers_connected, 1);
+		log_info("fabric", "node %016llx at %s is reachable (%s %s)", (unsigned long long)p->node_id,
+		    endpoint, c->outgoing ? "connected to" : "accepted from", c->remote);
+		if (f->on_peer != NULL)
+			f->on_peer(f->arg, p->node_id, true);
+	}
+	if (c->state == CONN_UP && p->conn == c)
+		conn_flush(f, c);
+}
+
+static void
+on_hello(struct fabric *f, struct conn *c, const uint8_t *body, size_t len)
+{
+	struct fabric_msg m;
+	struct fabric_msg_writer w;
+	uint8_t proof[FABRIC_PROOF_LEN], buf[64];
+
+	if (fabric_msg_decode(body, len, &m) != 0 || fabric_hello_parse(&m, &c->theirs) != 0) {
+		conn_close(f, c, FABRIC_REFUSE_MALFORMED, "bad hello");
+		return;
+	}
+	if (strcmp(c->theirs.cluster_name, f->cluster_name) != 0) {
+		char why[256];
+
+		snprintf(why, sizeof(why), "cluster-name '%s', ours is '%s'", c->theirs.cluster_name,
+		    f->cluster_name);
+		conn_close(f, c, FABRIC_REFUSE_CLUSTER_NAME, why);
+		return;
+	}
+	if (c->theirs.node_id == f->node_id) {
+		if (strcmp(c->theirs.listen_address, f->listen_address) == 0 &&
+		    c->theirs.listen_port == f->port) {
+			/* a seed list naming this node itself */
+			if (c->dialer != NULL)
+				c->dialer->self = true;
+			conn_close(f, c, -1, "connected to itself");
+			return;
+		}
+		conn_close(f, c, FABRIC_REFUSE_DUPLICATE_NODE, "it has our node id");
+		return;
+	}
+	if (fabric_auth_proof(f->secret, f->secret_len, &c->mine, &c->theirs, proof) != 0) {
+		conn_close(f, c, -1, "HMAC failed");
+		return;
+	}
+	fabric_msg_writer_init(&w, buf, sizeof(buf), FABRIC_MSG_AUTH);
+	fabric_msg_put_bytes(&w, FABRIC_FIELD_PROOF, proof, sizeof(proof));
+	if (w.err != 0 || conn_frame(f, c, FABRIC_KIND_AUTH, buf, w.len) != 0) {
+		conn_close(f, c, -1, "cannot encode auth");
+		return;
+	}
+	c->state = CONN_AUTH;
+	conn_flush(f, c);
+}
+
+static void
+on_auth(struct fabric *f, struct conn *c, const uint8_t *body, size_t len)
+{
+	struct fabric_msg m;
+	uint8_t expect[FABRIC_PROOF_LEN], key[FABRIC_KEY_LEN];
+	const uint8_t *proof;
+	size_t plen;
+
+	if (fabric_msg_decode(body, len, &m) != 0 || m.type != FABRIC_MSG_AUTH ||
+	    fabric_msg_get_bytes(&m, FABRIC_FIELD_PROOF, &proof, &plen) != 0 || plen != FABRIC_PROOF_LEN) {
+		conn_close(f, c, FABRIC_REFUSE_MALFORMED, "bad auth message");
+		return;
+	}
+	if (fabric_auth_proof(f->secret, f->secret_len, &c->theirs, &c->mine, expect) != 0) {
+		conn_close(f, c, -1, "HMAC failed");
+		return;
+	}
+	if (!fabric_auth_equal(expect, proof, FABRIC_PROOF_LEN)) {
+		conn_close(f, c, FABRIC_REFUSE_AUTH, "it does not know the cluster secret");
+		return;
+	}
+	if (fabric_auth_session_key(f->secret, f->secret_len, &c->mine, &c->theirs, key) != 0 ||
+	    fabric_mac_init(&c->tx, key) != 0) {
+		conn_close(f, c, -1, "session key failed");
+		return;
+	}
+	if (fabric_auth_session_key(f->secret, f->secret_len, &c->theirs, &c->mine, key) != 0 ||
+	    fabric_mac_init(&c->rx, key) != 0) {
+		fabric_mac_fini(&c->tx);
+		conn_close(f, c, -1, "session key failed");
+		return;
+	}
+	memset(key, 0, sizeof(key));
+	c->macs = true;
+	conn_attach(f, c);
+}
+
+static void
+on_message(struct fabric *f, struct conn *c, const uint8_t *frame, size_t len)
+{
+	const uint8_t *body = frame + FABRIC_FRAME_HEADER;
+	uint8_t mac[FABRIC_MAC_LEN];
+	struct fabric_msg m;
+	struct handler *h;
+
+	if (fabric_mac_compute(&c->rx, frame, body, len, mac) != 0 ||
+	    !fabric_auth_equal(mac, body + len, FABRIC_MAC_LEN)) {
+		conn_close(f, c, FABRIC_REFUSE_MAC, "a frame's MAC does not verify");
+		return;
+	}
+	if (fabric_msg_decode(body, len, &m) != 0) {
+		conn_close(f, c, FABRIC_REFUSE_MALFORMED, "bad message fields");
+		return;
+	}
+	atomic_inc(&f->stats.msgs_received);
+	atomic_inc(&c->peer->msgs_received);
+	if (m.type == FABRIC_MSG_REFUSE) {
+		uint32_t reason = FABRIC_REFUSE_COUNT;
+
+		(void)fabric_msg_get_u32(&m, FABRIC_FIELD_REASON, &reason);
+		atomic_inc(&f->stats.refused_by_peer);
+		log_error("fabric", "node %016llx at %s refused this node: %s%s",
+		    (unsigned long long)c->theirs.node_id, c->remote, fabric_refusal_name(reason),
+		    reason == FABRIC_REFUSE_DUPLICATE_NODE ?
+		    " (another node with our node id is connected to it)" : "");
+		conn_close(f, c, -1, "refused by the peer");
+		return;
+	}
+	h = &f->handlers[m.type < FABRIC_MSG_TYPE_MAX ? m.type : 0];
+	if (m.type >= FABRIC_MSG_TYPE_MAX || h->fn == NULL) {
+		log_debug("fabric", "%s: message type %u has no handler; skipped", c->remote, m.type);
+		return;
+	}
+	h->fn(h->arg, c->theirs.node_id, &m);
+}
+
+/* Reads what the socket has and handles every whole frame in it. */
+static void
+conn_read(struct fabric *f, struct conn *c)
+{
+	int rounds;
+
+	for (rounds = 0; rounds < 8 && c->state != CONN_CLOSED; rounds++) {
+		size_t pos = 0;
+		ssize_t n;
+
+		if (c->rbuf == NULL) {
+			c->rcap = c->state == CONN_UP ? RBUF_INITIAL : RBUF_HANDSHAKE;
+			c->rbuf = malloc(c->rcap);
+			if (c->rbuf == NULL) {
+				conn_close(f, c, -1, "out of memory");
+				return;
+			}
+		}
+		n = recv(c->fd, c->rbuf + c->rlen, c->rcap - c->rlen, MSG_DONTWAIT);
+		if (n == 0) {
+			if (c->rlen != 0)
+				conn_close(f, c, FABRIC_REFUSE_MALFORMED, "closed within a frame");
+			else
+				conn_close(f, c, -1, "closed by the peer");
+			return;
+		}
+		if (n < 0) {
+			if (errno == EAGAIN || errno == EINTR)
+				return;
+			conn_close(f, c, -1, strerror(errno));
+			return;
+		}
+		c->rlen += (size_t)n;
+		atomic_add(&f->stats.bytes_received, (uint64_t)n);
+		if (c->peer != NULL)
+			atomic_add(&c->peer->bytes_received, (uint64_t)n);
+
+		while (c->state != CONN_CLOSED && c->rlen - pos >= FABRIC_FRAME_HEADER) {
+			const uint8_t *fr = c->rbuf + pos;
+			uint8_t kind;
+			uint32_t len;
+			size_t total, limit;
+			int rc = fabric_frame_header_parse(fr, f->version, &kind, &len);
+
+			if (rc == -EPROTONOSUPPORT) {
+				char why[64];
+
+				snprintf(why, sizeof(why), "protocol version %u, ours is %u", fr[2], f->version);
+				conn_close(f, c, FABRIC_REFUSE_VERSION, why);
+				return;
+			}
+			if (rc != 0) {
+				conn_close(f, c, FABRIC_REFUSE_MALFORMED, "not a fabric frame");
+				return;
+			}
+			limit = c->state == CONN_UP ? FABRIC_MSG_MAX : FABRIC_HANDSHAKE_MSG_MAX;
+			if (len > limit) {
+				char why[64];
+
+				snprintf(why, sizeof(why), "frame of %u bytes, the limit is %zu", len, limit);
+				conn_close(f, c, FABRIC_REFUSE_OVERSIZED, why);
+				return;
+			}
+			total = FABRIC_FRAME_HEADER + len + (kind == FABRIC_KIND_MSG ? FABRIC_MAC_LEN : 0);
+			if (c->rlen - pos < total) {
+				if (total > c->rcap) {
+					uint8_t *nb;
+
+					/* a bigger frame than the buffer: grow it (bounded by limit) */
+					memmove(c->rbuf, c->rbuf + pos, c->rlen - pos);
+					c->rlen -= pos;
+					pos = 0;
+					nb = realloc(c->rbuf, total);
+					if (nb == NULL) {
+						conn_close(f, c, -1, "out of memory");
+						return;
+					}
+					c->rbuf = nb;
+					c->rcap = total;
+				}
+				break;
+			}
+			/* the kind must follow the handshake's order */
+			if ((c->state == CONN_HELLO && kind != FABRIC_KIND_HELLO) ||
+			    (c->state == CONN_AUTH && kind != FABRIC_KIND_AUTH) ||
+			    (c->state == CONN_UP && kind != FABRIC_KIND_MSG) || c->state == CONN_CONNECTING) {
+				conn_close(f, c, FABRIC_REFUSE_MALFORMED, "frame out of order");
+				return;
+			}
+			if (kind == FABRIC_KIND_HELLO)
+				on_hello(f, c, fr + FABRIC_FRAME_HEADER, len);
+			else if (kind == FABRIC_KIND_AUTH)
+				on_auth(f, c, fr + FABRIC_FRAME_HEADER, len);
+			else
+				on_message(f, c, fr, len);
+			pos += total;
+		}
+		if (c->state == CONN_CLOSED)
+			return;
+		memmove(c->rbuf, c->rbuf + pos, c->rlen - pos);
+		c->rlen -= pos;
+		if (c->state == CONN_UP && c->rcap < RBUF_INITIAL && c->rlen <= RBUF_INITIAL) {
+			uint8_t *nb = realloc(c->rbuf, RBUF_INITIAL);
+
+			if (nb != NULL) {
+				c->rbuf = nb;
+				c->rcap = RBUF_INITIAL;
+			}
+		}
+	}
+}
+
+static void
+accept_all(struct fabric *f)
+{
+	for (;;) {
+		struct sockaddr_storage ss;
+		socklen_t sl = sizeof(ss);
+		struct conn *c;
+		int fd = accept4(f->listen_fd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
+
+		if (fd < 0) {
+			if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
+				log_warn("fabric", "accept: %s", strerror(errno));
+			return;
+		}
+		c = conn_new(f, fd, false, &ss);
+		if (c == NULL) {
+			close(fd);
+			continue;
+		}
+		f->n_pending_in++;
+		if (f->n_pending_in > PENDING_MAX) {
+			conn_close(f, c, FABRIC_REFUSE_TOO_MANY, "too many unauthenticated connections");
+			continue;
+		}
+		send_hello(f, c);
+	}
+}
+
+static void
+dialer_connect(struct fabric *f, struct dialer *d, uint64_t now)
+{
+	struct conn *c;
+	int fd = socket(d->sa.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+
+	d->due_ns = 0;
+	if (fd < 0)
+		goto fail;
+	if (connect(fd, (struct sockaddr *)&d->sa, d->salen) != 0 && errno != EINPROGRESS) {
+		close(fd);
+		goto fail;
+	}
+	c = conn_new(f, fd, true, &d->sa);
+	if (c == NULL) {
+		close(fd);
+		goto fail;
+	}
+	c->dialer = d;
+	d->conn = c;
+	return;
+fail:
+	atomic_inc(&f->stats.connect_failures);
+	log_debug("fabric", "cannot connect to %s: %s", d->address, strerror(errno));
+	dialer_schedule(d, now);
+}
+
+static void
+conn_event(struct fabric *f, struct conn *c, uint32_t events)
+{
+	if (c->state == CONN_CLOSED)
+		return;
+	if (c->state == CONN_CONNECTING) {
+		int err = 0;
+		socklen_t l = sizeof(err);
+
+		if (!(events & (EPOLLOUT | EPOLLERR | EPOLLHUP)))
+			return;
+		getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &l);
+		if (err != 0) {
+			atomic_inc(&f->stats.connect_failures);
+			log_debug("fabric", "cannot connect to %s: %s", c->remote, strerror(err));
+			conn_close(f, c, -1, strerror(err));
+			return;
+		}
+		c->state = CONN_HELLO;
+		send_hello(f, c);
+		return;
+	}
+	if (events & (EPOLLIN | EPOLLERR | EPOLLHUP))
+		conn_read(f, c);
+	if (c->state != CONN_CLOSED && (events & EPOLLOUT))
+		conn_flush(f, c);
+}
+
+/* Reports the nodes whose grace period ended without a new connection. */
+static void
+peers_down(struct fabric *f, uint64_t now, uint64_t *next)
+{
+	uint64_t down[PEERS_MAX];
+	char where[64];
+	unsigned i, n = 0;
+
+	pthread_mutex_lock(&f->lock);
+	for (i = 0; i < f->n_peers; i++) {
+		struct peer *p = f->peers[i];
+
+		if (p->down_at_ns == 0 || p->conn != NULL)
+			continue;
+		if (p->down_at_ns <= now) {
+			p->down_at_ns = 0;
+			down[n++] = p->node_id;
+		} else if (p->down_at_ns < *next) {
+			*next = p->down_at_ns;
+		}
+	}
+	pthread_mutex_unlock(&f->lock);
+	for (i = 0; i < n; i++) {
+		struct peer *p;
+
+		atomic_sub(&f->stats.peers_connected, 1);
+		pthread_mutex_lock(&f->lock);
+		p = peer_find(f, down[i]);
+		snprintf(where, sizeof(where), "%s", p->address);
+		pthread_mutex_unlock(&f->lock);
+		log_info("fabric", "node %016llx at %s is unreachable", (unsigned long long)down[i], where);
+		if (f->on_peer != NULL)
+			f->on_peer(f->arg, down[i], false);
+	}
+}
+
+/* Runs due timers; returns the ms until the next one (-1: none). */
+static int
+timers_run(struct fabric *f)
+{
+	uint64_t now = clock_mono_ns(), next = UINT64_MAX;
+	struct dialer *d;
+	struct conn *c, *cn;
+
+	for (c = f->conns; c != NULL; c = cn) {
+		cn = c->next;
+		if (c->state == CONN_UP)
+			continue;
+		if (c->deadline_ns <= now) {
+			if (c->state == CONN_CONNECTING) {
+				atomic_inc(&f->stats.connect_failures);
+				conn_close(f, c, -1, "connect timed out");
+			} else {
+				conn_close(f, c, FABRIC_REFUSE_TIMEOUT, "no authentication in time");
+			}
+		} else if (c->deadline_ns < next) {
+			next = c->deadline_ns;
+		}
+	}
+	peers_down(f, now, &next);
+	pthread_mutex_lock(&f->lock);
+	for (d = f->dialers; d != NULL; d = d->next) {
+		if (d->conn != NULL || d->due_ns == 0 || d->self)
+			continue;
+		if (d->due_ns <= now) {
+			struct peer *p = d->node_id != 0 ? peer_find(f, d->node_id) : NULL;
+
+			if (p != NULL && p->conn != NULL) {
+				d->due_ns = 0; /* reachable through another connection */
+				continue;
+			}
+			dialer_connect(f, d, now);
+			if (d->conn != NULL)
+				continue;
+		}
+		if (d->due_ns != 0 && d->due_ns < next)
+			next = d->due_ns;
+	}
+	pthread_mutex_unlock(&f->lock);
+	for (c = f->conns; c != NULL; c = c->next)
+		if (c->state != CONN_UP && c->deadline_ns < next)
+			next = c->deadline_ns;
+	if (next == UINT64_MAX)
+		return -1;
+	now = clock_mono_ns();
+	return next <= now ? 0 : (int)((next - now + MS - 1) / MS);
+}
+
+/* Starts writing for every connected peer with queued messages. */
+static void
+kicked_flush(struct fabric *f)
+{
+	struct conn *todo[PEERS_MAX];
+	unsigned i, n = 0;
+
+	pthread_mutex_lock(&f->lock);
+	f->kick = false;
+	for (i = 0; i < f->n_peers; i++)
+		if (f->peers[i]->conn != NULL && f->peers[i]->head != NULL)
+			todo[n++] = f->peers[i]->conn;
+	pthread_mutex_unlock(&f->lock);
+	for (i = 0; i < n; i++)
+		if (todo[i]->state == CONN_UP && !todo[i]->want_out)
+			conn_flush(f, todo[i]);
+}
+
+static void *
+fabric_thread(void *arg)
+{
+	struct fabric *f = arg;
+	struct epoll_event evs[64];
+
+	while (!atomic_load_acquire(&f->stop)) {
+		int timeout = timers_run(f);
+		int i, n = epoll_wait(f->epoll_fd, evs, 64, timeout);
+
+		if (n < 0 && errno != EINTR) {
+			log_error("fabric", "epoll_wait: %s", strerror(errno));
+			break;
+		}
+		for (i = 0; i < n; i++) {
+			void *tag = evs[i].data.ptr;
+
+			if (tag == &tag_listen) {
+				accept_all(f);
+			} else if (tag == &tag_wake) {
+				uint64_t v;
+
+				if (read(f->wake_fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
+					log_warn("fabric", "eventfd: %s", strerror(errno));
+				kicked_flush(f);
+			} else {
+				conn_event(f, tag, evs[i].events);
+			}
+		}
+		while (f->zombies != NULL) {
+			struct conn *c = f->zombies;
+
+			f->zombies = c->next;
+			conn_free(c);
+		}
+	}
+	return NULL;
+}

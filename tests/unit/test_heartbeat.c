@@ -1,0 +1,276 @@
+/*
+ * test_heartbeat.c - the mesh heartbeat (src/cluster/heartbeat.c) with three
+ * fabric + heartbeat instances in one process on 127.0.0.1: one seed each
+ * is enough for every node to learn every other; a node whose pulses stop
+ * (its connections stay up) is dead after interval x timeout-count and
+ * alive again when they resume; a node that goes away entirely is dead
+ * too.  Interval 50 ms, timeout-count 5 (250 ms).  Every wait is bounded.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "base/clock.h"
+#include "cluster/cluster.h"
+#include "fabric/fabric.h"
+
+#define WAIT_MS 10000
+#define INTERVAL_MS 50
+#define TIMEOUT_COUNT 5
+
+static const uint8_t secret[] = "heartbeat-test-secret-0123456789";
+
+struct node {
+	struct fabric *f;
+	struct heartbeat *hb;
+	uint64_t id;
+	char address[32];
+	pthread_mutex_t lock;
+	int arrivals, departures;  /* protected by lock */
+};
+
+static void
+on_change(void *arg, uint64_t node_id, bool alive)
+{
+	struct node *n = arg;
+
+	(void)node_id;
+	pthread_mutex_lock(&n->lock);
+	if (alive)
+		n->arrivals++;
+	else
+		n->departures++;
+	pthread_mutex_unlock(&n->lock);
+}
+
+static int
+departures(struct node *n)
+{
+	int v;
+
+	pthread_mutex_lock(&n->lock);
+	v = n->departures;
+	pthread_mutex_unlock(&n->lock);
+	return v;
+}
+
+static void
+node_up(struct node *n, uint64_t id)
+{
+	struct fabric_config fc = {
+		.address = "127.0.0.1", .node_id = id, .cluster_name = "test",
+		.secret = secret, .secret_len = sizeof(secret) - 1,
+	};
+	struct heartbeat_config hc = {
+		.node_id = id, .interval_ms = INTERVAL_MS, .timeout_count = TIMEOUT_COUNT,
+		.on_change = on_change, .arg = n,
+	};
+
+	memset(n, 0, sizeof(*n));
+	pthread_mutex_init(&n->lock, NULL);
+	n->id = id;
+	assert_int_equal(fabric_create(&fc, &n->f), 0);
+	snprintf(n->address, sizeof(n->address), "127.0.0.1:%u", fabric_port(n->f));
+	hc.fabric = n->f;
+	hc.address = n->address;
+	assert_int_equal(heartbeat_create(&hc, &n->hb), 0);
+	assert_int_equal(fabric_start(n->f), 0);
+	assert_int_equal(heartbeat_start(n->hb), 0);
+}
+
+static void
+node_down(struct node *n)
+{
+	heartbeat_stop(n->hb);
+	fabric_destroy(n->f);
+	heartbeat_destroy(n->hb);
+	pthread_mutex_destroy(&n->lock);
+}
+
+static uint64_t
+now_ms(void)
+{
+	return clock_mono_ns() / 1000000;
+}
+
+static void
+sleep_ms(unsigned ms)
+{
+	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
+
+	nanosleep(&ts, NULL);
+}
+
+#define WAIT_FOR(cond) do { \
+		uint64_t t0_ = now_ms(); \
+		while (!(cond)) { \
+			if (now_ms() - t0_ > WAIT_MS) \
+				fail_msg("timed out waiting for: %s", #cond); \
+			sleep_ms(5); \
+		} \
+	} while (0)
+
+/*
+ * The adjacency field is the pulse's last: its 4-byte length sits 4 bytes
+ * after its header start, i.e. at len - adjacency length - 4.  Rewrites it.
+ */
+static void
+fabric_put32_test(uint8_t *buf, size_t len, uint32_t v)
+{
+	size_t at = len - (size_t)CLUSTER_NODES_MAX * 72 - 4;
+
+	buf[at] = (uint8_t)(v >> 24);
+	buf[at + 1] = (uint8_t)(v >> 16);
+	buf[at + 2] = (uint8_t)(v >> 8);
+	buf[at + 3] = (uint8_t)v;
+}
+
+static bool
+sees_alive(struct node *n, uint64_t id)
+{
+	struct heartbeat_node_info info[8];
+	unsigned i, k = heartbeat_nodes_get(n->hb, info, 8);
+
+	for (i = 0; i < k && i < 8; i++)
+		if (info[i].node_id == id)
+			return info[i].alive;
+	return false;
+}
+
+static void
+test_heartbeat_one_seed_each_is_enough_for_a_full_mesh(void **state)
+{
+	struct node a, b, c;
+	struct heartbeat_node_info info[8];
+	unsigned i, k;
+
+	(void)state;
+	node_up(&a, 0xa1);
+	node_up(&b, 0xb2);
+	node_up(&c, 0xc3);
+	/* a chain: c knows only b, b knows only a */
+	assert_int_equal(heartbeat_seed_add(b.hb, a.address), 0);
+	assert_int_equal(heartbeat_seed_add(c.hb, b.address), 0);
+	heartbeat_cluster_key_set(a.hb, 0x1234);
+	WAIT_FOR(heartbeat_alive_count(a.hb) == 2 && heartbeat_alive_count(b.hb) == 2 &&
+	    heartbeat_alive_count(c.hb) == 2);
+	/* c learnt a's address from b's adjacency list and dialed it */
+	assert_true(sees_alive(&c, 0xa1) && sees_alive(&a, 0xc3));
+	k = heartbeat_nodes_get(c.hb, info, 8);
+	assert_int_equal(k, 2);
+	for (i = 0; i < k; i++) {
+		if (info[i].node_id == 0xa1) {
+			assert_string_equal(info[i].address, a.address);
+			assert_true(info[i].cluster_key == 0x1234);
+		} else {
+			assert_true(info[i].node_id == 0xb2);
+			assert_string_equal(info[i].address, b.address);
+		}
+		assert_true(info[i].age_ms < INTERVAL_MS * TIMEOUT_COUNT);
+	}
+	/* everyone's adjacency lists fill up: the mesh is full */
+	WAIT_FOR(heartbeat_nodes_get(a.hb, info, 8) == 2 && info[0].n_adjacent == 2 && info[1].n_adjacent == 2);
+	assert_int_equal(departures(&a) + departures(&b) + departures(&c), 0);
+	node_down(&c);
+	node_down(&b);
+	node_down(&a);
+}
+
+static void
+test_heartbeat_silent_node_is_dead_after_timeout_and_back_when_pulses_resume(void **state)
+{
+	struct node a, b, c;
+	uint64_t t0, took;
+
+	(void)state;
+	node_up(&a, 0xa1);
+	node_up(&b, 0xb2);
+	node_up(&c, 0xc3);
+	assert_int_equal(heartbeat_seed_add(b.hb, a.address), 0);
+	assert_int_equal(heartbeat_seed_add(c.hb, a.address), 0);
+	WAIT_FOR(heartbeat_alive_count(a.hb) == 2 && heartbeat_alive_count(b.hb) == 2 &&
+	    heartbeat_alive_count(c.hb) == 2);
+
+	/* c stops pulsing; its fabric connections stay up (a paused process) */
+	heartbeat_stop(c.hb);
+	t0 = now_ms();
+	WAIT_FOR(!sees_alive(&a, 0xc3) && !sees_alive(&b, 0xc3));
+	took = now_ms() - t0;
+	print_message("silent node dead after %llu ms (timeout %d ms)\n", (unsigned long long)took,
+	    INTERVAL_MS * TIMEOUT_COUNT);
+	assert_true(took >= INTERVAL_MS * (TIMEOUT_COUNT - 1));
+	assert_true(took < INTERVAL_MS * (TIMEOUT_COUNT + 10));
+	assert_int_equal(departures(&a), 1);
+	assert_true(sees_alive(&a, 0xb2)); /* the others are untouched */
+
+	/* pulses resume: alive again */
+	assert_int_equal(heartbeat_start(c.hb), 0);
+	WAIT_FOR(sees_alive(&a, 0xc3) && sees_alive(&b, 0xc3));
+
+	/* c goes away entirely */
+	node_down(&c);
+	WAIT_FOR(!sees_alive(&a, 0xc3) && !sees_alive(&b, 0xc3));
+	assert_int_equal(departures(&a), 2);
+	assert_int_equal(heartbeat_alive_count(a.hb), 1);
+	node_down(&b);
+	node_down(&a);
+}
+
+static void
+test_heartbeat_pulse_roundtrips_and_bad_pulses_are_refused(void **state)
+{
+	static uint8_t buf[HEARTBEAT_PULSE_MAX];
+	struct heartbeat_pulse p = { .node_id = 7, .cluster_key = 99, .n_adjacent = CLUSTER_NODES_MAX }, q;
+	struct fabric_msg_writer w;
+	struct fabric_msg m;
+	unsigned i;
+	size_t len;
+
+	(void)state;
+	/* the largest pulse fits HEARTBEAT_PULSE_MAX */
+	memset(p.address, '1', 63);
+	for (i = 0; i < CLUSTER_NODES_MAX; i++) {
+		p.adjacent[i].node_id = 100 + i;
+		memset(p.adjacent[i].address, '2', 63);
+	}
+	assert_int_equal(heartbeat_pulse_encode(&p, &w, buf, sizeof(buf)), 0);
+	assert_int_equal(fabric_msg_decode(buf, w.len, &m), 0);
+	assert_int_equal(heartbeat_pulse_decode(&m, &q), 0);
+	assert_true(q.node_id == 7 && q.cluster_key == 99 && q.n_adjacent == CLUSTER_NODES_MAX);
+	assert_true(q.adjacent[63].node_id == 163);
+	assert_string_equal(q.adjacent[63].address, p.adjacent[63].address);
+	/* an adjacency list cut anywhere inside an entry: refused */
+	len = w.len;
+	for (i = 1; i < 9 + 63; i++) {
+		fabric_put32_test(buf, len, (uint32_t)(CLUSTER_NODES_MAX * 72 - i));
+		assert_int_equal(fabric_msg_decode(buf, len - i, &m), 0);
+		assert_int_equal(heartbeat_pulse_decode(&m, &q), -EBADMSG);
+	}
+	/* a field missing: refused */
+	fabric_msg_writer_init(&w, buf, sizeof(buf), FABRIC_MSG_HEARTBEAT);
+	fabric_msg_put_u64(&w, HEARTBEAT_FIELD_NODE_ID, 7);
+	assert_int_equal(fabric_msg_decode(buf, w.len, &m), 0);
+	assert_int_equal(heartbeat_pulse_decode(&m, &q), -EBADMSG);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_heartbeat_pulse_roundtrips_and_bad_pulses_are_refused),
+		cmocka_unit_test(test_heartbeat_one_seed_each_is_enough_for_a_full_mesh),
+		cmocka_unit_test(test_heartbeat_silent_node_is_dead_after_timeout_and_back_when_pulses_resume),
+	};
+
+	signal(SIGPIPE, SIG_IGN);
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -474,9 +474,9 @@ txn_namespace_values(struct namespace *ns, uint64_t v[STAT_NS_COUNT])
 	v[STAT_NS_cold_start_torn_writes] = atomic_load_relaxed(&ns->cold_start_torn_writes);
 	v[STAT_NS_tombstones_reclaimed] = atomic_load_relaxed(&ns->tombstones_reclaimed);
 	v[STAT_NS_tomb_raider_passes] = atomic_load_relaxed(&ns->raider_passes);
-	v[STAT_NS_stop_writes] = __atomic_load_n(&ns->stop_writes, __ATOMIC_RELAXED);
-	v[STAT_NS_hwm_breached] = __atomic_load_n(&ns->hwm_breached, __ATOMIC_RELAXED);
-	v[STAT_NS_evict_void_time] = __atomic_load_n(&ns->evict_void_time, __ATOMIC_RELAXED);
+	v[STAT_NS_stop_writes] = atomic_load_relaxed(&ns->stop_writes);
+	v[STAT_NS_hwm_breached] = atomic_load_relaxed(&ns->hwm_breached);
+	v[STAT_NS_evict_void_time] = atomic_load_relaxed(&ns->evict_void_time);
 	v[STAT_NS_nsup_cycle_duration] = atomic_load_relaxed(&ns->nsup_cycle_ms);
 	struct ns_counters c;
 

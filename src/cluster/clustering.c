@@ -54,6 +54,8 @@ struct clustering {
 	pthread_t thread;
 	uint64_t view_hash, view_changed_ns;
 	struct cluster_state st;      /* installed (integrity filled by state_get) */
+	unsigned last_n;              /* the last cluster installed (an orphan keeps it), 0: none */
+	uint64_t last_list[CLUSTER_NODES_MAX];
 	uint64_t seq;                 /* bumped at every change of st */
 	/* as principal: the proposal in flight */
 	bool proposing;
@@ -222,28 +224,28 @@ install(struct clustering *c, const uint64_t *list, unsigned n, uint64_t key)
 {
 	struct cluster_state *st = &c->st;
 	char came[CLUSTER_NODES_MAX * 17 + 1], went[CLUSTER_NODES_MAX * 17 + 1];
-	unsigned n_came, n_went, prev_n = st->n;
+	/* compared with the last cluster, not with an orphan's interlude */
+	const uint64_t *prev = c->last_n ? c->last_list : &c->node_id;
+	unsigned n_came, n_went, prev_n = c->last_n ? c->last_n : 1;
 
-	n_came = list_minus(list, n, st->succession, st->n, came, sizeof(came));
-	n_went = list_minus(st->succession, st->n, list, n, went, sizeof(went));
-	if (st->role == CLUSTERING_ORPHAN && n == 1)
-		snprintf(st->cause, sizeof(st->cause), "formed alone");
-	else if (st->role == CLUSTERING_ORPHAN && list[0] == c->node_id)
-		snprintf(st->cause, sizeof(st->cause), "formed a cluster of %u nodes", n);
-	else if (st->role == CLUSTERING_ORPHAN)
-		snprintf(st->cause, sizeof(st->cause), "joined a cluster of %u nodes", n);
+	n_came = list_minus(list, n, prev, prev_n, came, sizeof(came));
+	n_went = list_minus(prev, prev_n, list, n, went, sizeof(went));
+	if (n_came == 0 && n_went == 0)
+		snprintf(st->cause, sizeof(st->cause), n == 1 ? "formed alone" : "new cluster key, same nodes");
 	else if (n_came >= 2 && prev_n >= 2 && n_went == 0)
 		snprintf(st->cause, sizeof(st->cause), "merged: %u nodes joined", n_came);
+	else if (n_came == 1 && n_went == 1)
+		snprintf(st->cause, sizeof(st->cause), "node %.16s joined, node %.16s left", came, went);
 	else if (n_came && n_went)
 		snprintf(st->cause, sizeof(st->cause), "%u nodes joined, %u left", n_came, n_went);
 	else if (n_came)
 		snprintf(st->cause, sizeof(st->cause), n_came == 1 ? "node %.16s joined" : "%.0s%u nodes joined",
 		    came, n_came);
-	else if (n_went)
+	else
 		snprintf(st->cause, sizeof(st->cause), n_went == 1 ? "node %.16s left" : "%.0s%u nodes left",
 		    went, n_went);
-	else
-		snprintf(st->cause, sizeof(st->cause), "new cluster key, same nodes");
+	memcpy(c->last_list, list, n * sizeof(list[0]));
+	c->last_n = n;
 	memcpy(st->succession, list, n * sizeof(list[0]));
 	st->n = n;
 	st->cluster_key = key;

@@ -30,9 +30,10 @@ mkdir -p "$MNT_B" "$MNT_C" "$T/work_b" "$T/work_c" || fail "mkdir"
 PID_B=
 PID_C=
 
-# stop_extra PIDVAR MNT: unmount (as a user would), then wait, then KILL
+# stop_extra PIDVAR MNT: unmount (as a user would), then wait, then KILL;
+# returns the daemon's exit status
 stop_extra() {
-	local pid=${!1} i=0
+	local pid=${!1} i=0 rc=0
 	grep -qF " $2 fuse" /proc/self/mounts && { timeout 10 fusermount3 -u "$2" || timeout 10 fusermount3 -u -z "$2"; }
 	if [ -n "$pid" ]; then
 		while kill -0 "$pid" 2>/dev/null && [ $i -lt 50 ]; do
@@ -41,8 +42,10 @@ stop_extra() {
 		done
 		kill -KILL "$pid" 2>/dev/null
 		wait "$pid" 2>/dev/null
+		rc=$?
 	fi
 	eval "$1="
+	return $rc
 }
 itest_before_stop() {
 	stop_extra PID_B "$MNT_B"
@@ -195,6 +198,8 @@ check_true "a logs who came" "$(grep -cE "clustering: cluster key [0-9a-f]{16}, 
 check_true "node a still serves" "$(cat "$MNT/test/f")" = hello
 
 stop_extra PID_C "$MNT_C"
+check_eq "node c's exit status after its unmount (also under ASan+UBSan)" "$?" 0
 stop_extra PID_B "$MNT_B"
+check_eq "node b's exit status after its unmount" "$?" 0
 stop_daemon || bad "recfsd exited non-zero"
 finish

@@ -205,10 +205,11 @@ struct cluster_state {
 };
 
 /*
- * Observer: called after every change of the installed state (a committed
- * succession and key, or becoming an orphan), in order, never twice for
- * one change, on a fabric or clustering thread with no clustering lock
- * held.  Must not block and must not call clustering_destroy.
+ * Observer: called once for every change of the installed state (a
+ * committed succession and key, or becoming an orphan), in the order they
+ * were installed (st->changes counts them), on a fabric or clustering
+ * thread with no clustering lock held.  st->integrity is true unless an
+ * orphan.  Must not block and must not call clustering_destroy.
  */
 typedef void (*clustering_observer_fn)(void *arg, const struct cluster_state *st);
 

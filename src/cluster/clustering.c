@@ -33,6 +33,7 @@
 
 #define MS 1000000ULL
 #define OBSERVERS_MAX 4
+#define NOTIFY_QUEUE 16    /* changes waiting for the observers (a change takes a quantum) */
 
 struct clustering {
 	struct fabric *fabric;
@@ -46,7 +47,6 @@ struct clustering {
 	unsigned n_observers;
 
 	pthread_mutex_t notify_lock;  /* serialises observer calls; before lock */
-	uint64_t notified_seq;        /* under notify_lock */
 
 	pthread_mutex_t lock;         /* everything below */
 	pthread_cond_t cond;
@@ -54,9 +54,10 @@ struct clustering {
 	pthread_t thread;
 	uint64_t view_hash, view_changed_ns;
 	struct cluster_state st;      /* installed (integrity filled by state_get) */
+	struct cluster_state queue[NOTIFY_QUEUE]; /* changes not yet told to the observers */
+	unsigned q_head, q_len;
 	unsigned last_n;              /* the last cluster installed (an orphan keeps it), 0: none */
 	uint64_t last_list[CLUSTER_NODES_MAX];
-	uint64_t seq;                 /* bumped at every change of st */
 	/* as principal: the proposal in flight */
 	bool proposing;
 	uint64_t prop_id, prop_key, prop_deadline_ns;
@@ -200,6 +201,23 @@ view_read(struct clustering *c, struct view *v)
 	qsort(v->cand, v->n_cand, sizeof(v->cand[0]), desc);
 }
 
+/* Queues the installed state for the observers (caller holds c->lock). */
+static void
+enqueue(struct clustering *c)
+{
+	if (c->n_observers == 0)
+		return;
+	if (c->q_len == NOTIFY_QUEUE) {
+		/* cannot happen at one change per quantum; the latest state wins */
+		log_warn("clustering", "observers are %d changes behind; the oldest is dropped", NOTIFY_QUEUE);
+		c->q_head = (c->q_head + 1) % NOTIFY_QUEUE;
+		c->q_len--;
+	}
+	c->queue[(c->q_head + c->q_len) % NOTIFY_QUEUE] = c->st;
+	c->queue[(c->q_head + c->q_len) % NOTIFY_QUEUE].integrity = c->st.role != CLUSTERING_ORPHAN;
+	c->q_len++;
+}
+
 /* "0b, 0a" into buf: the ids of a not in b. */
 static unsigned
 list_minus(const uint64_t *a, unsigned na, const uint64_t *b, unsigned nb, char *buf, size_t cap)
@@ -253,7 +271,7 @@ install(struct clustering *c, const uint64_t *list, unsigned n, uint64_t key)
 	st->role = list[0] == c->node_id ? CLUSTERING_PRINCIPAL : CLUSTERING_MEMBER;
 	st->change_epoch_ms = clock_epoch_ms();
 	st->changes++;
-	c->seq++;
+	enqueue(c);
 	/* the others' pulses carry the new key only after an interval: the
 	 * quiet period starts again before anyone judges keys */
 	c->view_changed_ns = clock_mono_ns();
@@ -278,14 +296,14 @@ orphan(struct clustering *c, const char *why)
 	st->role = CLUSTERING_ORPHAN;
 	st->change_epoch_ms = clock_epoch_ms();
 	st->changes++;
-	c->seq++;
+	enqueue(c);
 	c->pending = false;
 	c->view_changed_ns = clock_mono_ns();
 	heartbeat_cluster_key_set(c->hb, 0);
 	log_info("clustering", "orphan (%s): came [] went [%s]", why, went);
 }
 
-/* Calls the observers with the state if it changed since the last call. */
+/* Tells the observers every queued change, in order. */
 static void
 notify(struct clustering *c)
 {
@@ -293,18 +311,19 @@ notify(struct clustering *c)
 	unsigned i;
 
 	pthread_mutex_lock(&c->notify_lock);
-	pthread_mutex_lock(&c->lock);
-	if (c->seq == c->notified_seq) {
+	for (;;) {
+		pthread_mutex_lock(&c->lock);
+		if (c->q_len == 0) {
+			pthread_mutex_unlock(&c->lock);
+			break;
+		}
+		st = c->queue[c->q_head];
+		c->q_head = (c->q_head + 1) % NOTIFY_QUEUE;
+		c->q_len--;
 		pthread_mutex_unlock(&c->lock);
-		pthread_mutex_unlock(&c->notify_lock);
-		return;
+		for (i = 0; i < c->n_observers; i++)
+			c->observers[i].fn(c->observers[i].arg, &st);
 	}
-	c->notified_seq = c->seq;
-	st = c->st;
-	pthread_mutex_unlock(&c->lock);
-	st.integrity = st.role != CLUSTERING_ORPHAN;
-	for (i = 0; i < c->n_observers; i++)
-		c->observers[i].fn(c->observers[i].arg, &st);
 	pthread_mutex_unlock(&c->notify_lock);
 }
 

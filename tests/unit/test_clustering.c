@@ -41,6 +41,8 @@ struct node {
 	pthread_mutex_t lock;
 	uint64_t seen_key;      /* observer: the last key it was told */
 	unsigned seen_n, seen_calls, max_seen_n;
+	uint64_t seen_changes;  /* st->changes of the last call */
+	bool seen_out_of_order; /* a call whose changes was not the previous + 1 */
 	bool up;
 };
 
@@ -53,6 +55,9 @@ observer(void *arg, const struct cluster_state *st)
 	n->seen_key = st->cluster_key;
 	n->seen_n = st->n;
 	n->seen_calls++;
+	if (st->changes != n->seen_changes + 1)
+		n->seen_out_of_order = true;
+	n->seen_changes = st->changes;
 	if (st->n > n->max_seen_n)
 		n->max_seen_n = st->n;
 	pthread_mutex_unlock(&n->lock);
@@ -154,8 +159,12 @@ one_cluster(struct node **g, unsigned n)
 		if (st.cluster_key != st0.cluster_key || st.n != st0.n || !st.integrity ||
 		    memcmp(st.succession, st0.succession, st.n * sizeof(st.succession[0])) != 0)
 			return false;
+		/* the observer was told every change, in order, the last one this */
 		pthread_mutex_lock(&g[i]->lock);
 		in = g[i]->seen_key == st.cluster_key && g[i]->seen_n == st.n;
+		assert_false(g[i]->seen_out_of_order);
+		if (in)
+			assert_true(g[i]->seen_calls == st.changes && g[i]->seen_changes == st.changes);
 		pthread_mutex_unlock(&g[i]->lock);
 		if (!in)
 			return false;

@@ -59,8 +59,8 @@ config)
 	libs=$engine_libs
 	;;
 fabric_msg)
-	# the fabric's frame, message and hello decoders, heartbeat pulses; own seed writer
-	sources="tests/fuzz/fuzz_fabric_msg.c src/fabric/fabric_msg.c src/cluster/heartbeat_pulse.c"
+	# the fabric's frame, message and hello decoders, heartbeat pulses, clustering messages; own seed writer
+	sources="tests/fuzz/fuzz_fabric_msg.c src/fabric/fabric_msg.c src/cluster/heartbeat_pulse.c src/cluster/clustering_msg.c"
 	libs=""
 	driver=tests/fuzz/fuzz_fabric_main.c
 	;;

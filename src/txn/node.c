@@ -127,12 +127,41 @@ ticker_main(void *arg)
 	return NULL;
 }
 
-/* One line per namespace: "{test} objects=5 ... client_write_success_per_sec=1.5". */
+void
+txn_node_network_set(struct node *node, struct txn_network *net)
+{
+	pthread_mutex_lock(&node->network_lock);
+	node->network = net;
+	pthread_mutex_unlock(&node->network_lock);
+}
+
+bool
+txn_node_cluster(struct node *node, struct txn_cluster *out)
+{
+	bool on;
+
+	pthread_mutex_lock(&node->network_lock);
+	on = node->network != NULL;
+	if (on)
+		txn_network_cluster(node->network, out);
+	pthread_mutex_unlock(&node->network_lock);
+	return on;
+}
+
+/* One line per namespace: "{test} objects=5 ... client_write_success_per_sec=1.5";
+ * with a network, first "cl-size=3 cl-key=... cl-principal=...". */
 static void
 ticker_tick(struct node *node, uint64_t prev[][STAT_NS_COUNT], double secs)
 {
 	size_t n_rows;
 	const struct statistic *rows = statistic_rows(STAT_SECTION_NAMESPACE, &n_rows);
+	struct txn_cluster *tc = malloc(sizeof(*tc));
+
+	if (tc != NULL && txn_node_cluster(node, tc))
+		log_info("ticker", "cl-size=%u cl-key=%016" PRIx64 " cl-principal=%016" PRIx64
+		    " cl-integrity=%s", tc->size, tc->cluster_key, tc->principal,
+		    tc->integrity ? "true" : "false");
+	free(tc);
 
 	for (unsigned i = 0; i < node->n_namespaces; i++) {
 		struct namespace *ns = node->namespaces[i];
@@ -205,6 +234,7 @@ node_open(struct node **out, struct recfs_config *cfg)
 	node->cfg = cfg;
 	node->start_ms = clock_epoch_ms();
 	pthread_mutex_init(&node->config_lock, NULL);
+	pthread_mutex_init(&node->network_lock, NULL);
 	for (unsigned i = 0; i < cfg->n_namespaces; i++) {
 		/* Histograms are 64-byte aligned (one shard per cache line). */
 		struct txn_ns_extra *x = aligned_alloc(64, (sizeof(*x) + 63) & ~(size_t)63);
@@ -267,6 +297,7 @@ node_close(struct node *node, bool clean)
 		free(node->extra[i]);
 	}
 	pthread_mutex_destroy(&node->config_lock);
+	pthread_mutex_destroy(&node->network_lock);
 	free(node);
 }
 
@@ -418,6 +449,13 @@ txn_node_values(struct node *node, uint64_t v[STAT_NODE_COUNT])
 	}
 	v[STAT_NODE_uptime] = (clock_epoch_ms() - node->start_ms) / 1000;
 	v[STAT_NODE_cluster_size] = 1;
+	{
+		struct txn_cluster *tc = malloc(sizeof(*tc));
+
+		if (tc != NULL && txn_node_cluster(node, tc))
+			v[STAT_NODE_cluster_size] = tc->size;
+		free(tc);
+	}
 	v[STAT_NODE_namespaces] = node->n_namespaces;
 	if (sysinfo(&si) == 0) {
 		uint64_t total = (uint64_t)si.totalram * si.mem_unit;

@@ -52,8 +52,28 @@ void node_close(struct node *node, bool clean);
  */
 struct txn_network;
 int txn_network_start(const struct recfs_config *cfg, uint64_t node_id, struct txn_network **out);
-/* Stops and frees it (NULL: nothing). */
+/* Stops and frees it (NULL: nothing).  Detach it from the node first. */
 void txn_network_stop(struct txn_network *net);
+
+/* The cluster as this node sees it (docs/cluster.md). */
+#define TXN_CLUSTER_NODES_MAX 64
+struct txn_cluster {
+	uint64_t cluster_key;           /* 0: an orphan */
+	uint64_t principal;             /* 0: an orphan */
+	unsigned size;                  /* nodes in the succession (1 for an orphan) */
+	uint64_t succession[TXN_CLUSTER_NODES_MAX]; /* principal first, descending */
+	bool integrity;                 /* every node of the succession is alive */
+	uint64_t change_epoch_ms;       /* the last change */
+	char cause[160];                /* of the last change */
+	uint64_t changes, proposals, proposals_aborted;
+};
+
+/* Attaches the started network to the node (NULL detaches it) so that the
+ * node's statistics and ticker line show the cluster. */
+void txn_node_network_set(struct node *node, struct txn_network *net);
+/* Fills out and returns true when the node runs a network; false for a
+ * single node without seeds (it is its own cluster). */
+bool txn_node_cluster(struct node *node, struct txn_cluster *out);
 
 unsigned node_namespace_count(const struct node *node);
 struct namespace *node_namespace(struct node *node, unsigned i);

@@ -3,11 +3,12 @@
 # but only those that are missing (so a second run costs nothing).
 # libsystemd-dev: sd_notify readiness (optional at configure time);
 # mawk: examples/stats.sh is tested under Debian's default awk;
+# logrotate: t_config runs the shipped logrotate snippet;
 # systemd: systemd-analyze verify of the units in tests/check_install.sh.
 set -eu
 PKGS="build-essential autoconf automake libtool pkg-config \
 libfuse3-dev fuse3 liburing-dev libyaml-dev libcmocka-dev libssl-dev \
-fio attr rsync tar python3 clang mawk \
+fio attr rsync tar python3 clang mawk logrotate \
 libsystemd-dev systemd"
 missing=""
 for p in $PKGS; do

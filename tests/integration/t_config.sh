@@ -196,6 +196,22 @@ i=0
 while [ ! -e "$LOG" ] && [ $i -lt 25 ]; do sleep 0.2; i=$((i + 1)); done
 check_true "SIGHUP reopened the log file" -e "$LOG"
 assert_serving "SIGHUP"
+# The shipped logrotate snippet, pointed at this log: it rotates the file
+# and its postrotate makes recfsd write to the new one (pkill -HUP reaches
+# other tests' daemons too, which only reopen their logs).
+if command -v logrotate >/dev/null 2>&1; then
+	echo "before rotation" >>"$LOG"
+	sed "s|/var/log/recfs/\*.log|$LOG|" "$top_srcdir/examples/logrotate.d/recfs" >"$T/logrotate.conf"
+	out=$(run logrotate -f -s "$T/logrotate.state" "$T/logrotate.conf" 2>&1)
+	check_eq "logrotate with the shipped snippet: exit status ($out)" $? 0
+	check_true "logrotate moved the log away" "$(grep -c "before rotation" "$LOG.1" 2>/dev/null || echo 0)" -eq 1
+	i=0
+	while ! grep -q "reopen" "$LOG" 2>/dev/null && [ $i -lt 25 ]; do sleep 0.2; i=$((i + 1)); done
+	check_true "after logrotate recfsd writes to the new log ($(cat "$LOG" 2>/dev/null | head -2))" \
+	    "$(grep -c "reopen" "$LOG" 2>/dev/null || echo 0)" -ge 1
+else
+	note "no logrotate: the shipped snippet is not run"
+fi
 expect_ok "fusermount3 -u" fusermount3 -u "$MNT"
 i=0
 while kill -0 "$DAEMON_PID" 2>/dev/null && [ $i -lt 50 ]; do sleep 0.2; i=$((i + 1)); done

@@ -3,12 +3,14 @@
 # but only those that are missing (so a second run costs nothing).
 # libsystemd-dev: sd_notify readiness (optional at configure time);
 # mawk: examples/stats.sh is tested under Debian's default awk;
-# systemd: systemd-analyze verify of the units in tests/check_install.sh.
+# systemd: systemd-analyze verify of the units in tests/check_install.sh;
+# iproute2, nftables: the cluster harness's network namespaces and faults
+# (tests/integration/cluster_lib.sh).
 set -eu
 PKGS="build-essential autoconf automake libtool pkg-config \
 libfuse3-dev fuse3 liburing-dev libyaml-dev libcmocka-dev libssl-dev \
 fio attr rsync tar python3 clang mawk \
-libsystemd-dev systemd"
+libsystemd-dev systemd iproute2 nftables"
 missing=""
 for p in $PKGS; do
 	if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then

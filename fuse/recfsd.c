@@ -612,6 +612,7 @@ main(int argc, char *argv[])
 		    recfs_strerror(rc));
 		goto out_node;
 	}
+	recfsd.network = network;
 	rc = inode_table_init(node);
 	table = true;
 	if (rc != 0) {
@@ -700,6 +701,7 @@ out_session:
 out_node:
 	if (table)
 		inode_table_fini();
+	recfsd.network = NULL;
 	txn_network_stop(network);
 	node_close(node, true);
 	if (status == 0)

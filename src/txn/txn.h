@@ -54,6 +54,27 @@ struct txn_network;
 int txn_network_start(const struct recfs_config *cfg, uint64_t node_id, struct txn_network **out);
 /* Stops and frees it (NULL: nothing). */
 void txn_network_stop(struct txn_network *net);
+/* The STATISTICS_FABRIC rows (v has STAT_FABRIC_COUNT values; all 0 for
+ * net NULL, a node without seeds). */
+void txn_network_values(struct txn_network *net, uint64_t *v);
+
+/* One other node as .info/peers shows it: the heartbeat's view merged with
+ * the fabric's by node id. */
+struct txn_peer {
+	uint64_t node_id;
+	char address[64];          /* its fabric "ip:port" */
+	bool heard;                /* the heartbeat has had a pulse from it */
+	bool alive;                /* heartbeat: a pulse within the timeout */
+	uint64_t age_ms;           /* since its last pulse (heard only) */
+	bool connected;            /* an authenticated fabric connection now */
+	uint64_t bytes_sent, bytes_received, msgs_sent, msgs_received;
+	uint64_t connects, auth_failures;
+	uint64_t queued_bytes;
+};
+
+/* Fills up to max peers in node id order; returns how many there are (0 for
+ * net NULL).  -ENOMEM is reported as 0 peers. */
+unsigned txn_network_peers(struct txn_network *net, struct txn_peer *out, unsigned max);
 
 unsigned node_namespace_count(const struct node *node);
 struct namespace *node_namespace(struct node *node, unsigned i);

@@ -42,7 +42,8 @@
 #
 # Waits, each bounded by CLUSTER_WAIT_S (20) seconds, return 1 on timeout:
 # cluster_wait_size K [nodes...] (cluster_size in .info/cluster on each
-# mount), cluster_wait_log nK PATTERN [MARK] (extended regex in nK's log,
+# mount), cluster_wait_agree K [nodes...] (cluster_size K and one
+# cluster_key and principal on all), cluster_wait_log nK PATTERN [MARK] (extended regex in nK's log,
 # in the lines after MARK = an earlier cluster_mark nK).
 #
 # Cleanup (lib.sh's EXIT trap calls itest_before_stop, defined here; a test
@@ -398,6 +399,27 @@ cluster_wait_size() {
 		sleep 0.2
 	done
 	note "cluster_wait_size $want: $(for n in $nodes; do printf '%s=%s ' "$n" "$(cluster_info "$n" cluster_size)"; done)"
+	return 1
+}
+
+# cluster_wait_agree K [nodes...]: every node (default all running ones)
+# shows cluster_size=K and the same cluster_key and principal (the row
+# "principal", or "cluster_principal" while .info/cluster has that name).
+cluster_wait_agree() {
+	local want=$1 n i views nodes p
+	shift
+	nodes=${*:-$(for n in $(cluster_nodes); do [ -n "$(cluster_pid "$n")" ] && echo "$n"; done)}
+	for ((i = 0; ; i++)); do
+		views=$(for n in $nodes; do
+			p=$(cluster_info "$n" principal)
+			[ -n "$p" ] || p=$(cluster_info "$n" cluster_principal)
+			echo "$(cluster_info "$n" cluster_size) $(cluster_info "$n" cluster_key) $p"
+		done | sort -u)
+		[ "$(echo "$views" | wc -l)" -eq 1 ] && [ "${views%% *}" = "$want" ] && return 0
+		[ $i -ge $((CLUSTER_WAIT_S * 5)) ] && break
+		sleep 0.2
+	done
+	note "cluster_wait_agree $want: $(echo "$views" | tr '\n' ';')"
 	return 1
 }
 

@@ -12,13 +12,15 @@
 #              (link down, and one way with nftables) and splitting 2+1
 #              make the others log departures, healing brings them back;
 #   failing  - a test that fails half-way through (with a SIGSTOPped node
-#              and an isolated one).
+#              and a split);
+#   watchdog - a test blocked in a read of a SIGSTOPped node's mount, until
+#              lib.sh's watchdog (8 s) kills the nodes and the test.
 # After each, this outer test checks that nothing is left: no recfsd of the
 # inner run, no mount, no namespace of its prefix (veths, bridge and nft
 # tables live only inside those namespaces).
 if [ "${1:-}" = --inner ]; then
 	PHASE=$2
-	ITEST_TIMEOUT=45
+	ITEST_TIMEOUT=${INNER_TIMEOUT:-45}
 	. "${top_srcdir:-$(dirname "$0")/../..}/tests/integration/cluster_lib.sh"
 	echo "$T" >"$CLUSTER_RECORD/t"
 	arrived() { echo "heartbeat: node $(cluster_id "$1") at $(cluster_addr "$1") arrived"; }
@@ -77,6 +79,7 @@ if [ "${1:-}" = --inner ]; then
 		size=$(cluster_info n1 cluster_size)
 		check_true "n1's .info/cluster has a cluster_size" -n "$size"
 		if cluster_wait_size "$size"; then pass "cluster_wait_size $size"; else bad "cluster_wait_size $size did not return 0"; fi
+		if cluster_wait_agree "$size" n1; then pass "cluster_wait_agree $size n1"; else bad "cluster_wait_agree $size n1 did not return 0"; fi
 		t0=$(date +%s)
 		CLUSTER_WAIT_S=2 cluster_wait_size 99 n1 && bad "cluster_wait_size 99 returned 0"
 		check_true "cluster_wait_size 99 gives up within its bound" $(($(date +%s) - t0)) -le 4
@@ -132,6 +135,16 @@ if [ "${1:-}" = --inner ]; then
 		cluster_split "n1" "n3"
 		fail "failing on purpose, with n2 stopped and n1|n3 split"
 		;;
+	watchdog)
+		cluster_start 3 --netns
+		for n in n1 n2 n3; do cluster_pid $n; done >"$CLUSTER_RECORD/pids"
+		cluster_isolate n3
+		cluster_stop n2
+		# a read of the stopped node's mount hangs until the watchdog
+		# kills the nodes (no `run`: nothing else bounds it)
+		cat "$(cluster_mnt n2)/.info/build" >/dev/null 2>&1
+		sleep 30
+		;;
 	esac
 	finish
 fi
@@ -143,7 +156,8 @@ ITEST_TIMEOUT=150
 inner() {
 	local phase=$1 want=$2 rc prefix=rcfsh$$$1 pid left
 	mkdir -p "$T/$phase"
-	CLUSTER_RECORD=$T/$phase CLUSTER_NS_PREFIX=$prefix timeout -k 5 80 bash "$0" --inner "$phase" >"$T/$phase/out" 2>&1
+	CLUSTER_RECORD=$T/$phase CLUSTER_NS_PREFIX=$prefix INNER_TIMEOUT=${3:-45} \
+		timeout -k 5 80 bash "$0" --inner "$phase" >"$T/$phase/out" 2>&1
 	rc=$?
 	sed "s/^/  [$phase] /" "$T/$phase/out"
 	check_eq "$phase: inner test's exit status" "$rc" "$want"
@@ -167,6 +181,9 @@ inner loopback 0
 if [ "$(id -u)" -eq 0 ] && command -v ip >/dev/null && command -v nft >/dev/null; then
 	inner netns 0
 	inner failing 1
+	inner watchdog 143 8
+	check_true "watchdog: the inner test said why it stopped" \
+		"$(grep -c 'exceeded 8s' "$T/watchdog/out")" -eq 1
 	check_eq "no veth or bridge of the harness in the host's namespace" \
 		"$(ip -o link show | grep -cE ': (v[0-9]+|br0|eth0)@')" 0
 else

@@ -35,8 +35,9 @@
 # (SIGSTOP/SIGCONT), cluster_restart nK (clean stop if running, then start on
 # the same storage, its config rewritten from the CLUSTER_* settings), and
 # with --netns: cluster_isolate nK [--oneway] (link down both ways;
-# --oneway: an nftables drop of what nK receives, so its pulses still go
-# out), cluster_heal nK, cluster_split "n1 n2 n3" "n4 n5"
+# --oneway: an nftables drop of what nK receives: nK hears no one, while
+# its pulses still reach the others until TCP's unacknowledged window
+# fills), cluster_heal nK, cluster_split "n1 n2 n3" "n4 n5"
 # (nftables drops between the groups, in every node's namespace),
 # cluster_heal_all.
 #

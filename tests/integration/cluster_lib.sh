@@ -446,14 +446,20 @@ cluster_wait_log() {
 
 # ---- cleanup ------------------------------------------------------------------------------
 
-# cluster_destroy: every node stopped and unmounted, every namespace gone.
+# cluster_destroy: every node stopped and unmounted, every namespace gone;
+# a node that exits non-zero on its clean stop is a failure of the test.
 cluster_destroy() {
 	local k ns
 	for ((k = 1; k <= CLUSTER_N; k++)); do
 		[ -n "${CL_PID[k]}" ] && kill -CONT "${CL_PID[k]}" 2>/dev/null
 	done
 	for ((k = 1; k <= CLUSTER_N; k++)); do
+		local was=${CL_PID[k]:-} rc
 		cluster_down "n$k"
+		rc=$?
+		# a clean stop is exit 0 (an ASan report, a crash at exit is not)
+		[ -n "$was" ] && [ $rc -ne 0 ] &&
+			bad "n$k: recfsd exited $rc at its stop: $(tail -n 5 "$CLUSTER_DIR/n$k/daemon.out")"
 	done
 	if [ -s "$CLUSTER_DIR/netns" ]; then
 		# nodes first, the bridge last; a node's veth and nft tables go with it

@@ -88,6 +88,68 @@ static const char *const info_names[INFO_FILE_COUNT] = {
 
 static char info_node_id[32] = "0000000000000000";
 static char info_cluster_key[32] = "0000000000000000";
+static char info_start_time[32] = "";
+
+/* The text of a networked node's cluster rows (one reader at a time). */
+static pthread_mutex_t info_cluster_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct {
+	char key[17], principal[17], time[32], cause[160];
+	char succession[TXN_CLUSTER_NODES_MAX * 17];
+} info_cluster_text;
+
+static void
+iso_time(uint64_t epoch_ms, char *buf, size_t cap)
+{
+	time_t t = (time_t)(epoch_ms / 1000);
+	struct tm tm;
+
+	gmtime_r(&t, &tm);
+	strftime(buf, cap, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+/* .info/cluster: a single node without network is its own cluster; with
+ * one, the installed state (texts in info_cluster_text, which the caller
+ * uses under info_cluster_lock). */
+static void
+cluster_values(struct info_values *out)
+{
+	struct txn_cluster *tc = malloc(sizeof(*tc));
+	size_t off = 0;
+
+	out->text[CLUSTER_cluster_name] = recfsd.cfg->cluster_name;
+	out->v[CLUSTER_migrate_partitions_remaining] = 0;
+	if (tc == NULL || !txn_node_cluster(recfsd.node, tc)) {
+		out->v[CLUSTER_cluster_size] = 1;
+		out->text[CLUSTER_cluster_key] = info_cluster_key;
+		out->text[CLUSTER_cluster_principal] = info_node_id;
+		out->v[CLUSTER_cluster_integrity] = 1;
+		out->text[CLUSTER_cluster_succession] = info_node_id;
+		out->text[CLUSTER_cluster_change_time] = info_start_time;
+		out->text[CLUSTER_cluster_change_cause] = "started";
+		free(tc);
+		return;
+	}
+	snprintf(info_cluster_text.key, sizeof(info_cluster_text.key), "%016" PRIx64, tc->cluster_key);
+	snprintf(info_cluster_text.principal, sizeof(info_cluster_text.principal), "%016" PRIx64,
+	    tc->principal);
+	iso_time(tc->change_epoch_ms, info_cluster_text.time, sizeof(info_cluster_text.time));
+	snprintf(info_cluster_text.cause, sizeof(info_cluster_text.cause), "%s", tc->cause);
+	info_cluster_text.succession[0] = '\0';
+	for (unsigned i = 0; i < tc->size && i < TXN_CLUSTER_NODES_MAX; i++)
+		off += (size_t)snprintf(info_cluster_text.succession + off,
+		    sizeof(info_cluster_text.succession) - off, "%s%016" PRIx64, i ? "," : "", tc->succession[i]);
+	out->v[CLUSTER_cluster_size] = tc->size;
+	out->text[CLUSTER_cluster_key] = info_cluster_text.key;
+	out->text[CLUSTER_cluster_principal] = info_cluster_text.principal;
+	out->v[CLUSTER_cluster_integrity] = tc->integrity;
+	out->text[CLUSTER_cluster_succession] = info_cluster_text.succession;
+	out->text[CLUSTER_cluster_change_time] = info_cluster_text.time;
+	out->text[CLUSTER_cluster_change_cause] = info_cluster_text.cause;
+	out->v[CLUSTER_cluster_changes] = tc->changes;
+	out->v[CLUSTER_cluster_proposals] = tc->proposals;
+	out->v[CLUSTER_cluster_proposals_aborted] = tc->proposals_aborted;
+	free(tc);
+}
 
 /* Lines of /.info/peers at most (the heartbeat's table and the fabric's
  * dialers bound what exists well below this). */
@@ -197,7 +259,6 @@ info_stat_line(void *arg, const char *name, const char *value)
 static void
 section_values(enum stat_section s, struct info_values *out)
 {
-	uint64_t node[STAT_NODE_COUNT];
 
 	memset(out, 0, sizeof(*out));
 	switch (s) {
@@ -210,7 +271,7 @@ section_values(enum stat_section s, struct info_values *out)
 		out->v[STAT_fuse_open_handles] = handle_count();
 		break;
 	case STAT_SECTION_FABRIC:
-		txn_network_values(recfsd.network, out->v);
+		txn_node_fabric_values(recfsd.node, out->v);
 		break;
 	case STAT_SECTION_BUILD:
 		out->text[BUILD_version] = RECFS_VERSION;
@@ -220,15 +281,7 @@ section_values(enum stat_section s, struct info_values *out)
 		out->text[NODEID_node_id] = info_node_id;
 		break;
 	case STAT_SECTION_CLUSTER:
-		/* One node: it is the principal, the whole succession list, and
-		 * nothing migrates.  The cluster issue replaces these. */
-		txn_node_values(recfsd.node, node);
-		out->v[CLUSTER_cluster_size] = node[STAT_NODE_cluster_size];
-		out->text[CLUSTER_cluster_key] = info_cluster_key;
-		out->text[CLUSTER_cluster_principal] = info_node_id;
-		out->v[CLUSTER_cluster_integrity] = 1;
-		out->text[CLUSTER_cluster_succession] = info_node_id;
-		out->v[CLUSTER_migrate_partitions_remaining] = 0;
+		cluster_values(out);
 		break;
 	default:
 		break;
@@ -267,8 +320,10 @@ emit_section(struct sbuf *b, enum stat_section s)
 {
 	struct info_values iv;
 
+	pthread_mutex_lock(&info_cluster_lock);   /* the cluster section's texts */
 	section_values(s, &iv);
 	emit_text(b, s, iv.v, iv.text);
+	pthread_mutex_unlock(&info_cluster_lock);
 }
 
 /* ---- peers ---------------------------------------------------------------------- */
@@ -280,14 +335,12 @@ info_peers(struct sbuf *b)
 	struct txn_peer *p;
 	unsigned n;
 
-	if (recfsd.network == NULL)
-		return;
 	p = calloc(INFO_PEERS_MAX, sizeof(*p));
 	if (p == NULL) {
 		b->err = -ENOMEM;
 		return;
 	}
-	n = txn_network_peers(recfsd.network, p, INFO_PEERS_MAX);
+	n = txn_node_peers(recfsd.node, p, INFO_PEERS_MAX);
 	for (unsigned i = 0; i < n && i < INFO_PEERS_MAX; i++) {
 		char age[24];
 
@@ -469,6 +522,7 @@ metrics_node_section(struct sbuf *b, enum stat_section s)
 	const struct statistic *rows = statistic_rows(s, &n);
 	char family[128];
 
+	pthread_mutex_lock(&info_cluster_lock);   /* the cluster section's texts */
 	section_values(s, &iv);
 	for (size_t i = 0; i < n; i++) {
 		if (rows[i].flags & STAT_F_ALIAS)
@@ -484,6 +538,7 @@ metrics_node_section(struct sbuf *b, enum stat_section s)
 			metric_value(b, &rows[i], iv.v[i]);
 		}
 	}
+	pthread_mutex_unlock(&info_cluster_lock);
 }
 
 struct set_list {
@@ -784,6 +839,7 @@ info_set_node_id(const char *id)
 	if (getrandom(&key, sizeof(key), 0) != (ssize_t)sizeof(key) || key == 0)
 		key = clock_mono_ns() ^ ((uint64_t)getpid() << 32);
 	snprintf(info_cluster_key, sizeof(info_cluster_key), "%016" PRIx64, key);
+	iso_time(clock_epoch_ms(), info_start_time, sizeof(info_start_time));
 }
 
 static int

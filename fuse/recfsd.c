@@ -612,7 +612,7 @@ main(int argc, char *argv[])
 		    recfs_strerror(rc));
 		goto out_node;
 	}
-	recfsd.network = network;
+	txn_node_network_set(node, network);
 	rc = inode_table_init(node);
 	table = true;
 	if (rc != 0) {
@@ -701,7 +701,7 @@ out_session:
 out_node:
 	if (table)
 		inode_table_fini();
-	recfsd.network = NULL;
+	txn_node_network_set(node, NULL);
 	txn_network_stop(network);
 	node_close(node, true);
 	if (status == 0)

@@ -41,7 +41,6 @@ struct fuse_session;
 struct recfsd {
 	struct recfs_config *cfg;
 	struct node *node;
-	struct txn_network *network; /* NULL: no network.seeds (a single node) */
 	double entry_timeout;       /* fuse.entry-timeout, seconds */
 	double attr_timeout;        /* fuse.attr-timeout, seconds */
 	uint32_t file_mode;         /* permission bits for records with no stored mode */

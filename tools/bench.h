@@ -27,6 +27,8 @@
 #include <string.h>
 #include <sys/types.h>
 
+#include "base/atomic.h"
+
 #define BENCH_THREADS_MAX 64
 #define BENCH_ROWS_MAX 128
 #define BENCH_NOTES_MAX 16
@@ -216,7 +218,7 @@ int bench_phase_run(struct bench_phase *p);
 static inline bool
 bench_phase_stopping(const struct bench_phase *p)
 {
-	return __atomic_load_n(&p->stop, __ATOMIC_RELAXED) != 0 || bench_interrupted;
+	return atomic_load_relaxed(&p->stop) != 0 || bench_interrupted;
 }
 
 /* Fill a row's figures from a finished phase (ops/s, MB/s, latency). */

@@ -45,6 +45,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "base/atomic.h"
 #include "base/log.h"
 #include "config/config.h"
 #include "txn/txn.h"
@@ -277,7 +278,7 @@ dev_worker(struct bench_worker *w, void *arg)
 			bench_hist_add(&w->hist, bench_now_ns() - t0);
 		if (rc != 0) {
 			if (rc == -ENOSPC && job->enospc_stops) {
-				__atomic_store_n(&job->full, 1, __ATOMIC_RELAXED);
+				atomic_store_relaxed(&job->full, 1);
 				break;
 			}
 			w->errors++;
@@ -1397,7 +1398,7 @@ defrag_run(struct bench_ctx *ctx, const char *id, const char *label, const char 
 		out->io_read -= rd0;
 		out->io_write -= wr0;
 	}
-	out->full = __atomic_load_n(&job.full, __ATOMIC_RELAXED) != 0;
+	out->full = atomic_load_relaxed(&job.full) != 0;
 	dev_stats_get(st, &out->after);
 out:
 	dev_node_close(st, false);

@@ -26,6 +26,12 @@ static int log_fd = 2;            /* -1 = syslog */
 static bool log_echo;             /* errors and warnings also to stderr (start-up) */
 static char *log_path;            /* NULL unless logging to a file */
 static pthread_mutex_t log_reopen_lock = PTHREAD_MUTEX_INITIALIZER;
+/* Held shared around each write(2) of a line, exclusive while log_reopen
+ * swaps the file: the old descriptor is closed only once no line is being
+ * written to it (closing it under a writer could let the number be reused
+ * by another file meanwhile; the TSan run of t_service saw the race).
+ * Writer-preferring, so a steady stream of lines cannot hold off a reopen. */
+static pthread_rwlock_t log_fd_lock = PTHREAD_RWLOCK_WRITER_NONRECURSIVE_INITIALIZER_NP;
 
 static const char *const level_names[] = { "ERROR", "WARN", "INFO", "DEBUG" };
 
@@ -92,7 +98,9 @@ log_reopen(void)
 		if (fd < 0) {
 			rc = -errno;
 		} else {
-			int old = __atomic_exchange_n(&log_fd, fd, __ATOMIC_ACQ_REL);
+			pthread_rwlock_wrlock(&log_fd_lock);
+			int old = atomic_exchange_acq_rel(&log_fd, fd);
+			pthread_rwlock_unlock(&log_fd_lock);
 			if (old > 2)
 				close(old);
 		}
@@ -173,6 +181,11 @@ log_msg(enum log_level level, const char *module, const char *fmt, ...)
 		return;
 	}
 	line[n++] = '\n';
+	pthread_rwlock_rdlock(&log_fd_lock);
+	/* The file may have been reopened since fd was read (only a file
+	 * replaces a file: never syslog or stderr). */
+	fd = atomic_load_acquire(&log_fd);
 	ssize_t w = write(fd, line, n);
+	pthread_rwlock_unlock(&log_fd_lock);
 	(void)w;
 }

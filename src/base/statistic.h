@@ -66,7 +66,7 @@
 /* .info/statistics, first part: the engine (txn_node_values). */
 #define STATISTICS_NODE(X) \
 	X(uptime, GAUGE, "s", 0, "Seconds since the node opened its namespaces.") \
-	X(cluster_size, GAUGE, "nodes", 0, "Nodes in the cluster (1: clustering is a later issue).") \
+	X(cluster_size, GAUGE, "nodes", 0, "Nodes in the cluster (1 for a single node without network, or an orphan).") \
 	X(namespaces, GAUGE, "namespaces", 0, "Configured namespaces.") \
 	X(objects, GAUGE, "records", 0, "Live records in all namespaces.") \
 	X(tombstones, GAUGE, "records", 0, "Tombstones (durable deletes) in all namespaces.") \
@@ -159,14 +159,27 @@
 #define STATISTICS_NODE_ID(X) \
 	X(node_id, TEXT, "", 0, "This node's id: 16 hex digits (node-id, or generated once and kept).")
 
-/* .info/cluster: a single node's view until the cluster issue. */
+/* .info/cluster (docs/cluster.md). */
 #define STATISTICS_CLUSTER(X) \
-	X(cluster_size, GAUGE, "nodes", STAT_F_ALIAS, "Nodes in the cluster.") \
+	X(cluster_size, GAUGE, "nodes", STAT_F_ALIAS, \
+	    "Nodes in the cluster: the succession list's length (1 for a single node or an orphan).") \
 	X(cluster_key, TEXT, "", 0, \
-	    "Random id of the current cluster membership, 16 hex digits: a new one whenever it changes (a single node draws one at start).") \
-	X(cluster_principal, TEXT, "", 0, "Node id of the principal (this node while it is alone).") \
-	X(cluster_integrity, BOOL, "", 0, "Every node of the succession list is reachable.") \
+	    "Random id of the current cluster membership, 16 hex digits: a new one whenever it changes (a single node draws one at start; an orphan shows 0000000000000000).") \
+	X(cluster_principal, TEXT, "", 0, \
+	    "Node id of the principal, the highest node id of the cluster (this node while it is alone; 0000000000000000 for an orphan).") \
+	X(cluster_integrity, BOOL, "", 0, \
+	    "Every node of the succession list is alive in this node's heartbeat (false for an orphan).") \
 	X(cluster_succession, TEXT, "", 0, "Node ids of the cluster, principal first, comma-separated.") \
+	X(cluster_name, TEXT, "", 0, "The cluster-name of the configuration.") \
+	X(cluster_change_time, TEXT, "", 0, \
+	    "When the cluster last changed as this node saw it (UTC, ISO 8601; the start for a single node).") \
+	X(cluster_change_cause, TEXT, "", 0, \
+	    "Why it last changed: started, formed alone, formed a cluster of N nodes, node N joined, node N left, merged: N nodes joined, orphaned: ....") \
+	X(cluster_changes, COUNTER, "changes", 0, \
+	    "Succession lists this node installed, orphanings included (0 for a single node without network).") \
+	X(cluster_proposals, COUNTER, "proposals", 0, "Succession lists this node proposed as principal.") \
+	X(cluster_proposals_aborted, COUNTER, "proposals", 0, \
+	    "Proposals of this node that a member rejected or did not answer within a quantum (retried after the next quantum).") \
 	X(migrate_partitions_remaining, GAUGE, "partitions", 0, "Partitions still to migrate.")
 
 /* .info/namespace/<ns> (followed there by the namespace's configuration). */
@@ -276,7 +289,7 @@
 	X(BUILD, STATISTICS_BUILD, "build", "recfs_", "What is running.") \
 	X(NODE_ID, STATISTICS_NODE_ID, "node", "recfs_", "Who this node is.") \
 	X(CLUSTER, STATISTICS_CLUSTER, "cluster", "recfs_", \
-	    "The cluster as this node sees it (a single node until the cluster issue).") \
+	    "The cluster as this node sees it: a single node without network is its own principal.") \
 	X(NAMESPACE, STATISTICS_NAMESPACE, "namespace/<ns>", "recfs_namespace_", \
 	    "One file per namespace; after the statistics come the namespace's effective " \
 	    "configuration parameters (see configuration.md).  Metrics carry a namespace label.") \

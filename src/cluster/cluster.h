@@ -2,8 +2,8 @@
  * cluster.h - the cluster layer (docs/cluster.md).
  *
  * Sits on the fabric (and, later, the namespaces) and below txn/.  Today:
- * the mesh heartbeat.  Clustering, the partition map, proxy/replication and
- * migration come in later steps.
+ * the mesh heartbeat and clustering.  The partition map, proxy/replication
+ * and migration come in later steps.
  *
  * Heartbeat.  Every interval each node sends a pulse to every node it has
  * an authenticated fabric connection to: its node id, its fabric address,
@@ -125,5 +125,131 @@ struct heartbeat_stats {
 };
 
 void heartbeat_stats_get(struct heartbeat *hb, struct heartbeat_stats *s);
+
+/* An alive node as clustering sees it: its last pulse's key and adjacency. */
+struct heartbeat_view_node {
+	uint64_t node_id;
+	uint64_t cluster_key;
+	unsigned n_adjacent;
+	uint64_t adjacent[CLUSTER_NODES_MAX];
+};
+
+/* Fills up to max alive nodes (never this one); returns how many were filled. */
+unsigned heartbeat_view_get(struct heartbeat *hb, struct heartbeat_view_node *out, unsigned max);
+
+/* Tests only: cut (blocked) or heal this node's heartbeat link to node_id:
+ * pulses from it are ignored and none are sent to it.  Cutting both ends
+ * makes the two nodes dead to each other while the fabric stays up. */
+void heartbeat_test_block(struct heartbeat *hb, uint64_t node_id, bool blocked);
+
+/* ---- clustering (clustering.c, clustering_msg.c) ---------------------------- */
+
+/*
+ * Clustering message field ids (message FABRIC_MSG_CLUSTERING).  Wire
+ * format: NEVER reuse or renumber an id.
+ */
+enum clustering_field_id {
+	CLUSTERING_FIELD_OP = 1,            /* u32 enum clustering_op */
+	CLUSTERING_FIELD_PROPOSAL_ID = 2,   /* u64, random, not 0 */
+	CLUSTERING_FIELD_CLUSTER_KEY = 3,   /* u64 (PREPARE, COMMIT), not 0 */
+	CLUSTERING_FIELD_SUCCESSION = 4     /* bytes (PREPARE): n x u64 node id, descending */
+};
+
+/* Operations: numbers are wire format, never renumbered. */
+enum clustering_op {
+	CLUSTERING_OP_PREPARE = 1,  /* principal -> members: proposal id, key, succession */
+	CLUSTERING_OP_ACCEPT = 2,   /* member -> principal: proposal id */
+	CLUSTERING_OP_REJECT = 3,   /* member -> principal: proposal id */
+	CLUSTERING_OP_COMMIT = 4    /* principal -> members: proposal id, key */
+};
+
+struct clustering_msg {
+	uint32_t op;
+	uint64_t proposal_id;
+	uint64_t cluster_key;            /* PREPARE, COMMIT */
+	unsigned n;                      /* PREPARE: succession length, 1..CLUSTER_NODES_MAX */
+	uint64_t succession[CLUSTER_NODES_MAX];
+};
+
+/* Largest encoded clustering message. */
+#define CLUSTERING_MSG_MAX (2 + 4 * 7 + 4 + 8 + 8 + CLUSTER_NODES_MAX * 8)
+
+/*
+ * 0, or -EBADMSG: another message type, an unknown op, a field missing,
+ * twice or of the wrong type, a proposal id or key of 0, a succession
+ * that is empty, longer than CLUSTER_NODES_MAX, not a multiple of 8 bytes,
+ * not strictly descending or holding node id 0.  Never reads outside m.
+ */
+int clustering_msg_decode(const struct fabric_msg *m, struct clustering_msg *c);
+/* Into buf via w; 0 or -EMSGSIZE / -EINVAL (a message the decoder would refuse). */
+int clustering_msg_encode(const struct clustering_msg *c, struct fabric_msg_writer *w, uint8_t *buf,
+    size_t cap);
+
+/*
+ * Clustering.  Every node computes, from the heartbeat's view, its
+ * candidates: itself and the alive nodes that all hear each other
+ * (docs/cluster.md: the clique rule).  The candidate with the highest node
+ * id is the principal.  When the candidates have not changed for a
+ * quantum and differ from the installed succession (or a member shows
+ * another cluster key), the principal proposes the succession (the
+ * candidates, descending) with a new random cluster key in two phases:
+ * PREPARE to every member; every member ACCEPTs; then COMMIT, and each
+ * installs.  A member that does not accept in time aborts the proposal,
+ * retried after the next quantum.  A node whose principal died or left it
+ * is an orphan (cluster key 0, size 1) until a principal takes it in or it
+ * forms its own cluster.
+ */
+struct clustering;
+
+enum clustering_role { CLUSTERING_ORPHAN, CLUSTERING_PRINCIPAL, CLUSTERING_MEMBER };
+
+struct cluster_state {
+	uint64_t cluster_key;            /* 0: orphan */
+	uint64_t principal;              /* 0: orphan */
+	enum clustering_role role;
+	unsigned n;                      /* 1 for an orphan (itself) */
+	uint64_t succession[CLUSTER_NODES_MAX]; /* descending, principal first */
+	bool integrity;                  /* every node of the succession is alive (clustering_state_get) */
+	uint64_t change_epoch_ms;        /* wall time of the last change */
+	char cause[160];                 /* of the last change: "node 00..0b joined", ... */
+	uint64_t changes;                /* successions installed (and orphanings) so far */
+	uint64_t proposals, proposals_aborted; /* as principal */
+};
+
+/*
+ * Observer: called once for every change of the installed state (a
+ * committed succession and key, or becoming an orphan), in the order they
+ * were installed (st->changes counts them), on a fabric or clustering
+ * thread with no clustering lock held.  st->integrity is true unless an
+ * orphan.  Must not block and must not call clustering_destroy.
+ */
+typedef void (*clustering_observer_fn)(void *arg, const struct cluster_state *st);
+
+struct clustering_config {
+	struct fabric *fabric;        /* created, not yet started */
+	struct heartbeat *heartbeat;  /* of the same node */
+	uint64_t node_id;
+	uint32_t interval_ms;         /* heartbeat.interval-ms */
+	uint32_t timeout_count;       /* heartbeat.timeout-count */
+};
+
+/* quantum = interval_ms x (timeout_count + 2) (docs/cluster.md). */
+uint64_t clustering_quantum_ms(uint32_t interval_ms, uint32_t timeout_count);
+
+/* Registers the message handler (before fabric_start).  -EINVAL, -ENOMEM. */
+int clustering_create(const struct clustering_config *cfg, struct clustering **out);
+/* Up to 4 observers; -ENOSPC past that.  Before clustering_start. */
+int clustering_observer_add(struct clustering *c, clustering_observer_fn fn, void *arg);
+int clustering_start(struct clustering *c);
+/* Joins the thread; the node keeps its installed state. */
+void clustering_stop(struct clustering *c);
+/* Shutdown order: clustering_stop, heartbeat_stop, fabric_destroy,
+ * clustering_destroy, heartbeat_destroy. */
+void clustering_destroy(struct clustering *c);
+/* The installed state, integrity computed now. */
+void clustering_state_get(struct clustering *c, struct cluster_state *st);
+/* Tests only: a muted node receives proposals but never answers them (a
+ * member that died mid-proposal, while its pulses still come). */
+void clustering_test_mute(struct clustering *c, bool muted);
 
 #endif

@@ -37,6 +37,7 @@ struct hb_node {
 	uint64_t cluster_key;
 	uint64_t last_ns;          /* monotonic time of its last pulse */
 	unsigned n_adjacent;
+	uint64_t adjacent[CLUSTER_NODES_MAX]; /* its last adjacency list (ids) */
 };
 
 struct heartbeat {
@@ -54,8 +55,22 @@ struct heartbeat {
 	struct heartbeat_stats stats;   /* counters; the gauges are computed */
 	struct hb_node nodes[TABLE_MAX];
 	unsigned n_nodes;
+	uint64_t blocked[CLUSTER_NODES_MAX]; /* tests: links cut (heartbeat_test_block) */
+	unsigned n_blocked;
 	pthread_t thread;
 };
+
+/* Caller holds hb->lock. */
+static bool
+is_blocked(const struct heartbeat *hb, uint64_t id)
+{
+	unsigned i;
+
+	for (i = 0; i < hb->n_blocked; i++)
+		if (hb->blocked[i] == id)
+			return true;
+	return false;
+}
 
 static void on_pulse(void *arg, uint64_t from, const struct fabric_msg *m);
 static void *heartbeat_thread(void *arg);
@@ -169,6 +184,43 @@ heartbeat_nodes_get(struct heartbeat *hb, struct heartbeat_node_info *out, unsig
 }
 
 unsigned
+heartbeat_view_get(struct heartbeat *hb, struct heartbeat_view_node *out, unsigned max)
+{
+	unsigned i, n = 0;
+
+	pthread_mutex_lock(&hb->lock);
+	for (i = 0; i < hb->n_nodes && n < max; i++) {
+		const struct hb_node *e = &hb->nodes[i];
+
+		if (!e->alive)
+			continue;
+		out[n].node_id = e->node_id;
+		out[n].cluster_key = e->cluster_key;
+		out[n].n_adjacent = e->n_adjacent;
+		memcpy(out[n].adjacent, e->adjacent, e->n_adjacent * sizeof(e->adjacent[0]));
+		n++;
+	}
+	pthread_mutex_unlock(&hb->lock);
+	return n;
+}
+
+void
+heartbeat_test_block(struct heartbeat *hb, uint64_t node_id, bool blocked)
+{
+	unsigned i;
+
+	pthread_mutex_lock(&hb->lock);
+	for (i = 0; i < hb->n_blocked; i++)
+		if (hb->blocked[i] == node_id)
+			break;
+	if (blocked && i == hb->n_blocked && hb->n_blocked < CLUSTER_NODES_MAX)
+		hb->blocked[hb->n_blocked++] = node_id;
+	else if (!blocked && i < hb->n_blocked)
+		hb->blocked[i] = hb->blocked[--hb->n_blocked];
+	pthread_mutex_unlock(&hb->lock);
+}
+
+unsigned
 heartbeat_alive_count(struct heartbeat *hb)
 {
 	unsigned i, n = 0;
@@ -246,6 +298,10 @@ on_pulse(void *arg, uint64_t from, const struct fabric_msg *m)
 	}
 	id = pulse.node_id;
 	pthread_mutex_lock(&hb->lock);
+	if (is_blocked(hb, id)) {
+		pthread_mutex_unlock(&hb->lock);
+		return;
+	}
 	e = node_find(hb, id);
 	if (e == NULL) {
 		e = node_slot(hb);
@@ -266,6 +322,8 @@ on_pulse(void *arg, uint64_t from, const struct fabric_msg *m)
 	snprintf(e->address, sizeof(e->address), "%s", pulse.address);
 	e->cluster_key = pulse.cluster_key;
 	e->n_adjacent = pulse.n_adjacent;
+	for (i = 0; i < pulse.n_adjacent; i++)
+		e->adjacent[i] = pulse.adjacent[i].node_id;
 	/* nodes it hears that this one does not: dial them */
 	for (i = 0; i < pulse.n_adjacent; i++) {
 		struct hb_node *k = node_find(hb, pulse.adjacent[i].node_id);
@@ -329,7 +387,13 @@ tick(struct heartbeat *hb)
 		n = fabric_peers_get(hb->fabric, peers, TABLE_MAX);
 		for (i = 0; i < n && i < TABLE_MAX; i++) {
 			/* a full queue: the peer is slow; its silence will tell */
-			if (peers[i].connected && fabric_send(hb->fabric, peers[i].node_id, &w) == 0)
+			bool blocked;
+
+			pthread_mutex_lock(&hb->lock);
+			blocked = is_blocked(hb, peers[i].node_id);
+			pthread_mutex_unlock(&hb->lock);
+			if (peers[i].connected && !blocked &&
+			    fabric_send(hb->fabric, peers[i].node_id, &w) == 0)
 				n_sent++;
 		}
 	}

@@ -216,7 +216,7 @@ index_destroy(struct index *ix, void (*fn)(void *arg, struct index_entry *e), vo
 		return;
 	for (size_t i = 0; i < PARTITION_COUNT; i++) {
 		for (size_t s = 0; s < INDEX_SPRIGS; s++)
-			tree_destroy(ix, ix->partitions[i].sprigs[s], fn, arg);
+			tree_destroy(ix, atomic_load_relaxed(&ix->partitions[i].sprigs[s]), fn, arg);
 		pthread_rwlock_destroy(&ix->partitions[i].lock);
 	}
 	for (size_t i = 0; i < INDEX_RECORD_LOCKS; i++)
@@ -267,7 +267,7 @@ index_record_unlock_pair(struct index *ix, const struct digest *a, const struct 
 struct index_entry *
 index_find_locked(struct index_partition *p, uint16_t set_id, const struct digest *d)
 {
-	struct index_entry *h = p->sprigs[index_sprig_of(d)];
+	struct index_entry *h = atomic_load_relaxed(&p->sprigs[index_sprig_of(d)]);
 
 	while (h != NULL) {
 		int c = entry_cmp(set_id, d, h);
@@ -304,28 +304,35 @@ index_entry_free(struct index *ix, struct index_entry *e)
 	index_slab_free(ix->slab, e, e->slab_class);
 }
 
+/* Roots and counts change under the partition lock held exclusive, and
+ * are read without it (index_prefetch, index_entry_count): every access
+ * is atomic (base/atomic.h).  Only the lock holder writes, so a relaxed
+ * load and store is enough for the count. */
 void
 index_insert_locked(struct index_partition *p, struct index_entry *e)
 {
 	struct index_entry **root = &p->sprigs[index_sprig_of(&e->digest)];
+	struct index_entry *h = tree_insert(atomic_load_relaxed(root), e);
 
-	*root = tree_insert(*root, e);
-	(*root)->red = 0;
-	p->count++;
+	h->red = 0;
+	atomic_store_relaxed(root, h);
+	atomic_store_relaxed(&p->count, atomic_load_relaxed(&p->count) + 1);
 }
 
 void
 index_remove_locked(struct index_partition *p, struct index_entry *e)
 {
 	struct index_entry **root = &p->sprigs[index_sprig_of(&e->digest)];
+	struct index_entry *h = atomic_load_relaxed(root);
 
 	/* LLRB removal starts by making the root red if both children are black. */
-	if (!is_red((*root)->left) && !is_red((*root)->right))
-		(*root)->red = 1;
-	*root = tree_remove(*root, e);
-	if (*root != NULL)
-		(*root)->red = 0;
-	p->count--;
+	if (!is_red(h->left) && !is_red(h->right))
+		h->red = 1;
+	h = tree_remove(h, e);
+	if (h != NULL)
+		h->red = 0;
+	atomic_store_relaxed(root, h);
+	atomic_store_relaxed(&p->count, atomic_load_relaxed(&p->count) - 1);
 	e->left = e->right = NULL;
 }
 
@@ -357,7 +364,7 @@ index_next_locked(struct index_partition *p, uint16_t set_id, const struct diges
 	unsigned s = after != NULL ? index_sprig_of(after) : 0;
 
 	for (; s < INDEX_SPRIGS; s++, after = NULL) {
-		struct index_entry *e = tree_next(p->sprigs[s], set_id, after);
+		struct index_entry *e = tree_next(atomic_load_relaxed(&p->sprigs[s]), set_id, after);
 
 		if (e != NULL)
 			return e;
@@ -390,6 +397,6 @@ index_entry_count(struct index *ix)
 	uint64_t n = 0;
 
 	for (size_t i = 0; i < PARTITION_COUNT; i++)
-		n += __atomic_load_n(&ix->partitions[i].count, __ATOMIC_RELAXED);
+		n += atomic_load_relaxed(&ix->partitions[i].count);
 	return n;
 }

@@ -29,6 +29,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "../base/atomic.h"
 #include "../base/digest.h"
 
 struct index_entry {
@@ -37,13 +38,19 @@ struct index_entry {
 	struct digest digest;
 	uint16_t set_id;
 	uint8_t key_len;
-	uint8_t slab_class;
+	/* The tree colour shares a byte with the slab class, not the record's
+	 * bitfields below: rotations for other records rewrite it under the
+	 * partition lock while this record's fields are read under its record
+	 * lock alone, and bitfields in one word are one memory location (a
+	 * data race; TSan saw it).  The slab class is only read once the entry
+	 * has left the tree. */
+	uint8_t slab_class : 7;
+	uint8_t red : 1;
 	/* The rest: what stat and the transaction layer read. */
 	uint64_t loc;                        /* storage location (storage.h) */
 	int64_t mtime_ns;                    /* stored mtime (valid if has_meta) */
 	uint64_t last_update_ms : 40;
 	uint64_t generation : 16;
-	uint64_t red : 1;
 	uint64_t has_meta : 1;               /* mode/uid/gid/mtime stored */
 	uint64_t has_bins : 1;               /* bins other than the file bin */
 	uint64_t tombstone : 1;              /* deleted: kept until reclaimed */
@@ -52,6 +59,7 @@ struct index_entry {
 	uint64_t older_seen : 1;             /* cold start: an older copy exists on storage */
 	uint64_t damaged : 1;                /* cold start: the newest copy's body is damaged:
 	                                      * listed, stat works, reads fail (EIO) */
+	uint64_t spare : 1;
 	uint32_t void_time;
 	uint32_t size;                       /* file-bin length */
 	uint32_t uid, gid;
@@ -76,8 +84,8 @@ struct index_extra_table;
  */
 struct index_partition {
 	pthread_rwlock_t lock;
-	uint32_t count;                      /* entries, protected by lock */
-	struct index_entry *sprigs[INDEX_SPRIGS]; /* tree roots, protected by lock */
+	uint32_t count;                      /* entries: written under lock, atomic */
+	struct index_entry *sprigs[INDEX_SPRIGS]; /* tree roots: written under lock, atomic */
 };
 
 static inline unsigned index_sprig_of(const struct digest *d)
@@ -138,7 +146,7 @@ static inline void index_prefetch(struct index *ix, const struct digest *d)
 
 	__builtin_prefetch(index_record_lock_of(ix, d), 1);
 	__builtin_prefetch(&p->lock, 1);
-	__builtin_prefetch(__atomic_load_n(slot, __ATOMIC_RELAXED));
+	__builtin_prefetch(atomic_load_relaxed(slot));
 }
 
 /* Find under the partition lock (shared or exclusive) held by the caller. */

@@ -67,7 +67,7 @@ namespace_entry_count(struct namespace *ns, const struct index_entry *e, int dir
 	if (e->set_marker) {
 		/* A live marker keeps its set visible while empty. */
 		if (!e->tombstone)
-			__atomic_store_n(&s->marker, dir > 0, __ATOMIC_RELAXED);
+			atomic_store_relaxed(&s->marker, dir > 0);
 		return;
 	}
 	if (e->damaged && !e->tombstone)
@@ -425,7 +425,7 @@ namespace_load_damaged(void *arg, struct storage *st, const struct record *r, un
 	struct index_entry *e = NULL;
 
 	index_record_lock(ns->index, &r->digest);
-	uint32_t n_sets = __atomic_load_n(&ns->sets.n, __ATOMIC_ACQUIRE);
+	uint32_t n_sets = atomic_load_acquire(&ns->sets.n);
 	pthread_rwlock_rdlock(&p->lock);
 	for (uint32_t id = 0; id <= n_sets && e == NULL; id++)
 		if ((e = index_find_locked(p, (uint16_t)id, &r->digest)) != NULL)
@@ -497,7 +497,7 @@ namespace_hint(void *arg, const struct digest *d, bool near)
 static void
 namespace_sets_settle(struct namespace *ns, bool clean_start)
 {
-	for (uint32_t id = 1; id <= ns->sets.n; id++) {
+	for (uint32_t id = 1; id <= atomic_load_acquire(&ns->sets.n); id++) {
 		struct ns_set *s = &ns->sets.sets[id];
 		struct index_partition *p;
 		struct index_entry *m;
@@ -553,12 +553,13 @@ damaged_settle(struct namespace *ns, struct storage *st)
 	atomic_store_relaxed(&ns->cs_unnamed_count, 0);
 	pthread_mutex_unlock(&ns->cs_unnamed_lock);
 
+	uint32_t n_sets = atomic_load_acquire(&ns->sets.n);
 	for (uint32_t pid = 0; pid < PARTITION_COUNT && n_damaged > 0 && logged < DAMAGED_LOG_MAX;
 	    pid++) {
 		struct index_partition *p = &ns->index->partitions[pid];
 
 		pthread_rwlock_rdlock(&p->lock);
-		for (uint32_t set_id = 0; set_id <= ns->sets.n && logged < DAMAGED_LOG_MAX; set_id++) {
+		for (uint32_t set_id = 0; set_id <= n_sets && logged < DAMAGED_LOG_MAX; set_id++) {
 			for (struct index_entry *e = index_next_locked(p, (uint16_t)set_id, NULL);
 			    e != NULL && logged < DAMAGED_LOG_MAX;
 			    e = index_next_locked(p, (uint16_t)set_id, &e->digest)) {
@@ -853,7 +854,7 @@ namespace_loaded(void *arg, struct storage *st)
 		size_t n = 0;
 
 		pthread_rwlock_wrlock(&p->lock);
-		for (uint32_t set_id = 0; set_id <= ns->sets.n; set_id++) {
+		for (uint32_t set_id = 0; set_id <= atomic_load_acquire(&ns->sets.n); set_id++) {
 			for (struct index_entry *e = index_next_locked(p, (uint16_t)set_id, NULL); e != NULL;
 			    e = index_next_locked(p, (uint16_t)set_id, &e->digest)) {
 				if (!e->tombstone || e->older_seen)
@@ -928,7 +929,7 @@ namespace_relocate(void *arg, struct storage *st, const uint8_t *flat, uint32_t 
 	e = named ? index_find_locked(p, set_id, d) : NULL;
 	bool current = e != NULL && e->loc == old_loc;
 	if (!current && atomic_load_relaxed(&ns->damaged_records) > 0) {
-		uint32_t n_sets = __atomic_load_n(&ns->sets.n, __ATOMIC_ACQUIRE);
+		uint32_t n_sets = atomic_load_acquire(&ns->sets.n);
 
 		for (uint32_t id = 0; id <= n_sets && !current; id++) {
 			e = index_find_locked(p, (uint16_t)id, d);

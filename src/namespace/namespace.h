@@ -78,9 +78,10 @@ struct ns_set {
 };
 
 struct set_table {
-	pthread_rwlock_t lock;              /* adding: exclusive; reading n: shared;
+	pthread_rwlock_t lock;              /* adding: exclusive; reading n and
 	                                     * lookups: none (set.c) */
-	uint32_t n;                         /* ids 1..n in use (0 = null set) */
+	uint32_t n;                         /* ids 1..n in use (0 = null set); atomic:
+	                                     * written under lock, read without */
 	struct ns_set sets[SET_ID_MAX + 1]; /* [0] = null set */
 	uint16_t hash[SET_HASH_SLOTS];      /* open addressing, 0 = empty */
 };
@@ -107,7 +108,7 @@ struct namespace {
 	uint64_t nsup_cycle_ms;             /* atomic: duration of the last pass */
 	pthread_t nsup_thread;
 	bool nsup_started;
-	bool nsup_stop;                     /* nsup_lock */
+	bool nsup_stop;                     /* atomic; nsup_lock for the wake-up */
 	pthread_mutex_t nsup_lock;
 	pthread_cond_t nsup_cv;
 
@@ -205,8 +206,7 @@ void set_times_settle(struct ns_set *s, const struct index_entry *m, bool clean_
 /* A set is visible while it has a marker or records. */
 static inline bool set_visible(const struct ns_set *s)
 {
-	return __atomic_load_n(&s->marker, __ATOMIC_RELAXED) ||
-	    __atomic_load_n(&s->objects, __ATOMIC_RELAXED) > 0;
+	return atomic_load_relaxed(&s->marker) || atomic_load_relaxed(&s->objects) > 0;
 }
 
 #endif

@@ -85,14 +85,19 @@ set_lookup_or_add(struct set_table *t, const char *name, size_t len, uint16_t *i
 	pthread_rwlock_wrlock(&t->lock);
 	rc = find_locked(t, name, len, &slot);
 	if (rc < 0) {
-		if (t->n >= SET_ID_MAX) {
+		uint32_t n = atomic_load_relaxed(&t->n);
+
+		if (n >= SET_ID_MAX) {
 			pthread_rwlock_unlock(&t->lock);
 			return -ENOSPC;
 		}
-		rc = (int)++t->n;
+		rc = (int)n + 1;
 		memcpy(t->sets[rc].name, name, len);
 		t->sets[rc].name[len] = '\0';
 		t->sets[rc].len = (uint8_t)len;
+		/* Published with release, like the hash slot: a walker of
+		 * ids 1..n (nsup, the tomb raider) reads n without the lock. */
+		atomic_store_release(&t->n, (uint32_t)rc);
 		atomic_store_release(&t->hash[slot], (uint16_t)rc);
 	}
 	pthread_rwlock_unlock(&t->lock);

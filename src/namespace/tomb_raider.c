@@ -106,7 +106,7 @@ raid_pass(struct namespace *ns)
 		struct index_partition *p = &ns->index->partitions[pid];
 
 		pthread_rwlock_rdlock(&p->lock);
-		uint32_t n_sets = __atomic_load_n(&ns->sets.n, __ATOMIC_RELAXED);
+		uint32_t n_sets = atomic_load_acquire(&ns->sets.n);
 		for (uint32_t set_id = 0; set_id <= n_sets; set_id++)
 			for (struct index_entry *e = index_next_locked(p, (uint16_t)set_id, NULL); e != NULL;
 			    e = index_next_locked(p, (uint16_t)set_id, &e->digest))
@@ -117,7 +117,7 @@ raid_pass(struct namespace *ns)
 	if (r.n == 0)
 		goto out;
 	if (ns->storage->ops->scan(ns->storage, raid_seen, &r, &ns->raider_stop) != 0 ||
-	    __atomic_load_n(&ns->raider_stop, __ATOMIC_RELAXED))
+	    atomic_load_relaxed(&ns->raider_stop))
 		goto out;
 	for (size_t i = 0; i < r.cap; i++) {
 		struct raid_entry *s = &r.slots[i];
@@ -158,7 +158,7 @@ raider_main(void *arg)
 	uint64_t last = clock_mono_ns();
 
 	pthread_mutex_lock(&ns->raider_lock);
-	while (!ns->raider_stop) {
+	while (!atomic_load_relaxed(&ns->raider_stop)) {
 		struct timespec ts;
 
 		clock_gettime(CLOCK_REALTIME, &ts);
@@ -166,7 +166,7 @@ raider_main(void *arg)
 		pthread_cond_timedwait(&ns->raider_cv, &ns->raider_lock, &ts);
 		uint32_t period = atomic_load_relaxed(&ns->cfg->storage.tomb_raider_period);
 		uint64_t now = clock_mono_ns();
-		if (ns->raider_stop || period == 0 || now - last < (uint64_t)period * 1000000000ULL)
+		if (atomic_load_relaxed(&ns->raider_stop) || period == 0 || now - last < (uint64_t)period * 1000000000ULL)
 			continue;
 		last = now;
 		if (atomic_load_relaxed(&ns->tombstones) == 0)
@@ -205,7 +205,7 @@ tomb_raider_stop(struct namespace *ns)
 	if (!ns->raider_started)
 		return;
 	pthread_mutex_lock(&ns->raider_lock);
-	__atomic_store_n(&ns->raider_stop, true, __ATOMIC_RELAXED);
+	atomic_store_relaxed(&ns->raider_stop, true);
 	pthread_cond_signal(&ns->raider_cv);
 	pthread_mutex_unlock(&ns->raider_lock);
 	pthread_join(ns->raider_thread, NULL);

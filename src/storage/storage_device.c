@@ -123,7 +123,7 @@ buf_get_locked(struct device *d)
 	 * (take_tail_locked), so the device never gets stale bytes from the
 	 * buffer's previous wblock, and nobody zeroes 1 MiB under the lock. */
 	b->pos = b->flushed = 0;
-	b->n_writers = 0;
+	atomic_store_relaxed(&b->n_writers, 0);
 	b->n_vacated = 0;
 	b->next = NULL;
 	return b;
@@ -144,7 +144,7 @@ static struct dev_buf *
 buf_reset(struct dev_buf *b)
 {
 	b->pos = b->flushed = 0;
-	b->n_writers = 0;
+	atomic_store_relaxed(&b->n_writers, 0);
 	b->n_vacated = 0;
 	b->next = NULL;
 	return b;
@@ -241,7 +241,7 @@ prefault_main(void *arg)
 		for (size_t off = 0; d->pool_ram != NULL && off < d->pool_ram_bytes; off += PREFAULT_CHUNK) {
 			size_t len = d->pool_ram_bytes - off < PREFAULT_CHUNK ? d->pool_ram_bytes - off : PREFAULT_CHUNK;
 
-			if (__atomic_load_n(&e->prefault_stop, __ATOMIC_RELAXED) ||
+			if (atomic_load_relaxed(&e->prefault_stop) ||
 			    madvise(d->pool_ram + off, len, MADV_POPULATE_WRITE) != 0)
 				return NULL;
 		}
@@ -313,7 +313,7 @@ reserve_locked(struct device *d, uint32_t size, bool defrag, enum wblock_user us
 			}
 			nb->wblock_id = id;
 			nb->defrag = defrag;
-			__atomic_store_n(attached_slot(d, id), nb, __ATOMIC_RELEASE);
+			atomic_store_release(attached_slot(d, id), nb);
 			*cur = nb;
 			break;
 		}
@@ -330,7 +330,7 @@ reserve_locked(struct device *d, uint32_t size, bool defrag, enum wblock_user us
 		 * flush-max-ms, and defrag skip its pause. */
 		d->flush_requested = true;
 		if (user != WBLOCK_FOR_DEFRAG)
-			__atomic_store_n(&d->space_wanted, true, __ATOMIC_RELAXED);
+			atomic_store_relaxed(&d->space_wanted, true);
 		pthread_cond_signal(&d->io_cv);
 		struct timespec deadline;
 		deadline_after_ms(&deadline, 20);
@@ -431,13 +431,13 @@ dev_write(struct storage *st, const struct record *r, uint32_t size, storage_loc
 	uint8_t *dst = b->data + ((uint64_t)off - (uint64_t)b->wblock_id * d->wbs);
 	/* Encode outside the lock: the space is ours, and whoever writes the
 	 * buffer out (or copies its tail) waits for n_writers to drop to 0. */
-	__atomic_add_fetch(&b->n_writers, 1, __ATOMIC_ACQUIRE);
+	atomic_add_acquire(&b->n_writers, 1);
 	d->write_seq++;
 	pthread_mutex_unlock(&d->wt.lock);
 	long n = record_flat_encode(r, dst, size);
 	if (n < 0)
 		memset(dst, 0, size);  /* never a half record on the device */
-	__atomic_sub_fetch(&b->n_writers, 1, __ATOMIC_RELEASE);
+	atomic_sub_release(&b->n_writers, 1);
 	if (n < 0) {
 		wblock_free_bytes(&d->wt, (uint32_t)((uint64_t)off / d->wbs), size);
 		return (int)n;
@@ -535,7 +535,7 @@ dev_read(struct storage *st, storage_loc loc, uint8_t *buf)
 		/* Resident (shadow) mode: a wblock's RAM image is only replaced
 		 * after the wblock was freed, and this record (its caller holds
 		 * the record lock) keeps it from being freed: no lock needed. */
-		b = __atomic_load_n(attached_slot(d, id), __ATOMIC_ACQUIRE);
+		b = atomic_load_acquire(attached_slot(d, id));
 		if (b != NULL) {
 			memcpy(buf, b->data + off % d->wbs, size);
 			atomic_inc(&d->cache_reads);
@@ -678,7 +678,7 @@ dev_wait_space(struct storage *st, const struct digest *dg)
 			break;
 		}
 		d->flush_requested = true;
-		__atomic_store_n(&d->space_wanted, true, __ATOMIC_RELAXED);
+		atomic_store_relaxed(&d->space_wanted, true);
 		pthread_cond_signal(&d->io_cv);
 		deadline_after_ms(&ts, 20);
 		pthread_cond_timedwait(&d->space_cv, &d->wt.lock, &ts);
@@ -777,7 +777,7 @@ full_written_locked(struct device *d, struct dev_buf *b, bool written)
 		b->next = NULL;
 		return;
 	}
-	if (!b->defrag && d->st->cfg->post_write_cache >= d->wbs) {
+	if (!b->defrag && atomic_load_relaxed(&d->st->cfg->post_write_cache) >= d->wbs) {
 		b->next = NULL;
 		if (d->pw_tail != NULL)
 			d->pw_tail->next = b;
@@ -918,7 +918,7 @@ tail_due_locked(struct device *d, uint64_t now_ns)
 static void
 buf_wait_writers(struct dev_buf *b)
 {
-	while (__atomic_load_n(&b->n_writers, __ATOMIC_ACQUIRE) != 0)
+	while (atomic_load_acquire(&b->n_writers) != 0)
 		sched_yield();
 }
 
@@ -1149,7 +1149,7 @@ defrag_batch(struct storage *st, struct device *d)
 	bool stalled = false;
 
 	/* Writers waiting for space: no settling time for queued wblocks. */
-	bool urgent = __atomic_load_n(&d->space_wanted, __ATOMIC_RELAXED);
+	bool urgent = atomic_load_relaxed(&d->space_wanted);
 
 	pthread_mutex_lock(&d->wt.lock);
 	/* A device that failed a write takes no more: moving records would
@@ -1255,7 +1255,7 @@ defrag_main(void *arg)
 				continue;
 			}
 			/* Writers short of space: no pause, they wait for us. */
-			bool wanted = __atomic_exchange_n(&d->space_wanted, false, __ATOMIC_RELAXED);
+			bool wanted = atomic_exchange_relaxed(&d->space_wanted, false);
 			if (us > 0 && !wanted) {
 				struct timespec ts = { us / 1000000, (long)(us % 1000000) * 1000 };
 				nanosleep(&ts, NULL);
@@ -1430,7 +1430,7 @@ dev_close(struct storage *st, bool clean)
 			(void)file_lock_mark_closing(e->devs[i]->lock_fd);
 	if (e->prefault_started) {
 		/* Before the pools are unmapped. */
-		__atomic_store_n(&e->prefault_stop, true, __ATOMIC_RELAXED);
+		atomic_store_relaxed(&e->prefault_stop, true);
 		pthread_join(e->prefault_thread, NULL);
 		e->prefault_started = false;
 	}
@@ -1531,7 +1531,7 @@ dev_config_changed(struct storage *st)
 		struct device *d = e->devs[i];
 
 		pthread_mutex_lock(&d->wt.lock);
-		wblock_set_lwm_locked(&d->wt, st->cfg->defrag_lwm_pct);
+		wblock_set_lwm_locked(&d->wt, atomic_load_relaxed(&st->cfg->defrag_lwm_pct));
 		pthread_cond_broadcast(&d->space_cv);
 		pthread_mutex_unlock(&d->wt.lock);
 		defrag_kick(d);
@@ -1588,7 +1588,7 @@ dev_scan(struct storage *st, void (*fn)(void *arg, const uint8_t *flat, uint32_t
 				memset(ram + b->pos, 0, d->wbs - b->pos);
 			}
 			pthread_mutex_unlock(&d->wt.lock);
-			if (id >= end || __atomic_load_n(stop, __ATOMIC_RELAXED))
+			if (id >= end || atomic_load_relaxed(stop))
 				break;
 			/* The device itself, always: until a RAM image is written out
 			 * whole, the device still holds the wblock's older records. */

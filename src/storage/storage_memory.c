@@ -483,7 +483,7 @@ mem_config_changed(struct storage *st)
 
 	for (uint32_t i = 0; i < m->n_stripes; i++) {
 		pthread_mutex_lock(&m->stripes[i].wt.lock);
-		wblock_set_lwm_locked(&m->stripes[i].wt, st->cfg->defrag_lwm_pct);
+		wblock_set_lwm_locked(&m->stripes[i].wt, atomic_load_relaxed(&st->cfg->defrag_lwm_pct));
 		pthread_mutex_unlock(&m->stripes[i].wt.lock);
 	}
 	defrag_kick(m);

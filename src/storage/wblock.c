@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <stdlib.h>
 
+#include "../base/atomic.h"
 #include "../base/clock.h"
 #include "../base/lock.h"
 #include "storage.h"
@@ -51,12 +52,25 @@ wblock_table_fini(struct wblock_table *t)
 	t->free_q = NULL;
 }
 
-/* States are written under the lock; wblock_free_bytes' fast path reads
- * them without it. */
+/* States, live bytes and the lwm are written under the lock;
+ * wblock_free_bytes' fast path reads them (and takes live bytes off) without
+ * it, so every access is atomic (base/atomic.h). */
 static inline void
 state_set(struct wblock *w, enum wblock_state st)
 {
-	__atomic_store_n(&w->state, (uint8_t)st, __ATOMIC_RELAXED);
+	atomic_store_relaxed(&w->state, (uint8_t)st);
+}
+
+static inline enum wblock_state
+state_of(const struct wblock *w)
+{
+	return (enum wblock_state)atomic_load_relaxed(&w->state);
+}
+
+static inline uint32_t
+lwm_of(const struct wblock_table *t)
+{
+	return atomic_load_relaxed(&t->lwm_bytes);
 }
 
 /* A wblock defrag took leaves the DEFRAG state (freed or EMPTYING). */
@@ -81,7 +95,7 @@ free_push(struct wblock_table *t, uint32_t id)
 	w->defrag_done = 0;
 	t->free_q[(t->free_head + t->free_count) % n] = id;
 	t->free_count++;
-	__atomic_store_n(&t->free_published, wblock_free_count_locked(t), __ATOMIC_RELAXED);
+	atomic_store_relaxed(&t->free_published, wblock_free_count_locked(t));
 }
 
 static void
@@ -119,7 +133,7 @@ defrag_unlink(struct wblock_table *t, uint32_t id)
 		t->defrag_tail = w->q_prev;
 	w->queued = 0;
 	t->defrag_count--;
-	t->defrag_q_live -= w->inuse;
+	t->defrag_q_live -= wblock_inuse(w);
 }
 
 int
@@ -139,7 +153,7 @@ wblock_alloc_locked(struct wblock_table *t, enum wblock_user user, uint32_t *id)
 	} else {
 		return -ENOSPC;
 	}
-	__atomic_store_n(&t->free_published, wblock_free_count_locked(t), __ATOMIC_RELAXED);
+	atomic_store_relaxed(&t->free_published, wblock_free_count_locked(t));
 	struct wblock *w = wblock_get(t, *id);
 	state_set(w, WBLOCK_RESERVED);
 	w->used_end = 0;
@@ -152,9 +166,9 @@ wblock_release_locked(struct wblock_table *t, uint32_t id)
 {
 	struct wblock *w = wblock_get(t, id);
 
-	if (w->inuse == 0)
+	if (wblock_inuse(w) == 0)
 		free_push(t, id);
-	else if (w->inuse < t->lwm_bytes)
+	else if (wblock_inuse(w) < lwm_of(t))
 		defrag_push(t, id);
 	else
 		state_set(w, WBLOCK_USED);
@@ -165,7 +179,7 @@ wblock_add_locked(struct wblock_table *t, uint32_t id, uint32_t size)
 {
 	/* Atomic although locked: defrag and wblock_free_bytes' fast path
 	 * change or read them without the lock. */
-	__atomic_add_fetch(&wblock_get(t, id)->inuse, size, __ATOMIC_RELAXED);
+	atomic_add(&wblock_get(t, id)->inuse, size);
 	sharded_add(&t->used, size);
 }
 
@@ -183,14 +197,12 @@ wblock_free_bytes(struct wblock_table *t, uint32_t id, uint32_t size)
 	 * look again) or is a defrag-lwm-pct sweep, whose queue accounting
 	 * may then be off by this size until the wblock leaves the queue.
 	 */
-	if (__atomic_load_n(&w->state, __ATOMIC_RELAXED) == WBLOCK_USED) {
-		uint32_t lwm = __atomic_load_n(&t->lwm_bytes, __ATOMIC_RELAXED);
-		uint32_t old = __atomic_load_n(&w->inuse, __ATOMIC_RELAXED);
+	if (state_of(w) == WBLOCK_USED) {
+		uint32_t lwm = lwm_of(t);
+		uint32_t old = wblock_inuse(w);
 
-		while (old > size && old - size >= lwm &&
-		    __atomic_load_n(&w->state, __ATOMIC_RELAXED) == WBLOCK_USED) {
-			if (__atomic_compare_exchange_n(&w->inuse, &old, old - size, false,
-			    __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
+		while (old > size && old - size >= lwm && state_of(w) == WBLOCK_USED) {
+			if (atomic_cas_relaxed(&w->inuse, &old, old - size)) {
 				sharded_add(&t->used, -(int64_t)size);
 				return false;
 			}
@@ -199,25 +211,25 @@ wblock_free_bytes(struct wblock_table *t, uint32_t id, uint32_t size)
 	pthread_mutex_lock(&t->lock);
 	/* Another fast path may still take bytes off a USED wblock above the
 	 * lwm: decide on the value this subtraction left. */
-	uint32_t left = __atomic_sub_fetch(&w->inuse, size, __ATOMIC_RELAXED);
+	uint32_t left = atomic_sub(&w->inuse, size);
 	sharded_add(&t->used, -(int64_t)size);
 	if (w->queued)
 		t->defrag_q_live -= size;
-	switch (w->state) {
+	switch (state_of(w)) {
 	case WBLOCK_USED:
 		if (left == 0)
 			free_push(t, id);
-		else if (left < t->lwm_bytes) {
+		else if (left < lwm_of(t)) {
 			defrag_push(t, id);
 			queued_now = true;
 		}
 		break;
 	case WBLOCK_EMPTYING:
-		if (w->inuse == 0)
+		if (wblock_inuse(w) == 0)
 			free_push(t, id);
 		break;
 	case WBLOCK_DEFRAG:
-		if (w->inuse != 0)
+		if (wblock_inuse(w) != 0)
 			break;
 		if (w->queued) {
 			/* Emptied while waiting: nothing left to move (once the
@@ -262,9 +274,9 @@ defrag_settle(struct wblock_table *t, uint32_t id)
 {
 	struct wblock *w = wblock_get(t, id);
 
-	if (w->state != WBLOCK_DEFRAG || !w->defrag_done || w->n_vac_dests != 0)
+	if (state_of(w) != WBLOCK_DEFRAG || !w->defrag_done || w->n_vac_dests != 0)
 		return;
-	if (w->inuse == 0) {
+	if (wblock_inuse(w) == 0) {
 		free_push(t, id);
 	} else {
 		active_end(t, w);
@@ -284,9 +296,9 @@ wblock_defrag_retry_locked(struct wblock_table *t, uint32_t id)
 {
 	struct wblock *w = wblock_get(t, id);
 
-	if (w->state != WBLOCK_DEFRAG || w->queued)
+	if (state_of(w) != WBLOCK_DEFRAG || w->queued)
 		return;
-	if (w->inuse == 0) {
+	if (wblock_inuse(w) == 0) {
 		/* Everything it held was overwritten meanwhile. */
 		w->defrag_done = 1;
 		defrag_settle(t, id);
@@ -310,15 +322,15 @@ wblock_vacated_release_locked(struct wblock_table *t, uint32_t id)
 void
 wblock_set_lwm_locked(struct wblock_table *t, uint32_t lwm_pct)
 {
-	uint32_t old = t->lwm_bytes;
+	uint32_t old = lwm_of(t), lwm = (uint32_t)((uint64_t)t->size * lwm_pct / 100);
 
-	__atomic_store_n(&t->lwm_bytes, (uint32_t)((uint64_t)t->size * lwm_pct / 100), __ATOMIC_RELAXED);
-	if (t->lwm_bytes <= old)
+	atomic_store_relaxed(&t->lwm_bytes, lwm);
+	if (lwm <= old)
 		return;
 	for (uint32_t id = t->first; id < t->pristine; id++) {
 		struct wblock *w = wblock_get(t, id);
 
-		if (w->state == WBLOCK_USED && wblock_inuse(w) > 0 && wblock_inuse(w) < t->lwm_bytes)
+		if (state_of(w) == WBLOCK_USED && wblock_inuse(w) > 0 && wblock_inuse(w) < lwm)
 			defrag_push(t, id);
 	}
 }
@@ -336,16 +348,16 @@ wblock_rebuild_locked(struct wblock_table *t, uint32_t high_water)
 	if (high_water > t->n_wblocks)
 		high_water = t->n_wblocks;
 	t->pristine = high_water;
-	__atomic_store_n(&t->free_published, wblock_free_count_locked(t), __ATOMIC_RELAXED);
+	atomic_store_relaxed(&t->free_published, wblock_free_count_locked(t));
 	for (uint32_t id = t->first; id < high_water; id++) {
 		struct wblock *w = wblock_get(t, id);
 
 		w->used_end = t->size;
 		w->n_vac_dests = 0;
 		w->active = 0;
-		if (w->inuse == 0)
+		if (wblock_inuse(w) == 0)
 			free_push(t, id);
-		else if (w->inuse < t->lwm_bytes)
+		else if (wblock_inuse(w) < lwm_of(t))
 			defrag_push(t, id);
 		else
 			state_set(w, WBLOCK_USED);

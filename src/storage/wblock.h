@@ -37,6 +37,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "../base/atomic.h"
 #include "../base/shard.h"
 
 enum wblock_state {
@@ -113,7 +114,7 @@ bool wblock_free_bytes(struct wblock_table *t, uint32_t id, uint32_t size);
 /* Live bytes of a wblock, readable without the lock (defrag's early stop). */
 static inline uint32_t wblock_inuse(const struct wblock *w)
 {
-	return __atomic_load_n(&w->inuse, __ATOMIC_RELAXED);
+	return atomic_load_relaxed(&w->inuse);
 }
 /*
  * Pop the next wblock to defragment if the queue holds more than
@@ -158,7 +159,7 @@ static inline uint32_t wblock_free_count_locked(const struct wblock_table *t)
  * only for a fast path that falls back to the lock when space is short. */
 static inline uint32_t wblock_free_published(const struct wblock_table *t)
 {
-	return __atomic_load_n(&t->free_published, __ATOMIC_RELAXED);
+	return atomic_load_relaxed(&t->free_published);
 }
 
 #endif

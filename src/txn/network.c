@@ -1,6 +1,6 @@
 /*
- * network.c - starting and stopping the node's network side: the fabric
- * and the heartbeat (docs/cluster.md).
+ * network.c - starting and stopping the node's network side: the fabric,
+ * the heartbeat and clustering (docs/cluster.md).
  *
  * Only when the configuration names seeds: a node without them is a single
  * node, exactly as before the cluster, and opens no socket.  The daemon
@@ -18,11 +18,12 @@
 #include "../base/log.h"
 #include "../cluster/cluster.h"
 #include "../fabric/fabric.h"
-#include "txn.h"
+#include "txn_i.h"
 
 struct txn_network {
 	struct fabric *fabric;
 	struct heartbeat *heartbeat;
+	struct clustering *clustering;
 	uint8_t secret[FABRIC_SECRET_MAX];
 };
 
@@ -63,6 +64,10 @@ txn_network_start(const struct recfs_config *cfg, uint64_t node_id, struct txn_n
 		.node_id = node_id, .interval_ms = cfg->heartbeat_interval_ms,
 		.timeout_count = cfg->heartbeat_timeout_count,
 	};
+	struct clustering_config cc = {
+		.node_id = node_id, .interval_ms = cfg->heartbeat_interval_ms,
+		.timeout_count = cfg->heartbeat_timeout_count,
+	};
 	struct txn_network *n;
 	char address[80];
 	unsigned i;
@@ -91,9 +96,16 @@ txn_network_start(const struct recfs_config *cfg, uint64_t node_id, struct txn_n
 	rc = heartbeat_create(&hc, &n->heartbeat);
 	if (rc != 0)
 		goto fail;
+	cc.fabric = n->fabric;
+	cc.heartbeat = n->heartbeat;
+	rc = clustering_create(&cc, &n->clustering);
+	if (rc != 0)
+		goto fail;
 	rc = fabric_start(n->fabric);
 	if (rc == 0)
 		rc = heartbeat_start(n->heartbeat);
+	if (rc == 0)
+		rc = clustering_start(n->clustering);
 	if (rc != 0) {
 		log_error("network", "cannot start the fabric and heartbeat threads: %s", strerror(-rc));
 		goto fail;
@@ -110,8 +122,10 @@ txn_network_start(const struct recfs_config *cfg, uint64_t node_id, struct txn_n
 			    src == -EINVAL ? "cannot resolve it" : strerror(-src));
 	}
 	log_info("network", "fabric listening on %s, node %016llx, cluster-name %s, %u seeds, "
-	    "heartbeat %u ms x %u", address, (unsigned long long)node_id, cfg->cluster_name,
-	    cfg->n_seeds, cfg->heartbeat_interval_ms, cfg->heartbeat_timeout_count);
+	    "heartbeat %u ms x %u, quantum %llu ms", address, (unsigned long long)node_id,
+	    cfg->cluster_name, cfg->n_seeds, cfg->heartbeat_interval_ms, cfg->heartbeat_timeout_count,
+	    (unsigned long long)clustering_quantum_ms(cfg->heartbeat_interval_ms,
+	    cfg->heartbeat_timeout_count));
 	*out = n;
 	return 0;
 fail:
@@ -120,13 +134,36 @@ fail:
 }
 
 void
+txn_network_cluster(struct txn_network *n, struct txn_cluster *out)
+{
+	struct cluster_state st;
+
+	_Static_assert(TXN_CLUSTER_NODES_MAX == CLUSTER_NODES_MAX, "one bound of cluster nodes");
+	clustering_state_get(n->clustering, &st);
+	memset(out, 0, sizeof(*out));
+	out->cluster_key = st.cluster_key;
+	out->principal = st.principal;
+	out->size = st.n;
+	memcpy(out->succession, st.succession, st.n * sizeof(st.succession[0]));
+	out->integrity = st.integrity;
+	out->change_epoch_ms = st.change_epoch_ms;
+	snprintf(out->cause, sizeof(out->cause), "%s", st.cause);
+	out->changes = st.changes;
+	out->proposals = st.proposals;
+	out->proposals_aborted = st.proposals_aborted;
+}
+
+void
 txn_network_stop(struct txn_network *n)
 {
 	if (n == NULL)
 		return;
+	if (n->clustering != NULL)
+		clustering_stop(n->clustering);
 	if (n->heartbeat != NULL)
 		heartbeat_stop(n->heartbeat);
 	fabric_destroy(n->fabric);
+	clustering_destroy(n->clustering);
 	heartbeat_destroy(n->heartbeat);
 	memset(n->secret, 0, sizeof(n->secret));
 	free(n);

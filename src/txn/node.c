@@ -127,12 +127,60 @@ ticker_main(void *arg)
 	return NULL;
 }
 
-/* One line per namespace: "{test} objects=5 ... client_write_success_per_sec=1.5". */
+void
+txn_node_network_set(struct node *node, struct txn_network *net)
+{
+	pthread_mutex_lock(&node->network_lock);
+	node->network = net;
+	pthread_mutex_unlock(&node->network_lock);
+}
+
+bool
+txn_node_cluster(struct node *node, struct txn_cluster *out)
+{
+	bool on;
+
+	pthread_mutex_lock(&node->network_lock);
+	on = node->network != NULL;
+	if (on)
+		txn_network_cluster(node->network, out);
+	pthread_mutex_unlock(&node->network_lock);
+	return on;
+}
+
+void
+txn_node_fabric_values(struct node *node, uint64_t *v)
+{
+	pthread_mutex_lock(&node->network_lock);
+	txn_network_values(node->network, v);   /* NULL: all 0 */
+	pthread_mutex_unlock(&node->network_lock);
+}
+
+unsigned
+txn_node_peers(struct node *node, struct txn_peer *out, unsigned max)
+{
+	unsigned n;
+
+	pthread_mutex_lock(&node->network_lock);
+	n = txn_network_peers(node->network, out, max);   /* NULL: 0 */
+	pthread_mutex_unlock(&node->network_lock);
+	return n;
+}
+
+/* One line per namespace: "{test} objects=5 ... client_write_success_per_sec=1.5";
+ * with a network, first "cl-size=3 cl-key=... cl-principal=...". */
 static void
 ticker_tick(struct node *node, uint64_t prev[][STAT_NS_COUNT], double secs)
 {
 	size_t n_rows;
 	const struct statistic *rows = statistic_rows(STAT_SECTION_NAMESPACE, &n_rows);
+	struct txn_cluster *tc = malloc(sizeof(*tc));
+
+	if (tc != NULL && txn_node_cluster(node, tc))
+		log_info("ticker", "cl-size=%u cl-key=%016" PRIx64 " cl-principal=%016" PRIx64
+		    " cl-integrity=%s", tc->size, tc->cluster_key, tc->principal,
+		    tc->integrity ? "true" : "false");
+	free(tc);
 
 	for (unsigned i = 0; i < node->n_namespaces; i++) {
 		struct namespace *ns = node->namespaces[i];
@@ -205,6 +253,7 @@ node_open(struct node **out, struct recfs_config *cfg)
 	node->cfg = cfg;
 	node->start_ms = clock_epoch_ms();
 	pthread_mutex_init(&node->config_lock, NULL);
+	pthread_mutex_init(&node->network_lock, NULL);
 	for (unsigned i = 0; i < cfg->n_namespaces; i++) {
 		/* Histograms are 64-byte aligned (one shard per cache line). */
 		struct txn_ns_extra *x = aligned_alloc(64, (sizeof(*x) + 63) & ~(size_t)63);
@@ -267,6 +316,7 @@ node_close(struct node *node, bool clean)
 		free(node->extra[i]);
 	}
 	pthread_mutex_destroy(&node->config_lock);
+	pthread_mutex_destroy(&node->network_lock);
 	free(node);
 }
 
@@ -418,6 +468,13 @@ txn_node_values(struct node *node, uint64_t v[STAT_NODE_COUNT])
 	}
 	v[STAT_NODE_uptime] = (clock_epoch_ms() - node->start_ms) / 1000;
 	v[STAT_NODE_cluster_size] = 1;
+	{
+		struct txn_cluster *tc = malloc(sizeof(*tc));
+
+		if (tc != NULL && txn_node_cluster(node, tc))
+			v[STAT_NODE_cluster_size] = tc->size;
+		free(tc);
+	}
 	v[STAT_NODE_namespaces] = node->n_namespaces;
 	if (sysinfo(&si) == 0) {
 		uint64_t total = (uint64_t)si.totalram * si.mem_unit;
@@ -474,9 +531,9 @@ txn_namespace_values(struct namespace *ns, uint64_t v[STAT_NS_COUNT])
 	v[STAT_NS_cold_start_torn_writes] = atomic_load_relaxed(&ns->cold_start_torn_writes);
 	v[STAT_NS_tombstones_reclaimed] = atomic_load_relaxed(&ns->tombstones_reclaimed);
 	v[STAT_NS_tomb_raider_passes] = atomic_load_relaxed(&ns->raider_passes);
-	v[STAT_NS_stop_writes] = __atomic_load_n(&ns->stop_writes, __ATOMIC_RELAXED);
-	v[STAT_NS_hwm_breached] = __atomic_load_n(&ns->hwm_breached, __ATOMIC_RELAXED);
-	v[STAT_NS_evict_void_time] = __atomic_load_n(&ns->evict_void_time, __ATOMIC_RELAXED);
+	v[STAT_NS_stop_writes] = atomic_load_relaxed(&ns->stop_writes);
+	v[STAT_NS_hwm_breached] = atomic_load_relaxed(&ns->hwm_breached);
+	v[STAT_NS_evict_void_time] = atomic_load_relaxed(&ns->evict_void_time);
 	v[STAT_NS_nsup_cycle_duration] = atomic_load_relaxed(&ns->nsup_cycle_ms);
 	struct ns_counters c;
 

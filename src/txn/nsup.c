@@ -54,7 +54,7 @@ collect(struct namespace *ns, uint32_t pid, uint32_t now, uint32_t evict_below,
     struct nsup_victim *out, size_t max)
 {
 	struct index_partition *p = &ns->index->partitions[pid];
-	uint32_t n_sets = __atomic_load_n(&ns->sets.n, __ATOMIC_RELAXED);
+	uint32_t n_sets = atomic_load_acquire(&ns->sets.n);
 	size_t n = 0;
 
 	pthread_rwlock_rdlock(&p->lock);
@@ -80,7 +80,7 @@ reclaim_pass(struct namespace *ns, uint32_t evict_below, bool *stop)
 	struct nsup_victim batch[NSUP_BATCH];
 	uint64_t done = 0;
 
-	for (uint32_t pid = 0; pid < PARTITION_COUNT && !__atomic_load_n(stop, __ATOMIC_RELAXED); pid++) {
+	for (uint32_t pid = 0; pid < PARTITION_COUNT && !atomic_load_relaxed(stop); pid++) {
 		size_t n;
 
 		do {
@@ -114,7 +114,7 @@ eviction_threshold(struct namespace *ns, uint64_t need)
 	/* Pass 1: the range of void times. */
 	for (uint32_t pid = 0; pid < PARTITION_COUNT; pid++) {
 		struct index_partition *p = &ns->index->partitions[pid];
-		uint32_t n_sets = __atomic_load_n(&ns->sets.n, __ATOMIC_RELAXED);
+		uint32_t n_sets = atomic_load_acquire(&ns->sets.n);
 
 		pthread_rwlock_rdlock(&p->lock);
 		for (uint32_t set_id = 0; set_id <= n_sets; set_id++)
@@ -128,7 +128,7 @@ eviction_threshold(struct namespace *ns, uint64_t need)
 	/* Pass 2: bytes per bucket. */
 	for (uint32_t pid = 0; pid < PARTITION_COUNT; pid++) {
 		struct index_partition *p = &ns->index->partitions[pid];
-		uint32_t n_sets = __atomic_load_n(&ns->sets.n, __ATOMIC_RELAXED);
+		uint32_t n_sets = atomic_load_acquire(&ns->sets.n);
 
 		pthread_rwlock_rdlock(&p->lock);
 		for (uint32_t set_id = 0; set_id <= n_sets; set_id++)
@@ -170,7 +170,7 @@ check_stop_writes(struct namespace *ns, const struct storage_stats *ss)
 	if (avail_pct < ss->avail_pct)
 		avail_pct = ss->avail_pct;
 	bool stop = (max_used > 0 && used_pct >= max_used) || (min_avail > 0 && avail_pct < min_avail);
-	bool was = __atomic_exchange_n(&ns->stop_writes, stop, __ATOMIC_RELAXED);
+	bool was = atomic_exchange_relaxed(&ns->stop_writes, stop);
 
 	if (stop && !was)
 		log_warn("nsup", "{%s} stop-writes: used %u%% (stop-writes-used-pct %u), avail %u%% "
@@ -204,7 +204,7 @@ nsup_cycle(struct namespace *ns)
 	uint32_t evict_pct = atomic_load_relaxed(&ns->cfg->evict_used_pct);
 	uint64_t limit = ss.total_bytes * evict_pct / 100;
 	bool breached = evict_pct > 0 && ss.used_bytes > limit;
-	__atomic_store_n(&ns->hwm_breached, breached, __ATOMIC_RELAXED);
+	atomic_store_relaxed(&ns->hwm_breached, breached);
 	if (breached) {
 		/* Free what is over the mark, plus 1% of the space so the next
 		 * writes do not cross it again at once. */
@@ -215,7 +215,7 @@ nsup_cycle(struct namespace *ns)
 			log_warn("nsup", "{%s} used space %" PRIu64 " bytes exceeds evict-used-pct %u%% "
 			    "but no record has a TTL: nothing to evict", ns->name, ss.used_bytes, evict_pct);
 		} else {
-			__atomic_store_n(&ns->evict_void_time, below, __ATOMIC_RELAXED);
+			atomic_store_relaxed(&ns->evict_void_time, below);
 			uint64_t evicted = reclaim_pass(ns, below, &ns->nsup_stop);
 			NS_COUNT_ADD(ns, evicted_objects, evicted);
 			log_info("nsup", "{%s} evicted %" PRIu64 " records expiring before %u s from now",
@@ -234,7 +234,7 @@ nsup_main(void *arg)
 	uint64_t last_cycle = clock_mono_ns();
 
 	pthread_mutex_lock(&ns->nsup_lock);
-	while (!ns->nsup_stop) {
+	while (!atomic_load_relaxed(&ns->nsup_stop)) {
 		struct timespec ts;
 		struct storage_stats ss;
 
@@ -250,7 +250,7 @@ nsup_main(void *arg)
 			check_stop_writes(ns, &ss);
 		}
 		pthread_mutex_lock(&ns->nsup_lock);
-		if (ns->nsup_stop)
+		if (atomic_load_relaxed(&ns->nsup_stop))
 			break;
 		/* Stop-writes is re-evaluated every NSUP_CHECK_MS: fast writers
 		 * fill space in well under a second. */
@@ -298,7 +298,7 @@ nsup_stop(struct namespace *ns)
 	if (!ns->nsup_started)
 		return;
 	pthread_mutex_lock(&ns->nsup_lock);
-	__atomic_store_n(&ns->nsup_stop, true, __ATOMIC_RELAXED);
+	atomic_store_relaxed(&ns->nsup_stop, true);
 	pthread_cond_signal(&ns->nsup_cv);
 	pthread_mutex_unlock(&ns->nsup_lock);
 	pthread_join(ns->nsup_thread, NULL);

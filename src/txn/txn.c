@@ -167,7 +167,7 @@ stop_writes(struct namespace *ns)
 	uint32_t max_used, min_avail;
 	uint64_t now, last;
 
-	if (__atomic_load_n(&ns->stop_writes, __ATOMIC_RELAXED))
+	if (atomic_load_relaxed(&ns->stop_writes))
 		return true;
 	max_used = atomic_load_relaxed(&ns->cfg->stop_writes_used_pct);
 	min_avail = atomic_load_relaxed(&ns->cfg->stop_writes_avail_pct);
@@ -179,8 +179,7 @@ stop_writes(struct namespace *ns)
 	now = clock_mono_ns();
 	last = atomic_load_relaxed(&ns->stop_writes_checked_ns);
 	if (now - last < STOP_WRITES_RECHECK_NS ||
-	    !__atomic_compare_exchange_n(&ns->stop_writes_checked_ns, &last, now, false,
-	    __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+	    !atomic_cas_relaxed(&ns->stop_writes_checked_ns, &last, now))
 		return false;
 	return nsup_stop_writes_check(ns);
 }
@@ -1097,9 +1096,7 @@ txn_sets_store_times(struct namespace *ns)
 
 	if (!ns->storage->persistent)
 		return;
-	pthread_rwlock_rdlock(&ns->sets.lock);
-	n = ns->sets.n;
-	pthread_rwlock_unlock(&ns->sets.lock);
+	n = atomic_load_acquire(&ns->sets.n);
 	for (uint32_t id = 1; id <= n; id++) {
 		struct ns_set *s = &ns->sets.sets[id];
 		struct index_entry *e;
@@ -1149,9 +1146,7 @@ txn_set_foreach(struct namespace *ns, int (*fn)(void *arg, const struct txn_set_
 {
 	uint32_t n;
 
-	pthread_rwlock_rdlock(&ns->sets.lock);
-	n = ns->sets.n;
-	pthread_rwlock_unlock(&ns->sets.lock);
+	n = atomic_load_acquire(&ns->sets.n);
 	for (uint32_t id = 1; id <= n; id++) {
 		struct txn_set_info info;
 

@@ -52,11 +52,8 @@ void node_close(struct node *node, bool clean);
  */
 struct txn_network;
 int txn_network_start(const struct recfs_config *cfg, uint64_t node_id, struct txn_network **out);
-/* Stops and frees it (NULL: nothing). */
+/* Stops and frees it (NULL: nothing).  Detach it from the node first. */
 void txn_network_stop(struct txn_network *net);
-/* The STATISTICS_FABRIC rows (v has STAT_FABRIC_COUNT values; all 0 for
- * net NULL, a node without seeds). */
-void txn_network_values(struct txn_network *net, uint64_t *v);
 
 /* One other node as .info/peers shows it: the heartbeat's view merged with
  * the fabric's by node id. */
@@ -72,9 +69,33 @@ struct txn_peer {
 	uint64_t queued_bytes;
 };
 
-/* Fills up to max peers in node id order; returns how many there are (0 for
- * net NULL).  -ENOMEM is reported as 0 peers. */
-unsigned txn_network_peers(struct txn_network *net, struct txn_peer *out, unsigned max);
+
+
+/* The cluster as this node sees it (docs/cluster.md). */
+#define TXN_CLUSTER_NODES_MAX 64
+struct txn_cluster {
+	uint64_t cluster_key;           /* 0: an orphan */
+	uint64_t principal;             /* 0: an orphan */
+	unsigned size;                  /* nodes in the succession (1 for an orphan) */
+	uint64_t succession[TXN_CLUSTER_NODES_MAX]; /* principal first, descending */
+	bool integrity;                 /* every node of the succession is alive */
+	uint64_t change_epoch_ms;       /* the last change */
+	char cause[160];                /* of the last change */
+	uint64_t changes, proposals, proposals_aborted;
+};
+
+/* Attaches the started network to the node (NULL detaches it) so that the
+ * node's statistics and ticker line show the cluster. */
+void txn_node_network_set(struct node *node, struct txn_network *net);
+/* Fills out and returns true when the node runs a network; false for a
+ * single node without seeds (it is its own cluster). */
+bool txn_node_cluster(struct node *node, struct txn_cluster *out);
+/* The STATISTICS_FABRIC rows of the node's network (v has STAT_FABRIC_COUNT
+ * values; all 0 for a single node without seeds). */
+void txn_node_fabric_values(struct node *node, uint64_t *v);
+/* .info/peers: fills up to max other nodes in node id order; returns how
+ * many there are (0 without a network; -ENOMEM is reported as 0 peers). */
+unsigned txn_node_peers(struct node *node, struct txn_peer *out, unsigned max);
 
 unsigned node_namespace_count(const struct node *node);
 struct namespace *node_namespace(struct node *node, unsigned i);

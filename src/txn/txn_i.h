@@ -35,7 +35,17 @@ struct node {
 	bool ticker_stop;            /* protected by ticker_lock */
 	pthread_mutex_t ticker_lock;
 	pthread_cond_t ticker_cv;    /* stop, or ticker-interval changed */
+
+	/* The network side, when seeds are configured (txn_node_network_set). */
+	pthread_mutex_t network_lock;
+	struct txn_network *network; /* protected by network_lock */
 };
+
+/* network.c: the cluster state of a started network. */
+void txn_network_cluster(struct txn_network *net, struct txn_cluster *out);
+/* network.c: txn_node_fabric_values and txn_node_peers of a started network. */
+void txn_network_values(struct txn_network *net, uint64_t *v);
+unsigned txn_network_peers(struct txn_network *net, struct txn_peer *out, unsigned max);
 
 /* The extra state of ns, or NULL for a namespace opened outside node_open. */
 struct txn_ns_extra *txn_ns_extra(const struct namespace *ns);

@@ -108,6 +108,16 @@ gen_stream(uint8_t *buf, size_t cap)
 				len += frame(buf + len, cap - len, FABRIC_KIND_MSG, msg, w.len);
 			continue;
 		}
+		if (rng_below(3) == 0) { /* a clustering message */
+			struct clustering_msg c = { .op = 1 + rng_below(4), .proposal_id = rng() | 1,
+				.cluster_key = rng() | 1, .n = 1 + rng_below(CLUSTER_NODES_MAX) };
+
+			for (i = 0; i < (int)c.n; i++)
+				c.succession[i] = ((uint64_t)(c.n - (unsigned)i) << 32) | (rng() & 0xffff);
+			if (clustering_msg_encode(&c, &w, msg, sizeof(msg)) == 0)
+				len += frame(buf + len, cap - len, FABRIC_KIND_MSG, msg, w.len);
+			continue;
+		}
 		fabric_msg_writer_init(&w, msg, 1 + rng_below(sizeof(msg)), (uint16_t)rng_below(260));
 		for (i = (int)rng_below(8); i > 0; i--) {
 			uint16_t id = (uint16_t)rng_below(12);

@@ -1,7 +1,7 @@
 /*
  * fuzz_fabric_msg.c - fuzz target for the fabric's decoders: frame
  * headers, messages (typed fields), the handshake's HELLO/AUTH, and the
- * messages of the layers above (heartbeat pulses).
+ * messages of the layers above (heartbeat pulses, clustering proposals).
  *
  * The input is read as a stream of frames, the way a connection reads it:
  * each header is parsed, its length bounded (handshake or message limit),
@@ -87,6 +87,24 @@ check_message(const uint8_t *p, size_t len)
 			fuzz_assert(heartbeat_pulse_decode(&pm, &again) == 0);
 			fuzz_assert(again.node_id == pulse.node_id && again.n_adjacent == pulse.n_adjacent);
 			fuzz_assert(strcmp(again.address, pulse.address) == 0);
+		}
+	}
+	/* and to the clustering decoder: what decodes encodes back the same */
+	{
+		struct fabric_msg cm = m;
+		struct clustering_msg cl, again;
+		struct fabric_msg_writer w;
+		uint8_t cbuf[CLUSTERING_MSG_MAX];
+
+		cm.type = FABRIC_MSG_CLUSTERING;
+		if (clustering_msg_decode(&cm, &cl) == 0) {
+			fuzz_assert(cl.n <= CLUSTER_NODES_MAX);
+			fuzz_assert(clustering_msg_encode(&cl, &w, cbuf, sizeof(cbuf)) == 0);
+			fuzz_assert(fabric_msg_decode(cbuf, w.len, &cm) == 0);
+			fuzz_assert(clustering_msg_decode(&cm, &again) == 0);
+			fuzz_assert(again.op == cl.op && again.proposal_id == cl.proposal_id &&
+			    again.cluster_key == cl.cluster_key && again.n == cl.n);
+			fuzz_assert(memcmp(again.succession, cl.succession, sizeof(cl.succession)) == 0);
 		}
 	}
 	if (fabric_hello_parse(&m, &h) == 0) {

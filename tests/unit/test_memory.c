@@ -64,6 +64,26 @@ out:
 	return rc;
 }
 
+/* What the defrag thread's test_relocate counts and moves, read under the
+ * lock it writes them under (TSan saw the plain reads race). */
+static void
+owner_counts(int *relocated, int *stale)
+{
+	pthread_mutex_lock(&own.lock);
+	*relocated = own.relocated;
+	*stale = own.stale;
+	pthread_mutex_unlock(&own.lock);
+}
+
+static uint32_t
+record_size_of(int i)
+{
+	pthread_mutex_lock(&own.lock);
+	uint32_t size = storage_loc_size(own.loc[i]);
+	pthread_mutex_unlock(&own.lock);
+	return size;
+}
+
 static struct storage_config
 small_config(uint64_t data_size)
 {
@@ -145,13 +165,14 @@ test_memory_defrag_moves_only_live_records(void **state)
 	struct storage_owner o = { .arg = NULL, .relocate = test_relocate };
 	struct storage *st;
 	struct storage_stats ss;
+	int relocated = 0, stale = 0;
 
 	memset(own.loc, 0, sizeof(own.loc));
 	assert_int_equal(storage_open(&st, "t", &cfg, &o), 0);
 	for (int i = 0; i < N_RECORDS; i++)
 		write_one(st, i);
 	storage_stats(st, &ss);
-	assert_int_equal(ss.used_bytes, (uint64_t)N_RECORDS * storage_loc_size(own.loc[0]));
+	assert_int_equal(ss.used_bytes, (uint64_t)N_RECORDS * record_size_of(0));
 	/* Overwrite 3 of every 4 records: old wblocks fall to ~25% live. */
 	for (int i = 0; i < N_RECORDS; i++)
 		if (i % 4 != 0)
@@ -159,18 +180,20 @@ test_memory_defrag_moves_only_live_records(void **state)
 	/* Bounded wait for defrag to drain its queue. */
 	for (int tries = 0; tries < 500; tries++) {
 		storage_stats(st, &ss);
-		if (ss.defrag_q == 0 && ss.defrag_reads > 0 && own.relocated > 0)
+		owner_counts(&relocated, &stale);
+		if (ss.defrag_q == 0 && ss.defrag_reads > 0 && relocated > 0)
 			break;
 		usleep(10000);
 	}
 	storage_stats(st, &ss);
+	owner_counts(&relocated, &stale);
 	printf("defrag: %llu wblocks read, %d records moved, %d stale copies skipped\n",
-	    (unsigned long long)ss.defrag_reads, own.relocated, own.stale);
+	    (unsigned long long)ss.defrag_reads, relocated, stale);
 	assert_true(ss.defrag_reads > 0);
-	assert_true(own.relocated > 0);
+	assert_true(relocated > 0);
 	assert_int_equal(ss.defrag_q, 0);
 	/* Live bytes equal exactly the current copies; every record intact. */
-	assert_int_equal(ss.used_bytes, (uint64_t)N_RECORDS * storage_loc_size(own.loc[0]));
+	assert_int_equal(ss.used_bytes, (uint64_t)N_RECORDS * record_size_of(0));
 	for (int i = 0; i < N_RECORDS; i++)
 		check_one(st, i);
 	storage_close(st, true);

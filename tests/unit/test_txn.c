@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/atomic.h"
 #include "base/clock.h"
 #include "txn/txn.h"
 
@@ -568,8 +569,10 @@ test_txn_config_set_validates_and_applies(void **state)
 {
 	char err[256], v[64];
 
-	cfg.ns[0].storage.max_write_cache = 64u << 20;   /* cross-field rules hold */
-	cfg.ns[0].nsup_period = 120;
+	/* The node's threads read these live (relaxed atomics, as
+	 * config_set_text writes them): a plain store here would race. */
+	atomic_store_relaxed(&cfg.ns[0].storage.max_write_cache, 64u << 20); /* cross-field rules hold */
+	atomic_store_relaxed(&cfg.ns[0].nsup_period, 120);
 	assert_int_equal(node_config_set(node, 0, CONFIG_STORAGE, "defrag-lwm-pct", "30\n", err,
 	    sizeof(err)), 0);
 	assert_int_equal(cfg.ns[0].storage.defrag_lwm_pct, 30);

@@ -1,0 +1,680 @@
+/*
+ * clustering.c - who is in the cluster: principal, succession list and
+ * cluster key, agreed in two phases (cluster.h, docs/cluster.md).
+ *
+ * Inputs: the heartbeat's view (alive nodes, their adjacency lists and
+ * cluster keys), read every heartbeat interval by the clustering thread,
+ * and the proposal messages, received on the fabric thread.  Output: the
+ * installed state, read by clustering_state_get and pushed to observers.
+ *
+ * Candidates (the clique rule): this node and every alive node; while two
+ * of them do not hear each other both ways, the one with the fewest
+ * mutual links to the rest (the lowest id on a tie) is dropped, never this
+ * node.  With the same view, every node computes the same set.  The
+ * highest candidate is the principal.
+ *
+ * Locks: c->lock protects the state; it is taken before the heartbeat's
+ * and the fabric's locks (heartbeat_cluster_key_set, fabric_send), never
+ * after.  c->notify_lock serialises observer calls and is taken before
+ * c->lock.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+
+#include "../base/clock.h"
+#include "../base/log.h"
+#include "cluster.h"
+
+#define MS 1000000ULL
+#define OBSERVERS_MAX 4
+#define NOTIFY_QUEUE 16    /* changes waiting for the observers (a change takes a quantum) */
+
+struct clustering {
+	struct fabric *fabric;
+	struct heartbeat *hb;
+	uint64_t node_id;
+	uint64_t interval_ns, quantum_ns;
+	struct {
+		clustering_observer_fn fn;
+		void *arg;
+	} observers[OBSERVERS_MAX];
+	unsigned n_observers;
+
+	pthread_mutex_t notify_lock;  /* serialises observer calls; before lock */
+
+	pthread_mutex_t lock;         /* everything below */
+	pthread_cond_t cond;
+	bool stop, started, muted;
+	pthread_t thread;
+	uint64_t view_hash, view_changed_ns;
+	struct cluster_state st;      /* installed (integrity filled by state_get) */
+	struct cluster_state queue[NOTIFY_QUEUE]; /* changes not yet told to the observers */
+	unsigned q_head, q_len;
+	unsigned last_n;              /* the last cluster installed (an orphan keeps it), 0: none */
+	uint64_t last_list[CLUSTER_NODES_MAX];
+	/* as principal: the proposal in flight */
+	bool proposing;
+	uint64_t prop_id, prop_key, prop_deadline_ns;
+	unsigned prop_n;
+	uint64_t prop_list[CLUSTER_NODES_MAX];
+	bool prop_accepted[CLUSTER_NODES_MAX];
+	/* as member: the proposal accepted, waiting for its commit */
+	bool pending;
+	uint64_t pend_id, pend_key, pend_from, pend_deadline_ns;
+	unsigned pend_n;
+	uint64_t pend_list[CLUSTER_NODES_MAX];
+};
+
+/* The heartbeat's view and the candidates computed from it. */
+struct view {
+	unsigned n_alive;
+	struct heartbeat_view_node alive[CLUSTER_NODES_MAX];
+	unsigned n_cand;
+	uint64_t cand[CLUSTER_NODES_MAX];    /* descending */
+	uint64_t hash;                       /* of alive ids, keys, adjacency */
+};
+
+static void on_message(void *arg, uint64_t from, const struct fabric_msg *m);
+static void *clustering_thread(void *arg);
+
+uint64_t
+clustering_quantum_ms(uint32_t interval_ms, uint32_t timeout_count)
+{
+	return (uint64_t)interval_ms * (timeout_count + 2);
+}
+
+static uint64_t
+mix(uint64_t x)
+{
+	x += 0x9e3779b97f4a7c15ULL;
+	x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
+	x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
+	return x ^ (x >> 31);
+}
+
+static uint64_t
+random_u64(void)
+{
+	uint64_t v = 0;
+
+	while (v == 0) {
+		if (getrandom(&v, sizeof(v), 0) != (ssize_t)sizeof(v))
+			v = mix(clock_mono_ns() ^ (uint64_t)clock_epoch_ms());
+	}
+	return v;
+}
+
+static int
+desc(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return x < y ? 1 : x > y ? -1 : 0;
+}
+
+static bool
+list_has(const uint64_t *l, unsigned n, uint64_t id)
+{
+	unsigned i;
+
+	for (i = 0; i < n; i++)
+		if (l[i] == id)
+			return true;
+	return false;
+}
+
+static const struct heartbeat_view_node *
+view_node(const struct view *v, uint64_t id)
+{
+	unsigned i;
+
+	for (i = 0; i < v->n_alive; i++)
+		if (v->alive[i].node_id == id)
+			return &v->alive[i];
+	return NULL;
+}
+
+/* i hears j (index 0 is this node, which hears every alive node). */
+static bool
+hears(const struct view *v, const uint64_t *ids, unsigned i, unsigned j)
+{
+	if (i == 0)
+		return true;
+	return list_has(v->alive[i - 1].adjacent, v->alive[i - 1].n_adjacent, ids[j]);
+}
+
+/* Reads the heartbeat's view and computes the candidates (the clique rule). */
+static void
+view_read(struct clustering *c, struct view *v)
+{
+	uint64_t ids[CLUSTER_NODES_MAX + 1];
+	bool in[CLUSTER_NODES_MAX + 1];
+	unsigned i, j, n;
+
+	v->n_alive = heartbeat_view_get(c->hb, v->alive, CLUSTER_NODES_MAX - 1);
+	n = v->n_alive + 1;
+	ids[0] = c->node_id;
+	v->hash = mix(c->node_id);
+	for (i = 0; i < v->n_alive; i++) {
+		uint64_t h = mix(v->alive[i].node_id) ^ mix(v->alive[i].cluster_key + 1);
+
+		for (j = 0; j < v->alive[i].n_adjacent; j++)
+			h += mix(v->alive[i].adjacent[j] ^ 0x5a5a);
+		v->hash += mix(h);
+		ids[i + 1] = v->alive[i].node_id;
+	}
+	for (i = 0; i < n; i++)
+		in[i] = true;
+	for (;;) {
+		unsigned worst = 0, worst_links = 0, size = 0;
+
+		for (i = 0; i < n; i++)
+			size += in[i];
+		for (i = 1; i < n; i++) {
+			unsigned links = 0;
+
+			if (!in[i])
+				continue;
+			for (j = 0; j < n; j++)
+				if (j != i && in[j] && hears(v, ids, i, j) && hears(v, ids, j, i))
+					links++;
+			if (links < size - 1 && (worst == 0 || links < worst_links ||
+			    (links == worst_links && ids[i] < ids[worst]))) {
+				worst = i;
+				worst_links = links;
+			}
+		}
+		if (worst == 0)
+			break;
+		in[worst] = false;
+	}
+	v->n_cand = 0;
+	for (i = 0; i < n; i++)
+		if (in[i])
+			v->cand[v->n_cand++] = ids[i];
+	qsort(v->cand, v->n_cand, sizeof(v->cand[0]), desc);
+}
+
+/* Queues the installed state for the observers (caller holds c->lock). */
+static void
+enqueue(struct clustering *c)
+{
+	if (c->n_observers == 0)
+		return;
+	if (c->q_len == NOTIFY_QUEUE) {
+		/* cannot happen at one change per quantum; the latest state wins */
+		log_warn("clustering", "observers are %d changes behind; the oldest is dropped", NOTIFY_QUEUE);
+		c->q_head = (c->q_head + 1) % NOTIFY_QUEUE;
+		c->q_len--;
+	}
+	c->queue[(c->q_head + c->q_len) % NOTIFY_QUEUE] = c->st;
+	c->queue[(c->q_head + c->q_len) % NOTIFY_QUEUE].integrity = c->st.role != CLUSTERING_ORPHAN;
+	c->q_len++;
+}
+
+/* "0b, 0a" into buf: the ids of a not in b. */
+static unsigned
+list_minus(const uint64_t *a, unsigned na, const uint64_t *b, unsigned nb, char *buf, size_t cap)
+{
+	unsigned i, k = 0;
+	size_t off = 0;
+
+	buf[0] = '\0';
+	for (i = 0; i < na; i++) {
+		if (list_has(b, nb, a[i]))
+			continue;
+		if (off < cap)
+			off += (size_t)snprintf(buf + off, cap - off, "%s%016" PRIx64, k ? "," : "", a[i]);
+		k++;
+	}
+	return k;
+}
+
+/* Installs a succession and key (caller holds c->lock). */
+static void
+install(struct clustering *c, const uint64_t *list, unsigned n, uint64_t key)
+{
+	struct cluster_state *st = &c->st;
+	char came[CLUSTER_NODES_MAX * 17 + 1], went[CLUSTER_NODES_MAX * 17 + 1];
+	/* compared with the last cluster, not with an orphan's interlude */
+	const uint64_t *prev = c->last_n ? c->last_list : &c->node_id;
+	unsigned n_came, n_went, prev_n = c->last_n ? c->last_n : 1;
+
+	n_came = list_minus(list, n, prev, prev_n, came, sizeof(came));
+	n_went = list_minus(prev, prev_n, list, n, went, sizeof(went));
+	if (n_came == 0 && n_went == 0)
+		snprintf(st->cause, sizeof(st->cause), n == 1 ? "formed alone" : "new cluster key, same nodes");
+	else if (n_came >= 2 && prev_n >= 2 && n_went == 0)
+		snprintf(st->cause, sizeof(st->cause), "merged: %u nodes joined", n_came);
+	else if (n_came == 1 && n_went == 1)
+		snprintf(st->cause, sizeof(st->cause), "node %.16s joined, node %.16s left", came, went);
+	else if (n_came && n_went)
+		snprintf(st->cause, sizeof(st->cause), "%u nodes joined, %u left", n_came, n_went);
+	else if (n_came)
+		snprintf(st->cause, sizeof(st->cause), n_came == 1 ? "node %.16s joined" : "%.0s%u nodes joined",
+		    came, n_came);
+	else
+		snprintf(st->cause, sizeof(st->cause), n_went == 1 ? "node %.16s left" : "%.0s%u nodes left",
+		    went, n_went);
+	memcpy(c->last_list, list, n * sizeof(list[0]));
+	c->last_n = n;
+	memcpy(st->succession, list, n * sizeof(list[0]));
+	st->n = n;
+	st->cluster_key = key;
+	st->principal = list[0];
+	st->role = list[0] == c->node_id ? CLUSTERING_PRINCIPAL : CLUSTERING_MEMBER;
+	st->change_epoch_ms = clock_epoch_ms();
+	st->changes++;
+	enqueue(c);
+	/* the others' pulses carry the new key only after an interval: the
+	 * quiet period starts again before anyone judges keys */
+	c->view_changed_ns = clock_mono_ns();
+	heartbeat_cluster_key_set(c->hb, key);
+	log_info("clustering", "cluster key %016" PRIx64 ", %u nodes, principal %016" PRIx64
+	    " (%s): came [%s] went [%s]", key, n, list[0], st->cause, came, went);
+}
+
+/* Becomes an orphan (caller holds c->lock). */
+static void
+orphan(struct clustering *c, const char *why)
+{
+	struct cluster_state *st = &c->st;
+	char went[CLUSTER_NODES_MAX * 17 + 1];
+
+	(void)list_minus(st->succession, st->n, &c->node_id, 1, went, sizeof(went));
+	snprintf(st->cause, sizeof(st->cause), "orphaned: %s", why);
+	st->n = 1;
+	st->succession[0] = c->node_id;
+	st->cluster_key = 0;
+	st->principal = 0;
+	st->role = CLUSTERING_ORPHAN;
+	st->change_epoch_ms = clock_epoch_ms();
+	st->changes++;
+	enqueue(c);
+	c->pending = false;
+	c->view_changed_ns = clock_mono_ns();
+	heartbeat_cluster_key_set(c->hb, 0);
+	log_info("clustering", "orphan (%s): came [] went [%s]", why, went);
+}
+
+/* Tells the observers every queued change, in order. */
+static void
+notify(struct clustering *c)
+{
+	struct cluster_state st;
+	unsigned i;
+
+	pthread_mutex_lock(&c->notify_lock);
+	for (;;) {
+		pthread_mutex_lock(&c->lock);
+		if (c->q_len == 0) {
+			pthread_mutex_unlock(&c->lock);
+			break;
+		}
+		st = c->queue[c->q_head];
+		c->q_head = (c->q_head + 1) % NOTIFY_QUEUE;
+		c->q_len--;
+		pthread_mutex_unlock(&c->lock);
+		for (i = 0; i < c->n_observers; i++)
+			c->observers[i].fn(c->observers[i].arg, &st);
+	}
+	pthread_mutex_unlock(&c->notify_lock);
+}
+
+static void
+send_op(struct clustering *c, uint64_t to, uint32_t op, uint64_t id, uint64_t key, const uint64_t *list,
+    unsigned n)
+{
+	struct clustering_msg m = { .op = op, .proposal_id = id, .cluster_key = key, .n = n };
+	uint8_t buf[CLUSTERING_MSG_MAX];
+	struct fabric_msg_writer w;
+
+	if (n > 0)
+		memcpy(m.succession, list, n * sizeof(list[0]));
+	if (clustering_msg_encode(&m, &w, buf, sizeof(buf)) == 0)
+		(void)fabric_send(c->fabric, to, &w); /* lost: the proposal times out */
+}
+
+int
+clustering_create(const struct clustering_config *cfg, struct clustering **out)
+{
+	struct clustering *c;
+	pthread_condattr_t ca;
+	int rc;
+
+	if (cfg->fabric == NULL || cfg->heartbeat == NULL || cfg->node_id == 0 || cfg->interval_ms == 0 ||
+	    cfg->timeout_count < 2)
+		return -EINVAL;
+	c = calloc(1, sizeof(*c));
+	if (c == NULL)
+		return -ENOMEM;
+	c->fabric = cfg->fabric;
+	c->hb = cfg->heartbeat;
+	c->node_id = cfg->node_id;
+	c->interval_ns = (uint64_t)cfg->interval_ms * MS;
+	c->quantum_ns = clustering_quantum_ms(cfg->interval_ms, cfg->timeout_count) * MS;
+	c->st.role = CLUSTERING_ORPHAN;
+	c->st.n = 1;
+	c->st.succession[0] = c->node_id;
+	c->st.change_epoch_ms = clock_epoch_ms();
+	snprintf(c->st.cause, sizeof(c->st.cause), "started");
+	pthread_mutex_init(&c->lock, NULL);
+	pthread_mutex_init(&c->notify_lock, NULL);
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&c->cond, &ca);
+	pthread_condattr_destroy(&ca);
+	rc = fabric_handler_set(cfg->fabric, FABRIC_MSG_CLUSTERING, on_message, c);
+	if (rc != 0) {
+		clustering_destroy(c);
+		return rc;
+	}
+	*out = c;
+	return 0;
+}
+
+int
+clustering_observer_add(struct clustering *c, clustering_observer_fn fn, void *arg)
+{
+	if (c->n_observers == OBSERVERS_MAX)
+		return -ENOSPC;
+	c->observers[c->n_observers].fn = fn;
+	c->observers[c->n_observers].arg = arg;
+	c->n_observers++;
+	return 0;
+}
+
+int
+clustering_start(struct clustering *c)
+{
+	int rc;
+
+	c->view_changed_ns = clock_mono_ns();
+	rc = pthread_create(&c->thread, NULL, clustering_thread, c);
+	if (rc != 0)
+		return -rc;
+	c->started = true;
+	return 0;
+}
+
+void
+clustering_stop(struct clustering *c)
+{
+	if (!c->started)
+		return;
+	pthread_mutex_lock(&c->lock);
+	c->stop = true;
+	pthread_cond_signal(&c->cond);
+	pthread_mutex_unlock(&c->lock);
+	pthread_join(c->thread, NULL);
+	c->started = false;
+	c->stop = false;
+}
+
+void
+clustering_destroy(struct clustering *c)
+{
+	if (c == NULL)
+		return;
+	clustering_stop(c);
+	pthread_cond_destroy(&c->cond);
+	pthread_mutex_destroy(&c->lock);
+	pthread_mutex_destroy(&c->notify_lock);
+	free(c);
+}
+
+void
+clustering_state_get(struct clustering *c, struct cluster_state *st)
+{
+	struct view *v = malloc(sizeof(*v));
+	unsigned i;
+
+	pthread_mutex_lock(&c->lock);
+	*st = c->st;
+	pthread_mutex_unlock(&c->lock);
+	st->integrity = st->role != CLUSTERING_ORPHAN;
+	if (v == NULL) {
+		st->integrity = false;
+		return;
+	}
+	v->n_alive = heartbeat_view_get(c->hb, v->alive, CLUSTER_NODES_MAX - 1);
+	for (i = 0; i < st->n; i++)
+		if (st->succession[i] != c->node_id && view_node(v, st->succession[i]) == NULL)
+			st->integrity = false;
+	free(v);
+}
+
+void
+clustering_test_mute(struct clustering *c, bool muted)
+{
+	pthread_mutex_lock(&c->lock);
+	c->muted = muted;
+	pthread_mutex_unlock(&c->lock);
+}
+
+/* ---- messages (fabric thread) ------------------------------------------------ */
+
+static void
+on_prepare(struct clustering *c, uint64_t from, const struct clustering_msg *m, const struct view *v)
+{
+	unsigned i;
+	bool ok = v->n_cand > 0 && v->cand[0] == from && m->succession[0] == from &&
+	    list_has(m->succession, m->n, c->node_id);
+
+	for (i = 0; ok && i < m->n; i++)
+		if (m->succession[i] != c->node_id && view_node(v, m->succession[i]) == NULL)
+			ok = false;
+	if (!ok) {
+		log_info("clustering", "proposal %016" PRIx64 " from %016" PRIx64 " rejected: "
+		    "it is not the principal this node sees (%016" PRIx64 ") or names nodes it does not hear",
+		    m->proposal_id, from, v->n_cand ? v->cand[0] : 0);
+		send_op(c, from, CLUSTERING_OP_REJECT, m->proposal_id, 0, NULL, 0);
+		return;
+	}
+	c->pending = true;
+	c->pend_id = m->proposal_id;
+	c->pend_key = m->cluster_key;
+	c->pend_from = from;
+	c->pend_n = m->n;
+	memcpy(c->pend_list, m->succession, m->n * sizeof(m->succession[0]));
+	c->pend_deadline_ns = clock_mono_ns() + 2 * c->quantum_ns;
+	send_op(c, from, CLUSTERING_OP_ACCEPT, m->proposal_id, 0, NULL, 0);
+}
+
+static void
+on_accept(struct clustering *c, uint64_t from, const struct clustering_msg *m)
+{
+	unsigned i, missing = 0;
+
+	if (!c->proposing || m->proposal_id != c->prop_id)
+		return;
+	for (i = 0; i < c->prop_n; i++) {
+		if (c->prop_list[i] == from)
+			c->prop_accepted[i] = true;
+		missing += !c->prop_accepted[i];
+	}
+	if (missing > 0)
+		return;
+	c->proposing = false;
+	install(c, c->prop_list, c->prop_n, c->prop_key);
+	for (i = 0; i < c->prop_n; i++)
+		if (c->prop_list[i] != c->node_id)
+			send_op(c, c->prop_list[i], CLUSTERING_OP_COMMIT, c->prop_id, c->prop_key, NULL, 0);
+}
+
+static void
+on_message(void *arg, uint64_t from, const struct fabric_msg *fm)
+{
+	struct clustering *c = arg;
+	struct clustering_msg m;
+	struct view *v = NULL;
+
+	if (clustering_msg_decode(fm, &m) != 0) {
+		log_warn("clustering", "node %016" PRIx64 " sent a malformed clustering message; ignored", from);
+		return;
+	}
+	if (m.op == CLUSTERING_OP_PREPARE) {
+		v = malloc(sizeof(*v));
+		if (v == NULL)
+			return;
+		view_read(c, v);
+	}
+	pthread_mutex_lock(&c->lock);
+	switch (m.op) {
+	case CLUSTERING_OP_PREPARE:
+		if (!c->muted)
+			on_prepare(c, from, &m, v);
+		break;
+	case CLUSTERING_OP_ACCEPT:
+		on_accept(c, from, &m);
+		break;
+	case CLUSTERING_OP_REJECT:
+		if (c->proposing && m.proposal_id == c->prop_id) {
+			c->proposing = false;
+			c->st.proposals_aborted++;
+			log_info("clustering", "proposal %016" PRIx64 " aborted: node %016" PRIx64 " rejected it",
+			    m.proposal_id, from);
+		}
+		break;
+	case CLUSTERING_OP_COMMIT:
+		if (c->pending && m.proposal_id == c->pend_id && from == c->pend_from &&
+		    m.cluster_key == c->pend_key) {
+			c->pending = false;
+			install(c, c->pend_list, c->pend_n, c->pend_key);
+		}
+		break;
+	}
+	pthread_mutex_unlock(&c->lock);
+	free(v);
+	notify(c);
+}
+
+/* ---- the clustering thread --------------------------------------------------- */
+
+/* Does the installed state differ from what the principal sees? (lock held) */
+static bool
+needs_proposal(struct clustering *c, const struct view *v)
+{
+	unsigned i;
+
+	if (c->st.role != CLUSTERING_PRINCIPAL || c->st.n != v->n_cand)
+		return true;
+	for (i = 0; i < v->n_cand; i++) {
+		const struct heartbeat_view_node *e = view_node(v, v->cand[i]);
+
+		if (c->st.succession[i] != v->cand[i])
+			return true;
+		if (e != NULL && e->cluster_key != c->st.cluster_key)
+			return true;  /* a member missed the commit, or moved on */
+	}
+	return false;
+}
+
+static void
+tick(struct clustering *c, struct view *v)
+{
+	uint64_t now;
+	unsigned i;
+	bool quiet;
+
+	view_read(c, v);
+	now = clock_mono_ns();
+	pthread_mutex_lock(&c->lock);
+	if (v->hash != c->view_hash) {
+		c->view_hash = v->hash;
+		c->view_changed_ns = now;
+	}
+	quiet = now - c->view_changed_ns >= c->quantum_ns;
+	if (c->pending && now > c->pend_deadline_ns) {
+		log_info("clustering", "proposal %016" PRIx64 " from %016" PRIx64 " never committed; dropped",
+		    c->pend_id, c->pend_from);
+		c->pending = false;
+	}
+	if (c->proposing && now > c->prop_deadline_ns) {
+		char late[CLUSTER_NODES_MAX * 17 + 1];
+		uint64_t missing[CLUSTER_NODES_MAX];
+		unsigned k = 0;
+
+		for (i = 0; i < c->prop_n; i++)
+			if (!c->prop_accepted[i])
+				missing[k++] = c->prop_list[i];
+		(void)list_minus(missing, k, NULL, 0, late, sizeof(late));
+		log_info("clustering", "proposal %016" PRIx64 " aborted: no answer in %llu ms from [%s]; "
+		    "retried after the next quantum", c->prop_id,
+		    (unsigned long long)(c->quantum_ns / MS), late);
+		c->proposing = false;
+		c->st.proposals_aborted++;
+		c->view_changed_ns = now; /* wait a quantum again */
+		quiet = false;
+	}
+	/* a member whose principal died, or went on without it, is an orphan */
+	if (c->st.role == CLUSTERING_MEMBER) {
+		const struct heartbeat_view_node *p = view_node(v, c->st.principal);
+		char why[80];
+
+		if (p == NULL) {
+			snprintf(why, sizeof(why), "principal %016" PRIx64 " left", c->st.principal);
+			orphan(c, why);
+		} else if (quiet && p->cluster_key != c->st.cluster_key) {
+			snprintf(why, sizeof(why), "principal %016" PRIx64 " moved to another cluster key",
+			    c->st.principal);
+			orphan(c, why);
+		}
+	}
+	if (v->cand[0] == c->node_id && quiet && !c->proposing && needs_proposal(c, v)) {
+		c->pending = false;
+		c->st.proposals++;
+		if (v->n_cand == 1) {
+			install(c, v->cand, 1, random_u64());
+		} else {
+			c->proposing = true;
+			c->prop_id = random_u64();
+			c->prop_key = random_u64();
+			c->prop_n = v->n_cand;
+			memcpy(c->prop_list, v->cand, v->n_cand * sizeof(v->cand[0]));
+			for (i = 0; i < c->prop_n; i++)
+				c->prop_accepted[i] = c->prop_list[i] == c->node_id;
+			c->prop_deadline_ns = now + c->quantum_ns;
+			log_info("clustering", "proposing %u nodes, proposal %016" PRIx64, c->prop_n, c->prop_id);
+			for (i = 1; i < c->prop_n; i++)
+				send_op(c, c->prop_list[i], CLUSTERING_OP_PREPARE, c->prop_id, c->prop_key,
+				    c->prop_list, c->prop_n);
+		}
+	}
+	pthread_mutex_unlock(&c->lock);
+	notify(c);
+}
+
+static void *
+clustering_thread(void *arg)
+{
+	struct clustering *c = arg;
+	struct view *v = malloc(sizeof(*v));
+	struct timespec ts;
+
+	if (v == NULL) {
+		log_error("clustering", "out of memory: clustering does not run");
+		return NULL;
+	}
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	pthread_mutex_lock(&c->lock);
+	while (!c->stop) {
+		pthread_mutex_unlock(&c->lock);
+		tick(c, v);
+		pthread_mutex_lock(&c->lock);
+		ts.tv_nsec += (long)(c->interval_ns % 1000000000ULL);
+		ts.tv_sec += (time_t)(c->interval_ns / 1000000000ULL) + ts.tv_nsec / 1000000000L;
+		ts.tv_nsec %= 1000000000L;
+		while (!c->stop && pthread_cond_timedwait(&c->cond, &c->lock, &ts) != ETIMEDOUT)
+			;
+	}
+	pthread_mutex_unlock(&c->lock);
+	free(v);
+	return NULL;
+}

@@ -1,0 +1,459 @@
+/*
+ * test_clustering.c - clustering (src/cluster/clustering.c): fabric +
+ * heartbeat + clustering instances in one process on 127.0.0.1 (port 0),
+ * heartbeat 50 ms x 5, so a node is dead after 250 ms and the quantum is
+ * 350 ms.  3 and 5 nodes started in any order with a chain of seeds agree
+ * on one succession and key; a silent node leaves and comes back; a 3+2
+ * split (links cut with heartbeat_test_block) gives two clusters and
+ * healing one; a rolling restart ends in one cluster; a proposal whose
+ * member never answers installs nothing anywhere.  Every wait is bounded.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "base/clock.h"
+#include "cluster/cluster.h"
+#include "fabric/fabric.h"
+
+#define WAIT_MS 15000
+#define INTERVAL_MS 50
+#define TIMEOUT_COUNT 5
+
+static const uint8_t secret[] = "clustering-test-secret-0123456789";
+
+struct node {
+	struct fabric *f;
+	struct heartbeat *hb;
+	struct clustering *cl;
+	uint64_t id;
+	uint16_t port;
+	char address[32];
+	pthread_mutex_t lock;
+	uint64_t seen_key;      /* observer: the last key it was told */
+	unsigned seen_n, seen_calls, max_seen_n;
+	uint64_t seen_changes;  /* st->changes of the last call */
+	bool seen_out_of_order; /* a call whose changes was not the previous + 1 */
+	bool up;
+};
+
+static void
+observer(void *arg, const struct cluster_state *st)
+{
+	struct node *n = arg;
+
+	pthread_mutex_lock(&n->lock);
+	n->seen_key = st->cluster_key;
+	n->seen_n = st->n;
+	n->seen_calls++;
+	if (st->changes != n->seen_changes + 1)
+		n->seen_out_of_order = true;
+	n->seen_changes = st->changes;
+	if (st->n > n->max_seen_n)
+		n->max_seen_n = st->n;
+	pthread_mutex_unlock(&n->lock);
+}
+
+static void
+node_up(struct node *n, uint64_t id, uint16_t port)
+{
+	struct fabric_config fc = {
+		.address = "127.0.0.1", .port = port, .node_id = id, .cluster_name = "test",
+		.secret = secret, .secret_len = sizeof(secret) - 1,
+	};
+	struct heartbeat_config hc = { .node_id = id, .interval_ms = INTERVAL_MS, .timeout_count = TIMEOUT_COUNT };
+	struct clustering_config cc = { .node_id = id, .interval_ms = INTERVAL_MS, .timeout_count = TIMEOUT_COUNT };
+
+	memset(n, 0, sizeof(*n));
+	pthread_mutex_init(&n->lock, NULL);
+	n->id = id;
+	assert_int_equal(fabric_create(&fc, &n->f), 0);
+	n->port = fabric_port(n->f);
+	snprintf(n->address, sizeof(n->address), "127.0.0.1:%u", n->port);
+	hc.fabric = n->f;
+	hc.address = n->address;
+	assert_int_equal(heartbeat_create(&hc, &n->hb), 0);
+	cc.fabric = n->f;
+	cc.heartbeat = n->hb;
+	assert_int_equal(clustering_create(&cc, &n->cl), 0);
+	assert_int_equal(clustering_observer_add(n->cl, observer, n), 0);
+	assert_int_equal(fabric_start(n->f), 0);
+	assert_int_equal(heartbeat_start(n->hb), 0);
+	assert_int_equal(clustering_start(n->cl), 0);
+	n->up = true;
+}
+
+static void
+node_down(struct node *n)
+{
+	if (!n->up)
+		return;
+	clustering_stop(n->cl);
+	heartbeat_stop(n->hb);
+	fabric_destroy(n->f);
+	clustering_destroy(n->cl);
+	heartbeat_destroy(n->hb);
+	pthread_mutex_destroy(&n->lock);
+	n->up = false;
+}
+
+static uint64_t
+now_ms(void)
+{
+	return clock_mono_ns() / 1000000;
+}
+
+static void
+sleep_ms(unsigned ms)
+{
+	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
+
+	nanosleep(&ts, NULL);
+}
+
+#define WAIT_FOR(cond) do { \
+		uint64_t t0_ = now_ms(); \
+		while (!(cond)) { \
+			if (now_ms() - t0_ > WAIT_MS) \
+				fail_msg("timed out waiting for: %s", #cond); \
+			sleep_ms(5); \
+		} \
+	} while (0)
+
+/* Every node of g[0..n) shows the same key, the succession of exactly
+ * their ids (descending), the highest as principal, integrity; and its
+ * observer was told that key. */
+static bool
+one_cluster(struct node **g, unsigned n)
+{
+	struct cluster_state st0, st;
+	uint64_t max = 0;
+	unsigned i, j;
+
+	for (i = 0; i < n; i++)
+		if (g[i]->id > max)
+			max = g[i]->id;
+	clustering_state_get(g[0]->cl, &st0);
+	if (st0.cluster_key == 0 || st0.n != n || st0.principal != max || !st0.integrity)
+		return false;
+	for (i = 1; i < st0.n; i++)
+		if (st0.succession[i] >= st0.succession[i - 1])
+			return false;
+	for (i = 0; i < n; i++) {
+		bool in = false;
+
+		for (j = 0; j < st0.n; j++)
+			in |= st0.succession[j] == g[i]->id;
+		if (!in)
+			return false;
+		clustering_state_get(g[i]->cl, &st);
+		if (st.cluster_key != st0.cluster_key || st.n != st0.n || !st.integrity ||
+		    memcmp(st.succession, st0.succession, st.n * sizeof(st.succession[0])) != 0)
+			return false;
+		/* the observer was told every change, in order, the last one this */
+		pthread_mutex_lock(&g[i]->lock);
+		in = g[i]->seen_key == st.cluster_key && g[i]->seen_n == st.n;
+		assert_false(g[i]->seen_out_of_order);
+		if (in)
+			assert_true(g[i]->seen_calls == st.changes && g[i]->seen_changes == st.changes);
+		pthread_mutex_unlock(&g[i]->lock);
+		if (!in)
+			return false;
+	}
+	return true;
+}
+
+static uint64_t
+key_of(struct node *n)
+{
+	struct cluster_state st;
+
+	clustering_state_get(n->cl, &st);
+	return st.cluster_key;
+}
+
+static void
+cut(struct node *a, struct node *b, bool blocked)
+{
+	heartbeat_test_block(a->hb, b->id, blocked);
+	heartbeat_test_block(b->hb, a->id, blocked);
+}
+
+static void
+test_clustering_msg_roundtrips_and_bad_messages_are_refused(void **state)
+{
+	uint8_t buf[CLUSTERING_MSG_MAX];
+	struct clustering_msg m = { .op = CLUSTERING_OP_PREPARE, .proposal_id = 5, .cluster_key = 9,
+		.n = CLUSTER_NODES_MAX }, d;
+	struct fabric_msg_writer w;
+	struct fabric_msg fm;
+	unsigned i;
+
+	(void)state;
+	for (i = 0; i < CLUSTER_NODES_MAX; i++)
+		m.succession[i] = 1000 - i;
+	assert_int_equal(clustering_msg_encode(&m, &w, buf, sizeof(buf)), 0);
+	assert_int_equal(fabric_msg_decode(buf, w.len, &fm), 0);
+	assert_int_equal(clustering_msg_decode(&fm, &d), 0);
+	assert_true(d.op == m.op && d.proposal_id == 5 && d.cluster_key == 9 && d.n == CLUSTER_NODES_MAX);
+	assert_memory_equal(d.succession, m.succession, sizeof(m.succession));
+	/* not descending, zero id, empty: the encoder refuses, and so does the decoder */
+	m.succession[3] = m.succession[2];
+	assert_int_equal(clustering_msg_encode(&m, &w, buf, sizeof(buf)), -EINVAL);
+	fabric_msg_writer_init(&w, buf, sizeof(buf), FABRIC_MSG_CLUSTERING);
+	fabric_msg_put_u32(&w, CLUSTERING_FIELD_OP, CLUSTERING_OP_PREPARE);
+	fabric_msg_put_u64(&w, CLUSTERING_FIELD_PROPOSAL_ID, 5);
+	fabric_msg_put_u64(&w, CLUSTERING_FIELD_CLUSTER_KEY, 9);
+	fabric_msg_put_bytes(&w, CLUSTERING_FIELD_SUCCESSION, "\0\0\0\0\0\0\0\1\0\0\0\0\0\0\0\2", 16);
+	assert_int_equal(fabric_msg_decode(buf, w.len, &fm), 0);
+	assert_int_equal(clustering_msg_decode(&fm, &d), -EBADMSG);   /* ascending */
+	fabric_msg_writer_init(&w, buf, sizeof(buf), FABRIC_MSG_CLUSTERING);
+	fabric_msg_put_u32(&w, CLUSTERING_FIELD_OP, CLUSTERING_OP_PREPARE);
+	fabric_msg_put_u64(&w, CLUSTERING_FIELD_PROPOSAL_ID, 5);
+	fabric_msg_put_u64(&w, CLUSTERING_FIELD_CLUSTER_KEY, 9);
+	fabric_msg_put_bytes(&w, CLUSTERING_FIELD_SUCCESSION, "\0\0\0\0\0\0\0\2\0\0\0", 11);
+	assert_int_equal(fabric_msg_decode(buf, w.len, &fm), 0);
+	assert_int_equal(clustering_msg_decode(&fm, &d), -EBADMSG);   /* cut entry */
+	fabric_msg_writer_init(&w, buf, sizeof(buf), FABRIC_MSG_CLUSTERING);
+	fabric_msg_put_u32(&w, CLUSTERING_FIELD_OP, 77);
+	fabric_msg_put_u64(&w, CLUSTERING_FIELD_PROPOSAL_ID, 5);
+	assert_int_equal(fabric_msg_decode(buf, w.len, &fm), 0);
+	assert_int_equal(clustering_msg_decode(&fm, &d), -EBADMSG);   /* unknown op */
+	/* an accept needs only the id; without it: refused */
+	m = (struct clustering_msg){ .op = CLUSTERING_OP_ACCEPT, .proposal_id = 7 };
+	assert_int_equal(clustering_msg_encode(&m, &w, buf, sizeof(buf)), 0);
+	assert_int_equal(fabric_msg_decode(buf, w.len, &fm), 0);
+	assert_int_equal(clustering_msg_decode(&fm, &d), 0);
+	assert_true(d.op == CLUSTERING_OP_ACCEPT && d.proposal_id == 7);
+	fabric_msg_writer_init(&w, buf, sizeof(buf), FABRIC_MSG_CLUSTERING);
+	fabric_msg_put_u32(&w, CLUSTERING_FIELD_OP, CLUSTERING_OP_COMMIT);
+	fabric_msg_put_u64(&w, CLUSTERING_FIELD_PROPOSAL_ID, 5);
+	assert_int_equal(fabric_msg_decode(buf, w.len, &fm), 0);
+	assert_int_equal(clustering_msg_decode(&fm, &d), -EBADMSG);   /* commit without key */
+}
+
+static void
+test_clustering_three_nodes_any_order_one_cluster(void **state)
+{
+	struct node a, b, c;
+	struct node *g[] = { &a, &b, &c };
+	struct cluster_state st;
+	uint64_t t0;
+
+	(void)state;
+	/* started highest first, then lowest; seeds: a -> c, b -> a */
+	node_up(&c, 0xc3, 0);
+	node_up(&a, 0xa1, 0);
+	assert_int_equal(heartbeat_seed_add(a.hb, c.address), 0);
+	node_up(&b, 0xb2, 0);
+	assert_int_equal(heartbeat_seed_add(b.hb, a.address), 0);
+	t0 = now_ms();
+	WAIT_FOR(one_cluster(g, 3));
+	print_message("3 nodes: one cluster after %llu ms\n", (unsigned long long)(now_ms() - t0));
+	clustering_state_get(b.cl, &st);
+	assert_true(st.principal == 0xc3 && st.succession[0] == 0xc3 && st.succession[2] == 0xa1);
+	assert_int_equal(st.role, CLUSTERING_MEMBER);
+	clustering_state_get(c.cl, &st);
+	assert_int_equal(st.role, CLUSTERING_PRINCIPAL);
+	node_down(&b);
+	node_down(&a);
+	node_down(&c);
+}
+
+static void
+test_clustering_five_nodes_shrink_and_grow_within_timeout_plus_quantum(void **state)
+{
+	struct node n[5];
+	struct node *all[] = { &n[0], &n[1], &n[2], &n[3], &n[4] };
+	struct node *rest[] = { &n[0], &n[1], &n[2], &n[4] };
+	struct node *rest2[] = { &n[0], &n[1], &n[2], &n[3] };
+	uint64_t t0, took, key, bound;
+	unsigned i;
+
+	(void)state;
+	/* ids 0x10..0x14, started in the order 2, 4, 0, 3, 1, each seeded with the one before */
+	const unsigned order[] = { 2, 4, 0, 3, 1 };
+	for (i = 0; i < 5; i++) {
+		node_up(&n[order[i]], 0x10 + order[i], 0);
+		if (i > 0)
+			assert_int_equal(heartbeat_seed_add(n[order[i]].hb, n[order[i - 1]].address), 0);
+	}
+	WAIT_FOR(one_cluster(all, 5));
+	key = key_of(&n[0]);
+
+	/* a member (0x13) falls silent: the other four form a cluster without it */
+	bound = INTERVAL_MS * TIMEOUT_COUNT + clustering_quantum_ms(INTERVAL_MS, TIMEOUT_COUNT);
+	heartbeat_stop(n[3].hb);
+	t0 = now_ms();
+	WAIT_FOR(one_cluster(rest, 4));
+	took = now_ms() - t0;
+	print_message("member silent: 4-node cluster after %llu ms (timeout + quantum = %llu ms)\n",
+	    (unsigned long long)took, (unsigned long long)bound);
+	assert_true(took >= INTERVAL_MS * (TIMEOUT_COUNT - 1));
+	assert_true(took < bound + 1500);
+	assert_true(key_of(&n[0]) != key);
+	/* it pulses again: five */
+	assert_int_equal(heartbeat_start(n[3].hb), 0);
+	t0 = now_ms();
+	WAIT_FOR(one_cluster(all, 5));
+	print_message("back: 5-node cluster after %llu ms\n", (unsigned long long)(now_ms() - t0));
+
+	/* the principal (0x14) goes away: 0x13 becomes principal of the other four */
+	node_down(&n[4]);
+	t0 = now_ms();
+	WAIT_FOR(one_cluster(rest2, 4));
+	took = now_ms() - t0;
+	print_message("principal gone: 4-node cluster after %llu ms\n", (unsigned long long)took);
+	assert_true(took < bound + 1500);
+	for (i = 0; i < 4; i++)
+		node_down(&n[i]);
+}
+
+static void
+test_clustering_split_three_two_and_heal(void **state)
+{
+	struct node n[5];
+	struct node *all[] = { &n[0], &n[1], &n[2], &n[3], &n[4] };
+	struct node *big[] = { &n[0], &n[1], &n[2] }, *small[] = { &n[3], &n[4] };
+	struct cluster_state st;
+	unsigned i, j;
+	uint64_t t0;
+
+	(void)state;
+	for (i = 0; i < 5; i++) {
+		node_up(&n[i], 0x20 + i, 0);
+		if (i > 0)
+			assert_int_equal(heartbeat_seed_add(n[i].hb, n[0].address), 0);
+	}
+	WAIT_FOR(one_cluster(all, 5));
+	for (i = 0; i < 3; i++)
+		for (j = 3; j < 5; j++)
+			cut(&n[i], &n[j], true);
+	t0 = now_ms();
+	WAIT_FOR(one_cluster(big, 3) && one_cluster(small, 2));
+	print_message("split: 3 + 2 after %llu ms\n", (unsigned long long)(now_ms() - t0));
+	assert_true(key_of(&n[0]) != key_of(&n[3]));
+	clustering_state_get(n[1].cl, &st);
+	assert_true(st.principal == 0x22);
+	clustering_state_get(n[3].cl, &st);
+	assert_true(st.principal == 0x24);
+	for (i = 0; i < 3; i++)
+		for (j = 3; j < 5; j++)
+			cut(&n[i], &n[j], false);
+	t0 = now_ms();
+	WAIT_FOR(one_cluster(all, 5));
+	print_message("healed: one cluster of 5 after %llu ms\n", (unsigned long long)(now_ms() - t0));
+	/* 0x24 stayed principal: the big side's nodes joined its cluster */
+	clustering_state_get(n[3].cl, &st);
+	assert_string_equal(st.cause, "merged: 3 nodes joined");
+	clustering_state_get(n[0].cl, &st);
+	assert_string_equal(st.cause, "merged: 2 nodes joined");
+	for (i = 0; i < 5; i++)
+		node_down(&n[i]);
+}
+
+static void
+test_clustering_rolling_restart_ends_in_one_cluster(void **state)
+{
+	struct node n[5];
+	struct node *all[] = { &n[0], &n[1], &n[2], &n[3], &n[4] };
+	unsigned i;
+	uint64_t t0 = now_ms();
+
+	(void)state;
+	for (i = 0; i < 5; i++) {
+		node_up(&n[i], 0x30 + i, 0);
+		if (i > 0)
+			assert_int_equal(heartbeat_seed_add(n[i].hb, n[i - 1].address), 0);
+	}
+	WAIT_FOR(one_cluster(all, 5));
+	/* each node in turn: stopped and started again on the same port, seeded
+	 * with its neighbour, without waiting for the cluster in between */
+	for (i = 0; i < 5; i++) {
+		uint16_t port = n[i].port;
+
+		node_down(&n[i]);
+		sleep_ms(INTERVAL_MS * 2);
+		node_up(&n[i], 0x30 + i, port);
+		assert_int_equal(heartbeat_seed_add(n[i].hb, n[(i + 1) % 5].address), 0);
+		sleep_ms(INTERVAL_MS * 4);
+	}
+	WAIT_FOR(one_cluster(all, 5));
+	print_message("rolling restart: one cluster of 5 after %llu ms in all\n",
+	    (unsigned long long)(now_ms() - t0));
+	for (i = 0; i < 5; i++)
+		node_down(&n[i]);
+}
+
+static void
+test_clustering_unanswered_proposal_installs_nothing(void **state)
+{
+	struct node a, b, c, d;
+	struct node *three[] = { &a, &b, &c }, *four[] = { &a, &b, &c, &d };
+	struct cluster_state st;
+	uint64_t t0;
+	unsigned i;
+
+	(void)state;
+	node_up(&a, 0xa1, 0);
+	node_up(&b, 0xb2, 0);
+	node_up(&c, 0xc3, 0);
+	assert_int_equal(heartbeat_seed_add(b.hb, a.address), 0);
+	assert_int_equal(heartbeat_seed_add(c.hb, a.address), 0);
+	WAIT_FOR(one_cluster(three, 3));
+	/* d pulses but never answers a proposal: a member dead mid-proposal */
+	node_up(&d, 0x0d, 0);
+	clustering_test_mute(d.cl, true);
+	assert_int_equal(heartbeat_seed_add(d.hb, a.address), 0);
+	WAIT_FOR((clustering_state_get(c.cl, &st), st.proposals_aborted >= 2));
+	/* for a few quanta: nobody installed the half-agreed 4-node list
+	 * (checked every 10 ms and by every observer call) */
+	t0 = now_ms();
+	while (now_ms() - t0 < 3 * clustering_quantum_ms(INTERVAL_MS, TIMEOUT_COUNT)) {
+		for (i = 0; i < 4; i++) {
+			clustering_state_get(four[i]->cl, &st);
+			assert_true(st.n <= 3);
+			assert_true(st.succession[st.n - 1] != 0x0d || st.role == CLUSTERING_ORPHAN);
+		}
+		clustering_state_get(d.cl, &st);
+		assert_true(st.role == CLUSTERING_ORPHAN && st.cluster_key == 0 && st.n == 1);
+		sleep_ms(10);
+	}
+	for (i = 0; i < 4; i++)
+		assert_true(four[i]->max_seen_n <= 3);
+	WAIT_FOR(one_cluster(three, 3));
+	clustering_state_get(c.cl, &st);
+	print_message("muted member: %llu proposals aborted, no node installed the 4-node list\n",
+	    (unsigned long long)st.proposals_aborted);
+	clustering_test_mute(d.cl, false);
+	WAIT_FOR(one_cluster(four, 4));
+	node_down(&d);
+	node_down(&c);
+	node_down(&b);
+	node_down(&a);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_clustering_msg_roundtrips_and_bad_messages_are_refused),
+		cmocka_unit_test(test_clustering_three_nodes_any_order_one_cluster),
+		cmocka_unit_test(test_clustering_five_nodes_shrink_and_grow_within_timeout_plus_quantum),
+		cmocka_unit_test(test_clustering_split_three_two_and_heal),
+		cmocka_unit_test(test_clustering_rolling_restart_ends_in_one_cluster),
+		cmocka_unit_test(test_clustering_unanswered_proposal_installs_nothing),
+	};
+
+	signal(SIGPIPE, SIG_IGN);
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,6 +1,8 @@
 #!/bin/bash
 # t_cluster_harness: the cluster harness (cluster_lib.sh) itself, with what
-# the nodes do today (the mesh heartbeat logs arrivals and departures).
+# the nodes do today: the mesh heartbeat logs arrivals and departures, and
+# clustering shows the agreed cluster in .info/cluster (cluster_wait_agree,
+# cluster_wait_size).
 #
 # The test runs itself three times as an inner test, each with its own
 # lib.sh temp dir, trap and watchdog:
@@ -57,14 +59,17 @@ if [ "${1:-}" = --inner ]; then
 		cluster_pid n2 >>"$CLUSTER_RECORD/pids"
 		cluster_pid n3 >>"$CLUSTER_RECORD/pids"
 		all_hear && pass "3 loopback nodes hear each other" || bad "3 loopback nodes do not all hear each other"
+		if cluster_wait_agree 3; then pass "3 loopback nodes agree on one cluster"; else bad "3 loopback nodes form no cluster"; fi
 		sh_ok "n2's mount serves" 'echo x > "$1/test/f" && grep -q x "$1/test/f"' "$(cluster_mnt n2)"
 
 		mark
 		cluster_stop n2
 		if gone n1 n2 && gone n3 n2; then pass "SIGSTOP of n2: n1 and n3 log its departure"; else bad "SIGSTOP of n2: no departure logged"; fi
+		if cluster_wait_agree 2 n1 n3; then pass "SIGSTOP of n2: n1 and n3 are a cluster of 2"; else bad "SIGSTOP of n2: the cluster did not shrink"; fi
 		mark
 		cluster_cont n2
 		if hears n1 n2 && hears n3 n2; then pass "SIGCONT of n2: it arrives again"; else bad "SIGCONT of n2: no second arrival"; fi
+		if cluster_wait_agree 3; then pass "SIGCONT of n2: one cluster of 3 again"; else bad "SIGCONT of n2: no cluster of 3"; fi
 
 		mark
 		cluster_kill n3
@@ -74,6 +79,7 @@ if [ "${1:-}" = --inner ]; then
 		cluster_restart n3
 		cluster_pid n3 >>"$CLUSTER_RECORD/pids"
 		if hears n1 n3 && hears n2 n3; then pass "n3 restarted: it arrives again"; else bad "n3 restarted: no second arrival"; fi
+		if cluster_wait_agree 3; then pass "n3 restarted: one cluster of 3 again"; else bad "n3 restarted: no cluster of 3"; fi
 		sh_ok "n3 restarted serves its mount" 'echo y > "$1/test/g" && grep -q y "$1/test/g"' "$(cluster_mnt n3)"
 
 		size=$(cluster_info n1 cluster_size)
@@ -90,6 +96,7 @@ if [ "${1:-}" = --inner ]; then
 		for n in n1 n2 n3; do cluster_pid $n; done >"$CLUSTER_RECORD/pids"
 		check_eq "n2's fabric address is in its namespace" "$(cluster_addr n2)" 10.213.0.3:3001
 		all_hear && pass "3 nodes in namespaces hear each other" || bad "3 nodes in namespaces do not all hear each other"
+		if cluster_wait_agree 3; then pass "3 nodes in namespaces agree on one cluster"; else bad "3 nodes in namespaces form no cluster"; fi
 		check_true "n1 listens inside its namespace only" \
 			"$(nsenter --net=/run/netns/"$(cluster_ns n1)" ss -ltnH 'sport = :3001' | wc -l)" -eq 1
 		sh_ok "n1's mount is visible to the test" 'echo x > "$1/test/f" && grep -q x "$1/test/f"' "$(cluster_mnt n1)"
@@ -101,10 +108,16 @@ if [ "${1:-}" = --inner ]; then
 		else
 			bad "isolating n2: departures not logged"
 		fi
+		if cluster_wait_agree 2 n1 n3 && cluster_wait_size 1 n2; then
+			pass "isolating n2: n1 and n3 are a cluster of 2, n2 alone"
+		else
+			bad "isolating n2: the cluster did not split 2+1"
+		fi
 		sh_ok "isolated n2 still serves its mount" 'cat "$1/.info/build" >/dev/null' "$(cluster_mnt n2)"
 		mark
 		cluster_heal n2
 		if hears n1 n2 && hears n3 n2 && hears n2 n1 n3; then pass "healing n2: it arrives again"; else bad "healing n2: no second arrival"; fi
+		if cluster_wait_agree 3; then pass "healing n2: one cluster of 3 again"; else bad "healing n2: no cluster of 3"; fi
 
 		mark
 		cluster_isolate n3 --oneway
@@ -120,11 +133,17 @@ if [ "${1:-}" = --inner ]; then
 		else
 			bad "split n1 n2 | n3: departures not logged"
 		fi
+		if cluster_wait_agree 2 n1 n2 && cluster_wait_size 1 n3; then
+			pass "split n1 n2 | n3: a cluster of 2 and one of 1"
+		else
+			bad "split n1 n2 | n3: not a cluster of 2 and one of 1"
+		fi
 		sleep 1   # 2 heartbeat timeouts; then no wait: the log as it is
 		if CLUSTER_WAIT_S=0 gone n1 n2 || CLUSTER_WAIT_S=0 gone n2 n1; then bad "split: n1 and n2 lost each other"; else pass "split: n1 and n2 still hear each other"; fi
 		mark
 		cluster_heal_all
 		if hears n3 n1 n2 && hears n1 n3 && hears n2 n3; then pass "healed split: n3 arrives again"; else bad "healed split: no arrival"; fi
+		if cluster_wait_agree 3; then pass "healed split: one cluster of 3 again"; else bad "healed split: no cluster of 3"; fi
 		cluster_isolate n1   # left isolated, and n2 stopped: the cleanup must cope
 		cluster_stop n2
 		;;

@@ -71,7 +71,8 @@ enum info_cluster_row {
 /* Values of one node-wide section: numbers, or strings for TEXT rows. */
 #define INFO_ROWS_MAX 64
 _Static_assert(STAT_NODE_COUNT <= INFO_ROWS_MAX && STAT_COUNT <= INFO_ROWS_MAX &&
-    STAT_NS_COUNT <= INFO_ROWS_MAX && STAT_SET_COUNT <= INFO_ROWS_MAX,
+    STAT_NS_COUNT <= INFO_ROWS_MAX && STAT_SET_COUNT <= INFO_ROWS_MAX &&
+    STAT_FABRIC_COUNT <= INFO_ROWS_MAX,
     "INFO_ROWS_MAX too small for a statistics section");
 
 struct info_values {
@@ -149,6 +150,10 @@ cluster_values(struct info_values *out)
 	out->v[CLUSTER_cluster_proposals_aborted] = tc->proposals_aborted;
 	free(tc);
 }
+
+/* Lines of /.info/peers at most (the heartbeat's table and the fabric's
+ * dialers bound what exists well below this). */
+#define INFO_PEERS_MAX 512
 
 /* How long a snapshot measured by getattr is handed to the next open. */
 #define INFO_REUSE_NS 1000000000LL
@@ -265,6 +270,9 @@ section_values(enum stat_section s, struct info_values *out)
 		out->v[STAT_fuse_inodes] = inode_count();
 		out->v[STAT_fuse_open_handles] = handle_count();
 		break;
+	case STAT_SECTION_FABRIC:
+		txn_node_fabric_values(recfsd.node, out->v);
+		break;
 	case STAT_SECTION_BUILD:
 		out->text[BUILD_version] = RECFS_VERSION;
 		out->text[BUILD_fuse_library] = fuse_pkgversion();
@@ -316,6 +324,40 @@ emit_section(struct sbuf *b, enum stat_section s)
 	section_values(s, &iv);
 	emit_text(b, s, iv.v, iv.text);
 	pthread_mutex_unlock(&info_cluster_lock);
+}
+
+/* ---- peers ---------------------------------------------------------------------- */
+
+/* One line per other node: "node_id=... address=... state=alive ...". */
+static void
+info_peers(struct sbuf *b)
+{
+	struct txn_peer *p;
+	unsigned n;
+
+	p = calloc(INFO_PEERS_MAX, sizeof(*p));
+	if (p == NULL) {
+		b->err = -ENOMEM;
+		return;
+	}
+	n = txn_node_peers(recfsd.node, p, INFO_PEERS_MAX);
+	for (unsigned i = 0; i < n && i < INFO_PEERS_MAX; i++) {
+		char age[24];
+
+		if (p[i].heard)
+			snprintf(age, sizeof(age), "%" PRIu64, p[i].age_ms);
+		else
+			snprintf(age, sizeof(age), "never");
+		sbuf_printf(b, "node_id=%016" PRIx64 " address=%s state=%s heartbeat_age_ms=%s "
+		    "connection=%s bytes_sent=%" PRIu64 " bytes_received=%" PRIu64
+		    " msgs_sent=%" PRIu64 " msgs_received=%" PRIu64 " connects=%" PRIu64
+		    " auth_failures=%" PRIu64 " queued_bytes=%" PRIu64 "\n",
+		    p[i].node_id, p[i].address[0] != '\0' ? p[i].address : "-",
+		    p[i].alive ? "alive" : "dead", age, p[i].connected ? "connected" : "disconnected",
+		    p[i].bytes_sent, p[i].bytes_received, p[i].msgs_sent, p[i].msgs_received,
+		    p[i].connects, p[i].auth_failures, p[i].queued_bytes);
+	}
+	free(p);
 }
 
 /* ---- latencies ---------------------------------------------------------------- */
@@ -548,8 +590,8 @@ static void
 info_metrics(struct sbuf *b)
 {
 	static const enum stat_section node_sections[] = {
-		STAT_SECTION_NODE, STAT_SECTION_FUSE, STAT_SECTION_BUILD, STAT_SECTION_NODE_ID,
-		STAT_SECTION_CLUSTER,
+		STAT_SECTION_NODE, STAT_SECTION_FUSE, STAT_SECTION_FABRIC, STAT_SECTION_BUILD,
+		STAT_SECTION_NODE_ID, STAT_SECTION_CLUSTER,
 	};
 	unsigned n_ns = node_namespace_count(recfsd.node);
 	uint64_t (*nsv)[STAT_NS_COUNT] = calloc(n_ns ? n_ns : 1, sizeof(*nsv));
@@ -810,6 +852,7 @@ info_build(const struct inode *ino, char **out, size_t *len)
 	case INFO_STATISTICS:
 		emit_section(&b, STAT_SECTION_NODE);
 		emit_section(&b, STAT_SECTION_FUSE);
+		emit_section(&b, STAT_SECTION_FABRIC);
 		break;
 	case INFO_BUILD:
 		emit_section(&b, STAT_SECTION_BUILD);
@@ -828,6 +871,9 @@ info_build(const struct inode *ino, char **out, size_t *len)
 		break;
 	case INFO_CLUSTER:
 		emit_section(&b, STAT_SECTION_CLUSTER);
+		break;
+	case INFO_PEERS:
+		info_peers(&b);
 		break;
 	case INFO_NAMESPACE:
 		txn_namespace_stats(ino->ns, info_stat_line, &b);

@@ -2,7 +2,8 @@
  * info.h - the /.info tree: statistics and configuration files (docs/statistics.md).
  *
  *   /.info/statistics          node statistics from the engine, then the
- *                              daemon's fuse_* counters
+ *                              daemon's fuse_* counters, then the fabric's
+ *                              and heartbeat's
  *   /.info/build, node         version; node id
  *   /.info/namespaces          one namespace name per line
  *   /.info/namespace/<ns>      the namespace's statistics and configuration
@@ -10,6 +11,8 @@
  *   /.info/latencies           latency histograms per operation
  *   /.info/metrics             all of it in the Prometheus text format
  *   /.info/cluster             the cluster as this node sees it
+ *   /.info/peers               one line per other node known: heartbeat and
+ *                              fabric connection (empty without network.seeds)
  *   /.info/config/<section>/<name>, /.info/config/namespaces/<ns>/<name>
  *                              one file per configuration parameter
  *
@@ -39,7 +42,8 @@ struct handle;
 	X(NAMESPACES, "namespaces") \
 	X(LATENCIES,  "latencies") \
 	X(METRICS,    "metrics") \
-	X(CLUSTER,    "cluster")
+	X(CLUSTER,    "cluster") \
+	X(PEERS,      "peers")
 
 enum info_file {
 #define X(e, name) INFO_##e,

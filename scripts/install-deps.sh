@@ -4,12 +4,14 @@
 # libsystemd-dev: sd_notify readiness (optional at configure time);
 # mawk: examples/stats.sh is tested under Debian's default awk;
 # logrotate: t_config runs the shipped logrotate snippet;
-# systemd: systemd-analyze verify of the units in tests/check_install.sh.
+# systemd: systemd-analyze verify of the units in tests/check_install.sh;
+# iproute2, nftables: the cluster harness's network namespaces and faults
+# (tests/integration/cluster_lib.sh).
 set -eu
 PKGS="build-essential autoconf automake libtool pkg-config \
 libfuse3-dev fuse3 liburing-dev libyaml-dev libcmocka-dev libssl-dev \
 fio attr rsync tar python3 clang mawk logrotate \
-libsystemd-dev systemd"
+libsystemd-dev systemd iproute2 nftables"
 missing=""
 for p in $PKGS; do
 	if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then

@@ -266,6 +266,10 @@ int bench_mount_create(struct bench_ctx *ctx, const struct bench_def *def);
 int bench_mount_read(struct bench_ctx *ctx, const struct bench_def *def);
 void bench_mount_cleanup(struct bench_ctx *ctx);
 
+/* bench_fabric.c: two in-process fabrics vs plain loopback TCP (no group
+ * state: each run builds and frees its own). */
+int bench_fabric(struct bench_ctx *ctx, const struct bench_def *def);
+
 /* bench_device.c: the device engine against fio and the memory engine. */
 int bench_device_write(struct bench_ctx *ctx, const struct bench_def *def);
 int bench_device_write_large(struct bench_ctx *ctx, const struct bench_def *def);

@@ -57,6 +57,7 @@ volatile sig_atomic_t bench_interrupted;
 #define SECTION_DEVICE_DEFRAG "device engine: random 4 KiB overwrites at 50% fill vs defrag off"
 #define SECTION_SHADOW "memory engine with a shadow file: 1 KiB records, cold start vs fio sequential read"
 #define TARGET_SHADOW_FIO "target >= 1,000,000 ops/s; shadow cold start engine/fio >= 0.80"
+#define SECTION_FABRIC "fabric: two in-process nodes on 127.0.0.1 vs a plain loopback TCP connection"
 #define SECTION_MOUNT  "through the mount: recfsd vs passthrough_ll over tmpfs, 4 KiB files"
 
 static const struct bench_def bench_table[] = {
@@ -75,6 +76,8 @@ static const struct bench_def bench_table[] = {
 	{ "device.defrag", "device", SECTION_DEVICE_DEFRAG, TARGET_DEVICE_DEFRAG, bench_device_defrag, 0.7 },
 	/* Memory engine with a shadow file (#shadow): same machinery. */
 	{ "shadow", "device", SECTION_SHADOW, TARGET_SHADOW_FIO, bench_shadow, 0.8 },
+	/* The fabric (bench_fabric.c): informational, next to plain TCP. */
+	{ "fabric", "fabric", SECTION_FABRIC, NULL, bench_fabric },
 	{ "mount.create", "mount", SECTION_MOUNT, TARGET_MOUNT, bench_mount_create },
 	{ "mount.read", "mount", SECTION_MOUNT, TARGET_MOUNT, bench_mount_read },
 };

@@ -22,6 +22,7 @@
 /* Each section's rows carry its own section id. */
 #define X_ROW_NODE(n, k, u, f, h) { #n, STAT_SECTION_NODE, STAT_##k, u, f, h },
 #define X_ROW_FUSE(n, k, u, f, h) { #n, STAT_SECTION_FUSE, STAT_##k, u, f, h },
+#define X_ROW_FABRIC(n, k, u, f, h) { #n, STAT_SECTION_FABRIC, STAT_##k, u, f, h },
 #define X_ROW_BUILD(n, k, u, f, h) { #n, STAT_SECTION_BUILD, STAT_##k, u, f, h },
 #define X_ROW_NODE_ID(n, k, u, f, h) { #n, STAT_SECTION_NODE_ID, STAT_##k, u, f, h },
 #define X_ROW_CLUSTER(n, k, u, f, h) { #n, STAT_SECTION_CLUSTER, STAT_##k, u, f, h },

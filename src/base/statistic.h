@@ -121,6 +121,35 @@
 	X(fuse_inodes, GAUGE, "inodes", 0, "Inodes the kernel holds (records and set directories).") \
 	X(fuse_open_handles, GAUGE, "handles", 0, "Open files (records and .info files).")
 
+/* .info/statistics, third part: the fabric and the heartbeat (all 0 on a
+ * node without network.seeds: it opens no socket).  txn_network_values. */
+#define STATISTICS_FABRIC(X) \
+	X(fabric_sent_bytes, COUNTER, "bytes", 0, "Bytes sent to other nodes over the fabric, frames and handshakes included.") \
+	X(fabric_received_bytes, COUNTER, "bytes", 0, "Bytes received from other nodes over the fabric, frames and handshakes included.") \
+	X(fabric_msgs_sent, COUNTER, "messages", 0, "Authenticated messages sent over the fabric (heartbeat pulses included).") \
+	X(fabric_msgs_received, COUNTER, "messages", 0, "Authenticated messages received over the fabric.") \
+	X(fabric_connects, COUNTER, "connections", 0, "Fabric connections that completed the handshake (both directions).") \
+	X(fabric_connect_failures, COUNTER, "connections", 0, "Outgoing fabric connects that failed (the peer is retried with backoff).") \
+	X(fabric_send_queue_full, COUNTER, "messages", 0, "Messages not queued because the peer's send queue was at its bound (back-pressure).") \
+	X(fabric_refused_auth, COUNTER, "connections", 0, "Connections dropped because the peer's proof of the cluster secret did not verify (wrong secret).") \
+	X(fabric_refused_cluster_name, COUNTER, "connections", 0, "Connections dropped because the peer has another cluster-name.") \
+	X(fabric_refused_version, COUNTER, "connections", 0, "Connections dropped because the peer speaks another protocol version.") \
+	X(fabric_refused_malformed, COUNTER, "connections", 0, "Connections dropped for a malformed or truncated frame.") \
+	X(fabric_refused_oversized, COUNTER, "connections", 0, "Connections dropped for a length prefix above the frame bound.") \
+	X(fabric_refused_mac, COUNTER, "connections", 0, "Connections dropped because a frame's MAC did not verify (tampered or replayed).") \
+	X(fabric_refused_duplicate_node, COUNTER, "connections", 0, "Connections dropped because the peer claimed this node's id or a connected node's.") \
+	X(fabric_refused_timeout, COUNTER, "connections", 0, "Connections dropped because the handshake did not complete in time.") \
+	X(fabric_refused_too_many, COUNTER, "connections", 0, "Connections dropped because too many were still unauthenticated.") \
+	X(fabric_refused_by_peer, COUNTER, "connections", 0, "Connections the peer dropped, telling this node why (logged).") \
+	X(fabric_peers_connected, GAUGE, "nodes", 0, "Nodes with an authenticated fabric connection now.") \
+	X(heartbeat_pulses_sent, COUNTER, "pulses", 0, "Heartbeat pulses sent (one per interval per connected node).") \
+	X(heartbeat_pulses_received, COUNTER, "pulses", 0, "Heartbeat pulses received and taken.") \
+	X(heartbeat_pulses_malformed, COUNTER, "pulses", 0, "Heartbeat pulses refused: bad fields, or a node id that is not the sender's (logged).") \
+	X(heartbeat_arrivals, COUNTER, "nodes", 0, "Nodes that became alive (a first pulse, or one after their departure).") \
+	X(heartbeat_departures, COUNTER, "nodes", 0, "Nodes declared dead: no pulse for interval-ms x timeout-count.") \
+	X(heartbeat_nodes_known, GAUGE, "nodes", 0, "Other nodes the heartbeat knows, alive or dead (the lines of .info/peers).") \
+	X(heartbeat_nodes_alive, GAUGE, "nodes", 0, "Other nodes alive now.")
+
 /* .info/build */
 #define STATISTICS_BUILD(X) \
 	X(version, TEXT, "", 0, "recfs version.") \
@@ -253,6 +282,10 @@
 	    "The FUSE daemon's counters, after the engine's in the same file.  Requests on " \
 	    "the `.info` tree are not counted (a refused one still counts in fuse_errors), " \
 	    "so reading statistics does not change them.") \
+	X(FABRIC, STATISTICS_FABRIC, "statistics", "recfs_", \
+	    "The fabric's totals and the heartbeat, after the daemon's counters in the same " \
+	    "file; per node in `.info/peers` (docs/cluster.md).  All 0 on a node without " \
+	    "`network.seeds`.") \
 	X(BUILD, STATISTICS_BUILD, "build", "recfs_", "What is running.") \
 	X(NODE_ID, STATISTICS_NODE_ID, "node", "recfs_", "Who this node is.") \
 	X(CLUSTER, STATISTICS_CLUSTER, "cluster", "recfs_", \
@@ -287,6 +320,12 @@ enum stat_node {
 	STATISTICS_NODE(X)
 #undef X
 	STAT_NODE_COUNT
+};
+enum stat_fabric {
+#define X(name, kind, unit, flags, help) STAT_FABRIC_##name,
+	STATISTICS_FABRIC(X)
+#undef X
+	STAT_FABRIC_COUNT
 };
 enum stat_ns {
 #define X(name, kind, unit, flags, help) STAT_NS_##name,

@@ -114,6 +114,18 @@ unsigned heartbeat_nodes_get(struct heartbeat *hb, struct heartbeat_node_info *o
 /* Alive nodes, this one not counted. */
 unsigned heartbeat_alive_count(struct heartbeat *hb);
 
+struct heartbeat_stats {
+	uint64_t pulses_sent;       /* pulses queued to connected peers */
+	uint64_t pulses_received;   /* well-formed pulses taken */
+	uint64_t pulses_malformed;  /* pulses refused (bad fields, id not the sender's) */
+	uint64_t arrivals;          /* nodes that became alive */
+	uint64_t departures;        /* nodes declared dead (timeout-count missed intervals) */
+	uint32_t nodes_known;       /* gauges: other nodes in the table, ... */
+	uint32_t nodes_alive;       /* ... and those alive */
+};
+
+void heartbeat_stats_get(struct heartbeat *hb, struct heartbeat_stats *s);
+
 /* An alive node as clustering sees it: its last pulse's key and adjacency. */
 struct heartbeat_view_node {
 	uint64_t node_id;

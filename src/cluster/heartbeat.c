@@ -52,6 +52,7 @@ struct heartbeat {
 	pthread_cond_t cond;       /* wakes the thread to stop */
 	bool stop, started;
 	uint64_t cluster_key;
+	struct heartbeat_stats stats;   /* counters; the gauges are computed */
 	struct hb_node nodes[TABLE_MAX];
 	unsigned n_nodes;
 	uint64_t blocked[CLUSTER_NODES_MAX]; /* tests: links cut (heartbeat_test_block) */
@@ -231,6 +232,20 @@ heartbeat_alive_count(struct heartbeat *hb)
 	return n;
 }
 
+void
+heartbeat_stats_get(struct heartbeat *hb, struct heartbeat_stats *s)
+{
+	unsigned i;
+
+	pthread_mutex_lock(&hb->lock);
+	*s = hb->stats;
+	s->nodes_known = hb->n_nodes;
+	s->nodes_alive = 0;
+	for (i = 0; i < hb->n_nodes; i++)
+		s->nodes_alive += hb->nodes[i].alive;
+	pthread_mutex_unlock(&hb->lock);
+}
+
 /* ---- receiving (fabric thread) -------------------------------------------- */
 
 static struct hb_node *
@@ -275,6 +290,9 @@ on_pulse(void *arg, uint64_t from, const struct fabric_msg *m)
 	uint64_t id;
 
 	if (heartbeat_pulse_decode(m, &pulse) != 0 || pulse.node_id != from) {
+		pthread_mutex_lock(&hb->lock);
+		hb->stats.pulses_malformed++;
+		pthread_mutex_unlock(&hb->lock);
 		log_warn("heartbeat", "node %016llx sent a malformed pulse; ignored", (unsigned long long)from);
 		return;
 	}
@@ -297,6 +315,8 @@ on_pulse(void *arg, uint64_t from, const struct fabric_msg *m)
 		e->node_id = id;
 	}
 	arrived = !e->alive;
+	hb->stats.pulses_received++;
+	hb->stats.arrivals += arrived;
 	e->alive = true;
 	e->last_ns = clock_mono_ns();
 	snprintf(e->address, sizeof(e->address), "%s", pulse.address);
@@ -361,7 +381,7 @@ tick(struct heartbeat *hb)
 	uint64_t dead[TABLE_MAX], now;
 	uint8_t buf[HEARTBEAT_PULSE_MAX];
 	struct fabric_msg_writer w;
-	unsigned i, n, n_dead = 0;
+	unsigned i, n, n_dead = 0, n_sent = 0;
 
 	if (pulse_build(hb, &w, buf, sizeof(buf)) == 0) {
 		n = fabric_peers_get(hb->fabric, peers, TABLE_MAX);
@@ -372,12 +392,14 @@ tick(struct heartbeat *hb)
 			pthread_mutex_lock(&hb->lock);
 			blocked = is_blocked(hb, peers[i].node_id);
 			pthread_mutex_unlock(&hb->lock);
-			if (peers[i].connected && !blocked)
-				(void)fabric_send(hb->fabric, peers[i].node_id, &w);
+			if (peers[i].connected && !blocked &&
+			    fabric_send(hb->fabric, peers[i].node_id, &w) == 0)
+				n_sent++;
 		}
 	}
 	now = clock_mono_ns();
 	pthread_mutex_lock(&hb->lock);
+	hb->stats.pulses_sent += n_sent;
 	for (i = 0; i < hb->n_nodes; i++) {
 		struct hb_node *e = &hb->nodes[i];
 
@@ -386,6 +408,7 @@ tick(struct heartbeat *hb)
 			dead[n_dead++] = e->node_id;
 		}
 	}
+	hb->stats.departures += n_dead;
 	pthread_mutex_unlock(&hb->lock);
 	for (i = 0; i < n_dead; i++) {
 		log_info("heartbeat", "node %016llx departed: no pulse for %llu ms",

@@ -168,3 +168,118 @@ txn_network_stop(struct txn_network *n)
 	memset(n->secret, 0, sizeof(n->secret));
 	free(n);
 }
+
+void
+txn_network_values(struct txn_network *n, uint64_t *v)
+{
+	struct fabric_stats fs;
+	struct heartbeat_stats hs;
+
+	memset(v, 0, STAT_FABRIC_COUNT * sizeof(*v));
+	if (n == NULL)
+		return;
+	fabric_stats_get(n->fabric, &fs);
+	heartbeat_stats_get(n->heartbeat, &hs);
+	v[STAT_FABRIC_fabric_sent_bytes] = fs.bytes_sent;
+	v[STAT_FABRIC_fabric_received_bytes] = fs.bytes_received;
+	v[STAT_FABRIC_fabric_msgs_sent] = fs.msgs_sent;
+	v[STAT_FABRIC_fabric_msgs_received] = fs.msgs_received;
+	v[STAT_FABRIC_fabric_connects] = fs.connects;
+	v[STAT_FABRIC_fabric_connect_failures] = fs.connect_failures;
+	v[STAT_FABRIC_fabric_send_queue_full] = fs.send_queue_full;
+	v[STAT_FABRIC_fabric_refused_auth] = fs.refused[FABRIC_REFUSE_AUTH];
+	v[STAT_FABRIC_fabric_refused_cluster_name] = fs.refused[FABRIC_REFUSE_CLUSTER_NAME];
+	v[STAT_FABRIC_fabric_refused_version] = fs.refused[FABRIC_REFUSE_VERSION];
+	v[STAT_FABRIC_fabric_refused_malformed] = fs.refused[FABRIC_REFUSE_MALFORMED];
+	v[STAT_FABRIC_fabric_refused_oversized] = fs.refused[FABRIC_REFUSE_OVERSIZED];
+	v[STAT_FABRIC_fabric_refused_mac] = fs.refused[FABRIC_REFUSE_MAC];
+	v[STAT_FABRIC_fabric_refused_duplicate_node] = fs.refused[FABRIC_REFUSE_DUPLICATE_NODE];
+	v[STAT_FABRIC_fabric_refused_timeout] = fs.refused[FABRIC_REFUSE_TIMEOUT];
+	v[STAT_FABRIC_fabric_refused_too_many] = fs.refused[FABRIC_REFUSE_TOO_MANY];
+	v[STAT_FABRIC_fabric_refused_by_peer] = fs.refused_by_peer;
+	v[STAT_FABRIC_fabric_peers_connected] = fs.peers_connected;
+	v[STAT_FABRIC_heartbeat_pulses_sent] = hs.pulses_sent;
+	v[STAT_FABRIC_heartbeat_pulses_received] = hs.pulses_received;
+	v[STAT_FABRIC_heartbeat_pulses_malformed] = hs.pulses_malformed;
+	v[STAT_FABRIC_heartbeat_arrivals] = hs.arrivals;
+	v[STAT_FABRIC_heartbeat_departures] = hs.departures;
+	v[STAT_FABRIC_heartbeat_nodes_known] = hs.nodes_known;
+	v[STAT_FABRIC_heartbeat_nodes_alive] = hs.nodes_alive;
+}
+
+#define PEERS_MAX (2 * CLUSTER_NODES_MAX + FABRIC_DIALERS_MAX)
+
+static int
+peer_cmp(const void *a, const void *b)
+{
+	const struct txn_peer *x = a, *y = b;
+
+	return x->node_id < y->node_id ? -1 : x->node_id > y->node_id;
+}
+
+/* The entry of node_id in out[0..*n), added if absent (NULL when full). */
+static struct txn_peer *
+peer_entry(struct txn_peer *out, unsigned *n, unsigned max, uint64_t node_id)
+{
+	for (unsigned i = 0; i < *n; i++)
+		if (out[i].node_id == node_id)
+			return &out[i];
+	if (*n >= max)
+		return NULL;
+	memset(&out[*n], 0, sizeof(out[*n]));
+	out[*n].node_id = node_id;
+	return &out[(*n)++];
+}
+
+unsigned
+txn_network_peers(struct txn_network *n, struct txn_peer *out, unsigned max)
+{
+	struct heartbeat_node_info *hb;
+	struct fabric_peer_info *fp;
+	struct txn_peer *all, *e;
+	unsigned n_hb, n_fp, n_all = 0;
+
+	if (n == NULL)
+		return 0;
+	hb = calloc(PEERS_MAX, sizeof(*hb));
+	fp = calloc(PEERS_MAX, sizeof(*fp));
+	all = calloc(PEERS_MAX, sizeof(*all));
+	if (hb == NULL || fp == NULL || all == NULL) {
+		free(hb);
+		free(fp);
+		free(all);
+		return 0;
+	}
+	n_hb = heartbeat_nodes_get(n->heartbeat, hb, PEERS_MAX);
+	n_fp = fabric_peers_get(n->fabric, fp, PEERS_MAX);
+	for (unsigned i = 0; i < n_hb && i < PEERS_MAX; i++) {
+		e = peer_entry(all, &n_all, PEERS_MAX, hb[i].node_id);
+		if (e == NULL)
+			break;
+		snprintf(e->address, sizeof(e->address), "%s", hb[i].address);
+		e->heard = true;
+		e->alive = hb[i].alive;
+		e->age_ms = hb[i].age_ms;
+	}
+	for (unsigned i = 0; i < n_fp && i < PEERS_MAX; i++) {
+		e = peer_entry(all, &n_all, PEERS_MAX, fp[i].node_id);
+		if (e == NULL)
+			break;
+		if (e->address[0] == '\0')
+			snprintf(e->address, sizeof(e->address), "%s", fp[i].address);
+		e->connected = fp[i].connected;
+		e->bytes_sent = fp[i].bytes_sent;
+		e->bytes_received = fp[i].bytes_received;
+		e->msgs_sent = fp[i].msgs_sent;
+		e->msgs_received = fp[i].msgs_received;
+		e->connects = fp[i].connects;
+		e->auth_failures = fp[i].auth_failures;
+		e->queued_bytes = fp[i].queued_bytes;
+	}
+	qsort(all, n_all, sizeof(*all), peer_cmp);
+	memcpy(out, all, (n_all < max ? n_all : max) * sizeof(*out));
+	free(hb);
+	free(fp);
+	free(all);
+	return n_all;
+}

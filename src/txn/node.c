@@ -148,6 +148,25 @@ txn_node_cluster(struct node *node, struct txn_cluster *out)
 	return on;
 }
 
+void
+txn_node_fabric_values(struct node *node, uint64_t *v)
+{
+	pthread_mutex_lock(&node->network_lock);
+	txn_network_values(node->network, v);   /* NULL: all 0 */
+	pthread_mutex_unlock(&node->network_lock);
+}
+
+unsigned
+txn_node_peers(struct node *node, struct txn_peer *out, unsigned max)
+{
+	unsigned n;
+
+	pthread_mutex_lock(&node->network_lock);
+	n = txn_network_peers(node->network, out, max);   /* NULL: 0 */
+	pthread_mutex_unlock(&node->network_lock);
+	return n;
+}
+
 /* One line per namespace: "{test} objects=5 ... client_write_success_per_sec=1.5";
  * with a network, first "cl-size=3 cl-key=... cl-principal=...". */
 static void

@@ -55,6 +55,22 @@ int txn_network_start(const struct recfs_config *cfg, uint64_t node_id, struct t
 /* Stops and frees it (NULL: nothing).  Detach it from the node first. */
 void txn_network_stop(struct txn_network *net);
 
+/* One other node as .info/peers shows it: the heartbeat's view merged with
+ * the fabric's by node id. */
+struct txn_peer {
+	uint64_t node_id;
+	char address[64];          /* its fabric "ip:port" */
+	bool heard;                /* the heartbeat has had a pulse from it */
+	bool alive;                /* heartbeat: a pulse within the timeout */
+	uint64_t age_ms;           /* since its last pulse (heard only) */
+	bool connected;            /* an authenticated fabric connection now */
+	uint64_t bytes_sent, bytes_received, msgs_sent, msgs_received;
+	uint64_t connects, auth_failures;
+	uint64_t queued_bytes;
+};
+
+
+
 /* The cluster as this node sees it (docs/cluster.md). */
 #define TXN_CLUSTER_NODES_MAX 64
 struct txn_cluster {
@@ -74,6 +90,12 @@ void txn_node_network_set(struct node *node, struct txn_network *net);
 /* Fills out and returns true when the node runs a network; false for a
  * single node without seeds (it is its own cluster). */
 bool txn_node_cluster(struct node *node, struct txn_cluster *out);
+/* The STATISTICS_FABRIC rows of the node's network (v has STAT_FABRIC_COUNT
+ * values; all 0 for a single node without seeds). */
+void txn_node_fabric_values(struct node *node, uint64_t *v);
+/* .info/peers: fills up to max other nodes in node id order; returns how
+ * many there are (0 without a network; -ENOMEM is reported as 0 peers). */
+unsigned txn_node_peers(struct node *node, struct txn_peer *out, unsigned max);
 
 unsigned node_namespace_count(const struct node *node);
 struct namespace *node_namespace(struct node *node, unsigned i);

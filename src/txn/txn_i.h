@@ -43,6 +43,9 @@ struct node {
 
 /* network.c: the cluster state of a started network. */
 void txn_network_cluster(struct txn_network *net, struct txn_cluster *out);
+/* network.c: txn_node_fabric_values and txn_node_peers of a started network. */
+void txn_network_values(struct txn_network *net, uint64_t *v);
+unsigned txn_network_peers(struct txn_network *net, struct txn_peer *out, unsigned max);
 
 /* The extra state of ns, or NULL for a namespace opened outside node_open. */
 struct txn_ns_extra *txn_ns_extra(const struct namespace *ns);

@@ -477,8 +477,10 @@ trap 'exit 143' TERM
 	sp=$!
 	wait $sp
 	echo "FATAL: $ITEST_NAME exceeded ${ITEST_TIMEOUT}s" >&2
-	dp=$(cat "$T/daemon.pid" 2>/dev/null)
-	[ -n "$dp" ] && kill -KILL "$dp" 2>/dev/null
+	# the daemon, and the nodes of cluster_lib.sh
+	for dp in $(cat "$T/daemon.pid" "$T/cluster.pid" 2>/dev/null); do
+		kill -KILL "$dp" 2>/dev/null
+	done
 	kill -TERM $$
 ) &
 WATCHDOG_PID=$!

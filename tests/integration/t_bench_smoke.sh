@@ -46,7 +46,9 @@ check_true "table header printed" -n "$(grep '^benchmark .* result$' "$T/bench.o
 for row in "write, 50,000 keys" "read, random keys" "mixed 50% write + 50% read" \
 	"index bytes per record - key" "1 KiB write, device engine" "128 KiB write, device engine" \
 	"cold start scan (node_open)" "random 1 KiB read, not in RAM" "4 KiB overwrite, 50% fill" \
-	"create+write 4K+close recfs/passthrough" "open+read 4K+close recfs/passthrough"; do
+	"create+write 4K+close recfs/passthrough" "open+read 4K+close recfs/passthrough" \
+	"64 B round trip, fabric" "64 B round trip, plain TCP" "round trips/s fabric/TCP" \
+	"64 KiB messages streamed, fabric" "64 KiB writes streamed, plain TCP" "stream MB/s fabric/TCP"; do
 	check_true "table row '$row'" -n "$(grep -F "  $row " "$T/bench.out")"
 done
 check_true "memory target judged" -n "$(grep -E '(PASS|MISS) target >= 1,000,000 ops/s' "$T/bench.out")"
@@ -60,7 +62,9 @@ import json, sys
 d = json.load(open(sys.argv[1]))
 ids = [r["id"] for r in d["rows"]]
 need = ["memory.write", "memory.read", "memory.mixed", "index.memory.per_record_minus_key",
-        "mount.create.ratio.t1", "mount.create.ratio.t2", "mount.read.ratio.t1", "mount.read.ratio.t2"]
+        "mount.create.ratio.t1", "mount.create.ratio.t2", "mount.read.ratio.t1", "mount.read.ratio.t2",
+        "fabric.rtt", "fabric.tcp_rtt", "fabric.rtt_ratio", "fabric.stream", "fabric.tcp_stream",
+        "fabric.stream_ratio"]
 # Device rows, unless a whole device benchmark was a SKIP (temp dir on tmpfs:
 # no O_DIRECT); without fio their fio/ratio rows are SKIPs but present.
 skipped = {r["id"] for r in d["rows"] if r["verdict"] == "SKIP"}
@@ -73,7 +77,8 @@ for b, rows in (("device.write", ("memory", "device", "ratio")),
         need += [b + "." + r for r in rows]
 missing = [n for n in need if n not in ids]
 bad = [r["id"] for r in d["rows"] if r["verdict"] == "ERROR" or
-       (r["unit"] == "ops/s" and not r["value"] > 0)]
+       (r["unit"] in ("ops/s", "MB/s", "x") and r["id"].startswith(("memory", "fabric")) and
+        not r["value"] > 0) or (r["unit"] == "ops/s" and not r["value"] > 0)]
 print("ok" if d["completed"] and not missing and not bad else "missing=%s bad=%s" % (missing, bad))
 ' "$T/bench.json" 2>&1)
 	check_eq "JSON has every row with a figure" "$got" ok

@@ -45,15 +45,20 @@ got=$(run cat "$I/namespace/test" | head -n "$n" | cut -d= -f1 | tr '\n' ' ')
 check_eq "namespace/test: the NAMESPACE rows of the table, in order" "$got" "$want"
 check_true "namespace/test: then the configuration" \
 	"$(run cat "$I/namespace/test" | tail -n +$((n + 1)) | grep -cE '^(defrag-lwm-pct|data-size|file-bin)=')" -eq 3
-want=$( (stat_names NODE; stat_names FUSE) | tr '\n' ' ')
-check_eq "statistics: the NODE then FUSE rows" "$(run cat "$I/statistics" | cut -d= -f1 | tr '\n' ' ')" "$want"
+want=$( (stat_names NODE; stat_names FUSE; stat_names FABRIC) | tr '\n' ' ')
+check_eq "statistics: the NODE, FUSE then FABRIC rows" "$(run cat "$I/statistics" | cut -d= -f1 | tr '\n' ' ')" "$want"
 for f in build:BUILD node:NODE_ID cluster:CLUSTER; do
 	check_eq ".info/${f%%:*}: the ${f#*:} rows" "$(run cat "$I/${f%%:*}" | cut -d= -f1 | tr '\n' ' ')" \
 		"$(stat_names "${f#*:}" | tr '\n' ' ')"
 done
 check_eq "sets/test/s1: the SET rows" "$(run cat "$I/sets/test/s1" | cut -d= -f1 | tr '\n' ' ')" \
 	"$(stat_names SET | tr '\n' ' ')"
-for f in statistics build node cluster namespace/test sets/test/s1 latencies metrics; do
+# no network.seeds: the fabric rows are 0 and .info/peers is empty
+for c in $(stat_names FABRIC); do
+	[ "$(node_value "$c")" = 0 ] || bad "statistics: $c is $(node_value "$c") on a node without seeds"
+done
+check_eq ".info/peers is empty without network.seeds" "$(run cat "$I/peers" | wc -c)" 0
+for f in statistics build node cluster peers namespace/test sets/test/s1 latencies metrics; do
 	check_eq ".info/$f: stat size matches cat" "$(stat -c %s "$I/$f")" "$(run cat "$I/$f" | wc -c)"
 	check_eq ".info/$f: mode 0444" "$(stat -c %a "$I/$f")" 444
 done

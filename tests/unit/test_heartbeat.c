@@ -221,6 +221,19 @@ test_heartbeat_silent_node_is_dead_after_timeout_and_back_when_pulses_resume(voi
 	WAIT_FOR(!sees_alive(&a, 0xc3) && !sees_alive(&b, 0xc3));
 	assert_int_equal(departures(&a), 2);
 	assert_int_equal(heartbeat_alive_count(a.hb), 1);
+	{
+		/* the statistics (.info/statistics heartbeat_*) say the same */
+		struct heartbeat_stats hs;
+
+		heartbeat_stats_get(a.hb, &hs);
+		assert_int_equal(hs.departures, 2);
+		assert_int_equal(hs.arrivals, 3);   /* b, c, c again */
+		assert_int_equal(hs.nodes_known, 2);
+		assert_int_equal(hs.nodes_alive, 1);
+		assert_true(hs.pulses_sent >= 2 * (TIMEOUT_COUNT - 1));
+		assert_true(hs.pulses_received >= hs.pulses_sent / 4);
+		assert_int_equal(hs.pulses_malformed, 0);
+	}
 	node_down(&b);
 	node_down(&a);
 }

@@ -1,0 +1,488 @@
+# cluster_lib.sh - a cluster of real recfsd nodes for integration tests
+# (sourced, not run; issue 11 item 6).
+#
+#   . "$top_srcdir/tests/integration/cluster_lib.sh"   # sources lib.sh if needed
+#   cluster_start 3                  # 3 nodes on 127.0.0.1, distinct ports
+#   cluster_start 5 --netns          # or each node in its own network namespace
+#   cluster_wait_log n1 "node $(cluster_id n2) at .* arrived"
+#   cluster_isolate n2; ...; cluster_heal n2
+#   cluster_wait_size 3
+#   finish
+#
+# Nodes are named n1..nN.  Node nK has a node id (cluster_id nK: K in hex,
+# zero-padded to 16 digits, so n<N> is the highest and the principal-to-be),
+# a config, a work directory, a log and a mount under $T/cl/nK
+# (cluster_mnt nK, cluster_log nK), and a fabric address (cluster_addr nK):
+#   - loopback (default): 127.0.0.1 with a port the kernel picked free;
+#   - --netns: 10.213.0.(K+1):3001 inside namespace $CLUSTER_NS_PREFIX-nK,
+#     whose veth ("eth0") is plugged into a bridge in a namespace of the
+#     harness's own ($CLUSTER_NS_PREFIX-br).  Both ends of every veth are
+#     created inside those namespaces: the host's own network (interfaces,
+#     routes, firewall) is never touched.  A node runs under
+#     `nsenter --net=...`, which changes only its network namespace, so its
+#     FUSE mount is in the test's mount namespace (`ip netns exec` would
+#     unshare the mount namespace and hide it).  Needs root.
+#
+# Seeds: by default each node seeds the one before it (n1 seeds nN), so the
+# mesh is learnt from pulses; CLUSTER_SEEDS_nK="n1 n3" (node names) replaces
+# a node's seeds.  Heartbeat: CLUSTER_HB_INTERVAL_MS (100) x
+# CLUSTER_HB_TIMEOUT_COUNT (5).  One secret file (mode 0600) for all;
+# CLUSTER_SECRET_nK names another file for one node, CLUSTER_NAME_nK another
+# cluster-name, CLUSTER_ID_nK another node id (16 hex digits).
+# CLUSTER_EXTRA_YAML is appended to every config.
+#
+# Faults: cluster_kill nK (SIGKILL, mount detached), cluster_stop/cont nK
+# (SIGSTOP/SIGCONT), cluster_restart nK (clean stop if running, then start on
+# the same storage, its config rewritten from the CLUSTER_* settings), and
+# with --netns: cluster_isolate nK [--oneway] (link down both ways;
+# --oneway: an nftables drop of what nK receives: nK hears no one, while
+# its pulses still reach the others until TCP's unacknowledged window
+# fills), cluster_heal nK, cluster_split "n1 n2 n3" "n4 n5"
+# (nftables drops between the groups, in every node's namespace),
+# cluster_heal_all.
+#
+# Waits, each bounded by CLUSTER_WAIT_S (20) seconds, return 1 on timeout:
+# cluster_wait_size K [nodes...] (cluster_size in .info/cluster on each
+# mount), cluster_wait_agree K [nodes...] (cluster_size K and one
+# cluster_key and principal on all), cluster_wait_log nK PATTERN [MARK] (extended regex in nK's log,
+# in the lines after MARK = an earlier cluster_mark nK).
+#
+# Cleanup (lib.sh's EXIT trap calls itest_before_stop, defined here; a test
+# that needs its own hook defines cluster_test_before_stop): every node is
+# continued, unmounted, stopped (TERM, then KILL, by pid) and its mount
+# detached; the namespaces (and with them veths, bridge and nft tables) are
+# deleted.  Node pids are also kept in $T/cluster.pid so lib.sh's watchdog
+# kills them when a test overruns.
+
+if ! type itest_cleanup >/dev/null 2>&1; then
+	. "${top_srcdir:-$(dirname "$0")/../..}/tests/integration/lib.sh"
+fi
+
+: "${CLUSTER_HB_INTERVAL_MS:=100}"
+: "${CLUSTER_HB_TIMEOUT_COUNT:=5}"
+: "${CLUSTER_WAIT_S:=20}"
+: "${CLUSTER_NS_PREFIX:=rcfs$$}"
+CLUSTER_N=0
+CLUSTER_NETNS=no
+CLUSTER_DIR=$T/cl
+CLUSTER_SUBNET=10.213.0
+CLUSTER_NETNS_PORT=3001
+declare -a CL_PID=() CL_ADDR=()
+
+# ---- names ------------------------------------------------------------------
+
+# cluster_k nK -> K (fails the test on a bad name)
+cluster_k() {
+	local k=${1#n}
+	case $k in '' | *[!0-9]*) fail "cluster: bad node name '$1'" ;; esac
+	[ "$k" -ge 1 ] && [ "$k" -le "$CLUSTER_N" ] || fail "cluster: no node $1 (cluster of $CLUSTER_N)"
+	echo "$k"
+}
+cluster_id() {
+	local k var
+	k=$(cluster_k "$1")
+	var=CLUSTER_ID_n$k
+	if [ -n "${!var:-}" ]; then echo "${!var}"; else printf '%016x\n' "$k"; fi
+}
+cluster_dir() { echo "$CLUSTER_DIR/n$(cluster_k "$1")"; }
+cluster_mnt() { echo "$(cluster_dir "$1")/mnt"; }
+cluster_log() { echo "$(cluster_dir "$1")/recfsd.log"; }
+cluster_addr() { echo "${CL_ADDR[$(cluster_k "$1")]}"; }
+cluster_pid() { echo "${CL_PID[$(cluster_k "$1")]}"; }
+cluster_ns() { echo "$CLUSTER_NS_PREFIX-n$(cluster_k "$1")"; }
+cluster_nodes() {
+	local k
+	for ((k = 1; k <= CLUSTER_N; k++)); do echo "n$k"; done
+}
+
+cluster_is_mounted() {
+	grep -qF " $(cluster_mnt "$1") fuse" /proc/self/mounts 2>/dev/null
+}
+
+# cluster_info nK NAME: the value of NAME in nK's .info/cluster ("" if absent)
+cluster_info() {
+	run cat "$(cluster_mnt "$1")/.info/cluster" 2>/dev/null |
+		awk -v k="$2" 'index($0, "=") { n = substr($0, 1, index($0, "=") - 1);
+			if (n == k) { print substr($0, index($0, "=") + 1); exit } }'
+}
+
+# ---- configs ----------------------------------------------------------------
+
+cluster_free_port() {
+	python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+cluster_write_config() {
+	local k=$1 d=$CLUSTER_DIR/n$1 seeds s var list="" port addr
+	var=CLUSTER_SEEDS_n$k
+	if [ -n "${!var:-}" ]; then
+		seeds=${!var}
+	elif [ "$k" -eq 1 ]; then
+		seeds=n$CLUSTER_N
+	else
+		seeds=n$((k - 1))
+	fi
+	for s in $seeds; do
+		list="$list${list:+, }\"${CL_ADDR[$(cluster_k "$s")]}\""
+	done
+	addr=${CL_ADDR[$k]%:*}
+	port=${CL_ADDR[$k]##*:}
+	var=CLUSTER_SECRET_n$k
+	local secret=${!var:-$CLUSTER_DIR/secret}
+	var=CLUSTER_NAME_n$k
+	local name=${!var:-itest}
+	cat >"$d/recfs.yaml" <<EOF
+# generated by tests/integration/cluster_lib.sh for $ITEST_NAME, node n$k
+service:
+  cluster-name: $name
+  node-id: $(cluster_id "n$k")
+  work-directory: $d/work
+  ticker-interval: 0
+logging:
+  file: $d/recfsd.log
+  level: info
+fuse:
+  threads: 4
+namespaces:
+  - name: test
+    replication-factor: 1
+    storage-engine:
+      type: memory
+      data-size: 64M
+      write-block-size: 1M
+network:
+  fabric: { address: $addr, port: $port }
+  seeds: [ $list ]
+  heartbeat: { interval-ms: $CLUSTER_HB_INTERVAL_MS, timeout-count: $CLUSTER_HB_TIMEOUT_COUNT }
+  cluster-secret-file: $secret
+${CLUSTER_EXTRA_YAML:-}
+EOF
+}
+
+# ---- namespaces ---------------------------------------------------------------
+
+cluster_netns_setup() {
+	local br=$CLUSTER_NS_PREFIX-br k ns
+	[ "$(id -u)" -eq 0 ] || fail "cluster_start --netns needs root (network namespaces)"
+	command -v ip >/dev/null 2>&1 || fail "cluster_start --netns needs ip (iproute2)"
+	ip netns add "$br" || fail "ip netns add $br"
+	echo "$br" >>"$CLUSTER_DIR/netns"
+	ip -n "$br" link add br0 type bridge || fail "bridge in $br"
+	ip -n "$br" link set br0 up
+	ip -n "$br" link set lo up
+	for ((k = 1; k <= CLUSTER_N; k++)); do
+		ns=$CLUSTER_NS_PREFIX-n$k
+		ip netns add "$ns" || fail "ip netns add $ns"
+		echo "$ns" >>"$CLUSTER_DIR/netns"
+		# both ends born inside the namespaces: nothing in the host's
+		ip -n "$br" link add "v$k" type veth peer name eth0 netns "$ns" || fail "veth for n$k"
+		ip -n "$br" link set "v$k" master br0 up
+		ip -n "$ns" link set lo up
+		ip -n "$ns" addr add "$CLUSTER_SUBNET.$((k + 1))/24" dev eth0
+		ip -n "$ns" link set eth0 up
+	done
+}
+
+# The firewall of a node's namespace: nftables if installed, else iptables.
+cluster_fw() {
+	local ns=$1
+	shift
+	if command -v nft >/dev/null 2>&1; then
+		ip netns exec "$ns" nft "$@"
+	else
+		fail "cluster: nftables (nft) is needed for firewall faults (scripts/install-deps.sh)"
+	fi
+}
+
+# The live node pids, for lib.sh's watchdog.
+cluster_save_pids() {
+	local k
+	for ((k = 1; k <= CLUSTER_N; k++)); do
+		[ -n "${CL_PID[k]:-}" ] && echo "${CL_PID[k]}"
+	done >"$T/cluster.pid"
+}
+
+# ---- daemons --------------------------------------------------------------------
+
+cluster_start_node() {
+	local k=$(cluster_k "$1") d i mnt
+	d=$CLUSTER_DIR/n$k
+	mnt=$d/mnt
+	if [ "$CLUSTER_NETNS" = yes ]; then
+		nsenter --net="/run/netns/$CLUSTER_NS_PREFIX-n$k" \
+			"$RECFSD" -f -c "$d/recfs.yaml" "$mnt" >>"$d/daemon.out" 2>&1 &
+	else
+		"$RECFSD" -f -c "$d/recfs.yaml" "$mnt" >>"$d/daemon.out" 2>&1 &
+	fi
+	CL_PID[k]=$!
+	cluster_save_pids
+	for ((i = 0; i < 100; i++)); do
+		if grep -qF " $mnt fuse" /proc/self/mounts && timeout 2 test -e "$mnt/.info/build"; then
+			note "n$k: recfsd pid ${CL_PID[k]} at ${CL_ADDR[k]}, mounted at $mnt"
+			return 0
+		fi
+		if ! kill -0 "${CL_PID[k]}" 2>/dev/null; then
+			wait "${CL_PID[k]}"
+			local rc=$?
+			CL_PID[k]=
+			cluster_save_pids
+			fail "n$k: recfsd exited with $rc before mounting: $(tail -n 20 "$d/daemon.out")"
+		fi
+		sleep 0.1
+	done
+	fail "n$k: recfsd did not mount $mnt within 10 s"
+}
+
+# cluster_start N [--netns]: configs for N nodes, then the nodes in order.
+cluster_start() {
+	local n=$1 k
+	shift
+	[ "$CLUSTER_N" -eq 0 ] || fail "cluster_start: a cluster is running (cluster_destroy first)"
+	case $n in [3-8]) ;; *) fail "cluster_start: 3 to 8 nodes, not '$n'" ;; esac
+	CLUSTER_NETNS=no
+	[ "${1:-}" = --netns ] && CLUSTER_NETNS=yes
+	[ "$CLUSTER_NETNS" = yes ] || [ "$HAVE_PYTHON" = yes ] || fail "cluster_start needs python3 to pick free ports"
+	CLUSTER_N=$n
+	rm -rf "$CLUSTER_DIR"
+	mkdir -p "$CLUSTER_DIR" || fail "mkdir $CLUSTER_DIR"
+	printf 'itest-cluster-secret-%s\n' "$$-$RANDOM$RANDOM" >"$CLUSTER_DIR/secret"
+	chmod 600 "$CLUSTER_DIR/secret"
+	for ((k = 1; k <= n; k++)); do
+		mkdir -p "$CLUSTER_DIR/n$k/mnt" "$CLUSTER_DIR/n$k/work"
+		if [ "$CLUSTER_NETNS" = yes ]; then
+			CL_ADDR[k]=$CLUSTER_SUBNET.$((k + 1)):$CLUSTER_NETNS_PORT
+		else
+			CL_ADDR[k]=127.0.0.1:$(cluster_free_port)
+		fi
+	done
+	[ "$CLUSTER_NETNS" = yes ] && cluster_netns_setup
+	for ((k = 1; k <= n; k++)); do
+		cluster_write_config "$k"
+	done
+	for ((k = 1; k <= n; k++)); do
+		cluster_start_node "n$k"
+	done
+}
+
+cluster_kill() {
+	local k=$(cluster_k "$1") mnt
+	mnt=$(cluster_mnt "$1")
+	if [ -n "${CL_PID[k]}" ]; then
+		kill -KILL "${CL_PID[k]}" 2>/dev/null
+		wait "${CL_PID[k]}" 2>/dev/null
+		CL_PID[k]=
+		cluster_save_pids
+	fi
+	if grep -qF " $mnt fuse" /proc/self/mounts; then
+		timeout 10 fusermount3 -u -z "$mnt" 2>/dev/null || timeout 10 umount -l "$mnt" 2>/dev/null
+	fi
+}
+cluster_stop() { kill -STOP "$(cluster_pid "$1")"; }
+cluster_cont() { kill -CONT "$(cluster_pid "$1")"; }
+
+# cluster_down nK: a clean stop (unmount; TERM after 4 s, KILL after 10 s).
+# Returns the daemon's exit status.
+cluster_down() {
+	local k=$(cluster_k "$1") mnt i rc=0 pid
+	mnt=$(cluster_mnt "$1")
+	pid=${CL_PID[k]}
+	[ -n "$pid" ] && kill -CONT "$pid" 2>/dev/null
+	if grep -qF " $mnt fuse" /proc/self/mounts; then
+		timeout 10 fusermount3 -u "$mnt" 2>/dev/null ||
+			timeout 10 umount -l "$mnt" 2>/dev/null ||
+			timeout 10 fusermount3 -u -z "$mnt" 2>/dev/null
+	fi
+	if [ -n "$pid" ]; then
+		i=0
+		while kill -0 "$pid" 2>/dev/null && [ $i -lt 50 ]; do
+			[ $i -eq 20 ] && kill -TERM "$pid" 2>/dev/null
+			sleep 0.2
+			i=$((i + 1))
+		done
+		if kill -0 "$pid" 2>/dev/null; then
+			echo "# n$k: recfsd $pid did not exit: KILL" >&2
+			kill -KILL "$pid" 2>/dev/null
+		fi
+		wait "$pid" 2>/dev/null
+		rc=$?
+		CL_PID[k]=
+		cluster_save_pids
+	fi
+	if grep -qF " $mnt fuse" /proc/self/mounts; then
+		timeout 10 umount -l "$mnt" 2>/dev/null || timeout 10 fusermount3 -u -z "$mnt" 2>/dev/null
+	fi
+	return $rc
+}
+
+# cluster_restart nK: its config is written anew from the CLUSTER_*
+# settings of the moment (a restart with another secret, say).
+cluster_restart() {
+	local k=$(cluster_k "$1")
+	[ -n "${CL_PID[k]}" ] && cluster_down "$1"
+	cluster_write_config "$k"
+	cluster_start_node "$1"
+}
+
+# ---- network faults (--netns) -------------------------------------------------------
+
+cluster_need_netns() {
+	[ "$CLUSTER_NETNS" = yes ] || fail "$1 needs a cluster started with --netns"
+}
+
+# cluster_isolate nK [--oneway]
+cluster_isolate() {
+	local ns
+	cluster_need_netns cluster_isolate
+	ns=$(cluster_ns "$1")
+	if [ "${2:-}" = --oneway ]; then
+		cluster_fw "$ns" add table inet recfs_isolate
+		cluster_fw "$ns" add chain inet recfs_isolate input '{ type filter hook input priority 0; policy accept; }'
+		cluster_fw "$ns" add rule inet recfs_isolate input iifname eth0 drop
+	else
+		ip -n "$ns" link set eth0 down
+	fi
+}
+
+# cluster_heal nK: undoes cluster_isolate and cluster_split for nK.
+cluster_heal() {
+	local ns
+	cluster_need_netns cluster_heal
+	ns=$(cluster_ns "$1")
+	ip -n "$ns" link set eth0 up
+	cluster_fw "$ns" delete table inet recfs_isolate 2>/dev/null
+	cluster_fw "$ns" delete table inet recfs_split 2>/dev/null
+	return 0
+}
+cluster_heal_all() {
+	local n
+	for n in $(cluster_nodes); do cluster_heal "$n"; done
+}
+
+# cluster_split "GROUP A" "GROUP B" ...: every node drops what comes from
+# or goes to a node of another group.
+cluster_split() {
+	local g h n m ns others
+	cluster_need_netns cluster_split
+	for g in "$@"; do
+		others=""
+		for h in "$@"; do
+			[ "$h" = "$g" ] && continue
+			for m in $h; do
+				others="$others${others:+, }$(cluster_addr "$m" | cut -d: -f1)"
+			done
+		done
+		[ -n "$others" ] || continue
+		for n in $g; do
+			ns=$(cluster_ns "$n")
+			cluster_fw "$ns" add table inet recfs_split
+			cluster_fw "$ns" add chain inet recfs_split input '{ type filter hook input priority 0; policy accept; }'
+			cluster_fw "$ns" add chain inet recfs_split output '{ type filter hook output priority 0; policy accept; }'
+			cluster_fw "$ns" add rule inet recfs_split input ip saddr "{ $others }" drop
+			cluster_fw "$ns" add rule inet recfs_split output ip daddr "{ $others }" drop
+		done
+	done
+}
+
+# ---- waits -------------------------------------------------------------------------------
+
+# cluster_wait_size K [nodes...]: every node (default all running ones)
+# shows cluster_size=K in its .info/cluster.
+cluster_wait_size() {
+	local want=$1 n ok i nodes
+	shift
+	nodes=${*:-$(for n in $(cluster_nodes); do [ -n "$(cluster_pid "$n")" ] && echo "$n"; done)}
+	for ((i = 0; i < CLUSTER_WAIT_S * 5; i++)); do
+		ok=yes
+		for n in $nodes; do
+			[ "$(cluster_info "$n" cluster_size)" = "$want" ] || { ok=no; break; }
+		done
+		[ $ok = yes ] && return 0
+		sleep 0.2
+	done
+	note "cluster_wait_size $want: $(for n in $nodes; do printf '%s=%s ' "$n" "$(cluster_info "$n" cluster_size)"; done)"
+	return 1
+}
+
+# cluster_wait_agree K [nodes...]: every node (default all running ones)
+# shows cluster_size=K and the same cluster_key and principal (the row
+# "principal", or "cluster_principal" while .info/cluster has that name).
+cluster_wait_agree() {
+	local want=$1 n i views nodes p
+	shift
+	nodes=${*:-$(for n in $(cluster_nodes); do [ -n "$(cluster_pid "$n")" ] && echo "$n"; done)}
+	for ((i = 0; ; i++)); do
+		views=$(for n in $nodes; do
+			p=$(cluster_info "$n" principal)
+			[ -n "$p" ] || p=$(cluster_info "$n" cluster_principal)
+			echo "$(cluster_info "$n" cluster_size) $(cluster_info "$n" cluster_key) $p"
+		done | sort -u)
+		[ "$(echo "$views" | wc -l)" -eq 1 ] && [ "${views%% *}" = "$want" ] && return 0
+		[ $i -ge $((CLUSTER_WAIT_S * 5)) ] && break
+		sleep 0.2
+	done
+	note "cluster_wait_agree $want: $(echo "$views" | tr '\n' ';')"
+	return 1
+}
+
+# cluster_mark nK: the number of lines in nK's log now, for
+# cluster_wait_log's MARK.
+cluster_mark() {
+	local c
+	c=$(wc -l <"$(cluster_log "$1")" 2>/dev/null)
+	echo "${c:-0}"
+}
+
+# cluster_wait_log nK PATTERN [MARK]: a line of nK's log after its first
+# MARK lines (0: any line) matches the extended regex PATTERN.
+cluster_wait_log() {
+	local log i
+	log=$(cluster_log "$1")
+	for ((i = 0; ; i++)); do
+		tail -n +$((${3:-0} + 1)) "$log" 2>/dev/null | grep -qE -- "$2" && return 0
+		[ $i -ge $((CLUSTER_WAIT_S * 10)) ] && return 1
+		sleep 0.1
+	done
+}
+
+# ---- cleanup ------------------------------------------------------------------------------
+
+# cluster_destroy: every node stopped and unmounted, every namespace gone;
+# a node that exits non-zero on its clean stop is a failure of the test.
+cluster_destroy() {
+	local k ns
+	for ((k = 1; k <= CLUSTER_N; k++)); do
+		[ -n "${CL_PID[k]}" ] && kill -CONT "${CL_PID[k]}" 2>/dev/null
+	done
+	for ((k = 1; k <= CLUSTER_N; k++)); do
+		local was=${CL_PID[k]:-} rc
+		cluster_down "n$k"
+		rc=$?
+		# a clean stop is exit 0 (an ASan report, a crash at exit is not)
+		[ -n "$was" ] && [ $rc -ne 0 ] &&
+			bad "n$k: recfsd exited $rc at its stop: $(tail -n 5 "$CLUSTER_DIR/n$k/daemon.out")"
+	done
+	if [ -s "$CLUSTER_DIR/netns" ]; then
+		# nodes first, the bridge last; a node's veth and nft tables go with it
+		for ns in $(tac "$CLUSTER_DIR/netns"); do
+			ip netns del "$ns" 2>/dev/null || echo "# could not delete netns $ns" >&2
+		done
+		rm -f "$CLUSTER_DIR/netns"
+	fi
+	CLUSTER_N=0
+	CL_PID=()
+	CL_ADDR=()
+}
+
+itest_before_stop() {
+	if type cluster_test_before_stop >/dev/null 2>&1; then
+		cluster_test_before_stop
+	fi
+	if [ "$CLUSTER_N" -gt 0 ] && [ "$FAILS" -ne 0 ]; then
+		local k
+		for ((k = 1; k <= CLUSTER_N; k++)); do
+			echo "---- last lines of n$k's log"
+			tail -n 15 "$CLUSTER_DIR/n$k/recfsd.log" 2>/dev/null
+		done
+	fi
+	cluster_destroy
+}

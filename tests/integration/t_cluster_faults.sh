@@ -234,8 +234,12 @@ cluster_start_node n7
 sh_ok "n7 with its seeds down serves its mount" 'echo w > "$1/test/alone" && grep -q w "$1/test/alone"' "$(cluster_mnt n7)"
 wait_for "n7 alone is a cluster of one" '[ "$(cluster_info n7 cluster_size)" = 1 ] && [ "$(principal n7)" = "$(cluster_id n7)" ]'
 sleep 3
-m7=$(cluster_mark n7)
+m7=$(cluster_mark n7) f7=$(v n7 fabric_connect_failures)
 sleep 6
+# the failures are logged at debug level only (nothing at info); the
+# statistic counts them at any level
+check_true "n7 counts its failed connects (fabric_connect_failures $f7 -> $(v n7 fabric_connect_failures))" \
+	"$(v n7 fabric_connect_failures)" -gt "${f7:-0}"
 c7=$(tail -n +$((m7 + 1)) "$(cluster_log n7)" | grep -c 'cannot connect to')
 note "n7: $c7 failed-connect lines in 6 s for 2 seeds (backoff 100 ms doubling to 5 s)"
 # fails if it gave up (0) or logs every retry without backoff (~120 lines)

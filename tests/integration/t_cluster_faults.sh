@@ -24,8 +24,8 @@
 # interval x timeout + quantum + 5 intervals = 1700 ms: docs/cluster.md
 # ("Timings measured") documents 2-5 intervals of slack for the death
 # check and the adjacency lists to settle.
+ITEST_TIMEOUT=150   # the watchdog (lib.sh) reads it when sourced; the test takes ~40 s
 . "${top_srcdir:-$(dirname "$0")/../..}/tests/integration/cluster_lib.sh"
-ITEST_TIMEOUT=150
 [ "$HAVE_PYTHON" = yes ] || { echo "SKIP: $ITEST_NAME needs python3"; exit 77; }
 if [ "$(id -u)" -ne 0 ] || ! command -v ip >/dev/null || ! command -v nft >/dev/null; then
 	[ -n "${CI:-}" ] && fail "CI must run $ITEST_NAME (root, ip and nft)"

@@ -60,6 +60,7 @@
 #define RBUF_INITIAL (16 * 1024)
 #define LOG_MEMO 64              /* remembered (address, reason) log lines */
 #define LOG_REPEAT_NS (600ULL * 1000000000ULL) /* the same line again after 10 min */
+#define CONNECT_LOG_NS (60ULL * 1000000000ULL) /* a seed still unreachable: once a minute */
 #define MS (1000000ULL)
 /*
  * A node whose last connection closed is reported down only if no new one
@@ -98,6 +99,9 @@ struct dialer {
 	uint32_t backoff_ms;
 	uint64_t due_ns;             /* next attempt; 0 = none */
 	bool self;                   /* it reached this very node: never again */
+	uint32_t fails;              /* failed connects since the last success */
+	uint32_t fails_unlogged;     /* of those, not yet named in a log line */
+	uint64_t fail_logged_ns;     /* last "cannot connect" line; 0 = none */
 };
 
 enum conn_state { CONN_CONNECTING, CONN_HELLO, CONN_AUTH, CONN_UP, CONN_CLOSED };
@@ -763,6 +767,37 @@ dialer_schedule(struct dialer *d, uint64_t now)
 }
 
 /*
+ * A connect to a dialed address failed.  Counted every time; said at the
+ * first failure and then at most once a minute with the count since, so an
+ * unreachable seed is visible at the default log level without a line per
+ * retry (the retries back off to FABRIC_BACKOFF_MAX_MS).
+ */
+static void
+dialer_failed(struct fabric *f, struct dialer *d, int err, uint64_t now)
+{
+	atomic_inc(&f->stats.connect_failures);
+	d->fails++;
+	d->fails_unlogged++;
+	if (d->fail_logged_ns != 0 && now - d->fail_logged_ns < CONNECT_LOG_NS)
+		return;
+	log_warn("fabric", "cannot connect to %s: %s (%u failed attempts%s; retrying every %u s at most)",
+	    d->address, strerror(err), d->fails_unlogged,
+	    d->fail_logged_ns != 0 ? " since the last such line" : "", FABRIC_BACKOFF_MAX_MS / 1000);
+	d->fails_unlogged = 0;
+	d->fail_logged_ns = now;
+}
+
+/* A dialed address answered: say so when its failures had been logged. */
+static void
+dialer_reached(struct dialer *d)
+{
+	if (d->fail_logged_ns != 0)
+		log_info("fabric", "connected to %s after %u failed attempts", d->address, d->fails);
+	d->fails = d->fails_unlogged = 0;
+	d->fail_logged_ns = 0;
+}
+
+/*
  * Closes a connection; refusal >= 0 counts and logs why.  The struct stays
  * allocated until the end of the event batch (its pointer may be in it).
  */
@@ -1251,8 +1286,7 @@ dialer_connect(struct fabric *f, struct dialer *d, uint64_t now)
 	d->conn = c;
 	return;
 fail:
-	atomic_inc(&f->stats.connect_failures);
-	log_debug("fabric", "cannot connect to %s: %s", d->address, strerror(errno));
+	dialer_failed(f, d, errno, now);
 	dialer_schedule(d, now);
 }
 
@@ -1269,11 +1303,17 @@ conn_event(struct fabric *f, struct conn *c, uint32_t events)
 			return;
 		getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &l);
 		if (err != 0) {
-			atomic_inc(&f->stats.connect_failures);
-			log_debug("fabric", "cannot connect to %s: %s", c->remote, strerror(err));
+			if (c->dialer != NULL) {
+				dialer_failed(f, c->dialer, err, clock_mono_ns());
+			} else {
+				atomic_inc(&f->stats.connect_failures);
+				log_debug("fabric", "cannot connect to %s: %s", c->remote, strerror(err));
+			}
 			conn_close(f, c, -1, strerror(err));
 			return;
 		}
+		if (c->dialer != NULL)
+			dialer_reached(c->dialer);
 		c->state = CONN_HELLO;
 		send_hello(f, c);
 		return;

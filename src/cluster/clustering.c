@@ -54,6 +54,7 @@ struct clustering {
 	pthread_t thread;
 	uint64_t view_hash, view_changed_ns;
 	uint64_t shrink_hash, shrink_since_ns; /* the departure-only view and since when */
+	uint64_t aborted_ns;          /* the last proposal aborted (a departure waits from there) */
 	struct cluster_state st;      /* installed (integrity filled by state_get) */
 	struct cluster_state queue[NOTIFY_QUEUE]; /* changes not yet told to the observers */
 	unsigned q_head, q_len;
@@ -542,6 +543,7 @@ on_message(void *arg, uint64_t from, const struct fabric_msg *fm)
 		if (c->proposing && m.proposal_id == c->prop_id) {
 			c->proposing = false;
 			c->st.proposals_aborted++;
+			c->shrink_since_ns = c->aborted_ns = clock_mono_ns(); /* a departure waits again */
 			log_info("clustering", "proposal %016" PRIx64 " aborted: node %016" PRIx64 " rejected it",
 			    m.proposal_id, from);
 		}
@@ -664,6 +666,8 @@ tick(struct clustering *c, struct view *v)
 	if (shrink != c->shrink_hash) {
 		c->shrink_hash = shrink;
 		c->shrink_since_ns = shrink ? departure_ns(c, v, now) : now;
+		if (c->shrink_since_ns < c->aborted_ns)
+			c->shrink_since_ns = c->aborted_ns;
 	}
 	if (c->pending && now > c->pend_deadline_ns) {
 		log_info("clustering", "proposal %016" PRIx64 " from %016" PRIx64 " never committed; dropped",
@@ -685,7 +689,7 @@ tick(struct clustering *c, struct view *v)
 		c->proposing = false;
 		c->st.proposals_aborted++;
 		c->view_changed_ns = now; /* wait a quantum again */
-		c->shrink_since_ns = now;
+		c->shrink_since_ns = c->aborted_ns = now;
 		quiet = false;
 	}
 	/* a member whose principal died, or went on without it, is an orphan */

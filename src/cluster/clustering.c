@@ -39,7 +39,7 @@ struct clustering {
 	struct fabric *fabric;
 	struct heartbeat *hb;
 	uint64_t node_id;
-	uint64_t interval_ns, quantum_ns;
+	uint64_t interval_ns, timeout_ns, quantum_ns;
 	struct {
 		clustering_observer_fn fn;
 		void *arg;
@@ -53,10 +53,13 @@ struct clustering {
 	bool stop, started, muted;
 	pthread_t thread;
 	uint64_t view_hash, view_changed_ns;
+	uint64_t shrink_hash, shrink_since_ns; /* the departure-only view and since when */
+	uint64_t aborted_ns;          /* the last proposal aborted (a departure waits from there) */
 	struct cluster_state st;      /* installed (integrity filled by state_get) */
 	struct cluster_state queue[NOTIFY_QUEUE]; /* changes not yet told to the observers */
 	unsigned q_head, q_len;
 	unsigned last_n;              /* the last cluster installed (an orphan keeps it), 0: none */
+	uint64_t last_key;            /* its key */
 	uint64_t last_list[CLUSTER_NODES_MAX];
 	/* as principal: the proposal in flight */
 	bool proposing;
@@ -264,6 +267,7 @@ install(struct clustering *c, const uint64_t *list, unsigned n, uint64_t key)
 		    went, n_went);
 	memcpy(c->last_list, list, n * sizeof(list[0]));
 	c->last_n = n;
+	c->last_key = key;
 	memcpy(st->succession, list, n * sizeof(list[0]));
 	st->n = n;
 	st->cluster_key = key;
@@ -358,6 +362,7 @@ clustering_create(const struct clustering_config *cfg, struct clustering **out)
 	c->hb = cfg->heartbeat;
 	c->node_id = cfg->node_id;
 	c->interval_ns = (uint64_t)cfg->interval_ms * MS;
+	c->timeout_ns = c->interval_ns * cfg->timeout_count;
 	c->quantum_ns = clustering_quantum_ms(cfg->interval_ms, cfg->timeout_count) * MS;
 	c->st.role = CLUSTERING_ORPHAN;
 	c->st.n = 1;
@@ -538,6 +543,7 @@ on_message(void *arg, uint64_t from, const struct fabric_msg *fm)
 		if (c->proposing && m.proposal_id == c->prop_id) {
 			c->proposing = false;
 			c->st.proposals_aborted++;
+			c->shrink_since_ns = c->aborted_ns = clock_mono_ns(); /* a departure waits again */
 			log_info("clustering", "proposal %016" PRIx64 " aborted: node %016" PRIx64 " rejected it",
 			    m.proposal_id, from);
 		}
@@ -556,6 +562,71 @@ on_message(void *arg, uint64_t from, const struct fabric_msg *fm)
 }
 
 /* ---- the clustering thread --------------------------------------------------- */
+
+/*
+ * A departure only (lock held): the candidates are a strict subset of the
+ * last installed cluster, and every other candidate pulses that cluster's
+ * key or 0 (it orphaned when the principal left).  Then the quiet period
+ * runs from when this set of candidates was first seen, not from the last
+ * adjacency or key change (the survivors dropping the dead from their
+ * pulses, orphanings, Aerospike's skipped quantum intervals).  Returns a
+ * hash of the candidates, 0 when it is not a departure only.
+ */
+static uint64_t
+departure_only(const struct clustering *c, const struct view *v)
+{
+	uint64_t h = 0x6b1d;
+	unsigned i;
+
+	if (c->last_n == 0 || v->n_cand >= c->last_n)
+		return 0;
+	for (i = 0; i < v->n_cand; i++) {
+		const struct heartbeat_view_node *e = view_node(v, v->cand[i]);
+
+		if (!list_has(c->last_list, c->last_n, v->cand[i]))
+			return 0;
+		if (e != NULL && e->cluster_key != 0 && e->cluster_key != c->last_key)
+			return 0;
+		h = mix(h ^ v->cand[i]);
+	}
+	return h | 1;
+}
+
+/*
+ * When the last of the departed nodes (in the last cluster, not among the
+ * candidates) went: its last pulse + the timeout, as the heartbeat judges
+ * it, whatever the phase of the clustering thread's ticks; now for a node
+ * still alive but left out by the clique rule (a one-way link).
+ */
+static uint64_t
+departure_ns(struct clustering *c, const struct view *v, uint64_t now)
+{
+	enum { TABLE = 2 * CLUSTER_NODES_MAX };
+	struct heartbeat_node_info *t = malloc(TABLE * sizeof(*t));
+	uint64_t latest = 0;
+	unsigned i, j, n;
+
+	if (t == NULL)
+		return now;
+	n = heartbeat_nodes_get(c->hb, t, TABLE);
+	for (i = 0; i < c->last_n; i++) {
+		uint64_t id = c->last_list[i], at = now;
+
+		if (id == c->node_id || list_has(v->cand, v->n_cand, id))
+			continue;
+		for (j = 0; j < n && j < TABLE; j++) {
+			if (t[j].node_id == id && !t[j].alive) {
+				uint64_t last = now - (t[j].age_ms * MS < now ? t[j].age_ms * MS : now);
+
+				at = last + c->timeout_ns < now ? last + c->timeout_ns : now;
+			}
+		}
+		if (at > latest)
+			latest = at;
+	}
+	free(t);
+	return latest ? latest : now;
+}
 
 /* Does the installed state differ from what the principal sees? (lock held) */
 static bool
@@ -579,7 +650,7 @@ needs_proposal(struct clustering *c, const struct view *v)
 static void
 tick(struct clustering *c, struct view *v)
 {
-	uint64_t now;
+	uint64_t now, shrink;
 	unsigned i;
 	bool quiet;
 
@@ -591,6 +662,13 @@ tick(struct clustering *c, struct view *v)
 		c->view_changed_ns = now;
 	}
 	quiet = now - c->view_changed_ns >= c->quantum_ns;
+	shrink = departure_only(c, v);
+	if (shrink != c->shrink_hash) {
+		c->shrink_hash = shrink;
+		c->shrink_since_ns = shrink ? departure_ns(c, v, now) : now;
+		if (c->shrink_since_ns < c->aborted_ns)
+			c->shrink_since_ns = c->aborted_ns;
+	}
 	if (c->pending && now > c->pend_deadline_ns) {
 		log_info("clustering", "proposal %016" PRIx64 " from %016" PRIx64 " never committed; dropped",
 		    c->pend_id, c->pend_from);
@@ -611,6 +689,7 @@ tick(struct clustering *c, struct view *v)
 		c->proposing = false;
 		c->st.proposals_aborted++;
 		c->view_changed_ns = now; /* wait a quantum again */
+		c->shrink_since_ns = c->aborted_ns = now;
 		quiet = false;
 	}
 	/* a member whose principal died, or went on without it, is an orphan */
@@ -627,6 +706,8 @@ tick(struct clustering *c, struct view *v)
 			orphan(c, why);
 		}
 	}
+	if (shrink != 0 && now - c->shrink_since_ns >= c->quantum_ns && !c->proposing)
+		quiet = true;  /* a departure only: a quantum since the set was first seen */
 	if (v->cand[0] == c->node_id && quiet && !c->proposing && needs_proposal(c, v)) {
 		c->pending = false;
 		c->st.proposals++;
@@ -671,8 +752,25 @@ clustering_thread(void *arg)
 		ts.tv_nsec += (long)(c->interval_ns % 1000000000ULL);
 		ts.tv_sec += (time_t)(c->interval_ns / 1000000000ULL) + ts.tv_nsec / 1000000000L;
 		ts.tv_nsec %= 1000000000L;
-		while (!c->stop && pthread_cond_timedwait(&c->cond, &c->lock, &ts) != ETIMEDOUT)
-			;
+		for (;;) {
+			/* a departure only: one more tick at the end of its quantum */
+			uint64_t next = (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+			uint64_t due = c->shrink_since_ns + c->quantum_ns;
+			bool early = c->shrink_hash != 0 && !c->proposing && due > clock_mono_ns() && due < next;
+			struct timespec until = ts;
+
+			if (early) {
+				until.tv_sec = (time_t)(due / 1000000000ULL);
+				until.tv_nsec = (long)(due % 1000000000ULL);
+			}
+			while (!c->stop && pthread_cond_timedwait(&c->cond, &c->lock, &until) != ETIMEDOUT)
+				;
+			if (c->stop || !early)
+				break;
+			pthread_mutex_unlock(&c->lock);
+			tick(c, v);
+			pthread_mutex_lock(&c->lock);
+		}
 	}
 	pthread_mutex_unlock(&c->lock);
 	free(v);

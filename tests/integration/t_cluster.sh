@@ -5,7 +5,9 @@
 # succession c,b,a, one cluster key, integrity.  SIGKILL of the principal:
 # the two others show size 2 (principal b) within interval x timeout-count
 # + quantum (+ slack for a loaded machine), and the log names who went;
-# restarted, it is back: size 3 everywhere.  The ticker line shows cl-size
+# restarted, it is back: size 3 everywhere.  SIGSTOP of a member (past
+# the timeout): the two others show size 2 within the same bound; SIGCONT:
+# size 3 again.  The ticker line shows cl-size
 # and cl-key, and the cluster statistics are in .info/metrics.
 # Self-contained (does not use the cluster harness of tests/integration/cluster_lib.sh).
 . "${top_srcdir:-$(dirname "$0")/../..}/tests/integration/lib.sh"
@@ -19,7 +21,7 @@ INTERVAL_MS=100
 TIMEOUT_COUNT=5
 QUANTUM_MS=$((INTERVAL_MS * (TIMEOUT_COUNT + 2)))   # clustering_quantum_ms
 BOUND_MS=$((INTERVAL_MS * TIMEOUT_COUNT + QUANTUM_MS))
-SLACK_MS=3000
+SLACK_MS=1000
 
 ID_A=00000000000000a1
 ID_B=00000000000000b2
@@ -196,6 +198,21 @@ else
 fi
 check_true "a logs who came" "$(grep -cE "clustering: cluster key [0-9a-f]{16}, 3 nodes, principal $ID_C .*came \[$ID_C\]" "$LOG")" -ge 1
 check_true "node a still serves" "$(cat "$MNT/test/f")" = hello
+
+# SIGSTOP of a member (b) past the timeout: a and c agree on 2 within the
+# bound (nothing reads b's mount meanwhile); SIGCONT: back to 3
+kill -STOP "$PID_B"
+if took=$(wait_agree $((BOUND_MS + SLACK_MS)) 2 $ID_C "$ID_C,$ID_A" "$MNT" "$MNT_C"); then
+	pass "member stopped: a and c show size 2, principal c after $took ms (bound $BOUND_MS ms)"
+else
+	bad "no 2-node cluster within $((BOUND_MS + SLACK_MS)) ms of SIGSTOP: a: $(view "$MNT") c: $(view "$MNT_C")"
+fi
+kill -CONT "$PID_B"
+if took=$(wait_agree 20000 3 $ID_C "$ID_C,$ID_B,$ID_A" "$MNT" "$MNT_B" "$MNT_C"); then
+	pass "continued: size 3 on every mount again ($took ms)"
+else
+	bad "no 3-node cluster after SIGCONT: a: $(view "$MNT") b: $(view "$MNT_B") c: $(view "$MNT_C")"
+fi
 
 stop_extra PID_C "$MNT_C"
 check_eq "node c's exit status after its unmount (also under ASan+UBSan)" "$?" 0

@@ -5,7 +5,9 @@
  * 350 ms.  3 and 5 nodes started in any order with a chain of seeds agree
  * on one succession and key; a silent node leaves and comes back; a 3+2
  * split (links cut with heartbeat_test_block) gives two clusters and
- * healing one; a rolling restart ends in one cluster; a proposal whose
+ * healing one; a silent member and a principal gone shrink the cluster
+ * within interval x timeout-count + quantum + 1 interval, a split within
+ * 2 intervals; a rolling restart ends in one cluster; a proposal whose
  * member never answers installs nothing anywhere.  Every wait is bounded.
  */
 #include <stdarg.h>
@@ -299,7 +301,7 @@ test_clustering_five_nodes_shrink_and_grow_within_timeout_plus_quantum(void **st
 	print_message("member silent: 4-node cluster after %llu ms (timeout + quantum = %llu ms)\n",
 	    (unsigned long long)took, (unsigned long long)bound);
 	assert_true(took >= INTERVAL_MS * (TIMEOUT_COUNT - 1));
-	assert_true(took < bound + 1500);
+	assert_true(took < bound + INTERVAL_MS);
 	assert_true(key_of(&n[0]) != key);
 	/* it pulses again: five */
 	assert_int_equal(heartbeat_start(n[3].hb), 0);
@@ -313,7 +315,7 @@ test_clustering_five_nodes_shrink_and_grow_within_timeout_plus_quantum(void **st
 	WAIT_FOR(one_cluster(rest2, 4));
 	took = now_ms() - t0;
 	print_message("principal gone: 4-node cluster after %llu ms\n", (unsigned long long)took);
-	assert_true(took < bound + 1500);
+	assert_true(took < bound + INTERVAL_MS);
 	for (i = 0; i < 4; i++)
 		node_down(&n[i]);
 }
@@ -326,7 +328,7 @@ test_clustering_split_three_two_and_heal(void **state)
 	struct node *big[] = { &n[0], &n[1], &n[2] }, *small[] = { &n[3], &n[4] };
 	struct cluster_state st;
 	unsigned i, j;
-	uint64_t t0;
+	uint64_t t0, took;
 
 	(void)state;
 	for (i = 0; i < 5; i++) {
@@ -340,7 +342,12 @@ test_clustering_split_three_two_and_heal(void **state)
 			cut(&n[i], &n[j], true);
 	t0 = now_ms();
 	WAIT_FOR(one_cluster(big, 3) && one_cluster(small, 2));
-	print_message("split: 3 + 2 after %llu ms\n", (unsigned long long)(now_ms() - t0));
+	took = now_ms() - t0;
+	print_message("split: 3 + 2 after %llu ms\n", (unsigned long long)took);
+	/* isolated sides shrink within the bound of a death (599-648 ms seen):
+	 * one more interval, as a side may see a one-way link for a tick */
+	assert_true(took < INTERVAL_MS * TIMEOUT_COUNT + clustering_quantum_ms(INTERVAL_MS, TIMEOUT_COUNT) +
+	    2 * INTERVAL_MS);
 	assert_true(key_of(&n[0]) != key_of(&n[3]));
 	clustering_state_get(n[1].cl, &st);
 	assert_true(st.principal == 0x22);

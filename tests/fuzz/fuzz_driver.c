@@ -16,57 +16,13 @@
  * tests/fuzz/fuzz_main.c is the record target's own driver (it generates
  * records rather than holding seeds).
  */
-#include <errno.h>
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <time.h>
+#include "fuzz_plain.h"
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 size_t fuzz_seed(unsigned i, uint8_t *buf, size_t cap);
 extern const char fuzz_target_name[];
 
 #define SEED_CAP (1024 * 1024)
 #define MAX_SEEDS 32
-
-static uint64_t rng_state = 0x2545f4914f6cdd1dULL;
-
-static uint64_t
-rng(void)
-{
-	rng_state ^= rng_state >> 12;
-	rng_state ^= rng_state << 25;
-	rng_state ^= rng_state >> 27;
-	return rng_state * 0x2545f4914f6cdd1dULL;
-}
-
-static size_t
-rng_below(size_t n)
-{
-	return n == 0 ? 0 : (size_t)(rng() % n);
-}
-
-static double
-now_s(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
-static void
-run_exact(const uint8_t *data, size_t len)
-{
-	uint8_t *exact = malloc(len ? len : 1);
-
-	if (exact == NULL)
-		abort();
-	memcpy(exact, data, len);
-	LLVMFuzzerTestOneInput(exact, len);
-	free(exact);
-}
 
 /* One random change in place: bit flips, a byte run, truncation, a copy of
  * bytes from elsewhere in the input.  Returns the new length. */
@@ -115,43 +71,14 @@ mutate(uint8_t *buf, size_t len, size_t cap)
 }
 
 static int
-replay_files(int argc, char **argv)
-{
-	static uint8_t buf[16 * 1024 * 1024];
-
-	for (int i = 0; i < argc; i++) {
-		FILE *f = fopen(argv[i], "rb");
-		size_t len;
-
-		if (f == NULL) {
-			fprintf(stderr, "%s: %s: %s\n", fuzz_target_name, argv[i], strerror(errno));
-			return 2;
-		}
-		len = fread(buf, 1, sizeof(buf), f);
-		fclose(f);
-		run_exact(buf, len);
-		printf("%s: %s: ok (%zu bytes)\n", fuzz_target_name, argv[i], len);
-	}
-	return 0;
-}
-
-static int
 write_corpus(const char *dir)
 {
 	static uint8_t buf[SEED_CAP];
 	size_t len;
 
-	for (unsigned i = 0; (len = fuzz_seed(i, buf, sizeof(buf))) > 0; i++) {
-		char path[4096];
-		FILE *f;
-
-		snprintf(path, sizeof(path), "%s/seed-%04u", dir, i);
-		f = fopen(path, "wb");
-		if (f == NULL || fwrite(buf, 1, len, f) != len || fclose(f) != 0) {
-			fprintf(stderr, "%s: %s: %s\n", fuzz_target_name, path, strerror(errno));
+	for (unsigned i = 0; (len = fuzz_seed(i, buf, sizeof(buf))) > 0; i++)
+		if (write_seed(fuzz_target_name, dir, i, buf, len) != 0)
 			return 2;
-		}
-	}
 	return 0;
 }
 
@@ -177,7 +104,7 @@ main(int argc, char **argv)
 		opt += 2;
 	}
 	if (opt < argc)
-		return replay_files(argc - opt, argv + opt);
+		return replay_files(fuzz_target_name, argc - opt, argv + opt);
 
 	start = now_s();
 	while (n_seeds < MAX_SEEDS &&

@@ -15,47 +15,14 @@
  * over-read.  A separate driver from fuzz_main.c because that one
  * generates records.
  */
-#include <errno.h>
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <time.h>
-
+#include "fuzz_plain.h"
 #include "cluster/cluster.h"
 #include "fabric/fabric.h"
 #include "fabric/fabric_i.h"
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 void fuzz_fabric_counts(unsigned long *frames, unsigned long *decoded);
 
 #define GEN_CAP (16 * 1024)
-
-static uint64_t rng_state = 0x2545f4914f6cdd1dULL;
-
-static uint64_t
-rng(void)
-{
-	rng_state ^= rng_state >> 12;
-	rng_state ^= rng_state << 25;
-	rng_state ^= rng_state >> 27;
-	return rng_state * 0x2545f4914f6cdd1dULL;
-}
-
-static uint32_t
-rng_below(uint32_t n)
-{
-	return (uint32_t)(rng() % n);
-}
-
-static double
-now_s(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 /* One frame of kind around the message in msg[0..len). */
 static size_t
@@ -83,8 +50,8 @@ gen_stream(uint8_t *buf, size_t cap)
 	int hl, i, k;
 
 	h.node_id = rng() | 1;
-	snprintf(h.cluster_name, sizeof(h.cluster_name), "c%u", rng_below(1000));
-	snprintf(h.listen_address, sizeof(h.listen_address), "127.0.0.%u", rng_below(255));
+	snprintf(h.cluster_name, sizeof(h.cluster_name), "c%u", (unsigned)rng_below(1000));
+	snprintf(h.listen_address, sizeof(h.listen_address), "127.0.0.%u", (unsigned)rng_below(255));
 	for (i = 0; i < FABRIC_NONCE_LEN; i++)
 		h.nonce[i] = (uint8_t)rng();
 	hl = fabric_hello_encode(&h, msg, sizeof(msg));
@@ -98,7 +65,7 @@ gen_stream(uint8_t *buf, size_t cap)
 		if (rng_below(3) == 0) { /* a heartbeat pulse */
 			struct heartbeat_pulse p = { .node_id = rng() | 1, .cluster_key = rng() };
 
-			snprintf(p.address, sizeof(p.address), "127.0.0.%u:%u", rng_below(255), rng_below(65536));
+			snprintf(p.address, sizeof(p.address), "127.0.0.%u:%u", (unsigned)rng_below(255), (unsigned)rng_below(65536));
 			p.n_adjacent = rng_below(8);
 			for (i = 0; i < (int)p.n_adjacent; i++) {
 				p.adjacent[i].node_id = rng() | 1;
@@ -176,57 +143,15 @@ mutate(uint8_t *buf, size_t len, size_t cap)
 	return len;
 }
 
-static void
-run_exact(const uint8_t *data, size_t len)
-{
-	uint8_t *exact = malloc(len ? len : 1);
-
-	if (exact == NULL)
-		abort();
-	memcpy(exact, data, len);
-	LLVMFuzzerTestOneInput(exact, len);
-	free(exact);
-}
-
-static int
-replay_files(int argc, char **argv)
-{
-	static uint8_t buf[4 * 1024 * 1024];
-
-	for (int i = 0; i < argc; i++) {
-		FILE *f = fopen(argv[i], "rb");
-		size_t len;
-
-		if (f == NULL) {
-			fprintf(stderr, "fuzz_fabric_msg: %s: %s\n", argv[i], strerror(errno));
-			return 2;
-		}
-		len = fread(buf, 1, sizeof(buf), f);
-		fclose(f);
-		run_exact(buf, len);
-		printf("fuzz_fabric_msg: %s: ok (%zu bytes)\n", argv[i], len);
-	}
-	return 0;
-}
-
 static int
 write_corpus(const char *dir, long count)
 {
 	static uint8_t buf[GEN_CAP];
 
-	for (long i = 0; i < count; i++) {
-		char path[4096];
-		size_t len = gen_stream(buf, sizeof(buf));
-		FILE *f;
-
-		snprintf(path, sizeof(path), "%s/seed-%04ld", dir, i);
-		f = fopen(path, "wb");
-		if (f == NULL || fwrite(buf, 1, len, f) != len) {
-			fprintf(stderr, "fuzz_fabric_msg: %s: %s\n", path, strerror(errno));
+	for (long i = 0; i < count; i++)
+		if (write_seed("fuzz_fabric_msg", dir, (unsigned long)i, buf,
+		    gen_stream(buf, sizeof(buf))) != 0)
 			return 2;
-		}
-		fclose(f);
-	}
 	return 0;
 }
 
@@ -252,7 +177,7 @@ main(int argc, char **argv)
 		opt += 2;
 	}
 	if (opt < argc)
-		return replay_files(argc - opt, argv + opt);
+		return replay_files("fuzz_fabric_msg", argc - opt, argv + opt);
 
 	start = now_s();
 	for (i = 0; i < iterations; i++) {

@@ -16,50 +16,19 @@
  * Rejected: linking libFuzzer's own driver (needs clang; the default build
  * is gcc) and AFL++ (an external tool; scripts/fuzz.sh covers deep runs).
  */
-#include <errno.h>
 #include <stdbool.h>
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <time.h>
 
+#define FUZZ_RNG_SEED 0x9e3779b97f4a7c15ULL
+#include "fuzz_plain.h"
 #include "record/record.h"
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 void fuzz_record_counts(unsigned long *decoded, unsigned long *parsed);
 
 #define GEN_CAP (64 * 1024)
 #define DEFAULT_ITERATIONS 200000
 #define DEFAULT_SECONDS 4.0
 
-static uint64_t rng_state = 0x9e3779b97f4a7c15ULL;
 static uint8_t value_pool[256];
-
-static uint64_t
-rng(void)
-{
-	/* xorshift64*: fast, and the same sequence on every machine. */
-	rng_state ^= rng_state >> 12;
-	rng_state ^= rng_state << 25;
-	rng_state ^= rng_state >> 27;
-	return rng_state * 0x2545f4914f6cdd1dULL;
-}
-
-static uint32_t
-rng_below(uint32_t n)
-{
-	return n == 0 ? 0 : (uint32_t)(rng() % n);
-}
-
-static double
-now_s(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
 
 /* A valid record of random shape, encoded into buf; returns its size. */
 static size_t
@@ -204,57 +173,14 @@ mutate(uint8_t *buf, size_t len, size_t cap)
 	return len;
 }
 
-static void
-run_exact(const uint8_t *data, size_t len)
-{
-	uint8_t *exact = malloc(len ? len : 1);
-
-	if (exact == NULL)
-		abort();
-	memcpy(exact, data, len);
-	LLVMFuzzerTestOneInput(exact, len);
-	free(exact);
-}
-
-static int
-replay_files(int argc, char **argv)
-{
-	static uint8_t buf[16 * 1024 * 1024];
-
-	for (int i = 0; i < argc; i++) {
-		FILE *f = fopen(argv[i], "rb");
-		size_t len;
-
-		if (f == NULL) {
-			fprintf(stderr, "fuzz_main: %s: %s\n", argv[i], strerror(errno));
-			return 2;
-		}
-		len = fread(buf, 1, sizeof(buf), f);
-		fclose(f);
-		run_exact(buf, len);
-		printf("fuzz_main: %s: ok (%zu bytes)\n", argv[i], len);
-	}
-	return 0;
-}
-
 static int
 write_corpus(const char *dir, long count)
 {
 	static uint8_t buf[GEN_CAP];
 
-	for (long i = 0; i < count; i++) {
-		char path[4096];
-		size_t len = gen_record(buf);
-		FILE *f;
-
-		snprintf(path, sizeof(path), "%s/seed-%04ld", dir, i);
-		f = fopen(path, "wb");
-		if (f == NULL || fwrite(buf, 1, len, f) != len) {
-			fprintf(stderr, "fuzz_main: %s: %s\n", path, strerror(errno));
+	for (long i = 0; i < count; i++)
+		if (write_seed("fuzz_main", dir, (unsigned long)i, buf, gen_record(buf)) != 0)
 			return 2;
-		}
-		fclose(f);
-	}
 	return 0;
 }
 
@@ -282,7 +208,7 @@ main(int argc, char **argv)
 		opt += 2;
 	}
 	if (opt < argc)
-		return replay_files(argc - opt, argv + opt);
+		return replay_files("fuzz_main", argc - opt, argv + opt);
 
 	start = now_s();
 	for (i = 0; i < iterations; i++) {

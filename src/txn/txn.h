@@ -2,10 +2,12 @@
  * txn.h - the transaction layer: the only way into the engine.
  *
  * Callers (the FUSE daemon, recfs-bench, tests) name records by namespace,
- * set and key; this layer computes the digest, takes the record lock, talks
- * to the index and the storage engine, and counts the outcome.  When the
- * cluster arrives this is the one place that decides "local or remote", so
- * nothing above it may include index, storage or namespace internals.
+ * set and key; this layer checks the names, computes the digest, decides
+ * where the operation runs (txn_route: today always here; in a cluster the
+ * record's master), takes the record lock, talks to the index and the
+ * storage engine, and counts the outcome.  It is the one place that decides
+ * "local or remote" (docs/architecture.md, Routing), so nothing above it
+ * may include index, storage or namespace internals.
  *
  * Threads: every function may be called from any thread; concurrent calls
  * on the same record are serialised by its record lock.

@@ -41,6 +41,36 @@ struct node {
 	struct txn_network *network; /* protected by network_lock */
 };
 
+/*
+ * Routing (txn.c; docs/architecture.md, "Routing").  Every public record
+ * operation first resolves what it names into a target - names checked,
+ * digest and partition computed, nothing looked up or created - then asks
+ * txn_route() where it runs, then runs the local body (which looks up, or
+ * for a write creates, the set) or, once the cluster routes, sends it to
+ * the record's master.
+ */
+struct txn_target {
+	struct namespace *ns;
+	struct txn_key k;            /* as the caller named it (set_len 0: the null
+	                              * set; a set's marker: its set and key "";
+	                              * reclaim: key NULL, only the digest) */
+	struct digest digest;
+	uint32_t partition;          /* digest_partition(&digest) */
+};
+
+enum txn_route {
+	TXN_ROUTE_LOCAL,             /* this node runs it */
+	TXN_ROUTE_UNAVAILABLE,       /* no node can run it now: the operation fails
+	                              * with EIO and has changed nothing */
+};
+
+/* Where t's operation runs.  Any thread; takes no lock. */
+enum txn_route txn_route(const struct txn_target *t);
+
+/* Tests only: when set (atomically), txn_route returns its answer, so a
+ * test can see that a refused route leaves nothing behind. */
+extern enum txn_route (*txn_route_test_hook)(const struct txn_target *t);
+
 /* network.c: the cluster state of a started network. */
 void txn_network_cluster(struct txn_network *net, struct txn_cluster *out);
 /* network.c: txn_node_fabric_values and txn_node_peers of a started network. */

@@ -16,6 +16,7 @@
 #include "base/atomic.h"
 #include "base/clock.h"
 #include "txn/txn.h"
+#include "txn/txn_i.h"   /* the routing test hook, the set table */
 
 static struct recfs_config cfg;
 static struct node *node;
@@ -597,6 +598,117 @@ test_txn_config_set_validates_and_applies(void **state)
 	    sizeof(err)), 0);
 }
 
+/* ---- routing: resolve first, route, then run ---- */
+
+static struct txn_target routed[4];
+static unsigned n_routed;
+static const char *refuse_set;   /* refuse only targets in this set; NULL: all */
+
+static enum txn_route
+route_refuse(const struct txn_target *t)
+{
+	if (n_routed < 4)
+		routed[n_routed] = *t;
+	n_routed++;
+	if (refuse_set != NULL &&
+	    (t->k.set_len != strlen(refuse_set) || memcmp(t->k.set, refuse_set, t->k.set_len) != 0))
+		return TXN_ROUTE_LOCAL;
+	return TXN_ROUTE_UNAVAILABLE;
+}
+
+/* The set table has never heard of set: nothing was created for it. */
+static void
+assert_no_set(const char *set)
+{
+	uint16_t id;
+
+	assert_int_equal(txn_set_exists(ns, set, strlen(set)), -ENOENT);
+	assert_int_equal(set_lookup(&ns->sets, set, strlen(set), &id), -ENOENT);
+}
+
+static long
+ns_stat(const char *name)
+{
+	static char text[8192];
+
+	text[0] = '\n';
+	text[1] = '\0';
+	txn_namespace_stats(ns, stat_collect, text);
+	return stat_get(text, name);
+}
+
+static void
+test_txn_refused_operations_leave_no_set_and_no_record(void **state)
+{
+	char long_key[300];
+	struct txn_key k = key("r_fresh", "k"), kk = key("r_keep", "k");
+	struct txn_key to = key("r_new", "k2"), kn = key(NULL, "r_null");
+	struct record_attr a;
+	struct txn_record rec;
+	struct digest d;
+	long errors;
+
+	/* A bad key is refused before the set is looked at. */
+	memset(long_key, 'k', 256);
+	long_key[256] = '\0';
+	assert_int_equal(put("r_fresh", long_key, "x", 0), -ENAMETOOLONG);
+	assert_int_equal(put("r_fresh", "..", "x", 0), -EINVAL);
+	assert_no_set("r_fresh");
+
+	assert_int_equal(put("r_keep", "k", "kept", 0), 0);
+	assert_int_equal(put(NULL, "r_null", "kept", 0), 0);
+	errors = ns_stat("client_write_error");
+
+	/* No route: every operation fails with EIO and changes nothing. */
+	n_routed = 0;
+	refuse_set = NULL;
+	atomic_store_relaxed(&txn_route_test_hook, route_refuse);
+	assert_int_equal(put("r_fresh", "k", "x", 0), -EIO);
+	/* The route was asked with the record's digest and partition. */
+	assert_int_equal(n_routed, 1);
+	digest_compute(&d, "r_fresh", 7, "k", 1);
+	assert_memory_equal(&routed[0].digest, &d, sizeof(d));
+	assert_int_equal(routed[0].partition, digest_partition(&d));
+	assert_int_equal(routed[0].k.key_len, 1);
+	assert_ptr_equal(routed[0].ns, ns);
+	assert_int_equal(ns_stat("client_write_error"), errors + 1);
+	assert_int_equal(txn_stat(ns, &kk, &a), -EIO);
+	assert_int_equal(txn_read(ns, &kk, &rec), -EIO);
+	txn_record_release(&rec);
+	assert_int_equal(txn_delete(ns, &kk), -EIO);
+	assert_int_equal(txn_sync(ns, &kk), -EIO);
+	assert_int_equal(txn_rename(ns, &kk, &to, 0), -EIO);
+	assert_int_equal(txn_set_create(ns, "r_dir", 5, NULL), -EIO);
+	assert_int_equal(txn_set_remove(ns, "r_keep", 6), -EIO);
+	/* A rename is refused when either name has no route. */
+	refuse_set = "r_new";
+	assert_int_equal(txn_rename(ns, &kn, &to, 0), -EIO);
+	atomic_store_relaxed(&txn_route_test_hook, NULL);
+
+	assert_no_set("r_fresh");
+	assert_no_set("r_new");
+	assert_no_set("r_dir");
+	assert_int_equal(txn_stat(ns, &k, &a), -ENOENT);
+	assert_content("r_keep", "k", "kept");
+	assert_content(NULL, "r_null", "kept");
+	assert_int_equal(txn_stat(ns, &to, &a), -ENOENT);
+
+	/* Stop-writes refuses a write before its set is created. */
+	static char big[64 * 1024];
+	struct txn_write bw = { .set_file = true, .file_data = big, .file_len = sizeof(big) };
+	struct txn_key bk = key("r_keep", "big");
+	cfg.ns[0].stop_writes_used_pct = 1;
+	for (int i = 0; i < 4; i++)
+		(void)txn_write(ns, &bk, &bw, NULL);   /* rewrites fill wblocks too */
+	assert_int_equal(put("r_fresh", "k", "x", 0), -ENOSPC);
+	assert_no_set("r_fresh");
+	cfg.ns[0].stop_writes_used_pct = 70;
+	assert_false(nsup_stop_writes_check(ns));
+	(void)txn_delete(ns, &bk);
+	assert_int_equal(txn_delete(ns, &kk), 0);
+	assert_int_equal(txn_delete(ns, &kn), 0);
+}
+
 int
 main(void)
 {
@@ -615,6 +727,7 @@ main(void)
 		cmocka_unit_test(test_txn_not_found_and_exists_counters_move),
 		cmocka_unit_test(test_txn_latencies_count_each_operation),
 		cmocka_unit_test(test_txn_config_set_validates_and_applies),
+		cmocka_unit_test(test_txn_refused_operations_leave_no_set_and_no_record),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -29,6 +29,7 @@
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -47,33 +48,33 @@ struct nsup_victim {
 	uint16_t set_id;
 };
 
-/* Collect up to max victims of one partition: expired entries, or (when
- * evict_below != 0) entries with a void time before evict_below. */
-static size_t
-collect(struct namespace *ns, uint32_t pid, uint32_t now, uint32_t evict_below,
-    struct nsup_victim *out, size_t max)
-{
-	struct index_partition *p = &ns->index->partitions[pid];
-	uint32_t n_sets = atomic_load_acquire(&ns->sets.n);
-	size_t n = 0;
+struct nsup_collect {
+	uint32_t now, evict_below;
+	struct nsup_victim *out;
+	size_t n;
+};
 
-	pthread_rwlock_rdlock(&p->lock);
-	for (uint32_t set_id = 0; set_id <= n_sets && n < max; set_id++)
-		for (struct index_entry *e = index_next_locked(p, (uint16_t)set_id, NULL);
-		    e != NULL && n < max; e = index_next_locked(p, (uint16_t)set_id, &e->digest)) {
-			if (e->tombstone || e->set_marker || e->void_time == 0)
-				continue;
-			if (e->void_time <= now || (evict_below != 0 && e->void_time < evict_below)) {
-				out[n].digest = e->digest;
-				out[n].set_id = e->set_id;
-				n++;
-			}
-		}
-	pthread_rwlock_unlock(&p->lock);
-	return n;
+/* Walk callback (partition lock held): note an expired entry, or (when
+ * evict_below != 0) one with a void time before evict_below. */
+static int
+collect_one(void *arg, const struct index_entry *e)
+{
+	struct nsup_collect *c = arg;
+
+	if (e->tombstone || e->set_marker || e->void_time == 0)
+		return 0;
+	if (e->void_time <= c->now || (c->evict_below != 0 && e->void_time < c->evict_below)) {
+		c->out[c->n].digest = e->digest;
+		c->out[c->n].set_id = e->set_id;
+		c->n++;
+	}
+	return 0;
 }
 
-/* One pass over the index; returns records reclaimed. */
+/* One pass over the index; returns records reclaimed.  Each partition is
+ * walked NSUP_BATCH entries at a time (so at most NSUP_BATCH victims),
+ * which are reclaimed with no partition lock held before the walk goes on
+ * from where it stopped. */
 static uint64_t
 reclaim_pass(struct namespace *ns, uint32_t evict_below, bool *stop)
 {
@@ -81,23 +82,65 @@ reclaim_pass(struct namespace *ns, uint32_t evict_below, bool *stop)
 	uint64_t done = 0;
 
 	for (uint32_t pid = 0; pid < PARTITION_COUNT && !atomic_load_relaxed(stop); pid++) {
-		size_t n;
+		struct index_walk_pos pos = { 0 };
 
-		do {
-			uint32_t now = clock_epoch_s();
+		while (!pos.done && !atomic_load_relaxed(stop)) {
+			struct nsup_collect c = { .now = clock_epoch_s(), .evict_below = evict_below,
+			    .out = batch };
 
-			n = collect(ns, pid, now, evict_below, batch, NSUP_BATCH);
-			for (size_t i = 0; i < n; i++) {
-				int rc = txn_reclaim(ns, batch[i].set_id, &batch[i].digest, now, evict_below);
+			if (index_partition_walk(ns->index, pid, &pos, collect_one, &c, NSUP_BATCH) == 0)
+				break;
+			for (size_t i = 0; i < c.n; i++) {
+				int rc = txn_reclaim(ns, batch[i].set_id, &batch[i].digest, c.now,
+				    evict_below);
 
 				if (rc > 0)
 					done++;
 				else if (rc < 0)
 					log_warn("nsup", "{%s} reclaim failed: %s", ns->name, recfs_strerror(rc));
 			}
-		} while (n == NSUP_BATCH);
+		}
 	}
 	return done;
+}
+
+/* Eviction's histogram of void times: pass 1 finds the latest (max_void),
+ * pass 2 adds each candidate's bytes to its bucket. */
+struct nsup_hist {
+	uint32_t now, max_void;
+	uint64_t width;          /* pass 2: seconds per bucket; 0 in pass 1 */
+	uint64_t *bytes;
+	uint64_t candidates;
+};
+
+static int
+hist_one(void *arg, const struct index_entry *e)
+{
+	struct nsup_hist *h = arg;
+
+	if (e->tombstone || e->set_marker || e->void_time == 0)
+		return 0;
+	if (h->width == 0) {
+		if (e->void_time > h->max_void)
+			h->max_void = e->void_time;
+		return 0;
+	}
+	uint64_t b = e->void_time > h->now ? (e->void_time - h->now) / h->width : 0;
+	h->bytes[b < NSUP_HIST_BUCKETS ? b : NSUP_HIST_BUCKETS - 1] += storage_loc_size(e->loc);
+	h->candidates++;
+	return 0;
+}
+
+/* Both passes visit every entry, one partition per walk call (the
+ * partition lock held shared for it, as a listing does). */
+static void
+hist_pass(struct namespace *ns, struct nsup_hist *h)
+{
+	for (uint32_t pid = 0; pid < PARTITION_COUNT; pid++) {
+		struct index_walk_pos pos = { 0 };
+
+		(void)index_partition_walk(ns->index, pid, &pos, hist_one, h, UINT_MAX);
+	}
 }
 
 /* The void time below which records must go to free `need` bytes, or 0
@@ -106,44 +149,17 @@ static uint32_t
 eviction_threshold(struct namespace *ns, uint64_t need)
 {
 	uint64_t *bytes = calloc(NSUP_HIST_BUCKETS, sizeof(*bytes));
-	uint32_t now = clock_epoch_s(), max_void = now, threshold = 0;
-	uint64_t candidates = 0;
+	uint32_t now = clock_epoch_s(), threshold = 0;
+	struct nsup_hist h = { .now = now, .max_void = now, .bytes = bytes };
 
 	if (bytes == NULL)
 		return 0;
-	/* Pass 1: the range of void times. */
-	for (uint32_t pid = 0; pid < PARTITION_COUNT; pid++) {
-		struct index_partition *p = &ns->index->partitions[pid];
-		uint32_t n_sets = atomic_load_acquire(&ns->sets.n);
-
-		pthread_rwlock_rdlock(&p->lock);
-		for (uint32_t set_id = 0; set_id <= n_sets; set_id++)
-			for (struct index_entry *e = index_next_locked(p, (uint16_t)set_id, NULL); e != NULL;
-			    e = index_next_locked(p, (uint16_t)set_id, &e->digest))
-				if (!e->tombstone && !e->set_marker && e->void_time > max_void)
-					max_void = e->void_time;
-		pthread_rwlock_unlock(&p->lock);
-	}
-	uint64_t width = ((uint64_t)max_void - now) / NSUP_HIST_BUCKETS + 1;
-	/* Pass 2: bytes per bucket. */
-	for (uint32_t pid = 0; pid < PARTITION_COUNT; pid++) {
-		struct index_partition *p = &ns->index->partitions[pid];
-		uint32_t n_sets = atomic_load_acquire(&ns->sets.n);
-
-		pthread_rwlock_rdlock(&p->lock);
-		for (uint32_t set_id = 0; set_id <= n_sets; set_id++)
-			for (struct index_entry *e = index_next_locked(p, (uint16_t)set_id, NULL); e != NULL;
-			    e = index_next_locked(p, (uint16_t)set_id, &e->digest)) {
-				if (e->tombstone || e->set_marker || e->void_time == 0)
-					continue;
-				uint64_t b = e->void_time > now ? (e->void_time - now) / width : 0;
-				bytes[b < NSUP_HIST_BUCKETS ? b : NSUP_HIST_BUCKETS - 1] += storage_loc_size(e->loc);
-				candidates++;
-			}
-		pthread_rwlock_unlock(&p->lock);
-	}
+	hist_pass(ns, &h);                 /* pass 1: the range of void times */
+	uint64_t width = ((uint64_t)h.max_void - now) / NSUP_HIST_BUCKETS + 1;
+	h.width = width;
+	hist_pass(ns, &h);                 /* pass 2: bytes per bucket */
 	uint64_t sum = 0;
-	for (uint32_t b = 0; b < NSUP_HIST_BUCKETS && candidates > 0; b++) {
+	for (uint32_t b = 0; b < NSUP_HIST_BUCKETS && h.candidates > 0; b++) {
 		sum += bytes[b];
 		if (sum >= need || b == NSUP_HIST_BUCKETS - 1) {
 			threshold = (uint32_t)(now + (b + 1) * width);

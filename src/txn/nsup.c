@@ -173,6 +173,7 @@ eviction_threshold(struct namespace *ns, uint64_t need)
 static bool
 check_stop_writes(struct namespace *ns, const struct storage_stats *ss)
 {
+	struct txn_namespace *tn = txn_namespace_of(ns);
 	uint32_t used_pct = ss->total_bytes ? (uint32_t)(ss->used_bytes * 100 / ss->total_bytes) : 0;
 	uint32_t max_used = atomic_load_relaxed(&ns->cfg->stop_writes_used_pct);
 	uint32_t min_avail = atomic_load_relaxed(&ns->cfg->stop_writes_avail_pct);
@@ -186,7 +187,7 @@ check_stop_writes(struct namespace *ns, const struct storage_stats *ss)
 	if (avail_pct < ss->avail_pct)
 		avail_pct = ss->avail_pct;
 	bool stop = (max_used > 0 && used_pct >= max_used) || (min_avail > 0 && avail_pct < min_avail);
-	bool was = atomic_exchange_relaxed(&ns->stop_writes, stop);
+	bool was = atomic_exchange_relaxed(&tn->stop_writes, stop);
 
 	if (stop && !was)
 		log_warn("nsup", "{%s} stop-writes: used %u%% (stop-writes-used-pct %u), avail %u%% "
@@ -210,17 +211,18 @@ nsup_stop_writes_check(struct namespace *ns)
 static void
 nsup_cycle(struct namespace *ns)
 {
+	struct txn_namespace *tn = txn_namespace_of(ns);
 	struct storage_stats ss;
 	uint64_t start = clock_mono_ns();
 
-	uint64_t expired = reclaim_pass(ns, 0, &ns->nsup_stop);
+	uint64_t expired = reclaim_pass(ns, 0, &tn->nsup_stop);
 	NS_COUNT_ADD(ns, expired_objects, expired);
 
 	storage_stats(ns->storage, &ss);
 	uint32_t evict_pct = atomic_load_relaxed(&ns->cfg->evict_used_pct);
 	uint64_t limit = ss.total_bytes * evict_pct / 100;
 	bool breached = evict_pct > 0 && ss.used_bytes > limit;
-	atomic_store_relaxed(&ns->hwm_breached, breached);
+	atomic_store_relaxed(&tn->hwm_breached, breached);
 	if (breached) {
 		/* Free what is over the mark, plus 1% of the space so the next
 		 * writes do not cross it again at once. */
@@ -231,14 +233,14 @@ nsup_cycle(struct namespace *ns)
 			log_warn("nsup", "{%s} used space %" PRIu64 " bytes exceeds evict-used-pct %u%% "
 			    "but no record has a TTL: nothing to evict", ns->name, ss.used_bytes, evict_pct);
 		} else {
-			atomic_store_relaxed(&ns->evict_void_time, below);
-			uint64_t evicted = reclaim_pass(ns, below, &ns->nsup_stop);
+			atomic_store_relaxed(&tn->evict_void_time, below);
+			uint64_t evicted = reclaim_pass(ns, below, &tn->nsup_stop);
 			NS_COUNT_ADD(ns, evicted_objects, evicted);
 			log_info("nsup", "{%s} evicted %" PRIu64 " records expiring before %u s from now",
 			    ns->name, evicted, below - clock_epoch_s());
 		}
 	}
-	atomic_store_relaxed(&ns->nsup_cycle_ms, (clock_mono_ns() - start) / 1000000);
+	atomic_store_relaxed(&tn->nsup_cycle_ms, (clock_mono_ns() - start) / 1000000);
 	if (expired > 0)
 		log_info("nsup", "{%s} expired %" PRIu64 " records", ns->name, expired);
 }
@@ -247,14 +249,15 @@ static void *
 nsup_main(void *arg)
 {
 	struct namespace *ns = arg;
+	struct txn_namespace *tn = txn_namespace_of(ns);
 	uint64_t last_cycle = clock_mono_ns();
 
-	pthread_mutex_lock(&ns->nsup_lock);
-	while (!atomic_load_relaxed(&ns->nsup_stop)) {
+	pthread_mutex_lock(&tn->nsup_lock);
+	while (!atomic_load_relaxed(&tn->nsup_stop)) {
 		struct timespec ts;
 		struct storage_stats ss;
 
-		pthread_mutex_unlock(&ns->nsup_lock);
+		pthread_mutex_unlock(&tn->nsup_lock);
 		storage_stats(ns->storage, &ss);
 		check_stop_writes(ns, &ss);
 		uint32_t period = atomic_load_relaxed(&ns->cfg->nsup_period);
@@ -265,8 +268,8 @@ nsup_main(void *arg)
 			storage_stats(ns->storage, &ss);
 			check_stop_writes(ns, &ss);
 		}
-		pthread_mutex_lock(&ns->nsup_lock);
-		if (atomic_load_relaxed(&ns->nsup_stop))
+		pthread_mutex_lock(&tn->nsup_lock);
+		if (atomic_load_relaxed(&tn->nsup_stop))
 			break;
 		/* Stop-writes is re-evaluated every NSUP_CHECK_MS: fast writers
 		 * fill space in well under a second. */
@@ -276,49 +279,54 @@ nsup_main(void *arg)
 			ts.tv_sec++;
 			ts.tv_nsec -= 1000000000L;
 		}
-		pthread_cond_timedwait(&ns->nsup_cv, &ns->nsup_lock, &ts);
+		pthread_cond_timedwait(&tn->nsup_cv, &tn->nsup_lock, &ts);
 	}
-	pthread_mutex_unlock(&ns->nsup_lock);
+	pthread_mutex_unlock(&tn->nsup_lock);
 	return NULL;
 }
 
 void
 nsup_kick(struct namespace *ns)
 {
-	pthread_mutex_lock(&ns->nsup_lock);
-	pthread_cond_signal(&ns->nsup_cv);
-	pthread_mutex_unlock(&ns->nsup_lock);
+	struct txn_namespace *tn = txn_namespace_of(ns);
+
+	pthread_mutex_lock(&tn->nsup_lock);
+	pthread_cond_signal(&tn->nsup_cv);
+	pthread_mutex_unlock(&tn->nsup_lock);
 }
 
 int
 nsup_start(struct namespace *ns)
 {
+	struct txn_namespace *tn = txn_namespace_of(ns);
 	struct storage_stats ss;
 	int rc;
 
-	pthread_mutex_init(&ns->nsup_lock, NULL);
-	pthread_cond_init(&ns->nsup_cv, NULL);
-	ns->nsup_stop = false;
+	pthread_mutex_init(&tn->nsup_lock, NULL);
+	pthread_cond_init(&tn->nsup_cv, NULL);
+	tn->nsup_stop = false;
 	storage_stats(ns->storage, &ss);
 	check_stop_writes(ns, &ss);
-	rc = pthread_create(&ns->nsup_thread, NULL, nsup_main, ns);
+	rc = pthread_create(&tn->nsup_thread, NULL, nsup_main, ns);
 	if (rc != 0)
 		return -rc;
-	ns->nsup_started = true;
+	tn->nsup_started = true;
 	return 0;
 }
 
 void
 nsup_stop(struct namespace *ns)
 {
-	if (!ns->nsup_started)
+	struct txn_namespace *tn = txn_namespace_of(ns);
+
+	if (!tn->nsup_started)
 		return;
-	pthread_mutex_lock(&ns->nsup_lock);
-	atomic_store_relaxed(&ns->nsup_stop, true);
-	pthread_cond_signal(&ns->nsup_cv);
-	pthread_mutex_unlock(&ns->nsup_lock);
-	pthread_join(ns->nsup_thread, NULL);
-	pthread_mutex_destroy(&ns->nsup_lock);
-	pthread_cond_destroy(&ns->nsup_cv);
-	ns->nsup_started = false;
+	pthread_mutex_lock(&tn->nsup_lock);
+	atomic_store_relaxed(&tn->nsup_stop, true);
+	pthread_cond_signal(&tn->nsup_cv);
+	pthread_mutex_unlock(&tn->nsup_lock);
+	pthread_join(tn->nsup_thread, NULL);
+	pthread_mutex_destroy(&tn->nsup_lock);
+	pthread_cond_destroy(&tn->nsup_cv);
+	tn->nsup_started = false;
 }

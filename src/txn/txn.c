@@ -44,10 +44,7 @@
 static inline void
 latency_add(const struct namespace *ns, enum stat_latency_ns op, uint64_t t0)
 {
-	struct txn_ns_extra *x = txn_ns_extra(ns);
-
-	if (x != NULL)
-		histogram_add(&x->latency[op], clock_mono_ns() - t0);
+	histogram_add(&txn_namespace_of(ns)->latency[op], clock_mono_ns() - t0);
 }
 
 /* ---- helpers ------------------------------------------------------------ */
@@ -197,11 +194,12 @@ file_bin_of(const struct namespace *ns, const struct record *r)
 static bool
 stop_writes(struct namespace *ns)
 {
+	struct txn_namespace *tn = txn_namespace_of(ns);
 	struct storage_space sp;
 	uint32_t max_used, min_avail;
 	uint64_t now, last;
 
-	if (atomic_load_relaxed(&ns->stop_writes))
+	if (atomic_load_relaxed(&tn->stop_writes))
 		return true;
 	max_used = atomic_load_relaxed(&ns->cfg->stop_writes_used_pct);
 	min_avail = atomic_load_relaxed(&ns->cfg->stop_writes_avail_pct);
@@ -211,9 +209,9 @@ stop_writes(struct namespace *ns)
 	if (min_avail == 0 || sp.free_pct >= min_avail)
 		return false;
 	now = clock_mono_ns();
-	last = atomic_load_relaxed(&ns->stop_writes_checked_ns);
+	last = atomic_load_relaxed(&tn->stop_writes_checked_ns);
 	if (now - last < STOP_WRITES_RECHECK_NS ||
-	    !atomic_cas_relaxed(&ns->stop_writes_checked_ns, &last, now))
+	    !atomic_cas_relaxed(&tn->stop_writes_checked_ns, &last, now))
 		return false;
 	return nsup_stop_writes_check(ns);
 }

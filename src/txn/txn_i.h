@@ -12,20 +12,44 @@
 
 /*
  * What the transaction layer keeps per namespace beyond struct namespace
- * (which belongs to namespace/): the latency histograms of its operations.
- * Found by the namespace's address in a small registry (txn_ns_extra), so
- * the txn_* functions keep taking just the namespace.
+ * (which belongs to namespace/): the latency histograms of its operations,
+ * nsup's state, and (with the cluster) the partition table.  node_open
+ * allocates one per namespace and hangs it on the namespace's owner
+ * pointer, so every txn_* function finds it with one load
+ * (txn_namespace_of) while still taking just the namespace; node_close
+ * frees it once the namespace's threads have stopped.
+ * Rejected: a registry keyed by the namespace's address (a scan and a
+ * global lock for what one pointer does); a global array by config index
+ * (two nodes in one process, as in tests, would share it).
  */
-struct txn_ns_extra {
-	const struct namespace *ns;
-	struct histogram latency[STAT_LAT_NS_COUNT];
+struct txn_namespace {
+	struct histogram latency[STAT_LAT_NS_COUNT];  /* first: 64-byte aligned shards */
+
+	/* nsup (nsup.c): expiration, eviction, stop-writes. */
+	bool stop_writes;                   /* atomic: writes fail with ENOSPC */
+	uint64_t stop_writes_checked_ns;    /* atomic: the write path's last full test
+	                                     * for stop-writes-avail-pct (txn.c) */
+	bool hwm_breached;                  /* atomic: used space above evict-used-pct */
+	uint32_t evict_void_time;           /* atomic: last eviction threshold (void time) */
+	uint64_t nsup_cycle_ms;             /* atomic: duration of the last pass */
+	pthread_t nsup_thread;
+	bool nsup_started;
+	bool nsup_stop;                     /* atomic; nsup_lock for the wake-up */
+	pthread_mutex_t nsup_lock;
+	pthread_cond_t nsup_cv;
 };
+
+/* The transaction layer's state of ns (every namespace comes from node_open). */
+static inline struct txn_namespace *
+txn_namespace_of(const struct namespace *ns)
+{
+	return ns->owner;
+}
 
 struct node {
 	struct recfs_config *cfg;
 	unsigned n_namespaces;
 	struct namespace *namespaces[CONFIG_NS_MAX];
-	struct txn_ns_extra *extra[CONFIG_NS_MAX];   /* same index as namespaces */
 	uint64_t start_ms;           /* epoch ms at open */
 	pthread_mutex_t config_lock; /* serializes node_config_set (config_set_text wants one writer) */
 
@@ -76,9 +100,6 @@ void txn_network_cluster(struct txn_network *net, struct txn_cluster *out);
 /* network.c: txn_node_fabric_values and txn_node_peers of a started network. */
 void txn_network_values(struct txn_network *net, uint64_t *v);
 unsigned txn_network_peers(struct txn_network *net, struct txn_peer *out, unsigned max);
-
-/* The extra state of ns, or NULL for a namespace opened outside node_open. */
-struct txn_ns_extra *txn_ns_extra(const struct namespace *ns);
 
 /* nsup.c: the namespace supervisor thread. */
 int nsup_start(struct namespace *ns);

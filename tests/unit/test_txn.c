@@ -709,6 +709,51 @@ test_txn_refused_operations_leave_no_set_and_no_record(void **state)
 	assert_int_equal(txn_delete(ns, &kn), 0);
 }
 
+/* Two nodes in one process (as tests and recfs-bench run them), each with
+ * a namespace named "test": each keeps its own histograms and nsup. */
+static void
+test_txn_second_node_keeps_its_own_latencies_and_nsup(void **state)
+{
+	static struct recfs_config cfg2;
+	struct histogram_snapshot a[STAT_LAT_NS_COUNT], b[STAT_LAT_NS_COUNT];
+	struct histogram_snapshot a2[STAT_LAT_NS_COUNT], b2[STAT_LAT_NS_COUNT];
+	uint64_t v[STAT_NS_COUNT];
+	struct node *node2;
+	struct namespace *ns2;
+
+	cfg2 = cfg;
+	assert_int_equal(node_open(&node2, &cfg2), 0);
+	ns2 = node_namespace_find(node2, "test", 4);
+	assert_non_null(ns2);
+	assert_ptr_not_equal(txn_namespace_of(ns2), txn_namespace_of(ns));
+	txn_namespace_latencies(ns, a);
+	txn_namespace_latencies(ns2, a2);
+	struct txn_key k = key(NULL, "second");
+	struct txn_write w = { .set_file = true, .file_data = "x", .file_len = 1 };
+	assert_int_equal(txn_write(ns2, &k, &w, NULL), 0);
+	assert_int_equal(txn_delete(ns2, &k), 0);
+	txn_namespace_latencies(ns, b);
+	txn_namespace_latencies(ns2, b2);
+	assert_int_equal(b2[STAT_LAT_NS_write].count - a2[STAT_LAT_NS_write].count, 1);
+	assert_int_equal(b2[STAT_LAT_NS_delete].count - a2[STAT_LAT_NS_delete].count, 1);
+	assert_int_equal(b[STAT_LAT_NS_write].count, a[STAT_LAT_NS_write].count);
+	assert_int_equal(b[STAT_LAT_NS_delete].count, a[STAT_LAT_NS_delete].count);
+	/* Stop-writes is the namespace's own: the second node's, forced on,
+	 * leaves the first writing. */
+	cfg2.ns[0].stop_writes_used_pct = 1;
+	cfg2.ns[0].stop_writes_avail_pct = 100;
+	assert_true(nsup_stop_writes_check(ns2));
+	assert_int_equal(txn_write(ns2, &k, &w, NULL), -ENOSPC);
+	txn_namespace_values(ns2, v);
+	assert_int_equal(v[STAT_NS_stop_writes], 1);
+	txn_namespace_values(ns, v);
+	assert_int_equal(v[STAT_NS_stop_writes], 0);
+	assert_int_equal(put(NULL, "first", "y", 0), 0);
+	struct txn_key fk = key(NULL, "first");
+	assert_int_equal(txn_delete(ns, &fk), 0);
+	node_close(node2, false);
+}
+
 int
 main(void)
 {
@@ -728,6 +773,7 @@ main(void)
 		cmocka_unit_test(test_txn_latencies_count_each_operation),
 		cmocka_unit_test(test_txn_config_set_validates_and_applies),
 		cmocka_unit_test(test_txn_refused_operations_leave_no_set_and_no_record),
+		cmocka_unit_test(test_txn_second_node_keeps_its_own_latencies_and_nsup),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -997,7 +997,8 @@ set_create_local(const struct txn_target *t, const struct txn_write *w)
 	struct index_entry *e;
 	int rc;
 
-	/* A null-set record with that name?  (Valid as a set name, valid as a key.) */
+	/* A null-set record with that name?  (Valid as a set name, valid as a
+	 * key.)  Looked up here: cluster-wide sets will ask its master. */
 	target_fill(ns, &nk, &nt);
 	if (stat_record(&nt, &a) == 0)
 		return -EEXIST;
@@ -1467,13 +1468,15 @@ txn_rename(struct namespace *ns, const struct txn_key *from, const struct txn_ke
     unsigned flags)
 {
 	uint64_t t0 = clock_mono_ns();
-	struct txn_target tt;
+	struct txn_target tf, tt;
 	struct txn_op op = { .kind = TXN_OP_RENAME, .to = &tt, .flags = flags };
-	int rc = target_resolve(ns, to, &tt);
+	/* Both names are checked (old first) before anything runs. */
+	int rc = target_resolve(ns, from, &tf);
 
-	/* Both names are checked before anything runs. */
 	if (rc == 0)
-		rc = resolve_dispatch(ns, from, &op);
+		rc = target_resolve(ns, to, &tt);
+	if (rc == 0)
+		rc = dispatch(&tf, &op);
 	latency_add(ns, STAT_LAT_NS_rename, t0);
 	return rc;
 }

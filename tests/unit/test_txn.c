@@ -697,12 +697,12 @@ test_txn_refused_operations_leave_no_set_and_no_record(void **state)
 	static char big[64 * 1024];
 	struct txn_write bw = { .set_file = true, .file_data = big, .file_len = sizeof(big) };
 	struct txn_key bk = key("r_keep", "big");
-	cfg.ns[0].stop_writes_used_pct = 1;
+	atomic_store_relaxed(&cfg.ns[0].stop_writes_used_pct, 1);
 	for (int i = 0; i < 4; i++)
 		(void)txn_write(ns, &bk, &bw, NULL);   /* rewrites fill wblocks too */
 	assert_int_equal(put("r_fresh", "k", "x", 0), -ENOSPC);
 	assert_no_set("r_fresh");
-	cfg.ns[0].stop_writes_used_pct = 70;
+	atomic_store_relaxed(&cfg.ns[0].stop_writes_used_pct, 70);
 	assert_false(nsup_stop_writes_check(ns));
 	(void)txn_delete(ns, &bk);
 	assert_int_equal(txn_delete(ns, &kk), 0);
@@ -740,8 +740,8 @@ test_txn_second_node_keeps_its_own_latencies_and_nsup(void **state)
 	assert_int_equal(b[STAT_LAT_NS_delete].count, a[STAT_LAT_NS_delete].count);
 	/* Stop-writes is the namespace's own: the second node's, forced on,
 	 * leaves the first writing. */
-	cfg2.ns[0].stop_writes_used_pct = 1;
-	cfg2.ns[0].stop_writes_avail_pct = 100;
+	atomic_store_relaxed(&cfg2.ns[0].stop_writes_used_pct, 1);
+	atomic_store_relaxed(&cfg2.ns[0].stop_writes_avail_pct, 100);
 	assert_true(nsup_stop_writes_check(ns2));
 	assert_int_equal(txn_write(ns2, &k, &w, NULL), -ENOSPC);
 	txn_namespace_values(ns2, v);

@@ -221,6 +221,7 @@ ticker_start(struct node *node)
 	rc = pthread_create(&node->ticker_thread, NULL, ticker_main, node);
 	if (rc != 0)
 		return -rc;
+	pthread_setname_np(node->ticker_thread, "ticker");
 	node->ticker_started = true;
 	return 0;
 }

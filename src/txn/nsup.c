@@ -288,6 +288,7 @@ nsup_start(struct namespace *ns)
 	rc = pthread_create(&ns->nsup_thread, NULL, nsup_main, ns);
 	if (rc != 0)
 		return -rc;
+	pthread_setname_np(ns->nsup_thread, "nsup");
 	ns->nsup_started = true;
 	return 0;
 }

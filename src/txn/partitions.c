@@ -88,6 +88,7 @@ txn_partition_get(struct namespace *ns, uint32_t pid, struct txn_partition *out)
 	memcpy(out->replicas, r.replicas, r.n_replicas * sizeof(r.replicas[0]));
 	out->am_master = r.am_master;
 	out->am_replica = r.am_replica;
+	out->state = r.state == PARTITION_STATE_SYNC ? 'S' : 'A';
 	partition_release(&r);
 	return 0;
 }

@@ -315,6 +315,7 @@ struct txn_partition {
 	uint64_t replicas[TXN_REPLICAS_MAX]; /* master first */
 	bool am_master;                /* this node masters it */
 	bool am_replica;               /* this node is one of its other replicas */
+	char state;                    /* here: 'S' a replica holding its data, 'A' not a replica */
 };
 
 /* A consistent copy of partition pid's placement (pid = record_attr.partition).

@@ -12,9 +12,13 @@
  * loads: on x86 plain moves), which orders the counter around the data
  * without fences and keeps the thread sanitizer quiet.
  *
- * Rebuild: the scores of one partition are computed for every node and
- * the best RF picked by selection (RF x N comparisons, at most 32 x 64),
- * then published; no allocation, so a rebuild cannot fail half-way.
+ * Placement (partition_order_compute): per partition the score of every
+ * node, then the best `depth` by selection (depth x N comparisons) or,
+ * deeper than 8, an insertion sort of all N (about N^2/4); once per
+ * succession change for all namespaces, since the hashes do not depend on
+ * the namespace.  Applying it to a table copies RF node ids per partition
+ * and publishes them; nothing is allocated, so an apply cannot fail
+ * half-way.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -49,7 +53,6 @@ struct partition_table {
 	unsigned rf;                       /* configured replication factor: slots per list */
 	struct partition_entry *entries;   /* PARTITION_COUNT */
 	uint64_t *replicas;                /* PARTITION_COUNT x rf, seq-protected */
-	uint64_t hashed_pid[PARTITION_COUNT]; /* FNV-1a-64 of each pid: fixed */
 
 	pthread_mutex_t lock;              /* rebuilds; protects the fields below */
 	uint64_t self;
@@ -149,11 +152,6 @@ partition_table_create(const char *name, unsigned rf, uint64_t self, struct part
 	snprintf(t->name, sizeof(t->name), "%s", name);
 	t->rf = rf;
 	pthread_mutex_init(&t->lock, NULL);
-	for (uint32_t pid = 0; pid < PARTITION_COUNT; pid++) {
-		uint8_t b[4] = { (uint8_t)pid, (uint8_t)(pid >> 8), (uint8_t)(pid >> 16), (uint8_t)(pid >> 24) };
-
-		t->hashed_pid[pid] = partition_hash_fnv1a64(b, sizeof(b));
-	}
 	/* A cluster of one: everything here.  No other thread sees t yet. */
 	t->self = self;
 	t->n_nodes = 1;
@@ -184,30 +182,73 @@ partition_table_destroy(struct partition_table *tbl)
 	free(tbl);
 }
 
-/* ---- rebuild ----------------------------------------------------------------- */
+/* ---- placement and rebuild -------------------------------------------------- */
 
 int
-partition_table_rebuild(struct partition_table *tbl, uint64_t self, const uint64_t *succession,
-    unsigned n, uint64_t cluster_key)
+partition_order_compute(struct partition_order *o, const uint64_t *succession, unsigned n,
+    unsigned depth)
 {
-	uint64_t nodes[PARTITION_NODES_MAX], hashed[PARTITION_NODES_MAX];
-	unsigned rf, masters = 0, proles = 0;
-	uint64_t generation;
+	uint64_t hashed[PARTITION_NODES_MAX];
 
-	if (n < 1 || n > PARTITION_NODES_MAX)
+	if (n < 1 || n > PARTITION_NODES_MAX || depth < 1 || depth > PARTITION_REPLICAS_MAX)
 		return -EINVAL;
-	memcpy(nodes, succession, n * sizeof(nodes[0]));
-	qsort(nodes, n, sizeof(nodes[0]), desc);
+	memcpy(o->nodes, succession, n * sizeof(o->nodes[0]));
+	qsort(o->nodes, n, sizeof(o->nodes[0]), desc);
 	for (unsigned i = 0; i < n; i++)
-		if (nodes[i] == 0 || (i > 0 && nodes[i] == nodes[i - 1]))
+		if (o->nodes[i] == 0 || (i > 0 && o->nodes[i] == o->nodes[i - 1]))
 			return -EINVAL;
 	for (unsigned i = 0; i < n; i++)
-		hashed[i] = hash_u64(nodes[i]);
-	rf = tbl->rf < n ? tbl->rf : n;
+		hashed[i] = hash_u64(o->nodes[i]);
+	o->n = n;
+	o->depth = depth < n ? depth : n;
+	for (uint32_t pid = 0; pid < PARTITION_COUNT; pid++) {
+		uint8_t b[4] = { (uint8_t)pid, (uint8_t)(pid >> 8), (uint8_t)(pid >> 16), (uint8_t)(pid >> 24) };
+		uint64_t hashed_pid = partition_hash_fnv1a64(b, sizeof(b));
+		uint64_t scores[PARTITION_NODES_MAX];
+		uint8_t idx[PARTITION_NODES_MAX];
 
+		for (unsigned i = 0; i < n; i++) {
+			scores[i] = score(hashed[i], hashed_pid, i);
+			idx[i] = (uint8_t)i;
+		}
+		/* highest scores first (the index bits make them distinct): the
+		 * first depth by selection, or all by insertion when deep */
+		if (o->depth <= 8) {
+			for (unsigned k = 0; k < o->depth; k++) {
+				unsigned best = k;
+
+				for (unsigned i = k + 1; i < n; i++)
+					if (scores[idx[i]] > scores[idx[best]])
+						best = i;
+				uint8_t t = idx[k];
+				idx[k] = idx[best];
+				idx[best] = t;
+			}
+		} else {
+			for (unsigned i = 1; i < n; i++)
+				for (unsigned j = i; j > 0 && scores[idx[j]] > scores[idx[j - 1]]; j--) {
+					uint8_t t = idx[j];
+					idx[j] = idx[j - 1];
+					idx[j - 1] = t;
+				}
+		}
+		memcpy(o->rank[pid], idx, o->depth);
+	}
+	return 0;
+}
+
+int
+partition_table_apply(struct partition_table *tbl, uint64_t self, const struct partition_order *o,
+    uint64_t cluster_key)
+{
+	unsigned n = o->n, rf = tbl->rf < n ? tbl->rf : n, masters = 0, proles = 0;
+	uint64_t generation;
+
+	if (n < 1 || n > PARTITION_NODES_MAX || o->depth < rf)
+		return -EINVAL;
 	pthread_mutex_lock(&tbl->lock);
 	if (tbl->self == self && tbl->n_nodes == n && tbl->summary.cluster_key == cluster_key &&
-	    memcmp(tbl->nodes, nodes, n * sizeof(nodes[0])) == 0) {
+	    memcmp(tbl->nodes, o->nodes, n * sizeof(o->nodes[0])) == 0) {
 		pthread_mutex_unlock(&tbl->lock);
 		return 0;
 	}
@@ -215,25 +256,12 @@ partition_table_rebuild(struct partition_table *tbl, uint64_t self, const uint64
 	for (uint32_t pid = 0; pid < PARTITION_COUNT; pid++) {
 		struct partition_entry *e = &tbl->entries[pid];
 		uint64_t *list = &tbl->replicas[(size_t)pid * tbl->rf];
-		uint64_t scores[PARTITION_NODES_MAX], pick[PARTITION_REPLICAS_MAX];
-		bool taken[PARTITION_NODES_MAX] = { false };
 		enum partition_role role = PARTITION_ROLE_NONE;
 		uint32_t seq;
 
-		for (unsigned i = 0; i < n; i++)
-			scores[i] = score(hashed[i], tbl->hashed_pid[pid], i);
-		/* the rf highest scores, highest first (the index bits make them distinct) */
-		for (unsigned k = 0; k < rf; k++) {
-			unsigned best = n;
-
-			for (unsigned i = 0; i < n; i++)
-				if (!taken[i] && (best == n || scores[i] > scores[best]))
-					best = i;
-			taken[best] = true;
-			pick[k] = nodes[best];
-			if (nodes[best] == self)
+		for (unsigned k = 0; k < rf; k++)
+			if (o->nodes[o->rank[pid][k]] == self)
 				role = k == 0 ? PARTITION_ROLE_MASTER : PARTITION_ROLE_PROLE;
-		}
 		masters += role == PARTITION_ROLE_MASTER;
 		proles += role == PARTITION_ROLE_PROLE;
 
@@ -247,12 +275,12 @@ partition_table_rebuild(struct partition_table *tbl, uint64_t self, const uint64
 		atomic_store_release(&e->state, (uint8_t)(role == PARTITION_ROLE_NONE ?
 		    PARTITION_STATE_ABSENT : PARTITION_STATE_SYNC));
 		for (unsigned k = 0; k < rf; k++)
-			atomic_store_release(&list[k], pick[k]);
+			atomic_store_release(&list[k], o->nodes[o->rank[pid][k]]);
 		atomic_store_release(&e->seq, seq + 2);
 	}
 	tbl->self = self;
 	tbl->n_nodes = n;
-	memcpy(tbl->nodes, nodes, n * sizeof(nodes[0]));
+	memcpy(tbl->nodes, o->nodes, n * sizeof(o->nodes[0]));
 	tbl->summary = (struct partition_summary){
 		.cluster_key = cluster_key, .generation = generation, .n_nodes = n,
 		.replication_factor = rf, .master_partitions = masters, .prole_partitions = proles,
@@ -261,6 +289,22 @@ partition_table_rebuild(struct partition_table *tbl, uint64_t self, const uint64
 	log_info("partition", "{%s} rebalanced: cluster-key %016" PRIx64 " nodes %u replication-factor %u "
 	    "master-partitions %u prole-partitions %u", tbl->name, cluster_key, n, rf, masters, proles);
 	return 0;
+}
+
+int
+partition_table_rebuild(struct partition_table *tbl, uint64_t self, const uint64_t *succession,
+    unsigned n, uint64_t cluster_key)
+{
+	struct partition_order *o = malloc(sizeof(*o));
+	int rc;
+
+	if (o == NULL)
+		return -ENOMEM;
+	rc = partition_order_compute(o, succession, n, tbl->rf);
+	if (rc == 0)
+		rc = partition_table_apply(tbl, self, o, cluster_key);
+	free(o);
+	return rc;
 }
 
 /* ---- reservations -------------------------------------------------------------- */

@@ -7,9 +7,10 @@
  * when the node learns its id (txn_node_id_set), when a network is
  * attached or detached, and at every succession change clustering
  * installs (network.c's observer, on a fabric or clustering thread).
- * Rebuilds of one node are serialised by partitions_lock, so two callers
- * cannot interleave their namespaces; the network side drops a change
- * older than one already applied (network.c).
+ * Rebuilds are serialised by partitions_lock, so two callers cannot
+ * interleave their namespaces; the placement is computed once per change
+ * into one static order (128 KiB) and applied to every namespace.  The
+ * network side drops a change older than one already applied (network.c).
  *
  * The table hangs off the namespace's txn_ns_extra, so the txn_* calls
  * that take a namespace find it without the node.
@@ -25,6 +26,7 @@
 _Static_assert(TXN_REPLICAS_MAX == PARTITION_REPLICAS_MAX, "one bound of replicas");
 
 static pthread_mutex_t partitions_lock = PTHREAD_MUTEX_INITIALIZER; /* rebuilds of all nodes */
+static struct partition_order order;   /* protected by partitions_lock: the last computed */
 
 int
 txn_partitions_open(struct node *node, unsigned i)
@@ -46,15 +48,26 @@ txn_partitions_close(struct txn_ns_extra *x)
 void
 txn_node_partitions_rebuild(struct node *node, const uint64_t *succession, unsigned n, uint64_t key)
 {
-	pthread_mutex_lock(&partitions_lock);
-	for (unsigned i = 0; i < node->n_namespaces; i++) {
-		struct partition_table *t = node->extra[i]->partitions;
-		int rc = t != NULL ? partition_table_rebuild(t, atomic_load_relaxed(&node->node_id),
-		    succession, n, key) : 0;
+	uint64_t self = atomic_load_relaxed(&node->node_id);
+	unsigned depth = 1;
+	int rc;
 
-		if (rc != 0)
+	/* One placement for every namespace, as deep as the largest RF. */
+	for (unsigned i = 0; i < node->n_namespaces; i++)
+		if (node->namespaces[i]->cfg->replication_factor > depth)
+			depth = node->namespaces[i]->cfg->replication_factor;
+	pthread_mutex_lock(&partitions_lock);
+	rc = partition_order_compute(&order, succession, n, depth);
+	if (rc != 0)
+		log_error("partition", "cannot place partitions on a succession of %u nodes: %s", n,
+		    recfs_strerror(rc));
+	for (unsigned i = 0; rc == 0 && i < node->n_namespaces; i++) {
+		struct partition_table *t = node->extra[i]->partitions;
+		int arc = t != NULL ? partition_table_apply(t, self, &order, key) : 0;
+
+		if (arc != 0)
 			log_error("partition", "{%s} cannot rebuild the partition table for %u nodes: %s",
-			    node->namespaces[i]->name, n, recfs_strerror(rc));
+			    node->namespaces[i]->name, n, recfs_strerror(arc));
 	}
 	pthread_mutex_unlock(&partitions_lock);
 }

@@ -5,7 +5,8 @@
  * given in any order; 3 nodes at RF 2 share masters and replicas evenly; a
  * 4th node takes about a quarter of the masters and moves nothing else;
  * removing a node moves only what it mastered, to its first prole;
- * replicas are distinct and RF is capped by the cluster size; reservations
+ * replicas are distinct and RF is capped by the cluster size; one
+ * placement serves tables of any RF up to its depth; reservations
  * taken while another thread rebuilds see one table's entry, never a mix;
  * a reservation costs tens of nanoseconds.
  */
@@ -164,6 +165,48 @@ test_partition_placement_is_rendezvous_in_any_input_order(void **state)
 	}
 	for (int o = 0; o < 3; o++)
 		partition_table_destroy(t[o]);
+}
+
+static void
+test_partition_one_order_serves_every_rf(void **state)
+{
+	uint64_t nodes[20], desc_nodes[20], seq[20];
+	struct partition_order *o = malloc(sizeof(*o));
+	struct partition_table *t1, *t12;
+
+	(void)state;
+	assert_non_null(o);
+	for (unsigned i = 0; i < 20; i++) {
+		nodes[i] = 0x1000 + 7 * i;               /* ascending: sorted by compute */
+		desc_nodes[19 - i] = nodes[i];
+	}
+	assert_int_equal(partition_table_create("one", 1, nodes[4], &t1), 0);
+	assert_int_equal(partition_table_create("twelve", 12, nodes[4], &t12), 0);
+	/* too shallow for RF 12 */
+	assert_int_equal(partition_order_compute(o, nodes, 20, 8), 0);
+	assert_int_equal(partition_table_apply(t12, nodes[4], o, 5), -EINVAL);
+	assert_int_equal(partition_order_compute(o, nodes, 20, 33), -EINVAL);
+	assert_int_equal(partition_order_compute(o, nodes, 20, 0), -EINVAL);
+	/* deep (sorted whole, not selected): the reference order, both tables */
+	assert_int_equal(partition_order_compute(o, nodes, 20, 12), 0);
+	assert_int_equal(o->depth, 12);
+	assert_int_equal(partition_table_apply(t1, nodes[4], o, 5), 0);
+	assert_int_equal(partition_table_apply(t12, nodes[4], o, 5), 0);
+	for (uint32_t pid = 0; pid < PARTITION_COUNT; pid++) {
+		struct partition_rsv a, b;
+
+		ref_sequence(desc_nodes, 20, pid, seq);
+		entry(t1, pid, &a);
+		entry(t12, pid, &b);
+		assert_int_equal(a.n_replicas, 1);
+		assert_int_equal(b.n_replicas, 12);
+		assert_true(a.master == seq[0] && b.master == seq[0]);
+		for (unsigned k = 0; k < 12; k++)
+			assert_true(b.replicas[k] == seq[k]);
+	}
+	partition_table_destroy(t1);
+	partition_table_destroy(t12);
+	free(o);
 }
 
 static void
@@ -534,6 +577,7 @@ main(void)
 		cmocka_unit_test(test_partition_hashes_are_fnv1a_and_jenkins),
 		cmocka_unit_test(test_partition_single_node_masters_everything),
 		cmocka_unit_test(test_partition_placement_is_rendezvous_in_any_input_order),
+		cmocka_unit_test(test_partition_one_order_serves_every_rf),
 		cmocka_unit_test(test_partition_three_nodes_rf2_are_balanced),
 		cmocka_unit_test(test_partition_adding_a_node_moves_only_its_share),
 		cmocka_unit_test(test_partition_removing_a_node_moves_only_what_it_mastered),

@@ -130,9 +130,22 @@ ticker_main(void *arg)
 void
 txn_node_network_set(struct node *node, struct txn_network *net)
 {
+	struct txn_network *old;
+	uint64_t self;
+
 	pthread_mutex_lock(&node->network_lock);
+	old = node->network;
 	node->network = net;
 	pthread_mutex_unlock(&node->network_lock);
+	/* The partition tables follow the attached network's successions, or
+	 * this node alone without one. */
+	if (old != NULL && old != net)
+		txn_network_attach(old, NULL);
+	if (net != NULL) {
+		txn_network_attach(net, node);
+	} else if ((self = atomic_load_relaxed(&node->node_id)) != 0) {
+		txn_node_partitions_rebuild(node, &self, 1, 0);
+	}
 }
 
 bool
@@ -278,6 +291,12 @@ node_open(struct node **out, struct recfs_config *cfg)
 		x->ns = node->namespaces[i];
 		node->extra[i] = x;
 		node->n_namespaces++;
+		rc = txn_partitions_open(node, i);
+		if (rc != 0) {
+			log_error("node", "namespace %s: cannot create its partition table: %s",
+			    cfg->ns[i].name, recfs_strerror(rc));
+			goto fail;
+		}
 		rc = registry_add(x);
 		if (rc != 0) {
 			log_error("node", "too many namespaces open in one process");
@@ -314,6 +333,7 @@ node_close(struct node *node, bool clean)
 			txn_sets_store_times(node->namespaces[i]);
 		namespace_close(node->namespaces[i], clean);
 		registry_remove(node->extra[i]);
+		txn_partitions_close(node->extra[i]);
 		free(node->extra[i]);
 	}
 	pthread_mutex_destroy(&node->config_lock);
@@ -536,6 +556,7 @@ txn_namespace_values(struct namespace *ns, uint64_t v[STAT_NS_COUNT])
 	v[STAT_NS_hwm_breached] = atomic_load_relaxed(&ns->hwm_breached);
 	v[STAT_NS_evict_void_time] = atomic_load_relaxed(&ns->evict_void_time);
 	v[STAT_NS_nsup_cycle_duration] = atomic_load_relaxed(&ns->nsup_cycle_ms);
+	txn_partition_values(ns, v);
 	struct ns_counters c;
 
 	namespace_counters(ns, &c);

@@ -16,9 +16,12 @@
  * Found by the namespace's address in a small registry (txn_ns_extra), so
  * the txn_* functions keep taking just the namespace.
  */
+struct partition_table;
+
 struct txn_ns_extra {
 	const struct namespace *ns;
 	struct histogram latency[STAT_LAT_NS_COUNT];
+	struct partition_table *partitions;   /* partitions.c */
 };
 
 struct node {
@@ -26,6 +29,7 @@ struct node {
 	unsigned n_namespaces;
 	struct namespace *namespaces[CONFIG_NS_MAX];
 	struct txn_ns_extra *extra[CONFIG_NS_MAX];   /* same index as namespaces */
+	uint64_t node_id;            /* txn_node_id_set (0 until then); atomic */
 	uint64_t start_ms;           /* epoch ms at open */
 	pthread_mutex_t config_lock; /* serializes node_config_set (config_set_text wants one writer) */
 
@@ -46,6 +50,19 @@ void txn_network_cluster(struct txn_network *net, struct txn_cluster *out);
 /* network.c: txn_node_fabric_values and txn_node_peers of a started network. */
 void txn_network_values(struct txn_network *net, uint64_t *v);
 unsigned txn_network_peers(struct txn_network *net, struct txn_peer *out, unsigned max);
+
+/* partitions.c: the namespace's partition table (node_open, node_close). */
+int txn_partitions_open(struct node *node, unsigned i);
+void txn_partitions_close(struct txn_ns_extra *x);
+/* partitions.c: rebuild every namespace's table for a succession (any
+ * order) and cluster key; errors are logged. */
+void txn_node_partitions_rebuild(struct node *node, const uint64_t *succession, unsigned n,
+    uint64_t cluster_key);
+/* partitions.c: the STAT_NS rows of the partition table. */
+void txn_partition_values(const struct namespace *ns, uint64_t v[STAT_NS_COUNT]);
+/* network.c: the node whose tables follow the network's successions (NULL:
+ * none); with a node, they are rebuilt for the installed state at once. */
+void txn_network_attach(struct txn_network *net, struct node *node);
 
 /* The extra state of ns, or NULL for a namespace opened outside node_open. */
 struct txn_ns_extra *txn_ns_extra(const struct namespace *ns);

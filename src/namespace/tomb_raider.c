@@ -200,6 +200,7 @@ tomb_raider_start(struct namespace *ns)
 	rc = pthread_create(&ns->raider_thread, NULL, raider_main, ns);
 	if (rc != 0)
 		return -rc;
+	pthread_setname_np(ns->raider_thread, "tomb-raider");
 	ns->raider_started = true;
 	return 0;
 }

@@ -76,9 +76,22 @@ ticker_main(void *arg)
 void
 txn_node_network_set(struct node *node, struct txn_network *net)
 {
+	struct txn_network *old;
+	uint64_t self;
+
 	pthread_mutex_lock(&node->network_lock);
+	old = node->network;
 	node->network = net;
 	pthread_mutex_unlock(&node->network_lock);
+	/* The partition tables follow the attached network's successions, or
+	 * this node alone without one. */
+	if (old != NULL && old != net)
+		txn_network_attach(old, NULL);
+	if (net != NULL) {
+		txn_network_attach(net, node);
+	} else if ((self = atomic_load_relaxed(&node->node_id)) != 0) {
+		txn_node_partitions_rebuild(node, &self, 1, 0);
+	}
 }
 
 bool
@@ -167,6 +180,7 @@ ticker_start(struct node *node)
 	rc = pthread_create(&node->ticker_thread, NULL, ticker_main, node);
 	if (rc != 0)
 		return -rc;
+	pthread_setname_np(node->ticker_thread, "ticker");
 	node->ticker_started = true;
 	return 0;
 }
@@ -222,6 +236,12 @@ node_open(struct node **out, struct recfs_config *cfg)
 		node->namespaces[i]->cfg_index = (int)i;
 		node->namespaces[i]->owner = x;
 		node->n_namespaces++;
+		rc = txn_partitions_open(node, i);
+		if (rc != 0) {
+			log_error("node", "namespace %s: cannot create its partition table: %s",
+			    cfg->ns[i].name, recfs_strerror(rc));
+			goto fail;
+		}
 		rc = nsup_start(node->namespaces[i]);
 		if (rc != 0) {
 			log_error("node", "namespace %s: cannot start nsup: %s", cfg->ns[i].name,
@@ -254,6 +274,7 @@ node_close(struct node *node, bool clean)
 		if (clean)
 			txn_sets_store_times(node->namespaces[i]);
 		namespace_close(node->namespaces[i], clean);
+		txn_partitions_close(x);
 		free(x);
 	}
 	pthread_mutex_destroy(&node->config_lock);
@@ -478,6 +499,7 @@ txn_namespace_values(struct namespace *ns, uint64_t v[STAT_NS_COUNT])
 	v[STAT_NS_hwm_breached] = atomic_load_relaxed(&tn->hwm_breached);
 	v[STAT_NS_evict_void_time] = atomic_load_relaxed(&tn->evict_void_time);
 	v[STAT_NS_nsup_cycle_duration] = atomic_load_relaxed(&tn->nsup_cycle_ms);
+	txn_partition_values(ns, v);
 	struct ns_counters c;
 
 	namespace_counters(ns, &c);

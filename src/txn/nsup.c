@@ -310,6 +310,7 @@ nsup_start(struct namespace *ns)
 	rc = pthread_create(&tn->nsup_thread, NULL, nsup_main, ns);
 	if (rc != 0)
 		return -rc;
+	pthread_setname_np(tn->nsup_thread, "nsup");
 	tn->nsup_started = true;
 	return 0;
 }

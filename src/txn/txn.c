@@ -1288,8 +1288,9 @@ txn_route(const struct txn_target *t)
 
 	if (hook != NULL)
 		return hook(t);
-	/* A single node masters every partition.  The cluster answers from
-	 * the partition table here: local, another node (proxy), or none. */
+	/* Every node serves what it stores until the proxy exists; then the
+	 * answer comes from the partition table (txn_partition_get): here,
+	 * another node (proxy), or none. */
 	return TXN_ROUTE_LOCAL;
 }
 

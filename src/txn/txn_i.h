@@ -13,7 +13,7 @@
 /*
  * What the transaction layer keeps per namespace beyond struct namespace
  * (which belongs to namespace/): the latency histograms of its operations,
- * nsup's state, and (with the cluster) the partition table.  node_open
+ * nsup's state, and the partition table.  node_open
  * allocates one per namespace and hangs it on the namespace's owner
  * pointer, so every txn_* function finds it with one load
  * (txn_namespace_of) while still taking just the namespace; node_close
@@ -22,6 +22,8 @@
  * global lock for what one pointer does); a global array by config index
  * (two nodes in one process, as in tests, would share it).
  */
+struct partition_table;
+
 struct txn_namespace {
 	struct histogram latency[STAT_LAT_NS_COUNT];  /* first: 64-byte aligned shards */
 
@@ -37,6 +39,10 @@ struct txn_namespace {
 	bool nsup_stop;                     /* atomic; nsup_lock for the wake-up */
 	pthread_mutex_t nsup_lock;
 	pthread_cond_t nsup_cv;
+
+	/* The partition table (partitions.c): created at open, rebuilt at
+	 * every succession change. */
+	struct partition_table *partitions;
 };
 
 /* The transaction layer's state of ns (every namespace comes from node_open). */
@@ -50,6 +56,7 @@ struct node {
 	struct recfs_config *cfg;
 	unsigned n_namespaces;
 	struct namespace *namespaces[CONFIG_NS_MAX];
+	uint64_t node_id;            /* txn_node_id_set (0 until then); atomic */
 	uint64_t start_ms;           /* epoch ms at open */
 	pthread_mutex_t config_lock; /* serializes node_config_set (config_set_text wants one writer) */
 
@@ -100,6 +107,19 @@ void txn_network_cluster(struct txn_network *net, struct txn_cluster *out);
 /* network.c: txn_node_fabric_values and txn_node_peers of a started network. */
 void txn_network_values(struct txn_network *net, uint64_t *v);
 unsigned txn_network_peers(struct txn_network *net, struct txn_peer *out, unsigned max);
+
+/* partitions.c: the namespace's partition table (node_open, node_close). */
+int txn_partitions_open(struct node *node, unsigned i);
+void txn_partitions_close(struct txn_namespace *x);
+/* partitions.c: rebuild every namespace's table for a succession (any
+ * order) and cluster key; errors are logged. */
+void txn_node_partitions_rebuild(struct node *node, const uint64_t *succession, unsigned n,
+    uint64_t cluster_key);
+/* partitions.c: the STAT_NS rows of the partition table. */
+void txn_partition_values(const struct namespace *ns, uint64_t v[STAT_NS_COUNT]);
+/* network.c: the node whose tables follow the network's successions (NULL:
+ * none); with a node, they are rebuilt for the installed state at once. */
+void txn_network_attach(struct txn_network *net, struct node *node);
 
 /* nsup.c: the namespace supervisor thread. */
 int nsup_start(struct namespace *ns);

@@ -214,6 +214,7 @@ struct cluster_state {
 	char cause[160];                 /* of the last change: "node 00..0b joined", ... */
 	uint64_t changes;                /* successions installed (and orphanings) so far */
 	uint64_t proposals, proposals_aborted; /* as principal */
+	uint64_t nodes_left_out;         /* as principal: members left out for answering no proposal */
 };
 
 /*

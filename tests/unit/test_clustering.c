@@ -8,7 +8,10 @@
  * healing one; a silent member and a principal gone shrink the cluster
  * within interval x timeout-count + quantum + 1 interval, a split within
  * 2 intervals; a rolling restart ends in one cluster; a proposal whose
- * member never answers installs nothing anywhere.  Every wait is bounded.
+ * member never answers installs nothing anywhere, and after 2 such the
+ * principal leaves that member out (also when the others had to re-form
+ * without their principal) and takes it back when it answers a later
+ * proposal.  Every wait is bounded.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -407,7 +410,7 @@ test_clustering_unanswered_proposal_installs_nothing(void **state)
 	struct node a, b, c, d;
 	struct node *three[] = { &a, &b, &c }, *four[] = { &a, &b, &c, &d };
 	struct cluster_state st;
-	uint64_t t0;
+	uint64_t t0, aborted;
 	unsigned i;
 
 	(void)state;
@@ -422,6 +425,8 @@ test_clustering_unanswered_proposal_installs_nothing(void **state)
 	clustering_test_mute(d.cl, true);
 	assert_int_equal(heartbeat_seed_add(d.hb, a.address), 0);
 	WAIT_FOR((clustering_state_get(c.cl, &st), st.proposals_aborted >= 2));
+	/* 2 proposals unanswered: c leaves d out (its 3-node cluster stays) */
+	WAIT_FOR((clustering_state_get(c.cl, &st), st.nodes_left_out == 1));
 	/* for a few quanta: nobody installed the half-agreed 4-node list
 	 * (checked every 10 ms and by every observer call) */
 	t0 = now_ms();
@@ -438,7 +443,16 @@ test_clustering_unanswered_proposal_installs_nothing(void **state)
 	for (i = 0; i < 4; i++)
 		assert_true(four[i]->max_seen_n <= 3);
 	WAIT_FOR(one_cluster(three, 3));
+	/* 8 quanta after it was left out, d is proposed again: still no
+	 * answer, it is left out again, neither counted nor logged again */
 	clustering_state_get(c.cl, &st);
+	aborted = st.proposals_aborted;
+	WAIT_FOR((clustering_state_get(c.cl, &st), st.proposals_aborted > aborted));
+	WAIT_FOR(one_cluster(three, 3));
+	clustering_state_get(c.cl, &st);
+	assert_int_equal(st.nodes_left_out, 1);
+	for (i = 0; i < 4; i++)
+		assert_true(four[i]->max_seen_n <= 3);
 	print_message("muted member: %llu proposals aborted, no node installed the 4-node list\n",
 	    (unsigned long long)st.proposals_aborted);
 	clustering_test_mute(d.cl, false);
@@ -449,8 +463,59 @@ test_clustering_unanswered_proposal_installs_nothing(void **state)
 	node_down(&a);
 }
 
+static void
+test_clustering_muted_member_is_left_out_and_taken_back_when_it_answers(void **state)
+{
+	struct node a, b, c, d;
+	struct node *four[] = { &a, &b, &c, &d }, *two[] = { &b, &a }, *three[] = { &b, &a, &d };
+	struct cluster_state st;
+	uint64_t q = clustering_quantum_ms(INTERVAL_MS, TIMEOUT_COUNT), t0, took, bound;
+
+	(void)state;
+	node_up(&a, 0xa1, 0);
+	node_up(&b, 0xb2, 0);
+	node_up(&c, 0xc3, 0);
+	node_up(&d, 0x0d, 0);
+	assert_int_equal(heartbeat_seed_add(b.hb, a.address), 0);
+	assert_int_equal(heartbeat_seed_add(c.hb, a.address), 0);
+	assert_int_equal(heartbeat_seed_add(d.hb, a.address), 0);
+	WAIT_FOR(one_cluster(four, 4));
+	/* d keeps pulsing but answers no proposal; the principal goes away:
+	 * a and b orphan, b proposes {b, a, d}, d answers neither of 2
+	 * proposals, b leaves it out and a and b form a cluster of 2 */
+	clustering_test_mute(d.cl, true);
+	node_down(&c);
+	t0 = now_ms();
+	WAIT_FOR(one_cluster(two, 2));
+	took = now_ms() - t0;
+	/* the death (timeout), then 2 proposals of a quantum each, each after a quantum */
+	bound = INTERVAL_MS * TIMEOUT_COUNT + 4 * q;
+	print_message("muted member, principal gone: cluster of the other 2 after %llu ms (timeout + 4 quanta = "
+	    "%llu ms)\n", (unsigned long long)took, (unsigned long long)bound);
+	assert_true(took < bound + 3 * INTERVAL_MS);
+	clustering_state_get(b.cl, &st);
+	assert_int_equal(st.nodes_left_out, 1);
+	assert_true(st.proposals_aborted >= 2);
+	clustering_state_get(d.cl, &st);
+	assert_true(st.role == CLUSTERING_ORPHAN && st.cluster_key == 0);
+	/* it answers again: the next proposal, at the latest MUTED_QUANTA (8)
+	 * quanta after it was left out, takes it back */
+	clustering_test_mute(d.cl, false);
+	t0 = now_ms();
+	WAIT_FOR(one_cluster(three, 3));
+	took = now_ms() - t0;
+	print_message("muted member answers again: cluster of 3 after %llu ms (8 quanta = %llu ms)\n",
+	    (unsigned long long)took, (unsigned long long)(8 * q));
+	assert_true(took < 8 * q + 3 * INTERVAL_MS);
+	clustering_state_get(b.cl, &st);
+	assert_int_equal(st.nodes_left_out, 1);
+	node_down(&d);
+	node_down(&b);
+	node_down(&a);
+}
+
 int
-main(void)
+main(int argc, char **argv)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_clustering_msg_roundtrips_and_bad_messages_are_refused),
@@ -459,8 +524,11 @@ main(void)
 		cmocka_unit_test(test_clustering_split_three_two_and_heal),
 		cmocka_unit_test(test_clustering_rolling_restart_ends_in_one_cluster),
 		cmocka_unit_test(test_clustering_unanswered_proposal_installs_nothing),
+		cmocka_unit_test(test_clustering_muted_member_is_left_out_and_taken_back_when_it_answers),
 	};
 
+	if (argc > 1)
+		cmocka_set_test_filter(argv[1]); /* one test by name (a glob), e.g. to run it in a loop */
 	signal(SIGPIPE, SIG_IGN);
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

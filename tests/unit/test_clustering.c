@@ -410,7 +410,8 @@ test_clustering_unanswered_proposal_installs_nothing(void **state)
 	struct node a, b, c, d;
 	struct node *three[] = { &a, &b, &c }, *four[] = { &a, &b, &c, &d };
 	struct cluster_state st;
-	uint64_t t0, aborted;
+	struct heartbeat_stats hs0, hs;
+	uint64_t t0, aborted, left_out;
 	unsigned i;
 
 	(void)state;
@@ -426,7 +427,7 @@ test_clustering_unanswered_proposal_installs_nothing(void **state)
 	assert_int_equal(heartbeat_seed_add(d.hb, a.address), 0);
 	WAIT_FOR((clustering_state_get(c.cl, &st), st.proposals_aborted >= 2));
 	/* 2 proposals unanswered: c leaves d out (its 3-node cluster stays) */
-	WAIT_FOR((clustering_state_get(c.cl, &st), st.nodes_left_out == 1));
+	WAIT_FOR((clustering_state_get(c.cl, &st), st.nodes_left_out >= 1));
 	/* for a few quanta: nobody installed the half-agreed 4-node list
 	 * (checked every 10 ms and by every observer call) */
 	t0 = now_ms();
@@ -447,10 +448,15 @@ test_clustering_unanswered_proposal_installs_nothing(void **state)
 	 * answer, it is left out again, neither counted nor logged again */
 	clustering_state_get(c.cl, &st);
 	aborted = st.proposals_aborted;
+	left_out = st.nodes_left_out;
+	heartbeat_stats_get(c.hb, &hs0);
 	WAIT_FOR((clustering_state_get(c.cl, &st), st.proposals_aborted > aborted));
 	WAIT_FOR(one_cluster(three, 3));
 	clustering_state_get(c.cl, &st);
-	assert_int_equal(st.nodes_left_out, 1);
+	heartbeat_stats_get(c.hb, &hs);
+	/* (unless a stall of the process made c declare d dead meanwhile:
+	 * then d is a new node whose misses count afresh) */
+	assert_true(st.nodes_left_out == left_out || hs.departures != hs0.departures);
 	for (i = 0; i < 4; i++)
 		assert_true(four[i]->max_seen_n <= 3);
 	print_message("muted member: %llu proposals aborted, no node installed the 4-node list\n",

@@ -15,7 +15,8 @@
  * same, silence).
  *
  * Threads: one heartbeat thread (pulses and the death check, every
- * interval); pulses are received on the fabric thread.  on_change runs on
+ * interval, and one pulse at once when a node arrives); pulses are
+ * received on the fabric thread.  on_change runs on
  * either, with no heartbeat lock held, and must not block.
  */
 #ifndef RECFS_CLUSTER_CLUSTER_H
@@ -136,6 +137,10 @@ struct heartbeat_view_node {
 
 /* Fills up to max alive nodes (never this one); returns how many were filled. */
 unsigned heartbeat_view_get(struct heartbeat *hb, struct heartbeat_view_node *out, unsigned max);
+/* Monotonic time (clock_mono_ns) of the last change of that view: a node
+ * arrived or died, or a pulse brought another key or adjacency list; 0
+ * before any. */
+uint64_t heartbeat_view_changed_ns(struct heartbeat *hb);
 
 /* Tests only: cut (blocked) or heal this node's heartbeat link to node_id:
  * pulses from it are ignored and none are sent to it.  Cutting both ends

@@ -769,8 +769,15 @@ tick(struct clustering *c, struct view *v)
 	now = clock_mono_ns();
 	pthread_mutex_lock(&c->lock);
 	if (v->hash != c->view_hash) {
+		/* the quiet period runs from the pulse that changed the view,
+		 * not from this tick (never before an install or an abort) */
+		uint64_t at = heartbeat_view_changed_ns(c->hb);
+
 		c->view_hash = v->hash;
-		c->view_changed_ns = now;
+		if (at > now)
+			at = now;
+		if (at > c->view_changed_ns)
+			c->view_changed_ns = at;
 	}
 	quiet = now - c->view_changed_ns >= c->quantum_ns;
 	muted_prune(c, v);
@@ -859,8 +866,8 @@ tick(struct clustering *c, struct view *v)
 
 /*
  * The moment, before the next tick, that needs a tick of its own (lock
- * held): the end of a departure only's quantum, or the deadline of the
- * proposal in flight; UINT64_MAX when none.
+ * held): the end of the quiet period or of a departure only's quantum, or
+ * the deadline of the proposal in flight; UINT64_MAX when none.
  */
 static uint64_t
 early_due(const struct clustering *c)
@@ -871,6 +878,8 @@ early_due(const struct clustering *c)
 		due = c->shrink_since_ns + c->quantum_ns;
 	if (c->proposing && c->prop_deadline_ns < due)
 		due = c->prop_deadline_ns;
+	if (!c->proposing && c->view_changed_ns + c->quantum_ns < due)
+		due = c->view_changed_ns + c->quantum_ns;   /* the end of the quiet period */
 	return due;
 }
 
@@ -895,8 +904,9 @@ clustering_thread(void *arg)
 		ts.tv_sec += (time_t)(c->interval_ns / 1000000000ULL) + ts.tv_nsec / 1000000000L;
 		ts.tv_nsec %= 1000000000L;
 		for (;;) {
-			/* one more tick at the end of a departure's quantum or at a
-			 * proposal's deadline, not up to an interval later */
+			/* one more tick at the end of a quiet period or of a
+			 * departure's quantum, or at a proposal's deadline, not up
+			 * to an interval later */
 			uint64_t next = (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
 			uint64_t due = early_due(c);
 			bool early = due > clock_mono_ns() && due < next;

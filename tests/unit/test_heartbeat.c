@@ -64,14 +64,14 @@ departures(struct node *n)
 }
 
 static void
-node_up(struct node *n, uint64_t id)
+node_up_every(struct node *n, uint64_t id, uint32_t interval_ms)
 {
 	struct fabric_config fc = {
 		.address = "127.0.0.1", .node_id = id, .cluster_name = "test",
 		.secret = secret, .secret_len = sizeof(secret) - 1,
 	};
 	struct heartbeat_config hc = {
-		.node_id = id, .interval_ms = INTERVAL_MS, .timeout_count = TIMEOUT_COUNT,
+		.node_id = id, .interval_ms = interval_ms, .timeout_count = TIMEOUT_COUNT,
 		.on_change = on_change, .arg = n,
 	};
 
@@ -85,6 +85,12 @@ node_up(struct node *n, uint64_t id)
 	assert_int_equal(heartbeat_create(&hc, &n->hb), 0);
 	assert_int_equal(fabric_start(n->f), 0);
 	assert_int_equal(heartbeat_start(n->hb), 0);
+}
+
+static void
+node_up(struct node *n, uint64_t id)
+{
+	node_up_every(n, id, INTERVAL_MS);
 }
 
 static void
@@ -186,6 +192,31 @@ test_heartbeat_one_seed_each_is_enough_for_a_full_mesh(void **state)
 }
 
 static void
+test_heartbeat_an_arrival_is_answered_by_a_pulse_at_once(void **state)
+{
+	struct node a, c;
+	struct heartbeat_node_info info[8];
+	uint64_t t0, took;
+
+	(void)state;
+	/* a pulses every 10 s (its first tick, at its start, finds no peer);
+	 * c every interval, seeded with a */
+	node_up_every(&a, 0xa1, 10000);
+	node_up(&c, 0xc3);
+	assert_int_equal(heartbeat_seed_add(c.hb, a.address), 0);
+	WAIT_FOR(sees_alive(&a, 0xc3));
+	t0 = now_ms();
+	/* a answers c's first pulse at once: c hears a, and that a hears it,
+	 * without waiting 10 s for a's next tick */
+	WAIT_FOR(heartbeat_nodes_get(c.hb, info, 8) == 1 && info[0].alive && info[0].n_adjacent == 1);
+	took = now_ms() - t0;
+	print_message("an arrival answered by a pulse after %llu ms (the next tick: 10 s)\n", (unsigned long long)took);
+	assert_true(took < 2 * INTERVAL_MS);
+	node_down(&c);
+	node_down(&a);
+}
+
+static void
 test_heartbeat_silent_node_is_dead_after_timeout_and_back_when_pulses_resume(void **state)
 {
 	struct node a, b, c;
@@ -276,14 +307,17 @@ test_heartbeat_pulse_roundtrips_and_bad_pulses_are_refused(void **state)
 }
 
 int
-main(void)
+main(int argc, char **argv)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_heartbeat_pulse_roundtrips_and_bad_pulses_are_refused),
 		cmocka_unit_test(test_heartbeat_one_seed_each_is_enough_for_a_full_mesh),
+		cmocka_unit_test(test_heartbeat_an_arrival_is_answered_by_a_pulse_at_once),
 		cmocka_unit_test(test_heartbeat_silent_node_is_dead_after_timeout_and_back_when_pulses_resume),
 	};
 
+	if (argc > 1)
+		cmocka_set_test_filter(argv[1]); /* one test by name (a glob), e.g. to run it in a loop */
 	signal(SIGPIPE, SIG_IGN);
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -44,7 +44,8 @@
 # Waits, each bounded by CLUSTER_WAIT_S (20) seconds, return 1 on timeout:
 # cluster_wait_size K [nodes...] (cluster_size in .info/cluster on each
 # mount), cluster_wait_agree K [nodes...] (cluster_size K and one
-# cluster_key and principal on all), cluster_wait_log nK PATTERN [MARK] (extended regex in nK's log,
+# cluster_key and principal on all; cluster_view nK prints those three
+# from one read), cluster_wait_log nK PATTERN [MARK] (extended regex in nK's log,
 # in the lines after MARK = an earlier cluster_mark nK).
 #
 # Cleanup (lib.sh's EXIT trap calls itest_before_stop, defined here; a test

@@ -200,7 +200,9 @@ int clustering_msg_encode(const struct clustering_msg *c, struct fabric_msg_writ
  * candidates, descending) with a new random cluster key in two phases:
  * PREPARE to every member; every member ACCEPTs; then COMMIT, and each
  * installs.  A member that does not accept in time aborts the proposal,
- * retried after the next quantum.  A node whose principal died or left it
+ * retried after the next quantum; one that answered none of 2 proposals
+ * in a row is left out of the principal's proposals for 8 quanta
+ * (st->nodes_left_out).  A node whose principal died or left it
  * is an orphan (cluster key 0, size 1) until a principal takes it in or it
  * forms its own cluster.
  */

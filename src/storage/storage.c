@@ -44,12 +44,15 @@ storage_open(struct storage **out, const char *ns_name, struct storage_config *c
 		free(st);
 		return -ENOTSUP;
 	}
+	/* Published before open: the cold start's callbacks into the owner
+	 * may find the engine through *out (the owner's storage pointer). */
+	*out = st;
 	rc = st->ops->open(st);
 	if (rc != 0) {
+		*out = NULL;
 		free(st);
 		return rc;
 	}
-	*out = st;
 	return 0;
 }
 

@@ -187,7 +187,9 @@ struct storage {
 	uint32_t torn_window_ms;
 };
 
-/* Create and open the engine named by cfg->type. */
+/* Create and open the engine named by cfg->type.  *out is set before the
+ * engine opens (owner callbacks during the cold start may use it), and
+ * NULL again on failure. */
 int storage_open(struct storage **out, const char *ns_name, struct storage_config *cfg,
     const struct storage_owner *owner);
 /* Close (see ops->close) and free. */

@@ -727,14 +727,16 @@ torn_settle(struct namespace *ns, struct storage *st, struct cs_torn *t, uint64_
 			goto out;
 		}
 		namespace_entry_info(ns, &rec, &info);
+		/* The previous version replaces the torn one (whose bytes are
+		 * freed). */
+		struct ns_apply a = { .mode = NS_APPLY_REPLACE, .set_id = t->set_id, .r = &rec,
+		    .info = &info, .loc = t->fallback, .e = e };
+
+		(void)namespace_apply(ns, &a);  /* e exists: cannot fail */
 		pthread_rwlock_wrlock(&p->lock);
-		namespace_entry_count(ns, e, -1, storage_loc_size(torn));
-		namespace_entry_fill(ns, e, &rec, &info, t->fallback);
 		/* A tombstone kept: older copies may be on storage still. */
 		e->older_seen = (rec.flags & RECORD_F_TOMBSTONE) != 0;
-		namespace_entry_count(ns, e, +1, storage_loc_size(t->fallback));
 		pthread_rwlock_unlock(&p->lock);
-		storage_free(st, torn);
 		storage_keep(st, t->fallback);
 	} else {
 		struct record d;
@@ -895,12 +897,10 @@ torn_rewrite(struct namespace *ns, struct storage *st)
 			info = (struct entry_info){ 0 };
 		else
 			namespace_entry_info(ns, &r, &info);
-		pthread_rwlock_wrlock(&p->lock);
-		namespace_entry_count(ns, e, -1, storage_loc_size(old));
-		namespace_entry_fill(ns, e, &r, &info, loc);
-		namespace_entry_count(ns, e, +1, size);
-		pthread_rwlock_unlock(&p->lock);
-		storage_free(st, old);
+		struct ns_apply a = { .mode = NS_APPLY_REPLACE, .set_id = t->set_id, .r = &r,
+		    .info = &info, .loc = loc, .e = e };
+
+		(void)namespace_apply(ns, &a);  /* e exists: cannot fail */
 		wrote = true;
 next:
 		if (rc != 0)
@@ -1027,11 +1027,11 @@ namespace_relocate(void *arg, struct storage *st, const uint8_t *flat, uint32_t 
 	rc = storage_defrag_copy(st, flat, size, &new_loc);
 	if (rc != 0)
 		goto out;
-	pthread_rwlock_wrlock(&p->lock);
-	e->loc = new_loc;
-	pthread_rwlock_unlock(&p->lock);
-	storage_free(st, old_loc);
-	rc = 1;
+	struct ns_apply a = { .mode = NS_APPLY_RELOCATE, .loc = new_loc, .from = old_loc, .e = e };
+
+	rc = namespace_apply(ns, &a);
+	if (rc == 0)
+		storage_free(st, new_loc);  /* cannot happen: the record lock is held */
 out:
 	index_record_unlock(ns->index, d);
 	return rc;

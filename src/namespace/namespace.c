@@ -7,6 +7,7 @@
  * engine's own locks inside storage_defrag_copy().  A record overwritten or
  * deleted meanwhile is simply not moved.
  */
+#include <endian.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <stdlib.h>
@@ -213,6 +214,98 @@ namespace_apply(struct namespace *ns, struct ns_apply *a)
 	    was_visible != !is_tomb)
 		set_times_touch(&ns->sets.sets[a->set_id], r->last_update_ms);
 	return 1;
+}
+
+int
+namespace_apply_flat(struct namespace *ns, const uint8_t *flat, uint32_t size, bool durable)
+{
+	struct index_partition *p;
+	struct index_entry *e;
+	struct record r;
+	struct entry_info info;
+	struct digest d;
+	uint16_t set_id = 0;
+	uint32_t declared;
+	storage_loc loc;
+	int rc;
+
+	if (size < RECORD_FLAT_MIN_SIZE)
+		return -EBADMSG;
+	memcpy(&declared, flat + 4, sizeof(declared));
+	if (le32toh(declared) != size)
+		return -EBADMSG;
+	if (size > ns->max_record_size)
+		return -EFBIG;
+	rc = record_flat_decode(flat, size, &r);
+	if (rc == -ENOMEM)
+		return rc;
+	if (rc != 0)
+		return -EBADMSG;
+	/* What a client write would have refused, and a digest that is not
+	 * its set and key's, are not a record of this store. */
+	bool marker = (r.flags & RECORD_F_SET_MARKER) != 0;
+
+	if ((r.set_len > 0 && record_set_name_check(r.set, r.set_len) != 0) ||
+	    (marker ? r.key_len != 0 || r.set_len == 0 : record_key_check(r.key, r.key_len) != 0) ||
+	    r.key_type != DIGEST_KEY_TYPE_STRING) {
+		rc = -EBADMSG;
+		goto out;
+	}
+	digest_compute(&d, r.set, r.set_len, r.key, r.key_len);
+	if (digest_compare(&d, &r.digest) != 0) {
+		rc = -EBADMSG;
+		goto out;
+	}
+	/* A record may bring its set, as a client write may create one. */
+	if (r.set_len > 0) {
+		rc = set_lookup_or_add(&ns->sets, r.set, r.set_len, &set_id);
+		if (rc != 0)
+			goto out;
+	}
+	namespace_entry_info(ns, &r, &info);
+
+	p = index_partition_of(ns->index, &r.digest);
+	index_record_lock(ns->index, &r.digest);
+	pthread_rwlock_rdlock(&p->lock);
+	e = index_find_locked(p, set_id, &r.digest);
+	pthread_rwlock_unlock(&p->lock);
+	if (e != NULL) {
+		/* Decided before anything is written: an old version costs no
+		 * storage.  The record lock keeps the entry as it is until
+		 * namespace_apply decides the same again. */
+		struct record_version in = { r.last_update_ms, r.generation, false };
+		struct record_version cur = { e->last_update_ms, (uint16_t)e->generation, e->damaged };
+
+		if (record_version_cmp(&in, &cur) <= 0) {
+			NS_COUNT_ADD(ns, apply_not_newer, 1);
+			rc = 0;
+			goto unlock;
+		}
+	}
+	rc = storage_write_flat(ns->storage, flat, size, &loc);
+	if (rc != 0)
+		goto unlock;
+	if (durable || ns->cfg->storage.commit_to_device) {
+		rc = storage_sync(ns->storage, loc);
+		if (rc != 0) {
+			storage_free(ns->storage, loc);
+			goto unlock;
+		}
+	}
+	struct ns_apply a = { .mode = NS_APPLY_IF_NEWER, .set_id = set_id, .r = &r, .info = &info,
+	    .loc = loc };
+
+	rc = namespace_apply(ns, &a);
+	if (rc <= 0) {
+		storage_free(ns->storage, loc);
+		if (rc == 0)
+			NS_COUNT_ADD(ns, apply_not_newer, 1);
+	}
+unlock:
+	index_record_unlock(ns->index, &r.digest);
+out:
+	record_release(&r);
+	return rc;
 }
 
 void

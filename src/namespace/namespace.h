@@ -42,7 +42,8 @@
 	X(fail_key_exists, "create-only writes of an existing record") \
 	X(fail_stop_writes, "writes refused because the namespace is in stop-writes") \
 	X(expired_objects, "records reclaimed by nsup after their void time") \
-	X(evicted_objects, "records evicted by nsup to keep used space under evict-used-pct")
+	X(evicted_objects, "records evicted by nsup to keep used space under evict-used-pct") \
+	X(apply_not_newer, "encoded record versions not stored: the stored one is as new or newer")
 
 struct ns_counters {
 #define X(name, help) uint64_t name;
@@ -213,6 +214,20 @@ struct ns_apply {
  * or -ENOMEM (no entry could be allocated; nothing changed).
  */
 int namespace_apply(struct namespace *ns, struct ns_apply *a);
+
+/*
+ * Apply a record that arrives encoded (a replica write, a migrated copy):
+ * flat, size bytes, one whole record as storage holds it.  Validated first
+ * (record decoder, its set name, key and digest): malformed bytes are
+ * -EBADMSG and nothing is stored.  Under the record's lock, if it wins over
+ * the stored version (NS_APPLY_IF_NEWER, record_version_cmp) it is stored
+ * (storage_write_flat; made durable first when durable is set or the
+ * namespace commits to device) and indexed: returns 1.  If the stored
+ * version is as new or newer nothing is written, apply_not_newer counts it,
+ * and it returns 0.  Otherwise -EFBIG, -ENOSPC (also: no set id left),
+ * -ENOMEM or -EIO, with nothing changed.
+ */
+int namespace_apply_flat(struct namespace *ns, const uint8_t *flat, uint32_t size, bool durable);
 
 /* entry_info of a decoded record. */
 void namespace_entry_info(const struct namespace *ns, const struct record *r,

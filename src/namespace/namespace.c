@@ -241,11 +241,13 @@ namespace_apply_flat(struct namespace *ns, const uint8_t *flat, uint32_t size, b
 		return rc;
 	if (rc != 0)
 		return -EBADMSG;
-	/* What a client write would have refused, and a digest that is not
-	 * its set and key's, are not a record of this store. */
+	/* What a client write would have refused, a time the index cannot
+	 * hold, and a digest that is not its set and key's, are not a record
+	 * of this store. */
 	bool marker = (r.flags & RECORD_F_SET_MARKER) != 0;
 
-	if ((r.set_len > 0 && record_set_name_check(r.set, r.set_len) != 0) ||
+	if (r.last_update_ms > RECORD_LAST_UPDATE_MAX ||
+	    (r.set_len > 0 && record_set_name_check(r.set, r.set_len) != 0) ||
 	    (marker ? r.key_len != 0 || r.set_len == 0 : record_key_check(r.key, r.key_len) != 0) ||
 	    r.key_type != DIGEST_KEY_TYPE_STRING) {
 		rc = -EBADMSG;

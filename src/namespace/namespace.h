@@ -218,7 +218,8 @@ int namespace_apply(struct namespace *ns, struct ns_apply *a);
 /*
  * Apply a record that arrives encoded (a replica write, a migrated copy):
  * flat, size bytes, one whole record as storage holds it.  Validated first
- * (record decoder, its set name, key and digest): malformed bytes are
+ * (record decoder, its set name, key and digest, a last-update time the
+ * index can hold): malformed bytes are
  * -EBADMSG and nothing is stored.  Under the record's lock, if it wins over
  * the stored version (NS_APPLY_IF_NEWER, record_version_cmp) it is stored
  * (storage_write_flat; made durable first when durable is set or the

@@ -69,6 +69,9 @@
 #define RECORD_FLAT_HEADER_SIZE 64
 #define RECORD_FLAT_MIN_SIZE 80          /* header + end mark + crc, rounded to 16 */
 #define RBLOCK_SIZE 16
+/* The latest last-update time the index keeps (40 bits of ms since
+ * RECFS_EPOCH: until 2044). */
+#define RECORD_LAST_UPDATE_MAX ((1ULL << 40) - 1)
 
 /* Record flags (stored). */
 #define RECORD_F_TOMBSTONE  0x01 /* durable delete marker: no bins */

@@ -375,6 +375,17 @@ test_apply_flat_rejects_malformed_bytes(void **state)
 	slash_size = record_flat_encode(&r, slash, sizeof(slash));
 	assert_true(slash_size > 0);
 
+	/* A last-update time past what the index keeps (40 bits). */
+	uint8_t future[256];
+	long future_size;
+
+	r.key = "later";
+	r.key_len = 5;
+	digest_compute(&r.digest, "src", 3, "later", 5);
+	r.last_update_ms = RECORD_LAST_UPDATE_MAX + 1;
+	future_size = record_flat_encode(&r, future, sizeof(future));
+	assert_true(future_size > 0);
+
 	for (int t = 0; t < 2; t++) {
 		struct namespace *ns = targets[t];
 		uint64_t used = ns_value(ns, STAT_NS_data_used_bytes);
@@ -403,6 +414,8 @@ test_apply_flat_rejects_malformed_bytes(void **state)
 		free(bad);
 		assert_int_equal(namespace_apply_flat(ns, liar, (uint32_t)liar_size, false), -EBADMSG);
 		assert_int_equal(namespace_apply_flat(ns, slash, (uint32_t)slash_size, false),
+		    -EBADMSG);
+		assert_int_equal(namespace_apply_flat(ns, future, (uint32_t)future_size, false),
 		    -EBADMSG);
 		/* The storage op alone refuses them too. */
 		storage_loc loc = 0;

@@ -2,9 +2,10 @@
  * namespace.h - a namespace: its index, sets, storage engine and counters.
  *
  * Private to the engine: only the transaction layer (txn/) includes this.
- * The namespace owns the glue between index and storage that background
- * work needs (defrag relocation, cold-start loading), so the storage engine
- * never sees the index.
+ * The namespace owns the glue between index and storage: applying a
+ * stored record version to the index (namespace_apply, for client writes,
+ * cold-start loading, defrag relocation and records from other nodes), so
+ * the storage engine never sees the index.
  */
 #ifndef RECFS_NAMESPACE_NAMESPACE_H
 #define RECFS_NAMESPACE_NAMESPACE_H

@@ -10,6 +10,8 @@
 #   scan-shadow  the same, memory engine with a shadow file
 #                (both tests/fuzz/fuzz_cold_start.c: real open, list, read, close)
 #   config       the YAML configuration loader (tests/fuzz/fuzz_config.c)
+#   apply        a record arriving encoded from a peer, applied to a memory
+#                namespace (tests/fuzz/fuzz_apply.c: namespace_apply_flat)
 # The target is compiled straight from the sources with
 # -fsanitize=fuzzer,address,undefined (no configure needed), seeded by its
 # plain driver (tests/fuzz/fuzz_main.c for record, fuzz_fabric_main.c for
@@ -17,7 +19,7 @@
 # $FUZZ_DIR/corpus-TARGET (default build-fuzz/ in the source tree), which
 # persists between runs.  Crashes land in $FUZZ_DIR as crash-*; replay one
 # with the plain driver of a build: tests/fuzz/fuzz_record FILE (fuzz_scan_device,
-# fuzz_scan_shadow, fuzz_config).
+# fuzz_scan_shadow, fuzz_config, fuzz_apply).
 #
 # Exit status: 0 when the run ends without a finding, libFuzzer's otherwise.
 set -eu
@@ -58,6 +60,10 @@ config)
 	sources="tests/fuzz/fuzz_config.c $engine"
 	libs=$engine_libs
 	;;
+apply)
+	sources="tests/fuzz/fuzz_apply.c $engine"
+	libs=$engine_libs
+	;;
 fabric_msg)
 	# the fabric's frame, message and hello decoders, heartbeat pulses, clustering messages; own seed writer
 	sources="tests/fuzz/fuzz_fabric_msg.c src/fabric/fabric_msg.c src/cluster/heartbeat_pulse.c src/cluster/clustering_msg.c"
@@ -65,7 +71,7 @@ fabric_msg)
 	driver=tests/fuzz/fuzz_fabric_main.c
 	;;
 *)
-	echo "fuzz.sh: unknown target '$target' (known: record fabric_msg scan-device scan-shadow config)" >&2
+	echo "fuzz.sh: unknown target '$target' (known: record fabric_msg scan-device scan-shadow config apply)" >&2
 	exit 2
 	;;
 esac

@@ -61,7 +61,9 @@
 	X(expired_objects, COUNTER, "records", 0, \
 	    "Records nsup reclaimed (durably deleted) after their void time passed.") \
 	X(evicted_objects, COUNTER, "records", 0, \
-	    "Records nsup evicted, closest to expiry first, to keep used space under evict-used-pct.")
+	    "Records nsup evicted, closest to expiry first, to keep used space under evict-used-pct.") \
+	X(apply_not_newer, COUNTER, "records", 0, \
+	    "Record versions received encoded (replica writes, migration) and not stored because the version here is as new or newer (a retry, or a late copy).")
 
 /* .info/statistics, first part: the engine (txn_node_values). */
 #define STATISTICS_NODE(X) \

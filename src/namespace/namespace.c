@@ -7,6 +7,7 @@
  * engine's own locks inside storage_defrag_copy().  A record overwritten or
  * deleted meanwhile is simply not moved.
  */
+#include <endian.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <stdlib.h>
@@ -82,11 +83,20 @@ namespace_entry_count(struct namespace *ns, const struct index_entry *e, int dir
 	atomic_add(&s->data_bytes, (uint64_t)((int64_t)dir * bytes));
 }
 
-bool
-namespace_entry_replace(struct namespace *ns, const struct index_entry *e, bool tombstone,
-    bool set_marker, uint32_t old_bytes, uint32_t new_bytes)
+/*
+ * An entry's copy is being replaced (partition lock held exclusive): call
+ * before namespace_entry_fill with the new copy's kind.  When the kind
+ * stays the same (a record rewritten, the common case) only the set's byte
+ * count moves - no shared counter is touched for nothing; otherwise (and
+ * always when either copy is damaged) the old copy leaves and
+ * namespace_entry_count(+1) must follow the fill.  Returns true when that
+ * +1 is needed.
+ */
+static bool
+entry_replace(struct namespace *ns, const struct index_entry *e, bool tombstone, bool set_marker,
+    bool damaged, uint32_t old_bytes, uint32_t new_bytes)
 {
-	if (e->tombstone != tombstone || e->set_marker != set_marker || e->damaged) {
+	if (e->tombstone != tombstone || e->set_marker != set_marker || e->damaged || damaged) {
 		namespace_entry_count(ns, e, -1, old_bytes);
 		return true;
 	}
@@ -94,6 +104,210 @@ namespace_entry_replace(struct namespace *ns, const struct index_entry *e, bool 
 		atomic_add(&ns->sets.sets[e->set_id].data_bytes,
 		    (uint64_t)((int64_t)new_bytes - (int64_t)old_bytes));
 	return false;
+}
+
+/* A record callers can see: not deleted, not a set marker, not expired. */
+static bool
+entry_visible(const struct index_entry *e, uint32_t now)
+{
+	return e != NULL && !e->tombstone && !e->set_marker &&
+	    !(e->void_time != 0 && e->void_time <= now);
+}
+
+/*
+ * The one primitive (namespace.h).  Lock order as everywhere: record lock
+ * (the caller's), partition lock, then storage_free after it is dropped.
+ * Cold start (ns->loading) keeps the set times out: it settles them from
+ * every copy at the end (set_times_seen, set_times_settle).
+ */
+int
+namespace_apply(struct namespace *ns, struct ns_apply *a)
+{
+	struct index_partition *p;
+	struct index_entry *e = a->e, *fresh = NULL;
+	const struct record *r = a->r;
+
+	a->prev_loc = 0;
+	if (a->mode == NS_APPLY_RELOCATE) {
+		bool current;
+
+		p = index_partition_of(ns->index, &e->digest);
+		pthread_rwlock_wrlock(&p->lock);
+		current = e->loc == a->from;
+		if (current)
+			e->loc = a->loc;
+		pthread_rwlock_unlock(&p->lock);
+		if (!current)
+			return 0;
+		storage_free(ns->storage, a->from);
+		return 1;
+	}
+
+	bool is_tomb = (r->flags & RECORD_F_TOMBSTONE) != 0;
+	bool is_marker = (r->flags & RECORD_F_SET_MARKER) != 0;
+	uint32_t size = storage_loc_size(a->loc);
+
+	p = index_partition_of(ns->index, &r->digest);
+	if (a->mode == NS_APPLY_IF_NEWER) {
+		pthread_rwlock_rdlock(&p->lock);
+		e = index_find_locked(p, a->set_id, &r->digest);
+		pthread_rwlock_unlock(&p->lock);
+		a->e = e;
+		if (e != NULL) {
+			struct record_version in = { r->last_update_ms, r->generation, a->info->damaged };
+			struct record_version cur = { e->last_update_ms, (uint16_t)e->generation,
+			    e->damaged };
+
+			if (record_version_cmp(&in, &cur) <= 0) {
+				/* A live copy older than the tombstone kept: the
+				 * tombstone must stay while that copy is on storage
+				 * (cold start, namespace_loaded). */
+				if (e->tombstone && !is_tomb && !e->older_seen) {
+					pthread_rwlock_wrlock(&p->lock);
+					e->older_seen = 1;
+					pthread_rwlock_unlock(&p->lock);
+				}
+				return 0;
+			}
+		}
+	}
+
+	bool was_visible = false;
+
+	if (!atomic_load_relaxed(&ns->loading))
+		was_visible = entry_visible(e, clock_epoch_s());
+	if (e == NULL) {
+		fresh = index_entry_alloc(ns->index, a->set_id, &r->digest, r->key, r->key_len);
+		if (fresh == NULL)
+			return -ENOMEM;
+	}
+
+	bool enter = true;
+
+	pthread_rwlock_wrlock(&p->lock);
+	if (e != NULL) {
+		a->prev = (struct record_version){ e->last_update_ms, (uint16_t)e->generation,
+		    e->damaged };
+		a->prev_loc = e->loc;
+		a->prev_tombstone = e->tombstone;
+		enter = entry_replace(ns, e, is_tomb, is_marker, a->info->damaged,
+		    storage_loc_size(e->loc), size);
+		/* A tombstone displacing a live copy (or a tombstone that had
+		 * one): an older copy exists on storage (cold start). */
+		if (a->mode == NS_APPLY_IF_NEWER)
+			e->older_seen = is_tomb && (!e->tombstone || e->older_seen);
+	} else {
+		e = fresh;
+		index_insert_locked(p, e);
+	}
+	namespace_entry_fill(ns, e, r, a->info, a->loc);
+	if (enter)
+		namespace_entry_count(ns, e, +1, size);
+	pthread_rwlock_unlock(&p->lock);
+	a->e = e;
+	if (a->prev_loc != 0)
+		storage_free(ns->storage, a->prev_loc);
+	/* A record appearing in or leaving its set changes the set as a
+	 * directory (rename touches the target's set itself: a replaced
+	 * target stays visible).  Not a rewrite. */
+	if (!atomic_load_relaxed(&ns->loading) && !is_marker &&
+	    was_visible != !is_tomb)
+		set_times_touch(&ns->sets.sets[a->set_id], r->last_update_ms);
+	return 1;
+}
+
+int
+namespace_apply_flat(struct namespace *ns, const uint8_t *flat, uint32_t size, bool durable)
+{
+	struct index_partition *p;
+	struct index_entry *e;
+	struct record r;
+	struct entry_info info;
+	struct digest d;
+	uint16_t set_id = 0;
+	uint32_t declared;
+	storage_loc loc;
+	int rc;
+
+	if (size < RECORD_FLAT_MIN_SIZE)
+		return -EBADMSG;
+	memcpy(&declared, flat + 4, sizeof(declared));
+	if (le32toh(declared) != size)
+		return -EBADMSG;
+	if (size > ns->max_record_size)
+		return -EFBIG;
+	rc = record_flat_decode(flat, size, &r);
+	if (rc == -ENOMEM)
+		return rc;
+	if (rc != 0)
+		return -EBADMSG;
+	/* What a client write would have refused, a time the index cannot
+	 * hold, and a digest that is not its set and key's, are not a record
+	 * of this store. */
+	bool marker = (r.flags & RECORD_F_SET_MARKER) != 0;
+
+	if (r.last_update_ms > RECORD_LAST_UPDATE_MAX ||
+	    (r.set_len > 0 && record_set_name_check(r.set, r.set_len) != 0) ||
+	    (marker ? r.key_len != 0 || r.set_len == 0 : record_key_check(r.key, r.key_len) != 0) ||
+	    r.key_type != DIGEST_KEY_TYPE_STRING) {
+		rc = -EBADMSG;
+		goto out;
+	}
+	digest_compute(&d, r.set, r.set_len, r.key, r.key_len);
+	if (digest_compare(&d, &r.digest) != 0) {
+		rc = -EBADMSG;
+		goto out;
+	}
+	/* A record may bring its set, as a client write may create one. */
+	if (r.set_len > 0) {
+		rc = set_lookup_or_add(&ns->sets, r.set, r.set_len, &set_id);
+		if (rc != 0)
+			goto out;
+	}
+	namespace_entry_info(ns, &r, &info);
+
+	p = index_partition_of(ns->index, &r.digest);
+	index_record_lock(ns->index, &r.digest);
+	pthread_rwlock_rdlock(&p->lock);
+	e = index_find_locked(p, set_id, &r.digest);
+	pthread_rwlock_unlock(&p->lock);
+	if (e != NULL) {
+		/* Decided before anything is written: an old version costs no
+		 * storage.  The record lock keeps the entry as it is until
+		 * namespace_apply decides the same again. */
+		struct record_version in = { r.last_update_ms, r.generation, false };
+		struct record_version cur = { e->last_update_ms, (uint16_t)e->generation, e->damaged };
+
+		if (record_version_cmp(&in, &cur) <= 0) {
+			NS_COUNT_ADD(ns, apply_not_newer, 1);
+			rc = 0;
+			goto unlock;
+		}
+	}
+	rc = storage_write_flat(ns->storage, flat, size, &loc);
+	if (rc != 0)
+		goto unlock;
+	if (durable || ns->cfg->storage.commit_to_device) {
+		rc = storage_sync(ns->storage, loc);
+		if (rc != 0) {
+			storage_free(ns->storage, loc);
+			goto unlock;
+		}
+	}
+	struct ns_apply a = { .mode = NS_APPLY_IF_NEWER, .set_id = set_id, .r = &r, .info = &info,
+	    .loc = loc };
+
+	rc = namespace_apply(ns, &a);
+	if (rc <= 0) {
+		storage_free(ns->storage, loc);
+		if (rc == 0)
+			NS_COUNT_ADD(ns, apply_not_newer, 1);
+	}
+unlock:
+	index_record_unlock(ns->index, &r.digest);
+out:
+	record_release(&r);
+	return rc;
 }
 
 void
@@ -121,8 +335,9 @@ namespace_entry_info(const struct namespace *ns, const struct record *r, struct 
 
 /*
  * Cold start: which copy of a record is newest is decided by
- * record_copy_is_newer (record.h), the rule recfs-check reports with: the
- * last-update time, then the generation.  The time comes first because it
+ * record_version_cmp (record.h) through namespace_apply (NS_APPLY_IF_NEWER),
+ * the rule recfs-check reports with: the last-update time, then the
+ * generation.  The time comes first because it
  * never moves backwards for a record while it is indexed (txn.c next_lut),
  * and a record written again after its tombstone was reclaimed is written
  * later than that tombstone (docs/storage-format.md, Cold start).  Rejected: generation first: a
@@ -256,70 +471,40 @@ damaged_info(const struct record *r, struct entry_info *info)
 }
 
 /*
- * The copy r (at loc, size bytes; info from it) against the entry of its
- * record in set set_id, record lock held.  Keep it if it is the newest copy
- * seen so far (returns 1: the engine counts its bytes as live), else
- * ignore it (0).  Expired copies, tombstones and damaged copies are kept
+ * The copy r (at loc; info from it) against the entry of its record in
+ * set set_id, record lock held: namespace_apply keeps it if it wins over
+ * the newest copy seen so far (returns 1: the engine counts its bytes as
+ * live), else it is ignored (0).  Expired copies, tombstones and damaged copies are kept
  * like any other during the scan, so an older copy found later can never
  * win over them; namespace_loaded() settles them once every copy has been
  * seen.
  */
 static int
-load_copy_locked(struct namespace *ns, struct storage *st, const struct record *r,
-    const struct entry_info *info, bool intact, uint16_t set_id, uint32_t size, storage_loc loc)
+load_copy_locked(struct namespace *ns, const struct record *r, const struct entry_info *info,
+    bool intact, uint16_t set_id, storage_loc loc)
 {
-	struct index_partition *p = index_partition_of(ns->index, &r->digest);
+	struct ns_apply a = { .mode = NS_APPLY_IF_NEWER, .set_id = set_id, .r = r, .info = info,
+	    .loc = loc };
 	struct index_entry *e;
-	bool is_tomb = (r->flags & RECORD_F_TOMBSTONE) != 0;
 	struct cs_unnamed u;
-	int rc = 0;
+	int rc;
 
 	/* Every copy of a record of the set may say when the set last changed
 	 * (set_times_settle). */
 	if (!(r->flags & RECORD_F_SET_MARKER))
 		set_times_seen(&ns->sets.sets[set_id], r->last_update_ms);
-	pthread_rwlock_rdlock(&p->lock);
-	e = index_find_locked(p, set_id, &r->digest);
-	pthread_rwlock_unlock(&p->lock);
-	if (e == NULL) {
-		e = index_entry_alloc(ns->index, set_id, &r->digest, r->key, r->key_len);
-		if (e == NULL)
-			return -ENOMEM;
-		pthread_rwlock_wrlock(&p->lock);
-		namespace_entry_fill(ns, e, r, info, loc);
-		index_insert_locked(p, e);
-		namespace_entry_count(ns, e, +1, size);
-		pthread_rwlock_unlock(&p->lock);
-		rc = 1;
-		/* A record met first through a damaged copy: none older yet. */
-		if (e->damaged)
-			torn_note(ns, e, set_id, NULL);
-	} else if (record_copy_is_newer(r->generation, r->last_update_ms, (uint16_t)e->generation,
-	    e->last_update_ms) ||
-	    /* The same version intact (a copy defrag left behind): better. */
-	    (e->damaged && !info->damaged && r->generation == e->generation &&
-	    r->last_update_ms == e->last_update_ms)) {
-		storage_loc old = e->loc;
-		bool older_live = !e->tombstone || e->older_seen;
-		struct cs_copy prev = { (uint16_t)e->generation, e->last_update_ms, old, !e->damaged };
+	rc = namespace_apply(ns, &a);
+	if (rc < 0)
+		return rc;
+	e = a.e;
+	if (rc == 1 && e->damaged) {
+		/* A damaged copy won: what it displaced may be needed back (a
+		 * record met first through a damaged copy: none older yet). */
+		struct cs_copy prev = { a.prev.generation, a.prev.last_update_ms, a.prev_loc,
+		    !a.prev.damaged };
 
-		pthread_rwlock_wrlock(&p->lock);
-		namespace_entry_count(ns, e, -1, storage_loc_size(old));
-		namespace_entry_fill(ns, e, r, info, loc);
-		e->older_seen = is_tomb && older_live;
-		namespace_entry_count(ns, e, +1, size);
-		pthread_rwlock_unlock(&p->lock);
-		storage_free(st, old);
-		rc = 1;
-		/* A damaged copy won: what it displaced may be needed back. */
-		if (e->damaged)
-			torn_note(ns, e, set_id, &prev);
-	} else if (e->tombstone && !is_tomb) {
-		/* An older live copy is still on storage: the tombstone must stay. */
-		pthread_rwlock_wrlock(&p->lock);
-		e->older_seen = 1;
-		pthread_rwlock_unlock(&p->lock);
-	} else if (e->damaged) {
+		torn_note(ns, e, set_id, a.prev_loc != 0 ? &prev : NULL);
+	} else if (rc == 0 && e->damaged) {
 		/* An older copy of a record whose newest copy is damaged. */
 		struct cs_copy older = { r->generation, r->last_update_ms, loc, intact };
 
@@ -329,36 +514,29 @@ load_copy_locked(struct namespace *ns, struct storage *st, const struct record *
 	/* A damaged copy of this record that could not say its name: the
 	 * record has one now; the newer of the two stays. */
 	if (unnamed_take(ns, &r->digest, &u)) {
-		if (record_copy_is_newer(u.generation, u.last_update_ms, (uint16_t)e->generation,
-		    e->last_update_ms)) {
-			struct record d;
-			struct entry_info di;
-			storage_loc old = e->loc;
-			bool older_live = !e->tombstone || e->older_seen;
-			struct cs_copy prev = { (uint16_t)e->generation, e->last_update_ms, old,
-			    !e->damaged };
+		struct record d;
+		struct entry_info di;
+		struct ns_apply b = { .mode = NS_APPLY_IF_NEWER, .set_id = set_id, .r = &d,
+		    .info = &di, .loc = u.loc };
 
-			record_init(&d);
-			d.digest = u.digest;
-			d.generation = u.generation;
-			d.flags = u.flags & (uint8_t)~RECORD_F_HAS_META;
-			d.ttl = u.ttl;
-			d.last_update_ms = u.last_update_ms;
-			d.void_time = u.void_time;
-			damaged_info(&d, &di);
-			pthread_rwlock_wrlock(&p->lock);
-			namespace_entry_count(ns, e, -1, storage_loc_size(old));
-			namespace_entry_fill(ns, e, &d, &di, u.loc);
-			e->older_seen = (d.flags & RECORD_F_TOMBSTONE) && older_live;
-			namespace_entry_count(ns, e, +1, storage_loc_size(u.loc));
-			pthread_rwlock_unlock(&p->lock);
-			storage_free(st, old);
-			if (e->damaged)
-				torn_note(ns, e, set_id, &prev);
+		record_init(&d);
+		d.digest = u.digest;
+		d.generation = u.generation;
+		d.flags = u.flags & (uint8_t)~RECORD_F_HAS_META;
+		d.ttl = u.ttl;
+		d.last_update_ms = u.last_update_ms;
+		d.void_time = u.void_time;
+		damaged_info(&d, &di);
+		if (namespace_apply(ns, &b) == 1) {
+			struct cs_copy prev = { b.prev.generation, b.prev.last_update_ms, b.prev_loc,
+			    !b.prev.damaged };
+
+			if (b.e->damaged)
+				torn_note(ns, b.e, set_id, &prev);
 		} else {
 			struct cs_copy older = { u.generation, u.last_update_ms, u.loc, false };
 
-			storage_free(st, u.loc);
+			storage_free(ns->storage, u.loc);
 			if (e->damaged)
 				torn_note(ns, e, set_id, &older);
 		}
@@ -384,7 +562,7 @@ namespace_load(void *arg, struct storage *st, const struct record *r, uint32_t s
 		atomic_inc(&ns->cold_start_tombs);
 	namespace_entry_info(ns, r, &info);
 	index_record_lock(ns->index, &r->digest);
-	rc = load_copy_locked(ns, st, r, &info, true, set_id, size, loc);
+	rc = load_copy_locked(ns, r, &info, true, set_id, loc);
 	index_record_unlock(ns->index, &r->digest);
 	return rc;
 }
@@ -416,7 +594,7 @@ namespace_load_damaged(void *arg, struct storage *st, const struct record *r, un
 		if (r->flags & RECORD_F_TOMBSTONE)
 			atomic_inc(&ns->cold_start_tombs);
 		index_record_lock(ns->index, &r->digest);
-		rc = load_copy_locked(ns, st, r, &info, false, set_id, size, loc);
+		rc = load_copy_locked(ns, r, &info, false, set_id, loc);
 		index_record_unlock(ns->index, &r->digest);
 		return rc;
 	}
@@ -434,7 +612,7 @@ namespace_load_damaged(void *arg, struct storage *st, const struct record *r, un
 	if (e != NULL) {
 		if (r->flags & RECORD_F_TOMBSTONE)
 			atomic_inc(&ns->cold_start_tombs);
-		rc = load_copy_locked(ns, st, r, &info, false, set_id, size, loc);
+		rc = load_copy_locked(ns, r, &info, false, set_id, loc);
 		goto out;
 	}
 	struct cs_unnamed u = { .digest = r->digest, .generation = r->generation,
@@ -644,14 +822,16 @@ torn_settle(struct namespace *ns, struct storage *st, struct cs_torn *t, uint64_
 			goto out;
 		}
 		namespace_entry_info(ns, &rec, &info);
+		/* The previous version replaces the torn one (whose bytes are
+		 * freed). */
+		struct ns_apply a = { .mode = NS_APPLY_REPLACE, .set_id = t->set_id, .r = &rec,
+		    .info = &info, .loc = t->fallback, .e = e };
+
+		(void)namespace_apply(ns, &a);  /* e exists: cannot fail */
 		pthread_rwlock_wrlock(&p->lock);
-		namespace_entry_count(ns, e, -1, storage_loc_size(torn));
-		namespace_entry_fill(ns, e, &rec, &info, t->fallback);
 		/* A tombstone kept: older copies may be on storage still. */
 		e->older_seen = (rec.flags & RECORD_F_TOMBSTONE) != 0;
-		namespace_entry_count(ns, e, +1, storage_loc_size(t->fallback));
 		pthread_rwlock_unlock(&p->lock);
-		storage_free(st, torn);
 		storage_keep(st, t->fallback);
 	} else {
 		struct record d;
@@ -812,12 +992,10 @@ torn_rewrite(struct namespace *ns, struct storage *st)
 			info = (struct entry_info){ 0 };
 		else
 			namespace_entry_info(ns, &r, &info);
-		pthread_rwlock_wrlock(&p->lock);
-		namespace_entry_count(ns, e, -1, storage_loc_size(old));
-		namespace_entry_fill(ns, e, &r, &info, loc);
-		namespace_entry_count(ns, e, +1, size);
-		pthread_rwlock_unlock(&p->lock);
-		storage_free(st, old);
+		struct ns_apply a = { .mode = NS_APPLY_REPLACE, .set_id = t->set_id, .r = &r,
+		    .info = &info, .loc = loc, .e = e };
+
+		(void)namespace_apply(ns, &a);  /* e exists: cannot fail */
 		wrote = true;
 next:
 		if (rc != 0)
@@ -944,11 +1122,11 @@ namespace_relocate(void *arg, struct storage *st, const uint8_t *flat, uint32_t 
 	rc = storage_defrag_copy(st, flat, size, &new_loc);
 	if (rc != 0)
 		goto out;
-	pthread_rwlock_wrlock(&p->lock);
-	e->loc = new_loc;
-	pthread_rwlock_unlock(&p->lock);
-	storage_free(st, old_loc);
-	rc = 1;
+	struct ns_apply a = { .mode = NS_APPLY_RELOCATE, .loc = new_loc, .from = old_loc, .e = e };
+
+	rc = namespace_apply(ns, &a);
+	if (rc == 0)
+		storage_free(st, new_loc);  /* cannot happen: the record lock is held */
 out:
 	index_record_unlock(ns->index, d);
 	return rc;
@@ -976,7 +1154,9 @@ namespace_open(struct namespace **out, struct ns_config *cfg)
 	owner = (struct storage_owner){ .arg = ns, .relocate = namespace_relocate,
 	    .load = namespace_load, .load_damaged = namespace_load_damaged, .hint = namespace_hint,
 	    .scanned = namespace_scanned, .loaded = namespace_loaded };
+	atomic_store_relaxed(&ns->loading, true);
 	rc = storage_open(&ns->storage, ns->name, &cfg->storage, &owner);
+	atomic_store_relaxed(&ns->loading, false);
 	if (rc != 0)
 		goto fail;
 	if (ns->storage->persistent && ns->storage->ops->scan != NULL) {

@@ -2,9 +2,10 @@
  * namespace.h - a namespace: its index, sets, storage engine and counters.
  *
  * Private to the engine: only the transaction layer (txn/) includes this.
- * The namespace owns the glue between index and storage that background
- * work needs (defrag relocation, cold-start loading), so the storage engine
- * never sees the index.
+ * The namespace owns the glue between index and storage: applying a
+ * stored record version to the index (namespace_apply, for client writes,
+ * cold-start loading, defrag relocation and records from other nodes), so
+ * the storage engine never sees the index.
  */
 #ifndef RECFS_NAMESPACE_NAMESPACE_H
 #define RECFS_NAMESPACE_NAMESPACE_H
@@ -42,7 +43,8 @@
 	X(fail_key_exists, "create-only writes of an existing record") \
 	X(fail_stop_writes, "writes refused because the namespace is in stop-writes") \
 	X(expired_objects, "records reclaimed by nsup after their void time") \
-	X(evicted_objects, "records evicted by nsup to keep used space under evict-used-pct")
+	X(evicted_objects, "records evicted by nsup to keep used space under evict-used-pct") \
+	X(apply_not_newer, "encoded record versions not stored: the stored one is as new or newer")
 
 struct ns_counters {
 #define X(name, help) uint64_t name;
@@ -114,6 +116,9 @@ struct namespace {
 	uint64_t raider_passes;             /* atomic */
 	uint64_t tombstones_reclaimed;      /* atomic */
 	uint64_t cold_start_tombs;          /* atomic: tombstone copies the cold start met */
+	bool loading;                       /* the cold start runs (namespace_open): set
+	                                     * times are settled from every copy, not
+	                                     * moved by each apply */
 
 	/* Damaged records: entries whose newest copy's body is damaged. */
 	uint64_t damaged_records;           /* atomic gauge (namespace_entry_count) */
@@ -153,15 +158,72 @@ void namespace_entry_fill(struct namespace *ns, struct index_entry *e, const str
  * tombstone counts, damaged records, set sizes, set markers. */
 void namespace_entry_count(struct namespace *ns, const struct index_entry *e, int dir,
     uint32_t bytes);
-/* An entry's copy was replaced (partition lock held exclusive): call
- * before namespace_entry_fill with the new copy's kind.  When the kind
- * stays the same (a record rewritten, the common case) only the set's
- * byte count moves - no shared counter is touched for nothing; otherwise
- * (and always when the entry was damaged) the old copy leaves and
- * namespace_entry_count(+1) must follow the fill.
- * Returns true when that +1 is needed. */
-bool namespace_entry_replace(struct namespace *ns, const struct index_entry *e, bool tombstone,
-    bool set_marker, uint32_t old_bytes, uint32_t new_bytes);
+/*
+ * Applying a version of a record to the index: the one way a stored copy
+ * becomes (or stops being) its record's current copy.  Every path that
+ * stores a record goes through namespace_apply: the client commit
+ * (txn.c commit_record), the cold start load, defrag relocation, and the
+ * apply of encoded bytes (namespace_apply_flat: replica writes,
+ * migration).  It does the index insert or update, the counts (objects,
+ * tombstones, damaged records, set sizes and markers), the set's times, and
+ * frees the displaced copy's storage.
+ */
+enum ns_apply_mode {
+	/* The caller holds the record lock and built the next version from
+	 * the current entry (a->e, NULL if none): it replaces it. */
+	NS_APPLY_REPLACE,
+	/* Cold start, replica write, migration: the version replaces the
+	 * current one only if it wins by record_version_cmp (record.h);
+	 * on a tie or an older version the stored one stays (returns 0). */
+	NS_APPLY_IF_NEWER,
+	/* Defrag: the same version moved from a->from to a->loc; applied
+	 * only if the entry a->e still points at a->from (returns 0 if not). */
+	NS_APPLY_RELOCATE,
+};
+
+struct ns_apply {
+	enum ns_apply_mode mode;
+	uint16_t set_id;
+	const struct record *r;          /* REPLACE, IF_NEWER: the version (header fields,
+	                                  * set, key, meta; bins are not looked at) */
+	const struct entry_info *info;   /* REPLACE, IF_NEWER: what the index learns from r */
+	storage_loc loc;                 /* where the version is stored */
+	storage_loc from;                /* RELOCATE: where it was */
+	/* In: REPLACE, RELOCATE: the record's entry (REPLACE: NULL if none);
+	 * IF_NEWER: ignored (looked up).  Out: the record's entry. */
+	struct index_entry *e;
+	/* Out, when a version was displaced (REPLACE, IF_NEWER): its version,
+	 * location (0: none, the entry is new; storage already freed) and
+	 * kind. */
+	struct record_version prev;
+	storage_loc prev_loc;
+	bool prev_tombstone;
+};
+
+/*
+ * Apply a->r stored at a->loc (see enum ns_apply_mode), record lock of the
+ * record held.  Returns 1 when the index points at a->loc, 0 when the
+ * stored version stays (IF_NEWER: as new or newer; RELOCATE: the entry
+ * moved meanwhile) - a->loc is then still the caller's to free or drop -
+ * or -ENOMEM (no entry could be allocated; nothing changed).
+ */
+int namespace_apply(struct namespace *ns, struct ns_apply *a);
+
+/*
+ * Apply a record that arrives encoded (a replica write, a migrated copy):
+ * flat, size bytes, one whole record as storage holds it.  Validated first
+ * (record decoder, its set name, key and digest, a last-update time the
+ * index can hold): malformed bytes are
+ * -EBADMSG and nothing is stored.  Under the record's lock, if it wins over
+ * the stored version (NS_APPLY_IF_NEWER, record_version_cmp) it is stored
+ * (storage_write_flat; made durable first when durable is set or the
+ * namespace commits to device) and indexed: returns 1.  If the stored
+ * version is as new or newer nothing is written, apply_not_newer counts it,
+ * and it returns 0.  Otherwise -EFBIG, -ENOSPC (also: no set id left),
+ * -ENOMEM or -EIO, with nothing changed.
+ */
+int namespace_apply_flat(struct namespace *ns, const uint8_t *flat, uint32_t size, bool durable);
+
 /* entry_info of a decoded record. */
 void namespace_entry_info(const struct namespace *ns, const struct record *r,
     struct entry_info *out);

@@ -132,3 +132,21 @@ record_bin_name_check(const char *name, size_t len)
 		return -EINVAL;
 	return 0;
 }
+
+int
+record_version_cmp(const struct record_version *a, const struct record_version *b)
+{
+	if (a->last_update_ms != b->last_update_ms)
+		return a->last_update_ms > b->last_update_ms ? 1 : -1;
+	if (a->generation != b->generation) {
+		uint16_t diff = (uint16_t)(a->generation - b->generation);
+
+		/* Exactly 32768 apart: neither is newer, a tie. */
+		if (diff == 0x8000)
+			return 0;
+		return diff < 0x8000 ? 1 : -1;
+	}
+	if (a->damaged != b->damaged)
+		return a->damaged ? -1 : 1;
+	return 0;
+}

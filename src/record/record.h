@@ -69,6 +69,9 @@
 #define RECORD_FLAT_HEADER_SIZE 64
 #define RECORD_FLAT_MIN_SIZE 80          /* header + end mark + crc, rounded to 16 */
 #define RBLOCK_SIZE 16
+/* The latest last-update time the index keeps (40 bits of ms since
+ * RECFS_EPOCH: until 2044). */
+#define RECORD_LAST_UPDATE_MAX ((1ULL << 40) - 1)
 
 /* Record flags (stored). */
 #define RECORD_F_TOMBSTONE  0x01 /* durable delete marker: no bins */
@@ -235,19 +238,45 @@ unsigned record_flat_salvage(const uint8_t *src, const struct record_flat_header
     struct record *r);
 
 /*
- * The newest-copy rule, the one place it is decided (cold start of every
- * engine, recfs-check): is copy a (generation ga, last-update time la)
- * newer than copy b?  The later last-update time wins; with equal times
- * the higher generation, compared wrap-aware on 16 bits (a difference
- * below 32768 counts as newer).  A tie on both: neither is newer.  Why
- * the time comes first: see docs/storage-format.md, Cold start.
+ * A version of a record, as the conflict rule sees it: what a copy's
+ * header says (generation, last-update time) and whether its body is
+ * intact.
  */
+struct record_version {
+	uint64_t last_update_ms;
+	uint16_t generation;
+	bool damaged;             /* the copy's body is damaged (cold start) */
+};
+
+/*
+ * The conflict rule, the one place it is decided: which of two versions of
+ * a record wins (cold start of every engine, the namespace's apply of a
+ * replica write or a migrated copy, recfs-check).  > 0: a wins, < 0: b
+ * wins, 0: a tie (the caller keeps the version it already has).
+ *
+ *   1. the later last-update time wins;
+ *   2. equal times: the higher generation, compared wrap-aware on 16 bits
+ *      (a difference below 32768 counts as newer, so 2 beats 65535);
+ *   3. equal both: an intact copy beats a damaged one (defrag left the
+ *      same version behind intact);
+ *   4. otherwise a tie.
+ *
+ * This is Aerospike's last-update-time conflict resolution (the policy its
+ * replica writes always use), not its default for migrations, which puts a
+ * directly compared generation first.  Why the time comes first here:
+ * docs/storage-format.md, Cold start (a reclaimed tombstone restarts the
+ * generation at 1).
+ */
+int record_version_cmp(const struct record_version *a, const struct record_version *b);
+
+/* Is copy a (generation ga, last-update time la) newer than copy b, both
+ * intact?  record_version_cmp > 0. */
 static inline bool record_copy_is_newer(uint16_t ga, uint64_t la, uint16_t gb, uint64_t lb)
 {
-	if (la != lb)
-		return la > lb;
-	uint16_t diff = (uint16_t)(ga - gb);
-	return diff != 0 && diff < 0x8000;
+	struct record_version a = { .last_update_ms = la, .generation = ga };
+	struct record_version b = { .last_update_ms = lb, .generation = gb };
+
+	return record_version_cmp(&a, &b) > 0;
 }
 
 /* The rule above in words, for messages (recfs-check). */

@@ -1,8 +1,10 @@
 /*
  * storage.c - engine selection and the parts every engine shares.
  */
+#include <endian.h>
 #include <errno.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "../base/log.h"
 #include "storage.h"
@@ -44,12 +46,15 @@ storage_open(struct storage **out, const char *ns_name, struct storage_config *c
 		free(st);
 		return -ENOTSUP;
 	}
+	/* Published before open: the cold start's callbacks into the owner
+	 * may find the engine through *out (the owner's storage pointer). */
+	*out = st;
 	rc = st->ops->open(st);
 	if (rc != 0) {
+		*out = NULL;
 		free(st);
 		return rc;
 	}
-	*out = st;
 	return 0;
 }
 
@@ -60,4 +65,28 @@ storage_close(struct storage *st, bool clean)
 		return;
 	st->ops->close(st, clean);
 	free(st);
+}
+
+int
+storage_write_flat(struct storage *st, const uint8_t *flat, uint32_t size, storage_loc *loc)
+{
+	struct record r;
+	uint32_t declared;
+	int rc;
+
+	if (size < RECORD_FLAT_MIN_SIZE)
+		return -EBADMSG;
+	memcpy(&declared, flat + 4, sizeof(declared));
+	if (le32toh(declared) != size)
+		return -EBADMSG;
+	if (size > storage_max_record_size(st->cfg))
+		return -EFBIG;
+	/* Every field parsed and every check verified, as a read would. */
+	rc = record_flat_decode(flat, size, &r);
+	if (rc == -ENOMEM)
+		return rc;
+	if (rc != 0)
+		return -EBADMSG;
+	record_release(&r);
+	return st->ops->write_flat(st, flat, size, loc);
 }

@@ -129,6 +129,10 @@ struct storage_ops {
 	/* Store a record of flat_size bytes (record_flat_size(r)); *loc = where.
 	 * -ENOSPC when no free wblock is left for client writes. */
 	int (*write)(struct storage *st, const struct record *r, uint32_t flat_size, storage_loc *loc);
+	/* The same for a record already encoded (flat, size bytes: its own
+	 * size field), stored as it is.  Call through storage_write_flat,
+	 * which validates the bytes first. */
+	int (*write_flat)(struct storage *st, const uint8_t *flat, uint32_t size, storage_loc *loc);
 	/* Copy the flat record at loc into buf (storage_loc_size(loc) bytes),
 	 * verifying it: RECFS_ECHECKSUM / RECFS_EFORMAT / -EIO (logged with
 	 * file and offset). */
@@ -187,7 +191,9 @@ struct storage {
 	uint32_t torn_window_ms;
 };
 
-/* Create and open the engine named by cfg->type. */
+/* Create and open the engine named by cfg->type.  *out is set before the
+ * engine opens (owner callbacks during the cold start may use it), and
+ * NULL again on failure. */
 int storage_open(struct storage **out, const char *ns_name, struct storage_config *cfg,
     const struct storage_owner *owner);
 /* Close (see ops->close) and free. */
@@ -204,6 +210,13 @@ extern const struct storage_ops storage_shadow_ops;
 
 static inline int storage_write(struct storage *st, const struct record *r, uint32_t size, storage_loc *loc)
 { return st->ops->write(st, r, size, loc); }
+/*
+ * Store an encoded record (replica writes and migration bring records as
+ * bytes): flat must be one whole record that record_flat_decode accepts,
+ * size bytes long as its header says.  Malformed bytes are -EBADMSG and
+ * nothing is written; otherwise as storage_write (-EFBIG, -ENOSPC, -EIO).
+ */
+int storage_write_flat(struct storage *st, const uint8_t *flat, uint32_t size, storage_loc *loc);
 static inline int storage_read(struct storage *st, storage_loc loc, uint8_t *buf)
 { return st->ops->read(st, loc, buf); }
 static inline void storage_free(struct storage *st, storage_loc loc)

@@ -398,11 +398,13 @@ device_for(struct dev_engine *e, const struct digest *dg)
 	return e->devs[digest_spread(dg) % e->n];
 }
 
+/* Store a record of size bytes: r encoded, or flat copied as it is. */
 static int
-dev_write(struct storage *st, const struct record *r, uint32_t size, storage_loc *loc)
+dev_store(struct storage *st, const struct digest *dg, bool tombstone, const struct record *r,
+    const uint8_t *flat, uint32_t size, storage_loc *loc)
 {
 	struct dev_engine *e = st->priv;
-	struct device *d = device_for(e, &r->digest);
+	struct device *d = device_for(e, dg);
 	int64_t off;
 	int rc;
 
@@ -421,20 +423,24 @@ dev_write(struct storage *st, const struct record *r, uint32_t size, storage_loc
 		pthread_mutex_unlock(&d->wt.lock);
 		return rc;
 	}
-	off = reserve_locked(d, size, false,
-	    (r->flags & RECORD_F_TOMBSTONE) ? WBLOCK_FOR_DELETE : WBLOCK_FOR_WRITE);
+	off = reserve_locked(d, size, false, tombstone ? WBLOCK_FOR_DELETE : WBLOCK_FOR_WRITE);
 	if (off < 0) {
 		pthread_mutex_unlock(&d->wt.lock);
 		return (int)off;
 	}
 	struct dev_buf *b = d->cur;
 	uint8_t *dst = b->data + ((uint64_t)off - (uint64_t)b->wblock_id * d->wbs);
-	/* Encode outside the lock: the space is ours, and whoever writes the
+	/* Encode (or copy) outside the lock: the space is ours, and whoever writes the
 	 * buffer out (or copies its tail) waits for n_writers to drop to 0. */
 	atomic_add_acquire(&b->n_writers, 1);
 	d->write_seq++;
 	pthread_mutex_unlock(&d->wt.lock);
-	long n = record_flat_encode(r, dst, size);
+	long n = size;
+
+	if (r != NULL)
+		n = record_flat_encode(r, dst, size);
+	else
+		memcpy(dst, flat, size);
 	if (n < 0)
 		memset(dst, 0, size);  /* never a half record on the device */
 	atomic_sub_release(&b->n_writers, 1);
@@ -444,6 +450,19 @@ dev_write(struct storage *st, const struct record *r, uint32_t size, storage_loc
 	}
 	*loc = storage_loc_make(d->index, (uint64_t)off, size);
 	return 0;
+}
+
+static int
+dev_write(struct storage *st, const struct record *r, uint32_t size, storage_loc *loc)
+{
+	return dev_store(st, &r->digest, (r->flags & RECORD_F_TOMBSTONE) != 0, r, NULL, size, loc);
+}
+
+static int
+dev_write_flat(struct storage *st, const uint8_t *flat, uint32_t size, storage_loc *loc)
+{
+	return dev_store(st, record_flat_digest(flat), (flat[9] & RECORD_F_TOMBSTONE) != 0, NULL,
+	    flat, size, loc);
 }
 
 /* An aligned bounce buffer per thread for direct reads. */
@@ -1616,6 +1635,7 @@ const struct storage_ops storage_device_ops = {
 	.open = dev_open,
 	.close = dev_close,
 	.write = dev_write,
+	.write_flat = dev_write_flat,
 	.read = dev_read,
 	.free = dev_free,
 	.sync = dev_sync,
@@ -1642,6 +1662,7 @@ const struct storage_ops storage_shadow_ops = {
 	.open = dev_open,
 	.close = dev_close,
 	.write = dev_write,
+	.write_flat = dev_write_flat,
 	.read = dev_read,
 	.free = dev_free,
 	.sync = dev_sync,

@@ -113,11 +113,13 @@ stripe_reserve_locked(struct mem_engine *m, struct mem_stripe *s, uint32_t size,
 	return off;
 }
 
+/* Store a record of size bytes: r encoded, or flat copied as it is. */
 static int
-mem_write(struct storage *st, const struct record *r, uint32_t size, storage_loc *loc)
+mem_store(struct storage *st, const struct digest *d, bool tombstone, const struct record *r,
+    const uint8_t *flat, uint32_t size, storage_loc *loc)
 {
 	struct mem_engine *m = st->priv;
-	uint32_t si = digest_spread(&r->digest) % m->n_stripes;
+	uint32_t si = digest_spread(d) % m->n_stripes;
 	struct mem_stripe *s = &m->stripes[si];
 	int64_t off;
 
@@ -125,12 +127,17 @@ mem_write(struct storage *st, const struct record *r, uint32_t size, storage_loc
 		return -EFBIG;
 	pthread_mutex_lock(&s->wt.lock);
 	off = stripe_reserve_locked(m, s, size, false,
-	    (r->flags & RECORD_F_TOMBSTONE) ? WBLOCK_FOR_DELETE : WBLOCK_FOR_WRITE);
+	    tombstone ? WBLOCK_FOR_DELETE : WBLOCK_FOR_WRITE);
 	if (off < 0) {
 		pthread_mutex_unlock(&s->wt.lock);
 		return (int)off;
 	}
-	long n = record_flat_encode(r, stripe_addr(m, s, (uint64_t)off), size);
+	long n = size;
+
+	if (r != NULL)
+		n = record_flat_encode(r, stripe_addr(m, s, (uint64_t)off), size);
+	else
+		memcpy(stripe_addr(m, s, (uint64_t)off), flat, size);
 	pthread_mutex_unlock(&s->wt.lock);
 	if (n < 0) {
 		/* The space stays reserved but holds no live record. */
@@ -139,6 +146,19 @@ mem_write(struct storage *st, const struct record *r, uint32_t size, storage_loc
 	}
 	*loc = storage_loc_make(si, (uint64_t)off, size);
 	return 0;
+}
+
+static int
+mem_write(struct storage *st, const struct record *r, uint32_t size, storage_loc *loc)
+{
+	return mem_store(st, &r->digest, (r->flags & RECORD_F_TOMBSTONE) != 0, r, NULL, size, loc);
+}
+
+static int
+mem_write_flat(struct storage *st, const uint8_t *flat, uint32_t size, storage_loc *loc)
+{
+	return mem_store(st, record_flat_digest(flat), (flat[9] & RECORD_F_TOMBSTONE) != 0, NULL,
+	    flat, size, loc);
 }
 
 static int
@@ -495,6 +515,7 @@ const struct storage_ops storage_memory_ops = {
 	.open = mem_open,
 	.close = mem_close,
 	.write = mem_write,
+	.write_flat = mem_write_flat,
 	.read = mem_read,
 	.free = mem_free,
 	.sync = mem_sync,

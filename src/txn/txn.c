@@ -217,17 +217,17 @@ stop_writes(struct namespace *ns)
 }
 
 /*
- * Store r and point the index at it.  Called with the record lock held.
- * e is the current entry (any state) or NULL.  On success the old copy's
- * space is released and *out_entry_attr (if non-NULL) is filled.
+ * Store r and point the index at it (namespace_apply, NS_APPLY_REPLACE:
+ * counts, set times, the old copy's space released).  Called with the
+ * record lock held.  e is the current entry (any state) or NULL.  On
+ * success *out (if non-NULL) is filled.
  */
 static int
 commit_record(struct namespace *ns, uint16_t set_id, struct index_entry *e, struct record *r,
     const struct entry_info *ci, bool durable, struct record_attr *out)
 {
-	struct index_partition *p = index_partition_of(ns->index, &r->digest);
 	size_t size = record_flat_size(r);
-	storage_loc loc, old_loc = 0;
+	storage_loc loc;
 	int rc;
 
 	if (size > ns->max_record_size) {
@@ -248,39 +248,17 @@ commit_record(struct namespace *ns, uint16_t set_id, struct index_entry *e, stru
 			return rc;
 		}
 	}
-	/* A record appearing in or leaving its set changes the set as a
-	 * directory (rename touches the target's set itself: a replaced target
-	 * stays visible). */
-	bool was_visible = entry_visible(e, clock_epoch_s());
-	bool is_visible = (r->flags & (RECORD_F_TOMBSTONE | RECORD_F_SET_MARKER)) == 0;
-	struct index_entry *fresh = NULL;
-	if (e == NULL) {
-		fresh = index_entry_alloc(ns->index, set_id, &r->digest, r->key, r->key_len);
-		if (fresh == NULL) {
-			storage_free(ns->storage, loc);
-			return -ENOMEM;
-		}
+	struct ns_apply a = { .mode = NS_APPLY_REPLACE, .set_id = set_id, .r = r, .info = ci,
+	    .loc = loc, .e = e };
+
+	rc = namespace_apply(ns, &a);
+	if (rc < 0) {
+		storage_free(ns->storage, loc);
+		return rc;
 	}
-	bool enter = true;
-	pthread_rwlock_wrlock(&p->lock);
-	if (e != NULL) {
-		old_loc = e->loc;
-		enter = namespace_entry_replace(ns, e, (r->flags & RECORD_F_TOMBSTONE) != 0,
-		    (r->flags & RECORD_F_SET_MARKER) != 0, storage_loc_size(old_loc), (uint32_t)size);
-	} else {
-		e = fresh;
-		index_insert_locked(p, e);
-	}
-	namespace_entry_fill(ns, e, r, ci, loc);
-	if (enter)
-		namespace_entry_count(ns, e, +1, (uint32_t)size);
+	/* The record lock keeps the entry as it is (entry_extra). */
 	if (out != NULL)
-		attr_from_entry(ns, e, out);
-	pthread_rwlock_unlock(&p->lock);
-	if (old_loc != 0)
-		storage_free(ns->storage, old_loc);
-	if (was_visible != is_visible && !(r->flags & RECORD_F_SET_MARKER))
-		set_times_touch(&ns->sets.sets[set_id], r->last_update_ms);
+		attr_from_entry(ns, a.e, out);
 	return 0;
 }
 

@@ -1205,6 +1205,59 @@ test_record_bin_names_are_short_without_dots(void **state)
 	assert_int_equal(record_bin_name_check("a\0b", 3), -EINVAL);
 }
 
+/*
+ * The conflict rule (record_version_cmp), row by row: what wins between two
+ * versions of a record, and that the answer is antisymmetric (b against a
+ * gives the opposite).  A tombstone is an ordinary version here: it wins or
+ * loses by its time and generation alone.
+ */
+static void
+test_record_version_cmp_table(void **state)
+{
+	(void)state;
+	static const struct {
+		const char *what;
+		struct record_version a, b;
+		int expect;   /* sign of record_version_cmp(a, b) */
+	} rows[] = {
+		{ "equal", { 1000, 5, false }, { 1000, 5, false }, 0 },
+		{ "later time wins", { 1001, 5, false }, { 1000, 5, false }, 1 },
+		{ "earlier time loses", { 999, 5, false }, { 1000, 5, false }, -1 },
+		{ "time wins over a higher generation", { 1001, 1, false }, { 1000, 9, false }, 1 },
+		{ "time wins over a generation just wrapped", { 1000, 65535, false }, { 999, 1, false }, 1 },
+		{ "same time: higher generation", { 1000, 6, false }, { 1000, 5, false }, 1 },
+		{ "same time: lower generation", { 1000, 4, false }, { 1000, 5, false }, -1 },
+		{ "same time: generation wrapped past 65535 to 1", { 1000, 1, false }, { 1000, 65535, false }, 1 },
+		{ "same time: 2 beats 65534", { 1000, 2, false }, { 1000, 65534, false }, 1 },
+		{ "same time: 32767 ahead is newer", { 1000, 32768, false }, { 1000, 1, false }, 1 },
+		{ "same time: 32768 apart is a tie", { 1000, 32769, false }, { 1000, 1, false }, 0 },
+		{ "same time: 32769 ahead is older", { 1000, 32770, false }, { 1000, 1, false }, -1 },
+		{ "tombstone after the live copy (same time, next generation)", { 1000, 8, false }, { 1000, 7, false }, 1 },
+		{ "tombstone with a reset generation, later time", { 2000, 1, false }, { 1000, 300, false }, 1 },
+		{ "same version: intact beats damaged", { 1000, 5, false }, { 1000, 5, true }, 1 },
+		{ "same version: damaged loses", { 1000, 5, true }, { 1000, 5, false }, -1 },
+		{ "both damaged: tie", { 1000, 5, true }, { 1000, 5, true }, 0 },
+		{ "damaged but newer wins", { 1001, 5, true }, { 1000, 5, false }, 1 },
+		{ "damaged with a higher generation wins", { 1000, 6, true }, { 1000, 5, false }, 1 },
+		{ "40-bit times compare whole", { 1ULL << 39, 1, false }, { (1ULL << 39) - 1, 2, false }, 1 },
+	};
+
+	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+		int ab = record_version_cmp(&rows[i].a, &rows[i].b);
+		int ba = record_version_cmp(&rows[i].b, &rows[i].a);
+		int sab = (ab > 0) - (ab < 0), sba = (ba > 0) - (ba < 0);
+
+		if (sab != rows[i].expect || sba != -rows[i].expect)
+			fail_msg("row %zu (%s): cmp(a, b) = %d, cmp(b, a) = %d, expected %d", i,
+			    rows[i].what, ab, ba, rows[i].expect);
+		/* The boolean form agrees for intact copies. */
+		if (!rows[i].a.damaged && !rows[i].b.damaged)
+			assert_int_equal(record_copy_is_newer(rows[i].a.generation,
+			    rows[i].a.last_update_ms, rows[i].b.generation, rows[i].b.last_update_ms),
+			    rows[i].expect > 0);
+	}
+}
+
 int
 main(void)
 {
@@ -1230,6 +1283,7 @@ main(void)
 		cmocka_unit_test(test_record_key_names_follow_path_rules),
 		cmocka_unit_test(test_record_set_names_follow_path_rules),
 		cmocka_unit_test(test_record_bin_names_are_short_without_dots),
+		cmocka_unit_test(test_record_version_cmp_table),
 	};
 
 	for (size_t i = 0; i < sizeof(blob_bytes); i++)

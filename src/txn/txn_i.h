@@ -45,6 +45,8 @@ struct node {
 void txn_network_cluster(struct txn_network *net, struct txn_cluster *out);
 /* network.c: txn_node_fabric_values and txn_node_peers of a started network. */
 void txn_network_values(struct txn_network *net, uint64_t *v);
+/* network.c: txn_node_fabric_latencies of a started network (NULL: all empty). */
+void txn_network_latencies(struct txn_network *net, struct histogram_snapshot *out);
 unsigned txn_network_peers(struct txn_network *net, struct txn_peer *out, unsigned max);
 
 /* The extra state of ns, or NULL for a namespace opened outside node_open. */

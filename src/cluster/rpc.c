@@ -42,6 +42,8 @@
 #define RPC_SLOT_NONE UINT32_MAX
 /* Nodes remembered as down (the fabric keeps at most 256 node ids). */
 #define RPC_DOWN_MAX 256
+/* An idle node expires kept answers this late at most, in batches. */
+#define RPC_EXPIRY_SLACK_MS 100
 /* The encoded fields around a body. */
 #define RPC_MSG_OVERHEAD 128
 
@@ -117,6 +119,7 @@ struct rpc {
 	struct rpc_entry *answered_head, *answered_tail;
 	size_t cache_bytes;
 	pthread_cond_t work_cv;         /* queued work, stop, or the next expiry */
+	bool expiry_waiter;             /* an idle worker waits for the next expiry */
 
 	pthread_t *workers;
 	unsigned n_started;
@@ -697,12 +700,17 @@ worker_main(void *arg)
 		expire_locked(rpc, now);
 		e = rpc->queue_head;
 		if (e == NULL) {
-			/* asleep, but awake when the oldest kept answer expires */
-			if (rpc->answered_head != NULL)
-				cond_wait_until(&rpc->work_cv, &rpc->lock,
-				    rpc->answered_head->answered_ns + window_ns(rpc));
-			else
+			/* asleep; one worker wakes when the oldest kept answer
+			 * expires (batched by RPC_EXPIRY_SLACK_MS), so an idle node
+			 * forgets them without traffic and without a wake per answer */
+			if (rpc->answered_head != NULL && !rpc->expiry_waiter) {
+				rpc->expiry_waiter = true;
+				cond_wait_until(&rpc->work_cv, &rpc->lock, rpc->answered_head->answered_ns +
+				    window_ns(rpc) + (uint64_t)RPC_EXPIRY_SLACK_MS * 1000000u);
+				rpc->expiry_waiter = false;
+			} else {
 				pthread_cond_wait(&rpc->work_cv, &rpc->lock);
+			}
 			continue;
 		}
 		rpc->queue_head = e->next;

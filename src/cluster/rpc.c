@@ -695,6 +695,7 @@ worker_main(void *arg)
 		struct rpc_op_entry op;
 		struct rpc_entry *e;
 		struct rpc_msg a;
+		uint64_t origin;
 		int rc;
 
 		expire_locked(rpc, now);
@@ -740,36 +741,42 @@ worker_main(void *arg)
 		a = (struct rpc_msg){ .kind = RPC_KIND_ANSWER, .incarnation = e->incarnation,
 			.request_id = e->request_id, .err = (uint32_t)-rc, .body = reply_buf,
 			.body_len = reply.len };
-		/* a lost answer (full queue, dropped connection): the retry gets the cached one */
-		(void)send_msg(rpc, e->origin, &a, send_buf, RPC_BODY_MAX + RPC_MSG_OVERHEAD);
+		origin = e->origin;
 
+		/* answered before the answer leaves: a copy arriving meanwhile
+		 * gets the kept answer, and the gauges are settled when the
+		 * caller has its answer */
 		pthread_mutex_lock(&rpc->lock);
 		free(e->req);
 		e->req = NULL;
 		rpc->in_progress--;
 		if (op.flags & RPC_HANDLER_IDEMPOTENT) {
 			entry_remove_locked(rpc, e);
-			continue;
-		}
-		e->state = ENTRY_ANSWERED;
-		e->err = (uint32_t)-rc;
-		e->answered_ns = clock_mono_ns();
-		if (reply.len > 0) {
-			if (rpc->cache_bytes + reply.len <= rpc->cache_bytes_max)
-				e->answer = malloc(reply.len);
-			if (e->answer != NULL) {
-				memcpy(e->answer, reply_buf, reply.len);
-				e->answer_len = reply.len;
-				rpc->cache_bytes += reply.len;
-			} else {
-				e->lost = true;
+		} else {
+			e->state = ENTRY_ANSWERED;
+			e->err = (uint32_t)-rc;
+			e->answered_ns = clock_mono_ns();
+			if (reply.len > 0) {
+				if (rpc->cache_bytes + reply.len <= rpc->cache_bytes_max)
+					e->answer = malloc(reply.len);
+				if (e->answer != NULL) {
+					memcpy(e->answer, reply_buf, reply.len);
+					e->answer_len = reply.len;
+					rpc->cache_bytes += reply.len;
+				} else {
+					e->lost = true;
+				}
 			}
+			if (rpc->answered_tail != NULL)
+				rpc->answered_tail->next = e;
+			else
+				rpc->answered_head = e;
+			rpc->answered_tail = e;
 		}
-		if (rpc->answered_tail != NULL)
-			rpc->answered_tail->next = e;
-		else
-			rpc->answered_head = e;
-		rpc->answered_tail = e;
+		pthread_mutex_unlock(&rpc->lock);
+		/* a lost answer (full queue, dropped connection): the retry gets the kept one */
+		(void)send_msg(rpc, origin, &a, send_buf, RPC_BODY_MAX + RPC_MSG_OVERHEAD);
+		pthread_mutex_lock(&rpc->lock);
 	}
 	pthread_mutex_unlock(&rpc->lock);
 	free(reply_buf);

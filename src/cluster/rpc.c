@@ -61,6 +61,8 @@ struct rpc_slot {
 	uint64_t retry_until_ns; /* no retransmission after this */
 	uint64_t next_retry_ns;
 	uint32_t retry_ms;
+	uint32_t copies;         /* copies sent (or being sent) */
+	uint32_t busy;           /* busy answers: each says one copy did not run */
 	uint32_t next_free;
 };
 
@@ -203,6 +205,19 @@ slot_fail_locked(struct rpc *rpc, struct rpc_slot *s, int rc)
 	pthread_cond_signal(&s->g->cv);
 }
 
+/*
+ * A copy counted in s->copies could not be queued.  Busy answers end a
+ * call only when every copy sent was refused (an answer does not say which
+ * copy it is for, and a later copy may have been taken and run).
+ */
+static void
+copy_not_sent_locked(struct rpc *rpc, struct rpc_slot *s)
+{
+	s->copies--;
+	if (!s->done && s->busy > 0 && s->busy >= s->copies)
+		slot_fail_locked(rpc, s, -EAGAIN);
+}
+
 /* Sends (again) the request of slot s, whose owner calls this without the lock. */
 static int
 slot_send(struct rpc *rpc, struct rpc_slot *s, uint64_t now, uint64_t deadline_ns)
@@ -310,6 +325,8 @@ rpc_group_send(struct rpc_group *g, uint64_t node_id, uint32_t op, const void *r
 	s->retry_until_ns = now + (uint64_t)transaction_max_ms(rpc) * 1000000u;
 	s->retry_ms = RPC_RETRY_MS;
 	s->next_retry_ns = now + (uint64_t)RPC_RETRY_MS * 1000000u;
+	s->copies = 1;
+	s->busy = 0;
 	g->slot[g->n] = idx;
 	g->ans[g->n] = ans;
 	g->n++;
@@ -317,17 +334,18 @@ rpc_group_send(struct rpc_group *g, uint64_t node_id, uint32_t op, const void *r
 
 	/* the slot is this thread's until rpc_group_wait frees it */
 	rc = slot_send(rpc, s, now, g->deadline_ns);
-	if (rc == -EHOSTUNREACH || rc == -EINVAL || rc == -EMSGSIZE) {
+	if (rc != 0) {
 		pthread_mutex_lock(&rpc->lock);
-		if (!s->done) {
+		copy_not_sent_locked(rpc, s);
+		if (!s->done && rc != -ENOBUFS) {
 			if (rc == -EHOSTUNREACH)
 				rpc->stats.calls_failed_fast++;
 			slot_fail_locked(rpc, s, rc);
 		}
 		pthread_mutex_unlock(&rpc->lock);
-		return rc;
+		/* -ENOBUFS: the node's queue is full; the retransmission tries again */
+		return rc == -ENOBUFS ? 0 : rc;
 	}
-	/* -ENOBUFS: the node's queue is full; the retransmission tries again */
 	return 0;
 }
 
@@ -336,6 +354,7 @@ rpc_group_wait(struct rpc_group *g)
 {
 	struct rpc *rpc = g->rpc;
 	struct rpc_slot *resend[RPC_GROUP_MAX];
+	bool unsent[RPC_GROUP_MAX];
 	int first = 0;
 
 	pthread_mutex_lock(&rpc->lock);
@@ -355,6 +374,7 @@ rpc_group_wait(struct rpc_group *g)
 				continue;
 			if (s->next_retry_ns <= now) {
 				resend[n_resend++] = s;
+				s->copies++;     /* before it can be answered */
 				s->retry_ms *= 2;
 				s->next_retry_ns = now + (uint64_t)s->retry_ms * 1000000u;
 				rpc->stats.retransmits++;
@@ -365,8 +385,11 @@ rpc_group_wait(struct rpc_group *g)
 		if (n_resend > 0) {
 			pthread_mutex_unlock(&rpc->lock);
 			for (unsigned i = 0; i < n_resend; i++)
-				(void)slot_send(rpc, resend[i], now, g->deadline_ns);
+				unsent[i] = slot_send(rpc, resend[i], now, g->deadline_ns) != 0;
 			pthread_mutex_lock(&rpc->lock);
+			for (unsigned i = 0; i < n_resend; i++)
+				if (unsent[i])
+					copy_not_sent_locked(rpc, resend[i]);
 			continue;
 		}
 		cond_wait_until(&g->cv, &rpc->lock, wake);
@@ -426,6 +449,11 @@ on_answer(struct rpc *rpc, uint64_t from, const struct rpc_msg *r)
 	if (s == NULL || r->incarnation != rpc->incarnation || s->id != r->request_id || s->done ||
 	    s->node != from) {
 		rpc->stats.late_answers++;
+		pthread_mutex_unlock(&rpc->lock);
+		return;
+	}
+	if (r->status == EAGAIN && ++s->busy < s->copies) {
+		/* this copy was refused; another one may still be taken */
 		pthread_mutex_unlock(&rpc->lock);
 		return;
 	}

@@ -204,7 +204,8 @@ void rpc_answer_release(struct rpc_answer *a);
  *   -ETIMEDOUT   no answer within the deadline (the request may have run)
  *   -EHOSTDOWN   the node is down (fabric) or rpc_node_down named it
  *   -EHOSTUNREACH the fabric never knew the node
- *   -EAGAIN      the node is busy (its queue or request table is full; not run)
+ *   -EAGAIN      the node is busy (its queue or request table is full; not
+ *                run: every copy sent was refused)
  *   -EOPNOTSUPP  the node has no handler for op (not run)
  *   -EIO         it ran, but its answer was lost and not kept
  *   -EMSGSIZE    len > RPC_BODY_MAX;  -EINVAL  bad op or node;

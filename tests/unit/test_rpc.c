@@ -444,6 +444,7 @@ struct raw {
 	size_t last_len;
 	int answer_twice;            /* requests get two identical answers */
 	int requests;
+	uint64_t req_incarnation, req_id;  /* of the last request */
 };
 
 static void
@@ -463,6 +464,8 @@ raw_on_msg(void *arg, uint64_t from, const struct fabric_msg *m)
 			memcpy(r->last_body, d.body, r->last_len);
 	} else {
 		r->requests++;
+		r->req_incarnation = d.incarnation;
+		r->req_id = d.request_id;
 	}
 	pthread_mutex_unlock(&r->lock);
 	if (d.kind == RPC_KIND_REQUEST && atomic_load_relaxed(&r->answer_twice)) {
@@ -509,6 +512,34 @@ raw_answers(struct raw *r)
 	v = r->answers;
 	pthread_mutex_unlock(&r->lock);
 	return v;
+}
+
+static int
+raw_requests(struct raw *r)
+{
+	int v;
+
+	pthread_mutex_lock(&r->lock);
+	v = r->requests;
+	pthread_mutex_unlock(&r->lock);
+	return v;
+}
+
+/* Answers the last request received, as the test says. */
+static void
+raw_answer(struct raw *r, uint64_t to, uint32_t status, const char *body)
+{
+	struct rpc_msg a = { .kind = RPC_KIND_ANSWER, .status = status,
+		.body = (const uint8_t *)body, .body_len = body != NULL ? strlen(body) : 0 };
+	struct fabric_msg_writer w;
+	uint8_t buf[256];
+
+	pthread_mutex_lock(&r->lock);
+	a.incarnation = r->req_incarnation;
+	a.request_id = r->req_id;
+	pthread_mutex_unlock(&r->lock);
+	assert_int_equal(rpc_msg_encode(&a, &w, buf, sizeof(buf)), 0);
+	assert_int_equal(fabric_send(r->f, to, &w), 0);
 }
 
 static void
@@ -637,6 +668,67 @@ test_rpc_retransmission_runs_once_and_a_doubled_answer_is_taken_once(void **stat
 	raw_down(&c);
 	node_down(&a);
 	node_down(&b);
+}
+
+struct bg_call {
+	struct rpc *rpc;
+	uint64_t to;
+	uint32_t deadline_ms;
+	int rc;
+	struct rpc_answer ans;
+};
+
+static void *
+bg_call_main(void *arg)
+{
+	struct bg_call *c = arg;
+
+	c->rc = rpc_call(c->rpc, c->to, RPC_OP_PING, "q", 1, c->deadline_ms, &c->ans);
+	return NULL;
+}
+
+/*
+ * Regression: a busy answer to the first copy of a request must not end
+ * the call while a later copy may have been taken (and run): the caller
+ * would take "busy, not run" for a request that ran.
+ */
+static void
+test_rpc_busy_answer_to_one_copy_does_not_hide_a_copy_that_ran(void **state)
+{
+	static struct node a;
+	static struct raw c;
+	struct bg_call call = { .to = 3, .deadline_ms = 3000 };
+	pthread_t t;
+
+	(void)state;
+	reset_globals();
+	node_up(&a, 1);
+	raw_up(&c, 3);
+	connect_nodes(a.f, 1, c.f, 3, c.port);
+	call.rpc = a.rpc;
+	assert_int_equal(pthread_create(&t, NULL, bg_call_main, &call), 0);
+	/* the first copy and the one sent again after 200 ms, both unanswered */
+	WAIT_FOR(raw_requests(&c) == 2);
+	raw_answer(&c, 1, EAGAIN, NULL);        /* one copy refused ... */
+	sleep_ms(100);
+	assert_int_equal(stats(&a).calls_in_flight, 1);
+	raw_answer(&c, 1, 0, "ran");            /* ... the other ran */
+	pthread_join(t, NULL);
+	assert_int_equal(call.rc, 0);
+	assert_int_equal(call.ans.len, 3);
+	assert_memory_equal(call.ans.body, "ran", 3);
+	rpc_answer_release(&call.ans);
+
+	/* every copy refused: busy */
+	call.rc = 1;
+	assert_int_equal(pthread_create(&t, NULL, bg_call_main, &call), 0);
+	WAIT_FOR(raw_requests(&c) == 4);
+	raw_answer(&c, 1, EAGAIN, NULL);
+	raw_answer(&c, 1, EAGAIN, NULL);
+	pthread_join(t, NULL);
+	assert_int_equal(call.rc, -EAGAIN);
+	raw_down(&c);
+	node_down(&a);
 }
 
 /* ---- failing fast -------------------------------------------------------------- */
@@ -1064,6 +1156,7 @@ main(void)
 		cmocka_unit_test(test_rpc_deadline_then_late_answer_is_dropped_not_given_to_the_next_call),
 		cmocka_unit_test(test_rpc_duplicate_request_runs_once_and_gets_the_cached_answer),
 		cmocka_unit_test(test_rpc_retransmission_runs_once_and_a_doubled_answer_is_taken_once),
+		cmocka_unit_test(test_rpc_busy_answer_to_one_copy_does_not_hide_a_copy_that_ran),
 		cmocka_unit_test(test_rpc_flood_is_answered_busy_with_bounded_state),
 		cmocka_unit_test(test_rpc_queued_request_past_its_deadline_is_not_run),
 		cmocka_unit_test(test_rpc_calls_past_calls_max_wait_for_a_slot),

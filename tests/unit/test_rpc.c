@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -39,7 +40,8 @@ enum {
 	OP_ERRNO = RPC_OP_TEST,      /* returns -(the u32 in the request) */
 	OP_SLOW,                     /* sleeps the u32 ms in the request (stops early on slow_abort), then "slow" */
 	OP_COUNT,                    /* counts its runs; answers the count */
-	OP_HOLD                      /* blocks until hold_release; counts its runs */
+	OP_HOLD,                     /* blocks until hold_release; counts its runs */
+	OP_BIG                       /* counts its runs; answers 1000 bytes */
 };
 
 static const uint8_t secret[] = "rpc-test-secret-0123456789abcdef";
@@ -57,11 +59,23 @@ static int slow_abort;        /* atomic */
 static int count_runs;        /* atomic */
 static int hold_release;      /* atomic */
 static int hold_runs;         /* atomic */
+static int big_runs;          /* atomic */
 
 static uint64_t
 now_ms(void)
 {
 	return clock_mono_ns() / 1000000;
+}
+
+/* CPU time of the whole process (every thread), in s. */
+static double
+cpu_s(void)
+{
+	struct rusage ru;
+
+	getrusage(RUSAGE_SELF, &ru);
+	return (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+	    (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
 }
 
 static void
@@ -149,6 +163,19 @@ op_hold(void *arg, uint64_t from, const uint8_t *req, size_t len, struct rpc_rep
 	return 0;
 }
 
+static int
+op_big(void *arg, uint64_t from, const uint8_t *req, size_t len, struct rpc_reply *reply)
+{
+	(void)arg;
+	(void)from;
+	(void)req;
+	(void)len;
+	atomic_inc(&big_runs);
+	memset(reply->buf, 'b', 1000);
+	reply->len = 1000;
+	return 0;
+}
+
 static void
 on_peer(void *arg, uint64_t node_id, bool up)
 {
@@ -178,6 +205,7 @@ node_up_cfg(struct node *n, uint64_t id, struct rpc_config *rc)
 	assert_int_equal(rpc_handler_set(n->rpc, OP_SLOW, 0, op_slow, NULL), 0);
 	assert_int_equal(rpc_handler_set(n->rpc, OP_COUNT, 0, op_count, NULL), 0);
 	assert_int_equal(rpc_handler_set(n->rpc, OP_HOLD, 0, op_hold, NULL), 0);
+	assert_int_equal(rpc_handler_set(n->rpc, OP_BIG, 0, op_big, NULL), 0);
 	assert_int_equal(rpc_handler_set(n->rpc, OP_COUNT, 0, op_count, NULL), -EEXIST);
 	assert_int_equal(rpc_handler_set(n->rpc, RPC_OPS_MAX, 0, op_count, NULL), -EINVAL);
 	assert_int_equal(fabric_start(n->f), 0);
@@ -240,6 +268,7 @@ reset_globals(void)
 	atomic_store_relaxed(&count_runs, 0);
 	atomic_store_relaxed(&hold_release, 0);
 	atomic_store_relaxed(&hold_runs, 0);
+	atomic_store_relaxed(&big_runs, 0);
 }
 
 /* ---- codec ----------------------------------------------------------------- */
@@ -439,7 +468,7 @@ struct raw {
 	uint16_t port;
 	pthread_mutex_t lock;
 	int answers;                 /* answers received; protected by lock */
-	uint32_t last_err;
+	uint32_t last_status, last_err;
 	uint8_t last_body[64];
 	size_t last_len;
 	int answer_twice;            /* requests get two identical answers */
@@ -458,6 +487,7 @@ raw_on_msg(void *arg, uint64_t from, const struct fabric_msg *m)
 	pthread_mutex_lock(&r->lock);
 	if (d.kind == RPC_KIND_ANSWER) {
 		r->answers++;
+		r->last_status = d.status;
 		r->last_err = d.err;
 		r->last_len = d.body_len < sizeof(r->last_body) ? d.body_len : sizeof(r->last_body);
 		if (d.body_len > 0)
@@ -602,6 +632,43 @@ test_rpc_duplicate_request_runs_once_and_gets_the_cached_answer(void **state)
 	assert_int_equal(sb.requests_duplicate, 3);
 	assert_int_equal(sb.requests_in_progress, 0);
 	assert_int_equal(sb.requests_kept, 4);            /* 77, 77', 78, 79: answered, kept */
+	raw_down(&c);
+	node_down(&b);
+}
+
+/* An answer too big for what is left of the answer cache is not kept, but
+ * the request is: a copy gets EIO ("ran, answer lost"), never a second run. */
+static void
+test_rpc_answer_too_big_to_keep_is_lost_but_never_run_twice(void **state)
+{
+	struct rpc_config tiny = { .cache_bytes_max = 1500 };
+	static struct node b;
+	static struct raw c;
+	int k = 0;
+
+	(void)state;
+	reset_globals();
+	node_up_cfg(&b, 2, &tiny);
+	raw_up(&c, 3);
+	connect_nodes(c.f, 3, b.f, 2, b.port);
+	/* 1000 bytes fit the 1500 once: the first answer is kept, the second is not */
+	raw_request(&c, 2, 0xabc, 1, OP_BIG, 0);
+	raw_request(&c, 2, 0xabc, 2, OP_BIG, 0);
+	WAIT_FOR(raw_answers(&c) == 2);
+	for (uint64_t id = 1; id <= 2; id++) {
+		raw_request(&c, 2, 0xabc, id, OP_BIG, 0);
+		WAIT_FOR(raw_answers(&c) == 3 + k);
+		k++;
+		pthread_mutex_lock(&c.lock);
+		if (id == 1) {
+			assert_int_equal(c.last_status, 0);      /* the kept answer again */
+			assert_int_equal(c.last_len, sizeof(c.last_body));
+		} else {
+			assert_int_equal(c.last_status, EIO);    /* ran, answer not kept */
+		}
+		pthread_mutex_unlock(&c.lock);
+	}
+	assert_int_equal(atomic_load_relaxed(&big_runs), 2);
 	raw_down(&c);
 	node_down(&b);
 }
@@ -923,6 +990,15 @@ test_rpc_flood_is_answered_busy_with_bounded_state(void **state)
 		rpc_answer_release(&x);
 		assert_int_equal(atomic_load_relaxed(&count_runs), 9);
 	}
+	/* idle with nothing kept: workers and callers asleep, no polling */
+	WAIT_FOR(stats(&b).requests_kept == 0);
+	{
+		double cpu0 = cpu_s();
+
+		sleep_ms(300);
+		printf("idle: %.1f ms CPU in 300 ms\n", (cpu_s() - cpu0) * 1000);
+		assert_true(cpu_s() - cpu0 < 0.010);
+	}
 	node_down(&a);
 	node_down(&b);
 }
@@ -1156,6 +1232,7 @@ main(void)
 		cmocka_unit_test(test_rpc_deadline_then_late_answer_is_dropped_not_given_to_the_next_call),
 		cmocka_unit_test(test_rpc_duplicate_request_runs_once_and_gets_the_cached_answer),
 		cmocka_unit_test(test_rpc_retransmission_runs_once_and_a_doubled_answer_is_taken_once),
+		cmocka_unit_test(test_rpc_answer_too_big_to_keep_is_lost_but_never_run_twice),
 		cmocka_unit_test(test_rpc_busy_answer_to_one_copy_does_not_hide_a_copy_that_ran),
 		cmocka_unit_test(test_rpc_flood_is_answered_busy_with_bounded_state),
 		cmocka_unit_test(test_rpc_queued_request_past_its_deadline_is_not_run),

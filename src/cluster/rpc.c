@@ -16,8 +16,8 @@
  * kept until they expire.
  *
  * One lock (rpc->lock) protects both sides; nothing blocks under it (no
- * handler runs and no message is sent while it is held, except the short
- * re-send of a cached answer).
+ * handler runs and no message is sent while it is held: a kept answer is
+ * copied out under it and sent after), so it is a leaf.
  *
  * Rejected: a retransmit thread scanning every few ms (Aerospike's): a
  * blocking caller's thread has nothing else to do and wakes exactly when

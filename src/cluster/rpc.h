@@ -16,8 +16,10 @@
  * answer that arrives after its call ended (deadline, failure) or a second
  * copy is dropped and counted (rpc_late_answers), never given to another
  * call.  A request not answered is sent again after RPC_RETRY_MS, then
- * doubling, until the deadline (a fabric connection that dropped loses
- * what was in flight); the other side runs it at most once.  A node that
+ * doubling, during the first transaction-max-ms of the call (a fabric
+ * connection that dropped loses what was in flight); the other side runs
+ * it at most once.  A busy answer ends the call only when every copy sent
+ * was answered busy (an answer does not say which copy it answers).  A node that
  * the fabric reports down, or that rpc_node_down() names, fails its calls
  * at once (-EHOSTDOWN), so the transaction layer can re-route well before
  * the deadline.  At most calls_max calls are in flight per node; a caller
@@ -42,6 +44,9 @@
  * Threads: rpc_call and the group functions from any thread but the
  * fabric's (they block); handlers on the workers; rpc_peer_event from the
  * fabric's peer callback; rpc_node_down and the getters from any thread.
+ * One lock guards both sides; it is a leaf: no handler runs, no message is
+ * sent and no caller waits while it is held (callers wait on their group's
+ * condition variable, which releases it).
  *
  * Errors: 0 or -errno.
  */
@@ -234,9 +239,11 @@ struct rpc_group {
 };
 
 void rpc_group_init(struct rpc *rpc, struct rpc_group *g, uint32_t deadline_ms);
-/* Starts one call; its outcome lands in *ans at rpc_group_wait.  Returns
- * 0, or the call's error at once (also in ans->rc); -ENOSPC past
- * RPC_GROUP_MAX calls. */
+/* Starts one call; its outcome lands in *ans at rpc_group_wait.  req must
+ * stay valid until rpc_group_wait returns (retransmissions send it again).
+ * Returns 0, or the call's error at once (also in ans->rc); -ENOSPC past
+ * RPC_GROUP_MAX calls.  May wait for a free call slot (calls_max), up to
+ * the group's deadline. */
 int rpc_group_send(struct rpc_group *g, uint64_t node_id, uint32_t op, const void *req, size_t len,
     struct rpc_answer *ans);
 /* Waits until every call ended or the deadline passed (those get

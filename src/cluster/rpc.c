@@ -114,6 +114,7 @@ struct rpc {
 	/* server side, protected by lock */
 	struct rpc_entry **hash;
 	size_t hash_mask;
+	uint64_t hash_salt;             /* random, drawn at create */
 	unsigned n_entries;
 	struct rpc_entry *queue_head, *queue_tail;
 	unsigned queue_len, in_progress;
@@ -523,7 +524,9 @@ rpc_node_down(struct rpc *rpc, uint64_t node_id)
 static size_t
 entry_hash(const struct rpc *rpc, uint64_t origin, uint64_t incarnation, uint64_t id)
 {
-	uint64_t h = origin * 0x9e3779b97f4a7c15ull ^ incarnation * 0xc2b2ae3d27d4eb4full ^ id;
+	/* salted: a peer cannot choose ids that all land in one bucket */
+	uint64_t h = (origin ^ rpc->hash_salt) * 0x9e3779b97f4a7c15ull ^
+	    incarnation * 0xc2b2ae3d27d4eb4full ^ id;
 
 	h ^= h >> 29;
 	h *= 0xbf58476d1ce4e5b9ull;
@@ -854,6 +857,7 @@ rpc_create(const struct rpc_config *cfg, struct rpc **out)
 	while (rpc->incarnation == 0)
 		if (getrandom(&rpc->incarnation, sizeof(rpc->incarnation), 0) != sizeof(rpc->incarnation))
 			rpc->incarnation = clock_mono_ns() ^ ((uint64_t)getpid() << 32);
+	rpc->hash_salt = rpc->incarnation * 0xd6e8feb86659fd93ull;
 	while (buckets < rpc->cache_max)
 		buckets <<= 1;
 	rpc->hash_mask = buckets - 1;

@@ -360,6 +360,31 @@ info_peers(struct sbuf *b)
 	free(p);
 }
 
+/* ---- partitions ------------------------------------------------------------------ */
+
+/* One line per partition and namespace:
+ * "ns=test pid=0 role=master state=S replicas=00..03,00..01". */
+static void
+info_partitions(struct sbuf *b)
+{
+	unsigned n_ns = node_namespace_count(recfsd.node);
+	struct txn_partition p;
+
+	for (unsigned i = 0; i < n_ns; i++) {
+		struct namespace *ns = node_namespace(recfsd.node, i);
+
+		for (uint32_t pid = 0; pid < PARTITION_COUNT && b->err == 0; pid++) {
+			if (txn_partition_get(ns, pid, &p) != 0)
+				break;
+			sbuf_printf(b, "ns=%s pid=%" PRIu32 " role=%s state=%c replicas=", namespace_name(ns),
+			    pid, p.am_master ? "master" : p.am_replica ? "prole" : "none", p.state);
+			for (unsigned k = 0; k < p.n_replicas; k++)
+				sbuf_printf(b, "%s%016" PRIx64, k ? "," : "", p.replicas[k]);
+			sbuf_add(b, "\n", 1);
+		}
+	}
+}
+
 /* ---- latencies ---------------------------------------------------------------- */
 
 /* "{test}-read.count=12" ... for one histogram. */
@@ -889,6 +914,9 @@ info_build(const struct inode *ino, char **out, size_t *len)
 		break;
 	case INFO_PEERS:
 		info_peers(&b);
+		break;
+	case INFO_PARTITIONS:
+		info_partitions(&b);
 		break;
 	case INFO_NAMESPACE:
 		txn_namespace_stats(ino->ns, info_stat_line, &b);

@@ -13,6 +13,8 @@
  *   /.info/cluster             the cluster as this node sees it
  *   /.info/peers               one line per other node known: heartbeat and
  *                              fabric connection (empty without network.seeds)
+ *   /.info/partitions          one line per partition of each namespace:
+ *                              this node's role and state, the replicas
  *   /.info/config/<section>/<name>, /.info/config/namespaces/<ns>/<name>
  *                              one file per configuration parameter
  *
@@ -43,7 +45,8 @@ struct handle;
 	X(LATENCIES,  "latencies") \
 	X(METRICS,    "metrics") \
 	X(CLUSTER,    "cluster") \
-	X(PEERS,      "peers")
+	X(PEERS,      "peers") \
+	X(PARTITIONS, "partitions")
 
 enum info_file {
 #define X(e, name) INFO_##e,

@@ -605,6 +605,7 @@ main(int argc, char *argv[])
 		goto out_log;
 	}
 	recfsd.node = node;
+	txn_node_id_set(node, strtoull(node_id, NULL, 16));
 	/* seeds given: the fabric and heartbeat (none: a single node, no socket) */
 	rc = txn_network_start(cfg, strtoull(node_id, NULL, 16), &network);
 	if (rc != 0) {

@@ -67,11 +67,36 @@ reply_value(fuse_req_t req, const void *value, size_t len, size_t size)
 	return 0;
 }
 
+/* Longest metadata text: user.recfs.replicas, 32 ids of 16 hex digits and commas. */
+#define META_TEXT_MAX (TXN_REPLICAS_MAX * 17)
+
+/* user.recfs.master and user.recfs.replicas: node ids as .info/cluster shows them. */
+static int
+placement_text(struct namespace *ns, const char *name, uint32_t pid, char *buf, size_t size)
+{
+	struct txn_partition p;
+	size_t off = 0;
+	int rc = txn_partition_get(ns, pid, &p);
+
+	if (rc != 0)
+		return rc == -ENOENT ? -ENODATA : rc;
+	if (strcmp(name, "master") == 0) {
+		snprintf(buf, size, "%016" PRIx64, p.master);
+		return 0;
+	}
+	buf[0] = '\0';
+	for (unsigned i = 0; i < p.n_replicas && off < size; i++)
+		off += (size_t)snprintf(buf + off, size - off, "%s%016" PRIx64, i ? "," : "", p.replicas[i]);
+	return 0;
+}
+
 /* Text of user.recfs.<name>; -ENODATA if no such metadata name. */
 static int
-meta_text(const char *name, const struct record_attr *a, char *buf, size_t size)
+meta_text(struct namespace *ns, const char *name, const struct record_attr *a, char *buf, size_t size)
 {
-	if (strcmp(name, "generation") == 0) {
+	if (strcmp(name, "master") == 0 || strcmp(name, "replicas") == 0) {
+		return placement_text(ns, name, a->partition, buf, size);
+	} else if (strcmp(name, "generation") == 0) {
 		snprintf(buf, size, "%u", (unsigned)a->generation);
 	} else if (strcmp(name, "ttl") == 0) {
 		uint32_t now = clock_epoch_s();
@@ -122,7 +147,7 @@ xattr_get(fuse_req_t req, struct inode *ino, const char *name, size_t size)
 {
 	const char *bin = name + XATTR_USER_LEN;
 	size_t len;
-	char text[64];
+	char text[META_TEXT_MAX + 1];
 	struct txn_record r;
 	const struct bin *b;
 	int rc;
@@ -137,7 +162,7 @@ xattr_get(fuse_req_t req, struct inode *ino, const char *name, size_t size)
 		rc = handle_attr_locked(ino, &a);
 		pthread_mutex_unlock(&ino->lock);
 		if (rc == 0)
-			rc = meta_text(bin + XATTR_META_LEN, &a, text, sizeof(text));
+			rc = meta_text(ino->ns, bin + XATTR_META_LEN, &a, text, sizeof(text));
 		return rc != 0 ? rc : reply_value(req, text, strlen(text), size);
 	}
 	len = strlen(bin);

@@ -8,6 +8,9 @@
  *   user.recfs.last_update records succeed)
  *   user.recfs.digest
  *   user.recfs.partition
+ *   user.recfs.master     the node id of the record's partition master
+ *   user.recfs.replicas   the node ids of its replicas, master first,
+ *                         comma-separated (16 hex digits each)
  *   user.recfs.ttl        remaining seconds, -1 = never expires; writing N > 0
  *                         sets a TTL of N seconds, 0 the namespace default,
  *                         -1 never

@@ -243,6 +243,12 @@
 	X(evict_void_time, GAUGE, "s", 0, \
 	    "Void time (s since 2010-01-01) below which the last eviction removed records; 0 = none yet.") \
 	X(nsup_cycle_duration, GAUGE, "ms", 0, "Duration of nsup's last expiration and eviction pass.") \
+	X(effective_replication_factor, GAUGE, "copies", 0, \
+	    "Copies of each record the cluster keeps now: replication-factor, capped at the nodes in the cluster (1 for a single node).") \
+	X(master_partitions, GAUGE, "partitions", 0, \
+	    "Partitions of the namespace (of 4096) this node is the master of.") \
+	X(prole_partitions, GAUGE, "partitions", 0, \
+	    "Partitions this node holds as a replica other than the master (Aerospike's prole).") \
 	STATISTICS_CLIENT(X)
 
 /* .info/sets/<ns>/<set> */

@@ -2,8 +2,8 @@
  * cluster.h - the cluster layer (docs/cluster.md).
  *
  * Sits on the fabric (and, later, the namespaces) and below txn/.  Today:
- * the mesh heartbeat and clustering.  The partition map, proxy/replication
- * and migration come in later steps.
+ * the mesh heartbeat and clustering; the partition table is partition.h.
+ * Proxy/replication and migration come in later steps.
  *
  * Heartbeat.  Every interval each node sends a pulse to every node it has
  * an authenticated fabric connection to: its node id, its fabric address,

@@ -404,6 +404,7 @@ clustering_start(struct clustering *c)
 	rc = pthread_create(&c->thread, NULL, clustering_thread, c);
 	if (rc != 0)
 		return -rc;
+	pthread_setname_np(c->thread, "clustering");
 	c->started = true;
 	return 0;
 }

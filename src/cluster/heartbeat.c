@@ -116,6 +116,7 @@ heartbeat_start(struct heartbeat *hb)
 
 	if (rc != 0)
 		return -rc;
+	pthread_setname_np(hb->thread, "heartbeat");
 	hb->started = true;
 	return 0;
 }

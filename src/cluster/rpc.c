@@ -912,6 +912,7 @@ rpc_start(struct rpc *rpc)
 		rc = pthread_create(&rpc->workers[rpc->n_started], NULL, worker_main, rpc);
 		if (rc != 0)
 			return -rc;
+		pthread_setname_np(rpc->workers[rpc->n_started], "rpc");
 		rpc->n_started++;
 	}
 	return 0;

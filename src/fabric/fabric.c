@@ -296,6 +296,7 @@ fabric_start(struct fabric *f)
 
 	if (rc != 0)
 		return -rc;
+	pthread_setname_np(f->thread, "fabric");
 	f->started = true;
 	return 0;
 }

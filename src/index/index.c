@@ -372,6 +372,61 @@ index_next_locked(struct index_partition *p, uint16_t set_id, const struct diges
 	return NULL;
 }
 
+/* Smallest entry of one tree after (set_id, *after), any set; the
+ * tree's first when after is NULL. */
+static struct index_entry *
+tree_after(struct index_entry *h, uint16_t set_id, const struct digest *after)
+{
+	struct index_entry *best = NULL;
+
+	while (h != NULL) {
+		if (after == NULL || entry_cmp(set_id, after, h) < 0) {
+			best = h;
+			h = h->left;
+		} else {
+			h = h->right;
+		}
+	}
+	return best;
+}
+
+int
+index_partition_walk(struct index *ix, uint32_t pid, struct index_walk_pos *pos,
+    int (*fn)(void *arg, const struct index_entry *e), void *arg, unsigned max)
+{
+	struct index_partition *p = &ix->partitions[pid];
+	unsigned s = pos->started ? index_sprig_of(&pos->last) : 0, n = 0;
+	const struct digest *after = pos->started ? &pos->last : NULL;
+	int rc = 0;
+
+	if (pos->done || max == 0)
+		return 0;
+	pthread_rwlock_rdlock(&p->lock);
+	while (n < max && s < INDEX_SPRIGS) {
+		struct index_entry *e = tree_after(atomic_load_relaxed(&p->sprigs[s]), pos->set_id,
+		    after);
+
+		if (e == NULL) {
+			/* This sprig is done: the next starts from its first entry. */
+			s++;
+			after = NULL;
+			continue;
+		}
+		pos->last = e->digest;
+		pos->set_id = e->set_id;
+		pos->started = true;
+		after = &pos->last;
+		n++;
+		rc = fn(arg, e);
+		if (rc != 0)
+			break;
+	}
+	pthread_rwlock_unlock(&p->lock);
+	if (s == INDEX_SPRIGS)
+		pos->done = true;
+	return rc < 0 ? rc : (int)n;
+}
+
 int
 index_key_compare(uint16_t set_a, const struct digest *a, uint16_t set_b, const struct digest *b)
 {

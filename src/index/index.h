@@ -173,6 +173,35 @@ void index_remove_locked(struct index_partition *p, struct index_entry *e);
 struct index_entry *index_next_locked(struct index_partition *p, uint16_t set_id,
     const struct digest *after);
 
+/*
+ * A position in a walk of one partition (index_partition_walk): a plain
+ * value the caller keeps between calls (zero it to start).
+ */
+struct index_walk_pos {
+	struct digest last;      /* the last entry visited (valid if started) */
+	uint16_t set_id;         /* its set id */
+	bool started;
+	bool done;               /* the partition has no entry after the position */
+};
+
+/*
+ * Visit up to max entries of partition pid after pos, whatever their set,
+ * tombstones and set markers included, in the partition's order (sprig,
+ * set id, digest), and advance pos past them.  Takes the partition lock
+ * shared for the call and none between calls, so the caller can drop
+ * everything, do work (send over the network) and resume: every entry
+ * present throughout a walk is visited exactly once, however many are
+ * created or deleted between calls (an entry created behind the position
+ * is not visited).  fn runs under the partition lock: it must not block
+ * or take the partition lock or a record lock; it returns 0 to go on, or
+ * non-zero to stop after this entry.
+ * Returns the number of entries visited (0: none was left), or fn's
+ * answer when it is negative; pos->done is set once the partition is
+ * exhausted.
+ */
+int index_partition_walk(struct index *ix, uint32_t pid, struct index_walk_pos *pos,
+    int (*fn)(void *arg, const struct index_entry *e), void *arg, unsigned max);
+
 /* The order index_next_locked walks a set in, within one partition:
  * < 0, 0, > 0. */
 int index_key_compare(uint16_t set_a, const struct digest *a, uint16_t set_b, const struct digest *b);

@@ -99,18 +99,11 @@ struct namespace {
 	uint64_t tombstones;                /* atomic */
 	struct ns_counters counters[SHARDS]; /* atomics, by thread: NS_COUNT_ADD, namespace_counters */
 
-	/* nsup (src/txn/nsup.c): expiration, eviction, stop-writes. */
-	bool stop_writes;                   /* atomic: writes fail with ENOSPC */
-	uint64_t stop_writes_checked_ns;    /* atomic: the write path's last full test
-	                                     * for stop-writes-avail-pct (txn.c) */
-	bool hwm_breached;                  /* atomic: used space above evict-used-pct */
-	uint32_t evict_void_time;           /* atomic: last eviction threshold (void time) */
-	uint64_t nsup_cycle_ms;             /* atomic: duration of the last pass */
-	pthread_t nsup_thread;
-	bool nsup_started;
-	bool nsup_stop;                     /* atomic; nsup_lock for the wake-up */
-	pthread_mutex_t nsup_lock;
-	pthread_cond_t nsup_cv;
+	/* The layer above's own per-namespace state (the transaction layer's:
+	 * latency histograms, nsup, the partition table), opaque here.  Set
+	 * once by the owner right after namespace_open, before any other
+	 * thread sees the namespace; read without a lock. */
+	void *owner;
 
 	/* The tomb raider (tomb_raider.c). */
 	pthread_t raider_thread;

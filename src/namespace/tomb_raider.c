@@ -21,6 +21,7 @@
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -81,6 +82,13 @@ raid_add(struct raid *r, const struct index_entry *e)
 	return 0;
 }
 
+/* Partition walk callback: collect the tombstones (set markers' too). */
+static int
+raid_collect(void *arg, const struct index_entry *e)
+{
+	return e->tombstone ? raid_add(arg, e) : 0;
+}
+
 /* Storage scan callback: a non-tombstone copy of a collected digest. */
 static void
 raid_seen(void *arg, const uint8_t *flat, uint32_t size)
@@ -102,17 +110,14 @@ raid_pass(struct namespace *ns)
 	struct raid r = { 0 };
 	uint64_t dropped = 0;
 
+	/* Every partition whole, in one walk call each (its lock held shared
+	 * meanwhile).  Out of memory: the tombstones collected so far are
+	 * still checked; the rest wait for the next pass. */
 	for (uint32_t pid = 0; pid < PARTITION_COUNT; pid++) {
-		struct index_partition *p = &ns->index->partitions[pid];
+		struct index_walk_pos pos = { 0 };
 
-		pthread_rwlock_rdlock(&p->lock);
-		uint32_t n_sets = atomic_load_acquire(&ns->sets.n);
-		for (uint32_t set_id = 0; set_id <= n_sets; set_id++)
-			for (struct index_entry *e = index_next_locked(p, (uint16_t)set_id, NULL); e != NULL;
-			    e = index_next_locked(p, (uint16_t)set_id, &e->digest))
-				if (e->tombstone && raid_add(&r, e) != 0)
-					break;
-		pthread_rwlock_unlock(&p->lock);
+		if (index_partition_walk(ns->index, pid, &pos, raid_collect, &r, UINT_MAX) < 0)
+			break;
 	}
 	if (r.n == 0)
 		goto out;
@@ -195,6 +200,7 @@ tomb_raider_start(struct namespace *ns)
 	rc = pthread_create(&ns->raider_thread, NULL, raider_main, ns);
 	if (rc != 0)
 		return -rc;
+	pthread_setname_np(ns->raider_thread, "tomb-raider");
 	ns->raider_started = true;
 	return 0;
 }

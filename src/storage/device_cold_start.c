@@ -354,7 +354,9 @@ device_cold_start(struct storage *st, struct dev_engine *e)
 			struct scan_part *sp = &parts[i][k];
 
 			sp->started = pthread_create(&sp->thread, NULL, scan_main, sp) == 0;
-			if (!sp->started)
+			if (sp->started)
+				pthread_setname_np(sp->thread, "cold-start");
+			else
 				scan_main(sp);  /* this thread does that share */
 		}
 	}

@@ -1364,6 +1364,8 @@ dev_open(struct storage *st)
 			goto fail;
 		/* Without the thread the first writes fault the pool in. */
 		e->prefault_started = pthread_create(&e->prefault_thread, NULL, prefault_main, e) == 0;
+		if (e->prefault_started)
+			pthread_setname_np(e->prefault_thread, "prefault");
 	}
 	rc = device_cold_start(st, e);
 	if (e->prefault_started) {
@@ -1401,10 +1403,12 @@ dev_open(struct storage *st)
 		rc = -pthread_create(&d->io_thread, NULL, io_main, d);
 		if (rc != 0)
 			goto fail;
+		pthread_setname_np(d->io_thread, "wblock-io");
 		d->io_started = true;
 		rc = -pthread_create(&d->defrag_thread, NULL, defrag_main, d);
 		if (rc != 0)
 			goto fail;
+		pthread_setname_np(d->defrag_thread, "defrag");
 		d->defrag_started = true;
 	}
 	/* The owner finishes the cold start (tombstones, expired records): the

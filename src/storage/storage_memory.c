@@ -401,6 +401,7 @@ mem_open(struct storage *st)
 		rc = -rc;
 		goto fail;
 	}
+	pthread_setname_np(m->defrag_thread, "defrag");
 	m->defrag_started = true;
 	log_info("storage", "{%s} memory engine: %llu bytes in %u stripes of %u wblocks of %u bytes",
 	    st->ns_name, (unsigned long long)m->stripe_bytes * m->n_stripes, m->n_stripes,

@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,7 +28,50 @@ struct txn_network {
 	struct clustering *clustering;
 	struct rpc *rpc;
 	uint8_t secret[FABRIC_SECRET_MAX];
+
+	/* The node whose partition tables follow the successions (txn_network_attach). */
+	pthread_mutex_t attach_lock;  /* the two fields below; before clustering's lock */
+	struct node *node;
+	int64_t applied;              /* cluster_state.changes last applied, -1: none */
 };
+
+/*
+ * Clustering's observer (fabric or clustering thread, no clustering lock
+ * held): the attached node's partition tables for the installed succession.
+ * A change the attach already covered (its state_get saw it or a later
+ * one) is skipped, so the tables never go back to an older succession.
+ */
+static void
+network_on_cluster_change(void *arg, const struct cluster_state *st)
+{
+	struct txn_network *n = arg;
+
+	pthread_mutex_lock(&n->attach_lock);
+	if (n->node != NULL && (int64_t)st->changes > n->applied) {
+		txn_node_partitions_rebuild(n->node, st->succession, st->n, st->cluster_key);
+		n->applied = (int64_t)st->changes;
+	}
+	pthread_mutex_unlock(&n->attach_lock);
+}
+
+void
+txn_network_attach(struct txn_network *n, struct node *node)
+{
+	struct cluster_state *st = node != NULL ? malloc(sizeof(*st)) : NULL;
+
+	pthread_mutex_lock(&n->attach_lock);
+	n->node = node;
+	n->applied = -1;
+	if (st != NULL) {
+		clustering_state_get(n->clustering, st);
+		txn_node_partitions_rebuild(node, st->succession, st->n, st->cluster_key);
+		n->applied = (int64_t)st->changes;
+	} else if (node != NULL) {
+		log_error("network", "out of memory: the partition tables wait for the next cluster change");
+	}
+	pthread_mutex_unlock(&n->attach_lock);
+	free(st);
+}
 
 /* The fabric's peer callback (fabric thread): a node gone fails its rpc
  * calls at once instead of at their deadline. */
@@ -98,6 +142,8 @@ txn_network_start(const struct recfs_config *cfg, uint64_t node_id, struct txn_n
 	n = calloc(1, sizeof(*n));
 	if (n == NULL)
 		return -ENOMEM;
+	pthread_mutex_init(&n->attach_lock, NULL);
+	n->applied = -1;
 	rc = fabric_secret_load(cfg->cluster_secret_file, n->secret, &fc.secret_len);
 	if (rc != 0)
 		goto fail;
@@ -115,6 +161,9 @@ txn_network_start(const struct recfs_config *cfg, uint64_t node_id, struct txn_n
 	cc.fabric = n->fabric;
 	cc.heartbeat = n->heartbeat;
 	rc = clustering_create(&cc, &n->clustering);
+	if (rc != 0)
+		goto fail;
+	rc = clustering_observer_add(n->clustering, network_on_cluster_change, n);
 	if (rc != 0)
 		goto fail;
 	rc_cfg.fabric = n->fabric;
@@ -191,6 +240,7 @@ txn_network_stop(struct txn_network *n)
 	clustering_destroy(n->clustering);
 	heartbeat_destroy(n->heartbeat);
 	memset(n->secret, 0, sizeof(n->secret));
+	pthread_mutex_destroy(&n->attach_lock);
 	free(n);
 }
 

@@ -15,11 +15,9 @@
  * Rejected: a timer in the daemon (the engine is also embedded by
  * recfs-bench and tests, which should log the same lines).
  *
- * Latency histograms per namespace live in a txn_ns_extra found through a
- * small registry keyed by the namespace's address: struct namespace belongs
- * to namespace/, and the txn_* functions take only the namespace.
- * Rejected: a global array indexed by the namespace's config index (two
- * nodes in one process, as in tests, would mix their histograms).
+ * What the transaction layer keeps per namespace (latency histograms, nsup)
+ * is a struct txn_namespace (txn_i.h) that node_open hangs on the
+ * namespace's owner pointer and node_close frees.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -34,58 +32,6 @@
 #include "../base/clock.h"
 #include "../base/log.h"
 #include "txn_i.h"
-
-/* ---- the registry of per-namespace extras ------------------------------- */
-
-#define REGISTRY_MAX 256
-
-static struct txn_ns_extra *registry[REGISTRY_MAX];   /* atomic pointers */
-static unsigned registry_used;                        /* atomic: slots ever used */
-static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER; /* writers */
-
-static int
-registry_add(struct txn_ns_extra *x)
-{
-	int rc = -ENOSPC;
-
-	pthread_mutex_lock(&registry_lock);
-	for (unsigned i = 0; i < REGISTRY_MAX; i++) {
-		if (atomic_load_relaxed(&registry[i]) == NULL) {
-			atomic_store_release(&registry[i], x);
-			if (i >= atomic_load_relaxed(&registry_used))
-				atomic_store_release(&registry_used, i + 1);
-			rc = 0;
-			break;
-		}
-	}
-	pthread_mutex_unlock(&registry_lock);
-	return rc;
-}
-
-static void
-registry_remove(struct txn_ns_extra *x)
-{
-	pthread_mutex_lock(&registry_lock);
-	for (unsigned i = 0; i < REGISTRY_MAX; i++)
-		if (atomic_load_relaxed(&registry[i]) == x)
-			atomic_store_release(&registry[i], NULL);
-	pthread_mutex_unlock(&registry_lock);
-}
-
-struct txn_ns_extra *
-txn_ns_extra(const struct namespace *ns)
-{
-	unsigned n = atomic_load_acquire(&registry_used);
-
-	/* A handful of namespaces: a scan beats any hashing. */
-	for (unsigned i = 0; i < n; i++) {
-		struct txn_ns_extra *x = atomic_load_acquire(&registry[i]);
-
-		if (x != NULL && x->ns == ns)
-			return x;
-	}
-	return NULL;
-}
 
 /* ---- the ticker ----------------------------------------------------------- */
 
@@ -130,9 +76,22 @@ ticker_main(void *arg)
 void
 txn_node_network_set(struct node *node, struct txn_network *net)
 {
+	struct txn_network *old;
+	uint64_t self;
+
 	pthread_mutex_lock(&node->network_lock);
+	old = node->network;
 	node->network = net;
 	pthread_mutex_unlock(&node->network_lock);
+	/* The partition tables follow the attached network's successions, or
+	 * this node alone without one. */
+	if (old != NULL && old != net)
+		txn_network_attach(old, NULL);
+	if (net != NULL) {
+		txn_network_attach(net, node);
+	} else if ((self = atomic_load_relaxed(&node->node_id)) != 0) {
+		txn_node_partitions_rebuild(node, &self, 1, 0);
+	}
 }
 
 bool
@@ -229,6 +188,7 @@ ticker_start(struct node *node)
 	rc = pthread_create(&node->ticker_thread, NULL, ticker_main, node);
 	if (rc != 0)
 		return -rc;
+	pthread_setname_np(node->ticker_thread, "ticker");
 	node->ticker_started = true;
 	return 0;
 }
@@ -264,7 +224,7 @@ node_open(struct node **out, struct recfs_config *cfg)
 	pthread_mutex_init(&node->network_lock, NULL);
 	for (unsigned i = 0; i < cfg->n_namespaces; i++) {
 		/* Histograms are 64-byte aligned (one shard per cache line). */
-		struct txn_ns_extra *x = aligned_alloc(64, (sizeof(*x) + 63) & ~(size_t)63);
+		struct txn_namespace *x = aligned_alloc(64, (sizeof(*x) + 63) & ~(size_t)63);
 
 		if (x == NULL) {
 			rc = -ENOMEM;
@@ -282,12 +242,12 @@ node_open(struct node **out, struct recfs_config *cfg)
 		}
 		node->namespaces[i]->root_cfg = cfg;
 		node->namespaces[i]->cfg_index = (int)i;
-		x->ns = node->namespaces[i];
-		node->extra[i] = x;
+		node->namespaces[i]->owner = x;
 		node->n_namespaces++;
-		rc = registry_add(x);
+		rc = txn_partitions_open(node, i);
 		if (rc != 0) {
-			log_error("node", "too many namespaces open in one process");
+			log_error("node", "namespace %s: cannot create its partition table: %s",
+			    cfg->ns[i].name, recfs_strerror(rc));
 			goto fail;
 		}
 		rc = nsup_start(node->namespaces[i]);
@@ -316,12 +276,14 @@ node_close(struct node *node, bool clean)
 		return;
 	ticker_stop(node);
 	for (unsigned i = 0; i < node->n_namespaces; i++) {
+		struct txn_namespace *x = txn_namespace_of(node->namespaces[i]);
+
 		nsup_stop(node->namespaces[i]);
 		if (clean)
 			txn_sets_store_times(node->namespaces[i]);
 		namespace_close(node->namespaces[i], clean);
-		registry_remove(node->extra[i]);
-		free(node->extra[i]);
+		txn_partitions_close(x);
+		free(x);
 	}
 	pthread_mutex_destroy(&node->config_lock);
 	pthread_mutex_destroy(&node->network_lock);
@@ -539,10 +501,13 @@ txn_namespace_values(struct namespace *ns, uint64_t v[STAT_NS_COUNT])
 	v[STAT_NS_cold_start_torn_writes] = atomic_load_relaxed(&ns->cold_start_torn_writes);
 	v[STAT_NS_tombstones_reclaimed] = atomic_load_relaxed(&ns->tombstones_reclaimed);
 	v[STAT_NS_tomb_raider_passes] = atomic_load_relaxed(&ns->raider_passes);
-	v[STAT_NS_stop_writes] = atomic_load_relaxed(&ns->stop_writes);
-	v[STAT_NS_hwm_breached] = atomic_load_relaxed(&ns->hwm_breached);
-	v[STAT_NS_evict_void_time] = atomic_load_relaxed(&ns->evict_void_time);
-	v[STAT_NS_nsup_cycle_duration] = atomic_load_relaxed(&ns->nsup_cycle_ms);
+	struct txn_namespace *tn = txn_namespace_of(ns);
+
+	v[STAT_NS_stop_writes] = atomic_load_relaxed(&tn->stop_writes);
+	v[STAT_NS_hwm_breached] = atomic_load_relaxed(&tn->hwm_breached);
+	v[STAT_NS_evict_void_time] = atomic_load_relaxed(&tn->evict_void_time);
+	v[STAT_NS_nsup_cycle_duration] = atomic_load_relaxed(&tn->nsup_cycle_ms);
+	txn_partition_values(ns, v);
 	struct ns_counters c;
 
 	namespace_counters(ns, &c);
@@ -586,14 +551,10 @@ txn_namespace_stats(struct namespace *ns, txn_stat_fn fn, void *arg)
 void
 txn_namespace_latencies(struct namespace *ns, struct histogram_snapshot out[STAT_LAT_NS_COUNT])
 {
-	struct txn_ns_extra *x = txn_ns_extra(ns);
+	struct txn_namespace *x = txn_namespace_of(ns);
 
-	for (unsigned i = 0; i < STAT_LAT_NS_COUNT; i++) {
-		if (x != NULL)
-			histogram_read(&x->latency[i], &out[i]);
-		else
-			memset(&out[i], 0, sizeof(out[i]));
-	}
+	for (unsigned i = 0; i < STAT_LAT_NS_COUNT; i++)
+		histogram_read(&x->latency[i], &out[i]);
 }
 
 void

@@ -29,6 +29,7 @@
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -47,33 +48,33 @@ struct nsup_victim {
 	uint16_t set_id;
 };
 
-/* Collect up to max victims of one partition: expired entries, or (when
- * evict_below != 0) entries with a void time before evict_below. */
-static size_t
-collect(struct namespace *ns, uint32_t pid, uint32_t now, uint32_t evict_below,
-    struct nsup_victim *out, size_t max)
-{
-	struct index_partition *p = &ns->index->partitions[pid];
-	uint32_t n_sets = atomic_load_acquire(&ns->sets.n);
-	size_t n = 0;
+struct nsup_collect {
+	uint32_t now, evict_below;
+	struct nsup_victim *out;
+	size_t n;
+};
 
-	pthread_rwlock_rdlock(&p->lock);
-	for (uint32_t set_id = 0; set_id <= n_sets && n < max; set_id++)
-		for (struct index_entry *e = index_next_locked(p, (uint16_t)set_id, NULL);
-		    e != NULL && n < max; e = index_next_locked(p, (uint16_t)set_id, &e->digest)) {
-			if (e->tombstone || e->set_marker || e->void_time == 0)
-				continue;
-			if (e->void_time <= now || (evict_below != 0 && e->void_time < evict_below)) {
-				out[n].digest = e->digest;
-				out[n].set_id = e->set_id;
-				n++;
-			}
-		}
-	pthread_rwlock_unlock(&p->lock);
-	return n;
+/* Walk callback (partition lock held): note an expired entry, or (when
+ * evict_below != 0) one with a void time before evict_below. */
+static int
+collect_one(void *arg, const struct index_entry *e)
+{
+	struct nsup_collect *c = arg;
+
+	if (e->tombstone || e->set_marker || e->void_time == 0)
+		return 0;
+	if (e->void_time <= c->now || (c->evict_below != 0 && e->void_time < c->evict_below)) {
+		c->out[c->n].digest = e->digest;
+		c->out[c->n].set_id = e->set_id;
+		c->n++;
+	}
+	return 0;
 }
 
-/* One pass over the index; returns records reclaimed. */
+/* One pass over the index; returns records reclaimed.  Each partition is
+ * walked NSUP_BATCH entries at a time (so at most NSUP_BATCH victims),
+ * which are reclaimed with no partition lock held before the walk goes on
+ * from where it stopped. */
 static uint64_t
 reclaim_pass(struct namespace *ns, uint32_t evict_below, bool *stop)
 {
@@ -81,23 +82,65 @@ reclaim_pass(struct namespace *ns, uint32_t evict_below, bool *stop)
 	uint64_t done = 0;
 
 	for (uint32_t pid = 0; pid < PARTITION_COUNT && !atomic_load_relaxed(stop); pid++) {
-		size_t n;
+		struct index_walk_pos pos = { 0 };
 
-		do {
-			uint32_t now = clock_epoch_s();
+		while (!pos.done && !atomic_load_relaxed(stop)) {
+			struct nsup_collect c = { .now = clock_epoch_s(), .evict_below = evict_below,
+			    .out = batch };
 
-			n = collect(ns, pid, now, evict_below, batch, NSUP_BATCH);
-			for (size_t i = 0; i < n; i++) {
-				int rc = txn_reclaim(ns, batch[i].set_id, &batch[i].digest, now, evict_below);
+			if (index_partition_walk(ns->index, pid, &pos, collect_one, &c, NSUP_BATCH) == 0)
+				break;
+			for (size_t i = 0; i < c.n; i++) {
+				int rc = txn_reclaim(ns, batch[i].set_id, &batch[i].digest, c.now,
+				    evict_below);
 
 				if (rc > 0)
 					done++;
 				else if (rc < 0)
 					log_warn("nsup", "{%s} reclaim failed: %s", ns->name, recfs_strerror(rc));
 			}
-		} while (n == NSUP_BATCH);
+		}
 	}
 	return done;
+}
+
+/* Eviction's histogram of void times: pass 1 finds the latest (max_void),
+ * pass 2 adds each candidate's bytes to its bucket. */
+struct nsup_hist {
+	uint32_t now, max_void;
+	uint64_t width;          /* pass 2: seconds per bucket; 0 in pass 1 */
+	uint64_t *bytes;
+	uint64_t candidates;
+};
+
+static int
+hist_one(void *arg, const struct index_entry *e)
+{
+	struct nsup_hist *h = arg;
+
+	if (e->tombstone || e->set_marker || e->void_time == 0)
+		return 0;
+	if (h->width == 0) {
+		if (e->void_time > h->max_void)
+			h->max_void = e->void_time;
+		return 0;
+	}
+	uint64_t b = e->void_time > h->now ? (e->void_time - h->now) / h->width : 0;
+	h->bytes[b < NSUP_HIST_BUCKETS ? b : NSUP_HIST_BUCKETS - 1] += storage_loc_size(e->loc);
+	h->candidates++;
+	return 0;
+}
+
+/* Both passes visit every entry, one partition per walk call (the
+ * partition lock held shared for it, as a listing does). */
+static void
+hist_pass(struct namespace *ns, struct nsup_hist *h)
+{
+	for (uint32_t pid = 0; pid < PARTITION_COUNT; pid++) {
+		struct index_walk_pos pos = { 0 };
+
+		(void)index_partition_walk(ns->index, pid, &pos, hist_one, h, UINT_MAX);
+	}
 }
 
 /* The void time below which records must go to free `need` bytes, or 0
@@ -106,44 +149,17 @@ static uint32_t
 eviction_threshold(struct namespace *ns, uint64_t need)
 {
 	uint64_t *bytes = calloc(NSUP_HIST_BUCKETS, sizeof(*bytes));
-	uint32_t now = clock_epoch_s(), max_void = now, threshold = 0;
-	uint64_t candidates = 0;
+	uint32_t now = clock_epoch_s(), threshold = 0;
+	struct nsup_hist h = { .now = now, .max_void = now, .bytes = bytes };
 
 	if (bytes == NULL)
 		return 0;
-	/* Pass 1: the range of void times. */
-	for (uint32_t pid = 0; pid < PARTITION_COUNT; pid++) {
-		struct index_partition *p = &ns->index->partitions[pid];
-		uint32_t n_sets = atomic_load_acquire(&ns->sets.n);
-
-		pthread_rwlock_rdlock(&p->lock);
-		for (uint32_t set_id = 0; set_id <= n_sets; set_id++)
-			for (struct index_entry *e = index_next_locked(p, (uint16_t)set_id, NULL); e != NULL;
-			    e = index_next_locked(p, (uint16_t)set_id, &e->digest))
-				if (!e->tombstone && !e->set_marker && e->void_time > max_void)
-					max_void = e->void_time;
-		pthread_rwlock_unlock(&p->lock);
-	}
-	uint64_t width = ((uint64_t)max_void - now) / NSUP_HIST_BUCKETS + 1;
-	/* Pass 2: bytes per bucket. */
-	for (uint32_t pid = 0; pid < PARTITION_COUNT; pid++) {
-		struct index_partition *p = &ns->index->partitions[pid];
-		uint32_t n_sets = atomic_load_acquire(&ns->sets.n);
-
-		pthread_rwlock_rdlock(&p->lock);
-		for (uint32_t set_id = 0; set_id <= n_sets; set_id++)
-			for (struct index_entry *e = index_next_locked(p, (uint16_t)set_id, NULL); e != NULL;
-			    e = index_next_locked(p, (uint16_t)set_id, &e->digest)) {
-				if (e->tombstone || e->set_marker || e->void_time == 0)
-					continue;
-				uint64_t b = e->void_time > now ? (e->void_time - now) / width : 0;
-				bytes[b < NSUP_HIST_BUCKETS ? b : NSUP_HIST_BUCKETS - 1] += storage_loc_size(e->loc);
-				candidates++;
-			}
-		pthread_rwlock_unlock(&p->lock);
-	}
+	hist_pass(ns, &h);                 /* pass 1: the range of void times */
+	uint64_t width = ((uint64_t)h.max_void - now) / NSUP_HIST_BUCKETS + 1;
+	h.width = width;
+	hist_pass(ns, &h);                 /* pass 2: bytes per bucket */
 	uint64_t sum = 0;
-	for (uint32_t b = 0; b < NSUP_HIST_BUCKETS && candidates > 0; b++) {
+	for (uint32_t b = 0; b < NSUP_HIST_BUCKETS && h.candidates > 0; b++) {
 		sum += bytes[b];
 		if (sum >= need || b == NSUP_HIST_BUCKETS - 1) {
 			threshold = (uint32_t)(now + (b + 1) * width);
@@ -157,6 +173,7 @@ eviction_threshold(struct namespace *ns, uint64_t need)
 static bool
 check_stop_writes(struct namespace *ns, const struct storage_stats *ss)
 {
+	struct txn_namespace *tn = txn_namespace_of(ns);
 	uint32_t used_pct = ss->total_bytes ? (uint32_t)(ss->used_bytes * 100 / ss->total_bytes) : 0;
 	uint32_t max_used = atomic_load_relaxed(&ns->cfg->stop_writes_used_pct);
 	uint32_t min_avail = atomic_load_relaxed(&ns->cfg->stop_writes_avail_pct);
@@ -170,7 +187,7 @@ check_stop_writes(struct namespace *ns, const struct storage_stats *ss)
 	if (avail_pct < ss->avail_pct)
 		avail_pct = ss->avail_pct;
 	bool stop = (max_used > 0 && used_pct >= max_used) || (min_avail > 0 && avail_pct < min_avail);
-	bool was = atomic_exchange_relaxed(&ns->stop_writes, stop);
+	bool was = atomic_exchange_relaxed(&tn->stop_writes, stop);
 
 	if (stop && !was)
 		log_warn("nsup", "{%s} stop-writes: used %u%% (stop-writes-used-pct %u), avail %u%% "
@@ -194,17 +211,18 @@ nsup_stop_writes_check(struct namespace *ns)
 static void
 nsup_cycle(struct namespace *ns)
 {
+	struct txn_namespace *tn = txn_namespace_of(ns);
 	struct storage_stats ss;
 	uint64_t start = clock_mono_ns();
 
-	uint64_t expired = reclaim_pass(ns, 0, &ns->nsup_stop);
+	uint64_t expired = reclaim_pass(ns, 0, &tn->nsup_stop);
 	NS_COUNT_ADD(ns, expired_objects, expired);
 
 	storage_stats(ns->storage, &ss);
 	uint32_t evict_pct = atomic_load_relaxed(&ns->cfg->evict_used_pct);
 	uint64_t limit = ss.total_bytes * evict_pct / 100;
 	bool breached = evict_pct > 0 && ss.used_bytes > limit;
-	atomic_store_relaxed(&ns->hwm_breached, breached);
+	atomic_store_relaxed(&tn->hwm_breached, breached);
 	if (breached) {
 		/* Free what is over the mark, plus 1% of the space so the next
 		 * writes do not cross it again at once. */
@@ -215,14 +233,14 @@ nsup_cycle(struct namespace *ns)
 			log_warn("nsup", "{%s} used space %" PRIu64 " bytes exceeds evict-used-pct %u%% "
 			    "but no record has a TTL: nothing to evict", ns->name, ss.used_bytes, evict_pct);
 		} else {
-			atomic_store_relaxed(&ns->evict_void_time, below);
-			uint64_t evicted = reclaim_pass(ns, below, &ns->nsup_stop);
+			atomic_store_relaxed(&tn->evict_void_time, below);
+			uint64_t evicted = reclaim_pass(ns, below, &tn->nsup_stop);
 			NS_COUNT_ADD(ns, evicted_objects, evicted);
 			log_info("nsup", "{%s} evicted %" PRIu64 " records expiring before %u s from now",
 			    ns->name, evicted, below - clock_epoch_s());
 		}
 	}
-	atomic_store_relaxed(&ns->nsup_cycle_ms, (clock_mono_ns() - start) / 1000000);
+	atomic_store_relaxed(&tn->nsup_cycle_ms, (clock_mono_ns() - start) / 1000000);
 	if (expired > 0)
 		log_info("nsup", "{%s} expired %" PRIu64 " records", ns->name, expired);
 }
@@ -231,14 +249,15 @@ static void *
 nsup_main(void *arg)
 {
 	struct namespace *ns = arg;
+	struct txn_namespace *tn = txn_namespace_of(ns);
 	uint64_t last_cycle = clock_mono_ns();
 
-	pthread_mutex_lock(&ns->nsup_lock);
-	while (!atomic_load_relaxed(&ns->nsup_stop)) {
+	pthread_mutex_lock(&tn->nsup_lock);
+	while (!atomic_load_relaxed(&tn->nsup_stop)) {
 		struct timespec ts;
 		struct storage_stats ss;
 
-		pthread_mutex_unlock(&ns->nsup_lock);
+		pthread_mutex_unlock(&tn->nsup_lock);
 		storage_stats(ns->storage, &ss);
 		check_stop_writes(ns, &ss);
 		uint32_t period = atomic_load_relaxed(&ns->cfg->nsup_period);
@@ -249,8 +268,8 @@ nsup_main(void *arg)
 			storage_stats(ns->storage, &ss);
 			check_stop_writes(ns, &ss);
 		}
-		pthread_mutex_lock(&ns->nsup_lock);
-		if (atomic_load_relaxed(&ns->nsup_stop))
+		pthread_mutex_lock(&tn->nsup_lock);
+		if (atomic_load_relaxed(&tn->nsup_stop))
 			break;
 		/* Stop-writes is re-evaluated every NSUP_CHECK_MS: fast writers
 		 * fill space in well under a second. */
@@ -260,49 +279,55 @@ nsup_main(void *arg)
 			ts.tv_sec++;
 			ts.tv_nsec -= 1000000000L;
 		}
-		pthread_cond_timedwait(&ns->nsup_cv, &ns->nsup_lock, &ts);
+		pthread_cond_timedwait(&tn->nsup_cv, &tn->nsup_lock, &ts);
 	}
-	pthread_mutex_unlock(&ns->nsup_lock);
+	pthread_mutex_unlock(&tn->nsup_lock);
 	return NULL;
 }
 
 void
 nsup_kick(struct namespace *ns)
 {
-	pthread_mutex_lock(&ns->nsup_lock);
-	pthread_cond_signal(&ns->nsup_cv);
-	pthread_mutex_unlock(&ns->nsup_lock);
+	struct txn_namespace *tn = txn_namespace_of(ns);
+
+	pthread_mutex_lock(&tn->nsup_lock);
+	pthread_cond_signal(&tn->nsup_cv);
+	pthread_mutex_unlock(&tn->nsup_lock);
 }
 
 int
 nsup_start(struct namespace *ns)
 {
+	struct txn_namespace *tn = txn_namespace_of(ns);
 	struct storage_stats ss;
 	int rc;
 
-	pthread_mutex_init(&ns->nsup_lock, NULL);
-	pthread_cond_init(&ns->nsup_cv, NULL);
-	ns->nsup_stop = false;
+	pthread_mutex_init(&tn->nsup_lock, NULL);
+	pthread_cond_init(&tn->nsup_cv, NULL);
+	tn->nsup_stop = false;
 	storage_stats(ns->storage, &ss);
 	check_stop_writes(ns, &ss);
-	rc = pthread_create(&ns->nsup_thread, NULL, nsup_main, ns);
+	rc = pthread_create(&tn->nsup_thread, NULL, nsup_main, ns);
 	if (rc != 0)
 		return -rc;
-	ns->nsup_started = true;
+	pthread_setname_np(tn->nsup_thread, "nsup");
+	tn->nsup_started = true;
 	return 0;
 }
 
 void
 nsup_stop(struct namespace *ns)
 {
-	if (!ns->nsup_started)
+	struct txn_namespace *tn = txn_namespace_of(ns);
+
+	if (!tn->nsup_started)
 		return;
-	pthread_mutex_lock(&ns->nsup_lock);
-	atomic_store_relaxed(&ns->nsup_stop, true);
-	pthread_cond_signal(&ns->nsup_cv);
-	pthread_mutex_unlock(&ns->nsup_lock);
-	pthread_join(ns->nsup_thread, NULL);
-	pthread_mutex_destroy(&ns->nsup_lock);
-	pthread_cond_destroy(&ns->nsup_cv);
-	ns->nsup_started = false;
+	pthread_mutex_lock(&tn->nsup_lock);
+	atomic_store_relaxed(&tn->nsup_stop, true);
+	pthread_cond_signal(&tn->nsup_cv);
+	pthread_mutex_unlock(&tn->nsup_lock);
+	pthread_join(tn->nsup_thread, NULL);
+	pthread_mutex_destroy(&tn->nsup_lock);
+	pthread_cond_destroy(&tn->nsup_cv);
+	tn->nsup_started = false;
 }

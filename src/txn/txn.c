@@ -12,6 +12,21 @@
  *
  * Expired records (void time in the past) are invisible here at once, on
  * every engine; nsup (#shadow) reclaims their space later.
+ *
+ * Flow of every public record operation (docs/architecture.md, Routing):
+ *   1. resolve: check the names, compute digest and partition into a
+ *      struct txn_target (target_resolve; a set operation's target is its
+ *      marker record).  No lookup, no set created: a bad name or a refused
+ *      route leaves nothing behind;
+ *   2. route: txn_route() says where it runs - today always here; the
+ *      cluster answers from the partition table (the master: here,
+ *      another node, or none now);
+ *   3. dispatch(): the one place that acts on the answer - runs the local
+ *      body (stat_record, write_record, ...), which finds the set, or for
+ *      a write creates it, then takes the record lock.  A remote answer
+ *      will send the operation to the master from here.
+ * Rejected: routing inside each body (set creation and index lookups
+ * would happen on a node that does not own the record).
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -29,10 +44,7 @@
 static inline void
 latency_add(const struct namespace *ns, enum stat_latency_ns op, uint64_t t0)
 {
-	struct txn_ns_extra *x = txn_ns_extra(ns);
-
-	if (x != NULL)
-		histogram_add(&x->latency[op], clock_mono_ns() - t0);
+	histogram_add(&txn_namespace_of(ns)->latency[op], clock_mono_ns() - t0);
 }
 
 /* ---- helpers ------------------------------------------------------------ */
@@ -82,33 +94,52 @@ attr_from_entry(struct namespace *ns, const struct index_entry *e, struct record
 	a->partition = digest_partition(&e->digest);
 }
 
+/* A target for k, names unchecked (set markers have the empty key). */
+static void
+target_fill(struct namespace *ns, const struct txn_key *k, struct txn_target *t)
+{
+	t->ns = ns;
+	t->k = *k;
+	digest_compute(&t->digest, k->set, k->set_len, k->key, k->key_len);
+	t->partition = digest_partition(&t->digest);
+}
+
 /*
- * Check names, compute the digest and find the set id.  With create_set the
- * set is added to the table if new (writes may create sets, as Aerospike's
- * do); otherwise a missing set is -ENOENT.
+ * The first step of every public record operation: check the names and
+ * compute the digest and partition.  Nothing is looked up or created, so an
+ * operation refused here or by routing leaves no trace.  Key first, then
+ * set (the errors callers have always seen).
  */
 static int
-key_resolve(struct namespace *ns, const struct txn_key *k, bool create_set, struct digest *d,
-    uint16_t *set_id)
+target_resolve(struct namespace *ns, const struct txn_key *k, struct txn_target *t)
 {
 	int rc = record_key_check(k->key, k->key_len);
 
+	if (rc == 0 && k->set_len > 0)
+		rc = record_set_name_check(k->set, k->set_len);
 	if (rc != 0)
 		return rc;
-	if (k->set_len > 0) {
-		rc = record_set_name_check(k->set, k->set_len);
-		if (rc != 0)
-			return rc;
-		rc = create_set ? set_lookup_or_add(&ns->sets, k->set, k->set_len, set_id)
-		    : set_lookup(&ns->sets, k->set, k->set_len, set_id);
-		if (rc != 0)
-			return rc;
-	} else {
-		*set_id = 0;
-	}
-	digest_compute(d, k->set, k->set_len, k->key, k->key_len);
-	index_prefetch(ns->index, d);
+	target_fill(ns, k, t);
 	return 0;
+}
+
+/*
+ * The first step of a local body: the target's set id.  With create the
+ * set is added to the table if new (writes may create sets, as Aerospike's
+ * do); otherwise a missing set is -ENOENT.  Starts loading the record's
+ * index slots meanwhile.
+ */
+static int
+target_set(const struct txn_target *t, bool create, uint16_t *set_id)
+{
+	struct set_table *sets = &t->ns->sets;
+
+	index_prefetch(t->ns->index, &t->digest);
+	*set_id = 0;
+	if (t->k.set_len == 0)
+		return 0;
+	return create ? set_lookup_or_add(sets, t->k.set, t->k.set_len, set_id)
+	    : set_lookup(sets, t->k.set, t->k.set_len, set_id);
 }
 
 static uint16_t
@@ -163,11 +194,12 @@ file_bin_of(const struct namespace *ns, const struct record *r)
 static bool
 stop_writes(struct namespace *ns)
 {
+	struct txn_namespace *tn = txn_namespace_of(ns);
 	struct storage_space sp;
 	uint32_t max_used, min_avail;
 	uint64_t now, last;
 
-	if (atomic_load_relaxed(&ns->stop_writes))
+	if (atomic_load_relaxed(&tn->stop_writes))
 		return true;
 	max_used = atomic_load_relaxed(&ns->cfg->stop_writes_used_pct);
 	min_avail = atomic_load_relaxed(&ns->cfg->stop_writes_avail_pct);
@@ -177,9 +209,9 @@ stop_writes(struct namespace *ns)
 	if (min_avail == 0 || sp.free_pct >= min_avail)
 		return false;
 	now = clock_mono_ns();
-	last = atomic_load_relaxed(&ns->stop_writes_checked_ns);
+	last = atomic_load_relaxed(&tn->stop_writes_checked_ns);
 	if (now - last < STOP_WRITES_RECHECK_NS ||
-	    !atomic_cas_relaxed(&ns->stop_writes_checked_ns, &last, now))
+	    !atomic_cas_relaxed(&tn->stop_writes_checked_ns, &last, now))
 		return false;
 	return nsup_stop_writes_check(ns);
 }
@@ -362,12 +394,17 @@ entry_load(struct namespace *ns, const struct index_entry *e, struct record *r, 
 
 /* ---- stat and read ------------------------------------------------------ */
 
+/*
+ * The local bodies.  Each takes a resolved target (txn_route said "here"),
+ * finds or creates the set, and counts its outcome.
+ */
+
 static int
-stat_record(struct namespace *ns, const struct txn_key *k, struct record_attr *out)
+stat_record(const struct txn_target *t, struct record_attr *out)
 {
-	struct digest d;
+	struct namespace *ns = t->ns;
 	uint16_t set_id;
-	int rc = key_resolve(ns, k, false, &d, &set_id);
+	int rc = target_set(t, false, &set_id);
 	struct index_partition *p;
 	struct index_entry *e;
 
@@ -376,9 +413,9 @@ stat_record(struct namespace *ns, const struct txn_key *k, struct record_attr *o
 			COUNT(ns, client_lookup_not_found);
 		return rc;
 	}
-	p = index_partition_of(ns->index, &d);
+	p = &ns->index->partitions[t->partition];
 	pthread_rwlock_rdlock(&p->lock);
-	e = index_find_locked(p, set_id, &d);
+	e = index_find_locked(p, set_id, &t->digest);
 	if (entry_visible(e, clock_epoch_s()))
 		attr_from_entry(ns, e, out);
 	else
@@ -392,27 +429,25 @@ stat_record(struct namespace *ns, const struct txn_key *k, struct record_attr *o
 }
 
 static int
-read_record(struct namespace *ns, const struct txn_key *k, struct txn_record *out)
+read_record(const struct txn_target *t, struct txn_record *out)
 {
-	struct digest d;
+	struct namespace *ns = t->ns;
+	const struct digest *d = &t->digest;
 	uint16_t set_id;
 	struct index_entry *e;
-	int rc;
+	int rc = target_set(t, false, &set_id);
 
-	memset(out, 0, sizeof(*out));
-	record_init(&out->rec);
-	rc = key_resolve(ns, k, false, &d, &set_id);
 	if (rc != 0)
 		goto count;
-	index_record_lock(ns->index, &d);
-	e = entry_get(ns, set_id, &d);
+	index_record_lock(ns->index, d);
+	e = entry_get(ns, set_id, d);
 	if (!entry_visible(e, clock_epoch_s())) {
 		rc = -ENOENT;
 	} else {
 		attr_from_entry(ns, e, &out->attr);
 		rc = entry_load(ns, e, &out->rec, &out->buf);
 	}
-	index_record_unlock(ns->index, &d);
+	index_record_unlock(ns->index, d);
 	if (rc == 0)
 		out->file_bin = file_bin_of(ns, &out->rec);
 count:
@@ -510,10 +545,11 @@ apply_bin_ops(struct namespace *ns, struct record *r, const struct txn_write *w)
 }
 
 static int
-write_record(struct namespace *ns, const struct txn_key *k, const struct txn_write *w,
-    struct record_attr *out)
+write_record(const struct txn_target *t, const struct txn_write *w, struct record_attr *out)
 {
-	struct digest d;
+	struct namespace *ns = t->ns;
+	const struct txn_key *k = &t->k;
+	struct digest d = t->digest;
 	uint16_t set_id;
 	struct index_entry *e;
 	struct record old, r;
@@ -527,15 +563,16 @@ write_record(struct namespace *ns, const struct txn_key *k, const struct txn_wri
 
 	record_init(&old);
 	record_init(&r);
-	rc = key_resolve(ns, k, true, &d, &set_id);
-	if (rc != 0)
-		goto out;
-	/* In stop-writes, writes and creates fail; deletes go on (docs/operations.md). */
+	/* In stop-writes, writes and creates fail; deletes go on (docs/operations.md).
+	 * Tested before the set is created: a refused write adds no set. */
 	if (stop_writes(ns)) {
 		COUNT(ns, fail_stop_writes);
 		rc = -ENOSPC;
 		goto out;
 	}
+	rc = target_set(t, true, &set_id);
+	if (rc != 0)
+		goto out;
 	/* A name in a namespace directory is a set or a null-set record, never both. */
 	if (k->set_len == 0) {
 		uint16_t sid;
@@ -704,22 +741,23 @@ out:
 /* ---- delete, rename, sync ----------------------------------------------- */
 
 static int
-delete_record(struct namespace *ns, const struct txn_key *k)
+delete_record(const struct txn_target *t)
 {
-	struct digest d;
+	struct namespace *ns = t->ns;
+	const struct digest *d = &t->digest;
 	uint16_t set_id;
 	struct index_entry *e;
-	int rc = key_resolve(ns, k, false, &d, &set_id);
+	int rc = target_set(t, false, &set_id);
 
 	if (rc != 0)
 		goto count;
-	index_record_lock(ns->index, &d);
-	e = entry_get(ns, set_id, &d);
+	index_record_lock(ns->index, d);
+	e = entry_get(ns, set_id, d);
 	if (!entry_visible(e, clock_epoch_s()))
 		rc = -ENOENT;
 	else
-		rc = delete_entry(ns, e, k->set, (uint8_t)k->set_len);
-	index_record_unlock(ns->index, &d);
+		rc = delete_entry(ns, e, t->k.set, (uint8_t)t->k.set_len);
+	index_record_unlock(ns->index, d);
 count:
 	if (rc == 0)
 		COUNT(ns, client_delete_success);
@@ -731,10 +769,11 @@ count:
 }
 
 static int
-rename_record(struct namespace *ns, const struct txn_key *from, const struct txn_key *to,
-    unsigned flags)
+rename_record(const struct txn_target *tf, const struct txn_target *tt, unsigned flags)
 {
-	struct digest fd, td;
+	struct namespace *ns = tf->ns;
+	const struct txn_key *from = &tf->k, *to = &tt->k;
+	struct digest fd = tf->digest, td = tt->digest;
 	uint16_t fset, tset;
 	struct index_entry *fe, *te;
 	struct record r;
@@ -743,18 +782,19 @@ rename_record(struct namespace *ns, const struct txn_key *from, const struct txn
 	int rc;
 
 	record_init(&r);
-	rc = key_resolve(ns, from, false, &fd, &fset);
+	rc = target_set(tf, false, &fset);
 	if (rc != 0)
 		return rc;
-	rc = key_resolve(ns, to, true, &td, &tset);
-	if (rc != 0)
-		return rc;
+	/* Stop-writes before the target's set is created (see write_record). */
 	if (stop_writes(ns)) {
 		COUNT(ns, fail_stop_writes);
 		return -ENOSPC;
 	}
+	rc = target_set(tt, true, &tset);
+	if (rc != 0)
+		return rc;
 	if (digest_compare(&fd, &td) == 0)
-		return txn_stat(ns, from, &(struct record_attr){ 0 });
+		return stat_record(tf, &(struct record_attr){ 0 });
 	if (to->set_len == 0) {
 		uint16_t sid;
 
@@ -821,23 +861,23 @@ out:
 	return rc;
 }
 
-int
-txn_sync(struct namespace *ns, const struct txn_key *k)
+static int
+sync_record(const struct txn_target *t)
 {
-	struct digest d;
+	struct namespace *ns = t->ns;
 	uint16_t set_id;
 	struct index_entry *e;
-	int rc = key_resolve(ns, k, false, &d, &set_id);
+	int rc = target_set(t, false, &set_id);
 
 	if (rc != 0)
 		return rc;
-	index_record_lock(ns->index, &d);
-	e = entry_get(ns, set_id, &d);
+	index_record_lock(ns->index, &t->digest);
+	e = entry_get(ns, set_id, &t->digest);
 	if (!entry_visible(e, clock_epoch_s()))
 		rc = -ENOENT;
 	else
 		rc = storage_sync(ns->storage, e->loc);
-	index_record_unlock(ns->index, &d);
+	index_record_unlock(ns->index, &t->digest);
 	return rc;
 }
 
@@ -937,60 +977,66 @@ marker_lut(const struct ns_set *s, const struct index_entry *e)
 	return next_lut(old);
 }
 
-int
-txn_set_create(struct namespace *ns, const char *set, size_t len, const struct txn_write *w)
+/* The target of a set's marker: a record with an empty key in the set. */
+static void
+target_marker(struct namespace *ns, const char *set, size_t len, struct txn_target *t)
 {
-	struct txn_key nk = { .key = set, .key_len = len };
+	struct txn_key mk = { .set = set, .set_len = len, .key = "", .key_len = 0 };
+
+	target_fill(ns, &mk, t);
+}
+
+static int
+set_create_local(const struct txn_target *t, const struct txn_write *w)
+{
+	struct namespace *ns = t->ns;
+	struct txn_key nk = { .key = t->k.set, .key_len = t->k.set_len };
+	struct txn_target nt;
 	struct record_attr a;
-	struct digest d;
 	uint16_t set_id;
 	struct index_entry *e;
-	int rc = record_set_name_check(set, len);
+	int rc;
 
-	if (rc != 0)
-		return rc;
-	if (w != NULL && !set_write_valid(w))
-		return -EINVAL;
-	if (txn_stat(ns, &nk, &a) == 0)
-		return -EEXIST;  /* a null-set record has that name */
-	rc = set_lookup_or_add(&ns->sets, set, len, &set_id);
+	/* A null-set record with that name?  (Valid as a set name, valid as a
+	 * key.)  Looked up here: cluster-wide sets will ask its master. */
+	target_fill(ns, &nk, &nt);
+	if (stat_record(&nt, &a) == 0)
+		return -EEXIST;
+	rc = target_set(t, true, &set_id);
 	if (rc != 0)
 		return rc;
 	if (set_visible(&ns->sets.sets[set_id]))
 		return -EEXIST;
 	/* The marker: a record with an empty key that keeps the set alive. */
-	digest_compute(&d, set, len, "", 0);
-	index_record_lock(ns->index, &d);
-	e = entry_get(ns, set_id, &d);
-	rc = marker_write(ns, set_id, &d, e, w, marker_lut(&ns->sets.sets[set_id], e), true);
-	index_record_unlock(ns->index, &d);
+	index_record_lock(ns->index, &t->digest);
+	e = entry_get(ns, set_id, &t->digest);
+	rc = marker_write(ns, set_id, &t->digest, e, w, marker_lut(&ns->sets.sets[set_id], e),
+	    true);
+	index_record_unlock(ns->index, &t->digest);
 	return rc;
 }
 
-int
-txn_set_remove(struct namespace *ns, const char *set, size_t len)
+static int
+set_remove_local(const struct txn_target *t)
 {
-	struct digest d;
+	struct namespace *ns = t->ns;
 	uint16_t set_id;
 	struct index_entry *e;
 	struct ns_set *s;
-	int rc = record_set_name_check(set, len);
+	int rc = 0;
 
-	if (rc != 0)
-		return rc;
-	if (set_lookup(&ns->sets, set, len, &set_id) != 0)
+	if (target_set(t, false, &set_id) != 0)
 		return -ENOENT;
 	s = &ns->sets.sets[set_id];
 	if (!set_visible(s))
 		return -ENOENT;
 	if (atomic_load_relaxed(&s->objects) > 0)
 		return -ENOTEMPTY;
-	digest_compute(&d, set, len, "", 0);
-	index_record_lock(ns->index, &d);
-	e = entry_get(ns, set_id, &d);
+	index_record_lock(ns->index, &t->digest);
+	e = entry_get(ns, set_id, &t->digest);
 	if (e != NULL && e->set_marker && !e->tombstone)
-		rc = delete_entry(ns, e, set, (uint8_t)len);
-	index_record_unlock(ns->index, &d);
+		rc = delete_entry(ns, e, t->k.set, (uint8_t)t->k.set_len);
+	index_record_unlock(ns->index, &t->digest);
 	return rc;
 }
 
@@ -1046,21 +1092,17 @@ txn_set_stat(struct namespace *ns, const char *set, size_t len, struct record_at
 	return 0;
 }
 
-int
-txn_set_update(struct namespace *ns, const char *set, size_t len, const struct txn_write *w,
-    struct record_attr *out)
+static int
+set_update_local(const struct txn_target *t, const struct txn_write *w)
 {
+	struct namespace *ns = t->ns;
+	const struct digest *d = &t->digest;
 	struct index_entry *e;
 	struct ns_set *s;
-	struct digest d;
 	uint16_t set_id;
 	int rc;
 
-	if (!set_write_valid(w))
-		return -EINVAL;
-	if (!set_write_has_meta(w))
-		return out != NULL ? txn_set_stat(ns, set, len, out) : txn_set_exists(ns, set, len);
-	if (len == 0 || len > RECORD_SET_MAX || set_lookup(&ns->sets, set, len, &set_id) != 0)
+	if (target_set(t, false, &set_id) != 0)
 		return -ENOENT;
 	s = &ns->sets.sets[set_id];
 	if (!set_visible(s))
@@ -1069,23 +1111,20 @@ txn_set_update(struct namespace *ns, const char *set, size_t len, const struct t
 		COUNT(ns, fail_stop_writes);
 		return -ENOSPC;
 	}
-	digest_compute(&d, set, len, "", 0);
-	storage_wait_space(ns->storage, &d);
-	index_record_lock(ns->index, &d);
+	storage_wait_space(ns->storage, d);
+	index_record_lock(ns->index, d);
 	/* Removed meanwhile?  (rmdir takes this record lock too.) */
 	if (!set_visible(s)) {
 		rc = -ENOENT;
 	} else {
-		e = entry_get(ns, set_id, &d);
-		rc = marker_write(ns, set_id, &d, e, w, marker_lut(s, e), false);
+		e = entry_get(ns, set_id, d);
+		rc = marker_write(ns, set_id, d, e, w, marker_lut(s, e), false);
 	}
-	index_record_unlock(ns->index, &d);
+	index_record_unlock(ns->index, d);
 	if (rc == 0)
 		COUNT(ns, client_write_success);
 	else if (rc != -ENOENT)
 		COUNT(ns, client_write_error);
-	if (rc == 0 && out != NULL)
-		rc = txn_set_stat(ns, set, len, out);
 	return rc;
 }
 
@@ -1214,83 +1253,13 @@ list_records(struct namespace *ns, const char *set, size_t set_len, struct txn_c
 	return (int)n;
 }
 
-/* ---- the public entry points: timed ------------------------------------- */
-
-/*
- * Each operation is timed here, around the whole transaction (record lock
- * waits included: that is what a caller waits for), into the histograms
- * of .info/latencies.  Two monotonic clock reads (vDSO, tens of ns) per
- * operation.
- */
-int
-txn_stat(struct namespace *ns, const struct txn_key *k, struct record_attr *out)
-{
-	uint64_t t0 = clock_mono_ns();
-	int rc = stat_record(ns, k, out);
-
-	latency_add(ns, STAT_LAT_NS_lookup, t0);
-	return rc;
-}
-
-int
-txn_read(struct namespace *ns, const struct txn_key *k, struct txn_record *out)
-{
-	uint64_t t0 = clock_mono_ns();
-	int rc = read_record(ns, k, out);
-
-	latency_add(ns, STAT_LAT_NS_read, t0);
-	return rc;
-}
-
-int
-txn_write(struct namespace *ns, const struct txn_key *k, const struct txn_write *w,
-    struct record_attr *out)
-{
-	uint64_t t0 = clock_mono_ns();
-	int rc = write_record(ns, k, w, out);
-
-	latency_add(ns, STAT_LAT_NS_write, t0);
-	return rc;
-}
-
-int
-txn_delete(struct namespace *ns, const struct txn_key *k)
-{
-	uint64_t t0 = clock_mono_ns();
-	int rc = delete_record(ns, k);
-
-	latency_add(ns, STAT_LAT_NS_delete, t0);
-	return rc;
-}
-
-int
-txn_rename(struct namespace *ns, const struct txn_key *from, const struct txn_key *to,
-    unsigned flags)
-{
-	uint64_t t0 = clock_mono_ns();
-	int rc = rename_record(ns, from, to, flags);
-
-	latency_add(ns, STAT_LAT_NS_rename, t0);
-	return rc;
-}
-
-int
-txn_list(struct namespace *ns, const char *set, size_t set_len, struct txn_cursor *cur,
-    struct txn_entry *out, size_t max)
-{
-	uint64_t t0 = clock_mono_ns();
-	int rc = list_records(ns, set, set_len, cur, out, max);
-
-	latency_add(ns, STAT_LAT_NS_list, t0);
-	return rc;
-}
-
 /* ---- reclaim (nsup) -------------------------------------------------- */
 
-int
-txn_reclaim(struct namespace *ns, uint16_t set_id, const struct digest *d, uint32_t now,
-    uint32_t evict_below)
+static int
+reclaim_local(const struct txn_target *t, uint16_t set_id, uint32_t now, uint32_t evict_below)
 {
+	struct namespace *ns = t->ns;
+	const struct digest *d = &t->digest;
 	struct index_entry *e;
 	int rc = 0;
 
@@ -1306,4 +1275,295 @@ txn_reclaim(struct namespace *ns, uint16_t set_id, const struct digest *d, uint3
 	}
 	index_record_unlock(ns->index, d);
 	return rc;
+}
+
+/* ---- routing and the public entry points -------------------------------- */
+
+enum txn_route (*txn_route_test_hook)(const struct txn_target *t);
+
+enum txn_route
+txn_route(const struct txn_target *t)
+{
+	enum txn_route (*hook)(const struct txn_target *) = atomic_load_relaxed(&txn_route_test_hook);
+
+	if (hook != NULL)
+		return hook(t);
+	/* Every node serves what it stores until the proxy exists; then the
+	 * answer comes from the partition table (txn_partition_get): here,
+	 * another node (proxy), or none. */
+	return TXN_ROUTE_LOCAL;
+}
+
+/* What a public entry point asks dispatch() to run. */
+enum txn_op_kind {
+	TXN_OP_STAT, TXN_OP_READ, TXN_OP_WRITE, TXN_OP_DELETE, TXN_OP_RENAME, TXN_OP_SYNC,
+	TXN_OP_SET_CREATE, TXN_OP_SET_REMOVE, TXN_OP_SET_UPDATE, TXN_OP_RECLAIM,
+};
+
+struct txn_op {
+	enum txn_op_kind kind;
+	const struct txn_target *to;     /* rename: the new name */
+	const struct txn_write *w;       /* write, set create, set update */
+	struct record_attr *attr;        /* stat, write: the answer */
+	struct txn_record *rec;          /* read: the answer */
+	unsigned flags;                  /* rename */
+	uint16_t set_id;                 /* reclaim: as nsup found it */
+	uint32_t now, evict_below;       /* reclaim */
+};
+
+static int
+run_local(const struct txn_target *t, const struct txn_op *op)
+{
+	switch (op->kind) {
+	case TXN_OP_STAT:
+		return stat_record(t, op->attr);
+	case TXN_OP_READ:
+		return read_record(t, op->rec);
+	case TXN_OP_WRITE:
+		return write_record(t, op->w, op->attr);
+	case TXN_OP_DELETE:
+		return delete_record(t);
+	case TXN_OP_RENAME:
+		return rename_record(t, op->to, op->flags);
+	case TXN_OP_SYNC:
+		return sync_record(t);
+	case TXN_OP_SET_CREATE:
+		return set_create_local(t, op->w);
+	case TXN_OP_SET_REMOVE:
+		return set_remove_local(t);
+	case TXN_OP_SET_UPDATE:
+		return set_update_local(t, op->w);
+	case TXN_OP_RECLAIM:
+		return reclaim_local(t, op->set_id, op->now, op->evict_below);
+	}
+	return -EINVAL;
+}
+
+/* An operation that failed before a body ran (bad name, no route) is
+ * counted as the body would have counted that error. */
+static void
+count_unrouted(struct namespace *ns, enum txn_op_kind kind, int rc)
+{
+	switch (kind) {
+	case TXN_OP_STAT:
+		if (rc == -ENOENT)
+			COUNT(ns, client_lookup_not_found);
+		break;
+	case TXN_OP_READ:
+		if (rc == -ENOENT)
+			COUNT(ns, client_read_not_found);
+		else
+			COUNT(ns, client_read_error);
+		break;
+	case TXN_OP_WRITE:
+	case TXN_OP_SET_UPDATE:
+		COUNT(ns, client_write_error);
+		break;
+	case TXN_OP_DELETE:
+		if (rc == -ENOENT)
+			COUNT(ns, client_delete_not_found);
+		else
+			COUNT(ns, client_delete_error);
+		break;
+	default:
+		break;
+	}
+}
+
+/*
+ * The one dispatch point: ask txn_route() where t runs (a rename: both
+ * names), then run the local body.  The cluster adds "send it to node X"
+ * here; nothing before this point may look at the index or the set table.
+ */
+static int
+dispatch(const struct txn_target *t, const struct txn_op *op)
+{
+	enum txn_route route = txn_route(t);
+
+	if (route == TXN_ROUTE_LOCAL && op->to != NULL)
+		route = txn_route(op->to);
+	switch (route) {
+	case TXN_ROUTE_LOCAL:
+		return run_local(t, op);
+	case TXN_ROUTE_UNAVAILABLE:
+		/* Expiry and eviction are not this node's to do: not an error. */
+		if (op->kind == TXN_OP_RECLAIM)
+			return 0;
+		break;
+	}
+	count_unrouted(t->ns, op->kind, -EIO);
+	return -EIO;
+}
+
+/* Resolve k, then dispatch op on it. */
+static int
+resolve_dispatch(struct namespace *ns, const struct txn_key *k, const struct txn_op *op)
+{
+	struct txn_target t;
+	int rc = target_resolve(ns, k, &t);
+
+	if (rc != 0) {
+		count_unrouted(ns, op->kind, rc);
+		return rc;
+	}
+	return dispatch(&t, op);
+}
+
+/*
+ * Each operation is timed here, around the whole transaction (record lock
+ * waits included: that is what a caller waits for), into the histograms
+ * of .info/latencies.  Two monotonic clock reads (vDSO, tens of ns) per
+ * operation.
+ */
+int
+txn_stat(struct namespace *ns, const struct txn_key *k, struct record_attr *out)
+{
+	uint64_t t0 = clock_mono_ns();
+	struct txn_op op = { .kind = TXN_OP_STAT, .attr = out };
+	int rc = resolve_dispatch(ns, k, &op);
+
+	latency_add(ns, STAT_LAT_NS_lookup, t0);
+	return rc;
+}
+
+int
+txn_read(struct namespace *ns, const struct txn_key *k, struct txn_record *out)
+{
+	uint64_t t0 = clock_mono_ns();
+	struct txn_op op = { .kind = TXN_OP_READ, .rec = out };
+	int rc;
+
+	/* Empty whatever happens, so that a release after a failure is safe. */
+	memset(out, 0, sizeof(*out));
+	record_init(&out->rec);
+	rc = resolve_dispatch(ns, k, &op);
+	latency_add(ns, STAT_LAT_NS_read, t0);
+	return rc;
+}
+
+int
+txn_write(struct namespace *ns, const struct txn_key *k, const struct txn_write *w,
+    struct record_attr *out)
+{
+	uint64_t t0 = clock_mono_ns();
+	struct txn_op op = { .kind = TXN_OP_WRITE, .w = w, .attr = out };
+	int rc = resolve_dispatch(ns, k, &op);
+
+	latency_add(ns, STAT_LAT_NS_write, t0);
+	return rc;
+}
+
+int
+txn_delete(struct namespace *ns, const struct txn_key *k)
+{
+	uint64_t t0 = clock_mono_ns();
+	struct txn_op op = { .kind = TXN_OP_DELETE };
+	int rc = resolve_dispatch(ns, k, &op);
+
+	latency_add(ns, STAT_LAT_NS_delete, t0);
+	return rc;
+}
+
+int
+txn_rename(struct namespace *ns, const struct txn_key *from, const struct txn_key *to,
+    unsigned flags)
+{
+	uint64_t t0 = clock_mono_ns();
+	struct txn_target tf, tt;
+	struct txn_op op = { .kind = TXN_OP_RENAME, .to = &tt, .flags = flags };
+	/* Both names are checked (old first) before anything runs. */
+	int rc = target_resolve(ns, from, &tf);
+
+	if (rc == 0)
+		rc = target_resolve(ns, to, &tt);
+	if (rc == 0)
+		rc = dispatch(&tf, &op);
+	latency_add(ns, STAT_LAT_NS_rename, t0);
+	return rc;
+}
+
+int
+txn_sync(struct namespace *ns, const struct txn_key *k)
+{
+	struct txn_op op = { .kind = TXN_OP_SYNC };
+
+	return resolve_dispatch(ns, k, &op);
+}
+
+int
+txn_set_create(struct namespace *ns, const char *set, size_t len, const struct txn_write *w)
+{
+	struct txn_op op = { .kind = TXN_OP_SET_CREATE, .w = w };
+	struct txn_target t;
+	int rc = record_set_name_check(set, len);
+
+	if (rc != 0)
+		return rc;
+	if (w != NULL && !set_write_valid(w))
+		return -EINVAL;
+	target_marker(ns, set, len, &t);
+	return dispatch(&t, &op);
+}
+
+int
+txn_set_remove(struct namespace *ns, const char *set, size_t len)
+{
+	struct txn_op op = { .kind = TXN_OP_SET_REMOVE };
+	struct txn_target t;
+	int rc = record_set_name_check(set, len);
+
+	if (rc != 0)
+		return rc;
+	target_marker(ns, set, len, &t);
+	return dispatch(&t, &op);
+}
+
+int
+txn_set_update(struct namespace *ns, const char *set, size_t len, const struct txn_write *w,
+    struct record_attr *out)
+{
+	struct txn_op op = { .kind = TXN_OP_SET_UPDATE, .w = w };
+	struct txn_target t;
+	int rc;
+
+	if (!set_write_valid(w))
+		return -EINVAL;
+	if (!set_write_has_meta(w))
+		return out != NULL ? txn_set_stat(ns, set, len, out) : txn_set_exists(ns, set, len);
+	if (len == 0 || len > RECORD_SET_MAX)
+		return -ENOENT;
+	target_marker(ns, set, len, &t);
+	rc = dispatch(&t, &op);
+	if (rc == 0 && out != NULL)
+		rc = txn_set_stat(ns, set, len, out);
+	return rc;
+}
+
+int
+txn_list(struct namespace *ns, const char *set, size_t set_len, struct txn_cursor *cur,
+    struct txn_entry *out, size_t max)
+{
+	uint64_t t0 = clock_mono_ns();
+	int rc = list_records(ns, set, set_len, cur, out, max);
+
+	latency_add(ns, STAT_LAT_NS_list, t0);
+	return rc;
+}
+
+/* nsup found (set_id, d) expired or to evict: it goes only where its
+ * record's deletes are decided (today: here; in a cluster: its master). */
+int
+txn_reclaim(struct namespace *ns, uint16_t set_id, const struct digest *d, uint32_t now,
+    uint32_t evict_below)
+{
+	const struct ns_set *s = &ns->sets.sets[set_id];
+	struct txn_op op = { .kind = TXN_OP_RECLAIM, .set_id = set_id, .now = now,
+	    .evict_below = evict_below };
+	struct txn_target t = { .ns = ns, .digest = *d, .partition = digest_partition(d) };
+
+	if (set_id != 0) {
+		t.k.set = s->name;
+		t.k.set_len = s->len;
+	}
+	return dispatch(&t, &op);
 }

@@ -2,10 +2,12 @@
  * txn.h - the transaction layer: the only way into the engine.
  *
  * Callers (the FUSE daemon, recfs-bench, tests) name records by namespace,
- * set and key; this layer computes the digest, takes the record lock, talks
- * to the index and the storage engine, and counts the outcome.  When the
- * cluster arrives this is the one place that decides "local or remote", so
- * nothing above it may include index, storage or namespace internals.
+ * set and key; this layer checks the names, computes the digest, decides
+ * where the operation runs (txn_route: today always here; in a cluster the
+ * record's master), takes the record lock, talks to the index and the
+ * storage engine, and counts the outcome.  It is the one place that decides
+ * "local or remote" (docs/architecture.md, Routing), so nothing above it
+ * may include index, storage or namespace internals.
  *
  * Threads: every function may be called from any thread; concurrent calls
  * on the same record are serialised by its record lock.
@@ -84,8 +86,12 @@ struct txn_cluster {
 	uint64_t changes, proposals, proposals_aborted;
 };
 
+/* This node's id (the daemon's node-id, resolved): the partition tables
+ * name it as the master of everything until a network says otherwise. */
+void txn_node_id_set(struct node *node, uint64_t node_id);
 /* Attaches the started network to the node (NULL detaches it) so that the
- * node's statistics and ticker line show the cluster. */
+ * node's statistics and ticker line show the cluster and its partition
+ * tables follow the cluster's successions (without one: this node alone). */
 void txn_node_network_set(struct node *node, struct txn_network *net);
 /* Fills out and returns true when the node runs a network; false for a
  * single node without seeds (it is its own cluster). */
@@ -300,6 +306,26 @@ static inline void txn_cursor_init(struct txn_cursor *c)
  * filled (0 = end) or a negative code.  Memory use is bounded by max. */
 int txn_list(struct namespace *ns, const char *set, size_t set_len, struct txn_cursor *cur,
     struct txn_entry *out, size_t max);
+
+/* ---- partitions -------------------------------------------------------- */
+
+/* Replicas a partition can have (replication-factor's bound). */
+#define TXN_REPLICAS_MAX 32
+
+/* Where a partition lives (docs/cluster.md, Partitions). */
+struct txn_partition {
+	uint64_t cluster_key;          /* of the table it came from; 0: alone */
+	uint64_t master;               /* node id; replicas[0] */
+	unsigned n_replicas;           /* the effective replication factor */
+	uint64_t replicas[TXN_REPLICAS_MAX]; /* master first */
+	bool am_master;                /* this node masters it */
+	bool am_replica;               /* this node is one of its other replicas */
+	char state;                    /* here: 'S' a replica holding its data, 'A' not a replica */
+};
+
+/* A consistent copy of partition pid's placement (pid = record_attr.partition).
+ * -ENOENT for a namespace opened outside node_open. */
+int txn_partition_get(struct namespace *ns, uint32_t pid, struct txn_partition *out);
 
 /* ---- statistics -------------------------------------------------------- */
 

@@ -12,20 +12,51 @@
 
 /*
  * What the transaction layer keeps per namespace beyond struct namespace
- * (which belongs to namespace/): the latency histograms of its operations.
- * Found by the namespace's address in a small registry (txn_ns_extra), so
- * the txn_* functions keep taking just the namespace.
+ * (which belongs to namespace/): the latency histograms of its operations,
+ * nsup's state, and the partition table.  node_open
+ * allocates one per namespace and hangs it on the namespace's owner
+ * pointer, so every txn_* function finds it with one load
+ * (txn_namespace_of) while still taking just the namespace; node_close
+ * frees it once the namespace's threads have stopped.
+ * Rejected: a registry keyed by the namespace's address (a scan and a
+ * global lock for what one pointer does); a global array by config index
+ * (two nodes in one process, as in tests, would share it).
  */
-struct txn_ns_extra {
-	const struct namespace *ns;
-	struct histogram latency[STAT_LAT_NS_COUNT];
+struct partition_table;
+
+struct txn_namespace {
+	struct histogram latency[STAT_LAT_NS_COUNT];  /* first: 64-byte aligned shards */
+
+	/* nsup (nsup.c): expiration, eviction, stop-writes. */
+	bool stop_writes;                   /* atomic: writes fail with ENOSPC */
+	uint64_t stop_writes_checked_ns;    /* atomic: the write path's last full test
+	                                     * for stop-writes-avail-pct (txn.c) */
+	bool hwm_breached;                  /* atomic: used space above evict-used-pct */
+	uint32_t evict_void_time;           /* atomic: last eviction threshold (void time) */
+	uint64_t nsup_cycle_ms;             /* atomic: duration of the last pass */
+	pthread_t nsup_thread;
+	bool nsup_started;
+	bool nsup_stop;                     /* atomic; nsup_lock for the wake-up */
+	pthread_mutex_t nsup_lock;
+	pthread_cond_t nsup_cv;
+
+	/* The partition table (partitions.c): created at open, rebuilt at
+	 * every succession change. */
+	struct partition_table *partitions;
 };
+
+/* The transaction layer's state of ns (every namespace comes from node_open). */
+static inline struct txn_namespace *
+txn_namespace_of(const struct namespace *ns)
+{
+	return ns->owner;
+}
 
 struct node {
 	struct recfs_config *cfg;
 	unsigned n_namespaces;
 	struct namespace *namespaces[CONFIG_NS_MAX];
-	struct txn_ns_extra *extra[CONFIG_NS_MAX];   /* same index as namespaces */
+	uint64_t node_id;            /* txn_node_id_set (0 until then); atomic */
 	uint64_t start_ms;           /* epoch ms at open */
 	pthread_mutex_t config_lock; /* serializes node_config_set (config_set_text wants one writer) */
 
@@ -41,6 +72,36 @@ struct node {
 	struct txn_network *network; /* protected by network_lock */
 };
 
+/*
+ * Routing (txn.c; docs/architecture.md, "Routing").  Every public record
+ * operation first resolves what it names into a target - names checked,
+ * digest and partition computed, nothing looked up or created - then asks
+ * txn_route() where it runs, then runs the local body (which looks up, or
+ * for a write creates, the set) or, once the cluster routes, sends it to
+ * the record's master.
+ */
+struct txn_target {
+	struct namespace *ns;
+	struct txn_key k;            /* as the caller named it (set_len 0: the null
+	                              * set; a set's marker: its set and key "";
+	                              * reclaim: key NULL, only the digest) */
+	struct digest digest;
+	uint32_t partition;          /* digest_partition(&digest) */
+};
+
+enum txn_route {
+	TXN_ROUTE_LOCAL,             /* this node runs it */
+	TXN_ROUTE_UNAVAILABLE,       /* no node can run it now: the operation fails
+	                              * with EIO and has changed nothing */
+};
+
+/* Where t's operation runs.  Any thread; takes no lock. */
+enum txn_route txn_route(const struct txn_target *t);
+
+/* Tests only: when set (atomically), txn_route returns its answer, so a
+ * test can see that a refused route leaves nothing behind. */
+extern enum txn_route (*txn_route_test_hook)(const struct txn_target *t);
+
 /* network.c: the cluster state of a started network. */
 void txn_network_cluster(struct txn_network *net, struct txn_cluster *out);
 /* network.c: txn_node_fabric_values and txn_node_peers of a started network. */
@@ -49,8 +110,18 @@ void txn_network_values(struct txn_network *net, uint64_t *v);
 void txn_network_latencies(struct txn_network *net, struct histogram_snapshot *out);
 unsigned txn_network_peers(struct txn_network *net, struct txn_peer *out, unsigned max);
 
-/* The extra state of ns, or NULL for a namespace opened outside node_open. */
-struct txn_ns_extra *txn_ns_extra(const struct namespace *ns);
+/* partitions.c: the namespace's partition table (node_open, node_close). */
+int txn_partitions_open(struct node *node, unsigned i);
+void txn_partitions_close(struct txn_namespace *x);
+/* partitions.c: rebuild every namespace's table for a succession (any
+ * order) and cluster key; errors are logged. */
+void txn_node_partitions_rebuild(struct node *node, const uint64_t *succession, unsigned n,
+    uint64_t cluster_key);
+/* partitions.c: the STAT_NS rows of the partition table. */
+void txn_partition_values(const struct namespace *ns, uint64_t v[STAT_NS_COUNT]);
+/* network.c: the node whose tables follow the network's successions (NULL:
+ * none); with a node, they are rebuilt for the installed state at once. */
+void txn_network_attach(struct txn_network *net, struct node *node);
 
 /* nsup.c: the namespace supervisor thread. */
 int nsup_start(struct namespace *ns);

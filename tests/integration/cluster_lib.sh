@@ -29,7 +29,8 @@
 # CLUSTER_HB_TIMEOUT_COUNT (5).  One secret file (mode 0600) for all;
 # CLUSTER_SECRET_nK names another file for one node, CLUSTER_NAME_nK another
 # cluster-name, CLUSTER_ID_nK another node id (16 hex digits).
-# CLUSTER_EXTRA_YAML is appended to every config.
+# CLUSTER_EXTRA_YAML is appended to every config; CLUSTER_RF (1) is the
+# replication-factor of namespace "test".
 #
 # Faults: cluster_kill nK (SIGKILL, mount detached), cluster_stop/cont nK
 # (SIGSTOP/SIGCONT), cluster_restart nK (clean stop if running, then start on
@@ -145,7 +146,7 @@ fuse:
   threads: 4
 namespaces:
   - name: test
-    replication-factor: 1
+    replication-factor: ${CLUSTER_RF:-1}
     storage-engine:
       type: memory
       data-size: 64M

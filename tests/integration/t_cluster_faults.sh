@@ -16,7 +16,7 @@
 #      in fabric_refused_*; cluster_key and cluster_changes do not move on
 #      any node meanwhile;
 #   6. idle cost: each recfsd's utime+stime over 10 s is under 1% of a core
-#      (figures and RSS printed);
+#      (3% in a sanitizer build; figures, RSS and the threads' split printed);
 #   7. unreachable seeds: n7, whose seeds (n4, n5) are down, serves its
 #      mount alone, keeps dialing them (backoff: 100 ms doubling to 5 s),
 #      says so once per seed and then at most once a minute, and joins
@@ -210,19 +210,37 @@ sh_ok "n5's mount serves after the garbage" 'cat "$1/test/f" >/dev/null 2>&1 || 
 cluster_down n6 || bad "n6: clean stop failed"
 
 # ---- 6. idle cost ------------------------------------------------------------------
+# The promise (under 1% of a core per node) is for the product build.  An
+# ASan/UBSan or TSan build instruments every memory access and costs 2-3x
+# the CPU for the same work (measured: 0.4-0.6% normal, 0.5-0.9% ASan on
+# the same machine), so there the bound is 3%: it still fails if a node
+# polls (a 1 ms poll alone is several % of a core).
 cluster_wait_agree 5 $FIVE || bad "idle: no cluster of 5 to measure"
-cpu_ticks() { awk '{ sub(/.*\) /, ""); print $12 + $13 }' "/proc/$1/stat"; }
-declare -A C0
+cpu_ticks() { awk '{ sub(/.*\) /, ""); print $12 + $13 }' "$1"; }
+IDLE_MAX_MS=100 IDLE_BUILD=product
+if ldd "$RECFSD" 2>/dev/null | grep -Eq 'lib(a|t)san'; then IDLE_MAX_MS=300 IDLE_BUILD=sanitized; fi
+declare -A C0 T0
 HZ=$(getconf CLK_TCK)
-for n in $FIVE; do C0[$n]=$(cpu_ticks "$(cluster_pid $n)"); done
+for n in $FIVE; do
+	pid=$(cluster_pid $n)
+	C0[$n]=$(cpu_ticks "/proc/$pid/stat")
+	for t in /proc/"$pid"/task/*; do T0[$n:${t##*/}]=$(cpu_ticks "$t/stat"); done
+done
 sleep 10
 for n in $FIVE; do
 	pid=$(cluster_pid $n)
-	ms=$((($(cpu_ticks "$pid") - C0[$n]) * 1000 / HZ))
+	ms=$((($(cpu_ticks "/proc/$pid/stat") - C0[$n]) * 1000 / HZ))
 	rss=$(awk '/^VmRSS/ { print $2 " " $3 }' "/proc/$pid/status")
-	note "idle $n: ${ms} ms of CPU in 10 s ($(awk -v m="$ms" 'BEGIN { printf "%.2f%%", m / 100 }') of a core), RSS $rss"
+	# which named thread (docs/architecture.md, "Threads and locks") spent it
+	split=""
+	for t in /proc/"$pid"/task/*; do
+		t0=${T0[$n:${t##*/}]:-0}
+		tms=$((($(cpu_ticks "$t/stat" 2>/dev/null || echo "$t0") - t0) * 1000 / HZ))
+		[ "$tms" -gt 0 ] && split="$split $(cat "$t/comm" 2>/dev/null)=${tms}ms"
+	done
+	note "idle $n: ${ms} ms of CPU in 10 s ($(awk -v m="$ms" 'BEGIN { printf "%.2f%%", m / 100 }') of a core), RSS $rss;${split:- no thread above a tick}"
 	# fails if a node polls (1% of a core = 100 ms in 10 s)
-	check_true "idle $n uses under 1% of a core ($ms ms in 10 s)" "$ms" -lt 100
+	check_true "idle $n uses under $((IDLE_MAX_MS / 100))% of a core in a $IDLE_BUILD build ($ms ms in 10 s)" "$ms" -lt "$IDLE_MAX_MS"
 done
 
 # ---- 7. unreachable seeds -------------------------------------------------------

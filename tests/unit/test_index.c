@@ -288,6 +288,153 @@ test_set_lookups_run_lock_free_beside_adds(void **state)
 	free(set_tab);
 }
 
+/* ---- the partition walk ---- */
+
+enum { WALK_ORIG = 700, WALK_NEW = 400, WALK_PID = 42 };
+
+struct walk_seen {
+	int orig[WALK_ORIG], fresh[WALK_NEW];
+	unsigned tombstones, markers, sets_mask;
+	bool have_prev;
+	uint16_t prev_set;
+	struct digest prev;
+	int stop_after;          /* > 0: fn answers non-zero at that many visits */
+	int visits;
+};
+
+static int
+walk_note(void *arg, const struct index_entry *e)
+{
+	struct walk_seen *w = arg;
+	char key[16];
+	int id;
+
+	memcpy(key, e->key, e->key_len);
+	key[e->key_len] = '\0';
+	assert_int_equal(sscanf(key + 1, "%d", &id), 1);
+	if (key[0] == 'o')
+		w->orig[id]++;
+	else
+		w->fresh[id]++;
+	w->tombstones += e->tombstone;
+	w->markers += e->set_marker;
+	w->sets_mask |= 1u << e->set_id;
+	/* Strictly ascending in the partition's order, across calls too. */
+	if (w->have_prev)
+		assert_true(index_key_compare(w->prev_set, &w->prev, e->set_id, &e->digest) < 0);
+	w->have_prev = true;
+	w->prev_set = e->set_id;
+	w->prev = e->digest;
+	w->visits++;
+	return w->stop_after > 0 && w->visits == w->stop_after ? 7 : 0;
+}
+
+static struct index_entry *
+walk_add(struct index *ix, char kind, int id, uint16_t set_id)
+{
+	struct index_partition *p = &ix->partitions[WALK_PID];
+	struct index_entry *e;
+	struct digest d;
+	char key[16];
+	int n = snprintf(key, sizeof(key), "%c%d", kind, id);
+
+	digest_in_partition(&d, WALK_PID);
+	e = index_entry_alloc(ix, set_id, &d, key, (size_t)n);
+	assert_non_null(e);
+	pthread_rwlock_wrlock(&p->lock);
+	index_insert_locked(p, e);
+	pthread_rwlock_unlock(&p->lock);
+	return e;
+}
+
+static void
+test_index_partition_walk_visits_each_lasting_entry_once(void **state)
+{
+	static struct index_entry *orig[WALK_ORIG];
+	static bool removed[WALK_ORIG];
+	static struct walk_seen w;
+	struct index_partition *p;
+	struct index_walk_pos pos;
+	struct index *ix;
+	int n, calls = 0, added = 0;
+
+	assert_int_equal(index_create(&ix), 0);
+	p = &ix->partitions[WALK_PID];
+	memset(&w, 0, sizeof(w));
+	memset(removed, 0, sizeof(removed));
+	/* Five sets (0 = the null set); every fourth entry a tombstone, the
+	 * first of each set its marker. */
+	for (int i = 0; i < WALK_ORIG; i++) {
+		orig[i] = walk_add(ix, 'o', i, (uint16_t)(i % 5));
+		orig[i]->tombstone = i % 4 == 3;
+		orig[i]->set_marker = i < 5 && i > 0;
+	}
+	/* Another partition's entries are never visited. */
+	struct digest other;
+	digest_in_partition(&other, WALK_PID + 1);
+	struct index_entry *stranger = index_entry_alloc(ix, 1, &other, "x0", 2);
+	index_insert_locked(&ix->partitions[WALK_PID + 1], stranger);
+
+	memset(&pos, 0, sizeof(pos));
+	/* Chunks of 1..7; between chunks delete two old entries and add one
+	 * new one (in old and new sets), as a migration sending each chunk
+	 * would see. */
+	while ((n = index_partition_walk(ix, WALK_PID, &pos, walk_note, &w,
+	    (unsigned)(calls % 7 + 1))) > 0) {
+		assert_true(n <= calls % 7 + 1);
+		calls++;
+		for (int k = 0; k < 2; k++) {
+			int v = (int)(rng() % WALK_ORIG);
+
+			if (!removed[v]) {
+				pthread_rwlock_wrlock(&p->lock);
+				index_remove_locked(p, orig[v]);
+				pthread_rwlock_unlock(&p->lock);
+				index_entry_free(ix, orig[v]);
+				removed[v] = true;
+			}
+		}
+		if (added < WALK_NEW) {
+			walk_add(ix, 'n', added, (uint16_t)(added % 7));
+			added++;
+		}
+	}
+	assert_int_equal(n, 0);
+	assert_true(pos.done);
+	assert_true(calls > WALK_ORIG / 7);
+	int lasting = 0;
+	for (int i = 0; i < WALK_ORIG; i++) {
+		if (!removed[i]) {
+			assert_int_equal(w.orig[i], 1);   /* exactly once */
+			lasting++;
+		} else {
+			assert_true(w.orig[i] <= 1);
+		}
+	}
+	for (int i = 0; i < WALK_NEW; i++)
+		assert_true(w.fresh[i] <= 1);
+	assert_true(lasting > WALK_ORIG / 3);
+	assert_true(w.tombstones > 0);
+	assert_true(w.markers > 0);
+	assert_int_equal(w.sets_mask & 0x1f, 0x1f);   /* every set, the null set too */
+	/* A finished walk stays finished. */
+	assert_int_equal(index_partition_walk(ix, WALK_PID, &pos, walk_note, &w, 5), 0);
+
+	/* fn's non-zero answer stops the walk after that entry; the next
+	 * call resumes after it. */
+	struct index_walk_pos p2;
+	memset(&p2, 0, sizeof(p2));
+	memset(&w, 0, sizeof(w));
+	w.stop_after = 3;
+	assert_int_equal(index_partition_walk(ix, WALK_PID, &p2, walk_note, &w, 100), 3);
+	w.stop_after = 0;
+	int total = 3;
+	while ((n = index_partition_walk(ix, WALK_PID, &p2, walk_note, &w, 100)) > 0)
+		total += n;
+	assert_int_equal(total, (int)p->count);
+	index_destroy(ix, NULL, NULL);
+}
+
 int
 main(void)
 {
@@ -297,6 +444,7 @@ main(void)
 		cmocka_unit_test(test_index_entry_costs_under_100_bytes_plus_key),
 		cmocka_unit_test(test_index_extra_keeps_values_and_knows_taken_inodes),
 		cmocka_unit_test(test_set_lookups_run_lock_free_beside_adds),
+		cmocka_unit_test(test_index_partition_walk_visits_each_lasting_entry_once),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -16,6 +16,7 @@
 #include "base/atomic.h"
 #include "base/clock.h"
 #include "txn/txn.h"
+#include "txn/txn_i.h"   /* the routing test hook, the set table */
 
 static struct recfs_config cfg;
 static struct node *node;
@@ -597,6 +598,177 @@ test_txn_config_set_validates_and_applies(void **state)
 	    sizeof(err)), 0);
 }
 
+/* ---- routing: resolve first, route, then run ---- */
+
+static struct txn_target routed[4];
+static unsigned n_routed;
+static const char *refuse_set;   /* refuse only targets in this set; NULL: all */
+
+static enum txn_route
+route_refuse(const struct txn_target *t)
+{
+	if (n_routed < 4)
+		routed[n_routed] = *t;
+	n_routed++;
+	if (refuse_set != NULL &&
+	    (t->k.set_len != strlen(refuse_set) || memcmp(t->k.set, refuse_set, t->k.set_len) != 0))
+		return TXN_ROUTE_LOCAL;
+	return TXN_ROUTE_UNAVAILABLE;
+}
+
+/* The set table has never heard of set: nothing was created for it. */
+static void
+assert_no_set(const char *set)
+{
+	uint16_t id;
+
+	assert_int_equal(txn_set_exists(ns, set, strlen(set)), -ENOENT);
+	assert_int_equal(set_lookup(&ns->sets, set, strlen(set), &id), -ENOENT);
+}
+
+static long
+ns_stat(const char *name)
+{
+	static char text[8192];
+
+	text[0] = '\n';
+	text[1] = '\0';
+	txn_namespace_stats(ns, stat_collect, text);
+	return stat_get(text, name);
+}
+
+static void
+test_txn_refused_operations_leave_no_set_and_no_record(void **state)
+{
+	char long_key[300];
+	struct txn_key k = key("r_fresh", "k"), kk = key("r_keep", "k");
+	struct txn_key to = key("r_new", "k2"), kn = key(NULL, "r_null");
+	struct record_attr a;
+	struct txn_record rec;
+	struct digest d;
+	long errors;
+
+	/* A bad key is refused before the set is looked at. */
+	memset(long_key, 'k', 256);
+	long_key[256] = '\0';
+	assert_int_equal(put("r_fresh", long_key, "x", 0), -ENAMETOOLONG);
+	assert_int_equal(put("r_fresh", "..", "x", 0), -EINVAL);
+	assert_no_set("r_fresh");
+
+	assert_int_equal(put("r_keep", "k", "kept", 0), 0);
+	assert_int_equal(put(NULL, "r_null", "kept", 0), 0);
+	errors = ns_stat("client_write_error");
+
+	/* No route: every operation fails with EIO and changes nothing. */
+	n_routed = 0;
+	refuse_set = NULL;
+	atomic_store_relaxed(&txn_route_test_hook, route_refuse);
+	assert_int_equal(put("r_fresh", "k", "x", 0), -EIO);
+	/* The route was asked with the record's digest and partition. */
+	assert_int_equal(n_routed, 1);
+	digest_compute(&d, "r_fresh", 7, "k", 1);
+	assert_memory_equal(&routed[0].digest, &d, sizeof(d));
+	assert_int_equal(routed[0].partition, digest_partition(&d));
+	assert_int_equal(routed[0].k.key_len, 1);
+	assert_ptr_equal(routed[0].ns, ns);
+	assert_int_equal(ns_stat("client_write_error"), errors + 1);
+	assert_int_equal(txn_stat(ns, &kk, &a), -EIO);
+	assert_int_equal(txn_read(ns, &kk, &rec), -EIO);
+	txn_record_release(&rec);
+	assert_int_equal(txn_delete(ns, &kk), -EIO);
+	assert_int_equal(txn_sync(ns, &kk), -EIO);
+	assert_int_equal(txn_rename(ns, &kk, &to, 0), -EIO);
+	assert_int_equal(txn_set_create(ns, "r_dir", 5, NULL), -EIO);
+	assert_int_equal(txn_set_remove(ns, "r_keep", 6), -EIO);
+	struct txn_write chmod = { .set_mode = true, .mode = 0700 };
+	assert_int_equal(txn_set_update(ns, "r_keep", 6, &chmod, NULL), -EIO);
+	/* nsup's reclaim of a record it may not delete here: skipped, not an error. */
+	struct txn_key kt = key(NULL, "r_ttl");
+	struct txn_write tw = { .set_file = true, .file_data = "t", .file_len = 1, .set_ttl = true,
+	    .ttl = 100 };
+	atomic_store_relaxed(&txn_route_test_hook, NULL);
+	assert_int_equal(txn_write(ns, &kt, &tw, &a), 0);
+	atomic_store_relaxed(&txn_route_test_hook, route_refuse);
+	assert_int_equal(txn_reclaim(ns, 0, &a.digest, a.void_time + 1, 0), 0);
+	/* A rename is refused when either name has no route. */
+	refuse_set = "r_new";
+	assert_int_equal(txn_rename(ns, &kn, &to, 0), -EIO);
+	atomic_store_relaxed(&txn_route_test_hook, NULL);
+	assert_int_equal(txn_stat(ns, &kt, &a), 0);
+	assert_int_equal(txn_reclaim(ns, 0, &a.digest, a.void_time + 1, 0), 1);
+	assert_int_equal(txn_stat(ns, &kt, &a), -ENOENT);
+	assert_int_equal(txn_set_stat(ns, "r_keep", 6, &a), 0);
+	assert_false(a.has_meta);
+
+	assert_no_set("r_fresh");
+	assert_no_set("r_new");
+	assert_no_set("r_dir");
+	assert_int_equal(txn_stat(ns, &k, &a), -ENOENT);
+	assert_content("r_keep", "k", "kept");
+	assert_content(NULL, "r_null", "kept");
+	assert_int_equal(txn_stat(ns, &to, &a), -ENOENT);
+
+	/* Stop-writes refuses a write before its set is created. */
+	static char big[64 * 1024];
+	struct txn_write bw = { .set_file = true, .file_data = big, .file_len = sizeof(big) };
+	struct txn_key bk = key("r_keep", "big");
+	atomic_store_relaxed(&cfg.ns[0].stop_writes_used_pct, 1);
+	for (int i = 0; i < 4; i++)
+		(void)txn_write(ns, &bk, &bw, NULL);   /* rewrites fill wblocks too */
+	assert_int_equal(put("r_fresh", "k", "x", 0), -ENOSPC);
+	assert_no_set("r_fresh");
+	atomic_store_relaxed(&cfg.ns[0].stop_writes_used_pct, 70);
+	assert_false(nsup_stop_writes_check(ns));
+	(void)txn_delete(ns, &bk);
+	assert_int_equal(txn_delete(ns, &kk), 0);
+	assert_int_equal(txn_delete(ns, &kn), 0);
+}
+
+/* Two nodes in one process (as tests and recfs-bench run them), each with
+ * a namespace named "test": each keeps its own histograms and nsup. */
+static void
+test_txn_second_node_keeps_its_own_latencies_and_nsup(void **state)
+{
+	static struct recfs_config cfg2;
+	struct histogram_snapshot a[STAT_LAT_NS_COUNT], b[STAT_LAT_NS_COUNT];
+	struct histogram_snapshot a2[STAT_LAT_NS_COUNT], b2[STAT_LAT_NS_COUNT];
+	uint64_t v[STAT_NS_COUNT];
+	struct node *node2;
+	struct namespace *ns2;
+
+	cfg2 = cfg;
+	assert_int_equal(node_open(&node2, &cfg2), 0);
+	ns2 = node_namespace_find(node2, "test", 4);
+	assert_non_null(ns2);
+	assert_ptr_not_equal(txn_namespace_of(ns2), txn_namespace_of(ns));
+	txn_namespace_latencies(ns, a);
+	txn_namespace_latencies(ns2, a2);
+	struct txn_key k = key(NULL, "second");
+	struct txn_write w = { .set_file = true, .file_data = "x", .file_len = 1 };
+	assert_int_equal(txn_write(ns2, &k, &w, NULL), 0);
+	assert_int_equal(txn_delete(ns2, &k), 0);
+	txn_namespace_latencies(ns, b);
+	txn_namespace_latencies(ns2, b2);
+	assert_int_equal(b2[STAT_LAT_NS_write].count - a2[STAT_LAT_NS_write].count, 1);
+	assert_int_equal(b2[STAT_LAT_NS_delete].count - a2[STAT_LAT_NS_delete].count, 1);
+	assert_int_equal(b[STAT_LAT_NS_write].count, a[STAT_LAT_NS_write].count);
+	assert_int_equal(b[STAT_LAT_NS_delete].count, a[STAT_LAT_NS_delete].count);
+	/* Stop-writes is the namespace's own: the second node's, forced on,
+	 * leaves the first writing. */
+	atomic_store_relaxed(&cfg2.ns[0].stop_writes_used_pct, 1);
+	atomic_store_relaxed(&cfg2.ns[0].stop_writes_avail_pct, 100);
+	assert_true(nsup_stop_writes_check(ns2));
+	assert_int_equal(txn_write(ns2, &k, &w, NULL), -ENOSPC);
+	txn_namespace_values(ns2, v);
+	assert_int_equal(v[STAT_NS_stop_writes], 1);
+	txn_namespace_values(ns, v);
+	assert_int_equal(v[STAT_NS_stop_writes], 0);
+	assert_int_equal(put(NULL, "first", "y", 0), 0);
+	struct txn_key fk = key(NULL, "first");
+	assert_int_equal(txn_delete(ns, &fk), 0);
+	node_close(node2, false);
+}
+
 int
 main(void)
 {
@@ -615,6 +787,8 @@ main(void)
 		cmocka_unit_test(test_txn_not_found_and_exists_counters_move),
 		cmocka_unit_test(test_txn_latencies_count_each_operation),
 		cmocka_unit_test(test_txn_config_set_validates_and_applies),
+		cmocka_unit_test(test_txn_refused_operations_leave_no_set_and_no_record),
+		cmocka_unit_test(test_txn_second_node_keeps_its_own_latencies_and_nsup),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

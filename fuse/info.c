@@ -148,6 +148,7 @@ cluster_values(struct info_values *out)
 	out->v[CLUSTER_cluster_changes] = tc->changes;
 	out->v[CLUSTER_cluster_proposals] = tc->proposals;
 	out->v[CLUSTER_cluster_proposals_aborted] = tc->proposals_aborted;
+	out->v[CLUSTER_cluster_nodes_left_out] = tc->nodes_left_out;
 	free(tc);
 }
 

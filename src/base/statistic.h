@@ -194,6 +194,8 @@
 	X(cluster_proposals, COUNTER, "proposals", 0, "Succession lists this node proposed as principal.") \
 	X(cluster_proposals_aborted, COUNTER, "proposals", 0, \
 	    "Proposals of this node that a member rejected or did not answer within a quantum (retried after the next quantum).") \
+	X(cluster_nodes_left_out, COUNTER, "nodes", 0, \
+	    "Nodes this node, as principal, left out of its proposals because they pulse but answered none of 2 proposals in a row (proposed again every 8 quanta; counted once until they answer).") \
 	X(migrate_partitions_remaining, GAUGE, "partitions", 0, "Partitions still to migrate.")
 
 /* .info/namespace/<ns> (followed there by the namespace's configuration). */

@@ -15,7 +15,8 @@
  * same, silence).
  *
  * Threads: one heartbeat thread (pulses and the death check, every
- * interval); pulses are received on the fabric thread.  on_change runs on
+ * interval, and one pulse at once when a node arrives); pulses are
+ * received on the fabric thread.  on_change runs on
  * either, with no heartbeat lock held, and must not block.
  */
 #ifndef RECFS_CLUSTER_CLUSTER_H
@@ -136,6 +137,10 @@ struct heartbeat_view_node {
 
 /* Fills up to max alive nodes (never this one); returns how many were filled. */
 unsigned heartbeat_view_get(struct heartbeat *hb, struct heartbeat_view_node *out, unsigned max);
+/* Monotonic time (clock_mono_ns) of the last change of that view: a node
+ * arrived or died, or a pulse brought another key or adjacency list; 0
+ * before any. */
+uint64_t heartbeat_view_changed_ns(struct heartbeat *hb);
 
 /* Tests only: cut (blocked) or heal this node's heartbeat link to node_id:
  * pulses from it are ignored and none are sent to it.  Cutting both ends
@@ -195,7 +200,9 @@ int clustering_msg_encode(const struct clustering_msg *c, struct fabric_msg_writ
  * candidates, descending) with a new random cluster key in two phases:
  * PREPARE to every member; every member ACCEPTs; then COMMIT, and each
  * installs.  A member that does not accept in time aborts the proposal,
- * retried after the next quantum.  A node whose principal died or left it
+ * retried after the next quantum; one that answered none of 2 proposals
+ * in a row is left out of the principal's proposals for 8 quanta
+ * (st->nodes_left_out).  A node whose principal died or left it
  * is an orphan (cluster key 0, size 1) until a principal takes it in or it
  * forms its own cluster.
  */
@@ -214,6 +221,7 @@ struct cluster_state {
 	char cause[160];                 /* of the last change: "node 00..0b joined", ... */
 	uint64_t changes;                /* successions installed (and orphanings) so far */
 	uint64_t proposals, proposals_aborted; /* as principal */
+	uint64_t nodes_left_out;         /* as principal: members left out for answering no proposal */
 };
 
 /*

@@ -13,6 +13,14 @@
  * node.  With the same view, every node computes the same set.  The
  * highest candidate is the principal.
  *
+ * A muted candidate (it pulses, so it stays a candidate, but answers no
+ * proposal) would make every proposal abort.  The principal counts, per
+ * node, the proposals in a row it left unanswered; at MUTED_AFTER it is
+ * left out of the principal's proposals for MUTED_QUANTA quanta, then
+ * proposed again (one more miss leaves it out again, silently).  An answer
+ * in time, or the heartbeat declaring it dead (it restarted or paused
+ * past the timeout), forgets the count.
+ *
  * Locks: c->lock protects the state; it is taken before the heartbeat's
  * and the fabric's locks (heartbeat_cluster_key_set, fabric_send), never
  * after.  c->notify_lock serialises observer calls and is taken before
@@ -34,6 +42,15 @@
 #define MS 1000000ULL
 #define OBSERVERS_MAX 4
 #define NOTIFY_QUEUE 16    /* changes waiting for the observers (a change takes a quantum) */
+#define MUTED_AFTER 2      /* proposals in a row a member left unanswered: it is left out ... */
+#define MUTED_QUANTA 8     /* ... for this many quanta, then proposed again */
+
+/* A node that left proposals of this principal unanswered (docs/cluster.md). */
+struct muted {
+	uint64_t node_id;
+	unsigned misses;      /* proposals in a row without an answer in time */
+	uint64_t until_ns;    /* left out of proposals until then (misses >= MUTED_AFTER) */
+};
 
 struct clustering {
 	struct fabric *fabric;
@@ -50,7 +67,7 @@ struct clustering {
 
 	pthread_mutex_t lock;         /* everything below */
 	pthread_cond_t cond;
-	bool stop, started, muted;
+	bool stop, started, test_muted;
 	pthread_t thread;
 	uint64_t view_hash, view_changed_ns;
 	uint64_t shrink_hash, shrink_since_ns; /* the departure-only view and since when */
@@ -67,6 +84,8 @@ struct clustering {
 	unsigned prop_n;
 	uint64_t prop_list[CLUSTER_NODES_MAX];
 	bool prop_accepted[CLUSTER_NODES_MAX];
+	struct muted muted[CLUSTER_NODES_MAX]; /* alive nodes that missed proposals */
+	unsigned n_muted;
 	/* as member: the proposal accepted, waiting for its commit */
 	bool pending;
 	uint64_t pend_id, pend_key, pend_from, pend_deadline_ns;
@@ -460,8 +479,97 @@ void
 clustering_test_mute(struct clustering *c, bool muted)
 {
 	pthread_mutex_lock(&c->lock);
-	c->muted = muted;
+	c->test_muted = muted;
 	pthread_mutex_unlock(&c->lock);
+}
+
+/* ---- muted members (c->lock held) ------------------------------------------ */
+
+static struct muted *
+muted_find(struct clustering *c, uint64_t id)
+{
+	unsigned i;
+
+	for (i = 0; i < c->n_muted; i++)
+		if (c->muted[i].node_id == id)
+			return &c->muted[i];
+	return NULL;
+}
+
+/* id did not answer the proposal in flight in time; true when it is left
+ * out from now on (again). */
+static bool
+muted_miss(struct clustering *c, uint64_t id, uint64_t now)
+{
+	struct muted *m = muted_find(c, id);
+
+	if (m == NULL) {
+		if (c->n_muted == CLUSTER_NODES_MAX)
+			return false; /* cannot happen: entries are alive nodes (muted_prune) */
+		m = &c->muted[c->n_muted++];
+		*m = (struct muted){ .node_id = id };
+	}
+	if (++m->misses < MUTED_AFTER)
+		return false;
+	m->until_ns = now + MUTED_QUANTA * c->quantum_ns;
+	if (m->misses == MUTED_AFTER) {
+		c->st.nodes_left_out++;
+		log_warn("clustering", "node %016" PRIx64 " pulses but answered none of the last %d proposals: "
+		    "left out of this node's proposals, proposed again every %llu ms until it answers",
+		    id, MUTED_AFTER, (unsigned long long)(MUTED_QUANTA * c->quantum_ns / MS));
+	}
+	return true;
+}
+
+/* id answered the proposal in flight: its misses are forgotten. */
+static void
+muted_answered(struct clustering *c, uint64_t id)
+{
+	struct muted *m = muted_find(c, id);
+
+	if (m == NULL)
+		return;
+	if (m->misses >= MUTED_AFTER)
+		log_info("clustering", "node %016" PRIx64 " answers proposals again", id);
+	*m = c->muted[--c->n_muted];
+}
+
+/* Nodes the heartbeat declared dead are forgotten: they come back as new. */
+static void
+muted_prune(struct clustering *c, const struct view *v)
+{
+	unsigned i = 0;
+
+	while (i < c->n_muted) {
+		if (view_node(v, c->muted[i].node_id) != NULL) {
+			i++;
+			continue;
+		}
+		if (c->muted[i].misses >= MUTED_AFTER)
+			log_info("clustering", "node %016" PRIx64 " left out for unanswered proposals is dead; "
+			    "proposed again when it is back", c->muted[i].node_id);
+		c->muted[i] = c->muted[--c->n_muted];
+	}
+}
+
+/* The principal's proposal: its candidates (descending) less the nodes
+ * left out now; never this node.  The ids left out go to out[]. */
+static unsigned
+proposal_list(struct clustering *c, const struct view *v, uint64_t now, uint64_t *list, uint64_t *out,
+    unsigned *n_out)
+{
+	unsigned i, n = 0;
+
+	*n_out = 0;
+	for (i = 0; i < v->n_cand; i++) {
+		struct muted *m = muted_find(c, v->cand[i]);
+
+		if (v->cand[i] != c->node_id && m != NULL && m->misses >= MUTED_AFTER && now < m->until_ns)
+			out[(*n_out)++] = v->cand[i];
+		else
+			list[n++] = v->cand[i];
+	}
+	return n;
 }
 
 /* ---- messages (fabric thread) ------------------------------------------------ */
@@ -500,6 +608,7 @@ on_accept(struct clustering *c, uint64_t from, const struct clustering_msg *m)
 
 	if (!c->proposing || m->proposal_id != c->prop_id)
 		return;
+	muted_answered(c, from);
 	for (i = 0; i < c->prop_n; i++) {
 		if (c->prop_list[i] == from)
 			c->prop_accepted[i] = true;
@@ -534,7 +643,7 @@ on_message(void *arg, uint64_t from, const struct fabric_msg *fm)
 	pthread_mutex_lock(&c->lock);
 	switch (m.op) {
 	case CLUSTERING_OP_PREPARE:
-		if (!c->muted)
+		if (!c->test_muted)
 			on_prepare(c, from, &m, v);
 		break;
 	case CLUSTERING_OP_ACCEPT:
@@ -542,6 +651,7 @@ on_message(void *arg, uint64_t from, const struct fabric_msg *fm)
 		break;
 	case CLUSTERING_OP_REJECT:
 		if (c->proposing && m.proposal_id == c->prop_id) {
+			muted_answered(c, from);
 			c->proposing = false;
 			c->st.proposals_aborted++;
 			c->shrink_since_ns = c->aborted_ns = clock_mono_ns(); /* a departure waits again */
@@ -629,18 +739,19 @@ departure_ns(struct clustering *c, const struct view *v, uint64_t now)
 	return latest ? latest : now;
 }
 
-/* Does the installed state differ from what the principal sees? (lock held) */
+/* Does the installed state differ from what the principal would propose
+ * (list: its candidates less the nodes left out)? (lock held) */
 static bool
-needs_proposal(struct clustering *c, const struct view *v)
+needs_proposal(struct clustering *c, const struct view *v, const uint64_t *list, unsigned n)
 {
 	unsigned i;
 
-	if (c->st.role != CLUSTERING_PRINCIPAL || c->st.n != v->n_cand)
+	if (c->st.role != CLUSTERING_PRINCIPAL || c->st.n != n)
 		return true;
-	for (i = 0; i < v->n_cand; i++) {
-		const struct heartbeat_view_node *e = view_node(v, v->cand[i]);
+	for (i = 0; i < n; i++) {
+		const struct heartbeat_view_node *e = view_node(v, list[i]);
 
-		if (c->st.succession[i] != v->cand[i])
+		if (c->st.succession[i] != list[i])
 			return true;
 		if (e != NULL && e->cluster_key != c->st.cluster_key)
 			return true;  /* a member missed the commit, or moved on */
@@ -651,18 +762,26 @@ needs_proposal(struct clustering *c, const struct view *v)
 static void
 tick(struct clustering *c, struct view *v)
 {
-	uint64_t now, shrink;
-	unsigned i;
+	uint64_t now, shrink, list[CLUSTER_NODES_MAX], out[CLUSTER_NODES_MAX];
+	unsigned i, n, n_out;
 	bool quiet;
 
 	view_read(c, v);
 	now = clock_mono_ns();
 	pthread_mutex_lock(&c->lock);
 	if (v->hash != c->view_hash) {
+		/* the quiet period runs from the pulse that changed the view,
+		 * not from this tick (never before an install or an abort) */
+		uint64_t at = heartbeat_view_changed_ns(c->hb);
+
 		c->view_hash = v->hash;
-		c->view_changed_ns = now;
+		if (at > now)
+			at = now;
+		if (at > c->view_changed_ns)
+			c->view_changed_ns = at;
 	}
 	quiet = now - c->view_changed_ns >= c->quantum_ns;
+	muted_prune(c, v);
 	shrink = departure_only(c, v);
 	if (shrink != c->shrink_hash) {
 		c->shrink_hash = shrink;
@@ -675,23 +794,31 @@ tick(struct clustering *c, struct view *v)
 		    c->pend_id, c->pend_from);
 		c->pending = false;
 	}
-	if (c->proposing && now > c->prop_deadline_ns) {
+	if (c->proposing && now >= c->prop_deadline_ns) {
 		char late[CLUSTER_NODES_MAX * 17 + 1];
 		uint64_t missing[CLUSTER_NODES_MAX];
 		unsigned k = 0;
+		bool left_out = false;
 
-		for (i = 0; i < c->prop_n; i++)
-			if (!c->prop_accepted[i])
+		for (i = 0; i < c->prop_n; i++) {
+			if (!c->prop_accepted[i]) {
 				missing[k++] = c->prop_list[i];
+				left_out |= muted_miss(c, c->prop_list[i], now);
+			}
+		}
 		(void)list_minus(missing, k, NULL, 0, late, sizeof(late));
-		log_info("clustering", "proposal %016" PRIx64 " aborted: no answer in %llu ms from [%s]; "
-		    "retried after the next quantum", c->prop_id,
-		    (unsigned long long)(c->quantum_ns / MS), late);
+		log_info("clustering", "proposal %016" PRIx64 " aborted: no answer in %llu ms from [%s]; %s",
+		    c->prop_id, (unsigned long long)(c->quantum_ns / MS), late,
+		    left_out ? "proposed again without the nodes left out" : "retried after the next quantum");
 		c->proposing = false;
 		c->st.proposals_aborted++;
-		c->view_changed_ns = now; /* wait a quantum again */
-		c->shrink_since_ns = c->aborted_ns = now;
-		quiet = false;
+		if (!left_out) {
+			/* wait a quantum again; after leaving a muted node out,
+			 * the view that was quiet is proposed at once without it */
+			c->view_changed_ns = now;
+			c->shrink_since_ns = c->aborted_ns = now;
+			quiet = false;
+		}
 	}
 	/* a member whose principal died, or went on without it, is an orphan */
 	if (c->st.role == CLUSTERING_MEMBER) {
@@ -709,21 +836,26 @@ tick(struct clustering *c, struct view *v)
 	}
 	if (shrink != 0 && now - c->shrink_since_ns >= c->quantum_ns && !c->proposing)
 		quiet = true;  /* a departure only: a quantum since the set was first seen */
-	if (v->cand[0] == c->node_id && quiet && !c->proposing && needs_proposal(c, v)) {
+	n = proposal_list(c, v, now, list, out, &n_out);
+	if (v->cand[0] == c->node_id && quiet && !c->proposing && needs_proposal(c, v, list, n)) {
 		c->pending = false;
 		c->st.proposals++;
-		if (v->n_cand == 1) {
-			install(c, v->cand, 1, random_u64());
+		if (n == 1) {
+			install(c, list, 1, random_u64());
 		} else {
+			char left[CLUSTER_NODES_MAX * 17 + 1];
+
 			c->proposing = true;
 			c->prop_id = random_u64();
 			c->prop_key = random_u64();
-			c->prop_n = v->n_cand;
-			memcpy(c->prop_list, v->cand, v->n_cand * sizeof(v->cand[0]));
+			c->prop_n = n;
+			memcpy(c->prop_list, list, n * sizeof(list[0]));
 			for (i = 0; i < c->prop_n; i++)
 				c->prop_accepted[i] = c->prop_list[i] == c->node_id;
 			c->prop_deadline_ns = now + c->quantum_ns;
-			log_info("clustering", "proposing %u nodes, proposal %016" PRIx64, c->prop_n, c->prop_id);
+			(void)list_minus(out, n_out, NULL, 0, left, sizeof(left));
+			log_info("clustering", "proposing %u nodes, proposal %016" PRIx64 "%s%s%s", c->prop_n,
+			    c->prop_id, n_out ? " (left out, answering no proposal: " : "", left, n_out ? ")" : "");
 			for (i = 1; i < c->prop_n; i++)
 				send_op(c, c->prop_list[i], CLUSTERING_OP_PREPARE, c->prop_id, c->prop_key,
 				    c->prop_list, c->prop_n);
@@ -731,6 +863,25 @@ tick(struct clustering *c, struct view *v)
 	}
 	pthread_mutex_unlock(&c->lock);
 	notify(c);
+}
+
+/*
+ * The moment, before the next tick, that needs a tick of its own (lock
+ * held): the end of the quiet period or of a departure only's quantum, or
+ * the deadline of the proposal in flight; UINT64_MAX when none.
+ */
+static uint64_t
+early_due(const struct clustering *c)
+{
+	uint64_t due = UINT64_MAX;
+
+	if (c->shrink_hash != 0 && !c->proposing)
+		due = c->shrink_since_ns + c->quantum_ns;
+	if (c->proposing && c->prop_deadline_ns < due)
+		due = c->prop_deadline_ns;
+	if (!c->proposing && c->view_changed_ns + c->quantum_ns < due)
+		due = c->view_changed_ns + c->quantum_ns;   /* the end of the quiet period */
+	return due;
 }
 
 static void *
@@ -754,10 +905,12 @@ clustering_thread(void *arg)
 		ts.tv_sec += (time_t)(c->interval_ns / 1000000000ULL) + ts.tv_nsec / 1000000000L;
 		ts.tv_nsec %= 1000000000L;
 		for (;;) {
-			/* a departure only: one more tick at the end of its quantum */
+			/* one more tick at the end of a quiet period or of a
+			 * departure's quantum, or at a proposal's deadline, not up
+			 * to an interval later */
 			uint64_t next = (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
-			uint64_t due = c->shrink_since_ns + c->quantum_ns;
-			bool early = c->shrink_hash != 0 && !c->proposing && due > clock_mono_ns() && due < next;
+			uint64_t due = early_due(c);
+			bool early = due > clock_mono_ns() && due < next;
 			struct timespec until = ts;
 
 			if (early) {

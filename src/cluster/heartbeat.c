@@ -49,8 +49,10 @@ struct heartbeat {
 	void *arg;
 
 	pthread_mutex_t lock;      /* protects everything below; a leaf lock */
-	pthread_cond_t cond;       /* wakes the thread to stop */
+	pthread_cond_t cond;       /* wakes the thread: to stop, or to pulse now */
 	bool stop, started;
+	bool pulse_now;            /* a node arrived: pulse at once, not at the next tick */
+	uint64_t view_changed_ns;  /* the last arrival, death, key or adjacency change */
 	uint64_t cluster_key;
 	struct heartbeat_stats stats;   /* counters; the gauges are computed */
 	struct hb_node nodes[TABLE_MAX];
@@ -221,6 +223,17 @@ heartbeat_test_block(struct heartbeat *hb, uint64_t node_id, bool blocked)
 	pthread_mutex_unlock(&hb->lock);
 }
 
+uint64_t
+heartbeat_view_changed_ns(struct heartbeat *hb)
+{
+	uint64_t t;
+
+	pthread_mutex_lock(&hb->lock);
+	t = hb->view_changed_ns;
+	pthread_mutex_unlock(&hb->lock);
+	return t;
+}
+
 unsigned
 heartbeat_alive_count(struct heartbeat *hb)
 {
@@ -287,7 +300,7 @@ on_pulse(void *arg, uint64_t from, const struct fabric_msg *m)
 	struct heartbeat_adjacent dial[CLUSTER_NODES_MAX];
 	struct hb_node *e;
 	unsigned i, n_dial = 0;
-	bool arrived = false;
+	bool arrived = false, changed;
 	uint64_t id;
 
 	if (heartbeat_pulse_decode(m, &pulse) != 0 || pulse.node_id != from) {
@@ -321,10 +334,21 @@ on_pulse(void *arg, uint64_t from, const struct fabric_msg *m)
 	e->alive = true;
 	e->last_ns = clock_mono_ns();
 	snprintf(e->address, sizeof(e->address), "%s", pulse.address);
+	changed = arrived || e->cluster_key != pulse.cluster_key || e->n_adjacent != pulse.n_adjacent;
 	e->cluster_key = pulse.cluster_key;
 	e->n_adjacent = pulse.n_adjacent;
-	for (i = 0; i < pulse.n_adjacent; i++)
+	for (i = 0; i < pulse.n_adjacent; i++) {
+		changed |= e->adjacent[i] != pulse.adjacent[i].node_id;
 		e->adjacent[i] = pulse.adjacent[i].node_id;
+	}
+	if (changed)
+		hb->view_changed_ns = e->last_ns;
+	if (arrived) {
+		/* the others learn of it from this node's adjacency list one
+		 * pulse sooner, and it learns that this node hears it */
+		hb->pulse_now = true;
+		pthread_cond_signal(&hb->cond);
+	}
 	/* nodes it hears that this one does not: dial them */
 	for (i = 0; i < pulse.n_adjacent; i++) {
 		struct hb_node *k = node_find(hb, pulse.adjacent[i].node_id);
@@ -375,8 +399,9 @@ pulse_build(struct heartbeat *hb, struct fabric_msg_writer *w, uint8_t *buf, siz
 	return heartbeat_pulse_encode(&p, w, buf, cap);
 }
 
+/* Pulses every connected node; with deaths, also marks the silent ones dead. */
 static void
-tick(struct heartbeat *hb)
+tick(struct heartbeat *hb, bool deaths)
 {
 	struct fabric_peer_info peers[TABLE_MAX];
 	uint64_t dead[TABLE_MAX], now;
@@ -401,7 +426,7 @@ tick(struct heartbeat *hb)
 	now = clock_mono_ns();
 	pthread_mutex_lock(&hb->lock);
 	hb->stats.pulses_sent += n_sent;
-	for (i = 0; i < hb->n_nodes; i++) {
+	for (i = 0; deaths && i < hb->n_nodes; i++) {
 		struct hb_node *e = &hb->nodes[i];
 
 		if (e->alive && now - e->last_ns > hb->timeout_ns) {
@@ -410,6 +435,8 @@ tick(struct heartbeat *hb)
 		}
 	}
 	hb->stats.departures += n_dead;
+	if (n_dead > 0)
+		hb->view_changed_ns = now;
 	pthread_mutex_unlock(&hb->lock);
 	for (i = 0; i < n_dead; i++) {
 		log_info("heartbeat", "node %016llx departed: no pulse for %llu ms",
@@ -428,15 +455,27 @@ heartbeat_thread(void *arg)
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	pthread_mutex_lock(&hb->lock);
 	while (!hb->stop) {
+		hb->pulse_now = false;
 		pthread_mutex_unlock(&hb->lock);
-		tick(hb);
+		tick(hb, true);
 		pthread_mutex_lock(&hb->lock);
 		/* absolute deadlines: pulses do not drift by the tick's own time */
 		ts.tv_nsec += (long)(hb->interval_ns % 1000000000ULL);
 		ts.tv_sec += (time_t)(hb->interval_ns / 1000000000ULL) + ts.tv_nsec / 1000000000L;
 		ts.tv_nsec %= 1000000000L;
-		while (!hb->stop && pthread_cond_timedwait(&hb->cond, &hb->lock, &ts) != ETIMEDOUT)
-			;
+		for (;;) {
+			while (!hb->stop && !hb->pulse_now &&
+			    pthread_cond_timedwait(&hb->cond, &hb->lock, &ts) != ETIMEDOUT)
+				;
+			if (hb->stop || !hb->pulse_now)
+				break;
+			/* an arrival: one pulse now, the schedule unchanged (at
+			 * most one per arrival, and arrivals need a death first) */
+			hb->pulse_now = false;
+			pthread_mutex_unlock(&hb->lock);
+			tick(hb, false);
+			pthread_mutex_lock(&hb->lock);
+		}
 	}
 	pthread_mutex_unlock(&hb->lock);
 	return NULL;

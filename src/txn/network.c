@@ -222,6 +222,7 @@ txn_network_cluster(struct txn_network *n, struct txn_cluster *out)
 	out->changes = st.changes;
 	out->proposals = st.proposals;
 	out->proposals_aborted = st.proposals_aborted;
+	out->nodes_left_out = st.nodes_left_out;
 }
 
 void

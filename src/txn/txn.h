@@ -84,6 +84,7 @@ struct txn_cluster {
 	uint64_t change_epoch_ms;       /* the last change */
 	char cause[160];                /* of the last change */
 	uint64_t changes, proposals, proposals_aborted;
+	uint64_t nodes_left_out;        /* muted members left out of proposals */
 };
 
 /* This node's id (the daemon's node-id, resolved): the partition tables

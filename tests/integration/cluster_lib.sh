@@ -45,7 +45,8 @@
 # Waits, each bounded by CLUSTER_WAIT_S (20) seconds, return 1 on timeout:
 # cluster_wait_size K [nodes...] (cluster_size in .info/cluster on each
 # mount), cluster_wait_agree K [nodes...] (cluster_size K and one
-# cluster_key and principal on all), cluster_wait_log nK PATTERN [MARK] (extended regex in nK's log,
+# cluster_key and principal on all; cluster_view nK prints those three
+# from one read), cluster_wait_log nK PATTERN [MARK] (extended regex in nK's log,
 # in the lines after MARK = an earlier cluster_mark nK).
 #
 # Cleanup (lib.sh's EXIT trap calls itest_before_stop, defined here; a test
@@ -404,22 +405,30 @@ cluster_wait_size() {
 	return 1
 }
 
+# cluster_view nK: "size key principal" from one read of nK's .info/cluster
+# (the row "principal", or "cluster_principal" while .info/cluster has that
+# name).
+cluster_view() {
+	run cat "$(cluster_mnt "$1")/.info/cluster" 2>/dev/null |
+		awk 'index($0, "=") { n = substr($0, 1, index($0, "=") - 1); v[n] = substr($0, index($0, "=") + 1) }
+			END { p = ("principal" in v) ? v["principal"] : v["cluster_principal"];
+				print v["cluster_size"] " " v["cluster_key"] " " p }'
+}
+
 # cluster_wait_agree K [nodes...]: every node (default all running ones)
-# shows cluster_size=K and the same cluster_key and principal (the row
-# "principal", or "cluster_principal" while .info/cluster has that name).
+# shows cluster_size=K and the same cluster_key and principal.  One read
+# per node and round, rounds 50 ms apart, so that the moment of agreement
+# is seen within about 100 ms (t_cluster_faults times formation with it).
 cluster_wait_agree() {
-	local want=$1 n i views nodes p
+	local want=$1 n views nodes end
 	shift
 	nodes=${*:-$(for n in $(cluster_nodes); do [ -n "$(cluster_pid "$n")" ] && echo "$n"; done)}
-	for ((i = 0; ; i++)); do
-		views=$(for n in $nodes; do
-			p=$(cluster_info "$n" principal)
-			[ -n "$p" ] || p=$(cluster_info "$n" cluster_principal)
-			echo "$(cluster_info "$n" cluster_size) $(cluster_info "$n" cluster_key) $p"
-		done | sort -u)
+	end=$(($(date +%s%N) / 1000000 + CLUSTER_WAIT_S * 1000))
+	for (( ; ; )); do
+		views=$(for n in $nodes; do cluster_view "$n"; done | sort -u)
 		[ "$(echo "$views" | wc -l)" -eq 1 ] && [ "${views%% *}" = "$want" ] && return 0
-		[ $i -ge $((CLUSTER_WAIT_S * 5)) ] && break
-		sleep 0.2
+		[ "$(($(date +%s%N) / 1000000))" -ge "$end" ] && break
+		sleep 0.05
 	done
 	note "cluster_wait_agree $want: $(echo "$views" | tr '\n' ';')"
 	return 1

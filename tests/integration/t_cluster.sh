@@ -157,6 +157,7 @@ check_eq "cluster_name" "$(cl "$MNT_B" cluster_name)" itest
 check_true "cluster_change_time is a UTC time" "$(cl "$MNT" cluster_change_time | grep -cE '^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:]{8}Z$')" -eq 1
 check_true "cluster_changes counted on a ($(cl "$MNT" cluster_changes))" "$(cl "$MNT" cluster_changes)" -ge 1
 check_true "cluster_proposals counted on the principal" "$(cl "$MNT_C" cluster_proposals)" -ge 1
+check_eq "cluster_nodes_left_out: none, every node answers" "$(cl "$MNT_C" cluster_nodes_left_out)" 0
 check_eq "statistics cluster_size 3" "$(node_value cluster_size)" 3
 metrics=$(timeout 5 cat "$MNT/.info/metrics")
 check_true "metrics: recfs_cluster_changes_total" "$(grep -cE '^recfs_cluster_changes_total [1-9]' <<<"$metrics")" -eq 1

@@ -8,7 +8,10 @@
  * healing one; a silent member and a principal gone shrink the cluster
  * within interval x timeout-count + quantum + 1 interval, a split within
  * 2 intervals; a rolling restart ends in one cluster; a proposal whose
- * member never answers installs nothing anywhere.  Every wait is bounded.
+ * member never answers installs nothing anywhere, and after 2 such the
+ * principal leaves that member out (also when the others had to re-form
+ * without their principal) and takes it back when it answers a later
+ * proposal.  Every wait is bounded.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -18,34 +21,23 @@
 
 #include <errno.h>
 #include <pthread.h>
-#include <signal.h>
-#include <stdio.h>
 #include <string.h>
-#include <time.h>
 
-#include "base/clock.h"
 #include "cluster/cluster.h"
 #include "fabric/fabric.h"
+#define WAIT_MS 15000    /* before net_fixture.h: its WAIT_FOR bound */
+#include "net_fixture.h"
 
-#define WAIT_MS 15000
 #define INTERVAL_MS 50
 #define TIMEOUT_COUNT 5
 
-static const uint8_t secret[] = "clustering-test-secret-0123456789";
-
 struct node {
-	struct fabric *f;
-	struct heartbeat *hb;
-	struct clustering *cl;
-	uint64_t id;
-	uint16_t port;
-	char address[32];
+	struct net_node net;    /* fabric, heartbeat, clustering */
 	pthread_mutex_t lock;
 	uint64_t seen_key;      /* observer: the last key it was told */
 	unsigned seen_n, seen_calls, max_seen_n;
 	uint64_t seen_changes;  /* st->changes of the last call */
 	bool seen_out_of_order; /* a call whose changes was not the previous + 1 */
-	bool up;
 };
 
 static void
@@ -68,68 +60,24 @@ observer(void *arg, const struct cluster_state *st)
 static void
 node_up(struct node *n, uint64_t id, uint16_t port)
 {
-	struct fabric_config fc = {
-		.address = "127.0.0.1", .port = port, .node_id = id, .cluster_name = "test",
-		.secret = secret, .secret_len = sizeof(secret) - 1,
+	struct net_node_config cfg = {
+		.id = id, .port = port, .interval_ms = INTERVAL_MS, .timeout_count = TIMEOUT_COUNT,
+		.clustering = true, .observer = observer, .observer_arg = n,
 	};
-	struct heartbeat_config hc = { .node_id = id, .interval_ms = INTERVAL_MS, .timeout_count = TIMEOUT_COUNT };
-	struct clustering_config cc = { .node_id = id, .interval_ms = INTERVAL_MS, .timeout_count = TIMEOUT_COUNT };
 
 	memset(n, 0, sizeof(*n));
 	pthread_mutex_init(&n->lock, NULL);
-	n->id = id;
-	assert_int_equal(fabric_create(&fc, &n->f), 0);
-	n->port = fabric_port(n->f);
-	snprintf(n->address, sizeof(n->address), "127.0.0.1:%u", n->port);
-	hc.fabric = n->f;
-	hc.address = n->address;
-	assert_int_equal(heartbeat_create(&hc, &n->hb), 0);
-	cc.fabric = n->f;
-	cc.heartbeat = n->hb;
-	assert_int_equal(clustering_create(&cc, &n->cl), 0);
-	assert_int_equal(clustering_observer_add(n->cl, observer, n), 0);
-	assert_int_equal(fabric_start(n->f), 0);
-	assert_int_equal(heartbeat_start(n->hb), 0);
-	assert_int_equal(clustering_start(n->cl), 0);
-	n->up = true;
+	net_node_up(&n->net, &cfg);
 }
 
 static void
 node_down(struct node *n)
 {
-	if (!n->up)
+	if (!n->net.up)
 		return;
-	clustering_stop(n->cl);
-	heartbeat_stop(n->hb);
-	fabric_destroy(n->f);
-	clustering_destroy(n->cl);
-	heartbeat_destroy(n->hb);
+	net_node_down(&n->net);
 	pthread_mutex_destroy(&n->lock);
-	n->up = false;
 }
-
-static uint64_t
-now_ms(void)
-{
-	return clock_mono_ns() / 1000000;
-}
-
-static void
-sleep_ms(unsigned ms)
-{
-	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
-
-	nanosleep(&ts, NULL);
-}
-
-#define WAIT_FOR(cond) do { \
-		uint64_t t0_ = now_ms(); \
-		while (!(cond)) { \
-			if (now_ms() - t0_ > WAIT_MS) \
-				fail_msg("timed out waiting for: %s", #cond); \
-			sleep_ms(5); \
-		} \
-	} while (0)
 
 /* Every node of g[0..n) shows the same key, the succession of exactly
  * their ids (descending), the highest as principal, integrity; and its
@@ -142,9 +90,9 @@ one_cluster(struct node **g, unsigned n)
 	unsigned i, j;
 
 	for (i = 0; i < n; i++)
-		if (g[i]->id > max)
-			max = g[i]->id;
-	clustering_state_get(g[0]->cl, &st0);
+		if (g[i]->net.id > max)
+			max = g[i]->net.id;
+	clustering_state_get(g[0]->net.cl, &st0);
 	if (st0.cluster_key == 0 || st0.n != n || st0.principal != max || !st0.integrity)
 		return false;
 	for (i = 1; i < st0.n; i++)
@@ -154,10 +102,10 @@ one_cluster(struct node **g, unsigned n)
 		bool in = false;
 
 		for (j = 0; j < st0.n; j++)
-			in |= st0.succession[j] == g[i]->id;
+			in |= st0.succession[j] == g[i]->net.id;
 		if (!in)
 			return false;
-		clustering_state_get(g[i]->cl, &st);
+		clustering_state_get(g[i]->net.cl, &st);
 		if (st.cluster_key != st0.cluster_key || st.n != st0.n || !st.integrity ||
 		    memcmp(st.succession, st0.succession, st.n * sizeof(st.succession[0])) != 0)
 			return false;
@@ -179,15 +127,15 @@ key_of(struct node *n)
 {
 	struct cluster_state st;
 
-	clustering_state_get(n->cl, &st);
+	clustering_state_get(n->net.cl, &st);
 	return st.cluster_key;
 }
 
 static void
 cut(struct node *a, struct node *b, bool blocked)
 {
-	heartbeat_test_block(a->hb, b->id, blocked);
-	heartbeat_test_block(b->hb, a->id, blocked);
+	heartbeat_test_block(a->net.hb, b->net.id, blocked);
+	heartbeat_test_block(b->net.hb, a->net.id, blocked);
 }
 
 static void
@@ -255,16 +203,16 @@ test_clustering_three_nodes_any_order_one_cluster(void **state)
 	/* started highest first, then lowest; seeds: a -> c, b -> a */
 	node_up(&c, 0xc3, 0);
 	node_up(&a, 0xa1, 0);
-	assert_int_equal(heartbeat_seed_add(a.hb, c.address), 0);
+	assert_int_equal(heartbeat_seed_add(a.net.hb, c.net.address), 0);
 	node_up(&b, 0xb2, 0);
-	assert_int_equal(heartbeat_seed_add(b.hb, a.address), 0);
-	t0 = now_ms();
+	assert_int_equal(heartbeat_seed_add(b.net.hb, a.net.address), 0);
+	t0 = net_now_ms();
 	WAIT_FOR(one_cluster(g, 3));
-	print_message("3 nodes: one cluster after %llu ms\n", (unsigned long long)(now_ms() - t0));
-	clustering_state_get(b.cl, &st);
+	print_message("3 nodes: one cluster after %llu ms\n", (unsigned long long)(net_now_ms() - t0));
+	clustering_state_get(b.net.cl, &st);
 	assert_true(st.principal == 0xc3 && st.succession[0] == 0xc3 && st.succession[2] == 0xa1);
 	assert_int_equal(st.role, CLUSTERING_MEMBER);
-	clustering_state_get(c.cl, &st);
+	clustering_state_get(c.net.cl, &st);
 	assert_int_equal(st.role, CLUSTERING_PRINCIPAL);
 	node_down(&b);
 	node_down(&a);
@@ -287,33 +235,33 @@ test_clustering_five_nodes_shrink_and_grow_within_timeout_plus_quantum(void **st
 	for (i = 0; i < 5; i++) {
 		node_up(&n[order[i]], 0x10 + order[i], 0);
 		if (i > 0)
-			assert_int_equal(heartbeat_seed_add(n[order[i]].hb, n[order[i - 1]].address), 0);
+			assert_int_equal(heartbeat_seed_add(n[order[i]].net.hb, n[order[i - 1]].net.address), 0);
 	}
 	WAIT_FOR(one_cluster(all, 5));
 	key = key_of(&n[0]);
 
 	/* a member (0x13) falls silent: the other four form a cluster without it */
 	bound = INTERVAL_MS * TIMEOUT_COUNT + clustering_quantum_ms(INTERVAL_MS, TIMEOUT_COUNT);
-	heartbeat_stop(n[3].hb);
-	t0 = now_ms();
+	heartbeat_stop(n[3].net.hb);
+	t0 = net_now_ms();
 	WAIT_FOR(one_cluster(rest, 4));
-	took = now_ms() - t0;
+	took = net_now_ms() - t0;
 	print_message("member silent: 4-node cluster after %llu ms (timeout + quantum = %llu ms)\n",
 	    (unsigned long long)took, (unsigned long long)bound);
 	assert_true(took >= INTERVAL_MS * (TIMEOUT_COUNT - 1));
 	assert_true(took < bound + INTERVAL_MS);
 	assert_true(key_of(&n[0]) != key);
 	/* it pulses again: five */
-	assert_int_equal(heartbeat_start(n[3].hb), 0);
-	t0 = now_ms();
+	assert_int_equal(heartbeat_start(n[3].net.hb), 0);
+	t0 = net_now_ms();
 	WAIT_FOR(one_cluster(all, 5));
-	print_message("back: 5-node cluster after %llu ms\n", (unsigned long long)(now_ms() - t0));
+	print_message("back: 5-node cluster after %llu ms\n", (unsigned long long)(net_now_ms() - t0));
 
 	/* the principal (0x14) goes away: 0x13 becomes principal of the other four */
 	node_down(&n[4]);
-	t0 = now_ms();
+	t0 = net_now_ms();
 	WAIT_FOR(one_cluster(rest2, 4));
-	took = now_ms() - t0;
+	took = net_now_ms() - t0;
 	print_message("principal gone: 4-node cluster after %llu ms\n", (unsigned long long)took);
 	assert_true(took < bound + INTERVAL_MS);
 	for (i = 0; i < 4; i++)
@@ -334,35 +282,35 @@ test_clustering_split_three_two_and_heal(void **state)
 	for (i = 0; i < 5; i++) {
 		node_up(&n[i], 0x20 + i, 0);
 		if (i > 0)
-			assert_int_equal(heartbeat_seed_add(n[i].hb, n[0].address), 0);
+			assert_int_equal(heartbeat_seed_add(n[i].net.hb, n[0].net.address), 0);
 	}
 	WAIT_FOR(one_cluster(all, 5));
 	for (i = 0; i < 3; i++)
 		for (j = 3; j < 5; j++)
 			cut(&n[i], &n[j], true);
-	t0 = now_ms();
+	t0 = net_now_ms();
 	WAIT_FOR(one_cluster(big, 3) && one_cluster(small, 2));
-	took = now_ms() - t0;
+	took = net_now_ms() - t0;
 	print_message("split: 3 + 2 after %llu ms\n", (unsigned long long)took);
 	/* isolated sides shrink within the bound of a death (599-648 ms seen):
 	 * one more interval, as a side may see a one-way link for a tick */
 	assert_true(took < INTERVAL_MS * TIMEOUT_COUNT + clustering_quantum_ms(INTERVAL_MS, TIMEOUT_COUNT) +
 	    2 * INTERVAL_MS);
 	assert_true(key_of(&n[0]) != key_of(&n[3]));
-	clustering_state_get(n[1].cl, &st);
+	clustering_state_get(n[1].net.cl, &st);
 	assert_true(st.principal == 0x22);
-	clustering_state_get(n[3].cl, &st);
+	clustering_state_get(n[3].net.cl, &st);
 	assert_true(st.principal == 0x24);
 	for (i = 0; i < 3; i++)
 		for (j = 3; j < 5; j++)
 			cut(&n[i], &n[j], false);
-	t0 = now_ms();
+	t0 = net_now_ms();
 	WAIT_FOR(one_cluster(all, 5));
-	print_message("healed: one cluster of 5 after %llu ms\n", (unsigned long long)(now_ms() - t0));
+	print_message("healed: one cluster of 5 after %llu ms\n", (unsigned long long)(net_now_ms() - t0));
 	/* 0x24 stayed principal: the big side's nodes joined its cluster */
-	clustering_state_get(n[3].cl, &st);
+	clustering_state_get(n[3].net.cl, &st);
 	assert_string_equal(st.cause, "merged: 3 nodes joined");
-	clustering_state_get(n[0].cl, &st);
+	clustering_state_get(n[0].net.cl, &st);
 	assert_string_equal(st.cause, "merged: 2 nodes joined");
 	for (i = 0; i < 5; i++)
 		node_down(&n[i]);
@@ -374,29 +322,29 @@ test_clustering_rolling_restart_ends_in_one_cluster(void **state)
 	struct node n[5];
 	struct node *all[] = { &n[0], &n[1], &n[2], &n[3], &n[4] };
 	unsigned i;
-	uint64_t t0 = now_ms();
+	uint64_t t0 = net_now_ms();
 
 	(void)state;
 	for (i = 0; i < 5; i++) {
 		node_up(&n[i], 0x30 + i, 0);
 		if (i > 0)
-			assert_int_equal(heartbeat_seed_add(n[i].hb, n[i - 1].address), 0);
+			assert_int_equal(heartbeat_seed_add(n[i].net.hb, n[i - 1].net.address), 0);
 	}
 	WAIT_FOR(one_cluster(all, 5));
 	/* each node in turn: stopped and started again on the same port, seeded
 	 * with its neighbour, without waiting for the cluster in between */
 	for (i = 0; i < 5; i++) {
-		uint16_t port = n[i].port;
+		uint16_t port = n[i].net.port;
 
 		node_down(&n[i]);
-		sleep_ms(INTERVAL_MS * 2);
+		net_sleep_ms(INTERVAL_MS * 2);
 		node_up(&n[i], 0x30 + i, port);
-		assert_int_equal(heartbeat_seed_add(n[i].hb, n[(i + 1) % 5].address), 0);
-		sleep_ms(INTERVAL_MS * 4);
+		assert_int_equal(heartbeat_seed_add(n[i].net.hb, n[(i + 1) % 5].net.address), 0);
+		net_sleep_ms(INTERVAL_MS * 4);
 	}
 	WAIT_FOR(one_cluster(all, 5));
 	print_message("rolling restart: one cluster of 5 after %llu ms in all\n",
-	    (unsigned long long)(now_ms() - t0));
+	    (unsigned long long)(net_now_ms() - t0));
 	for (i = 0; i < 5; i++)
 		node_down(&n[i]);
 }
@@ -407,41 +355,58 @@ test_clustering_unanswered_proposal_installs_nothing(void **state)
 	struct node a, b, c, d;
 	struct node *three[] = { &a, &b, &c }, *four[] = { &a, &b, &c, &d };
 	struct cluster_state st;
-	uint64_t t0;
+	struct heartbeat_stats hs0, hs;
+	uint64_t t0, aborted, left_out;
 	unsigned i;
 
 	(void)state;
 	node_up(&a, 0xa1, 0);
 	node_up(&b, 0xb2, 0);
 	node_up(&c, 0xc3, 0);
-	assert_int_equal(heartbeat_seed_add(b.hb, a.address), 0);
-	assert_int_equal(heartbeat_seed_add(c.hb, a.address), 0);
+	assert_int_equal(heartbeat_seed_add(b.net.hb, a.net.address), 0);
+	assert_int_equal(heartbeat_seed_add(c.net.hb, a.net.address), 0);
 	WAIT_FOR(one_cluster(three, 3));
 	/* d pulses but never answers a proposal: a member dead mid-proposal */
 	node_up(&d, 0x0d, 0);
-	clustering_test_mute(d.cl, true);
-	assert_int_equal(heartbeat_seed_add(d.hb, a.address), 0);
-	WAIT_FOR((clustering_state_get(c.cl, &st), st.proposals_aborted >= 2));
+	clustering_test_mute(d.net.cl, true);
+	assert_int_equal(heartbeat_seed_add(d.net.hb, a.net.address), 0);
+	WAIT_FOR((clustering_state_get(c.net.cl, &st), st.proposals_aborted >= 2));
+	/* 2 proposals unanswered: c leaves d out (its 3-node cluster stays) */
+	WAIT_FOR((clustering_state_get(c.net.cl, &st), st.nodes_left_out >= 1));
 	/* for a few quanta: nobody installed the half-agreed 4-node list
 	 * (checked every 10 ms and by every observer call) */
-	t0 = now_ms();
-	while (now_ms() - t0 < 3 * clustering_quantum_ms(INTERVAL_MS, TIMEOUT_COUNT)) {
+	t0 = net_now_ms();
+	while (net_now_ms() - t0 < 3 * clustering_quantum_ms(INTERVAL_MS, TIMEOUT_COUNT)) {
 		for (i = 0; i < 4; i++) {
-			clustering_state_get(four[i]->cl, &st);
+			clustering_state_get(four[i]->net.cl, &st);
 			assert_true(st.n <= 3);
 			assert_true(st.succession[st.n - 1] != 0x0d || st.role == CLUSTERING_ORPHAN);
 		}
-		clustering_state_get(d.cl, &st);
+		clustering_state_get(d.net.cl, &st);
 		assert_true(st.role == CLUSTERING_ORPHAN && st.cluster_key == 0 && st.n == 1);
-		sleep_ms(10);
+		net_sleep_ms(10);
 	}
 	for (i = 0; i < 4; i++)
 		assert_true(four[i]->max_seen_n <= 3);
 	WAIT_FOR(one_cluster(three, 3));
-	clustering_state_get(c.cl, &st);
+	/* 8 quanta after it was left out, d is proposed again: still no
+	 * answer, it is left out again, neither counted nor logged again */
+	clustering_state_get(c.net.cl, &st);
+	aborted = st.proposals_aborted;
+	left_out = st.nodes_left_out;
+	heartbeat_stats_get(c.net.hb, &hs0);
+	WAIT_FOR((clustering_state_get(c.net.cl, &st), st.proposals_aborted > aborted));
+	WAIT_FOR(one_cluster(three, 3));
+	clustering_state_get(c.net.cl, &st);
+	heartbeat_stats_get(c.net.hb, &hs);
+	/* (unless a stall of the process made c declare d dead meanwhile:
+	 * then d is a new node whose misses count afresh) */
+	assert_true(st.nodes_left_out == left_out || hs.departures != hs0.departures);
+	for (i = 0; i < 4; i++)
+		assert_true(four[i]->max_seen_n <= 3);
 	print_message("muted member: %llu proposals aborted, no node installed the 4-node list\n",
 	    (unsigned long long)st.proposals_aborted);
-	clustering_test_mute(d.cl, false);
+	clustering_test_mute(d.net.cl, false);
 	WAIT_FOR(one_cluster(four, 4));
 	node_down(&d);
 	node_down(&c);
@@ -449,8 +414,59 @@ test_clustering_unanswered_proposal_installs_nothing(void **state)
 	node_down(&a);
 }
 
+static void
+test_clustering_muted_member_is_left_out_and_taken_back_when_it_answers(void **state)
+{
+	struct node a, b, c, d;
+	struct node *four[] = { &a, &b, &c, &d }, *two[] = { &b, &a }, *three[] = { &b, &a, &d };
+	struct cluster_state st;
+	uint64_t q = clustering_quantum_ms(INTERVAL_MS, TIMEOUT_COUNT), t0, took, bound;
+
+	(void)state;
+	node_up(&a, 0xa1, 0);
+	node_up(&b, 0xb2, 0);
+	node_up(&c, 0xc3, 0);
+	node_up(&d, 0x0d, 0);
+	assert_int_equal(heartbeat_seed_add(b.net.hb, a.net.address), 0);
+	assert_int_equal(heartbeat_seed_add(c.net.hb, a.net.address), 0);
+	assert_int_equal(heartbeat_seed_add(d.net.hb, a.net.address), 0);
+	WAIT_FOR(one_cluster(four, 4));
+	/* d keeps pulsing but answers no proposal; the principal goes away:
+	 * a and b orphan, b proposes {b, a, d}, d answers neither of 2
+	 * proposals, b leaves it out and a and b form a cluster of 2 */
+	clustering_test_mute(d.net.cl, true);
+	node_down(&c);
+	t0 = net_now_ms();
+	WAIT_FOR(one_cluster(two, 2));
+	took = net_now_ms() - t0;
+	/* the death (timeout), then 2 proposals of a quantum each, each after a quantum */
+	bound = INTERVAL_MS * TIMEOUT_COUNT + 4 * q;
+	print_message("muted member, principal gone: cluster of the other 2 after %llu ms (timeout + 4 quanta = "
+	    "%llu ms)\n", (unsigned long long)took, (unsigned long long)bound);
+	assert_true(took < bound + 3 * INTERVAL_MS);
+	clustering_state_get(b.net.cl, &st);
+	assert_int_equal(st.nodes_left_out, 1);
+	assert_true(st.proposals_aborted >= 2);
+	clustering_state_get(d.net.cl, &st);
+	assert_true(st.role == CLUSTERING_ORPHAN && st.cluster_key == 0);
+	/* it answers again: the next proposal, at the latest MUTED_QUANTA (8)
+	 * quanta after it was left out, takes it back */
+	clustering_test_mute(d.net.cl, false);
+	t0 = net_now_ms();
+	WAIT_FOR(one_cluster(three, 3));
+	took = net_now_ms() - t0;
+	print_message("muted member answers again: cluster of 3 after %llu ms (8 quanta = %llu ms)\n",
+	    (unsigned long long)took, (unsigned long long)(8 * q));
+	assert_true(took < 8 * q + 3 * INTERVAL_MS);
+	clustering_state_get(b.net.cl, &st);
+	assert_int_equal(st.nodes_left_out, 1);
+	node_down(&d);
+	node_down(&b);
+	node_down(&a);
+}
+
 int
-main(void)
+main(int argc, char **argv)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_clustering_msg_roundtrips_and_bad_messages_are_refused),
@@ -459,8 +475,9 @@ main(void)
 		cmocka_unit_test(test_clustering_split_three_two_and_heal),
 		cmocka_unit_test(test_clustering_rolling_restart_ends_in_one_cluster),
 		cmocka_unit_test(test_clustering_unanswered_proposal_installs_nothing),
+		cmocka_unit_test(test_clustering_muted_member_is_left_out_and_taken_back_when_it_answers),
 	};
 
-	signal(SIGPIPE, SIG_IGN);
+	net_test_init(argc, argv);
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -19,7 +19,6 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,16 +28,15 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "base/clock.h"
 #include "base/error.h"
 #include "fabric/fabric.h"
 #include "fabric/fabric_i.h"
+#include "net_fixture.h"
 
-#define WAIT_MS 10000
 #define FIELD_SEQ 1
 #define FIELD_PAD 2
 
-static const uint8_t secret_a[] = "0123456789abcdef-secret-A";
+/* Nodes share net_secret (net_fixture.h); this one is another. */
 static const uint8_t secret_b[] = "0123456789abcdef-secret-B";
 
 /* One fabric instance and what it received. */
@@ -93,15 +91,20 @@ struct node_opts {
 static int
 node_start(struct node *n, uint64_t id, const struct node_opts *o)
 {
-	struct fabric_config cfg = {
-		.address = "127.0.0.1", .port = o->port, .node_id = id,
-		.cluster_name = o->cluster != NULL ? o->cluster : "test",
-		.secret = o->secret != NULL ? o->secret : secret_a,
-		.secret_len = sizeof(secret_a) - 1, .send_queue_max = o->queue_max,
-		.on_peer = on_peer, .arg = n, .protocol_version = o->version,
-		.handshake_ms = o->handshake_ms,
-	};
+	struct fabric_config cfg = net_fabric_config(id, o->port);
 	int rc;
+
+	if (o->cluster != NULL)
+		cfg.cluster_name = o->cluster;
+	if (o->secret != NULL) {
+		cfg.secret = o->secret;
+		cfg.secret_len = strlen((const char *)o->secret);
+	}
+	cfg.send_queue_max = o->queue_max;
+	cfg.on_peer = on_peer;
+	cfg.arg = n;
+	cfg.protocol_version = o->version;
+	cfg.handshake_ms = o->handshake_ms;
 
 	memset(n, 0, sizeof(*n));
 	pthread_mutex_init(&n->lock, NULL);
@@ -134,7 +137,7 @@ dial(struct node *from, const struct node *to)
 {
 	char addr[32];
 
-	snprintf(addr, sizeof(addr), "127.0.0.1:%u", fabric_port(to->f));
+	net_address(to->f, addr, sizeof(addr));
 	assert_int_equal(fabric_peer_add(from->f, addr), 0);
 }
 
@@ -147,20 +150,6 @@ cpu_s(void)
 	getrusage(RUSAGE_SELF, &ru);
 	return (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
 	    (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
-}
-
-static uint64_t
-now_ms(void)
-{
-	return clock_mono_ns() / 1000000;
-}
-
-static void
-sleep_ms(unsigned ms)
-{
-	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
-
-	nanosleep(&ts, NULL);
 }
 
 static struct fabric_stats
@@ -183,16 +172,6 @@ connected_to(const struct node *n, uint64_t id)
 			return p[i].connected;
 	return false;
 }
-
-/* Polls cond every 5 ms for at most WAIT_MS; fails the test on timeout. */
-#define WAIT_FOR(cond) do { \
-		uint64_t t0_ = now_ms(); \
-		while (!(cond)) { \
-			if (now_ms() - t0_ > WAIT_MS) \
-				fail_msg("timed out waiting for: %s", #cond); \
-			sleep_ms(5); \
-		} \
-	} while (0)
 
 static int
 count_of(struct node *n, const int *field)
@@ -231,14 +210,14 @@ send_many(struct node *from, uint64_t to, uint64_t first, unsigned count, size_t
 	assert_non_null(buf);
 	for (i = 0; i < count; i++) {
 		struct fabric_msg_writer w;
-		uint64_t t0 = now_ms();
+		uint64_t t0 = net_now_ms();
 		int rc;
 
 		fabric_msg_writer_init(&w, buf, pad + 64, FABRIC_MSG_TEST);
 		fabric_msg_put_u64(&w, FIELD_SEQ, first + i);
 		fabric_msg_put_bytes(&w, FIELD_PAD, padding, pad);
-		while ((rc = fabric_send(from->f, to, &w)) == -ENOBUFS && now_ms() - t0 < WAIT_MS)
-			sleep_ms(1);
+		while ((rc = fabric_send(from->f, to, &w)) == -ENOBUFS && net_now_ms() - t0 < WAIT_MS)
+			net_sleep_ms(1);
 		assert_int_equal(rc, 0);
 	}
 	free(buf);
@@ -362,7 +341,7 @@ test_fabric_messages_flow_both_ways_in_order(void **state)
 	{
 		double cpu0 = cpu_s();
 
-		sleep_ms(300);
+		net_sleep_ms(300);
 		print_message("idle: %.1f ms CPU in 300 ms\n", (cpu_s() - cpu0) * 1000);
 		assert_true(cpu_s() - cpu0 < 0.010);
 	}
@@ -477,9 +456,9 @@ static bool
 raw_closed_by_peer(int fd)
 {
 	char buf[4096];
-	uint64_t t0 = now_ms();
+	uint64_t t0 = net_now_ms();
 
-	while (now_ms() - t0 < WAIT_MS) {
+	while (net_now_ms() - t0 < WAIT_MS) {
 		ssize_t n = recv(fd, buf, sizeof(buf), 0);
 
 		if (n == 0 || (n < 0 && errno == ECONNRESET))
@@ -618,7 +597,7 @@ raw_authenticate_hellos(const struct node *n, uint64_t id, struct fabric_hello *
 	len = fabric_hello_encode(&mine, buf, sizeof(buf));
 	assert_true(len > 0);
 	raw_send_frame(fd, FABRIC_KIND_HELLO, buf, (size_t)len);
-	assert_int_equal(fabric_auth_proof(secret_a, sizeof(secret_a) - 1, &mine, &theirs, proof), 0);
+	assert_int_equal(fabric_auth_proof(net_secret, NET_SECRET_LEN, &mine, &theirs, proof), 0);
 	fabric_msg_writer_init(&w, buf, sizeof(buf), FABRIC_MSG_AUTH);
 	fabric_msg_put_bytes(&w, FABRIC_FIELD_PROOF, proof, sizeof(proof));
 	raw_send_frame(fd, FABRIC_KIND_AUTH, buf, w.len);
@@ -669,7 +648,7 @@ test_fabric_peer_that_stops_reading_gets_back_pressure_others_still_served(void 
 		fabric_msg_put_bytes(&w, FIELD_PAD, padding, sizeof(padding));
 		rc = fabric_send(b.f, 63, &w);
 		if (rc == -ENOBUFS) {
-			sleep_ms(200);
+			net_sleep_ms(200);
 			rc = fabric_send(b.f, 63, &w);
 			if (rc == -ENOBUFS)
 				break;
@@ -714,7 +693,7 @@ test_fabric_replayed_frame_fails_its_mac_and_is_dropped(void **state)
 	(void)state;
 	node_up(&b, 112);
 	fd = raw_authenticate_hellos(&b, 113, &mine, &theirs);
-	assert_int_equal(fabric_auth_session_key(secret_a, sizeof(secret_a) - 1, &mine, &theirs, key), 0);
+	assert_int_equal(fabric_auth_session_key(net_secret, NET_SECRET_LEN, &mine, &theirs, key), 0);
 	assert_int_equal(fabric_mac_init(&tx, key), 0);
 	fabric_msg_writer_init(&w, msg, sizeof(msg), FABRIC_MSG_TEST);
 	fabric_msg_put_u64(&w, FIELD_SEQ, 0);
@@ -772,7 +751,7 @@ test_fabric_two_nodes_dialing_each_other_keep_one_connection(void **state)
 	dial(&a, &b);
 	dial(&b, &a);
 	WAIT_FOR(connected_to(&a, 82) && connected_to(&b, 81));
-	sleep_ms(300); /* several backoff rounds: nothing flaps */
+	net_sleep_ms(300); /* several backoff rounds: nothing flaps */
 	send_many(&a, 82, 0, 1000, 8);
 	send_many(&b, 81, 0, 1000, 8);
 	WAIT_FOR(received(&a) == 1000 && received(&b) == 1000);
@@ -829,7 +808,7 @@ test_fabric_listen_port_in_use_is_refused(void **state)
 }
 
 int
-main(void)
+main(int argc, char **argv)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_fabric_msg_fields_roundtrip_and_bad_input_is_refused),
@@ -847,6 +826,6 @@ main(void)
 		cmocka_unit_test(test_fabric_listen_port_in_use_is_refused),
 	};
 
-	signal(SIGPIPE, SIG_IGN);
+	net_test_init(argc, argv);
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -14,26 +14,17 @@
 
 #include <errno.h>
 #include <pthread.h>
-#include <signal.h>
-#include <stdio.h>
 #include <string.h>
-#include <time.h>
 
-#include "base/clock.h"
 #include "cluster/cluster.h"
 #include "fabric/fabric.h"
+#include "net_fixture.h"
 
-#define WAIT_MS 10000
 #define INTERVAL_MS 50
 #define TIMEOUT_COUNT 5
 
-static const uint8_t secret[] = "heartbeat-test-secret-0123456789";
-
 struct node {
-	struct fabric *f;
-	struct heartbeat *hb;
-	uint64_t id;
-	char address[32];
+	struct net_node net;       /* fabric and heartbeat */
 	pthread_mutex_t lock;
 	int arrivals, departures;  /* protected by lock */
 };
@@ -64,60 +55,30 @@ departures(struct node *n)
 }
 
 static void
-node_up(struct node *n, uint64_t id)
+node_up_every(struct node *n, uint64_t id, uint32_t interval_ms)
 {
-	struct fabric_config fc = {
-		.address = "127.0.0.1", .node_id = id, .cluster_name = "test",
-		.secret = secret, .secret_len = sizeof(secret) - 1,
-	};
-	struct heartbeat_config hc = {
-		.node_id = id, .interval_ms = INTERVAL_MS, .timeout_count = TIMEOUT_COUNT,
-		.on_change = on_change, .arg = n,
+	struct net_node_config cfg = {
+		.id = id, .interval_ms = interval_ms, .timeout_count = TIMEOUT_COUNT,
+		.on_change = on_change, .change_arg = n,
 	};
 
 	memset(n, 0, sizeof(*n));
 	pthread_mutex_init(&n->lock, NULL);
-	n->id = id;
-	assert_int_equal(fabric_create(&fc, &n->f), 0);
-	snprintf(n->address, sizeof(n->address), "127.0.0.1:%u", fabric_port(n->f));
-	hc.fabric = n->f;
-	hc.address = n->address;
-	assert_int_equal(heartbeat_create(&hc, &n->hb), 0);
-	assert_int_equal(fabric_start(n->f), 0);
-	assert_int_equal(heartbeat_start(n->hb), 0);
+	net_node_up(&n->net, &cfg);
+}
+
+static void
+node_up(struct node *n, uint64_t id)
+{
+	node_up_every(n, id, INTERVAL_MS);
 }
 
 static void
 node_down(struct node *n)
 {
-	heartbeat_stop(n->hb);
-	fabric_destroy(n->f);
-	heartbeat_destroy(n->hb);
+	net_node_down(&n->net);
 	pthread_mutex_destroy(&n->lock);
 }
-
-static uint64_t
-now_ms(void)
-{
-	return clock_mono_ns() / 1000000;
-}
-
-static void
-sleep_ms(unsigned ms)
-{
-	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
-
-	nanosleep(&ts, NULL);
-}
-
-#define WAIT_FOR(cond) do { \
-		uint64_t t0_ = now_ms(); \
-		while (!(cond)) { \
-			if (now_ms() - t0_ > WAIT_MS) \
-				fail_msg("timed out waiting for: %s", #cond); \
-			sleep_ms(5); \
-		} \
-	} while (0)
 
 /*
  * The adjacency field is the pulse's last: its 4-byte length sits 4 bytes
@@ -138,7 +99,7 @@ static bool
 sees_alive(struct node *n, uint64_t id)
 {
 	struct heartbeat_node_info info[8];
-	unsigned i, k = heartbeat_nodes_get(n->hb, info, 8);
+	unsigned i, k = heartbeat_nodes_get(n->net.hb, info, 8);
 
 	for (i = 0; i < k && i < 8; i++)
 		if (info[i].node_id == id)
@@ -158,30 +119,55 @@ test_heartbeat_one_seed_each_is_enough_for_a_full_mesh(void **state)
 	node_up(&b, 0xb2);
 	node_up(&c, 0xc3);
 	/* a chain: c knows only b, b knows only a */
-	assert_int_equal(heartbeat_seed_add(b.hb, a.address), 0);
-	assert_int_equal(heartbeat_seed_add(c.hb, b.address), 0);
-	heartbeat_cluster_key_set(a.hb, 0x1234);
-	WAIT_FOR(heartbeat_alive_count(a.hb) == 2 && heartbeat_alive_count(b.hb) == 2 &&
-	    heartbeat_alive_count(c.hb) == 2);
+	assert_int_equal(heartbeat_seed_add(b.net.hb, a.net.address), 0);
+	assert_int_equal(heartbeat_seed_add(c.net.hb, b.net.address), 0);
+	heartbeat_cluster_key_set(a.net.hb, 0x1234);
+	WAIT_FOR(heartbeat_alive_count(a.net.hb) == 2 && heartbeat_alive_count(b.net.hb) == 2 &&
+	    heartbeat_alive_count(c.net.hb) == 2);
 	/* c learnt a's address from b's adjacency list and dialed it */
 	assert_true(sees_alive(&c, 0xa1) && sees_alive(&a, 0xc3));
-	k = heartbeat_nodes_get(c.hb, info, 8);
+	k = heartbeat_nodes_get(c.net.hb, info, 8);
 	assert_int_equal(k, 2);
 	for (i = 0; i < k; i++) {
 		if (info[i].node_id == 0xa1) {
-			assert_string_equal(info[i].address, a.address);
+			assert_string_equal(info[i].address, a.net.address);
 			assert_true(info[i].cluster_key == 0x1234);
 		} else {
 			assert_true(info[i].node_id == 0xb2);
-			assert_string_equal(info[i].address, b.address);
+			assert_string_equal(info[i].address, b.net.address);
 		}
 		assert_true(info[i].age_ms < INTERVAL_MS * TIMEOUT_COUNT);
 	}
 	/* everyone's adjacency lists fill up: the mesh is full */
-	WAIT_FOR(heartbeat_nodes_get(a.hb, info, 8) == 2 && info[0].n_adjacent == 2 && info[1].n_adjacent == 2);
+	WAIT_FOR(heartbeat_nodes_get(a.net.hb, info, 8) == 2 && info[0].n_adjacent == 2 && info[1].n_adjacent == 2);
 	assert_int_equal(departures(&a) + departures(&b) + departures(&c), 0);
 	node_down(&c);
 	node_down(&b);
+	node_down(&a);
+}
+
+static void
+test_heartbeat_an_arrival_is_answered_by_a_pulse_at_once(void **state)
+{
+	struct node a, c;
+	struct heartbeat_node_info info[8];
+	uint64_t t0, took;
+
+	(void)state;
+	/* a pulses every 10 s (its first tick, at its start, finds no peer);
+	 * c every interval, seeded with a */
+	node_up_every(&a, 0xa1, 10000);
+	node_up(&c, 0xc3);
+	assert_int_equal(heartbeat_seed_add(c.net.hb, a.net.address), 0);
+	WAIT_FOR(sees_alive(&a, 0xc3));
+	t0 = net_now_ms();
+	/* a answers c's first pulse at once: c hears a, and that a hears it,
+	 * without waiting 10 s for a's next tick */
+	WAIT_FOR(heartbeat_nodes_get(c.net.hb, info, 8) == 1 && info[0].alive && info[0].n_adjacent == 1);
+	took = net_now_ms() - t0;
+	print_message("an arrival answered by a pulse after %llu ms (the next tick: 10 s)\n", (unsigned long long)took);
+	assert_true(took < 2 * INTERVAL_MS);
+	node_down(&c);
 	node_down(&a);
 }
 
@@ -195,16 +181,16 @@ test_heartbeat_silent_node_is_dead_after_timeout_and_back_when_pulses_resume(voi
 	node_up(&a, 0xa1);
 	node_up(&b, 0xb2);
 	node_up(&c, 0xc3);
-	assert_int_equal(heartbeat_seed_add(b.hb, a.address), 0);
-	assert_int_equal(heartbeat_seed_add(c.hb, a.address), 0);
-	WAIT_FOR(heartbeat_alive_count(a.hb) == 2 && heartbeat_alive_count(b.hb) == 2 &&
-	    heartbeat_alive_count(c.hb) == 2);
+	assert_int_equal(heartbeat_seed_add(b.net.hb, a.net.address), 0);
+	assert_int_equal(heartbeat_seed_add(c.net.hb, a.net.address), 0);
+	WAIT_FOR(heartbeat_alive_count(a.net.hb) == 2 && heartbeat_alive_count(b.net.hb) == 2 &&
+	    heartbeat_alive_count(c.net.hb) == 2);
 
 	/* c stops pulsing; its fabric connections stay up (a paused process) */
-	heartbeat_stop(c.hb);
-	t0 = now_ms();
+	heartbeat_stop(c.net.hb);
+	t0 = net_now_ms();
 	WAIT_FOR(!sees_alive(&a, 0xc3) && !sees_alive(&b, 0xc3));
-	took = now_ms() - t0;
+	took = net_now_ms() - t0;
 	print_message("silent node dead after %llu ms (timeout %d ms)\n", (unsigned long long)took,
 	    INTERVAL_MS * TIMEOUT_COUNT);
 	assert_true(took >= INTERVAL_MS * (TIMEOUT_COUNT - 1));
@@ -213,19 +199,19 @@ test_heartbeat_silent_node_is_dead_after_timeout_and_back_when_pulses_resume(voi
 	assert_true(sees_alive(&a, 0xb2)); /* the others are untouched */
 
 	/* pulses resume: alive again */
-	assert_int_equal(heartbeat_start(c.hb), 0);
+	assert_int_equal(heartbeat_start(c.net.hb), 0);
 	WAIT_FOR(sees_alive(&a, 0xc3) && sees_alive(&b, 0xc3));
 
 	/* c goes away entirely */
 	node_down(&c);
 	WAIT_FOR(!sees_alive(&a, 0xc3) && !sees_alive(&b, 0xc3));
 	assert_int_equal(departures(&a), 2);
-	assert_int_equal(heartbeat_alive_count(a.hb), 1);
+	assert_int_equal(heartbeat_alive_count(a.net.hb), 1);
 	{
 		/* the statistics (.info/statistics heartbeat_*) say the same */
 		struct heartbeat_stats hs;
 
-		heartbeat_stats_get(a.hb, &hs);
+		heartbeat_stats_get(a.net.hb, &hs);
 		assert_int_equal(hs.departures, 2);
 		assert_int_equal(hs.arrivals, 3);   /* b, c, c again */
 		assert_int_equal(hs.nodes_known, 2);
@@ -276,14 +262,15 @@ test_heartbeat_pulse_roundtrips_and_bad_pulses_are_refused(void **state)
 }
 
 int
-main(void)
+main(int argc, char **argv)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_heartbeat_pulse_roundtrips_and_bad_pulses_are_refused),
 		cmocka_unit_test(test_heartbeat_one_seed_each_is_enough_for_a_full_mesh),
+		cmocka_unit_test(test_heartbeat_an_arrival_is_answered_by_a_pulse_at_once),
 		cmocka_unit_test(test_heartbeat_silent_node_is_dead_after_timeout_and_back_when_pulses_resume),
 	};
 
-	signal(SIGPIPE, SIG_IGN);
+	net_test_init(argc, argv);
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -406,6 +406,7 @@ info_latencies(struct sbuf *b)
 {
 	unsigned n_ns = node_namespace_count(recfsd.node);
 	struct histogram_snapshot ns_h[STAT_LAT_NS_COUNT], fuse_h[STAT_LAT_FUSE_COUNT];
+	struct histogram_snapshot fabric_h[STAT_LAT_FABRIC_COUNT];
 	size_t n;
 	const struct statistic *rows = statistic_rows(STAT_SECTION_LATENCY_NS, &n);
 	char name[96];
@@ -424,6 +425,12 @@ info_latencies(struct sbuf *b)
 	for (size_t r = 0; r < n; r++) {
 		snprintf(name, sizeof(name), "fuse-%s", rows[r].name);
 		latency_lines(b, name, &fuse_h[r]);
+	}
+	rows = statistic_rows(STAT_SECTION_LATENCY_FABRIC, &n);
+	txn_node_fabric_latencies(recfsd.node, fabric_h);
+	for (size_t r = 0; r < n; r++) {
+		snprintf(name, sizeof(name), "fabric-%s", rows[r].name);
+		latency_lines(b, name, &fabric_h[r]);
 	}
 }
 
@@ -622,7 +629,7 @@ info_metrics(struct sbuf *b)
 	unsigned n_ns = node_namespace_count(recfsd.node);
 	uint64_t (*nsv)[STAT_NS_COUNT] = calloc(n_ns ? n_ns : 1, sizeof(*nsv));
 	struct histogram_snapshot (*lat)[STAT_LAT_NS_COUNT] = calloc(n_ns ? n_ns : 1, sizeof(*lat));
-	struct histogram_snapshot fuse_h[STAT_LAT_FUSE_COUNT];
+	struct histogram_snapshot fuse_h[STAT_LAT_FUSE_COUNT], fabric_h[STAT_LAT_FABRIC_COUNT];
 	struct set_list sets = { 0 };
 	const struct stat_section_info *si;
 	const struct statistic *rows;
@@ -702,6 +709,14 @@ info_metrics(struct sbuf *b)
 		metric_family(si, &rows[r], family, sizeof(family));
 		metric_head(b, family, &rows[r]);
 		metric_histogram(b, family, "", &fuse_h[r]);
+	}
+	si = statistic_section(STAT_SECTION_LATENCY_FABRIC);
+	rows = statistic_rows(STAT_SECTION_LATENCY_FABRIC, &n);
+	txn_node_fabric_latencies(recfsd.node, fabric_h);
+	for (size_t r = 0; r < n; r++) {
+		metric_family(si, &rows[r], family, sizeof(family));
+		metric_head(b, family, &rows[r]);
+		metric_histogram(b, family, "", &fabric_h[r]);
 	}
 out:
 	free(nsv);

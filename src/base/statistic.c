@@ -30,6 +30,7 @@
 #define X_ROW_SET(n, k, u, f, h) { #n, STAT_SECTION_SET, STAT_##k, u, f, h },
 #define X_ROW_LATENCY_NS(n, k, u, f, h) { #n, STAT_SECTION_LATENCY_NS, STAT_##k, u, f, h },
 #define X_ROW_LATENCY_FUSE(n, k, u, f, h) { #n, STAT_SECTION_LATENCY_FUSE, STAT_##k, u, f, h },
+#define X_ROW_LATENCY_FABRIC(n, k, u, f, h) { #n, STAT_SECTION_LATENCY_FABRIC, STAT_##k, u, f, h },
 STATISTICS_SECTIONS(X)
 #undef X
 
@@ -220,7 +221,8 @@ statistic_write_markdown(FILE *out)
 	    "name.\n\n"
 	    "## Latencies\n\n"
 	    "Each histogram shows in `.info/latencies` as `{<ns>}-<op>.<field>` (namespace\n"
-	    "operations) or `fuse-<op>.<field>` (FUSE requests) lines, with the fields\n"
+	    "operations), `fuse-<op>.<field>` (FUSE requests) or `fabric-<op>.<field>`\n"
+	    "(requests to other nodes) lines, with the fields\n"
 	    "`count`, `ge_1ms_pct`, `ge_8ms_pct`, `ge_64ms_pct` (percent of operations\n"
 	    "that took at least that long), `p50_us`, `p99_us`, `p999_us` (the 50th, 99th\n"
 	    "and 99.9th percentile, as the upper bound of the bucket that holds it).\n"

@@ -150,7 +150,21 @@
 	X(heartbeat_arrivals, COUNTER, "nodes", 0, "Nodes that became alive (a first pulse, or one after their departure).") \
 	X(heartbeat_departures, COUNTER, "nodes", 0, "Nodes declared dead: no pulse for interval-ms x timeout-count.") \
 	X(heartbeat_nodes_known, GAUGE, "nodes", 0, "Other nodes the heartbeat knows, alive or dead (the lines of .info/peers).") \
-	X(heartbeat_nodes_alive, GAUGE, "nodes", 0, "Other nodes alive now.")
+	X(heartbeat_nodes_alive, GAUGE, "nodes", 0, "Other nodes alive now.") \
+	X(rpc_calls, COUNTER, "calls", 0, "Requests this node sent to another node and waited for (proxy, replica writes).") \
+	X(rpc_calls_answered, COUNTER, "calls", 0, "Calls that got their answer (busy and no-handler answers included).") \
+	X(rpc_calls_timed_out, COUNTER, "calls", 0, "Calls without an answer within their deadline (transaction-max-ms unless the caller gave one).") \
+	X(rpc_calls_failed_fast, COUNTER, "calls", 0, "Calls failed before their deadline: the node went down or was never known, or the daemon stopped.") \
+	X(rpc_retransmits, COUNTER, "requests", 0, "Requests sent again because no answer came (after 200 ms, then doubling).") \
+	X(rpc_late_answers, COUNTER, "answers", 0, "Answers that matched no waiting call (after its deadline, a second copy) and were dropped.") \
+	X(rpc_calls_in_flight, GAUGE, "calls", 0, "Calls waiting for their answer now.") \
+	X(rpc_requests_received, COUNTER, "requests", 0, "Requests received from other nodes (copies included).") \
+	X(rpc_requests_duplicate, COUNTER, "requests", 0, "Copies of a request already queued, running (dropped) or answered (answered again, not run).") \
+	X(rpc_requests_busy, COUNTER, "requests", 0, "Requests refused busy (the caller gets EAGAIN): the worker queue or the table of kept requests was full.") \
+	X(rpc_requests_expired, COUNTER, "requests", 0, "Queued requests dropped unrun because their caller's deadline had passed.") \
+	X(rpc_requests_in_progress, GAUGE, "requests", 0, "Requests from other nodes queued or running now.") \
+	X(rpc_requests_kept, GAUGE, "requests", 0, "Requests remembered so that a copy never runs twice: queued, running, or answered within 2 x transaction-max-ms.") \
+	X(rpc_msgs_malformed, COUNTER, "messages", 0, "Request or answer messages that did not decode (dropped).")
 
 /* .info/build */
 #define STATISTICS_BUILD(X) \
@@ -284,6 +298,10 @@
 	X(listxattr, HISTOGRAM, "us", 0, "FUSE listxattr.") \
 	X(removexattr, HISTOGRAM, "us", 0, "FUSE removexattr.")
 
+/* .info/latencies, the node's requests to other nodes (rpc). */
+#define STATISTICS_LATENCY_FABRIC(X) \
+	X(rpc, HISTOGRAM, "us", 0, "Requests to another node that got an answer, from the first send to the answer.")
+
 /* X(SECTION, sub-table, "file", "metric prefix", "what it is") */
 #define STATISTICS_SECTIONS(X) \
 	X(NODE, STATISTICS_NODE, "statistics", "recfs_", \
@@ -309,7 +327,10 @@
 	    "Per namespace and operation, as `{<ns>}-<op>.<field>` lines.") \
 	X(LATENCY_FUSE, STATISTICS_LATENCY_FUSE, "latencies", "recfs_fuse_", \
 	    "Per FUSE request type, as `fuse-<op>.<field>` lines; requests on the `.info` " \
-	    "tree are left out.")
+	    "tree are left out.") \
+	X(LATENCY_FABRIC, STATISTICS_LATENCY_FABRIC, "latencies", "recfs_fabric_", \
+	    "Requests to other nodes, as `fabric-<op>.<field>` lines (count 0 on a node " \
+	    "without `network.seeds`).")
 
 enum stat_kind { STAT_COUNTER, STAT_GAUGE, STAT_BOOL, STAT_TEXT, STAT_HISTOGRAM };
 
@@ -354,6 +375,12 @@ enum stat_latency_ns {
 	STATISTICS_LATENCY_NS(X)
 #undef X
 	STAT_LAT_NS_COUNT
+};
+enum stat_latency_fabric {
+#define X(name, kind, unit, flags, help) STAT_LAT_FABRIC_##name,
+	STATISTICS_LATENCY_FABRIC(X)
+#undef X
+	STAT_LAT_FABRIC_COUNT
 };
 enum stat_latency_fuse {
 #define X(name, kind, unit, flags, help) STAT_LAT_FUSE_##name,

@@ -94,6 +94,11 @@ static int check_record_size(const struct config_param *, const struct config_va
 	    .name = "ticker-interval", .section = CONFIG_SERVICE, .type = CONFIG_UINT, \
 	    .default_text = "10", .min = 0, .max = 86400, .unit = "s", .dynamic = true, \
 	    .help = "Seconds between summary lines in the log; 0 = off.") \
+	ROW(recfs_config, transaction_max_ms, NULL, \
+	    .name = "transaction-max-ms", .section = CONFIG_SERVICE, .type = CONFIG_UINT, \
+	    .default_text = "1000", .min = 10, .max = 600000, .unit = "ms", .dynamic = true, \
+	    .help = "Deadline of a request to another node (proxy, replica write): past it the " \
+	    "operation fails; answers are kept twice as long so a retried request never runs twice.") \
 	ROW(recfs_config, lock_wait, NULL, \
 	    .name = "lock-wait", .section = CONFIG_SERVICE, .type = CONFIG_UINT, \
 	    .default_text = "30", .min = 0, .max = 3600, .unit = "s", \
@@ -282,6 +287,7 @@ static const char config_example_yaml[] =
 	"  node-id: auto                 # or 16 hex digits\n"
 	"  work-directory: /var/lib/recfs\n"
 	"  ticker-interval: 10           # seconds between summary log lines; 0 = off\n"
+	"  transaction-max-ms: 1000      # deadline of a request to another node\n"
 	"  lock-wait: 30                 # seconds a start waits for a recfsd still shutting down\n"
 	"logging:\n"
 	"  file: stderr                  # stderr | syslog | absolute path\n"

@@ -65,6 +65,7 @@ struct recfs_config {
 	char node_id[17];                 /* "auto" or 16 hex digits */
 	char work_directory[CONFIG_PATH_MAX];
 	uint32_t ticker_interval;         /* s, 0 = off; dynamic */
+	uint32_t transaction_max_ms;      /* ms, deadline of a request to another node; dynamic */
 	uint32_t lock_wait;               /* s a start waits for a store's closing holder */
 	/* logging */
 	char log_file[CONFIG_PATH_MAX];   /* stderr | syslog | path */

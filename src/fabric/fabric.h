@@ -64,6 +64,7 @@ enum fabric_msg_type {
 	FABRIC_MSG_REFUSE = 3,      /* "I am dropping you, because" (fabric) */
 	FABRIC_MSG_HEARTBEAT = 16,  /* cluster/: heartbeat pulse */
 	FABRIC_MSG_CLUSTERING = 17, /* cluster/: succession proposal (prepare/accept/reject/commit) */
+	FABRIC_MSG_RPC = 18,        /* cluster/: request and answer (rpc.h) */
 	FABRIC_MSG_TEST = 250,      /* unit tests and recfs-bench */
 	FABRIC_MSG_TYPE_MAX = 256
 };

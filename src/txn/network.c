@@ -1,6 +1,6 @@
 /*
  * network.c - starting and stopping the node's network side: the fabric,
- * the heartbeat and clustering (docs/cluster.md).
+ * the heartbeat, clustering and the rpc layer (docs/cluster.md).
  *
  * Only when the configuration names seeds: a node without them is a single
  * node, exactly as before the cluster, and opens no socket.  The daemon
@@ -18,6 +18,7 @@
 
 #include "../base/log.h"
 #include "../cluster/cluster.h"
+#include "../cluster/rpc.h"
 #include "../fabric/fabric.h"
 #include "txn_i.h"
 
@@ -25,6 +26,7 @@ struct txn_network {
 	struct fabric *fabric;
 	struct heartbeat *heartbeat;
 	struct clustering *clustering;
+	struct rpc *rpc;
 	uint8_t secret[FABRIC_SECRET_MAX];
 
 	/* The node whose partition tables follow the successions (txn_network_attach). */
@@ -71,6 +73,16 @@ txn_network_attach(struct txn_network *n, struct node *node)
 	free(st);
 }
 
+/* The fabric's peer callback (fabric thread): a node gone fails its rpc
+ * calls at once instead of at their deadline. */
+static void
+network_on_peer(void *arg, uint64_t node_id, bool up)
+{
+	struct txn_network *n = arg;
+
+	rpc_peer_event(n->rpc, node_id, up);
+}
+
 /* "host:port" -> "ip:port" (the first address), or -EINVAL. */
 static int
 seed_resolve(const char *seed, char *out, size_t cap)
@@ -102,7 +114,7 @@ txn_network_start(const struct recfs_config *cfg, uint64_t node_id, struct txn_n
 {
 	struct fabric_config fc = {
 		.address = cfg->fabric_address, .port = (uint16_t)cfg->fabric_port,
-		.node_id = node_id, .cluster_name = cfg->cluster_name,
+		.node_id = node_id, .cluster_name = cfg->cluster_name, .on_peer = network_on_peer,
 	};
 	struct heartbeat_config hc = {
 		.node_id = node_id, .interval_ms = cfg->heartbeat_interval_ms,
@@ -111,6 +123,9 @@ txn_network_start(const struct recfs_config *cfg, uint64_t node_id, struct txn_n
 	struct clustering_config cc = {
 		.node_id = node_id, .interval_ms = cfg->heartbeat_interval_ms,
 		.timeout_count = cfg->heartbeat_timeout_count,
+	};
+	struct rpc_config rc_cfg = {
+		.node_id = node_id, .transaction_max_ms = &cfg->transaction_max_ms,
 	};
 	struct txn_network *n;
 	char address[80];
@@ -133,6 +148,7 @@ txn_network_start(const struct recfs_config *cfg, uint64_t node_id, struct txn_n
 	if (rc != 0)
 		goto fail;
 	fc.secret = n->secret;
+	fc.arg = n;
 	rc = fabric_create(&fc, &n->fabric);
 	if (rc != 0)
 		goto fail;
@@ -150,13 +166,19 @@ txn_network_start(const struct recfs_config *cfg, uint64_t node_id, struct txn_n
 	rc = clustering_observer_add(n->clustering, network_on_cluster_change, n);
 	if (rc != 0)
 		goto fail;
-	rc = fabric_start(n->fabric);
+	rc_cfg.fabric = n->fabric;
+	rc = rpc_create(&rc_cfg, &n->rpc);
+	if (rc != 0)
+		goto fail;
+	rc = rpc_start(n->rpc);
+	if (rc == 0)
+		rc = fabric_start(n->fabric);
 	if (rc == 0)
 		rc = heartbeat_start(n->heartbeat);
 	if (rc == 0)
 		rc = clustering_start(n->clustering);
 	if (rc != 0) {
-		log_error("network", "cannot start the fabric and heartbeat threads: %s", strerror(-rc));
+		log_error("network", "cannot start the fabric, heartbeat and rpc threads: %s", strerror(-rc));
 		goto fail;
 	}
 	for (i = 0; i < cfg->n_seeds; i++) {
@@ -212,7 +234,10 @@ txn_network_stop(struct txn_network *n)
 		clustering_stop(n->clustering);
 	if (n->heartbeat != NULL)
 		heartbeat_stop(n->heartbeat);
+	/* callers waiting on other nodes fail (-ESHUTDOWN), workers finish */
+	rpc_stop(n->rpc);
 	fabric_destroy(n->fabric);
+	rpc_destroy(n->rpc);
 	clustering_destroy(n->clustering);
 	heartbeat_destroy(n->heartbeat);
 	memset(n->secret, 0, sizeof(n->secret));
@@ -225,12 +250,14 @@ txn_network_values(struct txn_network *n, uint64_t *v)
 {
 	struct fabric_stats fs;
 	struct heartbeat_stats hs;
+	struct rpc_stats rs;
 
 	memset(v, 0, STAT_FABRIC_COUNT * sizeof(*v));
 	if (n == NULL)
 		return;
 	fabric_stats_get(n->fabric, &fs);
 	heartbeat_stats_get(n->heartbeat, &hs);
+	rpc_stats_get(n->rpc, &rs);
 	v[STAT_FABRIC_fabric_sent_bytes] = fs.bytes_sent;
 	v[STAT_FABRIC_fabric_received_bytes] = fs.bytes_received;
 	v[STAT_FABRIC_fabric_msgs_sent] = fs.msgs_sent;
@@ -256,6 +283,29 @@ txn_network_values(struct txn_network *n, uint64_t *v)
 	v[STAT_FABRIC_heartbeat_departures] = hs.departures;
 	v[STAT_FABRIC_heartbeat_nodes_known] = hs.nodes_known;
 	v[STAT_FABRIC_heartbeat_nodes_alive] = hs.nodes_alive;
+	v[STAT_FABRIC_rpc_calls] = rs.calls;
+	v[STAT_FABRIC_rpc_calls_answered] = rs.calls_answered;
+	v[STAT_FABRIC_rpc_calls_timed_out] = rs.calls_timed_out;
+	v[STAT_FABRIC_rpc_calls_failed_fast] = rs.calls_failed_fast;
+	v[STAT_FABRIC_rpc_retransmits] = rs.retransmits;
+	v[STAT_FABRIC_rpc_late_answers] = rs.late_answers;
+	v[STAT_FABRIC_rpc_calls_in_flight] = rs.calls_in_flight;
+	v[STAT_FABRIC_rpc_requests_received] = rs.requests_received;
+	v[STAT_FABRIC_rpc_requests_duplicate] = rs.requests_duplicate;
+	v[STAT_FABRIC_rpc_requests_busy] = rs.requests_busy;
+	v[STAT_FABRIC_rpc_requests_expired] = rs.requests_expired;
+	v[STAT_FABRIC_rpc_requests_in_progress] = rs.requests_in_progress;
+	v[STAT_FABRIC_rpc_requests_kept] = rs.requests_kept;
+	v[STAT_FABRIC_rpc_msgs_malformed] = rs.msgs_malformed;
+}
+
+void
+txn_network_latencies(struct txn_network *n, struct histogram_snapshot *out)
+{
+	memset(out, 0, STAT_LAT_FABRIC_COUNT * sizeof(*out));
+	if (n == NULL)
+		return;
+	rpc_latency_get(n->rpc, &out[STAT_LAT_FABRIC_rpc]);
 }
 
 #define PEERS_MAX (2 * CLUSTER_NODES_MAX + FABRIC_DIALERS_MAX)

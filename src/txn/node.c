@@ -115,6 +115,14 @@ txn_node_fabric_values(struct node *node, uint64_t *v)
 	pthread_mutex_unlock(&node->network_lock);
 }
 
+void
+txn_node_fabric_latencies(struct node *node, struct histogram_snapshot *out)
+{
+	pthread_mutex_lock(&node->network_lock);
+	txn_network_latencies(node->network, out);   /* NULL: all empty */
+	pthread_mutex_unlock(&node->network_lock);
+}
+
 unsigned
 txn_node_peers(struct node *node, struct txn_peer *out, unsigned max)
 {

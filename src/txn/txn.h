@@ -47,8 +47,8 @@ void node_close(struct node *node, bool clean);
 
 /*
  * The network side (docs/cluster.md): when cfg names seeds, loads the
- * cluster secret, starts the fabric listener and the heartbeat, and dials
- * the seeds; *out is then the handle, else NULL and nothing starts.
+ * cluster secret, starts the fabric listener, the heartbeat, clustering and
+ * the rpc workers, and dials the seeds; *out is then the handle, else NULL and nothing starts.
  * Errors (logged, naming the file or address): RECFS_ECONFIG (secret file
  * refused, node id 0), -EADDRINUSE and other listen errors, -ENOMEM.
  */
@@ -100,6 +100,9 @@ bool txn_node_cluster(struct node *node, struct txn_cluster *out);
 /* The STATISTICS_FABRIC rows of the node's network (v has STAT_FABRIC_COUNT
  * values; all 0 for a single node without seeds). */
 void txn_node_fabric_values(struct node *node, uint64_t *v);
+/* The STATISTICS_LATENCY_FABRIC histograms (out has STAT_LAT_FABRIC_COUNT;
+ * all empty for a single node without seeds). */
+void txn_node_fabric_latencies(struct node *node, struct histogram_snapshot *out);
 /* .info/peers: fills up to max other nodes in node id order; returns how
  * many there are (0 without a network; -ENOMEM is reported as 0 peers). */
 unsigned txn_node_peers(struct node *node, struct txn_peer *out, unsigned max);

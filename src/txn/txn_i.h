@@ -106,6 +106,8 @@ extern enum txn_route (*txn_route_test_hook)(const struct txn_target *t);
 void txn_network_cluster(struct txn_network *net, struct txn_cluster *out);
 /* network.c: txn_node_fabric_values and txn_node_peers of a started network. */
 void txn_network_values(struct txn_network *net, uint64_t *v);
+/* network.c: txn_node_fabric_latencies of a started network (NULL: all empty). */
+void txn_network_latencies(struct txn_network *net, struct histogram_snapshot *out);
 unsigned txn_network_peers(struct txn_network *net, struct txn_peer *out, unsigned max);
 
 /* partitions.c: the namespace's partition table (node_open, node_close). */

@@ -1,6 +1,7 @@
 #!/bin/bash
-# t_network: recfsd starts the fabric and the heartbeat when the config names
-# seeds (issue 11, first slice).  Two daemons on 127.0.0.1, each seeding the
+# t_network: recfsd starts the fabric, the heartbeat and the rpc layer when
+# the config names seeds (issue 11, first slice; rpc rows, latency line and
+# transaction-max-ms of issue 12).  Two daemons on 127.0.0.1, each seeding the
 # other, hear each other (log lines "node ... arrived") and keep serving
 # their mounts (one seed is a host name, resolved at start); when one stops, the other logs it departed.  A secret file
 # readable by others, or a fabric port already in use, stops a daemon from
@@ -109,6 +110,17 @@ check_true "the fabric start is logged" "$(grep -c "network: fabric listening on
 sh_ok "node a's mount still serves" 'echo hello > "$1/test/f" && grep -q hello "$1/test/f"' "$MNT"
 sh_ok "node b's mount still serves" 'echo hello > "$1/test/g" && grep -q hello "$1/test/g"' "$MNT2"
 check_eq "no refusals logged" "$(grep -c 'dropped connection' "$LOG" "$T/b.log" | awk -F: '{ s += $2 } END { print s }')" 0
+# the rpc layer runs with the network: its rows, its latency line, its deadline
+for f in rpc_calls rpc_calls_timed_out rpc_late_answers rpc_requests_received rpc_requests_busy \
+    rpc_calls_in_flight rpc_requests_kept; do
+	check_eq "rpc row $f is shown (nothing calls it yet)" "$(node_value $f)" 0
+done
+check_eq ".info/latencies has fabric-rpc" "$(info_value latencies fabric-rpc.count)" 0
+check_true ".info/metrics has the rpc histogram" \
+	"$(run cat "$MNT/.info/metrics" | grep -c '^recfs_fabric_rpc_latency_seconds_count 0$')" -eq 1
+check_eq "transaction-max-ms defaults to 1000" "$(run cat "$MNT/.info/config/service/transaction-max-ms")" 1000
+sh_ok "transaction-max-ms is dynamic" 'echo 2500 > "$1/.info/config/service/transaction-max-ms"' "$MNT"
+check_eq "... and read back" "$(run cat "$MNT/.info/config/service/transaction-max-ms")" 2500
 
 # b stops: a hears silence, then logs the departure
 timeout 10 fusermount3 -u "$MNT2"

@@ -1,0 +1,989 @@
+/*
+ * rpc.c - request/answer over the fabric (rpc.h, docs/cluster.md "RPC").
+ *
+ * Caller side: a fixed table of call slots (calls_max).  A request id is
+ * (sequence << RPC_SLOT_BITS) | slot, so an answer finds its slot at once
+ * and an answer for an older call of the same slot does not match.  The
+ * caller's own thread waits on its group's condition variable and sends
+ * the retransmissions; the fabric thread only fills answers and signals.
+ * No rpc timer thread: an idle node sleeps.
+ *
+ * Server side: a hash of kept requests keyed by (origin, incarnation,
+ * request id), a FIFO of queued ones for the workers and a FIFO of the
+ * answered ones by answer time, so expiry (2 x transaction-max-ms) pops
+ * from its head.  Entries are created on the fabric thread (a malloc and a
+ * copy of the body, bounded by the queue's bounds), run by a worker, and
+ * kept until they expire.
+ *
+ * One lock (rpc->lock) protects both sides; nothing blocks under it (no
+ * handler runs and no message is sent while it is held: a kept answer is
+ * copied out under it and sent after), so it is a leaf.
+ *
+ * Rejected: a retransmit thread scanning every few ms (Aerospike's): a
+ * blocking caller's thread has nothing else to do and wakes exactly when
+ * a retry is due; an unbounded answer cache evicted by age alone (a
+ * flood of requests would grow it); forgetting the oldest request when
+ * the table is full (a late copy of it would run twice: busy instead).
+ */
+#include <errno.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "../base/atomic.h"
+#include "../base/clock.h"
+#include "../base/log.h"
+#include "rpc.h"
+
+#define RPC_SLOT_BITS 20
+#define RPC_SLOT_NONE UINT32_MAX
+/* Nodes remembered as down (the fabric keeps at most 256 node ids). */
+#define RPC_DOWN_MAX 256
+/* An idle node expires kept answers this late at most, in batches. */
+#define RPC_EXPIRY_SLACK_MS 100
+/* The encoded fields around a body. */
+#define RPC_MSG_OVERHEAD 128
+
+struct rpc_slot {
+	uint64_t id;             /* 0: free */
+	uint64_t node;
+	struct rpc_group *g;
+	unsigned gi;             /* index in g */
+	bool done;
+	uint32_t op;
+	const uint8_t *req;      /* the caller's, valid until rpc_group_wait returns */
+	size_t req_len;
+	uint8_t *msg;            /* encoding buffer (req_len + overhead) */
+	uint64_t start_ns;
+	uint64_t retry_until_ns; /* no retransmission after this */
+	uint64_t next_retry_ns;
+	uint32_t retry_ms;
+	uint32_t copies;         /* copies sent (or being sent) */
+	uint32_t busy;           /* busy answers: each says one copy did not run */
+	uint32_t next_free;
+};
+
+enum entry_state { ENTRY_QUEUED, ENTRY_RUNNING, ENTRY_ANSWERED };
+
+struct rpc_entry {
+	uint64_t origin, incarnation, request_id;
+	struct rpc_entry *hash_next;
+	struct rpc_entry *next;  /* in the queue, or in the answered list */
+	enum entry_state state;
+	uint32_t op;
+	uint64_t deadline_ns;    /* local: arrival + the caller's budget */
+	uint8_t *req;            /* queued or running */
+	size_t req_len;
+	uint32_t err;            /* answered: the handler's, positive */
+	bool lost;               /* answered, body not kept */
+	uint8_t *answer;
+	size_t answer_len;
+	uint64_t answered_ns;
+};
+
+struct rpc_op_entry {
+	rpc_handler_fn fn;
+	void *arg;
+	unsigned flags;
+};
+
+struct rpc {
+	struct fabric *fabric;
+	uint64_t node_id;
+	uint64_t incarnation;
+	const uint32_t *transaction_max_ms;
+	unsigned n_workers, calls_max, queue_max, cache_max;
+	size_t queue_bytes_max, cache_bytes_max;
+	struct rpc_op_entry ops[RPC_OPS_MAX];  /* set before start, read-only after */
+
+	pthread_mutex_t lock;
+	bool stopping;                  /* protected by lock */
+
+	/* caller side, protected by lock */
+	struct rpc_slot *slots;
+	uint32_t free_head;
+	uint64_t seq;
+	unsigned calls_in_flight;
+	pthread_cond_t slot_cv;         /* a slot was freed */
+	uint64_t down[RPC_DOWN_MAX];
+	unsigned n_down;
+
+	/* server side, protected by lock */
+	struct rpc_entry **hash;
+	size_t hash_mask;
+	uint64_t hash_salt;             /* random, drawn at create */
+	unsigned n_entries;
+	struct rpc_entry *queue_head, *queue_tail;
+	unsigned queue_len, in_progress;
+	size_t queue_bytes;
+	struct rpc_entry *answered_head, *answered_tail;
+	size_t cache_bytes;
+	pthread_cond_t work_cv;         /* queued work, stop, or the next expiry */
+	bool expiry_waiter;             /* an idle worker waits for the next expiry */
+
+	pthread_t *workers;
+	unsigned n_started;
+
+	struct rpc_stats stats;         /* protected by lock (the gauges are computed) */
+	struct histogram latency;
+};
+
+/* ---- helpers ---------------------------------------------------------------- */
+
+static void
+cond_init_monotonic(pthread_cond_t *cv)
+{
+	pthread_condattr_t a;
+
+	pthread_condattr_init(&a);
+	pthread_condattr_setclock(&a, CLOCK_MONOTONIC);
+	pthread_cond_init(cv, &a);
+	pthread_condattr_destroy(&a);
+}
+
+static void
+cond_wait_until(pthread_cond_t *cv, pthread_mutex_t *m, uint64_t until_ns)
+{
+	struct timespec ts = { .tv_sec = (time_t)(until_ns / 1000000000u),
+		.tv_nsec = (long)(until_ns % 1000000000u) };
+
+	pthread_cond_timedwait(cv, m, &ts);
+}
+
+static uint32_t
+transaction_max_ms(const struct rpc *rpc)
+{
+	uint32_t v = rpc->transaction_max_ms != NULL ? atomic_load_relaxed(rpc->transaction_max_ms) : 0;
+
+	return v != 0 ? v : RPC_DEADLINE_DEFAULT_MS;
+}
+
+static bool
+node_is_down_locked(const struct rpc *rpc, uint64_t node)
+{
+	for (unsigned i = 0; i < rpc->n_down; i++)
+		if (rpc->down[i] == node)
+			return true;
+	return false;
+}
+
+/* Encodes and queues one message; the fabric copies it. */
+static int
+send_msg(struct rpc *rpc, uint64_t node, const struct rpc_msg *r, uint8_t *buf, size_t cap)
+{
+	struct fabric_msg_writer w;
+	int rc = rpc_msg_encode(r, &w, buf, cap);
+
+	return rc != 0 ? rc : fabric_send(rpc->fabric, node, &w);
+}
+
+/* An answer that carries no body (busy, no handler), from the stack. */
+static void
+send_status(struct rpc *rpc, uint64_t node, const struct rpc_msg *req, uint32_t status)
+{
+	struct rpc_msg a = { .kind = RPC_KIND_ANSWER, .incarnation = req->incarnation,
+		.request_id = req->request_id, .status = status };
+	uint8_t buf[RPC_MSG_OVERHEAD];
+
+	(void)send_msg(rpc, node, &a, buf, sizeof(buf));
+}
+
+/* ---- caller side ---------------------------------------------------------------- */
+
+/* Ends the call in slot s (not done yet) with rc; signals its group. */
+static void
+slot_fail_locked(struct rpc *rpc, struct rpc_slot *s, int rc)
+{
+	struct rpc_answer *ans = s->g->ans[s->gi];
+
+	(void)rpc;
+	s->done = true;
+	ans->rc = rc;
+	s->g->n_done++;
+	pthread_cond_signal(&s->g->cv);
+}
+
+/*
+ * A copy counted in s->copies could not be queued.  Busy answers end a
+ * call only when every copy sent was refused (an answer does not say which
+ * copy it is for, and a later copy may have been taken and run).
+ */
+static void
+copy_not_sent_locked(struct rpc *rpc, struct rpc_slot *s)
+{
+	s->copies--;
+	if (!s->done && s->busy > 0 && s->busy >= s->copies)
+		slot_fail_locked(rpc, s, -EAGAIN);
+}
+
+/* Sends (again) the request of slot s, whose owner calls this without the lock. */
+static int
+slot_send(struct rpc *rpc, struct rpc_slot *s, uint64_t now, uint64_t deadline_ns)
+{
+	uint64_t left_ms = deadline_ns > now ? (deadline_ns - now + 999999) / 1000000 : 1;
+	struct rpc_msg r = { .kind = RPC_KIND_REQUEST, .incarnation = rpc->incarnation,
+		.request_id = s->id, .op = s->op, .body = s->req, .body_len = s->req_len };
+
+	r.budget_ms = (uint32_t)(left_ms < 1 ? 1 : left_ms > RPC_BUDGET_MAX_MS ? RPC_BUDGET_MAX_MS : left_ms);
+	return send_msg(rpc, s->node, &r, s->msg, s->req_len + RPC_MSG_OVERHEAD);
+}
+
+void
+rpc_answer_release(struct rpc_answer *a)
+{
+	if (a == NULL)
+		return;
+	free(a->body);
+	a->body = NULL;
+	a->len = 0;
+}
+
+void
+rpc_group_init(struct rpc *rpc, struct rpc_group *g, uint32_t deadline_ms)
+{
+	memset(g, 0, offsetof(struct rpc_group, cv));
+	g->rpc = rpc;
+	if (deadline_ms == 0)
+		deadline_ms = transaction_max_ms(rpc);
+	g->deadline_ns = clock_mono_ns() + (uint64_t)deadline_ms * 1000000u;
+	cond_init_monotonic(&g->cv);
+}
+
+/* A call that ended before it held a slot: counted in its group as done. */
+static int
+group_fail_now(struct rpc_group *g, struct rpc_answer *ans, int rc)
+{
+	g->slot[g->n] = RPC_SLOT_NONE;
+	g->ans[g->n] = ans;
+	g->n++;
+	g->n_done++;
+	ans->rc = rc;
+	return rc;
+}
+
+int
+rpc_group_send(struct rpc_group *g, uint64_t node_id, uint32_t op, const void *req, size_t len,
+    struct rpc_answer *ans)
+{
+	struct rpc *rpc = g->rpc;
+	struct rpc_slot *s;
+	uint8_t *msg;
+	uint32_t idx;
+	uint64_t now;
+	int rc;
+
+	memset(ans, 0, sizeof(*ans));
+	if (g->n >= RPC_GROUP_MAX) {
+		ans->rc = -ENOSPC;
+		return -ENOSPC;
+	}
+	if (op == 0 || op >= RPC_OPS_MAX || node_id == 0 || node_id == rpc->node_id)
+		return group_fail_now(g, ans, -EINVAL);
+	if (len > RPC_BODY_MAX)
+		return group_fail_now(g, ans, -EMSGSIZE);
+	msg = malloc(len + RPC_MSG_OVERHEAD);
+	if (msg == NULL)
+		return group_fail_now(g, ans, -ENOMEM);
+
+	pthread_mutex_lock(&rpc->lock);
+	rpc->stats.calls++;
+	for (;;) {
+		now = clock_mono_ns();
+		rc = rpc->stopping ? -ESHUTDOWN : node_is_down_locked(rpc, node_id) ? -EHOSTDOWN :
+		    now >= g->deadline_ns ? -ETIMEDOUT : 0;
+		if (rc != 0 || rpc->free_head != RPC_SLOT_NONE)
+			break;
+		/* every slot busy: wait for one, bounded by the deadline */
+		cond_wait_until(&rpc->slot_cv, &rpc->lock, g->deadline_ns);
+	}
+	if (rc != 0) {
+		if (rc == -ETIMEDOUT)
+			rpc->stats.calls_timed_out++;
+		else
+			rpc->stats.calls_failed_fast++;
+		pthread_mutex_unlock(&rpc->lock);
+		free(msg);
+		return group_fail_now(g, ans, rc);
+	}
+	idx = rpc->free_head;
+	s = &rpc->slots[idx];
+	rpc->free_head = s->next_free;
+	rpc->calls_in_flight++;
+	s->id = (++rpc->seq << RPC_SLOT_BITS) | idx;
+	s->node = node_id;
+	s->g = g;
+	s->gi = g->n;
+	s->done = false;
+	s->op = op;
+	s->req = req;
+	s->req_len = len;
+	s->msg = msg;
+	s->start_ns = now;
+	/* a copy sent later than this could outlive the other side's memory of it */
+	s->retry_until_ns = now + (uint64_t)transaction_max_ms(rpc) * 1000000u;
+	s->retry_ms = RPC_RETRY_MS;
+	s->next_retry_ns = now + (uint64_t)RPC_RETRY_MS * 1000000u;
+	s->copies = 1;
+	s->busy = 0;
+	g->slot[g->n] = idx;
+	g->ans[g->n] = ans;
+	g->n++;
+	pthread_mutex_unlock(&rpc->lock);
+
+	/* the slot is this thread's until rpc_group_wait frees it */
+	rc = slot_send(rpc, s, now, g->deadline_ns);
+	if (rc != 0) {
+		pthread_mutex_lock(&rpc->lock);
+		copy_not_sent_locked(rpc, s);
+		if (!s->done && rc != -ENOBUFS) {
+			if (rc == -EHOSTUNREACH)
+				rpc->stats.calls_failed_fast++;
+			slot_fail_locked(rpc, s, rc);
+		}
+		pthread_mutex_unlock(&rpc->lock);
+		/* -ENOBUFS: the node's queue is full; the retransmission tries again */
+		return rc == -ENOBUFS ? 0 : rc;
+	}
+	return 0;
+}
+
+int
+rpc_group_wait(struct rpc_group *g)
+{
+	struct rpc *rpc = g->rpc;
+	struct rpc_slot *resend[RPC_GROUP_MAX];
+	bool unsent[RPC_GROUP_MAX];
+	int first = 0;
+
+	pthread_mutex_lock(&rpc->lock);
+	while (g->n_done < g->n) {
+		uint64_t now = clock_mono_ns(), wake = g->deadline_ns;
+		unsigned n_resend = 0;
+
+		if (now >= g->deadline_ns)
+			break;
+		for (unsigned i = 0; i < g->n; i++) {
+			struct rpc_slot *s;
+
+			if (g->slot[i] == RPC_SLOT_NONE)
+				continue;
+			s = &rpc->slots[g->slot[i]];
+			if (s->done || s->next_retry_ns >= s->retry_until_ns)
+				continue;
+			if (s->next_retry_ns <= now) {
+				resend[n_resend++] = s;
+				s->copies++;     /* before it can be answered */
+				s->retry_ms *= 2;
+				s->next_retry_ns = now + (uint64_t)s->retry_ms * 1000000u;
+				rpc->stats.retransmits++;
+			}
+			if (s->next_retry_ns < wake && s->next_retry_ns < s->retry_until_ns)
+				wake = s->next_retry_ns;
+		}
+		if (n_resend > 0) {
+			pthread_mutex_unlock(&rpc->lock);
+			for (unsigned i = 0; i < n_resend; i++)
+				unsent[i] = slot_send(rpc, resend[i], now, g->deadline_ns) != 0;
+			pthread_mutex_lock(&rpc->lock);
+			for (unsigned i = 0; i < n_resend; i++)
+				if (unsent[i])
+					copy_not_sent_locked(rpc, resend[i]);
+			continue;
+		}
+		cond_wait_until(&g->cv, &rpc->lock, wake);
+	}
+	for (unsigned i = 0; i < g->n; i++) {
+		struct rpc_slot *s;
+
+		if (g->slot[i] == RPC_SLOT_NONE)
+			continue;
+		s = &rpc->slots[g->slot[i]];
+		if (!s->done) {
+			g->ans[i]->rc = -ETIMEDOUT;
+			rpc->stats.calls_timed_out++;
+		}
+		/* freed: a late answer finds id 0 or another call's id */
+		free(s->msg);
+		s->msg = NULL;
+		s->id = 0;
+		s->g = NULL;
+		s->req = NULL;
+		s->next_free = rpc->free_head;
+		rpc->free_head = g->slot[i];
+		rpc->calls_in_flight--;
+		pthread_cond_signal(&rpc->slot_cv);
+	}
+	pthread_mutex_unlock(&rpc->lock);
+	pthread_cond_destroy(&g->cv);
+	for (unsigned i = 0; i < g->n; i++)
+		if (first == 0 && g->ans[i]->rc != 0)
+			first = g->ans[i]->rc;
+	return first;
+}
+
+int
+rpc_call(struct rpc *rpc, uint64_t node_id, uint32_t op, const void *req, size_t len,
+    uint32_t deadline_ms, struct rpc_answer *ans)
+{
+	struct rpc_group g;
+
+	rpc_group_init(rpc, &g, deadline_ms);
+	(void)rpc_group_send(&g, node_id, op, req, len, ans);
+	(void)rpc_group_wait(&g);
+	return ans->rc;
+}
+
+/* Fabric thread: an answer for one of our calls. */
+static void
+on_answer(struct rpc *rpc, uint64_t from, const struct rpc_msg *r)
+{
+	uint32_t idx = (uint32_t)(r->request_id & ((1u << RPC_SLOT_BITS) - 1));
+	struct rpc_slot *s;
+	struct rpc_answer *ans;
+	uint64_t now = clock_mono_ns();
+
+	pthread_mutex_lock(&rpc->lock);
+	s = idx < rpc->calls_max ? &rpc->slots[idx] : NULL;
+	if (s == NULL || r->incarnation != rpc->incarnation || s->id != r->request_id || s->done ||
+	    s->node != from) {
+		rpc->stats.late_answers++;
+		pthread_mutex_unlock(&rpc->lock);
+		return;
+	}
+	if (r->status == EAGAIN && ++s->busy < s->copies) {
+		/* this copy was refused; another one may still be taken */
+		pthread_mutex_unlock(&rpc->lock);
+		return;
+	}
+	ans = s->g->ans[s->gi];
+	ans->rc = r->status != 0 ? -(int)r->status : 0;
+	ans->err = -(int)r->err;
+	if (r->status == 0 && r->body_len > 0) {
+		ans->body = malloc(r->body_len);
+		if (ans->body == NULL) {
+			ans->rc = -ENOMEM;
+		} else {
+			memcpy(ans->body, r->body, r->body_len);
+			ans->len = r->body_len;
+		}
+	}
+	rpc->stats.calls_answered++;
+	histogram_add(&rpc->latency, now - s->start_ns);
+	s->done = true;
+	s->g->n_done++;
+	pthread_cond_signal(&s->g->cv);
+	pthread_mutex_unlock(&rpc->lock);
+}
+
+/* Fails the calls in flight to node (-EHOSTDOWN). */
+static void
+fail_node_locked(struct rpc *rpc, uint64_t node)
+{
+	for (unsigned i = 0; i < rpc->calls_max; i++) {
+		struct rpc_slot *s = &rpc->slots[i];
+
+		if (s->id != 0 && !s->done && s->node == node) {
+			rpc->stats.calls_failed_fast++;
+			slot_fail_locked(rpc, s, -EHOSTDOWN);
+		}
+	}
+}
+
+void
+rpc_peer_event(struct rpc *rpc, uint64_t node_id, bool up)
+{
+	pthread_mutex_lock(&rpc->lock);
+	if (up) {
+		for (unsigned i = 0; i < rpc->n_down; i++)
+			if (rpc->down[i] == node_id) {
+				rpc->down[i] = rpc->down[--rpc->n_down];
+				break;
+			}
+	} else {
+		/* a full table only loses the fast failure of new calls */
+		if (!node_is_down_locked(rpc, node_id) && rpc->n_down < RPC_DOWN_MAX)
+			rpc->down[rpc->n_down++] = node_id;
+		fail_node_locked(rpc, node_id);
+	}
+	pthread_mutex_unlock(&rpc->lock);
+}
+
+void
+rpc_node_down(struct rpc *rpc, uint64_t node_id)
+{
+	pthread_mutex_lock(&rpc->lock);
+	fail_node_locked(rpc, node_id);
+	pthread_mutex_unlock(&rpc->lock);
+}
+
+/* ---- server side ------------------------------------------------------------------ */
+
+static size_t
+entry_hash(const struct rpc *rpc, uint64_t origin, uint64_t incarnation, uint64_t id)
+{
+	/* salted: a peer cannot choose ids that all land in one bucket */
+	uint64_t h = (origin ^ rpc->hash_salt) * 0x9e3779b97f4a7c15ull ^
+	    incarnation * 0xc2b2ae3d27d4eb4full ^ id;
+
+	h ^= h >> 29;
+	h *= 0xbf58476d1ce4e5b9ull;
+	h ^= h >> 32;
+	return (size_t)h & rpc->hash_mask;
+}
+
+static struct rpc_entry *
+entry_find_locked(struct rpc *rpc, uint64_t origin, const struct rpc_msg *r)
+{
+	struct rpc_entry *e = rpc->hash[entry_hash(rpc, origin, r->incarnation, r->request_id)];
+
+	while (e != NULL && !(e->origin == origin && e->incarnation == r->incarnation &&
+	    e->request_id == r->request_id))
+		e = e->hash_next;
+	return e;
+}
+
+/* Unhashes and frees e (in no list any more). */
+static void
+entry_remove_locked(struct rpc *rpc, struct rpc_entry *e)
+{
+	struct rpc_entry **p = &rpc->hash[entry_hash(rpc, e->origin, e->incarnation, e->request_id)];
+
+	while (*p != e)
+		p = &(*p)->hash_next;
+	*p = e->hash_next;
+	rpc->n_entries--;
+	rpc->cache_bytes -= e->answer_len;
+	free(e->req);
+	free(e->answer);
+	free(e);
+}
+
+static uint64_t
+window_ns(const struct rpc *rpc)
+{
+	return 2 * (uint64_t)transaction_max_ms(rpc) * 1000000u;
+}
+
+/* Drops the answered requests older than the window. */
+static void
+expire_locked(struct rpc *rpc, uint64_t now)
+{
+	uint64_t w = window_ns(rpc);
+
+	while (rpc->answered_head != NULL && rpc->answered_head->answered_ns + w <= now) {
+		struct rpc_entry *e = rpc->answered_head;
+
+		rpc->answered_head = e->next;
+		if (rpc->answered_head == NULL)
+			rpc->answered_tail = NULL;
+		entry_remove_locked(rpc, e);
+	}
+}
+
+/* The cached answer of e, encoded into a malloc'd buffer (*len), or NULL. */
+static uint8_t *
+cached_answer_locked(const struct rpc_entry *e, const struct rpc_msg *r, size_t *len)
+{
+	struct rpc_msg a = { .kind = RPC_KIND_ANSWER, .incarnation = r->incarnation,
+		.request_id = r->request_id, .status = e->lost ? EIO : 0, .err = e->err,
+		.body = e->lost ? NULL : e->answer, .body_len = e->lost ? 0 : e->answer_len };
+	size_t cap = a.body_len + RPC_MSG_OVERHEAD;
+	uint8_t *buf = malloc(cap);
+	struct fabric_msg_writer w;
+
+	if (buf == NULL || rpc_msg_encode(&a, &w, buf, cap) != 0) {
+		free(buf);
+		return NULL;
+	}
+	*len = w.len;
+	return buf;
+}
+
+/* Fabric thread: a request from another node.  Never blocks. */
+static void
+on_request(struct rpc *rpc, uint64_t from, const struct rpc_msg *r)
+{
+	uint64_t now = clock_mono_ns();
+	struct rpc_entry *e;
+	uint8_t *again = NULL;
+	size_t again_len = 0;
+	uint32_t status = 0;
+
+	pthread_mutex_lock(&rpc->lock);
+	if (rpc->stopping) {
+		pthread_mutex_unlock(&rpc->lock);
+		return;
+	}
+	rpc->stats.requests_received++;
+	expire_locked(rpc, now);
+	e = entry_find_locked(rpc, from, r);
+	if (e != NULL) {
+		/* a copy: dropped while it runs, answered again once it ran */
+		rpc->stats.requests_duplicate++;
+		if (e->state == ENTRY_ANSWERED)
+			again = cached_answer_locked(e, r, &again_len);
+		pthread_mutex_unlock(&rpc->lock);
+		if (again != NULL) {
+			struct fabric_msg_writer w = { .buf = again, .cap = again_len, .len = again_len };
+
+			(void)fabric_send(rpc->fabric, from, &w);
+			free(again);
+		}
+		return;
+	}
+	if (rpc->ops[r->op].fn == NULL) {
+		status = EOPNOTSUPP;
+	} else if (rpc->n_entries >= rpc->cache_max || rpc->queue_len >= rpc->queue_max ||
+	    (rpc->queue_len > 0 && rpc->queue_bytes + r->body_len > rpc->queue_bytes_max)) {
+		rpc->stats.requests_busy++;
+		status = EAGAIN;
+	} else {
+		e = calloc(1, sizeof(*e));
+		if (e != NULL && r->body_len > 0) {
+			e->req = malloc(r->body_len);
+			if (e->req == NULL) {
+				free(e);
+				e = NULL;
+			}
+		}
+		if (e == NULL) {
+			rpc->stats.requests_busy++;
+			status = EAGAIN;
+		}
+	}
+	if (status != 0) {
+		pthread_mutex_unlock(&rpc->lock);
+		send_status(rpc, from, r, status);
+		return;
+	}
+	e->origin = from;
+	e->incarnation = r->incarnation;
+	e->request_id = r->request_id;
+	e->op = r->op;
+	e->state = ENTRY_QUEUED;
+	e->deadline_ns = now + (uint64_t)r->budget_ms * 1000000u;
+	if (r->body_len > 0)
+		memcpy(e->req, r->body, r->body_len);
+	e->req_len = r->body_len;
+	{
+		size_t h = entry_hash(rpc, from, r->incarnation, r->request_id);
+
+		e->hash_next = rpc->hash[h];
+		rpc->hash[h] = e;
+	}
+	rpc->n_entries++;
+	if (rpc->queue_tail != NULL)
+		rpc->queue_tail->next = e;
+	else
+		rpc->queue_head = e;
+	rpc->queue_tail = e;
+	rpc->queue_len++;
+	rpc->queue_bytes += e->req_len;
+	rpc->in_progress++;
+	pthread_cond_signal(&rpc->work_cv);
+	pthread_mutex_unlock(&rpc->lock);
+}
+
+static void
+on_message(void *arg, uint64_t from, const struct fabric_msg *m)
+{
+	struct rpc *rpc = arg;
+	struct rpc_msg r;
+
+	if (rpc_msg_decode(m, &r) != 0) {
+		pthread_mutex_lock(&rpc->lock);
+		rpc->stats.msgs_malformed++;
+		pthread_mutex_unlock(&rpc->lock);
+		log_debug("rpc", "malformed rpc message from node %016llx dropped", (unsigned long long)from);
+		return;
+	}
+	if (r.kind == RPC_KIND_REQUEST)
+		on_request(rpc, from, &r);
+	else
+		on_answer(rpc, from, &r);
+}
+
+/* One worker: runs queued requests and expires the old answers. */
+static void *
+worker_main(void *arg)
+{
+	struct rpc *rpc = arg;
+	uint8_t *reply_buf = malloc(RPC_BODY_MAX), *send_buf = malloc(RPC_BODY_MAX + RPC_MSG_OVERHEAD);
+
+	if (reply_buf == NULL || send_buf == NULL) {
+		log_error("rpc", "worker: out of memory; it stops");
+		free(reply_buf);
+		free(send_buf);
+		return NULL;
+	}
+	pthread_mutex_lock(&rpc->lock);
+	while (!rpc->stopping) {
+		uint64_t now = clock_mono_ns();
+		struct rpc_reply reply = { .buf = reply_buf, .cap = RPC_BODY_MAX };
+		struct rpc_op_entry op;
+		struct rpc_entry *e;
+		struct rpc_msg a;
+		uint64_t origin;
+		int rc;
+
+		expire_locked(rpc, now);
+		e = rpc->queue_head;
+		if (e == NULL) {
+			/* asleep; one worker wakes when the oldest kept answer
+			 * expires (batched by RPC_EXPIRY_SLACK_MS), so an idle node
+			 * forgets them without traffic and without a wake per answer */
+			if (rpc->answered_head != NULL && !rpc->expiry_waiter) {
+				rpc->expiry_waiter = true;
+				cond_wait_until(&rpc->work_cv, &rpc->lock, rpc->answered_head->answered_ns +
+				    window_ns(rpc) + (uint64_t)RPC_EXPIRY_SLACK_MS * 1000000u);
+				rpc->expiry_waiter = false;
+			} else {
+				pthread_cond_wait(&rpc->work_cv, &rpc->lock);
+			}
+			continue;
+		}
+		rpc->queue_head = e->next;
+		if (rpc->queue_head == NULL)
+			rpc->queue_tail = NULL;
+		e->next = NULL;
+		rpc->queue_len--;
+		rpc->queue_bytes -= e->req_len;
+		if (now > e->deadline_ns) {
+			/* the caller has given up: never run, so a later copy may run */
+			rpc->stats.requests_expired++;
+			rpc->in_progress--;
+			entry_remove_locked(rpc, e);
+			continue;
+		}
+		e->state = ENTRY_RUNNING;
+		op = rpc->ops[e->op];
+		pthread_mutex_unlock(&rpc->lock);
+
+		rc = op.fn(op.arg, e->origin, e->req, e->req_len, &reply);
+		if (reply.len > reply.cap) {
+			rc = -EMSGSIZE;
+			reply.len = 0;
+		}
+		if (rc > 0 || -rc > RPC_ERRNO_MAX)
+			rc = -EIO;
+		a = (struct rpc_msg){ .kind = RPC_KIND_ANSWER, .incarnation = e->incarnation,
+			.request_id = e->request_id, .err = (uint32_t)-rc, .body = reply_buf,
+			.body_len = reply.len };
+		origin = e->origin;
+
+		/* answered before the answer leaves: a copy arriving meanwhile
+		 * gets the kept answer, and the gauges are settled when the
+		 * caller has its answer */
+		pthread_mutex_lock(&rpc->lock);
+		free(e->req);
+		e->req = NULL;
+		rpc->in_progress--;
+		if (op.flags & RPC_HANDLER_IDEMPOTENT) {
+			entry_remove_locked(rpc, e);
+		} else {
+			e->state = ENTRY_ANSWERED;
+			e->err = (uint32_t)-rc;
+			e->answered_ns = clock_mono_ns();
+			if (reply.len > 0) {
+				if (rpc->cache_bytes + reply.len <= rpc->cache_bytes_max)
+					e->answer = malloc(reply.len);
+				if (e->answer != NULL) {
+					memcpy(e->answer, reply_buf, reply.len);
+					e->answer_len = reply.len;
+					rpc->cache_bytes += reply.len;
+				} else {
+					e->lost = true;
+				}
+			}
+			if (rpc->answered_tail != NULL)
+				rpc->answered_tail->next = e;
+			else
+				rpc->answered_head = e;
+			rpc->answered_tail = e;
+		}
+		pthread_mutex_unlock(&rpc->lock);
+		/* a lost answer (full queue, dropped connection): the retry gets the kept one */
+		(void)send_msg(rpc, origin, &a, send_buf, RPC_BODY_MAX + RPC_MSG_OVERHEAD);
+		pthread_mutex_lock(&rpc->lock);
+	}
+	pthread_mutex_unlock(&rpc->lock);
+	free(reply_buf);
+	free(send_buf);
+	return NULL;
+}
+
+/* The built-in RPC_OP_PING: the body comes back. */
+static int
+ping_handler(void *arg, uint64_t from, const uint8_t *req, size_t len, struct rpc_reply *reply)
+{
+	(void)arg;
+	(void)from;
+	if (len > reply->cap)
+		return -EMSGSIZE;
+	if (len > 0)
+		memcpy(reply->buf, req, len);
+	reply->len = len;
+	return 0;
+}
+
+/* ---- the instance ---------------------------------------------------------------- */
+
+int
+rpc_create(const struct rpc_config *cfg, struct rpc **out)
+{
+	struct rpc *rpc;
+	size_t buckets = 1;
+	int rc;
+
+	*out = NULL;
+	if (cfg->fabric == NULL || cfg->node_id == 0 || cfg->calls_max > (1u << RPC_SLOT_BITS))
+		return -EINVAL;
+	rpc = calloc(1, sizeof(*rpc));
+	if (rpc == NULL)
+		return -ENOMEM;
+	rpc->fabric = cfg->fabric;
+	rpc->node_id = cfg->node_id;
+	rpc->transaction_max_ms = cfg->transaction_max_ms;
+	rpc->n_workers = cfg->workers != 0 ? cfg->workers : RPC_WORKERS_DEFAULT;
+	rpc->calls_max = cfg->calls_max != 0 ? cfg->calls_max : RPC_CALLS_MAX_DEFAULT;
+	rpc->queue_max = cfg->queue_max != 0 ? cfg->queue_max : RPC_QUEUE_MAX_DEFAULT;
+	rpc->queue_bytes_max = cfg->queue_bytes_max != 0 ? cfg->queue_bytes_max : RPC_QUEUE_BYTES_DEFAULT;
+	rpc->cache_max = cfg->cache_max != 0 ? cfg->cache_max : RPC_CACHE_MAX_DEFAULT;
+	rpc->cache_bytes_max = cfg->cache_bytes_max != 0 ? cfg->cache_bytes_max : RPC_CACHE_BYTES_DEFAULT;
+	/* never 0: a restarted node must not match its predecessor's ids */
+	while (rpc->incarnation == 0)
+		if (getrandom(&rpc->incarnation, sizeof(rpc->incarnation), 0) != sizeof(rpc->incarnation))
+			rpc->incarnation = clock_mono_ns() ^ ((uint64_t)getpid() << 32);
+	rpc->hash_salt = rpc->incarnation * 0xd6e8feb86659fd93ull;
+	while (buckets < rpc->cache_max)
+		buckets <<= 1;
+	rpc->hash_mask = buckets - 1;
+	rpc->hash = calloc(buckets, sizeof(*rpc->hash));
+	rpc->slots = calloc(rpc->calls_max, sizeof(*rpc->slots));
+	rpc->workers = calloc(rpc->n_workers, sizeof(*rpc->workers));
+	if (rpc->hash == NULL || rpc->slots == NULL || rpc->workers == NULL) {
+		rc = -ENOMEM;
+		goto fail;
+	}
+	for (uint32_t i = 0; i < rpc->calls_max; i++)
+		rpc->slots[i].next_free = i + 1 < rpc->calls_max ? i + 1 : RPC_SLOT_NONE;
+	rpc->free_head = 0;
+	pthread_mutex_init(&rpc->lock, NULL);
+	cond_init_monotonic(&rpc->slot_cv);
+	cond_init_monotonic(&rpc->work_cv);
+	rpc->ops[RPC_OP_PING] = (struct rpc_op_entry){ ping_handler, NULL, RPC_HANDLER_IDEMPOTENT };
+	rc = fabric_handler_set(rpc->fabric, FABRIC_MSG_RPC, on_message, rpc);
+	if (rc != 0) {
+		pthread_mutex_destroy(&rpc->lock);
+		pthread_cond_destroy(&rpc->slot_cv);
+		pthread_cond_destroy(&rpc->work_cv);
+		goto fail;
+	}
+	*out = rpc;
+	return 0;
+fail:
+	free(rpc->hash);
+	free(rpc->slots);
+	free(rpc->workers);
+	free(rpc);
+	return rc;
+}
+
+int
+rpc_handler_set(struct rpc *rpc, uint32_t op, unsigned flags, rpc_handler_fn fn, void *arg)
+{
+	if (op == 0 || op >= RPC_OPS_MAX || fn == NULL)
+		return -EINVAL;
+	if (rpc->ops[op].fn != NULL)
+		return -EEXIST;
+	rpc->ops[op] = (struct rpc_op_entry){ fn, arg, flags };
+	return 0;
+}
+
+int
+rpc_start(struct rpc *rpc)
+{
+	int rc;
+
+	while (rpc->n_started < rpc->n_workers) {
+		rc = pthread_create(&rpc->workers[rpc->n_started], NULL, worker_main, rpc);
+		if (rc != 0)
+			return -rc;
+		pthread_setname_np(rpc->workers[rpc->n_started], "rpc");
+		rpc->n_started++;
+	}
+	return 0;
+}
+
+void
+rpc_stop(struct rpc *rpc)
+{
+	if (rpc == NULL)
+		return;
+	pthread_mutex_lock(&rpc->lock);
+	rpc->stopping = true;
+	for (unsigned i = 0; i < rpc->calls_max; i++) {
+		struct rpc_slot *s = &rpc->slots[i];
+
+		if (s->id != 0 && !s->done) {
+			rpc->stats.calls_failed_fast++;
+			slot_fail_locked(rpc, s, -ESHUTDOWN);
+		}
+	}
+	pthread_cond_broadcast(&rpc->slot_cv);
+	pthread_cond_broadcast(&rpc->work_cv);
+	pthread_mutex_unlock(&rpc->lock);
+	for (unsigned i = 0; i < rpc->n_started; i++)
+		pthread_join(rpc->workers[i], NULL);
+	rpc->n_started = 0;
+}
+
+void
+rpc_destroy(struct rpc *rpc)
+{
+	if (rpc == NULL)
+		return;
+	for (size_t b = 0; b <= rpc->hash_mask; b++) {
+		struct rpc_entry *e = rpc->hash[b], *next;
+
+		for (; e != NULL; e = next) {
+			next = e->hash_next;
+			free(e->req);
+			free(e->answer);
+			free(e);
+		}
+	}
+	pthread_mutex_destroy(&rpc->lock);
+	pthread_cond_destroy(&rpc->slot_cv);
+	pthread_cond_destroy(&rpc->work_cv);
+	free(rpc->hash);
+	free(rpc->slots);
+	free(rpc->workers);
+	free(rpc);
+}
+
+void
+rpc_stats_get(struct rpc *rpc, struct rpc_stats *s)
+{
+	pthread_mutex_lock(&rpc->lock);
+	*s = rpc->stats;
+	s->calls_in_flight = rpc->calls_in_flight;
+	s->requests_in_progress = rpc->in_progress;
+	s->requests_kept = rpc->n_entries;
+	pthread_mutex_unlock(&rpc->lock);
+}
+
+void
+rpc_latency_get(struct rpc *rpc, struct histogram_snapshot *out)
+{
+	histogram_read(&rpc->latency, out);
+}
+
+uint64_t
+rpc_incarnation(struct rpc *rpc)
+{
+	return rpc->incarnation;
+}

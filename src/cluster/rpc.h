@@ -1,0 +1,277 @@
+/*
+ * rpc.h - request/answer over the fabric, with deadlines, bounded state and
+ * at-most-once execution (docs/cluster.md, "RPC").
+ *
+ * What the data path's proxy and replica writes share: a thread sends a
+ * request to node X and blocks until X's answer comes or the deadline
+ * passes; on X a handler that may block on storage runs on a worker
+ * thread, never on the fabric thread.
+ *
+ * Caller side.  rpc_call() sends one request and waits; a group
+ * (rpc_group_init, rpc_group_send ..., rpc_group_wait) sends several in
+ * parallel (a master to every replica) and waits for all of them under one
+ * deadline.  Each request carries a request id unique to this process
+ * (with a random incarnation drawn at rpc_create, so a restarted node
+ * never reuses an old id); an answer is matched by it and taken once: an
+ * answer that arrives after its call ended (deadline, failure) or a second
+ * copy is dropped and counted (rpc_late_answers), never given to another
+ * call.  A request not answered is sent again after RPC_RETRY_MS, then
+ * doubling, during the first transaction-max-ms of the call (a fabric
+ * connection that dropped loses what was in flight); the other side runs
+ * it at most once.  A busy answer ends the call only when every copy sent
+ * was answered busy (an answer does not say which copy it answers).  A node that
+ * the fabric reports down, or that rpc_node_down() names, fails its calls
+ * at once (-EHOSTDOWN), so the transaction layer can re-route well before
+ * the deadline.  At most calls_max calls are in flight per node; a caller
+ * past that waits for a free slot, bounded by its deadline (-ETIMEDOUT).
+ *
+ * Server side.  A request is taken on the fabric thread into a bounded
+ * queue (queue_max requests, queue_bytes_max bytes) served by a pool of
+ * worker threads; when it is full the caller is answered busy (-EAGAIN)
+ * instead of the node's memory growing.  A request still queued when the
+ * caller's deadline has passed (the request carries the time it had left)
+ * is dropped unexecuted (rpc_requests_expired).  At-most-once: requests are
+ * kept by (origin node, origin incarnation, request id); a copy of one that
+ * is queued or running is dropped, a copy of one that finished gets the
+ * cached answer again.  Answers are kept for 2 x transaction-max-ms, at most
+ * cache_max requests in all (past that, and no older entry expired, new
+ * requests are answered busy: never forgotten early) and cache_bytes_max
+ * bytes of answer bodies (an answer that does not fit is kept as "ran,
+ * answer lost": a retry of it gets -EIO, and it is never run again).
+ * Handlers registered RPC_HANDLER_IDEMPOTENT (reads) are not cached: a
+ * retry after the answer was sent runs again.
+ *
+ * Threads: rpc_call and the group functions from any thread but the
+ * fabric's (they block); handlers on the workers; rpc_peer_event from the
+ * fabric's peer callback; rpc_node_down and the getters from any thread.
+ * One lock guards both sides; it is a leaf: no handler runs, no message is
+ * sent and no caller waits while it is held (callers wait on their group's
+ * condition variable, which releases it).
+ *
+ * Errors: 0 or -errno.
+ */
+#ifndef RECFS_CLUSTER_RPC_H
+#define RECFS_CLUSTER_RPC_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../base/histogram.h"
+#include "../fabric/fabric.h"
+
+/* Deadline when neither the call nor the configuration gives one (ms). */
+#define RPC_DEADLINE_DEFAULT_MS 1000
+/* Largest request or answer body: a message stays under FABRIC_MSG_MAX. */
+#define RPC_BODY_MAX (FABRIC_MSG_MAX - 128)
+/* Operation numbers are 1..RPC_OPS_MAX-1. */
+#define RPC_OPS_MAX 64
+/* A request not answered is sent again after this, then 2x, 4x ... */
+#define RPC_RETRY_MS 200
+/* Calls one group may hold (a master and its replicas: at most the cluster). */
+#define RPC_GROUP_MAX 64
+/* Largest deadline a request may carry (ms). */
+#define RPC_BUDGET_MAX_MS 3600000
+/* Largest errno or project code an answer may carry (positive). */
+#define RPC_ERRNO_MAX 65535
+/* Defaults of struct rpc_config. */
+#define RPC_CALLS_MAX_DEFAULT 1024
+#define RPC_WORKERS_DEFAULT 4
+#define RPC_QUEUE_MAX_DEFAULT 256
+#define RPC_QUEUE_BYTES_DEFAULT (16u * 1024 * 1024)
+#define RPC_CACHE_MAX_DEFAULT 65536
+#define RPC_CACHE_BYTES_DEFAULT (16u * 1024 * 1024)
+
+/*
+ * Field ids of message FABRIC_MSG_RPC.  Wire format: NEVER reuse or
+ * renumber an id; a retired field stays here as a comment.
+ */
+enum rpc_field_id {
+	RPC_FIELD_KIND = 1,         /* u32 enum rpc_kind */
+	RPC_FIELD_INCARNATION = 2,  /* u64, the calling process's random incarnation, not 0 */
+	RPC_FIELD_REQUEST_ID = 3,   /* u64, unique within the incarnation, not 0 */
+	RPC_FIELD_OP = 4,           /* u32 (REQUEST), 1..RPC_OPS_MAX-1 */
+	RPC_FIELD_BUDGET_MS = 5,    /* u32 (REQUEST), ms the caller has left, 1..RPC_BUDGET_MAX_MS */
+	RPC_FIELD_BODY = 6,         /* bytes, the request's or the answer's; absent = empty */
+	RPC_FIELD_STATUS = 7,       /* u32 (ANSWER): 0 = the handler ran; else the caller's
+	                             * error, positive: EAGAIN busy, EOPNOTSUPP no handler,
+	                             * EIO ran but its answer was not kept */
+	RPC_FIELD_ERRNO = 8         /* u32 (ANSWER, status 0): the handler's result, positive */
+};
+
+/* Numbers are wire format, never renumbered. */
+enum rpc_kind {
+	RPC_KIND_REQUEST = 1,
+	RPC_KIND_ANSWER = 2
+};
+
+/* Operations.  Numbers are wire format, never renumbered or reused. */
+enum rpc_op {
+	RPC_OP_PING = 1,    /* built in: answers with the request's body */
+	RPC_OP_TEST = 48    /* 48..63: unit tests and recfs-bench */
+};
+
+/* A message, decoded; body points into the message. */
+struct rpc_msg {
+	uint32_t kind;
+	uint64_t incarnation;
+	uint64_t request_id;
+	uint32_t op;          /* REQUEST */
+	uint32_t budget_ms;   /* REQUEST */
+	uint32_t status;      /* ANSWER */
+	uint32_t err;         /* ANSWER with status 0 */
+	const uint8_t *body;
+	size_t body_len;
+};
+
+/*
+ * 0, or -EBADMSG: another message type, an unknown kind, a field missing,
+ * twice or of the wrong type, an incarnation or request id of 0, an op,
+ * budget, status or errno out of its range, a body over RPC_BODY_MAX.
+ * Fields of the other kind are ignored.  Never reads outside m.
+ */
+int rpc_msg_decode(const struct fabric_msg *m, struct rpc_msg *r);
+/* Into buf via w (cap: RPC_BODY_MAX + 128 takes any body); 0, -EINVAL (a
+ * message the decoder would refuse) or -EMSGSIZE. */
+int rpc_msg_encode(const struct rpc_msg *r, struct fabric_msg_writer *w, uint8_t *buf, size_t cap);
+
+/* ---- the rpc instance -------------------------------------------------------- */
+
+struct rpc;
+
+/* Where a handler writes its answer body: buf holds cap bytes
+ * (RPC_BODY_MAX); set len. */
+struct rpc_reply {
+	uint8_t *buf;
+	size_t cap;
+	size_t len;
+};
+
+/*
+ * A handler: runs on a worker thread, may block (storage), returns 0 or
+ * -errno (any engine code), which the caller gets unchanged in
+ * rpc_answer.err, with reply's bytes.  req is valid during the call.
+ */
+typedef int (*rpc_handler_fn)(void *arg, uint64_t from_node, const uint8_t *req, size_t len,
+    struct rpc_reply *reply);
+
+#define RPC_HANDLER_IDEMPOTENT 0x1u  /* running it twice is harmless: answers are not cached */
+
+struct rpc_config {
+	struct fabric *fabric;        /* created, not yet started */
+	uint64_t node_id;
+	const uint32_t *transaction_max_ms; /* read live (atomically); NULL: RPC_DEADLINE_DEFAULT_MS */
+	unsigned workers;             /* 0: RPC_WORKERS_DEFAULT */
+	unsigned calls_max;           /* 0: RPC_CALLS_MAX_DEFAULT; calls in flight */
+	unsigned queue_max;           /* 0: RPC_QUEUE_MAX_DEFAULT; requests queued for the workers */
+	size_t queue_bytes_max;       /* 0: RPC_QUEUE_BYTES_DEFAULT; their bodies */
+	unsigned cache_max;           /* 0: RPC_CACHE_MAX_DEFAULT; requests kept (queued, running, answered) */
+	size_t cache_bytes_max;       /* 0: RPC_CACHE_BYTES_DEFAULT; answer bodies kept */
+};
+
+/* Registers the message handler on the fabric (before fabric_start) and
+ * the built-in RPC_OP_PING.  -EINVAL (bad config), -ENOMEM. */
+int rpc_create(const struct rpc_config *cfg, struct rpc **out);
+/* Before rpc_start.  -EINVAL (op out of range), -EEXIST. */
+int rpc_handler_set(struct rpc *rpc, uint32_t op, unsigned flags, rpc_handler_fn fn, void *arg);
+/* Starts the workers.  -errno of pthread_create. */
+int rpc_start(struct rpc *rpc);
+/* Fails every call in flight (-ESHUTDOWN) and refuses new ones, drops the
+ * queued requests, joins the workers (a running handler finishes first).
+ * Shutdown order: rpc_stop, fabric_destroy, rpc_destroy. */
+void rpc_stop(struct rpc *rpc);
+void rpc_destroy(struct rpc *rpc);
+
+/* The fabric's peer callback (fabric_config.on_peer) forwards here: a node
+ * that went down fails its calls in flight and new ones (-EHOSTDOWN) until
+ * it is up again. */
+void rpc_peer_event(struct rpc *rpc, uint64_t node_id, bool up);
+/* The cluster says node_id is gone: its calls in flight fail now
+ * (-EHOSTDOWN).  Later calls to it are sent as usual. */
+void rpc_node_down(struct rpc *rpc, uint64_t node_id);
+
+/* The outcome of one call.  body is malloc'd (NULL when empty): free it
+ * with rpc_answer_release. */
+struct rpc_answer {
+	int rc;          /* 0: the handler ran (err, body); else why not (rpc_call's errors) */
+	int err;         /* the handler's 0 or -errno */
+	uint8_t *body;
+	size_t len;
+};
+
+void rpc_answer_release(struct rpc_answer *a);
+
+/*
+ * Sends a request (op, req[0..len)) to node_id and waits for its answer
+ * until deadline_ms from now (0: transaction-max-ms).  Returns ans->rc:
+ * 0 (the handler ran: ans->err and ans->body are its answer), or
+ *   -ETIMEDOUT   no answer within the deadline (the request may have run)
+ *   -EHOSTDOWN   the node is down (fabric) or rpc_node_down named it
+ *   -EHOSTUNREACH the fabric never knew the node
+ *   -EAGAIN      the node is busy (its queue or request table is full; not
+ *                run: every copy sent was refused)
+ *   -EOPNOTSUPP  the node has no handler for op (not run)
+ *   -EIO         it ran, but its answer was lost and not kept
+ *   -EMSGSIZE    len > RPC_BODY_MAX;  -EINVAL  bad op or node;
+ *   -ESHUTDOWN   rpc_stop;  -ENOMEM.
+ */
+int rpc_call(struct rpc *rpc, uint64_t node_id, uint32_t op, const void *req, size_t len,
+    uint32_t deadline_ms, struct rpc_answer *ans);
+
+/*
+ * Several calls under one deadline, e.g. a replica write to every replica:
+ *   rpc_group_init(rpc, &g, 0);
+ *   for each replica: rpc_group_send(&g, node, op, req, len, &ans[i]);
+ *   rpc_group_wait(&g);      -> every ans[i] filled
+ * A group lives on the caller's stack; every rpc_group_init must be
+ * followed by rpc_group_wait (even when a send failed).  The fields are
+ * private to rpc.c.
+ */
+struct rpc_group {
+	struct rpc *rpc;
+	uint64_t deadline_ns;    /* monotonic */
+	unsigned n;
+	unsigned n_done;         /* protected by rpc's lock */
+	pthread_cond_t cv;       /* signalled when a call of the group ends */
+	uint32_t slot[RPC_GROUP_MAX];
+	struct rpc_answer *ans[RPC_GROUP_MAX];
+};
+
+void rpc_group_init(struct rpc *rpc, struct rpc_group *g, uint32_t deadline_ms);
+/* Starts one call; its outcome lands in *ans at rpc_group_wait.  req must
+ * stay valid until rpc_group_wait returns (retransmissions send it again).
+ * Returns 0, or the call's error at once (also in ans->rc); -ENOSPC past
+ * RPC_GROUP_MAX calls.  May wait for a free call slot (calls_max), up to
+ * the group's deadline. */
+int rpc_group_send(struct rpc_group *g, uint64_t node_id, uint32_t op, const void *req, size_t len,
+    struct rpc_answer *ans);
+/* Waits until every call ended or the deadline passed (those get
+ * -ETIMEDOUT).  Returns 0 when every call's rc is 0, else the first
+ * call's non-zero rc. */
+int rpc_group_wait(struct rpc_group *g);
+
+struct rpc_stats {
+	uint64_t calls;               /* calls started (rpc_call, rpc_group_send) */
+	uint64_t calls_answered;      /* calls that got their answer (busy and no-handler included) */
+	uint64_t calls_timed_out;     /* no answer within the deadline */
+	uint64_t calls_failed_fast;   /* node down or unknown, shutdown: failed before the deadline */
+	uint64_t retransmits;         /* requests sent again (no answer after RPC_RETRY_MS x 2^k) */
+	uint64_t late_answers;        /* answers that matched no waiting call: late, twice, unknown */
+	uint64_t requests_received;   /* requests taken from the fabric (copies included) */
+	uint64_t requests_duplicate;  /* copies of a queued, running or answered request */
+	uint64_t requests_busy;       /* requests refused: queue or table full */
+	uint64_t requests_expired;    /* queued requests dropped: the caller's deadline had passed */
+	uint64_t msgs_malformed;      /* rpc messages that did not decode (dropped) */
+	uint32_t calls_in_flight;     /* gauges: calls waiting for an answer, ... */
+	uint32_t requests_in_progress; /* ... requests queued or running, ... */
+	uint32_t requests_kept;       /* ... requests kept for at-most-once (queued, running, answered) */
+};
+
+void rpc_stats_get(struct rpc *rpc, struct rpc_stats *s);
+/* Latency of the calls that got an answer, from the first send. */
+void rpc_latency_get(struct rpc *rpc, struct histogram_snapshot *out);
+/* This process's incarnation (tests: to forge a duplicate request). */
+uint64_t rpc_incarnation(struct rpc *rpc);
+
+#endif

@@ -1,0 +1,1261 @@
+/*
+ * test_rpc.c - request/answer over the fabric (src/cluster/rpc.c) with
+ * real fabrics on 127.0.0.1 in one process (and one forked child where a
+ * peer must die with SIGKILL): echo, the handler's errno passed through,
+ * a deadline and the late answer after it, at-most-once with forged
+ * duplicate requests and duplicated answers, a peer that dies or is
+ * declared gone mid-call failing fast, a flood answered busy with bounded
+ * state, a group call to several nodes, and many callers on several
+ * threads in both directions (TSan runs this file in CI).
+ * Every wait is bounded.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "base/atomic.h"
+#include "base/clock.h"
+#include "base/error.h"
+#include "cluster/rpc.h"
+#include "fabric/fabric.h"
+
+#define WAIT_MS 10000
+
+/* Test operations (RPC_OP_TEST ..). */
+enum {
+	OP_ERRNO = RPC_OP_TEST,      /* returns -(the u32 in the request) */
+	OP_SLOW,                     /* sleeps the u32 ms in the request (stops early on slow_abort), then "slow" */
+	OP_COUNT,                    /* counts its runs; answers the count */
+	OP_HOLD,                     /* blocks until hold_release; counts its runs */
+	OP_BIG                       /* counts its runs; answers 1000 bytes */
+};
+
+static const uint8_t secret[] = "rpc-test-secret-0123456789abcdef";
+
+/* Tests keep their nodes in static storage: a failing test returns without
+ * stopping them, and their threads must not point into a dead stack frame. */
+struct node {
+	struct fabric *f;
+	struct rpc *rpc;
+	uint64_t id;
+	uint16_t port;
+};
+
+static int slow_abort;        /* atomic */
+static int count_runs;        /* atomic */
+static int hold_release;      /* atomic */
+static int hold_runs;         /* atomic */
+static int big_runs;          /* atomic */
+
+static uint64_t
+now_ms(void)
+{
+	return clock_mono_ns() / 1000000;
+}
+
+/* CPU time of the whole process (every thread), in s. */
+static double
+cpu_s(void)
+{
+	struct rusage ru;
+
+	getrusage(RUSAGE_SELF, &ru);
+	return (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+	    (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+}
+
+static void
+sleep_ms(unsigned ms)
+{
+	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
+
+	nanosleep(&ts, NULL);
+}
+
+#define WAIT_FOR(cond) do { \
+		uint64_t t0_ = now_ms(); \
+		while (!(cond)) { \
+			if (now_ms() - t0_ > WAIT_MS) \
+				fail_msg("timed out waiting for: %s", #cond); \
+			sleep_ms(5); \
+		} \
+	} while (0)
+
+static uint32_t
+get_u32(const uint8_t *p)
+{
+	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+static void
+put_u32(uint8_t *p, uint32_t v)
+{
+	p[0] = (uint8_t)(v >> 24);
+	p[1] = (uint8_t)(v >> 16);
+	p[2] = (uint8_t)(v >> 8);
+	p[3] = (uint8_t)v;
+}
+
+static int
+op_errno(void *arg, uint64_t from, const uint8_t *req, size_t len, struct rpc_reply *reply)
+{
+	(void)arg;
+	(void)from;
+	(void)reply;
+	return len == 4 ? -(int)get_u32(req) : -EINVAL;
+}
+
+static int
+op_slow(void *arg, uint64_t from, const uint8_t *req, size_t len, struct rpc_reply *reply)
+{
+	uint64_t until = now_ms() + (len == 4 ? get_u32(req) : 0);
+
+	(void)arg;
+	(void)from;
+	while (now_ms() < until && !atomic_load_relaxed(&slow_abort))
+		sleep_ms(2);
+	memcpy(reply->buf, "slow", 4);
+	reply->len = 4;
+	return 0;
+}
+
+static int
+op_count(void *arg, uint64_t from, const uint8_t *req, size_t len, struct rpc_reply *reply)
+{
+	int n = atomic_add(&count_runs, 1);
+
+	(void)arg;
+	(void)from;
+	(void)req;
+	(void)len;
+	put_u32(reply->buf, (uint32_t)n);
+	reply->len = 4;
+	return 0;
+}
+
+static int
+op_hold(void *arg, uint64_t from, const uint8_t *req, size_t len, struct rpc_reply *reply)
+{
+	uint64_t t0 = now_ms();
+
+	(void)arg;
+	(void)from;
+	(void)req;
+	(void)len;
+	(void)reply;
+	atomic_inc(&hold_runs);
+	while (!atomic_load_relaxed(&hold_release) && now_ms() - t0 < WAIT_MS)
+		sleep_ms(2);
+	return 0;
+}
+
+static int
+op_big(void *arg, uint64_t from, const uint8_t *req, size_t len, struct rpc_reply *reply)
+{
+	(void)arg;
+	(void)from;
+	(void)req;
+	(void)len;
+	atomic_inc(&big_runs);
+	memset(reply->buf, 'b', 1000);
+	reply->len = 1000;
+	return 0;
+}
+
+static void
+on_peer(void *arg, uint64_t node_id, bool up)
+{
+	struct node *n = arg;
+
+	rpc_peer_event(n->rpc, node_id, up);
+}
+
+/* A node with fabric and rpc, the test ops registered; tmax: its
+ * transaction-max-ms (static storage, read live). */
+static void
+node_up_cfg(struct node *n, uint64_t id, struct rpc_config *rc)
+{
+	struct fabric_config fc = {
+		.address = "127.0.0.1", .node_id = id, .cluster_name = "test",
+		.secret = secret, .secret_len = sizeof(secret) - 1, .on_peer = on_peer, .arg = n,
+	};
+
+	memset(n, 0, sizeof(*n));
+	n->id = id;
+	assert_int_equal(fabric_create(&fc, &n->f), 0);
+	n->port = fabric_port(n->f);
+	rc->fabric = n->f;
+	rc->node_id = id;
+	assert_int_equal(rpc_create(rc, &n->rpc), 0);
+	assert_int_equal(rpc_handler_set(n->rpc, OP_ERRNO, 0, op_errno, NULL), 0);
+	assert_int_equal(rpc_handler_set(n->rpc, OP_SLOW, 0, op_slow, NULL), 0);
+	assert_int_equal(rpc_handler_set(n->rpc, OP_COUNT, 0, op_count, NULL), 0);
+	assert_int_equal(rpc_handler_set(n->rpc, OP_HOLD, 0, op_hold, NULL), 0);
+	assert_int_equal(rpc_handler_set(n->rpc, OP_BIG, 0, op_big, NULL), 0);
+	assert_int_equal(rpc_handler_set(n->rpc, OP_COUNT, 0, op_count, NULL), -EEXIST);
+	assert_int_equal(rpc_handler_set(n->rpc, RPC_OPS_MAX, 0, op_count, NULL), -EINVAL);
+	assert_int_equal(fabric_start(n->f), 0);
+	assert_int_equal(rpc_start(n->rpc), 0);
+}
+
+static void
+node_up(struct node *n, uint64_t id)
+{
+	struct rpc_config rc = { 0 };
+
+	node_up_cfg(n, id, &rc);
+}
+
+static void
+node_down(struct node *n)
+{
+	rpc_stop(n->rpc);
+	fabric_destroy(n->f);
+	rpc_destroy(n->rpc);
+	n->f = NULL;
+	n->rpc = NULL;
+}
+
+static bool
+connected_to(struct fabric *f, uint64_t id)
+{
+	struct fabric_peer_info p[16];
+	unsigned i, k = fabric_peers_get(f, p, 16);
+
+	for (i = 0; i < k && i < 16; i++)
+		if (p[i].node_id == id)
+			return p[i].connected;
+	return false;
+}
+
+static void
+connect_nodes(struct fabric *a, uint64_t a_id, struct fabric *b, uint64_t b_id, uint16_t b_port)
+{
+	char addr[32];
+
+	snprintf(addr, sizeof(addr), "127.0.0.1:%u", b_port);
+	assert_int_equal(fabric_peer_add(a, addr), 0);
+	WAIT_FOR(connected_to(a, b_id) && connected_to(b, a_id));
+}
+
+static struct rpc_stats
+stats(struct node *n)
+{
+	struct rpc_stats s;
+
+	rpc_stats_get(n->rpc, &s);
+	return s;
+}
+
+static void
+reset_globals(void)
+{
+	atomic_store_relaxed(&slow_abort, 0);
+	atomic_store_relaxed(&count_runs, 0);
+	atomic_store_relaxed(&hold_release, 0);
+	atomic_store_relaxed(&hold_runs, 0);
+	atomic_store_relaxed(&big_runs, 0);
+}
+
+/* ---- codec ----------------------------------------------------------------- */
+
+static void
+test_rpc_msg_roundtrips_and_bad_messages_are_refused(void **state)
+{
+	static uint8_t buf[RPC_BODY_MAX + 128];
+	struct rpc_msg r = { .kind = RPC_KIND_REQUEST, .incarnation = 7, .request_id = 9, .op = OP_COUNT,
+		.budget_ms = 1000, .body = (const uint8_t *)"hello", .body_len = 5 }, d;
+	struct rpc_msg a = { .kind = RPC_KIND_ANSWER, .incarnation = 7, .request_id = 9,
+		.err = (uint32_t)-RECFS_ECHECKSUM };
+	struct fabric_msg_writer w;
+	struct fabric_msg m;
+
+	(void)state;
+	assert_int_equal(rpc_msg_encode(&r, &w, buf, sizeof(buf)), 0);
+	assert_int_equal(fabric_msg_decode(buf, w.len, &m), 0);
+	assert_int_equal(rpc_msg_decode(&m, &d), 0);
+	assert_int_equal(d.kind, RPC_KIND_REQUEST);
+	assert_int_equal(d.op, OP_COUNT);
+	assert_int_equal(d.budget_ms, 1000);
+	assert_int_equal(d.body_len, 5);
+	assert_memory_equal(d.body, "hello", 5);
+	assert_int_equal(rpc_msg_encode(&a, &w, buf, sizeof(buf)), 0);
+	assert_int_equal(fabric_msg_decode(buf, w.len, &m), 0);
+	assert_int_equal(rpc_msg_decode(&m, &d), 0);
+	assert_int_equal(-(int)d.err, RECFS_ECHECKSUM);
+	assert_int_equal(d.body_len, 0);
+
+	/* what the decoder refuses, the encoder refuses to write */
+	r.op = 0;
+	assert_int_equal(rpc_msg_encode(&r, &w, buf, sizeof(buf)), -EINVAL);
+	r.op = RPC_OPS_MAX;
+	assert_int_equal(rpc_msg_encode(&r, &w, buf, sizeof(buf)), -EINVAL);
+	r.op = OP_COUNT;
+	r.budget_ms = 0;
+	assert_int_equal(rpc_msg_encode(&r, &w, buf, sizeof(buf)), -EINVAL);
+	r.budget_ms = 1;
+	r.request_id = 0;
+	assert_int_equal(rpc_msg_encode(&r, &w, buf, sizeof(buf)), -EINVAL);
+
+	/* hand-made bad messages */
+	fabric_msg_writer_init(&w, buf, sizeof(buf), FABRIC_MSG_RPC);
+	fabric_msg_put_u32(&w, RPC_FIELD_KIND, RPC_KIND_REQUEST);
+	fabric_msg_put_u64(&w, RPC_FIELD_INCARNATION, 1);
+	fabric_msg_put_u64(&w, RPC_FIELD_REQUEST_ID, 1);
+	fabric_msg_put_u32(&w, RPC_FIELD_OP, OP_COUNT);
+	assert_int_equal(fabric_msg_decode(buf, w.len, &m), 0);
+	assert_int_equal(rpc_msg_decode(&m, &d), -EBADMSG);          /* no budget */
+	fabric_msg_put_u32(&w, RPC_FIELD_BUDGET_MS, 10);
+	fabric_msg_put_u64(&w, RPC_FIELD_BODY, 5);                     /* body of the wrong type */
+	assert_int_equal(fabric_msg_decode(buf, w.len, &m), 0);
+	assert_int_equal(rpc_msg_decode(&m, &d), -EBADMSG);
+	fabric_msg_writer_init(&w, buf, sizeof(buf), FABRIC_MSG_RPC);
+	fabric_msg_put_u32(&w, RPC_FIELD_KIND, 3);
+	fabric_msg_put_u64(&w, RPC_FIELD_INCARNATION, 1);
+	fabric_msg_put_u64(&w, RPC_FIELD_REQUEST_ID, 1);
+	assert_int_equal(fabric_msg_decode(buf, w.len, &m), 0);
+	assert_int_equal(rpc_msg_decode(&m, &d), -EBADMSG);          /* unknown kind */
+	fabric_msg_writer_init(&w, buf, sizeof(buf), FABRIC_MSG_RPC);
+	fabric_msg_put_u32(&w, RPC_FIELD_KIND, RPC_KIND_ANSWER);
+	fabric_msg_put_u64(&w, RPC_FIELD_INCARNATION, 1);
+	fabric_msg_put_u64(&w, RPC_FIELD_REQUEST_ID, 1);
+	fabric_msg_put_u32(&w, RPC_FIELD_STATUS, 0);
+	assert_int_equal(fabric_msg_decode(buf, w.len, &m), 0);
+	assert_int_equal(rpc_msg_decode(&m, &d), -EBADMSG);          /* status 0 without errno */
+	fabric_msg_put_u32(&w, RPC_FIELD_ERRNO, RPC_ERRNO_MAX + 1);
+	assert_int_equal(fabric_msg_decode(buf, w.len, &m), 0);
+	assert_int_equal(rpc_msg_decode(&m, &d), -EBADMSG);          /* errno out of range */
+	m.type = FABRIC_MSG_CLUSTERING;
+	assert_int_equal(rpc_msg_decode(&m, &d), -EBADMSG);
+}
+
+/* ---- calls ------------------------------------------------------------------ */
+
+static void
+test_rpc_echo_errno_and_refusals(void **state)
+{
+	static struct node a, b;
+	struct rpc_answer ans;
+	static uint8_t big[512 * 1024];
+	uint8_t req[4];
+	struct rpc_stats sa, sb;
+
+	(void)state;
+	reset_globals();
+	node_up(&a, 1);
+	node_up(&b, 2);
+	connect_nodes(a.f, 1, b.f, 2, b.port);
+
+	/* echo, small and large */
+	assert_int_equal(rpc_call(a.rpc, 2, RPC_OP_PING, "ping", 4, 0, &ans), 0);
+	assert_int_equal(ans.err, 0);
+	assert_int_equal(ans.len, 4);
+	assert_memory_equal(ans.body, "ping", 4);
+	rpc_answer_release(&ans);
+	for (size_t i = 0; i < sizeof(big); i++)
+		big[i] = (uint8_t)(i * 31 + 7);
+	assert_int_equal(rpc_call(a.rpc, 2, RPC_OP_PING, big, sizeof(big), 5000, &ans), 0);
+	assert_int_equal(ans.len, sizeof(big));
+	assert_memory_equal(ans.body, big, sizeof(big));
+	rpc_answer_release(&ans);
+	assert_int_equal(rpc_call(a.rpc, 2, RPC_OP_PING, NULL, 0, 0, &ans), 0);
+	assert_int_equal(ans.len, 0);
+	assert_null(ans.body);
+	{
+		/* a figure for docs/cluster.md: sequential round trips on loopback */
+		uint64_t t0 = clock_mono_ns();
+		struct histogram_snapshot h0, h1;
+
+		rpc_latency_get(a.rpc, &h0);
+		for (int i = 0; i < 500; i++) {
+			assert_int_equal(rpc_call(a.rpc, 2, RPC_OP_PING, "p", 1, 0, &ans), 0);
+			rpc_answer_release(&ans);
+		}
+		rpc_latency_get(a.rpc, &h1);
+		printf("500 pings one after another: %.1f us each\n", (double)(clock_mono_ns() - t0) / 500e3);
+		assert_int_equal(h1.count - h0.count, 500);
+	}
+
+	/* the handler's errno arrives unchanged, project codes too */
+	put_u32(req, ENOENT);
+	assert_int_equal(rpc_call(a.rpc, 2, OP_ERRNO, req, 4, 0, &ans), 0);
+	assert_int_equal(ans.err, -ENOENT);
+	put_u32(req, (uint32_t)-RECFS_ECHECKSUM);
+	assert_int_equal(rpc_call(a.rpc, 2, OP_ERRNO, req, 4, 0, &ans), 0);
+	assert_int_equal(ans.err, RECFS_ECHECKSUM);
+	put_u32(req, ENOSPC);
+	assert_int_equal(rpc_call(b.rpc, 1, OP_ERRNO, req, 4, 0, &ans), 0);   /* the other way */
+	assert_int_equal(ans.err, -ENOSPC);
+
+	/* refused: no handler there, too big, bad arguments, unknown node */
+	assert_int_equal(rpc_call(a.rpc, 2, RPC_OP_TEST + 10, "x", 1, 0, &ans), -EOPNOTSUPP);
+	assert_int_equal(rpc_call(a.rpc, 2, RPC_OP_PING, big, RPC_BODY_MAX + 1, 0, &ans), -EMSGSIZE);
+	assert_int_equal(rpc_call(a.rpc, 2, 0, "x", 1, 0, &ans), -EINVAL);
+	assert_int_equal(rpc_call(a.rpc, 1, RPC_OP_PING, "x", 1, 0, &ans), -EINVAL);   /* itself */
+	{
+		uint64_t t0 = now_ms();
+
+		assert_int_equal(rpc_call(a.rpc, 99, RPC_OP_PING, "x", 1, 2000, &ans), -EHOSTUNREACH);
+		assert_true(now_ms() - t0 < 500);
+	}
+
+	sa = stats(&a);
+	sb = stats(&b);
+	assert_int_equal(sa.calls, 507);
+	assert_int_equal(sa.calls_answered, 506);
+	assert_int_equal(sa.calls_failed_fast, 1);
+	assert_int_equal(sa.calls_timed_out, 0);
+	assert_int_equal(sa.calls_in_flight, 0);
+	/* a slow machine may send a request again (after 200 ms): counted */
+	assert_int_equal(sb.requests_received, 506 + sa.retransmits);
+	assert_int_equal(sb.requests_in_progress, 0);
+	assert_int_equal(sb.calls_answered, 1);
+	{
+		struct histogram_snapshot h;
+
+		rpc_latency_get(a.rpc, &h);
+		assert_int_equal(h.count, 506);
+	}
+	node_down(&a);
+	node_down(&b);
+}
+
+static void
+test_rpc_deadline_then_late_answer_is_dropped_not_given_to_the_next_call(void **state)
+{
+	static struct node a, b;
+	struct rpc_answer ans;
+	uint8_t req[4];
+	uint64_t t0, took;
+
+	(void)state;
+	reset_globals();
+	node_up(&a, 1);
+	node_up(&b, 2);
+	connect_nodes(a.f, 1, b.f, 2, b.port);
+
+	put_u32(req, 400);
+	t0 = now_ms();
+	assert_int_equal(rpc_call(a.rpc, 2, OP_SLOW, req, 4, 150, &ans), -ETIMEDOUT);
+	took = now_ms() - t0;
+	printf("deadline 150 ms: -ETIMEDOUT after %llu ms\n", (unsigned long long)took);
+	assert_true(took >= 150 && took < 390);
+	assert_int_equal(stats(&a).calls_timed_out, 1);
+	assert_int_equal(stats(&a).calls_in_flight, 0);
+	/* a new call (in the same slot) is in flight when the slow answer
+	 * arrives at about 400 ms: it is dropped, the new call gets its own */
+	put_u32(req, 500);
+	assert_int_equal(rpc_call(a.rpc, 2, OP_SLOW, req, 4, 3000, &ans), 0);
+	assert_int_equal(ans.err, 0);
+	assert_memory_equal(ans.body, "slow", 4);
+	rpc_answer_release(&ans);
+	assert_int_equal(stats(&a).late_answers, 1);
+	assert_int_equal(rpc_call(a.rpc, 2, RPC_OP_PING, "after", 5, 0, &ans), 0);
+	assert_memory_equal(ans.body, "after", 5);
+	rpc_answer_release(&ans);
+	assert_int_equal(stats(&a).calls_answered, 2);
+	assert_int_equal(stats(&a).late_answers, 1);
+	node_down(&a);
+	node_down(&b);
+}
+
+/* ---- at-most-once ------------------------------------------------------------- */
+
+/* A node with a bare fabric whose rpc messages this test reads and writes
+ * itself: it forges requests and answers. */
+struct raw {
+	struct fabric *f;
+	uint16_t port;
+	pthread_mutex_t lock;
+	int answers;                 /* answers received; protected by lock */
+	uint32_t last_status, last_err;
+	uint8_t last_body[64];
+	size_t last_len;
+	int answer_twice;            /* requests get two identical answers */
+	int requests;
+	uint64_t req_incarnation, req_id;  /* of the last request */
+};
+
+static void
+raw_on_msg(void *arg, uint64_t from, const struct fabric_msg *m)
+{
+	struct raw *r = arg;
+	struct rpc_msg d;
+
+	if (rpc_msg_decode(m, &d) != 0)
+		return;
+	pthread_mutex_lock(&r->lock);
+	if (d.kind == RPC_KIND_ANSWER) {
+		r->answers++;
+		r->last_status = d.status;
+		r->last_err = d.err;
+		r->last_len = d.body_len < sizeof(r->last_body) ? d.body_len : sizeof(r->last_body);
+		if (d.body_len > 0)
+			memcpy(r->last_body, d.body, r->last_len);
+	} else {
+		r->requests++;
+		r->req_incarnation = d.incarnation;
+		r->req_id = d.request_id;
+	}
+	pthread_mutex_unlock(&r->lock);
+	if (d.kind == RPC_KIND_REQUEST && atomic_load_relaxed(&r->answer_twice)) {
+		struct rpc_msg a = { .kind = RPC_KIND_ANSWER, .incarnation = d.incarnation,
+			.request_id = d.request_id, .body = (const uint8_t *)"twice", .body_len = 5 };
+		struct fabric_msg_writer w;
+		uint8_t buf[256];
+
+		assert_int_equal(rpc_msg_encode(&a, &w, buf, sizeof(buf)), 0);
+		fabric_send(r->f, from, &w);
+		fabric_send(r->f, from, &w);
+	}
+}
+
+static void
+raw_up(struct raw *r, uint64_t id)
+{
+	struct fabric_config fc = {
+		.address = "127.0.0.1", .node_id = id, .cluster_name = "test",
+		.secret = secret, .secret_len = sizeof(secret) - 1,
+	};
+
+	memset(r, 0, sizeof(*r));
+	pthread_mutex_init(&r->lock, NULL);
+	assert_int_equal(fabric_create(&fc, &r->f), 0);
+	r->port = fabric_port(r->f);
+	assert_int_equal(fabric_handler_set(r->f, FABRIC_MSG_RPC, raw_on_msg, r), 0);
+	assert_int_equal(fabric_start(r->f), 0);
+}
+
+static void
+raw_down(struct raw *r)
+{
+	fabric_destroy(r->f);
+	pthread_mutex_destroy(&r->lock);
+}
+
+static int
+raw_answers(struct raw *r)
+{
+	int v;
+
+	pthread_mutex_lock(&r->lock);
+	v = r->answers;
+	pthread_mutex_unlock(&r->lock);
+	return v;
+}
+
+static int
+raw_requests(struct raw *r)
+{
+	int v;
+
+	pthread_mutex_lock(&r->lock);
+	v = r->requests;
+	pthread_mutex_unlock(&r->lock);
+	return v;
+}
+
+/* Answers the last request received, as the test says. */
+static void
+raw_answer(struct raw *r, uint64_t to, uint32_t status, const char *body)
+{
+	struct rpc_msg a = { .kind = RPC_KIND_ANSWER, .status = status,
+		.body = (const uint8_t *)body, .body_len = body != NULL ? strlen(body) : 0 };
+	struct fabric_msg_writer w;
+	uint8_t buf[256];
+
+	pthread_mutex_lock(&r->lock);
+	a.incarnation = r->req_incarnation;
+	a.request_id = r->req_id;
+	pthread_mutex_unlock(&r->lock);
+	assert_int_equal(rpc_msg_encode(&a, &w, buf, sizeof(buf)), 0);
+	assert_int_equal(fabric_send(r->f, to, &w), 0);
+}
+
+static void
+raw_request(struct raw *r, uint64_t to, uint64_t incarnation, uint64_t id, uint32_t op, uint32_t ms)
+{
+	struct rpc_msg q = { .kind = RPC_KIND_REQUEST, .incarnation = incarnation, .request_id = id,
+		.op = op, .budget_ms = 5000 };
+	struct fabric_msg_writer w;
+	uint8_t buf[256], body[4];
+
+	if (op == OP_SLOW) {
+		put_u32(body, ms);
+		q.body = body;
+		q.body_len = 4;
+	}
+	assert_int_equal(rpc_msg_encode(&q, &w, buf, sizeof(buf)), 0);
+	assert_int_equal(fabric_send(r->f, to, &w), 0);
+}
+
+static void
+test_rpc_duplicate_request_runs_once_and_gets_the_cached_answer(void **state)
+{
+	static struct node b;
+	static struct raw c;
+	struct rpc_stats sb;
+
+	(void)state;
+	reset_globals();
+	node_up(&b, 2);
+	raw_up(&c, 3);
+	connect_nodes(c.f, 3, b.f, 2, b.port);
+
+	/* the same request three times: one run, the answer three times, the same */
+	raw_request(&c, 2, 0xabc, 77, OP_COUNT, 0);
+	WAIT_FOR(raw_answers(&c) == 1);
+	assert_int_equal(atomic_load_relaxed(&count_runs), 1);
+	raw_request(&c, 2, 0xabc, 77, OP_COUNT, 0);
+	raw_request(&c, 2, 0xabc, 77, OP_COUNT, 0);
+	WAIT_FOR(raw_answers(&c) == 3);
+	assert_int_equal(atomic_load_relaxed(&count_runs), 1);
+	pthread_mutex_lock(&c.lock);
+	assert_int_equal(c.last_len, 4);
+	assert_int_equal(get_u32(c.last_body), 1);        /* the first run's answer */
+	pthread_mutex_unlock(&c.lock);
+	/* another incarnation or id is another request */
+	raw_request(&c, 2, 0xabd, 77, OP_COUNT, 0);
+	raw_request(&c, 2, 0xabc, 78, OP_COUNT, 0);
+	WAIT_FOR(raw_answers(&c) == 5);
+	assert_int_equal(atomic_load_relaxed(&count_runs), 3);
+
+	/* a copy that arrives while the first runs is dropped: no second answer */
+	raw_request(&c, 2, 0xabc, 79, OP_SLOW, 300);
+	sleep_ms(50);
+	raw_request(&c, 2, 0xabc, 79, OP_SLOW, 300);
+	WAIT_FOR(raw_answers(&c) == 6);
+	sleep_ms(100);
+	assert_int_equal(raw_answers(&c), 6);
+	sb = stats(&b);
+	assert_int_equal(sb.requests_received, 7);
+	assert_int_equal(sb.requests_duplicate, 3);
+	assert_int_equal(sb.requests_in_progress, 0);
+	assert_int_equal(sb.requests_kept, 4);            /* 77, 77', 78, 79: answered, kept */
+	raw_down(&c);
+	node_down(&b);
+}
+
+/* An answer too big for what is left of the answer cache is not kept, but
+ * the request is: a copy gets EIO ("ran, answer lost"), never a second run. */
+static void
+test_rpc_answer_too_big_to_keep_is_lost_but_never_run_twice(void **state)
+{
+	struct rpc_config tiny = { .cache_bytes_max = 1500 };
+	static struct node b;
+	static struct raw c;
+	int k = 0;
+
+	(void)state;
+	reset_globals();
+	node_up_cfg(&b, 2, &tiny);
+	raw_up(&c, 3);
+	connect_nodes(c.f, 3, b.f, 2, b.port);
+	/* 1000 bytes fit the 1500 once: the first answer is kept, the second is not */
+	raw_request(&c, 2, 0xabc, 1, OP_BIG, 0);
+	raw_request(&c, 2, 0xabc, 2, OP_BIG, 0);
+	WAIT_FOR(raw_answers(&c) == 2);
+	for (uint64_t id = 1; id <= 2; id++) {
+		raw_request(&c, 2, 0xabc, id, OP_BIG, 0);
+		WAIT_FOR(raw_answers(&c) == 3 + k);
+		k++;
+		pthread_mutex_lock(&c.lock);
+		if (id == 1) {
+			assert_int_equal(c.last_status, 0);      /* the kept answer again */
+			assert_int_equal(c.last_len, sizeof(c.last_body));
+		} else {
+			assert_int_equal(c.last_status, EIO);    /* ran, answer not kept */
+		}
+		pthread_mutex_unlock(&c.lock);
+	}
+	assert_int_equal(atomic_load_relaxed(&big_runs), 2);
+	raw_down(&c);
+	node_down(&b);
+}
+
+static void
+test_rpc_retransmission_runs_once_and_a_doubled_answer_is_taken_once(void **state)
+{
+	static struct node a, b;
+	static struct raw c;
+	struct rpc_answer ans;
+	uint8_t req[4];
+	struct rpc_stats sa, sb;
+
+	(void)state;
+	reset_globals();
+	node_up(&a, 1);
+	node_up(&b, 2);
+	raw_up(&c, 3);
+	connect_nodes(a.f, 1, b.f, 2, b.port);
+	connect_nodes(a.f, 1, c.f, 3, c.port);
+
+	/* 700 ms of work under a 1000 ms deadline: sent again at 200 and 600 ms, run once */
+	put_u32(req, 700);
+	assert_int_equal(rpc_call(a.rpc, 2, OP_SLOW, req, 4, 1000, &ans), 0);
+	assert_memory_equal(ans.body, "slow", 4);
+	rpc_answer_release(&ans);
+	sa = stats(&a);
+	sb = stats(&b);
+	printf("retransmits %llu, duplicates seen %llu\n", (unsigned long long)sa.retransmits,
+	    (unsigned long long)sb.requests_duplicate);
+	assert_true(sa.retransmits >= 1);
+	assert_int_equal(sb.requests_duplicate, sa.retransmits);
+	assert_int_equal(sb.requests_received, 1 + sa.retransmits);
+
+	/* a node that answers twice: the caller takes one, drops the other */
+	atomic_store_relaxed(&c.answer_twice, 1);
+	assert_int_equal(rpc_call(a.rpc, 3, RPC_OP_PING, "x", 1, 0, &ans), 0);
+	assert_int_equal(ans.len, 5);
+	assert_memory_equal(ans.body, "twice", 5);
+	rpc_answer_release(&ans);
+	WAIT_FOR(stats(&a).late_answers == 1);
+	assert_int_equal(stats(&a).calls_answered, 2);
+
+	/* answers for nobody (forged ids, another incarnation) are dropped */
+	{
+		struct rpc_msg x = { .kind = RPC_KIND_ANSWER, .incarnation = rpc_incarnation(a.rpc),
+			.request_id = 12345 };
+		struct fabric_msg_writer w;
+		uint8_t buf[128];
+
+		assert_int_equal(rpc_msg_encode(&x, &w, buf, sizeof(buf)), 0);
+		assert_int_equal(fabric_send(c.f, 1, &w), 0);
+		x.incarnation++;
+		assert_int_equal(rpc_msg_encode(&x, &w, buf, sizeof(buf)), 0);
+		assert_int_equal(fabric_send(c.f, 1, &w), 0);
+		/* and garbage of the rpc type */
+		fabric_msg_writer_init(&w, buf, sizeof(buf), FABRIC_MSG_RPC);
+		fabric_msg_put_u32(&w, RPC_FIELD_KIND, 9);
+		assert_int_equal(fabric_send(c.f, 1, &w), 0);
+	}
+	WAIT_FOR(stats(&a).late_answers == 3 && stats(&a).msgs_malformed == 1);
+	assert_int_equal(rpc_call(a.rpc, 2, RPC_OP_PING, "ok", 2, 0, &ans), 0);
+	rpc_answer_release(&ans);
+	raw_down(&c);
+	node_down(&a);
+	node_down(&b);
+}
+
+struct bg_call {
+	struct rpc *rpc;
+	uint64_t to;
+	uint32_t deadline_ms;
+	int rc;
+	struct rpc_answer ans;
+};
+
+static void *
+bg_call_main(void *arg)
+{
+	struct bg_call *c = arg;
+
+	c->rc = rpc_call(c->rpc, c->to, RPC_OP_PING, "q", 1, c->deadline_ms, &c->ans);
+	return NULL;
+}
+
+/*
+ * Regression: a busy answer to the first copy of a request must not end
+ * the call while a later copy may have been taken (and run): the caller
+ * would take "busy, not run" for a request that ran.
+ */
+static void
+test_rpc_busy_answer_to_one_copy_does_not_hide_a_copy_that_ran(void **state)
+{
+	static struct node a;
+	static struct raw c;
+	struct bg_call call = { .to = 3, .deadline_ms = 3000 };
+	pthread_t t;
+
+	(void)state;
+	reset_globals();
+	node_up(&a, 1);
+	raw_up(&c, 3);
+	connect_nodes(a.f, 1, c.f, 3, c.port);
+	call.rpc = a.rpc;
+	assert_int_equal(pthread_create(&t, NULL, bg_call_main, &call), 0);
+	/* the first copy and the one sent again after 200 ms, both unanswered */
+	WAIT_FOR(raw_requests(&c) == 2);
+	raw_answer(&c, 1, EAGAIN, NULL);        /* one copy refused ... */
+	sleep_ms(100);
+	assert_int_equal(stats(&a).calls_in_flight, 1);
+	raw_answer(&c, 1, 0, "ran");            /* ... the other ran */
+	pthread_join(t, NULL);
+	assert_int_equal(call.rc, 0);
+	assert_int_equal(call.ans.len, 3);
+	assert_memory_equal(call.ans.body, "ran", 3);
+	rpc_answer_release(&call.ans);
+
+	/* every copy refused: busy */
+	call.rc = 1;
+	assert_int_equal(pthread_create(&t, NULL, bg_call_main, &call), 0);
+	WAIT_FOR(raw_requests(&c) == 4);
+	raw_answer(&c, 1, EAGAIN, NULL);
+	raw_answer(&c, 1, EAGAIN, NULL);
+	pthread_join(t, NULL);
+	assert_int_equal(call.rc, -EAGAIN);
+	raw_down(&c);
+	node_down(&a);
+}
+
+/* ---- failing fast -------------------------------------------------------------- */
+
+static pid_t child_pid;
+
+/* The child: a node whose OP_SLOW sleeps; it only waits to be killed. */
+static void
+child_main(int fd)
+{
+	static struct node b;
+	uint16_t port;
+
+	prctl(PR_SET_PDEATHSIG, SIGKILL);
+	node_up(&b, 2);
+	port = b.port;
+	if (write(fd, &port, sizeof(port)) != sizeof(port))
+		_exit(1);
+	for (;;)
+		pause();
+}
+
+struct killer {
+	uint64_t after_ms;
+	struct rpc *rpc;       /* rpc_node_down on it, or ... */
+	pid_t pid;             /* ... SIGKILL this */
+};
+
+static void *
+killer_main(void *arg)
+{
+	struct killer *k = arg;
+
+	sleep_ms((unsigned)k->after_ms);
+	if (k->rpc != NULL)
+		rpc_node_down(k->rpc, 2);
+	else
+		kill(k->pid, SIGKILL);
+	return NULL;
+}
+
+static void
+test_rpc_peer_killed_or_declared_gone_mid_call_fails_fast(void **state)
+{
+	static struct node a;
+	struct rpc_answer ans;
+	struct killer k = { .after_ms = 100 };
+	pthread_t t;
+	uint8_t req[4];
+	uint16_t port;
+	uint64_t t0, took;
+	int fds[2];
+
+	(void)state;
+	reset_globals();
+	/* fork while this process has no other thread */
+	assert_int_equal(pipe(fds), 0);
+	child_pid = fork();
+	assert_true(child_pid >= 0);
+	if (child_pid == 0) {
+		close(fds[0]);
+		child_main(fds[1]);
+	}
+	close(fds[1]);
+	assert_int_equal(read(fds[0], &port, sizeof(port)), sizeof(port));
+	close(fds[0]);
+	node_up(&a, 1);
+	{
+		char addr[32];
+
+		snprintf(addr, sizeof(addr), "127.0.0.1:%u", port);
+		assert_int_equal(fabric_peer_add(a.f, addr), 0);
+		WAIT_FOR(connected_to(a.f, 2));
+	}
+
+	/* the cluster says node 2 is gone: its call ends at once */
+	put_u32(req, 5000);
+	k.rpc = a.rpc;
+	assert_int_equal(pthread_create(&t, NULL, killer_main, &k), 0);
+	t0 = now_ms();
+	assert_int_equal(rpc_call(a.rpc, 2, OP_SLOW, req, 4, 4000, &ans), -EHOSTDOWN);
+	took = now_ms() - t0;
+	pthread_join(t, NULL);
+	printf("rpc_node_down 100 ms into a call with a 4000 ms deadline: -EHOSTDOWN after %llu ms\n",
+	    (unsigned long long)took);
+	if (took < 100 || took >= 600)
+		fail_msg("rpc_node_down: -EHOSTDOWN after %llu ms, not 100-600", (unsigned long long)took);
+
+	/* SIGKILL of the node mid-call: down after the fabric's 500 ms, not at the deadline */
+	k.rpc = NULL;
+	k.pid = child_pid;
+	assert_int_equal(pthread_create(&t, NULL, killer_main, &k), 0);
+	t0 = now_ms();
+	assert_int_equal(rpc_call(a.rpc, 2, OP_SLOW, req, 4, 4000, &ans), -EHOSTDOWN);
+	took = now_ms() - t0;
+	pthread_join(t, NULL);
+	waitpid(child_pid, NULL, 0);
+	child_pid = 0;
+	printf("peer SIGKILLed 100 ms into a call with a 4000 ms deadline: -EHOSTDOWN after %llu ms\n",
+	    (unsigned long long)took);
+	if (took >= 2000)
+		fail_msg("SIGKILL: -EHOSTDOWN after %llu ms, not under 2000", (unsigned long long)took);
+	/* and a new call to it fails at once (no message sent) */
+	t0 = now_ms();
+	assert_int_equal(rpc_call(a.rpc, 2, RPC_OP_PING, "x", 1, 4000, &ans), -EHOSTDOWN);
+	took = now_ms() - t0;
+	if (took >= 500)
+		fail_msg("a call to a down node failed after %llu ms, not at once", (unsigned long long)took);
+	assert_int_equal(stats(&a).calls_failed_fast, 3);
+	assert_int_equal(stats(&a).calls_timed_out, 0);
+	assert_int_equal(stats(&a).calls_in_flight, 0);
+	node_down(&a);
+}
+
+static int
+teardown_child(void **state)
+{
+	(void)state;
+	if (child_pid > 0) {
+		kill(child_pid, SIGKILL);
+		waitpid(child_pid, NULL, 0);
+		child_pid = 0;
+	}
+	return 0;
+}
+
+/* ---- bounds ---------------------------------------------------------------------- */
+
+static void
+test_rpc_flood_is_answered_busy_with_bounded_state(void **state)
+{
+	static uint32_t tmax = 500;   /* kept answers: 2 x 500 ms */
+	struct rpc_config small = { .workers = 1, .queue_max = 4, .cache_max = 8,
+		.transaction_max_ms = &tmax };
+	static struct node a, b;
+	struct rpc_group g;
+	struct rpc_answer ans[50];
+	struct rpc_stats sb;
+	int ok = 0, busy = 0;
+
+	(void)state;
+	reset_globals();
+	node_up(&a, 1);
+	node_up_cfg(&b, 2, &small);
+	connect_nodes(a.f, 1, b.f, 2, b.port);
+
+	/* 50 requests at once at one worker held busy: 1 runs, 4 wait, the
+	 * rest are refused (46 when all arrive before the worker takes one) */
+	rpc_group_init(a.rpc, &g, 5000);
+	for (int i = 0; i < 50; i++)
+		assert_int_equal(rpc_group_send(&g, 2, OP_HOLD, NULL, 0, &ans[i]), 0);
+	WAIT_FOR(stats(&b).requests_received == 50);
+	sb = stats(&b);
+	printf("flood of 50: %llu busy, %u in progress, %u kept\n", (unsigned long long)sb.requests_busy,
+	    sb.requests_in_progress, sb.requests_kept);
+	assert_true(sb.requests_in_progress == 4 || sb.requests_in_progress == 5);
+	assert_int_equal(sb.requests_busy, 50 - sb.requests_in_progress);
+	assert_int_equal(sb.requests_kept, sb.requests_in_progress);
+	atomic_store_relaxed(&hold_release, 1);
+	assert_int_equal(rpc_group_wait(&g), -EAGAIN);
+	for (int i = 0; i < 50; i++) {
+		if (ans[i].rc == 0)
+			ok++;
+		else if (ans[i].rc == -EAGAIN)
+			busy++;
+	}
+	assert_int_equal(ok, sb.requests_in_progress);
+	assert_int_equal(busy, sb.requests_busy);
+	assert_int_equal(atomic_load_relaxed(&hold_runs), ok);
+	sb = stats(&b);
+	assert_int_equal(sb.requests_busy, busy);
+	assert_int_equal(sb.requests_in_progress, 0);
+
+	/* the table of kept requests is full (8) until the oldest expire (1 s) */
+	WAIT_FOR(stats(&b).requests_kept == 0);
+	for (int i = 0; i < 8; i++) {
+		struct rpc_answer x;
+
+		assert_int_equal(rpc_call(a.rpc, 2, OP_COUNT, NULL, 0, 1000, &x), 0);
+		rpc_answer_release(&x);
+	}
+	assert_int_equal(stats(&b).requests_kept, 8);
+	{
+		struct rpc_answer x;
+
+		assert_int_equal(rpc_call(a.rpc, 2, OP_COUNT, NULL, 0, 1000, &x), -EAGAIN);
+		assert_int_equal(atomic_load_relaxed(&count_runs), 8);
+		assert_int_equal(stats(&b).requests_busy, (uint64_t)busy + 1);
+		/* an idle node forgets them after the window (its workers wake for it) */
+		WAIT_FOR(stats(&b).requests_kept == 0);
+		assert_int_equal(rpc_call(a.rpc, 2, OP_COUNT, NULL, 0, 1000, &x), 0);
+		rpc_answer_release(&x);
+		assert_int_equal(atomic_load_relaxed(&count_runs), 9);
+	}
+	/* idle with nothing kept: workers and callers asleep, no polling */
+	WAIT_FOR(stats(&b).requests_kept == 0);
+	{
+		double cpu0 = cpu_s();
+
+		sleep_ms(300);
+		printf("idle: %.1f ms CPU in 300 ms\n", (cpu_s() - cpu0) * 1000);
+		assert_true(cpu_s() - cpu0 < 0.010);
+	}
+	node_down(&a);
+	node_down(&b);
+}
+
+static void
+test_rpc_queued_request_past_its_deadline_is_not_run(void **state)
+{
+	struct rpc_config one = { .workers = 1 };
+	static struct node a, b;
+	struct rpc_group g;
+	struct rpc_answer x, y;
+
+	(void)state;
+	reset_globals();
+	node_up(&a, 1);
+	node_up_cfg(&b, 2, &one);
+	connect_nodes(a.f, 1, b.f, 2, b.port);
+
+	/* the worker is held for 400 ms; a COUNT queued behind it with 100 ms left is dropped */
+	rpc_group_init(a.rpc, &g, 2000);
+	assert_int_equal(rpc_group_send(&g, 2, OP_HOLD, NULL, 0, &x), 0);
+	WAIT_FOR(atomic_load_relaxed(&hold_runs) == 1);
+	assert_int_equal(rpc_call(a.rpc, 2, OP_COUNT, NULL, 0, 100, &y), -ETIMEDOUT);
+	sleep_ms(100);
+	atomic_store_relaxed(&hold_release, 1);
+	assert_int_equal(rpc_group_wait(&g), 0);
+	WAIT_FOR(stats(&b).requests_expired == 1);
+	assert_int_equal(atomic_load_relaxed(&count_runs), 0);
+	node_down(&a);
+	node_down(&b);
+}
+
+/* Calls wait for a free slot past calls_max, bounded by their deadline. */
+static void
+test_rpc_calls_past_calls_max_wait_for_a_slot(void **state)
+{
+	struct rpc_config two = { .calls_max = 2 };
+	static struct node a, b;
+	struct rpc_group g;
+	struct rpc_answer x[3];
+	uint8_t req[4];
+	uint64_t t0;
+
+	(void)state;
+	reset_globals();
+	node_up_cfg(&a, 1, &two);
+	node_up(&b, 2);
+	connect_nodes(a.f, 1, b.f, 2, b.port);
+	put_u32(req, 300);
+	/* 2 slots held by the group's slow calls: a third call waits for them */
+	rpc_group_init(a.rpc, &g, 800);
+	t0 = now_ms();
+	assert_int_equal(rpc_group_send(&g, 2, OP_SLOW, req, 4, &x[0]), 0);
+	assert_int_equal(rpc_group_send(&g, 2, OP_SLOW, req, 4, &x[1]), 0);
+	assert_int_equal(stats(&a).calls_in_flight, 2);
+	/* the same thread cannot free them: its deadline ends the wait */
+	assert_int_equal(rpc_group_send(&g, 2, RPC_OP_PING, "x", 1, &x[2]), -ETIMEDOUT);
+	assert_true(now_ms() - t0 >= 790);
+	assert_int_equal(rpc_group_wait(&g), -ETIMEDOUT);
+	assert_int_equal(x[0].rc, 0);
+	assert_int_equal(x[1].rc, 0);
+	rpc_answer_release(&x[0]);
+	rpc_answer_release(&x[1]);
+	assert_int_equal(stats(&a).calls_in_flight, 0);
+	node_down(&a);
+	node_down(&b);
+}
+
+/* ---- groups and threads ------------------------------------------------------------ */
+
+static void
+test_rpc_group_to_two_replicas_waits_for_both_under_one_deadline(void **state)
+{
+	static struct node a, b, c;
+	struct rpc_group g;
+	struct rpc_answer x[2];
+	uint8_t fast[4], slow[4];
+	uint64_t t0;
+
+	(void)state;
+	reset_globals();
+	node_up(&a, 1);
+	node_up(&b, 2);
+	node_up(&c, 3);
+	connect_nodes(a.f, 1, b.f, 2, b.port);
+	connect_nodes(a.f, 1, c.f, 3, c.port);
+	put_u32(fast, 300);
+	put_u32(slow, 400);
+	/* both run in parallel: about 400 ms, not 700 */
+	t0 = now_ms();
+	rpc_group_init(a.rpc, &g, 2000);
+	assert_int_equal(rpc_group_send(&g, 2, OP_SLOW, fast, 4, &x[0]), 0);
+	assert_int_equal(rpc_group_send(&g, 3, OP_SLOW, slow, 4, &x[1]), 0);
+	assert_int_equal(rpc_group_wait(&g), 0);
+	printf("group of 2 (300 and 400 ms of work): %llu ms\n", (unsigned long long)(now_ms() - t0));
+	assert_true(now_ms() - t0 < 650);
+	assert_int_equal(x[0].err, 0);
+	assert_int_equal(x[1].err, 0);
+	rpc_answer_release(&x[0]);
+	rpc_answer_release(&x[1]);
+	/* one replica too slow: only its call times out */
+	put_u32(fast, 50);
+	put_u32(slow, 800);
+	rpc_group_init(a.rpc, &g, 400);
+	assert_int_equal(rpc_group_send(&g, 2, OP_SLOW, fast, 4, &x[0]), 0);
+	assert_int_equal(rpc_group_send(&g, 3, OP_SLOW, slow, 4, &x[1]), 0);
+	assert_int_equal(rpc_group_wait(&g), -ETIMEDOUT);
+	assert_int_equal(x[0].rc, 0);
+	assert_int_equal(x[1].rc, -ETIMEDOUT);
+	rpc_answer_release(&x[0]);
+	node_down(&a);
+	node_down(&b);
+	node_down(&c);
+}
+
+#define THREADS 6
+#define CALLS_PER_THREAD 300
+
+struct caller {
+	struct node *from;
+	uint64_t to[2];
+	int index;
+	int failures;
+};
+
+static void *
+caller_main(void *arg)
+{
+	struct caller *c = arg;
+	char req[64];
+
+	for (int i = 0; i < CALLS_PER_THREAD; i++) {
+		struct rpc_answer ans;
+		int len = snprintf(req, sizeof(req), "thread %d call %d", c->index, i);
+
+		if (rpc_call(c->from->rpc, c->to[i % 2], RPC_OP_PING, req, (size_t)len, 5000, &ans) != 0 ||
+		    ans.len != (size_t)len || memcmp(ans.body, req, (size_t)len) != 0)
+			c->failures++;
+		rpc_answer_release(&ans);
+	}
+	return NULL;
+}
+
+static void
+test_rpc_many_callers_on_many_threads_each_get_their_own_answer(void **state)
+{
+	struct rpc_config few = { .calls_max = 1 };   /* its 2 threads share 1 slot */
+	static struct node n[3];
+	struct caller c[THREADS];
+	pthread_t t[THREADS];
+	uint64_t total = 0;
+
+	(void)state;
+	reset_globals();
+	node_up_cfg(&n[0], 1, &few);
+	node_up(&n[1], 2);
+	node_up(&n[2], 3);
+	connect_nodes(n[0].f, 1, n[1].f, 2, n[1].port);
+	connect_nodes(n[0].f, 1, n[2].f, 3, n[2].port);
+	connect_nodes(n[1].f, 2, n[2].f, 3, n[2].port);
+	for (int i = 0; i < THREADS; i++) {
+		int from = i % 3;
+
+		c[i] = (struct caller){ .from = &n[from], .index = i,
+			.to = { n[(from + 1) % 3].id, n[(from + 2) % 3].id } };
+		assert_int_equal(pthread_create(&t[i], NULL, caller_main, &c[i]), 0);
+	}
+	for (int i = 0; i < THREADS; i++) {
+		pthread_join(t[i], NULL);
+		assert_int_equal(c[i].failures, 0);
+	}
+	for (int i = 0; i < 3; i++) {
+		struct rpc_stats s = stats(&n[i]);
+
+		total += s.calls_answered;
+		assert_int_equal(s.calls_in_flight, 0);
+		assert_int_equal(s.late_answers, 0);
+		assert_int_equal(s.calls_timed_out, 0);
+	}
+	assert_int_equal(total, THREADS * CALLS_PER_THREAD);
+	for (int i = 0; i < 3; i++)
+		node_down(&n[i]);
+}
+
+/* A call in flight when its own node stops ends with -ESHUTDOWN. */
+static void *
+stopper_main(void *arg)
+{
+	struct node *a = arg;
+
+	sleep_ms(100);
+	rpc_stop(a->rpc);
+	return NULL;
+}
+
+static void
+test_rpc_stop_fails_calls_in_flight(void **state)
+{
+	static struct node a, b;
+	struct rpc_answer ans;
+	uint8_t req[4];
+	pthread_t t;
+	uint64_t t0;
+
+	(void)state;
+	reset_globals();
+	node_up(&a, 1);
+	node_up(&b, 2);
+	connect_nodes(a.f, 1, b.f, 2, b.port);
+	put_u32(req, 3000);
+	assert_int_equal(pthread_create(&t, NULL, stopper_main, &a), 0);
+	t0 = now_ms();
+	assert_int_equal(rpc_call(a.rpc, 2, OP_SLOW, req, 4, 4000, &ans), -ESHUTDOWN);
+	assert_true(now_ms() - t0 < 1000);
+	pthread_join(t, NULL);
+	assert_int_equal(rpc_call(a.rpc, 2, RPC_OP_PING, "x", 1, 0, &ans), -ESHUTDOWN);
+	atomic_store_relaxed(&slow_abort, 1);
+	node_down(&a);
+	node_down(&b);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_rpc_msg_roundtrips_and_bad_messages_are_refused),
+		/* first: fork() while no other thread exists */
+		cmocka_unit_test_teardown(test_rpc_peer_killed_or_declared_gone_mid_call_fails_fast,
+		    teardown_child),
+		cmocka_unit_test(test_rpc_echo_errno_and_refusals),
+		cmocka_unit_test(test_rpc_deadline_then_late_answer_is_dropped_not_given_to_the_next_call),
+		cmocka_unit_test(test_rpc_duplicate_request_runs_once_and_gets_the_cached_answer),
+		cmocka_unit_test(test_rpc_retransmission_runs_once_and_a_doubled_answer_is_taken_once),
+		cmocka_unit_test(test_rpc_answer_too_big_to_keep_is_lost_but_never_run_twice),
+		cmocka_unit_test(test_rpc_busy_answer_to_one_copy_does_not_hide_a_copy_that_ran),
+		cmocka_unit_test(test_rpc_flood_is_answered_busy_with_bounded_state),
+		cmocka_unit_test(test_rpc_queued_request_past_its_deadline_is_not_run),
+		cmocka_unit_test(test_rpc_calls_past_calls_max_wait_for_a_slot),
+		cmocka_unit_test(test_rpc_group_to_two_replicas_waits_for_both_under_one_deadline),
+		cmocka_unit_test(test_rpc_many_callers_on_many_threads_each_get_their_own_answer),
+		cmocka_unit_test(test_rpc_stop_fails_calls_in_flight),
+	};
+
+	signal(SIGPIPE, SIG_IGN);
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -63,7 +63,13 @@
 	X(evicted_objects, COUNTER, "records", 0, \
 	    "Records nsup evicted, closest to expiry first, to keep used space under evict-used-pct.") \
 	X(apply_not_newer, COUNTER, "records", 0, \
-	    "Record versions received encoded (replica writes, migration) and not stored because the version here is as new or newer (a retry, or a late copy).")
+	    "Record versions received encoded (replica writes, migration) and not stored because the version here is as new or newer (a retry, or a late copy).") \
+	X(set_changes_sent, COUNTER, "messages", 0, \
+	    "Set changes (mkdir, rmdir, chmod/chown/touch of a set directory), rmdir and mkdir checks, and set-table pages this node sent to other nodes: one per node.") \
+	X(set_changes_received, COUNTER, "messages", 0, \
+	    "Set changes, checks and set-table pages received from other nodes.") \
+	X(set_changes_failed, COUNTER, "messages", 0, \
+	    "Set changes, checks and set-table pages another node did not answer within transaction-max-ms (the operation failed with EIO; the set table is sent again).")
 
 /* .info/statistics, first part: the engine (txn_node_values). */
 #define STATISTICS_NODE(X) \

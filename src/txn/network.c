@@ -27,6 +27,7 @@ struct txn_network {
 	struct heartbeat *heartbeat;
 	struct clustering *clustering;
 	struct rpc *rpc;
+	struct txn_sets *sets;        /* sets_cluster.c */
 	uint8_t secret[FABRIC_SECRET_MAX];
 
 	/* The node whose partition tables follow the successions (txn_network_attach). */
@@ -52,6 +53,7 @@ network_on_cluster_change(void *arg, const struct cluster_state *st)
 		n->applied = (int64_t)st->changes;
 	}
 	pthread_mutex_unlock(&n->attach_lock);
+	txn_sets_changed(n->sets, st->succession, st->n);
 }
 
 void
@@ -70,6 +72,7 @@ txn_network_attach(struct txn_network *n, struct node *node)
 		log_error("network", "out of memory: the partition tables wait for the next cluster change");
 	}
 	pthread_mutex_unlock(&n->attach_lock);
+	txn_sets_attach(n->sets, node);
 	free(st);
 }
 
@@ -170,6 +173,9 @@ txn_network_start(const struct recfs_config *cfg, uint64_t node_id, struct txn_n
 	rc = rpc_create(&rc_cfg, &n->rpc);
 	if (rc != 0)
 		goto fail;
+	rc = txn_sets_create(n->rpc, node_id, &n->sets);
+	if (rc != 0)
+		goto fail;
 	rc = rpc_start(n->rpc);
 	if (rc == 0)
 		rc = fabric_start(n->fabric);
@@ -225,6 +231,18 @@ txn_network_cluster(struct txn_network *n, struct txn_cluster *out)
 	out->nodes_left_out = st.nodes_left_out;
 }
 
+struct txn_sets *
+txn_network_sets(struct txn_network *n)
+{
+	return n->sets;
+}
+
+struct rpc *
+txn_network_rpc(struct txn_network *n)
+{
+	return n->rpc;
+}
+
 void
 txn_network_stop(struct txn_network *n)
 {
@@ -236,6 +254,7 @@ txn_network_stop(struct txn_network *n)
 		heartbeat_stop(n->heartbeat);
 	/* callers waiting on other nodes fail (-ESHUTDOWN), workers finish */
 	rpc_stop(n->rpc);
+	txn_sets_destroy(n->sets);
 	fabric_destroy(n->fabric);
 	rpc_destroy(n->rpc);
 	clustering_destroy(n->clustering);

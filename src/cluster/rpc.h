@@ -110,6 +110,7 @@ enum rpc_kind {
 enum rpc_op {
 	RPC_OP_PING = 1,    /* built in: answers with the request's body */
 	RPC_OP_SETS = 16,   /* txn/sets_cluster.c: set changes, checks, set tables (txn/set_msg.h) */
+	RPC_OP_LIST = 17,   /* txn/sets_cluster.c: a page of a set's listing (txn/set_msg.h) */
 	RPC_OP_TEST = 48    /* 48..63: unit tests and recfs-bench */
 };
 

@@ -47,7 +47,9 @@
 	X(apply_not_newer, "encoded record versions not stored: the stored one is as new or newer") \
 	X(set_changes_sent, "set changes and checks sent to other nodes (one per node)") \
 	X(set_changes_received, "set changes, checks and set-table entries received from other nodes") \
-	X(set_changes_failed, "set changes and checks another node did not answer in time")
+	X(set_changes_failed, "set changes and checks another node did not answer in time") \
+	X(list_pages_sent, "listing pages asked of other nodes") \
+	X(list_pages_received, "listing pages other nodes asked of this one")
 
 struct ns_counters {
 #define X(name, help) uint64_t name;

@@ -1312,45 +1312,69 @@ txn_set_info(struct namespace *ns, const char *set, size_t len, struct txn_set_i
 
 /* ---- listing ------------------------------------------------------------ */
 
-static int
-list_records(struct namespace *ns, const char *set, size_t set_len, struct txn_cursor *cur,
+/*
+ * The records of set_id visible now, after cur, in the partitions of mask
+ * (NULL: every partition), up to max; advances cur (done at the end).
+ */
+static size_t
+list_walk(struct namespace *ns, uint16_t set_id, struct txn_cursor *cur, const uint8_t *mask,
     struct txn_entry *out, size_t max)
 {
-	uint16_t set_id = 0;
 	uint32_t now = clock_epoch_s();
 	size_t n = 0;
 
-	if (set_len > 0 && set_lookup(&ns->sets, set, set_len, &set_id) != 0)
-		return -ENOENT;
 	while (!cur->done && n < max) {
 		struct index_partition *p = &ns->index->partitions[cur->partition];
-		struct index_entry *e;
+		struct index_entry *e = NULL;
 
-		pthread_rwlock_rdlock(&p->lock);
-		e = index_next_locked(p, set_id, cur->started ? &cur->last : NULL);
-		while (e != NULL && n < max) {
-			if (entry_visible(e, now)) {
-				struct txn_entry *t = &out[n++];
+		if (mask == NULL || list_msg_mask_has(mask, cur->partition)) {
+			pthread_rwlock_rdlock(&p->lock);
+			e = index_next_locked(p, set_id, cur->started ? &cur->last : NULL);
+			while (e != NULL && n < max) {
+				if (entry_visible(e, now)) {
+					struct txn_entry *t = &out[n++];
 
-				memcpy(t->key, e->key, e->key_len);
-				t->key[e->key_len] = '\0';
-				t->key_len = e->key_len;
-				attr_from_entry(ns, e, &t->attr);
+					memcpy(t->key, e->key, e->key_len);
+					t->key[e->key_len] = '\0';
+					t->key_len = e->key_len;
+					attr_from_entry(ns, e, &t->attr);
+				}
+				cur->last = e->digest;
+				cur->started = true;
+				e = index_next_locked(p, set_id, &e->digest);
 			}
-			cur->last = e->digest;
-			cur->started = true;
-			e = index_next_locked(p, set_id, &e->digest);
+			pthread_rwlock_unlock(&p->lock);
 		}
-		pthread_rwlock_unlock(&p->lock);
 		if (e == NULL) {
-			/* Partition exhausted: move on. */
+			/* Partition exhausted (or not asked for): move on. */
 			cur->started = false;
 			if (++cur->partition == PARTITION_COUNT)
 				cur->done = true;
 		}
 	}
-	NS_COUNT_ADD(ns, client_list_records, n);
-	return (int)n;
+	return n;
+}
+
+int
+txn_list_local(struct namespace *ns, const char *set, size_t set_len, struct txn_cursor *cur,
+    const uint8_t *mask, struct txn_entry *out, size_t max)
+{
+	uint16_t set_id = 0;
+
+	if (set_len > 0 && set_lookup(&ns->sets, set, set_len, &set_id) != 0)
+		return -ENOENT;
+	return (int)list_walk(ns, set_id, cur, mask, out, max);
+}
+
+static int
+list_records(struct namespace *ns, const char *set, size_t set_len, struct txn_cursor *cur,
+    struct txn_entry *out, size_t max)
+{
+	int n = txn_list_local(ns, set, set_len, cur, NULL, out, max);
+
+	if (n > 0)
+		NS_COUNT_ADD(ns, client_list_records, (uint64_t)n);
+	return n;
 }
 
 /* ---- reclaim (nsup) -------------------------------------------------- */
@@ -1746,8 +1770,16 @@ txn_list(struct namespace *ns, const char *set, size_t set_len, struct txn_curso
     struct txn_entry *out, size_t max)
 {
 	uint64_t t0 = clock_mono_ns();
-	int rc = list_records(ns, set, set_len, cur, out, max);
+	struct txn_sets *ss = sets_of(ns);
+	int rc;
 
+	/* In a cluster each page is gathered from the partitions' masters. */
+	if (ss != NULL)
+		rc = txn_sets_list(ss, ns, set, set_len, cur, out, max);
+	else
+		rc = list_records(ns, set, set_len, cur, out, max);
+	if (rc > 0 && ss != NULL)
+		NS_COUNT_ADD(ns, client_list_records, (uint64_t)rc);
 	latency_add(ns, STAT_LAT_NS_list, t0);
 	return rc;
 }

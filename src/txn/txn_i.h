@@ -168,6 +168,12 @@ int txn_set_merge(struct namespace *ns, const struct set_msg_entry *e);
  * or SET_MSG_CHECK_NAME (-EEXIST: a null-set record of that name here). */
 int txn_set_check(struct namespace *ns, unsigned kind, const struct set_msg_entry *e);
 
+/* txn.c: the records of a set (set_len 0: the null set) visible here, after
+ * cur, in the partitions of mask (NULL: all), up to max; advances cur.
+ * Returns the number filled, -ENOENT (no such set here).  Counts nothing. */
+int txn_list_local(struct namespace *ns, const char *set, size_t set_len, struct txn_cursor *cur,
+    const uint8_t *mask, struct txn_entry *out, size_t max);
+
 /* sets_cluster.c: registers the set operations on rpc (before rpc_start)
  * and starts the thread that sends the set tables.  -ENOMEM, -EEXIST. */
 int txn_sets_create(struct rpc *rpc, uint64_t self, struct txn_sets **out);
@@ -189,6 +195,17 @@ void txn_sets_destroy(struct txn_sets *s);
  */
 int txn_sets_send(struct txn_sets *s, struct namespace *ns, unsigned kind,
     const struct set_msg_entry *e, uint64_t to_node);
+/*
+ * sets_cluster.c: one page of a listing in a cluster: each node that
+ * masters partitions at or after cur (this node's partition table) is
+ * asked once, in parallel, for its records there; the answers are merged
+ * in listing order (partition, then the master's index order) and cut at
+ * max.  txn_list's contract (txn.h).  -EIO when a node does not answer
+ * within transaction-max-ms or answers malformed; -ENOENT when the set is
+ * on no node.
+ */
+int txn_sets_list(struct txn_sets *s, struct namespace *ns, const char *set, size_t set_len,
+    struct txn_cursor *cur, struct txn_entry *out, size_t max);
 /* network.c: the set side of a started network. */
 struct txn_sets *txn_network_sets(struct txn_network *net);
 /* network.c: its rpc instance. */

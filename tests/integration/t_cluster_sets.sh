@@ -12,7 +12,13 @@
 #   - a node that does not answer (SIGSTOP): mkdir fails with EIO within
 #     about transaction-max-ms, and once the node answers again it gets
 #     the set (the set tables are sent again);
-#   - the counters set_changes_sent/received/failed move.
+#   - ls of a set whose records were written through different nodes (each
+#     through its master: user.recfs.master) lists the same sorted names on
+#     all three, also past one page (fuse asks 64 at a time), and so does
+#     ls of the namespace directory (null-set records and sets);
+#   - a node that does not answer makes ls fail with EIO (not a shorter
+#     listing);
+#   - the counters set_changes_* and list_pages_* move.
 # The kernel caches lookups and attributes for entry-timeout and
 # attr-timeout (1 s): a check of a name another node changed after this
 # node looked it up waits up to 3 s; ls (readdir) is never cached.
@@ -86,6 +92,57 @@ expect_ok "rm of the record through n2" rm "$m2/beta/r1"
 expect_ok "now rmdir beta on n1 works" rmdir "$m1/beta"
 check_eq "beta gone on n2" "$(lists n2)" "alpha "
 
+# ---- listings gathered from the masters ---------------------------------------
+# node_of ID: the node name whose id that is
+node_of() {
+	local n
+	for n in n1 n2 n3; do [ "$(cluster_id "$n")" = "$1" ] && echo "$n"; done
+}
+expect_ok "mkdir recs on n1" mkdir "$m1/recs"
+names=""
+declare -A by_node=()
+for ((i = 0; i < 150; i++)); do
+	name=$(printf 'r%03d' "$i")
+	# Where it belongs: written once here to read its master, then
+	# written through that node (the only copy until the data path
+	# routes writes: then every node's write goes there anyway).
+	echo probe >"$m1/recs/$name" || fail "write $name"
+	master=$(getx user.recfs.master "$m1/recs/$name")
+	rm -f "$m1/recs/$name"
+	node=$(node_of "$master")
+	[ -n "$node" ] || fail "$name: master '$master' is no node"
+	echo "content of $name" >"$(cluster_mnt "$node")/test/recs/$name" || fail "write $name on $node"
+	by_node[$node]=$((${by_node[$node]:-0} + 1))
+	names="$names$name "
+done
+note "records by master: n1 ${by_node[n1]:-0}, n2 ${by_node[n2]:-0}, n3 ${by_node[n3]:-0}"
+check_true "every node masters some of them" "${by_node[n1]:-0}" -gt 0 -a "${by_node[n2]:-0}" -gt 0 -a "${by_node[n3]:-0}" -gt 0
+lp0=$(ns_value n2 list_pages_sent)
+lr0=$(ns_value n1 list_pages_received)
+for n in n1 n2 n3; do
+	check_eq "ls of the set on $n: all 150, sorted" \
+		"$(run ls "$(cluster_mnt "$n")/test/recs" | tr '\n' ' ')" "$names"
+done
+check_eq "ls -l on n3 shows a record written on n1 with its size" \
+	"$(run ls -l "$m3/recs" | awk '$NF == "r000" { print $5 }')" 16
+check_true "n2 counted listing pages sent (150 records: 3 pages x 2 nodes)" \
+	"$(ns_value n2 list_pages_sent)" -ge $((lp0 + 6))
+check_true "n1 counted listing pages received" "$(ns_value n1 list_pages_received)" -gt "$lr0"
+# null-set records: in the namespace directory, next to the sets
+echo probe >"$m1/topfile" || fail "write topfile"
+tmaster=$(node_of "$(getx user.recfs.master "$m1/topfile")")
+rm -f "$m1/topfile"
+echo top >"$(cluster_mnt "$tmaster")/test/topfile" || fail "write topfile on $tmaster"
+for n in n1 n2 n3; do
+	check_eq "ls of the namespace dir on $n shows $tmaster's null-set record" "$(lists $n)" \
+		"alpha recs topfile "
+done
+other=n1
+[ "$tmaster" = n1 ] && other=n2
+expect_errno "mkdir topfile on $other: EEXIST (a null-set record on $tmaster)" EEXIST \
+	'os.mkdir(sys.argv[1])' "$(cluster_mnt "$other")/test/topfile"
+rm -f "$(cluster_mnt "$tmaster")/test/topfile"
+
 # ---- a node away ------------------------------------------------------------
 expect_ok "mkdir gamma on n1" mkdir "$m1/gamma"
 cluster_down n3
@@ -94,10 +151,14 @@ expect_ok "mkdir delta on n1 while n3 is away" mkdir -m 711 "$m1/delta"
 expect_ok "rmdir gamma on n2 while n3 is away" rmdir "$m2/gamma"
 cluster_restart n3
 cluster_wait_agree 3 || fail "n3 did not rejoin"
-eventually "n3, restarted empty, lists the sets created while it was away" "alpha delta " lists n3
+eventually "n3, restarted empty, lists the sets created while it was away" "alpha delta recs " lists n3
 check_eq "delta's mode on n3" "$(mode_of "$m3/delta")" "711"
 
 # ---- a node that does not answer ---------------------------------------------
+cluster_stop n2
+expect_err "ls of the set on n1 while n2 does not answer: EIO" "Input/output error" ls "$m1/recs"
+cluster_cont n2
+cluster_wait_agree 3 || fail "n2 did not come back"
 failed0=$(ns_value n1 set_changes_failed)
 cluster_stop n2
 t0=$(date +%s%N)
@@ -107,8 +168,8 @@ cluster_cont n2
 note "mkdir with n2 stopped failed after $ms ms (transaction-max-ms 1000)"
 check_true "EIO within transaction-max-ms + 1 s" "$ms" -le 2000
 check_true "n1 counted the change n2 did not take" "$(ns_value n1 set_changes_failed)" -gt "$failed0"
-check_eq "eps is on n3 (it answered)" "$(lists n3)" "alpha delta eps "
+check_eq "eps is on n3 (it answered)" "$(lists n3)" "alpha delta eps recs "
 cluster_wait_agree 3 || fail "n2 did not come back"
-eventually "n2 gets eps once it answers again" "alpha delta eps " lists n2
+eventually "n2 gets eps once it answers again" "alpha delta eps recs " lists n2
 
 finish

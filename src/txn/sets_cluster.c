@@ -597,6 +597,8 @@ txn_sets_create(struct rpc *rpc, uint64_t self, struct txn_sets **out)
 	if (rc == 0) {
 		rc = -pthread_create(&s->thread, NULL, sets_thread, s);
 		s->started = rc == 0;
+		if (rc == 0)
+			pthread_setname_np(s->thread, "sets");
 	}
 	if (rc != 0) {
 		txn_sets_destroy(s);

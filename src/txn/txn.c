@@ -1165,12 +1165,10 @@ txn_set_merge(struct namespace *ns, const struct set_msg_entry *m)
 
 	if (record_set_name_check(m->name, m->len) != 0)
 		return -EINVAL;
-	if (m->live)
-		rc = set_lookup_or_add(&ns->sets, m->name, m->len, &set_id);
-	else if (set_lookup(&ns->sets, m->name, m->len, &set_id) != 0)
-		return 0;   /* never here: nothing to remove */
-	else
-		rc = 0;
+	/* A removal of a set never seen here is remembered too (the set gets
+	 * an id, invisible): an older live state arriving later from a node
+	 * that missed the removal must not bring it back. */
+	rc = set_lookup_or_add(&ns->sets, m->name, m->len, &set_id);
 	if (rc != 0)
 		return rc;
 	s = &ns->sets.sets[set_id];

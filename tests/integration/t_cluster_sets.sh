@@ -9,6 +9,8 @@
 #     the set stays everywhere; once the record is gone rmdir works;
 #   - a node restarted (memory storage: it comes back empty) sees the sets
 #     created while it was away, and a set removed meanwhile stays gone;
+#     a node stopped while a set was removed (it still has it) drops it
+#     when it is back, and does not bring it back to the others;
 #   - a node that does not answer (SIGSTOP): mkdir fails with EIO within
 #     about transaction-max-ms, and once the node answers again it gets
 #     the set (the set tables are sent again);
@@ -153,6 +155,17 @@ cluster_restart n3
 cluster_wait_agree 3 || fail "n3 did not rejoin"
 eventually "n3, restarted empty, lists the sets created while it was away" "alpha delta recs " lists n3
 check_eq "delta's mode on n3" "$(mode_of "$m3/delta")" "711"
+
+# a node that missed a removal (stopped, not restarted: it still has the set)
+expect_ok "mkdir zeta on n1" mkdir "$m1/zeta"
+check_eq "zeta on n3" "$(lists n3)" "alpha delta recs zeta "
+cluster_stop n3
+cluster_wait_size 2 n1 n2 || fail "n1, n2 did not see n3 go"
+expect_ok "rmdir zeta on n2 while n3 is stopped" rmdir "$m2/zeta"
+cluster_cont n3
+cluster_wait_agree 3 || fail "n3 did not come back"
+eventually "n3, which missed the rmdir, drops zeta" "alpha delta recs " lists n3
+check_eq "and zeta does not come back on n1" "$(lists n1)" "alpha delta recs "
 
 # ---- a node that does not answer ---------------------------------------------
 cluster_stop n2

@@ -147,7 +147,7 @@ rm -f "$(cluster_mnt "$tmaster")/test/topfile"
 
 # ---- a node away ------------------------------------------------------------
 expect_ok "mkdir gamma on n1" mkdir "$m1/gamma"
-cluster_down n3
+cluster_down n3 || bad "n3: recfsd exited $? at its clean stop"
 cluster_wait_size 2 n1 n2 || fail "n1, n2 did not see n3 go"
 expect_ok "mkdir delta on n1 while n3 is away" mkdir -m 711 "$m1/delta"
 expect_ok "rmdir gamma on n2 while n3 is away" rmdir "$m2/gamma"

@@ -76,12 +76,19 @@ struct send_item {
 	uint8_t data[];
 };
 
+/*
+ * A node.  Its lock protects its send queue and the write side (write
+ * buffer, tx MAC, EPOLLOUT interest, the socket's sends) of its connections
+ * once they are attached to it; conn is written under both f->lock and
+ * this lock (in that order), so either one is enough to read it.
+ */
 struct peer {
 	uint64_t node_id;
 	char address[64];            /* announced listen ip:port; protected by f->lock */
-	struct conn *conn;           /* active connection; written by the thread under f->lock */
-	struct send_item *head, *tail; /* protected by f->lock */
-	size_t queued;               /* bytes in the queue; protected by f->lock */
+	pthread_mutex_t lock;
+	struct conn *conn;           /* active connection; written by the thread */
+	struct send_item *head, *tail; /* protected by lock */
+	size_t queued;               /* bytes in the queue; protected by lock */
 	uint64_t bytes_sent, bytes_received, msgs_sent, msgs_received; /* atomics */
 	uint64_t connects, auth_failures; /* atomics */
 	uint64_t down_at_ns;         /* lost its connection: "down" at this time
@@ -106,13 +113,18 @@ struct dialer {
 
 enum conn_state { CONN_CONNECTING, CONN_HELLO, CONN_AUTH, CONN_UP, CONN_CLOSED };
 
-/* Fabric thread only. */
+/*
+ * Fabric thread only, except the write side (wbuf, woff, wlen, tx,
+ * want_out, sends on fd) of a connection attached to a peer (peer set):
+ * under peer->lock, as senders write to the active one (fabric_send).
+ */
 struct conn {
 	struct conn *next, *prev;
 	int fd;
 	enum conn_state state;
 	bool outgoing;
 	bool want_out;               /* EPOLLOUT is in the interest set */
+	bool writing;                /* the thread is in conn_flush: it owns wbuf and tx */
 	struct dialer *dialer;       /* outgoing: its dialer */
 	struct peer *peer;           /* once up */
 	char remote[64];             /* the socket's peer, ip:port */
@@ -157,15 +169,16 @@ struct fabric {
 	bool started;
 	int stop;                    /* atomic */
 
-	pthread_mutex_t lock;        /* protects peers, dialer list, queues, kick */
+	pthread_mutex_t lock;        /* protects peers, dialer list (peer queues: peer->lock) */
 	struct peer *peers[PEERS_MAX];
 	unsigned n_peers;
 	struct dialer *dialers;
 	unsigned n_dialers;
-	bool kick;                   /* a queue became non-empty; the thread has not looked */
 
 	struct conn *conns;          /* fabric thread only */
 	struct conn *zombies;        /* closed during a batch; freed after it */
+	uint64_t timer_due_ns;       /* the earliest deadline (UINT64_MAX: none) */
+	bool timers_dirty;           /* deadlines may have changed: run timers_run */
 	unsigned n_pending_in;
 	struct log_memo memo[LOG_MEMO];
 	struct handler handlers[FABRIC_MSG_TYPE_MAX];
@@ -190,6 +203,8 @@ static const char *const refusal_names[FABRIC_REFUSE_COUNT] = {
 
 static void conn_close(struct fabric *f, struct conn *c, int refusal, const char *why);
 static void conn_flush(struct fabric *f, struct conn *c);
+static int conn_frame(struct fabric *f, struct conn *c, uint8_t kind, const uint8_t *msg, size_t len);
+static void conn_want_out(struct fabric *f, struct conn *c, bool on);
 static void *fabric_thread(void *arg);
 
 const char *
@@ -222,6 +237,7 @@ fabric_create(const struct fabric_config *cfg, struct fabric **out)
 	if (f == NULL)
 		return -ENOMEM;
 	f->listen_fd = f->epoll_fd = f->wake_fd = -1;
+	f->timers_dirty = true;
 	f->node_id = cfg->node_id;
 	strcpy(f->cluster_name, cfg->cluster_name);
 	strcpy(f->listen_address, cfg->address);
@@ -362,6 +378,7 @@ fabric_destroy(struct fabric *f)
 			p->head = it->next;
 			free(it);
 		}
+		pthread_mutex_destroy(&p->lock);
 		free(p);
 	}
 	while (f->dialers != NULL) {
@@ -448,50 +465,86 @@ peer_find(struct fabric *f, uint64_t node_id)
 	return NULL;
 }
 
+/*
+ * Frames w into the empty write buffer of c (the active connection of its
+ * peer, whose lock the caller holds) and writes what the socket takes now.
+ * What it does not take waits for EPOLLOUT on the fabric thread; a socket
+ * error is left to that thread too (the event loop sees it and closes).
+ */
+static int
+send_direct(struct fabric *f, struct conn *c, const struct fabric_msg_writer *w)
+{
+	struct peer *p = c->peer;
+	ssize_t n;
+	int rc;
+
+	c->woff = c->wlen = 0;
+	rc = conn_frame(f, c, FABRIC_KIND_MSG, w->buf, w->len);
+	if (rc != 0)
+		return rc;
+	atomic_inc(&f->stats.msgs_sent);
+	atomic_inc(&p->msgs_sent);
+	n = send(c->fd, c->wbuf, c->wlen, MSG_NOSIGNAL | MSG_DONTWAIT);
+	if (n > 0) {
+		c->woff = (size_t)n;
+		atomic_add(&f->stats.bytes_sent, (uint64_t)n);
+		atomic_add(&p->bytes_sent, (uint64_t)n);
+	}
+	if (c->woff != c->wlen)
+		conn_want_out(f, c, true);
+	return 0;
+}
+
 int
 fabric_send(struct fabric *f, uint64_t node_id, const struct fabric_msg_writer *w)
 {
 	struct send_item *it;
 	struct peer *p;
-	bool need_wake = false;
+	struct conn *c;
+	int rc;
 
 	if (w->err != 0)
 		return -EBADMSG;
 	if (w->len > FABRIC_MSG_MAX)
 		return -EMSGSIZE;
-	it = malloc(sizeof(*it) + w->len);
-	if (it == NULL)
-		return -ENOMEM;
-	it->next = NULL;
-	it->len = (uint32_t)w->len;
-	memcpy(it->data, w->buf, w->len);
 	pthread_mutex_lock(&f->lock);
 	p = peer_find(f, node_id);
-	if (p == NULL || p->queued + w->len > f->queue_max) {
-		/* an empty queue takes any message up to FABRIC_MSG_MAX */
-		if (p != NULL && p->queued == 0)
-			goto take;
-		pthread_mutex_unlock(&f->lock);
-		free(it);
-		if (p == NULL)
-			return -EHOSTUNREACH;
+	pthread_mutex_unlock(&f->lock);
+	if (p == NULL)
+		return -EHOSTUNREACH;   /* peers are freed only by fabric_destroy */
+	pthread_mutex_lock(&p->lock);
+	c = p->conn;
+	/* nothing ahead of it: written from this thread, no wake-up, no copy */
+	if (c != NULL && p->head == NULL && !c->writing && c->woff == c->wlen) {
+		rc = send_direct(f, c, w);
+		pthread_mutex_unlock(&p->lock);
+		return rc;
+	}
+	/* an empty queue takes any message up to FABRIC_MSG_MAX */
+	if (p->queued != 0 && p->queued + w->len > f->queue_max) {
+		pthread_mutex_unlock(&p->lock);
 		atomic_inc(&f->stats.send_queue_full);
 		return -ENOBUFS;
 	}
-take:
+	it = malloc(sizeof(*it) + w->len);
+	if (it == NULL) {
+		pthread_mutex_unlock(&p->lock);
+		return -ENOMEM;
+	}
+	it->next = NULL;
+	it->len = (uint32_t)w->len;
+	memcpy(it->data, w->buf, w->len);
 	if (p->tail != NULL)
 		p->tail->next = it;
 	else
 		p->head = it;
 	p->tail = it;
 	p->queued += w->len;
-	if (!f->kick && p->conn != NULL) {
-		f->kick = true;
-		need_wake = true;
-	}
-	pthread_mutex_unlock(&f->lock);
-	if (need_wake)
-		wake(f);
+	/* the thread writes it when the socket is writable (no connection:
+	 * when one attaches; writing: at the end of its flush) */
+	if (c != NULL && !c->writing)
+		conn_want_out(f, c, true);
+	pthread_mutex_unlock(&p->lock);
 	return 0;
 }
 
@@ -530,7 +583,9 @@ fabric_peers_get(struct fabric *f, struct fabric_peer_info *out, unsigned max)
 		o->msgs_received = atomic_load_relaxed(&p->msgs_received);
 		o->connects = atomic_load_relaxed(&p->connects);
 		o->auth_failures = atomic_load_relaxed(&p->auth_failures);
+		pthread_mutex_lock(&p->lock);
 		o->queued_bytes = p->queued;
+		pthread_mutex_unlock(&p->lock);
 	}
 	pthread_mutex_unlock(&f->lock);
 	return n;
@@ -581,6 +636,7 @@ conn_new(struct fabric *f, int fd, bool outgoing, const struct sockaddr_storage 
 	c->outgoing = outgoing;
 	c->state = outgoing ? CONN_CONNECTING : CONN_HELLO;
 	c->deadline_ns = clock_mono_ns() + f->handshake_ns;
+	f->timers_dirty = true;
 	addr_format(ss, c->remote_ip, sizeof(c->remote_ip), c->remote, sizeof(c->remote));
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	c->want_out = outgoing; /* a connect completes as writable */
@@ -632,16 +688,16 @@ conn_frame(struct fabric *f, struct conn *c, uint8_t kind, const uint8_t *msg, s
 	return 0;
 }
 
-/* Moves queued messages into the write buffer, up to WBUF_SIZE. */
-static void
-conn_fill(struct fabric *f, struct conn *c)
+/* Takes the queued messages that fit the write buffer (up to WBUF_SIZE;
+ * at least one); the caller holds the peer's lock. */
+static struct send_item *
+queue_take(struct conn *c)
 {
 	struct peer *p = c->peer;
 	struct send_item *batch = NULL, **tail = &batch;
 	size_t room = c->wlen - c->woff < WBUF_SIZE ? WBUF_SIZE - (c->wlen - c->woff) : 0;
 	size_t taken = 0;
 
-	pthread_mutex_lock(&f->lock);
 	while (p->head != NULL && (taken == 0 || taken + p->head->len <= room)) {
 		struct send_item *it = p->head;
 
@@ -656,14 +712,20 @@ conn_fill(struct fabric *f, struct conn *c)
 		*tail = it;
 		tail = &it->next;
 	}
-	pthread_mutex_unlock(&f->lock);
+	return batch;
+}
+
+/* Frames (and MACs) a batch into the write buffer and frees it. */
+static void
+batch_frame(struct fabric *f, struct conn *c, struct send_item *batch)
+{
 	while (batch != NULL) {
 		struct send_item *it = batch;
 
 		batch = it->next;
 		if (conn_frame(f, c, FABRIC_KIND_MSG, it->data, it->len) == 0) {
 			atomic_inc(&f->stats.msgs_sent);
-			atomic_inc(&p->msgs_sent);
+			atomic_inc(&c->peer->msgs_sent);
 		} else {
 			log_warn("fabric", "%s: out of memory framing a message; dropped", c->remote);
 		}
@@ -672,37 +734,80 @@ conn_fill(struct fabric *f, struct conn *c)
 }
 
 static void
+peer_lock(struct peer *p)
+{
+	if (p != NULL)
+		pthread_mutex_lock(&p->lock);
+}
+
+static void
+peer_unlock(struct peer *p)
+{
+	if (p != NULL)
+		pthread_mutex_unlock(&p->lock);
+}
+
+/*
+ * Writes what the socket takes, refilling the write buffer from the queue
+ * (only the node's active connection takes from its queue: one order).
+ * The peer's lock is held only to take from the queue and to update the
+ * buffer's state: while c->writing is set, senders queue instead of
+ * writing themselves, so framing, MACs and send() run unlocked and a
+ * sender never waits for them.
+ */
+static void
 conn_flush(struct fabric *f, struct conn *c)
 {
-	int rounds;
+	struct peer *p = c->peer;
+	bool more = true;
+	int rounds, err = 0;
 
-	for (rounds = 0; rounds < 16 && c->state != CONN_CLOSED; rounds++) {
+	if (c->state == CONN_CLOSED)
+		return;
+	peer_lock(p);
+	c->writing = true;
+	for (rounds = 0; rounds < 16; rounds++) {
 		ssize_t n;
 
 		if (c->woff == c->wlen) {
+			struct send_item *batch = NULL;
+
 			c->woff = c->wlen = 0;
-			/* only the node's active connection takes from its queue: one order */
-			if (c->state == CONN_UP && c->peer != NULL && c->peer->conn == c)
-				conn_fill(f, c);
-			if (c->wlen == 0) {
-				conn_want_out(f, c, false);
-				return;
-			}
-		}
-		n = send(c->fd, c->wbuf + c->woff, c->wlen - c->woff, MSG_NOSIGNAL | MSG_DONTWAIT);
-		if (n < 0) {
-			if (errno == EAGAIN || errno == EINTR)
+			if (c->state == CONN_UP && p != NULL && p->conn == c)
+				batch = queue_take(c);
+			if (batch == NULL) {
+				more = false;
 				break;
-			conn_close(f, c, -1, strerror(errno));
-			return;
+			}
+			peer_unlock(p);
+			batch_frame(f, c, batch);
+			peer_lock(p);
+			if (c->wlen == 0)
+				continue;
+		}
+		peer_unlock(p);
+		n = send(c->fd, c->wbuf + c->woff, c->wlen - c->woff, MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (n < 0)
+			err = errno;
+		peer_lock(p);
+		if (n < 0) {
+			if (err == EAGAIN || err == EINTR)
+				err = 0;
+			break;
 		}
 		c->woff += (size_t)n;
 		atomic_add(&f->stats.bytes_sent, (uint64_t)n);
-		if (c->peer != NULL)
-			atomic_add(&c->peer->bytes_sent, (uint64_t)n);
+		if (p != NULL)
+			atomic_add(&p->bytes_sent, (uint64_t)n);
 	}
-	/* more to write: wait for the socket */
-	conn_want_out(f, c, true);
+	c->writing = false;
+	/* more to write: wait for the socket (a message queued meanwhile too) */
+	if (!more && p != NULL && p->conn == c && c->state == CONN_UP && p->head != NULL)
+		more = true;
+	conn_want_out(f, c, more && err == 0);
+	peer_unlock(p);
+	if (err != 0)
+		conn_close(f, c, -1, strerror(err));
 }
 
 static void
@@ -809,6 +914,7 @@ conn_close(struct fabric *f, struct conn *c, int refusal, const char *why)
 
 	if (c->state == CONN_CLOSED)
 		return;
+	f->timers_dirty = true; /* a reconnect, a departure's grace period */
 	if (refusal >= 0) {
 		atomic_inc(&f->stats.refused[refusal]);
 		refusal_log(f, c, refusal, why);
@@ -826,25 +932,28 @@ conn_close(struct fabric *f, struct conn *c, int refusal, const char *why)
 	}
 	if (!c->outgoing && c->state != CONN_UP)
 		f->n_pending_in--;
-	epoll_ctl(f->epoll_fd, EPOLL_CTL_DEL, c->fd, NULL);
-	close(c->fd);
-	c->fd = -1;
 	c->state = CONN_CLOSED;
 	if (p != NULL && p->conn == c) {
 		struct conn *x;
 
-		/* another live connection to the node (a kept one) takes over */
+		/* another live connection to the node (a kept one) takes over;
+		 * from here on no sender touches c (its fd may be closed) */
 		for (x = f->conns; x != NULL; x = x->next)
 			if (x != c && x->state == CONN_UP && x->peer == p)
 				break;
 		pthread_mutex_lock(&f->lock);
+		pthread_mutex_lock(&p->lock);
 		p->conn = x;
-		pthread_mutex_unlock(&f->lock);
 		if (x != NULL)
 			conn_want_out(f, x, true); /* the loop flushes the queue through it */
-		else
+		pthread_mutex_unlock(&p->lock);
+		pthread_mutex_unlock(&f->lock);
+		if (x == NULL)
 			p->down_at_ns = now + DOWN_GRACE_MS * MS; /* timers_run reports it */
 	}
+	epoll_ctl(f->epoll_fd, EPOLL_CTL_DEL, c->fd, NULL);
+	close(c->fd);
+	c->fd = -1;
 	if (c->dialer != NULL) {
 		struct dialer *d = c->dialer;
 
@@ -925,6 +1034,7 @@ conn_attach(struct fabric *f, struct conn *c)
 			return;
 		}
 		p->node_id = c->theirs.node_id;
+		pthread_mutex_init(&p->lock, NULL);
 		f->peers[f->n_peers++] = p;
 	}
 	if (p->conn != NULL) {
@@ -950,7 +1060,9 @@ conn_attach(struct fabric *f, struct conn *c)
 		/* back within the grace period: it was never reported down */
 		up = p->conn == NULL && p->down_at_ns == 0;
 		p->down_at_ns = 0;
+		pthread_mutex_lock(&p->lock);
 		p->conn = c;
+		pthread_mutex_unlock(&p->lock);
 		snprintf(p->address, sizeof(p->address), "%s", endpoint);
 	}
 	if (!dup)
@@ -1131,7 +1243,7 @@ conn_read(struct fabric *f, struct conn *c)
 	int rounds;
 
 	for (rounds = 0; rounds < 8 && c->state != CONN_CLOSED; rounds++) {
-		size_t pos = 0;
+		size_t pos = 0, space;
 		ssize_t n;
 
 		if (c->rbuf == NULL) {
@@ -1142,7 +1254,8 @@ conn_read(struct fabric *f, struct conn *c)
 				return;
 			}
 		}
-		n = recv(c->fd, c->rbuf + c->rlen, c->rcap - c->rlen, MSG_DONTWAIT);
+		space = c->rcap - c->rlen;
+		n = recv(c->fd, c->rbuf + c->rlen, space, MSG_DONTWAIT);
 		if (n == 0) {
 			if (c->rlen != 0)
 				conn_close(f, c, FABRIC_REFUSE_MALFORMED, "closed within a frame");
@@ -1233,6 +1346,10 @@ conn_read(struct fabric *f, struct conn *c)
 				c->rcap = RBUF_INITIAL;
 			}
 		}
+		/* a short read emptied the socket: no recv just to hear EAGAIN
+		 * (level-triggered epoll reports what arrives later) */
+		if ((size_t)n < space)
+			return;
 	}
 }
 
@@ -1406,28 +1523,32 @@ timers_run(struct fabric *f)
 	for (c = f->conns; c != NULL; c = c->next)
 		if (c->state != CONN_UP && c->deadline_ns < next)
 			next = c->deadline_ns;
+	f->timer_due_ns = next;
+	f->timers_dirty = false;
 	if (next == UINT64_MAX)
 		return -1;
 	now = clock_mono_ns();
 	return next <= now ? 0 : (int)((next - now + MS - 1) / MS);
 }
 
-/* Starts writing for every connected peer with queued messages. */
-static void
-kicked_flush(struct fabric *f)
+/*
+ * The epoll timeout: runs the timers only when one is due or the set of
+ * deadlines may have changed (a connection opened or closed, a wake-up);
+ * a message arriving costs no walk over the connections and dialers.
+ */
+static int
+timers_next(struct fabric *f)
 {
-	struct conn *todo[PEERS_MAX];
-	unsigned i, n = 0;
+	uint64_t now;
 
-	pthread_mutex_lock(&f->lock);
-	f->kick = false;
-	for (i = 0; i < f->n_peers; i++)
-		if (f->peers[i]->conn != NULL && f->peers[i]->head != NULL)
-			todo[n++] = f->peers[i]->conn;
-	pthread_mutex_unlock(&f->lock);
-	for (i = 0; i < n; i++)
-		if (todo[i]->state == CONN_UP && !todo[i]->want_out)
-			conn_flush(f, todo[i]);
+	if (f->timers_dirty)
+		return timers_run(f);
+	if (f->timer_due_ns == UINT64_MAX)
+		return -1;
+	now = clock_mono_ns();
+	if (now >= f->timer_due_ns)
+		return timers_run(f);
+	return (int)((f->timer_due_ns - now + MS - 1) / MS);
 }
 
 static void *
@@ -1437,7 +1558,7 @@ fabric_thread(void *arg)
 	struct epoll_event evs[64];
 
 	while (!atomic_load_acquire(&f->stop)) {
-		int timeout = timers_run(f);
+		int timeout = timers_next(f);
 		int i, n = epoll_wait(f->epoll_fd, evs, 64, timeout);
 
 		if (n < 0 && errno != EINTR) {
@@ -1454,7 +1575,7 @@ fabric_thread(void *arg)
 
 				if (read(f->wake_fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
 					log_warn("fabric", "eventfd: %s", strerror(errno));
-				kicked_flush(f);
+				f->timers_dirty = true; /* a dialer was added */
 			} else {
 				conn_event(f, tag, evs[i].events);
 			}

@@ -1,24 +1,36 @@
 /*
  * fabric.c - connections, the handshake state machine and the event thread.
  *
- * One thread runs everything that touches a socket: an epoll loop over the
- * listener, every connection and an eventfd that senders and
- * fabric_destroy() write.  Sockets are non-blocking and level-triggered;
- * epoll_wait sleeps until a socket is ready, a sender kicks, or the next
- * timer (a reconnect or a handshake deadline) is due: an idle fabric uses
- * no CPU.  Handlers run on this thread (fabric.h).
+ * One thread runs everything that touches a socket but a sender's own
+ * write: an epoll loop over the listener, every connection and an eventfd
+ * that fabric_peer_add() and fabric_destroy() write.  Sockets are
+ * non-blocking and level-triggered; epoll_wait sleeps until a socket is
+ * ready, a dialer is added, or the next timer (a reconnect or a handshake
+ * deadline) is due: an idle fabric uses no CPU.  Handlers run on this
+ * thread (fabric.h).
  *
  * Peers are node ids.  A connection becomes a peer's active connection once
- * it has authenticated; messages for a node wait in the peer's send queue
- * (bounded in bytes: fabric_send answers -ENOBUFS at the bound) and are
- * framed, MACed and written when the socket takes them, so a slow or dead
- * peer only fills its own queue.  Two nodes that dial each other end with
+ * it has authenticated.  fabric_send() writes a message itself, from the
+ * caller's thread, when nothing waits for that node (its queue and write
+ * buffer empty, the thread not writing to it): framed, MACed and sent
+ * non-blocking under the peer's lock; what the socket does not take waits
+ * in the write buffer for EPOLLOUT.  No wake-up, copy or thread hop per
+ * message.  Otherwise the message waits in the peer's send queue (bounded
+ * in bytes: fabric_send answers -ENOBUFS at the bound) and the thread
+ * frames and writes it when the socket takes it, without holding the
+ * peer's lock while it MACs and sends (c->writing keeps senders out of
+ * the write buffer meanwhile), so a slow or dead peer only fills its own
+ * queue and never stalls a sender.  One order per peer: a sender writes
+ * only when nothing is ahead of it.  Two nodes that dial each other end with
  * one connection: of two authenticated connections between the same pair,
  * both sides use the one initiated by the higher node id, and the lower
  * node closes its own (the higher one keeps it open, unused, until then, so
  * the lower never sees its last connection go first).  A second node
  * announcing an id already connected from another listen address is a
  * duplicate and refused (and told so with a REFUSE message).
+ *
+ * Locks: f->lock (peers table, dialers) before a peer's lock; a peer's
+ * lock is never held while taking f->lock, nor across a handler call.
  *
  * Outgoing connections (fabric_peer_add) are retried with exponential
  * backoff; a dialer whose node is reachable through another connection

@@ -16,7 +16,8 @@
  * refuses such a message.
  *
  * Threads.  fabric_start() starts one event thread (epoll; idle = asleep
- * in epoll_wait, woken by sockets, a send or the next timer).  Every
+ * in epoll_wait, woken by sockets or the next timer; a send to a node with
+ * nothing queued is written by the sending thread itself).  Every
  * handler and the peer callback run on that thread, with no fabric lock
  * held: they must not block (no storage I/O, no waiting for another
  * message) and must not call fabric_destroy(); they may call fabric_send().
@@ -196,7 +197,10 @@ uint16_t fabric_port(const struct fabric *f);
 int fabric_peer_add(struct fabric *f, const char *address);
 
 /*
- * Queues an encoded message (from a writer) for a node; never blocks.
+ * Sends an encoded message (from a writer) to a node; never blocks on
+ * the network.  With nothing queued for the node the calling thread writes
+ * it to the socket itself (non-blocking); otherwise it is copied into the
+ * node's send queue for the event thread.
  * Returns 0, -EHOSTUNREACH (no such node has ever authenticated),
  * -ENOBUFS (the node's send queue is at its bound: back-pressure; the
  * caller retries later or drops), -EMSGSIZE (over FABRIC_MSG_MAX),

@@ -140,6 +140,7 @@
 	X(fabric_refused_duplicate_node, COUNTER, "connections", 0, "Connections dropped because the peer claimed this node's id or a connected node's.") \
 	X(fabric_refused_timeout, COUNTER, "connections", 0, "Connections dropped because the handshake did not complete in time.") \
 	X(fabric_refused_too_many, COUNTER, "connections", 0, "Connections dropped because too many were still unauthenticated.") \
+	X(fabric_refused_tls, COUNTER, "connections", 0, "Connections whose TLS handshake failed (network.tls): a peer without TLS, with a certificate of another CA or with none.") \
 	X(fabric_refused_by_peer, COUNTER, "connections", 0, "Connections the peer dropped, telling this node why (logged).") \
 	X(fabric_peers_connected, GAUGE, "nodes", 0, "Nodes with an authenticated fabric connection now.") \
 	X(heartbeat_pulses_sent, COUNTER, "pulses", 0, "Heartbeat pulses sent (one per interval per connected node).") \

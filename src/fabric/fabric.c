@@ -29,6 +29,13 @@
  * announcing an id already connected from another listen address is a
  * duplicate and refused (and told so with a REFUSE message).
  *
+ * TLS (network.tls): a connection first runs the TLS 1.3 handshake
+ * (CONN_TLS), then HELLO/AUTH/MSG frames inside it, unchanged.  Only the
+ * event thread touches a connection's SSL object (OpenSSL does not share
+ * one between threads): senders always queue, there is no caller-writes
+ * path, and conn_read drains what OpenSSL holds decrypted (epoll cannot
+ * see it).
+ *
  * Locks: f->lock (peers table, dialers) before a peer's lock; a peer's
  * lock is never held while taking f->lock, nor across a handler call.
  *
@@ -59,8 +66,13 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+
 #include "../base/atomic.h"
 #include "../base/clock.h"
+#include "../base/error.h"
 #include "../base/log.h"
 #include "fabric.h"
 #include "fabric_i.h"
@@ -123,7 +135,8 @@ struct dialer {
 	uint64_t fail_logged_ns;     /* last "cannot connect" line; 0 = none */
 };
 
-enum conn_state { CONN_CONNECTING, CONN_HELLO, CONN_AUTH, CONN_UP, CONN_CLOSED };
+/* CONN_TLS: the TLS handshake, before HELLO (network.tls only). */
+enum conn_state { CONN_CONNECTING, CONN_TLS, CONN_HELLO, CONN_AUTH, CONN_UP, CONN_CLOSED };
 
 /*
  * Fabric thread only, except the write side (wbuf, woff, wlen, tx,
@@ -137,6 +150,8 @@ struct conn {
 	bool outgoing;
 	bool want_out;               /* EPOLLOUT is in the interest set */
 	bool writing;                /* the thread is in conn_flush: it owns wbuf and tx */
+	SSL *ssl;                    /* TLS: used by the fabric thread only (no direct sends) */
+	bool read_wants_write;       /* TLS: SSL_read must be retried when writable */
 	struct dialer *dialer;       /* outgoing: its dialer */
 	struct peer *peer;           /* once up */
 	char remote[64];             /* the socket's peer, ip:port */
@@ -177,6 +192,7 @@ struct fabric {
 	void *arg;
 
 	int listen_fd, epoll_fd, wake_fd;
+	SSL_CTX *tls;                /* NULL: plaintext (frames with MACs only) */
 	pthread_t thread;
 	bool started;
 	int stop;                    /* atomic */
@@ -211,6 +227,7 @@ static const char *const refusal_names[FABRIC_REFUSE_COUNT] = {
 	[FABRIC_REFUSE_DUPLICATE_NODE] = "duplicate_node",
 	[FABRIC_REFUSE_TIMEOUT] = "timeout",
 	[FABRIC_REFUSE_TOO_MANY] = "too_many",
+	[FABRIC_REFUSE_TLS] = "tls",
 };
 
 static void conn_close(struct fabric *f, struct conn *c, int refusal, const char *why);
@@ -226,6 +243,95 @@ fabric_refusal_name(enum fabric_refusal r)
 }
 
 /* ---- set-up ----------------------------------------------------------------- */
+
+/* The last OpenSSL error as text (and the queue cleared). */
+static const char *
+tls_error(char *buf, size_t sz)
+{
+	unsigned long e = ERR_peek_last_error();
+
+	if (e == 0)
+		snprintf(buf, sz, "no reason given");
+	else
+		ERR_error_string_n(e, buf, sz);
+	ERR_clear_error();
+	return buf;
+}
+
+/* A TLS file must exist and be readable: said with its key and name. */
+static int
+tls_file_check(const char *key, const char *path)
+{
+	FILE *fp;
+
+	if (path == NULL || path[0] == '\0') {
+		log_error("fabric", "network.tls.%s is not set (certificate, key and ca are all needed)",
+		    key);
+		return RECFS_ECONFIG;
+	}
+	fp = fopen(path, "r");
+	if (fp == NULL) {
+		log_error("fabric", "network.tls.%s %s: %s", key, path, strerror(errno));
+		return RECFS_ECONFIG;
+	}
+	fclose(fp);
+	return 0;
+}
+
+/* TLS 1.3 only, our certificate and key, peers verified against the CA. */
+static int
+tls_ctx_create(const struct fabric_config *cfg, SSL_CTX **out)
+{
+	char why[256];
+	SSL_CTX *ctx;
+	int rc;
+
+	if ((rc = tls_file_check("certificate", cfg->tls_cert_file)) != 0 ||
+	    (rc = tls_file_check("key", cfg->tls_key_file)) != 0 ||
+	    (rc = tls_file_check("ca", cfg->tls_ca_file)) != 0)
+		return rc;
+	ERR_clear_error();
+	ctx = SSL_CTX_new(TLS_method());
+	if (ctx == NULL || SSL_CTX_set_min_proto_version(ctx, TLS1_3_VERSION) != 1 ||
+	    SSL_CTX_set_max_proto_version(ctx, TLS1_3_VERSION) != 1) {
+		log_error("fabric", "network.tls: cannot set up TLS 1.3: %s", tls_error(why, sizeof(why)));
+		SSL_CTX_free(ctx);
+		return -ENOMEM;
+	}
+	if (SSL_CTX_use_certificate_chain_file(ctx, cfg->tls_cert_file) != 1) {
+		log_error("fabric", "network.tls.certificate %s: not a usable PEM certificate: %s",
+		    cfg->tls_cert_file, tls_error(why, sizeof(why)));
+		goto bad;
+	}
+	if (SSL_CTX_use_PrivateKey_file(ctx, cfg->tls_key_file, SSL_FILETYPE_PEM) != 1) {
+		log_error("fabric", "network.tls.key %s: not a usable PEM private key: %s",
+		    cfg->tls_key_file, tls_error(why, sizeof(why)));
+		goto bad;
+	}
+	if (SSL_CTX_check_private_key(ctx) != 1) {
+		log_error("fabric", "network.tls.key %s does not match network.tls.certificate %s: %s",
+		    cfg->tls_key_file, cfg->tls_cert_file, tls_error(why, sizeof(why)));
+		goto bad;
+	}
+	if (SSL_CTX_load_verify_locations(ctx, cfg->tls_ca_file, NULL) != 1) {
+		log_error("fabric", "network.tls.ca %s: not a usable PEM CA certificate: %s",
+		    cfg->tls_ca_file, tls_error(why, sizeof(why)));
+		goto bad;
+	}
+	/* mutual: a peer without a certificate of our CA fails the handshake */
+	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
+	SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+	/* no resumption: no tickets after the handshake, nothing cached */
+	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+	SSL_CTX_set_num_tickets(ctx, 0);
+	/* a peer that closes or dies without close_notify is a plain close */
+	SSL_CTX_set_options(ctx, SSL_OP_IGNORE_UNEXPECTED_EOF);
+	*out = ctx;
+	return 0;
+bad:
+	SSL_CTX_free(ctx);
+	return RECFS_ECONFIG;
+}
 
 int
 fabric_create(const struct fabric_config *cfg, struct fabric **out)
@@ -261,6 +367,11 @@ fabric_create(const struct fabric_config *cfg, struct fabric **out)
 	f->on_peer = cfg->on_peer;
 	f->arg = cfg->arg;
 	pthread_mutex_init(&f->lock, NULL);
+	if (cfg->tls_cert_file != NULL || cfg->tls_key_file != NULL || cfg->tls_ca_file != NULL) {
+		rc = tls_ctx_create(cfg, &f->tls);
+		if (rc != 0)
+			goto fail;
+	}
 
 	snprintf(port, sizeof(port), "%u", cfg->port);
 	rc = getaddrinfo(cfg->address, port, &hints, &ai);
@@ -351,6 +462,7 @@ conn_free(struct conn *c)
 		fabric_mac_fini(&c->tx);
 		fabric_mac_fini(&c->rx);
 	}
+	SSL_free(c->ssl);
 	free(c->rbuf);
 	free(c->wbuf);
 	free(c);
@@ -405,6 +517,7 @@ fabric_destroy(struct fabric *f)
 		close(f->epoll_fd);
 	if (f->wake_fd >= 0)
 		close(f->wake_fd);
+	SSL_CTX_free(f->tls);
 	pthread_mutex_destroy(&f->lock);
 	memset(f->secret, 0, sizeof(f->secret));
 	free(f);
@@ -477,6 +590,63 @@ peer_find(struct fabric *f, uint64_t node_id)
 	return NULL;
 }
 
+/* ---- socket I/O, plain or TLS ------------------------------------------------------ */
+
+/* Bytes read (> 0), 0 at the end of the stream, -EAGAIN, or -errno
+ * (-EPROTO: a TLS error). */
+static ssize_t
+conn_recv(struct conn *c, void *buf, size_t len)
+{
+	ssize_t n;
+	int e;
+
+	if (c->ssl == NULL) {
+		n = recv(c->fd, buf, len, MSG_DONTWAIT);
+		if (n < 0)
+			return errno == EAGAIN || errno == EINTR ? -EAGAIN : -errno;
+		return n;
+	}
+	ERR_clear_error();
+	n = SSL_read(c->ssl, buf, len > INT32_MAX ? INT32_MAX : (int)len);
+	if (n > 0)
+		return n;
+	e = SSL_get_error(c->ssl, (int)n);
+	if (e == SSL_ERROR_WANT_READ)
+		return -EAGAIN;
+	if (e == SSL_ERROR_WANT_WRITE) {
+		c->read_wants_write = true;
+		return -EAGAIN;
+	}
+	if (e == SSL_ERROR_ZERO_RETURN || (e == SSL_ERROR_SYSCALL && errno == 0))
+		return 0;
+	ERR_clear_error();
+	return e == SSL_ERROR_SYSCALL ? -errno : -EPROTO;
+}
+
+/* Bytes written (> 0), -EAGAIN, or -errno. */
+static ssize_t
+conn_send(struct conn *c, const void *buf, size_t len)
+{
+	ssize_t n;
+	int e;
+
+	if (c->ssl == NULL) {
+		n = send(c->fd, buf, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (n < 0)
+			return errno == EAGAIN || errno == EINTR ? -EAGAIN : -errno;
+		return n;
+	}
+	ERR_clear_error();
+	n = SSL_write(c->ssl, buf, len > INT32_MAX ? INT32_MAX : (int)len);
+	if (n > 0)
+		return n;
+	e = SSL_get_error(c->ssl, (int)n);
+	if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE)
+		return -EAGAIN;
+	ERR_clear_error();
+	return e == SSL_ERROR_SYSCALL && errno != 0 ? -errno : -EPROTO;
+}
+
 /*
  * Frames w into the empty write buffer of c (the active connection of its
  * peer, whose lock the caller holds) and writes what the socket takes now.
@@ -496,7 +666,7 @@ send_direct(struct fabric *f, struct conn *c, const struct fabric_msg_writer *w)
 		return rc;
 	atomic_inc(&f->stats.msgs_sent);
 	atomic_inc(&p->msgs_sent);
-	n = send(c->fd, c->wbuf, c->wlen, MSG_NOSIGNAL | MSG_DONTWAIT);
+	n = conn_send(c, c->wbuf, c->wlen);
 	if (n > 0) {
 		c->woff = (size_t)n;
 		atomic_add(&f->stats.bytes_sent, (uint64_t)n);
@@ -527,7 +697,7 @@ fabric_send(struct fabric *f, uint64_t node_id, const struct fabric_msg_writer *
 	pthread_mutex_lock(&p->lock);
 	c = p->conn;
 	/* nothing ahead of it: written from this thread, no wake-up, no copy */
-	if (c != NULL && p->head == NULL && !c->writing && c->woff == c->wlen) {
+	if (c != NULL && c->ssl == NULL && p->head == NULL && !c->writing && c->woff == c->wlen) {
 		rc = send_direct(f, c, w);
 		pthread_mutex_unlock(&p->lock);
 		return rc;
@@ -614,6 +784,18 @@ conn_want_out(struct fabric *f, struct conn *c, bool on)
 		return;
 	c->want_out = on;
 	epoll_ctl(f->epoll_fd, EPOLL_CTL_MOD, c->fd, &ev);
+}
+
+/* EPOLLOUT on, from the thread outside conn_flush (the peer's lock taken
+ * when the connection has a peer). */
+static void
+conn_want_out_any(struct fabric *f, struct conn *c)
+{
+	if (c->peer != NULL)
+		pthread_mutex_lock(&c->peer->lock);
+	conn_want_out(f, c, true);
+	if (c->peer != NULL)
+		pthread_mutex_unlock(&c->peer->lock);
 }
 
 static void
@@ -798,13 +980,11 @@ conn_flush(struct fabric *f, struct conn *c)
 				continue;
 		}
 		peer_unlock(p);
-		n = send(c->fd, c->wbuf + c->woff, c->wlen - c->woff, MSG_NOSIGNAL | MSG_DONTWAIT);
-		if (n < 0)
-			err = errno;
+		n = conn_send(c, c->wbuf + c->woff, c->wlen - c->woff);
 		peer_lock(p);
 		if (n < 0) {
-			if (err == EAGAIN || err == EINTR)
-				err = 0;
+			if (n != -EAGAIN)
+				err = (int)-n;
 			break;
 		}
 		c->woff += (size_t)n;
@@ -816,7 +996,7 @@ conn_flush(struct fabric *f, struct conn *c)
 	/* more to write: wait for the socket (a message queued meanwhile too) */
 	if (!more && p != NULL && p->conn == c && c->state == CONN_UP && p->head != NULL)
 		more = true;
-	conn_want_out(f, c, more && err == 0);
+	conn_want_out(f, c, (more || c->read_wants_write) && err == 0);
 	peer_unlock(p);
 	if (err != 0)
 		conn_close(f, c, -1, strerror(err));
@@ -1007,9 +1187,12 @@ send_refuse(struct fabric *f, struct conn *c, enum fabric_refusal reason)
 	fabric_msg_writer_init(&w, buf, sizeof(buf), FABRIC_MSG_REFUSE);
 	fabric_msg_put_u32(&w, FABRIC_FIELD_REASON, reason);
 	c->woff = c->wlen = 0; /* nothing else matters now */
-	if (w.err == 0 && conn_frame(f, c, FABRIC_KIND_MSG, buf, w.len) == 0 &&
-	    send(c->fd, c->wbuf, c->wlen, MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
-		log_debug("fabric", "%s: refuse not sent: %s", c->remote, strerror(errno));
+	if (w.err == 0 && conn_frame(f, c, FABRIC_KIND_MSG, buf, w.len) == 0) {
+		ssize_t n = conn_send(c, c->wbuf, c->wlen);
+
+		if (n < 0)
+			log_debug("fabric", "%s: refuse not sent: %s", c->remote, strerror((int)-n));
+	}
 }
 
 /* The connection initiated by the higher node id wins. */
@@ -1254,7 +1437,10 @@ conn_read(struct fabric *f, struct conn *c)
 {
 	int rounds;
 
-	for (rounds = 0; rounds < 8 && c->state != CONN_CLOSED; rounds++) {
+	c->read_wants_write = false;
+	/* TLS: what OpenSSL holds decrypted is never seen by epoll: read it all */
+	for (rounds = 0; c->state != CONN_CLOSED && (rounds < 8 || (c->ssl != NULL && SSL_pending(c->ssl) > 0));
+	    rounds++) {
 		size_t pos = 0, space;
 		ssize_t n;
 
@@ -1267,7 +1453,7 @@ conn_read(struct fabric *f, struct conn *c)
 			}
 		}
 		space = c->rcap - c->rlen;
-		n = recv(c->fd, c->rbuf + c->rlen, space, MSG_DONTWAIT);
+		n = conn_recv(c, c->rbuf + c->rlen, space);
 		if (n == 0) {
 			if (c->rlen != 0)
 				conn_close(f, c, FABRIC_REFUSE_MALFORMED, "closed within a frame");
@@ -1276,9 +1462,12 @@ conn_read(struct fabric *f, struct conn *c)
 			return;
 		}
 		if (n < 0) {
-			if (errno == EAGAIN || errno == EINTR)
+			if (n == -EAGAIN) {
+				if (c->read_wants_write)
+					conn_want_out_any(f, c);
 				return;
-			conn_close(f, c, -1, strerror(errno));
+			}
+			conn_close(f, c, -1, n == -EPROTO ? "TLS error" : strerror((int)-n));
 			return;
 		}
 		c->rlen += (size_t)n;
@@ -1359,10 +1548,81 @@ conn_read(struct fabric *f, struct conn *c)
 			}
 		}
 		/* a short read emptied the socket: no recv just to hear EAGAIN
-		 * (level-triggered epoll reports what arrives later) */
-		if ((size_t)n < space)
+		 * (level-triggered epoll reports what arrives later); not so
+		 * with TLS, which returns one record at a time */
+		if ((size_t)n < space && c->ssl == NULL)
 			return;
 	}
+}
+
+/* Why a TLS handshake failed: the certificate check's verdict if it
+ * failed, else OpenSSL's reason. */
+static void
+tls_why(const struct conn *c, char *why, size_t sz)
+{
+	long v = SSL_get_verify_result(c->ssl);
+	char err[200];
+
+	if (v != X509_V_OK) {
+		snprintf(why, sz, "TLS handshake: its certificate: %s", X509_verify_cert_error_string(v));
+		ERR_clear_error();
+	} else {
+		snprintf(why, sz, "TLS handshake: %s (a node without network.tls, or another CA?)",
+		    tls_error(err, sizeof(err)));
+	}
+}
+
+/* Advances the TLS handshake; done, it sends HELLO inside TLS. */
+static void
+tls_step(struct fabric *f, struct conn *c)
+{
+	char why[320];
+	int r, e;
+
+	ERR_clear_error();
+	r = SSL_do_handshake(c->ssl);
+	if (r == 1) {
+		c->state = CONN_HELLO;
+		conn_want_out(f, c, false);
+		send_hello(f, c);
+		if (c->state != CONN_CLOSED)
+			conn_read(f, c); /* its HELLO may have come with the handshake */
+		return;
+	}
+	e = SSL_get_error(c->ssl, r);
+	if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+		conn_want_out(f, c, e == SSL_ERROR_WANT_WRITE);
+		return;
+	}
+	if (e == SSL_ERROR_SYSCALL && ERR_peek_last_error() == 0)
+		snprintf(why, sizeof(why), "TLS handshake: connection %s", errno != 0 ? strerror(errno) :
+		    "closed by the peer (a node without network.tls, or one refusing our certificate?)");
+	else
+		tls_why(c, why, sizeof(why));
+	conn_close(f, c, FABRIC_REFUSE_TLS, why);
+}
+
+/* Starts TLS on a connected socket (network.tls); else sends HELLO. */
+static void
+conn_start(struct fabric *f, struct conn *c)
+{
+	if (f->tls == NULL) {
+		c->state = CONN_HELLO;
+		send_hello(f, c);
+		return;
+	}
+	c->ssl = SSL_new(f->tls);
+	if (c->ssl == NULL || SSL_set_fd(c->ssl, c->fd) != 1) {
+		ERR_clear_error();
+		conn_close(f, c, -1, "cannot start TLS");
+		return;
+	}
+	if (c->outgoing)
+		SSL_set_connect_state(c->ssl);
+	else
+		SSL_set_accept_state(c->ssl);
+	c->state = CONN_TLS;
+	tls_step(f, c);
 }
 
 static void
@@ -1389,7 +1649,7 @@ accept_all(struct fabric *f)
 			conn_close(f, c, FABRIC_REFUSE_TOO_MANY, "too many unauthenticated connections");
 			continue;
 		}
-		send_hello(f, c);
+		conn_start(f, c);
 	}
 }
 
@@ -1443,11 +1703,14 @@ conn_event(struct fabric *f, struct conn *c, uint32_t events)
 		}
 		if (c->dialer != NULL)
 			dialer_reached(c->dialer);
-		c->state = CONN_HELLO;
-		send_hello(f, c);
+		conn_start(f, c);
 		return;
 	}
-	if (events & (EPOLLIN | EPOLLERR | EPOLLHUP))
+	if (c->state == CONN_TLS) {
+		tls_step(f, c);
+		return;
+	}
+	if ((events & (EPOLLIN | EPOLLERR | EPOLLHUP)) || (c->read_wants_write && (events & EPOLLOUT)))
 		conn_read(f, c);
 	if (c->state != CONN_CLOSED && (events & EPOLLOUT))
 		conn_flush(f, c);

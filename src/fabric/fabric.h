@@ -149,6 +149,7 @@ enum fabric_refusal {
 	FABRIC_REFUSE_DUPLICATE_NODE,  /* node id = ours, or = another connected node's */
 	FABRIC_REFUSE_TIMEOUT,         /* no authentication within FABRIC_HANDSHAKE_MS */
 	FABRIC_REFUSE_TOO_MANY,        /* too many unauthenticated connections */
+	FABRIC_REFUSE_TLS,             /* TLS handshake failed: no TLS, another CA, no certificate */
 	FABRIC_REFUSE_COUNT
 };
 
@@ -178,10 +179,23 @@ struct fabric_config {
 	void *arg;
 	uint8_t protocol_version;     /* 0 = FABRIC_PROTOCOL_VERSION; tests only */
 	uint32_t handshake_ms;        /* 0 = FABRIC_HANDSHAKE_MS; tests only */
+	/*
+	 * TLS (all three set; NULL = plaintext frames with MACs): every
+	 * connection runs TLS 1.3, both sides present this PEM certificate
+	 * (chain) and key, and the peer's certificate must be signed by the
+	 * PEM CA file (mutual; no host name is checked: a node proves its
+	 * membership with the cluster secret inside TLS, as without it).
+	 * A peer without TLS or with a certificate of another CA is refused
+	 * (FABRIC_REFUSE_TLS).
+	 */
+	const char *tls_cert_file;
+	const char *tls_key_file;
+	const char *tls_ca_file;
 };
 
-/* Binds the listener (errors: -EADDRINUSE ..., logged with the address);
- * no thread yet.  */
+/* Binds the listener (errors: -EADDRINUSE ..., logged with the address;
+ * RECFS_ECONFIG for a TLS file that is missing, unreadable or not a valid
+ * PEM certificate/key/CA, logged with the file and why); no thread yet.  */
 int fabric_create(const struct fabric_config *cfg, struct fabric **out);
 /* Registers a handler; before fabric_start() only.  -EINVAL for types < 16. */
 int fabric_handler_set(struct fabric *f, uint16_t type, fabric_handler_fn fn, void *arg);

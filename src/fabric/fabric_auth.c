@@ -9,8 +9,9 @@
  * never crosses the wire, a recorded session cannot be replayed into a new
  * one (fresh nonces), and frames cannot be forged, replayed or reordered.
  *
- * Rejected for now: TLS (confidentiality; planned as network.tls, see
- * docs/cluster.md) and per-frame AEAD (confidentiality is TLS's job).
+ * Confidentiality is TLS's (network.tls: fabric.c runs the handshake
+ * before HELLO; these proofs and MACs then run inside it unchanged).
+ * Rejected: per-frame AEAD (confidentiality is TLS's job).
  */
 #include <errno.h>
 #include <fcntl.h>

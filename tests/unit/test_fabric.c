@@ -91,6 +91,7 @@ struct node_opts {
 	size_t queue_max;
 	uint16_t port;
 	uint32_t handshake_ms;
+	const char *tls_cert, *tls_key, *tls_ca;
 };
 
 static int
@@ -103,6 +104,7 @@ node_start(struct node *n, uint64_t id, const struct node_opts *o)
 		.secret_len = sizeof(secret_a) - 1, .send_queue_max = o->queue_max,
 		.on_peer = on_peer, .arg = n, .protocol_version = o->version,
 		.handshake_ms = o->handshake_ms,
+		.tls_cert_file = o->tls_cert, .tls_key_file = o->tls_key, .tls_ca_file = o->tls_ca,
 	};
 	int rc;
 
@@ -957,6 +959,184 @@ test_fabric_send_to_an_idle_peer_does_not_wake_the_fabric_thread(void **state)
 	node_stop(&b);
 }
 
+/* ---- TLS ------------------------------------------------------------------------- */
+
+/* Certificates made at test time by the openssl command, in a temp dir:
+ * ca (CA), node (signed by ca), ca2 and node2 (signed by ca2). */
+static char tls_dir[64];
+
+static void
+tls_path(char *buf, size_t sz, const char *name)
+{
+	snprintf(buf, sz, "%s/%s", tls_dir, name);
+}
+
+static void
+tls_certs(void)
+{
+	char cmd[2048];
+
+	if (tls_dir[0] != '\0')
+		return;
+	if (system("openssl version >/dev/null 2>&1") != 0)
+		fail_msg("the openssl command is missing (scripts/install-deps.sh installs it)");
+	snprintf(tls_dir, sizeof(tls_dir), "/tmp/recfs-test-tls.XXXXXX");
+	assert_non_null(mkdtemp(tls_dir));
+	snprintf(cmd, sizeof(cmd),
+	    "cd %s && for ca in ca ca2; do "
+	    "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout $ca.key "
+	    "-out $ca.crt -days 2 -subj /CN=recfs-test-$ca >/dev/null 2>&1 || exit 1; done; "
+	    "for n in node:ca node2:ca2; do k=${n%%:*}; c=${n#*:}; "
+	    "openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout $k.key -out $k.csr "
+	    "-subj /CN=recfs-test-$k >/dev/null 2>&1 && "
+	    "openssl x509 -req -in $k.csr -CA $c.crt -CAkey $c.key -CAcreateserial -out $k.crt -days 2 "
+	    ">/dev/null 2>&1 || exit 1; done; echo not a certificate > junk.pem",
+	    tls_dir);
+	if (system(cmd) != 0)
+		fail_msg("openssl could not make the test certificates in %s", tls_dir);
+}
+
+static void
+tls_cleanup(void)
+{
+	char cmd[128];
+
+	if (tls_dir[0] == '\0')
+		return;
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", tls_dir);
+	if (system(cmd) != 0)
+		fprintf(stderr, "could not remove %s\n", tls_dir);
+}
+
+/* Options of a TLS node: its certificate/key (node or node2) and CA. */
+struct tls_files {
+	char cert[96], key[96], ca[96];
+};
+
+static struct node_opts
+tls_opts(struct tls_files *t, const char *node, const char *ca)
+{
+	struct node_opts o = { 0 };
+	char n[32];
+
+	tls_certs();
+	snprintf(n, sizeof(n), "%s.crt", node);
+	tls_path(t->cert, sizeof(t->cert), n);
+	snprintf(n, sizeof(n), "%s.key", node);
+	tls_path(t->key, sizeof(t->key), n);
+	snprintf(n, sizeof(n), "%s.crt", ca);
+	tls_path(t->ca, sizeof(t->ca), n);
+	o.tls_cert = t->cert;
+	o.tls_key = t->key;
+	o.tls_ca = t->ca;
+	return o;
+}
+
+/* Two nodes with certificates of one CA: messages both ways, in order,
+ * and nothing refused. */
+static void
+test_fabric_tls_nodes_exchange_messages(void **state)
+{
+	struct tls_files ta, tb;
+	struct node_opts oa = tls_opts(&ta, "node", "ca"), ob = tls_opts(&tb, "node", "ca");
+	struct node a, b;
+
+	(void)state;
+	assert_int_equal(node_start(&a, 121, &oa), 0);
+	assert_int_equal(node_start(&b, 122, &ob), 0);
+	dial(&a, &b);
+	WAIT_FOR(connected_to(&a, 122) && connected_to(&b, 121));
+	send_many(&a, 122, 0, 300, 100);
+	send_many(&b, 121, 0, 300, 20000);
+	WAIT_FOR(received(&a) == 300 && received(&b) == 300);
+	assert_int_equal(a.out_of_order + b.out_of_order, 0);
+	assert_int_equal(stats(&a).refused[FABRIC_REFUSE_TLS], 0);
+	assert_int_equal(stats(&b).refused[FABRIC_REFUSE_TLS], 0);
+	assert_int_equal(UPS(&a), 1);
+	node_stop(&a);
+	node_stop(&b);
+}
+
+/*
+ * A plaintext node dialing a TLS one, a TLS node dialing a plaintext one,
+ * and a node whose certificate comes from another CA: each refused and
+ * counted as "tls" on the TLS side (the plaintext side sees a malformed
+ * frame); no connection comes up.
+ */
+static void
+test_fabric_tls_refuses_plaintext_and_another_ca(void **state)
+{
+	struct tls_files tb, tw;
+	struct node_opts ob = tls_opts(&tb, "node", "ca"), ow = tls_opts(&tw, "node2", "ca2");
+	static const struct node_opts plain;
+	struct node b, p, w;
+	uint64_t r;
+
+	(void)state;
+	assert_int_equal(node_start(&b, 123, &ob), 0);
+	assert_int_equal(node_start(&p, 124, &plain), 0);
+	assert_int_equal(node_start(&w, 125, &ow), 0);
+	/* plaintext -> TLS */
+	dial(&p, &b);
+	WAIT_FOR(stats(&b).refused[FABRIC_REFUSE_TLS] >= 1);
+	/* TLS -> plaintext */
+	r = stats(&b).refused[FABRIC_REFUSE_TLS];
+	dial(&b, &p);
+	WAIT_FOR(stats(&b).refused[FABRIC_REFUSE_TLS] > r && stats(&p).refused[FABRIC_REFUSE_MALFORMED] >= 1);
+	/* another CA, both ways: each side refuses the other's certificate */
+	r = stats(&b).refused[FABRIC_REFUSE_TLS];
+	dial(&w, &b);
+	WAIT_FOR(stats(&b).refused[FABRIC_REFUSE_TLS] > r && stats(&w).refused[FABRIC_REFUSE_TLS] >= 1);
+	sleep_ms(300); /* a retry or two */
+	assert_false(connected_to(&b, 124) || connected_to(&p, 123));
+	assert_false(connected_to(&b, 125) || connected_to(&w, 123));
+	assert_int_equal(stats(&b).peers_connected, 0);
+	assert_int_equal(received(&b) + received(&p) + received(&w), 0);
+	print_message("refused as tls: b %llu, w %llu; p malformed %llu\n",
+	    (unsigned long long)stats(&b).refused[FABRIC_REFUSE_TLS],
+	    (unsigned long long)stats(&w).refused[FABRIC_REFUSE_TLS],
+	    (unsigned long long)stats(&p).refused[FABRIC_REFUSE_MALFORMED]);
+	node_stop(&b);
+	node_stop(&p);
+	node_stop(&w);
+}
+
+/* Missing, unreadable or wrong TLS files: the fabric is refused
+ * (RECFS_ECONFIG), nothing listens. */
+static void
+test_fabric_tls_bad_files_are_refused(void **state)
+{
+	struct tls_files t;
+	struct node_opts o;
+	char missing[96], junk[96], key2[96];
+	struct node n;
+
+	(void)state;
+	o = tls_opts(&t, "node", "ca");
+	tls_path(missing, sizeof(missing), "no-such.pem");
+	tls_path(junk, sizeof(junk), "junk.pem");
+	tls_path(key2, sizeof(key2), "node2.key");
+	o.tls_cert = missing;
+	assert_int_equal(node_start(&n, 126, &o), RECFS_ECONFIG);
+	pthread_mutex_destroy(&n.lock);
+	o = tls_opts(&t, "node", "ca");
+	o.tls_key = NULL;
+	assert_int_equal(node_start(&n, 126, &o), RECFS_ECONFIG);
+	pthread_mutex_destroy(&n.lock);
+	o = tls_opts(&t, "node", "ca");
+	o.tls_key = key2; /* another certificate's key */
+	assert_int_equal(node_start(&n, 126, &o), RECFS_ECONFIG);
+	pthread_mutex_destroy(&n.lock);
+	o = tls_opts(&t, "node", "ca");
+	o.tls_ca = junk;
+	assert_int_equal(node_start(&n, 126, &o), RECFS_ECONFIG);
+	pthread_mutex_destroy(&n.lock);
+	o = tls_opts(&t, "node", "ca");
+	o.tls_cert = junk;
+	assert_int_equal(node_start(&n, 126, &o), RECFS_ECONFIG);
+	pthread_mutex_destroy(&n.lock);
+}
+
 int
 main(void)
 {
@@ -976,8 +1156,15 @@ main(void)
 		cmocka_unit_test(test_fabric_duplicate_node_id_is_refused),
 		cmocka_unit_test(test_fabric_listen_port_in_use_is_refused),
 		cmocka_unit_test(test_fabric_send_to_an_idle_peer_does_not_wake_the_fabric_thread),
+		cmocka_unit_test(test_fabric_tls_nodes_exchange_messages),
+		cmocka_unit_test(test_fabric_tls_refuses_plaintext_and_another_ca),
+		cmocka_unit_test(test_fabric_tls_bad_files_are_refused),
 	};
 
+	int rc;
+
 	signal(SIGPIPE, SIG_IGN);
-	return cmocka_run_group_tests(tests, NULL, NULL);
+	rc = cmocka_run_group_tests(tests, NULL, NULL);
+	tls_cleanup();
+	return rc;
 }

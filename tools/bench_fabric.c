@@ -8,7 +8,10 @@
  *               back (one in flight; the rate is 1 / the round trip);
  *   stream:     64 KiB messages sent as fast as the send queue takes them
  *               (-ENOBUFS: wait for the receiver to catch up), payload
- *               MB/s until the receiver has them all.
+ *               MB/s until the receiver has them all;
+ *   TLS round trip: the round trip again between two fabrics with
+ *               network.tls (certificates made by the openssl command in
+ *               the run's temp dir).
  * The TCP baseline does the same with blocking sockets (TCP_NODELAY for
  * the round trip; an echo thread / a reading thread), so the ratios show
  * what the fabric's framing, MACs, queues and event thread cost over the
@@ -105,8 +108,14 @@ on_b(void *arg, uint64_t from, const struct fabric_msg *m)
 	}
 }
 
+/* TLS files of a pair (NULL: plaintext). */
+struct fb_tls {
+	char cert[PATH_MAX + 16], key[PATH_MAX + 16], ca[PATH_MAX + 16];
+};
+
 static int
-fb_node_create(struct fb_pair *p, struct fb_node *n, uint64_t id, fabric_handler_fn fn)
+fb_node_create(struct fb_pair *p, struct fb_node *n, uint64_t id, fabric_handler_fn fn,
+    const struct fb_tls *tls)
 {
 	static const uint8_t secret[] = "recfs-bench fabric secret 0123456789";
 	struct fabric_config c = {
@@ -115,6 +124,11 @@ fb_node_create(struct fb_pair *p, struct fb_node *n, uint64_t id, fabric_handler
 	};
 	int rc;
 
+	if (tls != NULL) {
+		c.tls_cert_file = tls->cert;
+		c.tls_key_file = tls->key;
+		c.tls_ca_file = tls->ca;
+	}
 	n->id = id;
 	n->pair = p;
 	rc = fabric_create(&c, &n->f);
@@ -140,7 +154,7 @@ fb_pair_destroy(struct fb_pair *p)
 
 /* Two connected fabrics, or NULL (*err set). */
 static struct fb_pair *
-fb_pair_create(int *err)
+fb_pair_create(int *err, const struct fb_tls *tls)
 {
 	struct fb_pair *p = calloc(1, sizeof(*p));
 	char addr[64];
@@ -153,9 +167,9 @@ fb_pair_create(int *err)
 	}
 	pthread_mutex_init(&p->lock, NULL);
 	pthread_cond_init(&p->cond, NULL);
-	rc = fb_node_create(p, &p->a, 0xa1, on_a);
+	rc = fb_node_create(p, &p->a, 0xa1, on_a, tls);
 	if (rc == 0)
-		rc = fb_node_create(p, &p->b, 0xb2, on_b);
+		rc = fb_node_create(p, &p->b, 0xb2, on_b, tls);
 	if (rc == 0) {
 		snprintf(addr, sizeof(addr), "127.0.0.1:%u", fabric_port(p->b.f));
 		rc = fabric_peer_add(p->a.f, addr);
@@ -511,14 +525,37 @@ ratio_row(struct bench_ctx *ctx, const char *id, const char *label, const struct
 	snprintf(row->note, sizeof(row->note), "%.0f / %.0f %s", num->value, den->value, num->unit);
 }
 
-/* fabric p50 / TCP p50 of the round trip (lower is better). */
+/* A CA and one node certificate it signs, made by the openssl command in
+ * the run's temp dir; 0 or -EIO. */
+static int
+tls_certs(struct bench_ctx *ctx, struct fb_tls *t)
+{
+	char cmd[4 * PATH_MAX];
+
+	snprintf(cmd, sizeof(cmd),
+	    "cd '%s' && openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes "
+	    "-keyout ca.key -out ca.crt -days 2 -subj /CN=recfs-bench-ca >/dev/null 2>&1 && "
+	    "openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout node.key "
+	    "-out node.csr -subj /CN=recfs-bench-node >/dev/null 2>&1 && "
+	    "openssl x509 -req -in node.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out node.crt "
+	    "-days 2 >/dev/null 2>&1", ctx->tmp);
+	if (system(cmd) != 0)
+		return -EIO;
+	snprintf(t->cert, sizeof(t->cert), "%s/node.crt", ctx->tmp);
+	snprintf(t->key, sizeof(t->key), "%s/node.key", ctx->tmp);
+	snprintf(t->ca, sizeof(t->ca), "%s/ca.crt", ctx->tmp);
+	return 0;
+}
+
+/* num p50 / den p50 of the round trip (lower is better). */
 static void
-p50_ratio_row(struct bench_ctx *ctx, const struct bench_row *num, const struct bench_row *den)
+p50_ratio_row(struct bench_ctx *ctx, const char *id, const char *label, const struct bench_row *num,
+    const struct bench_row *den)
 {
 	struct bench_row *row;
 
 	if (num == NULL || den == NULL || !num->lat.valid || !den->lat.valid || den->lat.p50_us <= 0 ||
-	    (row = bench_row_add(ctx, "rtt_p50_ratio", "round trip p50 fabric/TCP")) == NULL)
+	    (row = bench_row_add(ctx, id, label)) == NULL)
 		return;
 	row->value = num->lat.p50_us / den->lat.p50_us;
 	row->unit = "x";
@@ -528,11 +565,12 @@ p50_ratio_row(struct bench_ctx *ctx, const struct bench_row *num, const struct b
 int
 bench_fabric(struct bench_ctx *ctx, const struct bench_def *def)
 {
-	struct bench_worker w[4];
-	struct bench_row *fr, *tr, *fs, *ts;
+	struct bench_worker w[5];
+	struct bench_row *fr, *tr, *fs, *ts, *lr;
 	struct tcp_link rtt_link, stream_link;
 	double slice = ctx->opt.duration_s / SLICES;
-	struct fb_pair *p;
+	struct fb_pair *p, *tp;
+	struct fb_tls tls;
 	int rc = 0, i;
 
 	(void)def;
@@ -541,10 +579,18 @@ bench_fabric(struct bench_ctx *ctx, const struct bench_def *def)
 	log_set_level(LOG_LEVEL_WARN);
 	bench_progress("fabric: two fabrics on 127.0.0.1 and plain TCP, %.1f s per phase in %d "
 	    "alternating slices", ctx->opt.duration_s, SLICES);
-	p = fb_pair_create(&rc);
+	p = fb_pair_create(&rc, NULL);
 	if (p == NULL) {
 		bench_row_error(ctx, "", "fabric pair on 127.0.0.1", "cannot connect two fabrics: %s",
 		    strerror(-rc));
+		return rc;
+	}
+	rc = tls_certs(ctx, &tls);
+	tp = rc == 0 ? fb_pair_create(&rc, &tls) : NULL;
+	if (tp == NULL) {
+		fb_pair_destroy(p);
+		bench_row_error(ctx, "tls", "fabric pair over TLS on 127.0.0.1", "%s",
+		    rc == -EIO ? "the openssl command could not make certificates" : strerror(-rc));
 		return rc;
 	}
 	rc = tcp_link_open(&rtt_link, true);
@@ -555,6 +601,7 @@ bench_fabric(struct bench_ctx *ctx, const struct bench_def *def)
 	}
 	if (rc != 0) {
 		fb_pair_destroy(p);
+		fb_pair_destroy(tp);
 		bench_row_error(ctx, "tcp", "plain TCP on 127.0.0.1", "%s", strerror(-rc));
 		return rc;
 	}
@@ -562,6 +609,8 @@ bench_fabric(struct bench_ctx *ctx, const struct bench_def *def)
 		rc = fabric_rtt(p, slice, &w[0]);
 		if (rc == 0)
 			rc = tcp_slice(&rtt_link, slice, &w[2]);
+		if (rc == 0)
+			rc = fabric_rtt(tp, slice, &w[4]);
 	}
 	for (i = 0; i < SLICES && rc == 0; i++) {
 		rc = fabric_stream(p, slice, &w[1]);
@@ -569,6 +618,7 @@ bench_fabric(struct bench_ctx *ctx, const struct bench_def *def)
 			rc = tcp_slice(&stream_link, slice, &w[3]);
 	}
 	fb_pair_destroy(p);
+	fb_pair_destroy(tp);
 	i = tcp_link_close(&rtt_link);
 	if (rc == 0)
 		rc = i;
@@ -582,12 +632,15 @@ bench_fabric(struct bench_ctx *ctx, const struct bench_def *def)
 	fr = fb_row(ctx, "rtt", "64 B round trip, fabric", &w[0], true);
 	tr = fb_row(ctx, "tcp_rtt", "64 B round trip, plain TCP", &w[2], true);
 	ratio_row(ctx, "rtt_ratio", "round trips/s fabric/TCP", fr, tr);
-	p50_ratio_row(ctx, fr, tr);
+	p50_ratio_row(ctx, "rtt_p50_ratio", "round trip p50 fabric/TCP", fr, tr);
+	lr = fb_row(ctx, "tls_rtt", "64 B round trip, fabric over TLS", &w[4], true);
+	p50_ratio_row(ctx, "tls_rtt_p50_ratio", "round trip p50 TLS fabric/TCP", lr, tr);
 	fs = fb_row(ctx, "stream", "64 KiB messages streamed, fabric", &w[1], false);
 	ts = fb_row(ctx, "tcp_stream", "64 KiB writes streamed, plain TCP", &w[3], false);
 	ratio_row(ctx, "stream_ratio", "stream MB/s fabric/TCP", fs, ts);
 	bench_note(ctx, "fabric: two in-process fabrics on 127.0.0.1 (HMAC per frame, one event "
-	    "thread each); TCP: a blocking socket pair, TCP_NODELAY, echo/reader thread; "
-	    "fabric and TCP alternate in %d slices per phase", SLICES);
+	    "thread each; TLS: TLS 1.3 with certificates, the HMAC frames inside); TCP: a blocking "
+	    "socket pair, TCP_NODELAY, echo/reader thread; fabric, TCP (and TLS) alternate in %d "
+	    "slices per phase", SLICES);
 	return 0;
 }

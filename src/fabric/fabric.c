@@ -654,9 +654,8 @@ conn_send(struct conn *c, const void *buf, size_t len)
  * error is left to that thread too (the event loop sees it and closes).
  */
 static int
-send_direct(struct fabric *f, struct conn *c, const struct fabric_msg_writer *w)
+send_direct(struct fabric *f, struct peer *p, struct conn *c, const struct fabric_msg_writer *w)
 {
-	struct peer *p = c->peer;
 	ssize_t n;
 	int rc;
 
@@ -698,7 +697,7 @@ fabric_send(struct fabric *f, uint64_t node_id, const struct fabric_msg_writer *
 	c = p->conn;
 	/* nothing ahead of it: written from this thread, no wake-up, no copy */
 	if (c != NULL && c->ssl == NULL && p->head == NULL && !c->writing && c->woff == c->wlen) {
-		rc = send_direct(f, c, w);
+		rc = send_direct(f, p, c, w);
 		pthread_mutex_unlock(&p->lock);
 		return rc;
 	}
@@ -1251,6 +1250,10 @@ conn_attach(struct fabric *f, struct conn *c)
 		keep_loser = loser != NULL && initiator(f, p->conn) != initiator(f, c) &&
 		    initiator(f, loser) != f->node_id;
 	}
+	/* c->peer before p->conn: a sender that sees p->conn == c (under
+	 * p->lock) also sees its peer */
+	if (!dup)
+		c->peer = p;
 	if (!dup && loser != c) {
 		/* back within the grace period: it was never reported down */
 		up = p->conn == NULL && p->down_at_ns == 0;
@@ -1260,8 +1263,6 @@ conn_attach(struct fabric *f, struct conn *c)
 		pthread_mutex_unlock(&p->lock);
 		snprintf(p->address, sizeof(p->address), "%s", endpoint);
 	}
-	if (!dup)
-		c->peer = p;
 	pthread_mutex_unlock(&f->lock);
 	if (dup) {
 		char why[256];

@@ -30,11 +30,12 @@
  * duplicate and refused (and told so with a REFUSE message).
  *
  * TLS (network.tls): a connection first runs the TLS 1.3 handshake
- * (CONN_TLS), then HELLO/AUTH/MSG frames inside it, unchanged.  Only the
- * event thread touches a connection's SSL object (OpenSSL does not share
- * one between threads): senders always queue, there is no caller-writes
- * path, and conn_read drains what OpenSSL holds decrypted (epoll cannot
- * see it).
+ * (CONN_TLS), then HELLO/AUTH/MSG frames inside it, unchanged.  OpenSSL
+ * does not let two threads use one SSL object at once: once a connection
+ * is attached, a sender's SSL_write runs under the peer's lock, the event
+ * thread's SSL_read takes that lock too, and its own SSL_write runs while
+ * c->writing keeps senders out.  conn_read drains what OpenSSL holds
+ * decrypted (epoll cannot see it).
  *
  * Locks: f->lock (peers table, dialers) before a peer's lock; a peer's
  * lock is never held while taking f->lock, nor across a handler call.
@@ -150,7 +151,7 @@ struct conn {
 	bool outgoing;
 	bool want_out;               /* EPOLLOUT is in the interest set */
 	bool writing;                /* the thread is in conn_flush: it owns wbuf and tx */
-	SSL *ssl;                    /* TLS: used by the fabric thread only (no direct sends) */
+	SSL *ssl;                    /* TLS; once attached, used under peer->lock or while writing */
 	bool read_wants_write;       /* TLS: SSL_read must be retried when writable */
 	struct dialer *dialer;       /* outgoing: its dialer */
 	struct peer *peer;           /* once up */
@@ -696,7 +697,7 @@ fabric_send(struct fabric *f, uint64_t node_id, const struct fabric_msg_writer *
 	pthread_mutex_lock(&p->lock);
 	c = p->conn;
 	/* nothing ahead of it: written from this thread, no wake-up, no copy */
-	if (c != NULL && c->ssl == NULL && p->head == NULL && !c->writing && c->woff == c->wlen) {
+	if (c != NULL && p->head == NULL && !c->writing && c->woff == c->wlen) {
 		rc = send_direct(f, p, c, w);
 		pthread_mutex_unlock(&p->lock);
 		return rc;
@@ -1436,12 +1437,12 @@ on_message(struct fabric *f, struct conn *c, const uint8_t *frame, size_t len)
 static void
 conn_read(struct fabric *f, struct conn *c)
 {
+	bool tls_pending = false;
 	int rounds;
 
 	c->read_wants_write = false;
 	/* TLS: what OpenSSL holds decrypted is never seen by epoll: read it all */
-	for (rounds = 0; c->state != CONN_CLOSED && (rounds < 8 || (c->ssl != NULL && SSL_pending(c->ssl) > 0));
-	    rounds++) {
+	for (rounds = 0; c->state != CONN_CLOSED && (rounds < 8 || tls_pending); rounds++) {
 		size_t pos = 0, space;
 		ssize_t n;
 
@@ -1454,7 +1455,12 @@ conn_read(struct fabric *f, struct conn *c)
 			}
 		}
 		space = c->rcap - c->rlen;
+		/* TLS: a sender may write through the same SSL object (under the
+		 * peer's lock), so the read takes that lock too */
+		peer_lock(c->ssl != NULL ? c->peer : NULL);
 		n = conn_recv(c, c->rbuf + c->rlen, space);
+		tls_pending = c->ssl != NULL && SSL_pending(c->ssl) > 0;
+		peer_unlock(c->ssl != NULL ? c->peer : NULL);
 		if (n == 0) {
 			if (c->rlen != 0)
 				conn_close(f, c, FABRIC_REFUSE_MALFORMED, "closed within a frame");

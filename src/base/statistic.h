@@ -124,8 +124,8 @@
 /* .info/statistics, third part: the fabric and the heartbeat (all 0 on a
  * node without network.seeds: it opens no socket).  txn_network_values. */
 #define STATISTICS_FABRIC(X) \
-	X(fabric_sent_bytes, COUNTER, "bytes", 0, "Bytes sent to other nodes over the fabric, frames and handshakes included.") \
-	X(fabric_received_bytes, COUNTER, "bytes", 0, "Bytes received from other nodes over the fabric, frames and handshakes included.") \
+	X(fabric_sent_bytes, COUNTER, "bytes", 0, "Bytes sent to other nodes over the fabric, frames and handshakes included (with network.tls: before encryption, the TLS handshake not counted).") \
+	X(fabric_received_bytes, COUNTER, "bytes", 0, "Bytes received from other nodes over the fabric, frames and handshakes included (with network.tls: after decryption, the TLS handshake not counted).") \
 	X(fabric_msgs_sent, COUNTER, "messages", 0, "Authenticated messages sent over the fabric (heartbeat pulses included).") \
 	X(fabric_msgs_received, COUNTER, "messages", 0, "Authenticated messages received over the fabric.") \
 	X(fabric_connects, COUNTER, "connections", 0, "Fabric connections that completed the handshake (both directions).") \

@@ -225,7 +225,8 @@ int fabric_peer_add(struct fabric *f, const char *address);
 int fabric_send(struct fabric *f, uint64_t node_id, const struct fabric_msg_writer *w);
 
 struct fabric_stats {
-	uint64_t bytes_sent, bytes_received;  /* all fabric bytes, frames included */
+	uint64_t bytes_sent, bytes_received;  /* all fabric bytes, frames included
+	                                       * (under TLS: before encryption) */
 	uint64_t msgs_sent, msgs_received;    /* authenticated messages */
 	uint64_t connects;                    /* connections authenticated */
 	uint64_t connect_failures;            /* outgoing connect() that failed */

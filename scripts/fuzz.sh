@@ -39,7 +39,7 @@ engine=""
 for f in "$top"/src/*/*.c; do
 	engine="$engine src/${f#"$top"/src/}"
 done
-engine_libs="-luring -lyaml -lcrypto -lm"
+engine_libs="-luring -lyaml -lssl -lcrypto -lm"
 libs=""
 driver=tests/fuzz/fuzz_driver.c
 defines=""

@@ -136,8 +136,8 @@
 /* .info/statistics, third part: the fabric and the heartbeat (all 0 on a
  * node without network.seeds: it opens no socket).  txn_network_values. */
 #define STATISTICS_FABRIC(X) \
-	X(fabric_sent_bytes, COUNTER, "bytes", 0, "Bytes sent to other nodes over the fabric, frames and handshakes included.") \
-	X(fabric_received_bytes, COUNTER, "bytes", 0, "Bytes received from other nodes over the fabric, frames and handshakes included.") \
+	X(fabric_sent_bytes, COUNTER, "bytes", 0, "Bytes sent to other nodes over the fabric, frames and handshakes included (with network.tls: before encryption, the TLS handshake not counted).") \
+	X(fabric_received_bytes, COUNTER, "bytes", 0, "Bytes received from other nodes over the fabric, frames and handshakes included (with network.tls: after decryption, the TLS handshake not counted).") \
 	X(fabric_msgs_sent, COUNTER, "messages", 0, "Authenticated messages sent over the fabric (heartbeat pulses included).") \
 	X(fabric_msgs_received, COUNTER, "messages", 0, "Authenticated messages received over the fabric.") \
 	X(fabric_connects, COUNTER, "connections", 0, "Fabric connections that completed the handshake (both directions).") \
@@ -152,6 +152,7 @@
 	X(fabric_refused_duplicate_node, COUNTER, "connections", 0, "Connections dropped because the peer claimed this node's id or a connected node's.") \
 	X(fabric_refused_timeout, COUNTER, "connections", 0, "Connections dropped because the handshake did not complete in time.") \
 	X(fabric_refused_too_many, COUNTER, "connections", 0, "Connections dropped because too many were still unauthenticated.") \
+	X(fabric_refused_tls, COUNTER, "connections", 0, "Connections whose TLS handshake failed (network.tls): a peer without TLS, with a certificate of another CA or with none.") \
 	X(fabric_refused_by_peer, COUNTER, "connections", 0, "Connections the peer dropped, telling this node why (logged).") \
 	X(fabric_peers_connected, GAUGE, "nodes", 0, "Nodes with an authenticated fabric connection now.") \
 	X(heartbeat_pulses_sent, COUNTER, "pulses", 0, "Heartbeat pulses sent (one per interval per connected node).") \

@@ -152,6 +152,11 @@ txn_network_start(const struct recfs_config *cfg, uint64_t node_id, struct txn_n
 		goto fail;
 	fc.secret = n->secret;
 	fc.arg = n;
+	if (cfg->tls_certificate[0] != '\0') {
+		fc.tls_cert_file = cfg->tls_certificate;
+		fc.tls_key_file = cfg->tls_key;
+		fc.tls_ca_file = cfg->tls_ca;
+	}
 	rc = fabric_create(&fc, &n->fabric);
 	if (rc != 0)
 		goto fail;
@@ -293,6 +298,7 @@ txn_network_values(struct txn_network *n, uint64_t *v)
 	v[STAT_FABRIC_fabric_refused_duplicate_node] = fs.refused[FABRIC_REFUSE_DUPLICATE_NODE];
 	v[STAT_FABRIC_fabric_refused_timeout] = fs.refused[FABRIC_REFUSE_TIMEOUT];
 	v[STAT_FABRIC_fabric_refused_too_many] = fs.refused[FABRIC_REFUSE_TOO_MANY];
+	v[STAT_FABRIC_fabric_refused_tls] = fs.refused[FABRIC_REFUSE_TLS];
 	v[STAT_FABRIC_fabric_refused_by_peer] = fs.refused_by_peer;
 	v[STAT_FABRIC_fabric_peers_connected] = fs.peers_connected;
 	v[STAT_FABRIC_heartbeat_pulses_sent] = hs.pulses_sent;

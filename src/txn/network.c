@@ -242,12 +242,6 @@ txn_network_sets(struct txn_network *n)
 	return n->sets;
 }
 
-struct rpc *
-txn_network_rpc(struct txn_network *n)
-{
-	return n->rpc;
-}
-
 void
 txn_network_stop(struct txn_network *n)
 {

@@ -208,7 +208,5 @@ int txn_sets_list(struct txn_sets *s, struct namespace *ns, const char *set, siz
     struct txn_cursor *cur, struct txn_entry *out, size_t max);
 /* network.c: the set side of a started network. */
 struct txn_sets *txn_network_sets(struct txn_network *net);
-/* network.c: its rpc instance. */
-struct rpc *txn_network_rpc(struct txn_network *net);
 
 #endif

@@ -28,6 +28,10 @@
 
 [ "$HAVE_PYTHON" = yes ] || { echo "SKIP: $ITEST_NAME needs python3"; exit 77; }
 
+# RF 2: once writes are replicated, a record is on two nodes and a listing
+# must still show it once (it asks only masters).
+CLUSTER_RF=2
+
 cluster_start 3
 cluster_wait_agree 3 || fail "no cluster of 3"
 

@@ -61,6 +61,25 @@ namespace_named(struct node *node, const char *name)
 	return NULL;
 }
 
+/*
+ * The namespace a request names, on the node the handlers serve: -EAGAIN
+ * while no node is attached (the daemon closes the node only after
+ * rpc_stop joined the workers), -ENOENT for a namespace it does not have.
+ */
+static int
+handler_namespace(struct txn_sets *s, const char *name, struct namespace **out)
+{
+	struct node *node;
+
+	pthread_mutex_lock(&s->lock);
+	node = s->node;
+	pthread_mutex_unlock(&s->lock);
+	if (node == NULL)
+		return -EAGAIN;
+	*out = namespace_named(node, name);
+	return *out != NULL ? 0 : -ENOENT;
+}
+
 static int
 sets_handler(void *arg, uint64_t from_node, const uint8_t *req, size_t len, struct rpc_reply *reply)
 {
@@ -68,22 +87,15 @@ sets_handler(void *arg, uint64_t from_node, const uint8_t *req, size_t len, stru
 	struct set_msg_entry e;
 	struct namespace *ns;
 	struct set_msg m;
-	struct node *node;
 	int rc = 0;
 
 	(void)from_node;
 	reply->len = 0;
 	if (set_msg_decode(req, len, &m) != 0)
 		return -EBADMSG;
-	pthread_mutex_lock(&s->lock);
-	node = s->node;
-	pthread_mutex_unlock(&s->lock);
-	/* The daemon closes the node only after rpc_stop joined the workers. */
-	if (node == NULL)
-		return -EAGAIN;
-	ns = namespace_named(node, m.ns);
-	if (ns == NULL)
-		return -ENOENT;
+	rc = handler_namespace(s, m.ns, &ns);
+	if (rc != 0)
+		return rc;
 	NS_COUNT_ADD(ns, set_changes_received, 1);
 	while (set_msg_entry_next(&m, &e)) {
 		int erc = m.kind == SET_MSG_MERGE ? txn_set_merge(ns, &e) : txn_set_check(ns, m.kind, &e);
@@ -312,7 +324,6 @@ list_handler(void *arg, uint64_t from_node, const uint8_t *req, size_t len, stru
 	struct txn_cursor cur = { 0 };
 	struct txn_entry *ents;
 	struct namespace *ns;
-	struct node *node;
 	size_t off;
 	int n, rc;
 
@@ -320,14 +331,9 @@ list_handler(void *arg, uint64_t from_node, const uint8_t *req, size_t len, stru
 	reply->len = 0;
 	if (list_msg_decode_request(req, len, &r) != 0)
 		return -EBADMSG;
-	pthread_mutex_lock(&s->lock);
-	node = s->node;
-	pthread_mutex_unlock(&s->lock);
-	if (node == NULL)
-		return -EAGAIN;
-	ns = namespace_named(node, r.ns);
-	if (ns == NULL)
-		return -ENOENT;
+	rc = handler_namespace(s, r.ns, &ns);
+	if (rc != 0)
+		return rc;
 	NS_COUNT_ADD(ns, list_pages_received, 1);
 	ents = malloc(r.max * sizeof(*ents));
 	if (ents == NULL)

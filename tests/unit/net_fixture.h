@@ -1,5 +1,5 @@
 /*
- * net_fixture.h - what the fabric, heartbeat and clustering unit tests
+ * net_fixture.h - what the fabric, heartbeat, clustering and rpc unit tests
  * share (tests/unit/net_fixture.c): fabric configs on 127.0.0.1 with one
  * test secret, a node's stack (fabric, heartbeat, clustering) brought up
  * and down in the documented order, a monotonic clock in ms, and bounded

@@ -32,8 +32,7 @@
 #include "base/error.h"
 #include "cluster/rpc.h"
 #include "fabric/fabric.h"
-
-#define WAIT_MS 10000
+#include "net_fixture.h"
 
 /* Test operations (RPC_OP_TEST ..). */
 enum {
@@ -43,8 +42,6 @@ enum {
 	OP_HOLD,                     /* blocks until hold_release; counts its runs */
 	OP_BIG                       /* counts its runs; answers 1000 bytes */
 };
-
-static const uint8_t secret[] = "rpc-test-secret-0123456789abcdef";
 
 /* Tests keep their nodes in static storage: a failing test returns without
  * stopping them, and their threads must not point into a dead stack frame. */
@@ -61,12 +58,6 @@ static int hold_release;      /* atomic */
 static int hold_runs;         /* atomic */
 static int big_runs;          /* atomic */
 
-static uint64_t
-now_ms(void)
-{
-	return clock_mono_ns() / 1000000;
-}
-
 /* CPU time of the whole process (every thread), in s. */
 static double
 cpu_s(void)
@@ -77,23 +68,6 @@ cpu_s(void)
 	return (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
 	    (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
 }
-
-static void
-sleep_ms(unsigned ms)
-{
-	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
-
-	nanosleep(&ts, NULL);
-}
-
-#define WAIT_FOR(cond) do { \
-		uint64_t t0_ = now_ms(); \
-		while (!(cond)) { \
-			if (now_ms() - t0_ > WAIT_MS) \
-				fail_msg("timed out waiting for: %s", #cond); \
-			sleep_ms(5); \
-		} \
-	} while (0)
 
 static uint32_t
 get_u32(const uint8_t *p)
@@ -122,12 +96,12 @@ op_errno(void *arg, uint64_t from, const uint8_t *req, size_t len, struct rpc_re
 static int
 op_slow(void *arg, uint64_t from, const uint8_t *req, size_t len, struct rpc_reply *reply)
 {
-	uint64_t until = now_ms() + (len == 4 ? get_u32(req) : 0);
+	uint64_t until = net_now_ms() + (len == 4 ? get_u32(req) : 0);
 
 	(void)arg;
 	(void)from;
-	while (now_ms() < until && !atomic_load_relaxed(&slow_abort))
-		sleep_ms(2);
+	while (net_now_ms() < until && !atomic_load_relaxed(&slow_abort))
+		net_sleep_ms(2);
 	memcpy(reply->buf, "slow", 4);
 	reply->len = 4;
 	return 0;
@@ -150,7 +124,7 @@ op_count(void *arg, uint64_t from, const uint8_t *req, size_t len, struct rpc_re
 static int
 op_hold(void *arg, uint64_t from, const uint8_t *req, size_t len, struct rpc_reply *reply)
 {
-	uint64_t t0 = now_ms();
+	uint64_t t0 = net_now_ms();
 
 	(void)arg;
 	(void)from;
@@ -158,8 +132,8 @@ op_hold(void *arg, uint64_t from, const uint8_t *req, size_t len, struct rpc_rep
 	(void)len;
 	(void)reply;
 	atomic_inc(&hold_runs);
-	while (!atomic_load_relaxed(&hold_release) && now_ms() - t0 < WAIT_MS)
-		sleep_ms(2);
+	while (!atomic_load_relaxed(&hold_release) && net_now_ms() - t0 < WAIT_MS)
+		net_sleep_ms(2);
 	return 0;
 }
 
@@ -189,11 +163,10 @@ on_peer(void *arg, uint64_t node_id, bool up)
 static void
 node_up_cfg(struct node *n, uint64_t id, struct rpc_config *rc)
 {
-	struct fabric_config fc = {
-		.address = "127.0.0.1", .node_id = id, .cluster_name = "test",
-		.secret = secret, .secret_len = sizeof(secret) - 1, .on_peer = on_peer, .arg = n,
-	};
+	struct fabric_config fc = net_fabric_config(id, 0);
 
+	fc.on_peer = on_peer;
+	fc.arg = n;
 	memset(n, 0, sizeof(*n));
 	n->id = id;
 	assert_int_equal(fabric_create(&fc, &n->f), 0);
@@ -407,10 +380,10 @@ test_rpc_echo_errno_and_refusals(void **state)
 	assert_int_equal(rpc_call(a.rpc, 2, 0, "x", 1, 0, &ans), -EINVAL);
 	assert_int_equal(rpc_call(a.rpc, 1, RPC_OP_PING, "x", 1, 0, &ans), -EINVAL);   /* itself */
 	{
-		uint64_t t0 = now_ms();
+		uint64_t t0 = net_now_ms();
 
 		assert_int_equal(rpc_call(a.rpc, 99, RPC_OP_PING, "x", 1, 2000, &ans), -EHOSTUNREACH);
-		assert_true(now_ms() - t0 < 500);
+		assert_true(net_now_ms() - t0 < 500);
 	}
 
 	sa = stats(&a);
@@ -449,9 +422,9 @@ test_rpc_deadline_then_late_answer_is_dropped_not_given_to_the_next_call(void **
 	connect_nodes(a.f, 1, b.f, 2, b.port);
 
 	put_u32(req, 400);
-	t0 = now_ms();
+	t0 = net_now_ms();
 	assert_int_equal(rpc_call(a.rpc, 2, OP_SLOW, req, 4, 150, &ans), -ETIMEDOUT);
-	took = now_ms() - t0;
+	took = net_now_ms() - t0;
 	printf("deadline 150 ms: -ETIMEDOUT after %llu ms\n", (unsigned long long)took);
 	assert_true(took >= 150 && took < 390);
 	assert_int_equal(stats(&a).calls_timed_out, 1);
@@ -527,10 +500,7 @@ raw_on_msg(void *arg, uint64_t from, const struct fabric_msg *m)
 static void
 raw_up(struct raw *r, uint64_t id)
 {
-	struct fabric_config fc = {
-		.address = "127.0.0.1", .node_id = id, .cluster_name = "test",
-		.secret = secret, .secret_len = sizeof(secret) - 1,
-	};
+	struct fabric_config fc = net_fabric_config(id, 0);
 
 	memset(r, 0, sizeof(*r));
 	pthread_mutex_init(&r->lock, NULL);
@@ -636,10 +606,10 @@ test_rpc_duplicate_request_runs_once_and_gets_the_cached_answer(void **state)
 
 	/* a copy that arrives while the first runs is dropped: no second answer */
 	raw_request(&c, 2, 0xabc, 79, OP_SLOW, 300);
-	sleep_ms(50);
+	net_sleep_ms(50);
 	raw_request(&c, 2, 0xabc, 79, OP_SLOW, 300);
 	WAIT_FOR(raw_answers(&c) == 6);
-	sleep_ms(100);
+	net_sleep_ms(100);
 	assert_int_equal(raw_answers(&c), 6);
 	sb = stats(&b);
 	assert_int_equal(sb.requests_received, 7);
@@ -794,7 +764,7 @@ test_rpc_busy_answer_to_one_copy_does_not_hide_a_copy_that_ran(void **state)
 	/* the first copy and the one sent again after 200 ms, both unanswered */
 	WAIT_FOR(raw_requests(&c) == 2);
 	raw_answer(&c, 1, EAGAIN, NULL);        /* one copy refused ... */
-	sleep_ms(100);
+	net_sleep_ms(100);
 	assert_int_equal(stats(&a).calls_in_flight, 1);
 	raw_answer(&c, 1, 0, "ran");            /* ... the other ran */
 	pthread_join(t, NULL);
@@ -846,7 +816,7 @@ killer_main(void *arg)
 {
 	struct killer *k = arg;
 
-	sleep_ms((unsigned)k->after_ms);
+	net_sleep_ms((unsigned)k->after_ms);
 	if (k->rpc != NULL)
 		rpc_node_down(k->rpc, 2);
 	else
@@ -892,9 +862,9 @@ test_rpc_peer_killed_or_declared_gone_mid_call_fails_fast(void **state)
 	put_u32(req, 5000);
 	k.rpc = a.rpc;
 	assert_int_equal(pthread_create(&t, NULL, killer_main, &k), 0);
-	t0 = now_ms();
+	t0 = net_now_ms();
 	assert_int_equal(rpc_call(a.rpc, 2, OP_SLOW, req, 4, 4000, &ans), -EHOSTDOWN);
-	took = now_ms() - t0;
+	took = net_now_ms() - t0;
 	pthread_join(t, NULL);
 	printf("rpc_node_down 100 ms into a call with a 4000 ms deadline: -EHOSTDOWN after %llu ms\n",
 	    (unsigned long long)took);
@@ -905,9 +875,9 @@ test_rpc_peer_killed_or_declared_gone_mid_call_fails_fast(void **state)
 	k.rpc = NULL;
 	k.pid = child_pid;
 	assert_int_equal(pthread_create(&t, NULL, killer_main, &k), 0);
-	t0 = now_ms();
+	t0 = net_now_ms();
 	assert_int_equal(rpc_call(a.rpc, 2, OP_SLOW, req, 4, 4000, &ans), -EHOSTDOWN);
-	took = now_ms() - t0;
+	took = net_now_ms() - t0;
 	pthread_join(t, NULL);
 	waitpid(child_pid, NULL, 0);
 	child_pid = 0;
@@ -916,9 +886,9 @@ test_rpc_peer_killed_or_declared_gone_mid_call_fails_fast(void **state)
 	if (took >= 2000)
 		fail_msg("SIGKILL: -EHOSTDOWN after %llu ms, not under 2000", (unsigned long long)took);
 	/* and a new call to it fails at once (no message sent) */
-	t0 = now_ms();
+	t0 = net_now_ms();
 	assert_int_equal(rpc_call(a.rpc, 2, RPC_OP_PING, "x", 1, 4000, &ans), -EHOSTDOWN);
-	took = now_ms() - t0;
+	took = net_now_ms() - t0;
 	if (took >= 500)
 		fail_msg("a call to a down node failed after %llu ms, not at once", (unsigned long long)took);
 	assert_int_equal(stats(&a).calls_failed_fast, 3);
@@ -1012,7 +982,7 @@ test_rpc_flood_is_answered_busy_with_bounded_state(void **state)
 	{
 		double cpu0 = cpu_s();
 
-		sleep_ms(300);
+		net_sleep_ms(300);
 		printf("idle: %.1f ms CPU in 300 ms\n", (cpu_s() - cpu0) * 1000);
 		assert_true(cpu_s() - cpu0 < 0.010);
 	}
@@ -1039,7 +1009,7 @@ test_rpc_queued_request_past_its_deadline_is_not_run(void **state)
 	assert_int_equal(rpc_group_send(&g, 2, OP_HOLD, NULL, 0, &x), 0);
 	WAIT_FOR(atomic_load_relaxed(&hold_runs) == 1);
 	assert_int_equal(rpc_call(a.rpc, 2, OP_COUNT, NULL, 0, 100, &y), -ETIMEDOUT);
-	sleep_ms(100);
+	net_sleep_ms(100);
 	atomic_store_relaxed(&hold_release, 1);
 	assert_int_equal(rpc_group_wait(&g), 0);
 	WAIT_FOR(stats(&b).requests_expired == 1);
@@ -1067,13 +1037,13 @@ test_rpc_calls_past_calls_max_wait_for_a_slot(void **state)
 	put_u32(req, 300);
 	/* 2 slots held by the group's slow calls: a third call waits for them */
 	rpc_group_init(a.rpc, &g, 800);
-	t0 = now_ms();
+	t0 = net_now_ms();
 	assert_int_equal(rpc_group_send(&g, 2, OP_SLOW, req, 4, &x[0]), 0);
 	assert_int_equal(rpc_group_send(&g, 2, OP_SLOW, req, 4, &x[1]), 0);
 	assert_int_equal(stats(&a).calls_in_flight, 2);
 	/* the same thread cannot free them: its deadline ends the wait */
 	assert_int_equal(rpc_group_send(&g, 2, RPC_OP_PING, "x", 1, &x[2]), -ETIMEDOUT);
-	assert_true(now_ms() - t0 >= 790);
+	assert_true(net_now_ms() - t0 >= 790);
 	assert_int_equal(rpc_group_wait(&g), -ETIMEDOUT);
 	assert_int_equal(x[0].rc, 0);
 	assert_int_equal(x[1].rc, 0);
@@ -1105,13 +1075,13 @@ test_rpc_group_to_two_replicas_waits_for_both_under_one_deadline(void **state)
 	put_u32(fast, 300);
 	put_u32(slow, 400);
 	/* both run in parallel: about 400 ms, not 700 */
-	t0 = now_ms();
+	t0 = net_now_ms();
 	rpc_group_init(a.rpc, &g, 2000);
 	assert_int_equal(rpc_group_send(&g, 2, OP_SLOW, fast, 4, &x[0]), 0);
 	assert_int_equal(rpc_group_send(&g, 3, OP_SLOW, slow, 4, &x[1]), 0);
 	assert_int_equal(rpc_group_wait(&g), 0);
-	printf("group of 2 (300 and 400 ms of work): %llu ms\n", (unsigned long long)(now_ms() - t0));
-	assert_true(now_ms() - t0 < 650);
+	printf("group of 2 (300 and 400 ms of work): %llu ms\n", (unsigned long long)(net_now_ms() - t0));
+	assert_true(net_now_ms() - t0 < 650);
 	assert_int_equal(x[0].err, 0);
 	assert_int_equal(x[1].err, 0);
 	rpc_answer_release(&x[0]);
@@ -1206,7 +1176,7 @@ stopper_main(void *arg)
 {
 	struct node *a = arg;
 
-	sleep_ms(100);
+	net_sleep_ms(100);
 	rpc_stop(a->rpc);
 	return NULL;
 }
@@ -1227,9 +1197,9 @@ test_rpc_stop_fails_calls_in_flight(void **state)
 	connect_nodes(a.f, 1, b.f, 2, b.port);
 	put_u32(req, 3000);
 	assert_int_equal(pthread_create(&t, NULL, stopper_main, &a), 0);
-	t0 = now_ms();
+	t0 = net_now_ms();
 	assert_int_equal(rpc_call(a.rpc, 2, OP_SLOW, req, 4, 4000, &ans), -ESHUTDOWN);
-	assert_true(now_ms() - t0 < 1000);
+	assert_true(net_now_ms() - t0 < 1000);
 	pthread_join(t, NULL);
 	assert_int_equal(rpc_call(a.rpc, 2, RPC_OP_PING, "x", 1, 0, &ans), -ESHUTDOWN);
 	atomic_store_relaxed(&slow_abort, 1);
@@ -1238,7 +1208,7 @@ test_rpc_stop_fails_calls_in_flight(void **state)
 }
 
 int
-main(void)
+main(int argc, char **argv)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_rpc_msg_roundtrips_and_bad_messages_are_refused),
@@ -1259,6 +1229,6 @@ main(void)
 		cmocka_unit_test(test_rpc_stop_fails_calls_in_flight),
 	};
 
-	signal(SIGPIPE, SIG_IGN);
+	net_test_init(argc, argv);
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

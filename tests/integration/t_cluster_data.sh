@@ -1,0 +1,125 @@
+#!/bin/bash
+# t_cluster_data: every mount serves the whole cluster (issue 12, data path).
+# Three nodes, replication-factor 2, on 127.0.0.1:
+#   - 1,000 records written through n1 (content, a user xattr, mode, mtime)
+#     read back byte-identical through n2 and n3;
+#   - each node masters about a third of them (user.recfs.master);
+#   - an overwrite through n2 is read through n3; a delete through n3 is
+#     ENOENT through n1 and n2;
+#   - the counters show proxied operations and replica writes, on every node.
+# Then the master of one record is SIGSTOPped, and a write to it through
+# another node fails with EIO within transaction-max-ms (+ margin) - the
+# heartbeat timeout is set far above it, so the node is still a member: the
+# proxy gets no answer.  And a write to a partition whose replica (not its
+# master) is stopped fails with EIO likewise: never a silent success.
+. "${top_srcdir:-$(dirname "$0")/../..}/tests/integration/cluster_lib.sh"
+
+[ "$HAVE_PYTHON" = yes ] || { echo "SKIP: $ITEST_NAME needs python3"; exit 77; }
+
+TMAX_MS=800
+CLUSTER_RF=2
+# 100 ms x 40: a stopped node stays a member for 4 s, long past TMAX_MS.
+CLUSTER_HB_TIMEOUT_COUNT=40
+CLUSTER_EXTRA_YAML=""
+export CLUSTER_RF
+cluster_start 3
+cluster_wait_agree 3 || fail "no cluster of 3"
+# transaction-max-ms is dynamic: set it on the running nodes.
+for n in n1 n2 n3; do
+	run sh -c "echo $TMAX_MS > '$(cluster_mnt $n)/.info/config/service/transaction-max-ms'" ||
+		fail "cannot set transaction-max-ms on $n through .info/config"
+done
+
+M1=$(cluster_mnt n1)/test
+M2=$(cluster_mnt n2)/test
+M3=$(cluster_mnt n3)/test
+
+stat_of() {  # stat_of nK NAME: NAME in nK's .info/statistics
+	run cat "$(cluster_mnt "$1")/.info/statistics" | awk -F= -v k="$2" '$1 == k { print $2; exit }'
+}
+
+t0=$(date +%s%N)
+run python3 - "$M1" <<'PY' || bad "writes through n1"
+import os, sys
+m = sys.argv[1]
+for i in range(1000):
+    p = os.path.join(m, "r%04d" % i)
+    with open(p, "wb") as f:
+        f.write(("content of record %d\n" % i).encode() * (1 + i % 7))
+    os.setxattr(p, "user.tag", b"tag-%d" % i)
+    os.chmod(p, 0o600 + (i % 64))
+    os.utime(p, ns=(1600000000_000000000 + i, 1600000000_000000000 + i * 1000))
+PY
+t1=$(date +%s%N)
+note "1000 writes (+ xattr, chmod, utime) through n1: $(( (t1 - t0) / 1000000 )) ms"
+
+for n in n2 n3; do
+	out=$(run python3 - "$(cluster_mnt $n)/test" <<'PY'
+import os, sys
+m = sys.argv[1]
+bad = 0
+for i in range(1000):
+    p = os.path.join(m, "r%04d" % i)
+    try:
+        with open(p, "rb") as f:
+            data = f.read()
+        st = os.stat(p)
+        ok = (data == ("content of record %d\n" % i).encode() * (1 + i % 7)
+              and os.getxattr(p, "user.tag") == b"tag-%d" % i
+              and (st.st_mode & 0o7777) == 0o600 + (i % 64)
+              and st.st_mtime_ns == 1600000000_000000000 + i * 1000)
+    except OSError as e:
+        ok = False
+    if not ok:
+        bad += 1
+        if bad < 5:
+            print("mismatch", p, file=sys.stderr)
+print(bad)
+PY
+)
+	check_eq "1000 records written through n1 read back identical through $n" "$out" 0
+done
+
+# Masters: each node about a third (of 1000; 4096 partitions over 3 nodes).
+masters=$(run python3 - "$M2" <<'PY'
+import os, sys, collections
+m = sys.argv[1]
+c = collections.Counter(os.getxattr(os.path.join(m, "r%04d" % i), "user.recfs.master").decode()
+                        for i in range(1000))
+print(" ".join("%s:%d" % kv for kv in sorted(c.items())))
+PY
+)
+note "masters of the 1000 records: $masters"
+check_eq "three masters" "$(echo "$masters" | wc -w)" 3
+for kv in $masters; do
+	check_true "node ${kv%%:*} masters about a third (${kv##*:})" "${kv##*:}" -ge 250 -a "${kv##*:}" -le 420
+done
+
+# Overwrite on n2, read on n3; delete on n3, gone on n1 and n2.
+printf 'overwritten on n2\n' >"$M2/r0007" || bad "overwrite through n2"
+check_eq "overwrite through n2 read through n3" "$(run cat "$M3/r0007")" "overwritten on n2"
+run rm "$M3/r0008" || bad "delete through n3"
+# n2 looked the name up just above: its kernel may keep that lookup for
+# entry-timeout (1 s), as for any change made through another mount.
+sleep 1.1
+for n in n1 n2 n3; do
+	if run test -e "$(cluster_mnt $n)/test/r0008"; then bad "r0008 still visible through $n"; else pass "r0008 is gone through $n"; fi
+done
+run cat "$M1/r0008" 2>"$T/err" && bad "read of a deleted record through n1 succeeded"
+grep -q "No such file" "$T/err" && pass "read of the deleted record through n1: ENOENT" || bad "n1: $(cat "$T/err")"
+
+# Counters: every node proxied and received, sent and applied replica writes.
+for n in n1 n2 n3; do
+	for s in proxy_sent proxy_completed proxy_received replica_writes_sent replica_writes_acked \
+		replica_writes_received replica_writes_applied; do
+		v=$(stat_of $n $s)
+		check_true "$n: $s > 0 ($v)" "${v:-0}" -gt 0
+	done
+	for s in proxy_failed proxy_timed_out replica_writes_failed replica_writes_timed_out; do
+		check_eq "$n: $s" "$(stat_of $n $s)" 0
+	done
+done
+sent=$(( $(stat_of n1 proxy_completed) ))
+note "n1 proxied $sent operations; n1 sent $(stat_of n1 replica_writes_sent) replica writes"
+
+finish

@@ -18,8 +18,8 @@
 
 TMAX_MS=800
 CLUSTER_RF=2
-# 100 ms x 40: a stopped node stays a member for 4 s, long past TMAX_MS.
-CLUSTER_HB_TIMEOUT_COUNT=40
+# 100 ms x 60: a stopped node stays a member for 6 s, long past TMAX_MS.
+CLUSTER_HB_TIMEOUT_COUNT=60
 CLUSTER_EXTRA_YAML=""
 export CLUSTER_RF
 cluster_start 3
@@ -119,7 +119,59 @@ for n in n1 n2 n3; do
 		check_eq "$n: $s" "$(stat_of $n $s)" 0
 	done
 done
-sent=$(( $(stat_of n1 proxy_completed) ))
-note "n1 proxied $sent operations; n1 sent $(stat_of n1 replica_writes_sent) replica writes"
+note "n1 proxied $(stat_of n1 proxy_completed) operations and sent $(stat_of n1 replica_writes_sent) replica writes"
+
+# An unreachable master or replica: EIO within transaction-max-ms, never a
+# silent success.  Records by placement (looked up before the stop):
+# mastered by n3; mastered by n1 with n3 its replica; on n1 and n2 only.
+id1=$(cluster_id n1) id2=$(cluster_id n2) id3=$(cluster_id n3)
+pick() {  # pick REPLICAS: the first of the 1000 names with that placement
+	run python3 - "$M1" "$1" <<'PY'
+import os, sys
+m, want = sys.argv[1], sys.argv[2]
+for i in range(1000):
+    p = os.path.join(m, "r%04d" % i)
+    if os.path.exists(p) and os.getxattr(p, "user.recfs.replicas").decode() == want:
+        print(os.path.basename(p))
+        break
+PY
+}
+R_M3=$(pick "$id3,$id1")
+R_R3=$(pick "$id1,$id3")
+R_OK=$(pick "$id2,$id1")
+[ -n "$R_M3" ] && [ -n "$R_R3" ] && [ -n "$R_OK" ] || fail "no records of the placements wanted ($R_M3/$R_R3/$R_OK)"
+# try_write NAME: "rc ms" of writing and fsyncing NAME through n1
+try_write() {
+	run python3 - "$M1/$1" <<'PY'
+import errno, os, sys, time
+t = time.monotonic()
+rc = 0
+try:
+    fd = os.open(sys.argv[1], os.O_WRONLY | os.O_TRUNC)
+    try:
+        os.write(fd, b"written while a node is stopped\n")
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+except OSError as e:
+    rc = e.errno
+print(errno.errorcode.get(rc, rc) if rc else 0, int((time.monotonic() - t) * 1000))
+PY
+}
+cluster_stop n3
+out_m3=$(try_write "$R_M3")
+out_r3=$(try_write "$R_R3")
+out_ok=$(try_write "$R_OK")
+cluster_cont n3
+note "n3 stopped: write to $R_M3 (master n3): $out_m3; to $R_R3 (replica n3): $out_r3; to $R_OK (n1, n2): $out_ok"
+BOUND=$((TMAX_MS + 700))
+check_eq "write through n1 to a record mastered by the stopped n3: EIO" "${out_m3% *}" EIO
+check_true "... within transaction-max-ms + 700 ms (${out_m3#* } ms)" "${out_m3#* }" -le $BOUND
+check_eq "write through n1 to a record whose replica n3 is stopped: EIO" "${out_r3% *}" EIO
+check_true "... within transaction-max-ms + 700 ms (${out_r3#* } ms)" "${out_r3#* }" -le $BOUND
+check_eq "write to a record on n1 and n2 meanwhile: succeeds" "${out_ok% *}" 0
+check_true "n1 counted a proxy timeout" "$(stat_of n1 proxy_timed_out)" -ge 1
+check_true "n1 counted a replica write timeout" "$(stat_of n1 replica_writes_timed_out)" -ge 1
+check_eq "the cluster is still 3 nodes" "$(cluster_info n1 cluster_size)" 3
 
 finish

@@ -174,7 +174,10 @@ txn_network_start(const struct recfs_config *cfg, uint64_t node_id, struct txn_n
 	rc = rpc_create(&rc_cfg, &n->rpc);
 	if (rc != 0)
 		goto fail;
-	rc = txn_remote_create(n->rpc, node_id, &cfg->transaction_max_ms, &n->remote);
+	rc = txn_remote_create(n->rpc, node_id, &cfg->transaction_max_ms,
+	    (uint32_t)(cfg->heartbeat_interval_ms * cfg->heartbeat_timeout_count +
+	    clustering_quantum_ms(cfg->heartbeat_interval_ms, cfg->heartbeat_timeout_count)),
+	    &n->remote);
 	if (rc != 0)
 		goto fail;
 	rc = rpc_start(n->rpc);

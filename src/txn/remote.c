@@ -43,6 +43,7 @@ struct txn_remote {
 	struct rpc *rpc;
 	const uint32_t *transaction_max_ms;
 	uint64_t self;              /* this node's id */
+	uint32_t failover_ms;       /* a dead node out of the tables: heartbeat timeout + quiet period */
 	struct node *node;          /* atomic */
 	uint32_t proxy_running;     /* atomic: proxied writes running on the workers */
 	uint64_t stats[RS_COUNT];   /* atomic */
@@ -511,6 +512,12 @@ txn_proxy_ans_decode(const uint8_t *buf, size_t len, bool *has_attr, struct reco
 
 /* ---- caller side: proxy ---------------------------------------------------- */
 
+uint64_t
+txn_remote_failover_deadline(struct txn_remote *rm)
+{
+	return clock_mono_ns() + ((uint64_t)rm->failover_ms + txn_remote_deadline_ms(rm)) * 1000000;
+}
+
 uint32_t
 txn_remote_deadline_ms(struct txn_remote *rm)
 {
@@ -755,10 +762,12 @@ txn_remote_replicate(struct txn_remote *rm, struct namespace *ns, const uint8_t 
 			uint64_t key = r.cluster_key;
 
 			partition_release(&r);
-			if (round == 1 || txn_partition_wait_change(ns, pid, key, deadline) != 0) {
+			if (round == 1 || txn_partition_wait_change(ns, pid, key,
+			    txn_remote_failover_deadline(rm)) != 0) {
 				rc = -EIO;
 				break;
 			}
+			deadline = clock_mono_ns() + (uint64_t)txn_remote_deadline_ms(rm) * 1000000;
 			continue;
 		}
 		partition_release(&r);
@@ -883,7 +892,7 @@ handle_replica(void *arg, uint64_t from, const uint8_t *req, size_t len, struct 
 
 int
 txn_remote_create(struct rpc *rpc, uint64_t self, const uint32_t *transaction_max_ms,
-    struct txn_remote **out)
+    uint32_t failover_ms, struct txn_remote **out)
 {
 	struct txn_remote *rm = calloc(1, sizeof(*rm));
 	int rc;
@@ -893,6 +902,7 @@ txn_remote_create(struct rpc *rpc, uint64_t self, const uint32_t *transaction_ma
 		return -ENOMEM;
 	rm->rpc = rpc;
 	rm->self = self;
+	rm->failover_ms = failover_ms;
 	rm->transaction_max_ms = transaction_max_ms;
 	rc = rpc_handler_set(rpc, RPC_OP_TXN_PROXY, 0, handle_proxy, rm);
 	if (rc == 0)

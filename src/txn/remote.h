@@ -135,13 +135,11 @@ struct txn_remote;
 
 /* Registers the three handlers on rpc (before rpc_start). */
 int txn_remote_create(struct rpc *rpc, uint64_t self, const uint32_t *transaction_max_ms,
-    struct txn_remote **out);
+    uint32_t failover_ms, struct txn_remote **out);
 void txn_remote_destroy(struct txn_remote *rm);
 /* The node the handlers serve (NULL: none; they answer TXN_ENOTMASTER). */
 void txn_remote_node_set(struct txn_remote *rm, struct node *node);
 /* The STAT_FABRIC rows of the data path. */
 void txn_remote_values(struct txn_remote *rm, uint64_t *v);
-/* transaction-max-ms now. */
-uint32_t txn_remote_deadline_ms(struct txn_remote *rm);
 
 #endif

@@ -1484,9 +1484,10 @@ dispatch(const struct txn_target *t, const struct txn_op *op)
 			return rc;
 		if (attempt > 0)
 			return -EIO;
+		/* The master went down: wait (bounded) for the table without it. */
 		if (rc == -EHOSTDOWN &&
-		    txn_partition_wait_change(t->ns, t->partition, key, clock_mono_ns() +
-		    (uint64_t)txn_remote_deadline_ms(rm) * 1000000) != 0)
+		    txn_partition_wait_change(t->ns, t->partition, key,
+		    txn_remote_failover_deadline(rm)) != 0)
 			return -EIO;
 	}
 }

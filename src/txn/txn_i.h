@@ -158,6 +158,11 @@ int txn_proxy_serve(struct namespace *ns, const struct txn_proxy_req *q, struct 
  * stored newer or equal version, TXN_ENOTMASTER (not a replica of its
  * partition), -errno. */
 int txn_replica_apply(struct namespace *ns, const uint8_t *flat, uint32_t size, bool durable);
+/* remote.c: transaction-max-ms now, and the monotonic deadline (ns) of a
+ * wait for the tables to drop a node that went down: heartbeat timeout +
+ * quiet period + transaction-max-ms from now. */
+uint32_t txn_remote_deadline_ms(struct txn_remote *rm);
+uint64_t txn_remote_failover_deadline(struct txn_remote *rm);
 /* partitions.c: wait until partition pid's table has a cluster key other
  * than key and 0, or deadline_ns (monotonic).  0 or -ETIMEDOUT. */
 int txn_partition_wait_change(struct namespace *ns, uint32_t pid, uint64_t key,

@@ -317,6 +317,12 @@ txn_network_remote(struct txn_network *n)
 	return n->remote;
 }
 
+struct rpc *
+txn_network_rpc(struct txn_network *n)
+{
+	return n->rpc;
+}
+
 void
 txn_network_latencies(struct txn_network *n, struct histogram_snapshot *out)
 {

@@ -192,8 +192,10 @@ void txn_partition_values(const struct namespace *ns, uint64_t v[STAT_NS_COUNT])
 /* network.c: the node whose tables follow the network's successions (NULL:
  * none); with a node, they are rebuilt for the installed state at once. */
 void txn_network_attach(struct txn_network *net, struct node *node);
-/* network.c: the data path instance of a started network. */
+/* network.c: the data path instance and the rpc instance of a started network. */
 struct txn_remote *txn_network_remote(struct txn_network *net);
+struct rpc;
+struct rpc *txn_network_rpc(struct txn_network *net);
 
 /* nsup.c: the namespace supervisor thread. */
 int nsup_start(struct namespace *ns);

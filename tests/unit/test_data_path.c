@@ -88,7 +88,6 @@ tnode_up(struct tnode *t, uint64_t id, uint16_t port, uint16_t seed_port)
 	    "  seeds: [ 127.0.0.1:%u ]\n"
 	    "  heartbeat: { interval-ms: 50, timeout-count: 6 }\n"
 	    "  cluster-secret-file: %s\n", (unsigned long long)id, port, seed_port, secret_path);
-	config_default(&t->cfg);
 	assert_int_equal(config_load_string(&t->cfg, yaml, "test", err, sizeof(err)), 0);
 	t->id = id;
 	t->port = port;

@@ -93,6 +93,7 @@ proxy_kind(enum txn_op_kind k)
 	case TXN_OP_DELETE: return TXN_PROXY_DELETE;
 	case TXN_OP_RENAME: return TXN_PROXY_RENAME;
 	case TXN_OP_SYNC: return TXN_PROXY_SYNC;
+	case TXN_OP_RENAME_IN: return TXN_PROXY_RENAME_IN;
 	default: return 0;
 	}
 }
@@ -129,7 +130,7 @@ txn_remote_proxy(struct txn_remote *rm, uint64_t master, const struct txn_target
 	};
 	uint64_t deadline = clock_mono_ns() + (uint64_t)txn_remote_deadline_ms(rm) * 1000000;
 	uint32_t rpc_op;
-	uint8_t *buf;
+	uint8_t *buf, *flat = NULL;
 	size_t len;
 	int rc;
 
@@ -144,9 +145,27 @@ txn_remote_proxy(struct txn_remote *rm, uint64_t master, const struct txn_target
 		q.has_write = true;
 		q.w = *op->w;
 	}
+	if (op->kind == TXN_OP_RENAME_IN) {
+		size_t n = record_flat_size(&op->rec->rec);
+		long el;
+
+		flat = malloc(n);
+		if (flat == NULL)
+			return -ENOMEM;
+		el = record_flat_encode(&op->rec->rec, flat, n);
+		if (el < 0) {
+			free(flat);
+			return (int)el;
+		}
+		q.record = flat;
+		q.record_len = (size_t)el;
+		q.record_attr = op->rec->attr;
+		q.rename_flags = op->flags;
+	}
 	rpc_op = op->kind == TXN_OP_STAT || op->kind == TXN_OP_READ ? RPC_OP_TXN_PROXY_READ
 	    : RPC_OP_TXN_PROXY;
 	rc = txn_proxy_req_encode(&q, &buf, &len);
+	free(flat);
 	if (rc == -EMSGSIZE)
 		return -EFBIG;
 	if (rc != 0)
@@ -388,7 +407,7 @@ handle_proxy(void *arg, uint64_t from, const uint8_t *req, size_t len, struct rp
 		attr = rec.attr;
 	}
 	if (rc == 0 && txn_proxy_ans_encode(q.kind == TXN_PROXY_DELETE || q.kind == TXN_PROXY_RENAME ||
-	    q.kind == TXN_PROXY_SYNC ? NULL : &attr, flat, flat_len, reply->buf, reply->cap,
+	    q.kind == TXN_PROXY_SYNC || q.kind == TXN_PROXY_RENAME_IN ? NULL : &attr, flat, flat_len, reply->buf, reply->cap,
 	    &reply->len) != 0)
 		rc = -EFBIG;
 	txn_record_release(&rec);

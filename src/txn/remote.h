@@ -49,6 +49,7 @@ enum txn_proxy_kind {
 	TXN_PROXY_DELETE = 4,
 	TXN_PROXY_RENAME = 5,
 	TXN_PROXY_SYNC = 6,
+	TXN_PROXY_RENAME_IN = 7,   /* a rename across masters: this record becomes the key's */
 };
 
 /* Field ids of a proxy request (inner message type TXN_MSG_PROXY). */
@@ -70,7 +71,9 @@ enum txn_proxy_field {
 	TXN_PF_MTIME = 15,      /* u64 (int64 ns) */
 	TXN_PF_ATIME = 16,      /* u64 (int64 ns) */
 	TXN_PF_TTL = 17,        /* u32 (int32) */
-	TXN_PF_BINS = 18,       /* bytes: the bin operations, packed (remote.c) */
+	TXN_PF_BINS = 18,       /* bytes: the bin operations, packed (remote_msg.c) */
+	TXN_PF_RECORD = 19,     /* bytes, rename-in: the old name's record, flat */
+	TXN_PF_RECORD_ATTR = 20,/* bytes, rename-in: what it showed (TXN_ATTR_WIRE_SIZE) */
 };
 
 /* Field ids of a proxy answer (TXN_MSG_ANSWER) and of a replica write (TXN_MSG_REPLICA). */
@@ -109,6 +112,9 @@ struct txn_proxy_req {
 	bool has_write;
 	struct txn_write w;
 	struct txn_bin_op *bins;   /* w.bins (malloc'd; txn_proxy_req_release) */
+	const uint8_t *record;     /* rename-in (rename_flags too) */
+	size_t record_len;
+	struct record_attr record_attr;
 };
 
 /* Encode q into a malloc'd buffer (*out, *len).  0, -EMSGSIZE (over the rpc

@@ -205,7 +205,7 @@ txn_proxy_req_encode(const struct txn_proxy_req *q, uint8_t **out, size_t *len)
 {
 	const struct txn_write *w = q->has_write ? &q->w : NULL;
 	size_t bl = w != NULL ? bins_size(w->bins, w->n_bins) : 0;
-	size_t cap = 2 + 20 * 8 + q->ns_len + q->k.set_len + q->k.key_len + q->to.set_len +
+	size_t cap = 2 + 22 * 8 + TXN_ATTR_WIRE_SIZE + q->record_len + q->ns_len + q->k.set_len + q->k.key_len + q->to.set_len +
 	    q->to.key_len + (w != NULL && w->set_file ? w->file_len : 0) + bl;
 	struct fabric_msg_writer fw;
 	uint8_t *buf;
@@ -227,7 +227,15 @@ txn_proxy_req_encode(const struct txn_proxy_req *q, uint8_t **out, size_t *len)
 		if (q->to.set_len > 0)
 			fabric_msg_put_bytes(&fw, TXN_PF_TO_SET, q->to.set, q->to.set_len);
 		fabric_msg_put_bytes(&fw, TXN_PF_TO_KEY, q->to.key, q->to.key_len);
+	}
+	if (q->has_to || q->kind == TXN_PROXY_RENAME_IN)
 		fabric_msg_put_u32(&fw, TXN_PF_RENAME_FLAGS, q->rename_flags);
+	if (q->kind == TXN_PROXY_RENAME_IN) {
+		uint8_t a[TXN_ATTR_WIRE_SIZE];
+
+		attr_put(a, &q->record_attr);
+		fabric_msg_put_bytes(&fw, TXN_PF_RECORD, q->record, q->record_len);
+		fabric_msg_put_bytes(&fw, TXN_PF_RECORD_ATTR, a, sizeof(a));
 	}
 	if (w != NULL) {
 		uint32_t set = (w->set_file ? TXN_PW_FILE : 0) | (w->set_size ? TXN_PW_SIZE : 0) |
@@ -329,7 +337,7 @@ txn_proxy_req_decode(const uint8_t *buf, size_t len, struct txn_proxy_req *q)
 	if (fabric_msg_decode(buf, len, &m) != 0 || m.type != TXN_MSG_PROXY)
 		return -EBADMSG;
 	if (fabric_msg_get_u32(&m, TXN_PF_KIND, &q->kind) != 0 || q->kind < TXN_PROXY_STAT ||
-	    q->kind > TXN_PROXY_SYNC)
+	    q->kind > TXN_PROXY_RENAME_IN)
 		return -EBADMSG;
 	if (fabric_msg_get_bytes(&m, TXN_PF_NS, &p, &l) != 0 || l == 0 || l > CONFIG_NAME_MAX)
 		return -EBADMSG;
@@ -354,8 +362,17 @@ txn_proxy_req_decode(const uint8_t *buf, size_t len, struct txn_proxy_req *q)
 		return -EBADMSG;
 	q->to.set = (const char *)p;
 	q->to.set_len = l;
-	if (opt_u32(&m, TXN_PF_RENAME_FLAGS, &q->rename_flags, q->has_to) != 0 ||
+	if (opt_u32(&m, TXN_PF_RENAME_FLAGS, &q->rename_flags,
+	    q->has_to || q->kind == TXN_PROXY_RENAME_IN) != 0 ||
 	    (q->rename_flags & ~(uint32_t)TXN_RENAME_NOREPLACE))
+		return -EBADMSG;
+	/* rename-in: the record and its attributes, with it only */
+	if (opt_bytes(&m, TXN_PF_RECORD, &q->record, &q->record_len, &present) != 0 ||
+	    present != (q->kind == TXN_PROXY_RENAME_IN))
+		return -EBADMSG;
+	if (opt_bytes(&m, TXN_PF_RECORD_ATTR, &p, &l, &present) != 0 ||
+	    present != (q->kind == TXN_PROXY_RENAME_IN) ||
+	    (present && (l != TXN_ATTR_WIRE_SIZE || attr_get(p, &q->record_attr) != 0)))
 		return -EBADMSG;
 	/* write parameters: with a write only */
 	rc = fabric_msg_get_u32(&m, TXN_PF_W_FLAGS, &u);

@@ -816,6 +816,95 @@ count:
 	return rc;
 }
 
+/*
+ * Store r, a record read under another name (last-update time from_lut,
+ * inode number ino, atime atime), as the record of tt (its set tset; its
+ * entry te in any state, or NULL; tt's record lock held): content, bins,
+ * metadata and TTL setting travel; it is a new write of the target.
+ */
+static int
+commit_renamed(const struct txn_target *tt, uint16_t tset, struct index_entry *te,
+    struct record *r, uint64_t from_lut, uint64_t ino, int64_t atime)
+{
+	struct namespace *ns = tt->ns;
+	const struct txn_key *to = &tt->k;
+	struct entry_info ci;
+	int rc;
+
+	r->digest = tt->digest;
+	r->set = to->set;
+	r->set_len = (uint8_t)to->set_len;
+	r->key = to->key;
+	r->key_len = (uint16_t)to->key_len;
+	r->flags &= (uint8_t)~(RECORD_F_TOMBSTONE | RECORD_F_SET_MARKER);
+	r->generation = te != NULL ? next_generation((uint16_t)te->generation) : 1;
+	r->last_update_ms = next_lut(te != NULL ? te->last_update_ms : 0);
+	if (r->last_update_ms < from_lut)
+		r->last_update_ms = from_lut;
+	if (!(r->flags & RECORD_F_HAS_META) && ino != digest_inode(&tt->digest)) {
+		/* Metadata is where the number is kept: start it from what the
+		 * record showed (the daemon's defaults: file-mode, its user). */
+		r->flags |= RECORD_F_HAS_META;
+		r->meta = (struct posix_meta){
+			.mode = ns->root_cfg != NULL ? ns->root_cfg->file_mode & 07777 : 0644,
+			.uid = (uint32_t)getuid(), .gid = (uint32_t)getgid(),
+			.mtime_ns = clock_epoch_ms_to_unix_ns(from_lut) };
+	}
+	r->meta.ino = ino;
+	r->meta.atime_ns = atime;
+	namespace_entry_info(ns, r, &ci);
+	rc = commit_record(ns, tset, te, r, &ci, false, NULL);
+	if (rc == 0)
+		set_times_touch(&ns->sets.sets[tset], r->last_update_ms);
+	return rc;
+}
+
+/*
+ * The first half of a rename whose two names have different masters, at
+ * the new name's master: src (the record as the old name's master read it;
+ * its digest is the old name's) becomes the record of tt.  As
+ * rename_record's checks: stop-writes, a null-set name that is a set,
+ * TXN_RENAME_NOREPLACE.
+ */
+static int
+rename_in(const struct txn_target *tt, const struct txn_record *src, unsigned flags)
+{
+	struct namespace *ns = tt->ns;
+	struct index_entry *te;
+	struct record r = src->rec;
+	uint16_t tset;
+	int rc;
+
+	if (stop_writes(ns)) {
+		COUNT(ns, fail_stop_writes);
+		return -ENOSPC;
+	}
+	rc = target_set(tt, true, &tset);
+	if (rc != 0)
+		return rc;
+	if (tt->k.set_len == 0) {
+		uint16_t sid;
+
+		if (set_lookup(&ns->sets, tt->k.key, tt->k.key_len, &sid) == 0 &&
+		    set_visible(&ns->sets.sets[sid]))
+			return -EEXIST;
+	}
+	storage_wait_space(ns->storage, &tt->digest);
+	index_record_lock(ns->index, &tt->digest);
+	te = entry_get(ns, tset, &tt->digest);
+	if ((flags & TXN_RENAME_NOREPLACE) && entry_visible(te, clock_epoch_s())) {
+		rc = -EEXIST;
+	} else {
+		/* The number the old name showed (txn_read's attributes). */
+		rc = commit_renamed(tt, tset, te, &r, src->attr.last_update_ms, src->attr.ino,
+		    src->attr.atime_ns);
+	}
+	index_record_unlock(ns->index, &tt->digest);
+	if (rc == 0)
+		COUNT(ns, client_write_success);
+	return rc;
+}
+
 static int
 rename_record(const struct txn_target *tf, const struct txn_target *tt, unsigned flags)
 {
@@ -865,38 +954,13 @@ rename_record(const struct txn_target *tf, const struct txn_target *tt, unsigned
 	rc = entry_load(ns, fe, &r, &buf);
 	if (rc != 0)
 		goto out;
-	/* Same record under its new name: content, bins, metadata and TTL
-	 * setting travel; it is a new write of the target. */
-	r.digest = td;
-	r.set = to->set;
-	r.set_len = (uint8_t)to->set_len;
-	r.key = to->key;
-	r.key_len = (uint16_t)to->key_len;
-	r.generation = te != NULL ? next_generation((uint16_t)te->generation) : 1;
-	r.last_update_ms = next_lut(te != NULL ? te->last_update_ms : 0);
-	if (r.last_update_ms < fe->last_update_ms)
-		r.last_update_ms = fe->last_update_ms;
 	/* The file keeps its inode number (recfsd(8), Renames: st_ino survives a rename). */
 	uint64_t ino;
 	int64_t atime;
 	entry_extra(ns, fe, &ino, &atime);
-	if (!(r.flags & RECORD_F_HAS_META) && ino != digest_inode(&td)) {
-		/* Metadata is where the number is kept: start it from what the
-		 * record showed (the daemon's defaults: file-mode, its user). */
-		r.flags |= RECORD_F_HAS_META;
-		r.meta = (struct posix_meta){
-			.mode = ns->root_cfg != NULL ? ns->root_cfg->file_mode & 07777 : 0644,
-			.uid = (uint32_t)getuid(), .gid = (uint32_t)getgid(),
-			.mtime_ns = clock_epoch_ms_to_unix_ns(fe->last_update_ms) };
-	}
-	r.meta.ino = ino;
-	r.meta.atime_ns = atime;
-	struct entry_info ci;
-	namespace_entry_info(ns, &r, &ci);
-	rc = commit_record(ns, tset, te, &r, &ci, false, NULL);
+	rc = commit_renamed(tt, tset, te, &r, fe->last_update_ms, ino, atime);
 	if (rc != 0)
 		goto out;
-	set_times_touch(&ns->sets.sets[tset], r.last_update_ms);
 	rc = delete_entry(ns, fe, from->set, (uint8_t)from->set_len);
 	if (rc != 0)
 		log_error("txn", "{%s} rename: old name left behind: %s", ns->name, recfs_strerror(rc));
@@ -1388,6 +1452,8 @@ run_local(const struct txn_target *t, const struct txn_op *op)
 		return set_update_local(t, op->w);
 	case TXN_OP_RECLAIM:
 		return reclaim_local(t, op->set_id, op->now, op->evict_below);
+	case TXN_OP_RENAME_IN:
+		return rename_in(t, op->rec, op->flags);
 	}
 	return -EINVAL;
 }
@@ -1429,6 +1495,42 @@ is_set_op(enum txn_op_kind k)
 	return k == TXN_OP_SET_CREATE || k == TXN_OP_SET_REMOVE || k == TXN_OP_SET_UPDATE;
 }
 
+static int dispatch(const struct txn_target *t, const struct txn_op *op);
+
+/*
+ * A rename whose two names have different masters (docs/cluster.md,
+ * "Rename"): read the old name (at its master), write its record under the
+ * new name at the new name's master, then delete the old name at its
+ * master.  The old name is never lost: it is deleted only once the new one
+ * is stored (and replicated); if that delete fails, both names exist and
+ * the error is returned, as when the local rename's delete fails.
+ */
+static int
+rename_across(const struct txn_target *tf, const struct txn_op *op)
+{
+	struct txn_record rec;
+	struct txn_op rd = { .kind = TXN_OP_READ, .rec = &rec };
+	struct txn_op in = { .kind = TXN_OP_RENAME_IN, .rec = &rec, .flags = op->flags };
+	struct txn_op del = { .kind = TXN_OP_DELETE };
+	int rc;
+
+	memset(&rec, 0, sizeof(rec));
+	record_init(&rec.rec);
+	rc = dispatch(tf, &rd);
+	if (rc == 0)
+		rc = dispatch(op->to, &in);
+	txn_record_release(&rec);
+	if (rc != 0)
+		return rc;
+	rc = dispatch(tf, &del);
+	if (rc == -ENOENT)   /* deleted meanwhile: the rename is done */
+		rc = 0;
+	if (rc != 0)
+		log_error("txn", "{%s} rename across masters: old name left behind: %s", tf->ns->name,
+		    recfs_strerror(rc));
+	return rc;
+}
+
 /*
  * The one dispatch point: ask txn_route() where t runs (a rename: both
  * names), then run the local body or send the operation to the master
@@ -1436,7 +1538,7 @@ is_set_op(enum txn_op_kind k)
  * table.  A master that answers "not master" (its table changed) or is
  * down (then after the next table, bounded by transaction-max-ms) gets the
  * operation routed again once; a second refusal is EIO.  A rename whose
- * names have different masters is EXDEV (mv(1) then copies and unlinks).
+ * names have different masters runs as rename_across.
  * Set operations run here (cluster-wide sets are their own layer's);
  * expiry and eviction (reclaim) only at the master.
  */
@@ -1454,10 +1556,13 @@ dispatch(const struct txn_target *t, const struct txn_op *op)
 		if (route != TXN_ROUTE_UNAVAILABLE && op->to != NULL) {
 			enum txn_route r2 = txn_route(op->to, &rsv_to);
 
-			if (r2 == TXN_ROUTE_UNAVAILABLE)
+			if (r2 == TXN_ROUTE_UNAVAILABLE) {
 				route = TXN_ROUTE_UNAVAILABLE;
-			else if (rsv.tbl != NULL && rsv_to.tbl != NULL && rsv.master != rsv_to.master)
-				route = TXN_ROUTE_UNAVAILABLE, rc = -EXDEV;
+			} else if (rsv.tbl != NULL && rsv_to.tbl != NULL && rsv.master != rsv_to.master) {
+				partition_release(&rsv);
+				partition_release(&rsv_to);
+				return rename_across(t, op);
+			}
 		}
 		if (route == TXN_ROUTE_REMOTE && is_set_op(op->kind))
 			route = TXN_ROUTE_LOCAL;
@@ -1470,10 +1575,7 @@ dispatch(const struct txn_target *t, const struct txn_op *op)
 			rc = op->kind == TXN_OP_RECLAIM ? 0 : txn_remote_proxy(rm, rsv.master, t, op);
 			break;
 		case TXN_ROUTE_UNAVAILABLE:
-			if (op->kind == TXN_OP_RECLAIM)
-				rc = 0;
-			else if (rc != -EXDEV)
-				rc = -EIO;
+			rc = op->kind == TXN_OP_RECLAIM ? 0 : -EIO;
 			break;
 		}
 		partition_release(&rsv);
@@ -1706,7 +1808,20 @@ txn_proxy_serve(struct namespace *ns, const struct txn_proxy_req *q, struct reco
 	case TXN_PROXY_DELETE: op.kind = TXN_OP_DELETE; break;
 	case TXN_PROXY_RENAME: op.kind = TXN_OP_RENAME; op.to = &tt; break;
 	case TXN_PROXY_SYNC: op.kind = TXN_OP_SYNC; break;
+	case TXN_PROXY_RENAME_IN: op.kind = TXN_OP_RENAME_IN; break;
 	default: return -EBADMSG;
+	}
+	if (op.kind == TXN_OP_RENAME_IN) {
+		/* The record as the old name's master read it, and what it showed. */
+		rec->buf = malloc(q->record_len > 0 ? q->record_len : 1);
+		if (rec->buf == NULL)
+			return -ENOMEM;
+		memcpy(rec->buf, q->record, q->record_len);
+		if (record_flat_decode(rec->buf, q->record_len, &rec->rec) != 0 ||
+		    (rec->rec.flags & (RECORD_F_TOMBSTONE | RECORD_F_SET_MARKER)))
+			return -EBADMSG;
+		rec->attr = q->record_attr;
+		op.rec = rec;
 	}
 	rc = target_resolve(ns, &q->k, &t);
 	if (rc == 0 && op.to != NULL)

@@ -118,6 +118,7 @@ enum txn_route txn_route(const struct txn_target *t, struct partition_rsv *rsv);
 enum txn_op_kind {
 	TXN_OP_STAT, TXN_OP_READ, TXN_OP_WRITE, TXN_OP_DELETE, TXN_OP_RENAME, TXN_OP_SYNC,
 	TXN_OP_SET_CREATE, TXN_OP_SET_REMOVE, TXN_OP_SET_UPDATE, TXN_OP_RECLAIM,
+	TXN_OP_RENAME_IN,   /* a rename across masters, at the new name's master: rec becomes it */
 };
 
 struct txn_op {
@@ -125,7 +126,7 @@ struct txn_op {
 	const struct txn_target *to;     /* rename: the new name */
 	const struct txn_write *w;       /* write, set create, set update */
 	struct record_attr *attr;        /* stat, write: the answer */
-	struct txn_record *rec;          /* read: the answer */
+	struct txn_record *rec;          /* read: the answer; rename-in: the record */
 	unsigned flags;                  /* rename */
 	uint16_t set_id;                 /* reclaim: as nsup found it */
 	uint32_t now, evict_below;       /* reclaim */

@@ -59,7 +59,9 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	rc = txn_proxy_req_decode(data, size, &q);
 	fuzz_assert(rc == 0 || rc == -EBADMSG || rc == -ENOMEM);
 	if (rc == 0) {
-		fuzz_assert(q.kind >= TXN_PROXY_STAT && q.kind <= TXN_PROXY_SYNC);
+		fuzz_assert(q.kind >= TXN_PROXY_STAT && q.kind <= TXN_PROXY_RENAME_IN);
+		fuzz_assert((q.record != NULL) == (q.kind == TXN_PROXY_RENAME_IN));
+		fuzz_assert(inside(q.record, q.record_len, data, size));
 		fuzz_assert(q.ns_len > 0 && inside(q.ns, q.ns_len, data, size));
 		fuzz_assert(inside(q.k.key, q.k.key_len, data, size));
 		fuzz_assert(inside(q.k.set, q.k.set_len, data, size));
@@ -82,6 +84,9 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			same_key(&q.to, &q2.to);
 			fuzz_assert(q.rename_flags == q2.rename_flags);
 		}
+		fuzz_assert(q2.record_len == q.record_len &&
+		    (q.record_len == 0 || memcmp(q2.record, q.record, q.record_len) == 0) &&
+		    memcmp(&q2.record_attr, &q.record_attr, sizeof(q.record_attr)) == 0);
 		fuzz_assert(q2.has_write == q.has_write && q2.w.flags == q.w.flags &&
 		    q2.w.set_file == q.w.set_file && q2.w.file_len == q.w.file_len &&
 		    q2.w.size == q.w.size && q2.w.mode == q.w.mode && q2.w.ttl == q.w.ttl &&
@@ -112,7 +117,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	return 0;
 }
 
-/* Requests of every kind, a write with every field and bins, answers. */
+/* Requests of every kind (0..6), a write with every field and bins,
+ * answers (7, 9, 10). */
 size_t
 fuzz_seed(unsigned i, uint8_t *buf, size_t cap)
 {
@@ -129,8 +135,13 @@ fuzz_seed(unsigned i, uint8_t *buf, size_t cap)
 	uint8_t *enc;
 	size_t len;
 
-	if (i < 6) {
+	if (i < 7) {
 		q.kind = TXN_PROXY_STAT + i;
+		if (q.kind == TXN_PROXY_RENAME_IN) {
+			q.record = (const uint8_t *)"a flat record would be here";
+			q.record_len = 27;
+			q.record_attr = a;
+		}
 		if (q.kind == TXN_PROXY_RENAME) {
 			q.has_to = true;
 			q.to = (struct txn_key){ .key = "new", .key_len = 3 };
@@ -151,12 +162,12 @@ fuzz_seed(unsigned i, uint8_t *buf, size_t cap)
 		return len;
 	}
 	switch (i) {
-	case 6:
+	case 9:
 		return txn_proxy_ans_encode(&a, (const uint8_t *)"record bytes", 12, buf, cap, &len) == 0
 		    ? len : 0;
 	case 7:
 		return txn_proxy_ans_encode(&a, NULL, 0, buf, cap, &len) == 0 ? len : 0;
-	case 8:
+	case 10:
 		return txn_proxy_ans_encode(NULL, NULL, 0, buf, cap, &len) == 0 ? len : 0;
 	default:
 		return 0;

@@ -5,7 +5,8 @@
 #     read back byte-identical through n2 and n3;
 #   - each node masters about a third of them (user.recfs.master);
 #   - an overwrite through n2 is read through n3; a delete through n3 is
-#     ENOENT through n1 and n2;
+#     ENOENT through n1 and n2; renames through n1, across two masters or
+#     on one, keep content, xattr and inode number, read through n3;
 #   - the counters show proxied operations and replica writes, on every node.
 # Then the master of one record is SIGSTOPped, and a write to it through
 # another node fails with EIO within transaction-max-ms (+ margin) - the
@@ -107,6 +108,37 @@ for n in n1 n2 n3; do
 done
 run cat "$M1/r0008" 2>"$T/err" && bad "read of a deleted record through n1 succeeded"
 grep -q "No such file" "$T/err" && pass "read of the deleted record through n1: ENOENT" || bad "n1: $(cat "$T/err")"
+
+# Renames through n1, read through n3: same master or not, the content,
+# xattr and inode number travel, the old name is gone everywhere.
+out=$(run python3 - "$M1" "$M3" <<'PY'
+import os, sys
+m1, m3 = sys.argv[1], sys.argv[2]
+cross = same = bad = 0
+for i in range(20, 40):
+    src, dst = "r%04d" % i, "moved%04d" % i
+    want = ("content of record %d\n" % i).encode() * (1 + i % 7)
+    sm = os.getxattr(os.path.join(m1, src), "user.recfs.master")
+    ino = os.stat(os.path.join(m1, src)).st_ino
+    os.rename(os.path.join(m1, src), os.path.join(m1, dst))
+    dm = os.getxattr(os.path.join(m1, dst), "user.recfs.master")
+    if sm != dm: cross += 1
+    else: same += 1
+    p = os.path.join(m3, dst)
+    with open(p, "rb") as f:
+        ok = f.read() == want
+    ok = ok and os.getxattr(p, "user.tag") == b"tag-%d" % i and os.stat(p).st_ino == ino
+    ok = ok and not os.path.exists(os.path.join(m3, src)) and not os.path.exists(os.path.join(m1, src))
+    if not ok:
+        bad += 1
+        print("rename", src, dst, "differs", file=sys.stderr)
+print(bad, cross, same)
+PY
+)
+read -r rbad rcross rsame <<<"$out"
+note "20 renames through n1: $rcross across two masters, $rsame on one"
+check_eq "renames through n1 read through n3 (content, xattr, inode, old name gone)" "$rbad" 0
+check_true "some renames crossed masters" "${rcross:-0}" -ge 3
 
 # Counters: every node proxied and received, sent and applied replica writes.
 for n in n1 n2 n3; do

@@ -139,6 +139,22 @@ test_proxy_request_roundtrip(void **state)
 	assert_false(d.has_write);
 	txn_proxy_req_release(&d);
 	free(buf);
+	/* A rename-in: the record and what it showed travel. */
+	struct txn_proxy_req ri = { .kind = TXN_PROXY_RENAME_IN, .ns = "ns", .ns_len = 2,
+	    .k = { .key = "new", .key_len = 3 }, .rename_flags = TXN_RENAME_NOREPLACE,
+	    .record = (const uint8_t *)"flat bytes", .record_len = 10,
+	    .record_attr = { .ino = 77, .atime_ns = 5, .last_update_ms = 9, .partition = 3 } };
+
+	assert_int_equal(txn_proxy_req_encode(&ri, &buf, &len), 0);
+	assert_int_equal(txn_proxy_req_decode(buf, len, &d), 0);
+	assert_int_equal(d.kind, TXN_PROXY_RENAME_IN);
+	assert_false(d.has_to);
+	assert_int_equal(d.rename_flags, TXN_RENAME_NOREPLACE);
+	assert_int_equal(d.record_len, 10);
+	assert_memory_equal(d.record, "flat bytes", 10);
+	assert_memory_equal(&d.record_attr, &ri.record_attr, sizeof(ri.record_attr));
+	txn_proxy_req_release(&d);
+	free(buf);
 	for (uint32_t k = TXN_PROXY_STAT; k <= TXN_PROXY_SYNC; k++) {
 		struct txn_proxy_req s = { .kind = k, .ns = "n", .ns_len = 1,
 		    .k = { .key = "k", .key_len = 1 } };
@@ -182,7 +198,7 @@ test_proxy_request_malformed(void **state)
 	}
 	{	/* kind out of range */
 		MSG(TXN_MSG_PROXY);
-		fabric_msg_put_u32(&w, TXN_PF_KIND, 7);
+		fabric_msg_put_u32(&w, TXN_PF_KIND, 8);
 		fabric_msg_put_bytes(&w, TXN_PF_NS, "n", 1);
 		fabric_msg_put_bytes(&w, TXN_PF_KEY, "k", 1);
 		assert_int_equal(txn_proxy_req_decode(mb, w.len, &d), -EBADMSG);
@@ -199,6 +215,17 @@ test_proxy_request_malformed(void **state)
 		fabric_msg_put_bytes(&w, TXN_PF_NS, "n", 1);
 		fabric_msg_put_u32(&w, TXN_PF_KEY, 1);
 		assert_int_equal(txn_proxy_req_decode(mb, w.len, &d), -EBADMSG);
+	}
+	{	/* a record on a delete; a rename-in without its record */
+		MSG(TXN_MSG_PROXY);
+		fabric_msg_put_u32(&w, TXN_PF_KIND, TXN_PROXY_DELETE);
+		fabric_msg_put_bytes(&w, TXN_PF_NS, "n", 1);
+		fabric_msg_put_bytes(&w, TXN_PF_KEY, "k", 1);
+		fabric_msg_put_bytes(&w, TXN_PF_RECORD, "x", 1);
+		assert_int_equal(txn_proxy_req_decode(mb, w.len, &d), -EBADMSG);
+		mb[2 + 7 + 3] = TXN_PROXY_RENAME_IN;
+		fabric_msg_put_u32(&w, TXN_PF_RENAME_FLAGS, 0);
+		assert_int_equal(txn_proxy_req_decode(mb, w.len, &d), -EBADMSG);  /* no attributes */
 	}
 	{	/* write fields on a delete */
 		MSG(TXN_MSG_PROXY);

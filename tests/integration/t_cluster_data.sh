@@ -153,6 +153,11 @@ for n in n1 n2 n3; do
 done
 note "n1 proxied $(stat_of n1 proxy_completed) operations and sent $(stat_of n1 replica_writes_sent) replica writes"
 
+# Memory: each node's resident size after all that (a figure, not a bound).
+for n in n1 n2 n3; do
+	note "$n: $(grep VmRSS /proc/"$(cluster_pid $n)"/status | tr -s ' \t' ' '), $(stat_of $n rpc_requests_kept) rpc requests kept"
+done
+
 # An unreachable master or replica: EIO within transaction-max-ms, never a
 # silent success.  Records by placement (looked up before the stop):
 # mastered by n3; mastered by n1 with n3 its replica; on n1 and n2 only.

@@ -363,7 +363,7 @@ handle_proxy(void *arg, uint64_t from, const uint8_t *req, size_t len, struct rp
 	const uint8_t *flat = NULL;
 	uint8_t *enc = NULL;
 	size_t flat_len = 0;
-	bool writes;
+	bool writes, has_attr;
 	int rc;
 
 	(void)from;
@@ -406,9 +406,10 @@ handle_proxy(void *arg, uint64_t from, const uint8_t *req, size_t len, struct rp
 		}
 		attr = rec.attr;
 	}
-	if (rc == 0 && txn_proxy_ans_encode(q.kind == TXN_PROXY_DELETE || q.kind == TXN_PROXY_RENAME ||
-	    q.kind == TXN_PROXY_SYNC || q.kind == TXN_PROXY_RENAME_IN ? NULL : &attr, flat, flat_len, reply->buf, reply->cap,
-	    &reply->len) != 0)
+	/* Attributes for stat, read and write; a read's record. */
+	has_attr = q.kind == TXN_PROXY_STAT || q.kind == TXN_PROXY_READ || q.kind == TXN_PROXY_WRITE;
+	if (rc == 0 && txn_proxy_ans_encode(has_attr ? &attr : NULL, flat, flat_len, reply->buf,
+	    reply->cap, &reply->len) != 0)
 		rc = -EFBIG;
 	txn_record_release(&rec);
 	free(enc);

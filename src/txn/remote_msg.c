@@ -205,8 +205,11 @@ txn_proxy_req_encode(const struct txn_proxy_req *q, uint8_t **out, size_t *len)
 {
 	const struct txn_write *w = q->has_write ? &q->w : NULL;
 	size_t bl = w != NULL ? bins_size(w->bins, w->n_bins) : 0;
-	size_t cap = 2 + 22 * 8 + TXN_ATTR_WIRE_SIZE + q->record_len + q->ns_len + q->k.set_len + q->k.key_len + q->to.set_len +
-	    q->to.key_len + (w != NULL && w->set_file ? w->file_len : 0) + bl;
+	/* type; per field (20 at most) a 7-byte header and up to 8 bytes of
+	 * value; the variable ones */
+	size_t cap = 2 + 20 * 15 + TXN_ATTR_WIRE_SIZE + q->record_len + q->ns_len + q->k.set_len +
+	    q->k.key_len + q->to.set_len + q->to.key_len +
+	    (w != NULL && w->set_file ? w->file_len : 0) + bl;
 	struct fabric_msg_writer fw;
 	uint8_t *buf;
 	int rc;

@@ -170,7 +170,8 @@ test_proxy_request_roundtrip(void **state)
 }
 
 /* Encode a message of type t with the fields the caller adds. */
-#define MSG(t) uint8_t mb[512]; struct fabric_msg_writer w; fabric_msg_writer_init(&w, mb, sizeof(mb), t)
+#define MSG(t) uint8_t mb[512]; struct fabric_msg_writer w; \
+	fabric_msg_writer_init(&w, mb, sizeof(mb), t)
 
 static void
 test_proxy_request_malformed(void **state)
@@ -259,7 +260,8 @@ test_proxy_request_malformed(void **state)
 		assert_int_equal(txn_proxy_req_decode(mb, w.len, &d), -EBADMSG);
 	}
 	{	/* bins that do not parse: a name too long, an unknown type, a length past the end */
-		static const uint8_t long_name[] = { 16, 'a','a','a','a','a','a','a','a','a','a','a','a','a','a','a','a', 0, 1, 0,0,0,0,0,0,0,0 };
+		static const uint8_t long_name[] = { 16, 'a', 'a', 'a', 'a', 'a', 'a', 'a', 'a',
+		    'a', 'a', 'a', 'a', 'a', 'a', 'a', 'a', 0, 1, 0, 0, 0, 0, 0, 0, 0, 0 };
 		static const uint8_t bad_type[] = { 1, 'a', 0, 9, 0,0,0,0,0,0,0,0 };
 		static const uint8_t past_end[] = { 1, 'a', 0, BIN_BLOB, 200, 0, 0, 0, 'x' };
 		static const uint8_t bad_flag[] = { 1, 'a', 0x80, BIN_INTEGER, 0,0,0,0,0,0,0,0 };

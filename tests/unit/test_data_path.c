@@ -14,7 +14,9 @@
  *     released;
  *   - a node whose network stops: the other's proxied write to a record it
  *     mastered and its replica write to it fail fast (proxy_failed,
- *     replica_writes_failed), wait for the table without it, and succeed.
+ *     replica_writes_failed), wait for the table without it, and succeed;
+ *   - a node without a cluster yet (an orphan) makes an operation wait for
+ *     one, up to transaction-max-ms, then EIO.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -75,19 +77,20 @@ sleep_ms(unsigned ms)
 }
 
 static void
-tnode_up(struct tnode *t, uint64_t id, uint16_t port, uint16_t seed_port)
+tnode_up_tmax(struct tnode *t, uint64_t id, uint16_t port, uint16_t seed_port, unsigned tmax)
 {
 	char yaml[1024], err[256];
 
 	snprintf(yaml, sizeof(yaml),
-	    "service:\n  node-id: %016llx\n  transaction-max-ms: 1000\n"
+	    "service:\n  node-id: %016llx\n  transaction-max-ms: %u\n"
 	    "namespaces:\n  - name: test\n    replication-factor: 2\n"
 	    "    storage-engine:\n      type: memory\n      data-size: 16M\n"
 	    "      write-block-size: 128K\n"
 	    "network:\n  fabric: { address: 127.0.0.1, port: %u }\n"
 	    "  seeds: [ 127.0.0.1:%u ]\n"
 	    "  heartbeat: { interval-ms: 50, timeout-count: 6 }\n"
-	    "  cluster-secret-file: %s\n", (unsigned long long)id, port, seed_port, secret_path);
+	    "  cluster-secret-file: %s\n", (unsigned long long)id, tmax, port, seed_port,
+	    secret_path);
 	assert_int_equal(config_load_string(&t->cfg, yaml, "test", err, sizeof(err)), 0);
 	t->id = id;
 	t->port = port;
@@ -98,6 +101,12 @@ tnode_up(struct tnode *t, uint64_t id, uint16_t port, uint16_t seed_port)
 	txn_node_network_set(t->node, t->net);
 	t->ns = node_namespace_find(t->node, "test", 4);
 	assert_non_null(t->ns);
+}
+
+static void
+tnode_up(struct tnode *t, uint64_t id, uint16_t port, uint16_t seed_port)
+{
+	tnode_up_tmax(t, id, port, seed_port, 1000);
 }
 
 static void
@@ -397,6 +406,40 @@ test_node_down_fails_fast_then_goes_on(void **state)
 	assert_int_equal(a.size, strlen("written while the master was busy"));
 }
 
+/*
+ * A node just started is an orphan (cluster key 0) until it forms its
+ * first cluster after the quiet period (50 ms x (6 + 2) = 400 ms here):
+ * its operations wait for it, up to transaction-max-ms.  With 1000 ms the
+ * write waits and succeeds; with 50 ms it fails with EIO and stores
+ * nothing.
+ */
+static void
+test_orphan_waits_for_a_cluster(void **state)
+{
+	struct tnode c, d;
+	struct record_attr a;
+	struct txn_key k = key_of("orphan");
+	uint64_t t0;
+
+	(void)state;
+	memset(&c, 0, sizeof(c));
+	memset(&d, 0, sizeof(d));
+	/* seeds that nobody answers: each node forms a cluster alone */
+	tnode_up_tmax(&c, 0xc3, free_port(), free_port(), 1000);
+	t0 = clock_mono_ns();
+	assert_int_equal(put(&c, "orphan", "waited"), 0);
+	assert_true(clock_mono_ns() - t0 > 100000000ull);   /* it did wait */
+	assert_int_equal(cluster_size(&c), 1);
+	tnode_up_tmax(&d, 0xd4, free_port(), free_port(), 50);
+	t0 = clock_mono_ns();
+	assert_int_equal(put(&d, "orphan", "too early"), -EIO);
+	assert_true(clock_mono_ns() - t0 < 400000000ull);
+	tnode_net_down(&d);   /* alone again: serves everything itself */
+	assert_int_equal(txn_stat(d.ns, &k, &a), -ENOENT);
+	tnode_down(&c);
+	tnode_down(&d);
+}
+
 int
 main(void)
 {
@@ -406,6 +449,7 @@ main(void)
 		cmocka_unit_test(test_not_master_is_rerouted),
 		cmocka_unit_test(test_busy_master_is_asked_again),
 		cmocka_unit_test(test_node_down_fails_fast_then_goes_on),
+		cmocka_unit_test(test_orphan_waits_for_a_cluster),
 	};
 
 	signal(SIGPIPE, SIG_IGN);

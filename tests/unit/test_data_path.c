@@ -256,6 +256,37 @@ test_write_on_one_read_on_the_other(void **state)
 	assert_true(FV(B, replica_writes_applied) >= FV(A, replica_writes_acked));
 	assert_int_equal(FV(A, proxy_failed) + FV(A, proxy_timed_out), 0);
 	assert_int_equal(FV(A, replica_writes_failed) + FV(A, replica_writes_timed_out), 0);
+	/* Deletes through B; then each node, detached from the network (it
+	 * serves what it stores), holds every record: RF 2 of 2. */
+	for (int i = 0; i < 10; i++) {
+		struct txn_key key;
+
+		snprintf(k, sizeof(k), "r%d", i);
+		key = key_of(k);
+		assert_int_equal(txn_delete(B.ns, &key), 0);
+	}
+	struct tnode *both[2] = { &A, &B };
+
+	for (int j = 0; j < 2; j++) {
+		txn_node_network_set(both[j]->node, NULL);
+		for (int i = 0; i < 50; i++) {
+			struct txn_key key;
+			struct txn_record rec;
+
+			snprintf(k, sizeof(k), "r%d", i);
+			snprintf(content, sizeof(content), "record %d", i);
+			key = key_of(k);
+			if (i < 10) {
+				assert_int_equal(txn_read(both[j]->ns, &key, &rec), -ENOENT);
+			} else {
+				assert_int_equal(txn_read(both[j]->ns, &key, &rec), 0);
+				assert_int_equal(rec.file_bin->v.bytes.len, strlen(content));
+				assert_memory_equal(rec.file_bin->v.bytes.data, content, strlen(content));
+			}
+			txn_record_release(&rec);
+		}
+		txn_node_network_set(both[j]->node, both[j]->net);
+	}
 	/* and the rpc histogram counts the answered calls */
 	struct histogram_snapshot lat[STAT_LAT_FABRIC_COUNT];
 

@@ -16,7 +16,8 @@
  *     mastered and its replica write to it fail fast (proxy_failed,
  *     replica_writes_failed), wait for the table without it, and succeed;
  *   - a node without a cluster yet (an orphan) makes an operation wait for
- *     one, up to transaction-max-ms, then EIO.
+ *     one, up to transaction-max-ms, then EIO;
+ *   - on device files a delete leaves a tombstone on both replicas.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -76,21 +77,24 @@ sleep_ms(unsigned ms)
 	nanosleep(&ts, NULL);
 }
 
+/* The storage-engine lines of the nodes tnode_up starts (memory unless set). */
+static char engine_yaml[256] = "      type: memory\n      data-size: 16M\n";
+
 static void
 tnode_up_tmax(struct tnode *t, uint64_t id, uint16_t port, uint16_t seed_port, unsigned tmax)
 {
-	char yaml[1024], err[256];
+	char yaml[1536], err[256];
 
 	snprintf(yaml, sizeof(yaml),
 	    "service:\n  node-id: %016llx\n  transaction-max-ms: %u\n"
 	    "namespaces:\n  - name: test\n    replication-factor: 2\n"
-	    "    storage-engine:\n      type: memory\n      data-size: 16M\n"
+	    "    storage-engine:\n%s"
 	    "      write-block-size: 128K\n"
 	    "network:\n  fabric: { address: 127.0.0.1, port: %u }\n"
 	    "  seeds: [ 127.0.0.1:%u ]\n"
 	    "  heartbeat: { interval-ms: 50, timeout-count: 6 }\n"
-	    "  cluster-secret-file: %s\n", (unsigned long long)id, tmax, port, seed_port,
-	    secret_path);
+	    "  cluster-secret-file: %s\n", (unsigned long long)id, tmax, engine_yaml, port,
+	    seed_port, secret_path);
 	assert_int_equal(config_load_string(&t->cfg, yaml, "test", err, sizeof(err)), 0);
 	t->id = id;
 	t->port = port;
@@ -438,6 +442,69 @@ test_node_down_fails_fast_then_goes_on(void **state)
 }
 
 /*
+ * On a persistent engine a delete is a tombstone on the master and on the
+ * replica, and a durable write is durable on both: two nodes with device
+ * files, a durable write through one, a delete through the other, each
+ * node then detached holds the same (the tombstone hides the deleted one).
+ */
+static void
+test_persistent_replicas(void **state)
+{
+	struct tnode c, d;
+	uint16_t pc = free_port(), pd = free_port();
+	char fc[64], fd[64];
+	struct txn_key k1 = key_of("kept"), k2 = key_of("deleted");
+	struct txn_write w = { .flags = TXN_DURABLE, .set_file = true, .file_data = "durable",
+	    .file_len = 7 };
+	uint64_t t0;
+
+	(void)state;
+	while (pd == pc)
+		pd = free_port();
+	snprintf(fc, sizeof(fc), "/tmp/test_data_path.%d.c.dat", (int)getpid());
+	snprintf(fd, sizeof(fd), "/tmp/test_data_path.%d.d.dat", (int)getpid());
+	unlink(fc);
+	unlink(fd);
+	memset(&c, 0, sizeof(c));
+	memset(&d, 0, sizeof(d));
+	snprintf(engine_yaml, sizeof(engine_yaml),
+	    "      type: device\n      files: [ %s ]\n      filesize: 16M\n", fc);
+	tnode_up(&c, 0xc3, pc, pd);
+	snprintf(engine_yaml, sizeof(engine_yaml),
+	    "      type: device\n      files: [ %s ]\n      filesize: 16M\n", fd);
+	tnode_up(&d, 0xd4, pd, pc);
+	snprintf(engine_yaml, sizeof(engine_yaml), "      type: memory\n      data-size: 16M\n");
+	t0 = clock_mono_ns();
+	while (cluster_size(&c) != 2 || cluster_size(&d) != 2) {
+		if (clock_mono_ns() - t0 > 10000000000ull)
+			fail_msg("no cluster of 2 within 10 s");
+		sleep_ms(10);
+	}
+	assert_int_equal(txn_write(c.ns, &k1, &w, NULL), 0);
+	assert_int_equal(txn_write(c.ns, &k2, &w, NULL), 0);
+	assert_int_equal(txn_delete(d.ns, &k2), 0);
+	struct tnode *both[2] = { &c, &d };
+
+	for (int j = 0; j < 2; j++) {
+		struct txn_record rec;
+		uint64_t v[STAT_NS_COUNT];
+
+		txn_node_network_set(both[j]->node, NULL);
+		assert_int_equal(txn_read(both[j]->ns, &k1, &rec), 0);
+		assert_memory_equal(rec.file_bin->v.bytes.data, "durable", 7);
+		txn_record_release(&rec);
+		assert_int_equal(txn_read(both[j]->ns, &k2, &rec), -ENOENT);
+		txn_record_release(&rec);
+		txn_namespace_values(both[j]->ns, v);
+		assert_int_equal(v[STAT_NS_tombstones], 1);
+	}
+	tnode_down(&c);
+	tnode_down(&d);
+	unlink(fc);
+	unlink(fd);
+}
+
+/*
  * A node just started is an orphan (cluster key 0) until it forms its
  * first cluster after the quiet period (50 ms x (6 + 2) = 400 ms here):
  * its operations wait for it, up to transaction-max-ms.  With 1000 ms the
@@ -481,6 +548,7 @@ main(void)
 		cmocka_unit_test(test_busy_master_is_asked_again),
 		cmocka_unit_test(test_node_down_fails_fast_then_goes_on),
 		cmocka_unit_test(test_orphan_waits_for_a_cluster),
+		cmocka_unit_test(test_persistent_replicas),
 	};
 
 	signal(SIGPIPE, SIG_IGN);

@@ -6,10 +6,11 @@
 # logrotate: t_config runs the shipped logrotate snippet;
 # systemd: systemd-analyze verify of the units in tests/check_install.sh;
 # iproute2, nftables: the cluster harness's network namespaces and faults
-# (tests/integration/cluster_lib.sh).
+# (tests/integration/cluster_lib.sh); openssl: the TLS tests make their
+# certificates with it (test_fabric, t_cluster_tls).
 set -eu
 PKGS="build-essential autoconf automake libtool pkg-config \
-libfuse3-dev fuse3 liburing-dev libyaml-dev libcmocka-dev libssl-dev \
+libfuse3-dev fuse3 liburing-dev libyaml-dev libcmocka-dev libssl-dev openssl \
 fio attr rsync tar python3 clang mawk logrotate \
 libsystemd-dev systemd iproute2 nftables"
 missing=""

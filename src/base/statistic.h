@@ -63,7 +63,17 @@
 	X(evicted_objects, COUNTER, "records", 0, \
 	    "Records nsup evicted, closest to expiry first, to keep used space under evict-used-pct.") \
 	X(apply_not_newer, COUNTER, "records", 0, \
-	    "Record versions received encoded (replica writes, migration) and not stored because the version here is as new or newer (a retry, or a late copy).")
+	    "Record versions received encoded (replica writes, migration) and not stored because the version here is as new or newer (a retry, or a late copy).") \
+	X(set_changes_sent, COUNTER, "messages", 0, \
+	    "Set changes (mkdir, rmdir, chmod/chown/touch of a set directory), rmdir and mkdir checks, and set-table pages this node sent to other nodes: one per node.") \
+	X(set_changes_received, COUNTER, "messages", 0, \
+	    "Set changes, checks and set-table pages received from other nodes.") \
+	X(set_changes_failed, COUNTER, "messages", 0, \
+	    "Set changes, checks and set-table pages another node did not answer within transaction-max-ms (the operation failed with EIO; the set table is sent again).") \
+	X(list_pages_sent, COUNTER, "pages", 0, \
+	    "Listing pages (ls of a set or of the namespace directory) asked of other nodes: one per node that masters partitions after the listing's position, per page.") \
+	X(list_pages_received, COUNTER, "pages", 0, \
+	    "Listing pages other nodes asked of this one (its records in the partitions they name).")
 
 /* .info/statistics, first part: the engine (txn_node_values). */
 #define STATISTICS_NODE(X) \
@@ -126,8 +136,8 @@
 /* .info/statistics, third part: the fabric and the heartbeat (all 0 on a
  * node without network.seeds: it opens no socket).  txn_network_values. */
 #define STATISTICS_FABRIC(X) \
-	X(fabric_sent_bytes, COUNTER, "bytes", 0, "Bytes sent to other nodes over the fabric, frames and handshakes included.") \
-	X(fabric_received_bytes, COUNTER, "bytes", 0, "Bytes received from other nodes over the fabric, frames and handshakes included.") \
+	X(fabric_sent_bytes, COUNTER, "bytes", 0, "Bytes sent to other nodes over the fabric, frames and handshakes included (with network.tls: before encryption, the TLS handshake not counted).") \
+	X(fabric_received_bytes, COUNTER, "bytes", 0, "Bytes received from other nodes over the fabric, frames and handshakes included (with network.tls: after decryption, the TLS handshake not counted).") \
 	X(fabric_msgs_sent, COUNTER, "messages", 0, "Authenticated messages sent over the fabric (heartbeat pulses included).") \
 	X(fabric_msgs_received, COUNTER, "messages", 0, "Authenticated messages received over the fabric.") \
 	X(fabric_connects, COUNTER, "connections", 0, "Fabric connections that completed the handshake (both directions).") \
@@ -142,6 +152,7 @@
 	X(fabric_refused_duplicate_node, COUNTER, "connections", 0, "Connections dropped because the peer claimed this node's id or a connected node's.") \
 	X(fabric_refused_timeout, COUNTER, "connections", 0, "Connections dropped because the handshake did not complete in time.") \
 	X(fabric_refused_too_many, COUNTER, "connections", 0, "Connections dropped because too many were still unauthenticated.") \
+	X(fabric_refused_tls, COUNTER, "connections", 0, "Connections whose TLS handshake failed (network.tls): a peer without TLS, with a certificate of another CA or with none.") \
 	X(fabric_refused_by_peer, COUNTER, "connections", 0, "Connections the peer dropped, telling this node why (logged).") \
 	X(fabric_peers_connected, GAUGE, "nodes", 0, "Nodes with an authenticated fabric connection now.") \
 	X(heartbeat_pulses_sent, COUNTER, "pulses", 0, "Heartbeat pulses sent (one per interval per connected node).") \

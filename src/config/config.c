@@ -158,6 +158,21 @@ static int check_record_size(const struct config_param *, const struct config_va
 	    .default_text = "", .min = 0, .max = CONFIG_PATH_MAX - 1, .unit = "", \
 	    .help = "Absolute path of the file holding the shared secret that authenticates fabric " \
 	    "traffic (HMAC); empty = no peers.") \
+	ROW(recfs_config, tls_certificate, check_abs_path, \
+	    .name = "tls.certificate", .section = CONFIG_NETWORK, .type = CONFIG_STRING, \
+	    .default_text = "", .min = 0, .max = CONFIG_PATH_MAX - 1, .unit = "", \
+	    .help = "Absolute path of this node's PEM certificate (chain) for the fabric over TLS 1.3; " \
+	    "with tls.key and tls.ca, every fabric connection runs TLS with certificates on both " \
+	    "sides. Empty = no TLS.") \
+	ROW(recfs_config, tls_key, check_abs_path, \
+	    .name = "tls.key", .section = CONFIG_NETWORK, .type = CONFIG_STRING, \
+	    .default_text = "", .min = 0, .max = CONFIG_PATH_MAX - 1, .unit = "", \
+	    .help = "Absolute path of the PEM private key of tls.certificate.") \
+	ROW(recfs_config, tls_ca, check_abs_path, \
+	    .name = "tls.ca", .section = CONFIG_NETWORK, .type = CONFIG_STRING, \
+	    .default_text = "", .min = 0, .max = CONFIG_PATH_MAX - 1, .unit = "", \
+	    .help = "Absolute path of the PEM CA certificate(s) a peer's certificate must be signed by; " \
+	    "a peer without TLS or with another CA's certificate is refused (fabric_refused_tls).") \
 	ROW(ns_config, name, check_ns_name, \
 	    .name = "name", .section = CONFIG_NAMESPACE, .type = CONFIG_STRING, \
 	    .min = 1, .max = CONFIG_NAME_MAX, .unit = "", \
@@ -1342,6 +1357,27 @@ load_root(struct load_ctx *c, struct recfs_config *cfg, yaml_node_t *root)
 	if (cfg->n_seeds != 0 && cfg->cluster_secret_file[0] == '\0')
 		return load_fail(c, c->line_of[config_param_find(CONFIG_NETWORK, "seeds") - config_table],
 		    "network.seeds", "seeds need a cluster-secret-file");
+	/* TLS is all three files or none */
+	{
+		static const char *const names[3] = { "tls.certificate", "tls.key", "tls.ca" };
+		const char *vals[3] = { cfg->tls_certificate, cfg->tls_key, cfg->tls_ca };
+		unsigned set = 0, given = 0, j;
+
+		for (j = 0; j < 3; j++)
+			if (vals[j][0] != '\0') {
+				set++;
+				given = j;
+			}
+		for (j = 0; j < 3 && set != 0 && set != 3; j++) {
+			char missing[32];
+
+			if (vals[j][0] != '\0')
+				continue;
+			snprintf(missing, sizeof(missing), "network.%s", names[j]);
+			return load_fail(c, c->line_of[config_param_find(CONFIG_NETWORK, names[given]) - config_table],
+			    missing, "not set: network.tls needs certificate, key and ca");
+		}
+	}
 	return 0;
 }
 

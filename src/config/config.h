@@ -84,6 +84,9 @@ struct recfs_config {
 	uint32_t heartbeat_interval_ms;
 	uint32_t heartbeat_timeout_count;
 	char cluster_secret_file[CONFIG_PATH_MAX];
+	char tls_certificate[CONFIG_PATH_MAX];  /* all three or none ("" = no TLS) */
+	char tls_key[CONFIG_PATH_MAX];
+	char tls_ca[CONFIG_PATH_MAX];
 	/* namespaces */
 	unsigned n_namespaces;
 	struct ns_config ns[CONFIG_NS_MAX];

@@ -1,24 +1,44 @@
 /*
  * fabric.c - connections, the handshake state machine and the event thread.
  *
- * One thread runs everything that touches a socket: an epoll loop over the
- * listener, every connection and an eventfd that senders and
- * fabric_destroy() write.  Sockets are non-blocking and level-triggered;
- * epoll_wait sleeps until a socket is ready, a sender kicks, or the next
- * timer (a reconnect or a handshake deadline) is due: an idle fabric uses
- * no CPU.  Handlers run on this thread (fabric.h).
+ * One thread runs everything that touches a socket but a sender's own
+ * write: an epoll loop over the listener, every connection and an eventfd
+ * that fabric_peer_add() and fabric_destroy() write.  Sockets are
+ * non-blocking and level-triggered; epoll_wait sleeps until a socket is
+ * ready, a dialer is added, or the next timer (a reconnect or a handshake
+ * deadline) is due: an idle fabric uses no CPU.  Handlers run on this
+ * thread (fabric.h).
  *
  * Peers are node ids.  A connection becomes a peer's active connection once
- * it has authenticated; messages for a node wait in the peer's send queue
- * (bounded in bytes: fabric_send answers -ENOBUFS at the bound) and are
- * framed, MACed and written when the socket takes them, so a slow or dead
- * peer only fills its own queue.  Two nodes that dial each other end with
+ * it has authenticated.  fabric_send() writes a message itself, from the
+ * caller's thread, when nothing waits for that node (its queue and write
+ * buffer empty, the thread not writing to it): framed, MACed and sent
+ * non-blocking under the peer's lock; what the socket does not take waits
+ * in the write buffer for EPOLLOUT.  No wake-up, copy or thread hop per
+ * message.  Otherwise the message waits in the peer's send queue (bounded
+ * in bytes: fabric_send answers -ENOBUFS at the bound) and the thread
+ * frames and writes it when the socket takes it, without holding the
+ * peer's lock while it MACs and sends (c->writing keeps senders out of
+ * the write buffer meanwhile), so a slow or dead peer only fills its own
+ * queue and never stalls a sender.  One order per peer: a sender writes
+ * only when nothing is ahead of it.  Two nodes that dial each other end with
  * one connection: of two authenticated connections between the same pair,
  * both sides use the one initiated by the higher node id, and the lower
  * node closes its own (the higher one keeps it open, unused, until then, so
  * the lower never sees its last connection go first).  A second node
  * announcing an id already connected from another listen address is a
  * duplicate and refused (and told so with a REFUSE message).
+ *
+ * TLS (network.tls): a connection first runs the TLS 1.3 handshake
+ * (CONN_TLS), then HELLO/AUTH/MSG frames inside it, unchanged.  OpenSSL
+ * does not let two threads use one SSL object at once: once a connection
+ * is attached, a sender's SSL_write runs under the peer's lock, the event
+ * thread's SSL_read takes that lock too, and its own SSL_write runs while
+ * c->writing keeps senders out.  conn_read drains what OpenSSL holds
+ * decrypted (epoll cannot see it).
+ *
+ * Locks: f->lock (peers table, dialers) before a peer's lock; a peer's
+ * lock is never held while taking f->lock, nor across a handler call.
  *
  * Outgoing connections (fabric_peer_add) are retried with exponential
  * backoff; a dialer whose node is reachable through another connection
@@ -47,8 +67,13 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+
 #include "../base/atomic.h"
 #include "../base/clock.h"
+#include "../base/error.h"
 #include "../base/log.h"
 #include "fabric.h"
 #include "fabric_i.h"
@@ -76,12 +101,19 @@ struct send_item {
 	uint8_t data[];
 };
 
+/*
+ * A node.  Its lock protects its send queue and the write side (write
+ * buffer, tx MAC, EPOLLOUT interest, the socket's sends) of its connections
+ * once they are attached to it; conn is written under both f->lock and
+ * this lock (in that order), so either one is enough to read it.
+ */
 struct peer {
 	uint64_t node_id;
 	char address[64];            /* announced listen ip:port; protected by f->lock */
-	struct conn *conn;           /* active connection; written by the thread under f->lock */
-	struct send_item *head, *tail; /* protected by f->lock */
-	size_t queued;               /* bytes in the queue; protected by f->lock */
+	pthread_mutex_t lock;
+	struct conn *conn;           /* active connection; written by the thread */
+	struct send_item *head, *tail; /* protected by lock */
+	size_t queued;               /* bytes in the queue; protected by lock */
 	uint64_t bytes_sent, bytes_received, msgs_sent, msgs_received; /* atomics */
 	uint64_t connects, auth_failures; /* atomics */
 	uint64_t down_at_ns;         /* lost its connection: "down" at this time
@@ -104,15 +136,23 @@ struct dialer {
 	uint64_t fail_logged_ns;     /* last "cannot connect" line; 0 = none */
 };
 
-enum conn_state { CONN_CONNECTING, CONN_HELLO, CONN_AUTH, CONN_UP, CONN_CLOSED };
+/* CONN_TLS: the TLS handshake, before HELLO (network.tls only). */
+enum conn_state { CONN_CONNECTING, CONN_TLS, CONN_HELLO, CONN_AUTH, CONN_UP, CONN_CLOSED };
 
-/* Fabric thread only. */
+/*
+ * Fabric thread only, except the write side (wbuf, woff, wlen, tx,
+ * want_out, sends on fd) of a connection attached to a peer (peer set):
+ * under peer->lock, as senders write to the active one (fabric_send).
+ */
 struct conn {
 	struct conn *next, *prev;
 	int fd;
 	enum conn_state state;
 	bool outgoing;
 	bool want_out;               /* EPOLLOUT is in the interest set */
+	bool writing;                /* the thread is in conn_flush: it owns wbuf and tx */
+	SSL *ssl;                    /* TLS; once attached, used under peer->lock or while writing */
+	bool read_wants_write;       /* TLS: SSL_read must be retried when writable */
 	struct dialer *dialer;       /* outgoing: its dialer */
 	struct peer *peer;           /* once up */
 	char remote[64];             /* the socket's peer, ip:port */
@@ -153,19 +193,21 @@ struct fabric {
 	void *arg;
 
 	int listen_fd, epoll_fd, wake_fd;
+	SSL_CTX *tls;                /* NULL: plaintext (frames with MACs only) */
 	pthread_t thread;
 	bool started;
 	int stop;                    /* atomic */
 
-	pthread_mutex_t lock;        /* protects peers, dialer list, queues, kick */
+	pthread_mutex_t lock;        /* protects peers, dialer list (peer queues: peer->lock) */
 	struct peer *peers[PEERS_MAX];
 	unsigned n_peers;
 	struct dialer *dialers;
 	unsigned n_dialers;
-	bool kick;                   /* a queue became non-empty; the thread has not looked */
 
 	struct conn *conns;          /* fabric thread only */
 	struct conn *zombies;        /* closed during a batch; freed after it */
+	uint64_t timer_due_ns;       /* the earliest deadline (UINT64_MAX: none) */
+	bool timers_dirty;           /* deadlines may have changed: run timers_run */
 	unsigned n_pending_in;
 	struct log_memo memo[LOG_MEMO];
 	struct handler handlers[FABRIC_MSG_TYPE_MAX];
@@ -186,10 +228,13 @@ static const char *const refusal_names[FABRIC_REFUSE_COUNT] = {
 	[FABRIC_REFUSE_DUPLICATE_NODE] = "duplicate_node",
 	[FABRIC_REFUSE_TIMEOUT] = "timeout",
 	[FABRIC_REFUSE_TOO_MANY] = "too_many",
+	[FABRIC_REFUSE_TLS] = "tls",
 };
 
 static void conn_close(struct fabric *f, struct conn *c, int refusal, const char *why);
 static void conn_flush(struct fabric *f, struct conn *c);
+static int conn_frame(struct fabric *f, struct conn *c, uint8_t kind, const uint8_t *msg, size_t len);
+static void conn_want_out(struct fabric *f, struct conn *c, bool on);
 static void *fabric_thread(void *arg);
 
 const char *
@@ -199,6 +244,95 @@ fabric_refusal_name(enum fabric_refusal r)
 }
 
 /* ---- set-up ----------------------------------------------------------------- */
+
+/* The last OpenSSL error as text (and the queue cleared). */
+static const char *
+tls_error(char *buf, size_t sz)
+{
+	unsigned long e = ERR_peek_last_error();
+
+	if (e == 0)
+		snprintf(buf, sz, "no reason given");
+	else
+		ERR_error_string_n(e, buf, sz);
+	ERR_clear_error();
+	return buf;
+}
+
+/* A TLS file must exist and be readable: said with its key and name. */
+static int
+tls_file_check(const char *key, const char *path)
+{
+	FILE *fp;
+
+	if (path == NULL || path[0] == '\0') {
+		log_error("fabric", "network.tls.%s is not set (certificate, key and ca are all needed)",
+		    key);
+		return RECFS_ECONFIG;
+	}
+	fp = fopen(path, "r");
+	if (fp == NULL) {
+		log_error("fabric", "network.tls.%s %s: %s", key, path, strerror(errno));
+		return RECFS_ECONFIG;
+	}
+	fclose(fp);
+	return 0;
+}
+
+/* TLS 1.3 only, our certificate and key, peers verified against the CA. */
+static int
+tls_ctx_create(const struct fabric_config *cfg, SSL_CTX **out)
+{
+	char why[256];
+	SSL_CTX *ctx;
+	int rc;
+
+	if ((rc = tls_file_check("certificate", cfg->tls_cert_file)) != 0 ||
+	    (rc = tls_file_check("key", cfg->tls_key_file)) != 0 ||
+	    (rc = tls_file_check("ca", cfg->tls_ca_file)) != 0)
+		return rc;
+	ERR_clear_error();
+	ctx = SSL_CTX_new(TLS_method());
+	if (ctx == NULL || SSL_CTX_set_min_proto_version(ctx, TLS1_3_VERSION) != 1 ||
+	    SSL_CTX_set_max_proto_version(ctx, TLS1_3_VERSION) != 1) {
+		log_error("fabric", "network.tls: cannot set up TLS 1.3: %s", tls_error(why, sizeof(why)));
+		SSL_CTX_free(ctx);
+		return -ENOMEM;
+	}
+	if (SSL_CTX_use_certificate_chain_file(ctx, cfg->tls_cert_file) != 1) {
+		log_error("fabric", "network.tls.certificate %s: not a usable PEM certificate: %s",
+		    cfg->tls_cert_file, tls_error(why, sizeof(why)));
+		goto bad;
+	}
+	if (SSL_CTX_use_PrivateKey_file(ctx, cfg->tls_key_file, SSL_FILETYPE_PEM) != 1) {
+		log_error("fabric", "network.tls.key %s: not a usable PEM private key: %s",
+		    cfg->tls_key_file, tls_error(why, sizeof(why)));
+		goto bad;
+	}
+	if (SSL_CTX_check_private_key(ctx) != 1) {
+		log_error("fabric", "network.tls.key %s does not match network.tls.certificate %s: %s",
+		    cfg->tls_key_file, cfg->tls_cert_file, tls_error(why, sizeof(why)));
+		goto bad;
+	}
+	if (SSL_CTX_load_verify_locations(ctx, cfg->tls_ca_file, NULL) != 1) {
+		log_error("fabric", "network.tls.ca %s: not a usable PEM CA certificate: %s",
+		    cfg->tls_ca_file, tls_error(why, sizeof(why)));
+		goto bad;
+	}
+	/* mutual: a peer without a certificate of our CA fails the handshake */
+	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
+	SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+	/* no resumption: no tickets after the handshake, nothing cached */
+	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+	SSL_CTX_set_num_tickets(ctx, 0);
+	/* a peer that closes or dies without close_notify is a plain close */
+	SSL_CTX_set_options(ctx, SSL_OP_IGNORE_UNEXPECTED_EOF);
+	*out = ctx;
+	return 0;
+bad:
+	SSL_CTX_free(ctx);
+	return RECFS_ECONFIG;
+}
 
 int
 fabric_create(const struct fabric_config *cfg, struct fabric **out)
@@ -222,6 +356,7 @@ fabric_create(const struct fabric_config *cfg, struct fabric **out)
 	if (f == NULL)
 		return -ENOMEM;
 	f->listen_fd = f->epoll_fd = f->wake_fd = -1;
+	f->timers_dirty = true;
 	f->node_id = cfg->node_id;
 	strcpy(f->cluster_name, cfg->cluster_name);
 	strcpy(f->listen_address, cfg->address);
@@ -233,6 +368,11 @@ fabric_create(const struct fabric_config *cfg, struct fabric **out)
 	f->on_peer = cfg->on_peer;
 	f->arg = cfg->arg;
 	pthread_mutex_init(&f->lock, NULL);
+	if (cfg->tls_cert_file != NULL || cfg->tls_key_file != NULL || cfg->tls_ca_file != NULL) {
+		rc = tls_ctx_create(cfg, &f->tls);
+		if (rc != 0)
+			goto fail;
+	}
 
 	snprintf(port, sizeof(port), "%u", cfg->port);
 	rc = getaddrinfo(cfg->address, port, &hints, &ai);
@@ -324,6 +464,7 @@ conn_free(struct conn *c)
 		fabric_mac_fini(&c->tx);
 		fabric_mac_fini(&c->rx);
 	}
+	SSL_free(c->ssl);
 	free(c->rbuf);
 	free(c->wbuf);
 	free(c);
@@ -363,6 +504,7 @@ fabric_destroy(struct fabric *f)
 			p->head = it->next;
 			free(it);
 		}
+		pthread_mutex_destroy(&p->lock);
 		free(p);
 	}
 	while (f->dialers != NULL) {
@@ -377,6 +519,7 @@ fabric_destroy(struct fabric *f)
 		close(f->epoll_fd);
 	if (f->wake_fd >= 0)
 		close(f->wake_fd);
+	SSL_CTX_free(f->tls);
 	pthread_mutex_destroy(&f->lock);
 	memset(f->secret, 0, sizeof(f->secret));
 	free(f);
@@ -449,50 +592,142 @@ peer_find(struct fabric *f, uint64_t node_id)
 	return NULL;
 }
 
+/* ---- socket I/O, plain or TLS ------------------------------------------------------ */
+
+/* Bytes read (> 0), 0 at the end of the stream, -EAGAIN, or -errno
+ * (-EPROTO: a TLS error). */
+static ssize_t
+conn_recv(struct conn *c, void *buf, size_t len)
+{
+	ssize_t n;
+	int e;
+
+	if (c->ssl == NULL) {
+		n = recv(c->fd, buf, len, MSG_DONTWAIT);
+		if (n < 0)
+			return errno == EAGAIN || errno == EINTR ? -EAGAIN : -errno;
+		return n;
+	}
+	ERR_clear_error();
+	n = SSL_read(c->ssl, buf, len > INT32_MAX ? INT32_MAX : (int)len);
+	if (n > 0)
+		return n;
+	e = SSL_get_error(c->ssl, (int)n);
+	if (e == SSL_ERROR_WANT_READ)
+		return -EAGAIN;
+	if (e == SSL_ERROR_WANT_WRITE) {
+		c->read_wants_write = true;
+		return -EAGAIN;
+	}
+	if (e == SSL_ERROR_ZERO_RETURN || (e == SSL_ERROR_SYSCALL && errno == 0))
+		return 0;
+	ERR_clear_error();
+	return e == SSL_ERROR_SYSCALL ? -errno : -EPROTO;
+}
+
+/* Bytes written (> 0), -EAGAIN, or -errno. */
+static ssize_t
+conn_send(struct conn *c, const void *buf, size_t len)
+{
+	ssize_t n;
+	int e;
+
+	if (c->ssl == NULL) {
+		n = send(c->fd, buf, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (n < 0)
+			return errno == EAGAIN || errno == EINTR ? -EAGAIN : -errno;
+		return n;
+	}
+	ERR_clear_error();
+	n = SSL_write(c->ssl, buf, len > INT32_MAX ? INT32_MAX : (int)len);
+	if (n > 0)
+		return n;
+	e = SSL_get_error(c->ssl, (int)n);
+	if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE)
+		return -EAGAIN;
+	ERR_clear_error();
+	return e == SSL_ERROR_SYSCALL && errno != 0 ? -errno : -EPROTO;
+}
+
+/*
+ * Frames w into the empty write buffer of c (the active connection of its
+ * peer, whose lock the caller holds) and writes what the socket takes now.
+ * What it does not take waits for EPOLLOUT on the fabric thread; a socket
+ * error is left to that thread too (the event loop sees it and closes).
+ */
+static int
+send_direct(struct fabric *f, struct peer *p, struct conn *c, const struct fabric_msg_writer *w)
+{
+	ssize_t n;
+	int rc;
+
+	c->woff = c->wlen = 0;
+	rc = conn_frame(f, c, FABRIC_KIND_MSG, w->buf, w->len);
+	if (rc != 0)
+		return rc;
+	atomic_inc(&f->stats.msgs_sent);
+	atomic_inc(&p->msgs_sent);
+	n = conn_send(c, c->wbuf, c->wlen);
+	if (n > 0) {
+		c->woff = (size_t)n;
+		atomic_add(&f->stats.bytes_sent, (uint64_t)n);
+		atomic_add(&p->bytes_sent, (uint64_t)n);
+	}
+	if (c->woff != c->wlen)
+		conn_want_out(f, c, true);
+	return 0;
+}
+
 int
 fabric_send(struct fabric *f, uint64_t node_id, const struct fabric_msg_writer *w)
 {
 	struct send_item *it;
 	struct peer *p;
-	bool need_wake = false;
+	struct conn *c;
+	int rc;
 
 	if (w->err != 0)
 		return -EBADMSG;
 	if (w->len > FABRIC_MSG_MAX)
 		return -EMSGSIZE;
-	it = malloc(sizeof(*it) + w->len);
-	if (it == NULL)
-		return -ENOMEM;
-	it->next = NULL;
-	it->len = (uint32_t)w->len;
-	memcpy(it->data, w->buf, w->len);
 	pthread_mutex_lock(&f->lock);
 	p = peer_find(f, node_id);
-	if (p == NULL || p->queued + w->len > f->queue_max) {
-		/* an empty queue takes any message up to FABRIC_MSG_MAX */
-		if (p != NULL && p->queued == 0)
-			goto take;
-		pthread_mutex_unlock(&f->lock);
-		free(it);
-		if (p == NULL)
-			return -EHOSTUNREACH;
+	pthread_mutex_unlock(&f->lock);
+	if (p == NULL)
+		return -EHOSTUNREACH;   /* peers are freed only by fabric_destroy */
+	pthread_mutex_lock(&p->lock);
+	c = p->conn;
+	/* nothing ahead of it: written from this thread, no wake-up, no copy */
+	if (c != NULL && p->head == NULL && !c->writing && c->woff == c->wlen) {
+		rc = send_direct(f, p, c, w);
+		pthread_mutex_unlock(&p->lock);
+		return rc;
+	}
+	/* an empty queue takes any message up to FABRIC_MSG_MAX */
+	if (p->queued != 0 && p->queued + w->len > f->queue_max) {
+		pthread_mutex_unlock(&p->lock);
 		atomic_inc(&f->stats.send_queue_full);
 		return -ENOBUFS;
 	}
-take:
+	it = malloc(sizeof(*it) + w->len);
+	if (it == NULL) {
+		pthread_mutex_unlock(&p->lock);
+		return -ENOMEM;
+	}
+	it->next = NULL;
+	it->len = (uint32_t)w->len;
+	memcpy(it->data, w->buf, w->len);
 	if (p->tail != NULL)
 		p->tail->next = it;
 	else
 		p->head = it;
 	p->tail = it;
 	p->queued += w->len;
-	if (!f->kick && p->conn != NULL) {
-		f->kick = true;
-		need_wake = true;
-	}
-	pthread_mutex_unlock(&f->lock);
-	if (need_wake)
-		wake(f);
+	/* the thread writes it when the socket is writable (no connection:
+	 * when one attaches; writing: at the end of its flush) */
+	if (c != NULL && !c->writing)
+		conn_want_out(f, c, true);
+	pthread_mutex_unlock(&p->lock);
 	return 0;
 }
 
@@ -531,7 +766,9 @@ fabric_peers_get(struct fabric *f, struct fabric_peer_info *out, unsigned max)
 		o->msgs_received = atomic_load_relaxed(&p->msgs_received);
 		o->connects = atomic_load_relaxed(&p->connects);
 		o->auth_failures = atomic_load_relaxed(&p->auth_failures);
+		pthread_mutex_lock(&p->lock);
 		o->queued_bytes = p->queued;
+		pthread_mutex_unlock(&p->lock);
 	}
 	pthread_mutex_unlock(&f->lock);
 	return n;
@@ -548,6 +785,18 @@ conn_want_out(struct fabric *f, struct conn *c, bool on)
 		return;
 	c->want_out = on;
 	epoll_ctl(f->epoll_fd, EPOLL_CTL_MOD, c->fd, &ev);
+}
+
+/* EPOLLOUT on, from the thread outside conn_flush (the peer's lock taken
+ * when the connection has a peer). */
+static void
+conn_want_out_any(struct fabric *f, struct conn *c)
+{
+	if (c->peer != NULL)
+		pthread_mutex_lock(&c->peer->lock);
+	conn_want_out(f, c, true);
+	if (c->peer != NULL)
+		pthread_mutex_unlock(&c->peer->lock);
 }
 
 static void
@@ -582,6 +831,7 @@ conn_new(struct fabric *f, int fd, bool outgoing, const struct sockaddr_storage 
 	c->outgoing = outgoing;
 	c->state = outgoing ? CONN_CONNECTING : CONN_HELLO;
 	c->deadline_ns = clock_mono_ns() + f->handshake_ns;
+	f->timers_dirty = true;
 	addr_format(ss, c->remote_ip, sizeof(c->remote_ip), c->remote, sizeof(c->remote));
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	c->want_out = outgoing; /* a connect completes as writable */
@@ -633,16 +883,16 @@ conn_frame(struct fabric *f, struct conn *c, uint8_t kind, const uint8_t *msg, s
 	return 0;
 }
 
-/* Moves queued messages into the write buffer, up to WBUF_SIZE. */
-static void
-conn_fill(struct fabric *f, struct conn *c)
+/* Takes the queued messages that fit the write buffer (up to WBUF_SIZE;
+ * at least one); the caller holds the peer's lock. */
+static struct send_item *
+queue_take(struct conn *c)
 {
 	struct peer *p = c->peer;
 	struct send_item *batch = NULL, **tail = &batch;
 	size_t room = c->wlen - c->woff < WBUF_SIZE ? WBUF_SIZE - (c->wlen - c->woff) : 0;
 	size_t taken = 0;
 
-	pthread_mutex_lock(&f->lock);
 	while (p->head != NULL && (taken == 0 || taken + p->head->len <= room)) {
 		struct send_item *it = p->head;
 
@@ -657,14 +907,20 @@ conn_fill(struct fabric *f, struct conn *c)
 		*tail = it;
 		tail = &it->next;
 	}
-	pthread_mutex_unlock(&f->lock);
+	return batch;
+}
+
+/* Frames (and MACs) a batch into the write buffer and frees it. */
+static void
+batch_frame(struct fabric *f, struct conn *c, struct send_item *batch)
+{
 	while (batch != NULL) {
 		struct send_item *it = batch;
 
 		batch = it->next;
 		if (conn_frame(f, c, FABRIC_KIND_MSG, it->data, it->len) == 0) {
 			atomic_inc(&f->stats.msgs_sent);
-			atomic_inc(&p->msgs_sent);
+			atomic_inc(&c->peer->msgs_sent);
 		} else {
 			log_warn("fabric", "%s: out of memory framing a message; dropped", c->remote);
 		}
@@ -673,37 +929,78 @@ conn_fill(struct fabric *f, struct conn *c)
 }
 
 static void
+peer_lock(struct peer *p)
+{
+	if (p != NULL)
+		pthread_mutex_lock(&p->lock);
+}
+
+static void
+peer_unlock(struct peer *p)
+{
+	if (p != NULL)
+		pthread_mutex_unlock(&p->lock);
+}
+
+/*
+ * Writes what the socket takes, refilling the write buffer from the queue
+ * (only the node's active connection takes from its queue: one order).
+ * The peer's lock is held only to take from the queue and to update the
+ * buffer's state: while c->writing is set, senders queue instead of
+ * writing themselves, so framing, MACs and send() run unlocked and a
+ * sender never waits for them.
+ */
+static void
 conn_flush(struct fabric *f, struct conn *c)
 {
-	int rounds;
+	struct peer *p = c->peer;
+	bool more = true;
+	int rounds, err = 0;
 
-	for (rounds = 0; rounds < 16 && c->state != CONN_CLOSED; rounds++) {
+	if (c->state == CONN_CLOSED)
+		return;
+	peer_lock(p);
+	c->writing = true;
+	for (rounds = 0; rounds < 16; rounds++) {
 		ssize_t n;
 
 		if (c->woff == c->wlen) {
+			struct send_item *batch = NULL;
+
 			c->woff = c->wlen = 0;
-			/* only the node's active connection takes from its queue: one order */
-			if (c->state == CONN_UP && c->peer != NULL && c->peer->conn == c)
-				conn_fill(f, c);
-			if (c->wlen == 0) {
-				conn_want_out(f, c, false);
-				return;
-			}
-		}
-		n = send(c->fd, c->wbuf + c->woff, c->wlen - c->woff, MSG_NOSIGNAL | MSG_DONTWAIT);
-		if (n < 0) {
-			if (errno == EAGAIN || errno == EINTR)
+			if (c->state == CONN_UP && p != NULL && p->conn == c)
+				batch = queue_take(c);
+			if (batch == NULL) {
+				more = false;
 				break;
-			conn_close(f, c, -1, strerror(errno));
-			return;
+			}
+			peer_unlock(p);
+			batch_frame(f, c, batch);
+			peer_lock(p);
+			if (c->wlen == 0)
+				continue;
+		}
+		peer_unlock(p);
+		n = conn_send(c, c->wbuf + c->woff, c->wlen - c->woff);
+		peer_lock(p);
+		if (n < 0) {
+			if (n != -EAGAIN)
+				err = (int)-n;
+			break;
 		}
 		c->woff += (size_t)n;
 		atomic_add(&f->stats.bytes_sent, (uint64_t)n);
-		if (c->peer != NULL)
-			atomic_add(&c->peer->bytes_sent, (uint64_t)n);
+		if (p != NULL)
+			atomic_add(&p->bytes_sent, (uint64_t)n);
 	}
-	/* more to write: wait for the socket */
-	conn_want_out(f, c, true);
+	c->writing = false;
+	/* more to write: wait for the socket (a message queued meanwhile too) */
+	if (!more && p != NULL && p->conn == c && c->state == CONN_UP && p->head != NULL)
+		more = true;
+	conn_want_out(f, c, (more || c->read_wants_write) && err == 0);
+	peer_unlock(p);
+	if (err != 0)
+		conn_close(f, c, -1, strerror(err));
 }
 
 static void
@@ -810,6 +1107,7 @@ conn_close(struct fabric *f, struct conn *c, int refusal, const char *why)
 
 	if (c->state == CONN_CLOSED)
 		return;
+	f->timers_dirty = true; /* a reconnect, a departure's grace period */
 	if (refusal >= 0) {
 		atomic_inc(&f->stats.refused[refusal]);
 		refusal_log(f, c, refusal, why);
@@ -827,25 +1125,28 @@ conn_close(struct fabric *f, struct conn *c, int refusal, const char *why)
 	}
 	if (!c->outgoing && c->state != CONN_UP)
 		f->n_pending_in--;
-	epoll_ctl(f->epoll_fd, EPOLL_CTL_DEL, c->fd, NULL);
-	close(c->fd);
-	c->fd = -1;
 	c->state = CONN_CLOSED;
 	if (p != NULL && p->conn == c) {
 		struct conn *x;
 
-		/* another live connection to the node (a kept one) takes over */
+		/* another live connection to the node (a kept one) takes over;
+		 * from here on no sender touches c (its fd may be closed) */
 		for (x = f->conns; x != NULL; x = x->next)
 			if (x != c && x->state == CONN_UP && x->peer == p)
 				break;
 		pthread_mutex_lock(&f->lock);
+		pthread_mutex_lock(&p->lock);
 		p->conn = x;
-		pthread_mutex_unlock(&f->lock);
 		if (x != NULL)
 			conn_want_out(f, x, true); /* the loop flushes the queue through it */
-		else
+		pthread_mutex_unlock(&p->lock);
+		pthread_mutex_unlock(&f->lock);
+		if (x == NULL)
 			p->down_at_ns = now + DOWN_GRACE_MS * MS; /* timers_run reports it */
 	}
+	epoll_ctl(f->epoll_fd, EPOLL_CTL_DEL, c->fd, NULL);
+	close(c->fd);
+	c->fd = -1;
 	if (c->dialer != NULL) {
 		struct dialer *d = c->dialer;
 
@@ -887,9 +1188,12 @@ send_refuse(struct fabric *f, struct conn *c, enum fabric_refusal reason)
 	fabric_msg_writer_init(&w, buf, sizeof(buf), FABRIC_MSG_REFUSE);
 	fabric_msg_put_u32(&w, FABRIC_FIELD_REASON, reason);
 	c->woff = c->wlen = 0; /* nothing else matters now */
-	if (w.err == 0 && conn_frame(f, c, FABRIC_KIND_MSG, buf, w.len) == 0 &&
-	    send(c->fd, c->wbuf, c->wlen, MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
-		log_debug("fabric", "%s: refuse not sent: %s", c->remote, strerror(errno));
+	if (w.err == 0 && conn_frame(f, c, FABRIC_KIND_MSG, buf, w.len) == 0) {
+		ssize_t n = conn_send(c, c->wbuf, c->wlen);
+
+		if (n < 0)
+			log_debug("fabric", "%s: refuse not sent: %s", c->remote, strerror((int)-n));
+	}
 }
 
 /* The connection initiated by the higher node id wins. */
@@ -926,6 +1230,7 @@ conn_attach(struct fabric *f, struct conn *c)
 			return;
 		}
 		p->node_id = c->theirs.node_id;
+		pthread_mutex_init(&p->lock, NULL);
 		f->peers[f->n_peers++] = p;
 	}
 	if (p->conn != NULL) {
@@ -947,15 +1252,19 @@ conn_attach(struct fabric *f, struct conn *c)
 		keep_loser = loser != NULL && initiator(f, p->conn) != initiator(f, c) &&
 		    initiator(f, loser) != f->node_id;
 	}
+	/* c->peer before p->conn: a sender that sees p->conn == c (under
+	 * p->lock) also sees its peer */
+	if (!dup)
+		c->peer = p;
 	if (!dup && loser != c) {
 		/* back within the grace period: it was never reported down */
 		up = p->conn == NULL && p->down_at_ns == 0;
 		p->down_at_ns = 0;
+		pthread_mutex_lock(&p->lock);
 		p->conn = c;
+		pthread_mutex_unlock(&p->lock);
 		snprintf(p->address, sizeof(p->address), "%s", endpoint);
 	}
-	if (!dup)
-		c->peer = p;
 	pthread_mutex_unlock(&f->lock);
 	if (dup) {
 		char why[256];
@@ -1129,10 +1438,13 @@ on_message(struct fabric *f, struct conn *c, const uint8_t *frame, size_t len)
 static void
 conn_read(struct fabric *f, struct conn *c)
 {
+	bool tls_pending = false;
 	int rounds;
 
-	for (rounds = 0; rounds < 8 && c->state != CONN_CLOSED; rounds++) {
-		size_t pos = 0;
+	c->read_wants_write = false;
+	/* TLS: what OpenSSL holds decrypted is never seen by epoll: read it all */
+	for (rounds = 0; c->state != CONN_CLOSED && (rounds < 8 || tls_pending); rounds++) {
+		size_t pos = 0, space;
 		ssize_t n;
 
 		if (c->rbuf == NULL) {
@@ -1143,7 +1455,13 @@ conn_read(struct fabric *f, struct conn *c)
 				return;
 			}
 		}
-		n = recv(c->fd, c->rbuf + c->rlen, c->rcap - c->rlen, MSG_DONTWAIT);
+		space = c->rcap - c->rlen;
+		/* TLS: a sender may write through the same SSL object (under the
+		 * peer's lock), so the read takes that lock too */
+		peer_lock(c->ssl != NULL ? c->peer : NULL);
+		n = conn_recv(c, c->rbuf + c->rlen, space);
+		tls_pending = c->ssl != NULL && SSL_pending(c->ssl) > 0;
+		peer_unlock(c->ssl != NULL ? c->peer : NULL);
 		if (n == 0) {
 			if (c->rlen != 0)
 				conn_close(f, c, FABRIC_REFUSE_MALFORMED, "closed within a frame");
@@ -1152,9 +1470,12 @@ conn_read(struct fabric *f, struct conn *c)
 			return;
 		}
 		if (n < 0) {
-			if (errno == EAGAIN || errno == EINTR)
+			if (n == -EAGAIN) {
+				if (c->read_wants_write)
+					conn_want_out_any(f, c);
 				return;
-			conn_close(f, c, -1, strerror(errno));
+			}
+			conn_close(f, c, -1, n == -EPROTO ? "TLS error" : strerror((int)-n));
 			return;
 		}
 		c->rlen += (size_t)n;
@@ -1234,7 +1555,82 @@ conn_read(struct fabric *f, struct conn *c)
 				c->rcap = RBUF_INITIAL;
 			}
 		}
+		/* a short read emptied the socket: no recv just to hear EAGAIN
+		 * (level-triggered epoll reports what arrives later); not so
+		 * with TLS, which returns one record at a time */
+		if ((size_t)n < space && c->ssl == NULL)
+			return;
 	}
+}
+
+/* Why a TLS handshake failed: the certificate check's verdict if it
+ * failed, else OpenSSL's reason. */
+static void
+tls_why(const struct conn *c, char *why, size_t sz)
+{
+	long v = SSL_get_verify_result(c->ssl);
+	char err[200];
+
+	if (v != X509_V_OK) {
+		snprintf(why, sz, "TLS handshake: its certificate: %s", X509_verify_cert_error_string(v));
+		ERR_clear_error();
+	} else {
+		snprintf(why, sz, "TLS handshake: %s (a node without network.tls, or another CA?)",
+		    tls_error(err, sizeof(err)));
+	}
+}
+
+/* Advances the TLS handshake; done, it sends HELLO inside TLS. */
+static void
+tls_step(struct fabric *f, struct conn *c)
+{
+	char why[320];
+	int r, e;
+
+	ERR_clear_error();
+	r = SSL_do_handshake(c->ssl);
+	if (r == 1) {
+		c->state = CONN_HELLO;
+		conn_want_out(f, c, false);
+		send_hello(f, c);
+		if (c->state != CONN_CLOSED)
+			conn_read(f, c); /* its HELLO may have come with the handshake */
+		return;
+	}
+	e = SSL_get_error(c->ssl, r);
+	if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+		conn_want_out(f, c, e == SSL_ERROR_WANT_WRITE);
+		return;
+	}
+	if (e == SSL_ERROR_SYSCALL && ERR_peek_last_error() == 0)
+		snprintf(why, sizeof(why), "TLS handshake: connection %s", errno != 0 ? strerror(errno) :
+		    "closed by the peer (a node without network.tls, or one refusing our certificate?)");
+	else
+		tls_why(c, why, sizeof(why));
+	conn_close(f, c, FABRIC_REFUSE_TLS, why);
+}
+
+/* Starts TLS on a connected socket (network.tls); else sends HELLO. */
+static void
+conn_start(struct fabric *f, struct conn *c)
+{
+	if (f->tls == NULL) {
+		c->state = CONN_HELLO;
+		send_hello(f, c);
+		return;
+	}
+	c->ssl = SSL_new(f->tls);
+	if (c->ssl == NULL || SSL_set_fd(c->ssl, c->fd) != 1) {
+		ERR_clear_error();
+		conn_close(f, c, -1, "cannot start TLS");
+		return;
+	}
+	if (c->outgoing)
+		SSL_set_connect_state(c->ssl);
+	else
+		SSL_set_accept_state(c->ssl);
+	c->state = CONN_TLS;
+	tls_step(f, c);
 }
 
 static void
@@ -1261,7 +1657,7 @@ accept_all(struct fabric *f)
 			conn_close(f, c, FABRIC_REFUSE_TOO_MANY, "too many unauthenticated connections");
 			continue;
 		}
-		send_hello(f, c);
+		conn_start(f, c);
 	}
 }
 
@@ -1315,11 +1711,14 @@ conn_event(struct fabric *f, struct conn *c, uint32_t events)
 		}
 		if (c->dialer != NULL)
 			dialer_reached(c->dialer);
-		c->state = CONN_HELLO;
-		send_hello(f, c);
+		conn_start(f, c);
 		return;
 	}
-	if (events & (EPOLLIN | EPOLLERR | EPOLLHUP))
+	if (c->state == CONN_TLS) {
+		tls_step(f, c);
+		return;
+	}
+	if ((events & (EPOLLIN | EPOLLERR | EPOLLHUP)) || (c->read_wants_write && (events & EPOLLOUT)))
 		conn_read(f, c);
 	if (c->state != CONN_CLOSED && (events & EPOLLOUT))
 		conn_flush(f, c);
@@ -1407,28 +1806,32 @@ timers_run(struct fabric *f)
 	for (c = f->conns; c != NULL; c = c->next)
 		if (c->state != CONN_UP && c->deadline_ns < next)
 			next = c->deadline_ns;
+	f->timer_due_ns = next;
+	f->timers_dirty = false;
 	if (next == UINT64_MAX)
 		return -1;
 	now = clock_mono_ns();
 	return next <= now ? 0 : (int)((next - now + MS - 1) / MS);
 }
 
-/* Starts writing for every connected peer with queued messages. */
-static void
-kicked_flush(struct fabric *f)
+/*
+ * The epoll timeout: runs the timers only when one is due or the set of
+ * deadlines may have changed (a connection opened or closed, a wake-up);
+ * a message arriving costs no walk over the connections and dialers.
+ */
+static int
+timers_next(struct fabric *f)
 {
-	struct conn *todo[PEERS_MAX];
-	unsigned i, n = 0;
+	uint64_t now;
 
-	pthread_mutex_lock(&f->lock);
-	f->kick = false;
-	for (i = 0; i < f->n_peers; i++)
-		if (f->peers[i]->conn != NULL && f->peers[i]->head != NULL)
-			todo[n++] = f->peers[i]->conn;
-	pthread_mutex_unlock(&f->lock);
-	for (i = 0; i < n; i++)
-		if (todo[i]->state == CONN_UP && !todo[i]->want_out)
-			conn_flush(f, todo[i]);
+	if (f->timers_dirty)
+		return timers_run(f);
+	if (f->timer_due_ns == UINT64_MAX)
+		return -1;
+	now = clock_mono_ns();
+	if (now >= f->timer_due_ns)
+		return timers_run(f);
+	return (int)((f->timer_due_ns - now + MS - 1) / MS);
 }
 
 static void *
@@ -1438,7 +1841,7 @@ fabric_thread(void *arg)
 	struct epoll_event evs[64];
 
 	while (!atomic_load_acquire(&f->stop)) {
-		int timeout = timers_run(f);
+		int timeout = timers_next(f);
 		int i, n = epoll_wait(f->epoll_fd, evs, 64, timeout);
 
 		if (n < 0 && errno != EINTR) {
@@ -1455,7 +1858,7 @@ fabric_thread(void *arg)
 
 				if (read(f->wake_fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
 					log_warn("fabric", "eventfd: %s", strerror(errno));
-				kicked_flush(f);
+				f->timers_dirty = true; /* a dialer was added */
 			} else {
 				conn_event(f, tag, evs[i].events);
 			}

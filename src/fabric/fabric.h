@@ -16,7 +16,8 @@
  * refuses such a message.
  *
  * Threads.  fabric_start() starts one event thread (epoll; idle = asleep
- * in epoll_wait, woken by sockets, a send or the next timer).  Every
+ * in epoll_wait, woken by sockets or the next timer; a send to a node with
+ * nothing queued is written by the sending thread itself).  Every
  * handler and the peer callback run on that thread, with no fabric lock
  * held: they must not block (no storage I/O, no waiting for another
  * message) and must not call fabric_destroy(); they may call fabric_send().
@@ -150,6 +151,7 @@ enum fabric_refusal {
 	FABRIC_REFUSE_DUPLICATE_NODE,  /* node id = ours, or = another connected node's */
 	FABRIC_REFUSE_TIMEOUT,         /* no authentication within FABRIC_HANDSHAKE_MS */
 	FABRIC_REFUSE_TOO_MANY,        /* too many unauthenticated connections */
+	FABRIC_REFUSE_TLS,             /* TLS handshake failed: no TLS, another CA, no certificate */
 	FABRIC_REFUSE_COUNT
 };
 
@@ -179,10 +181,23 @@ struct fabric_config {
 	void *arg;
 	uint8_t protocol_version;     /* 0 = FABRIC_PROTOCOL_VERSION; tests only */
 	uint32_t handshake_ms;        /* 0 = FABRIC_HANDSHAKE_MS; tests only */
+	/*
+	 * TLS (all three set; NULL = plaintext frames with MACs): every
+	 * connection runs TLS 1.3, both sides present this PEM certificate
+	 * (chain) and key, and the peer's certificate must be signed by the
+	 * PEM CA file (mutual; no host name is checked: a node proves its
+	 * membership with the cluster secret inside TLS, as without it).
+	 * A peer without TLS or with a certificate of another CA is refused
+	 * (FABRIC_REFUSE_TLS).
+	 */
+	const char *tls_cert_file;
+	const char *tls_key_file;
+	const char *tls_ca_file;
 };
 
-/* Binds the listener (errors: -EADDRINUSE ..., logged with the address);
- * no thread yet.  */
+/* Binds the listener (errors: -EADDRINUSE ..., logged with the address;
+ * RECFS_ECONFIG for a TLS file that is missing, unreadable or not a valid
+ * PEM certificate/key/CA, logged with the file and why); no thread yet.  */
 int fabric_create(const struct fabric_config *cfg, struct fabric **out);
 /* Registers a handler; before fabric_start() only.  -EINVAL for types < 16. */
 int fabric_handler_set(struct fabric *f, uint16_t type, fabric_handler_fn fn, void *arg);
@@ -198,7 +213,10 @@ uint16_t fabric_port(const struct fabric *f);
 int fabric_peer_add(struct fabric *f, const char *address);
 
 /*
- * Queues an encoded message (from a writer) for a node; never blocks.
+ * Sends an encoded message (from a writer) to a node; never blocks on
+ * the network.  With nothing queued for the node the calling thread writes
+ * it to the socket itself (non-blocking); otherwise it is copied into the
+ * node's send queue for the event thread.
  * Returns 0, -EHOSTUNREACH (no such node has ever authenticated),
  * -ENOBUFS (the node's send queue is at its bound: back-pressure; the
  * caller retries later or drops), -EMSGSIZE (over FABRIC_MSG_MAX),
@@ -209,7 +227,8 @@ int fabric_peer_add(struct fabric *f, const char *address);
 int fabric_send(struct fabric *f, uint64_t node_id, const struct fabric_msg_writer *w);
 
 struct fabric_stats {
-	uint64_t bytes_sent, bytes_received;  /* all fabric bytes, frames included */
+	uint64_t bytes_sent, bytes_received;  /* all fabric bytes, frames included
+	                                       * (under TLS: before encryption) */
 	uint64_t msgs_sent, msgs_received;    /* authenticated messages */
 	uint64_t connects;                    /* connections authenticated */
 	uint64_t connect_failures;            /* outgoing connect() that failed */

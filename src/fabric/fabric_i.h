@@ -96,7 +96,8 @@ int fabric_auth_random(uint8_t *p, size_t len);
  * sent: a replayed, dropped or reordered frame fails its MAC.
  */
 struct fabric_mac {
-	EVP_MAC_CTX *ctx;
+	EVP_MD_CTX *inner, *outer;  /* SHA-256 states after the key's pads */
+	EVP_MD_CTX *work;
 	uint64_t seq;
 };
 

@@ -44,7 +44,12 @@
 	X(fail_stop_writes, "writes refused because the namespace is in stop-writes") \
 	X(expired_objects, "records reclaimed by nsup after their void time") \
 	X(evicted_objects, "records evicted by nsup to keep used space under evict-used-pct") \
-	X(apply_not_newer, "encoded record versions not stored: the stored one is as new or newer")
+	X(apply_not_newer, "encoded record versions not stored: the stored one is as new or newer") \
+	X(set_changes_sent, "set changes and checks sent to other nodes (one per node)") \
+	X(set_changes_received, "set changes, checks and set-table entries received from other nodes") \
+	X(set_changes_failed, "set changes and checks another node did not answer in time") \
+	X(list_pages_sent, "listing pages asked of other nodes") \
+	X(list_pages_received, "listing pages other nodes asked of this one")
 
 struct ns_counters {
 #define X(name, help) uint64_t name;
@@ -70,6 +75,8 @@ struct ns_set {
 	char name[RECORD_SET_MAX + 1];
 	uint8_t len;
 	bool marker;             /* created by mkdir: exists while empty */
+	uint64_t removed_ms;     /* atomic: last-update time of its last removal (rmdir
+	                          * here or from another node), 0: none since the start */
 	uint64_t objects;        /* atomic */
 	uint64_t data_bytes;     /* atomic: storage bytes of its records */
 	uint64_t tombstones;     /* atomic */

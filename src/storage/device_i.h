@@ -89,9 +89,11 @@ struct device {
 	pthread_t io_thread;
 	bool io_started;
 
-	/* Defrag thread only (defrag_lock guards defrag_stop). */
+	/* Defrag thread only (defrag_lock, a leaf, guards defrag_stop and
+	 * defrag_kicks; defrag_kick may be called with wt.lock held). */
 	pthread_t defrag_thread;
 	bool defrag_started, defrag_stop;
+	uint64_t defrag_kicks;
 	pthread_mutex_t defrag_lock;
 	pthread_cond_t defrag_cv;
 	struct io_uring defrag_ring;

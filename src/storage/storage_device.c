@@ -399,6 +399,8 @@ device_for(struct dev_engine *e, const struct digest *dg)
 }
 
 /* Store a record of size bytes: r encoded, or flat copied as it is. */
+static void defrag_kick(struct device *d);
+
 static int
 dev_store(struct storage *st, const struct digest *dg, bool tombstone, const struct record *r,
     const uint8_t *flat, uint32_t size, storage_loc *loc)
@@ -445,7 +447,8 @@ dev_store(struct storage *st, const struct digest *dg, bool tombstone, const str
 		memset(dst, 0, size);  /* never a half record on the device */
 	atomic_sub_release(&b->n_writers, 1);
 	if (n < 0) {
-		wblock_free_bytes(&d->wt, (uint32_t)((uint64_t)off / d->wbs), size);
+		if (wblock_free_bytes(&d->wt, (uint32_t)((uint64_t)off / d->wbs), size))
+			defrag_kick(d);
 		return (int)n;
 	}
 	*loc = storage_loc_make(d->index, (uint64_t)off, size);
@@ -617,6 +620,7 @@ static void
 defrag_kick(struct device *d)
 {
 	pthread_mutex_lock(&d->defrag_lock);
+	d->defrag_kicks++;
 	pthread_cond_signal(&d->defrag_cv);
 	pthread_mutex_unlock(&d->defrag_lock);
 }
@@ -740,7 +744,8 @@ dev_defrag_copy(struct storage *st, const uint8_t *flat, uint32_t size, storage_
 
 				if (v == NULL) {
 					pthread_mutex_unlock(&d->wt.lock);
-					wblock_free_bytes(&d->wt, (uint32_t)((uint64_t)off / d->wbs), size);
+					if (wblock_free_bytes(&d->wt, (uint32_t)((uint64_t)off / d->wbs), size))
+						defrag_kick(d);
 					return -ENOMEM;
 				}
 				b->vacated = v;
@@ -790,7 +795,8 @@ full_written_locked(struct device *d, struct dev_buf *b, bool written)
 {
 	if (written)
 		release_vacated_locked(d, b, b->n_vacated);
-	wblock_release_locked(&d->wt, b->wblock_id);
+	if (wblock_release_locked(&d->wt, b->wblock_id))
+		defrag_kick(d);
 	if (d->resident) {
 		/* The RAM image is the data; the shadow only keeps it across restarts. */
 		b->next = NULL;
@@ -1260,6 +1266,7 @@ defrag_main(void *arg)
 	for (;;) {
 		pthread_mutex_lock(&d->defrag_lock);
 		bool stop = d->defrag_stop;
+		uint64_t kicks = d->defrag_kicks;
 		pthread_mutex_unlock(&d->defrag_lock);
 		if (stop)
 			break;
@@ -1281,11 +1288,25 @@ defrag_main(void *arg)
 			}
 			continue;
 		}
+		/*
+		 * Nothing to take.  Nothing queued at all: sleep until a wblock is
+		 * queued or the configuration changes (both kick; a kick since this
+		 * round began is not lost: kicks counts them).  Something queued
+		 * but not to be taken yet (settling, defrag-queue-min): re-check
+		 * in 50 ms.
+		 */
 		struct timespec ts;
+		pthread_mutex_lock(&d->wt.lock);
+		bool queued = d->wt.defrag_count > 0;
+		pthread_mutex_unlock(&d->wt.lock);
 		deadline_after_ms(&ts, 50);
 		pthread_mutex_lock(&d->defrag_lock);
-		if (!d->defrag_stop)
-			pthread_cond_timedwait(&d->defrag_cv, &d->defrag_lock, &ts);
+		if (!d->defrag_stop && d->defrag_kicks == kicks) {
+			if (queued)
+				pthread_cond_timedwait(&d->defrag_cv, &d->defrag_lock, &ts);
+			else
+				pthread_cond_wait(&d->defrag_cv, &d->defrag_lock);
+		}
 		pthread_mutex_unlock(&d->defrag_lock);
 	}
 	return NULL;

@@ -55,9 +55,10 @@ struct mem_engine {
 	pthread_t defrag_thread;
 	bool defrag_started;
 	bool defrag_stalled;         /* defrag thread: its last wblock found no space for copies */
-	pthread_mutex_t defrag_lock;
+	pthread_mutex_t defrag_lock; /* a leaf: defrag_kick may run under a stripe lock */
 	pthread_cond_t defrag_cv;    /* signalled when a wblock is queued */
 	bool stop;                   /* protected by defrag_lock */
+	uint64_t kicks;              /* protected by defrag_lock: defrag_kick calls */
 	uint64_t reads;              /* atomics */
 	uint64_t defrag_records;
 	uint64_t checksum_errors;
@@ -76,6 +77,7 @@ static void
 defrag_kick(struct mem_engine *m)
 {
 	pthread_mutex_lock(&m->defrag_lock);
+	m->kicks++;
 	pthread_cond_signal(&m->defrag_cv);
 	pthread_mutex_unlock(&m->defrag_lock);
 }
@@ -97,7 +99,8 @@ stripe_reserve_locked(struct mem_engine *m, struct mem_stripe *s, uint32_t size,
 		if (rc != 0)
 			return rc;
 		if (*cur != MEM_NONE) {
-			wblock_release_locked(&s->wt, *cur);
+			if (wblock_release_locked(&s->wt, *cur))
+				defrag_kick(m);
 			if (for_defrag)
 				s->defrag_writes++;
 			else
@@ -141,7 +144,8 @@ mem_store(struct storage *st, const struct digest *d, bool tombstone, const stru
 	pthread_mutex_unlock(&s->wt.lock);
 	if (n < 0) {
 		/* The space stays reserved but holds no live record. */
-		wblock_free_bytes(&s->wt, (uint32_t)((uint64_t)off / m->wbs), size);
+		if (wblock_free_bytes(&s->wt, (uint32_t)((uint64_t)off / m->wbs), size))
+			defrag_kick(m);
 		return (int)n;
 	}
 	*loc = storage_loc_make(si, (uint64_t)off, size);
@@ -318,10 +322,11 @@ defrag_main(void *arg)
 	struct mem_engine *m = st->priv;
 
 	for (;;) {
-		bool worked = false;
+		bool worked = false, queued = false;
 
 		pthread_mutex_lock(&m->defrag_lock);
 		bool stop = m->stop;
+		uint64_t kicks = m->kicks;
 		pthread_mutex_unlock(&m->defrag_lock);
 		if (stop)
 			break;
@@ -334,6 +339,8 @@ defrag_main(void *arg)
 			/* Short of space, the table itself skips the settling time. */
 			rc = wblock_defrag_pop_locked(&s->wt, atomic_load_relaxed(&st->cfg->defrag_queue_min),
 			    false, &id);
+			if (s->wt.defrag_count > 0)
+				queued = true;
 			pthread_mutex_unlock(&s->wt.lock);
 			if (rc != 0)
 				continue;
@@ -353,7 +360,13 @@ defrag_main(void *arg)
 		if (!worked) {
 			struct timespec ts;
 
-			/* Bounded wait: defrag-queue-min > 0 needs periodic re-checks. */
+			/*
+			 * Nothing queued anywhere: sleep until a wblock is queued or the
+			 * configuration changes (both kick; a kick since the scan
+			 * began is not lost: kicks counts them).  Something queued but
+			 * not yet to be taken (settling, defrag-queue-min): re-check
+			 * in 50 ms.
+			 */
 			clock_gettime(CLOCK_REALTIME, &ts);
 			ts.tv_nsec += 50 * 1000000;
 			if (ts.tv_nsec >= 1000000000) {
@@ -361,8 +374,12 @@ defrag_main(void *arg)
 				ts.tv_nsec -= 1000000000;
 			}
 			pthread_mutex_lock(&m->defrag_lock);
-			if (!m->stop)
-				pthread_cond_timedwait(&m->defrag_cv, &m->defrag_lock, &ts);
+			if (!m->stop && m->kicks == kicks) {
+				if (queued)
+					pthread_cond_timedwait(&m->defrag_cv, &m->defrag_lock, &ts);
+				else
+					pthread_cond_wait(&m->defrag_cv, &m->defrag_lock);
+			}
 			pthread_mutex_unlock(&m->defrag_lock);
 		}
 	}

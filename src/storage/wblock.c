@@ -161,17 +161,20 @@ wblock_alloc_locked(struct wblock_table *t, enum wblock_user user, uint32_t *id)
 	return 0;
 }
 
-void
+bool
 wblock_release_locked(struct wblock_table *t, uint32_t id)
 {
 	struct wblock *w = wblock_get(t, id);
 
-	if (wblock_inuse(w) == 0)
+	if (wblock_inuse(w) == 0) {
 		free_push(t, id);
-	else if (wblock_inuse(w) < lwm_of(t))
+	} else if (wblock_inuse(w) < lwm_of(t)) {
 		defrag_push(t, id);
-	else
+		return true;
+	} else {
 		state_set(w, WBLOCK_USED);
+	}
+	return false;
 }
 
 void

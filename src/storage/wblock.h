@@ -103,8 +103,9 @@ enum wblock_user { WBLOCK_FOR_WRITE, WBLOCK_FOR_DELETE, WBLOCK_FOR_DEFRAG };
 
 /* Take a free (or pristine) wblock into RESERVED.  0 or -ENOSPC. */
 int wblock_alloc_locked(struct wblock_table *t, enum wblock_user user, uint32_t *id);
-/* A write or defrag buffer is done with wblock id. */
-void wblock_release_locked(struct wblock_table *t, uint32_t id);
+/* A write or defrag buffer is done with wblock id.  True when that queued
+ * it for defrag (the caller wakes its defrag thread). */
+bool wblock_release_locked(struct wblock_table *t, uint32_t id);
 /* size live bytes added to id (a record was placed there). */
 void wblock_add_locked(struct wblock_table *t, uint32_t id, uint32_t size);
 /* size live bytes of id are superseded (takes the lock).  Returns true

@@ -29,6 +29,7 @@ struct txn_network {
 	struct clustering *clustering;
 	struct rpc *rpc;
 	struct txn_remote *remote;   /* the data path's handlers and counters */
+	struct txn_sets *sets;        /* sets_cluster.c */
 	uint8_t secret[FABRIC_SECRET_MAX];
 
 	/* The node whose partition tables follow the successions (txn_network_attach). */
@@ -54,6 +55,7 @@ network_on_cluster_change(void *arg, const struct cluster_state *st)
 		n->applied = (int64_t)st->changes;
 	}
 	pthread_mutex_unlock(&n->attach_lock);
+	txn_sets_changed(n->sets, st->succession, st->n);
 }
 
 void
@@ -73,6 +75,7 @@ txn_network_attach(struct txn_network *n, struct node *node)
 		log_error("network", "out of memory: the partition tables wait for the next cluster change");
 	}
 	pthread_mutex_unlock(&n->attach_lock);
+	txn_sets_attach(n->sets, node);
 	free(st);
 }
 
@@ -153,6 +156,11 @@ txn_network_start(const struct recfs_config *cfg, uint64_t node_id, struct txn_n
 		goto fail;
 	fc.secret = n->secret;
 	fc.arg = n;
+	if (cfg->tls_certificate[0] != '\0') {
+		fc.tls_cert_file = cfg->tls_certificate;
+		fc.tls_key_file = cfg->tls_key;
+		fc.tls_ca_file = cfg->tls_ca;
+	}
 	rc = fabric_create(&fc, &n->fabric);
 	if (rc != 0)
 		goto fail;
@@ -178,6 +186,9 @@ txn_network_start(const struct recfs_config *cfg, uint64_t node_id, struct txn_n
 	    (uint32_t)(cfg->heartbeat_interval_ms * cfg->heartbeat_timeout_count +
 	    clustering_quantum_ms(cfg->heartbeat_interval_ms, cfg->heartbeat_timeout_count)),
 	    &n->remote);
+	if (rc != 0)
+		goto fail;
+	rc = txn_sets_create(n->rpc, node_id, &n->sets);
 	if (rc != 0)
 		goto fail;
 	rc = rpc_start(n->rpc);
@@ -235,6 +246,12 @@ txn_network_cluster(struct txn_network *n, struct txn_cluster *out)
 	out->nodes_left_out = st.nodes_left_out;
 }
 
+struct txn_sets *
+txn_network_sets(struct txn_network *n)
+{
+	return n->sets;
+}
+
 void
 txn_network_stop(struct txn_network *n)
 {
@@ -246,6 +263,7 @@ txn_network_stop(struct txn_network *n)
 		heartbeat_stop(n->heartbeat);
 	/* callers waiting on other nodes fail (-ESHUTDOWN), workers finish */
 	rpc_stop(n->rpc);
+	txn_sets_destroy(n->sets);
 	fabric_destroy(n->fabric);
 	rpc_destroy(n->rpc);
 	txn_remote_destroy(n->remote);
@@ -285,6 +303,7 @@ txn_network_values(struct txn_network *n, uint64_t *v)
 	v[STAT_FABRIC_fabric_refused_duplicate_node] = fs.refused[FABRIC_REFUSE_DUPLICATE_NODE];
 	v[STAT_FABRIC_fabric_refused_timeout] = fs.refused[FABRIC_REFUSE_TIMEOUT];
 	v[STAT_FABRIC_fabric_refused_too_many] = fs.refused[FABRIC_REFUSE_TOO_MANY];
+	v[STAT_FABRIC_fabric_refused_tls] = fs.refused[FABRIC_REFUSE_TLS];
 	v[STAT_FABRIC_fabric_refused_by_peer] = fs.refused_by_peer;
 	v[STAT_FABRIC_fabric_peers_connected] = fs.peers_connected;
 	v[STAT_FABRIC_heartbeat_pulses_sent] = hs.pulses_sent;

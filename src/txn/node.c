@@ -257,6 +257,7 @@ node_open(struct node **out, struct recfs_config *cfg)
 		node->namespaces[i]->root_cfg = cfg;
 		node->namespaces[i]->cfg_index = (int)i;
 		node->namespaces[i]->owner = x;
+		x->node = node;
 		node->n_namespaces++;
 		rc = txn_partitions_open(node, i);
 		if (rc != 0) {

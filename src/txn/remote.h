@@ -30,16 +30,12 @@
 #include <stdint.h>
 
 #include "../base/statistic.h"
+#include "../cluster/rpc.h"   /* the operation numbers RPC_OP_TXN_* */
 #include "txn.h"
 
 /* "This node is not the partition's master / not one of its replicas
  * (any more)": only between nodes, never returned to a client. */
 #define TXN_ENOTMASTER (-EREMCHG)
-
-/* rpc operation numbers (rpc.h's enum rpc_op: wire format). */
-#define RPC_OP_TXN_PROXY 2         /* a write, delete, rename or sync at the master */
-#define RPC_OP_TXN_PROXY_READ 3    /* a stat or read at the master (idempotent) */
-#define RPC_OP_TXN_REPLICA 4       /* a record version for a replica */
 
 /* Kinds of a proxied operation (wire format). */
 enum txn_proxy_kind {

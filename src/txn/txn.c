@@ -18,13 +18,14 @@
  *      struct txn_target (target_resolve; a set operation's target is its
  *      marker record).  No lookup, no set created: a bad name or a refused
  *      route leaves nothing behind;
- *   2. route: txn_route() says where it runs - today always here; the
- *      cluster answers from the partition table (the master: here,
- *      another node, or none now);
+ *   2. route: txn_route() says where it runs - here without a network;
+ *      in a cluster from the partition table (the master: here, another
+ *      node, or none now);
  *   3. dispatch(): the one place that acts on the answer - runs the local
  *      body (stat_record, write_record, ...), which finds the set, or for
- *      a write creates it, then takes the record lock.  A remote answer
- *      will send the operation to the master from here.
+ *      a write creates it, then takes the record lock; or sends the
+ *      operation to the master (remote.c), whose commit sends each stored
+ *      version to the other replicas (replica_flat, replica_send).
  * Rejected: routing inside each body (set creation and index lookups
  * would happen on a node that does not own the record).
  */
@@ -38,6 +39,7 @@
 #include "../base/log.h"
 #include "../cluster/partition.h"
 #include "remote.h"
+#include "set_msg.h"
 #include "txn_i.h"
 
 #define COUNT(ns, name) NS_COUNT_ADD(ns, name, 1)
@@ -1146,8 +1148,15 @@ set_remove_local(const struct txn_target *t)
 		return -ENOTEMPTY;
 	index_record_lock(ns->index, &t->digest);
 	e = entry_get(ns, set_id, &t->digest);
-	if (e != NULL && e->set_marker && !e->tombstone)
+	if (e != NULL && e->set_marker && !e->tombstone) {
+		/* After every change the set has seen: the removal's time, which
+		 * the other nodes compare with their state (txn_set_merge). */
+		uint64_t lut = marker_lut(s, e);
+
 		rc = delete_entry(ns, e, t->k.set, (uint8_t)t->k.set_len);
+		if (rc == 0)
+			atomic_store_relaxed(&s->removed_ms, lut);
+	}
 	index_record_unlock(ns->index, &t->digest);
 	return rc;
 }
@@ -1240,6 +1249,118 @@ set_update_local(const struct txn_target *t, const struct txn_write *w)
 	return rc;
 }
 
+/* ---- the cluster's sets: the local side (sets_cluster.c sends them) ---- */
+
+int
+txn_set_state(struct namespace *ns, uint16_t set_id, struct set_msg_entry *out)
+{
+	struct ns_set *s = &ns->sets.sets[set_id];
+	uint64_t removed = atomic_load_relaxed(&s->removed_ms);
+	struct index_entry *e;
+	struct digest d;
+	int rc = 0;
+
+	memset(out, 0, sizeof(*out));
+	memcpy(out->name, s->name, s->len);
+	out->len = s->len;
+	digest_compute(&d, s->name, s->len, "", 0);
+	index_record_lock(ns->index, &d);
+	e = entry_get(ns, set_id, &d);
+	if (e != NULL && e->set_marker && !e->tombstone && e->last_update_ms > removed) {
+		uint64_t ino;
+
+		out->live = true;
+		out->lut_ms = e->last_update_ms;
+		out->has_meta = e->has_meta;
+		out->mode = e->has_meta ? e->mode & 07777 : 0;
+		out->uid = e->uid;
+		out->gid = e->gid;
+		out->mtime_ns = e->mtime_ns;
+		entry_extra(ns, e, &ino, &out->atime_ns);
+	} else if (e != NULL && e->set_marker && e->tombstone) {
+		out->lut_ms = e->last_update_ms > removed ? e->last_update_ms : removed;
+	} else if (removed != 0) {
+		out->lut_ms = removed;
+	} else {
+		rc = -ENOENT;   /* no marker: a set of records alone is theirs to carry */
+	}
+	index_record_unlock(ns->index, &d);
+	return rc;
+}
+
+int
+txn_set_merge(struct namespace *ns, const struct set_msg_entry *m)
+{
+	struct index_entry *e;
+	struct ns_set *s;
+	struct digest d;
+	uint64_t here;
+	uint16_t set_id;
+	int rc;
+
+	if (record_set_name_check(m->name, m->len) != 0)
+		return -EINVAL;
+	/* A removal of a set never seen here is remembered too (the set gets
+	 * an id, invisible): an older live state arriving later from a node
+	 * that missed the removal must not bring it back. */
+	rc = set_lookup_or_add(&ns->sets, m->name, m->len, &set_id);
+	if (rc != 0)
+		return rc;
+	s = &ns->sets.sets[set_id];
+	digest_compute(&d, m->name, m->len, "", 0);
+	index_record_lock(ns->index, &d);
+	e = entry_get(ns, set_id, &d);
+	here = atomic_load_relaxed(&s->removed_ms);
+	if (e != NULL && e->set_marker && e->last_update_ms > here)
+		here = e->last_update_ms;
+	if (m->lut_ms <= here) {
+		rc = 0;   /* this node's state is as new or newer: a repeat, or late */
+	} else if (m->live) {
+		struct txn_write w = { 0 };
+
+		if (m->has_meta) {
+			w.set_mode = w.set_uid = w.set_gid = w.set_mtime = true;
+			w.mode = m->mode;
+			w.uid = m->uid;
+			w.gid = m->gid;
+			w.mtime_ns = m->mtime_ns;
+			w.set_atime = m->atime_ns != 0;
+			w.atime_ns = m->atime_ns;
+		}
+		rc = marker_write(ns, set_id, &d, e, m->has_meta ? &w : NULL, m->lut_ms, true);
+	} else if (atomic_load_relaxed(&s->objects) > 0) {
+		rc = -ENOTEMPTY;
+	} else {
+		if (e != NULL && e->set_marker && !e->tombstone)
+			rc = delete_entry(ns, e, s->name, s->len);
+		if (rc == 0)
+			atomic_store_relaxed(&s->removed_ms, m->lut_ms);
+	}
+	index_record_unlock(ns->index, &d);
+	return rc;
+}
+
+int
+txn_set_check(struct namespace *ns, unsigned kind, const struct set_msg_entry *m)
+{
+	uint16_t set_id;
+
+	if (kind == SET_MSG_CHECK_EMPTY) {
+		if (set_lookup(&ns->sets, m->name, m->len, &set_id) != 0)
+			return 0;
+		return atomic_load_relaxed(&ns->sets.sets[set_id].objects) > 0 ? -ENOTEMPTY : 0;
+	}
+	if (kind == SET_MSG_CHECK_NAME) {
+		struct txn_key nk = { .key = m->name, .key_len = m->len };
+		struct txn_target nt;
+		struct record_attr a;
+
+		target_fill(ns, &nk, &nt);
+		return stat_record(&nt, &a) == 0 ? -EEXIST : 0;
+	}
+	return -EINVAL;
+}
+
 void
 txn_sets_store_times(struct namespace *ns)
 {
@@ -1324,45 +1445,69 @@ txn_set_info(struct namespace *ns, const char *set, size_t len, struct txn_set_i
 
 /* ---- listing ------------------------------------------------------------ */
 
-static int
-list_records(struct namespace *ns, const char *set, size_t set_len, struct txn_cursor *cur,
+/*
+ * The records of set_id visible now, after cur, in the partitions of mask
+ * (NULL: every partition), up to max; advances cur (done at the end).
+ */
+static size_t
+list_walk(struct namespace *ns, uint16_t set_id, struct txn_cursor *cur, const uint8_t *mask,
     struct txn_entry *out, size_t max)
 {
-	uint16_t set_id = 0;
 	uint32_t now = clock_epoch_s();
 	size_t n = 0;
 
-	if (set_len > 0 && set_lookup(&ns->sets, set, set_len, &set_id) != 0)
-		return -ENOENT;
 	while (!cur->done && n < max) {
 		struct index_partition *p = &ns->index->partitions[cur->partition];
-		struct index_entry *e;
+		struct index_entry *e = NULL;
 
-		pthread_rwlock_rdlock(&p->lock);
-		e = index_next_locked(p, set_id, cur->started ? &cur->last : NULL);
-		while (e != NULL && n < max) {
-			if (entry_visible(e, now)) {
-				struct txn_entry *t = &out[n++];
+		if (mask == NULL || list_msg_mask_has(mask, cur->partition)) {
+			pthread_rwlock_rdlock(&p->lock);
+			e = index_next_locked(p, set_id, cur->started ? &cur->last : NULL);
+			while (e != NULL && n < max) {
+				if (entry_visible(e, now)) {
+					struct txn_entry *t = &out[n++];
 
-				memcpy(t->key, e->key, e->key_len);
-				t->key[e->key_len] = '\0';
-				t->key_len = e->key_len;
-				attr_from_entry(ns, e, &t->attr);
+					memcpy(t->key, e->key, e->key_len);
+					t->key[e->key_len] = '\0';
+					t->key_len = e->key_len;
+					attr_from_entry(ns, e, &t->attr);
+				}
+				cur->last = e->digest;
+				cur->started = true;
+				e = index_next_locked(p, set_id, &e->digest);
 			}
-			cur->last = e->digest;
-			cur->started = true;
-			e = index_next_locked(p, set_id, &e->digest);
+			pthread_rwlock_unlock(&p->lock);
 		}
-		pthread_rwlock_unlock(&p->lock);
 		if (e == NULL) {
-			/* Partition exhausted: move on. */
+			/* Partition exhausted (or not asked for): move on. */
 			cur->started = false;
 			if (++cur->partition == PARTITION_COUNT)
 				cur->done = true;
 		}
 	}
-	NS_COUNT_ADD(ns, client_list_records, n);
-	return (int)n;
+	return n;
+}
+
+int
+txn_list_local(struct namespace *ns, const char *set, size_t set_len, struct txn_cursor *cur,
+    const uint8_t *mask, struct txn_entry *out, size_t max)
+{
+	uint16_t set_id = 0;
+
+	if (set_len > 0 && set_lookup(&ns->sets, set, set_len, &set_id) != 0)
+		return -ENOENT;
+	return (int)list_walk(ns, set_id, cur, mask, out, max);
+}
+
+static int
+list_records(struct namespace *ns, const char *set, size_t set_len, struct txn_cursor *cur,
+    struct txn_entry *out, size_t max)
+{
+	int n = txn_list_local(ns, set, set_len, cur, NULL, out, max);
+
+	if (n > 0)
+		NS_COUNT_ADD(ns, client_list_records, (uint64_t)n);
+	return n;
 }
 
 /* ---- reclaim (nsup) -------------------------------------------------- */
@@ -1689,11 +1834,70 @@ txn_sync(struct namespace *ns, const struct txn_key *k)
 	return resolve_dispatch(ns, k, &op);
 }
 
+/*
+ * Set changes in a cluster (docs/cluster.md, "Sets and listings"): the
+ * node that runs mkdir, rmdir or a set's chmod/chown/touch changes its own
+ * table first, then sends the set's new state to every other node of the
+ * succession and returns once all have taken it; the set tables sent at
+ * every succession change repair a node that missed it.
+ */
+static struct txn_sets *
+sets_of(struct namespace *ns)
+{
+	struct txn_namespace *x = txn_namespace_of(ns);
+	struct txn_sets *s = NULL;
+
+	if (x == NULL || x->node == NULL)
+		return NULL;
+	pthread_mutex_lock(&x->node->network_lock);
+	if (x->node->network != NULL)
+		s = txn_network_sets(x->node->network);
+	pthread_mutex_unlock(&x->node->network_lock);
+	return s;
+}
+
+static void
+entry_of_name(struct set_msg_entry *e, const char *set, size_t len)
+{
+	memset(e, 0, sizeof(*e));
+	memcpy(e->name, set, len);
+	e->len = (uint8_t)len;
+	e->live = true;
+}
+
+/* The set's state here, sent to every other node after a local change. */
+static int
+set_broadcast(struct namespace *ns, struct txn_sets *ss, const char *set, size_t len,
+    const char *what)
+{
+	struct set_msg_entry e;
+	uint16_t set_id;
+	int rc;
+
+	if (set_lookup(&ns->sets, set, len, &set_id) != 0 || txn_set_state(ns, set_id, &e) != 0)
+		return 0;
+	rc = txn_sets_send(ss, ns, SET_MSG_MERGE, &e, 0);
+	if (rc == -ENOTEMPTY) {
+		/* rmdir raced with a record written on another node: removed
+		 * here and wherever it was empty; that node keeps it. */
+		log_warn("txn", "{%s} set %.*s: removed here, kept by a node where a record of it "
+		    "was written meanwhile", ns->name, (int)len, set);
+		rc = 0;
+	} else if (rc != 0) {
+		log_warn("txn", "{%s} set %.*s: %s done here and on the nodes that answered; the "
+		    "others get it with the set tables sent again (%s)", ns->name, (int)len, set, what,
+		    recfs_strerror(rc));
+		rc = -EIO;
+	}
+	return rc;
+}
+
 int
 txn_set_create(struct namespace *ns, const char *set, size_t len, const struct txn_write *w)
 {
 	struct txn_op op = { .kind = TXN_OP_SET_CREATE, .w = w };
 	struct txn_target t;
+	struct txn_sets *ss;
 	int rc = record_set_name_check(set, len);
 
 	if (rc != 0)
@@ -1701,7 +1905,26 @@ txn_set_create(struct namespace *ns, const char *set, size_t len, const struct t
 	if (w != NULL && !set_write_valid(w))
 		return -EINVAL;
 	target_marker(ns, set, len, &t);
-	return dispatch(&t, &op);
+	ss = sets_of(ns);
+	if (ss != NULL) {
+		/* A null-set record with that name is decided by its master. */
+		struct txn_key nk = { .key = set, .key_len = len };
+		struct txn_partition p;
+		struct txn_target nt;
+		struct set_msg_entry e;
+
+		target_fill(ns, &nk, &nt);
+		if (txn_partition_get(ns, nt.partition, &p) == 0 && !p.am_master && p.master != 0) {
+			entry_of_name(&e, set, len);
+			rc = txn_sets_send(ss, ns, SET_MSG_CHECK_NAME, &e, p.master);
+			if (rc != 0)
+				return rc;
+		}
+	}
+	rc = dispatch(&t, &op);
+	if (rc == 0 && ss != NULL)
+		rc = set_broadcast(ns, ss, set, len, "mkdir");
+	return rc;
 }
 
 int
@@ -1709,12 +1932,30 @@ txn_set_remove(struct namespace *ns, const char *set, size_t len)
 {
 	struct txn_op op = { .kind = TXN_OP_SET_REMOVE };
 	struct txn_target t;
+	struct txn_sets *ss;
 	int rc = record_set_name_check(set, len);
 
 	if (rc != 0)
 		return rc;
 	target_marker(ns, set, len, &t);
-	return dispatch(&t, &op);
+	ss = sets_of(ns);
+	if (ss != NULL) {
+		/* Not empty if any node holds a live record of it; asked
+		 * before anything is removed anywhere. */
+		struct set_msg_entry e;
+
+		rc = txn_set_exists(ns, set, len);
+		if (rc != 0)
+			return rc;
+		entry_of_name(&e, set, len);
+		rc = txn_sets_send(ss, ns, SET_MSG_CHECK_EMPTY, &e, 0);
+		if (rc != 0)
+			return rc;
+	}
+	rc = dispatch(&t, &op);
+	if (rc == 0 && ss != NULL)
+		rc = set_broadcast(ns, ss, set, len, "rmdir");
+	return rc;
 }
 
 int
@@ -1733,6 +1974,12 @@ txn_set_update(struct namespace *ns, const char *set, size_t len, const struct t
 		return -ENOENT;
 	target_marker(ns, set, len, &t);
 	rc = dispatch(&t, &op);
+	if (rc == 0) {
+		struct txn_sets *ss = sets_of(ns);
+
+		if (ss != NULL)
+			rc = set_broadcast(ns, ss, set, len, "the change of its attributes");
+	}
 	if (rc == 0 && out != NULL)
 		rc = txn_set_stat(ns, set, len, out);
 	return rc;
@@ -1743,8 +1990,16 @@ txn_list(struct namespace *ns, const char *set, size_t set_len, struct txn_curso
     struct txn_entry *out, size_t max)
 {
 	uint64_t t0 = clock_mono_ns();
-	int rc = list_records(ns, set, set_len, cur, out, max);
+	struct txn_sets *ss = sets_of(ns);
+	int rc;
 
+	/* In a cluster each page is gathered from the partitions' masters. */
+	if (ss != NULL)
+		rc = txn_sets_list(ss, ns, set, set_len, cur, out, max);
+	else
+		rc = list_records(ns, set, set_len, cur, out, max);
+	if (rc > 0 && ss != NULL)
+		NS_COUNT_ADD(ns, client_list_records, (uint64_t)rc);
 	latency_add(ns, STAT_LAT_NS_list, t0);
 	return rc;
 }

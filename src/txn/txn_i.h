@@ -53,6 +53,10 @@ struct txn_namespace {
 	 * attached, else NULL (atomic): a single node reads one NULL pointer
 	 * per operation and nothing else of the cluster. */
 	struct txn_remote *remote;
+
+	/* The node that opened it (node_open): its network, for the cluster's
+	 * set changes (sets_cluster.c). */
+	struct node *node;
 };
 
 /* The transaction layer's state of ns (every namespace comes from node_open). */
@@ -221,5 +225,63 @@ int txn_reclaim(struct namespace *ns, uint16_t set_id, const struct digest *d, u
  * markers with metadata: see set_times_settle).  Errors are logged.
  */
 void txn_sets_store_times(struct namespace *ns);
+
+/* ---- the cluster's sets (sets_cluster.c, docs/cluster.md "Sets and listings") ---- */
+
+struct rpc;
+struct set_msg_entry;
+struct txn_sets;
+
+/* txn.c: a set's state as this node knows it (live marker, or removed and
+ * when).  -ENOENT: nothing to say (no marker, no removal seen). */
+int txn_set_state(struct namespace *ns, uint16_t set_id, struct set_msg_entry *out);
+/* txn.c: take another node's state of a set if it is newer than this
+ * node's (idempotent).  0; -ENOTEMPTY: a removal not taken, live records
+ * of the set are here; other -errno of the marker write. */
+int txn_set_merge(struct namespace *ns, const struct set_msg_entry *e);
+/* txn.c: SET_MSG_CHECK_EMPTY (-ENOTEMPTY: live records of the set here)
+ * or SET_MSG_CHECK_NAME (-EEXIST: a null-set record of that name here). */
+int txn_set_check(struct namespace *ns, unsigned kind, const struct set_msg_entry *e);
+
+/* txn.c: the records of a set (set_len 0: the null set) visible here, after
+ * cur, in the partitions of mask (NULL: all), up to max; advances cur.
+ * Returns the number filled, -ENOENT (no such set here).  Counts nothing. */
+int txn_list_local(struct namespace *ns, const char *set, size_t set_len, struct txn_cursor *cur,
+    const uint8_t *mask, struct txn_entry *out, size_t max);
+
+/* sets_cluster.c: registers the set operations on rpc (before rpc_start)
+ * and starts the thread that sends the set tables.  -ENOMEM, -EEXIST. */
+int txn_sets_create(struct rpc *rpc, uint64_t self, struct txn_sets **out);
+/* The node whose namespaces the set operations serve (NULL: none; its
+ * requests are answered -EAGAIN). */
+void txn_sets_attach(struct txn_sets *s, struct node *node);
+/* A new succession (clustering's observer; does not block): every node's
+ * set tables are sent to the others. */
+void txn_sets_changed(struct txn_sets *s, const uint64_t *succession, unsigned n);
+/* Stops the thread (before rpc_stop); then destroy (after rpc_stop). */
+void txn_sets_stop(struct txn_sets *s);
+void txn_sets_destroy(struct txn_sets *s);
+/*
+ * Sends one set message of kind about e to every other node of the
+ * current succession (to_node != 0: to that node only), in parallel,
+ * within transaction-max-ms.  0 when every node answered 0; else the
+ * first node's -errno answer (-ENOTEMPTY, -EEXIST ...), or -EIO when a
+ * node did not answer (then the set tables are sent again soon).
+ */
+int txn_sets_send(struct txn_sets *s, struct namespace *ns, unsigned kind,
+    const struct set_msg_entry *e, uint64_t to_node);
+/*
+ * sets_cluster.c: one page of a listing in a cluster: each node that
+ * masters partitions at or after cur (this node's partition table) is
+ * asked once, in parallel, for its records there; the answers are merged
+ * in listing order (partition, then the master's index order) and cut at
+ * max.  txn_list's contract (txn.h).  -EIO when a node does not answer
+ * within transaction-max-ms or answers malformed; -ENOENT when the set is
+ * on no node.
+ */
+int txn_sets_list(struct txn_sets *s, struct namespace *ns, const char *set, size_t set_len,
+    struct txn_cursor *cur, struct txn_entry *out, size_t max);
+/* network.c: the set side of a started network. */
+struct txn_sets *txn_network_sets(struct txn_network *net);
 
 #endif

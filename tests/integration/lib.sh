@@ -155,6 +155,32 @@ getx() {
 HAVE_PYTHON=no
 command -v python3 >/dev/null 2>&1 && HAVE_PYTHON=yes
 
+# free_port: a TCP port on 127.0.0.1 that nothing listens on now, for a
+# daemon to bind later.  Drawn below the kernel's ephemeral range
+# (ip_local_port_range, 32768-60999 by default): a port the kernel hands
+# out for bind(0) is in that range, where any outgoing connection (a fabric
+# dialer of another node, another test) may take it before the daemon
+# binds it.  Tries up to 200 random ports in 20000-32767 (needs python3).
+free_port() {
+	python3 -c '
+import random, socket
+lo = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
+for _ in range(200):
+    p = random.randrange(20000, min(lo, 32768))
+    s = socket.socket()
+    try:
+        s.bind(("127.0.0.1", p))
+    except OSError:
+        continue
+    finally:
+        s.close()
+    print(p)
+    break
+else:
+    raise SystemExit("free_port: no free port in 20000-%d" % min(lo, 32768))
+'
+}
+
 # py_errno CODE [ARGS...]: run a python3 snippet (sys.argv holds ARGS) and
 # print OK, or the errno name of the OSError it raised (EXDEV, EEXIST, ...).
 py_errno() {

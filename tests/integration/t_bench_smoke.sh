@@ -48,7 +48,7 @@ for row in "write, 50,000 keys" "read, random keys" "mixed 50% write + 50% read"
 	"cold start scan (node_open)" "random 1 KiB read, not in RAM" "4 KiB overwrite, 50% fill" \
 	"create+write 4K+close recfs/passthrough" "open+read 4K+close recfs/passthrough" \
 	"64 B round trip, fabric" "64 B round trip, plain TCP" "round trips/s fabric/TCP" \
-	"64 KiB messages streamed, fabric" "64 KiB writes streamed, plain TCP" "stream MB/s fabric/TCP"; do
+	"round trip p50 fabric/TCP" "64 B round trip, fabric over TLS" "round trip p50 TLS fabric/TCP" "64 KiB messages streamed, fabric" "64 KiB writes streamed, plain TCP" "stream MB/s fabric/TCP"; do
 	check_true "table row '$row'" -n "$(grep -F "  $row " "$T/bench.out")"
 done
 check_true "memory target judged" -n "$(grep -E '(PASS|MISS) target >= 1,000,000 ops/s' "$T/bench.out")"
@@ -63,7 +63,7 @@ d = json.load(open(sys.argv[1]))
 ids = [r["id"] for r in d["rows"]]
 need = ["memory.write", "memory.read", "memory.mixed", "index.memory.per_record_minus_key",
         "mount.create.ratio.t1", "mount.create.ratio.t2", "mount.read.ratio.t1", "mount.read.ratio.t2",
-        "fabric.rtt", "fabric.tcp_rtt", "fabric.rtt_ratio", "fabric.stream", "fabric.tcp_stream",
+        "fabric.rtt", "fabric.tcp_rtt", "fabric.rtt_ratio", "fabric.rtt_p50_ratio", "fabric.tls_rtt", "fabric.tls_rtt_p50_ratio", "fabric.stream", "fabric.tcp_stream",
         "fabric.stream_ratio"]
 # Device rows, unless a whole device benchmark was a SKIP (temp dir on tmpfs:
 # no O_DIRECT); without fio their fio/ratio rows are SKIPs but present.

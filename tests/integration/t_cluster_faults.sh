@@ -222,12 +222,17 @@ cluster_wait_agree 5 $FIVE || bad "idle: no cluster of 5 to measure"
 cpu_ticks() { awk '{ sub(/.*\) /, ""); print $12 + $13 }' "$1"; }
 IDLE_MAX_MS=100 IDLE_BUILD=product
 if ldd "$RECFSD" 2>/dev/null | grep -Eq 'lib(a|t)san'; then IDLE_MAX_MS=300 IDLE_BUILD=sanitized; fi
-declare -A C0 T0
+declare -A C0 T0 W0
+# wakes TASKDIR: the task's voluntary context switches (sleeps ended)
+wakes() { awk '/^voluntary_ctxt_switches/ { print $2 }' "$1/status" 2>/dev/null; }
 HZ=$(getconf CLK_TCK)
 for n in $FIVE; do
 	pid=$(cluster_pid $n)
 	C0[$n]=$(cpu_ticks "/proc/$pid/stat")
-	for t in /proc/"$pid"/task/*; do T0[$n:${t##*/}]=$(cpu_ticks "$t/stat"); done
+	for t in /proc/"$pid"/task/*; do
+		T0[$n:${t##*/}]=$(cpu_ticks "$t/stat")
+		W0[$n:${t##*/}]=$(wakes "$t")
+	done
 done
 sleep 10
 for n in $FIVE; do
@@ -235,12 +240,19 @@ for n in $FIVE; do
 	ms=$((($(cpu_ticks "/proc/$pid/stat") - C0[$n]) * 1000 / HZ))
 	rss=$(awk '/^VmRSS/ { print $2 " " $3 }' "/proc/$pid/status")
 	# which named thread (docs/architecture.md, "Threads and locks") spent it
-	split=""
+	split="" defrag_wakes=0
 	for t in /proc/"$pid"/task/*; do
 		t0=${T0[$n:${t##*/}]:-0}
 		tms=$((($(cpu_ticks "$t/stat" 2>/dev/null || echo "$t0") - t0) * 1000 / HZ))
 		[ "$tms" -gt 0 ] && split="$split $(cat "$t/comm" 2>/dev/null)=${tms}ms"
+		if [ "$(cat "$t/comm" 2>/dev/null)" = defrag ]; then
+			w=$(wakes "$t")
+			defrag_wakes=$((defrag_wakes + ${w:-0} - ${W0[$n:${t##*/}]:-0}))
+		fi
 	done
+	# fails if the memory engine's defrag thread polls with nothing queued
+	# (it woke every 50 ms: about 200 times in 10 s)
+	check_true "idle $n: the defrag thread sleeps ($defrag_wakes wakes in 10 s)" "$defrag_wakes" -le 5
 	note "idle $n: ${ms} ms of CPU in 10 s ($(awk -v m="$ms" 'BEGIN { printf "%.2f%%", m / 100 }') of a core), RSS $rss;${split:- no thread above a tick}"
 	# fails if a node polls (1% of a core = 100 ms in 10 s)
 	check_true "idle $n uses under $((IDLE_MAX_MS / 100))% of a core in a $IDLE_BUILD build ($ms ms in 10 s)" "$ms" -lt "$IDLE_MAX_MS"

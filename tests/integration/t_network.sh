@@ -26,10 +26,7 @@ itest_before_stop() {
 	fi
 }
 
-# free_port: a TCP port nobody listens on now (the kernel's choice).
-free_port() {
-	python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
+# free_port (lib.sh): a TCP port nobody listens on now.
 [ "$HAVE_PYTHON" = yes ] || { echo "SKIP: $ITEST_NAME needs python3 to pick free ports"; exit 77; }
 PA=$(free_port)
 PB=$(free_port)

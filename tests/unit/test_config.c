@@ -634,6 +634,13 @@ test_config_inconsistent_namespace_is_refused(void **state)
 	expect_error("network:\n  seeds: [ \"a:1\" ]\n" MINIMAL_NS,
 	    "bad.yaml:2: network.seeds: seeds need a cluster-secret-file");
 	expect_error("network:\n  seeds: [ nohost ]\n" MINIMAL_NS, "bad.yaml:2: network.seeds: \"nohost\" is not host:port");
+	/* TLS: all three files or none, absolute paths */
+	expect_error("network:\n  tls: { certificate: /c.pem, ca: /ca.pem }\n" MINIMAL_NS,
+	    "bad.yaml:2: network.tls.key: not set: network.tls needs certificate, key and ca");
+	expect_error("network:\n  tls:\n    key: /k.pem\n" MINIMAL_NS,
+	    "bad.yaml:3: network.tls.certificate: not set: network.tls needs certificate, key and ca");
+	expect_error("network:\n  tls: { certificate: c.pem, key: /k.pem, ca: /ca.pem }\n" MINIMAL_NS,
+	    "bad.yaml:2: network.tls.certificate: \"c.pem\" is not an absolute path");
 	expect_error("logging:\n  file: log.txt\n" MINIMAL_NS, "bad.yaml:2: logging.file: \"log.txt\" is not stderr");
 }
 

@@ -15,6 +15,7 @@
 #include <cmocka.h>
 
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -33,6 +34,7 @@
 #include "fabric/fabric_i.h"
 #include "net_fixture.h"
 
+#include <openssl/hmac.h>
 #define FIELD_SEQ 1
 #define FIELD_PAD 2
 
@@ -86,6 +88,7 @@ struct node_opts {
 	size_t queue_max;
 	uint16_t port;
 	uint32_t handshake_ms;
+	const char *tls_cert, *tls_key, *tls_ca;
 };
 
 static int
@@ -105,6 +108,9 @@ node_start(struct node *n, uint64_t id, const struct node_opts *o)
 	cfg.arg = n;
 	cfg.protocol_version = o->version;
 	cfg.handshake_ms = o->handshake_ms;
+	cfg.tls_cert_file = o->tls_cert;
+	cfg.tls_key_file = o->tls_key;
+	cfg.tls_ca_file = o->tls_ca;
 
 	memset(n, 0, sizeof(*n));
 	pthread_mutex_init(&n->lock, NULL);
@@ -221,6 +227,45 @@ send_many(struct node *from, uint64_t to, uint64_t first, unsigned count, size_t
 		assert_int_equal(rc, 0);
 	}
 	free(buf);
+}
+
+
+/* The ids of this process's threads (from /proc/self/task); how many. */
+static unsigned
+thread_ids(long *out, unsigned max)
+{
+	DIR *d = opendir("/proc/self/task");
+	struct dirent *e;
+	unsigned n = 0;
+
+	assert_non_null(d);
+	while ((e = readdir(d)) != NULL)
+		if (e->d_name[0] != '.' && n < max)
+			out[n++] = strtol(e->d_name, NULL, 10);
+	closedir(d);
+	return n;
+}
+
+/* Context switches (voluntary + not) of one thread of this process so far. */
+static uint64_t
+thread_switches(long tid)
+{
+	char path[64], line[128];
+	uint64_t total = 0;
+	FILE *fp;
+
+	snprintf(path, sizeof(path), "/proc/self/task/%ld/status", tid);
+	fp = fopen(path, "r");
+	assert_non_null(fp);
+	while (fgets(line, sizeof(line), fp) != NULL) {
+		unsigned long long v;
+
+		if (sscanf(line, "voluntary_ctxt_switches: %llu", &v) == 1 ||
+		    sscanf(line, "nonvoluntary_ctxt_switches: %llu", &v) == 1)
+			total += v;
+	}
+	fclose(fp);
+	return total;
 }
 
 /* ---- codec ------------------------------------------------------------------ */
@@ -680,6 +725,40 @@ test_fabric_peer_that_stops_reading_gets_back_pressure_others_still_served(void 
 	node_stop(&b);
 }
 
+/*
+ * The frame MAC is HMAC-SHA256(session key, seq u64 | header | message)
+ * truncated to 16 bytes (docs/cluster.md): compared with OpenSSL's own
+ * HMAC for the first frames of a direction, empty and 64 KiB messages too.
+ */
+static void
+test_fabric_frame_mac_is_hmac_sha256_of_seq_header_and_message(void **state)
+{
+	static uint8_t msg[64 * 1024];
+	static uint8_t in[8 + FABRIC_FRAME_HEADER + sizeof(msg)];
+	const size_t lens[] = { 0, 1, 55, 56, 64, 100, 1000, sizeof(msg) };
+	uint8_t key[FABRIC_KEY_LEN], hdr[FABRIC_FRAME_HEADER], mac[FABRIC_MAC_LEN], ref[32];
+	struct fabric_mac m;
+	unsigned i, rl = 0;
+
+	(void)state;
+	for (i = 0; i < sizeof(key); i++)
+		key[i] = (uint8_t)(i * 7 + 1);
+	for (i = 0; i < sizeof(msg); i++)
+		msg[i] = (uint8_t)(i * 31);
+	assert_int_equal(fabric_mac_init(&m, key), 0);
+	for (i = 0; i < sizeof(lens) / sizeof(lens[0]); i++) {
+		fabric_frame_header_write(hdr, FABRIC_PROTOCOL_VERSION, FABRIC_KIND_MSG, (uint32_t)lens[i]);
+		assert_int_equal(fabric_mac_compute(&m, hdr, msg, lens[i], mac), 0);
+		fabric_put64(in, i); /* the sequence number: frame i of the direction */
+		memcpy(in + 8, hdr, FABRIC_FRAME_HEADER);
+		memcpy(in + 8 + FABRIC_FRAME_HEADER, msg, lens[i]);
+		assert_non_null(HMAC(EVP_sha256(), key, sizeof(key), in, 8 + FABRIC_FRAME_HEADER + lens[i], ref, &rl));
+		assert_int_equal(rl, 32);
+		assert_memory_equal(mac, ref, FABRIC_MAC_LEN);
+	}
+	fabric_mac_fini(&m);
+}
+
 static void
 test_fabric_replayed_frame_fails_its_mac_and_is_dropped(void **state)
 {
@@ -807,6 +886,247 @@ test_fabric_listen_port_in_use_is_refused(void **state)
 	node_stop(&a);
 }
 
+/*
+ * A message to a connected peer whose queue is empty is written by the
+ * sending thread itself: the sender's fabric thread is not woken per
+ * message (before, every send kicked it through an eventfd: one wake, one
+ * thread hop and two context switches per message on the way out).
+ */
+static void
+no_wake_check(const struct node_opts *o, uint64_t ida, uint64_t idb)
+{
+	long before[256], after[256], tid = 0;
+	unsigned nb, na, i, j;
+	uint64_t s0, woke;
+	struct node a, b;
+
+	nb = thread_ids(before, 256);
+	assert_int_equal(node_start(&a, ida, o), 0);
+	na = thread_ids(after, 256);
+	for (i = 0; i < na; i++) {
+		for (j = 0; j < nb && before[j] != after[i]; j++)
+			;
+		if (j == nb) {
+			assert_int_equal(tid, 0); /* exactly one new thread: a's */
+			tid = after[i];
+		}
+	}
+	assert_true(tid != 0);
+	assert_int_equal(node_start(&b, idb, o), 0);
+	dial(&a, &b);
+	WAIT_FOR(connected_to(&a, idb) && connected_to(&b, ida));
+	net_sleep_ms(50); /* the handshake's last writes and wakes are over */
+	s0 = thread_switches(tid);
+	for (i = 0; i < 200; i++) {
+		uint64_t t0 = net_now_ms();
+
+		send_many(&a, idb, i, 1, 100);
+		/* one at a time: each send finds the queue empty */
+		while (received(&b) < i + 1) {
+			struct timespec ts = { 0, 50000 };
+
+			assert_true(net_now_ms() - t0 < WAIT_MS);
+			nanosleep(&ts, NULL);
+		}
+	}
+	woke = thread_switches(tid) - s0;
+	print_message("a's fabric thread: %llu context switches for 200 messages sent%s\n",
+	    (unsigned long long)woke, o->tls_cert != NULL ? " over TLS" : "");
+	assert_true(woke < 20);
+	assert_int_equal(b.out_of_order, 0);
+	node_stop(&a);
+	node_stop(&b);
+}
+
+static void
+test_fabric_send_to_an_idle_peer_does_not_wake_the_fabric_thread(void **state)
+{
+	static const struct node_opts none;
+
+	(void)state;
+	no_wake_check(&none, 71, 72);
+}
+
+/* ---- TLS ------------------------------------------------------------------------- */
+
+/* Certificates made at test time by the openssl command, in a temp dir:
+ * ca (CA), node (signed by ca), ca2 and node2 (signed by ca2). */
+static char tls_dir[64];
+
+static void
+tls_path(char *buf, size_t sz, const char *name)
+{
+	snprintf(buf, sz, "%s/%s", tls_dir, name);
+}
+
+static void
+tls_certs(void)
+{
+	char cmd[2048];
+
+	if (tls_dir[0] != '\0')
+		return;
+	if (system("openssl version >/dev/null 2>&1") != 0)
+		fail_msg("the openssl command is missing (scripts/install-deps.sh installs it)");
+	snprintf(tls_dir, sizeof(tls_dir), "/tmp/recfs-test-tls.XXXXXX");
+	assert_non_null(mkdtemp(tls_dir));
+	snprintf(cmd, sizeof(cmd),
+	    "cd %s && for ca in ca ca2; do "
+	    "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout $ca.key "
+	    "-out $ca.crt -days 2 -subj /CN=recfs-test-$ca >/dev/null 2>&1 || exit 1; done; "
+	    "for n in node:ca node2:ca2; do k=${n%%:*}; c=${n#*:}; "
+	    "openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout $k.key -out $k.csr "
+	    "-subj /CN=recfs-test-$k >/dev/null 2>&1 && "
+	    "openssl x509 -req -in $k.csr -CA $c.crt -CAkey $c.key -CAcreateserial -out $k.crt -days 2 "
+	    ">/dev/null 2>&1 || exit 1; done; echo not a certificate > junk.pem",
+	    tls_dir);
+	if (system(cmd) != 0)
+		fail_msg("openssl could not make the test certificates in %s", tls_dir);
+}
+
+static void
+tls_cleanup(void)
+{
+	char cmd[128];
+
+	if (tls_dir[0] == '\0')
+		return;
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", tls_dir);
+	if (system(cmd) != 0)
+		fprintf(stderr, "could not remove %s\n", tls_dir);
+}
+
+/* Options of a TLS node: its certificate/key (node or node2) and CA. */
+struct tls_files {
+	char cert[96], key[96], ca[96];
+};
+
+static struct node_opts
+tls_opts(struct tls_files *t, const char *node, const char *ca)
+{
+	struct node_opts o = { 0 };
+	char n[32];
+
+	tls_certs();
+	snprintf(n, sizeof(n), "%s.crt", node);
+	tls_path(t->cert, sizeof(t->cert), n);
+	snprintf(n, sizeof(n), "%s.key", node);
+	tls_path(t->key, sizeof(t->key), n);
+	snprintf(n, sizeof(n), "%s.crt", ca);
+	tls_path(t->ca, sizeof(t->ca), n);
+	o.tls_cert = t->cert;
+	o.tls_key = t->key;
+	o.tls_ca = t->ca;
+	return o;
+}
+
+/* Two nodes with certificates of one CA: messages both ways, in order,
+ * and nothing refused. */
+static void
+test_fabric_tls_nodes_exchange_messages(void **state)
+{
+	struct tls_files ta, tb;
+	struct node_opts oa = tls_opts(&ta, "node", "ca"), ob = tls_opts(&tb, "node", "ca");
+	struct node a, b;
+
+	(void)state;
+	assert_int_equal(node_start(&a, 121, &oa), 0);
+	assert_int_equal(node_start(&b, 122, &ob), 0);
+	dial(&a, &b);
+	WAIT_FOR(connected_to(&a, 122) && connected_to(&b, 121));
+	send_many(&a, 122, 0, 300, 100);
+	send_many(&b, 121, 0, 300, 20000);
+	WAIT_FOR(received(&a) == 300 && received(&b) == 300);
+	assert_int_equal(a.out_of_order + b.out_of_order, 0);
+	assert_int_equal(stats(&a).refused[FABRIC_REFUSE_TLS], 0);
+	assert_int_equal(stats(&b).refused[FABRIC_REFUSE_TLS], 0);
+	assert_int_equal(UPS(&a), 1);
+	node_stop(&a);
+	node_stop(&b);
+	/* the sender writes through TLS itself too: no wake-up per message */
+	no_wake_check(&oa, 127, 128);
+}
+
+/*
+ * A plaintext node dialing a TLS one, a TLS node dialing a plaintext one,
+ * and a node whose certificate comes from another CA: each refused and
+ * counted as "tls" on the TLS side (the plaintext side sees a malformed
+ * frame); no connection comes up.
+ */
+static void
+test_fabric_tls_refuses_plaintext_and_another_ca(void **state)
+{
+	struct tls_files tb, tw;
+	struct node_opts ob = tls_opts(&tb, "node", "ca"), ow = tls_opts(&tw, "node2", "ca2");
+	static const struct node_opts plain;
+	struct node b, p, w;
+	uint64_t r;
+
+	(void)state;
+	assert_int_equal(node_start(&b, 123, &ob), 0);
+	assert_int_equal(node_start(&p, 124, &plain), 0);
+	assert_int_equal(node_start(&w, 125, &ow), 0);
+	/* plaintext -> TLS */
+	dial(&p, &b);
+	WAIT_FOR(stats(&b).refused[FABRIC_REFUSE_TLS] >= 1);
+	/* TLS -> plaintext */
+	r = stats(&b).refused[FABRIC_REFUSE_TLS];
+	dial(&b, &p);
+	WAIT_FOR(stats(&b).refused[FABRIC_REFUSE_TLS] > r && stats(&p).refused[FABRIC_REFUSE_MALFORMED] >= 1);
+	/* another CA, both ways: each side refuses the other's certificate */
+	r = stats(&b).refused[FABRIC_REFUSE_TLS];
+	dial(&w, &b);
+	WAIT_FOR(stats(&b).refused[FABRIC_REFUSE_TLS] > r && stats(&w).refused[FABRIC_REFUSE_TLS] >= 1);
+	net_sleep_ms(300); /* a retry or two */
+	assert_false(connected_to(&b, 124) || connected_to(&p, 123));
+	assert_false(connected_to(&b, 125) || connected_to(&w, 123));
+	assert_int_equal(stats(&b).peers_connected, 0);
+	assert_int_equal(received(&b) + received(&p) + received(&w), 0);
+	print_message("refused as tls: b %llu, w %llu; p malformed %llu\n",
+	    (unsigned long long)stats(&b).refused[FABRIC_REFUSE_TLS],
+	    (unsigned long long)stats(&w).refused[FABRIC_REFUSE_TLS],
+	    (unsigned long long)stats(&p).refused[FABRIC_REFUSE_MALFORMED]);
+	node_stop(&b);
+	node_stop(&p);
+	node_stop(&w);
+}
+
+/* Missing, unreadable or wrong TLS files: the fabric is refused
+ * (RECFS_ECONFIG), nothing listens. */
+static void
+test_fabric_tls_bad_files_are_refused(void **state)
+{
+	struct tls_files t;
+	struct node_opts o;
+	char missing[96], junk[96], key2[96];
+	struct node n;
+
+	(void)state;
+	o = tls_opts(&t, "node", "ca");
+	tls_path(missing, sizeof(missing), "no-such.pem");
+	tls_path(junk, sizeof(junk), "junk.pem");
+	tls_path(key2, sizeof(key2), "node2.key");
+	o.tls_cert = missing;
+	assert_int_equal(node_start(&n, 126, &o), RECFS_ECONFIG);
+	pthread_mutex_destroy(&n.lock);
+	o = tls_opts(&t, "node", "ca");
+	o.tls_key = NULL;
+	assert_int_equal(node_start(&n, 126, &o), RECFS_ECONFIG);
+	pthread_mutex_destroy(&n.lock);
+	o = tls_opts(&t, "node", "ca");
+	o.tls_key = key2; /* another certificate's key */
+	assert_int_equal(node_start(&n, 126, &o), RECFS_ECONFIG);
+	pthread_mutex_destroy(&n.lock);
+	o = tls_opts(&t, "node", "ca");
+	o.tls_ca = junk;
+	assert_int_equal(node_start(&n, 126, &o), RECFS_ECONFIG);
+	pthread_mutex_destroy(&n.lock);
+	o = tls_opts(&t, "node", "ca");
+	o.tls_cert = junk;
+	assert_int_equal(node_start(&n, 126, &o), RECFS_ECONFIG);
+	pthread_mutex_destroy(&n.lock);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -819,13 +1139,22 @@ main(int argc, char **argv)
 		cmocka_unit_test(test_fabric_other_protocol_version_is_refused),
 		cmocka_unit_test(test_fabric_garbage_truncated_oversized_and_silent_connections_are_dropped_and_counted),
 		cmocka_unit_test(test_fabric_peer_that_stops_reading_gets_back_pressure_others_still_served),
+		cmocka_unit_test(test_fabric_frame_mac_is_hmac_sha256_of_seq_header_and_message),
 		cmocka_unit_test(test_fabric_replayed_frame_fails_its_mac_and_is_dropped),
 		cmocka_unit_test(test_fabric_reconnects_after_the_peer_restarts),
 		cmocka_unit_test(test_fabric_two_nodes_dialing_each_other_keep_one_connection),
 		cmocka_unit_test(test_fabric_duplicate_node_id_is_refused),
 		cmocka_unit_test(test_fabric_listen_port_in_use_is_refused),
+		cmocka_unit_test(test_fabric_send_to_an_idle_peer_does_not_wake_the_fabric_thread),
+		cmocka_unit_test(test_fabric_tls_nodes_exchange_messages),
+		cmocka_unit_test(test_fabric_tls_refuses_plaintext_and_another_ca),
+		cmocka_unit_test(test_fabric_tls_bad_files_are_refused),
 	};
 
+	int rc;
+
 	net_test_init(argc, argv);
-	return cmocka_run_group_tests(tests, NULL, NULL);
+	rc = cmocka_run_group_tests(tests, NULL, NULL);
+	tls_cleanup();
+	return rc;
 }

@@ -666,7 +666,10 @@ test_rpc_answer_too_big_to_keep_is_lost_but_never_run_twice(void **state)
 	raw_up(&c, 3);
 	connect_nodes(c.f, 3, b.f, 2, b.port);
 	/* 1000 bytes fit the 1500 once: the first answer is kept, the second is not */
+	/* one after the other: the workers would run two at once, and whichever
+	 * finished first would be the one kept */
 	raw_request(&c, 2, 0xabc, 1, OP_BIG, 0);
+	WAIT_FOR(raw_answers(&c) == 1);
 	raw_request(&c, 2, 0xabc, 2, OP_BIG, 0);
 	WAIT_FOR(raw_answers(&c) == 2);
 	for (uint64_t id = 1; id <= 2; id++) {

@@ -1,0 +1,659 @@
+/*
+ * sets_cluster.c - the cluster side of sets (docs/cluster.md, "Sets and
+ * listings"): rpc operation RPC_OP_SETS, whose body is a set message
+ * (set_msg.h), and the thread that sends every set table to the other
+ * nodes at each succession change; and listings across nodes (rpc
+ * operation RPC_OP_LIST, txn_sets_list).
+ *
+ * What a node knows of a set is its state: live (its marker, with the
+ * directory's metadata) or removed, each with the last-update time of
+ * that state.  A node takes another's state only when it is newer than
+ * its own (txn_set_merge), so receiving one twice, late, or from several
+ * nodes changes nothing more: mkdir, rmdir and chmod broadcasts and the
+ * tables sent at every succession change can all arrive in any order.
+ *
+ * Threads: the handler runs on the rpc workers; txn_sets_send on the
+ * caller's thread (a FUSE thread); the table thread waits on a condition
+ * variable (no polling): woken by a succession change, by a send that a
+ * node did not answer (then it tries again every SETS_RETRY_MS until every
+ * node of the succession took the tables), and by stop.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "../base/clock.h"
+#include "../base/log.h"
+#include "../cluster/cluster.h"
+#include "../cluster/rpc.h"
+#include "set_msg.h"
+#include "txn_i.h"
+
+/* A table that a node did not take is sent again after this (ms). */
+#define SETS_RETRY_MS 1000
+
+struct txn_sets {
+	struct rpc *rpc;
+	uint64_t self;
+	pthread_mutex_t lock;          /* the fields below */
+	pthread_cond_t cv;             /* CLOCK_MONOTONIC */
+	struct node *node;
+	uint64_t succession[CLUSTER_NODES_MAX];
+	unsigned n;
+	bool pending;                  /* tables to send */
+	bool stop;
+	pthread_t thread;
+	bool started;
+	uint8_t buf[SET_MSG_MAX];      /* the table thread's */
+};
+
+static struct namespace *
+namespace_named(struct node *node, const char *name)
+{
+	for (unsigned i = 0; i < node_namespace_count(node); i++) {
+		struct namespace *ns = node_namespace(node, i);
+
+		if (strcmp(ns->name, name) == 0)
+			return ns;
+	}
+	return NULL;
+}
+
+static int
+sets_handler(void *arg, uint64_t from_node, const uint8_t *req, size_t len, struct rpc_reply *reply)
+{
+	struct txn_sets *s = arg;
+	struct set_msg_entry e;
+	struct namespace *ns;
+	struct set_msg m;
+	struct node *node;
+	int rc = 0;
+
+	(void)from_node;
+	reply->len = 0;
+	if (set_msg_decode(req, len, &m) != 0)
+		return -EBADMSG;
+	pthread_mutex_lock(&s->lock);
+	node = s->node;
+	pthread_mutex_unlock(&s->lock);
+	/* The daemon closes the node only after rpc_stop joined the workers. */
+	if (node == NULL)
+		return -EAGAIN;
+	ns = namespace_named(node, m.ns);
+	if (ns == NULL)
+		return -ENOENT;
+	NS_COUNT_ADD(ns, set_changes_received, 1);
+	while (set_msg_entry_next(&m, &e)) {
+		int erc = m.kind == SET_MSG_MERGE ? txn_set_merge(ns, &e) : txn_set_check(ns, m.kind, &e);
+
+		if (erc != 0 && rc == 0)
+			rc = erc;
+	}
+	return rc;
+}
+
+/* Sends buf[0..len) to the other nodes of succession[0..n); the number of
+ * nodes that did not answer.  *err: the first handler error. */
+static unsigned
+send_all(struct txn_sets *s, struct namespace *ns, const uint64_t *succession, unsigned n,
+    const uint8_t *buf, size_t len, int *err)
+{
+	struct rpc_answer ans[RPC_GROUP_MAX];
+	struct rpc_group g;
+	unsigned k = 0, failed = 0;
+
+	*err = 0;
+	rpc_group_init(s->rpc, &g, 0);
+	for (unsigned i = 0; i < n && k < RPC_GROUP_MAX; i++) {
+		if (succession[i] == s->self || succession[i] == 0)
+			continue;
+		(void)rpc_group_send(&g, succession[i], RPC_OP_SETS, buf, len, &ans[k]);
+		k++;
+	}
+	(void)rpc_group_wait(&g);
+	for (unsigned i = 0; i < k; i++) {
+		if (ans[i].rc != 0)
+			failed++;
+		else if (ans[i].err != 0 && *err == 0)
+			*err = ans[i].err;
+		rpc_answer_release(&ans[i]);
+	}
+	NS_COUNT_ADD(ns, set_changes_sent, k);
+	if (failed > 0)
+		NS_COUNT_ADD(ns, set_changes_failed, failed);
+	return failed;
+}
+
+static void
+kick_locked(struct txn_sets *s)
+{
+	s->pending = true;
+	pthread_cond_signal(&s->cv);
+}
+
+int
+txn_sets_send(struct txn_sets *s, struct namespace *ns, unsigned kind,
+    const struct set_msg_entry *e, uint64_t to_node)
+{
+	uint8_t buf[SET_MSG_HEADER_MAX + SET_MSG_ENTRY_MAX];
+	uint64_t succession[CLUSTER_NODES_MAX];
+	unsigned n;
+	int len, elen, err;
+
+	len = set_msg_encode_header(buf, sizeof(buf), (uint8_t)kind, ns->name, 1);
+	if (len < 0)
+		return len;
+	elen = set_msg_encode_entry(buf + len, sizeof(buf) - (size_t)len, e);
+	if (elen < 0)
+		return elen;
+	pthread_mutex_lock(&s->lock);
+	n = s->n;
+	memcpy(succession, s->succession, n * sizeof(succession[0]));
+	pthread_mutex_unlock(&s->lock);
+	if (to_node != 0) {
+		succession[0] = to_node;
+		n = 1;
+	}
+	if (send_all(s, ns, succession, n, buf, (size_t)(len + elen), &err) > 0) {
+		pthread_mutex_lock(&s->lock);
+		kick_locked(s);
+		pthread_mutex_unlock(&s->lock);
+		return -EIO;
+	}
+	return err;
+}
+
+/* One namespace's set table to the other nodes, in pages; true when every
+ * node took every page. */
+static bool
+send_table(struct txn_sets *s, struct namespace *ns, const uint64_t *succession, unsigned n)
+{
+	uint32_t max_id = atomic_load_acquire(&ns->sets.n);
+	uint32_t id = 1;
+	bool ok = true;
+
+	while (id <= max_id) {
+		int hl = set_msg_encode_header(s->buf, sizeof(s->buf), SET_MSG_MERGE, ns->name, 0);
+		size_t len;
+		uint16_t k = 0;
+		int err;
+
+		if (hl < 0)
+			return false;
+		len = (size_t)hl;
+		for (; id <= max_id && k < SET_MSG_ENTRIES_MAX; id++) {
+			struct set_msg_entry e;
+			int el;
+
+			if (txn_set_state(ns, (uint16_t)id, &e) != 0)
+				continue;
+			el = set_msg_encode_entry(s->buf + len, sizeof(s->buf) - len, &e);
+			if (el < 0)
+				continue;
+			len += (size_t)el;
+			k++;
+		}
+		if (k == 0)
+			break;
+		/* the count, now known */
+		(void)set_msg_encode_header(s->buf, sizeof(s->buf), SET_MSG_MERGE, ns->name, k);
+		if (send_all(s, ns, succession, n, s->buf, len, &err) > 0)
+			ok = false;
+	}
+	return ok;
+}
+
+static void *
+sets_thread(void *arg)
+{
+	struct txn_sets *s = arg;
+	uint64_t succession[CLUSTER_NODES_MAX];
+
+	pthread_mutex_lock(&s->lock);
+	for (;;) {
+		struct node *node;
+		unsigned n;
+		bool ok = true;
+
+		while (!s->stop && !(s->pending && s->node != NULL))
+			pthread_cond_wait(&s->cv, &s->lock);
+		if (s->stop)
+			break;
+		s->pending = false;
+		node = s->node;
+		n = s->n;
+		memcpy(succession, s->succession, n * sizeof(succession[0]));
+		pthread_mutex_unlock(&s->lock);
+		if (n > 1)
+			for (unsigned i = 0; i < node_namespace_count(node); i++)
+				if (!send_table(s, node_namespace(node, i), succession, n))
+					ok = false;
+		pthread_mutex_lock(&s->lock);
+		if (!ok && !s->stop) {
+			struct timespec ts;
+
+			/* Some node did not take it: again after a while (or at
+			 * the next change, whichever comes first). */
+			s->pending = true;
+			clock_gettime(CLOCK_MONOTONIC, &ts);
+			ts.tv_sec += SETS_RETRY_MS / 1000;
+			ts.tv_nsec += (SETS_RETRY_MS % 1000) * 1000000L;
+			if (ts.tv_nsec >= 1000000000L) {
+				ts.tv_sec++;
+				ts.tv_nsec -= 1000000000L;
+			}
+			while (!s->stop)
+				if (pthread_cond_timedwait(&s->cv, &s->lock, &ts) != 0)
+					break;
+		}
+	}
+	pthread_mutex_unlock(&s->lock);
+	return NULL;
+}
+
+/* ---- listings ------------------------------------------------------------------ */
+
+static void
+entry_to_msg(const struct txn_entry *t, struct list_msg_entry *m)
+{
+	const struct record_attr *a = &t->attr;
+
+	memset(m, 0, sizeof(*m));
+	m->partition = (uint16_t)a->partition;
+	memcpy(m->digest, a->digest.bytes, LIST_MSG_DIGEST);
+	memcpy(m->key, t->key, t->key_len);
+	m->key_len = (uint8_t)t->key_len;
+	m->size = a->size;
+	m->has_meta = a->has_meta;
+	m->damaged = a->damaged;
+	m->mode = a->mode;
+	m->uid = a->uid;
+	m->gid = a->gid;
+	m->mtime_ns = a->mtime_ns;
+	m->atime_ns = a->atime_ns;
+	m->ino = a->ino;
+	m->lut_ms = a->last_update_ms;
+	m->generation = a->generation;
+	m->void_time = a->void_time;
+}
+
+static void
+entry_from_msg(const struct list_msg_entry *m, struct txn_entry *t)
+{
+	struct record_attr *a = &t->attr;
+
+	memset(t, 0, sizeof(*t));
+	memcpy(t->key, m->key, m->key_len);
+	t->key[m->key_len] = '\0';
+	t->key_len = m->key_len;
+	memcpy(a->digest.bytes, m->digest, LIST_MSG_DIGEST);
+	a->partition = m->partition;
+	a->size = m->size;
+	a->has_meta = m->has_meta;
+	a->damaged = m->damaged;
+	a->mode = m->mode;
+	a->uid = m->uid;
+	a->gid = m->gid;
+	a->mtime_ns = m->mtime_ns;
+	a->atime_ns = m->atime_ns;
+	a->ino = m->ino;
+	a->last_update_ms = m->lut_ms;
+	a->generation = m->generation;
+	a->void_time = m->void_time;
+}
+
+static int
+list_handler(void *arg, uint64_t from_node, const uint8_t *req, size_t len, struct rpc_reply *reply)
+{
+	struct txn_sets *s = arg;
+	struct list_msg_request r;
+	struct txn_cursor cur = { 0 };
+	struct txn_entry *ents;
+	struct namespace *ns;
+	struct node *node;
+	size_t off;
+	int n, rc;
+
+	(void)from_node;
+	reply->len = 0;
+	if (list_msg_decode_request(req, len, &r) != 0)
+		return -EBADMSG;
+	pthread_mutex_lock(&s->lock);
+	node = s->node;
+	pthread_mutex_unlock(&s->lock);
+	if (node == NULL)
+		return -EAGAIN;
+	ns = namespace_named(node, r.ns);
+	if (ns == NULL)
+		return -ENOENT;
+	NS_COUNT_ADD(ns, list_pages_received, 1);
+	ents = malloc(r.max * sizeof(*ents));
+	if (ents == NULL)
+		return -ENOMEM;
+	cur.partition = r.partition;
+	cur.started = r.started;
+	memcpy(cur.last.bytes, r.digest, LIST_MSG_DIGEST);
+	n = txn_list_local(ns, r.set, r.set_len, &cur, r.mask, ents, r.max);
+	if (n < 0) {
+		free(ents);
+		return n;
+	}
+	rc = list_msg_encode_answer_header(reply->buf, reply->cap, (uint16_t)n, cur.done);
+	off = rc > 0 ? (size_t)rc : 0;
+	for (int i = 0; rc > 0 && i < n; i++) {
+		struct list_msg_entry m;
+
+		entry_to_msg(&ents[i], &m);
+		rc = list_msg_encode_entry(reply->buf + off, reply->cap - off, &m);
+		if (rc > 0)
+			off += (size_t)rc;
+	}
+	free(ents);
+	if (rc < 0)
+		return -EIO;
+	reply->len = off;
+	return 0;
+}
+
+/* One source of a page: this node's entries or one node's answer. */
+struct list_stream {
+	uint64_t node;                 /* 0: this node */
+	uint8_t mask[LIST_MSG_MASK_BYTES];
+	struct txn_entry *local;       /* this node: its entries */
+	size_t n_local, i_local;
+	struct list_msg_answer ans;    /* another node */
+	struct list_msg_entry next;    /* its entry at the head */
+	bool has_next;
+	bool done;                     /* nothing after its last entry */
+	bool missing;                  /* -ENOENT: the set is not there */
+};
+
+static bool
+stream_head(struct list_stream *st, uint32_t *partition)
+{
+	if (st->node == 0) {
+		if (st->i_local >= st->n_local)
+			return false;
+		*partition = st->local[st->i_local].attr.partition;
+		return true;
+	}
+	if (!st->has_next)
+		return false;
+	*partition = st->next.partition;
+	return true;
+}
+
+static void
+stream_take(struct list_stream *st, struct txn_entry *out)
+{
+	if (st->node == 0) {
+		*out = st->local[st->i_local++];
+		return;
+	}
+	entry_from_msg(&st->next, out);
+	st->has_next = list_msg_entry_next(&st->ans, &st->next);
+}
+
+int
+txn_sets_list(struct txn_sets *s, struct namespace *ns, const char *set, size_t set_len,
+    struct txn_cursor *cur, struct txn_entry *out, size_t max)
+{
+	struct list_stream *st = NULL;
+	struct rpc_answer *ans = NULL;
+	uint8_t *reqs = NULL;
+	struct rpc_group g;
+	unsigned n_st = 1, n_remote, missing = 0;
+	size_t n = 0;
+	uint32_t last_part = 0;
+	bool group = false, all_done = true;
+	int rc = 0, req_len[CLUSTER_NODES_MAX];
+
+	if (cur->done || max == 0)
+		return 0;
+	if (max > LIST_MSG_ENTRIES_MAX)
+		max = LIST_MSG_ENTRIES_MAX;
+	st = calloc(CLUSTER_NODES_MAX, sizeof(*st));
+	ans = calloc(CLUSTER_NODES_MAX, sizeof(*ans));
+	reqs = malloc((size_t)CLUSTER_NODES_MAX * LIST_MSG_REQUEST_MAX);
+	if (st == NULL || ans == NULL || reqs == NULL) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	/* Who masters each partition from the cursor on (stream 0: here). */
+	for (uint32_t p = cur->partition; p < PARTITION_COUNT; p++) {
+		struct txn_partition tp;
+		unsigned k;
+
+		if (txn_partition_get(ns, p, &tp) != 0 || tp.master == 0) {
+			rc = -EIO;
+			goto out;
+		}
+		if (tp.am_master || tp.master == s->self) {
+			k = 0;
+		} else {
+			for (k = 1; k < n_st && st[k].node != tp.master; k++)
+				;
+			if (k == n_st) {
+				if (n_st == CLUSTER_NODES_MAX || n_st > RPC_GROUP_MAX) {
+					rc = -EIO;
+					goto out;
+				}
+				st[n_st++].node = tp.master;
+			}
+		}
+		list_msg_mask_add(st[k].mask, p);
+	}
+	n_remote = n_st - 1;
+	/* Every other node at once, then this node's share meanwhile. */
+	if (n_remote > 0) {
+		rpc_group_init(s->rpc, &g, 0);
+		group = true;
+		for (unsigned k = 1; k < n_st; k++) {
+			struct list_msg_request r = { 0 };
+			uint8_t *b = reqs + (size_t)(k - 1) * LIST_MSG_REQUEST_MAX;
+
+			snprintf(r.ns, sizeof(r.ns), "%s", ns->name);
+			memcpy(r.set, set, set_len);
+			r.set_len = (uint8_t)set_len;
+			r.partition = (uint16_t)cur->partition;
+			r.started = cur->started;
+			memcpy(r.digest, cur->last.bytes, LIST_MSG_DIGEST);
+			r.max = (uint16_t)max;
+			memcpy(r.mask, st[k].mask, sizeof(r.mask));
+			req_len[k - 1] = list_msg_encode_request(b, LIST_MSG_REQUEST_MAX, &r);
+			if (req_len[k - 1] < 0) {
+				ans[k - 1].rc = req_len[k - 1];
+				continue;
+			}
+			(void)rpc_group_send(&g, st[k].node, RPC_OP_LIST, b, (size_t)req_len[k - 1],
+			    &ans[k - 1]);
+		}
+		NS_COUNT_ADD(ns, list_pages_sent, n_remote);
+	}
+	{
+		struct txn_cursor lc = *cur;
+		int ln;
+
+		st[0].local = malloc(max * sizeof(*st[0].local));
+		if (st[0].local == NULL) {
+			rc = -ENOMEM;
+			goto out;
+		}
+		ln = txn_list_local(ns, set, set_len, &lc, st[0].mask, st[0].local, max);
+		if (ln == -ENOENT) {
+			st[0].missing = true;
+			st[0].done = true;
+			missing++;
+		} else if (ln < 0) {
+			rc = ln;
+			goto out;
+		} else {
+			st[0].n_local = (size_t)ln;
+			st[0].done = lc.done;
+		}
+	}
+	if (group) {
+		group = false;
+		(void)rpc_group_wait(&g);
+		for (unsigned k = 1; k < n_st; k++) {
+			struct rpc_answer *a = &ans[k - 1];
+
+			if (a->rc != 0) {
+				log_warn("txn", "{%s} listing: node %016llx did not answer (%s)", ns->name,
+				    (unsigned long long)st[k].node, recfs_strerror(a->rc));
+				rc = -EIO;
+			} else if (a->err == -ENOENT) {
+				st[k].missing = true;
+				st[k].done = true;
+				missing++;
+			} else if (a->err != 0 || list_msg_decode_answer(a->body, a->len, &st[k].ans) != 0) {
+				log_warn("txn", "{%s} listing: node %016llx answered %s", ns->name,
+				    (unsigned long long)st[k].node,
+				    a->err != 0 ? recfs_strerror(a->err) : "a malformed page");
+				rc = -EIO;
+			} else {
+				st[k].done = st[k].ans.done;
+				st[k].has_next = list_msg_entry_next(&st[k].ans, &st[k].next);
+			}
+		}
+		if (rc != 0)
+			goto out;
+	}
+	if (missing == n_st) {
+		rc = -ENOENT;
+		goto out;
+	}
+	/* Merge: streams cover disjoint partitions, each in listing order. */
+	while (n < max) {
+		unsigned best = n_st;
+		uint32_t bp = 0, p;
+
+		for (unsigned k = 0; k < n_st; k++)
+			if (stream_head(&st[k], &p) && (best == n_st || p < bp)) {
+				best = k;
+				bp = p;
+			}
+		if (best == n_st)
+			break;
+		/* An entry outside what that node was asked for, or out of
+		 * order: the page cannot be trusted. */
+		if (bp < last_part || bp < cur->partition || !list_msg_mask_has(st[best].mask, bp)) {
+			rc = -EIO;
+			goto out;
+		}
+		last_part = bp;
+		stream_take(&st[best], &out[n++]);
+	}
+	for (unsigned k = 0; k < n_st; k++) {
+		uint32_t p;
+
+		if (!st[k].done || stream_head(&st[k], &p))
+			all_done = false;
+	}
+	if (n > 0) {
+		cur->partition = out[n - 1].attr.partition;
+		cur->last = out[n - 1].attr.digest;
+		cur->started = true;
+	}
+	if (all_done)
+		cur->done = true;
+	else if (n == 0)
+		rc = -EIO;   /* a node said "more" and sent nothing */
+out:
+	if (group)
+		(void)rpc_group_wait(&g);
+	for (unsigned k = 0; ans != NULL && k + 1 < n_st; k++)
+		rpc_answer_release(&ans[k]);
+	if (st != NULL)
+		free(st[0].local);
+	free(st);
+	free(ans);
+	free(reqs);
+	return rc != 0 ? rc : (int)n;
+}
+
+int
+txn_sets_create(struct rpc *rpc, uint64_t self, struct txn_sets **out)
+{
+	struct txn_sets *s = calloc(1, sizeof(*s));
+	pthread_condattr_t ca;
+	int rc;
+
+	*out = NULL;
+	if (s == NULL)
+		return -ENOMEM;
+	s->rpc = rpc;
+	s->self = self;
+	pthread_mutex_init(&s->lock, NULL);
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&s->cv, &ca);
+	pthread_condattr_destroy(&ca);
+	rc = rpc_handler_set(rpc, RPC_OP_SETS, RPC_HANDLER_IDEMPOTENT, sets_handler, s);
+	if (rc == 0)
+		rc = rpc_handler_set(rpc, RPC_OP_LIST, RPC_HANDLER_IDEMPOTENT, list_handler, s);
+	if (rc == 0) {
+		rc = -pthread_create(&s->thread, NULL, sets_thread, s);
+		s->started = rc == 0;
+		if (rc == 0)
+			pthread_setname_np(s->thread, "sets");
+	}
+	if (rc != 0) {
+		txn_sets_destroy(s);
+		return rc;
+	}
+	*out = s;
+	return 0;
+}
+
+void
+txn_sets_attach(struct txn_sets *s, struct node *node)
+{
+	if (s == NULL)
+		return;
+	pthread_mutex_lock(&s->lock);
+	s->node = node;
+	if (node != NULL)
+		kick_locked(s);
+	pthread_mutex_unlock(&s->lock);
+}
+
+void
+txn_sets_changed(struct txn_sets *s, const uint64_t *succession, unsigned n)
+{
+	if (s == NULL)
+		return;
+	if (n > CLUSTER_NODES_MAX)
+		n = CLUSTER_NODES_MAX;
+	pthread_mutex_lock(&s->lock);
+	memcpy(s->succession, succession, n * sizeof(succession[0]));
+	s->n = n;
+	kick_locked(s);
+	pthread_mutex_unlock(&s->lock);
+}
+
+void
+txn_sets_stop(struct txn_sets *s)
+{
+	if (s == NULL || !s->started)
+		return;
+	pthread_mutex_lock(&s->lock);
+	s->stop = true;
+	pthread_cond_broadcast(&s->cv);
+	pthread_mutex_unlock(&s->lock);
+	pthread_join(s->thread, NULL);
+	s->started = false;
+}
+
+void
+txn_sets_destroy(struct txn_sets *s)
+{
+	if (s == NULL)
+		return;
+	txn_sets_stop(s);
+	pthread_cond_destroy(&s->cv);
+	pthread_mutex_destroy(&s->lock);
+	free(s);
+}

@@ -1,0 +1,192 @@
+#!/bin/bash
+# t_cluster_sets: sets are cluster-wide (docs/cluster.md, "Sets and
+# listings").  Three real nodes on 127.0.0.1:
+#   - mkdir on n1 is visible at once on n2 and n3 (ls of the namespace
+#     directory, stat of the set with the mode mkdir gave it); a chmod of
+#     the set on n2 reaches n1 and n3;
+#   - rmdir on n3 removes it everywhere;
+#   - rmdir of a set holding a record written on another node: ENOTEMPTY,
+#     the set stays everywhere; once the record is gone rmdir works;
+#   - a node restarted (memory storage: it comes back empty) sees the sets
+#     created while it was away, and a set removed meanwhile stays gone;
+#     a node stopped while a set was removed (it still has it) drops it
+#     when it is back, and does not bring it back to the others;
+#   - a node that does not answer (SIGSTOP): mkdir fails with EIO within
+#     about transaction-max-ms, and once the node answers again it gets
+#     the set (the set tables are sent again);
+#   - ls of a set whose records were written through different nodes (each
+#     through its master: user.recfs.master) lists the same sorted names on
+#     all three, also past one page (fuse asks 64 at a time), and so does
+#     ls of the namespace directory (null-set records and sets);
+#   - a node that does not answer makes ls fail with EIO (not a shorter
+#     listing);
+#   - the counters set_changes_* and list_pages_* move.
+# The kernel caches lookups and attributes for entry-timeout and
+# attr-timeout (1 s): a check of a name another node changed after this
+# node looked it up waits up to 3 s; ls (readdir) is never cached.
+. "${top_srcdir:-$(dirname "$0")/../..}/tests/integration/cluster_lib.sh"
+
+[ "$HAVE_PYTHON" = yes ] || { echo "SKIP: $ITEST_NAME needs python3"; exit 77; }
+
+# RF 2: once writes are replicated, a record is on two nodes and a listing
+# must still show it once (it asks only masters).
+CLUSTER_RF=2
+
+cluster_start 3
+cluster_wait_agree 3 || fail "no cluster of 3"
+
+m1=$(cluster_mnt n1)/test
+m2=$(cluster_mnt n2)/test
+m3=$(cluster_mnt n3)/test
+
+# ns_value nK NAME: from nK's .info/namespace/test
+ns_value() {
+	run cat "$(cluster_mnt "$1")/.info/namespace/test" 2>/dev/null |
+		awk -v k="$2" 'index($0, "=") { n = substr($0, 1, index($0, "=") - 1);
+			if (n == k) { print substr($0, index($0, "=") + 1); exit } }'
+}
+# lists NODE: the namespace directory's entries on that node, one line
+lists() { run ls "$(cluster_mnt "$1")/test" | tr '\n' ' '; }
+# eventually DESC WANT CMD...: CMD's output becomes WANT within 3 s
+eventually() {
+	local d=$1 want=$2 got i
+	shift 2
+	for ((i = 0; i < 30; i++)); do
+		got=$("$@" 2>&1)
+		[ "$got" = "$want" ] && break
+		sleep 0.1
+	done
+	check_eq "$d" "$got" "$want"
+}
+mode_of() { run stat -c %a "$1" 2>&1; }
+
+sent0=$(ns_value n1 set_changes_sent)
+recv0=$(ns_value n2 set_changes_received)
+
+# ---- mkdir everywhere -------------------------------------------------------
+expect_ok "mkdir -m 750 on n1" mkdir -m 750 "$m1/alpha"
+check_eq "ls on n2 shows it at once" "$(lists n2)" "alpha "
+check_eq "ls on n3 shows it at once" "$(lists n3)" "alpha "
+check_eq "stat on n2: the mode mkdir gave" "$(mode_of "$m2/alpha")" "750"
+check_eq "stat on n3: the mode mkdir gave" "$(mode_of "$m3/alpha")" "750"
+expect_errno "mkdir of the same name on n3: EEXIST" EEXIST 'os.mkdir(sys.argv[1])' "$m3/alpha"
+check_true "n1 counted set changes sent" "$(ns_value n1 set_changes_sent)" -ge $((sent0 + 2))
+check_true "n2 counted set changes received" "$(ns_value n2 set_changes_received)" -ge $((recv0 + 1))
+
+expect_ok "chmod 700 of the set on n2" chmod 700 "$m2/alpha"
+eventually "n1 sees the chmod" 700 mode_of "$m1/alpha"
+eventually "n3 sees the chmod" 700 mode_of "$m3/alpha"
+
+# ---- rmdir everywhere -------------------------------------------------------
+expect_ok "rmdir on n3" rmdir "$m3/alpha"
+check_eq "ls on n1 after rmdir on n3" "$(lists n1)" ""
+check_eq "ls on n2 after rmdir on n3" "$(lists n2)" ""
+eventually "stat on n1: gone" "No such file or directory" \
+	sh -c 'stat -c %a "$1" 2>&1 | grep -o "No such file or directory"' sh "$m1/alpha"
+expect_ok "mkdir of the name again on n2" mkdir "$m2/alpha"
+check_eq "ls on n1 shows it again" "$(lists n1)" "alpha "
+
+# ---- not empty: decided by every node ---------------------------------------
+expect_ok "mkdir beta on n1" mkdir "$m1/beta"
+sh_ok "a record in beta written through n2" 'echo hello > "$1"' "$m2/beta/r1"
+expect_errno "rmdir beta on n1: ENOTEMPTY (the record is on n2)" ENOTEMPTY \
+	'os.rmdir(sys.argv[1])' "$m1/beta"
+expect_errno "rmdir beta on n3: ENOTEMPTY" ENOTEMPTY 'os.rmdir(sys.argv[1])' "$m3/beta"
+check_eq "beta still on n1" "$(lists n1)" "alpha beta "
+check_eq "beta still on n3" "$(lists n3)" "alpha beta "
+expect_ok "rm of the record through n2" rm "$m2/beta/r1"
+expect_ok "now rmdir beta on n1 works" rmdir "$m1/beta"
+check_eq "beta gone on n2" "$(lists n2)" "alpha "
+
+# ---- listings gathered from the masters ---------------------------------------
+# node_of ID: the node name whose id that is
+node_of() {
+	local n
+	for n in n1 n2 n3; do [ "$(cluster_id "$n")" = "$1" ] && echo "$n"; done
+}
+expect_ok "mkdir recs on n1" mkdir "$m1/recs"
+names=""
+declare -A by_node=()
+for ((i = 0; i < 150; i++)); do
+	name=$(printf 'r%03d' "$i")
+	# Where it belongs: written once here to read its master, then
+	# written through that node (the only copy until the data path
+	# routes writes: then every node's write goes there anyway).
+	echo probe >"$m1/recs/$name" || fail "write $name"
+	master=$(getx user.recfs.master "$m1/recs/$name")
+	rm -f "$m1/recs/$name"
+	node=$(node_of "$master")
+	[ -n "$node" ] || fail "$name: master '$master' is no node"
+	echo "content of $name" >"$(cluster_mnt "$node")/test/recs/$name" || fail "write $name on $node"
+	by_node[$node]=$((${by_node[$node]:-0} + 1))
+	names="$names$name "
+done
+note "records by master: n1 ${by_node[n1]:-0}, n2 ${by_node[n2]:-0}, n3 ${by_node[n3]:-0}"
+check_true "every node masters some of them" "${by_node[n1]:-0}" -gt 0 -a "${by_node[n2]:-0}" -gt 0 -a "${by_node[n3]:-0}" -gt 0
+lp0=$(ns_value n2 list_pages_sent)
+lr0=$(ns_value n1 list_pages_received)
+for n in n1 n2 n3; do
+	check_eq "ls of the set on $n: all 150, sorted" \
+		"$(run ls "$(cluster_mnt "$n")/test/recs" | tr '\n' ' ')" "$names"
+done
+check_eq "ls -l on n3 shows a record written on n1 with its size" \
+	"$(run ls -l "$m3/recs" | awk '$NF == "r000" { print $5 }')" 16
+check_true "n2 counted listing pages sent (150 records: 3 pages x 2 nodes)" \
+	"$(ns_value n2 list_pages_sent)" -ge $((lp0 + 6))
+check_true "n1 counted listing pages received" "$(ns_value n1 list_pages_received)" -gt "$lr0"
+# null-set records: in the namespace directory, next to the sets
+echo probe >"$m1/topfile" || fail "write topfile"
+tmaster=$(node_of "$(getx user.recfs.master "$m1/topfile")")
+rm -f "$m1/topfile"
+echo top >"$(cluster_mnt "$tmaster")/test/topfile" || fail "write topfile on $tmaster"
+for n in n1 n2 n3; do
+	check_eq "ls of the namespace dir on $n shows $tmaster's null-set record" "$(lists $n)" \
+		"alpha recs topfile "
+done
+other=n1
+[ "$tmaster" = n1 ] && other=n2
+expect_errno "mkdir topfile on $other: EEXIST (a null-set record on $tmaster)" EEXIST \
+	'os.mkdir(sys.argv[1])' "$(cluster_mnt "$other")/test/topfile"
+rm -f "$(cluster_mnt "$tmaster")/test/topfile"
+
+# ---- a node away ------------------------------------------------------------
+expect_ok "mkdir gamma on n1" mkdir "$m1/gamma"
+cluster_down n3 || bad "n3: recfsd exited $? at its clean stop"
+cluster_wait_size 2 n1 n2 || fail "n1, n2 did not see n3 go"
+expect_ok "mkdir delta on n1 while n3 is away" mkdir -m 711 "$m1/delta"
+expect_ok "rmdir gamma on n2 while n3 is away" rmdir "$m2/gamma"
+cluster_restart n3
+cluster_wait_agree 3 || fail "n3 did not rejoin"
+eventually "n3, restarted empty, lists the sets created while it was away" "alpha delta recs " lists n3
+check_eq "delta's mode on n3" "$(mode_of "$m3/delta")" "711"
+
+# a node that missed a removal (stopped, not restarted: it still has the set)
+expect_ok "mkdir zeta on n1" mkdir "$m1/zeta"
+check_eq "zeta on n3" "$(lists n3)" "alpha delta recs zeta "
+cluster_stop n3
+cluster_wait_size 2 n1 n2 || fail "n1, n2 did not see n3 go"
+expect_ok "rmdir zeta on n2 while n3 is stopped" rmdir "$m2/zeta"
+cluster_cont n3
+cluster_wait_agree 3 || fail "n3 did not come back"
+eventually "n3, which missed the rmdir, drops zeta" "alpha delta recs " lists n3
+check_eq "and zeta does not come back on n1" "$(lists n1)" "alpha delta recs "
+
+# ---- a node that does not answer ---------------------------------------------
+cluster_stop n2
+expect_err "ls of the set on n1 while n2 does not answer: EIO" "Input/output error" ls "$m1/recs"
+cluster_cont n2
+cluster_wait_agree 3 || fail "n2 did not come back"
+failed0=$(ns_value n1 set_changes_failed)
+cluster_stop n2
+t0=$(date +%s%N)
+expect_errno "mkdir on n1 while n2 does not answer: EIO" EIO 'os.mkdir(sys.argv[1])' "$m1/eps"
+ms=$((($(date +%s%N) - t0) / 1000000))
+cluster_cont n2
+note "mkdir with n2 stopped failed after $ms ms (transaction-max-ms 1000)"
+check_true "EIO within transaction-max-ms + 1 s" "$ms" -le 2000
+check_true "n1 counted the change n2 did not take" "$(ns_value n1 set_changes_failed)" -gt "$failed0"
+check_eq "eps is on n3 (it answered)" "$(lists n3)" "alpha delta eps recs "
+cluster_wait_agree 3 || fail "n2 did not come back"
+eventually "n2 gets eps once it answers again" "alpha delta eps recs " lists n2
+
+finish

@@ -7,6 +7,7 @@
 #   - an overwrite through n2 is read through n3; a delete through n3 is
 #     ENOENT through n1 and n2; renames through n1, across two masters or
 #     on one, keep content, xattr and inode number, read through n3;
+#   - ls shows the same names through every node;
 #   - the counters show proxied operations and replica writes, on every node.
 # Then the master of one record is SIGSTOPped, and a write to it through
 # another node fails with EIO within transaction-max-ms (+ margin) - the
@@ -139,6 +140,12 @@ read -r rbad rcross rsame <<<"$out"
 note "20 renames through n1: $rcross across two masters, $rsame on one"
 check_eq "renames through n1 read through n3 (content, xattr, inode, old name gone)" "$rbad" 0
 check_true "some renames crossed masters" "${rcross:-0}" -ge 3
+
+# ls is the same through every node (listings ask each partition's master).
+ls1=$(run ls "$M1" | md5sum) n1count=$(run ls "$M1" | wc -l)
+check_eq "ls through n2 is n1's ($n1count names)" "$(run ls "$M2" | md5sum)" "$ls1"
+check_eq "ls through n3 is n1's" "$(run ls "$M3" | md5sum)" "$ls1"
+check_eq "ls shows 999 names (1000, one deleted)" "$n1count" 999
 
 # Counters: every node proxied and received, sent and applied replica writes.
 for n in n1 n2 n3; do

@@ -7,6 +7,7 @@
 #   record       the flat record decoder (tests/fuzz/fuzz_record.c)
 #   fabric_msg   the fabric's frame, message and hello decoders (fuzz_fabric_msg.c)
 #   rpc_msg      the rpc request/answer decoder (fuzz_rpc_msg.c)
+#   proxy_msg    the data path's proxy request and answer decoders (fuzz_proxy_msg.c)
 #   set_msg      the cluster's set and listing bodies (fuzz_set_msg.c)
 #   scan-device  cold start of a wblock image, device engine
 #   scan-shadow  the same, memory engine with a shadow file
@@ -22,7 +23,8 @@
 # $FUZZ_DIR/corpus-TARGET (default build-fuzz/ in the source tree), which
 # persists between runs.  Crashes land in $FUZZ_DIR as crash-*; replay one
 # with the plain driver of a build: tests/fuzz/fuzz_record FILE (fuzz_scan_device,
-# fuzz_scan_shadow, fuzz_config, fuzz_fabric_msg, fuzz_rpc_msg, fuzz_set_msg, fuzz_apply).
+# fuzz_scan_shadow, fuzz_config, fuzz_fabric_msg, fuzz_rpc_msg, fuzz_proxy_msg, fuzz_set_msg,
+# fuzz_apply).
 #
 # Exit status: 0 when the run ends without a finding, libFuzzer's otherwise.
 set -eu
@@ -77,12 +79,16 @@ rpc_msg)
 	sources="tests/fuzz/fuzz_rpc_msg.c src/fabric/fabric_msg.c src/cluster/rpc_msg.c"
 	libs=""
 	;;
+proxy_msg)
+	sources="tests/fuzz/fuzz_proxy_msg.c src/fabric/fabric_msg.c src/txn/remote_msg.c"
+	libs=""
+	;;
 set_msg)
 	sources="tests/fuzz/fuzz_set_msg.c src/txn/set_msg.c"
 	libs=""
 	;;
 *)
-	echo "fuzz.sh: unknown target '$target' (known: record fabric_msg rpc_msg set_msg scan-device scan-shadow config apply)" >&2
+	echo "fuzz.sh: unknown target '$target' (known: record fabric_msg rpc_msg proxy_msg set_msg scan-device scan-shadow config apply)" >&2
 	exit 2
 	;;
 esac

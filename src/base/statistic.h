@@ -175,7 +175,21 @@
 	X(rpc_requests_expired, COUNTER, "requests", 0, "Queued requests dropped unrun because their caller's deadline had passed.") \
 	X(rpc_requests_in_progress, GAUGE, "requests", 0, "Requests from other nodes queued or running now.") \
 	X(rpc_requests_kept, GAUGE, "requests", 0, "Requests remembered so that a copy never runs twice: queued, running, or answered within 2 x transaction-max-ms.") \
-	X(rpc_msgs_malformed, COUNTER, "messages", 0, "Request or answer messages that did not decode (dropped).")
+	X(rpc_msgs_malformed, COUNTER, "messages", 0, "Request or answer messages that did not decode (dropped).") \
+	X(proxy_sent, COUNTER, "requests", 0, "Operations sent to the master of their record (another node), retries after a busy answer included.") \
+	X(proxy_completed, COUNTER, "operations", 0, "Proxied operations the master ran and answered (any result, errors such as ENOENT included).") \
+	X(proxy_failed, COUNTER, "operations", 0, "Proxied operations that failed without a result: the master was down, or its answer did not decode.") \
+	X(proxy_timed_out, COUNTER, "operations", 0, "Proxied operations without an answer within transaction-max-ms (the caller got EIO).") \
+	X(proxy_rerouted, COUNTER, "operations", 0, "Proxied operations the node answered not-master (its table had changed): routed again once.") \
+	X(proxy_busy, COUNTER, "requests", 0, "Proxied operations the master answered busy (all its workers taken): sent again after 1, 2, 4 ... ms.") \
+	X(proxy_received, COUNTER, "requests", 0, "Operations other nodes sent here as the master of their record.") \
+	X(replica_writes_sent, COUNTER, "writes", 0, "Record versions this node sent as master to another replica of their partition.") \
+	X(replica_writes_acked, COUNTER, "writes", 0, "Replica writes the replica answered OK (applied, or it already had that version or a newer one).") \
+	X(replica_writes_failed, COUNTER, "writes", 0, "Replica writes answered with an error or not-a-replica, or failed because the node went down.") \
+	X(replica_writes_timed_out, COUNTER, "writes", 0, "Replica writes without an answer within transaction-max-ms (the write failed with EIO; the master keeps its copy).") \
+	X(replica_writes_received, COUNTER, "writes", 0, "Record versions received from their master as a replica.") \
+	X(replica_writes_applied, COUNTER, "writes", 0, "Received replica writes that were newer than the stored version and were stored.") \
+	X(replica_writes_kept_older, COUNTER, "writes", 0, "Received replica writes not stored because the stored version was as new or newer (a retry; answered OK).")
 
 /* .info/build */
 #define STATISTICS_BUILD(X) \

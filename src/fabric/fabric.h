@@ -36,8 +36,9 @@
 #define FABRIC_PROTOCOL_VERSION 1
 
 /* Largest message (type + fields) a frame may carry after authentication.
- * A length prefix above it drops the connection. */
-#define FABRIC_MSG_MAX (1024 * 1024)
+ * A length prefix above it drops the connection.  Room for a record of the
+ * largest write-block-size (8 MiB) and the request around it (data path). */
+#define FABRIC_MSG_MAX (8 * 1024 * 1024 + 64 * 1024)
 /* Largest message before authentication (hello, auth): strangers cannot
  * make a node allocate more than this. */
 #define FABRIC_HANDSHAKE_MSG_MAX 1024

@@ -20,6 +20,7 @@
 #include "../cluster/cluster.h"
 #include "../cluster/rpc.h"
 #include "../fabric/fabric.h"
+#include "remote.h"
 #include "txn_i.h"
 
 struct txn_network {
@@ -27,6 +28,7 @@ struct txn_network {
 	struct heartbeat *heartbeat;
 	struct clustering *clustering;
 	struct rpc *rpc;
+	struct txn_remote *remote;   /* the data path's handlers and counters */
 	struct txn_sets *sets;        /* sets_cluster.c */
 	uint8_t secret[FABRIC_SECRET_MAX];
 
@@ -64,6 +66,7 @@ txn_network_attach(struct txn_network *n, struct node *node)
 	pthread_mutex_lock(&n->attach_lock);
 	n->node = node;
 	n->applied = -1;
+	txn_remote_node_set(n->remote, node);
 	if (st != NULL) {
 		clustering_state_get(n->clustering, st);
 		txn_node_partitions_rebuild(node, st->succession, st->n, st->cluster_key);
@@ -129,6 +132,7 @@ txn_network_start(const struct recfs_config *cfg, uint64_t node_id, struct txn_n
 	};
 	struct rpc_config rc_cfg = {
 		.node_id = node_id, .transaction_max_ms = &cfg->transaction_max_ms,
+		.workers = TXN_REMOTE_WORKERS,
 	};
 	struct txn_network *n;
 	char address[80];
@@ -176,6 +180,12 @@ txn_network_start(const struct recfs_config *cfg, uint64_t node_id, struct txn_n
 		goto fail;
 	rc_cfg.fabric = n->fabric;
 	rc = rpc_create(&rc_cfg, &n->rpc);
+	if (rc != 0)
+		goto fail;
+	rc = txn_remote_create(n->rpc, node_id, &cfg->transaction_max_ms,
+	    (uint32_t)(cfg->heartbeat_interval_ms * cfg->heartbeat_timeout_count +
+	    clustering_quantum_ms(cfg->heartbeat_interval_ms, cfg->heartbeat_timeout_count)),
+	    &n->remote);
 	if (rc != 0)
 		goto fail;
 	rc = txn_sets_create(n->rpc, node_id, &n->sets);
@@ -256,6 +266,7 @@ txn_network_stop(struct txn_network *n)
 	txn_sets_destroy(n->sets);
 	fabric_destroy(n->fabric);
 	rpc_destroy(n->rpc);
+	txn_remote_destroy(n->remote);
 	clustering_destroy(n->clustering);
 	heartbeat_destroy(n->heartbeat);
 	memset(n->secret, 0, sizeof(n->secret));
@@ -316,6 +327,19 @@ txn_network_values(struct txn_network *n, uint64_t *v)
 	v[STAT_FABRIC_rpc_requests_in_progress] = rs.requests_in_progress;
 	v[STAT_FABRIC_rpc_requests_kept] = rs.requests_kept;
 	v[STAT_FABRIC_rpc_msgs_malformed] = rs.msgs_malformed;
+	txn_remote_values(n->remote, v);
+}
+
+struct txn_remote *
+txn_network_remote(struct txn_network *n)
+{
+	return n->remote;
+}
+
+struct rpc *
+txn_network_rpc(struct txn_network *n)
+{
+	return n->rpc;
 }
 
 void

@@ -82,6 +82,11 @@ txn_node_network_set(struct node *node, struct txn_network *net)
 	pthread_mutex_lock(&node->network_lock);
 	old = node->network;
 	node->network = net;
+	/* The data path: operations route through the partition table from now
+	 * on (detached: each namespace serves everything itself again). */
+	for (unsigned i = 0; i < node->n_namespaces; i++)
+		atomic_store_release(&txn_namespace_of(node->namespaces[i])->remote,
+		    net != NULL ? txn_network_remote(net) : NULL);
 	pthread_mutex_unlock(&node->network_lock);
 	/* The partition tables follow the attached network's successions, or
 	 * this node alone without one. */
@@ -231,6 +236,15 @@ node_open(struct node **out, struct recfs_config *cfg)
 			goto fail;
 		}
 		memset(x, 0, sizeof(*x));
+		pthread_mutex_init(&x->table_lock, NULL);
+		{
+			pthread_condattr_t ca;
+
+			pthread_condattr_init(&ca);
+			pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+			pthread_cond_init(&x->table_cv, &ca);
+			pthread_condattr_destroy(&ca);
+		}
 		/* The storage engine sees only its section: hand it the service's bound. */
 		cfg->ns[i].storage.lock_wait_s = cfg->lock_wait;
 		rc = namespace_open(&node->namespaces[i], &cfg->ns[i]);
@@ -284,6 +298,8 @@ node_close(struct node *node, bool clean)
 			txn_sets_store_times(node->namespaces[i]);
 		namespace_close(node->namespaces[i], clean);
 		txn_partitions_close(x);
+		pthread_cond_destroy(&x->table_cv);
+		pthread_mutex_destroy(&x->table_lock);
 		free(x);
 	}
 	pthread_mutex_destroy(&node->config_lock);

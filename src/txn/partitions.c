@@ -17,8 +17,10 @@
  */
 #include <errno.h>
 #include <string.h>
+#include <time.h>
 
 #include "../base/atomic.h"
+#include "../base/clock.h"
 #include "../base/log.h"
 #include "../cluster/partition.h"
 #include "txn_i.h"
@@ -70,6 +72,43 @@ txn_node_partitions_rebuild(struct node *node, const uint64_t *succession, unsig
 			    node->namespaces[i]->name, n, recfs_strerror(arc));
 	}
 	pthread_mutex_unlock(&partitions_lock);
+	/* Operations waiting for a cluster or for a new table go on. */
+	for (unsigned i = 0; i < node->n_namespaces; i++) {
+		struct txn_namespace *x = txn_namespace_of(node->namespaces[i]);
+
+		pthread_mutex_lock(&x->table_lock);
+		pthread_cond_broadcast(&x->table_cv);
+		pthread_mutex_unlock(&x->table_lock);
+	}
+}
+
+int
+txn_partition_wait_change(struct namespace *ns, uint32_t pid, uint64_t key, uint64_t deadline_ns)
+{
+	struct txn_namespace *x = txn_namespace_of(ns);
+	struct partition_rsv r;
+	int rc = -ETIMEDOUT;
+
+	pthread_mutex_lock(&x->table_lock);
+	for (;;) {
+		struct timespec ts;
+
+		/* Read under table_lock: a rebuild's broadcast comes after its
+		 * table is written, so none is missed between check and wait. */
+		partition_reserve(x->partitions, pid, &r);
+		partition_release(&r);
+		if (r.cluster_key != 0 && r.cluster_key != key) {
+			rc = 0;
+			break;
+		}
+		if (clock_mono_ns() >= deadline_ns)
+			break;
+		ts.tv_sec = (time_t)(deadline_ns / 1000000000u);
+		ts.tv_nsec = (long)(deadline_ns % 1000000000u);
+		pthread_cond_timedwait(&x->table_cv, &x->table_lock, &ts);
+	}
+	pthread_mutex_unlock(&x->table_lock);
+	return rc;
 }
 
 void

@@ -18,13 +18,14 @@
  *      struct txn_target (target_resolve; a set operation's target is its
  *      marker record).  No lookup, no set created: a bad name or a refused
  *      route leaves nothing behind;
- *   2. route: txn_route() says where it runs - today always here; the
- *      cluster answers from the partition table (the master: here,
- *      another node, or none now);
+ *   2. route: txn_route() says where it runs - here without a network;
+ *      in a cluster from the partition table (the master: here, another
+ *      node, or none now);
  *   3. dispatch(): the one place that acts on the answer - runs the local
  *      body (stat_record, write_record, ...), which finds the set, or for
- *      a write creates it, then takes the record lock.  A remote answer
- *      will send the operation to the master from here.
+ *      a write creates it, then takes the record lock; or sends the
+ *      operation to the master (remote.c), whose commit sends each stored
+ *      version to the other replicas (replica_flat, replica_send).
  * Rejected: routing inside each body (set creation and index lookups
  * would happen on a node that does not own the record).
  */
@@ -36,6 +37,8 @@
 #include "../base/atomic.h"
 #include "../base/clock.h"
 #include "../base/log.h"
+#include "../cluster/partition.h"
+#include "remote.h"
 #include "set_msg.h"
 #include "txn_i.h"
 
@@ -218,6 +221,58 @@ stop_writes(struct namespace *ns)
 }
 
 /*
+ * Replication (docs/cluster.md, "Write path"): a record version stored at
+ * its master goes, encoded, to the other replicas of its partition while
+ * the record lock is held, and the write succeeds only when every one
+ * answered OK.  Nothing to do without a network or at RF 1.  Set markers
+ * are the cluster-wide set layer's (they are not sent here).
+ */
+static int
+replica_flat(struct namespace *ns, const struct record *r, uint8_t **flat, uint32_t *size)
+{
+	struct txn_namespace *x = txn_namespace_of(ns);
+	struct partition_rsv rsv;
+	size_t n;
+	long len;
+
+	*flat = NULL;
+	*size = 0;
+	if (atomic_load_acquire(&x->remote) == NULL || (r->flags & RECORD_F_SET_MARKER))
+		return 0;
+	partition_reserve(x->partitions, digest_partition(&r->digest), &rsv);
+	n = rsv.n_replicas;
+	partition_release(&rsv);
+	if (n <= 1)
+		return 0;
+	n = record_flat_size(r);
+	*flat = malloc(n);
+	if (*flat == NULL)
+		return -ENOMEM;
+	len = record_flat_encode(r, *flat, n);
+	if (len < 0) {
+		free(*flat);
+		*flat = NULL;
+		return (int)len;
+	}
+	*size = (uint32_t)len;
+	return 0;
+}
+
+/* Send flat (from replica_flat; freed here) to the other replicas. */
+static int
+replica_send(struct namespace *ns, uint8_t *flat, uint32_t size, bool durable)
+{
+	struct txn_remote *rm = atomic_load_acquire(&txn_namespace_of(ns)->remote);
+	int rc = 0;
+
+	if (flat != NULL && rm != NULL)
+		rc = txn_remote_replicate(rm, ns, flat, size,
+		    durable || ns->cfg->storage.commit_to_device);
+	free(flat);
+	return rc;
+}
+
+/*
  * Store r and point the index at it (namespace_apply, NS_APPLY_REPLACE:
  * counts, set times, the old copy's space released).  Called with the
  * record lock held.  e is the current entry (any state) or NULL.  On
@@ -260,7 +315,15 @@ commit_record(struct namespace *ns, uint16_t set_id, struct index_entry *e, stru
 	/* The record lock keeps the entry as it is (entry_extra). */
 	if (out != NULL)
 		attr_from_entry(ns, a.e, out);
-	return 0;
+	/* Stored here: now on every other replica, or the caller gets EIO
+	 * (this copy stays: no rollback, as Aerospike). */
+	uint8_t *flat;
+	uint32_t flat_size;
+
+	rc = replica_flat(ns, r, &flat, &flat_size);
+	if (rc == 0)
+		rc = replica_send(ns, flat, flat_size, durable);
+	return rc != 0 ? -EIO : 0;
 }
 
 /*
@@ -307,12 +370,6 @@ drop_entry(struct namespace *ns, struct index_entry *e)
 static int
 delete_entry(struct namespace *ns, struct index_entry *e, const char *set, uint8_t set_len)
 {
-	if (!ns->storage->persistent) {
-		if (entry_visible(e, clock_epoch_s()))
-			set_times_touch(&ns->sets.sets[e->set_id], next_lut(e->last_update_ms));
-		drop_entry(ns, e);
-		return 0;
-	}
 	struct record r;
 	struct entry_info ci = { 0 };
 
@@ -327,6 +384,20 @@ delete_entry(struct namespace *ns, struct index_entry *e, const char *set, uint8
 	r.set_len = set_len;
 	r.key = e->key;
 	r.key_len = e->key_len;
+	if (!ns->storage->persistent) {
+		/* The entry goes; the other replicas get the tombstone (and drop
+		 * their copy the same way: txn_replica_apply). */
+		uint8_t *flat;
+		uint32_t flat_size;
+		int rc = replica_flat(ns, &r, &flat, &flat_size);
+
+		if (rc != 0)
+			return rc;
+		if (entry_visible(e, clock_epoch_s()))
+			set_times_touch(&ns->sets.sets[e->set_id], next_lut(e->last_update_ms));
+		drop_entry(ns, e);
+		return replica_send(ns, flat, flat_size, false) != 0 ? -EIO : 0;
+	}
 	return commit_record(ns, e->set_id, e, &r, &ci, false, NULL);
 }
 
@@ -747,6 +818,95 @@ count:
 	return rc;
 }
 
+/*
+ * Store r, a record read under another name (last-update time from_lut,
+ * inode number ino, atime atime), as the record of tt (its set tset; its
+ * entry te in any state, or NULL; tt's record lock held): content, bins,
+ * metadata and TTL setting travel; it is a new write of the target.
+ */
+static int
+commit_renamed(const struct txn_target *tt, uint16_t tset, struct index_entry *te,
+    struct record *r, uint64_t from_lut, uint64_t ino, int64_t atime)
+{
+	struct namespace *ns = tt->ns;
+	const struct txn_key *to = &tt->k;
+	struct entry_info ci;
+	int rc;
+
+	r->digest = tt->digest;
+	r->set = to->set;
+	r->set_len = (uint8_t)to->set_len;
+	r->key = to->key;
+	r->key_len = (uint16_t)to->key_len;
+	r->flags &= (uint8_t)~(RECORD_F_TOMBSTONE | RECORD_F_SET_MARKER);
+	r->generation = te != NULL ? next_generation((uint16_t)te->generation) : 1;
+	r->last_update_ms = next_lut(te != NULL ? te->last_update_ms : 0);
+	if (r->last_update_ms < from_lut)
+		r->last_update_ms = from_lut;
+	if (!(r->flags & RECORD_F_HAS_META) && ino != digest_inode(&tt->digest)) {
+		/* Metadata is where the number is kept: start it from what the
+		 * record showed (the daemon's defaults: file-mode, its user). */
+		r->flags |= RECORD_F_HAS_META;
+		r->meta = (struct posix_meta){
+			.mode = ns->root_cfg != NULL ? ns->root_cfg->file_mode & 07777 : 0644,
+			.uid = (uint32_t)getuid(), .gid = (uint32_t)getgid(),
+			.mtime_ns = clock_epoch_ms_to_unix_ns(from_lut) };
+	}
+	r->meta.ino = ino;
+	r->meta.atime_ns = atime;
+	namespace_entry_info(ns, r, &ci);
+	rc = commit_record(ns, tset, te, r, &ci, false, NULL);
+	if (rc == 0)
+		set_times_touch(&ns->sets.sets[tset], r->last_update_ms);
+	return rc;
+}
+
+/*
+ * The first half of a rename whose two names have different masters, at
+ * the new name's master: src (the record as the old name's master read it;
+ * its digest is the old name's) becomes the record of tt.  As
+ * rename_record's checks: stop-writes, a null-set name that is a set,
+ * TXN_RENAME_NOREPLACE.
+ */
+static int
+rename_in(const struct txn_target *tt, const struct txn_record *src, unsigned flags)
+{
+	struct namespace *ns = tt->ns;
+	struct index_entry *te;
+	struct record r = src->rec;
+	uint16_t tset;
+	int rc;
+
+	if (stop_writes(ns)) {
+		COUNT(ns, fail_stop_writes);
+		return -ENOSPC;
+	}
+	rc = target_set(tt, true, &tset);
+	if (rc != 0)
+		return rc;
+	if (tt->k.set_len == 0) {
+		uint16_t sid;
+
+		if (set_lookup(&ns->sets, tt->k.key, tt->k.key_len, &sid) == 0 &&
+		    set_visible(&ns->sets.sets[sid]))
+			return -EEXIST;
+	}
+	storage_wait_space(ns->storage, &tt->digest);
+	index_record_lock(ns->index, &tt->digest);
+	te = entry_get(ns, tset, &tt->digest);
+	if ((flags & TXN_RENAME_NOREPLACE) && entry_visible(te, clock_epoch_s())) {
+		rc = -EEXIST;
+	} else {
+		/* The number the old name showed (txn_read's attributes). */
+		rc = commit_renamed(tt, tset, te, &r, src->attr.last_update_ms, src->attr.ino,
+		    src->attr.atime_ns);
+	}
+	index_record_unlock(ns->index, &tt->digest);
+	if (rc == 0)
+		COUNT(ns, client_write_success);
+	return rc;
+}
+
 static int
 rename_record(const struct txn_target *tf, const struct txn_target *tt, unsigned flags)
 {
@@ -796,38 +956,13 @@ rename_record(const struct txn_target *tf, const struct txn_target *tt, unsigned
 	rc = entry_load(ns, fe, &r, &buf);
 	if (rc != 0)
 		goto out;
-	/* Same record under its new name: content, bins, metadata and TTL
-	 * setting travel; it is a new write of the target. */
-	r.digest = td;
-	r.set = to->set;
-	r.set_len = (uint8_t)to->set_len;
-	r.key = to->key;
-	r.key_len = (uint16_t)to->key_len;
-	r.generation = te != NULL ? next_generation((uint16_t)te->generation) : 1;
-	r.last_update_ms = next_lut(te != NULL ? te->last_update_ms : 0);
-	if (r.last_update_ms < fe->last_update_ms)
-		r.last_update_ms = fe->last_update_ms;
 	/* The file keeps its inode number (recfsd(8), Renames: st_ino survives a rename). */
 	uint64_t ino;
 	int64_t atime;
 	entry_extra(ns, fe, &ino, &atime);
-	if (!(r.flags & RECORD_F_HAS_META) && ino != digest_inode(&td)) {
-		/* Metadata is where the number is kept: start it from what the
-		 * record showed (the daemon's defaults: file-mode, its user). */
-		r.flags |= RECORD_F_HAS_META;
-		r.meta = (struct posix_meta){
-			.mode = ns->root_cfg != NULL ? ns->root_cfg->file_mode & 07777 : 0644,
-			.uid = (uint32_t)getuid(), .gid = (uint32_t)getgid(),
-			.mtime_ns = clock_epoch_ms_to_unix_ns(fe->last_update_ms) };
-	}
-	r.meta.ino = ino;
-	r.meta.atime_ns = atime;
-	struct entry_info ci;
-	namespace_entry_info(ns, &r, &ci);
-	rc = commit_record(ns, tset, te, &r, &ci, false, NULL);
+	rc = commit_renamed(tt, tset, te, &r, fe->last_update_ms, ino, atime);
 	if (rc != 0)
 		goto out;
-	set_times_touch(&ns->sets.sets[tset], r.last_update_ms);
 	rc = delete_entry(ns, fe, from->set, (uint8_t)from->set_len);
 	if (rc != 0)
 		log_error("txn", "{%s} rename: old name left behind: %s", ns->name, recfs_strerror(rc));
@@ -1404,34 +1539,39 @@ reclaim_local(const struct txn_target *t, uint16_t set_id, uint32_t now, uint32_
 enum txn_route (*txn_route_test_hook)(const struct txn_target *t);
 
 enum txn_route
-txn_route(const struct txn_target *t)
+txn_route(const struct txn_target *t, struct partition_rsv *rsv)
 {
 	enum txn_route (*hook)(const struct txn_target *) = atomic_load_relaxed(&txn_route_test_hook);
+	struct txn_namespace *x = txn_namespace_of(t->ns);
+	struct txn_remote *rm;
 
+	rsv->tbl = NULL;
+	rsv->cluster_key = 0;
 	if (hook != NULL)
 		return hook(t);
-	/* Every node serves what it stores until the proxy exists; then the
-	 * answer comes from the partition table (txn_partition_get): here,
-	 * another node (proxy), or none. */
-	return TXN_ROUTE_LOCAL;
+	/* A single node: one load, nothing reserved. */
+	rm = atomic_load_acquire(&x->remote);
+	if (rm == NULL)
+		return TXN_ROUTE_LOCAL;
+	partition_reserve(x->partitions, t->partition, rsv);
+	if (rsv->cluster_key == 0) {
+		/* An orphan (its principal just died): its table says "master of
+		 * everything", which is not true.  Wait for a cluster. */
+		uint64_t deadline = clock_mono_ns() + (uint64_t)txn_remote_deadline_ms(rm) * 1000000;
+
+		partition_release(rsv);
+		rsv->tbl = NULL;
+		if (txn_partition_wait_change(t->ns, t->partition, 0, deadline) != 0)
+			return TXN_ROUTE_UNAVAILABLE;
+		partition_reserve(x->partitions, t->partition, rsv);
+		if (rsv->cluster_key == 0) {
+			partition_release(rsv);
+			rsv->tbl = NULL;
+			return TXN_ROUTE_UNAVAILABLE;
+		}
+	}
+	return rsv->am_master ? TXN_ROUTE_LOCAL : TXN_ROUTE_REMOTE;
 }
-
-/* What a public entry point asks dispatch() to run. */
-enum txn_op_kind {
-	TXN_OP_STAT, TXN_OP_READ, TXN_OP_WRITE, TXN_OP_DELETE, TXN_OP_RENAME, TXN_OP_SYNC,
-	TXN_OP_SET_CREATE, TXN_OP_SET_REMOVE, TXN_OP_SET_UPDATE, TXN_OP_RECLAIM,
-};
-
-struct txn_op {
-	enum txn_op_kind kind;
-	const struct txn_target *to;     /* rename: the new name */
-	const struct txn_write *w;       /* write, set create, set update */
-	struct record_attr *attr;        /* stat, write: the answer */
-	struct txn_record *rec;          /* read: the answer */
-	unsigned flags;                  /* rename */
-	uint16_t set_id;                 /* reclaim: as nsup found it */
-	uint32_t now, evict_below;       /* reclaim */
-};
 
 static int
 run_local(const struct txn_target *t, const struct txn_op *op)
@@ -1457,6 +1597,8 @@ run_local(const struct txn_target *t, const struct txn_op *op)
 		return set_update_local(t, op->w);
 	case TXN_OP_RECLAIM:
 		return reclaim_local(t, op->set_id, op->now, op->evict_below);
+	case TXN_OP_RENAME_IN:
+		return rename_in(t, op->rec, op->flags);
 	}
 	return -EINVAL;
 }
@@ -1492,29 +1634,109 @@ count_unrouted(struct namespace *ns, enum txn_op_kind kind, int rc)
 	}
 }
 
+static bool
+is_set_op(enum txn_op_kind k)
+{
+	return k == TXN_OP_SET_CREATE || k == TXN_OP_SET_REMOVE || k == TXN_OP_SET_UPDATE;
+}
+
+static int dispatch(const struct txn_target *t, const struct txn_op *op);
+
+/*
+ * A rename whose two names have different masters (docs/cluster.md,
+ * "Rename"): read the old name (at its master), write its record under the
+ * new name at the new name's master, then delete the old name at its
+ * master.  The old name is never lost: it is deleted only once the new one
+ * is stored (and replicated); if that delete fails, both names exist and
+ * the error is returned, as when the local rename's delete fails.
+ */
+static int
+rename_across(const struct txn_target *tf, const struct txn_op *op)
+{
+	struct txn_record rec;
+	struct txn_op rd = { .kind = TXN_OP_READ, .rec = &rec };
+	struct txn_op in = { .kind = TXN_OP_RENAME_IN, .rec = &rec, .flags = op->flags };
+	struct txn_op del = { .kind = TXN_OP_DELETE };
+	int rc;
+
+	memset(&rec, 0, sizeof(rec));
+	record_init(&rec.rec);
+	rc = dispatch(tf, &rd);
+	if (rc == 0)
+		rc = dispatch(op->to, &in);
+	txn_record_release(&rec);
+	if (rc != 0)
+		return rc;
+	rc = dispatch(tf, &del);
+	if (rc == -ENOENT)   /* deleted meanwhile: the rename is done */
+		rc = 0;
+	if (rc != 0)
+		log_error("txn", "{%s} rename across masters: old name left behind: %s", tf->ns->name,
+		    recfs_strerror(rc));
+	return rc;
+}
+
 /*
  * The one dispatch point: ask txn_route() where t runs (a rename: both
- * names), then run the local body.  The cluster adds "send it to node X"
- * here; nothing before this point may look at the index or the set table.
+ * names), then run the local body or send the operation to the master
+ * (remote.c).  Nothing before this point may look at the index or the set
+ * table.  A master that answers "not master" (its table changed) or is
+ * down (then after the next table, bounded by transaction-max-ms) gets the
+ * operation routed again once; a second refusal is EIO.  A rename whose
+ * names have different masters runs as rename_across.
+ * Set operations run here (cluster-wide sets are their own layer's);
+ * expiry and eviction (reclaim) only at the master.
  */
 static int
 dispatch(const struct txn_target *t, const struct txn_op *op)
 {
-	enum txn_route route = txn_route(t);
+	struct txn_remote *rm = atomic_load_acquire(&txn_namespace_of(t->ns)->remote);
+	int rc = -EIO;
 
-	if (route == TXN_ROUTE_LOCAL && op->to != NULL)
-		route = txn_route(op->to);
-	switch (route) {
-	case TXN_ROUTE_LOCAL:
-		return run_local(t, op);
-	case TXN_ROUTE_UNAVAILABLE:
-		/* Expiry and eviction are not this node's to do: not an error. */
-		if (op->kind == TXN_OP_RECLAIM)
-			return 0;
-		break;
+	for (int attempt = 0;; attempt++) {
+		struct partition_rsv rsv, rsv_to = { .tbl = NULL };
+		enum txn_route route = txn_route(t, &rsv);
+		uint64_t key = rsv.cluster_key;
+
+		if (route != TXN_ROUTE_UNAVAILABLE && op->to != NULL) {
+			enum txn_route r2 = txn_route(op->to, &rsv_to);
+
+			if (r2 == TXN_ROUTE_UNAVAILABLE) {
+				route = TXN_ROUTE_UNAVAILABLE;
+			} else if (rsv.tbl != NULL && rsv_to.tbl != NULL && rsv.master != rsv_to.master) {
+				partition_release(&rsv);
+				partition_release(&rsv_to);
+				return rename_across(t, op);
+			}
+		}
+		if (route == TXN_ROUTE_REMOTE && is_set_op(op->kind))
+			route = TXN_ROUTE_LOCAL;
+		switch (route) {
+		case TXN_ROUTE_LOCAL:
+			rc = run_local(t, op);
+			break;
+		case TXN_ROUTE_REMOTE:
+			/* Expiry and eviction are the master's to do: not an error. */
+			rc = op->kind == TXN_OP_RECLAIM ? 0 : txn_remote_proxy(rm, rsv.master, t, op);
+			break;
+		case TXN_ROUTE_UNAVAILABLE:
+			rc = op->kind == TXN_OP_RECLAIM ? 0 : -EIO;
+			break;
+		}
+		partition_release(&rsv);
+		partition_release(&rsv_to);
+		if (route == TXN_ROUTE_UNAVAILABLE && rc != 0)
+			count_unrouted(t->ns, op->kind, rc);
+		if (rc != TXN_ENOTMASTER && rc != -EHOSTDOWN)
+			return rc;
+		if (attempt > 0)
+			return -EIO;
+		/* The master went down: wait (bounded) for the table without it. */
+		if (rc == -EHOSTDOWN &&
+		    txn_partition_wait_change(t->ns, t->partition, key,
+		    txn_remote_failover_deadline(rm)) != 0)
+			return -EIO;
 	}
-	count_unrouted(t->ns, op->kind, -EIO);
-	return -EIO;
 }
 
 /* Resolve k, then dispatch op on it. */
@@ -1798,4 +2020,121 @@ txn_reclaim(struct namespace *ns, uint16_t set_id, const struct digest *d, uint3
 		t.k.set_len = s->len;
 	}
 	return dispatch(&t, &op);
+}
+
+/* ---- the remote side (remote.c's handlers) ------------------------------ */
+
+/*
+ * Reserve pid for an operation another node sent here: 0 when this node
+ * masters it (an orphan first waits for a cluster, as txn_route does),
+ * else TXN_ENOTMASTER.  Release rsv after.
+ */
+static int
+reserve_master(struct namespace *ns, uint32_t pid, struct partition_rsv *rsv)
+{
+	struct txn_namespace *x = txn_namespace_of(ns);
+	struct txn_remote *rm = atomic_load_acquire(&x->remote);
+
+	partition_reserve(x->partitions, pid, rsv);
+	if (rsv->cluster_key == 0 && rm != NULL) {
+		partition_release(rsv);
+		rsv->tbl = NULL;
+		if (txn_partition_wait_change(ns, pid, 0, clock_mono_ns() +
+		    (uint64_t)txn_remote_deadline_ms(rm) * 1000000) != 0)
+			return TXN_ENOTMASTER;
+		partition_reserve(x->partitions, pid, rsv);
+	}
+	return rsv->am_master && (rsv->cluster_key != 0 || rm == NULL) ? 0 : TXN_ENOTMASTER;
+}
+
+int
+txn_proxy_serve(struct namespace *ns, const struct txn_proxy_req *q, struct record_attr *attr,
+    struct txn_record *rec)
+{
+	struct txn_target t, tt;
+	struct partition_rsv r1 = { .tbl = NULL }, r2 = { .tbl = NULL };
+	struct txn_op op = { .attr = attr, .rec = rec, .flags = q->rename_flags };
+	int rc;
+
+	switch (q->kind) {
+	case TXN_PROXY_STAT: op.kind = TXN_OP_STAT; break;
+	case TXN_PROXY_READ: op.kind = TXN_OP_READ; break;
+	case TXN_PROXY_WRITE: op.kind = TXN_OP_WRITE; op.w = &q->w; break;
+	case TXN_PROXY_DELETE: op.kind = TXN_OP_DELETE; break;
+	case TXN_PROXY_RENAME: op.kind = TXN_OP_RENAME; op.to = &tt; break;
+	case TXN_PROXY_SYNC: op.kind = TXN_OP_SYNC; break;
+	case TXN_PROXY_RENAME_IN: op.kind = TXN_OP_RENAME_IN; break;
+	default: return -EBADMSG;
+	}
+	if (op.kind == TXN_OP_RENAME_IN) {
+		/* The record as the old name's master read it, and what it showed. */
+		rec->buf = malloc(q->record_len > 0 ? q->record_len : 1);
+		if (rec->buf == NULL)
+			return -ENOMEM;
+		memcpy(rec->buf, q->record, q->record_len);
+		if (record_flat_decode(rec->buf, q->record_len, &rec->rec) != 0 ||
+		    (rec->rec.flags & (RECORD_F_TOMBSTONE | RECORD_F_SET_MARKER)))
+			return -EBADMSG;
+		rec->attr = q->record_attr;
+		op.rec = rec;
+	}
+	rc = target_resolve(ns, &q->k, &t);
+	if (rc == 0 && op.to != NULL)
+		rc = target_resolve(ns, &q->to, &tt);
+	if (rc != 0)
+		return rc;
+	rc = reserve_master(ns, t.partition, &r1);
+	if (rc == 0 && op.to != NULL)
+		rc = reserve_master(ns, tt.partition, &r2);
+	if (rc == 0)
+		rc = run_local(&t, &op);
+	partition_release(&r1);
+	partition_release(&r2);
+	return rc;
+}
+
+int
+txn_replica_apply(struct namespace *ns, const uint8_t *flat, uint32_t size, bool durable)
+{
+	struct txn_namespace *x = txn_namespace_of(ns);
+	struct record_flat_header h;
+	struct partition_rsv rsv;
+	int rc;
+
+	if (record_flat_header_check(flat, size, &h) != 0)
+		return -EBADMSG;
+	partition_reserve(x->partitions, digest_partition(&h.digest), &rsv);
+	if (!rsv.am_master && !rsv.am_replica) {
+		rc = TXN_ENOTMASTER;
+		goto out;
+	}
+	/* As a client write would be refused here (deletes go on). */
+	if (!(h.flags & RECORD_F_TOMBSTONE) && stop_writes(ns)) {
+		COUNT(ns, fail_stop_writes);
+		rc = -ENOSPC;
+		goto out;
+	}
+	rc = namespace_apply_flat(ns, flat, size, durable);
+	if (rc == 1 && (h.flags & RECORD_F_TOMBSTONE) && !ns->storage->persistent) {
+		/* Without persistence a delete drops the record (as the master's
+		 * did): nothing would ever reclaim the tombstone. */
+		struct record r;
+		uint16_t set_id = 0;
+
+		if (record_flat_decode(flat, size, &r) == 0) {
+			if (r.set_len == 0 || set_lookup(&ns->sets, r.set, r.set_len, &set_id) == 0) {
+				struct index_entry *e;
+
+				index_record_lock(ns->index, &h.digest);
+				e = entry_get(ns, set_id, &h.digest);
+				if (e != NULL && e->tombstone)
+					drop_entry(ns, e);
+				index_record_unlock(ns->index, &h.digest);
+			}
+			record_release(&r);
+		}
+	}
+out:
+	partition_release(&rsv);
+	return rc;
 }

@@ -43,6 +43,16 @@ struct txn_namespace {
 	/* The partition table (partitions.c): created at open, rebuilt at
 	 * every succession change. */
 	struct partition_table *partitions;
+	/* Signalled at every rebuild of the table: an operation waiting for
+	 * a cluster (an orphan) or for a table without a dead node
+	 * (txn_partition_wait_change) wakes up. */
+	pthread_mutex_t table_lock;
+	pthread_cond_t table_cv;             /* CLOCK_MONOTONIC */
+
+	/* The data path to other nodes (remote.c) while a network is
+	 * attached, else NULL (atomic): a single node reads one NULL pointer
+	 * per operation and nothing else of the cluster. */
+	struct txn_remote *remote;
 
 	/* The node that opened it (node_open): its network, for the cluster's
 	 * set changes (sets_cluster.c). */
@@ -97,12 +107,73 @@ enum txn_route {
 	TXN_ROUTE_LOCAL,             /* this node runs it */
 	TXN_ROUTE_UNAVAILABLE,       /* no node can run it now: the operation fails
 	                              * with EIO and has changed nothing */
+	TXN_ROUTE_REMOTE,            /* its master, rsv->master, runs it (proxy) */
 };
 
-/* Where t's operation runs.  Any thread; takes no lock. */
-enum txn_route txn_route(const struct txn_target *t);
+struct partition_rsv;
 
-/* Tests only: when set (atomically), txn_route returns its answer, so a
+/* Where t's operation runs.  Any thread.  Without a network: LOCAL at
+ * once, nothing reserved (rsv->tbl NULL).  With one: t's partition is
+ * reserved into *rsv (release it with partition_release) and an orphan
+ * waits for a cluster, up to transaction-max-ms (then UNAVAILABLE). */
+enum txn_route txn_route(const struct txn_target *t, struct partition_rsv *rsv);
+
+/* What a public entry point asks dispatch() to run. */
+enum txn_op_kind {
+	TXN_OP_STAT, TXN_OP_READ, TXN_OP_WRITE, TXN_OP_DELETE, TXN_OP_RENAME, TXN_OP_SYNC,
+	TXN_OP_SET_CREATE, TXN_OP_SET_REMOVE, TXN_OP_SET_UPDATE, TXN_OP_RECLAIM,
+	TXN_OP_RENAME_IN,   /* a rename across masters, at the new name's master: rec becomes it */
+};
+
+struct txn_op {
+	enum txn_op_kind kind;
+	const struct txn_target *to;     /* rename: the new name */
+	const struct txn_write *w;       /* write, set create, set update */
+	struct record_attr *attr;        /* stat, write: the answer */
+	struct txn_record *rec;          /* read: the answer; rename-in: the record */
+	unsigned flags;                  /* rename */
+	uint16_t set_id;                 /* reclaim: as nsup found it */
+	uint32_t now, evict_below;       /* reclaim */
+};
+
+/* ---- the data path between nodes (remote.c, remote.h) ---- */
+
+/* rpc worker threads of a node with a network. */
+#define TXN_REMOTE_WORKERS 16
+
+struct txn_remote;
+struct txn_proxy_req;
+
+/* Caller: run op at master.  The op's result, or TXN_ENOTMASTER (the
+ * master says it is not: re-route), -EHOSTDOWN (the master is down: wait
+ * for the next table), -EIO (no answer within transaction-max-ms, or a
+ * malformed one), -EFBIG (too big to send). */
+int txn_remote_proxy(struct txn_remote *rm, uint64_t master, const struct txn_target *t,
+    const struct txn_op *op);
+/* Master, record lock held: send the stored version flat[0..size) to the
+ * other replicas of its partition and wait for all.  0, or -EIO (one did
+ * not answer OK in time: the version stays here). */
+int txn_remote_replicate(struct txn_remote *rm, struct namespace *ns, const uint8_t *flat,
+    uint32_t size, bool durable);
+/* txn.c, on an rpc worker: run a proxied operation if this node masters
+ * its partition (else TXN_ENOTMASTER).  rec: a read's record. */
+int txn_proxy_serve(struct namespace *ns, const struct txn_proxy_req *q, struct record_attr *attr,
+    struct txn_record *rec);
+/* txn.c, on an rpc worker: apply a replica write: 1 applied, 0 kept the
+ * stored newer or equal version, TXN_ENOTMASTER (not a replica of its
+ * partition), -errno. */
+int txn_replica_apply(struct namespace *ns, const uint8_t *flat, uint32_t size, bool durable);
+/* remote.c: transaction-max-ms now, and the monotonic deadline (ns) of a
+ * wait for the tables to drop a node that went down: heartbeat timeout +
+ * quiet period + transaction-max-ms from now. */
+uint32_t txn_remote_deadline_ms(struct txn_remote *rm);
+uint64_t txn_remote_failover_deadline(struct txn_remote *rm);
+/* partitions.c: wait until partition pid's table has a cluster key other
+ * than key and 0, or deadline_ns (monotonic).  0 or -ETIMEDOUT. */
+int txn_partition_wait_change(struct namespace *ns, uint32_t pid, uint64_t key,
+    uint64_t deadline_ns);
+
+/* Tests only: when set (atomically), txn_route returns its answer (nothing reserved), so a
  * test can see that a refused route leaves nothing behind. */
 extern enum txn_route (*txn_route_test_hook)(const struct txn_target *t);
 
@@ -126,6 +197,10 @@ void txn_partition_values(const struct namespace *ns, uint64_t v[STAT_NS_COUNT])
 /* network.c: the node whose tables follow the network's successions (NULL:
  * none); with a node, they are rebuilt for the installed state at once. */
 void txn_network_attach(struct txn_network *net, struct node *node);
+/* network.c: the data path instance and the rpc instance of a started network. */
+struct txn_remote *txn_network_remote(struct txn_network *net);
+struct rpc;
+struct rpc *txn_network_rpc(struct txn_network *net);
 
 /* nsup.c: the namespace supervisor thread. */
 int nsup_start(struct namespace *ns);

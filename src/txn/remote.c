@@ -1,0 +1,513 @@
+/*
+ * remote.c - proxied operations and replica writes (remote.h; docs/cluster.md,
+ * "Data path").
+ *
+ * Caller side: txn_remote_proxy sends an operation to its master and
+ * fills the caller's answer from the reply; txn_remote_replicate sends a
+ * stored record version to the partition's other replicas and waits for
+ * all of them.  Server side: three rpc handlers on rpc's workers, which
+ * hand the decoded request to txn.c (txn_proxy_serve, txn_replica_apply).
+ *
+ * Workers and the proxy: a proxied write blocks its worker while the
+ * master waits for its replicas, and those replica writes need workers on
+ * the other nodes.  Two nodes proxying writes to each other could fill
+ * every worker with proxied writes waiting for replica writes queued
+ * behind them.  So at most workers - TXN_REMOTE_WORKERS_SPARE proxied
+ * writes run at once; one more is answered -EAGAIN, and its caller tries
+ * again after 1, 2, 4 ... ms within its deadline; replica writes (which
+ * never wait for another node) always find a worker.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "../base/atomic.h"
+#include "../base/clock.h"
+#include "../base/log.h"
+#include "../cluster/partition.h"
+#include "../cluster/rpc.h"
+#include "../fabric/fabric.h"
+#include "remote.h"
+#include "txn_i.h"
+
+enum remote_stat {
+	RS_proxy_sent, RS_proxy_completed, RS_proxy_failed, RS_proxy_timed_out, RS_proxy_rerouted,
+	RS_proxy_received, RS_proxy_busy,
+	RS_replica_sent, RS_replica_acked, RS_replica_failed, RS_replica_timed_out,
+	RS_replica_received, RS_replica_applied, RS_replica_kept_older,
+	RS_COUNT
+};
+
+struct txn_remote {
+	struct rpc *rpc;
+	const uint32_t *transaction_max_ms;
+	uint64_t self;              /* this node's id */
+	uint32_t failover_ms;       /* a dead node out of the tables: heartbeat timeout + quiet period */
+	struct node *node;          /* atomic */
+	uint32_t proxy_running;     /* atomic: proxied writes running on the workers */
+	uint64_t stats[RS_COUNT];   /* atomic */
+};
+
+#define STAT(rm, s) atomic_inc(&(rm)->stats[RS_##s])
+
+/* ---- caller side: proxy ---------------------------------------------------- */
+
+uint64_t
+txn_remote_failover_deadline(struct txn_remote *rm)
+{
+	return clock_mono_ns() + ((uint64_t)rm->failover_ms + txn_remote_deadline_ms(rm)) * 1000000;
+}
+
+uint32_t
+txn_remote_deadline_ms(struct txn_remote *rm)
+{
+	uint32_t ms = rm->transaction_max_ms != NULL ? atomic_load_relaxed(rm->transaction_max_ms) : 0;
+
+	return ms != 0 ? ms : RPC_DEADLINE_DEFAULT_MS;
+}
+
+static uint32_t
+ms_left(uint64_t deadline_ns)
+{
+	uint64_t now = clock_mono_ns();
+
+	return now >= deadline_ns ? 0 : (uint32_t)((deadline_ns - now + 999999) / 1000000);
+}
+
+static void
+sleep_ms(uint32_t ms)
+{
+	struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000 };
+
+	nanosleep(&ts, NULL);
+}
+
+static uint32_t
+proxy_kind(enum txn_op_kind k)
+{
+	switch (k) {
+	case TXN_OP_STAT: return TXN_PROXY_STAT;
+	case TXN_OP_READ: return TXN_PROXY_READ;
+	case TXN_OP_WRITE: return TXN_PROXY_WRITE;
+	case TXN_OP_DELETE: return TXN_PROXY_DELETE;
+	case TXN_OP_RENAME: return TXN_PROXY_RENAME;
+	case TXN_OP_SYNC: return TXN_PROXY_SYNC;
+	case TXN_OP_RENAME_IN: return TXN_PROXY_RENAME_IN;
+	default: return 0;
+	}
+}
+
+/* The answer's record into op->rec (a copy the caller owns). */
+static int
+answer_record(const struct namespace *ns, const uint8_t *flat, size_t len, struct txn_record *out)
+{
+	const char *fb = ns->cfg->file_bin;
+	int rc;
+
+	out->buf = malloc(len > 0 ? len : 1);
+	if (out->buf == NULL)
+		return -ENOMEM;
+	memcpy(out->buf, flat, len);
+	rc = record_flat_decode(out->buf, len, &out->rec);
+	if (rc != 0) {
+		free(out->buf);
+		out->buf = NULL;
+		record_init(&out->rec);
+		return -EIO;
+	}
+	out->file_bin = record_bin_find(&out->rec, fb, strlen(fb));
+	return 0;
+}
+
+int
+txn_remote_proxy(struct txn_remote *rm, uint64_t master, const struct txn_target *t,
+    const struct txn_op *op)
+{
+	struct txn_proxy_req q = {
+		.kind = proxy_kind(op->kind), .ns = t->ns->name, .ns_len = strlen(t->ns->name),
+		.k = t->k,
+	};
+	uint64_t deadline = clock_mono_ns() + (uint64_t)txn_remote_deadline_ms(rm) * 1000000;
+	uint32_t rpc_op;
+	uint8_t *buf, *flat = NULL;
+	size_t len;
+	int rc;
+
+	if (q.kind == 0)
+		return -EIO;
+	if (op->kind == TXN_OP_RENAME) {
+		q.has_to = true;
+		q.to = op->to->k;
+		q.rename_flags = op->flags;
+	}
+	if (op->kind == TXN_OP_WRITE) {
+		q.has_write = true;
+		q.w = *op->w;
+	}
+	if (op->kind == TXN_OP_RENAME_IN) {
+		size_t n = record_flat_size(&op->rec->rec);
+		long el;
+
+		flat = malloc(n);
+		if (flat == NULL)
+			return -ENOMEM;
+		el = record_flat_encode(&op->rec->rec, flat, n);
+		if (el < 0) {
+			free(flat);
+			return (int)el;
+		}
+		q.record = flat;
+		q.record_len = (size_t)el;
+		q.record_attr = op->rec->attr;
+		q.rename_flags = op->flags;
+	}
+	rpc_op = op->kind == TXN_OP_STAT || op->kind == TXN_OP_READ ? RPC_OP_TXN_PROXY_READ
+	    : RPC_OP_TXN_PROXY;
+	rc = txn_proxy_req_encode(&q, &buf, &len);
+	free(flat);
+	if (rc == -EMSGSIZE)
+		return -EFBIG;
+	if (rc != 0)
+		return rc;
+	for (uint32_t backoff = 1;; backoff *= 2) {
+		struct rpc_answer ans = { 0 };
+		uint32_t left = ms_left(deadline);
+
+		if (left == 0) {
+			STAT(rm, proxy_timed_out);
+			rc = -EIO;
+			break;
+		}
+		STAT(rm, proxy_sent);
+		rc = rpc_call(rm->rpc, master, rpc_op, buf, len, left, &ans);
+		if ((rc == 0 && ans.err == -EAGAIN) || rc == -EAGAIN) {
+			/* the master is busy: not run; again shortly */
+			rpc_answer_release(&ans);
+			STAT(rm, proxy_busy);
+			left = ms_left(deadline);
+			sleep_ms(backoff < left ? backoff : left);
+			continue;
+		}
+		if (rc == -ETIMEDOUT) {
+			STAT(rm, proxy_timed_out);
+			rc = -EIO;
+		} else if (rc == -EHOSTDOWN || rc == -EHOSTUNREACH) {
+			STAT(rm, proxy_failed);
+			rc = -EHOSTDOWN;
+		} else if (rc != 0) {
+			STAT(rm, proxy_failed);
+			rc = -EIO;
+		} else if (ans.err == TXN_ENOTMASTER) {
+			STAT(rm, proxy_rerouted);
+			rc = TXN_ENOTMASTER;
+		} else {
+			bool has_attr;
+			struct record_attr attr;
+			const uint8_t *rec;
+			size_t rec_len;
+
+			rc = ans.err;
+			if (txn_proxy_ans_decode(ans.body, ans.len, &has_attr, &attr, &rec, &rec_len) != 0) {
+				STAT(rm, proxy_failed);
+				rc = -EIO;
+			} else if (rc == 0 && op->kind == TXN_OP_READ) {
+				if (rec == NULL || !has_attr) {
+					rc = -EIO;
+				} else {
+					op->rec->attr = attr;
+					rc = answer_record(t->ns, rec, rec_len, op->rec);
+				}
+			} else if (rc == 0 && op->attr != NULL && has_attr) {
+				*op->attr = attr;
+			} else if (rc == 0 && op->attr != NULL && op->kind != TXN_OP_WRITE) {
+				rc = -EIO;
+			}
+			if (rc != -EIO)
+				STAT(rm, proxy_completed);
+		}
+		rpc_answer_release(&ans);
+		break;
+	}
+	free(buf);
+	return rc;
+}
+
+/* ---- caller side: replica writes ------------------------------------------ */
+
+int
+txn_remote_replicate(struct txn_remote *rm, struct namespace *ns, const uint8_t *flat,
+    uint32_t size, bool durable)
+{
+	struct txn_namespace *x = txn_namespace_of(ns);
+	uint32_t pid = digest_partition(record_flat_digest(flat));
+	uint64_t deadline = clock_mono_ns() + (uint64_t)txn_remote_deadline_ms(rm) * 1000000;
+	uint64_t node = rm->self;
+	uint64_t done[PARTITION_REPLICAS_MAX];
+	unsigned n_done = 0;
+	uint8_t *body;
+	size_t cap = 64 + strlen(ns->name) + size, blen;
+	struct fabric_msg_writer fw;
+	int rc = 0;
+
+	body = malloc(cap);
+	if (body == NULL)
+		return -ENOMEM;
+	fabric_msg_writer_init(&fw, body, cap, TXN_MSG_REPLICA);
+	fabric_msg_put_bytes(&fw, TXN_RF_NS, ns->name, strlen(ns->name));
+	fabric_msg_put_u32(&fw, TXN_RF_DURABLE, durable ? 1 : 0);
+	fabric_msg_put_bytes(&fw, TXN_RF_RECORD, flat, size);
+	blen = fw.len;
+	if (fw.err != 0 || blen > RPC_BODY_MAX) {
+		free(body);
+		return -EFBIG;
+	}
+	/* Twice at most: the replicas of the table now, then - when one is no
+	 * longer a replica or went down - those of the next table. */
+	for (int round = 0; round < 2; round++) {
+		struct partition_rsv r;
+		struct rpc_answer ans[PARTITION_REPLICAS_MAX];
+		uint64_t to[PARTITION_REPLICAS_MAX];
+		unsigned n = 0;
+		bool again = false;
+		struct rpc_group g;
+		uint32_t left = ms_left(deadline);
+
+		partition_reserve(x->partitions, pid, &r);
+		for (unsigned i = 0; i < r.n_replicas; i++) {
+			bool skip = r.replicas[i] == node;
+
+			for (unsigned j = 0; j < n_done && !skip; j++)
+				skip = done[j] == r.replicas[i];
+			if (!skip)
+				to[n++] = r.replicas[i];
+		}
+		if (n == 0) {
+			partition_release(&r);
+			rc = 0;
+			break;
+		}
+		if (left == 0) {
+			partition_release(&r);
+			rc = -EIO;
+			break;
+		}
+		memset(ans, 0, sizeof(ans));
+		rpc_group_init(rm->rpc, &g, left);
+		for (unsigned i = 0; i < n; i++) {
+			STAT(rm, replica_sent);
+			(void)rpc_group_send(&g, to[i], RPC_OP_TXN_REPLICA, body, blen, &ans[i]);
+		}
+		(void)rpc_group_wait(&g);
+		rc = 0;
+		for (unsigned i = 0; i < n; i++) {
+			if (ans[i].rc == 0 && ans[i].err == 0) {
+				STAT(rm, replica_acked);
+				done[n_done++] = to[i];
+			} else if (ans[i].rc == -ETIMEDOUT) {
+				STAT(rm, replica_timed_out);
+				rc = -EIO;
+			} else if ((ans[i].rc == 0 && ans[i].err == TXN_ENOTMASTER) ||
+			    ans[i].rc == -EHOSTDOWN || ans[i].rc == -EHOSTUNREACH) {
+				STAT(rm, replica_failed);
+				again = true;
+			} else {
+				STAT(rm, replica_failed);
+				rc = -EIO;
+			}
+			rpc_answer_release(&ans[i]);
+		}
+		if (rc == 0 && again) {
+			/* Wait (bounded) for the table that no longer names it. */
+			uint64_t key = r.cluster_key;
+
+			partition_release(&r);
+			if (round == 1 || txn_partition_wait_change(ns, pid, key,
+			    txn_remote_failover_deadline(rm)) != 0) {
+				rc = -EIO;
+				break;
+			}
+			deadline = clock_mono_ns() + (uint64_t)txn_remote_deadline_ms(rm) * 1000000;
+			continue;
+		}
+		partition_release(&r);
+		break;
+	}
+	free(body);
+	if (rc != 0)
+		log_warn("txn", "{%s} a record version of partition %u reached %u replicas only: "
+		    "the write fails (EIO) but stays here", ns->name, pid, n_done);
+	return rc;
+}
+
+/* ---- server side -------------------------------------------------------- */
+
+#define TXN_REMOTE_WORKERS_SPARE 4
+
+static struct namespace *
+remote_ns(struct txn_remote *rm, const char *name, size_t len)
+{
+	struct node *node = atomic_load_acquire(&rm->node);
+
+	return node != NULL ? node_namespace_find(node, name, len) : NULL;
+}
+
+static int
+handle_proxy(void *arg, uint64_t from, const uint8_t *req, size_t len, struct rpc_reply *reply)
+{
+	struct txn_remote *rm = arg;
+	struct txn_proxy_req q;
+	struct namespace *ns;
+	struct record_attr attr;
+	struct txn_record rec;
+	const uint8_t *flat = NULL;
+	uint8_t *enc = NULL;
+	size_t flat_len = 0;
+	bool writes, has_attr;
+	int rc;
+
+	(void)from;
+	STAT(rm, proxy_received);
+	rc = txn_proxy_req_decode(req, len, &q);
+	if (rc != 0)
+		return rc;
+	ns = remote_ns(rm, q.ns, q.ns_len);
+	if (ns == NULL) {
+		txn_proxy_req_release(&q);
+		return TXN_ENOTMASTER;
+	}
+	writes = q.kind != TXN_PROXY_STAT && q.kind != TXN_PROXY_READ;
+	if (writes) {
+		uint32_t running = atomic_add(&rm->proxy_running, 1);
+
+		if (running + TXN_REMOTE_WORKERS_SPARE > TXN_REMOTE_WORKERS) {
+			atomic_dec(&rm->proxy_running);
+			txn_proxy_req_release(&q);
+			return -EAGAIN;
+		}
+	}
+	memset(&attr, 0, sizeof(attr));
+	memset(&rec, 0, sizeof(rec));
+	record_init(&rec.rec);
+	rc = txn_proxy_serve(ns, &q, &attr, &rec);
+	if (writes)
+		atomic_dec(&rm->proxy_running);
+	if (rc == 0 && q.kind == TXN_PROXY_READ) {
+		size_t sz = record_flat_size(&rec.rec);
+		long n;
+
+		enc = malloc(sz);
+		n = enc != NULL ? record_flat_encode(&rec.rec, enc, sz) : -ENOMEM;
+		if (n < 0) {
+			rc = (int)n;
+		} else {
+			flat = enc;
+			flat_len = (size_t)n;
+		}
+		attr = rec.attr;
+	}
+	/* Attributes for stat, read and write; a read's record. */
+	has_attr = q.kind == TXN_PROXY_STAT || q.kind == TXN_PROXY_READ || q.kind == TXN_PROXY_WRITE;
+	if (rc == 0 && txn_proxy_ans_encode(has_attr ? &attr : NULL, flat, flat_len, reply->buf,
+	    reply->cap, &reply->len) != 0)
+		rc = -EFBIG;
+	txn_record_release(&rec);
+	free(enc);
+	txn_proxy_req_release(&q);
+	/* an error's answer has no body: the caller gets rc alone */
+	if (rc != 0)
+		(void)txn_proxy_ans_encode(NULL, NULL, 0, reply->buf, reply->cap, &reply->len);
+	return rc;
+}
+
+static int
+handle_replica(void *arg, uint64_t from, const uint8_t *req, size_t len, struct rpc_reply *reply)
+{
+	struct txn_remote *rm = arg;
+	struct fabric_msg m;
+	struct namespace *ns;
+	const uint8_t *name, *flat;
+	size_t name_len, flat_len;
+	uint32_t durable;
+	int rc;
+
+	(void)from;
+	reply->len = 0;
+	STAT(rm, replica_received);
+	if (fabric_msg_decode(req, len, &m) != 0 || m.type != TXN_MSG_REPLICA ||
+	    fabric_msg_get_bytes(&m, TXN_RF_NS, &name, &name_len) != 0 ||
+	    fabric_msg_get_u32(&m, TXN_RF_DURABLE, &durable) != 0 || durable > 1 ||
+	    fabric_msg_get_bytes(&m, TXN_RF_RECORD, &flat, &flat_len) != 0 ||
+	    flat_len < RECORD_FLAT_MIN_SIZE || flat_len > UINT32_MAX)
+		return -EBADMSG;
+	ns = remote_ns(rm, (const char *)name, name_len);
+	if (ns == NULL)
+		return TXN_ENOTMASTER;
+	rc = txn_replica_apply(ns, flat, (uint32_t)flat_len, durable != 0);
+	if (rc == 1)
+		STAT(rm, replica_applied);
+	else if (rc == 0)
+		STAT(rm, replica_kept_older);
+	return rc > 0 ? 0 : rc;
+}
+
+int
+txn_remote_create(struct rpc *rpc, uint64_t self, const uint32_t *transaction_max_ms,
+    uint32_t failover_ms, struct txn_remote **out)
+{
+	struct txn_remote *rm = calloc(1, sizeof(*rm));
+	int rc;
+
+	*out = NULL;
+	if (rm == NULL)
+		return -ENOMEM;
+	rm->rpc = rpc;
+	rm->self = self;
+	rm->failover_ms = failover_ms;
+	rm->transaction_max_ms = transaction_max_ms;
+	rc = rpc_handler_set(rpc, RPC_OP_TXN_PROXY, 0, handle_proxy, rm);
+	if (rc == 0)
+		rc = rpc_handler_set(rpc, RPC_OP_TXN_PROXY_READ, RPC_HANDLER_IDEMPOTENT, handle_proxy, rm);
+	if (rc == 0)
+		rc = rpc_handler_set(rpc, RPC_OP_TXN_REPLICA, 0, handle_replica, rm);
+	if (rc != 0) {
+		free(rm);
+		return rc;
+	}
+	*out = rm;
+	return 0;
+}
+
+void
+txn_remote_destroy(struct txn_remote *rm)
+{
+	free(rm);
+}
+
+void
+txn_remote_node_set(struct txn_remote *rm, struct node *node)
+{
+	atomic_store_release(&rm->node, node);
+}
+
+void
+txn_remote_values(struct txn_remote *rm, uint64_t *v)
+{
+	if (rm == NULL)
+		return;
+	v[STAT_FABRIC_proxy_sent] = atomic_load_relaxed(&rm->stats[RS_proxy_sent]);
+	v[STAT_FABRIC_proxy_completed] = atomic_load_relaxed(&rm->stats[RS_proxy_completed]);
+	v[STAT_FABRIC_proxy_failed] = atomic_load_relaxed(&rm->stats[RS_proxy_failed]);
+	v[STAT_FABRIC_proxy_timed_out] = atomic_load_relaxed(&rm->stats[RS_proxy_timed_out]);
+	v[STAT_FABRIC_proxy_rerouted] = atomic_load_relaxed(&rm->stats[RS_proxy_rerouted]);
+	v[STAT_FABRIC_proxy_busy] = atomic_load_relaxed(&rm->stats[RS_proxy_busy]);
+	v[STAT_FABRIC_proxy_received] = atomic_load_relaxed(&rm->stats[RS_proxy_received]);
+	v[STAT_FABRIC_replica_writes_sent] = atomic_load_relaxed(&rm->stats[RS_replica_sent]);
+	v[STAT_FABRIC_replica_writes_acked] = atomic_load_relaxed(&rm->stats[RS_replica_acked]);
+	v[STAT_FABRIC_replica_writes_failed] = atomic_load_relaxed(&rm->stats[RS_replica_failed]);
+	v[STAT_FABRIC_replica_writes_timed_out] = atomic_load_relaxed(&rm->stats[RS_replica_timed_out]);
+	v[STAT_FABRIC_replica_writes_received] = atomic_load_relaxed(&rm->stats[RS_replica_received]);
+	v[STAT_FABRIC_replica_writes_applied] = atomic_load_relaxed(&rm->stats[RS_replica_applied]);
+	v[STAT_FABRIC_replica_writes_kept_older] =
+	    atomic_load_relaxed(&rm->stats[RS_replica_kept_older]);
+}

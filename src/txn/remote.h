@@ -1,0 +1,147 @@
+/*
+ * remote.h - the data path between nodes: proxied operations and replica
+ * writes (docs/cluster.md, "Data path").  Private to txn/ (and its tests).
+ *
+ * Proxy: an operation whose partition another node masters is encoded
+ * (namespace, set, key, kind and its parameters) and sent to that master
+ * over rpc (RPC_OP_TXN_PROXY; reads and stats as RPC_OP_TXN_PROXY_READ,
+ * which rpc does not cache); the master checks that it still masters the
+ * partition (else it answers TXN_ENOTMASTER and the caller re-routes once)
+ * and runs the local body.  The answer carries the errno (the rpc answer's
+ * err), the record's attributes and, for a read, the record itself in the
+ * flat record format.
+ *
+ * Replica writes: at the master every record version a client write,
+ * delete, TTL or bin change stores is sent, as its flat bytes, to each
+ * other replica of its partition in parallel (one rpc group) while the
+ * record lock is held; the operation succeeds only when each answered OK.
+ * A replica applies it IF_NEWER (namespace_apply_flat): an older or equal
+ * version is kept and answered OK, so a retry is harmless.
+ *
+ * Encodings are fabric messages (fabric.h's TLV fields, bounds-checked
+ * decoders) inside the rpc body.  Field ids are wire format: never reuse
+ * or renumber one.
+ */
+#ifndef RECFS_TXN_REMOTE_H
+#define RECFS_TXN_REMOTE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../base/statistic.h"
+#include "../cluster/rpc.h"   /* the operation numbers RPC_OP_TXN_* */
+#include "txn.h"
+
+/* "This node is not the partition's master / not one of its replicas
+ * (any more)": only between nodes, never returned to a client. */
+#define TXN_ENOTMASTER (-EREMCHG)
+
+/* Kinds of a proxied operation (wire format). */
+enum txn_proxy_kind {
+	TXN_PROXY_STAT = 1,
+	TXN_PROXY_READ = 2,
+	TXN_PROXY_WRITE = 3,
+	TXN_PROXY_DELETE = 4,
+	TXN_PROXY_RENAME = 5,
+	TXN_PROXY_SYNC = 6,
+	TXN_PROXY_RENAME_IN = 7,   /* a rename across masters: this record becomes the key's */
+};
+
+/* Field ids of a proxy request (inner message type TXN_MSG_PROXY). */
+enum txn_proxy_field {
+	TXN_PF_KIND = 1,        /* u32 enum txn_proxy_kind */
+	TXN_PF_NS = 2,          /* bytes: namespace name */
+	TXN_PF_SET = 3,         /* bytes (absent: the null set) */
+	TXN_PF_KEY = 4,         /* bytes */
+	TXN_PF_TO_SET = 5,      /* bytes, rename */
+	TXN_PF_TO_KEY = 6,      /* bytes, rename (present: a rename target) */
+	TXN_PF_RENAME_FLAGS = 7,/* u32 */
+	TXN_PF_W_FLAGS = 8,     /* u32 TXN_CREATE_ONLY | ... (present: a write) */
+	TXN_PF_W_SET = 9,       /* u32 bit mask of TXN_PW_* */
+	TXN_PF_FILE = 10,       /* bytes, with TXN_PW_FILE */
+	TXN_PF_SIZE = 11,       /* u64 */
+	TXN_PF_MODE = 12,       /* u32 */
+	TXN_PF_UID = 13,        /* u32 */
+	TXN_PF_GID = 14,        /* u32 */
+	TXN_PF_MTIME = 15,      /* u64 (int64 ns) */
+	TXN_PF_ATIME = 16,      /* u64 (int64 ns) */
+	TXN_PF_TTL = 17,        /* u32 (int32) */
+	TXN_PF_BINS = 18,       /* bytes: the bin operations, packed (remote_msg.c) */
+	TXN_PF_RECORD = 19,     /* bytes, rename-in: the old name's record, flat */
+	TXN_PF_RECORD_ATTR = 20,/* bytes, rename-in: what it showed (TXN_ATTR_WIRE_SIZE) */
+};
+
+/* Field ids of a proxy answer (TXN_MSG_ANSWER) and of a replica write (TXN_MSG_REPLICA). */
+enum txn_answer_field {
+	TXN_AF_ATTR = 1,        /* bytes, TXN_ATTR_WIRE_SIZE: struct record_attr */
+	TXN_AF_RECORD = 2,      /* bytes: a flat record (read) */
+	TXN_RF_NS = 3,          /* replica write: bytes, namespace name */
+	TXN_RF_DURABLE = 4,     /* replica write: u32 0/1 */
+	TXN_RF_RECORD = 5,      /* replica write: bytes, the flat record */
+};
+
+#define TXN_MSG_PROXY 1
+#define TXN_MSG_ANSWER 2
+#define TXN_MSG_REPLICA 3
+#define TXN_ATTR_WIRE_SIZE 84
+
+/* The TXN_PW_* bits of TXN_PF_W_SET. */
+#define TXN_PW_FILE  0x01
+#define TXN_PW_SIZE  0x02
+#define TXN_PW_MODE  0x04
+#define TXN_PW_UID   0x08
+#define TXN_PW_GID   0x10
+#define TXN_PW_MTIME 0x20
+#define TXN_PW_ATIME 0x40
+#define TXN_PW_TTL   0x80
+
+/* A proxy request, decoded: pointers into the message, bins allocated. */
+struct txn_proxy_req {
+	uint32_t kind;
+	const char *ns;
+	size_t ns_len;
+	struct txn_key k;
+	bool has_to;
+	struct txn_key to;
+	uint32_t rename_flags;
+	bool has_write;
+	struct txn_write w;
+	struct txn_bin_op *bins;   /* w.bins (malloc'd; txn_proxy_req_release) */
+	const uint8_t *record;     /* rename-in (rename_flags too) */
+	size_t record_len;
+	struct record_attr record_attr;
+};
+
+/* Encode q into a malloc'd buffer (*out, *len).  0, -EMSGSIZE (over the rpc
+ * body bound), -ENOMEM. */
+int txn_proxy_req_encode(const struct txn_proxy_req *q, uint8_t **out, size_t *len);
+/* Decode buf into q (pointers into buf).  0, -EBADMSG (anything malformed:
+ * a field missing, twice, of the wrong type or out of range, bins that do
+ * not parse), -ENOMEM.  Never reads outside buf.  Release q after. */
+int txn_proxy_req_decode(const uint8_t *buf, size_t len, struct txn_proxy_req *q);
+void txn_proxy_req_release(struct txn_proxy_req *q);
+
+/* The answer body: attr (may be NULL) and a flat record (rec NULL: none). */
+int txn_proxy_ans_encode(const struct record_attr *attr, const uint8_t *rec, size_t rec_len,
+    uint8_t *buf, size_t cap, size_t *len);
+/* 0 or -EBADMSG; *rec NULL when absent; has_attr false when absent. */
+int txn_proxy_ans_decode(const uint8_t *buf, size_t len, bool *has_attr, struct record_attr *attr,
+    const uint8_t **rec, size_t *rec_len);
+
+/* ---- the instance (network.c creates it) --------------------------------- */
+
+struct rpc;
+struct node;
+struct txn_remote;
+
+/* Registers the three handlers on rpc (before rpc_start). */
+int txn_remote_create(struct rpc *rpc, uint64_t self, const uint32_t *transaction_max_ms,
+    uint32_t failover_ms, struct txn_remote **out);
+void txn_remote_destroy(struct txn_remote *rm);
+/* The node the handlers serve (NULL: none; they answer TXN_ENOTMASTER). */
+void txn_remote_node_set(struct txn_remote *rm, struct node *node);
+/* The STAT_FABRIC rows of the data path. */
+void txn_remote_values(struct txn_remote *rm, uint64_t *v);
+
+#endif

@@ -1,0 +1,556 @@
+/*
+ * test_data_path.c - the data path between nodes (src/txn/remote.c), two
+ * real nodes in one process: node_open, txn_network_start on 127.0.0.1,
+ * replication-factor 2.  What the integration tests cannot force at will:
+ *   - a record written through one node is read through the other, and
+ *     each node's counters show the proxied operations and replica writes;
+ *   - a replica write of a version the replica already has is kept (not
+ *     stored again) and answered OK (replica_writes_kept_older);
+ *   - a proxied operation sent to a node that does not master the record
+ *     is answered "not master" (proxy_rerouted at the caller);
+ *   - with all but the spare workers of the master busy on proxied writes
+ *     (their record lock held here), one more is answered busy and sent
+ *     again (proxy_busy), and every one of them succeeds once the lock is
+ *     released;
+ *   - a node whose network stops: the other's proxied write to a record it
+ *     mastered and its replica write to it fail fast (proxy_failed,
+ *     replica_writes_failed), wait for the table without it, and succeed;
+ *   - a node without a cluster yet (an orphan) makes an operation wait for
+ *     one, up to transaction-max-ms, then EIO;
+ *   - on device files a delete leaves a tombstone on both replicas.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "base/clock.h"
+#include "cluster/rpc.h"
+#include "fabric/fabric.h"
+#include "txn/remote.h"
+#include "txn/txn.h"
+#include "txn/txn_i.h"
+
+struct tnode {
+	struct recfs_config cfg;
+	struct node *node;
+	struct txn_network *net;
+	struct namespace *ns;
+	uint64_t id;
+	uint16_t port;
+};
+
+static struct tnode A, B;
+static char secret_path[64];
+
+static uint16_t
+free_port(void)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t len = sizeof(sa);
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+	assert_true(fd >= 0);
+	assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	assert_int_equal(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
+	close(fd);
+	return ntohs(sa.sin_port);
+}
+
+static void
+sleep_ms(unsigned ms)
+{
+	struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000 };
+
+	nanosleep(&ts, NULL);
+}
+
+/* The storage-engine lines of the nodes tnode_up starts (memory unless set). */
+static char engine_yaml[256] = "      type: memory\n      data-size: 16M\n";
+
+static void
+tnode_up_tmax(struct tnode *t, uint64_t id, uint16_t port, uint16_t seed_port, unsigned tmax)
+{
+	char yaml[1536], err[256];
+
+	snprintf(yaml, sizeof(yaml),
+	    "service:\n  node-id: %016llx\n  transaction-max-ms: %u\n"
+	    "namespaces:\n  - name: test\n    replication-factor: 2\n"
+	    "    storage-engine:\n%s"
+	    "      write-block-size: 128K\n"
+	    "network:\n  fabric: { address: 127.0.0.1, port: %u }\n"
+	    "  seeds: [ 127.0.0.1:%u ]\n"
+	    "  heartbeat: { interval-ms: 50, timeout-count: 6 }\n"
+	    "  cluster-secret-file: %s\n", (unsigned long long)id, tmax, engine_yaml, port,
+	    seed_port, secret_path);
+	assert_int_equal(config_load_string(&t->cfg, yaml, "test", err, sizeof(err)), 0);
+	t->id = id;
+	t->port = port;
+	assert_int_equal(node_open(&t->node, &t->cfg), 0);
+	txn_node_id_set(t->node, id);
+	assert_int_equal(txn_network_start(&t->cfg, id, &t->net), 0);
+	assert_non_null(t->net);
+	txn_node_network_set(t->node, t->net);
+	t->ns = node_namespace_find(t->node, "test", 4);
+	assert_non_null(t->ns);
+}
+
+static void
+tnode_up(struct tnode *t, uint64_t id, uint16_t port, uint16_t seed_port)
+{
+	tnode_up_tmax(t, id, port, seed_port, 1000);
+}
+
+static void
+tnode_net_down(struct tnode *t)
+{
+	if (t->net == NULL)
+		return;
+	txn_node_network_set(t->node, NULL);
+	txn_network_stop(t->net);
+	t->net = NULL;
+}
+
+static void
+tnode_down(struct tnode *t)
+{
+	tnode_net_down(t);
+	if (t->node != NULL)
+		node_close(t->node, false);
+	t->node = NULL;
+	config_free(&t->cfg);
+}
+
+static unsigned
+cluster_size(struct tnode *t)
+{
+	struct txn_cluster c;
+
+	return txn_node_cluster(t->node, &c) && c.cluster_key != 0 ? c.size : 0;
+}
+
+static uint64_t
+fabric_value(struct tnode *t, unsigned row)
+{
+	uint64_t v[STAT_FABRIC_COUNT];
+
+	txn_node_fabric_values(t->node, v);
+	return v[row];
+}
+#define FV(t, name) fabric_value(&(t), STAT_FABRIC_##name)
+
+static void
+wait_for_size(unsigned n)
+{
+	uint64_t t0 = clock_mono_ns();
+
+	while (cluster_size(&A) != n || cluster_size(&B) != n) {
+		if (clock_mono_ns() - t0 > 10000000000ull)
+			fail_msg("no cluster of %u within 10 s", n);
+		sleep_ms(10);
+	}
+}
+
+static int
+setup(void **state)
+{
+	uint16_t pa = free_port(), pb = free_port();
+	FILE *f;
+
+	(void)state;
+	snprintf(secret_path, sizeof(secret_path), "/tmp/test_data_path.%d.secret", (int)getpid());
+	f = fopen(secret_path, "w");
+	assert_non_null(f);
+	fputs("a test secret for the data path unit test\n", f);
+	fclose(f);
+	chmod(secret_path, 0600);
+	while (pb == pa)
+		pb = free_port();
+	memset(&A, 0, sizeof(A));
+	memset(&B, 0, sizeof(B));
+	tnode_up(&A, 0xa1, pa, pb);
+	tnode_up(&B, 0xb2, pb, pa);
+	wait_for_size(2);
+	return 0;
+}
+
+static int
+teardown(void **state)
+{
+	(void)state;
+	tnode_down(&A);
+	tnode_down(&B);
+	unlink(secret_path);
+	return 0;
+}
+
+static struct txn_key
+key_of(const char *k)
+{
+	return (struct txn_key){ .key = k, .key_len = strlen(k) };
+}
+
+static int
+put(struct tnode *t, const char *k, const char *content)
+{
+	struct txn_key key = key_of(k);
+	struct txn_write w = { .set_file = true, .file_data = content, .file_len = strlen(content) };
+
+	return txn_write(t->ns, &key, &w, NULL);
+}
+
+/* The first name k<i> whose partition t masters (want_master) or not. */
+static void
+name_mastered(struct tnode *t, bool want_master, char *out, size_t cap)
+{
+	for (unsigned i = 0;; i++) {
+		struct txn_partition p;
+		struct digest d;
+
+		snprintf(out, cap, "k%u", i);
+		digest_compute(&d, NULL, 0, out, strlen(out));
+		assert_int_equal(txn_partition_get(t->ns, digest_partition(&d), &p), 0);
+		if (p.am_master == want_master)
+			return;
+	}
+}
+
+static void
+test_write_on_one_read_on_the_other(void **state)
+{
+	char k[16], content[64];
+
+	(void)state;
+	for (int i = 0; i < 50; i++) {
+		snprintf(k, sizeof(k), "r%d", i);
+		snprintf(content, sizeof(content), "record %d", i);
+		assert_int_equal(put(&A, k, content), 0);
+	}
+	for (int i = 0; i < 50; i++) {
+		struct txn_key key;
+		struct txn_record rec;
+
+		snprintf(k, sizeof(k), "r%d", i);
+		snprintf(content, sizeof(content), "record %d", i);
+		key = key_of(k);
+		assert_int_equal(txn_read(B.ns, &key, &rec), 0);
+		assert_non_null(rec.file_bin);
+		assert_int_equal(rec.file_bin->v.bytes.len, strlen(content));
+		assert_memory_equal(rec.file_bin->v.bytes.data, content, strlen(content));
+		assert_int_equal(rec.attr.size, strlen(content));
+		txn_record_release(&rec);
+	}
+	/* RF 2 of 2: every write went to both; A proxied about half. */
+	assert_true(FV(A, proxy_sent) > 10 && FV(A, proxy_completed) == FV(A, proxy_sent));
+	assert_true(FV(B, proxy_received) >= FV(A, proxy_completed));
+	assert_true(FV(A, replica_writes_sent) > 10);
+	assert_int_equal(FV(A, replica_writes_acked), FV(A, replica_writes_sent));
+	assert_true(FV(B, replica_writes_applied) >= FV(A, replica_writes_acked));
+	assert_int_equal(FV(A, proxy_failed) + FV(A, proxy_timed_out), 0);
+	assert_int_equal(FV(A, replica_writes_failed) + FV(A, replica_writes_timed_out), 0);
+	/* Deletes through B; then each node, detached from the network (it
+	 * serves what it stores), holds every record: RF 2 of 2. */
+	for (int i = 0; i < 10; i++) {
+		struct txn_key key;
+
+		snprintf(k, sizeof(k), "r%d", i);
+		key = key_of(k);
+		assert_int_equal(txn_delete(B.ns, &key), 0);
+	}
+	struct tnode *both[2] = { &A, &B };
+
+	for (int j = 0; j < 2; j++) {
+		txn_node_network_set(both[j]->node, NULL);
+		for (int i = 0; i < 50; i++) {
+			struct txn_key key;
+			struct txn_record rec;
+
+			snprintf(k, sizeof(k), "r%d", i);
+			snprintf(content, sizeof(content), "record %d", i);
+			key = key_of(k);
+			if (i < 10) {
+				assert_int_equal(txn_read(both[j]->ns, &key, &rec), -ENOENT);
+			} else {
+				assert_int_equal(txn_read(both[j]->ns, &key, &rec), 0);
+				assert_int_equal(rec.file_bin->v.bytes.len, strlen(content));
+				assert_memory_equal(rec.file_bin->v.bytes.data, content, strlen(content));
+			}
+			txn_record_release(&rec);
+		}
+		txn_node_network_set(both[j]->node, both[j]->net);
+	}
+	/* and the rpc histogram counts the answered calls */
+	struct histogram_snapshot lat[STAT_LAT_FABRIC_COUNT];
+
+	txn_node_fabric_latencies(A.node, lat);
+	assert_true(lat[STAT_LAT_FABRIC_rpc].count >= FV(A, proxy_completed));
+}
+
+static void
+test_replica_keeps_a_version_it_has(void **state)
+{
+	char k[16];
+	struct txn_key key;
+	struct txn_record rec;
+	uint8_t *flat, body[4096];
+	struct fabric_msg_writer w;
+	struct rpc_answer ans = { 0 };
+	size_t n;
+
+	(void)state;
+	name_mastered(&A, true, k, sizeof(k));
+	assert_int_equal(put(&A, k, "a version B already has"), 0);
+	key = key_of(k);
+	assert_int_equal(txn_read(A.ns, &key, &rec), 0);
+	n = record_flat_size(&rec.rec);
+	flat = malloc(n);
+	assert_true(record_flat_encode(&rec.rec, flat, n) > 0);
+	txn_record_release(&rec);
+	fabric_msg_writer_init(&w, body, sizeof(body), TXN_MSG_REPLICA);
+	fabric_msg_put_bytes(&w, TXN_RF_NS, "test", 4);
+	fabric_msg_put_u32(&w, TXN_RF_DURABLE, 0);
+	fabric_msg_put_bytes(&w, TXN_RF_RECORD, flat, n);
+	assert_int_equal(w.err, 0);
+	uint64_t kept = FV(B, replica_writes_kept_older), applied = FV(B, replica_writes_applied);
+
+	assert_int_equal(rpc_call(txn_network_rpc(A.net), B.id, RPC_OP_TXN_REPLICA, body, w.len, 0,
+	    &ans), 0);
+	assert_int_equal(ans.err, 0);   /* answered OK */
+	rpc_answer_release(&ans);
+	assert_int_equal(FV(B, replica_writes_kept_older), kept + 1);
+	assert_int_equal(FV(B, replica_writes_applied), applied);
+	/* a malformed one is refused, nothing stored */
+	flat[n / 2] ^= 0xff;
+	fabric_msg_writer_init(&w, body, sizeof(body), TXN_MSG_REPLICA);
+	fabric_msg_put_bytes(&w, TXN_RF_NS, "test", 4);
+	fabric_msg_put_u32(&w, TXN_RF_DURABLE, 0);
+	fabric_msg_put_bytes(&w, TXN_RF_RECORD, flat, n);
+	assert_int_equal(rpc_call(txn_network_rpc(A.net), B.id, RPC_OP_TXN_REPLICA, body, w.len, 0,
+	    &ans), 0);
+	assert_int_equal(ans.err, -EBADMSG);
+	rpc_answer_release(&ans);
+	free(flat);
+}
+
+static void
+test_not_master_is_rerouted(void **state)
+{
+	char k[16];
+	struct txn_target t = { .ns = A.ns };
+	struct txn_write w = { .set_file = true, .file_data = "x", .file_len = 1 };
+	struct txn_op op = { .kind = TXN_OP_WRITE, .w = &w };
+	uint64_t rerouted = FV(A, proxy_rerouted);
+
+	(void)state;
+	/* A record A masters, sent by A to B as if B were its master. */
+	name_mastered(&A, true, k, sizeof(k));
+	t.k = key_of(k);
+	digest_compute(&t.digest, NULL, 0, k, strlen(k));
+	t.partition = digest_partition(&t.digest);
+	assert_int_equal(txn_remote_proxy(txn_network_remote(A.net), B.id, &t, &op), TXN_ENOTMASTER);
+	assert_int_equal(FV(A, proxy_rerouted), rerouted + 1);
+}
+
+struct bg_put {
+	pthread_t th;
+	char key[16];
+	int rc;
+};
+
+static void *
+bg_put(void *arg)
+{
+	struct bg_put *b = arg;
+
+	b->rc = put(&A, b->key, "written while the master was busy");
+	return NULL;
+}
+
+static void
+test_busy_master_is_asked_again(void **state)
+{
+	enum { N = TXN_REMOTE_WORKERS - 4 + 2 };
+	struct bg_put bg[N];
+	char k[16];
+	struct digest d;
+	uint64_t busy = FV(A, proxy_busy);
+
+	(void)state;
+	/* One record B masters; its record lock held on B. */
+	name_mastered(&A, false, k, sizeof(k));
+	digest_compute(&d, NULL, 0, k, strlen(k));
+	index_record_lock(B.ns->index, &d);
+	for (int i = 0; i < N; i++) {
+		snprintf(bg[i].key, sizeof(bg[i].key), "%s", k);
+		assert_int_equal(pthread_create(&bg[i].th, NULL, bg_put, &bg[i]), 0);
+	}
+	/* 12 run (blocked on the lock), the others are answered busy. */
+	for (int i = 0; i < 100 && FV(A, proxy_busy) < busy + 2; i++)
+		sleep_ms(5);
+	assert_true(FV(A, proxy_busy) >= busy + 2);
+	index_record_unlock(B.ns->index, &d);
+	for (int i = 0; i < N; i++) {
+		pthread_join(bg[i].th, NULL);
+		assert_int_equal(bg[i].rc, 0);
+	}
+}
+
+static void
+test_node_down_fails_fast_then_goes_on(void **state)
+{
+	char km[16], kr[16];
+	uint64_t pf = FV(A, proxy_failed), rf = FV(A, replica_writes_failed);
+
+	(void)state;
+	name_mastered(&A, false, km, sizeof(km));  /* B masters it */
+	name_mastered(&A, true, kr, sizeof(kr));   /* A masters it, B is its replica */
+	tnode_net_down(&B);
+	/* Both fail fast, wait for the table without B (heartbeat 300 ms + quiet
+	 * period), then succeed. */
+	uint64_t t0 = clock_mono_ns();
+
+	struct bg_put b[2];
+
+	snprintf(b[0].key, sizeof(b[0].key), "%s", km);
+	snprintf(b[1].key, sizeof(b[1].key), "%s", kr);
+	for (int i = 0; i < 2; i++)   /* at once: both before the table changes */
+		assert_int_equal(pthread_create(&b[i].th, NULL, bg_put, &b[i]), 0);
+	for (int i = 0; i < 2; i++) {
+		pthread_join(b[i].th, NULL);
+		assert_int_equal(b[i].rc, 0);
+	}
+	assert_true(FV(A, proxy_failed) >= pf + 1);
+	assert_true(FV(A, replica_writes_failed) >= rf + 1);
+	assert_true(clock_mono_ns() - t0 < 5000000000ull);
+	struct txn_key key = key_of(km);
+	struct record_attr a;
+
+	assert_int_equal(txn_stat(A.ns, &key, &a), 0);
+	assert_int_equal(a.size, strlen("written while the master was busy"));
+}
+
+/*
+ * On a persistent engine a delete is a tombstone on the master and on the
+ * replica, and a durable write is durable on both: two nodes with device
+ * files, a durable write through one, a delete through the other, each
+ * node then detached holds the same (the tombstone hides the deleted one).
+ */
+static void
+test_persistent_replicas(void **state)
+{
+	struct tnode c, d;
+	uint16_t pc = free_port(), pd = free_port();
+	char fc[64], fd[64];
+	struct txn_key k1 = key_of("kept"), k2 = key_of("deleted");
+	struct txn_write w = { .flags = TXN_DURABLE, .set_file = true, .file_data = "durable",
+	    .file_len = 7 };
+	uint64_t t0;
+
+	(void)state;
+	while (pd == pc)
+		pd = free_port();
+	snprintf(fc, sizeof(fc), "/tmp/test_data_path.%d.c.dat", (int)getpid());
+	snprintf(fd, sizeof(fd), "/tmp/test_data_path.%d.d.dat", (int)getpid());
+	unlink(fc);
+	unlink(fd);
+	memset(&c, 0, sizeof(c));
+	memset(&d, 0, sizeof(d));
+	snprintf(engine_yaml, sizeof(engine_yaml),
+	    "      type: device\n      files: [ %s ]\n      filesize: 16M\n", fc);
+	tnode_up(&c, 0xc3, pc, pd);
+	snprintf(engine_yaml, sizeof(engine_yaml),
+	    "      type: device\n      files: [ %s ]\n      filesize: 16M\n", fd);
+	tnode_up(&d, 0xd4, pd, pc);
+	snprintf(engine_yaml, sizeof(engine_yaml), "      type: memory\n      data-size: 16M\n");
+	t0 = clock_mono_ns();
+	while (cluster_size(&c) != 2 || cluster_size(&d) != 2) {
+		if (clock_mono_ns() - t0 > 10000000000ull)
+			fail_msg("no cluster of 2 within 10 s");
+		sleep_ms(10);
+	}
+	assert_int_equal(txn_write(c.ns, &k1, &w, NULL), 0);
+	assert_int_equal(txn_write(c.ns, &k2, &w, NULL), 0);
+	assert_int_equal(txn_delete(d.ns, &k2), 0);
+	struct tnode *both[2] = { &c, &d };
+
+	for (int j = 0; j < 2; j++) {
+		struct txn_record rec;
+		uint64_t v[STAT_NS_COUNT];
+
+		txn_node_network_set(both[j]->node, NULL);
+		assert_int_equal(txn_read(both[j]->ns, &k1, &rec), 0);
+		assert_memory_equal(rec.file_bin->v.bytes.data, "durable", 7);
+		txn_record_release(&rec);
+		assert_int_equal(txn_read(both[j]->ns, &k2, &rec), -ENOENT);
+		txn_record_release(&rec);
+		txn_namespace_values(both[j]->ns, v);
+		assert_int_equal(v[STAT_NS_tombstones], 1);
+	}
+	tnode_down(&c);
+	tnode_down(&d);
+	unlink(fc);
+	unlink(fd);
+}
+
+/*
+ * A node just started is an orphan (cluster key 0) until it forms its
+ * first cluster after the quiet period (50 ms x (6 + 2) = 400 ms here):
+ * its operations wait for it, up to transaction-max-ms.  With 1000 ms the
+ * write waits and succeeds; with 50 ms it fails with EIO and stores
+ * nothing.
+ */
+static void
+test_orphan_waits_for_a_cluster(void **state)
+{
+	struct tnode c, d;
+	struct record_attr a;
+	struct txn_key k = key_of("orphan");
+	uint64_t t0;
+
+	(void)state;
+	memset(&c, 0, sizeof(c));
+	memset(&d, 0, sizeof(d));
+	/* seeds that nobody answers: each node forms a cluster alone */
+	tnode_up_tmax(&c, 0xc3, free_port(), free_port(), 1000);
+	t0 = clock_mono_ns();
+	assert_int_equal(put(&c, "orphan", "waited"), 0);
+	assert_true(clock_mono_ns() - t0 > 100000000ull);   /* it did wait */
+	assert_int_equal(cluster_size(&c), 1);
+	tnode_up_tmax(&d, 0xd4, free_port(), free_port(), 50);
+	t0 = clock_mono_ns();
+	assert_int_equal(put(&d, "orphan", "too early"), -EIO);
+	assert_true(clock_mono_ns() - t0 < 400000000ull);
+	tnode_net_down(&d);   /* alone again: serves everything itself */
+	assert_int_equal(txn_stat(d.ns, &k, &a), -ENOENT);
+	tnode_down(&c);
+	tnode_down(&d);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_write_on_one_read_on_the_other),
+		cmocka_unit_test(test_replica_keeps_a_version_it_has),
+		cmocka_unit_test(test_not_master_is_rerouted),
+		cmocka_unit_test(test_busy_master_is_asked_again),
+		cmocka_unit_test(test_node_down_fails_fast_then_goes_on),
+		cmocka_unit_test(test_orphan_waits_for_a_cluster),
+		cmocka_unit_test(test_persistent_replicas),
+	};
+
+	signal(SIGPIPE, SIG_IGN);
+	return cmocka_run_group_tests(tests, setup, teardown);
+}

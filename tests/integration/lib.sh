@@ -152,6 +152,21 @@ getx() {
 	run getfattr --absolute-names --only-values -n "$1" "$2" 2>/dev/null
 }
 
+# size_matches FILE: "ok" when stat's size of FILE equals what cat reads,
+# else "stat N, cat M" of the last try.  A statistics file's numbers keep
+# moving (uptime, cycle times), so a size taken at stat may be a digit off
+# by the time cat reads: up to 3 tries, each pairing a stat with the read
+# right after it; a size that is wrong every time still fails.
+size_matches() {
+	local i s c
+	for ((i = 0; i < 3; i++)); do
+		s=$(stat -c %s "$1" 2>&1)
+		c=$(run cat "$1" 2>/dev/null | wc -c)
+		[ "$s" = "$c" ] && { echo ok; return; }
+	done
+	echo "stat $s, cat $c"
+}
+
 HAVE_PYTHON=no
 command -v python3 >/dev/null 2>&1 && HAVE_PYTHON=yes
 

@@ -32,7 +32,7 @@ rm "$MNT/test/s1/r5"
 check_eq "set objects = 5 after rm" "$(set_value test s1 objects)" 5
 check_eq "set tombstones 0 on the memory engine (no tombstones without persistence)" \
 	"$(set_value test s1 tombstones)" 0
-check_eq "set file: stat size matches cat" "$(stat -c %s "$I/sets/test/s1" 2>&1)" "$(cat "$I/sets/test/s1" 2>/dev/null | wc -c)"
+check_eq "set file: stat size matches cat" "$(size_matches "$I/sets/test/s1")" ok
 rmdir "$MNT/test/s2"
 check_true "removed set gone from .info/sets" ! -e "$I/sets/test/s2"
 
@@ -59,7 +59,7 @@ for c in $(stat_names FABRIC); do
 done
 check_eq ".info/peers is empty without network.seeds" "$(run cat "$I/peers" | wc -c)" 0
 for f in statistics build node cluster peers namespace/test sets/test/s1 latencies metrics; do
-	check_eq ".info/$f: stat size matches cat" "$(stat -c %s "$I/$f")" "$(run cat "$I/$f" | wc -c)"
+	check_eq ".info/$f: stat size matches cat" "$(size_matches "$I/$f")" ok
 	check_eq ".info/$f: mode 0444" "$(stat -c %a "$I/$f")" 444
 done
 
@@ -277,11 +277,8 @@ for i in $(seq 1 40); do
 	# a ratio's digits): a pair may differ by chance, three in a row may not
 	# (reading statistics changing them would make every pair differ).
 	for f in latencies statistics metrics; do
-		for _ in 1 2 3; do
-			s=$(stat -c %s "$I/$f"); c=$(run cat "$I/$f" | wc -c)
-			[ "$s" = "$c" ] && break
-		done
-		[ "$s" = "$c" ] || differ="$differ $f:$s/$c"
+		r=$(size_matches "$I/$f")
+		[ "$r" = ok ] || differ="$differ $f:$r"
 	done
 done
 check_eq "40 rounds of write, stat, cat: the sizes agree (differ:$differ)" "$differ" ""
@@ -376,7 +373,7 @@ check_true "write-block-size reads 1M ($wbs)" "$(printf '%s\n' "$wbs" | grep -cx
 check_eq "data-size reads 256M" "$(cat "$C/data-size" 2>&1 | grep -cxE '256M|268435456')" 1
 check_eq "a dynamic parameter's file is 0644" "$(stat -c %a "$C/defrag-lwm-pct")" 644
 check_eq "a static parameter's file is 0444" "$(stat -c %a "$C/write-block-size")" 444
-check_eq "config file: stat size matches cat" "$(stat -c %s "$C/defrag-lwm-pct")" "$(cat "$C/defrag-lwm-pct" | wc -c)"
+check_eq "config file: stat size matches cat" "$(size_matches "$C/defrag-lwm-pct")" ok
 sh_ok "write a dynamic parameter (defrag-lwm-pct 40)" 'echo 40 > "$1"' "$C/defrag-lwm-pct"
 check_eq "the dynamic parameter changed" "$(cat "$C/defrag-lwm-pct" 2>&1)" 40
 check_true "the namespace stats show it" "$(grep -cE '^defrag-lwm-pct=40$' "$I/namespace/test")" -eq 1

@@ -288,6 +288,7 @@ void bench_device_cleanup(struct bench_ctx *ctx);
  * one-node recfsd, through the mounts. */
 int bench_cluster_mount(struct bench_ctx *ctx, const struct bench_def *def);
 int bench_cluster_proxy(struct bench_ctx *ctx, const struct bench_def *def);
+int bench_cluster_embedded(struct bench_ctx *ctx, const struct bench_def *def);
 void bench_cluster_cleanup(struct bench_ctx *ctx);
 
 #endif

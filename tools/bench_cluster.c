@@ -48,6 +48,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "base/log.h"
+#include "config/config.h"
+#include "txn/txn.h"
 #include "bench.h"
 
 #define CL_NODES 3
@@ -529,9 +532,9 @@ cluster_setup(struct bench_ctx *ctx)
 		return st;
 	}
 	bench_progress("single recfsd pid %d mounted at %s", (int)st->single.pid, st->single.mnt);
-	bench_note(ctx, "cluster: recfsd %s, memory engine, data-size %s, write-block-size 1M, "
-	    "heartbeat 100 ms x 5, nodes A B C on 127.0.0.1 (A seeds C, B seeds A, C seeds B); the "
-	    "single node: the same config without a network section", st->recfsd, data_size(ctx));
+	bench_note(ctx, "cluster: recfsd, memory engine, data-size %s, write-block-size 1M; "
+	    "nodes A B C on 127.0.0.1, heartbeat 100 ms x 5, each seeds the one before; the "
+	    "single node: the same config without a network section", data_size(ctx));
 	return st;
 }
 
@@ -815,12 +818,16 @@ bench_cluster_mount(struct bench_ctx *ctx, const struct bench_def *def)
 			char id[48], label[64];
 			struct bench_row *row;
 
-			for (int rf = 0; rf < 2; rf++)
-				if (st->mount_ok[rf])
-					bench_hist_merge(&single.hist, &st->acc[rf][SIDE_SINGLE][op][s].hist),
-					single.ops += st->acc[rf][SIDE_SINGLE][op][s].ops,
-					single.bytes += st->acc[rf][SIDE_SINGLE][op][s].bytes,
-					single.seconds += st->acc[rf][SIDE_SINGLE][op][s].seconds;
+			for (int rf = 0; rf < 2; rf++) {
+				const struct cl_acc *one = &st->acc[rf][SIDE_SINGLE][op][s];
+
+				if (!st->mount_ok[rf])
+					continue;
+				bench_hist_merge(&single.hist, &one->hist);
+				single.ops += one->ops;
+				single.bytes += one->bytes;
+				single.seconds += one->seconds;
+			}
 			snprintf(id, sizeof(id), "%s_%s.single", op_label[op], cl_size_id[s]);
 			snprintf(label, sizeof(label), "%s %s, single node", cl_size_label[s], op_label[op]);
 			if (st->mount_ok[0] || st->mount_ok[1])
@@ -858,10 +865,10 @@ bench_cluster_mount(struct bench_ctx *ctx, const struct bench_def *def)
 			}
 		}
 	}
-	bench_note(ctx, "cluster.mount: %u rounds per RF x %u (1 KiB) / %u (128 KiB) files per "
-	    "thread; per round and size: creates on A and on the single node, reads of those files "
-	    "on both (the other order), untimed delete; ratio = A's ops/s / the single node's in the "
-	    "same rounds", st->rounds, st->per_thread[0], st->per_thread[1]);
+	bench_note(ctx, "cluster.mount: per RF %u rounds x %u (1 KiB) / %u (128 KiB) files per "
+	    "thread: creates on A and the single node, reads of them (other order), untimed "
+	    "delete; ratio = A's ops/s / the single node's in those rounds", st->rounds,
+	    st->per_thread[0], st->per_thread[1]);
 	return ret;
 }
 
@@ -1039,14 +1046,307 @@ bench_cluster_proxy(struct bench_ctx *ctx, const struct bench_def *def)
 	}
 out:
 	bench_note(ctx, "cluster.proxy: 1 KiB files written through A at RF %u, each read once "
-	    "through A (open+read+close, 1 thread): local = names whose user.recfs.master is A, "
-	    "remote = names A holds no copy of (user.recfs.replicas); TCP round trips between the "
-	    "read blocks", st->rf);
+	    "through A, 1 thread; local: user.recfs.master is A; remote: A not in "
+	    "user.recfs.replicas; TCP round trips between read blocks", st->rf);
 	free(local.name);
 	free(remote.name);
 	free(hl);
 	free(hr);
 	free(buf);
+	return rc;
+}
+
+/* ---- the embedded API as a cluster member ------------------------------------ */
+
+/* An in-process node (librecfs through txn.h): the cluster member E, or
+ * the single node it is compared with. */
+struct cl_embedded {
+	struct recfs_config cfg;
+	bool cfg_loaded;
+	struct node *node;
+	struct txn_network *net;
+	struct namespace *ns;
+	uint64_t id;
+};
+
+static int
+emb_open(struct bench_ctx *ctx, struct bench_cluster_state *st, struct cl_embedded *e,
+    const char *name, uint64_t id, int port, int seed_port, char *err)
+{
+	char dir[PATH_MAX], work[PATH_MAX], net[3 * PATH_MAX], yaml[5 * PATH_MAX];
+	char cerr[512];
+	int rc;
+
+	if (bench_path(dir, sizeof(dir), "%s/embedded-%s", ctx->tmp, name) != 0 ||
+	    bench_path(work, sizeof(work), "%s/work", dir) != 0)
+		return cl_fail(err, -ENAMETOOLONG, "temp dir path too long");
+	if ((mkdir(dir, 0700) != 0 && errno != EEXIST) || (mkdir(work, 0700) != 0 && errno != EEXIST))
+		return cl_fail(err, -errno, "mkdir %s: %s", work, strerror(errno));
+	net[0] = '\0';
+	if (port > 0 && bench_path(net, sizeof(net),
+	    "network:\n"
+	    "  fabric: { address: 127.0.0.1, port: %d }\n"
+	    "  seeds: [ \"127.0.0.1:%d\" ]\n"
+	    "  heartbeat: { interval-ms: 100, timeout-count: 5 }\n"
+	    "  cluster-secret-file: %s\n", port, seed_port, st->secret) != 0)
+		return cl_fail(err, -ENAMETOOLONG, "temp dir path too long");
+	/* The daemons' config, through the product's own loader. */
+	rc = bench_path(yaml, sizeof(yaml),
+	    "service:\n"
+	    "  cluster-name: bench\n"
+	    "  node-id: %016llx\n"
+	    "  work-directory: %s\n"
+	    "  ticker-interval: 0\n"
+	    "namespaces:\n"
+	    "  - name: " CL_NS "\n"
+	    "    replication-factor: %u\n"
+	    "    storage-engine:\n"
+	    "      type: memory\n"
+	    "      data-size: %s\n"
+	    "      write-block-size: 1M\n"
+	    "%s",
+	    (unsigned long long)id, work, port > 0 ? 2u : 1u, data_size(ctx), net);
+	if (rc != 0)
+		return cl_fail(err, rc, "temp dir path too long");
+	rc = config_load_string(&e->cfg, yaml, "recfs-bench", cerr, sizeof(cerr));
+	e->cfg_loaded = true;
+	if (rc != 0)
+		return cl_fail(err, rc, "config: %s", cerr);
+	rc = node_open(&e->node, &e->cfg);
+	if (rc != 0) {
+		e->node = NULL;
+		return cl_fail(err, rc, "node_open: %s", recfs_strerror(rc));
+	}
+	e->id = id;
+	txn_node_id_set(e->node, id);
+	if (port > 0) {
+		rc = txn_network_start(&e->cfg, id, &e->net);
+		if (rc != 0)
+			return cl_fail(err, rc, "txn_network_start: %s", recfs_strerror(rc));
+		txn_node_network_set(e->node, e->net);
+	}
+	e->ns = node_namespace_find(e->node, CL_NS, strlen(CL_NS));
+	if (e->ns == NULL)
+		return cl_fail(err, -ENOENT, "namespace " CL_NS " missing");
+	return 0;
+}
+
+static void
+emb_close(struct cl_embedded *e)
+{
+	if (e->node != NULL) {
+		txn_node_network_set(e->node, NULL);
+		txn_network_stop(e->net);
+		e->net = NULL;
+		node_close(e->node, true);
+		e->node = NULL;
+	} else if (e->net != NULL) {
+		txn_network_stop(e->net);
+		e->net = NULL;
+	}
+	if (e->cfg_loaded)
+		config_free(&e->cfg);
+	e->cfg_loaded = false;
+}
+
+/* Until E, B and C agree: cluster_size 3, one cluster_key (A stopped). */
+static int
+emb_wait(struct bench_cluster_state *st, struct cl_embedded *e, char *err)
+{
+	uint64_t t0 = bench_now_ns(), end = t0 + (uint64_t)(CL_WAIT_S * 1e9);
+
+	while (!bench_interrupted) {
+		struct timespec nap = { 0, 50 * 1000 * 1000 };
+		struct txn_cluster tc;
+		char key[64], size[64], want[20];
+		bool agree = txn_node_cluster(e->node, &tc) && tc.size == 3 && tc.cluster_key != 0;
+
+		snprintf(want, sizeof(want), "%016llx", (unsigned long long)tc.cluster_key);
+		for (int i = 1; i < CL_NODES && agree; i++)
+			if (info_value(st->node[i].mnt, "cluster", "cluster_size", size, sizeof(size)) != 0 ||
+			    strcmp(size, "3") != 0 ||
+			    info_value(st->node[i].mnt, "cluster", "cluster_key", key, sizeof(key)) != 0 ||
+			    strcmp(key, want) != 0)
+				agree = false;
+		if (agree) {
+			bench_progress("cluster of E (in-process), B, C formed in %.1f s, cluster_key %s",
+			    (double)(bench_now_ns() - t0) / 1e9, want);
+			return 0;
+		}
+		if (bench_now_ns() >= end)
+			return cl_fail(err, -ETIMEDOUT, "E, B and C did not agree on a cluster of 3 "
+			    "within %d s", CL_WAIT_S);
+		nanosleep(&nap, NULL);
+	}
+	return cl_fail(err, -EINTR, "interrupted");
+}
+
+struct emb_job {
+	struct namespace *ns;
+	size_t size;
+	unsigned keys;            /* per thread, overwritten in turn */
+	char tag;                 /* keys differ per node */
+};
+
+static void
+emb_worker(struct bench_worker *w, void *arg)
+{
+	struct emb_job *job = arg;
+	char *buf = malloc(job->size), key[32];
+
+	if (buf == NULL) {
+		w->errors++;
+		w->first_error = -ENOMEM;
+		return;
+	}
+	memset(buf, 'e', job->size);
+	for (uint64_t i = 0; !bench_phase_stopping(w->phase); i++) {
+		struct txn_write wr = { .set_file = true, .file_data = buf, .file_len = job->size };
+		struct txn_key k = { NULL, 0, key, 0 };
+		uint64_t t0;
+		int rc;
+
+		k.key_len = (size_t)snprintf(key, sizeof(key), "%c%u-%06llu", job->tag, w->id,
+		    (unsigned long long)(i % job->keys));
+		t0 = bench_now_ns();
+		rc = txn_write(job->ns, &k, &wr, NULL);
+		bench_hist_add(&w->hist, bench_now_ns() - t0);
+		if (rc != 0) {
+			w->errors++;
+			w->first_error = rc;
+			break;
+		}
+		w->ops++;
+		w->bytes += job->size;
+	}
+	free(buf);
+}
+
+static int
+emb_phase(struct bench_ctx *ctx, struct cl_embedded *e, int s, double seconds, struct cl_acc *acc,
+    char *err)
+{
+	/* A bounded key space per thread: the data stays well under data-size. */
+	struct emb_job job = { .ns = e->ns, .size = cl_size[s], .tag = e->id > 1 ? 'c' : 's' };
+	struct bench_phase p = {
+		.n_threads = ctx->opt.threads,
+		.duration_s = seconds,
+		.fn = emb_worker,
+		.arg = &job,
+	};
+	int rc;
+
+	job.keys = (unsigned)(((ctx->opt.quick ? 32ull : 128ull) << 20) / cl_size[s] / ctx->opt.threads);
+	rc = bench_phase_run(&p);
+	if (rc == 0 && p.errors != 0)
+		rc = p.first_error;
+	if (bench_interrupted)
+		return -EINTR;
+	if (rc != 0)
+		return cl_fail(err, rc, "txn_write %s on %s: %llu errors, first: %s",
+		    cl_size_label[s], e->net != NULL ? "E" : "the single node",
+		    (unsigned long long)p.errors, recfs_strerror(rc));
+	acc->ops += p.ops;
+	acc->bytes += p.bytes;
+	acc->seconds += p.seconds;
+	bench_hist_merge(&acc->hist, &p.hist);
+	return 0;
+}
+
+int
+bench_cluster_embedded(struct bench_ctx *ctx, const struct bench_def *def)
+{
+	struct bench_cluster_state *st = cluster_setup(ctx);
+	struct cl_embedded *e = calloc(2, sizeof(*e));   /* [0] single, [1] member E */
+	struct cl_acc *acc = calloc(2 * CL_SIZES, sizeof(*acc));
+	unsigned slices = ctx->opt.quick ? 2 : 4;
+	char err[200] = "", logpath[PATH_MAX];
+	bool logged = false;
+	int rc = 0, port;
+
+	if (st == NULL || e == NULL || acc == NULL) {
+		bench_row_error(ctx, "", "embedded cluster member", "out of memory");
+		rc = -ENOMEM;
+		goto out;
+	}
+	if (st->setup_failed) {
+		bench_row_error(ctx, "", "single-node recfsd", "%s", st->error);
+		rc = -EIO;
+		goto out;
+	}
+	if (bench_path(logpath, sizeof(logpath), "%s/embedded-cluster.log", ctx->tmp) != 0)
+		rc = cl_fail(err, -ENAMETOOLONG, "temp dir path too long");
+	if (rc == 0 && (rc = log_open(logpath, LOG_LEVEL_INFO)) != 0)
+		cl_fail(err, rc, "log %s: %s", logpath, strerror(-rc));
+	logged = rc == 0;
+	/* B and C at RF 2; A's daemon stops and E (node id 4) takes its place. */
+	if (rc == 0 && st->rf != 2)
+		rc = cluster_start(ctx, st, 2, err);
+	if (rc == 0) {
+		daemon_stop(&st->node[0]);
+		st->rf = 0;   /* no longer the cluster of A, B, C */
+		port = free_port();
+		for (int i = 1; i < CL_NODES && port > 0; i++)
+			if (port == st->node[i].port)
+				port = free_port();
+		if (port < 0)
+			rc = cl_fail(err, port, "no free port on 127.0.0.1");
+	}
+	if (rc == 0)
+		rc = emb_open(ctx, st, &e[1], "member", 4, port, st->node[1].port, err);
+	if (rc == 0)
+		rc = emb_wait(st, &e[1], err);
+	if (rc == 0)
+		rc = emb_open(ctx, st, &e[0], "single", 1, 0, 0, err);
+	/* Slices alternate who goes first, as the mount rows do. */
+	for (unsigned k = 0; rc == 0 && k < slices; k++)
+		for (int s = 0; rc == 0 && s < CL_SIZES; s++)
+			for (int j = 0; rc == 0 && j < 2; j++) {
+				int i = (int)((k + (unsigned)j) % 2);
+
+				rc = emb_phase(ctx, &e[i], s, ctx->opt.duration_s / slices / 2,
+				    &acc[i * CL_SIZES + s], err);
+			}
+	if (rc != 0) {
+		if (err[0] == '\0')
+			cl_fail(err, rc, "%s", strerror(-rc));
+		bench_row_error(ctx, "", "embedded writes, member of 3 at RF 2", "%s", err);
+		goto out;
+	}
+	for (int s = 0; s < CL_SIZES; s++) {
+		char id[48], label[64];
+		struct bench_row *row;
+		double one = acc_rate(&acc[s]), member = acc_rate(&acc[CL_SIZES + s]);
+
+		snprintf(id, sizeof(id), "write_%s.single", cl_size_id[s]);
+		snprintf(label, sizeof(label), "%s txn_write, single node", cl_size_label[s]);
+		acc_row(ctx, &acc[s], id, label, ctx->opt.threads);
+		snprintf(id, sizeof(id), "write_%s.rf2", cl_size_id[s]);
+		snprintf(label, sizeof(label), "%s txn_write, member of 3, RF 2", cl_size_label[s]);
+		acc_row(ctx, &acc[CL_SIZES + s], id, label, ctx->opt.threads);
+		snprintf(id, sizeof(id), "write_%s.rf2_ratio", cl_size_id[s]);
+		snprintf(label, sizeof(label), "%s txn_write RF 2/single", cl_size_label[s]);
+		row = bench_row_add(ctx, id, label);
+		if (row == NULL)
+			continue;
+		row->threads = ctx->opt.threads;
+		row->unit = "x";
+		row->value = one > 0 ? member / one : 0;
+		if (def->target != NULL)
+			bench_row_judge(ctx, row, def->target, def->target_bound, true);
+	}
+	bench_note(ctx, "cluster.embedded: librecfs in this process as node E with B and C at RF 2 "
+	    "(A stopped) vs an in-process single node; %u alternating slices per size, overwrites "
+	    "of a bounded key space per thread", slices);
+out:
+	if (e != NULL) {
+		emb_close(&e[1]);
+		emb_close(&e[0]);
+	}
+	if (logged)
+		log_close();
+	free(e);
+	free(acc);
 	return rc;
 }
 

@@ -62,6 +62,8 @@ volatile sig_atomic_t bench_interrupted;
 #define TARGET_CLUSTER_MOUNT "target RF 2 writes through the mount >= 0.7x single node"
 #define TARGET_CLUSTER_PROXY "target proxied p50 <= local p50 + 2 x TCP RTT"
 #define SECTION_CLUSTER_MOUNT "cluster of 3 recfsd on 127.0.0.1 vs a single recfsd, through node A's mount"
+#define TARGET_CLUSTER_EMBEDDED "target RF 2 embedded writes >= 0.5x single node"
+#define SECTION_CLUSTER_EMBEDDED "cluster: the embedded API (txn_write) in this process as a member at RF 2 vs a single node"
 #define SECTION_CLUSTER_PROXY "cluster: reads through node A, proxied vs local, next to loopback TCP"
 
 static const struct bench_def bench_table[] = {
@@ -88,6 +90,9 @@ static const struct bench_def bench_table[] = {
 	 * one, side by side; ratios of the same run. */
 	{ "cluster.mount", "cluster", SECTION_CLUSTER_MOUNT, TARGET_CLUSTER_MOUNT, bench_cluster_mount, 0.7 },
 	{ "cluster.proxy", "cluster", SECTION_CLUSTER_PROXY, TARGET_CLUSTER_PROXY, bench_cluster_proxy },
+	/* Last: it stops node A's daemon and takes its place in the cluster. */
+	{ "cluster.embedded", "cluster", SECTION_CLUSTER_EMBEDDED, TARGET_CLUSTER_EMBEDDED,
+	    bench_cluster_embedded, 0.5 },
 };
 
 struct bench_group {

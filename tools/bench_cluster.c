@@ -59,7 +59,7 @@
 #define CL_SET "files"
 #define CL_WAIT_S 30              /* cluster forming, bounded */
 #define CL_MOUNT_WAIT_S 30
-#define CL_ROUND_FILES_MAX 4000   /* per thread and round, a bound on memory */
+#define CL_ROUND_FILES_MAX 10000  /* per thread and round, a bound on memory */
 #define CL_PROXY_FILES 3000       /* written for the proxy reads (quick: 300) */
 #define CL_PROXY_FILES_QUICK 300
 #define CL_TCP_SLICES 10
@@ -99,6 +99,7 @@ struct bench_cluster_state {
 	struct cl_daemon node[CL_NODES];
 	unsigned rf;              /* of the running cluster; 0 = none */
 	unsigned starts;          /* cluster starts, for fresh dirs */
+	unsigned single_starts;
 	char error[200];          /* why the setup failed */
 	bool setup_failed;
 	/* cluster.mount: [rf - 1][side][op][size] */
@@ -482,11 +483,33 @@ cluster_start(struct bench_ctx *ctx, struct bench_cluster_state *st, unsigned rf
 	return 0;
 }
 
+/* The single node, on fresh storage (again at each RF, so that it is as
+ * new as the cluster it is compared with). */
+static int
+single_start(struct bench_ctx *ctx, struct bench_cluster_state *st, char *err)
+{
+	char base[PATH_MAX];
+	int rc;
+
+	daemon_stop(&st->single);
+	st->single_starts++;
+	if (bench_path(base, sizeof(base), "%s/single%u", ctx->tmp, st->single_starts) != 0 ||
+	    daemon_paths(&st->single, base, "single") != 0)
+		return cl_fail(err, -ENAMETOOLONG, "temp dir path too long");
+	rc = daemon_config(ctx, &st->single, 1, "auto", "");
+	if (rc != 0)
+		return cl_fail(err, rc, "config of the single node: %s", strerror(-rc));
+	rc = daemon_start(st, &st->single, err);
+	if (rc == 0)
+		rc = daemon_open_dir(&st->single, err);
+	return rc;
+}
+
 static struct bench_cluster_state *
 cluster_setup(struct bench_ctx *ctx)
 {
 	struct bench_cluster_state *st = ctx->cluster;
-	char base[PATH_MAX], secret[96];
+	char secret[96];
 	int rc;
 
 	if (st != NULL)
@@ -511,23 +534,18 @@ cluster_setup(struct bench_ctx *ctx)
 	}
 	snprintf(secret, sizeof(secret), "recfs-bench cluster secret %016llx\n",
 	    (unsigned long long)(bench_now_ns() ^ ((uint64_t)getpid() << 32)));
-	if (bench_path(st->secret, sizeof(st->secret), "%s/cluster.secret", ctx->tmp) != 0 ||
-	    bench_path(base, sizeof(base), "%s/single", ctx->tmp) != 0 ||
-	    daemon_paths(&st->single, base, "single") != 0) {
+	if (bench_path(st->secret, sizeof(st->secret), "%s/cluster.secret", ctx->tmp) != 0) {
 		st->setup_failed = true;
 		cl_fail(st->error, -ENAMETOOLONG, "temp dir path too long");
 		return st;
 	}
 	rc = write_file(st->secret, secret, 0600);
-	if (rc == 0)
-		rc = daemon_config(ctx, &st->single, 1, "auto", "");
 	if (rc != 0) {
 		st->setup_failed = true;
-		cl_fail(st->error, rc, "config under %s: %s", ctx->tmp, strerror(-rc));
+		cl_fail(st->error, rc, "%s: %s", st->secret, strerror(-rc));
 		return st;
 	}
-	if (daemon_start(st, &st->single, st->error) != 0 ||
-	    daemon_open_dir(&st->single, st->error) != 0) {
+	if (single_start(ctx, st, st->error) != 0) {
 		st->setup_failed = true;
 		return st;
 	}
@@ -761,6 +779,8 @@ cl_mount_measure(struct bench_ctx *ctx, struct bench_cluster_state *st)
 	for (unsigned rf = 1; rf <= 2 && !bench_interrupted; rf++) {
 		char *err = st->mount_error[rf - 1];
 
+		if (rf > 1 && single_start(ctx, st, err) != 0)
+			break;
 		if (cluster_start(ctx, st, rf, err) != 0)
 			continue;
 		bench_progress("cluster at replication-factor %u: measuring", rf);

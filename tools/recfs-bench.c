@@ -6,7 +6,8 @@
  * The machines this runs on are noisy (2 shared vCPUs), so every target
  * that can be is a ratio to a peer measured side by side in the same run
  * (passthrough_ll over tmpfs, fio on the same file system, the memory
- * engine as the CPU-bound limit of device writes); absolute
+ * engine as the CPU-bound limit of device writes, a single recfsd for
+ * the cluster); absolute
  * targets (memory engine ops/s, index bytes) are printed with the load
  * average at start and end so a reader can judge the noise.
  *
@@ -394,7 +395,7 @@ usage(FILE *out)
 	    "of three recfsd nodes on 127.0.0.1 against a single one (--only cluster).\n"
 	    "Prints a table and a JSON document (after the table, or into --json FILE).\n"
 	    "\n"
-	    "  --quick           small counts (the whole run takes < 20 s; for tests)\n"
+	    "  --quick           small counts (the whole run takes ~30 s; for tests)\n"
 	    "  --threads N       worker threads (default 2; mount figures also at 1)\n"
 	    "  --duration S      seconds per measured phase (default 5, quick 0.5)\n"
 	    "  --keys N          distinct keys of the embedded runs (default 500000)\n"

@@ -35,7 +35,7 @@ scrub() {
 }
 
 # ---- a whole quick run ------------------------------------------------------
-RUN_TIMEOUT=60 run env TMPDIR="$BT" "$BENCH" --quick --recfsd "$RECFSD" --json "$T/bench.json" \
+RUN_TIMEOUT=90 run env TMPDIR="$BT" "$BENCH" --quick --recfsd "$RECFSD" --json "$T/bench.json" \
 	>"$T/bench.out" 2>"$T/bench.err"
 rc=$?
 if [ $rc -eq 0 ]; then

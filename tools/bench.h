@@ -285,7 +285,8 @@ int bench_shadow(struct bench_ctx *ctx, const struct bench_def *def);
 void bench_device_cleanup(struct bench_ctx *ctx);
 
 /* bench_cluster.c: three recfsd nodes on 127.0.0.1 against a plain
- * one-node recfsd, through the mounts. */
+ * one-node recfsd, through the mounts; librecfs in this process as a
+ * cluster member against an in-process single node. */
 int bench_cluster_mount(struct bench_ctx *ctx, const struct bench_def *def);
 int bench_cluster_proxy(struct bench_ctx *ctx, const struct bench_def *def);
 int bench_cluster_embedded(struct bench_ctx *ctx, const struct bench_def *def);

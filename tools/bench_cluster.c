@@ -13,7 +13,7 @@
  * bounded, until every mount's .info/cluster shows cluster_size 3 and one
  * cluster_key.  The single node has the same config without the network
  * section.  The cluster runs at replication-factor 1, then is stopped and
- * started again at 2; the single node runs throughout.
+ * started again at 2; the single node is started afresh with each.
  *
  * cluster.mount: per size (1 KiB, 128 KiB) and round, create+write+close
  * of new files through node A's mount and through the single node's, then
@@ -30,8 +30,16 @@
  * the number of remote reads, or those reads never left A (no data path
  * in this build) and the row says so instead of a misleading figure.
  *
+ * cluster.embedded: librecfs in this process as a cluster member, through
+ * the calls recfsd itself makes (node_open, txn_node_id_set,
+ * txn_network_start, txn_node_network_set): A's daemon stops and node E
+ * joins B and C at RF 2; txn_write of 1 KiB and 128 KiB file bins by
+ * --threads workers, in slices alternating with an in-process single node.
+ * Last in the group, since it takes A's place.
+ *
  * Teardown, also on errors and SIGINT: unmount each mount, reap each
- * daemon by pid (SIGTERM, then SIGKILL after a bounded wait).
+ * daemon by pid (SIGTERM, then SIGKILL after a bounded wait); the
+ * in-process nodes are detached from their network and closed.
  */
 #include <errno.h>
 #include <fcntl.h>

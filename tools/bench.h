@@ -82,6 +82,7 @@ struct bench_row {
 struct bench_memory_state;    /* bench_memory.c */
 struct bench_mount_state;     /* bench_mount.c */
 struct bench_device_state;    /* bench_device.c */
+struct bench_cluster_state;   /* bench_cluster.c */
 
 struct bench_ctx {
 	struct bench_opts opt;
@@ -98,6 +99,7 @@ struct bench_ctx {
 	struct bench_memory_state *memory;
 	struct bench_mount_state *mount;
 	struct bench_device_state *device;
+	struct bench_cluster_state *cluster;
 };
 
 struct bench_def {
@@ -269,6 +271,9 @@ void bench_mount_cleanup(struct bench_ctx *ctx);
 /* bench_fabric.c: two in-process fabrics vs plain loopback TCP (no group
  * state: each run builds and frees its own). */
 int bench_fabric(struct bench_ctx *ctx, const struct bench_def *def);
+/* Plain loopback TCP round trips (64 B, TCP_NODELAY, one in flight) for
+ * duration_s; latencies into out->hist, count into out->ops.  0 or -errno. */
+int bench_tcp_rtt(double duration_s, struct bench_worker *out);
 
 /* bench_device.c: the device engine against fio and the memory engine. */
 int bench_device_write(struct bench_ctx *ctx, const struct bench_def *def);
@@ -278,5 +283,13 @@ int bench_device_read(struct bench_ctx *ctx, const struct bench_def *def);
 int bench_device_defrag(struct bench_ctx *ctx, const struct bench_def *def);
 int bench_shadow(struct bench_ctx *ctx, const struct bench_def *def);
 void bench_device_cleanup(struct bench_ctx *ctx);
+
+/* bench_cluster.c: three recfsd nodes on 127.0.0.1 against a plain
+ * one-node recfsd, through the mounts; librecfs in this process as a
+ * cluster member against an in-process single node. */
+int bench_cluster_mount(struct bench_ctx *ctx, const struct bench_def *def);
+int bench_cluster_proxy(struct bench_ctx *ctx, const struct bench_def *def);
+int bench_cluster_embedded(struct bench_ctx *ctx, const struct bench_def *def);
+void bench_cluster_cleanup(struct bench_ctx *ctx);
 
 #endif

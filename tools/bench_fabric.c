@@ -486,6 +486,22 @@ tcp_slice(struct tcp_link *l, double duration_s, struct bench_worker *out)
 	return rc;
 }
 
+/* The cluster benchmark's baseline (bench.h): plain loopback TCP round
+ * trips of RTT_BYTES for duration_s, one in flight, into out. */
+int
+bench_tcp_rtt(double duration_s, struct bench_worker *out)
+{
+	struct tcp_link l;
+	int rc, rc2;
+
+	rc = tcp_link_open(&l, true);
+	if (rc != 0)
+		return rc;
+	rc = tcp_slice(&l, duration_s, out);
+	rc2 = tcp_link_close(&l);
+	return rc != 0 ? rc : rc2;
+}
+
 /* ---- rows ------------------------------------------------------------------------- */
 
 static struct bench_row *

@@ -6,7 +6,8 @@
  * The machines this runs on are noisy (2 shared vCPUs), so every target
  * that can be is a ratio to a peer measured side by side in the same run
  * (passthrough_ll over tmpfs, fio on the same file system, the memory
- * engine as the CPU-bound limit of device writes); absolute
+ * engine as the CPU-bound limit of device writes, a single recfsd for
+ * the cluster); absolute
  * targets (memory engine ops/s, index bytes) are printed with the load
  * average at start and end so a reader can judge the noise.
  *
@@ -59,6 +60,12 @@ volatile sig_atomic_t bench_interrupted;
 #define TARGET_SHADOW_FIO "target >= 1,000,000 ops/s; shadow cold start engine/fio >= 0.80"
 #define SECTION_FABRIC "fabric: two in-process nodes on 127.0.0.1 vs a plain loopback TCP connection"
 #define SECTION_MOUNT  "through the mount: recfsd vs passthrough_ll over tmpfs, 4 KiB files"
+#define TARGET_CLUSTER_MOUNT "target RF 2 writes through the mount >= 0.7x single node"
+#define TARGET_CLUSTER_PROXY "target proxied p50 <= local p50 + 2 x TCP RTT"
+#define SECTION_CLUSTER_MOUNT "cluster of 3 recfsd on 127.0.0.1 vs a single recfsd, through node A's mount"
+#define TARGET_CLUSTER_EMBEDDED "target RF 2 embedded writes >= 0.5x single node"
+#define SECTION_CLUSTER_EMBEDDED "cluster: the embedded API (txn_write) in this process as a member at RF 2 vs a single node"
+#define SECTION_CLUSTER_PROXY "cluster: reads through node A, proxied vs local, next to loopback TCP"
 
 static const struct bench_def bench_table[] = {
 	{ "memory.write", "memory", SECTION_MEMORY, NULL, bench_memory_write },
@@ -80,6 +87,13 @@ static const struct bench_def bench_table[] = {
 	{ "fabric", "fabric", SECTION_FABRIC, NULL, bench_fabric },
 	{ "mount.create", "mount", SECTION_MOUNT, TARGET_MOUNT, bench_mount_create },
 	{ "mount.read", "mount", SECTION_MOUNT, TARGET_MOUNT, bench_mount_read },
+	/* The cluster (bench_cluster.c): 3 real recfsd nodes against a single
+	 * one, side by side; ratios of the same run. */
+	{ "cluster.mount", "cluster", SECTION_CLUSTER_MOUNT, TARGET_CLUSTER_MOUNT, bench_cluster_mount, 0.7 },
+	{ "cluster.proxy", "cluster", SECTION_CLUSTER_PROXY, TARGET_CLUSTER_PROXY, bench_cluster_proxy },
+	/* Last: it stops node A's daemon and takes its place in the cluster. */
+	{ "cluster.embedded", "cluster", SECTION_CLUSTER_EMBEDDED, TARGET_CLUSTER_EMBEDDED,
+	    bench_cluster_embedded, 0.5 },
 };
 
 struct bench_group {
@@ -91,6 +105,7 @@ static const struct bench_group group_table[] = {
 	{ "memory", bench_memory_cleanup },
 	{ "device", bench_device_cleanup },
 	{ "mount", bench_mount_cleanup },
+	{ "cluster", bench_cluster_cleanup },
 };
 
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
@@ -376,15 +391,16 @@ usage(FILE *out)
 	    "Benchmarks recfs (docs/benchmarks.md): the embedded memory engine, index\n"
 	    "memory, the embedded device engine against fio on the same file system\n"
 	    "(--only device), and file operations through a recfsd mount against\n"
-	    "libfuse's passthrough_ll example over tmpfs, side by side.  Prints a\n"
-	    "table and a JSON document (after the table, or into --json FILE).\n"
+	    "libfuse's passthrough_ll example over tmpfs, side by side, and a cluster\n"
+	    "of three recfsd nodes on 127.0.0.1 against a single one (--only cluster).\n"
+	    "Prints a table and a JSON document (after the table, or into --json FILE).\n"
 	    "\n"
-	    "  --quick           small counts (the whole run takes < 20 s; for tests)\n"
+	    "  --quick           small counts (the whole run takes ~30 s; for tests)\n"
 	    "  --threads N       worker threads (default 2; mount figures also at 1)\n"
 	    "  --duration S      seconds per measured phase (default 5, quick 0.5)\n"
 	    "  --keys N          distinct keys of the embedded runs (default 500000)\n"
 	    "  --json FILE       write the JSON document to FILE ('-' = stdout)\n"
-	    "  --skip-mount      embedded benchmarks only (no recfsd, no FUSE)\n"
+	    "  --skip-mount      embedded benchmarks only (no recfsd, no FUSE, no cluster)\n"
 	    "  --only LIST       run only these benchmarks (comma-separated names)\n"
 	    "  --recfsd PATH     the daemon to test (default: recfsd next to this program)\n"
 	    "  --device-dir DIR  device benchmarks' storage files in a temp dir under DIR\n"
@@ -580,7 +596,8 @@ main(int argc, char **argv)
 
 		if (!selected(&ctx.opt, def->name))
 			continue;
-		if (ctx.opt.skip_mount && strcmp(def->group, "mount") == 0)
+		if (ctx.opt.skip_mount && (strcmp(def->group, "mount") == 0 ||
+		    strcmp(def->group, "cluster") == 0))
 			continue;
 		/* Release the previous group first: an idle 2 GiB node or two
 		 * FUSE daemons must not share the CPUs with the next group. */

@@ -2,7 +2,8 @@
 # t_bench_smoke: recfs-bench --quick runs to the end, prints its table and a
 # valid JSON document with every benchmark row, and leaves nothing behind
 # (no mount, no daemon, no temp dir) - also when interrupted with SIGINT
-# in the middle of the mount part.  Figures are not checked: timing belongs
+# in the middle of the mount part and of the cluster part (3 recfsd nodes
+# and a single one).  Figures are not checked: timing belongs
 # to the benchmark, never to a test (docs/benchmarks.md).
 . "${top_srcdir:-$(dirname "$0")/../..}/tests/integration/lib.sh"
 
@@ -34,7 +35,7 @@ scrub() {
 }
 
 # ---- a whole quick run ------------------------------------------------------
-RUN_TIMEOUT=60 run env TMPDIR="$BT" "$BENCH" --quick --recfsd "$RECFSD" --json "$T/bench.json" \
+RUN_TIMEOUT=90 run env TMPDIR="$BT" "$BENCH" --quick --recfsd "$RECFSD" --json "$T/bench.json" \
 	>"$T/bench.out" 2>"$T/bench.err"
 rc=$?
 if [ $rc -eq 0 ]; then
@@ -48,9 +49,20 @@ for row in "write, 50,000 keys" "read, random keys" "mixed 50% write + 50% read"
 	"cold start scan (node_open)" "random 1 KiB read, not in RAM" "4 KiB overwrite, 50% fill" \
 	"create+write 4K+close recfs/passthrough" "open+read 4K+close recfs/passthrough" \
 	"64 B round trip, fabric" "64 B round trip, plain TCP" "round trips/s fabric/TCP" \
-	"round trip p50 fabric/TCP" "64 B round trip, fabric over TLS" "round trip p50 TLS fabric/TCP" "64 KiB messages streamed, fabric" "64 KiB writes streamed, plain TCP" "stream MB/s fabric/TCP"; do
+	"round trip p50 fabric/TCP" "64 B round trip, fabric over TLS" "round trip p50 TLS fabric/TCP" "64 KiB messages streamed, fabric" "64 KiB writes streamed, plain TCP" "stream MB/s fabric/TCP" \
+	"1 KiB write, single node" "1 KiB write, node A of 3, RF 1" "1 KiB write RF 2/single" \
+	"128 KiB write RF 1/single" "128 KiB write RF 2/single" "1 KiB read RF 2/single" \
+	"128 KiB read RF 2/single" "1 KiB read, A masters the name" "1 KiB read, another node masters it" \
+	"proxied p50 - local p50, in TCP RTTs" "1 KiB txn_write RF 2/single" "128 KiB txn_write RF 2/single"; do
 	check_true "table row '$row'" -n "$(grep -F "  $row " "$T/bench.out")"
 done
+check_true "cluster RF 2 mount writes judged" \
+	"$(grep -cE '(PASS|MISS) target RF 2 writes through the mount >= 0.7x' "$T/bench.out")" -eq 2
+check_true "cluster embedded writes judged" \
+	"$(grep -cE '(PASS|MISS) target RF 2 embedded writes >= 0.5x' "$T/bench.out")" -eq 2
+# Proxied reads: a figure judged against the target, or (no data path in
+# this build) the row saying so - never a figure of reads that stayed on A.
+check_true "proxied read judged or explained" -n "$(grep -E '  proxied p50 - local p50, in TCP RTTs .*((PASS|MISS) target proxied p50 <= local p50 \+ 2 x TCP RTT|SKIP no proxied reads: data path not in this build)' "$T/bench.out")"
 check_true "memory target judged" -n "$(grep -E '(PASS|MISS) target >= 1,000,000 ops/s' "$T/bench.out")"
 check_true "no ERROR rows" -z "$(grep -E '  ERROR' "$T/bench.out")"
 check_true "summary line" -n "$(grep '^result: .* 0 not measured (ERROR)$' "$T/bench.out")"
@@ -65,6 +77,11 @@ need = ["memory.write", "memory.read", "memory.mixed", "index.memory.per_record_
         "mount.create.ratio.t1", "mount.create.ratio.t2", "mount.read.ratio.t1", "mount.read.ratio.t2",
         "fabric.rtt", "fabric.tcp_rtt", "fabric.rtt_ratio", "fabric.rtt_p50_ratio", "fabric.tls_rtt", "fabric.tls_rtt_p50_ratio", "fabric.stream", "fabric.tcp_stream",
         "fabric.stream_ratio"]
+need += ["cluster.mount.%s_%s.%s" % (op, size, c) for op in ("write", "read")
+         for size in ("1k", "128k") for c in ("single", "rf1", "rf2", "rf1_ratio", "rf2_ratio")]
+need += ["cluster.proxy.local", "cluster.proxy.tcp_rtt", "cluster.proxy.remote", "cluster.proxy.check"]
+need += ["cluster.embedded.write_%s.%s" % (size, c) for size in ("1k", "128k")
+         for c in ("single", "rf2", "rf2_ratio")]
 # Device rows, unless a whole device benchmark was a SKIP (temp dir on tmpfs:
 # no O_DIRECT); without fio their fio/ratio rows are SKIPs but present.
 skipped = {r["id"] for r in d["rows"] if r["verdict"] == "SKIP"}
@@ -116,6 +133,35 @@ fi
 wait "$BPID"
 check_eq "exit status after SIGINT" "$?" 130
 check_eq "nothing left behind after SIGINT" "$(leftovers)" ""
+[ -z "$(leftovers)" ] || scrub
+
+# ---- SIGINT in the middle of the cluster part --------------------------------
+# The single node and the three cluster nodes mounted: 4 FUSE mounts.
+env TMPDIR="$BT" "$BENCH" --threads 1 --duration 5 --only cluster --recfsd "$RECFSD" \
+	>"$T/cint.out" 2>"$T/cint.err" &
+BPID=$!
+i=0
+while [ $i -lt 300 ] && [ "$(grep -c " $BT/.* fuse" /proc/self/mounts)" -lt 4 ]; do
+	sleep 0.1
+	i=$((i + 1))
+done
+check_eq "bench mounted a single recfsd and 3 cluster nodes under its temp dir" \
+	"$(grep -c " $BT/.* fuse" /proc/self/mounts)" 4
+sleep 0.5
+kill -INT "$BPID"
+i=0
+while [ $i -lt 300 ] && kill -0 "$BPID" 2>/dev/null; do
+	sleep 0.1
+	i=$((i + 1))
+done
+if kill -0 "$BPID" 2>/dev/null; then
+	bad "recfs-bench (cluster) did not exit within 30 s of SIGINT"
+	kill -KILL "$BPID"
+	scrub
+fi
+wait "$BPID"
+check_eq "exit status after SIGINT in the cluster part" "$?" 130
+check_eq "nothing left behind after SIGINT in the cluster part" "$(leftovers)" ""
 [ -z "$(leftovers)" ] || scrub
 
 finish

@@ -167,6 +167,13 @@ size_matches() {
 	echo "stat $s, cat $c"
 }
 
+# sanitized_build: true when recfsd is an ASan/UBSan or TSan build.  Such a
+# build runs 2-15x slower, so a test's timing bounds (not its results)
+# get their documented slack there.
+sanitized_build() {
+	ldd "$RECFSD" 2>/dev/null | grep -Eq 'lib(a|t)san'
+}
+
 HAVE_PYTHON=no
 command -v python3 >/dev/null 2>&1 && HAVE_PYTHON=yes
 

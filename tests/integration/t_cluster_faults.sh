@@ -221,7 +221,7 @@ cluster_down n6 || bad "n6: clean stop failed"
 cluster_wait_agree 5 $FIVE || bad "idle: no cluster of 5 to measure"
 cpu_ticks() { awk '{ sub(/.*\) /, ""); print $12 + $13 }' "$1"; }
 IDLE_MAX_MS=100 IDLE_BUILD=product
-if ldd "$RECFSD" 2>/dev/null | grep -Eq 'lib(a|t)san'; then IDLE_MAX_MS=300 IDLE_BUILD=sanitized; fi
+if sanitized_build; then IDLE_MAX_MS=300 IDLE_BUILD=sanitized; fi
 declare -A C0 T0 W0
 # wakes TASKDIR: the task's voluntary context switches (sleeps ended)
 wakes() { awk '/^voluntary_ctxt_switches/ { print $2 }' "$1/status" 2>/dev/null; }

@@ -506,7 +506,14 @@ test_partition_reservations_never_see_a_mix_during_rebuilds(void **state)
 	assert_int_equal(pthread_create(&rb, NULL, race_rebuilder, r), 0);
 	for (int i = 0; i < 3; i++)
 		assert_int_equal(pthread_create(&rd[i], NULL, race_reader, r), 0);
-	nanosleep(&ts, NULL);
+	/* At least 400 ms, and until the rebuilder has gone round a few times
+	 * (under TSan on a busy machine 400 ms may see fewer than 4 rebuilds);
+	 * at most 20 s. */
+	for (int waited = 0; waited < 50; waited++) {
+		nanosleep(&ts, NULL);
+		if (__atomic_load_n(&r->rebuilds, __ATOMIC_RELAXED) >= 4)
+			break;
+	}
 	__atomic_store_n(&r->stop, 1, __ATOMIC_RELAXED);
 	pthread_join(rb, NULL);
 	for (int i = 0; i < 3; i++)

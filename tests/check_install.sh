@@ -59,10 +59,11 @@ for f in "$mandir/man8/recfsd.8" "$mandir/man1/recfs-check.1" "$mandir/man1/recf
 	"$unitdir/recfsd.service" "$unitdir/recfsd@.service" \
 	"$docdir/README.md" "$docdir/operations.md" "$docdir/configuration.md" \
 	"$docdir/statistics.md" "$docdir/architecture.md" "$docdir/storage-format.md" \
-	"$docdir/benchmarks.md" \
+	"$docdir/benchmarks.md" "$docdir/cluster.md" \
 	"$docdir/examples/device.yaml" "$docdir/examples/memory.yaml" \
 	"$docdir/examples/memory-shadow.yaml" "$docdir/examples/recfs.yaml" \
-	"$docdir/examples/records.c" "$docdir/examples/stats.sh" "$docdir/examples/shell-session.sh"; do
+	"$docdir/examples/records.c" "$docdir/examples/stats.sh" "$docdir/examples/shell-session.sh" \
+	"$docdir/examples/cluster.yaml" "$docdir/examples/cluster-demo.sh"; do
 	if [ -f "$DEST$f" ]; then ok "file $f"; else bad "file $f missing"; fi
 done
 case $logrotatedir in

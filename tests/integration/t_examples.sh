@@ -4,7 +4,9 @@
 # and print what their comments say (stats.sh under mawk too); device.yaml
 # and memory-shadow.yaml pass --check-config and mount with our paths, and a
 # file written there is still there after a restart; every example's
-# "Start:" line works on a fresh root.
+# "Start:" line works on a fresh root; cluster.yaml passes --check-config
+# and cluster-demo.sh forms its cluster of 3, shows a file written through
+# node 1 read through node 3, and leaves nothing behind.
 . "${top_srcdir:-$(dirname "$0")/../..}/tests/integration/lib.sh"
 
 EX=$top_srcdir/examples
@@ -125,4 +127,19 @@ check_true "stats.sh: uptime line" "$(printf '%s\n' "$out" | grep -cE '^uptime: 
 expect_err "stats.sh on a non-recfs dir" "not a recfs mount" sh "$EX/stats.sh" "$T"
 
 assert_serving
+# ---- cluster.yaml and cluster-demo.sh -----------------------------------------------------------
+printf 'example-secret-0123456789abcdef\n' >"$T/secret" && chmod 600 "$T/secret"
+sed -e "s|cluster-secret-file: .*|cluster-secret-file: $T/secret|" "$EX/cluster.yaml" >"$T/cluster.yaml"
+run "$RECFSD" --check-config -c "$T/cluster.yaml" >/dev/null 2>&1
+check_eq "examples/cluster.yaml passes --check-config (with a secret file)" $? 0
+before=$(ls -d /tmp/recfs-demo.* 2>/dev/null | wc -l)
+out=$(PATH=$(dirname "$RECFSD"):$PATH run timeout 60 sh "$EX/cluster-demo.sh" "$RECFSD" 2>&1)
+check_eq "cluster-demo.sh exits 0" $? 0
+check_true "cluster-demo.sh: a cluster of 3 ($out)" "$(printf '%s\n' "$out" | grep -c '^cluster_size=3$')" -eq 1
+check_true "cluster-demo.sh: node 3 reads what node 1 wrote" \
+	"$(printf '%s\n' "$out" | grep -c '^read through node 3: *written through node 1$')" -eq 1
+check_true "cluster-demo.sh: node 2 lists it" "$(printf '%s\n' "$out" | grep -c '^ls through node 2: *hello$')" -eq 1
+check_eq "cluster-demo.sh leaves no directory behind" "$(ls -d /tmp/recfs-demo.* 2>/dev/null | wc -l)" "$before"
+check_eq "cluster-demo.sh leaves no mount behind" "$(grep -c ' /tmp/recfs-demo\.' /proc/mounts)" 0
+
 finish

@@ -155,11 +155,12 @@ getx() {
 # size_matches FILE: "ok" when stat's size of FILE equals what cat reads,
 # else "stat N, cat M" of the last try.  A statistics file's numbers keep
 # moving (uptime, cycle times), so a size taken at stat may be a digit off
-# by the time cat reads: up to 3 tries, each pairing a stat with the read
-# right after it; a size that is wrong every time still fails.
+# by the time cat reads (.info/peers' heartbeat ages move every ms): up to
+# 10 tries, each pairing a stat with the read right after it; a size that
+# is wrong every time still fails.
 size_matches() {
 	local i s c
-	for ((i = 0; i < 3; i++)); do
+	for ((i = 0; i < 10; i++)); do
 		s=$(stat -c %s "$1" 2>&1)
 		c=$(run cat "$1" 2>/dev/null | wc -c)
 		[ "$s" = "$c" ] && { echo ok; return; }

@@ -62,12 +62,8 @@ for f in bytes_sent bytes_received msgs_sent msgs_received connects; do
 done
 check_eq "n2's line: auth_failures" "$(peer n1 "$ID2" auth_failures)" 0
 # stat and cat are two opens: a heartbeat age (2 -> 3 digits) can move
-# between them, so three tries (as t_observability does)
-for try in 1 2 3; do
-	sz=$(stat -c %s "$M1/.info/peers") len=$(run cat "$M1/.info/peers" | wc -c)
-	[ "$sz" -eq "$len" ] && break
-done
-check_eq "the .info/peers file's size is what cat reads" "$sz" "$len"
+# between them (lib.sh size_matches tries again)
+check_eq "the .info/peers file's size is what cat reads" "$(size_matches "$M1/.info/peers")" ok
 
 # counters move with the pulses
 s0=$(v n1 fabric_msgs_sent) r0=$(v n1 fabric_msgs_received) b0=$(v n1 fabric_sent_bytes)

@@ -8,6 +8,7 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -110,4 +111,37 @@ net_node_down(struct net_node *n)
 	n->hb = NULL;
 	n->cl = NULL;
 	n->up = false;
+}
+
+static void *
+stall_watch_main(void *arg)
+{
+	struct net_stall_watch *w = arg;
+	uint64_t last = net_now_ms();
+
+	while (!__atomic_load_n(&w->stop, __ATOMIC_RELAXED)) {
+		uint64_t now;
+
+		net_sleep_ms(5);
+		now = net_now_ms();
+		if (now - last > __atomic_load_n(&w->max_gap_ms, __ATOMIC_RELAXED))
+			__atomic_store_n(&w->max_gap_ms, now - last, __ATOMIC_RELAXED);
+		last = now;
+	}
+	return NULL;
+}
+
+void
+net_stall_watch_start(struct net_stall_watch *w)
+{
+	memset(w, 0, sizeof(*w));
+	assert_int_equal(pthread_create(&w->thread, NULL, stall_watch_main, w), 0);
+}
+
+uint64_t
+net_stall_watch_stop(struct net_stall_watch *w)
+{
+	__atomic_store_n(&w->stop, 1, __ATOMIC_RELAXED);
+	pthread_join(w->thread, NULL);
+	return __atomic_load_n(&w->max_gap_ms, __ATOMIC_RELAXED);
 }

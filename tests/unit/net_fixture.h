@@ -8,6 +8,7 @@
 #ifndef RECFS_TESTS_UNIT_NET_FIXTURE_H
 #define RECFS_TESTS_UNIT_NET_FIXTURE_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -26,6 +27,22 @@ void net_test_init(int argc, char **argv);
 
 uint64_t net_now_ms(void);
 void net_sleep_ms(unsigned ms);
+
+/*
+ * A stall watch: a thread that sleeps 5 ms at a time and keeps the longest
+ * gap it saw between two wakes.  A machine busy enough to stall this
+ * process (every thread) for a heartbeat timeout makes nodes declare each
+ * other dead legitimately: a test that counts departures excuses them
+ * only when the watch saw such a stall.
+ */
+struct net_stall_watch {
+	pthread_t thread;
+	int stop;            /* atomic */
+	uint64_t max_gap_ms; /* atomic */
+};
+void net_stall_watch_start(struct net_stall_watch *w);
+/* Stops the watch; the longest gap seen, in ms. */
+uint64_t net_stall_watch_stop(struct net_stall_watch *w);
 
 /*
  * Polls cond every 5 ms until it holds; fails the test after ms.  A test

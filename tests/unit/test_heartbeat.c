@@ -112,9 +112,12 @@ test_heartbeat_one_seed_each_is_enough_for_a_full_mesh(void **state)
 {
 	struct node a, b, c;
 	struct heartbeat_node_info info[8];
+	struct net_stall_watch stall;
+	uint64_t gap;
 	unsigned i, k;
 
 	(void)state;
+	net_stall_watch_start(&stall);
 	node_up(&a, 0xa1);
 	node_up(&b, 0xb2);
 	node_up(&c, 0xc3);
@@ -140,7 +143,14 @@ test_heartbeat_one_seed_each_is_enough_for_a_full_mesh(void **state)
 	}
 	/* everyone's adjacency lists fill up: the mesh is full */
 	WAIT_FOR(heartbeat_nodes_get(a.net.hb, info, 8) == 2 && info[0].n_adjacent == 2 && info[1].n_adjacent == 2);
-	assert_int_equal(departures(&a) + departures(&b) + departures(&c), 0);
+	/* nobody flapped - unless this process itself stalled for most of a
+	 * heartbeat timeout (a busy CI machine), which makes departures right */
+	gap = net_stall_watch_stop(&stall);
+	if (gap < INTERVAL_MS * (TIMEOUT_COUNT - 1))
+		assert_int_equal(departures(&a) + departures(&b) + departures(&c), 0);
+	else
+		print_message("the process stalled for %llu ms: departures (%d) not checked\n",
+		    (unsigned long long)gap, departures(&a) + departures(&b) + departures(&c));
 	node_down(&c);
 	node_down(&b);
 	node_down(&a);

@@ -213,6 +213,7 @@ inode_destroy(struct inode *ino)
 	handle_inode_fini(ino);
 	info_inode_fini(ino);
 	free(ino->orphan);
+	free(ino->xprobe);  /* one allocation (xattr.c) */
 	free(ino->name);
 	free(ino);
 }

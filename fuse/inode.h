@@ -41,6 +41,7 @@ struct handle;          /* handle.h */
 struct snapshot;        /* handle.c */
 struct filestate;       /* handle.c */
 struct info_cached;     /* info.c */
+struct xattr_probe;     /* xattr.c */
 
 struct inode {
 	struct inode *hash_next;      /* protected by the stripe lock */
@@ -74,6 +75,7 @@ struct inode {
 	struct record_attr *orphan;   /* attributes kept after unlink for open handles; inode lock */
 	int64_t writers_gone_ns;      /* when its last writable handle was released; inode lock */
 	struct info_cached *info_cached; /* statistics files: the snapshot getattr measured (info.c); inode lock */
+	struct xattr_probe *xprobe;   /* records: the value a size probe read (xattr.c); inode lock */
 	pthread_mutex_t lock;
 };
 

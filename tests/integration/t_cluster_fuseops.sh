@@ -55,6 +55,7 @@ mapfile -t STA < <(remote_names sta $N)
 mapfile -t OVW < <(remote_names ovw $N)
 mapfile -t RMV < <(remote_names rmv $N)
 mapfile -t GFA < <(remote_names gfa $N)
+mapfile -t GFD < <(remote_names gfd $N)
 mapfile -t NEW < <(remote_names new $N)
 for f in "${NEW[@]}"; do run rm -f "$M2/$f"; done  # to be created through n1
 [ ${#NEW[@]} -eq $N ] && [ ${#GFA[@]} -eq $N ] || fail "could not find names mastered by n2 or n3"
@@ -99,8 +100,11 @@ measure create 3 NEW "echo x > '$M1/{}'"
 measure overwrite 3 OVW "echo y > '$M1/{}'"
 measure rm 2 RMV "rm -f '$M1/{}'"
 # getfattr asks for the size first (getxattr with size 0), then the value:
-# two reads of the record, as nothing is cached between the calls.
-measure getfattr 3 GFA "getfattr -n user.x '$M1/{}'"
+# the probe's read serves both (docs/architecture.md, Daemon).
+measure getfattr 2 GFA "getfattr -n user.x '$M1/{}'"
+# getfattr -d: lookup, listxattr (size probe, then the list), then for
+# user.x a size probe and the value: one read each for the list and the value.
+measure getfattr-d 3 GFD "getfattr -d '$M1/{}'"
 c=$(cost "ls -l" ls -l "$M1/ls10")
 note "ls -l of 10 files: $c proxied calls (bound 0)"
 check_true "ls -l of 10 files costs at most 0 proxied record calls (got $c)" "$c" -le 0
@@ -122,6 +126,14 @@ check_eq "closed on n2, opened on n1: new content" "$(run cat "$M1/$f")" "longer
 run chmod 600 "$M3/$f" || bad "chmod through n3"
 sleep 1.2  # n1's attr-timeout (1 s): a stat may show cached attributes until then
 check_eq "a chmod through n3 shows through n1" "$(run stat -c %a "$M1/$f")" 600
+# A getfattr shows a change made through another node or this one at once.
+g=${GFA[0]}
+run setfattr -n user.x -v w "$M2/$g" || bad "setfattr through n2"
+check_eq "getfattr through n1 shows a setfattr through n2" "$(getx user.x "$M1/$g")" w
+run setfattr -n user.x -v long-value-now "$M1/$g" || bad "setfattr through n1"
+check_eq "getfattr through n3 shows a setfattr through n1" "$(getx user.x "$M3/$g")" long-value-now
+check_eq "getfattr through n1 shows a setfattr through n1" "$(getx user.x "$M1/$g")" long-value-now
+check_eq "getfattr -d through n1 lists user.x" "$(run getfattr -d --absolute-names "$M1/$g" | grep -c '^user.x=')" 1
 # O_APPEND through n1 on a remote record appends to the stored content.
 printf 'more\n' >>"$M1/$f" || bad "append through n1"
 check_eq "an append through n1 reads through n2" "$(run cat "$M2/$f")" "longer content now

@@ -622,17 +622,39 @@ handle_open(struct inode *ino, int flags, bool fresh, bool check_damaged, struct
 			state_changed_locked(ino, NULL);
 		}
 	} else if (!writable && !(flags & O_TRUNC) && !ino->unlinked && !state_holds_content(ino)) {
-		/* A reader: its snapshot now (handle.h).  A damaged record
-		 * fails to read (RECFS_ECHECKSUM, EIO to the user). */
-		rc = snapshot_get_locked(ino, &h->snap);
-		if (rc != 0)
-			goto out;
-		if (!h->direct_io && ino->pages == INODE_PAGES_GEN)
-			h->keep_cache = h->snap->have_rec && h->snap->generation == ino->page_gen;
+		uint64_t size = ino->kernel_size;
+
+		if (!h->direct_io && ino->pages == INODE_PAGES_GEN && ino->snap == NULL) {
+			/* The kernel's pages may be the stored version: a stat
+			 * tells, and then they serve the reads (no content sent). */
+			struct record_attr a;
+			struct txn_key k;
+
+			inode_key(ino, &k);
+			rc = txn_stat(ino->ns, &k, &a);
+			if (rc == 0 && a.damaged) {
+				rc = -EIO;
+				goto out;
+			}
+			h->keep_cache = rc == 0 && a.generation == ino->page_gen;
+			size = a.size;
+			rc = 0;
+		}
+		if (!h->keep_cache) {
+			/* A reader: its snapshot now (handle.h).  A damaged
+			 * record fails to read (RECFS_ECHECKSUM, EIO to the user). */
+			rc = snapshot_get_locked(ino, &h->snap);
+			if (rc != 0)
+				goto out;
+			if (!h->direct_io && ino->pages == INODE_PAGES_GEN)
+				h->keep_cache = h->snap->have_rec &&
+				    h->snap->generation == ino->page_gen;
+			size = h->snap->len;
+		}
 		/* Stored elsewhere since the kernel last heard: its cached size
 		 * (kept for attr-timeout) would cut cached reads short, so have
 		 * it ask again (a stat, only then). */
-		if (h->snap->len != ino->kernel_size)
+		if (size != ino->kernel_size)
 			notify_attr(ino);
 	} else {
 		bool want_gen = !h->direct_io && ino->pages == INODE_PAGES_GEN &&

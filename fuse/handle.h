@@ -113,7 +113,9 @@ handle_direct_io(int flags)
  * call (a read, or a stat when the inode's shared snapshot is still the
  * record's generation) serves the damaged check, keep_cache and every
  * read(2) of the handle: it reads the version that was stored when it
- * opened (close-to-open).  Any other open asks the engine at most once (a
+ * opened (close-to-open).  When the kernel's pages hold one generation
+ * and no snapshot is shared, a stat comes first: pages of the stored
+ * generation serve the reads (keep_cache), with no content sent.  Any other open asks the engine at most once (a
  * stat, for the damaged check and keep_cache).  Sets h->direct_io and
  * h->keep_cache for the reply.  Errors: -ESTALE (the record was replaced
  * after the kernel looked it up: the kernel looks again and retries),

@@ -51,6 +51,7 @@ PY
 
 N=3  # names per operation: each must cost the same
 mapfile -t CAT < <(remote_names cat $N)
+mapfile -t CA2 < <(remote_names ca2 $N)
 mapfile -t STA < <(remote_names sta $N)
 mapfile -t OVW < <(remote_names ovw $N)
 mapfile -t RMV < <(remote_names rmv $N)
@@ -95,6 +96,11 @@ measure() {
 
 check_eq "reading .info/statistics proxies nothing" "$(cost idle true)" 0
 measure cat 2 CAT "cat '$M1/{}'"
+# Twice in a row: the second time n1's kernel holds the name and the
+# pages, and the open asks whether the pages are still the stored version
+# (one stat, no content sent); the kernel adds a getattr for the second
+# cat's fstat (its first read dropped the cached atime).
+measure cat-twice 4 CA2 "cat '$M1/{}'; cat '$M1/{}'"
 measure stat 1 STA "stat '$M1/{}'"
 measure create 3 NEW "echo x > '$M1/{}'"
 measure overwrite 3 OVW "echo y > '$M1/{}'"

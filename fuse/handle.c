@@ -1108,6 +1108,14 @@ setattr_meta_defaults(struct inode *ino, const struct txn_key *k, struct txn_wri
 
 	if (!(w->set_mode || w->set_uid || w->set_gid || w->set_mtime || w->set_atime))
 		return 0;
+	/* Attributes with metadata went to the kernel within attr-timeout
+	 * (the lookup or getattr just before a chmod, touch or utimens):
+	 * nothing to fill in, and no stat.  A record keeps its metadata
+	 * across every write; the kernel checks permissions against the
+	 * same attributes for as long. */
+	if (ino->meta_seen_ns != 0 &&
+	    recfsd_now_ns() - ino->meta_seen_ns <= (int64_t)(recfsd.attr_timeout * 1e9))
+		return 0;
 	rc = txn_stat(ino->ns, k, &cur);
 	if (rc != 0 || cur.has_meta)
 		return rc;

@@ -542,6 +542,7 @@ inode_stat(struct inode *ino, const struct record_attr *a, struct stat *st)
 		st->st_size = (off_t)a->size;
 		st->st_blocks = (blkcnt_t)((a->size + 511) / 512);
 		ino->kernel_size = a->size;
+		ino->meta_seen_ns = a->has_meta ? recfsd_now_ns() : 0;
 		ns_to_timespec(a->mtime_ns, &st->st_mtim);
 		/* Reads never update the atime (noatime); one set by utimensat is kept. */
 		ns_to_timespec(a->atime_ns != 0 ? a->atime_ns : a->mtime_ns, &st->st_atim);

@@ -64,6 +64,8 @@ struct inode {
 	uint16_t key_len;             /* inode lock */
 	uint16_t page_gen;            /* INODE_PAGES_GEN: that generation; inode lock */
 	uint64_t kernel_size;         /* records: the size last sent to the kernel; inode lock */
+	int64_t meta_seen_ns;         /* records: when attributes with stored metadata were
+	                               * last sent to the kernel (0: none); inode lock */
 	struct namespace *ns;         /* constant (NULL for the root and /.info globals) */
 	struct digest digest;         /* inode lock + stripe lock to change */
 	char *name;                   /* set bytes then key bytes; inode lock */
@@ -154,7 +156,8 @@ uint64_t inode_ino(const struct inode *ino);
  * for the other directories.  Records and sets take mode, owner and mtime
  * from stored metadata, else the daemon's defaults.  A set given NULL gets
  * placeholder times (for a readdir entry only).  A record's size is noted
- * in ino->kernel_size (the caller holds its lock and sends st to the kernel).
+ * in ino->kernel_size, and whether it has stored metadata in
+ * ino->meta_seen_ns (the caller holds its lock and sends st to the kernel).
  */
 void inode_stat(struct inode *ino, const struct record_attr *a, struct stat *st);
 /* A full entry reply for ino (the caller has counted the lookup). */

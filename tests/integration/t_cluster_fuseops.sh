@@ -57,6 +57,8 @@ mapfile -t OVW < <(remote_names ovw $N)
 mapfile -t RMV < <(remote_names rmv $N)
 mapfile -t GFA < <(remote_names gfa $N)
 mapfile -t GFD < <(remote_names gfd $N)
+mapfile -t CHM < <(remote_names chm $N)
+mapfile -t TOU < <(remote_names tou $N)
 mapfile -t NEW < <(remote_names new $N)
 for f in "${NEW[@]}"; do run rm -f "$M2/$f"; done  # to be created through n1
 [ ${#NEW[@]} -eq $N ] && [ ${#GFA[@]} -eq $N ] || fail "could not find names mastered by n2 or n3"
@@ -111,6 +113,11 @@ measure getfattr 2 GFA "getfattr -n user.x '$M1/{}'"
 # getfattr -d: lookup, listxattr (size probe, then the list), then for
 # user.x a size probe and the value: one read each for the list and the value.
 measure getfattr-d 3 GFD "getfattr -d '$M1/{}'"
+# chmod: lookup, the write (the lookup's attributes showed stored
+# metadata, so no stat for the defaults); touch: lookup, open (damaged
+# check), the write.
+measure chmod 2 CHM "chmod 640 '$M1/{}'"
+measure touch 3 TOU "touch '$M1/{}'"
 c=$(cost "ls -l" ls -l "$M1/ls10")
 note "ls -l of 10 files: $c proxied calls (bound 0)"
 check_true "ls -l of 10 files costs at most 0 proxied record calls (got $c)" "$c" -le 0
@@ -120,6 +127,8 @@ note "per operation:$COSTS ls-l-10=$c"
 check_eq "cat through n1 reads what n2 wrote" "$(run cat "$M1/${CAT[0]}")" "data ${CAT[0]}"
 check_eq "a file created through n1 reads through n3" "$(run cat "$M3/${NEW[0]}")" x
 check_eq "an overwrite through n1 reads through n2" "$(run cat "$M2/${OVW[0]}")" y
+check_eq "a chmod through n1 shows through n2" "$(run stat -c %a "$M2/${CHM[0]}")" 640
+check_eq "a touched file keeps its owner" "$(run stat -c %u "$M2/${TOU[0]}")" "$(run stat -c %u "$M2/${CAT[0]}")"
 check_eq "a removed file is gone through n3" "$(ls "$M3/${RMV[0]}" 2>&1 >/dev/null | grep -c 'No such')" 1
 # Closed on n2, opened on n1 at once, while n1's kernel still holds the old
 # size (attr-timeout): the whole new content (before the fix, cached reads

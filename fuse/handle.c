@@ -653,8 +653,12 @@ handle_open(struct inode *ino, int flags, bool fresh, bool check_damaged, struct
 		}
 		/* Stored elsewhere since the kernel last heard: its cached size
 		 * (kept for attr-timeout) would cut cached reads short, so have
-		 * it ask again (a stat, only then). */
-		if (size != ino->kernel_size)
+		 * it ask again (a stat, only then).  Not when the record is
+		 * gone (expired or deleted elsewhere): the reads return end of
+		 * file whatever size the kernel holds, and its getattr would
+		 * fail the reader with ENOENT, where an open file truncated by
+		 * someone else reads empty. */
+		if (size != ino->kernel_size && (h->snap == NULL || h->snap->have_rec))
 			notify_attr(ino);
 	} else {
 		bool want_gen = !h->direct_io && ino->pages == INODE_PAGES_GEN &&

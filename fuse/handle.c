@@ -178,7 +178,7 @@ snapshot_get_locked(struct inode *ino, struct snapshot **out)
 		if (ino->unlinked)
 			goto share;
 		rc = txn_stat(ino->ns, &k, &a);
-		if (rc == 0 && s->have_rec && a.generation == s->generation &&
+		if (rc == 0 && s->have_rec && !a.damaged && a.generation == s->generation &&
 		    a.last_update_ms == s->last_update_ms)
 			goto share;
 		if (rc == -ENOENT && !s->have_rec)
@@ -567,7 +567,7 @@ writers_active_locked(const struct inode *ino)
 }
 
 int
-handle_open(struct inode *ino, int flags, bool fresh, struct handle **out)
+handle_open(struct inode *ino, int flags, bool fresh, bool check_damaged, struct handle **out)
 {
 	struct handle *h = calloc(1, sizeof(*h));
 	bool writable = (flags & O_ACCMODE) != O_RDONLY;
@@ -621,12 +621,61 @@ handle_open(struct inode *ino, int flags, bool fresh, struct handle **out)
 			fs->len = 0;
 			state_changed_locked(ino, NULL);
 		}
-	} else if (!h->direct_io && ino->pages == INODE_PAGES_GEN && !state_holds_content(ino)) {
+	} else if (!writable && !(flags & O_TRUNC) && !ino->unlinked && !state_holds_content(ino)) {
+		uint64_t size = ino->kernel_size;
+
+		if (!h->direct_io && ino->pages == INODE_PAGES_GEN && ino->snap == NULL) {
+			/* The kernel's pages may be the stored version: a stat
+			 * tells, and then they serve the reads (no content sent). */
+			struct record_attr a;
+			struct txn_key k;
+
+			inode_key(ino, &k);
+			rc = txn_stat(ino->ns, &k, &a);
+			if (rc == 0 && a.damaged) {
+				rc = -EIO;
+				goto out;
+			}
+			h->keep_cache = rc == 0 && a.generation == ino->page_gen;
+			size = a.size;
+			rc = 0;
+		}
+		if (!h->keep_cache) {
+			/* A reader: its snapshot now (handle.h).  A damaged
+			 * record fails to read (RECFS_ECHECKSUM, EIO to the user). */
+			rc = snapshot_get_locked(ino, &h->snap);
+			if (rc != 0)
+				goto out;
+			if (!h->direct_io && ino->pages == INODE_PAGES_GEN)
+				h->keep_cache = h->snap->have_rec &&
+				    h->snap->generation == ino->page_gen;
+			size = h->snap->len;
+		}
+		/* Stored elsewhere since the kernel last heard: its cached size
+		 * (kept for attr-timeout) would cut cached reads short, so have
+		 * it ask again (a stat, only then).  Not when the record is
+		 * gone (expired or deleted elsewhere): the reads return end of
+		 * file whatever size the kernel holds, and its getattr would
+		 * fail the reader with ENOENT, where an open file truncated by
+		 * someone else reads empty. */
+		if (size != ino->kernel_size && (h->snap == NULL || h->snap->have_rec))
+			notify_attr(ino);
+	} else {
+		bool want_gen = !h->direct_io && ino->pages == INODE_PAGES_GEN &&
+		    !state_holds_content(ino);
 		struct record_attr a;
 		struct txn_key k;
+		int src = -ENOENT;
 
+		/* One stat for both questions. */
 		inode_key(ino, &k);
-		if (txn_stat(ino->ns, &k, &a) == 0)
+		if (check_damaged || want_gen)
+			src = txn_stat(ino->ns, &k, &a);
+		if (check_damaged && src == 0 && a.damaged) {
+			rc = -EIO;
+			goto out;
+		}
+		if (want_gen && src == 0)
 			h->keep_cache = a.generation == ino->page_gen;
 	}
 	/* Without keep_cache the kernel drops the inode's pages at this open;
@@ -640,6 +689,8 @@ handle_open(struct inode *ino, int flags, bool fresh, struct handle **out)
 out:
 	pthread_mutex_unlock(&ino->lock);
 	if (rc != 0) {
+		if (h->snap != NULL)
+			snapshot_put(h->snap);
 		free(h);
 		return rc;
 	}
@@ -1060,6 +1111,14 @@ setattr_meta_defaults(struct inode *ino, const struct txn_key *k, struct txn_wri
 	int rc;
 
 	if (!(w->set_mode || w->set_uid || w->set_gid || w->set_mtime || w->set_atime))
+		return 0;
+	/* Attributes with metadata went to the kernel within attr-timeout
+	 * (the lookup or getattr just before a chmod, touch or utimens):
+	 * nothing to fill in, and no stat.  A record keeps its metadata
+	 * across every write; the kernel checks permissions against the
+	 * same attributes for as long. */
+	if (ino->meta_seen_ns != 0 &&
+	    recfsd_now_ns() - ino->meta_seen_ns <= (int64_t)(recfsd.attr_timeout * 1e9))
 		return 0;
 	rc = txn_stat(ino->ns, k, &cur);
 	if (rc != 0 || cur.has_meta)

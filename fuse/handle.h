@@ -106,12 +106,23 @@ handle_direct_io(int flags)
  * close(2) returned).  As on a local file system, "cmd > f" whose cmd then
  * fails with EFBIG leaves f empty (the shell closed its first descriptor
  * after dup2, which stored the truncation).
- * fresh = the record was just created empty.  Sets h->direct_io and
+ * fresh = the record was just created empty.  check_damaged: a damaged
+ * record (its newest copy's body is damaged) fails with -EIO, as its reads
+ * would, before the kernel can take its unknown size (0) for an empty
+ * file.  A read-only open takes the handle's snapshot now, so one engine
+ * call (a read, or a stat when the inode's shared snapshot is still the
+ * record's generation) serves the damaged check, keep_cache and every
+ * read(2) of the handle: it reads the version that was stored when it
+ * opened (close-to-open).  When the kernel's pages hold one generation
+ * and no snapshot is shared, a stat comes first: pages of the stored
+ * generation serve the reads (keep_cache), with no content sent.  Any other open asks the engine at most once (a
+ * stat, for the damaged check and keep_cache).  Sets h->direct_io and
  * h->keep_cache for the reply.  Errors: -ESTALE (the record was replaced
  * after the kernel looked it up: the kernel looks again and retries),
- * -ENOENT, -ENOMEM.
+ * -EIO (damaged), the engine's read errors, -ENOMEM.
  */
-int handle_open(struct inode *ino, int flags, bool fresh, struct handle **out);
+int handle_open(struct inode *ino, int flags, bool fresh, bool check_damaged,
+    struct handle **out);
 /* Open a /.info file for process pid: the snapshot is built now and kept
  * in the handle.
  * A dynamic parameter's file may be open for writing (info.h: info_write);

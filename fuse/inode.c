@@ -213,6 +213,7 @@ inode_destroy(struct inode *ino)
 	handle_inode_fini(ino);
 	info_inode_fini(ino);
 	free(ino->orphan);
+	free(ino->xprobe);  /* one allocation (xattr.c) */
 	free(ino->name);
 	free(ino);
 }
@@ -522,7 +523,7 @@ ns_to_timespec(int64_t ns, struct timespec *ts)
 }
 
 void
-inode_stat(const struct inode *ino, const struct record_attr *a, struct stat *st)
+inode_stat(struct inode *ino, const struct record_attr *a, struct stat *st)
 {
 	memset(st, 0, sizeof(*st));
 	st->st_blksize = 4096;
@@ -540,6 +541,8 @@ inode_stat(const struct inode *ino, const struct record_attr *a, struct stat *st
 		}
 		st->st_size = (off_t)a->size;
 		st->st_blocks = (blkcnt_t)((a->size + 511) / 512);
+		ino->kernel_size = a->size;
+		ino->meta_seen_ns = a->has_meta ? recfsd_now_ns() : 0;
 		ns_to_timespec(a->mtime_ns, &st->st_mtim);
 		/* Reads never update the atime (noatime); one set by utimensat is kept. */
 		ns_to_timespec(a->atime_ns != 0 ? a->atime_ns : a->mtime_ns, &st->st_atim);
@@ -596,7 +599,7 @@ inode_stat(const struct inode *ino, const struct record_attr *a, struct stat *st
 }
 
 void
-inode_entry(const struct inode *ino, const struct record_attr *a, struct fuse_entry_param *e)
+inode_entry(struct inode *ino, const struct record_attr *a, struct fuse_entry_param *e)
 {
 	memset(e, 0, sizeof(*e));
 	e->ino = inode_id(ino);

@@ -41,6 +41,7 @@ struct handle;          /* handle.h */
 struct snapshot;        /* handle.c */
 struct filestate;       /* handle.c */
 struct info_cached;     /* info.c */
+struct xattr_probe;     /* xattr.c */
 
 struct inode {
 	struct inode *hash_next;      /* protected by the stripe lock */
@@ -62,6 +63,9 @@ struct inode {
 	};
 	uint16_t key_len;             /* inode lock */
 	uint16_t page_gen;            /* INODE_PAGES_GEN: that generation; inode lock */
+	uint64_t kernel_size;         /* records: the size last sent to the kernel; inode lock */
+	int64_t meta_seen_ns;         /* records: when attributes with stored metadata were
+	                               * last sent to the kernel (0: none); inode lock */
 	struct namespace *ns;         /* constant (NULL for the root and /.info globals) */
 	struct digest digest;         /* inode lock + stripe lock to change */
 	char *name;                   /* set bytes then key bytes; inode lock */
@@ -73,6 +77,7 @@ struct inode {
 	struct record_attr *orphan;   /* attributes kept after unlink for open handles; inode lock */
 	int64_t writers_gone_ns;      /* when its last writable handle was released; inode lock */
 	struct info_cached *info_cached; /* statistics files: the snapshot getattr measured (info.c); inode lock */
+	struct xattr_probe *xprobe;   /* records: the value a size probe read (xattr.c); inode lock */
 	pthread_mutex_t lock;
 };
 
@@ -150,11 +155,13 @@ uint64_t inode_ino(const struct inode *ino);
  * (set directories: txn_set_stat), or only a->size (statistics files); NULL
  * for the other directories.  Records and sets take mode, owner and mtime
  * from stored metadata, else the daemon's defaults.  A set given NULL gets
- * placeholder times (for a readdir entry only).
+ * placeholder times (for a readdir entry only).  A record's size is noted
+ * in ino->kernel_size, and whether it has stored metadata in
+ * ino->meta_seen_ns (the caller holds its lock and sends st to the kernel).
  */
-void inode_stat(const struct inode *ino, const struct record_attr *a, struct stat *st);
+void inode_stat(struct inode *ino, const struct record_attr *a, struct stat *st);
 /* A full entry reply for ino (the caller has counted the lookup). */
-void inode_entry(const struct inode *ino, const struct record_attr *a, struct fuse_entry_param *e);
+void inode_entry(struct inode *ino, const struct record_attr *a, struct fuse_entry_param *e);
 
 /* Digest that names set directory `set` of ns (never a record's digest). */
 void inode_set_digest(const struct namespace *ns, const char *set, size_t len, struct digest *out);

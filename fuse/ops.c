@@ -541,7 +541,7 @@ ops_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
 		rc = -ENOMEM;
 		goto out;
 	}
-	rc = handle_open(ino, fi->flags, fresh, &h);
+	rc = handle_open(ino, fi->flags, fresh, false, &h);
 	if (rc != 0) {
 		inode_forget(ino, 1);
 		goto out;
@@ -821,18 +821,9 @@ ops_open(fuse_req_t req, fuse_ino_t id, struct fuse_file_info *fi)
 		 * returns what we send. */
 		rc = handle_open_info(ino, fi->flags, fuse_req_ctx(req)->pid, &h);
 	} else if (ino->kind == INODE_RECORD) {
-		struct record_attr a;
-		struct txn_key k;
-
-		/* A damaged record (its newest copy's body is damaged): only an
-		 * open that replaces the whole content (O_TRUNC) may go on; the
-		 * others fail as its reads would, before the kernel can take its
-		 * unknown size (0) for an empty file. */
-		inode_key(ino, &k);
-		if (!(fi->flags & O_TRUNC) && txn_stat(ino->ns, &k, &a) == 0 && a.damaged)
-			rc = -EIO;
-		else
-			rc = handle_open(ino, fi->flags, false, &h);
+		/* A damaged record: only an open that replaces the whole
+		 * content (O_TRUNC) may go on (handle.h). */
+		rc = handle_open(ino, fi->flags, false, !(fi->flags & O_TRUNC), &h);
 	} else {
 		rc = -EISDIR;
 	}

@@ -13,6 +13,17 @@
  * recfs whose files carry them.  Names outside user.* are answered from
  * memory.
  *
+ * A size probe (getxattr or listxattr with size 0, which getfattr, cp -a
+ * and rsync -X send before asking for the value) keeps what it read on the
+ * inode for the same process's next call of the same name: getfattr costs
+ * one record read, not two (each a network round trip when another node
+ * masters the record).  The kept value is taken once, by that process,
+ * within fuse.attr-timeout (none when it is 0), and dropped by any xattr
+ * change made through this node; another node's change within that window
+ * is seen at the next probe, as attributes the kernel caches are seen when
+ * they time out.  user.recfs.* names are never kept (generation and
+ * last_update move with every write).
+ *
  * Rejected: listing the metadata (the rsync cost above; getfattr -d showing
  * it is not worth a rewrite of every record per backup run); EPERM on
  * writes to read-only names (rsync -aX exits 23).
@@ -124,6 +135,74 @@ meta_text(struct namespace *ns, const char *name, const struct record_attr *a, c
 	return 0;
 }
 
+/* What a size probe read (inode->xprobe): one allocation. */
+struct xattr_probe {
+	pid_t pid;
+	int64_t until_ns;             /* wall clock (recfsd_now_ns) */
+	size_t name_len;              /* 0: a listxattr */
+	size_t len;
+	char *value;                  /* inside this allocation, after name */
+	char name[];
+};
+
+/* Keep a probe's answer for pid's next call of name.  Inode lock held. */
+static void
+probe_keep_locked(struct inode *ino, pid_t pid, const char *name, size_t name_len,
+    const void *value, size_t len)
+{
+	struct xattr_probe *p;
+
+	free(ino->xprobe);
+	ino->xprobe = NULL;
+	if (recfsd.attr_timeout <= 0 || ino->unlinked)
+		return;
+	p = malloc(sizeof(*p) + name_len + len + 1);
+	if (p == NULL)
+		return;  /* the next call reads the record again */
+	p->pid = pid;
+	p->until_ns = recfsd_now_ns() + (int64_t)(recfsd.attr_timeout * 1e9);
+	p->name_len = name_len;
+	p->len = len;
+	memcpy(p->name, name, name_len);
+	p->value = p->name + name_len;
+	if (len > 0)
+		memcpy(p->value, value, len);
+	ino->xprobe = p;
+}
+
+/* The kept answer for pid's call of name, taken (the caller frees it), or NULL. */
+static struct xattr_probe *
+probe_take(struct inode *ino, pid_t pid, const char *name, size_t name_len)
+{
+	struct xattr_probe *p;
+
+	bool gone;
+
+	pthread_mutex_lock(&ino->lock);
+	p = ino->xprobe;
+	gone = ino->unlinked;
+	if (p != NULL && (p->pid != pid || p->name_len != name_len ||
+	    memcmp(p->name, name, name_len) != 0))
+		p = NULL;  /* another caller's: left for it */
+	else
+		ino->xprobe = NULL;
+	pthread_mutex_unlock(&ino->lock);
+	if (p != NULL && (gone || recfsd_now_ns() > p->until_ns)) {
+		free(p);
+		p = NULL;
+	}
+	return p;
+}
+
+static void
+probe_keep(struct inode *ino, pid_t pid, const char *name, size_t name_len,
+    const void *value, size_t len)
+{
+	pthread_mutex_lock(&ino->lock);
+	probe_keep_locked(ino, pid, name, name_len, value, len);
+	pthread_mutex_unlock(&ino->lock);
+}
+
 /* Read the whole record (bins) under the inode lock. */
 static int
 record_read(struct inode *ino, struct txn_record *r)
@@ -148,6 +227,8 @@ xattr_get(fuse_req_t req, struct inode *ino, const char *name, size_t size)
 	const char *bin = name + XATTR_USER_LEN;
 	size_t len;
 	char text[META_TEXT_MAX + 1];
+	pid_t pid = fuse_req_ctx(req)->pid;
+	struct xattr_probe *p;
 	struct txn_record r;
 	const struct bin *b;
 	int rc;
@@ -170,20 +251,33 @@ xattr_get(fuse_req_t req, struct inode *ino, const char *name, size_t size)
 		return -ERANGE;
 	if (len == 0 || is_file_bin(ino, bin, len))
 		return -ENODATA;
+	if (size > 0 && (p = probe_take(ino, pid, bin, len)) != NULL) {
+		rc = reply_value(req, p->value, p->len, size);
+		free(p);
+		return rc;
+	}
 	rc = record_read(ino, &r);
 	if (rc != 0)
 		return rc == -ENOENT ? -ENODATA : rc;
 	b = record_bin_find(&r.rec, bin, len);
 	if (b == NULL) {
 		rc = -ENODATA;
-	} else if (b->type == BIN_INTEGER) {
-		snprintf(text, sizeof(text), "%" PRId64, b->v.integer);
-		rc = reply_value(req, text, strlen(text), size);
-	} else if (b->type == BIN_DOUBLE) {
-		snprintf(text, sizeof(text), "%.17g", b->v.dbl);
-		rc = reply_value(req, text, strlen(text), size);
 	} else {
-		rc = reply_value(req, b->v.bytes.data, b->v.bytes.len, size);
+		const void *v = b->v.bytes.data;
+		size_t vlen = b->v.bytes.len;
+
+		if (b->type == BIN_INTEGER) {
+			snprintf(text, sizeof(text), "%" PRId64, b->v.integer);
+			v = text;
+			vlen = strlen(text);
+		} else if (b->type == BIN_DOUBLE) {
+			snprintf(text, sizeof(text), "%.17g", b->v.dbl);
+			v = text;
+			vlen = strlen(text);
+		}
+		if (size == 0)
+			probe_keep(ino, pid, bin, len, v, vlen);
+		rc = reply_value(req, v, vlen, size);
 	}
 	txn_record_release(&r);
 	return rc;
@@ -216,6 +310,8 @@ list_add(char **p, size_t *len, size_t *cap, const char *a, const char *b, size_
 int
 xattr_list(fuse_req_t req, struct inode *ino, size_t size)
 {
+	pid_t pid = fuse_req_ctx(req)->pid;
+	struct xattr_probe *p;
 	struct txn_record r;
 	char *list = NULL;
 	size_t len = 0, cap = 0;
@@ -224,6 +320,11 @@ xattr_list(fuse_req_t req, struct inode *ino, size_t size)
 
 	if (ino->kind != INODE_RECORD)
 		return reply_value(req, NULL, 0, size);
+	if (size > 0 && (p = probe_take(ino, pid, "", 0)) != NULL) {
+		rc = reply_value(req, p->value, p->len, size);
+		free(p);
+		return rc;
+	}
 	rc = record_read(ino, &r);
 	if (rc == -ESTALE) {
 		/* Unlinked: an open handle keeps it (metadata only), or look again. */
@@ -244,6 +345,8 @@ xattr_list(fuse_req_t req, struct inode *ino, size_t size)
 			rc = list_add(&list, &len, &cap, XATTR_USER, b->name, b->name_len);
 	}
 	/* The user.recfs.* metadata is not listed (see the top of this file). */
+	if (rc == 0 && size == 0 && have_record)
+		probe_keep(ino, pid, "", 0, list, len);
 	if (rc == 0)
 		rc = reply_value(req, list, len, size);
 	if (have_record)
@@ -283,6 +386,8 @@ record_update(struct inode *ino, struct txn_write *w)
 
 	w->flags |= TXN_UPDATE_ONLY;
 	pthread_mutex_lock(&ino->lock);
+	free(ino->xprobe);  /* bins change: nothing kept stays */
+	ino->xprobe = NULL;
 	if (ino->unlinked) {
 		rc = -ESTALE;  /* replaced: the kernel looks the name up again */
 	} else {

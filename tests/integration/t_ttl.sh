@@ -63,14 +63,24 @@ check_true "TTL kept across a rewrite ($ttl)" "$ttl" -ge 98 -a "$ttl" -le 100
 setfattr -n user.recfs.ttl -v -1 "$S/kept" || fail "ttl -1"
 check_eq "-1: never expires" "$(getx user.recfs.ttl "$S/kept")" -1
 
-# touch refreshes the void time.
-{ echo t >"$S/touched" && setfattr -n user.recfs.ttl -v 3 "$S/touched"; } || fail "ttl 3"
+# touch refreshes the void time.  Void times are whole seconds: a TTL of N
+# set at second s voids at s+N, between N-1 and N seconds later, so the
+# touch 2 s on keeps a margin of 2 s on a loaded machine (a touch after
+# the void time would create a new empty record, with no TTL).
+{ echo t >"$S/touched" && setfattr -n user.recfs.ttl -v 5 "$S/touched"; } || fail "ttl 5"
+v0=$(getx user.recfs.void_time "$S/touched")
 sleep 2
+check_true "touch comes before the void time ($(date +%s) < $v0)" "$(date +%s)" -lt "$v0"
 touch "$S/touched" || fail "touch"
+v1=$(getx user.recfs.void_time "$S/touched")
 ttl=$(getx user.recfs.ttl "$S/touched")
-check_true "touch refreshed the TTL ($ttl)" "$ttl" -ge 2
-sleep 1.5
-check_eq "still there 3.5 s after its TTL was set" "$(cat "$S/touched" 2>/dev/null)" t
+check_true "touch moved the void time by the 2 s slept ($v0 -> $v1)" "$v1" -ge $((v0 + 2))
+check_true "touch refreshed the TTL ($ttl)" "$ttl" -ge 3 -a "$ttl" -le 5
+for i in $(seq 1 150); do
+	[ "$(date +%s)" -ge "$v0" ] && break
+	sleep 0.05
+done
+check_eq "still there past its first void time" "$(cat "$S/touched" 2>/dev/null)" t
 
 # The namespace default-ttl (2 s here) applies to records without one.
 echo d >"$MNT/dflt/gone" || fail "write in dflt"

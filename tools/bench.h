@@ -226,6 +226,24 @@ bench_phase_stopping(const struct bench_phase *p)
 /* Fill a row's figures from a finished phase (ops/s, MB/s, latency). */
 void bench_row_from_phase(struct bench_row *row, const struct bench_phase *p);
 
+/* Phases of one kind summed over the rounds of a benchmark (the mount and
+ * cluster groups alternate their sides in rounds): one row's figures.
+ * cpu_s is the daemon's CPU, where the caller measures it. */
+struct bench_acc {
+	uint64_t ops, bytes;
+	double seconds, cpu_s;
+	struct bench_hist hist;
+};
+/* Adds a finished phase, or another accumulator's sums. */
+void bench_acc_add(struct bench_acc *a, const struct bench_phase *p);
+void bench_acc_merge(struct bench_acc *a, const struct bench_acc *b);
+/* ops/s over the summed time (0 without time). */
+double bench_acc_rate(const struct bench_acc *a);
+/* A row with a's figures (ops/s, MB/s, latency) and threads; NULL when
+ * no row could be added. */
+struct bench_row *bench_acc_row(struct bench_ctx *ctx, const struct bench_acc *a, const char *id,
+    const char *label, unsigned threads);
+
 /* ---- processes and files (bench_util.c) --------------------------------- */
 
 /* Start argv[0] (a path) in its own process group (a Ctrl-C reaches only

@@ -94,12 +94,6 @@ struct cl_daemon {
 	int dirfd;
 };
 
-struct cl_acc {
-	uint64_t ops, bytes;
-	double seconds;
-	struct bench_hist hist;
-};
-
 struct bench_cluster_state {
 	char recfsd[PATH_MAX];
 	char secret[PATH_MAX];
@@ -116,7 +110,7 @@ struct bench_cluster_state {
 	char mount_error[2][200];
 	unsigned rounds;
 	unsigned per_thread[CL_SIZES];
-	struct cl_acc acc[2][CL_SIDES][CL_TIMED_OPS][CL_SIZES];
+	struct bench_acc acc[2][CL_SIDES][CL_TIMED_OPS][CL_SIZES];
 };
 
 /* ---- small helpers ---------------------------------------------------------- */
@@ -665,7 +659,7 @@ cl_on_stuck(void *arg)
 
 static int
 cl_phase(struct bench_ctx *ctx, struct cl_daemon *d, enum cl_op op, size_t size,
-    const char *prefix, unsigned count, struct cl_acc *acc, double *rate, char *err)
+    const char *prefix, unsigned count, struct bench_acc *acc, double *rate, char *err)
 {
 	struct cl_job job = { .dirfd = d->dirfd, .op = op, .size = size, .count = count };
 	struct bench_phase p = {
@@ -698,10 +692,7 @@ cl_phase(struct bench_ctx *ctx, struct cl_daemon *d, enum cl_op op, size_t size,
 	if (rate != NULL)
 		*rate = p.seconds > 0 ? (double)p.ops / p.seconds : 0;
 	if (acc != NULL) {
-		acc->ops += p.ops;
-		acc->bytes += p.bytes;
-		acc->seconds += p.seconds;
-		bench_hist_merge(&acc->hist, &p.hist);
+		bench_acc_add(acc, &p);
 	}
 	return 0;
 }
@@ -798,29 +789,6 @@ cl_mount_measure(struct bench_ctx *ctx, struct bench_cluster_state *st)
 
 /* ---- rows --------------------------------------------------------------------- */
 
-static void
-acc_row(struct bench_ctx *ctx, const struct cl_acc *a, const char *id, const char *label,
-    unsigned threads)
-{
-	struct bench_row *row = bench_row_add(ctx, id, label);
-
-	if (row == NULL)
-		return;
-	row->threads = threads;
-	row->ops = a->ops;
-	row->seconds = a->seconds;
-	row->unit = "ops/s";
-	row->value = a->seconds > 0 ? (double)a->ops / a->seconds : 0;
-	row->mb_per_s = a->seconds > 0 ? (double)a->bytes / a->seconds / 1e6 : 0;
-	row->lat = bench_hist_latency(&a->hist);
-}
-
-static double
-acc_rate(const struct cl_acc *a)
-{
-	return a->seconds > 0 ? (double)a->ops / a->seconds : 0;
-}
-
 int
 bench_cluster_mount(struct bench_ctx *ctx, const struct bench_def *def)
 {
@@ -842,29 +810,26 @@ bench_cluster_mount(struct bench_ctx *ctx, const struct bench_def *def)
 		return -EINTR;
 	for (int op = 0; op < CL_TIMED_OPS; op++) {
 		for (int s = 0; s < CL_SIZES; s++) {
-			struct cl_acc single = { 0 };
+			struct bench_acc single = { 0 };
 			char id[48], label[64];
 			struct bench_row *row;
 
 			for (int rf = 0; rf < 2; rf++) {
-				const struct cl_acc *one = &st->acc[rf][SIDE_SINGLE][op][s];
+				const struct bench_acc *one = &st->acc[rf][SIDE_SINGLE][op][s];
 
 				if (!st->mount_ok[rf])
 					continue;
-				bench_hist_merge(&single.hist, &one->hist);
-				single.ops += one->ops;
-				single.bytes += one->bytes;
-				single.seconds += one->seconds;
+				bench_acc_merge(&single, one);
 			}
 			snprintf(id, sizeof(id), "%s_%s.single", op_label[op], cl_size_id[s]);
 			snprintf(label, sizeof(label), "%s %s, single node", cl_size_label[s], op_label[op]);
 			if (st->mount_ok[0] || st->mount_ok[1])
-				acc_row(ctx, &single, id, label, t);
+				bench_acc_row(ctx, &single, id, label, t);
 			else if ((row = bench_row_error(ctx, id, label, "%s", st->mount_error[0])) != NULL)
 				row->threads = t;
 			for (unsigned rf = 1; rf <= 2; rf++) {
-				const struct cl_acc *c = &st->acc[rf - 1][SIDE_CLUSTER][op][s];
-				const struct cl_acc *one = &st->acc[rf - 1][SIDE_SINGLE][op][s];
+				const struct bench_acc *c = &st->acc[rf - 1][SIDE_CLUSTER][op][s];
+				const struct bench_acc *one = &st->acc[rf - 1][SIDE_SINGLE][op][s];
 
 				snprintf(id, sizeof(id), "%s_%s.rf%u", op_label[op], cl_size_id[s], rf);
 				snprintf(label, sizeof(label), "%s %s, node A of 3, RF %u", cl_size_label[s],
@@ -876,7 +841,7 @@ bench_cluster_mount(struct bench_ctx *ctx, const struct bench_def *def)
 					ret = -EIO;
 					continue;
 				}
-				acc_row(ctx, c, id, label, t);
+				bench_acc_row(ctx, c, id, label, t);
 				snprintf(id, sizeof(id), "%s_%s.rf%u_ratio", op_label[op], cl_size_id[s], rf);
 				snprintf(label, sizeof(label), "%s %s RF %u/single", cl_size_label[s],
 				    op_label[op], rf);
@@ -885,9 +850,9 @@ bench_cluster_mount(struct bench_ctx *ctx, const struct bench_def *def)
 					continue;
 				row->threads = t;
 				row->unit = "x";
-				row->value = acc_rate(one) > 0 ? acc_rate(c) / acc_rate(one) : 0;
+				row->value = bench_acc_rate(one) > 0 ? bench_acc_rate(c) / bench_acc_rate(one) : 0;
 				snprintf(row->note, sizeof(row->note), "single node %.0f ops/s in the same rounds",
-				    acc_rate(one));
+				    bench_acc_rate(one));
 				if (op == CL_WRITE && rf == 2 && def->target != NULL)
 					bench_row_judge(ctx, row, def->target, def->target_bound, true);
 			}
@@ -1251,7 +1216,7 @@ emb_worker(struct bench_worker *w, void *arg)
 }
 
 static int
-emb_phase(struct bench_ctx *ctx, struct cl_embedded *e, int s, double seconds, struct cl_acc *acc,
+emb_phase(struct bench_ctx *ctx, struct cl_embedded *e, int s, double seconds, struct bench_acc *acc,
     char *err)
 {
 	/* A bounded key space per thread: the data stays well under data-size. */
@@ -1274,10 +1239,7 @@ emb_phase(struct bench_ctx *ctx, struct cl_embedded *e, int s, double seconds, s
 		return cl_fail(err, rc, "txn_write %s on %s: %llu errors, first: %s",
 		    cl_size_label[s], e->net != NULL ? "E" : "the single node",
 		    (unsigned long long)p.errors, recfs_strerror(rc));
-	acc->ops += p.ops;
-	acc->bytes += p.bytes;
-	acc->seconds += p.seconds;
-	bench_hist_merge(&acc->hist, &p.hist);
+	bench_acc_add(acc, &p);
 	return 0;
 }
 
@@ -1286,7 +1248,7 @@ bench_cluster_embedded(struct bench_ctx *ctx, const struct bench_def *def)
 {
 	struct bench_cluster_state *st = cluster_setup(ctx);
 	struct cl_embedded *e = calloc(2, sizeof(*e));   /* [0] single, [1] member E */
-	struct cl_acc *acc = calloc(2 * CL_SIZES, sizeof(*acc));
+	struct bench_acc *acc = calloc(2 * CL_SIZES, sizeof(*acc));
 	unsigned slices = ctx->opt.quick ? 2 : 4;
 	char err[200] = "", logpath[PATH_MAX];
 	bool logged = false;
@@ -1344,14 +1306,14 @@ bench_cluster_embedded(struct bench_ctx *ctx, const struct bench_def *def)
 	for (int s = 0; s < CL_SIZES; s++) {
 		char id[48], label[64];
 		struct bench_row *row;
-		double one = acc_rate(&acc[s]), member = acc_rate(&acc[CL_SIZES + s]);
+		double one = bench_acc_rate(&acc[s]), member = bench_acc_rate(&acc[CL_SIZES + s]);
 
 		snprintf(id, sizeof(id), "write_%s.single", cl_size_id[s]);
 		snprintf(label, sizeof(label), "%s txn_write, single node", cl_size_label[s]);
-		acc_row(ctx, &acc[s], id, label, ctx->opt.threads);
+		bench_acc_row(ctx, &acc[s], id, label, ctx->opt.threads);
 		snprintf(id, sizeof(id), "write_%s.rf2", cl_size_id[s]);
 		snprintf(label, sizeof(label), "%s txn_write, member of 3, RF 2", cl_size_label[s]);
-		acc_row(ctx, &acc[CL_SIZES + s], id, label, ctx->opt.threads);
+		bench_acc_row(ctx, &acc[CL_SIZES + s], id, label, ctx->opt.threads);
 		snprintf(id, sizeof(id), "write_%s.rf2_ratio", cl_size_id[s]);
 		snprintf(label, sizeof(label), "%s txn_write RF 2/single", cl_size_label[s]);
 		row = bench_row_add(ctx, id, label);

@@ -69,12 +69,6 @@ struct mount_side {
 };
 
 /* Totals of one (thread config, op, side) over every round. */
-struct mount_acc {
-	uint64_t ops, bytes;
-	double seconds, cpu_s;
-	struct bench_hist hist;
-};
-
 struct bench_mount_state {
 	struct mount_side side[MOUNT_SIDES];
 	char tmpfs[PATH_MAX];
@@ -84,7 +78,7 @@ struct bench_mount_state {
 	unsigned rounds;
 	unsigned per_thread[MOUNT_CONFIGS];   /* files per thread per round */
 	bool measured;                        /* mount_measure ran */
-	struct mount_acc acc[MOUNT_CONFIGS][MOUNT_TIMED_OPS][MOUNT_SIDES];
+	struct bench_acc acc[MOUNT_CONFIGS][MOUNT_TIMED_OPS][MOUNT_SIDES];
 };
 
 /* ---- starting the daemons ------------------------------------------------- */
@@ -458,7 +452,7 @@ mount_on_stuck(void *arg)
 /* One phase on one side; adds it to acc unless acc is NULL (warm-up). */
 static int
 mount_phase(struct bench_ctx *ctx, struct mount_side *s, enum mount_op op, const char *prefix,
-    unsigned threads, unsigned count, struct mount_acc *acc, double *rate)
+    unsigned threads, unsigned count, struct bench_acc *acc, double *rate)
 {
 	struct mount_job job = { .side = s, .op = op, .count = count };
 	struct bench_phase p = {
@@ -491,32 +485,20 @@ mount_phase(struct bench_ctx *ctx, struct mount_side *s, enum mount_op op, const
 	if (rate != NULL)
 		*rate = p.seconds > 0 ? (double)p.ops / p.seconds : 0;
 	if (acc != NULL) {
-		acc->ops += p.ops;
-		acc->bytes += p.bytes;
-		acc->seconds += p.seconds;
+		bench_acc_add(acc, &p);
 		if (cpu0 >= 0 && cpu1 >= cpu0)
 			acc->cpu_s += cpu1 - cpu0;
-		bench_hist_merge(&acc->hist, &p.hist);
 	}
 	return 0;
 }
 
 static void
-acc_row(struct bench_ctx *ctx, const struct mount_acc *a, const char *id, const char *label,
+acc_row(struct bench_ctx *ctx, const struct bench_acc *a, const char *id, const char *label,
     unsigned threads)
 {
-	struct bench_row *row = bench_row_add(ctx, id, label);
+	struct bench_row *row = bench_acc_row(ctx, a, id, label, threads);
 
-	if (row == NULL)
-		return;
-	row->threads = threads;
-	row->ops = a->ops;
-	row->seconds = a->seconds;
-	row->unit = "ops/s";
-	row->value = a->seconds > 0 ? (double)a->ops / a->seconds : 0;
-	row->mb_per_s = a->seconds > 0 ? (double)a->bytes / a->seconds / 1e6 : 0;
-	row->lat = bench_hist_latency(&a->hist);
-	if (a->ops > 0)
+	if (row != NULL && a->ops > 0)
 		snprintf(row->note, sizeof(row->note), "daemon CPU %.1f us/op",
 		    a->cpu_s * 1e6 / (double)a->ops);
 }
@@ -526,7 +508,7 @@ static void
 mount_rows(struct bench_ctx *ctx, const struct bench_def *def, enum mount_op op, unsigned c)
 {
 	struct bench_mount_state *st = ctx->mount;
-	struct mount_acc *a = st->acc[c][op];
+	struct bench_acc *a = st->acc[c][op];
 	unsigned t = st->threads[c];
 	char id[48], label[64];
 	struct bench_row *row;

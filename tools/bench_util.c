@@ -279,6 +279,49 @@ bench_row_from_phase(struct bench_row *row, const struct bench_phase *p)
 	row->lat = bench_hist_latency(&p->hist);
 }
 
+void
+bench_acc_add(struct bench_acc *a, const struct bench_phase *p)
+{
+	a->ops += p->ops;
+	a->bytes += p->bytes;
+	a->seconds += p->seconds;
+	bench_hist_merge(&a->hist, &p->hist);
+}
+
+void
+bench_acc_merge(struct bench_acc *a, const struct bench_acc *b)
+{
+	a->ops += b->ops;
+	a->bytes += b->bytes;
+	a->seconds += b->seconds;
+	a->cpu_s += b->cpu_s;
+	bench_hist_merge(&a->hist, &b->hist);
+}
+
+double
+bench_acc_rate(const struct bench_acc *a)
+{
+	return a->seconds > 0 ? (double)a->ops / a->seconds : 0;
+}
+
+struct bench_row *
+bench_acc_row(struct bench_ctx *ctx, const struct bench_acc *a, const char *id, const char *label,
+    unsigned threads)
+{
+	struct bench_row *row = bench_row_add(ctx, id, label);
+
+	if (row == NULL)
+		return NULL;
+	row->threads = threads;
+	row->ops = a->ops;
+	row->seconds = a->seconds;
+	row->unit = "ops/s";
+	row->value = bench_acc_rate(a);
+	row->mb_per_s = a->seconds > 0 ? (double)a->bytes / a->seconds / 1e6 : 0;
+	row->lat = bench_hist_latency(&a->hist);
+	return row;
+}
+
 #define BENCH_CHILD_NOFILE (1u << 20)   /* the default fs.nr_open */
 
 /* ---- processes ------------------------------------------------------------ */

@@ -225,22 +225,12 @@ namespace_apply_flat(struct namespace *ns, const uint8_t *flat, uint32_t size, b
 	struct entry_info info;
 	struct digest d;
 	uint16_t set_id = 0;
-	uint32_t declared;
 	storage_loc loc;
 	int rc;
 
-	if (size < RECORD_FLAT_MIN_SIZE)
-		return -EBADMSG;
-	memcpy(&declared, flat + 4, sizeof(declared));
-	if (le32toh(declared) != size)
-		return -EBADMSG;
-	if (size > ns->max_record_size)
-		return -EFBIG;
-	rc = record_flat_decode(flat, size, &r);
-	if (rc == -ENOMEM)
-		return rc;
+	rc = record_flat_accept(flat, size, ns->max_record_size, &r);
 	if (rc != 0)
-		return -EBADMSG;
+		return rc;
 	/* What a client write would have refused, a time the index cannot
 	 * hold, and a digest that is not its set and key's, are not a record
 	 * of this store. */

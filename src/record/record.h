@@ -222,6 +222,15 @@ int record_flat_decode(const uint8_t *src, size_t avail, struct record *r);
  */
 int record_flat_decode_verified(const uint8_t *src, size_t avail, struct record *r);
 
+/*
+ * Bytes that arrive as one encoded record (a replica write, migration):
+ * exactly one whole record of size bytes, as its own size field says, that
+ * record_flat_decode accepts, and no larger than max.  0 with r decoded
+ * (record_release(r) afterwards), -EBADMSG for anything malformed, -EFBIG
+ * past max, -ENOMEM.
+ */
+int record_flat_accept(const uint8_t *flat, uint32_t size, uint32_t max, struct record *r);
+
 /* What record_flat_salvage could prove besides the header. */
 #define RECORD_SALVAGE_NAME 0x1 /* set and key: their digest is the header's */
 #define RECORD_SALVAGE_META 0x2 /* POSIX meta: the meta check matches */

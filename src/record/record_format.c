@@ -413,6 +413,19 @@ record_flat_header_check(const uint8_t *src, size_t avail, struct record_flat_he
 }
 
 int
+record_flat_accept(const uint8_t *flat, uint32_t size, uint32_t max, struct record *r)
+{
+	int rc;
+
+	if (size < RECORD_FLAT_MIN_SIZE || get_u32(flat + 4) != size)
+		return -EBADMSG;
+	if (size > max)
+		return -EFBIG;
+	rc = record_flat_decode(flat, size, r);
+	return rc == 0 || rc == -ENOMEM ? rc : -EBADMSG;
+}
+
+int
 record_flat_decode(const uint8_t *src, size_t avail, struct record *r)
 {
 	uint32_t size;

@@ -71,22 +71,11 @@ int
 storage_write_flat(struct storage *st, const uint8_t *flat, uint32_t size, storage_loc *loc)
 {
 	struct record r;
-	uint32_t declared;
-	int rc;
-
-	if (size < RECORD_FLAT_MIN_SIZE)
-		return -EBADMSG;
-	memcpy(&declared, flat + 4, sizeof(declared));
-	if (le32toh(declared) != size)
-		return -EBADMSG;
-	if (size > storage_max_record_size(st->cfg))
-		return -EFBIG;
 	/* Every field parsed and every check verified, as a read would. */
-	rc = record_flat_decode(flat, size, &r);
-	if (rc == -ENOMEM)
-		return rc;
+	int rc = record_flat_accept(flat, size, storage_max_record_size(st->cfg), &r);
+
 	if (rc != 0)
-		return -EBADMSG;
+		return rc;
 	record_release(&r);
 	return st->ops->write_flat(st, flat, size, loc);
 }

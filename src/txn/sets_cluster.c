@@ -49,18 +49,6 @@ struct txn_sets {
 	uint8_t buf[SET_MSG_MAX];      /* the table thread's */
 };
 
-static struct namespace *
-namespace_named(struct node *node, const char *name)
-{
-	for (unsigned i = 0; i < node_namespace_count(node); i++) {
-		struct namespace *ns = node_namespace(node, i);
-
-		if (strcmp(ns->name, name) == 0)
-			return ns;
-	}
-	return NULL;
-}
-
 /*
  * The namespace a request names, on the node the handlers serve: -EAGAIN
  * while no node is attached (the daemon closes the node only after
@@ -76,7 +64,7 @@ handler_namespace(struct txn_sets *s, const char *name, struct namespace **out)
 	pthread_mutex_unlock(&s->lock);
 	if (node == NULL)
 		return -EAGAIN;
-	*out = namespace_named(node, name);
+	*out = node_namespace_find(node, name, strlen(name));
 	return *out != NULL ? 0 : -ENOENT;
 }
 

@@ -238,7 +238,7 @@ namespace_apply_flat(struct namespace *ns, const uint8_t *flat, uint32_t size, b
 
 	if (r.last_update_ms > RECORD_LAST_UPDATE_MAX ||
 	    (r.set_len > 0 && record_set_name_check(r.set, r.set_len) != 0) ||
-	    (marker ? r.key_len != 0 || r.set_len == 0 : record_key_check(r.key, r.key_len) != 0) ||
+	    (marker ? r.key_len != 0 || r.set_len == 0 : record_stored_key_check(r.key, r.key_len) != 0) ||
 	    r.key_type != DIGEST_KEY_TYPE_STRING) {
 		rc = -EBADMSG;
 		goto out;

@@ -1464,7 +1464,8 @@ list_walk(struct namespace *ns, uint16_t set_id, struct txn_cursor *cur, const u
 			pthread_rwlock_rdlock(&p->lock);
 			e = index_next_locked(p, set_id, cur->started ? &cur->last : NULL);
 			while (e != NULL && n < max) {
-				if (entry_visible(e, now)) {
+				/* Internal keys (record.h) are the tree's, not names. */
+				if (entry_visible(e, now) && !record_key_is_internal(e->key, e->key_len)) {
 					struct txn_entry *t = &out[n++];
 
 					memcpy(t->key, e->key, e->key_len);

@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "base/clock.h"
@@ -477,6 +478,77 @@ test_pversion_store_one_before_any_load_keeps_the_other_slots(void **state)
 	node_close(node, true);
 }
 
+/* Run recfs-check (from the build tree) on the two files; its report in
+ * out; returns its exit status. */
+static int
+run_check(const char *args, char *out, size_t size)
+{
+	const char *top = getenv("top_builddir");
+	char cmd[1200];
+	size_t len = 0;
+	FILE *p;
+	int st;
+
+	snprintf(cmd, sizeof(cmd), "%s/recfs-check %s %s %s 2>&1", top != NULL ? top : ".", args, path,
+	    path2);
+	p = popen(cmd, "r");
+	assert_non_null(p);
+	while (len + 1 < size && fgets(out + len, (int)(size - len), p) != NULL)
+		len += strlen(out + len);
+	out[len] = 0;
+	st = pclose(p);
+	assert_true(WIFEXITED(st));
+	return WEXITSTATUS(st);
+}
+
+static void
+test_pversion_recfs_check_reports_versions_damaged_slots_and_disagreement(void **state)
+{
+	static char out[16384];
+	struct namespace *ns;
+	struct node *node;
+	uint8_t slot[DEVICE_PMETA_SLOT];
+	char want[400];
+	uint32_t n_set = 0;
+
+	config_device(2);
+	node = open_node(&ns);
+	table_fill(table, 19);
+	assert_int_equal(namespace_pversions_store(ns, table), 0);
+	node_close(node, true);
+	for (uint32_t p = 0; p < STORAGE_PARTITIONS; p++)
+		n_set += table[p] != 0;
+	assert_int_equal(run_check("", out, sizeof(out)), 0);
+	printf("%s", out);
+	snprintf(want, sizeof(want), "partition versions     %u of 4096 partitions with a version, "
+	    "0 slots failing the CRC", n_set);
+	if (strstr(out, want) == NULL)
+		fail_msg("no '%s' in the report (printed above)", want);
+	assert_null(strstr(out, "differs between the files"));
+
+	/* A flipped byte in partition 2000's slot of the first file, and
+	 * another valid version for partition 7 in the second. */
+	uint8_t byte = 0x5a;
+	write_at(path, slot_off(2000) + 9, &byte, 1);
+	device_pmeta_slot_encode(1234, slot);
+	write_at(path2, slot_off(7), slot, sizeof(slot));
+	assert_int_equal(run_check("", out, sizeof(out)), 1);
+	printf("%s", out);
+	snprintf(want, sizeof(want), "partition versions     %u of 4096 partitions with a version, "
+	    "1 slot failing the CRC", n_set - 1);
+	if (strstr(out, want) == NULL)
+		fail_msg("no '%s' in the report (printed above)", want);
+	snprintf(want, sizeof(want), "DAMAGED: partition 2000: version slot at offset %" PRIu64
+	    " fails its CRC", slot_off(2000));
+	if (strstr(out, want) == NULL)
+		fail_msg("no '%s' in the report (printed above)", want);
+	/* 2000 differs too (0 against a version); 7 differs. */
+	if (strstr(out, "warning: the partition version of 2 partitions (the first: 7) differs") == NULL)
+		fail_msg("no disagreement warning in the report");
+	if (strstr(out, "result: DAMAGED PARTITION VERSIONS: 1 slot failing the CRC") == NULL)
+		fail_msg("no verdict in the report");
+}
+
 int
 main(void)
 {
@@ -488,6 +560,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_pversion_new_format_and_cold_start_empty_give_all_0, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_pversion_devices_that_disagree_give_0_for_those_partitions, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_pversion_store_one_before_any_load_keeps_the_other_slots, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_pversion_recfs_check_reports_versions_damaged_slots_and_disagreement, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

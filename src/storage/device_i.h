@@ -127,6 +127,9 @@ struct dev_engine {
 	pthread_mutex_t pver_lock;
 	bool pver_known;           /* pver holds what the devices hold */
 	uint64_t pver[STORAGE_PARTITIONS];
+	/* Partitions whose damaged slot or disagreement was logged: once each
+	 * until a store rewrites them (a bit per partition). */
+	uint64_t pver_logged[STORAGE_PARTITIONS / 64];
 };
 
 /* device_open.c: open every configured file/device, size it, read and check

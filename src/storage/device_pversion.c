@@ -30,7 +30,8 @@
 #include "device_header.h"
 #include "device_i.h"
 
-/* Bad slots and disagreements logged one by one per load (then counted). */
+/* Bad slots and disagreements logged one by one per load (then counted);
+ * each partition once, until it is stored again (pver_logged). */
 #define PVER_LOG_MAX 8
 
 static int
@@ -59,9 +60,23 @@ slot_offset(uint32_t pid)
 	return DEVICE_PMETA_OFFSET + (uint64_t)pid * DEVICE_PMETA_SLOT;
 }
 
-/* Read device d's slots into v (a bad slot: 0, logged).  0 or -errno. */
+/* First time partition p is found damaged or disagreeing since it was
+ * last stored?  (Marks it.)  pver_lock held. */
+static bool
+pver_log_first(struct dev_engine *e, uint32_t p)
+{
+	uint64_t bit = 1ULL << (p % 64);
+	bool first = !(e->pver_logged[p / 64] & bit);
+
+	e->pver_logged[p / 64] |= bit;
+	return first;
+}
+
+/* Read device d's slots into v (a bad slot: 0, logged the first time).
+ * 0 or -errno. */
 static int
-pver_read_device(struct storage *st, struct device *d, uint8_t *area, uint64_t *v)
+pver_read_device(struct storage *st, struct dev_engine *e, struct device *d, uint8_t *area,
+    uint64_t *v)
 {
 	uint32_t bad = 0;
 	int rc = device_pread_full(d->fd, area, DEVICE_PMETA_SIZE, DEVICE_PMETA_OFFSET);
@@ -72,7 +87,8 @@ pver_read_device(struct storage *st, struct device *d, uint8_t *area, uint64_t *
 		return rc;
 	}
 	for (uint32_t p = 0; p < DEVICE_PMETA_SLOTS; p++) {
-		if (device_pmeta_slot_decode(area + (size_t)p * DEVICE_PMETA_SLOT, &v[p]) == 0)
+		if (device_pmeta_slot_decode(area + (size_t)p * DEVICE_PMETA_SLOT, &v[p]) == 0 ||
+		    !pver_log_first(e, p))
 			continue;
 		if (bad++ < PVER_LOG_MAX)
 			log_error("device", "{%s} %s: partition %u: version slot at offset %" PRIu64
@@ -80,7 +96,7 @@ pver_read_device(struct storage *st, struct device *d, uint8_t *area, uint64_t *
 			    st->ns_name, d->path, p, slot_offset(p));
 	}
 	if (bad > PVER_LOG_MAX)
-		log_error("device", "{%s} %s: %u partition version slots fail their CRC (first %u logged)",
+		log_error("device", "{%s} %s: %u partition version slots fail their CRC (the first %u logged)",
 		    st->ns_name, d->path, bad, PVER_LOG_MAX);
 	return 0;
 }
@@ -102,11 +118,13 @@ pver_read_locked(struct storage *st, struct dev_engine *e, uint64_t *out)
 		return -ENOMEM;
 	}
 	for (uint32_t i = 0; i < e->n && rc == 0; i++) {
-		rc = pver_read_device(st, e->devs[i], area, i == 0 ? out : v);
+		rc = pver_read_device(st, e, e->devs[i], area, i == 0 ? out : v);
 		for (uint32_t p = 0; i > 0 && rc == 0 && p < DEVICE_PMETA_SLOTS; p++) {
 			if (v[p] == out[p])
 				continue;
-			if (differ++ < PVER_LOG_MAX)
+			/* Not again for a partition already logged (a damaged
+			 * slot, an earlier device or an earlier load). */
+			if (pver_log_first(e, p) && differ++ < PVER_LOG_MAX)
 				log_error("device", "{%s} partition %u: version %" PRIu64 " in %s but %" PRIu64
 				    " in %s (offset %" PRIu64 "); the partition counts as holding no data here",
 				    st->ns_name, p, out[p], e->devs[0]->path, v[p], e->devs[i]->path,
@@ -115,7 +133,7 @@ pver_read_locked(struct storage *st, struct dev_engine *e, uint64_t *out)
 		}
 	}
 	if (differ > PVER_LOG_MAX)
-		log_error("device", "{%s} %u partition versions differ between devices (first %u logged)",
+		log_error("device", "{%s} %u partition versions differ between devices (the first %u logged)",
 		    st->ns_name, differ, PVER_LOG_MAX);
 	if (rc != 0)
 		memset(out, 0, sizeof(uint64_t) * DEVICE_PMETA_SLOTS);
@@ -181,6 +199,7 @@ device_pversions_store(struct storage *st, const uint64_t v[STORAGE_PARTITIONS])
 		return -ENOMEM;
 	pthread_mutex_lock(&e->pver_lock);
 	memcpy(e->pver, v, sizeof(e->pver));
+	memset(e->pver_logged, 0, sizeof(e->pver_logged));
 	e->pver_known = true;
 	pver_encode(e->pver, 0, DEVICE_PMETA_SLOTS, area);
 	rc = pver_write_locked(st, e, area, DEVICE_PMETA_SIZE, 0);
@@ -210,6 +229,9 @@ device_pversion_store_one(struct storage *st, uint32_t pid, uint64_t v)
 	}
 	if (rc == 0) {
 		e->pver[pid] = v;
+		/* The whole page is rewritten: its slots are whole again. */
+		for (uint32_t p = first; p < first + DEVICE_PMETA_PAGE_SLOTS; p++)
+			e->pver_logged[p / 64] &= ~(1ULL << (p % 64));
 		pver_encode(e->pver, first, DEVICE_PMETA_PAGE_SLOTS, page);
 		rc = pver_write_locked(st, e, page, DEVICE_HEADER_PAGE,
 		    (uint64_t)first * DEVICE_PMETA_SLOT);

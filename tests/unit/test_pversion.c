@@ -15,6 +15,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,6 +33,37 @@
 #define WBS (1u << 20)
 /* What a test compares of a file: the header area and the first wblock. */
 #define SPAN (STORAGE_HEADER_SIZE + WBS)
+
+/*
+ * pwrite, wrapped (-Wl,--wrap=pwrite): while fail_pmeta_fd is a descriptor
+ * of the file named fail_pmeta_path, a write into its pmeta area fails with
+ * EIO, as a failing disk would.  Nothing else changes.
+ */
+static const char *fail_pmeta_path;
+ssize_t __real_pwrite(int fd, const void *buf, size_t n, off_t off);
+ssize_t __wrap_pwrite(int fd, const void *buf, size_t n, off_t off);
+
+ssize_t
+__wrap_pwrite(int fd, const void *buf, size_t n, off_t off)
+{
+	const char *fail = __atomic_load_n(&fail_pmeta_path, __ATOMIC_ACQUIRE);
+
+	if (fail != NULL && off >= DEVICE_PMETA_OFFSET && off < DEVICE_PMETA_OFFSET + DEVICE_PMETA_SIZE) {
+		char link[64], target[400];
+		ssize_t len;
+
+		snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
+		len = readlink(link, target, sizeof(target) - 1);
+		if (len > 0) {
+			target[len] = 0;
+			if (strcmp(target, fail) == 0) {
+				errno = EIO;
+				return -1;
+			}
+		}
+	}
+	return __real_pwrite(fd, buf, n, off);
+}
 
 static char dir[256];
 static char path[300], path2[300], logpath[320];
@@ -358,6 +390,11 @@ test_pversion_damaged_slot_loads_as_0_and_is_logged_with_file_and_offset(void **
 	assert_int_equal(got[777], 0);
 	got[777] = table[777];
 	assert_tables_equal(table, got);
+	/* Once: a second load says nothing new. */
+	log_capture_begin();
+	assert_int_equal(namespace_pversions_load(ns, got), 0);
+	assert_int_equal(log_capture_end_count("fails its CRC"), 0);
+	assert_int_equal(got[777], 0);
 	/* Storing the slot again repairs it. */
 	assert_int_equal(namespace_pversion_store_one(ns, 777, 5), 0);
 	table[777] = 5;
@@ -445,11 +482,12 @@ test_pversion_devices_that_disagree_give_0_for_those_partitions(void **state)
 
 	/* One slot stored rewrites its whole page on both devices from the
 	 * table as loaded: they agree on 4000 again, at 0 (what the load
-	 * said); 5, on another page, still differs. */
+	 * said); 5, on another page, still differs (already logged: not
+	 * again). */
 	assert_int_equal(namespace_pversion_store_one(ns, 4001, 9), 0);
 	log_capture_begin();
 	assert_int_equal(namespace_pversions_load(ns, got), 0);
-	assert_int_equal(log_capture_end_count("the partition counts as holding no data here"), 1);
+	assert_int_equal(log_capture_end_count("the partition counts as holding no data here"), 0);
 	assert_int_equal(got[4000], 0);
 	assert_int_equal(got[4001], 9);
 	assert_int_equal(got[5], 0);
@@ -475,6 +513,107 @@ test_pversion_store_one_before_any_load_keeps_the_other_slots(void **state)
 	node = open_node(&ns);
 	assert_int_equal(namespace_pversions_load(ns, got), 0);
 	assert_tables_equal(table, got);
+	node_close(node, true);
+}
+
+struct storer {
+	struct namespace *ns;
+	uint32_t first, step;
+	int rc;
+};
+
+static void *
+storer_main(void *arg)
+{
+	struct storer *s = arg;
+
+	for (uint32_t p = s->first; p < STORAGE_PARTITIONS && s->rc == 0; p += s->step)
+		s->rc = namespace_pversion_store_one(s->ns, p, 1000000 + p);
+	return NULL;
+}
+
+static void
+test_pversion_concurrent_single_stores_beside_record_writes_all_land(void **state)
+{
+	enum { THREADS = 4 };
+	struct storer st[THREADS];
+	pthread_t th[THREADS];
+	struct namespace *ns;
+	struct node *node;
+	char k[32], v[600];
+
+	/* Threads storing interleaved slots (several per 4 KiB page) while
+	 * records are written and synced: every slot lands, records too. */
+	config_device(2);
+	node = open_node(&ns);
+	memset(v, 'r', sizeof(v));
+	for (int t = 0; t < THREADS; t++) {
+		st[t] = (struct storer){ .ns = ns, .first = (uint32_t)t * 3, .step = 37 };
+		assert_int_equal(pthread_create(&th[t], NULL, storer_main, &st[t]), 0);
+	}
+	for (int i = 0; i < 300; i++) {
+		int n = snprintf(k, sizeof(k), "rec%d", i);
+		struct txn_key key = { NULL, 0, k, (size_t)n };
+		struct txn_write w = { .flags = i % 10 == 0 ? TXN_DURABLE : 0, .set_file = true,
+		    .file_data = v, .file_len = sizeof(v) };
+
+		assert_int_equal(txn_write(ns, &key, &w, NULL), 0);
+	}
+	for (int t = 0; t < THREADS; t++) {
+		pthread_join(th[t], NULL);
+		assert_int_equal(st[t].rc, 0);
+	}
+	memset(table, 0, sizeof(table));
+	for (int t = 0; t < THREADS; t++)
+		for (uint32_t p = st[t].first; p < STORAGE_PARTITIONS; p += st[t].step)
+			table[p] = 1000000 + p;
+	node_close(node, true);
+	node = open_node(&ns);
+	assert_int_equal(namespace_pversions_load(ns, got), 0);
+	assert_tables_equal(table, got);
+	for (int i = 0; i < 300; i++) {
+		int n = snprintf(k, sizeof(k), "rec%d", i);
+		struct txn_key key = { NULL, 0, k, (size_t)n };
+		struct txn_record r;
+
+		assert_int_equal(txn_read(ns, &key, &r), 0);
+		txn_record_release(&r);
+	}
+	node_close(node, true);
+}
+
+static void
+test_pversion_failed_write_on_one_device_is_an_error_and_reads_as_0(void **state)
+{
+	struct namespace *ns;
+	struct node *node;
+	uint64_t next[STORAGE_PARTITIONS];
+
+	config_device(2);
+	node = open_node(&ns);
+	table_fill(table, 23);
+	assert_int_equal(namespace_pversions_store(ns, table), 0);
+	/* The second device's pmeta writes fail: the store says so. */
+	table_fill(next, 29);
+	log_capture_begin();
+	__atomic_store_n(&fail_pmeta_path, path2, __ATOMIC_RELEASE);
+	assert_int_equal(namespace_pversions_store(ns, next), -EIO);
+	assert_int_equal(namespace_pversion_store_one(ns, 1, 5), -EIO);
+	__atomic_store_n(&fail_pmeta_path, NULL, __ATOMIC_RELEASE);
+	assert_int_equal(log_capture_end_count("pv2.dat: writing partition versions (offset 4096, 65536 bytes) "
+	    "failed"), 1);
+	assert_int_equal(log_capture_end_count("pv2.dat: writing partition versions (offset 4096, 4096 bytes) "
+	    "failed"), 1);
+	/* The devices now disagree wherever the tables differ: those read as
+	 * 0, never as the version only one device took. */
+	assert_int_equal(namespace_pversions_load(ns, got), 0);
+	for (uint32_t p = 0; p < STORAGE_PARTITIONS; p++)
+		if (got[p] != (p == 1 ? 0 : table[p] == next[p] ? table[p] : 0))
+			fail_msg("partition %u: version %" PRIu64, p, got[p]);
+	/* Once the disk works again a store makes them agree. */
+	assert_int_equal(namespace_pversions_store(ns, next), 0);
+	assert_int_equal(namespace_pversions_load(ns, got), 0);
+	assert_tables_equal(next, got);
 	node_close(node, true);
 }
 
@@ -560,6 +699,8 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_pversion_new_format_and_cold_start_empty_give_all_0, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_pversion_devices_that_disagree_give_0_for_those_partitions, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_pversion_store_one_before_any_load_keeps_the_other_slots, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_pversion_concurrent_single_stores_beside_record_writes_all_land, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_pversion_failed_write_on_one_device_is_an_error_and_reads_as_0, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_pversion_recfs_check_reports_versions_damaged_slots_and_disagreement, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -249,7 +249,8 @@ int storage_pversions_load(struct storage *st, uint64_t out[STORAGE_PARTITIONS])
 int storage_pversions_store(struct storage *st, const uint64_t v[STORAGE_PARTITIONS]);
 /* One partition's slot: rewrites only the 4 KiB page that holds it on each
  * device, durable before it returns.  -EINVAL if pid >= STORAGE_PARTITIONS,
- * else as storage_pversions_store. */
+ * else as storage_pversions_store.  Each call costs a sync per device:
+ * when many partitions change at once, store the whole table instead. */
 int storage_pversion_store_one(struct storage *st, uint32_t pid, uint64_t v);
 
 static inline int storage_read(struct storage *st, storage_loc loc, uint8_t *buf)

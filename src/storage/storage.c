@@ -6,8 +6,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../base/digest.h"
 #include "../base/log.h"
+#include "device_header.h"
 #include "storage.h"
+
+_Static_assert(STORAGE_PARTITIONS == PARTITION_COUNT, "one version per partition");
+_Static_assert(STORAGE_PARTITIONS == DEVICE_PMETA_SLOTS, "one pmeta slot per partition");
 
 uint32_t
 storage_max_record_size(const struct storage_config *cfg)

@@ -30,7 +30,8 @@
  * header (docs/storage-format.md, Device layout); record locations count from the start of the file. */
 #define STORAGE_HEADER_SIZE (8u << 20)
 
-/* Partitions whose version the engine keeps (one slot each per device). */
+/* Partitions whose version the engine keeps (one slot each per device):
+ * every partition of a namespace (PARTITION_COUNT, base/digest.h). */
 #define STORAGE_PARTITIONS 4096
 
 /*

@@ -216,9 +216,11 @@ namespace_apply(struct namespace *ns, struct ns_apply *a)
 		storage_free(ns->storage, a->prev_loc);
 	/* A record appearing in or leaving its set changes the set as a
 	 * directory (rename touches the target's set itself: a replaced
-	 * target stays visible).  Not a rewrite. */
+	 * target stays visible).  Not a rewrite, and not an internal record
+	 * (record.h: an entry of a directory inside the set moves that
+	 * directory's times, not the set's). */
 	if (!atomic_load_relaxed(&ns->loading) && !is_marker &&
-	    was_visible != !is_tomb)
+	    was_visible != !is_tomb && !record_key_is_internal(r->key, r->key_len))
 		set_times_touch(&ns->sets.sets[a->set_id], r->last_update_ms);
 	return 1;
 }

@@ -395,7 +395,7 @@ delete_entry(struct namespace *ns, struct index_entry *e, const char *set, uint8
 
 		if (rc != 0)
 			return rc;
-		if (entry_visible(e, clock_epoch_s()))
+		if (entry_visible(e, clock_epoch_s()) && !record_key_is_internal(e->key, e->key_len))
 			set_times_touch(&ns->sets.sets[e->set_id], next_lut(e->last_update_ms));
 		drop_entry(ns, e);
 		return replica_send(ns, flat, flat_size, false) != 0 ? -EIO : 0;
@@ -861,7 +861,7 @@ commit_renamed(const struct txn_target *tt, uint16_t tset, struct index_entry *t
 	r->meta.atime_ns = atime;
 	namespace_entry_info(ns, r, &ci);
 	rc = commit_record(ns, tset, te, r, &ci, false, NULL);
-	if (rc == 0)
+	if (rc == 0 && !record_key_is_internal(r->key, r->key_len))
 		set_times_touch(&ns->sets.sets[tset], r->last_update_ms);
 	return rc;
 }

@@ -87,6 +87,9 @@ chmod 0600 "$SRC/docs/recfsd.8"
 chmod 0750 "$SRC/tools"
 touch -h -d '2001-02-03 04:05:06.5' "$SRC/docs/dangling"
 touch -d '1999-12-31 23:59:59' "$SRC/src/base/log.c"
+# xattrs on a directory and a file (bins of their records), if $T takes them
+setfattr -n user.color -v blue "$SRC/docs" 2>/dev/null &&
+	setfattr -n user.color -v red "$SRC/docs/architecture.md" && have_x=yes
 nfiles=$(find "$SRC" | wc -l)
 note "source tree: $nfiles entries"
 
@@ -108,6 +111,17 @@ expect_ok "rsync -aX of the tree into the set" rsync -aX "$SRC/" "$S/r/"
 check_eq "rsync: the same listing" "$(listing "$S/r" | md5sum)" "$(listing "$SRC" | md5sum)"
 second=$(rsync -aX --itemize-changes "$SRC/" "$S/r/" 2>&1)
 check_eq "a second rsync -aX changes nothing" "$second" ""
+if [ "${have_x:-}" = yes ]; then
+	check_eq "rsync -X: a directory's xattr" "$(getx user.color "$S/r/docs")" blue
+	check_eq "rsync -X: a file's xattr" "$(getx user.color "$S/r/docs/architecture.md")" red
+else
+	note "$T takes no user xattrs: rsync -X of xattrs not checked here"
+fi
+expect_ok "setfattr on a directory inside a set" setfattr -n user.k -v v "$S/x/docs"
+check_eq "getfattr of it" "$(getx user.k "$S/x/docs")" v
+check_eq "listxattr of it" "$(run getfattr --absolute-names -d "$S/x/docs" | grep -c '^user.k=')" 1
+expect_ok "setfattr -x on the directory" setfattr -x user.k "$S/x/docs"
+check_true "the directory is still a directory with its entries" -f "$S/x/docs/recfsd.8"
 
 # ---- git ---------------------------------------------------------------------------------
 G=$S/git

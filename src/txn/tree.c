@@ -164,18 +164,34 @@ int
 txn_dir_list(struct namespace *ns, const char *set, size_t set_len, uint64_t dir,
     struct txn_cursor *cur, struct txn_entry *out, size_t max)
 {
-	int n = txn_list_in(ns, set, set_len, dir, cur, out, max);
+	char prefix[TXN_DIR_KEY_PREFIX + 1];
+	int n, k;
 
-	/* The transport carries whole keys; callers want names. */
-	for (int i = 0; dir != 0 && i < n; i++) {
-		struct txn_entry *e = &out[i];
+	if (dir == 0)
+		return txn_list_in(ns, set, set_len, 0, cur, out, max);
+	snprintf(prefix, sizeof(prefix), "/d%016llx/", (unsigned long long)dir);
+	/* An empty page reads as the end: go on while a page had only
+	 * entries left out (each page moves the cursor). */
+	do {
+		n = txn_list_in(ns, set, set_len, dir, cur, out, max);
+		k = 0;
+		/* The transport carries whole keys; callers want names.  An
+		 * entry that is not this directory's (a peer's bad answer) is
+		 * left out. */
+		for (int i = 0; i < n; i++) {
+			struct txn_entry *e = &out[i];
 
-		if (e->key_len <= TXN_DIR_KEY_PREFIX)
-			continue;  /* never: the index only holds valid entry keys */
-		memmove(e->key, e->key + TXN_DIR_KEY_PREFIX, e->key_len - TXN_DIR_KEY_PREFIX + 1u);
-		e->key_len = (uint16_t)(e->key_len - TXN_DIR_KEY_PREFIX);
-	}
-	return n;
+			if (!tree_key_valid(e->key, e->key_len) ||
+			    memcmp(e->key, prefix, TXN_DIR_KEY_PREFIX) != 0)
+				continue;
+			e->key_len = (uint16_t)(e->key_len - TXN_DIR_KEY_PREFIX);
+			memmove(e->key, e->key + TXN_DIR_KEY_PREFIX, e->key_len + 1u);
+			if (k != i)
+				out[k] = *e;
+			k++;
+		}
+	} while (n > 0 && k == 0 && !cur->done);
+	return n < 0 ? n : k;
 }
 
 /* 0 if directory dir of set has no entry on any node, else -ENOTEMPTY. */

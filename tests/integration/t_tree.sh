@@ -18,7 +18,7 @@
 #   - git init, add of a few hundred files in nested directories, commit,
 #     gc, fsck in a set; git clone out to a local directory and back;
 #   - a restart (cold start) keeps the tree: the same listing, the same
-#     counts, rebuilt directory index.
+#     counts, rebuilt directory index; recfs-check finds the store clean.
 . "${top_srcdir:-$(dirname "$0")/../..}/tests/integration/lib.sh"
 
 TP=$ITEST_BIN/tree_posix
@@ -170,5 +170,14 @@ check_true "the directory index is rebuilt ($idx2 directories; $nonempty non-emp
 	"$idx2" -ge "$nonempty" -a "$idx2" -le "$idx"
 expect_ok "git fsck after the restart" git -C "$G" fsck --strict --no-progress
 check_eq "readlink after the restart" "$(readlink "$S/x/docs/dangling")" "does/not/exist"
+
+# recfs-check reads the tree's records as any others.
+objects=$(stat_value test objects)
+stop_daemon
+check_eq "recfsd exited cleanly" "$?" 0
+run "$top_builddir/recfs-check" "$DAT" >"$T/check.out" 2>&1
+check_eq "recfs-check: the store with a tree is clean" "$?" 0
+check_eq "recfs-check counts every record live" \
+	"$(awk '{ sub(/^ +/, "") } /^live/ { print $NF; exit }' "$T/check.out")" "$objects"
 
 finish

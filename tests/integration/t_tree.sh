@@ -43,6 +43,18 @@ check_eq "tree_posix: every conformance check passed" "$rc" 0
 check_true "tree_posix ran its checks ($(printf '%s\n' "$out" | grep -c '^ok:'))" \
 	"$(printf '%s\n' "$out" | grep -c '^ok:')" -ge 100
 
+# ---- depth ----------------------------------------------------------------------------
+deep=$S/deep
+for i in $(seq 1 64); do deep=$deep/d$i; done
+expect_ok "mkdir -p of 64 nested directories" mkdir -p "$deep"
+sh_ok "a file at depth 65" 'echo bottom >"$1/f"' "$deep"
+check_eq "read back at depth 65" "$(cat "$deep/f")" bottom
+check_eq "find sees all 64 levels" "$(find "$S/deep" -type d | wc -l)" 65
+long=$S/deep
+while [ ${#long} -le 4100 ]; do long=$long/d1; done
+expect_err "a path over PATH_MAX" "File name too long" stat "$long"
+expect_ok "rm -r of the 64 levels" rm -r "$S/deep"
+
 # ---- statistics ---------------------------------------------------------------------
 d0=$(stat_value test objects_directories)
 l0=$(stat_value test objects_links)

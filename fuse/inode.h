@@ -28,7 +28,7 @@ enum inode_kind {
 	INODE_ROOT,         /* the mount point */
 	INODE_NAMESPACE,    /* /<ns>: sets and null-set records */
 	INODE_SET,          /* /<ns>/<set>: records */
-	INODE_RECORD,       /* a record: a regular file */
+	INODE_RECORD,       /* a record: a regular file or a symbolic link (its mode type) */
 	INODE_INFO_ROOT,    /* /.info */
 	INODE_INFO_NSDIR,   /* /.info/namespace */
 	INODE_INFO_SETS,    /* /.info/sets */

@@ -144,18 +144,18 @@ reply_entry_counted(fuse_req_t req, struct inode *ino, const struct fuse_entry_p
 		inode_forget(ino, 1);
 }
 
-/* Entry for a record we have attributes for: count the lookup, reply. */
+/* Entry for a record we have attributes for: count the lookup, reply.
+ * id: a directory's id when the caller knows it (0: read from its record). */
 static int
-reply_record(fuse_req_t req, struct namespace *ns, const struct txn_key *k,
-    struct record_attr *a)
+reply_record_id(fuse_req_t req, struct namespace *ns, const struct txn_key *k,
+    struct record_attr *a, uint64_t id)
 {
 	struct fuse_entry_param e;
 	struct inode *ino;
-	uint64_t id = 0;
 	int rc;
 
 	/* A directory inside a set: its id is in its record (one read). */
-	if (a->has_meta && (a->mode & RECORD_MODE_TYPE_MASK) == RECORD_MODE_DIR) {
+	if (id == 0 && a->has_meta && (a->mode & RECORD_MODE_TYPE_MASK) == RECORD_MODE_DIR) {
 		rc = txn_dir_open(ns, k, &id, a);
 		if (rc != 0)
 			return rc;
@@ -170,6 +170,13 @@ reply_record(fuse_req_t req, struct namespace *ns, const struct txn_key *k,
 	pthread_mutex_unlock(&ino->lock);
 	reply_entry_counted(req, ino, &e);
 	return 0;
+}
+
+static int
+reply_record(fuse_req_t req, struct namespace *ns, const struct txn_key *k,
+    struct record_attr *a)
+{
+	return reply_record_id(req, ns, k, a, 0);
 }
 
 static int
@@ -726,7 +733,7 @@ tree_mkdir(fuse_req_t req, struct inode *dir, const char *name, size_t len, mode
 	if (rc == 0)
 		tdir_touch(dir);
 	if (rc == 0)
-		rc = reply_record(req, dir->ns, &k, &a);
+		rc = reply_record_id(req, dir->ns, &k, &a, id);
 	return rc;
 }
 

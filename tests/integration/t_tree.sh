@@ -18,7 +18,9 @@
 #   - git init, add of a few hundred files in nested directories, commit,
 #     gc, fsck in a set; git clone out to a local directory and back;
 #   - a restart (cold start) keeps the tree: the same listing, the same
-#     counts, rebuilt directory index; recfs-check finds the store clean.
+#     counts, rebuilt directory index; recfs-check finds the store clean;
+#   - the engine calls of stat, mkdir and create inside a directory
+#     (docs/architecture.md lists them), with kernel caches of 60 s.
 . "${top_srcdir:-$(dirname "$0")/../..}/tests/integration/lib.sh"
 
 TP=$ITEST_BIN/tree_posix
@@ -191,5 +193,35 @@ run "$top_builddir/recfs-check" "$DAT" >"$T/check.out" 2>&1
 check_eq "recfs-check: the store with a tree is clean" "$?" 0
 check_eq "recfs-check counts every record live" \
 	"$(awk '{ sub(/^ +/, "") } /^live/ { print $NF; exit }' "$T/check.out")" "$objects"
+
+# ---- engine calls per operation (docs/architecture.md) ------------------------------
+sed -i 's/^  threads: 8$/  threads: 8\n  attr-timeout: 60\n  entry-timeout: 60/' "$CONF"
+start_daemon
+C=$S/cost
+mkdir "$C" "$C/d" && stat "$C/d" >/dev/null || fail "mkdir cost/d"
+calls() {
+	echo "$(stat_value test client_lookup_success) $(stat_value test client_lookup_not_found)" \
+		"$(stat_value test client_read_success) $(stat_value test client_write_success)"
+}
+delta() {   # delta BEFORE AFTER -> "lookups reads writes" (a lookup that finds nothing counts too)
+	set -- $1 $2
+	echo "$(( $5 + $6 - $1 - $2 )) $(( $7 - $3 )) $(( $8 - $4 ))"
+}
+# Each change in d makes the kernel ask for d's attributes again (one
+# txn_stat) before the next permission check: stat d first, as a walk would.
+stat "$C/d" >/dev/null
+c0=$(calls); mkdir "$C/d/e"; c1=$(calls)
+check_eq "mkdir d/e: 1 lookup, no read, 2 writes (the directory, its parent's mtime)" "$(delta "$c0" "$c1")" "1 0 2"
+stat "$C/d" >/dev/null
+c0=$(calls); : >"$C/d/f"; c1=$(calls)
+check_eq "create d/f: 1 lookup, no read, 2 writes (the file, its parent's mtime)" "$(delta "$c0" "$c1")" "1 0 2"
+stat "$C/d" >/dev/null
+c0=$(calls); stat "$C/d/f2" >/dev/null 2>&1; stat "$C/d/e" >/dev/null; c1=$(calls)
+check_eq "stat of a missing name and of a cached directory in d: 1 lookup" "$(delta "$c0" "$c1")" "1 0 0"
+echo 3 >/proc/sys/vm/drop_caches 2>/dev/null || true
+c0=$(calls); stat "$C/d/e" >/dev/null; c1=$(calls)
+note "stat d/e after dropping the kernel's caches: $(delta "$c0" "$c1") (lookups reads writes)"
+check_true "stat of a directory inside a directory: at most 1 read per directory looked up" \
+	"$(delta "$c0" "$c1" | awk '{ print $2 }')" -le 3
 
 finish

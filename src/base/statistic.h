@@ -230,6 +230,12 @@
 	X(objects, GAUGE, "records", STAT_F_TICK, "Live records (set markers and tombstones excluded).") \
 	X(tombstones, GAUGE, "records", 0, \
 	    "Tombstones: records written by deletes on persistent storage so a restart cannot bring them back.") \
+	X(objects_directories, GAUGE, "records", 0, \
+	    "Live records that are directories inside sets (counted in objects too).") \
+	X(objects_links, GAUGE, "records", 0, \
+	    "Live records that are symbolic links inside sets (counted in objects too).") \
+	X(directory_index_directories, GAUGE, "directories", 0, \
+	    "Directories inside sets of which this node's directory index holds entries, tombstones included until they are reclaimed (RAM: 8 to 16 bytes per entry, 48 per directory).") \
 	X(index_used_bytes, GAUGE, "bytes", 0, \
 	    "RAM of the primary index: fixed tables plus entries with their keys.") \
 	X(data_total_bytes, GAUGE, "bytes", 0, "Storage size: files, devices or RAM stripes, headers included.") \

@@ -38,6 +38,7 @@ namespace_entry_fill(struct namespace *ns, struct index_entry *e, const struct r
 	e->set_marker = (r->flags & RECORD_F_SET_MARKER) != 0;
 	e->has_meta = (r->flags & RECORD_F_HAS_META) != 0;
 	e->mode = (uint16_t)(r->meta.mode & 07777);
+	e->mode_type = (r->flags & RECORD_F_HAS_META) ? index_type_of_mode(r->meta.mode) & 3 : 0;
 	e->uid = r->meta.uid;
 	e->gid = r->meta.gid;
 	e->mtime_ns = r->meta.mtime_ns;
@@ -79,6 +80,10 @@ namespace_entry_count(struct namespace *ns, const struct index_entry *e, int dir
 	} else {
 		atomic_add(&ns->objects, (uint64_t)(int64_t)dir);
 		atomic_add(&s->objects, (uint64_t)(int64_t)dir);
+		if (e->mode_type == INDEX_TYPE_DIR)
+			atomic_add(&ns->objects_dirs, (uint64_t)(int64_t)dir);
+		else if (e->mode_type == INDEX_TYPE_LINK)
+			atomic_add(&ns->objects_links, (uint64_t)(int64_t)dir);
 	}
 	atomic_add(&s->data_bytes, (uint64_t)((int64_t)dir * bytes));
 }
@@ -94,9 +99,10 @@ namespace_entry_count(struct namespace *ns, const struct index_entry *e, int dir
  */
 static bool
 entry_replace(struct namespace *ns, const struct index_entry *e, bool tombstone, bool set_marker,
-    bool damaged, uint32_t old_bytes, uint32_t new_bytes)
+    bool damaged, unsigned type, uint32_t old_bytes, uint32_t new_bytes)
 {
-	if (e->tombstone != tombstone || e->set_marker != set_marker || e->damaged || damaged) {
+	if (e->tombstone != tombstone || e->set_marker != set_marker || e->damaged || damaged ||
+	    e->mode_type != type) {
 		namespace_entry_count(ns, e, -1, old_bytes);
 		return true;
 	}
@@ -191,6 +197,7 @@ namespace_apply(struct namespace *ns, struct ns_apply *a)
 		a->prev_loc = e->loc;
 		a->prev_tombstone = e->tombstone;
 		enter = entry_replace(ns, e, is_tomb, is_marker, a->info->damaged,
+		    (r->flags & RECORD_F_HAS_META) ? index_type_of_mode(r->meta.mode) : 0,
 		    storage_loc_size(e->loc), size);
 		/* A tombstone displacing a live copy (or a tombstone that had
 		 * one): an older copy exists on storage (cold start). */
@@ -209,9 +216,11 @@ namespace_apply(struct namespace *ns, struct ns_apply *a)
 		storage_free(ns->storage, a->prev_loc);
 	/* A record appearing in or leaving its set changes the set as a
 	 * directory (rename touches the target's set itself: a replaced
-	 * target stays visible).  Not a rewrite. */
+	 * target stays visible).  Not a rewrite, and not an internal record
+	 * (record.h: an entry of a directory inside the set moves that
+	 * directory's times, not the set's). */
 	if (!atomic_load_relaxed(&ns->loading) && !is_marker &&
-	    was_visible != !is_tomb)
+	    was_visible != !is_tomb && !record_key_is_internal(r->key, r->key_len))
 		set_times_touch(&ns->sets.sets[a->set_id], r->last_update_ms);
 	return 1;
 }

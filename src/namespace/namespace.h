@@ -129,6 +129,9 @@ struct namespace {
 
 	/* Damaged records: entries whose newest copy's body is damaged. */
 	uint64_t damaged_records;           /* atomic gauge (namespace_entry_count) */
+	/* Objects by kind (namespace_entry_count): directories and symbolic
+	 * links inside sets; atomic gauges. */
+	uint64_t objects_dirs, objects_links;
 	/* Cold start: damaged copies whose name is damaged too and whose
 	 * record has no entry yet; settled when a copy of the record brings
 	 * its name, or dropped by namespace_loaded.  Rare: a plain array. */

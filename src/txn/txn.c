@@ -88,7 +88,7 @@ attr_from_entry(struct namespace *ns, const struct index_entry *e, struct record
 	a->size = e->size;
 	a->damaged = e->damaged;
 	a->has_meta = e->has_meta;
-	a->mode = e->mode;
+	a->mode = index_entry_mode(e);
 	a->uid = e->uid;
 	a->gid = e->gid;
 	a->last_update_ms = e->last_update_ms;
@@ -117,7 +117,9 @@ target_fill(struct namespace *ns, const struct txn_key *k, struct txn_target *t)
 static int
 target_resolve(struct namespace *ns, const struct txn_key *k, struct txn_target *t)
 {
-	int rc = record_key_check(k->key, k->key_len);
+	/* A name, or an entry of a tree directory inside a set (tree.c). */
+	int rc = k->set_len > 0 && tree_key_valid(k->key, k->key_len) ? 0 :
+	    record_key_check(k->key, k->key_len);
 
 	if (rc == 0 && k->set_len > 0)
 		rc = record_set_name_check(k->set, k->set_len);
@@ -393,7 +395,7 @@ delete_entry(struct namespace *ns, struct index_entry *e, const char *set, uint8
 
 		if (rc != 0)
 			return rc;
-		if (entry_visible(e, clock_epoch_s()))
+		if (entry_visible(e, clock_epoch_s()) && !record_key_is_internal(e->key, e->key_len))
 			set_times_touch(&ns->sets.sets[e->set_id], next_lut(e->last_update_ms));
 		drop_entry(ns, e);
 		return replica_send(ns, flat, flat_size, false) != 0 ? -EIO : 0;
@@ -699,7 +701,7 @@ write_record(const struct txn_target *t, const struct txn_write *w, struct recor
 	else
 		ino = ino_for_new(ns, &d);
 	if (has_meta) {
-		r.meta.mode = e->mode;
+		r.meta.mode = index_entry_mode(e);
 		r.meta.uid = e->uid;
 		r.meta.gid = e->gid;
 		r.meta.mtime_ns = e->mtime_ns;
@@ -717,8 +719,11 @@ write_record(const struct txn_target *t, const struct txn_write *w, struct recor
 			    : clock_epoch_ms_to_unix_ns(r.last_update_ms);
 		}
 		has_meta = true;
+		/* A mode without a type (chmod) keeps the record's type. */
 		if (w->set_mode)
-			r.meta.mode = w->mode & 07777;
+			r.meta.mode = (w->mode & RECORD_MODE_TYPE_MASK) != 0 ?
+			    w->mode & (RECORD_MODE_TYPE_MASK | RECORD_MODE_PERM_MASK) :
+			    (r.meta.mode & RECORD_MODE_TYPE_MASK) | (w->mode & RECORD_MODE_PERM_MASK);
 		if (w->set_uid)
 			r.meta.uid = w->uid;
 		if (w->set_gid)
@@ -856,7 +861,7 @@ commit_renamed(const struct txn_target *tt, uint16_t tset, struct index_entry *t
 	r->meta.atime_ns = atime;
 	namespace_entry_info(ns, r, &ci);
 	rc = commit_record(ns, tset, te, r, &ci, false, NULL);
-	if (rc == 0)
+	if (rc == 0 && !record_key_is_internal(r->key, r->key_len))
 		set_times_touch(&ns->sets.sets[tset], r->last_update_ms);
 	return rc;
 }
@@ -1489,22 +1494,70 @@ list_walk(struct namespace *ns, uint16_t set_id, struct txn_cursor *cur, const u
 	return n;
 }
 
-int
-txn_list_local(struct namespace *ns, const char *set, size_t set_len, struct txn_cursor *cur,
+/*
+ * The same for the entries of directory dir (a tree directory inside
+ * set_id): the directory index (index.h) gives their digests in (partition,
+ * digest) order, each is then looked up under its partition lock.  Cost:
+ * the directory's own entries, whatever the size of the set.
+ */
+static size_t
+dir_walk(struct namespace *ns, uint16_t set_id, uint64_t dir, struct txn_cursor *cur,
     const uint8_t *mask, struct txn_entry *out, size_t max)
+{
+	uint32_t now = clock_epoch_s();
+	struct digest dg[64];
+	size_t n = 0;
+
+	while (!cur->done && n < max) {
+		size_t want = max - n < 64 ? max - n : 64;
+		size_t k = index_dir_next(ns->index, dir, cur->partition,
+		    cur->started ? &cur->last : NULL, mask, dg, want);
+
+		if (k == 0) {
+			cur->done = true;
+			break;
+		}
+		for (size_t i = 0; i < k; i++) {
+			struct index_partition *p = index_partition_of(ns->index, &dg[i]);
+			struct index_entry *e;
+
+			pthread_rwlock_rdlock(&p->lock);
+			e = index_find_locked(p, set_id, &dg[i]);
+			if (entry_visible(e, now)) {
+				struct txn_entry *t = &out[n++];
+
+				memcpy(t->key, e->key, e->key_len);
+				t->key[e->key_len] = '\0';
+				t->key_len = e->key_len;
+				attr_from_entry(ns, e, &t->attr);
+			}
+			pthread_rwlock_unlock(&p->lock);
+			cur->partition = digest_partition(&dg[i]);
+			cur->last = dg[i];
+			cur->started = true;
+		}
+	}
+	return n;
+}
+
+int
+txn_list_local(struct namespace *ns, const char *set, size_t set_len, uint64_t dir,
+    struct txn_cursor *cur, const uint8_t *mask, struct txn_entry *out, size_t max)
 {
 	uint16_t set_id = 0;
 
 	if (set_len > 0 && set_lookup(&ns->sets, set, set_len, &set_id) != 0)
 		return -ENOENT;
+	if (dir != 0)
+		return (int)dir_walk(ns, set_id, dir, cur, mask, out, max);
 	return (int)list_walk(ns, set_id, cur, mask, out, max);
 }
 
 static int
-list_records(struct namespace *ns, const char *set, size_t set_len, struct txn_cursor *cur,
-    struct txn_entry *out, size_t max)
+list_records(struct namespace *ns, const char *set, size_t set_len, uint64_t dir,
+    struct txn_cursor *cur, struct txn_entry *out, size_t max)
 {
-	int n = txn_list_local(ns, set, set_len, cur, NULL, out, max);
+	int n = txn_list_local(ns, set, set_len, dir, cur, NULL, out, max);
 
 	if (n > 0)
 		NS_COUNT_ADD(ns, client_list_records, (uint64_t)n);
@@ -1990,15 +2043,22 @@ int
 txn_list(struct namespace *ns, const char *set, size_t set_len, struct txn_cursor *cur,
     struct txn_entry *out, size_t max)
 {
+	return txn_list_in(ns, set, set_len, 0, cur, out, max);
+}
+
+int
+txn_list_in(struct namespace *ns, const char *set, size_t set_len, uint64_t dir,
+    struct txn_cursor *cur, struct txn_entry *out, size_t max)
+{
 	uint64_t t0 = clock_mono_ns();
 	struct txn_sets *ss = sets_of(ns);
 	int rc;
 
 	/* In a cluster each page is gathered from the partitions' masters. */
 	if (ss != NULL)
-		rc = txn_sets_list(ss, ns, set, set_len, cur, out, max);
+		rc = txn_sets_list(ss, ns, set, set_len, dir, cur, out, max);
 	else
-		rc = list_records(ns, set, set_len, cur, out, max);
+		rc = list_records(ns, set, set_len, dir, cur, out, max);
 	if (rc > 0 && ss != NULL)
 		NS_COUNT_ADD(ns, client_list_records, (uint64_t)rc);
 	latency_add(ns, STAT_LAT_NS_list, t0);

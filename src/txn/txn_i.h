@@ -245,9 +245,17 @@ int txn_set_check(struct namespace *ns, unsigned kind, const struct set_msg_entr
 
 /* txn.c: the records of a set (set_len 0: the null set) visible here, after
  * cur, in the partitions of mask (NULL: all), up to max; advances cur.
+ * dir 0: the set's top level (internal keys left out); else the entries of
+ * that tree directory (full "/d..." keys), from the directory index.
  * Returns the number filled, -ENOENT (no such set here).  Counts nothing. */
-int txn_list_local(struct namespace *ns, const char *set, size_t set_len, struct txn_cursor *cur,
-    const uint8_t *mask, struct txn_entry *out, size_t max);
+int txn_list_local(struct namespace *ns, const char *set, size_t set_len, uint64_t dir,
+    struct txn_cursor *cur, const uint8_t *mask, struct txn_entry *out, size_t max);
+/* tree.c: k is the key of an entry of a tree directory ("/d" + 16 hex
+ * digits of a non-zero id + "/" + a name that record_key_check accepts). */
+bool tree_key_valid(const char *key, size_t len);
+/* txn.c: txn_list of the top level (dir 0) or of a tree directory (tree.c). */
+int txn_list_in(struct namespace *ns, const char *set, size_t set_len, uint64_t dir,
+    struct txn_cursor *cur, struct txn_entry *out, size_t max);
 
 /* sets_cluster.c: registers the set operations on rpc (before rpc_start)
  * and starts the thread that sends the set tables.  -ENOMEM, -EEXIST. */
@@ -280,6 +288,7 @@ int txn_sets_send(struct txn_sets *s, struct namespace *ns, unsigned kind,
  * on no node.
  */
 int txn_sets_list(struct txn_sets *s, struct namespace *ns, const char *set, size_t set_len,
+    uint64_t dir,
     struct txn_cursor *cur, struct txn_entry *out, size_t max);
 /* network.c: the set side of a started network. */
 struct txn_sets *txn_network_sets(struct txn_network *net);

@@ -5,7 +5,8 @@
  * What the data path's proxy and replica writes share: a thread sends a
  * request to node X and blocks until X's answer comes or the deadline
  * passes; on X a handler that may block on storage runs on a worker
- * thread, never on the fabric thread.
+ * thread, never on the fabric thread; an op's inline handler, which never
+ * blocks, may answer on the fabric thread instead (rpc_handler_inline_set).
  *
  * Caller side.  rpc_call() sends one request and waits; a group
  * (rpc_group_init, rpc_group_send ..., rpc_group_wait) sends several in
@@ -42,7 +43,8 @@
  * retry after the answer was sent runs again.
  *
  * Threads: rpc_call and the group functions from any thread but the
- * fabric's (they block); handlers on the workers; rpc_peer_event from the
+ * fabric's (they block); handlers on the workers, inline handlers on the
+ * fabric thread (the rpc lock not held); rpc_peer_event from the
  * fabric's peer callback; rpc_node_down and the getters from any thread.
  * One lock guards both sides; it is a leaf: no handler runs, no message is
  * sent and no caller waits while it is held (callers wait on their group's

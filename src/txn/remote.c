@@ -6,7 +6,11 @@
  * fills the caller's answer from the reply; txn_remote_replicate sends a
  * stored record version to the partition's other replicas and waits for
  * all of them.  Server side: three rpc handlers on rpc's workers, which
- * hand the decoded request to txn.c (txn_proxy_serve, txn_replica_apply).
+ * hand the decoded request to txn.c (txn_proxy_serve, txn_replica_apply);
+ * stats, reads and replica writes are first tried on the fabric thread
+ * (rpc inline handlers: txn_proxy_serve_nowait, txn_replica_apply_nowait),
+ * which serve what needs no device I/O and finds its record lock free,
+ * and defer the rest to the workers.
  *
  * Workers and the proxy: a proxied write blocks its worker while the
  * master waits for its replicas, and those replica writes need workers on

@@ -678,6 +678,15 @@ run_inline(struct rpc *rpc, struct rpc_entry *e, uint64_t from, const struct rpc
 	return true;
 }
 
+/* No room in the worker queue for a request of len bytes (an empty queue
+ * takes any one). */
+static bool
+queue_full_locked(const struct rpc *rpc, size_t len)
+{
+	return rpc->queue_len >= rpc->queue_max ||
+	    (rpc->queue_len > 0 && rpc->queue_bytes + len > rpc->queue_bytes_max);
+}
+
 /* Fabric thread: a request from another node.  Never blocks. */
 static void
 on_request(struct rpc *rpc, uint64_t from, const struct rpc_msg *r)
@@ -712,8 +721,8 @@ on_request(struct rpc *rpc, uint64_t from, const struct rpc_msg *r)
 	}
 	if (rpc->ops[r->op].fn == NULL) {
 		status = EOPNOTSUPP;
-	} else if (rpc->n_entries >= rpc->cache_max || rpc->queue_len >= rpc->queue_max ||
-	    (rpc->queue_len > 0 && rpc->queue_bytes + r->body_len > rpc->queue_bytes_max)) {
+	} else if (rpc->n_entries >= rpc->cache_max ||
+	    (rpc->ops[r->op].try_fn == NULL && queue_full_locked(rpc, r->body_len))) {
 		rpc->stats.requests_busy++;
 		status = EAGAIN;
 	} else {
@@ -750,20 +759,20 @@ on_request(struct rpc *rpc, uint64_t from, const struct rpc_msg *r)
 			return;
 		pthread_mutex_lock(&rpc->lock);
 	}
-	/* for a worker: the body copied (the queue's bounds were checked
-	 * above; only this thread adds to the queue) */
-	if (r->body_len > 0) {
+	/* for a worker: the body copied, within the queue's bounds (an op
+	 * with an inline handler was not refused for a full queue above) */
+	if (!queue_full_locked(rpc, r->body_len) && r->body_len > 0)
 		e->req = malloc(r->body_len);
-		if (e->req == NULL) {
-			rpc->in_progress--;
-			entry_remove_locked(rpc, e);
-			rpc->stats.requests_busy++;
-			pthread_mutex_unlock(&rpc->lock);
-			send_status(rpc, from, r, EAGAIN);
-			return;
-		}
-		memcpy(e->req, r->body, r->body_len);
+	if (queue_full_locked(rpc, r->body_len) || (r->body_len > 0 && e->req == NULL)) {
+		rpc->in_progress--;
+		entry_remove_locked(rpc, e);
+		rpc->stats.requests_busy++;
+		pthread_mutex_unlock(&rpc->lock);
+		send_status(rpc, from, r, EAGAIN);
+		return;
 	}
+	if (r->body_len > 0)
+		memcpy(e->req, r->body, r->body_len);
 	e->req_len = r->body_len;
 	e->state = ENTRY_QUEUED;
 	if (rpc->queue_tail != NULL)

@@ -735,6 +735,45 @@ test_rpc_inline_handler_answers_on_the_fabric_thread_or_defers_to_a_worker(void 
 	node_down(&b);
 }
 
+/* The worker queue full, the fabric thread is not: an op with an inline
+ * handler is still answered there; one the inline handler defers is busy. */
+static void
+test_rpc_inline_handler_answers_while_the_worker_queue_is_full(void **state)
+{
+	struct rpc_config small = { .workers = 1, .queue_max = 1 };
+	static struct node a, b;
+	struct rpc_group g;
+	struct rpc_answer hold[2], x;
+	uint64_t busy;
+
+	(void)state;
+	reset_globals();
+	node_up(&a, 1);
+	node_up_cfg(&b, 2, &small);
+	connect_nodes(a.f, 1, b.f, 2, b.port);
+	rpc_group_init(a.rpc, &g, 5000);
+	assert_int_equal(rpc_group_send(&g, 2, OP_HOLD, NULL, 0, &hold[0]), 0);
+	WAIT_FOR(atomic_load_relaxed(&hold_runs) == 1);          /* the worker held */
+	assert_int_equal(rpc_group_send(&g, 2, OP_HOLD, NULL, 0, &hold[1]), 0);
+	WAIT_FOR(stats(&b).requests_in_progress == 2);           /* the queue full */
+	busy = stats(&b).requests_busy;
+
+	assert_int_equal(rpc_call(a.rpc, 2, OP_INLINE, "x", 1, 1000, &x), 0);
+	assert_int_equal(x.len, 6);
+	assert_memory_equal(x.body, "inline", 6);
+	rpc_answer_release(&x);
+	assert_int_equal(rpc_call(a.rpc, 2, OP_INLINE, "d", 1, 1000, &x), -EAGAIN);
+	assert_int_equal(atomic_load_relaxed(&inline_worker_runs), 0);
+	assert_int_equal(stats(&b).requests_busy, busy + 1);
+	assert_int_equal(stats(&b).requests_inline, 1);
+	assert_int_equal(stats(&b).requests_in_progress, 2);
+	atomic_store_relaxed(&hold_release, 1);
+	assert_int_equal(rpc_group_wait(&g), 0);
+	assert_int_equal(atomic_load_relaxed(&hold_runs), 2);
+	node_down(&a);
+	node_down(&b);
+}
+
 /* An answer too big for what is left of the answer cache is not kept, but
  * the request is: a copy gets EIO ("ran, answer lost"), never a second run. */
 static void
@@ -1336,6 +1375,7 @@ main(int argc, char **argv)
 		cmocka_unit_test(test_rpc_retransmission_runs_once_and_a_doubled_answer_is_taken_once),
 		cmocka_unit_test(test_rpc_answer_too_big_to_keep_is_lost_but_never_run_twice),
 		cmocka_unit_test(test_rpc_inline_handler_answers_on_the_fabric_thread_or_defers_to_a_worker),
+		cmocka_unit_test(test_rpc_inline_handler_answers_while_the_worker_queue_is_full),
 		cmocka_unit_test(test_rpc_busy_answer_to_one_copy_does_not_hide_a_copy_that_ran),
 		cmocka_unit_test(test_rpc_flood_is_answered_busy_with_bounded_state),
 		cmocka_unit_test(test_rpc_queued_request_past_its_deadline_is_not_run),

@@ -496,7 +496,7 @@ read_record(const struct txn_target *t, struct txn_record *out, bool nowait)
 	else if (pthread_mutex_trylock(index_record_lock_of(ns->index, d)) != 0)
 		return -EWOULDBLOCK;
 	e = entry_get(ns, set_id, d);
-	if (nowait && e != NULL && storage_loc_size(e->loc) > TXN_INLINE_READ_MAX) {
+	if (nowait && e != NULL && storage_loc_size(e->loc) > TXN_INLINE_MAX) {
 		index_record_unlock(ns->index, d);
 		return -EWOULDBLOCK;
 	}
@@ -2116,7 +2116,7 @@ replica_apply(struct namespace *ns, const uint8_t *flat, uint32_t size, bool dur
 		return -EBADMSG;
 	/* a delete on memory drops the entry under a blocking lock below */
 	if (nowait && (ns->storage->persistent || durable || ns->cfg->storage.commit_to_device ||
-	    (h.flags & RECORD_F_TOMBSTONE)))
+	    (h.flags & RECORD_F_TOMBSTONE) || size > TXN_INLINE_MAX))
 		return -EWOULDBLOCK;
 	partition_reserve(x->partitions, digest_partition(&h.digest), &rsv);
 	if (!rsv.am_master && !rsv.am_replica) {

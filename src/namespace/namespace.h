@@ -233,6 +233,10 @@ int namespace_apply(struct namespace *ns, struct ns_apply *a);
  * -ENOMEM or -EIO, with nothing changed.
  */
 int namespace_apply_flat(struct namespace *ns, const uint8_t *flat, uint32_t size, bool durable);
+/* The same for a thread that must not wait (the fabric's, docs/cluster.md
+ * RPC): -EWOULDBLOCK, nothing changed, when the record's lock is taken. */
+int namespace_apply_flat_nowait(struct namespace *ns, const uint8_t *flat, uint32_t size,
+    bool durable);
 
 /* entry_info of a decoded record. */
 void namespace_entry_info(const struct namespace *ns, const struct record *r,

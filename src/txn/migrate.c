@@ -22,6 +22,7 @@
  * wait for another node happens under it.
  */
 #include <errno.h>
+#include <limits.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -277,6 +278,11 @@ drop_collect(void *arg, const struct index_entry *e)
 {
 	struct drop_batch *b = arg;
 
+	/* A set's marker (and its tombstone) is on every node, whatever its
+	 * partition: the cluster's sets are kept everywhere (docs/cluster.md,
+	 * "Sets and listings"). */
+	if (e->set_marker)
+		return 0;
 	b->set_id[b->n] = e->set_id;
 	b->d[b->n] = e->digest;
 	b->n++;
@@ -295,21 +301,22 @@ drop_partition(struct txn_migrate *m, unsigned nsi, uint32_t pid, uint64_t key)
 	while (!pos.done) {
 		struct drop_batch b;
 		bool current;
+		int walked = 0;
 
 		b.n = 0;
 		pthread_rwlock_rdlock(&m->drop_lock);
 		pthread_mutex_lock(&m->lock);
 		current = m->key == key && !x->replica[pid] && x->wm[pid] != m->self;
 		pthread_mutex_unlock(&m->lock);
-		if (current && index_partition_walk(x->ns->index, pid, &pos, drop_collect, &b,
-		    MIG_BATCH_RECORDS) > 0) {
-			for (unsigned i = 0; i < b.n; i++)
-				dropped += txn_drop_record(x->ns, b.set_id[i], &b.d[i]) == 1;
-		}
+		if (current)
+			walked = index_partition_walk(x->ns->index, pid, &pos, drop_collect, &b,
+			    MIG_BATCH_RECORDS);
+		for (unsigned i = 0; i < b.n; i++)
+			dropped += txn_drop_record(x->ns, b.set_id[i], &b.d[i]) == 1;
 		pthread_rwlock_unlock(&m->drop_lock);
 		if (!current)
 			return;
-		if (b.n == 0)
+		if (walked <= 0)
 			break;
 	}
 	pthread_mutex_lock(&m->lock);
@@ -1229,7 +1236,8 @@ txn_migrate_create(struct rpc *rpc, uint64_t self, const struct recfs_config *cf
 static int
 first_collect(void *arg, const struct index_entry *e)
 {
-	(void)e;
+	if (e->set_marker)   /* on every node (drop_collect) */
+		return 0;
 	*(bool *)arg = true;
 	return 1;
 }
@@ -1291,7 +1299,7 @@ txn_migrate_attach(struct txn_migrate *m, struct node *node)
 			struct index_walk_pos pos = { 0 };
 			bool any = false;
 
-			(void)index_partition_walk(x->ns->index, pid, &pos, first_collect, &any, 1);
+			(void)index_partition_walk(x->ns->index, pid, &pos, first_collect, &any, UINT_MAX);
 			x->versions[pid] = any ? pversion_make(0, false, true) : 0;
 			x->wm[pid] = m->self;
 		}

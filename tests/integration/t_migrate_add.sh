@@ -9,7 +9,8 @@
 # the partitions it is a replica of (objects summed over the nodes = 2 x
 # files: no copy left on a non-replica); every acknowledged file reads back
 # identical through n4; the rebalance and "all migrations done" lines are
-# logged and the migration statistics moved.
+# logged and the migration statistics moved.  Then n2 is killed for good:
+# once migrations end, the 3 nodes left hold 2 copies of every file again.
 . "${top_srcdir:-$(dirname "$0")/../..}/tests/integration/cluster_lib.sh"
 
 [ "$HAVE_PYTHON" = yes ] || { echo "SKIP: $ITEST_NAME needs python3"; exit 77; }
@@ -136,4 +137,24 @@ grep -qE '\{test\} rebalanced: expected-migrations \([0-9]+,[0-9]+\) fresh-parti
 	bad "n4 logs its rebalance"
 grep -qE 'all migrations of cluster-key [0-9a-f]{16} done' "$(cluster_log n1)" ||
 	bad "n1 logs when all migrations of the change are done"
+
+# ---- a node removed for good: its partitions are re-replicated ----------------
+cluster_kill n2
+cluster_wait_agree 3 n1 n3 n4 || fail "no cluster of 3 after n2 was killed"
+for n in n1 n3 n4; do
+	left=x
+	for ((i = 0; i < 300; i++)); do
+		left=$(cluster_info $n migrate_partitions_remaining)
+		[ "$left" = 0 ] && break
+		sleep 0.1
+	done
+	check_eq "after n2 left, $n: migrate_partitions_remaining reaches 0" "$left" 0
+done
+sum=0
+for n in n1 n3 n4; do
+	sum=$((sum + $(ns_stat $n objects)))
+done
+check_eq "after n2 left: objects over the 3 nodes = replication-factor x files again" "$sum" $((2 * total))
+listed=$(ls "$(cluster_mnt n1)/test" | wc -l)
+check_eq "after n2 left: n1 lists every file" "$listed" "$total"
 finish

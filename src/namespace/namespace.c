@@ -311,6 +311,24 @@ namespace_counters(const struct namespace *ns, struct ns_counters *out)
 	}
 }
 
+int
+namespace_pversions_load(struct namespace *ns, uint64_t out[STORAGE_PARTITIONS])
+{
+	return storage_pversions_load(ns->storage, out);
+}
+
+int
+namespace_pversions_store(struct namespace *ns, const uint64_t v[STORAGE_PARTITIONS])
+{
+	return storage_pversions_store(ns->storage, v);
+}
+
+int
+namespace_pversion_store_one(struct namespace *ns, uint32_t pid, uint64_t v)
+{
+	return storage_pversion_store_one(ns->storage, pid, v);
+}
+
 void
 namespace_entry_info(const struct namespace *ns, const struct record *r, struct entry_info *out)
 {

@@ -240,6 +240,17 @@ void namespace_entry_info(const struct namespace *ns, const struct record *r,
 /* The counters of ns, its shards summed. */
 void namespace_counters(const struct namespace *ns, struct ns_counters *out);
 
+/*
+ * Partition versions of this namespace on this node, kept durably by its
+ * storage engine (storage_pversions_load/store, storage_pversion_store_one
+ * in storage.h; docs/storage-format.md): 0 = no data for the partition.
+ * A memory namespace without shadow files keeps none (load gives all 0,
+ * stores return 0): it restarts empty.  Same returns as the storage calls.
+ */
+int namespace_pversions_load(struct namespace *ns, uint64_t out[STORAGE_PARTITIONS]);
+int namespace_pversions_store(struct namespace *ns, const uint64_t v[STORAGE_PARTITIONS]);
+int namespace_pversion_store_one(struct namespace *ns, uint32_t pid, uint64_t v);
+
 int namespace_open(struct namespace **out, struct ns_config *cfg);
 void namespace_close(struct namespace *ns, bool clean);
 

@@ -55,6 +55,7 @@ enum {
 
 struct mig_ns {
 	struct namespace *ns;
+	pthread_mutex_t store_lock;           /* versions_persist_*: one store at a time */
 	uint64_t versions[PARTITION_COUNT];   /* this node's versions */
 	uint64_t rx_from[PARTITION_COUNT];    /* node-index bits still to receive from */
 	uint64_t rx_started[PARTITION_COUNT]; /* of those, started (counted in incoming) */
@@ -199,14 +200,48 @@ state_of(const struct mig_ns *x, uint32_t pid)
 	    : PARTITION_STATE_ABSENT;
 }
 
-/* The small function the versions are stored through: kept in memory
- * (x->versions) here; persisted per partition by the storage layer once
- * it offers that (docs/cluster.md).  Lock held. */
+/*
+ * The versions reach storage (namespace_pversion*_store: every device or
+ * shadow file, durable) through these two, called without m->lock: under
+ * the namespace's store_lock they store what x->versions holds then, so
+ * two stores of one partition can never land in the wrong order.  A
+ * memory namespace without shadow keeps them in memory only.
+ */
 static void
-versions_store(struct mig_ns *x, uint32_t pid)
+versions_persist_one(struct txn_migrate *m, struct mig_ns *x, uint32_t pid)
 {
-	(void)x;
-	(void)pid;
+	uint64_t v;
+	int rc;
+
+	pthread_mutex_lock(&x->store_lock);
+	pthread_mutex_lock(&m->lock);
+	v = x->versions[pid];
+	pthread_mutex_unlock(&m->lock);
+	rc = namespace_pversion_store_one(x->ns, pid, v);
+	pthread_mutex_unlock(&x->store_lock);
+	if (rc != 0)
+		log_warn("migrate", "{%s} partition %u: its version cannot be stored: %s", x->ns->name, pid,
+		    recfs_strerror(rc));
+}
+
+static void
+versions_persist_all(struct txn_migrate *m, struct mig_ns *x)
+{
+	uint64_t *v = malloc(PARTITION_COUNT * sizeof(*v));
+	int rc;
+
+	if (v == NULL)
+		return;
+	pthread_mutex_lock(&x->store_lock);
+	pthread_mutex_lock(&m->lock);
+	memcpy(v, x->versions, PARTITION_COUNT * sizeof(*v));
+	pthread_mutex_unlock(&m->lock);
+	rc = namespace_pversions_store(x->ns, v);
+	pthread_mutex_unlock(&x->store_lock);
+	free(v);
+	if (rc != 0)
+		log_warn("migrate", "{%s} partition versions cannot be stored: %s", x->ns->name,
+		    recfs_strerror(rc));
 }
 
 static void
@@ -323,10 +358,10 @@ drop_partition(struct txn_migrate *m, unsigned nsi, uint32_t pid, uint64_t key)
 	if (m->key == key) {
 		x->versions[pid] = 0;
 		x->flags[pid] &= (uint8_t)~(MIG_F_DROPPING | MIG_F_DROP_AFTER);
-		versions_store(x, pid);
 		(void)partition_set_working(table_of(x), pid, key, x->wm[pid], state_of(x, pid));
 	}
 	pthread_mutex_unlock(&m->lock);
+	versions_persist_one(m, x, pid);
 	if (dropped > 0)
 		log_debug("migrate", "{%s} partition %u: dropped %" PRIu64 " records (not a replica)",
 		    x->ns->name, pid, dropped);
@@ -546,7 +581,6 @@ rebalance(struct txn_migrate *m, uint64_t seq, uint64_t key, const uint64_t *sna
 			rx += rebalance_rx(&out, self_i);
 			fresh += out.fresh && x->replica[pid];
 			(void)partition_set_working(table_of(x), pid, key, x->wm[pid], state_of(x, pid));
-			versions_store(x, pid);
 		}
 		x->tx_initial = x->tx_remaining = tx;
 		x->rx_initial = x->rx_remaining = rx;
@@ -561,8 +595,10 @@ rebalance(struct txn_migrate *m, uint64_t seq, uint64_t key, const uint64_t *sna
 	check_all_done(m);
 	pthread_cond_broadcast(&m->job_cv);
 	pthread_mutex_unlock(&m->lock);
-	for (unsigned j = 0; j < m->n_ns; j++)
+	for (unsigned j = 0; j < m->n_ns; j++) {
 		txn_partitions_changed(m->mns[j].ns);
+		versions_persist_all(m, &m->mns[j]);
+	}
 	for (size_t k = 0; k < n_drops; k++)
 		drop_partition(m, (unsigned)(drops[k] >> 32), (uint32_t)drops[k], key);
 	free(drops);
@@ -598,13 +634,14 @@ handle_change(struct txn_migrate *m, uint64_t seq)
 			if (key == 0)
 				x->versions[pid] = pversion_isolate(x->versions[pid]);
 			snap[(size_t)j * PARTITION_COUNT + pid] = x->versions[pid];
-			if (key == 0) {
+			if (key == 0)
 				x->wm[pid] = m->self;
-				versions_store(x, pid);
-			}
 		}
 	}
 	pthread_mutex_unlock(&m->lock);
+	if (key == 0)
+		for (unsigned j = 0; j < m->n_ns; j++)
+			versions_persist_all(m, &m->mns[j]);
 	if (key != 0 && exchange(m, seq, key, nodes, n, snap) == 0)
 		rebalance(m, seq, key, snap);
 	free(snap);
@@ -1112,6 +1149,7 @@ on_done(struct txn_migrate *m, uint64_t from, const struct migrate_msg *msg, int
 	struct mig_ns *x = &m->mns[nsi];
 	uint32_t pid = msg->pid;
 	uint64_t bit;
+	bool complete = false;
 	int rc;
 
 	pthread_mutex_lock(&m->lock);
@@ -1130,7 +1168,7 @@ on_done(struct txn_migrate *m, uint64_t from, const struct migrate_msg *msg, int
 		if (x->rx_from[pid] == 0) {
 			/* Everything received: the final version. */
 			x->versions[pid] = rebalance_final_version(m->key, x->fm[pid] == m->self);
-			versions_store(x, pid);
+			complete = true;
 			if (x->fm[pid] == m->self && x->wm[pid] != m->self)
 				(void)work_push(m, (unsigned)nsi, pid, true);
 		}
@@ -1141,6 +1179,8 @@ on_done(struct txn_migrate *m, uint64_t from, const struct migrate_msg *msg, int
 		rc = 0;   /* a DONE again (the sender restarted its emigration): done already */
 	}
 	pthread_mutex_unlock(&m->lock);
+	if (complete)
+		versions_persist_one(m, x, pid);
 	return rc;
 }
 
@@ -1271,6 +1311,8 @@ txn_migrate_attach(struct txn_migrate *m, struct node *node)
 			partition_table_hold(table_of(&m->mns[j]), false);
 			atomic_store_relaxed(&m->mns[j].ns->migrations_pending, 0);
 		}
+		for (unsigned j = 0; j < m->n_ns; j++)
+			pthread_mutex_destroy(&m->mns[j].store_lock);
 		free(m->mns);
 		m->mns = NULL;
 		m->n_ns = 0;
@@ -1293,16 +1335,33 @@ txn_migrate_attach(struct txn_migrate *m, struct node *node)
 	}
 	for (unsigned j = 0; j < node->n_namespaces; j++) {
 		struct mig_ns *x = &mns[j];
+		unsigned loaded = 0, found = 0;
 
 		x->ns = node->namespaces[j];
+		pthread_mutex_init(&x->store_lock, NULL);
+		if (namespace_pversions_load(x->ns, x->versions) != 0)
+			memset(x->versions, 0, sizeof(x->versions));
 		for (uint32_t pid = 0; pid < PARTITION_COUNT; pid++) {
 			struct index_walk_pos pos = { 0 };
 			bool any = false;
 
-			(void)index_partition_walk(x->ns->index, pid, &pos, first_collect, &any, UINT_MAX);
-			x->versions[pid] = any ? pversion_make(0, false, true) : 0;
+			/* What was stored is never trusted as complete (a
+			 * restart); records without a version (a store written
+			 * alone, before any cluster) are a copy all the same. */
+			x->versions[pid] = pversion_isolate(x->versions[pid]);
+			loaded += pversion_has_data(x->versions[pid]);
+			if (!pversion_has_data(x->versions[pid])) {
+				(void)index_partition_walk(x->ns->index, pid, &pos, first_collect, &any, UINT_MAX);
+				if (any) {
+					x->versions[pid] = pversion_make(0, false, true);
+					found++;
+				}
+			}
 			x->wm[pid] = m->self;
 		}
+		if (loaded + found > 0)
+			log_info("migrate", "{%s} %u partitions with a stored version, %u more holding records: "
+			    "subsets until the cluster's rebalance", x->ns->name, loaded, found);
 		partition_table_hold(txn_namespace_of(x->ns)->partitions, true);
 	}
 	pthread_mutex_lock(&m->lock);

@@ -118,4 +118,6 @@ for n in n1 n2 n3; do
 done
 check_eq "objects over all nodes = 2 x live files" "$sum" $((2 * live))
 check_true "n3 received migrations" "$(ns_stat n3 migrate_records_received)" -gt 0
+grep -qE '\{test\} [1-9][0-9]* partitions with a stored version' "$(cluster_log n3)" ||
+	bad "n3 came back with the partition versions it had stored (as subsets)"
 finish

@@ -331,8 +331,12 @@ drop_partition(struct txn_migrate *m, unsigned nsi, uint32_t pid, uint64_t key)
 {
 	struct mig_ns *x = &m->mns[nsi];
 	struct index_walk_pos pos = { 0 };
-	uint64_t dropped = 0;
+	uint64_t dropped = 0, until = mono_in_ms(RPC_DEADLINE_DEFAULT_MS * 2);
 
+	/* An operation that reserved the partition under the table before
+	 * this change may still run here: let it end (bounded). */
+	while (partition_reservations(table_of(x), pid) > 0 && clock_mono_ns() < until)
+		sleep_us(1000);
 	while (!pos.done) {
 		struct drop_batch b;
 		bool current;

@@ -114,6 +114,9 @@ struct txn_migrate {
 	bool all_done_logged;
 
 	struct mig_got got[PARTITION_NODES_MAX];
+	uint64_t *snap;            /* this node's versions as exchanged for snap_key (n_ns x 4096) */
+	uint64_t snap_key;
+	bool snap_valid;
 
 	struct mig_job *jobs;
 	size_t n_jobs, cap_jobs;
@@ -124,6 +127,10 @@ struct txn_migrate {
 
 	bool stop;
 	bool started;
+	struct node *kept_node;    /* the node mns describes (kept while detached) */
+	bool republish;            /* attached again to the same change: publish the plan again */
+	bool interrupted;          /* detached with migrations pending: the plan is redone */
+	unsigned refused_logged;   /* emigrations refused as unexpected, logged this change */
 	pthread_t ctl;
 	pthread_t em[MIG_THREADS_MAX];
 	struct partition_order *order;
@@ -373,6 +380,8 @@ drop_partition(struct txn_migrate *m, unsigned nsi, uint32_t pid, uint64_t key)
 
 /* ---- exchange and rebalance (control thread) ------------------------------------ */
 
+static int got_store(struct txn_migrate *m, uint64_t from, const struct migrate_msg *msg, int nsi);
+
 /* The slot of node id (allocated), or NULL.  Lock held. */
 static struct mig_got *
 got_slot(struct txn_migrate *m, uint64_t id)
@@ -451,8 +460,16 @@ exchange(struct txn_migrate *m, uint64_t seq, uint64_t key, const uint64_t *node
 				int len = migrate_msg_encode_exchange(buf, cap, key, m->mns[j].ns->name,
 				    snap + (size_t)j * PARTITION_COUNT);
 
+				struct migrate_msg back;
+
 				ok = len > 0 && rpc_call(m->rpc, nodes[i], RPC_OP_MIGRATE, buf, (size_t)len, 0,
 				    &ans) == 0 && (ans.err == 0 || ans.err == -ENOENT);
+				/* its own versions for this key, if it has taken them */
+				if (ok && ans.err == 0 && ans.len > 0 &&
+				    migrate_msg_decode(ans.body, ans.len, &back) == 0 &&
+				    back.kind == MIGRATE_MSG_EXCHANGE && back.cluster_key == key &&
+				    strcmp(back.ns, m->mns[j].ns->name) == 0)
+					(void)got_store(m, nodes[i], &back, (int)j);
 				rpc_answer_release(&ans);
 			}
 			if (ok)
@@ -497,6 +514,7 @@ abort_all(struct txn_migrate *m)
 	m->n_work = 0;
 	m->incoming = 0;
 	m->rebalanced = false;
+	m->refused_logged = 0;
 }
 
 /* The rebalance of every namespace for the change (key, nodes): the same
@@ -642,12 +660,20 @@ handle_change(struct txn_migrate *m, uint64_t seq)
 				x->wm[pid] = m->self;
 		}
 	}
+	if (m->snap != NULL) {
+		memcpy(m->snap, snap, (size_t)m->n_ns * PARTITION_COUNT * sizeof(*snap));
+		m->snap_key = key;
+		m->snap_valid = key != 0;
+	}
 	pthread_mutex_unlock(&m->lock);
 	if (key == 0)
 		for (unsigned j = 0; j < m->n_ns; j++)
 			versions_persist_all(m, &m->mns[j]);
+	log_debug("migrate", "change %" PRIu64 ": cluster-key %016" PRIx64 ", %u nodes: exchange", seq, key, n);
 	if (key != 0 && exchange(m, seq, key, nodes, n, snap) == 0)
 		rebalance(m, seq, key, snap);
+	else
+		log_debug("migrate", "change %" PRIu64 ": no rebalance (a newer change, or alone)", seq);
 	free(snap);
 }
 
@@ -719,10 +745,24 @@ control_main(void *arg)
 	pthread_setname_np(pthread_self(), "migrate");
 	pthread_mutex_lock(&m->lock);
 	for (;;) {
-		while (!m->stop && m->change_seq == m->done_seq && m->n_work == 0)
+		while (!m->stop && m->change_seq == m->done_seq && m->n_work == 0 && !m->republish)
 			pthread_cond_wait(&m->ctl_cv, &m->lock);
 		if (m->stop)
 			break;
+		if (m->republish && m->change_seq == m->done_seq) {
+			/* The same change as before a detach: the tables get the
+			 * plan's working masters and states again. */
+			m->republish = false;
+			for (unsigned j = 0; j < m->n_ns; j++)
+				for (uint32_t pid = 0; pid < PARTITION_COUNT; pid++)
+					(void)partition_set_working(table_of(&m->mns[j]), pid, m->key,
+					    m->mns[j].wm[pid], state_of(&m->mns[j], pid));
+			pthread_mutex_unlock(&m->lock);
+			for (unsigned j = 0; j < m->n_ns; j++)
+				txn_partitions_changed(m->mns[j].ns);
+			pthread_mutex_lock(&m->lock);
+			continue;
+		}
 		if (m->change_seq != m->done_seq) {
 			uint64_t seq = m->change_seq;
 
@@ -1026,9 +1066,10 @@ emigrate_main(void *arg)
 			m->jobs[k].not_before = mono_in_ms(MIG_RETRY_MS);
 			continue;
 		}
-		if (rc == -EPROTO)
+		if (rc == -EPROTO && m->refused_logged++ < 8)
 			log_warn("migrate", "{%s} partition %u: node %016" PRIx64 " does not expect it; "
-			    "not sent", m->mns[j.ns].ns->name, j.pid, j.dest);
+			    "not sent%s", m->mns[j.ns].ns->name, j.pid, j.dest,
+			    m->refused_logged == 8 ? " (no more of these lines until the next change)" : "");
 		if (rc == 0 || rc == -EPROTO)
 			tx_finished(m, &j);
 		m->jobs[k] = m->jobs[--m->n_jobs];
@@ -1040,7 +1081,7 @@ emigrate_main(void *arg)
 /* ---- receiver side (rpc workers) --------------------------------------------- */
 
 static int
-on_exchange(struct txn_migrate *m, uint64_t from, const struct migrate_msg *msg, int nsi)
+got_store(struct txn_migrate *m, uint64_t from, const struct migrate_msg *msg, int nsi)
 {
 	struct mig_got *g;
 
@@ -1050,14 +1091,47 @@ on_exchange(struct txn_migrate *m, uint64_t from, const struct migrate_msg *msg,
 		pthread_mutex_unlock(&m->lock);
 		return -ENOMEM;
 	}
+	bool changed = g->key != msg->cluster_key || !g->have[nsi];
+
 	if (g->key != msg->cluster_key) {
 		g->key = msg->cluster_key;
 		memset(g->have, 0, sizeof(g->have));
 	}
-	for (uint32_t pid = 0; pid < PARTITION_COUNT; pid++)
-		g->v[(size_t)nsi * PARTITION_COUNT + pid] = migrate_msg_version(msg, pid);
+	for (uint32_t pid = 0; pid < PARTITION_COUNT; pid++) {
+		uint64_t v = migrate_msg_version(msg, pid);
+
+		changed |= g->v[(size_t)nsi * PARTITION_COUNT + pid] != v;
+		g->v[(size_t)nsi * PARTITION_COUNT + pid] = v;
+	}
 	g->have[nsi] = true;
+	if (changed && msg->cluster_key == m->key && m->rebalanced)
+		log_warn("migrate", "node %016" PRIx64 " sent other versions for cluster-key %016" PRIx64
+		    " after this node's rebalance: kept for the next change", from, m->key);
+	log_debug("migrate", "versions of %016" PRIx64 " for cluster-key %016" PRIx64 " (mine %016" PRIx64
+	    ")", from, msg->cluster_key, m->key);
 	pthread_cond_broadcast(&m->got_cv);
+	pthread_mutex_unlock(&m->lock);
+	return 0;
+}
+
+/* An EXCHANGE: stored, and answered with this node's own versions for that
+ * key when it has taken them (so a sender that lost what this node sent
+ * earlier - it was detached and attached again - has them at once). */
+static int
+on_exchange(struct txn_migrate *m, uint64_t from, const struct migrate_msg *msg, int nsi,
+    struct rpc_reply *reply)
+{
+	int rc = got_store(m, from, msg, nsi);
+
+	if (rc != 0)
+		return rc;
+	pthread_mutex_lock(&m->lock);
+	if (m->snap_valid && m->snap_key == msg->cluster_key && m->snap != NULL) {
+		int len = migrate_msg_encode_exchange(reply->buf, reply->cap, m->snap_key,
+		    m->mns[nsi].ns->name, m->snap + (size_t)nsi * PARTITION_COUNT);
+
+		reply->len = len > 0 ? (size_t)len : 0;
+	}
 	pthread_mutex_unlock(&m->lock);
 	return 0;
 }
@@ -1221,7 +1295,6 @@ migrate_handler(void *arg, uint64_t from, const uint8_t *req, size_t len, struct
 	struct migrate_msg msg;
 	int nsi;
 
-	(void)reply;
 	if (migrate_msg_decode(req, len, &msg) != 0) {
 		log_warn("migrate", "a malformed migration message from %016" PRIx64 " refused", from);
 		return -EBADMSG;
@@ -1232,7 +1305,7 @@ migrate_handler(void *arg, uint64_t from, const uint8_t *req, size_t len, struct
 	if (nsi < 0)
 		return m->node != NULL ? -ENOENT : -EAGAIN;
 	switch (msg.kind) {
-	case MIGRATE_MSG_EXCHANGE: return on_exchange(m, from, &msg, nsi);
+	case MIGRATE_MSG_EXCHANGE: return on_exchange(m, from, &msg, nsi, reply);
 	case MIGRATE_MSG_START: return on_start(m, from, &msg, nsi);
 	case MIGRATE_MSG_INSERT: return on_insert(m, from, &msg, nsi);
 	case MIGRATE_MSG_DONE: return on_done(m, from, &msg, nsi);
@@ -1286,6 +1359,33 @@ first_collect(void *arg, const struct index_entry *e)
 	return 1;
 }
 
+/* Forget the plan and the namespaces (another node, or destroy).  Lock held,
+ * threads stopped. */
+static void
+reset_state(struct txn_migrate *m)
+{
+	if (m->mns == NULL)
+		return;
+	abort_all(m);
+	for (unsigned j = 0; j < m->n_ns; j++) {
+		atomic_store_relaxed(&m->mns[j].ns->migrations_pending, 0);
+		pthread_mutex_destroy(&m->mns[j].store_lock);
+	}
+	free(m->mns);
+	m->mns = NULL;
+	free(m->snap);
+	m->snap = NULL;
+	m->snap_valid = false;
+	m->n_ns = 0;
+	for (unsigned i = 0; i < PARTITION_NODES_MAX; i++) {
+		free(m->got[i].v);
+		m->got[i] = (struct mig_got){ 0 };
+	}
+	m->kept_node = NULL;
+}
+
+static void start_threads(struct txn_migrate *m);
+
 static void
 stop_threads(struct txn_migrate *m)
 {
@@ -1311,23 +1411,26 @@ txn_migrate_attach(struct txn_migrate *m, struct node *node)
 	stop_threads(m);
 	pthread_mutex_lock(&m->lock);
 	if (m->node != NULL) {
+		/* Detached: the plan is kept (the node may come back to the same
+		 * change); emigrations in flight ended with the threads. */
 		for (unsigned j = 0; j < m->n_ns; j++) {
 			partition_table_hold(table_of(&m->mns[j]), false);
-			atomic_store_relaxed(&m->mns[j].ns->migrations_pending, 0);
+			if (m->mns[j].tx_remaining + m->mns[j].rx_remaining != 0)
+				m->interrupted = true;
 		}
-		for (unsigned j = 0; j < m->n_ns; j++)
-			pthread_mutex_destroy(&m->mns[j].store_lock);
-		free(m->mns);
-		m->mns = NULL;
-		m->n_ns = 0;
-		for (unsigned i = 0; i < PARTITION_NODES_MAX; i++) {
-			free(m->got[i].v);
-			m->got[i] = (struct mig_got){ 0 };
-		}
+		m->node = NULL;
 	}
-	m->node = NULL;
 	m->stop = false;
-	abort_all(m);
+	if (node != NULL && node == m->kept_node && m->mns != NULL) {
+		for (unsigned j = 0; j < m->n_ns; j++)
+			partition_table_hold(table_of(&m->mns[j]), true);
+		m->node = node;
+		pthread_mutex_unlock(&m->lock);
+		start_threads(m);
+		return;
+	}
+	if (node != NULL)
+		reset_state(m);
 	pthread_mutex_unlock(&m->lock);
 	if (node == NULL)
 		return;
@@ -1369,10 +1472,25 @@ txn_migrate_attach(struct txn_migrate *m, struct node *node)
 		partition_table_hold(txn_namespace_of(x->ns)->partitions, true);
 	}
 	pthread_mutex_lock(&m->lock);
+	m->snap = calloc((size_t)(node->n_namespaces ? node->n_namespaces : 1) * PARTITION_COUNT,
+	    sizeof(*m->snap));
+	m->snap_valid = false;
 	m->mns = mns;
 	m->n_ns = node->n_namespaces;
 	m->node = node;
+	m->kept_node = node;
+	m->rebalanced = false;
+	m->key = 0;
+	m->n = 0;
 	pthread_mutex_unlock(&m->lock);
+	start_threads(m);
+}
+
+static void
+start_threads(struct txn_migrate *m)
+{
+	if (m->started)
+		return;
 	if (pthread_create(&m->ctl, NULL, control_main, m) != 0) {
 		log_error("migrate", "cannot start the migration thread: no migration");
 		return;
@@ -1409,6 +1527,15 @@ txn_migrate_change(struct txn_migrate *m, const uint64_t *succession, unsigned n
 			sorted[k - 1] = t;
 		}
 	pthread_mutex_lock(&m->lock);
+	if (m->rebalanced && !m->interrupted && key != 0 && key == m->key && n == m->n &&
+	    memcmp(m->nodes, sorted, n * sizeof(sorted[0])) == 0) {
+		/* attached again to the change already planned */
+		m->republish = true;
+		pthread_cond_broadcast(&m->ctl_cv);
+		pthread_mutex_unlock(&m->lock);
+		return;
+	}
+	m->interrupted = false;
 	m->key = key;
 	m->n = n;
 	memcpy(m->nodes, sorted, n * sizeof(sorted[0]));
@@ -1426,6 +1553,9 @@ txn_migrate_destroy(struct txn_migrate *m)
 	if (m == NULL)
 		return;
 	txn_migrate_attach(m, NULL);
+	pthread_mutex_lock(&m->lock);
+	reset_state(m);
+	pthread_mutex_unlock(&m->lock);
 	pthread_rwlock_destroy(&m->drop_lock);
 	pthread_cond_destroy(&m->ctl_cv);
 	pthread_cond_destroy(&m->job_cv);

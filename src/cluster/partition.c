@@ -242,12 +242,35 @@ partition_order_compute(struct partition_order *o, const uint64_t *succession, u
 	return 0;
 }
 
+/*
+ * The working master of an entry in a new table: the final master when the
+ * table is not held or the node is alone; held, the last table's working
+ * master while it is still a member and that table was a cluster's (it
+ * holds the data: it serves until the rebalance names one), else none.
+ */
+static uint64_t
+working_after(const struct partition_table *tbl, const struct partition_entry *e,
+    const struct partition_order *o, uint64_t cluster_key, uint64_t prev_key, uint64_t final_master)
+{
+	uint64_t w;
+
+	if (!tbl->hold || cluster_key == 0)
+		return final_master;
+	w = atomic_load_relaxed(&e->working);
+	if (prev_key == 0 || w == 0)
+		return 0;
+	for (unsigned i = 0; i < o->n; i++)
+		if (o->nodes[i] == w)
+			return w;
+	return 0;
+}
+
 int
 partition_table_apply(struct partition_table *tbl, uint64_t self, const struct partition_order *o,
     uint64_t cluster_key)
 {
 	unsigned n = o->n, rf = tbl->rf < n ? tbl->rf : n, masters = 0, proles = 0;
-	uint64_t generation;
+	uint64_t generation, prev_key;
 
 	if (n < 1 || n > PARTITION_NODES_MAX || o->depth < rf)
 		return -EINVAL;
@@ -257,6 +280,7 @@ partition_table_apply(struct partition_table *tbl, uint64_t self, const struct p
 		pthread_mutex_unlock(&tbl->lock);
 		return 0;
 	}
+	prev_key = tbl->summary.cluster_key;
 	generation = tbl->summary.generation + 1;
 	atomic_store_relaxed(&tbl->self_id, self);
 	for (uint32_t pid = 0; pid < PARTITION_COUNT; pid++) {
@@ -276,8 +300,8 @@ partition_table_apply(struct partition_table *tbl, uint64_t self, const struct p
 		atomic_store_relaxed(&e->seq, seq + 1);
 		atomic_store_release(&e->cluster_key, cluster_key);
 		atomic_store_release(&e->generation, generation);
-		atomic_store_release(&e->working, tbl->hold && cluster_key != 0 ? 0 :
-		    o->nodes[o->rank[pid][0]]);
+		atomic_store_release(&e->working, working_after(tbl, e, o, cluster_key, prev_key,
+		    o->nodes[o->rank[pid][0]]));
 		atomic_store_release(&e->n_replicas, (uint8_t)rf);
 		atomic_store_release(&e->role, (uint8_t)role);
 		atomic_store_release(&e->state, (uint8_t)(role == PARTITION_ROLE_NONE ?

@@ -148,10 +148,13 @@ int partition_table_apply(struct partition_table *tbl, uint64_t self, const stru
     uint64_t cluster_key);
 
 /*
- * A held table (migration runs): every later apply with a cluster key
- * leaves each partition without a working master (rsv.master 0) until
- * partition_set_working names it, so no operation runs at a node that
- * may not have the data yet.  Unheld (the default), the working master is
+ * A held table (migration runs): every later apply with a cluster key keeps
+ * each partition's working master of the last table if that table was a
+ * cluster's and the node is still a member (it holds the data and serves
+ * until the rebalance names one; replica writes already go to the new
+ * replicas), else leaves it without one (rsv.master 0: operations wait)
+ * until partition_set_working names it, so no operation runs at a node
+ * that may not have the data.  Unheld (the default), the working master is
  * replicas[0] at once.
  */
 void partition_table_hold(struct partition_table *tbl, bool hold);

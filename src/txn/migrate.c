@@ -626,6 +626,14 @@ rebalance(struct txn_migrate *m, uint64_t seq, uint64_t key, const uint64_t *sna
 	free(drops);
 }
 
+static int
+any_entry(void *arg, const struct index_entry *e)
+{
+	(void)e;
+	*(bool *)arg = true;
+	return 1;
+}
+
 /* A change: abort, snapshot, exchange, rebalance (control thread). */
 static void
 handle_change(struct txn_migrate *m, uint64_t seq)
@@ -648,10 +656,37 @@ handle_change(struct txn_migrate *m, uint64_t seq)
 	key = m->key;
 	n = m->n;
 	memcpy(nodes, m->nodes, n * sizeof(nodes[0]));
+	pthread_mutex_unlock(&m->lock);
+	/*
+	 * A partition with no entry at all (no record, no tombstone, no
+	 * marker) and no operation in it holds no data, whatever its version
+	 * says: it goes into the exchange as null, so an empty partition never
+	 * migrates (a node that formed a cluster alone would otherwise send
+	 * every empty partition to the first node that joins).  The tables are
+	 * held already: an operation that reserves now waits for the rebalance.
+	 */
+	uint8_t *empty = calloc((size_t)m->n_ns * PARTITION_COUNT, 1);
+
+	for (unsigned j = 0; empty != NULL && j < m->n_ns; j++) {
+		struct mig_ns *x = &m->mns[j];
+
+		for (uint32_t pid = 0; pid < PARTITION_COUNT; pid++) {
+			struct index_walk_pos pos = { 0 };
+			bool any = false;
+
+			if (partition_reservations(table_of(x), pid) != 0)
+				continue;
+			(void)index_partition_walk(x->ns->index, pid, &pos, any_entry, &any, 1);
+			empty[(size_t)j * PARTITION_COUNT + pid] = !any;
+		}
+	}
+	pthread_mutex_lock(&m->lock);
 	for (unsigned j = 0; j < m->n_ns; j++) {
 		struct mig_ns *x = &m->mns[j];
 
 		for (uint32_t pid = 0; pid < PARTITION_COUNT; pid++) {
+			if (empty != NULL && empty[(size_t)j * PARTITION_COUNT + pid])
+				x->versions[pid] = 0;
 			/* An orphan trusts no copy as complete. */
 			if (key == 0)
 				x->versions[pid] = pversion_isolate(x->versions[pid]);
@@ -666,6 +701,7 @@ handle_change(struct txn_migrate *m, uint64_t seq)
 		m->snap_valid = key != 0;
 	}
 	pthread_mutex_unlock(&m->lock);
+	free(empty);
 	if (key == 0)
 		for (unsigned j = 0; j < m->n_ns; j++)
 			versions_persist_all(m, &m->mns[j]);

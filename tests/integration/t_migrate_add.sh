@@ -95,7 +95,7 @@ check_true "n4 received migrations" "$(ns_stat n4 migrate_rx_partitions_initial)
 check_eq "n4 has none left to receive" "$(ns_stat n4 migrate_rx_partitions_remaining)" 0
 check_eq "n4 receives none now" "$(ns_stat n4 migrate_rx_partitions_active)" 0
 check_true "n4 received records" "$(ns_stat n4 migrate_records_received)" -gt 0
-check_eq "n4 had no fresh partition (every one had data)" "$(ns_stat n4 migrate_fresh_partitions)" 0
+check_true "n4 had fresh partitions (empty ones: nothing to migrate)" "$(ns_stat n4 migrate_fresh_partitions)" -gt 0
 tx=0
 for n in n1 n2 n3; do
 	tx=$((tx + $(ns_stat $n migrate_records_transmitted)))

@@ -104,7 +104,11 @@ for name, data in want.items():
     if not ok:
         bad += 1
         if bad < 5:
-            print("wrong:", name, file=sys.stderr)
+            try:
+                got = open(p, "rb").read()[:40]
+            except OSError as e:
+                got = e.strerror
+            print("wrong:", name, "got", got, "want", None if data is None else data[:40], file=sys.stderr)
 print(bad)
 PY
 )

@@ -338,8 +338,20 @@ drop_partition(struct txn_migrate *m, unsigned nsi, uint32_t pid, uint64_t key)
 {
 	struct mig_ns *x = &m->mns[nsi];
 	struct index_walk_pos pos = { 0 };
-	uint64_t dropped = 0, until = mono_in_ms(RPC_DEADLINE_DEFAULT_MS * 2);
+	uint64_t dropped = 0, until = mono_in_ms(RPC_DEADLINE_DEFAULT_MS);
+	struct drop_batch probe;
+	bool had_version;
 
+	pthread_mutex_lock(&m->lock);
+	had_version = x->versions[pid] != 0;
+	pthread_mutex_unlock(&m->lock);
+	probe.n = 0;
+	if (index_partition_walk(x->ns->index, pid, &pos, drop_collect, &probe, MIG_BATCH_RECORDS) <= 0 ||
+	    (probe.n == 0 && pos.done)) {
+		if (!had_version)
+			return;   /* nothing here: the common case of a sweep */
+	}
+	pos = (struct index_walk_pos){ 0 };
 	/* An operation that reserved the partition under the table before
 	 * this change may still run here: let it end (bounded). */
 	while (partition_reservations(table_of(x), pid) > 0 && clock_mono_ns() < until)
@@ -365,14 +377,18 @@ drop_partition(struct txn_migrate *m, unsigned nsi, uint32_t pid, uint64_t key)
 		if (walked <= 0)
 			break;
 	}
+	bool had = false;
+
 	pthread_mutex_lock(&m->lock);
 	if (m->key == key) {
+		had = x->versions[pid] != 0;
 		x->versions[pid] = 0;
 		x->flags[pid] &= (uint8_t)~(MIG_F_DROPPING | MIG_F_DROP_AFTER);
 		(void)partition_set_working(table_of(x), pid, key, x->wm[pid], state_of(x, pid));
 	}
 	pthread_mutex_unlock(&m->lock);
-	versions_persist_one(m, x, pid);
+	if (had || dropped > 0)
+		versions_persist_one(m, x, pid);
 	if (dropped > 0)
 		log_debug("migrate", "{%s} partition %u: dropped %" PRIu64 " records (not a replica)",
 		    x->ns->name, pid, dropped);
@@ -597,6 +613,11 @@ rebalance(struct txn_migrate *m, uint64_t seq, uint64_t key, const uint64_t *sna
 						    .dest = o->nodes[i], .key = key });
 			if ((out.drop_now & me) && drops != NULL) {
 				x->flags[pid] |= MIG_F_DROPPING;
+				drops[n_drops++] = (uint64_t)j << 32 | pid;
+			} else if (!x->replica[pid] && !(out.sources & me) && drops != NULL) {
+				/* Nothing here by the exchange; but a write at this node
+				 * while it kept serving during the exchange may have left
+				 * a copy (its replicas got it): swept (cheap when empty). */
 				drops[n_drops++] = (uint64_t)j << 32 | pid;
 			}
 			tx += x->tx_left[pid];

@@ -73,7 +73,9 @@
 	X(list_pages_sent, COUNTER, "pages", 0, \
 	    "Listing pages (ls of a set or of the namespace directory) asked of other nodes: one per node that masters partitions after the listing's position, per page.") \
 	X(list_pages_received, COUNTER, "pages", 0, \
-	    "Listing pages other nodes asked of this one (its records in the partitions they name).")
+	    "Listing pages other nodes asked of this one (its records in the partitions they name).") \
+	X(migrate_msgs_refused, COUNTER, "messages", 0, \
+	    "Migration messages refused (logged at debug): another cluster key (a change came in between), or a partition this node does not expect from that node; a message that does not decode is refused and logged.")
 
 /* .info/statistics, first part: the engine (txn_node_values). */
 #define STATISTICS_NODE(X) \

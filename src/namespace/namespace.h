@@ -49,7 +49,8 @@
 	X(set_changes_received, "set changes, checks and set-table entries received from other nodes") \
 	X(set_changes_failed, "set changes and checks another node did not answer in time") \
 	X(list_pages_sent, "listing pages asked of other nodes") \
-	X(list_pages_received, "listing pages other nodes asked of this one")
+	X(list_pages_received, "listing pages other nodes asked of this one") \
+	X(migrate_msgs_refused, "migration messages refused: another cluster key, or a partition not expected from that node")
 
 struct ns_counters {
 #define X(name, help) uint64_t name;

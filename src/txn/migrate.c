@@ -66,7 +66,7 @@ struct mig_ns {
 	bool replica[PARTITION_COUNT];
 	/* statistics: gauges under lock, counters atomic */
 	uint64_t tx_initial, tx_remaining, rx_initial, rx_remaining, tx_active, rx_active;
-	uint64_t records_tx, records_rx, records_refused, fresh;
+	uint64_t records_tx, records_rx, fresh;
 };
 
 struct mig_job {
@@ -1249,7 +1249,6 @@ on_insert(struct txn_migrate *m, uint64_t from, const struct migrate_msg *msg, i
 	}
 	atomic_add(&x->records_rx, received);
 	if (refused > 0) {
-		atomic_add(&x->records_refused, refused);
 		log_warn("migrate", "{%s} partition %u: %" PRIu64 " records from %016" PRIx64
 		    " refused (malformed, or of another partition)", x->ns->name, msg->pid, refused, from);
 	}
@@ -1361,14 +1360,28 @@ migrate_handler(void *arg, uint64_t from, const uint8_t *req, size_t len, struct
 	pthread_mutex_unlock(&m->lock);
 	if (nsi < 0)
 		return m->node != NULL ? -ENOENT : -EAGAIN;
+	int rc = -EBADMSG;
+
 	switch (msg.kind) {
-	case MIGRATE_MSG_EXCHANGE: return on_exchange(m, from, &msg, nsi, reply);
-	case MIGRATE_MSG_START: return on_start(m, from, &msg, nsi);
-	case MIGRATE_MSG_INSERT: return on_insert(m, from, &msg, nsi);
-	case MIGRATE_MSG_DONE: return on_done(m, from, &msg, nsi);
-	case MIGRATE_MSG_TAKEOVER: return on_takeover(m, from, &msg, nsi);
+	case MIGRATE_MSG_EXCHANGE: rc = on_exchange(m, from, &msg, nsi, reply); break;
+	case MIGRATE_MSG_START: rc = on_start(m, from, &msg, nsi); break;
+	case MIGRATE_MSG_INSERT: rc = on_insert(m, from, &msg, nsi); break;
+	case MIGRATE_MSG_DONE: rc = on_done(m, from, &msg, nsi); break;
+	case MIGRATE_MSG_TAKEOVER: rc = on_takeover(m, from, &msg, nsi); break;
 	}
-	return -EBADMSG;
+	if (rc == -ESTALE || rc == -EPROTO) {
+		struct namespace *ns;
+
+		pthread_mutex_lock(&m->lock);
+		ns = nsi < (int)m->n_ns ? m->mns[nsi].ns : NULL;
+		pthread_mutex_unlock(&m->lock);
+		if (ns != NULL)
+			NS_COUNT_ADD(ns, migrate_msgs_refused, 1);
+		log_debug("migrate", "{%s} a migration message (kind %u, partition %u) from %016" PRIx64
+		    " refused: %s", msg.ns, msg.kind, msg.pid, from, rc == -ESTALE ? "another cluster key" :
+		    "not expected from that node");
+	}
+	return rc;
 }
 
 /* ---- the instance --------------------------------------------------------------- */

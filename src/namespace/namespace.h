@@ -49,7 +49,8 @@
 	X(set_changes_received, "set changes, checks and set-table entries received from other nodes") \
 	X(set_changes_failed, "set changes and checks another node did not answer in time") \
 	X(list_pages_sent, "listing pages asked of other nodes") \
-	X(list_pages_received, "listing pages other nodes asked of this one")
+	X(list_pages_received, "listing pages other nodes asked of this one") \
+	X(migrate_msgs_refused, "migration messages refused: another cluster key, or a partition not expected from that node")
 
 struct ns_counters {
 #define X(name, help) uint64_t name;
@@ -121,6 +122,8 @@ struct namespace {
 	pthread_mutex_t raider_lock;
 	pthread_cond_t raider_cv;
 	uint64_t raider_passes;             /* atomic */
+	uint64_t migrations_pending;        /* atomic: partitions still to send or receive
+	                                     * (txn/migrate.c); the tomb raider waits for 0 */
 	uint64_t tombstones_reclaimed;      /* atomic */
 	uint64_t cold_start_tombs;          /* atomic: tombstone copies the cold start met */
 	bool loading;                       /* the cold start runs (namespace_open): set

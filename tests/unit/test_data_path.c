@@ -20,7 +20,10 @@
  *     replica_writes_failed), wait for the table without it, and succeed;
  *   - a node without a cluster yet (an orphan) makes an operation wait for
  *     one, up to transaction-max-ms, then EIO;
- *   - on device files a delete leaves a tombstone on both replicas.
+ *   - on device files a delete leaves a tombstone on both replicas;
+ *   - migration messages for another cluster key or a partition not
+ *     expected from the sender are refused and counted, others that do not
+ *     decode or name no namespace here refused.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -42,6 +45,7 @@
 #include "base/clock.h"
 #include "cluster/rpc.h"
 #include "fabric/fabric.h"
+#include "txn/migrate_msg.h"
 #include "txn/remote.h"
 #include "txn/txn.h"
 #include "txn/txn_i.h"
@@ -230,6 +234,33 @@ name_mastered(struct tnode *t, bool want_master, char *out, size_t cap)
 	}
 }
 
+/* Both nodes agree on every partition's working master and have nothing
+ * left to migrate (after a network is attached again, the nodes exchange
+ * versions and rebalance: docs/cluster.md, "Rebalance and migration"). */
+static void
+settled(void)
+{
+	for (int tries = 0; tries < 500; tries++) {
+		bool ok = true;
+		uint64_t va[STAT_NS_COUNT], vb[STAT_NS_COUNT];
+
+		txn_namespace_values(A.ns, va);
+		txn_namespace_values(B.ns, vb);
+		ok = va[STAT_NS_migrate_tx_partitions_remaining] + va[STAT_NS_migrate_rx_partitions_remaining] +
+		    vb[STAT_NS_migrate_tx_partitions_remaining] + vb[STAT_NS_migrate_rx_partitions_remaining] == 0;
+		for (uint32_t pid = 0; ok && pid < PARTITION_COUNT; pid++) {
+			struct txn_partition pa, pb;
+
+			ok = txn_partition_get(A.ns, pid, &pa) == 0 && txn_partition_get(B.ns, pid, &pb) == 0 &&
+			    pa.master != 0 && pa.master == pb.master && pa.am_master != pb.am_master;
+		}
+		if (ok)
+			return;
+		sleep_ms(10);
+	}
+	fail_msg("the two nodes did not settle on one working master per partition within 5 s");
+}
+
 static void
 test_write_on_one_read_on_the_other(void **state)
 {
@@ -294,6 +325,7 @@ test_write_on_one_read_on_the_other(void **state)
 		}
 		txn_node_network_set(both[j]->node, both[j]->net);
 	}
+	settled();
 	/* and the rpc histogram counts the answered calls */
 	struct histogram_snapshot lat[STAT_LAT_FABRIC_COUNT];
 
@@ -451,6 +483,66 @@ assert_b_fabric_answers(void)
 	assert_int_equal(rpc_call(txn_network_rpc(A.net), B.id, RPC_OP_PING, "p", 1, 500, &ans), 0);
 	rpc_answer_release(&ans);
 	assert_true(clock_mono_ns() - t0 < 500000000ull);
+}
+
+/* Migration messages a node does not expect are refused and counted
+ * (migrate_msgs_refused): another cluster key, a partition it does not
+ * receive from that node, a namespace it does not have, bytes that do not
+ * decode; nothing is applied. */
+static uint64_t
+ns_stat(struct tnode *t, int stat)
+{
+	uint64_t v[STAT_NS_COUNT];
+
+	txn_namespace_values(t->ns, v);
+	return v[stat];
+}
+
+static int
+migrate_call(const uint8_t *body, size_t len)
+{
+	struct rpc_answer ans = { 0 };
+	int rc = rpc_call(txn_network_rpc(A.net), B.id, RPC_OP_MIGRATE, body, len, 0, &ans);
+
+	if (rc == 0)
+		rc = ans.err;
+	rpc_answer_release(&ans);
+	return rc;
+}
+
+static void
+test_migration_refuses_bad_input(void **state)
+{
+	static uint8_t body[4096];
+	struct txn_cluster tc;
+	size_t count_off;
+	int len, off;
+	uint64_t refused = ns_stat(&B, STAT_NS_migrate_msgs_refused);
+	uint64_t received = ns_stat(&B, STAT_NS_migrate_records_received);
+
+	(void)state;
+	settled();
+	assert_true(txn_node_cluster(A.node, &tc));
+	/* a batch for another cluster key */
+	off = migrate_msg_encode_insert(body, sizeof(body), tc.cluster_key ^ 1, "test", 5, &count_off);
+	assert_true(off > 0);
+	len = migrate_msg_encode_record(body + off, sizeof(body) - (size_t)off, (const uint8_t *)"junk", 4);
+	migrate_msg_insert_count(body, count_off, 1);
+	assert_int_equal(migrate_call(body, (size_t)(off + len)), -ESTALE);
+	/* the right key, a partition B does not receive from A */
+	off = migrate_msg_encode_insert(body, sizeof(body), tc.cluster_key, "test", 5, &count_off);
+	len = migrate_msg_encode_record(body + off, sizeof(body) - (size_t)off, (const uint8_t *)"junk", 4);
+	migrate_msg_insert_count(body, count_off, 1);
+	assert_int_equal(migrate_call(body, (size_t)(off + len)), -EPROTO);
+	len = migrate_msg_encode_pid(body, sizeof(body), MIGRATE_MSG_START, tc.cluster_key, "test", 5);
+	assert_int_equal(migrate_call(body, (size_t)len), -EPROTO);
+	assert_int_equal(ns_stat(&B, STAT_NS_migrate_msgs_refused), refused + 3);
+	/* a namespace B does not have; bytes that do not decode: refused, not counted */
+	len = migrate_msg_encode_pid(body, sizeof(body), MIGRATE_MSG_START, tc.cluster_key, "nope", 5);
+	assert_int_equal(migrate_call(body, (size_t)len), -ENOENT);
+	assert_int_equal(migrate_call(body, (size_t)len - 1), -EBADMSG);
+	assert_int_equal(ns_stat(&B, STAT_NS_migrate_msgs_refused), refused + 3);
+	assert_int_equal(ns_stat(&B, STAT_NS_migrate_records_received), received);
 }
 
 /*
@@ -657,6 +749,7 @@ main(void)
 		cmocka_unit_test(test_not_master_is_rerouted),
 		cmocka_unit_test(test_busy_master_is_asked_again),
 		cmocka_unit_test(test_reads_and_replica_writes_inline_unless_their_lock_is_held),
+		cmocka_unit_test(test_migration_refuses_bad_input),
 		cmocka_unit_test(test_node_down_fails_fast_then_goes_on),
 		cmocka_unit_test(test_orphan_waits_for_a_cluster),
 		cmocka_unit_test(test_persistent_replicas),

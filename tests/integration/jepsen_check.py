@@ -30,7 +30,11 @@
       * anything else is an anomaly: LOST (an acknowledged write is
         missing: absent, empty, or an older value instead), RESURRECTED
         (the last acknowledged operation is a delete, and a value written
-        before it shows), BOGUS (a value no operation that may have taken
+        before it shows), STALE (an overwrite or delete answered ENOENT
+        although an acknowledged write ended before it started and no
+        delete may have run in between: the master had lost the write or
+        not received it; the at-most-once caveat in docs/cluster.md, Proxy,
+        can make a retried delete answer ENOENT too), BOGUS (a value no operation that may have taken
         effect wrote, content no client writes, or a read error), DIVERGED
         (nodes show different states of a name, or a node's listing
         disagrees with its reads).
@@ -195,7 +199,7 @@ def read_view(spec):
 
 class Report:
     def __init__(self):
-        self.items = {"LOST": [], "RESURRECTED": [], "BOGUS": [], "DIVERGED": []}
+        self.items = {"LOST": [], "RESURRECTED": [], "STALE": [], "BOGUS": [], "DIVERGED": []}
 
     def add(self, kind, name, text, ops):
         self.items[kind].append((name, text, ops))
@@ -227,6 +231,24 @@ def judge(name, state, ops):
     wr = [o for o in last if o.kind != "delete"]
     return ("LOST", "acknowledged %s missing: shows %s" % (
         ", ".join("value " + o.value for o in wr) or "write", state), shown)
+
+
+def stale(x, ops):
+    """None if the ENOENT that x (an overwrite or delete) got is allowed,
+    else (text, ops that decide): the name may be absent while x runs when
+    no acknowledged operation ended before x started, or when a delete
+    that may have taken effect started before x ended and was not
+    superseded by then"""
+    before = [a for a in ops if a.acked and a is not x and a.end < x.start]
+    if not before:
+        return None
+    s2 = max(a.start for a in before)
+    if any(o.kind == "delete" and o.possible and o is not x and o.start < x.end and o.end > s2
+           for o in ops):
+        return None
+    last = sorted((a for a in before if a.end > s2), key=lambda o: o.start)
+    return ("%s answered ENOENT at %s ms after acknowledged %s" % (
+        x.kind, fmt_ns(x.start), ", ".join(o.state() for o in last)), last + [x])
 
 
 def check(args):
@@ -285,6 +307,11 @@ def check(args):
             if bad:
                 who = ",".join(sorted(n for n in per_node if per_node[n] == st))
                 rep.add(bad[0], name, "%s (%s)" % (bad[1], who), bad[2])
+        for x in lst:
+            if x.no_effect:
+                bad = stale(x, lst)
+                if bad:
+                    rep.add("STALE", name, "%s (via %s)" % (bad[0], x.node), bad[1])
         if split:
             t0, t1, a, b = split
             final = distinct[0]
@@ -307,6 +334,16 @@ def check(args):
     n_fail = len(ops) - n_ack - n_noeff - n_unknown
     print("operations %d: acknowledged %d, failed without effect (ENOENT) %d, "
           "failed (indeterminate) %d, unknown %d" % (len(ops), n_ack, n_noeff, n_fail, n_unknown))
+    errs = {}
+    for o in ops:
+        if not o.acked:
+            errs[o.outcome] = errs.get(o.outcome, 0) + 1
+    print("  not acknowledged: " + (", ".join(
+        "%s %d" % (k, errs[k]) for k in sorted(errs, key=lambda k: -errs[k])) or "none"))
+    lat = sorted(o.end - o.start for o in ops if o.acked)
+    if lat:
+        print("  acknowledged latency ms: median %.1f, 99%% %.1f, max %.1f" % (
+            lat[len(lat) // 2] / 1e6, lat[len(lat) * 99 // 100] / 1e6, lat[-1] / 1e6))
     for k in ("write", "overwrite", "delete"):
         ko = [o for o in ops if o.kind == k]
         print("  %-9s %d: acknowledged %d" % (k, len(ko), sum(o.acked for o in ko)))

@@ -25,6 +25,9 @@
 #                    the clock; printed, so a run can be repeated)
 #   JEPSEN_DURATION_S  seconds the clients run (ci 45, full 120, split 50)
 #   JEPSEN_KEYS      names in the key space (200)
+#   JEPSEN_PAUSE_MS  a client's mean pause between operations (10; full and
+#                    split 20, so that a name written during the last
+#                    fault is often not written again before the end)
 #   JEPSEN_RF        replication-factor (2)
 : "${JEPSEN_SCHEDULE:=ci}"
 case $JEPSEN_SCHEDULE in
@@ -43,6 +46,7 @@ CHECK=$top_srcdir/tests/integration/jepsen_check.py
 : "${JEPSEN_SEED:=$(($(date +%s%N) / 1000 % 1000000))}"
 : "${JEPSEN_KEYS:=200}"
 : "${JEPSEN_RF:=2}"
+if [ "$JEPSEN_SCHEDULE" = ci ]; then : "${JEPSEN_PAUSE_MS:=10}"; else : "${JEPSEN_PAUSE_MS:=20}"; fi
 SEED=$JEPSEN_SEED
 DURATION=$JEPSEN_DURATION_S
 note "schedule $JEPSEN_SCHEDULE, seed $SEED (JEPSEN_SEED=$SEED JEPSEN_SCHEDULE=$JEPSEN_SCHEDULE" \
@@ -120,7 +124,7 @@ declare -a CLIENT_PID=()
 T_START=$(now_ns)
 for n in $(cluster_nodes); do
 	c=${n#n}
-	"$JC" -c "$c" -n "$n" -s "$SEED" -d "$DURATION" -k "$JEPSEN_KEYS" -o "$T/c$c.log" \
+	"$JC" -c "$c" -n "$n" -s "$SEED" -d "$DURATION" -k "$JEPSEN_KEYS" -p "$JEPSEN_PAUSE_MS" -o "$T/c$c.log" \
 		"$(cluster_mnt "$n")/test/jepsen" >"$T/client$c.out" 2>&1 &
 	CLIENT_PID[c]=$!
 done

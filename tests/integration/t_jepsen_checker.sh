@@ -1,7 +1,7 @@
 #!/bin/bash
 # t_jepsen_checker: the fault-injection test's checker (jepsen_check.py) on
 # hand-made histories, no mount: every anomaly it knows (LOST, RESURRECTED,
-# DIVERGED, BOGUS) is found with the operations that decide it, histories
+# STALE, DIVERGED, BOGUS) is found with the operations that decide it, histories
 # where concurrent or indeterminate operations win pass, and a split's
 # acknowledged writes replaced from the other side are reported as
 # SUPERSEDED without failing.  Each case is a few log lines in the format
@@ -126,6 +126,23 @@ for n in n1 n2; do view $n "k000 value 1.1" "k001 value 2.2"; done
 expect "a value written before an acknowledged delete is RESURRECTED" 1 "^RESURRECTED 2" \
 	"^RESURRECTED k000: deleted \(acknowledged\) but shows value 1.1" "^RESURRECTED k001" \
 	"c3#1 delete - via n3"
+
+# ---- STALE -----------------------------------------------------------------------------
+new_case
+op 1 1 k000 write 1.1 0 10 ok
+op 2 1 k000 overwrite 2.1 20 30 fail:ENOENT   # 1.1 was acknowledged before: lost for a while
+op 1 2 k000 write 1.2 40 50 ok
+op 1 3 k001 write 1.3 0 10 ok
+op 2 2 k001 delete - 5 25 ok                  # concurrent delete: absent is possible
+op 3 1 k001 overwrite 3.1 20 30 fail:ENOENT
+op 1 4 k002 write 1.4 0 10 ok
+op 2 3 k002 delete - 12 15 fail:EIO           # may have deleted it
+op 3 2 k002 delete - 20 30 fail:ENOENT
+op 1 5 k003 write 1.5 0 30 ok                 # not ended when the delete started
+op 3 3 k003 delete - 20 25 fail:ENOENT
+for n in n1 n2; do view $n "k000 value 1.2" "k001 absent" "k002 absent" "k003 value 1.5"; done
+expect "ENOENT after an acknowledged write with no delete in between is STALE" 1 "^STALE 1" \
+	"^STALE k000: overwrite answered ENOENT at 20.0 ms after acknowledged value 1.1 \(via n2\)" "^LOST 0"
 
 # ---- DIVERGED ----------------------------------------------------------------------
 new_case

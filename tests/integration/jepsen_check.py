@@ -40,11 +40,16 @@
         disagrees with its reads).
 
       --split: the time the cluster was split into the nodes NODES_A and
-      NODES_B (comma-separated node names).  Each acknowledged write made
-      during the split through one side whose value is not the final one,
-      and whose next operation (by start time) was made during the split
-      through the other side, is reported as SUPERSEDED by that operation:
-      Aerospike AP's outcome of a conflict, not an anomaly.
+      NODES_B (comma-separated node names).  Each side serves on its own
+      (AP): for every name, each side's last operation started during the
+      split is the version that side holds at the heal, and the later one
+      wins (later last-update time).  When the losing side's last operation
+      is an acknowledged write, it is reported as SUPERSEDED by the other
+      side's: Aerospike AP's outcome of a conflict, not an anomaly (the
+      final state is still judged as above: the winner started later).
+      Likewise an ENOENT during the split for a name written before the
+      split or only through the other side is what AP serves there: listed
+      as "STALE in the split", not an anomaly.
 
       Prints counts, then every anomaly with the operations that decide
       it; exits 1 on any anomaly, 0 otherwise, 2 on unreadable input.
@@ -251,6 +256,16 @@ def stale(x, ops):
         x.kind, fmt_ns(x.start), ", ".join(o.state() for o in last)), last + [x])
 
 
+def split_excuses(split, x, last):
+    """x, during the split, missed only writes made before it or through
+    the other side: what AP serves on each side of a split"""
+    t0, t1, a, b = split
+    if not t0 <= x.start < t1:
+        return False
+    mine = a if x.node in a else b
+    return not any(o.node in mine and o.start >= t0 for o in last)
+
+
 def check(args):
     split = None
     views = []
@@ -287,6 +302,7 @@ def check(args):
 
     rep = Report()
     superseded = []
+    split_stale = []
     for name in sorted(names):
         lst = by_name.get(name, [])
         per_node = {}
@@ -310,22 +326,23 @@ def check(args):
         for x in lst:
             if x.no_effect:
                 bad = stale(x, lst)
-                if bad:
+                if bad and split and split_excuses(split, x, bad[1][:-1]):
+                    split_stale.append((name, x, bad[0]))
+                elif bad:
                     rep.add("STALE", name, "%s (via %s)" % (bad[0], x.node), bad[1])
         if split:
+            # each side's last operation on the name during the split is the
+            # version that side holds at the heal; the later one wins the
+            # conflict (later last-update time), so the other side's, when
+            # it is an acknowledged write, is replaced
             t0, t1, a, b = split
-            final = distinct[0]
-            for w in lst:
-                if not w.acked or w.kind == "delete" or final == w.state():
-                    continue
-                if not (w.start < t1 and w.end > t0):
-                    continue
-                nxt = [o for o in lst if o is not w and o.possible and o.start >= w.start]
-                if not nxt:
-                    continue
-                o = nxt[0]
-                mine, other = (a, b) if w.node in a else (b, a)
-                if w.node in mine and o.node in other and o.start < t1 and o.end > t0:
+            last = {}
+            for side in (0, 1):
+                mine = [o for o in lst if o.possible and o.node in split[2 + side] and t0 <= o.start < t1]
+                last[side] = mine[-1] if mine else None
+            for side in (0, 1):
+                w, o = last[side], last[1 - side]
+                if w and o and w.acked and w.kind != "delete" and o.start > w.start:
                     superseded.append((name, w, o))
 
     n_ack = sum(o.acked for o in ops)
@@ -358,7 +375,12 @@ def check(args):
         print("SUPERSEDED %d (acknowledged writes of one side replaced by an operation "
               "of the other side during the split; not anomalies)" % len(superseded))
         for name, w, o in superseded:
-            print("SUPERSEDED %s: %s  by  %s" % (name, fmt_op(w), fmt_op(o)))
+            print("SUPERSEDED %s: %s  by  %s%s" % (name, fmt_op(w), fmt_op(o),
+                                                  "  (concurrent)" if o.start < w.end else ""))
+        print("STALE in the split %d (ENOENT on one side for a name written before the split "
+              "or through the other side; not anomalies)" % len(split_stale))
+        for name, x, text in split_stale[:10]:
+            print("  %s: %s (via %s)" % (name, text, x.node))
     flat = [(kind,) + it for kind, items in rep.items.items() for it in items]
     for kind, name, text, ops_ in flat[:60]:
         print("%s %s: %s" % (kind, name, text))

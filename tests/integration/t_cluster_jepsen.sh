@@ -23,7 +23,7 @@
 #                    lists the acknowledged writes the other side replaced.
 #   JEPSEN_SEED      the seed of the clients and the nemesis (default: from
 #                    the clock; printed, so a run can be repeated)
-#   JEPSEN_DURATION_S  seconds the clients run (ci 45, full 120, split 50)
+#   JEPSEN_DURATION_S  seconds the clients run (ci 45, full 120, split 40)
 #   JEPSEN_KEYS      names in the key space (200)
 #   JEPSEN_PAUSE_MS  a client's mean pause between operations (10; full and
 #                    split 20, so that a name written during the last
@@ -33,7 +33,7 @@
 case $JEPSEN_SCHEDULE in
 ci) : "${JEPSEN_DURATION_S:=45}" ;;
 full) : "${JEPSEN_DURATION_S:=120}" ;;
-split) : "${JEPSEN_DURATION_S:=50}" ;;
+split) : "${JEPSEN_DURATION_S:=40}" ;;
 *) echo "FATAL: JEPSEN_SCHEDULE is ci, full or split, not '$JEPSEN_SCHEDULE'" >&2; exit 99 ;;
 esac
 ITEST_TIMEOUT=${ITEST_TIMEOUT:-$((JEPSEN_DURATION_S + 180))}
@@ -139,7 +139,9 @@ nemesis_note "clients started: $(cluster_nodes | tr '\n' ' ')"
 
 # ---- the nemesis -------------------------------------------------------------------
 SPLIT_ARGS=()
-deadline=$((T_START + (DURATION - 8) * 1000000000))
+# faults end a few seconds before the clients do, so that what the last
+# fault left is not all written over before the checker reads it
+deadline=$((T_START + (DURATION - 4) * 1000000000))
 sleep 3
 case $JEPSEN_SCHEDULE in
 ci)
@@ -230,8 +232,8 @@ split)
 	cluster_wait_agree 3 n1 n2 n3 || bad "no cluster of n1 n2 n3 in the split"
 	cluster_wait_agree 2 n4 n5 || bad "no cluster of n4 n5 in the split"
 	nemesis_note "two clusters: n1 n2 n3 and n4 n5"
-	hold=$(((deadline - $(now_ns)) / 2000000))
-	[ $hold -gt 15000 ] && hold=15000
+	# writes on both sides until 4 s before the clients end
+	hold=$(((deadline - $(now_ns)) / 1000000))
 	[ $hold -gt 0 ] && sleep_ms $hold
 	nemesis_note "heal"
 	cluster_heal_all

@@ -179,10 +179,21 @@ op 1 2 k001 write 1.2 100 110 ok        # side A
 op 2 1 k001 write 2.1 120 130 ok        # side A again: an ordinary overwrite
 op 1 3 k002 write 1.3 10 20 ok          # before the split
 op 3 2 k002 write 3.2 150 160 ok
+op 3 3 k001 overwrite 3.3 200 210 fail:ENOENT   # side B never saw side A's 1.2, 2.1
+op 3 4 k002 delete - 140 145 fail:ENOENT        # nor 1.3, written before the split
 for n in n1 n2 n3; do view $n "k000 value 3.1" "k001 value 2.1" "k002 value 3.2"; done
 CHECK_EXTRA=(--split $((BASE + 50 * 1000000)) $((BASE + 500 * 1000000)) n1,n2 n3)
 expect "a split: writes replaced from the other side are SUPERSEDED, not lost" 0 "^SUPERSEDED 1 " \
-	"^SUPERSEDED k000: c1#1 write 1.1 via n1 .* by  c3#1 write 3.1 via n3" "RESULT ok"
+	"^SUPERSEDED k000: c1#1 write 1.1 via n1 .* by  c3#1 write 3.1 via n3" "RESULT ok" \
+	"^STALE in the split 2 " "^STALE 0"
+new_case
+op 1 1 k000 write 1.1 100 110 ok
+op 2 1 k000 delete - 120 130 fail:ENOENT        # same side, after 1.1: an anomaly
+op 1 2 k001 write 1.2 100 110 ok
+op 1 3 k001 delete - 600 610 fail:ENOENT        # after the heal: an anomaly
+for n in n1 n2 n3; do view $n "k000 value 1.1" "k001 value 1.2"; done
+expect "a split: ENOENT on the side that wrote it, or after the heal, is STALE" 1 "^STALE 2" \
+	"^STALE in the split 0 "
 new_case
 op 1 1 k000 write 1.1 100 110 ok
 op 3 1 k000 write 3.1 150 160 ok

@@ -371,6 +371,13 @@ def check(args):
     for kind, items in rep.items.items():
         print("%s %d" % (kind, len(items)))
         total += len(items)
+    flat = [(kind,) + it for kind, items in rep.items.items() for it in items]
+    for kind, name, text, ops_ in flat[:60]:
+        print("%s %s: %s" % (kind, name, text))
+        for o in ops_[:8]:
+            print("    " + fmt_op(o))
+    if len(flat) > 60:
+        print("(%d more anomalies not shown)" % (len(flat) - 60))
     if split:
         print("SUPERSEDED %d (acknowledged writes of one side replaced by an operation "
               "of the other side during the split; not anomalies)" % len(superseded))
@@ -381,13 +388,6 @@ def check(args):
               "or through the other side; not anomalies)" % len(split_stale))
         for name, x, text in split_stale[:10]:
             print("  %s: %s (via %s)" % (name, text, x.node))
-    flat = [(kind,) + it for kind, items in rep.items.items() for it in items]
-    for kind, name, text, ops_ in flat[:60]:
-        print("%s %s: %s" % (kind, name, text))
-        for o in ops_[:8]:
-            print("    " + fmt_op(o))
-    if len(flat) > 60:
-        print("(%d more anomalies not shown)" % (len(flat) - 60))
     print("RESULT %s" % ("ok" if total == 0 else "%d anomalies" % total))
     return 1 if total else 0
 

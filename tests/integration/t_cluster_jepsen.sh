@@ -29,6 +29,8 @@
 #                    split 20, so that a name written during the last
 #                    fault is often not written again before the end)
 #   JEPSEN_RF        replication-factor (2)
+#   JEPSEN_OUT       a directory that receives the clients' logs, the views,
+#                    the nemesis's log and the checker's whole output
 : "${JEPSEN_SCHEDULE:=ci}"
 case $JEPSEN_SCHEDULE in
 ci) : "${JEPSEN_DURATION_S:=45}" ;;
@@ -299,7 +301,11 @@ rc=$?
 echo "---- nemesis"
 cat "$T/nemesis.log"
 echo "---- checker (seed $SEED, schedule $JEPSEN_SCHEDULE)"
-head -n 150 "$T/check.out"
+head -n 400 "$T/check.out"
+if [ -n "${JEPSEN_OUT:-}" ]; then
+	mkdir -p "$JEPSEN_OUT" && cp "$T"/c*.log "$T"/view.* "$T/nemesis.log" "$T/check.out" "$JEPSEN_OUT"/ &&
+		note "logs, views and the checker's output copied to $JEPSEN_OUT"
+fi
 check_eq "checker: nothing acknowledged lost, nothing deleted back, one view on every node" "$rc" 0
 acked=$(awk '/^operations/ { sub(",", "", $4); print $4 }' "$T/check.out")
 check_true "clients had operations acknowledged ($acked)" "${acked:-0}" -gt 100

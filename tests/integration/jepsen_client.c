@@ -134,6 +134,8 @@ errno_name(int e)
 	case EROFS: return "EROFS";
 	case EACCES: return "EACCES";
 	case ESTALE: return "ESTALE";
+	case ECONNABORTED: return "ECONNABORTED";
+	case ECONNREFUSED: return "ECONNREFUSED";
 	default: return NULL;
 	}
 }

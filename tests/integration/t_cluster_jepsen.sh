@@ -148,14 +148,16 @@ deadline=$((T_START + (DURATION - 4) * 1000000000))
 sleep 3
 case $JEPSEN_SCHEDULE in
 ci)
-	killed=no
-	kill_at=$((T_START + DURATION * 400000000))   # 40% into the run
+	# the kill is the 6th to 9th fault (of about 17): seeded, not timed
+	rnd 4
+	kill_event=$((6 + RND))
+	event=0
 	while [ "$(now_ns)" -lt "$deadline" ]; do
-		if [ $killed = no ] && [ "$(now_ns)" -ge "$kill_at" ]; then
+		event=$((event + 1))
+		if [ $event -eq $kill_event ]; then
 			pick_live
 			nemesis_note "kill $PICK (not restarted)"
 			cluster_kill "$PICK"
-			killed=yes
 			wait_live_cluster "kill $PICK"
 		else
 			pick_live

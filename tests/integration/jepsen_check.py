@@ -9,7 +9,7 @@
       bad HEX (content no client writes) or error ERRNO; then "ls NAME..."
       with what a listing of DIR shows.
 
-  jepsen_check.py check [--split START_NS END_NS NODES_A NODES_B]
+  jepsen_check.py check [--all] [--split START_NS END_NS NODES_A NODES_B]
                         --view NODE=VIEW ... LOG ...
       Reads the clients' logs (jepsen_client.c) and the views, and checks
       every name as a register:
@@ -51,8 +51,8 @@
       split or only through the other side is what AP serves there: listed
       as "STALE in the split", not an anomaly.
 
-      Prints counts, then every anomaly with the operations that decide
-      it; exits 1 on any anomaly, 0 otherwise, 2 on unreadable input.
+      Prints counts, then each anomaly (20 of each kind; --all: every
+      one) with the operations that decide it; exits 1 on any anomaly, 0 otherwise, 2 on unreadable input.
 
 tests/integration/t_jepsen_checker.sh runs hand-made histories through
 "check" (each anomaly found, clean histories pass).
@@ -268,6 +268,7 @@ def split_excuses(split, x, last):
 
 def check(args):
     split = None
+    show_all = False
     views = []
     logs = []
     i = 0
@@ -279,6 +280,9 @@ def check(args):
             split = (int(args[i + 1]), int(args[i + 2]),
                      set(args[i + 3].split(",")), set(args[i + 4].split(",")))
             i += 5
+        elif a == "--all":
+            show_all = True
+            i += 1
         elif a == "--view":
             if i + 1 >= len(args):
                 die("--view NODE=FILE")
@@ -371,13 +375,13 @@ def check(args):
     for kind, items in rep.items.items():
         print("%s %d" % (kind, len(items)))
         total += len(items)
-    flat = [(kind,) + it for kind, items in rep.items.items() for it in items]
-    for kind, name, text, ops_ in flat[:60]:
-        print("%s %s: %s" % (kind, name, text))
-        for o in ops_[:8]:
-            print("    " + fmt_op(o))
-    if len(flat) > 60:
-        print("(%d more anomalies not shown)" % (len(flat) - 60))
+    for kind, items in rep.items.items():
+        for name, text, ops_ in (items if show_all else items[:20]):
+            print("%s %s: %s" % (kind, name, text))
+            for o in ops_[:8]:
+                print("    " + fmt_op(o))
+        if not show_all and len(items) > 20:
+            print("(%d more %s not shown; --all shows them)" % (len(items) - 20, kind))
     if split:
         print("SUPERSEDED %d (acknowledged writes of one side replaced by an operation "
               "of the other side during the split; not anomalies)" % len(superseded))
@@ -386,7 +390,7 @@ def check(args):
                                                   "  (concurrent)" if o.start < w.end else ""))
         print("STALE in the split %d (ENOENT on one side for a name written before the split "
               "or through the other side; not anomalies)" % len(split_stale))
-        for name, x, text in split_stale[:10]:
+        for name, x, text in (split_stale if show_all else split_stale[:10]):
             print("  %s: %s (via %s)" % (name, text, x.node))
     print("RESULT %s" % ("ok" if total == 0 else "%d anomalies" % total))
     return 1 if total else 0

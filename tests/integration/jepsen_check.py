@@ -157,6 +157,8 @@ def read_logs(paths):
             try:
                 if f[0] == "client":
                     nodes[int(f[1])] = f[3]
+                elif f[0] == "note":
+                    pass
                 elif f[0] == "begin":
                     c, n = int(f[1]), int(f[2])
                     ops[(c, n)] = Op(c, n, f[3], f[4], f[5], int(f[6]))

@@ -21,13 +21,14 @@
  *   client ID node NODE seed SEED keys KEYS pid PID
  *   begin ID OP NAME KIND VALUE START_NS
  *   end ID OP NAME KIND VALUE START_NS END_NS OUTCOME
+ *   note ID TEXT
  * VALUE is the value id ("-" for a delete), times are CLOCK_REALTIME ns
  * (the checker compares the clients' times, all on one host), OUTCOME is
  * ok, fail:ERRNO (the errno's name) or unknown:timeout.  Every operation
  * is bounded: a watchdog thread writes "unknown:timeout" for one that
  * takes longer than OP_TIMEOUT_MS (default 15000; a node paused longer
  * than that holds a call that nothing can end) and ends the process with
- * exit status 3.
+ * exit status 3; opening DIR is bounded the same way (a "note" line).
  *
  * The mount of a node that was killed is detached: its descriptors answer
  * ENOTCONN, and its path shows the empty directory under it.  The client
@@ -69,6 +70,29 @@ static uint64_t op_deadline_ns;         /* CLOCK_MONOTONIC */
 static char op_line[256];               /* the "end" line up to its outcome */
 
 static uint64_t rng_state;
+
+static uint64_t clock_ns(clockid_t c);
+
+/* Arms the watchdog for one call; line is the "end" line up to its
+ * outcome, "" for opening the directory. */
+static void
+watch_begin(long timeout_ms, const char *line)
+{
+	pthread_mutex_lock(&op_lock);
+	snprintf(op_line, sizeof(op_line), "%s", line);
+	op_busy = true;
+	op_deadline_ns = clock_ns(CLOCK_MONOTONIC) + (uint64_t)timeout_ms * 1000000ULL;
+	pthread_cond_signal(&op_cond);
+	pthread_mutex_unlock(&op_lock);
+}
+
+static void
+watch_end(void)
+{
+	pthread_mutex_lock(&op_lock);
+	op_busy = false;
+	pthread_mutex_unlock(&op_lock);
+}
 
 static uint64_t
 rng_next(void)
@@ -153,7 +177,10 @@ watchdog_main(void *arg)
 		uint64_t now = clock_ns(CLOCK_MONOTONIC);
 		if (now >= op_deadline_ns) {
 			/* the call may still complete: its effect is unknown */
-			log_line("%s %" PRIu64 " unknown:timeout\n", op_line, clock_ns(CLOCK_REALTIME));
+			if (op_line[0])
+				log_line("%s %" PRIu64 " unknown:timeout\n", op_line, clock_ns(CLOCK_REALTIME));
+			else
+				log_line("note %d opening the directory timed out\n", client_id);
 			_exit(3);
 		}
 		struct timespec ts;
@@ -249,7 +276,10 @@ main(int argc, char **argv)
 	uint64_t op = 0, ok = 0, failed = 0;
 	while (clock_ns(CLOCK_MONOTONIC) < end) {
 		if (dfd < 0) {
+			/* bounded like an operation (a stopped node's mount) */
+			watch_begin(timeout_ms, "");
 			dfd = dir_open(dir);
+			watch_end();
 			if (dfd < 0) {
 				/* the node is down: wait for its mount to come back */
 				usleep(100 * 1000);
@@ -270,13 +300,10 @@ main(int argc, char **argv)
 		uint64_t start = clock_ns(CLOCK_REALTIME);
 		log_line("begin %d %" PRIu64 " %s %s %s %" PRIu64 "\n", client_id, op, name, kind_name[kind], value,
 		    start);
-		pthread_mutex_lock(&op_lock);
-		snprintf(op_line, sizeof(op_line), "end %d %" PRIu64 " %s %s %s %" PRIu64, client_id, op, name,
+		char line[sizeof(op_line)];
+		snprintf(line, sizeof(line), "end %d %" PRIu64 " %s %s %s %" PRIu64, client_id, op, name,
 		    kind_name[kind], value, start);
-		op_busy = true;
-		op_deadline_ns = clock_ns(CLOCK_MONOTONIC) + (uint64_t)timeout_ms * 1000000ULL;
-		pthread_cond_signal(&op_cond);
-		pthread_mutex_unlock(&op_lock);
+		watch_begin(timeout_ms, line);
 
 		int rc = op_run(dfd, kind, name, value);
 

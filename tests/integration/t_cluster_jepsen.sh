@@ -125,6 +125,26 @@ for n in $(cluster_nodes); do
 done
 
 declare -a CLIENT_PID=()
+# the clients' bound, first: a call that a stopped node holds ends the
+# client (exit 3) with the operation logged unknown:timeout; its log is
+# checked with the others (client 0)
+"$JC" -c 0 -n n2 -s "$SEED" -d 30 -k "$JEPSEN_KEYS" -t 300 -p 2 -o "$T/c0.log" \
+	"$(cluster_mnt n2)/test/jepsen" >"$T/client0.out" 2>&1 &
+CLIENT_PID[0]=$!
+sleep 0.5
+cluster_stop n2
+for ((i = 0; i < 50; i++)); do
+	grep -q "unknown:timeout" "$T/c0.log" && break
+	sleep 0.1
+done
+cluster_cont n2
+wait "${CLIENT_PID[0]}"
+rc=$?
+unset 'CLIENT_PID[0]'
+check_eq "a call held by a stopped node ends its client with 3" "$rc" 3
+check_eq "that call is logged unknown:timeout" "$(tail -n 1 "$T/c0.log" | awk '{ print $NF }')" unknown:timeout
+cluster_wait_agree $NODES || fail "no cluster of $NODES after n2's pause"
+
 T_START=$(now_ns)
 for n in $(cluster_nodes); do
 	c=${n#n}

@@ -9,7 +9,7 @@
       bad HEX (content no client writes) or error ERRNO; then "ls NAME..."
       with what a listing of DIR shows.
 
-  jepsen_check.py check [--all] [--split START_NS END_NS NODES_A NODES_B]
+  jepsen_check.py check [--all] [--t0 NS] [--split START_NS END_NS A B]...
                         --view NODE=VIEW ... LOG ...
       Reads the clients' logs (jepsen_client.c) and the views, and checks
       every name as a register:
@@ -33,26 +33,33 @@
         before it shows), STALE (an overwrite or delete answered ENOENT
         although an acknowledged write ended before it started and no
         delete may have run in between: the master had lost the write or
-        not received it; the at-most-once caveat in docs/cluster.md, Proxy,
-        can make a retried delete answer ENOENT too), BOGUS (a value no operation that may have taken
-        effect wrote, content no client writes, or a read error), DIVERGED
-        (nodes show different states of a name, or a node's listing
-        disagrees with its reads).
+        not received it; the at-most-once caveat in docs/cluster.md,
+        Proxy, can make a retried delete answer ENOENT too), BOGUS (a
+        value no operation that may have taken effect wrote, content no
+        client writes, or a read error), DIVERGED (nodes show different
+        states of a name, or a node's listing disagrees with its reads).
 
-      --split: the time the cluster was split into the nodes NODES_A and
-      NODES_B (comma-separated node names).  Each side serves on its own
+      --split START_NS END_NS A B, once per split (an isolated node, or
+      one restarted or paused until it is back in the cluster, is a split
+      of one): from when the nodes A and B (comma-separated names) parted
+      until they formed one cluster again.  Each side serves on its own
       (AP): for every name, each side's last operation started during the
       split is the version that side holds at the heal, and the later one
-      wins (later last-update time).  When the losing side's last operation
-      is an acknowledged write, it is reported as SUPERSEDED by the other
-      side's: Aerospike AP's outcome of a conflict, not an anomaly (the
-      final state is still judged as above: the winner started later).
-      Likewise an ENOENT during the split for a name written before the
-      split or only through the other side is what AP serves there: listed
-      as "STALE in the split", not an anomaly.
+      wins (later last-update time).  When the losing side's last
+      operation is an acknowledged write, it is reported as SUPERSEDED by
+      the other side's: Aerospike AP's outcome of a conflict, not an
+      anomaly (the final state is still judged as above: the winner
+      started later).  Likewise an ENOENT during the split for a name
+      written before it or only through the other side is what AP serves
+      there: listed as "STALE in the split", not an anomaly.  A STALE
+      after the split that missed a write made during it is marked
+      "after the merge of a split" (the merged cluster answered from a
+      copy that lacked it: before migration reconciled the two sides).
 
+      Times print in ms from --t0 (default: the first operation's start).
       Prints counts, then each anomaly (20 of each kind; --all: every
-      one) with the operations that decide it; exits 1 on any anomaly, 0 otherwise, 2 on unreadable input.
+      one) with the operations that decide it; exits 1 on any anomaly, 0
+      otherwise, 2 on unreadable input.
 
 tests/integration/t_jepsen_checker.sh runs hand-made histories through
 "check" (each anomaly found, clean histories pass).
@@ -258,19 +265,31 @@ def stale(x, ops):
         x.kind, fmt_ns(x.start), ", ".join(o.state() for o in last)), last + [x])
 
 
-def split_excuses(split, x, last):
-    """x, during the split, missed only writes made before it or through
+def split_excuses(splits, x, last):
+    """x, during a split, missed only writes made before it or through
     the other side: what AP serves on each side of a split"""
-    t0, t1, a, b = split
-    if not t0 <= x.start < t1:
-        return False
-    mine = a if x.node in a else b
-    return not any(o.node in mine and o.start >= t0 for o in last)
+    for t0, t1, a, b in splits:
+        if not t0 <= x.start < t1 or x.node not in a | b:
+            continue
+        mine = a if x.node in a else b
+        if not any(o.node in mine and o.start >= t0 for o in last):
+            return True
+    return False
+
+
+def merge_note(splits, x, last):
+    """a note when x came after a split ended and missed a write made
+    during it: the merged cluster served x from a copy that lacked it"""
+    for t0, t1, a, b in splits:
+        if x.start >= t1 and any(t0 <= o.start < t1 and o.node in a | b for o in last):
+            return " [after the merge of a split: missed a write made during it]"
+    return ""
 
 
 def check(args):
-    split = None
+    splits = []
     show_all = False
+    t0_arg = None
     views = []
     logs = []
     i = 0
@@ -279,9 +298,14 @@ def check(args):
         if a == "--split":
             if i + 4 >= len(args):
                 die("--split START_NS END_NS NODES_A NODES_B")
-            split = (int(args[i + 1]), int(args[i + 2]),
-                     set(args[i + 3].split(",")), set(args[i + 4].split(",")))
+            splits.append((int(args[i + 1]), int(args[i + 2]),
+                           set(args[i + 3].split(",")), set(args[i + 4].split(","))))
             i += 5
+        elif a == "--t0":
+            if i + 1 >= len(args):
+                die("--t0 NS")
+            t0_arg = int(args[i + 1])
+            i += 2
         elif a == "--all":
             show_all = True
             i += 1
@@ -296,7 +320,7 @@ def check(args):
     if not views or not logs:
         die("usage: check [--split START END A B] --view NODE=FILE ... LOG ...")
     ops = read_logs(logs)
-    T0[0] = min((o.start for o in ops), default=0)
+    T0[0] = t0_arg if t0_arg is not None else min((o.start for o in ops), default=0)
     by_name = {}
     for o in ops:
         by_name.setdefault(o.name, []).append(o)
@@ -332,11 +356,12 @@ def check(args):
         for x in lst:
             if x.no_effect:
                 bad = stale(x, lst)
-                if bad and split and split_excuses(split, x, bad[1][:-1]):
+                if bad and split_excuses(splits, x, bad[1][:-1]):
                     split_stale.append((name, x, bad[0]))
                 elif bad:
-                    rep.add("STALE", name, "%s (via %s)" % (bad[0], x.node), bad[1])
-        if split:
+                    rep.add("STALE", name, "%s (via %s)%s" % (
+                        bad[0], x.node, merge_note(splits, x, bad[1][:-1])), bad[1])
+        for split in splits:
             # each side's last operation on the name during the split is the
             # version that side holds at the heal; the later one wins the
             # conflict (later last-update time), so the other side's, when
@@ -384,7 +409,7 @@ def check(args):
                 print("    " + fmt_op(o))
         if not show_all and len(items) > 20:
             print("(%d more %s not shown; --all shows them)" % (len(items) - 20, kind))
-    if split:
+    if splits:
         print("SUPERSEDED %d (acknowledged writes of one side replaced by an operation "
               "of the other side during the split; not anomalies)" % len(superseded))
         for name, w, o in superseded:

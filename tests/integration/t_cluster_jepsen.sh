@@ -31,7 +31,8 @@
 #                    fault is often not written again before the end)
 #   JEPSEN_RF        replication-factor (2)
 #   JEPSEN_OUT       a directory that receives the clients' logs, the views,
-#                    the nemesis's log and the checker's whole output
+#                    the nemesis's log, the checker's whole output and its
+#                    arguments (check.args: one per line)
 : "${JEPSEN_SCHEDULE:=ci}"
 case $JEPSEN_SCHEDULE in
 ci) : "${JEPSEN_DURATION_S:=45}" ;;
@@ -217,20 +218,29 @@ full)
 			wait_live_cluster "kill $PICK"
 			sleep 1
 			nemesis_note "restart $PICK"
+			t0=$(now_ns)
 			cluster_restart "$PICK"
+			# alone until it joins: a split of one
+			wait_live_cluster "restart $PICK"
+			SPLIT_ARGS+=(--split "$t0" "$(now_ns)" "$PICK" "$(live_nodes | grep -vx "$PICK" | paste -sd,)")
 			;;
 		2)
 			pick_live
 			ms=$((HB_MS * 3))
 			nemesis_note "pause $PICK for $ms ms (heartbeat timeout $HB_MS ms)"
+			t0=$(now_ns)
 			cluster_stop "$PICK"
 			sleep_ms $ms
 			cluster_cont "$PICK"
 			nemesis_note "continue $PICK"
+			# the others went on without it; it is apart until it rejoins
+			wait_live_cluster "continue $PICK"
+			SPLIT_ARGS+=(--split "$t0" "$(now_ns)" "$PICK" "$(live_nodes | grep -vx "$PICK" | paste -sd,)")
 			;;
 		3)
 			pick_live
 			nemesis_note "isolate $PICK"
+			t0=$(now_ns)
 			cluster_isolate "$PICK"
 			others=$(live_nodes | grep -vx "$PICK")
 			# shellcheck disable=SC2086 # a list of node names
@@ -240,6 +250,9 @@ full)
 			sleep_ms $((HB_MS * 2))
 			nemesis_note "heal $PICK"
 			cluster_heal "$PICK"
+			# a split of one, until the cluster forms again
+			wait_live_cluster "heal $PICK"
+			SPLIT_ARGS+=(--split "$t0" "$(now_ns)" "$PICK" "$(echo "$others" | paste -sd,)")
 			;;
 		4)
 			[ $added -lt 2 ] && [ "$CLUSTER_N" -lt 8 ] || continue
@@ -273,10 +286,10 @@ split)
 	[ $hold -gt 0 ] && sleep_ms $hold
 	nemesis_note "heal"
 	cluster_heal_all
-	SPLIT_T1=$(now_ns)
-	# shellcheck disable=SC2054 # the checker's lists of nodes
-	SPLIT_ARGS=(--split "$SPLIT_T0" "$SPLIT_T1" n1,n2,n3 n4,n5)
+	# the split lasts until one cluster forms again
 	wait_live_cluster "heal of the split"
+	# shellcheck disable=SC2054 # the checker's lists of nodes
+	SPLIT_ARGS=(--split "$SPLIT_T0" "$(now_ns)" n1,n2,n3 n4,n5)
 	;;
 esac
 
@@ -339,14 +352,16 @@ for n in $(live_nodes); do
 		bad "reading the final view through $n failed"
 	VIEWS+=(--view "$n=$T/view.$n")
 done
-python3 "$CHECK" check --all "${SPLIT_ARGS[@]}" "${VIEWS[@]}" "$T"/c*.log >"$T/check.out" 2>&1
+python3 "$CHECK" check --all --t0 "$T_START" "${SPLIT_ARGS[@]}" "${VIEWS[@]}" "$T"/c*.log >"$T/check.out" 2>&1
 rc=$?
 echo "---- nemesis"
 cat "$T/nemesis.log"
 echo "---- checker (seed $SEED, schedule $JEPSEN_SCHEDULE; 20 anomalies of each kind)"
-python3 "$CHECK" check "${SPLIT_ARGS[@]}" "${VIEWS[@]}" "$T"/c*.log 2>&1 | head -n 400
+python3 "$CHECK" check --t0 "$T_START" "${SPLIT_ARGS[@]}" "${VIEWS[@]}" "$T"/c*.log 2>&1 | head -n 400
 if [ -n "${JEPSEN_OUT:-}" ]; then
-	mkdir -p "$JEPSEN_OUT" && cp "$T"/c*.log "$T"/view.* "$T/nemesis.log" "$T/check.out" "$JEPSEN_OUT"/ &&
+	printf '%s\n' --t0 "$T_START" "${SPLIT_ARGS[@]}" >"$T/check.args"
+	mkdir -p "$JEPSEN_OUT" &&
+		cp "$T"/c*.log "$T"/view.* "$T/nemesis.log" "$T/check.out" "$T/check.args" "$JEPSEN_OUT"/ &&
 		note "logs, views and the checker's output copied to $JEPSEN_OUT"
 fi
 check_eq "checker: nothing acknowledged lost, nothing deleted back, one view on every node" "$rc" 0

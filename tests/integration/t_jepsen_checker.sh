@@ -195,6 +195,23 @@ for n in n1 n2 n3; do view $n "k000 value 1.1" "k001 value 1.2"; done
 expect "a split: ENOENT on the side that wrote it, or after the heal, is STALE" 1 "^STALE 2" \
 	"^STALE in the split 0 "
 new_case
+op 1 1 k000 write 1.1 0 10 ok
+op 3 1 k000 overwrite 3.1 120 130 fail:ENOENT   # n3 isolated (first window)
+op 1 2 k000 write 1.2 300 310 ok
+op 2 1 k000 delete - 700 710 fail:ENOENT        # n2 isolated (second window)
+op 3 2 k001 write 3.2 650 660 ok                # through the other side: excused
+op 2 2 k001 delete - 720 730 fail:ENOENT
+op 2 3 k002 write 2.3 650 660 ok                # through n2 itself: STALE
+op 2 4 k002 delete - 720 730 fail:ENOENT
+op 3 3 k003 write 3.3 650 660 ok                # the other side's, missed after the merge
+op 2 5 k003 overwrite 2.5 900 910 fail:ENOENT
+for n in n1 n2 n3; do view $n "k000 value 1.2" "k001 value 3.2" "k002 value 2.3" "k003 value 3.3"; done
+CHECK_EXTRA=(--split $((BASE + 100 * 1000000)) $((BASE + 200 * 1000000)) n3 n1,n2
+	--split $((BASE + 600 * 1000000)) $((BASE + 800 * 1000000)) n2 n1,n3)
+expect "isolations, one window each: ENOENTs in each excused, the isolated side's STALE, one after the merge" 1 \
+	"^STALE 2" "^STALE k002: delete answered ENOENT .* after acknowledged value 2.3 \(via n2\)$" \
+	"^STALE k003: overwrite .* \(via n2\) \[after the merge of a split: missed a write made during it\]" "^STALE in the split 3 "
+new_case
 op 1 1 k000 write 1.1 100 110 ok
 op 3 1 k000 write 3.1 150 160 ok
 for n in n1 n2 n3; do view $n "k000 value 1.1"; done

@@ -32,7 +32,7 @@
 #   JEPSEN_RF        replication-factor (2)
 #   JEPSEN_OUT       a directory that receives the clients' logs, the views,
 #                    the nemesis's log, the checker's whole output and its
-#                    arguments (check.args: one per line)
+#                    arguments (check.args: one per line), the nodes' logs
 : "${JEPSEN_SCHEDULE:=ci}"
 case $JEPSEN_SCHEDULE in
 ci) : "${JEPSEN_DURATION_S:=45}" ;;
@@ -362,6 +362,7 @@ if [ -n "${JEPSEN_OUT:-}" ]; then
 	printf '%s\n' --t0 "$T_START" "${SPLIT_ARGS[@]}" >"$T/check.args"
 	mkdir -p "$JEPSEN_OUT" &&
 		cp "$T"/c*.log "$T"/view.* "$T/nemesis.log" "$T/check.out" "$T/check.args" "$JEPSEN_OUT"/ &&
+		for n in $(cluster_nodes); do cp "$(cluster_log "$n")" "$JEPSEN_OUT/$n.recfsd.log"; done &&
 		note "logs, views and the checker's output copied to $JEPSEN_OUT"
 fi
 check_eq "checker: nothing acknowledged lost, nothing deleted back, one view on every node" "$rc" 0

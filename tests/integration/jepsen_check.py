@@ -51,10 +51,11 @@
       anomaly (the final state is still judged as above: the winner
       started later).  Likewise an ENOENT during the split for a name
       written before it or only through the other side is what AP serves
-      there: listed as "STALE in the split", not an anomaly.  A STALE
-      after the split that missed a write made during it is marked
-      "after the merge of a split" (the merged cluster answered from a
-      copy that lacked it: before migration reconciled the two sides).
+      there: listed as "STALE in the split", not an anomaly.  A STALE in
+      the split's last second or after it that missed a write made during
+      it is marked "at or after the merge of a split" (the merged cluster
+      answered from a copy that lacked it: before migration reconciled
+      the two sides).
 
       Times print in ms from --t0 (default: the first operation's start).
       Prints counts, then each anomaly (20 of each kind; --all: every
@@ -69,6 +70,7 @@ import os
 import sys
 
 INF = float("inf")
+MERGE_SLACK_NS = 1000 * 1000000
 
 
 class Op:
@@ -278,11 +280,14 @@ def split_excuses(splits, x, last):
 
 
 def merge_note(splits, x, last):
-    """a note when x came after a split ended and missed a write made
-    during it: the merged cluster served x from a copy that lacked it"""
+    """a note when x came at or after the end of a split and missed a
+    write made during it: the merged cluster served x from a copy that
+    lacked it.  "At": the nemesis sees the cluster formed again up to
+    about a second after it formed (it polls every mount), so the last
+    second of a split counts as its merge."""
     for t0, t1, a, b in splits:
-        if x.start >= t1 and any(t0 <= o.start < t1 and o.node in a | b for o in last):
-            return " [after the merge of a split: missed a write made during it]"
+        if x.start >= t1 - MERGE_SLACK_NS and any(t0 <= o.start < t1 and o.node in a | b for o in last):
+            return " [at or after the merge of a split: missed a write made during it]"
     return ""
 
 

@@ -204,13 +204,17 @@ op 2 2 k001 delete - 720 730 fail:ENOENT
 op 2 3 k002 write 2.3 650 660 ok                # through n2 itself: STALE
 op 2 4 k002 delete - 720 730 fail:ENOENT
 op 3 3 k003 write 3.3 650 660 ok                # the other side's, missed after the merge
-op 2 5 k003 overwrite 2.5 900 910 fail:ENOENT
-for n in n1 n2 n3; do view $n "k000 value 1.2" "k001 value 3.2" "k002 value 2.3" "k003 value 3.3"; done
+op 2 5 k003 overwrite 2.5 2900 2910 fail:ENOENT
+op 2 6 k004 write 2.6 2000 2010 ok              # the split's own side, missed in its last second
+op 2 7 k004 delete - 2500 2510 fail:ENOENT
+for n in n1 n2 n3; do
+	view $n "k000 value 1.2" "k001 value 3.2" "k002 value 2.3" "k003 value 3.3" "k004 value 2.6"
+done
 CHECK_EXTRA=(--split $((BASE + 100 * 1000000)) $((BASE + 200 * 1000000)) n3 n1,n2
-	--split $((BASE + 600 * 1000000)) $((BASE + 800 * 1000000)) n2 n1,n3)
+	--split $((BASE + 600 * 1000000)) $((BASE + 2800 * 1000000)) n2 n1,n3)
 expect "isolations, one window each: ENOENTs in each excused, the isolated side's STALE, one after the merge" 1 \
-	"^STALE 2" "^STALE k002: delete answered ENOENT .* after acknowledged value 2.3 \(via n2\)$" \
-	"^STALE k003: overwrite .* \(via n2\) \[after the merge of a split: missed a write made during it\]" "^STALE in the split 3 "
+	"^STALE 3" "^STALE k004: delete .* \[at or after the merge" "^STALE k002: delete answered ENOENT .* after acknowledged value 2.3 \(via n2\)$" \
+	"^STALE k003: overwrite .* \(via n2\) \[at or after the merge of a split: missed a write made during it\]" "^STALE in the split 3 "
 new_case
 op 1 1 k000 write 1.1 100 110 ok
 op 3 1 k000 write 3.1 150 160 ok

@@ -266,6 +266,55 @@ void bench_file_tail(const char *path, char *buf, size_t size, unsigned lines);
 /* User+system CPU time of a process in seconds (from /proc), < 0 if gone. */
 double bench_process_cpu_s(pid_t pid);
 
+/* ---- recfsd nodes started by a benchmark (bench_util.c) ------------------ */
+
+#define BENCH_ERR_MAX 200          /* size of the err buffers below */
+#define BENCH_MOUNT_WAIT_S 30      /* a daemon mounting, bounded */
+#define BENCH_CLUSTER_WAIT_S 30    /* a cluster forming, bounded */
+#define BENCH_CLUSTER_NODES_MAX 8
+
+/* One recfsd the bench runs: its files under dir, its mount, its pid. */
+struct bench_daemon {
+	char name[8];             /* "single", "A", "B", ... */
+	char dir[PATH_MAX];
+	char conf[PATH_MAX];      /* dir/recfs.yaml, written by the caller */
+	char mnt[PATH_MAX];
+	char out[PATH_MAX];       /* stdout and stderr */
+	char log[PATH_MAX];
+	char files[PATH_MAX];     /* the directory the workload uses, under mnt */
+	uint64_t id;              /* node id (0: auto) */
+	int port;                 /* fabric port, 0 = none */
+	pid_t pid;                /* 0 = not running */
+	int dirfd;                /* files, open; -1 = not */
+};
+
+/* Writes err (BENCH_ERR_MAX bytes) and returns rc. */
+int bench_fail(char *err, int rc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* Writes text into path (created with mode, truncated); 0 or -errno. */
+int bench_write_file(const char *path, const char *text, mode_t mode);
+/* A TCP port on 127.0.0.1 nothing listens on now, below the kernel's
+ * ephemeral range; or -errno. */
+int bench_free_port(void);
+/* The value of name in the "name=value" file mnt/.info/file; 0 or -errno
+ * (-ENOENT: no such line). */
+int bench_info_value(const char *mnt, const char *file, const char *name, char *out, size_t size);
+int bench_info_u64(const char *mnt, const char *file, const char *name, uint64_t *v);
+/* Fills d's paths under base (dir is the workload's directory relative to
+ * the mount, "ns/set"); 0 or -ENAMETOOLONG. */
+int bench_daemon_paths(struct bench_daemon *d, const char *base, const char *name, const char *dir);
+/* Starts recfsd -f -c d->conf d->mnt and waits (bounded) until it mounted;
+ * 0 or -errno with err saying why (also when it exited first). */
+int bench_daemon_start(const char *recfsd, struct bench_daemon *d, char *err);
+/* mkdir d->files (a set) and open it into d->dirfd; 0 or -errno with err. */
+int bench_daemon_open_dir(struct bench_daemon *d, char *err);
+/* Unmount (the clean shutdown a user gets), then reap by pid (bounded);
+ * safe on a daemon not running. */
+void bench_daemon_stop(struct bench_daemon *d);
+/* Waits (bounded) until every node's .info/cluster shows cluster_size n
+ * and one cluster_key (into key_out, 32 bytes, if not NULL); 0 or -errno
+ * with err (timeout, a node exited, interrupted). */
+int bench_daemons_wait_cluster(struct bench_daemon *const *nodes, unsigned n, char *key_out, char *err);
+
 /* snprintf for paths: 0, or -ENAMETOOLONG when it would not fit. */
 int bench_path(char *buf, size_t size, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 

@@ -315,6 +315,27 @@ void bench_daemon_stop(struct bench_daemon *d);
  * with err (timeout, a node exited, interrupted). */
 int bench_daemons_wait_cluster(struct bench_daemon *const *nodes, unsigned n, char *key_out, char *err);
 
+/* ---- fio, the storage peer (bench_util.c) -------------------------------- */
+
+struct bench_fio_out {
+	double bw_bytes;          /* bytes/s */
+	double iops;
+	double runtime_s;
+	double io_bytes;
+};
+
+/* The path of program name in PATH into out ("" when not found). */
+void bench_find_in_path(const char *name, char *out, size_t size);
+/* fio (the path bench_find_in_path found) with the given job options
+ * (NULL-terminated), JSON into the temp dir (fio-<tag>.json), its "read" or
+ * "write" (dir) figures into out.  Stopped on an interrupt or after
+ * timeout_s.  0 or -errno with why saying what happened. */
+int bench_fio_run(struct bench_ctx *ctx, const char *fio, const char *tag, const char *dir,
+    const char *const *opts, double timeout_s, struct bench_fio_out *out, char *why, size_t why_size);
+/* The "read" or "write" figures of the first job of fio's JSON output. */
+int bench_fio_parse(const char *json_path, const char *dir, struct bench_fio_out *out, char *why,
+    size_t why_size);
+
 /* snprintf for paths: 0, or -ENAMETOOLONG when it would not fit. */
 int bench_path(char *buf, size_t size, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 

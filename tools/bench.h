@@ -83,6 +83,7 @@ struct bench_memory_state;    /* bench_memory.c */
 struct bench_mount_state;     /* bench_mount.c */
 struct bench_device_state;    /* bench_device.c */
 struct bench_cluster_state;   /* bench_cluster.c */
+struct bench_migrate_state;   /* bench_migrate.c */
 
 struct bench_ctx {
 	struct bench_opts opt;
@@ -100,6 +101,7 @@ struct bench_ctx {
 	struct bench_mount_state *mount;
 	struct bench_device_state *device;
 	struct bench_cluster_state *cluster;
+	struct bench_migrate_state *migrate;
 };
 
 struct bench_def {
@@ -362,6 +364,9 @@ int bench_fabric(struct bench_ctx *ctx, const struct bench_def *def);
 /* Plain loopback TCP round trips (64 B, TCP_NODELAY, one in flight) for
  * duration_s; latencies into out->hist, count into out->ops.  0 or -errno. */
 int bench_tcp_rtt(double duration_s, struct bench_worker *out);
+/* One plain loopback TCP stream of 64 KiB writes for duration_s, drained:
+ * bytes into out->bytes, the time into out->end_ns (ns).  0 or -errno. */
+int bench_tcp_stream(double duration_s, struct bench_worker *out);
 
 /* bench_device.c: the device engine against fio and the memory engine. */
 int bench_device_write(struct bench_ctx *ctx, const struct bench_def *def);
@@ -379,5 +384,11 @@ int bench_cluster_mount(struct bench_ctx *ctx, const struct bench_def *def);
 int bench_cluster_proxy(struct bench_ctx *ctx, const struct bench_def *def);
 int bench_cluster_embedded(struct bench_ctx *ctx, const struct bench_def *def);
 void bench_cluster_cleanup(struct bench_ctx *ctx);
+
+/* bench_migrate.c: a fourth recfsd joins three holding a data set at RF 2;
+ * the rate of the move against fio and loopback TCP, and the writes of
+ * clients meanwhile against before. */
+int bench_cluster_migrate(struct bench_ctx *ctx, const struct bench_def *def);
+void bench_migrate_cleanup(struct bench_ctx *ctx);
 
 #endif

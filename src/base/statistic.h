@@ -223,7 +223,8 @@
 	    "Proposals of this node that a member rejected or did not answer within a quantum (retried after the next quantum).") \
 	X(cluster_nodes_left_out, COUNTER, "nodes", 0, \
 	    "Nodes this node, as principal, left out of its proposals because they pulse but answered none of 2 proposals in a row (proposed again every 8 quanta; counted once until they answer).") \
-	X(migrate_partitions_remaining, GAUGE, "partitions", 0, "Partitions still to migrate.")
+	X(migrate_partitions_remaining, GAUGE, "partitions", 0, \
+	    "Migrations of partitions this node still has to send or receive after the last cluster change, all namespaces (migrate_tx_partitions_remaining + migrate_rx_partitions_remaining); 0 once the cluster has settled.")
 
 /* .info/namespace/<ns> (followed there by the namespace's configuration). */
 #define STATISTICS_NAMESPACE(X) \
@@ -284,6 +285,23 @@
 	    "Partitions of the namespace (of 4096) this node is the master of.") \
 	X(prole_partitions, GAUGE, "partitions", 0, \
 	    "Partitions this node holds as a replica other than the master (Aerospike's prole).") \
+	X(migrate_tx_partitions_initial, GAUGE, "partitions", 0, \
+	    "Migrations (a partition to one node) this node had to send after the last cluster change.") \
+	X(migrate_tx_partitions_remaining, GAUGE, "partitions", STAT_F_TICK, \
+	    "Of those, not yet sent and acknowledged.") \
+	X(migrate_tx_partitions_active, GAUGE, "partitions", 0, "Migrations being sent now.") \
+	X(migrate_rx_partitions_initial, GAUGE, "partitions", 0, \
+	    "Migrations (a partition from one node) this node had to receive after the last cluster change.") \
+	X(migrate_rx_partitions_remaining, GAUGE, "partitions", STAT_F_TICK, \
+	    "Of those, not yet received completely.") \
+	X(migrate_rx_partitions_active, GAUGE, "partitions", 0, \
+	    "Migrations being received now (at most network.migrate-max-num-incoming for all namespaces).") \
+	X(migrate_records_transmitted, COUNTER, "records", 0, \
+	    "Records and tombstones sent to other nodes by migrations.") \
+	X(migrate_records_received, COUNTER, "records", 0, \
+	    "Records and tombstones received from other nodes by migrations and applied by the conflict rule (a copy older than the one here is received but not stored).") \
+	X(migrate_fresh_partitions, GAUGE, "partitions", 0, \
+	    "Partitions of this node that no node held data of at the last rebalance: its replicas took the new version at once, nothing to migrate.") \
 	STATISTICS_CLIENT(X)
 
 /* .info/sets/<ns>/<set> */

@@ -114,6 +114,7 @@ enum rpc_op {
 	RPC_OP_TXN_REPLICA = 4,    /* txn/remote.c: a record version for a replica */
 	RPC_OP_SETS = 16,   /* txn/sets_cluster.c: set changes, checks, set tables (txn/set_msg.h) */
 	RPC_OP_LIST = 17,   /* txn/sets_cluster.c: a page of a set's listing (txn/set_msg.h) */
+	RPC_OP_MIGRATE = 18, /* txn/migrate.c: versions exchange and migration (txn/migrate_msg.h) */
 	RPC_OP_TEST = 48    /* 48..63: unit tests and recfs-bench */
 };
 

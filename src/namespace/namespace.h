@@ -121,6 +121,8 @@ struct namespace {
 	pthread_mutex_t raider_lock;
 	pthread_cond_t raider_cv;
 	uint64_t raider_passes;             /* atomic */
+	uint64_t migrations_pending;        /* atomic: partitions still to send or receive
+	                                     * (txn/migrate.c); the tomb raider waits for 0 */
 	uint64_t tombstones_reclaimed;      /* atomic */
 	uint64_t cold_start_tombs;          /* atomic: tombstone copies the cold start met */
 	bool loading;                       /* the cold start runs (namespace_open): set

@@ -24,6 +24,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "../base/atomic.h"
 #include "../base/clock.h"
 #include "../base/log.h"
 #include "../cluster/cluster.h"
@@ -420,6 +421,14 @@ txn_sets_list(struct txn_sets *s, struct namespace *ns, const char *set, size_t 
 		struct txn_partition tp;
 		unsigned k;
 
+		if (txn_partition_get(ns, p, &tp) == 0 && tp.master == 0 && tp.cluster_key != 0) {
+			/* The rebalance of a change is pending (docs/cluster.md,
+			 * "Rebalance and migration"): wait for it, as an operation does. */
+			struct txn_remote *rm = atomic_load_acquire(&txn_namespace_of(ns)->remote);
+
+			(void)txn_partition_wait_working(ns, p, 0, clock_mono_ns() + (uint64_t)(rm != NULL ?
+			    txn_remote_deadline_ms(rm) : RPC_DEADLINE_DEFAULT_MS) * 1000000);
+		}
 		if (txn_partition_get(ns, p, &tp) != 0 || tp.master == 0) {
 			rc = -EIO;
 			goto out;

@@ -346,6 +346,8 @@ ino_for_new(struct namespace *ns, const struct digest *d)
 	return ino;
 }
 
+static struct index_entry *entry_get(struct namespace *ns, uint16_t set_id, const struct digest *d);
+
 /* Remove an entry for good (non-persistent engines; expired copies). */
 static void
 drop_entry(struct namespace *ns, struct index_entry *e)
@@ -362,6 +364,22 @@ drop_entry(struct namespace *ns, struct index_entry *e)
 	pthread_rwlock_unlock(&p->lock);
 	storage_free(ns->storage, loc);
 	index_entry_free(ns->index, e);
+}
+
+int
+txn_drop_record(struct namespace *ns, uint16_t set_id, const struct digest *d)
+{
+	struct index_entry *e;
+	int rc = 0;
+
+	index_record_lock(ns->index, d);
+	e = entry_get(ns, set_id, d);
+	if (e != NULL) {
+		drop_entry(ns, e);
+		rc = 1;
+	}
+	index_record_unlock(ns->index, d);
+	return rc;
 }
 
 /*
@@ -1624,6 +1642,23 @@ txn_route(const struct txn_target *t, struct partition_rsv *rsv)
 			return TXN_ROUTE_UNAVAILABLE;
 		}
 	}
+	if (rsv->master == 0) {
+		/* The rebalance of this change is pending (the exchange of
+		 * versions, docs/cluster.md): no node is known to hold all of
+		 * the partition yet.  Wait for it. */
+		uint64_t deadline = clock_mono_ns() + (uint64_t)txn_remote_deadline_ms(rm) * 1000000;
+
+		partition_release(rsv);
+		rsv->tbl = NULL;
+		if (txn_partition_wait_working(t->ns, t->partition, 0, deadline) != 0)
+			return TXN_ROUTE_UNAVAILABLE;
+		partition_reserve(x->partitions, t->partition, rsv);
+		if (rsv->master == 0 || rsv->cluster_key == 0) {
+			partition_release(rsv);
+			rsv->tbl = NULL;
+			return TXN_ROUTE_UNAVAILABLE;
+		}
+	}
 	return rsv->am_master ? TXN_ROUTE_LOCAL : TXN_ROUTE_REMOTE;
 }
 
@@ -1750,7 +1785,7 @@ dispatch(const struct txn_target *t, const struct txn_op *op)
 	for (int attempt = 0;; attempt++) {
 		struct partition_rsv rsv, rsv_to = { .tbl = NULL };
 		enum txn_route route = txn_route(t, &rsv);
-		uint64_t key = rsv.cluster_key;
+		uint64_t key = rsv.cluster_key, refused = route == TXN_ROUTE_REMOTE ? rsv.master : 0;
 
 		if (route != TXN_ROUTE_UNAVAILABLE && op->to != NULL) {
 			enum txn_route r2 = txn_route(op->to, &rsv_to);
@@ -1783,13 +1818,19 @@ dispatch(const struct txn_target *t, const struct txn_op *op)
 			count_unrouted(t->ns, op->kind, rc);
 		if (rc != TXN_ENOTMASTER && rc != -EHOSTDOWN)
 			return rc;
-		if (attempt > 0)
+		if (attempt > 1 || (attempt > 0 && rc == -EHOSTDOWN))
 			return -EIO;
 		/* The master went down: wait (bounded) for the table without it. */
 		if (rc == -EHOSTDOWN &&
 		    txn_partition_wait_change(t->ns, t->partition, key,
 		    txn_remote_failover_deadline(rm)) != 0)
 			return -EIO;
+		/* It is no longer the working master (a migration ended, or a
+		 * new table): wait (bounded) until this node's table names
+		 * another. */
+		if (rc == TXN_ENOTMASTER && refused != 0)
+			(void)txn_partition_wait_working(t->ns, t->partition, refused, clock_mono_ns() +
+			    (uint64_t)txn_remote_deadline_ms(rm) * 1000000);
 	}
 }
 
@@ -2101,6 +2142,15 @@ reserve_master(struct namespace *ns, uint32_t pid, struct partition_rsv *rsv)
 		partition_release(rsv);
 		rsv->tbl = NULL;
 		if (txn_partition_wait_change(ns, pid, 0, clock_mono_ns() +
+		    (uint64_t)txn_remote_deadline_ms(rm) * 1000000) != 0)
+			return TXN_ENOTMASTER;
+		partition_reserve(x->partitions, pid, rsv);
+	}
+	if (rsv->master == 0 && rsv->cluster_key != 0 && rm != NULL) {
+		/* The rebalance is pending: it may name this node. */
+		partition_release(rsv);
+		rsv->tbl = NULL;
+		if (txn_partition_wait_working(ns, pid, 0, clock_mono_ns() +
 		    (uint64_t)txn_remote_deadline_ms(rm) * 1000000) != 0)
 			return TXN_ENOTMASTER;
 		partition_reserve(x->partitions, pid, rsv);

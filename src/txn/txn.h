@@ -85,6 +85,7 @@ struct txn_cluster {
 	char cause[160];                /* of the last change */
 	uint64_t changes, proposals, proposals_aborted;
 	uint64_t nodes_left_out;        /* muted members left out of proposals */
+	uint64_t migrate_partitions_remaining; /* migrations to send or receive, all namespaces */
 };
 
 /* This node's id (the daemon's node-id, resolved): the partition tables
@@ -381,12 +382,16 @@ int txn_link_read(struct namespace *ns, const struct txn_key *k, char *buf, size
 /* Where a partition lives (docs/cluster.md, Partitions). */
 struct txn_partition {
 	uint64_t cluster_key;          /* of the table it came from; 0: alone */
-	uint64_t master;               /* node id; replicas[0] */
+	uint64_t master;               /* node id of the working master, where its operations
+	                                * run: replicas[0] unless a migration is filling it;
+	                                * 0 while the rebalance of a change is pending */
 	unsigned n_replicas;           /* the effective replication factor */
-	uint64_t replicas[TXN_REPLICAS_MAX]; /* master first */
-	bool am_master;                /* this node masters it */
-	bool am_replica;               /* this node is one of its other replicas */
-	char state;                    /* here: 'S' a replica holding its data, 'A' not a replica */
+	uint64_t replicas[TXN_REPLICAS_MAX]; /* the final replicas, final master first */
+	bool am_master;                /* this node is the working master */
+	bool am_replica;               /* this node is one of its replicas, not the working master */
+	char state;                    /* here: 'S' a replica holding its data, 'D' a replica still
+	                                * receiving, 'Z' not a replica but holding data, 'A' not a
+	                                * replica, no data */
 };
 
 /* A consistent copy of partition pid's placement (pid = record_attr.partition).

@@ -173,10 +173,26 @@ uint64_t txn_remote_failover_deadline(struct txn_remote *rm);
 int txn_partition_wait_change(struct namespace *ns, uint32_t pid, uint64_t key,
     uint64_t deadline_ns);
 
+/* partitions.c: wait until partition pid has a working master other than
+ * not_master (0: any) in a table with a cluster key, or deadline_ns.  0 or
+ * -ETIMEDOUT. */
+int txn_partition_wait_working(struct namespace *ns, uint32_t pid, uint64_t not_master,
+    uint64_t deadline_ns);
+/* partitions.c: wake the operations waiting for ns's tables (a working
+ * master changed). */
+void txn_partitions_changed(struct namespace *ns);
+
+/* txn.c: drop the copy of (set_id, d) here for good, record or tombstone
+ * (a partition this node no longer holds, migrate.c): 1 dropped, 0 none. */
+int txn_drop_record(struct namespace *ns, uint16_t set_id, const struct digest *d);
+
 /* Tests only: when set (atomically), txn_route returns its answer (nothing reserved), so a
  * test can see that a refused route leaves nothing behind. */
 extern enum txn_route (*txn_route_test_hook)(const struct txn_target *t);
 
+/* network.c: the migrate_* rows of ns (migrate.c) of a started network. */
+void txn_network_migrate_values(struct txn_network *net, const struct namespace *ns,
+    uint64_t v[STAT_NS_COUNT]);
 /* network.c: the cluster state of a started network. */
 void txn_network_cluster(struct txn_network *net, struct txn_cluster *out);
 /* network.c: txn_node_fabric_values and txn_node_peers of a started network. */

@@ -11,7 +11,7 @@
  *      on a disk, tmpfs has no O_DIRECT), post-write-cache 0 so a record a
  *      migration sends is read from storage; node D (id 4, seeding A) is
  *      configured but not started.  Without migrate_partitions_remaining
- *      in A's .info/statistics the build has no migration: SKIP rows.
+ *      in A's .info/cluster the build has no migration: SKIP rows.
  *   2. The data set: 1 GiB (256 MiB with --quick) of 128 KiB files written
  *      through the three mounts, one writer per node.
  *   3. The peers, before: fio random 128 KiB reads of node A's storage file
@@ -289,7 +289,7 @@ mg_settle(struct bench_migrate_state *st, char *err)
 	uint64_t end = bench_now_ns() + (uint64_t)(MG_SETTLE_S * 1e9), left = 0;
 
 	while (!bench_interrupted) {
-		int rc = mg_sum(st, MG_SOURCES, "statistics", "migrate_partitions_remaining", &left);
+		int rc = mg_sum(st, MG_SOURCES, "cluster", "migrate_partitions_remaining", &left);
 
 		if (rc != 0)
 			return bench_fail(err, rc, "migrate_partitions_remaining: %s", strerror(-rc));
@@ -486,7 +486,7 @@ mg_join(struct bench_ctx *ctx, struct bench_migrate_state *st, struct mg_join *j
 				    size != MG_NODES ||
 				    bench_info_value(st->node[i].mnt, "cluster", "cluster_key", key[i],
 				    sizeof(key[i])) != 0 || (i > 0 && strcmp(key[i], key[0]) != 0) ||
-				    bench_info_u64(st->node[i].mnt, "statistics", "migrate_partitions_remaining",
+				    bench_info_u64(st->node[i].mnt, "cluster", "migrate_partitions_remaining",
 				    &v) != 0)
 					done = false;
 				else
@@ -511,7 +511,7 @@ mg_join(struct bench_ctx *ctx, struct bench_migrate_state *st, struct mg_join *j
 		}
 		if (now - j->t_spawn > wait_ns)
 			return bench_fail(err, -ETIMEDOUT, "migrations not done %.0f s after D started "
-			    "(migrate_partitions_remaining in .info/statistics)", (double)wait_ns / 1e9);
+			    "(migrate_partitions_remaining in .info/cluster)", (double)wait_ns / 1e9);
 		mg_sleep(0.01);
 	}
 	if (bench_interrupted)
@@ -629,10 +629,10 @@ bench_cluster_migrate(struct bench_ctx *ctx, const struct bench_def *def)
 	{
 		uint64_t v;
 
-		rc = bench_info_u64(st->node[0].mnt, "statistics", "migrate_partitions_remaining", &v);
+		rc = bench_info_u64(st->node[0].mnt, "cluster", "migrate_partitions_remaining", &v);
 		if (rc == -ENOENT) {
 			mg_skip_rows(ctx, "migration not in this build (no migrate_partitions_remaining in "
-			    ".info/statistics)");
+			    ".info/cluster)");
 			return 0;
 		}
 	}
@@ -795,10 +795,9 @@ bench_cluster_migrate(struct bench_ctx *ctx, const struct bench_def *def)
 			bench_row_judge(ctx, row, TARGET_MIGRATE_WRITES, 0.7, true);
 		}
 	}
-	bench_note(ctx, "cluster.migrate: recfsd A B C (device engine, one file each in %s, "
-	    "post-write-cache 0, RF 2) hold %llu MiB of 128 KiB files, then D joins; moved = sums of "
-	    "the 4 nodes' .info from cluster_size 4 to migrate_partitions_remaining 0; %u writers "
-	    "through A", st->dir, (unsigned long long)(mg_data_bytes(ctx) >> 20), threads);
+	bench_note(ctx, "cluster.migrate: A B C at RF 2 (device engine, post-write-cache 0, files "
+	    "in %s) hold %llu MiB of 128 KiB files, D joins; moved: .info sums of the 4 nodes; %u "
+	    "writers via A", st->dir, (unsigned long long)(mg_data_bytes(ctx) >> 20), threads);
 	rc = 0;
 	goto out;
 error:

@@ -73,7 +73,9 @@
 	X(list_pages_sent, COUNTER, "pages", 0, \
 	    "Listing pages (ls of a set or of the namespace directory) asked of other nodes: one per node that masters partitions after the listing's position, per page.") \
 	X(list_pages_received, COUNTER, "pages", 0, \
-	    "Listing pages other nodes asked of this one (its records in the partitions they name).")
+	    "Listing pages other nodes asked of this one (its records in the partitions they name).") \
+	X(migrate_msgs_refused, COUNTER, "messages", 0, \
+	    "Migration messages refused (logged at debug): another cluster key (a change came in between), or a partition this node does not expect from that node; a message that does not decode is refused and logged.")
 
 /* .info/statistics, first part: the engine (txn_node_values). */
 #define STATISTICS_NODE(X) \
@@ -173,6 +175,7 @@
 	X(rpc_requests_duplicate, COUNTER, "requests", 0, "Copies of a request already queued, running (dropped) or answered (answered again, not run).") \
 	X(rpc_requests_busy, COUNTER, "requests", 0, "Requests refused busy (the caller gets EAGAIN): the worker queue or the table of kept requests was full.") \
 	X(rpc_requests_expired, COUNTER, "requests", 0, "Queued requests dropped unrun because their caller's deadline had passed.") \
+	X(rpc_requests_inline, COUNTER, "requests", 0, "Requests served on the fabric thread without a worker (a ping, a replica write or a read of a record in memory that found its record lock free).") \
 	X(rpc_requests_in_progress, GAUGE, "requests", 0, "Requests from other nodes queued or running now.") \
 	X(rpc_requests_kept, GAUGE, "requests", 0, "Requests remembered so that a copy never runs twice: queued, running, or answered within 2 x transaction-max-ms.") \
 	X(rpc_msgs_malformed, COUNTER, "messages", 0, "Request or answer messages that did not decode (dropped).") \

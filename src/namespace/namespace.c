@@ -225,8 +225,8 @@ namespace_apply(struct namespace *ns, struct ns_apply *a)
 	return 1;
 }
 
-int
-namespace_apply_flat(struct namespace *ns, const uint8_t *flat, uint32_t size, bool durable)
+static int
+apply_flat(struct namespace *ns, const uint8_t *flat, uint32_t size, bool durable, bool nowait)
 {
 	struct index_partition *p;
 	struct index_entry *e;
@@ -266,7 +266,12 @@ namespace_apply_flat(struct namespace *ns, const uint8_t *flat, uint32_t size, b
 	namespace_entry_info(ns, &r, &info);
 
 	p = index_partition_of(ns->index, &r.digest);
-	index_record_lock(ns->index, &r.digest);
+	if (!nowait) {
+		index_record_lock(ns->index, &r.digest);
+	} else if (pthread_mutex_trylock(index_record_lock_of(ns->index, &r.digest)) != 0) {
+		rc = -EWOULDBLOCK;
+		goto out;
+	}
 	pthread_rwlock_rdlock(&p->lock);
 	e = index_find_locked(p, set_id, &r.digest);
 	pthread_rwlock_unlock(&p->lock);
@@ -307,6 +312,19 @@ unlock:
 out:
 	record_release(&r);
 	return rc;
+}
+
+int
+namespace_apply_flat(struct namespace *ns, const uint8_t *flat, uint32_t size, bool durable)
+{
+	return apply_flat(ns, flat, size, durable, false);
+}
+
+int
+namespace_apply_flat_nowait(struct namespace *ns, const uint8_t *flat, uint32_t size,
+    bool durable)
+{
+	return apply_flat(ns, flat, size, durable, true);
 }
 
 void

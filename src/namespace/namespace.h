@@ -49,7 +49,8 @@
 	X(set_changes_received, "set changes, checks and set-table entries received from other nodes") \
 	X(set_changes_failed, "set changes and checks another node did not answer in time") \
 	X(list_pages_sent, "listing pages asked of other nodes") \
-	X(list_pages_received, "listing pages other nodes asked of this one")
+	X(list_pages_received, "listing pages other nodes asked of this one") \
+	X(migrate_msgs_refused, "migration messages refused: another cluster key, or a partition not expected from that node")
 
 struct ns_counters {
 #define X(name, help) uint64_t name;
@@ -235,6 +236,10 @@ int namespace_apply(struct namespace *ns, struct ns_apply *a);
  * -ENOMEM or -EIO, with nothing changed.
  */
 int namespace_apply_flat(struct namespace *ns, const uint8_t *flat, uint32_t size, bool durable);
+/* The same for a thread that must not wait (the fabric's, docs/cluster.md
+ * RPC): -EWOULDBLOCK, nothing changed, when the record's lock is taken. */
+int namespace_apply_flat_nowait(struct namespace *ns, const uint8_t *flat, uint32_t size,
+    bool durable);
 
 /* entry_info of a decoded record. */
 void namespace_entry_info(const struct namespace *ns, const struct record *r,

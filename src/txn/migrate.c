@@ -66,7 +66,7 @@ struct mig_ns {
 	bool replica[PARTITION_COUNT];
 	/* statistics: gauges under lock, counters atomic */
 	uint64_t tx_initial, tx_remaining, rx_initial, rx_remaining, tx_active, rx_active;
-	uint64_t records_tx, records_rx, records_refused, fresh;
+	uint64_t records_tx, records_rx, fresh;
 };
 
 struct mig_job {
@@ -338,8 +338,20 @@ drop_partition(struct txn_migrate *m, unsigned nsi, uint32_t pid, uint64_t key)
 {
 	struct mig_ns *x = &m->mns[nsi];
 	struct index_walk_pos pos = { 0 };
-	uint64_t dropped = 0, until = mono_in_ms(RPC_DEADLINE_DEFAULT_MS * 2);
+	uint64_t dropped = 0, until = mono_in_ms(RPC_DEADLINE_DEFAULT_MS);
+	struct drop_batch probe;
+	bool had_version;
 
+	pthread_mutex_lock(&m->lock);
+	had_version = x->versions[pid] != 0;
+	pthread_mutex_unlock(&m->lock);
+	probe.n = 0;
+	if (index_partition_walk(x->ns->index, pid, &pos, drop_collect, &probe, MIG_BATCH_RECORDS) <= 0 ||
+	    (probe.n == 0 && pos.done)) {
+		if (!had_version)
+			return;   /* nothing here: the common case of a sweep */
+	}
+	pos = (struct index_walk_pos){ 0 };
 	/* An operation that reserved the partition under the table before
 	 * this change may still run here: let it end (bounded). */
 	while (partition_reservations(table_of(x), pid) > 0 && clock_mono_ns() < until)
@@ -365,14 +377,18 @@ drop_partition(struct txn_migrate *m, unsigned nsi, uint32_t pid, uint64_t key)
 		if (walked <= 0)
 			break;
 	}
+	bool had = false;
+
 	pthread_mutex_lock(&m->lock);
 	if (m->key == key) {
+		had = x->versions[pid] != 0;
 		x->versions[pid] = 0;
 		x->flags[pid] &= (uint8_t)~(MIG_F_DROPPING | MIG_F_DROP_AFTER);
 		(void)partition_set_working(table_of(x), pid, key, x->wm[pid], state_of(x, pid));
 	}
 	pthread_mutex_unlock(&m->lock);
-	versions_persist_one(m, x, pid);
+	if (had || dropped > 0)
+		versions_persist_one(m, x, pid);
 	if (dropped > 0)
 		log_debug("migrate", "{%s} partition %u: dropped %" PRIu64 " records (not a replica)",
 		    x->ns->name, pid, dropped);
@@ -597,6 +613,11 @@ rebalance(struct txn_migrate *m, uint64_t seq, uint64_t key, const uint64_t *sna
 						    .dest = o->nodes[i], .key = key });
 			if ((out.drop_now & me) && drops != NULL) {
 				x->flags[pid] |= MIG_F_DROPPING;
+				drops[n_drops++] = (uint64_t)j << 32 | pid;
+			} else if (!x->replica[pid] && !(out.sources & me) && drops != NULL) {
+				/* Nothing here by the exchange; but a write at this node
+				 * while it kept serving during the exchange may have left
+				 * a copy (its replicas got it): swept (cheap when empty). */
 				drops[n_drops++] = (uint64_t)j << 32 | pid;
 			}
 			tx += x->tx_left[pid];
@@ -1228,7 +1249,6 @@ on_insert(struct txn_migrate *m, uint64_t from, const struct migrate_msg *msg, i
 	}
 	atomic_add(&x->records_rx, received);
 	if (refused > 0) {
-		atomic_add(&x->records_refused, refused);
 		log_warn("migrate", "{%s} partition %u: %" PRIu64 " records from %016" PRIx64
 		    " refused (malformed, or of another partition)", x->ns->name, msg->pid, refused, from);
 	}
@@ -1340,14 +1360,28 @@ migrate_handler(void *arg, uint64_t from, const uint8_t *req, size_t len, struct
 	pthread_mutex_unlock(&m->lock);
 	if (nsi < 0)
 		return m->node != NULL ? -ENOENT : -EAGAIN;
+	int rc = -EBADMSG;
+
 	switch (msg.kind) {
-	case MIGRATE_MSG_EXCHANGE: return on_exchange(m, from, &msg, nsi, reply);
-	case MIGRATE_MSG_START: return on_start(m, from, &msg, nsi);
-	case MIGRATE_MSG_INSERT: return on_insert(m, from, &msg, nsi);
-	case MIGRATE_MSG_DONE: return on_done(m, from, &msg, nsi);
-	case MIGRATE_MSG_TAKEOVER: return on_takeover(m, from, &msg, nsi);
+	case MIGRATE_MSG_EXCHANGE: rc = on_exchange(m, from, &msg, nsi, reply); break;
+	case MIGRATE_MSG_START: rc = on_start(m, from, &msg, nsi); break;
+	case MIGRATE_MSG_INSERT: rc = on_insert(m, from, &msg, nsi); break;
+	case MIGRATE_MSG_DONE: rc = on_done(m, from, &msg, nsi); break;
+	case MIGRATE_MSG_TAKEOVER: rc = on_takeover(m, from, &msg, nsi); break;
 	}
-	return -EBADMSG;
+	if (rc == -ESTALE || rc == -EPROTO) {
+		struct namespace *ns;
+
+		pthread_mutex_lock(&m->lock);
+		ns = nsi < (int)m->n_ns ? m->mns[nsi].ns : NULL;
+		pthread_mutex_unlock(&m->lock);
+		if (ns != NULL)
+			NS_COUNT_ADD(ns, migrate_msgs_refused, 1);
+		log_debug("migrate", "{%s} a migration message (kind %u, partition %u) from %016" PRIx64
+		    " refused: %s", msg.ns, msg.kind, msg.pid, from, rc == -ESTALE ? "another cluster key" :
+		    "not expected from that node");
+	}
+	return rc;
 }
 
 /* ---- the instance --------------------------------------------------------------- */

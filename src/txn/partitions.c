@@ -196,6 +196,12 @@ txn_partition_values(const struct namespace *ns, uint64_t v[STAT_NS_COUNT])
 	v[STAT_NS_effective_replication_factor] = s.replication_factor;
 	v[STAT_NS_master_partitions] = s.master_partitions;
 	v[STAT_NS_prole_partitions] = s.prole_partitions;
+	/* A node without a network migrates nothing. */
+	v[STAT_NS_migrate_tx_partitions_initial] = v[STAT_NS_migrate_tx_partitions_remaining] = 0;
+	v[STAT_NS_migrate_tx_partitions_active] = v[STAT_NS_migrate_rx_partitions_initial] = 0;
+	v[STAT_NS_migrate_rx_partitions_remaining] = v[STAT_NS_migrate_rx_partitions_active] = 0;
+	v[STAT_NS_migrate_records_transmitted] = v[STAT_NS_migrate_records_received] = 0;
+	v[STAT_NS_migrate_fresh_partitions] = 0;
 	if (x != NULL && x->node != NULL) {
 		pthread_mutex_lock(&x->node->network_lock);
 		if (x->node->network != NULL)

@@ -498,8 +498,10 @@ stat_record(const struct txn_target *t, struct record_attr *out)
 	return rc;
 }
 
+/* nowait (the fabric thread, memory storage): -EWOULDBLOCK, nothing
+ * counted, when the record lock is taken or the record is large. */
 static int
-read_record(const struct txn_target *t, struct txn_record *out)
+read_record(const struct txn_target *t, struct txn_record *out, bool nowait)
 {
 	struct namespace *ns = t->ns;
 	const struct digest *d = &t->digest;
@@ -509,8 +511,15 @@ read_record(const struct txn_target *t, struct txn_record *out)
 
 	if (rc != 0)
 		goto count;
-	index_record_lock(ns->index, d);
+	if (!nowait)
+		index_record_lock(ns->index, d);
+	else if (pthread_mutex_trylock(index_record_lock_of(ns->index, d)) != 0)
+		return -EWOULDBLOCK;
 	e = entry_get(ns, set_id, d);
+	if (nowait && e != NULL && storage_loc_size(e->loc) > TXN_INLINE_MAX) {
+		index_record_unlock(ns->index, d);
+		return -EWOULDBLOCK;
+	}
 	if (!entry_visible(e, clock_epoch_s())) {
 		rc = -ENOENT;
 	} else {
@@ -1669,7 +1678,7 @@ run_local(const struct txn_target *t, const struct txn_op *op)
 	case TXN_OP_STAT:
 		return stat_record(t, op->attr);
 	case TXN_OP_READ:
-		return read_record(t, op->rec);
+		return read_record(t, op->rec, false);
 	case TXN_OP_WRITE:
 		return write_record(t, op->w, op->attr);
 	case TXN_OP_DELETE:
@@ -2204,8 +2213,10 @@ txn_proxy_serve(struct namespace *ns, const struct txn_proxy_req *q, struct reco
 	return rc;
 }
 
-int
-txn_replica_apply(struct namespace *ns, const uint8_t *flat, uint32_t size, bool durable)
+/* nowait (the fabric thread): only what needs no device I/O and finds its
+ * record lock free; else -EWOULDBLOCK with nothing changed. */
+static int
+replica_apply(struct namespace *ns, const uint8_t *flat, uint32_t size, bool durable, bool nowait)
 {
 	struct txn_namespace *x = txn_namespace_of(ns);
 	struct record_flat_header h;
@@ -2214,6 +2225,10 @@ txn_replica_apply(struct namespace *ns, const uint8_t *flat, uint32_t size, bool
 
 	if (record_flat_header_check(flat, size, &h) != 0)
 		return -EBADMSG;
+	/* a delete on memory drops the entry under a blocking lock below */
+	if (nowait && (ns->storage->persistent || durable || ns->cfg->storage.commit_to_device ||
+	    (h.flags & RECORD_F_TOMBSTONE) || size > TXN_INLINE_MAX))
+		return -EWOULDBLOCK;
 	partition_reserve(x->partitions, digest_partition(&h.digest), &rsv);
 	if (!rsv.am_master && !rsv.am_replica) {
 		rc = TXN_ENOTMASTER;
@@ -2225,7 +2240,8 @@ txn_replica_apply(struct namespace *ns, const uint8_t *flat, uint32_t size, bool
 		rc = -ENOSPC;
 		goto out;
 	}
-	rc = namespace_apply_flat(ns, flat, size, durable);
+	rc = nowait ? namespace_apply_flat_nowait(ns, flat, size, false)
+	    : namespace_apply_flat(ns, flat, size, durable);
 	if (rc == 1 && (h.flags & RECORD_F_TOMBSTONE) && !ns->storage->persistent) {
 		/* Without persistence a delete drops the record (as the master's
 		 * did): nothing would ever reclaim the tombstone. */
@@ -2248,4 +2264,43 @@ txn_replica_apply(struct namespace *ns, const uint8_t *flat, uint32_t size, bool
 out:
 	partition_release(&rsv);
 	return rc;
+}
+
+int
+txn_proxy_serve_nowait(struct namespace *ns, const struct txn_proxy_req *q,
+    struct record_attr *attr, struct txn_record *rec)
+{
+	struct txn_namespace *x = txn_namespace_of(ns);
+	struct txn_target t;
+	struct partition_rsv rsv;
+	int rc;
+
+	if ((q->kind != TXN_PROXY_STAT && q->kind != TXN_PROXY_READ) || ns->storage->persistent)
+		return -EWOULDBLOCK;
+	rc = target_resolve(ns, &q->k, &t);
+	if (rc != 0)
+		return rc;
+	partition_reserve(x->partitions, t.partition, &rsv);
+	if (rsv.cluster_key == 0 && atomic_load_acquire(&x->remote) != NULL)
+		rc = -EWOULDBLOCK;   /* an orphan waits for a cluster (reserve_master) */
+	else if (!rsv.am_master)
+		rc = TXN_ENOTMASTER;
+	else if (q->kind == TXN_PROXY_STAT)
+		rc = stat_record(&t, attr);
+	else
+		rc = read_record(&t, rec, true);
+	partition_release(&rsv);
+	return rc;
+}
+
+int
+txn_replica_apply(struct namespace *ns, const uint8_t *flat, uint32_t size, bool durable)
+{
+	return replica_apply(ns, flat, size, durable, false);
+}
+
+int
+txn_replica_apply_nowait(struct namespace *ns, const uint8_t *flat, uint32_t size, bool durable)
+{
+	return replica_apply(ns, flat, size, durable, true);
 }

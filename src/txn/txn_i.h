@@ -163,6 +163,19 @@ int txn_proxy_serve(struct namespace *ns, const struct txn_proxy_req *q, struct 
  * stored newer or equal version, TXN_ENOTMASTER (not a replica of its
  * partition), -errno. */
 int txn_replica_apply(struct namespace *ns, const uint8_t *flat, uint32_t size, bool durable);
+/*
+ * The same two on the fabric thread (remote.c's inline handlers, which
+ * must not block): only a stat or read, or a replica write that is not a
+ * delete, of a namespace without persistent storage, not made durable,
+ * whose record lock is free (trylock) and whose record is at most
+ * TXN_INLINE_MAX bytes (the fabric thread's other sockets wait meanwhile);
+ * anything else is -EWOULDBLOCK with nothing changed or counted, and goes
+ * to a worker.
+ */
+#define TXN_INLINE_MAX (256u * 1024)
+int txn_proxy_serve_nowait(struct namespace *ns, const struct txn_proxy_req *q,
+    struct record_attr *attr, struct txn_record *rec);
+int txn_replica_apply_nowait(struct namespace *ns, const uint8_t *flat, uint32_t size, bool durable);
 /* remote.c: transaction-max-ms now, and the monotonic deadline (ns) of a
  * wait for the tables to drop a node that went down: heartbeat timeout +
  * quiet period + transaction-max-ms from now. */

@@ -3,7 +3,9 @@
 # 2) under write load receives its share (issue 13).  Four nodes are
 # configured; n4 is stopped before any record is written, so it comes back
 # empty.  Files are written through n1, then a writer through n2 keeps
-# writing (with fsync) while n4 joins.  Afterwards, on every node,
+# writing (with fsync) while n4 joins, first with sending paused
+# (migrate-threads 0 on the old nodes: n4 shows partitions in state D and
+# a file reads through n4 from the node still serving it), then resumed.  Afterwards, on every node,
 # migrate_partitions_remaining reaches 0; n4 masters partitions and holds
 # records (objects > 0) it did not get from a client; every node holds only
 # the partitions it is a replica of (objects summed over the nodes = 2 x
@@ -60,9 +62,27 @@ print("failed %d" % failed)
 PY
 W2=$!
 sleep 0.5
+# Sending paused (network.migrate-threads 0, dynamic) while n4 joins.
+for n in n1 n2 n3; do
+	run sh -c "echo 0 > '$(cluster_mnt $n)/.info/config/network/migrate-threads'" ||
+		bad "$n: migrate-threads 0"
+done
 mark=$(date +%s%N)
 cluster_restart n4
 cluster_wait_agree 4 || fail "no cluster of 4 after n4 came back"
+sleep 1
+check_true "paused: n4 still has migrations to receive" "$(cluster_info n4 migrate_partitions_remaining)" -gt 0
+pi=$(run cat "$(cluster_mnt n4)/.info/partitions")
+check_true "paused: n4 shows partitions it still receives (state D)" \
+	"$(echo "$pi" | grep -c ' state=D ')" -gt 0
+check_eq "paused: n4 serves none of them (their working master is another node)" \
+	"$(echo "$pi" | grep ' state=D ' | grep -c ' role=master ')" 0
+check_eq "paused: a file written before n4 joined reads through n4" \
+	"$(run cat "$(cluster_mnt n4)/test/f00007")" "file 7"
+for n in n1 n2 n3; do
+	run sh -c "echo 1 > '$(cluster_mnt $n)/.info/config/network/migrate-threads'" ||
+		bad "$n: migrate-threads 1"
+done
 wait $W2 || bad "the writer through n2 failed"
 acked=$(grep -c '^w' "$T/w2")
 note "writer through n2: $acked acknowledged, $(tail -n 1 "$T/w2")"
@@ -132,6 +152,10 @@ PY
 check_eq "every file reads back identical through n4 (of ${out#* })" "${out% *}" 0
 listed=$(ls "$(cluster_mnt n4)/test" | wc -l)
 check_eq "n4 lists every file" "$listed" "$total"
+pi=$(run cat "$(cluster_mnt n4)/.info/partitions")
+check_eq "settled: no partition in state D or Z on n4" "$(echo "$pi" | grep -c ' state=[DZ] ')" 0
+check_eq "settled: n4 is the working master of every partition it is final master of" \
+	"$(echo "$pi" | awk -v me="$(cluster_id n4)" '{ split($5, r, /[=,]/); if (r[2] == me && $6 != "working_master=" me) n++ } END { print n + 0 }')" 0
 
 grep -qE '\{test\} rebalanced: expected-migrations \([0-9]+,[0-9]+\) fresh-partitions [0-9]+' "$(cluster_log n4)" ||
 	bad "n4 logs its rebalance"

@@ -63,9 +63,22 @@ for i in range(n // 3):
 PY
 settled n1 n2
 note "n1, n2: tombstones $(ns_stat n1 tombstones), $(ns_stat n2 tombstones) after the deletes"
+# n3 comes back with sending paused (network.migrate-threads 0 in its
+# configuration): its old copies are subsets, so the others must also
+# receive from it; they show partitions in state D until it sends.
+CLUSTER_EXTRA_YAML_n3="  migrate-threads: 0"
 cluster_restart n3
 cluster_wait_agree 3 || fail "no cluster of 3 after n3 came back"
+sleep 1
+check_true "paused: n3 has migrations left" "$(cluster_info n3 migrate_partitions_remaining)" -gt 0
+check_true "paused: n1 still receives partitions (state D)" \
+	"$(run cat "$(cluster_mnt n1)/.info/partitions" | grep -c ' state=D ')" -gt 0
+run sh -c "echo 1 > '$(cluster_mnt n3)/.info/config/network/migrate-threads'" || bad "n3: migrate-threads 1"
 settled n1 n2 n3
+for n in n1 n2 n3; do
+	check_eq "settled: no partition in state D or Z on $n" \
+		"$(run cat "$(cluster_mnt $n)/.info/partitions" | grep -c ' state=[DZ] ')" 0
+done
 
 expected=$(python3 - "$N" <<'PY'
 import sys

@@ -12,12 +12,18 @@
  *     (their record lock held here), one more is answered busy and sent
  *     again (proxy_busy), and every one of them succeeds once the lock is
  *     released;
+ *   - on memory storage a proxied read and a replica write are served on
+ *     the fabric thread (rpc_requests_inline) unless their record lock is
+ *     held; then a worker serves them, and the fabric thread goes on;
  *   - a node whose network stops: the other's proxied write to a record it
  *     mastered and its replica write to it fail fast (proxy_failed,
  *     replica_writes_failed), wait for the table without it, and succeed;
  *   - a node without a cluster yet (an orphan) makes an operation wait for
  *     one, up to transaction-max-ms, then EIO;
- *   - on device files a delete leaves a tombstone on both replicas.
+ *   - on device files a delete leaves a tombstone on both replicas;
+ *   - migration messages for another cluster key or a partition not
+ *     expected from the sender are refused and counted, others that do not
+ *     decode or name no namespace here refused.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -39,6 +45,7 @@
 #include "base/clock.h"
 #include "cluster/rpc.h"
 #include "fabric/fabric.h"
+#include "txn/migrate_msg.h"
 #include "txn/remote.h"
 #include "txn/txn.h"
 #include "txn/txn_i.h"
@@ -435,6 +442,173 @@ test_busy_master_is_asked_again(void **state)
 	}
 }
 
+struct bg_read {
+	pthread_t th;
+	char key[16];
+	int rc;
+	int done;   /* atomic */
+};
+
+static void *
+bg_read(void *arg)
+{
+	struct bg_read *b = arg;
+	struct txn_key key = key_of(b->key);
+	struct txn_record rec;
+
+	b->rc = txn_read(A.ns, &key, &rec);
+	if (b->rc == 0)
+		txn_record_release(&rec);
+	__atomic_store_n(&b->done, 1, __ATOMIC_RELEASE);
+	return NULL;
+}
+
+static void *
+bg_put_done(void *arg)
+{
+	struct bg_read *b = arg;
+
+	b->rc = put(&A, b->key, "replicated while the replica's lock was held");
+	__atomic_store_n(&b->done, 1, __ATOMIC_RELEASE);
+	return NULL;
+}
+
+/* A ping from A to B answers within 500 ms: B's fabric thread is not blocked. */
+static void
+assert_b_fabric_answers(void)
+{
+	struct rpc_answer ans = { 0 };
+	uint64_t t0 = clock_mono_ns();
+
+	assert_int_equal(rpc_call(txn_network_rpc(A.net), B.id, RPC_OP_PING, "p", 1, 500, &ans), 0);
+	rpc_answer_release(&ans);
+	assert_true(clock_mono_ns() - t0 < 500000000ull);
+}
+
+/* Migration messages a node does not expect are refused and counted
+ * (migrate_msgs_refused): another cluster key, a partition it does not
+ * receive from that node, a namespace it does not have, bytes that do not
+ * decode; nothing is applied. */
+static uint64_t
+ns_stat(struct tnode *t, int stat)
+{
+	uint64_t v[STAT_NS_COUNT];
+
+	txn_namespace_values(t->ns, v);
+	return v[stat];
+}
+
+static int
+migrate_call(const uint8_t *body, size_t len)
+{
+	struct rpc_answer ans = { 0 };
+	int rc = rpc_call(txn_network_rpc(A.net), B.id, RPC_OP_MIGRATE, body, len, 0, &ans);
+
+	if (rc == 0)
+		rc = ans.err;
+	rpc_answer_release(&ans);
+	return rc;
+}
+
+static void
+test_migration_refuses_bad_input(void **state)
+{
+	static uint8_t body[4096];
+	struct txn_cluster tc;
+	size_t count_off;
+	int len, off;
+	uint64_t refused = ns_stat(&B, STAT_NS_migrate_msgs_refused);
+	uint64_t received = ns_stat(&B, STAT_NS_migrate_records_received);
+
+	(void)state;
+	settled();
+	assert_true(txn_node_cluster(A.node, &tc));
+	/* a batch for another cluster key */
+	off = migrate_msg_encode_insert(body, sizeof(body), tc.cluster_key ^ 1, "test", 5, &count_off);
+	assert_true(off > 0);
+	len = migrate_msg_encode_record(body + off, sizeof(body) - (size_t)off, (const uint8_t *)"junk", 4);
+	migrate_msg_insert_count(body, count_off, 1);
+	assert_int_equal(migrate_call(body, (size_t)(off + len)), -ESTALE);
+	/* the right key, a partition B does not receive from A */
+	off = migrate_msg_encode_insert(body, sizeof(body), tc.cluster_key, "test", 5, &count_off);
+	len = migrate_msg_encode_record(body + off, sizeof(body) - (size_t)off, (const uint8_t *)"junk", 4);
+	migrate_msg_insert_count(body, count_off, 1);
+	assert_int_equal(migrate_call(body, (size_t)(off + len)), -EPROTO);
+	len = migrate_msg_encode_pid(body, sizeof(body), MIGRATE_MSG_START, tc.cluster_key, "test", 5);
+	assert_int_equal(migrate_call(body, (size_t)len), -EPROTO);
+	assert_int_equal(ns_stat(&B, STAT_NS_migrate_msgs_refused), refused + 3);
+	/* a namespace B does not have; bytes that do not decode: refused, not counted */
+	len = migrate_msg_encode_pid(body, sizeof(body), MIGRATE_MSG_START, tc.cluster_key, "nope", 5);
+	assert_int_equal(migrate_call(body, (size_t)len), -ENOENT);
+	assert_int_equal(migrate_call(body, (size_t)len - 1), -EBADMSG);
+	assert_int_equal(ns_stat(&B, STAT_NS_migrate_msgs_refused), refused + 3);
+	assert_int_equal(ns_stat(&B, STAT_NS_migrate_records_received), received);
+}
+
+/*
+ * Memory storage: a proxied read and a replica write are served on the
+ * fabric thread when their record lock is free (rpc_requests_inline); when
+ * it is held (here, as a master holds it while its replicas answer) they go
+ * to a worker and wait there, while the fabric thread goes on serving (a
+ * ping answers), and each is counted once.
+ */
+static void
+test_reads_and_replica_writes_inline_unless_their_lock_is_held(void **state)
+{
+	char k[16], kr[16];
+	struct digest d;
+	struct bg_read bg;
+	uint64_t inl = FV(B, rpc_requests_inline), recv = FV(B, proxy_received);
+	uint64_t rrecv = FV(B, replica_writes_received);
+
+	(void)state;
+	name_mastered(&A, false, k, sizeof(k));   /* B masters it */
+	assert_int_equal(put(&A, k, "read through A at B"), 0);
+	inl = FV(B, rpc_requests_inline);
+	recv = FV(B, proxy_received);
+	memset(&bg, 0, sizeof(bg));
+	snprintf(bg.key, sizeof(bg.key), "%s", k);
+	bg_read(&bg);
+	assert_int_equal(bg.rc, 0);
+	assert_int_equal(FV(B, rpc_requests_inline), inl + 1);
+	assert_int_equal(FV(B, proxy_received), recv + 1);
+
+	/* its lock held on B: deferred to a worker, which waits for it */
+	digest_compute(&d, NULL, 0, k, strlen(k));
+	index_record_lock(B.ns->index, &d);
+	memset(&bg, 0, sizeof(bg));
+	snprintf(bg.key, sizeof(bg.key), "%s", k);
+	assert_int_equal(pthread_create(&bg.th, NULL, bg_read, &bg), 0);
+	sleep_ms(100);
+	assert_int_equal(__atomic_load_n(&bg.done, __ATOMIC_ACQUIRE), 0);
+	assert_b_fabric_answers();
+	index_record_unlock(B.ns->index, &d);
+	pthread_join(bg.th, NULL);
+	assert_int_equal(bg.rc, 0);
+	assert_int_equal(FV(B, proxy_received), recv + 2);
+	assert_int_equal(FV(B, rpc_requests_inline), inl + 2);   /* the ping */
+
+	/* a replica write: inline when free, by a worker when held */
+	name_mastered(&A, true, kr, sizeof(kr));   /* A masters it, B is its replica */
+	rrecv = FV(B, replica_writes_received);
+	assert_int_equal(put(&A, kr, "replicated inline"), 0);
+	assert_int_equal(FV(B, rpc_requests_inline), inl + 3);
+	assert_int_equal(FV(B, replica_writes_received), rrecv + 1);
+	digest_compute(&d, NULL, 0, kr, strlen(kr));
+	index_record_lock(B.ns->index, &d);
+	memset(&bg, 0, sizeof(bg));
+	snprintf(bg.key, sizeof(bg.key), "%s", kr);
+	assert_int_equal(pthread_create(&bg.th, NULL, bg_put_done, &bg), 0);
+	sleep_ms(100);
+	assert_int_equal(__atomic_load_n(&bg.done, __ATOMIC_ACQUIRE), 0);
+	assert_b_fabric_answers();
+	index_record_unlock(B.ns->index, &d);
+	pthread_join(bg.th, NULL);
+	assert_int_equal(bg.rc, 0);
+	assert_int_equal(FV(B, replica_writes_received), rrecv + 2);
+	assert_int_equal(FV(B, rpc_requests_inline), inl + 4);   /* the ping */
+}
+
 static void
 test_node_down_fails_fast_then_goes_on(void **state)
 {
@@ -574,6 +748,8 @@ main(void)
 		cmocka_unit_test(test_replica_keeps_a_version_it_has),
 		cmocka_unit_test(test_not_master_is_rerouted),
 		cmocka_unit_test(test_busy_master_is_asked_again),
+		cmocka_unit_test(test_reads_and_replica_writes_inline_unless_their_lock_is_held),
+		cmocka_unit_test(test_migration_refuses_bad_input),
 		cmocka_unit_test(test_node_down_fails_fast_then_goes_on),
 		cmocka_unit_test(test_orphan_waits_for_a_cluster),
 		cmocka_unit_test(test_persistent_replicas),

@@ -43,6 +43,7 @@
 #include "base/atomic.h"
 #include "base/clock.h"
 #include "base/log.h"
+#include "chunkfile.h"
 #include "handle.h"
 #include "info.h"
 #include "inode.h"
@@ -270,6 +271,7 @@ section_values(enum stat_section s, struct info_values *out)
 		stats_sum(out->v);
 		out->v[STAT_fuse_inodes] = inode_count();
 		out->v[STAT_fuse_open_handles] = handle_count();
+		out->v[STAT_fuse_dirty_chunk_bytes] = chunkfile_dirty_bytes();
 		break;
 	case STAT_SECTION_FABRIC:
 		txn_node_fabric_values(recfsd.node, out->v);

@@ -195,6 +195,10 @@ ops_init(void *userdata, struct fuse_conn_info *conn)
 		conn->want |= FUSE_CAP_ATOMIC_O_TRUNC;
 	conn->want &= ~(FUSE_CAP_EXPORT_SUPPORT | FUSE_CAP_POSIX_ACL);
 	conn->time_gran = 1;
+	/* Large writes and reads: a large file's chunk takes one or two
+	 * requests, not 256 (libfuse caps these at what the kernel allows). */
+	conn->max_write = 1u << 20;
+	conn->max_readahead = 1u << 20;
 	log_info("fuse", "session started: protocol %u.%u, max_write %u, max_readahead %u",
 	    conn->proto_major, conn->proto_minor, conn->max_write, conn->max_readahead);
 }

@@ -73,7 +73,15 @@
 	X(list_pages_sent, COUNTER, "pages", 0, \
 	    "Listing pages (ls of a set or of the namespace directory) asked of other nodes: one per node that masters partitions after the listing's position, per page.") \
 	X(list_pages_received, COUNTER, "pages", 0, \
-	    "Listing pages other nodes asked of this one (its records in the partitions they name).")
+	    "Listing pages other nodes asked of this one (its records in the partitions they name).") \
+	X(chunk_reads, COUNTER, "chunks", 0, \
+	    "Chunk records of large files read (each serves up to file-chunk-size bytes of reads).") \
+	X(chunk_writes, COUNTER, "chunks", 0, \
+	    "Chunk records of large files written: the chunks a commit (close, fsync, the dirty-chunk bound) changed.") \
+	X(chunk_read_errors, COUNTER, "chunks", 0, \
+	    "Chunk reads that failed (checksum, storage error; logged with the chunk's key): that range of the file reads EIO, the rest is served.") \
+	X(chunks_reclaimed, COUNTER, "chunks", 0, \
+	    "Chunks no head named (left by a crash during a commit, or by a failed delete), deleted by the background reclaimer.")
 
 /* .info/statistics, first part: the engine (txn_node_values). */
 #define STATISTICS_NODE(X) \
@@ -127,6 +135,10 @@
 	    "Stores from an open file's shared state that failed.") \
 	X(fuse_timed_stores, COUNTER, "records", 0, \
 	    "Stores of open files dirty for flush-max-ms (a file kept open and written is stored anyway).") \
+	X(fuse_large_commits, COUNTER, "commits", 0, \
+	    "Commits of large files (their changed chunks, then their head): at close, fsync, flush-max-ms, or when a file's dirty chunks reach their bound.") \
+	X(fuse_dirty_chunk_bytes, GAUGE, "bytes", 0, \
+	    "Memory held by dirty chunks of large files open for writing (bounded: a file past 16 dirty chunks, or any writer past 64 MiB in all, commits).") \
 	X(fuse_readdir_entries, COUNTER, "entries", 0, "Directory entries returned by listings.") \
 	X(fuse_not_found, COUNTER, "requests", 0, "Requests answered ENOENT or ENODATA.") \
 	X(fuse_errors, COUNTER, "requests", 0, "Requests answered with any other error.") \
@@ -228,6 +240,10 @@
 /* .info/namespace/<ns> (followed there by the namespace's configuration). */
 #define STATISTICS_NAMESPACE(X) \
 	X(objects, GAUGE, "records", STAT_F_TICK, "Live records (set markers and tombstones excluded).") \
+	X(file_objects, GAUGE, "records", 0, \
+	    "Live records that are files: a small file's one record, or a large file's head record.") \
+	X(chunk_objects, GAUGE, "records", 0, \
+	    "Live chunk records of large files (docs/storage-format.md, Large files).") \
 	X(tombstones, GAUGE, "records", 0, \
 	    "Tombstones: records written by deletes on persistent storage so a restart cannot bring them back.") \
 	X(index_used_bytes, GAUGE, "bytes", 0, \

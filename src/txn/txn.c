@@ -38,6 +38,7 @@
 #include "../base/clock.h"
 #include "../base/log.h"
 #include "../cluster/partition.h"
+#include "chunk.h"
 #include "remote.h"
 #include "set_msg.h"
 #include "txn_i.h"
@@ -87,6 +88,7 @@ attr_from_entry(struct namespace *ns, const struct index_entry *e, struct record
 	a->digest = e->digest;
 	a->size = e->size;
 	a->damaged = e->damaged;
+	a->chunked = e->chunked;
 	a->has_meta = e->has_meta;
 	a->mode = e->mode;
 	a->uid = e->uid;
@@ -112,12 +114,14 @@ target_fill(struct namespace *ns, const struct txn_key *k, struct txn_target *t)
  * The first step of every public record operation: check the names and
  * compute the digest and partition.  Nothing is looked up or created, so an
  * operation refused here or by routing leaves no trace.  Key first, then
- * set (the errors callers have always seen).
+ * set (the errors callers have always seen).  A key may be internal.
  */
 static int
 target_resolve(struct namespace *ns, const struct txn_key *k, struct txn_target *t)
 {
-	int rc = record_key_check(k->key, k->key_len);
+	/* Internal keys (record.h: chunks, directory entries) are this
+	 * layer's own records; a file name never starts with '/'. */
+	int rc = record_stored_key_check(k->key, k->key_len);
 
 	if (rc == 0 && k->set_len > 0)
 		rc = record_set_name_check(k->set, k->set_len);
@@ -442,6 +446,40 @@ entry_load(struct namespace *ns, const struct index_entry *e, struct record *r, 
 	return rc;
 }
 
+/* A large file's head: its size is the map's (the index keeps the head's
+ * own, empty, file bin).  r: the decoded head. */
+static void
+head_size_from(const struct record *r, struct record_attr *a)
+{
+	const struct bin *b = txn_chunk_map_bin(r);
+	struct txn_chunk_map m;
+
+	if (b == NULL || txn_chunk_map_decode(b->v.bytes.data, b->v.bytes.len, &m) != 0)
+		return;  /* a bad map: size 0, and its reads fail (fuse/handle.c) */
+	a->size = m.size;
+	txn_chunk_map_free(&m);
+}
+
+/* The size of the large file whose head is (set_id, d), read from the head
+ * (the record lock taken here): stat and listings of large files cost one
+ * read of the head, those of every other record none. */
+static void
+head_size_fix(struct namespace *ns, uint16_t set_id, const struct digest *d, struct record_attr *a)
+{
+	struct index_entry *e;
+	struct record r;
+	uint8_t *buf = NULL;
+
+	record_init(&r);
+	index_record_lock(ns->index, d);
+	e = entry_get(ns, set_id, d);
+	if (e != NULL && e->chunked && entry_load(ns, e, &r, &buf) == 0)
+		head_size_from(&r, a);
+	index_record_unlock(ns->index, d);
+	record_release(&r);
+	free(buf);
+}
+
 /* ---- stat and read ------------------------------------------------------ */
 
 /*
@@ -471,6 +509,8 @@ stat_record(const struct txn_target *t, struct record_attr *out)
 	else
 		rc = -ENOENT;
 	pthread_rwlock_unlock(&p->lock);
+	if (rc == 0 && out->chunked)
+		head_size_fix(ns, set_id, &t->digest, out);
 	if (rc == 0)
 		COUNT(ns, client_lookup_success);
 	else
@@ -500,6 +540,8 @@ read_record(const struct txn_target *t, struct txn_record *out)
 	index_record_unlock(ns->index, d);
 	if (rc == 0)
 		out->file_bin = file_bin_of(ns, &out->rec);
+	if (rc == 0 && out->attr.chunked)
+		head_size_from(&out->rec, &out->attr);
 count:
 	if (rc == 0)
 		COUNT(ns, client_read_success);
@@ -592,6 +634,17 @@ apply_bin_ops(struct namespace *ns, struct record *r, const struct txn_write *w)
 			return rc;
 	}
 	return 0;
+}
+
+/* Whether w gives a large file's chunk map (txn_chunk_commit). */
+static bool
+write_names_map(const struct txn_write *w)
+{
+	for (size_t i = 0; i < w->n_bins; i++)
+		if (w->bins[i].name_len == sizeof(RECORD_BIN_CHUNK_MAP) - 1 &&
+		    memcmp(w->bins[i].name, RECORD_BIN_CHUNK_MAP, w->bins[i].name_len) == 0)
+			return true;
+	return false;
 }
 
 static int
@@ -765,6 +818,15 @@ write_record(const struct txn_target *t, const struct txn_write *w, struct recor
 		goto out;
 	}
 	rc = bin_set(&r, fb, fb_len, BIN_BLOB, content, (uint32_t)content_len, 0, 0);
+	/* New content given without a chunk map replaces a large file's
+	 * content whole: the record is a small file again (its chunks, no
+	 * longer named, are the reclaimer's). */
+	if (rc == 0 && content_changed && !write_names_map(w)) {
+		int mi = bin_index(&r, RECORD_BIN_CHUNK_MAP, sizeof(RECORD_BIN_CHUNK_MAP) - 1);
+
+		if (mi >= 0)
+			bin_remove_at(&r, mi);
+	}
 	if (rc == 0)
 		rc = apply_bin_ops(ns, &r, w);
 	if (rc != 0)
@@ -790,11 +852,27 @@ out:
 
 /* ---- delete, rename, sync ----------------------------------------------- */
 
+/* The chunk map of e (a head; record lock held); left empty if unreadable. */
+static void
+map_of_entry(struct namespace *ns, const struct index_entry *e, struct txn_chunk_map *map)
+{
+	struct record r;
+	uint8_t *buf = NULL;
+	const struct bin *b;
+
+	record_init(&r);
+	if (entry_load(ns, e, &r, &buf) == 0 && (b = txn_chunk_map_bin(&r)) != NULL)
+		(void)txn_chunk_map_decode(b->v.bytes.data, b->v.bytes.len, map);
+	record_release(&r);
+	free(buf);
+}
+
 static int
 delete_record(const struct txn_target *t)
 {
 	struct namespace *ns = t->ns;
 	const struct digest *d = &t->digest;
+	struct txn_chunk_map map = { 0 };
 	uint16_t set_id;
 	struct index_entry *e;
 	int rc = target_set(t, false, &set_id);
@@ -803,11 +881,20 @@ delete_record(const struct txn_target *t)
 		goto count;
 	index_record_lock(ns->index, d);
 	e = entry_get(ns, set_id, d);
-	if (!entry_visible(e, clock_epoch_s()))
+	if (!entry_visible(e, clock_epoch_s())) {
 		rc = -ENOENT;
-	else
+	} else {
+		/* A large file's chunks go with its head: the map first. */
+		if (e->chunked && !e->damaged)
+			map_of_entry(ns, e, &map);
 		rc = delete_entry(ns, e, t->k.set, (uint8_t)t->k.set_len);
+	}
 	index_record_unlock(ns->index, d);
+	/* After the head (the commit point): a crash in between leaves
+	 * unnamed chunks, the reclaimer's. */
+	if (rc == 0 && map.n > 0)
+		(void)txn_chunk_drop(ns, t->k.set, t->k.set_len, &map);
+	txn_chunk_map_free(&map);
 count:
 	if (rc == 0)
 		COUNT(ns, client_delete_success);
@@ -1495,9 +1582,15 @@ txn_list_local(struct namespace *ns, const char *set, size_t set_len, struct txn
 {
 	uint16_t set_id = 0;
 
+	size_t n;
+
 	if (set_len > 0 && set_lookup(&ns->sets, set, set_len, &set_id) != 0)
 		return -ENOENT;
-	return (int)list_walk(ns, set_id, cur, mask, out, max);
+	n = list_walk(ns, set_id, cur, mask, out, max);
+	for (size_t i = 0; i < n; i++)
+		if (out[i].attr.chunked)
+			head_size_fix(ns, set_id, &out[i].attr.digest, &out[i].attr);
+	return (int)n;
 }
 
 static int
@@ -1809,6 +1902,20 @@ txn_delete(struct namespace *ns, const struct txn_key *k)
 	return rc;
 }
 
+/* The chunk map of the large file at k (empty if none or unreadable). */
+static void
+victim_map(struct namespace *ns, const struct txn_key *k, struct txn_chunk_map *map)
+{
+	struct txn_record r;
+	const struct bin *b;
+
+	if (txn_read(ns, k, &r) != 0)
+		return;
+	if ((b = txn_chunk_map_bin(&r.rec)) != NULL)
+		(void)txn_chunk_map_decode(b->v.bytes.data, b->v.bytes.len, map);
+	txn_record_release(&r);
+}
+
 int
 txn_rename(struct namespace *ns, const struct txn_key *from, const struct txn_key *to,
     unsigned flags)
@@ -1819,10 +1926,20 @@ txn_rename(struct namespace *ns, const struct txn_key *from, const struct txn_ke
 	/* Both names are checked (old first) before anything runs. */
 	int rc = target_resolve(ns, from, &tf);
 
+	struct txn_chunk_map victim = { 0 };
+	struct record_attr va;
+
 	if (rc == 0)
 		rc = target_resolve(ns, to, &tt);
+	/* A large file replaced by the rename leaves its chunks: drop them
+	 * after (one lookup of the target first; a read only if it is large). */
+	if (rc == 0 && !(flags & TXN_RENAME_NOREPLACE) && txn_stat(ns, to, &va) == 0 && va.chunked)
+		victim_map(ns, to, &victim);
 	if (rc == 0)
 		rc = dispatch(&tf, &op);
+	if (rc == 0 && victim.n > 0)
+		(void)txn_chunk_drop(ns, to->set, to->set_len, &victim);
+	txn_chunk_map_free(&victim);
 	latency_add(ns, STAT_LAT_NS_rename, t0);
 	return rc;
 }

@@ -452,6 +452,8 @@ notify_attr(const struct inode *ino)
 		(void)fuse_lowlevel_notify_inval_inode(se, inode_id(ino), -1, 0);
 }
 
+static int state_make_large_locked(struct inode *ino);
+
 /* Store the state as the record's content.  Inode lock held. */
 static int
 state_store_locked(struct inode *ino, bool durable)
@@ -471,7 +473,13 @@ state_store_locked(struct inode *ino, bool durable)
 	int rc;
 
 	inode_key(ino, &k);
-	if (fs->cf != NULL) {
+	rc = fs->cf == NULL ? txn_write(ino->ns, &k, &w, &a) : -EFBIG;
+	/* Content that does not fit one record (the record's exact size is
+	 * known only to the engine): a large file. */
+	if (rc == -EFBIG && fs->cf == NULL && fs->len > 0 && !ino->unlinked &&
+	    state_make_large_locked(ino) != 0)
+		rc = -ENOMEM;
+	if (rc == -EFBIG && fs->cf != NULL) {
 		/* A large file: its dirty chunks, then its head (txn/chunk.h). */
 		struct chunkfile_where at = { .ns = ino->ns, .key = k };
 
@@ -479,8 +487,6 @@ state_store_locked(struct inode *ino, bool durable)
 		rc = chunkfile_commit(&at, fs->cf, &w, &a);
 		if (rc == 0)
 			stats_inc(STAT_fuse_large_commits);
-	} else {
-		rc = txn_write(ino->ns, &k, &w, &a);
 	}
 	if (rc != 0) {
 		stats_inc(STAT_fuse_put_failures);

@@ -53,6 +53,14 @@ cat "$L/log.3" >>"$S/log"
 cat "$L/log.3" >>"$L/log"
 expect_ok "appended past several chunks (3.3 MB) reads back" cmp "$L/log" "$S/log"
 
+# ---- the head's chunk map is no xattr -------------------------------------------------------------
+check_eq "getfattr -d lists no internal bin" "$(getfattr --absolute-names -d "$S/dd" 2>&1)" ""
+expect_err "setfattr of an internal bin name is refused" "Operation not permitted" \
+	setfattr -n user./chunks -v x "$S/dd"
+expect_err "getfattr of it: no such attribute" "No such attribute" \
+	getfattr --absolute-names -n user./chunks "$S/dd"
+expect_ok "the file still reads right" cmp "$L/dd" "$S/dd"
+
 # ---- changes in place ---------------------------------------------------------------------------
 n0=$(ns chunk_objects)
 head -c 3000000 /dev/urandom >"$L/patch"

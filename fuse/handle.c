@@ -840,8 +840,9 @@ read_chunks_locked(fuse_req_t req, struct inode *ino, struct chunkfile *cf, size
 	pthread_mutex_unlock(&ino->lock);
 	if (n < 0) {
 		free(buf);
-		/* A chunk that fails its check: EIO for its range only. */
-		return n == RECFS_ECHECKSUM ? -EIO : (int)n;
+		/* A chunk that fails its check: EIO for its range only; a
+		 * chunk gone under an unlinked file's handles, too. */
+		return n == RECFS_ECHECKSUM || n == -ENOENT ? -EIO : (int)n;
 	}
 	stats_add(STAT_fuse_read_bytes, (uint64_t)n);
 	fuse_reply_buf(req, buf, (size_t)n);

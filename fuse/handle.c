@@ -641,19 +641,6 @@ writers_active_locked(const struct inode *ino)
 
 static int state_set_size_locked(struct inode *ino, uint64_t size);
 
-/* O_TRUNC of a file that may be large: load its map if it is. */
-static int
-trunc_large_load_locked(struct inode *ino)
-{
-	struct record_attr a;
-	struct txn_key k;
-
-	inode_key(ino, &k);
-	if (txn_stat(ino->ns, &k, &a) != 0 || !a.chunked)
-		return 0;
-	return state_load_locked(ino);
-}
-
 int
 handle_open(struct inode *ino, int flags, bool fresh, bool check_damaged, struct handle **out)
 {
@@ -700,10 +687,8 @@ handle_open(struct inode *ino, int flags, bool fresh, bool check_damaged, struct
 	if (trunc) {
 		struct filestate *fs = ino->fs;
 
-		/* A large file keeps its head's map, so that the store drops
-		 * its chunks (one lookup tells). */
-		if (!fs->loaded && !fresh && (rc = trunc_large_load_locked(ino)) != 0)
-			goto out;
+		/* A large file truncated so is stored as a small one, whose
+		 * write drops its chunks (txn.c); unless its state is loaded. */
 		if (!fs->loaded) {
 			fs->loaded = true;
 			fs->limit = content_limit(ino, NULL);

@@ -636,15 +636,20 @@ apply_bin_ops(struct namespace *ns, struct record *r, const struct txn_write *w)
 	return 0;
 }
 
-/* Whether w gives a large file's chunk map (txn_chunk_commit). */
-static bool
-write_names_map(const struct txn_write *w)
+static void map_of_entry(struct namespace *ns, const struct index_entry *e, struct txn_chunk_map *map);
+static void victim_drop(struct namespace *ns, const struct txn_key *k, struct txn_chunk_map *victim,
+    const struct record *now);
+
+/* w's operation on a large file's chunk map bin (txn_chunk_commit gives
+ * one, rename_across removes one), or NULL. */
+static const struct txn_bin_op *
+write_map_op(const struct txn_write *w)
 {
 	for (size_t i = 0; i < w->n_bins; i++)
 		if (w->bins[i].name_len == sizeof(RECORD_BIN_CHUNK_MAP) - 1 &&
 		    memcmp(w->bins[i].name, RECORD_BIN_CHUNK_MAP, w->bins[i].name_len) == 0)
-			return true;
-	return false;
+			return &w->bins[i];
+	return NULL;
 }
 
 static int
@@ -656,6 +661,7 @@ write_record(const struct txn_target *t, const struct txn_write *w, struct recor
 	uint16_t set_id;
 	struct index_entry *e;
 	struct record old, r;
+	struct txn_chunk_map victim = { 0 };
 	uint8_t *old_buf = NULL, *resized = NULL;
 	const struct bin *old_file = NULL;
 	bool exists, locked = false;
@@ -719,6 +725,14 @@ write_record(const struct txn_target *t, const struct txn_write *w, struct recor
 		if (rc != 0)
 			goto out;
 		old_file = file_bin_of(ns, &old);
+		/* A large file's map: its chunks go if this write replaces the
+		 * file by another (new content, another file's map), not when
+		 * it only takes the map away (rename_across: the chunks are
+		 * the new name's). */
+		const struct bin *mb = txn_chunk_map_bin(&old);
+		const struct txn_bin_op *mop = write_map_op(w);
+		if (mb != NULL && !(mop != NULL && (mop->flags & TXN_BIN_REMOVE)))
+			(void)txn_chunk_map_decode(mb->v.bytes.data, mb->v.bytes.len, &victim);
 		for (int i = 0; i < old.n_bins; i++) {
 			const struct bin *b = &old.bins[i];
 
@@ -819,9 +833,9 @@ write_record(const struct txn_target *t, const struct txn_write *w, struct recor
 	}
 	rc = bin_set(&r, fb, fb_len, BIN_BLOB, content, (uint32_t)content_len, 0, 0);
 	/* New content given without a chunk map replaces a large file's
-	 * content whole: the record is a small file again (its chunks, no
-	 * longer named, are the reclaimer's). */
-	if (rc == 0 && content_changed && !write_names_map(w)) {
+	 * content whole: the record is a small file again (its chunks are
+	 * dropped after the write: victim_drop). */
+	if (rc == 0 && content_changed && write_map_op(w) == NULL) {
 		int mi = bin_index(&r, RECORD_BIN_CHUNK_MAP, sizeof(RECORD_BIN_CHUNK_MAP) - 1);
 
 		if (mi >= 0)
@@ -839,6 +853,9 @@ write_record(const struct txn_target *t, const struct txn_write *w, struct recor
 out:
 	if (locked)
 		index_record_unlock(ns->index, &d);
+	if (rc == 0)
+		victim_drop(ns, k, &victim, &r);
+	txn_chunk_map_free(&victim);
 	record_release(&r);
 	record_release(&old);
 	free(old_buf);
@@ -905,6 +922,25 @@ count:
 	return rc;
 }
 
+/* After a write or rename replaced a large file (victim: its map, if it
+ * was one) by anything but the same file, its chunks go (no lock held). */
+static void
+victim_drop(struct namespace *ns, const struct txn_key *k, struct txn_chunk_map *victim,
+    const struct record *now)
+{
+	const struct bin *b = now != NULL ? txn_chunk_map_bin(now) : NULL;
+	struct txn_chunk_map m;
+	bool same = false;
+
+	if (b != NULL && txn_chunk_map_decode(b->v.bytes.data, b->v.bytes.len, &m) == 0) {
+		same = m.file_id == victim->file_id;
+		txn_chunk_map_free(&m);
+	}
+	if (victim->n > 0 && !same)
+		(void)txn_chunk_drop(ns, k->set, k->set_len, victim);
+	txn_chunk_map_free(victim);
+}
+
 /*
  * Store r, a record read under another name (last-update time from_lut,
  * inode number ino, atime atime), as the record of tt (its set tset; its
@@ -913,13 +949,16 @@ count:
  */
 static int
 commit_renamed(const struct txn_target *tt, uint16_t tset, struct index_entry *te,
-    struct record *r, uint64_t from_lut, uint64_t ino, int64_t atime)
+    struct record *r, uint64_t from_lut, uint64_t ino, int64_t atime, struct txn_chunk_map *victim)
 {
 	struct namespace *ns = tt->ns;
 	const struct txn_key *to = &tt->k;
 	struct entry_info ci;
 	int rc;
 
+	/* A large file replaced: its chunks go once the locks are released. */
+	if (entry_visible(te, clock_epoch_s()) && te->chunked && !te->damaged)
+		map_of_entry(ns, te, victim);
 	r->digest = tt->digest;
 	r->set = to->set;
 	r->set_len = (uint8_t)to->set_len;
@@ -961,6 +1000,7 @@ rename_in(const struct txn_target *tt, const struct txn_record *src, unsigned fl
 	struct namespace *ns = tt->ns;
 	struct index_entry *te;
 	struct record r = src->rec;
+	struct txn_chunk_map victim = { 0 };
 	uint16_t tset;
 	int rc;
 
@@ -986,9 +1026,12 @@ rename_in(const struct txn_target *tt, const struct txn_record *src, unsigned fl
 	} else {
 		/* The number the old name showed (txn_read's attributes). */
 		rc = commit_renamed(tt, tset, te, &r, src->attr.last_update_ms, src->attr.ino,
-		    src->attr.atime_ns);
+		    src->attr.atime_ns, &victim);
 	}
 	index_record_unlock(ns->index, &tt->digest);
+	if (rc == 0)
+		victim_drop(ns, &tt->k, &victim, &r);
+	txn_chunk_map_free(&victim);
 	if (rc == 0)
 		COUNT(ns, client_write_success);
 	return rc;
@@ -1003,6 +1046,7 @@ rename_record(const struct txn_target *tf, const struct txn_target *tt, unsigned
 	uint16_t fset, tset;
 	struct index_entry *fe, *te;
 	struct record r;
+	struct txn_chunk_map victim = { 0 };
 	uint8_t *buf = NULL;
 	uint32_t now = clock_epoch_s();
 	int rc;
@@ -1047,7 +1091,7 @@ rename_record(const struct txn_target *tf, const struct txn_target *tt, unsigned
 	uint64_t ino;
 	int64_t atime;
 	entry_extra(ns, fe, &ino, &atime);
-	rc = commit_renamed(tt, tset, te, &r, fe->last_update_ms, ino, atime);
+	rc = commit_renamed(tt, tset, te, &r, fe->last_update_ms, ino, atime, &victim);
 	if (rc != 0)
 		goto out;
 	rc = delete_entry(ns, fe, from->set, (uint8_t)from->set_len);
@@ -1055,6 +1099,9 @@ rename_record(const struct txn_target *tf, const struct txn_target *tt, unsigned
 		log_error("txn", "{%s} rename: old name left behind: %s", ns->name, recfs_strerror(rc));
 out:
 	index_record_unlock_pair(ns->index, &fd, &td);
+	if (rc == 0)
+		victim_drop(ns, to, &victim, &r);
+	txn_chunk_map_free(&victim);
 	record_release(&r);
 	free(buf);
 	if (rc == 0)
@@ -1751,16 +1798,32 @@ rename_across(const struct txn_target *tf, const struct txn_op *op)
 	struct txn_op rd = { .kind = TXN_OP_READ, .rec = &rec };
 	struct txn_op in = { .kind = TXN_OP_RENAME_IN, .rec = &rec, .flags = op->flags };
 	struct txn_op del = { .kind = TXN_OP_DELETE };
+	/* A large file's chunks now belong to the new name's head: the old
+	 * head loses its map first, so that its delete leaves them. */
+	struct txn_bin_op unmap_bin = { .name = RECORD_BIN_CHUNK_MAP,
+	    .name_len = sizeof(RECORD_BIN_CHUNK_MAP) - 1, .flags = TXN_BIN_REMOVE };
+	struct txn_write unmap_w = { .flags = TXN_UPDATE_ONLY, .bins = &unmap_bin, .n_bins = 1 };
+	struct txn_op unmap = { .kind = TXN_OP_WRITE, .w = &unmap_w };
+	bool chunked;
 	int rc;
 
 	memset(&rec, 0, sizeof(rec));
 	record_init(&rec.rec);
 	rc = dispatch(tf, &rd);
+	chunked = rc == 0 && rec.attr.chunked;
 	if (rc == 0)
 		rc = dispatch(op->to, &in);
 	txn_record_release(&rec);
 	if (rc != 0)
 		return rc;
+	if (chunked && (rc = dispatch(tf, &unmap)) != 0) {
+		/* Its delete would take the chunks the new name's head names. */
+		if (rc == -ENOENT)
+			return 0;
+		log_error("txn", "{%s} rename across masters: the old name of a large file is left "
+		    "behind: %s", tf->ns->name, recfs_strerror(rc));
+		return rc;
+	}
 	rc = dispatch(tf, &del);
 	if (rc == -ENOENT)   /* deleted meanwhile: the rename is done */
 		rc = 0;
@@ -1902,20 +1965,6 @@ txn_delete(struct namespace *ns, const struct txn_key *k)
 	return rc;
 }
 
-/* The chunk map of the large file at k (empty if none or unreadable). */
-static void
-victim_map(struct namespace *ns, const struct txn_key *k, struct txn_chunk_map *map)
-{
-	struct txn_record r;
-	const struct bin *b;
-
-	if (txn_read(ns, k, &r) != 0)
-		return;
-	if ((b = txn_chunk_map_bin(&r.rec)) != NULL)
-		(void)txn_chunk_map_decode(b->v.bytes.data, b->v.bytes.len, map);
-	txn_record_release(&r);
-}
-
 int
 txn_rename(struct namespace *ns, const struct txn_key *from, const struct txn_key *to,
     unsigned flags)
@@ -1926,20 +1975,10 @@ txn_rename(struct namespace *ns, const struct txn_key *from, const struct txn_ke
 	/* Both names are checked (old first) before anything runs. */
 	int rc = target_resolve(ns, from, &tf);
 
-	struct txn_chunk_map victim = { 0 };
-	struct record_attr va;
-
 	if (rc == 0)
 		rc = target_resolve(ns, to, &tt);
-	/* A large file replaced by the rename leaves its chunks: drop them
-	 * after (one lookup of the target first; a read only if it is large). */
-	if (rc == 0 && !(flags & TXN_RENAME_NOREPLACE) && txn_stat(ns, to, &va) == 0 && va.chunked)
-		victim_map(ns, to, &victim);
 	if (rc == 0)
 		rc = dispatch(&tf, &op);
-	if (rc == 0 && victim.n > 0)
-		(void)txn_chunk_drop(ns, to->set, to->set_len, &victim);
-	txn_chunk_map_free(&victim);
 	latency_add(ns, STAT_LAT_NS_rename, t0);
 	return rc;
 }

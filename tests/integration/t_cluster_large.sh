@@ -48,6 +48,18 @@ expect_ok "3 MB rewritten in the middle through n2" \
 for n in 1 2 3; do
 	expect_ok "n$n reads the new version" cmp "$L/f" "$(cluster_mnt n$n)/test/big/f"
 done
+# Renames through n1 to names mastered elsewhere (one of them, at least,
+# by another node than the old name's: the rename runs across masters).
+for i in 1 2 3 4; do
+	expect_ok "rename $i through n1" mv "$M1/big/f" "$M1/big/f$i"
+	run mv "$M1/big/f$i" "$M1/big/f" || bad "rename back $i"
+done
+total=0
+for n in n1 n2 n3; do total=$((total + $(chunks $n))); done
+check_eq "renames keep the chunks (24 x 2)" "$total" 48
+for n in 1 2 3; do
+	expect_ok "n$n reads it after the renames" cmp "$L/f" "$(cluster_mnt n$n)/test/big/f"
+done
 expect_ok "rm through n3" rm "$M3/big/f"
 total=0
 for n in n1 n2 n3; do total=$((total + $(chunks $n))); done

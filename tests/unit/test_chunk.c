@@ -240,18 +240,29 @@ test_chunk_delete_and_rename(void **state)
 	/* delete drops them all */
 	assert_int_equal(txn_delete(ns, &b), 0);
 	assert_int_equal(atomic_load_relaxed(&ns->chunk_objects), 0);
-	/* new content without a map: a plain record again */
+	/* new content without a map: a plain record again, its chunks dropped */
 	assert_int_equal(txn_chunk_commit(ns, &a, &mb, sizeof(data), d, 2, &w, NULL), 0);
 	assert_int_equal(txn_write(ns, &a, &small, &at), 0);
 	assert_int_equal(txn_stat(ns, &a, &at), 0);
 	assert_false(at.chunked);
 	assert_int_equal(at.size, 4);
+	assert_int_equal(atomic_load_relaxed(&ns->chunk_objects), 0);
+	/* another file's map over a head (O_TRUNC, then written large
+	 * again: a new file id) drops the old file's chunks */
+	txn_chunk_map_free(&mb);
+	mb = (struct txn_chunk_map){ .chunk_size = CS };
+	assert_int_equal(txn_chunk_commit(ns, &a, &mb, sizeof(data), d, 2, &w, NULL), 0);
+	txn_chunk_map_free(&ma);
+	ma = (struct txn_chunk_map){ .chunk_size = CS };
+	assert_int_equal(txn_chunk_commit(ns, &a, &ma, CS, d, 1, &w, NULL), 0);
+	assert_int_not_equal(ma.file_id, mb.file_id);
+	assert_int_equal(atomic_load_relaxed(&ns->chunk_objects), 1);
+	assert_false(chunk_exists(mb.file_id, 0, 1));
 	txn_chunk_map_free(&ma);
 	txn_chunk_map_free(&mb);
-	/* its chunks are unnamed now: the reclaimer's */
-	assert_int_equal(txn_chunk_reclaim(ns, clock_epoch_ms() + 1000), 2);
-	assert_int_equal(atomic_load_relaxed(&ns->chunk_objects), 0);
+	assert_int_equal(txn_chunk_reclaim(ns, clock_epoch_ms() + 1000), 0);
 	assert_int_equal(txn_delete(ns, &a), 0);
+	assert_int_equal(atomic_load_relaxed(&ns->chunk_objects), 0);
 }
 
 static void

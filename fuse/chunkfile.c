@@ -11,11 +11,18 @@
  * chunk fetch each chunk once (the readahead of this layer; the kernel's
  * own readahead asks for up to max_readahead at a time).
  *
+ * Chunk buffers come from a small pool (POOL_MAX free buffers of the last
+ * chunk size used): a buffer freed by a commit is the next write's, with
+ * no allocation and no zeroing when that write covers the whole chunk
+ * (glibc would otherwise serve 512 KiB from its heaps after the first
+ * frees and keep hundreds of MiB of them).
+ *
  * Rejected: caching every chunk read (memory would follow the file's
  * size); a commit per write(2) (each 4 KiB write would rewrite a chunk and
  * the head).
  */
 #include <errno.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -41,6 +48,52 @@ struct chunkfile {
 
 static uint64_t dirty_bytes;    /* atomic: dirty chunk buffers in the daemon */
 
+/* Free chunk buffers, all of pool.size bytes (a leaf lock). */
+#define POOL_MAX 32
+static struct {
+	pthread_mutex_t lock;
+	size_t size;
+	unsigned n;
+	char *free[POOL_MAX];
+} pool = { .lock = PTHREAD_MUTEX_INITIALIZER };
+
+/* A buffer of size bytes, zeroed if zero; NULL without memory. */
+static char *
+pool_get(size_t size, bool zero)
+{
+	char *p = NULL;
+
+	pthread_mutex_lock(&pool.lock);
+	if (pool.size == size && pool.n > 0)
+		p = pool.free[--pool.n];
+	pthread_mutex_unlock(&pool.lock);
+	if (p == NULL)
+		return zero ? calloc(1, size) : malloc(size);
+	if (zero)
+		memset(p, 0, size);
+	return p;
+}
+
+static void
+pool_put(char *p, size_t size)
+{
+	if (p == NULL)
+		return;
+	pthread_mutex_lock(&pool.lock);
+	if (pool.size != size) {
+		/* Another chunk size: the pool follows the latest. */
+		while (pool.n > 0)
+			free(pool.free[--pool.n]);
+		pool.size = size;
+	}
+	if (pool.n < POOL_MAX) {
+		pool.free[pool.n++] = p;
+		p = NULL;
+	}
+	pthread_mutex_unlock(&pool.lock);
+	free(p);
+}
+
 uint64_t
 chunkfile_dirty_bytes(void)
 {
@@ -56,7 +109,7 @@ chunk_size(const struct chunkfile *cf)
 static void
 dirty_drop(struct chunkfile *cf, unsigned i)
 {
-	free(cf->dirty[i].data);
+	pool_put(cf->dirty[i].data, chunk_size(cf));
 	atomic_sub(&dirty_bytes, chunk_size(cf));
 	cf->dirty[i] = cf->dirty[--cf->n_dirty];
 }
@@ -77,9 +130,10 @@ dirty_find(struct chunkfile *cf, uint32_t index)
 	return NULL;
 }
 
-/* A new dirty buffer for index, zero-filled. */
+/* A new dirty buffer for index, zero-filled unless the caller fills it
+ * whole. */
 static struct chunk_buf *
-dirty_add(struct chunkfile *cf, uint32_t index)
+dirty_add(struct chunkfile *cf, uint32_t index, bool zero)
 {
 	struct chunk_buf *b;
 	char *data;
@@ -93,7 +147,7 @@ dirty_add(struct chunkfile *cf, uint32_t index)
 		cf->dirty = d;
 		cf->cap = cap;
 	}
-	data = calloc(1, chunk_size(cf));
+	data = pool_get(chunk_size(cf), zero);
 	if (data == NULL)
 		return NULL;
 	atomic_add(&dirty_bytes, chunk_size(cf));
@@ -133,7 +187,7 @@ chunkfile_from_content(struct chunkfile **out, uint32_t csize, const char *data,
 	cf->size = len;
 	cf->resized = true;
 	for (size_t off = 0; off < len; off += csize) {
-		struct chunk_buf *b = dirty_add(cf, (uint32_t)(off / csize));
+		struct chunk_buf *b = dirty_add(cf, (uint32_t)(off / csize), len - off < csize);
 
 		if (b == NULL) {
 			chunkfile_free(cf);
@@ -152,7 +206,7 @@ chunkfile_free(struct chunkfile *cf)
 		return;
 	dirty_drop_all(cf);
 	free(cf->dirty);
-	free(cf->clean);
+	pool_put(cf->clean, chunk_size(cf));
 	txn_chunk_map_free(&cf->map);
 	free(cf);
 }
@@ -197,7 +251,7 @@ committed_get(const struct chunkfile_where *at, struct chunkfile *cf, uint32_t i
 	    cf->clean_version == cf->map.versions[index]) {
 		memcpy(buf, cf->clean, cs);
 	} else {
-		if (cf->clean == NULL && (cf->clean = malloc(cs)) == NULL)
+		if (cf->clean == NULL && (cf->clean = pool_get(cs, false)) == NULL)
 			return -ENOMEM;
 		cf->clean_valid = false;
 		rc = txn_chunk_read(at->ns, at->key.set, at->key.set_len, &cf->map, index, cf->clean, &got);
@@ -225,7 +279,8 @@ dirty_get(const struct chunkfile_where *at, struct chunkfile *cf, uint32_t index
 	int rc;
 
 	if (b == NULL) {
-		b = dirty_add(cf, index);
+		/* A chunk overwritten whole needs no zeros: the write fills it. */
+		b = dirty_add(cf, index, !whole || cf->size <= (uint64_t)index * chunk_size(cf));
 		if (b == NULL)
 			return -ENOMEM;
 		if (!whole && (rc = committed_get(at, cf, index, b->data)) != 0) {
@@ -267,7 +322,7 @@ chunkfile_read(const struct chunkfile_where *at, struct chunkfile *cf, char *buf
 			    cf->clean_version == cf->map.versions[index])) {
 				size_t got;
 
-				if (cf->clean == NULL && (cf->clean = malloc(cs)) == NULL)
+				if (cf->clean == NULL && (cf->clean = pool_get(cs, false)) == NULL)
 					return -ENOMEM;
 				cf->clean_valid = false;
 				rc = txn_chunk_read(at->ns, at->key.set, at->key.set_len, &cf->map, index,

@@ -1229,6 +1229,8 @@ writable_handles_locked(const struct inode *ino)
 	return false;
 }
 
+static void orphan_drop_chunks_locked(struct inode *ino);
+
 void
 handle_release(struct handle *h)
 {
@@ -1282,6 +1284,8 @@ handle_release(struct handle *h)
 	}
 	/* Nothing open: keep no copy of the record in memory. */
 	if (ino->handles == NULL) {
+		if (ino->unlinked)
+			orphan_drop_chunks_locked(ino);
 		state_free_locked(ino);
 		if (ino->snap != NULL) {
 			snapshot_put(ino->snap);
@@ -1485,6 +1489,55 @@ out:
 
 /* ---- unlink and rename victims ------------------------------------------------- */
 
+/*
+ * A large file about to be unlinked or replaced while handles read it: its
+ * chunks must outlive its name (a local file's blocks live until the last
+ * close).  The head gives its map up first (txn_chunk_unmap), so that the
+ * delete or rename leaves the chunks; the inode keeps the map and the last
+ * release deletes them (a crash leaves them to the reclaimer).  The
+ * handles read through their snapshots and state, which hold the map.
+ * Inode lock held.
+ */
+static int
+orphan_keep_chunks_locked(struct inode *ino, const struct txn_key *k)
+{
+	struct snapshot *s;
+	int rc;
+
+	if (!ino->orphan->chunked || ino->orphan_chunks != NULL)
+		return 0;
+	if ((rc = snapshot_get_locked(ino, &s)) != 0)
+		return rc;
+	if (s->map == NULL) {
+		snapshot_put(s);
+		return 0;
+	}
+	ino->orphan_chunks = malloc(sizeof(*ino->orphan_chunks));
+	rc = ino->orphan_chunks == NULL ? -ENOMEM : txn_chunk_map_copy(ino->orphan_chunks, s->map);
+	snapshot_put(s);
+	if (rc == 0)
+		rc = txn_chunk_unmap(ino->ns, k);
+	if (rc != 0) {
+		if (ino->orphan_chunks != NULL)
+			txn_chunk_map_free(ino->orphan_chunks);
+		free(ino->orphan_chunks);
+		ino->orphan_chunks = NULL;
+	}
+	return rc;
+}
+
+/* The last handle of an unlinked large file is gone: its chunks go. */
+static void
+orphan_drop_chunks_locked(struct inode *ino)
+{
+	if (ino->orphan_chunks == NULL)
+		return;
+	(void)txn_chunk_drop(ino->ns, ino->name, ino->set_len, ino->orphan_chunks);
+	txn_chunk_map_free(ino->orphan_chunks);
+	free(ino->orphan_chunks);
+	ino->orphan_chunks = NULL;
+}
+
 int
 handle_orphan_prepare_locked(struct inode *ino)
 {
@@ -1519,7 +1572,25 @@ handle_orphan_prepare_locked(struct inode *ino)
 	}
 	if (s != NULL)
 		snapshot_put(s);
-	return 0;
+	return orphan_keep_chunks_locked(ino, &k);
+}
+
+void
+handle_orphan_abort_locked(struct inode *ino)
+{
+	struct txn_key k;
+
+	if (ino->orphan_chunks == NULL || ino->unlinked)
+		return;
+	/* The unlink or rename failed: the head names its chunks again. */
+	inode_key(ino, &k);
+	if (txn_chunk_remap(ino->ns, &k, ino->orphan_chunks) != 0)
+		log_error("recfsd", "{%s} %.*s/%.*s: a large file's chunk map could not be restored "
+		    "after a failed unlink or rename", namespace_name(ino->ns), (int)ino->set_len,
+		    ino->name, (int)ino->key_len, ino->name + ino->set_len);
+	txn_chunk_map_free(ino->orphan_chunks);
+	free(ino->orphan_chunks);
+	ino->orphan_chunks = NULL;
 }
 
 void
@@ -1767,6 +1838,12 @@ handle_inode_fini(struct inode *ino)
 	if (ino->snap != NULL)
 		snapshot_put(ino->snap);
 	ino->snap = NULL;
+	/* At shutdown: an unlinked large file's chunks are the reclaimer's. */
+	if (ino->orphan_chunks != NULL) {
+		txn_chunk_map_free(ino->orphan_chunks);
+		free(ino->orphan_chunks);
+		ino->orphan_chunks = NULL;
+	}
 }
 
 uint64_t

@@ -642,6 +642,8 @@ ops_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 	if (ino != NULL) {
 		if (rc == 0)
 			handle_orphan_commit_locked(ino);
+		else
+			handle_orphan_abort_locked(ino);
 		pthread_mutex_unlock(&ino->lock);
 		inode_put(ino);
 	}
@@ -763,6 +765,8 @@ ops_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newpa
 	if (rc == 0)
 		rc = txn_rename(from_dir->ns, &from, &to,
 		    flags & RENAME_NOREPLACE ? TXN_RENAME_NOREPLACE : 0);
+	if (rc != 0 && dst != NULL)
+		handle_orphan_abort_locked(dst);
 	if (rc == 0) {
 		if (dst != NULL)
 			handle_orphan_commit_locked(dst);

@@ -341,6 +341,35 @@ out:
 	return rc;
 }
 
+int
+txn_chunk_unmap(struct namespace *ns, const struct txn_key *k)
+{
+	struct txn_bin_op op = { .name = TXN_CHUNK_MAP_BIN, .name_len = TXN_CHUNK_MAP_BIN_LEN,
+	    .flags = TXN_BIN_REMOVE };
+	struct txn_write w = { .flags = TXN_UPDATE_ONLY, .bins = &op, .n_bins = 1 };
+
+	return txn_write(ns, k, &w, NULL);
+}
+
+int
+txn_chunk_remap(struct namespace *ns, const struct txn_key *k, const struct txn_chunk_map *map)
+{
+	struct txn_bin_op op = { .name = TXN_CHUNK_MAP_BIN, .name_len = TXN_CHUNK_MAP_BIN_LEN,
+	    .type = BIN_BLOB };
+	struct txn_write w = { .flags = TXN_UPDATE_ONLY, .bins = &op, .n_bins = 1 };
+	uint8_t *enc;
+	size_t len;
+	int rc = map_encode(map, &enc, &len);
+
+	if (rc != 0)
+		return rc;
+	op.data = enc;
+	op.len = (uint32_t)len;
+	rc = txn_write(ns, k, &w, NULL);
+	free(enc);
+	return rc;
+}
+
 unsigned
 txn_chunk_drop(struct namespace *ns, const char *set, size_t set_len, const struct txn_chunk_map *map)
 {

@@ -100,6 +100,16 @@ int txn_chunk_commit(struct namespace *ns, const struct txn_key *head, struct tx
     uint64_t size, const struct txn_chunk_data *d, size_t n, const struct txn_write *w,
     struct record_attr *out);
 
+/*
+ * Take the map away from the head at k (its chunks stay: the caller owns
+ * them now, to drop with txn_chunk_drop), or give map back to it (the
+ * operation that needed it away failed).  An unlink or a rename over a
+ * large file whose open handles still read it uses them (fuse/handle.c).
+ * Errors of txn_write.
+ */
+int txn_chunk_unmap(struct namespace *ns, const struct txn_key *k);
+int txn_chunk_remap(struct namespace *ns, const struct txn_key *k, const struct txn_chunk_map *map);
+
 /* Delete every chunk map names (best effort: what fails is left to the
  * reclaimer).  Returns the number deleted. */
 unsigned txn_chunk_drop(struct namespace *ns, const char *set, size_t set_len,

@@ -97,6 +97,29 @@ check_eq "O_TRUNC: size 0" "$(stat -c %s "$S/dd2")" 0
 expect_ok "rm the log" rm "$S/log"
 check_eq "after O_TRUNC and unlink no chunk is left" "$(ns chunk_objects)" 0
 
+# ---- unlinked or replaced while open -----------------------------------------------------------
+# As on a local file system, a descriptor keeps reading the file it opened.
+head -c $((5 << 20)) /dev/urandom >"$L/open"
+cp "$L/open" "$S/open1"
+cp "$L/open" "$S/open2"
+head -c 1000 /dev/urandom >"$S/repl"
+n3=$(ns chunk_objects)
+out=$(run python3 - "$S/open1" "$S/open2" "$S/repl" "$L/open" <<'PY'
+import os, sys
+a, b, repl, want = sys.argv[1:5]
+want = open(want, "rb").read()
+fa, fb = open(a, "rb"), open(b, "rb")
+head = fa.read(4096) + fb.read(4096)
+os.unlink(a)                  # unlinked under its reader
+os.rename(repl, b)            # replaced under its reader
+ok = fa.read() == want[4096:] and fb.read() == want[4096:] and head == want[:4096] * 2
+fa.close(); fb.close()
+print("same" if ok else "differ")
+PY
+)
+check_eq "readers of a large file unlinked or replaced under them read it whole" "$out" same
+check_eq "its chunks are gone once they closed" "$(ns chunk_objects)" $((n3 - 20))
+
 # ---- a small file stays one record -------------------------------------------------------------
 o0=$(ns objects)
 head -c 100000 /dev/urandom >"$L/small"

@@ -240,10 +240,10 @@
 /* .info/namespace/<ns> (followed there by the namespace's configuration). */
 #define STATISTICS_NAMESPACE(X) \
 	X(objects, GAUGE, "records", STAT_F_TICK, "Live records (set markers and tombstones excluded).") \
-	X(file_objects, GAUGE, "records", 0, \
-	    "Live records that are files: a small file's one record, or a large file's head record.") \
-	X(chunk_objects, GAUGE, "records", 0, \
-	    "Live chunk records of large files (docs/storage-format.md, Large files).") \
+	X(objects_files, GAUGE, "records", 0, \
+	    "Live records that are files (counted in objects too): a small file's one record, or a large file's head record.") \
+	X(objects_chunks, GAUGE, "records", 0, \
+	    "Live chunk records of large files (counted in objects too; docs/storage-format.md, Large files).") \
 	X(tombstones, GAUGE, "records", 0, \
 	    "Tombstones: records written by deletes on persistent storage so a restart cannot bring them back.") \
 	X(index_used_bytes, GAUGE, "bytes", 0, \

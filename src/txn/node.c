@@ -491,8 +491,8 @@ txn_namespace_values(struct namespace *ns, uint64_t v[STAT_NS_COUNT])
 	storage_stats(ns->storage, &ss);
 	v[STAT_NS_objects] = atomic_load_relaxed(&ns->objects);
 	v[STAT_NS_tombstones] = atomic_load_relaxed(&ns->tombstones);
-	v[STAT_NS_chunk_objects] = atomic_load_relaxed(&ns->chunk_objects);
-	v[STAT_NS_file_objects] = v[STAT_NS_objects] - v[STAT_NS_chunk_objects];
+	v[STAT_NS_objects_chunks] = atomic_load_relaxed(&ns->chunk_objects);
+	v[STAT_NS_objects_files] = v[STAT_NS_objects] - v[STAT_NS_objects_chunks];
 	v[STAT_NS_index_used_bytes] = index_memory_bytes(ns->index);
 	v[STAT_NS_data_total_bytes] = ss.total_bytes;
 	v[STAT_NS_data_used_bytes] = ss.used_bytes;

@@ -18,10 +18,10 @@ M2=$(cluster_mnt n2)/test
 M3=$(cluster_mnt n3)/test
 L=$T/local
 mkdir "$L" || fail "mkdir"
-# chunk_objects of namespace test on node nK (its copies, master or replica).
+# objects_chunks of namespace test on node nK (its copies, master or replica).
 chunks() {
 	run cat "$(cluster_mnt "$1")/.info/namespace/test" 2>/dev/null |
-		awk -F= '$1 == "chunk_objects" { print $2; exit }'
+		awk -F= '$1 == "objects_chunks" { print $2; exit }'
 }
 
 head -c $((12 << 20)) /dev/urandom >"$L/f" || fail "random data"

@@ -28,8 +28,8 @@ c0=$(ns chunk_writes)
 k0=$(fuse fuse_large_commits)
 expect_ok "dd bs=1M count=64 into the mount" dd if="$L/dd" of="$S/dd" bs=1M count=64 status=none
 check_eq "its size" "$(stat -c %s "$S/dd")" $((64 << 20))
-check_eq "64 MiB of 512 KiB chunks: 128 chunk records" "$(ns chunk_objects)" 128
-check_eq "file_objects counts the head once" "$(ns file_objects)" 1
+check_eq "64 MiB of 512 KiB chunks: 128 chunk records" "$(ns objects_chunks)" 128
+check_eq "objects_files counts the head once" "$(ns objects_files)" 1
 check_true "every chunk written once" $(( $(ns chunk_writes) - c0 )) -eq 128
 commits=$(( $(fuse fuse_large_commits) - k0 ))
 note "commits while writing 64 MiB: $commits"
@@ -62,17 +62,17 @@ expect_err "getfattr of it: no such attribute" "No such attribute" \
 expect_ok "the file still reads right" cmp "$L/dd" "$S/dd"
 
 # ---- changes in place ---------------------------------------------------------------------------
-n0=$(ns chunk_objects)
+n0=$(ns objects_chunks)
 head -c 3000000 /dev/urandom >"$L/patch"
 dd if="$L/patch" of="$L/dd" bs=1000 seek=20000 conv=notrunc status=none
 expect_ok "overwrite 3 MB in the middle (dd conv=notrunc)" \
 	dd if="$L/patch" of="$S/dd" bs=1000 seek=20000 conv=notrunc status=none
 expect_ok "the overwritten file equals its local copy" cmp "$L/dd" "$S/dd"
-check_eq "replaced chunk versions are deleted (same number of chunks)" "$(ns chunk_objects)" "$n0"
+check_eq "replaced chunk versions are deleted (same number of chunks)" "$(ns objects_chunks)" "$n0"
 truncate -s 10000001 "$L/dd"
 expect_ok "truncate down to 10000001 bytes" truncate -s 10000001 "$S/dd"
 check_eq "truncated size" "$(stat -c %s "$S/dd")" 10000001
-check_eq "the chunks past the end are dropped" "$(ns chunk_objects)" $((n0 - 128 + 20))
+check_eq "the chunks past the end are dropped" "$(ns objects_chunks)" $((n0 - 128 + 20))
 truncate -s 12000000 "$L/dd"
 expect_ok "extend to 12000000 bytes" truncate -s 12000000 "$S/dd"
 expect_ok "truncated then extended: zeros past the old end, as locally" cmp "$L/dd" "$S/dd"
@@ -81,21 +81,21 @@ expect_ok "punch a hole of 2 MB" fallocate -p -o 1000000 -l 2000000 "$S/dd"
 expect_ok "the hole reads as zeros, as locally" cmp "$L/dd" "$S/dd"
 
 # ---- rename, unlink, O_TRUNC ---------------------------------------------------------------------
-n1=$(ns chunk_objects)
+n1=$(ns objects_chunks)
 w1=$(ns chunk_writes)
 expect_ok "rename a large file" mv "$S/dd" "$S/dd2"
 check_eq "rename writes no chunk" "$(ns chunk_writes)" "$w1"
-check_eq "rename keeps its chunks" "$(ns chunk_objects)" "$n1"
+check_eq "rename keeps its chunks" "$(ns objects_chunks)" "$n1"
 expect_ok "the renamed file reads the same" cmp "$L/dd" "$S/dd2"
 cp "$L/log" "$S/victim"
-n2=$(ns chunk_objects)
+n2=$(ns objects_chunks)
 expect_ok "rename over another large file" mv "$S/victim" "$S/log"
-check_true "the replaced file's chunks are dropped" "$(ns chunk_objects)" -lt "$n2"
+check_true "the replaced file's chunks are dropped" "$(ns objects_chunks)" -lt "$n2"
 expect_ok "the file renamed over it reads right" cmp "$L/log" "$S/log"
 expect_ok "O_TRUNC of a large file (: >)" sh -c ": > '$S/dd2'"
 check_eq "O_TRUNC: size 0" "$(stat -c %s "$S/dd2")" 0
 expect_ok "rm the log" rm "$S/log"
-check_eq "after O_TRUNC and unlink no chunk is left" "$(ns chunk_objects)" 0
+check_eq "after O_TRUNC and unlink no chunk is left" "$(ns objects_chunks)" 0
 
 # ---- unlinked or replaced while open -----------------------------------------------------------
 # As on a local file system, a descriptor keeps reading the file it opened.
@@ -103,7 +103,7 @@ head -c $((5 << 20)) /dev/urandom >"$L/open"
 cp "$L/open" "$S/open1"
 cp "$L/open" "$S/open2"
 head -c 1000 /dev/urandom >"$S/repl"
-n3=$(ns chunk_objects)
+n3=$(ns objects_chunks)
 out=$(run python3 - "$S/open1" "$S/open2" "$S/repl" "$L/open" <<'PY'
 import os, sys
 a, b, repl, want = sys.argv[1:5]
@@ -118,14 +118,14 @@ print("same" if ok else "differ")
 PY
 )
 check_eq "readers of a large file unlinked or replaced under them read it whole" "$out" same
-check_eq "its chunks are gone once they closed" "$(ns chunk_objects)" $((n3 - 20))
+check_eq "its chunks are gone once they closed" "$(ns objects_chunks)" $((n3 - 20))
 
 # ---- a small file stays one record -------------------------------------------------------------
 o0=$(ns objects)
 head -c 100000 /dev/urandom >"$L/small"
 cp "$L/small" "$S/small"
 check_eq "a 100 KB file is one record" $(( $(ns objects) - o0 )) 1
-check_eq "and has no chunk" "$(ns chunk_objects)" 0
+check_eq "and has no chunk" "$(ns objects_chunks)" 0
 expect_ok "its content" cmp "$L/small" "$S/small"
 
 # ---- sqlite ----------------------------------------------------------------------------------------

@@ -4,7 +4,7 @@
 #   - SIGKILL while 3 large files are rewritten over and over: after the
 #     restart each file is one of its committed versions (by content hash),
 #     never a mix of two; the chunks the crash left unnamed are reclaimed at
-#     the start (chunks_reclaimed; chunk_objects = what the heads name) and
+#     the start (chunks_reclaimed; objects_chunks = what the heads name) and
 #     recfs-check finds the storage clean with no orphaned chunk;
 #   - a chunk that fails its check: EIO for that chunk's range (logged, with
 #     the chunk's key), the rest of the file is served.
@@ -66,8 +66,8 @@ for f in a b c; do
 	fi
 done
 # The reclaimer runs at the start: wait for it (5 s at most).
-for i in $(seq 1 50); do [ "$(ns chunk_objects)" = 18 ] && break; sleep 0.1; done
-check_eq "only the chunks the 3 heads name are left (3 x 6)" "$(ns chunk_objects)" 18
+for i in $(seq 1 50); do [ "$(ns objects_chunks)" = 18 ] && break; sleep 0.1; done
+check_eq "only the chunks the 3 heads name are left (3 x 6)" "$(ns objects_chunks)" 18
 note "chunks reclaimed at the start: $(ns chunks_reclaimed)"
 check_eq "the reclaimer deleted exactly the orphans recfs-check reported" "$(ns chunks_reclaimed)" "$orphans"
 stop_daemon || bad "clean stop"

@@ -70,7 +70,7 @@ enum info_cluster_row {
 };
 
 /* Values of one node-wide section: numbers, or strings for TEXT rows. */
-#define INFO_ROWS_MAX 64
+#define INFO_ROWS_MAX 96
 _Static_assert(STAT_NODE_COUNT <= INFO_ROWS_MAX && STAT_COUNT <= INFO_ROWS_MAX &&
     STAT_NS_COUNT <= INFO_ROWS_MAX && STAT_SET_COUNT <= INFO_ROWS_MAX &&
     STAT_FABRIC_COUNT <= INFO_ROWS_MAX,

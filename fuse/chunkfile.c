@@ -211,6 +211,12 @@ chunkfile_free(struct chunkfile *cf)
 	free(cf);
 }
 
+uint32_t
+chunkfile_chunk_size(const struct chunkfile *cf)
+{
+	return cf->map.chunk_size;
+}
+
 uint64_t
 chunkfile_size(const struct chunkfile *cf)
 {

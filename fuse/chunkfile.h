@@ -45,6 +45,8 @@ int chunkfile_from_content(struct chunkfile **out, uint32_t chunk_size, const ch
 int chunkfile_from_map(struct chunkfile **out, const struct txn_chunk_map *m);
 void chunkfile_free(struct chunkfile *cf);
 
+/* Its chunk size (fixed when the file became large). */
+uint32_t chunkfile_chunk_size(const struct chunkfile *cf);
 /* Its size, unsaved changes included. */
 uint64_t chunkfile_size(const struct chunkfile *cf);
 /* Whether it has changes not committed. */

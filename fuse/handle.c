@@ -973,6 +973,16 @@ state_check_limit_locked(struct inode *ino, uint64_t end)
 	return rc == -EFBIG ? rc : 0;
 }
 
+/* The largest file ino can grow to: what its head's chunk map can name. */
+static uint64_t
+file_max(const struct inode *ino)
+{
+	uint32_t cs = ino->fs->cf != NULL ? chunkfile_chunk_size(ino->fs->cf) :
+	    namespace_config(ino->ns)->file_chunk_size;
+
+	return txn_chunk_file_max(ino->ns, cs);
+}
+
 /* The file outgrows one record: its content so far becomes dirty chunks. */
 static int
 state_make_large_locked(struct inode *ino)
@@ -1005,6 +1015,8 @@ write_large_locked(struct inode *ino, struct handle *h, const char *buf, size_t 
 	struct chunkfile_where at = { .ns = ino->ns };
 	long rc;
 
+	if (off + size > file_max(ino) || off + size < off)
+		return -EFBIG;  /* past what a head's chunk map can name: nothing changes */
 	if ((rc = state_make_large_locked(ino)) != 0)
 		return rc;
 	if (ino->unlinked && chunkfile_over_bound(fs->cf))
@@ -1100,6 +1112,8 @@ state_set_size_locked(struct inode *ino, uint64_t size)
 			return content_refuse_locked(ino, size);
 		return state_resize(fs, (size_t)size);
 	}
+	if (size > file_max(ino))
+		return -EFBIG;  /* a failed truncate changes nothing */
 	if ((rc = state_make_large_locked(ino)) != 0)
 		return rc;
 	inode_key(ino, &at.key);

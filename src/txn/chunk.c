@@ -66,10 +66,19 @@ get64(const uint8_t *p)
 	return (uint64_t)get32(p) | (uint64_t)get32(p + 4) << 32;
 }
 
-static uint32_t
+static uint64_t
 chunks_for(uint64_t size, uint32_t chunk_size)
 {
-	return (uint32_t)((size + chunk_size - 1) / chunk_size);
+	return size / chunk_size + (size % chunk_size != 0);
+}
+
+uint64_t
+txn_chunk_file_max(const struct namespace *ns, uint32_t chunk_size)
+{
+	uint64_t room = ns->max_record_size > TXN_CHUNK_HEAD_OVERHEAD ?
+	    ns->max_record_size - TXN_CHUNK_HEAD_OVERHEAD : 0;
+
+	return (room - MAP_HEADER) / 4 * chunk_size;
 }
 
 const struct bin *
@@ -274,6 +283,11 @@ txn_chunk_commit(struct namespace *ns, const struct txn_key *head, struct txn_ch
 
 	if (map->chunk_size == 0)
 		return -EINVAL;
+	/* Its map must fit the head: refused before anything is written. */
+	if (size > txn_chunk_file_max(ns, map->chunk_size)) {
+		NS_COUNT_ADD(ns, fail_record_too_big, 1);
+		return -EFBIG;
+	}
 	next.file_id = map->file_id;
 	while (next.file_id == 0) {
 		if (getrandom(&next.file_id, sizeof(next.file_id), 0) != sizeof(next.file_id))
@@ -282,7 +296,7 @@ txn_chunk_commit(struct namespace *ns, const struct txn_key *head, struct txn_ch
 	next.size = size;
 	next.chunk_size = map->chunk_size;
 	next.commit = map->commit + 1;
-	next.n = chunks_for(size, map->chunk_size);
+	next.n = (uint32_t)chunks_for(size, map->chunk_size);
 	next.versions = calloc(next.n ? next.n : 1, sizeof(uint32_t));
 	if (next.versions == NULL)
 		return -ENOMEM;

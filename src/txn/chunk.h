@@ -57,6 +57,14 @@ struct txn_chunk_data {
 	const void *data;
 };
 
+/* Bytes of a head besides its map: header, set name, key (at most 255),
+ * metadata, an empty file bin, the map bin's header, and room for a few
+ * small xattrs; the largest file has (max-record-size - this - 32) / 4
+ * chunks. */
+#define TXN_CHUNK_HEAD_OVERHEAD 600u
+/* The largest file of chunk_size chunks ns can hold. */
+uint64_t txn_chunk_file_max(const struct namespace *ns, uint32_t chunk_size);
+
 /* Whether a stored record is a head; its map bin, or NULL. */
 const struct bin *txn_chunk_map_bin(const struct record *r);
 /* Decode a head's map bin.  -EINVAL (logged by the caller) when the bytes
@@ -94,7 +102,8 @@ int txn_chunk_read(struct namespace *ns, const char *set, size_t set_len,
  * drawn) and, on success, after.  Nothing changes on failure (chunks
  * already written are unnamed: the reclaimer's).  *out (may be NULL)
  * gets the head's attributes, size the file's.  Errors of txn_write
- * (-EFBIG when the map itself outgrows a record), -ENOMEM.
+ * (-EFBIG when the map, with the head's bins, outgrows a record), -EFBIG
+ * past txn_chunk_file_max (nothing written), -ENOMEM.
  */
 int txn_chunk_commit(struct namespace *ns, const struct txn_key *head, struct txn_chunk_map *map,
     uint64_t size, const struct txn_chunk_data *d, size_t n, const struct txn_write *w,

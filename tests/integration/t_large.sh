@@ -80,6 +80,18 @@ fallocate -p -o 1000000 -l 2000000 "$L/dd"
 expect_ok "punch a hole of 2 MB" fallocate -p -o 1000000 -l 2000000 "$S/dd"
 expect_ok "the hole reads as zeros, as locally" cmp "$L/dd" "$S/dd"
 
+# ---- the largest file ------------------------------------------------------------------------------
+# (1 MiB records, 512 KiB chunks: the head's map names (1048576 - 600 - 32) / 4
+# chunks, about 128 GiB.)
+expect_err "truncate -s 200G: past what a chunk map can name" "File too large" truncate -s 200G "$S/dd"
+expect_err "a byte written at 200 GiB" "File too large" \
+	dd if=/dev/zero of="$S/dd" bs=1 count=1 seek=$((200 << 30)) conv=notrunc status=none
+check_eq "the file is unchanged" "$(stat -c %s "$S/dd")" 12000000
+expect_ok "a byte at 100 GiB (a sparse file: holes cost no chunk)" \
+	dd if=/dev/zero of="$S/sparse" bs=1 count=1 seek=$((100 << 30)) conv=notrunc status=none
+check_eq "its size" "$(stat -c %s "$S/sparse")" $(((100 << 30) + 1))
+expect_ok "rm it" rm "$S/sparse"
+
 # ---- rename, unlink, O_TRUNC ---------------------------------------------------------------------
 n1=$(ns objects_chunks)
 w1=$(ns chunk_writes)

@@ -1137,6 +1137,7 @@ namespace_open(struct namespace **out, struct ns_config *cfg)
 	set_table_init(&ns->sets);
 	pthread_mutex_init(&ns->cs_unnamed_lock, NULL);
 	pthread_mutex_init(&ns->cs_torn_lock, NULL);
+	pthread_mutex_init(&ns->raid_clean_lock, NULL);
 	rc = index_create(&ns->index);
 	if (rc != 0)
 		goto fail;
@@ -1167,6 +1168,7 @@ fail:
 	pthread_mutex_destroy(&ns->cs_unnamed_lock);
 	free(ns->cs_torn);
 	pthread_mutex_destroy(&ns->cs_torn_lock);
+	pthread_mutex_destroy(&ns->raid_clean_lock);
 	free(ns);
 	return rc;
 }
@@ -1186,6 +1188,7 @@ namespace_close(struct namespace *ns, bool clean)
 	pthread_mutex_destroy(&ns->cs_unnamed_lock);
 	free(ns->cs_torn);
 	pthread_mutex_destroy(&ns->cs_torn_lock);
+	pthread_mutex_destroy(&ns->raid_clean_lock);
 	log_info("namespace", "{%s} closed%s", ns->name, clean ? " cleanly" : "");
 	free(ns);
 }

@@ -2022,6 +2022,30 @@ txn_reclaim(struct namespace *ns, uint16_t set_id, const struct digest *d, uint3
 	return dispatch(&t, &op);
 }
 
+/* The tomb raider asks whether it may drop tombstone t (namespace.h
+ * raider_reclaim; its record lock held): alone, yes; in a cluster only
+ * the partition's master decides, once every other replica dropped the
+ * same tombstone or holds none (docs/cluster.md "Write path with
+ * replication"). */
+int
+txn_raider_reclaim(struct namespace *ns, const struct ns_tomb *t)
+{
+	struct txn_namespace *x = txn_namespace_of(ns);
+	struct txn_remote *rm = atomic_load_acquire(&x->remote);
+	struct partition_rsv rsv;
+	int rc;
+
+	if (rm == NULL)
+		return 0;
+	partition_reserve(x->partitions, digest_partition(&t->digest), &rsv);
+	if (!rsv.am_master || rsv.cluster_key == 0)
+		rc = NS_RAID_NOT_MINE;
+	else
+		rc = txn_remote_reclaim(rm, ns, &rsv, t);
+	partition_release(&rsv);
+	return rc;
+}
+
 /* ---- the remote side (remote.c's handlers) ------------------------------ */
 
 /*

@@ -54,6 +54,11 @@ struct txn_namespace {
 	 * per operation and nothing else of the cluster. */
 	struct txn_remote *remote;
 
+	/* Tombstone reclaims between replicas (txn.c txn_raider_reclaim). */
+	uint64_t reclaims_sent;             /* atomic */
+	uint64_t reclaims_refused;          /* atomic */
+	uint64_t reclaims_received;         /* atomic */
+
 	/* The node that opened it (node_open): its network, for the cluster's
 	 * set changes (sets_cluster.c). */
 	struct node *node;
@@ -155,6 +160,15 @@ int txn_remote_proxy(struct txn_remote *rm, uint64_t master, const struct txn_ta
  * not answer OK in time: the version stays here). */
 int txn_remote_replicate(struct txn_remote *rm, struct namespace *ns, const uint8_t *flat,
     uint32_t size, bool durable);
+/* Master, tombstone t's record lock held: ask the other replicas of its
+ * partition (in the reservation rsv) to drop t.  0 when every one dropped
+ * it or holds none; -EBUSY (one kept it), -ETIMEDOUT (one did not answer
+ * in transaction-max-ms), -EIO. */
+int txn_remote_reclaim(struct txn_remote *rm, struct namespace *ns, const struct partition_rsv *rsv,
+    const struct ns_tomb *t);
+/* The namespace's raider_reclaim (namespace.h): this node decides the
+ * reclaims of the partitions it masters. */
+int txn_raider_reclaim(struct namespace *ns, const struct ns_tomb *t);
 /* txn.c, on an rpc worker: run a proxied operation if this node masters
  * its partition (else TXN_ENOTMASTER).  rec: a read's record. */
 int txn_proxy_serve(struct namespace *ns, const struct txn_proxy_req *q, struct record_attr *attr,

@@ -78,7 +78,9 @@ namespace_entry_count(struct namespace *ns, const struct index_entry *e, int dir
 		atomic_add(&s->tombstones, (uint64_t)(int64_t)dir);
 	} else {
 		atomic_add(&ns->objects, (uint64_t)(int64_t)dir);
-		atomic_add(&s->objects, (uint64_t)(int64_t)dir);
+		uint64_t now = atomic_add(&s->objects, (uint64_t)(int64_t)dir);
+		if (e->set_id != 0 && (dir > 0 ? now == 1 : now == 0) && !atomic_load_relaxed(&s->marker))
+			atomic_store_relaxed(&ns->sets_used_changed, true);
 	}
 	atomic_add(&s->data_bytes, (uint64_t)((int64_t)dir * bytes));
 }

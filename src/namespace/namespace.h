@@ -117,6 +117,9 @@ struct namespace {
 	uint32_t max_record_size;
 	uint64_t objects;                   /* atomic: live records (markers excluded) */
 	uint64_t tombstones;                /* atomic */
+	bool sets_used_changed;             /* atomic: a set without a marker got its first
+	                                     * record or lost its last one here (the
+	                                     * layer above tells the other nodes) */
 	struct ns_counters counters[SHARDS]; /* atomics, by thread: NS_COUNT_ADD, namespace_counters */
 
 	/* The layer above's own per-namespace state (the transaction layer's:

@@ -295,6 +295,17 @@ int txn_sets_send(struct txn_sets *s, struct namespace *ns, unsigned kind,
  */
 int txn_sets_list(struct txn_sets *s, struct namespace *ns, const char *set, size_t set_len,
     struct txn_cursor *cur, struct txn_entry *out, size_t max);
+/* The sets table thread sends everything again soon (a set of records
+ * only appeared or went here: namespace->sets_used_changed). */
+void txn_sets_kick(struct txn_sets *s);
+/* Whether another node of the succession said it holds records of set
+ * name (no marker): true, with the newest ctime and mtime they gave. */
+bool txn_sets_used_elsewhere(struct txn_sets *s, const struct namespace *ns, const char *name,
+    size_t len, uint64_t *ctime_ms, int64_t *mtime_ns);
+/* fn for each set name other nodes of the succession hold records of
+ * (each once, sorted); stops at fn's first non-zero, returned. */
+int txn_sets_used_foreach(struct txn_sets *s, const struct namespace *ns,
+    int (*fn)(void *arg, const char *name, size_t len), void *arg);
 /* network.c: the set side of a started network. */
 struct txn_sets *txn_network_sets(struct txn_network *net);
 

@@ -17,7 +17,9 @@
  *     replica_writes_failed), wait for the table without it, and succeed;
  *   - a node without a cluster yet (an orphan) makes an operation wait for
  *     one, up to transaction-max-ms, then EIO;
- *   - on device files a delete leaves a tombstone on both replicas.
+ *   - on device files a delete leaves a tombstone on both replicas;
+ *   - a set made by a write alone, its records on one node (RF 1), is
+ *     known to the other node too, and gone on both with its last record.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -79,6 +81,8 @@ sleep_ms(unsigned ms)
 
 /* The storage-engine lines of the nodes tnode_up starts (memory unless set). */
 static char engine_yaml[256] = "      type: memory\n      data-size: 16M\n";
+/* The replication-factor of the nodes tnode_up starts. */
+static unsigned node_rf = 2;
 
 static void
 tnode_up_tmax(struct tnode *t, uint64_t id, uint16_t port, uint16_t seed_port, unsigned tmax)
@@ -87,13 +91,13 @@ tnode_up_tmax(struct tnode *t, uint64_t id, uint16_t port, uint16_t seed_port, u
 
 	snprintf(yaml, sizeof(yaml),
 	    "service:\n  node-id: %016llx\n  transaction-max-ms: %u\n"
-	    "namespaces:\n  - name: test\n    replication-factor: 2\n"
+	    "namespaces:\n  - name: test\n    replication-factor: %u\n"
 	    "    storage-engine:\n%s"
 	    "      write-block-size: 128K\n"
 	    "network:\n  fabric: { address: 127.0.0.1, port: %u }\n"
 	    "  seeds: [ 127.0.0.1:%u ]\n"
 	    "  heartbeat: { interval-ms: 50, timeout-count: 6 }\n"
-	    "  cluster-secret-file: %s\n", (unsigned long long)id, tmax, engine_yaml, port,
+	    "  cluster-secret-file: %s\n", (unsigned long long)id, tmax, node_rf, engine_yaml, port,
 	    seed_port, secret_path);
 	assert_int_equal(config_load_string(&t->cfg, yaml, "test", err, sizeof(err)), 0);
 	t->id = id;
@@ -538,6 +542,117 @@ test_orphan_waits_for_a_cluster(void **state)
 	tnode_down(&d);
 }
 
+struct set_seen {
+	const char *name;
+	unsigned times;
+	uint64_t objects;
+};
+
+static int
+set_seen_one(void *arg, const struct txn_set_info *info)
+{
+	struct set_seen *w = arg;
+
+	if (strcmp(info->name, w->name) == 0) {
+		w->times++;
+		w->objects = info->objects;
+	}
+	return 0;
+}
+
+/* How many times txn_set_foreach on t lists set name. */
+static unsigned
+set_listed(struct tnode *t, const char *name, uint64_t *objects)
+{
+	struct set_seen w = { .name = name };
+
+	assert_int_equal(txn_set_foreach(t->ns, set_seen_one, &w), 0);
+	if (objects != NULL)
+		*objects = w.objects;
+	return w.times;
+}
+
+/* Waits up to 3 s for txn_set_exists(t, name) to return want. */
+static int
+set_exists_within(struct tnode *t, const char *name, int want)
+{
+	uint64_t t0 = clock_mono_ns();
+	int rc;
+
+	while ((rc = txn_set_exists(t->ns, name, strlen(name))) != want &&
+	    clock_mono_ns() - t0 < 3000000000ull)
+		sleep_ms(10);
+	return rc;
+}
+
+/*
+ * A set made by a write alone (no txn_set_create: the embedded API may do
+ * that) whose records are all on one node: at RF 1 the other node holds
+ * none of them, yet lists the set, stats it and shows its statistics
+ * (this node's counts: none).  Once its last record is deleted it is gone
+ * on both.
+ */
+static void
+test_set_of_records_only_is_known_everywhere(void **state)
+{
+	struct tnode c, d;
+	uint16_t pc = free_port(), pd = free_port();
+	char k[16];
+	struct txn_key key = { .set = "solo", .set_len = 4 };
+	struct txn_write w = { .set_file = true, .file_data = "alone", .file_len = 5 };
+	struct txn_set_info si;
+	struct record_attr a;
+	uint64_t objects, t0;
+
+	(void)state;
+	while (pd == pc)
+		pd = free_port();
+	memset(&c, 0, sizeof(c));
+	memset(&d, 0, sizeof(d));
+	node_rf = 1;
+	tnode_up(&c, 0xc3, pc, pd);
+	tnode_up(&d, 0xd4, pd, pc);
+	node_rf = 2;
+	t0 = clock_mono_ns();
+	while (cluster_size(&c) != 2 || cluster_size(&d) != 2) {
+		if (clock_mono_ns() - t0 > 10000000000ull)
+			fail_msg("no cluster of 2 within 10 s");
+		sleep_ms(10);
+	}
+	/* a key of set solo that c masters: at RF 1 only c stores it */
+	for (unsigned i = 0;; i++) {
+		struct txn_partition p;
+		struct digest dg;
+
+		snprintf(k, sizeof(k), "k%u", i);
+		digest_compute(&dg, "solo", 4, k, strlen(k));
+		assert_int_equal(txn_partition_get(c.ns, digest_partition(&dg), &p), 0);
+		if (p.am_master)
+			break;
+	}
+	key.key = k;
+	key.key_len = strlen(k);
+	assert_int_equal(txn_set_exists(d.ns, "solo", 4), -ENOENT);
+	assert_int_equal(txn_write(d.ns, &key, &w, NULL), 0);   /* proxied to c */
+	assert_int_equal(set_exists_within(&d, "solo", 0), 0);
+	assert_int_equal(txn_set_stat(d.ns, "solo", 4, &a), 0);
+	assert_int_equal(txn_set_info(d.ns, "solo", 4, &si), 0);
+	assert_string_equal(si.name, "solo");
+	assert_int_equal(si.objects, 0);          /* per node: none here */
+	assert_int_equal(set_listed(&d, "solo", &objects), 1);
+	assert_int_equal(objects, 0);
+	assert_int_equal(set_listed(&c, "solo", &objects), 1);
+	assert_int_equal(objects, 1);
+	assert_int_equal(txn_set_exists(d.ns, "other", 5), -ENOENT);
+	/* the last record goes: the set goes on both */
+	assert_int_equal(txn_delete(d.ns, &key), 0);
+	assert_int_equal(txn_set_exists(c.ns, "solo", 4), -ENOENT);
+	assert_int_equal(set_exists_within(&d, "solo", -ENOENT), -ENOENT);
+	assert_int_equal(set_listed(&d, "solo", NULL), 0);
+	tnode_down(&c);
+	tnode_down(&d);
+}
+
 int
 main(void)
 {
@@ -549,6 +664,7 @@ main(void)
 		cmocka_unit_test(test_node_down_fails_fast_then_goes_on),
 		cmocka_unit_test(test_orphan_waits_for_a_cluster),
 		cmocka_unit_test(test_persistent_replicas),
+		cmocka_unit_test(test_set_of_records_only_is_known_everywhere),
 	};
 
 	signal(SIGPIPE, SIG_IGN);

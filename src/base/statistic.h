@@ -176,6 +176,8 @@
 	X(rpc_requests_in_progress, GAUGE, "requests", 0, "Requests from other nodes queued or running now.") \
 	X(rpc_requests_kept, GAUGE, "requests", 0, "Requests remembered so that a copy never runs twice: queued, running, or answered within 2 x transaction-max-ms.") \
 	X(rpc_msgs_malformed, COUNTER, "messages", 0, "Request or answer messages that did not decode (dropped).") \
+	X(rpc_requests_stale, COUNTER, "requests", 0, "Requests refused unrun because they were meant for this node's previous process (it restarted after the caller sent the first copy).") \
+	X(rpc_calls_peer_restarted, COUNTER, "calls", 0, "Calls failed because the node restarted after their first copy was sent there (it may have run; never sent to the new process). The data path reports EIO.") \
 	X(proxy_sent, COUNTER, "requests", 0, "Operations sent to the master of their record (another node), retries after a busy answer included.") \
 	X(proxy_completed, COUNTER, "operations", 0, "Proxied operations the master ran and answered (any result, errors such as ENOENT included).") \
 	X(proxy_failed, COUNTER, "operations", 0, "Proxied operations that failed without a result: the master was down, or its answer did not decode.") \

@@ -36,8 +36,9 @@
 # replication-factor of namespace "test"; CLUSTER_ENGINE=device puts it on
 # the device engine (a file in the node's directory, kept across
 # cluster_restart) instead of memory; CLUSTER_ENGINE_SETTINGS="key:value ..."
-# are its storage-engine settings besides type and files (default
-# "filesize:32M write-block-size:1M"; memory: added to its defaults).
+# are its storage-engine settings besides type (and files) (default
+# device "filesize:32M write-block-size:1M", memory "data-size:64M
+# write-block-size:1M").
 #
 # Faults: cluster_kill nK (SIGKILL, mount detached), cluster_stop/cont nK
 # (SIGSTOP/SIGCONT), cluster_restart nK (clean stop if running, then start on
@@ -142,10 +143,8 @@ cluster_write_config() {
 	local name=${!var:-itest}
 	var=CLUSTER_EXTRA_YAML_n$k
 	local extra=${!var-${CLUSTER_EXTRA_YAML:-}}
-	local engine="      type: memory
-      data-size: 64M
-      write-block-size: 1M"
-	local s settings=${CLUSTER_ENGINE_SETTINGS:-}
+	local engine="      type: memory"
+	local s settings=${CLUSTER_ENGINE_SETTINGS:-data-size:64M write-block-size:1M}
 	if [ "${CLUSTER_ENGINE:-memory}" = device ]; then
 		engine="      type: device
       files: [$d/data.dat]"

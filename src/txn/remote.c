@@ -274,6 +274,15 @@ txn_remote_replicate(struct txn_remote *rm, struct namespace *ns, const uint8_t 
 		uint32_t left = ms_left(deadline);
 
 		partition_reserve(x->partitions, pid, &r);
+		if (!r.am_master) {
+			/* The table changed under the write (it waited for a
+			 * replica): this node is no longer the master, so it does
+			 * not hand its version to the new one's replicas beside
+			 * the new master's own writes.  The write fails. */
+			partition_release(&r);
+			rc = -EIO;
+			break;
+		}
 		for (unsigned i = 0; i < r.n_replicas; i++) {
 			bool skip = r.replicas[i] == node;
 

@@ -258,6 +258,30 @@ replica_flat(struct namespace *ns, const struct record *r, uint8_t **flat, uint3
 	return 0;
 }
 
+/*
+ * Before a record version is stored here (record lock held): in a cluster,
+ * this node must still master its partition in the current table.  An
+ * operation routed here under an older table may have waited for the
+ * record lock (held by a write that waited for its replicas) while the
+ * succession changed: it must not run at a node that is no longer the
+ * master, beside the new one.  TXN_ENOTMASTER: the caller routes it again
+ * once (dispatch, or the proxying node).  Set markers are every node's.
+ */
+static int
+master_check(struct namespace *ns, const struct record *r)
+{
+	struct txn_namespace *x = txn_namespace_of(ns);
+	struct partition_rsv rsv;
+	bool mine;
+
+	if (atomic_load_acquire(&x->remote) == NULL || (r->flags & RECORD_F_SET_MARKER))
+		return 0;
+	partition_reserve(x->partitions, digest_partition(&r->digest), &rsv);
+	mine = rsv.am_master && rsv.cluster_key != 0;
+	partition_release(&rsv);
+	return mine ? 0 : TXN_ENOTMASTER;
+}
+
 /* Send flat (from replica_flat; freed here) to the other replicas. */
 static int
 replica_send(struct namespace *ns, uint8_t *flat, uint32_t size, bool durable)
@@ -290,6 +314,9 @@ commit_record(struct namespace *ns, uint16_t set_id, struct index_entry *e, stru
 		COUNT(ns, fail_record_too_big);
 		return -EFBIG;
 	}
+	rc = master_check(ns, r);
+	if (rc != 0)
+		return rc;
 	rc = storage_write(ns->storage, r, (uint32_t)size, &loc);
 	if (rc == -ENOSPC)
 		COUNT(ns, fail_out_of_space);
@@ -389,7 +416,10 @@ delete_entry(struct namespace *ns, struct index_entry *e, const char *set, uint8
 		 * their copy the same way: txn_replica_apply). */
 		uint8_t *flat;
 		uint32_t flat_size;
-		int rc = replica_flat(ns, &r, &flat, &flat_size);
+		int rc = master_check(ns, &r);
+
+		if (rc == 0)
+			rc = replica_flat(ns, &r, &flat, &flat_size);
 
 		if (rc != 0)
 			return rc;

@@ -185,16 +185,18 @@ txn_sets_used_foreach(struct txn_sets *s, const struct namespace *ns,
 {
 	struct used_set *v = NULL;
 	size_t n = 0;
+	bool nomem;
 	int rc = 0;
 
 	pthread_mutex_lock(&s->lock);
 	if (s->n_used > 0)
 		v = malloc(s->n_used * sizeof(*v));
+	nomem = s->n_used > 0 && v == NULL;
 	for (size_t i = 0; v != NULL && i < s->n_used; i++)
 		if (s->used[i].ns == ns && in_succession_locked(s, s->used[i].node))
 			v[n++] = s->used[i];
 	pthread_mutex_unlock(&s->lock);
-	if (s->n_used > 0 && v == NULL)
+	if (nomem)
 		return -ENOMEM;
 	qsort(v, n, sizeof(*v), name_cmp);
 	for (size_t i = 0; i < n && rc == 0; i++)

@@ -2144,8 +2144,8 @@ txn_raider_reclaim(struct namespace *ns, const struct ns_tomb *t)
 	struct partition_rsv rsv;
 	int rc;
 
-	if (rm == NULL)
-		return 0;
+	if (rm == NULL)   /* alone; or detached for now (shutdown): keep it */
+		return atomic_load_relaxed(&x->had_network) ? -EAGAIN : 0;
 	partition_reserve(x->partitions, digest_partition(&t->digest), &rsv);
 	if (!rsv.am_master || rsv.cluster_key == 0)
 		rc = NS_RAID_NOT_MINE;

@@ -54,6 +54,9 @@ struct txn_namespace {
 	 * per operation and nothing else of the cluster. */
 	struct txn_remote *remote;
 
+	/* A network was attached once in this process (atomic): detached
+	 * again (shutdown), the tomb raider does not act as a single node. */
+	bool had_network;
 	/* Tombstone reclaims between replicas (txn.c txn_raider_reclaim). */
 	uint64_t reclaims_sent;             /* atomic */
 	uint64_t reclaims_refused;          /* atomic */

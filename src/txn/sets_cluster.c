@@ -198,7 +198,8 @@ txn_sets_used_foreach(struct txn_sets *s, const struct namespace *ns,
 	pthread_mutex_unlock(&s->lock);
 	if (nomem)
 		return -ENOMEM;
-	qsort(v, n, sizeof(*v), name_cmp);
+	if (n > 1)
+		qsort(v, n, sizeof(*v), name_cmp);
 	for (size_t i = 0; i < n && rc == 0; i++)
 		if (i == 0 || name_cmp(&v[i - 1], &v[i]) != 0)
 			rc = fn(arg, v[i].name, v[i].len);

@@ -373,6 +373,11 @@ txn_remote_reclaim(struct txn_remote *rm, struct namespace *ns, const struct par
 	fabric_msg_put_u64(&fw, TXN_CF_LUT, t->last_update_ms);
 	if (fw.err != 0)
 		return -EIO;
+	for (unsigned i = 0; i < rsv->n_replicas; i++)
+		n += rsv->replicas[i] != rm->self;
+	if (n == 0)
+		return 0;
+	n = 0;
 	memset(ans, 0, sizeof(ans));
 	rpc_group_init(rm->rpc, &g, txn_remote_deadline_ms(rm));
 	for (unsigned i = 0; i < rsv->n_replicas; i++) {
@@ -381,8 +386,6 @@ txn_remote_reclaim(struct txn_remote *rm, struct namespace *ns, const struct par
 		atomic_inc(&x->reclaims_sent);
 		(void)rpc_group_send(&g, rsv->replicas[i], RPC_OP_TXN_RECLAIM, body, fw.len, &ans[n++]);
 	}
-	if (n == 0)
-		return 0;
 	(void)rpc_group_wait(&g);
 	for (unsigned i = 0; i < n; i++) {
 		if (ans[i].rc == -ETIMEDOUT)

@@ -235,6 +235,17 @@ add_fixed(fuse_req_t req, struct dir_handle *d, const struct dir_fixed *f, char 
 	case FIXED_DOT:
 	case FIXED_DOTDOT:
 		snprintf(name, sizeof(name), f->kind == FIXED_DOT ? "." : "..");
+		if (ino->kind == INODE_TDIR) {
+			/* A directory record: the kernel asks for its attributes itself. */
+			memset(&e, 0, sizeof(e));
+			e.attr.st_mode = S_IFDIR;
+			pthread_mutex_lock(&ino->lock);
+			e.attr.st_ino = digest_inode(&ino->digest);  /* 0 would hide it */
+			pthread_mutex_unlock(&ino->lock);
+			if (!plus)
+				return fuse_add_direntry(req, buf, room, name, &e.attr, next);
+			return fuse_add_direntry_plus(req, buf, room, name, &e, next);
+		}
 		/* The kernel never counts a lookup for these: attributes only. */
 		if (ino->kind == INODE_SET && plus &&
 		    txn_set_stat(ino->ns, ino->name, ino->set_len, &a) == 0)
@@ -285,29 +296,52 @@ add_fixed(fuse_req_t req, struct dir_handle *d, const struct dir_fixed *f, char 
 	return need;
 }
 
+/* The file type a listed record shows (d_type). */
+static mode_t
+entry_type(const struct record_attr *a)
+{
+	if (!a->has_meta)
+		return S_IFREG;
+	switch (a->mode & RECORD_MODE_TYPE_MASK) {
+	case RECORD_MODE_DIR:
+		return S_IFDIR;
+	case RECORD_MODE_LINK:
+		return S_IFLNK;
+	default:
+		return S_IFREG;
+	}
+}
+
 static size_t
 add_record(fuse_req_t req, struct dir_handle *d, const struct txn_entry *te, char *buf,
     size_t room, bool plus, off_t next)
 {
-	const char *set = d->dir->kind == INODE_SET ? d->dir->name : "";
-	size_t set_len = d->dir->kind == INODE_SET ? d->dir->set_len : 0;
+	bool in_set = d->dir->kind == INODE_SET || d->dir->kind == INODE_TDIR;
+	const char *set = in_set ? d->dir->name : "";
+	size_t set_len = in_set ? d->dir->set_len : 0;
+	char kbuf[RECORD_KEY_MAX + 1];
 	struct fuse_entry_param e;
 	struct record_attr a = te->attr;
-	struct inode *ino;
+	struct txn_key k;
+	struct inode *ino = NULL;
 	size_t need;
 
 	if (!plus) {
-		struct stat st = { .st_ino = te->attr.ino, .st_mode = S_IFREG };
+		struct stat st = { .st_ino = te->attr.ino, .st_mode = entry_type(&te->attr) };
 
 		return fuse_add_direntry(req, buf, room, te->key, &st, next);
 	}
-	ino = inode_get(d->dir->ns, INODE_RECORD, &te->attr.digest, set, set_len, te->key,
-	    te->key_len);
+	/* A directory's node needs its id (a record read): the kernel looks
+	 * it up when it is used, so it is listed without attributes. */
+	if (entry_type(&te->attr) != S_IFDIR &&
+	    txn_tree_key(set, set_len, d->dir->kind == INODE_TDIR ? d->dir->dir_id : 0, te->key,
+	    te->key_len, kbuf, &k) == 0)
+		ino = inode_get_tree(d->dir->ns, &te->attr, k.set, k.set_len, k.key, k.key_len, 0);
 	if (ino == NULL) {
-		/* No memory for a node: a plain entry (ino 0 = no attributes). */
+		/* A plain entry (ino 0 = no attributes). */
 		memset(&e, 0, sizeof(e));
 		e.attr.st_ino = te->attr.ino;
-		e.attr.st_mode = S_IFREG;
+		e.attr.st_mode = entry_type(&te->attr);
 		return fuse_add_direntry_plus(req, buf, room, te->key, &e, next);
 	}
 	pthread_mutex_lock(&ino->lock);
@@ -324,8 +358,9 @@ add_record(fuse_req_t req, struct dir_handle *d, const struct txn_entry *te, cha
 static bool
 batch_fill(struct dir_handle *d, int *rc)
 {
-	const char *set = d->dir->kind == INODE_SET ? d->dir->name : "";
-	size_t set_len = d->dir->kind == INODE_SET ? d->dir->set_len : 0;
+	bool in_set = d->dir->kind == INODE_SET || d->dir->kind == INODE_TDIR;
+	const char *set = in_set ? d->dir->name : "";
+	size_t set_len = in_set ? d->dir->set_len : 0;
 	int n;
 
 	if (d->batch_i < d->batch_n)
@@ -340,7 +375,8 @@ batch_fill(struct dir_handle *d, int *rc)
 			return false;
 		}
 	}
-	n = txn_list(d->dir->ns, set, set_len, &d->cur, d->batch, DIR_BATCH);
+	n = txn_dir_list(d->dir->ns, set, set_len, d->dir->kind == INODE_TDIR ? d->dir->dir_id : 0,
+	    &d->cur, d->batch, DIR_BATCH);
 	if (n < 0) {
 		/* A set removed while listed simply ends the listing. */
 		if (n != -ENOENT)
@@ -417,14 +453,15 @@ dir_open(struct inode *ino, struct dir_handle **out)
 	struct dir_handle *d;
 	int rc;
 
-	if (ino->kind == INODE_SET && inode_unlinked(ino))
+	if ((ino->kind == INODE_SET || ino->kind == INODE_TDIR) && inode_unlinked(ino))
 		return -ENOENT;
 	d = calloc(1, sizeof(*d));
 	if (d == NULL)
 		return -ENOMEM;
 	pthread_mutex_init(&d->lock, NULL);
 	d->dir = ino;
-	d->records = ino->kind == INODE_NAMESPACE || ino->kind == INODE_SET;
+	d->records = ino->kind == INODE_NAMESPACE || ino->kind == INODE_SET ||
+	    ino->kind == INODE_TDIR;
 	txn_cursor_init(&d->cur);
 	rc = fixed_load(d);
 	if (rc != 0) {

@@ -69,7 +69,7 @@ enum info_cluster_row {
 };
 
 /* Values of one node-wide section: numbers, or strings for TEXT rows. */
-#define INFO_ROWS_MAX 64
+#define INFO_ROWS_MAX 80
 _Static_assert(STAT_NODE_COUNT <= INFO_ROWS_MAX && STAT_COUNT <= INFO_ROWS_MAX &&
     STAT_NS_COUNT <= INFO_ROWS_MAX && STAT_SET_COUNT <= INFO_ROWS_MAX &&
     STAT_FABRIC_COUNT <= INFO_ROWS_MAX,
@@ -129,6 +129,7 @@ cluster_values(struct info_values *out)
 		free(tc);
 		return;
 	}
+	out->v[CLUSTER_migrate_partitions_remaining] = tc->migrate_partitions_remaining;
 	snprintf(info_cluster_text.key, sizeof(info_cluster_text.key), "%016" PRIx64, tc->cluster_key);
 	snprintf(info_cluster_text.principal, sizeof(info_cluster_text.principal), "%016" PRIx64,
 	    tc->principal);
@@ -364,7 +365,8 @@ info_peers(struct sbuf *b)
 /* ---- partitions ------------------------------------------------------------------ */
 
 /* One line per partition and namespace:
- * "ns=test pid=0 role=master state=S replicas=00..03,00..01". */
+ * "ns=test pid=0 role=master state=S replicas=00..03,00..01 working_master=00..03"
+ * (role: of the working master, where operations run; replicas: the final ones). */
 static void
 info_partitions(struct sbuf *b)
 {
@@ -381,6 +383,7 @@ info_partitions(struct sbuf *b)
 			    pid, p.am_master ? "master" : p.am_replica ? "prole" : "none", p.state);
 			for (unsigned k = 0; k < p.n_replicas; k++)
 				sbuf_printf(b, "%s%016" PRIx64, k ? "," : "", p.replicas[k]);
+			sbuf_printf(b, " working_master=%016" PRIx64, p.master);
 			sbuf_add(b, "\n", 1);
 		}
 	}

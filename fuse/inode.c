@@ -522,6 +522,17 @@ ns_to_timespec(int64_t ns, struct timespec *ts)
 	ts->tv_nsec = (long)rem;
 }
 
+/* S_IFREG, S_IFLNK or S_IFDIR: a record's type (a directory's inode stays one). */
+static mode_t
+inode_type_of(const struct inode *ino, const struct record_attr *a)
+{
+	if (ino->kind == INODE_TDIR)
+		return S_IFDIR;
+	if (a->has_meta && (a->mode & RECORD_MODE_TYPE_MASK) == RECORD_MODE_LINK)
+		return S_IFLNK;
+	return S_IFREG;
+}
+
 void
 inode_stat(struct inode *ino, const struct record_attr *a, struct stat *st)
 {
@@ -531,16 +542,18 @@ inode_stat(struct inode *ino, const struct record_attr *a, struct stat *st)
 	st->st_gid = recfsd.gid;
 	switch (ino->kind) {
 	case INODE_RECORD:
+	case INODE_TDIR:
 		/* From the attributes, not the inode: the record keeps it. */
 		st->st_ino = a->ino != 0 ? a->ino : digest_inode(&a->digest);
-		st->st_mode = S_IFREG | (a->has_meta ? (a->mode & 07777) : recfsd.file_mode);
-		st->st_nlink = ino->unlinked ? 0 : 1;
+		st->st_mode = inode_type_of(ino, a) | (a->has_meta ? (a->mode & 07777) : recfsd.file_mode);
+		st->st_nlink = ino->unlinked ? 0 : ino->kind == INODE_TDIR ? 2 : 1;
 		if (a->has_meta) {
 			st->st_uid = a->uid;
 			st->st_gid = a->gid;
 		}
-		st->st_size = (off_t)a->size;
-		st->st_blocks = (blkcnt_t)((a->size + 511) / 512);
+		/* A directory's content is its id: show the usual block instead. */
+		st->st_size = ino->kind == INODE_TDIR ? 4096 : (off_t)a->size;
+		st->st_blocks = (blkcnt_t)((st->st_size + 511) / 512);
 		ino->kernel_size = a->size;
 		ino->meta_seen_ns = a->has_meta ? recfsd_now_ns() : 0;
 		ns_to_timespec(a->mtime_ns, &st->st_mtim);
@@ -638,9 +651,21 @@ inode_set_info_digest(const struct namespace *ns, const char *set, size_t len, s
 
 /* ---- counting ------------------------------------------------------------ */
 
+static struct inode *
+inode_get_id(struct namespace *ns, enum inode_kind kind, const struct digest *d,
+    const char *set, size_t set_len, const char *key, size_t key_len, uint64_t dir_id);
+
 struct inode *
 inode_get(struct namespace *ns, enum inode_kind kind, const struct digest *d,
     const char *set, size_t set_len, const char *key, size_t key_len)
+{
+	return inode_get_id(ns, kind, d, set, set_len, key, key_len, 0);
+}
+
+/* inode_get; a new inode gets dir_id before anyone can see it. */
+static struct inode *
+inode_get_id(struct namespace *ns, enum inode_kind kind, const struct digest *d,
+    const char *set, size_t set_len, const char *key, size_t key_len, uint64_t dir_id)
 {
 	uint64_t h = inode_hash(ns, d);
 	unsigned si = inode_stripe_index(h);
@@ -655,6 +680,7 @@ inode_get(struct namespace *ns, enum inode_kind kind, const struct digest *d,
 		fresh = inode_alloc(ns, kind, d, set, set_len, key, key_len);
 		if (fresh == NULL)
 			return NULL;
+		fresh->dir_id = dir_id;
 		pthread_mutex_lock(&s->lock);
 		ino = stripe_find(s, h, ns, d);
 		if (ino == NULL) {
@@ -668,6 +694,30 @@ inode_get(struct namespace *ns, enum inode_kind kind, const struct digest *d,
 	if (fresh != NULL)
 		inode_destroy(fresh);
 	return ino;
+}
+
+struct inode *
+inode_get_tree(struct namespace *ns, const struct record_attr *a, const char *set,
+    size_t set_len, const char *key, size_t key_len, uint64_t dir_id)
+{
+	bool is_dir = a->has_meta && (a->mode & RECORD_MODE_TYPE_MASK) == RECORD_MODE_DIR;
+	enum inode_kind kind = is_dir ? INODE_TDIR : INODE_RECORD;
+
+	for (int tries = 0; tries < 2; tries++) {
+		struct inode *ino = inode_get_id(ns, kind, &a->digest, set, set_len, key, key_len,
+		    is_dir ? dir_id : 0);
+
+		if (ino == NULL)
+			return NULL;
+		if (ino->kind == kind && (!is_dir || ino->dir_id == dir_id))
+			return ino;
+		/* A stale inode of what was there before: retire it. */
+		pthread_mutex_lock(&ino->lock);
+		inode_unlink_locked(ino);
+		pthread_mutex_unlock(&ino->lock);
+		inode_forget(ino, 1);
+	}
+	return NULL;
 }
 
 struct inode *

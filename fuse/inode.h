@@ -28,13 +28,14 @@ enum inode_kind {
 	INODE_ROOT,         /* the mount point */
 	INODE_NAMESPACE,    /* /<ns>: sets and null-set records */
 	INODE_SET,          /* /<ns>/<set>: records */
-	INODE_RECORD,       /* a record: a regular file */
+	INODE_RECORD,       /* a record: a regular file or a symbolic link (its mode type) */
 	INODE_INFO_ROOT,    /* /.info */
 	INODE_INFO_NSDIR,   /* /.info/namespace */
 	INODE_INFO_SETS,    /* /.info/sets */
 	INODE_INFO_SETS_NS, /* /.info/sets/<ns> */
 	INODE_INFO_FILE,    /* a statistics or configuration file (info says which) */
 	INODE_INFO_DIR,     /* /.info/config and the directories below it */
+	INODE_TDIR,         /* a directory inside a set: its record (dir_id says its entries) */
 };
 
 struct handle;          /* handle.h */
@@ -64,6 +65,7 @@ struct inode {
 	uint16_t key_len;             /* inode lock */
 	uint16_t page_gen;            /* INODE_PAGES_GEN: that generation; inode lock */
 	uint64_t kernel_size;         /* records: the size last sent to the kernel; inode lock */
+	uint64_t dir_id;              /* INODE_TDIR: its directory id (txn.h, the tree); constant */
 	int64_t meta_seen_ns;         /* records: when attributes with stored metadata were
 	                               * last sent to the kernel (0: none); inode lock */
 	struct namespace *ns;         /* constant (NULL for the root and /.info globals) */
@@ -177,6 +179,14 @@ void inode_set_info_digest(const struct namespace *ns, const char *set, size_t l
  */
 struct inode *inode_get(struct namespace *ns, enum inode_kind kind, const struct digest *d,
     const char *set, size_t set_len, const char *key, size_t key_len);
+/*
+ * The same for a record of the tree (a file, a symbolic link or, with
+ * a->mode's type, a directory whose id is dir_id), counting one kernel
+ * lookup.  An inode left under that digest by a record of another kind or
+ * another directory id (changed by another node) is unlinked first.
+ */
+struct inode *inode_get_tree(struct namespace *ns, const struct record_attr *a, const char *set,
+    size_t set_len, const char *key, size_t key_len, uint64_t dir_id);
 /* The inode for (ns, digest) if the table has one, with a hold taken; else NULL. */
 struct inode *inode_find_hold(struct namespace *ns, const struct digest *d);
 /* Take / drop a daemon reference (open handles, short holds). */

@@ -77,17 +77,24 @@ is_dot(const char *name, size_t len)
 
 /*
  * The key of record `name` in directory dir, for operations that create or
- * remove records there.  Refusals follow recfsd(8), ERRORS: at the root EPERM, in
- * /.info EACCES.
+ * remove records there; buf (RECORD_KEY_MAX + 1 bytes) holds the key of an
+ * entry of a directory inside a set.  Refusals follow recfsd(8), ERRORS:
+ * at the root EPERM, in /.info EACCES.
  */
 static int
-record_key_in(const struct inode *dir, const char *name, size_t len, struct txn_key *k)
+record_key_in(const struct inode *dir, const char *name, size_t len, struct txn_key *k,
+    char *buf)
 {
+	uint64_t id = 0;
+
 	switch (dir->kind) {
 	case INODE_NAMESPACE:
 		k->set = "";
 		k->set_len = 0;
 		break;
+	case INODE_TDIR:
+		id = dir->dir_id;
+		/* fall through */
 	case INODE_SET:
 		if (inode_unlinked(dir))
 			return -ENOENT;
@@ -103,9 +110,30 @@ record_key_in(const struct inode *dir, const char *name, size_t len, struct txn_
 		return -ENAMETOOLONG;
 	if (is_dot(name, len))
 		return -EINVAL;
-	k->key = name;
-	k->key_len = len;
-	return 0;
+	return txn_tree_key(k->set, k->set_len, id, name, len, buf, k);
+}
+
+/*
+ * An entry was created, removed or renamed in dir: a directory record gets
+ * a new mtime (and ctime), as a set does in the engine.  One more record
+ * write; a failure only leaves the times behind (logged at debug).
+ */
+static void
+tdir_touch(struct inode *dir)
+{
+	struct txn_write w = { .flags = TXN_UPDATE_ONLY, .set_mtime = true };
+	struct txn_key k;
+	int rc;
+
+	if (dir->kind != INODE_TDIR)
+		return;
+	w.mtime_ns = recfsd_now_ns();
+	pthread_mutex_lock(&dir->lock);
+	inode_key(dir, &k);
+	rc = inode_unlinked(dir) ? -ENOENT : txn_write(dir->ns, &k, &w, NULL);
+	pthread_mutex_unlock(&dir->lock);
+	if (rc != 0)
+		log_debug("fuse", "directory times not updated: %s", recfs_strerror(rc));
 }
 
 /* Reply with an entry we counted a lookup for; undo it if the kernel never got it. */
@@ -116,23 +144,39 @@ reply_entry_counted(fuse_req_t req, struct inode *ino, const struct fuse_entry_p
 		inode_forget(ino, 1);
 }
 
-/* Entry for a record we have attributes for: count the lookup, reply. */
+/* Entry for a record we have attributes for: count the lookup, reply.
+ * id: a directory's id when the caller knows it (0: read from its record). */
 static int
-reply_record(fuse_req_t req, struct namespace *ns, const struct txn_key *k,
-    struct record_attr *a)
+reply_record_id(fuse_req_t req, struct namespace *ns, const struct txn_key *k,
+    struct record_attr *a, uint64_t id)
 {
 	struct fuse_entry_param e;
-	struct inode *ino = inode_get(ns, INODE_RECORD, &a->digest, k->set, k->set_len, k->key,
-	    k->key_len);
+	struct inode *ino;
+	int rc;
 
+	/* A directory inside a set: its id is in its record (one read). */
+	if (id == 0 && a->has_meta && (a->mode & RECORD_MODE_TYPE_MASK) == RECORD_MODE_DIR) {
+		rc = txn_dir_open(ns, k, &id, a);
+		if (rc != 0)
+			return rc;
+	}
+	ino = inode_get_tree(ns, a, k->set, k->set_len, k->key, k->key_len, id);
 	if (ino == NULL)
 		return -ENOMEM;
 	pthread_mutex_lock(&ino->lock);
-	handle_attr_adjust_locked(ino, a);
+	if (ino->kind == INODE_RECORD)
+		handle_attr_adjust_locked(ino, a);
 	inode_entry(ino, a, &e);
 	pthread_mutex_unlock(&ino->lock);
 	reply_entry_counted(req, ino, &e);
 	return 0;
+}
+
+static int
+reply_record(fuse_req_t req, struct namespace *ns, const struct txn_key *k,
+    struct record_attr *a)
+{
+	return reply_record_id(req, ns, k, a, 0);
 }
 
 static int
@@ -208,6 +252,7 @@ ops_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	size_t len = strlen(name);
 	struct fuse_entry_param e;
 	struct record_attr a = { 0 };
+	char kbuf[RECORD_KEY_MAX + 1];
 	struct txn_key k;
 	int rc;
 
@@ -245,6 +290,7 @@ ops_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 		}
 		break;
 	case INODE_SET:
+	case INODE_TDIR:
 		if (inode_unlinked(dir)) {
 			rc = -ENOENT;
 			goto out;
@@ -254,7 +300,7 @@ ops_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 		rc = -ENOTDIR;
 		goto out;
 	}
-	rc = record_key_in(dir, name, len, &k);
+	rc = record_key_in(dir, name, len, &k, kbuf);
 	if (rc == -EINVAL)
 		rc = -ENOENT;
 	if (rc == 0)
@@ -285,6 +331,23 @@ ops_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_data *forgets)
 
 /* ---- attributes ------------------------------------------------------------- */
 
+/* A directory record's attributes: -ENOENT once it is gone (or is no
+ * longer a directory: another node replaced it). */
+static int
+tdir_attr(struct inode *ino, struct record_attr *a)
+{
+	struct txn_key k;
+	int rc;
+
+	pthread_mutex_lock(&ino->lock);
+	inode_key(ino, &k);
+	rc = inode_unlinked(ino) ? -ENOENT : txn_stat(ino->ns, &k, a);
+	pthread_mutex_unlock(&ino->lock);
+	if (rc == 0 && (a->mode & RECORD_MODE_TYPE_MASK) != RECORD_MODE_DIR)
+		rc = -ENOENT;
+	return rc;
+}
+
 static void
 ops_getattr(fuse_req_t req, fuse_ino_t id, struct fuse_file_info *fi)
 {
@@ -313,6 +376,11 @@ ops_getattr(fuse_req_t req, fuse_ino_t id, struct fuse_file_info *fi)
 		break;
 	case INODE_SET:
 		rc = inode_unlinked(ino) ? -ENOENT : txn_set_stat(ino->ns, ino->name, ino->set_len, &a);
+		if (rc == 0)
+			inode_stat(ino, &a, &st);
+		break;
+	case INODE_TDIR:
+		rc = tdir_attr(ino, &a);
 		if (rc == 0)
 			inode_stat(ino, &a, &st);
 		break;
@@ -400,6 +468,51 @@ set_setattr(struct inode *ino, const struct stat *attr, int to_set, struct stat 
 	return rc;
 }
 
+/* chmod, chown and utimens of a directory record. */
+static int
+tdir_setattr(struct inode *ino, const struct stat *attr, int to_set, struct stat *st)
+{
+	struct txn_write w = { .flags = TXN_UPDATE_ONLY };
+	struct record_attr a;
+	struct txn_key k;
+	int rc;
+
+	if (to_set & FUSE_SET_ATTR_SIZE)
+		return -EISDIR;
+	if (to_set & FUSE_SET_ATTR_MODE) {
+		w.set_mode = true;
+		w.mode = attr->st_mode & 07777;
+	}
+	if (to_set & FUSE_SET_ATTR_UID) {
+		w.set_uid = true;
+		w.uid = attr->st_uid;
+	}
+	if (to_set & FUSE_SET_ATTR_GID) {
+		w.set_gid = true;
+		w.gid = attr->st_gid;
+	}
+	if (to_set & FUSE_SET_ATTR_MTIME_NOW) {
+		w.set_mtime = true;
+		w.mtime_ns = recfsd_now_ns();
+	} else if (to_set & FUSE_SET_ATTR_MTIME) {
+		w.set_mtime = true;
+		w.mtime_ns = (int64_t)attr->st_mtim.tv_sec * 1000000000LL + attr->st_mtim.tv_nsec;
+	}
+	setattr_atime(attr, to_set, &w);
+	if (!(w.set_mode || w.set_uid || w.set_gid || w.set_mtime || w.set_atime)) {
+		rc = tdir_attr(ino, &a);
+	} else {
+		pthread_mutex_lock(&ino->lock);
+		inode_key(ino, &k);
+		/* A rewrite keeps the content (the id); ctime moves. */
+		rc = inode_unlinked(ino) ? -ENOENT : txn_write(ino->ns, &k, &w, &a);
+		pthread_mutex_unlock(&ino->lock);
+	}
+	if (rc == 0)
+		inode_stat(ino, &a, st);
+	return rc;
+}
+
 static void
 ops_setattr(fuse_req_t req, fuse_ino_t id, struct stat *attr, int to_set,
     struct fuse_file_info *fi)
@@ -428,6 +541,13 @@ ops_setattr(fuse_req_t req, fuse_ino_t id, struct stat *attr, int to_set,
 	}
 	if (ino->kind == INODE_SET) {
 		rc = set_setattr(ino, attr, to_set, &st);
+		if (rc != 0)
+			goto out;
+		fuse_reply_attr(req, &st, recfsd.attr_timeout);
+		return;
+	}
+	if (ino->kind == INODE_TDIR) {
+		rc = tdir_setattr(ino, attr, to_set, &st);
 		if (rc != 0)
 			goto out;
 		fuse_reply_attr(req, &st, recfsd.attr_timeout);
@@ -526,16 +646,19 @@ ops_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
 	struct fuse_entry_param e;
 	struct record_attr a;
 	struct handle *h;
+	char kbuf[RECORD_KEY_MAX + 1];
 	struct txn_key k;
 	bool fresh;
 	int rc;
 
 	STATS_OP(create, inode_is_info(inode_of(parent)));
-	rc = record_key_in(dir, name, strlen(name), &k);
+	rc = record_key_in(dir, name, strlen(name), &k, kbuf);
 	if (rc == 0)
 		rc = record_create(req, dir, &k, mode, (fi->flags & O_EXCL) != 0, &a, &fresh);
 	if (rc != 0)
 		goto out;
+	if (fresh)
+		tdir_touch(dir);
 	ino = inode_get(dir->ns, INODE_RECORD, &a.digest, k.set, k.set_len, k.key, k.key_len);
 	if (ino == NULL) {
 		rc = -ENOMEM;
@@ -568,23 +691,50 @@ ops_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, dev_
 {
 	struct inode *dir = inode_of(parent);
 	struct record_attr a;
+	char kbuf[RECORD_KEY_MAX + 1];
 	struct txn_key k;
 	bool fresh;
 	int rc;
 
 	STATS_OP(mknod, inode_is_info(inode_of(parent)));
 	if (!S_ISREG(mode)) {
-		rc = -EPERM;  /* records are regular files only */
+		rc = -EPERM;  /* device nodes, FIFOs and sockets: refused (recfsd(8)) */
 		goto out;
 	}
-	rc = record_key_in(dir, name, strlen(name), &k);
+	rc = record_key_in(dir, name, strlen(name), &k, kbuf);
 	if (rc == 0)
 		rc = record_create(req, dir, &k, mode, true, &a, &fresh);
+	if (rc == 0)
+		tdir_touch(dir);
 	if (rc == 0)
 		rc = reply_record(req, dir->ns, &k, &a);
 out:
 	if (rc != 0)
 		reply_err(req, rc);
+}
+
+/* mkdir inside a set or a directory of one: a directory record. */
+static int
+tree_mkdir(fuse_req_t req, struct inode *dir, const char *name, size_t len, mode_t mode)
+{
+	const struct fuse_ctx *ctx = fuse_req_ctx(req);
+	char kbuf[RECORD_KEY_MAX + 1];
+	struct record_attr a;
+	struct txn_key k;
+	uint64_t id;
+	int rc = record_key_in(dir, name, len, &k, kbuf);
+
+	if (rc == 0)
+		rc = txn_dir_create(dir->ns, &k, &(struct txn_write){
+		    .set_mode = true, .mode = mode & 07777,
+		    .set_uid = true, .uid = ctx->uid,
+		    .set_gid = true, .gid = ctx->gid,
+		    .set_mtime = true, .mtime_ns = recfsd_now_ns() }, &id, &a);
+	if (rc == 0)
+		tdir_touch(dir);
+	if (rc == 0)
+		rc = reply_record_id(req, dir->ns, &k, &a, id);
+	return rc;
 }
 
 static void
@@ -595,9 +745,11 @@ ops_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
 	int rc;
 
 	STATS_OP(mkdir, inode_is_info(inode_of(parent)));
-	/* Sets are the only directories, and only directly in a namespace. */
-	if (dir->kind != INODE_NAMESPACE)
-		rc = -EPERM;
+	/* Sets directly in a namespace; directory records inside sets. */
+	if (dir->kind == INODE_SET || dir->kind == INODE_TDIR)
+		rc = tree_mkdir(req, dir, name, len, mode);
+	else if (dir->kind != INODE_NAMESPACE)
+		rc = inode_is_info(dir) ? -EACCES : -EPERM;
 	else if (len > RECORD_SET_MAX)
 		rc = -ENAMETOOLONG;
 	else if (is_dot(name, len))
@@ -608,7 +760,7 @@ ops_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
 		    .set_uid = true, .uid = fuse_req_ctx(req)->uid,
 		    .set_gid = true, .gid = fuse_req_ctx(req)->gid,
 		    .set_mtime = true, .mtime_ns = recfsd_now_ns() });
-	if (rc == 0)
+	if (rc == 0 && dir->kind == INODE_NAMESPACE)
 		rc = reply_set(req, dir->ns, name, len);
 	if (rc != 0)
 		reply_err(req, rc);
@@ -618,12 +770,13 @@ static void
 ops_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
 	struct inode *dir = inode_of(parent), *ino;
+	char kbuf[RECORD_KEY_MAX + 1];
 	struct txn_key k;
 	struct digest d;
 	int rc;
 
 	STATS_OP(unlink, inode_is_info(inode_of(parent)));
-	rc = record_key_in(dir, name, strlen(name), &k);
+	rc = record_key_in(dir, name, strlen(name), &k, kbuf);
 	if (rc != 0)
 		goto out;
 	digest_compute(&d, k.set, k.set_len, k.key, k.key_len);
@@ -641,8 +794,37 @@ ops_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 		pthread_mutex_unlock(&ino->lock);
 		inode_put(ino);
 	}
+	if (rc == 0)
+		tdir_touch(dir);
 out:
 	reply_err(req, rc);
+}
+
+/* rmdir of a directory record: empty on every node, then deleted. */
+static int
+tree_rmdir(struct inode *dir, const char *name, size_t len)
+{
+	char kbuf[RECORD_KEY_MAX + 1];
+	struct inode *ino;
+	struct txn_key k;
+	struct digest d;
+	int rc = record_key_in(dir, name, len, &k, kbuf);
+
+	if (rc == -EINVAL && is_dot(name, len))
+		return len == 1 ? -EINVAL : -ENOTEMPTY;
+	if (rc == 0)
+		rc = txn_dir_remove(dir->ns, &k);
+	if (rc != 0)
+		return rc;
+	digest_compute(&d, k.set, k.set_len, k.key, k.key_len);
+	ino = inode_find_hold(dir->ns, &d);
+	if (ino != NULL) {
+		pthread_mutex_lock(&ino->lock);
+		inode_unlink_locked(ino);
+		pthread_mutex_unlock(&ino->lock);
+		inode_put(ino);
+	}
+	return 0;
 }
 
 static void
@@ -654,9 +836,15 @@ ops_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 	int rc;
 
 	STATS_OP(rmdir, inode_is_info(inode_of(parent)));
+	if (dir->kind == INODE_SET || dir->kind == INODE_TDIR) {
+		rc = tree_rmdir(dir, name, len);
+		if (rc == 0)
+			tdir_touch(dir);
+		goto out;
+	}
 	if (dir->kind != INODE_NAMESPACE) {
-		/* Namespaces and /.info are fixed; sets hold no directories. */
-		rc = dir->kind == INODE_SET ? -ENOTDIR : -EPERM;
+		/* Namespaces and /.info are fixed. */
+		rc = -EPERM;
 		goto out;
 	}
 	if (len > RECORD_SET_MAX) {
@@ -717,6 +905,7 @@ ops_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newpa
 	struct inode *from_dir = inode_of(parent), *to_dir = inode_of(newparent);
 	struct inode *src = NULL, *dst = NULL;
 	size_t len = strlen(name);
+	char fbuf[RECORD_KEY_MAX + 1], tbuf[RECORD_KEY_MAX + 1];
 	struct txn_key from, to;
 	struct digest fd, td;
 	int rc;
@@ -741,9 +930,9 @@ ops_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newpa
 		rc = -EXDEV;
 		goto out;
 	}
-	rc = record_key_in(from_dir, name, len, &from);
+	rc = record_key_in(from_dir, name, len, &from, fbuf);
 	if (rc == 0)
-		rc = record_key_in(to_dir, newname, strlen(newname), &to);
+		rc = record_key_in(to_dir, newname, strlen(newname), &to, tbuf);
 	if (rc != 0)
 		goto out;
 	digest_compute(&fd, from.set, from.set_len, from.key, from.key_len);
@@ -756,7 +945,11 @@ ops_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newpa
 	/* The replaced record's open handles keep its data. */
 	if (dst != NULL && !(flags & RENAME_NOREPLACE))
 		rc = handle_orphan_prepare_locked(dst);
-	if (rc == 0)
+	/* Inside sets a directory or link may move: the tree's type rules. */
+	if (rc == 0 && from_dir->kind != INODE_NAMESPACE)
+		rc = txn_tree_rename(from_dir->ns, &from, &to,
+		    flags & RENAME_NOREPLACE ? TXN_RENAME_NOREPLACE : 0);
+	else if (rc == 0)
 		rc = txn_rename(from_dir->ns, &from, &to,
 		    flags & RENAME_NOREPLACE ? TXN_RENAME_NOREPLACE : 0);
 	if (rc == 0) {
@@ -781,6 +974,11 @@ ops_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newpa
 		inode_put(src);
 	if (dst != NULL)
 		inode_put(dst);
+	if (rc == 0) {
+		tdir_touch(from_dir);
+		if (to_dir != from_dir)
+			tdir_touch(to_dir);
+	}
 out:
 	reply_err(req, rc);
 }
@@ -795,8 +993,56 @@ ops_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char *newna
 static void
 ops_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, const char *name)
 {
+	struct inode *dir = inode_of(parent);
+	const struct fuse_ctx *ctx = fuse_req_ctx(req);
+	char kbuf[RECORD_KEY_MAX + 1];
+	struct record_attr a;
+	struct txn_key k;
+	int rc;
+
 	stats_inc(STAT_fuse_other);
-	reply_err(req, -EPERM);
+	/* Links live inside sets (link records); a namespace holds sets and files. */
+	if (dir->kind != INODE_SET && dir->kind != INODE_TDIR) {
+		rc = inode_is_info(dir) ? -EACCES : -EPERM;
+		goto out;
+	}
+	rc = record_key_in(dir, name, strlen(name), &k, kbuf);
+	if (rc == 0)
+		rc = txn_link_create(dir->ns, &k, link, strlen(link), &(struct txn_write){
+		    .set_uid = true, .uid = ctx->uid,
+		    .set_gid = true, .gid = ctx->gid,
+		    .set_mtime = true, .mtime_ns = recfsd_now_ns() }, &a);
+	if (rc == 0)
+		tdir_touch(dir);
+	if (rc == 0)
+		rc = reply_record(req, dir->ns, &k, &a);
+out:
+	if (rc != 0)
+		reply_err(req, rc);
+}
+
+static void
+ops_readlink(fuse_req_t req, fuse_ino_t id)
+{
+	struct inode *ino = inode_of(id);
+	char buf[TXN_LINK_MAX + 1];
+	struct txn_key k;
+	size_t len = 0;
+	int rc = -EINVAL;
+
+	stats_inc(STAT_fuse_other);
+	if (ino->kind == INODE_RECORD) {
+		pthread_mutex_lock(&ino->lock);
+		inode_key(ino, &k);
+		rc = inode_unlinked(ino) ? -ENOENT : txn_link_read(ino->ns, &k, buf, TXN_LINK_MAX, &len);
+		pthread_mutex_unlock(&ino->lock);
+	}
+	if (rc != 0) {
+		reply_err(req, rc);
+		return;
+	}
+	buf[len] = '\0';
+	fuse_reply_readlink(req, buf);
 }
 
 /* ---- files -------------------------------------------------------------------- */
@@ -1074,6 +1320,7 @@ const struct fuse_lowlevel_ops ops_table = {
 	.unlink = ops_unlink,
 	.rmdir = ops_rmdir,
 	.symlink = ops_symlink,
+	.readlink = ops_readlink,
 	.rename = ops_rename,
 	.link = ops_link,
 	.create = ops_create,

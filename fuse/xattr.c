@@ -221,6 +221,13 @@ record_read(struct inode *ino, struct txn_record *r)
 	return rc;
 }
 
+/* Records and directories inside sets carry bins (sets and the rest: none). */
+static bool
+has_bins(const struct inode *ino)
+{
+	return ino->kind == INODE_RECORD || ino->kind == INODE_TDIR;
+}
+
 int
 xattr_get(fuse_req_t req, struct inode *ino, const char *name, size_t size)
 {
@@ -234,13 +241,19 @@ xattr_get(fuse_req_t req, struct inode *ino, const char *name, size_t size)
 	int rc;
 
 	/* security.capability comes before every write(2): no engine work. */
-	if (!is_user(name) || ino->kind != INODE_RECORD)
+	if (!is_user(name) || !has_bins(ino))
 		return -ENODATA;
 	if (is_meta(bin)) {
 		struct record_attr a;
+		struct txn_key k;
 
 		pthread_mutex_lock(&ino->lock);
-		rc = handle_attr_locked(ino, &a);
+		if (ino->kind == INODE_RECORD) {
+			rc = handle_attr_locked(ino, &a);
+		} else {
+			inode_key(ino, &k);
+			rc = ino->unlinked ? -ESTALE : txn_stat(ino->ns, &k, &a);
+		}
 		pthread_mutex_unlock(&ino->lock);
 		if (rc == 0)
 			rc = meta_text(ino->ns, bin + XATTR_META_LEN, &a, text, sizeof(text));
@@ -318,7 +331,7 @@ xattr_list(fuse_req_t req, struct inode *ino, size_t size)
 	bool have_record = false;
 	int rc = 0;
 
-	if (ino->kind != INODE_RECORD)
+	if (!has_bins(ino))
 		return reply_value(req, NULL, 0, size);
 	if (size > 0 && (p = probe_take(ino, pid, "", 0)) != NULL) {
 		rc = reply_value(req, p->value, p->len, size);
@@ -411,8 +424,8 @@ xattr_set(struct inode *ino, const char *name, const char *value, size_t size, i
 		return -EOPNOTSUPP;
 	if (ino->kind == INODE_INFO_FILE || inode_is_info(ino))
 		return -EACCES;
-	if (ino->kind != INODE_RECORD)
-		return -EOPNOTSUPP;  /* directories have no bins */
+	if (!has_bins(ino))
+		return -EOPNOTSUPP;  /* sets and the fixed directories have no bins */
 	if (is_meta(bin)) {
 		if (strcmp(bin + XATTR_META_LEN, "ttl") != 0)
 			return 0;  /* read-only: accepted and ignored (cp -a, rsync -X) */
@@ -451,7 +464,7 @@ xattr_remove(struct inode *ino, const char *name)
 		return -EOPNOTSUPP;
 	if (inode_is_info(ino))
 		return -EACCES;
-	if (ino->kind != INODE_RECORD)
+	if (!has_bins(ino))
 		return -ENODATA;
 	if (is_meta(bin))
 		return 0;  /* metadata cannot go; rsync -X removing it must not fail */

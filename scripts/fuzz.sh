@@ -9,9 +9,12 @@
 #   rpc_msg      the rpc request/answer decoder (fuzz_rpc_msg.c)
 #   proxy_msg    the data path's proxy request and answer decoders (fuzz_proxy_msg.c)
 #   set_msg      the cluster's set and listing bodies (fuzz_set_msg.c)
+#   migrate_msg  the migration bodies: versions exchange, record batches (fuzz_migrate_msg.c)
 #   scan-device  cold start of a wblock image, device engine
 #   scan-shadow  the same, memory engine with a shadow file
 #                (both tests/fuzz/fuzz_cold_start.c: real open, list, read, close)
+#   pversion     the partition versions of a device file (tests/fuzz/fuzz_pversion.c:
+#                real open, load, one slot stored, load, close)
 #   config       the YAML configuration loader (tests/fuzz/fuzz_config.c)
 #   apply        a record arriving encoded from a peer, applied to a memory
 #                namespace (tests/fuzz/fuzz_apply.c: namespace_apply_flat)
@@ -24,7 +27,7 @@
 # persists between runs.  Crashes land in $FUZZ_DIR as crash-*; replay one
 # with the plain driver of a build: tests/fuzz/fuzz_record FILE (fuzz_scan_device,
 # fuzz_scan_shadow, fuzz_config, fuzz_fabric_msg, fuzz_rpc_msg, fuzz_proxy_msg, fuzz_set_msg,
-# fuzz_apply).
+# fuzz_migrate_msg, fuzz_apply, fuzz_pversion).
 #
 # Exit status: 0 when the run ends without a finding, libFuzzer's otherwise.
 set -eu
@@ -65,6 +68,12 @@ config)
 	sources="tests/fuzz/fuzz_config.c $engine"
 	libs=$engine_libs
 	;;
+pversion)
+	sources="tests/fuzz/fuzz_pversion.c $engine"
+	libs=$engine_libs
+	# the 64 KiB pmeta area and a bit
+	max_len=-max_len=70000
+	;;
 apply)
 	sources="tests/fuzz/fuzz_apply.c $engine"
 	libs=$engine_libs
@@ -87,8 +96,12 @@ set_msg)
 	sources="tests/fuzz/fuzz_set_msg.c src/txn/set_msg.c"
 	libs=""
 	;;
+migrate_msg)
+	sources="tests/fuzz/fuzz_migrate_msg.c src/txn/migrate_msg.c"
+	libs=""
+	;;
 *)
-	echo "fuzz.sh: unknown target '$target' (known: record fabric_msg rpc_msg proxy_msg set_msg scan-device scan-shadow config apply)" >&2
+	echo "fuzz.sh: unknown target '$target' (known: record fabric_msg rpc_msg proxy_msg set_msg migrate_msg scan-device scan-shadow config apply pversion)" >&2
 	exit 2
 	;;
 esac

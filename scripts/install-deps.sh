@@ -11,7 +11,7 @@
 set -eu
 PKGS="build-essential autoconf automake libtool pkg-config \
 libfuse3-dev fuse3 liburing-dev libyaml-dev libcmocka-dev libssl-dev openssl \
-fio attr rsync tar python3 clang mawk logrotate \
+fio attr rsync tar git python3 clang mawk logrotate \
 libsystemd-dev systemd iproute2 nftables"
 missing=""
 for p in $PKGS; do

@@ -34,6 +34,9 @@
 /* Fill histogram buckets: 0%, 1-10%, 11-20%, ..., 91-100%. */
 #define CHECK_FILL_BUCKETS 11
 
+/* Damaged partition version slots listed per file (all are counted). */
+#define CHECK_PVER_LIST 16
+
 /* Corrupt records remembered for --json (all are counted). */
 #define CHECK_CORRUPT_LIST_MAX 1000
 
@@ -82,6 +85,11 @@ struct check_file {
 	struct check_counts counts;
 	uint64_t newest_ms;         /* newest last-update time of a copy whose header is
 	                             * intact (pass 1): the torn-write window ends there */
+	/* The partition versions in the pmeta area (VALID files). */
+	uint64_t *pver;             /* [partition]: version, 0 for a damaged slot */
+	uint32_t pver_set;          /* partitions with a version (non-zero) */
+	uint32_t pver_bad;          /* slots failing their CRC */
+	uint32_t pver_bad_pid[CHECK_PVER_LIST]; /* the first of them */
 };
 
 /* ---- one file (check_file.c) ---------------------------------------------- */
@@ -93,6 +101,10 @@ int check_file_open(struct check_file *f, const char *path);
  * 0, or -errno if the page could not be read. */
 int check_file_header(struct check_file *f, bool all);
 void check_file_close(struct check_file *f);
+/* Read a VALID file's partition versions into pver, pver_set, pver_bad
+ * (device_pmeta_slot_decode, as recfsd reads them).  0, -ENOMEM or -errno;
+ * bytes past the end of the file count as zero (version 0). */
+int check_file_pversions(struct check_file *f);
 
 enum check_item_kind {
 	CHECK_ITEM_RECORD,          /* a verified, decoded record copy */
@@ -215,6 +227,9 @@ struct check_run {
 	uint32_t wbs;
 	uint32_t torn_window_ms;    /* flush-max-ms (--flush-max-ms) + 1000 */
 	unsigned n_valid, n_empty, n_invalid;
+	uint32_t pver_bad;          /* damaged version slots, all files */
+	uint32_t pver_differ;       /* partitions whose version differs between files */
+	uint32_t pver_differ_first; /* ... the lowest of them */
 	struct check_counts total;
 	uint64_t digests;           /* distinct records */
 	struct check_corrupt *corrupt_list;

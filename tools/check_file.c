@@ -84,6 +84,8 @@ check_file_close(struct check_file *f)
 	f->fd = -1;
 	free(f->live_bytes);
 	f->live_bytes = NULL;
+	free(f->pver);
+	f->pver = NULL;
 }
 
 /* pread until len bytes or the end of the file: bytes read, or -errno. */
@@ -112,6 +114,35 @@ invalid(struct check_file *f, const char *why)
 {
 	f->state = CHECK_FILE_INVALID;
 	snprintf(f->why, sizeof(f->why), "%s", why);
+}
+
+int
+check_file_pversions(struct check_file *f)
+{
+	uint8_t *area = calloc(1, DEVICE_PMETA_SIZE);
+	int64_t got;
+
+	f->pver = calloc(DEVICE_PMETA_SLOTS, sizeof(*f->pver));
+	if (area == NULL || f->pver == NULL) {
+		free(area);
+		return -ENOMEM;
+	}
+	got = pread_most(f->fd, area, DEVICE_PMETA_SIZE, DEVICE_PMETA_OFFSET);
+	if (got < 0) {
+		free(area);
+		return (int)got;
+	}
+	for (uint32_t p = 0; p < DEVICE_PMETA_SLOTS; p++) {
+		if (device_pmeta_slot_decode(area + (size_t)p * DEVICE_PMETA_SLOT, &f->pver[p]) != 0) {
+			if (f->pver_bad < CHECK_PVER_LIST)
+				f->pver_bad_pid[f->pver_bad] = p;
+			f->pver_bad++;
+		} else if (f->pver[p] != 0) {
+			f->pver_set++;
+		}
+	}
+	free(area);
+	return 0;
 }
 
 int
@@ -171,6 +202,9 @@ check_file_header(struct check_file *f, bool all)
 		f->short_file = true;
 	}
 	f->state = CHECK_FILE_VALID;
+	rc = check_file_pversions(f);
+	if (rc != 0)
+		return rc;
 	f->scan_end = all ? f->n_wblocks : f->hdr.high_water;
 	if (f->scan_end > f->n_wblocks)
 		f->scan_end = f->n_wblocks;

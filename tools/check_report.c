@@ -118,6 +118,15 @@ text_file(FILE *out, const struct check_file *f)
 	    (f->hdr.flags & DEVICE_F_STALE) ? " (erased: old records past it are zeroed as it rises)" : "");
 	if (f->short_file)
 		fprintf(out, "  DAMAGED: %s\n", f->why);
+	fprintf(out, "  %-22s %u of %u partitions with a version, %u slot%s failing the CRC\n",
+	    "partition versions", f->pver_set, DEVICE_PMETA_SLOTS, f->pver_bad,
+	    f->pver_bad == 1 ? "" : "s");
+	for (uint32_t i = 0; i < f->pver_bad && i < CHECK_PVER_LIST; i++)
+		fprintf(out, "  DAMAGED: partition %u: version slot at offset %u fails its CRC (recfsd "
+		    "counts the partition as holding no data)\n", f->pver_bad_pid[i],
+		    DEVICE_PMETA_OFFSET + f->pver_bad_pid[i] * DEVICE_PMETA_SLOT);
+	if (f->pver_bad > CHECK_PVER_LIST)
+		fprintf(out, "  DAMAGED: ... and %u more version slots\n", f->pver_bad - CHECK_PVER_LIST);
 	text_counts(out, &f->counts);
 }
 
@@ -156,6 +165,11 @@ check_report_text(FILE *out, const struct check_run *run)
 		if (run->n_invalid > 0) {
 			fprintf(out, "%sINVALID HEADER in %u file%s", sep, run->n_invalid,
 			    run->n_invalid == 1 ? "" : "s");
+			sep = "; ";
+		}
+		if (run->pver_bad > 0) {
+			fprintf(out, "%sDAMAGED PARTITION VERSIONS: %u slot%s failing the CRC", sep, run->pver_bad,
+			    run->pver_bad == 1 ? "" : "s");
 			sep = "; ";
 		}
 		for (unsigned i = 0; i < run->n_files; i++)
@@ -230,6 +244,12 @@ json_file(FILE *out, const struct check_file *f)
 	    f->hdr.device_index, f->hdr.n_devices, f->hdr.signature,
 	    (f->hdr.flags & DEVICE_F_CLEAN) ? "true" : "false", f->hdr.opens, f->hdr.created_ms,
 	    f->size, f->hdr.write_block_size, f->first, f->hdr.high_water, f->scan_end);
+	fprintf(out, "      \"partitions_with_version\": %u,\n      \"pversion_slots_damaged\": %u,\n"
+	    "      \"pversion_slots_damaged_list\": [", f->pver_set, f->pver_bad);
+	for (uint32_t i = 0; i < f->pver_bad && i < CHECK_PVER_LIST; i++)
+		fprintf(out, "%s{\"partition\": %u, \"offset\": %u}", i ? ", " : "", f->pver_bad_pid[i],
+		    DEVICE_PMETA_OFFSET + f->pver_bad_pid[i] * DEVICE_PMETA_SLOT);
+	fprintf(out, "],\n");
 	json_counts(out, &f->counts, "      ");
 	fprintf(out, "\n    }");
 }
@@ -247,7 +267,7 @@ check_report_json(FILE *out, const struct check_run *run)
 		json_file(out, &run->files[i]);
 		fputs(i + 1 < run->n_files ? ",\n" : "\n", out);
 	}
-	fprintf(out, "  ],\n  \"total\": {\n    \"distinct_records\": %" PRIu64 ",\n", run->digests);
+	fprintf(out, "  ],\n  \"pversions_differ\": %u,\n  \"total\": {\n    \"distinct_records\": %" PRIu64 ",\n", run->pver_differ, run->digests);
 	json_counts(out, &run->total, "    ");
 	fprintf(out, "\n  },\n  \"corrupt_records\": [");
 	for (unsigned i = 0; i < run->n_corrupt_list; i++) {

@@ -650,6 +650,25 @@ check_set(struct checker *c)
 		    n_given, ref->hdr.n_devices, missing);
 	}
 	free(seen);
+	/* recfsd trusts a partition's version only where every device of the
+	 * set holds the same one (device_pversion.c). */
+	for (uint32_t p = 0; p < DEVICE_PMETA_SLOTS; p++)
+		for (unsigned i = 0; i < run->n_files; i++) {
+			const struct check_file *f = &run->files[i];
+
+			if (f->state != CHECK_FILE_VALID || f == ref || f->pver[p] == ref->pver[p])
+				continue;
+			if (run->pver_differ++ == 0)
+				run->pver_differ_first = p;
+			break;
+		}
+	if (run->pver_differ > 0)
+		set_warning(c, "the partition version of %u partition%s (the first: %u) differs between the "
+		    "files: recfsd counts %s as holding no data on this node", run->pver_differ,
+		    run->pver_differ == 1 ? "" : "s", run->pver_differ_first,
+		    run->pver_differ == 1 ? "it" : "them");
+	for (unsigned i = 0; i < run->n_files; i++)
+		run->pver_bad += run->files[i].pver_bad;
 	for (unsigned i = 0; i < run->n_files; i++)
 		if (run->files[i].state == CHECK_FILE_EMPTY)
 			set_warning(c, "%s is empty while other files hold data of namespace %s: recfsd refuses to "
@@ -873,7 +892,7 @@ main(int argc, char **argv)
 		    c.run.total.damaged, c.run.total.damaged == 1 ? " has" : "s have",
 		    c.run.total.damaged == 1 ? "it" : "them");
 	c.run.exit_status = CHECK_EXIT_CLEAN;
-	if (c.run.total.corrupt > 0 || c.run.n_invalid > 0)
+	if (c.run.total.corrupt > 0 || c.run.n_invalid > 0 || c.run.pver_bad > 0)
 		c.run.exit_status = CHECK_EXIT_CORRUPT;
 	for (unsigned i = 0; i < c.run.n_files; i++)
 		if (c.run.files[i].short_file)

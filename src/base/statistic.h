@@ -73,7 +73,9 @@
 	X(list_pages_sent, COUNTER, "pages", 0, \
 	    "Listing pages (ls of a set or of the namespace directory) asked of other nodes: one per node that masters partitions after the listing's position, per page.") \
 	X(list_pages_received, COUNTER, "pages", 0, \
-	    "Listing pages other nodes asked of this one (its records in the partitions they name).")
+	    "Listing pages other nodes asked of this one (its records in the partitions they name).") \
+	X(migrate_msgs_refused, COUNTER, "messages", 0, \
+	    "Migration messages refused (logged at debug): another cluster key (a change came in between), or a partition this node does not expect from that node; a message that does not decode is refused and logged.")
 
 /* .info/statistics, first part: the engine (txn_node_values). */
 #define STATISTICS_NODE(X) \
@@ -173,6 +175,7 @@
 	X(rpc_requests_duplicate, COUNTER, "requests", 0, "Copies of a request already queued, running (dropped) or answered (answered again, not run).") \
 	X(rpc_requests_busy, COUNTER, "requests", 0, "Requests refused busy (the caller gets EAGAIN): the worker queue or the table of kept requests was full.") \
 	X(rpc_requests_expired, COUNTER, "requests", 0, "Queued requests dropped unrun because their caller's deadline had passed.") \
+	X(rpc_requests_inline, COUNTER, "requests", 0, "Requests served on the fabric thread without a worker (a ping, a replica write or a read of a record in memory that found its record lock free).") \
 	X(rpc_requests_in_progress, GAUGE, "requests", 0, "Requests from other nodes queued or running now.") \
 	X(rpc_requests_kept, GAUGE, "requests", 0, "Requests remembered so that a copy never runs twice: queued, running, or answered within 2 x transaction-max-ms.") \
 	X(rpc_msgs_malformed, COUNTER, "messages", 0, "Request or answer messages that did not decode (dropped).") \
@@ -225,13 +228,20 @@
 	    "Proposals of this node that a member rejected or did not answer within a quantum (retried after the next quantum).") \
 	X(cluster_nodes_left_out, COUNTER, "nodes", 0, \
 	    "Nodes this node, as principal, left out of its proposals because they pulse but answered none of 2 proposals in a row (proposed again every 8 quanta; counted once until they answer).") \
-	X(migrate_partitions_remaining, GAUGE, "partitions", 0, "Partitions still to migrate.")
+	X(migrate_partitions_remaining, GAUGE, "partitions", 0, \
+	    "Migrations of partitions this node still has to send or receive after the last cluster change, all namespaces (migrate_tx_partitions_remaining + migrate_rx_partitions_remaining); 0 once the cluster has settled.")
 
 /* .info/namespace/<ns> (followed there by the namespace's configuration). */
 #define STATISTICS_NAMESPACE(X) \
 	X(objects, GAUGE, "records", STAT_F_TICK, "Live records (set markers and tombstones excluded).") \
 	X(tombstones, GAUGE, "records", 0, \
 	    "Tombstones: records written by deletes on persistent storage so a restart cannot bring them back.") \
+	X(objects_directories, GAUGE, "records", 0, \
+	    "Live records that are directories inside sets (counted in objects too).") \
+	X(objects_links, GAUGE, "records", 0, \
+	    "Live records that are symbolic links inside sets (counted in objects too).") \
+	X(directory_index_directories, GAUGE, "directories", 0, \
+	    "Directories inside sets of which this node's directory index holds entries, tombstones included until they are reclaimed (RAM: 8 to 16 bytes per entry, 48 per directory).") \
 	X(index_used_bytes, GAUGE, "bytes", 0, \
 	    "RAM of the primary index: fixed tables plus entries with their keys.") \
 	X(data_total_bytes, GAUGE, "bytes", 0, "Storage size: files, devices or RAM stripes, headers included.") \
@@ -286,6 +296,23 @@
 	    "Partitions of the namespace (of 4096) this node is the master of.") \
 	X(prole_partitions, GAUGE, "partitions", 0, \
 	    "Partitions this node holds as a replica other than the master (Aerospike's prole).") \
+	X(migrate_tx_partitions_initial, GAUGE, "partitions", 0, \
+	    "Migrations (a partition to one node) this node had to send after the last cluster change.") \
+	X(migrate_tx_partitions_remaining, GAUGE, "partitions", STAT_F_TICK, \
+	    "Of those, not yet sent and acknowledged.") \
+	X(migrate_tx_partitions_active, GAUGE, "partitions", 0, "Migrations being sent now.") \
+	X(migrate_rx_partitions_initial, GAUGE, "partitions", 0, \
+	    "Migrations (a partition from one node) this node had to receive after the last cluster change.") \
+	X(migrate_rx_partitions_remaining, GAUGE, "partitions", STAT_F_TICK, \
+	    "Of those, not yet received completely.") \
+	X(migrate_rx_partitions_active, GAUGE, "partitions", 0, \
+	    "Migrations being received now (at most network.migrate-max-num-incoming for all namespaces).") \
+	X(migrate_records_transmitted, COUNTER, "records", 0, \
+	    "Records and tombstones sent to other nodes by migrations.") \
+	X(migrate_records_received, COUNTER, "records", 0, \
+	    "Records and tombstones received from other nodes by migrations and applied by the conflict rule (a copy older than the one here is received but not stored).") \
+	X(migrate_fresh_partitions, GAUGE, "partitions", 0, \
+	    "Partitions of this node that no node held data of at the last rebalance: its replicas took the new version at once, nothing to migrate.") \
 	STATISTICS_CLIENT(X)
 
 /* .info/sets/<ns>/<set> */

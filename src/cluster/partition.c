@@ -43,6 +43,7 @@ struct partition_entry {
 	uint32_t reservations;     /* held now (atomic, any thread) */
 	uint64_t cluster_key;      /* the fields below: seq-protected */
 	uint64_t generation;
+	uint64_t working;          /* the working master, 0: rebalance pending */
 	uint8_t n_replicas;
 	uint8_t role;              /* enum partition_role */
 	uint8_t state;             /* enum partition_state */
@@ -55,6 +56,8 @@ struct partition_table {
 	uint64_t *replicas;                /* PARTITION_COUNT x rf, seq-protected */
 
 	pthread_mutex_t lock;              /* rebuilds; protects the fields below */
+	bool hold;                         /* partition_table_hold */
+	uint64_t self_id;                  /* self, read by reservations (atomic) */
 	uint64_t self;
 	unsigned n_nodes;
 	uint64_t nodes[PARTITION_NODES_MAX]; /* the last build's succession, descending */
@@ -154,10 +157,12 @@ partition_table_create(const char *name, unsigned rf, uint64_t self, struct part
 	pthread_mutex_init(&t->lock, NULL);
 	/* A cluster of one: everything here.  No other thread sees t yet. */
 	t->self = self;
+	t->self_id = self;
 	t->n_nodes = 1;
 	t->nodes[0] = self;
 	for (uint32_t pid = 0; pid < PARTITION_COUNT; pid++) {
 		t->entries[pid].generation = 1;
+		t->entries[pid].working = self;
 		t->entries[pid].n_replicas = 1;
 		t->entries[pid].role = PARTITION_ROLE_MASTER;
 		t->entries[pid].state = PARTITION_STATE_SYNC;
@@ -237,12 +242,35 @@ partition_order_compute(struct partition_order *o, const uint64_t *succession, u
 	return 0;
 }
 
+/*
+ * The working master of an entry in a new table: the final master when the
+ * table is not held or the node is alone; held, the last table's working
+ * master while it is still a member and that table was a cluster's (it
+ * holds the data: it serves until the rebalance names one), else none.
+ */
+static uint64_t
+working_after(const struct partition_table *tbl, const struct partition_entry *e,
+    const struct partition_order *o, uint64_t cluster_key, uint64_t prev_key, uint64_t final_master)
+{
+	uint64_t w;
+
+	if (!tbl->hold || cluster_key == 0)
+		return final_master;
+	w = atomic_load_relaxed(&e->working);
+	if (prev_key == 0 || w == 0)
+		return 0;
+	for (unsigned i = 0; i < o->n; i++)
+		if (o->nodes[i] == w)
+			return w;
+	return 0;
+}
+
 int
 partition_table_apply(struct partition_table *tbl, uint64_t self, const struct partition_order *o,
     uint64_t cluster_key)
 {
 	unsigned n = o->n, rf = tbl->rf < n ? tbl->rf : n, masters = 0, proles = 0;
-	uint64_t generation;
+	uint64_t generation, prev_key;
 
 	if (n < 1 || n > PARTITION_NODES_MAX || o->depth < rf)
 		return -EINVAL;
@@ -252,7 +280,9 @@ partition_table_apply(struct partition_table *tbl, uint64_t self, const struct p
 		pthread_mutex_unlock(&tbl->lock);
 		return 0;
 	}
+	prev_key = tbl->summary.cluster_key;
 	generation = tbl->summary.generation + 1;
+	atomic_store_relaxed(&tbl->self_id, self);
 	for (uint32_t pid = 0; pid < PARTITION_COUNT; pid++) {
 		struct partition_entry *e = &tbl->entries[pid];
 		uint64_t *list = &tbl->replicas[(size_t)pid * tbl->rf];
@@ -270,6 +300,8 @@ partition_table_apply(struct partition_table *tbl, uint64_t self, const struct p
 		atomic_store_relaxed(&e->seq, seq + 1);
 		atomic_store_release(&e->cluster_key, cluster_key);
 		atomic_store_release(&e->generation, generation);
+		atomic_store_release(&e->working, working_after(tbl, e, o, cluster_key, prev_key,
+		    o->nodes[o->rank[pid][0]]));
 		atomic_store_release(&e->n_replicas, (uint8_t)rf);
 		atomic_store_release(&e->role, (uint8_t)role);
 		atomic_store_release(&e->state, (uint8_t)(role == PARTITION_ROLE_NONE ?
@@ -289,6 +321,35 @@ partition_table_apply(struct partition_table *tbl, uint64_t self, const struct p
 	log_info("partition", "{%s} rebalanced: cluster-key %016" PRIx64 " nodes %u replication-factor %u "
 	    "master-partitions %u prole-partitions %u", tbl->name, cluster_key, n, rf, masters, proles);
 	return 0;
+}
+
+void
+partition_table_hold(struct partition_table *tbl, bool hold)
+{
+	pthread_mutex_lock(&tbl->lock);
+	tbl->hold = hold;
+	pthread_mutex_unlock(&tbl->lock);
+}
+
+int
+partition_set_working(struct partition_table *tbl, uint32_t pid, uint64_t cluster_key, uint64_t wm,
+    enum partition_state state)
+{
+	struct partition_entry *e = &tbl->entries[pid & (PARTITION_COUNT - 1)];
+	uint32_t seq;
+	int rc = -ESTALE;
+
+	pthread_mutex_lock(&tbl->lock);
+	if (tbl->summary.cluster_key == cluster_key) {
+		seq = atomic_load_relaxed(&e->seq);
+		atomic_store_relaxed(&e->seq, seq + 1);
+		atomic_store_release(&e->working, wm);
+		atomic_store_release(&e->state, (uint8_t)state);
+		atomic_store_release(&e->seq, seq + 2);
+		rc = 0;
+	}
+	pthread_mutex_unlock(&tbl->lock);
+	return rc;
 }
 
 int
@@ -315,6 +376,7 @@ partition_reserve(struct partition_table *tbl, uint32_t pid, struct partition_rs
 	struct partition_entry *e;
 	const uint64_t *list;
 	unsigned spins = 0;
+	uint64_t self = atomic_load_relaxed(&tbl->self_id);
 
 	pid &= PARTITION_COUNT - 1;
 	e = &tbl->entries[pid];
@@ -335,6 +397,7 @@ partition_reserve(struct partition_table *tbl, uint32_t pid, struct partition_rs
 		}
 		out->cluster_key = atomic_load_acquire(&e->cluster_key);
 		out->generation = atomic_load_acquire(&e->generation);
+		out->master = atomic_load_acquire(&e->working);
 		n = atomic_load_acquire(&e->n_replicas);
 		role = atomic_load_acquire(&e->role);
 		out->state = (enum partition_state)atomic_load_acquire(&e->state);
@@ -345,9 +408,9 @@ partition_reserve(struct partition_table *tbl, uint32_t pid, struct partition_rs
 		if (atomic_load_relaxed(&e->seq) != seq || n == 0)
 			continue;
 		out->n_replicas = n;
-		out->master = out->replicas[0];
-		out->am_master = role == PARTITION_ROLE_MASTER;
-		out->am_replica = role == PARTITION_ROLE_PROLE;
+		out->final_master = out->replicas[0];
+		out->am_master = out->master != 0 && out->master == self;
+		out->am_replica = role != PARTITION_ROLE_NONE && !out->am_master;
 		return;
 	}
 }

@@ -59,12 +59,16 @@ enum partition_role {
 /*
  * A partition's state on this node, as Aerospike's partition-info letters:
  * SYNC ('S'): a replica with nothing to receive; ABSENT ('A'): not a
- * replica, holds no version.  Migration (docs/cluster.md) adds the states
- * of a replica still receiving data.
+ * replica, holds no version; DESIRED ('D'): a replica still receiving
+ * (migration, docs/cluster.md "Rebalance and migration"); ZOMBIE ('Z'): not
+ * a replica but holding data (it serves or sends until the migration is
+ * done, then drops it).
  */
 enum partition_state {
 	PARTITION_STATE_ABSENT = 0,
-	PARTITION_STATE_SYNC = 1
+	PARTITION_STATE_SYNC = 1,
+	PARTITION_STATE_DESIRED = 2,
+	PARTITION_STATE_ZOMBIE = 3
 };
 
 struct partition_table;
@@ -75,11 +79,15 @@ struct partition_rsv {
 	uint32_t pid;
 	uint64_t cluster_key;          /* of the table the entry came from (0: alone, never clustered) */
 	uint64_t generation;           /* rebuilds of the table up to that one (1 = the first) */
-	uint64_t master;               /* replicas[0] */
+	uint64_t master;               /* the working master: where operations run (replicas[0]
+	                                * unless a migration says otherwise); 0 while the
+	                                * rebalance of a change is pending (a held table) */
+	uint64_t final_master;         /* replicas[0] */
 	unsigned n_replicas;           /* effective replication factor, >= 1 */
-	uint64_t replicas[PARTITION_REPLICAS_MAX]; /* master first */
-	bool am_master;                /* this node is replicas[0] */
-	bool am_replica;               /* this node is one of replicas[1..] (a prole) */
+	uint64_t replicas[PARTITION_REPLICAS_MAX]; /* the final replicas, final master first */
+	bool am_master;                /* this node is the working master */
+	bool am_replica;               /* this node is one of replicas[] but not the working
+	                                * master (a prole, or a final master still receiving) */
 	enum partition_state state;
 };
 
@@ -138,6 +146,26 @@ int partition_order_compute(struct partition_order *o, const uint64_t *successio
  */
 int partition_table_apply(struct partition_table *tbl, uint64_t self, const struct partition_order *o,
     uint64_t cluster_key);
+
+/*
+ * A held table (migration runs): every later apply with a cluster key keeps
+ * each partition's working master of the last table if that table was a
+ * cluster's and the node is still a member (it holds the data and serves
+ * until the rebalance names one; replica writes already go to the new
+ * replicas), else leaves it without one (rsv.master 0: operations wait)
+ * until partition_set_working names it, so no operation runs at a node
+ * that may not have the data.  Unheld (the default), the working master is
+ * replicas[0] at once.
+ */
+void partition_table_hold(struct partition_table *tbl, bool hold);
+
+/*
+ * The rebalance's outcome for partition pid: its working master wm and this
+ * node's state, if the table is still the one of cluster_key (else
+ * -ESTALE, nothing changed).  Any thread.
+ */
+int partition_set_working(struct partition_table *tbl, uint32_t pid, uint64_t cluster_key, uint64_t wm,
+    enum partition_state state);
 
 /* partition_order_compute then partition_table_apply, with an order of
  * its own: also -ENOMEM. */

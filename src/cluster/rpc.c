@@ -89,6 +89,7 @@ struct rpc_op_entry {
 	rpc_handler_fn fn;
 	void *arg;
 	unsigned flags;
+	rpc_handler_fn try_fn;   /* tried on the fabric thread first (rpc_handler_inline_set) */
 };
 
 struct rpc {
@@ -131,6 +132,9 @@ struct rpc {
 
 	pthread_t *workers;
 	unsigned n_started;
+
+	/* the fabric thread's inline handlers: their answer and its encoding */
+	uint8_t *inline_reply, *inline_send;
 
 	struct rpc_stats stats;         /* protected by lock (the gauges are computed) */
 	struct histogram latency;
@@ -668,6 +672,87 @@ cached_answer_locked(const struct rpc *rpc, const struct rpc_entry *e, const str
 	return buf;
 }
 
+/*
+ * The handler of e ran with result *rc and answer reply: settles e (kept
+ * answered for at-most-once, or forgotten for an idempotent op) and fills
+ * *a, the answer to send (its body is reply's buffer).  Answered before
+ * the answer leaves: a copy arriving meanwhile gets the kept answer, and
+ * the gauges are settled when the caller has its answer.
+ */
+static void
+entry_answer_locked(struct rpc *rpc, struct rpc_entry *e, unsigned flags, int *rc,
+    struct rpc_reply *reply, struct rpc_msg *a)
+{
+	if (reply->len > reply->cap) {
+		*rc = -EMSGSIZE;
+		reply->len = 0;
+	}
+	if (*rc > 0 || -*rc > RPC_ERRNO_MAX)
+		*rc = -EIO;
+	*a = (struct rpc_msg){ .kind = RPC_KIND_ANSWER, .incarnation = e->incarnation,
+		.request_id = e->request_id, .err = (uint32_t)-*rc, .body = reply->buf,
+		.body_len = reply->len, .peer_incarnation = rpc->incarnation };
+	free(e->req);
+	e->req = NULL;
+	rpc->in_progress--;
+	if (flags & RPC_HANDLER_IDEMPOTENT) {
+		entry_remove_locked(rpc, e);
+		return;
+	}
+	e->state = ENTRY_ANSWERED;
+	e->err = (uint32_t)-*rc;
+	e->answered_ns = clock_mono_ns();
+	if (reply->len > 0) {
+		if (rpc->cache_bytes + reply->len <= rpc->cache_bytes_max)
+			e->answer = malloc(reply->len);
+		if (e->answer != NULL) {
+			memcpy(e->answer, reply->buf, reply->len);
+			e->answer_len = reply->len;
+			rpc->cache_bytes += reply->len;
+		} else {
+			e->lost = true;
+		}
+	}
+	if (rpc->answered_tail != NULL)
+		rpc->answered_tail->next = e;
+	else
+		rpc->answered_head = e;
+	rpc->answered_tail = e;
+}
+
+/*
+ * Fabric thread: e (hashed, running) is a request for an op with an inline
+ * handler; it runs here, with the message's body.  true: it ran and its
+ * answer was sent from this thread (no worker, no wake-up); false: the
+ * handler deferred it (RPC_DEFER), nothing changed, a worker runs it.
+ */
+static bool
+run_inline(struct rpc *rpc, struct rpc_entry *e, uint64_t from, const struct rpc_msg *r)
+{
+	struct rpc_op_entry op = rpc->ops[r->op];
+	struct rpc_reply reply = { .buf = rpc->inline_reply, .cap = RPC_BODY_MAX };
+	struct rpc_msg a;
+	int rc = op.try_fn(op.arg, from, r->body, r->body_len, &reply);
+
+	if (rc == RPC_DEFER)
+		return false;
+	pthread_mutex_lock(&rpc->lock);
+	rpc->stats.requests_inline++;
+	entry_answer_locked(rpc, e, op.flags, &rc, &reply, &a);
+	pthread_mutex_unlock(&rpc->lock);
+	(void)send_msg(rpc, from, &a, rpc->inline_send, RPC_BODY_MAX + RPC_MSG_OVERHEAD);
+	return true;
+}
+
+/* No room in the worker queue for a request of len bytes (an empty queue
+ * takes any one). */
+static bool
+queue_full_locked(const struct rpc *rpc, size_t len)
+{
+	return rpc->queue_len >= rpc->queue_max ||
+	    (rpc->queue_len > 0 && rpc->queue_bytes + len > rpc->queue_bytes_max);
+}
+
 /* Fabric thread: a request from another node.  Never blocks. */
 static void
 on_request(struct rpc *rpc, uint64_t from, const struct rpc_msg *r)
@@ -710,19 +795,12 @@ on_request(struct rpc *rpc, uint64_t from, const struct rpc_msg *r)
 	}
 	if (rpc->ops[r->op].fn == NULL) {
 		status = EOPNOTSUPP;
-	} else if (rpc->n_entries >= rpc->cache_max || rpc->queue_len >= rpc->queue_max ||
-	    (rpc->queue_len > 0 && rpc->queue_bytes + r->body_len > rpc->queue_bytes_max)) {
+	} else if (rpc->n_entries >= rpc->cache_max ||
+	    (rpc->ops[r->op].try_fn == NULL && queue_full_locked(rpc, r->body_len))) {
 		rpc->stats.requests_busy++;
 		status = EAGAIN;
 	} else {
 		e = calloc(1, sizeof(*e));
-		if (e != NULL && r->body_len > 0) {
-			e->req = malloc(r->body_len);
-			if (e->req == NULL) {
-				free(e);
-				e = NULL;
-			}
-		}
 		if (e == NULL) {
 			rpc->stats.requests_busy++;
 			status = EAGAIN;
@@ -737,11 +815,7 @@ on_request(struct rpc *rpc, uint64_t from, const struct rpc_msg *r)
 	e->incarnation = r->incarnation;
 	e->request_id = r->request_id;
 	e->op = r->op;
-	e->state = ENTRY_QUEUED;
 	e->deadline_ns = now + (uint64_t)r->budget_ms * 1000000u;
-	if (r->body_len > 0)
-		memcpy(e->req, r->body, r->body_len);
-	e->req_len = r->body_len;
 	{
 		size_t h = entry_hash(rpc, from, r->incarnation, r->request_id);
 
@@ -749,6 +823,32 @@ on_request(struct rpc *rpc, uint64_t from, const struct rpc_msg *r)
 		rpc->hash[h] = e;
 	}
 	rpc->n_entries++;
+	rpc->in_progress++;
+	if (rpc->ops[r->op].try_fn != NULL) {
+		/* kept as running: a copy cannot arrive before it is answered
+		 * (this thread takes them), and the body stays the message's */
+		e->state = ENTRY_RUNNING;
+		pthread_mutex_unlock(&rpc->lock);
+		if (run_inline(rpc, e, from, r))
+			return;
+		pthread_mutex_lock(&rpc->lock);
+	}
+	/* for a worker: the body copied, within the queue's bounds (an op
+	 * with an inline handler was not refused for a full queue above) */
+	if (!queue_full_locked(rpc, r->body_len) && r->body_len > 0)
+		e->req = malloc(r->body_len);
+	if (queue_full_locked(rpc, r->body_len) || (r->body_len > 0 && e->req == NULL)) {
+		rpc->in_progress--;
+		entry_remove_locked(rpc, e);
+		rpc->stats.requests_busy++;
+		pthread_mutex_unlock(&rpc->lock);
+		send_status(rpc, from, r, EAGAIN);
+		return;
+	}
+	if (r->body_len > 0)
+		memcpy(e->req, r->body, r->body_len);
+	e->req_len = r->body_len;
+	e->state = ENTRY_QUEUED;
 	if (rpc->queue_tail != NULL)
 		rpc->queue_tail->next = e;
 	else
@@ -756,7 +856,6 @@ on_request(struct rpc *rpc, uint64_t from, const struct rpc_msg *r)
 	rpc->queue_tail = e;
 	rpc->queue_len++;
 	rpc->queue_bytes += e->req_len;
-	rpc->in_progress++;
 	pthread_cond_signal(&rpc->work_cv);
 	pthread_mutex_unlock(&rpc->lock);
 }
@@ -837,47 +936,9 @@ worker_main(void *arg)
 		pthread_mutex_unlock(&rpc->lock);
 
 		rc = op.fn(op.arg, e->origin, e->req, e->req_len, &reply);
-		if (reply.len > reply.cap) {
-			rc = -EMSGSIZE;
-			reply.len = 0;
-		}
-		if (rc > 0 || -rc > RPC_ERRNO_MAX)
-			rc = -EIO;
-		a = (struct rpc_msg){ .kind = RPC_KIND_ANSWER, .incarnation = e->incarnation,
-			.request_id = e->request_id, .err = (uint32_t)-rc, .body = reply_buf,
-			.body_len = reply.len, .peer_incarnation = rpc->incarnation };
 		origin = e->origin;
-
-		/* answered before the answer leaves: a copy arriving meanwhile
-		 * gets the kept answer, and the gauges are settled when the
-		 * caller has its answer */
 		pthread_mutex_lock(&rpc->lock);
-		free(e->req);
-		e->req = NULL;
-		rpc->in_progress--;
-		if (op.flags & RPC_HANDLER_IDEMPOTENT) {
-			entry_remove_locked(rpc, e);
-		} else {
-			e->state = ENTRY_ANSWERED;
-			e->err = (uint32_t)-rc;
-			e->answered_ns = clock_mono_ns();
-			if (reply.len > 0) {
-				if (rpc->cache_bytes + reply.len <= rpc->cache_bytes_max)
-					e->answer = malloc(reply.len);
-				if (e->answer != NULL) {
-					memcpy(e->answer, reply_buf, reply.len);
-					e->answer_len = reply.len;
-					rpc->cache_bytes += reply.len;
-				} else {
-					e->lost = true;
-				}
-			}
-			if (rpc->answered_tail != NULL)
-				rpc->answered_tail->next = e;
-			else
-				rpc->answered_head = e;
-			rpc->answered_tail = e;
-		}
+		entry_answer_locked(rpc, e, op.flags, &rc, &reply, &a);
 		pthread_mutex_unlock(&rpc->lock);
 		/* a lost answer (full queue, dropped connection): the retry gets the kept one */
 		(void)send_msg(rpc, origin, &a, send_buf, RPC_BODY_MAX + RPC_MSG_OVERHEAD);
@@ -938,7 +999,11 @@ rpc_create(const struct rpc_config *cfg, struct rpc **out)
 	rpc->hash = calloc(buckets, sizeof(*rpc->hash));
 	rpc->slots = calloc(rpc->calls_max, sizeof(*rpc->slots));
 	rpc->workers = calloc(rpc->n_workers, sizeof(*rpc->workers));
-	if (rpc->hash == NULL || rpc->slots == NULL || rpc->workers == NULL) {
+	/* address space: only what the largest inline answer touched is resident */
+	rpc->inline_reply = malloc(RPC_BODY_MAX);
+	rpc->inline_send = malloc(RPC_BODY_MAX + RPC_MSG_OVERHEAD);
+	if (rpc->hash == NULL || rpc->slots == NULL || rpc->workers == NULL ||
+	    rpc->inline_reply == NULL || rpc->inline_send == NULL) {
 		rc = -ENOMEM;
 		goto fail;
 	}
@@ -948,7 +1013,8 @@ rpc_create(const struct rpc_config *cfg, struct rpc **out)
 	pthread_mutex_init(&rpc->lock, NULL);
 	cond_init_monotonic(&rpc->slot_cv);
 	cond_init_monotonic(&rpc->work_cv);
-	rpc->ops[RPC_OP_PING] = (struct rpc_op_entry){ ping_handler, NULL, RPC_HANDLER_IDEMPOTENT };
+	rpc->ops[RPC_OP_PING] = (struct rpc_op_entry){ ping_handler, NULL, RPC_HANDLER_IDEMPOTENT,
+		ping_handler };
 	rc = fabric_handler_set(rpc->fabric, FABRIC_MSG_RPC, on_message, rpc);
 	if (rc != 0) {
 		pthread_mutex_destroy(&rpc->lock);
@@ -962,6 +1028,8 @@ fail:
 	free(rpc->hash);
 	free(rpc->slots);
 	free(rpc->workers);
+	free(rpc->inline_reply);
+	free(rpc->inline_send);
 	free(rpc);
 	return rc;
 }
@@ -974,6 +1042,17 @@ rpc_handler_set(struct rpc *rpc, uint32_t op, unsigned flags, rpc_handler_fn fn,
 	if (rpc->ops[op].fn != NULL)
 		return -EEXIST;
 	rpc->ops[op] = (struct rpc_op_entry){ fn, arg, flags };
+	return 0;
+}
+
+int
+rpc_handler_inline_set(struct rpc *rpc, uint32_t op, rpc_handler_fn try_fn)
+{
+	if (op == 0 || op >= RPC_OPS_MAX || try_fn == NULL || rpc->ops[op].fn == NULL)
+		return -EINVAL;
+	if (rpc->ops[op].try_fn != NULL)
+		return -EEXIST;
+	rpc->ops[op].try_fn = try_fn;
 	return 0;
 }
 
@@ -1036,6 +1115,8 @@ rpc_destroy(struct rpc *rpc)
 	free(rpc->hash);
 	free(rpc->slots);
 	free(rpc->workers);
+	free(rpc->inline_reply);
+	free(rpc->inline_send);
 	free(rpc);
 }
 

@@ -5,7 +5,8 @@
  * What the data path's proxy and replica writes share: a thread sends a
  * request to node X and blocks until X's answer comes or the deadline
  * passes; on X a handler that may block on storage runs on a worker
- * thread, never on the fabric thread.
+ * thread, never on the fabric thread; an op's inline handler, which never
+ * blocks, may answer on the fabric thread instead (rpc_handler_inline_set).
  *
  * Caller side.  rpc_call() sends one request and waits; a group
  * (rpc_group_init, rpc_group_send ..., rpc_group_wait) sends several in
@@ -49,7 +50,8 @@
  * retry after the answer was sent runs again.
  *
  * Threads: rpc_call and the group functions from any thread but the
- * fabric's (they block); handlers on the workers; rpc_peer_event from the
+ * fabric's (they block); handlers on the workers, inline handlers on the
+ * fabric thread (the rpc lock not held); rpc_peer_event from the
  * fabric's peer callback; rpc_node_down and the getters from any thread.
  * One lock guards both sides; it is a leaf: no handler runs, no message is
  * sent and no caller waits while it is held (callers wait on their group's
@@ -125,6 +127,7 @@ enum rpc_op {
 	RPC_OP_TXN_RECLAIM = 5,    /* txn/remote.c: drop a tombstone its master reclaims */
 	RPC_OP_SETS = 16,   /* txn/sets_cluster.c: set changes, checks, set tables (txn/set_msg.h) */
 	RPC_OP_LIST = 17,   /* txn/sets_cluster.c: a page of a set's listing (txn/set_msg.h) */
+	RPC_OP_MIGRATE = 18, /* txn/migrate.c: versions exchange and migration (txn/migrate_msg.h) */
 	RPC_OP_TEST = 48    /* 48..63: unit tests and recfs-bench */
 };
 
@@ -175,6 +178,9 @@ typedef int (*rpc_handler_fn)(void *arg, uint64_t from_node, const uint8_t *req,
 
 #define RPC_HANDLER_IDEMPOTENT 0x1u  /* running it twice is harmless: answers are not cached */
 
+/* An inline handler's "not here": the request goes to a worker's handler. */
+#define RPC_DEFER 1
+
 struct rpc_config {
 	struct fabric *fabric;        /* created, not yet started */
 	uint64_t node_id;
@@ -192,6 +198,19 @@ struct rpc_config {
 int rpc_create(const struct rpc_config *cfg, struct rpc **out);
 /* Before rpc_start.  -EINVAL (op out of range), -EEXIST. */
 int rpc_handler_set(struct rpc *rpc, uint32_t op, unsigned flags, rpc_handler_fn fn, void *arg);
+/*
+ * An inline handler for op (whose handler is set; before rpc_start): each
+ * new request of op is first given to try_fn on the fabric thread, with
+ * the message's body, so a request it can serve at once is answered
+ * without a hop to a worker and back (docs/cluster.md, RPC).  try_fn must
+ * not block: no storage I/O, no lock that a thread waiting for an rpc
+ * answer may hold, no waiting for another message (it uses trylock where a
+ * lock may be held long).  It returns what a handler returns (the same
+ * caching rules apply), or RPC_DEFER, having changed nothing: the request
+ * is then queued for fn on a worker as usual.  -EINVAL (op out of range or
+ * without a handler, try_fn NULL), -EEXIST.
+ */
+int rpc_handler_inline_set(struct rpc *rpc, uint32_t op, rpc_handler_fn try_fn);
 /* Starts the workers.  -errno of pthread_create. */
 int rpc_start(struct rpc *rpc);
 /* Fails every call in flight (-ESHUTDOWN) and refuses new ones, drops the
@@ -279,6 +298,7 @@ struct rpc_stats {
 	uint64_t requests_duplicate;  /* copies of a queued, running or answered request */
 	uint64_t requests_busy;       /* requests refused: queue or table full */
 	uint64_t requests_expired;    /* queued requests dropped: the caller's deadline had passed */
+	uint64_t requests_inline;     /* requests served on the fabric thread (inline handlers) */
 	uint64_t msgs_malformed;      /* rpc messages that did not decode (dropped) */
 	uint64_t requests_stale;      /* requests refused unrun: meant for this node's previous process */
 	uint64_t calls_peer_restarted; /* calls failed -ESTALE: the callee restarted after a copy

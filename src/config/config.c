@@ -173,6 +173,16 @@ static int check_record_size(const struct config_param *, const struct config_va
 	    .default_text = "", .min = 0, .max = CONFIG_PATH_MAX - 1, .unit = "", \
 	    .help = "Absolute path of the PEM CA certificate(s) a peer's certificate must be signed by; " \
 	    "a peer without TLS or with another CA's certificate is refused (fabric_refused_tls).") \
+	ROW(recfs_config, migrate_threads, NULL, \
+	    .name = "migrate-threads", .section = CONFIG_NETWORK, .type = CONFIG_UINT, \
+	    .default_text = "1", .min = 0, .max = 8, .unit = "", .dynamic = true, \
+	    .help = "Threads sending partitions to the nodes that must receive them after a cluster " \
+	    "change (migration); 0 pauses sending.") \
+	ROW(recfs_config, migrate_max_num_incoming, NULL, \
+	    .name = "migrate-max-num-incoming", .section = CONFIG_NETWORK, .type = CONFIG_UINT, \
+	    .default_text = "4", .min = 0, .max = 256, .unit = "", .dynamic = true, \
+	    .help = "Partitions this node receives at once; a sender past it tries again later; " \
+	    "0 pauses receiving.") \
 	ROW(ns_config, name, check_ns_name, \
 	    .name = "name", .section = CONFIG_NAMESPACE, .type = CONFIG_STRING, \
 	    .min = 1, .max = CONFIG_NAME_MAX, .unit = "", \
@@ -201,6 +211,10 @@ static int check_record_size(const struct config_param *, const struct config_va
 	    .name = "stop-writes-avail-pct", .section = CONFIG_NAMESPACE, .type = CONFIG_UINT, \
 	    .default_text = "5", .min = 0, .max = 100, .unit = "%", .dynamic = true, \
 	    .help = "Available storage (free write blocks) below which writes fail with ENOSPC.") \
+	ROW(ns_config, migrate_sleep_us, NULL, \
+	    .name = "migrate-sleep", .section = CONFIG_NAMESPACE, .type = CONFIG_UINT, \
+	    .default_text = "1", .min = 0, .max = 1000000, .unit = "us", .dynamic = true, \
+	    .help = "Pause of a migration after each record it sends (throttle); 0 = none.") \
 	ROW(ns_config, file_bin, check_bin_name, \
 	    .name = "file-bin", .section = CONFIG_NAMESPACE, .type = CONFIG_STRING, \
 	    .default_text = "data", .min = 1, .max = 15, .unit = "", \

@@ -55,6 +55,7 @@ struct ns_config {
 	uint32_t evict_used_pct;          /* dynamic */
 	uint32_t stop_writes_used_pct;    /* dynamic */
 	uint32_t stop_writes_avail_pct;   /* dynamic */
+	uint32_t migrate_sleep_us;        /* us an emigration pauses after each record; dynamic */
 	char file_bin[16];
 	struct storage_config storage;
 };
@@ -87,6 +88,8 @@ struct recfs_config {
 	char tls_certificate[CONFIG_PATH_MAX];  /* all three or none ("" = no TLS) */
 	char tls_key[CONFIG_PATH_MAX];
 	char tls_ca[CONFIG_PATH_MAX];
+	uint32_t migrate_threads;         /* emigration threads running, 0 = paused; dynamic */
+	uint32_t migrate_max_num_incoming; /* partitions received at once; dynamic */
 	/* namespaces */
 	unsigned n_namespaces;
 	struct ns_config ns[CONFIG_NS_MAX];

@@ -33,7 +33,7 @@
 #include <stdint.h>
 
 /* Wire protocol version: a peer speaking another one is refused. */
-#define FABRIC_PROTOCOL_VERSION 1
+#define FABRIC_PROTOCOL_VERSION 2  /* 2: frame MACs are GMAC (1: HMAC-SHA256) */
 
 /* Largest message (type + fields) a frame may carry after authentication.
  * A length prefix above it drops the connection.  Room for a record of the

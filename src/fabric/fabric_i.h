@@ -96,9 +96,8 @@ int fabric_auth_random(uint8_t *p, size_t len);
  * sent: a replayed, dropped or reordered frame fails its MAC.
  */
 struct fabric_mac {
-	EVP_MD_CTX *inner, *outer;  /* SHA-256 states after the key's pads */
-	EVP_MD_CTX *work;
-	uint64_t seq;
+	EVP_CIPHER_CTX *ctx;   /* AES-256-GCM keyed with the direction's session key */
+	uint64_t seq;          /* the next frame's sequence number (the nonce) */
 };
 
 int fabric_mac_init(struct fabric_mac *m, const uint8_t key[FABRIC_KEY_LEN]);

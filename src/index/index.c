@@ -186,11 +186,15 @@ index_create(struct index **out)
 	for (size_t i = 0; i < INDEX_RECORD_LOCKS; i++)
 		pthread_mutex_init(&ix->record_locks[i], NULL);
 	ix->slab = index_slab_create();
-	if (ix->slab == NULL || index_extra_create(&ix->extra) != 0) {
+	if (ix->slab == NULL || index_extra_create(&ix->extra) != 0 ||
+	    index_dirs_create(&ix->dirs) != 0) {
 		index_slab_destroy(ix->slab);
+		index_extra_destroy(ix->extra);
 		free(ix);
 		return -ENOMEM;
 	}
+	for (size_t i = 0; i < PARTITION_COUNT; i++)
+		ix->partitions[i].dirs = ix->dirs;
 	*out = ix;
 	return 0;
 }
@@ -223,6 +227,7 @@ index_destroy(struct index *ix, void (*fn)(void *arg, struct index_entry *e), vo
 		pthread_mutex_destroy(&ix->record_locks[i]);
 	index_slab_destroy(ix->slab);
 	index_extra_destroy(ix->extra);
+	index_dirs_destroy(ix->dirs);
 	free(ix);
 }
 
@@ -317,6 +322,8 @@ index_insert_locked(struct index_partition *p, struct index_entry *e)
 	h->red = 0;
 	atomic_store_relaxed(root, h);
 	atomic_store_relaxed(&p->count, atomic_load_relaxed(&p->count) + 1);
+	if (e->key_len > 0 && e->key[0] == '/')
+		index_dirs_add(p->dirs, e);
 }
 
 void
@@ -334,6 +341,8 @@ index_remove_locked(struct index_partition *p, struct index_entry *e)
 	atomic_store_relaxed(root, h);
 	atomic_store_relaxed(&p->count, atomic_load_relaxed(&p->count) - 1);
 	e->left = e->right = NULL;
+	if (e->key_len > 0 && e->key[0] == '/')
+		index_dirs_remove(p->dirs, e);
 }
 
 /* Smallest entry of set_id in one tree after *after (or from the start). */

@@ -31,6 +31,7 @@
 
 #include "../base/atomic.h"
 #include "../base/digest.h"
+#include "../record/record.h"
 
 struct index_entry {
 	/* What a tree descent touches, together in the first 40 bytes. */
@@ -65,16 +66,36 @@ struct index_entry {
 	uint32_t uid, gid;
 	uint16_t mode : 12;                  /* permission bits (07777) */
 	uint16_t has_extra : 1;              /* a kept inode number or an atime: index_extra_get */
-	uint16_t spare_mode_bits : 3;
+	uint16_t mode_type : 2;              /* INDEX_TYPE_*: the mode's file type */
+	uint16_t spare_mode_bits : 1;
 	char key[];                          /* key_len bytes, not NUL-terminated */
 };
 
 #define INDEX_ENTRY_BASE_SIZE offsetof(struct index_entry, key)
+
+/* An entry's file type (record.h RECORD_MODE_*) in two bits. */
+#define INDEX_TYPE_FILE 0
+#define INDEX_TYPE_DIR  1
+#define INDEX_TYPE_LINK 2
+
+static inline unsigned index_type_of_mode(uint32_t mode)
+{
+	return (mode & RECORD_MODE_TYPE_MASK) == RECORD_MODE_DIR ? INDEX_TYPE_DIR :
+	    (mode & RECORD_MODE_TYPE_MASK) == RECORD_MODE_LINK ? INDEX_TYPE_LINK : INDEX_TYPE_FILE;
+}
+
+/* The entry's mode with its type (permission bits and RECORD_MODE_*). */
+static inline uint32_t index_entry_mode(const struct index_entry *e)
+{
+	return (uint32_t)e->mode | (e->mode_type == INDEX_TYPE_DIR ? RECORD_MODE_DIR :
+	    e->mode_type == INDEX_TYPE_LINK ? RECORD_MODE_LINK : 0);
+}
 #define INDEX_RECORD_LOCKS 16384
 #define INDEX_SPRIGS 64         /* trees per partition, by digest byte 2 */
 
 struct index_slab;
 struct index_extra_table;
+struct index_dirs;
 
 /*
  * A partition is INDEX_SPRIGS small trees ("sprigs"), chosen by digest
@@ -86,6 +107,7 @@ struct index_partition {
 	pthread_rwlock_t lock;
 	uint32_t count;                      /* entries: written under lock, atomic */
 	struct index_entry *sprigs[INDEX_SPRIGS]; /* tree roots: written under lock, atomic */
+	struct index_dirs *dirs;             /* the index's directory index (index_dir.c); constant */
 };
 
 static inline unsigned index_sprig_of(const struct digest *d)
@@ -98,6 +120,7 @@ struct index {
 	pthread_mutex_t record_locks[INDEX_RECORD_LOCKS];
 	struct index_slab *slab;
 	struct index_extra_table *extra;     /* index_extra.c */
+	struct index_dirs *dirs;             /* index_dir.c */
 };
 
 int index_create(struct index **out);
@@ -161,7 +184,9 @@ struct index_entry *index_entry_alloc(struct index *ix, uint16_t set_id, const s
 void index_entry_free(struct index *ix, struct index_entry *e);
 
 /* Tree insert / remove under the partition lock held exclusive by the caller.
- * Insert requires that no entry with the same (set id, digest) exists. */
+ * Insert requires that no entry with the same (set id, digest) exists.
+ * An entry whose key is a directory entry ("/d" + id + "/" + name) also
+ * enters / leaves the directory index (below). */
 void index_insert_locked(struct index_partition *p, struct index_entry *e);
 void index_remove_locked(struct index_partition *p, struct index_entry *e);
 
@@ -233,5 +258,43 @@ uint64_t index_extra_bytes(const struct index *ix);
  * (partition locks, sprig roots, record locks). */
 uint64_t index_memory_bytes(struct index *ix);
 uint64_t index_entry_count(struct index *ix);
+
+/* ---- the directory index (index_dir.c) ------------------------------------
+ *
+ * A secondary index: directory id -> the entries of this index whose key
+ * is "/d" + 16 hex digits of that id + "/" + name (the entries of a
+ * directory inside a set), kept in (partition, digest) order, so that
+ * listing one directory costs its own entries, not its set's.  Maintained
+ * by index_insert_locked / index_remove_locked (so a cold start rebuilds
+ * it as it fills the index); tombstones and expired entries stay in it as
+ * they stay in the index, and the caller filters them.  Memory: one
+ * pointer per entry (8 bytes, up to twice that while a directory's array
+ * has room to grow) plus 48 bytes per directory.  Its own mutex, taken
+ * inside the partition lock by the hooks (a leaf lock): readers copy
+ * digests out under it and look the entries up afterwards.
+ */
+
+/* The directory id of a directory-entry key, or false. */
+bool index_dir_key_id(const char *key, size_t len, uint64_t *id);
+
+/*
+ * Up to max digests of directory dir's entries after position (partition,
+ * *after) (after NULL: from the start of that partition), in (partition,
+ * digest) order, skipping partitions for which mask (may be NULL: all)
+ * has no bit.  Returns the number copied to out.
+ */
+size_t index_dir_next(struct index *ix, uint64_t dir, uint32_t partition,
+    const struct digest *after, const uint8_t *mask, struct digest *out, size_t max);
+
+/* Entries of directory dir in this index (tombstones too) and directories known. */
+size_t index_dir_entries(struct index *ix, uint64_t dir);
+size_t index_dir_count(struct index *ix);
+/* Insertions the directory index could not record for lack of memory (logged). */
+uint64_t index_dir_failures(struct index *ix);
+
+int index_dirs_create(struct index_dirs **out);
+void index_dirs_destroy(struct index_dirs *d);
+void index_dirs_add(struct index_dirs *d, struct index_entry *e);
+void index_dirs_remove(struct index_dirs *d, struct index_entry *e);
 
 #endif

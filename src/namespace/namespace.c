@@ -38,6 +38,7 @@ namespace_entry_fill(struct namespace *ns, struct index_entry *e, const struct r
 	e->set_marker = (r->flags & RECORD_F_SET_MARKER) != 0;
 	e->has_meta = (r->flags & RECORD_F_HAS_META) != 0;
 	e->mode = (uint16_t)(r->meta.mode & 07777);
+	e->mode_type = (r->flags & RECORD_F_HAS_META) ? index_type_of_mode(r->meta.mode) & 3 : 0;
 	e->uid = r->meta.uid;
 	e->gid = r->meta.gid;
 	e->mtime_ns = r->meta.mtime_ns;
@@ -81,6 +82,10 @@ namespace_entry_count(struct namespace *ns, const struct index_entry *e, int dir
 		uint64_t now = atomic_add(&s->objects, (uint64_t)(int64_t)dir);
 		if (e->set_id != 0 && (dir > 0 ? now == 1 : now == 0) && !atomic_load_relaxed(&s->marker))
 			atomic_store_relaxed(&ns->sets_used_changed, true);
+		if (e->mode_type == INDEX_TYPE_DIR)
+			atomic_add(&ns->objects_dirs, (uint64_t)(int64_t)dir);
+		else if (e->mode_type == INDEX_TYPE_LINK)
+			atomic_add(&ns->objects_links, (uint64_t)(int64_t)dir);
 	}
 	atomic_add(&s->data_bytes, (uint64_t)((int64_t)dir * bytes));
 }
@@ -96,9 +101,10 @@ namespace_entry_count(struct namespace *ns, const struct index_entry *e, int dir
  */
 static bool
 entry_replace(struct namespace *ns, const struct index_entry *e, bool tombstone, bool set_marker,
-    bool damaged, uint32_t old_bytes, uint32_t new_bytes)
+    bool damaged, unsigned type, uint32_t old_bytes, uint32_t new_bytes)
 {
-	if (e->tombstone != tombstone || e->set_marker != set_marker || e->damaged || damaged) {
+	if (e->tombstone != tombstone || e->set_marker != set_marker || e->damaged || damaged ||
+	    e->mode_type != type) {
 		namespace_entry_count(ns, e, -1, old_bytes);
 		return true;
 	}
@@ -193,6 +199,7 @@ namespace_apply(struct namespace *ns, struct ns_apply *a)
 		a->prev_loc = e->loc;
 		a->prev_tombstone = e->tombstone;
 		enter = entry_replace(ns, e, is_tomb, is_marker, a->info->damaged,
+		    (r->flags & RECORD_F_HAS_META) ? index_type_of_mode(r->meta.mode) : 0,
 		    storage_loc_size(e->loc), size);
 		/* A tombstone displacing a live copy (or a tombstone that had
 		 * one): an older copy exists on storage (cold start). */
@@ -211,15 +218,17 @@ namespace_apply(struct namespace *ns, struct ns_apply *a)
 		storage_free(ns->storage, a->prev_loc);
 	/* A record appearing in or leaving its set changes the set as a
 	 * directory (rename touches the target's set itself: a replaced
-	 * target stays visible).  Not a rewrite. */
+	 * target stays visible).  Not a rewrite, and not an internal record
+	 * (record.h: an entry of a directory inside the set moves that
+	 * directory's times, not the set's). */
 	if (!atomic_load_relaxed(&ns->loading) && !is_marker &&
-	    was_visible != !is_tomb)
+	    was_visible != !is_tomb && !record_key_is_internal(r->key, r->key_len))
 		set_times_touch(&ns->sets.sets[a->set_id], r->last_update_ms);
 	return 1;
 }
 
-int
-namespace_apply_flat(struct namespace *ns, const uint8_t *flat, uint32_t size, bool durable)
+static int
+apply_flat(struct namespace *ns, const uint8_t *flat, uint32_t size, bool durable, bool nowait)
 {
 	struct index_partition *p;
 	struct index_entry *e;
@@ -240,7 +249,7 @@ namespace_apply_flat(struct namespace *ns, const uint8_t *flat, uint32_t size, b
 
 	if (r.last_update_ms > RECORD_LAST_UPDATE_MAX ||
 	    (r.set_len > 0 && record_set_name_check(r.set, r.set_len) != 0) ||
-	    (marker ? r.key_len != 0 || r.set_len == 0 : record_key_check(r.key, r.key_len) != 0) ||
+	    (marker ? r.key_len != 0 || r.set_len == 0 : record_stored_key_check(r.key, r.key_len) != 0) ||
 	    r.key_type != DIGEST_KEY_TYPE_STRING) {
 		rc = -EBADMSG;
 		goto out;
@@ -259,7 +268,12 @@ namespace_apply_flat(struct namespace *ns, const uint8_t *flat, uint32_t size, b
 	namespace_entry_info(ns, &r, &info);
 
 	p = index_partition_of(ns->index, &r.digest);
-	index_record_lock(ns->index, &r.digest);
+	if (!nowait) {
+		index_record_lock(ns->index, &r.digest);
+	} else if (pthread_mutex_trylock(index_record_lock_of(ns->index, &r.digest)) != 0) {
+		rc = -EWOULDBLOCK;
+		goto out;
+	}
 	pthread_rwlock_rdlock(&p->lock);
 	e = index_find_locked(p, set_id, &r.digest);
 	pthread_rwlock_unlock(&p->lock);
@@ -302,6 +316,19 @@ out:
 	return rc;
 }
 
+int
+namespace_apply_flat(struct namespace *ns, const uint8_t *flat, uint32_t size, bool durable)
+{
+	return apply_flat(ns, flat, size, durable, false);
+}
+
+int
+namespace_apply_flat_nowait(struct namespace *ns, const uint8_t *flat, uint32_t size,
+    bool durable)
+{
+	return apply_flat(ns, flat, size, durable, true);
+}
+
 void
 namespace_counters(const struct namespace *ns, struct ns_counters *out)
 {
@@ -311,6 +338,24 @@ namespace_counters(const struct namespace *ns, struct ns_counters *out)
 		NS_COUNTERS(X)
 #undef X
 	}
+}
+
+int
+namespace_pversions_load(struct namespace *ns, uint64_t out[STORAGE_PARTITIONS])
+{
+	return storage_pversions_load(ns->storage, out);
+}
+
+int
+namespace_pversions_store(struct namespace *ns, const uint64_t v[STORAGE_PARTITIONS])
+{
+	return storage_pversions_store(ns->storage, v);
+}
+
+int
+namespace_pversion_store_one(struct namespace *ns, uint32_t pid, uint64_t v)
+{
+	return storage_pversion_store_one(ns->storage, pid, v);
 }
 
 void

@@ -50,7 +50,8 @@
 	X(set_changes_received, "set changes, checks and set-table entries received from other nodes") \
 	X(set_changes_failed, "set changes and checks another node did not answer in time") \
 	X(list_pages_sent, "listing pages asked of other nodes") \
-	X(list_pages_received, "listing pages other nodes asked of this one")
+	X(list_pages_received, "listing pages other nodes asked of this one") \
+	X(migrate_msgs_refused, "migration messages refused: another cluster key, or a partition not expected from that node")
 
 struct ns_counters {
 #define X(name, help) uint64_t name;
@@ -135,6 +136,8 @@ struct namespace {
 	pthread_mutex_t raider_lock;
 	pthread_cond_t raider_cv;
 	uint64_t raider_passes;             /* atomic */
+	uint64_t migrations_pending;        /* atomic: partitions still to send or receive
+	                                     * (txn/migrate.c); the tomb raider waits for 0 */
 	uint64_t tombstones_reclaimed;      /* atomic: dropped here, by this node's
 	                                     * pass or at its master's request */
 	/* Who decides a tombstone's reclaim (the layer above's; NULL: this
@@ -151,6 +154,9 @@ struct namespace {
 
 	/* Damaged records: entries whose newest copy's body is damaged. */
 	uint64_t damaged_records;           /* atomic gauge (namespace_entry_count) */
+	/* Objects by kind (namespace_entry_count): directories and symbolic
+	 * links inside sets; atomic gauges. */
+	uint64_t objects_dirs, objects_links;
 	/* Cold start: damaged copies whose name is damaged too and whose
 	 * record has no entry yet; settled when a copy of the record brings
 	 * its name, or dropped by namespace_loaded.  Rare: a plain array. */
@@ -252,6 +258,10 @@ int namespace_apply(struct namespace *ns, struct ns_apply *a);
  * -ENOMEM or -EIO, with nothing changed.
  */
 int namespace_apply_flat(struct namespace *ns, const uint8_t *flat, uint32_t size, bool durable);
+/* The same for a thread that must not wait (the fabric's, docs/cluster.md
+ * RPC): -EWOULDBLOCK, nothing changed, when the record's lock is taken. */
+int namespace_apply_flat_nowait(struct namespace *ns, const uint8_t *flat, uint32_t size,
+    bool durable);
 
 /* entry_info of a decoded record. */
 void namespace_entry_info(const struct namespace *ns, const struct record *r,
@@ -259,6 +269,17 @@ void namespace_entry_info(const struct namespace *ns, const struct record *r,
 
 /* The counters of ns, its shards summed. */
 void namespace_counters(const struct namespace *ns, struct ns_counters *out);
+
+/*
+ * Partition versions of this namespace on this node, kept durably by its
+ * storage engine (storage_pversions_load/store, storage_pversion_store_one
+ * in storage.h; docs/storage-format.md): 0 = no data for the partition.
+ * A memory namespace without shadow files keeps none (load gives all 0,
+ * stores return 0): it restarts empty.  Same returns as the storage calls.
+ */
+int namespace_pversions_load(struct namespace *ns, uint64_t out[STORAGE_PARTITIONS]);
+int namespace_pversions_store(struct namespace *ns, const uint64_t v[STORAGE_PARTITIONS]);
+int namespace_pversion_store_one(struct namespace *ns, uint32_t pid, uint64_t v);
 
 int namespace_open(struct namespace **out, struct ns_config *cfg);
 void namespace_close(struct namespace *ns, bool clean);

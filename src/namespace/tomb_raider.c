@@ -197,7 +197,7 @@ raid_pass(struct namespace *ns)
 	if (r.n == 0)
 		goto out;
 	if (ns->storage->ops->scan(ns->storage, raid_seen, &r, &ns->raider_stop) != 0 ||
-	    atomic_load_relaxed(&ns->raider_stop)) {
+	    atomic_load_relaxed(&ns->raider_stop) || atomic_load_relaxed(&ns->migrations_pending) != 0) {
 		free(r.slots);
 		return 0;
 	}
@@ -280,6 +280,10 @@ raider_main(void *arg)
 		uint32_t period = atomic_load_relaxed(&ns->cfg->storage.tomb_raider_period);
 		uint64_t now = clock_mono_ns();
 		if (atomic_load_relaxed(&ns->raider_stop) || period == 0 || now - last < (uint64_t)period * 1000000000ULL)
+			continue;
+		/* While partitions migrate, a tombstone may be all that keeps an
+		 * older copy on another node from coming back: wait for them. */
+		if (atomic_load_relaxed(&ns->migrations_pending) != 0)
 			continue;
 		last = now;
 		if (atomic_load_relaxed(&ns->tombstones) == 0)

@@ -114,6 +114,30 @@ record_key_check(const char *key, size_t len)
 	return record_path_name_check(key, len, RECORD_KEY_MAX);
 }
 
+bool
+record_key_is_internal(const char *key, size_t len)
+{
+	return len >= 2 && key != NULL && key[0] == '/';
+}
+
+int
+record_stored_key_check(const char *key, size_t len)
+{
+	if (record_key_is_internal(key, len))
+		return len > RECORD_KEY_MAX || memchr(key, '\0', len) != NULL ? -EINVAL : 0;
+	return record_key_check(key, len);
+}
+
+bool
+record_mode_valid(uint32_t mode)
+{
+	uint32_t type = mode & RECORD_MODE_TYPE_MASK;
+
+	if ((mode & ~(RECORD_MODE_TYPE_MASK | RECORD_MODE_PERM_MASK)) != 0)
+		return false;
+	return type == 0 || type == RECORD_MODE_DIR || type == RECORD_MODE_LINK;
+}
+
 int
 record_set_name_check(const char *set, size_t len)
 {

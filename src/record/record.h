@@ -105,7 +105,7 @@ struct bin {
 };
 
 struct posix_meta {
-	uint32_t mode;      /* permission bits, 07777 */
+	uint32_t mode;      /* permission bits and type: record_mode_valid */
 	uint32_t uid;
 	uint32_t gid;
 	int64_t mtime_ns;   /* ns since the Unix epoch */
@@ -149,6 +149,27 @@ const struct bin *record_bin_find(const struct record *r, const char *name, size
 
 /* Name rules: 0, -ENAMETOOLONG or -EINVAL. */
 int record_key_check(const char *key, size_t len);
+/*
+ * Internal keys: a key that starts with '/' can never be a file name (a
+ * name holds no '/'), so the transaction layer keeps its own records under
+ * such keys (entries of directories inside sets, chunks of large files;
+ * docs/storage-format.md, "Keys").  They are hidden from the listing of a
+ * set's top level.  record_stored_key_check accepts a user key or an
+ * internal one (no NUL, at most RECORD_KEY_MAX bytes): what a stored
+ * record may carry.
+ */
+bool record_key_is_internal(const char *key, size_t len);
+int record_stored_key_check(const char *key, size_t len);
+/*
+ * The metadata's mode: permission bits (07777) and a file type, 0 for a
+ * regular file (every record written before types existed), or a directory
+ * or symbolic link inside a set.
+ */
+#define RECORD_MODE_PERM_MASK 07777u
+#define RECORD_MODE_TYPE_MASK 0170000u
+#define RECORD_MODE_DIR       0040000u
+#define RECORD_MODE_LINK      0120000u
+bool record_mode_valid(uint32_t mode);
 int record_set_name_check(const char *set, size_t len);
 int record_bin_name_check(const char *name, size_t len);
 
@@ -158,7 +179,7 @@ size_t record_flat_size(const struct record *r);
 /*
  * Encode r into dst (dst_size >= record_flat_size(r)).  Returns the size
  * written, or -EINVAL for a record that breaks the model's limits (lengths,
- * counts, types, flags, generation 0, mode beyond 07777, ttl < -1, a
+ * counts, types, flags, generation 0, an invalid mode, ttl < -1, a
  * tombstone with bins) or a dst_size that is too small.  Character rules
  * on names are not checked here: see record_*_check().
  * Padding bytes are zeroed.

@@ -65,7 +65,6 @@
 #define META_OFF_CHECK 12
 #define TRAILER_SIZE  8 /* end mark + CRC32C */
 #define KEY_TYPE_MAX  DIGEST_KEY_TYPE_BLOB
-#define MODE_MASK     07777u
 /* Smallest bin: name length, 1-byte name, type, empty string's length. */
 #define BIN_MIN_SIZE  7
 
@@ -197,7 +196,7 @@ record_flat_limits(const struct record *r, uint64_t *end_out)
 	if (r->ttl < RECORD_TTL_NEVER)
 		return -EINVAL;
 	if (r->flags & RECORD_F_HAS_META) {
-		if ((r->meta.mode & ~MODE_MASK) != 0)
+		if (!record_mode_valid(r->meta.mode))
 			return -EINVAL;
 		end += META_SIZE;
 	}
@@ -487,7 +486,7 @@ record_flat_salvage(const uint8_t *src, const struct record_flat_header *h, stru
 	pos += (size_t)h->set_len + h->key_len;
 	if ((h->flags & RECORD_F_HAS_META) && h->version >= 2 && META_SIZE <= h->end - pos &&
 	    get_u32(src + pos + META_OFF_CHECK) == meta_crc(src, pos) &&
-	    (get_u32(src + pos) & ~MODE_MASK) == 0) {
+	    record_mode_valid(get_u32(src + pos))) {
 		r->meta.mode = get_u32(src + pos);
 		r->meta.uid = get_u32(src + pos + 4);
 		r->meta.gid = get_u32(src + pos + 8);
@@ -557,7 +556,7 @@ record_flat_parse(const uint8_t *src, uint32_t end, struct record *r)
 			r->meta.atime_ns = (int64_t)get_u64(src + pos + 24);
 			r->meta.ino = get_u64(src + pos + 32);
 		}
-		if ((r->meta.mode & ~MODE_MASK) != 0 ||
+		if (!record_mode_valid(r->meta.mode) ||
 		    check != (version >= 2 ? meta_crc(src, pos) : 0))
 			return RECFS_EFORMAT;
 		pos += meta_size;

@@ -121,3 +121,27 @@ device_header_decode(const uint8_t *page, struct device_header *h, char *why, si
 	}
 	return 0;
 }
+
+void
+device_pmeta_slot_encode(uint64_t version, uint8_t slot[DEVICE_PMETA_SLOT])
+{
+	memset(slot, 0, DEVICE_PMETA_SLOT);
+	if (version == 0)
+		return;
+	put64(slot, version);
+	put32(slot + 12, crc32c(0, slot, 12));
+}
+
+int
+device_pmeta_slot_decode(const uint8_t slot[DEVICE_PMETA_SLOT], uint64_t *version)
+{
+	static const uint8_t zero[DEVICE_PMETA_SLOT];
+
+	*version = 0;
+	if (memcmp(slot, zero, sizeof(zero)) == 0)
+		return 0;
+	if (get32(slot + 8) != 0 || get32(slot + 12) != crc32c(0, slot, 12))
+		return RECFS_ECHECKSUM;
+	*version = get64(slot);
+	return 0;
+}

@@ -4,9 +4,10 @@
  *
  * The first STORAGE_HEADER_SIZE (8 MiB) bytes of a device are its header
  * area; wblock 0.. of that area are never used for records.  Only the first
- * 4 KiB page holds fields today; the next 64 KiB are reserved for per-
- * partition metadata the cluster will keep there (16 bytes x 4096 partitions,
- * as Aerospike's header does).  Layout of the first page (little-endian):
+ * 4 KiB page holds fields; the next 64 KiB (the pmeta area) hold one 16-byte
+ * slot per partition (4096 of them) with the partition's version, which the
+ * cluster sets (device_pversion.c writes them; docs/storage-format.md).
+ * Layout of the first page (little-endian):
  *
  *   off  size  field
  *     0     8  magic "RECFSDV1"
@@ -48,7 +49,11 @@
 #define DEVICE_F_CLEAN 0x1
 #define DEVICE_F_STALE 0x2
 #define DEVICE_PMETA_OFFSET 4096
-#define DEVICE_PMETA_SIZE (16 * 4096)
+#define DEVICE_PMETA_SLOT 16
+#define DEVICE_PMETA_SLOTS 4096
+#define DEVICE_PMETA_SIZE (DEVICE_PMETA_SLOT * DEVICE_PMETA_SLOTS)
+/* Slots per 4 KiB page of the pmeta area (the unit store_one rewrites). */
+#define DEVICE_PMETA_PAGE_SLOTS (DEVICE_HEADER_PAGE / DEVICE_PMETA_SLOT)
 
 struct device_header {
 	uint32_t version;
@@ -75,5 +80,22 @@ void device_header_encode(const struct device_header *h, uint8_t *page);
  * sentence for the log.
  */
 int device_header_decode(const uint8_t *page, struct device_header *h, char *why, size_t why_size);
+
+/*
+ * One partition's slot in the pmeta area, at DEVICE_PMETA_OFFSET + 16 x
+ * partition id (little-endian):
+ *
+ *   off  size  field
+ *     0     8  version (0: the partition holds no data here)
+ *     8     4  reserved, 0
+ *    12     4  CRC32C of bytes [0, 12)
+ *
+ * Version 0 is stored as 16 zero bytes, as a fresh device holds, so a
+ * never-written area and a stored 0 look alike.
+ */
+void device_pmeta_slot_encode(uint64_t version, uint8_t slot[DEVICE_PMETA_SLOT]);
+/* 0 and *version set (16 zero bytes: 0); RECFS_ECHECKSUM if the CRC does
+ * not match or the reserved field is not 0 (*version = 0). */
+int device_pmeta_slot_decode(const uint8_t slot[DEVICE_PMETA_SLOT], uint64_t *version);
 
 #endif

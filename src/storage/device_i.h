@@ -122,6 +122,14 @@ struct dev_engine {
 	pthread_t prefault_thread; /* faults the pools' RAM in, from the cold start on */
 	bool prefault_started;
 	bool prefault_stop;        /* atomic: close asks it to end */
+	/* Partition versions (device_pversion.c): the table last read or
+	 * written, the same on every device.  pver_lock protects both. */
+	pthread_mutex_t pver_lock;
+	bool pver_known;           /* pver holds what the devices hold */
+	uint64_t pver[STORAGE_PARTITIONS];
+	/* Partitions whose damaged slot or disagreement was logged: once each
+	 * until a store rewrites them (a bit per partition). */
+	uint64_t pver_logged[STORAGE_PARTITIONS / 64];
 };
 
 /* device_open.c: open every configured file/device, size it, read and check
@@ -130,6 +138,13 @@ int device_open_all(struct storage *st, struct dev_engine *e);
 /* device_cold_start.c: scan every device (in parallel) up to its high-water
  * mark, hand each verified record to owner->load, rebuild wblock queues. */
 int device_cold_start(struct storage *st, struct dev_engine *e);
+
+/* device_pversion.c: the storage_pversion* ops (storage.h), and clearing
+ * the pmeta area of a device being formatted (durable on return). */
+int device_pversions_load(struct storage *st, uint64_t out[STORAGE_PARTITIONS]);
+int device_pversions_store(struct storage *st, const uint64_t v[STORAGE_PARTITIONS]);
+int device_pversion_store_one(struct storage *st, uint32_t pid, uint64_t v);
+int device_pversions_erase(struct storage *st, struct device *d);
 
 /* storage_device.c */
 int device_header_write(struct device *d);

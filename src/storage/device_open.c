@@ -343,6 +343,12 @@ device_open_all(struct storage *st, struct dev_engine *e)
 			};
 			if (d->erased)
 				d->hdr.flags |= DEVICE_F_STALE;
+			/* No partition holds data on a new format, whatever an
+			 * erased one left in the pmeta area; durable before the
+			 * header that makes the device valid is written. */
+			rc = device_pversions_erase(st, d);
+			if (rc != 0)
+				return rc;
 			d->high_water = d->wt.first;
 			snprintf(d->hdr.ns_name, sizeof(d->hdr.ns_name), "%s", st->ns_name);
 			log_info("device", "{%s} %s: new, %" PRIu64 " bytes, %u wblocks of %u bytes",

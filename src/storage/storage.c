@@ -6,8 +6,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../base/digest.h"
 #include "../base/log.h"
+#include "device_header.h"
 #include "storage.h"
+
+_Static_assert(STORAGE_PARTITIONS == PARTITION_COUNT, "one version per partition");
+_Static_assert(STORAGE_PARTITIONS == DEVICE_PMETA_SLOTS, "one pmeta slot per partition");
 
 uint32_t
 storage_max_record_size(const struct storage_config *cfg)
@@ -78,4 +83,31 @@ storage_write_flat(struct storage *st, const uint8_t *flat, uint32_t size, stora
 		return rc;
 	record_release(&r);
 	return st->ops->write_flat(st, flat, size, loc);
+}
+
+int
+storage_pversions_load(struct storage *st, uint64_t out[STORAGE_PARTITIONS])
+{
+	memset(out, 0, sizeof(uint64_t) * STORAGE_PARTITIONS);
+	if (st->ops->pversions_load == NULL)
+		return 0;
+	return st->ops->pversions_load(st, out);
+}
+
+int
+storage_pversions_store(struct storage *st, const uint64_t v[STORAGE_PARTITIONS])
+{
+	if (st->ops->pversions_store == NULL)
+		return 0;
+	return st->ops->pversions_store(st, v);
+}
+
+int
+storage_pversion_store_one(struct storage *st, uint32_t pid, uint64_t v)
+{
+	if (pid >= STORAGE_PARTITIONS)
+		return -EINVAL;
+	if (st->ops->pversion_store_one == NULL)
+		return 0;
+	return st->ops->pversion_store_one(st, pid, v);
 }

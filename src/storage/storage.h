@@ -30,6 +30,10 @@
  * header (docs/storage-format.md, Device layout); record locations count from the start of the file. */
 #define STORAGE_HEADER_SIZE (8u << 20)
 
+/* Partitions whose version the engine keeps (one slot each per device):
+ * every partition of a namespace (PARTITION_COUNT, base/digest.h). */
+#define STORAGE_PARTITIONS 4096
+
 /*
  * A location: file/stripe id (7 bits), rblock id = byte offset / 16 (37
  * bits: 2 TiB), rblock count - 1 (19 bits: 8 MiB).  0 = nowhere.
@@ -170,6 +174,11 @@ struct storage_ops {
 	 * scan did not count as live (or freed), is live after all.  May be
 	 * NULL (an engine without cold start). */
 	void (*keep)(struct storage *st, storage_loc loc);
+	/* Partition versions (storage_pversions_load and the two stores
+	 * below).  NULL: an engine that persists nothing (all 0). */
+	int (*pversions_load)(struct storage *st, uint64_t out[STORAGE_PARTITIONS]);
+	int (*pversions_store)(struct storage *st, const uint64_t v[STORAGE_PARTITIONS]);
+	int (*pversion_store_one)(struct storage *st, uint32_t pid, uint64_t v);
 };
 
 struct storage {
@@ -217,6 +226,34 @@ static inline int storage_write(struct storage *st, const struct record *r, uint
  * nothing is written; otherwise as storage_write (-EFBIG, -ENOSPC, -EIO).
  */
 int storage_write_flat(struct storage *st, const uint8_t *flat, uint32_t size, storage_loc *loc);
+
+/*
+ * Partition versions: one u64 per partition, kept durably in every device
+ * or shadow file of the namespace (the pmeta area, docs/storage-format.md),
+ * all devices holding the same table.  What a version means is the
+ * cluster's business; 0 means "no data for this partition here", and is
+ * what a fresh or erased device holds.  The engine without files (memory,
+ * no shadow) persists nothing: load gives all 0 and the stores return 0 -
+ * it restarts empty, so 0 is the truth.  Callable from any thread (the
+ * engine serializes them); each is a synchronous write plus fdatasync per
+ * device, so not for the write path of every record.
+ *
+ * storage_pversions_load reads every device/shadow file: a slot that fails
+ * its CRC, or a partition whose devices disagree, gives 0 (logged with file
+ * and offset).  It never fails for damaged slots; 0, or -errno/-ENOMEM if
+ * a file cannot be read at all (then out is all 0).
+ */
+int storage_pversions_load(struct storage *st, uint64_t out[STORAGE_PARTITIONS]);
+/* The whole table (64 KiB per device), durable on every device before it
+ * returns.  0 or -errno (logged; devices may then disagree, which a later
+ * load reads as 0 for those partitions). */
+int storage_pversions_store(struct storage *st, const uint64_t v[STORAGE_PARTITIONS]);
+/* One partition's slot: rewrites only the 4 KiB page that holds it on each
+ * device, durable before it returns.  -EINVAL if pid >= STORAGE_PARTITIONS,
+ * else as storage_pversions_store.  Each call costs a sync per device:
+ * when many partitions change at once, store the whole table instead. */
+int storage_pversion_store_one(struct storage *st, uint32_t pid, uint64_t v);
+
 static inline int storage_read(struct storage *st, storage_loc loc, uint8_t *buf)
 { return st->ops->read(st, loc, buf); }
 static inline void storage_free(struct storage *st, storage_loc loc)

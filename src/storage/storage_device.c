@@ -1390,6 +1390,7 @@ dev_open(struct storage *st)
 	e = calloc(1, sizeof(*e));
 	if (e == NULL)
 		return -ENOMEM;
+	pthread_mutex_init(&e->pver_lock, NULL);
 	st->priv = e;
 	st->persistent = true;
 	e->wbs = cfg->write_block_size;
@@ -1515,6 +1516,7 @@ dev_close(struct storage *st, bool clean)
 		device_destroy(d);
 		e->devs[i] = NULL;
 	}
+	pthread_mutex_destroy(&e->pver_lock);
 	free(e);
 	st->priv = NULL;
 }
@@ -1668,6 +1670,9 @@ const struct storage_ops storage_device_ops = {
 	.scan = dev_scan,
 	.config_changed = dev_config_changed,
 	.keep = dev_keep,
+	.pversions_load = device_pversions_load,
+	.pversions_store = device_pversions_store,
+	.pversion_store_one = device_pversion_store_one,
 };
 
 /*
@@ -1695,4 +1700,7 @@ const struct storage_ops storage_shadow_ops = {
 	.scan = dev_scan,
 	.config_changed = dev_config_changed,
 	.keep = dev_keep,
+	.pversions_load = device_pversions_load,
+	.pversions_store = device_pversions_store,
+	.pversion_store_one = device_pversion_store_one,
 };

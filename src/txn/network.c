@@ -20,6 +20,7 @@
 #include "../cluster/cluster.h"
 #include "../cluster/rpc.h"
 #include "../fabric/fabric.h"
+#include "migrate.h"
 #include "remote.h"
 #include "txn_i.h"
 
@@ -30,6 +31,7 @@ struct txn_network {
 	struct rpc *rpc;
 	struct txn_remote *remote;   /* the data path's handlers and counters */
 	struct txn_sets *sets;        /* sets_cluster.c */
+	struct txn_migrate *migrate;  /* migrate.c */
 	uint8_t secret[FABRIC_SECRET_MAX];
 
 	/* The node whose partition tables follow the successions (txn_network_attach). */
@@ -52,6 +54,7 @@ network_on_cluster_change(void *arg, const struct cluster_state *st)
 	pthread_mutex_lock(&n->attach_lock);
 	if (n->node != NULL && (int64_t)st->changes > n->applied) {
 		txn_node_partitions_rebuild(n->node, st->succession, st->n, st->cluster_key);
+		txn_migrate_change(n->migrate, st->succession, st->n, st->cluster_key);
 		n->applied = (int64_t)st->changes;
 	}
 	pthread_mutex_unlock(&n->attach_lock);
@@ -67,9 +70,13 @@ txn_network_attach(struct txn_network *n, struct node *node)
 	n->node = node;
 	n->applied = -1;
 	txn_remote_node_set(n->remote, node);
+	/* Before the tables are rebuilt: held from now on (no working master
+	 * until the rebalance names one). */
+	txn_migrate_attach(n->migrate, node);
 	if (st != NULL) {
 		clustering_state_get(n->clustering, st);
 		txn_node_partitions_rebuild(node, st->succession, st->n, st->cluster_key);
+		txn_migrate_change(n->migrate, st->succession, st->n, st->cluster_key);
 		n->applied = (int64_t)st->changes;
 	} else if (node != NULL) {
 		log_error("network", "out of memory: the partition tables wait for the next cluster change");
@@ -191,6 +198,9 @@ txn_network_start(const struct recfs_config *cfg, uint64_t node_id, struct txn_n
 	rc = txn_sets_create(n->rpc, node_id, &n->sets);
 	if (rc != 0)
 		goto fail;
+	rc = txn_migrate_create(n->rpc, node_id, cfg, &n->migrate);
+	if (rc != 0)
+		goto fail;
 	rc = rpc_start(n->rpc);
 	if (rc == 0)
 		rc = fabric_start(n->fabric);
@@ -244,6 +254,29 @@ txn_network_cluster(struct txn_network *n, struct txn_cluster *out)
 	out->proposals = st.proposals;
 	out->proposals_aborted = st.proposals_aborted;
 	out->nodes_left_out = st.nodes_left_out;
+	{
+		struct txn_migrate_stats ms;
+
+		txn_migrate_values(n->migrate, NULL, &ms);
+		out->migrate_partitions_remaining = ms.partitions_remaining;
+	}
+}
+
+void
+txn_network_migrate_values(struct txn_network *n, const struct namespace *ns, uint64_t v[STAT_NS_COUNT])
+{
+	struct txn_migrate_stats ms;
+
+	txn_migrate_values(n->migrate, ns, &ms);
+	v[STAT_NS_migrate_tx_partitions_initial] = ms.tx_initial;
+	v[STAT_NS_migrate_tx_partitions_remaining] = ms.tx_remaining;
+	v[STAT_NS_migrate_tx_partitions_active] = ms.tx_active;
+	v[STAT_NS_migrate_rx_partitions_initial] = ms.rx_initial;
+	v[STAT_NS_migrate_rx_partitions_remaining] = ms.rx_remaining;
+	v[STAT_NS_migrate_rx_partitions_active] = ms.rx_active;
+	v[STAT_NS_migrate_records_transmitted] = ms.records_transmitted;
+	v[STAT_NS_migrate_records_received] = ms.records_received;
+	v[STAT_NS_migrate_fresh_partitions] = ms.fresh_partitions;
 }
 
 struct txn_sets *
@@ -262,6 +295,7 @@ txn_network_stop(struct txn_network *n)
 	if (n->heartbeat != NULL)
 		heartbeat_stop(n->heartbeat);
 	/* callers waiting on other nodes fail (-ESHUTDOWN), workers finish */
+	txn_migrate_destroy(n->migrate);
 	rpc_stop(n->rpc);
 	txn_sets_destroy(n->sets);
 	fabric_destroy(n->fabric);
@@ -324,6 +358,7 @@ txn_network_values(struct txn_network *n, uint64_t *v)
 	v[STAT_FABRIC_rpc_requests_duplicate] = rs.requests_duplicate;
 	v[STAT_FABRIC_rpc_requests_busy] = rs.requests_busy;
 	v[STAT_FABRIC_rpc_requests_expired] = rs.requests_expired;
+	v[STAT_FABRIC_rpc_requests_inline] = rs.requests_inline;
 	v[STAT_FABRIC_rpc_requests_in_progress] = rs.requests_in_progress;
 	v[STAT_FABRIC_rpc_requests_kept] = rs.requests_kept;
 	v[STAT_FABRIC_rpc_msgs_malformed] = rs.msgs_malformed;

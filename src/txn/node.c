@@ -519,6 +519,9 @@ txn_namespace_values(struct namespace *ns, uint64_t v[STAT_NS_COUNT])
 	v[STAT_NS_write_errors] = ss.write_errors;
 	v[STAT_NS_checksum_errors] = ss.checksum_errors;
 	v[STAT_NS_damaged_records] = atomic_load_relaxed(&ns->damaged_records);
+	v[STAT_NS_objects_directories] = atomic_load_relaxed(&ns->objects_dirs);
+	v[STAT_NS_objects_links] = atomic_load_relaxed(&ns->objects_links);
+	v[STAT_NS_directory_index_directories] = index_dir_count(ns->index);
 	v[STAT_NS_cold_start_torn_writes] = atomic_load_relaxed(&ns->cold_start_torn_writes);
 	v[STAT_NS_tombstones_reclaimed] = atomic_load_relaxed(&ns->tombstones_reclaimed);
 	v[STAT_NS_tomb_raider_passes] = atomic_load_relaxed(&ns->raider_passes);

@@ -111,6 +111,43 @@ txn_partition_wait_change(struct namespace *ns, uint32_t pid, uint64_t key, uint
 	return rc;
 }
 
+int
+txn_partition_wait_working(struct namespace *ns, uint32_t pid, uint64_t not_master, uint64_t deadline_ns)
+{
+	struct txn_namespace *x = txn_namespace_of(ns);
+	struct partition_rsv r;
+	int rc = -ETIMEDOUT;
+
+	pthread_mutex_lock(&x->table_lock);
+	for (;;) {
+		struct timespec ts;
+
+		partition_reserve(x->partitions, pid, &r);
+		partition_release(&r);
+		if (r.cluster_key != 0 && r.master != 0 && r.master != not_master) {
+			rc = 0;
+			break;
+		}
+		if (clock_mono_ns() >= deadline_ns)
+			break;
+		ts.tv_sec = (time_t)(deadline_ns / 1000000000u);
+		ts.tv_nsec = (long)(deadline_ns % 1000000000u);
+		pthread_cond_timedwait(&x->table_cv, &x->table_lock, &ts);
+	}
+	pthread_mutex_unlock(&x->table_lock);
+	return rc;
+}
+
+void
+txn_partitions_changed(struct namespace *ns)
+{
+	struct txn_namespace *x = txn_namespace_of(ns);
+
+	pthread_mutex_lock(&x->table_lock);
+	pthread_cond_broadcast(&x->table_cv);
+	pthread_mutex_unlock(&x->table_lock);
+}
+
 void
 txn_node_id_set(struct node *node, uint64_t node_id)
 {
@@ -140,7 +177,8 @@ txn_partition_get(struct namespace *ns, uint32_t pid, struct txn_partition *out)
 	memcpy(out->replicas, r.replicas, r.n_replicas * sizeof(r.replicas[0]));
 	out->am_master = r.am_master;
 	out->am_replica = r.am_replica;
-	out->state = r.state == PARTITION_STATE_SYNC ? 'S' : 'A';
+	out->state = "SADZ"[r.state == PARTITION_STATE_SYNC ? 0 : r.state == PARTITION_STATE_DESIRED ? 2 :
+	    r.state == PARTITION_STATE_ZOMBIE ? 3 : 1];
 	partition_release(&r);
 	return 0;
 }
@@ -158,4 +196,16 @@ txn_partition_values(const struct namespace *ns, uint64_t v[STAT_NS_COUNT])
 	v[STAT_NS_effective_replication_factor] = s.replication_factor;
 	v[STAT_NS_master_partitions] = s.master_partitions;
 	v[STAT_NS_prole_partitions] = s.prole_partitions;
+	/* A node without a network migrates nothing. */
+	v[STAT_NS_migrate_tx_partitions_initial] = v[STAT_NS_migrate_tx_partitions_remaining] = 0;
+	v[STAT_NS_migrate_tx_partitions_active] = v[STAT_NS_migrate_rx_partitions_initial] = 0;
+	v[STAT_NS_migrate_rx_partitions_remaining] = v[STAT_NS_migrate_rx_partitions_active] = 0;
+	v[STAT_NS_migrate_records_transmitted] = v[STAT_NS_migrate_records_received] = 0;
+	v[STAT_NS_migrate_fresh_partitions] = 0;
+	if (x != NULL && x->node != NULL) {
+		pthread_mutex_lock(&x->node->network_lock);
+		if (x->node->network != NULL)
+			txn_network_migrate_values(x->node->network, ns, v);
+		pthread_mutex_unlock(&x->node->network_lock);
+	}
 }

@@ -6,7 +6,11 @@
  * fills the caller's answer from the reply; txn_remote_replicate sends a
  * stored record version to the partition's other replicas and waits for
  * all of them.  Server side: three rpc handlers on rpc's workers, which
- * hand the decoded request to txn.c (txn_proxy_serve, txn_replica_apply).
+ * hand the decoded request to txn.c (txn_proxy_serve, txn_replica_apply);
+ * stats, reads and replica writes are first tried on the fabric thread
+ * (rpc inline handlers: txn_proxy_serve_nowait, txn_replica_apply_nowait),
+ * which serve what needs no device I/O and finds its record lock free,
+ * and defer the rest to the workers.
  *
  * Workers and the proxy: a proxied write blocks its worker while the
  * master waits for its replicas, and those replica writes need workers on
@@ -274,6 +278,14 @@ txn_remote_replicate(struct txn_remote *rm, struct namespace *ns, const uint8_t 
 		uint32_t left = ms_left(deadline);
 
 		partition_reserve(x->partitions, pid, &r);
+		if (r.master == 0 && r.cluster_key != 0) {
+			/* A new table whose rebalance has not named the working
+			 * master yet: wait for it (bounded), then decide. */
+			partition_release(&r);
+			(void)txn_partition_wait_working(ns, pid, 0, deadline);
+			partition_reserve(x->partitions, pid, &r);
+			left = ms_left(deadline);
+		}
 		if (!r.am_master) {
 			/* The table changed under the write (it waited for a
 			 * replica): this node is no longer the master, so it does
@@ -413,10 +425,11 @@ remote_ns(struct txn_remote *rm, const char *name, size_t len)
 	return node != NULL ? node_namespace_find(node, name, len) : NULL;
 }
 
+/* A proxied operation; nowait: on the fabric thread (RPC_DEFER: not here). */
 static int
-handle_proxy(void *arg, uint64_t from, const uint8_t *req, size_t len, struct rpc_reply *reply)
+proxy_run(struct txn_remote *rm, const uint8_t *req, size_t len, struct rpc_reply *reply,
+    bool nowait)
 {
-	struct txn_remote *rm = arg;
 	struct txn_proxy_req q;
 	struct namespace *ns;
 	struct record_attr attr;
@@ -427,21 +440,27 @@ handle_proxy(void *arg, uint64_t from, const uint8_t *req, size_t len, struct rp
 	bool writes, has_attr;
 	int rc;
 
-	(void)from;
-	STAT(rm, proxy_received);
 	rc = txn_proxy_req_decode(req, len, &q);
-	if (rc != 0)
+	if (rc != 0) {
+		STAT(rm, proxy_received);
 		return rc;
+	}
 	ns = remote_ns(rm, q.ns, q.ns_len);
 	if (ns == NULL) {
+		STAT(rm, proxy_received);
 		txn_proxy_req_release(&q);
 		return TXN_ENOTMASTER;
 	}
 	writes = q.kind != TXN_PROXY_STAT && q.kind != TXN_PROXY_READ;
+	if (writes && nowait) {
+		txn_proxy_req_release(&q);
+		return RPC_DEFER;
+	}
 	if (writes) {
 		uint32_t running = atomic_add(&rm->proxy_running, 1);
 
 		if (running + TXN_REMOTE_WORKERS_SPARE > TXN_REMOTE_WORKERS) {
+			STAT(rm, proxy_received);
 			atomic_dec(&rm->proxy_running);
 			txn_proxy_req_release(&q);
 			return -EAGAIN;
@@ -450,9 +469,15 @@ handle_proxy(void *arg, uint64_t from, const uint8_t *req, size_t len, struct rp
 	memset(&attr, 0, sizeof(attr));
 	memset(&rec, 0, sizeof(rec));
 	record_init(&rec.rec);
-	rc = txn_proxy_serve(ns, &q, &attr, &rec);
+	rc = nowait ? txn_proxy_serve_nowait(ns, &q, &attr, &rec) : txn_proxy_serve(ns, &q, &attr, &rec);
 	if (writes)
 		atomic_dec(&rm->proxy_running);
+	if (rc == -EWOULDBLOCK && nowait) {
+		txn_record_release(&rec);
+		txn_proxy_req_release(&q);
+		return RPC_DEFER;
+	}
+	STAT(rm, proxy_received);
 	if (rc == 0 && q.kind == TXN_PROXY_READ) {
 		size_t sz = record_flat_size(&rec.rec);
 		long n;
@@ -482,9 +507,26 @@ handle_proxy(void *arg, uint64_t from, const uint8_t *req, size_t len, struct rp
 }
 
 static int
-handle_replica(void *arg, uint64_t from, const uint8_t *req, size_t len, struct rpc_reply *reply)
+handle_proxy(void *arg, uint64_t from, const uint8_t *req, size_t len, struct rpc_reply *reply)
 {
-	struct txn_remote *rm = arg;
+	(void)from;
+	return proxy_run(arg, req, len, reply, false);
+}
+
+/* The fabric thread: a stat or read of a record in memory whose lock is free. */
+static int
+handle_proxy_inline(void *arg, uint64_t from, const uint8_t *req, size_t len,
+    struct rpc_reply *reply)
+{
+	(void)from;
+	return proxy_run(arg, req, len, reply, true);
+}
+
+/* A replica write; nowait: on the fabric thread (RPC_DEFER: not here). */
+static int
+replica_run(struct txn_remote *rm, const uint8_t *req, size_t len, struct rpc_reply *reply,
+    bool nowait)
+{
 	struct fabric_msg m;
 	struct namespace *ns;
 	const uint8_t *name, *flat;
@@ -492,24 +534,46 @@ handle_replica(void *arg, uint64_t from, const uint8_t *req, size_t len, struct 
 	uint32_t durable;
 	int rc;
 
-	(void)from;
 	reply->len = 0;
-	STAT(rm, replica_received);
 	if (fabric_msg_decode(req, len, &m) != 0 || m.type != TXN_MSG_REPLICA ||
 	    fabric_msg_get_bytes(&m, TXN_RF_NS, &name, &name_len) != 0 ||
 	    fabric_msg_get_u32(&m, TXN_RF_DURABLE, &durable) != 0 || durable > 1 ||
 	    fabric_msg_get_bytes(&m, TXN_RF_RECORD, &flat, &flat_len) != 0 ||
-	    flat_len < RECORD_FLAT_MIN_SIZE || flat_len > UINT32_MAX)
+	    flat_len < RECORD_FLAT_MIN_SIZE || flat_len > UINT32_MAX) {
+		STAT(rm, replica_received);
 		return -EBADMSG;
+	}
 	ns = remote_ns(rm, (const char *)name, name_len);
-	if (ns == NULL)
+	if (ns == NULL) {
+		STAT(rm, replica_received);
 		return TXN_ENOTMASTER;
-	rc = txn_replica_apply(ns, flat, (uint32_t)flat_len, durable != 0);
+	}
+	rc = nowait ? txn_replica_apply_nowait(ns, flat, (uint32_t)flat_len, durable != 0)
+	    : txn_replica_apply(ns, flat, (uint32_t)flat_len, durable != 0);
+	if (rc == -EWOULDBLOCK && nowait)
+		return RPC_DEFER;
+	STAT(rm, replica_received);
 	if (rc == 1)
 		STAT(rm, replica_applied);
 	else if (rc == 0)
 		STAT(rm, replica_kept_older);
 	return rc > 0 ? 0 : rc;
+}
+
+static int
+handle_replica(void *arg, uint64_t from, const uint8_t *req, size_t len, struct rpc_reply *reply)
+{
+	(void)from;
+	return replica_run(arg, req, len, reply, false);
+}
+
+/* The fabric thread: a version of a record in memory whose lock is free. */
+static int
+handle_replica_inline(void *arg, uint64_t from, const uint8_t *req, size_t len,
+    struct rpc_reply *reply)
+{
+	(void)from;
+	return replica_run(arg, req, len, reply, true);
 }
 
 static int
@@ -571,6 +635,11 @@ txn_remote_create(struct rpc *rpc, uint64_t self, const uint32_t *transaction_ma
 		rc = rpc_handler_set(rpc, RPC_OP_TXN_REPLICA, 0, handle_replica, rm);
 	if (rc == 0)   /* asked twice: the second finds nothing to drop */
 		rc = rpc_handler_set(rpc, RPC_OP_TXN_RECLAIM, RPC_HANDLER_IDEMPOTENT, handle_reclaim, rm);
+	/* served on the fabric thread when that cannot block (docs/cluster.md RPC) */
+	if (rc == 0)
+		rc = rpc_handler_inline_set(rpc, RPC_OP_TXN_PROXY_READ, handle_proxy_inline);
+	if (rc == 0)
+		rc = rpc_handler_inline_set(rpc, RPC_OP_TXN_REPLICA, handle_replica_inline);
 	if (rc != 0) {
 		free(rm);
 		return rc;

@@ -205,7 +205,8 @@ list_msg_encode_request(uint8_t *buf, size_t cap, const struct list_msg_request 
 	    r->max == 0 || r->max > LIST_MSG_ENTRIES_MAX ||
 	    (r->set_len > 0 && !name_ok(r->set, r->set_len, SET_MSG_NAME_MAX)))
 		return -EINVAL;
-	need = 2 + nl + 1 + r->set_len + 2 + 1 + LIST_MSG_DIGEST + 2 + LIST_MSG_MASK_BYTES;
+	need = 2 + nl + 1 + r->set_len + 2 + 1 + LIST_MSG_DIGEST + 2 + LIST_MSG_MASK_BYTES +
+	    (r->dir != 0 ? 8 : 0);
 	if (cap < need)
 		return -EMSGSIZE;
 	p = buf;
@@ -224,6 +225,11 @@ list_msg_encode_request(uint8_t *buf, size_t cap, const struct list_msg_request 
 	put16(p, r->max);
 	p += 2;
 	memcpy(p, r->mask, LIST_MSG_MASK_BYTES);
+	p += LIST_MSG_MASK_BYTES;
+	if (r->dir != 0) {
+		put32(p, (uint32_t)r->dir);
+		put32(p + 4, (uint32_t)(r->dir >> 32));
+	}
 	return (int)need;
 }
 
@@ -247,7 +253,9 @@ list_msg_decode_request(const uint8_t *buf, size_t len, struct list_msg_request 
 	memcpy(r->set, buf + off, sl);
 	r->set_len = (uint8_t)sl;
 	off += sl;
-	if (len != off + 2 + 1 + LIST_MSG_DIGEST + 2 + LIST_MSG_MASK_BYTES)
+	size_t base = off + 2 + 1 + LIST_MSG_DIGEST + 2 + LIST_MSG_MASK_BYTES;
+
+	if (len != base && len != base + 8)
 		return -EBADMSG;
 	r->partition = get16(buf + off);
 	off += 2;
@@ -261,6 +269,12 @@ list_msg_decode_request(const uint8_t *buf, size_t len, struct list_msg_request 
 	if (r->max == 0 || r->max > LIST_MSG_ENTRIES_MAX)
 		return -EBADMSG;
 	memcpy(r->mask, buf + off, LIST_MSG_MASK_BYTES);
+	off += LIST_MSG_MASK_BYTES;
+	if (len == base + 8) {
+		r->dir = (uint64_t)get32(buf + off) | (uint64_t)get32(buf + off + 4) << 32;
+		if (r->dir == 0)
+			return -EBADMSG;
+	}
 	return 0;
 }
 

@@ -107,7 +107,7 @@ bool set_msg_entry_next(struct set_msg *m, struct set_msg_entry *e);
 #define LIST_MSG_MASK_BYTES (LIST_MSG_PARTITIONS / 8)
 #define LIST_MSG_DIGEST 20          /* DIGEST_SIZE */
 #define LIST_MSG_KEY_MAX 255        /* RECORD_KEY_MAX */
-#define LIST_MSG_REQUEST_MAX (32 + SET_MSG_NS_MAX + SET_MSG_NAME_MAX + LIST_MSG_MASK_BYTES)
+#define LIST_MSG_REQUEST_MAX (40 + SET_MSG_NS_MAX + SET_MSG_NAME_MAX + LIST_MSG_MASK_BYTES)
 #define LIST_MSG_ENTRY_MAX (82 + LIST_MSG_KEY_MAX)
 #define LIST_MSG_ANSWER_MAX (4 + LIST_MSG_ENTRIES_MAX * LIST_MSG_ENTRY_MAX)
 
@@ -120,6 +120,8 @@ struct list_msg_request {
 	uint8_t digest[LIST_MSG_DIGEST];
 	uint16_t max;
 	uint8_t mask[LIST_MSG_MASK_BYTES];
+	uint64_t dir;      /* 0: the set's top level; else a tree directory's id
+	                    * (8 bytes after the mask, only when non-zero) */
 };
 
 struct list_msg_entry {

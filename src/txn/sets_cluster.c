@@ -24,6 +24,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "../base/atomic.h"
 #include "../base/clock.h"
 #include "../base/log.h"
 #include "../cluster/cluster.h"
@@ -525,7 +526,7 @@ list_handler(void *arg, uint64_t from_node, const uint8_t *req, size_t len, stru
 	cur.partition = r.partition;
 	cur.started = r.started;
 	memcpy(cur.last.bytes, r.digest, LIST_MSG_DIGEST);
-	n = txn_list_local(ns, r.set, r.set_len, &cur, r.mask, ents, r.max);
+	n = txn_list_local(ns, r.set, r.set_len, r.dir, &cur, r.mask, ents, r.max);
 	if (n < 0) {
 		free(ents);
 		return n;
@@ -588,7 +589,7 @@ stream_take(struct list_stream *st, struct txn_entry *out)
 
 int
 txn_sets_list(struct txn_sets *s, struct namespace *ns, const char *set, size_t set_len,
-    struct txn_cursor *cur, struct txn_entry *out, size_t max)
+    uint64_t dir, struct txn_cursor *cur, struct txn_entry *out, size_t max)
 {
 	struct list_stream *st = NULL;
 	struct rpc_answer *ans = NULL;
@@ -616,6 +617,14 @@ txn_sets_list(struct txn_sets *s, struct namespace *ns, const char *set, size_t 
 		struct txn_partition tp;
 		unsigned k;
 
+		if (txn_partition_get(ns, p, &tp) == 0 && tp.master == 0 && tp.cluster_key != 0) {
+			/* The rebalance of a change is pending (docs/cluster.md,
+			 * "Rebalance and migration"): wait for it, as an operation does. */
+			struct txn_remote *rm = atomic_load_acquire(&txn_namespace_of(ns)->remote);
+
+			(void)txn_partition_wait_working(ns, p, 0, clock_mono_ns() + (uint64_t)(rm != NULL ?
+			    txn_remote_deadline_ms(rm) : RPC_DEADLINE_DEFAULT_MS) * 1000000);
+		}
 		if (txn_partition_get(ns, p, &tp) != 0 || tp.master == 0) {
 			rc = -EIO;
 			goto out;
@@ -651,6 +660,7 @@ txn_sets_list(struct txn_sets *s, struct namespace *ns, const char *set, size_t 
 			r.started = cur->started;
 			memcpy(r.digest, cur->last.bytes, LIST_MSG_DIGEST);
 			r.max = (uint16_t)max;
+			r.dir = dir;
 			memcpy(r.mask, st[k].mask, sizeof(r.mask));
 			req_len[k - 1] = list_msg_encode_request(b, LIST_MSG_REQUEST_MAX, &r);
 			if (req_len[k - 1] < 0) {
@@ -671,7 +681,7 @@ txn_sets_list(struct txn_sets *s, struct namespace *ns, const char *set, size_t 
 			rc = -ENOMEM;
 			goto out;
 		}
-		ln = txn_list_local(ns, set, set_len, &lc, st[0].mask, st[0].local, max);
+		ln = txn_list_local(ns, set, set_len, dir, &lc, st[0].mask, st[0].local, max);
 		if (ln == -ENOENT) {
 			st[0].missing = true;
 			st[0].done = true;

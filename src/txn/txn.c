@@ -88,7 +88,7 @@ attr_from_entry(struct namespace *ns, const struct index_entry *e, struct record
 	a->size = e->size;
 	a->damaged = e->damaged;
 	a->has_meta = e->has_meta;
-	a->mode = e->mode;
+	a->mode = index_entry_mode(e);
 	a->uid = e->uid;
 	a->gid = e->gid;
 	a->last_update_ms = e->last_update_ms;
@@ -117,7 +117,9 @@ target_fill(struct namespace *ns, const struct txn_key *k, struct txn_target *t)
 static int
 target_resolve(struct namespace *ns, const struct txn_key *k, struct txn_target *t)
 {
-	int rc = record_key_check(k->key, k->key_len);
+	/* A name, or an entry of a tree directory inside a set (tree.c). */
+	int rc = k->set_len > 0 && tree_key_valid(k->key, k->key_len) ? 0 :
+	    record_key_check(k->key, k->key_len);
 
 	if (rc == 0 && k->set_len > 0)
 		rc = record_set_name_check(k->set, k->set_len);
@@ -371,6 +373,8 @@ ino_for_new(struct namespace *ns, const struct digest *d)
 	return ino;
 }
 
+static struct index_entry *entry_get(struct namespace *ns, uint16_t set_id, const struct digest *d);
+
 /* Remove an entry for good (non-persistent engines; expired copies). */
 static void
 drop_entry(struct namespace *ns, struct index_entry *e)
@@ -387,6 +391,22 @@ drop_entry(struct namespace *ns, struct index_entry *e)
 	pthread_rwlock_unlock(&p->lock);
 	storage_free(ns->storage, loc);
 	index_entry_free(ns->index, e);
+}
+
+int
+txn_drop_record(struct namespace *ns, uint16_t set_id, const struct digest *d)
+{
+	struct index_entry *e;
+	int rc = 0;
+
+	index_record_lock(ns->index, d);
+	e = entry_get(ns, set_id, d);
+	if (e != NULL) {
+		drop_entry(ns, e);
+		rc = 1;
+	}
+	index_record_unlock(ns->index, d);
+	return rc;
 }
 
 /*
@@ -423,7 +443,7 @@ delete_entry(struct namespace *ns, struct index_entry *e, const char *set, uint8
 
 		if (rc != 0)
 			return rc;
-		if (entry_visible(e, clock_epoch_s()))
+		if (entry_visible(e, clock_epoch_s()) && !record_key_is_internal(e->key, e->key_len))
 			set_times_touch(&ns->sets.sets[e->set_id], next_lut(e->last_update_ms));
 		drop_entry(ns, e);
 		return replica_send(ns, flat, flat_size, false) != 0 ? -EIO : 0;
@@ -508,8 +528,10 @@ stat_record(const struct txn_target *t, struct record_attr *out)
 	return rc;
 }
 
+/* nowait (the fabric thread, memory storage): -EWOULDBLOCK, nothing
+ * counted, when the record lock is taken or the record is large. */
 static int
-read_record(const struct txn_target *t, struct txn_record *out)
+read_record(const struct txn_target *t, struct txn_record *out, bool nowait)
 {
 	struct namespace *ns = t->ns;
 	const struct digest *d = &t->digest;
@@ -519,8 +541,15 @@ read_record(const struct txn_target *t, struct txn_record *out)
 
 	if (rc != 0)
 		goto count;
-	index_record_lock(ns->index, d);
+	if (!nowait)
+		index_record_lock(ns->index, d);
+	else if (pthread_mutex_trylock(index_record_lock_of(ns->index, d)) != 0)
+		return -EWOULDBLOCK;
 	e = entry_get(ns, set_id, d);
+	if (nowait && e != NULL && storage_loc_size(e->loc) > TXN_INLINE_MAX) {
+		index_record_unlock(ns->index, d);
+		return -EWOULDBLOCK;
+	}
 	if (!entry_visible(e, clock_epoch_s())) {
 		rc = -ENOENT;
 	} else {
@@ -729,7 +758,7 @@ write_record(const struct txn_target *t, const struct txn_write *w, struct recor
 	else
 		ino = ino_for_new(ns, &d);
 	if (has_meta) {
-		r.meta.mode = e->mode;
+		r.meta.mode = index_entry_mode(e);
 		r.meta.uid = e->uid;
 		r.meta.gid = e->gid;
 		r.meta.mtime_ns = e->mtime_ns;
@@ -747,8 +776,11 @@ write_record(const struct txn_target *t, const struct txn_write *w, struct recor
 			    : clock_epoch_ms_to_unix_ns(r.last_update_ms);
 		}
 		has_meta = true;
+		/* A mode without a type (chmod) keeps the record's type. */
 		if (w->set_mode)
-			r.meta.mode = w->mode & 07777;
+			r.meta.mode = (w->mode & RECORD_MODE_TYPE_MASK) != 0 ?
+			    w->mode & (RECORD_MODE_TYPE_MASK | RECORD_MODE_PERM_MASK) :
+			    (r.meta.mode & RECORD_MODE_TYPE_MASK) | (w->mode & RECORD_MODE_PERM_MASK);
 		if (w->set_uid)
 			r.meta.uid = w->uid;
 		if (w->set_gid)
@@ -886,7 +918,7 @@ commit_renamed(const struct txn_target *tt, uint16_t tset, struct index_entry *t
 	r->meta.atime_ns = atime;
 	namespace_entry_info(ns, r, &ci);
 	rc = commit_record(ns, tset, te, r, &ci, false, NULL);
-	if (rc == 0)
+	if (rc == 0 && !record_key_is_internal(r->key, r->key_len))
 		set_times_touch(&ns->sets.sets[tset], r->last_update_ms);
 	return rc;
 }
@@ -1557,7 +1589,8 @@ list_walk(struct namespace *ns, uint16_t set_id, struct txn_cursor *cur, const u
 			pthread_rwlock_rdlock(&p->lock);
 			e = index_next_locked(p, set_id, cur->started ? &cur->last : NULL);
 			while (e != NULL && n < max) {
-				if (entry_visible(e, now)) {
+				/* Internal keys (record.h) are the tree's, not names. */
+				if (entry_visible(e, now) && !record_key_is_internal(e->key, e->key_len)) {
 					struct txn_entry *t = &out[n++];
 
 					memcpy(t->key, e->key, e->key_len);
@@ -1581,22 +1614,70 @@ list_walk(struct namespace *ns, uint16_t set_id, struct txn_cursor *cur, const u
 	return n;
 }
 
-int
-txn_list_local(struct namespace *ns, const char *set, size_t set_len, struct txn_cursor *cur,
+/*
+ * The same for the entries of directory dir (a tree directory inside
+ * set_id): the directory index (index.h) gives their digests in (partition,
+ * digest) order, each is then looked up under its partition lock.  Cost:
+ * the directory's own entries, whatever the size of the set.
+ */
+static size_t
+dir_walk(struct namespace *ns, uint16_t set_id, uint64_t dir, struct txn_cursor *cur,
     const uint8_t *mask, struct txn_entry *out, size_t max)
+{
+	uint32_t now = clock_epoch_s();
+	struct digest dg[64];
+	size_t n = 0;
+
+	while (!cur->done && n < max) {
+		size_t want = max - n < 64 ? max - n : 64;
+		size_t k = index_dir_next(ns->index, dir, cur->partition,
+		    cur->started ? &cur->last : NULL, mask, dg, want);
+
+		if (k == 0) {
+			cur->done = true;
+			break;
+		}
+		for (size_t i = 0; i < k; i++) {
+			struct index_partition *p = index_partition_of(ns->index, &dg[i]);
+			struct index_entry *e;
+
+			pthread_rwlock_rdlock(&p->lock);
+			e = index_find_locked(p, set_id, &dg[i]);
+			if (entry_visible(e, now)) {
+				struct txn_entry *t = &out[n++];
+
+				memcpy(t->key, e->key, e->key_len);
+				t->key[e->key_len] = '\0';
+				t->key_len = e->key_len;
+				attr_from_entry(ns, e, &t->attr);
+			}
+			pthread_rwlock_unlock(&p->lock);
+			cur->partition = digest_partition(&dg[i]);
+			cur->last = dg[i];
+			cur->started = true;
+		}
+	}
+	return n;
+}
+
+int
+txn_list_local(struct namespace *ns, const char *set, size_t set_len, uint64_t dir,
+    struct txn_cursor *cur, const uint8_t *mask, struct txn_entry *out, size_t max)
 {
 	uint16_t set_id = 0;
 
 	if (set_len > 0 && set_lookup(&ns->sets, set, set_len, &set_id) != 0)
 		return -ENOENT;
+	if (dir != 0)
+		return (int)dir_walk(ns, set_id, dir, cur, mask, out, max);
 	return (int)list_walk(ns, set_id, cur, mask, out, max);
 }
 
 static int
-list_records(struct namespace *ns, const char *set, size_t set_len, struct txn_cursor *cur,
-    struct txn_entry *out, size_t max)
+list_records(struct namespace *ns, const char *set, size_t set_len, uint64_t dir,
+    struct txn_cursor *cur, struct txn_entry *out, size_t max)
 {
-	int n = txn_list_local(ns, set, set_len, cur, NULL, out, max);
+	int n = txn_list_local(ns, set, set_len, dir, cur, NULL, out, max);
 
 	if (n > 0)
 		NS_COUNT_ADD(ns, client_list_records, (uint64_t)n);
@@ -1663,6 +1744,23 @@ txn_route(const struct txn_target *t, struct partition_rsv *rsv)
 			return TXN_ROUTE_UNAVAILABLE;
 		}
 	}
+	if (rsv->master == 0) {
+		/* The rebalance of this change is pending (the exchange of
+		 * versions, docs/cluster.md): no node is known to hold all of
+		 * the partition yet.  Wait for it. */
+		uint64_t deadline = clock_mono_ns() + (uint64_t)txn_remote_deadline_ms(rm) * 1000000;
+
+		partition_release(rsv);
+		rsv->tbl = NULL;
+		if (txn_partition_wait_working(t->ns, t->partition, 0, deadline) != 0)
+			return TXN_ROUTE_UNAVAILABLE;
+		partition_reserve(x->partitions, t->partition, rsv);
+		if (rsv->master == 0 || rsv->cluster_key == 0) {
+			partition_release(rsv);
+			rsv->tbl = NULL;
+			return TXN_ROUTE_UNAVAILABLE;
+		}
+	}
 	return rsv->am_master ? TXN_ROUTE_LOCAL : TXN_ROUTE_REMOTE;
 }
 
@@ -1673,7 +1771,7 @@ run_local(const struct txn_target *t, const struct txn_op *op)
 	case TXN_OP_STAT:
 		return stat_record(t, op->attr);
 	case TXN_OP_READ:
-		return read_record(t, op->rec);
+		return read_record(t, op->rec, false);
 	case TXN_OP_WRITE:
 		return write_record(t, op->w, op->attr);
 	case TXN_OP_DELETE:
@@ -1804,7 +1902,7 @@ dispatch(const struct txn_target *t, const struct txn_op *op)
 	for (int attempt = 0;; attempt++) {
 		struct partition_rsv rsv, rsv_to = { .tbl = NULL };
 		enum txn_route route = txn_route(t, &rsv);
-		uint64_t key = rsv.cluster_key;
+		uint64_t key = rsv.cluster_key, refused = route == TXN_ROUTE_REMOTE ? rsv.master : 0;
 
 		if (route != TXN_ROUTE_UNAVAILABLE && op->to != NULL) {
 			enum txn_route r2 = txn_route(op->to, &rsv_to);
@@ -1838,13 +1936,19 @@ dispatch(const struct txn_target *t, const struct txn_op *op)
 			count_unrouted(t->ns, op->kind, rc);
 		if (rc != TXN_ENOTMASTER && rc != -EHOSTDOWN)
 			return rc;
-		if (attempt > 0)
+		if (attempt > 1 || (attempt > 0 && rc == -EHOSTDOWN))
 			return -EIO;
 		/* The master went down: wait (bounded) for the table without it. */
 		if (rc == -EHOSTDOWN &&
 		    txn_partition_wait_change(t->ns, t->partition, key,
 		    txn_remote_failover_deadline(rm)) != 0)
 			return -EIO;
+		/* It is no longer the working master (a migration ended, or a
+		 * new table): wait (bounded) until this node's table names
+		 * another. */
+		if (rc == TXN_ENOTMASTER && refused != 0)
+			(void)txn_partition_wait_working(t->ns, t->partition, refused, clock_mono_ns() +
+			    (uint64_t)txn_remote_deadline_ms(rm) * 1000000);
 	}
 }
 
@@ -2098,15 +2202,22 @@ int
 txn_list(struct namespace *ns, const char *set, size_t set_len, struct txn_cursor *cur,
     struct txn_entry *out, size_t max)
 {
+	return txn_list_in(ns, set, set_len, 0, cur, out, max);
+}
+
+int
+txn_list_in(struct namespace *ns, const char *set, size_t set_len, uint64_t dir,
+    struct txn_cursor *cur, struct txn_entry *out, size_t max)
+{
 	uint64_t t0 = clock_mono_ns();
 	struct txn_sets *ss = sets_of(ns);
 	int rc;
 
 	/* In a cluster each page is gathered from the partitions' masters. */
 	if (ss != NULL)
-		rc = txn_sets_list(ss, ns, set, set_len, cur, out, max);
+		rc = txn_sets_list(ss, ns, set, set_len, dir, cur, out, max);
 	else
-		rc = list_records(ns, set, set_len, cur, out, max);
+		rc = list_records(ns, set, set_len, dir, cur, out, max);
 	if (rc > 0 && ss != NULL)
 		NS_COUNT_ADD(ns, client_list_records, (uint64_t)rc);
 	latency_add(ns, STAT_LAT_NS_list, t0);
@@ -2177,6 +2288,15 @@ reserve_master(struct namespace *ns, uint32_t pid, struct partition_rsv *rsv)
 			return TXN_ENOTMASTER;
 		partition_reserve(x->partitions, pid, rsv);
 	}
+	if (rsv->master == 0 && rsv->cluster_key != 0 && rm != NULL) {
+		/* The rebalance is pending: it may name this node. */
+		partition_release(rsv);
+		rsv->tbl = NULL;
+		if (txn_partition_wait_working(ns, pid, 0, clock_mono_ns() +
+		    (uint64_t)txn_remote_deadline_ms(rm) * 1000000) != 0)
+			return TXN_ENOTMASTER;
+		partition_reserve(x->partitions, pid, rsv);
+	}
 	return rsv->am_master && (rsv->cluster_key != 0 || rm == NULL) ? 0 : TXN_ENOTMASTER;
 }
 
@@ -2227,8 +2347,10 @@ txn_proxy_serve(struct namespace *ns, const struct txn_proxy_req *q, struct reco
 	return rc;
 }
 
-int
-txn_replica_apply(struct namespace *ns, const uint8_t *flat, uint32_t size, bool durable)
+/* nowait (the fabric thread): only what needs no device I/O and finds its
+ * record lock free; else -EWOULDBLOCK with nothing changed. */
+static int
+replica_apply(struct namespace *ns, const uint8_t *flat, uint32_t size, bool durable, bool nowait)
 {
 	struct txn_namespace *x = txn_namespace_of(ns);
 	struct record_flat_header h;
@@ -2237,6 +2359,10 @@ txn_replica_apply(struct namespace *ns, const uint8_t *flat, uint32_t size, bool
 
 	if (record_flat_header_check(flat, size, &h) != 0)
 		return -EBADMSG;
+	/* a delete on memory drops the entry under a blocking lock below */
+	if (nowait && (ns->storage->persistent || durable || ns->cfg->storage.commit_to_device ||
+	    (h.flags & RECORD_F_TOMBSTONE) || size > TXN_INLINE_MAX))
+		return -EWOULDBLOCK;
 	partition_reserve(x->partitions, digest_partition(&h.digest), &rsv);
 	if (!rsv.am_master && !rsv.am_replica) {
 		rc = TXN_ENOTMASTER;
@@ -2248,7 +2374,8 @@ txn_replica_apply(struct namespace *ns, const uint8_t *flat, uint32_t size, bool
 		rc = -ENOSPC;
 		goto out;
 	}
-	rc = namespace_apply_flat(ns, flat, size, durable);
+	rc = nowait ? namespace_apply_flat_nowait(ns, flat, size, false)
+	    : namespace_apply_flat(ns, flat, size, durable);
 	if (rc == 1 && (h.flags & RECORD_F_TOMBSTONE) && !ns->storage->persistent) {
 		/* Without persistence a delete drops the record (as the master's
 		 * did): nothing would ever reclaim the tombstone. */
@@ -2270,6 +2397,48 @@ txn_replica_apply(struct namespace *ns, const uint8_t *flat, uint32_t size, bool
 	}
 out:
 	partition_release(&rsv);
-	sets_used_flush(ns);
+	/* Not on the fabric thread (nowait): the network's locks are not
+	 * taken there; the record's master tells the other nodes anyway. */
+	if (!nowait)
+		sets_used_flush(ns);
 	return rc;
+}
+
+int
+txn_proxy_serve_nowait(struct namespace *ns, const struct txn_proxy_req *q,
+    struct record_attr *attr, struct txn_record *rec)
+{
+	struct txn_namespace *x = txn_namespace_of(ns);
+	struct txn_target t;
+	struct partition_rsv rsv;
+	int rc;
+
+	if ((q->kind != TXN_PROXY_STAT && q->kind != TXN_PROXY_READ) || ns->storage->persistent)
+		return -EWOULDBLOCK;
+	rc = target_resolve(ns, &q->k, &t);
+	if (rc != 0)
+		return rc;
+	partition_reserve(x->partitions, t.partition, &rsv);
+	if (rsv.cluster_key == 0 && atomic_load_acquire(&x->remote) != NULL)
+		rc = -EWOULDBLOCK;   /* an orphan waits for a cluster (reserve_master) */
+	else if (!rsv.am_master)
+		rc = TXN_ENOTMASTER;
+	else if (q->kind == TXN_PROXY_STAT)
+		rc = stat_record(&t, attr);
+	else
+		rc = read_record(&t, rec, true);
+	partition_release(&rsv);
+	return rc;
+}
+
+int
+txn_replica_apply(struct namespace *ns, const uint8_t *flat, uint32_t size, bool durable)
+{
+	return replica_apply(ns, flat, size, durable, false);
+}
+
+int
+txn_replica_apply_nowait(struct namespace *ns, const uint8_t *flat, uint32_t size, bool durable)
+{
+	return replica_apply(ns, flat, size, durable, true);
 }

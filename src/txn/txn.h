@@ -85,6 +85,7 @@ struct txn_cluster {
 	char cause[160];                /* of the last change */
 	uint64_t changes, proposals, proposals_aborted;
 	uint64_t nodes_left_out;        /* muted members left out of proposals */
+	uint64_t migrate_partitions_remaining; /* migrations to send or receive, all namespaces */
 };
 
 /* This node's id (the daemon's node-id, resolved): the partition tables
@@ -308,6 +309,71 @@ static inline void txn_cursor_init(struct txn_cursor *c)
 int txn_list(struct namespace *ns, const char *set, size_t set_len, struct txn_cursor *cur,
     struct txn_entry *out, size_t max);
 
+/* ---- the tree: directories and symbolic links inside sets (tree.c) ------ */
+
+/*
+ * A directory inside a set is a record of mode type RECORD_MODE_DIR whose
+ * content is its directory id (16 lowercase hex digits of a random non-zero
+ * 64-bit number); its entries are the set's records keyed "/d" + that id +
+ * "/" + name, so a lookup is one record lookup and a rename of a directory
+ * rewrites its own record only.  The top level of a set has no id (0): its
+ * entries keep their plain names.  A symbolic link is a record of mode type
+ * RECORD_MODE_LINK whose content is its target.  docs/architecture.md, "The
+ * tree".
+ */
+#define TXN_DIR_KEY_PREFIX 19   /* "/d" + 16 hex digits + "/" */
+/* The longest name inside a tree directory (the top level of a set: 255). */
+#define TXN_DIR_NAME_MAX (RECORD_KEY_MAX - TXN_DIR_KEY_PREFIX)
+/* The longest symbolic link target (PATH_MAX without its NUL). */
+#define TXN_LINK_MAX 4095
+
+/*
+ * The key of entry name in directory dir of set (dir 0: the set's top
+ * level, or the null set's when set_len is 0: the name itself).  buf has
+ * RECORD_KEY_MAX + 1 bytes and must outlive k.  -ENAMETOOLONG (a name over
+ * 255 bytes, or over TXN_DIR_NAME_MAX inside a tree directory), -EINVAL
+ * (".", "..", a '/', a NUL; dir != 0 in the null set).
+ */
+int txn_tree_key(const char *set, size_t set_len, uint64_t dir, const char *name, size_t len,
+    char *buf, struct txn_key *k);
+
+/*
+ * mkdir: a new directory record at k (set_len > 0), with w's permission
+ * bits, owner and mtime (only those), and a new id (*id).  *out (may be
+ * NULL) its attributes.  -EEXIST, and txn_write's errors.
+ */
+int txn_dir_create(struct namespace *ns, const struct txn_key *k, const struct txn_write *w,
+    uint64_t *id, struct record_attr *out);
+/* The id of the directory at k (one record read), its attributes in *out
+ * (may be NULL).  -ENOENT, -ENOTDIR (not a directory), -EIO (no valid id). */
+int txn_dir_open(struct namespace *ns, const struct txn_key *k, uint64_t *id,
+    struct record_attr *out);
+/* A page of directory dir of set (dir 0: the set's top level), as
+ * txn_list; each entry's key is its name.  In a cluster one round trip per
+ * node per page, as txn_list. */
+int txn_dir_list(struct namespace *ns, const char *set, size_t set_len, uint64_t dir,
+    struct txn_cursor *cur, struct txn_entry *out, size_t max);
+/* rmdir of the directory at k: -ENOTEMPTY (any entry on any node),
+ * -ENOTDIR, -ENOENT, and txn_delete's errors. */
+int txn_dir_remove(struct namespace *ns, const struct txn_key *k);
+/*
+ * rename of a tree entry (file, directory or link) from -> to: POSIX's type
+ * rules (a directory replaces only an empty directory: -ENOTDIR,
+ * -ENOTEMPTY; anything else may not replace a directory: -EISDIR), a
+ * directory stays in its set (-EXDEV), then txn_rename.  Renaming a
+ * directory rewrites its own record only.
+ */
+int txn_tree_rename(struct namespace *ns, const struct txn_key *from, const struct txn_key *to,
+    unsigned flags);
+/* symlink: a new link record at k with target (1..TXN_LINK_MAX bytes;
+ * longer: -ENAMETOOLONG), owner and mtime from w.  -EEXIST. */
+int txn_link_create(struct namespace *ns, const struct txn_key *k, const char *target,
+    size_t len, const struct txn_write *w, struct record_attr *out);
+/* readlink: the target of the link at k into buf (cap bytes, not
+ * NUL-terminated), its length in *len.  -EINVAL (not a link), -ENOENT. */
+int txn_link_read(struct namespace *ns, const struct txn_key *k, char *buf, size_t cap,
+    size_t *len);
+
 /* ---- partitions -------------------------------------------------------- */
 
 /* Replicas a partition can have (replication-factor's bound). */
@@ -316,12 +382,16 @@ int txn_list(struct namespace *ns, const char *set, size_t set_len, struct txn_c
 /* Where a partition lives (docs/cluster.md, Partitions). */
 struct txn_partition {
 	uint64_t cluster_key;          /* of the table it came from; 0: alone */
-	uint64_t master;               /* node id; replicas[0] */
+	uint64_t master;               /* node id of the working master, where its operations
+	                                * run: replicas[0] unless a migration is filling it;
+	                                * 0 while the rebalance of a change is pending */
 	unsigned n_replicas;           /* the effective replication factor */
-	uint64_t replicas[TXN_REPLICAS_MAX]; /* master first */
-	bool am_master;                /* this node masters it */
-	bool am_replica;               /* this node is one of its other replicas */
-	char state;                    /* here: 'S' a replica holding its data, 'A' not a replica */
+	uint64_t replicas[TXN_REPLICAS_MAX]; /* the final replicas, final master first */
+	bool am_master;                /* this node is the working master */
+	bool am_replica;               /* this node is one of its replicas, not the working master */
+	char state;                    /* here: 'S' a replica holding its data, 'D' a replica still
+	                                * receiving, 'Z' not a replica but holding data, 'A' not a
+	                                * replica, no data */
 };
 
 /* A consistent copy of partition pid's placement (pid = record_attr.partition).

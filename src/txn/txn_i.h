@@ -180,6 +180,19 @@ int txn_proxy_serve(struct namespace *ns, const struct txn_proxy_req *q, struct 
  * stored newer or equal version, TXN_ENOTMASTER (not a replica of its
  * partition), -errno. */
 int txn_replica_apply(struct namespace *ns, const uint8_t *flat, uint32_t size, bool durable);
+/*
+ * The same two on the fabric thread (remote.c's inline handlers, which
+ * must not block): only a stat or read, or a replica write that is not a
+ * delete, of a namespace without persistent storage, not made durable,
+ * whose record lock is free (trylock) and whose record is at most
+ * TXN_INLINE_MAX bytes (the fabric thread's other sockets wait meanwhile);
+ * anything else is -EWOULDBLOCK with nothing changed or counted, and goes
+ * to a worker.
+ */
+#define TXN_INLINE_MAX (256u * 1024)
+int txn_proxy_serve_nowait(struct namespace *ns, const struct txn_proxy_req *q,
+    struct record_attr *attr, struct txn_record *rec);
+int txn_replica_apply_nowait(struct namespace *ns, const uint8_t *flat, uint32_t size, bool durable);
 /* remote.c: transaction-max-ms now, and the monotonic deadline (ns) of a
  * wait for the tables to drop a node that went down: heartbeat timeout +
  * quiet period + transaction-max-ms from now. */
@@ -190,10 +203,26 @@ uint64_t txn_remote_failover_deadline(struct txn_remote *rm);
 int txn_partition_wait_change(struct namespace *ns, uint32_t pid, uint64_t key,
     uint64_t deadline_ns);
 
+/* partitions.c: wait until partition pid has a working master other than
+ * not_master (0: any) in a table with a cluster key, or deadline_ns.  0 or
+ * -ETIMEDOUT. */
+int txn_partition_wait_working(struct namespace *ns, uint32_t pid, uint64_t not_master,
+    uint64_t deadline_ns);
+/* partitions.c: wake the operations waiting for ns's tables (a working
+ * master changed). */
+void txn_partitions_changed(struct namespace *ns);
+
+/* txn.c: drop the copy of (set_id, d) here for good, record or tombstone
+ * (a partition this node no longer holds, migrate.c): 1 dropped, 0 none. */
+int txn_drop_record(struct namespace *ns, uint16_t set_id, const struct digest *d);
+
 /* Tests only: when set (atomically), txn_route returns its answer (nothing reserved), so a
  * test can see that a refused route leaves nothing behind. */
 extern enum txn_route (*txn_route_test_hook)(const struct txn_target *t);
 
+/* network.c: the migrate_* rows of ns (migrate.c) of a started network. */
+void txn_network_migrate_values(struct txn_network *net, const struct namespace *ns,
+    uint64_t v[STAT_NS_COUNT]);
 /* network.c: the cluster state of a started network. */
 void txn_network_cluster(struct txn_network *net, struct txn_cluster *out);
 /* network.c: txn_node_fabric_values and txn_node_peers of a started network. */
@@ -262,9 +291,17 @@ int txn_set_check(struct namespace *ns, unsigned kind, const struct set_msg_entr
 
 /* txn.c: the records of a set (set_len 0: the null set) visible here, after
  * cur, in the partitions of mask (NULL: all), up to max; advances cur.
+ * dir 0: the set's top level (internal keys left out); else the entries of
+ * that tree directory (full "/d..." keys), from the directory index.
  * Returns the number filled, -ENOENT (no such set here).  Counts nothing. */
-int txn_list_local(struct namespace *ns, const char *set, size_t set_len, struct txn_cursor *cur,
-    const uint8_t *mask, struct txn_entry *out, size_t max);
+int txn_list_local(struct namespace *ns, const char *set, size_t set_len, uint64_t dir,
+    struct txn_cursor *cur, const uint8_t *mask, struct txn_entry *out, size_t max);
+/* tree.c: k is the key of an entry of a tree directory ("/d" + 16 hex
+ * digits of a non-zero id + "/" + a name that record_key_check accepts). */
+bool tree_key_valid(const char *key, size_t len);
+/* txn.c: txn_list of the top level (dir 0) or of a tree directory (tree.c). */
+int txn_list_in(struct namespace *ns, const char *set, size_t set_len, uint64_t dir,
+    struct txn_cursor *cur, struct txn_entry *out, size_t max);
 
 /* sets_cluster.c: registers the set operations on rpc (before rpc_start)
  * and starts the thread that sends the set tables.  -ENOMEM, -EEXIST. */
@@ -297,6 +334,7 @@ int txn_sets_send(struct txn_sets *s, struct namespace *ns, unsigned kind,
  * on no node.
  */
 int txn_sets_list(struct txn_sets *s, struct namespace *ns, const char *set, size_t set_len,
+    uint64_t dir,
     struct txn_cursor *cur, struct txn_entry *out, size_t max);
 /* The sets table thread sends everything again soon (a set of records
  * only appeared or went here: namespace->sets_used_changed). */

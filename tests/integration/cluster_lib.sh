@@ -34,11 +34,11 @@
 # section's keys (so "  tls: {...}" lands in it); CLUSTER_EXTRA_YAML_nK,
 # when set (also to ""), replaces it for one node.  CLUSTER_RF (1) is the
 # replication-factor of namespace "test"; CLUSTER_ENGINE=device puts it on
-# the device engine (a file in the node's directory, kept across
-# cluster_restart) instead of memory; CLUSTER_ENGINE_SETTINGS="key:value ..."
-# are its storage-engine settings besides type (and files) (default
-# device "filesize:32M write-block-size:1M", memory "data-size:64M
-# write-block-size:1M").
+# the device engine (a file in the node's work directory, kept by
+# cluster_restart), else it is a memory namespace without shadow;
+# CLUSTER_ENGINE_SETTINGS="key:value ..." are its storage-engine settings
+# besides type (and files) (default device "filesize:64M
+# write-block-size:1M", memory "data-size:64M write-block-size:1M").
 #
 # Faults: cluster_kill nK (SIGKILL, mount detached), cluster_stop/cont nK
 # (SIGSTOP/SIGCONT), cluster_restart nK (clean stop if running, then start on
@@ -147,8 +147,8 @@ cluster_write_config() {
 	local s settings=${CLUSTER_ENGINE_SETTINGS:-data-size:64M write-block-size:1M}
 	if [ "${CLUSTER_ENGINE:-memory}" = device ]; then
 		engine="      type: device
-      files: [$d/data.dat]"
-		settings=${CLUSTER_ENGINE_SETTINGS:-filesize:32M write-block-size:1M}
+      files: [ $d/work/test.dat ]"
+		settings=${CLUSTER_ENGINE_SETTINGS:-filesize:64M write-block-size:1M}
 	fi
 	for s in $settings; do   # "key:value" words
 		engine="$engine

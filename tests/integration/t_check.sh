@@ -79,6 +79,9 @@ check_eq "tombstones = the deletes" "$(summary_value "$OUT" tombstones)" 5
 check_eq "one set marker" "$(summary_value "$OUT" "set markers")" 1
 check_eq "nothing corrupt" "$(summary_value "$OUT" corrupt)" 0
 check_eq "nothing expired" "$(summary_value "$OUT" expired)" 0
+# The partition versions (whatever the node set) are intact.
+check_true "partition versions reported, no damaged slot" \
+	-n "$(grep -E '^  partition versions +[0-9]+ of 4096 partitions with a version, 0 slots failing the CRC$' "$OUT")"
 # Every file: an empty copy at create and one with content; f12's
 # overwrite two more (the shell's O_TRUNC open, stored when it closes its
 # first descriptor after dup2, then the content); every delete: a
@@ -110,8 +113,10 @@ if [ "$HAVE_PYTHON" = yes ]; then
 		"$(python3 -c 'import json, sys
 d = json.load(open(sys.argv[1]))
 t = d["total"]
-print(t["live"], t["tombstones"], t["corrupt"], d["exit_status"], d["files"][0]["state"])' "$T/json.out" 2>&1)" \
-		"$LIVE 5 0 0 valid"
+f = d["files"][0]
+print(t["live"], t["tombstones"], t["corrupt"], d["exit_status"], f["state"],
+      f["partitions_with_version"] >= 0, f["pversion_slots_damaged"], d["pversions_differ"])' "$T/json.out" 2>&1)" \
+		"$LIVE 5 0 0 valid True 0 0"
 fi
 
 # ---- damage inside one record's data ---------------------------------------------

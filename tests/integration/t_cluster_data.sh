@@ -149,7 +149,7 @@ check_eq "ls shows 999 names (1000, one deleted)" "$n1count" 999
 
 # Counters: every node proxied and received, sent and applied replica writes.
 for n in n1 n2 n3; do
-	for s in proxy_sent proxy_completed proxy_received replica_writes_sent replica_writes_acked \
+	for s in proxy_sent proxy_completed proxy_received replica_writes_sent replica_writes_acked rpc_requests_inline \
 		replica_writes_received replica_writes_applied; do
 		v=$(stat_of $n $s)
 		check_true "$n: $s > 0 ($v)" "${v:-0}" -gt 0

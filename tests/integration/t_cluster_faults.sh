@@ -193,7 +193,7 @@ def send(data):
     s.close()
 for _ in range(3):
     send(os.urandom(4096))
-send(struct.pack(">HBBI", 0x5246, 1, 1, 0xFFFFFFF0))
+send(struct.pack(">HBBI", 0x5246, 2, 1, 0xFFFFFFF0))  # version: FABRIC_PROTOCOL_VERSION (2)
 EOF
 }
 r1=$(refused n5)

@@ -48,8 +48,24 @@ still_ok "ERANGE on a bin"
 # ---- invalid names ------------------------------------------------------------
 expect_err "mkdir at the root (no namespace creation)" "Operation not permitted" mkdir "$MNT/newns"
 expect_err "mkdir at the root, bad namespace chars" "Operation not permitted" mkdir "$MNT/bad*ns"
-expect_err "mkdir inside a set" "Operation not permitted" mkdir "$S/sub"
-expect_err "mkdir -p a nested path" "Operation not permitted" mkdir -p "$MNT/test/p1/p2"
+expect_err "mkdir below a file" "Not a directory" mkdir "$S/keep/sub"
+expect_ok "mkdir -p a nested path (directories inside a set)" mkdir -p "$MNT/test/p1/p2/p3"
+expect_err "a name of 237 bytes inside a directory of a set" "File name too long" \
+	mkdir "$MNT/test/p1/p2/$(printf 'n%.0s' $(seq 237))"
+expect_ok "a name of 236 bytes there" touch "$MNT/test/p1/p2/$(printf 'n%.0s' $(seq 236))"
+expect_err "a symlink target of 4096 bytes" "File name too long" \
+	ln -s "$(printf 'x%.0s' $(seq 4096))" "$MNT/test/p1/p2/l"
+expect_err "rmdir of a non-empty directory inside a set" "Directory not empty" rmdir "$MNT/test/p1/p2"
+expect_err "rename of a directory into its own subtree" "Invalid argument" \
+	python3 -c 'import os, sys; os.rename(sys.argv[1], sys.argv[2])' "$MNT/test/p1/p2" \
+	"$MNT/test/p1/p2/p3/x"
+expect_err "rename of a directory over a file" "Not a directory" \
+	python3 -c 'import os, sys; os.rename(sys.argv[1], sys.argv[2])' "$MNT/test/p1/p2/p3" \
+	"$MNT/test/p1/p2/$(printf 'n%.0s' $(seq 236))"
+expect_err "rename of a directory to another set" "" \
+	python3 -c 'import os, sys; os.rename(sys.argv[1], sys.argv[2])' "$MNT/test/p1/p2" "$S/p2"
+check_true "the directory stayed" -d "$MNT/test/p1/p2/p3"
+expect_ok "rm -r of the nested directories" rm -r "$MNT/test/p1"
 expect_err "stat a missing namespace" "No such file or directory" stat "$MNT/nons"
 sh_err "create a file at the root" "" 'echo x > "$1"' "$MNT/rootfile"
 check_true "no file appeared at the root" ! -e "$MNT/rootfile"
@@ -121,7 +137,8 @@ still_ok "EACCES on .info"
 
 # ---- link, symlink, mknod, mkfifo: EPERM ------------------------------------------
 expect_err "ln (hard link)" "Operation not permitted" ln "$S/keep" "$S/hard"
-expect_err "ln -s" "Operation not permitted" ln -s "$S/keep" "$S/soft"
+expect_err "ln -s in a namespace directory (links live inside sets)" "Operation not permitted" \
+	ln -s "$S/keep" "$MNT/test/soft"
 expect_err "mkfifo" "Operation not permitted" mkfifo "$S/fifo"
 expect_err "mknod b" "Operation not permitted" mknod "$S/blk" b 1 1
 expect_err "mknod c" "Operation not permitted" mknod "$S/chr" c 1 3

@@ -86,7 +86,7 @@ check_eq "single node: .info/partitions has 4096 lines per namespace" \
 	"$(echo "$PI" | awk '{ print $1 }' | sort | uniq -c | awk '{ print $2 "=" $1 }' | tr '\n' ' ')" \
 	"ns=other=4096 ns=test=4096 "
 check_eq "single node: every partition mastered here" \
-	"$(echo "$PI" | grep -vc " role=master state=S replicas=$SELF\$")" 0
+	"$(echo "$PI" | grep -vc " role=master state=S replicas=$SELF working_master=$SELF\$")" 0
 check_eq "single node: pids 0..4095" "$(echo "$PI" | awk '$1 == "ns=test" { print $2 }' | head -1)/$(echo "$PI" | awk '$1 == "ns=test" { print $2 }' | tail -1)" "pid=0/pid=4095"
 check_eq ".info/partitions: st_size is what cat reads" "$(stat -c %s "$MNT/.info/partitions")" "$(run cat "$MNT/.info/partitions" | wc -c)"
 stop_daemon || bad "single node: clean stop"

@@ -106,8 +106,8 @@ if what == "garbage":
     s = conn(); s.sendall(b"GET / HTTP/1.0\r\n\r\n"); until_closed(s)
 elif what == "version":
     s = conn(); s.sendall(struct.pack(">HBBI", 0x5246, 99, 1, 4) + b"abcd"); until_closed(s)
-elif what == "oversized":
-    s = conn(); s.sendall(struct.pack(">HBBI", 0x5246, 1, 1, 0xFFFFFFF0)); until_closed(s)
+elif what == "oversized":  # this build's protocol version (FABRIC_PROTOCOL_VERSION, 2)
+    s = conn(); s.sendall(struct.pack(">HBBI", 0x5246, 2, 1, 0xFFFFFFF0)); until_closed(s)
 elif what == "silent":
     s = conn(); until_closed(s)
 elif what == "many":

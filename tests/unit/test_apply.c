@@ -7,7 +7,9 @@
  * the transaction layer of one are read back as the bytes storage holds,
  * applied to the other, and compared there: content, xattrs (bins), mode,
  * owner, times, generation.  An older or equal version is refused and
- * counted; malformed bytes are -EBADMSG with nothing stored.
+ * counted; malformed bytes are -EBADMSG with nothing stored; the conflict
+ * rule's table for a record deleted, reclaimed and recreated while a node
+ * holding an old copy was away (migration).
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -333,6 +335,109 @@ test_apply_flat_tombstone_deletes(void **state)
 	free(live);
 }
 
+/* A hand-made version of ("mig", key): a tombstone, or content in the file bin. */
+static uint8_t *
+version_flat(const char *k, uint64_t lut, uint16_t gen, bool tomb, const char *content, uint32_t *size)
+{
+	struct record r;
+	size_t n;
+	uint8_t *flat;
+
+	record_init(&r);
+	digest_compute(&r.digest, "mig", 3, k, strlen(k));
+	r.generation = gen;
+	r.last_update_ms = lut;
+	r.flags = tomb ? RECORD_F_TOMBSTONE : 0;
+	r.key_type = DIGEST_KEY_TYPE_STRING;
+	r.set = "mig";
+	r.set_len = 3;
+	r.key = k;
+	r.key_len = (uint16_t)strlen(k);
+	if (!tomb) {
+		r.n_bins = 1;
+		strcpy(r.bins[0].name, "data");
+		r.bins[0].name_len = 4;
+		r.bins[0].type = BIN_BLOB;
+		r.bins[0].v.bytes.data = (const uint8_t *)content;
+		r.bins[0].v.bytes.len = (uint32_t)strlen(content);
+	}
+	n = record_flat_size(&r);
+	flat = malloc(n);
+	assert_non_null(flat);
+	assert_int_equal(record_flat_encode(&r, flat, n), (long)n);
+	*size = (uint32_t)n;
+	return flat;
+}
+
+/*
+ * The one conflict rule, as migration meets it (a table): a record was
+ * written (OLD: generation 1), deleted (TOMB: generation 2), its tombstone
+ * reclaimed, and the name created again (NEW: generation 1 again, a later
+ * time) while a node holding OLD was away.  Whatever a node holds and
+ * whatever arrives, the later last-update time wins, then the higher
+ * generation: the away node's OLD never displaces NEW or TOMB, and NEW
+ * displaces both although its generation is lower.  Without any copy
+ * (the tombstone reclaimed and nothing recreated) an arriving OLD is
+ * stored: the tombstone is the only guard, which is why the tomb raider
+ * waits while migrations are pending.
+ */
+static void
+test_apply_rule_table_deleted_reclaimed_recreated(void **state)
+{
+	enum { NONE, OLD, TOMB, NEW };
+	static const struct {
+		int held, arrives, rc, after;
+	} rows[] = {
+		{ OLD, NEW, 1, NEW },     /* the away node learns the recreated record */
+		{ NEW, OLD, 0, NEW },     /* its old copy does not come back */
+		{ OLD, TOMB, 1, TOMB },   /* the delete reaches it */
+		{ TOMB, OLD, 0, TOMB },   /* and its old copy stays deleted */
+		{ TOMB, NEW, 1, NEW },    /* a later create beats the tombstone (lower generation) */
+		{ NEW, TOMB, 0, NEW },    /* an older tombstone does not delete it */
+		{ NEW, NEW, 0, NEW },     /* the same version twice: kept once */
+		{ NONE, OLD, 1, OLD },    /* nothing held: stored */
+	};
+	const uint64_t t0 = 1000000;
+	const char *content[] = { NULL, "old content", NULL, "recreated" };
+	struct namespace *targets[2] = { mem, dev };
+
+	(void)state;
+	for (int t = 0; t < 2; t++) {
+		for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+			char k[32];
+			uint8_t *v[4] = { NULL };
+			uint32_t sz[4] = { 0 };
+			struct txn_key tk;
+			struct txn_record rr;
+
+			snprintf(k, sizeof(k), "rule%zu", i);
+			tk = key("mig", k);
+			v[OLD] = version_flat(k, t0, 1, false, content[OLD], &sz[OLD]);
+			v[TOMB] = version_flat(k, t0 + 100, 2, true, NULL, &sz[TOMB]);
+			v[NEW] = version_flat(k, t0 + 200, 1, false, content[NEW], &sz[NEW]);
+			if (rows[i].held != NONE)
+				assert_int_equal(namespace_apply_flat(targets[t], v[rows[i].held], sz[rows[i].held],
+				    false), 1);
+			assert_int_equal(namespace_apply_flat(targets[t], v[rows[i].arrives], sz[rows[i].arrives],
+			    false), rows[i].rc);
+			if (rows[i].after == TOMB) {
+				assert_int_equal(txn_read(targets[t], &tk, &rr), -ENOENT);
+			} else {
+				const struct bin *fb;
+
+				assert_int_equal(txn_read(targets[t], &tk, &rr), 0);
+				fb = record_bin_find(&rr.rec, "data", 4);
+				assert_non_null(fb);
+				assert_int_equal(fb->v.bytes.len, strlen(content[rows[i].after]));
+				assert_memory_equal(fb->v.bytes.data, content[rows[i].after], fb->v.bytes.len);
+				txn_record_release(&rr);
+			}
+			for (int j = 0; j < 4; j++)
+				free(v[j]);
+		}
+	}
+}
+
 /* Malformed bytes: -EBADMSG, nothing stored, no space taken, no set made. */
 static void
 test_apply_flat_rejects_malformed_bytes(void **state)
@@ -438,6 +543,7 @@ main(void)
 		cmocka_unit_test(test_apply_flat_copies_records_between_engines),
 		cmocka_unit_test(test_apply_flat_refuses_older_versions),
 		cmocka_unit_test(test_apply_flat_tombstone_deletes),
+		cmocka_unit_test(test_apply_rule_table_deleted_reclaimed_recreated),
 		cmocka_unit_test(test_apply_flat_rejects_malformed_bytes),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);

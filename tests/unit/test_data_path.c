@@ -12,6 +12,9 @@
  *     (their record lock held here), one more is answered busy and sent
  *     again (proxy_busy), and every one of them succeeds once the lock is
  *     released;
+ *   - on memory storage a proxied read and a replica write are served on
+ *     the fabric thread (rpc_requests_inline) unless their record lock is
+ *     held; then a worker serves them, and the fabric thread goes on;
  *   - a node whose network stops: the other's proxied write to a record it
  *     mastered and its replica write to it fail fast (proxy_failed,
  *     replica_writes_failed), wait for the table without it, and succeed;
@@ -21,7 +24,10 @@
  *   - a set made by a write alone, its records on one node (RF 1), is
  *     known to the other node too, and gone on both with its last record;
  *   - a write that waited for its record lock at its master while another
- *     node became the master runs at the new master, not at the old one.
+ *     node became the master runs at the new master, not at the old one;
+ *   - migration messages for another cluster key or a partition not
+ *     expected from the sender are refused and counted, others that do not
+ *     decode or name no namespace here refused.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -41,8 +47,10 @@
 #include <unistd.h>
 
 #include "base/clock.h"
+#include "cluster/partition.h"
 #include "cluster/rpc.h"
 #include "fabric/fabric.h"
+#include "txn/migrate_msg.h"
 #include "txn/remote.h"
 #include "txn/txn.h"
 #include "txn/txn_i.h"
@@ -233,6 +241,33 @@ name_mastered(struct tnode *t, bool want_master, char *out, size_t cap)
 	}
 }
 
+/* Both nodes agree on every partition's working master and have nothing
+ * left to migrate (after a network is attached again, the nodes exchange
+ * versions and rebalance: docs/cluster.md, "Rebalance and migration"). */
+static void
+settled(void)
+{
+	for (int tries = 0; tries < 500; tries++) {
+		bool ok = true;
+		uint64_t va[STAT_NS_COUNT], vb[STAT_NS_COUNT];
+
+		txn_namespace_values(A.ns, va);
+		txn_namespace_values(B.ns, vb);
+		ok = va[STAT_NS_migrate_tx_partitions_remaining] + va[STAT_NS_migrate_rx_partitions_remaining] +
+		    vb[STAT_NS_migrate_tx_partitions_remaining] + vb[STAT_NS_migrate_rx_partitions_remaining] == 0;
+		for (uint32_t pid = 0; ok && pid < PARTITION_COUNT; pid++) {
+			struct txn_partition pa, pb;
+
+			ok = txn_partition_get(A.ns, pid, &pa) == 0 && txn_partition_get(B.ns, pid, &pb) == 0 &&
+			    pa.master != 0 && pa.master == pb.master && pa.am_master != pb.am_master;
+		}
+		if (ok)
+			return;
+		sleep_ms(10);
+	}
+	fail_msg("the two nodes did not settle on one working master per partition within 5 s");
+}
+
 static void
 test_write_on_one_read_on_the_other(void **state)
 {
@@ -297,6 +332,7 @@ test_write_on_one_read_on_the_other(void **state)
 		}
 		txn_node_network_set(both[j]->node, both[j]->net);
 	}
+	settled();
 	/* and the rpc histogram counts the answered calls */
 	struct histogram_snapshot lat[STAT_LAT_FABRIC_COUNT];
 
@@ -411,6 +447,173 @@ test_busy_master_is_asked_again(void **state)
 		pthread_join(bg[i].th, NULL);
 		assert_int_equal(bg[i].rc, 0);
 	}
+}
+
+struct bg_read {
+	pthread_t th;
+	char key[16];
+	int rc;
+	int done;   /* atomic */
+};
+
+static void *
+bg_read(void *arg)
+{
+	struct bg_read *b = arg;
+	struct txn_key key = key_of(b->key);
+	struct txn_record rec;
+
+	b->rc = txn_read(A.ns, &key, &rec);
+	if (b->rc == 0)
+		txn_record_release(&rec);
+	__atomic_store_n(&b->done, 1, __ATOMIC_RELEASE);
+	return NULL;
+}
+
+static void *
+bg_put_done(void *arg)
+{
+	struct bg_read *b = arg;
+
+	b->rc = put(&A, b->key, "replicated while the replica's lock was held");
+	__atomic_store_n(&b->done, 1, __ATOMIC_RELEASE);
+	return NULL;
+}
+
+/* A ping from A to B answers within 500 ms: B's fabric thread is not blocked. */
+static void
+assert_b_fabric_answers(void)
+{
+	struct rpc_answer ans = { 0 };
+	uint64_t t0 = clock_mono_ns();
+
+	assert_int_equal(rpc_call(txn_network_rpc(A.net), B.id, RPC_OP_PING, "p", 1, 500, &ans), 0);
+	rpc_answer_release(&ans);
+	assert_true(clock_mono_ns() - t0 < 500000000ull);
+}
+
+/* Migration messages a node does not expect are refused and counted
+ * (migrate_msgs_refused): another cluster key, a partition it does not
+ * receive from that node, a namespace it does not have, bytes that do not
+ * decode; nothing is applied. */
+static uint64_t
+ns_stat(struct tnode *t, int stat)
+{
+	uint64_t v[STAT_NS_COUNT];
+
+	txn_namespace_values(t->ns, v);
+	return v[stat];
+}
+
+static int
+migrate_call(const uint8_t *body, size_t len)
+{
+	struct rpc_answer ans = { 0 };
+	int rc = rpc_call(txn_network_rpc(A.net), B.id, RPC_OP_MIGRATE, body, len, 0, &ans);
+
+	if (rc == 0)
+		rc = ans.err;
+	rpc_answer_release(&ans);
+	return rc;
+}
+
+static void
+test_migration_refuses_bad_input(void **state)
+{
+	static uint8_t body[4096];
+	struct txn_cluster tc;
+	size_t count_off;
+	int len, off;
+	uint64_t refused = ns_stat(&B, STAT_NS_migrate_msgs_refused);
+	uint64_t received = ns_stat(&B, STAT_NS_migrate_records_received);
+
+	(void)state;
+	settled();
+	assert_true(txn_node_cluster(A.node, &tc));
+	/* a batch for another cluster key */
+	off = migrate_msg_encode_insert(body, sizeof(body), tc.cluster_key ^ 1, "test", 5, &count_off);
+	assert_true(off > 0);
+	len = migrate_msg_encode_record(body + off, sizeof(body) - (size_t)off, (const uint8_t *)"junk", 4);
+	migrate_msg_insert_count(body, count_off, 1);
+	assert_int_equal(migrate_call(body, (size_t)(off + len)), -ESTALE);
+	/* the right key, a partition B does not receive from A */
+	off = migrate_msg_encode_insert(body, sizeof(body), tc.cluster_key, "test", 5, &count_off);
+	len = migrate_msg_encode_record(body + off, sizeof(body) - (size_t)off, (const uint8_t *)"junk", 4);
+	migrate_msg_insert_count(body, count_off, 1);
+	assert_int_equal(migrate_call(body, (size_t)(off + len)), -EPROTO);
+	len = migrate_msg_encode_pid(body, sizeof(body), MIGRATE_MSG_START, tc.cluster_key, "test", 5);
+	assert_int_equal(migrate_call(body, (size_t)len), -EPROTO);
+	assert_int_equal(ns_stat(&B, STAT_NS_migrate_msgs_refused), refused + 3);
+	/* a namespace B does not have; bytes that do not decode: refused, not counted */
+	len = migrate_msg_encode_pid(body, sizeof(body), MIGRATE_MSG_START, tc.cluster_key, "nope", 5);
+	assert_int_equal(migrate_call(body, (size_t)len), -ENOENT);
+	assert_int_equal(migrate_call(body, (size_t)len - 1), -EBADMSG);
+	assert_int_equal(ns_stat(&B, STAT_NS_migrate_msgs_refused), refused + 3);
+	assert_int_equal(ns_stat(&B, STAT_NS_migrate_records_received), received);
+}
+
+/*
+ * Memory storage: a proxied read and a replica write are served on the
+ * fabric thread when their record lock is free (rpc_requests_inline); when
+ * it is held (here, as a master holds it while its replicas answer) they go
+ * to a worker and wait there, while the fabric thread goes on serving (a
+ * ping answers), and each is counted once.
+ */
+static void
+test_reads_and_replica_writes_inline_unless_their_lock_is_held(void **state)
+{
+	char k[16], kr[16];
+	struct digest d;
+	struct bg_read bg;
+	uint64_t inl = FV(B, rpc_requests_inline), recv = FV(B, proxy_received);
+	uint64_t rrecv = FV(B, replica_writes_received);
+
+	(void)state;
+	name_mastered(&A, false, k, sizeof(k));   /* B masters it */
+	assert_int_equal(put(&A, k, "read through A at B"), 0);
+	inl = FV(B, rpc_requests_inline);
+	recv = FV(B, proxy_received);
+	memset(&bg, 0, sizeof(bg));
+	snprintf(bg.key, sizeof(bg.key), "%s", k);
+	bg_read(&bg);
+	assert_int_equal(bg.rc, 0);
+	assert_int_equal(FV(B, rpc_requests_inline), inl + 1);
+	assert_int_equal(FV(B, proxy_received), recv + 1);
+
+	/* its lock held on B: deferred to a worker, which waits for it */
+	digest_compute(&d, NULL, 0, k, strlen(k));
+	index_record_lock(B.ns->index, &d);
+	memset(&bg, 0, sizeof(bg));
+	snprintf(bg.key, sizeof(bg.key), "%s", k);
+	assert_int_equal(pthread_create(&bg.th, NULL, bg_read, &bg), 0);
+	sleep_ms(100);
+	assert_int_equal(__atomic_load_n(&bg.done, __ATOMIC_ACQUIRE), 0);
+	assert_b_fabric_answers();
+	index_record_unlock(B.ns->index, &d);
+	pthread_join(bg.th, NULL);
+	assert_int_equal(bg.rc, 0);
+	assert_int_equal(FV(B, proxy_received), recv + 2);
+	assert_int_equal(FV(B, rpc_requests_inline), inl + 2);   /* the ping */
+
+	/* a replica write: inline when free, by a worker when held */
+	name_mastered(&A, true, kr, sizeof(kr));   /* A masters it, B is its replica */
+	rrecv = FV(B, replica_writes_received);
+	assert_int_equal(put(&A, kr, "replicated inline"), 0);
+	assert_int_equal(FV(B, rpc_requests_inline), inl + 3);
+	assert_int_equal(FV(B, replica_writes_received), rrecv + 1);
+	digest_compute(&d, NULL, 0, kr, strlen(kr));
+	index_record_lock(B.ns->index, &d);
+	memset(&bg, 0, sizeof(bg));
+	snprintf(bg.key, sizeof(bg.key), "%s", kr);
+	assert_int_equal(pthread_create(&bg.th, NULL, bg_put_done, &bg), 0);
+	sleep_ms(100);
+	assert_int_equal(__atomic_load_n(&bg.done, __ATOMIC_ACQUIRE), 0);
+	assert_b_fabric_answers();
+	index_record_unlock(B.ns->index, &d);
+	pthread_join(bg.th, NULL);
+	assert_int_equal(bg.rc, 0);
+	assert_int_equal(FV(B, replica_writes_received), rrecv + 2);
+	assert_int_equal(FV(B, rpc_requests_inline), inl + 4);   /* the ping */
 }
 
 static void
@@ -753,6 +956,13 @@ test_write_waiting_through_a_master_change_runs_at_the_new_master(void **state)
 	only_d = d.id;
 	txn_node_partitions_rebuild(c.node, &only_d, 1, 0x5eed);
 	txn_node_partitions_rebuild(d.node, &only_d, 1, 0x5eed);
+	/* the rebalance's outcome, as migration would set it: d works it */
+	(void)partition_set_working(txn_namespace_of(c.ns)->partitions, digest_partition(&dg), 0x5eed,
+	    d.id, PARTITION_STATE_ABSENT);
+	(void)partition_set_working(txn_namespace_of(d.ns)->partitions, digest_partition(&dg), 0x5eed,
+	    d.id, PARTITION_STATE_SYNC);
+	txn_partitions_changed(c.ns);
+	txn_partitions_changed(d.ns);
 	index_record_unlock(c.ns->index, &dg);
 	pthread_join(bg.th, NULL);
 	assert_int_equal(bg.rc, 0);
@@ -780,6 +990,8 @@ main(void)
 		cmocka_unit_test(test_replica_keeps_a_version_it_has),
 		cmocka_unit_test(test_not_master_is_rerouted),
 		cmocka_unit_test(test_busy_master_is_asked_again),
+		cmocka_unit_test(test_reads_and_replica_writes_inline_unless_their_lock_is_held),
+		cmocka_unit_test(test_migration_refuses_bad_input),
 		cmocka_unit_test(test_node_down_fails_fast_then_goes_on),
 		cmocka_unit_test(test_orphan_waits_for_a_cluster),
 		cmocka_unit_test(test_persistent_replicas),

@@ -435,6 +435,85 @@ test_index_partition_walk_visits_each_lasting_entry_once(void **state)
 	index_destroy(ix, NULL, NULL);
 }
 
+/* The directory index: entries of "/d<id>/name" keys, by directory, in
+ * (partition, digest) order; other keys are not in it; removal leaves it. */
+static void
+test_index_dir_lists_one_directory_in_cursor_order(void **state)
+{
+	struct index *ix;
+	struct index_entry *e[300];
+	struct digest out[400];
+	uint64_t a = 0x00000000000000a1ULL, b = 0xfedcba9876543210ULL, id;
+	char key[64];
+	size_t n;
+
+	(void)state;
+	assert_int_equal(index_create(&ix), 0);
+	assert_true(index_dir_key_id("/d00000000000000a1/x", 20, &id) && id == a);
+	assert_false(index_dir_key_id("/d00000000000000a1/", 19, &id));   /* no name */
+	assert_false(index_dir_key_id("/d0000000000000000/x", 20, &id));  /* id 0 */
+	assert_false(index_dir_key_id("/k00000000000000a1/x", 20, &id));  /* a chunk */
+	assert_false(index_dir_key_id("/d00000000000000A1/x", 20, &id));  /* upper case */
+	for (int i = 0; i < 300; i++) {
+		struct digest d;
+		int len;
+
+		/* 200 entries of a, 50 of b, 50 plain keys; few partitions, so
+		 * several entries share one. */
+		digest_in_partition(&d, (uint32_t)(rng() % 40));
+		if (i < 200)
+			len = snprintf(key, sizeof(key), "/d%016llx/n%d", (unsigned long long)a, i);
+		else if (i < 250)
+			len = snprintf(key, sizeof(key), "/d%016llx/n%d", (unsigned long long)b, i);
+		else
+			len = snprintf(key, sizeof(key), "plain%d", i);
+		e[i] = index_entry_alloc(ix, 1, &d, key, (size_t)len);
+		assert_non_null(e[i]);
+		index_insert_locked(&ix->partitions[digest_partition(&d)], e[i]);
+	}
+	assert_int_equal(index_dir_count(ix), 2);
+	assert_int_equal(index_dir_entries(ix, a), 200);
+	assert_int_equal(index_dir_entries(ix, b), 50);
+	n = index_dir_next(ix, a, 0, NULL, NULL, out, 400);
+	assert_int_equal(n, 200);
+	for (size_t i = 1; i < n; i++) {
+		uint32_t p0 = digest_partition(&out[i - 1]), p1 = digest_partition(&out[i]);
+
+		assert_true(p0 < p1 || (p0 == p1 && digest_compare(&out[i - 1], &out[i]) < 0));
+	}
+	/* Resume after entry 99: the other 100, the same ones. */
+	{
+		struct digest rest[200];
+		size_t m = index_dir_next(ix, a, digest_partition(&out[99]), &out[99], NULL, rest, 200);
+
+		assert_int_equal(m, 100);
+		assert_memory_equal(rest, &out[100], 100 * sizeof(*rest));
+	}
+	/* A mask: only partition 7's. */
+	{
+		uint8_t mask[PARTITION_COUNT / 8] = { 0 };
+		size_t m, want = 0;
+
+		mask[0] = 0x80;
+		for (size_t i = 0; i < n; i++)
+			want += digest_partition(&out[i]) == 7;
+		m = index_dir_next(ix, a, 0, NULL, mask, out, 400);
+		assert_int_equal(m, want);
+		for (size_t i = 0; i < m; i++)
+			assert_int_equal(digest_partition(&out[i]), 7);
+	}
+	for (int i = 0; i < 300; i++) {
+		index_remove_locked(&ix->partitions[digest_partition(&e[i]->digest)], e[i]);
+		if (i == 199)
+			assert_int_equal(index_dir_entries(ix, a), 0);
+		index_entry_free(ix, e[i]);
+	}
+	assert_int_equal(index_dir_count(ix), 0);
+	assert_int_equal(index_dir_next(ix, b, 0, NULL, NULL, out, 400), 0);
+	assert_int_equal(index_dir_failures(ix), 0);
+	index_destroy(ix, NULL, NULL);
+}
+
 int
 main(void)
 {
@@ -445,6 +524,7 @@ main(void)
 		cmocka_unit_test(test_index_extra_keeps_values_and_knows_taken_inodes),
 		cmocka_unit_test(test_set_lookups_run_lock_free_beside_adds),
 		cmocka_unit_test(test_index_partition_walk_visits_each_lasting_entry_once),
+		cmocka_unit_test(test_index_dir_lists_one_directory_in_cursor_order),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

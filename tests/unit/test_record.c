@@ -612,6 +612,8 @@ static const struct planted_defect planted_defects[] = {
 	{ "one bin fewer than stored", OFF_N_BINS, 2, 4 },
 	{ "n_bins far past E", OFF_N_BINS, 2, RECORD_BINS_MAX },
 	{ "file type bits in mode", BODY, 4, 0100644 },
+	{ "FIFO type in mode", BODY, 4, 0010644 },
+	{ "bits above the type in mode", BODY, 4, 01000644 },
 	{ "bin name length 0", BIN0, 1, 0 },
 	{ "bin name length 16", BIN0, 1, 16 },
 	{ "bin name length 15 runs into the value", BIN0, 1, 15 },
@@ -719,6 +721,7 @@ test_record_encode_refuses_what_breaks_the_limits(void **state)
 	EXPECT_EINVAL(r.key_type = 9);
 	EXPECT_EINVAL(r.ttl = -2);
 	EXPECT_EINVAL(r.meta.mode = 0100644);
+	EXPECT_EINVAL(r.meta.mode = 0060644);  /* block device: refused by design */
 	EXPECT_EINVAL(r.bins[1].type = 0);
 	EXPECT_EINVAL(r.bins[1].type = 7);
 	EXPECT_EINVAL(r.bins[1].name_len = 0);
@@ -1171,6 +1174,41 @@ test_record_key_names_follow_path_rules(void **state)
 	/* Length counts, not the C string: ".." followed by more is fine. */
 	assert_int_equal(record_key_check("..x", 3), 0);
 	assert_int_equal(record_key_check("..", 1), -EINVAL);
+	/* Internal keys start with '/': never a name, but storable. */
+	assert_true(record_key_is_internal("/d0000000000000001/a", 20));
+	assert_false(record_key_is_internal("/", 1));
+	assert_false(record_key_is_internal("a/b", 3));
+	assert_int_equal(record_stored_key_check("/d0000000000000001/a", 20), 0);
+	assert_int_equal(record_stored_key_check("/k\0x", 4), -EINVAL);
+	assert_int_equal(record_stored_key_check("a/b", 3), -EINVAL);
+	assert_int_equal(record_stored_key_check("file", 4), 0);
+	name[0] = '/';
+	assert_int_equal(record_stored_key_check(name, RECORD_KEY_MAX), 0);
+	assert_int_equal(record_stored_key_check(name, RECORD_KEY_MAX + 1), -EINVAL);
+}
+
+/* A directory or a symbolic link inside a set round-trips its type. */
+static void
+test_record_mode_carries_dir_and_link_types(void **state)
+{
+	static const uint32_t modes[] = { 0644, RECORD_MODE_DIR | 0755, RECORD_MODE_LINK | 0777 };
+	struct record r, d;
+	uint8_t buf[4096];
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(modes) / sizeof(modes[0]); i++) {
+		make_record(&r, 1, true, true, 0, 0);
+		r.meta.mode = modes[i];
+		int n = record_flat_encode(&r, buf, sizeof(buf));
+		assert_true(n > 0);
+		assert_int_equal(record_flat_decode(buf, (size_t)n, &d), 0);
+		assert_int_equal(d.meta.mode, modes[i]);
+		record_release(&d);
+		record_release(&r);
+	}
+	assert_true(record_mode_valid(0));
+	assert_false(record_mode_valid(0140755));   /* socket */
+	assert_false(record_mode_valid(0020644));   /* character device */
 }
 
 static void
@@ -1281,6 +1319,7 @@ main(void)
 		cmocka_unit_test(test_record_bins_grow_from_inline_to_heap_keeping_contents),
 		cmocka_unit_test(test_record_decode_of_many_bins_uses_heap_and_release_frees_it),
 		cmocka_unit_test(test_record_key_names_follow_path_rules),
+		cmocka_unit_test(test_record_mode_carries_dir_and_link_types),
 		cmocka_unit_test(test_record_set_names_follow_path_rules),
 		cmocka_unit_test(test_record_bin_names_are_short_without_dots),
 		cmocka_unit_test(test_record_version_cmp_table),

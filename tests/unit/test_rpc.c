@@ -40,7 +40,8 @@ enum {
 	OP_SLOW,                     /* sleeps the u32 ms in the request (stops early on slow_abort), then "slow" */
 	OP_COUNT,                    /* counts its runs; answers the count */
 	OP_HOLD,                     /* blocks until hold_release; counts its runs */
-	OP_BIG                       /* counts its runs; answers 1000 bytes */
+	OP_BIG,                      /* counts its runs; answers 1000 bytes */
+	OP_INLINE                    /* inline: "inline" (a body "d...": deferred); worker: "worker" */
 };
 
 /* Tests keep their nodes in static storage: a failing test returns without
@@ -57,6 +58,10 @@ static int count_runs;        /* atomic */
 static int hold_release;      /* atomic */
 static int hold_runs;         /* atomic */
 static int big_runs;          /* atomic */
+static int inline_runs;       /* atomic: OP_INLINE answered by its inline handler */
+static int inline_deferred;   /* atomic: ... deferred by it */
+static int inline_off_fabric; /* atomic: ... run by a thread not named "fabric" */
+static int inline_worker_runs; /* atomic: OP_INLINE run by the worker's handler */
 
 /* CPU time of the whole process (every thread), in s. */
 static double
@@ -150,6 +155,39 @@ op_big(void *arg, uint64_t from, const uint8_t *req, size_t len, struct rpc_repl
 	return 0;
 }
 
+static int
+op_inline_try(void *arg, uint64_t from, const uint8_t *req, size_t len, struct rpc_reply *reply)
+{
+	char name[16] = "";
+
+	(void)arg;
+	(void)from;
+	pthread_getname_np(pthread_self(), name, sizeof(name));
+	if (strcmp(name, "fabric") != 0)
+		atomic_inc(&inline_off_fabric);
+	if (len > 0 && req[0] == 'd') {
+		atomic_inc(&inline_deferred);
+		return RPC_DEFER;
+	}
+	atomic_inc(&inline_runs);
+	memcpy(reply->buf, "inline", 6);
+	reply->len = 6;
+	return 0;
+}
+
+static int
+op_inline_worker(void *arg, uint64_t from, const uint8_t *req, size_t len, struct rpc_reply *reply)
+{
+	(void)arg;
+	(void)from;
+	(void)req;
+	(void)len;
+	atomic_inc(&inline_worker_runs);
+	memcpy(reply->buf, "worker", 6);
+	reply->len = 6;
+	return 0;
+}
+
 static void
 on_peer(void *arg, uint64_t node_id, bool up)
 {
@@ -183,6 +221,10 @@ node_up_cfg(struct node *n, uint64_t id, struct rpc_config *rc)
 	assert_int_equal(rpc_handler_set(n->rpc, OP_BIG, 0, op_big, NULL), 0);
 	assert_int_equal(rpc_handler_set(n->rpc, OP_COUNT, 0, op_count, NULL), -EEXIST);
 	assert_int_equal(rpc_handler_set(n->rpc, RPC_OPS_MAX, 0, op_count, NULL), -EINVAL);
+	assert_int_equal(rpc_handler_inline_set(n->rpc, OP_INLINE, op_inline_try), -EINVAL); /* no handler */
+	assert_int_equal(rpc_handler_set(n->rpc, OP_INLINE, 0, op_inline_worker, NULL), 0);
+	assert_int_equal(rpc_handler_inline_set(n->rpc, OP_INLINE, op_inline_try), 0);
+	assert_int_equal(rpc_handler_inline_set(n->rpc, OP_INLINE, op_inline_try), -EEXIST);
 	assert_int_equal(fabric_start(n->f), 0);
 	assert_int_equal(rpc_start(n->rpc), 0);
 }
@@ -244,6 +286,10 @@ reset_globals(void)
 	atomic_store_relaxed(&hold_release, 0);
 	atomic_store_relaxed(&hold_runs, 0);
 	atomic_store_relaxed(&big_runs, 0);
+	atomic_store_relaxed(&inline_runs, 0);
+	atomic_store_relaxed(&inline_deferred, 0);
+	atomic_store_relaxed(&inline_off_fabric, 0);
+	atomic_store_relaxed(&inline_worker_runs, 0);
 }
 
 /* ---- codec ----------------------------------------------------------------- */
@@ -635,6 +681,114 @@ test_rpc_duplicate_request_runs_once_and_gets_the_cached_answer(void **state)
 	assert_int_equal(sb.requests_in_progress, 0);
 	assert_int_equal(sb.requests_kept, 4);            /* 77, 77', 78, 79: answered, kept */
 	raw_down(&c);
+	node_down(&b);
+}
+
+/*
+ * An op with an inline handler is served on the receiving node's fabric
+ * thread (no worker, no hop), or by a worker when the inline handler
+ * defers it; the built-in ping is served inline; at-most-once holds for
+ * a request served inline (a copy gets the kept answer, never a second run).
+ */
+static void
+test_rpc_inline_handler_answers_on_the_fabric_thread_or_defers_to_a_worker(void **state)
+{
+	static struct node a, b;
+	static struct raw c;
+	struct rpc_answer ans;
+	struct rpc_stats sb;
+
+	(void)state;
+	reset_globals();
+	node_up(&a, 1);
+	node_up(&b, 2);
+	connect_nodes(a.f, 1, b.f, 2, b.port);
+
+	assert_int_equal(rpc_call(a.rpc, 2, OP_INLINE, "x", 1, 0, &ans), 0);
+	assert_int_equal(ans.err, 0);
+	assert_int_equal(ans.len, 6);
+	assert_memory_equal(ans.body, "inline", 6);
+	rpc_answer_release(&ans);
+	assert_int_equal(atomic_load_relaxed(&inline_runs), 1);
+	assert_int_equal(atomic_load_relaxed(&inline_worker_runs), 0);
+	assert_int_equal(stats(&b).requests_inline, 1);
+
+	/* deferred: the worker's handler runs it, once */
+	assert_int_equal(rpc_call(a.rpc, 2, OP_INLINE, "d", 1, 0, &ans), 0);
+	assert_int_equal(ans.len, 6);
+	assert_memory_equal(ans.body, "worker", 6);
+	rpc_answer_release(&ans);
+	assert_int_equal(atomic_load_relaxed(&inline_deferred), 1);
+	assert_int_equal(atomic_load_relaxed(&inline_runs), 1);
+	assert_int_equal(atomic_load_relaxed(&inline_worker_runs), 1);
+	assert_int_equal(stats(&b).requests_inline, 1);
+
+	/* the built-in ping is answered inline too */
+	assert_int_equal(rpc_call(a.rpc, 2, RPC_OP_PING, "p", 1, 0, &ans), 0);
+	assert_int_equal(ans.len, 1);
+	rpc_answer_release(&ans);
+	assert_int_equal(stats(&b).requests_inline, 2);
+
+	/* a request served inline three times: one run, its kept answer thrice */
+	raw_up(&c, 3);
+	connect_nodes(c.f, 3, b.f, 2, b.port);
+	raw_request(&c, 2, 0xabc, 5, OP_INLINE, 0);
+	WAIT_FOR(raw_answers(&c) == 1);
+	raw_request(&c, 2, 0xabc, 5, OP_INLINE, 0);
+	raw_request(&c, 2, 0xabc, 5, OP_INLINE, 0);
+	WAIT_FOR(raw_answers(&c) == 3);
+	assert_int_equal(atomic_load_relaxed(&inline_runs), 2);
+	pthread_mutex_lock(&c.lock);
+	assert_int_equal(c.last_len, 6);
+	assert_memory_equal(c.last_body, "inline", 6);
+	pthread_mutex_unlock(&c.lock);
+	sb = stats(&b);
+	assert_int_equal(sb.requests_inline, 3);
+	assert_int_equal(sb.requests_duplicate, 2);
+	assert_int_equal(sb.requests_in_progress, 0);
+	assert_int_equal(atomic_load_relaxed(&inline_off_fabric), 0);
+	assert_int_equal(atomic_load_relaxed(&inline_worker_runs), 1);
+	raw_down(&c);
+	node_down(&a);
+	node_down(&b);
+}
+
+/* The worker queue full, the fabric thread is not: an op with an inline
+ * handler is still answered there; one the inline handler defers is busy. */
+static void
+test_rpc_inline_handler_answers_while_the_worker_queue_is_full(void **state)
+{
+	struct rpc_config small = { .workers = 1, .queue_max = 1 };
+	static struct node a, b;
+	struct rpc_group g;
+	struct rpc_answer hold[2], x;
+	uint64_t busy;
+
+	(void)state;
+	reset_globals();
+	node_up(&a, 1);
+	node_up_cfg(&b, 2, &small);
+	connect_nodes(a.f, 1, b.f, 2, b.port);
+	rpc_group_init(a.rpc, &g, 5000);
+	assert_int_equal(rpc_group_send(&g, 2, OP_HOLD, NULL, 0, &hold[0]), 0);
+	WAIT_FOR(atomic_load_relaxed(&hold_runs) == 1);          /* the worker held */
+	assert_int_equal(rpc_group_send(&g, 2, OP_HOLD, NULL, 0, &hold[1]), 0);
+	WAIT_FOR(stats(&b).requests_in_progress == 2);           /* the queue full */
+	busy = stats(&b).requests_busy;
+
+	assert_int_equal(rpc_call(a.rpc, 2, OP_INLINE, "x", 1, 1000, &x), 0);
+	assert_int_equal(x.len, 6);
+	assert_memory_equal(x.body, "inline", 6);
+	rpc_answer_release(&x);
+	assert_int_equal(rpc_call(a.rpc, 2, OP_INLINE, "d", 1, 1000, &x), -EAGAIN);
+	assert_int_equal(atomic_load_relaxed(&inline_worker_runs), 0);
+	assert_int_equal(stats(&b).requests_busy, busy + 1);
+	assert_int_equal(stats(&b).requests_inline, 1);
+	assert_int_equal(stats(&b).requests_in_progress, 2);
+	atomic_store_relaxed(&hold_release, 1);
+	assert_int_equal(rpc_group_wait(&g), 0);
+	assert_int_equal(atomic_load_relaxed(&hold_runs), 2);
+	node_down(&a);
 	node_down(&b);
 }
 
@@ -1418,6 +1572,8 @@ main(int argc, char **argv)
 		cmocka_unit_test(test_rpc_duplicate_request_runs_once_and_gets_the_cached_answer),
 		cmocka_unit_test(test_rpc_retransmission_runs_once_and_a_doubled_answer_is_taken_once),
 		cmocka_unit_test(test_rpc_answer_too_big_to_keep_is_lost_but_never_run_twice),
+		cmocka_unit_test(test_rpc_inline_handler_answers_on_the_fabric_thread_or_defers_to_a_worker),
+		cmocka_unit_test(test_rpc_inline_handler_answers_while_the_worker_queue_is_full),
 		cmocka_unit_test(test_rpc_busy_answer_to_one_copy_does_not_hide_a_copy_that_ran),
 		cmocka_unit_test(test_rpc_flood_is_answered_busy_with_bounded_state),
 		cmocka_unit_test(test_rpc_queued_request_past_its_deadline_is_not_run),

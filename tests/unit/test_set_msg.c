@@ -234,6 +234,17 @@ test_list_request(void **state)
 	assert_int_equal(list_msg_encode_request(buf, sizeof(buf), &r), -EINVAL);
 	r.partition = 0;
 	assert_int_equal(list_msg_encode_request(buf, 40, &r), -EMSGSIZE);
+	/* A tree directory's listing carries its id (8 more bytes); 0 is never sent. */
+	assert_int_equal(got.dir, 0);
+	r.dir = 0x0123456789abcdefULL;
+	len = list_msg_encode_request(buf, sizeof(buf), &r);
+	assert_true(len > 0);
+	assert_int_equal(list_msg_decode_request(buf, (size_t)len, &got), 0);
+	assert_true(got.dir == 0x0123456789abcdefULL);
+	for (int cut = 0; cut < len; cut++)
+		assert_int_equal(list_msg_decode_request(buf, (size_t)cut, &got) == 0, cut == len - 8);
+	memset(buf + len - 8, 0, 8);
+	assert_int_equal(list_msg_decode_request(buf, (size_t)len, &got), -EBADMSG);
 }
 
 static struct list_msg_entry

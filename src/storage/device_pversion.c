@@ -1,0 +1,261 @@
+/*
+ * device_pversion.c - partition versions in the pmeta area of every device
+ * or shadow file (slot format in device_header.h, docs/storage-format.md).
+ *
+ * The engine keeps the table it last read or wrote in RAM (pver, under
+ * pver_lock): storing one slot rewrites the whole 4 KiB page that holds it
+ * from that copy on every device, so the devices of a namespace converge on
+ * one table even if they disagreed before.  The writes go straight to the
+ * file (pwrite + fdatasync), beside the I/O thread: the pmeta area is never
+ * part of a wblock and the I/O thread only ever writes the header page
+ * below it, so the two never touch the same bytes.
+ *
+ * Reading is defensive: a slot that fails its CRC, or a partition whose
+ * devices give different versions, is 0 ("no data here"), the answer that
+ * can only make the cluster fetch a partition again, never trust a copy it
+ * does not have.  Rejected: refusing to start on a bad slot (one flipped
+ * byte would take the node's whole data out of service), and taking the
+ * highest version when devices disagree (the device with the lower one may
+ * be the one that missed records).
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "../base/error.h"
+#include "../base/log.h"
+#include "device_header.h"
+#include "device_i.h"
+
+/* Bad slots and disagreements logged one by one per load (then counted);
+ * each partition once, until it is stored again (pver_logged). */
+#define PVER_LOG_MAX 8
+
+static int
+pwrite_full(int fd, const uint8_t *buf, size_t len, uint64_t off)
+{
+	size_t done = 0;
+
+	while (done < len) {
+		ssize_t n = pwrite(fd, buf + done, len - done, (off_t)(off + done));
+
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		if (n == 0)
+			return -EIO;
+		done += (size_t)n;
+	}
+	return 0;
+}
+
+static uint64_t
+slot_offset(uint32_t pid)
+{
+	return DEVICE_PMETA_OFFSET + (uint64_t)pid * DEVICE_PMETA_SLOT;
+}
+
+/* First time partition p is found damaged or disagreeing since it was
+ * last stored?  (Marks it.)  pver_lock held. */
+static bool
+pver_log_first(struct dev_engine *e, uint32_t p)
+{
+	uint64_t bit = 1ULL << (p % 64);
+	bool first = !(e->pver_logged[p / 64] & bit);
+
+	e->pver_logged[p / 64] |= bit;
+	return first;
+}
+
+/* Read device d's slots into v (a bad slot: 0, logged the first time).
+ * 0 or -errno. */
+static int
+pver_read_device(struct storage *st, struct dev_engine *e, struct device *d, uint8_t *area,
+    uint64_t *v)
+{
+	uint32_t bad = 0;
+	int rc = device_pread_full(d->fd, area, DEVICE_PMETA_SIZE, DEVICE_PMETA_OFFSET);
+
+	if (rc != 0) {
+		log_error("device", "{%s} %s: cannot read the partition versions (offset %u, %u bytes): %s",
+		    st->ns_name, d->path, DEVICE_PMETA_OFFSET, DEVICE_PMETA_SIZE, recfs_strerror(rc));
+		return rc;
+	}
+	for (uint32_t p = 0; p < DEVICE_PMETA_SLOTS; p++) {
+		if (device_pmeta_slot_decode(area + (size_t)p * DEVICE_PMETA_SLOT, &v[p]) == 0 ||
+		    !pver_log_first(e, p))
+			continue;
+		if (bad++ < PVER_LOG_MAX)
+			log_error("device", "{%s} %s: partition %u: version slot at offset %" PRIu64
+			    " fails its CRC; the partition counts as holding no data here",
+			    st->ns_name, d->path, p, slot_offset(p));
+	}
+	if (bad > PVER_LOG_MAX)
+		log_error("device", "{%s} %s: %u partition version slots fail their CRC (the first %u logged)",
+		    st->ns_name, d->path, bad, PVER_LOG_MAX);
+	return 0;
+}
+
+/* Read every device into out (agreed versions, else 0).  pver_lock held. */
+static int
+pver_read_locked(struct storage *st, struct dev_engine *e, uint64_t *out)
+{
+	uint8_t *area;
+	uint64_t *v = malloc(sizeof(uint64_t) * DEVICE_PMETA_SLOTS);
+	uint32_t differ = 0;
+	int rc = 0;
+
+	memset(out, 0, sizeof(uint64_t) * DEVICE_PMETA_SLOTS);
+	if (v == NULL)
+		return -ENOMEM;
+	if (posix_memalign((void **)&area, DEVICE_IO_ALIGN, DEVICE_PMETA_SIZE) != 0) {
+		free(v);
+		return -ENOMEM;
+	}
+	for (uint32_t i = 0; i < e->n && rc == 0; i++) {
+		rc = pver_read_device(st, e, e->devs[i], area, i == 0 ? out : v);
+		for (uint32_t p = 0; i > 0 && rc == 0 && p < DEVICE_PMETA_SLOTS; p++) {
+			if (v[p] == out[p])
+				continue;
+			/* Not again for a partition already logged (a damaged
+			 * slot, an earlier device or an earlier load). */
+			if (pver_log_first(e, p) && differ++ < PVER_LOG_MAX)
+				log_error("device", "{%s} partition %u: version %" PRIu64 " in %s but %" PRIu64
+				    " in %s (offset %" PRIu64 "); the partition counts as holding no data here",
+				    st->ns_name, p, out[p], e->devs[0]->path, v[p], e->devs[i]->path,
+				    slot_offset(p));
+			out[p] = 0;
+		}
+	}
+	if (differ > PVER_LOG_MAX)
+		log_error("device", "{%s} %u partition versions differ between devices (the first %u logged)",
+		    st->ns_name, differ, PVER_LOG_MAX);
+	if (rc != 0)
+		memset(out, 0, sizeof(uint64_t) * DEVICE_PMETA_SLOTS);
+	free(area);
+	free(v);
+	return rc;
+}
+
+/* Write len bytes of the pmeta area from byte off of it to every device,
+ * then sync every device.  pver_lock held. */
+static int
+pver_write_locked(struct storage *st, struct dev_engine *e, const uint8_t *buf, size_t len, uint64_t off)
+{
+	int rc = 0;
+
+	for (uint32_t i = 0; i < e->n && rc == 0; i++) {
+		rc = pwrite_full(e->devs[i]->fd, buf, len, DEVICE_PMETA_OFFSET + off);
+		if (rc != 0)
+			log_error("device", "{%s} %s: writing partition versions (offset %" PRIu64 ", %zu "
+			    "bytes) failed: %s", st->ns_name, e->devs[i]->path, DEVICE_PMETA_OFFSET + off,
+			    len, recfs_strerror(rc));
+	}
+	for (uint32_t i = 0; i < e->n && rc == 0; i++) {
+		if (fdatasync(e->devs[i]->fd) != 0) {
+			rc = -errno;
+			log_error("device", "{%s} %s: syncing partition versions failed: %s", st->ns_name,
+			    e->devs[i]->path, recfs_strerror(rc));
+		}
+	}
+	return rc;
+}
+
+/* Encode slots [first, first + n) of the RAM table into buf. */
+static void
+pver_encode(const uint64_t *table, uint32_t first, uint32_t n, uint8_t *buf)
+{
+	for (uint32_t p = 0; p < n; p++)
+		device_pmeta_slot_encode(table[first + p], buf + (size_t)p * DEVICE_PMETA_SLOT);
+}
+
+int
+device_pversions_load(struct storage *st, uint64_t out[STORAGE_PARTITIONS])
+{
+	struct dev_engine *e = st->priv;
+	int rc;
+
+	pthread_mutex_lock(&e->pver_lock);
+	rc = pver_read_locked(st, e, e->pver);
+	e->pver_known = rc == 0;
+	memcpy(out, e->pver, sizeof(e->pver));
+	pthread_mutex_unlock(&e->pver_lock);
+	return rc;
+}
+
+int
+device_pversions_store(struct storage *st, const uint64_t v[STORAGE_PARTITIONS])
+{
+	struct dev_engine *e = st->priv;
+	uint8_t *area;
+	int rc;
+
+	if (posix_memalign((void **)&area, DEVICE_IO_ALIGN, DEVICE_PMETA_SIZE) != 0)
+		return -ENOMEM;
+	pthread_mutex_lock(&e->pver_lock);
+	memcpy(e->pver, v, sizeof(e->pver));
+	memset(e->pver_logged, 0, sizeof(e->pver_logged));
+	e->pver_known = true;
+	pver_encode(e->pver, 0, DEVICE_PMETA_SLOTS, area);
+	rc = pver_write_locked(st, e, area, DEVICE_PMETA_SIZE, 0);
+	pthread_mutex_unlock(&e->pver_lock);
+	free(area);
+	return rc;
+}
+
+int
+device_pversion_store_one(struct storage *st, uint32_t pid, uint64_t v)
+{
+	struct dev_engine *e = st->priv;
+	uint32_t first = pid - pid % DEVICE_PMETA_PAGE_SLOTS;
+	uint8_t *page;
+	int rc = 0;
+
+	if (pid >= STORAGE_PARTITIONS)
+		return -EINVAL;
+	if (posix_memalign((void **)&page, DEVICE_IO_ALIGN, DEVICE_HEADER_PAGE) != 0)
+		return -ENOMEM;
+	pthread_mutex_lock(&e->pver_lock);
+	/* The page's other slots come from the RAM table: read it first if
+	 * nothing has loaded or stored it yet. */
+	if (!e->pver_known) {
+		rc = pver_read_locked(st, e, e->pver);
+		e->pver_known = rc == 0;
+	}
+	if (rc == 0) {
+		e->pver[pid] = v;
+		/* The whole page is rewritten: its slots are whole again. */
+		for (uint32_t p = first; p < first + DEVICE_PMETA_PAGE_SLOTS; p++)
+			e->pver_logged[p / 64] &= ~(1ULL << (p % 64));
+		pver_encode(e->pver, first, DEVICE_PMETA_PAGE_SLOTS, page);
+		rc = pver_write_locked(st, e, page, DEVICE_HEADER_PAGE,
+		    (uint64_t)first * DEVICE_PMETA_SLOT);
+	}
+	pthread_mutex_unlock(&e->pver_lock);
+	free(page);
+	return rc;
+}
+
+int
+device_pversions_erase(struct storage *st, struct device *d)
+{
+	uint8_t *area;
+	int rc;
+
+	if (posix_memalign((void **)&area, DEVICE_IO_ALIGN, DEVICE_PMETA_SIZE) != 0)
+		return -ENOMEM;
+	memset(area, 0, DEVICE_PMETA_SIZE);
+	rc = pwrite_full(d->fd, area, DEVICE_PMETA_SIZE, DEVICE_PMETA_OFFSET);
+	if (rc == 0 && fdatasync(d->fd) != 0)
+		rc = -errno;
+	if (rc != 0)
+		log_error("device", "{%s} %s: clearing the partition versions failed: %s", st->ns_name,
+		    d->path, recfs_strerror(rc));
+	free(area);
+	return rc;
+}

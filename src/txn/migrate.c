@@ -1,0 +1,1664 @@
+/*
+ * migrate.c - the exchange of partition versions, the rebalance and the
+ * migration of partitions (docs/cluster.md, "Rebalance and migration").
+ *
+ * One instance per network (network.c).  Threads:
+ *   - the control thread: after every cluster change it aborts what the
+ *     old change planned, sends this node's versions to every member (the
+ *     exchange, RPC_OP_MIGRATE EXCHANGE), waits until it has every
+ *     member's for that cluster key, runs the rebalance of every partition
+ *     (cluster/rebalance.c, the same plan on every node), publishes the
+ *     working masters in the partition tables and queues the emigrations;
+ *     it also runs the hand-overs (a final master that has received
+ *     everything takes over from the acting master) and the drops of
+ *     copies this node no longer needs;
+ *   - up to migrate-threads emigration threads: each takes a queued
+ *     (namespace, partition, receiver), sends START, walks the partition
+ *     (index_partition_walk: records and tombstones) sending INSERT batches
+ *     of flat records, then DONE; every step is an rpc call (deadline,
+ *     retransmission, at most once) and checks the cluster key first;
+ *   - the rpc workers run the handlers (receiver side).
+ * One lock (m->lock) guards the state below; no rpc call, storage I/O or
+ * wait for another node happens under it.
+ */
+#include <errno.h>
+#include <limits.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "../base/atomic.h"
+#include "../base/clock.h"
+#include "../base/log.h"
+#include "../cluster/partition.h"
+#include "../cluster/rebalance.h"
+#include "../cluster/rpc.h"
+#include "migrate.h"
+#include "migrate_msg.h"
+#include "txn_i.h"
+
+#define MIG_THREADS_MAX 8
+#define MIG_BATCH_BYTES (1024u * 1024)    /* flat record bytes per INSERT (one record may be more) */
+#define MIG_BATCH_RECORDS 256
+#define MIG_RETRY_MS 100                  /* a START refused busy, a failed call: again after */
+#define MIG_RETRY_MAX_MS 2000
+
+_Static_assert(MIGRATE_MSG_PARTITIONS == PARTITION_COUNT, "one partition count");
+_Static_assert(MIG_BATCH_BYTES + 64 * 1024 < RPC_BODY_MAX, "a batch fits an rpc body");
+
+enum {
+	MIG_F_DROP_AFTER = 0x1,   /* a non-replica source: drop the copy once sent and not serving */
+	MIG_F_DROPPING = 0x2,     /* a drop is queued or running */
+};
+
+struct mig_ns {
+	struct namespace *ns;
+	pthread_mutex_t store_lock;           /* versions_persist_*: one store at a time */
+	uint64_t versions[PARTITION_COUNT];   /* this node's versions */
+	uint64_t rx_from[PARTITION_COUNT];    /* node-index bits still to receive from */
+	uint64_t rx_started[PARTITION_COUNT]; /* of those, started (counted in incoming) */
+	uint16_t tx_left[PARTITION_COUNT];    /* emigrations of the partition still to finish */
+	uint8_t flags[PARTITION_COUNT];
+	uint64_t wm[PARTITION_COUNT];         /* working master (node id) */
+	uint64_t fm[PARTITION_COUNT];         /* final master (node id) */
+	bool replica[PARTITION_COUNT];
+	/* statistics: gauges under lock, counters atomic */
+	uint64_t tx_initial, tx_remaining, rx_initial, rx_remaining, tx_active, rx_active;
+	uint64_t records_tx, records_rx, fresh;
+};
+
+struct mig_job {
+	unsigned ns;
+	uint32_t pid;
+	uint64_t dest;
+	uint64_t key;
+	uint64_t not_before;   /* monotonic ns */
+	bool active;
+};
+
+struct mig_got {               /* a member's exchanged versions */
+	uint64_t node, key;
+	bool have[CONFIG_NS_MAX];
+	uint64_t *v;               /* n_ns x PARTITION_COUNT */
+};
+
+struct mig_work {              /* for the control thread */
+	unsigned ns;
+	uint32_t pid;
+	uint64_t key;
+	bool takeover;             /* else: drop */
+};
+
+struct txn_migrate {
+	struct rpc *rpc;
+	uint64_t self;
+	const struct recfs_config *cfg;
+
+	pthread_mutex_t lock;
+	pthread_cond_t ctl_cv;     /* the control thread's work */
+	pthread_cond_t job_cv;     /* emigration threads */
+	pthread_cond_t got_cv;     /* exchange tables arrived */
+	pthread_rwlock_t drop_lock; /* drops vs. the snapshot of a change */
+
+	struct node *node;
+	unsigned n_ns;
+	struct mig_ns *mns;
+
+	uint64_t key;              /* the cluster key of the last change */
+	unsigned n;                /* its succession, descending */
+	uint64_t nodes[PARTITION_NODES_MAX];
+	uint64_t change_seq, done_seq;
+	bool rebalanced;           /* the rebalance of key ran */
+	bool all_done_logged;
+
+	struct mig_got got[PARTITION_NODES_MAX];
+	uint64_t *snap;            /* this node's versions as exchanged for snap_key (n_ns x 4096) */
+	uint64_t snap_key;
+	bool snap_valid;
+
+	struct mig_job *jobs;
+	size_t n_jobs, cap_jobs;
+	unsigned incoming;
+
+	struct mig_work *work;
+	size_t n_work, cap_work;
+
+	bool stop;
+	bool started;
+	struct node *kept_node;    /* the node mns describes (kept while detached) */
+	bool republish;            /* attached again to the same change: publish the plan again */
+	bool interrupted;          /* detached with migrations pending: the plan is redone */
+	unsigned refused_logged;   /* emigrations refused as unexpected, logged this change */
+	pthread_t ctl;
+	pthread_t em[MIG_THREADS_MAX];
+	struct partition_order *order;
+};
+
+/* ---- helpers ---------------------------------------------------------------- */
+
+static uint64_t
+mono_in_ms(uint32_t ms)
+{
+	return clock_mono_ns() + (uint64_t)ms * 1000000;
+}
+
+static void
+cond_wait_until(pthread_cond_t *cv, pthread_mutex_t *mu, uint64_t deadline_ns)
+{
+	struct timespec ts = { .tv_sec = (time_t)(deadline_ns / 1000000000u),
+	    .tv_nsec = (long)(deadline_ns % 1000000000u) };
+
+	pthread_cond_timedwait(cv, mu, &ts);
+}
+
+static void
+mono_cond_init(pthread_cond_t *cv)
+{
+	pthread_condattr_t ca;
+
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(cv, &ca);
+	pthread_condattr_destroy(&ca);
+}
+
+static void
+sleep_us(uint32_t us)
+{
+	struct timespec ts = { .tv_sec = us / 1000000, .tv_nsec = (long)(us % 1000000) * 1000 };
+
+	nanosleep(&ts, NULL);
+}
+
+/* Node index of id in the current succession, or -1.  Lock held. */
+static int
+node_index(const struct txn_migrate *m, uint64_t id)
+{
+	for (unsigned i = 0; i < m->n; i++)
+		if (m->nodes[i] == id)
+			return (int)i;
+	return -1;
+}
+
+static int
+ns_index(const struct txn_migrate *m, const char *name)
+{
+	for (unsigned i = 0; i < m->n_ns; i++)
+		if (strcmp(m->mns[i].ns->name, name) == 0)
+			return (int)i;
+	return -1;
+}
+
+static struct partition_table *
+table_of(struct mig_ns *x)
+{
+	return txn_namespace_of(x->ns)->partitions;
+}
+
+/* This node's state letter of partition pid.  Lock held. */
+static enum partition_state
+state_of(const struct mig_ns *x, uint32_t pid)
+{
+	if (x->replica[pid])
+		return x->rx_from[pid] != 0 ? PARTITION_STATE_DESIRED : PARTITION_STATE_SYNC;
+	return pversion_has_data(x->versions[pid]) || x->tx_left[pid] != 0 ? PARTITION_STATE_ZOMBIE
+	    : PARTITION_STATE_ABSENT;
+}
+
+/*
+ * The versions reach storage (namespace_pversion*_store: every device or
+ * shadow file, durable) through these two, called without m->lock: under
+ * the namespace's store_lock they store what x->versions holds then, so
+ * two stores of one partition can never land in the wrong order.  A
+ * memory namespace without shadow keeps them in memory only.
+ */
+static void
+versions_persist_one(struct txn_migrate *m, struct mig_ns *x, uint32_t pid)
+{
+	uint64_t v;
+	int rc;
+
+	pthread_mutex_lock(&x->store_lock);
+	pthread_mutex_lock(&m->lock);
+	v = x->versions[pid];
+	pthread_mutex_unlock(&m->lock);
+	rc = namespace_pversion_store_one(x->ns, pid, v);
+	pthread_mutex_unlock(&x->store_lock);
+	if (rc != 0)
+		log_warn("migrate", "{%s} partition %u: its version cannot be stored: %s", x->ns->name, pid,
+		    recfs_strerror(rc));
+}
+
+static void
+versions_persist_all(struct txn_migrate *m, struct mig_ns *x)
+{
+	uint64_t *v = malloc(PARTITION_COUNT * sizeof(*v));
+	int rc;
+
+	if (v == NULL)
+		return;
+	pthread_mutex_lock(&x->store_lock);
+	pthread_mutex_lock(&m->lock);
+	memcpy(v, x->versions, PARTITION_COUNT * sizeof(*v));
+	pthread_mutex_unlock(&m->lock);
+	rc = namespace_pversions_store(x->ns, v);
+	pthread_mutex_unlock(&x->store_lock);
+	free(v);
+	if (rc != 0)
+		log_warn("migrate", "{%s} partition versions cannot be stored: %s", x->ns->name,
+		    recfs_strerror(rc));
+}
+
+static void
+pending_update(struct mig_ns *x)
+{
+	atomic_store_relaxed(&x->ns->migrations_pending, x->tx_remaining + x->rx_remaining);
+}
+
+static int
+work_push(struct txn_migrate *m, unsigned ns, uint32_t pid, bool takeover)
+{
+	if (m->n_work == m->cap_work) {
+		size_t cap = m->cap_work ? m->cap_work * 2 : 64;
+		struct mig_work *w = realloc(m->work, cap * sizeof(*w));
+
+		if (w == NULL)
+			return -ENOMEM;
+		m->work = w;
+		m->cap_work = cap;
+	}
+	m->work[m->n_work++] = (struct mig_work){ .ns = ns, .pid = pid, .key = m->key,
+	    .takeover = takeover };
+	pthread_cond_broadcast(&m->ctl_cv);
+	return 0;
+}
+
+static int
+job_push(struct txn_migrate *m, const struct mig_job *j)
+{
+	if (m->n_jobs == m->cap_jobs) {
+		size_t cap = m->cap_jobs ? m->cap_jobs * 2 : 256;
+		struct mig_job *n = realloc(m->jobs, cap * sizeof(*n));
+
+		if (n == NULL)
+			return -ENOMEM;
+		m->jobs = n;
+		m->cap_jobs = cap;
+	}
+	m->jobs[m->n_jobs++] = *j;
+	return 0;
+}
+
+/* Log when every migration of the change is done.  Lock held. */
+static void
+check_all_done(struct txn_migrate *m)
+{
+	uint64_t left = 0;
+
+	if (!m->rebalanced || m->all_done_logged)
+		return;
+	for (unsigned i = 0; i < m->n_ns; i++)
+		left += m->mns[i].tx_remaining + m->mns[i].rx_remaining;
+	if (left == 0) {
+		m->all_done_logged = true;
+		log_info("migrate", "all migrations of cluster-key %016" PRIx64 " done", m->key);
+	}
+}
+
+/* ---- dropping a copy ------------------------------------------------------------ */
+
+struct drop_batch {
+	unsigned n;
+	uint16_t set_id[MIG_BATCH_RECORDS];
+	struct digest d[MIG_BATCH_RECORDS];
+};
+
+static int
+drop_collect(void *arg, const struct index_entry *e)
+{
+	struct drop_batch *b = arg;
+
+	/* A set's marker (and its tombstone) is on every node, whatever its
+	 * partition: the cluster's sets are kept everywhere (docs/cluster.md,
+	 * "Sets and listings"). */
+	if (e->set_marker)
+		return 0;
+	b->set_id[b->n] = e->set_id;
+	b->d[b->n] = e->digest;
+	b->n++;
+	return 0;
+}
+
+/* Every record and tombstone of partition pid leaves the index and storage
+ * (control thread), unless a new change came meanwhile. */
+static void
+drop_partition(struct txn_migrate *m, unsigned nsi, uint32_t pid, uint64_t key)
+{
+	struct mig_ns *x = &m->mns[nsi];
+	struct index_walk_pos pos = { 0 };
+	uint64_t dropped = 0, until = mono_in_ms(RPC_DEADLINE_DEFAULT_MS);
+	struct drop_batch probe;
+	bool had_version;
+
+	pthread_mutex_lock(&m->lock);
+	had_version = x->versions[pid] != 0;
+	pthread_mutex_unlock(&m->lock);
+	probe.n = 0;
+	if (index_partition_walk(x->ns->index, pid, &pos, drop_collect, &probe, MIG_BATCH_RECORDS) <= 0 ||
+	    (probe.n == 0 && pos.done)) {
+		if (!had_version)
+			return;   /* nothing here: the common case of a sweep */
+	}
+	pos = (struct index_walk_pos){ 0 };
+	/* An operation that reserved the partition under the table before
+	 * this change may still run here: let it end (bounded). */
+	while (partition_reservations(table_of(x), pid) > 0 && clock_mono_ns() < until)
+		sleep_us(1000);
+	while (!pos.done) {
+		struct drop_batch b;
+		bool current;
+		int walked = 0;
+
+		b.n = 0;
+		pthread_rwlock_rdlock(&m->drop_lock);
+		pthread_mutex_lock(&m->lock);
+		current = m->key == key && !x->replica[pid] && x->wm[pid] != m->self;
+		pthread_mutex_unlock(&m->lock);
+		if (current)
+			walked = index_partition_walk(x->ns->index, pid, &pos, drop_collect, &b,
+			    MIG_BATCH_RECORDS);
+		for (unsigned i = 0; i < b.n; i++)
+			dropped += txn_drop_record(x->ns, b.set_id[i], &b.d[i]) == 1;
+		pthread_rwlock_unlock(&m->drop_lock);
+		if (!current)
+			return;
+		if (walked <= 0)
+			break;
+	}
+	bool had = false;
+
+	pthread_mutex_lock(&m->lock);
+	if (m->key == key) {
+		had = x->versions[pid] != 0;
+		x->versions[pid] = 0;
+		x->flags[pid] &= (uint8_t)~(MIG_F_DROPPING | MIG_F_DROP_AFTER);
+		(void)partition_set_working(table_of(x), pid, key, x->wm[pid], state_of(x, pid));
+	}
+	pthread_mutex_unlock(&m->lock);
+	if (had || dropped > 0)
+		versions_persist_one(m, x, pid);
+	if (dropped > 0)
+		log_debug("migrate", "{%s} partition %u: dropped %" PRIu64 " records (not a replica)",
+		    x->ns->name, pid, dropped);
+}
+
+/* ---- exchange and rebalance (control thread) ------------------------------------ */
+
+static int got_store(struct txn_migrate *m, uint64_t from, const struct migrate_msg *msg, int nsi);
+
+/* The slot of node id (allocated), or NULL.  Lock held. */
+static struct mig_got *
+got_slot(struct txn_migrate *m, uint64_t id)
+{
+	struct mig_got *free_slot = NULL;
+
+	for (unsigned i = 0; i < PARTITION_NODES_MAX; i++) {
+		if (m->got[i].node == id)
+			return &m->got[i];
+		if (free_slot == NULL && (m->got[i].node == 0 || node_index(m, m->got[i].node) < 0))
+			free_slot = &m->got[i];
+	}
+	if (free_slot == NULL)
+		return NULL;
+	if (free_slot->v == NULL) {
+		free_slot->v = calloc((size_t)m->n_ns * PARTITION_COUNT, sizeof(uint64_t));
+		if (free_slot->v == NULL)
+			return NULL;
+	}
+	free_slot->node = id;
+	free_slot->key = 0;
+	memset(free_slot->have, 0, sizeof(free_slot->have));
+	return free_slot;
+}
+
+static bool
+got_all(struct txn_migrate *m)
+{
+	for (unsigned i = 0; i < m->n; i++) {
+		struct mig_got *g = NULL;
+
+		if (m->nodes[i] == m->self)
+			continue;
+		for (unsigned k = 0; k < PARTITION_NODES_MAX && g == NULL; k++)
+			if (m->got[k].node == m->nodes[i])
+				g = &m->got[k];
+		if (g == NULL || g->key != m->key)
+			return false;
+		for (unsigned j = 0; j < m->n_ns; j++)
+			if (!g->have[j])
+				return false;
+	}
+	return true;
+}
+
+/*
+ * Send this node's versions (snap: n_ns x 4096) to every other member and
+ * wait for all of theirs: 0, or -ESTALE when a newer change (or stop)
+ * came first.  Retried with backoff while the change is current.
+ */
+static int
+exchange(struct txn_migrate *m, uint64_t seq, uint64_t key, const uint64_t *nodes, unsigned n,
+    const uint64_t *snap)
+{
+	size_t cap = MIGRATE_MSG_EXCHANGE_SIZE(MIGRATE_MSG_NS_MAX);
+	uint8_t *buf = malloc(cap);
+	uint64_t sent = 0, all = 0;
+	uint32_t backoff = MIG_RETRY_MS;
+	int rc = -ESTALE;
+
+	if (buf == NULL)
+		return -ENOMEM;
+	for (unsigned i = 0; i < n; i++)
+		if (nodes[i] != m->self)
+			all |= 1ULL << i;
+	for (;;) {
+		bool stale;
+
+		for (unsigned i = 0; i < n; i++) {
+			if (!(all & ~sent & (1ULL << i)))
+				continue;
+			bool ok = true;
+
+			for (unsigned j = 0; j < m->n_ns && ok; j++) {
+				struct rpc_answer ans = { 0 };
+				int len = migrate_msg_encode_exchange(buf, cap, key, m->mns[j].ns->name,
+				    snap + (size_t)j * PARTITION_COUNT);
+
+				struct migrate_msg back;
+
+				ok = len > 0 && rpc_call(m->rpc, nodes[i], RPC_OP_MIGRATE, buf, (size_t)len, 0,
+				    &ans) == 0 && (ans.err == 0 || ans.err == -ENOENT);
+				/* its own versions for this key, if it has taken them */
+				if (ok && ans.err == 0 && ans.len > 0 &&
+				    migrate_msg_decode(ans.body, ans.len, &back) == 0 &&
+				    back.kind == MIGRATE_MSG_EXCHANGE && back.cluster_key == key &&
+				    strcmp(back.ns, m->mns[j].ns->name) == 0)
+					(void)got_store(m, nodes[i], &back, (int)j);
+				rpc_answer_release(&ans);
+			}
+			if (ok)
+				sent |= 1ULL << i;
+		}
+		pthread_mutex_lock(&m->lock);
+		stale = m->stop || m->change_seq != seq;
+		if (!stale && sent == all && got_all(m)) {
+			pthread_mutex_unlock(&m->lock);
+			rc = 0;
+			break;
+		}
+		if (!stale)
+			cond_wait_until(&m->got_cv, &m->lock, mono_in_ms(backoff));
+		stale = m->stop || m->change_seq != seq;
+		pthread_mutex_unlock(&m->lock);
+		if (stale)
+			break;
+		if (sent != all)
+			backoff = backoff * 2 > MIG_RETRY_MAX_MS ? MIG_RETRY_MAX_MS : backoff * 2;
+	}
+	free(buf);
+	return rc;
+}
+
+/* Everything the last change planned ends (a new change or an orphan).  Lock held. */
+static void
+abort_all(struct txn_migrate *m)
+{
+	for (unsigned j = 0; j < m->n_ns; j++) {
+		struct mig_ns *x = &m->mns[j];
+
+		memset(x->rx_from, 0, sizeof(x->rx_from));
+		memset(x->rx_started, 0, sizeof(x->rx_started));
+		memset(x->tx_left, 0, sizeof(x->tx_left));
+		for (uint32_t pid = 0; pid < PARTITION_COUNT; pid++)
+			x->flags[pid] = 0;
+		x->tx_remaining = x->rx_remaining = x->tx_active = x->rx_active = 0;
+		pending_update(x);
+	}
+	m->n_jobs = 0;
+	m->n_work = 0;
+	m->incoming = 0;
+	m->rebalanced = false;
+	m->refused_logged = 0;
+}
+
+/* The rebalance of every namespace for the change (key, nodes): the same
+ * plan as every other member computes.  snap: this node's versions as
+ * exchanged. */
+static void
+rebalance(struct txn_migrate *m, uint64_t seq, uint64_t key, const uint64_t *snap)
+{
+	struct partition_order *o = m->order;
+	unsigned depth = 1, n, self_i = 0;
+	uint64_t *drops = NULL;
+	size_t n_drops = 0;
+
+	for (unsigned j = 0; j < m->n_ns; j++)
+		if (m->mns[j].ns->cfg->replication_factor > depth)
+			depth = m->mns[j].ns->cfg->replication_factor;
+	pthread_mutex_lock(&m->lock);
+	if (m->change_seq != seq || m->stop) {
+		pthread_mutex_unlock(&m->lock);
+		return;
+	}
+	if (partition_order_compute(o, m->nodes, m->n, depth > PARTITION_REPLICAS_MAX ?
+	    PARTITION_REPLICAS_MAX : depth) != 0) {
+		pthread_mutex_unlock(&m->lock);
+		log_error("migrate", "cannot place partitions for %u nodes: no rebalance", m->n);
+		return;
+	}
+	n = o->n;
+	drops = malloc((size_t)m->n_ns * PARTITION_COUNT * sizeof(*drops));
+	const uint64_t *vs[PARTITION_NODES_MAX];
+
+	for (unsigned i = 0; i < n; i++) {
+		vs[i] = NULL;
+		if (o->nodes[i] == m->self) {
+			self_i = i;
+			vs[i] = snap;
+			continue;
+		}
+		for (unsigned k = 0; k < PARTITION_NODES_MAX; k++)
+			if (m->got[k].node == o->nodes[i] && m->got[k].key == key)
+				vs[i] = m->got[k].v;
+	}
+	for (unsigned i = 0; i < n; i++)
+		if (vs[i] == NULL) {   /* got_all said so: cannot happen */
+			pthread_mutex_unlock(&m->lock);
+			free(drops);
+			log_error("migrate", "versions of node %016" PRIx64 " missing: no rebalance",
+			    o->nodes[i]);
+			return;
+		}
+	for (unsigned j = 0; j < m->n_ns; j++) {
+		struct mig_ns *x = &m->mns[j];
+		unsigned rf = x->ns->cfg->replication_factor < n ? x->ns->cfg->replication_factor : n;
+		uint64_t tx = 0, rx = 0, fresh = 0;
+
+		for (uint32_t pid = 0; pid < PARTITION_COUNT; pid++) {
+			uint64_t v[PARTITION_NODES_MAX];
+			struct rebalance_in in = { .cluster_key = key, .n = n, .rf = rf,
+			    .sequence = o->rank[pid], .versions = v };
+			struct rebalance_out out;
+			uint64_t me = 1ULL << self_i;
+
+			for (unsigned i = 0; i < n; i++)
+				v[i] = vs[i][(size_t)j * PARTITION_COUNT + pid];
+			if (rebalance_partition(&in, &out) != 0)
+				continue;
+			x->versions[pid] = out.versions[self_i];
+			x->wm[pid] = o->nodes[out.working_master];
+			x->fm[pid] = o->nodes[o->rank[pid][0]];
+			x->replica[pid] = (out.replicas & me) != 0;
+			x->rx_from[pid] = rebalance_rx(&out, self_i) ? out.sources & ~me : 0;
+			x->rx_started[pid] = 0;
+			x->tx_left[pid] = (uint16_t)rebalance_tx(&out, self_i);
+			x->flags[pid] = (out.sources & me) && !x->replica[pid] ? MIG_F_DROP_AFTER : 0;
+			/* rx_from is by node index of o->nodes, which is m->nodes' order */
+			if (x->tx_left[pid] != 0)
+				for (unsigned i = 0; i < n; i++)
+					if ((out.receivers & ~me) & (1ULL << i))
+						(void)job_push(m, &(struct mig_job){ .ns = j, .pid = pid,
+						    .dest = o->nodes[i], .key = key });
+			if ((out.drop_now & me) && drops != NULL) {
+				x->flags[pid] |= MIG_F_DROPPING;
+				drops[n_drops++] = (uint64_t)j << 32 | pid;
+			} else if (!x->replica[pid] && !(out.sources & me) && drops != NULL) {
+				/* Nothing here by the exchange; but a write at this node
+				 * while it kept serving during the exchange may have left
+				 * a copy (its replicas got it): swept (cheap when empty). */
+				drops[n_drops++] = (uint64_t)j << 32 | pid;
+			}
+			tx += x->tx_left[pid];
+			rx += rebalance_rx(&out, self_i);
+			fresh += out.fresh && x->replica[pid];
+			(void)partition_set_working(table_of(x), pid, key, x->wm[pid], state_of(x, pid));
+		}
+		x->tx_initial = x->tx_remaining = tx;
+		x->rx_initial = x->rx_remaining = rx;
+		x->tx_active = x->rx_active = 0;
+		x->fresh = fresh;
+		pending_update(x);
+		log_info("migrate", "{%s} rebalanced: expected-migrations (%" PRIu64 ",%" PRIu64
+		    ") fresh-partitions %" PRIu64, x->ns->name, tx, rx, fresh);
+	}
+	m->rebalanced = true;
+	m->all_done_logged = false;
+	check_all_done(m);
+	pthread_cond_broadcast(&m->job_cv);
+	pthread_mutex_unlock(&m->lock);
+	for (unsigned j = 0; j < m->n_ns; j++) {
+		txn_partitions_changed(m->mns[j].ns);
+		versions_persist_all(m, &m->mns[j]);
+	}
+	for (size_t k = 0; k < n_drops; k++)
+		drop_partition(m, (unsigned)(drops[k] >> 32), (uint32_t)drops[k], key);
+	free(drops);
+}
+
+static int
+any_entry(void *arg, const struct index_entry *e)
+{
+	(void)e;
+	*(bool *)arg = true;
+	return 1;
+}
+
+/* A change: abort, snapshot, exchange, rebalance (control thread). */
+static void
+handle_change(struct txn_migrate *m, uint64_t seq)
+{
+	uint64_t key, nodes[PARTITION_NODES_MAX];
+	unsigned n;
+	uint64_t *snap;
+
+	/* No drop batch runs past this point with the old key. */
+	pthread_rwlock_wrlock(&m->drop_lock);
+	pthread_rwlock_unlock(&m->drop_lock);
+	snap = malloc((size_t)m->n_ns * PARTITION_COUNT * sizeof(*snap));
+	pthread_mutex_lock(&m->lock);
+	if (m->change_seq != seq || snap == NULL) {
+		pthread_mutex_unlock(&m->lock);
+		free(snap);
+		return;
+	}
+	abort_all(m);
+	key = m->key;
+	n = m->n;
+	memcpy(nodes, m->nodes, n * sizeof(nodes[0]));
+	pthread_mutex_unlock(&m->lock);
+	/*
+	 * A partition with no entry at all (no record, no tombstone, no
+	 * marker) and no operation in it holds no data, whatever its version
+	 * says: it goes into the exchange as null, so an empty partition never
+	 * migrates (a node that formed a cluster alone would otherwise send
+	 * every empty partition to the first node that joins).  The tables are
+	 * held already: an operation that reserves now waits for the rebalance.
+	 */
+	uint8_t *empty = calloc((size_t)m->n_ns * PARTITION_COUNT, 1);
+
+	for (unsigned j = 0; empty != NULL && j < m->n_ns; j++) {
+		struct mig_ns *x = &m->mns[j];
+
+		for (uint32_t pid = 0; pid < PARTITION_COUNT; pid++) {
+			struct index_walk_pos pos = { 0 };
+			bool any = false;
+
+			if (partition_reservations(table_of(x), pid) != 0)
+				continue;
+			(void)index_partition_walk(x->ns->index, pid, &pos, any_entry, &any, 1);
+			empty[(size_t)j * PARTITION_COUNT + pid] = !any;
+		}
+	}
+	pthread_mutex_lock(&m->lock);
+	for (unsigned j = 0; j < m->n_ns; j++) {
+		struct mig_ns *x = &m->mns[j];
+
+		for (uint32_t pid = 0; pid < PARTITION_COUNT; pid++) {
+			if (empty != NULL && empty[(size_t)j * PARTITION_COUNT + pid])
+				x->versions[pid] = 0;
+			/* An orphan trusts no copy as complete. */
+			if (key == 0)
+				x->versions[pid] = pversion_isolate(x->versions[pid]);
+			snap[(size_t)j * PARTITION_COUNT + pid] = x->versions[pid];
+			if (key == 0)
+				x->wm[pid] = m->self;
+		}
+	}
+	if (m->snap != NULL) {
+		memcpy(m->snap, snap, (size_t)m->n_ns * PARTITION_COUNT * sizeof(*snap));
+		m->snap_key = key;
+		m->snap_valid = key != 0;
+	}
+	pthread_mutex_unlock(&m->lock);
+	free(empty);
+	if (key == 0)
+		for (unsigned j = 0; j < m->n_ns; j++)
+			versions_persist_all(m, &m->mns[j]);
+	log_debug("migrate", "change %" PRIu64 ": cluster-key %016" PRIx64 ", %u nodes: exchange", seq, key, n);
+	if (key != 0 && exchange(m, seq, key, nodes, n, snap) == 0)
+		rebalance(m, seq, key, snap);
+	else
+		log_debug("migrate", "change %" PRIu64 ": no rebalance (a newer change, or alone)", seq);
+	free(snap);
+}
+
+/*
+ * The final master has received everything: the acting master stops
+ * serving (TAKEOVER to it first, so two nodes never serve at once), this
+ * node serves, every other member learns it.
+ */
+static void
+handle_takeover(struct txn_migrate *m, const struct mig_work *w)
+{
+	struct mig_ns *x = &m->mns[w->ns];
+	uint8_t body[MIGRATE_MSG_HEADER_MAX + 4];
+	int len = migrate_msg_encode_pid(body, sizeof(body), MIGRATE_MSG_TAKEOVER, w->key, x->ns->name, w->pid);
+	uint64_t old, others[PARTITION_NODES_MAX];
+	unsigned n_others = 0;
+
+	if (len < 0)
+		return;
+	pthread_mutex_lock(&m->lock);
+	if (m->key != w->key) {
+		pthread_mutex_unlock(&m->lock);
+		return;
+	}
+	old = x->wm[w->pid];
+	for (unsigned i = 0; i < m->n; i++)
+		if (m->nodes[i] != m->self && m->nodes[i] != old)
+			others[n_others++] = m->nodes[i];
+	pthread_mutex_unlock(&m->lock);
+	if (old != m->self && old != 0) {
+		struct rpc_answer ans = { 0 };
+		int rc = rpc_call(m->rpc, old, RPC_OP_MIGRATE, body, (size_t)len, 0, &ans);
+
+		rc = rc != 0 ? rc : ans.err;
+		rpc_answer_release(&ans);
+		if (rc != 0) {
+			/* It is gone or busy: the next cluster change decides. */
+			log_warn("migrate", "{%s} partition %u: acting master %016" PRIx64 " did not hand "
+			    "over: %s", x->ns->name, w->pid, old, recfs_strerror(rc));
+			return;
+		}
+	}
+	pthread_mutex_lock(&m->lock);
+	if (m->key == w->key) {
+		x->wm[w->pid] = m->self;
+		(void)partition_set_working(table_of(x), w->pid, w->key, m->self, state_of(x, w->pid));
+	}
+	pthread_mutex_unlock(&m->lock);
+	txn_partitions_changed(x->ns);
+	if (n_others > 0) {
+		struct rpc_group g;
+		struct rpc_answer ans[PARTITION_NODES_MAX];
+
+		memset(ans, 0, sizeof(ans));
+		rpc_group_init(m->rpc, &g, 0);
+		for (unsigned i = 0; i < n_others; i++)
+			(void)rpc_group_send(&g, others[i], RPC_OP_MIGRATE, body, (size_t)len, &ans[i]);
+		(void)rpc_group_wait(&g);
+		for (unsigned i = 0; i < n_others; i++)
+			rpc_answer_release(&ans[i]);
+	}
+}
+
+static void *
+control_main(void *arg)
+{
+	struct txn_migrate *m = arg;
+
+	pthread_setname_np(pthread_self(), "migrate");
+	pthread_mutex_lock(&m->lock);
+	for (;;) {
+		while (!m->stop && m->change_seq == m->done_seq && m->n_work == 0 && !m->republish)
+			pthread_cond_wait(&m->ctl_cv, &m->lock);
+		if (m->stop)
+			break;
+		if (m->republish && m->change_seq == m->done_seq) {
+			/* The same change as before a detach: the tables get the
+			 * plan's working masters and states again. */
+			m->republish = false;
+			for (unsigned j = 0; j < m->n_ns; j++)
+				for (uint32_t pid = 0; pid < PARTITION_COUNT; pid++)
+					(void)partition_set_working(table_of(&m->mns[j]), pid, m->key,
+					    m->mns[j].wm[pid], state_of(&m->mns[j], pid));
+			pthread_mutex_unlock(&m->lock);
+			for (unsigned j = 0; j < m->n_ns; j++)
+				txn_partitions_changed(m->mns[j].ns);
+			pthread_mutex_lock(&m->lock);
+			continue;
+		}
+		if (m->change_seq != m->done_seq) {
+			uint64_t seq = m->change_seq;
+
+			pthread_mutex_unlock(&m->lock);
+			handle_change(m, seq);
+			pthread_mutex_lock(&m->lock);
+			if (m->change_seq == seq)
+				m->done_seq = seq;
+			continue;
+		}
+		struct mig_work w = m->work[0];
+
+		memmove(m->work, m->work + 1, (m->n_work - 1) * sizeof(*m->work));
+		m->n_work--;
+		if (w.key != m->key)
+			continue;
+		pthread_mutex_unlock(&m->lock);
+		if (w.takeover)
+			handle_takeover(m, &w);
+		else
+			drop_partition(m, w.ns, w.pid, w.key);
+		pthread_mutex_lock(&m->lock);
+	}
+	pthread_mutex_unlock(&m->lock);
+	return NULL;
+}
+
+/* ---- emigration ----------------------------------------------------------------- */
+
+struct tx_collect {
+	unsigned n;
+	uint32_t bytes;
+	uint16_t set_id[MIG_BATCH_RECORDS];
+	struct digest d[MIG_BATCH_RECORDS];
+};
+
+static int
+tx_collect_one(void *arg, const struct index_entry *e)
+{
+	struct tx_collect *c = arg;
+
+	c->set_id[c->n] = e->set_id;
+	c->d[c->n] = e->digest;
+	c->n++;
+	c->bytes += storage_loc_size(e->loc);
+	return c->bytes >= MIG_BATCH_BYTES;
+}
+
+/* The stored copy of (set_id, d) appended to buf as a record of an INSERT:
+ * its length, or 0 when it is gone or damaged, or -errno. */
+static int
+tx_read_one(struct namespace *ns, uint16_t set_id, const struct digest *d, uint8_t *buf, size_t cap)
+{
+	struct index_partition *p = index_partition_of(ns->index, d);
+	struct index_entry *e;
+	storage_loc loc = 0;
+	bool ok = false;
+	int rc = 0;
+
+	index_record_lock(ns->index, d);
+	pthread_rwlock_rdlock(&p->lock);
+	e = index_find_locked(p, set_id, d);
+	if (e != NULL && !e->damaged) {
+		loc = e->loc;
+		ok = true;
+	}
+	pthread_rwlock_unlock(&p->lock);
+	if (ok) {
+		uint32_t size = storage_loc_size(loc);
+
+		if (cap < 4 || cap - 4 < size) {
+			rc = -EMSGSIZE;
+		} else {
+			rc = storage_read(ns->storage, loc, buf + 4);
+			if (rc == 0) {
+				buf[0] = (uint8_t)size;
+				buf[1] = (uint8_t)(size >> 8);
+				buf[2] = (uint8_t)(size >> 16);
+				buf[3] = (uint8_t)(size >> 24);
+				rc = (int)(4 + size);
+			} else {
+				log_warn("migrate", "{%s} a record of partition %u cannot be read: %s; not sent",
+				    ns->name, digest_partition(d), recfs_strerror(rc));
+				rc = 0;
+			}
+		}
+	}
+	index_record_unlock(ns->index, d);
+	return rc;
+}
+
+static bool
+job_current(struct txn_migrate *m, const struct mig_job *j)
+{
+	bool cur;
+
+	pthread_mutex_lock(&m->lock);
+	cur = !m->stop && m->key == j->key;
+	pthread_mutex_unlock(&m->lock);
+	return cur;
+}
+
+/* One call, retried while the job's change is current: 0, -ESTALE, or
+ * the handler's error other than busy (-EPROTO: the receiver does not
+ * expect it). */
+static int
+tx_call(struct txn_migrate *m, const struct mig_job *j, const uint8_t *body, size_t len)
+{
+	uint32_t backoff = MIG_RETRY_MS;
+
+	for (;;) {
+		struct rpc_answer ans = { 0 };
+		int rc;
+
+		if (!job_current(m, j))
+			return -ESTALE;
+		rc = rpc_call(m->rpc, j->dest, RPC_OP_MIGRATE, body, len, 0, &ans);
+		if (rc == 0)
+			rc = ans.err;
+		rpc_answer_release(&ans);
+		if (rc == 0 || rc == -EPROTO || rc == -ESTALE)
+			return rc;
+		/* busy, not ready, gone, no space: later (a change ends it) */
+		pthread_mutex_lock(&m->lock);
+		if (!m->stop && m->key == j->key)
+			cond_wait_until(&m->job_cv, &m->lock, mono_in_ms(backoff));
+		pthread_mutex_unlock(&m->lock);
+		backoff = backoff * 2 > MIG_RETRY_MAX_MS ? MIG_RETRY_MAX_MS : backoff * 2;
+	}
+}
+
+/* Send partition j->pid to j->dest: 0 done, -EAGAIN (refused busy: queue
+ * again), -ESTALE (the change is over), -EPROTO (not expected there). */
+static int
+emigrate(struct txn_migrate *m, const struct mig_job *j)
+{
+	struct mig_ns *x = &m->mns[j->ns];
+	struct namespace *ns = x->ns;
+	uint8_t head[MIGRATE_MSG_HEADER_MAX + 4];
+	size_t cap = RPC_BODY_MAX, count_off;
+	uint8_t *buf;
+	struct index_walk_pos pos = { 0 };
+	struct rpc_answer ans = { 0 };
+	int len, rc;
+
+	len = migrate_msg_encode_pid(head, sizeof(head), MIGRATE_MSG_START, j->key, ns->name, j->pid);
+	if (len < 0)
+		return len;
+	if (!job_current(m, j))
+		return -ESTALE;
+	rc = rpc_call(m->rpc, j->dest, RPC_OP_MIGRATE, head, (size_t)len, 0, &ans);
+	if (rc == 0)
+		rc = ans.err;
+	rpc_answer_release(&ans);
+	if (rc != 0)
+		return rc == -EPROTO ? rc : rc == -ESTALE ? rc : -EAGAIN;
+	buf = malloc(cap);
+	if (buf == NULL)
+		return -EAGAIN;
+	pthread_mutex_lock(&m->lock);
+	x->tx_active++;
+	pthread_mutex_unlock(&m->lock);
+	while (!pos.done) {
+		struct tx_collect c;
+		int hl = migrate_msg_encode_insert(buf, cap, j->key, ns->name, j->pid, &count_off);
+		size_t off = (size_t)hl;
+		uint32_t n = 0;
+		uint32_t sleep = atomic_load_relaxed(&ns->cfg->migrate_sleep_us);
+
+		c.n = 0;
+		c.bytes = 0;
+		if (hl < 0) {
+			rc = hl;
+			break;
+		}
+		if (!job_current(m, j)) {
+			rc = -ESTALE;
+			break;
+		}
+		if (index_partition_walk(ns->index, j->pid, &pos, tx_collect_one, &c, MIG_BATCH_RECORDS) <= 0)
+			break;
+		for (unsigned i = 0; i < c.n; i++) {
+			int r = tx_read_one(ns, c.set_id[i], &c.d[i], buf + off, cap - off);
+
+			if (r == -EMSGSIZE && n > 0) {
+				/* this one goes in the next batch: send what is here */
+				migrate_msg_insert_count(buf, count_off, n);
+				rc = tx_call(m, j, buf, off);
+				if (rc != 0)
+					break;
+				atomic_add(&x->records_tx, n);
+				hl = migrate_msg_encode_insert(buf, cap, j->key, ns->name, j->pid, &count_off);
+				off = (size_t)hl;
+				n = 0;
+				r = tx_read_one(ns, c.set_id[i], &c.d[i], buf + off, cap - off);
+			}
+			if (r > 0) {
+				off += (size_t)r;
+				n++;
+			}
+			if (sleep > 0)
+				sleep_us(sleep);
+		}
+		if (rc != 0)
+			break;
+		if (n > 0) {
+			migrate_msg_insert_count(buf, count_off, n);
+			rc = tx_call(m, j, buf, off);
+			if (rc != 0)
+				break;
+			atomic_add(&x->records_tx, n);
+		}
+	}
+	free(buf);
+	if (rc == 0) {
+		len = migrate_msg_encode_pid(head, sizeof(head), MIGRATE_MSG_DONE, j->key, ns->name, j->pid);
+		rc = len < 0 ? len : tx_call(m, j, head, (size_t)len);
+	}
+	pthread_mutex_lock(&m->lock);
+	if (x->tx_active > 0)
+		x->tx_active--;
+	pthread_mutex_unlock(&m->lock);
+	return rc;
+}
+
+/* An emigration ended for good (sent, or refused as unexpected).  Lock held. */
+static void
+tx_finished(struct txn_migrate *m, const struct mig_job *j)
+{
+	struct mig_ns *x = &m->mns[j->ns];
+
+	if (m->key != j->key)
+		return;
+	if (x->tx_left[j->pid] > 0)
+		x->tx_left[j->pid]--;
+	if (x->tx_remaining > 0)
+		x->tx_remaining--;
+	pending_update(x);
+	if (x->tx_left[j->pid] == 0 && (x->flags[j->pid] & MIG_F_DROP_AFTER) && x->wm[j->pid] != m->self &&
+	    !(x->flags[j->pid] & MIG_F_DROPPING)) {
+		x->flags[j->pid] |= MIG_F_DROPPING;
+		(void)work_push(m, j->ns, j->pid, false);
+	}
+	(void)partition_set_working(table_of(x), j->pid, j->key, x->wm[j->pid], state_of(x, j->pid));
+	check_all_done(m);
+}
+
+struct em_arg {
+	struct txn_migrate *m;
+	unsigned idx;
+};
+
+static void *
+emigrate_main(void *arg)
+{
+	struct em_arg *a = arg;
+	struct txn_migrate *m = a->m;
+	unsigned idx = a->idx;
+
+	free(a);
+	pthread_setname_np(pthread_self(), "migrate-tx");
+	pthread_mutex_lock(&m->lock);
+	while (!m->stop) {
+		uint64_t now = clock_mono_ns(), next = UINT64_MAX;
+		size_t k;
+		bool paused = idx >= atomic_load_relaxed(&m->cfg->migrate_threads);
+
+		for (k = 0; !paused && k < m->n_jobs; k++) {
+			if (!m->jobs[k].active && m->jobs[k].not_before <= now)
+				break;
+			if (!m->jobs[k].active && m->jobs[k].not_before < next)
+				next = m->jobs[k].not_before;
+		}
+		if (paused || k == m->n_jobs) {
+			/* Paused with work waiting: look at migrate-threads again
+			 * each second (a change of it wakes no one). */
+			if (paused && m->n_jobs > 0 && next == UINT64_MAX)
+				next = mono_in_ms(1000);
+			if (next == UINT64_MAX)
+				pthread_cond_wait(&m->job_cv, &m->lock);
+			else
+				cond_wait_until(&m->job_cv, &m->lock, next);
+			continue;
+		}
+		m->jobs[k].active = true;
+		struct mig_job j = m->jobs[k];
+
+		pthread_mutex_unlock(&m->lock);
+		int rc = emigrate(m, &j);
+
+		pthread_mutex_lock(&m->lock);
+		/* find it again: the queue may have moved (or been emptied by a change) */
+		for (k = 0; k < m->n_jobs; k++)
+			if (m->jobs[k].active && m->jobs[k].ns == j.ns && m->jobs[k].pid == j.pid &&
+			    m->jobs[k].dest == j.dest && m->jobs[k].key == j.key)
+				break;
+		if (k == m->n_jobs)
+			continue;
+		if (rc == -EAGAIN && m->key == j.key) {
+			m->jobs[k].active = false;
+			m->jobs[k].not_before = mono_in_ms(MIG_RETRY_MS);
+			continue;
+		}
+		if (rc == -EPROTO && m->refused_logged++ < 8)
+			log_warn("migrate", "{%s} partition %u: node %016" PRIx64 " does not expect it; "
+			    "not sent%s", m->mns[j.ns].ns->name, j.pid, j.dest,
+			    m->refused_logged == 8 ? " (no more of these lines until the next change)" : "");
+		if (rc == 0 || rc == -EPROTO)
+			tx_finished(m, &j);
+		m->jobs[k] = m->jobs[--m->n_jobs];
+	}
+	pthread_mutex_unlock(&m->lock);
+	return NULL;
+}
+
+/* ---- receiver side (rpc workers) --------------------------------------------- */
+
+static int
+got_store(struct txn_migrate *m, uint64_t from, const struct migrate_msg *msg, int nsi)
+{
+	struct mig_got *g;
+
+	pthread_mutex_lock(&m->lock);
+	g = got_slot(m, from);
+	if (g == NULL) {
+		pthread_mutex_unlock(&m->lock);
+		return -ENOMEM;
+	}
+	bool changed = g->key != msg->cluster_key || !g->have[nsi];
+
+	if (g->key != msg->cluster_key) {
+		g->key = msg->cluster_key;
+		memset(g->have, 0, sizeof(g->have));
+	}
+	for (uint32_t pid = 0; pid < PARTITION_COUNT; pid++) {
+		uint64_t v = migrate_msg_version(msg, pid);
+
+		changed |= g->v[(size_t)nsi * PARTITION_COUNT + pid] != v;
+		g->v[(size_t)nsi * PARTITION_COUNT + pid] = v;
+	}
+	g->have[nsi] = true;
+	if (changed && msg->cluster_key == m->key && m->rebalanced)
+		log_warn("migrate", "node %016" PRIx64 " sent other versions for cluster-key %016" PRIx64
+		    " after this node's rebalance: kept for the next change", from, m->key);
+	log_debug("migrate", "versions of %016" PRIx64 " for cluster-key %016" PRIx64 " (mine %016" PRIx64
+	    ")", from, msg->cluster_key, m->key);
+	pthread_cond_broadcast(&m->got_cv);
+	pthread_mutex_unlock(&m->lock);
+	return 0;
+}
+
+/* An EXCHANGE: stored, and answered with this node's own versions for that
+ * key when it has taken them (so a sender that lost what this node sent
+ * earlier - it was detached and attached again - has them at once). */
+static int
+on_exchange(struct txn_migrate *m, uint64_t from, const struct migrate_msg *msg, int nsi,
+    struct rpc_reply *reply)
+{
+	int rc = got_store(m, from, msg, nsi);
+
+	if (rc != 0)
+		return rc;
+	pthread_mutex_lock(&m->lock);
+	if (m->snap_valid && m->snap_key == msg->cluster_key && m->snap != NULL) {
+		int len = migrate_msg_encode_exchange(reply->buf, reply->cap, m->snap_key,
+		    m->mns[nsi].ns->name, m->snap + (size_t)nsi * PARTITION_COUNT);
+
+		reply->len = len > 0 ? (size_t)len : 0;
+	}
+	pthread_mutex_unlock(&m->lock);
+	return 0;
+}
+
+/* The sender's bit if this node expects partition pid from it now, else
+ * an error: -EAGAIN (this node has not rebalanced for that key yet),
+ * -ESTALE (another key), -EPROTO (not expected).  Lock held. */
+static int
+expected(struct txn_migrate *m, uint64_t from, const struct migrate_msg *msg, int nsi, uint64_t *bit)
+{
+	int i;
+
+	if (msg->cluster_key != m->key)
+		return m->rebalanced ? -ESTALE : -EAGAIN;
+	if (!m->rebalanced)
+		return -EAGAIN;
+	i = node_index(m, from);
+	if (i < 0 || !(m->mns[nsi].rx_from[msg->pid] & (1ULL << i)))
+		return -EPROTO;
+	*bit = 1ULL << i;
+	return 0;
+}
+
+static int
+on_insert(struct txn_migrate *m, uint64_t from, const struct migrate_msg *msg, int nsi)
+{
+	struct mig_ns *x = &m->mns[nsi];
+	const uint8_t *rec;
+	uint32_t rec_len;
+	size_t off = 0;
+	uint64_t bit, received = 0, refused = 0;
+	int rc;
+
+	pthread_mutex_lock(&m->lock);
+	rc = expected(m, from, msg, nsi, &bit);
+	if (rc == 0 && !(x->rx_started[msg->pid] & bit))
+		rc = -EPROTO;
+	pthread_mutex_unlock(&m->lock);
+	if (rc != 0)
+		return rc;
+	while (migrate_msg_record_next(msg, &off, &rec, &rec_len)) {
+		struct record_flat_header h;
+		int arc;
+
+		if (record_flat_header_check(rec, rec_len, &h) != 0 ||
+		    digest_partition(&h.digest) != msg->pid) {
+			refused++;
+			continue;
+		}
+		arc = namespace_apply_flat(x->ns, rec, rec_len, false);
+		if (arc == -EBADMSG) {
+			refused++;
+			continue;
+		}
+		if (arc < 0)
+			return arc;   /* no space, I/O: the sender tries again */
+		received++;
+	}
+	atomic_add(&x->records_rx, received);
+	if (refused > 0) {
+		log_warn("migrate", "{%s} partition %u: %" PRIu64 " records from %016" PRIx64
+		    " refused (malformed, or of another partition)", x->ns->name, msg->pid, refused, from);
+	}
+	return 0;
+}
+
+static int
+on_start(struct txn_migrate *m, uint64_t from, const struct migrate_msg *msg, int nsi)
+{
+	struct mig_ns *x = &m->mns[nsi];
+	uint64_t bit;
+	int rc;
+
+	pthread_mutex_lock(&m->lock);
+	rc = expected(m, from, msg, nsi, &bit);
+	if (rc == 0 && !(x->rx_started[msg->pid] & bit)) {
+		if (m->incoming >= atomic_load_relaxed(&m->cfg->migrate_max_num_incoming)) {
+			rc = -EAGAIN;
+		} else {
+			m->incoming++;
+			x->rx_active++;
+			x->rx_started[msg->pid] |= bit;
+		}
+	}
+	pthread_mutex_unlock(&m->lock);
+	return rc;
+}
+
+static int
+on_done(struct txn_migrate *m, uint64_t from, const struct migrate_msg *msg, int nsi)
+{
+	struct mig_ns *x = &m->mns[nsi];
+	uint32_t pid = msg->pid;
+	uint64_t bit;
+	bool complete = false;
+	int rc;
+
+	pthread_mutex_lock(&m->lock);
+	rc = expected(m, from, msg, nsi, &bit);
+	if (rc == 0) {
+		x->rx_from[pid] &= ~bit;
+		if (x->rx_started[pid] & bit) {
+			x->rx_started[pid] &= ~bit;
+			if (m->incoming > 0)
+				m->incoming--;
+			if (x->rx_active > 0)
+				x->rx_active--;
+		}
+		if (x->rx_remaining > 0)
+			x->rx_remaining--;
+		if (x->rx_from[pid] == 0) {
+			/* Everything received: the final version. */
+			x->versions[pid] = rebalance_final_version(m->key, x->fm[pid] == m->self);
+			complete = true;
+			if (x->fm[pid] == m->self && x->wm[pid] != m->self)
+				(void)work_push(m, (unsigned)nsi, pid, true);
+		}
+		pending_update(x);
+		(void)partition_set_working(table_of(x), pid, m->key, x->wm[pid], state_of(x, pid));
+		check_all_done(m);
+	} else if (rc == -EPROTO) {
+		rc = 0;   /* a DONE again (the sender restarted its emigration): done already */
+	}
+	pthread_mutex_unlock(&m->lock);
+	if (complete)
+		versions_persist_one(m, x, pid);
+	return rc;
+}
+
+static int
+on_takeover(struct txn_migrate *m, uint64_t from, const struct migrate_msg *msg, int nsi)
+{
+	struct mig_ns *x = &m->mns[nsi];
+	uint32_t pid = msg->pid;
+	int rc = 0;
+
+	pthread_mutex_lock(&m->lock);
+	if (msg->cluster_key != m->key || !m->rebalanced) {
+		rc = msg->cluster_key != m->key ? -ESTALE : -EAGAIN;
+	} else if (from != x->fm[pid]) {
+		rc = -EPROTO;
+	} else {
+		x->wm[pid] = from;
+		if (x->tx_left[pid] == 0 && (x->flags[pid] & MIG_F_DROP_AFTER) && !(x->flags[pid] & MIG_F_DROPPING)) {
+			x->flags[pid] |= MIG_F_DROPPING;
+			(void)work_push(m, (unsigned)nsi, pid, false);
+		}
+		(void)partition_set_working(table_of(x), pid, m->key, from, state_of(x, pid));
+	}
+	pthread_mutex_unlock(&m->lock);
+	if (rc == 0)
+		txn_partitions_changed(x->ns);
+	return rc;
+}
+
+static int
+migrate_handler(void *arg, uint64_t from, const uint8_t *req, size_t len, struct rpc_reply *reply)
+{
+	struct txn_migrate *m = arg;
+	struct migrate_msg msg;
+	int nsi;
+
+	if (migrate_msg_decode(req, len, &msg) != 0) {
+		log_warn("migrate", "a malformed migration message from %016" PRIx64 " refused", from);
+		return -EBADMSG;
+	}
+	pthread_mutex_lock(&m->lock);
+	nsi = m->node != NULL ? ns_index(m, msg.ns) : -1;
+	pthread_mutex_unlock(&m->lock);
+	if (nsi < 0)
+		return m->node != NULL ? -ENOENT : -EAGAIN;
+	int rc = -EBADMSG;
+
+	switch (msg.kind) {
+	case MIGRATE_MSG_EXCHANGE: rc = on_exchange(m, from, &msg, nsi, reply); break;
+	case MIGRATE_MSG_START: rc = on_start(m, from, &msg, nsi); break;
+	case MIGRATE_MSG_INSERT: rc = on_insert(m, from, &msg, nsi); break;
+	case MIGRATE_MSG_DONE: rc = on_done(m, from, &msg, nsi); break;
+	case MIGRATE_MSG_TAKEOVER: rc = on_takeover(m, from, &msg, nsi); break;
+	}
+	if (rc == -ESTALE || rc == -EPROTO) {
+		struct namespace *ns;
+
+		pthread_mutex_lock(&m->lock);
+		ns = nsi < (int)m->n_ns ? m->mns[nsi].ns : NULL;
+		pthread_mutex_unlock(&m->lock);
+		if (ns != NULL)
+			NS_COUNT_ADD(ns, migrate_msgs_refused, 1);
+		log_debug("migrate", "{%s} a migration message (kind %u, partition %u) from %016" PRIx64
+		    " refused: %s", msg.ns, msg.kind, msg.pid, from, rc == -ESTALE ? "another cluster key" :
+		    "not expected from that node");
+	}
+	return rc;
+}
+
+/* ---- the instance --------------------------------------------------------------- */
+
+int
+txn_migrate_create(struct rpc *rpc, uint64_t self, const struct recfs_config *cfg, struct txn_migrate **out)
+{
+	struct txn_migrate *m = calloc(1, sizeof(*m));
+	int rc;
+
+	*out = NULL;
+	if (m == NULL)
+		return -ENOMEM;
+	m->order = malloc(sizeof(*m->order));
+	if (m->order == NULL) {
+		free(m);
+		return -ENOMEM;
+	}
+	m->rpc = rpc;
+	m->self = self;
+	m->cfg = cfg;
+	pthread_mutex_init(&m->lock, NULL);
+	mono_cond_init(&m->ctl_cv);
+	mono_cond_init(&m->job_cv);
+	mono_cond_init(&m->got_cv);
+	pthread_rwlock_init(&m->drop_lock, NULL);
+	rc = rpc_handler_set(rpc, RPC_OP_MIGRATE, 0, migrate_handler, m);
+	if (rc != 0) {
+		txn_migrate_destroy(m);
+		return rc;
+	}
+	*out = m;
+	return 0;
+}
+
+/* What this node holds at attach: every partition with an index entry
+ * gets a subset version (a copy from before the start is never trusted as
+ * complete). */
+static int
+first_collect(void *arg, const struct index_entry *e)
+{
+	if (e->set_marker)   /* on every node (drop_collect) */
+		return 0;
+	*(bool *)arg = true;
+	return 1;
+}
+
+/* Forget the plan and the namespaces (another node, or destroy).  Lock held,
+ * threads stopped. */
+static void
+reset_state(struct txn_migrate *m)
+{
+	if (m->mns == NULL)
+		return;
+	abort_all(m);
+	for (unsigned j = 0; j < m->n_ns; j++) {
+		atomic_store_relaxed(&m->mns[j].ns->migrations_pending, 0);
+		pthread_mutex_destroy(&m->mns[j].store_lock);
+	}
+	free(m->mns);
+	m->mns = NULL;
+	free(m->snap);
+	m->snap = NULL;
+	m->snap_valid = false;
+	m->n_ns = 0;
+	for (unsigned i = 0; i < PARTITION_NODES_MAX; i++) {
+		free(m->got[i].v);
+		m->got[i] = (struct mig_got){ 0 };
+	}
+	m->kept_node = NULL;
+}
+
+static void start_threads(struct txn_migrate *m);
+
+static void
+stop_threads(struct txn_migrate *m)
+{
+	if (!m->started)
+		return;
+	pthread_mutex_lock(&m->lock);
+	m->stop = true;
+	pthread_cond_broadcast(&m->ctl_cv);
+	pthread_cond_broadcast(&m->job_cv);
+	pthread_cond_broadcast(&m->got_cv);
+	pthread_mutex_unlock(&m->lock);
+	pthread_join(m->ctl, NULL);
+	for (unsigned i = 0; i < MIG_THREADS_MAX; i++)
+		pthread_join(m->em[i], NULL);
+	m->started = false;
+}
+
+void
+txn_migrate_attach(struct txn_migrate *m, struct node *node)
+{
+	if (m == NULL)
+		return;
+	stop_threads(m);
+	pthread_mutex_lock(&m->lock);
+	if (m->node != NULL) {
+		/* Detached: the plan is kept (the node may come back to the same
+		 * change); emigrations in flight ended with the threads. */
+		for (unsigned j = 0; j < m->n_ns; j++) {
+			partition_table_hold(table_of(&m->mns[j]), false);
+			if (m->mns[j].tx_remaining + m->mns[j].rx_remaining != 0)
+				m->interrupted = true;
+		}
+		m->node = NULL;
+	}
+	m->stop = false;
+	if (node != NULL && node == m->kept_node && m->mns != NULL) {
+		for (unsigned j = 0; j < m->n_ns; j++)
+			partition_table_hold(table_of(&m->mns[j]), true);
+		m->node = node;
+		pthread_mutex_unlock(&m->lock);
+		start_threads(m);
+		return;
+	}
+	if (node != NULL)
+		reset_state(m);
+	pthread_mutex_unlock(&m->lock);
+	if (node == NULL)
+		return;
+	struct mig_ns *mns = calloc(node->n_namespaces ? node->n_namespaces : 1, sizeof(*mns));
+
+	if (mns == NULL) {
+		log_error("migrate", "out of memory: no migration");
+		return;
+	}
+	for (unsigned j = 0; j < node->n_namespaces; j++) {
+		struct mig_ns *x = &mns[j];
+		unsigned loaded = 0, found = 0;
+
+		x->ns = node->namespaces[j];
+		pthread_mutex_init(&x->store_lock, NULL);
+		if (namespace_pversions_load(x->ns, x->versions) != 0)
+			memset(x->versions, 0, sizeof(x->versions));
+		for (uint32_t pid = 0; pid < PARTITION_COUNT; pid++) {
+			struct index_walk_pos pos = { 0 };
+			bool any = false;
+
+			/* What was stored is never trusted as complete (a
+			 * restart); records without a version (a store written
+			 * alone, before any cluster) are a copy all the same. */
+			x->versions[pid] = pversion_isolate(x->versions[pid]);
+			loaded += pversion_has_data(x->versions[pid]);
+			if (!pversion_has_data(x->versions[pid])) {
+				(void)index_partition_walk(x->ns->index, pid, &pos, first_collect, &any, UINT_MAX);
+				if (any) {
+					x->versions[pid] = pversion_make(0, false, true);
+					found++;
+				}
+			}
+			x->wm[pid] = m->self;
+		}
+		if (loaded + found > 0)
+			log_info("migrate", "{%s} %u partitions with a stored version, %u more holding records: "
+			    "subsets until the cluster's rebalance", x->ns->name, loaded, found);
+		partition_table_hold(txn_namespace_of(x->ns)->partitions, true);
+	}
+	pthread_mutex_lock(&m->lock);
+	m->snap = calloc((size_t)(node->n_namespaces ? node->n_namespaces : 1) * PARTITION_COUNT,
+	    sizeof(*m->snap));
+	m->snap_valid = false;
+	m->mns = mns;
+	m->n_ns = node->n_namespaces;
+	m->node = node;
+	m->kept_node = node;
+	m->rebalanced = false;
+	m->key = 0;
+	m->n = 0;
+	pthread_mutex_unlock(&m->lock);
+	start_threads(m);
+}
+
+static void
+start_threads(struct txn_migrate *m)
+{
+	if (m->started)
+		return;
+	if (pthread_create(&m->ctl, NULL, control_main, m) != 0) {
+		log_error("migrate", "cannot start the migration thread: no migration");
+		return;
+	}
+	for (unsigned i = 0; i < MIG_THREADS_MAX; i++) {
+		struct em_arg *a = malloc(sizeof(*a));
+
+		if (a != NULL) {
+			a->m = m;
+			a->idx = i;
+		}
+		if (a == NULL || pthread_create(&m->em[i], NULL, emigrate_main, a) != 0) {
+			free(a);
+			log_error("migrate", "cannot start the emigration threads");
+			abort();
+		}
+	}
+	m->started = true;
+}
+
+void
+txn_migrate_change(struct txn_migrate *m, const uint64_t *succession, unsigned n, uint64_t key)
+{
+	uint64_t sorted[PARTITION_NODES_MAX];
+
+	if (m == NULL || n > PARTITION_NODES_MAX)
+		return;
+	memcpy(sorted, succession, n * sizeof(sorted[0]));
+	/* descending, as the placement orders them */
+	for (unsigned i = 1; i < n; i++)
+		for (unsigned k = i; k > 0 && sorted[k] > sorted[k - 1]; k--) {
+			uint64_t t = sorted[k];
+			sorted[k] = sorted[k - 1];
+			sorted[k - 1] = t;
+		}
+	pthread_mutex_lock(&m->lock);
+	if (m->rebalanced && !m->interrupted && key != 0 && key == m->key && n == m->n &&
+	    memcmp(m->nodes, sorted, n * sizeof(sorted[0])) == 0) {
+		/* attached again to the change already planned */
+		m->republish = true;
+		pthread_cond_broadcast(&m->ctl_cv);
+		pthread_mutex_unlock(&m->lock);
+		return;
+	}
+	m->interrupted = false;
+	m->key = key;
+	m->n = n;
+	memcpy(m->nodes, sorted, n * sizeof(sorted[0]));
+	m->rebalanced = false;
+	m->change_seq++;
+	pthread_cond_broadcast(&m->ctl_cv);
+	pthread_cond_broadcast(&m->job_cv);
+	pthread_cond_broadcast(&m->got_cv);
+	pthread_mutex_unlock(&m->lock);
+}
+
+void
+txn_migrate_destroy(struct txn_migrate *m)
+{
+	if (m == NULL)
+		return;
+	txn_migrate_attach(m, NULL);
+	pthread_mutex_lock(&m->lock);
+	reset_state(m);
+	pthread_mutex_unlock(&m->lock);
+	pthread_rwlock_destroy(&m->drop_lock);
+	pthread_cond_destroy(&m->ctl_cv);
+	pthread_cond_destroy(&m->job_cv);
+	pthread_cond_destroy(&m->got_cv);
+	pthread_mutex_destroy(&m->lock);
+	free(m->jobs);
+	free(m->work);
+	free(m->order);
+	free(m);
+}
+
+void
+txn_migrate_values(struct txn_migrate *m, const struct namespace *ns, struct txn_migrate_stats *out)
+{
+	memset(out, 0, sizeof(*out));
+	if (m == NULL)
+		return;
+	pthread_mutex_lock(&m->lock);
+	for (unsigned j = 0; j < m->n_ns; j++) {
+		struct mig_ns *x = &m->mns[j];
+
+		out->partitions_remaining += x->tx_remaining + x->rx_remaining;
+		if (x->ns != ns)
+			continue;
+		out->tx_initial = x->tx_initial;
+		out->tx_remaining = x->tx_remaining;
+		out->tx_active = x->tx_active;
+		out->rx_initial = x->rx_initial;
+		out->rx_remaining = x->rx_remaining;
+		out->rx_active = x->rx_active;
+		out->records_transmitted = atomic_load_relaxed(&x->records_tx);
+		out->records_received = atomic_load_relaxed(&x->records_rx);
+		out->fresh_partitions = x->fresh;
+	}
+	pthread_mutex_unlock(&m->lock);
+}

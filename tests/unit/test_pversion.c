@@ -1,0 +1,716 @@
+/*
+ * test_pversion.c - partition versions kept in the pmeta area of every
+ * device and shadow file (docs/storage-format.md): they survive a restart,
+ * a single-slot store changes those 16 bytes of each file and nothing else,
+ * the header page and wblocks are never touched, a damaged slot or devices
+ * that disagree read as 0 (logged with file and offset), a new format
+ * starts with all 0 whatever the area held, and a memory namespace without
+ * shadow keeps nothing.  Prints what a whole-table and a one-slot store cost.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "base/clock.h"
+#include "base/log.h"
+#include "namespace/namespace.h"
+#include "storage/device_header.h"
+#include "txn/txn.h"
+
+#define FILESIZE (16u << 20)
+#define WBS (1u << 20)
+/* What a test compares of a file: the header area and the first wblock. */
+#define SPAN (STORAGE_HEADER_SIZE + WBS)
+
+/*
+ * pwrite, wrapped (-Wl,--wrap=pwrite): while fail_pmeta_fd is a descriptor
+ * of the file named fail_pmeta_path, a write into its pmeta area fails with
+ * EIO, as a failing disk would.  Nothing else changes.
+ */
+static const char *fail_pmeta_path;
+ssize_t __real_pwrite(int fd, const void *buf, size_t n, off_t off);
+ssize_t __wrap_pwrite(int fd, const void *buf, size_t n, off_t off);
+
+ssize_t
+__wrap_pwrite(int fd, const void *buf, size_t n, off_t off)
+{
+	const char *fail = __atomic_load_n(&fail_pmeta_path, __ATOMIC_ACQUIRE);
+
+	if (fail != NULL && off >= DEVICE_PMETA_OFFSET && off < DEVICE_PMETA_OFFSET + DEVICE_PMETA_SIZE) {
+		char link[64], target[400];
+		ssize_t len;
+
+		snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
+		len = readlink(link, target, sizeof(target) - 1);
+		if (len > 0) {
+			target[len] = 0;
+			if (strcmp(target, fail) == 0) {
+				errno = EIO;
+				return -1;
+			}
+		}
+	}
+	return __real_pwrite(fd, buf, n, off);
+}
+
+static char dir[256];
+static char path[300], path2[300], logpath[320];
+static struct recfs_config cfg;
+static uint64_t table[STORAGE_PARTITIONS], got[STORAGE_PARTITIONS];
+
+static void
+config_device(unsigned n_files)
+{
+	config_free(&cfg);
+	memset(&cfg, 0, sizeof(cfg));
+	cfg.n_namespaces = 1;
+	struct ns_config *n = &cfg.ns[0];
+	strcpy(n->name, "pv");
+	strcpy(n->file_bin, "data");
+	n->replication_factor = 1;
+	n->storage.type = STORAGE_DEVICE;
+	n->storage.files[0] = strdup(path);
+	if (n_files == 2)
+		n->storage.files[1] = strdup(path2);
+	n->storage.n_files = n_files;
+	n->storage.filesize = FILESIZE;
+	n->storage.write_block_size = WBS;
+	n->storage.flush_max_ms = 100;
+	n->storage.max_write_cache = 8u << 20;
+	n->storage.defrag_lwm_pct = 50;
+	n->storage.direct_io = true;
+}
+
+static void
+config_memory(bool shadow)
+{
+	config_device(1);
+	cfg.ns[0].storage.type = STORAGE_MEMORY;
+	cfg.ns[0].storage.data_size = 8u << 20;
+	if (!shadow) {
+		free(cfg.ns[0].storage.files[0]);
+		cfg.ns[0].storage.files[0] = NULL;
+		cfg.ns[0].storage.n_files = 0;
+	}
+}
+
+static int
+setup(void **state)
+{
+	snprintf(dir, sizeof(dir), "/tmp/recfs-test-pversion-XXXXXX");
+	if (mkdtemp(dir) == NULL)
+		return -1;
+	snprintf(path, sizeof(path), "%s/pv.dat", dir);
+	snprintf(path2, sizeof(path2), "%s/pv2.dat", dir);
+	snprintf(logpath, sizeof(logpath), "%s/log", dir);
+	return 0;
+}
+
+static int
+teardown(void **state)
+{
+	unlink(path);
+	unlink(path2);
+	unlink(logpath);
+	rmdir(dir);
+	config_free(&cfg);
+	return 0;
+}
+
+static struct node *
+open_node(struct namespace **ns)
+{
+	struct node *node = NULL;
+
+	assert_int_equal(node_open(&node, &cfg), 0);
+	*ns = node_namespace(node, 0);
+	return node;
+}
+
+/* A table with versions in some partitions, 0 in the others. */
+static void
+table_fill(uint64_t *t, uint64_t seed)
+{
+	for (uint32_t p = 0; p < STORAGE_PARTITIONS; p++)
+		t[p] = p % 3 == 0 ? 0 : (seed << 40) + (uint64_t)p * 1000003u + 1;
+}
+
+static uint8_t *
+read_span(const char *file)
+{
+	uint8_t *buf = calloc(1, SPAN);
+	int fd = open(file, O_RDONLY);
+
+	assert_non_null(buf);
+	assert_true(fd >= 0);
+	assert_int_equal(pread(fd, buf, SPAN, 0), SPAN);
+	close(fd);
+	return buf;
+}
+
+static void
+write_at(const char *file, uint64_t off, const void *buf, size_t len)
+{
+	int fd = open(file, O_WRONLY);
+
+	assert_true(fd >= 0);
+	assert_int_equal(pwrite(fd, buf, len, (off_t)off), (ssize_t)len);
+	close(fd);
+}
+
+static uint64_t
+slot_off(uint32_t pid)
+{
+	return DEVICE_PMETA_OFFSET + (uint64_t)pid * DEVICE_PMETA_SLOT;
+}
+
+/* Bytes of a and b that differ lie in [lo, hi): the first and last
+ * differing offsets are returned through *first and *last (-1: none). */
+static void
+span_diff(const uint8_t *a, const uint8_t *b, long *first, long *last)
+{
+	*first = *last = -1;
+	for (long i = 0; i < SPAN; i++)
+		if (a[i] != b[i]) {
+			if (*first < 0)
+				*first = i;
+			*last = i;
+		}
+}
+
+/* The log goes to a fresh file from here; count lines in it with
+ * log_capture_end_count (as many times as needed). */
+static void
+log_capture_begin(void)
+{
+	unlink(logpath);
+	assert_int_equal(log_open(logpath, LOG_LEVEL_INFO), 0);
+}
+
+static int
+log_capture_end_count(const char *what)
+{
+	char line[512];
+	int n = 0;
+	FILE *f;
+
+	assert_int_equal(log_open("stderr", LOG_LEVEL_INFO), 0);
+	f = fopen(logpath, "r");
+	assert_non_null(f);
+	while (fgets(line, sizeof(line), f) != NULL)
+		if (strstr(line, what) != NULL && n++ == 0)
+			printf("logged: %s", line);
+	fclose(f);
+	return n;
+}
+
+static void
+assert_all_zero(const uint64_t *t)
+{
+	for (uint32_t p = 0; p < STORAGE_PARTITIONS; p++)
+		if (t[p] != 0)
+			fail_msg("partition %u: version %" PRIu64 ", expected 0", p, t[p]);
+}
+
+static void
+assert_tables_equal(const uint64_t *want, const uint64_t *have)
+{
+	for (uint32_t p = 0; p < STORAGE_PARTITIONS; p++)
+		if (want[p] != have[p])
+			fail_msg("partition %u: version %" PRIu64 ", expected %" PRIu64, p, have[p], want[p]);
+}
+
+/*
+ * Store the whole table, check that only the pmeta area of the file
+ * changed and that every slot holds its version, then one slot: only its
+ * 16 bytes change.  Prints the cost of both (median of a few).
+ */
+static void
+store_and_check_bytes(struct namespace *ns, const char *file, const char *what)
+{
+	uint8_t *before = read_span(file), *after;
+	uint64_t t0, whole_ns, one_ns[9];
+	long first, last;
+
+	table_fill(table, 7);
+	t0 = clock_mono_ns();
+	assert_int_equal(namespace_pversions_store(ns, table), 0);
+	whole_ns = clock_mono_ns() - t0;
+	after = read_span(file);
+	span_diff(before, after, &first, &last);
+	/* Some slots changed, all inside the pmeta area: not the header page
+	 * below it, not the rest of the header area or a wblock above it. */
+	assert_true(first >= DEVICE_PMETA_OFFSET);
+	assert_true(last < DEVICE_PMETA_OFFSET + DEVICE_PMETA_SIZE);
+	for (uint32_t p = 0; p < STORAGE_PARTITIONS; p++) {
+		uint64_t v;
+
+		assert_int_equal(device_pmeta_slot_decode(after + slot_off(p), &v), 0);
+		assert_true(v == table[p]);
+	}
+	free(before);
+
+	/* One slot, several times (timing): 16 bytes differ, at its offset. */
+	before = after;
+	for (int i = 0; i < 9; i++) {
+		t0 = clock_mono_ns();
+		assert_int_equal(namespace_pversion_store_one(ns, 1000, 4242 + (uint64_t)i), 0);
+		one_ns[i] = clock_mono_ns() - t0;
+	}
+	table[1000] = 4242 + 8;
+	after = read_span(file);
+	span_diff(before, after, &first, &last);
+	assert_true(first >= (long)slot_off(1000));
+	assert_true(last < (long)slot_off(1001));
+	free(before);
+	free(after);
+	for (int i = 1; i < 9; i++)         /* insertion sort: the median */
+		for (int j = i; j > 0 && one_ns[j - 1] > one_ns[j]; j--) {
+			uint64_t x = one_ns[j];
+			one_ns[j] = one_ns[j - 1];
+			one_ns[j - 1] = x;
+		}
+	printf("cost (%s): whole table %.3f ms, one slot %.3f ms (median of 9)\n", what,
+	    (double)whole_ns / 1e6, (double)one_ns[4] / 1e6);
+}
+
+static void
+test_pversion_device_table_survives_restart_and_touches_only_the_pmeta_area(void **state)
+{
+	struct namespace *ns;
+	struct node *node;
+
+	config_device(1);
+	node = open_node(&ns);
+	assert_int_equal(namespace_pversions_load(ns, got), 0);
+	assert_all_zero(got);
+	store_and_check_bytes(ns, path, "device file");
+	assert_int_equal(namespace_pversions_load(ns, got), 0);
+	assert_tables_equal(table, got);
+	assert_int_equal(namespace_pversion_store_one(ns, STORAGE_PARTITIONS, 1), -EINVAL);
+	node_close(node, true);
+
+	node = open_node(&ns);
+	assert_int_equal(namespace_pversions_load(ns, got), 0);
+	assert_tables_equal(table, got);
+	/* Versions do not disturb records or their cold start. */
+	char k[8] = "key", v[16] = "value";
+	struct txn_key key = { NULL, 0, k, 3 };
+	struct txn_write w = { .flags = TXN_DURABLE, .set_file = true, .file_data = v, .file_len = 5 };
+	assert_int_equal(txn_write(ns, &key, &w, NULL), 0);
+	node_close(node, false);
+	node = open_node(&ns);
+	struct txn_record r;
+	assert_int_equal(txn_read(ns, &key, &r), 0);
+	txn_record_release(&r);
+	assert_int_equal(namespace_pversions_load(ns, got), 0);
+	assert_tables_equal(table, got);
+	node_close(node, true);
+}
+
+static void
+test_pversion_shadow_table_survives_restart(void **state)
+{
+	struct namespace *ns;
+	struct node *node;
+
+	config_memory(true);
+	node = open_node(&ns);
+	assert_int_equal(namespace_pversions_load(ns, got), 0);
+	assert_all_zero(got);
+	store_and_check_bytes(ns, path, "shadow file");
+	node_close(node, true);
+	node = open_node(&ns);
+	assert_int_equal(namespace_pversions_load(ns, got), 0);
+	assert_tables_equal(table, got);
+	node_close(node, true);
+}
+
+static void
+test_pversion_memory_without_shadow_keeps_nothing(void **state)
+{
+	struct namespace *ns;
+	struct node *node;
+
+	config_memory(false);
+	node = open_node(&ns);
+	table_fill(table, 3);
+	memset(got, 0xff, sizeof(got));
+	assert_int_equal(namespace_pversions_load(ns, got), 0);
+	assert_all_zero(got);
+	assert_int_equal(namespace_pversions_store(ns, table), 0);
+	assert_int_equal(namespace_pversion_store_one(ns, 5, 9), 0);
+	assert_int_equal(namespace_pversions_load(ns, got), 0);
+	assert_all_zero(got);
+	node_close(node, true);
+}
+
+static void
+test_pversion_damaged_slot_loads_as_0_and_is_logged_with_file_and_offset(void **state)
+{
+	struct namespace *ns;
+	struct node *node;
+	uint8_t byte;
+	char where[400];
+	int fd;
+
+	config_device(1);
+	node = open_node(&ns);
+	table_fill(table, 11);
+	assert_int_equal(namespace_pversions_store(ns, table), 0);
+	node_close(node, true);
+
+	/* Flip one byte of partition 777's version. */
+	fd = open(path, O_RDWR);
+	assert_true(fd >= 0);
+	assert_int_equal(pread(fd, &byte, 1, (off_t)slot_off(777) + 3), 1);
+	byte ^= 0x10;
+	assert_int_equal(pwrite(fd, &byte, 1, (off_t)slot_off(777) + 3), 1);
+	close(fd);
+
+	node = open_node(&ns);
+	log_capture_begin();
+	assert_int_equal(namespace_pversions_load(ns, got), 0);
+	snprintf(where, sizeof(where), "%s: partition 777: version slot at offset %" PRIu64
+	    " fails its CRC", path, slot_off(777));
+	assert_int_equal(log_capture_end_count(where), 1);
+	assert_int_equal(log_capture_end_count("fails its CRC"), 1);
+	assert_int_equal(got[777], 0);
+	got[777] = table[777];
+	assert_tables_equal(table, got);
+	/* Once: a second load says nothing new. */
+	log_capture_begin();
+	assert_int_equal(namespace_pversions_load(ns, got), 0);
+	assert_int_equal(log_capture_end_count("fails its CRC"), 0);
+	assert_int_equal(got[777], 0);
+	/* Storing the slot again repairs it. */
+	assert_int_equal(namespace_pversion_store_one(ns, 777, 5), 0);
+	table[777] = 5;
+	node_close(node, true);
+	node = open_node(&ns);
+	assert_int_equal(namespace_pversions_load(ns, got), 0);
+	assert_tables_equal(table, got);
+	node_close(node, true);
+}
+
+static void
+test_pversion_new_format_and_cold_start_empty_give_all_0(void **state)
+{
+	struct namespace *ns;
+	struct node *node;
+	uint8_t *area = calloc(1, DEVICE_PMETA_SIZE);
+
+	/* A file whose header page is zero but whose pmeta area holds valid
+	 * slots (what erasing a raw device leaves: only its header page is
+	 * cleared): the new format must not inherit them. */
+	assert_non_null(area);
+	for (uint32_t p = 0; p < STORAGE_PARTITIONS; p++)
+		device_pmeta_slot_encode(100 + p, area + (size_t)p * DEVICE_PMETA_SLOT);
+	int fd = open(path, O_RDWR | O_CREAT, 0600);
+	assert_true(fd >= 0);
+	assert_int_equal(ftruncate(fd, FILESIZE), 0);
+	close(fd);
+	write_at(path, DEVICE_PMETA_OFFSET, area, DEVICE_PMETA_SIZE);
+	free(area);
+	config_device(1);
+	node = open_node(&ns);
+	assert_int_equal(namespace_pversions_load(ns, got), 0);
+	assert_all_zero(got);
+	table_fill(table, 5);
+	assert_int_equal(namespace_pversions_store(ns, table), 0);
+	node_close(node, true);
+
+	/* cold-start-empty: the erase empties the versions too. */
+	cfg.ns[0].storage.cold_start_empty = true;
+	node = open_node(&ns);
+	assert_int_equal(namespace_pversions_load(ns, got), 0);
+	assert_all_zero(got);
+	node_close(node, true);
+}
+
+static void
+test_pversion_devices_that_disagree_give_0_for_those_partitions(void **state)
+{
+	struct namespace *ns;
+	struct node *node;
+	uint8_t slot[DEVICE_PMETA_SLOT];
+	uint8_t *a, *b;
+	char where[700];
+
+	config_device(2);
+	node = open_node(&ns);
+	table_fill(table, 13);
+	assert_int_equal(namespace_pversions_store(ns, table), 0);
+	node_close(node, true);
+	/* Both files hold the same table. */
+	a = read_span(path);
+	b = read_span(path2);
+	assert_memory_equal(a + DEVICE_PMETA_OFFSET, b + DEVICE_PMETA_OFFSET, DEVICE_PMETA_SIZE);
+	free(a);
+	free(b);
+
+	/* The second device holds another valid version for 5 and 4000. */
+	device_pmeta_slot_encode(table[5] + 1, slot);
+	write_at(path2, slot_off(5), slot, sizeof(slot));
+	device_pmeta_slot_encode(77, slot);
+	write_at(path2, slot_off(4000), slot, sizeof(slot));
+
+	node = open_node(&ns);
+	log_capture_begin();
+	assert_int_equal(namespace_pversions_load(ns, got), 0);
+	snprintf(where, sizeof(where), "partition 5: version %" PRIu64 " in %s but %" PRIu64
+	    " in %s (offset %" PRIu64 ")", table[5], path, table[5] + 1, path2, slot_off(5));
+	assert_int_equal(log_capture_end_count(where), 1);
+	assert_int_equal(log_capture_end_count("the partition counts as holding no data here"), 2);
+	assert_int_equal(got[5], 0);
+	assert_int_equal(got[4000], 0);
+	got[5] = table[5];
+	got[4000] = table[4000];
+	assert_tables_equal(table, got);
+
+	/* One slot stored rewrites its whole page on both devices from the
+	 * table as loaded: they agree on 4000 again, at 0 (what the load
+	 * said); 5, on another page, still differs (already logged: not
+	 * again). */
+	assert_int_equal(namespace_pversion_store_one(ns, 4001, 9), 0);
+	log_capture_begin();
+	assert_int_equal(namespace_pversions_load(ns, got), 0);
+	assert_int_equal(log_capture_end_count("the partition counts as holding no data here"), 0);
+	assert_int_equal(got[4000], 0);
+	assert_int_equal(got[4001], 9);
+	assert_int_equal(got[5], 0);
+	assert_int_equal(got[6], table[6]);
+	node_close(node, true);
+}
+
+static void
+test_pversion_store_one_before_any_load_keeps_the_other_slots(void **state)
+{
+	struct namespace *ns;
+	struct node *node;
+
+	config_device(1);
+	node = open_node(&ns);
+	table_fill(table, 17);
+	assert_int_equal(namespace_pversions_store(ns, table), 0);
+	node_close(node, true);
+	node = open_node(&ns);
+	assert_int_equal(namespace_pversion_store_one(ns, 10, 123), 0);
+	table[10] = 123;
+	node_close(node, true);
+	node = open_node(&ns);
+	assert_int_equal(namespace_pversions_load(ns, got), 0);
+	assert_tables_equal(table, got);
+	node_close(node, true);
+}
+
+struct storer {
+	struct namespace *ns;
+	uint32_t first, step;
+	int rc;
+};
+
+static void *
+storer_main(void *arg)
+{
+	struct storer *s = arg;
+
+	for (uint32_t p = s->first; p < STORAGE_PARTITIONS && s->rc == 0; p += s->step)
+		s->rc = namespace_pversion_store_one(s->ns, p, 1000000 + p);
+	return NULL;
+}
+
+static void
+test_pversion_concurrent_single_stores_beside_record_writes_all_land(void **state)
+{
+	enum { THREADS = 4 };
+	struct storer st[THREADS];
+	pthread_t th[THREADS];
+	struct namespace *ns;
+	struct node *node;
+	char k[32], v[600];
+
+	/* Threads storing interleaved slots (several per 4 KiB page) while
+	 * records are written and synced: every slot lands, records too. */
+	config_device(2);
+	node = open_node(&ns);
+	memset(v, 'r', sizeof(v));
+	for (int t = 0; t < THREADS; t++) {
+		st[t] = (struct storer){ .ns = ns, .first = (uint32_t)t * 3, .step = 37 };
+		assert_int_equal(pthread_create(&th[t], NULL, storer_main, &st[t]), 0);
+	}
+	for (int i = 0; i < 300; i++) {
+		int n = snprintf(k, sizeof(k), "rec%d", i);
+		struct txn_key key = { NULL, 0, k, (size_t)n };
+		struct txn_write w = { .flags = i % 10 == 0 ? TXN_DURABLE : 0, .set_file = true,
+		    .file_data = v, .file_len = sizeof(v) };
+
+		assert_int_equal(txn_write(ns, &key, &w, NULL), 0);
+	}
+	for (int t = 0; t < THREADS; t++) {
+		pthread_join(th[t], NULL);
+		assert_int_equal(st[t].rc, 0);
+	}
+	memset(table, 0, sizeof(table));
+	for (int t = 0; t < THREADS; t++)
+		for (uint32_t p = st[t].first; p < STORAGE_PARTITIONS; p += st[t].step)
+			table[p] = 1000000 + p;
+	node_close(node, true);
+	node = open_node(&ns);
+	assert_int_equal(namespace_pversions_load(ns, got), 0);
+	assert_tables_equal(table, got);
+	for (int i = 0; i < 300; i++) {
+		int n = snprintf(k, sizeof(k), "rec%d", i);
+		struct txn_key key = { NULL, 0, k, (size_t)n };
+		struct txn_record r;
+
+		assert_int_equal(txn_read(ns, &key, &r), 0);
+		txn_record_release(&r);
+	}
+	node_close(node, true);
+}
+
+static void
+test_pversion_failed_write_on_one_device_is_an_error_and_reads_as_0(void **state)
+{
+	struct namespace *ns;
+	struct node *node;
+	uint64_t next[STORAGE_PARTITIONS];
+
+	config_device(2);
+	node = open_node(&ns);
+	table_fill(table, 23);
+	assert_int_equal(namespace_pversions_store(ns, table), 0);
+	/* The second device's pmeta writes fail: the store says so. */
+	table_fill(next, 29);
+	log_capture_begin();
+	__atomic_store_n(&fail_pmeta_path, path2, __ATOMIC_RELEASE);
+	assert_int_equal(namespace_pversions_store(ns, next), -EIO);
+	assert_int_equal(namespace_pversion_store_one(ns, 1, 5), -EIO);
+	__atomic_store_n(&fail_pmeta_path, NULL, __ATOMIC_RELEASE);
+	assert_int_equal(log_capture_end_count("pv2.dat: writing partition versions (offset 4096, 65536 bytes) "
+	    "failed"), 1);
+	assert_int_equal(log_capture_end_count("pv2.dat: writing partition versions (offset 4096, 4096 bytes) "
+	    "failed"), 1);
+	/* The devices now disagree wherever the tables differ: those read as
+	 * 0, never as the version only one device took. */
+	assert_int_equal(namespace_pversions_load(ns, got), 0);
+	for (uint32_t p = 0; p < STORAGE_PARTITIONS; p++)
+		if (got[p] != (p == 1 ? 0 : table[p] == next[p] ? table[p] : 0))
+			fail_msg("partition %u: version %" PRIu64, p, got[p]);
+	/* Once the disk works again a store makes them agree. */
+	assert_int_equal(namespace_pversions_store(ns, next), 0);
+	assert_int_equal(namespace_pversions_load(ns, got), 0);
+	assert_tables_equal(next, got);
+	node_close(node, true);
+}
+
+/* Run recfs-check (from the build tree) on the two files; its report in
+ * out; returns its exit status. */
+static int
+run_check(const char *args, char *out, size_t size)
+{
+	const char *top = getenv("top_builddir");
+	char cmd[1200], self[512];
+	size_t len = 0;
+	ssize_t n;
+	FILE *p;
+	int st;
+
+	if (top == NULL) {
+		/* Run by hand: this binary is tests/unit/ of the build tree. */
+		n = readlink("/proc/self/exe", self, sizeof(self) - 20);
+		assert_true(n > 0);
+		self[n] = 0;
+		*strrchr(self, '/') = 0;
+		strcat(self, "/../..");
+		top = self;
+	}
+	snprintf(cmd, sizeof(cmd), "%s/recfs-check %s %s %s 2>&1", top, args, path, path2);
+	p = popen(cmd, "r");
+	assert_non_null(p);
+	while (len + 1 < size && fgets(out + len, (int)(size - len), p) != NULL)
+		len += strlen(out + len);
+	out[len] = 0;
+	st = pclose(p);
+	assert_true(WIFEXITED(st));
+	return WEXITSTATUS(st);
+}
+
+static void
+test_pversion_recfs_check_reports_versions_damaged_slots_and_disagreement(void **state)
+{
+	static char out[16384];
+	struct namespace *ns;
+	struct node *node;
+	uint8_t slot[DEVICE_PMETA_SLOT];
+	char want[400];
+	uint32_t n_set = 0;
+
+	config_device(2);
+	node = open_node(&ns);
+	table_fill(table, 19);
+	assert_int_equal(namespace_pversions_store(ns, table), 0);
+	node_close(node, true);
+	for (uint32_t p = 0; p < STORAGE_PARTITIONS; p++)
+		n_set += table[p] != 0;
+	assert_int_equal(run_check("", out, sizeof(out)), 0);
+	printf("%s", out);
+	snprintf(want, sizeof(want), "partition versions     %u of 4096 partitions with a version, "
+	    "0 slots failing the CRC", n_set);
+	if (strstr(out, want) == NULL)
+		fail_msg("no '%s' in the report (printed above)", want);
+	assert_null(strstr(out, "differs between the files"));
+
+	/* A flipped byte in partition 2000's slot of the first file, and
+	 * another valid version for partition 7 in the second. */
+	uint8_t byte = 0x5a;
+	write_at(path, slot_off(2000) + 9, &byte, 1);
+	device_pmeta_slot_encode(1234, slot);
+	write_at(path2, slot_off(7), slot, sizeof(slot));
+	assert_int_equal(run_check("", out, sizeof(out)), 1);
+	printf("%s", out);
+	snprintf(want, sizeof(want), "partition versions     %u of 4096 partitions with a version, "
+	    "1 slot failing the CRC", n_set - 1);
+	if (strstr(out, want) == NULL)
+		fail_msg("no '%s' in the report (printed above)", want);
+	snprintf(want, sizeof(want), "DAMAGED: partition 2000: version slot at offset %" PRIu64
+	    " fails its CRC", slot_off(2000));
+	if (strstr(out, want) == NULL)
+		fail_msg("no '%s' in the report (printed above)", want);
+	/* 2000 differs too (0 against a version); 7 differs. */
+	if (strstr(out, "warning: the partition version of 2 partitions (the first: 7) differs") == NULL)
+		fail_msg("no disagreement warning in the report");
+	if (strstr(out, "result: DAMAGED PARTITION VERSIONS: 1 slot failing the CRC") == NULL)
+		fail_msg("no verdict in the report");
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_pversion_device_table_survives_restart_and_touches_only_the_pmeta_area, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_pversion_shadow_table_survives_restart, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_pversion_memory_without_shadow_keeps_nothing, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_pversion_damaged_slot_loads_as_0_and_is_logged_with_file_and_offset, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_pversion_new_format_and_cold_start_empty_give_all_0, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_pversion_devices_that_disagree_give_0_for_those_partitions, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_pversion_store_one_before_any_load_keeps_the_other_slots, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_pversion_concurrent_single_stores_beside_record_writes_all_land, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_pversion_failed_write_on_one_device_is_an_error_and_reads_as_0, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_pversion_recfs_check_reports_versions_damaged_slots_and_disagreement, setup, teardown),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

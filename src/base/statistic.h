@@ -191,6 +191,8 @@
 	X(rpc_requests_in_progress, GAUGE, "requests", 0, "Requests from other nodes queued or running now.") \
 	X(rpc_requests_kept, GAUGE, "requests", 0, "Requests remembered so that a copy never runs twice: queued, running, or answered within 2 x transaction-max-ms.") \
 	X(rpc_msgs_malformed, COUNTER, "messages", 0, "Request or answer messages that did not decode (dropped).") \
+	X(rpc_requests_stale, COUNTER, "requests", 0, "Requests refused unrun because they were meant for this node's previous process (it restarted after the caller sent the first copy).") \
+	X(rpc_calls_peer_restarted, COUNTER, "calls", 0, "Calls failed because the node restarted after their first copy was sent there (it may have run; never sent to the new process). The data path reports EIO.") \
 	X(proxy_sent, COUNTER, "requests", 0, "Operations sent to the master of their record (another node), retries after a busy answer included.") \
 	X(proxy_completed, COUNTER, "operations", 0, "Proxied operations the master ran and answered (any result, errors such as ENOENT included).") \
 	X(proxy_failed, COUNTER, "operations", 0, "Proxied operations that failed without a result: the master was down, or its answer did not decode.") \
@@ -290,8 +292,14 @@
 	X(cold_start_torn_writes, COUNTER, "records", 0, \
 	    "Torn writes the last cold start dropped: after an unclean shutdown, a newest copy with an intact header but a damaged body written within flush-max-ms + 1 s of the device's newest write was never acknowledged as durable; the previous version is kept (none: the record is absent). Logged with file and offset.") \
 	X(tombstones_reclaimed, COUNTER, "records", 0, \
-	    "Tombstones dropped by the tomb raider once no older copy remained on storage.") \
+	    "Tombstones dropped by the tomb raider once no older copy remained on storage (in a cluster: by the partition's master, and by each replica at its request).") \
 	X(tomb_raider_passes, COUNTER, "passes", 0, "Tomb raider passes over the storage.") \
+	X(tomb_reclaims_sent, COUNTER, "requests", 0, \
+	    "Tombstone reclaims this node sent as master to the other replicas of the partition (one per replica).") \
+	X(tomb_reclaims_refused, COUNTER, "tombstones", 0, \
+	    "Tombstones this node as master kept because a replica kept its copy (not yet checked by its tomb raider, or an older copy on its storage) or did not answer; asked again after the next pass.") \
+	X(tomb_reclaims_received, COUNTER, "requests", 0, \
+	    "Tombstone reclaims received from a partition's master as a replica.") \
 	X(stop_writes, BOOL, "", STAT_F_TICK, \
 	    "Writes and creates fail with ENOSPC: used >= stop-writes-used-pct or available < stop-writes-avail-pct.") \
 	X(hwm_breached, BOOL, "", 0, "Used space is above evict-used-pct: nsup evicts.") \

@@ -80,7 +80,9 @@ namespace_entry_count(struct namespace *ns, const struct index_entry *e, int dir
 		atomic_add(&s->tombstones, (uint64_t)(int64_t)dir);
 	} else {
 		atomic_add(&ns->objects, (uint64_t)(int64_t)dir);
-		atomic_add(&s->objects, (uint64_t)(int64_t)dir);
+		uint64_t now = atomic_add(&s->objects, (uint64_t)(int64_t)dir);
+		if (e->set_id != 0 && (dir > 0 ? now == 1 : now == 0) && !atomic_load_relaxed(&s->marker))
+			atomic_store_relaxed(&ns->sets_used_changed, true);
 		if (e->mode_type == INDEX_TYPE_DIR)
 			atomic_add(&ns->objects_dirs, (uint64_t)(int64_t)dir);
 		else if (e->mode_type == INDEX_TYPE_LINK)
@@ -1187,6 +1189,7 @@ namespace_open(struct namespace **out, struct ns_config *cfg)
 	set_table_init(&ns->sets);
 	pthread_mutex_init(&ns->cs_unnamed_lock, NULL);
 	pthread_mutex_init(&ns->cs_torn_lock, NULL);
+	pthread_mutex_init(&ns->raid_clean_lock, NULL);
 	rc = index_create(&ns->index);
 	if (rc != 0)
 		goto fail;
@@ -1217,6 +1220,7 @@ fail:
 	pthread_mutex_destroy(&ns->cs_unnamed_lock);
 	free(ns->cs_torn);
 	pthread_mutex_destroy(&ns->cs_torn_lock);
+	pthread_mutex_destroy(&ns->raid_clean_lock);
 	free(ns);
 	return rc;
 }
@@ -1236,6 +1240,7 @@ namespace_close(struct namespace *ns, bool clean)
 	pthread_mutex_destroy(&ns->cs_unnamed_lock);
 	free(ns->cs_torn);
 	pthread_mutex_destroy(&ns->cs_torn_lock);
+	pthread_mutex_destroy(&ns->raid_clean_lock);
 	log_info("namespace", "{%s} closed%s", ns->name, clean ? " cleanly" : "");
 	free(ns);
 }

@@ -10,6 +10,7 @@
 #ifndef RECFS_NAMESPACE_NAMESPACE_H
 #define RECFS_NAMESPACE_NAMESPACE_H
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -100,6 +101,16 @@ struct set_table {
 	uint16_t hash[SET_HASH_SLOTS];      /* open addressing, 0 = empty */
 };
 
+/* A tombstone as the tomb raider found it. */
+struct ns_tomb {
+	struct digest digest;
+	uint16_t set_id;
+	uint16_t generation;
+	uint64_t last_update_ms;
+};
+
+struct raid;
+
 struct namespace {
 	char name[CONFIG_NAME_MAX + 1];
 	struct ns_config *cfg;              /* live configuration */
@@ -112,6 +123,9 @@ struct namespace {
 	uint64_t objects;                   /* atomic: live records (markers excluded) */
 	uint64_t tombstones;                /* atomic */
 	uint64_t chunk_objects;             /* atomic: live chunks of large files */
+	bool sets_used_changed;             /* atomic: a set without a marker got its first
+	                                     * record or lost its last one here (the
+	                                     * layer above tells the other nodes) */
 	struct ns_counters counters[SHARDS]; /* atomics, by thread: NS_COUNT_ADD, namespace_counters */
 
 	/* The layer above's own per-namespace state (the transaction layer's:
@@ -129,7 +143,15 @@ struct namespace {
 	uint64_t raider_passes;             /* atomic */
 	uint64_t migrations_pending;        /* atomic: partitions still to send or receive
 	                                     * (txn/migrate.c); the tomb raider waits for 0 */
-	uint64_t tombstones_reclaimed;      /* atomic */
+	uint64_t tombstones_reclaimed;      /* atomic: dropped here, by this node's
+	                                     * pass or at its master's request */
+	/* Who decides a tombstone's reclaim (the layer above's; NULL: this
+	 * node alone, as a single node).  Atomic: set after namespace_open. */
+	int (*raider_reclaim)(struct namespace *ns, const struct ns_tomb *t);
+	/* The last pass's tombstones and whether an older copy was seen
+	 * (tomb_raider.c struct raid), kept for namespace_tomb_reclaim. */
+	pthread_mutex_t raid_clean_lock;
+	struct raid *raid_clean;
 	uint64_t cold_start_tombs;          /* atomic: tombstone copies the cold start met */
 	bool loading;                       /* the cold start runs (namespace_open): set
 	                                     * times are settled from every copy, not
@@ -271,6 +293,28 @@ void namespace_close(struct namespace *ns, bool clean);
 /* Tomb raider thread (persistent engines). */
 int tomb_raider_start(struct namespace *ns);
 void tomb_raider_stop(struct namespace *ns);
+
+/*
+ * namespace->raider_reclaim returns, for a tombstone t that the pass found
+ * with no older copy on storage (called under t's record lock, t still the
+ * record's current version): 0 to drop it here (the caller made sure every
+ * other copy of it goes too), NS_RAID_NOT_MINE when this node does not
+ * decide it (kept, and remembered as checked for namespace_tomb_reclaim),
+ * any other -errno to keep it until the next pass (-ETIMEDOUT: the pass
+ * asks no more).  Set markers'
+ * tombstones are each node's own and never go through it.
+ */
+#define NS_RAID_NOT_MINE (-EREMOTE)
+
+/*
+ * The node that decides asks this one to drop tombstone t: dropped (1)
+ * only if t is still this record's current version here and this node's
+ * last tomb raider pass saw no older copy of it on storage; 0 when this
+ * node holds no version of the record; -EBUSY when it holds another
+ * version, or t not yet checked by a pass, or an older copy was seen
+ * (kept: the decider keeps its own and asks again after its next pass).
+ */
+int namespace_tomb_reclaim(struct namespace *ns, const struct ns_tomb *t);
 
 /* Sets (set.c). */
 void set_table_init(struct set_table *t);

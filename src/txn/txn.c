@@ -264,6 +264,30 @@ replica_flat(struct namespace *ns, const struct record *r, uint8_t **flat, uint3
 	return 0;
 }
 
+/*
+ * Before a record version is stored here (record lock held): in a cluster,
+ * this node must still master its partition in the current table.  An
+ * operation routed here under an older table may have waited for the
+ * record lock (held by a write that waited for its replicas) while the
+ * succession changed: it must not run at a node that is no longer the
+ * master, beside the new one.  TXN_ENOTMASTER: the caller routes it again
+ * once (dispatch, or the proxying node).  Set markers are every node's.
+ */
+static int
+master_check(struct namespace *ns, const struct record *r)
+{
+	struct txn_namespace *x = txn_namespace_of(ns);
+	struct partition_rsv rsv;
+	bool mine;
+
+	if (atomic_load_acquire(&x->remote) == NULL || (r->flags & RECORD_F_SET_MARKER))
+		return 0;
+	partition_reserve(x->partitions, digest_partition(&r->digest), &rsv);
+	mine = rsv.am_master && rsv.cluster_key != 0;
+	partition_release(&rsv);
+	return mine ? 0 : TXN_ENOTMASTER;
+}
+
 /* Send flat (from replica_flat; freed here) to the other replicas. */
 static int
 replica_send(struct namespace *ns, uint8_t *flat, uint32_t size, bool durable)
@@ -296,6 +320,9 @@ commit_record(struct namespace *ns, uint16_t set_id, struct index_entry *e, stru
 		COUNT(ns, fail_record_too_big);
 		return -EFBIG;
 	}
+	rc = master_check(ns, r);
+	if (rc != 0)
+		return rc;
 	rc = storage_write(ns->storage, r, (uint32_t)size, &loc);
 	if (rc == -ENOSPC)
 		COUNT(ns, fail_out_of_space);
@@ -413,7 +440,10 @@ delete_entry(struct namespace *ns, struct index_entry *e, const char *set, uint8
 		 * their copy the same way: txn_replica_apply). */
 		uint8_t *flat;
 		uint32_t flat_size;
-		int rc = replica_flat(ns, &r, &flat, &flat_size);
+		int rc = master_check(ns, &r);
+
+		if (rc == 0)
+			rc = replica_flat(ns, &r, &flat, &flat_size);
 
 		if (rc != 0)
 			return rc;
@@ -1327,14 +1357,41 @@ set_remove_local(const struct txn_target *t)
 	return rc;
 }
 
+static struct txn_sets *sets_of(struct namespace *ns);
+
+/*
+ * A set that has no marker and no record here may still have records on
+ * other nodes (a set made by a write, its records elsewhere): the sets
+ * layer knows which, from what each node sends (docs/cluster.md, "Sets
+ * and listings").  0 and its times (out: may be NULL), or -ENOENT.
+ */
+static int
+set_elsewhere(struct namespace *ns, const char *set, size_t len, struct record_attr *out)
+{
+	struct txn_sets *ss;
+	uint64_t ctime_ms;
+	int64_t mtime_ns;
+
+	if (atomic_load_acquire(&txn_namespace_of(ns)->remote) == NULL)
+		return -ENOENT;   /* a single node */
+	ss = sets_of(ns);
+	if (ss == NULL || !txn_sets_used_elsewhere(ss, ns, set, len, &ctime_ms, &mtime_ns))
+		return -ENOENT;
+	if (out != NULL) {
+		out->last_update_ms = ctime_ms;
+		out->mtime_ns = mtime_ns;
+	}
+	return 0;
+}
+
 int
 txn_set_exists(struct namespace *ns, const char *set, size_t len)
 {
 	uint16_t set_id;
 
-	if (set_lookup(&ns->sets, set, len, &set_id) != 0)
-		return -ENOENT;
-	return set_visible(&ns->sets.sets[set_id]) ? 0 : -ENOENT;
+	if (set_lookup(&ns->sets, set, len, &set_id) == 0 && set_visible(&ns->sets.sets[set_id]))
+		return 0;
+	return set_elsewhere(ns, set, len, NULL);
 }
 
 int
@@ -1347,11 +1404,11 @@ txn_set_stat(struct namespace *ns, const char *set, size_t len, struct record_at
 	uint16_t set_id;
 
 	memset(out, 0, sizeof(*out));
-	if (len == 0 || len > RECORD_SET_MAX || set_lookup(&ns->sets, set, len, &set_id) != 0)
+	if (len == 0 || len > RECORD_SET_MAX)
 		return -ENOENT;
+	if (set_lookup(&ns->sets, set, len, &set_id) != 0 || !set_visible(&ns->sets.sets[set_id]))
+		return set_elsewhere(ns, set, len, out);
 	s = &ns->sets.sets[set_id];
-	if (!set_visible(s))
-		return -ENOENT;
 	digest_compute(&d, set, len, "", 0);
 	p = index_partition_of(ns->index, &d);
 	pthread_rwlock_rdlock(&p->lock);
@@ -1578,6 +1635,28 @@ set_info_fill(const struct ns_set *s, struct txn_set_info *out)
 	out->tombstones = atomic_load_relaxed(&s->tombstones);
 }
 
+struct set_elsewhere_walk {
+	struct namespace *ns;
+	int (*fn)(void *arg, const struct txn_set_info *info);
+	void *arg;
+};
+
+/* A set another node holds records of: listed unless listed already (here
+ * too), with this node's counts (none). */
+static int
+set_elsewhere_one(void *arg, const char *name, size_t len)
+{
+	struct set_elsewhere_walk *w = arg;
+	struct txn_set_info info;
+	uint16_t set_id;
+
+	if (set_lookup(&w->ns->sets, name, len, &set_id) == 0 && set_visible(&w->ns->sets.sets[set_id]))
+		return 0;
+	memset(&info, 0, sizeof(info));
+	memcpy(info.name, name, len);
+	return w->fn(w->arg, &info);
+}
+
 int
 txn_set_foreach(struct namespace *ns, int (*fn)(void *arg, const struct txn_set_info *info),
     void *arg)
@@ -1595,6 +1674,14 @@ txn_set_foreach(struct namespace *ns, int (*fn)(void *arg, const struct txn_set_
 		if (rc != 0)
 			return rc;
 	}
+	/* And the sets of records only that other nodes hold records of. */
+	if (atomic_load_acquire(&txn_namespace_of(ns)->remote) != NULL) {
+		struct txn_sets *ss = sets_of(ns);
+		struct set_elsewhere_walk w = { .ns = ns, .fn = fn, .arg = arg };
+
+		if (ss != NULL)
+			return txn_sets_used_foreach(ss, ns, set_elsewhere_one, &w);
+	}
 	return 0;
 }
 
@@ -1603,8 +1690,14 @@ txn_set_info(struct namespace *ns, const char *set, size_t len, struct txn_set_i
 {
 	uint16_t set_id;
 
-	if (set_lookup(&ns->sets, set, len, &set_id) != 0 || !set_visible(&ns->sets.sets[set_id]))
-		return -ENOENT;
+	if (set_lookup(&ns->sets, set, len, &set_id) != 0 || !set_visible(&ns->sets.sets[set_id])) {
+		/* Its records are elsewhere: none here. */
+		if (len > RECORD_SET_MAX || set_elsewhere(ns, set, len, NULL) != 0)
+			return -ENOENT;
+		memset(out, 0, sizeof(*out));
+		memcpy(out->name, set, len);
+		return 0;
+	}
 	set_info_fill(&ns->sets.sets[set_id], out);
 	return 0;
 }
@@ -1878,6 +1971,21 @@ is_set_op(enum txn_op_kind k)
 
 static int dispatch(const struct txn_target *t, const struct txn_op *op);
 
+/* A set of records only appeared or went here (namespace_entry_count):
+ * the other nodes are told (by the sets thread; no lock held here). */
+static void
+sets_used_flush(struct namespace *ns)
+{
+	if (atomic_load_relaxed(&ns->sets_used_changed) &&
+	    atomic_load_acquire(&txn_namespace_of(ns)->remote) != NULL &&
+	    atomic_exchange_relaxed(&ns->sets_used_changed, false)) {
+		struct txn_sets *ss = sets_of(ns);
+
+		if (ss != NULL)
+			txn_sets_kick(ss);
+	}
+}
+
 /*
  * A rename whose two names have different masters (docs/cluster.md,
  * "Rename"): read the old name (at its master), write its record under the
@@ -1966,6 +2074,7 @@ dispatch(const struct txn_target *t, const struct txn_op *op)
 		switch (route) {
 		case TXN_ROUTE_LOCAL:
 			rc = run_local(t, op);
+			sets_used_flush(t->ns);
 			break;
 		case TXN_ROUTE_REMOTE:
 			/* Expiry and eviction are the master's to do: not an error. */
@@ -2287,6 +2396,30 @@ txn_reclaim(struct namespace *ns, uint16_t set_id, const struct digest *d, uint3
 	return dispatch(&t, &op);
 }
 
+/* The tomb raider asks whether it may drop tombstone t (namespace.h
+ * raider_reclaim; its record lock held): alone, yes; in a cluster only
+ * the partition's master decides, once every other replica dropped the
+ * same tombstone or holds none (docs/cluster.md "Write path with
+ * replication"). */
+int
+txn_raider_reclaim(struct namespace *ns, const struct ns_tomb *t)
+{
+	struct txn_namespace *x = txn_namespace_of(ns);
+	struct txn_remote *rm = atomic_load_acquire(&x->remote);
+	struct partition_rsv rsv;
+	int rc;
+
+	if (rm == NULL)   /* alone; or detached for now (shutdown): keep it */
+		return atomic_load_relaxed(&x->had_network) ? -EAGAIN : 0;
+	partition_reserve(x->partitions, digest_partition(&t->digest), &rsv);
+	if (!rsv.am_master || rsv.cluster_key == 0)
+		rc = NS_RAID_NOT_MINE;
+	else
+		rc = txn_remote_reclaim(rm, ns, &rsv, t);
+	partition_release(&rsv);
+	return rc;
+}
+
 /* ---- the remote side (remote.c's handlers) ------------------------------ */
 
 /*
@@ -2364,6 +2497,7 @@ txn_proxy_serve(struct namespace *ns, const struct txn_proxy_req *q, struct reco
 		rc = run_local(&t, &op);
 	partition_release(&r1);
 	partition_release(&r2);
+	sets_used_flush(ns);
 	return rc;
 }
 
@@ -2417,6 +2551,10 @@ replica_apply(struct namespace *ns, const uint8_t *flat, uint32_t size, bool dur
 	}
 out:
 	partition_release(&rsv);
+	/* Not on the fabric thread (nowait): the network's locks are not
+	 * taken there; the record's master tells the other nodes anyway. */
+	if (!nowait)
+		sets_used_flush(ns);
 	return rc;
 }
 

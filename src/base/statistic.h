@@ -75,7 +75,15 @@
 	X(list_pages_received, COUNTER, "pages", 0, \
 	    "Listing pages other nodes asked of this one (its records in the partitions they name).") \
 	X(migrate_msgs_refused, COUNTER, "messages", 0, \
-	    "Migration messages refused (logged at debug): another cluster key (a change came in between), or a partition this node does not expect from that node; a message that does not decode is refused and logged.")
+	    "Migration messages refused (logged at debug): another cluster key (a change came in between), or a partition this node does not expect from that node; a message that does not decode is refused and logged.") \
+	X(chunk_reads, COUNTER, "chunks", 0, \
+	    "Chunk records of large files read (each serves up to file-chunk-size bytes of reads).") \
+	X(chunk_writes, COUNTER, "chunks", 0, \
+	    "Chunk records of large files written: the chunks a commit (close, fsync, the dirty-chunk bound) changed.") \
+	X(chunk_read_errors, COUNTER, "chunks", 0, \
+	    "Chunk reads that failed (checksum, storage error; logged with the chunk's key): that range of the file reads EIO, the rest is served.") \
+	X(chunks_reclaimed, COUNTER, "chunks", 0, \
+	    "Chunks no head named (left by a crash during a commit, or by a failed delete), deleted by the background reclaimer.")
 
 /* .info/statistics, first part: the engine (txn_node_values). */
 #define STATISTICS_NODE(X) \
@@ -129,6 +137,10 @@
 	    "Stores from an open file's shared state that failed.") \
 	X(fuse_timed_stores, COUNTER, "records", 0, \
 	    "Stores of open files dirty for flush-max-ms (a file kept open and written is stored anyway).") \
+	X(fuse_large_commits, COUNTER, "commits", 0, \
+	    "Commits of large files (their changed chunks, then their head): at close, fsync, flush-max-ms, or when a file's dirty chunks reach their bound.") \
+	X(fuse_dirty_chunk_bytes, GAUGE, "bytes", 0, \
+	    "Memory held by dirty chunks of large files open for writing (bounded: a file past 16 dirty chunks, or any writer past 64 MiB in all, commits).") \
 	X(fuse_readdir_entries, COUNTER, "entries", 0, "Directory entries returned by listings.") \
 	X(fuse_not_found, COUNTER, "requests", 0, "Requests answered ENOENT or ENODATA.") \
 	X(fuse_errors, COUNTER, "requests", 0, "Requests answered with any other error.") \
@@ -234,6 +246,10 @@
 /* .info/namespace/<ns> (followed there by the namespace's configuration). */
 #define STATISTICS_NAMESPACE(X) \
 	X(objects, GAUGE, "records", STAT_F_TICK, "Live records (set markers and tombstones excluded).") \
+	X(objects_files, GAUGE, "records", 0, \
+	    "Live records that are files (counted in objects too): a small file's one record, or a large file's head record.") \
+	X(objects_chunks, GAUGE, "records", 0, \
+	    "Live chunk records of large files (counted in objects too; docs/storage-format.md, Large files).") \
 	X(tombstones, GAUGE, "records", 0, \
 	    "Tombstones: records written by deletes on persistent storage so a restart cannot bring them back.") \
 	X(objects_directories, GAUGE, "records", 0, \

@@ -34,6 +34,7 @@ namespace_entry_fill(struct namespace *ns, struct index_entry *e, const struct r
 	e->size = info->file_len;
 	e->has_bins = info->has_bins;
 	e->has_ttl = info->has_ttl;
+	e->chunked = info->chunked;
 	e->tombstone = (r->flags & RECORD_F_TOMBSTONE) != 0;
 	e->set_marker = (r->flags & RECORD_F_SET_MARKER) != 0;
 	e->has_meta = (r->flags & RECORD_F_HAS_META) != 0;
@@ -86,6 +87,8 @@ namespace_entry_count(struct namespace *ns, const struct index_entry *e, int dir
 			atomic_add(&ns->objects_dirs, (uint64_t)(int64_t)dir);
 		else if (e->mode_type == INDEX_TYPE_LINK)
 			atomic_add(&ns->objects_links, (uint64_t)(int64_t)dir);
+		if (record_key_is_chunk(e->key, e->key_len))
+			atomic_add(&ns->chunk_objects, (uint64_t)(int64_t)dir);
 	}
 	atomic_add(&s->data_bytes, (uint64_t)((int64_t)dir * bytes));
 }
@@ -368,6 +371,8 @@ namespace_entry_info(const struct namespace *ns, const struct record *r, struct 
 	out->has_bins = r->n_bins > (fb != NULL ? 1 : 0);
 	out->has_ttl = r->ttl != RECORD_TTL_DEFAULT;
 	out->damaged = false;
+	/* The map's bin name (txn/chunk.h); internal bins start with '/'. */
+	out->chunked = record_bin_find(r, RECORD_BIN_CHUNK_MAP, sizeof(RECORD_BIN_CHUNK_MAP) - 1) != NULL;
 }
 
 /*

@@ -51,7 +51,11 @@
 	X(set_changes_failed, "set changes and checks another node did not answer in time") \
 	X(list_pages_sent, "listing pages asked of other nodes") \
 	X(list_pages_received, "listing pages other nodes asked of this one") \
-	X(migrate_msgs_refused, "migration messages refused: another cluster key, or a partition not expected from that node")
+	X(migrate_msgs_refused, "migration messages refused: another cluster key, or a partition not expected from that node") \
+	X(chunk_reads, "chunk records of large files read") \
+	X(chunk_writes, "chunk records of large files written by commits") \
+	X(chunk_read_errors, "chunk reads that failed other than for a missing chunk") \
+	X(chunks_reclaimed, "chunks no head named, deleted by the reclaimer")
 
 struct ns_counters {
 #define X(name, help) uint64_t name;
@@ -121,6 +125,7 @@ struct namespace {
 	bool sets_used_changed;             /* atomic: a set without a marker got its first
 	                                     * record or lost its last one here (the
 	                                     * layer above tells the other nodes) */
+	uint64_t chunk_objects;             /* atomic: live chunks of large files */
 	struct ns_counters counters[SHARDS]; /* atomics, by thread: NS_COUNT_ADD, namespace_counters */
 
 	/* The layer above's own per-namespace state (the transaction layer's:
@@ -181,6 +186,7 @@ struct entry_info {
 	bool has_bins;           /* bins other than the file bin */
 	bool has_ttl;            /* a TTL setting other than the default */
 	bool damaged;            /* the copy's body is damaged (only its header is known) */
+	bool chunked;            /* the head of a large file: has the chunk map bin */
 };
 
 /* Copy a stored record's metadata into its index entry (record lock and

@@ -495,6 +495,7 @@ txn_namespace_values(struct namespace *ns, uint64_t v[STAT_NS_COUNT])
 	storage_stats(ns->storage, &ss);
 	v[STAT_NS_objects] = atomic_load_relaxed(&ns->objects);
 	v[STAT_NS_tombstones] = atomic_load_relaxed(&ns->tombstones);
+	v[STAT_NS_objects_chunks] = atomic_load_relaxed(&ns->chunk_objects);
 	v[STAT_NS_index_used_bytes] = index_memory_bytes(ns->index);
 	v[STAT_NS_data_total_bytes] = ss.total_bytes;
 	v[STAT_NS_data_used_bytes] = ss.used_bytes;
@@ -521,6 +522,11 @@ txn_namespace_values(struct namespace *ns, uint64_t v[STAT_NS_COUNT])
 	v[STAT_NS_damaged_records] = atomic_load_relaxed(&ns->damaged_records);
 	v[STAT_NS_objects_directories] = atomic_load_relaxed(&ns->objects_dirs);
 	v[STAT_NS_objects_links] = atomic_load_relaxed(&ns->objects_links);
+	/* Read one by one while writes go on: never below 0. */
+	uint64_t not_files = v[STAT_NS_objects_chunks] + v[STAT_NS_objects_directories] +
+	    v[STAT_NS_objects_links];
+
+	v[STAT_NS_objects_files] = v[STAT_NS_objects] > not_files ? v[STAT_NS_objects] - not_files : 0;
 	v[STAT_NS_directory_index_directories] = index_dir_count(ns->index);
 	v[STAT_NS_cold_start_torn_writes] = atomic_load_relaxed(&ns->cold_start_torn_writes);
 	v[STAT_NS_tombstones_reclaimed] = atomic_load_relaxed(&ns->tombstones_reclaimed);

@@ -38,6 +38,7 @@
 #include "../base/clock.h"
 #include "../base/log.h"
 #include "../cluster/partition.h"
+#include "chunk.h"
 #include "remote.h"
 #include "set_msg.h"
 #include "txn_i.h"
@@ -87,6 +88,7 @@ attr_from_entry(struct namespace *ns, const struct index_entry *e, struct record
 	a->digest = e->digest;
 	a->size = e->size;
 	a->damaged = e->damaged;
+	a->chunked = e->chunked;
 	a->has_meta = e->has_meta;
 	a->mode = index_entry_mode(e);
 	a->uid = e->uid;
@@ -112,14 +114,16 @@ target_fill(struct namespace *ns, const struct txn_key *k, struct txn_target *t)
  * The first step of every public record operation: check the names and
  * compute the digest and partition.  Nothing is looked up or created, so an
  * operation refused here or by routing leaves no trace.  Key first, then
- * set (the errors callers have always seen).
+ * set (the errors callers have always seen).  A key may be internal.
  */
 static int
 target_resolve(struct namespace *ns, const struct txn_key *k, struct txn_target *t)
 {
-	/* A name, or an entry of a tree directory inside a set (tree.c). */
-	int rc = k->set_len > 0 && tree_key_valid(k->key, k->key_len) ? 0 :
-	    record_key_check(k->key, k->key_len);
+	/* A name, an entry of a tree directory inside a set (tree.c), or a
+	 * large file's chunk (chunk.c): the internal keys (record.h) are this
+	 * layer's own records; a file name never starts with '/'. */
+	int rc = (k->set_len > 0 && tree_key_valid(k->key, k->key_len)) ||
+	    record_key_is_chunk(k->key, k->key_len) ? 0 : record_key_check(k->key, k->key_len);
 
 	if (rc == 0 && k->set_len > 0)
 		rc = record_set_name_check(k->set, k->set_len);
@@ -492,6 +496,40 @@ entry_load(struct namespace *ns, const struct index_entry *e, struct record *r, 
 	return rc;
 }
 
+/* A large file's head: its size is the map's (the index keeps the head's
+ * own, empty, file bin).  r: the decoded head. */
+static void
+head_size_from(const struct record *r, struct record_attr *a)
+{
+	const struct bin *b = txn_chunk_map_bin(r);
+	struct txn_chunk_map m;
+
+	if (b == NULL || txn_chunk_map_decode(b->v.bytes.data, b->v.bytes.len, &m) != 0)
+		return;  /* a bad map: size 0, and its reads fail (fuse/handle.c) */
+	a->size = m.size;
+	txn_chunk_map_free(&m);
+}
+
+/* The size of the large file whose head is (set_id, d), read from the head
+ * (the record lock taken here): stat and listings of large files cost one
+ * read of the head, those of every other record none. */
+static void
+head_size_fix(struct namespace *ns, uint16_t set_id, const struct digest *d, struct record_attr *a)
+{
+	struct index_entry *e;
+	struct record r;
+	uint8_t *buf = NULL;
+
+	record_init(&r);
+	index_record_lock(ns->index, d);
+	e = entry_get(ns, set_id, d);
+	if (e != NULL && e->chunked && entry_load(ns, e, &r, &buf) == 0)
+		head_size_from(&r, a);
+	index_record_unlock(ns->index, d);
+	record_release(&r);
+	free(buf);
+}
+
 /* ---- stat and read ------------------------------------------------------ */
 
 /*
@@ -521,6 +559,8 @@ stat_record(const struct txn_target *t, struct record_attr *out)
 	else
 		rc = -ENOENT;
 	pthread_rwlock_unlock(&p->lock);
+	if (rc == 0 && out->chunked)
+		head_size_fix(ns, set_id, &t->digest, out);
 	if (rc == 0)
 		COUNT(ns, client_lookup_success);
 	else
@@ -559,6 +599,8 @@ read_record(const struct txn_target *t, struct txn_record *out, bool nowait)
 	index_record_unlock(ns->index, d);
 	if (rc == 0)
 		out->file_bin = file_bin_of(ns, &out->rec);
+	if (rc == 0 && out->attr.chunked)
+		head_size_from(&out->rec, &out->attr);
 count:
 	if (rc == 0)
 		COUNT(ns, client_read_success);
@@ -653,6 +695,22 @@ apply_bin_ops(struct namespace *ns, struct record *r, const struct txn_write *w)
 	return 0;
 }
 
+static void map_of_entry(struct namespace *ns, const struct index_entry *e, struct txn_chunk_map *map);
+static void victim_drop(struct namespace *ns, const struct txn_key *k, struct txn_chunk_map *victim,
+    const struct record *now);
+
+/* w's operation on a large file's chunk map bin (txn_chunk_commit gives
+ * one, rename_across removes one), or NULL. */
+static const struct txn_bin_op *
+write_map_op(const struct txn_write *w)
+{
+	for (size_t i = 0; i < w->n_bins; i++)
+		if (w->bins[i].name_len == sizeof(RECORD_BIN_CHUNK_MAP) - 1 &&
+		    memcmp(w->bins[i].name, RECORD_BIN_CHUNK_MAP, w->bins[i].name_len) == 0)
+			return &w->bins[i];
+	return NULL;
+}
+
 static int
 write_record(const struct txn_target *t, const struct txn_write *w, struct record_attr *out)
 {
@@ -662,6 +720,7 @@ write_record(const struct txn_target *t, const struct txn_write *w, struct recor
 	uint16_t set_id;
 	struct index_entry *e;
 	struct record old, r;
+	struct txn_chunk_map victim = { 0 };
 	uint8_t *old_buf = NULL, *resized = NULL;
 	const struct bin *old_file = NULL;
 	bool exists, locked = false;
@@ -725,6 +784,14 @@ write_record(const struct txn_target *t, const struct txn_write *w, struct recor
 		if (rc != 0)
 			goto out;
 		old_file = file_bin_of(ns, &old);
+		/* A large file's map: its chunks go if this write replaces the
+		 * file by another (new content, another file's map), not when
+		 * it only takes the map away (rename_across: the chunks are
+		 * the new name's). */
+		const struct bin *mb = txn_chunk_map_bin(&old);
+		const struct txn_bin_op *mop = write_map_op(w);
+		if (mb != NULL && !(mop != NULL && (mop->flags & TXN_BIN_REMOVE)))
+			(void)txn_chunk_map_decode(mb->v.bytes.data, mb->v.bytes.len, &victim);
 		for (int i = 0; i < old.n_bins; i++) {
 			const struct bin *b = &old.bins[i];
 
@@ -827,6 +894,15 @@ write_record(const struct txn_target *t, const struct txn_write *w, struct recor
 		goto out;
 	}
 	rc = bin_set(&r, fb, fb_len, BIN_BLOB, content, (uint32_t)content_len, 0, 0);
+	/* New content given without a chunk map replaces a large file's
+	 * content whole: the record is a small file again (its chunks are
+	 * dropped after the write: victim_drop). */
+	if (rc == 0 && content_changed && write_map_op(w) == NULL) {
+		int mi = bin_index(&r, RECORD_BIN_CHUNK_MAP, sizeof(RECORD_BIN_CHUNK_MAP) - 1);
+
+		if (mi >= 0)
+			bin_remove_at(&r, mi);
+	}
 	if (rc == 0)
 		rc = apply_bin_ops(ns, &r, w);
 	if (rc != 0)
@@ -839,6 +915,9 @@ write_record(const struct txn_target *t, const struct txn_write *w, struct recor
 out:
 	if (locked)
 		index_record_unlock(ns->index, &d);
+	if (rc == 0)
+		victim_drop(ns, k, &victim, &r);
+	txn_chunk_map_free(&victim);
 	record_release(&r);
 	record_release(&old);
 	free(old_buf);
@@ -852,11 +931,27 @@ out:
 
 /* ---- delete, rename, sync ----------------------------------------------- */
 
+/* The chunk map of e (a head; record lock held); left empty if unreadable. */
+static void
+map_of_entry(struct namespace *ns, const struct index_entry *e, struct txn_chunk_map *map)
+{
+	struct record r;
+	uint8_t *buf = NULL;
+	const struct bin *b;
+
+	record_init(&r);
+	if (entry_load(ns, e, &r, &buf) == 0 && (b = txn_chunk_map_bin(&r)) != NULL)
+		(void)txn_chunk_map_decode(b->v.bytes.data, b->v.bytes.len, map);
+	record_release(&r);
+	free(buf);
+}
+
 static int
 delete_record(const struct txn_target *t)
 {
 	struct namespace *ns = t->ns;
 	const struct digest *d = &t->digest;
+	struct txn_chunk_map map = { 0 };
 	uint16_t set_id;
 	struct index_entry *e;
 	int rc = target_set(t, false, &set_id);
@@ -865,11 +960,20 @@ delete_record(const struct txn_target *t)
 		goto count;
 	index_record_lock(ns->index, d);
 	e = entry_get(ns, set_id, d);
-	if (!entry_visible(e, clock_epoch_s()))
+	if (!entry_visible(e, clock_epoch_s())) {
 		rc = -ENOENT;
-	else
+	} else {
+		/* A large file's chunks go with its head: the map first. */
+		if (e->chunked && !e->damaged)
+			map_of_entry(ns, e, &map);
 		rc = delete_entry(ns, e, t->k.set, (uint8_t)t->k.set_len);
+	}
 	index_record_unlock(ns->index, d);
+	/* After the head (the commit point): a crash in between leaves
+	 * unnamed chunks, the reclaimer's. */
+	if (rc == 0 && map.n > 0)
+		(void)txn_chunk_drop(ns, t->k.set, t->k.set_len, &map);
+	txn_chunk_map_free(&map);
 count:
 	if (rc == 0)
 		COUNT(ns, client_delete_success);
@@ -880,6 +984,25 @@ count:
 	return rc;
 }
 
+/* After a write or rename replaced a large file (victim: its map, if it
+ * was one) by anything but the same file, its chunks go (no lock held). */
+static void
+victim_drop(struct namespace *ns, const struct txn_key *k, struct txn_chunk_map *victim,
+    const struct record *now)
+{
+	const struct bin *b = now != NULL ? txn_chunk_map_bin(now) : NULL;
+	struct txn_chunk_map m;
+	bool same = false;
+
+	if (b != NULL && txn_chunk_map_decode(b->v.bytes.data, b->v.bytes.len, &m) == 0) {
+		same = m.file_id == victim->file_id;
+		txn_chunk_map_free(&m);
+	}
+	if (victim->n > 0 && !same)
+		(void)txn_chunk_drop(ns, k->set, k->set_len, victim);
+	txn_chunk_map_free(victim);
+}
+
 /*
  * Store r, a record read under another name (last-update time from_lut,
  * inode number ino, atime atime), as the record of tt (its set tset; its
@@ -888,13 +1011,16 @@ count:
  */
 static int
 commit_renamed(const struct txn_target *tt, uint16_t tset, struct index_entry *te,
-    struct record *r, uint64_t from_lut, uint64_t ino, int64_t atime)
+    struct record *r, uint64_t from_lut, uint64_t ino, int64_t atime, struct txn_chunk_map *victim)
 {
 	struct namespace *ns = tt->ns;
 	const struct txn_key *to = &tt->k;
 	struct entry_info ci;
 	int rc;
 
+	/* A large file replaced: its chunks go once the locks are released. */
+	if (entry_visible(te, clock_epoch_s()) && te->chunked && !te->damaged)
+		map_of_entry(ns, te, victim);
 	r->digest = tt->digest;
 	r->set = to->set;
 	r->set_len = (uint8_t)to->set_len;
@@ -936,6 +1062,7 @@ rename_in(const struct txn_target *tt, const struct txn_record *src, unsigned fl
 	struct namespace *ns = tt->ns;
 	struct index_entry *te;
 	struct record r = src->rec;
+	struct txn_chunk_map victim = { 0 };
 	uint16_t tset;
 	int rc;
 
@@ -961,9 +1088,12 @@ rename_in(const struct txn_target *tt, const struct txn_record *src, unsigned fl
 	} else {
 		/* The number the old name showed (txn_read's attributes). */
 		rc = commit_renamed(tt, tset, te, &r, src->attr.last_update_ms, src->attr.ino,
-		    src->attr.atime_ns);
+		    src->attr.atime_ns, &victim);
 	}
 	index_record_unlock(ns->index, &tt->digest);
+	if (rc == 0)
+		victim_drop(ns, &tt->k, &victim, &r);
+	txn_chunk_map_free(&victim);
 	if (rc == 0)
 		COUNT(ns, client_write_success);
 	return rc;
@@ -978,6 +1108,7 @@ rename_record(const struct txn_target *tf, const struct txn_target *tt, unsigned
 	uint16_t fset, tset;
 	struct index_entry *fe, *te;
 	struct record r;
+	struct txn_chunk_map victim = { 0 };
 	uint8_t *buf = NULL;
 	uint32_t now = clock_epoch_s();
 	int rc;
@@ -1022,7 +1153,7 @@ rename_record(const struct txn_target *tf, const struct txn_target *tt, unsigned
 	uint64_t ino;
 	int64_t atime;
 	entry_extra(ns, fe, &ino, &atime);
-	rc = commit_renamed(tt, tset, te, &r, fe->last_update_ms, ino, atime);
+	rc = commit_renamed(tt, tset, te, &r, fe->last_update_ms, ino, atime, &victim);
 	if (rc != 0)
 		goto out;
 	rc = delete_entry(ns, fe, from->set, (uint8_t)from->set_len);
@@ -1030,6 +1161,9 @@ rename_record(const struct txn_target *tf, const struct txn_target *tt, unsigned
 		log_error("txn", "{%s} rename: old name left behind: %s", ns->name, recfs_strerror(rc));
 out:
 	index_record_unlock_pair(ns->index, &fd, &td);
+	if (rc == 0)
+		victim_drop(ns, to, &victim, &r);
+	txn_chunk_map_free(&victim);
 	record_release(&r);
 	free(buf);
 	if (rc == 0)
@@ -1665,12 +1799,16 @@ txn_list_local(struct namespace *ns, const char *set, size_t set_len, uint64_t d
     struct txn_cursor *cur, const uint8_t *mask, struct txn_entry *out, size_t max)
 {
 	uint16_t set_id = 0;
+	size_t n;
 
 	if (set_len > 0 && set_lookup(&ns->sets, set, set_len, &set_id) != 0)
 		return -ENOENT;
-	if (dir != 0)
-		return (int)dir_walk(ns, set_id, dir, cur, mask, out, max);
-	return (int)list_walk(ns, set_id, cur, mask, out, max);
+	n = dir != 0 ? dir_walk(ns, set_id, dir, cur, mask, out, max) :
+	    list_walk(ns, set_id, cur, mask, out, max);
+	for (size_t i = 0; i < n; i++)
+		if (out[i].attr.chunked)
+			head_size_fix(ns, set_id, &out[i].attr.digest, &out[i].attr);
+	return (int)n;
 }
 
 static int
@@ -1863,16 +2001,32 @@ rename_across(const struct txn_target *tf, const struct txn_op *op)
 	struct txn_op rd = { .kind = TXN_OP_READ, .rec = &rec };
 	struct txn_op in = { .kind = TXN_OP_RENAME_IN, .rec = &rec, .flags = op->flags };
 	struct txn_op del = { .kind = TXN_OP_DELETE };
+	/* A large file's chunks now belong to the new name's head: the old
+	 * head loses its map first, so that its delete leaves them. */
+	struct txn_bin_op unmap_bin = { .name = RECORD_BIN_CHUNK_MAP,
+	    .name_len = sizeof(RECORD_BIN_CHUNK_MAP) - 1, .flags = TXN_BIN_REMOVE };
+	struct txn_write unmap_w = { .flags = TXN_UPDATE_ONLY, .bins = &unmap_bin, .n_bins = 1 };
+	struct txn_op unmap = { .kind = TXN_OP_WRITE, .w = &unmap_w };
+	bool chunked;
 	int rc;
 
 	memset(&rec, 0, sizeof(rec));
 	record_init(&rec.rec);
 	rc = dispatch(tf, &rd);
+	chunked = rc == 0 && rec.attr.chunked;
 	if (rc == 0)
 		rc = dispatch(op->to, &in);
 	txn_record_release(&rec);
 	if (rc != 0)
 		return rc;
+	if (chunked && (rc = dispatch(tf, &unmap)) != 0) {
+		/* Its delete would take the chunks the new name's head names. */
+		if (rc == -ENOENT)
+			return 0;
+		log_error("txn", "{%s} rename across masters: the old name of a large file is left "
+		    "behind: %s", tf->ns->name, recfs_strerror(rc));
+		return rc;
+	}
 	rc = dispatch(tf, &del);
 	if (rc == -ENOENT)   /* deleted meanwhile: the rename is done */
 		rc = 0;

@@ -40,6 +40,9 @@
 # besides type (and files) (default device "filesize:64M
 # write-block-size:1M", memory "data-size:64M write-block-size:1M").
 #
+# Growth: cluster_add_node starts n(N+1) seeding every running node (in
+# its own namespace with --netns); it is then n$CLUSTER_N.
+#
 # Faults: cluster_kill nK (SIGKILL, mount detached), cluster_stop/cont nK
 # (SIGSTOP/SIGCONT), cluster_restart nK (clean stop if running, then start on
 # the same storage, its config rewritten from the CLUSTER_* settings), and
@@ -192,16 +195,21 @@ cluster_netns_setup() {
 	ip -n "$br" link set br0 up
 	ip -n "$br" link set lo up
 	for ((k = 1; k <= CLUSTER_N; k++)); do
-		ns=$CLUSTER_NS_PREFIX-n$k
-		ip netns add "$ns" || fail "ip netns add $ns"
-		echo "$ns" >>"$CLUSTER_DIR/netns"
-		# both ends born inside the namespaces: nothing in the host's
-		ip -n "$br" link add "v$k" type veth peer name eth0 netns "$ns" || fail "veth for n$k"
-		ip -n "$br" link set "v$k" master br0 up
-		ip -n "$ns" link set lo up
-		ip -n "$ns" addr add "$CLUSTER_SUBNET.$((k + 1))/24" dev eth0
-		ip -n "$ns" link set eth0 up
+		cluster_netns_add "$k"
 	done
+}
+
+# cluster_netns_add K: node K's namespace, plugged into the bridge.
+cluster_netns_add() {
+	local k=$1 br=$CLUSTER_NS_PREFIX-br ns=$CLUSTER_NS_PREFIX-n$1
+	ip netns add "$ns" || fail "ip netns add $ns"
+	echo "$ns" >>"$CLUSTER_DIR/netns"
+	# both ends born inside the namespaces: nothing in the host's
+	ip -n "$br" link add "v$k" type veth peer name eth0 netns "$ns" || fail "veth for n$k"
+	ip -n "$br" link set "v$k" master br0 up
+	ip -n "$ns" link set lo up
+	ip -n "$ns" addr add "$CLUSTER_SUBNET.$((k + 1))/24" dev eth0
+	ip -n "$ns" link set eth0 up
 }
 
 # The firewall of a node's namespace: nftables if installed, else iptables.
@@ -283,6 +291,35 @@ cluster_start() {
 	for ((k = 1; k <= n; k++)); do
 		cluster_start_node "n$k"
 	done
+}
+
+# cluster_add_node: a new node n(N+1) of a running cluster (at most 8), on
+# loopback or in its own namespace like the others, seeding every node
+# that runs now (unless CLUSTER_SEEDS_n(N+1) says otherwise); it is then
+# n$CLUSTER_N (call it in the test's shell, not in $(...): the node is
+# this shell's child).  The other nodes' configs are not rewritten: they
+# learn it from its pulses.
+cluster_add_node() {
+	local k=$((CLUSTER_N + 1)) n seeds=""
+	[ "$CLUSTER_N" -ge 3 ] || fail "cluster_add_node: no cluster running"
+	[ "$k" -le 8 ] || fail "cluster_add_node: 8 nodes at most"
+	for n in $(cluster_nodes); do
+		[ -n "$(cluster_pid "$n")" ] && seeds="$seeds${seeds:+ }$n"
+	done
+	[ -n "$seeds" ] || fail "cluster_add_node: no running node to seed"
+	mkdir -p "$CLUSTER_DIR/n$k/mnt" "$CLUSTER_DIR/n$k/work" || fail "mkdir for n$k"
+	if [ "$CLUSTER_NETNS" = yes ]; then
+		CL_ADDR[k]=$CLUSTER_SUBNET.$((k + 1)):$CLUSTER_NETNS_PORT
+		cluster_netns_add "$k"
+	else
+		CL_ADDR[k]=127.0.0.1:$(cluster_free_port)
+	fi
+	CL_PID[k]=
+	CLUSTER_N=$k
+	local var=CLUSTER_SEEDS_n$k
+	[ -n "${!var:-}" ] || declare -g "$var=$seeds"
+	cluster_write_config "$k"
+	cluster_start_node "n$k"
 }
 
 cluster_kill() {

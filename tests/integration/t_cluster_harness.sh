@@ -8,11 +8,12 @@
 # lib.sh temp dir, trap and watchdog:
 #   loopback - 3 nodes on 127.0.0.1 hear each other; SIGSTOP of one makes
 #              the others log its departure, SIGCONT brings it back;
-#              SIGKILL and cluster_restart likewise; cluster_wait_size is
-#              bounded;
+#              SIGKILL and cluster_restart likewise; cluster_add_node
+#              makes a cluster of 4; cluster_wait_size is bounded;
 #   netns    - 3 nodes in network namespaces hear each other; isolating one
 #              (link down, and one way with nftables) and splitting 2+1
 #              make the others log departures, healing brings them back;
+#              cluster_add_node puts n4 in a namespace of its own;
 #   failing  - a test that fails half-way through (with a SIGSTOPped node
 #              and a split);
 #   watchdog - a test blocked in a read of a SIGSTOPped node's mount, until
@@ -81,6 +82,11 @@ if [ "${1:-}" = --inner ]; then
 		if hears n1 n3 && hears n2 n3; then pass "n3 restarted: it arrives again"; else bad "n3 restarted: no second arrival"; fi
 		if cluster_wait_agree 3; then pass "n3 restarted: one cluster of 3 again"; else bad "n3 restarted: no cluster of 3"; fi
 		sh_ok "n3 restarted serves its mount" 'echo y > "$1/test/g" && grep -q y "$1/test/g"' "$(cluster_mnt n3)"
+		cluster_add_node
+		cluster_pid n4 >>"$CLUSTER_RECORD/pids"
+		check_eq "cluster_add_node starts n4" "$CLUSTER_N" 4
+		if cluster_wait_agree 4; then pass "n4 added: one cluster of 4"; else bad "n4 added: no cluster of 4"; fi
+		sh_ok "n4 added serves its mount" 'grep -q y "$1/test/g"' "$(cluster_mnt n4)"
 
 		size=$(cluster_info n1 cluster_size)
 		check_true "n1's .info/cluster has a cluster_size" -n "$size"
@@ -144,6 +150,9 @@ if [ "${1:-}" = --inner ]; then
 		cluster_heal_all
 		if hears n3 n1 n2 && hears n1 n3 && hears n2 n3; then pass "healed split: n3 arrives again"; else bad "healed split: no arrival"; fi
 		if cluster_wait_agree 3; then pass "healed split: one cluster of 3 again"; else bad "healed split: no cluster of 3"; fi
+		cluster_add_node
+		cluster_pid n4 >>"$CLUSTER_RECORD/pids"
+		if cluster_wait_agree 4; then pass "n4 added in its own namespace: one cluster of 4"; else bad "n4 added in its namespace: no cluster of 4"; fi
 		cluster_isolate n1   # left isolated, and n2 stopped: the cleanup must cope
 		cluster_stop n2
 		;;

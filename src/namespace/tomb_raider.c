@@ -28,6 +28,12 @@
  * ask again after its next pass.  Set markers' tombstones are each
  * node's own (the set layer's, not replicated): always dropped here.
  *
+ * Once the node has had a network (namespace->clustered), a pass collects
+ * only tombstones older than tomb-raider-eligible-age: a node away from
+ * the cluster may hold an older copy no scan here can see.  A memory
+ * engine keeps tombstones only in a cluster, for that reason alone: its
+ * pass has nothing to scan (no older copy outlives its replacement).
+ *
  * The pass reads the whole device, throttled by the engine's scan; it is
  * skipped when there are no tombstones.  Rejected: tracking, per
  * tombstone, which wblocks held older copies (needs history per record).
@@ -193,8 +199,8 @@ raid_pass(struct namespace *ns)
 	 * older copy of a deleted record, and nothing but the tombstone keeps
 	 * migration from bringing that copy back when it returns: each
 	 * tombstone stays eligible-age seconds at least (docs/cluster.md
-	 * "Deletes and tombstones").  Memory engines keep tombstones only
-	 * there. */
+	 * "Write path with replication").  Memory engines keep tombstones
+	 * only there. */
 	if (atomic_load_relaxed(&ns->clustered) || !ns->storage->persistent) {
 		uint64_t age_ms = (uint64_t)atomic_load_relaxed(&ns->cfg->storage.tomb_raider_eligible_age) * 1000;
 		uint64_t now = clock_epoch_ms();

@@ -8,7 +8,9 @@
 #     tombstone on both of n1 and n2 (a memory namespace in a cluster
 #     keeps them; counted in `tombstones`, not in `objects`);
 #   - n3 continued: the three rejoin and migrate; then no deleted name is
-#     listed or readable through any node, and n3's old copies are gone.
+#     listed or readable through any node, and n3's old copies are gone;
+#   - tomb-raider-eligible-age and tomb-raider-period lowered to 1 s through
+#     .info/config: every tombstone is reclaimed on every node.
 # Without the tombstones (the delete dropping the entry, as a memory
 # namespace alone still does), n3's copies migrate back.
 . "${top_srcdir:-$(dirname "$0")/../..}/tests/integration/cluster_lib.sh"
@@ -95,4 +97,27 @@ PY
 	check_eq "no live record on $n" "$(ns_stat "$n" objects)" 0
 done
 note "tombstones after the heal: n1 $(ns_stat n1 tombstones) n2 $(ns_stat n2 tombstones) n3 $(ns_stat n3 tombstones)"
+check_eq "the tombstones stay (younger than tomb-raider-eligible-age)" \
+	$(($(ns_stat n1 tombstones) + $(ns_stat n2 tombstones) + $(ns_stat n3 tombstones) > 0)) 1
+
+# Both settings lowered through .info/config (dynamic): every tombstone goes.
+for n in n1 n2 n3; do
+	for kv in tomb-raider-eligible-age=1 tomb-raider-period=1; do
+		run sh -c "echo ${kv#*=} > '$(cluster_mnt "$n")/.info/config/namespaces/test/${kv%=*}'" ||
+			fail "cannot set ${kv%=*} on $n"
+	done
+done
+check_eq "tomb-raider-eligible-age reads back" \
+	"$(run cat "$(cluster_mnt n2)/.info/config/namespaces/test/tomb-raider-eligible-age")" 1
+left=x
+for ((i = 0; i < 60; i++)); do
+	left=$(($(ns_stat n1 tombstones) + $(ns_stat n2 tombstones) + $(ns_stat n3 tombstones)))
+	[ "$left" = 0 ] && break
+	sleep 0.5
+done
+check_eq "every tombstone reclaimed within 30 s once older than the age" "$left" 0
+for n in n1 n2 n3; do
+	check_eq "still no deleted name listed through $n" \
+		"$(run ls "$(cluster_mnt "$n")/test" | grep -c '^d[0-5][0-9]$')" 0
+done
 finish

@@ -295,6 +295,10 @@ static int check_chunk_size(const struct config_param *, const struct config_val
 	    .name = "tomb-raider-period", .section = CONFIG_STORAGE, .type = CONFIG_UINT, \
 	    .default_text = "3600", .min = 0, .max = 604800, .unit = "s", .dynamic = true, \
 	    .help = "Seconds between passes that reclaim tombstones no older copy remains for; 0 = off.") \
+	ROW(storage_config, tomb_raider_eligible_age, NULL, \
+	    .name = "tomb-raider-eligible-age", .section = CONFIG_STORAGE, .type = CONFIG_UINT, \
+	    .default_text = "86400", .min = 0, .max = 315360000, .unit = "s", .dynamic = true, \
+	    .help = "In a cluster, a tombstone is reclaimed only once it is this many seconds old (a node away longer can bring the record back: docs/cluster.md); a node without a network does not wait.") \
 	ROW(storage_config, max_record_size, check_record_size, \
 	    .name = "max-record-size", .section = CONFIG_STORAGE, .type = CONFIG_SIZE, \
 	    .default_text = "0", .min = 0, .max = 8 * M_, .unit = "bytes", \

@@ -44,6 +44,7 @@ struct storage_config {
 	bool cold_start_empty;
 	uint64_t max_record_size;         /* 0 = write-block-size */
 	uint32_t tomb_raider_period;      /* s between tombstone reclaim passes, 0 = off; dynamic */
+	uint32_t tomb_raider_eligible_age; /* s a tombstone stays at least, in a cluster; dynamic */
 	uint32_t lock_wait_s;             /* not a row: the service's lock-wait, set by node_open */
 };
 

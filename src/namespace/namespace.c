@@ -1202,7 +1202,9 @@ namespace_open(struct namespace **out, struct ns_config *cfg)
 	atomic_store_relaxed(&ns->loading, false);
 	if (rc != 0)
 		goto fail;
-	if (ns->storage->persistent && ns->storage->ops->scan != NULL) {
+	/* A memory engine keeps tombstones only in a cluster (the layer
+	 * above's deletes): the raider reclaims those, with no storage to scan. */
+	if (!ns->storage->persistent || ns->storage->ops->scan != NULL) {
 		rc = tomb_raider_start(ns);
 		if (rc != 0) {
 			storage_close(ns->storage, false);

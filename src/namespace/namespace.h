@@ -148,6 +148,10 @@ struct namespace {
 	/* Who decides a tombstone's reclaim (the layer above's; NULL: this
 	 * node alone, as a single node).  Atomic: set after namespace_open. */
 	int (*raider_reclaim)(struct namespace *ns, const struct ns_tomb *t);
+	/* Atomic: a network was attached once (the layer above sets it): the
+	 * tomb raider keeps each tombstone tomb-raider-eligible-age seconds
+	 * at least, as an older copy may sit on a node away from the cluster. */
+	bool clustered;
 	/* The last pass's tombstones and whether an older copy was seen
 	 * (tomb_raider.c struct raid), kept for namespace_tomb_reclaim. */
 	pthread_mutex_t raid_clean_lock;
@@ -290,7 +294,8 @@ int namespace_pversion_store_one(struct namespace *ns, uint32_t pid, uint64_t v)
 int namespace_open(struct namespace **out, struct ns_config *cfg);
 void namespace_close(struct namespace *ns, bool clean);
 
-/* Tomb raider thread (persistent engines). */
+/* Tomb raider thread (persistent engines; memory ones for the tombstones
+ * they keep in a cluster). */
 int tomb_raider_start(struct namespace *ns);
 void tomb_raider_stop(struct namespace *ns);
 

@@ -28,6 +28,12 @@
  * ask again after its next pass.  Set markers' tombstones are each
  * node's own (the set layer's, not replicated): always dropped here.
  *
+ * Once the node has had a network (namespace->clustered), a pass collects
+ * only tombstones older than tomb-raider-eligible-age: a node away from
+ * the cluster may hold an older copy no scan here can see.  A memory
+ * engine keeps tombstones only in a cluster, for that reason alone: its
+ * pass has nothing to scan (no older copy outlives its replacement).
+ *
  * The pass reads the whole device, throttled by the engine's scan; it is
  * skipped when there are no tombstones.  Rejected: tracking, per
  * tombstone, which wblocks held older copies (needs history per record).
@@ -57,6 +63,7 @@ struct raid {
 	struct raid_entry *slots;
 	size_t cap;                 /* power of 2 */
 	size_t n;
+	uint64_t before_ms;         /* collect tombstones last updated before this */
 };
 
 static struct raid_entry *
@@ -77,7 +84,7 @@ static int
 raid_add(struct raid *r, const struct index_entry *e)
 {
 	if ((r->n + 1) * 2 > r->cap) {
-		struct raid bigger = { .cap = r->cap ? r->cap * 2 : 1024 };
+		struct raid bigger = { .cap = r->cap ? r->cap * 2 : 1024, .before_ms = r->before_ms };
 
 		bigger.slots = calloc(bigger.cap, sizeof(*bigger.slots));
 		if (bigger.slots == NULL)
@@ -96,11 +103,14 @@ raid_add(struct raid *r, const struct index_entry *e)
 	return 0;
 }
 
-/* Partition walk callback: collect the tombstones (set markers' too). */
+/* Partition walk callback: collect the tombstones (set markers' too) old
+ * enough to go. */
 static int
 raid_collect(void *arg, const struct index_entry *e)
 {
-	return e->tombstone ? raid_add(arg, e) : 0;
+	const struct raid *r = arg;
+
+	return e->tombstone && e->last_update_ms < r->before_ms ? raid_add(arg, e) : 0;
 }
 
 /* Storage scan callback: a non-tombstone copy of a collected digest. */
@@ -182,8 +192,21 @@ out:
 static uint64_t
 raid_pass(struct namespace *ns)
 {
-	struct raid r = { 0 }, *keep;
+	struct raid r = { .before_ms = UINT64_MAX }, *keep;
 	uint64_t dropped = 0;
+
+	/* In a cluster, a node away (split off, stopped) may still hold an
+	 * older copy of a deleted record, and nothing but the tombstone keeps
+	 * migration from bringing that copy back when it returns: each
+	 * tombstone stays eligible-age seconds at least (docs/cluster.md
+	 * "Write path with replication").  Memory engines keep tombstones
+	 * only there. */
+	if (atomic_load_relaxed(&ns->clustered) || !ns->storage->persistent) {
+		uint64_t age_ms = (uint64_t)atomic_load_relaxed(&ns->cfg->storage.tomb_raider_eligible_age) * 1000;
+		uint64_t now = clock_epoch_ms();
+
+		r.before_ms = now > age_ms ? now - age_ms : 0;
+	}
 
 	/* Every partition whole, in one walk call each (its lock held shared
 	 * meanwhile).  Out of memory: the tombstones collected so far are
@@ -196,7 +219,9 @@ raid_pass(struct namespace *ns)
 	}
 	if (r.n == 0)
 		goto out;
-	if (ns->storage->ops->scan(ns->storage, raid_seen, &r, &ns->raider_stop) != 0 ||
+	/* Without persistence no older copy outlives its replacement. */
+	if ((ns->storage->persistent &&
+	    ns->storage->ops->scan(ns->storage, raid_seen, &r, &ns->raider_stop) != 0) ||
 	    atomic_load_relaxed(&ns->raider_stop) || atomic_load_relaxed(&ns->migrations_pending) != 0) {
 		free(r.slots);
 		return 0;

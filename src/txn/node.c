@@ -85,8 +85,10 @@ txn_node_network_set(struct node *node, struct txn_network *net)
 	/* The data path: operations route through the partition table from now
 	 * on (detached: each namespace serves everything itself again). */
 	for (unsigned i = 0; i < node->n_namespaces; i++) {
-		if (net != NULL)
+		if (net != NULL) {
 			atomic_store_relaxed(&txn_namespace_of(node->namespaces[i])->had_network, true);
+			atomic_store_relaxed(&node->namespaces[i]->clustered, true);
+		}
 		atomic_store_release(&txn_namespace_of(node->namespaces[i])->remote,
 		    net != NULL ? txn_network_remote(net) : NULL);
 	}

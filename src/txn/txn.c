@@ -415,8 +415,10 @@ txn_drop_record(struct namespace *ns, uint16_t set_id, const struct digest *d)
 
 /*
  * Delete the record of entry e (record lock held): on a persistent engine a
- * tombstone replaces it so a restart can never bring it back; otherwise
- * the entry simply goes.
+ * tombstone replaces it so a restart can never bring it back; on a memory
+ * engine in a cluster too, so that a migration cannot bring back the copy
+ * of a node that was away (the tomb raider reclaims it after
+ * tomb-raider-eligible-age); otherwise the entry simply goes.
  */
 static int
 delete_entry(struct namespace *ns, struct index_entry *e, const char *set, uint8_t set_len)
@@ -435,9 +437,8 @@ delete_entry(struct namespace *ns, struct index_entry *e, const char *set, uint8
 	r.set_len = set_len;
 	r.key = e->key;
 	r.key_len = e->key_len;
-	if (!ns->storage->persistent) {
-		/* The entry goes; the other replicas get the tombstone (and drop
-		 * their copy the same way: txn_replica_apply). */
+	if (!ns->storage->persistent && atomic_load_acquire(&txn_namespace_of(ns)->remote) == NULL) {
+		/* Alone: the entry goes, nothing would ever need the tombstone. */
 		uint8_t *flat;
 		uint32_t flat_size;
 		int rc = master_check(ns, &r);
@@ -2530,9 +2531,9 @@ replica_apply(struct namespace *ns, const uint8_t *flat, uint32_t size, bool dur
 	}
 	rc = nowait ? namespace_apply_flat_nowait(ns, flat, size, false)
 	    : namespace_apply_flat(ns, flat, size, durable);
-	if (rc == 1 && (h.flags & RECORD_F_TOMBSTONE) && !ns->storage->persistent) {
-		/* Without persistence a delete drops the record (as the master's
-		 * did): nothing would ever reclaim the tombstone. */
+	if (rc == 1 && (h.flags & RECORD_F_TOMBSTONE) && !ns->storage->persistent &&
+	    atomic_load_acquire(&x->remote) == NULL) {
+		/* Detached meanwhile (as the master's delete would be): drop it. */
 		struct record r;
 		uint16_t set_id = 0;
 

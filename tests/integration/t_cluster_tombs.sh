@@ -2,7 +2,7 @@
 # t_cluster_tombs: the tomb raider in a cluster (issue 12, "expiration,
 # eviction and the tombstone reclaimer act on masters only and replicate").
 # Three nodes, replication-factor 2, device engine (16 MiB files, 128 KiB
-# write blocks, tomb-raider-period 1 s):
+# write blocks, tomb-raider-period 1 s, tomb-raider-eligible-age 0):
 #   - 60 records written and deleted through n1 leave 120 tombstones: one
 #     on each of a record's two replicas;
 #   - with n3's tomb raider off, once the deleted copies are gone from
@@ -21,7 +21,7 @@
 
 CLUSTER_RF=2
 CLUSTER_ENGINE=device
-CLUSTER_ENGINE_SETTINGS="filesize:16M write-block-size:128K tomb-raider-period:1"
+CLUSTER_ENGINE_SETTINGS="filesize:16M write-block-size:128K tomb-raider-period:1 tomb-raider-eligible-age:0"
 export CLUSTER_RF CLUSTER_ENGINE CLUSTER_ENGINE_SETTINGS
 cluster_start 3
 cluster_wait_agree 3 || fail "no cluster of 3"

@@ -278,8 +278,8 @@ test_config_dynamic_params_are_the_documented_ones(void **state)
 		"ticker-interval", "level", "default-ttl", "nsup-period", "evict-used-pct",
 		"stop-writes-used-pct", "stop-writes-avail-pct", "flush-max-ms", "max-write-cache",
 		"post-write-cache", "defrag-lwm-pct", "defrag-sleep", "defrag-queue-min",
-		"tomb-raider-period", "transaction-max-ms", "migrate-threads", "migrate-max-num-incoming",
-		"migrate-sleep",
+		"tomb-raider-period", "tomb-raider-eligible-age", "transaction-max-ms", "migrate-threads",
+		"migrate-max-num-incoming", "migrate-sleep",
 	};
 	size_t n, found = 0;
 	const struct config_param *params = config_params(&n);

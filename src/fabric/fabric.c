@@ -186,6 +186,7 @@ struct fabric {
 	uint16_t port;
 	uint8_t version;
 	uint64_t handshake_ns;
+	uint32_t ack_timeout_ms;     /* TCP_USER_TIMEOUT of every socket; 0 = TCP's */
 	uint8_t secret[FABRIC_SECRET_MAX];
 	size_t secret_len;
 	size_t queue_max;
@@ -447,6 +448,15 @@ fabric_port(const struct fabric *f)
 	return f->port;
 }
 
+int
+fabric_ack_timeout_set(struct fabric *f, uint32_t ms)
+{
+	if (f->started || ms > INT32_MAX)
+		return -EINVAL;
+	f->ack_timeout_ms = ms;
+	return 0;
+}
+
 static void
 wake(struct fabric *f)
 {
@@ -649,6 +659,18 @@ conn_send(struct conn *c, const void *buf, size_t len)
 	return e == SSL_ERROR_SYSCALL && errno != 0 ? -errno : -EPROTO;
 }
 
+/* Why a socket failed, for the log: ETIMEDOUT under an ack timeout is the
+ * peer's silence. */
+static const char *
+sock_why(const struct fabric *f, int err, char *buf, size_t sz)
+{
+	if (err == ETIMEDOUT && f->ack_timeout_ms != 0)
+		snprintf(buf, sz, "nothing acknowledged for %u ms (a cut link or a dead node)", f->ack_timeout_ms);
+	else
+		snprintf(buf, sz, "%s", strerror(err));
+	return buf;
+}
+
 /*
  * Frames w into the empty write buffer of c (the active connection of its
  * peer, whose lock the caller holds) and writes what the socket takes now.
@@ -834,6 +856,10 @@ conn_new(struct fabric *f, int fd, bool outgoing, const struct sockaddr_storage 
 	f->timers_dirty = true;
 	addr_format(ss, c->remote_ip, sizeof(c->remote_ip), c->remote, sizeof(c->remote));
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	/* bytes unacknowledged that long (a cut link): ETIMEDOUT, closed, redialed */
+	if (f->ack_timeout_ms != 0 &&
+	    setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &f->ack_timeout_ms, sizeof(f->ack_timeout_ms)) != 0)
+		log_warn("fabric", "%s: TCP_USER_TIMEOUT: %s", c->remote, strerror(errno));
 	c->want_out = outgoing; /* a connect completes as writable */
 	ev.events = EPOLLIN | (outgoing ? EPOLLOUT : 0);
 	ev.data.ptr = c;
@@ -999,8 +1025,11 @@ conn_flush(struct fabric *f, struct conn *c)
 		more = true;
 	conn_want_out(f, c, (more || c->read_wants_write) && err == 0);
 	peer_unlock(p);
-	if (err != 0)
-		conn_close(f, c, -1, strerror(err));
+	if (err != 0) {
+		char why[96];
+
+		conn_close(f, c, -1, sock_why(f, err, why, sizeof(why)));
+	}
 }
 
 static void
@@ -1057,11 +1086,24 @@ log:
 	m->last_ns = now;
 }
 
+/*
+ * The next attempt, after the backoff, which doubles up to
+ * FABRIC_BACKOFF_MAX_MS; for an address whose node was connected before,
+ * up to the ack timeout when that is shorter: a lost peer (a split, an
+ * isolation) is tried again at least that often, so a healed link is
+ * found within it, while a seed that never answered backs off to the max.
+ */
 static void
-dialer_schedule(struct dialer *d, uint64_t now)
+dialer_schedule(const struct fabric *f, struct dialer *d, uint64_t now)
 {
+	uint32_t max = FABRIC_BACKOFF_MAX_MS;
+
+	if (d->node_id != 0 && f->ack_timeout_ms != 0 && f->ack_timeout_ms < max)
+		max = f->ack_timeout_ms > FABRIC_BACKOFF_MIN_MS ? f->ack_timeout_ms : FABRIC_BACKOFF_MIN_MS;
+	if (d->backoff_ms > max)
+		d->backoff_ms = max;
 	d->due_ns = now + (uint64_t)d->backoff_ms * MS;
-	d->backoff_ms = d->backoff_ms * 2 > FABRIC_BACKOFF_MAX_MS ? FABRIC_BACKOFF_MAX_MS : d->backoff_ms * 2;
+	d->backoff_ms = d->backoff_ms * 2 > max ? max : d->backoff_ms * 2;
 }
 
 /*
@@ -1152,7 +1194,7 @@ conn_close(struct fabric *f, struct conn *c, int refusal, const char *why)
 
 		d->conn = NULL;
 		if (!d->self)
-			dialer_schedule(d, now);
+			dialer_schedule(f, d, now);
 		else
 			d->due_ns = 0;
 	}
@@ -1475,7 +1517,9 @@ conn_read(struct fabric *f, struct conn *c)
 					conn_want_out_any(f, c);
 				return;
 			}
-			conn_close(f, c, -1, n == -EPROTO ? "TLS error" : strerror((int)-n));
+			char why[96];
+
+			conn_close(f, c, -1, n == -EPROTO ? "TLS error" : sock_why(f, (int)-n, why, sizeof(why)));
 			return;
 		}
 		c->rlen += (size_t)n;
@@ -1684,7 +1728,7 @@ dialer_connect(struct fabric *f, struct dialer *d, uint64_t now)
 	return;
 fail:
 	dialer_failed(f, d, errno, now);
-	dialer_schedule(d, now);
+	dialer_schedule(f, d, now);
 }
 
 static void

@@ -134,6 +134,7 @@ struct dialer {
 	uint32_t fails;              /* failed connects since the last success */
 	uint32_t fails_unlogged;     /* of those, not yet named in a log line */
 	uint64_t fail_logged_ns;     /* last "cannot connect" line; 0 = none */
+	uint64_t attempt_ns;         /* the last connect attempt started */
 };
 
 /* CONN_TLS: the TLS handshake, before HELLO (network.tls only). */
@@ -1087,23 +1088,32 @@ log:
 }
 
 /*
- * The next attempt, after the backoff, which doubles up to
- * FABRIC_BACKOFF_MAX_MS; for an address whose node was connected before,
- * up to the ack timeout when that is shorter: a lost peer (a split, an
- * isolation) is tried again at least that often, so a healed link is
- * found within it, while a seed that never answered backs off to the max.
+ * A lost node: one this dialer was connected to before (a split, an
+ * isolation, a restart), with an ack timeout shorter than the backoff's
+ * max.  It is dialed at least once every ack timeout (lost_cap_ms): an
+ * attempt not connected by then is abandoned (an unanswered SYN) and the
+ * next one starts then, so a healed link is found within an ack timeout;
+ * a seed that never answered backs off to FABRIC_BACKOFF_MAX_MS.
  */
+static uint32_t
+lost_cap_ms(const struct fabric *f, const struct dialer *d)
+{
+	if (d->node_id == 0 || f->ack_timeout_ms == 0 || f->ack_timeout_ms >= FABRIC_BACKOFF_MAX_MS)
+		return 0;
+	return f->ack_timeout_ms > FABRIC_BACKOFF_MIN_MS ? f->ack_timeout_ms : FABRIC_BACKOFF_MIN_MS;
+}
+
+/* The next attempt: after the backoff (doubling up to FABRIC_BACKOFF_MAX_MS),
+ * for a lost node at most an ack timeout after the last attempt started. */
 static void
 dialer_schedule(const struct fabric *f, struct dialer *d, uint64_t now)
 {
-	uint32_t max = FABRIC_BACKOFF_MAX_MS;
+	uint32_t cap = lost_cap_ms(f, d);
 
-	if (d->node_id != 0 && f->ack_timeout_ms != 0 && f->ack_timeout_ms < max)
-		max = f->ack_timeout_ms > FABRIC_BACKOFF_MIN_MS ? f->ack_timeout_ms : FABRIC_BACKOFF_MIN_MS;
-	if (d->backoff_ms > max)
-		d->backoff_ms = max;
 	d->due_ns = now + (uint64_t)d->backoff_ms * MS;
-	d->backoff_ms = d->backoff_ms * 2 > max ? max : d->backoff_ms * 2;
+	if (cap != 0 && d->due_ns > d->attempt_ns + (uint64_t)cap * MS)
+		d->due_ns = d->attempt_ns + (uint64_t)cap * MS > now ? d->attempt_ns + (uint64_t)cap * MS : now;
+	d->backoff_ms = d->backoff_ms * 2 > FABRIC_BACKOFF_MAX_MS ? FABRIC_BACKOFF_MAX_MS : d->backoff_ms * 2;
 }
 
 /*
@@ -1710,8 +1720,10 @@ dialer_connect(struct fabric *f, struct dialer *d, uint64_t now)
 {
 	struct conn *c;
 	int fd = socket(d->sa.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	uint32_t cap = lost_cap_ms(f, d);
 
 	d->due_ns = 0;
+	d->attempt_ns = now;
 	if (fd < 0)
 		goto fail;
 	if (connect(fd, (struct sockaddr *)&d->sa, d->salen) != 0 && errno != EINPROGRESS) {
@@ -1725,6 +1737,10 @@ dialer_connect(struct fabric *f, struct dialer *d, uint64_t now)
 	}
 	c->dialer = d;
 	d->conn = c;
+	/* a lost node: a SYN unanswered for an ack timeout is given up and
+	 * sent again (the kernel would wait 1 s, then 2 s, ...) */
+	if (cap != 0 && (uint64_t)cap * MS < f->handshake_ns)
+		c->deadline_ns = now + (uint64_t)cap * MS;
 	return;
 fail:
 	dialer_failed(f, d, errno, now);
@@ -1755,6 +1771,9 @@ conn_event(struct fabric *f, struct conn *c, uint32_t events)
 		}
 		if (c->dialer != NULL)
 			dialer_reached(c->dialer);
+		/* connected: the handshake has its full time from here */
+		c->deadline_ns = clock_mono_ns() + f->handshake_ns;
+		f->timers_dirty = true;
 		conn_start(f, c);
 		return;
 	}

@@ -42,7 +42,11 @@
  *
  * Outgoing connections (fabric_peer_add) are retried with exponential
  * backoff; a dialer whose node is reachable through another connection
- * waits until that one closes.
+ * waits until that one closes.  The ack timeout (fabric_ack_timeout_set,
+ * the heartbeat's timeout) is every socket's TCP_USER_TIMEOUT, so a
+ * connection that outlived a cut link is closed rather than left in TCP's
+ * retransmission back-off, and a node that was connected is dialed at
+ * least once per ack timeout (lost_cap_ms), so a healed link is found.
  *
  * Memory per peer: the send queue bound, one write buffer (64 KiB, or one
  * frame if larger) and one receive buffer grown to the largest frame seen

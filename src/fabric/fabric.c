@@ -670,7 +670,7 @@ static const char *
 sock_why(const struct fabric *f, int err, char *buf, size_t sz)
 {
 	if (err == ETIMEDOUT && f->ack_timeout_ms != 0)
-		snprintf(buf, sz, "nothing acknowledged for %u ms (a cut link or a dead node)", f->ack_timeout_ms);
+		snprintf(buf, sz, "nothing acknowledged for %u ms (a cut link, or a node dead or not reading)", f->ack_timeout_ms);
 	else
 		snprintf(buf, sz, "%s", strerror(err));
 	return buf;

@@ -214,11 +214,13 @@ uint16_t fabric_port(const struct fabric *f);
  * connection that outlived a cut link (its bytes in TCP's retransmission
  * back-off, which doubles up to minutes) is closed within ms of its oldest
  * unacknowledged byte and redialed, rather than holding what is queued on
- * it until a retransmission happens to get through.  A peer whose kernel
- * acknowledges is never closed by it: a slow reader (a full window,
- * probed) or a stopped process is not silent to TCP.  A dialer whose node
- * was connected before retries at least every ms (not FABRIC_BACKOFF_MAX_MS),
- * so a healed link is found again within that.  -EINVAL once started.
+ * it until a retransmission happens to get through.  A peer that reads,
+ * however slowly, is not closed by it; one whose receive window stays shut
+ * for ms (it read nothing for that long: no pulse either) is, as Linux
+ * applies the timeout to zero-window probing too.  A node that was
+ * connected before is dialed at least once every ms (not backing off to
+ * FABRIC_BACKOFF_MAX_MS), so a healed link is found again within that.
+ * -EINVAL once started.
  */
 int fabric_ack_timeout_set(struct fabric *f, uint32_t ms);
 

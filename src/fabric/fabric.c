@@ -670,7 +670,8 @@ static const char *
 sock_why(const struct fabric *f, int err, char *buf, size_t sz)
 {
 	if (err == ETIMEDOUT && f->ack_timeout_ms != 0)
-		snprintf(buf, sz, "nothing acknowledged for %u ms (a cut link, or a node dead or not reading)", f->ack_timeout_ms);
+		snprintf(buf, sz, "nothing acknowledged for %u ms (a cut link, or a node dead or not reading)",
+		    f->ack_timeout_ms);
 	else
 		snprintf(buf, sz, "%s", strerror(err));
 	return buf;
@@ -862,8 +863,8 @@ conn_new(struct fabric *f, int fd, bool outgoing, const struct sockaddr_storage 
 	addr_format(ss, c->remote_ip, sizeof(c->remote_ip), c->remote, sizeof(c->remote));
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	/* bytes unacknowledged that long (a cut link): ETIMEDOUT, closed, redialed */
-	if (f->ack_timeout_ms != 0 &&
-	    setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &f->ack_timeout_ms, sizeof(f->ack_timeout_ms)) != 0)
+	if (f->ack_timeout_ms != 0 && setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &f->ack_timeout_ms,
+	    sizeof(f->ack_timeout_ms)) != 0)
 		log_warn("fabric", "%s: TCP_USER_TIMEOUT: %s", c->remote, strerror(errno));
 	c->want_out = outgoing; /* a connect completes as writable */
 	ev.events = EPOLLIN | (outgoing ? EPOLLOUT : 0);
@@ -1102,7 +1103,8 @@ log:
 static uint32_t
 lost_cap_ms(const struct fabric *f, const struct dialer *d)
 {
-	if (d->node_id == 0 || f->ack_timeout_ms == 0 || f->ack_timeout_ms >= FABRIC_BACKOFF_MAX_MS)
+	if (d->node_id == 0 || f->ack_timeout_ms == 0 ||
+	    f->ack_timeout_ms >= FABRIC_BACKOFF_MAX_MS)
 		return 0;
 	return f->ack_timeout_ms > FABRIC_BACKOFF_MIN_MS ? f->ack_timeout_ms : FABRIC_BACKOFF_MIN_MS;
 }
@@ -1115,8 +1117,11 @@ dialer_schedule(const struct fabric *f, struct dialer *d, uint64_t now)
 	uint32_t cap = lost_cap_ms(f, d);
 
 	d->due_ns = now + (uint64_t)d->backoff_ms * MS;
-	if (cap != 0 && d->due_ns > d->attempt_ns + (uint64_t)cap * MS)
-		d->due_ns = d->attempt_ns + (uint64_t)cap * MS > now ? d->attempt_ns + (uint64_t)cap * MS : now;
+	if (cap != 0 && d->due_ns > d->attempt_ns + (uint64_t)cap * MS) {
+		uint64_t by = d->attempt_ns + (uint64_t)cap * MS;
+
+		d->due_ns = by > now ? by : now;
+	}
 	d->backoff_ms = d->backoff_ms * 2 > FABRIC_BACKOFF_MAX_MS ? FABRIC_BACKOFF_MAX_MS : d->backoff_ms * 2;
 }
 
@@ -1526,13 +1531,13 @@ conn_read(struct fabric *f, struct conn *c)
 			return;
 		}
 		if (n < 0) {
+			char why[96];
+
 			if (n == -EAGAIN) {
 				if (c->read_wants_write)
 					conn_want_out_any(f, c);
 				return;
 			}
-			char why[96];
-
 			conn_close(f, c, -1, n == -EPROTO ? "TLS error" : sock_why(f, (int)-n, why, sizeof(why)));
 			return;
 		}

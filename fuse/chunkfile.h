@@ -5,9 +5,10 @@
  * A file whose content outgrows one record (handle.c) is kept as a head
  * and chunk records (txn/chunk.h).  Its open-file state holds no copy of
  * the content: only the committed map, the chunks written since the last
- * commit (each a whole chunk buffer, zero past the file's end), and one
+ * commit (each a whole chunk buffer, zero past the file's end), one
  * clean chunk read last (sequential reads of 128 KiB fetch each chunk
- * once).  A write touches only the chunks it covers; a read fetches the
+ * once), and up to 2 chunks fetched ahead of a sequential reader by
+ * background threads.  A write touches only the chunks it covers; a read fetches the
  * chunks it covers.  Dirty chunks are bounded per file
  * (CHUNKFILE_DIRTY_MAX) and per daemon (CHUNKFILE_DIRTY_BYTES_MAX): past
  * either bound the file is committed (handle.c), as at close, so a file of
@@ -72,6 +73,10 @@ int chunkfile_commit(const struct chunkfile_where *at, struct chunkfile *cf, con
     struct record_attr *out);
 /* Drop the changes since the last commit. */
 void chunkfile_discard(struct chunkfile *cf);
+
+/* Wait until no chunk is being fetched ahead in the background (before
+ * the namespaces close: a file still open at shutdown is never freed). */
+void chunkfile_quiesce(void);
 
 /* Bytes of dirty chunks in the daemon now (a gauge). */
 uint64_t chunkfile_dirty_bytes(void);

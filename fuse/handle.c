@@ -1828,6 +1828,8 @@ handle_flush_all(void)
 	struct flush_count n = { 0 };
 
 	inode_foreach_record(flush_one, &n);
+	/* No large-file chunk is fetched ahead past this point. */
+	chunkfile_quiesce();
 	if (n.stored > 0)
 		log_info("recfsd", "stored %u open files with unsaved data at shutdown", n.stored);
 	if (n.failed > 0)

@@ -84,6 +84,7 @@ struct bench_mount_state;     /* bench_mount.c */
 struct bench_device_state;    /* bench_device.c */
 struct bench_cluster_state;   /* bench_cluster.c */
 struct bench_migrate_state;   /* bench_migrate.c */
+struct bench_large_state;     /* bench_large.c */
 
 struct bench_ctx {
 	struct bench_opts opt;
@@ -102,6 +103,7 @@ struct bench_ctx {
 	struct bench_device_state *device;
 	struct bench_cluster_state *cluster;
 	struct bench_migrate_state *migrate;
+	struct bench_large_state *large;
 };
 
 struct bench_def {
@@ -390,5 +392,11 @@ void bench_cluster_cleanup(struct bench_ctx *ctx);
  * clients meanwhile against before. */
 int bench_cluster_migrate(struct bench_ctx *ctx, const struct bench_def *def);
 void bench_migrate_cleanup(struct bench_ctx *ctx);
+
+/* bench_large.c: one large file written and read sequentially through a
+ * recfsd mount (device engine) against fio on the same file system, and
+ * the daemon's peak RSS meanwhile. */
+int bench_large(struct bench_ctx *ctx, const struct bench_def *def);
+void bench_large_cleanup(struct bench_ctx *ctx);
 
 #endif

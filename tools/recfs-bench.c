@@ -67,6 +67,8 @@ volatile sig_atomic_t bench_interrupted;
 #define SECTION_CLUSTER_EMBEDDED "cluster: the embedded API (txn_write) in this process as a member at RF 2 vs a single node"
 #define SECTION_CLUSTER_PROXY "cluster: reads through node A, proxied vs local, next to loopback TCP"
 #define TARGET_CLUSTER_MIGRATE "target moved / min(fio, TCP) >= 0.5; writes during / before >= 0.7"
+#define TARGET_LARGE "target write >= 0.5x, read >= 0.7x fio sequential on the same file system"
+#define SECTION_LARGE "large file: sequential 1 MiB writes and reads through the mount vs fio"
 #define SECTION_CLUSTER_MIGRATE "cluster: a 4th recfsd joins 3 holding a data set at RF 2: migration vs fio and TCP"
 
 static const struct bench_def bench_table[] = {
@@ -89,6 +91,9 @@ static const struct bench_def bench_table[] = {
 	{ "fabric", "fabric", SECTION_FABRIC, NULL, bench_fabric },
 	{ "mount.create", "mount", SECTION_MOUNT, TARGET_MOUNT, bench_mount_create },
 	{ "mount.read", "mount", SECTION_MOUNT, TARGET_MOUNT, bench_mount_read },
+	/* A large file through a device-engine mount (bench_large.c): its two
+	 * ratio rows judge their targets themselves. */
+	{ "large", "large", SECTION_LARGE, TARGET_LARGE, bench_large },
 	/* The cluster (bench_cluster.c): 3 real recfsd nodes against a single
 	 * one, side by side; ratios of the same run. */
 	{ "cluster.mount", "cluster", SECTION_CLUSTER_MOUNT, TARGET_CLUSTER_MOUNT, bench_cluster_mount, 0.7 },
@@ -113,6 +118,7 @@ static const struct bench_group group_table[] = {
 	{ "mount", bench_mount_cleanup },
 	{ "cluster", bench_cluster_cleanup },
 	{ "migrate", bench_migrate_cleanup },
+	{ "large", bench_large_cleanup },
 };
 
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
@@ -606,7 +612,8 @@ main(int argc, char **argv)
 		if (!selected(&ctx.opt, def->name))
 			continue;
 		if (ctx.opt.skip_mount && (strcmp(def->group, "mount") == 0 ||
-		    strcmp(def->group, "cluster") == 0 || strcmp(def->group, "migrate") == 0))
+		    strcmp(def->group, "cluster") == 0 || strcmp(def->group, "migrate") == 0 ||
+		    strcmp(def->group, "large") == 0))
 			continue;
 		/* Release the previous group first: an idle 2 GiB node or two
 		 * FUSE daemons must not share the CPUs with the next group. */

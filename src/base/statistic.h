@@ -141,6 +141,8 @@
 	    "Commits of large files (their changed chunks, then their head): at close, fsync, flush-max-ms, or when a file's dirty chunks reach their bound.") \
 	X(fuse_dirty_chunk_bytes, GAUGE, "bytes", 0, \
 	    "Memory held by dirty chunks of large files open for writing (bounded: a file past 16 dirty chunks, or any writer past 64 MiB in all, commits).") \
+	X(fuse_chunk_prefetches, COUNTER, "chunks", 0, \
+	    "Chunks of large files fetched ahead of a sequential reader, in the background, and then used by it.") \
 	X(fuse_readdir_entries, COUNTER, "entries", 0, "Directory entries returned by listings.") \
 	X(fuse_not_found, COUNTER, "requests", 0, "Requests answered ENOENT or ENODATA.") \
 	X(fuse_errors, COUNTER, "requests", 0, "Requests answered with any other error.") \

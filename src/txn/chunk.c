@@ -195,21 +195,31 @@ txn_chunk_read(struct namespace *ns, const char *set, size_t set_len,
     const struct txn_chunk_map *map, uint32_t index, void *buf, size_t *got)
 {
 	uint64_t start = (uint64_t)index * map->chunk_size;
-	size_t want = map->size - start < map->chunk_size ? (size_t)(map->size - start) : map->chunk_size;
+	size_t want;
+
+	if (index >= map->n)
+		return -EINVAL;
+	want = map->size - start < map->chunk_size ? (size_t)(map->size - start) : map->chunk_size;
+	*got = want;
+	if (map->versions[index] == 0) {
+		memset(buf, 0, want);
+		return 0;
+	}
+	return txn_chunk_read_version(ns, set, set_len, map->file_id, index, map->versions[index],
+	    start, want, buf);
+}
+
+int
+txn_chunk_read_version(struct namespace *ns, const char *set, size_t set_len, uint64_t file_id,
+    uint32_t index, uint32_t version, uint64_t start, size_t want, void *buf)
+{
 	char key[TXN_CHUNK_KEY_LEN + 1];
 	struct txn_record r;
 	struct txn_key k;
 	size_t have = 0;
 	int rc;
 
-	if (index >= map->n)
-		return -EINVAL;
-	*got = want;
-	if (map->versions[index] == 0) {
-		memset(buf, 0, want);
-		return 0;
-	}
-	txn_chunk_key(key, map->file_id, index, map->versions[index]);
+	txn_chunk_key(key, file_id, index, version);
 	k = chunk_txn_key(set, set_len, key);
 	rc = txn_read(ns, &k, &r);
 	if (rc == 0) {

@@ -91,6 +91,13 @@ bool txn_chunk_key_parse(const char *key, size_t len, uint64_t *id, uint32_t *in
 int txn_chunk_read(struct namespace *ns, const char *set, size_t set_len,
     const struct txn_chunk_map *map, uint32_t index, void *buf, size_t *got);
 
+/* The same for chunk (file_id, index, version) without its map: want
+ * bytes (the chunk's share of the file; start: its first byte, for the
+ * log) into buf.  For a reader that copied what it needs of a map (a
+ * prefetch running beside the file's owner). */
+int txn_chunk_read_version(struct namespace *ns, const char *set, size_t set_len, uint64_t file_id,
+    uint32_t index, uint32_t version, uint64_t start, size_t want, void *buf);
+
 /*
  * Commit a large file at head: the chunks in d (n of them, distinct
  * indexes below ceil(size / chunk size)) are written as commit

@@ -35,7 +35,7 @@ scrub() {
 }
 
 # ---- a whole quick run ------------------------------------------------------
-RUN_TIMEOUT=90 run env TMPDIR="$BT" "$BENCH" --quick --recfsd "$RECFSD" --json "$T/bench.json" \
+RUN_TIMEOUT=120 run env TMPDIR="$BT" "$BENCH" --quick --recfsd "$RECFSD" --json "$T/bench.json" \
 	>"$T/bench.out" 2>"$T/bench.err"
 rc=$?
 if [ $rc -eq 0 ]; then
@@ -55,7 +55,8 @@ for row in "write, 50,000 keys" "read, random keys" "mixed 50% write + 50% read"
 	"128 KiB read RF 2/single" "1 KiB read, A masters the name" "1 KiB read, another node masters it" \
 	"proxied p50 - local p50, in TCP RTTs" "1 KiB txn_write RF 2/single" "128 KiB txn_write RF 2/single" \
 	"records moved/s, 4th node joins" "bytes moved/s (fabric, all nodes)" "moved / min(fio, TCP)" \
-	"writes during / before"; do
+	"writes during / before" "1 MiB writes of one file, then close" "1 MiB reads of that file, checked" \
+	"recfsd peak RSS (VmHWM)"; do
 	check_true "table row '$row'" -n "$(grep -F "  $row " "$T/bench.out")"
 done
 check_true "cluster RF 2 mount writes judged" \
@@ -69,6 +70,10 @@ check_true "proxied read judged or explained" -n "$(grep -E '  proxied p50 - loc
 # build, or storage on tmpfs) the rows saying why.
 check_true "migration rate judged or explained" -n "$(grep -E '  moved / min\(fio, TCP\) .*((PASS|MISS) target moved / min\(fio, TCP\) >= 0.5|SKIP (migration not in this build|migration never moved|storage dir .* tmpfs|no storage peer without fio))' "$T/bench.out")"
 check_true "writes during migration judged or explained" -n "$(grep -E '  writes during / before .*((PASS|MISS) target writes during / before >= 0.7|SKIP (migration not in this build|migration never moved|storage dir .* tmpfs))' "$T/bench.out")"
+# The large file: both ratios judged against fio, or (storage on tmpfs, no
+# fio) the rows saying why.
+check_true "large file write judged or explained" -n "$(grep -E '  large file write / fio write .*((PASS|MISS) target write >= 0.5x fio sequential write|SKIP fio not found)|  large file through the mount .*SKIP storage dir .* tmpfs' "$T/bench.out")"
+check_true "large file read judged or explained" -n "$(grep -E '  large file read / fio read .*((PASS|MISS) target read >= 0.7x fio sequential read|SKIP fio not found)|  large file through the mount .*SKIP storage dir .* tmpfs' "$T/bench.out")"
 check_true "memory target judged" -n "$(grep -E '(PASS|MISS) target >= 1,000,000 ops/s' "$T/bench.out")"
 check_true "no ERROR rows" -z "$(grep -E '  ERROR' "$T/bench.out")"
 check_true "summary line" -n "$(grep '^result: .* 0 not measured (ERROR)$' "$T/bench.out")"
@@ -101,10 +106,13 @@ for b, rows in (("device.write", ("memory", "device", "ratio")),
                 ("device.defrag", ("defrag", "no_defrag", "ratio", "fio", "needed"))):
     if b not in skipped:
         need += [b + "." + r for r in rows]
+if "large" not in skipped:
+    need += ["large." + r for r in ("write", "write_ratio", "read", "read_ratio", "rss")]
 missing = [n for n in need if n not in ids]
 bad = [r["id"] for r in d["rows"] if r["verdict"] == "ERROR" or
        (r["unit"] in ("ops/s", "MB/s", "x") and r["id"].startswith(("memory", "fabric")) and
-        not r["value"] > 0) or (r["unit"] == "ops/s" and not r["value"] > 0)]
+        not r["value"] > 0) or (r["unit"] == "ops/s" and not r["value"] > 0) or
+       (r["id"] in ("large.write", "large.read", "large.rss") and not r["value"] > 0)]
 print("ok" if d["completed"] and not missing and not bad else "missing=%s bad=%s" % (missing, bad))
 ' "$T/bench.json" 2>&1)
 	check_eq "JSON has every row with a figure" "$got" ok

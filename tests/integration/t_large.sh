@@ -4,7 +4,8 @@
 # Large files):
 #   - dd bs=1M count=64 and cmp; its size; 128 chunks, a commit per bound of
 #     dirty chunks, daemon memory for dirty chunks bounded, and a sequential
-#     read fetches each chunk about once;
+#     read fetches each chunk about once, most of them ahead of the reader
+#     in the background (fuse_chunk_prefetches);
 #   - a log appended line by line past several chunks, cmp;
 #   - overwriting the middle (dd conv=notrunc), truncating down and up
 #     (zeros), punching a hole: the same bytes as a local copy changed alike,
@@ -37,10 +38,14 @@ check_true "dirty chunks bounded: a commit per 16 dirty chunks (8 MiB), not one 
 	"$commits" -ge 8
 check_eq "no dirty chunk left after close" "$(fuse fuse_dirty_chunk_bytes)" 0
 r0=$(ns chunk_reads)
+p0=$(fuse fuse_chunk_prefetches)
 expect_ok "cmp reads back what dd wrote" cmp "$L/dd" "$S/dd"
 reads=$(( $(ns chunk_reads) - r0 ))
-note "chunk reads for a sequential read of 128 chunks: $reads"
+ahead=$(( $(fuse fuse_chunk_prefetches) - p0 ))
+note "chunk reads for a sequential read of 128 chunks: $reads, of them fetched ahead and used: $ahead"
 check_true "a sequential read fetches each chunk about once (readahead)" "$reads" -le 256
+check_true "a sequential reader's chunks are fetched ahead in the background (most of 128)" \
+	"$ahead" -ge 64
 
 # ---- a log appended past several chunks ------------------------------------------------------
 for i in $(seq 1 4000); do

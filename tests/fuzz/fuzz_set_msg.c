@@ -45,8 +45,9 @@ one_set_msg(const uint8_t *body, size_t len)
 	fuzz_assert(rc == 0 || rc == -EBADMSG);
 	if (rc != 0)
 		return;
-	fuzz_assert(m.kind >= SET_MSG_MERGE && m.kind <= SET_MSG_CHECK_NAME);
-	fuzz_assert(m.n <= SET_MSG_ENTRIES_MAX && (m.kind == SET_MSG_MERGE || m.n == 1));
+	fuzz_assert(m.kind >= SET_MSG_MERGE && m.kind <= SET_MSG_USED_MORE);
+	fuzz_assert(m.n <= SET_MSG_ENTRIES_MAX &&
+	    (m.kind == SET_MSG_MERGE || m.kind >= SET_MSG_USED || m.n == 1));
 	hl = set_msg_encode_header(again, sizeof(again), m.kind, m.ns, m.n);
 	fuzz_assert(hl > 0);
 	off = (size_t)hl;

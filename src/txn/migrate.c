@@ -15,8 +15,9 @@
  *   - up to migrate-threads emigration threads: each takes a queued
  *     (namespace, partition, receiver), sends START, walks the partition
  *     (index_partition_walk: records and tombstones) sending INSERT batches
- *     of flat records, then DONE; every step is an rpc call (deadline,
- *     retransmission, at most once) and checks the cluster key first;
+ *     of flat records, up to MIG_WINDOW of them in flight, then DONE;
+ *     every step is an rpc call (deadline, retransmission, at most once)
+ *     and checks the cluster key first;
  *   - the rpc workers run the handlers (receiver side).
  * One lock (m->lock) guards the state below; no rpc call, storage I/O or
  * wait for another node happens under it.

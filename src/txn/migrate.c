@@ -18,7 +18,8 @@
  *     of flat records, up to MIG_WINDOW of them in flight, then DONE;
  *     every step is an rpc call (deadline, retransmission, at most once)
  *     and checks the cluster key first;
- *   - the rpc workers run the handlers (receiver side).
+ *   - the rpc workers run the handlers (receiver side); a START is answered
+ *     on the fabric thread when it can be (migrate_try).
  * One lock (m->lock) guards the state below; no rpc call, storage I/O or
  * wait for another node happens under it.
  */
@@ -1383,14 +1384,14 @@ on_insert(struct txn_migrate *m, uint64_t from, const struct migrate_msg *msg, i
 	return 0;
 }
 
+/* START: a place among the incoming partitions.  Lock held. */
 static int
-on_start(struct txn_migrate *m, uint64_t from, const struct migrate_msg *msg, int nsi)
+start_locked(struct txn_migrate *m, uint64_t from, const struct migrate_msg *msg, int nsi)
 {
 	struct mig_ns *x = &m->mns[nsi];
 	uint64_t bit;
 	int rc;
 
-	pthread_mutex_lock(&m->lock);
 	rc = expected(m, from, msg, nsi, &bit);
 	if (rc == 0 && !(x->rx_started[msg->pid] & bit)) {
 		if (m->incoming >= atomic_load_relaxed(&m->cfg->migrate_max_num_incoming)) {
@@ -1401,6 +1402,16 @@ on_start(struct txn_migrate *m, uint64_t from, const struct migrate_msg *msg, in
 			x->rx_started[msg->pid] |= bit;
 		}
 	}
+	return rc;
+}
+
+static int
+on_start(struct txn_migrate *m, uint64_t from, const struct migrate_msg *msg, int nsi)
+{
+	int rc;
+
+	pthread_mutex_lock(&m->lock);
+	rc = start_locked(m, from, msg, nsi);
 	pthread_mutex_unlock(&m->lock);
 	return rc;
 }
@@ -1512,6 +1523,36 @@ migrate_handler(void *arg, uint64_t from, const uint8_t *req, size_t len, struct
 	return rc;
 }
 
+/*
+ * The inline handler (fabric thread, rpc.h): a START, which only takes a
+ * place among the incoming partitions, is answered here, saving the
+ * receiver's hop to a worker and back once per partition; every other
+ * kind, a START while m->lock is busy, and a START refused as stale or
+ * unexpected (counted and logged by the worker's handler) go to a worker.
+ */
+static int
+migrate_try(void *arg, uint64_t from, const uint8_t *req, size_t len, struct rpc_reply *reply)
+{
+	struct txn_migrate *m = arg;
+	struct migrate_msg msg;
+	int nsi, rc = RPC_DEFER;
+
+	(void)reply;
+	if (len < 2 || req[1] != MIGRATE_MSG_START || migrate_msg_decode(req, len, &msg) != 0 ||
+	    msg.kind != MIGRATE_MSG_START)
+		return RPC_DEFER;
+	if (pthread_mutex_trylock(&m->lock) != 0)
+		return RPC_DEFER;
+	nsi = m->node != NULL ? ns_index(m, msg.ns) : -1;
+	if (nsi >= 0) {
+		rc = start_locked(m, from, &msg, nsi);
+		if (rc == -ESTALE || rc == -EPROTO)
+			rc = RPC_DEFER;
+	}
+	pthread_mutex_unlock(&m->lock);
+	return rc;
+}
+
 /* ---- the instance --------------------------------------------------------------- */
 
 int
@@ -1537,6 +1578,8 @@ txn_migrate_create(struct rpc *rpc, uint64_t self, const struct recfs_config *cf
 	mono_cond_init(&m->got_cv);
 	pthread_rwlock_init(&m->drop_lock, NULL);
 	rc = rpc_handler_set(rpc, RPC_OP_MIGRATE, 0, migrate_handler, m);
+	if (rc == 0)
+		rc = rpc_handler_inline_set(rpc, RPC_OP_MIGRATE, migrate_try);
 	if (rc != 0) {
 		txn_migrate_destroy(m);
 		return rc;

@@ -15,9 +15,11 @@
  *   - up to migrate-threads emigration threads: each takes a queued
  *     (namespace, partition, receiver), sends START, walks the partition
  *     (index_partition_walk: records and tombstones) sending INSERT batches
- *     of flat records, then DONE; every step is an rpc call (deadline,
- *     retransmission, at most once) and checks the cluster key first;
- *   - the rpc workers run the handlers (receiver side).
+ *     of flat records, up to MIG_WINDOW of them in flight, then DONE;
+ *     every step is an rpc call (deadline, retransmission, at most once)
+ *     and checks the cluster key first;
+ *   - the rpc workers run the handlers (receiver side); a START is answered
+ *     on the fabric thread when it can be (migrate_try).
  * One lock (m->lock) guards the state below; no rpc call, storage I/O or
  * wait for another node happens under it.
  */
@@ -42,6 +44,7 @@
 #define MIG_THREADS_MAX 8
 #define MIG_BATCH_BYTES (1024u * 1024)    /* flat record bytes per INSERT (one record may be more) */
 #define MIG_BATCH_RECORDS 256
+#define MIG_WINDOW 3                      /* INSERT batches in flight per emigration */
 #define MIG_RETRY_MS 100                  /* a START refused busy, a failed call: again after */
 #define MIG_RETRY_MAX_MS 2000
 
@@ -56,6 +59,9 @@ enum {
 struct mig_ns {
 	struct namespace *ns;
 	pthread_mutex_t store_lock;           /* versions_persist_*: one store at a time */
+	pthread_cond_t persist_cv;            /* versions_persist_group: a store ended (m->lock) */
+	uint64_t persist_req, persist_done;   /* stores asked for, covered by a finished store */
+	bool persisting;                      /* a store for versions_persist_group runs */
 	uint64_t versions[PARTITION_COUNT];   /* this node's versions */
 	uint64_t rx_from[PARTITION_COUNT];    /* node-index bits still to receive from */
 	uint64_t rx_started[PARTITION_COUNT]; /* of those, started (counted in incoming) */
@@ -249,6 +255,38 @@ versions_persist_all(struct txn_migrate *m, struct mig_ns *x)
 	if (rc != 0)
 		log_warn("migrate", "{%s} partition versions cannot be stored: %s", x->ns->name,
 		    recfs_strerror(rc));
+}
+
+/*
+ * Store x->versions on behalf of a caller that changed some of them (under
+ * m->lock) before calling: returns once a store that began after the call
+ * has finished.  Concurrent callers share one store of the whole table (one
+ * write and one sync for all of them), where versions_persist_one costs
+ * each a sync: the receiver's DONE of many partitions at once.
+ */
+static void
+versions_persist_group(struct txn_migrate *m, struct mig_ns *x)
+{
+	uint64_t mine;
+
+	pthread_mutex_lock(&m->lock);
+	mine = ++x->persist_req;
+	while (x->persist_done < mine) {
+		if (x->persisting) {
+			pthread_cond_wait(&x->persist_cv, &m->lock);
+			continue;
+		}
+		uint64_t upto = x->persist_req;
+
+		x->persisting = true;
+		pthread_mutex_unlock(&m->lock);
+		versions_persist_all(m, x);
+		pthread_mutex_lock(&m->lock);
+		x->persisting = false;
+		x->persist_done = upto;
+		pthread_cond_broadcast(&x->persist_cv);
+	}
+	pthread_mutex_unlock(&m->lock);
 }
 
 static void
@@ -849,11 +887,16 @@ control_main(void *arg)
 
 /* ---- emigration ----------------------------------------------------------------- */
 
+struct tx_ref {
+	storage_loc loc;           /* where it was when collected: the read order */
+	uint16_t set_id;
+	struct digest d;
+};
+
 struct tx_collect {
 	unsigned n;
 	uint32_t bytes;
-	uint16_t set_id[MIG_BATCH_RECORDS];
-	struct digest d[MIG_BATCH_RECORDS];
+	struct tx_ref r[MIG_BATCH_RECORDS];
 };
 
 static int
@@ -861,8 +904,9 @@ tx_collect_one(void *arg, const struct index_entry *e)
 {
 	struct tx_collect *c = arg;
 
-	c->set_id[c->n] = e->set_id;
-	c->d[c->n] = e->digest;
+	c->r[c->n].loc = e->loc;
+	c->r[c->n].set_id = e->set_id;
+	c->r[c->n].d = e->digest;
 	c->n++;
 	c->bytes += storage_loc_size(e->loc);
 	return c->bytes >= MIG_BATCH_BYTES;
@@ -951,16 +995,72 @@ tx_call(struct txn_migrate *m, const struct mig_job *j, const uint8_t *body, siz
 	}
 }
 
+/* One INSERT batch of an emigration: its buffer and, while it is in
+ * flight, its call. */
+struct tx_batch {
+	uint8_t *buf;
+	size_t len;
+	uint32_t n;                /* records in it */
+	bool inflight;
+	struct rpc_group g;
+	struct rpc_answer ans;
+};
+
+/* Send b (its body ready) without waiting for the answer. */
+static void
+tx_batch_send(struct txn_migrate *m, const struct mig_job *j, struct tx_batch *b)
+{
+	memset(&b->ans, 0, sizeof(b->ans));
+	rpc_group_init(m->rpc, &b->g, 0);
+	(void)rpc_group_send(&b->g, j->dest, RPC_OP_MIGRATE, b->buf, b->len, &b->ans);
+	b->inflight = true;
+}
+
+/* Wait for b's answer; with retry, a call that failed for a passing reason
+ * (busy, not ready, a lost answer) is made again with tx_call (backoff,
+ * while the change is current).  0, -ESTALE, -EPROTO (or, without retry,
+ * the call's error). */
+static int
+tx_batch_wait(struct txn_migrate *m, const struct mig_job *j, struct tx_batch *b, bool retry)
+{
+	int rc;
+
+	if (!b->inflight)
+		return 0;
+	(void)rpc_group_wait(&b->g);
+	b->inflight = false;
+	rc = b->ans.rc != 0 ? b->ans.rc : b->ans.err;
+	rpc_answer_release(&b->ans);
+	if (retry && rc != 0 && rc != -EPROTO && rc != -ESTALE)
+		rc = tx_call(m, j, b->buf, b->len);
+	if (rc == 0)
+		atomic_add(&m->mns[j->ns].records_tx, b->n);
+	return rc;
+}
+
+static int
+loc_cmp(const void *a, const void *b)
+{
+	storage_loc x = ((const struct tx_ref *)a)->loc, y = ((const struct tx_ref *)b)->loc;
+
+	return storage_loc_offset(x) < storage_loc_offset(y) ? -1 : storage_loc_offset(x) > storage_loc_offset(y);
+}
+
 /* Send partition j->pid to j->dest: 0 done, -EAGAIN (refused busy: queue
- * again), -ESTALE (the change is over), -EPROTO (not expected there). */
+ * again), -ESTALE (the change is over), -EPROTO (not expected there).
+ * Up to MIG_WINDOW INSERT batches are in flight: the next one is read
+ * from storage while the receiver applies the ones before it; DONE goes
+ * once every batch is acknowledged. */
 static int
 emigrate(struct txn_migrate *m, const struct mig_job *j)
 {
 	struct mig_ns *x = &m->mns[j->ns];
 	struct namespace *ns = x->ns;
 	uint8_t head[MIGRATE_MSG_HEADER_MAX + 4];
-	size_t cap = RPC_BODY_MAX, count_off;
-	uint8_t *buf;
+	size_t cap = RPC_BODY_MAX, count_off = 0;
+	struct tx_batch b[MIG_WINDOW];
+	unsigned cur = 0;
+	struct tx_collect *c;
 	struct index_walk_pos pos = { 0 };
 	struct rpc_answer ans = { 0 };
 	int len, rc;
@@ -976,64 +1076,93 @@ emigrate(struct txn_migrate *m, const struct mig_job *j)
 	rpc_answer_release(&ans);
 	if (rc != 0)
 		return rc == -EPROTO ? rc : rc == -ESTALE ? rc : -EAGAIN;
-	buf = malloc(cap);
-	if (buf == NULL)
+	memset(b, 0, sizeof(b));
+	c = malloc(sizeof(*c));
+	for (unsigned i = 0; c != NULL && i < MIG_WINDOW; i++) {
+		b[i].buf = malloc(cap);
+		if (b[i].buf == NULL)
+			break;
+	}
+	if (c == NULL || b[MIG_WINDOW - 1].buf == NULL) {
+		for (unsigned i = 0; i < MIG_WINDOW; i++)
+			free(b[i].buf);
+		free(c);
 		return -EAGAIN;
+	}
 	pthread_mutex_lock(&m->lock);
 	x->tx_active++;
 	pthread_mutex_unlock(&m->lock);
-	while (!pos.done) {
-		struct tx_collect c;
-		int hl = migrate_msg_encode_insert(buf, cap, j->key, ns->name, j->pid, &count_off);
-		size_t off = (size_t)hl;
-		uint32_t n = 0;
+	while (!pos.done && rc == 0) {
+		struct tx_batch *t = &b[cur];
 		uint32_t sleep = atomic_load_relaxed(&ns->cfg->migrate_sleep_us);
+		int hl;
 
-		c.n = 0;
-		c.bytes = 0;
-		if (hl < 0) {
-			rc = hl;
-			break;
-		}
+		c->n = 0;
+		c->bytes = 0;
 		if (!job_current(m, j)) {
 			rc = -ESTALE;
 			break;
 		}
-		if (index_partition_walk(ns->index, j->pid, &pos, tx_collect_one, &c, MIG_BATCH_RECORDS) <= 0)
+		if (index_partition_walk(ns->index, j->pid, &pos, tx_collect_one, c, MIG_BATCH_RECORDS) <= 0)
 			break;
-		for (unsigned i = 0; i < c.n; i++) {
-			int r = tx_read_one(ns, c.set_id[i], &c.d[i], buf + off, cap - off);
+		/* read in storage order: neighbours in a write block come together */
+		qsort(c->r, c->n, sizeof(c->r[0]), loc_cmp);
+		for (unsigned i = 0; i < c->n && rc == 0; i++) {
+			int r;
 
-			if (r == -EMSGSIZE && n > 0) {
-				/* this one goes in the next batch: send what is here */
-				migrate_msg_insert_count(buf, count_off, n);
-				rc = tx_call(m, j, buf, off);
+			if (t->len == 0) {
+				/* t's buffer is free again once its last call is answered */
+				rc = tx_batch_wait(m, j, t, true);
 				if (rc != 0)
 					break;
-				atomic_add(&x->records_tx, n);
-				hl = migrate_msg_encode_insert(buf, cap, j->key, ns->name, j->pid, &count_off);
-				off = (size_t)hl;
-				n = 0;
-				r = tx_read_one(ns, c.set_id[i], &c.d[i], buf + off, cap - off);
+				hl = migrate_msg_encode_insert(t->buf, cap, j->key, ns->name, j->pid, &count_off);
+				if (hl < 0) {
+					rc = hl;
+					break;
+				}
+				t->len = (size_t)hl;
+				t->n = 0;
+			}
+			r = tx_read_one(ns, c->r[i].set_id, &c->r[i].d, t->buf + t->len, cap - t->len);
+			if (r == -EMSGSIZE && t->n > 0) {
+				/* this one goes in the next batch: send what is here */
+				migrate_msg_insert_count(t->buf, count_off, t->n);
+				tx_batch_send(m, j, t);
+				cur = (cur + 1) % MIG_WINDOW;
+				t = &b[cur];
+				t->len = 0;
+				i--;
+				continue;
 			}
 			if (r > 0) {
-				off += (size_t)r;
-				n++;
+				t->len += (size_t)r;
+				t->n++;
 			}
-			if (sleep > 0)
-				sleep_us(sleep);
 		}
 		if (rc != 0)
 			break;
-		if (n > 0) {
-			migrate_msg_insert_count(buf, count_off, n);
-			rc = tx_call(m, j, buf, off);
-			if (rc != 0)
-				break;
-			atomic_add(&x->records_tx, n);
+		if (t->len > 0 && t->n > 0) {
+			migrate_msg_insert_count(t->buf, count_off, t->n);
+			tx_batch_send(m, j, t);
+			cur = (cur + 1) % MIG_WINDOW;
+			b[cur].len = 0;
+		} else {
+			t->len = 0;
 		}
+		/* migrate-sleep: per record sent, slept once per batch */
+		if (sleep > 0 && c->n > 0)
+			sleep_us(sleep * c->n);
 	}
-	free(buf);
+	for (unsigned i = 0; i < MIG_WINDOW; i++) {
+		/* after a failure: collect the answers, no more retries */
+		int r = tx_batch_wait(m, j, &b[(cur + i) % MIG_WINDOW], rc == 0);
+
+		if (rc == 0)
+			rc = r;
+	}
+	for (unsigned i = 0; i < MIG_WINDOW; i++)
+		free(b[i].buf);
+	free(c);
 	if (rc == 0) {
 		len = migrate_msg_encode_pid(head, sizeof(head), MIGRATE_MSG_DONE, j->key, ns->name, j->pid);
 		rc = len < 0 ? len : tx_call(m, j, head, (size_t)len);
@@ -1255,14 +1384,14 @@ on_insert(struct txn_migrate *m, uint64_t from, const struct migrate_msg *msg, i
 	return 0;
 }
 
+/* START: a place among the incoming partitions.  Lock held. */
 static int
-on_start(struct txn_migrate *m, uint64_t from, const struct migrate_msg *msg, int nsi)
+start_locked(struct txn_migrate *m, uint64_t from, const struct migrate_msg *msg, int nsi)
 {
 	struct mig_ns *x = &m->mns[nsi];
 	uint64_t bit;
 	int rc;
 
-	pthread_mutex_lock(&m->lock);
 	rc = expected(m, from, msg, nsi, &bit);
 	if (rc == 0 && !(x->rx_started[msg->pid] & bit)) {
 		if (m->incoming >= atomic_load_relaxed(&m->cfg->migrate_max_num_incoming)) {
@@ -1273,6 +1402,16 @@ on_start(struct txn_migrate *m, uint64_t from, const struct migrate_msg *msg, in
 			x->rx_started[msg->pid] |= bit;
 		}
 	}
+	return rc;
+}
+
+static int
+on_start(struct txn_migrate *m, uint64_t from, const struct migrate_msg *msg, int nsi)
+{
+	int rc;
+
+	pthread_mutex_lock(&m->lock);
+	rc = start_locked(m, from, msg, nsi);
 	pthread_mutex_unlock(&m->lock);
 	return rc;
 }
@@ -1314,7 +1453,7 @@ on_done(struct txn_migrate *m, uint64_t from, const struct migrate_msg *msg, int
 	}
 	pthread_mutex_unlock(&m->lock);
 	if (complete)
-		versions_persist_one(m, x, pid);
+		versions_persist_group(m, x);
 	return rc;
 }
 
@@ -1384,6 +1523,36 @@ migrate_handler(void *arg, uint64_t from, const uint8_t *req, size_t len, struct
 	return rc;
 }
 
+/*
+ * The inline handler (fabric thread, rpc.h): a START, which only takes a
+ * place among the incoming partitions, is answered here, saving the
+ * receiver's hop to a worker and back once per partition; every other
+ * kind, a START while m->lock is busy, and a START refused as stale or
+ * unexpected (counted and logged by the worker's handler) go to a worker.
+ */
+static int
+migrate_try(void *arg, uint64_t from, const uint8_t *req, size_t len, struct rpc_reply *reply)
+{
+	struct txn_migrate *m = arg;
+	struct migrate_msg msg;
+	int nsi, rc = RPC_DEFER;
+
+	(void)reply;
+	if (len < 2 || req[1] != MIGRATE_MSG_START || migrate_msg_decode(req, len, &msg) != 0 ||
+	    msg.kind != MIGRATE_MSG_START)
+		return RPC_DEFER;
+	if (pthread_mutex_trylock(&m->lock) != 0)
+		return RPC_DEFER;
+	nsi = m->node != NULL ? ns_index(m, msg.ns) : -1;
+	if (nsi >= 0) {
+		rc = start_locked(m, from, &msg, nsi);
+		if (rc == -ESTALE || rc == -EPROTO)
+			rc = RPC_DEFER;
+	}
+	pthread_mutex_unlock(&m->lock);
+	return rc;
+}
+
 /* ---- the instance --------------------------------------------------------------- */
 
 int
@@ -1409,6 +1578,8 @@ txn_migrate_create(struct rpc *rpc, uint64_t self, const struct recfs_config *cf
 	mono_cond_init(&m->got_cv);
 	pthread_rwlock_init(&m->drop_lock, NULL);
 	rc = rpc_handler_set(rpc, RPC_OP_MIGRATE, 0, migrate_handler, m);
+	if (rc == 0)
+		rc = rpc_handler_inline_set(rpc, RPC_OP_MIGRATE, migrate_try);
 	if (rc != 0) {
 		txn_migrate_destroy(m);
 		return rc;
@@ -1440,6 +1611,7 @@ reset_state(struct txn_migrate *m)
 	for (unsigned j = 0; j < m->n_ns; j++) {
 		atomic_store_relaxed(&m->mns[j].ns->migrations_pending, 0);
 		pthread_mutex_destroy(&m->mns[j].store_lock);
+		pthread_cond_destroy(&m->mns[j].persist_cv);
 	}
 	free(m->mns);
 	m->mns = NULL;
@@ -1516,6 +1688,7 @@ txn_migrate_attach(struct txn_migrate *m, struct node *node)
 
 		x->ns = node->namespaces[j];
 		pthread_mutex_init(&x->store_lock, NULL);
+		pthread_cond_init(&x->persist_cv, NULL);
 		if (namespace_pversions_load(x->ns, x->versions) != 0)
 			memset(x->versions, 0, sizeof(x->versions));
 		for (uint32_t pid = 0; pid < PARTITION_COUNT; pid++) {

@@ -562,6 +562,72 @@ test_migration_refuses_bad_input(void **state)
  * to a worker and wait there, while the fabric thread goes on serving (a
  * ping answers), and each is counted once.
  */
+/*
+ * A partition larger than the INSERT window: 40 records of 100 KiB in one
+ * partition are about 4 batches of 1 MiB, more than the 3 an emigration
+ * keeps in flight (docs/cluster.md, "Migration protocol"), so a batch
+ * buffer is filled again after its call was answered.  B is stopped, A
+ * alone stores them, B comes back empty and receives all of them, each
+ * intact.
+ */
+#define BIG_N 40
+#define BIG_LEN (100 * 1024)
+
+static void
+test_migration_of_a_partition_larger_than_the_window(void **state)
+{
+	static char names[BIG_N][16];
+	char *data = malloc(BIG_LEN);
+	uint32_t pid = UINT32_MAX;
+	unsigned n = 0;
+	uint64_t t0;
+
+	(void)state;
+	assert_non_null(data);
+	for (unsigned i = 0; n < BIG_N; i++) {
+		struct digest d;
+		char k[16];
+
+		snprintf(k, sizeof(k), "big%u", i);
+		digest_compute(&d, NULL, 0, k, strlen(k));
+		if (pid == UINT32_MAX)
+			pid = digest_partition(&d);
+		if (digest_partition(&d) == pid)
+			memcpy(names[n++], k, sizeof(k));
+	}
+	tnode_down(&B);
+	t0 = clock_mono_ns();
+	while (cluster_size(&A) != 1) {
+		if (clock_mono_ns() - t0 > 10000000000ull)
+			fail_msg("A not alone within 10 s");
+		sleep_ms(10);
+	}
+	for (unsigned i = 0; i < BIG_N; i++) {
+		struct txn_key key = key_of(names[i]);
+		struct txn_write w = { .set_file = true, .file_data = data, .file_len = BIG_LEN };
+
+		memset(data, 'a' + (int)(i % 26), BIG_LEN);
+		assert_int_equal(txn_write(A.ns, &key, &w, NULL), 0);
+	}
+	tnode_up(&B, 0xb2, free_port(), A.port);
+	wait_for_size(2);
+	settled();
+	assert_true(ns_stat(&B, STAT_NS_migrate_records_received) >= BIG_N);
+	txn_node_network_set(B.node, NULL);   /* B alone: what it stores */
+	for (unsigned i = 0; i < BIG_N; i++) {
+		struct txn_key key = key_of(names[i]);
+		struct txn_record rec;
+
+		memset(data, 'a' + (int)(i % 26), BIG_LEN);
+		assert_int_equal(txn_read(B.ns, &key, &rec), 0);
+		assert_int_equal(rec.file_bin->v.bytes.len, BIG_LEN);
+		assert_memory_equal(rec.file_bin->v.bytes.data, data, BIG_LEN);
+		txn_record_release(&rec);
+	}
+	txn_node_network_set(B.node, B.net);
+	free(data);
+}
+
 static void
 test_reads_and_replica_writes_inline_unless_their_lock_is_held(void **state)
 {
@@ -1100,6 +1166,7 @@ main(void)
 		cmocka_unit_test(test_busy_master_is_asked_again),
 		cmocka_unit_test(test_reads_and_replica_writes_inline_unless_their_lock_is_held),
 		cmocka_unit_test(test_migration_refuses_bad_input),
+		cmocka_unit_test(test_migration_of_a_partition_larger_than_the_window),
 		cmocka_unit_test(test_node_down_fails_fast_then_goes_on),
 		cmocka_unit_test(test_orphan_waits_for_a_cluster),
 		cmocka_unit_test(test_persistent_replicas),

@@ -237,6 +237,76 @@ txn_remote_proxy(struct txn_remote *rm, uint64_t master, const struct txn_target
 	return rc;
 }
 
+int
+txn_remote_dup_fetch(struct txn_remote *rm, uint64_t holder, const struct txn_target *t,
+    uint64_t deadline_ns, uint8_t **flat, size_t *len)
+{
+	struct txn_proxy_req q = {
+		.kind = TXN_PROXY_DUPRES, .ns = t->ns->name, .ns_len = strlen(t->ns->name), .k = t->k,
+	};
+	uint8_t *buf;
+	size_t blen;
+	int rc;
+
+	*flat = NULL;
+	*len = 0;
+	rc = txn_proxy_req_encode(&q, &buf, &blen);
+	if (rc != 0)
+		return -EIO;
+	for (uint32_t backoff = 1;; backoff *= 2) {
+		struct rpc_answer ans = { 0 };
+		uint32_t left = ms_left(deadline_ns);
+		bool has_attr;
+		struct record_attr attr;
+		const uint8_t *rec;
+		size_t rec_len;
+
+		if (left == 0) {
+			STAT(rm, proxy_timed_out);
+			rc = -EIO;
+			break;
+		}
+		STAT(rm, proxy_sent);
+		rc = rpc_call(rm->rpc, holder, RPC_OP_TXN_PROXY_READ, buf, blen, left, &ans);
+		if ((rc == 0 && ans.err == -EAGAIN) || rc == -EAGAIN) {
+			rpc_answer_release(&ans);
+			STAT(rm, proxy_busy);
+			left = ms_left(deadline_ns);
+			sleep_ms(backoff < left ? backoff : left);
+			continue;
+		}
+		if (rc != 0) {
+			if (rc == -ETIMEDOUT)
+				STAT(rm, proxy_timed_out);
+			else
+				STAT(rm, proxy_failed);
+			rc = -EIO;
+		} else if (ans.err == -ENOENT) {
+			STAT(rm, proxy_completed);
+			rc = 0;
+		} else if (ans.err != 0 ||
+		    txn_proxy_ans_decode(ans.body, ans.len, &has_attr, &attr, &rec, &rec_len) != 0 ||
+		    rec == NULL || rec_len == 0) {
+			STAT(rm, proxy_failed);
+			rc = -EIO;
+		} else {
+			*flat = malloc(rec_len);
+			if (*flat == NULL) {
+				rc = -ENOMEM;
+			} else {
+				memcpy(*flat, rec, rec_len);
+				*len = rec_len;
+				STAT(rm, proxy_completed);
+				rc = 0;
+			}
+		}
+		rpc_answer_release(&ans);
+		break;
+	}
+	free(buf);
+	return rc;
+}
+
 /* ---- caller side: replica writes ------------------------------------------ */
 
 int
@@ -381,6 +451,23 @@ proxy_run(struct txn_remote *rm, const uint8_t *req, size_t len, struct rpc_repl
 		STAT(rm, proxy_received);
 		txn_proxy_req_release(&q);
 		return TXN_ENOTMASTER;
+	}
+	if (q.kind == TXN_PROXY_DUPRES) {
+		uint8_t *copy = NULL;
+		uint32_t copy_len = 0;
+
+		rc = txn_dup_copy(ns, &q.k, nowait, &copy, &copy_len);
+		txn_proxy_req_release(&q);
+		if (rc == -EWOULDBLOCK && nowait)
+			return RPC_DEFER;
+		STAT(rm, proxy_received);
+		if (rc == 0 && txn_proxy_ans_encode(NULL, copy, copy_len, reply->buf, reply->cap,
+		    &reply->len) != 0)
+			rc = -EFBIG;
+		free(copy);
+		if (rc != 0)
+			(void)txn_proxy_ans_encode(NULL, NULL, 0, reply->buf, reply->cap, &reply->len);
+		return rc;
 	}
 	writes = q.kind != TXN_PROXY_STAT && q.kind != TXN_PROXY_READ;
 	if (writes && nowait) {

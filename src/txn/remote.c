@@ -14,12 +14,15 @@
  *
  * Workers and the proxy: a proxied write blocks its worker while the
  * master waits for its replicas, and those replica writes need workers on
- * the other nodes.  Two nodes proxying writes to each other could fill
- * every worker with proxied writes waiting for replica writes queued
- * behind them.  So at most workers - TXN_REMOTE_WORKERS_SPARE proxied
- * writes run at once; one more is answered -EAGAIN, and its caller tries
- * again after 1, 2, 4 ... ms within its deadline; replica writes (which
- * never wait for another node) always find a worker.
+ * the other nodes; any proxied operation may wait for duplicate holders
+ * (duplicate resolution), whose answers need workers there too.  Two
+ * nodes proxying to each other could fill every worker with proxied
+ * operations waiting for requests queued behind them.  So at most
+ * workers - TXN_REMOTE_WORKERS_SPARE proxied operations run on the
+ * workers at once; one more is answered -EAGAIN, and its caller tries
+ * again after 1, 2, 4 ... ms within its deadline; replica writes and
+ * duplicate holders' answers (which never wait for another node) always
+ * find a worker.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -49,7 +52,7 @@ struct txn_remote {
 	uint64_t self;              /* this node's id */
 	uint32_t failover_ms;       /* a dead node out of the tables: heartbeat timeout + quiet period */
 	struct node *node;          /* atomic */
-	uint32_t proxy_running;     /* atomic: proxied writes running on the workers */
+	uint32_t proxy_running;     /* atomic: proxied operations running on the workers */
 	uint64_t stats[RS_COUNT];   /* atomic */
 };
 
@@ -474,7 +477,9 @@ proxy_run(struct txn_remote *rm, const uint8_t *req, size_t len, struct rpc_repl
 		txn_proxy_req_release(&q);
 		return RPC_DEFER;
 	}
-	if (writes) {
+	/* On a worker a stat or read may wait for duplicate holders too
+	 * (txn.c dup_resolve): counted with the writes. */
+	if (!nowait) {
 		uint32_t running = atomic_add(&rm->proxy_running, 1);
 
 		if (running + TXN_REMOTE_WORKERS_SPARE > TXN_REMOTE_WORKERS) {
@@ -488,7 +493,7 @@ proxy_run(struct txn_remote *rm, const uint8_t *req, size_t len, struct rpc_repl
 	memset(&rec, 0, sizeof(rec));
 	record_init(&rec.rec);
 	rc = nowait ? txn_proxy_serve_nowait(ns, &q, &attr, &rec) : txn_proxy_serve(ns, &q, &attr, &rec);
-	if (writes)
+	if (!nowait)
 		atomic_dec(&rm->proxy_running);
 	if (rc == -EWOULDBLOCK && nowait) {
 		txn_record_release(&rec);

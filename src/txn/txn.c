@@ -2403,6 +2403,9 @@ txn_proxy_serve_nowait(struct namespace *ns, const struct txn_proxy_req *q,
 
 	if ((q->kind != TXN_PROXY_STAT && q->kind != TXN_PROXY_READ) || ns->storage->persistent)
 		return -EWOULDBLOCK;
+	/* Duplicates to resolve first (an rpc call): a worker's job. */
+	if (atomic_load_relaxed(&x->dup_partitions) != 0)
+		return -EWOULDBLOCK;
 	rc = target_resolve(ns, &q->k, &t);
 	if (rc != 0)
 		return rc;

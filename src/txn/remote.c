@@ -271,9 +271,17 @@ txn_remote_dup_fetch(struct txn_remote *rm, uint64_t holder, const struct txn_ta
 		}
 		STAT(rm, proxy_sent);
 		rc = rpc_call(rm->rpc, holder, RPC_OP_TXN_PROXY_READ, buf, blen, left, &ans);
-		if ((rc == 0 && ans.err == -EAGAIN) || rc == -EAGAIN) {
+		/* Busy, or no connection to it right now (a member: it may be
+		 * reconnecting after a merge): again within the deadline. */
+		if ((rc == 0 && ans.err == -EAGAIN) || rc == -EAGAIN || rc == -EHOSTDOWN ||
+		    rc == -EHOSTUNREACH) {
 			rpc_answer_release(&ans);
-			STAT(rm, proxy_busy);
+			if (rc == 0 || rc == -EAGAIN)
+				STAT(rm, proxy_busy);
+			else
+				STAT(rm, proxy_failed);
+			if (backoff > 64)
+				backoff = 64;
 			left = ms_left(deadline_ns);
 			sleep_ms(backoff < left ? backoff : left);
 			continue;

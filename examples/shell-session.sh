@@ -84,11 +84,14 @@ cat "$mnt/.info/sets/$ns/demo-$$" 2>/dev/null | head -n 5 || true
 step "df -h $mnt"
 df -h "$mnt"
 
-# 6. What is not a record is refused with a clear error.
-step "mkdir $set_dir/sub    (sets are flat)"
-mkdir "$set_dir/sub" 2>&1 || true
-step "ln -s greeting $set_dir/link"
-ln -s greeting "$set_dir/link" 2>&1 || true
+# 6. Directories and symbolic links inside a set; what is not a record or
+#    a tree (hard links, .info files) is refused with a clear error.
+step "mkdir $set_dir/sub && ln -s ../greeting $set_dir/sub/link"
+mkdir "$set_dir/sub" && ln -s ../greeting "$set_dir/sub/link"
+step "cat $set_dir/sub/link"
+cat "$set_dir/sub/link"
+step "ln $set_dir/greeting $set_dir/hardlink    (one name per record)"
+ln "$set_dir/greeting" "$set_dir/hardlink" 2>&1 || true
 step "echo x > $mnt/.info/statistics"
 (echo x >"$mnt/.info/statistics") 2>&1 || true
 

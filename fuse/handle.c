@@ -60,6 +60,7 @@
 
 #include "base/atomic.h"
 #include "base/log.h"
+#include "chunkfile.h"
 #include "handle.h"
 #include "info.h"
 #include "stats.h"
@@ -80,6 +81,10 @@ struct snapshot {
 	const char *data;             /* the file bin's bytes, inside rec.buf */
 	size_t len;
 	struct txn_record rec;
+	/* A large file: its head's map (len is its size, data empty), and one
+	 * state to read chunks through (a clean chunk cache; inode lock). */
+	struct txn_chunk_map *map;
+	struct chunkfile *cf;
 };
 
 /* The open-file state of a record (inode->fs); inode lock. */
@@ -93,6 +98,8 @@ struct filestate {
 	bool dirty;                   /* data differs from the stored record */
 	bool mtime_explicit;          /* mtime_ns set by utimens: stored with the content */
 	bool privs_clear;             /* the mode has no set-ID bit a write must clear */
+	struct chunkfile *cf;         /* a large file (chunkfile.h): data is unused, len
+	                               * follows chunkfile_size */
 };
 
 static uint64_t handle_total;   /* atomic: open handles */
@@ -120,7 +127,38 @@ snapshot_put(struct snapshot *s)
 		return;
 	if (s->have_rec)
 		txn_record_release(&s->rec);
+	if (s->map != NULL) {
+		txn_chunk_map_free(s->map);
+		free(s->map);
+	}
+	chunkfile_free(s->cf);
 	free(s);
+}
+
+/* A large file's head: keep its map; the content is in its chunks. */
+static int
+snapshot_map_load(struct inode *ino, struct snapshot *s)
+{
+	const struct bin *mb = txn_chunk_map_bin(&s->rec.rec);
+	int rc;
+
+	if (mb == NULL)
+		return 0;
+	s->map = calloc(1, sizeof(*s->map));
+	if (s->map == NULL)
+		return -ENOMEM;
+	rc = txn_chunk_map_decode(mb->v.bytes.data, mb->v.bytes.len, s->map);
+	if (rc == -EINVAL) {
+		log_error("recfsd", "{%s} %.*s/%.*s: the chunk map of a large file does not decode",
+		    namespace_name(ino->ns), (int)ino->set_len, ino->name, (int)ino->key_len,
+		    ino->name + ino->set_len);
+		rc = -EIO;
+	}
+	if (rc != 0)
+		return rc;
+	s->data = "";
+	s->len = s->map->size;
+	return chunkfile_from_map(&s->cf, s->map);
 }
 
 static int
@@ -152,6 +190,10 @@ snapshot_load(struct inode *ino, const struct txn_key *k, struct snapshot **out)
 	if (fb != NULL && (fb->type == BIN_BLOB || fb->type == BIN_STRING)) {
 		s->data = (const char *)fb->v.bytes.data;
 		s->len = fb->v.bytes.len;
+	}
+	if ((rc = snapshot_map_load(ino, s)) != 0) {
+		snapshot_put(s);
+		return rc;
 	}
 	stats_inc(STAT_fuse_record_loads);
 	*out = s;
@@ -263,6 +305,7 @@ state_free_locked(struct inode *ino)
 	if (ino->fs == NULL)
 		return;
 	free(ino->fs->data);
+	chunkfile_free(ino->fs->cf);
 	free(ino->fs);
 	ino->fs = NULL;
 }
@@ -309,8 +352,20 @@ static int
 state_fill(struct inode *ino, const struct snapshot *s)
 {
 	struct filestate *fs = ino->fs;
-	int rc = state_reserve(fs, s->len);
+	int rc;
 
+	if (s->map != NULL) {
+		/* A large file: the map, not the content. */
+		chunkfile_free(fs->cf);
+		fs->cf = NULL;
+		if ((rc = chunkfile_from_map(&fs->cf, s->map)) != 0)
+			return rc;
+		fs->len = (size_t)s->map->size;
+		fs->loaded = true;
+		fs->limit = UINT64_MAX;
+		return 0;
+	}
+	rc = state_reserve(fs, s->len);
 	if (rc != 0)
 		return rc;
 	if (s->len > 0)
@@ -397,6 +452,8 @@ notify_attr(const struct inode *ino)
 		(void)fuse_lowlevel_notify_inval_inode(se, inode_id(ino), -1, 0);
 }
 
+static int state_make_large_locked(struct inode *ino);
+
 /* Store the state as the record's content.  Inode lock held. */
 static int
 state_store_locked(struct inode *ino, bool durable)
@@ -416,7 +473,21 @@ state_store_locked(struct inode *ino, bool durable)
 	int rc;
 
 	inode_key(ino, &k);
-	rc = txn_write(ino->ns, &k, &w, &a);
+	rc = fs->cf == NULL ? txn_write(ino->ns, &k, &w, &a) : -EFBIG;
+	/* Content that does not fit one record (the record's exact size is
+	 * known only to the engine): a large file. */
+	if (rc == -EFBIG && fs->cf == NULL && fs->len > 0 && !ino->unlinked &&
+	    state_make_large_locked(ino) != 0)
+		rc = -ENOMEM;
+	if (rc == -EFBIG && fs->cf != NULL) {
+		/* A large file: its dirty chunks, then its head (txn/chunk.h). */
+		struct chunkfile_where at = { .ns = ino->ns, .key = k };
+
+		w.set_file = false;
+		rc = chunkfile_commit(&at, fs->cf, &w, &a);
+		if (rc == 0)
+			stats_inc(STAT_fuse_large_commits);
+	}
 	if (rc != 0) {
 		stats_inc(STAT_fuse_put_failures);
 		return rc;
@@ -497,6 +568,8 @@ state_discard_locked(struct inode *ino, struct handle *h, int err)
 	fs->loaded = false;
 	fs->dirty = false;
 	fs->mtime_explicit = false;
+	chunkfile_free(fs->cf);
+	fs->cf = NULL;
 	/* Reads go back to the stored record (which an early store may have
 	 * changed since a reader took its snapshot). */
 	snaps_reset_locked(ino);
@@ -566,6 +639,8 @@ writers_active_locked(const struct inode *ino)
 	    recfsd_now_ns() - ino->writers_gone_ns < WRITERS_SETTLE_NS;
 }
 
+static int state_set_size_locked(struct inode *ino, uint64_t size);
+
 int
 handle_open(struct inode *ino, int flags, bool fresh, bool check_damaged, struct handle **out)
 {
@@ -612,10 +687,14 @@ handle_open(struct inode *ino, int flags, bool fresh, bool check_damaged, struct
 	if (trunc) {
 		struct filestate *fs = ino->fs;
 
+		/* A large file truncated so is stored as a small one, whose
+		 * write drops its chunks (txn.c); unless its state is loaded. */
 		if (!fs->loaded) {
 			fs->loaded = true;
 			fs->limit = content_limit(ino, NULL);
 		}
+		if (fs->cf != NULL && (rc = state_set_size_locked(ino, 0)) != 0)
+			goto out;
 		if (fs->len > 0 || !fresh) {
 			/* A record created by this open is stored empty already. */
 			fs->len = 0;
@@ -733,6 +812,76 @@ read_count(size_t len, size_t size, off_t off)
 	return len - (size_t)off < size ? len - (size_t)off : size;
 }
 
+/* Reply to a read of a large file from cf; unlocks the inode. */
+static int
+read_chunks_locked(fuse_req_t req, struct inode *ino, struct chunkfile *cf, size_t size, off_t off)
+{
+	struct chunkfile_where at = { .ns = ino->ns };
+	char *buf = malloc(size ? size : 1);
+	long n;
+
+	inode_key(ino, &at.key);
+	n = buf != NULL ? chunkfile_read(&at, cf, buf, size, (uint64_t)off) : -ENOMEM;
+	pthread_mutex_unlock(&ino->lock);
+	if (n < 0) {
+		free(buf);
+		/* A chunk that fails its check: EIO for its range only; a
+		 * chunk gone under an unlinked file's handles, too. */
+		return n == RECFS_ECHECKSUM || n == -ENOENT ? -EIO : (int)n;
+	}
+	stats_add(STAT_fuse_read_bytes, (uint64_t)n);
+	fuse_reply_buf(req, buf, (size_t)n);
+	free(buf);
+	return 0;
+}
+
+/*
+ * A reader's snapshot of a large file: its chunks.  A chunk gone (a
+ * commit since replaced it and deleted the old version) means a newer
+ * version is stored: the reader moves to it, as a reader of a small file
+ * does at its next open.  Inode lock held; unlocks it.
+ */
+static int
+read_snapshot_chunks_locked(fuse_req_t req, struct handle *h, size_t size, off_t off)
+{
+	struct inode *ino = h->inode;
+	struct chunkfile_where at = { .ns = ino->ns };
+	char *buf = malloc(size ? size : 1);
+	long n = -ENOMEM;
+
+	inode_key(ino, &at.key);
+	for (int tries = 0; buf != NULL && tries < 3; tries++) {
+		struct snapshot *s = h->snap;
+
+		n = chunkfile_read(&at, s->cf, buf, size, (uint64_t)off);
+		if (n != -ENOENT || ino->unlinked)
+			break;
+		snapshot_put(h->snap);
+		h->snap = NULL;
+		n = snapshot_get_locked(ino, &h->snap);
+		if (n != 0)
+			break;
+		if (h->snap->map == NULL) {
+			/* Now a small file: its bytes. */
+			size_t c = read_count(h->snap->len, size, off);
+
+			memcpy(buf, h->snap->data + off, c);
+			n = (long)c;
+			break;
+		}
+		n = -ENOENT;
+	}
+	pthread_mutex_unlock(&ino->lock);
+	if (n < 0) {
+		free(buf);
+		return n == RECFS_ECHECKSUM || n == -ENOENT ? -EIO : (int)n;
+	}
+	stats_add(STAT_fuse_read_bytes, (uint64_t)n);
+	fuse_reply_buf(req, buf, (size_t)n);
+	free(buf);
+	return 0;
+}
+
 int
 handle_read(fuse_req_t req, struct handle *h, size_t size, off_t off)
 {
@@ -758,6 +907,11 @@ handle_read(fuse_req_t req, struct handle *h, size_t size, off_t off)
 		return 0;
 	}
 	pthread_mutex_lock(&ino->lock);
+	if (state_holds_content(ino) && ino->fs->cf != NULL) {
+		if (!h->direct_io)
+			ino->pages = INODE_PAGES_MIXED;
+		return read_chunks_locked(req, ino, ino->fs->cf, size, off);
+	}
 	if (state_holds_content(ino)) {
 		/* The shared state, which writes through other handles may
 		 * be changing: reply under the lock. */
@@ -779,6 +933,13 @@ handle_read(fuse_req_t req, struct handle *h, size_t size, off_t off)
 		}
 	}
 	s = h->snap;
+	if (s->map != NULL) {
+		/* A large file: its chunks, read through the snapshot's state
+		 * under the inode lock (its clean chunk is shared). */
+		if (!h->direct_io)
+			pages_note_read_locked(ino, s->generation);
+		return read_snapshot_chunks_locked(req, h, size, off);
+	}
 	/* Our own reference across the reply: the kernel may release the
 	 * handle as soon as it has the data, before fuse_reply_buf returns. */
 	snapshot_hold(s);
@@ -812,6 +973,74 @@ state_check_limit_locked(struct inode *ino, uint64_t end)
 	return rc == -EFBIG ? rc : 0;
 }
 
+/* The largest file ino can grow to: what its head's chunk map can name. */
+static uint64_t
+file_max(const struct inode *ino)
+{
+	uint32_t cs = ino->fs->cf != NULL ? chunkfile_chunk_size(ino->fs->cf) :
+	    namespace_config(ino->ns)->file_chunk_size;
+
+	return txn_chunk_file_max(ino->ns, cs);
+}
+
+/* The file outgrows one record: its content so far becomes dirty chunks. */
+static int
+state_make_large_locked(struct inode *ino)
+{
+	struct filestate *fs = ino->fs;
+	uint32_t cs = namespace_config(ino->ns)->file_chunk_size;
+	int rc;
+
+	if (fs->cf != NULL)
+		return 0;
+	rc = chunkfile_from_content(&fs->cf, cs, fs->data, fs->len);
+	if (rc != 0)
+		return rc;
+	free(fs->data);
+	fs->data = NULL;
+	fs->cap = 0;
+	fs->limit = UINT64_MAX;
+	return 0;
+}
+
+/*
+ * A write to a large file (or one that makes the file large): only the
+ * chunks it covers change.  Past the bound on dirty chunks the file is
+ * committed now, as at close (its error is this write's).  Inode lock held.
+ */
+static long
+write_large_locked(struct inode *ino, struct handle *h, const char *buf, size_t size, uint64_t off)
+{
+	struct filestate *fs = ino->fs;
+	struct chunkfile_where at = { .ns = ino->ns };
+	long rc;
+
+	if (off + size > file_max(ino) || off + size < off)
+		return -EFBIG;  /* past what a head's chunk map can name: nothing changes */
+	if ((rc = state_make_large_locked(ino)) != 0)
+		return rc;
+	if (ino->unlinked && chunkfile_over_bound(fs->cf))
+		return -EFBIG;  /* never stored again: only memory could hold it */
+	inode_key(ino, &at.key);
+	rc = chunkfile_write(&at, fs->cf, buf, size, off);
+	if (rc < 0)
+		return rc;
+	fs->len = (size_t)chunkfile_size(fs->cf);
+	state_changed_locked(ino, h);
+	if (!h->direct_io)
+		ino->pages = INODE_PAGES_MIXED;
+	stats_add(STAT_fuse_write_bytes, (uint64_t)rc);
+	if (!ino->unlinked && chunkfile_over_bound(fs->cf)) {
+		int src = state_store_locked(ino, false);
+
+		if (src != 0) {
+			state_store_failed_locked(ino, src);
+			return src;
+		}
+	}
+	return rc;
+}
+
 long
 handle_write(struct handle *h, const char *buf, size_t size, off_t off, bool kill_privs)
 {
@@ -836,6 +1065,10 @@ handle_write(struct handle *h, const char *buf, size_t size, off_t off, bool kil
 	if (h->flags & O_APPEND)
 		off = (off_t)fs->len;
 	end = (uint64_t)off + size;
+	if (off >= 0 && (fs->cf != NULL || (end > fs->limit && !ino->unlinked))) {
+		rc = write_large_locked(ino, h, buf, size, (uint64_t)off);
+		goto out;
+	}
 	if (off < 0 || end > content_max(ino)) {
 		rc = content_refuse_locked(ino, end);
 		state_discard_locked(ino, h, (int)rc);
@@ -864,6 +1097,32 @@ out:
 	return rc;
 }
 
+/* A size change of the state: a large file's chunks, a small file's
+ * buffer, or the buffer becoming chunks when the size outgrows a record.
+ * Inode lock held, state loaded. */
+static int
+state_set_size_locked(struct inode *ino, uint64_t size)
+{
+	struct filestate *fs = ino->fs;
+	struct chunkfile_where at = { .ns = ino->ns };
+	int rc;
+
+	if (fs->cf == NULL && (size <= fs->limit || ino->unlinked)) {
+		if (size > content_max(ino))
+			return content_refuse_locked(ino, size);
+		return state_resize(fs, (size_t)size);
+	}
+	if (size > file_max(ino))
+		return -EFBIG;  /* a failed truncate changes nothing */
+	if ((rc = state_make_large_locked(ino)) != 0)
+		return rc;
+	inode_key(ino, &at.key);
+	rc = chunkfile_resize(&at, fs->cf, size);
+	if (rc == 0)
+		fs->len = (size_t)size;
+	return rc;
+}
+
 int
 handle_fallocate(struct handle *h, int mode, off_t off, off_t len)
 {
@@ -883,22 +1142,37 @@ handle_fallocate(struct handle *h, int mode, off_t off, off_t len)
 		return -EINVAL;
 	end = (uint64_t)off + (uint64_t)len;
 	pthread_mutex_lock(&ino->lock);
-	if (end > content_max(ino)) {
-		/* As a failed truncate: nothing changes. */
-		rc = content_refuse_locked(ino, end);
-		goto out;
-	}
 	rc = 0;
 	if (mode == FALLOC_FL_KEEP_SIZE)
 		goto out;  /* nothing to preallocate: a record is written whole */
 	if ((rc = state_load_locked(ino)) != 0)
 		goto out;
 	fs = ino->fs;
+	if (fs->cf != NULL && mode != 0) {
+		struct chunkfile_where at = { .ns = ino->ns };
+
+		inode_key(ino, &at.key);
+		rc = chunkfile_zero(&at, fs->cf, (uint64_t)off, (uint64_t)len);
+		if (rc == 0)
+			state_changed_locked(ino, h);
+		goto out;
+	}
 	if (mode == 0) {
 		size_t old = fs->len;
 
 		if (end <= old)
 			goto out;
+		if (fs->cf != NULL || (end > fs->limit && !ino->unlinked)) {
+			rc = state_set_size_locked(ino, end);
+			if (rc == 0)
+				state_changed_locked(ino, h);
+			goto out;
+		}
+		if (end > content_max(ino)) {
+			/* As a failed truncate: nothing changes. */
+			rc = content_refuse_locked(ino, end);
+			goto out;
+		}
 		rc = state_resize(fs, (size_t)end);
 		if (rc != 0)
 			goto out;
@@ -969,6 +1243,8 @@ writable_handles_locked(const struct inode *ino)
 	return false;
 }
 
+static void orphan_drop_chunks_locked(struct inode *ino);
+
 void
 handle_release(struct handle *h)
 {
@@ -1022,6 +1298,8 @@ handle_release(struct handle *h)
 	}
 	/* Nothing open: keep no copy of the record in memory. */
 	if (ino->handles == NULL) {
+		if (ino->unlinked)
+			orphan_drop_chunks_locked(ino);
 		state_free_locked(ino);
 		if (ino->snap != NULL) {
 			snapshot_put(ino->snap);
@@ -1080,7 +1358,7 @@ setattr_orphan_locked(struct inode *ino, struct handle *h, const struct txn_writ
 	if (w->set_size && h != NULL) {
 		if ((rc = state_load_locked(ino)) != 0)
 			return rc;
-		rc = state_resize(ino->fs, (size_t)w->size);
+		rc = state_set_size_locked(ino, w->size);
 		if (rc != 0)
 			return rc;
 		state_changed_locked(ino, h);
@@ -1142,6 +1420,18 @@ setattr_meta_defaults(struct inode *ino, const struct txn_key *k, struct txn_wri
 	return 0;
 }
 
+/* A truncate by path that must go through the state: the file is large
+ * (its chunks change), or becomes large. */
+static bool
+size_needs_state(struct inode *ino, const struct txn_key *k, const struct txn_write *w)
+{
+	struct record_attr a;
+
+	if (w->size > content_limit(ino, NULL))
+		return true;
+	return txn_stat(ino->ns, k, &a) == 0 && a.chunked;
+}
+
 int
 handle_setattr(struct inode *ino, struct handle *h, struct txn_write *w, struct record_attr *out)
 {
@@ -1161,25 +1451,28 @@ handle_setattr(struct inode *ino, struct handle *h, struct txn_write *w, struct 
 		goto out;
 	if (ino->fs != NULL && (w->set_mode || w->set_uid || w->set_gid))
 		ino->fs->privs_clear = false;  /* check again at the next write */
-	if (w->set_size && (h != NULL || state_holds_content(ino))) {
+	if (w->set_size && (h != NULL || state_holds_content(ino) || size_needs_state(ino, &k, w))) {
 		/* ftruncate: the shared state, stored at close like a write;
 		 * a truncate by path of a record whose state holds the
-		 * content changes the state too, and is stored now. */
-		if (w->size > content_max(ino)) {
-			/* A failed truncate changes nothing, state included. */
-			rc = content_refuse_locked(ino, w->size);
-			goto out;
-		}
+		 * content (or of a large file, or one it makes large)
+		 * changes the state too, and is stored now. */
 		if ((rc = state_load_locked(ino)) != 0)
 			goto out;
-		rc = state_resize(ino->fs, (size_t)w->size);
+		/* A failed truncate changes nothing, state included. */
+		rc = state_set_size_locked(ino, w->size);
 		if (rc != 0)
 			goto out;
 		state_changed_locked(ino, h);
 		if (!(h != NULL && h->direct_io))
 			ino->pages = INODE_PAGES_MIXED;
 		w->set_size = false;
-		if (h == NULL && (rc = state_store_locked(ino, false)) != 0)
+		if (h == NULL)
+			rc = state_store_locked(ino, false);
+		/* A large file truncated by path with nothing open: its
+		 * state was only for this truncate. */
+		if (h == NULL && ino->handles == NULL)
+			state_free_locked(ino);
+		if (rc != 0)
 			goto out;
 	}
 	/* utimens while data waits for close: the close keeps this mtime
@@ -1209,6 +1502,55 @@ out:
 }
 
 /* ---- unlink and rename victims ------------------------------------------------- */
+
+/*
+ * A large file about to be unlinked or replaced while handles read it: its
+ * chunks must outlive its name (a local file's blocks live until the last
+ * close).  The head gives its map up first (txn_chunk_unmap), so that the
+ * delete or rename leaves the chunks; the inode keeps the map and the last
+ * release deletes them (a crash leaves them to the reclaimer).  The
+ * handles read through their snapshots and state, which hold the map.
+ * Inode lock held.
+ */
+static int
+orphan_keep_chunks_locked(struct inode *ino, const struct txn_key *k)
+{
+	struct snapshot *s;
+	int rc;
+
+	if (!ino->orphan->chunked || ino->orphan_chunks != NULL)
+		return 0;
+	if ((rc = snapshot_get_locked(ino, &s)) != 0)
+		return rc;
+	if (s->map == NULL) {
+		snapshot_put(s);
+		return 0;
+	}
+	ino->orphan_chunks = malloc(sizeof(*ino->orphan_chunks));
+	rc = ino->orphan_chunks == NULL ? -ENOMEM : txn_chunk_map_copy(ino->orphan_chunks, s->map);
+	snapshot_put(s);
+	if (rc == 0)
+		rc = txn_chunk_unmap(ino->ns, k);
+	if (rc != 0) {
+		if (ino->orphan_chunks != NULL)
+			txn_chunk_map_free(ino->orphan_chunks);
+		free(ino->orphan_chunks);
+		ino->orphan_chunks = NULL;
+	}
+	return rc;
+}
+
+/* The last handle of an unlinked large file is gone: its chunks go. */
+static void
+orphan_drop_chunks_locked(struct inode *ino)
+{
+	if (ino->orphan_chunks == NULL)
+		return;
+	(void)txn_chunk_drop(ino->ns, ino->name, ino->set_len, ino->orphan_chunks);
+	txn_chunk_map_free(ino->orphan_chunks);
+	free(ino->orphan_chunks);
+	ino->orphan_chunks = NULL;
+}
 
 int
 handle_orphan_prepare_locked(struct inode *ino)
@@ -1244,7 +1586,25 @@ handle_orphan_prepare_locked(struct inode *ino)
 	}
 	if (s != NULL)
 		snapshot_put(s);
-	return 0;
+	return orphan_keep_chunks_locked(ino, &k);
+}
+
+void
+handle_orphan_abort_locked(struct inode *ino)
+{
+	struct txn_key k;
+
+	if (ino->orphan_chunks == NULL || ino->unlinked)
+		return;
+	/* The unlink or rename failed: the head names its chunks again. */
+	inode_key(ino, &k);
+	if (txn_chunk_remap(ino->ns, &k, ino->orphan_chunks) != 0)
+		log_error("recfsd", "{%s} %.*s/%.*s: a large file's chunk map could not be restored "
+		    "after a failed unlink or rename", namespace_name(ino->ns), (int)ino->set_len,
+		    ino->name, (int)ino->key_len, ino->name + ino->set_len);
+	txn_chunk_map_free(ino->orphan_chunks);
+	free(ino->orphan_chunks);
+	ino->orphan_chunks = NULL;
 }
 
 void
@@ -1492,6 +1852,12 @@ handle_inode_fini(struct inode *ino)
 	if (ino->snap != NULL)
 		snapshot_put(ino->snap);
 	ino->snap = NULL;
+	/* At shutdown: an unlinked large file's chunks are the reclaimer's. */
+	if (ino->orphan_chunks != NULL) {
+		txn_chunk_map_free(ino->orphan_chunks);
+		free(ino->orphan_chunks);
+		ino->orphan_chunks = NULL;
+	}
 }
 
 uint64_t

@@ -177,12 +177,17 @@ void handle_attr_adjust_locked(const struct inode *ino, struct record_attr *a);
 /*
  * The record of ino is about to be deleted or replaced: open handles load
  * what they have not read yet (they keep it), and its attributes are kept.
+ * A large file's chunks are kept for them instead (its head gives up its
+ * map: one more engine call; the last release deletes them).
  * Inode lock held.
  */
 int handle_orphan_prepare_locked(struct inode *ino);
 /* After the delete succeeded: mark the inode unlinked; nothing of its
  * handles will be stored.  Inode lock held. */
 void handle_orphan_commit_locked(struct inode *ino);
+/* After the delete or rename failed: a large file's head gets back the
+ * chunk map prepare took away for its handles.  Inode lock held. */
+void handle_orphan_abort_locked(struct inode *ino);
 
 /*
  * The flush-max-ms timer: a thread that stores states dirty for longer than

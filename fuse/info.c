@@ -43,6 +43,7 @@
 #include "base/atomic.h"
 #include "base/clock.h"
 #include "base/log.h"
+#include "chunkfile.h"
 #include "handle.h"
 #include "info.h"
 #include "inode.h"
@@ -69,7 +70,7 @@ enum info_cluster_row {
 };
 
 /* Values of one node-wide section: numbers, or strings for TEXT rows. */
-#define INFO_ROWS_MAX 80
+#define INFO_ROWS_MAX 112
 _Static_assert(STAT_NODE_COUNT <= INFO_ROWS_MAX && STAT_COUNT <= INFO_ROWS_MAX &&
     STAT_NS_COUNT <= INFO_ROWS_MAX && STAT_SET_COUNT <= INFO_ROWS_MAX &&
     STAT_FABRIC_COUNT <= INFO_ROWS_MAX,
@@ -271,6 +272,7 @@ section_values(enum stat_section s, struct info_values *out)
 		stats_sum(out->v);
 		out->v[STAT_fuse_inodes] = inode_count();
 		out->v[STAT_fuse_open_handles] = handle_count();
+		out->v[STAT_fuse_dirty_chunk_bytes] = chunkfile_dirty_bytes();
 		break;
 	case STAT_SECTION_FABRIC:
 		txn_node_fabric_values(recfsd.node, out->v);

@@ -43,6 +43,7 @@ struct snapshot;        /* handle.c */
 struct filestate;       /* handle.c */
 struct info_cached;     /* info.c */
 struct xattr_probe;     /* xattr.c */
+struct txn_chunk_map;   /* txn/chunk.h */
 
 struct inode {
 	struct inode *hash_next;      /* protected by the stripe lock */
@@ -77,6 +78,9 @@ struct inode {
 	bool flush_listed;            /* on that list, holding a reference; inode lock */
 	struct snapshot *snap;        /* the stored content readers share; inode lock */
 	struct record_attr *orphan;   /* attributes kept after unlink for open handles; inode lock */
+	struct txn_chunk_map *orphan_chunks; /* a large file unlinked or replaced under open
+	                               * handles: the chunks they read, deleted at the last
+	                               * release (handle.c); inode lock */
 	int64_t writers_gone_ns;      /* when its last writable handle was released; inode lock */
 	struct info_cached *info_cached; /* statistics files: the snapshot getattr measured (info.c); inode lock */
 	struct xattr_probe *xprobe;   /* records: the value a size probe read (xattr.c); inode lock */

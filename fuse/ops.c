@@ -239,6 +239,10 @@ ops_init(void *userdata, struct fuse_conn_info *conn)
 		conn->want |= FUSE_CAP_ATOMIC_O_TRUNC;
 	conn->want &= ~(FUSE_CAP_EXPORT_SUPPORT | FUSE_CAP_POSIX_ACL);
 	conn->time_gran = 1;
+	/* Large writes and reads: a large file's chunk takes one or two
+	 * requests, not 256 (libfuse caps these at what the kernel allows). */
+	conn->max_write = 1u << 20;
+	conn->max_readahead = 1u << 20;
 	log_info("fuse", "session started: protocol %u.%u, max_write %u, max_readahead %u",
 	    conn->proto_major, conn->proto_minor, conn->max_write, conn->max_readahead);
 }
@@ -791,6 +795,8 @@ ops_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 	if (ino != NULL) {
 		if (rc == 0)
 			handle_orphan_commit_locked(ino);
+		else
+			handle_orphan_abort_locked(ino);
 		pthread_mutex_unlock(&ino->lock);
 		inode_put(ino);
 	}
@@ -952,6 +958,8 @@ ops_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newpa
 	else if (rc == 0)
 		rc = txn_rename(from_dir->ns, &from, &to,
 		    flags & RENAME_NOREPLACE ? TXN_RENAME_NOREPLACE : 0);
+	if (rc != 0 && dst != NULL)
+		handle_orphan_abort_locked(dst);
 	if (rc == 0) {
 		if (dst != NULL)
 			handle_orphan_commit_locked(dst);

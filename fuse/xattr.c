@@ -11,7 +11,9 @@
  * a new generation of the record).  Writing a read-only name is still
  * accepted and ignored (no record write), for a tree copied out by an older
  * recfs whose files carry them.  Names outside user.* are answered from
- * memory.
+ * memory.  Bin names starting with '/' are the transaction layer's own (a
+ * large file's chunk map, docs/storage-format.md): never listed, read or
+ * removed as xattrs, and writing one is EPERM.
  *
  * A size probe (getxattr or listxattr with size 0, which getfattr, cp -a
  * and rsync -X send before asking for the value) keeps what it read on the
@@ -262,8 +264,8 @@ xattr_get(fuse_req_t req, struct inode *ino, const char *name, size_t size)
 	len = strlen(bin);
 	if (len > RECORD_BIN_NAME_MAX)
 		return -ERANGE;
-	if (len == 0 || is_file_bin(ino, bin, len))
-		return -ENODATA;
+	if (len == 0 || is_file_bin(ino, bin, len) || bin[0] == '/')
+		return -ENODATA;  /* '/': an internal bin (a large file's chunk map) */
 	if (size > 0 && (p = probe_take(ino, pid, bin, len)) != NULL) {
 		rc = reply_value(req, p->value, p->len, size);
 		free(p);
@@ -354,7 +356,8 @@ xattr_list(fuse_req_t req, struct inode *ino, size_t size)
 	for (int i = 0; have_record && rc == 0 && i < r.rec.n_bins; i++) {
 		const struct bin *b = &r.rec.bins[i];
 
-		if (b != r.file_bin)
+		/* Internal bins ('/': a large file's chunk map) are no xattrs. */
+		if (b != r.file_bin && b->name[0] != '/')
 			rc = list_add(&list, &len, &cap, XATTR_USER, b->name, b->name_len);
 	}
 	/* The user.recfs.* metadata is not listed (see the top of this file). */
@@ -440,6 +443,8 @@ xattr_set(struct inode *ino, const char *name, const char *value, size_t size, i
 		return -ERANGE;
 	if (len == 0 || is_file_bin(ino, bin, len))
 		return -EINVAL;  /* the file bin is the content, not an attribute */
+	if (bin[0] == '/')
+		return -EPERM;   /* internal bins (docs/storage-format.md) */
 	op.name = bin;
 	op.name_len = len;
 	op.flags = (flags & XATTR_CREATE ? TXN_BIN_CREATE : 0) |
@@ -471,7 +476,7 @@ xattr_remove(struct inode *ino, const char *name)
 	len = strlen(bin);
 	if (len > RECORD_BIN_NAME_MAX)
 		return -ERANGE;
-	if (len == 0 || is_file_bin(ino, bin, len))
+	if (len == 0 || is_file_bin(ino, bin, len) || bin[0] == '/')
 		return -ENODATA;
 	op.name = bin;
 	op.name_len = len;

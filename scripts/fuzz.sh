@@ -10,6 +10,7 @@
 #   proxy_msg    the data path's proxy request and answer decoders (fuzz_proxy_msg.c)
 #   set_msg      the cluster's set and listing bodies (fuzz_set_msg.c)
 #   migrate_msg  the migration bodies: versions exchange, record batches (fuzz_migrate_msg.c)
+#   chunk_map    a large file's chunk map and chunk keys (fuzz_chunk_map.c)
 #   scan-device  cold start of a wblock image, device engine
 #   scan-shadow  the same, memory engine with a shadow file
 #                (both tests/fuzz/fuzz_cold_start.c: real open, list, read, close)
@@ -27,7 +28,7 @@
 # persists between runs.  Crashes land in $FUZZ_DIR as crash-*; replay one
 # with the plain driver of a build: tests/fuzz/fuzz_record FILE (fuzz_scan_device,
 # fuzz_scan_shadow, fuzz_config, fuzz_fabric_msg, fuzz_rpc_msg, fuzz_proxy_msg, fuzz_set_msg,
-# fuzz_migrate_msg, fuzz_apply, fuzz_pversion).
+# fuzz_migrate_msg, fuzz_chunk_map, fuzz_apply, fuzz_pversion).
 #
 # Exit status: 0 when the run ends without a finding, libFuzzer's otherwise.
 set -eu
@@ -100,8 +101,12 @@ migrate_msg)
 	sources="tests/fuzz/fuzz_migrate_msg.c src/txn/migrate_msg.c"
 	libs=""
 	;;
+chunk_map)
+	sources="tests/fuzz/fuzz_chunk_map.c $engine"
+	libs=$engine_libs
+	;;
 *)
-	echo "fuzz.sh: unknown target '$target' (known: record fabric_msg rpc_msg proxy_msg set_msg migrate_msg scan-device scan-shadow config apply pversion)" >&2
+	echo "fuzz.sh: unknown target '$target' (known: record fabric_msg rpc_msg proxy_msg set_msg migrate_msg chunk_map scan-device scan-shadow config apply pversion)" >&2
 	exit 2
 	;;
 esac

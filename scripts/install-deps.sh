@@ -7,11 +7,12 @@
 # systemd: systemd-analyze verify of the units in tests/check_install.sh;
 # iproute2, nftables: the cluster harness's network namespaces and faults
 # (tests/integration/cluster_lib.sh); openssl: the TLS tests make their
-# certificates with it (test_fabric, t_cluster_tls).
+# certificates with it (test_fabric, t_cluster_tls); sqlite3: t_large grows
+# a database on the mount.
 set -eu
 PKGS="build-essential autoconf automake libtool pkg-config \
 libfuse3-dev fuse3 liburing-dev libyaml-dev libcmocka-dev libssl-dev openssl \
-fio attr rsync tar git python3 clang mawk logrotate \
+fio attr rsync tar git python3 clang mawk logrotate sqlite3 \
 libsystemd-dev systemd iproute2 nftables"
 missing=""
 for p in $PKGS; do

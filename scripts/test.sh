@@ -56,7 +56,7 @@ if [ "$tsan" = yes ]; then
 	done
 	tsan_tests="$tsan_tests tests/fuzz/fuzz_scan_device tests/fuzz/fuzz_scan_shadow"
 	for t in basic concurrency model sets handles durable damaged defrag shadow_crash evict \
-	    stopwrites service network peers partition cluster_tls cluster_sets cluster_data; do
+	    stopwrites service network peers partition cluster_tls cluster_sets cluster_data large; do
 		tsan_tests="$tsan_tests tests/integration/t_$t.sh"
 	done
 	CONFIGURE_FLAGS="--enable-werror --enable-tsan" \

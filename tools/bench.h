@@ -83,6 +83,7 @@ struct bench_memory_state;    /* bench_memory.c */
 struct bench_mount_state;     /* bench_mount.c */
 struct bench_device_state;    /* bench_device.c */
 struct bench_cluster_state;   /* bench_cluster.c */
+struct bench_migrate_state;   /* bench_migrate.c */
 
 struct bench_ctx {
 	struct bench_opts opt;
@@ -100,6 +101,7 @@ struct bench_ctx {
 	struct bench_mount_state *mount;
 	struct bench_device_state *device;
 	struct bench_cluster_state *cluster;
+	struct bench_migrate_state *migrate;
 };
 
 struct bench_def {
@@ -266,6 +268,76 @@ void bench_file_tail(const char *path, char *buf, size_t size, unsigned lines);
 /* User+system CPU time of a process in seconds (from /proc), < 0 if gone. */
 double bench_process_cpu_s(pid_t pid);
 
+/* ---- recfsd nodes started by a benchmark (bench_util.c) ------------------ */
+
+#define BENCH_ERR_MAX 200          /* size of the err buffers below */
+#define BENCH_MOUNT_WAIT_S 30      /* a daemon mounting, bounded */
+#define BENCH_CLUSTER_WAIT_S 30    /* a cluster forming, bounded */
+#define BENCH_CLUSTER_NODES_MAX 8
+
+/* One recfsd the bench runs: its files under dir, its mount, its pid. */
+struct bench_daemon {
+	char name[8];             /* "single", "A", "B", ... */
+	char dir[PATH_MAX];
+	char conf[PATH_MAX];      /* dir/recfs.yaml, written by the caller */
+	char mnt[PATH_MAX];
+	char out[PATH_MAX];       /* stdout and stderr */
+	char log[PATH_MAX];
+	char files[PATH_MAX];     /* the directory the workload uses, under mnt */
+	uint64_t id;              /* node id (0: auto) */
+	int port;                 /* fabric port, 0 = none */
+	pid_t pid;                /* 0 = not running */
+	int dirfd;                /* files, open; -1 = not */
+};
+
+/* Writes err (BENCH_ERR_MAX bytes) and returns rc. */
+int bench_fail(char *err, int rc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* Writes text into path (created with mode, truncated); 0 or -errno. */
+int bench_write_file(const char *path, const char *text, mode_t mode);
+/* A TCP port on 127.0.0.1 nothing listens on now, below the kernel's
+ * ephemeral range; or -errno. */
+int bench_free_port(void);
+/* The value of name in the "name=value" file mnt/.info/file; 0 or -errno
+ * (-ENOENT: no such line). */
+int bench_info_value(const char *mnt, const char *file, const char *name, char *out, size_t size);
+int bench_info_u64(const char *mnt, const char *file, const char *name, uint64_t *v);
+/* Fills d's paths under base (dir is the workload's directory relative to
+ * the mount, "ns/set"); 0 or -ENAMETOOLONG. */
+int bench_daemon_paths(struct bench_daemon *d, const char *base, const char *name, const char *dir);
+/* Starts recfsd -f -c d->conf d->mnt and waits (bounded) until it mounted;
+ * 0 or -errno with err saying why (also when it exited first). */
+int bench_daemon_start(const char *recfsd, struct bench_daemon *d, char *err);
+/* mkdir d->files (a set) and open it into d->dirfd; 0 or -errno with err. */
+int bench_daemon_open_dir(struct bench_daemon *d, char *err);
+/* Unmount (the clean shutdown a user gets), then reap by pid (bounded);
+ * safe on a daemon not running. */
+void bench_daemon_stop(struct bench_daemon *d);
+/* Waits (bounded) until every node's .info/cluster shows cluster_size n
+ * and one cluster_key (into key_out, 32 bytes, if not NULL); 0 or -errno
+ * with err (timeout, a node exited, interrupted). */
+int bench_daemons_wait_cluster(struct bench_daemon *const *nodes, unsigned n, char *key_out, char *err);
+
+/* ---- fio, the storage peer (bench_util.c) -------------------------------- */
+
+struct bench_fio_out {
+	double bw_bytes;          /* bytes/s */
+	double iops;
+	double runtime_s;
+	double io_bytes;
+};
+
+/* The path of program name in PATH into out ("" when not found). */
+void bench_find_in_path(const char *name, char *out, size_t size);
+/* fio (the path bench_find_in_path found) with the given job options
+ * (NULL-terminated), JSON into the temp dir (fio-<tag>.json), its "read" or
+ * "write" (dir) figures into out.  Stopped on an interrupt or after
+ * timeout_s.  0 or -errno with why saying what happened. */
+int bench_fio_run(struct bench_ctx *ctx, const char *fio, const char *tag, const char *dir,
+    const char *const *opts, double timeout_s, struct bench_fio_out *out, char *why, size_t why_size);
+/* The "read" or "write" figures of the first job of fio's JSON output. */
+int bench_fio_parse(const char *json_path, const char *dir, struct bench_fio_out *out, char *why,
+    size_t why_size);
+
 /* snprintf for paths: 0, or -ENAMETOOLONG when it would not fit. */
 int bench_path(char *buf, size_t size, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
@@ -292,6 +364,9 @@ int bench_fabric(struct bench_ctx *ctx, const struct bench_def *def);
 /* Plain loopback TCP round trips (64 B, TCP_NODELAY, one in flight) for
  * duration_s; latencies into out->hist, count into out->ops.  0 or -errno. */
 int bench_tcp_rtt(double duration_s, struct bench_worker *out);
+/* One plain loopback TCP stream of 64 KiB writes for duration_s, drained:
+ * bytes into out->bytes, the time into out->end_ns (ns).  0 or -errno. */
+int bench_tcp_stream(double duration_s, struct bench_worker *out);
 
 /* bench_device.c: the device engine against fio and the memory engine. */
 int bench_device_write(struct bench_ctx *ctx, const struct bench_def *def);
@@ -309,5 +384,11 @@ int bench_cluster_mount(struct bench_ctx *ctx, const struct bench_def *def);
 int bench_cluster_proxy(struct bench_ctx *ctx, const struct bench_def *def);
 int bench_cluster_embedded(struct bench_ctx *ctx, const struct bench_def *def);
 void bench_cluster_cleanup(struct bench_ctx *ctx);
+
+/* bench_migrate.c: a fourth recfsd joins three holding a data set at RF 2;
+ * the rate of the move against fio and loopback TCP, and the writes of
+ * clients meanwhile against before. */
+int bench_cluster_migrate(struct bench_ctx *ctx, const struct bench_def *def);
+void bench_migrate_cleanup(struct bench_ctx *ctx);
 
 #endif

@@ -66,7 +66,6 @@
 #define CL_NS "bench"
 #define CL_SET "files"
 #define CL_WAIT_S 30              /* cluster forming, bounded */
-#define CL_MOUNT_WAIT_S 30
 #define CL_ROUND_FILES_MAX 10000  /* per thread and round, a bound on memory */
 #define CL_PROXY_FILES 3000       /* written for the proxy reads (quick: 300) */
 #define CL_PROXY_FILES_QUICK 300
@@ -80,25 +79,11 @@ enum cl_op { CL_WRITE = 0, CL_READ = 1, CL_UNLINK = 2 };
 #define CL_TIMED_OPS 2
 enum { SIDE_SINGLE = 0, SIDE_CLUSTER = 1, CL_SIDES = 2 };
 
-struct cl_daemon {
-	char name[8];             /* "single", "A", "B", "C" */
-	char dir[PATH_MAX];
-	char conf[PATH_MAX];
-	char mnt[PATH_MAX];
-	char out[PATH_MAX];
-	char log[PATH_MAX];
-	char files[PATH_MAX];     /* <mnt>/bench/files */
-	uint64_t id;              /* node id (0 for the single node: auto) */
-	int port;
-	pid_t pid;
-	int dirfd;
-};
-
 struct bench_cluster_state {
 	char recfsd[PATH_MAX];
 	char secret[PATH_MAX];
-	struct cl_daemon single;
-	struct cl_daemon node[CL_NODES];
+	struct bench_daemon single;
+	struct bench_daemon node[CL_NODES];
 	unsigned rf;              /* of the running cluster; 0 = none */
 	unsigned starts;          /* cluster starts, for fresh dirs */
 	unsigned single_starts;
@@ -113,161 +98,6 @@ struct bench_cluster_state {
 	struct bench_acc acc[2][CL_SIDES][CL_TIMED_OPS][CL_SIZES];
 };
 
-/* ---- small helpers ---------------------------------------------------------- */
-
-static int
-write_file(const char *path, const char *text, mode_t mode)
-{
-	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
-	size_t len = strlen(text), off = 0;
-	int rc = 0;
-
-	if (fd < 0)
-		return -errno;
-	while (off < len) {
-		ssize_t n = write(fd, text + off, len - off);
-
-		if (n < 0) {
-			rc = -errno;
-			break;
-		}
-		off += (size_t)n;
-	}
-	if (close(fd) != 0 && rc == 0)
-		rc = -errno;
-	return rc;
-}
-
-static int __attribute__((format(printf, 3, 4)))
-cl_fail(char *err, int rc, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(err, 200, fmt, ap);
-	va_end(ap);
-	return rc;
-}
-
-/* A TCP port on 127.0.0.1 nothing listens on now, drawn from 20000 up to
- * the start of the kernel's ephemeral range (see the header). */
-static int
-free_port(void)
-{
-	unsigned lo = 32768, seed = (unsigned)(bench_now_ns() ^ (uint64_t)getpid());
-	FILE *f = fopen("/proc/sys/net/ipv4/ip_local_port_range", "r");
-
-	if (f != NULL) {
-		if (fscanf(f, "%u", &lo) != 1)
-			lo = 32768;
-		fclose(f);
-	}
-	if (lo > 32768)
-		lo = 32768;
-	if (lo <= 20001)
-		return -EADDRNOTAVAIL;
-	for (int i = 0; i < 200; i++) {
-		struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-		int fd, port = 20000 + (int)(rand_r(&seed) % (lo - 20000));
-
-		sa.sin_port = htons((uint16_t)port);
-		fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-		if (fd < 0)
-			return -errno;
-		if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0) {
-			close(fd);
-			return port;
-		}
-		close(fd);
-	}
-	return -EADDRNOTAVAIL;
-}
-
-/* The value of name in a "name=value" .info file; 0 or -errno. */
-static int
-info_value(const char *mnt, const char *file, const char *name, char *out, size_t size)
-{
-	char path[PATH_MAX], line[512];
-	size_t len = strlen(name);
-	int rc = -ENOENT;
-	FILE *f;
-
-	if (bench_path(path, sizeof(path), "%s/.info/%s", mnt, file) != 0)
-		return -ENAMETOOLONG;
-	f = fopen(path, "re");
-	if (f == NULL)
-		return -errno;
-	while (fgets(line, sizeof(line), f) != NULL) {
-		if (strncmp(line, name, len) == 0 && line[len] == '=') {
-			line[strcspn(line, "\n")] = '\0';
-			snprintf(out, size, "%s", line + len + 1);
-			rc = 0;
-			break;
-		}
-	}
-	fclose(f);
-	return rc;
-}
-
-static int
-info_u64(const char *mnt, const char *file, const char *name, uint64_t *v)
-{
-	char buf[64], *end;
-	int rc = info_value(mnt, file, name, buf, sizeof(buf));
-
-	if (rc != 0)
-		return rc;
-	*v = strtoull(buf, &end, 10);
-	return end != buf ? 0 : -EINVAL;
-}
-
-/* ---- daemons ------------------------------------------------------------------ */
-
-static int
-daemon_wait_mounted(struct cl_daemon *d, char *err)
-{
-	uint64_t end = bench_now_ns() + (uint64_t)(CL_MOUNT_WAIT_S * 1e9);
-	char tail[160];
-	int status;
-
-	while (!bench_interrupted) {
-		struct timespec nap = { 0, 20 * 1000 * 1000 };
-		struct stat st;
-
-		if (waitpid(d->pid, &status, WNOHANG) == d->pid) {
-			d->pid = 0;
-			bench_file_tail(d->out, tail, sizeof(tail), 2);
-			return cl_fail(err, -ECHILD, "recfsd %s exited (%s %d) before mounting: %s",
-			    d->name, WIFEXITED(status) ? "status" : "signal",
-			    WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status),
-			    tail[0] ? tail : "(no output)");
-		}
-		if (bench_is_mounted(d->mnt, "fuse") && stat(d->mnt, &st) == 0)
-			return 0;
-		if (bench_now_ns() >= end)
-			return cl_fail(err, -ETIMEDOUT, "recfsd %s did not mount within %d s", d->name,
-			    CL_MOUNT_WAIT_S);
-		nanosleep(&nap, NULL);
-	}
-	return cl_fail(err, -EINTR, "interrupted");
-}
-
-/* Paths of a daemon under base; its config written by the caller. */
-static int
-daemon_paths(struct cl_daemon *d, const char *base, const char *name)
-{
-	snprintf(d->name, sizeof(d->name), "%s", name);
-	d->dirfd = -1;
-	if (bench_path(d->dir, sizeof(d->dir), "%s", base) != 0 ||
-	    bench_path(d->conf, sizeof(d->conf), "%s/recfs.yaml", base) != 0 ||
-	    bench_path(d->mnt, sizeof(d->mnt), "%s/mnt", base) != 0 ||
-	    bench_path(d->out, sizeof(d->out), "%s/recfsd.out", base) != 0 ||
-	    bench_path(d->log, sizeof(d->log), "%s/recfsd.log", base) != 0 ||
-	    bench_path(d->files, sizeof(d->files), "%s/mnt/" CL_NS "/" CL_SET, base) != 0)
-		return -ENAMETOOLONG;
-	return 0;
-}
-
 static const char *
 data_size(const struct bench_ctx *ctx)
 {
@@ -276,7 +106,7 @@ data_size(const struct bench_ctx *ctx)
 
 /* The config every daemon shares; network (may be "") goes last. */
 static int
-daemon_config(struct bench_ctx *ctx, struct cl_daemon *d, unsigned rf, const char *node_id,
+daemon_config(struct bench_ctx *ctx, struct bench_daemon *d, unsigned rf, const char *node_id,
     const char *network)
 {
 	char yaml[4 * PATH_MAX + 512], work[PATH_MAX];
@@ -309,111 +139,16 @@ daemon_config(struct bench_ctx *ctx, struct cl_daemon *d, unsigned rf, const cha
 	    node_id, work, d->log, rf, data_size(ctx), network);
 	if (rc != 0)
 		return rc;
-	return write_file(d->conf, yaml, 0644);
+	return bench_write_file(d->conf, yaml, 0644);
 }
 
-
-static int
-daemon_start(struct bench_cluster_state *st, struct cl_daemon *d, char *err)
-{
-	char *argv[] = { st->recfsd, "-f", "-c", d->conf, d->mnt, NULL };
-	int rc;
-
-	d->pid = bench_spawn(argv, d->out);
-	if (d->pid < 0) {
-		rc = d->pid;
-		d->pid = 0;
-		return cl_fail(err, rc, "start %s: %s", st->recfsd, strerror(-rc));
-	}
-	return daemon_wait_mounted(d, err);
-}
-
-static int
-daemon_open_dir(struct cl_daemon *d, char *err)
-{
-	/* mkdir in recfs makes a set (cluster-wide in a cluster). */
-	if (mkdir(d->files, 0755) != 0 && errno != EEXIST)
-		return cl_fail(err, -errno, "mkdir %s: %s", d->files, strerror(errno));
-	d->dirfd = open(d->files, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (d->dirfd < 0)
-		return cl_fail(err, -errno, "open %s: %s", d->files, strerror(errno));
-	return 0;
-}
-
-/* Unmount (the clean shutdown a user gets), then reap by pid. */
-static void
-daemon_stop(struct cl_daemon *d)
-{
-	int rc;
-
-	if (d->dirfd >= 0) {
-		close(d->dirfd);
-		d->dirfd = -1;
-	}
-	if (d->mnt[0] && bench_is_mounted(d->mnt, "fuse")) {
-		rc = bench_unmount(d->mnt);
-		if (rc != 0)
-			fprintf(stderr, "recfs-bench: unmount %s: %s\n", d->mnt, strerror(-rc));
-	}
-	if (d->pid > 0) {
-		rc = bench_reap(d->pid, 10);
-		if (rc < 0)
-			fprintf(stderr, "recfs-bench: recfsd %s pid %d: %s\n", d->name, (int)d->pid,
-			    strerror(-rc));
-		else if (WIFSIGNALED(rc) || (WIFEXITED(rc) && WEXITSTATUS(rc) != 0))
-			fprintf(stderr, "recfs-bench: recfsd %s pid %d ended with %s %d\n", d->name,
-			    (int)d->pid, WIFSIGNALED(rc) ? "signal" : "status",
-			    WIFSIGNALED(rc) ? WTERMSIG(rc) : WEXITSTATUS(rc));
-		d->pid = 0;
-	}
-}
 
 static void
 cluster_stop(struct bench_cluster_state *st)
 {
 	for (int i = 0; i < CL_NODES; i++)
-		daemon_stop(&st->node[i]);
+		bench_daemon_stop(&st->node[i]);
 	st->rf = 0;
-}
-
-/* Until every mount shows cluster_size 3 and the same cluster_key. */
-static int
-cluster_wait(struct bench_cluster_state *st, char *err)
-{
-	uint64_t t0 = bench_now_ns(), end = t0 + (uint64_t)(CL_WAIT_S * 1e9);
-	char key[CL_NODES][64], size[64];
-
-	while (!bench_interrupted) {
-		struct timespec nap = { 0, 50 * 1000 * 1000 };
-		bool agree = true;
-
-		for (int i = 0; i < CL_NODES && agree; i++) {
-			if (info_value(st->node[i].mnt, "cluster", "cluster_size", size, sizeof(size)) != 0 ||
-			    strcmp(size, "3") != 0 ||
-			    info_value(st->node[i].mnt, "cluster", "cluster_key", key[i], sizeof(key[i])) != 0 ||
-			    strcmp(key[i], "0000000000000000") == 0 || (i > 0 && strcmp(key[i], key[0]) != 0))
-				agree = false;
-		}
-		if (agree) {
-			bench_progress("cluster of 3 formed in %.1f s, cluster_key %s",
-			    (double)(bench_now_ns() - t0) / 1e9, key[0]);
-			return 0;
-		}
-		for (int i = 0; i < CL_NODES; i++) {
-			int status;
-
-			if (st->node[i].pid > 0 && waitpid(st->node[i].pid, &status, WNOHANG) == st->node[i].pid) {
-				st->node[i].pid = 0;
-				return cl_fail(err, -ECHILD, "recfsd %s exited while the cluster formed",
-				    st->node[i].name);
-			}
-		}
-		if (bench_now_ns() >= end)
-			return cl_fail(err, -ETIMEDOUT, "no cluster of 3 with one cluster_key within %d s "
-			    "(.info/cluster of each mount)", CL_WAIT_S);
-		nanosleep(&nap, NULL);
-	}
-	return cl_fail(err, -EINTR, "interrupted");
 }
 
 /* Three nodes at replication-factor rf, fresh storage; 0 or -errno with err. */
@@ -428,15 +163,15 @@ cluster_start(struct bench_ctx *ctx, struct bench_cluster_state *st, unsigned rf
 	cluster_stop(st);
 	st->starts++;
 	for (int i = 0; i < CL_NODES; i++) {
-		struct cl_daemon *d = &st->node[i];
-		int port = free_port();
+		struct bench_daemon *d = &st->node[i];
+		int port = bench_free_port();
 
 		name[0] = (char)('A' + i);
 		if (port < 0)
-			return cl_fail(err, port, "no free port on 127.0.0.1: %s", strerror(-port));
+			return bench_fail(err, port, "no free port on 127.0.0.1: %s", strerror(-port));
 		if (bench_path(base, sizeof(base), "%s/cluster%u-%c", ctx->tmp, st->starts, name[0]) != 0 ||
-		    daemon_paths(d, base, name) != 0)
-			return cl_fail(err, -ENAMETOOLONG, "temp dir path too long");
+		    bench_daemon_paths(d, base, name, CL_NS "/" CL_SET) != 0)
+			return bench_fail(err, -ENAMETOOLONG, "temp dir path too long");
 		/* Distinct ports can still collide with each other by chance. */
 		for (int j = 0; j < i; j++)
 			if (st->node[j].port == port)
@@ -449,8 +184,8 @@ cluster_start(struct bench_ctx *ctx, struct bench_cluster_state *st, unsigned rf
 		d->id = (uint64_t)(i + 1);
 	}
 	for (int i = 0; i < CL_NODES; i++) {
-		struct cl_daemon *d = &st->node[i];
-		const struct cl_daemon *seed = &st->node[(i + CL_NODES - 1) % CL_NODES];
+		struct bench_daemon *d = &st->node[i];
+		const struct bench_daemon *seed = &st->node[(i + CL_NODES - 1) % CL_NODES];
 
 		snprintf(id, sizeof(id), "%016llx", (unsigned long long)d->id);
 		rc = bench_path(net, sizeof(net),
@@ -463,21 +198,27 @@ cluster_start(struct bench_ctx *ctx, struct bench_cluster_state *st, unsigned rf
 		if (rc == 0)
 			rc = daemon_config(ctx, d, rf, id, net);
 		if (rc != 0)
-			return cl_fail(err, rc, "config of node %s: %s", d->name, strerror(-rc));
+			return bench_fail(err, rc, "config of node %s: %s", d->name, strerror(-rc));
 	}
 	for (int i = 0; i < CL_NODES; i++) {
-		rc = daemon_start(st, &st->node[i], err);
+		rc = bench_daemon_start(st->recfsd, &st->node[i], err);
 		if (rc != 0)
 			return rc;
 		bench_progress("cluster node %s: recfsd pid %d, fabric 127.0.0.1:%d, mounted at %s",
 		    st->node[i].name, (int)st->node[i].pid, st->node[i].port, st->node[i].mnt);
 	}
-	rc = cluster_wait(st, err);
+	{
+		struct bench_daemon *nodes[CL_NODES];
+
+		for (int i = 0; i < CL_NODES; i++)
+			nodes[i] = &st->node[i];
+		rc = bench_daemons_wait_cluster(nodes, CL_NODES, NULL, err);
+	}
 	if (rc != 0)
 		return rc;
 	/* The set through A (cluster-wide: the others see it too). */
 	for (int i = 0; i < CL_NODES; i++) {
-		rc = daemon_open_dir(&st->node[i], err);
+		rc = bench_daemon_open_dir(&st->node[i], err);
 		if (rc != 0)
 			return rc;
 	}
@@ -493,17 +234,17 @@ single_start(struct bench_ctx *ctx, struct bench_cluster_state *st, char *err)
 	char base[PATH_MAX];
 	int rc;
 
-	daemon_stop(&st->single);
+	bench_daemon_stop(&st->single);
 	st->single_starts++;
 	if (bench_path(base, sizeof(base), "%s/single%u", ctx->tmp, st->single_starts) != 0 ||
-	    daemon_paths(&st->single, base, "single") != 0)
-		return cl_fail(err, -ENAMETOOLONG, "temp dir path too long");
+	    bench_daemon_paths(&st->single, base, "single", CL_NS "/" CL_SET) != 0)
+		return bench_fail(err, -ENAMETOOLONG, "temp dir path too long");
 	rc = daemon_config(ctx, &st->single, 1, "auto", "");
 	if (rc != 0)
-		return cl_fail(err, rc, "config of the single node: %s", strerror(-rc));
-	rc = daemon_start(st, &st->single, err);
+		return bench_fail(err, rc, "config of the single node: %s", strerror(-rc));
+	rc = bench_daemon_start(st->recfsd, &st->single, err);
 	if (rc == 0)
-		rc = daemon_open_dir(&st->single, err);
+		rc = bench_daemon_open_dir(&st->single, err);
 	return rc;
 }
 
@@ -530,7 +271,7 @@ cluster_setup(struct bench_ctx *ctx)
 		rc = bench_path(st->recfsd, sizeof(st->recfsd), "%s/recfsd", ctx->opt.self_dir);
 	if (rc != 0 || access(st->recfsd, X_OK) != 0) {
 		st->setup_failed = true;
-		cl_fail(st->error, -ENOENT, "%s: %s (see --recfsd)", st->recfsd,
+		bench_fail(st->error, -ENOENT, "%s: %s (see --recfsd)", st->recfsd,
 		    rc != 0 ? "path too long" : strerror(errno));
 		return st;
 	}
@@ -538,13 +279,13 @@ cluster_setup(struct bench_ctx *ctx)
 	    (unsigned long long)(bench_now_ns() ^ ((uint64_t)getpid() << 32)));
 	if (bench_path(st->secret, sizeof(st->secret), "%s/cluster.secret", ctx->tmp) != 0) {
 		st->setup_failed = true;
-		cl_fail(st->error, -ENAMETOOLONG, "temp dir path too long");
+		bench_fail(st->error, -ENAMETOOLONG, "temp dir path too long");
 		return st;
 	}
-	rc = write_file(st->secret, secret, 0600);
+	rc = bench_write_file(st->secret, secret, 0600);
 	if (rc != 0) {
 		st->setup_failed = true;
-		cl_fail(st->error, rc, "%s: %s", st->secret, strerror(-rc));
+		bench_fail(st->error, rc, "%s: %s", st->secret, strerror(-rc));
 		return st;
 	}
 	if (single_start(ctx, st, st->error) != 0) {
@@ -650,7 +391,7 @@ cl_worker(struct bench_worker *w, void *arg)
 static void
 cl_on_stuck(void *arg)
 {
-	struct cl_daemon *d = arg;
+	struct bench_daemon *d = arg;
 
 	bench_progress("a FUSE call is stuck: killing recfsd %s pid %d", d->name, (int)d->pid);
 	if (d->pid > 0)
@@ -658,7 +399,7 @@ cl_on_stuck(void *arg)
 }
 
 static int
-cl_phase(struct bench_ctx *ctx, struct cl_daemon *d, enum cl_op op, size_t size,
+cl_phase(struct bench_ctx *ctx, struct bench_daemon *d, enum cl_op op, size_t size,
     const char *prefix, unsigned count, struct bench_acc *acc, double *rate, char *err)
 {
 	struct cl_job job = { .dirfd = d->dirfd, .op = op, .size = size, .count = count };
@@ -684,7 +425,7 @@ cl_phase(struct bench_ctx *ctx, struct cl_daemon *d, enum cl_op op, size_t size,
 		bench_file_tail(d->log, tail, sizeof(tail), 3);
 		if (tail[0])
 			bench_progress("recfsd %s log: %s", d->name, tail);
-		return cl_fail(err, rc, "%s %s through %s (%s): %llu errors, first: %s",
+		return bench_fail(err, rc, "%s %s through %s (%s): %llu errors, first: %s",
 		    op == CL_WRITE ? "write" : op == CL_READ ? "read" : "unlink",
 		    cl_size_label[size == cl_size[0] ? 0 : 1], d->name, prefix,
 		    (unsigned long long)p.errors, strerror(-rc));
@@ -732,7 +473,7 @@ cl_calibrate(struct bench_ctx *ctx, struct bench_cluster_state *st, char *err)
 static int
 cl_measure_rf(struct bench_ctx *ctx, struct bench_cluster_state *st, unsigned rf, char *err)
 {
-	struct cl_daemon *side[CL_SIDES] = { &st->single, &st->node[0] };
+	struct bench_daemon *side[CL_SIDES] = { &st->single, &st->node[0] };
 
 	for (unsigned r = 0; r < st->rounds && !bench_interrupted; r++) {
 		for (int s = 0; s < CL_SIZES; s++) {
@@ -874,7 +615,7 @@ struct cl_names {
 
 /* Reads of names[from..to) through d, one thread, each timed into h. */
 static int
-cl_read_block(struct cl_daemon *d, const struct cl_names *names, unsigned from, unsigned to,
+cl_read_block(struct bench_daemon *d, const struct cl_names *names, unsigned from, unsigned to,
     struct bench_hist *h, char *buf)
 {
 	for (unsigned i = from; i < to && !bench_interrupted; i++) {
@@ -907,7 +648,7 @@ int
 bench_cluster_proxy(struct bench_ctx *ctx, const struct bench_def *def)
 {
 	struct bench_cluster_state *st = cluster_setup(ctx);
-	struct cl_daemon *a;
+	struct bench_daemon *a;
 	struct cl_names local = { 0 }, remote = { 0 };
 	struct bench_hist *hl = NULL, *hr = NULL;
 	struct bench_worker tcp = { 0 };
@@ -942,7 +683,7 @@ bench_cluster_proxy(struct bench_ctx *ctx, const struct bench_def *def)
 	buf = malloc(cl_size[0]);
 	if (rc == 0 && (local.name == NULL || remote.name == NULL || hl == NULL || hr == NULL ||
 	    buf == NULL))
-		rc = cl_fail(err, -ENOMEM, "out of memory");
+		rc = bench_fail(err, -ENOMEM, "out of memory");
 	/* Split by where the partition table puts each name. */
 	for (unsigned t = 0; rc == 0 && t < ctx->opt.threads; t++) {
 		for (unsigned i = 0; rc == 0 && i < per; i++) {
@@ -951,13 +692,13 @@ bench_cluster_proxy(struct bench_ctx *ctx, const struct bench_def *def)
 
 			cl_name(name, sizeof(name), "px", t, i);
 			if (bench_path(path, sizeof(path), "%s/%s", a->files, name) != 0) {
-				rc = cl_fail(err, -ENAMETOOLONG, "path too long");
+				rc = bench_fail(err, -ENAMETOOLONG, "path too long");
 				break;
 			}
 			m = getxattr(path, "user.recfs.master", master, sizeof(master) - 1);
 			r = getxattr(path, "user.recfs.replicas", replicas, sizeof(replicas) - 1);
 			if (m < 0 || r < 0) {
-				rc = cl_fail(err, -errno, "getxattr user.recfs.master/replicas %s: %s",
+				rc = bench_fail(err, -errno, "getxattr user.recfs.master/replicas %s: %s",
 				    path, strerror(errno));
 				break;
 			}
@@ -970,11 +711,11 @@ bench_cluster_proxy(struct bench_ctx *ctx, const struct bench_def *def)
 		}
 	}
 	if (rc == 0 && (local.n == 0 || remote.n == 0))
-		rc = cl_fail(err, -EIO, "of %u names A masters %u, holds no copy of %u", per *
+		rc = bench_fail(err, -EIO, "of %u names A masters %u, holds no copy of %u", per *
 		    ctx->opt.threads, local.n, remote.n);
 	n = local.n < remote.n ? local.n : remote.n;
 	if (rc == 0)
-		rc = info_u64(a->mnt, "statistics", "rpc_calls", &rpc0);
+		rc = bench_info_u64(a->mnt, "statistics", "rpc_calls", &rpc0);
 	/* Local and remote reads alternate in blocks, with TCP round trips
 	 * between them, so noise falls on all three alike. */
 	for (unsigned b = 0; rc == 0 && b < CL_TCP_SLICES && !bench_interrupted; b++) {
@@ -984,17 +725,17 @@ bench_cluster_proxy(struct bench_ctx *ctx, const struct bench_def *def)
 		if (rc == 0)
 			rc = cl_read_block(a, &remote, from, to, hr, buf);
 		if (rc != 0)
-			cl_fail(err, rc, "read through A: %s", strerror(-rc));
+			bench_fail(err, rc, "read through A: %s", strerror(-rc));
 		else if ((rc = bench_tcp_rtt(ctx->opt.quick ? 0.02 : ctx->opt.duration_s / 20, &tcp)) != 0)
-			cl_fail(err, rc, "loopback TCP round trip: %s", strerror(-rc));
+			bench_fail(err, rc, "loopback TCP round trip: %s", strerror(-rc));
 	}
 	if (rc == 0)
-		rc = info_u64(a->mnt, "statistics", "rpc_calls", &rpc1);
+		rc = bench_info_u64(a->mnt, "statistics", "rpc_calls", &rpc1);
 	if (bench_interrupted)
 		rc = -EINTR;
 	if (rc != 0) {
 		if (err[0] == '\0')
-			cl_fail(err, rc, "%s", strerror(-rc));
+			bench_fail(err, rc, "%s", strerror(-rc));
 		bench_row_error(ctx, "", "proxied vs local reads through A", "%s", err);
 		goto out;
 	}
@@ -1072,9 +813,9 @@ emb_open(struct bench_ctx *ctx, struct bench_cluster_state *st, struct cl_embedd
 
 	if (bench_path(dir, sizeof(dir), "%s/embedded-%s", ctx->tmp, name) != 0 ||
 	    bench_path(work, sizeof(work), "%s/work", dir) != 0)
-		return cl_fail(err, -ENAMETOOLONG, "temp dir path too long");
+		return bench_fail(err, -ENAMETOOLONG, "temp dir path too long");
 	if ((mkdir(dir, 0700) != 0 && errno != EEXIST) || (mkdir(work, 0700) != 0 && errno != EEXIST))
-		return cl_fail(err, -errno, "mkdir %s: %s", work, strerror(errno));
+		return bench_fail(err, -errno, "mkdir %s: %s", work, strerror(errno));
 	net[0] = '\0';
 	if (port > 0 && bench_path(net, sizeof(net),
 	    "network:\n"
@@ -1082,7 +823,7 @@ emb_open(struct bench_ctx *ctx, struct bench_cluster_state *st, struct cl_embedd
 	    "  seeds: [ \"127.0.0.1:%d\" ]\n"
 	    "  heartbeat: { interval-ms: 100, timeout-count: 5 }\n"
 	    "  cluster-secret-file: %s\n", port, seed_port, st->secret) != 0)
-		return cl_fail(err, -ENAMETOOLONG, "temp dir path too long");
+		return bench_fail(err, -ENAMETOOLONG, "temp dir path too long");
 	/* The daemons' config, through the product's own loader. */
 	rc = bench_path(yaml, sizeof(yaml),
 	    "service:\n"
@@ -1100,27 +841,27 @@ emb_open(struct bench_ctx *ctx, struct bench_cluster_state *st, struct cl_embedd
 	    "%s",
 	    (unsigned long long)id, work, port > 0 ? 2u : 1u, data_size(ctx), net);
 	if (rc != 0)
-		return cl_fail(err, rc, "temp dir path too long");
+		return bench_fail(err, rc, "temp dir path too long");
 	rc = config_load_string(&e->cfg, yaml, "recfs-bench", cerr, sizeof(cerr));
 	e->cfg_loaded = true;
 	if (rc != 0)
-		return cl_fail(err, rc, "config: %s", cerr);
+		return bench_fail(err, rc, "config: %s", cerr);
 	rc = node_open(&e->node, &e->cfg);
 	if (rc != 0) {
 		e->node = NULL;
-		return cl_fail(err, rc, "node_open: %s", recfs_strerror(rc));
+		return bench_fail(err, rc, "node_open: %s", recfs_strerror(rc));
 	}
 	e->id = id;
 	txn_node_id_set(e->node, id);
 	if (port > 0) {
 		rc = txn_network_start(&e->cfg, id, &e->net);
 		if (rc != 0)
-			return cl_fail(err, rc, "txn_network_start: %s", recfs_strerror(rc));
+			return bench_fail(err, rc, "txn_network_start: %s", recfs_strerror(rc));
 		txn_node_network_set(e->node, e->net);
 	}
 	e->ns = node_namespace_find(e->node, CL_NS, strlen(CL_NS));
 	if (e->ns == NULL)
-		return cl_fail(err, -ENOENT, "namespace " CL_NS " missing");
+		return bench_fail(err, -ENOENT, "namespace " CL_NS " missing");
 	return 0;
 }
 
@@ -1156,9 +897,9 @@ emb_wait(struct bench_cluster_state *st, struct cl_embedded *e, char *err)
 
 		snprintf(want, sizeof(want), "%016llx", (unsigned long long)tc.cluster_key);
 		for (int i = 1; i < CL_NODES && agree; i++)
-			if (info_value(st->node[i].mnt, "cluster", "cluster_size", size, sizeof(size)) != 0 ||
+			if (bench_info_value(st->node[i].mnt, "cluster", "cluster_size", size, sizeof(size)) != 0 ||
 			    strcmp(size, "3") != 0 ||
-			    info_value(st->node[i].mnt, "cluster", "cluster_key", key, sizeof(key)) != 0 ||
+			    bench_info_value(st->node[i].mnt, "cluster", "cluster_key", key, sizeof(key)) != 0 ||
 			    strcmp(key, want) != 0)
 				agree = false;
 		if (agree) {
@@ -1167,11 +908,11 @@ emb_wait(struct bench_cluster_state *st, struct cl_embedded *e, char *err)
 			return 0;
 		}
 		if (bench_now_ns() >= end)
-			return cl_fail(err, -ETIMEDOUT, "E, B and C did not agree on a cluster of 3 "
+			return bench_fail(err, -ETIMEDOUT, "E, B and C did not agree on a cluster of 3 "
 			    "within %d s", CL_WAIT_S);
 		nanosleep(&nap, NULL);
 	}
-	return cl_fail(err, -EINTR, "interrupted");
+	return bench_fail(err, -EINTR, "interrupted");
 }
 
 struct emb_job {
@@ -1236,7 +977,7 @@ emb_phase(struct bench_ctx *ctx, struct cl_embedded *e, int s, double seconds, s
 	if (bench_interrupted)
 		return -EINTR;
 	if (rc != 0)
-		return cl_fail(err, rc, "txn_write %s on %s: %llu errors, first: %s",
+		return bench_fail(err, rc, "txn_write %s on %s: %llu errors, first: %s",
 		    cl_size_label[s], e->net != NULL ? "E" : "the single node",
 		    (unsigned long long)p.errors, recfs_strerror(rc));
 	bench_acc_add(acc, &p);
@@ -1265,22 +1006,22 @@ bench_cluster_embedded(struct bench_ctx *ctx, const struct bench_def *def)
 		goto out;
 	}
 	if (bench_path(logpath, sizeof(logpath), "%s/embedded-cluster.log", ctx->tmp) != 0)
-		rc = cl_fail(err, -ENAMETOOLONG, "temp dir path too long");
+		rc = bench_fail(err, -ENAMETOOLONG, "temp dir path too long");
 	if (rc == 0 && (rc = log_open(logpath, LOG_LEVEL_INFO)) != 0)
-		cl_fail(err, rc, "log %s: %s", logpath, strerror(-rc));
+		bench_fail(err, rc, "log %s: %s", logpath, strerror(-rc));
 	logged = rc == 0;
 	/* B and C at RF 2; A's daemon stops and E (node id 4) takes its place. */
 	if (rc == 0 && st->rf != 2)
 		rc = cluster_start(ctx, st, 2, err);
 	if (rc == 0) {
-		daemon_stop(&st->node[0]);
+		bench_daemon_stop(&st->node[0]);
 		st->rf = 0;   /* no longer the cluster of A, B, C */
-		port = free_port();
+		port = bench_free_port();
 		for (int i = 1; i < CL_NODES && port > 0; i++)
 			if (port == st->node[i].port)
-				port = free_port();
+				port = bench_free_port();
 		if (port < 0)
-			rc = cl_fail(err, port, "no free port on 127.0.0.1");
+			rc = bench_fail(err, port, "no free port on 127.0.0.1");
 	}
 	if (rc == 0)
 		rc = emb_open(ctx, st, &e[1], "member", 4, port, st->node[1].port, err);
@@ -1299,7 +1040,7 @@ bench_cluster_embedded(struct bench_ctx *ctx, const struct bench_def *def)
 			}
 	if (rc != 0) {
 		if (err[0] == '\0')
-			cl_fail(err, rc, "%s", strerror(-rc));
+			bench_fail(err, rc, "%s", strerror(-rc));
 		bench_row_error(ctx, "", "embedded writes, member of 3 at RF 2", "%s", err);
 		goto out;
 	}
@@ -1350,7 +1091,7 @@ bench_cluster_cleanup(struct bench_ctx *ctx)
 	if (st == NULL)
 		return;
 	cluster_stop(st);
-	daemon_stop(&st->single);
+	bench_daemon_stop(&st->single);
 	free(st);
 	ctx->cluster = NULL;
 }

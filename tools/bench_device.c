@@ -333,220 +333,12 @@ phase_accumulate(struct bench_phase *sum, const struct bench_phase *p)
 
 /* ---- fio ------------------------------------------------------------------- */
 
-struct fio_out {
-	double bw_bytes;            /* bytes/s */
-	double iops;
-	double runtime_s;
-	double io_bytes;
-};
-
-static void
-find_in_path(const char *name, char *out, size_t size)
-{
-	const char *path = getenv("PATH");
-	char buf[PATH_MAX];
-
-	out[0] = '\0';
-	if (path == NULL || path[0] == '\0')
-		path = "/usr/local/bin:/usr/bin:/bin";
-	while (*path) {
-		size_t n = strcspn(path, ":");
-
-		if (n > 0 && n + strlen(name) + 2 < sizeof(buf)) {
-			snprintf(buf, sizeof(buf), "%.*s/%s", (int)n, path, name);
-			if (access(buf, X_OK) == 0) {
-				snprintf(out, size, "%s", buf);
-				return;
-			}
-		}
-		path += n;
-		if (*path == ':')
-			path++;
-	}
-}
-
-/* The number after "key" at or after p (fio writes `"key" : value`). */
-static bool
-json_num_after(const char *p, const char *end, const char *key, double *out)
-{
-	char pat[64];
-	const char *k;
-	char *e;
-
-	snprintf(pat, sizeof(pat), "\"%s\"", key);
-	k = strstr(p, pat);
-	if (k == NULL || (end != NULL && k >= end))
-		return false;
-	k += strlen(pat);
-	while (*k == ' ' || *k == '\t' || *k == '\n' || *k == '\r')
-		k++;
-	if (*k != ':')
-		return false;
-	k++;
-	*out = strtod(k, &e);
-	return e != k;
-}
-
-/* The start of the object `"dir" : {` after p, or NULL. */
-static const char *
-json_object(const char *p, const char *dir)
-{
-	char pat[32];
-	size_t len;
-
-	snprintf(pat, sizeof(pat), "\"%s\"", dir);
-	len = strlen(pat);
-	for (const char *k = strstr(p, pat); k != NULL; k = strstr(k + len, pat)) {
-		const char *q = k + len;
-
-		while (*q == ' ' || *q == '\t' || *q == '\n' || *q == '\r')
-			q++;
-		if (*q != ':')
-			continue;
-		q++;
-		while (*q == ' ' || *q == '\t' || *q == '\n' || *q == '\r')
-			q++;
-		if (*q == '{')
-			return q;
-	}
-	return NULL;
-}
-
-/* Minimal: the first job's (group_reporting: the only job's) "read" or
- * "write" section: bw_bytes, iops, runtime (ms), io_bytes. */
-static int
-fio_parse(const char *json_path, const char *dir, struct fio_out *out, char *why, size_t why_size)
-{
-	FILE *f = fopen(json_path, "re");
-	char *buf = NULL;
-	size_t cap = 0, len = 0;
-	const char *jobs, *obj;
-	double err = 0, ms = 0;
-	int rc = -EPROTO;
-
-	if (f == NULL) {
-		snprintf(why, why_size, "no JSON output (%s)", strerror(errno));
-		return -ENOENT;
-	}
-	for (;;) {
-		if (len + 4096 + 1 > cap) {
-			char *nb = realloc(buf, cap = cap ? cap * 2 : 65536);
-
-			if (nb == NULL) {
-				fclose(f);
-				free(buf);
-				return -ENOMEM;
-			}
-			buf = nb;
-		}
-		size_t n = fread(buf + len, 1, cap - len - 1, f);
-		if (n == 0)
-			break;
-		len += n;
-	}
-	fclose(f);
-	if (buf == NULL) {
-		snprintf(why, why_size, "empty JSON output");
-		return -EPROTO;
-	}
-	buf[len] = '\0';
-	jobs = strstr(buf, "\"jobs\"");
-	if (jobs == NULL) {
-		snprintf(why, why_size, "JSON output without \"jobs\"");
-		goto out;
-	}
-	if (json_num_after(jobs, NULL, "error", &err) && err != 0) {
-		snprintf(why, why_size, "fio job error %.0f", err);
-		goto out;
-	}
-	obj = json_object(jobs, dir);
-	if (obj == NULL || !json_num_after(obj, NULL, "bw_bytes", &out->bw_bytes) ||
-	    !json_num_after(obj, NULL, "iops", &out->iops) ||
-	    !json_num_after(obj, NULL, "runtime", &ms) ||
-	    !json_num_after(obj, NULL, "io_bytes", &out->io_bytes)) {
-		snprintf(why, why_size, "JSON output without %s bw_bytes/iops/runtime", dir);
-		goto out;
-	}
-	out->runtime_s = ms / 1000.0;
-	if (out->io_bytes <= 0 || out->runtime_s <= 0) {
-		snprintf(why, why_size, "fio moved no data");
-		goto out;
-	}
-	rc = 0;
-out:
-	free(buf);
-	return rc;
-}
-
-/*
- * Run fio with the given job options (NULL-terminated), JSON into the temp
- * dir, and read the "read" or "write" figures.  Stops it on an interrupt
- * or after timeout_s.  On failure why says what happened.
- */
+/* bench_fio_run with the fio the group found. */
 static int
 fio_run(struct bench_ctx *ctx, const char *tag, const char *dir, const char *const *opts,
-    double timeout_s, struct fio_out *out, char *why, size_t why_size)
+    double timeout_s, struct bench_fio_out *out, char *why, size_t why_size)
 {
-	struct bench_device_state *st = ctx->device;
-	char json[PATH_MAX], log[PATH_MAX], out_arg[PATH_MAX + 16], name_arg[64];
-	char *argv[40];
-	unsigned a = 0;
-	uint64_t deadline;
-	int status = 0, rc = 0;
-	pid_t pid;
-
-	memset(out, 0, sizeof(*out));
-	if (bench_path(json, sizeof(json), "%s/fio-%s.json", ctx->tmp, tag) != 0 ||
-	    bench_path(log, sizeof(log), "%s/fio-%s.log", ctx->tmp, tag) != 0 ||
-	    bench_path(out_arg, sizeof(out_arg), "--output=%s", json) != 0) {
-		snprintf(why, why_size, "temp dir path too long");
-		return -ENAMETOOLONG;
-	}
-	snprintf(name_arg, sizeof(name_arg), "--name=%s", tag);
-	unlink(json);
-	argv[a++] = st->fio;
-	argv[a++] = "--output-format=json";
-	argv[a++] = out_arg;
-	argv[a++] = name_arg;
-	for (unsigned i = 0; opts[i] != NULL && a < sizeof(argv) / sizeof(argv[0]) - 1; i++)
-		argv[a++] = (char *)opts[i];
-	argv[a] = NULL;
-	pid = bench_spawn(argv, log);
-	if (pid < 0) {
-		snprintf(why, why_size, "cannot start %.100s: %s", st->fio, strerror(-pid));
-		return pid;
-	}
-	deadline = bench_now_ns() + (uint64_t)(timeout_s * 1e9);
-	for (;;) {
-		struct timespec nap = { 0, 20 * 1000 * 1000 };
-		pid_t r = waitpid(pid, &status, WNOHANG);
-
-		if (r == pid)
-			break;
-		if (r < 0 && errno != EINTR) {
-			rc = -errno;
-			snprintf(why, why_size, "waitpid fio: %s", strerror(errno));
-			return rc;
-		}
-		if (bench_interrupted || bench_now_ns() >= deadline) {
-			kill(-pid, SIGTERM);
-			bench_reap(pid, 5);
-			snprintf(why, why_size, bench_interrupted ? "interrupted" :
-			    "fio did not finish within %.0f s", timeout_s);
-			return bench_interrupted ? -EINTR : -ETIMEDOUT;
-		}
-		nanosleep(&nap, NULL);
-	}
-	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-		char tail[120];
-
-		bench_file_tail(log, tail, sizeof(tail), 2);
-		snprintf(why, why_size, "fio exited %s %d: %s",
-		    WIFEXITED(status) ? "with" : "on signal",
-		    WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status), tail);
-		return -EIO;
-	}
-	return fio_parse(json, dir, out, why, why_size);
+	return bench_fio_run(ctx, ctx->device->fio, tag, dir, opts, timeout_s, out, why, why_size);
 }
 
 /* An ERROR row for a failed fio run; none when it was our interrupt. */
@@ -622,7 +414,7 @@ dev_setup(struct bench_ctx *ctx, const char *label)
 	    sfs.f_type == EXT4_SUPER_MAGIC ? "ext2/3/4" : sfs.f_type == XFS_SUPER_MAGIC ? "xfs" :
 	    sfs.f_type == BTRFS_SUPER_MAGIC ? "btrfs" : sfs.f_type == TMPFS_MAGIC ? "tmpfs" :
 	    sfs.f_type == RAMFS_MAGIC ? "ramfs" : "other");
-	find_in_path("fio", st->fio, sizeof(st->fio));
+	bench_find_in_path("fio", st->fio, sizeof(st->fio));
 	bench_note(ctx, "device: storage files in %s (%s, f_type 0x%lx), write-block-size 1M, "
 	    "direct-io; peers: %s", st->dir, st->fs_desc, (unsigned long)sfs.f_type,
 	    st->fio[0] ? st->fio : "fio not found (ratio rows skipped)");
@@ -1067,7 +859,7 @@ bench_device_write_large(struct bench_ctx *ctx, const struct bench_def *def)
 		} else if (have_fio) {
 			const char *const opts[] = { fio_file, "--rw=write", "--bs=1M", "--iodepth=8",
 			    "--ioengine=io_uring", "--direct=1", size_arg, "--time_based", rt_arg, NULL };
-			struct fio_out fo;
+			struct bench_fio_out fo;
 
 			rc = fio_run(ctx, "seqwrite", "write", opts, d + 120, &fo, why, sizeof(why));
 			if (rc != 0) {
@@ -1116,10 +908,10 @@ out:
 
 static int
 fio_seqread_file(struct bench_ctx *ctx, const char *name, const char *tag, uint64_t bytes,
-    struct fio_out *fo, char *why, size_t why_size);
+    struct bench_fio_out *fo, char *why, size_t why_size);
 
 static int
-fio_seqread(struct bench_ctx *ctx, const char *tag, uint64_t bytes, struct fio_out *fo,
+fio_seqread(struct bench_ctx *ctx, const char *tag, uint64_t bytes, struct bench_fio_out *fo,
     char *why, size_t why_size)
 {
 	return fio_seqread_file(ctx, FILE_SMALL, tag, bytes, fo, why, why_size);
@@ -1127,7 +919,7 @@ fio_seqread(struct bench_ctx *ctx, const char *tag, uint64_t bytes, struct fio_o
 
 static int
 fio_seqread_file(struct bench_ctx *ctx, const char *name, const char *tag, uint64_t bytes,
-    struct fio_out *fo, char *why, size_t why_size)
+    struct bench_fio_out *fo, char *why, size_t why_size)
 {
 	struct bench_device_state *st = ctx->device;
 	char file[PATH_MAX + 16], size_arg[48], off_arg[48];
@@ -1148,7 +940,7 @@ bench_device_cold_start(struct bench_ctx *ctx, const struct bench_def *def)
 {
 	static const char *const label = "cold start scan (node_open)";
 	struct bench_device_state *st;
-	struct fio_out f1 = { 0 }, f2 = { 0 };
+	struct bench_fio_out f1 = { 0 }, f2 = { 0 };
 	struct bench_row *row;
 	uint64_t wblocks, records;
 	double open_s, scan_s;
@@ -1285,7 +1077,7 @@ bench_device_read(struct bench_ctx *ctx, const struct bench_def *def)
 			const char *const opts[] = { file, "--rw=randread", "--bs=4k", "--ioengine=psync",
 			    jobs_arg, "--group_reporting", "--direct=1", "--readonly", "--norandommap",
 			    "--randrepeat=0", off_arg, size_arg, "--time_based", rt_arg, NULL };
-			struct fio_out fo;
+			struct bench_fio_out fo;
 
 			rc = fio_run(ctx, "randread", "read", opts, d + 120, &fo, why, sizeof(why));
 			if (rc != 0)
@@ -1424,7 +1216,7 @@ defrag_needed(struct bench_ctx *ctx, const struct defrag_run *a, const struct de
 	struct bench_device_state *st = ctx->device;
 	double rd = a->io_read, wr = a->io_write;
 	char fio_file[PATH_MAX + 16], size_arg[48], rt_arg[48], mix_arg[48], sz[32], why[200];
-	struct fio_out fr, fw;
+	struct bench_fio_out fr, fw;
 	struct bench_row *row;
 	int rc, mix;
 
@@ -1454,7 +1246,7 @@ defrag_needed(struct bench_ctx *ctx, const struct defrag_run *a, const struct de
 
 		rc = bench_path(json, sizeof(json), "%s/fio-randrw.json", ctx->tmp);
 		if (rc == 0)
-			rc = fio_parse(json, "write", &fw, why, sizeof(why));
+			rc = bench_fio_parse(json, "write", &fw, why, sizeof(why));
 	}
 	file_remove(st, FILE_FIO);
 	if (rc != 0)
@@ -1561,7 +1353,7 @@ bench_shadow(struct bench_ctx *ctx, const struct bench_def *def)
 	struct bench_device_state *st;
 	struct bench_phase sum_w = { 0 }, sum_r = { 0 }, p;
 	struct bench_row *row;
-	struct fio_out f1 = { 0 };
+	struct bench_fio_out f1 = { 0 };
 	unsigned phases = ctx->opt.quick ? 2 : 4;
 	double d = ctx->opt.duration_s / phases;
 	uint64_t max_q = 0, size;

@@ -502,6 +502,23 @@ bench_tcp_rtt(double duration_s, struct bench_worker *out)
 	return rc != 0 ? rc : rc2;
 }
 
+/* The migration rate's network peer (bench.h): one plain loopback TCP
+ * stream of STREAM_BYTES writes for duration_s, until the reader has every
+ * byte, into out (bytes and ops added, the time added to end_ns). */
+int
+bench_tcp_stream(double duration_s, struct bench_worker *out)
+{
+	struct tcp_link l;
+	int rc, rc2;
+
+	rc = tcp_link_open(&l, false);
+	if (rc != 0)
+		return rc;
+	rc = tcp_slice(&l, duration_s, out);
+	rc2 = tcp_link_close(&l);
+	return rc != 0 ? rc : rc2;
+}
+
 /* ---- rows ------------------------------------------------------------------------- */
 
 static struct bench_row *

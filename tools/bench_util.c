@@ -12,7 +12,9 @@
  *
  * Children (recfsd, passthrough_ll, the compiler) go into their own
  * process group so a Ctrl-C at the terminal reaches only recfs-bench, which
- * unmounts first and then stops them by pid.
+ * unmounts first and then stops them by pid.  The recfsd helpers (config
+ * written by the caller, start, wait for the mount or a cluster, stop) serve
+ * every group that runs real nodes (bench_cluster.c, bench_migrate.c).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -27,6 +29,9 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <sys/socket.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -625,4 +630,467 @@ bench_fmt_count(char *buf, size_t size, double v)
 	}
 	buf[o] = '\0';
 	return buf;
+}
+
+/* ---- recfsd nodes and their .info files ---------------------------------- */
+
+int
+bench_write_file(const char *path, const char *text, mode_t mode)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
+	size_t len = strlen(text), off = 0;
+	int rc = 0;
+
+	if (fd < 0)
+		return -errno;
+	while (off < len) {
+		ssize_t n = write(fd, text + off, len - off);
+
+		if (n < 0) {
+			rc = -errno;
+			break;
+		}
+		off += (size_t)n;
+	}
+	if (close(fd) != 0 && rc == 0)
+		rc = -errno;
+	return rc;
+}
+
+int
+bench_fail(char *err, int rc, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(err, BENCH_ERR_MAX, fmt, ap);
+	va_end(ap);
+	return rc;
+}
+
+/* A TCP port on 127.0.0.1 nothing listens on now, drawn from 20000 up to
+ * the start of the kernel's ephemeral range: a port bind(0) could hand out
+ * may be taken by any outgoing connection before the daemon binds it. */
+int
+bench_free_port(void)
+{
+	unsigned lo = 32768, seed = (unsigned)(bench_now_ns() ^ (uint64_t)getpid());
+	FILE *f = fopen("/proc/sys/net/ipv4/ip_local_port_range", "r");
+
+	if (f != NULL) {
+		if (fscanf(f, "%u", &lo) != 1)
+			lo = 32768;
+		fclose(f);
+	}
+	if (lo > 32768)
+		lo = 32768;
+	if (lo <= 20001)
+		return -EADDRNOTAVAIL;
+	for (int i = 0; i < 200; i++) {
+		struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+		int fd, port = 20000 + (int)(rand_r(&seed) % (lo - 20000));
+
+		sa.sin_port = htons((uint16_t)port);
+		fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		if (fd < 0)
+			return -errno;
+		if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0) {
+			close(fd);
+			return port;
+		}
+		close(fd);
+	}
+	return -EADDRNOTAVAIL;
+}
+
+/* The value of name in a "name=value" .info file; 0 or -errno. */
+int
+bench_info_value(const char *mnt, const char *file, const char *name, char *out, size_t size)
+{
+	char path[PATH_MAX], line[512];
+	size_t len = strlen(name);
+	int rc = -ENOENT;
+	FILE *f;
+
+	if (bench_path(path, sizeof(path), "%s/.info/%s", mnt, file) != 0)
+		return -ENAMETOOLONG;
+	f = fopen(path, "re");
+	if (f == NULL)
+		return -errno;
+	while (fgets(line, sizeof(line), f) != NULL) {
+		if (strncmp(line, name, len) == 0 && line[len] == '=') {
+			line[strcspn(line, "\n")] = '\0';
+			snprintf(out, size, "%s", line + len + 1);
+			rc = 0;
+			break;
+		}
+	}
+	fclose(f);
+	return rc;
+}
+
+int
+bench_info_u64(const char *mnt, const char *file, const char *name, uint64_t *v)
+{
+	char buf[64], *end;
+	int rc = bench_info_value(mnt, file, name, buf, sizeof(buf));
+
+	if (rc != 0)
+		return rc;
+	*v = strtoull(buf, &end, 10);
+	return end != buf ? 0 : -EINVAL;
+}
+
+static int
+daemon_wait_mounted(struct bench_daemon *d, char *err)
+{
+	uint64_t end = bench_now_ns() + (uint64_t)(BENCH_MOUNT_WAIT_S * 1e9);
+	char tail[160];
+	int status;
+
+	while (!bench_interrupted) {
+		struct timespec nap = { 0, 20 * 1000 * 1000 };
+		struct stat st;
+
+		if (waitpid(d->pid, &status, WNOHANG) == d->pid) {
+			d->pid = 0;
+			bench_file_tail(d->out, tail, sizeof(tail), 2);
+			return bench_fail(err, -ECHILD, "recfsd %s exited (%s %d) before mounting: %s",
+			    d->name, WIFEXITED(status) ? "status" : "signal",
+			    WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status),
+			    tail[0] ? tail : "(no output)");
+		}
+		if (bench_is_mounted(d->mnt, "fuse") && stat(d->mnt, &st) == 0)
+			return 0;
+		if (bench_now_ns() >= end)
+			return bench_fail(err, -ETIMEDOUT, "recfsd %s did not mount within %d s", d->name,
+			    BENCH_MOUNT_WAIT_S);
+		nanosleep(&nap, NULL);
+	}
+	return bench_fail(err, -EINTR, "interrupted");
+}
+
+int
+bench_daemon_paths(struct bench_daemon *d, const char *base, const char *name, const char *dir)
+{
+	snprintf(d->name, sizeof(d->name), "%s", name);
+	d->dirfd = -1;
+	if (bench_path(d->dir, sizeof(d->dir), "%s", base) != 0 ||
+	    bench_path(d->conf, sizeof(d->conf), "%s/recfs.yaml", base) != 0 ||
+	    bench_path(d->mnt, sizeof(d->mnt), "%s/mnt", base) != 0 ||
+	    bench_path(d->out, sizeof(d->out), "%s/recfsd.out", base) != 0 ||
+	    bench_path(d->log, sizeof(d->log), "%s/recfsd.log", base) != 0 ||
+	    bench_path(d->files, sizeof(d->files), "%s/mnt/%s", base, dir) != 0)
+		return -ENAMETOOLONG;
+	return 0;
+}
+
+int
+bench_daemon_start(const char *recfsd, struct bench_daemon *d, char *err)
+{
+	char *argv[] = { (char *)recfsd, "-f", "-c", d->conf, d->mnt, NULL };
+	int rc;
+
+	d->pid = bench_spawn(argv, d->out);
+	if (d->pid < 0) {
+		rc = d->pid;
+		d->pid = 0;
+		return bench_fail(err, rc, "start %s: %s", recfsd, strerror(-rc));
+	}
+	return daemon_wait_mounted(d, err);
+}
+
+int
+bench_daemon_open_dir(struct bench_daemon *d, char *err)
+{
+	/* mkdir in recfs makes a set (cluster-wide in a cluster). */
+	if (mkdir(d->files, 0755) != 0 && errno != EEXIST)
+		return bench_fail(err, -errno, "mkdir %s: %s", d->files, strerror(errno));
+	d->dirfd = open(d->files, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (d->dirfd < 0)
+		return bench_fail(err, -errno, "open %s: %s", d->files, strerror(errno));
+	return 0;
+}
+
+void
+bench_daemon_stop(struct bench_daemon *d)
+{
+	int rc;
+
+	if (d->dirfd >= 0) {
+		close(d->dirfd);
+		d->dirfd = -1;
+	}
+	if (d->mnt[0] && bench_is_mounted(d->mnt, "fuse")) {
+		rc = bench_unmount(d->mnt);
+		if (rc != 0)
+			fprintf(stderr, "recfs-bench: unmount %s: %s\n", d->mnt, strerror(-rc));
+	}
+	if (d->pid > 0) {
+		rc = bench_reap(d->pid, 10);
+		if (rc < 0)
+			fprintf(stderr, "recfs-bench: recfsd %s pid %d: %s\n", d->name, (int)d->pid,
+			    strerror(-rc));
+		else if (WIFSIGNALED(rc) || (WIFEXITED(rc) && WEXITSTATUS(rc) != 0))
+			fprintf(stderr, "recfs-bench: recfsd %s pid %d ended with %s %d\n", d->name,
+			    (int)d->pid, WIFSIGNALED(rc) ? "signal" : "status",
+			    WIFSIGNALED(rc) ? WTERMSIG(rc) : WEXITSTATUS(rc));
+		d->pid = 0;
+	}
+}
+
+
+int
+bench_daemons_wait_cluster(struct bench_daemon *const *nodes, unsigned n, char *key_out, char *err)
+{
+	uint64_t t0 = bench_now_ns(), end = t0 + (uint64_t)(BENCH_CLUSTER_WAIT_S * 1e9);
+	char key[BENCH_CLUSTER_NODES_MAX][32], size[64], want[16];
+
+	if (n == 0 || n > BENCH_CLUSTER_NODES_MAX)
+		return bench_fail(err, -EINVAL, "%u nodes", n);
+	snprintf(want, sizeof(want), "%u", n);
+	while (!bench_interrupted) {
+		struct timespec nap = { 0, 50 * 1000 * 1000 };
+		bool agree = true;
+
+		for (unsigned i = 0; i < n && agree; i++) {
+			if (bench_info_value(nodes[i]->mnt, "cluster", "cluster_size", size, sizeof(size)) != 0 ||
+			    strcmp(size, want) != 0 ||
+			    bench_info_value(nodes[i]->mnt, "cluster", "cluster_key", key[i], sizeof(key[i])) != 0 ||
+			    strcmp(key[i], "0000000000000000") == 0 || (i > 0 && strcmp(key[i], key[0]) != 0))
+				agree = false;
+		}
+		if (agree) {
+			bench_progress("cluster of %u formed in %.1f s, cluster_key %s", n,
+			    (double)(bench_now_ns() - t0) / 1e9, key[0]);
+			if (key_out != NULL)
+				snprintf(key_out, 32, "%s", key[0]);
+			return 0;
+		}
+		for (unsigned i = 0; i < n; i++) {
+			struct bench_daemon *d = nodes[i];
+			int status;
+
+			if (d->pid > 0 && waitpid(d->pid, &status, WNOHANG) == d->pid) {
+				d->pid = 0;
+				return bench_fail(err, -ECHILD, "recfsd %s exited while the cluster formed",
+				    d->name);
+			}
+		}
+		if (bench_now_ns() >= end)
+			return bench_fail(err, -ETIMEDOUT, "no cluster of %u with one cluster_key within "
+			    "%d s (.info/cluster of each mount)", n, BENCH_CLUSTER_WAIT_S);
+		nanosleep(&nap, NULL);
+	}
+	return bench_fail(err, -EINTR, "interrupted");
+}
+
+/* ---- fio ---------------------------------------------------------------- */
+
+void
+bench_find_in_path(const char *name, char *out, size_t size)
+{
+	const char *path = getenv("PATH");
+	char buf[PATH_MAX];
+
+	out[0] = '\0';
+	if (path == NULL || path[0] == '\0')
+		path = "/usr/local/bin:/usr/bin:/bin";
+	while (*path) {
+		size_t n = strcspn(path, ":");
+
+		if (n > 0 && n + strlen(name) + 2 < sizeof(buf)) {
+			snprintf(buf, sizeof(buf), "%.*s/%s", (int)n, path, name);
+			if (access(buf, X_OK) == 0) {
+				snprintf(out, size, "%s", buf);
+				return;
+			}
+		}
+		path += n;
+		if (*path == ':')
+			path++;
+	}
+}
+
+/* The number after "key" at or after p (fio writes `"key" : value`). */
+static bool
+json_num_after(const char *p, const char *end, const char *key, double *out)
+{
+	char pat[64];
+	const char *k;
+	char *e;
+
+	snprintf(pat, sizeof(pat), "\"%s\"", key);
+	k = strstr(p, pat);
+	if (k == NULL || (end != NULL && k >= end))
+		return false;
+	k += strlen(pat);
+	while (*k == ' ' || *k == '\t' || *k == '\n' || *k == '\r')
+		k++;
+	if (*k != ':')
+		return false;
+	k++;
+	*out = strtod(k, &e);
+	return e != k;
+}
+
+/* The start of the object `"dir" : {` after p, or NULL. */
+static const char *
+json_object(const char *p, const char *dir)
+{
+	char pat[32];
+	size_t len;
+
+	snprintf(pat, sizeof(pat), "\"%s\"", dir);
+	len = strlen(pat);
+	for (const char *k = strstr(p, pat); k != NULL; k = strstr(k + len, pat)) {
+		const char *q = k + len;
+
+		while (*q == ' ' || *q == '\t' || *q == '\n' || *q == '\r')
+			q++;
+		if (*q != ':')
+			continue;
+		q++;
+		while (*q == ' ' || *q == '\t' || *q == '\n' || *q == '\r')
+			q++;
+		if (*q == '{')
+			return q;
+	}
+	return NULL;
+}
+
+/* Minimal: the first job's (group_reporting: the only job's) "read" or
+ * "write" section: bw_bytes, iops, runtime (ms), io_bytes. */
+int
+bench_fio_parse(const char *json_path, const char *dir, struct bench_fio_out *out, char *why, size_t why_size)
+{
+	FILE *f = fopen(json_path, "re");
+	char *buf = NULL;
+	size_t cap = 0, len = 0;
+	const char *jobs, *obj;
+	double err = 0, ms = 0;
+	int rc = -EPROTO;
+
+	if (f == NULL) {
+		snprintf(why, why_size, "no JSON output (%s)", strerror(errno));
+		return -ENOENT;
+	}
+	for (;;) {
+		if (len + 4096 + 1 > cap) {
+			char *nb = realloc(buf, cap = cap ? cap * 2 : 65536);
+
+			if (nb == NULL) {
+				fclose(f);
+				free(buf);
+				return -ENOMEM;
+			}
+			buf = nb;
+		}
+		size_t n = fread(buf + len, 1, cap - len - 1, f);
+		if (n == 0)
+			break;
+		len += n;
+	}
+	fclose(f);
+	if (buf == NULL) {
+		snprintf(why, why_size, "empty JSON output");
+		return -EPROTO;
+	}
+	buf[len] = '\0';
+	jobs = strstr(buf, "\"jobs\"");
+	if (jobs == NULL) {
+		snprintf(why, why_size, "JSON output without \"jobs\"");
+		goto out;
+	}
+	if (json_num_after(jobs, NULL, "error", &err) && err != 0) {
+		snprintf(why, why_size, "fio job error %.0f", err);
+		goto out;
+	}
+	obj = json_object(jobs, dir);
+	if (obj == NULL || !json_num_after(obj, NULL, "bw_bytes", &out->bw_bytes) ||
+	    !json_num_after(obj, NULL, "iops", &out->iops) ||
+	    !json_num_after(obj, NULL, "runtime", &ms) ||
+	    !json_num_after(obj, NULL, "io_bytes", &out->io_bytes)) {
+		snprintf(why, why_size, "JSON output without %s bw_bytes/iops/runtime", dir);
+		goto out;
+	}
+	out->runtime_s = ms / 1000.0;
+	if (out->io_bytes <= 0 || out->runtime_s <= 0) {
+		snprintf(why, why_size, "fio moved no data");
+		goto out;
+	}
+	rc = 0;
+out:
+	free(buf);
+	return rc;
+}
+
+/*
+ * Run fio with the given job options (NULL-terminated), JSON into the temp
+ * dir, and read the "read" or "write" figures.  Stops it on an interrupt
+ * or after timeout_s.  On failure why says what happened.
+ */
+int
+bench_fio_run(struct bench_ctx *ctx, const char *fio, const char *tag, const char *dir, const char *const *opts,
+    double timeout_s, struct bench_fio_out *out, char *why, size_t why_size)
+{
+	char json[PATH_MAX], log[PATH_MAX], out_arg[PATH_MAX + 16], name_arg[64];
+	char *argv[40];
+	unsigned a = 0;
+	uint64_t deadline;
+	int status = 0, rc = 0;
+	pid_t pid;
+
+	memset(out, 0, sizeof(*out));
+	if (bench_path(json, sizeof(json), "%s/fio-%s.json", ctx->tmp, tag) != 0 ||
+	    bench_path(log, sizeof(log), "%s/fio-%s.log", ctx->tmp, tag) != 0 ||
+	    bench_path(out_arg, sizeof(out_arg), "--output=%s", json) != 0) {
+		snprintf(why, why_size, "temp dir path too long");
+		return -ENAMETOOLONG;
+	}
+	snprintf(name_arg, sizeof(name_arg), "--name=%s", tag);
+	unlink(json);
+	argv[a++] = (char *)fio;
+	argv[a++] = "--output-format=json";
+	argv[a++] = out_arg;
+	argv[a++] = name_arg;
+	for (unsigned i = 0; opts[i] != NULL && a < sizeof(argv) / sizeof(argv[0]) - 1; i++)
+		argv[a++] = (char *)opts[i];
+	argv[a] = NULL;
+	pid = bench_spawn(argv, log);
+	if (pid < 0) {
+		snprintf(why, why_size, "cannot start %.100s: %s", fio, strerror(-pid));
+		return pid;
+	}
+	deadline = bench_now_ns() + (uint64_t)(timeout_s * 1e9);
+	for (;;) {
+		struct timespec nap = { 0, 20 * 1000 * 1000 };
+		pid_t r = waitpid(pid, &status, WNOHANG);
+
+		if (r == pid)
+			break;
+		if (r < 0 && errno != EINTR) {
+			rc = -errno;
+			snprintf(why, why_size, "waitpid fio: %s", strerror(errno));
+			return rc;
+		}
+		if (bench_interrupted || bench_now_ns() >= deadline) {
+			kill(-pid, SIGTERM);
+			bench_reap(pid, 5);
+			snprintf(why, why_size, bench_interrupted ? "interrupted" :
+			    "fio did not finish within %.0f s", timeout_s);
+			return bench_interrupted ? -EINTR : -ETIMEDOUT;
+		}
+		nanosleep(&nap, NULL);
+	}
+	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+		char tail[120];
+
+		bench_file_tail(log, tail, sizeof(tail), 2);
+		snprintf(why, why_size, "fio exited %s %d: %s",
+		    WIFEXITED(status) ? "with" : "on signal",
+		    WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status), tail);
+		return -EIO;
+	}
+	return bench_fio_parse(json, dir, out, why, why_size);
 }

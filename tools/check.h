@@ -232,6 +232,8 @@ struct check_run {
 	uint32_t pver_differ_first; /* ... the lowest of them */
 	struct check_counts total;
 	uint64_t digests;           /* distinct records */
+	uint64_t chunks;            /* live chunks of large files */
+	uint64_t orphaned_chunks;   /* ... that no live head names */
 	struct check_corrupt *corrupt_list;
 	unsigned n_corrupt_list;
 	char **warnings;            /* set-level notes (incomplete set, ...) */

@@ -147,6 +147,8 @@ check_report_text(FILE *out, const struct check_run *run)
 		fprintf(out, "\ntotal (%" PRIu64 " distinct records)\n", run->digests);
 		text_counts(out, &run->total);
 	}
+	fprintf(out, "\nlarge files: chunks: %" PRIu64 ", orphaned chunks: %" PRIu64 "\n", run->chunks,
+	    run->orphaned_chunks);
 	if (run->n_warnings > 0)
 		fputc('\n', out);
 	for (unsigned i = 0; i < run->n_warnings; i++)
@@ -267,7 +269,10 @@ check_report_json(FILE *out, const struct check_run *run)
 		json_file(out, &run->files[i]);
 		fputs(i + 1 < run->n_files ? ",\n" : "\n", out);
 	}
-	fprintf(out, "  ],\n  \"pversions_differ\": %u,\n  \"total\": {\n    \"distinct_records\": %" PRIu64 ",\n", run->pver_differ, run->digests);
+	fprintf(out, "  ],\n  \"pversions_differ\": %u,\n", run->pver_differ);
+	fprintf(out, "  \"chunks\": %" PRIu64 ",\n  \"orphaned_chunks\": %" PRIu64 ",\n",
+	    run->chunks, run->orphaned_chunks);
+	fprintf(out, "  \"total\": {\n    \"distinct_records\": %" PRIu64 ",\n", run->digests);
 	json_counts(out, &run->total, "    ");
 	fprintf(out, "\n  },\n  \"corrupt_records\": [");
 	for (unsigned i = 0; i < run->n_corrupt_list; i++) {

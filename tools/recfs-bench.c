@@ -66,6 +66,8 @@ volatile sig_atomic_t bench_interrupted;
 #define TARGET_CLUSTER_EMBEDDED "target RF 2 embedded writes >= 0.5x single node"
 #define SECTION_CLUSTER_EMBEDDED "cluster: the embedded API (txn_write) in this process as a member at RF 2 vs a single node"
 #define SECTION_CLUSTER_PROXY "cluster: reads through node A, proxied vs local, next to loopback TCP"
+#define TARGET_CLUSTER_MIGRATE "target moved / min(fio, TCP) >= 0.5; writes during / before >= 0.7"
+#define SECTION_CLUSTER_MIGRATE "cluster: a 4th recfsd joins 3 holding a data set at RF 2: migration vs fio and TCP"
 
 static const struct bench_def bench_table[] = {
 	{ "memory.write", "memory", SECTION_MEMORY, NULL, bench_memory_write },
@@ -94,6 +96,10 @@ static const struct bench_def bench_table[] = {
 	/* Last: it stops node A's daemon and takes its place in the cluster. */
 	{ "cluster.embedded", "cluster", SECTION_CLUSTER_EMBEDDED, TARGET_CLUSTER_EMBEDDED,
 	    bench_cluster_embedded, 0.5 },
+	/* Migration (bench_migrate.c): its own four nodes on the device engine;
+	 * its rows judge their two targets themselves. */
+	{ "cluster.migrate", "migrate", SECTION_CLUSTER_MIGRATE, TARGET_CLUSTER_MIGRATE,
+	    bench_cluster_migrate },
 };
 
 struct bench_group {
@@ -106,6 +112,7 @@ static const struct bench_group group_table[] = {
 	{ "device", bench_device_cleanup },
 	{ "mount", bench_mount_cleanup },
 	{ "cluster", bench_cluster_cleanup },
+	{ "migrate", bench_migrate_cleanup },
 };
 
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
@@ -392,10 +399,11 @@ usage(FILE *out)
 	    "memory, the embedded device engine against fio on the same file system\n"
 	    "(--only device), and file operations through a recfsd mount against\n"
 	    "libfuse's passthrough_ll example over tmpfs, side by side, and a cluster\n"
-	    "of three recfsd nodes on 127.0.0.1 against a single one (--only cluster).\n"
+	    "of three recfsd nodes on 127.0.0.1 against a single one (--only cluster),\n"
+	    "and the migration rate when a fourth joins them (--only cluster.migrate).\n"
 	    "Prints a table and a JSON document (after the table, or into --json FILE).\n"
 	    "\n"
-	    "  --quick           small counts (the whole run takes ~30 s; for tests)\n"
+	    "  --quick           small counts (the whole run takes ~45 s; for tests)\n"
 	    "  --threads N       worker threads (default 2; mount figures also at 1)\n"
 	    "  --duration S      seconds per measured phase (default 5, quick 0.5)\n"
 	    "  --keys N          distinct keys of the embedded runs (default 500000)\n"
@@ -403,7 +411,8 @@ usage(FILE *out)
 	    "  --skip-mount      embedded benchmarks only (no recfsd, no FUSE, no cluster)\n"
 	    "  --only LIST       run only these benchmarks (comma-separated names)\n"
 	    "  --recfsd PATH     the daemon to test (default: recfsd next to this program)\n"
-	    "  --device-dir DIR  device benchmarks' storage files in a temp dir under DIR\n"
+	    "  --device-dir DIR  storage files of the device benchmarks and cluster.migrate\n"
+	    "                    in a temp dir under DIR\n"
 	    "                    (default: the temp dir; must be on the disk to measure)\n"
 	    "  --keep            keep the temp dir (logs, configs) after unmounting\n"
 	    "                    (the device storage files are removed all the same)\n"
@@ -597,7 +606,7 @@ main(int argc, char **argv)
 		if (!selected(&ctx.opt, def->name))
 			continue;
 		if (ctx.opt.skip_mount && (strcmp(def->group, "mount") == 0 ||
-		    strcmp(def->group, "cluster") == 0))
+		    strcmp(def->group, "cluster") == 0 || strcmp(def->group, "migrate") == 0))
 			continue;
 		/* Release the previous group first: an idle 2 GiB node or two
 		 * FUSE daemons must not share the CPUs with the next group. */

@@ -43,6 +43,7 @@
 #include "base/clock.h"
 #include "base/error.h"
 #include "config/config.h"
+#include "txn/chunk.h"
 #include "check.h"
 
 #ifndef RECFS_VERSION
@@ -61,6 +62,13 @@ struct checker {
 	unsigned conflicts_printed;
 	bool printed;                   /* findings printed before the summary */
 	int error;                      /* pass 1: -ENOMEM */
+	/* Large files (docs/storage-format.md): the chunk pass runs when pass
+	 * 1 saw a chunk's copy. */
+	uint64_t chunk_copies;
+	struct chunk_head { uint64_t id; struct txn_chunk_map map; } *heads; /* by id */
+	size_t n_heads, heads_cap;
+	struct chunk_ref { uint64_t id; uint32_t index, version; } *chunks;
+	size_t n_chunks, chunks_cap;
 };
 
 static void
@@ -280,6 +288,8 @@ pass1_item(void *arg, struct check_file *f, const struct check_item *it)
 		return 0;
 	}
 	f->counts.records++;
+	if (record_key_is_chunk(it->rec->key, it->rec->key_len))
+		c->chunk_copies++;
 	if (it->rec->last_update_ms > f->newest_ms)
 		f->newest_ms = it->rec->last_update_ms;
 	rc = check_table_merge(&c->table, it->rec, false, fi, it->offset, it->size, &conflict, &other);
@@ -571,6 +581,123 @@ pass2_item(void *arg, struct check_file *f, const struct check_item *it)
 	return 0;
 }
 
+/* ---- large files: orphaned chunks ------------------------------------------- */
+
+/*
+ * A chunk is orphaned when no live head names it (its file id, index and
+ * version in the head's map): what a crash between a commit's steps leaves,
+ * and what recfsd reclaims in the background (txn/chunk.h).  Only newest
+ * live copies count.  Memory: 16 bytes per live chunk, 4 per named one.
+ */
+static struct chunk_head *
+head_slot(struct checker *c, uint64_t id)
+{
+	size_t i = (size_t)(id * 0x9e3779b97f4a7c15ull) & (c->heads_cap - 1);
+
+	while (c->heads[i].id != 0 && c->heads[i].id != id)
+		i = (i + 1) & (c->heads_cap - 1);
+	return &c->heads[i];
+}
+
+static int
+head_add(struct checker *c, struct txn_chunk_map *m)
+{
+	struct chunk_head *h;
+
+	if ((c->n_heads + 1) * 2 > c->heads_cap) {
+		struct chunk_head *old = c->heads;
+		size_t old_cap = c->heads_cap, cap = old_cap ? old_cap * 2 : 64;
+
+		c->heads = calloc(cap, sizeof(*c->heads));
+		if (c->heads == NULL) {
+			c->heads = old;
+			return -ENOMEM;
+		}
+		c->heads_cap = cap;
+		for (size_t i = 0; i < old_cap; i++)
+			if (old[i].id != 0)
+				*head_slot(c, old[i].id) = old[i];
+		free(old);
+	}
+	h = head_slot(c, m->file_id);
+	if (h->id != 0) {
+		txn_chunk_map_free(m);  /* two heads of one file: the first names its chunks */
+		return 0;
+	}
+	h->id = m->file_id;
+	h->map = *m;
+	c->n_heads++;
+	return 0;
+}
+
+static int
+chunk_item(void *arg, struct check_file *f, const struct check_item *it)
+{
+	struct checker *c = arg;
+	uint16_t fi = (uint16_t)(f - c->run.files);
+	const struct record *r = it->rec;
+	const struct check_entry *e;
+	const struct bin *b;
+	struct chunk_ref ref;
+
+	if (it->kind != CHECK_ITEM_RECORD)
+		return 0;
+	e = check_table_find(&c->table, &r->digest);
+	if (e == NULL || e->file != fi || e->offset != it->offset ||
+	    check_entry_state(e, c->now) != CHECK_LIVE)
+		return 0;
+	if (txn_chunk_key_parse(r->key, r->key_len, &ref.id, &ref.index, &ref.version)) {
+		if (c->n_chunks == c->chunks_cap) {
+			size_t cap = c->chunks_cap ? c->chunks_cap * 2 : 256;
+			struct chunk_ref *p = realloc(c->chunks, cap * sizeof(*p));
+
+			if (p == NULL)
+				return -ENOMEM;
+			c->chunks = p;
+			c->chunks_cap = cap;
+		}
+		c->chunks[c->n_chunks++] = ref;
+		return 0;
+	}
+	if ((b = txn_chunk_map_bin(r)) != NULL) {
+		struct txn_chunk_map m;
+		int rc = txn_chunk_map_decode(b->v.bytes.data, b->v.bytes.len, &m);
+
+		if (rc == -ENOMEM)
+			return rc;
+		if (rc == 0)
+			return head_add(c, &m);
+	}
+	return 0;
+}
+
+static int
+check_chunks(struct checker *c)
+{
+	int rc = 0;
+
+	if (c->chunk_copies == 0)
+		return 0;
+	for (unsigned i = 0; i < c->run.n_files && rc == 0; i++)
+		if (c->run.files[i].state == CHECK_FILE_VALID)
+			rc = check_file_walk(&c->run.files[i], chunk_item, c);
+	if (rc != 0)
+		return rc;
+	c->run.chunks = c->n_chunks;
+	for (size_t i = 0; i < c->n_chunks; i++) {
+		const struct chunk_ref *k = &c->chunks[i];
+		const struct chunk_head *h = c->heads_cap ? head_slot(c, k->id) : NULL;
+
+		if (h == NULL || h->id == 0 || k->index >= h->map.n || h->map.versions[k->index] != k->version)
+			c->run.orphaned_chunks++;
+	}
+	if (c->run.orphaned_chunks > 0)
+		set_warning(c, "%" PRIu64 " chunk%s of large files no head names (left by a crash during a "
+		    "commit): recfsd reclaims them in the background", c->run.orphaned_chunks,
+		    c->run.orphaned_chunks == 1 ? "" : "s");
+	return 0;
+}
+
 /* ---- the set --------------------------------------------------------------- */
 
 /* Do the valid files form one namespace's set?  0 or CHECK_EXIT_USAGE. */
@@ -829,6 +956,11 @@ checker_fini(struct checker *c)
 	free(c->run.warnings);
 	free(c->run.corrupt_list);
 	check_table_fini(&c->table);
+	for (size_t i = 0; i < c->heads_cap; i++)
+		if (c->heads[i].id != 0)
+			txn_chunk_map_free(&c->heads[i].map);
+	free(c->heads);
+	free(c->chunks);
 }
 
 int
@@ -870,6 +1002,8 @@ main(int argc, char **argv)
 		rc = classify(&c);
 	if (rc == 0)
 		rc = report_damaged(&c);
+	if (rc == 0)
+		rc = check_chunks(&c);
 	if (rc != 0) {
 		usage_error("%s", recfs_strerror(rc));
 		rc = CHECK_EXIT_USAGE;

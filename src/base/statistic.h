@@ -75,7 +75,15 @@
 	X(list_pages_received, COUNTER, "pages", 0, \
 	    "Listing pages other nodes asked of this one (its records in the partitions they name).") \
 	X(migrate_msgs_refused, COUNTER, "messages", 0, \
-	    "Migration messages refused (logged at debug): another cluster key (a change came in between), or a partition this node does not expect from that node; a message that does not decode is refused and logged.")
+	    "Migration messages refused (logged at debug): another cluster key (a change came in between), or a partition this node does not expect from that node; a message that does not decode is refused and logged.") \
+	X(chunk_reads, COUNTER, "chunks", 0, \
+	    "Chunk records of large files read (each serves up to file-chunk-size bytes of reads).") \
+	X(chunk_writes, COUNTER, "chunks", 0, \
+	    "Chunk records of large files written: the chunks a commit (close, fsync, the dirty-chunk bound) changed.") \
+	X(chunk_read_errors, COUNTER, "chunks", 0, \
+	    "Chunk reads that failed (checksum, storage error; logged with the chunk's key): that range of the file reads EIO, the rest is served.") \
+	X(chunks_reclaimed, COUNTER, "chunks", 0, \
+	    "Chunks no head named (left by a crash during a commit, or by a failed delete), deleted by the background reclaimer.")
 
 /* .info/statistics, first part: the engine (txn_node_values). */
 #define STATISTICS_NODE(X) \
@@ -129,6 +137,10 @@
 	    "Stores from an open file's shared state that failed.") \
 	X(fuse_timed_stores, COUNTER, "records", 0, \
 	    "Stores of open files dirty for flush-max-ms (a file kept open and written is stored anyway).") \
+	X(fuse_large_commits, COUNTER, "commits", 0, \
+	    "Commits of large files (their changed chunks, then their head): at close, fsync, flush-max-ms, or when a file's dirty chunks reach their bound.") \
+	X(fuse_dirty_chunk_bytes, GAUGE, "bytes", 0, \
+	    "Memory held by dirty chunks of large files open for writing (bounded: a file past 16 dirty chunks, or any writer past 64 MiB in all, commits).") \
 	X(fuse_readdir_entries, COUNTER, "entries", 0, "Directory entries returned by listings.") \
 	X(fuse_not_found, COUNTER, "requests", 0, "Requests answered ENOENT or ENODATA.") \
 	X(fuse_errors, COUNTER, "requests", 0, "Requests answered with any other error.") \
@@ -179,6 +191,8 @@
 	X(rpc_requests_in_progress, GAUGE, "requests", 0, "Requests from other nodes queued or running now.") \
 	X(rpc_requests_kept, GAUGE, "requests", 0, "Requests remembered so that a copy never runs twice: queued, running, or answered within 2 x transaction-max-ms.") \
 	X(rpc_msgs_malformed, COUNTER, "messages", 0, "Request or answer messages that did not decode (dropped).") \
+	X(rpc_requests_stale, COUNTER, "requests", 0, "Requests refused unrun because they were meant for this node's previous process (it restarted after the caller sent the first copy).") \
+	X(rpc_calls_peer_restarted, COUNTER, "calls", 0, "Calls failed because the node restarted after their first copy was sent there (it may have run; never sent to the new process). The data path reports EIO.") \
 	X(proxy_sent, COUNTER, "requests", 0, "Operations sent to the master of their record (another node), retries after a busy answer included.") \
 	X(proxy_completed, COUNTER, "operations", 0, "Proxied operations the master ran and answered (any result, errors such as ENOENT included).") \
 	X(proxy_failed, COUNTER, "operations", 0, "Proxied operations that failed without a result: the master was down, or its answer did not decode.") \
@@ -232,6 +246,10 @@
 /* .info/namespace/<ns> (followed there by the namespace's configuration). */
 #define STATISTICS_NAMESPACE(X) \
 	X(objects, GAUGE, "records", STAT_F_TICK, "Live records (set markers and tombstones excluded).") \
+	X(objects_files, GAUGE, "records", 0, \
+	    "Live records that are files (counted in objects too): a small file's one record, or a large file's head record.") \
+	X(objects_chunks, GAUGE, "records", 0, \
+	    "Live chunk records of large files (counted in objects too; docs/storage-format.md, Large files).") \
 	X(tombstones, GAUGE, "records", 0, \
 	    "Tombstones: records written by deletes on persistent storage so a restart cannot bring them back.") \
 	X(objects_directories, GAUGE, "records", 0, \
@@ -274,8 +292,14 @@
 	X(cold_start_torn_writes, COUNTER, "records", 0, \
 	    "Torn writes the last cold start dropped: after an unclean shutdown, a newest copy with an intact header but a damaged body written within flush-max-ms + 1 s of the device's newest write was never acknowledged as durable; the previous version is kept (none: the record is absent). Logged with file and offset.") \
 	X(tombstones_reclaimed, COUNTER, "records", 0, \
-	    "Tombstones dropped by the tomb raider once no older copy remained on storage.") \
+	    "Tombstones dropped by the tomb raider once no older copy remained on storage (in a cluster: by the partition's master, and by each replica at its request).") \
 	X(tomb_raider_passes, COUNTER, "passes", 0, "Tomb raider passes over the storage.") \
+	X(tomb_reclaims_sent, COUNTER, "requests", 0, \
+	    "Tombstone reclaims this node sent as master to the other replicas of the partition (one per replica).") \
+	X(tomb_reclaims_refused, COUNTER, "tombstones", 0, \
+	    "Tombstones this node as master kept because a replica kept its copy (not yet checked by its tomb raider, or an older copy on its storage) or did not answer; asked again after the next pass.") \
+	X(tomb_reclaims_received, COUNTER, "requests", 0, \
+	    "Tombstone reclaims received from a partition's master as a replica.") \
 	X(stop_writes, BOOL, "", STAT_F_TICK, \
 	    "Writes and creates fail with ENOSPC: used >= stop-writes-used-pct or available < stop-writes-avail-pct.") \
 	X(hwm_breached, BOOL, "", 0, "Used space is above evict-used-pct: nsup evicts.") \

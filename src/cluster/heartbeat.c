@@ -10,7 +10,10 @@
  *
  * Liveness is silence-based only: a node is dead when no pulse came for
  * interval * timeout_count, whatever its connection does, so a paused
- * process, a cut link and a dead one are treated alike.
+ * process, a cut link and a dead one are treated alike.  The same timeout
+ * is the fabric's ack timeout (fabric_ack_timeout_set): a connection whose
+ * bytes stay unacknowledged that long is closed and redialed, so pulses
+ * are not held in TCP's retransmission back-off after a link heals.
  *
  * The node table keeps dead nodes (for .info/peers) up to 2 x
  * CLUSTER_NODES_MAX entries; when full, the longest-dead entry is reused,
@@ -103,6 +106,10 @@ heartbeat_create(const struct heartbeat_config *cfg, struct heartbeat **out)
 	pthread_cond_init(&hb->cond, &ca);
 	pthread_condattr_destroy(&ca);
 	rc = fabric_handler_set(cfg->fabric, FABRIC_MSG_HEARTBEAT, on_pulse, hb);
+	/* a connection silent to TCP that long is dropped and redialed, not
+	 * left in retransmission back-off (a healed split merges at once) */
+	if (rc == 0)
+		rc = fabric_ack_timeout_set(cfg->fabric, (uint32_t)(hb->timeout_ns / MS));
 	if (rc != 0) {
 		heartbeat_destroy(hb);
 		return rc;

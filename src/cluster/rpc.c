@@ -63,6 +63,7 @@ struct rpc_slot {
 	uint32_t retry_ms;
 	uint32_t copies;         /* copies sent (or being sent) */
 	uint32_t busy;           /* busy answers: each says one copy did not run */
+	uint64_t expect_inc;     /* the callee's incarnation when the first copy went (0: unknown) */
 	uint32_t next_free;
 };
 
@@ -111,6 +112,10 @@ struct rpc {
 	pthread_cond_t slot_cv;         /* a slot was freed */
 	uint64_t down[RPC_DOWN_MAX];
 	unsigned n_down;
+	/* Each node's process as last heard of (its incarnation), for the
+	 * copies of a call not to run at a restarted process. */
+	struct { uint64_t node, incarnation; } known[RPC_DOWN_MAX];
+	unsigned n_known;
 
 	/* server side, protected by lock */
 	struct rpc_entry **hash;
@@ -189,10 +194,48 @@ static void
 send_status(struct rpc *rpc, uint64_t node, const struct rpc_msg *req, uint32_t status)
 {
 	struct rpc_msg a = { .kind = RPC_KIND_ANSWER, .incarnation = req->incarnation,
-		.request_id = req->request_id, .status = status };
+		.request_id = req->request_id, .status = status, .peer_incarnation = rpc->incarnation };
 	uint8_t buf[RPC_MSG_OVERHEAD];
 
 	(void)send_msg(rpc, node, &a, buf, sizeof(buf));
+}
+
+/* ---- which process each node runs ------------------------------------------------ */
+
+static uint64_t
+known_get_locked(const struct rpc *rpc, uint64_t node)
+{
+	for (unsigned i = 0; i < rpc->n_known; i++)
+		if (rpc->known[i].node == node)
+			return rpc->known[i].incarnation;
+	return 0;
+}
+
+/* node runs incarnation inc (0: forget it).  Full: the oldest entry goes
+ * (a node not heard of in a while: its calls lose the restart check). */
+static void
+known_set_locked(struct rpc *rpc, uint64_t node, uint64_t inc)
+{
+	unsigned i;
+
+	for (i = 0; i < rpc->n_known && rpc->known[i].node != node; i++)
+		;
+	if (i < rpc->n_known) {
+		if (inc == 0)
+			rpc->known[i] = rpc->known[--rpc->n_known];
+		else
+			rpc->known[i].incarnation = inc;
+		return;
+	}
+	if (inc == 0)
+		return;
+	if (rpc->n_known == RPC_DOWN_MAX) {
+		memmove(&rpc->known[0], &rpc->known[1], (RPC_DOWN_MAX - 1) * sizeof(rpc->known[0]));
+		rpc->n_known--;
+	}
+	rpc->known[rpc->n_known].node = node;
+	rpc->known[rpc->n_known].incarnation = inc;
+	rpc->n_known++;
 }
 
 /* ---- caller side ---------------------------------------------------------------- */
@@ -229,7 +272,8 @@ slot_send(struct rpc *rpc, struct rpc_slot *s, uint64_t now, uint64_t deadline_n
 {
 	uint64_t left_ms = deadline_ns > now ? (deadline_ns - now + 999999) / 1000000 : 1;
 	struct rpc_msg r = { .kind = RPC_KIND_REQUEST, .incarnation = rpc->incarnation,
-		.request_id = s->id, .op = s->op, .body = s->req, .body_len = s->req_len };
+		.request_id = s->id, .op = s->op, .body = s->req, .body_len = s->req_len,
+		.peer_incarnation = s->expect_inc };
 
 	r.budget_ms = (uint32_t)(left_ms < 1 ? 1 : left_ms > RPC_BUDGET_MAX_MS ? RPC_BUDGET_MAX_MS : left_ms);
 	return send_msg(rpc, s->node, &r, s->msg, s->req_len + RPC_MSG_OVERHEAD);
@@ -332,6 +376,7 @@ rpc_group_send(struct rpc_group *g, uint64_t node_id, uint32_t op, const void *r
 	s->next_retry_ns = now + (uint64_t)RPC_RETRY_MS * 1000000u;
 	s->copies = 1;
 	s->busy = 0;
+	s->expect_inc = known_get_locked(rpc, node_id);
 	g->slot[g->n] = idx;
 	g->ans[g->n] = ans;
 	g->n++;
@@ -450,6 +495,8 @@ on_answer(struct rpc *rpc, uint64_t from, const struct rpc_msg *r)
 	uint64_t now = clock_mono_ns();
 
 	pthread_mutex_lock(&rpc->lock);
+	if (r->peer_incarnation != 0)
+		known_set_locked(rpc, from, r->peer_incarnation);
 	s = idx < rpc->calls_max ? &rpc->slots[idx] : NULL;
 	if (s == NULL || r->incarnation != rpc->incarnation || s->id != r->request_id || s->done ||
 	    s->node != from) {
@@ -457,6 +504,21 @@ on_answer(struct rpc *rpc, uint64_t from, const struct rpc_msg *r)
 		pthread_mutex_unlock(&rpc->lock);
 		return;
 	}
+	if (r->status == ESTALE && s->copies == 1 && r->peer_incarnation != 0 &&
+	    now < s->retry_until_ns) {
+		/* The only copy reached a process that is not the one it was
+		 * meant for: nothing ran anywhere.  Sent again at once (by the
+		 * caller's thread) to the process answering now. */
+		s->expect_inc = r->peer_incarnation;
+		s->copies = 0;
+		s->next_retry_ns = now;
+		s->retry_ms = RPC_RETRY_MS / 2;
+		pthread_cond_signal(&s->g->cv);
+		pthread_mutex_unlock(&rpc->lock);
+		return;
+	}
+	if (r->status == ESTALE)
+		rpc->stats.calls_peer_restarted++;
 	if (r->status == EAGAIN && ++s->busy < s->copies) {
 		/* this copy was refused; another one may still be taken */
 		pthread_mutex_unlock(&rpc->lock);
@@ -510,6 +572,8 @@ rpc_peer_event(struct rpc *rpc, uint64_t node_id, bool up)
 		/* a full table only loses the fast failure of new calls */
 		if (!node_is_down_locked(rpc, node_id) && rpc->n_down < RPC_DOWN_MAX)
 			rpc->down[rpc->n_down++] = node_id;
+		/* whatever runs there next is a new process: unknown until heard */
+		known_set_locked(rpc, node_id, 0);
 		fail_node_locked(rpc, node_id);
 	}
 	pthread_mutex_unlock(&rpc->lock);
@@ -589,10 +653,12 @@ expire_locked(struct rpc *rpc, uint64_t now)
 
 /* The cached answer of e, encoded into a malloc'd buffer (*len), or NULL. */
 static uint8_t *
-cached_answer_locked(const struct rpc_entry *e, const struct rpc_msg *r, size_t *len)
+cached_answer_locked(const struct rpc *rpc, const struct rpc_entry *e, const struct rpc_msg *r,
+    size_t *len)
 {
 	struct rpc_msg a = { .kind = RPC_KIND_ANSWER, .incarnation = r->incarnation,
 		.request_id = r->request_id, .status = e->lost ? EIO : 0, .err = e->err,
+		.peer_incarnation = rpc->incarnation,
 		.body = e->lost ? NULL : e->answer, .body_len = e->lost ? 0 : e->answer_len };
 	size_t cap = a.body_len + RPC_MSG_OVERHEAD;
 	uint8_t *buf = malloc(cap);
@@ -625,7 +691,7 @@ entry_answer_locked(struct rpc *rpc, struct rpc_entry *e, unsigned flags, int *r
 		*rc = -EIO;
 	*a = (struct rpc_msg){ .kind = RPC_KIND_ANSWER, .incarnation = e->incarnation,
 		.request_id = e->request_id, .err = (uint32_t)-*rc, .body = reply->buf,
-		.body_len = reply->len };
+		.body_len = reply->len, .peer_incarnation = rpc->incarnation };
 	free(e->req);
 	e->req = NULL;
 	rpc->in_progress--;
@@ -703,13 +769,21 @@ on_request(struct rpc *rpc, uint64_t from, const struct rpc_msg *r)
 		return;
 	}
 	rpc->stats.requests_received++;
+	known_set_locked(rpc, from, r->incarnation);
+	if (r->peer_incarnation != 0 && r->peer_incarnation != rpc->incarnation) {
+		/* meant for this node's previous process, which may have run it */
+		rpc->stats.requests_stale++;
+		pthread_mutex_unlock(&rpc->lock);
+		send_status(rpc, from, r, ESTALE);
+		return;
+	}
 	expire_locked(rpc, now);
 	e = entry_find_locked(rpc, from, r);
 	if (e != NULL) {
 		/* a copy: dropped while it runs, answered again once it ran */
 		rpc->stats.requests_duplicate++;
 		if (e->state == ENTRY_ANSWERED)
-			again = cached_answer_locked(e, r, &again_len);
+			again = cached_answer_locked(rpc, e, r, &again_len);
 		pthread_mutex_unlock(&rpc->lock);
 		if (again != NULL) {
 			struct fabric_msg_writer w = { .buf = again, .cap = again_len, .len = again_len };

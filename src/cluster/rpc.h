@@ -19,7 +19,14 @@
  * call.  A request not answered is sent again after RPC_RETRY_MS, then
  * doubling, during the first transaction-max-ms of the call (a fabric
  * connection that dropped loses what was in flight); the other side runs
- * it at most once.  A busy answer ends the call only when every copy sent
+ * it at most once - also across a restart of the other side: every copy
+ * carries the callee's incarnation the caller knew when it sent the first
+ * one (learnt from the callee's requests and answers; forgotten when the
+ * fabric reports the node down), and a process with another incarnation
+ * refuses it unrun (ESTALE).  If that refused copy was the only one sent,
+ * nothing ran: it is sent again at once to the new process; otherwise an
+ * earlier copy may have run at the old one and the call fails -ESTALE
+ * ("may have run"), never running twice.  A busy answer ends the call only when every copy sent
  * was answered busy (an answer does not say which copy it answers).  A node that
  * the fabric reports down, or that rpc_node_down() names, fails its calls
  * at once (-EHOSTDOWN), so the transaction layer can re-route well before
@@ -99,7 +106,10 @@ enum rpc_field_id {
 	RPC_FIELD_STATUS = 7,       /* u32 (ANSWER): 0 = the handler ran; else the caller's
 	                             * error, positive: EAGAIN busy, EOPNOTSUPP no handler,
 	                             * EIO ran but its answer was not kept */
-	RPC_FIELD_ERRNO = 8         /* u32 (ANSWER, status 0): the handler's result, positive */
+	RPC_FIELD_ERRNO = 8,        /* u32 (ANSWER, status 0): the handler's result, positive */
+	RPC_FIELD_PEER_INCARNATION = 9 /* u64: REQUEST: the callee's incarnation the caller
+	                             * knew when it sent the first copy (absent: unknown);
+	                             * ANSWER: the answering process's own */
 };
 
 /* Numbers are wire format, never renumbered. */
@@ -114,6 +124,7 @@ enum rpc_op {
 	RPC_OP_TXN_PROXY = 2,      /* txn/remote.c: an operation at its record's master */
 	RPC_OP_TXN_PROXY_READ = 3, /* txn/remote.c: a stat or read at the master (idempotent) */
 	RPC_OP_TXN_REPLICA = 4,    /* txn/remote.c: a record version for a replica */
+	RPC_OP_TXN_RECLAIM = 5,    /* txn/remote.c: drop a tombstone its master reclaims */
 	RPC_OP_SETS = 16,   /* txn/sets_cluster.c: set changes, checks, set tables (txn/set_msg.h) */
 	RPC_OP_LIST = 17,   /* txn/sets_cluster.c: a page of a set's listing (txn/set_msg.h) */
 	RPC_OP_MIGRATE = 18, /* txn/migrate.c: versions exchange and migration (txn/migrate_msg.h) */
@@ -129,6 +140,7 @@ struct rpc_msg {
 	uint32_t budget_ms;   /* REQUEST */
 	uint32_t status;      /* ANSWER */
 	uint32_t err;         /* ANSWER with status 0 */
+	uint64_t peer_incarnation; /* 0: absent (RPC_FIELD_PEER_INCARNATION) */
 	const uint8_t *body;
 	size_t body_len;
 };
@@ -288,6 +300,9 @@ struct rpc_stats {
 	uint64_t requests_expired;    /* queued requests dropped: the caller's deadline had passed */
 	uint64_t requests_inline;     /* requests served on the fabric thread (inline handlers) */
 	uint64_t msgs_malformed;      /* rpc messages that did not decode (dropped) */
+	uint64_t requests_stale;      /* requests refused unrun: meant for this node's previous process */
+	uint64_t calls_peer_restarted; /* calls failed -ESTALE: the callee restarted after a copy
+	                               * was sent (the first copy may have run there) */
 	uint32_t calls_in_flight;     /* gauges: calls waiting for an answer, ... */
 	uint32_t requests_in_progress; /* ... requests queued or running, ... */
 	uint32_t requests_kept;       /* ... requests kept for at-most-once (queued, running, answered) */

@@ -62,6 +62,8 @@ rpc_msg_decode(const struct fabric_msg *m, struct rpc_msg *r)
 	default:
 		return -EBADMSG;
 	}
+	if (fabric_msg_get_u64(m, RPC_FIELD_PEER_INCARNATION, &r->peer_incarnation) == -EBADMSG)
+		return -EBADMSG;
 	return get_body(m, r);
 }
 
@@ -85,6 +87,8 @@ rpc_msg_encode(const struct rpc_msg *r, struct fabric_msg_writer *w, uint8_t *bu
 		if (r->status == 0)
 			fabric_msg_put_u32(w, RPC_FIELD_ERRNO, r->err);
 	}
+	if (r->peer_incarnation != 0)
+		fabric_msg_put_u64(w, RPC_FIELD_PEER_INCARNATION, r->peer_incarnation);
 	if (r->body_len > 0)
 		fabric_msg_put_bytes(w, RPC_FIELD_BODY, r->body, r->body_len);
 	return w->err;

@@ -64,6 +64,7 @@ static int check_log_file(const struct config_param *, const struct config_value
 static int check_seed(const struct config_param *, const struct config_value *, char *, size_t);
 static int check_power_of_2(const struct config_param *, const struct config_value *, char *, size_t);
 static int check_record_size(const struct config_param *, const struct config_value *, char *, size_t);
+static int check_chunk_size(const struct config_param *, const struct config_value *, char *, size_t);
 
 #define K_ 1024ULL
 #define M_ (1024ULL * K_)
@@ -219,6 +220,13 @@ static int check_record_size(const struct config_param *, const struct config_va
 	    .name = "file-bin", .section = CONFIG_NAMESPACE, .type = CONFIG_STRING, \
 	    .default_text = "data", .min = 1, .max = 15, .unit = "", \
 	    .help = "Bin holding a record's file content (no '.'); other bins are xattrs.") \
+	ROW(ns_config, file_chunk_size, check_chunk_size, \
+	    .name = "file-chunk-size", .section = CONFIG_NAMESPACE, .type = CONFIG_SIZE, \
+	    .default_text = "0", .min = 0, .max = 8 * M_, .unit = "bytes", \
+	    .help = "A file larger than one record is stored as a head record and chunks of this " \
+	    "many bytes, each its own record; with its key and header a chunk must fit " \
+	    "max-record-size.  0 = the largest power of 2 that fits, at most 1M (.info shows " \
+	    "the value in effect).") \
 	ROW(storage_config, type, NULL, \
 	    .name = "type", .section = CONFIG_STORAGE, .type = CONFIG_ENUM, \
 	    .choices = "device|memory", .unit = "", \
@@ -287,6 +295,10 @@ static int check_record_size(const struct config_param *, const struct config_va
 	    .name = "tomb-raider-period", .section = CONFIG_STORAGE, .type = CONFIG_UINT, \
 	    .default_text = "3600", .min = 0, .max = 604800, .unit = "s", .dynamic = true, \
 	    .help = "Seconds between passes that reclaim tombstones no older copy remains for; 0 = off.") \
+	ROW(storage_config, tomb_raider_eligible_age, NULL, \
+	    .name = "tomb-raider-eligible-age", .section = CONFIG_STORAGE, .type = CONFIG_UINT, \
+	    .default_text = "86400", .min = 0, .max = 315360000, .unit = "s", .dynamic = true, \
+	    .help = "In a cluster, a tombstone is reclaimed only once it is this many seconds old (a node away longer can bring the record back: docs/cluster.md); a node without a network does not wait.") \
 	ROW(storage_config, max_record_size, check_record_size, \
 	    .name = "max-record-size", .section = CONFIG_STORAGE, .type = CONFIG_SIZE, \
 	    .default_text = "0", .min = 0, .max = 8 * M_, .unit = "bytes", \
@@ -899,6 +911,18 @@ check_record_size(const struct config_param *p, const struct config_value *v, ch
 	return -EINVAL;
 }
 
+static int
+check_chunk_size(const struct config_param *p, const struct config_value *v, char *why, size_t why_size)
+{
+	(void)p;
+	/* thousands of records per MiB would only cost index memory */
+	if (v->u == 0 || v->u >= 4 * K_)
+		return 0;
+	snprintf(why, why_size, "%llu: use 0 (= derived from max-record-size) or at least 4K",
+	    (unsigned long long)v->u);
+	return -EINVAL;
+}
+
 /*
  * Rules that tie several fields of a namespace together.  Shared by the
  * loader and config_set_text so a runtime change cannot reach a state the
@@ -939,6 +963,18 @@ ns_check(const struct ns_config *ns, const struct config_param **row, char *why,
 		format_size(st->max_record_size, a, sizeof(a));
 		format_size(st->write_block_size, b, sizeof(b));
 		snprintf(why, why_size, "%s is larger than write-block-size %s", a, b);
+		return -EINVAL;
+	}
+	/* a chunk is one record: its content plus the chunk record's own key,
+	 * set name, header and bin must fit (docs/storage-format.md) */
+	if ((uint64_t)ns->file_chunk_size + CONFIG_CHUNK_OVERHEAD >
+	    (st->max_record_size != 0 ? st->max_record_size : st->write_block_size)) {
+		*row = config_param_find(CONFIG_NAMESPACE, "file-chunk-size");
+		format_size(ns->file_chunk_size, a, sizeof(a));
+		format_size(st->max_record_size != 0 ? st->max_record_size : st->write_block_size,
+		    b, sizeof(b));
+		snprintf(why, why_size, "%s plus %u bytes of chunk record overhead is larger than "
+		    "max-record-size %s", a, CONFIG_CHUNK_OVERHEAD, b);
 		return -EINVAL;
 	}
 	/* fewer bytes of cache than one buffer would block every flush */
@@ -1014,6 +1050,7 @@ config_default(struct recfs_config *cfg)
 	}
 	ns->storage.n_files = 1;
 	ns->storage.max_record_size = ns->storage.write_block_size;  /* resolved, as loaded */
+	ns->file_chunk_size = config_chunk_size_default(ns->storage.max_record_size);
 	cfg->n_namespaces = 1;
 	snprintf(cfg->source, sizeof(cfg->source), "built-in default");
 }
@@ -1309,6 +1346,8 @@ load_namespace(struct load_ctx *c, struct recfs_config *cfg, unsigned index, yam
 	 * files show the limit that applies, never 0. */
 	if (ns->storage.max_record_size == 0)
 		ns->storage.max_record_size = ns->storage.write_block_size;
+	if (ns->file_chunk_size == 0)
+		ns->file_chunk_size = config_chunk_size_default(ns->storage.max_record_size);
 	return 0;
 }
 

@@ -44,8 +44,25 @@ struct storage_config {
 	bool cold_start_empty;
 	uint64_t max_record_size;         /* 0 = write-block-size */
 	uint32_t tomb_raider_period;      /* s between tombstone reclaim passes, 0 = off; dynamic */
+	uint32_t tomb_raider_eligible_age; /* s a tombstone stays at least, in a cluster; dynamic */
 	uint32_t lock_wait_s;             /* not a row: the service's lock-wait, set by node_open */
 };
+
+/* Bytes a chunk record needs besides its content: header, set name (at
+ * most 63), chunk key (36), metadata, bin header and end mark, rounded up. */
+#define CONFIG_CHUNK_OVERHEAD 512u
+
+/* file-chunk-size 0: the largest power of 2 that fits a record of
+ * max_record_size with CONFIG_CHUNK_OVERHEAD, at most 1 MiB, at least 4 KiB. */
+static inline uint32_t
+config_chunk_size_default(uint64_t max_record_size)
+{
+	uint32_t c = 1u << 20;
+
+	while (c > 4096 && (uint64_t)c + CONFIG_CHUNK_OVERHEAD > max_record_size)
+		c >>= 1;
+	return c;
+}
 
 struct ns_config {
 	char name[CONFIG_NAME_MAX + 1];
@@ -57,6 +74,7 @@ struct ns_config {
 	uint32_t stop_writes_avail_pct;   /* dynamic */
 	uint32_t migrate_sleep_us;        /* us an emigration pauses after each record; dynamic */
 	char file_bin[16];
+	uint32_t file_chunk_size;         /* bytes of content per chunk record */
 	struct storage_config storage;
 };
 

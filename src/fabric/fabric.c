@@ -42,7 +42,11 @@
  *
  * Outgoing connections (fabric_peer_add) are retried with exponential
  * backoff; a dialer whose node is reachable through another connection
- * waits until that one closes.
+ * waits until that one closes.  The ack timeout (fabric_ack_timeout_set,
+ * the heartbeat's timeout) is every socket's TCP_USER_TIMEOUT, so a
+ * connection that outlived a cut link is closed rather than left in TCP's
+ * retransmission back-off, and a node that was connected is dialed at
+ * least once per ack timeout (lost_cap_ms), so a healed link is found.
  *
  * Memory per peer: the send queue bound, one write buffer (64 KiB, or one
  * frame if larger) and one receive buffer grown to the largest frame seen
@@ -134,6 +138,7 @@ struct dialer {
 	uint32_t fails;              /* failed connects since the last success */
 	uint32_t fails_unlogged;     /* of those, not yet named in a log line */
 	uint64_t fail_logged_ns;     /* last "cannot connect" line; 0 = none */
+	uint64_t attempt_ns;         /* the last connect attempt started */
 };
 
 /* CONN_TLS: the TLS handshake, before HELLO (network.tls only). */
@@ -186,6 +191,7 @@ struct fabric {
 	uint16_t port;
 	uint8_t version;
 	uint64_t handshake_ns;
+	uint32_t ack_timeout_ms;     /* TCP_USER_TIMEOUT of every socket; 0 = TCP's */
 	uint8_t secret[FABRIC_SECRET_MAX];
 	size_t secret_len;
 	size_t queue_max;
@@ -447,6 +453,15 @@ fabric_port(const struct fabric *f)
 	return f->port;
 }
 
+int
+fabric_ack_timeout_set(struct fabric *f, uint32_t ms)
+{
+	if (f->started || ms > INT32_MAX)
+		return -EINVAL;
+	f->ack_timeout_ms = ms;
+	return 0;
+}
+
 static void
 wake(struct fabric *f)
 {
@@ -649,6 +664,19 @@ conn_send(struct conn *c, const void *buf, size_t len)
 	return e == SSL_ERROR_SYSCALL && errno != 0 ? -errno : -EPROTO;
 }
 
+/* Why a socket failed, for the log: ETIMEDOUT under an ack timeout is the
+ * peer's silence. */
+static const char *
+sock_why(const struct fabric *f, int err, char *buf, size_t sz)
+{
+	if (err == ETIMEDOUT && f->ack_timeout_ms != 0)
+		snprintf(buf, sz, "nothing acknowledged for %u ms (a cut link, or a node dead or not reading)",
+		    f->ack_timeout_ms);
+	else
+		snprintf(buf, sz, "%s", strerror(err));
+	return buf;
+}
+
 /*
  * Frames w into the empty write buffer of c (the active connection of its
  * peer, whose lock the caller holds) and writes what the socket takes now.
@@ -834,6 +862,10 @@ conn_new(struct fabric *f, int fd, bool outgoing, const struct sockaddr_storage 
 	f->timers_dirty = true;
 	addr_format(ss, c->remote_ip, sizeof(c->remote_ip), c->remote, sizeof(c->remote));
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	/* bytes unacknowledged that long (a cut link): ETIMEDOUT, closed, redialed */
+	if (f->ack_timeout_ms != 0 && setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &f->ack_timeout_ms,
+	    sizeof(f->ack_timeout_ms)) != 0)
+		log_warn("fabric", "%s: TCP_USER_TIMEOUT: %s", c->remote, strerror(errno));
 	c->want_out = outgoing; /* a connect completes as writable */
 	ev.events = EPOLLIN | (outgoing ? EPOLLOUT : 0);
 	ev.data.ptr = c;
@@ -999,8 +1031,11 @@ conn_flush(struct fabric *f, struct conn *c)
 		more = true;
 	conn_want_out(f, c, (more || c->read_wants_write) && err == 0);
 	peer_unlock(p);
-	if (err != 0)
-		conn_close(f, c, -1, strerror(err));
+	if (err != 0) {
+		char why[96];
+
+		conn_close(f, c, -1, sock_why(f, err, why, sizeof(why)));
+	}
 }
 
 static void
@@ -1057,10 +1092,36 @@ log:
 	m->last_ns = now;
 }
 
-static void
-dialer_schedule(struct dialer *d, uint64_t now)
+/*
+ * A lost node: one this dialer was connected to before (a split, an
+ * isolation, a restart), with an ack timeout shorter than the backoff's
+ * max.  It is dialed at least once every ack timeout (lost_cap_ms): an
+ * attempt not connected by then is abandoned (an unanswered SYN) and the
+ * next one starts then, so a healed link is found within an ack timeout;
+ * a seed that never answered backs off to FABRIC_BACKOFF_MAX_MS.
+ */
+static uint32_t
+lost_cap_ms(const struct fabric *f, const struct dialer *d)
 {
+	if (d->node_id == 0 || f->ack_timeout_ms == 0 ||
+	    f->ack_timeout_ms >= FABRIC_BACKOFF_MAX_MS)
+		return 0;
+	return f->ack_timeout_ms > FABRIC_BACKOFF_MIN_MS ? f->ack_timeout_ms : FABRIC_BACKOFF_MIN_MS;
+}
+
+/* The next attempt: after the backoff (doubling up to FABRIC_BACKOFF_MAX_MS),
+ * for a lost node at most an ack timeout after the last attempt started. */
+static void
+dialer_schedule(const struct fabric *f, struct dialer *d, uint64_t now)
+{
+	uint32_t cap = lost_cap_ms(f, d);
+
 	d->due_ns = now + (uint64_t)d->backoff_ms * MS;
+	if (cap != 0 && d->due_ns > d->attempt_ns + (uint64_t)cap * MS) {
+		uint64_t by = d->attempt_ns + (uint64_t)cap * MS;
+
+		d->due_ns = by > now ? by : now;
+	}
 	d->backoff_ms = d->backoff_ms * 2 > FABRIC_BACKOFF_MAX_MS ? FABRIC_BACKOFF_MAX_MS : d->backoff_ms * 2;
 }
 
@@ -1152,7 +1213,7 @@ conn_close(struct fabric *f, struct conn *c, int refusal, const char *why)
 
 		d->conn = NULL;
 		if (!d->self)
-			dialer_schedule(d, now);
+			dialer_schedule(f, d, now);
 		else
 			d->due_ns = 0;
 	}
@@ -1470,12 +1531,14 @@ conn_read(struct fabric *f, struct conn *c)
 			return;
 		}
 		if (n < 0) {
+			char why[96];
+
 			if (n == -EAGAIN) {
 				if (c->read_wants_write)
 					conn_want_out_any(f, c);
 				return;
 			}
-			conn_close(f, c, -1, n == -EPROTO ? "TLS error" : strerror((int)-n));
+			conn_close(f, c, -1, n == -EPROTO ? "TLS error" : sock_why(f, (int)-n, why, sizeof(why)));
 			return;
 		}
 		c->rlen += (size_t)n;
@@ -1666,8 +1729,10 @@ dialer_connect(struct fabric *f, struct dialer *d, uint64_t now)
 {
 	struct conn *c;
 	int fd = socket(d->sa.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	uint32_t cap = lost_cap_ms(f, d);
 
 	d->due_ns = 0;
+	d->attempt_ns = now;
 	if (fd < 0)
 		goto fail;
 	if (connect(fd, (struct sockaddr *)&d->sa, d->salen) != 0 && errno != EINPROGRESS) {
@@ -1681,10 +1746,14 @@ dialer_connect(struct fabric *f, struct dialer *d, uint64_t now)
 	}
 	c->dialer = d;
 	d->conn = c;
+	/* a lost node: a SYN unanswered for an ack timeout is given up and
+	 * sent again (the kernel would wait 1 s, then 2 s, ...) */
+	if (cap != 0 && (uint64_t)cap * MS < f->handshake_ns)
+		c->deadline_ns = now + (uint64_t)cap * MS;
 	return;
 fail:
 	dialer_failed(f, d, errno, now);
-	dialer_schedule(d, now);
+	dialer_schedule(f, d, now);
 }
 
 static void
@@ -1711,6 +1780,9 @@ conn_event(struct fabric *f, struct conn *c, uint32_t events)
 		}
 		if (c->dialer != NULL)
 			dialer_reached(c->dialer);
+		/* connected: the handshake has its full time from here */
+		c->deadline_ns = clock_mono_ns() + f->handshake_ns;
+		f->timers_dirty = true;
 		conn_start(f, c);
 		return;
 	}

@@ -207,6 +207,23 @@ void fabric_destroy(struct fabric *f);
 /* The bound listen port. */
 uint16_t fabric_port(const struct fabric *f);
 
+/*
+ * How long a connection may leave sent bytes unacknowledged (the heartbeat
+ * sets its timeout here, before fabric_start; 0, the default: TCP's own,
+ * about 15 minutes).  Every fabric socket gets TCP_USER_TIMEOUT = ms: a
+ * connection that outlived a cut link (its bytes in TCP's retransmission
+ * back-off, which doubles up to minutes) is closed within ms of its oldest
+ * unacknowledged byte and redialed, rather than holding what is queued on
+ * it until a retransmission happens to get through.  A peer that reads,
+ * however slowly, is not closed by it; one whose receive window stays shut
+ * for ms (it read nothing for that long: no pulse either) is, as Linux
+ * applies the timeout to zero-window probing too.  A node that was
+ * connected before is dialed at least once every ms (not backing off to
+ * FABRIC_BACKOFF_MAX_MS), so a healed link is found again within that.
+ * -EINVAL once started.
+ */
+int fabric_ack_timeout_set(struct fabric *f, uint32_t ms);
+
 /* Keeps a persistent outgoing connection to "host:port" (numeric address),
  * reconnected with backoff.  -EINVAL for a bad address, -EEXIST if known,
  * -ENOSPC past FABRIC_DIALERS_MAX addresses. */

@@ -60,7 +60,7 @@ struct index_entry {
 	uint64_t older_seen : 1;             /* cold start: an older copy exists on storage */
 	uint64_t damaged : 1;                /* cold start: the newest copy's body is damaged:
 	                                      * listed, stat works, reads fail (EIO) */
-	uint64_t spare : 1;
+	uint64_t chunked : 1;                /* the head of a large file (its map bin) */
 	uint32_t void_time;
 	uint32_t size;                       /* file-bin length */
 	uint32_t uid, gid;

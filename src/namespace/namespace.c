@@ -34,6 +34,7 @@ namespace_entry_fill(struct namespace *ns, struct index_entry *e, const struct r
 	e->size = info->file_len;
 	e->has_bins = info->has_bins;
 	e->has_ttl = info->has_ttl;
+	e->chunked = info->chunked;
 	e->tombstone = (r->flags & RECORD_F_TOMBSTONE) != 0;
 	e->set_marker = (r->flags & RECORD_F_SET_MARKER) != 0;
 	e->has_meta = (r->flags & RECORD_F_HAS_META) != 0;
@@ -79,11 +80,15 @@ namespace_entry_count(struct namespace *ns, const struct index_entry *e, int dir
 		atomic_add(&s->tombstones, (uint64_t)(int64_t)dir);
 	} else {
 		atomic_add(&ns->objects, (uint64_t)(int64_t)dir);
-		atomic_add(&s->objects, (uint64_t)(int64_t)dir);
+		uint64_t now = atomic_add(&s->objects, (uint64_t)(int64_t)dir);
+		if (e->set_id != 0 && (dir > 0 ? now == 1 : now == 0) && !atomic_load_relaxed(&s->marker))
+			atomic_store_relaxed(&ns->sets_used_changed, true);
 		if (e->mode_type == INDEX_TYPE_DIR)
 			atomic_add(&ns->objects_dirs, (uint64_t)(int64_t)dir);
 		else if (e->mode_type == INDEX_TYPE_LINK)
 			atomic_add(&ns->objects_links, (uint64_t)(int64_t)dir);
+		if (record_key_is_chunk(e->key, e->key_len))
+			atomic_add(&ns->chunk_objects, (uint64_t)(int64_t)dir);
 	}
 	atomic_add(&s->data_bytes, (uint64_t)((int64_t)dir * bytes));
 }
@@ -366,6 +371,8 @@ namespace_entry_info(const struct namespace *ns, const struct record *r, struct 
 	out->has_bins = r->n_bins > (fb != NULL ? 1 : 0);
 	out->has_ttl = r->ttl != RECORD_TTL_DEFAULT;
 	out->damaged = false;
+	/* The map's bin name (txn/chunk.h); internal bins start with '/'. */
+	out->chunked = record_bin_find(r, RECORD_BIN_CHUNK_MAP, sizeof(RECORD_BIN_CHUNK_MAP) - 1) != NULL;
 }
 
 /*
@@ -1182,6 +1189,7 @@ namespace_open(struct namespace **out, struct ns_config *cfg)
 	set_table_init(&ns->sets);
 	pthread_mutex_init(&ns->cs_unnamed_lock, NULL);
 	pthread_mutex_init(&ns->cs_torn_lock, NULL);
+	pthread_mutex_init(&ns->raid_clean_lock, NULL);
 	rc = index_create(&ns->index);
 	if (rc != 0)
 		goto fail;
@@ -1194,7 +1202,9 @@ namespace_open(struct namespace **out, struct ns_config *cfg)
 	atomic_store_relaxed(&ns->loading, false);
 	if (rc != 0)
 		goto fail;
-	if (ns->storage->persistent && ns->storage->ops->scan != NULL) {
+	/* A memory engine keeps tombstones only in a cluster (the layer
+	 * above's deletes): the raider reclaims those, with no storage to scan. */
+	if (!ns->storage->persistent || ns->storage->ops->scan != NULL) {
 		rc = tomb_raider_start(ns);
 		if (rc != 0) {
 			storage_close(ns->storage, false);
@@ -1212,6 +1222,7 @@ fail:
 	pthread_mutex_destroy(&ns->cs_unnamed_lock);
 	free(ns->cs_torn);
 	pthread_mutex_destroy(&ns->cs_torn_lock);
+	pthread_mutex_destroy(&ns->raid_clean_lock);
 	free(ns);
 	return rc;
 }
@@ -1231,6 +1242,7 @@ namespace_close(struct namespace *ns, bool clean)
 	pthread_mutex_destroy(&ns->cs_unnamed_lock);
 	free(ns->cs_torn);
 	pthread_mutex_destroy(&ns->cs_torn_lock);
+	pthread_mutex_destroy(&ns->raid_clean_lock);
 	log_info("namespace", "{%s} closed%s", ns->name, clean ? " cleanly" : "");
 	free(ns);
 }

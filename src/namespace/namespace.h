@@ -10,6 +10,7 @@
 #ifndef RECFS_NAMESPACE_NAMESPACE_H
 #define RECFS_NAMESPACE_NAMESPACE_H
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -50,7 +51,11 @@
 	X(set_changes_failed, "set changes and checks another node did not answer in time") \
 	X(list_pages_sent, "listing pages asked of other nodes") \
 	X(list_pages_received, "listing pages other nodes asked of this one") \
-	X(migrate_msgs_refused, "migration messages refused: another cluster key, or a partition not expected from that node")
+	X(migrate_msgs_refused, "migration messages refused: another cluster key, or a partition not expected from that node") \
+	X(chunk_reads, "chunk records of large files read") \
+	X(chunk_writes, "chunk records of large files written by commits") \
+	X(chunk_read_errors, "chunk reads that failed other than for a missing chunk") \
+	X(chunks_reclaimed, "chunks no head named, deleted by the reclaimer")
 
 struct ns_counters {
 #define X(name, help) uint64_t name;
@@ -96,6 +101,16 @@ struct set_table {
 	uint16_t hash[SET_HASH_SLOTS];      /* open addressing, 0 = empty */
 };
 
+/* A tombstone as the tomb raider found it. */
+struct ns_tomb {
+	struct digest digest;
+	uint16_t set_id;
+	uint16_t generation;
+	uint64_t last_update_ms;
+};
+
+struct raid;
+
 struct namespace {
 	char name[CONFIG_NAME_MAX + 1];
 	struct ns_config *cfg;              /* live configuration */
@@ -107,6 +122,10 @@ struct namespace {
 	uint32_t max_record_size;
 	uint64_t objects;                   /* atomic: live records (markers excluded) */
 	uint64_t tombstones;                /* atomic */
+	uint64_t chunk_objects;             /* atomic: live chunks of large files */
+	bool sets_used_changed;             /* atomic: a set without a marker got its first
+	                                     * record or lost its last one here (the
+	                                     * layer above tells the other nodes) */
 	struct ns_counters counters[SHARDS]; /* atomics, by thread: NS_COUNT_ADD, namespace_counters */
 
 	/* The layer above's own per-namespace state (the transaction layer's:
@@ -124,7 +143,19 @@ struct namespace {
 	uint64_t raider_passes;             /* atomic */
 	uint64_t migrations_pending;        /* atomic: partitions still to send or receive
 	                                     * (txn/migrate.c); the tomb raider waits for 0 */
-	uint64_t tombstones_reclaimed;      /* atomic */
+	uint64_t tombstones_reclaimed;      /* atomic: dropped here, by this node's
+	                                     * pass or at its master's request */
+	/* Who decides a tombstone's reclaim (the layer above's; NULL: this
+	 * node alone, as a single node).  Atomic: set after namespace_open. */
+	int (*raider_reclaim)(struct namespace *ns, const struct ns_tomb *t);
+	/* Atomic: a network was attached once (the layer above sets it): the
+	 * tomb raider keeps each tombstone tomb-raider-eligible-age seconds
+	 * at least, as an older copy may sit on a node away from the cluster. */
+	bool clustered;
+	/* The last pass's tombstones and whether an older copy was seen
+	 * (tomb_raider.c struct raid), kept for namespace_tomb_reclaim. */
+	pthread_mutex_t raid_clean_lock;
+	struct raid *raid_clean;
 	uint64_t cold_start_tombs;          /* atomic: tombstone copies the cold start met */
 	bool loading;                       /* the cold start runs (namespace_open): set
 	                                     * times are settled from every copy, not
@@ -159,6 +190,7 @@ struct entry_info {
 	bool has_bins;           /* bins other than the file bin */
 	bool has_ttl;            /* a TTL setting other than the default */
 	bool damaged;            /* the copy's body is damaged (only its header is known) */
+	bool chunked;            /* the head of a large file: has the chunk map bin */
 };
 
 /* Copy a stored record's metadata into its index entry (record lock and
@@ -262,9 +294,32 @@ int namespace_pversion_store_one(struct namespace *ns, uint32_t pid, uint64_t v)
 int namespace_open(struct namespace **out, struct ns_config *cfg);
 void namespace_close(struct namespace *ns, bool clean);
 
-/* Tomb raider thread (persistent engines). */
+/* Tomb raider thread (persistent engines; memory ones for the tombstones
+ * they keep in a cluster). */
 int tomb_raider_start(struct namespace *ns);
 void tomb_raider_stop(struct namespace *ns);
+
+/*
+ * namespace->raider_reclaim returns, for a tombstone t that the pass found
+ * with no older copy on storage (called under t's record lock, t still the
+ * record's current version): 0 to drop it here (the caller made sure every
+ * other copy of it goes too), NS_RAID_NOT_MINE when this node does not
+ * decide it (kept, and remembered as checked for namespace_tomb_reclaim),
+ * any other -errno to keep it until the next pass (-ETIMEDOUT: the pass
+ * asks no more).  Set markers'
+ * tombstones are each node's own and never go through it.
+ */
+#define NS_RAID_NOT_MINE (-EREMOTE)
+
+/*
+ * The node that decides asks this one to drop tombstone t: dropped (1)
+ * only if t is still this record's current version here and this node's
+ * last tomb raider pass saw no older copy of it on storage; 0 when this
+ * node holds no version of the record; -EBUSY when it holds another
+ * version, or t not yet checked by a pass, or an older copy was seen
+ * (kept: the decider keeps its own and asks again after its next pass).
+ */
+int namespace_tomb_reclaim(struct namespace *ns, const struct ns_tomb *t);
 
 /* Sets (set.c). */
 void set_table_init(struct set_table *t);

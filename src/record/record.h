@@ -59,6 +59,9 @@
 #define RECORD_KEY_MAX 255
 #define RECORD_SET_MAX 63
 #define RECORD_BIN_NAME_MAX 15
+/* The bin of a large file's head holding its chunk map (docs/storage-format.md).
+ * Bin names starting with '/' are internal: never an xattr. */
+#define RECORD_BIN_CHUNK_MAP "/chunks"
 #define RECORD_BINS_MAX 32767
 #define RECORD_BINS_INLINE 4
 
@@ -159,6 +162,13 @@ int record_key_check(const char *key, size_t len);
  * record may carry.
  */
 bool record_key_is_internal(const char *key, size_t len);
+/* A large file's chunk ("/k" + 16 hex + "/" + 8 hex + "." + 8 hex: 36 bytes;
+ * docs/storage-format.md, Large files).  Cheap: the prefix and length. */
+static inline bool
+record_key_is_chunk(const char *key, size_t len)
+{
+	return len == 36 && key[0] == '/' && key[1] == 'k';
+}
 int record_stored_key_check(const char *key, size_t len);
 /*
  * The metadata's mode: permission bits (07777) and a file type, 0 for a

@@ -362,6 +362,8 @@ txn_network_values(struct txn_network *n, uint64_t *v)
 	v[STAT_FABRIC_rpc_requests_in_progress] = rs.requests_in_progress;
 	v[STAT_FABRIC_rpc_requests_kept] = rs.requests_kept;
 	v[STAT_FABRIC_rpc_msgs_malformed] = rs.msgs_malformed;
+	v[STAT_FABRIC_rpc_requests_stale] = rs.requests_stale;
+	v[STAT_FABRIC_rpc_calls_peer_restarted] = rs.calls_peer_restarted;
 	txn_remote_values(n->remote, v);
 }
 

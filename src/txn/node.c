@@ -84,9 +84,14 @@ txn_node_network_set(struct node *node, struct txn_network *net)
 	node->network = net;
 	/* The data path: operations route through the partition table from now
 	 * on (detached: each namespace serves everything itself again). */
-	for (unsigned i = 0; i < node->n_namespaces; i++)
+	for (unsigned i = 0; i < node->n_namespaces; i++) {
+		if (net != NULL) {
+			atomic_store_relaxed(&txn_namespace_of(node->namespaces[i])->had_network, true);
+			atomic_store_relaxed(&node->namespaces[i]->clustered, true);
+		}
 		atomic_store_release(&txn_namespace_of(node->namespaces[i])->remote,
 		    net != NULL ? txn_network_remote(net) : NULL);
+	}
 	pthread_mutex_unlock(&node->network_lock);
 	/* The partition tables follow the attached network's successions, or
 	 * this node alone without one. */
@@ -257,6 +262,7 @@ node_open(struct node **out, struct recfs_config *cfg)
 		node->namespaces[i]->root_cfg = cfg;
 		node->namespaces[i]->cfg_index = (int)i;
 		node->namespaces[i]->owner = x;
+		atomic_store_release(&node->namespaces[i]->raider_reclaim, txn_raider_reclaim);
 		x->node = node;
 		node->n_namespaces++;
 		rc = txn_partitions_open(node, i);
@@ -491,6 +497,7 @@ txn_namespace_values(struct namespace *ns, uint64_t v[STAT_NS_COUNT])
 	storage_stats(ns->storage, &ss);
 	v[STAT_NS_objects] = atomic_load_relaxed(&ns->objects);
 	v[STAT_NS_tombstones] = atomic_load_relaxed(&ns->tombstones);
+	v[STAT_NS_objects_chunks] = atomic_load_relaxed(&ns->chunk_objects);
 	v[STAT_NS_index_used_bytes] = index_memory_bytes(ns->index);
 	v[STAT_NS_data_total_bytes] = ss.total_bytes;
 	v[STAT_NS_data_used_bytes] = ss.used_bytes;
@@ -517,11 +524,20 @@ txn_namespace_values(struct namespace *ns, uint64_t v[STAT_NS_COUNT])
 	v[STAT_NS_damaged_records] = atomic_load_relaxed(&ns->damaged_records);
 	v[STAT_NS_objects_directories] = atomic_load_relaxed(&ns->objects_dirs);
 	v[STAT_NS_objects_links] = atomic_load_relaxed(&ns->objects_links);
+	/* Read one by one while writes go on: never below 0. */
+	uint64_t not_files = v[STAT_NS_objects_chunks] + v[STAT_NS_objects_directories] +
+	    v[STAT_NS_objects_links];
+
+	v[STAT_NS_objects_files] = v[STAT_NS_objects] > not_files ? v[STAT_NS_objects] - not_files : 0;
 	v[STAT_NS_directory_index_directories] = index_dir_count(ns->index);
 	v[STAT_NS_cold_start_torn_writes] = atomic_load_relaxed(&ns->cold_start_torn_writes);
 	v[STAT_NS_tombstones_reclaimed] = atomic_load_relaxed(&ns->tombstones_reclaimed);
 	v[STAT_NS_tomb_raider_passes] = atomic_load_relaxed(&ns->raider_passes);
 	struct txn_namespace *tn = txn_namespace_of(ns);
+
+	v[STAT_NS_tomb_reclaims_sent] = atomic_load_relaxed(&tn->reclaims_sent);
+	v[STAT_NS_tomb_reclaims_refused] = atomic_load_relaxed(&tn->reclaims_refused);
+	v[STAT_NS_tomb_reclaims_received] = atomic_load_relaxed(&tn->reclaims_received);
 
 	v[STAT_NS_stop_writes] = atomic_load_relaxed(&tn->stop_writes);
 	v[STAT_NS_hwm_breached] = atomic_load_relaxed(&tn->hwm_breached);

@@ -37,6 +37,7 @@
 #include "../base/atomic.h"
 #include "../base/clock.h"
 #include "../base/log.h"
+#include "chunk.h"
 #include "txn_i.h"
 
 #define NSUP_HIST_BUCKETS 1024
@@ -208,8 +209,26 @@ nsup_stop_writes_check(struct namespace *ns)
 	return check_stop_writes(ns, &ss);
 }
 
+/*
+ * Chunks of large files that no head names (txn/chunk.h): at the first
+ * pass after the start those written before it (no commit of this run can
+ * own them), then those older than the grace period.
+ */
 static void
-nsup_cycle(struct namespace *ns)
+chunk_reclaim(struct namespace *ns, uint64_t start_ms)
+{
+	uint64_t now = clock_epoch_ms();
+	uint64_t before = now > TXN_CHUNK_GRACE_MS ? now - TXN_CHUNK_GRACE_MS : 0;
+	long n = txn_chunk_reclaim(ns, before > start_ms ? before : start_ms);
+
+	if (n > 0)
+		log_info("nsup", "{%s} reclaimed %ld chunks of large files no head named", ns->name, n);
+	else if (n < 0)
+		log_warn("nsup", "{%s} chunk reclaim failed: %s", ns->name, recfs_strerror((int)n));
+}
+
+static void
+nsup_cycle(struct namespace *ns, uint64_t start_ms)
 {
 	struct txn_namespace *tn = txn_namespace_of(ns);
 	struct storage_stats ss;
@@ -240,6 +259,7 @@ nsup_cycle(struct namespace *ns)
 			    ns->name, evicted, below - clock_epoch_s());
 		}
 	}
+	chunk_reclaim(ns, start_ms);
 	atomic_store_relaxed(&tn->nsup_cycle_ms, (clock_mono_ns() - start) / 1000000);
 	if (expired > 0)
 		log_info("nsup", "{%s} expired %" PRIu64 " records", ns->name, expired);
@@ -251,7 +271,10 @@ nsup_main(void *arg)
 	struct namespace *ns = arg;
 	struct txn_namespace *tn = txn_namespace_of(ns);
 	uint64_t last_cycle = clock_mono_ns();
+	uint64_t start_ms = clock_epoch_ms();
 
+	/* What a crash left behind goes at once (see chunk_reclaim). */
+	chunk_reclaim(ns, start_ms);
 	pthread_mutex_lock(&tn->nsup_lock);
 	while (!atomic_load_relaxed(&tn->nsup_stop)) {
 		struct timespec ts;
@@ -264,7 +287,7 @@ nsup_main(void *arg)
 		uint64_t now = clock_mono_ns();
 		if (period > 0 && now - last_cycle >= (uint64_t)period * 1000000000ULL) {
 			last_cycle = now;
-			nsup_cycle(ns);
+			nsup_cycle(ns, start_ms);
 			storage_stats(ns->storage, &ss);
 			check_stop_writes(ns, &ss);
 		}

@@ -359,6 +359,23 @@ txn_remote_replicate(struct txn_remote *rm, struct namespace *ns, const uint8_t 
 		uint32_t left = ms_left(deadline);
 
 		partition_reserve(x->partitions, pid, &r);
+		if (r.master == 0 && r.cluster_key != 0) {
+			/* A new table whose rebalance has not named the working
+			 * master yet: wait for it (bounded), then decide. */
+			partition_release(&r);
+			(void)txn_partition_wait_working(ns, pid, 0, deadline);
+			partition_reserve(x->partitions, pid, &r);
+			left = ms_left(deadline);
+		}
+		if (!r.am_master) {
+			/* The table changed under the write (it waited for a
+			 * replica): this node is no longer the master, so it does
+			 * not hand its version to the new one's replicas beside
+			 * the new master's own writes.  The write fails. */
+			partition_release(&r);
+			rc = -EIO;
+			break;
+		}
 		for (unsigned i = 0; i < r.n_replicas; i++) {
 			bool skip = r.replicas[i] == node;
 
@@ -422,6 +439,58 @@ txn_remote_replicate(struct txn_remote *rm, struct namespace *ns, const uint8_t 
 	if (rc != 0)
 		log_warn("txn", "{%s} a record version of partition %u reached %u replicas only: "
 		    "the write fails (EIO) but stays here", ns->name, pid, n_done);
+	return rc;
+}
+
+/* ---- caller side: tombstone reclaims ------------------------------------ */
+
+int
+txn_remote_reclaim(struct txn_remote *rm, struct namespace *ns, const struct partition_rsv *rsv,
+    const struct ns_tomb *t)
+{
+	struct txn_namespace *x = txn_namespace_of(ns);
+	const struct ns_set *set = &ns->sets.sets[t->set_id];
+	struct rpc_answer ans[PARTITION_REPLICAS_MAX];
+	uint8_t body[128 + CONFIG_NAME_MAX + RECORD_SET_MAX];
+	struct fabric_msg_writer fw;
+	struct rpc_group g;
+	unsigned n = 0;
+	int rc = 0;
+
+	fabric_msg_writer_init(&fw, body, sizeof(body), TXN_MSG_RECLAIM);
+	fabric_msg_put_bytes(&fw, TXN_CF_NS, ns->name, strlen(ns->name));
+	if (t->set_id != 0)
+		fabric_msg_put_bytes(&fw, TXN_CF_SET, set->name, set->len);
+	fabric_msg_put_bytes(&fw, TXN_CF_DIGEST, t->digest.bytes, DIGEST_SIZE);
+	fabric_msg_put_u32(&fw, TXN_CF_GENERATION, t->generation);
+	fabric_msg_put_u64(&fw, TXN_CF_LUT, t->last_update_ms);
+	if (fw.err != 0)
+		return -EIO;
+	for (unsigned i = 0; i < rsv->n_replicas; i++)
+		n += rsv->replicas[i] != rm->self;
+	if (n == 0)
+		return 0;
+	n = 0;
+	memset(ans, 0, sizeof(ans));
+	rpc_group_init(rm->rpc, &g, txn_remote_deadline_ms(rm));
+	for (unsigned i = 0; i < rsv->n_replicas; i++) {
+		if (rsv->replicas[i] == rm->self)
+			continue;
+		atomic_inc(&x->reclaims_sent);
+		(void)rpc_group_send(&g, rsv->replicas[i], RPC_OP_TXN_RECLAIM, body, fw.len, &ans[n++]);
+	}
+	(void)rpc_group_wait(&g);
+	for (unsigned i = 0; i < n; i++) {
+		if (ans[i].rc == -ETIMEDOUT)
+			rc = -ETIMEDOUT;
+		else if (rc == 0 && ans[i].rc != 0)
+			rc = -EIO;
+		else if (rc == 0 && ans[i].err != 0)
+			rc = ans[i].err == -EBUSY ? -EBUSY : -EIO;
+		rpc_answer_release(&ans[i]);
+	}
+	if (rc != 0)
+		atomic_inc(&x->reclaims_refused);
 	return rc;
 }
 
@@ -607,6 +676,44 @@ handle_replica_inline(void *arg, uint64_t from, const uint8_t *req, size_t len,
 	return replica_run(arg, req, len, reply, true);
 }
 
+static int
+handle_reclaim(void *arg, uint64_t from, const uint8_t *req, size_t len, struct rpc_reply *reply)
+{
+	struct txn_remote *rm = arg;
+	struct fabric_msg m;
+	struct namespace *ns;
+	struct ns_tomb t = { .set_id = 0 };
+	const uint8_t *name, *set = NULL, *dig;
+	size_t name_len, set_len = 0, dig_len;
+	uint32_t gen;
+	uint64_t lut;
+	int rc;
+
+	(void)from;
+	reply->len = 0;
+	if (fabric_msg_decode(req, len, &m) != 0 || m.type != TXN_MSG_RECLAIM ||
+	    fabric_msg_get_bytes(&m, TXN_CF_NS, &name, &name_len) != 0 ||
+	    fabric_msg_get_bytes(&m, TXN_CF_DIGEST, &dig, &dig_len) != 0 || dig_len != DIGEST_SIZE ||
+	    fabric_msg_get_u32(&m, TXN_CF_GENERATION, &gen) != 0 || gen > UINT16_MAX ||
+	    fabric_msg_get_u64(&m, TXN_CF_LUT, &lut) != 0)
+		return -EBADMSG;
+	rc = fabric_msg_get_bytes(&m, TXN_CF_SET, &set, &set_len);
+	if (rc == -EBADMSG || (rc == 0 && (set_len == 0 || set_len > RECORD_SET_MAX)))
+		return -EBADMSG;
+	ns = remote_ns(rm, (const char *)name, name_len);
+	if (ns == NULL)
+		return TXN_ENOTMASTER;
+	atomic_inc(&txn_namespace_of(ns)->reclaims_received);
+	/* A set this node does not know: it holds no record of it. */
+	if (set_len > 0 && set_lookup(&ns->sets, (const char *)set, set_len, &t.set_id) != 0)
+		return 0;
+	memcpy(t.digest.bytes, dig, DIGEST_SIZE);
+	t.generation = (uint16_t)gen;
+	t.last_update_ms = lut;
+	rc = namespace_tomb_reclaim(ns, &t);
+	return rc > 0 ? 0 : rc;
+}
+
 int
 txn_remote_create(struct rpc *rpc, uint64_t self, const uint32_t *transaction_max_ms,
     uint32_t failover_ms, struct txn_remote **out)
@@ -626,6 +733,8 @@ txn_remote_create(struct rpc *rpc, uint64_t self, const uint32_t *transaction_ma
 		rc = rpc_handler_set(rpc, RPC_OP_TXN_PROXY_READ, RPC_HANDLER_IDEMPOTENT, handle_proxy, rm);
 	if (rc == 0)
 		rc = rpc_handler_set(rpc, RPC_OP_TXN_REPLICA, 0, handle_replica, rm);
+	if (rc == 0)   /* asked twice: the second finds nothing to drop */
+		rc = rpc_handler_set(rpc, RPC_OP_TXN_RECLAIM, RPC_HANDLER_IDEMPOTENT, handle_reclaim, rm);
 	/* served on the fabric thread when that cannot block (docs/cluster.md RPC) */
 	if (rc == 0)
 		rc = rpc_handler_inline_set(rpc, RPC_OP_TXN_PROXY_READ, handle_proxy_inline);

@@ -91,6 +91,17 @@ enum txn_answer_field {
 #define TXN_MSG_PROXY 1
 #define TXN_MSG_ANSWER 2
 #define TXN_MSG_REPLICA 3
+#define TXN_MSG_RECLAIM 4
+
+/* Field ids of a tombstone reclaim (TXN_MSG_RECLAIM): the master asks a
+ * replica to drop this tombstone if it is still its current version. */
+enum txn_reclaim_field {
+	TXN_CF_NS = 1,          /* bytes: namespace name */
+	TXN_CF_SET = 2,         /* bytes (absent: the null set) */
+	TXN_CF_DIGEST = 3,      /* bytes, 20 */
+	TXN_CF_GENERATION = 4,  /* u32 (16 bits) */
+	TXN_CF_LUT = 5,         /* u64: last-update time, ms since the recfs epoch */
+};
 #define TXN_ATTR_WIRE_SIZE 84
 
 /* The TXN_PW_* bits of TXN_PF_W_SET. */

@@ -47,7 +47,8 @@ attr_put(uint8_t *p, const struct record_attr *a)
 	put_le(p, a->generation, 2), p += 2;
 	put_le(p, a->void_time, 4), p += 4;
 	put_le(p, a->partition, 4), p += 4;
-	*p = a->damaged;
+	/* bit 0: damaged, bit 1: the head of a large file */
+	*p = (uint8_t)(a->damaged | a->chunked << 1);
 }
 
 static int
@@ -70,9 +71,10 @@ attr_get(const uint8_t *p, struct record_attr *a)
 	a->generation = (uint16_t)get_le(p, 2), p += 2;
 	a->void_time = (uint32_t)get_le(p, 4), p += 4;
 	a->partition = (uint32_t)get_le(p, 4), p += 4;
-	if (*p > 1 || a->partition >= PARTITION_COUNT)
+	if (*p > 3 || a->partition >= PARTITION_COUNT)
 		return -EBADMSG;
-	a->damaged = *p;
+	a->damaged = *p & 1;
+	a->chunked = (*p >> 1) & 1;
 	return 0;
 }
 

@@ -53,7 +53,13 @@ name_ok(const char *s, size_t len, size_t max)
 static bool
 kind_ok(unsigned kind)
 {
-	return kind >= SET_MSG_MERGE && kind <= SET_MSG_CHECK_NAME;
+	return kind >= SET_MSG_MERGE && kind <= SET_MSG_USED_MORE;
+}
+
+static bool
+set_msg_is_check(unsigned kind)
+{
+	return kind == SET_MSG_CHECK_EMPTY || kind == SET_MSG_CHECK_NAME;
 }
 
 int
@@ -62,7 +68,7 @@ set_msg_encode_header(uint8_t *buf, size_t cap, uint8_t kind, const char *ns, ui
 	size_t nl = strlen(ns);
 
 	if (!kind_ok(kind) || !name_ok(ns, nl, SET_MSG_NS_MAX) || n > SET_MSG_ENTRIES_MAX ||
-	    (kind != SET_MSG_MERGE && n != 1))
+	    (set_msg_is_check(kind) && n != 1))
 		return -EINVAL;
 	if (cap < 5 + nl)
 		return -EMSGSIZE;
@@ -144,7 +150,7 @@ set_msg_decode(const uint8_t *buf, size_t len, struct set_msg *m)
 	memcpy(m->ns, buf + 3, nl);
 	m->ns[nl] = '\0';
 	m->n = (uint16_t)(buf[3 + nl] | buf[4 + nl] << 8);
-	if (m->n > SET_MSG_ENTRIES_MAX || (m->kind != SET_MSG_MERGE && m->n != 1))
+	if (m->n > SET_MSG_ENTRIES_MAX || (set_msg_is_check(m->kind) && m->n != 1))
 		return -EBADMSG;
 	off = 5 + nl;
 	m->entries = buf + off;

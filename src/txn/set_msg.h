@@ -7,7 +7,7 @@
  * knows it (name, live or removed, the last-update time of that state,
  * its directory metadata).  A merge message carries up to
  * SET_MSG_ENTRIES_MAX entries (a whole set table takes several), a check
- * message exactly one.
+ * message exactly one, a used message 0 or more.
  *
  * Wire format (little endian), never changed without a new version:
  *   u8 version (1), u8 kind, u8 ns_len (1..31), ns bytes, u16 n,
@@ -39,6 +39,12 @@ enum set_msg_kind {
 	SET_MSG_MERGE = 1,        /* take each entry if newer than what is here */
 	SET_MSG_CHECK_EMPTY = 2,  /* one entry: -ENOTEMPTY if a live record of it is here */
 	SET_MSG_CHECK_NAME = 3,   /* one entry: -EEXIST if a null-set record of that name is here */
+	/* The sets without a marker that the sender holds records of (live,
+	 * lut_ms: the set's ctime, mtime_ns), 0..SET_MSG_ENTRIES_MAX entries:
+	 * USED replaces what the receiver knew of the sender's, USED_MORE
+	 * (the next pages) adds to it. */
+	SET_MSG_USED = 4,
+	SET_MSG_USED_MORE = 5,
 };
 
 struct set_msg_entry {

@@ -32,6 +32,8 @@
 #include "set_msg.h"
 #include "txn_i.h"
 
+static void kick_locked(struct txn_sets *s);
+
 /* A table that a node did not take is sent again after this (ms). */
 #define SETS_RETRY_MS 1000
 
@@ -47,8 +49,25 @@ struct txn_sets {
 	bool stop;
 	pthread_t thread;
 	bool started;
+	/* Sets without a marker that other nodes hold records of, as each
+	 * node last said (SET_MSG_USED): lock. */
+	struct used_set *used;
+	size_t n_used, cap_used;
 	uint8_t buf[SET_MSG_MAX];      /* the table thread's */
 };
+
+/* One node's set of records only (sets_cluster.c "used" table). */
+struct used_set {
+	uint64_t node;
+	const struct namespace *ns;
+	char name[SET_MSG_NAME_MAX + 1];
+	uint8_t len;
+	uint64_t ctime_ms;
+	int64_t mtime_ns;
+};
+
+/* At most this many entries per node and namespace (a set table's ids). */
+#define USED_PER_NODE_MAX (SET_ID_MAX + 1)
 
 /*
  * The namespace a request names, on the node the handlers serve: -EAGAIN
@@ -69,6 +88,134 @@ handler_namespace(struct txn_sets *s, const char *name, struct namespace **out)
 	return *out != NULL ? 0 : -ENOENT;
 }
 
+/* What from_node says of its sets of records only (SET_MSG_USED: all of
+ * them, replacing what it said before; _MORE: the next page). */
+static int
+used_take(struct txn_sets *s, const struct namespace *ns, uint64_t from_node, struct set_msg *m)
+{
+	struct set_msg_entry e;
+	size_t had = 0;
+	int rc = 0;
+
+	pthread_mutex_lock(&s->lock);
+	for (size_t i = 0; i < s->n_used;) {
+		struct used_set *u = &s->used[i];
+
+		if (u->node == from_node && u->ns == ns) {
+			if (m->kind == SET_MSG_USED) {
+				*u = s->used[--s->n_used];
+				continue;
+			}
+			had++;
+		}
+		i++;
+	}
+	while (set_msg_entry_next(m, &e)) {
+		if (had >= USED_PER_NODE_MAX) {
+			rc = -ENOSPC;
+			break;
+		}
+		if (s->n_used == s->cap_used) {
+			size_t cap = s->cap_used ? s->cap_used * 2 : 64;
+			struct used_set *v = realloc(s->used, cap * sizeof(*v));
+
+			if (v == NULL) {
+				rc = -ENOMEM;
+				break;
+			}
+			s->used = v;
+			s->cap_used = cap;
+		}
+		struct used_set *u = &s->used[s->n_used++];
+
+		*u = (struct used_set){ .node = from_node, .ns = ns, .len = e.len,
+		    .ctime_ms = e.lut_ms, .mtime_ns = e.mtime_ns };
+		memcpy(u->name, e.name, e.len);
+		had++;
+	}
+	pthread_mutex_unlock(&s->lock);
+	return rc;
+}
+
+static bool
+in_succession_locked(const struct txn_sets *s, uint64_t node)
+{
+	for (unsigned i = 0; i < s->n; i++)
+		if (s->succession[i] == node)
+			return true;
+	return false;
+}
+
+bool
+txn_sets_used_elsewhere(struct txn_sets *s, const struct namespace *ns, const char *name,
+    size_t len, uint64_t *ctime_ms, int64_t *mtime_ns)
+{
+	bool found = false;
+
+	*ctime_ms = 0;
+	*mtime_ns = 0;
+	pthread_mutex_lock(&s->lock);
+	for (size_t i = 0; i < s->n_used; i++) {
+		const struct used_set *u = &s->used[i];
+
+		if (u->ns != ns || u->len != len || memcmp(u->name, name, len) != 0 ||
+		    !in_succession_locked(s, u->node))
+			continue;
+		found = true;
+		if (u->ctime_ms > *ctime_ms)
+			*ctime_ms = u->ctime_ms;
+		if (u->mtime_ns > *mtime_ns)
+			*mtime_ns = u->mtime_ns;
+	}
+	pthread_mutex_unlock(&s->lock);
+	return found;
+}
+
+static int
+name_cmp(const void *a, const void *b)
+{
+	const struct used_set *x = a, *y = b;
+	int c = memcmp(x->name, y->name, x->len < y->len ? x->len : y->len);
+
+	return c != 0 ? c : (int)x->len - (int)y->len;
+}
+
+int
+txn_sets_used_foreach(struct txn_sets *s, const struct namespace *ns,
+    int (*fn)(void *arg, const char *name, size_t len), void *arg)
+{
+	struct used_set *v = NULL;
+	size_t n = 0;
+	bool nomem;
+	int rc = 0;
+
+	pthread_mutex_lock(&s->lock);
+	if (s->n_used > 0)
+		v = malloc(s->n_used * sizeof(*v));
+	nomem = s->n_used > 0 && v == NULL;
+	for (size_t i = 0; v != NULL && i < s->n_used; i++)
+		if (s->used[i].ns == ns && in_succession_locked(s, s->used[i].node))
+			v[n++] = s->used[i];
+	pthread_mutex_unlock(&s->lock);
+	if (nomem)
+		return -ENOMEM;
+	if (n > 1)
+		qsort(v, n, sizeof(*v), name_cmp);
+	for (size_t i = 0; i < n && rc == 0; i++)
+		if (i == 0 || name_cmp(&v[i - 1], &v[i]) != 0)
+			rc = fn(arg, v[i].name, v[i].len);
+	free(v);
+	return rc;
+}
+
+void
+txn_sets_kick(struct txn_sets *s)
+{
+	pthread_mutex_lock(&s->lock);
+	kick_locked(s);
+	pthread_mutex_unlock(&s->lock);
+}
+
 static int
 sets_handler(void *arg, uint64_t from_node, const uint8_t *req, size_t len, struct rpc_reply *reply)
 {
@@ -78,7 +225,6 @@ sets_handler(void *arg, uint64_t from_node, const uint8_t *req, size_t len, stru
 	struct set_msg m;
 	int rc = 0;
 
-	(void)from_node;
 	reply->len = 0;
 	if (set_msg_decode(req, len, &m) != 0)
 		return -EBADMSG;
@@ -86,6 +232,8 @@ sets_handler(void *arg, uint64_t from_node, const uint8_t *req, size_t len, stru
 	if (rc != 0)
 		return rc;
 	NS_COUNT_ADD(ns, set_changes_received, 1);
+	if (m.kind == SET_MSG_USED || m.kind == SET_MSG_USED_MORE)
+		return used_take(s, ns, from_node, &m);
 	while (set_msg_entry_next(&m, &e)) {
 		int erc = m.kind == SET_MSG_MERGE ? txn_set_merge(ns, &e) : txn_set_check(ns, m.kind, &e);
 
@@ -206,6 +354,53 @@ send_table(struct txn_sets *s, struct namespace *ns, const uint64_t *succession,
 	return ok;
 }
 
+/* The sets of records only here (no marker, records here), in pages, to
+ * the other nodes: the first page replaces what they knew of this node's.
+ * true when every node took every page. */
+static bool
+send_used(struct txn_sets *s, struct namespace *ns, const uint64_t *succession, unsigned n)
+{
+	uint32_t max_id = atomic_load_acquire(&ns->sets.n);
+	uint32_t id = 1;
+	bool ok = true, first = true;
+
+	while (first || id <= max_id) {
+		uint8_t kind = first ? SET_MSG_USED : SET_MSG_USED_MORE;
+		int hl = set_msg_encode_header(s->buf, sizeof(s->buf), kind, ns->name, 0);
+		size_t len;
+		uint16_t k = 0;
+		int err;
+
+		if (hl < 0)
+			return false;
+		len = (size_t)hl;
+		for (; id <= max_id && k < SET_MSG_ENTRIES_MAX; id++) {
+			const struct ns_set *set = &ns->sets.sets[id];
+			struct set_msg_entry e = { .live = true };
+			int el;
+
+			if (atomic_load_relaxed(&set->marker) || atomic_load_relaxed(&set->objects) == 0)
+				continue;
+			memcpy(e.name, set->name, set->len);
+			e.len = set->len;
+			e.lut_ms = atomic_load_relaxed(&set->ctime_ms);
+			e.mtime_ns = atomic_load_relaxed(&set->mtime_ns);
+			el = set_msg_encode_entry(s->buf + len, sizeof(s->buf) - len, &e);
+			if (el < 0)
+				continue;
+			len += (size_t)el;
+			k++;
+		}
+		if (k == 0 && !first)
+			break;
+		(void)set_msg_encode_header(s->buf, sizeof(s->buf), kind, ns->name, k);
+		if (send_all(s, ns, succession, n, s->buf, len, &err) > 0)
+			ok = false;
+		first = false;
+	}
+	return ok;
+}
+
 static void *
 sets_thread(void *arg)
 {
@@ -229,7 +424,8 @@ sets_thread(void *arg)
 		pthread_mutex_unlock(&s->lock);
 		if (n > 1)
 			for (unsigned i = 0; i < node_namespace_count(node); i++)
-				if (!send_table(s, node_namespace(node, i), succession, n))
+				if (!send_table(s, node_namespace(node, i), succession, n) ||
+				    !send_used(s, node_namespace(node, i), succession, n))
 					ok = false;
 		pthread_mutex_lock(&s->lock);
 		if (!ok && !s->stop) {
@@ -659,5 +855,6 @@ txn_sets_destroy(struct txn_sets *s)
 	txn_sets_stop(s);
 	pthread_cond_destroy(&s->cv);
 	pthread_mutex_destroy(&s->lock);
+	free(s->used);
 	free(s);
 }

@@ -39,6 +39,7 @@
 #include "../base/clock.h"
 #include "../base/log.h"
 #include "../cluster/partition.h"
+#include "chunk.h"
 #include "remote.h"
 #include "set_msg.h"
 #include "txn_i.h"
@@ -88,6 +89,7 @@ attr_from_entry(struct namespace *ns, const struct index_entry *e, struct record
 	a->digest = e->digest;
 	a->size = e->size;
 	a->damaged = e->damaged;
+	a->chunked = e->chunked;
 	a->has_meta = e->has_meta;
 	a->mode = index_entry_mode(e);
 	a->uid = e->uid;
@@ -113,14 +115,16 @@ target_fill(struct namespace *ns, const struct txn_key *k, struct txn_target *t)
  * The first step of every public record operation: check the names and
  * compute the digest and partition.  Nothing is looked up or created, so an
  * operation refused here or by routing leaves no trace.  Key first, then
- * set (the errors callers have always seen).
+ * set (the errors callers have always seen).  A key may be internal.
  */
 static int
 target_resolve(struct namespace *ns, const struct txn_key *k, struct txn_target *t)
 {
-	/* A name, or an entry of a tree directory inside a set (tree.c). */
-	int rc = k->set_len > 0 && tree_key_valid(k->key, k->key_len) ? 0 :
-	    record_key_check(k->key, k->key_len);
+	/* A name, an entry of a tree directory inside a set (tree.c), or a
+	 * large file's chunk (chunk.c): the internal keys (record.h) are this
+	 * layer's own records; a file name never starts with '/'. */
+	int rc = (k->set_len > 0 && tree_key_valid(k->key, k->key_len)) ||
+	    record_key_is_chunk(k->key, k->key_len) ? 0 : record_key_check(k->key, k->key_len);
 
 	if (rc == 0 && k->set_len > 0)
 		rc = record_set_name_check(k->set, k->set_len);
@@ -261,6 +265,30 @@ replica_flat(struct namespace *ns, const struct record *r, uint8_t **flat, uint3
 	return 0;
 }
 
+/*
+ * Before a record version is stored here (record lock held): in a cluster,
+ * this node must still master its partition in the current table.  An
+ * operation routed here under an older table may have waited for the
+ * record lock (held by a write that waited for its replicas) while the
+ * succession changed: it must not run at a node that is no longer the
+ * master, beside the new one.  TXN_ENOTMASTER: the caller routes it again
+ * once (dispatch, or the proxying node).  Set markers are every node's.
+ */
+static int
+master_check(struct namespace *ns, const struct record *r)
+{
+	struct txn_namespace *x = txn_namespace_of(ns);
+	struct partition_rsv rsv;
+	bool mine;
+
+	if (atomic_load_acquire(&x->remote) == NULL || (r->flags & RECORD_F_SET_MARKER))
+		return 0;
+	partition_reserve(x->partitions, digest_partition(&r->digest), &rsv);
+	mine = rsv.am_master && rsv.cluster_key != 0;
+	partition_release(&rsv);
+	return mine ? 0 : TXN_ENOTMASTER;
+}
+
 /* Send flat (from replica_flat; freed here) to the other replicas. */
 static int
 replica_send(struct namespace *ns, uint8_t *flat, uint32_t size, bool durable)
@@ -293,6 +321,9 @@ commit_record(struct namespace *ns, uint16_t set_id, struct index_entry *e, stru
 		COUNT(ns, fail_record_too_big);
 		return -EFBIG;
 	}
+	rc = master_check(ns, r);
+	if (rc != 0)
+		return rc;
 	rc = storage_write(ns->storage, r, (uint32_t)size, &loc);
 	if (rc == -ENOSPC)
 		COUNT(ns, fail_out_of_space);
@@ -385,8 +416,10 @@ txn_drop_record(struct namespace *ns, uint16_t set_id, const struct digest *d)
 
 /*
  * Delete the record of entry e (record lock held): on a persistent engine a
- * tombstone replaces it so a restart can never bring it back; otherwise
- * the entry simply goes.
+ * tombstone replaces it so a restart can never bring it back; on a memory
+ * engine in a cluster too, so that a migration cannot bring back the copy
+ * of a node that was away (the tomb raider reclaims it after
+ * tomb-raider-eligible-age); otherwise the entry simply goes.
  */
 static int
 delete_entry(struct namespace *ns, struct index_entry *e, const char *set, uint8_t set_len)
@@ -405,12 +438,14 @@ delete_entry(struct namespace *ns, struct index_entry *e, const char *set, uint8
 	r.set_len = set_len;
 	r.key = e->key;
 	r.key_len = e->key_len;
-	if (!ns->storage->persistent) {
-		/* The entry goes; the other replicas get the tombstone (and drop
-		 * their copy the same way: txn_replica_apply). */
+	if (!ns->storage->persistent && atomic_load_acquire(&txn_namespace_of(ns)->remote) == NULL) {
+		/* Alone: the entry goes, nothing would ever need the tombstone. */
 		uint8_t *flat;
 		uint32_t flat_size;
-		int rc = replica_flat(ns, &r, &flat, &flat_size);
+		int rc = master_check(ns, &r);
+
+		if (rc == 0)
+			rc = replica_flat(ns, &r, &flat, &flat_size);
 
 		if (rc != 0)
 			return rc;
@@ -463,6 +498,40 @@ entry_load(struct namespace *ns, const struct index_entry *e, struct record *r, 
 	return rc;
 }
 
+/* A large file's head: its size is the map's (the index keeps the head's
+ * own, empty, file bin).  r: the decoded head. */
+static void
+head_size_from(const struct record *r, struct record_attr *a)
+{
+	const struct bin *b = txn_chunk_map_bin(r);
+	struct txn_chunk_map m;
+
+	if (b == NULL || txn_chunk_map_decode(b->v.bytes.data, b->v.bytes.len, &m) != 0)
+		return;  /* a bad map: size 0, and its reads fail (fuse/handle.c) */
+	a->size = m.size;
+	txn_chunk_map_free(&m);
+}
+
+/* The size of the large file whose head is (set_id, d), read from the head
+ * (the record lock taken here): stat and listings of large files cost one
+ * read of the head, those of every other record none. */
+static void
+head_size_fix(struct namespace *ns, uint16_t set_id, const struct digest *d, struct record_attr *a)
+{
+	struct index_entry *e;
+	struct record r;
+	uint8_t *buf = NULL;
+
+	record_init(&r);
+	index_record_lock(ns->index, d);
+	e = entry_get(ns, set_id, d);
+	if (e != NULL && e->chunked && entry_load(ns, e, &r, &buf) == 0)
+		head_size_from(&r, a);
+	index_record_unlock(ns->index, d);
+	record_release(&r);
+	free(buf);
+}
+
 /* ---- stat and read ------------------------------------------------------ */
 
 /*
@@ -492,6 +561,8 @@ stat_record(const struct txn_target *t, struct record_attr *out)
 	else
 		rc = -ENOENT;
 	pthread_rwlock_unlock(&p->lock);
+	if (rc == 0 && out->chunked)
+		head_size_fix(ns, set_id, &t->digest, out);
 	if (rc == 0)
 		COUNT(ns, client_lookup_success);
 	else
@@ -530,6 +601,8 @@ read_record(const struct txn_target *t, struct txn_record *out, bool nowait)
 	index_record_unlock(ns->index, d);
 	if (rc == 0)
 		out->file_bin = file_bin_of(ns, &out->rec);
+	if (rc == 0 && out->attr.chunked)
+		head_size_from(&out->rec, &out->attr);
 count:
 	if (rc == 0)
 		COUNT(ns, client_read_success);
@@ -624,6 +697,22 @@ apply_bin_ops(struct namespace *ns, struct record *r, const struct txn_write *w)
 	return 0;
 }
 
+static void map_of_entry(struct namespace *ns, const struct index_entry *e, struct txn_chunk_map *map);
+static void victim_drop(struct namespace *ns, const struct txn_key *k, struct txn_chunk_map *victim,
+    const struct record *now);
+
+/* w's operation on a large file's chunk map bin (txn_chunk_commit gives
+ * one, rename_across removes one), or NULL. */
+static const struct txn_bin_op *
+write_map_op(const struct txn_write *w)
+{
+	for (size_t i = 0; i < w->n_bins; i++)
+		if (w->bins[i].name_len == sizeof(RECORD_BIN_CHUNK_MAP) - 1 &&
+		    memcmp(w->bins[i].name, RECORD_BIN_CHUNK_MAP, w->bins[i].name_len) == 0)
+			return &w->bins[i];
+	return NULL;
+}
+
 static int
 write_record(const struct txn_target *t, const struct txn_write *w, struct record_attr *out)
 {
@@ -633,6 +722,7 @@ write_record(const struct txn_target *t, const struct txn_write *w, struct recor
 	uint16_t set_id;
 	struct index_entry *e;
 	struct record old, r;
+	struct txn_chunk_map victim = { 0 };
 	uint8_t *old_buf = NULL, *resized = NULL;
 	const struct bin *old_file = NULL;
 	bool exists, locked = false;
@@ -696,6 +786,14 @@ write_record(const struct txn_target *t, const struct txn_write *w, struct recor
 		if (rc != 0)
 			goto out;
 		old_file = file_bin_of(ns, &old);
+		/* A large file's map: its chunks go if this write replaces the
+		 * file by another (new content, another file's map), not when
+		 * it only takes the map away (rename_across: the chunks are
+		 * the new name's). */
+		const struct bin *mb = txn_chunk_map_bin(&old);
+		const struct txn_bin_op *mop = write_map_op(w);
+		if (mb != NULL && !(mop != NULL && (mop->flags & TXN_BIN_REMOVE)))
+			(void)txn_chunk_map_decode(mb->v.bytes.data, mb->v.bytes.len, &victim);
 		for (int i = 0; i < old.n_bins; i++) {
 			const struct bin *b = &old.bins[i];
 
@@ -798,6 +896,15 @@ write_record(const struct txn_target *t, const struct txn_write *w, struct recor
 		goto out;
 	}
 	rc = bin_set(&r, fb, fb_len, BIN_BLOB, content, (uint32_t)content_len, 0, 0);
+	/* New content given without a chunk map replaces a large file's
+	 * content whole: the record is a small file again (its chunks are
+	 * dropped after the write: victim_drop). */
+	if (rc == 0 && content_changed && write_map_op(w) == NULL) {
+		int mi = bin_index(&r, RECORD_BIN_CHUNK_MAP, sizeof(RECORD_BIN_CHUNK_MAP) - 1);
+
+		if (mi >= 0)
+			bin_remove_at(&r, mi);
+	}
 	if (rc == 0)
 		rc = apply_bin_ops(ns, &r, w);
 	if (rc != 0)
@@ -810,6 +917,9 @@ write_record(const struct txn_target *t, const struct txn_write *w, struct recor
 out:
 	if (locked)
 		index_record_unlock(ns->index, &d);
+	if (rc == 0)
+		victim_drop(ns, k, &victim, &r);
+	txn_chunk_map_free(&victim);
 	record_release(&r);
 	record_release(&old);
 	free(old_buf);
@@ -823,11 +933,27 @@ out:
 
 /* ---- delete, rename, sync ----------------------------------------------- */
 
+/* The chunk map of e (a head; record lock held); left empty if unreadable. */
+static void
+map_of_entry(struct namespace *ns, const struct index_entry *e, struct txn_chunk_map *map)
+{
+	struct record r;
+	uint8_t *buf = NULL;
+	const struct bin *b;
+
+	record_init(&r);
+	if (entry_load(ns, e, &r, &buf) == 0 && (b = txn_chunk_map_bin(&r)) != NULL)
+		(void)txn_chunk_map_decode(b->v.bytes.data, b->v.bytes.len, map);
+	record_release(&r);
+	free(buf);
+}
+
 static int
 delete_record(const struct txn_target *t)
 {
 	struct namespace *ns = t->ns;
 	const struct digest *d = &t->digest;
+	struct txn_chunk_map map = { 0 };
 	uint16_t set_id;
 	struct index_entry *e;
 	int rc = target_set(t, false, &set_id);
@@ -836,11 +962,20 @@ delete_record(const struct txn_target *t)
 		goto count;
 	index_record_lock(ns->index, d);
 	e = entry_get(ns, set_id, d);
-	if (!entry_visible(e, clock_epoch_s()))
+	if (!entry_visible(e, clock_epoch_s())) {
 		rc = -ENOENT;
-	else
+	} else {
+		/* A large file's chunks go with its head: the map first. */
+		if (e->chunked && !e->damaged)
+			map_of_entry(ns, e, &map);
 		rc = delete_entry(ns, e, t->k.set, (uint8_t)t->k.set_len);
+	}
 	index_record_unlock(ns->index, d);
+	/* After the head (the commit point): a crash in between leaves
+	 * unnamed chunks, the reclaimer's. */
+	if (rc == 0 && map.n > 0)
+		(void)txn_chunk_drop(ns, t->k.set, t->k.set_len, &map);
+	txn_chunk_map_free(&map);
 count:
 	if (rc == 0)
 		COUNT(ns, client_delete_success);
@@ -851,6 +986,25 @@ count:
 	return rc;
 }
 
+/* After a write or rename replaced a large file (victim: its map, if it
+ * was one) by anything but the same file, its chunks go (no lock held). */
+static void
+victim_drop(struct namespace *ns, const struct txn_key *k, struct txn_chunk_map *victim,
+    const struct record *now)
+{
+	const struct bin *b = now != NULL ? txn_chunk_map_bin(now) : NULL;
+	struct txn_chunk_map m;
+	bool same = false;
+
+	if (b != NULL && txn_chunk_map_decode(b->v.bytes.data, b->v.bytes.len, &m) == 0) {
+		same = m.file_id == victim->file_id;
+		txn_chunk_map_free(&m);
+	}
+	if (victim->n > 0 && !same)
+		(void)txn_chunk_drop(ns, k->set, k->set_len, victim);
+	txn_chunk_map_free(victim);
+}
+
 /*
  * Store r, a record read under another name (last-update time from_lut,
  * inode number ino, atime atime), as the record of tt (its set tset; its
@@ -859,13 +1013,16 @@ count:
  */
 static int
 commit_renamed(const struct txn_target *tt, uint16_t tset, struct index_entry *te,
-    struct record *r, uint64_t from_lut, uint64_t ino, int64_t atime)
+    struct record *r, uint64_t from_lut, uint64_t ino, int64_t atime, struct txn_chunk_map *victim)
 {
 	struct namespace *ns = tt->ns;
 	const struct txn_key *to = &tt->k;
 	struct entry_info ci;
 	int rc;
 
+	/* A large file replaced: its chunks go once the locks are released. */
+	if (entry_visible(te, clock_epoch_s()) && te->chunked && !te->damaged)
+		map_of_entry(ns, te, victim);
 	r->digest = tt->digest;
 	r->set = to->set;
 	r->set_len = (uint8_t)to->set_len;
@@ -907,6 +1064,7 @@ rename_in(const struct txn_target *tt, const struct txn_record *src, unsigned fl
 	struct namespace *ns = tt->ns;
 	struct index_entry *te;
 	struct record r = src->rec;
+	struct txn_chunk_map victim = { 0 };
 	uint16_t tset;
 	int rc;
 
@@ -932,9 +1090,12 @@ rename_in(const struct txn_target *tt, const struct txn_record *src, unsigned fl
 	} else {
 		/* The number the old name showed (txn_read's attributes). */
 		rc = commit_renamed(tt, tset, te, &r, src->attr.last_update_ms, src->attr.ino,
-		    src->attr.atime_ns);
+		    src->attr.atime_ns, &victim);
 	}
 	index_record_unlock(ns->index, &tt->digest);
+	if (rc == 0)
+		victim_drop(ns, &tt->k, &victim, &r);
+	txn_chunk_map_free(&victim);
 	if (rc == 0)
 		COUNT(ns, client_write_success);
 	return rc;
@@ -949,6 +1110,7 @@ rename_record(const struct txn_target *tf, const struct txn_target *tt, unsigned
 	uint16_t fset, tset;
 	struct index_entry *fe, *te;
 	struct record r;
+	struct txn_chunk_map victim = { 0 };
 	uint8_t *buf = NULL;
 	uint32_t now = clock_epoch_s();
 	int rc;
@@ -993,7 +1155,7 @@ rename_record(const struct txn_target *tf, const struct txn_target *tt, unsigned
 	uint64_t ino;
 	int64_t atime;
 	entry_extra(ns, fe, &ino, &atime);
-	rc = commit_renamed(tt, tset, te, &r, fe->last_update_ms, ino, atime);
+	rc = commit_renamed(tt, tset, te, &r, fe->last_update_ms, ino, atime, &victim);
 	if (rc != 0)
 		goto out;
 	rc = delete_entry(ns, fe, from->set, (uint8_t)from->set_len);
@@ -1001,6 +1163,9 @@ rename_record(const struct txn_target *tf, const struct txn_target *tt, unsigned
 		log_error("txn", "{%s} rename: old name left behind: %s", ns->name, recfs_strerror(rc));
 out:
 	index_record_unlock_pair(ns->index, &fd, &td);
+	if (rc == 0)
+		victim_drop(ns, to, &victim, &r);
+	txn_chunk_map_free(&victim);
 	record_release(&r);
 	free(buf);
 	if (rc == 0)
@@ -1194,14 +1359,41 @@ set_remove_local(const struct txn_target *t)
 	return rc;
 }
 
+static struct txn_sets *sets_of(struct namespace *ns);
+
+/*
+ * A set that has no marker and no record here may still have records on
+ * other nodes (a set made by a write, its records elsewhere): the sets
+ * layer knows which, from what each node sends (docs/cluster.md, "Sets
+ * and listings").  0 and its times (out: may be NULL), or -ENOENT.
+ */
+static int
+set_elsewhere(struct namespace *ns, const char *set, size_t len, struct record_attr *out)
+{
+	struct txn_sets *ss;
+	uint64_t ctime_ms;
+	int64_t mtime_ns;
+
+	if (atomic_load_acquire(&txn_namespace_of(ns)->remote) == NULL)
+		return -ENOENT;   /* a single node */
+	ss = sets_of(ns);
+	if (ss == NULL || !txn_sets_used_elsewhere(ss, ns, set, len, &ctime_ms, &mtime_ns))
+		return -ENOENT;
+	if (out != NULL) {
+		out->last_update_ms = ctime_ms;
+		out->mtime_ns = mtime_ns;
+	}
+	return 0;
+}
+
 int
 txn_set_exists(struct namespace *ns, const char *set, size_t len)
 {
 	uint16_t set_id;
 
-	if (set_lookup(&ns->sets, set, len, &set_id) != 0)
-		return -ENOENT;
-	return set_visible(&ns->sets.sets[set_id]) ? 0 : -ENOENT;
+	if (set_lookup(&ns->sets, set, len, &set_id) == 0 && set_visible(&ns->sets.sets[set_id]))
+		return 0;
+	return set_elsewhere(ns, set, len, NULL);
 }
 
 int
@@ -1214,11 +1406,11 @@ txn_set_stat(struct namespace *ns, const char *set, size_t len, struct record_at
 	uint16_t set_id;
 
 	memset(out, 0, sizeof(*out));
-	if (len == 0 || len > RECORD_SET_MAX || set_lookup(&ns->sets, set, len, &set_id) != 0)
+	if (len == 0 || len > RECORD_SET_MAX)
 		return -ENOENT;
+	if (set_lookup(&ns->sets, set, len, &set_id) != 0 || !set_visible(&ns->sets.sets[set_id]))
+		return set_elsewhere(ns, set, len, out);
 	s = &ns->sets.sets[set_id];
-	if (!set_visible(s))
-		return -ENOENT;
 	digest_compute(&d, set, len, "", 0);
 	p = index_partition_of(ns->index, &d);
 	pthread_rwlock_rdlock(&p->lock);
@@ -1445,6 +1637,28 @@ set_info_fill(const struct ns_set *s, struct txn_set_info *out)
 	out->tombstones = atomic_load_relaxed(&s->tombstones);
 }
 
+struct set_elsewhere_walk {
+	struct namespace *ns;
+	int (*fn)(void *arg, const struct txn_set_info *info);
+	void *arg;
+};
+
+/* A set another node holds records of: listed unless listed already (here
+ * too), with this node's counts (none). */
+static int
+set_elsewhere_one(void *arg, const char *name, size_t len)
+{
+	struct set_elsewhere_walk *w = arg;
+	struct txn_set_info info;
+	uint16_t set_id;
+
+	if (set_lookup(&w->ns->sets, name, len, &set_id) == 0 && set_visible(&w->ns->sets.sets[set_id]))
+		return 0;
+	memset(&info, 0, sizeof(info));
+	memcpy(info.name, name, len);
+	return w->fn(w->arg, &info);
+}
+
 int
 txn_set_foreach(struct namespace *ns, int (*fn)(void *arg, const struct txn_set_info *info),
     void *arg)
@@ -1462,6 +1676,14 @@ txn_set_foreach(struct namespace *ns, int (*fn)(void *arg, const struct txn_set_
 		if (rc != 0)
 			return rc;
 	}
+	/* And the sets of records only that other nodes hold records of. */
+	if (atomic_load_acquire(&txn_namespace_of(ns)->remote) != NULL) {
+		struct txn_sets *ss = sets_of(ns);
+		struct set_elsewhere_walk w = { .ns = ns, .fn = fn, .arg = arg };
+
+		if (ss != NULL)
+			return txn_sets_used_foreach(ss, ns, set_elsewhere_one, &w);
+	}
 	return 0;
 }
 
@@ -1470,8 +1692,14 @@ txn_set_info(struct namespace *ns, const char *set, size_t len, struct txn_set_i
 {
 	uint16_t set_id;
 
-	if (set_lookup(&ns->sets, set, len, &set_id) != 0 || !set_visible(&ns->sets.sets[set_id]))
-		return -ENOENT;
+	if (set_lookup(&ns->sets, set, len, &set_id) != 0 || !set_visible(&ns->sets.sets[set_id])) {
+		/* Its records are elsewhere: none here. */
+		if (len > RECORD_SET_MAX || set_elsewhere(ns, set, len, NULL) != 0)
+			return -ENOENT;
+		memset(out, 0, sizeof(*out));
+		memcpy(out->name, set, len);
+		return 0;
+	}
 	set_info_fill(&ns->sets.sets[set_id], out);
 	return 0;
 }
@@ -1573,12 +1801,16 @@ txn_list_local(struct namespace *ns, const char *set, size_t set_len, uint64_t d
     struct txn_cursor *cur, const uint8_t *mask, struct txn_entry *out, size_t max)
 {
 	uint16_t set_id = 0;
+	size_t n;
 
 	if (set_len > 0 && set_lookup(&ns->sets, set, set_len, &set_id) != 0)
 		return -ENOENT;
-	if (dir != 0)
-		return (int)dir_walk(ns, set_id, dir, cur, mask, out, max);
-	return (int)list_walk(ns, set_id, cur, mask, out, max);
+	n = dir != 0 ? dir_walk(ns, set_id, dir, cur, mask, out, max) :
+	    list_walk(ns, set_id, cur, mask, out, max);
+	for (size_t i = 0; i < n; i++)
+		if (out[i].attr.chunked)
+			head_size_fix(ns, set_id, &out[i].attr.digest, &out[i].attr);
+	return (int)n;
 }
 
 static int
@@ -1862,6 +2094,21 @@ is_set_op(enum txn_op_kind k)
 
 static int dispatch(const struct txn_target *t, const struct txn_op *op);
 
+/* A set of records only appeared or went here (namespace_entry_count):
+ * the other nodes are told (by the sets thread; no lock held here). */
+static void
+sets_used_flush(struct namespace *ns)
+{
+	if (atomic_load_relaxed(&ns->sets_used_changed) &&
+	    atomic_load_acquire(&txn_namespace_of(ns)->remote) != NULL &&
+	    atomic_exchange_relaxed(&ns->sets_used_changed, false)) {
+		struct txn_sets *ss = sets_of(ns);
+
+		if (ss != NULL)
+			txn_sets_kick(ss);
+	}
+}
+
 /*
  * A rename whose two names have different masters (docs/cluster.md,
  * "Rename"): read the old name (at its master), write its record under the
@@ -1877,16 +2124,32 @@ rename_across(const struct txn_target *tf, const struct txn_op *op)
 	struct txn_op rd = { .kind = TXN_OP_READ, .rec = &rec };
 	struct txn_op in = { .kind = TXN_OP_RENAME_IN, .rec = &rec, .flags = op->flags };
 	struct txn_op del = { .kind = TXN_OP_DELETE };
+	/* A large file's chunks now belong to the new name's head: the old
+	 * head loses its map first, so that its delete leaves them. */
+	struct txn_bin_op unmap_bin = { .name = RECORD_BIN_CHUNK_MAP,
+	    .name_len = sizeof(RECORD_BIN_CHUNK_MAP) - 1, .flags = TXN_BIN_REMOVE };
+	struct txn_write unmap_w = { .flags = TXN_UPDATE_ONLY, .bins = &unmap_bin, .n_bins = 1 };
+	struct txn_op unmap = { .kind = TXN_OP_WRITE, .w = &unmap_w };
+	bool chunked;
 	int rc;
 
 	memset(&rec, 0, sizeof(rec));
 	record_init(&rec.rec);
 	rc = dispatch(tf, &rd);
+	chunked = rc == 0 && rec.attr.chunked;
 	if (rc == 0)
 		rc = dispatch(op->to, &in);
 	txn_record_release(&rec);
 	if (rc != 0)
 		return rc;
+	if (chunked && (rc = dispatch(tf, &unmap)) != 0) {
+		/* Its delete would take the chunks the new name's head names. */
+		if (rc == -ENOENT)
+			return 0;
+		log_error("txn", "{%s} rename across masters: the old name of a large file is left "
+		    "behind: %s", tf->ns->name, recfs_strerror(rc));
+		return rc;
+	}
 	rc = dispatch(tf, &del);
 	if (rc == -ENOENT)   /* deleted meanwhile: the rename is done */
 		rc = 0;
@@ -1936,6 +2199,7 @@ dispatch(const struct txn_target *t, const struct txn_op *op)
 			rc = dup_resolve_op(t, op);
 			if (rc == 0)
 				rc = run_local(t, op);
+			sets_used_flush(t->ns);
 			break;
 		case TXN_ROUTE_REMOTE:
 			/* Expiry and eviction are the master's to do: not an error. */
@@ -2257,6 +2521,30 @@ txn_reclaim(struct namespace *ns, uint16_t set_id, const struct digest *d, uint3
 	return dispatch(&t, &op);
 }
 
+/* The tomb raider asks whether it may drop tombstone t (namespace.h
+ * raider_reclaim; its record lock held): alone, yes; in a cluster only
+ * the partition's master decides, once every other replica dropped the
+ * same tombstone or holds none (docs/cluster.md "Write path with
+ * replication"). */
+int
+txn_raider_reclaim(struct namespace *ns, const struct ns_tomb *t)
+{
+	struct txn_namespace *x = txn_namespace_of(ns);
+	struct txn_remote *rm = atomic_load_acquire(&x->remote);
+	struct partition_rsv rsv;
+	int rc;
+
+	if (rm == NULL)   /* alone; or detached for now (shutdown): keep it */
+		return atomic_load_relaxed(&x->had_network) ? -EAGAIN : 0;
+	partition_reserve(x->partitions, digest_partition(&t->digest), &rsv);
+	if (!rsv.am_master || rsv.cluster_key == 0)
+		rc = NS_RAID_NOT_MINE;
+	else
+		rc = txn_remote_reclaim(rm, ns, &rsv, t);
+	partition_release(&rsv);
+	return rc;
+}
+
 /* ---- the remote side (remote.c's handlers) ------------------------------ */
 
 /*
@@ -2336,6 +2624,7 @@ txn_proxy_serve(struct namespace *ns, const struct txn_proxy_req *q, struct reco
 		rc = run_local(&t, &op);
 	partition_release(&r1);
 	partition_release(&r2);
+	sets_used_flush(ns);
 	return rc;
 }
 
@@ -2368,9 +2657,9 @@ replica_apply(struct namespace *ns, const uint8_t *flat, uint32_t size, bool dur
 	}
 	rc = nowait ? namespace_apply_flat_nowait(ns, flat, size, false)
 	    : namespace_apply_flat(ns, flat, size, durable);
-	if (rc == 1 && (h.flags & RECORD_F_TOMBSTONE) && !ns->storage->persistent) {
-		/* Without persistence a delete drops the record (as the master's
-		 * did): nothing would ever reclaim the tombstone. */
+	if (rc == 1 && (h.flags & RECORD_F_TOMBSTONE) && !ns->storage->persistent &&
+	    atomic_load_acquire(&x->remote) == NULL) {
+		/* Detached meanwhile (as the master's delete would be): drop it. */
 		struct record r;
 		uint16_t set_id = 0;
 
@@ -2389,6 +2678,10 @@ replica_apply(struct namespace *ns, const uint8_t *flat, uint32_t size, bool dur
 	}
 out:
 	partition_release(&rsv);
+	/* Not on the fabric thread (nowait): the network's locks are not
+	 * taken there; the record's master tells the other nodes anyway. */
+	if (!nowait)
+		sets_used_flush(ns);
 	return rc;
 }
 

@@ -157,6 +157,8 @@ struct record_attr {
 	bool damaged;            /* the newest copy is damaged (cold start): reads fail
 	                          * (RECFS_ECHECKSUM), size is 0; an overwrite, a
 	                          * truncate to 0 or an unlink clears it */
+	bool chunked;            /* the head of a large file (txn/chunk.h): size is the
+	                          * file's, its content is in chunk records */
 };
 
 int txn_stat(struct namespace *ns, const struct txn_key *k, struct record_attr *out);

@@ -62,6 +62,14 @@ struct txn_namespace {
 	struct txn_migrate *migrate;
 	uint32_t dup_partitions;
 
+	/* A network was attached once in this process (atomic): detached
+	 * again (shutdown), the tomb raider does not act as a single node. */
+	bool had_network;
+	/* Tombstone reclaims between replicas (txn.c txn_raider_reclaim). */
+	uint64_t reclaims_sent;             /* atomic */
+	uint64_t reclaims_refused;          /* atomic */
+	uint64_t reclaims_received;         /* atomic */
+
 	/* The node that opened it (node_open): its network, for the cluster's
 	 * set changes (sets_cluster.c). */
 	struct node *node;
@@ -163,6 +171,15 @@ int txn_remote_proxy(struct txn_remote *rm, uint64_t master, const struct txn_ta
  * not answer OK in time: the version stays here). */
 int txn_remote_replicate(struct txn_remote *rm, struct namespace *ns, const uint8_t *flat,
     uint32_t size, bool durable);
+/* Master, tombstone t's record lock held: ask the other replicas of its
+ * partition (in the reservation rsv) to drop t.  0 when every one dropped
+ * it or holds none; -EBUSY (one kept it), -ETIMEDOUT (one did not answer
+ * in transaction-max-ms), -EIO. */
+int txn_remote_reclaim(struct txn_remote *rm, struct namespace *ns, const struct partition_rsv *rsv,
+    const struct ns_tomb *t);
+/* The namespace's raider_reclaim (namespace.h): this node decides the
+ * reclaims of the partitions it masters. */
+int txn_raider_reclaim(struct namespace *ns, const struct ns_tomb *t);
 /* txn.c, on an rpc worker: run a proxied operation if this node masters
  * its partition (else TXN_ENOTMASTER).  rec: a read's record. */
 int txn_proxy_serve(struct namespace *ns, const struct txn_proxy_req *q, struct record_attr *attr,
@@ -347,6 +364,17 @@ int txn_sets_send(struct txn_sets *s, struct namespace *ns, unsigned kind,
 int txn_sets_list(struct txn_sets *s, struct namespace *ns, const char *set, size_t set_len,
     uint64_t dir,
     struct txn_cursor *cur, struct txn_entry *out, size_t max);
+/* The sets table thread sends everything again soon (a set of records
+ * only appeared or went here: namespace->sets_used_changed). */
+void txn_sets_kick(struct txn_sets *s);
+/* Whether another node of the succession said it holds records of set
+ * name (no marker): true, with the newest ctime and mtime they gave. */
+bool txn_sets_used_elsewhere(struct txn_sets *s, const struct namespace *ns, const char *name,
+    size_t len, uint64_t *ctime_ms, int64_t *mtime_ns);
+/* fn for each set name other nodes of the succession hold records of
+ * (each once, sorted); stops at fn's first non-zero, returned. */
+int txn_sets_used_foreach(struct txn_sets *s, const struct namespace *ns,
+    int (*fn)(void *arg, const char *name, size_t len), void *arg);
 /* network.c: the set side of a started network. */
 struct txn_sets *txn_network_sets(struct txn_network *net);
 

@@ -2,8 +2,8 @@
 # t_bench_smoke: recfs-bench --quick runs to the end, prints its table and a
 # valid JSON document with every benchmark row, and leaves nothing behind
 # (no mount, no daemon, no temp dir) - also when interrupted with SIGINT
-# in the middle of the mount part and of the cluster part (3 recfsd nodes
-# and a single one).  Figures are not checked: timing belongs
+# in the middle of the mount part, of the cluster part (3 recfsd nodes
+# and a single one) and of the migration part (storage files removed too).  Figures are not checked: timing belongs
 # to the benchmark, never to a test (docs/benchmarks.md).
 . "${top_srcdir:-$(dirname "$0")/../..}/tests/integration/lib.sh"
 
@@ -53,7 +53,9 @@ for row in "write, 50,000 keys" "read, random keys" "mixed 50% write + 50% read"
 	"1 KiB write, single node" "1 KiB write, node A of 3, RF 1" "1 KiB write RF 2/single" \
 	"128 KiB write RF 1/single" "128 KiB write RF 2/single" "1 KiB read RF 2/single" \
 	"128 KiB read RF 2/single" "1 KiB read, A masters the name" "1 KiB read, another node masters it" \
-	"proxied p50 - local p50, in TCP RTTs" "1 KiB txn_write RF 2/single" "128 KiB txn_write RF 2/single"; do
+	"proxied p50 - local p50, in TCP RTTs" "1 KiB txn_write RF 2/single" "128 KiB txn_write RF 2/single" \
+	"records moved/s, 4th node joins" "bytes moved/s (fabric, all nodes)" "moved / min(fio, TCP)" \
+	"writes during / before"; do
 	check_true "table row '$row'" -n "$(grep -F "  $row " "$T/bench.out")"
 done
 check_true "cluster RF 2 mount writes judged" \
@@ -63,6 +65,10 @@ check_true "cluster embedded writes judged" \
 # Proxied reads: a figure judged against the target, or (no data path in
 # this build) the row saying so - never a figure of reads that stayed on A.
 check_true "proxied read judged or explained" -n "$(grep -E '  proxied p50 - local p50, in TCP RTTs .*((PASS|MISS) target proxied p50 <= local p50 \+ 2 x TCP RTT|SKIP no proxied reads: data path not in this build)' "$T/bench.out")"
+# The migration rate: judged against both targets, or (no migration in this
+# build, or storage on tmpfs) the rows saying why.
+check_true "migration rate judged or explained" -n "$(grep -E '  moved / min\(fio, TCP\) .*((PASS|MISS) target moved / min\(fio, TCP\) >= 0.5|SKIP (migration not in this build|migration never moved|storage dir .* tmpfs|no storage peer without fio))' "$T/bench.out")"
+check_true "writes during migration judged or explained" -n "$(grep -E '  writes during / before .*((PASS|MISS) target writes during / before >= 0.7|SKIP (migration not in this build|migration never moved|storage dir .* tmpfs))' "$T/bench.out")"
 check_true "memory target judged" -n "$(grep -E '(PASS|MISS) target >= 1,000,000 ops/s' "$T/bench.out")"
 check_true "no ERROR rows" -z "$(grep -E '  ERROR' "$T/bench.out")"
 check_true "summary line" -n "$(grep '^result: .* 0 not measured (ERROR)$' "$T/bench.out")"
@@ -82,6 +88,9 @@ need += ["cluster.mount.%s_%s.%s" % (op, size, c) for op in ("write", "read")
 need += ["cluster.proxy.local", "cluster.proxy.tcp_rtt", "cluster.proxy.remote", "cluster.proxy.check"]
 need += ["cluster.embedded.write_%s.%s" % (size, c) for size in ("1k", "128k")
          for c in ("single", "rf2", "rf2_ratio")]
+need += ["cluster.migrate." + r for r in ("records", "bytes", "ratio", "write_ratio")]
+if "cluster.migrate.records" not in {r["id"] for r in d["rows"] if r["verdict"] == "SKIP"}:
+    need += ["cluster.migrate." + r for r in ("load", "fio", "tcp_stream", "write_before", "write_during")]
 # Device rows, unless a whole device benchmark was a SKIP (temp dir on tmpfs:
 # no O_DIRECT); without fio their fio/ratio rows are SKIPs but present.
 skipped = {r["id"] for r in d["rows"] if r["verdict"] == "SKIP"}
@@ -162,6 +171,46 @@ fi
 wait "$BPID"
 check_eq "exit status after SIGINT in the cluster part" "$?" 130
 check_eq "nothing left behind after SIGINT in the cluster part" "$(leftovers)" ""
+[ -z "$(leftovers)" ] || scrub
+
+# ---- SIGINT in the middle of the migration part ------------------------------
+# Not --quick: the 1 GiB data set is being written when the signal lands.
+env TMPDIR="$BT" "$BENCH" --threads 1 --only cluster.migrate --recfsd "$RECFSD" \
+	>"$T/mint.out" 2>"$T/mint.err" &
+BPID=$!
+sent=no
+i=0
+while [ $i -lt 300 ] && [ "$(grep -c " $BT/.* fuse" /proc/self/mounts)" -lt 3 ]; do
+	sleep 0.1
+	i=$((i + 1))
+done
+if grep -q 'SKIP' "$T/mint.out" 2>/dev/null || ! kill -0 "$BPID" 2>/dev/null; then
+	note "the migration part ended before 3 mounts were seen (SKIP: $(grep -o 'SKIP [^;]*' "$T/mint.out" | head -n 1))"
+else
+	check_eq "bench mounted 3 migration nodes under its temp dir" \
+		"$(grep -c " $BT/.* fuse" /proc/self/mounts)" 3
+	sleep 1
+	kill -INT "$BPID"
+	sent=yes
+fi
+i=0
+while [ $i -lt 300 ] && kill -0 "$BPID" 2>/dev/null; do
+	sleep 0.1
+	i=$((i + 1))
+done
+if kill -0 "$BPID" 2>/dev/null; then
+	bad "recfs-bench (migration) did not exit within 30 s of SIGINT"
+	kill -KILL "$BPID"
+	scrub
+fi
+wait "$BPID"
+rc=$?
+if [ $sent = yes ]; then
+	check_eq "exit status after SIGINT in the migration part" "$rc" 130
+else
+	check_eq "exit status of the migration part without migration" "$rc" 0
+fi
+check_eq "nothing left behind after SIGINT in the migration part" "$(leftovers)" ""
 [ -z "$(leftovers)" ] || scrub
 
 finish

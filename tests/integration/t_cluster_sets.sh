@@ -20,7 +20,10 @@
 #     ls of the namespace directory (null-set records and sets);
 #   - a node that does not answer makes ls fail with EIO (not a shorter
 #     listing);
-#   - the counters set_changes_* and list_pages_* move.
+#   - the counters set_changes_* and list_pages_* move;
+#   - a set made by a write alone (an embedded-API member writes records
+#     into it, on itself and n1 only) is listed by ls and .info/sets on
+#     n2 and n3 too, with per-node counts, and goes with its last record.
 # The kernel caches lookups and attributes for entry-timeout and
 # attr-timeout (1 s): a check of a name another node changed after this
 # node looked it up waits up to 3 s; ls (readdir) is never cached.
@@ -188,5 +191,56 @@ check_true "n1 counted the change n2 did not take" "$(ns_value n1 set_changes_fa
 check_eq "eps is on n3 (it answered)" "$(lists n3)" "alpha delta eps recs "
 cluster_wait_agree 3 || fail "n2 did not come back"
 eventually "n2 gets eps once it answers again" "alpha delta eps recs " lists n2
+
+# ---- a set made by a write alone (no mkdir) ------------------------------------
+# Through a mount a set is always made by mkdir, so a fourth member that
+# uses the embedded API (tests/integration/embedded_member.c) writes 20
+# records into set "solo", each on the member and n1 only (RF 2): n2 and n3
+# hold none of them, yet list the set.
+MD=$T/member
+MID=00000000000000a0
+mkdir -p "$MD/work"
+sed -e "s|^  node-id: .*|  node-id: $MID|" -e "s|^  work-directory: .*|  work-directory: $MD/work|" \
+	-e "s|^  file: .*|  file: $MD/recfsd.log|" \
+	-e "s|^  fabric: .*|  fabric: { address: 127.0.0.1, port: $(cluster_free_port) }|" \
+	-e "s|^  seeds: .*|  seeds: [ \"$(cluster_addr n1)\" ]|" "$(cluster_dir n1)/recfs.yaml" >"$MD/recfs.yaml"
+cluster_test_before_stop() {
+	if [ -n "${MPID:-}" ] && kill -0 "$MPID" 2>/dev/null; then
+		kill -KILL "$MPID" 2>/dev/null
+		wait "$MPID" 2>/dev/null
+	fi
+}
+coproc MEMBER { exec "$top_builddir/tests/integration/embedded_member" "$MD/recfs.yaml" "$MID" \
+	"$(cluster_id n1)" test solo 20 2>"$MD/err"; }
+MPID=$!   # (bash's own MEMBER_PID goes when the coprocess ends)
+MIN=${MEMBER[0]}
+MOUT=${MEMBER[1]}
+line=""
+read -t 40 -r line <&"$MIN"
+check_eq "the member wrote 20 records into solo (no mkdir) ($(head -c 300 "$MD/err"))" "$line" "written 20"
+has_solo() { run ls "$1" | grep -cx solo; }
+eventually "n2 lists solo, whose records are on the member and n1 only" 1 has_solo "$m2"
+eventually "n3 lists solo" 1 has_solo "$m3"
+check_eq "n1 (holding its records) lists solo" "$(has_solo "$m1")" 1
+eventually ".info/sets/test/ on n2 lists solo" 1 has_solo "$(cluster_mnt n2)/.info/sets/test"
+check_eq ".info/sets/test/ on n3 lists solo" "$(has_solo "$(cluster_mnt n3)/.info/sets/test")" 1
+sobj() { MNT=$(cluster_mnt "$1") set_value test solo objects; }
+check_eq ".info/sets/test/solo on n2: none of its records here (per node)" "$(sobj n2)" 0
+check_eq ".info/sets/test/solo on n1: all 20 here" "$(sobj n1)" 20
+check_eq "stat of solo on n3: a directory" "$(run stat -c %F "$m3/solo" 2>&1)" "directory"
+check_eq "ls of solo on n3 gathers its 20 records" "$(run ls "$m3/solo" | wc -l)" 20
+echo delete >&"$MOUT"
+line=""
+read -t 20 -r line <&"$MIN"
+check_eq "the member deleted them" "$line" "deleted 20"
+eventually "solo gone on n2 with its last record" 0 has_solo "$m2"
+eventually "solo gone on n3" 0 has_solo "$m3"
+eventually "solo gone on n1" 0 has_solo "$m1"
+exec {MOUT}>&-
+for ((i = 0; i < 100; i++)); do kill -0 "$MPID" 2>/dev/null || break; sleep 0.1; done
+wait "$MPID"
+mrc=$?
+check_eq "the member left cleanly ($(tail -n 4 "$MD/err" | cut -c1-160))" "$mrc" 0
+MPID=
 
 finish

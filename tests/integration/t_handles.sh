@@ -7,7 +7,8 @@
 #     any close; ftruncate through one is seen through the other;
 #   - ftruncate + close: stat shows the new ctime at once, even with a long
 #     attr-timeout;
-#   - fallocate mode 0, -n (KEEP_SIZE), -p (PUNCH_HOLE), EFBIG, EOPNOTSUPP;
+#   - fallocate mode 0, -n (KEEP_SIZE), -p (PUNCH_HOLE), EOPNOTSUPP, and
+#     past max-record-size (a large file);
 #   - another user's write through an O_WRONLY descriptor clears
 #     set-user-ID and set-group-ID (and through O_RDWR, as before);
 #   - a failed store (stop-writes) is reported by fsync and by the close of
@@ -82,12 +83,14 @@ check_eq "PUNCH_HOLE zeroes the range" "$(head -c 10 "$S/fa" | od -An -c | tr -s
 expect_ok "fallocate -p past the end" fallocate -p -o 8000 -l 10000 "$S/fa"
 check_eq "PUNCH_HOLE past the end: size" "$(stat -c %s "$S/fa")" 8192
 check_eq "content stored at close" "$(head -c 2 "$S/fa")" 01
-expect_err "fallocate past max-record-size" "File too large" fallocate -l 2M "$S/fa"
-check_eq "size intact after EFBIG" "$(stat -c %s "$S/fa")" 8192
-expect_err "fallocate -n past max-record-size" "File too large" fallocate -n -l 2M "$S/fa"
 expect_err "fallocate --zero-range" "Operation not supported" fallocate -z -l 10 "$S/fa"
 expect_err "fallocate --collapse-range" "Operation not supported" fallocate -c -l 4096 "$S/fa"
 check_eq "size after the refusals" "$(stat -c %s "$S/fa")" 8192
+expect_ok "fallocate -n past max-record-size (KEEP_SIZE)" fallocate -n -l 2M "$S/fa"
+check_eq "KEEP_SIZE past max-record-size keeps the size" "$(stat -c %s "$S/fa")" 8192
+expect_ok "fallocate past max-record-size: a large file" fallocate -l 2M "$S/fa"
+check_eq "its size" "$(stat -c %s "$S/fa")" $((2 << 20))
+check_eq "its first bytes kept, zeros after" "$(head -c 2 "$S/fa")$(tail -c +8193 "$S/fa" | tr -d '\0' | wc -c)" 010
 
 # ---- set-user-ID and set-group-ID cleared by another user's write -----------------
 U=4242

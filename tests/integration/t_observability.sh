@@ -147,30 +147,44 @@ check_eq "rm: client_delete_success +1" "$(delta client_delete_success "$d0")" 1
 check_eq "rm: node client_delete_success +1" "$(ndelta client_delete_success "$nd0")" 1
 check_eq "rm: {test}-delete.count +1" $(( $(info_value latencies '{test}-delete.count') - l0 )) 1
 
-# a refused write: too big for max-record-size (1M write blocks)
+# a refused write: xattrs too big for max-record-size (1M write blocks;
+# content past it makes a large file, bins cannot)
 ftb0=$(stat_value test fail_record_too_big); we0=$(stat_value test client_write_error)
 nwe0=$(node_value client_write_error); pf0=$(node_value fuse_put_failures)
 run python3 -c '
 import os, sys
-fd = os.open(sys.argv[1], os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+open(sys.argv[1], "w").close()
 try:
-    os.ftruncate(fd, 3 << 20)
+    for i in range(20):
+        os.setxattr(sys.argv[1], "user.pad%d" % i, bytes(60000))
 except OSError:
-    pass
-os.close(fd)' "$S/huge" 2>/dev/null
+    pass' "$S/huge" 2>/dev/null
 check_true "EFBIG: fail_record_too_big moved" "$(delta fail_record_too_big "$ftb0")" -ge 1
 check_true "EFBIG: client_write_error moved" "$(delta client_write_error "$we0")" -ge 1
 check_true "EFBIG: node client_write_error moved" "$(ndelta client_write_error "$nwe0")" -ge 1
 rm -f "$S/huge"
-# a buffered write refused at close: the put fails
+# a buffered write refused at close: the put fails (stop-writes turned on
+# between the write and the close; content past max-record-size would only
+# make a large file)
 run python3 -c '
-import os, sys
+import os, sys, time
 fd = os.open(sys.argv[1], os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
-os.write(fd, b"x" * (2 << 20))
+os.write(fd, b"x" * 1000)
+with open(sys.argv[2], "w") as f:
+    f.write("100")
+for i in range(50):
+    with open(sys.argv[3]) as f:
+        if "stop_writes=true" in f.read():
+            break
+    time.sleep(0.1)
 try:
     os.close(fd)
 except OSError:
-    pass' "$S/huge2" 2>/dev/null
+    pass
+with open(sys.argv[2], "w") as f:
+    f.write("5")' "$S/huge2" "$MNT/.info/config/namespaces/test/stop-writes-avail-pct" \
+	"$MNT/.info/namespace/test" 2>/dev/null
+for i in $(seq 1 50); do [ "$(stat_value test stop_writes)" = false ] && break; sleep 0.1; done
 check_true "a close that cannot store: fuse_put_failures moved" "$(ndelta fuse_put_failures "$pf0")" -ge 1
 rm -f "$S/huge2"
 
@@ -228,6 +242,7 @@ os.close(fd)' "$F/x"                                 # fsync
 mv "$F/node" "$F/node2"                              # rename
 ln "$F/x" "$F/hard" 2>/dev/null                      # link: fuse_other (EPERM)
 df "$MNT" >/dev/null                                 # statfs
+head -c 2000000 /dev/zero >"$F/large"                # a large file: fuse_large_commits
 for i in $(seq 1 200); do : >"$F/e$i"; done
 ls -f "$F" >/dev/null                                # opendir readdir(plus) releasedir
 ls -l "$F" >/dev/null
@@ -243,7 +258,9 @@ sleep 1   # forgets come when the kernel drops the removed inodes
 moved="" still=""
 for c in $(stat_names FUSE); do
 	# fuse_timed_stores needs a file kept open for flush-max-ms: t_handles.
-	case $c in fuse_inodes | fuse_open_handles | fuse_put_failures | fuse_timed_stores) continue ;; esac
+	# fuse_dirty_chunk_bytes: a gauge that is 0 again once the large file is closed.
+	case $c in fuse_inodes | fuse_open_handles | fuse_put_failures | fuse_timed_stores | \
+		fuse_dirty_chunk_bytes) continue ;; esac
 	if [ "$(node_value "$c")" -gt "${F0[$c]}" ]; then moved="$moved $c"; else still="$still $c"; fi
 done
 # fuse_readdir: the kernel asks for plain readdir only for the later pages of

@@ -261,7 +261,7 @@ test_config_defaults_match_table(void **state)
 		 * max-record-size 0 resolves to the write-block size (asserted in
 		 * test_config_default_is_one_device_namespace_test) */
 		if (p->default_text == NULL || p->type == CONFIG_LIST || strcmp(p->name, "work-directory") == 0 ||
-		    strcmp(p->name, "max-record-size") == 0)
+		    strcmp(p->name, "max-record-size") == 0 || strcmp(p->name, "file-chunk-size") == 0)
 			continue;
 		assert_int_equal(config_get_text(&cfg, 0, p->section, p->name, buf, sizeof(buf)), 0);
 		if (strcmp(buf, p->default_text) != 0)
@@ -278,8 +278,8 @@ test_config_dynamic_params_are_the_documented_ones(void **state)
 		"ticker-interval", "level", "default-ttl", "nsup-period", "evict-used-pct",
 		"stop-writes-used-pct", "stop-writes-avail-pct", "flush-max-ms", "max-write-cache",
 		"post-write-cache", "defrag-lwm-pct", "defrag-sleep", "defrag-queue-min",
-		"tomb-raider-period", "transaction-max-ms", "migrate-threads", "migrate-max-num-incoming",
-		"migrate-sleep",
+		"tomb-raider-period", "tomb-raider-eligible-age", "transaction-max-ms", "migrate-threads",
+		"migrate-max-num-incoming", "migrate-sleep",
 	};
 	size_t n, found = 0;
 	const struct config_param *params = config_params(&n);
@@ -601,6 +601,34 @@ test_config_duplicates_are_refused(void **state)
 	expect_error(MINIMAL_NS "service: {}\nservice: {}\n", "bad.yaml:7: duplicate key service");
 }
 
+/* A chunk is one record: its content and its key and header fit max-record-size. */
+static void
+test_config_file_chunk_size_must_fit_a_record(void **state)
+{
+	struct recfs_config cfg;
+
+	(void)state;
+	expect_error(MINIMAL_NS "      max-record-size: 512K\n    file-chunk-size: 512K\n",
+	    "bad.yaml:7: namespaces[0].file-chunk-size: 512K plus 512 bytes of chunk record overhead "
+	    "is larger than max-record-size 512K");
+	expect_error(MINIMAL_NS "    file-chunk-size: 100\n",
+	    "bad.yaml:6: namespaces[0].file-chunk-size: 100: use 0 (= derived from max-record-size) "
+	    "or at least 4K");
+	load_ok(&cfg, MINIMAL_NS "    file-chunk-size: 256K\n");
+	assert_int_equal(cfg.ns[0].file_chunk_size, 256 << 10);
+	config_free(&cfg);
+	/* 0 (the default): the largest power of 2 that fits, at most 1M */
+	load_ok(&cfg, MINIMAL_NS);
+	assert_int_equal(cfg.ns[0].file_chunk_size, 512 << 10);
+	config_free(&cfg);
+	load_ok(&cfg, MINIMAL_NS "      write-block-size: 8M\n");
+	assert_int_equal(cfg.ns[0].file_chunk_size, 1 << 20);
+	config_free(&cfg);
+	load_ok(&cfg, MINIMAL_NS "      max-record-size: 128K\n");
+	assert_int_equal(cfg.ns[0].file_chunk_size, 64 << 10);
+	config_free(&cfg);
+}
+
 static void
 test_config_missing_required_keys_are_refused(void **state)
 {
@@ -854,6 +882,7 @@ main(void)
 		cmocka_unit_test(test_config_write_block_size_must_be_power_of_2),
 		cmocka_unit_test(test_config_bad_names_are_refused),
 		cmocka_unit_test(test_config_duplicates_are_refused),
+		cmocka_unit_test(test_config_file_chunk_size_must_fit_a_record),
 		cmocka_unit_test(test_config_missing_required_keys_are_refused),
 		cmocka_unit_test(test_config_inconsistent_namespace_is_refused),
 		cmocka_unit_test(test_config_syntax_error_names_line),

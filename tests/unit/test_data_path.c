@@ -21,6 +21,13 @@
  *   - a node without a cluster yet (an orphan) makes an operation wait for
  *     one, up to transaction-max-ms, then EIO;
  *   - on device files a delete leaves a tombstone on both replicas;
+ *   - on memory storage in a cluster a delete leaves a tombstone on both
+ *     replicas too, which the tomb raider reclaims only once it is
+ *     tomb-raider-eligible-age old; detached, a delete keeps none;
+ *   - a set made by a write alone, its records on one node (RF 1), is
+ *     known to the other node too, and gone on both with its last record;
+ *   - a write that waited for its record lock at its master while another
+ *     node became the master runs at the new master, not at the old one;
  *   - migration messages for another cluster key or a partition not
  *     expected from the sender are refused and counted, others that do not
  *     decode or name no namespace here refused.
@@ -43,6 +50,7 @@
 #include <unistd.h>
 
 #include "base/clock.h"
+#include "cluster/partition.h"
 #include "cluster/rpc.h"
 #include "fabric/fabric.h"
 #include "txn/migrate_msg.h"
@@ -86,6 +94,8 @@ sleep_ms(unsigned ms)
 
 /* The storage-engine lines of the nodes tnode_up starts (memory unless set). */
 static char engine_yaml[256] = "      type: memory\n      data-size: 16M\n";
+/* The replication-factor of the nodes tnode_up starts. */
+static unsigned node_rf = 2;
 
 static void
 tnode_up_tmax(struct tnode *t, uint64_t id, uint16_t port, uint16_t seed_port, unsigned tmax)
@@ -94,13 +104,13 @@ tnode_up_tmax(struct tnode *t, uint64_t id, uint16_t port, uint16_t seed_port, u
 
 	snprintf(yaml, sizeof(yaml),
 	    "service:\n  node-id: %016llx\n  transaction-max-ms: %u\n"
-	    "namespaces:\n  - name: test\n    replication-factor: 2\n"
+	    "namespaces:\n  - name: test\n    replication-factor: %u\n"
 	    "    storage-engine:\n%s"
 	    "      write-block-size: 128K\n"
 	    "network:\n  fabric: { address: 127.0.0.1, port: %u }\n"
 	    "  seeds: [ 127.0.0.1:%u ]\n"
 	    "  heartbeat: { interval-ms: 50, timeout-count: 6 }\n"
-	    "  cluster-secret-file: %s\n", (unsigned long long)id, tmax, engine_yaml, port,
+	    "  cluster-secret-file: %s\n", (unsigned long long)id, tmax, node_rf, engine_yaml, port,
 	    seed_port, secret_path);
 	assert_int_equal(config_load_string(&t->cfg, yaml, "test", err, sizeof(err)), 0);
 	t->id = id;
@@ -706,6 +716,111 @@ test_persistent_replicas(void **state)
 	unlink(fd);
 }
 
+static uint64_t
+ns_value(struct tnode *t, unsigned row)
+{
+	uint64_t v[STAT_NS_COUNT];
+
+	txn_namespace_values(t->ns, v);
+	return v[row];
+}
+
+/*
+ * On a memory engine in a cluster a delete keeps a tombstone on the master
+ * and the replica (else a node that was away would bring the record back
+ * through a migration).  The tomb raider (a pass every second here) keeps
+ * it while it is younger than tomb-raider-eligible-age, and reclaims it on
+ * both once the age is lowered below its own.  A node detached deletes
+ * without a tombstone, as a single node does.
+ */
+static void
+test_memory_tombstones_in_a_cluster(void **state)
+{
+	struct tnode c, d;
+	uint16_t pc = free_port(), pd = free_port();
+	struct txn_key k1 = key_of("kept"), k2 = key_of("deleted"), k3 = key_of("alone");
+	struct tnode *both[2] = { &c, &d };
+	uint64_t t0;
+
+	(void)state;
+	while (pd == pc)
+		pd = free_port();
+	memset(&c, 0, sizeof(c));
+	memset(&d, 0, sizeof(d));
+	snprintf(engine_yaml, sizeof(engine_yaml), "      type: memory\n      data-size: 16M\n"
+	    "      tomb-raider-period: 1\n");
+	tnode_up(&c, 0xc5, pc, pd);
+	tnode_up(&d, 0xd6, pd, pc);
+	snprintf(engine_yaml, sizeof(engine_yaml), "      type: memory\n      data-size: 16M\n");
+	t0 = clock_mono_ns();
+	while (cluster_size(&c) != 2 || cluster_size(&d) != 2) {
+		if (clock_mono_ns() - t0 > 10000000000ull)
+			fail_msg("no cluster of 2 within 10 s");
+		sleep_ms(10);
+	}
+	assert_int_equal(c.cfg.ns[0].storage.tomb_raider_eligible_age, 86400);   /* the default */
+	assert_int_equal(put(&c, "kept", "a"), 0);
+	assert_int_equal(put(&c, "deleted", "b"), 0);
+	assert_int_equal(txn_delete(d.ns, &k2), 0);
+	for (int j = 0; j < 2; j++) {
+		struct txn_record rec;
+
+		assert_int_equal(txn_read(both[j]->ns, &k2, &rec), -ENOENT);
+		txn_record_release(&rec);
+		assert_int_equal(ns_value(both[j], STAT_NS_tombstones), 1);
+		assert_int_equal(ns_value(both[j], STAT_NS_objects), 1);
+	}
+	/* Three passes each: the tombstone is younger than a day, it stays. */
+	uint64_t pc0 = atomic_load_relaxed(&c.ns->raider_passes);
+	uint64_t pd0 = atomic_load_relaxed(&d.ns->raider_passes);
+
+	t0 = clock_mono_ns();
+	while (atomic_load_relaxed(&c.ns->raider_passes) < pc0 + 3 ||
+	    atomic_load_relaxed(&d.ns->raider_passes) < pd0 + 3) {
+		if (clock_mono_ns() - t0 > 15000000000ull)
+			fail_msg("no 3 tomb raider passes within 15 s");
+		sleep_ms(50);
+	}
+	for (int j = 0; j < 2; j++) {
+		assert_int_equal(ns_value(both[j], STAT_NS_tombstones), 1);
+		assert_int_equal(ns_value(both[j], STAT_NS_tombstones_reclaimed), 0);
+	}
+	/* Older than the age now (dynamic): reclaimed on both, the master
+	 * asking the replica. */
+	uint64_t data0[2];
+
+	for (int j = 0; j < 2; j++)
+		data0[j] = ns_value(both[j], STAT_NS_data_used_bytes);
+	sleep_ms(1100);
+	for (int j = 0; j < 2; j++)
+		atomic_store_relaxed(&both[j]->cfg.ns[0].storage.tomb_raider_eligible_age, 1);
+	t0 = clock_mono_ns();
+	while (ns_value(&c, STAT_NS_tombstones) + ns_value(&d, STAT_NS_tombstones) != 0) {
+		if (clock_mono_ns() - t0 > 15000000000ull)
+			fail_msg("the tombstones were not reclaimed within 15 s past the age");
+		sleep_ms(50);
+	}
+	for (int j = 0; j < 2; j++) {
+		struct txn_record rec;
+
+		assert_int_equal(ns_value(both[j], STAT_NS_tombstones_reclaimed), 1);
+		/* What the tombstone cost (docs/cluster.md): its copy, a 64-byte
+		 * header, the 7-byte key and an 8-byte trailer rounded up to 16,
+		 * (and one index entry, which index_used_bytes, counting whole
+		 * arena slabs, does not give back one by one). */
+		assert_int_equal(data0[j] - ns_value(both[j], STAT_NS_data_used_bytes), 80);
+		assert_int_equal(txn_read(both[j]->ns, &k1, &rec), 0);
+		txn_record_release(&rec);
+	}
+	/* Detached: a delete keeps no tombstone. */
+	txn_node_network_set(c.node, NULL);
+	assert_int_equal(put(&c, "alone", "c"), 0);
+	assert_int_equal(txn_delete(c.ns, &k3), 0);
+	assert_int_equal(ns_value(&c, STAT_NS_tombstones), 0);
+	tnode_down(&c);
+	tnode_down(&d);
+}
+
 /*
  * A node just started is an orphan (cluster key 0) until it forms its
  * first cluster after the quiet period (50 ms x (6 + 2) = 400 ms here):
@@ -740,6 +855,241 @@ test_orphan_waits_for_a_cluster(void **state)
 	tnode_down(&d);
 }
 
+/* Waits (10 s at most) until the partition tables of x and y both come
+ * from one cluster (the table is rebuilt a moment after the cluster forms). */
+static void
+wait_tables(struct tnode *x, struct tnode *y)
+{
+	uint64_t t0 = clock_mono_ns();
+
+	for (;;) {
+		struct txn_partition px, py;
+
+		if (txn_partition_get(x->ns, 0, &px) == 0 && txn_partition_get(y->ns, 0, &py) == 0 &&
+		    px.cluster_key != 0 && px.cluster_key == py.cluster_key)
+			return;
+		if (clock_mono_ns() - t0 > 10000000000ull)
+			fail_msg("no common partition table within 10 s");
+		sleep_ms(10);
+	}
+}
+
+struct set_seen {
+	const char *name;
+	unsigned times;
+	uint64_t objects;
+};
+
+static int
+set_seen_one(void *arg, const struct txn_set_info *info)
+{
+	struct set_seen *w = arg;
+
+	if (strcmp(info->name, w->name) == 0) {
+		w->times++;
+		w->objects = info->objects;
+	}
+	return 0;
+}
+
+/* How many times txn_set_foreach on t lists set name. */
+static unsigned
+set_listed(struct tnode *t, const char *name, uint64_t *objects)
+{
+	struct set_seen w = { .name = name };
+
+	assert_int_equal(txn_set_foreach(t->ns, set_seen_one, &w), 0);
+	if (objects != NULL)
+		*objects = w.objects;
+	return w.times;
+}
+
+/* Waits up to 3 s for txn_set_exists(t, name) to return want. */
+static int
+set_exists_within(struct tnode *t, const char *name, int want)
+{
+	uint64_t t0 = clock_mono_ns();
+	int rc;
+
+	while ((rc = txn_set_exists(t->ns, name, strlen(name))) != want &&
+	    clock_mono_ns() - t0 < 3000000000ull)
+		sleep_ms(10);
+	return rc;
+}
+
+/*
+ * A set made by a write alone (no txn_set_create: the embedded API may do
+ * that) whose records are all on one node: at RF 1 the other node holds
+ * none of them, yet lists the set, stats it and shows its statistics
+ * (this node's counts: none).  Once its last record is deleted it is gone
+ * on both.
+ */
+static void
+test_set_of_records_only_is_known_everywhere(void **state)
+{
+	struct tnode c, d;
+	uint16_t pc = free_port(), pd = free_port();
+	char k[16];
+	struct txn_key key = { .set = "solo", .set_len = 4 };
+	struct txn_write w = { .set_file = true, .file_data = "alone", .file_len = 5 };
+	struct txn_set_info si;
+	struct record_attr a;
+	uint64_t objects, t0;
+
+	(void)state;
+	while (pd == pc)
+		pd = free_port();
+	memset(&c, 0, sizeof(c));
+	memset(&d, 0, sizeof(d));
+	node_rf = 1;
+	tnode_up(&c, 0xc3, pc, pd);
+	tnode_up(&d, 0xd4, pd, pc);
+	node_rf = 2;
+	t0 = clock_mono_ns();
+	while (cluster_size(&c) != 2 || cluster_size(&d) != 2) {
+		if (clock_mono_ns() - t0 > 10000000000ull)
+			fail_msg("no cluster of 2 within 10 s");
+		sleep_ms(10);
+	}
+	wait_tables(&c, &d);
+	/* a key of set solo that c masters: at RF 1 only c stores it */
+	for (unsigned i = 0;; i++) {
+		struct txn_partition p;
+		struct digest dg;
+
+		snprintf(k, sizeof(k), "k%u", i);
+		digest_compute(&dg, "solo", 4, k, strlen(k));
+		assert_int_equal(txn_partition_get(c.ns, digest_partition(&dg), &p), 0);
+		if (p.am_master)
+			break;
+	}
+	key.key = k;
+	key.key_len = strlen(k);
+	{
+		/* d's table may be rebuilt a moment after c's: wait until it
+		 * agrees that c masters the key (bounded) */
+		struct txn_partition p;
+		struct digest dg;
+
+		digest_compute(&dg, "solo", 4, k, strlen(k));
+		t0 = clock_mono_ns();
+		while (txn_partition_get(d.ns, digest_partition(&dg), &p) != 0 || p.am_master) {
+			if (clock_mono_ns() - t0 > 3000000000ull)
+				fail_msg("d's table does not give the partition to c");
+			sleep_ms(10);
+		}
+	}
+	assert_int_equal(txn_set_exists(d.ns, "solo", 4), -ENOENT);
+	assert_int_equal(txn_write(d.ns, &key, &w, NULL), 0);   /* proxied to c */
+	assert_int_equal(set_exists_within(&d, "solo", 0), 0);
+	assert_int_equal(txn_set_stat(d.ns, "solo", 4, &a), 0);
+	assert_int_equal(txn_set_info(d.ns, "solo", 4, &si), 0);
+	assert_string_equal(si.name, "solo");
+	assert_int_equal(si.objects, 0);          /* per node: none here */
+	assert_int_equal(set_listed(&d, "solo", &objects), 1);
+	assert_int_equal(objects, 0);
+	assert_int_equal(set_listed(&c, "solo", &objects), 1);
+	assert_int_equal(objects, 1);
+	assert_int_equal(txn_set_exists(d.ns, "other", 5), -ENOENT);
+	/* the last record goes: the set goes on both */
+	assert_int_equal(txn_delete(d.ns, &key), 0);
+	assert_int_equal(txn_set_exists(c.ns, "solo", 4), -ENOENT);
+	assert_int_equal(set_exists_within(&d, "solo", -ENOENT), -ENOENT);
+	assert_int_equal(set_listed(&d, "solo", NULL), 0);
+	tnode_down(&c);
+	tnode_down(&d);
+}
+
+struct bg_write {
+	pthread_t th;
+	struct namespace *ns;
+	struct txn_key key;
+	int rc;
+};
+
+static void *
+bg_write_main(void *arg)
+{
+	struct bg_write *b = arg;
+	struct txn_write w = { .set_file = true, .file_data = "new", .file_len = 3 };
+
+	b->rc = txn_write(b->ns, &b->key, &w, NULL);
+	return NULL;
+}
+
+/*
+ * Two masters at once: a write waits for its record's lock on its master
+ * (held here, as a write waiting for its replicas holds it) while the
+ * succession changes and another node becomes the master.  Once it has
+ * the lock it must not store its version at the old master beside the
+ * new one: it is routed again, runs at the new master, and the old one
+ * stores nothing.
+ */
+static void
+test_write_waiting_through_a_master_change_runs_at_the_new_master(void **state)
+{
+	struct tnode c, d;
+	uint16_t pc = free_port(), pd = free_port();
+	char k[16];
+	struct digest dg;
+	struct bg_write bg;
+	struct txn_record rec;
+	uint64_t t0, recv0, only_d;
+
+	(void)state;
+	while (pd == pc)
+		pd = free_port();
+	memset(&c, 0, sizeof(c));
+	memset(&d, 0, sizeof(d));
+	tnode_up(&c, 0xc3, pc, pd);
+	tnode_up(&d, 0xd4, pd, pc);
+	t0 = clock_mono_ns();
+	while (cluster_size(&c) != 2 || cluster_size(&d) != 2) {
+		if (clock_mono_ns() - t0 > 10000000000ull)
+			fail_msg("no cluster of 2 within 10 s");
+		sleep_ms(10);
+	}
+	wait_tables(&c, &d);
+	/* a record c masters, its lock held on c; a write through c waits */
+	name_mastered(&c, true, k, sizeof(k));
+	digest_compute(&dg, NULL, 0, k, strlen(k));
+	index_record_lock(c.ns->index, &dg);
+	memset(&bg, 0, sizeof(bg));
+	bg.ns = c.ns;
+	bg.key = key_of(k);
+	assert_int_equal(pthread_create(&bg.th, NULL, bg_write_main, &bg), 0);
+	sleep_ms(100);
+	/* the succession changes: d alone masters everything (both tables) */
+	recv0 = FV(d, proxy_received);
+	only_d = d.id;
+	txn_node_partitions_rebuild(c.node, &only_d, 1, 0x5eed);
+	txn_node_partitions_rebuild(d.node, &only_d, 1, 0x5eed);
+	/* the rebalance's outcome, as migration would set it: d works it */
+	(void)partition_set_working(txn_namespace_of(c.ns)->partitions, digest_partition(&dg), 0x5eed,
+	    d.id, PARTITION_STATE_ABSENT);
+	(void)partition_set_working(txn_namespace_of(d.ns)->partitions, digest_partition(&dg), 0x5eed,
+	    d.id, PARTITION_STATE_SYNC);
+	txn_partitions_changed(c.ns);
+	txn_partitions_changed(d.ns);
+	index_record_unlock(c.ns->index, &dg);
+	pthread_join(bg.th, NULL);
+	assert_int_equal(bg.rc, 0);
+	/* it ran at d (proxied there), and c stored nothing */
+	assert_int_equal(FV(d, proxy_received), recv0 + 1);
+	txn_node_network_set(d.node, NULL);
+	assert_int_equal(txn_read(d.ns, &bg.key, &rec), 0);
+	assert_int_equal(rec.file_bin->v.bytes.len, 3);
+	assert_memory_equal(rec.file_bin->v.bytes.data, "new", 3);
+	txn_record_release(&rec);
+	txn_node_network_set(c.node, NULL);
+	assert_int_equal(txn_read(c.ns, &bg.key, &rec), -ENOENT);
+	txn_record_release(&rec);
+	txn_node_network_set(c.node, c.net);
+	txn_node_network_set(d.node, d.net);
+	tnode_down(&c);
+	tnode_down(&d);
+}
+
 int
 main(void)
 {
@@ -753,6 +1103,9 @@ main(void)
 		cmocka_unit_test(test_node_down_fails_fast_then_goes_on),
 		cmocka_unit_test(test_orphan_waits_for_a_cluster),
 		cmocka_unit_test(test_persistent_replicas),
+		cmocka_unit_test(test_memory_tombstones_in_a_cluster),
+		cmocka_unit_test(test_set_of_records_only_is_known_everywhere),
+		cmocka_unit_test(test_write_waiting_through_a_master_change_runs_at_the_new_master),
 	};
 
 	signal(SIGPIPE, SIG_IGN);

@@ -19,6 +19,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -89,6 +90,7 @@ struct node_opts {
 	size_t queue_max;
 	uint16_t port;
 	uint32_t handshake_ms;
+	uint32_t ack_timeout_ms;
 	const char *tls_cert, *tls_key, *tls_ca;
 };
 
@@ -120,6 +122,8 @@ node_start(struct node *n, uint64_t id, const struct node_opts *o)
 	if (rc != 0)
 		return rc;
 	assert_int_equal(fabric_handler_set(n->f, FABRIC_MSG_TEST, on_test, n), 0);
+	if (o->ack_timeout_ms != 0)
+		assert_int_equal(fabric_ack_timeout_set(n->f, o->ack_timeout_ms), 0);
 	return fabric_start(n->f);
 }
 
@@ -726,6 +730,81 @@ test_fabric_peer_that_stops_reading_gets_back_pressure_others_still_served(void 
 	node_stop(&b);
 }
 
+/* Sockets of this process whose TCP_USER_TIMEOUT is ms. */
+static unsigned
+sockets_with_user_timeout(unsigned ms)
+{
+	DIR *d = opendir("/proc/self/fd");
+	struct dirent *e;
+	unsigned n = 0;
+
+	assert_non_null(d);
+	while ((e = readdir(d)) != NULL) {
+		int fd = atoi(e->d_name);
+		unsigned v = 0;
+		socklen_t l = sizeof(v);
+
+		if (e->d_name[0] != '.' && fd != dirfd(d) &&
+		    getsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &v, &l) == 0 && v == ms)
+			n++;
+	}
+	closedir(d);
+	return n;
+}
+
+/*
+ * The ack timeout (the heartbeat's timeout) is every fabric socket's
+ * TCP_USER_TIMEOUT.  A peer that reads slowly with a full queue keeps its
+ * connection (its window opens again and again: 5 ack timeouts of it, no
+ * drop); one that stops reading altogether is dropped once its window has
+ * stayed shut for the ack timeout (Linux applies TCP_USER_TIMEOUT to
+ * zero-window probing too): it has read no pulse for that long either.
+ * The drop of a cut link is t_cluster_splitheal.sh's (packets must
+ * vanish).  Set only before the start.
+ */
+static void
+test_fabric_ack_timeout_spares_a_slow_reader_drops_a_stopped_one(void **state)
+{
+	struct node b;
+	struct node_opts ob = { .queue_max = 256 * 1024, .ack_timeout_ms = 200 };
+	static uint8_t buf[64 * 1024 + 64], padding[64 * 1024], sink[64 * 1024];
+	uint64_t t0;
+	unsigned i;
+	int fd, rc = 0;
+
+	(void)state;
+	assert_int_equal(node_start(&b, 72, &ob), 0);
+	assert_int_equal(fabric_ack_timeout_set(b.f, 100), -EINVAL); /* started */
+	fd = raw_authenticate(&b, 73);
+	WAIT_FOR(connected_to(&b, 73));
+	/* fails without the option: no socket has it */
+	assert_true(sockets_with_user_timeout(200) >= 1);
+	/* 1 s (5 ack timeouts) of a reader taking 64 KiB every 20 ms while
+	 * the node keeps its queue to it full */
+	t0 = net_now_ms();
+	for (i = 0; net_now_ms() - t0 < 1000; i++) {
+		struct fabric_msg_writer w;
+
+		fabric_msg_writer_init(&w, buf, sizeof(buf), FABRIC_MSG_TEST);
+		fabric_msg_put_u64(&w, FIELD_SEQ, i);
+		fabric_msg_put_bytes(&w, FIELD_PAD, padding, sizeof(padding));
+		while ((rc = fabric_send(b.f, 73, &w)) == 0)
+			;
+		assert_int_equal(rc, -ENOBUFS);
+		(void)recv(fd, sink, sizeof(sink), MSG_DONTWAIT);
+		net_sleep_ms(20);
+	}
+	/* fails if a slow reader counted as silence (the connection dropped) */
+	assert_true(connected_to(&b, 73));
+	assert_int_equal(stats(&b).connects, 1);
+	/* it stops reading: its window shuts and stays shut; dropped */
+	WAIT_FOR(!connected_to(&b, 73));
+	print_message("a peer that stopped reading dropped %llu ms after it stopped\n",
+	    (unsigned long long)(net_now_ms() - t0 - 1000));
+	close(fd);
+	node_stop(&b);
+}
+
 /*
  * A frame's MAC is the AES-256-GCM tag (no plaintext) under the direction's
  * key, with the nonce 0^32 || sequence number and the frame header then
@@ -1178,6 +1257,7 @@ main(int argc, char **argv)
 		cmocka_unit_test(test_fabric_two_nodes_dialing_each_other_keep_one_connection),
 		cmocka_unit_test(test_fabric_duplicate_node_id_is_refused),
 		cmocka_unit_test(test_fabric_listen_port_in_use_is_refused),
+		cmocka_unit_test(test_fabric_ack_timeout_spares_a_slow_reader_drops_a_stopped_one),
 		cmocka_unit_test(test_fabric_send_to_an_idle_peer_does_not_wake_the_fabric_thread),
 		cmocka_unit_test(test_fabric_tls_nodes_exchange_messages),
 		cmocka_unit_test(test_fabric_tls_refuses_plaintext_and_another_ca),

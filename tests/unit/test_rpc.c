@@ -198,10 +198,12 @@ on_peer(void *arg, uint64_t node_id, bool up)
 
 /* A node with fabric and rpc, the test ops registered; tmax: its
  * transaction-max-ms (static storage, read live). */
+static uint16_t node_port;    /* the port node_up listens on (0: any) */
+
 static void
 node_up_cfg(struct node *n, uint64_t id, struct rpc_config *rc)
 {
-	struct fabric_config fc = net_fabric_config(id, 0);
+	struct fabric_config fc = net_fabric_config(id, node_port);
 
 	fc.on_peer = on_peer;
 	fc.arg = n;
@@ -317,6 +319,13 @@ test_rpc_msg_roundtrips_and_bad_messages_are_refused(void **state)
 	assert_int_equal(rpc_msg_decode(&m, &d), 0);
 	assert_int_equal(-(int)d.err, RECFS_ECHECKSUM);
 	assert_int_equal(d.body_len, 0);
+	assert_int_equal(d.peer_incarnation, 0);             /* absent: unknown */
+	a.peer_incarnation = 0x1234567890ull;
+	assert_int_equal(rpc_msg_encode(&a, &w, buf, sizeof(buf)), 0);
+	assert_int_equal(fabric_msg_decode(buf, w.len, &m), 0);
+	assert_int_equal(rpc_msg_decode(&m, &d), 0);
+	assert_int_equal(d.peer_incarnation, 0x1234567890ull);
+	a.peer_incarnation = 0;
 
 	/* what the decoder refuses, the encoder refuses to write */
 	r.op = 0;
@@ -338,6 +347,15 @@ test_rpc_msg_roundtrips_and_bad_messages_are_refused(void **state)
 	fabric_msg_put_u32(&w, RPC_FIELD_OP, OP_COUNT);
 	assert_int_equal(fabric_msg_decode(buf, w.len, &m), 0);
 	assert_int_equal(rpc_msg_decode(&m, &d), -EBADMSG);          /* no budget */
+	fabric_msg_put_u32(&w, RPC_FIELD_BUDGET_MS, 10);
+	fabric_msg_put_u32(&w, RPC_FIELD_PEER_INCARNATION, 5);         /* of the wrong type */
+	assert_int_equal(fabric_msg_decode(buf, w.len, &m), 0);
+	assert_int_equal(rpc_msg_decode(&m, &d), -EBADMSG);
+	fabric_msg_writer_init(&w, buf, sizeof(buf), FABRIC_MSG_RPC);
+	fabric_msg_put_u32(&w, RPC_FIELD_KIND, RPC_KIND_REQUEST);
+	fabric_msg_put_u64(&w, RPC_FIELD_INCARNATION, 1);
+	fabric_msg_put_u64(&w, RPC_FIELD_REQUEST_ID, 1);
+	fabric_msg_put_u32(&w, RPC_FIELD_OP, OP_COUNT);
 	fabric_msg_put_u32(&w, RPC_FIELD_BUDGET_MS, 10);
 	fabric_msg_put_u64(&w, RPC_FIELD_BODY, 5);                     /* body of the wrong type */
 	assert_int_equal(fabric_msg_decode(buf, w.len, &m), 0);
@@ -1063,6 +1081,184 @@ teardown_child(void **state)
 	return 0;
 }
 
+/* ---- a restarted peer ----------------------------------------------------------- */
+
+static pid_t restart_pids[3];
+
+/* A child that is node 2: the first on any port (sent back on fd_out),
+ * the others on port, once told to start (a byte on fd_go; ready: a byte
+ * on fd_out).  The later ones answer OP_SLOW at once. */
+static void
+restart_child_main(uint16_t port, int fd_go, int fd_out)
+{
+	static struct node b;
+	char c = 'r';
+
+	prctl(PR_SET_PDEATHSIG, SIGKILL);
+	if (port != 0) {
+		if (read(fd_go, &c, 1) != 1)
+			_exit(1);
+		atomic_store_relaxed(&slow_abort, 1);
+	}
+	node_port = port;
+	node_up(&b, 2);
+	port = b.port;
+	if (write(fd_out, &port, sizeof(port)) != sizeof(port))
+		_exit(1);
+	for (;;)
+		pause();
+}
+
+static pid_t
+restart_child(uint16_t port, int *go, int *out)
+{
+	int g[2], o[2];
+	pid_t pid;
+
+	assert_int_equal(pipe(g), 0);
+	assert_int_equal(pipe(o), 0);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		close(g[1]);
+		close(o[0]);
+		restart_child_main(port, g[0], o[1]);
+	}
+	close(g[0]);
+	close(o[1]);
+	*go = g[1];
+	*out = o[0];
+	return pid;
+}
+
+struct slow_call {
+	struct rpc *rpc;
+	int rc;
+	uint64_t took_ms;
+	struct rpc_answer ans;
+};
+
+static void *
+slow_call_main(void *arg)
+{
+	struct slow_call *c = arg;
+	uint8_t req[4];
+	uint64_t t0 = net_now_ms();
+
+	put_u32(req, 5000);
+	c->rc = rpc_call(c->rpc, 2, OP_SLOW, req, 4, 3000, &c->ans);
+	c->took_ms = net_now_ms() - t0;
+	return NULL;
+}
+
+static uint64_t
+connects_to(struct fabric *f, uint64_t id)
+{
+	struct fabric_peer_info p[16];
+	unsigned i, k = fabric_peers_get(f, p, 16);
+
+	for (i = 0; i < k && i < 16; i++)
+		if (p[i].node_id == id && p[i].connected)
+			return p[i].connects;
+	return 0;
+}
+
+/*
+ * Node 2 runs a request and is SIGKILLed before it answers; a new process
+ * of node 2 listens on the same port at once (within the fabric's grace
+ * period: the node is never reported down).  The caller's retransmission
+ * reaches the new process, which refuses it unrun (it was meant for the
+ * old one): the call fails -ESTALE ("may have run"), never runs twice.
+ * And a new call that only the old process was known for when it was sent
+ * is refused once, then sent again to the new process and run once.
+ */
+static void
+test_rpc_restarted_peer_never_runs_a_copy_twice(void **state)
+{
+	static struct node a;
+	struct slow_call call = { .rc = 1 };
+	struct rpc_answer ans;
+	int go[3], out[3];
+	uint16_t port, ready;
+	uint64_t c0;
+	pthread_t t;
+	char c = 'g';
+
+	(void)state;
+	reset_globals();
+	/* every process forked first, while this one has no other thread */
+	restart_pids[0] = restart_child(0, &go[0], &out[0]);
+	assert_int_equal(read(out[0], &port, sizeof(port)), sizeof(port));
+	restart_pids[1] = restart_child(port, &go[1], &out[1]);
+	restart_pids[2] = restart_child(port, &go[2], &out[2]);
+	node_up(&a, 1);
+	{
+		char addr[32];
+
+		snprintf(addr, sizeof(addr), "127.0.0.1:%u", port);
+		assert_int_equal(fabric_peer_add(a.f, addr), 0);
+		WAIT_FOR(connected_to(a.f, 2));
+	}
+	assert_int_equal(rpc_call(a.rpc, 2, RPC_OP_PING, "x", 1, 0, &ans), 0);  /* its process known */
+	rpc_answer_release(&ans);
+
+	call.rpc = a.rpc;
+	c0 = connects_to(a.f, 2);
+	assert_int_equal(pthread_create(&t, NULL, slow_call_main, &call), 0);
+	WAIT_FOR(stats(&a).calls_in_flight == 1);
+	net_sleep_ms(100);                       /* the first copy runs at the first process */
+	kill(restart_pids[0], SIGKILL);
+	waitpid(restart_pids[0], NULL, 0);
+	restart_pids[0] = 0;
+	assert_int_equal(write(go[1], &c, 1), 1);   /* the second process starts */
+	assert_int_equal(read(out[1], &ready, sizeof(ready)), sizeof(ready));
+	pthread_join(t, NULL);
+	rpc_answer_release(&call.ans);
+	printf("a copy retransmitted to the restarted node: %d after %llu ms (%llu retransmits)\n",
+	    call.rc, (unsigned long long)call.took_ms, (unsigned long long)stats(&a).retransmits);
+	assert_true(connects_to(a.f, 2) > c0);      /* it did reach the new process */
+	assert_int_equal(call.rc, -ESTALE);
+	assert_true(call.took_ms < 2000);
+	assert_int_equal(stats(&a).calls_peer_restarted, 1);
+	assert_int_equal(stats(&a).calls_failed_fast, 0);
+	/* the refusal told this node the new process: calls go on */
+	assert_int_equal(rpc_call(a.rpc, 2, RPC_OP_PING, "y", 1, 0, &ans), 0);
+	rpc_answer_release(&ans);
+
+	/* A third process, quickly again: a call sent before anything was
+	 * heard from it is refused once, sent again, and runs once there. */
+	c0 = connects_to(a.f, 2);
+	kill(restart_pids[1], SIGKILL);
+	waitpid(restart_pids[1], NULL, 0);
+	restart_pids[1] = 0;
+	assert_int_equal(write(go[2], &c, 1), 1);
+	assert_int_equal(read(out[2], &ready, sizeof(ready)), sizeof(ready));
+	WAIT_FOR(connects_to(a.f, 2) > c0);
+	assert_int_equal(rpc_call(a.rpc, 2, OP_COUNT, NULL, 0, 0, &ans), 0);
+	assert_int_equal(ans.len, 4);
+	assert_int_equal(get_u32(ans.body), 1);     /* the first run there */
+	rpc_answer_release(&ans);
+	assert_int_equal(stats(&a).calls_peer_restarted, 1);
+	for (int i = 0; i < 3; i++) {
+		close(go[i]);
+		close(out[i]);
+	}
+	node_down(&a);
+}
+
+static int
+teardown_restart(void **state)
+{
+	(void)state;
+	for (int i = 0; i < 3; i++)
+		if (restart_pids[i] > 0) {
+			kill(restart_pids[i], SIGKILL);
+			waitpid(restart_pids[i], NULL, 0);
+			restart_pids[i] = 0;
+		}
+	return 0;
+}
+
 /* ---- bounds ---------------------------------------------------------------------- */
 
 static void
@@ -1367,6 +1563,8 @@ main(int argc, char **argv)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_rpc_msg_roundtrips_and_bad_messages_are_refused),
 		/* first: fork() while no other thread exists */
+		cmocka_unit_test_teardown(test_rpc_restarted_peer_never_runs_a_copy_twice,
+		    teardown_restart),
 		cmocka_unit_test_teardown(test_rpc_peer_killed_or_declared_gone_mid_call_fails_fast,
 		    teardown_child),
 		cmocka_unit_test(test_rpc_echo_errno_and_refusals),

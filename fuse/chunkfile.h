@@ -1,0 +1,79 @@
+/*
+ * chunkfile.h - the open-file state of a large file: its committed chunk
+ * map and its dirty chunks (docs/architecture.md, Large files).
+ *
+ * A file whose content outgrows one record (handle.c) is kept as a head
+ * and chunk records (txn/chunk.h).  Its open-file state holds no copy of
+ * the content: only the committed map, the chunks written since the last
+ * commit (each a whole chunk buffer, zero past the file's end), and one
+ * clean chunk read last (sequential reads of 128 KiB fetch each chunk
+ * once).  A write touches only the chunks it covers; a read fetches the
+ * chunks it covers.  Dirty chunks are bounded per file
+ * (CHUNKFILE_DIRTY_MAX) and per daemon (CHUNKFILE_DIRTY_BYTES_MAX): past
+ * either bound the file is committed (handle.c), as at close, so a file of
+ * any size is written with a few MiB of daemon memory.
+ *
+ * Not thread-safe: the owner's inode lock protects everything.  Returns
+ * are 0 (or a byte count) or a negative engine code.
+ */
+#ifndef RECFS_FUSE_CHUNKFILE_H
+#define RECFS_FUSE_CHUNKFILE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "txn/chunk.h"
+
+/* Dirty chunks per file before it is committed. */
+#define CHUNKFILE_DIRTY_MAX 16
+/* Bytes of dirty chunks in the whole daemon before a writer commits its file. */
+#define CHUNKFILE_DIRTY_BYTES_MAX (64ull << 20)
+
+struct chunkfile;
+
+/* Where a large file lives: its namespace and the head's key. */
+struct chunkfile_where {
+	struct namespace *ns;
+	struct txn_key key;
+};
+
+/* A file becoming large: its content so far (len bytes) becomes dirty
+ * chunks of chunk_size; committed, the head gets a new file id. */
+int chunkfile_from_content(struct chunkfile **out, uint32_t chunk_size, const char *data, size_t len);
+/* A large file as its head names it (m copied). */
+int chunkfile_from_map(struct chunkfile **out, const struct txn_chunk_map *m);
+void chunkfile_free(struct chunkfile *cf);
+
+/* Its chunk size (fixed when the file became large). */
+uint32_t chunkfile_chunk_size(const struct chunkfile *cf);
+/* Its size, unsaved changes included. */
+uint64_t chunkfile_size(const struct chunkfile *cf);
+/* Whether it has changes not committed. */
+bool chunkfile_dirty(const struct chunkfile *cf);
+/* Whether a bound on dirty chunks is reached: commit now. */
+bool chunkfile_over_bound(const struct chunkfile *cf);
+
+/* Read up to size bytes at off into buf; returns the count (0 at the end),
+ * or an error of txn_chunk_read (-EIO for a chunk that fails its check). */
+long chunkfile_read(const struct chunkfile_where *at, struct chunkfile *cf, char *buf, size_t size,
+    uint64_t off);
+/* Write size bytes at off (zeros fill a gap); returns size or an error. */
+long chunkfile_write(const struct chunkfile_where *at, struct chunkfile *cf, const char *buf,
+    size_t size, uint64_t off);
+/* Zero [off, off + len) within the file (punch hole). */
+int chunkfile_zero(const struct chunkfile_where *at, struct chunkfile *cf, uint64_t off, uint64_t len);
+/* Set the size (truncate or extend: the new bytes read as zeros). */
+int chunkfile_resize(const struct chunkfile_where *at, struct chunkfile *cf, uint64_t size);
+/* Commit the dirty chunks and the head (w: the head's other fields, as
+ * txn_chunk_commit takes them).  On failure nothing is dropped: the dirty
+ * chunks stay for the next try or for chunkfile_discard. */
+int chunkfile_commit(const struct chunkfile_where *at, struct chunkfile *cf, const struct txn_write *w,
+    struct record_attr *out);
+/* Drop the changes since the last commit. */
+void chunkfile_discard(struct chunkfile *cf);
+
+/* Bytes of dirty chunks in the daemon now (a gauge). */
+uint64_t chunkfile_dirty_bytes(void);
+
+#endif

@@ -70,6 +70,11 @@ struct mig_ns {
 	uint64_t wm[PARTITION_COUNT];         /* working master (node id) */
 	uint64_t fm[PARTITION_COUNT];         /* final master (node id) */
 	bool replica[PARTITION_COUNT];
+	/* This node the working master: bits (indexes of m->dup_nodes) of the
+	 * duplicate holders it has not received from yet; they answer for
+	 * each record before it is served (duplicate resolution). */
+	uint64_t dups[PARTITION_COUNT];
+	uint32_t n_dup_parts;                 /* partitions with dups != 0 */
 	/* statistics: gauges under lock, counters atomic */
 	uint64_t tx_initial, tx_remaining, rx_initial, rx_remaining, tx_active, rx_active;
 	uint64_t records_tx, records_rx, fresh;
@@ -140,6 +145,8 @@ struct txn_migrate {
 	pthread_t ctl;
 	pthread_t em[MIG_THREADS_MAX];
 	struct partition_order *order;
+	uint64_t dup_nodes[PARTITION_NODES_MAX]; /* the succession the dups bits index */
+	unsigned dup_n;
 };
 
 /* ---- helpers ---------------------------------------------------------------- */
@@ -287,6 +294,20 @@ versions_persist_group(struct txn_migrate *m, struct mig_ns *x)
 		pthread_cond_broadcast(&x->persist_cv);
 	}
 	pthread_mutex_unlock(&m->lock);
+}
+
+/* Partition pid's duplicate holders still to resolve against.  Lock held. */
+static void
+dups_set(struct mig_ns *x, uint32_t pid, uint64_t bits)
+{
+	if ((x->dups[pid] != 0) != (bits != 0)) {
+		if (bits != 0)
+			x->n_dup_parts++;
+		else
+			x->n_dup_parts--;
+		atomic_store_relaxed(&txn_namespace_of(x->ns)->dup_partitions, x->n_dup_parts);
+	}
+	x->dups[pid] = bits;
 }
 
 static void
@@ -597,6 +618,8 @@ rebalance(struct txn_migrate *m, uint64_t seq, uint64_t key, const uint64_t *sna
 		return;
 	}
 	n = o->n;
+	memcpy(m->dup_nodes, o->nodes, n * sizeof(m->dup_nodes[0]));
+	m->dup_n = n;
 	drops = malloc((size_t)m->n_ns * PARTITION_COUNT * sizeof(*drops));
 	const uint64_t *vs[PARTITION_NODES_MAX];
 
@@ -641,6 +664,10 @@ rebalance(struct txn_migrate *m, uint64_t seq, uint64_t key, const uint64_t *sna
 			x->replica[pid] = (out.replicas & me) != 0;
 			x->rx_from[pid] = rebalance_rx(&out, self_i) ? out.sources & ~me : 0;
 			x->rx_started[pid] = 0;
+			/* The working master serving before the duplicates reached it:
+			 * it asks them for each record first (duplicate resolution). */
+			dups_set(x, pid, out.working_master == self_i && out.receivers != 0
+			    ? out.sources & ~me : 0);
 			x->tx_left[pid] = (uint16_t)rebalance_tx(&out, self_i);
 			x->flags[pid] = (out.sources & me) && !x->replica[pid] ? MIG_F_DROP_AFTER : 0;
 			/* rx_from is by node index of o->nodes, which is m->nodes' order */
@@ -1429,6 +1456,7 @@ on_done(struct txn_migrate *m, uint64_t from, const struct migrate_msg *msg, int
 	rc = expected(m, from, msg, nsi, &bit);
 	if (rc == 0) {
 		x->rx_from[pid] &= ~bit;
+		dups_set(x, pid, x->dups[pid] & ~bit);
 		if (x->rx_started[pid] & bit) {
 			x->rx_started[pid] &= ~bit;
 			if (m->incoming > 0)
@@ -1471,6 +1499,7 @@ on_takeover(struct txn_migrate *m, uint64_t from, const struct migrate_msg *msg,
 		rc = -EPROTO;
 	} else {
 		x->wm[pid] = from;
+		dups_set(x, pid, 0);
 		if (x->tx_left[pid] == 0 && (x->flags[pid] & MIG_F_DROP_AFTER) && !(x->flags[pid] & MIG_F_DROPPING)) {
 			x->flags[pid] |= MIG_F_DROPPING;
 			(void)work_push(m, (unsigned)nsi, pid, false);
@@ -1610,6 +1639,8 @@ reset_state(struct txn_migrate *m)
 	abort_all(m);
 	for (unsigned j = 0; j < m->n_ns; j++) {
 		atomic_store_relaxed(&m->mns[j].ns->migrations_pending, 0);
+		atomic_store_relaxed(&txn_namespace_of(m->mns[j].ns)->dup_partitions, 0);
+		atomic_store_release(&txn_namespace_of(m->mns[j].ns)->migrate, NULL);
 		pthread_mutex_destroy(&m->mns[j].store_lock);
 		pthread_cond_destroy(&m->mns[j].persist_cv);
 	}
@@ -1720,6 +1751,9 @@ txn_migrate_attach(struct txn_migrate *m, struct node *node)
 	m->snap_valid = false;
 	m->mns = mns;
 	m->n_ns = node->n_namespaces;
+	m->dup_n = 0;
+	for (unsigned j = 0; j < m->n_ns; j++)
+		atomic_store_release(&txn_namespace_of(mns[j].ns)->migrate, m);
 	m->node = node;
 	m->kept_node = node;
 	m->rebalanced = false;
@@ -1808,6 +1842,35 @@ txn_migrate_destroy(struct txn_migrate *m)
 	free(m->work);
 	free(m->order);
 	free(m);
+}
+
+unsigned
+txn_migrate_dups(struct txn_migrate *m, const struct namespace *ns, uint32_t pid, uint64_t *ids)
+{
+	unsigned k = 0;
+
+	if (m == NULL || pid >= PARTITION_COUNT)
+		return 0;
+	pthread_mutex_lock(&m->lock);
+	for (unsigned j = 0; j < m->n_ns; j++) {
+		const struct mig_ns *x = &m->mns[j];
+
+		if (x->ns != ns || x->dups[pid] == 0)
+			continue;
+		/* A holder no longer a member is skipped: what it alone holds
+		 * is out of reach (AP), as with a split. */
+		for (unsigned i = 0; i < m->dup_n; i++) {
+			if (!(x->dups[pid] & (1ULL << i)))
+				continue;
+			for (unsigned c = 0; c < m->n; c++)
+				if (m->nodes[c] == m->dup_nodes[i] && m->dup_nodes[i] != m->self) {
+					ids[k++] = m->dup_nodes[i];
+					break;
+				}
+		}
+	}
+	pthread_mutex_unlock(&m->lock);
+	return k;
 }
 
 void

@@ -14,12 +14,15 @@
  *
  * Workers and the proxy: a proxied write blocks its worker while the
  * master waits for its replicas, and those replica writes need workers on
- * the other nodes.  Two nodes proxying writes to each other could fill
- * every worker with proxied writes waiting for replica writes queued
- * behind them.  So at most workers - TXN_REMOTE_WORKERS_SPARE proxied
- * writes run at once; one more is answered -EAGAIN, and its caller tries
- * again after 1, 2, 4 ... ms within its deadline; replica writes (which
- * never wait for another node) always find a worker.
+ * the other nodes; any proxied operation may wait for duplicate holders
+ * (duplicate resolution), whose answers need workers there too.  Two
+ * nodes proxying to each other could fill every worker with proxied
+ * operations waiting for requests queued behind them.  So at most
+ * workers - TXN_REMOTE_WORKERS_SPARE proxied operations run on the
+ * workers at once; one more is answered -EAGAIN, and its caller tries
+ * again after 1, 2, 4 ... ms within its deadline; replica writes and
+ * duplicate holders' answers (which never wait for another node) always
+ * find a worker.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -49,7 +52,7 @@ struct txn_remote {
 	uint64_t self;              /* this node's id */
 	uint32_t failover_ms;       /* a dead node out of the tables: heartbeat timeout + quiet period */
 	struct node *node;          /* atomic */
-	uint32_t proxy_running;     /* atomic: proxied writes running on the workers */
+	uint32_t proxy_running;     /* atomic: proxied operations running on the workers */
 	uint64_t stats[RS_COUNT];   /* atomic */
 };
 
@@ -229,6 +232,84 @@ txn_remote_proxy(struct txn_remote *rm, uint64_t master, const struct txn_target
 			}
 			if (rc != -EIO)
 				STAT(rm, proxy_completed);
+		}
+		rpc_answer_release(&ans);
+		break;
+	}
+	free(buf);
+	return rc;
+}
+
+int
+txn_remote_dup_fetch(struct txn_remote *rm, uint64_t holder, const struct txn_target *t,
+    uint64_t deadline_ns, uint8_t **flat, size_t *len)
+{
+	struct txn_proxy_req q = {
+		.kind = TXN_PROXY_DUPRES, .ns = t->ns->name, .ns_len = strlen(t->ns->name), .k = t->k,
+	};
+	uint8_t *buf;
+	size_t blen;
+	int rc;
+
+	*flat = NULL;
+	*len = 0;
+	rc = txn_proxy_req_encode(&q, &buf, &blen);
+	if (rc != 0)
+		return -EIO;
+	for (uint32_t backoff = 1;; backoff *= 2) {
+		struct rpc_answer ans = { 0 };
+		uint32_t left = ms_left(deadline_ns);
+		bool has_attr;
+		struct record_attr attr;
+		const uint8_t *rec;
+		size_t rec_len;
+
+		if (left == 0) {
+			STAT(rm, proxy_timed_out);
+			rc = -EIO;
+			break;
+		}
+		STAT(rm, proxy_sent);
+		rc = rpc_call(rm->rpc, holder, RPC_OP_TXN_PROXY_READ, buf, blen, left, &ans);
+		/* Busy, or no connection to it right now (a member: it may be
+		 * reconnecting after a merge): again within the deadline. */
+		if ((rc == 0 && ans.err == -EAGAIN) || rc == -EAGAIN || rc == -EHOSTDOWN ||
+		    rc == -EHOSTUNREACH) {
+			rpc_answer_release(&ans);
+			if (rc == 0 || rc == -EAGAIN)
+				STAT(rm, proxy_busy);
+			else
+				STAT(rm, proxy_failed);
+			if (backoff > 64)
+				backoff = 64;
+			left = ms_left(deadline_ns);
+			sleep_ms(backoff < left ? backoff : left);
+			continue;
+		}
+		if (rc != 0) {
+			if (rc == -ETIMEDOUT)
+				STAT(rm, proxy_timed_out);
+			else
+				STAT(rm, proxy_failed);
+			rc = -EIO;
+		} else if (ans.err == -ENOENT) {
+			STAT(rm, proxy_completed);
+			rc = 0;
+		} else if (ans.err != 0 ||
+		    txn_proxy_ans_decode(ans.body, ans.len, &has_attr, &attr, &rec, &rec_len) != 0 ||
+		    rec == NULL || rec_len == 0) {
+			STAT(rm, proxy_failed);
+			rc = -EIO;
+		} else {
+			*flat = malloc(rec_len);
+			if (*flat == NULL) {
+				rc = -ENOMEM;
+			} else {
+				memcpy(*flat, rec, rec_len);
+				*len = rec_len;
+				STAT(rm, proxy_completed);
+				rc = 0;
+			}
 		}
 		rpc_answer_release(&ans);
 		break;
@@ -451,12 +532,31 @@ proxy_run(struct txn_remote *rm, const uint8_t *req, size_t len, struct rpc_repl
 		txn_proxy_req_release(&q);
 		return TXN_ENOTMASTER;
 	}
+	if (q.kind == TXN_PROXY_DUPRES) {
+		uint8_t *copy = NULL;
+		uint32_t copy_len = 0;
+
+		rc = txn_dup_copy(ns, &q.k, nowait, &copy, &copy_len);
+		txn_proxy_req_release(&q);
+		if (rc == -EWOULDBLOCK && nowait)
+			return RPC_DEFER;
+		STAT(rm, proxy_received);
+		if (rc == 0 && txn_proxy_ans_encode(NULL, copy, copy_len, reply->buf, reply->cap,
+		    &reply->len) != 0)
+			rc = -EFBIG;
+		free(copy);
+		if (rc != 0)
+			(void)txn_proxy_ans_encode(NULL, NULL, 0, reply->buf, reply->cap, &reply->len);
+		return rc;
+	}
 	writes = q.kind != TXN_PROXY_STAT && q.kind != TXN_PROXY_READ;
 	if (writes && nowait) {
 		txn_proxy_req_release(&q);
 		return RPC_DEFER;
 	}
-	if (writes) {
+	/* On a worker a stat or read may wait for duplicate holders too
+	 * (txn.c dup_resolve): counted with the writes. */
+	if (!nowait) {
 		uint32_t running = atomic_add(&rm->proxy_running, 1);
 
 		if (running + TXN_REMOTE_WORKERS_SPARE > TXN_REMOTE_WORKERS) {
@@ -470,7 +570,7 @@ proxy_run(struct txn_remote *rm, const uint8_t *req, size_t len, struct rpc_repl
 	memset(&rec, 0, sizeof(rec));
 	record_init(&rec.rec);
 	rc = nowait ? txn_proxy_serve_nowait(ns, &q, &attr, &rec) : txn_proxy_serve(ns, &q, &attr, &rec);
-	if (writes)
+	if (!nowait)
 		atomic_dec(&rm->proxy_running);
 	if (rc == -EWOULDBLOCK && nowait) {
 		txn_record_release(&rec);

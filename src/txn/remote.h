@@ -11,6 +11,12 @@
  * err), the record's attributes and, for a read, the record itself in the
  * flat record format.
  *
+ * Duplicate resolution (docs/cluster.md): a working master that has not
+ * yet received a duplicate holder's migration asks it, before serving a
+ * record, for its copy (TXN_PROXY_DUPRES over RPC_OP_TXN_PROXY_READ: the
+ * request of a read; the answer carries the flat record, tombstone
+ * included, and no attributes, or -ENOENT), and applies it IF_NEWER.
+ *
  * Replica writes: at the master every record version a client write,
  * delete, TTL or bin change stores is sent, as its flat bytes, to each
  * other replica of its partition in parallel (one rpc group) while the
@@ -46,6 +52,7 @@ enum txn_proxy_kind {
 	TXN_PROXY_RENAME = 5,
 	TXN_PROXY_SYNC = 6,
 	TXN_PROXY_RENAME_IN = 7,   /* a rename across masters: this record becomes the key's */
+	TXN_PROXY_DUPRES = 8,      /* duplicate resolution: the holder's copy, whatever its role */
 };
 
 /* Field ids of a proxy request (inner message type TXN_MSG_PROXY). */

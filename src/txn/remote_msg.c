@@ -342,7 +342,7 @@ txn_proxy_req_decode(const uint8_t *buf, size_t len, struct txn_proxy_req *q)
 	if (fabric_msg_decode(buf, len, &m) != 0 || m.type != TXN_MSG_PROXY)
 		return -EBADMSG;
 	if (fabric_msg_get_u32(&m, TXN_PF_KIND, &q->kind) != 0 || q->kind < TXN_PROXY_STAT ||
-	    q->kind > TXN_PROXY_RENAME_IN)
+	    q->kind > TXN_PROXY_DUPRES)
 		return -EBADMSG;
 	if (fabric_msg_get_bytes(&m, TXN_PF_NS, &p, &l) != 0 || l == 0 || l > CONFIG_NAME_MAX)
 		return -EBADMSG;

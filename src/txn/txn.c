@@ -30,6 +30,7 @@
  * would happen on a node that does not own the record).
  */
 #include <errno.h>
+#include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -1903,6 +1904,127 @@ txn_route(const struct txn_target *t, struct partition_rsv *rsv)
 	return rsv->am_master ? TXN_ROUTE_LOCAL : TXN_ROUTE_REMOTE;
 }
 
+/*
+ * Duplicate resolution (docs/cluster.md, "Duplicate resolution"): while
+ * this node serves partition t's as working master before the duplicate
+ * holders' migrations reached it (a healed split, a node back with writes
+ * this one missed), it asks each holder for its copy of the record and
+ * applies it IF_NEWER (the conflict rule migration applies), so what it
+ * serves next is never older than an acknowledged version.  Bounded by
+ * transaction-max-ms: a holder that does not answer is EIO.
+ */
+static int
+dup_resolve(const struct txn_target *t)
+{
+	struct txn_namespace *x = txn_namespace_of(t->ns);
+	struct txn_remote *rm;
+	struct txn_migrate *mg;
+	uint64_t ids[PARTITION_NODES_MAX], deadline;
+	unsigned n;
+
+	if (atomic_load_relaxed(&x->dup_partitions) == 0)
+		return 0;
+	rm = atomic_load_acquire(&x->remote);
+	mg = atomic_load_acquire(&x->migrate);
+	if (rm == NULL || mg == NULL)
+		return 0;
+	n = txn_migrate_dups(mg, t->ns, t->partition, ids);
+	if (n == 0)
+		return 0;
+	deadline = clock_mono_ns() + (uint64_t)txn_remote_deadline_ms(rm) * 1000000;
+	for (unsigned i = 0; i < n; i++) {
+		uint8_t *flat;
+		size_t len;
+		int rc = txn_remote_dup_fetch(rm, ids[i], t, deadline, &flat, &len);
+
+		if (rc != 0)
+			return -EIO;
+		if (flat == NULL)
+			continue;
+		rc = len <= UINT32_MAX ? namespace_apply_flat(t->ns, flat, (uint32_t)len, false) : -EBADMSG;
+		free(flat);
+		if (rc == -EBADMSG) {
+			log_warn("txn", "{%s} duplicate resolution: a malformed copy from %016" PRIx64
+			    " ignored", t->ns->name, ids[i]);
+			continue;
+		}
+		if (rc < 0)
+			return rc;
+	}
+	return 0;
+}
+
+int
+txn_dup_copy(struct namespace *ns, const struct txn_key *k, bool nowait, uint8_t **flat,
+    uint32_t *len)
+{
+	struct txn_target t;
+	struct index_entry *e;
+	uint16_t set_id;
+	uint32_t size;
+	int rc;
+
+	*flat = NULL;
+	*len = 0;
+	if (nowait && ns->storage->persistent)
+		return -EWOULDBLOCK;
+	rc = target_resolve(ns, k, &t);
+	if (rc == 0)
+		rc = target_set(&t, false, &set_id);
+	if (rc != 0)
+		return rc;
+	if (!nowait)
+		index_record_lock(ns->index, &t.digest);
+	else if (pthread_mutex_trylock(index_record_lock_of(ns->index, &t.digest)) != 0)
+		return -EWOULDBLOCK;
+	e = entry_get(ns, set_id, &t.digest);
+	if (e == NULL || e->damaged || e->set_marker) {
+		rc = -ENOENT;
+		goto out;
+	}
+	size = storage_loc_size(e->loc);
+	if (nowait && size > TXN_INLINE_MAX) {
+		rc = -EWOULDBLOCK;
+		goto out;
+	}
+	*flat = malloc(size > 0 ? size : 1);
+	if (*flat == NULL) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	rc = storage_read(ns->storage, e->loc, *flat);
+	if (rc != 0) {
+		free(*flat);
+		*flat = NULL;
+	} else {
+		*len = size;
+	}
+out:
+	index_record_unlock(ns->index, &t.digest);
+	return rc;
+}
+
+/* Duplicate resolution of the record(s) an operation serves. */
+static int
+dup_resolve_op(const struct txn_target *t, const struct txn_op *op)
+{
+	int rc;
+
+	switch (op->kind) {
+	case TXN_OP_STAT:
+	case TXN_OP_READ:
+	case TXN_OP_WRITE:
+	case TXN_OP_DELETE:
+	case TXN_OP_RENAME_IN:
+		return dup_resolve(t);
+	case TXN_OP_RENAME:
+		rc = dup_resolve(t);
+		return rc == 0 ? dup_resolve(op->to) : rc;
+	default:
+		return 0;
+	}
+}
+
 static int
 run_local(const struct txn_target *t, const struct txn_op *op)
 {
@@ -2074,7 +2196,9 @@ dispatch(const struct txn_target *t, const struct txn_op *op)
 			route = TXN_ROUTE_LOCAL;
 		switch (route) {
 		case TXN_ROUTE_LOCAL:
-			rc = run_local(t, op);
+			rc = dup_resolve_op(t, op);
+			if (rc == 0)
+				rc = run_local(t, op);
 			sets_used_flush(t->ns);
 			break;
 		case TXN_ROUTE_REMOTE:
@@ -2472,7 +2596,7 @@ txn_proxy_serve(struct namespace *ns, const struct txn_proxy_req *q, struct reco
 	case TXN_PROXY_RENAME: op.kind = TXN_OP_RENAME; op.to = &tt; break;
 	case TXN_PROXY_SYNC: op.kind = TXN_OP_SYNC; break;
 	case TXN_PROXY_RENAME_IN: op.kind = TXN_OP_RENAME_IN; break;
-	default: return -EBADMSG;
+	default: return -EBADMSG;   /* TXN_PROXY_DUPRES: remote.c's */
 	}
 	if (op.kind == TXN_OP_RENAME_IN) {
 		/* The record as the old name's master read it, and what it showed. */
@@ -2494,6 +2618,8 @@ txn_proxy_serve(struct namespace *ns, const struct txn_proxy_req *q, struct reco
 	rc = reserve_master(ns, t.partition, &r1);
 	if (rc == 0 && op.to != NULL)
 		rc = reserve_master(ns, tt.partition, &r2);
+	if (rc == 0)
+		rc = dup_resolve_op(&t, &op);
 	if (rc == 0)
 		rc = run_local(&t, &op);
 	partition_release(&r1);
@@ -2569,6 +2695,9 @@ txn_proxy_serve_nowait(struct namespace *ns, const struct txn_proxy_req *q,
 	int rc;
 
 	if ((q->kind != TXN_PROXY_STAT && q->kind != TXN_PROXY_READ) || ns->storage->persistent)
+		return -EWOULDBLOCK;
+	/* Duplicates to resolve first (an rpc call): a worker's job. */
+	if (atomic_load_relaxed(&x->dup_partitions) != 0)
 		return -EWOULDBLOCK;
 	rc = target_resolve(ns, &q->k, &t);
 	if (rc != 0)

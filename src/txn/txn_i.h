@@ -54,6 +54,14 @@ struct txn_namespace {
 	 * per operation and nothing else of the cluster. */
 	struct txn_remote *remote;
 
+	/* Duplicate resolution (migrate.c, docs/cluster.md "Duplicate
+	 * resolution"): the migration instance while attached (atomic), and
+	 * how many partitions this node serves as working master while
+	 * duplicates of them are not yet received (atomic): 0 costs an
+	 * operation one load. */
+	struct txn_migrate *migrate;
+	uint32_t dup_partitions;
+
 	/* A network was attached once in this process (atomic): detached
 	 * again (shutdown), the tomb raider does not act as a single node. */
 	bool had_network;
@@ -211,6 +219,26 @@ int txn_partition_wait_working(struct namespace *ns, uint32_t pid, uint64_t not_
 /* partitions.c: wake the operations waiting for ns's tables (a working
  * master changed). */
 void txn_partitions_changed(struct namespace *ns);
+
+/* migrate.c: the duplicate holders this node must ask for their copy of a
+ * record of pid before serving it (it is the working master and has not
+ * received their migration yet); only members of the current succession.
+ * Their node ids into ids (PARTITION_NODES_MAX), their count. */
+struct txn_migrate;
+unsigned txn_migrate_dups(struct txn_migrate *m, const struct namespace *ns, uint32_t pid,
+    uint64_t *ids);
+/* remote.c: holder's copy of t's record, tombstone included (malloc'd flat
+ * bytes into *flat, NULL when it has none), asked by duplicate resolution
+ * before deadline_ns (monotonic).  0, or -EIO (no answer in time, a
+ * malformed one, an error). */
+int txn_remote_dup_fetch(struct txn_remote *rm, uint64_t holder, const struct txn_target *t,
+    uint64_t deadline_ns, uint8_t **flat, size_t *len);
+/* txn.c, for a holder's rpc handler: this node's stored copy of k's record
+ * whatever its role (record or tombstone), malloc'd flat bytes; -ENOENT
+ * when none.  nowait (the fabric thread): -EWOULDBLOCK when that needs a
+ * device read or a held record lock or the record is over TXN_INLINE_MAX. */
+int txn_dup_copy(struct namespace *ns, const struct txn_key *k, bool nowait, uint8_t **flat,
+    uint32_t *len);
 
 /* txn.c: drop the copy of (set_id, d) here for good, record or tombstone
  * (a partition this node no longer holds, migrate.c): 1 dropped, 0 none. */

@@ -155,11 +155,11 @@ test_proxy_request_roundtrip(void **state)
 	assert_memory_equal(&d.record_attr, &ri.record_attr, sizeof(ri.record_attr));
 	txn_proxy_req_release(&d);
 	free(buf);
-	for (uint32_t k = TXN_PROXY_STAT; k <= TXN_PROXY_SYNC; k++) {
+	for (uint32_t k = TXN_PROXY_STAT; k <= TXN_PROXY_DUPRES; k++) {
 		struct txn_proxy_req s = { .kind = k, .ns = "n", .ns_len = 1,
 		    .k = { .key = "k", .key_len = 1 } };
 
-		if (k == TXN_PROXY_RENAME || k == TXN_PROXY_WRITE)
+		if (k == TXN_PROXY_RENAME || k == TXN_PROXY_WRITE || k == TXN_PROXY_RENAME_IN)
 			continue;
 		assert_int_equal(txn_proxy_req_encode(&s, &buf, &len), 0);
 		assert_int_equal(txn_proxy_req_decode(buf, len, &d), 0);
@@ -199,7 +199,7 @@ test_proxy_request_malformed(void **state)
 	}
 	{	/* kind out of range */
 		MSG(TXN_MSG_PROXY);
-		fabric_msg_put_u32(&w, TXN_PF_KIND, 8);
+		fabric_msg_put_u32(&w, TXN_PF_KIND, TXN_PROXY_DUPRES + 1);
 		fabric_msg_put_bytes(&w, TXN_PF_NS, "n", 1);
 		fabric_msg_put_bytes(&w, TXN_PF_KEY, "k", 1);
 		assert_int_equal(txn_proxy_req_decode(mb, w.len, &d), -EBADMSG);
@@ -227,6 +227,19 @@ test_proxy_request_malformed(void **state)
 		mb[2 + 7 + 3] = TXN_PROXY_RENAME_IN;
 		fabric_msg_put_u32(&w, TXN_PF_RENAME_FLAGS, 0);
 		assert_int_equal(txn_proxy_req_decode(mb, w.len, &d), -EBADMSG);  /* no attributes */
+	}
+	{	/* a duplicate resolution carries a key only: no record, no write, no target */
+		MSG(TXN_MSG_PROXY);
+		fabric_msg_put_u32(&w, TXN_PF_KIND, TXN_PROXY_DUPRES);
+		fabric_msg_put_bytes(&w, TXN_PF_NS, "n", 1);
+		fabric_msg_put_bytes(&w, TXN_PF_SET, "s", 1);
+		fabric_msg_put_bytes(&w, TXN_PF_KEY, "k", 1);
+		assert_int_equal(txn_proxy_req_decode(mb, w.len, &d), 0);
+		assert_int_equal(d.kind, TXN_PROXY_DUPRES);
+		assert_int_equal(d.k.set_len, 1);
+		txn_proxy_req_release(&d);
+		fabric_msg_put_bytes(&w, TXN_PF_RECORD, "x", 1);
+		assert_int_equal(txn_proxy_req_decode(mb, w.len, &d), -EBADMSG);
 	}
 	{	/* write fields on a delete */
 		MSG(TXN_MSG_PROXY);

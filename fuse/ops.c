@@ -404,10 +404,33 @@ ops_getattr(fuse_req_t req, fuse_ino_t id, struct fuse_file_info *fi)
 	FUSE_SET_ATTR_SIZE | FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME | \
 	FUSE_SET_ATTR_ATIME_NOW | FUSE_SET_ATTR_MTIME_NOW)
 
-/* An explicit atime (utimensat): stored; reads never update it (noatime). */
+/*
+ * What chmod, chown and utimens ask (FUSE_SET_ATTR_*), as the fields of a
+ * write: the same for records, set directories and directories inside sets.
+ * An explicit atime (utimensat) is stored; reads never update it (noatime).
+ */
 static void
-setattr_atime(const struct stat *attr, int to_set, struct txn_write *w)
+setattr_fill(const struct stat *attr, int to_set, struct txn_write *w)
 {
+	if (to_set & FUSE_SET_ATTR_MODE) {
+		w->set_mode = true;
+		w->mode = attr->st_mode & 07777;
+	}
+	if (to_set & FUSE_SET_ATTR_UID) {
+		w->set_uid = true;
+		w->uid = attr->st_uid;
+	}
+	if (to_set & FUSE_SET_ATTR_GID) {
+		w->set_gid = true;
+		w->gid = attr->st_gid;
+	}
+	if (to_set & FUSE_SET_ATTR_MTIME_NOW) {
+		w->set_mtime = true;
+		w->mtime_ns = recfsd_now_ns();
+	} else if (to_set & FUSE_SET_ATTR_MTIME) {
+		w->set_mtime = true;
+		w->mtime_ns = (int64_t)attr->st_mtim.tv_sec * 1000000000LL + attr->st_mtim.tv_nsec;
+	}
 	if (to_set & FUSE_SET_ATTR_ATIME_NOW) {
 		w->set_atime = true;
 		w->atime_ns = recfsd_now_ns();
@@ -429,26 +452,7 @@ set_setattr(struct inode *ino, const struct stat *attr, int to_set, struct stat 
 		return -ENOENT;
 	if (to_set & FUSE_SET_ATTR_SIZE)
 		return -EISDIR;
-	if (to_set & FUSE_SET_ATTR_MODE) {
-		w.set_mode = true;
-		w.mode = attr->st_mode & 07777;
-	}
-	if (to_set & FUSE_SET_ATTR_UID) {
-		w.set_uid = true;
-		w.uid = attr->st_uid;
-	}
-	if (to_set & FUSE_SET_ATTR_GID) {
-		w.set_gid = true;
-		w.gid = attr->st_gid;
-	}
-	if (to_set & FUSE_SET_ATTR_MTIME_NOW) {
-		w.set_mtime = true;
-		w.mtime_ns = recfsd_now_ns();
-	} else if (to_set & FUSE_SET_ATTR_MTIME) {
-		w.set_mtime = true;
-		w.mtime_ns = (int64_t)attr->st_mtim.tv_sec * 1000000000LL + attr->st_mtim.tv_nsec;
-	}
-	setattr_atime(attr, to_set, &w);
+	setattr_fill(attr, to_set, &w);
 	rc = txn_set_stat(ino->ns, ino->name, ino->set_len, &a);
 	if (rc == 0 && (w.set_mode || w.set_uid || w.set_gid || w.set_mtime || w.set_atime)) {
 		/* A set with no stored metadata shows the daemon's defaults:
@@ -483,26 +487,7 @@ tdir_setattr(struct inode *ino, const struct stat *attr, int to_set, struct stat
 
 	if (to_set & FUSE_SET_ATTR_SIZE)
 		return -EISDIR;
-	if (to_set & FUSE_SET_ATTR_MODE) {
-		w.set_mode = true;
-		w.mode = attr->st_mode & 07777;
-	}
-	if (to_set & FUSE_SET_ATTR_UID) {
-		w.set_uid = true;
-		w.uid = attr->st_uid;
-	}
-	if (to_set & FUSE_SET_ATTR_GID) {
-		w.set_gid = true;
-		w.gid = attr->st_gid;
-	}
-	if (to_set & FUSE_SET_ATTR_MTIME_NOW) {
-		w.set_mtime = true;
-		w.mtime_ns = recfsd_now_ns();
-	} else if (to_set & FUSE_SET_ATTR_MTIME) {
-		w.set_mtime = true;
-		w.mtime_ns = (int64_t)attr->st_mtim.tv_sec * 1000000000LL + attr->st_mtim.tv_nsec;
-	}
-	setattr_atime(attr, to_set, &w);
+	setattr_fill(attr, to_set, &w);
 	if (!(w.set_mode || w.set_uid || w.set_gid || w.set_mtime || w.set_atime)) {
 		rc = tdir_attr(ino, &a);
 	} else {
@@ -569,30 +554,11 @@ ops_setattr(fuse_req_t req, fuse_ino_t id, struct stat *attr, int to_set,
 		fuse_reply_attr(req, &st, recfsd.attr_timeout);
 		return;
 	}
-	if (to_set & FUSE_SET_ATTR_MODE) {
-		w.set_mode = true;
-		w.mode = attr->st_mode & 07777;
-	}
-	if (to_set & FUSE_SET_ATTR_UID) {
-		w.set_uid = true;
-		w.uid = attr->st_uid;
-	}
-	if (to_set & FUSE_SET_ATTR_GID) {
-		w.set_gid = true;
-		w.gid = attr->st_gid;
-	}
-	if (to_set & FUSE_SET_ATTR_MTIME_NOW) {
-		w.set_mtime = true;
-		w.mtime_ns = recfsd_now_ns();
-	} else if (to_set & FUSE_SET_ATTR_MTIME) {
-		w.set_mtime = true;
-		w.mtime_ns = (int64_t)attr->st_mtim.tv_sec * 1000000000LL + attr->st_mtim.tv_nsec;
-	}
 	if (to_set & FUSE_SET_ATTR_SIZE) {
 		w.set_size = true;
 		w.size = (uint64_t)attr->st_size;
 	}
-	setattr_atime(attr, to_set, &w);
+	setattr_fill(attr, to_set, &w);
 	/* ctime is the engine's last-update time. */
 	pthread_mutex_lock(&ino->lock);
 	if (!(w.set_mode || w.set_uid || w.set_gid || w.set_mtime || w.set_atime || w.set_size)) {

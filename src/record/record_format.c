@@ -31,11 +31,11 @@
  * anyway); a CRC per bin (one pass over the record is cheaper and a record
  * is read whole).
  */
-#include <endian.h>
 #include <errno.h>
 #include <limits.h>
 #include <string.h>
 
+#include "../base/bytes.h"
 #include "../base/crc32c.h"
 #include "../base/error.h"
 #include "record.h"
@@ -92,54 +92,6 @@ meta_crc(const uint8_t *src, size_t meta_pos)
 	    meta_pos - RECORD_FLAT_HEADER_SIZE + META_OFF_CHECK);
 
 	return crc32c(crc, src + meta_pos + META_OFF_CHECK + 4, META_SIZE - META_OFF_CHECK - 4);
-}
-
-static inline void
-put_u16(uint8_t *p, uint16_t v)
-{
-	v = htole16(v);
-	memcpy(p, &v, 2);
-}
-
-static inline void
-put_u32(uint8_t *p, uint32_t v)
-{
-	v = htole32(v);
-	memcpy(p, &v, 4);
-}
-
-static inline void
-put_u64(uint8_t *p, uint64_t v)
-{
-	v = htole64(v);
-	memcpy(p, &v, 8);
-}
-
-static inline uint16_t
-get_u16(const uint8_t *p)
-{
-	uint16_t v;
-
-	memcpy(&v, p, 2);
-	return le16toh(v);
-}
-
-static inline uint32_t
-get_u32(const uint8_t *p)
-{
-	uint32_t v;
-
-	memcpy(&v, p, 4);
-	return le32toh(v);
-}
-
-static inline uint64_t
-get_u64(const uint8_t *p)
-{
-	uint64_t v;
-
-	memcpy(&v, p, 8);
-	return le64toh(v);
 }
 
 static inline uint64_t
@@ -239,22 +191,22 @@ record_flat_encode(const struct record *r, uint8_t *dst, size_t dst_size)
 	if (size > dst_size)
 		return -EINVAL;
 
-	put_u32(dst + OFF_MAGIC, RECORD_FLAT_MAGIC);
-	put_u32(dst + OFF_SIZE, (uint32_t)size);
+	le_put32(dst + OFF_MAGIC, RECORD_FLAT_MAGIC);
+	le_put32(dst + OFF_SIZE, (uint32_t)size);
 	dst[OFF_VERSION] = RECORD_FLAT_VERSION;
 	dst[OFF_FLAGS] = r->flags;
-	put_u16(dst + OFF_GENERATION, r->generation);
+	le_put16(dst + OFF_GENERATION, r->generation);
 	memcpy(dst + OFF_DIGEST, r->digest.bytes, DIGEST_SIZE);
-	put_u64(dst + OFF_LAST_UPDATE, r->last_update_ms);
-	put_u32(dst + OFF_VOID_TIME, r->void_time);
-	put_u32(dst + OFF_TTL, (uint32_t)r->ttl);
+	le_put64(dst + OFF_LAST_UPDATE, r->last_update_ms);
+	le_put32(dst + OFF_VOID_TIME, r->void_time);
+	le_put32(dst + OFF_TTL, (uint32_t)r->ttl);
 	dst[OFF_SET_LEN] = r->set_len;
 	dst[OFF_KEY_TYPE] = r->key_type;
-	put_u16(dst + OFF_KEY_LEN, r->key_len);
-	put_u16(dst + OFF_N_BINS, r->n_bins);
-	put_u16(dst + OFF_RESERVED_1, 0);
-	put_u32(dst + OFF_END, (uint32_t)end);
-	put_u32(dst + OFF_HEADER_CRC, header_crc(dst));
+	le_put16(dst + OFF_KEY_LEN, r->key_len);
+	le_put16(dst + OFF_N_BINS, r->n_bins);
+	le_put16(dst + OFF_RESERVED_1, 0);
+	le_put32(dst + OFF_END, (uint32_t)end);
+	le_put32(dst + OFF_HEADER_CRC, header_crc(dst));
 
 	p = dst + RECORD_FLAT_HEADER_SIZE;
 	if (r->set_len > 0)
@@ -264,13 +216,13 @@ record_flat_encode(const struct record *r, uint8_t *dst, size_t dst_size)
 		memcpy(p, r->key, r->key_len);
 	p += r->key_len;
 	if (r->flags & RECORD_F_HAS_META) {
-		put_u32(p, r->meta.mode);
-		put_u32(p + 4, r->meta.uid);
-		put_u32(p + 8, r->meta.gid);
-		put_u64(p + 16, (uint64_t)r->meta.mtime_ns);
-		put_u64(p + 24, (uint64_t)r->meta.atime_ns);
-		put_u64(p + 32, r->meta.ino);
-		put_u32(p + META_OFF_CHECK, meta_crc(dst, (size_t)(p - dst)));
+		le_put32(p, r->meta.mode);
+		le_put32(p + 4, r->meta.uid);
+		le_put32(p + 8, r->meta.gid);
+		le_put64(p + 16, (uint64_t)r->meta.mtime_ns);
+		le_put64(p + 24, (uint64_t)r->meta.atime_ns);
+		le_put64(p + 32, r->meta.ino);
+		le_put32(p + META_OFF_CHECK, meta_crc(dst, (size_t)(p - dst)));
 		p += META_SIZE;
 	}
 	for (uint16_t i = 0; i < r->n_bins; i++) {
@@ -282,7 +234,7 @@ record_flat_encode(const struct record *r, uint8_t *dst, size_t dst_size)
 		*p++ = b->type;
 		switch (b->type) {
 		case BIN_INTEGER:
-			put_u64(p, (uint64_t)b->v.integer);
+			le_put64(p, (uint64_t)b->v.integer);
 			p += 8;
 			break;
 		case BIN_DOUBLE: {
@@ -290,12 +242,12 @@ record_flat_encode(const struct record *r, uint8_t *dst, size_t dst_size)
 
 			/* Bit copy: NaN payloads and -0.0 survive the trip. */
 			memcpy(&bits, &b->v.dbl, 8);
-			put_u64(p, bits);
+			le_put64(p, bits);
 			p += 8;
 			break;
 		}
 		default: /* BIN_STRING, BIN_BLOB: limits() allowed nothing else */
-			put_u32(p, b->v.bytes.len);
+			le_put32(p, b->v.bytes.len);
 			p += 4;
 			if (b->v.bytes.len > 0)
 				memcpy(p, b->v.bytes.data, b->v.bytes.len);
@@ -304,8 +256,8 @@ record_flat_encode(const struct record *r, uint8_t *dst, size_t dst_size)
 		}
 	}
 
-	put_u32(dst + end, RECORD_FLAT_END_MARK);
-	put_u32(dst + end + 4, crc32c(0, dst, end + 4));
+	le_put32(dst + end, RECORD_FLAT_END_MARK);
+	le_put32(dst + end + 4, crc32c(0, dst, end + 4));
 	memset(dst + end + TRAILER_SIZE, 0, size - end - TRAILER_SIZE);
 	return (long)size;
 }
@@ -317,11 +269,11 @@ record_flat_check(const uint8_t *src, size_t avail, uint32_t *size_out)
 
 	if (avail < RECORD_FLAT_MIN_SIZE)
 		return RECFS_EFORMAT;
-	if (get_u32(src + OFF_MAGIC) != RECORD_FLAT_MAGIC ||
+	if (le_get32(src + OFF_MAGIC) != RECORD_FLAT_MAGIC ||
 	    src[OFF_VERSION] < RECORD_FLAT_VERSION_MIN || src[OFF_VERSION] > RECORD_FLAT_VERSION)
 		return RECFS_EFORMAT;
-	size = get_u32(src + OFF_SIZE);
-	end = get_u32(src + OFF_END);
+	size = le_get32(src + OFF_SIZE);
+	end = le_get32(src + OFF_END);
 	if (size % RBLOCK_SIZE != 0 || size < RECORD_FLAT_MIN_SIZE || size > avail)
 		return RECFS_EFORMAT;
 	/*
@@ -339,19 +291,19 @@ record_flat_check(const uint8_t *src, size_t avail, uint32_t *size_out)
 int
 record_flat_verify(const uint8_t *src, uint32_t size)
 {
-	uint32_t end = get_u32(src + OFF_END);
+	uint32_t end = le_get32(src + OFF_END);
 	uint32_t crc;
 
 	/* Re-bound E so a caller that skipped the check cannot make us overrun. */
 	if (size < RECORD_FLAT_MIN_SIZE || end < RECORD_FLAT_HEADER_SIZE ||
 	    (uint64_t)end + TRAILER_SIZE > size)
 		return RECFS_ECHECKSUM;
-	if (src[OFF_VERSION] >= 2 && get_u32(src + OFF_HEADER_CRC) != header_crc(src))
+	if (src[OFF_VERSION] >= 2 && le_get32(src + OFF_HEADER_CRC) != header_crc(src))
 		return RECFS_ECHECKSUM;
-	if (get_u32(src + end) != RECORD_FLAT_END_MARK)
+	if (le_get32(src + end) != RECORD_FLAT_END_MARK)
 		return RECFS_ECHECKSUM;
 	crc = crc32c(0, src, (size_t)end + 4);
-	if (get_u32(src + end + 4) != crc)
+	if (le_get32(src + end + 4) != crc)
 		return RECFS_ECHECKSUM;
 	/* The padding is outside the CRC; it must still be what we wrote. */
 	for (uint32_t i = end + TRAILER_SIZE; i < size; i++)
@@ -386,7 +338,7 @@ record_flat_header_check(const uint8_t *src, size_t avail, struct record_flat_he
 	err = record_flat_check(src, avail, &size);
 	if (err != 0)
 		return err;
-	if (src[OFF_VERSION] >= 2 && get_u32(src + OFF_HEADER_CRC) != header_crc(src))
+	if (src[OFF_VERSION] >= 2 && le_get32(src + OFF_HEADER_CRC) != header_crc(src))
 		return RECFS_ECHECKSUM;
 	memset(h, 0, sizeof(*h));
 	memcpy(h->digest.bytes, src + OFF_DIGEST, DIGEST_SIZE);
@@ -394,17 +346,17 @@ record_flat_header_check(const uint8_t *src, size_t avail, struct record_flat_he
 	h->flags = src[OFF_FLAGS];
 	h->key_type = src[OFF_KEY_TYPE];
 	h->set_len = src[OFF_SET_LEN];
-	h->generation = get_u16(src + OFF_GENERATION);
-	h->key_len = get_u16(src + OFF_KEY_LEN);
-	h->n_bins = get_u16(src + OFF_N_BINS);
-	h->last_update_ms = get_u64(src + OFF_LAST_UPDATE);
-	h->void_time = get_u32(src + OFF_VOID_TIME);
-	h->ttl = (int32_t)get_u32(src + OFF_TTL);
+	h->generation = le_get16(src + OFF_GENERATION);
+	h->key_len = le_get16(src + OFF_KEY_LEN);
+	h->n_bins = le_get16(src + OFF_N_BINS);
+	h->last_update_ms = le_get64(src + OFF_LAST_UPDATE);
+	h->void_time = le_get32(src + OFF_VOID_TIME);
+	h->ttl = (int32_t)le_get32(src + OFF_TTL);
 	h->size = size;
-	h->end = get_u32(src + OFF_END);
+	h->end = le_get32(src + OFF_END);
 	err = header_fields_check(h->flags, h->generation, h->set_len, h->key_type, h->key_len,
 	    h->ttl, h->n_bins);
-	if (err == 0 && get_u16(src + OFF_RESERVED_1) != 0)
+	if (err == 0 && le_get16(src + OFF_RESERVED_1) != 0)
 		err = RECFS_EFORMAT;
 	if (err != 0)
 		return err;
@@ -416,7 +368,7 @@ record_flat_accept(const uint8_t *flat, uint32_t size, uint32_t max, struct reco
 {
 	int rc;
 
-	if (size < RECORD_FLAT_MIN_SIZE || get_u32(flat + 4) != size)
+	if (size < RECORD_FLAT_MIN_SIZE || le_get32(flat + 4) != size)
 		return -EBADMSG;
 	if (size > max)
 		return -EFBIG;
@@ -436,7 +388,7 @@ record_flat_decode(const uint8_t *src, size_t avail, struct record *r)
 	if (err == 0)
 		err = record_flat_verify(src, size);
 	if (err == 0)
-		err = record_flat_parse(src, get_u32(src + OFF_END), r);
+		err = record_flat_parse(src, le_get32(src + OFF_END), r);
 	if (err != 0)
 		record_release(r);
 	return err;
@@ -451,7 +403,7 @@ record_flat_decode_verified(const uint8_t *src, size_t avail, struct record *r)
 	record_init(r);
 	err = record_flat_check(src, avail, &size);
 	if (err == 0)
-		err = record_flat_parse(src, get_u32(src + OFF_END), r);
+		err = record_flat_parse(src, le_get32(src + OFF_END), r);
 	if (err != 0)
 		record_release(r);
 	return err;
@@ -485,14 +437,14 @@ record_flat_salvage(const uint8_t *src, const struct record_flat_header *h, stru
 	parts |= RECORD_SALVAGE_NAME;
 	pos += (size_t)h->set_len + h->key_len;
 	if ((h->flags & RECORD_F_HAS_META) && h->version >= 2 && META_SIZE <= h->end - pos &&
-	    get_u32(src + pos + META_OFF_CHECK) == meta_crc(src, pos) &&
-	    record_mode_valid(get_u32(src + pos))) {
-		r->meta.mode = get_u32(src + pos);
-		r->meta.uid = get_u32(src + pos + 4);
-		r->meta.gid = get_u32(src + pos + 8);
-		r->meta.mtime_ns = (int64_t)get_u64(src + pos + 16);
-		r->meta.atime_ns = (int64_t)get_u64(src + pos + 24);
-		r->meta.ino = get_u64(src + pos + 32);
+	    le_get32(src + pos + META_OFF_CHECK) == meta_crc(src, pos) &&
+	    record_mode_valid(le_get32(src + pos))) {
+		r->meta.mode = le_get32(src + pos);
+		r->meta.uid = le_get32(src + pos + 4);
+		r->meta.gid = le_get32(src + pos + 8);
+		r->meta.mtime_ns = (int64_t)le_get64(src + pos + 16);
+		r->meta.atime_ns = (int64_t)le_get64(src + pos + 24);
+		r->meta.ino = le_get64(src + pos + 32);
 		r->flags |= RECORD_F_HAS_META;
 		parts |= RECORD_SALVAGE_META;
 	}
@@ -513,26 +465,26 @@ record_flat_parse(const uint8_t *src, uint32_t end, struct record *r)
 	int err;
 
 	r->flags = src[OFF_FLAGS];
-	r->generation = get_u16(src + OFF_GENERATION);
+	r->generation = le_get16(src + OFF_GENERATION);
 	memcpy(r->digest.bytes, src + OFF_DIGEST, DIGEST_SIZE);
-	r->last_update_ms = get_u64(src + OFF_LAST_UPDATE);
-	r->void_time = get_u32(src + OFF_VOID_TIME);
-	r->ttl = (int32_t)get_u32(src + OFF_TTL);
+	r->last_update_ms = le_get64(src + OFF_LAST_UPDATE);
+	r->void_time = le_get32(src + OFF_VOID_TIME);
+	r->ttl = (int32_t)le_get32(src + OFF_TTL);
 	r->set_len = src[OFF_SET_LEN];
 	r->key_type = src[OFF_KEY_TYPE];
-	r->key_len = get_u16(src + OFF_KEY_LEN);
+	r->key_len = le_get16(src + OFF_KEY_LEN);
 	/* r->n_bins counts bins parsed so far; it stays 0 until one is whole. */
-	n_bins = get_u16(src + OFF_N_BINS);
+	n_bins = le_get16(src + OFF_N_BINS);
 
 	err = header_fields_check(r->flags, r->generation, r->set_len, r->key_type, r->key_len,
 	    r->ttl, n_bins);
 	if (err != 0)
 		return err;
-	if (get_u16(src + OFF_RESERVED_1) != 0)
+	if (le_get16(src + OFF_RESERVED_1) != 0)
 		return RECFS_EFORMAT;
 	/* Version 2's header check is verified with the CRC; version 1 has a
 	 * reserved field there. */
-	if (version < 2 && get_u32(src + OFF_HEADER_CRC) != 0)
+	if (version < 2 && le_get32(src + OFF_HEADER_CRC) != 0)
 		return RECFS_EFORMAT;
 
 	if ((size_t)r->set_len + r->key_len > end - pos)
@@ -547,14 +499,14 @@ record_flat_parse(const uint8_t *src, uint32_t end, struct record *r)
 
 		if (meta_size > end - pos)
 			return RECFS_EFORMAT;
-		check = get_u32(src + pos + META_OFF_CHECK);
-		r->meta.mode = get_u32(src + pos);
-		r->meta.uid = get_u32(src + pos + 4);
-		r->meta.gid = get_u32(src + pos + 8);
-		r->meta.mtime_ns = (int64_t)get_u64(src + pos + 16);
+		check = le_get32(src + pos + META_OFF_CHECK);
+		r->meta.mode = le_get32(src + pos);
+		r->meta.uid = le_get32(src + pos + 4);
+		r->meta.gid = le_get32(src + pos + 8);
+		r->meta.mtime_ns = (int64_t)le_get64(src + pos + 16);
 		if (version >= 2) {
-			r->meta.atime_ns = (int64_t)get_u64(src + pos + 24);
-			r->meta.ino = get_u64(src + pos + 32);
+			r->meta.atime_ns = (int64_t)le_get64(src + pos + 24);
+			r->meta.ino = le_get64(src + pos + 32);
 		}
 		if (!record_mode_valid(r->meta.mode) ||
 		    check != (version >= 2 ? meta_crc(src, pos) : 0))
@@ -592,9 +544,9 @@ record_flat_parse(const uint8_t *src, uint32_t end, struct record *r)
 			if (end - pos < 8)
 				return RECFS_EFORMAT;
 			if (b->type == BIN_INTEGER) {
-				b->v.integer = (int64_t)get_u64(src + pos);
+				b->v.integer = (int64_t)le_get64(src + pos);
 			} else {
-				uint64_t bits = get_u64(src + pos);
+				uint64_t bits = le_get64(src + pos);
 
 				memcpy(&b->v.dbl, &bits, 8);
 			}
@@ -604,7 +556,7 @@ record_flat_parse(const uint8_t *src, uint32_t end, struct record *r)
 		case BIN_BLOB:
 			if (end - pos < 4)
 				return RECFS_EFORMAT;
-			len = get_u32(src + pos);
+			len = le_get32(src + pos);
 			pos += 4;
 			if (len > end - pos)
 				return RECFS_EFORMAT;

@@ -8,65 +8,33 @@
  * own; anything else that is not a valid header is refused, so a typo in a
  * devices: line cannot wipe an unrelated disk.
  */
-#include <endian.h>
 #include <stdio.h>
 #include <string.h>
 
+#include "../base/bytes.h"
 #include "../base/crc32c.h"
 #include "../base/error.h"
 #include "device_header.h"
 
 static const uint8_t header_magic[8] = { 'R', 'E', 'C', 'F', 'S', 'D', 'V', '1' };
 
-static void
-put32(uint8_t *p, uint32_t v)
-{
-	v = htole32(v);
-	memcpy(p, &v, 4);
-}
-
-static void
-put64(uint8_t *p, uint64_t v)
-{
-	v = htole64(v);
-	memcpy(p, &v, 8);
-}
-
-static uint32_t
-get32(const uint8_t *p)
-{
-	uint32_t v;
-
-	memcpy(&v, p, 4);
-	return le32toh(v);
-}
-
-static uint64_t
-get64(const uint8_t *p)
-{
-	uint64_t v;
-
-	memcpy(&v, p, 8);
-	return le64toh(v);
-}
-
 void
 device_header_encode(const struct device_header *h, uint8_t *page)
 {
 	memset(page, 0, DEVICE_HEADER_PAGE);
 	memcpy(page, header_magic, 8);
-	put32(page + 8, h->version);
-	put32(page + 12, h->write_block_size);
+	le_put32(page + 8, h->version);
+	le_put32(page + 12, h->write_block_size);
 	memcpy(page + 16, h->ns_name, strnlen(h->ns_name, CONFIG_NAME_MAX));
-	put32(page + 48, h->n_devices);
-	put32(page + 52, h->device_index);
-	put32(page + 56, h->flags);
-	put64(page + 64, h->signature);
-	put64(page + 72, h->device_size);
-	put32(page + 80, h->high_water);
-	put64(page + 88, h->created_ms);
-	put64(page + 96, h->opens);
-	put32(page + DEVICE_HEADER_PAGE - 4, crc32c(0, page, DEVICE_HEADER_PAGE - 4));
+	le_put32(page + 48, h->n_devices);
+	le_put32(page + 52, h->device_index);
+	le_put32(page + 56, h->flags);
+	le_put64(page + 64, h->signature);
+	le_put64(page + 72, h->device_size);
+	le_put32(page + 80, h->high_water);
+	le_put64(page + 88, h->created_ms);
+	le_put64(page + 96, h->opens);
+	le_put32(page + DEVICE_HEADER_PAGE - 4, crc32c(0, page, DEVICE_HEADER_PAGE - 4));
 }
 
 int
@@ -84,10 +52,10 @@ device_header_decode(const uint8_t *page, struct device_header *h, char *why, si
 			snprintf(why, why_size, "not a recfs device (no header magic) and not empty");
 		return RECFS_EFORMAT;
 	}
-	bool crc_ok = get32(page + DEVICE_HEADER_PAGE - 4) == crc32c(0, page, DEVICE_HEADER_PAGE - 4);
+	bool crc_ok = le_get32(page + DEVICE_HEADER_PAGE - 4) == crc32c(0, page, DEVICE_HEADER_PAGE - 4);
 
 	memset(h, 0, sizeof(*h));
-	h->version = get32(page + 8);
+	h->version = le_get32(page + 8);
 	/* The version before the checksum: another version may keep its
 	 * checksum elsewhere, and is then still named for what it is. */
 	if (h->version < DEVICE_HEADER_VERSION_MIN || h->version > DEVICE_HEADER_VERSION) {
@@ -102,17 +70,17 @@ device_header_decode(const uint8_t *page, struct device_header *h, char *why, si
 			snprintf(why, why_size, "device header checksum mismatch (damaged header)");
 		return RECFS_EFORMAT;
 	}
-	h->write_block_size = get32(page + 12);
+	h->write_block_size = le_get32(page + 12);
 	memcpy(h->ns_name, page + 16, CONFIG_NAME_MAX);
 	h->ns_name[CONFIG_NAME_MAX] = '\0';
-	h->n_devices = get32(page + 48);
-	h->device_index = get32(page + 52);
-	h->flags = get32(page + 56);
-	h->signature = get64(page + 64);
-	h->device_size = get64(page + 72);
-	h->high_water = get32(page + 80);
-	h->created_ms = get64(page + 88);
-	h->opens = get64(page + 96);
+	h->n_devices = le_get32(page + 48);
+	h->device_index = le_get32(page + 52);
+	h->flags = le_get32(page + 56);
+	h->signature = le_get64(page + 64);
+	h->device_size = le_get64(page + 72);
+	h->high_water = le_get32(page + 80);
+	h->created_ms = le_get64(page + 88);
+	h->opens = le_get64(page + 96);
 	if (h->n_devices == 0 || h->n_devices > CONFIG_FILES_MAX || h->device_index >= h->n_devices ||
 	    h->write_block_size == 0 || (h->write_block_size & (h->write_block_size - 1)) != 0) {
 		if (why != NULL)
@@ -128,8 +96,8 @@ device_pmeta_slot_encode(uint64_t version, uint8_t slot[DEVICE_PMETA_SLOT])
 	memset(slot, 0, DEVICE_PMETA_SLOT);
 	if (version == 0)
 		return;
-	put64(slot, version);
-	put32(slot + 12, crc32c(0, slot, 12));
+	le_put64(slot, version);
+	le_put32(slot + 12, crc32c(0, slot, 12));
 }
 
 int
@@ -140,8 +108,8 @@ device_pmeta_slot_decode(const uint8_t slot[DEVICE_PMETA_SLOT], uint64_t *versio
 	*version = 0;
 	if (memcmp(slot, zero, sizeof(zero)) == 0)
 		return 0;
-	if (get32(slot + 8) != 0 || get32(slot + 12) != crc32c(0, slot, 12))
+	if (le_get32(slot + 8) != 0 || le_get32(slot + 12) != crc32c(0, slot, 12))
 		return RECFS_ECHECKSUM;
-	*version = get64(slot);
+	*version = le_get64(slot);
 	return 0;
 }

@@ -33,38 +33,13 @@
 #include <string.h>
 #include <sys/random.h>
 
+#include "../base/bytes.h"
 #include "../base/log.h"
 #include "chunk.h"
 #include "txn_i.h"
 
 #define MAP_MAGIC 0x314d4352u   /* "RCM1" */
 #define MAP_HEADER 32
-
-static void
-put32(uint8_t *p, uint32_t v)
-{
-	for (int i = 0; i < 4; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static void
-put64(uint8_t *p, uint64_t v)
-{
-	for (int i = 0; i < 8; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint32_t
-get32(const uint8_t *p)
-{
-	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
-static uint64_t
-get64(const uint8_t *p)
-{
-	return (uint64_t)get32(p) | (uint64_t)get32(p + 4) << 32;
-}
 
 static uint64_t
 chunks_for(uint64_t size, uint32_t chunk_size)
@@ -96,13 +71,13 @@ txn_chunk_map_decode(const void *data, size_t len, struct txn_chunk_map *out)
 	uint64_t n;
 
 	memset(out, 0, sizeof(*out));
-	if (len < MAP_HEADER || get32(p) != MAP_MAGIC)
+	if (len < MAP_HEADER || le_get32(p) != MAP_MAGIC)
 		return -EINVAL;
-	out->file_id = get64(p + 4);
-	out->size = get64(p + 12);
-	out->chunk_size = get32(p + 20);
-	out->commit = get32(p + 24);
-	n = get32(p + 28);
+	out->file_id = le_get64(p + 4);
+	out->size = le_get64(p + 12);
+	out->chunk_size = le_get32(p + 20);
+	out->commit = le_get32(p + 24);
+	n = le_get32(p + 28);
 	/* Everything a reader relies on, checked once here. */
 	if (out->file_id == 0 || out->chunk_size == 0 || n != chunks_for(out->size, out->chunk_size) ||
 	    len != MAP_HEADER + 4 * n)
@@ -112,7 +87,7 @@ txn_chunk_map_decode(const void *data, size_t len, struct txn_chunk_map *out)
 	if (out->versions == NULL)
 		return -ENOMEM;
 	for (uint32_t i = 0; i < n; i++) {
-		out->versions[i] = get32(p + MAP_HEADER + 4 * i);
+		out->versions[i] = le_get32(p + MAP_HEADER + 4 * i);
 		if (out->versions[i] > out->commit) {
 			txn_chunk_map_free(out);
 			return -EINVAL;
@@ -253,14 +228,14 @@ map_encode(const struct txn_chunk_map *m, uint8_t **out, size_t *len)
 
 	if (p == NULL)
 		return -ENOMEM;
-	put32(p, MAP_MAGIC);
-	put64(p + 4, m->file_id);
-	put64(p + 12, m->size);
-	put32(p + 20, m->chunk_size);
-	put32(p + 24, m->commit);
-	put32(p + 28, m->n);
+	le_put32(p, MAP_MAGIC);
+	le_put64(p + 4, m->file_id);
+	le_put64(p + 12, m->size);
+	le_put32(p + 20, m->chunk_size);
+	le_put32(p + 24, m->commit);
+	le_put32(p + 28, m->n);
 	for (uint32_t i = 0; i < m->n; i++)
-		put32(p + MAP_HEADER + 4 * i, m->versions[i]);
+		le_put32(p + MAP_HEADER + 4 * i, m->versions[i]);
 	*out = p;
 	*len = n;
 	return 0;

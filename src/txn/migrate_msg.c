@@ -4,33 +4,8 @@
 #include <errno.h>
 #include <string.h>
 
+#include "../base/bytes.h"
 #include "migrate_msg.h"
-
-static void
-put32(uint8_t *b, uint32_t v)
-{
-	for (int i = 0; i < 4; i++)
-		b[i] = (uint8_t)(v >> (8 * i));
-}
-
-static void
-put64(uint8_t *b, uint64_t v)
-{
-	for (int i = 0; i < 8; i++)
-		b[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint32_t
-get32(const uint8_t *b)
-{
-	return (uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 | (uint32_t)b[3] << 24;
-}
-
-static uint64_t
-get64(const uint8_t *b)
-{
-	return (uint64_t)get32(b) | (uint64_t)get32(b + 4) << 32;
-}
 
 int
 migrate_msg_encode_header(uint8_t *buf, size_t cap, uint8_t kind, uint64_t cluster_key, const char *ns)
@@ -43,7 +18,7 @@ migrate_msg_encode_header(uint8_t *buf, size_t cap, uint8_t kind, uint64_t clust
 		return -EMSGSIZE;
 	buf[0] = MIGRATE_MSG_VERSION;
 	buf[1] = kind;
-	put64(buf + 2, cluster_key);
+	le_put64(buf + 2, cluster_key);
 	buf[10] = (uint8_t)nl;
 	memcpy(buf + 11, ns, nl);
 	return (int)(11 + nl);
@@ -60,7 +35,7 @@ migrate_msg_encode_exchange(uint8_t *buf, size_t cap, uint64_t cluster_key, cons
 	if (cap - (size_t)hl < 8 * MIGRATE_MSG_PARTITIONS)
 		return -EMSGSIZE;
 	for (uint32_t p = 0; p < MIGRATE_MSG_PARTITIONS; p++)
-		put64(buf + hl + 8 * p, versions[p]);
+		le_put64(buf + hl + 8 * p, versions[p]);
 	return hl + 8 * MIGRATE_MSG_PARTITIONS;
 }
 
@@ -77,7 +52,7 @@ migrate_msg_encode_pid(uint8_t *buf, size_t cap, uint8_t kind, uint64_t cluster_
 		return hl;
 	if (cap - (size_t)hl < 4)
 		return -EMSGSIZE;
-	put32(buf + hl, pid);
+	le_put32(buf + hl, pid);
 	return hl + 4;
 }
 
@@ -94,8 +69,8 @@ migrate_msg_encode_insert(uint8_t *buf, size_t cap, uint64_t cluster_key, const 
 		return hl;
 	if (cap - (size_t)hl < 8)
 		return -EMSGSIZE;
-	put32(buf + hl, pid);
-	put32(buf + hl + 4, 0);
+	le_put32(buf + hl, pid);
+	le_put32(buf + hl + 4, 0);
 	*count_off = (size_t)hl + 4;
 	return hl + 8;
 }
@@ -107,7 +82,7 @@ migrate_msg_encode_record(uint8_t *buf, size_t cap, const uint8_t *rec, uint32_t
 		return -EINVAL;
 	if (cap < 4 || cap - 4 < len)
 		return -EMSGSIZE;
-	put32(buf, len);
+	le_put32(buf, len);
 	memcpy(buf + 4, rec, len);
 	return (int)(4 + len);
 }
@@ -115,7 +90,7 @@ migrate_msg_encode_record(uint8_t *buf, size_t cap, const uint8_t *rec, uint32_t
 void
 migrate_msg_insert_count(uint8_t *buf, size_t count_off, uint32_t n)
 {
-	put32(buf + count_off, n);
+	le_put32(buf + count_off, n);
 }
 
 int
@@ -129,7 +104,7 @@ migrate_msg_decode(const uint8_t *buf, size_t len, struct migrate_msg *out)
 	out->kind = buf[1];
 	if (out->kind < MIGRATE_MSG_EXCHANGE || out->kind > MIGRATE_MSG_TAKEOVER)
 		return -EBADMSG;
-	out->cluster_key = get64(buf + 2);
+	out->cluster_key = le_get64(buf + 2);
 	nl = buf[10];
 	if (nl < 1 || nl > MIGRATE_MSG_NS_MAX || len - 11 < nl)
 		return -EBADMSG;
@@ -147,7 +122,7 @@ migrate_msg_decode(const uint8_t *buf, size_t len, struct migrate_msg *out)
 	}
 	if (len - off < 4)
 		return -EBADMSG;
-	out->pid = get32(buf + off);
+	out->pid = le_get32(buf + off);
 	off += 4;
 	if (out->pid >= MIGRATE_MSG_PARTITIONS)
 		return -EBADMSG;
@@ -155,7 +130,7 @@ migrate_msg_decode(const uint8_t *buf, size_t len, struct migrate_msg *out)
 		return len == off ? 0 : -EBADMSG;
 	if (len - off < 4)
 		return -EBADMSG;
-	out->n = get32(buf + off);
+	out->n = le_get32(buf + off);
 	off += 4;
 	if (out->n < 1 || out->n > MIGRATE_MSG_RECORDS_MAX)
 		return -EBADMSG;
@@ -169,7 +144,7 @@ migrate_msg_decode(const uint8_t *buf, size_t len, struct migrate_msg *out)
 
 		if (out->payload_len - p < 4)
 			return -EBADMSG;
-		rl = get32(out->payload + p);
+		rl = le_get32(out->payload + p);
 		p += 4;
 		if (rl == 0 || out->payload_len - p < rl)
 			return -EBADMSG;
@@ -181,7 +156,7 @@ migrate_msg_decode(const uint8_t *buf, size_t len, struct migrate_msg *out)
 uint64_t
 migrate_msg_version(const struct migrate_msg *m, uint32_t pid)
 {
-	return get64(m->payload + 8 * (size_t)(pid & (MIGRATE_MSG_PARTITIONS - 1)));
+	return le_get64(m->payload + 8 * (size_t)(pid & (MIGRATE_MSG_PARTITIONS - 1)));
 }
 
 int
@@ -191,7 +166,7 @@ migrate_msg_record_next(const struct migrate_msg *m, size_t *off, const uint8_t 
 
 	if (*off >= m->payload_len)
 		return 0;
-	rl = get32(m->payload + *off);
+	rl = le_get32(m->payload + *off);
 	*rec = m->payload + *off + 4;
 	*rec_len = rl;
 	*off += 4 + (size_t)rl;

@@ -4,40 +4,8 @@
 #include <errno.h>
 #include <string.h>
 
+#include "../base/bytes.h"
 #include "set_msg.h"
-
-static void
-put16(uint8_t *p, uint16_t v)
-{
-	p[0] = (uint8_t)v;
-	p[1] = (uint8_t)(v >> 8);
-}
-
-static void
-put32(uint8_t *p, uint32_t v)
-{
-	for (int i = 0; i < 4; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static void
-put64(uint8_t *p, uint64_t v)
-{
-	for (int i = 0; i < 8; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint32_t
-get32(const uint8_t *p)
-{
-	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
-static uint64_t
-get64(const uint8_t *p)
-{
-	return (uint64_t)get32(p) | (uint64_t)get32(p + 4) << 32;
-}
 
 /* A namespace or set name as a path component: no '/', no NUL, not . or .. */
 static bool
@@ -76,7 +44,7 @@ set_msg_encode_header(uint8_t *buf, size_t cap, uint8_t kind, const char *ns, ui
 	buf[1] = kind;
 	buf[2] = (uint8_t)nl;
 	memcpy(buf + 3, ns, nl);
-	put16(buf + 3 + nl, n);
+	le_put16(buf + 3 + nl, n);
 	return (int)(5 + nl);
 }
 
@@ -94,12 +62,12 @@ set_msg_encode_entry(uint8_t *buf, size_t cap, const struct set_msg_entry *e)
 	memcpy(buf + 1, e->name, e->len);
 	p = buf + 1 + e->len;
 	p[0] = (uint8_t)((e->live ? 1 : 0) | (e->has_meta ? 2 : 0));
-	put64(p + 1, e->lut_ms);
-	put32(p + 9, e->mode);
-	put32(p + 13, e->uid);
-	put32(p + 17, e->gid);
-	put64(p + 21, (uint64_t)e->mtime_ns);
-	put64(p + 29, (uint64_t)e->atime_ns);
+	le_put64(p + 1, e->lut_ms);
+	le_put32(p + 9, e->mode);
+	le_put32(p + 13, e->uid);
+	le_put32(p + 17, e->gid);
+	le_put64(p + 21, (uint64_t)e->mtime_ns);
+	le_put64(p + 29, (uint64_t)e->atime_ns);
 	return (int)need;
 }
 
@@ -117,7 +85,7 @@ entry_parse(const uint8_t *buf, size_t len, struct set_msg_entry *e)
 	if (len < need || !name_ok((const char *)buf + 1, nl, SET_MSG_NAME_MAX))
 		return 0;
 	p = buf + 1 + nl;
-	if ((p[0] & ~3u) != 0 || get32(p + 9) > 07777)
+	if ((p[0] & ~3u) != 0 || le_get32(p + 9) > 07777)
 		return 0;
 	if (e != NULL) {
 		memcpy(e->name, buf + 1, nl);
@@ -125,12 +93,12 @@ entry_parse(const uint8_t *buf, size_t len, struct set_msg_entry *e)
 		e->len = (uint8_t)nl;
 		e->live = (p[0] & 1) != 0;
 		e->has_meta = (p[0] & 2) != 0;
-		e->lut_ms = get64(p + 1);
-		e->mode = get32(p + 9);
-		e->uid = get32(p + 13);
-		e->gid = get32(p + 17);
-		e->mtime_ns = (int64_t)get64(p + 21);
-		e->atime_ns = (int64_t)get64(p + 29);
+		e->lut_ms = le_get64(p + 1);
+		e->mode = le_get32(p + 9);
+		e->uid = le_get32(p + 13);
+		e->gid = le_get32(p + 17);
+		e->mtime_ns = (int64_t)le_get64(p + 21);
+		e->atime_ns = (int64_t)le_get64(p + 29);
 	}
 	return need;
 }
@@ -183,12 +151,6 @@ set_msg_entry_next(struct set_msg *m, struct set_msg_entry *e)
 
 /* ---- listings ------------------------------------------------------------- */
 
-static uint16_t
-get16(const uint8_t *p)
-{
-	return (uint16_t)(p[0] | p[1] << 8);
-}
-
 static unsigned
 digest_part(const uint8_t *d)
 {
@@ -217,18 +179,18 @@ list_msg_encode_request(uint8_t *buf, size_t cap, const struct list_msg_request 
 	*p++ = r->set_len;
 	memcpy(p, r->set, r->set_len);
 	p += r->set_len;
-	put16(p, r->partition);
+	le_put16(p, r->partition);
 	p += 2;
 	*p++ = r->started ? 1 : 0;
 	memcpy(p, r->digest, LIST_MSG_DIGEST);
 	p += LIST_MSG_DIGEST;
-	put16(p, r->max);
+	le_put16(p, r->max);
 	p += 2;
 	memcpy(p, r->mask, LIST_MSG_MASK_BYTES);
 	p += LIST_MSG_MASK_BYTES;
 	if (r->dir != 0) {
-		put32(p, (uint32_t)r->dir);
-		put32(p + 4, (uint32_t)(r->dir >> 32));
+		le_put32(p, (uint32_t)r->dir);
+		le_put32(p + 4, (uint32_t)(r->dir >> 32));
 	}
 	return (int)need;
 }
@@ -257,21 +219,21 @@ list_msg_decode_request(const uint8_t *buf, size_t len, struct list_msg_request 
 
 	if (len != base && len != base + 8)
 		return -EBADMSG;
-	r->partition = get16(buf + off);
+	r->partition = le_get16(buf + off);
 	off += 2;
 	if (r->partition >= LIST_MSG_PARTITIONS || buf[off] > 1)
 		return -EBADMSG;
 	r->started = buf[off++] == 1;
 	memcpy(r->digest, buf + off, LIST_MSG_DIGEST);
 	off += LIST_MSG_DIGEST;
-	r->max = get16(buf + off);
+	r->max = le_get16(buf + off);
 	off += 2;
 	if (r->max == 0 || r->max > LIST_MSG_ENTRIES_MAX)
 		return -EBADMSG;
 	memcpy(r->mask, buf + off, LIST_MSG_MASK_BYTES);
 	off += LIST_MSG_MASK_BYTES;
 	if (len == base + 8) {
-		r->dir = (uint64_t)get32(buf + off) | (uint64_t)get32(buf + off + 4) << 32;
+		r->dir = (uint64_t)le_get32(buf + off) | (uint64_t)le_get32(buf + off + 4) << 32;
 		if (r->dir == 0)
 			return -EBADMSG;
 	}
@@ -286,7 +248,7 @@ list_msg_encode_answer_header(uint8_t *buf, size_t cap, uint16_t n, bool done)
 	if (cap < 4)
 		return -EMSGSIZE;
 	buf[0] = SET_MSG_VERSION;
-	put16(buf + 1, n);
+	le_put16(buf + 1, n);
 	buf[3] = done ? 1 : 0;
 	return 4;
 }
@@ -302,22 +264,22 @@ list_msg_encode_entry(uint8_t *buf, size_t cap, const struct list_msg_entry *e)
 		return -EINVAL;
 	if (cap < need)
 		return -EMSGSIZE;
-	put16(buf, e->partition);
+	le_put16(buf, e->partition);
 	memcpy(buf + 2, e->digest, LIST_MSG_DIGEST);
 	buf[22] = e->key_len;
 	memcpy(buf + 23, e->key, e->key_len);
 	p = buf + 23 + e->key_len;
-	put64(p, e->size);
+	le_put64(p, e->size);
 	p[8] = (uint8_t)((e->has_meta ? 1 : 0) | (e->damaged ? 2 : 0));
-	put32(p + 9, e->mode);
-	put32(p + 13, e->uid);
-	put32(p + 17, e->gid);
-	put64(p + 21, (uint64_t)e->mtime_ns);
-	put64(p + 29, (uint64_t)e->atime_ns);
-	put64(p + 37, e->ino);
-	put64(p + 45, e->lut_ms);
-	put16(p + 53, e->generation);
-	put32(p + 55, e->void_time);
+	le_put32(p + 9, e->mode);
+	le_put32(p + 13, e->uid);
+	le_put32(p + 17, e->gid);
+	le_put64(p + 21, (uint64_t)e->mtime_ns);
+	le_put64(p + 29, (uint64_t)e->atime_ns);
+	le_put64(p + 37, e->ino);
+	le_put64(p + 45, e->lut_ms);
+	le_put16(p + 53, e->generation);
+	le_put32(p + 55, e->void_time);
 	return (int)need;
 }
 
@@ -332,30 +294,30 @@ list_entry_parse(const uint8_t *buf, size_t len, struct list_msg_entry *e)
 		return 0;
 	kl = buf[22];
 	need = 82 + kl;
-	if (len < need || get16(buf) >= LIST_MSG_PARTITIONS || digest_part(buf + 2) != get16(buf) ||
+	if (len < need || le_get16(buf) >= LIST_MSG_PARTITIONS || digest_part(buf + 2) != le_get16(buf) ||
 	    memchr(buf + 23, '\0', kl) != NULL)
 		return 0;
 	p = buf + 23 + kl;
 	if ((p[8] & ~3u) != 0)
 		return 0;
 	if (e != NULL) {
-		e->partition = get16(buf);
+		e->partition = le_get16(buf);
 		memcpy(e->digest, buf + 2, LIST_MSG_DIGEST);
 		memcpy(e->key, buf + 23, kl);
 		e->key[kl] = '\0';
 		e->key_len = (uint8_t)kl;
-		e->size = get64(p);
+		e->size = le_get64(p);
 		e->has_meta = (p[8] & 1) != 0;
 		e->damaged = (p[8] & 2) != 0;
-		e->mode = get32(p + 9);
-		e->uid = get32(p + 13);
-		e->gid = get32(p + 17);
-		e->mtime_ns = (int64_t)get64(p + 21);
-		e->atime_ns = (int64_t)get64(p + 29);
-		e->ino = get64(p + 37);
-		e->lut_ms = get64(p + 45);
-		e->generation = get16(p + 53);
-		e->void_time = get32(p + 55);
+		e->mode = le_get32(p + 9);
+		e->uid = le_get32(p + 13);
+		e->gid = le_get32(p + 17);
+		e->mtime_ns = (int64_t)le_get64(p + 21);
+		e->atime_ns = (int64_t)le_get64(p + 29);
+		e->ino = le_get64(p + 37);
+		e->lut_ms = le_get64(p + 45);
+		e->generation = le_get16(p + 53);
+		e->void_time = le_get32(p + 55);
 	}
 	return need;
 }
@@ -368,7 +330,7 @@ list_msg_decode_answer(const uint8_t *buf, size_t len, struct list_msg_answer *a
 	memset(a, 0, sizeof(*a));
 	if (len < 4 || buf[0] != SET_MSG_VERSION || buf[3] > 1)
 		return -EBADMSG;
-	a->n = get16(buf + 1);
+	a->n = le_get16(buf + 1);
 	a->done = buf[3] == 1;
 	if (a->n > LIST_MSG_ENTRIES_MAX)
 		return -EBADMSG;

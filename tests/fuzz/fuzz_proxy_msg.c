@@ -59,7 +59,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	rc = txn_proxy_req_decode(data, size, &q);
 	fuzz_assert(rc == 0 || rc == -EBADMSG || rc == -ENOMEM);
 	if (rc == 0) {
-		fuzz_assert(q.kind >= TXN_PROXY_STAT && q.kind <= TXN_PROXY_RENAME_IN);
+		fuzz_assert(q.kind >= TXN_PROXY_STAT && q.kind <= TXN_PROXY_DUPRES);
 		fuzz_assert((q.record != NULL) == (q.kind == TXN_PROXY_RENAME_IN));
 		fuzz_assert(inside(q.record, q.record_len, data, size));
 		fuzz_assert(q.ns_len > 0 && inside(q.ns, q.ns_len, data, size));

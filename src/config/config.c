@@ -967,8 +967,18 @@ ns_check(const struct ns_config *ns, const struct config_param **row, char *why,
 	}
 	/* a chunk is one record: its content plus the chunk record's own key,
 	 * set name, header and bin must fit (docs/storage-format.md) */
-	if ((uint64_t)ns->file_chunk_size + CONFIG_CHUNK_OVERHEAD >
-	    (st->max_record_size != 0 ? st->max_record_size : st->write_block_size)) {
+	uint64_t mrs = st->max_record_size != 0 ? st->max_record_size : st->write_block_size;
+
+	/* 0 derives a chunk of at least 4K: a smaller max-record-size has
+	 * room for no chunk at all, so no file could grow past one record */
+	if (ns->file_chunk_size == 0 && (uint64_t)config_chunk_size_default(mrs) + CONFIG_CHUNK_OVERHEAD > mrs) {
+		*row = config_param_find(CONFIG_STORAGE, "max-record-size");
+		format_size(mrs, a, sizeof(a));
+		snprintf(why, why_size, "%s leaves no room for a chunk of a large file (at least 4K plus %u "
+		    "bytes)", a, CONFIG_CHUNK_OVERHEAD);
+		return -EINVAL;
+	}
+	if ((uint64_t)ns->file_chunk_size + CONFIG_CHUNK_OVERHEAD > mrs) {
 		*row = config_param_find(CONFIG_NAMESPACE, "file-chunk-size");
 		format_size(ns->file_chunk_size, a, sizeof(a));
 		format_size(st->max_record_size != 0 ? st->max_record_size : st->write_block_size,

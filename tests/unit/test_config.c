@@ -611,6 +611,11 @@ test_config_file_chunk_size_must_fit_a_record(void **state)
 	expect_error(MINIMAL_NS "      max-record-size: 512K\n    file-chunk-size: 512K\n",
 	    "bad.yaml:7: namespaces[0].file-chunk-size: 512K plus 512 bytes of chunk record overhead "
 	    "is larger than max-record-size 512K");
+	/* no explicit chunk size, and no room for the smallest derived one
+	 * (found by fuzz_config: the printed configuration did not load) */
+	expect_error(MINIMAL_NS "      max-record-size: 2K\n",
+	    "bad.yaml:6: namespaces[0].storage-engine.max-record-size: 2K leaves no room for a chunk of a "
+	    "large file (at least 4K plus 512 bytes)");
 	expect_error(MINIMAL_NS "    file-chunk-size: 100\n",
 	    "bad.yaml:6: namespaces[0].file-chunk-size: 100: use 0 (= derived from max-record-size) "
 	    "or at least 4K");

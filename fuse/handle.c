@@ -1530,7 +1530,7 @@ orphan_keep_chunks_locked(struct inode *ino, const struct txn_key *k)
 	rc = ino->orphan_chunks == NULL ? -ENOMEM : txn_chunk_map_copy(ino->orphan_chunks, s->map);
 	snapshot_put(s);
 	if (rc == 0)
-		rc = txn_chunk_unmap(ino->ns, k);
+		rc = txn_chunk_unmap(ino->ns, k, ino->orphan_chunks);
 	if (rc != 0) {
 		if (ino->orphan_chunks != NULL)
 			txn_chunk_map_free(ino->orphan_chunks);
@@ -1547,6 +1547,7 @@ orphan_drop_chunks_locked(struct inode *ino)
 	if (ino->orphan_chunks == NULL)
 		return;
 	(void)txn_chunk_drop(ino->ns, ino->name, ino->set_len, ino->orphan_chunks);
+	txn_chunk_release(ino->ns, ino->orphan_chunks->file_id);
 	txn_chunk_map_free(ino->orphan_chunks);
 	free(ino->orphan_chunks);
 	ino->orphan_chunks = NULL;

@@ -83,7 +83,11 @@
 	X(chunk_read_errors, COUNTER, "chunks", 0, \
 	    "Chunk reads that failed (checksum, storage error; logged with the chunk's key): that range of the file reads EIO, the rest is served.") \
 	X(chunks_reclaimed, COUNTER, "chunks", 0, \
-	    "Chunks no head named (left by a crash during a commit, or by a failed delete), deleted by the background reclaimer.")
+	    "Chunks no head named (left by a crash during a commit, or by a failed delete), deleted by the background reclaimer: each node deletes those of the partitions it masters.") \
+	X(chunk_reclaim_passes, COUNTER, "passes", 0, \
+	    "Passes of the chunk reclaimer (at the start and every nsup-period, while this node holds chunks).") \
+	X(chunk_reclaim_skipped, COUNTER, "passes", 0, \
+	    "Chunk reclaimer passes that deleted nothing because the heads gathered could miss one: a node did not answer, the cluster changed or was migrating, or a large file's map moved (a rename, an unlink of an open file) during the gather; the next pass tries again.")
 
 /* .info/statistics, first part: the engine (txn_node_values). */
 #define STATISTICS_NODE(X) \

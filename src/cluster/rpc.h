@@ -125,6 +125,7 @@ enum rpc_op {
 	RPC_OP_TXN_PROXY_READ = 3, /* txn/remote.c: a stat or read at the master (idempotent) */
 	RPC_OP_TXN_REPLICA = 4,    /* txn/remote.c: a record version for a replica */
 	RPC_OP_TXN_RECLAIM = 5,    /* txn/remote.c: drop a tombstone its master reclaims */
+	RPC_OP_TXN_CHUNKS = 6,     /* txn/remote.c, txn/chunk.c: the chunk reclaimer's gather */
 	RPC_OP_SETS = 16,   /* txn/sets_cluster.c: set changes, checks, set tables (txn/set_msg.h) */
 	RPC_OP_LIST = 17,   /* txn/sets_cluster.c: a page of a set's listing (txn/set_msg.h) */
 	RPC_OP_MIGRATE = 18, /* txn/migrate.c: versions exchange and migration (txn/migrate_msg.h) */

@@ -200,6 +200,10 @@ static int check_chunk_size(const struct config_param *, const struct config_val
 	    .name = "nsup-period", .section = CONFIG_NAMESPACE, .type = CONFIG_UINT, \
 	    .default_text = "120", .min = 0, .max = 86400, .unit = "s", .dynamic = true, \
 	    .help = "Seconds between expiration and eviction passes; 0 = off.") \
+	ROW(ns_config, chunk_reclaim_age, NULL, \
+	    .name = "chunk-reclaim-age", .section = CONFIG_NAMESPACE, .type = CONFIG_UINT, \
+	    .default_text = "60", .min = 1, .max = 86400, .unit = "s", .dynamic = true, \
+	    .help = "A chunk of a large file that no head names is deleted by the reclaimer (each nsup pass) only once it is this old: a commit writes its chunks before its head, so keep it well above the longest commit.") \
 	ROW(ns_config, evict_used_pct, NULL, \
 	    .name = "evict-used-pct", .section = CONFIG_NAMESPACE, .type = CONFIG_UINT, \
 	    .default_text = "0", .min = 0, .max = 100, .unit = "%", .dynamic = true, \

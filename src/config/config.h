@@ -69,6 +69,7 @@ struct ns_config {
 	uint32_t replication_factor;
 	uint32_t default_ttl;             /* s, 0 = never; dynamic */
 	uint32_t nsup_period;             /* s, 0 = off; dynamic */
+	uint32_t chunk_reclaim_age;       /* s an unnamed chunk is kept; dynamic */
 	uint32_t evict_used_pct;          /* dynamic */
 	uint32_t stop_writes_used_pct;    /* dynamic */
 	uint32_t stop_writes_avail_pct;   /* dynamic */

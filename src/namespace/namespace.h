@@ -55,7 +55,9 @@
 	X(chunk_reads, "chunk records of large files read") \
 	X(chunk_writes, "chunk records of large files written by commits") \
 	X(chunk_read_errors, "chunk reads that failed other than for a missing chunk") \
-	X(chunks_reclaimed, "chunks no head named, deleted by the reclaimer")
+	X(chunks_reclaimed, "chunks no head named, deleted by the reclaimer") \
+	X(chunk_reclaim_passes, "passes of the chunk reclaimer") \
+	X(chunk_reclaim_skipped, "chunk reclaimer passes that deleted nothing: the gather could not be trusted")
 
 struct ns_counters {
 #define X(name, help) uint64_t name;

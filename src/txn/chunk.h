@@ -118,13 +118,19 @@ int txn_chunk_commit(struct namespace *ns, const struct txn_key *head, struct tx
 
 /*
  * Take the map away from the head at k (its chunks stay: the caller owns
- * them now, to drop with txn_chunk_drop), or give map back to it (the
- * operation that needed it away failed).  An unlink or a rename over a
- * large file whose open handles still read it uses them (fuse/handle.c).
- * Errors of txn_write.
+ * them now, to drop with txn_chunk_drop and then txn_chunk_release), or
+ * give map back to it (the operation that needed it away failed; this
+ * ends the hold too).  An unlink or a rename over a large file whose open
+ * handles still read it uses them (fuse/handle.c).  From the unmap until
+ * the release, this node's reclaimer gather names map's file id (held), so
+ * that no node's reclaimer takes the chunks while the handles read them.
+ * Errors of txn_write (the hold is then undone), -ENOMEM.
  */
-int txn_chunk_unmap(struct namespace *ns, const struct txn_key *k);
+int txn_chunk_unmap(struct namespace *ns, const struct txn_key *k, const struct txn_chunk_map *map);
 int txn_chunk_remap(struct namespace *ns, const struct txn_key *k, const struct txn_chunk_map *map);
+/* The last handle is gone and the chunks were dropped: file_id is no
+ * longer held. */
+void txn_chunk_release(struct namespace *ns, uint64_t file_id);
 
 /* Delete every chunk map names (best effort: what fails is left to the
  * reclaimer).  Returns the number deleted. */
@@ -132,17 +138,25 @@ unsigned txn_chunk_drop(struct namespace *ns, const char *set, size_t set_len,
     const struct txn_chunk_map *map);
 
 /*
- * One pass of the reclaimer over the records this node holds: deletes the
- * chunks no head names - older versions a commit left behind, chunks of a
- * commit that never reached its head, of a deleted file - last written
- * before before_ms (last-update time: a commit in progress wrote its
- * chunks later).  Only on a node without a network (a head may live on
- * another node).  Returns the number reclaimed (also counted in
- * chunks_reclaimed) or a negative code.  Runs in the nsup thread
- * (txn_chunk_reclaim_due says when).
+ * One pass of the reclaimer (docs/architecture.md, "Large files"): deletes
+ * the chunks this node masters that no head names - older versions a
+ * commit left behind, chunks of a commit that never reached its head, of
+ * a deleted file - last written before before_ms (last-update time: a
+ * commit in progress writes its chunks before its head).  The heads are
+ * gathered from every partition's master (this node's own index alone),
+ * with the file ids every node's open handles hold; a gather that may have
+ * missed one - a node that did not answer, a succession change or a
+ * migration not finished anywhere, a map that moved (rename, unlink of an
+ * open file) on any node meanwhile - deletes nothing (the next pass tries
+ * again; chunk_reclaim_skipped).  Returns the number reclaimed (also
+ * counted in chunks_reclaimed) or a negative code.  Runs in the nsup
+ * thread.
  */
 long txn_chunk_reclaim(struct namespace *ns, uint64_t before_ms);
-/* How long a chunk no head names is kept (a commit may still be writing). */
-#define TXN_CHUNK_GRACE_MS 60000
+
+/* The gather's rpc (RPC_OP_TXN_CHUNKS, remote.c): serve a request of
+ * another node's reclaimer (chunk.c encodes and decodes both). */
+struct rpc_reply;
+int txn_chunk_serve(struct namespace *ns, const uint8_t *req, size_t len, struct rpc_reply *reply);
 
 #endif

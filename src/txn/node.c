@@ -242,6 +242,7 @@ node_open(struct node **out, struct recfs_config *cfg)
 		}
 		memset(x, 0, sizeof(*x));
 		pthread_mutex_init(&x->table_lock, NULL);
+		pthread_mutex_init(&x->chunk_hold_lock, NULL);
 		{
 			pthread_condattr_t ca;
 
@@ -306,6 +307,8 @@ node_close(struct node *node, bool clean)
 		txn_partitions_close(x);
 		pthread_cond_destroy(&x->table_cv);
 		pthread_mutex_destroy(&x->table_lock);
+		pthread_mutex_destroy(&x->chunk_hold_lock);
+		free(x->chunk_holds);
 		free(x);
 	}
 	pthread_mutex_destroy(&node->config_lock);

@@ -210,16 +210,19 @@ nsup_stop_writes_check(struct namespace *ns)
 }
 
 /*
- * Chunks of large files that no head names (txn/chunk.h): at the first
- * pass after the start those written before it (no commit of this run can
- * own them), then those older than the grace period.
+ * Chunks of large files that no head names (txn/chunk.h): those older than
+ * chunk-reclaim-age; on a node without seeds also, at the first pass after
+ * the start, those written before it (no commit of this run can own them;
+ * in a cluster another node's commit could).
  */
 static void
 chunk_reclaim(struct namespace *ns, uint64_t start_ms)
 {
 	uint64_t now = clock_epoch_ms();
-	uint64_t before = now > TXN_CHUNK_GRACE_MS ? now - TXN_CHUNK_GRACE_MS : 0;
-	long n = txn_chunk_reclaim(ns, before > start_ms ? before : start_ms);
+	uint64_t age = (uint64_t)atomic_load_relaxed(&ns->cfg->chunk_reclaim_age) * 1000;
+	uint64_t before = now > age ? now - age : 0;
+	bool alone = ns->root_cfg == NULL || ns->root_cfg->n_seeds == 0;
+	long n = txn_chunk_reclaim(ns, alone && start_ms > before ? start_ms : before);
 
 	if (n > 0)
 		log_info("nsup", "{%s} reclaimed %ld chunks of large files no head named", ns->name, n);

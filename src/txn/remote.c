@@ -35,6 +35,7 @@
 #include "../cluster/partition.h"
 #include "../cluster/rpc.h"
 #include "../fabric/fabric.h"
+#include "chunk.h"
 #include "remote.h"
 #include "txn_i.h"
 
@@ -714,6 +715,42 @@ handle_reclaim(void *arg, uint64_t from, const uint8_t *req, size_t len, struct 
 	return rc > 0 ? 0 : rc;
 }
 
+/* Another node's chunk reclaimer gathers (chunk.c encodes and decodes). */
+static int
+handle_chunks(void *arg, uint64_t from, const uint8_t *req, size_t len, struct rpc_reply *reply)
+{
+	struct txn_remote *rm = arg;
+	struct fabric_msg m;
+	const uint8_t *name;
+	size_t name_len;
+	struct namespace *ns;
+
+	(void)from;
+	reply->len = 0;
+	if (fabric_msg_decode(req, len, &m) != 0 || m.type != TXN_MSG_CHUNKS ||
+	    fabric_msg_get_bytes(&m, TXN_KF_NS, &name, &name_len) != 0)
+		return -EBADMSG;
+	ns = remote_ns(rm, (const char *)name, name_len);
+	if (ns == NULL)
+		return TXN_ENOTMASTER;
+	return txn_chunk_serve(ns, req, len, reply);
+}
+
+int
+txn_remote_call(struct txn_remote *rm, uint64_t node, uint32_t op, const void *req, size_t len,
+    uint32_t min_ms, struct rpc_answer *ans)
+{
+	uint32_t ms = txn_remote_deadline_ms(rm);
+
+	return rpc_call(rm->rpc, node, op, req, len, ms > min_ms ? ms : min_ms, ans);
+}
+
+uint64_t
+txn_remote_self(const struct txn_remote *rm)
+{
+	return rm->self;
+}
+
 int
 txn_remote_create(struct rpc *rpc, uint64_t self, const uint32_t *transaction_max_ms,
     uint32_t failover_ms, struct txn_remote **out)
@@ -735,6 +772,8 @@ txn_remote_create(struct rpc *rpc, uint64_t self, const uint32_t *transaction_ma
 		rc = rpc_handler_set(rpc, RPC_OP_TXN_REPLICA, 0, handle_replica, rm);
 	if (rc == 0)   /* asked twice: the second finds nothing to drop */
 		rc = rpc_handler_set(rpc, RPC_OP_TXN_RECLAIM, RPC_HANDLER_IDEMPOTENT, handle_reclaim, rm);
+	if (rc == 0)   /* a gather only reads */
+		rc = rpc_handler_set(rpc, RPC_OP_TXN_CHUNKS, RPC_HANDLER_IDEMPOTENT, handle_chunks, rm);
 	/* served on the fabric thread when that cannot block (docs/cluster.md RPC) */
 	if (rc == 0)
 		rc = rpc_handler_inline_set(rpc, RPC_OP_TXN_PROXY_READ, handle_proxy_inline);

@@ -104,6 +104,17 @@ enum txn_reclaim_field {
 };
 #define TXN_ATTR_WIRE_SIZE 84
 
+/* The chunk reclaimer's gather (TXN_MSG_CHUNKS over RPC_OP_TXN_CHUNKS,
+ * chunk.c): a node's state, or a page of the heads of the partitions
+ * named, from one partition on. */
+#define TXN_MSG_CHUNKS 5
+enum txn_chunks_field {
+	TXN_KF_NS = 1,          /* bytes: namespace name */
+	TXN_KF_KIND = 2,        /* u32: 1 state, 2 heads */
+	TXN_KF_FROM = 3,        /* u32: heads: the first partition of the page */
+	TXN_KF_MASK = 4,        /* bytes, PARTITION_COUNT / 8: heads: the partitions asked for */
+};
+
 /* The TXN_PW_* bits of TXN_PF_W_SET. */
 #define TXN_PW_FILE  0x01
 #define TXN_PW_SIZE  0x02
@@ -159,6 +170,13 @@ int txn_remote_create(struct rpc *rpc, uint64_t self, const uint32_t *transactio
 void txn_remote_destroy(struct txn_remote *rm);
 /* The node the handlers serve (NULL: none; they answer TXN_ENOTMASTER). */
 void txn_remote_node_set(struct txn_remote *rm, struct node *node);
+/* One request to node (op, within transaction-max-ms or min_ms, the
+ * longer); rpc_call's results. */
+struct rpc_answer;
+int txn_remote_call(struct txn_remote *rm, uint64_t node, uint32_t op, const void *req, size_t len,
+    uint32_t min_ms, struct rpc_answer *ans);
+/* This node's id. */
+uint64_t txn_remote_self(const struct txn_remote *rm);
 /* The STAT_FABRIC rows of the data path. */
 void txn_remote_values(struct txn_remote *rm, uint64_t *v);
 

@@ -1113,6 +1113,7 @@ rename_record(const struct txn_target *tf, const struct txn_target *tt, unsigned
 	struct txn_chunk_map victim = { 0 };
 	uint8_t *buf = NULL;
 	uint32_t now = clock_epoch_s();
+	bool moved = false;
 	int rc;
 
 	record_init(&r);
@@ -1154,6 +1155,11 @@ rename_record(const struct txn_target *tf, const struct txn_target *tt, unsigned
 	/* The file keeps its inode number (recfsd(8), Renames: st_ino survives a rename). */
 	uint64_t ino;
 	int64_t atime;
+	/* A large file's head changes partition: the chunk reclaimer's
+	 * gather must not trust a walk that may have seen it at neither. */
+	moved = fe->chunked;
+	if (moved)
+		txn_chunk_move_begin(txn_namespace_of(ns));
 	entry_extra(ns, fe, &ino, &atime);
 	rc = commit_renamed(tt, tset, te, &r, fe->last_update_ms, ino, atime, &victim);
 	if (rc != 0)
@@ -1162,6 +1168,8 @@ rename_record(const struct txn_target *tf, const struct txn_target *tt, unsigned
 	if (rc != 0)
 		log_error("txn", "{%s} rename: old name left behind: %s", ns->name, recfs_strerror(rc));
 out:
+	if (moved)
+		txn_chunk_move_end(txn_namespace_of(ns));
 	index_record_unlock_pair(ns->index, &fd, &td);
 	if (rc == 0)
 		victim_drop(ns, to, &victim, &r);
@@ -2117,19 +2125,14 @@ sets_used_flush(struct namespace *ns)
  * is stored (and replicated); if that delete fails, both names exist and
  * the error is returned, as when the local rename's delete fails.
  */
+static int rename_across_steps(const struct txn_target *tf, const struct txn_op *op,
+    struct txn_record *rec, int rc, bool chunked);
+
 static int
 rename_across(const struct txn_target *tf, const struct txn_op *op)
 {
 	struct txn_record rec;
 	struct txn_op rd = { .kind = TXN_OP_READ, .rec = &rec };
-	struct txn_op in = { .kind = TXN_OP_RENAME_IN, .rec = &rec, .flags = op->flags };
-	struct txn_op del = { .kind = TXN_OP_DELETE };
-	/* A large file's chunks now belong to the new name's head: the old
-	 * head loses its map first, so that its delete leaves them. */
-	struct txn_bin_op unmap_bin = { .name = RECORD_BIN_CHUNK_MAP,
-	    .name_len = sizeof(RECORD_BIN_CHUNK_MAP) - 1, .flags = TXN_BIN_REMOVE };
-	struct txn_write unmap_w = { .flags = TXN_UPDATE_ONLY, .bins = &unmap_bin, .n_bins = 1 };
-	struct txn_op unmap = { .kind = TXN_OP_WRITE, .w = &unmap_w };
 	bool chunked;
 	int rc;
 
@@ -2137,9 +2140,32 @@ rename_across(const struct txn_target *tf, const struct txn_op *op)
 	record_init(&rec.rec);
 	rc = dispatch(tf, &rd);
 	chunked = rc == 0 && rec.attr.chunked;
+	/* The map moves from one master to another: a chunk reclaimer's
+	 * gather running meanwhile could see it at neither (txn_i.h). */
+	if (chunked)
+		txn_chunk_move_begin(txn_namespace_of(tf->ns));
+	rc = rename_across_steps(tf, op, &rec, rc, chunked);
+	if (chunked)
+		txn_chunk_move_end(txn_namespace_of(tf->ns));
+	return rc;
+}
+
+static int
+rename_across_steps(const struct txn_target *tf, const struct txn_op *op, struct txn_record *rec,
+    int rc, bool chunked)
+{
+	struct txn_op in = { .kind = TXN_OP_RENAME_IN, .rec = rec, .flags = op->flags };
+	struct txn_op del = { .kind = TXN_OP_DELETE };
+	/* A large file's chunks now belong to the new name's head: the old
+	 * head loses its map first, so that its delete leaves them. */
+	struct txn_bin_op unmap_bin = { .name = RECORD_BIN_CHUNK_MAP,
+	    .name_len = sizeof(RECORD_BIN_CHUNK_MAP) - 1, .flags = TXN_BIN_REMOVE };
+	struct txn_write unmap_w = { .flags = TXN_UPDATE_ONLY, .bins = &unmap_bin, .n_bins = 1 };
+	struct txn_op unmap = { .kind = TXN_OP_WRITE, .w = &unmap_w };
+
 	if (rc == 0)
 		rc = dispatch(op->to, &in);
-	txn_record_release(&rec);
+	txn_record_release(rec);
 	if (rc != 0)
 		return rc;
 	if (chunked && (rc = dispatch(tf, &unmap)) != 0) {

@@ -73,7 +73,32 @@ struct txn_namespace {
 	/* The node that opened it (node_open): its network, for the cluster's
 	 * set changes (sets_cluster.c). */
 	struct node *node;
+
+	/* The chunk reclaimer (chunk.c; docs/architecture.md "Large files"):
+	 * moves of a large file's map away from a head this node runs - a
+	 * rename, an unlinked file's handles taking it - begun and ended
+	 * (atomic: a gather that saw a move begin or end meanwhile is not
+	 * trusted), and the file ids whose chunks an unlinked file's open
+	 * handles still read (hold_lock; one entry per hold). */
+	uint64_t chunk_moves_begun;
+	uint64_t chunk_moves_ended;
+	pthread_mutex_t chunk_hold_lock;
+	uint64_t *chunk_holds;
+	size_t n_chunk_holds, cap_chunk_holds;
 };
+
+/* A map moves (see chunk_moves_begun): around the move's steps. */
+static inline void
+txn_chunk_move_begin(struct txn_namespace *x)
+{
+	__atomic_add_fetch(&x->chunk_moves_begun, 1, __ATOMIC_SEQ_CST);
+}
+
+static inline void
+txn_chunk_move_end(struct txn_namespace *x)
+{
+	__atomic_add_fetch(&x->chunk_moves_ended, 1, __ATOMIC_SEQ_CST);
+}
 
 /* The transaction layer's state of ns (every namespace comes from node_open). */
 static inline struct txn_namespace *

@@ -18,7 +18,10 @@
 #include <string.h>
 
 #include "base/clock.h"
+#include "cluster/rpc.h"
+#include "fabric/fabric.h"
 #include "txn/chunk.h"
+#include "txn/remote.h"
 #include "txn/txn_i.h"   /* the namespace's counters */
 
 #define CS 4096u
@@ -74,6 +77,10 @@ counter(const char *name)
 		return c.chunk_writes;
 	if (strcmp(name, "chunk_reads") == 0)
 		return c.chunk_reads;
+	if (strcmp(name, "chunk_reclaim_skipped") == 0)
+		return c.chunk_reclaim_skipped;
+	if (strcmp(name, "chunk_reclaim_passes") == 0)
+		return c.chunk_reclaim_passes;
 	return c.chunks_reclaimed;
 }
 
@@ -301,6 +308,99 @@ test_chunk_reclaim_deletes_only_unnamed_chunks(void **state)
 	txn_chunk_map_free(&m);
 }
 
+/* An unlinked file's open handles hold its chunks (txn_chunk_unmap): the
+ * reclaimer keeps them until the hold ends; a map moving while the
+ * reclaimer gathers makes it skip the pass. */
+static void
+test_chunk_reclaim_keeps_held_chunks(void **state)
+{
+	static char data[2 * CS];
+	struct txn_key head = key("held"), other = key("other");
+	struct txn_chunk_map m = { .chunk_size = CS }, mo = { .chunk_size = CS };
+	struct txn_chunk_data d[2] = { { 0, CS, data }, { 1, CS, data + CS } };
+	struct txn_write w = { 0 };
+	uint64_t r0 = counter("chunks_reclaimed"), s0 = counter("chunk_reclaim_skipped");
+	uint64_t p0 = counter("chunk_reclaim_passes");
+	struct txn_namespace *x = txn_namespace_of(ns);
+
+	(void)state;
+	assert_int_equal(txn_chunk_commit(ns, &head, &m, sizeof(data), d, 2, &w, NULL), 0);
+	/* the head gives its map to the handles: no head names the chunks */
+	assert_int_equal(txn_chunk_unmap(ns, &head, &m), 0);
+	assert_int_equal(txn_chunk_reclaim(ns, clock_epoch_ms() + 1000), 0);
+	assert_true(chunk_exists(m.file_id, 0, 1));
+	assert_true(chunk_exists(m.file_id, 1, 1));
+	/* given back (a failed unlink): named by the head again, not held */
+	assert_int_equal(txn_chunk_remap(ns, &head, &m), 0);
+	assert_int_equal(x->n_chunk_holds, 0);
+	assert_int_equal(txn_chunk_reclaim(ns, clock_epoch_ms() + 1000), 0);
+	assert_true(chunk_exists(m.file_id, 1, 1));
+	/* taken again, then the hold ends without the drop (a drop that
+	 * failed): the chunks are the reclaimer's */
+	assert_int_equal(txn_chunk_unmap(ns, &head, &m), 0);
+	txn_chunk_release(ns, m.file_id);
+	/* a move in flight (a rename, an unlink of an open file): skipped */
+	txn_chunk_move_begin(x);
+	assert_int_equal(txn_chunk_reclaim(ns, clock_epoch_ms() + 1000), 0);
+	assert_int_equal(counter("chunk_reclaim_skipped") - s0, 1);
+	assert_true(chunk_exists(m.file_id, 0, 1));
+	txn_chunk_move_end(x);
+	/* another file's chunks stay named by their head */
+	assert_int_equal(txn_chunk_commit(ns, &other, &mo, CS, d, 1, &w, NULL), 0);
+	assert_int_equal(txn_chunk_reclaim(ns, clock_epoch_ms() + 1000), 2);
+	assert_false(chunk_exists(m.file_id, 0, 1));
+	assert_false(chunk_exists(m.file_id, 1, 1));
+	assert_true(chunk_exists(mo.file_id, 0, 1));
+	assert_int_equal(counter("chunks_reclaimed") - r0, 2);
+	assert_int_equal(counter("chunk_reclaim_passes") - p0, 4);
+	assert_int_equal(txn_delete(ns, &head), 0);
+	assert_int_equal(txn_delete(ns, &other), 0);
+	assert_int_equal(atomic_load_relaxed(&ns->chunk_objects), 0);
+	txn_chunk_map_free(&m);
+	txn_chunk_map_free(&mo);
+}
+
+/* A peer's gather request that does not decode is refused, nothing read
+ * outside it; a state request answers 32 bytes. */
+static void
+test_chunk_serve_refuses_bad_requests(void **state)
+{
+	uint8_t out[64], req[1024], mask[PARTITION_COUNT / 8] = { 0 };
+	struct rpc_reply reply = { .buf = out, .cap = sizeof(out) };
+	struct fabric_msg_writer fw;
+
+	(void)state;
+	assert_int_equal(txn_chunk_serve(ns, (const uint8_t *)"junk", 4, &reply), -EBADMSG);
+	fabric_msg_writer_init(&fw, req, sizeof(req), TXN_MSG_CHUNKS);
+	fabric_msg_put_bytes(&fw, TXN_KF_NS, "test", 4);
+	fabric_msg_put_u32(&fw, TXN_KF_KIND, 1);
+	assert_int_equal(txn_chunk_serve(ns, req, fw.len, &reply), 0);
+	assert_int_equal(reply.len, 32);
+	assert_int_equal(txn_chunk_serve(ns, req, fw.len - 1, &reply), -EBADMSG);
+	/* heads: an unknown kind, no mask, a short mask, a partition past the last */
+	fabric_msg_writer_init(&fw, req, sizeof(req), TXN_MSG_CHUNKS);
+	fabric_msg_put_u32(&fw, TXN_KF_KIND, 9);
+	assert_int_equal(txn_chunk_serve(ns, req, fw.len, &reply), -EBADMSG);
+	fabric_msg_writer_init(&fw, req, sizeof(req), TXN_MSG_CHUNKS);
+	fabric_msg_put_u32(&fw, TXN_KF_KIND, 2);
+	fabric_msg_put_u32(&fw, TXN_KF_FROM, 0);
+	assert_int_equal(txn_chunk_serve(ns, req, fw.len, &reply), -EBADMSG);
+	fabric_msg_put_bytes(&fw, TXN_KF_MASK, mask, sizeof(mask) - 1);
+	assert_int_equal(txn_chunk_serve(ns, req, fw.len, &reply), -EBADMSG);
+	fabric_msg_writer_init(&fw, req, sizeof(req), TXN_MSG_CHUNKS);
+	fabric_msg_put_u32(&fw, TXN_KF_KIND, 2);
+	fabric_msg_put_u32(&fw, TXN_KF_FROM, PARTITION_COUNT);
+	fabric_msg_put_bytes(&fw, TXN_KF_MASK, mask, sizeof(mask));
+	assert_int_equal(txn_chunk_serve(ns, req, fw.len, &reply), -EBADMSG);
+	/* a page of no partition: the end, no holds, no heads */
+	fabric_msg_writer_init(&fw, req, sizeof(req), TXN_MSG_CHUNKS);
+	fabric_msg_put_u32(&fw, TXN_KF_KIND, 2);
+	fabric_msg_put_u32(&fw, TXN_KF_FROM, 0);
+	fabric_msg_put_bytes(&fw, TXN_KF_MASK, mask, sizeof(mask));
+	assert_int_equal(txn_chunk_serve(ns, req, fw.len, &reply), 0);
+	assert_int_equal(reply.len, 8);
+}
+
 int
 main(void)
 {
@@ -309,6 +409,8 @@ main(void)
 		cmocka_unit_test(test_chunk_commit_is_copy_on_write),
 		cmocka_unit_test(test_chunk_delete_and_rename),
 		cmocka_unit_test(test_chunk_reclaim_deletes_only_unnamed_chunks),
+		cmocka_unit_test(test_chunk_reclaim_keeps_held_chunks),
+		cmocka_unit_test(test_chunk_serve_refuses_bad_requests),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

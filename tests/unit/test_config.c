@@ -275,7 +275,7 @@ static void
 test_config_dynamic_params_are_the_documented_ones(void **state)
 {
 	static const char *const dynamic[] = {
-		"ticker-interval", "level", "default-ttl", "nsup-period", "evict-used-pct",
+		"ticker-interval", "level", "default-ttl", "nsup-period", "chunk-reclaim-age", "evict-used-pct",
 		"stop-writes-used-pct", "stop-writes-avail-pct", "flush-max-ms", "max-write-cache",
 		"post-write-cache", "defrag-lwm-pct", "defrag-sleep", "defrag-queue-min",
 		"tomb-raider-period", "tomb-raider-eligible-age", "transaction-max-ms", "migrate-threads",

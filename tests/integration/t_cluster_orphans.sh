@@ -1,0 +1,173 @@
+#!/bin/bash
+# t_cluster_orphans: chunks orphaned by a crash are reclaimed in a cluster
+# (issue 15, item 1).  Three nodes, replication-factor 2, device engine:
+#   - SIGKILL of the node through which 3 large files are rewritten over and
+#     over, then its restart: every file reads, on every node, as one of its
+#     committed versions (sha256); once chunk-reclaim-age has passed, the
+#     reclaimers (each deletes the unnamed chunks of the partitions it
+#     masters, the heads gathered from every node) leave exactly the chunks
+#     the heads name (objects_chunks over the nodes = 2 x 18), counted in
+#     chunks_reclaimed;
+#   - a large file open on n2 and unlinked there keeps its chunks through
+#     reclaim passes on every node (n2 names the file it holds in its
+#     gather answers) and reads whole through the open descriptor; its
+#     last close drops them;
+#   - the files removed, rmdir of the set works and recfs-check finds every
+#     node's storage clean, with no chunk left.
+. "${top_srcdir:-$(dirname "$0")/../..}/tests/integration/cluster_lib.sh"
+
+CHECK=$top_builddir/recfs-check
+[ -x "$CHECK" ] || fail "$CHECK not built"
+CLUSTER_RF=2
+CLUSTER_ENGINE=device
+# flush-max-ms 60000: only close commits a file (a version this test knows).
+CLUSTER_ENGINE_SETTINGS="filesize:128M write-block-size:1M flush-max-ms:60000"
+export CLUSTER_RF CLUSTER_ENGINE CLUSTER_ENGINE_SETTINGS
+AGE=4
+cluster_start 3
+cluster_wait_agree 3 || fail "no cluster of 3"
+
+# nsup every second, chunks reclaimed once AGE s old (dynamic settings).
+tune() {
+	local kv
+	for kv in nsup-period=1 chunk-reclaim-age=$AGE; do
+		run sh -c "echo ${kv#*=} > '$(cluster_mnt "$1")/.info/config/namespaces/test/${kv%=*}'" ||
+			fail "cannot set ${kv%=*} on $1 through .info/config"
+	done
+}
+for n in n1 n2 n3; do tune $n; done
+# value NODE NAME: statistic NAME of namespace test on NODE.
+value() {
+	run cat "$(cluster_mnt "$1")/.info/namespace/test" 2>/dev/null |
+		awk -F= -v k="$2" '$1 == k { print $2; exit }'
+}
+total() {
+	local n t=0 v
+	for n in n1 n2 n3; do
+		v=$(value $n "$1")
+		t=$((t + ${v:-0}))
+	done
+	echo $t
+}
+# wait_total NAME WANT: until the sum over the nodes is WANT (60 s at most).
+wait_total() {
+	local i
+	for i in $(seq 1 300); do
+		[ "$(total "$1")" = "$2" ] && return 0
+		sleep 0.2
+	done
+	return 1
+}
+
+M1=$(cluster_mnt n1)/test
+M2=$(cluster_mnt n2)/test
+M3=$(cluster_mnt n3)/test
+S1=$M1/orph
+V=$T/versions
+mkdir "$V" || fail "mkdir"
+run mkdir "$S1" || fail "mkdir $S1"
+
+# ---- SIGKILL of the writing node during rewrites -------------------------------------------
+# 3 files of 3 MiB (6 chunks of 512 KiB), 8 versions each.
+for f in a b c; do
+	for i in 0 1 2 3 4 5 6 7; do
+		head -c $((3 << 20)) /dev/urandom >"$V/$f.$i"
+		sha256sum <"$V/$f.$i" | cut -c1-64 >>"$V/$f.sums"
+	done
+	run cp "$V/$f.0" "$S1/$f" || fail "write version 0 of $f"
+done
+# Rewrite in place (the chunks change, the file id stays) and by O_TRUNC.
+rewrite() {
+	local f=$1 i
+	while :; do
+		for i in 1 2 3 4 5 6 7; do
+			if [ $((i % 2)) = 0 ]; then
+				cp "$V/$f.$i" "$S1/$f" 2>/dev/null || return 0
+			else
+				dd if="$V/$f.$i" of="$S1/$f" bs=1M conv=notrunc status=none 2>/dev/null || return 0
+			fi
+		done
+	done
+}
+rewrite a & RA=$!
+rewrite b & RB=$!
+rewrite c & RC=$!
+sleep 3
+w=$(value n1 chunk_writes)
+note "chunk writes through n1 before the kill: $w"
+check_true "the rewriters committed chunks" "${w:-0}" -gt 30
+cluster_kill n1
+wait $RA $RB $RC
+note "chunk copies right after the kill: $(total objects_chunks) (n2 $(value n2 objects_chunks), n3 $(value n3 objects_chunks))"
+cluster_restart n1
+tune n1
+cluster_wait_agree 3 || fail "n1 did not rejoin"
+for n in n1 n2 n3; do
+	for f in a b c; do
+		h=$(run sha256sum <"$(cluster_mnt $n)/test/orph/$f" | cut -c1-64)
+		if grep -qx "$h" "$V/$f.sums"; then
+			pass "$n: $f after SIGKILL is one of its committed versions"
+		else
+			bad "$n: $f after SIGKILL is no committed version"
+		fi
+	done
+done
+if wait_total objects_chunks 36; then
+	pass "the orphans are reclaimed: 3 x 6 chunks named, 2 copies each"
+else
+	bad "chunk copies over the nodes: expected 36, got $(total objects_chunks)"
+fi
+note "chunks reclaimed: n1 $(value n1 chunks_reclaimed), n2 $(value n2 chunks_reclaimed), n3 $(value n3 chunks_reclaimed); passes skipped: $(total chunk_reclaim_skipped) of $(total chunk_reclaim_passes)"
+check_true "chunks_reclaimed counts them" "$(total chunks_reclaimed)" -gt 0
+for n in n1 n2 n3; do
+	check_true "$n: the reclaimer ran (chunk_reclaim_passes)" "$(value $n chunk_reclaim_passes)" -gt 0
+	for f in a b c; do
+		h=$(run sha256sum <"$(cluster_mnt $n)/test/orph/$f" | cut -c1-64)
+		grep -qx "$h" "$V/$f.sums" || bad "$n: $f after the reclaim is no committed version"
+	done
+done
+
+# ---- a file open while unlinked on another node ----------------------------------------------
+head -c $((3 << 20)) /dev/urandom >"$T/h"
+run cp "$T/h" "$S1/h" || fail "write h"
+exec 7<"$M2/orph/h" || fail "open h on n2"
+run rm "$M2/orph/h" || bad "rm h through n2 while open there"
+check_eq "h is gone by name on n3" "$(ls "$M3/orph/h" 2>&1 >/dev/null | grep -c 'No such file')" 1
+check_eq "its chunks stay while n2 holds it (3 x 6 + 6, 2 copies)" "$(total objects_chunks)" 48
+# Past the age bound, then two passes more on every node.
+sleep $((AGE + 1))
+declare -A p0
+for n in n1 n2 n3; do p0[$n]=$(value $n chunk_reclaim_passes); done
+for i in $(seq 1 100); do
+	ok=1
+	for n in n1 n2 n3; do
+		[ "$(value $n chunk_reclaim_passes)" -ge $((${p0[$n]} + 2)) ] || ok=0
+	done
+	[ $ok = 1 ] && break
+	sleep 0.2
+done
+check_eq "reclaim passes ran on every node meanwhile" "$ok" 1
+check_eq "the held chunks outlive the passes" "$(total objects_chunks)" 48
+h=$(run sha256sum <&7 | cut -c1-64)
+check_eq "h reads whole through n2's open descriptor" "$h" "$(sha256sum <"$T/h" | cut -c1-64)"
+exec 7<&-
+if wait_total objects_chunks 36; then
+	pass "its last close dropped its chunks"
+else
+	bad "after the last close of h: expected 36 chunk copies, got $(total objects_chunks)"
+fi
+
+# ---- the set goes; every node's storage is clean ---------------------------------------------
+expect_ok "rm of the files through n2" rm "$M2/orph/a" "$M2/orph/b" "$M2/orph/c"
+expect_ok "rmdir of the set through n3" rmdir "$M3/orph"
+check_eq "no chunk left on any node" "$(total objects_chunks)" 0
+for n in n1 n2 n3; do
+	cluster_down $n || bad "$n: clean stop"
+done
+for n in n1 n2 n3; do
+	out=$("$CHECK" "$(cluster_dir $n)/work/test.dat" 2>&1)
+	check_eq "$n: recfs-check clean" "$?" 0
+	check_true "$n: recfs-check: no chunk, no orphaned chunk" \
+		"$(echo "$out" | grep -c 'chunks: 0, orphaned chunks: 0')" -eq 1
+done
+finish

@@ -10,7 +10,7 @@
 #   proxy_msg    the data path's proxy request and answer decoders (fuzz_proxy_msg.c)
 #   set_msg      the cluster's set and listing bodies (fuzz_set_msg.c)
 #   migrate_msg  the migration bodies: versions exchange, record batches (fuzz_migrate_msg.c)
-#   chunk_map    a large file's chunk map and chunk keys (fuzz_chunk_map.c)
+#   chunk_map    a large file's chunk map, chunk keys, reclaimer gather pages (fuzz_chunk_map.c)
 #   scan-device  cold start of a wblock image, device engine
 #   scan-shadow  the same, memory engine with a shadow file
 #                (both tests/fuzz/fuzz_cold_start.c: real open, list, read, close)

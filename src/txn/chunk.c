@@ -802,6 +802,21 @@ heads_take(struct named_set *set, const uint8_t *p, size_t len, uint32_t from, u
 	return 0;
 }
 
+int
+txn_chunk_page_decode(const uint8_t *p, size_t len, uint32_t from, uint32_t *next,
+    size_t *n_ids, size_t *n_held)
+{
+	struct named_set set = { 0 };
+	int rc = heads_take(&set, p, len, from, next);
+
+	*n_ids = set.n;
+	*n_held = 0;
+	for (size_t i = 0; i < set.cap; i++)
+		*n_held += set.slots[i].id != 0 && set.slots[i].held;
+	named_free(&set);
+	return rc;
+}
+
 /* The rpc's server side (remote.c found the namespace). */
 int
 txn_chunk_serve(struct namespace *ns, const uint8_t *req, size_t len, struct rpc_reply *reply)

@@ -158,5 +158,11 @@ long txn_chunk_reclaim(struct namespace *ns, uint64_t before_ms);
  * another node's reclaimer (chunk.c encodes and decodes both). */
 struct rpc_reply;
 int txn_chunk_serve(struct namespace *ns, const uint8_t *req, size_t len, struct rpc_reply *reply);
+/* A heads page of the gather (another node's answer to a request from
+ * partition from), decoded as the reclaimer does: 0 with the partition the
+ * next page starts at, the distinct file ids named and held; -EBADMSG
+ * (never reads outside p), -ENOMEM.  For the fuzz target and tests. */
+int txn_chunk_page_decode(const uint8_t *p, size_t len, uint32_t from, uint32_t *next,
+    size_t *n_ids, size_t *n_held);
 
 #endif

@@ -2,12 +2,16 @@
  * fuzz_chunk_map.c - fuzz target for what the transaction layer reads back
  * of a large file (src/txn/chunk.c): a head's chunk map bin (stored bytes,
  * or a record a peer replicated or migrated) and a chunk record's key (the
- * reclaimer and recfs-check parse every key they meet).  The first byte
- * picks the decoder (even: the map, odd: the key), the rest is the input.
- * A map that decodes keeps the decoder's promises (a non-zero file id, as
- * many chunks as the size needs, no version past the commit number); a key
- * that parses prints back to the same bytes; every other input is refused,
- * never read outside the input (ASan).
+ * reclaimer and recfs-check parse every key they meet), and a page of the
+ * reclaimer's gather (another node's answer: held file ids and heads'
+ * maps).  The first byte picks the decoder (mod 3: 0 the map, 1 the key,
+ * 2 the page; the next byte of a page is the partition it was asked
+ * from, x 16), the rest is the input.  A map that decodes keeps the
+ * decoder's promises (a non-zero file id, as many chunks as the size
+ * needs, no version past the commit number); a key that parses prints
+ * back to the same bytes; a page that decodes names a next partition past
+ * the one asked and no more ids than its bytes hold; every other input is
+ * refused, never read outside the input (ASan).
  *
  * Built two ways: with clang -fsanitize=fuzzer by scripts/fuzz.sh (target
  * chunk_map), and with tests/fuzz/fuzz_driver.c as a plain program that
@@ -63,15 +67,35 @@ one_key(const uint8_t *p, size_t len)
 	fuzz_assert(memcmp(key, p, len) == 0);
 }
 
+static void
+one_page(const uint8_t *p, size_t len)
+{
+	uint32_t from, next;
+	size_t ids, held;
+	int rc;
+
+	if (len < 1)
+		return;
+	from = (uint32_t)p[0] * 16;
+	rc = txn_chunk_page_decode(p + 1, len - 1, from, &next, &ids, &held);
+	fuzz_assert(rc == 0 || rc == -EBADMSG || rc == -ENOMEM);
+	if (rc != 0)
+		return;
+	fuzz_assert(next > from && next <= 4096);
+	fuzz_assert(held <= ids && ids <= (len - 1) / 8);
+}
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	if (size < 1)
 		return 0;
-	if (data[0] % 2 == 0)
+	if (data[0] % 3 == 0)
 		one_map(data + 1, size - 1);
-	else
+	else if (data[0] % 3 == 1)
 		one_key(data + 1, size - 1);
+	else
+		one_page(data + 1, size - 1);
 	return 0;
 }
 
@@ -82,7 +106,16 @@ put32(uint8_t *p, uint32_t v)
 		p[i] = (uint8_t)(v >> (8 * i));
 }
 
-/* A map of 3 chunks (one a hole) and a chunk key. */
+static void
+put64(uint8_t *p, uint64_t v)
+{
+	for (int i = 0; i < 8; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+
+/* A map of 3 chunks (one a hole), a chunk key, and a gather page asked
+ * from partition 32: up to 4096, one held id, two heads (one of them the
+ * held file's, 2 chunks; the other 1). */
 size_t
 fuzz_seed(unsigned i, uint8_t *buf, size_t cap)
 {
@@ -103,6 +136,23 @@ fuzz_seed(unsigned i, uint8_t *buf, size_t cap)
 		buf[0] = 1;
 		txn_chunk_key((char *)buf + 1, 0x3f9c0e7a12b4d5e6ull, 42, 7);
 		return 1 + TXN_CHUNK_KEY_LEN;
+	}
+	if (i == 2 && cap >= 2 + 8 + 8 + 2 * 12 + 3 * 4) {
+		uint8_t *p = buf + 2;
+
+		buf[0] = 2;
+		buf[1] = 2;                         /* asked from partition 32 */
+		put32(p, 4096);
+		put32(p + 4, 1);
+		put64(p + 8, 0x77);                 /* held */
+		put64(p + 16, 0x77);
+		put32(p + 24, 2);
+		put32(p + 28, 3);
+		put32(p + 32, 0);
+		put64(p + 36, 0x99);
+		put32(p + 44, 1);
+		put32(p + 48, 1);
+		return 2 + 52;
 	}
 	return 0;
 }

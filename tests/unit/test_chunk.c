@@ -401,6 +401,63 @@ test_chunk_serve_refuses_bad_requests(void **state)
 	assert_int_equal(reply.len, 8);
 }
 
+static void
+put32(uint8_t *p, uint32_t v)
+{
+	for (int i = 0; i < 4; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static void
+put64(uint8_t *p, uint64_t v)
+{
+	put32(p, (uint32_t)v);
+	put32(p + 4, (uint32_t)(v >> 32));
+}
+
+/* Another node's heads page: what decodes, and what is refused. */
+static void
+test_chunk_page_decode(void **state)
+{
+	uint8_t p[52];
+	uint32_t next;
+	size_t ids, held;
+
+	(void)state;
+	put32(p, 4096);
+	put32(p + 4, 1);
+	put64(p + 8, 0x77);                 /* held */
+	put64(p + 16, 0x77);                /* a head of the held file: 2 chunks */
+	put32(p + 24, 2);
+	put32(p + 28, 3);
+	put32(p + 32, 0);
+	put64(p + 36, 0x99);                /* another: 1 chunk */
+	put32(p + 44, 1);
+	put32(p + 48, 1);
+	assert_int_equal(txn_chunk_page_decode(p, sizeof(p), 32, &next, &ids, &held), 0);
+	assert_int_equal(next, 4096);
+	assert_int_equal(ids, 2);
+	assert_int_equal(held, 1);
+	/* every truncation inside a field is refused */
+	for (size_t len = 0; len < sizeof(p); len++)
+		if (len != 16 && len != 36)   /* whole entries: a shorter page */
+			assert_int_equal(txn_chunk_page_decode(p, len, 32, &next, &ids, &held), -EBADMSG);
+	/* the next partition not past the one asked, or past the last */
+	assert_int_equal(txn_chunk_page_decode(p, sizeof(p), 4096, &next, &ids, &held), -EBADMSG);
+	put32(p, 4097);
+	assert_int_equal(txn_chunk_page_decode(p, sizeof(p), 0, &next, &ids, &held), -EBADMSG);
+	put32(p, 4096);
+	/* more held ids or versions than the bytes hold; a file id 0 */
+	put32(p + 4, 7);
+	assert_int_equal(txn_chunk_page_decode(p, sizeof(p), 0, &next, &ids, &held), -EBADMSG);
+	put32(p + 4, 1);
+	put32(p + 44, 2);
+	assert_int_equal(txn_chunk_page_decode(p, sizeof(p), 0, &next, &ids, &held), -EBADMSG);
+	put32(p + 44, 1);
+	put64(p + 36, 0);
+	assert_int_equal(txn_chunk_page_decode(p, sizeof(p), 0, &next, &ids, &held), -EBADMSG);
+}
+
 int
 main(void)
 {
@@ -411,6 +468,7 @@ main(void)
 		cmocka_unit_test(test_chunk_reclaim_deletes_only_unnamed_chunks),
 		cmocka_unit_test(test_chunk_reclaim_keeps_held_chunks),
 		cmocka_unit_test(test_chunk_serve_refuses_bad_requests),
+		cmocka_unit_test(test_chunk_page_decode),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

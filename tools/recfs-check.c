@@ -69,6 +69,10 @@ struct checker {
 	size_t n_heads, heads_cap;
 	struct chunk_ref { uint64_t id; uint32_t index, version; } *chunks;
 	size_t n_chunks, chunks_cap;
+	/* --heads-from: other nodes' storage (comma-separated files of one
+	 * node each), whose heads name chunks of this set too */
+	char *heads_from[32];
+	unsigned n_heads_from;
 };
 
 static void
@@ -76,7 +80,7 @@ usage(FILE *out)
 {
 	fprintf(out,
 	    "usage: recfs-check [-q | -v] [--json] [--all] [--force] [--flush-max-ms MS]\n"
-	    "                   FILE_OR_DEVICE...\n"
+	    "                   [--heads-from FILE[,FILE...]]... FILE_OR_DEVICE...\n"
 	    "\n"
 	    "Verify the storage files (or raw devices) of one recfs namespace, offline:\n"
 	    "header, every write block up to the high-water mark, every record (end\n"
@@ -96,6 +100,10 @@ usage(FILE *out)
 	    "                 unclean shutdown, a damaged newest copy written in the file's\n"
 	    "                 last MS + 1000 ms is a torn write (recfsd keeps the previous\n"
 	    "                 version), not a damaged record\n"
+	    "      --heads-from FILE[,FILE...]  another node's storage files (of a cluster):\n"
+	    "                 the heads of large files there name chunks here too, so a\n"
+	    "                 chunk is orphaned only if no head on any node given names it;\n"
+	    "                 only read for that (repeat it for each other node)\n"
 	    "  -h, --help     this text\n"
 	    "  -V, --version  print the version\n"
 	    "\n"
@@ -621,7 +629,14 @@ head_add(struct checker *c, struct txn_chunk_map *m)
 	}
 	h = head_slot(c, m->file_id);
 	if (h->id != 0) {
-		txn_chunk_map_free(m);  /* two heads of one file: the first names its chunks */
+		/* Two heads of one file (a rename's two names, or copies on
+		 * several nodes): the later commit names its chunks. */
+		if (m->commit > h->map.commit) {
+			txn_chunk_map_free(&h->map);
+			h->map = *m;
+		} else {
+			txn_chunk_map_free(m);
+		}
 		return 0;
 	}
 	h->id = m->file_id;
@@ -671,11 +686,83 @@ chunk_item(void *arg, struct check_file *f, const struct check_item *it)
 	return 0;
 }
 
+static int checker_read(struct checker *c, char **paths, unsigned n);
+static void checker_fini(struct checker *c);
+
+/* The heads on one other node's storage (--heads-from list): read as
+ * this set is (newest copies), then merged into c's heads.  0, or
+ * CHECK_EXIT_USAGE (reported). */
+static int
+heads_from(struct checker *c, const char *list)
+{
+	struct checker o;
+	char *copy = strdup(list), *paths[CONFIG_FILES_MAX], *save = NULL;
+	unsigned n = 0;
+	int rc = 0;
+
+	memset(&o, 0, sizeof(o));
+	o.flush_max_ms = c->flush_max_ms;
+	o.run.torn_window_ms = c->run.torn_window_ms;
+	o.now = c->now;
+	o.all = c->all;
+	o.force = c->force;
+	o.quiet = o.json = true;   /* nothing of it is printed */
+	if (copy == NULL || check_table_init(&o.table) != 0) {
+		free(copy);
+		usage_error("out of memory");
+		return CHECK_EXIT_USAGE;
+	}
+	for (char *t = strtok_r(copy, ",", &save); t != NULL; t = strtok_r(NULL, ",", &save)) {
+		if (n == CONFIG_FILES_MAX) {
+			usage_error("--heads-from %s: more than %d files", list, CONFIG_FILES_MAX);
+			rc = CHECK_EXIT_USAGE;
+			break;
+		}
+		paths[n++] = t;
+	}
+	if (rc == 0 && n == 0) {
+		usage_error("--heads-from needs a file");
+		rc = CHECK_EXIT_USAGE;
+	}
+	if (rc == 0)
+		rc = checker_read(&o, paths, n);
+	if (rc == 0 && o.run.ns_name != NULL && c->run.ns_name != NULL &&
+	    strcmp(o.run.ns_name, c->run.ns_name) != 0) {
+		usage_error("--heads-from %s holds namespace %s, not %s", list, o.run.ns_name,
+		    c->run.ns_name);
+		rc = CHECK_EXIT_USAGE;
+	}
+	if (rc == 0 && o.chunk_copies == 0)
+		o.chunk_copies = 1;   /* heads without chunks there name chunks here */
+	for (unsigned i = 0; rc == 0 && i < o.run.n_files; i++)
+		if (o.run.files[i].state == CHECK_FILE_VALID &&
+		    check_file_walk(&o.run.files[i], chunk_item, &o) != 0) {
+			usage_error("--heads-from %s: out of memory", list);
+			rc = CHECK_EXIT_USAGE;
+		}
+	for (size_t i = 0; rc == 0 && i < o.heads_cap; i++) {
+		if (o.heads[i].id == 0)
+			continue;
+		if (head_add(c, &o.heads[i].map) != 0) {
+			usage_error("out of memory");
+			rc = CHECK_EXIT_USAGE;
+		}
+		o.heads[i].id = 0;   /* c owns the map now (or freed it) */
+	}
+	checker_fini(&o);
+	free(copy);
+	return rc;
+}
+
 static int
 check_chunks(struct checker *c)
 {
 	int rc = 0;
 
+	/* read even with no chunk here: a bad --heads-from is always refused */
+	for (unsigned i = 0; i < c->n_heads_from; i++)
+		if ((rc = heads_from(c, c->heads_from[i])) != 0)
+			return rc;
 	if (c->chunk_copies == 0)
 		return 0;
 	for (unsigned i = 0; i < c->run.n_files && rc == 0; i++)
@@ -813,6 +900,7 @@ static const struct option long_options[] = {
 	{ "all", no_argument, NULL, 'a' },
 	{ "force", no_argument, NULL, 'f' },
 	{ "flush-max-ms", required_argument, NULL, 'M' },
+	{ "heads-from", required_argument, NULL, 'H' },
 	{ "help", no_argument, NULL, 'h' },
 	{ "version", no_argument, NULL, 'V' },
 	{ NULL, 0, NULL, 0 },
@@ -843,6 +931,14 @@ parse_options(struct checker *c, int argc, char **argv)
 			c->flush_max_ms = (uint32_t)v;
 			break;
 		}
+		case 'H':
+			if (c->n_heads_from == sizeof(c->heads_from) / sizeof(c->heads_from[0])) {
+				usage_error("--heads-from given more than %zu times",
+				    sizeof(c->heads_from) / sizeof(c->heads_from[0]));
+				return CHECK_EXIT_USAGE;
+			}
+			c->heads_from[c->n_heads_from++] = optarg;
+			break;
 		case ':':
 			usage_error("%s needs a value (see --help)", argv[optind - 1]);
 			return CHECK_EXIT_USAGE;
@@ -945,6 +1041,30 @@ open_files(struct checker *c, char **paths, unsigned n)
 	return rc;
 }
 
+/* Open paths as one set and find the newest copy of every record (pass 1,
+ * classify): what --heads-from needs of another node's files.  0 or
+ * CHECK_EXIT_USAGE (reported). */
+static int
+checker_read(struct checker *c, char **paths, unsigned n)
+{
+	int rc = open_files(c, paths, n);
+
+	if (rc == 0)
+		rc = check_set(c);
+	if (rc != 0)
+		return rc;
+	for (unsigned i = 0; rc == 0 && i < c->run.n_files; i++)
+		if (c->run.files[i].state == CHECK_FILE_VALID)
+			rc = check_file_walk(&c->run.files[i], pass1_item, c);
+	if (rc == 0)
+		rc = classify(c);
+	if (rc != 0) {
+		usage_error("%s", recfs_strerror(rc));
+		rc = CHECK_EXIT_USAGE;
+	}
+	return rc;
+}
+
 static void
 checker_fini(struct checker *c)
 {
@@ -1004,6 +1124,8 @@ main(int argc, char **argv)
 		rc = report_damaged(&c);
 	if (rc == 0)
 		rc = check_chunks(&c);
+	if (rc == CHECK_EXIT_USAGE)
+		goto out;   /* --heads-from: reported */
 	if (rc != 0) {
 		usage_error("%s", recfs_strerror(rc));
 		rc = CHECK_EXIT_USAGE;

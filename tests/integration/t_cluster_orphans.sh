@@ -9,7 +9,8 @@
 #     chunk-reclaim-age has passed, the reclaimers (each deletes the
 #     unnamed chunks of the partitions it masters, the heads gathered from
 #     every node) leave exactly the chunks the heads name (objects_chunks
-#     over the nodes = 2 x 18), counted in chunks_reclaimed, and
+#     over the nodes = what the 3 files' heads name, 2 copies each, as
+#     counted before the rewrites), counted in chunks_reclaimed, and
 #     recfs-check finds no orphaned chunk on any node;
 #   - a large file open on n2 and unlinked there keeps its chunks through
 #     reclaim passes on every node (n2 names the file it holds in its
@@ -103,7 +104,7 @@ restart_all() {
 }
 
 # ---- SIGKILL of the writing node during rewrites -------------------------------------------
-# 3 files of 3 MiB (6 chunks of 512 KiB), 8 versions each.
+# 3 files of 3 MiB (several chunks of file-chunk-size), 8 versions each.
 for f in a b c; do
 	for i in 0 1 2 3 4 5 6 7; do
 		head -c $((3 << 20)) /dev/urandom >"$V/$f.$i"
@@ -111,6 +112,11 @@ for f in a b c; do
 	done
 	run cp "$V/$f.0" "$S1/$f" || fail "write version 0 of $f"
 done
+# What the 3 heads name, 2 copies each (no crash yet: no orphan).
+NAMED=$(total objects_chunks)
+PER_FILE=$((NAMED / 3))
+note "3 files of 3 MiB: $NAMED chunk copies"
+check_true "the files are large (several chunks each, 2 copies)" "$PER_FILE" -ge 4
 # Rewrite in place (the chunks change, the file id stays) and by O_TRUNC.
 rewrite() {
 	local f=$1 i
@@ -140,7 +146,7 @@ orphans=$ORPHANS
 check_true "recfs-check: no usage error (a torn write of the killed node may count as damage)" \
 	"$CHECK_RC" -le 1
 note "after the kill: $CHUNKS chunk copies, $orphans orphaned (no head on any node names them)"
-check_eq "every copy is named or reported orphaned" $((CHUNKS - orphans)) 36
+check_eq "every copy is named or reported orphaned" $((CHUNKS - orphans)) "$NAMED"
 check_true "recfs-check reports the orphans the kill left" "$orphans" -gt 0
 restart_all
 for n in n1 n2 n3; do
@@ -153,10 +159,10 @@ for n in n1 n2 n3; do
 		fi
 	done
 done
-if wait_total objects_chunks 36; then
-	pass "the orphans are reclaimed: 3 x 6 chunks named, 2 copies each"
+if wait_total objects_chunks "$NAMED"; then
+	pass "the orphans are reclaimed: $NAMED chunk copies, those the heads name"
 else
-	bad "chunk copies over the nodes: expected 36, got $(total objects_chunks)"
+	bad "chunk copies over the nodes: expected $NAMED, got $(total objects_chunks)"
 fi
 note "chunks reclaimed: n1 $(value n1 chunks_reclaimed), n2 $(value n2 chunks_reclaimed), n3 $(value n3 chunks_reclaimed); passes skipped: $(total chunk_reclaim_skipped) of $(total chunk_reclaim_passes)"
 # Each orphan is one delete at its master, which takes its replica's copy
@@ -179,7 +185,7 @@ run cp "$T/h" "$S1/h" || fail "write h"
 exec 7<"$M2/orph/h" || fail "open h on n2"
 run rm "$M2/orph/h" || bad "rm h through n2 while open there"
 check_eq "h is gone by name on n3" "$(ls "$M3/orph/h" 2>&1 >/dev/null | grep -c 'No such file')" 1
-check_eq "its chunks stay while n2 holds it (3 x 6 + 6, 2 copies)" "$(total objects_chunks)" 48
+check_eq "its chunks stay while n2 holds it" "$(total objects_chunks)" $((NAMED + PER_FILE))
 # Past the age bound, then two passes more on every node.
 sleep $((AGE + 1))
 declare -A p0
@@ -193,21 +199,21 @@ for i in $(seq 1 100); do
 	sleep 0.2
 done
 check_eq "reclaim passes ran on every node meanwhile" "$ok" 1
-check_eq "the held chunks outlive the passes" "$(total objects_chunks)" 48
+check_eq "the held chunks outlive the passes" "$(total objects_chunks)" $((NAMED + PER_FILE))
 h=$(run sha256sum <&7 | cut -c1-64)
 check_eq "h reads whole through n2's open descriptor" "$h" "$(sha256sum <"$T/h" | cut -c1-64)"
 exec 7<&-
-if wait_total objects_chunks 36; then
+if wait_total objects_chunks "$NAMED"; then
 	pass "its last close dropped its chunks"
 else
-	bad "after the last close of h: expected 36 chunk copies, got $(total objects_chunks)"
+	bad "after the last close of h: expected $NAMED chunk copies, got $(total objects_chunks)"
 fi
 
 # ---- every node's storage is clean, then the set goes ----------------------------------------
 for n in n1 n2 n3; do cluster_down $n || bad "$n: clean stop"; done
 check_all "after the reclaim"
 check_eq "recfs-check: every node's storage clean" "$CHECK_RC" 0
-check_eq "recfs-check: 36 chunk copies over the nodes" "$CHUNKS" 36
+check_eq "recfs-check: the named chunk copies over the nodes" "$CHUNKS" "$NAMED"
 check_eq "recfs-check: no orphaned chunk on any node" "$ORPHANS" 0
 restart_all
 expect_ok "rm of the files through n2" rm "$M2/orph/a" "$M2/orph/b" "$M2/orph/c"

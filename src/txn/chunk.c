@@ -481,7 +481,13 @@ struct named {
 struct named_set {
 	struct named *slots;
 	size_t n, cap;
+	size_t bytes;      /* of the maps held, at most txn_chunk_gather_max_bytes */
 };
+
+/* What one gather may hold of the heads' maps (about 16,000 files of 4 GiB
+ * with 1020K chunks): past it the pass is skipped, so a peer's pages, each
+ * of them valid, cannot grow this node's memory beyond it. */
+size_t txn_chunk_gather_max_bytes = (size_t)256 << 20;
 
 static struct named *
 named_slot(struct named_set *ns, uint64_t id)
@@ -787,6 +793,9 @@ heads_take(struct named_set *set, const uint8_t *p, size_t len, uint32_t from, u
 		off += 12;
 		if (id == 0 || n > (len - off) / 4)
 			return -EBADMSG;
+		if (set->bytes + sizeof(*m) + 4 * (size_t)n > txn_chunk_gather_max_bytes)
+			return -E2BIG;
+		set->bytes += sizeof(*m) + 4 * (size_t)n;
 		m = malloc(sizeof(*m) + 4 * (size_t)n);
 		if (m == NULL || (e = named_get(set, id)) == NULL) {
 			free(m);
@@ -1120,6 +1129,9 @@ txn_chunk_reclaim(struct namespace *ns, uint64_t before_ms)
 		NS_COUNT_ADD(ns, chunk_reclaim_skipped, 1);
 		rc = 0;
 	} else {
+		if (rc == -E2BIG)
+			log_warn("txn", "{%s} chunk reclaim: the heads of large files need more than %zu MiB "
+			    "to gather; orphaned chunks are not reclaimed", ns->name, txn_chunk_gather_max_bytes >> 20);
 		NS_COUNT_ADD(ns, chunk_reclaim_skipped, 1);
 	}
 out:

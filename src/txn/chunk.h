@@ -154,6 +154,11 @@ unsigned txn_chunk_drop(struct namespace *ns, const char *set, size_t set_len,
  */
 long txn_chunk_reclaim(struct namespace *ns, uint64_t before_ms);
 
+/* Most bytes one reclaim pass holds of the heads' maps it gathers (256 MiB;
+ * tests lower it): past it the page is refused with -E2BIG and the pass is
+ * skipped, logged. */
+extern size_t txn_chunk_gather_max_bytes;
+
 /* The gather's rpc (RPC_OP_TXN_CHUNKS, remote.c): serve a request of
  * another node's reclaimer (chunk.c encodes and decodes both). */
 struct rpc_reply;

@@ -456,6 +456,14 @@ test_chunk_page_decode(void **state)
 	put32(p + 44, 1);
 	put64(p + 36, 0);
 	assert_int_equal(txn_chunk_page_decode(p, sizeof(p), 0, &next, &ids, &held), -EBADMSG);
+	put64(p + 36, 0x99);
+	/* the maps one pass may hold are bounded: a page of valid heads past
+	 * the bound is refused, not kept */
+	txn_chunk_gather_max_bytes = 40;
+	assert_int_equal(txn_chunk_page_decode(p, sizeof(p), 32, &next, &ids, &held), -E2BIG);
+	txn_chunk_gather_max_bytes = 4096;
+	assert_int_equal(txn_chunk_page_decode(p, sizeof(p), 32, &next, &ids, &held), 0);
+	txn_chunk_gather_max_bytes = (size_t)256 << 20;
 }
 
 int

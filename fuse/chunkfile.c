@@ -94,6 +94,9 @@ struct chunkfile {
 	char *clean;
 	uint32_t clean_index, clean_version;
 	bool clean_valid;
+	/* the chunk the last write ended inside (a sequential writer is filling it) */
+	uint32_t fill_index;
+	bool fill_valid;
 	/* sequential reading: the chunk fetched last, and chunks fetched ahead */
 	uint32_t last_fetch;
 	bool last_fetch_valid;
@@ -639,6 +642,8 @@ chunkfile_write(const struct chunkfile_where *at, struct chunkfile *cf, const ch
 			cf->resized = true;
 		}
 	}
+	cf->fill_valid = (off + size) % cs != 0;
+	cf->fill_index = (uint32_t)((off + size) / cs);
 	return (long)size;
 }
 
@@ -696,9 +701,11 @@ chunkfile_resize(const struct chunkfile_where *at, struct chunkfile *cf, uint64_
 	return 0;
 }
 
-int
-chunkfile_commit(const struct chunkfile_where *at, struct chunkfile *cf, const struct txn_write *w,
-    struct record_attr *out)
+/* Commit the dirty chunks but the one of index hold (UINT32_MAX: none)
+ * with the file's size as size (cf->size, or where hold starts). */
+static int
+commit_some(const struct chunkfile_where *at, struct chunkfile *cf, const struct txn_write *w,
+    struct record_attr *out, uint32_t hold, uint64_t size)
 {
 	uint32_t cs = chunk_size(cf);
 	struct txn_chunk_data *d = calloc(cf->n_dirty ? cf->n_dirty : 1, sizeof(*d));
@@ -710,21 +717,47 @@ chunkfile_commit(const struct chunkfile_where *at, struct chunkfile *cf, const s
 	for (unsigned i = 0; i < cf->n_dirty; i++) {
 		uint64_t start = (uint64_t)cf->dirty[i].index * cs;
 
-		if (start >= cf->size)
-			continue;  /* cut off by a truncation */
+		if (start >= size || cf->dirty[i].index == hold)
+			continue;  /* cut off by a truncation, or held back */
 		d[n].index = cf->dirty[i].index;
 		d[n].data = cf->dirty[i].data;
-		d[n].len = cf->size - start < cs ? (uint32_t)(cf->size - start) : cs;
+		d[n].len = size - start < cs ? (uint32_t)(size - start) : cs;
 		n++;
 	}
-	rc = txn_chunk_commit(at->ns, &at->key, &cf->map, cf->size, d, n, w, out);
+	rc = txn_chunk_commit(at->ns, &at->key, &cf->map, size, d, n, w, out);
 	free(d);
 	if (rc != 0)
 		return rc;
-	dirty_drop_all(cf);
-	cf->resized = false;
+	for (unsigned i = cf->n_dirty; i-- > 0;)
+		if (cf->dirty[i].index != hold)
+			dirty_drop(cf, i);
+	cf->resized = size != cf->size;
 	chunk_moved((uint64_t)n * cs);
 	return 0;
+}
+
+int
+chunkfile_commit(const struct chunkfile_where *at, struct chunkfile *cf, const struct txn_write *w,
+    struct record_attr *out)
+{
+	return commit_some(at, cf, w, out, UINT32_MAX, cf->size);
+}
+
+int
+chunkfile_commit_bound(const struct chunkfile_where *at, struct chunkfile *cf, const struct txn_write *w,
+    struct record_attr *out)
+{
+	uint32_t cs = chunk_size(cf);
+	uint64_t start = (uint64_t)cf->fill_index * cs;
+	int rc;
+
+	/* Held back only where the commit is then the file's prefix: the
+	 * last chunk, wholly past the committed end (nothing older there). */
+	if (!cf->fill_valid || cf->n_dirty < 2 || dirty_find(cf, cf->fill_index) == NULL ||
+	    start < cf->map.size || cf->size <= start || cf->size - start > cs)
+		return chunkfile_commit(at, cf, w, out);
+	rc = commit_some(at, cf, w, out, cf->fill_index, start);
+	return rc != 0 ? rc : 1;
 }
 
 void

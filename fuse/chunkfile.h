@@ -71,6 +71,15 @@ int chunkfile_resize(const struct chunkfile_where *at, struct chunkfile *cf, uin
  * chunks stay for the next try or for chunkfile_discard. */
 int chunkfile_commit(const struct chunkfile_where *at, struct chunkfile *cf, const struct txn_write *w,
     struct record_attr *out);
+/* The commit of a file past its bound on dirty chunks (chunkfile_over_bound)
+ * while it is written: as chunkfile_commit, except that the chunk a
+ * sequential writer is filling (the file's last, past the committed end,
+ * where the last write ended) stays dirty, the commit naming the file up
+ * to that chunk's start - else that chunk would be stored twice, part-filled
+ * now and whole at the next commit.  1: that chunk was held back (the file
+ * is still dirty), 0: everything was committed, or an error. */
+int chunkfile_commit_bound(const struct chunkfile_where *at, struct chunkfile *cf,
+    const struct txn_write *w, struct record_attr *out);
 /* Drop the changes since the last commit. */
 void chunkfile_discard(struct chunkfile *cf);
 

@@ -454,9 +454,12 @@ notify_attr(const struct inode *ino)
 
 static int state_make_large_locked(struct inode *ino);
 
-/* Store the state as the record's content.  Inode lock held. */
+/* Store the state as the record's content; bound: a large file past its
+ * bound on dirty chunks while being written (chunkfile_commit_bound: the
+ * chunk being filled may stay dirty, and then so does the state).  Inode
+ * lock held. */
 static int
-state_store_locked(struct inode *ino, bool durable)
+state_store_how_locked(struct inode *ino, bool durable, bool bound)
 {
 	struct filestate *fs = ino->fs;
 	struct txn_write w = {
@@ -484,9 +487,15 @@ state_store_locked(struct inode *ino, bool durable)
 		struct chunkfile_where at = { .ns = ino->ns, .key = k };
 
 		w.set_file = false;
-		rc = chunkfile_commit(&at, fs->cf, &w, &a);
-		if (rc == 0)
+		rc = bound ? chunkfile_commit_bound(&at, fs->cf, &w, &a) : chunkfile_commit(&at, fs->cf, &w, &a);
+		if (rc >= 0)
 			stats_inc(STAT_fuse_large_commits);
+		if (rc == 1) {
+			/* Committed but the chunk being filled: still dirty. */
+			stats_inc(STAT_fuse_record_puts);
+			notify_attr(ino);
+			return 0;
+		}
 	}
 	if (rc != 0) {
 		stats_inc(STAT_fuse_put_failures);
@@ -504,6 +513,12 @@ state_store_locked(struct inode *ino, bool durable)
 	}
 	notify_attr(ino);
 	return 0;
+}
+
+static int
+state_store_locked(struct inode *ino, bool durable)
+{
+	return state_store_how_locked(ino, durable, false);
 }
 
 /*
@@ -1031,7 +1046,7 @@ write_large_locked(struct inode *ino, struct handle *h, const char *buf, size_t 
 		ino->pages = INODE_PAGES_MIXED;
 	stats_add(STAT_fuse_write_bytes, (uint64_t)rc);
 	if (!ino->unlinked && chunkfile_over_bound(fs->cf)) {
-		int src = state_store_locked(ino, false);
+		int src = state_store_how_locked(ino, false, true);
 
 		if (src != 0) {
 			state_store_failed_locked(ino, src);

@@ -23,6 +23,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/uio.h>
 
 #include "txn/chunk.h"
 
@@ -59,6 +60,14 @@ bool chunkfile_over_bound(const struct chunkfile *cf);
  * or an error of txn_chunk_read (-EIO for a chunk that fails its check). */
 long chunkfile_read(const struct chunkfile_where *at, struct chunkfile *cf, char *buf, size_t size,
     uint64_t off);
+/* The same without a copy: up to CHUNKFILE_IOV_MAX pieces of the file's
+ * buffers (dirty or clean chunks, static zeros for holes) into iov (*n_iov
+ * of them), valid until the next call on cf (the owner's lock held until
+ * the reply is sent).  -E2BIG: the range spans more chunks than that (use
+ * chunkfile_read). */
+#define CHUNKFILE_IOV_MAX 2
+long chunkfile_read_iov(const struct chunkfile_where *at, struct chunkfile *cf, struct iovec *iov,
+    unsigned *n_iov, size_t size, uint64_t off);
 /* Write size bytes at off (zeros fill a gap); returns size or an error. */
 long chunkfile_write(const struct chunkfile_where *at, struct chunkfile *cf, const char *buf,
     size_t size, uint64_t off);

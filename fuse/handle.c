@@ -827,27 +827,59 @@ read_count(size_t len, size_t size, off_t off)
 	return len - (size_t)off < size ? len - (size_t)off : size;
 }
 
+/*
+ * Read size bytes at off of a large file from cf into a reply: straight
+ * from its chunk buffers (fuse_reply_iov, sent while the inode lock keeps
+ * them), or, for a range over more chunks than that, through a copy.
+ * Returns 0 (replied), or the error to reply with.  Inode lock held.
+ */
+static long
+reply_chunks_locked(fuse_req_t req, struct inode *ino, struct chunkfile *cf, size_t size, off_t off)
+{
+	struct chunkfile_where at = { .ns = ino->ns };
+	struct iovec iov[CHUNKFILE_IOV_MAX];
+	unsigned n_iov;
+	char *buf;
+	long n;
+
+	inode_key(ino, &at.key);
+	n = chunkfile_read_iov(&at, cf, iov, &n_iov, size, (uint64_t)off);
+	if (n >= 0) {
+		stats_add(STAT_fuse_read_bytes, (uint64_t)n);
+		fuse_reply_iov(req, iov, (int)n_iov);
+		return 0;
+	}
+	if (n != -E2BIG)
+		return n;
+	buf = malloc(size ? size : 1);
+	if (buf == NULL)
+		return -ENOMEM;
+	n = chunkfile_read(&at, cf, buf, size, (uint64_t)off);
+	if (n >= 0) {
+		stats_add(STAT_fuse_read_bytes, (uint64_t)n);
+		fuse_reply_buf(req, buf, (size_t)n);
+		n = 0;
+	}
+	free(buf);
+	return n;
+}
+
+/* A failed read of a large file: EIO for a chunk that fails its check, or
+ * one gone under an unlinked file's handles. */
+static int
+read_chunks_error(long n)
+{
+	return n == RECFS_ECHECKSUM || n == -ENOENT ? -EIO : (int)n;
+}
+
 /* Reply to a read of a large file from cf; unlocks the inode. */
 static int
 read_chunks_locked(fuse_req_t req, struct inode *ino, struct chunkfile *cf, size_t size, off_t off)
 {
-	struct chunkfile_where at = { .ns = ino->ns };
-	char *buf = malloc(size ? size : 1);
-	long n;
+	long n = reply_chunks_locked(req, ino, cf, size, off);
 
-	inode_key(ino, &at.key);
-	n = buf != NULL ? chunkfile_read(&at, cf, buf, size, (uint64_t)off) : -ENOMEM;
 	pthread_mutex_unlock(&ino->lock);
-	if (n < 0) {
-		free(buf);
-		/* A chunk that fails its check: EIO for its range only; a
-		 * chunk gone under an unlinked file's handles, too. */
-		return n == RECFS_ECHECKSUM || n == -ENOENT ? -EIO : (int)n;
-	}
-	stats_add(STAT_fuse_read_bytes, (uint64_t)n);
-	fuse_reply_buf(req, buf, (size_t)n);
-	free(buf);
-	return 0;
+	return n < 0 ? read_chunks_error(n) : 0;
 }
 
 /*
@@ -860,15 +892,10 @@ static int
 read_snapshot_chunks_locked(fuse_req_t req, struct handle *h, size_t size, off_t off)
 {
 	struct inode *ino = h->inode;
-	struct chunkfile_where at = { .ns = ino->ns };
-	char *buf = malloc(size ? size : 1);
 	long n = -ENOMEM;
 
-	inode_key(ino, &at.key);
-	for (int tries = 0; buf != NULL && tries < 3; tries++) {
-		struct snapshot *s = h->snap;
-
-		n = chunkfile_read(&at, s->cf, buf, size, (uint64_t)off);
+	for (int tries = 0; tries < 3; tries++) {
+		n = reply_chunks_locked(req, ino, h->snap->cf, size, off);
 		if (n != -ENOENT || ino->unlinked)
 			break;
 		snapshot_put(h->snap);
@@ -877,24 +904,19 @@ read_snapshot_chunks_locked(fuse_req_t req, struct handle *h, size_t size, off_t
 		if (n != 0)
 			break;
 		if (h->snap->map == NULL) {
-			/* Now a small file: its bytes. */
+			/* Now a small file: its bytes (the snapshot is kept
+			 * by the handle while the lock is held). */
 			size_t c = read_count(h->snap->len, size, off);
 
-			memcpy(buf, h->snap->data + off, c);
-			n = (long)c;
+			stats_add(STAT_fuse_read_bytes, c);
+			fuse_reply_buf(req, c ? h->snap->data + off : NULL, c);
+			n = 0;
 			break;
 		}
 		n = -ENOENT;
 	}
 	pthread_mutex_unlock(&ino->lock);
-	if (n < 0) {
-		free(buf);
-		return n == RECFS_ECHECKSUM || n == -ENOENT ? -EIO : (int)n;
-	}
-	stats_add(STAT_fuse_read_bytes, (uint64_t)n);
-	fuse_reply_buf(req, buf, (size_t)n);
-	free(buf);
-	return 0;
+	return n < 0 ? read_chunks_error(n) : 0;
 }
 
 int

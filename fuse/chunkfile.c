@@ -61,7 +61,7 @@
  * at most PREFETCH_SLOTS_MAX), in the daemon, and the fetching threads. */
 #define PREFETCH_AHEAD_BYTES (4u << 20)
 #define PREFETCH_SLOTS_MAX 8
-#define PREFETCH_WORKERS 4
+#define PREFETCH_WORKERS 2
 #define PREFETCH_BYTES_MAX (32ull << 20)
 
 /* One chunk fetched ahead (its own lock: the fetching thread and the
@@ -119,7 +119,8 @@ static uint64_t prefetch_bytes; /* atomic: buffers of chunks fetched ahead */
 #define CHUNK_TRIM_BYTES (32ull << 20)
 
 /* Free chunk buffers, all of pool.size bytes (a leaf lock). */
-#define POOL_MAX 32
+#define POOL_MAX 64
+#define POOL_BYTES (16u << 20)
 static struct {
 	pthread_mutex_t lock;
 	size_t size;
@@ -156,7 +157,7 @@ pool_put(char *p, size_t size)
 			free(pool.free[--pool.n]);
 		pool.size = size;
 	}
-	if (pool.n < POOL_MAX) {
+	if (pool.n < POOL_MAX && (pool.n + 1) * size <= POOL_BYTES) {
 		pool.free[pool.n++] = p;
 		p = NULL;
 	}
@@ -185,6 +186,15 @@ static uint32_t
 chunk_size(const struct chunkfile *cf)
 {
 	return cf->map.chunk_size;
+}
+
+/* Dirty chunks of cf before it is committed. */
+static unsigned
+dirty_max(const struct chunkfile *cf)
+{
+	uint32_t n = CHUNKFILE_DIRTY_FILE_BYTES / chunk_size(cf);
+
+	return n < 2 ? 2 : n;
 }
 
 static void
@@ -220,7 +230,7 @@ dirty_add(struct chunkfile *cf, uint32_t index, bool zero)
 	char *data;
 
 	if (cf->n_dirty == cf->cap) {
-		unsigned cap = cf->cap ? cf->cap * 2 : CHUNKFILE_DIRTY_MAX;
+		unsigned cap = cf->cap ? cf->cap * 2 : dirty_max(cf);
 		struct chunk_buf *d = realloc(cf->dirty, cap * sizeof(*d));
 
 		if (d == NULL)
@@ -606,7 +616,7 @@ chunkfile_dirty(const struct chunkfile *cf)
 bool
 chunkfile_over_bound(const struct chunkfile *cf)
 {
-	return cf->n_dirty >= CHUNKFILE_DIRTY_MAX ||
+	return cf->n_dirty >= dirty_max(cf) ||
 	    (cf->n_dirty > 0 && chunkfile_dirty_bytes() >= CHUNKFILE_DIRTY_BYTES_MAX);
 }
 

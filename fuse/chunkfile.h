@@ -10,7 +10,7 @@
  * once), and up to 2 chunks fetched ahead of a sequential reader by
  * background threads.  A write touches only the chunks it covers; a read fetches the
  * chunks it covers.  Dirty chunks are bounded per file
- * (CHUNKFILE_DIRTY_MAX) and per daemon (CHUNKFILE_DIRTY_BYTES_MAX): past
+ * (CHUNKFILE_DIRTY_FILE_BYTES) and per daemon (CHUNKFILE_DIRTY_BYTES_MAX): past
  * either bound the file is committed (handle.c), as at close, so a file of
  * any size is written with a few MiB of daemon memory.
  *
@@ -27,8 +27,9 @@
 
 #include "txn/chunk.h"
 
-/* Dirty chunks per file before it is committed. */
-#define CHUNKFILE_DIRTY_MAX 16
+/* Bytes of dirty chunks per file before it is committed (at least 2
+ * chunks: a commit at the bound may hold back the one being filled). */
+#define CHUNKFILE_DIRTY_FILE_BYTES (8u << 20)
 /* Bytes of dirty chunks in the whole daemon before a writer commits its file. */
 #define CHUNKFILE_DIRTY_BYTES_MAX (64ull << 20)
 

@@ -2,17 +2,19 @@
  * chunkfile.c - the open-file state of a large file (see chunkfile.h).
  *
  * Design: dirty chunks are whole chunk buffers in a small array (at most
- * CHUNKFILE_DIRTY_MAX before a commit, so a linear search is cheaper than
+ * CHUNKFILE_DIRTY_FILE_BYTES before a commit, so a linear search is cheaper than
  * any tree); a partly written chunk is first read from its committed
  * version (read-modify-write of one chunk, never of the file).  Every
  * buffer is zero past the file's end, so an extension after a truncation
  * reads zeros, and a commit stores each chunk only up to the file's end.
- * One clean chunk is kept after a read: sequential reads smaller than a
- * chunk fetch each chunk once (the readahead of this layer; the kernel's
- * own readahead asks for up to max_readahead at a time).
+ * The two clean chunks read last are kept: sequential reads smaller than
+ * a chunk fetch each chunk once (the readahead of this layer; the kernel's
+ * own readahead asks for up to max_readahead at a time), and a read that
+ * spans two chunks is replied to from both buffers with no copy
+ * (chunkfile_read_iov; the owner sends the reply under its lock).
  *
- * Chunk buffers come from a small pool (POOL_MAX free buffers of the last
- * chunk size used): a buffer freed by a commit is the next write's, with
+ * Chunk buffers come from a small pool (POOL_BYTES of free buffers of the
+ * last chunk size used): a buffer freed by a commit is the next write's, with
  * no allocation and no zeroing when that write covers the whole chunk
  * (glibc would otherwise serve 512 KiB from its heaps after the first
  * frees and keep hundreds of MiB of them).
@@ -32,16 +34,22 @@
  * path).
  *
  * Prefetch: a read that fetches chunk i right after chunk i - 1 (a
- * sequential reader) starts background fetches of chunks i + 1 ..
- * i + PREFETCH_DEPTH (one short-lived thread each, into a pool buffer of
- * the file's own slot), so the storage read of the next chunks overlaps
- * the copy and reply of this one and the kernel's next request.  A slot
- * names the chunk (file id, index, version) it holds; a read uses it only
- * for that exact chunk version (a commit since makes it stale: dropped).
- * The thread touches only its slot (its own lock), never the file's state,
- * so the inode lock is not held while it fetches; chunkfile_free waits for
- * running fetches.  Memory: PREFETCH_DEPTH chunks per file reading, and no
- * prefetch past PREFETCH_BYTES_MAX in the daemon.
+ * sequential reader) queues background fetches of the chunks after it,
+ * PREFETCH_AHEAD_BYTES of them (at least 2, at most PREFETCH_SLOTS_MAX),
+ * each into a pool buffer of the file's own slot, for PREFETCH_WORKERS
+ * fetcher threads; so the storage reads of the next chunks overlap the
+ * reply of this one and the kernel's next requests.  A slot names the
+ * chunk (file id, index, version) it holds; a read uses it only for that
+ * exact chunk version (a commit since makes it stale: dropped).  A fetcher
+ * touches only its slot (its own lock), never the file's state, so the
+ * inode lock is not held while it fetches; chunkfile_free takes queued
+ * fetches off the queue and waits for running ones.  A fetch that failed
+ * is the reader's error (it counted and logged it: one failure, one
+ * count).  Memory: PREFETCH_AHEAD_BYTES per file reading, and no prefetch
+ * past PREFETCH_BYTES_MAX in the daemon.  Rejected: a thread per fetch
+ * (what this was: a thread creation, a stack mapped and unmapped and an
+ * arena per chunk); more fetchers (each keeps a freed chunk record buffer
+ * in its glibc arena: RSS).
  *
  * Rejected: caching every chunk read (memory would follow the file's
  * size); a commit per write(2) (each 4 KiB write would rewrite a chunk and

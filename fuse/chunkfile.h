@@ -5,14 +5,15 @@
  * A file whose content outgrows one record (handle.c) is kept as a head
  * and chunk records (txn/chunk.h).  Its open-file state holds no copy of
  * the content: only the committed map, the chunks written since the last
- * commit (each a whole chunk buffer, zero past the file's end), one
- * clean chunk read last (sequential reads of 128 KiB fetch each chunk
- * once), and up to 2 chunks fetched ahead of a sequential reader by
- * background threads.  A write touches only the chunks it covers; a read fetches the
- * chunks it covers.  Dirty chunks are bounded per file
- * (CHUNKFILE_DIRTY_FILE_BYTES) and per daemon (CHUNKFILE_DIRTY_BYTES_MAX): past
- * either bound the file is committed (handle.c), as at close, so a file of
- * any size is written with a few MiB of daemon memory.
+ * commit (each a whole chunk buffer, zero past the file's end), the two
+ * clean chunks read last (sequential reads fetch each chunk once, and a
+ * read spanning two chunks is replied to from both), and up to 4 MiB of
+ * chunks fetched ahead of a sequential reader by background threads.  A
+ * write touches only the chunks it covers; a read fetches the chunks it
+ * covers.  Dirty chunks are bounded per file (CHUNKFILE_DIRTY_FILE_BYTES)
+ * and per daemon (CHUNKFILE_DIRTY_BYTES_MAX): past either bound the file
+ * is committed (handle.c), as at close, so a file of any size is written
+ * with a few MiB of daemon memory.
  *
  * Not thread-safe: the owner's inode lock protects everything.  Returns
  * are 0 (or a byte count) or a negative engine code.

@@ -96,12 +96,15 @@ struct prefetch {
 
 struct chunk_buf {
 	uint32_t index;
+	uint32_t valid;               /* data holds [0, valid); zeros past it, not yet written */
 	char *data;                   /* chunk_size bytes, zero past the file's end */
 };
 
 struct chunkfile {
 	struct txn_chunk_map map;     /* as committed */
 	uint64_t size;                /* with unsaved changes */
+	uint64_t cut;                 /* the least size since the commit: committed
+	                               * chunks from there on are gone (holes) */
 	bool resized;                 /* the size changed since the commit */
 	struct chunk_buf *dirty;      /* n_dirty of cap */
 	unsigned n_dirty, cap;
@@ -196,6 +199,15 @@ chunk_size(const struct chunkfile *cf)
 	return cf->map.chunk_size;
 }
 
+/* Whether chunk index has a committed version this state still reads
+ * (not a hole, not past a truncation since the commit). */
+static bool
+stored(const struct chunkfile *cf, uint32_t index)
+{
+	return index < cf->map.n && cf->map.versions[index] != 0 &&
+	    (uint64_t)index * chunk_size(cf) < cf->cut;
+}
+
 /* Dirty chunks of cf before it is committed. */
 static unsigned
 dirty_max(const struct chunkfile *cf)
@@ -230,7 +242,7 @@ dirty_find(struct chunkfile *cf, uint32_t index)
 }
 
 /* A new dirty buffer for index, zero-filled unless the caller fills it
- * whole. */
+ * whole (the zeros are written lazily: dirty_zero_to). */
 static struct chunk_buf *
 dirty_add(struct chunkfile *cf, uint32_t index, bool zero)
 {
@@ -246,14 +258,27 @@ dirty_add(struct chunkfile *cf, uint32_t index, bool zero)
 		cf->dirty = d;
 		cf->cap = cap;
 	}
-	data = pool_get(chunk_size(cf), zero);
+	data = pool_get(chunk_size(cf), false);
 	if (data == NULL)
 		return NULL;
 	atomic_add(&dirty_bytes, chunk_size(cf));
 	b = &cf->dirty[cf->n_dirty++];
 	b->index = index;
 	b->data = data;
+	b->valid = zero ? 0 : chunk_size(cf);
 	return b;
+}
+
+/* Make dirty buffer b hold its zeros up to byte end (before a read or a
+ * commit of them, or a write past them): an appending writer fills a new
+ * chunk with its writes and never zeroes what they cover. */
+static void
+dirty_zero_to(struct chunk_buf *b, size_t end)
+{
+	if (end > b->valid) {
+		memset(b->data + b->valid, 0, end - b->valid);
+		b->valid = (uint32_t)end;
+	}
 }
 
 /* ---- prefetch ---------------------------------------------------------------- */
@@ -499,7 +524,7 @@ prefetch_start(const struct chunkfile_where *at, struct chunkfile *cf, uint32_t 
 	uint32_t cs = chunk_size(cf);
 	struct prefetch *p = NULL;
 
-	if (index >= cf->map.n || cf->map.versions[index] == 0 || dirty_find(cf, index) != NULL ||
+	if (!stored(cf, index) || dirty_find(cf, index) != NULL ||
 	    clean_find(cf, index) != NULL || at->key.set_len > RECORD_SET_MAX)
 		return;
 	for (unsigned i = 0; i < depth; i++)
@@ -561,6 +586,7 @@ chunkfile_from_map(struct chunkfile **out, const struct txn_chunk_map *m)
 		return rc;
 	}
 	cf->size = m->size;
+	cf->cut = m->size;
 	*out = cf;
 	return 0;
 }
@@ -584,6 +610,8 @@ chunkfile_from_content(struct chunkfile **out, uint32_t csize, const char *data,
 			return -ENOMEM;
 		}
 		memcpy(b->data, data + off, len - off < csize ? len - off : csize);
+		if (b->valid < (len - off < csize ? len - off : csize))
+			b->valid = (uint32_t)(len - off < csize ? len - off : csize);
 	}
 	*out = cf;
 	return 0;
@@ -695,7 +723,7 @@ committed_get(const struct chunkfile_where *at, struct chunkfile *cf, uint32_t i
 	size_t keep;
 	int rc;
 
-	if (index >= cf->map.n || cf->map.versions[index] == 0) {
+	if (!stored(cf, index)) {
 		memset(buf, 0, cs);
 		return 0;
 	}
@@ -726,6 +754,8 @@ dirty_get(const struct chunkfile_where *at, struct chunkfile *cf, uint32_t index
 			dirty_drop(cf, cf->n_dirty - 1);
 			return rc;
 		}
+		if (!whole)
+			b->valid = chunk_size(cf);
 	}
 	*out = b;
 	return 0;
@@ -761,8 +791,9 @@ chunkfile_read_iov(const struct chunkfile_where *at, struct chunkfile *cf, struc
 		if (len > size - done)
 			len = size - done;
 		if (b != NULL) {
+			dirty_zero_to(b, in + len);
 			data = b->data + in;
-		} else if (index >= cf->map.n || cf->map.versions[index] == 0) {
+		} else if (!stored(cf, index)) {
 			if (len > sizeof(zeros_for_reply))
 				return -E2BIG;
 			data = zeros_for_reply;
@@ -799,8 +830,9 @@ chunkfile_read(const struct chunkfile_where *at, struct chunkfile *cf, char *buf
 		if (n > size - done)
 			n = size - done;
 		if (b != NULL) {
+			dirty_zero_to(b, in + n);
 			memcpy(buf + done, b->data + in, n);
-		} else if (index >= cf->map.n || cf->map.versions[index] == 0) {
+		} else if (!stored(cf, index)) {
 			memset(buf + done, 0, n);
 		} else {
 			const char *data;
@@ -837,7 +869,10 @@ chunkfile_write(const struct chunkfile_where *at, struct chunkfile *cf, const ch
 		rc = dirty_get(at, cf, index, n == cs || (uint64_t)index * cs >= cf->size, &b);
 		if (rc != 0)
 			return done > 0 ? (long)done : rc;
+		dirty_zero_to(b, in);
 		memcpy(b->data + in, buf + done, n);
+		if (in + n > b->valid)
+			b->valid = (uint32_t)(in + n);
 		done += n;
 		if (pos + n > cf->size) {
 			cf->size = pos + n;
@@ -877,6 +912,11 @@ chunkfile_resize(const struct chunkfile_where *at, struct chunkfile *cf, uint64_
 
 	if (size < cf->size) {
 		uint32_t n = (uint32_t)((size + cs - 1) / cs);
+
+		/* Committed chunks past the new end are gone, even if the file
+		 * grows over them again before the commit. */
+		if (size < cf->cut)
+			cf->cut = size;
 		size_t tail = (size_t)(size % cs);
 
 		for (unsigned i = cf->n_dirty; i-- > 0;)
@@ -895,7 +935,9 @@ chunkfile_resize(const struct chunkfile_where *at, struct chunkfile *cf, uint64_
 				cf->size = old;
 				return rc;
 			}
+			dirty_zero_to(b, tail);
 			memset(b->data + tail, 0, cs - tail);
+			b->valid = cs;
 		}
 	}
 	cf->size = size;
@@ -910,8 +952,10 @@ commit_some(const struct chunkfile_where *at, struct chunkfile *cf, const struct
     struct record_attr *out, uint32_t hold, uint64_t size)
 {
 	uint32_t cs = chunk_size(cf);
-	struct txn_chunk_data *d = calloc(cf->n_dirty ? cf->n_dirty : 1, sizeof(*d));
-	size_t n = 0;
+	uint32_t first_cut = (uint32_t)((cf->cut + cs - 1) / cs);
+	size_t cut_n = first_cut < cf->map.n ? cf->map.n - first_cut : 0;
+	struct txn_chunk_data *d = calloc(cf->n_dirty + cut_n + 1, sizeof(*d));
+	size_t n = 0, written;
 	int rc;
 
 	if (d == NULL)
@@ -923,17 +967,26 @@ commit_some(const struct chunkfile_where *at, struct chunkfile *cf, const struct
 			continue;  /* cut off by a truncation, or held back */
 		d[n].index = cf->dirty[i].index;
 		d[n].data = cf->dirty[i].data;
+		dirty_zero_to(&cf->dirty[i], size - start < cs ? (size_t)(size - start) : cs);
 		d[n].len = size - start < cs ? (uint32_t)(size - start) : cs;
 		n++;
 	}
+	written = n;
+	/* Committed chunks a truncation cut off that the file (grown again)
+	 * still covers and no write replaced: holes now. */
+	for (uint32_t i = first_cut; i < cf->map.n && (uint64_t)i * cs < size; i++)
+		if (cf->map.versions[i] != 0 && i != hold && dirty_find(cf, i) == NULL)
+			d[n++] = (struct txn_chunk_data){ .index = i, .len = 0, .data = NULL };
 	rc = txn_chunk_commit(at->ns, &at->key, &cf->map, size, d, n, w, out);
 	free(d);
 	if (rc != 0)
 		return rc;
+	n = written;
 	for (unsigned i = cf->n_dirty; i-- > 0;)
 		if (cf->dirty[i].index != hold)
 			dirty_drop(cf, i);
 	cf->resized = size != cf->size;
+	cf->cut = size;
 	chunk_moved((uint64_t)n * cs);
 	return 0;
 }
@@ -967,5 +1020,6 @@ chunkfile_discard(struct chunkfile *cf)
 {
 	dirty_drop_all(cf);
 	cf->size = cf->map.size;
+	cf->cut = cf->map.size;
 	cf->resized = false;
 }

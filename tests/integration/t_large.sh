@@ -11,6 +11,8 @@
 #   - overwriting the middle (dd conv=notrunc), truncating down and up
 #     (zeros), punching a hole: the same bytes as a local copy changed alike,
 #     and the replaced chunks are gone;
+#   - truncated and grown again before a commit: zeros where the cut chunks
+#     were;
 #   - rename keeps the chunks (none written), unlink and O_TRUNC drop them;
 #   - a small file stays one record;
 #   - sqlite3 grows a database past 20 MiB, PRAGMA integrity_check ok.
@@ -92,6 +94,31 @@ expect_ok "truncated then extended: zeros past the old end, as locally" cmp "$L/
 fallocate -p -o 1000000 -l 2000000 "$L/dd"
 expect_ok "punch a hole of 2 MB" fallocate -p -o 1000000 -l 2000000 "$S/dd"
 expect_ok "the hole reads as zeros, as locally" cmp "$L/dd" "$S/dd"
+
+# ---- truncated and grown again before a commit -------------------------------------------------------
+# The committed chunks the truncation cut off read as zeros when the file
+# grows over them again, before and after the commit (they were read back
+# with their old bytes, and named again by the commit).
+head -c $((5 << 20)) /dev/urandom >"$L/tg"
+cp "$L/tg" "$S/tg" || bad "write a 5 MiB file"
+out=$(run python3 - "$S/tg" "$L/tg" <<'PY'
+import os, sys
+res = []
+for p in sys.argv[1:3]:
+    fd = os.open(p, os.O_RDWR)
+    os.ftruncate(fd, 400000)
+    os.pwrite(fd, b"x", 3211836)
+    os.ftruncate(fd, 2429179)
+    before = os.pread(fd, 3 << 20, 0)
+    os.fsync(fd)
+    os.close(fd)
+    res.append((before, open(p, "rb").read()))
+print("same" if res[0] == res[1] else "differ")
+PY
+)
+check_eq "truncated, grown by a write, truncated again: zeros where the cut chunks were" "$out" same
+expect_ok "after the commit too (cmp)" cmp "$L/tg" "$S/tg"
+expect_ok "rm it" rm "$S/tg"
 
 # ---- the largest file ------------------------------------------------------------------------------
 # (1 MiB records, 1020 KiB chunks: the head's map names (1048576 - 600 - 32) / 4

@@ -37,11 +37,18 @@ CS=$((1020 << 10))
 head -c $((64 << 20)) /dev/urandom >"$L/dd" || fail "random data"
 c0=$(ns chunk_writes)
 k0=$(fuse fuse_large_commits)
+f0=$(fuse fuse_timed_stores)
 expect_ok "dd bs=1M count=64 into the mount" dd if="$L/dd" of="$S/dd" bs=1M count=64 status=none
 check_eq "its size" "$(stat -c %s "$S/dd")" $((64 << 20))
 check_eq "64 MiB of 1020 KiB chunks: 65 chunk records" "$(ns objects_chunks)" 65
 check_eq "objects_files counts the head once" "$(ns objects_files)" 1
-check_true "every chunk written once" $(( $(ns chunk_writes) - c0 )) -eq 65
+# A commit at the dirty-chunk bound leaves the chunk being filled for the
+# next one; a store by the flush-max-ms timer (a slow build) stores it too.
+timed=$(( $(fuse fuse_timed_stores) - f0 ))
+writes=$(( $(ns chunk_writes) - c0 ))
+note "chunk writes: $writes, timed stores meanwhile: $timed"
+check_true "every chunk written once (one more per timed store)" \
+	"$writes" -ge 65 -a "$writes" -le $((65 + timed))
 commits=$(( $(fuse fuse_large_commits) - k0 ))
 note "commits while writing 64 MiB: $commits"
 check_true "dirty chunks bounded: a commit per 8 MiB of dirty chunks (8 of 1020 KiB), not one at close" \

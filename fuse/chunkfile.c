@@ -2,17 +2,19 @@
  * chunkfile.c - the open-file state of a large file (see chunkfile.h).
  *
  * Design: dirty chunks are whole chunk buffers in a small array (at most
- * CHUNKFILE_DIRTY_MAX before a commit, so a linear search is cheaper than
+ * CHUNKFILE_DIRTY_FILE_BYTES before a commit, so a linear search is cheaper than
  * any tree); a partly written chunk is first read from its committed
  * version (read-modify-write of one chunk, never of the file).  Every
  * buffer is zero past the file's end, so an extension after a truncation
  * reads zeros, and a commit stores each chunk only up to the file's end.
- * One clean chunk is kept after a read: sequential reads smaller than a
- * chunk fetch each chunk once (the readahead of this layer; the kernel's
- * own readahead asks for up to max_readahead at a time).
+ * The two clean chunks read last are kept: sequential reads smaller than
+ * a chunk fetch each chunk once (the readahead of this layer; the kernel's
+ * own readahead asks for up to max_readahead at a time), and a read that
+ * spans two chunks is replied to from both buffers with no copy
+ * (chunkfile_read_iov; the owner sends the reply under its lock).
  *
- * Chunk buffers come from a small pool (POOL_MAX free buffers of the last
- * chunk size used): a buffer freed by a commit is the next write's, with
+ * Chunk buffers come from a small pool (POOL_BYTES of free buffers of the
+ * last chunk size used): a buffer freed by a commit is the next write's, with
  * no allocation and no zeroing when that write covers the whole chunk
  * (glibc would otherwise serve 512 KiB from its heaps after the first
  * frees and keep hundreds of MiB of them).
@@ -32,16 +34,22 @@
  * path).
  *
  * Prefetch: a read that fetches chunk i right after chunk i - 1 (a
- * sequential reader) starts background fetches of chunks i + 1 ..
- * i + PREFETCH_DEPTH (one short-lived thread each, into a pool buffer of
- * the file's own slot), so the storage read of the next chunks overlaps
- * the copy and reply of this one and the kernel's next request.  A slot
- * names the chunk (file id, index, version) it holds; a read uses it only
- * for that exact chunk version (a commit since makes it stale: dropped).
- * The thread touches only its slot (its own lock), never the file's state,
- * so the inode lock is not held while it fetches; chunkfile_free waits for
- * running fetches.  Memory: PREFETCH_DEPTH chunks per file reading, and no
- * prefetch past PREFETCH_BYTES_MAX in the daemon.
+ * sequential reader) queues background fetches of the chunks after it,
+ * PREFETCH_AHEAD_BYTES of them (at least 2, at most PREFETCH_SLOTS_MAX),
+ * each into a pool buffer of the file's own slot, for PREFETCH_WORKERS
+ * fetcher threads; so the storage reads of the next chunks overlap the
+ * reply of this one and the kernel's next requests.  A slot names the
+ * chunk (file id, index, version) it holds; a read uses it only for that
+ * exact chunk version (a commit since makes it stale: dropped).  A fetcher
+ * touches only its slot (its own lock), never the file's state, so the
+ * inode lock is not held while it fetches; chunkfile_free takes queued
+ * fetches off the queue and waits for running ones.  A fetch that failed
+ * is the reader's error (it counted and logged it: one failure, one
+ * count).  Memory: PREFETCH_AHEAD_BYTES per file reading, and no prefetch
+ * past PREFETCH_BYTES_MAX in the daemon.  Rejected: a thread per fetch
+ * (what this was: a thread creation, a stack mapped and unmapped and an
+ * arena per chunk); more fetchers (each keeps a freed chunk record buffer
+ * in its glibc arena: RSS).
  *
  * Rejected: caching every chunk read (memory would follow the file's
  * size); a commit per write(2) (each 4 KiB write would rewrite a chunk and
@@ -57,7 +65,11 @@
 #include "chunkfile.h"
 #include "stats.h"
 
-#define PREFETCH_DEPTH 2
+/* Bytes of chunks fetched ahead of one sequential reader (at least 2 chunks,
+ * at most PREFETCH_SLOTS_MAX), in the daemon, and the fetching threads. */
+#define PREFETCH_AHEAD_BYTES (4u << 20)
+#define PREFETCH_SLOTS_MAX 8
+#define PREFETCH_WORKERS 2
 #define PREFETCH_BYTES_MAX (32ull << 20)
 
 /* One chunk fetched ahead (its own lock: the fetching thread and the
@@ -68,6 +80,9 @@ struct prefetch {
 	bool busy;                    /* a thread is fetching into it (under lock) */
 	bool ready;                   /* data holds the chunk (under lock) */
 	bool armed;                   /* owner only: started for the chunk below, not taken */
+	bool queued;                  /* waiting for a fetcher (under fetchers.lock) */
+	struct prefetch *next;        /* the fetchers' queue (under fetchers.lock) */
+	int rc;                       /* the fetch's result (under lock) */
 	uint64_t file_id;
 	uint32_t index, version;
 	char *data;                   /* chunk_size bytes, from the pool */
@@ -81,23 +96,32 @@ struct prefetch {
 
 struct chunk_buf {
 	uint32_t index;
+	uint32_t valid;               /* data holds [0, valid); zeros past it, not yet written */
 	char *data;                   /* chunk_size bytes, zero past the file's end */
 };
 
 struct chunkfile {
 	struct txn_chunk_map map;     /* as committed */
 	uint64_t size;                /* with unsaved changes */
+	uint64_t cut;                 /* the least size since the commit: committed
+	                               * chunks from there on are gone (holes) */
 	bool resized;                 /* the size changed since the commit */
 	struct chunk_buf *dirty;      /* n_dirty of cap */
 	unsigned n_dirty, cap;
-	/* the clean chunk read last */
-	char *clean;
-	uint32_t clean_index, clean_version;
-	bool clean_valid;
+	/* the two clean chunks read last, the latest first: a read that spans
+	 * two chunks is replied to from both without a copy */
+	struct clean_buf {
+		char *data;           /* chunk_size bytes, zero past what the chunk stores */
+		uint32_t index, version;
+		bool valid;
+	} clean[2];
+	/* the chunk the last write ended inside (a sequential writer is filling it) */
+	uint32_t fill_index;
+	bool fill_valid;
 	/* sequential reading: the chunk fetched last, and chunks fetched ahead */
 	uint32_t last_fetch;
 	bool last_fetch_valid;
-	struct prefetch *ahead[PREFETCH_DEPTH];
+	struct prefetch *ahead[PREFETCH_SLOTS_MAX];
 };
 
 static uint64_t dirty_bytes;    /* atomic: dirty chunk buffers in the daemon */
@@ -106,7 +130,8 @@ static uint64_t prefetch_bytes; /* atomic: buffers of chunks fetched ahead */
 #define CHUNK_TRIM_BYTES (32ull << 20)
 
 /* Free chunk buffers, all of pool.size bytes (a leaf lock). */
-#define POOL_MAX 32
+#define POOL_MAX 64
+#define POOL_BYTES (16u << 20)
 static struct {
 	pthread_mutex_t lock;
 	size_t size;
@@ -143,7 +168,7 @@ pool_put(char *p, size_t size)
 			free(pool.free[--pool.n]);
 		pool.size = size;
 	}
-	if (pool.n < POOL_MAX) {
+	if (pool.n < POOL_MAX && (pool.n + 1) * size <= POOL_BYTES) {
 		pool.free[pool.n++] = p;
 		p = NULL;
 	}
@@ -174,6 +199,24 @@ chunk_size(const struct chunkfile *cf)
 	return cf->map.chunk_size;
 }
 
+/* Whether chunk index has a committed version this state still reads
+ * (not a hole, not past a truncation since the commit). */
+static bool
+stored(const struct chunkfile *cf, uint32_t index)
+{
+	return index < cf->map.n && cf->map.versions[index] != 0 &&
+	    (uint64_t)index * chunk_size(cf) < cf->cut;
+}
+
+/* Dirty chunks of cf before it is committed. */
+static unsigned
+dirty_max(const struct chunkfile *cf)
+{
+	uint32_t n = CHUNKFILE_DIRTY_FILE_BYTES / chunk_size(cf);
+
+	return n < 2 ? 2 : n;
+}
+
 static void
 dirty_drop(struct chunkfile *cf, unsigned i)
 {
@@ -199,7 +242,7 @@ dirty_find(struct chunkfile *cf, uint32_t index)
 }
 
 /* A new dirty buffer for index, zero-filled unless the caller fills it
- * whole. */
+ * whole (the zeros are written lazily: dirty_zero_to). */
 static struct chunk_buf *
 dirty_add(struct chunkfile *cf, uint32_t index, bool zero)
 {
@@ -207,7 +250,7 @@ dirty_add(struct chunkfile *cf, uint32_t index, bool zero)
 	char *data;
 
 	if (cf->n_dirty == cf->cap) {
-		unsigned cap = cf->cap ? cf->cap * 2 : CHUNKFILE_DIRTY_MAX;
+		unsigned cap = cf->cap ? cf->cap * 2 : dirty_max(cf);
 		struct chunk_buf *d = realloc(cf->dirty, cap * sizeof(*d));
 
 		if (d == NULL)
@@ -215,38 +258,47 @@ dirty_add(struct chunkfile *cf, uint32_t index, bool zero)
 		cf->dirty = d;
 		cf->cap = cap;
 	}
-	data = pool_get(chunk_size(cf), zero);
+	data = pool_get(chunk_size(cf), false);
 	if (data == NULL)
 		return NULL;
 	atomic_add(&dirty_bytes, chunk_size(cf));
 	b = &cf->dirty[cf->n_dirty++];
 	b->index = index;
 	b->data = data;
+	b->valid = zero ? 0 : chunk_size(cf);
 	return b;
+}
+
+/* Make dirty buffer b hold its zeros up to byte end (before a read or a
+ * commit of them, or a write past them): an appending writer fills a new
+ * chunk with its writes and never zeroes what they cover. */
+static void
+dirty_zero_to(struct chunk_buf *b, size_t end)
+{
+	if (end > b->valid) {
+		memset(b->data + b->valid, 0, end - b->valid);
+		b->valid = (uint32_t)end;
+	}
 }
 
 /* ---- prefetch ---------------------------------------------------------------- */
 
-/* Prefetch threads running (chunkfile_quiesce waits for none). */
+/* The fetchers: PREFETCH_WORKERS threads started at the first fetch ahead,
+ * taking slots from a FIFO (under lock); chunkfile_quiesce stops them once
+ * the queue is empty (a later fetch starts them again). */
 static struct {
 	pthread_mutex_t lock;
 	pthread_cond_t cv;
-	unsigned running;
-} threads = { .lock = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER };
+	struct prefetch *head, *tail;
+	unsigned n_workers;
+	bool stop;
+	pthread_t workers[PREFETCH_WORKERS];
+} fetchers = { .lock = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER };
 
-void
-chunkfile_quiesce(void)
+/* Fetch slot p's chunk; its result under its lock. */
+static void
+prefetch_run(struct prefetch *p)
 {
-	pthread_mutex_lock(&threads.lock);
-	while (threads.running > 0)
-		pthread_cond_wait(&threads.cv, &threads.lock);
-	pthread_mutex_unlock(&threads.lock);
-}
-
-static void *
-prefetch_thread(void *arg)
-{
-	struct prefetch *p = arg;
 	int rc = txn_chunk_read_version(p->ns, p->set, p->set_len, p->file_id, p->index, p->version,
 	    p->start, p->want, p->data);
 
@@ -254,22 +306,111 @@ prefetch_thread(void *arg)
 		memset(p->data + p->want, 0, p->cs - p->want);
 	pthread_mutex_lock(&p->lock);
 	p->ready = rc == 0;
+	p->rc = rc;
 	p->busy = false;
 	pthread_cond_broadcast(&p->done_cv);
 	pthread_mutex_unlock(&p->lock);
 	/* p may be freed from here on. */
-	pthread_mutex_lock(&threads.lock);
-	if (--threads.running == 0)
-		pthread_cond_broadcast(&threads.cv);
-	pthread_mutex_unlock(&threads.lock);
+}
+
+static void *
+prefetch_worker(void *arg)
+{
+	(void)arg;
+	pthread_mutex_lock(&fetchers.lock);
+	for (;;) {
+		struct prefetch *p = fetchers.head;
+
+		if (p == NULL) {
+			if (fetchers.stop)
+				break;
+			pthread_cond_wait(&fetchers.cv, &fetchers.lock);
+			continue;
+		}
+		fetchers.head = p->next;
+		if (fetchers.head == NULL)
+			fetchers.tail = NULL;
+		p->next = NULL;
+		p->queued = false;
+		pthread_mutex_unlock(&fetchers.lock);
+		prefetch_run(p);
+		pthread_mutex_lock(&fetchers.lock);
+	}
+	pthread_mutex_unlock(&fetchers.lock);
 	return NULL;
 }
 
-/* Wait for slot p's fetch to end (the owner may reuse it after). */
+/* Queue slot p (busy already); false if no fetcher runs (none could be
+ * started): the reader fetches the chunk itself. */
+static bool
+prefetch_queue(struct prefetch *p)
+{
+	bool ok;
+
+	pthread_mutex_lock(&fetchers.lock);
+	while (fetchers.n_workers < PREFETCH_WORKERS && !fetchers.stop &&
+	    pthread_create(&fetchers.workers[fetchers.n_workers], NULL, prefetch_worker, NULL) == 0)
+		fetchers.n_workers++;
+	ok = fetchers.n_workers > 0 && !fetchers.stop;
+	if (ok) {
+		p->queued = true;
+		p->next = NULL;
+		if (fetchers.tail != NULL)
+			fetchers.tail->next = p;
+		else
+			fetchers.head = p;
+		fetchers.tail = p;
+		pthread_cond_signal(&fetchers.cv);
+	}
+	pthread_mutex_unlock(&fetchers.lock);
+	return ok;
+}
+
+void
+chunkfile_quiesce(void)
+{
+	unsigned n;
+
+	/* The fetchers empty the queue, then end. */
+	pthread_mutex_lock(&fetchers.lock);
+	fetchers.stop = true;
+	n = fetchers.n_workers;
+	pthread_cond_broadcast(&fetchers.cv);
+	pthread_mutex_unlock(&fetchers.lock);
+	for (unsigned i = 0; i < n; i++)
+		pthread_join(fetchers.workers[i], NULL);
+	pthread_mutex_lock(&fetchers.lock);
+	fetchers.n_workers = 0;
+	fetchers.stop = false;
+	pthread_mutex_unlock(&fetchers.lock);
+}
+
+/* Wait for slot p's fetch to end (the owner may reuse it after); a fetch
+ * still queued is taken off the queue instead. */
 static void
 prefetch_wait(struct prefetch *p)
 {
+	bool dequeued = false;
+
+	pthread_mutex_lock(&fetchers.lock);
+	if (p->queued) {
+		struct prefetch **pp = &fetchers.head, *prev = NULL;
+
+		while (*pp != p) {
+			prev = *pp;
+			pp = &(*pp)->next;
+		}
+		*pp = p->next;
+		if (fetchers.tail == p)
+			fetchers.tail = prev;
+		p->next = NULL;
+		p->queued = false;
+		dequeued = true;
+	}
+	pthread_mutex_unlock(&fetchers.lock);
 	pthread_mutex_lock(&p->lock);
+	if (dequeued)
+		p->busy = false;
 	while (p->busy)
 		pthread_cond_wait(&p->done_cv, &p->lock);
 	pthread_mutex_unlock(&p->lock);
@@ -278,7 +419,7 @@ prefetch_wait(struct prefetch *p)
 static void
 prefetch_free_all(struct chunkfile *cf)
 {
-	for (unsigned i = 0; i < PREFETCH_DEPTH; i++) {
+	for (unsigned i = 0; i < PREFETCH_SLOTS_MAX; i++) {
 		struct prefetch *p = cf->ahead[i];
 
 		if (p == NULL)
@@ -295,6 +436,35 @@ prefetch_free_all(struct chunkfile *cf)
 	}
 }
 
+/* Chunks fetched ahead of a sequential reader of cf: PREFETCH_AHEAD_BYTES
+ * of them, at least 2, at most PREFETCH_SLOTS_MAX. */
+static unsigned
+prefetch_depth(const struct chunkfile *cf)
+{
+	uint64_t n = PREFETCH_AHEAD_BYTES / chunk_size(cf);
+
+	return n < 2 ? 2 : n > PREFETCH_SLOTS_MAX ? PREFETCH_SLOTS_MAX : (unsigned)n;
+}
+
+/* The clean buffer holding chunk index as the map names it (made the
+ * latest), or NULL. */
+static char *
+clean_find(struct chunkfile *cf, uint32_t index)
+{
+	for (unsigned i = 0; i < 2; i++) {
+		struct clean_buf c = cf->clean[i];
+
+		if (c.valid && c.index == index && index < cf->map.n && c.version == cf->map.versions[index]) {
+			if (i == 1) {
+				cf->clean[1] = cf->clean[0];
+				cf->clean[0] = c;
+			}
+			return c.data;
+		}
+	}
+	return NULL;
+}
+
 /* Whether slot p was started for chunk index as the map names it now. */
 static bool
 prefetch_holds(const struct chunkfile *cf, const struct prefetch *p, uint32_t index)
@@ -303,61 +473,64 @@ prefetch_holds(const struct chunkfile *cf, const struct prefetch *p, uint32_t in
 	    index < cf->map.n && p->version == cf->map.versions[index];
 }
 
-/* Chunk index into cf->clean from a slot fetched ahead: true if it was
- * there (the slot's buffer becomes the clean one, the old clean buffer
- * the slot's). */
-static bool
+/* Chunk index into cf->clean[0] from a slot fetched ahead: 1 if it was
+ * there, 0 if no slot holds it or its fetch found the chunk gone (the
+ * reader reads it itself), or the error of the fetch (counted and logged
+ * by it: a chunk that fails its check is one failed read, not two). */
+static int
 prefetch_take(struct chunkfile *cf, uint32_t index)
 {
 	struct prefetch *p = NULL;
 	bool ok;
+	int rc;
 
-	for (unsigned i = 0; i < PREFETCH_DEPTH && p == NULL; i++)
+	for (unsigned i = 0; i < PREFETCH_SLOTS_MAX && p == NULL; i++)
 		if (prefetch_holds(cf, cf->ahead[i], index))
 			p = cf->ahead[i];
 	if (p == NULL)
-		return false;
+		return 0;
 	pthread_mutex_lock(&p->lock);
 	while (p->busy)
 		pthread_cond_wait(&p->done_cv, &p->lock);
 	ok = p->ready;
+	rc = p->rc;
 	p->ready = false;
 	pthread_mutex_unlock(&p->lock);
 	p->armed = false;
-	if (ok) {
-		char *t = cf->clean;
+	if (!ok)
+		return rc == -ENOENT || rc == 0 ? 0 : rc;
+	/* The slot's buffer becomes the latest clean one; the older clean
+	 * buffer the slot's. */
+	char *t = cf->clean[1].data;
 
-		cf->clean = p->data;
-		p->data = t;
-		if (p->data == NULL)
-			atomic_sub(&prefetch_bytes, p->cs);
-		cf->clean_valid = true;
-		cf->clean_index = index;
-		cf->clean_version = p->version;
-		stats_inc(STAT_fuse_chunk_prefetches);
-		chunk_moved(p->cs);
-	}
-	return ok;  /* failed: the reader fetches it itself (and logs) */
+	cf->clean[1] = cf->clean[0];
+	cf->clean[0] = (struct clean_buf){ .data = p->data, .index = index, .version = p->version,
+	    .valid = true };
+	p->data = t;
+	if (p->data == NULL)
+		atomic_sub(&prefetch_bytes, p->cs);
+	stats_inc(STAT_fuse_chunk_prefetches);
+	chunk_moved(p->cs);
+	return 1;
 }
 
 /* Start fetching chunk index ahead of a reader at chunk `from`, if it is
  * stored, not held already and a slot is free (idle, or holding a chunk
  * the reader is past or a commit replaced). */
 static void
-prefetch_start(const struct chunkfile_where *at, struct chunkfile *cf, uint32_t from, uint32_t index)
+prefetch_start(const struct chunkfile_where *at, struct chunkfile *cf, uint32_t from, uint32_t index,
+    unsigned depth)
 {
 	uint32_t cs = chunk_size(cf);
 	struct prefetch *p = NULL;
-	pthread_attr_t attr;
-	pthread_t t;
 
-	if (index >= cf->map.n || cf->map.versions[index] == 0 || dirty_find(cf, index) != NULL ||
-	    (cf->clean_valid && cf->clean_index == index) || at->key.set_len > RECORD_SET_MAX)
+	if (!stored(cf, index) || dirty_find(cf, index) != NULL ||
+	    clean_find(cf, index) != NULL || at->key.set_len > RECORD_SET_MAX)
 		return;
-	for (unsigned i = 0; i < PREFETCH_DEPTH; i++)
+	for (unsigned i = 0; i < depth; i++)
 		if (prefetch_holds(cf, cf->ahead[i], index))
 			return;
-	for (unsigned i = 0; i < PREFETCH_DEPTH && p == NULL; i++) {
+	for (unsigned i = 0; i < depth && p == NULL; i++) {
 		struct prefetch *q = cf->ahead[i];
 
 		if (q == NULL) {
@@ -374,7 +547,7 @@ prefetch_start(const struct chunkfile_where *at, struct chunkfile *cf, uint32_t 
 	}
 	if (p == NULL)
 		return;
-	prefetch_wait(p);  /* a stale fetch still running: its end */
+	prefetch_wait(p);  /* a stale fetch still queued or running: its end */
 	p->armed = false;
 	if (p->data == NULL) {
 		if (atomic_load_relaxed(&prefetch_bytes) >= PREFETCH_BYTES_MAX ||
@@ -391,21 +564,12 @@ prefetch_start(const struct chunkfile_where *at, struct chunkfile *cf, uint32_t 
 	p->start = (uint64_t)index * cs;
 	p->want = cf->map.size - p->start < cs ? (size_t)(cf->map.size - p->start) : cs;
 	p->ready = false;
+	p->rc = 0;
 	p->busy = true;
-	pthread_attr_init(&attr);
-	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-	pthread_mutex_lock(&threads.lock);
-	threads.running++;
-	pthread_mutex_unlock(&threads.lock);
-	if (pthread_create(&t, &attr, prefetch_thread, p) == 0) {
+	if (prefetch_queue(p))
 		p->armed = true;
-	} else {
-		p->busy = false;  /* no thread: the reader fetches it itself */
-		pthread_mutex_lock(&threads.lock);
-		threads.running--;
-		pthread_mutex_unlock(&threads.lock);
-	}
-	pthread_attr_destroy(&attr);
+	else
+		p->busy = false;  /* no fetcher: the reader fetches it itself */
 }
 
 int
@@ -422,6 +586,7 @@ chunkfile_from_map(struct chunkfile **out, const struct txn_chunk_map *m)
 		return rc;
 	}
 	cf->size = m->size;
+	cf->cut = m->size;
 	*out = cf;
 	return 0;
 }
@@ -445,6 +610,8 @@ chunkfile_from_content(struct chunkfile **out, uint32_t csize, const char *data,
 			return -ENOMEM;
 		}
 		memcpy(b->data, data + off, len - off < csize ? len - off : csize);
+		if (b->valid < (len - off < csize ? len - off : csize))
+			b->valid = (uint32_t)(len - off < csize ? len - off : csize);
 	}
 	*out = cf;
 	return 0;
@@ -458,7 +625,8 @@ chunkfile_free(struct chunkfile *cf)
 	prefetch_free_all(cf);
 	dirty_drop_all(cf);
 	free(cf->dirty);
-	pool_put(cf->clean, chunk_size(cf));
+	pool_put(cf->clean[0].data, chunk_size(cf));
+	pool_put(cf->clean[1].data, chunk_size(cf));
 	txn_chunk_map_free(&cf->map);
 	free(cf);
 }
@@ -484,13 +652,66 @@ chunkfile_dirty(const struct chunkfile *cf)
 bool
 chunkfile_over_bound(const struct chunkfile *cf)
 {
-	return cf->n_dirty >= CHUNKFILE_DIRTY_MAX ||
+	return cf->n_dirty >= dirty_max(cf) ||
 	    (cf->n_dirty > 0 && chunkfile_dirty_bytes() >= CHUNKFILE_DIRTY_BYTES_MAX);
 }
 
 /*
+ * Chunk index as committed (stored: not a hole, below the committed end),
+ * in a clean buffer: the latest one already, or one fetched ahead, or read
+ * now into the older one (which the latest then replaces).  reading: a
+ * read(2) asks, so a sequential reader's next chunks are fetched ahead.
+ * The buffer stays valid until the next fetch but one.
+ */
+static int
+clean_get(const struct chunkfile_where *at, struct chunkfile *cf, uint32_t index, bool reading,
+    const char **out)
+{
+	uint32_t cs = chunk_size(cf);
+	char *data = clean_find(cf, index);
+	int rc = 0;
+
+	if (data == NULL && reading)
+		rc = prefetch_take(cf, index);
+	if (rc < 0)
+		return rc;
+	if (rc == 1) {
+		data = cf->clean[0].data;
+	} else if (data == NULL) {
+		struct clean_buf c = cf->clean[1];
+		size_t got;
+
+		if (c.data == NULL && (c.data = pool_get(cs, false)) == NULL)
+			return -ENOMEM;
+		c.valid = false;
+		cf->clean[1] = cf->clean[0];
+		cf->clean[0] = c;
+		rc = txn_chunk_read(at->ns, at->key.set, at->key.set_len, &cf->map, index, c.data, &got);
+		if (rc != 0)
+			return rc;
+		chunk_moved(cs);
+		memset(c.data + got, 0, cs - got);
+		cf->clean[0] = (struct clean_buf){ .data = c.data, .index = index,
+		    .version = cf->map.versions[index], .valid = true };
+		data = c.data;
+	}
+	if (reading && (!cf->last_fetch_valid || cf->last_fetch != index)) {
+		/* A new chunk: ahead of a sequential reader, fetch the next ones. */
+		bool seq = cf->last_fetch_valid && cf->last_fetch + 1 == index;
+		unsigned depth = prefetch_depth(cf);
+
+		cf->last_fetch = index;
+		cf->last_fetch_valid = true;
+		for (uint32_t a = 1; seq && a <= depth; a++)
+			prefetch_start(at, cf, index, index + a, depth);
+	}
+	*out = data;
+	return 0;
+}
+
+/*
  * The committed bytes of chunk index, up to the file's current end, into
- * buf (chunk_size bytes; zeros past them).  The clean chunk serves a
+ * buf (chunk_size bytes; zeros past them).  The clean chunks serve a
  * repeat; holes and chunks past the committed end are zeros.
  */
 static int
@@ -498,30 +719,17 @@ committed_get(const struct chunkfile_where *at, struct chunkfile *cf, uint32_t i
 {
 	uint32_t cs = chunk_size(cf);
 	uint64_t start = (uint64_t)index * cs;
-	size_t got = 0, keep;
+	const char *data;
+	size_t keep;
 	int rc;
 
-	if (index >= cf->map.n || cf->map.versions[index] == 0) {
+	if (!stored(cf, index)) {
 		memset(buf, 0, cs);
 		return 0;
 	}
-	if (cf->clean_valid && cf->clean_index == index &&
-	    cf->clean_version == cf->map.versions[index]) {
-		memcpy(buf, cf->clean, cs);
-	} else {
-		if (cf->clean == NULL && (cf->clean = pool_get(cs, false)) == NULL)
-			return -ENOMEM;
-		cf->clean_valid = false;
-		rc = txn_chunk_read(at->ns, at->key.set, at->key.set_len, &cf->map, index, cf->clean, &got);
-		if (rc != 0)
-			return rc;
-		chunk_moved(cs);
-		memset(cf->clean + got, 0, cs - got);
-		cf->clean_valid = true;
-		cf->clean_index = index;
-		cf->clean_version = cf->map.versions[index];
-		memcpy(buf, cf->clean, cs);
-	}
+	if ((rc = clean_get(at, cf, index, false, &data)) != 0)
+		return rc;
+	memcpy(buf, data, cs);
 	/* Bytes past the current end (a truncation since) read as zeros. */
 	keep = cf->size <= start ? 0 : cf->size - start < cs ? (size_t)(cf->size - start) : cs;
 	memset(buf + keep, 0, cs - keep);
@@ -546,9 +754,60 @@ dirty_get(const struct chunkfile_where *at, struct chunkfile *cf, uint32_t index
 			dirty_drop(cf, cf->n_dirty - 1);
 			return rc;
 		}
+		if (!whole)
+			b->valid = chunk_size(cf);
 	}
 	*out = b;
 	return 0;
+}
+
+/* A static stretch of zeros for holes in a reply (never written: its pages
+ * are the kernel's zero page). */
+static char zeros_for_reply[1u << 20];
+
+long
+chunkfile_read_iov(const struct chunkfile_where *at, struct chunkfile *cf, struct iovec *iov,
+    unsigned *n_iov, size_t size, uint64_t off)
+{
+	uint32_t cs = chunk_size(cf);
+	size_t done = 0;
+	unsigned n = 0;
+
+	*n_iov = 0;
+	if (off >= cf->size)
+		return 0;
+	if (size > cf->size - off)
+		size = (size_t)(cf->size - off);
+	if (size > 0 && (off + size - 1) / cs - off / cs >= CHUNKFILE_IOV_MAX)
+		return -E2BIG;  /* more chunks than clean buffers: chunkfile_read */
+	while (done < size) {
+		uint64_t pos = off + done;
+		uint32_t index = (uint32_t)(pos / cs);
+		size_t in = (size_t)(pos % cs), len = cs - in;
+		struct chunk_buf *b = dirty_find(cf, index);
+		const char *data;
+		int rc;
+
+		if (len > size - done)
+			len = size - done;
+		if (b != NULL) {
+			dirty_zero_to(b, in + len);
+			data = b->data + in;
+		} else if (!stored(cf, index)) {
+			if (len > sizeof(zeros_for_reply))
+				return -E2BIG;
+			data = zeros_for_reply;
+		} else {
+			if ((rc = clean_get(at, cf, index, true, &data)) != 0)
+				return done > 0 ? (long)done : rc;
+			data += in;
+		}
+		iov[n].iov_base = (void *)data;
+		iov[n].iov_len = len;
+		*n_iov = ++n;
+		done += len;
+	}
+	return (long)done;
 }
 
 long
@@ -571,39 +830,17 @@ chunkfile_read(const struct chunkfile_where *at, struct chunkfile *cf, char *buf
 		if (n > size - done)
 			n = size - done;
 		if (b != NULL) {
+			dirty_zero_to(b, in + n);
 			memcpy(buf + done, b->data + in, n);
-		} else if (index >= cf->map.n || cf->map.versions[index] == 0) {
+		} else if (!stored(cf, index)) {
 			memset(buf + done, 0, n);
 		} else {
-			int rc;
+			const char *data;
+			int rc = clean_get(at, cf, index, true, &data);
 
-			if (!(cf->clean_valid && cf->clean_index == index &&
-			    cf->clean_version == cf->map.versions[index]) && !prefetch_take(cf, index)) {
-				size_t got;
-
-				if (cf->clean == NULL && (cf->clean = pool_get(cs, false)) == NULL)
-					return -ENOMEM;
-				cf->clean_valid = false;
-				rc = txn_chunk_read(at->ns, at->key.set, at->key.set_len, &cf->map, index,
-				    cf->clean, &got);
-				if (rc != 0)
-					return done > 0 ? (long)done : rc;
-				chunk_moved(cs);
-				memset(cf->clean + got, 0, cs - got);
-				cf->clean_valid = true;
-				cf->clean_index = index;
-				cf->clean_version = cf->map.versions[index];
-			}
-			if (!cf->last_fetch_valid || cf->last_fetch != index) {
-				/* A new chunk: ahead of a sequential reader, fetch the next ones. */
-				bool seq = cf->last_fetch_valid && cf->last_fetch + 1 == index;
-
-				cf->last_fetch = index;
-				cf->last_fetch_valid = true;
-				for (uint32_t a = 1; seq && a <= PREFETCH_DEPTH; a++)
-					prefetch_start(at, cf, index, index + a);
-			}
-			memcpy(buf + done, cf->clean + in, n);
+			if (rc != 0)
+				return done > 0 ? (long)done : rc;
+			memcpy(buf + done, data + in, n);
 		}
 		done += n;
 	}
@@ -632,13 +869,18 @@ chunkfile_write(const struct chunkfile_where *at, struct chunkfile *cf, const ch
 		rc = dirty_get(at, cf, index, n == cs || (uint64_t)index * cs >= cf->size, &b);
 		if (rc != 0)
 			return done > 0 ? (long)done : rc;
+		dirty_zero_to(b, in);
 		memcpy(b->data + in, buf + done, n);
+		if (in + n > b->valid)
+			b->valid = (uint32_t)(in + n);
 		done += n;
 		if (pos + n > cf->size) {
 			cf->size = pos + n;
 			cf->resized = true;
 		}
 	}
+	cf->fill_valid = (off + size) % cs != 0;
+	cf->fill_index = (uint32_t)((off + size) / cs);
 	return (long)size;
 }
 
@@ -670,6 +912,11 @@ chunkfile_resize(const struct chunkfile_where *at, struct chunkfile *cf, uint64_
 
 	if (size < cf->size) {
 		uint32_t n = (uint32_t)((size + cs - 1) / cs);
+
+		/* Committed chunks past the new end are gone, even if the file
+		 * grows over them again before the commit. */
+		if (size < cf->cut)
+			cf->cut = size;
 		size_t tail = (size_t)(size % cs);
 
 		for (unsigned i = cf->n_dirty; i-- > 0;)
@@ -688,7 +935,9 @@ chunkfile_resize(const struct chunkfile_where *at, struct chunkfile *cf, uint64_
 				cf->size = old;
 				return rc;
 			}
+			dirty_zero_to(b, tail);
 			memset(b->data + tail, 0, cs - tail);
+			b->valid = cs;
 		}
 	}
 	cf->size = size;
@@ -696,13 +945,17 @@ chunkfile_resize(const struct chunkfile_where *at, struct chunkfile *cf, uint64_
 	return 0;
 }
 
-int
-chunkfile_commit(const struct chunkfile_where *at, struct chunkfile *cf, const struct txn_write *w,
-    struct record_attr *out)
+/* Commit the dirty chunks but the one of index hold (UINT32_MAX: none)
+ * with the file's size as size (cf->size, or where hold starts). */
+static int
+commit_some(const struct chunkfile_where *at, struct chunkfile *cf, const struct txn_write *w,
+    struct record_attr *out, uint32_t hold, uint64_t size)
 {
 	uint32_t cs = chunk_size(cf);
-	struct txn_chunk_data *d = calloc(cf->n_dirty ? cf->n_dirty : 1, sizeof(*d));
-	size_t n = 0;
+	uint32_t first_cut = (uint32_t)((cf->cut + cs - 1) / cs);
+	size_t cut_n = first_cut < cf->map.n ? cf->map.n - first_cut : 0;
+	struct txn_chunk_data *d = calloc(cf->n_dirty + cut_n + 1, sizeof(*d));
+	size_t n = 0, written;
 	int rc;
 
 	if (d == NULL)
@@ -710,21 +963,56 @@ chunkfile_commit(const struct chunkfile_where *at, struct chunkfile *cf, const s
 	for (unsigned i = 0; i < cf->n_dirty; i++) {
 		uint64_t start = (uint64_t)cf->dirty[i].index * cs;
 
-		if (start >= cf->size)
-			continue;  /* cut off by a truncation */
+		if (start >= size || cf->dirty[i].index == hold)
+			continue;  /* cut off by a truncation, or held back */
 		d[n].index = cf->dirty[i].index;
 		d[n].data = cf->dirty[i].data;
-		d[n].len = cf->size - start < cs ? (uint32_t)(cf->size - start) : cs;
+		dirty_zero_to(&cf->dirty[i], size - start < cs ? (size_t)(size - start) : cs);
+		d[n].len = size - start < cs ? (uint32_t)(size - start) : cs;
 		n++;
 	}
-	rc = txn_chunk_commit(at->ns, &at->key, &cf->map, cf->size, d, n, w, out);
+	written = n;
+	/* Committed chunks a truncation cut off that the file (grown again)
+	 * still covers and no write replaced: holes now. */
+	for (uint32_t i = first_cut; i < cf->map.n && (uint64_t)i * cs < size; i++)
+		if (cf->map.versions[i] != 0 && i != hold && dirty_find(cf, i) == NULL)
+			d[n++] = (struct txn_chunk_data){ .index = i, .len = 0, .data = NULL };
+	rc = txn_chunk_commit(at->ns, &at->key, &cf->map, size, d, n, w, out);
 	free(d);
 	if (rc != 0)
 		return rc;
-	dirty_drop_all(cf);
-	cf->resized = false;
+	n = written;
+	for (unsigned i = cf->n_dirty; i-- > 0;)
+		if (cf->dirty[i].index != hold)
+			dirty_drop(cf, i);
+	cf->resized = size != cf->size;
+	cf->cut = size;
 	chunk_moved((uint64_t)n * cs);
 	return 0;
+}
+
+int
+chunkfile_commit(const struct chunkfile_where *at, struct chunkfile *cf, const struct txn_write *w,
+    struct record_attr *out)
+{
+	return commit_some(at, cf, w, out, UINT32_MAX, cf->size);
+}
+
+int
+chunkfile_commit_bound(const struct chunkfile_where *at, struct chunkfile *cf, const struct txn_write *w,
+    struct record_attr *out)
+{
+	uint32_t cs = chunk_size(cf);
+	uint64_t start = (uint64_t)cf->fill_index * cs;
+	int rc;
+
+	/* Held back only where the commit is then the file's prefix: the
+	 * last chunk, wholly past the committed end (nothing older there). */
+	if (!cf->fill_valid || cf->n_dirty < 2 || dirty_find(cf, cf->fill_index) == NULL ||
+	    start < cf->map.size || cf->size <= start || cf->size - start > cs)
+		return chunkfile_commit(at, cf, w, out);
+	rc = commit_some(at, cf, w, out, cf->fill_index, start);
+	return rc != 0 ? rc : 1;
 }
 
 void
@@ -732,5 +1020,6 @@ chunkfile_discard(struct chunkfile *cf)
 {
 	dirty_drop_all(cf);
 	cf->size = cf->map.size;
+	cf->cut = cf->map.size;
 	cf->resized = false;
 }

@@ -5,14 +5,15 @@
  * A file whose content outgrows one record (handle.c) is kept as a head
  * and chunk records (txn/chunk.h).  Its open-file state holds no copy of
  * the content: only the committed map, the chunks written since the last
- * commit (each a whole chunk buffer, zero past the file's end), one
- * clean chunk read last (sequential reads of 128 KiB fetch each chunk
- * once), and up to 2 chunks fetched ahead of a sequential reader by
- * background threads.  A write touches only the chunks it covers; a read fetches the
- * chunks it covers.  Dirty chunks are bounded per file
- * (CHUNKFILE_DIRTY_MAX) and per daemon (CHUNKFILE_DIRTY_BYTES_MAX): past
- * either bound the file is committed (handle.c), as at close, so a file of
- * any size is written with a few MiB of daemon memory.
+ * commit (each a whole chunk buffer, zero past the file's end), the two
+ * clean chunks read last (sequential reads fetch each chunk once, and a
+ * read spanning two chunks is replied to from both), and up to 4 MiB of
+ * chunks fetched ahead of a sequential reader by background threads.  A
+ * write touches only the chunks it covers; a read fetches the chunks it
+ * covers.  Dirty chunks are bounded per file (CHUNKFILE_DIRTY_FILE_BYTES)
+ * and per daemon (CHUNKFILE_DIRTY_BYTES_MAX): past either bound the file
+ * is committed (handle.c), as at close, so a file of any size is written
+ * with a few MiB of daemon memory.
  *
  * Not thread-safe: the owner's inode lock protects everything.  Returns
  * are 0 (or a byte count) or a negative engine code.
@@ -23,11 +24,13 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/uio.h>
 
 #include "txn/chunk.h"
 
-/* Dirty chunks per file before it is committed. */
-#define CHUNKFILE_DIRTY_MAX 16
+/* Bytes of dirty chunks per file before it is committed (at least 2
+ * chunks: a commit at the bound may hold back the one being filled). */
+#define CHUNKFILE_DIRTY_FILE_BYTES (8u << 20)
 /* Bytes of dirty chunks in the whole daemon before a writer commits its file. */
 #define CHUNKFILE_DIRTY_BYTES_MAX (64ull << 20)
 
@@ -59,6 +62,14 @@ bool chunkfile_over_bound(const struct chunkfile *cf);
  * or an error of txn_chunk_read (-EIO for a chunk that fails its check). */
 long chunkfile_read(const struct chunkfile_where *at, struct chunkfile *cf, char *buf, size_t size,
     uint64_t off);
+/* The same without a copy: up to CHUNKFILE_IOV_MAX pieces of the file's
+ * buffers (dirty or clean chunks, static zeros for holes) into iov (*n_iov
+ * of them), valid until the next call on cf (the owner's lock held until
+ * the reply is sent).  -E2BIG: the range spans more chunks than that (use
+ * chunkfile_read). */
+#define CHUNKFILE_IOV_MAX 2
+long chunkfile_read_iov(const struct chunkfile_where *at, struct chunkfile *cf, struct iovec *iov,
+    unsigned *n_iov, size_t size, uint64_t off);
 /* Write size bytes at off (zeros fill a gap); returns size or an error. */
 long chunkfile_write(const struct chunkfile_where *at, struct chunkfile *cf, const char *buf,
     size_t size, uint64_t off);
@@ -71,6 +82,15 @@ int chunkfile_resize(const struct chunkfile_where *at, struct chunkfile *cf, uin
  * chunks stay for the next try or for chunkfile_discard. */
 int chunkfile_commit(const struct chunkfile_where *at, struct chunkfile *cf, const struct txn_write *w,
     struct record_attr *out);
+/* The commit of a file past its bound on dirty chunks (chunkfile_over_bound)
+ * while it is written: as chunkfile_commit, except that the chunk a
+ * sequential writer is filling (the file's last, past the committed end,
+ * where the last write ended) stays dirty, the commit naming the file up
+ * to that chunk's start - else that chunk would be stored twice, part-filled
+ * now and whole at the next commit.  1: that chunk was held back (the file
+ * is still dirty), 0: everything was committed, or an error. */
+int chunkfile_commit_bound(const struct chunkfile_where *at, struct chunkfile *cf,
+    const struct txn_write *w, struct record_attr *out);
 /* Drop the changes since the last commit. */
 void chunkfile_discard(struct chunkfile *cf);
 

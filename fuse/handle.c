@@ -454,9 +454,12 @@ notify_attr(const struct inode *ino)
 
 static int state_make_large_locked(struct inode *ino);
 
-/* Store the state as the record's content.  Inode lock held. */
+/* Store the state as the record's content; bound: a large file past its
+ * bound on dirty chunks while being written (chunkfile_commit_bound: the
+ * chunk being filled may stay dirty, and then so does the state).  Inode
+ * lock held. */
 static int
-state_store_locked(struct inode *ino, bool durable)
+state_store_how_locked(struct inode *ino, bool durable, bool bound)
 {
 	struct filestate *fs = ino->fs;
 	struct txn_write w = {
@@ -484,9 +487,15 @@ state_store_locked(struct inode *ino, bool durable)
 		struct chunkfile_where at = { .ns = ino->ns, .key = k };
 
 		w.set_file = false;
-		rc = chunkfile_commit(&at, fs->cf, &w, &a);
-		if (rc == 0)
+		rc = bound ? chunkfile_commit_bound(&at, fs->cf, &w, &a) : chunkfile_commit(&at, fs->cf, &w, &a);
+		if (rc >= 0)
 			stats_inc(STAT_fuse_large_commits);
+		if (rc == 1) {
+			/* Committed but the chunk being filled: still dirty. */
+			stats_inc(STAT_fuse_record_puts);
+			notify_attr(ino);
+			return 0;
+		}
 	}
 	if (rc != 0) {
 		stats_inc(STAT_fuse_put_failures);
@@ -504,6 +513,12 @@ state_store_locked(struct inode *ino, bool durable)
 	}
 	notify_attr(ino);
 	return 0;
+}
+
+static int
+state_store_locked(struct inode *ino, bool durable)
+{
+	return state_store_how_locked(ino, durable, false);
 }
 
 /*
@@ -812,27 +827,59 @@ read_count(size_t len, size_t size, off_t off)
 	return len - (size_t)off < size ? len - (size_t)off : size;
 }
 
+/*
+ * Read size bytes at off of a large file from cf into a reply: straight
+ * from its chunk buffers (fuse_reply_iov, sent while the inode lock keeps
+ * them), or, for a range over more chunks than that, through a copy.
+ * Returns 0 (replied), or the error to reply with.  Inode lock held.
+ */
+static long
+reply_chunks_locked(fuse_req_t req, struct inode *ino, struct chunkfile *cf, size_t size, off_t off)
+{
+	struct chunkfile_where at = { .ns = ino->ns };
+	struct iovec iov[CHUNKFILE_IOV_MAX];
+	unsigned n_iov;
+	char *buf;
+	long n;
+
+	inode_key(ino, &at.key);
+	n = chunkfile_read_iov(&at, cf, iov, &n_iov, size, (uint64_t)off);
+	if (n >= 0) {
+		stats_add(STAT_fuse_read_bytes, (uint64_t)n);
+		fuse_reply_iov(req, iov, (int)n_iov);
+		return 0;
+	}
+	if (n != -E2BIG)
+		return n;
+	buf = malloc(size ? size : 1);
+	if (buf == NULL)
+		return -ENOMEM;
+	n = chunkfile_read(&at, cf, buf, size, (uint64_t)off);
+	if (n >= 0) {
+		stats_add(STAT_fuse_read_bytes, (uint64_t)n);
+		fuse_reply_buf(req, buf, (size_t)n);
+		n = 0;
+	}
+	free(buf);
+	return n;
+}
+
+/* A failed read of a large file: EIO for a chunk that fails its check, or
+ * one gone under an unlinked file's handles. */
+static int
+read_chunks_error(long n)
+{
+	return n == RECFS_ECHECKSUM || n == -ENOENT ? -EIO : (int)n;
+}
+
 /* Reply to a read of a large file from cf; unlocks the inode. */
 static int
 read_chunks_locked(fuse_req_t req, struct inode *ino, struct chunkfile *cf, size_t size, off_t off)
 {
-	struct chunkfile_where at = { .ns = ino->ns };
-	char *buf = malloc(size ? size : 1);
-	long n;
+	long n = reply_chunks_locked(req, ino, cf, size, off);
 
-	inode_key(ino, &at.key);
-	n = buf != NULL ? chunkfile_read(&at, cf, buf, size, (uint64_t)off) : -ENOMEM;
 	pthread_mutex_unlock(&ino->lock);
-	if (n < 0) {
-		free(buf);
-		/* A chunk that fails its check: EIO for its range only; a
-		 * chunk gone under an unlinked file's handles, too. */
-		return n == RECFS_ECHECKSUM || n == -ENOENT ? -EIO : (int)n;
-	}
-	stats_add(STAT_fuse_read_bytes, (uint64_t)n);
-	fuse_reply_buf(req, buf, (size_t)n);
-	free(buf);
-	return 0;
+	return n < 0 ? read_chunks_error(n) : 0;
 }
 
 /*
@@ -845,15 +892,10 @@ static int
 read_snapshot_chunks_locked(fuse_req_t req, struct handle *h, size_t size, off_t off)
 {
 	struct inode *ino = h->inode;
-	struct chunkfile_where at = { .ns = ino->ns };
-	char *buf = malloc(size ? size : 1);
 	long n = -ENOMEM;
 
-	inode_key(ino, &at.key);
-	for (int tries = 0; buf != NULL && tries < 3; tries++) {
-		struct snapshot *s = h->snap;
-
-		n = chunkfile_read(&at, s->cf, buf, size, (uint64_t)off);
+	for (int tries = 0; tries < 3; tries++) {
+		n = reply_chunks_locked(req, ino, h->snap->cf, size, off);
 		if (n != -ENOENT || ino->unlinked)
 			break;
 		snapshot_put(h->snap);
@@ -862,24 +904,19 @@ read_snapshot_chunks_locked(fuse_req_t req, struct handle *h, size_t size, off_t
 		if (n != 0)
 			break;
 		if (h->snap->map == NULL) {
-			/* Now a small file: its bytes. */
+			/* Now a small file: its bytes (the snapshot is kept
+			 * by the handle while the lock is held). */
 			size_t c = read_count(h->snap->len, size, off);
 
-			memcpy(buf, h->snap->data + off, c);
-			n = (long)c;
+			stats_add(STAT_fuse_read_bytes, c);
+			fuse_reply_buf(req, c ? h->snap->data + off : NULL, c);
+			n = 0;
 			break;
 		}
 		n = -ENOENT;
 	}
 	pthread_mutex_unlock(&ino->lock);
-	if (n < 0) {
-		free(buf);
-		return n == RECFS_ECHECKSUM || n == -ENOENT ? -EIO : (int)n;
-	}
-	stats_add(STAT_fuse_read_bytes, (uint64_t)n);
-	fuse_reply_buf(req, buf, (size_t)n);
-	free(buf);
-	return 0;
+	return n < 0 ? read_chunks_error(n) : 0;
 }
 
 int
@@ -1031,7 +1068,7 @@ write_large_locked(struct inode *ino, struct handle *h, const char *buf, size_t 
 		ino->pages = INODE_PAGES_MIXED;
 	stats_add(STAT_fuse_write_bytes, (uint64_t)rc);
 	if (!ino->unlinked && chunkfile_over_bound(fs->cf)) {
-		int src = state_store_locked(ino, false);
+		int src = state_store_how_locked(ino, false, true);
 
 		if (src != 0) {
 			state_store_failed_locked(ino, src);

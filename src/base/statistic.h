@@ -81,7 +81,7 @@
 	X(chunk_writes, COUNTER, "chunks", 0, \
 	    "Chunk records of large files written: the chunks a commit (close, fsync, the dirty-chunk bound) changed.") \
 	X(chunk_read_errors, COUNTER, "chunks", 0, \
-	    "Chunk reads that failed (checksum, storage error; logged with the chunk's key): that range of the file reads EIO, the rest is served.") \
+	    "Chunk reads that failed (checksum, storage error; logged with the chunk's key): that range of the file reads EIO, the rest is served.  One per failed read, whether the reader or a fetch ahead of it read the chunk.") \
 	X(chunks_reclaimed, COUNTER, "chunks", 0, \
 	    "Chunks no head named (left by a crash during a commit, or by a failed delete), deleted by the background reclaimer: each node deletes those of the partitions it masters.") \
 	X(chunk_reclaim_passes, COUNTER, "passes", 0, \
@@ -144,7 +144,7 @@
 	X(fuse_large_commits, COUNTER, "commits", 0, \
 	    "Commits of large files (their changed chunks, then their head): at close, fsync, flush-max-ms, or when a file's dirty chunks reach their bound.") \
 	X(fuse_dirty_chunk_bytes, GAUGE, "bytes", 0, \
-	    "Memory held by dirty chunks of large files open for writing (bounded: a file past 16 dirty chunks, or any writer past 64 MiB in all, commits).") \
+	    "Memory held by dirty chunks of large files open for writing (bounded: a file past 8 MiB of dirty chunks, or any writer past 64 MiB in all, commits).") \
 	X(fuse_chunk_prefetches, COUNTER, "chunks", 0, \
 	    "Chunks of large files fetched ahead of a sequential reader, in the background, and then used by it.") \
 	X(fuse_readdir_entries, COUNTER, "entries", 0, "Directory entries returned by listings.") \

@@ -229,7 +229,8 @@ static int check_chunk_size(const struct config_param *, const struct config_val
 	    .default_text = "0", .min = 0, .max = 8 * M_, .unit = "bytes", \
 	    .help = "A file larger than one record is stored as a head record and chunks of this " \
 	    "many bytes, each its own record; with its key and header a chunk must fit " \
-	    "max-record-size.  0 = the largest power of 2 that fits, at most 1M (.info shows " \
+	    "max-record-size.  0 = chunks whose records fill a write block: the largest " \
+	    "multiple of 4K that fits (1020K with 1M write blocks; at most 1M; .info shows " \
 	    "the value in effect).") \
 	ROW(storage_config, type, NULL, \
 	    .name = "type", .section = CONFIG_STORAGE, .type = CONFIG_ENUM, \
@@ -974,8 +975,9 @@ ns_check(const struct ns_config *ns, const struct config_param **row, char *why,
 	uint64_t mrs = st->max_record_size != 0 ? st->max_record_size : st->write_block_size;
 
 	/* 0 derives a chunk of at least 4K: a smaller max-record-size has
-	 * room for no chunk at all, so no file could grow past one record */
-	if (ns->file_chunk_size == 0 && (uint64_t)config_chunk_size_default(mrs) + CONFIG_CHUNK_OVERHEAD > mrs) {
+	 * room for no chunk at all, so no file could grow past one record
+	 * (config_chunk_size_default returns 0) */
+	if (ns->file_chunk_size == 0 && config_chunk_size_default(mrs, st->write_block_size) == 0) {
 		*row = config_param_find(CONFIG_STORAGE, "max-record-size");
 		format_size(mrs, a, sizeof(a));
 		snprintf(why, why_size, "%s leaves no room for a chunk of a large file (at least 4K plus %u "
@@ -1064,7 +1066,8 @@ config_default(struct recfs_config *cfg)
 	}
 	ns->storage.n_files = 1;
 	ns->storage.max_record_size = ns->storage.write_block_size;  /* resolved, as loaded */
-	ns->file_chunk_size = config_chunk_size_default(ns->storage.max_record_size);
+	ns->file_chunk_size = config_chunk_size_default(ns->storage.max_record_size,
+	    ns->storage.write_block_size);
 	cfg->n_namespaces = 1;
 	snprintf(cfg->source, sizeof(cfg->source), "built-in default");
 }
@@ -1361,7 +1364,8 @@ load_namespace(struct load_ctx *c, struct recfs_config *cfg, unsigned index, yam
 	if (ns->storage.max_record_size == 0)
 		ns->storage.max_record_size = ns->storage.write_block_size;
 	if (ns->file_chunk_size == 0)
-		ns->file_chunk_size = config_chunk_size_default(ns->storage.max_record_size);
+		ns->file_chunk_size = config_chunk_size_default(ns->storage.max_record_size,
+		    ns->storage.write_block_size);
 	return 0;
 }
 

@@ -52,16 +52,38 @@ struct storage_config {
  * most 63), chunk key (36), metadata, bin header and end mark, rounded up. */
 #define CONFIG_CHUNK_OVERHEAD 512u
 
-/* file-chunk-size 0: the largest power of 2 that fits a record of
- * max_record_size with CONFIG_CHUNK_OVERHEAD, at most 1 MiB, at least 4 KiB. */
-static inline uint32_t
-config_chunk_size_default(uint64_t max_record_size)
-{
-	uint32_t c = 1u << 20;
+/* The largest chunk size the default derives (bounds the memory of a large
+ * file's dirty chunks and of its prefetch). */
+#define CONFIG_CHUNK_DEFAULT_MAX (1u << 20)
 
-	while (c > 4096 && (uint64_t)c + CONFIG_CHUNK_OVERHEAD > max_record_size)
-		c >>= 1;
-	return c;
+/*
+ * file-chunk-size 0: chunks whose records fill a write block.  A write block
+ * of wbs bytes holds k chunk records, k the fewest for which a record is no
+ * larger than max_record_size and than CONFIG_CHUNK_DEFAULT_MAX plus its
+ * overhead; each chunk is the largest multiple of 4 KiB whose record fits
+ * wbs / k.  1 MiB blocks: one chunk of 1020 KiB per block (a power of 2
+ * would take a block of its own half empty); 8 MiB blocks: 8 of 1020 KiB.
+ * 0 when no chunk of 4 KiB fits (the loader refuses such a namespace).
+ */
+static inline uint32_t
+config_chunk_size_default(uint64_t max_record_size, uint64_t write_block_size)
+{
+	uint64_t rec = max_record_size < CONFIG_CHUNK_DEFAULT_MAX + CONFIG_CHUNK_OVERHEAD ?
+	    max_record_size : CONFIG_CHUNK_DEFAULT_MAX + CONFIG_CHUNK_OVERHEAD;
+	uint64_t k, per;
+
+	if (rec < CONFIG_CHUNK_OVERHEAD + 4096 || write_block_size < rec)
+		return 0;
+	/* The fewest records of at most rec bytes that fill the block; one
+	 * fewer when their share is below the smallest chunk (k - 1 records
+	 * of rec bytes fit the block, so one step is enough). */
+	for (k = (write_block_size + rec - 1) / rec; k > 1; k--)
+		if (write_block_size / k >= CONFIG_CHUNK_OVERHEAD + 4096)
+			break;
+	per = write_block_size / k;
+	if (per > rec)
+		per = rec;
+	return (uint32_t)((per - CONFIG_CHUNK_OVERHEAD) & ~(uint64_t)4095);
 }
 
 struct ns_config {

@@ -306,6 +306,10 @@ txn_chunk_commit(struct namespace *ns, const struct txn_key *head, struct txn_ch
 			rc = -EINVAL;
 			goto out;
 		}
+		if (d[i].data == NULL) {
+			next.versions[d[i].index] = 0;  /* a hole now: no record */
+			continue;
+		}
 		txn_chunk_key(key, next.file_id, d[i].index, next.commit);
 		k = chunk_txn_key(head->set, head->set_len, key);
 		rc = txn_write(ns, &k, &cw, NULL);

@@ -50,7 +50,8 @@ struct txn_chunk_map {
 };
 
 /* One changed chunk for a commit: len bytes (<= chunk size; the rest of
- * the chunk, up to the file size, reads as zeros). */
+ * the chunk, up to the file size, reads as zeros); data NULL: the chunk
+ * becomes a hole (its stored version is deleted, none written). */
 struct txn_chunk_data {
 	uint32_t index;
 	uint32_t len;

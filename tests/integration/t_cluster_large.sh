@@ -39,7 +39,7 @@ for n in n1 n2 n3; do
 	check_true "$n holds chunks of the file (they spread over the nodes)" "${c:-0}" -gt 0
 	total=$((total + ${c:-0}))
 done
-check_eq "24 chunks, 2 copies each" "$total" 48
+check_eq "13 chunks of 1020 KiB, 2 copies each" "$total" 26
 
 head -c 3000000 /dev/urandom >"$L/patch"
 dd if="$L/patch" of="$L/f" bs=1000 seek=5000 conv=notrunc status=none
@@ -56,7 +56,7 @@ for i in 1 2 3 4; do
 done
 total=0
 for n in n1 n2 n3; do total=$((total + $(chunks $n))); done
-check_eq "renames keep the chunks (24 x 2)" "$total" 48
+check_eq "renames keep the chunks (13 x 2)" "$total" 26
 for n in 1 2 3; do
 	expect_ok "n$n reads it after the renames" cmp "$L/f" "$(cluster_mnt n$n)/test/big/f"
 done

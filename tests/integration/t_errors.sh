@@ -109,7 +109,7 @@ expect_ok "content of exactly the limit ($lim bytes) fits" sh -c 'head -c "$1" /
 check_eq "limit-sized record stored" "$(stat -c %s "$S/edge")" $lim
 c0=$(stat_value test objects_chunks)
 expect_ok "one byte more: a large file" sh -c 'head -c "$1" /dev/zero >"$2"' sh $((lim + 1)) "$S/edge"
-check_eq "... of 2 chunks of 512 KiB" $(( $(stat_value test objects_chunks) - c0 )) 2
+check_eq "... of 2 chunks of 1020 KiB" $(( $(stat_value test objects_chunks) - c0 )) 2
 check_eq "... and its size" "$(stat -c %s "$S/edge")" $((lim + 1))
 rm -f "$S/edge"
 head -c $((lim - 12)) /dev/zero >"$S/edge" || bad "write $((lim - 12)) bytes"

@@ -7,7 +7,9 @@
 #     the start (chunks_reclaimed; objects_chunks = what the heads name) and
 #     recfs-check finds the storage clean with no orphaned chunk;
 #   - a chunk that fails its check: EIO for that chunk's range (logged, with
-#     the chunk's key), the rest of the file is served.
+#     the chunk's key), the rest of the file is served; a sequential reader
+#     reaching it (the chunk was fetched ahead in the background) fails once,
+#     counted once in chunk_read_errors and logged once.
 . "${top_srcdir:-$(dirname "$0")/../..}/tests/integration/lib.sh"
 
 CHECK=$top_builddir/recfs-check
@@ -23,7 +25,7 @@ mkdir "$S" || fail "mkdir $S"
 ns() { stat_value test "$1"; }
 
 # ---- SIGKILL during rewrites --------------------------------------------------------------
-# 3 files of 3 MiB (6 chunks of 512 KiB), 8 versions each.
+# 3 files of 3 MiB (4 chunks of 1020 KiB, the last one 12 KiB), 8 versions each.
 for f in a b c; do
 	for i in 0 1 2 3 4 5 6 7; do
 		head -c $((3 << 20)) /dev/urandom >"$V/$f.$i"
@@ -66,24 +68,28 @@ for f in a b c; do
 	fi
 done
 # The reclaimer runs at the start: wait for it (5 s at most).
-for i in $(seq 1 50); do [ "$(ns objects_chunks)" = 18 ] && break; sleep 0.1; done
-check_eq "only the chunks the 3 heads name are left (3 x 6)" "$(ns objects_chunks)" 18
+for i in $(seq 1 50); do [ "$(ns objects_chunks)" = 12 ] && break; sleep 0.1; done
+check_eq "only the chunks the 3 heads name are left (3 x 4)" "$(ns objects_chunks)" 12
 note "chunks reclaimed at the start: $(ns chunks_reclaimed)"
 check_eq "the reclaimer deleted exactly the orphans recfs-check reported" "$(ns chunks_reclaimed)" "$orphans"
 stop_daemon || bad "clean stop"
 out=$("$CHECK" "$DAT" 2>&1)
 check_eq "recfs-check: clean after the reclaim" "$?" 0
-check_true "recfs-check: 18 chunks, no orphaned chunk" "$(echo "$out" | grep -c 'chunks: 18, orphaned chunks: 0')" -eq 1
+check_true "recfs-check: 12 chunks, no orphaned chunk" "$(echo "$out" | grep -c 'chunks: 12, orphaned chunks: 0')" -eq 1
 note "$(echo "$out" | grep -i chunk)"
 
 # ---- a chunk that fails its check ---------------------------------------------------------
 start_daemon
-# 4 chunks; chunk 2 starts with a marker the test finds on storage.
+CS=$(run cat "$MNT/.info/config/namespaces/test/file-chunk-size")
+check_eq "the default chunk size" "$CS" 1020K
+CS=$((1020 << 10))
+# 5 chunks; chunk 2 starts with a marker the test finds on storage.
 python3 -c '
 import os, sys
-data = bytearray(os.urandom(2 << 20))
-data[1 << 20:(1 << 20) + 32] = b"recfs-t_large_crash-chunk-2-mark"
-open(sys.argv[1], "wb").write(data)' "$T/dmg" || fail "python3"
+cs = int(sys.argv[2])
+data = bytearray(os.urandom(5 * cs))
+data[2 * cs:2 * cs + 32] = b"recfs-t_large_crash-chunk-2-mark"
+open(sys.argv[1], "wb").write(data)' "$T/dmg" "$CS" || fail "python3"
 cp "$T/dmg" "$S/dmg" || bad "write the file to damage"
 stop_daemon || bad "clean stop"
 python3 -c '
@@ -99,17 +105,31 @@ with open(sys.argv[1], "r+b") as f:
     f.seek(at + 1000)
     f.write(bytes([b[0] ^ 0xff]))' "$DAT" || fail "could not damage the chunk on storage"
 start_daemon
+logged() { grep -c 'chunk /k[0-9a-f]*/00000002\.[0-9a-f]* .*cannot be read' "$LOG"; }
+# A sequential reader, one chunk per read(2) without the page cache: chunk 0,
+# then chunk 1 starts fetching 2.. ahead in the background; the read of
+# chunk 2 takes that fetch's failure.
+e0=$(ns chunk_read_errors)
+r0=$(ns chunk_reads)
+expect_err "a sequential read stops at the damaged chunk with EIO" "Input/output error" \
+	dd if="$S/dmg" of="$T/seq" bs=$CS iflag=direct status=none
+check_eq "the chunks before it were read" "$(stat -c %s "$T/seq")" $((2 * CS))
+# Chunks 3 and 4, never asked for, are read too: fetched ahead with chunk 2.
+for i in $(seq 1 50); do [ $(( $(ns chunk_reads) - r0 )) -ge 4 ] && break; sleep 0.1; done
+check_eq "chunks 0, 1 read, 2 to 4 fetched ahead (chunk_reads: all but 2)" $(( $(ns chunk_reads) - r0 )) 4
+check_eq "one failed chunk read counts once in chunk_read_errors" $(( $(ns chunk_read_errors) - e0 )) 1
+check_eq "and is logged once" "$(logged)" 1
 expect_err "reading the damaged chunk's range: EIO" "Input/output error" \
-	dd if="$S/dmg" of=/dev/null bs=64k skip=16 count=8 status=none
-expect_ok "the range before it is served" sh -c "dd if='$S/dmg' bs=1M count=1 status=none | cmp -n 1048576 - '$T/dmg'"
-dd if="$T/dmg" of="$T/dmg.tail" bs=512k skip=3 status=none
+	dd if="$S/dmg" of=/dev/null bs=4k skip=$((2 * CS / 4096 + 16)) count=8 status=none
+expect_ok "the range before it is served" sh -c \
+	"dd if='$S/dmg' bs=$CS count=2 status=none | cmp -n $((2 * CS)) - '$T/dmg'"
+dd if="$T/dmg" of="$T/dmg.tail" bs=$CS skip=3 status=none
 expect_ok "the range after it is served" sh -c \
-	"dd if='$S/dmg' bs=512k skip=3 status=none | cmp - '$T/dmg.tail'"
-check_true "the damaged chunk is logged with its key" \
-	"$(grep -c 'chunk /k[0-9a-f]*/00000002\.[0-9a-f]* .*cannot be read' "$LOG")" -ge 1
-check_true "chunk_read_errors counted" "$(ns chunk_read_errors)" -ge 1
+	"dd if='$S/dmg' bs=$CS skip=3 status=none | cmp - '$T/dmg.tail'"
+check_true "the damaged chunk is logged with its key" "$(logged)" -ge 2
+check_true "chunk_read_errors counted" "$(ns chunk_read_errors)" -ge 2
 expect_ok "overwriting the damaged range heals the file" \
-	dd if="$T/dmg" of="$S/dmg" bs=512k skip=2 seek=2 count=1 conv=notrunc status=none
+	dd if="$T/dmg" of="$S/dmg" bs=$CS skip=2 seek=2 count=1 conv=notrunc status=none
 expect_ok "then the whole file reads" cmp "$T/dmg" "$S/dmg"
 assert_serving
 finish

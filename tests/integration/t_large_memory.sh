@@ -1,8 +1,11 @@
 #!/bin/bash
 # t_large_memory: large files (issue 15, item 1) are written and read with
 # bounded daemon memory beyond the caches (docs/architecture.md, Large files):
+#   - the default chunk fills a 1 MiB write block: a 4 MiB file takes 5
+#     write blocks (4 chunks of 1020 KiB, one of 16 KiB and the head), not 8
+#     half-empty ones as 512 KiB chunks did;
 #   - on the device engine with its caches small (post-write-cache 0,
-#     max-write-cache 8M), dd writes a 512 MiB file (512 KiB chunks,
+#     max-write-cache 8M), dd writes a 512 MiB file (1020 KiB chunks,
 #     1 MiB FUSE writes) and reads it back: the daemon's peak RSS (VmHWM)
 #     grows by less than 24 MiB over its RSS before the write - the dirty
 #     chunks (8 MiB per file), the free-buffer pool and the engine's write
@@ -25,7 +28,12 @@ kib() { awk -v k="$1:" '$1 == k { print $2 }' "/proc/$DAEMON_PID/status"; }
 
 head -c $((512 << 20)) /dev/urandom >"$L/f" || fail "random data"
 # One small large file first: the pool and the engine's buffers exist.
+free0=$(stat_value test free_wblocks)
 expect_ok "dd of a 4 MiB file (warm-up)" dd if="$L/f" of="$S/warm" bs=1M count=4 status=none
+used=$((free0 - $(stat_value test free_wblocks)))
+note "write blocks taken by a 4 MiB file: $used"
+check_true "a 4 MiB file takes 4-5 write blocks of 1 MiB (one chunk fills one), not 7-8 ($used)" \
+	"$used" -ge 4 -a "$used" -le 5
 rss0=$(kib VmRSS)
 expect_ok "dd bs=1M of 512 MiB into the mount" dd if="$L/f" of="$S/f" bs=1M status=none
 hwm_w=$(kib VmHWM)

@@ -447,9 +447,9 @@ check_eq "stop-writes-used-pct reads 60" "$(stat_value test stop-writes-used-pct
 
 # defrag-queue-min holds defrag back; defrag-lwm-pct decides what is queued
 # (config_changed re-sweeps): both act at once on the memory engine.  The
-# large file goes first: each of its 512 KiB chunks fills half a write block
-# whatever defrag does, so at lwm 90 its blocks would be queued again and
-# again (docs/operations.md, "Large files").
+# large file goes first: the write block of its last, shorter chunk stays
+# partly empty whatever defrag does, so at lwm 90 it would be queued again
+# and again (docs/operations.md, "Large files").
 rm -f "$F/large"
 D=$MNT/test/defrag
 mkdir "$D"

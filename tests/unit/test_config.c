@@ -622,16 +622,40 @@ test_config_file_chunk_size_must_fit_a_record(void **state)
 	load_ok(&cfg, MINIMAL_NS "    file-chunk-size: 256K\n");
 	assert_int_equal(cfg.ns[0].file_chunk_size, 256 << 10);
 	config_free(&cfg);
-	/* 0 (the default): the largest power of 2 that fits, at most 1M */
+	/* 0 (the default): chunks whose records fill a write block - the
+	 * largest multiple of 4K that fits with its record overhead, at most 1M */
 	load_ok(&cfg, MINIMAL_NS);
-	assert_int_equal(cfg.ns[0].file_chunk_size, 512 << 10);
+	assert_int_equal(cfg.ns[0].storage.write_block_size, 1 << 20);
+	assert_int_equal(cfg.ns[0].file_chunk_size, 1020 << 10);
 	config_free(&cfg);
+	/* 8 chunk records of 1020K fill an 8M block */
 	load_ok(&cfg, MINIMAL_NS "      write-block-size: 8M\n");
-	assert_int_equal(cfg.ns[0].file_chunk_size, 1 << 20);
+	assert_int_equal(cfg.ns[0].file_chunk_size, 1020 << 10);
 	config_free(&cfg);
+	load_ok(&cfg, MINIMAL_NS "      write-block-size: 128K\n");
+	assert_int_equal(cfg.ns[0].file_chunk_size, 124 << 10);
+	config_free(&cfg);
+	/* records of at most 128K: 8 per 1M block */
 	load_ok(&cfg, MINIMAL_NS "      max-record-size: 128K\n");
-	assert_int_equal(cfg.ns[0].file_chunk_size, 64 << 10);
+	assert_int_equal(cfg.ns[0].file_chunk_size, 124 << 10);
 	config_free(&cfg);
+	/* records of at most 600K: 2 per 1M block, not 1 and 40% empty */
+	load_ok(&cfg, MINIMAL_NS "      max-record-size: 600K\n");
+	assert_int_equal(cfg.ns[0].file_chunk_size, 508 << 10);
+	config_free(&cfg);
+	for (uint64_t wbs = 4 << 10; wbs <= 8 << 20; wbs <<= 1) {
+		for (uint64_t mrs = 4608; mrs <= wbs; mrs += mrs / 3) {
+			uint32_t c = config_chunk_size_default(mrs, wbs);
+
+			/* a multiple of 4K that fits a record, and the records
+			 * of a block leave less than one more 4K page each */
+			assert_true(c >= 4096 && c % 4096 == 0 && c <= 1 << 20);
+			assert_true(c + CONFIG_CHUNK_OVERHEAD <= mrs);
+			assert_true(wbs / (c + CONFIG_CHUNK_OVERHEAD) * (c + CONFIG_CHUNK_OVERHEAD + 4096) > wbs ||
+			    c == 1020 << 10);
+		}
+		assert_int_equal(config_chunk_size_default(4096, wbs), 0);
+	}
 }
 
 static void

@@ -274,7 +274,10 @@ nsup_main(void *arg)
 	struct namespace *ns = arg;
 	struct txn_namespace *tn = txn_namespace_of(ns);
 	uint64_t last_cycle = clock_mono_ns();
-	uint64_t start_ms = clock_epoch_ms();
+	/* The node's open, not this thread's first run: under load the thread
+	 * may first run after clients wrote chunks of commits still in flight,
+	 * which the first pass must not take for a crash's leftovers. */
+	uint64_t start_ms = tn->node->start_ms;
 
 	/* What a crash left behind goes at once (see chunk_reclaim). */
 	chunk_reclaim(ns, start_ms);

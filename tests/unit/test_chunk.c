@@ -43,6 +43,9 @@ setup(void **state)
 	n->stop_writes_used_pct = 70;
 	n->stop_writes_avail_pct = 5;
 	n->file_chunk_size = CS;
+	/* the default age: the nsup thread's own passes never take the chunks
+	 * these tests leave unnamed (the tests reclaim them themselves) */
+	n->chunk_reclaim_age = 60;
 	n->storage.type = STORAGE_MEMORY;
 	n->storage.data_size = 16u << 20;
 	n->storage.write_block_size = 128 * 1024;

@@ -3,12 +3,15 @@
  * every on-disk and node-to-node body recfs defines itself (records,
  * device headers, set, chunk-map and migration bodies; the fabric's own
  * frames are big-endian, fabric_msg.c).  memcpy keeps them safe at any
- * alignment; compilers turn each into one load or store.
+ * alignment; compilers turn each into one load or store.  Also the
+ * fixed-width lowercase hex of the ids that internal record keys carry.
  */
 #ifndef RECFS_BASE_BYTES_H
 #define RECFS_BASE_BYTES_H
 
 #include <endian.h>
+#include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -58,6 +61,26 @@ le_get64(const uint8_t *p)
 
 	memcpy(&v, p, sizeof(v));
 	return le64toh(v);
+}
+
+/* n lowercase hex digits (n <= 16) into *out; false on any other byte. */
+static inline bool
+hex_get(const char *s, size_t n, uint64_t *out)
+{
+	uint64_t v = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		char c = s[i];
+
+		if (c >= '0' && c <= '9')
+			v = v << 4 | (uint64_t)(c - '0');
+		else if (c >= 'a' && c <= 'f')
+			v = v << 4 | (uint64_t)(c - 'a' + 10);
+		else
+			return false;
+	}
+	*out = v;
+	return true;
 }
 
 #endif

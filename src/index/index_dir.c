@@ -21,6 +21,7 @@
 #include <string.h>
 
 #include "../base/atomic.h"
+#include "../base/bytes.h"
 #include "../base/log.h"
 #include "index.h"
 
@@ -41,32 +42,14 @@ struct index_dirs {
 	uint64_t failures;             /* atomic */
 };
 
-static int
-hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	return -1;
-}
-
 bool
 index_dir_key_id(const char *key, size_t len, uint64_t *id)
 {
-	uint64_t v = 0;
+	uint64_t v;
 
 	/* "/d" + 16 hex + "/" + a name of at least one byte. */
-	if (len < 20 || key[0] != '/' || key[1] != 'd' || key[18] != '/')
-		return false;
-	for (int i = 2; i < 18; i++) {
-		int h = hexval(key[i]);
-
-		if (h < 0)
-			return false;
-		v = v << 4 | (uint64_t)h;
-	}
-	if (v == 0)
+	if (len < 20 || key[0] != '/' || key[1] != 'd' || key[18] != '/' ||
+	    !hex_get(key + 2, 16, &v) || v == 0)
 		return false;
 	*id = v;
 	return true;

@@ -130,25 +130,6 @@ txn_chunk_key(char *out, uint64_t id, uint32_t index, uint32_t version)
 	    version);
 }
 
-static bool
-hex_parse(const char *s, size_t n, uint64_t *out)
-{
-	uint64_t v = 0;
-
-	for (size_t i = 0; i < n; i++) {
-		char c = s[i];
-
-		if (c >= '0' && c <= '9')
-			v = v << 4 | (uint64_t)(c - '0');
-		else if (c >= 'a' && c <= 'f')
-			v = v << 4 | (uint64_t)(c - 'a' + 10);
-		else
-			return false;
-	}
-	*out = v;
-	return true;
-}
-
 bool
 txn_chunk_key_parse(const char *key, size_t len, uint64_t *id, uint32_t *index, uint32_t *version)
 {
@@ -157,7 +138,7 @@ txn_chunk_key_parse(const char *key, size_t len, uint64_t *id, uint32_t *index, 
 	if (len != TXN_CHUNK_KEY_LEN || key[0] != '/' || key[1] != 'k' || key[18] != '/' ||
 	    key[27] != '.')
 		return false;
-	if (!hex_parse(key + 2, 16, id) || !hex_parse(key + 19, 8, &i) || !hex_parse(key + 28, 8, &v))
+	if (!hex_get(key + 2, 16, id) || !hex_get(key + 19, 8, &i) || !hex_get(key + 28, 8, &v))
 		return false;
 	*index = (uint32_t)i;
 	*version = (uint32_t)v;

@@ -28,35 +28,14 @@
 #include <string.h>
 #include <sys/random.h>
 
+#include "../base/bytes.h"
 #include "txn_i.h"
-
-static int
-hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	return -1;
-}
 
 /* 16 lowercase hex digits of a non-zero id, or false. */
 static bool
 parse_id(const char *s, size_t len, uint64_t *id)
 {
-	uint64_t v = 0;
-
-	if (len != 16)
-		return false;
-	for (size_t i = 0; i < 16; i++) {
-		int h = hexval(s[i]);
-
-		if (h < 0)
-			return false;
-		v = v << 4 | (uint64_t)h;
-	}
-	*id = v;
-	return v != 0;
+	return len == 16 && hex_get(s, 16, id) && *id != 0;
 }
 
 bool

@@ -22,6 +22,7 @@
 #                    split: 5 nodes in network namespaces (root): 3+2 split
 #                    with writes on both sides, then healed; the checker
 #                    lists the acknowledged writes the other side replaced.
+#   JEPSEN_NODES     nodes at the start of the full schedule (4; 3 to 6)
 #   JEPSEN_SEED      the seed of the clients and the nemesis (default: from
 #                    the clock; printed, so a run can be repeated)
 #   JEPSEN_DURATION_S  seconds the clients run (ci 45, full 120, split 40)
@@ -52,6 +53,10 @@ CHECK=$top_srcdir/tests/integration/jepsen_check.py
 : "${JEPSEN_RF:=2}"
 if [ "$JEPSEN_SCHEDULE" = ci ]; then : "${JEPSEN_PAUSE_MS:=10}"; else : "${JEPSEN_PAUSE_MS:=20}"; fi
 SEED=$JEPSEN_SEED
+case ${JEPSEN_NODES:-4} in
+3 | 4 | 5 | 6) ;;
+*) echo "FATAL: JEPSEN_NODES is 3 to 6, not '$JEPSEN_NODES'" >&2; exit 99 ;;
+esac
 DURATION=$JEPSEN_DURATION_S
 note "schedule $JEPSEN_SCHEDULE, seed $SEED (JEPSEN_SEED=$SEED JEPSEN_SCHEDULE=$JEPSEN_SCHEDULE" \
 	"JEPSEN_DURATION_S=$DURATION repeats it), $JEPSEN_KEYS names, RF $JEPSEN_RF"
@@ -68,7 +73,7 @@ ci)
 full | split)
 	[ "$(id -u)" -eq 0 ] || { echo "SKIP: $ITEST_NAME $JEPSEN_SCHEDULE needs root (network namespaces)"; exit 77; }
 	command -v nft >/dev/null 2>&1 || { echo "SKIP: $ITEST_NAME $JEPSEN_SCHEDULE needs nft"; exit 77; }
-	NODES=4
+	NODES=${JEPSEN_NODES:-4}
 	[ "$JEPSEN_SCHEDULE" = split ] && NODES=5
 	NETNS=--netns
 	;;

@@ -245,9 +245,9 @@ full)
 		3)
 			pick_live
 			nemesis_note "isolate $PICK"
-			cluster_isolate "$PICK"
-			# apart from when the link is down (as for the split)
 			t0=$(now_ns)
+			cluster_isolate "$PICK"
+			cut=$(now_ns)   # (as for the split)
 			others=$(live_nodes | grep -vx "$PICK")
 			# shellcheck disable=SC2086 # a list of node names
 			cluster_wait_agree "$(echo "$others" | wc -l)" $others ||
@@ -258,7 +258,7 @@ full)
 			cluster_heal "$PICK"
 			# a split of one, until the cluster forms again
 			wait_live_cluster "heal $PICK"
-			SPLIT_ARGS+=(--split "$t0" "$(now_ns)" "$PICK" "$(echo "$others" | paste -sd,)")
+			SPLIT_ARGS+=(--split "$t0,$cut" "$(now_ns)" "$PICK" "$(echo "$others" | paste -sd,)")
 			;;
 		4)
 			[ $added -lt 2 ] && [ "$CLUSTER_N" -lt 8 ] || continue
@@ -282,12 +282,13 @@ full)
 split)
 	sleep 2
 	nemesis_note "split n1 n2 n3 | n4 n5"
-	cluster_split "n1 n2 n3" "n4 n5"
-	# the split starts when the drops are in place in every namespace (one
-	# nft call after another: some 100 ms); an operation that started
-	# before may have reached a master on the other side (a write through
-	# n3 acknowledged by n5 and n4), so it counts as made before the split
 	SPLIT_T0=$(now_ns)
+	cluster_split "n1 n2 n3" "n4 n5"
+	# the drops go in one namespace after another (one nft call each: 0.1
+	# to 0.6 s); until the last, an operation through one side may still
+	# reach a master on the other (a write through n3 acknowledged by n5
+	# and n4): the checker gives it to neither side
+	SPLIT_CUT=$(now_ns)
 	nemesis_note "cut in place"
 	cluster_wait_agree 3 n1 n2 n3 || bad "no cluster of n1 n2 n3 in the split"
 	cluster_wait_agree 2 n4 n5 || bad "no cluster of n4 n5 in the split"
@@ -300,7 +301,7 @@ split)
 	# the split lasts until one cluster forms again
 	wait_live_cluster "heal of the split"
 	# shellcheck disable=SC2054 # the checker's lists of nodes
-	SPLIT_ARGS=(--split "$SPLIT_T0" "$(now_ns)" n1,n2,n3 n4,n5)
+	SPLIT_ARGS=(--split "$SPLIT_T0,$SPLIT_CUT" "$(now_ns)" n1,n2,n3 n4,n5)
 	;;
 esac
 

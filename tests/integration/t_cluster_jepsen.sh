@@ -394,5 +394,41 @@ if [ "$JEPSEN_SCHEDULE" = ci ]; then
 else
 	check_eq "every name has RF copies and non-replicas hold none (objects summed over the live nodes)" \
 		"$objects" "$((present * JEPSEN_RF))"
+	# node by node: each holds exactly the names whose user.recfs.replicas
+	# name it (RF distinct running nodes each)
+	ids=()
+	for n in $(live_nodes); do ids+=("$n=$(cluster_id "$n")"); done
+	first=$(live_nodes | head -n 1)
+	per=$(run python3 - "$(cluster_mnt "$first")/test/jepsen" "$T/view.$first" "$JEPSEN_RF" "${ids[@]}" <<'PY'
+import os, sys
+d, view, rf = sys.argv[1], sys.argv[2], int(sys.argv[3])
+byid = {v: k for k, v in (a.split("=") for a in sys.argv[4:])}
+count = {k: 0 for k in byid.values()}
+bad = []
+for line in open(view):
+    name, state = line.split()[0], line.split()[1]
+    if name == "ls" or state == "absent":
+        continue
+    try:
+        reps = os.getxattr(os.path.join(d, name), "user.recfs.replicas").decode().strip("\0\n").split(",")
+    except OSError as e:
+        reps = ["error:%d" % e.errno]
+    if len(reps) != rf or len(set(reps)) != rf or not all(r in byid for r in reps):
+        bad.append("%s:%s" % (name, ",".join(reps)))
+        continue
+    for r in reps:
+        count[byid[r]] += 1
+print("bad %d %s" % (len(bad), " ".join(bad[:5])))
+for k in sorted(count):
+    print("%s %d" % (k, count[k]))
+PY
+)
+	note "names per node by user.recfs.replicas: $(echo "$per" | awk '$1 != "bad" { printf "%s=%s ", $1, $2 }')"
+	check_eq "every name's replicas are $JEPSEN_RF distinct running nodes" "$(echo "$per" | awk '$1 == "bad" { print $2 }')" 0
+	for n in $(live_nodes); do
+		o=$(run cat "$(cluster_mnt "$n")/.info/namespace/test" | awk -F= '$1 == "objects" { print $2; exit }')
+		check_eq "$n holds exactly the names that name it as a replica (objects)" "$o" \
+			"$(echo "$per" | awk -v n="$n" '$1 == n { print $2 }')"
+	done
 fi
 finish

@@ -364,6 +364,27 @@ for n in $(live_nodes); do
 		bad "reading the final view through $n failed"
 	VIEWS+=(--view "$n=$T/view.$n")
 done
+# every node's partition table, after the views (kept with JEPSEN_OUT): the
+# running nodes agree on every partition's replicas and working master, and
+# none is still receiving or holding a copy it must drop (state D or Z)
+for n in $(live_nodes); do
+	run cat "$(cluster_mnt "$n")/.info/partitions" >"$T/partitions.$n" ||
+		bad "reading .info/partitions through $n failed"
+done
+tables=$(for n in $(live_nodes); do
+	awk '$1 == "ns=test" { print $2, $5, $6 }' "$T/partitions.$n" | md5sum
+done | sort -u | wc -l)
+check_eq "the running nodes have one partition table (replicas and working master of every partition)" "$tables" 1
+if [ "$tables" != 1 ]; then
+	first=$(live_nodes | head -n 1)
+	for n in $(live_nodes | tail -n +2); do
+		diff <(awk '$1 == "ns=test" { print $2, $5, $6 }' "$T/partitions.$first") \
+			<(awk '$1 == "ns=test" { print $2, $5, $6 }' "$T/partitions.$n") |
+			grep '^[<>]' | head -n 6 | sed "s/^/# $first|$n /"
+	done
+fi
+check_eq "no partition in state D or Z on any running node" \
+	"$(cat "$T"/partitions.* | grep -c ' state=[DZ] ')" 0
 python3 "$CHECK" check --all --t0 "$T_START" "${SPLIT_ARGS[@]}" "${VIEWS[@]}" "$T"/c*.log >"$T/check.out" 2>&1
 rc=$?
 echo "---- nemesis"
@@ -373,7 +394,7 @@ python3 "$CHECK" check --t0 "$T_START" "${SPLIT_ARGS[@]}" "${VIEWS[@]}" "$T"/c*.
 if [ -n "${JEPSEN_OUT:-}" ]; then
 	printf '%s\n' --t0 "$T_START" "${SPLIT_ARGS[@]}" >"$T/check.args"
 	mkdir -p "$JEPSEN_OUT" &&
-		cp "$T"/c*.log "$T"/view.* "$T/nemesis.log" "$T/check.out" "$T/check.args" "$JEPSEN_OUT"/ &&
+		cp "$T"/c*.log "$T"/view.* "$T"/partitions.* "$T/nemesis.log" "$T/check.out" "$T/check.args" "$JEPSEN_OUT"/ &&
 		for n in $(cluster_nodes); do cp "$(cluster_log "$n")" "$JEPSEN_OUT/$n.recfsd.log"; done &&
 		note "logs, views and the checker's output copied to $JEPSEN_OUT"
 fi

@@ -245,19 +245,25 @@ partition_order_compute(struct partition_order *o, const uint64_t *succession, u
 /*
  * The working master of an entry in a new table: the final master when the
  * table is not held or the node is alone; held, the last table's working
- * master while it is still a member and that table was a cluster's (it
- * holds the data: it serves until the rebalance names one), else none.
+ * master while it is still a member, that table was a cluster's and no
+ * node joined (it holds the data: it serves until the rebalance names
+ * one), else none.  A node that joined may hold newer copies than the
+ * last working master (the other side of a healed split, a node back from
+ * isolation that served alone): kept, each side's last master went on
+ * serving its own side's copy, and a delete of a record written on the
+ * other side during the split answered ENOENT (split schedule, ASan).
  */
 static uint64_t
 working_after(const struct partition_table *tbl, const struct partition_entry *e,
-    const struct partition_order *o, uint64_t cluster_key, uint64_t prev_key, uint64_t final_master)
+    const struct partition_order *o, uint64_t cluster_key, uint64_t prev_key, bool joined,
+    uint64_t final_master)
 {
 	uint64_t w;
 
 	if (!tbl->hold || cluster_key == 0)
 		return final_master;
 	w = atomic_load_relaxed(&e->working);
-	if (prev_key == 0 || w == 0)
+	if (prev_key == 0 || w == 0 || joined)
 		return 0;
 	for (unsigned i = 0; i < o->n; i++)
 		if (o->nodes[i] == w)
@@ -271,6 +277,7 @@ partition_table_apply(struct partition_table *tbl, uint64_t self, const struct p
 {
 	unsigned n = o->n, rf = tbl->rf < n ? tbl->rf : n, masters = 0, proles = 0;
 	uint64_t generation, prev_key;
+	bool joined = false;
 
 	if (n < 1 || n > PARTITION_NODES_MAX || o->depth < rf)
 		return -EINVAL;
@@ -282,6 +289,13 @@ partition_table_apply(struct partition_table *tbl, uint64_t self, const struct p
 	}
 	prev_key = tbl->summary.cluster_key;
 	generation = tbl->summary.generation + 1;
+	for (unsigned i = 0; i < n && !joined; i++) {
+		bool known = false;
+
+		for (unsigned j = 0; j < tbl->n_nodes && !known; j++)
+			known = tbl->nodes[j] == o->nodes[i];
+		joined = !known;
+	}
 	atomic_store_relaxed(&tbl->self_id, self);
 	for (uint32_t pid = 0; pid < PARTITION_COUNT; pid++) {
 		struct partition_entry *e = &tbl->entries[pid];
@@ -300,7 +314,7 @@ partition_table_apply(struct partition_table *tbl, uint64_t self, const struct p
 		atomic_store_relaxed(&e->seq, seq + 1);
 		atomic_store_release(&e->cluster_key, cluster_key);
 		atomic_store_release(&e->generation, generation);
-		atomic_store_release(&e->working, working_after(tbl, e, o, cluster_key, prev_key,
+		atomic_store_release(&e->working, working_after(tbl, e, o, cluster_key, prev_key, joined,
 		    o->nodes[o->rank[pid][0]]));
 		atomic_store_release(&e->n_replicas, (uint8_t)rf);
 		atomic_store_release(&e->role, (uint8_t)role);

@@ -150,9 +150,10 @@ int partition_table_apply(struct partition_table *tbl, uint64_t self, const stru
 /*
  * A held table (migration runs): every later apply with a cluster key keeps
  * each partition's working master of the last table if that table was a
- * cluster's and the node is still a member (it holds the data and serves
- * until the rebalance names one; replica writes already go to the new
- * replicas), else leaves it without one (rsv.master 0: operations wait)
+ * cluster's, the node is still a member and no node joined (it holds the
+ * data and serves until the rebalance names one; replica writes already go
+ * to the new replicas; a node that joined may hold newer copies), else
+ * leaves it without one (rsv.master 0: operations wait)
  * until partition_set_working names it, so no operation runs at a node
  * that may not have the data.  Unheld (the default), the working master is
  * replicas[0] at once.

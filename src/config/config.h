@@ -99,6 +99,8 @@ struct ns_config {
 	char file_bin[16];
 	uint32_t file_chunk_size;         /* bytes of content per chunk record */
 	struct storage_config storage;
+	bool clustered;                   /* not a row: seeds given (the node joins a
+	                                   * cluster), set by node_open */
 };
 
 struct recfs_config {

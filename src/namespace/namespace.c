@@ -1068,8 +1068,14 @@ namespace_loaded(void *arg, struct storage *st)
 	size_t cap = 0;
 
 	/* No tombstone met (set markers included): nothing to look for (the
-	 * walk visits every entry, a cache miss each on a large index). */
-	for (uint32_t pid = 0; pid < PARTITION_COUNT && atomic_load_relaxed(&ns->cold_start_tombs) > 0; pid++) {
+	 * walk visits every entry, a cache miss each on a large index).  In a
+	 * cluster a tombstone with no older copy here may still be all that
+	 * keeps a node that was away from bringing its older copy back: only
+	 * the tomb raider reclaims it there (its age, the master asking every
+	 * replica; tomb_raider.c). */
+	bool reclaim = !atomic_load_relaxed(&ns->clustered);
+
+	for (uint32_t pid = 0; reclaim && pid < PARTITION_COUNT && atomic_load_relaxed(&ns->cold_start_tombs) > 0; pid++) {
 		struct index_partition *p = &ns->index->partitions[pid];
 		size_t n = 0;
 
@@ -1186,6 +1192,7 @@ namespace_open(struct namespace **out, struct ns_config *cfg)
 		return -ENOMEM;
 	memcpy(ns->name, cfg->name, sizeof(ns->name));
 	ns->cfg = cfg;
+	atomic_store_relaxed(&ns->clustered, cfg->clustered);
 	set_table_init(&ns->sets);
 	pthread_mutex_init(&ns->cs_unnamed_lock, NULL);
 	pthread_mutex_init(&ns->cs_torn_lock, NULL);

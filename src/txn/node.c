@@ -253,6 +253,9 @@ node_open(struct node **out, struct recfs_config *cfg)
 		}
 		/* The storage engine sees only its section: hand it the service's bound. */
 		cfg->ns[i].storage.lock_wait_s = cfg->lock_wait;
+		/* A node with seeds keeps its tombstones at cold start: another
+		 * node may hold an older copy (namespace_loaded). */
+		cfg->ns[i].clustered = cfg->n_seeds > 0;
 		rc = namespace_open(&node->namespaces[i], &cfg->ns[i]);
 		if (rc != 0) {
 			free(x);

@@ -9,7 +9,7 @@
       bad HEX (content no client writes) or error ERRNO; then "ls NAME..."
       with what a listing of DIR shows.
 
-  jepsen_check.py check [--all] [--t0 NS] [--split START_NS END_NS A B]...
+  jepsen_check.py check [--all] [--t0 NS] [--split START_NS[,CUT_NS] END_NS A B]...
                         --view NODE=VIEW ... LOG ...
       Reads the clients' logs (jepsen_client.c) and the views, and checks
       every name as a register:
@@ -39,19 +39,23 @@
         client writes, or a read error), DIVERGED (nodes show different
         states of a name, or a node's listing disagrees with its reads).
 
-      --split START_NS END_NS A B, once per split (an isolated node, or
-      one restarted or paused until it is back in the cluster, is a split
-      of one): from when the nodes A and B (comma-separated names) parted
-      until they formed one cluster again.  Each side serves on its own
-      (AP): for every name, each side's last operation started during the
-      split is the version that side holds at the heal, and the later one
-      wins (later last-update time).  When the losing side's last
+      --split START_NS[,CUT_NS] END_NS A B, once per split (an isolated
+      node, or one restarted or paused until it is back in the cluster, is
+      a split of one): from when the nodes A and B (comma-separated names)
+      started to part until they formed one cluster again.  CUT_NS (default
+      START_NS): when the cut was complete (a split's drops go in one
+      namespace after another); until then an operation through one side
+      may still reach a master on the other, so it belongs to neither side.
+      Each side serves on its own (AP): for every name, each side's last
+      operation started after the cut is the version that side holds at
+      the heal, and the later one wins (later last-update time).  When the losing side's last
       operation is an acknowledged write, it is reported as SUPERSEDED by
       the other side's: Aerospike AP's outcome of a conflict, not an
       anomaly (the final state is still judged as above: the winner
-      started later).  Likewise an ENOENT during the split for a name
-      written before it or only through the other side is what AP serves
-      there: listed as "STALE in the split", not an anomaly.  A STALE in
+      started later).  Likewise an ENOENT answered during the split (the
+      operation ended after START_NS) for a name written before the cut or
+      only through the other side is what AP serves there: listed as
+      "STALE in the split", not an anomaly.  A STALE in
       the split's last second or after it that missed a write made during
       it is marked "at or after the merge of a split" (the merged cluster
       answered from a copy that lacked it: before migration reconciled
@@ -268,13 +272,13 @@ def stale(x, ops):
 
 
 def split_excuses(splits, x, last):
-    """x, during a split, missed only writes made before it or through
-    the other side: what AP serves on each side of a split"""
-    for t0, t1, a, b in splits:
-        if not t0 <= x.start < t1 or x.node not in a | b:
+    """x, answered during a split, missed only writes made before its cut
+    or through the other side: what AP serves on each side of a split"""
+    for t0, cut, t1, a, b in splits:
+        if not (x.end > t0 and x.start < t1) or x.node not in a | b:
             continue
         mine = a if x.node in a else b
-        if not any(o.node in mine and o.start >= t0 for o in last):
+        if not any(o.node in mine and o.start >= cut for o in last):
             return True
     return False
 
@@ -285,7 +289,7 @@ def merge_note(splits, x, last):
     lacked it.  "At": the nemesis sees the cluster formed again up to
     about a second after it formed (it polls every mount), so the last
     second of a split counts as its merge."""
-    for t0, t1, a, b in splits:
+    for t0, _, t1, a, b in splits:
         if x.start >= t1 - MERGE_SLACK_NS and any(t0 <= o.start < t1 and o.node in a | b for o in last):
             return " [at or after the merge of a split: missed a write made during it]"
     return ""
@@ -302,8 +306,11 @@ def check(args):
         a = args[i]
         if a == "--split":
             if i + 4 >= len(args):
-                die("--split START_NS END_NS NODES_A NODES_B")
-            splits.append((int(args[i + 1]), int(args[i + 2]),
+                die("--split START_NS[,CUT_NS] END_NS NODES_A NODES_B")
+            start = [int(v) for v in args[i + 1].split(",")]
+            if len(start) > 2 or start[-1] < start[0]:
+                die("--split START_NS[,CUT_NS]: CUT_NS must not be before START_NS")
+            splits.append((start[0], start[-1], int(args[i + 2]),
                            set(args[i + 3].split(",")), set(args[i + 4].split(","))))
             i += 5
         elif a == "--t0":
@@ -323,7 +330,7 @@ def check(args):
             logs.append(a)
             i += 1
     if not views or not logs:
-        die("usage: check [--split START END A B] --view NODE=FILE ... LOG ...")
+        die("usage: check [--split START[,CUT] END A B] --view NODE=FILE ... LOG ...")
     ops = read_logs(logs)
     T0[0] = t0_arg if t0_arg is not None else min((o.start for o in ops), default=0)
     by_name = {}
@@ -370,11 +377,12 @@ def check(args):
             # each side's last operation on the name during the split is the
             # version that side holds at the heal; the later one wins the
             # conflict (later last-update time), so the other side's, when
-            # it is an acknowledged write, is replaced
-            t0, t1, a, b = split
+            # it is an acknowledged write, is replaced (an operation started
+            # before the cut may have reached either side: neither's)
+            t0, cut, t1, a, b = split
             last = {}
             for side in (0, 1):
-                mine = [o for o in lst if o.possible and o.node in split[2 + side] and t0 <= o.start < t1]
+                mine = [o for o in lst if o.possible and o.node in split[3 + side] and cut <= o.start < t1]
                 last[side] = mine[-1] if mine else None
             for side in (0, 1):
                 w, o = last[side], last[1 - side]

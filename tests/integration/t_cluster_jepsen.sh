@@ -22,6 +22,7 @@
 #                    split: 5 nodes in network namespaces (root): 3+2 split
 #                    with writes on both sides, then healed; the checker
 #                    lists the acknowledged writes the other side replaced.
+#   JEPSEN_NODES     nodes at the start of the full schedule (4; 3 to 6)
 #   JEPSEN_SEED      the seed of the clients and the nemesis (default: from
 #                    the clock; printed, so a run can be repeated)
 #   JEPSEN_DURATION_S  seconds the clients run (ci 45, full 120, split 40)
@@ -52,6 +53,10 @@ CHECK=$top_srcdir/tests/integration/jepsen_check.py
 : "${JEPSEN_RF:=2}"
 if [ "$JEPSEN_SCHEDULE" = ci ]; then : "${JEPSEN_PAUSE_MS:=10}"; else : "${JEPSEN_PAUSE_MS:=20}"; fi
 SEED=$JEPSEN_SEED
+case ${JEPSEN_NODES:-4} in
+3 | 4 | 5 | 6) ;;
+*) echo "FATAL: JEPSEN_NODES is 3 to 6, not '$JEPSEN_NODES'" >&2; exit 99 ;;
+esac
 DURATION=$JEPSEN_DURATION_S
 note "schedule $JEPSEN_SCHEDULE, seed $SEED (JEPSEN_SEED=$SEED JEPSEN_SCHEDULE=$JEPSEN_SCHEDULE" \
 	"JEPSEN_DURATION_S=$DURATION repeats it), $JEPSEN_KEYS names, RF $JEPSEN_RF"
@@ -68,7 +73,7 @@ ci)
 full | split)
 	[ "$(id -u)" -eq 0 ] || { echo "SKIP: $ITEST_NAME $JEPSEN_SCHEDULE needs root (network namespaces)"; exit 77; }
 	command -v nft >/dev/null 2>&1 || { echo "SKIP: $ITEST_NAME $JEPSEN_SCHEDULE needs nft"; exit 77; }
-	NODES=4
+	NODES=${JEPSEN_NODES:-4}
 	[ "$JEPSEN_SCHEDULE" = split ] && NODES=5
 	NETNS=--netns
 	;;
@@ -242,6 +247,7 @@ full)
 			nemesis_note "isolate $PICK"
 			t0=$(now_ns)
 			cluster_isolate "$PICK"
+			cut=$(now_ns)   # (as for the split)
 			others=$(live_nodes | grep -vx "$PICK")
 			# shellcheck disable=SC2086 # a list of node names
 			cluster_wait_agree "$(echo "$others" | wc -l)" $others ||
@@ -252,7 +258,7 @@ full)
 			cluster_heal "$PICK"
 			# a split of one, until the cluster forms again
 			wait_live_cluster "heal $PICK"
-			SPLIT_ARGS+=(--split "$t0" "$(now_ns)" "$PICK" "$(echo "$others" | paste -sd,)")
+			SPLIT_ARGS+=(--split "$t0,$cut" "$(now_ns)" "$PICK" "$(echo "$others" | paste -sd,)")
 			;;
 		4)
 			[ $added -lt 2 ] && [ "$CLUSTER_N" -lt 8 ] || continue
@@ -278,6 +284,12 @@ split)
 	nemesis_note "split n1 n2 n3 | n4 n5"
 	SPLIT_T0=$(now_ns)
 	cluster_split "n1 n2 n3" "n4 n5"
+	# the drops go in one namespace after another (one nft call each: 0.1
+	# to 0.6 s); until the last, an operation through one side may still
+	# reach a master on the other (a write through n3 acknowledged by n5
+	# and n4): the checker gives it to neither side
+	SPLIT_CUT=$(now_ns)
+	nemesis_note "cut in place"
 	cluster_wait_agree 3 n1 n2 n3 || bad "no cluster of n1 n2 n3 in the split"
 	cluster_wait_agree 2 n4 n5 || bad "no cluster of n4 n5 in the split"
 	nemesis_note "two clusters: n1 n2 n3 and n4 n5"
@@ -289,7 +301,7 @@ split)
 	# the split lasts until one cluster forms again
 	wait_live_cluster "heal of the split"
 	# shellcheck disable=SC2054 # the checker's lists of nodes
-	SPLIT_ARGS=(--split "$SPLIT_T0" "$(now_ns)" n1,n2,n3 n4,n5)
+	SPLIT_ARGS=(--split "$SPLIT_T0,$SPLIT_CUT" "$(now_ns)" n1,n2,n3 n4,n5)
 	;;
 esac
 
@@ -352,6 +364,27 @@ for n in $(live_nodes); do
 		bad "reading the final view through $n failed"
 	VIEWS+=(--view "$n=$T/view.$n")
 done
+# every node's partition table, after the views (kept with JEPSEN_OUT): the
+# running nodes agree on every partition's replicas and working master, and
+# none is still receiving or holding a copy it must drop (state D or Z)
+for n in $(live_nodes); do
+	run cat "$(cluster_mnt "$n")/.info/partitions" >"$T/partitions.$n" ||
+		bad "reading .info/partitions through $n failed"
+done
+tables=$(for n in $(live_nodes); do
+	awk '$1 == "ns=test" { print $2, $5, $6 }' "$T/partitions.$n" | md5sum
+done | sort -u | wc -l)
+check_eq "the running nodes have one partition table (replicas and working master of every partition)" "$tables" 1
+if [ "$tables" != 1 ]; then
+	first=$(live_nodes | head -n 1)
+	for n in $(live_nodes | tail -n +2); do
+		diff <(awk '$1 == "ns=test" { print $2, $5, $6 }' "$T/partitions.$first") \
+			<(awk '$1 == "ns=test" { print $2, $5, $6 }' "$T/partitions.$n") |
+			grep '^[<>]' | head -n 6 | sed "s/^/# $first|$n /"
+	done
+fi
+check_eq "no partition in state D or Z on any running node" \
+	"$(cat "$T"/partitions.* | grep -c ' state=[DZ] ')" 0
 python3 "$CHECK" check --all --t0 "$T_START" "${SPLIT_ARGS[@]}" "${VIEWS[@]}" "$T"/c*.log >"$T/check.out" 2>&1
 rc=$?
 echo "---- nemesis"
@@ -361,7 +394,7 @@ python3 "$CHECK" check --t0 "$T_START" "${SPLIT_ARGS[@]}" "${VIEWS[@]}" "$T"/c*.
 if [ -n "${JEPSEN_OUT:-}" ]; then
 	printf '%s\n' --t0 "$T_START" "${SPLIT_ARGS[@]}" >"$T/check.args"
 	mkdir -p "$JEPSEN_OUT" &&
-		cp "$T"/c*.log "$T"/view.* "$T/nemesis.log" "$T/check.out" "$T/check.args" "$JEPSEN_OUT"/ &&
+		cp "$T"/c*.log "$T"/view.* "$T"/partitions.* "$T/nemesis.log" "$T/check.out" "$T/check.args" "$JEPSEN_OUT"/ &&
 		for n in $(cluster_nodes); do cp "$(cluster_log "$n")" "$JEPSEN_OUT/$n.recfsd.log"; done &&
 		note "logs, views and the checker's output copied to $JEPSEN_OUT"
 fi
@@ -382,5 +415,41 @@ if [ "$JEPSEN_SCHEDULE" = ci ]; then
 else
 	check_eq "every name has RF copies and non-replicas hold none (objects summed over the live nodes)" \
 		"$objects" "$((present * JEPSEN_RF))"
+	# node by node: each holds exactly the names whose user.recfs.replicas
+	# name it (RF distinct running nodes each)
+	ids=()
+	for n in $(live_nodes); do ids+=("$n=$(cluster_id "$n")"); done
+	first=$(live_nodes | head -n 1)
+	per=$(run python3 - "$(cluster_mnt "$first")/test/jepsen" "$T/view.$first" "$JEPSEN_RF" "${ids[@]}" <<'PY'
+import os, sys
+d, view, rf = sys.argv[1], sys.argv[2], int(sys.argv[3])
+byid = {v: k for k, v in (a.split("=") for a in sys.argv[4:])}
+count = {k: 0 for k in byid.values()}
+bad = []
+for line in open(view):
+    name, state = line.split()[0], line.split()[1]
+    if name == "ls" or state == "absent":
+        continue
+    try:
+        reps = os.getxattr(os.path.join(d, name), "user.recfs.replicas").decode().strip("\0\n").split(",")
+    except OSError as e:
+        reps = ["error:%d" % e.errno]
+    if len(reps) != rf or len(set(reps)) != rf or not all(r in byid for r in reps):
+        bad.append("%s:%s" % (name, ",".join(reps)))
+        continue
+    for r in reps:
+        count[byid[r]] += 1
+print("bad %d %s" % (len(bad), " ".join(bad[:5])))
+for k in sorted(count):
+    print("%s %d" % (k, count[k]))
+PY
+)
+	note "names per node by user.recfs.replicas: $(echo "$per" | awk '$1 != "bad" { printf "%s=%s ", $1, $2 }')"
+	check_eq "every name's replicas are $JEPSEN_RF distinct running nodes" "$(echo "$per" | awk '$1 == "bad" { print $2 }')" 0
+	for n in $(live_nodes); do
+		o=$(run cat "$(cluster_mnt "$n")/.info/namespace/test" | awk -F= '$1 == "objects" { print $2; exit }')
+		check_eq "$n holds exactly the names that name it as a replica (objects)" "$o" \
+			"$(echo "$per" | awk -v n="$n" '$1 == n { print $2 }')"
+	done
 fi
 finish

@@ -220,6 +220,27 @@ op 1 1 k000 write 1.1 100 110 ok
 op 3 1 k000 write 3.1 150 160 ok
 for n in n1 n2 n3; do view $n "k000 value 1.1"; done
 expect "a split: the earlier write winning the conflict is LOST" 1 "^LOST k000: acknowledged value 3.1 missing"
+# The cut goes in from 50 to 80 ms: a write through n1 in between may have
+# reached a master on n3's side (so n2's ENOENT is allowed and n1's write
+# is not side A's for SUPERSEDED); an operation that started before the
+# split and was answered during it is the split's too.
+new_case
+op 1 1 k000 write 1.1 60 65 ok                  # during the cut: neither side's
+op 2 1 k000 overwrite 2.1 200 210 fail:ENOENT
+op 1 2 k001 write 1.2 10 20 ok                  # before the split
+op 3 1 k001 delete - 45 120 fail:ENOENT         # answered by n3's side
+op 1 3 k002 write 1.3 70 75 ok                  # during the cut
+op 3 2 k002 write 3.2 150 160 ok
+for n in n1 n2 n3; do view $n "k000 value 1.1" "k001 value 1.2" "k002 value 3.2"; done
+CHECK_EXTRA=(--split $((BASE + 50 * 1000000)),$((BASE + 80 * 1000000)) $((BASE + 500 * 1000000)) n1,n2 n3)
+expect "a split's cut: operations before it are no side's, ENOENTs answered during the split excused" 0 \
+	"^STALE 0" "^STALE in the split 2 " "^SUPERSEDED 0 " "RESULT ok"
+CHECK_EXTRA=(--split $((BASE + 50 * 1000000)) $((BASE + 500 * 1000000)) n1,n2 n3)
+expect "the same split with its cut at its start: the write through n1 is side A's" 1 \
+	"^STALE 1" "^STALE k000: overwrite answered ENOENT .* \(via n2\)" "^STALE in the split 1 " \
+	"^SUPERSEDED 1 " "^SUPERSEDED k002: c1#3 write 1.3 via n1 .* by  c3#2 write 3.2 via n3"
+CHECK_EXTRA=(--split $((BASE + 80 * 1000000)),$((BASE + 50 * 1000000)) $((BASE + 500 * 1000000)) n1,n2 n3)
+expect "a cut before the split's start is refused" 2 "CUT_NS must not be before START_NS"
 CHECK_EXTRA=()
 
 # ---- bad input ----------------------------------------------------------------------------

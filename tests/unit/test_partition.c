@@ -320,6 +320,61 @@ test_partition_removing_a_node_moves_only_what_it_mastered(void **state)
 	partition_table_destroy(t);
 }
 
+/* A held table (migration): a departure keeps every working master still
+ * a member, so operations go on during the exchange; a join (the other
+ * side of a healed split, a node back from isolation: it may hold newer
+ * copies) leaves every partition without one until the rebalance names
+ * it, so no node serves its own side's copy meanwhile. */
+static void
+test_partition_held_table_keeps_working_masters_only_without_joins(void **state)
+{
+	const uint64_t four[4] = { A, B, C, D }, three[3] = { A, B, C }, five[5] = { A, B, C, D, 7 };
+	struct partition_table *t;
+	uint64_t before[PARTITION_COUNT];
+	unsigned kept = 0;
+
+	(void)state;
+	t = table(2, B, four, 4, 1);     /* unheld: working master = final master */
+	partition_table_hold(t, true);
+	for (uint32_t pid = 0; pid < PARTITION_COUNT; pid++) {
+		struct partition_rsv r;
+
+		entry(t, pid, &r);
+		before[pid] = r.master;
+	}
+	assert_int_equal(partition_table_rebuild(t, B, three, 3, 2), 0);   /* D left */
+	for (uint32_t pid = 0; pid < PARTITION_COUNT; pid++) {
+		struct partition_rsv r;
+
+		entry(t, pid, &r);
+		if (before[pid] == D) {
+			assert_true(r.master == 0);
+		} else {
+			assert_true(r.master == before[pid]);
+			kept++;
+		}
+	}
+	assert_true(kept > PARTITION_COUNT / 2);
+	assert_int_equal(partition_table_rebuild(t, B, four, 4, 3), 0);    /* D back */
+	for (uint32_t pid = 0; pid < PARTITION_COUNT; pid++) {
+		struct partition_rsv r;
+
+		entry(t, pid, &r);
+		assert_true(r.master == 0);
+	}
+	/* named by the rebalance, then a new node joins: none again */
+	for (uint32_t pid = 0; pid < PARTITION_COUNT; pid++)
+		(void)partition_set_working(t, pid, 3, before[pid], PARTITION_STATE_SYNC);
+	assert_int_equal(partition_table_rebuild(t, B, five, 5, 4), 0);
+	for (uint32_t pid = 0; pid < PARTITION_COUNT; pid++) {
+		struct partition_rsv r;
+
+		entry(t, pid, &r);
+		assert_true(r.master == 0);
+	}
+	partition_table_destroy(t);
+}
+
 static void
 test_partition_rf_is_capped_and_replicas_distinct(void **state)
 {
@@ -588,6 +643,7 @@ main(void)
 		cmocka_unit_test(test_partition_three_nodes_rf2_are_balanced),
 		cmocka_unit_test(test_partition_adding_a_node_moves_only_its_share),
 		cmocka_unit_test(test_partition_removing_a_node_moves_only_what_it_mastered),
+		cmocka_unit_test(test_partition_held_table_keeps_working_masters_only_without_joins),
 		cmocka_unit_test(test_partition_rf_is_capped_and_replicas_distinct),
 		cmocka_unit_test(test_partition_bad_successions_change_nothing),
 		cmocka_unit_test(test_partition_reservations_are_counted),

@@ -29,7 +29,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "../base/atomic.h"
 #include "../base/clock.h"
@@ -1445,6 +1448,10 @@ emigrate_main(void *arg)
 
 	free(a);
 	pthread_setname_np(pthread_self(), "migrate-tx");
+	/* Background work: when the CPU is short, clients' threads go first
+	 * (as the receivers' bulk rpc workers; this thread only). */
+	if (setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), RPC_BULK_NICE) != 0)
+		log_debug("migrate", "emigration thread: setpriority: %s", recfs_strerror(-errno));
 	pthread_mutex_lock(&m->lock);
 	while (!m->stop) {
 		uint64_t now = clock_mono_ns(), next = UINT64_MAX;
@@ -1915,7 +1922,7 @@ txn_migrate_create(struct rpc *rpc, uint64_t self, const struct recfs_config *cf
 	mono_cond_init(&m->job_cv);
 	mono_cond_init(&m->got_cv);
 	pthread_rwlock_init(&m->drop_lock, NULL);
-	rc = rpc_handler_set(rpc, RPC_OP_MIGRATE, 0, migrate_handler, m);
+	rc = rpc_handler_set(rpc, RPC_OP_MIGRATE, RPC_HANDLER_BULK, migrate_handler, m);
 	if (rc == 0)
 		rc = rpc_handler_inline_set(rpc, RPC_OP_MIGRATE, migrate_try);
 	if (rc != 0) {

@@ -138,6 +138,10 @@ struct txn_migrate {
 	struct mig_job *jobs;
 	size_t n_jobs, cap_jobs;
 	uint64_t job_runs;
+	/* Receivers that refused a section (busy: migrate-max-num-incoming,
+	 * no space): no job to them starts before until (backoff doubling
+	 * from MIG_RETRY_MS to MIG_RETRY_MAX_MS, reset by one that went). */
+	struct { uint64_t node, until; uint32_t backoff_ms; } busy[PARTITION_NODES_MAX];
 	unsigned incoming;
 
 	struct mig_work *work;
@@ -596,6 +600,7 @@ abort_all(struct txn_migrate *m)
 	m->n_jobs = 0;
 	m->n_work = 0;
 	m->incoming = 0;
+	memset(m->busy, 0, sizeof(m->busy));
 	m->rebalanced = false;
 	m->refused_logged = 0;
 }
@@ -1083,6 +1088,41 @@ struct tx_stream {
 	int part_rc;               /* a section of j's run came back failed */
 };
 
+/* Lock held: when jobs to node may start (0: now). */
+static uint64_t
+dest_until_locked(const struct txn_migrate *m, uint64_t node)
+{
+	for (unsigned i = 0; i < PARTITION_NODES_MAX; i++)
+		if (m->busy[i].node == node)
+			return m->busy[i].until;
+	return 0;
+}
+
+/* Lock held: node refused (busy) or took a section (ok). */
+static void
+dest_busy_locked(struct txn_migrate *m, uint64_t node, bool busy)
+{
+	unsigned i, free_i = PARTITION_NODES_MAX;
+
+	for (i = 0; i < PARTITION_NODES_MAX && m->busy[i].node != node; i++)
+		if (free_i == PARTITION_NODES_MAX && m->busy[i].node == 0)
+			free_i = i;
+	if (i == PARTITION_NODES_MAX) {
+		if (!busy || free_i == PARTITION_NODES_MAX)
+			return;
+		i = free_i;
+		m->busy[i].node = node;
+		m->busy[i].backoff_ms = 0;
+	}
+	if (!busy) {
+		m->busy[i].node = 0;
+		return;
+	}
+	m->busy[i].backoff_ms = m->busy[i].backoff_ms == 0 ? MIG_RETRY_MS :
+	    m->busy[i].backoff_ms * 2 > MIG_RETRY_MAX_MS ? MIG_RETRY_MAX_MS : m->busy[i].backoff_ms * 2;
+	m->busy[i].until = mono_in_ms(m->busy[i].backoff_ms);
+}
+
 /* Lock held: the queue index of j's run, or m->n_jobs. */
 static size_t
 job_find_locked(const struct txn_migrate *m, const struct mig_job *j)
@@ -1119,11 +1159,16 @@ job_end_locked(struct txn_migrate *m, const struct mig_job *j, int rc)
 	if (x->tx_active > 0)
 		x->tx_active--;
 	if (rc != 0 && rc != -EPROTO && rc != -ESTALE && m->key == j->key && !m->stop) {
+		/* the receiver refused it: none to it for a while (no storage
+		 * read for a receiver that is paused or full) */
 		m->jobs[k].active = false;
 		m->jobs[k].not_before = mono_in_ms(MIG_RETRY_MS);
+		dest_busy_locked(m, j->dest, true);
 		pthread_cond_broadcast(&m->job_cv);
 		return;
 	}
+	if (rc == 0)
+		dest_busy_locked(m, j->dest, false);
 	if (rc == -EPROTO && m->refused_logged++ < 8)
 		log_warn("migrate", "{%s} partition %u: node %016" PRIx64 " does not expect it; "
 		    "not sent%s", x->ns->name, j->pid, j->dest,
@@ -1140,7 +1185,8 @@ job_next_locked(struct txn_migrate *m, const struct tx_stream *s, struct mig_job
 {
 	uint64_t now = clock_mono_ns();
 
-	if (m->stop || m->key != s->j.key || s->idx >= atomic_load_relaxed(&m->cfg->migrate_threads))
+	if (m->stop || m->key != s->j.key || s->idx >= atomic_load_relaxed(&m->cfg->migrate_threads) ||
+	    dest_until_locked(m, s->j.dest) > now)
 		return false;
 	for (size_t k = 0; k < m->n_jobs; k++)
 		if (!m->jobs[k].active && m->jobs[k].not_before <= now && m->jobs[k].ns == s->j.ns &&
@@ -1459,10 +1505,16 @@ emigrate_main(void *arg)
 		bool paused = idx >= atomic_load_relaxed(&m->cfg->migrate_threads);
 
 		for (k = 0; !paused && k < m->n_jobs; k++) {
-			if (!m->jobs[k].active && m->jobs[k].not_before <= now)
+			uint64_t at;
+
+			if (m->jobs[k].active)
+				continue;
+			at = dest_until_locked(m, m->jobs[k].dest);
+			at = at > m->jobs[k].not_before ? at : m->jobs[k].not_before;
+			if (at <= now)
 				break;
-			if (!m->jobs[k].active && m->jobs[k].not_before < next)
-				next = m->jobs[k].not_before;
+			if (at < next)
+				next = at;
 		}
 		if (paused || k == m->n_jobs) {
 			/* Paused with work waiting: look at migrate-threads again
@@ -1715,11 +1767,10 @@ apply_records(struct txn_migrate *m, uint64_t from, const struct migrate_msg *ms
 }
 
 /*
- * One section of a PARTS: its result.  FIRST starts the partition: a
- * section that is also LAST (the whole partition in one call) takes no
- * place among the incoming partitions - it holds nothing past this call
- * and the rpc workers bound how many run - one without LAST takes a
- * place, or -EAGAIN.  A section without FIRST needs the partition
+ * One section of a PARTS: its result.  FIRST starts the partition: it
+ * takes a place among the incoming partitions (migrate-max-num-incoming),
+ * or -EAGAIN; a section that is also LAST (the whole partition in one
+ * call) gives it back at the end of this call.  A section without FIRST needs the partition
  * started; LAST ends it as DONE does (*complete: its version is then to
  * be stored before the answer).  A LAST again after the partition ended
  * (the sender did not get the answer) is 0, not applied again.
@@ -1742,15 +1793,15 @@ on_part(struct txn_migrate *m, uint64_t from, const struct migrate_msg *sec, int
 	if (rc == 0 && !(x->rx_started[sec->pid] & bit)) {
 		if (!first) {
 			rc = -EPROTO;
-		} else if (last) {
-			whole = true;
-			x->rx_active++;
 		} else if (m->incoming >= atomic_load_relaxed(&m->cfg->migrate_max_num_incoming)) {
 			rc = -EAGAIN;
 		} else {
 			m->incoming++;
 			x->rx_active++;
-			x->rx_started[sec->pid] |= bit;
+			if (last)
+				whole = true;
+			else
+				x->rx_started[sec->pid] |= bit;
 		}
 	}
 	pthread_mutex_unlock(&m->lock);
@@ -1758,8 +1809,12 @@ on_part(struct txn_migrate *m, uint64_t from, const struct migrate_msg *sec, int
 		return rc;
 	rc = apply_records(m, from, sec, nsi);
 	pthread_mutex_lock(&m->lock);
-	if (whole && m->key == sec->cluster_key && x->rx_active > 0)
-		x->rx_active--;
+	if (whole && m->key == sec->cluster_key) {
+		if (m->incoming > 0)
+			m->incoming--;
+		if (x->rx_active > 0)
+			x->rx_active--;
+	}
 	/* the change may have ended meanwhile: then nothing to end here */
 	if (rc == 0 && last && expected(m, from, sec, nsi, &bit) == 0)
 		*complete |= done_locked(m, nsi, sec->pid, bit);

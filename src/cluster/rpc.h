@@ -129,6 +129,7 @@ enum rpc_op {
 	RPC_OP_SETS = 16,   /* txn/sets_cluster.c: set changes, checks, set tables (txn/set_msg.h) */
 	RPC_OP_LIST = 17,   /* txn/sets_cluster.c: a page of a set's listing (txn/set_msg.h) */
 	RPC_OP_MIGRATE = 18, /* txn/migrate.c: versions exchange and migration (txn/migrate_msg.h) */
+	RPC_OP_MIGRATE_DATA = 19, /* txn/migrate.c: migration's PARTS messages, bulk work (the same bodies) */
 	RPC_OP_TEST = 48    /* 48..63: unit tests and recfs-bench */
 };
 

@@ -1022,7 +1022,7 @@ tx_call(struct txn_migrate *m, const struct mig_job *j, const uint8_t *body, siz
 
 		if (!job_current(m, j))
 			return -ESTALE;
-		rc = rpc_call(m->rpc, j->dest, RPC_OP_MIGRATE, body, len, 0, out);
+		rc = rpc_call(m->rpc, j->dest, RPC_OP_MIGRATE_DATA, body, len, 0, out);
 		if (rc == 0)
 			rc = out->err;
 		if (rc == 0 || rc == -EPROTO || rc == -ESTALE)
@@ -1258,7 +1258,7 @@ tx_flush(struct tx_stream *s)
 	migrate_msg_parts_count(t->buf, t->count_off, t->n_sec);
 	memset(&t->ans, 0, sizeof(t->ans));
 	rpc_group_init(s->m->rpc, &t->g, 0);
-	(void)rpc_group_send(&t->g, s->j.dest, RPC_OP_MIGRATE, t->buf, t->len, &t->ans);
+	(void)rpc_group_send(&t->g, s->j.dest, RPC_OP_MIGRATE_DATA, t->buf, t->len, &t->ans);
 	t->inflight = true;
 	s->cur = (s->cur + 1) % MIG_WINDOW;
 	tx_msg_wait(s, &s->msg[s->cur]);
@@ -1977,7 +1977,11 @@ txn_migrate_create(struct rpc *rpc, uint64_t self, const struct recfs_config *cf
 	mono_cond_init(&m->job_cv);
 	mono_cond_init(&m->got_cv);
 	pthread_rwlock_init(&m->drop_lock, NULL);
-	rc = rpc_handler_set(rpc, RPC_OP_MIGRATE, RPC_HANDLER_BULK, migrate_handler, m);
+	/* control (exchange, hand-over) at once; PARTS, the records, as bulk
+	 * work apart from the clients' requests (rpc.h) */
+	rc = rpc_handler_set(rpc, RPC_OP_MIGRATE, 0, migrate_handler, m);
+	if (rc == 0)
+		rc = rpc_handler_set(rpc, RPC_OP_MIGRATE_DATA, RPC_HANDLER_BULK, migrate_handler, m);
 	if (rc == 0)
 		rc = rpc_handler_inline_set(rpc, RPC_OP_MIGRATE, migrate_try);
 	if (rc != 0) {

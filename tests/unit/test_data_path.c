@@ -549,7 +549,7 @@ migrate_call_part(uint64_t key, uint32_t pid, uint8_t flags)
 		migrate_msg_insert_count(body, n_off, 1);
 	}
 	migrate_msg_parts_count(body, count_off, 1);
-	rc = rpc_call(txn_network_rpc(A.net), B.id, RPC_OP_MIGRATE, body, (size_t)off, 0, &ans);
+	rc = rpc_call(txn_network_rpc(A.net), B.id, RPC_OP_MIGRATE_DATA, body, (size_t)off, 0, &ans);
 	if (rc == 0)
 		rc = ans.err;
 	if (rc == 0)

@@ -1103,17 +1103,18 @@ rpc_start(struct rpc *rpc)
 
 	while (rpc->n_started < rpc->n_workers + rpc->n_bulk) {
 		struct worker_arg *wa = malloc(sizeof(*wa));
+		bool bulk = rpc->n_started >= rpc->n_workers;
 
 		if (wa == NULL)
 			return -ENOMEM;
 		wa->rpc = rpc;
-		wa->bulk = rpc->n_started >= rpc->n_workers;
+		wa->bulk = bulk;   /* wa is the thread's (it frees it) */
 		rc = pthread_create(&rpc->workers[rpc->n_started], NULL, worker_main, wa);
 		if (rc != 0) {
 			free(wa);
 			return -rc;
 		}
-		pthread_setname_np(rpc->workers[rpc->n_started], wa->bulk ? "rpc-bulk" : "rpc");
+		pthread_setname_np(rpc->workers[rpc->n_started], bulk ? "rpc-bulk" : "rpc");
 		rpc->n_started++;
 	}
 	return 0;

@@ -122,6 +122,8 @@ test_migrate_msg_refuses_malformed(void **state)
 	memcpy(copy, buf, len);
 	copy[1] = 9;
 	assert_int_equal(migrate_msg_decode(copy, len, &m), -EBADMSG);
+	copy[1] = 6;           /* not a kind of this build */
+	assert_int_equal(migrate_msg_decode(copy, len, &m), -EBADMSG);
 	memcpy(copy, buf, len);
 	copy[10] = 0;
 	assert_int_equal(migrate_msg_decode(copy, len, &m), -EBADMSG);
@@ -227,6 +229,7 @@ test_migrate_msg_parts(void **state)
 	copy[len] = 0;
 	assert_int_equal(migrate_msg_decode(copy, len + 1, &m), -EBADMSG);
 	/* section counts: one fewer (bytes left over), one more, 0, past the most */
+	assert_int_equal(buf[1], 7);   /* PARTS: wire number */
 	const size_t cnt = 11 + 4, s1 = cnt + 2, s2 = s1 + 9 + 7 + 5, s3 = s2 + 9 + 5;
 	const uint16_t counts[] = { 2, 4, 0, MIGRATE_MSG_PARTS_MAX + 1 };
 

@@ -12,14 +12,17 @@
  *     it also runs the hand-overs (a final master that has received
  *     everything takes over from the acting master) and the drops of
  *     copies this node no longer needs;
- *   - up to migrate-threads emigration threads: each takes a queued
- *     (namespace, partition, receiver), sends START, walks the partition
- *     (index_partition_walk: records and tombstones) sending INSERT batches
- *     of flat records, up to MIG_WINDOW of them in flight, then DONE;
- *     every step is an rpc call (deadline, retransmission, at most once)
- *     and checks the cluster key first;
- *   - the rpc workers run the handlers (receiver side); a START is answered
- *     on the fabric thread when it can be (migrate_try).
+ *   - up to migrate-threads emigration threads (nice +10): each takes a
+ *     queued (namespace, partition, receiver) and then more jobs of the
+ *     same namespace, receiver and change, walks each partition
+ *     (index_partition_walk: records and tombstones) into PARTS messages
+ *     of flat records - a small partition whole in one section with START
+ *     and DONE folded in, several per message - up to MIG_WINDOW messages
+ *     in flight; every message is an rpc call (deadline, retransmission,
+ *     at most once) and checks the cluster key first;
+ *   - the rpc workers run the handlers (receiver side), PARTS on the bulk
+ *     workers (RPC_OP_MIGRATE_DATA); a START is answered on the fabric
+ *     thread when it can be (migrate_try).
  * One lock (m->lock) guards the state below; no rpc call, storage I/O or
  * wait for another node happens under it.
  */

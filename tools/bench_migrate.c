@@ -46,6 +46,7 @@
 #include <sys/stat.h>
 #include <sys/statfs.h>
 #include <sys/wait.h>
+#include <dirent.h>
 #include <linux/magic.h>
 #include <time.h>
 #include <unistd.h>
@@ -420,9 +421,67 @@ mg_measure_peers(struct bench_ctx *ctx, struct bench_migrate_state *st, struct m
 struct mg_join {
 	uint64_t t_spawn, t0, t_end;       /* ns; t0 = first cluster_size 4 seen */
 	uint64_t rec0, bytes0, rec1, bytes1;
+	/* each node's CPU time (ns, user + system, all threads) and context
+	 * switches (voluntary + not, summed over its threads) when D starts
+	 * (D: 0) and at the end */
+	uint64_t cpu0[MG_NODES], cpu1[MG_NODES], csw0[MG_NODES], csw1[MG_NODES];
 	uint64_t d_rx_initial;
 	bool skipped;                      /* no migration moved anything */
 };
+
+/* Process pid's CPU time in ns (utime + stime of /proc/PID/stat: every
+ * thread, live or ended) and its threads' context switches (the
+ * *_ctxt_switches of each /proc/PID/task/TID/status: threads alive now; the
+ * daemon's threads live as long as it).  0 or -errno. */
+static int
+mg_proc_usage(pid_t pid, uint64_t *cpu_ns, uint64_t *csw)
+{
+	char path[64], buf[1024];
+	unsigned long long ut = 0, st = 0;
+	long hz = sysconf(_SC_CLK_TCK);
+	DIR *dir;
+	struct dirent *de;
+	FILE *f;
+	char *p;
+
+	*cpu_ns = *csw = 0;
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	f = fopen(path, "r");
+	if (f == NULL)
+		return -errno;
+	p = fgets(buf, sizeof(buf), f);
+	fclose(f);
+	/* after the ")" closing the name: state, then fields 4.. ; utime is 14, stime 15 */
+	p = p != NULL ? strrchr(buf, ')') : NULL;
+	if (p == NULL || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut,
+	    &st) != 2 || hz <= 0)
+		return -EPROTO;
+	*cpu_ns = (uint64_t)(ut + st) * (1000000000ull / (uint64_t)hz);
+	snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
+	dir = opendir(path);
+	if (dir == NULL)
+		return -errno;
+	while ((de = readdir(dir)) != NULL) {
+		char tp[96];
+
+		if (de->d_name[0] == '.')
+			continue;
+		snprintf(tp, sizeof(tp), "/proc/%d/task/%.16s/status", (int)pid, de->d_name);
+		f = fopen(tp, "r");
+		if (f == NULL)
+			continue;
+		while (fgets(buf, sizeof(buf), f) != NULL) {
+			unsigned long long v;
+
+			if (sscanf(buf, "voluntary_ctxt_switches: %llu", &v) == 1 ||
+			    sscanf(buf, "nonvoluntary_ctxt_switches: %llu", &v) == 1)
+				*csw += v;
+		}
+		fclose(f);
+	}
+	closedir(dir);
+	return 0;
+}
 
 /* D starts; the move from cluster_size 4 until all four agree and have no
  * partition left.  window is switched for the writers. */
@@ -441,6 +500,8 @@ mg_join(struct bench_ctx *ctx, struct bench_migrate_state *st, struct mg_join *j
 	if (rc != 0)
 		return bench_fail(err, rc, "migrate_records_received / fabric_received_bytes: %s",
 		    strerror(-rc));
+	for (unsigned i = 0; i < MG_SOURCES; i++)
+		(void)mg_proc_usage(st->node[i].pid, &j->cpu0[i], &j->csw0[i]);
 	j->t_spawn = bench_now_ns();
 	d->pid = bench_spawn(argv, d->out);
 	if (d->pid < 0) {
@@ -498,6 +559,8 @@ mg_join(struct bench_ctx *ctx, struct bench_migrate_state *st, struct mg_join *j
 			    &j->d_rx_initial);
 			if (done && left == 0 && (rx > 0 || j->d_rx_initial > 0)) {
 				j->t_end = now;
+				for (unsigned i = 0; i < MG_NODES; i++)
+					(void)mg_proc_usage(st->node[i].pid, &j->cpu1[i], &j->csw1[i]);
 				atomic_store_relaxed(window, MG_W_AFTER);
 				break;
 			}
@@ -532,9 +595,10 @@ mg_join(struct bench_ctx *ctx, struct bench_migrate_state *st, struct mg_join *j
 static void
 mg_skip_rows(struct bench_ctx *ctx, const char *why)
 {
-	static const char *const ids[] = { "records", "bytes", "ratio", "write_ratio" };
+	static const char *const ids[] = { "records", "bytes", "cpu_per_mb", "ratio", "write_ratio" };
 	static const char *const labels[] = { "records moved/s, 4th node joins",
-	    "bytes moved/s (fabric, all nodes)", "moved / min(fio, TCP)", "writes during / before" };
+	    "bytes moved/s (fabric, all nodes)", "CPU ms per MB moved, 4 nodes", "moved / min(fio, TCP)",
+	    "writes during / before" };
 
 	for (size_t i = 0; i < sizeof(ids) / sizeof(ids[0]); i++) {
 		struct bench_row *row = bench_row_add(ctx, ids[i], labels[i]);
@@ -748,6 +812,26 @@ bench_cluster_migrate(struct bench_ctx *ctx, const struct bench_def *def)
 		row->seconds = secs;
 		snprintf(row->note, sizeof(row->note), "%.1f MB fabric_received_bytes on 4 nodes (also "
 		    "the writers' replica writes and heartbeats)", (double)(join.bytes1 - join.bytes0) / 1e6);
+	}
+	/* The work per MB moved: robust to the machine's other load. */
+	{
+		double cpu = 0, csw = 0, mb = (double)(join.bytes1 - join.bytes0) / 1e6;
+		char per[4][24];
+
+		for (unsigned i = 0; i < MG_NODES; i++) {
+			cpu += (double)(join.cpu1[i] - join.cpu0[i]) / 1e9;
+			csw += (double)(join.csw1[i] - join.csw0[i]);
+			snprintf(per[i], sizeof(per[i]), "%.2f", (double)(join.cpu1[i] - join.cpu0[i]) / 1e9);
+		}
+		row = bench_row_add(ctx, "cpu_per_mb", "CPU ms per MB moved, 4 nodes");
+		if (row != NULL && mb > 0) {
+			row->unit = "ms/MB";
+			row->value = cpu * 1e3 / mb;
+			row->seconds = secs;
+			snprintf(row->note, sizeof(row->note), "%.2f CPU-s (A %s B %s C %s D %s, from D's "
+			    "start; A also serves the writers), %.0f context switches per MB", cpu, per[0],
+			    per[1], per[2], per[3], csw / mb);
+		}
 	}
 	if (st->fio[0]) {
 		row = mg_rate_row(ctx, "fio", "fio randread 128 KiB x3, A's file", fio_bps);

@@ -30,11 +30,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "../base/atomic.h"
 #include "../base/clock.h"
+#include "../base/error.h"
 #include "../base/log.h"
 #include "rpc.h"
 
@@ -97,7 +100,7 @@ struct rpc {
 	uint64_t node_id;
 	uint64_t incarnation;
 	const uint32_t *transaction_max_ms;
-	unsigned n_workers, calls_max, queue_max, cache_max;
+	unsigned n_workers, n_bulk, calls_max, queue_max, cache_max;
 	size_t queue_bytes_max, cache_bytes_max;
 	struct rpc_op_entry ops[RPC_OPS_MAX];  /* set before start, read-only after */
 
@@ -123,11 +126,13 @@ struct rpc {
 	uint64_t hash_salt;             /* random, drawn at create */
 	unsigned n_entries;
 	struct rpc_entry *queue_head, *queue_tail;
-	unsigned queue_len, in_progress;
-	size_t queue_bytes;
+	struct rpc_entry *bulk_head, *bulk_tail;  /* RPC_HANDLER_BULK ops: the bulk workers' */
+	unsigned queue_len, in_progress;          /* queue_len, queue_bytes: both queues */
+	size_t queue_bytes, bulk_bytes;
 	struct rpc_entry *answered_head, *answered_tail;
 	size_t cache_bytes;
 	pthread_cond_t work_cv;         /* queued work, stop, or the next expiry */
+	pthread_cond_t bulk_cv;         /* queued bulk work, stop */
 	bool expiry_waiter;             /* an idle worker waits for the next expiry */
 
 	pthread_t *workers;
@@ -744,11 +749,14 @@ run_inline(struct rpc *rpc, struct rpc_entry *e, uint64_t from, const struct rpc
 	return true;
 }
 
-/* No room in the worker queue for a request of len bytes (an empty queue
- * takes any one). */
+/* No room in the worker queues for a request of len bytes of op (an
+ * empty queue takes any one; bulk requests hold at most half the bytes). */
 static bool
-queue_full_locked(const struct rpc *rpc, size_t len)
+queue_full_locked(const struct rpc *rpc, uint32_t op, size_t len)
 {
+	if (rpc->ops[op].flags & RPC_HANDLER_BULK)
+		return rpc->queue_len >= rpc->queue_max ||
+		    (rpc->bulk_head != NULL && rpc->bulk_bytes + len > rpc->queue_bytes_max / 2);
 	return rpc->queue_len >= rpc->queue_max ||
 	    (rpc->queue_len > 0 && rpc->queue_bytes + len > rpc->queue_bytes_max);
 }
@@ -796,7 +804,7 @@ on_request(struct rpc *rpc, uint64_t from, const struct rpc_msg *r)
 	if (rpc->ops[r->op].fn == NULL) {
 		status = EOPNOTSUPP;
 	} else if (rpc->n_entries >= rpc->cache_max ||
-	    (rpc->ops[r->op].try_fn == NULL && queue_full_locked(rpc, r->body_len))) {
+	    (rpc->ops[r->op].try_fn == NULL && queue_full_locked(rpc, r->op, r->body_len))) {
 		rpc->stats.requests_busy++;
 		status = EAGAIN;
 	} else {
@@ -835,9 +843,9 @@ on_request(struct rpc *rpc, uint64_t from, const struct rpc_msg *r)
 	}
 	/* for a worker: the body copied, within the queue's bounds (an op
 	 * with an inline handler was not refused for a full queue above) */
-	if (!queue_full_locked(rpc, r->body_len) && r->body_len > 0)
+	if (!queue_full_locked(rpc, r->op, r->body_len) && r->body_len > 0)
 		e->req = malloc(r->body_len);
-	if (queue_full_locked(rpc, r->body_len) || (r->body_len > 0 && e->req == NULL)) {
+	if (queue_full_locked(rpc, r->op, r->body_len) || (r->body_len > 0 && e->req == NULL)) {
 		rpc->in_progress--;
 		entry_remove_locked(rpc, e);
 		rpc->stats.requests_busy++;
@@ -849,14 +857,24 @@ on_request(struct rpc *rpc, uint64_t from, const struct rpc_msg *r)
 		memcpy(e->req, r->body, r->body_len);
 	e->req_len = r->body_len;
 	e->state = ENTRY_QUEUED;
-	if (rpc->queue_tail != NULL)
-		rpc->queue_tail->next = e;
-	else
-		rpc->queue_head = e;
-	rpc->queue_tail = e;
+	if (rpc->ops[r->op].flags & RPC_HANDLER_BULK) {
+		if (rpc->bulk_tail != NULL)
+			rpc->bulk_tail->next = e;
+		else
+			rpc->bulk_head = e;
+		rpc->bulk_tail = e;
+		rpc->bulk_bytes += e->req_len;
+		pthread_cond_signal(&rpc->bulk_cv);
+	} else {
+		if (rpc->queue_tail != NULL)
+			rpc->queue_tail->next = e;
+		else
+			rpc->queue_head = e;
+		rpc->queue_tail = e;
+		pthread_cond_signal(&rpc->work_cv);
+	}
 	rpc->queue_len++;
 	rpc->queue_bytes += e->req_len;
-	pthread_cond_signal(&rpc->work_cv);
 	pthread_mutex_unlock(&rpc->lock);
 }
 
@@ -879,13 +897,28 @@ on_message(void *arg, uint64_t from, const struct fabric_msg *m)
 		on_answer(rpc, from, &r);
 }
 
-/* One worker: runs queued requests and expires the old answers. */
+struct worker_arg {
+	struct rpc *rpc;
+	bool bulk;
+};
+
+/* One worker: runs queued requests and expires the old answers; a bulk
+ * worker runs the bulk queue's, at a lower priority. */
 static void *
 worker_main(void *arg)
 {
-	struct rpc *rpc = arg;
+	struct worker_arg *wa = arg;
+	struct rpc *rpc = wa->rpc;
+	bool bulk = wa->bulk;
+	struct rpc_entry **head = bulk ? &rpc->bulk_head : &rpc->queue_head;
+	struct rpc_entry **tail = bulk ? &rpc->bulk_tail : &rpc->queue_tail;
+	pthread_cond_t *cv = bulk ? &rpc->bulk_cv : &rpc->work_cv;
 	uint8_t *reply_buf = malloc(RPC_BODY_MAX), *send_buf = malloc(RPC_BODY_MAX + RPC_MSG_OVERHEAD);
 
+	free(wa);
+	/* this thread only; failure (a sandbox) leaves it at the process's */
+	if (bulk && setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), RPC_BULK_NICE) != 0)
+		log_debug("rpc", "bulk worker: setpriority: %s", recfs_strerror(-errno));
 	if (reply_buf == NULL || send_buf == NULL) {
 		log_error("rpc", "worker: out of memory; it stops");
 		free(reply_buf);
@@ -903,12 +936,14 @@ worker_main(void *arg)
 		int rc;
 
 		expire_locked(rpc, now);
-		e = rpc->queue_head;
+		e = *head;
 		if (e == NULL) {
 			/* asleep; one worker wakes when the oldest kept answer
 			 * expires (batched by RPC_EXPIRY_SLACK_MS), so an idle node
 			 * forgets them without traffic and without a wake per answer */
-			if (rpc->answered_head != NULL && !rpc->expiry_waiter) {
+			if (bulk) {
+				pthread_cond_wait(cv, &rpc->lock);
+			} else if (rpc->answered_head != NULL && !rpc->expiry_waiter) {
 				rpc->expiry_waiter = true;
 				cond_wait_until(&rpc->work_cv, &rpc->lock, rpc->answered_head->answered_ns +
 				    window_ns(rpc) + (uint64_t)RPC_EXPIRY_SLACK_MS * 1000000u);
@@ -918,12 +953,14 @@ worker_main(void *arg)
 			}
 			continue;
 		}
-		rpc->queue_head = e->next;
-		if (rpc->queue_head == NULL)
-			rpc->queue_tail = NULL;
+		*head = e->next;
+		if (*head == NULL)
+			*tail = NULL;
 		e->next = NULL;
 		rpc->queue_len--;
 		rpc->queue_bytes -= e->req_len;
+		if (bulk)
+			rpc->bulk_bytes -= e->req_len;
 		if (now > e->deadline_ns) {
 			/* the caller has given up: never run, so a later copy may run */
 			rpc->stats.requests_expired++;
@@ -983,6 +1020,7 @@ rpc_create(const struct rpc_config *cfg, struct rpc **out)
 	rpc->node_id = cfg->node_id;
 	rpc->transaction_max_ms = cfg->transaction_max_ms;
 	rpc->n_workers = cfg->workers != 0 ? cfg->workers : RPC_WORKERS_DEFAULT;
+	rpc->n_bulk = cfg->bulk_workers != 0 ? cfg->bulk_workers : RPC_BULK_WORKERS_DEFAULT;
 	rpc->calls_max = cfg->calls_max != 0 ? cfg->calls_max : RPC_CALLS_MAX_DEFAULT;
 	rpc->queue_max = cfg->queue_max != 0 ? cfg->queue_max : RPC_QUEUE_MAX_DEFAULT;
 	rpc->queue_bytes_max = cfg->queue_bytes_max != 0 ? cfg->queue_bytes_max : RPC_QUEUE_BYTES_DEFAULT;
@@ -998,7 +1036,7 @@ rpc_create(const struct rpc_config *cfg, struct rpc **out)
 	rpc->hash_mask = buckets - 1;
 	rpc->hash = calloc(buckets, sizeof(*rpc->hash));
 	rpc->slots = calloc(rpc->calls_max, sizeof(*rpc->slots));
-	rpc->workers = calloc(rpc->n_workers, sizeof(*rpc->workers));
+	rpc->workers = calloc(rpc->n_workers + rpc->n_bulk, sizeof(*rpc->workers));
 	/* address space: only what the largest inline answer touched is resident */
 	rpc->inline_reply = malloc(RPC_BODY_MAX);
 	rpc->inline_send = malloc(RPC_BODY_MAX + RPC_MSG_OVERHEAD);
@@ -1013,6 +1051,7 @@ rpc_create(const struct rpc_config *cfg, struct rpc **out)
 	pthread_mutex_init(&rpc->lock, NULL);
 	cond_init_monotonic(&rpc->slot_cv);
 	cond_init_monotonic(&rpc->work_cv);
+	cond_init_monotonic(&rpc->bulk_cv);
 	rpc->ops[RPC_OP_PING] = (struct rpc_op_entry){ ping_handler, NULL, RPC_HANDLER_IDEMPOTENT,
 		ping_handler };
 	rc = fabric_handler_set(rpc->fabric, FABRIC_MSG_RPC, on_message, rpc);
@@ -1020,6 +1059,7 @@ rpc_create(const struct rpc_config *cfg, struct rpc **out)
 		pthread_mutex_destroy(&rpc->lock);
 		pthread_cond_destroy(&rpc->slot_cv);
 		pthread_cond_destroy(&rpc->work_cv);
+		pthread_cond_destroy(&rpc->bulk_cv);
 		goto fail;
 	}
 	*out = rpc;
@@ -1061,11 +1101,20 @@ rpc_start(struct rpc *rpc)
 {
 	int rc;
 
-	while (rpc->n_started < rpc->n_workers) {
-		rc = pthread_create(&rpc->workers[rpc->n_started], NULL, worker_main, rpc);
-		if (rc != 0)
+	while (rpc->n_started < rpc->n_workers + rpc->n_bulk) {
+		struct worker_arg *wa = malloc(sizeof(*wa));
+		bool bulk = rpc->n_started >= rpc->n_workers;
+
+		if (wa == NULL)
+			return -ENOMEM;
+		wa->rpc = rpc;
+		wa->bulk = bulk;   /* wa is the thread's (it frees it) */
+		rc = pthread_create(&rpc->workers[rpc->n_started], NULL, worker_main, wa);
+		if (rc != 0) {
+			free(wa);
 			return -rc;
-		pthread_setname_np(rpc->workers[rpc->n_started], "rpc");
+		}
+		pthread_setname_np(rpc->workers[rpc->n_started], bulk ? "rpc-bulk" : "rpc");
 		rpc->n_started++;
 	}
 	return 0;
@@ -1088,6 +1137,7 @@ rpc_stop(struct rpc *rpc)
 	}
 	pthread_cond_broadcast(&rpc->slot_cv);
 	pthread_cond_broadcast(&rpc->work_cv);
+	pthread_cond_broadcast(&rpc->bulk_cv);
 	pthread_mutex_unlock(&rpc->lock);
 	for (unsigned i = 0; i < rpc->n_started; i++)
 		pthread_join(rpc->workers[i], NULL);
@@ -1112,6 +1162,7 @@ rpc_destroy(struct rpc *rpc)
 	pthread_mutex_destroy(&rpc->lock);
 	pthread_cond_destroy(&rpc->slot_cv);
 	pthread_cond_destroy(&rpc->work_cv);
+	pthread_cond_destroy(&rpc->bulk_cv);
 	free(rpc->hash);
 	free(rpc->slots);
 	free(rpc->workers);

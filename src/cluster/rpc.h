@@ -87,6 +87,7 @@
 /* Defaults of struct rpc_config. */
 #define RPC_CALLS_MAX_DEFAULT 1024
 #define RPC_WORKERS_DEFAULT 4
+#define RPC_BULK_WORKERS_DEFAULT 2
 #define RPC_QUEUE_MAX_DEFAULT 256
 #define RPC_QUEUE_BYTES_DEFAULT (16u * 1024 * 1024)
 #define RPC_CACHE_MAX_DEFAULT 65536
@@ -129,6 +130,7 @@ enum rpc_op {
 	RPC_OP_SETS = 16,   /* txn/sets_cluster.c: set changes, checks, set tables (txn/set_msg.h) */
 	RPC_OP_LIST = 17,   /* txn/sets_cluster.c: a page of a set's listing (txn/set_msg.h) */
 	RPC_OP_MIGRATE = 18, /* txn/migrate.c: versions exchange and migration (txn/migrate_msg.h) */
+	RPC_OP_MIGRATE_DATA = 19, /* txn/migrate.c: migration's PARTS messages, bulk work (the same bodies) */
 	RPC_OP_TEST = 48    /* 48..63: unit tests and recfs-bench */
 };
 
@@ -178,6 +180,13 @@ typedef int (*rpc_handler_fn)(void *arg, uint64_t from_node, const uint8_t *req,
     struct rpc_reply *reply);
 
 #define RPC_HANDLER_IDEMPOTENT 0x1u  /* running it twice is harmless: answers are not cached */
+/* Background work (migration): its requests wait in a queue of their own,
+ * served only by the bulk workers (rpc_config.bulk_workers), which run at
+ * a lower CPU priority (nice +RPC_BULK_NICE): a client's request is never
+ * queued behind them, and when the CPU is short the scheduler favours it.
+ * Bulk requests may hold at most half of queue_bytes_max. */
+#define RPC_HANDLER_BULK 0x2u
+#define RPC_BULK_NICE 10
 
 /* An inline handler's "not here": the request goes to a worker's handler. */
 #define RPC_DEFER 1
@@ -187,6 +196,7 @@ struct rpc_config {
 	uint64_t node_id;
 	const uint32_t *transaction_max_ms; /* read live (atomically); NULL: RPC_DEADLINE_DEFAULT_MS */
 	unsigned workers;             /* 0: RPC_WORKERS_DEFAULT */
+	unsigned bulk_workers;        /* 0: RPC_BULK_WORKERS_DEFAULT; for RPC_HANDLER_BULK ops */
 	unsigned calls_max;           /* 0: RPC_CALLS_MAX_DEFAULT; calls in flight */
 	unsigned queue_max;           /* 0: RPC_QUEUE_MAX_DEFAULT; requests queued for the workers */
 	size_t queue_bytes_max;       /* 0: RPC_QUEUE_BYTES_DEFAULT; their bodies */

@@ -12,14 +12,17 @@
  *     it also runs the hand-overs (a final master that has received
  *     everything takes over from the acting master) and the drops of
  *     copies this node no longer needs;
- *   - up to migrate-threads emigration threads: each takes a queued
- *     (namespace, partition, receiver), sends START, walks the partition
- *     (index_partition_walk: records and tombstones) sending INSERT batches
- *     of flat records, up to MIG_WINDOW of them in flight, then DONE;
- *     every step is an rpc call (deadline, retransmission, at most once)
- *     and checks the cluster key first;
- *   - the rpc workers run the handlers (receiver side); a START is answered
- *     on the fabric thread when it can be (migrate_try).
+ *   - up to migrate-threads emigration threads (nice +10): each takes a
+ *     queued (namespace, partition, receiver) and then more jobs of the
+ *     same namespace, receiver and change, walks each partition
+ *     (index_partition_walk: records and tombstones) into PARTS messages
+ *     of flat records - a small partition whole in one section with START
+ *     and DONE folded in, several per message - up to MIG_WINDOW messages
+ *     in flight; every message is an rpc call (deadline, retransmission,
+ *     at most once) and checks the cluster key first;
+ *   - the rpc workers run the handlers (receiver side), PARTS on the bulk
+ *     workers (RPC_OP_MIGRATE_DATA); a START is answered on the fabric
+ *     thread when it can be (migrate_try).
  * One lock (m->lock) guards the state below; no rpc call, storage I/O or
  * wait for another node happens under it.
  */
@@ -29,7 +32,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "../base/atomic.h"
 #include "../base/clock.h"
@@ -44,7 +50,8 @@
 #define MIG_THREADS_MAX 8
 #define MIG_BATCH_BYTES (1024u * 1024)    /* flat record bytes per INSERT (one record may be more) */
 #define MIG_BATCH_RECORDS 256
-#define MIG_WINDOW 3                      /* INSERT batches in flight per emigration */
+#define MIG_WINDOW 3                      /* PARTS messages in flight per emigration thread */
+#define MIG_STREAM_PARTS 256              /* partitions a stream takes before the queue's order again */
 #define MIG_RETRY_MS 100                  /* a START refused busy, a failed call: again after */
 #define MIG_RETRY_MAX_MS 2000
 
@@ -65,6 +72,7 @@ struct mig_ns {
 	uint64_t versions[PARTITION_COUNT];   /* this node's versions */
 	uint64_t rx_from[PARTITION_COUNT];    /* node-index bits still to receive from */
 	uint64_t rx_started[PARTITION_COUNT]; /* of those, started (counted in incoming) */
+	uint64_t rx_done[PARTITION_COUNT];    /* node-index bits received from (this change) */
 	uint16_t tx_left[PARTITION_COUNT];    /* emigrations of the partition still to finish */
 	uint8_t flags[PARTITION_COUNT];
 	uint64_t wm[PARTITION_COUNT];         /* working master (node id) */
@@ -86,6 +94,7 @@ struct mig_job {
 	uint64_t dest;
 	uint64_t key;
 	uint64_t not_before;   /* monotonic ns */
+	uint64_t run;          /* taken the run-th time (job_take_locked) */
 	bool active;
 };
 
@@ -131,6 +140,11 @@ struct txn_migrate {
 
 	struct mig_job *jobs;
 	size_t n_jobs, cap_jobs;
+	uint64_t job_runs;
+	/* Receivers that refused a section (busy: migrate-max-num-incoming,
+	 * no space): no job to them starts before until (backoff doubling
+	 * from MIG_RETRY_MS to MIG_RETRY_MAX_MS, reset by one that went). */
+	struct { uint64_t node, until; uint32_t backoff_ms; } busy[PARTITION_NODES_MAX];
 	unsigned incoming;
 
 	struct mig_work *work;
@@ -579,6 +593,7 @@ abort_all(struct txn_migrate *m)
 
 		memset(x->rx_from, 0, sizeof(x->rx_from));
 		memset(x->rx_started, 0, sizeof(x->rx_started));
+		memset(x->rx_done, 0, sizeof(x->rx_done));
 		memset(x->tx_left, 0, sizeof(x->tx_left));
 		for (uint32_t pid = 0; pid < PARTITION_COUNT; pid++)
 			x->flags[pid] = 0;
@@ -588,6 +603,7 @@ abort_all(struct txn_migrate *m)
 	m->n_jobs = 0;
 	m->n_work = 0;
 	m->incoming = 0;
+	memset(m->busy, 0, sizeof(m->busy));
 	m->rebalanced = false;
 	m->refused_logged = 0;
 }
@@ -664,6 +680,7 @@ rebalance(struct txn_migrate *m, uint64_t seq, uint64_t key, const uint64_t *sna
 			x->replica[pid] = (out.replicas & me) != 0;
 			x->rx_from[pid] = rebalance_rx(&out, self_i) ? out.sources & ~me : 0;
 			x->rx_started[pid] = 0;
+			x->rx_done[pid] = 0;
 			/* The working master serving before the duplicates reached it:
 			 * it asks them for each record first (duplicate resolution). */
 			dups_set(x, pid, out.working_master == self_i && out.receivers != 0
@@ -922,7 +939,7 @@ struct tx_ref {
 
 struct tx_collect {
 	unsigned n;
-	uint32_t bytes;
+	uint32_t bytes, limit;     /* stop once bytes reach limit */
 	struct tx_ref r[MIG_BATCH_RECORDS];
 };
 
@@ -936,7 +953,7 @@ tx_collect_one(void *arg, const struct index_entry *e)
 	c->r[c->n].d = e->digest;
 	c->n++;
 	c->bytes += storage_loc_size(e->loc);
-	return c->bytes >= MIG_BATCH_BYTES;
+	return c->bytes >= c->limit;
 }
 
 /* The stored copy of (set_id, d) appended to buf as a record of an INSERT:
@@ -995,24 +1012,25 @@ job_current(struct txn_migrate *m, const struct mig_job *j)
 
 /* One call, retried while the job's change is current: 0, -ESTALE, or
  * the handler's error other than busy (-EPROTO: the receiver does not
- * expect it). */
+ * expect it); the answer of the call that ended it in *out (release it). */
 static int
-tx_call(struct txn_migrate *m, const struct mig_job *j, const uint8_t *body, size_t len)
+tx_call(struct txn_migrate *m, const struct mig_job *j, const uint8_t *body, size_t len,
+    struct rpc_answer *out)
 {
 	uint32_t backoff = MIG_RETRY_MS;
 
+	memset(out, 0, sizeof(*out));
 	for (;;) {
-		struct rpc_answer ans = { 0 };
 		int rc;
 
 		if (!job_current(m, j))
 			return -ESTALE;
-		rc = rpc_call(m->rpc, j->dest, RPC_OP_MIGRATE, body, len, 0, &ans);
+		rc = rpc_call(m->rpc, j->dest, RPC_OP_MIGRATE_DATA, body, len, 0, out);
 		if (rc == 0)
-			rc = ans.err;
-		rpc_answer_release(&ans);
+			rc = out->err;
 		if (rc == 0 || rc == -EPROTO || rc == -ESTALE)
 			return rc;
+		rpc_answer_release(out);
 		/* busy, not ready, gone, no space: later (a change ends it) */
 		pthread_mutex_lock(&m->lock);
 		if (!m->stop && m->key == j->key)
@@ -1022,48 +1040,22 @@ tx_call(struct txn_migrate *m, const struct mig_job *j, const uint8_t *body, siz
 	}
 }
 
-/* One INSERT batch of an emigration: its buffer and, while it is in
- * flight, its call. */
-struct tx_batch {
-	uint8_t *buf;
-	size_t len;
-	uint32_t n;                /* records in it */
-	bool inflight;
-	struct rpc_group g;
-	struct rpc_answer ans;
-};
-
-/* Send b (its body ready) without waiting for the answer. */
-static void
-tx_batch_send(struct txn_migrate *m, const struct mig_job *j, struct tx_batch *b)
-{
-	memset(&b->ans, 0, sizeof(b->ans));
-	rpc_group_init(m->rpc, &b->g, 0);
-	(void)rpc_group_send(&b->g, j->dest, RPC_OP_MIGRATE, b->buf, b->len, &b->ans);
-	b->inflight = true;
-}
-
-/* Wait for b's answer; with retry, a call that failed for a passing reason
- * (busy, not ready, a lost answer) is made again with tx_call (backoff,
- * while the change is current).  0, -ESTALE, -EPROTO (or, without retry,
- * the call's error). */
-static int
-tx_batch_wait(struct txn_migrate *m, const struct mig_job *j, struct tx_batch *b, bool retry)
-{
-	int rc;
-
-	if (!b->inflight)
-		return 0;
-	(void)rpc_group_wait(&b->g);
-	b->inflight = false;
-	rc = b->ans.rc != 0 ? b->ans.rc : b->ans.err;
-	rpc_answer_release(&b->ans);
-	if (retry && rc != 0 && rc != -EPROTO && rc != -ESTALE)
-		rc = tx_call(m, j, b->buf, b->len);
-	if (rc == 0)
-		atomic_add(&m->mns[j->ns].records_tx, b->n);
-	return rc;
-}
+/*
+ * The sender's side of PARTS (docs/cluster.md, "Migration protocol").  An
+ * emigration thread takes a job and then, while the message being filled
+ * has room, more jobs of the same namespace, receiver and change: a stream.
+ * Each partition becomes one or more sections of PARTS messages, up to
+ * MIG_WINDOW messages in flight.  A partition that fits what is left of
+ * the message is one section, FIRST|LAST (START, records and DONE in one
+ * call).  A larger one opens with a FIRST section that the thread waits
+ * for (the receiver may refuse it busy: migrate-max-num-incoming), then
+ * streams its middle sections, and waits for every one of them before
+ * its LAST section goes: the receiver then acknowledges a LAST only with
+ * every record of the partition applied.  Every job ends once per run
+ * (job_end_locked): sent, refused (not expected there), stale, or queued
+ * again.
+ */
+static void tx_finished(struct txn_migrate *m, const struct mig_job *j);
 
 static int
 loc_cmp(const void *a, const void *b)
@@ -1073,132 +1065,400 @@ loc_cmp(const void *a, const void *b)
 	return storage_loc_offset(x) < storage_loc_offset(y) ? -1 : storage_loc_offset(x) > storage_loc_offset(y);
 }
 
-/* Send partition j->pid to j->dest: 0 done, -EAGAIN (refused busy: queue
- * again), -ESTALE (the change is over), -EPROTO (not expected there).
- * Up to MIG_WINDOW INSERT batches are in flight: the next one is read
- * from storage while the receiver applies the ones before it; DONE goes
- * once every batch is acknowledged. */
-static int
-emigrate(struct txn_migrate *m, const struct mig_job *j)
-{
-	struct mig_ns *x = &m->mns[j->ns];
-	struct namespace *ns = x->ns;
-	uint8_t head[MIGRATE_MSG_HEADER_MAX + 4];
-	size_t cap = RPC_BODY_MAX, count_off = 0;
-	struct tx_batch b[MIG_WINDOW];
-	unsigned cur = 0;
+struct tx_sec {
+	struct mig_job j;          /* the run the section belongs to */
+	uint32_t n;                /* records */
+	uint8_t flags;
+};
+
+struct tx_msg {
+	uint8_t *buf;
+	size_t len, count_off;
+	unsigned n_sec;
+	struct tx_sec sec[MIGRATE_MSG_PARTS_MAX];
+	bool inflight;
+	struct rpc_group g;
+	struct rpc_answer ans;
+};
+
+struct tx_stream {
+	struct txn_migrate *m;
+	unsigned idx;              /* the emigration thread's */
+	struct mig_job j;          /* the partition being read (ns, dest, key: the stream's) */
+	struct tx_msg msg[MIG_WINDOW];
+	unsigned cur;              /* the message being filled */
 	struct tx_collect *c;
-	struct index_walk_pos pos = { 0 };
-	struct rpc_answer ans = { 0 };
-	int len, rc;
+	int part_rc;               /* a section of j's run came back failed */
+};
 
-	len = migrate_msg_encode_pid(head, sizeof(head), MIGRATE_MSG_START, j->key, ns->name, j->pid);
-	if (len < 0)
-		return len;
-	if (!job_current(m, j))
-		return -ESTALE;
-	rc = rpc_call(m->rpc, j->dest, RPC_OP_MIGRATE, head, (size_t)len, 0, &ans);
+/* Lock held: when jobs to node may start (0: now). */
+static uint64_t
+dest_until_locked(const struct txn_migrate *m, uint64_t node)
+{
+	for (unsigned i = 0; i < PARTITION_NODES_MAX; i++)
+		if (m->busy[i].node == node)
+			return m->busy[i].until;
+	return 0;
+}
+
+/* Lock held: node refused (busy) or took a section (ok). */
+static void
+dest_busy_locked(struct txn_migrate *m, uint64_t node, bool busy)
+{
+	unsigned i, free_i = PARTITION_NODES_MAX;
+
+	for (i = 0; i < PARTITION_NODES_MAX && m->busy[i].node != node; i++)
+		if (free_i == PARTITION_NODES_MAX && m->busy[i].node == 0)
+			free_i = i;
+	if (i == PARTITION_NODES_MAX) {
+		if (!busy || free_i == PARTITION_NODES_MAX)
+			return;
+		i = free_i;
+		m->busy[i].node = node;
+		m->busy[i].backoff_ms = 0;
+	}
+	if (!busy) {
+		m->busy[i].node = 0;
+		return;
+	}
+	m->busy[i].backoff_ms = m->busy[i].backoff_ms == 0 ? MIG_RETRY_MS :
+	    m->busy[i].backoff_ms * 2 > MIG_RETRY_MAX_MS ? MIG_RETRY_MAX_MS : m->busy[i].backoff_ms * 2;
+	m->busy[i].until = mono_in_ms(m->busy[i].backoff_ms);
+}
+
+/* Lock held: the queue index of j's run, or m->n_jobs. */
+static size_t
+job_find_locked(const struct txn_migrate *m, const struct mig_job *j)
+{
+	for (size_t k = 0; k < m->n_jobs; k++)
+		if (m->jobs[k].active && m->jobs[k].run == j->run && m->jobs[k].ns == j->ns &&
+		    m->jobs[k].pid == j->pid && m->jobs[k].dest == j->dest && m->jobs[k].key == j->key)
+			return k;
+	return m->n_jobs;
+}
+
+/* Lock held: job k runs (run id into *j). */
+static void
+job_take_locked(struct txn_migrate *m, size_t k, struct mig_job *j)
+{
+	m->jobs[k].active = true;
+	m->jobs[k].run = ++m->job_runs;
+	*j = m->jobs[k];
+	m->mns[j->ns].tx_active++;
+}
+
+/* Lock held: j's run ended with rc: 0 sent, -EPROTO not expected there
+ * (both end the emigration for good), -ESTALE (the change is over), any
+ * other error: queued again, after MIG_RETRY_MS.  A run that ended
+ * already (or a change since) is left alone. */
+static void
+job_end_locked(struct txn_migrate *m, const struct mig_job *j, int rc)
+{
+	size_t k = job_find_locked(m, j);
+	struct mig_ns *x = &m->mns[j->ns];
+
+	if (k == m->n_jobs)
+		return;
+	if (x->tx_active > 0)
+		x->tx_active--;
+	if (rc != 0 && rc != -EPROTO && rc != -ESTALE && m->key == j->key && !m->stop) {
+		/* the receiver refused it: none to it for a while (no storage
+		 * read for a receiver that is paused or full) */
+		m->jobs[k].active = false;
+		m->jobs[k].not_before = mono_in_ms(MIG_RETRY_MS);
+		dest_busy_locked(m, j->dest, true);
+		pthread_cond_broadcast(&m->job_cv);
+		return;
+	}
 	if (rc == 0)
-		rc = ans.err;
-	rpc_answer_release(&ans);
-	if (rc != 0)
-		return rc == -EPROTO ? rc : rc == -ESTALE ? rc : -EAGAIN;
-	memset(b, 0, sizeof(b));
-	c = malloc(sizeof(*c));
-	for (unsigned i = 0; c != NULL && i < MIG_WINDOW; i++) {
-		b[i].buf = malloc(cap);
-		if (b[i].buf == NULL)
-			break;
-	}
-	if (c == NULL || b[MIG_WINDOW - 1].buf == NULL) {
-		for (unsigned i = 0; i < MIG_WINDOW; i++)
-			free(b[i].buf);
-		free(c);
-		return -EAGAIN;
-	}
-	pthread_mutex_lock(&m->lock);
-	x->tx_active++;
-	pthread_mutex_unlock(&m->lock);
-	while (!pos.done && rc == 0) {
-		struct tx_batch *t = &b[cur];
-		uint32_t sleep = atomic_load_relaxed(&ns->cfg->migrate_sleep_us);
-		int hl;
+		dest_busy_locked(m, j->dest, false);
+	if (rc == -EPROTO && m->refused_logged++ < 8)
+		log_warn("migrate", "{%s} partition %u: node %016" PRIx64 " does not expect it; "
+		    "not sent%s", x->ns->name, j->pid, j->dest,
+		    m->refused_logged == 8 ? " (no more of these lines until the next change)" : "");
+	if (rc == 0 || rc == -EPROTO)
+		tx_finished(m, j);
+	m->jobs[k] = m->jobs[--m->n_jobs];
+}
 
-		c->n = 0;
-		c->bytes = 0;
-		if (!job_current(m, j)) {
+/* Lock held: the next ready job of the stream's namespace, receiver and
+ * change, taken into *j; false when none. */
+static bool
+job_next_locked(struct txn_migrate *m, const struct tx_stream *s, struct mig_job *j)
+{
+	uint64_t now = clock_mono_ns();
+
+	if (m->stop || m->key != s->j.key || s->idx >= atomic_load_relaxed(&m->cfg->migrate_threads) ||
+	    dest_until_locked(m, s->j.dest) > now)
+		return false;
+	for (size_t k = 0; k < m->n_jobs; k++)
+		if (!m->jobs[k].active && m->jobs[k].not_before <= now && m->jobs[k].ns == s->j.ns &&
+		    m->jobs[k].dest == s->j.dest && m->jobs[k].key == s->j.key) {
+			job_take_locked(m, k, j);
+			return true;
+		}
+	return false;
+}
+
+/* Wait for t's answer (a call that failed for a passing reason is made
+ * again, tx_call) and end the runs its sections complete or fail. */
+static void
+tx_msg_wait(struct tx_stream *s, struct tx_msg *t)
+{
+	struct txn_migrate *m = s->m;
+	int res[MIGRATE_MSG_PARTS_MAX];
+	int rc;
+
+	if (!t->inflight)
+		return;
+	(void)rpc_group_wait(&t->g);
+	t->inflight = false;
+	rc = t->ans.rc != 0 ? t->ans.rc : t->ans.err;
+	if (rc != 0 && rc != -EPROTO && rc != -ESTALE) {
+		rpc_answer_release(&t->ans);
+		rc = tx_call(m, &t->sec[0].j, t->buf, t->len, &t->ans);
+	}
+	if (rc == 0 && migrate_msg_decode_parts_answer(t->ans.body, t->ans.len, t->n_sec, res) != 0) {
+		log_warn("migrate", "node %016" PRIx64 " answered a migration message with %zu bytes, "
+		    "not %u results: sent again later", t->sec[0].j.dest, t->ans.len, t->n_sec);
+		rc = -EAGAIN;
+	}
+	rpc_answer_release(&t->ans);
+	pthread_mutex_lock(&m->lock);
+	for (unsigned i = 0; i < t->n_sec; i++) {
+		const struct tx_sec *sec = &t->sec[i];
+		int r = rc != 0 ? rc : res[i];
+
+		if (r == 0)
+			atomic_add(&m->mns[sec->j.ns].records_tx, sec->n);
+		if (r != 0 || (sec->flags & MIGRATE_MSG_PART_LAST))
+			job_end_locked(m, &sec->j, r);
+		if (r != 0 && sec->j.run == s->j.run && s->part_rc == 0)
+			s->part_rc = r;
+	}
+	pthread_mutex_unlock(&m->lock);
+	t->n_sec = 0;
+	t->len = 0;
+}
+
+/* Every message in flight answered. */
+static void
+tx_drain(struct tx_stream *s)
+{
+	for (unsigned i = 1; i <= MIG_WINDOW; i++)
+		tx_msg_wait(s, &s->msg[(s->cur + i) % MIG_WINDOW]);
+}
+
+/* The message being filled goes (if it holds a section); the next one is
+ * free once its earlier call is answered. */
+static void
+tx_flush(struct tx_stream *s)
+{
+	struct tx_msg *t = &s->msg[s->cur];
+
+	if (t->n_sec == 0)
+		return;
+	migrate_msg_parts_count(t->buf, t->count_off, t->n_sec);
+	memset(&t->ans, 0, sizeof(t->ans));
+	rpc_group_init(s->m->rpc, &t->g, 0);
+	(void)rpc_group_send(&t->g, s->j.dest, RPC_OP_MIGRATE_DATA, t->buf, t->len, &t->ans);
+	t->inflight = true;
+	s->cur = (s->cur + 1) % MIG_WINDOW;
+	tx_msg_wait(s, &s->msg[s->cur]);
+}
+
+/* A section of s->j opens in the message being filled: 0, or -errno. */
+static int
+tx_sec_open(struct tx_stream *s, uint8_t flags, size_t *n_off)
+{
+	struct tx_msg *t = &s->msg[s->cur];
+	struct mig_ns *x = &s->m->mns[s->j.ns];
+	int hl;
+
+	if (t->n_sec == MIGRATE_MSG_PARTS_MAX)
+		tx_flush(s);
+	t = &s->msg[s->cur];
+	if (t->len == 0) {
+		hl = migrate_msg_encode_parts(t->buf, RPC_BODY_MAX, s->j.key, x->ns->name, &t->count_off);
+		if (hl < 0)
+			return hl;
+		t->len = (size_t)hl;
+	}
+	hl = migrate_msg_encode_part_head(t->buf + t->len, RPC_BODY_MAX - t->len, s->j.pid, flags, n_off);
+	if (hl < 0)
+		return hl;
+	*n_off += t->len;
+	t->len += (size_t)hl;
+	t->sec[t->n_sec++] = (struct tx_sec){ .j = s->j, .n = 0, .flags = flags };
+	return 0;
+}
+
+/*
+ * Partition s->j into the stream: 0 when its last section is in a
+ * message (sent or being filled; the run ends with that message's
+ * answer), else the run's error (the caller ends it).  A section left
+ * open in the message being filled is taken back on an error.
+ */
+static int
+tx_partition(struct tx_stream *s)
+{
+	struct txn_migrate *m = s->m;
+	struct namespace *ns = m->mns[s->j.ns].ns;
+	struct index_walk_pos pos = { 0 };
+	struct tx_collect *c = s->c;
+	struct tx_msg *t;
+	struct tx_sec *sec = NULL;
+	size_t n_off = 0, sec_start = 0;
+	bool sent_some = false;   /* sections of it went: the next is not FIRST */
+	int rc = 0;
+
+	s->part_rc = 0;
+	while (!pos.done && rc == 0) {
+		uint32_t sleep = atomic_load_relaxed(&ns->cfg->migrate_sleep_us);
+		int walked;
+
+		if (!job_current(m, &s->j)) {
 			rc = -ESTALE;
 			break;
 		}
-		if (index_partition_walk(ns->index, j->pid, &pos, tx_collect_one, c, MIG_BATCH_RECORDS) <= 0)
+		/* what is left of the message being filled, at least one record */
+		t = &s->msg[s->cur];
+		c->n = 0;
+		c->bytes = 0;
+		c->limit = t->len < MIG_BATCH_BYTES ? (uint32_t)(MIG_BATCH_BYTES - t->len) : 1;
+		walked = index_partition_walk(ns->index, s->j.pid, &pos, tx_collect_one, c, MIG_BATCH_RECORDS);
+		if (walked < 0)
+			rc = walked;
+		if (walked <= 0)
 			break;
 		/* read in storage order: neighbours in a write block come together */
 		qsort(c->r, c->n, sizeof(c->r[0]), loc_cmp);
 		for (unsigned i = 0; i < c->n && rc == 0; i++) {
+			bool full;
 			int r;
 
-			if (t->len == 0) {
-				/* t's buffer is free again once its last call is answered */
-				rc = tx_batch_wait(m, j, t, true);
+			if (sec == NULL) {
+				rc = tx_sec_open(s, sent_some ? 0 : MIGRATE_MSG_PART_FIRST, &n_off);
 				if (rc != 0)
 					break;
-				hl = migrate_msg_encode_insert(t->buf, cap, j->key, ns->name, j->pid, &count_off);
-				if (hl < 0) {
-					rc = hl;
+				t = &s->msg[s->cur];
+				sec = &t->sec[t->n_sec - 1];
+				sec_start = n_off - 5;
+			}
+			t = &s->msg[s->cur];
+			r = tx_read_one(ns, c->r[i].set_id, &c->r[i].d, t->buf + t->len, RPC_BODY_MAX - t->len);
+			if (r == -EMSGSIZE) {
+				if (sec->n == 0 && t->n_sec == 1) {
+					rc = r;   /* larger than any message: cannot happen */
 					break;
 				}
-				t->len = (size_t)hl;
-				t->n = 0;
+				full = true;
+				i--;      /* it goes in the next message */
+			} else if (r < 0) {
+				rc = r;
+				break;
+			} else {
+				if (r > 0) {
+					t->len += (size_t)r;
+					migrate_msg_insert_count(t->buf, n_off, ++sec->n);
+				}
+				/* full with more of the partition to come */
+				full = t->len >= MIG_BATCH_BYTES && (i + 1 < c->n || !pos.done);
 			}
-			r = tx_read_one(ns, c->r[i].set_id, &c->r[i].d, t->buf + t->len, cap - t->len);
-			if (r == -EMSGSIZE && t->n > 0) {
-				/* this one goes in the next batch: send what is here */
-				migrate_msg_insert_count(t->buf, count_off, t->n);
-				tx_batch_send(m, j, t);
-				cur = (cur + 1) % MIG_WINDOW;
-				t = &b[cur];
-				t->len = 0;
-				i--;
+			if (!full)
 				continue;
+			/* The section goes without LAST (an empty one not at all);
+			 * a FIRST is waited for - the receiver may refuse it busy -
+			 * before more of the partition goes. */
+			bool first = false;
+
+			if (sec->n == 0) {
+				t->len = sec_start;
+				t->n_sec--;
+			} else {
+				first = !sent_some;
+				sent_some = true;
 			}
-			if (r > 0) {
-				t->len += (size_t)r;
-				t->n++;
-			}
+			sec = NULL;
+			tx_flush(s);
+			if (first)
+				tx_drain(s);
+			rc = s->part_rc;
 		}
-		if (rc != 0)
-			break;
-		if (t->len > 0 && t->n > 0) {
-			migrate_msg_insert_count(t->buf, count_off, t->n);
-			tx_batch_send(m, j, t);
-			cur = (cur + 1) % MIG_WINDOW;
-			b[cur].len = 0;
-		} else {
-			t->len = 0;
-		}
-		/* migrate-sleep: per record sent, slept once per batch */
-		if (sleep > 0 && c->n > 0)
+		/* migrate-sleep: per record sent, slept once per batch read */
+		if (rc == 0 && sleep > 0 && c->n > 0)
 			sleep_us(sleep * c->n);
 	}
-	for (unsigned i = 0; i < MIG_WINDOW; i++) {
-		/* after a failure: collect the answers, no more retries */
-		int r = tx_batch_wait(m, j, &b[(cur + i) % MIG_WINDOW], rc == 0);
+	if (rc == 0 && sent_some) {
+		/* every earlier section of the partition applied before its LAST */
+		tx_drain(s);
+		rc = s->part_rc;
+	}
+	t = &s->msg[s->cur];
+	if (rc != 0) {
+		if (sec != NULL) {
+			t->len = sec_start;
+			t->n_sec--;
+		}
+		return rc;
+	}
+	if (sec == NULL) {
+		/* nothing (more) to read: an empty section carries the LAST */
+		rc = tx_sec_open(s, sent_some ? 0 : MIGRATE_MSG_PART_FIRST, &n_off);
+		if (rc != 0)
+			return rc;
+		t = &s->msg[s->cur];
+		sec = &t->sec[t->n_sec - 1];
+	}
+	sec->flags |= MIGRATE_MSG_PART_LAST;
+	t->buf[n_off - 1] = sec->flags;
+	if (t->len >= MIG_BATCH_BYTES)
+		tx_flush(s);
+	return 0;
+}
 
-		if (rc == 0)
-			rc = r;
+/* A stream that begins with job j (taken): until no job of its namespace,
+ * receiver and change is ready, or MIG_STREAM_PARTS partitions. */
+static void
+tx_stream_run(struct txn_migrate *m, unsigned idx, const struct mig_job *j)
+{
+	struct tx_stream *s = calloc(1, sizeof(*s));
+	unsigned parts = 0;
+	bool more = true;
+
+	if (s != NULL)
+		s->c = malloc(sizeof(*s->c));
+	for (unsigned i = 0; s != NULL && s->c != NULL && i < MIG_WINDOW; i++)
+		if ((s->msg[i].buf = malloc(RPC_BODY_MAX)) == NULL)
+			break;
+	if (s == NULL || s->c == NULL || s->msg[MIG_WINDOW - 1].buf == NULL) {
+		pthread_mutex_lock(&m->lock);
+		job_end_locked(m, j, -ENOMEM);
+		pthread_mutex_unlock(&m->lock);
+		more = false;
+	} else {
+		s->m = m;
+		s->idx = idx;
+		s->j = *j;
 	}
-	for (unsigned i = 0; i < MIG_WINDOW; i++)
-		free(b[i].buf);
-	free(c);
-	if (rc == 0) {
-		len = migrate_msg_encode_pid(head, sizeof(head), MIGRATE_MSG_DONE, j->key, ns->name, j->pid);
-		rc = len < 0 ? len : tx_call(m, j, head, (size_t)len);
+	while (more) {
+		int rc = tx_partition(s);
+
+		pthread_mutex_lock(&m->lock);
+		if (rc != 0)
+			job_end_locked(m, &s->j, rc);
+		more = rc != -ESTALE && ++parts < MIG_STREAM_PARTS && job_next_locked(m, s, &s->j);
+		pthread_mutex_unlock(&m->lock);
 	}
-	pthread_mutex_lock(&m->lock);
-	if (x->tx_active > 0)
-		x->tx_active--;
-	pthread_mutex_unlock(&m->lock);
-	return rc;
+	if (s != NULL && s->c != NULL && s->msg[MIG_WINDOW - 1].buf != NULL) {
+		tx_flush(s);
+		tx_drain(s);
+	}
+	for (unsigned i = 0; s != NULL && i < MIG_WINDOW; i++)
+		free(s->msg[i].buf);
+	if (s != NULL)
+		free(s->c);
+	free(s);
 }
 
 /* An emigration ended for good (sent, or refused as unexpected).  Lock held. */
@@ -1237,6 +1497,10 @@ emigrate_main(void *arg)
 
 	free(a);
 	pthread_setname_np(pthread_self(), "migrate-tx");
+	/* Background work: when the CPU is short, clients' threads go first
+	 * (as the receivers' bulk rpc workers; this thread only). */
+	if (setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), RPC_BULK_NICE) != 0)
+		log_debug("migrate", "emigration thread: setpriority: %s", recfs_strerror(-errno));
 	pthread_mutex_lock(&m->lock);
 	while (!m->stop) {
 		uint64_t now = clock_mono_ns(), next = UINT64_MAX;
@@ -1244,10 +1508,16 @@ emigrate_main(void *arg)
 		bool paused = idx >= atomic_load_relaxed(&m->cfg->migrate_threads);
 
 		for (k = 0; !paused && k < m->n_jobs; k++) {
-			if (!m->jobs[k].active && m->jobs[k].not_before <= now)
+			uint64_t at;
+
+			if (m->jobs[k].active)
+				continue;
+			at = dest_until_locked(m, m->jobs[k].dest);
+			at = at > m->jobs[k].not_before ? at : m->jobs[k].not_before;
+			if (at <= now)
 				break;
-			if (!m->jobs[k].active && m->jobs[k].not_before < next)
-				next = m->jobs[k].not_before;
+			if (at < next)
+				next = at;
 		}
 		if (paused || k == m->n_jobs) {
 			/* Paused with work waiting: look at migrate-threads again
@@ -1260,32 +1530,12 @@ emigrate_main(void *arg)
 				cond_wait_until(&m->job_cv, &m->lock, next);
 			continue;
 		}
-		m->jobs[k].active = true;
-		struct mig_job j = m->jobs[k];
+		struct mig_job j;
 
+		job_take_locked(m, k, &j);
 		pthread_mutex_unlock(&m->lock);
-		int rc = emigrate(m, &j);
-
+		tx_stream_run(m, idx, &j);
 		pthread_mutex_lock(&m->lock);
-		/* find it again: the queue may have moved (or been emptied by a change) */
-		for (k = 0; k < m->n_jobs; k++)
-			if (m->jobs[k].active && m->jobs[k].ns == j.ns && m->jobs[k].pid == j.pid &&
-			    m->jobs[k].dest == j.dest && m->jobs[k].key == j.key)
-				break;
-		if (k == m->n_jobs)
-			continue;
-		if (rc == -EAGAIN && m->key == j.key) {
-			m->jobs[k].active = false;
-			m->jobs[k].not_before = mono_in_ms(MIG_RETRY_MS);
-			continue;
-		}
-		if (rc == -EPROTO && m->refused_logged++ < 8)
-			log_warn("migrate", "{%s} partition %u: node %016" PRIx64 " does not expect it; "
-			    "not sent%s", m->mns[j.ns].ns->name, j.pid, j.dest,
-			    m->refused_logged == 8 ? " (no more of these lines until the next change)" : "");
-		if (rc == 0 || rc == -EPROTO)
-			tx_finished(m, &j);
-		m->jobs[k] = m->jobs[--m->n_jobs];
 	}
 	pthread_mutex_unlock(&m->lock);
 	return NULL;
@@ -1368,47 +1618,20 @@ expected(struct txn_migrate *m, uint64_t from, const struct migrate_msg *msg, in
 	return 0;
 }
 
+static int apply_records(struct txn_migrate *m, uint64_t from, const struct migrate_msg *msg, int nsi);
+
 static int
 on_insert(struct txn_migrate *m, uint64_t from, const struct migrate_msg *msg, int nsi)
 {
-	struct mig_ns *x = &m->mns[nsi];
-	const uint8_t *rec;
-	uint32_t rec_len;
-	size_t off = 0;
-	uint64_t bit, received = 0, refused = 0;
+	uint64_t bit;
 	int rc;
 
 	pthread_mutex_lock(&m->lock);
 	rc = expected(m, from, msg, nsi, &bit);
-	if (rc == 0 && !(x->rx_started[msg->pid] & bit))
+	if (rc == 0 && !(m->mns[nsi].rx_started[msg->pid] & bit))
 		rc = -EPROTO;
 	pthread_mutex_unlock(&m->lock);
-	if (rc != 0)
-		return rc;
-	while (migrate_msg_record_next(msg, &off, &rec, &rec_len)) {
-		struct record_flat_header h;
-		int arc;
-
-		if (record_flat_header_check(rec, rec_len, &h) != 0 ||
-		    digest_partition(&h.digest) != msg->pid) {
-			refused++;
-			continue;
-		}
-		arc = namespace_apply_flat(x->ns, rec, rec_len, false);
-		if (arc == -EBADMSG) {
-			refused++;
-			continue;
-		}
-		if (arc < 0)
-			return arc;   /* no space, I/O: the sender tries again */
-		received++;
-	}
-	atomic_add(&x->records_rx, received);
-	if (refused > 0) {
-		log_warn("migrate", "{%s} partition %u: %" PRIu64 " records from %016" PRIx64
-		    " refused (malformed, or of another partition)", x->ns->name, msg->pid, refused, from);
-	}
-	return 0;
+	return rc != 0 ? rc : apply_records(m, from, msg, nsi);
 }
 
 /* START: a place among the incoming partitions.  Lock held. */
@@ -1443,46 +1666,196 @@ on_start(struct txn_migrate *m, uint64_t from, const struct migrate_msg *msg, in
 	return rc;
 }
 
+/* Partition pid received whole from the sender of bit: true when that
+ * completes it (its version is then to be stored).  Lock held. */
+static bool
+done_locked(struct txn_migrate *m, int nsi, uint32_t pid, uint64_t bit)
+{
+	struct mig_ns *x = &m->mns[nsi];
+	bool complete = false;
+
+	x->rx_from[pid] &= ~bit;
+	x->rx_done[pid] |= bit;
+	dups_set(x, pid, x->dups[pid] & ~bit);
+	if (x->rx_started[pid] & bit) {
+		x->rx_started[pid] &= ~bit;
+		if (m->incoming > 0)
+			m->incoming--;
+		if (x->rx_active > 0)
+			x->rx_active--;
+	}
+	if (x->rx_remaining > 0)
+		x->rx_remaining--;
+	if (x->rx_from[pid] == 0) {
+		/* Everything received: the final version. */
+		x->versions[pid] = rebalance_final_version(m->key, x->fm[pid] == m->self);
+		complete = true;
+		if (x->fm[pid] == m->self && x->wm[pid] != m->self)
+			(void)work_push(m, (unsigned)nsi, pid, true);
+	}
+	pending_update(x);
+	(void)partition_set_working(table_of(x), pid, m->key, x->wm[pid], state_of(x, pid));
+	check_all_done(m);
+	return complete;
+}
+
+/* Did the sender from already send all of partition pid (this change)?
+ * Lock held. */
+static bool
+done_already(const struct txn_migrate *m, uint64_t from, const struct migrate_msg *msg, int nsi)
+{
+	int i = node_index(m, from);
+
+	return msg->cluster_key == m->key && m->rebalanced && i >= 0 &&
+	    (m->mns[nsi].rx_done[msg->pid] & (1ULL << i)) != 0;
+}
+
 static int
 on_done(struct txn_migrate *m, uint64_t from, const struct migrate_msg *msg, int nsi)
 {
-	struct mig_ns *x = &m->mns[nsi];
-	uint32_t pid = msg->pid;
 	uint64_t bit;
 	bool complete = false;
 	int rc;
 
 	pthread_mutex_lock(&m->lock);
 	rc = expected(m, from, msg, nsi, &bit);
-	if (rc == 0) {
-		x->rx_from[pid] &= ~bit;
-		dups_set(x, pid, x->dups[pid] & ~bit);
-		if (x->rx_started[pid] & bit) {
-			x->rx_started[pid] &= ~bit;
-			if (m->incoming > 0)
-				m->incoming--;
-			if (x->rx_active > 0)
-				x->rx_active--;
-		}
-		if (x->rx_remaining > 0)
-			x->rx_remaining--;
-		if (x->rx_from[pid] == 0) {
-			/* Everything received: the final version. */
-			x->versions[pid] = rebalance_final_version(m->key, x->fm[pid] == m->self);
-			complete = true;
-			if (x->fm[pid] == m->self && x->wm[pid] != m->self)
-				(void)work_push(m, (unsigned)nsi, pid, true);
-		}
-		pending_update(x);
-		(void)partition_set_working(table_of(x), pid, m->key, x->wm[pid], state_of(x, pid));
-		check_all_done(m);
-	} else if (rc == -EPROTO) {
+	if (rc == 0)
+		complete = done_locked(m, nsi, msg->pid, bit);
+	else if (rc == -EPROTO && done_already(m, from, msg, nsi))
 		rc = 0;   /* a DONE again (the sender restarted its emigration): done already */
-	}
 	pthread_mutex_unlock(&m->lock);
 	if (complete)
-		versions_persist_group(m, x);
+		versions_persist_group(m, &m->mns[nsi]);
 	return rc;
+}
+
+/* The records of an INSERT or a PARTS section, applied: 0, or the error
+ * of one that could not be (no space, I/O: the sender tries again). */
+static int
+apply_records(struct txn_migrate *m, uint64_t from, const struct migrate_msg *msg, int nsi)
+{
+	struct mig_ns *x = &m->mns[nsi];
+	const uint8_t *rec;
+	uint32_t rec_len;
+	size_t off = 0;
+	uint64_t received = 0, refused = 0;
+	int rc = 0;
+
+	while (migrate_msg_record_next(msg, &off, &rec, &rec_len)) {
+		struct record_flat_header h;
+		int arc;
+
+		if (record_flat_header_check(rec, rec_len, &h) != 0 ||
+		    digest_partition(&h.digest) != msg->pid) {
+			refused++;
+			continue;
+		}
+		arc = namespace_apply_flat(x->ns, rec, rec_len, false);
+		if (arc == -EBADMSG) {
+			refused++;
+			continue;
+		}
+		if (arc < 0) {
+			rc = arc;
+			break;
+		}
+		received++;
+	}
+	atomic_add(&x->records_rx, received);
+	if (refused > 0) {
+		log_warn("migrate", "{%s} partition %u: %" PRIu64 " records from %016" PRIx64
+		    " refused (malformed, or of another partition)", x->ns->name, msg->pid, refused, from);
+	}
+	return rc;
+}
+
+/*
+ * One section of a PARTS: its result.  FIRST starts the partition: it
+ * takes a place among the incoming partitions (migrate-max-num-incoming),
+ * or -EAGAIN; a section that is also LAST (the whole partition in one
+ * call) gives it back at the end of this call.  A section without FIRST needs the partition
+ * started; LAST ends it as DONE does (*complete: its version is then to
+ * be stored before the answer).  A LAST again after the partition ended
+ * (the sender did not get the answer) is 0, not applied again.
+ */
+static int
+on_part(struct txn_migrate *m, uint64_t from, const struct migrate_msg *sec, int nsi, bool *complete)
+{
+	struct mig_ns *x = &m->mns[nsi];
+	bool first = sec->flags & MIGRATE_MSG_PART_FIRST, last = sec->flags & MIGRATE_MSG_PART_LAST;
+	bool whole = false;
+	uint64_t bit;
+	int rc;
+
+	pthread_mutex_lock(&m->lock);
+	rc = expected(m, from, sec, nsi, &bit);
+	if (rc == -EPROTO && last && done_already(m, from, sec, nsi)) {
+		pthread_mutex_unlock(&m->lock);
+		return 0;
+	}
+	if (rc == 0 && !(x->rx_started[sec->pid] & bit)) {
+		if (!first) {
+			rc = -EPROTO;
+		} else if (m->incoming >= atomic_load_relaxed(&m->cfg->migrate_max_num_incoming)) {
+			rc = -EAGAIN;
+		} else {
+			m->incoming++;
+			x->rx_active++;
+			if (last)
+				whole = true;
+			else
+				x->rx_started[sec->pid] |= bit;
+		}
+	}
+	pthread_mutex_unlock(&m->lock);
+	if (rc != 0)
+		return rc;
+	rc = apply_records(m, from, sec, nsi);
+	pthread_mutex_lock(&m->lock);
+	if (whole && m->key == sec->cluster_key) {
+		if (m->incoming > 0)
+			m->incoming--;
+		if (x->rx_active > 0)
+			x->rx_active--;
+	}
+	/* the change may have ended meanwhile: then nothing to end here */
+	if (rc == 0 && last && expected(m, from, sec, nsi, &bit) == 0)
+		*complete |= done_locked(m, nsi, sec->pid, bit);
+	pthread_mutex_unlock(&m->lock);
+	return rc;
+}
+
+/* PARTS: each section in order; the versions of the partitions it
+ * completed stored (one store for all) before the answer goes. */
+static int
+on_parts(struct txn_migrate *m, uint64_t from, const struct migrate_msg *msg, int nsi,
+    struct rpc_reply *reply)
+{
+	struct migrate_msg sec;
+	int res[MIGRATE_MSG_PARTS_MAX];
+	unsigned n = 0, refused = 0;
+	bool complete = false;
+	size_t off = 0;
+	int len;
+
+	while (n < MIGRATE_MSG_PARTS_MAX && migrate_msg_part_next(msg, &off, &sec)) {
+		res[n] = on_part(m, from, &sec, nsi, &complete);
+		refused += res[n] == -ESTALE || res[n] == -EPROTO;
+		n++;
+	}
+	if (complete)
+		versions_persist_group(m, &m->mns[nsi]);
+	if (refused > 0) {
+		NS_COUNT_ADD(m->mns[nsi].ns, migrate_msgs_refused, refused);
+		log_debug("migrate", "{%s} %u of %u sections of a migration message from %016" PRIx64
+		    " refused (another cluster key, or not expected from that node)", msg->ns, refused,
+		    n, from);
+	}
+	len = migrate_msg_encode_parts_answer(reply->buf, reply->cap, res, n);
+	if (len < 0)
+		return len;
+	reply->len = (size_t)len;
+	return 0;
 }
 
 static int
@@ -1536,6 +1909,7 @@ migrate_handler(void *arg, uint64_t from, const uint8_t *req, size_t len, struct
 	case MIGRATE_MSG_INSERT: rc = on_insert(m, from, &msg, nsi); break;
 	case MIGRATE_MSG_DONE: rc = on_done(m, from, &msg, nsi); break;
 	case MIGRATE_MSG_TAKEOVER: rc = on_takeover(m, from, &msg, nsi); break;
+	case MIGRATE_MSG_PARTS: rc = on_parts(m, from, &msg, nsi, reply); break;
 	}
 	if (rc == -ESTALE || rc == -EPROTO) {
 		struct namespace *ns;
@@ -1606,7 +1980,11 @@ txn_migrate_create(struct rpc *rpc, uint64_t self, const struct recfs_config *cf
 	mono_cond_init(&m->job_cv);
 	mono_cond_init(&m->got_cv);
 	pthread_rwlock_init(&m->drop_lock, NULL);
+	/* control (exchange, hand-over) at once; PARTS, the records, as bulk
+	 * work apart from the clients' requests (rpc.h) */
 	rc = rpc_handler_set(rpc, RPC_OP_MIGRATE, 0, migrate_handler, m);
+	if (rc == 0)
+		rc = rpc_handler_set(rpc, RPC_OP_MIGRATE_DATA, RPC_HANDLER_BULK, migrate_handler, m);
 	if (rc == 0)
 		rc = rpc_handler_inline_set(rpc, RPC_OP_MIGRATE, migrate_try);
 	if (rc != 0) {

@@ -14,7 +14,7 @@ struct namespace;
 struct recfs_config;
 struct txn_migrate;
 
-/* Registers RPC_OP_MIGRATE on rpc (before rpc_start).  cfg is read live
+/* Registers RPC_OP_MIGRATE and RPC_OP_MIGRATE_DATA on rpc (before rpc_start).  cfg is read live
  * (migrate-threads, migrate-max-num-incoming, namespaces' migrate-sleep).
  * -ENOMEM, rpc_handler_set's errors. */
 int txn_migrate_create(struct rpc *rpc, uint64_t self, const struct recfs_config *cfg,

@@ -93,7 +93,7 @@ need += ["cluster.mount.%s_%s.%s" % (op, size, c) for op in ("write", "read")
 need += ["cluster.proxy.local", "cluster.proxy.tcp_rtt", "cluster.proxy.remote", "cluster.proxy.check"]
 need += ["cluster.embedded.write_%s.%s" % (size, c) for size in ("1k", "128k")
          for c in ("single", "rf2", "rf2_ratio")]
-need += ["cluster.migrate." + r for r in ("records", "bytes", "ratio", "write_ratio")]
+need += ["cluster.migrate." + r for r in ("records", "bytes", "cpu_per_mb", "ratio", "write_ratio")]
 if "cluster.migrate.records" not in {r["id"] for r in d["rows"] if r["verdict"] == "SKIP"}:
     need += ["cluster.migrate." + r for r in ("load", "fio", "tcp_stream", "write_before", "write_during")]
 # Device rows, unless a whole device benchmark was a SKIP (temp dir on tmpfs:
@@ -112,7 +112,8 @@ missing = [n for n in need if n not in ids]
 bad = [r["id"] for r in d["rows"] if r["verdict"] == "ERROR" or
        (r["unit"] in ("ops/s", "MB/s", "x") and r["id"].startswith(("memory", "fabric")) and
         not r["value"] > 0) or (r["unit"] == "ops/s" and not r["value"] > 0) or
-       (r["id"] in ("large.write", "large.read", "large.rss") and not r["value"] > 0)]
+       (r["id"] in ("large.write", "large.read", "large.rss") and not r["value"] > 0) or
+       (r["id"] == "cluster.migrate.cpu_per_mb" and r["verdict"] != "SKIP" and not r["value"] > 0)]
 print("ok" if d["completed"] and not missing and not bad else "missing=%s bad=%s" % (missing, bad))
 ' "$T/bench.json" 2>&1)
 	check_eq "JSON has every row with a figure" "$got" ok

@@ -5,7 +5,9 @@
 # empty.  Files are written through n1, then a writer through n2 keeps
 # writing (with fsync) while n4 joins, first with sending paused
 # (migrate-threads 0 on the old nodes: n4 shows partitions in state D and
-# a file reads through n4 from the node still serving it), then resumed.  Afterwards, on every node,
+# a file reads through n4 from the node still serving it), then resumed
+# with receiving paused on n4 (migrate-max-num-incoming 0: no record
+# arrives), then both resumed.  Afterwards, on every node,
 # migrate_partitions_remaining reaches 0; n4 masters partitions and holds
 # records (objects > 0) it did not get from a client; every node holds only
 # the partitions it is a replica of (objects summed over the nodes = 2 x
@@ -79,10 +81,20 @@ check_eq "paused: n4 serves none of them (their working master is another node)"
 	"$(echo "$pi" | grep ' state=D ' | grep -c ' role=master ')" 0
 check_eq "paused: a file written before n4 joined reads through n4" \
 	"$(run cat "$(cluster_mnt n4)/test/f00007")" "file 7"
+# Receiving paused (migrate-max-num-incoming 0 on n4, dynamic), sending
+# resumed: n4 takes no partition, not even one sent whole in one message.
+run sh -c "echo 0 > '$(cluster_mnt n4)/.info/config/network/migrate-max-num-incoming'" ||
+	bad "n4: migrate-max-num-incoming 0"
 for n in n1 n2 n3; do
 	run sh -c "echo 1 > '$(cluster_mnt $n)/.info/config/network/migrate-threads'" ||
 		bad "$n: migrate-threads 1"
 done
+sleep 1
+check_eq "receiving paused: n4 received no record" "$(ns_stat n4 migrate_records_received)" 0
+check_true "receiving paused: n4 still has migrations to receive" \
+	"$(cluster_info n4 migrate_partitions_remaining)" -gt 0
+run sh -c "echo 4 > '$(cluster_mnt n4)/.info/config/network/migrate-max-num-incoming'" ||
+	bad "n4: migrate-max-num-incoming 4"
 wait $W2 || bad "the writer through n2 failed"
 acked=$(grep -c '^w' "$T/w2")
 note "writer through n2: $acked acknowledged, $(tail -n 1 "$T/w2")"

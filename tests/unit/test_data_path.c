@@ -28,9 +28,10 @@
  *     known to the other node too, and gone on both with its last record;
  *   - a write that waited for its record lock at its master while another
  *     node became the master runs at the new master, not at the old one;
- *   - migration messages for another cluster key or a partition not
- *     expected from the sender are refused and counted, others that do not
- *     decode or name no namespace here refused.
+ *   - migration messages (and PARTS sections, each answered for itself)
+ *     for another cluster key or a partition not expected from the sender
+ *     are refused and counted, others that do not decode or name no
+ *     namespace here refused.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -527,6 +528,36 @@ migrate_call(const uint8_t *body, size_t len)
 	return rc;
 }
 
+/* A PARTS of one section (partition pid, flags, one junk record unless
+ * LAST alone) to B: the call's error, or the section's result. */
+static int
+migrate_call_part(uint64_t key, uint32_t pid, uint8_t flags)
+{
+	static uint8_t body[256];
+	struct rpc_answer ans = { 0 };
+	size_t count_off, n_off;
+	int off, rc, res[1];
+
+	off = migrate_msg_encode_parts(body, sizeof(body), key, "test", &count_off);
+	assert_true(off > 0);
+	rc = migrate_msg_encode_part_head(body + off, sizeof(body) - (size_t)off, pid, flags, &n_off);
+	assert_int_equal(rc, 9);
+	n_off += (size_t)off;
+	off += rc;
+	if (flags != MIGRATE_MSG_PART_LAST) {
+		off += migrate_msg_encode_record(body + off, sizeof(body) - (size_t)off, (const uint8_t *)"junk", 4);
+		migrate_msg_insert_count(body, n_off, 1);
+	}
+	migrate_msg_parts_count(body, count_off, 1);
+	rc = rpc_call(txn_network_rpc(A.net), B.id, RPC_OP_MIGRATE_DATA, body, (size_t)off, 0, &ans);
+	if (rc == 0)
+		rc = ans.err;
+	if (rc == 0)
+		rc = migrate_msg_decode_parts_answer(ans.body, ans.len, 1, res) == 0 ? res[0] : -EBADMSG;
+	rpc_answer_release(&ans);
+	return rc;
+}
+
 static void
 test_migration_refuses_bad_input(void **state)
 {
@@ -554,6 +585,16 @@ test_migration_refuses_bad_input(void **state)
 	len = migrate_msg_encode_pid(body, sizeof(body), MIGRATE_MSG_START, tc.cluster_key, "test", 5);
 	assert_int_equal(migrate_call(body, (size_t)len), -EPROTO);
 	assert_int_equal(ns_stat(&B, STAT_NS_migrate_msgs_refused), refused + 3);
+	/* PARTS sections: each answered for itself, the refused ones counted */
+	assert_int_equal(migrate_call_part(tc.cluster_key ^ 1, 5, MIGRATE_MSG_PART_FIRST | MIGRATE_MSG_PART_LAST),
+	    -ESTALE);
+	assert_int_equal(migrate_call_part(tc.cluster_key, 5, MIGRATE_MSG_PART_FIRST | MIGRATE_MSG_PART_LAST),
+	    -EPROTO);
+	assert_int_equal(migrate_call_part(tc.cluster_key, 5, MIGRATE_MSG_PART_FIRST), -EPROTO);
+	assert_int_equal(migrate_call_part(tc.cluster_key, 5, 0), -EPROTO);
+	assert_int_equal(migrate_call_part(tc.cluster_key, 5, MIGRATE_MSG_PART_LAST), -EPROTO);
+	assert_int_equal(ns_stat(&B, STAT_NS_migrate_msgs_refused), refused + 8);
+	refused += 5;
 	/* a namespace B does not have; bytes that do not decode: refused, not counted */
 	len = migrate_msg_encode_pid(body, sizeof(body), MIGRATE_MSG_START, tc.cluster_key, "nope", 5);
 	assert_int_equal(migrate_call(body, (size_t)len), -ENOENT);
@@ -570,12 +611,13 @@ test_migration_refuses_bad_input(void **state)
  * ping answers), and each is counted once.
  */
 /*
- * A partition larger than the INSERT window: 40 records of 100 KiB in one
- * partition are about 4 batches of 1 MiB, more than the 3 an emigration
- * keeps in flight (docs/cluster.md, "Migration protocol"), so a batch
- * buffer is filled again after its call was answered.  B is stopped, A
- * alone stores them, B comes back empty and receives all of them, each
- * intact.
+ * A partition larger than a message: 40 records of 100 KiB in one
+ * partition are about 4 PARTS messages of 1 MiB, more than the 3 an
+ * emigration thread keeps in flight (docs/cluster.md, "Migration
+ * protocol"): its FIRST section is waited for, the middle ones stream, a
+ * message buffer is filled again after its call was answered, and the
+ * LAST goes once all of them are acknowledged.  B is stopped, A alone
+ * stores them, B comes back empty and receives all of them, each intact.
  */
 #define BIG_N 40
 #define BIG_LEN (100 * 1024)

@@ -23,6 +23,7 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -41,7 +42,8 @@ enum {
 	OP_COUNT,                    /* counts its runs; answers the count */
 	OP_HOLD,                     /* blocks until hold_release; counts its runs */
 	OP_BIG,                      /* counts its runs; answers 1000 bytes */
-	OP_INLINE                    /* inline: "inline" (a body "d...": deferred); worker: "worker" */
+	OP_INLINE,                   /* inline: "inline" (a body "d...": deferred); worker: "worker" */
+	OP_BULK                      /* RPC_HANDLER_BULK: as OP_HOLD (bulk_release); notes its thread */
 };
 
 /* Tests keep their nodes in static storage: a failing test returns without
@@ -62,6 +64,10 @@ static int inline_runs;       /* atomic: OP_INLINE answered by its inline handle
 static int inline_deferred;   /* atomic: ... deferred by it */
 static int inline_off_fabric; /* atomic: ... run by a thread not named "fabric" */
 static int inline_worker_runs; /* atomic: OP_INLINE run by the worker's handler */
+static int bulk_release;      /* atomic */
+static int bulk_runs;         /* atomic */
+static int bulk_off_bulk;     /* atomic: OP_BULK run by a thread not named "rpc-bulk" */
+static int bulk_nice = -100;  /* atomic: the nice value OP_BULK ran at */
 
 /* CPU time of the whole process (every thread), in s. */
 static double
@@ -143,6 +149,28 @@ op_hold(void *arg, uint64_t from, const uint8_t *req, size_t len, struct rpc_rep
 }
 
 static int
+op_bulk(void *arg, uint64_t from, const uint8_t *req, size_t len, struct rpc_reply *reply)
+{
+	uint64_t t0 = net_now_ms();
+	char name[16] = "";
+
+	(void)arg;
+	(void)from;
+	(void)req;
+	(void)len;
+	(void)reply;
+	pthread_getname_np(pthread_self(), name, sizeof(name));
+	if (strcmp(name, "rpc-bulk") != 0)
+		atomic_inc(&bulk_off_bulk);
+	errno = 0;
+	atomic_store_relaxed(&bulk_nice, getpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid)));
+	atomic_inc(&bulk_runs);
+	while (!atomic_load_relaxed(&bulk_release) && net_now_ms() - t0 < WAIT_MS)
+		net_sleep_ms(2);
+	return 0;
+}
+
+static int
 op_big(void *arg, uint64_t from, const uint8_t *req, size_t len, struct rpc_reply *reply)
 {
 	(void)arg;
@@ -219,6 +247,7 @@ node_up_cfg(struct node *n, uint64_t id, struct rpc_config *rc)
 	assert_int_equal(rpc_handler_set(n->rpc, OP_COUNT, 0, op_count, NULL), 0);
 	assert_int_equal(rpc_handler_set(n->rpc, OP_HOLD, 0, op_hold, NULL), 0);
 	assert_int_equal(rpc_handler_set(n->rpc, OP_BIG, 0, op_big, NULL), 0);
+	assert_int_equal(rpc_handler_set(n->rpc, OP_BULK, RPC_HANDLER_BULK, op_bulk, NULL), 0);
 	assert_int_equal(rpc_handler_set(n->rpc, OP_COUNT, 0, op_count, NULL), -EEXIST);
 	assert_int_equal(rpc_handler_set(n->rpc, RPC_OPS_MAX, 0, op_count, NULL), -EINVAL);
 	assert_int_equal(rpc_handler_inline_set(n->rpc, OP_INLINE, op_inline_try), -EINVAL); /* no handler */
@@ -290,6 +319,10 @@ reset_globals(void)
 	atomic_store_relaxed(&inline_deferred, 0);
 	atomic_store_relaxed(&inline_off_fabric, 0);
 	atomic_store_relaxed(&inline_worker_runs, 0);
+	atomic_store_relaxed(&bulk_release, 0);
+	atomic_store_relaxed(&bulk_runs, 0);
+	atomic_store_relaxed(&bulk_off_bulk, 0);
+	atomic_store_relaxed(&bulk_nice, -100);
 }
 
 /* ---- codec ----------------------------------------------------------------- */
@@ -1368,6 +1401,55 @@ test_rpc_queued_request_past_its_deadline_is_not_run(void **state)
 	node_down(&b);
 }
 
+/*
+ * Bulk requests (RPC_HANDLER_BULK, migration) wait in their own queue for
+ * the bulk workers, which run at nice RPC_BULK_NICE: with both bulk
+ * workers busy and more bulk requests queued, a client's request is run
+ * at once by the (single) worker; bulk requests past half of
+ * queue_bytes_max are answered busy.
+ */
+static void
+test_rpc_bulk_requests_never_hold_up_the_others(void **state)
+{
+	struct rpc_config cfg = { .workers = 1, .queue_bytes_max = 2000 };
+	static struct node a, b;
+	static uint8_t body[600];
+	struct rpc_group g;
+	struct rpc_answer x[4], y;
+	uint64_t t0;
+
+	(void)state;
+	reset_globals();
+	node_up(&a, 1);
+	node_up_cfg(&b, 2, &cfg);
+	connect_nodes(a.f, 1, b.f, 2, b.port);
+	rpc_group_init(a.rpc, &g, 3000);
+	/* one at a time: two queued at once would be past the bytes bulk may hold */
+	for (int i = 0; i < RPC_BULK_WORKERS_DEFAULT; i++) {
+		assert_int_equal(rpc_group_send(&g, 2, OP_BULK, body, sizeof(body), &x[i]), 0);
+		WAIT_FOR(atomic_load_relaxed(&bulk_runs) == i + 1);
+	}
+	/* one more queues (600 of the 1000 bytes bulk may hold), the next is busy */
+	assert_int_equal(rpc_group_send(&g, 2, OP_BULK, body, sizeof(body), &x[2]), 0);
+	WAIT_FOR(stats(&b).requests_in_progress == 3);
+	assert_int_equal(rpc_call(a.rpc, 2, OP_BULK, body, sizeof(body), 500, &y), -EAGAIN);
+	assert_true(stats(&b).requests_busy >= 1);
+	/* a client's request does not wait behind them */
+	t0 = net_now_ms();
+	assert_int_equal(rpc_call(a.rpc, 2, OP_COUNT, NULL, 0, 1000, &y), 0);
+	rpc_answer_release(&y);
+	assert_true(net_now_ms() - t0 < 500);
+	assert_int_equal(atomic_load_relaxed(&count_runs), 1);
+	assert_int_equal(atomic_load_relaxed(&bulk_runs), RPC_BULK_WORKERS_DEFAULT);
+	atomic_store_relaxed(&bulk_release, 1);
+	assert_int_equal(rpc_group_wait(&g), 0);
+	assert_int_equal(atomic_load_relaxed(&bulk_runs), 3);
+	assert_int_equal(atomic_load_relaxed(&bulk_off_bulk), 0);
+	assert_int_equal(atomic_load_relaxed(&bulk_nice), RPC_BULK_NICE);
+	node_down(&a);
+	node_down(&b);
+}
+
 /* Calls wait for a free slot past calls_max, bounded by their deadline. */
 static void
 test_rpc_calls_past_calls_max_wait_for_a_slot(void **state)
@@ -1577,6 +1659,7 @@ main(int argc, char **argv)
 		cmocka_unit_test(test_rpc_busy_answer_to_one_copy_does_not_hide_a_copy_that_ran),
 		cmocka_unit_test(test_rpc_flood_is_answered_busy_with_bounded_state),
 		cmocka_unit_test(test_rpc_queued_request_past_its_deadline_is_not_run),
+		cmocka_unit_test(test_rpc_bulk_requests_never_hold_up_the_others),
 		cmocka_unit_test(test_rpc_calls_past_calls_max_wait_for_a_slot),
 		cmocka_unit_test(test_rpc_group_to_two_replicas_waits_for_both_under_one_deadline),
 		cmocka_unit_test(test_rpc_many_callers_on_many_threads_each_get_their_own_answer),

@@ -293,6 +293,8 @@
 	    "Records whose newest copy the cold start found damaged (header intact, body not): listed, stat works, reads fail with EIO until overwritten or unlinked (logged with file and offset).") \
 	X(cold_start_torn_writes, COUNTER, "records", 0, \
 	    "Torn writes the last cold start dropped: after an unclean shutdown, a newest copy with an intact header but a damaged body written within flush-max-ms + 1 s of the device's newest write was never acknowledged as durable; the previous version is kept (none: the record is absent). Logged with file and offset.") \
+	X(cold_start_dropped_records, COUNTER, "records", 0, \
+	    "Copies the last cold start skipped because their partition's copy had been dropped here (not a replica any more) after they were written: their bytes were still on the device, they are never loaded and count as free space (docs/cluster.md, Dropping a copy).") \
 	X(tombstones_reclaimed, COUNTER, "records", 0, \
 	    "Tombstones dropped by the tomb raider once no older copy remained on storage (in a cluster: by the partition's master, and by each replica at its request).") \
 	X(tomb_raider_passes, COUNTER, "passes", 0, "Tomb raider passes over the storage.") \

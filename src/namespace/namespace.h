@@ -290,6 +290,10 @@ void namespace_counters(const struct namespace *ns, struct ns_counters *out);
 int namespace_pversions_load(struct namespace *ns, uint64_t out[STORAGE_PARTITIONS]);
 int namespace_pversions_store(struct namespace *ns, const uint64_t v[STORAGE_PARTITIONS]);
 int namespace_pversion_store_one(struct namespace *ns, uint32_t pid, uint64_t v);
+/* This node's copy of pid is about to be dropped: version 0 and the drop
+ * time, durably, so a cold start never loads the copies older than it
+ * (storage_pversion_drop). */
+int namespace_pversion_drop(struct namespace *ns, uint32_t pid, uint64_t drop_ms);
 
 int namespace_open(struct namespace **out, struct ns_config *cfg);
 void namespace_close(struct namespace *ns, bool clean);

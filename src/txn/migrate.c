@@ -54,6 +54,7 @@ _Static_assert(MIG_BATCH_BYTES + 64 * 1024 < RPC_BODY_MAX, "a batch fits an rpc 
 enum {
 	MIG_F_DROP_AFTER = 0x1,   /* a non-replica source: drop the copy once sent and not serving */
 	MIG_F_DROPPING = 0x2,     /* a drop is queued or running */
+	MIG_F_HANDOVER = 0x4,     /* a takeover or drop of this change is still to run here */
 };
 
 struct mig_ns {
@@ -77,6 +78,7 @@ struct mig_ns {
 	uint32_t n_dup_parts;                 /* partitions with dups != 0 */
 	/* statistics: gauges under lock, counters atomic */
 	uint64_t tx_initial, tx_remaining, rx_initial, rx_remaining, tx_active, rx_active;
+	uint64_t handover_left;               /* partitions flagged MIG_F_HANDOVER */
 	uint64_t records_tx, records_rx, fresh;
 };
 
@@ -222,28 +224,12 @@ state_of(const struct mig_ns *x, uint32_t pid)
 
 /*
  * The versions reach storage (namespace_pversion*_store: every device or
- * shadow file, durable) through these two, called without m->lock: under
- * the namespace's store_lock they store what x->versions holds then, so
- * two stores of one partition can never land in the wrong order.  A
+ * shadow file, durable) through versions_persist_all (and a drop's
+ * namespace_pversion_drop), called without m->lock: under the namespace's
+ * store_lock they store what x->versions holds then, so two stores of one
+ * partition can never land in the wrong order.  A
  * memory namespace without shadow keeps them in memory only.
  */
-static void
-versions_persist_one(struct txn_migrate *m, struct mig_ns *x, uint32_t pid)
-{
-	uint64_t v;
-	int rc;
-
-	pthread_mutex_lock(&x->store_lock);
-	pthread_mutex_lock(&m->lock);
-	v = x->versions[pid];
-	pthread_mutex_unlock(&m->lock);
-	rc = namespace_pversion_store_one(x->ns, pid, v);
-	pthread_mutex_unlock(&x->store_lock);
-	if (rc != 0)
-		log_warn("migrate", "{%s} partition %u: its version cannot be stored: %s", x->ns->name, pid,
-		    recfs_strerror(rc));
-}
-
 static void
 versions_persist_all(struct txn_migrate *m, struct mig_ns *x)
 {
@@ -359,11 +345,34 @@ check_all_done(struct txn_migrate *m)
 	if (!m->rebalanced || m->all_done_logged)
 		return;
 	for (unsigned i = 0; i < m->n_ns; i++)
-		left += m->mns[i].tx_remaining + m->mns[i].rx_remaining;
+		left += m->mns[i].tx_remaining + m->mns[i].rx_remaining + m->mns[i].handover_left;
 	if (left == 0) {
 		m->all_done_logged = true;
 		log_info("migrate", "all migrations of cluster-key %016" PRIx64 " done", m->key);
 	}
+}
+
+/* Partition pid has a takeover or drop of this change still to run here:
+ * it counts in migrate_partitions_remaining until handover_done.  Lock held. */
+static void
+handover_pending(struct mig_ns *x, uint32_t pid)
+{
+	if (!(x->flags[pid] & MIG_F_HANDOVER)) {
+		x->flags[pid] |= MIG_F_HANDOVER;
+		x->handover_left++;
+	}
+}
+
+/* The takeover or drop of pid for key ran (or failed for good).  Lock held. */
+static void
+handover_done(struct txn_migrate *m, struct mig_ns *x, uint32_t pid, uint64_t key)
+{
+	if (m->key != key || !(x->flags[pid] & MIG_F_HANDOVER))
+		return;
+	x->flags[pid] &= (uint8_t)~MIG_F_HANDOVER;
+	if (x->handover_left > 0)
+		x->handover_left--;
+	check_all_done(m);
 }
 
 /* ---- dropping a copy ------------------------------------------------------------ */
@@ -390,16 +399,25 @@ drop_collect(void *arg, const struct index_entry *e)
 	return 0;
 }
 
-/* Every record and tombstone of partition pid leaves the index and storage
- * (control thread), unless a new change came meanwhile. */
+/*
+ * Every record and tombstone of partition pid leaves the index and storage
+ * (control thread), unless a new change came meanwhile.  First the null
+ * version and the drop time reach storage (namespace_pversion_drop): the
+ * records' bytes stay on the device until defragmentation, and a cold
+ * start skips those older than the drop, so a dropped copy never comes
+ * back with a restart (docs/cluster.md, "Dropping a copy").  If that
+ * store fails nothing is dropped (logged): the copy stays, as a subset
+ * copy the next change sweeps.
+ */
 static void
-drop_partition(struct txn_migrate *m, unsigned nsi, uint32_t pid, uint64_t key)
+drop_partition_run(struct txn_migrate *m, unsigned nsi, uint32_t pid, uint64_t key)
 {
 	struct mig_ns *x = &m->mns[nsi];
 	struct index_walk_pos pos = { 0 };
 	uint64_t dropped = 0, until = mono_in_ms(RPC_DEADLINE_DEFAULT_MS);
 	struct drop_batch probe;
-	bool had_version;
+	bool had_version, current;
+	int rc;
 
 	pthread_mutex_lock(&m->lock);
 	had_version = x->versions[pid] != 0;
@@ -415,9 +433,27 @@ drop_partition(struct txn_migrate *m, unsigned nsi, uint32_t pid, uint64_t key)
 	 * this change may still run here: let it end (bounded). */
 	while (partition_reservations(table_of(x), pid) > 0 && clock_mono_ns() < until)
 		sleep_us(1000);
+	pthread_mutex_lock(&x->store_lock);
+	pthread_mutex_lock(&m->lock);
+	current = m->key == key && !x->replica[pid] && x->wm[pid] != m->self;
+	if (current)
+		x->versions[pid] = 0;
+	pthread_mutex_unlock(&m->lock);
+	rc = current ? namespace_pversion_drop(x->ns, pid, clock_epoch_ms()) : 0;
+	pthread_mutex_unlock(&x->store_lock);
+	if (!current)
+		return;
+	if (rc != 0) {
+		log_warn("migrate", "{%s} partition %u: its drop cannot be stored (%s): the copy is kept",
+		    x->ns->name, pid, recfs_strerror(rc));
+		pthread_mutex_lock(&m->lock);
+		if (m->key == key)
+			x->flags[pid] &= (uint8_t)~MIG_F_DROPPING;
+		pthread_mutex_unlock(&m->lock);
+		return;
+	}
 	while (!pos.done) {
 		struct drop_batch b;
-		bool current;
 		int walked = 0;
 
 		b.n = 0;
@@ -436,21 +472,24 @@ drop_partition(struct txn_migrate *m, unsigned nsi, uint32_t pid, uint64_t key)
 		if (walked <= 0)
 			break;
 	}
-	bool had = false;
-
 	pthread_mutex_lock(&m->lock);
 	if (m->key == key) {
-		had = x->versions[pid] != 0;
-		x->versions[pid] = 0;
 		x->flags[pid] &= (uint8_t)~(MIG_F_DROPPING | MIG_F_DROP_AFTER);
 		(void)partition_set_working(table_of(x), pid, key, x->wm[pid], state_of(x, pid));
 	}
 	pthread_mutex_unlock(&m->lock);
-	if (had || dropped > 0)
-		versions_persist_one(m, x, pid);
 	if (dropped > 0)
 		log_debug("migrate", "{%s} partition %u: dropped %" PRIu64 " records (not a replica)",
 		    x->ns->name, pid, dropped);
+}
+
+static void
+drop_partition(struct txn_migrate *m, unsigned nsi, uint32_t pid, uint64_t key)
+{
+	drop_partition_run(m, nsi, pid, key);
+	pthread_mutex_lock(&m->lock);
+	handover_done(m, &m->mns[nsi], pid, key);
+	pthread_mutex_unlock(&m->lock);
 }
 
 /* ---- exchange and rebalance (control thread) ------------------------------------ */
@@ -583,6 +622,7 @@ abort_all(struct txn_migrate *m)
 		for (uint32_t pid = 0; pid < PARTITION_COUNT; pid++)
 			x->flags[pid] = 0;
 		x->tx_remaining = x->rx_remaining = x->tx_active = x->rx_active = 0;
+		x->handover_left = 0;
 		pending_update(x);
 	}
 	m->n_jobs = 0;
@@ -647,6 +687,7 @@ rebalance(struct txn_migrate *m, uint64_t seq, uint64_t key, const uint64_t *sna
 		unsigned rf = x->ns->cfg->replication_factor < n ? x->ns->cfg->replication_factor : n;
 		uint64_t tx = 0, rx = 0, fresh = 0;
 
+		x->handover_left = 0;
 		for (uint32_t pid = 0; pid < PARTITION_COUNT; pid++) {
 			uint64_t v[PARTITION_NODES_MAX];
 			struct rebalance_in in = { .cluster_key = key, .n = n, .rf = rf,
@@ -670,6 +711,12 @@ rebalance(struct txn_migrate *m, uint64_t seq, uint64_t key, const uint64_t *sna
 			    ? out.sources & ~me : 0);
 			x->tx_left[pid] = (uint16_t)rebalance_tx(&out, self_i);
 			x->flags[pid] = (out.sources & me) && !x->replica[pid] ? MIG_F_DROP_AFTER : 0;
+			/* What is left here once the migrations are done - a
+			 * non-replica source's drop, the final master's takeover,
+			 * the drops below - counts in the remaining partitions. */
+			if ((x->flags[pid] & MIG_F_DROP_AFTER) ||
+			    (x->fm[pid] == m->self && x->wm[pid] != m->self))
+				handover_pending(x, pid);
 			/* rx_from is by node index of o->nodes, which is m->nodes' order */
 			if (x->tx_left[pid] != 0)
 				for (unsigned i = 0; i < n; i++)
@@ -678,11 +725,13 @@ rebalance(struct txn_migrate *m, uint64_t seq, uint64_t key, const uint64_t *sna
 						    .dest = o->nodes[i], .key = key });
 			if ((out.drop_now & me) && drops != NULL) {
 				x->flags[pid] |= MIG_F_DROPPING;
+				handover_pending(x, pid);
 				drops[n_drops++] = (uint64_t)j << 32 | pid;
 			} else if (!x->replica[pid] && !(out.sources & me) && drops != NULL) {
 				/* Nothing here by the exchange; but a write at this node
 				 * while it kept serving during the exchange may have left
 				 * a copy (its replicas got it): swept (cheap when empty). */
+				handover_pending(x, pid);
 				drops[n_drops++] = (uint64_t)j << 32 | pid;
 			}
 			tx += x->tx_left[pid];
@@ -825,18 +874,31 @@ handle_takeover(struct txn_migrate *m, const struct mig_work *w)
 		if (m->nodes[i] != m->self && m->nodes[i] != old)
 			others[n_others++] = m->nodes[i];
 	pthread_mutex_unlock(&m->lock);
-	if (old != m->self && old != 0) {
+	for (uint32_t wait_ms = MIG_RETRY_MS; old != m->self && old != 0; ) {
 		struct rpc_answer ans = { 0 };
 		int rc = rpc_call(m->rpc, old, RPC_OP_MIGRATE, body, (size_t)len, 0, &ans);
+		bool again;
 
 		rc = rc != 0 ? rc : ans.err;
 		rpc_answer_release(&ans);
-		if (rc != 0) {
-			/* It is gone or busy: the next cluster change decides. */
+		if (rc == 0)
+			break;
+		/* Busy, slow or not connected: asked again (backoff) while
+		 * the change lasts and it is a member; refused as stale or
+		 * unexpected: the next cluster change decides.  Until then
+		 * the partition counts as remaining here. */
+		again = rc != -ESTALE && rc != -EPROTO && rc != -EBADMSG;
+		pthread_mutex_lock(&m->lock);
+		if (again && m->key == w->key && !m->stop && node_index(m, old) >= 0)
+			cond_wait_until(&m->ctl_cv, &m->lock, mono_in_ms(wait_ms));
+		again = again && m->key == w->key && !m->stop && node_index(m, old) >= 0;
+		pthread_mutex_unlock(&m->lock);
+		if (!again) {
 			log_warn("migrate", "{%s} partition %u: acting master %016" PRIx64 " did not hand "
 			    "over: %s", x->ns->name, w->pid, old, recfs_strerror(rc));
 			return;
 		}
+		wait_ms = wait_ms * 2 > MIG_RETRY_MAX_MS ? MIG_RETRY_MAX_MS : wait_ms * 2;
 	}
 	pthread_mutex_lock(&m->lock);
 	if (m->key == w->key) {
@@ -845,6 +907,8 @@ handle_takeover(struct txn_migrate *m, const struct mig_work *w)
 	}
 	pthread_mutex_unlock(&m->lock);
 	txn_partitions_changed(x->ns);
+	/* The others learn it below; the hand-over is done when the acting
+	 * master stopped serving and this node serves. */
 	if (n_others > 0) {
 		struct rpc_group g;
 		struct rpc_answer ans[PARTITION_NODES_MAX];
@@ -857,6 +921,9 @@ handle_takeover(struct txn_migrate *m, const struct mig_work *w)
 		for (unsigned i = 0; i < n_others; i++)
 			rpc_answer_release(&ans[i]);
 	}
+	pthread_mutex_lock(&m->lock);
+	handover_done(m, x, w->pid, w->key);
+	pthread_mutex_unlock(&m->lock);
 }
 
 static void *
@@ -1883,7 +1950,10 @@ txn_migrate_values(struct txn_migrate *m, const struct namespace *ns, struct txn
 	for (unsigned j = 0; j < m->n_ns; j++) {
 		struct mig_ns *x = &m->mns[j];
 
-		out->partitions_remaining += x->tx_remaining + x->rx_remaining;
+		out->partitions_remaining += x->tx_remaining + x->rx_remaining + x->handover_left;
+		/* A change still in its exchange: its work is not known yet. */
+		if (m->key != 0 && !m->rebalanced)
+			out->partitions_remaining++;
 		if (x->ns != ns)
 			continue;
 		out->tx_initial = x->tx_initial;

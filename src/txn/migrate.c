@@ -1472,6 +1472,7 @@ on_insert(struct txn_migrate *m, uint64_t from, const struct migrate_msg *msg, i
 	}
 	atomic_add(&x->records_rx, received);
 	if (refused > 0) {
+		NS_COUNT_ADD(x->ns, migrate_records_refused, refused);
 		log_warn("migrate", "{%s} partition %u: %" PRIu64 " records from %016" PRIx64
 		    " refused (malformed, or of another partition)", x->ns->name, msg->pid, refused, from);
 	}

@@ -563,6 +563,114 @@ test_migration_refuses_bad_input(void **state)
 }
 
 /*
+ * Records of a migration batch are checked one by one: a record that fails
+ * its checks and a record of another partition than the batch's are
+ * refused and counted (migrate_records_refused), the batch's other records
+ * are applied and the batch is answered OK.  B comes back empty and
+ * expects partition P from A, whose sending is paused (migrate-threads 0)
+ * while the test sends A's START and one INSERT itself.
+ */
+static void
+test_migration_refuses_bad_records_one_by_one(void **state)
+{
+	static uint8_t body[8192];
+	char kp[16], kq[16];
+	uint32_t P = UINT32_MAX, Q = UINT32_MAX;
+	uint8_t *fp = NULL, *fq = NULL;
+	uint32_t lp, lq;
+	struct txn_cluster tc;
+	struct txn_key key;
+	size_t count_off;
+	uint64_t t0, refused, received, msgs_refused;
+	int off, len;
+
+	(void)state;
+	for (unsigned i = 0; Q == UINT32_MAX; i++) {
+		struct digest d;
+		char k[16];
+
+		snprintf(k, sizeof(k), "bad%u", i);
+		digest_compute(&d, NULL, 0, k, strlen(k));
+		if (P == UINT32_MAX) {
+			P = digest_partition(&d);
+			memcpy(kp, k, sizeof(k));
+		} else if (digest_partition(&d) != P) {
+			Q = digest_partition(&d);
+			memcpy(kq, k, sizeof(k));
+		}
+	}
+	__atomic_store_n(&A.cfg.migrate_threads, 0, __ATOMIC_RELAXED);
+	tnode_down(&B);
+	t0 = clock_mono_ns();
+	while (cluster_size(&A) != 1) {
+		if (clock_mono_ns() - t0 > 10000000000ull)
+			fail_msg("A not alone within 10 s");
+		sleep_ms(10);
+	}
+	assert_int_equal(put(&A, kp, "in P"), 0);
+	assert_int_equal(put(&A, kq, "in Q"), 0);
+	key = key_of(kp);
+	assert_int_equal(txn_dup_copy(A.ns, &key, false, &fp, &lp), 0);
+	key = key_of(kq);
+	assert_int_equal(txn_dup_copy(A.ns, &key, false, &fq, &lq), 0);
+	assert_non_null(fp);
+	assert_non_null(fq);
+	tnode_up(&B, 0xb2, B.port, A.port);
+	wait_for_size(2);
+	/* B has rebalanced: it expects partitions from A */
+	t0 = clock_mono_ns();
+	while (ns_stat(&B, STAT_NS_migrate_rx_partitions_remaining) == 0) {
+		if (clock_mono_ns() - t0 > 10000000000ull)
+			fail_msg("B expects nothing from A within 10 s");
+		sleep_ms(10);
+	}
+	assert_true(txn_node_cluster(A.node, &tc));
+	refused = ns_stat(&B, STAT_NS_migrate_records_refused);
+	received = ns_stat(&B, STAT_NS_migrate_records_received);
+	msgs_refused = ns_stat(&B, STAT_NS_migrate_msgs_refused);
+	len = migrate_msg_encode_pid(body, sizeof(body), MIGRATE_MSG_START, tc.cluster_key, "test", P);
+	assert_int_equal(migrate_call(body, (size_t)len), 0);
+	off = migrate_msg_encode_insert(body, sizeof(body), tc.cluster_key, "test", P, &count_off);
+	assert_true(off > 0);
+	len = migrate_msg_encode_record(body + off, sizeof(body) - (size_t)off, (const uint8_t *)"junk", 4);
+	assert_true(len > 0);
+	off += len;
+	len = migrate_msg_encode_record(body + off, sizeof(body) - (size_t)off, fq, lq);   /* of Q */
+	assert_true(len > 0);
+	off += len;
+	fp[lp - 1] ^= 0x5a;   /* a damaged copy of P's record */
+	len = migrate_msg_encode_record(body + off, sizeof(body) - (size_t)off, fp, lp);
+	assert_true(len > 0);
+	off += len;
+	fp[lp - 1] ^= 0x5a;
+	len = migrate_msg_encode_record(body + off, sizeof(body) - (size_t)off, fp, lp);   /* good */
+	assert_true(len > 0);
+	off += len;
+	migrate_msg_insert_count(body, count_off, 4);
+	assert_int_equal(migrate_call(body, (size_t)off), 0);
+	assert_int_equal(ns_stat(&B, STAT_NS_migrate_records_refused), refused + 3);
+	assert_int_equal(ns_stat(&B, STAT_NS_migrate_records_received), received + 1);
+	assert_int_equal(ns_stat(&B, STAT_NS_migrate_msgs_refused), msgs_refused);
+	free(fp);
+	free(fq);
+	__atomic_store_n(&A.cfg.migrate_threads, 1, __ATOMIC_RELAXED);
+	settled();
+	/* and B ends with both, from A's own migration */
+	txn_node_network_set(B.node, NULL);
+	{
+		struct txn_record rec;
+
+		key = key_of(kp);
+		assert_int_equal(txn_read(B.ns, &key, &rec), 0);
+		txn_record_release(&rec);
+		key = key_of(kq);
+		assert_int_equal(txn_read(B.ns, &key, &rec), 0);
+		txn_record_release(&rec);
+	}
+	txn_node_network_set(B.node, B.net);
+}
+
+/*
  * Memory storage: a proxied read and a replica write are served on the
  * fabric thread when their record lock is free (rpc_requests_inline); when
  * it is held (here, as a master holds it while its replicas answer) they go
@@ -1176,6 +1284,7 @@ main(void)
 		cmocka_unit_test(test_busy_master_is_asked_again),
 		cmocka_unit_test(test_reads_and_replica_writes_inline_unless_their_lock_is_held),
 		cmocka_unit_test(test_migration_refuses_bad_input),
+		cmocka_unit_test(test_migration_refuses_bad_records_one_by_one),
 		cmocka_unit_test(test_migration_of_a_partition_larger_than_the_window),
 		cmocka_unit_test(test_node_down_fails_fast_then_goes_on),
 		cmocka_unit_test(test_orphan_waits_for_a_cluster),

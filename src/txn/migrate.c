@@ -55,7 +55,10 @@ enum {
 	MIG_F_DROP_AFTER = 0x1,   /* a non-replica source: drop the copy once sent and not serving */
 	MIG_F_DROPPING = 0x2,     /* a drop is queued or running */
 	MIG_F_HANDOVER = 0x4,     /* a takeover or drop of this change is still to run here */
+	MIG_F_WAIT_RELEASE = 0x8, /* a non-replica holding the working master's copy: drop on its RELEASE */
 };
+
+enum mig_work_kind { MIG_W_DROP, MIG_W_TAKEOVER, MIG_W_RELEASE };
 
 struct mig_ns {
 	struct namespace *ns;
@@ -76,6 +79,11 @@ struct mig_ns {
 	 * each record before it is served (duplicate resolution). */
 	uint64_t dups[PARTITION_COUNT];
 	uint32_t n_dup_parts;                 /* partitions with dups != 0 */
+	/* The working master: node-index bits of the non-replicas holding its
+	 * copy, told (RELEASE) once it has sent the partition to every
+	 * receiver.  Such a holder: the working master it waits for. */
+	uint64_t release_to[PARTITION_COUNT];
+	uint64_t release_from[PARTITION_COUNT];
 	/* statistics: gauges under lock, counters atomic */
 	uint64_t tx_initial, tx_remaining, rx_initial, rx_remaining, tx_active, rx_active;
 	uint64_t handover_left;               /* partitions flagged MIG_F_HANDOVER */
@@ -101,7 +109,7 @@ struct mig_work {              /* for the control thread */
 	unsigned ns;
 	uint32_t pid;
 	uint64_t key;
-	bool takeover;             /* else: drop */
+	enum mig_work_kind what;
 };
 
 struct txn_migrate {
@@ -303,7 +311,7 @@ pending_update(struct mig_ns *x)
 }
 
 static int
-work_push(struct txn_migrate *m, unsigned ns, uint32_t pid, bool takeover)
+work_push(struct txn_migrate *m, unsigned ns, uint32_t pid, enum mig_work_kind what)
 {
 	if (m->n_work == m->cap_work) {
 		size_t cap = m->cap_work ? m->cap_work * 2 : 64;
@@ -315,7 +323,7 @@ work_push(struct txn_migrate *m, unsigned ns, uint32_t pid, bool takeover)
 		m->cap_work = cap;
 	}
 	m->work[m->n_work++] = (struct mig_work){ .ns = ns, .pid = pid, .key = m->key,
-	    .takeover = takeover };
+	    .what = what };
 	pthread_cond_broadcast(&m->ctl_cv);
 	return 0;
 }
@@ -723,7 +731,21 @@ rebalance(struct txn_migrate *m, uint64_t seq, uint64_t key, const uint64_t *sna
 					if ((out.receivers & ~me) & (1ULL << i))
 						(void)job_push(m, &(struct mig_job){ .ns = j, .pid = pid,
 						    .dest = o->nodes[i], .key = key });
-			if ((out.drop_now & me) && drops != NULL) {
+			x->release_to[pid] = 0;
+			x->release_from[pid] = 0;
+			if (out.working_master == self_i && out.receivers != 0)
+				x->release_to[pid] = out.drop_now & ~me;
+			if ((out.drop_now & me) && out.receivers != 0) {
+				/* The working master's copy is here too: kept (and
+				 * announced, with its version, at the next change)
+				 * until the working master has sent it to every
+				 * receiver, so a source dying mid-partition never
+				 * leaves the partition without a full copy. */
+				x->versions[pid] = v[self_i];
+				x->release_from[pid] = o->nodes[out.working_master];
+				x->flags[pid] |= MIG_F_WAIT_RELEASE;
+				handover_pending(x, pid);
+			} else if ((out.drop_now & me) && drops != NULL) {
 				x->flags[pid] |= MIG_F_DROPPING;
 				handover_pending(x, pid);
 				drops[n_drops++] = (uint64_t)j << 32 | pid;
@@ -734,6 +756,8 @@ rebalance(struct txn_migrate *m, uint64_t seq, uint64_t key, const uint64_t *sna
 				handover_pending(x, pid);
 				drops[n_drops++] = (uint64_t)j << 32 | pid;
 			}
+			if (x->release_to[pid] != 0 && x->tx_left[pid] == 0)
+				(void)work_push(m, j, pid, MIG_W_RELEASE);
 			tx += x->tx_left[pid];
 			rx += rebalance_rx(&out, self_i);
 			fresh += out.fresh && x->replica[pid];
@@ -926,6 +950,62 @@ handle_takeover(struct txn_migrate *m, const struct mig_work *w)
 	pthread_mutex_unlock(&m->lock);
 }
 
+/*
+ * The working master has sent partition w->pid to every receiver: each
+ * non-replica that kept the same copy (MIG_F_WAIT_RELEASE) may drop it
+ * now.  One that is busy or does not answer is asked again (backoff) while
+ * the change lasts and it is a member; until then it counts the partition
+ * as remaining.
+ */
+static void
+handle_release(struct txn_migrate *m, const struct mig_work *w)
+{
+	struct mig_ns *x = &m->mns[w->ns];
+	uint8_t body[MIGRATE_MSG_HEADER_MAX + 4];
+	int len = migrate_msg_encode_pid(body, sizeof(body), MIGRATE_MSG_RELEASE, w->key, x->ns->name, w->pid);
+	uint64_t to[PARTITION_NODES_MAX];
+	unsigned n_to = 0;
+
+	if (len < 0)
+		return;
+	pthread_mutex_lock(&m->lock);
+	if (m->key == w->key)
+		for (unsigned i = 0; i < m->n; i++)
+			if (x->release_to[w->pid] & (1ULL << i))
+				to[n_to++] = m->nodes[i];
+	pthread_mutex_unlock(&m->lock);
+	for (uint32_t wait_ms = MIG_RETRY_MS; n_to > 0; ) {
+		struct rpc_group g;
+		struct rpc_answer ans[PARTITION_NODES_MAX];
+		unsigned again = 0;
+
+		memset(ans, 0, sizeof(ans));
+		rpc_group_init(m->rpc, &g, 0);
+		for (unsigned i = 0; i < n_to; i++)
+			(void)rpc_group_send(&g, to[i], RPC_OP_MIGRATE, body, (size_t)len, &ans[i]);
+		(void)rpc_group_wait(&g);
+		pthread_mutex_lock(&m->lock);
+		for (unsigned i = 0; i < n_to; i++) {
+			int rc = ans[i].rc != 0 ? ans[i].rc : ans[i].err;
+
+			if (rc != 0 && rc != -ESTALE && rc != -EPROTO && rc != -EBADMSG &&
+			    m->key == w->key && node_index(m, to[i]) >= 0)
+				to[again++] = to[i];
+			else if (rc != 0)
+				log_warn("migrate", "{%s} partition %u: node %016" PRIx64 " did not take the "
+				    "release of its copy: %s", x->ns->name, w->pid, to[i], recfs_strerror(rc));
+		}
+		n_to = m->key == w->key && !m->stop ? again : 0;
+		if (n_to > 0)
+			cond_wait_until(&m->ctl_cv, &m->lock, mono_in_ms(wait_ms));
+		n_to = m->key == w->key && !m->stop ? n_to : 0;
+		pthread_mutex_unlock(&m->lock);
+		for (unsigned i = 0; i < PARTITION_NODES_MAX; i++)
+			rpc_answer_release(&ans[i]);
+		wait_ms = wait_ms * 2 > MIG_RETRY_MAX_MS ? MIG_RETRY_MAX_MS : wait_ms * 2;
+	}
+}
+
 static void *
 control_main(void *arg)
 {
@@ -969,8 +1049,10 @@ control_main(void *arg)
 		if (w.key != m->key)
 			continue;
 		pthread_mutex_unlock(&m->lock);
-		if (w.takeover)
+		if (w.what == MIG_W_TAKEOVER)
 			handle_takeover(m, &w);
+		else if (w.what == MIG_W_RELEASE)
+			handle_release(m, &w);
 		else
 			drop_partition(m, w.ns, w.pid, w.key);
 		pthread_mutex_lock(&m->lock);
@@ -1281,10 +1363,12 @@ tx_finished(struct txn_migrate *m, const struct mig_job *j)
 	if (x->tx_remaining > 0)
 		x->tx_remaining--;
 	pending_update(x);
+	if (x->tx_left[j->pid] == 0 && x->release_to[j->pid] != 0)
+		(void)work_push(m, j->ns, j->pid, MIG_W_RELEASE);
 	if (x->tx_left[j->pid] == 0 && (x->flags[j->pid] & MIG_F_DROP_AFTER) && x->wm[j->pid] != m->self &&
 	    !(x->flags[j->pid] & MIG_F_DROPPING)) {
 		x->flags[j->pid] |= MIG_F_DROPPING;
-		(void)work_push(m, j->ns, j->pid, false);
+		(void)work_push(m, j->ns, j->pid, MIG_W_DROP);
 	}
 	(void)partition_set_working(table_of(x), j->pid, j->key, x->wm[j->pid], state_of(x, j->pid));
 	check_all_done(m);
@@ -1539,7 +1623,7 @@ on_done(struct txn_migrate *m, uint64_t from, const struct migrate_msg *msg, int
 			x->versions[pid] = rebalance_final_version(m->key, x->fm[pid] == m->self);
 			complete = true;
 			if (x->fm[pid] == m->self && x->wm[pid] != m->self)
-				(void)work_push(m, (unsigned)nsi, pid, true);
+				(void)work_push(m, (unsigned)nsi, pid, MIG_W_TAKEOVER);
 		}
 		pending_update(x);
 		(void)partition_set_working(table_of(x), pid, m->key, x->wm[pid], state_of(x, pid));
@@ -1570,13 +1654,35 @@ on_takeover(struct txn_migrate *m, uint64_t from, const struct migrate_msg *msg,
 		dups_set(x, pid, 0);
 		if (x->tx_left[pid] == 0 && (x->flags[pid] & MIG_F_DROP_AFTER) && !(x->flags[pid] & MIG_F_DROPPING)) {
 			x->flags[pid] |= MIG_F_DROPPING;
-			(void)work_push(m, (unsigned)nsi, pid, false);
+			(void)work_push(m, (unsigned)nsi, pid, MIG_W_DROP);
 		}
 		(void)partition_set_working(table_of(x), pid, m->key, from, state_of(x, pid));
 	}
 	pthread_mutex_unlock(&m->lock);
 	if (rc == 0)
 		txn_partitions_changed(x->ns);
+	return rc;
+}
+
+/* RELEASE: the working master's copy of pid reached every receiver. */
+static int
+on_release(struct txn_migrate *m, uint64_t from, const struct migrate_msg *msg, int nsi)
+{
+	struct mig_ns *x = &m->mns[nsi];
+	uint32_t pid = msg->pid;
+	int rc = 0;
+
+	pthread_mutex_lock(&m->lock);
+	if (msg->cluster_key != m->key || !m->rebalanced) {
+		rc = msg->cluster_key != m->key ? -ESTALE : -EAGAIN;
+	} else if (from != x->release_from[pid]) {
+		rc = -EPROTO;
+	} else if (x->flags[pid] & MIG_F_WAIT_RELEASE) {
+		x->flags[pid] &= (uint8_t)~MIG_F_WAIT_RELEASE;
+		x->flags[pid] |= MIG_F_DROPPING;
+		(void)work_push(m, (unsigned)nsi, pid, MIG_W_DROP);
+	}   /* else: a copy of a RELEASE already taken */
+	pthread_mutex_unlock(&m->lock);
 	return rc;
 }
 
@@ -1604,6 +1710,7 @@ migrate_handler(void *arg, uint64_t from, const uint8_t *req, size_t len, struct
 	case MIGRATE_MSG_INSERT: rc = on_insert(m, from, &msg, nsi); break;
 	case MIGRATE_MSG_DONE: rc = on_done(m, from, &msg, nsi); break;
 	case MIGRATE_MSG_TAKEOVER: rc = on_takeover(m, from, &msg, nsi); break;
+	case MIGRATE_MSG_RELEASE: rc = on_release(m, from, &msg, nsi); break;
 	}
 	if (rc == -ESTALE || rc == -EPROTO) {
 		struct namespace *ns;

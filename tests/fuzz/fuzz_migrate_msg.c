@@ -42,7 +42,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	fuzz_assert(rc == 0 || rc == -EBADMSG);
 	if (rc != 0)
 		return 0;
-	fuzz_assert(m.kind >= MIGRATE_MSG_EXCHANGE && m.kind <= MIGRATE_MSG_TAKEOVER);
+	fuzz_assert(m.kind >= MIGRATE_MSG_EXCHANGE && m.kind <= MIGRATE_MSG_RELEASE);
 	fuzz_assert(strlen(m.ns) >= 1 && strlen(m.ns) <= MIGRATE_MSG_NS_MAX);
 	fuzz_assert(m.pid < MIGRATE_MSG_PARTITIONS);
 	again = malloc(size > 0 ? size : 1);

@@ -76,6 +76,14 @@
 	    "Listing pages other nodes asked of this one (its records in the partitions they name).") \
 	X(migrate_msgs_refused, COUNTER, "messages", 0, \
 	    "Migration messages refused (logged at debug): another cluster key (a change came in between), or a partition this node does not expect from that node; a message that does not decode is refused and logged.") \
+	X(migrate_records_refused, COUNTER, "records", 0, \
+	    "Records of migration batches (INSERT) refused one by one: malformed (they fail the record's checks) or of another partition than the batch's; the rest of the batch is applied, and each batch with refusals is logged with partition and sender.") \
+	X(dup_res_run, COUNTER, "operations", 0, \
+	    "Operations (stat, read, write, delete, rename) on a partition this node serves as working master before its duplicates' migrations reached it, that asked each duplicate holder for its copy first (duplicate resolution, docs/cluster.md).") \
+	X(dup_res_won, COUNTER, "records", 0, \
+	    "Copies duplicate holders returned that were newer than this node's (later last-update time, then higher generation) and were applied before the operation ran.") \
+	X(dup_res_failed, COUNTER, "operations", 0, \
+	    "Duplicate resolutions that failed: a holder that is a member did not answer within transaction-max-ms, or the copy could not be stored; the operation failed with EIO.") \
 	X(chunk_reads, COUNTER, "chunks", 0, \
 	    "Chunk records of large files read (each serves up to file-chunk-size bytes of reads).") \
 	X(chunk_writes, COUNTER, "chunks", 0, \
@@ -174,6 +182,7 @@
 	X(fabric_refused_too_many, COUNTER, "connections", 0, "Connections dropped because too many were still unauthenticated.") \
 	X(fabric_refused_tls, COUNTER, "connections", 0, "Connections whose TLS handshake failed (network.tls): a peer without TLS, with a certificate of another CA or with none.") \
 	X(fabric_refused_by_peer, COUNTER, "connections", 0, "Connections the peer dropped, telling this node why (logged).") \
+	X(fabric_closed_ack_timeout, COUNTER, "connections", 0, "Authenticated or handshaking connections closed because nothing sent on them was acknowledged within the ack timeout (the heartbeat timeout: a cut link, or a node dead or not reading; logged as such).") \
 	X(fabric_peers_connected, GAUGE, "nodes", 0, "Nodes with an authenticated fabric connection now.") \
 	X(heartbeat_pulses_sent, COUNTER, "pulses", 0, "Heartbeat pulses sent (one per interval per connected node).") \
 	X(heartbeat_pulses_received, COUNTER, "pulses", 0, "Heartbeat pulses received and taken.") \
@@ -297,6 +306,8 @@
 	    "Records whose newest copy the cold start found damaged (header intact, body not): listed, stat works, reads fail with EIO until overwritten or unlinked (logged with file and offset).") \
 	X(cold_start_torn_writes, COUNTER, "records", 0, \
 	    "Torn writes the last cold start dropped: after an unclean shutdown, a newest copy with an intact header but a damaged body written within flush-max-ms + 1 s of the device's newest write was never acknowledged as durable; the previous version is kept (none: the record is absent). Logged with file and offset.") \
+	X(cold_start_dropped_records, COUNTER, "records", 0, \
+	    "Copies the last cold start skipped because their partition's copy had been dropped here (not a replica any more) after they were written: their bytes were still on the device, they are never loaded and count as free space (docs/cluster.md, Dropping a copy).") \
 	X(tombstones_reclaimed, COUNTER, "records", 0, \
 	    "Tombstones dropped by the tomb raider once no older copy remained on storage (in a cluster: by the partition's master, and by each replica at its request).") \
 	X(tomb_raider_passes, COUNTER, "passes", 0, "Tomb raider passes over the storage.") \

@@ -35,7 +35,8 @@
  *     their copies at once;
  *   - else the WM takes (new key, full, master), receivers take a subset
  *     version of the new key (they fill), non-replicas that hold the WM's
- *     version drop their copies at once (nothing there the WM lacks);
+ *     version are in drop_now (nothing there the WM lacks; the caller
+ *     keeps them until the WM's copy has reached every receiver);
  *     a receiver that has received from all its sources takes the final
  *     version, a non-replica source drops its copy once it has sent to
  *     all its receivers and is no longer the WM.

@@ -677,6 +677,15 @@ sock_why(const struct fabric *f, int err, char *buf, size_t sz)
 	return buf;
 }
 
+/* sock_why for a connection closed for err: counts the ack timeouts. */
+static const char *
+close_why(struct fabric *f, int err, char *buf, size_t sz)
+{
+	if (err == ETIMEDOUT && f->ack_timeout_ms != 0)
+		atomic_inc(&f->stats.closed_ack_timeout);
+	return sock_why(f, err, buf, sz);
+}
+
 /*
  * Frames w into the empty write buffer of c (the active connection of its
  * peer, whose lock the caller holds) and writes what the socket takes now.
@@ -1034,7 +1043,7 @@ conn_flush(struct fabric *f, struct conn *c)
 	if (err != 0) {
 		char why[96];
 
-		conn_close(f, c, -1, sock_why(f, err, why, sizeof(why)));
+		conn_close(f, c, -1, close_why(f, err, why, sizeof(why)));
 	}
 }
 
@@ -1538,7 +1547,7 @@ conn_read(struct fabric *f, struct conn *c)
 					conn_want_out_any(f, c);
 				return;
 			}
-			conn_close(f, c, -1, n == -EPROTO ? "TLS error" : sock_why(f, (int)-n, why, sizeof(why)));
+			conn_close(f, c, -1, n == -EPROTO ? "TLS error" : close_why(f, (int)-n, why, sizeof(why)));
 			return;
 		}
 		c->rlen += (size_t)n;

@@ -252,6 +252,7 @@ struct fabric_stats {
 	uint64_t send_queue_full;             /* fabric_send() answered -ENOBUFS */
 	uint64_t refused[FABRIC_REFUSE_COUNT];
 	uint64_t refused_by_peer;             /* a peer sent REFUSE to us */
+	uint64_t closed_ack_timeout;          /* closed: nothing acknowledged within the ack timeout */
 	uint32_t peers_connected;             /* gauge */
 };
 

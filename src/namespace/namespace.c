@@ -361,6 +361,12 @@ namespace_pversion_store_one(struct namespace *ns, uint32_t pid, uint64_t v)
 	return storage_pversion_store_one(ns->storage, pid, v);
 }
 
+int
+namespace_pversion_drop(struct namespace *ns, uint32_t pid, uint64_t drop_ms)
+{
+	return storage_pversion_drop(ns->storage, pid, drop_ms);
+}
+
 void
 namespace_entry_info(const struct namespace *ns, const struct record *r, struct entry_info *out)
 {

@@ -52,6 +52,10 @@
 	X(list_pages_sent, "listing pages asked of other nodes") \
 	X(list_pages_received, "listing pages other nodes asked of this one") \
 	X(migrate_msgs_refused, "migration messages refused: another cluster key, or a partition not expected from that node") \
+	X(migrate_records_refused, "records of migration batches refused one by one: malformed, or of another partition") \
+	X(dup_res_run, "operations that asked the duplicate holders of their partition first") \
+	X(dup_res_won, "copies from duplicate holders newer than this node's, applied") \
+	X(dup_res_failed, "duplicate resolutions that failed: a holder did not answer in time") \
 	X(chunk_reads, "chunk records of large files read") \
 	X(chunk_writes, "chunk records of large files written by commits") \
 	X(chunk_read_errors, "chunk reads that failed other than for a missing chunk") \
@@ -292,6 +296,10 @@ void namespace_counters(const struct namespace *ns, struct ns_counters *out);
 int namespace_pversions_load(struct namespace *ns, uint64_t out[STORAGE_PARTITIONS]);
 int namespace_pversions_store(struct namespace *ns, const uint64_t v[STORAGE_PARTITIONS]);
 int namespace_pversion_store_one(struct namespace *ns, uint32_t pid, uint64_t v);
+/* This node's copy of pid is about to be dropped: version 0 and the drop
+ * time, durably, so a cold start never loads the copies older than it
+ * (storage_pversion_drop). */
+int namespace_pversion_drop(struct namespace *ns, uint32_t pid, uint64_t drop_ms);
 
 int namespace_open(struct namespace **out, struct ns_config *cfg);
 void namespace_close(struct namespace *ns, bool clean);

@@ -74,6 +74,22 @@ scan_find(const uint8_t *buf, uint32_t wbs, uint32_t *off, uint32_t *offs, uint3
 	return n;
 }
 
+/* A copy of a partition this node dropped, older than the drop: stale,
+ * skipped (counted, never live; device_pversion.c keeps the drop times).
+ * A set's marker is kept on every node whatever its partition, and a drop
+ * leaves it: never skipped. */
+static bool
+dropped_copy(struct storage *st, struct device *d, const uint8_t *flat, uint32_t flags, uint64_t lut_ms)
+{
+	const struct dev_engine *e = st->priv;
+	uint64_t drop_ms = e->pdrop[digest_partition(record_flat_digest(flat))];
+
+	if (drop_ms == 0 || lut_ms >= drop_ms || (flags & RECORD_F_SET_MARKER))
+		return false;
+	__atomic_add_fetch(&d->cs_dropped, 1, __ATOMIC_RELAXED);
+	return true;
+}
+
 /* A copy with an intact header written at lut_ms is on d. */
 static void
 newest_seen(struct device *d, uint64_t lut_ms)
@@ -134,6 +150,8 @@ scan_wblock(struct storage *st, struct device *d, uint32_t id, const uint8_t *bu
 				/* The header is proven, its size too: the copy takes
 				 * part in the newest-copy rule like any other. */
 				newest_seen(d, h.last_update_ms);
+				if (dropped_copy(st, d, buf + off, h.flags, h.last_update_ms))
+					continue;
 				if (st->owner.load_damaged != NULL) {
 					unsigned parts = record_flat_salvage(buf + off, &h, &r);
 
@@ -147,6 +165,10 @@ scan_wblock(struct storage *st, struct device *d, uint32_t id, const uint8_t *bu
 			 * replaced later in this same wblock is subtracted meanwhile, which
 			 * the unsigned counts survive (they only need the final sum). */
 			newest_seen(d, r.last_update_ms);
+			if (dropped_copy(st, d, buf + off, r.flags, r.last_update_ms)) {
+				record_release(&r);
+				continue;
+			}
 			if (st->owner.load(st->owner.arg, st, &r, size, loc) > 0)
 				live += size;
 			record_release(&r);
@@ -330,6 +352,10 @@ device_cold_start(struct storage *st, struct dev_engine *e)
 
 	if (!e->cold_started)
 		return 0;
+	/* The partitions dropped here, and when: their older copies are
+	 * skipped.  Unreadable: every copy loads (as before any drop). */
+	if (device_pversions_cold_load(st, e) != 0)
+		memset(e->pdrop, 0, sizeof(e->pdrop));
 	/* The CPUs shared among the devices (each device at least one thread). */
 	n_parts = cpus > (long)e->n ? (uint32_t)(cpus / (long)e->n) : 1;
 	if (n_parts > SCAN_PARTS_MAX)
@@ -379,10 +405,11 @@ device_cold_start(struct storage *st, struct dev_engine *e)
 		double secs = (double)(clock_mono_ns() - parts[i][0].start_ns) / 1e9;
 
 		log_info("device", "{%s} %s: cold start scanned %u wblocks (%" PRIu64 " MiB) in %.2f s "
-		    "(%.0f MiB/s, %u threads): %" PRIu64 " records, %" PRIu64 " damaged", st->ns_name,
+		    "(%.0f MiB/s, %u threads): %" PRIu64 " records, %" PRIu64 " damaged, %" PRIu64
+		    " of dropped partitions skipped", st->ns_name,
 		    d->path, parts[i][0].end - parts[i][0].first, d->cs_bytes >> 20, secs,
 		    secs > 0 ? (double)d->cs_bytes / 1048576.0 / secs : 0, n_parts, d->cs_records,
-		    d->cs_corrupt);
+		    d->cs_corrupt, d->cs_dropped);
 	}
 	free(parts);
 	if (rc != 0)

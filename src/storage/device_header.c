@@ -91,25 +91,45 @@ device_header_decode(const uint8_t *page, struct device_header *h, char *why, si
 }
 
 void
-device_pmeta_slot_encode(uint64_t version, uint8_t slot[DEVICE_PMETA_SLOT])
+device_pmeta_slot_encode_ex(uint64_t version, uint64_t drop_ms, uint8_t slot[DEVICE_PMETA_SLOT])
 {
 	memset(slot, 0, DEVICE_PMETA_SLOT);
-	if (version == 0)
+	if (version == 0 && drop_ms == 0)
 		return;
-	le_put64(slot, version);
+	le_put64(slot, version != 0 ? version : drop_ms);
+	le_put32(slot + 8, version != 0 ? 0 : DEVICE_PMETA_F_DROPPED);
 	le_put32(slot + 12, crc32c(0, slot, 12));
+}
+
+int
+device_pmeta_slot_decode_ex(const uint8_t slot[DEVICE_PMETA_SLOT], uint64_t *version, uint64_t *drop_ms)
+{
+	static const uint8_t zero[DEVICE_PMETA_SLOT];
+	uint32_t flags;
+
+	*version = *drop_ms = 0;
+	if (memcmp(slot, zero, sizeof(zero)) == 0)
+		return 0;
+	flags = le_get32(slot + 8);
+	if ((flags & ~DEVICE_PMETA_F_DROPPED) != 0 || le_get32(slot + 12) != crc32c(0, slot, 12))
+		return RECFS_ECHECKSUM;
+	if (flags & DEVICE_PMETA_F_DROPPED)
+		*drop_ms = le_get64(slot);
+	else
+		*version = le_get64(slot);
+	return 0;
+}
+
+void
+device_pmeta_slot_encode(uint64_t version, uint8_t slot[DEVICE_PMETA_SLOT])
+{
+	device_pmeta_slot_encode_ex(version, 0, slot);
 }
 
 int
 device_pmeta_slot_decode(const uint8_t slot[DEVICE_PMETA_SLOT], uint64_t *version)
 {
-	static const uint8_t zero[DEVICE_PMETA_SLOT];
+	uint64_t drop_ms;
 
-	*version = 0;
-	if (memcmp(slot, zero, sizeof(zero)) == 0)
-		return 0;
-	if (le_get32(slot + 8) != 0 || le_get32(slot + 12) != crc32c(0, slot, 12))
-		return RECFS_ECHECKSUM;
-	*version = le_get64(slot);
-	return 0;
+	return device_pmeta_slot_decode_ex(slot, version, &drop_ms);
 }

@@ -86,16 +86,23 @@ int device_header_decode(const uint8_t *page, struct device_header *h, char *why
  * partition id (little-endian):
  *
  *   off  size  field
- *     0     8  version (0: the partition holds no data here)
- *     8     4  reserved, 0
+ *     0     8  version (0: the partition holds no data here); with flag
+ *              DEVICE_PMETA_F_DROPPED: the drop time instead (ms since
+ *              2010-01-01, the clock of last-update times), the version being 0
+ *     8     4  flags: DEVICE_PMETA_F_DROPPED, the others 0
  *    12     4  CRC32C of bytes [0, 12)
  *
- * Version 0 is stored as 16 zero bytes, as a fresh device holds, so a
- * never-written area and a stored 0 look alike.
+ * Version 0 without a drop is stored as 16 zero bytes, as a fresh device
+ * holds, so a never-written area and a stored 0 look alike.
  */
+#define DEVICE_PMETA_F_DROPPED 0x1u
+/* drop_ms: 0, or the time the partition's copy was dropped (version 0). */
+void device_pmeta_slot_encode_ex(uint64_t version, uint64_t drop_ms, uint8_t slot[DEVICE_PMETA_SLOT]);
+/* 0 and *version, *drop_ms set (16 zero bytes: 0, 0); RECFS_ECHECKSUM if
+ * the CRC does not match or an unknown flag is set (both 0). */
+int device_pmeta_slot_decode_ex(const uint8_t slot[DEVICE_PMETA_SLOT], uint64_t *version, uint64_t *drop_ms);
+/* The same without a drop time (a dropped slot decodes as version 0). */
 void device_pmeta_slot_encode(uint64_t version, uint8_t slot[DEVICE_PMETA_SLOT]);
-/* 0 and *version set (16 zero bytes: 0); RECFS_ECHECKSUM if the CRC does
- * not match or the reserved field is not 0 (*version = 0). */
 int device_pmeta_slot_decode(const uint8_t slot[DEVICE_PMETA_SLOT], uint64_t *version);
 
 #endif

@@ -109,6 +109,7 @@ struct device {
 
 	/* Cold start counts (scan thread only). */
 	uint64_t cs_records, cs_corrupt, cs_bytes;
+	uint64_t cs_dropped;        /* copies of dropped partitions skipped (atomic) */
 	uint64_t cs_newest_ms;     /* atomic max: newest last-update time of a copy
 	                            * whose header is intact (torn-write window) */
 };
@@ -126,7 +127,12 @@ struct dev_engine {
 	 * written, the same on every device.  pver_lock protects both. */
 	pthread_mutex_t pver_lock;
 	bool pver_known;           /* pver holds what the devices hold */
+	bool pver_quiet;           /* a read that logs nothing (the cold start's) */
 	uint64_t pver[STORAGE_PARTITIONS];
+	/* Per partition, version 0: when its copy was dropped (clock_epoch_ms;
+	 * records older than that on the devices are stale and the
+	 * cold start skips them), else 0. */
+	uint64_t pdrop[STORAGE_PARTITIONS];
 	/* Partitions whose damaged slot or disagreement was logged: once each
 	 * until a store rewrites them (a bit per partition). */
 	uint64_t pver_logged[STORAGE_PARTITIONS / 64];
@@ -144,6 +150,10 @@ int device_cold_start(struct storage *st, struct dev_engine *e);
 int device_pversions_load(struct storage *st, uint64_t out[STORAGE_PARTITIONS]);
 int device_pversions_store(struct storage *st, const uint64_t v[STORAGE_PARTITIONS]);
 int device_pversion_store_one(struct storage *st, uint32_t pid, uint64_t v);
+int device_pversion_drop(struct storage *st, uint32_t pid, uint64_t drop_ms);
+/* The cold start's read of the table (pver, pdrop): 0 or -errno (then
+ * every partition loads, as before any drop). */
+int device_pversions_cold_load(struct storage *st, struct dev_engine *e);
 int device_pversions_erase(struct storage *st, struct device *d);
 
 /* storage_device.c */

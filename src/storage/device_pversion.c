@@ -21,6 +21,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -72,11 +73,11 @@ pver_log_first(struct dev_engine *e, uint32_t p)
 	return first;
 }
 
-/* Read device d's slots into v (a bad slot: 0, logged the first time).
- * 0 or -errno. */
+/* Read device d's slots into v and their drop times into drop (a bad
+ * slot: 0 and 0, logged the first time).  0 or -errno. */
 static int
 pver_read_device(struct storage *st, struct dev_engine *e, struct device *d, uint8_t *area,
-    uint64_t *v)
+    uint64_t *v, uint64_t *drop)
 {
 	uint32_t bad = 0;
 	int rc = device_pread_full(d->fd, area, DEVICE_PMETA_SIZE, DEVICE_PMETA_OFFSET);
@@ -87,30 +88,44 @@ pver_read_device(struct storage *st, struct dev_engine *e, struct device *d, uin
 		return rc;
 	}
 	for (uint32_t p = 0; p < DEVICE_PMETA_SLOTS; p++) {
-		if (device_pmeta_slot_decode(area + (size_t)p * DEVICE_PMETA_SLOT, &v[p]) == 0 ||
-		    !pver_log_first(e, p))
+		if (device_pmeta_slot_decode_ex(area + (size_t)p * DEVICE_PMETA_SLOT, &v[p], &drop[p]) == 0 ||
+		    e->pver_quiet || !pver_log_first(e, p))
 			continue;
 		if (bad++ < PVER_LOG_MAX)
 			log_error("device", "{%s} %s: partition %u: version slot at offset %" PRIu64
 			    " fails its CRC; the partition counts as holding no data here",
 			    st->ns_name, d->path, p, slot_offset(p));
 	}
-	if (bad > PVER_LOG_MAX)
+	if (bad > PVER_LOG_MAX && !e->pver_quiet)
 		log_error("device", "{%s} %s: %u partition version slots fail their CRC (the first %u logged)",
 		    st->ns_name, d->path, bad, PVER_LOG_MAX);
 	return 0;
 }
 
-/* Read every device into out (agreed versions, else 0).  pver_lock held. */
+/* "123", or "0 (dropped at 456)". */
+static void
+pver_describe(uint64_t v, uint64_t drop_ms, char *buf, size_t cap)
+{
+	if (drop_ms != 0)
+		snprintf(buf, cap, "%" PRIu64 " (dropped at %" PRIu64 ")", v, drop_ms);
+	else
+		snprintf(buf, cap, "%" PRIu64, v);
+}
+
+/* Read every device into out and drop (agreed versions and drop times,
+ * else 0).  A partition whose devices disagree on the drop time loads its
+ * records (no drop: what the store did before the drops).  pver_lock held. */
 static int
-pver_read_locked(struct storage *st, struct dev_engine *e, uint64_t *out)
+pver_read_locked(struct storage *st, struct dev_engine *e, uint64_t *out, uint64_t *drop)
 {
 	uint8_t *area;
-	uint64_t *v = malloc(sizeof(uint64_t) * DEVICE_PMETA_SLOTS);
+	uint64_t *v = malloc(sizeof(uint64_t) * DEVICE_PMETA_SLOTS * 2);
+	uint64_t *vd = v + DEVICE_PMETA_SLOTS;
 	uint32_t differ = 0;
 	int rc = 0;
 
 	memset(out, 0, sizeof(uint64_t) * DEVICE_PMETA_SLOTS);
+	memset(drop, 0, sizeof(uint64_t) * DEVICE_PMETA_SLOTS);
 	if (v == NULL)
 		return -ENOMEM;
 	if (posix_memalign((void **)&area, DEVICE_IO_ALIGN, DEVICE_PMETA_SIZE) != 0) {
@@ -118,25 +133,32 @@ pver_read_locked(struct storage *st, struct dev_engine *e, uint64_t *out)
 		return -ENOMEM;
 	}
 	for (uint32_t i = 0; i < e->n && rc == 0; i++) {
-		rc = pver_read_device(st, e, e->devs[i], area, i == 0 ? out : v);
+		rc = pver_read_device(st, e, e->devs[i], area, i == 0 ? out : v, i == 0 ? drop : vd);
 		for (uint32_t p = 0; i > 0 && rc == 0 && p < DEVICE_PMETA_SLOTS; p++) {
-			if (v[p] == out[p])
+			if (v[p] == out[p] && vd[p] == drop[p])
 				continue;
 			/* Not again for a partition already logged (a damaged
 			 * slot, an earlier device or an earlier load). */
-			if (pver_log_first(e, p) && differ++ < PVER_LOG_MAX)
-				log_error("device", "{%s} partition %u: version %" PRIu64 " in %s but %" PRIu64
-				    " in %s (offset %" PRIu64 "); the partition counts as holding no data here",
-				    st->ns_name, p, out[p], e->devs[0]->path, v[p], e->devs[i]->path,
-				    slot_offset(p));
+			if (!e->pver_quiet && pver_log_first(e, p) && differ++ < PVER_LOG_MAX) {
+				char a[48], b[48];
+
+				pver_describe(out[p], drop[p], a, sizeof(a));
+				pver_describe(v[p], vd[p], b, sizeof(b));
+				log_error("device", "{%s} partition %u: version %s in %s but %s in %s (offset %"
+				    PRIu64 "); the partition counts as holding no data here", st->ns_name, p, a,
+				    e->devs[0]->path, b, e->devs[i]->path, slot_offset(p));
+			}
 			out[p] = 0;
+			drop[p] = 0;
 		}
 	}
-	if (differ > PVER_LOG_MAX)
+	if (differ > PVER_LOG_MAX && !e->pver_quiet)
 		log_error("device", "{%s} %u partition versions differ between devices (the first %u logged)",
 		    st->ns_name, differ, PVER_LOG_MAX);
-	if (rc != 0)
+	if (rc != 0) {
 		memset(out, 0, sizeof(uint64_t) * DEVICE_PMETA_SLOTS);
+		memset(drop, 0, sizeof(uint64_t) * DEVICE_PMETA_SLOTS);
+	}
 	free(area);
 	free(v);
 	return rc;
@@ -166,12 +188,23 @@ pver_write_locked(struct storage *st, struct dev_engine *e, const uint8_t *buf, 
 	return rc;
 }
 
-/* Encode slots [first, first + n) of the RAM table into buf. */
+/* Encode slots [first, first + n) of the RAM tables into buf. */
 static void
-pver_encode(const uint64_t *table, uint32_t first, uint32_t n, uint8_t *buf)
+pver_encode(const struct dev_engine *e, uint32_t first, uint32_t n, uint8_t *buf)
 {
 	for (uint32_t p = 0; p < n; p++)
-		device_pmeta_slot_encode(table[first + p], buf + (size_t)p * DEVICE_PMETA_SLOT);
+		device_pmeta_slot_encode_ex(e->pver[first + p], e->pdrop[first + p],
+		    buf + (size_t)p * DEVICE_PMETA_SLOT);
+}
+
+/* Partition p gets version v in the RAM tables: a version (data here
+ * again) ends its drop.  pver_lock held. */
+static void
+pver_set(struct dev_engine *e, uint32_t p, uint64_t v)
+{
+	e->pver[p] = v;
+	if (v != 0)
+		e->pdrop[p] = 0;
 }
 
 int
@@ -181,7 +214,7 @@ device_pversions_load(struct storage *st, uint64_t out[STORAGE_PARTITIONS])
 	int rc;
 
 	pthread_mutex_lock(&e->pver_lock);
-	rc = pver_read_locked(st, e, e->pver);
+	rc = pver_read_locked(st, e, e->pver, e->pdrop);
 	e->pver_known = rc == 0;
 	memcpy(out, e->pver, sizeof(e->pver));
 	pthread_mutex_unlock(&e->pver_lock);
@@ -198,18 +231,27 @@ device_pversions_store(struct storage *st, const uint64_t v[STORAGE_PARTITIONS])
 	if (posix_memalign((void **)&area, DEVICE_IO_ALIGN, DEVICE_PMETA_SIZE) != 0)
 		return -ENOMEM;
 	pthread_mutex_lock(&e->pver_lock);
-	memcpy(e->pver, v, sizeof(e->pver));
+	/* The drop times come from the devices when nothing read them yet. */
+	rc = e->pver_known ? 0 : pver_read_locked(st, e, e->pver, e->pdrop);
+	if (rc != 0) {
+		pthread_mutex_unlock(&e->pver_lock);
+		free(area);
+		return rc;
+	}
+	for (uint32_t p = 0; p < DEVICE_PMETA_SLOTS; p++)
+		pver_set(e, p, v[p]);
 	memset(e->pver_logged, 0, sizeof(e->pver_logged));
 	e->pver_known = true;
-	pver_encode(e->pver, 0, DEVICE_PMETA_SLOTS, area);
+	pver_encode(e, 0, DEVICE_PMETA_SLOTS, area);
 	rc = pver_write_locked(st, e, area, DEVICE_PMETA_SIZE, 0);
 	pthread_mutex_unlock(&e->pver_lock);
 	free(area);
 	return rc;
 }
 
-int
-device_pversion_store_one(struct storage *st, uint32_t pid, uint64_t v)
+/* Store one slot: version v, or (v 0, drop_ms not 0) the drop time. */
+static int
+pver_store_slot(struct storage *st, uint32_t pid, uint64_t v, uint64_t drop_ms)
 {
 	struct dev_engine *e = st->priv;
 	uint32_t first = pid - pid % DEVICE_PMETA_PAGE_SLOTS;
@@ -224,20 +266,49 @@ device_pversion_store_one(struct storage *st, uint32_t pid, uint64_t v)
 	/* The page's other slots come from the RAM table: read it first if
 	 * nothing has loaded or stored it yet. */
 	if (!e->pver_known) {
-		rc = pver_read_locked(st, e, e->pver);
+		rc = pver_read_locked(st, e, e->pver, e->pdrop);
 		e->pver_known = rc == 0;
 	}
 	if (rc == 0) {
-		e->pver[pid] = v;
+		pver_set(e, pid, v);
+		if (v == 0 && drop_ms != 0)
+			e->pdrop[pid] = drop_ms;
 		/* The whole page is rewritten: its slots are whole again. */
 		for (uint32_t p = first; p < first + DEVICE_PMETA_PAGE_SLOTS; p++)
 			e->pver_logged[p / 64] &= ~(1ULL << (p % 64));
-		pver_encode(e->pver, first, DEVICE_PMETA_PAGE_SLOTS, page);
+		pver_encode(e, first, DEVICE_PMETA_PAGE_SLOTS, page);
 		rc = pver_write_locked(st, e, page, DEVICE_HEADER_PAGE,
 		    (uint64_t)first * DEVICE_PMETA_SLOT);
 	}
 	pthread_mutex_unlock(&e->pver_lock);
 	free(page);
+	return rc;
+}
+
+int
+device_pversion_store_one(struct storage *st, uint32_t pid, uint64_t v)
+{
+	return pver_store_slot(st, pid, v, 0);
+}
+
+int
+device_pversion_drop(struct storage *st, uint32_t pid, uint64_t drop_ms)
+{
+	return pver_store_slot(st, pid, 0, drop_ms != 0 ? drop_ms : 1);
+}
+
+int
+device_pversions_cold_load(struct storage *st, struct dev_engine *e)
+{
+	int rc;
+
+	/* Quiet: the first load (the cluster's) logs what is damaged. */
+	pthread_mutex_lock(&e->pver_lock);
+	e->pver_quiet = true;
+	rc = pver_read_locked(st, e, e->pver, e->pdrop);
+	e->pver_quiet = false;
+	e->pver_known = rc == 0;
+	pthread_mutex_unlock(&e->pver_lock);
 	return rc;
 }
 

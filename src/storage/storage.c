@@ -111,3 +111,13 @@ storage_pversion_store_one(struct storage *st, uint32_t pid, uint64_t v)
 		return 0;
 	return st->ops->pversion_store_one(st, pid, v);
 }
+
+int
+storage_pversion_drop(struct storage *st, uint32_t pid, uint64_t drop_ms)
+{
+	if (pid >= STORAGE_PARTITIONS)
+		return -EINVAL;
+	if (st->ops->pversion_drop == NULL)
+		return 0;
+	return st->ops->pversion_drop(st, pid, drop_ms);
+}

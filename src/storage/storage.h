@@ -121,6 +121,7 @@ struct storage_stats {
 	uint64_t write_errors;
 	uint64_t checksum_errors;
 	uint64_t write_waits;       /* writers that waited for the write cache */
+	uint64_t cold_start_dropped; /* copies the cold start skipped: their partition was dropped */
 	bool shadow;                /* write_q is the shadow write queue */
 };
 
@@ -179,6 +180,7 @@ struct storage_ops {
 	int (*pversions_load)(struct storage *st, uint64_t out[STORAGE_PARTITIONS]);
 	int (*pversions_store)(struct storage *st, const uint64_t v[STORAGE_PARTITIONS]);
 	int (*pversion_store_one)(struct storage *st, uint32_t pid, uint64_t v);
+	int (*pversion_drop)(struct storage *st, uint32_t pid, uint64_t drop_ms);
 };
 
 struct storage {
@@ -253,6 +255,20 @@ int storage_pversions_store(struct storage *st, const uint64_t v[STORAGE_PARTITI
  * else as storage_pversions_store.  Each call costs a sync per device:
  * when many partitions change at once, store the whole table instead. */
 int storage_pversion_store_one(struct storage *st, uint32_t pid, uint64_t v);
+/*
+ * This node's copy of partition pid is about to be dropped (it is no longer
+ * a replica): version 0, and the drop time drop_ms (clock_epoch_ms: the
+ * clock of last-update times) kept durably with it, before any record
+ * leaves the index.  A cold start then skips every copy of the partition
+ * whose last-update time is older than drop_ms (its bytes stay on the
+ * device until defragmentation; counted in cold_start_dropped, never live),
+ * so a dropped copy never comes back; newer ones (written after the drop,
+ * by a node alone) load as before.  The drop time lasts until a store
+ * gives the partition a version again (a copy here again).  As
+ * storage_pversion_store_one otherwise; 0 with nothing done for an engine
+ * without files.
+ */
+int storage_pversion_drop(struct storage *st, uint32_t pid, uint64_t drop_ms);
 
 static inline int storage_read(struct storage *st, storage_loc loc, uint8_t *buf)
 { return st->ops->read(st, loc, buf); }

@@ -1551,6 +1551,7 @@ dev_stats(struct storage *st, struct storage_stats *out)
 		out->read_errors += atomic_load_relaxed(&d->read_errors);
 		out->checksum_errors += atomic_load_relaxed(&d->checksum_errors);
 		out->defrag_records += atomic_load_relaxed(&d->defrag_records);
+		out->cold_start_dropped += atomic_load_relaxed(&d->cs_dropped);
 	}
 }
 
@@ -1673,6 +1674,7 @@ const struct storage_ops storage_device_ops = {
 	.pversions_load = device_pversions_load,
 	.pversions_store = device_pversions_store,
 	.pversion_store_one = device_pversion_store_one,
+	.pversion_drop = device_pversion_drop,
 };
 
 /*
@@ -1703,4 +1705,5 @@ const struct storage_ops storage_shadow_ops = {
 	.pversions_load = device_pversions_load,
 	.pversions_store = device_pversions_store,
 	.pversion_store_one = device_pversion_store_one,
+	.pversion_drop = device_pversion_drop,
 };

@@ -61,7 +61,11 @@ _Static_assert(MIG_BATCH_BYTES + 64 * 1024 < RPC_BODY_MAX, "a batch fits an rpc 
 enum {
 	MIG_F_DROP_AFTER = 0x1,   /* a non-replica source: drop the copy once sent and not serving */
 	MIG_F_DROPPING = 0x2,     /* a drop is queued or running */
+	MIG_F_HANDOVER = 0x4,     /* a takeover or drop of this change is still to run here */
+	MIG_F_WAIT_RELEASE = 0x8, /* a non-replica holding the working master's copy: drop on its RELEASE */
 };
+
+enum mig_work_kind { MIG_W_DROP, MIG_W_TAKEOVER, MIG_W_RELEASE };
 
 struct mig_ns {
 	struct namespace *ns;
@@ -83,8 +87,14 @@ struct mig_ns {
 	 * each record before it is served (duplicate resolution). */
 	uint64_t dups[PARTITION_COUNT];
 	uint32_t n_dup_parts;                 /* partitions with dups != 0 */
+	/* The working master: node-index bits of the non-replicas holding its
+	 * copy, told (RELEASE) once it has sent the partition to every
+	 * receiver.  Such a holder: the working master it waits for. */
+	uint64_t release_to[PARTITION_COUNT];
+	uint64_t release_from[PARTITION_COUNT];
 	/* statistics: gauges under lock, counters atomic */
 	uint64_t tx_initial, tx_remaining, rx_initial, rx_remaining, tx_active, rx_active;
+	uint64_t handover_left;               /* partitions flagged MIG_F_HANDOVER */
 	uint64_t records_tx, records_rx, fresh;
 };
 
@@ -108,7 +118,7 @@ struct mig_work {              /* for the control thread */
 	unsigned ns;
 	uint32_t pid;
 	uint64_t key;
-	bool takeover;             /* else: drop */
+	enum mig_work_kind what;
 };
 
 struct txn_migrate {
@@ -236,28 +246,12 @@ state_of(const struct mig_ns *x, uint32_t pid)
 
 /*
  * The versions reach storage (namespace_pversion*_store: every device or
- * shadow file, durable) through these two, called without m->lock: under
- * the namespace's store_lock they store what x->versions holds then, so
- * two stores of one partition can never land in the wrong order.  A
+ * shadow file, durable) through versions_persist_all (and a drop's
+ * namespace_pversion_drop), called without m->lock: under the namespace's
+ * store_lock they store what x->versions holds then, so two stores of one
+ * partition can never land in the wrong order.  A
  * memory namespace without shadow keeps them in memory only.
  */
-static void
-versions_persist_one(struct txn_migrate *m, struct mig_ns *x, uint32_t pid)
-{
-	uint64_t v;
-	int rc;
-
-	pthread_mutex_lock(&x->store_lock);
-	pthread_mutex_lock(&m->lock);
-	v = x->versions[pid];
-	pthread_mutex_unlock(&m->lock);
-	rc = namespace_pversion_store_one(x->ns, pid, v);
-	pthread_mutex_unlock(&x->store_lock);
-	if (rc != 0)
-		log_warn("migrate", "{%s} partition %u: its version cannot be stored: %s", x->ns->name, pid,
-		    recfs_strerror(rc));
-}
-
 static void
 versions_persist_all(struct txn_migrate *m, struct mig_ns *x)
 {
@@ -331,7 +325,7 @@ pending_update(struct mig_ns *x)
 }
 
 static int
-work_push(struct txn_migrate *m, unsigned ns, uint32_t pid, bool takeover)
+work_push(struct txn_migrate *m, unsigned ns, uint32_t pid, enum mig_work_kind what)
 {
 	if (m->n_work == m->cap_work) {
 		size_t cap = m->cap_work ? m->cap_work * 2 : 64;
@@ -343,7 +337,7 @@ work_push(struct txn_migrate *m, unsigned ns, uint32_t pid, bool takeover)
 		m->cap_work = cap;
 	}
 	m->work[m->n_work++] = (struct mig_work){ .ns = ns, .pid = pid, .key = m->key,
-	    .takeover = takeover };
+	    .what = what };
 	pthread_cond_broadcast(&m->ctl_cv);
 	return 0;
 }
@@ -373,11 +367,34 @@ check_all_done(struct txn_migrate *m)
 	if (!m->rebalanced || m->all_done_logged)
 		return;
 	for (unsigned i = 0; i < m->n_ns; i++)
-		left += m->mns[i].tx_remaining + m->mns[i].rx_remaining;
+		left += m->mns[i].tx_remaining + m->mns[i].rx_remaining + m->mns[i].handover_left;
 	if (left == 0) {
 		m->all_done_logged = true;
 		log_info("migrate", "all migrations of cluster-key %016" PRIx64 " done", m->key);
 	}
+}
+
+/* Partition pid has a takeover or drop of this change still to run here:
+ * it counts in migrate_partitions_remaining until handover_done.  Lock held. */
+static void
+handover_pending(struct mig_ns *x, uint32_t pid)
+{
+	if (!(x->flags[pid] & MIG_F_HANDOVER)) {
+		x->flags[pid] |= MIG_F_HANDOVER;
+		x->handover_left++;
+	}
+}
+
+/* The takeover or drop of pid for key ran (or failed for good).  Lock held. */
+static void
+handover_done(struct txn_migrate *m, struct mig_ns *x, uint32_t pid, uint64_t key)
+{
+	if (m->key != key || !(x->flags[pid] & MIG_F_HANDOVER))
+		return;
+	x->flags[pid] &= (uint8_t)~MIG_F_HANDOVER;
+	if (x->handover_left > 0)
+		x->handover_left--;
+	check_all_done(m);
 }
 
 /* ---- dropping a copy ------------------------------------------------------------ */
@@ -404,16 +421,25 @@ drop_collect(void *arg, const struct index_entry *e)
 	return 0;
 }
 
-/* Every record and tombstone of partition pid leaves the index and storage
- * (control thread), unless a new change came meanwhile. */
+/*
+ * Every record and tombstone of partition pid leaves the index and storage
+ * (control thread), unless a new change came meanwhile.  First the null
+ * version and the drop time reach storage (namespace_pversion_drop): the
+ * records' bytes stay on the device until defragmentation, and a cold
+ * start skips those older than the drop, so a dropped copy never comes
+ * back with a restart (docs/cluster.md, "Dropping a copy").  If that
+ * store fails nothing is dropped (logged): the copy stays, as a subset
+ * copy the next change sweeps.
+ */
 static void
-drop_partition(struct txn_migrate *m, unsigned nsi, uint32_t pid, uint64_t key)
+drop_partition_run(struct txn_migrate *m, unsigned nsi, uint32_t pid, uint64_t key)
 {
 	struct mig_ns *x = &m->mns[nsi];
 	struct index_walk_pos pos = { 0 };
 	uint64_t dropped = 0, until = mono_in_ms(RPC_DEADLINE_DEFAULT_MS);
 	struct drop_batch probe;
-	bool had_version;
+	bool had_version, current;
+	int rc;
 
 	pthread_mutex_lock(&m->lock);
 	had_version = x->versions[pid] != 0;
@@ -429,9 +455,27 @@ drop_partition(struct txn_migrate *m, unsigned nsi, uint32_t pid, uint64_t key)
 	 * this change may still run here: let it end (bounded). */
 	while (partition_reservations(table_of(x), pid) > 0 && clock_mono_ns() < until)
 		sleep_us(1000);
+	pthread_mutex_lock(&x->store_lock);
+	pthread_mutex_lock(&m->lock);
+	current = m->key == key && !x->replica[pid] && x->wm[pid] != m->self;
+	if (current)
+		x->versions[pid] = 0;
+	pthread_mutex_unlock(&m->lock);
+	rc = current ? namespace_pversion_drop(x->ns, pid, clock_epoch_ms()) : 0;
+	pthread_mutex_unlock(&x->store_lock);
+	if (!current)
+		return;
+	if (rc != 0) {
+		log_warn("migrate", "{%s} partition %u: its drop cannot be stored (%s): the copy is kept",
+		    x->ns->name, pid, recfs_strerror(rc));
+		pthread_mutex_lock(&m->lock);
+		if (m->key == key)
+			x->flags[pid] &= (uint8_t)~MIG_F_DROPPING;
+		pthread_mutex_unlock(&m->lock);
+		return;
+	}
 	while (!pos.done) {
 		struct drop_batch b;
-		bool current;
 		int walked = 0;
 
 		b.n = 0;
@@ -450,21 +494,24 @@ drop_partition(struct txn_migrate *m, unsigned nsi, uint32_t pid, uint64_t key)
 		if (walked <= 0)
 			break;
 	}
-	bool had = false;
-
 	pthread_mutex_lock(&m->lock);
 	if (m->key == key) {
-		had = x->versions[pid] != 0;
-		x->versions[pid] = 0;
 		x->flags[pid] &= (uint8_t)~(MIG_F_DROPPING | MIG_F_DROP_AFTER);
 		(void)partition_set_working(table_of(x), pid, key, x->wm[pid], state_of(x, pid));
 	}
 	pthread_mutex_unlock(&m->lock);
-	if (had || dropped > 0)
-		versions_persist_one(m, x, pid);
 	if (dropped > 0)
 		log_debug("migrate", "{%s} partition %u: dropped %" PRIu64 " records (not a replica)",
 		    x->ns->name, pid, dropped);
+}
+
+static void
+drop_partition(struct txn_migrate *m, unsigned nsi, uint32_t pid, uint64_t key)
+{
+	drop_partition_run(m, nsi, pid, key);
+	pthread_mutex_lock(&m->lock);
+	handover_done(m, &m->mns[nsi], pid, key);
+	pthread_mutex_unlock(&m->lock);
 }
 
 /* ---- exchange and rebalance (control thread) ------------------------------------ */
@@ -598,6 +645,7 @@ abort_all(struct txn_migrate *m)
 		for (uint32_t pid = 0; pid < PARTITION_COUNT; pid++)
 			x->flags[pid] = 0;
 		x->tx_remaining = x->rx_remaining = x->tx_active = x->rx_active = 0;
+		x->handover_left = 0;
 		pending_update(x);
 	}
 	m->n_jobs = 0;
@@ -663,6 +711,7 @@ rebalance(struct txn_migrate *m, uint64_t seq, uint64_t key, const uint64_t *sna
 		unsigned rf = x->ns->cfg->replication_factor < n ? x->ns->cfg->replication_factor : n;
 		uint64_t tx = 0, rx = 0, fresh = 0;
 
+		x->handover_left = 0;
 		for (uint32_t pid = 0; pid < PARTITION_COUNT; pid++) {
 			uint64_t v[PARTITION_NODES_MAX];
 			struct rebalance_in in = { .cluster_key = key, .n = n, .rf = rf,
@@ -687,21 +736,45 @@ rebalance(struct txn_migrate *m, uint64_t seq, uint64_t key, const uint64_t *sna
 			    ? out.sources & ~me : 0);
 			x->tx_left[pid] = (uint16_t)rebalance_tx(&out, self_i);
 			x->flags[pid] = (out.sources & me) && !x->replica[pid] ? MIG_F_DROP_AFTER : 0;
+			/* What is left here once the migrations are done - a
+			 * non-replica source's drop, the final master's takeover,
+			 * the drops below - counts in the remaining partitions. */
+			if ((x->flags[pid] & MIG_F_DROP_AFTER) ||
+			    (x->fm[pid] == m->self && x->wm[pid] != m->self))
+				handover_pending(x, pid);
 			/* rx_from is by node index of o->nodes, which is m->nodes' order */
 			if (x->tx_left[pid] != 0)
 				for (unsigned i = 0; i < n; i++)
 					if ((out.receivers & ~me) & (1ULL << i))
 						(void)job_push(m, &(struct mig_job){ .ns = j, .pid = pid,
 						    .dest = o->nodes[i], .key = key });
-			if ((out.drop_now & me) && drops != NULL) {
+			x->release_to[pid] = 0;
+			x->release_from[pid] = 0;
+			if (out.working_master == self_i && out.receivers != 0)
+				x->release_to[pid] = out.drop_now & ~me;
+			if ((out.drop_now & me) && out.receivers != 0) {
+				/* The working master's copy is here too: kept (and
+				 * announced, with its version, at the next change)
+				 * until the working master has sent it to every
+				 * receiver, so a source dying mid-partition never
+				 * leaves the partition without a full copy. */
+				x->versions[pid] = v[self_i];
+				x->release_from[pid] = o->nodes[out.working_master];
+				x->flags[pid] |= MIG_F_WAIT_RELEASE;
+				handover_pending(x, pid);
+			} else if ((out.drop_now & me) && drops != NULL) {
 				x->flags[pid] |= MIG_F_DROPPING;
+				handover_pending(x, pid);
 				drops[n_drops++] = (uint64_t)j << 32 | pid;
 			} else if (!x->replica[pid] && !(out.sources & me) && drops != NULL) {
 				/* Nothing here by the exchange; but a write at this node
 				 * while it kept serving during the exchange may have left
 				 * a copy (its replicas got it): swept (cheap when empty). */
+				handover_pending(x, pid);
 				drops[n_drops++] = (uint64_t)j << 32 | pid;
 			}
+			if (x->release_to[pid] != 0 && x->tx_left[pid] == 0)
+				(void)work_push(m, j, pid, MIG_W_RELEASE);
 			tx += x->tx_left[pid];
 			rx += rebalance_rx(&out, self_i);
 			fresh += out.fresh && x->replica[pid];
@@ -842,18 +915,31 @@ handle_takeover(struct txn_migrate *m, const struct mig_work *w)
 		if (m->nodes[i] != m->self && m->nodes[i] != old)
 			others[n_others++] = m->nodes[i];
 	pthread_mutex_unlock(&m->lock);
-	if (old != m->self && old != 0) {
+	for (uint32_t wait_ms = MIG_RETRY_MS; old != m->self && old != 0; ) {
 		struct rpc_answer ans = { 0 };
 		int rc = rpc_call(m->rpc, old, RPC_OP_MIGRATE, body, (size_t)len, 0, &ans);
+		bool again;
 
 		rc = rc != 0 ? rc : ans.err;
 		rpc_answer_release(&ans);
-		if (rc != 0) {
-			/* It is gone or busy: the next cluster change decides. */
+		if (rc == 0)
+			break;
+		/* Busy, slow or not connected: asked again (backoff) while
+		 * the change lasts and it is a member; refused as stale or
+		 * unexpected: the next cluster change decides.  Until then
+		 * the partition counts as remaining here. */
+		again = rc != -ESTALE && rc != -EPROTO && rc != -EBADMSG;
+		pthread_mutex_lock(&m->lock);
+		if (again && m->key == w->key && !m->stop && node_index(m, old) >= 0)
+			cond_wait_until(&m->ctl_cv, &m->lock, mono_in_ms(wait_ms));
+		again = again && m->key == w->key && !m->stop && node_index(m, old) >= 0;
+		pthread_mutex_unlock(&m->lock);
+		if (!again) {
 			log_warn("migrate", "{%s} partition %u: acting master %016" PRIx64 " did not hand "
 			    "over: %s", x->ns->name, w->pid, old, recfs_strerror(rc));
 			return;
 		}
+		wait_ms = wait_ms * 2 > MIG_RETRY_MAX_MS ? MIG_RETRY_MAX_MS : wait_ms * 2;
 	}
 	pthread_mutex_lock(&m->lock);
 	if (m->key == w->key) {
@@ -862,6 +948,8 @@ handle_takeover(struct txn_migrate *m, const struct mig_work *w)
 	}
 	pthread_mutex_unlock(&m->lock);
 	txn_partitions_changed(x->ns);
+	/* The others learn it below; the hand-over is done when the acting
+	 * master stopped serving and this node serves. */
 	if (n_others > 0) {
 		struct rpc_group g;
 		struct rpc_answer ans[PARTITION_NODES_MAX];
@@ -873,6 +961,65 @@ handle_takeover(struct txn_migrate *m, const struct mig_work *w)
 		(void)rpc_group_wait(&g);
 		for (unsigned i = 0; i < n_others; i++)
 			rpc_answer_release(&ans[i]);
+	}
+	pthread_mutex_lock(&m->lock);
+	handover_done(m, x, w->pid, w->key);
+	pthread_mutex_unlock(&m->lock);
+}
+
+/*
+ * The working master has sent partition w->pid to every receiver: each
+ * non-replica that kept the same copy (MIG_F_WAIT_RELEASE) may drop it
+ * now.  One that is busy or does not answer is asked again (backoff) while
+ * the change lasts and it is a member; until then it counts the partition
+ * as remaining.
+ */
+static void
+handle_release(struct txn_migrate *m, const struct mig_work *w)
+{
+	struct mig_ns *x = &m->mns[w->ns];
+	uint8_t body[MIGRATE_MSG_HEADER_MAX + 4];
+	int len = migrate_msg_encode_pid(body, sizeof(body), MIGRATE_MSG_RELEASE, w->key, x->ns->name, w->pid);
+	uint64_t to[PARTITION_NODES_MAX];
+	unsigned n_to = 0;
+
+	if (len < 0)
+		return;
+	pthread_mutex_lock(&m->lock);
+	if (m->key == w->key)
+		for (unsigned i = 0; i < m->n; i++)
+			if (x->release_to[w->pid] & (1ULL << i))
+				to[n_to++] = m->nodes[i];
+	pthread_mutex_unlock(&m->lock);
+	for (uint32_t wait_ms = MIG_RETRY_MS; n_to > 0; ) {
+		struct rpc_group g;
+		struct rpc_answer ans[PARTITION_NODES_MAX];
+		unsigned again = 0;
+
+		memset(ans, 0, sizeof(ans));
+		rpc_group_init(m->rpc, &g, 0);
+		for (unsigned i = 0; i < n_to; i++)
+			(void)rpc_group_send(&g, to[i], RPC_OP_MIGRATE, body, (size_t)len, &ans[i]);
+		(void)rpc_group_wait(&g);
+		pthread_mutex_lock(&m->lock);
+		for (unsigned i = 0; i < n_to; i++) {
+			int rc = ans[i].rc != 0 ? ans[i].rc : ans[i].err;
+
+			if (rc != 0 && rc != -ESTALE && rc != -EPROTO && rc != -EBADMSG &&
+			    m->key == w->key && node_index(m, to[i]) >= 0)
+				to[again++] = to[i];
+			else if (rc != 0)
+				log_warn("migrate", "{%s} partition %u: node %016" PRIx64 " did not take the "
+				    "release of its copy: %s", x->ns->name, w->pid, to[i], recfs_strerror(rc));
+		}
+		n_to = m->key == w->key && !m->stop ? again : 0;
+		if (n_to > 0)
+			cond_wait_until(&m->ctl_cv, &m->lock, mono_in_ms(wait_ms));
+		n_to = m->key == w->key && !m->stop ? n_to : 0;
+		pthread_mutex_unlock(&m->lock);
+		for (unsigned i = 0; i < PARTITION_NODES_MAX; i++)
+			rpc_answer_release(&ans[i]);
+		wait_ms = wait_ms * 2 > MIG_RETRY_MAX_MS ? MIG_RETRY_MAX_MS : wait_ms * 2;
 	}
 }
 
@@ -919,8 +1066,10 @@ control_main(void *arg)
 		if (w.key != m->key)
 			continue;
 		pthread_mutex_unlock(&m->lock);
-		if (w.takeover)
+		if (w.what == MIG_W_TAKEOVER)
 			handle_takeover(m, &w);
+		else if (w.what == MIG_W_RELEASE)
+			handle_release(m, &w);
 		else
 			drop_partition(m, w.ns, w.pid, w.key);
 		pthread_mutex_lock(&m->lock);
@@ -1474,10 +1623,12 @@ tx_finished(struct txn_migrate *m, const struct mig_job *j)
 	if (x->tx_remaining > 0)
 		x->tx_remaining--;
 	pending_update(x);
+	if (x->tx_left[j->pid] == 0 && x->release_to[j->pid] != 0)
+		(void)work_push(m, j->ns, j->pid, MIG_W_RELEASE);
 	if (x->tx_left[j->pid] == 0 && (x->flags[j->pid] & MIG_F_DROP_AFTER) && x->wm[j->pid] != m->self &&
 	    !(x->flags[j->pid] & MIG_F_DROPPING)) {
 		x->flags[j->pid] |= MIG_F_DROPPING;
-		(void)work_push(m, j->ns, j->pid, false);
+		(void)work_push(m, j->ns, j->pid, MIG_W_DROP);
 	}
 	(void)partition_set_working(table_of(x), j->pid, j->key, x->wm[j->pid], state_of(x, j->pid));
 	check_all_done(m);
@@ -1691,7 +1842,7 @@ done_locked(struct txn_migrate *m, int nsi, uint32_t pid, uint64_t bit)
 		x->versions[pid] = rebalance_final_version(m->key, x->fm[pid] == m->self);
 		complete = true;
 		if (x->fm[pid] == m->self && x->wm[pid] != m->self)
-			(void)work_push(m, (unsigned)nsi, pid, true);
+			(void)work_push(m, (unsigned)nsi, pid, MIG_W_TAKEOVER);
 	}
 	pending_update(x);
 	(void)partition_set_working(table_of(x), pid, m->key, x->wm[pid], state_of(x, pid));
@@ -1763,6 +1914,7 @@ apply_records(struct txn_migrate *m, uint64_t from, const struct migrate_msg *ms
 	}
 	atomic_add(&x->records_rx, received);
 	if (refused > 0) {
+		NS_COUNT_ADD(x->ns, migrate_records_refused, refused);
 		log_warn("migrate", "{%s} partition %u: %" PRIu64 " records from %016" PRIx64
 		    " refused (malformed, or of another partition)", x->ns->name, msg->pid, refused, from);
 	}
@@ -1875,13 +2027,35 @@ on_takeover(struct txn_migrate *m, uint64_t from, const struct migrate_msg *msg,
 		dups_set(x, pid, 0);
 		if (x->tx_left[pid] == 0 && (x->flags[pid] & MIG_F_DROP_AFTER) && !(x->flags[pid] & MIG_F_DROPPING)) {
 			x->flags[pid] |= MIG_F_DROPPING;
-			(void)work_push(m, (unsigned)nsi, pid, false);
+			(void)work_push(m, (unsigned)nsi, pid, MIG_W_DROP);
 		}
 		(void)partition_set_working(table_of(x), pid, m->key, from, state_of(x, pid));
 	}
 	pthread_mutex_unlock(&m->lock);
 	if (rc == 0)
 		txn_partitions_changed(x->ns);
+	return rc;
+}
+
+/* RELEASE: the working master's copy of pid reached every receiver. */
+static int
+on_release(struct txn_migrate *m, uint64_t from, const struct migrate_msg *msg, int nsi)
+{
+	struct mig_ns *x = &m->mns[nsi];
+	uint32_t pid = msg->pid;
+	int rc = 0;
+
+	pthread_mutex_lock(&m->lock);
+	if (msg->cluster_key != m->key || !m->rebalanced) {
+		rc = msg->cluster_key != m->key ? -ESTALE : -EAGAIN;
+	} else if (from != x->release_from[pid]) {
+		rc = -EPROTO;
+	} else if (x->flags[pid] & MIG_F_WAIT_RELEASE) {
+		x->flags[pid] &= (uint8_t)~MIG_F_WAIT_RELEASE;
+		x->flags[pid] |= MIG_F_DROPPING;
+		(void)work_push(m, (unsigned)nsi, pid, MIG_W_DROP);
+	}   /* else: a copy of a RELEASE already taken */
+	pthread_mutex_unlock(&m->lock);
 	return rc;
 }
 
@@ -1910,6 +2084,7 @@ migrate_handler(void *arg, uint64_t from, const uint8_t *req, size_t len, struct
 	case MIGRATE_MSG_DONE: rc = on_done(m, from, &msg, nsi); break;
 	case MIGRATE_MSG_TAKEOVER: rc = on_takeover(m, from, &msg, nsi); break;
 	case MIGRATE_MSG_PARTS: rc = on_parts(m, from, &msg, nsi, reply); break;
+	case MIGRATE_MSG_RELEASE: rc = on_release(m, from, &msg, nsi); break;
 	}
 	if (rc == -ESTALE || rc == -EPROTO) {
 		struct namespace *ns;
@@ -2261,7 +2436,10 @@ txn_migrate_values(struct txn_migrate *m, const struct namespace *ns, struct txn
 	for (unsigned j = 0; j < m->n_ns; j++) {
 		struct mig_ns *x = &m->mns[j];
 
-		out->partitions_remaining += x->tx_remaining + x->rx_remaining;
+		out->partitions_remaining += x->tx_remaining + x->rx_remaining + x->handover_left;
+		/* A change still in its exchange: its work is not known yet. */
+		if (m->key != 0 && !m->rebalanced)
+			out->partitions_remaining++;
 		if (x->ns != ns)
 			continue;
 		out->tx_initial = x->tx_initial;

@@ -12,8 +12,7 @@ migrate_msg_encode_header(uint8_t *buf, size_t cap, uint8_t kind, uint64_t clust
 {
 	size_t nl = strlen(ns);
 
-	if (nl < 1 || nl > MIGRATE_MSG_NS_MAX || kind < MIGRATE_MSG_EXCHANGE ||
-	    (kind > MIGRATE_MSG_TAKEOVER && kind != MIGRATE_MSG_PARTS))
+	if (nl < 1 || nl > MIGRATE_MSG_NS_MAX || kind < MIGRATE_MSG_EXCHANGE || kind > MIGRATE_MSG_PARTS)
 		return -EINVAL;
 	if (cap < 11 + nl)
 		return -EMSGSIZE;
@@ -231,8 +230,7 @@ migrate_msg_decode(const uint8_t *buf, size_t len, struct migrate_msg *out)
 	if (len < 11 || buf[0] != MIGRATE_MSG_VERSION)
 		return -EBADMSG;
 	out->kind = buf[1];
-	if (out->kind < MIGRATE_MSG_EXCHANGE ||
-	    (out->kind > MIGRATE_MSG_TAKEOVER && out->kind != MIGRATE_MSG_PARTS))
+	if (out->kind < MIGRATE_MSG_EXCHANGE || out->kind > MIGRATE_MSG_PARTS)
 		return -EBADMSG;
 	out->cluster_key = le_get64(buf + 2);
 	nl = buf[10];

@@ -47,6 +47,8 @@ enum migrate_msg_kind {
 	MIGRATE_MSG_INSERT = 3,     /* a batch of records of partition pid */
 	MIGRATE_MSG_DONE = 4,       /* the sender has sent all of partition pid */
 	MIGRATE_MSG_TAKEOVER = 5,   /* the sender (final master) now serves partition pid */
+	MIGRATE_MSG_RELEASE = 6,    /* the sender (working master) has sent pid to every receiver:
+	                             * a non-replica holding the same copy drops it now */
 	MIGRATE_MSG_PARTS = 7,      /* sections of records of one or more partitions */
 };
 

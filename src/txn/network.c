@@ -339,6 +339,7 @@ txn_network_values(struct txn_network *n, uint64_t *v)
 	v[STAT_FABRIC_fabric_refused_too_many] = fs.refused[FABRIC_REFUSE_TOO_MANY];
 	v[STAT_FABRIC_fabric_refused_tls] = fs.refused[FABRIC_REFUSE_TLS];
 	v[STAT_FABRIC_fabric_refused_by_peer] = fs.refused_by_peer;
+	v[STAT_FABRIC_fabric_closed_ack_timeout] = fs.closed_ack_timeout;
 	v[STAT_FABRIC_fabric_peers_connected] = fs.peers_connected;
 	v[STAT_FABRIC_heartbeat_pulses_sent] = hs.pulses_sent;
 	v[STAT_FABRIC_heartbeat_pulses_received] = hs.pulses_received;

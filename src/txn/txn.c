@@ -1940,13 +1940,16 @@ dup_resolve(const struct txn_target *t)
 	if (n == 0)
 		return 0;
 	deadline = clock_mono_ns() + (uint64_t)txn_remote_deadline_ms(rm) * 1000000;
+	NS_COUNT_ADD(t->ns, dup_res_run, 1);
 	for (unsigned i = 0; i < n; i++) {
 		uint8_t *flat;
 		size_t len;
 		int rc = txn_remote_dup_fetch(rm, ids[i], t, deadline, &flat, &len);
 
-		if (rc != 0)
+		if (rc != 0) {
+			NS_COUNT_ADD(t->ns, dup_res_failed, 1);
 			return -EIO;
+		}
 		if (flat == NULL)
 			continue;
 		rc = len <= UINT32_MAX ? namespace_apply_flat(t->ns, flat, (uint32_t)len, false) : -EBADMSG;
@@ -1956,8 +1959,12 @@ dup_resolve(const struct txn_target *t)
 			    " ignored", t->ns->name, ids[i]);
 			continue;
 		}
-		if (rc < 0)
+		if (rc < 0) {
+			NS_COUNT_ADD(t->ns, dup_res_failed, 1);
 			return rc;
+		}
+		if (rc == 1)
+			NS_COUNT_ADD(t->ns, dup_res_won, 1);
 	}
 	return 0;
 }

@@ -57,8 +57,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	fuzz_assert(rc == 0 || rc == -EBADMSG);
 	if (rc != 0)
 		return 0;
-	fuzz_assert((m.kind >= MIGRATE_MSG_EXCHANGE && m.kind <= MIGRATE_MSG_TAKEOVER) ||
-	    m.kind == MIGRATE_MSG_PARTS);
+	fuzz_assert(m.kind >= MIGRATE_MSG_EXCHANGE && m.kind <= MIGRATE_MSG_PARTS);
 	fuzz_assert(strlen(m.ns) >= 1 && strlen(m.ns) <= MIGRATE_MSG_NS_MAX);
 	fuzz_assert(m.pid < MIGRATE_MSG_PARTITIONS);
 	again = malloc(size > 0 ? size : 1);

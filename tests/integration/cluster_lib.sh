@@ -38,7 +38,8 @@
 # cluster_restart), else it is a memory namespace without shadow;
 # CLUSTER_ENGINE_SETTINGS="key:value ..." are its storage-engine settings
 # besides type (and files) (default device "filesize:64M
-# write-block-size:1M", memory "data-size:64M write-block-size:1M").
+# write-block-size:1M", memory "data-size:64M write-block-size:1M");
+# CLUSTER_ENGINE_nK and CLUSTER_ENGINE_SETTINGS_nK replace both for one node.
 #
 # Growth: cluster_add_node starts n(N+1) seeding every running node (in
 # its own namespace with --netns); it is then n$CLUSTER_N.
@@ -147,11 +148,14 @@ cluster_write_config() {
 	var=CLUSTER_EXTRA_YAML_n$k
 	local extra=${!var-${CLUSTER_EXTRA_YAML:-}}
 	local engine="      type: memory"
-	local s settings=${CLUSTER_ENGINE_SETTINGS:-data-size:64M write-block-size:1M}
-	if [ "${CLUSTER_ENGINE:-memory}" = device ]; then
+	var=CLUSTER_ENGINE_n$k
+	local kind=${!var:-${CLUSTER_ENGINE:-memory}}
+	var=CLUSTER_ENGINE_SETTINGS_n$k
+	local s settings=${!var:-${CLUSTER_ENGINE_SETTINGS:-data-size:64M write-block-size:1M}}
+	if [ "$kind" = device ]; then
 		engine="      type: device
       files: [ $d/work/test.dat ]"
-		settings=${CLUSTER_ENGINE_SETTINGS:-filesize:64M write-block-size:1M}
+		settings=${!var:-${CLUSTER_ENGINE_SETTINGS:-filesize:64M write-block-size:1M}}
 	fi
 	for s in $settings; do   # "key:value" words
 		engine="$engine

@@ -32,11 +32,15 @@ fi
 CLUSTER_RF=2
 CLUSTER_ENGINE=device   # tombstones: a delete during the window stays a delete
 CLUSTER_EXTRA_YAML="  migrate-threads: 0"
-export CLUSTER_RF CLUSTER_ENGINE CLUSTER_EXTRA_YAML
+CLUSTER_HB_TIMEOUT_COUNT=10   # 1 s: n3 stopped for a stat's deadline stays a member
+export CLUSTER_RF CLUSTER_ENGINE CLUSTER_EXTRA_YAML CLUSTER_HB_TIMEOUT_COUNT
 N=150
 
 ns_stat() {  # ns_stat nK NAME: NAME in nK's .info/namespace/test
 	run cat "$(cluster_mnt "$1")/.info/namespace/test" | awk -F= -v k="$2" '$1 == k { print $2; exit }'
+}
+fabric_stat() {  # fabric_stat nK NAME: NAME in nK's .info/statistics
+	run cat "$(cluster_mnt "$1")/.info/statistics" | awk -F= -v k="$2" '$1 == k { print $2; exit }'
 }
 rebalanced() {  # rebalanced nK: nK has planned the migrations of the cluster of 3 (bounded):
 	# with migrate-threads 0 none of them ends, so it shows some remaining
@@ -94,6 +98,15 @@ PY
 cluster_isolate n3
 cluster_wait_agree 2 n1 n2 || fail "no cluster of n1 n2 after isolating n3"
 cluster_wait_size 1 n3 || fail "n3 alone is no cluster of 1"
+# the cut link: connections closed once nothing was acknowledged for the
+# ack timeout (the heartbeat's, 1 s here), counted by reason
+acks=x
+for ((i = 0; i < 100; i++)); do
+	acks=$(( $(fabric_stat n1 fabric_closed_ack_timeout) + $(fabric_stat n2 fabric_closed_ack_timeout) ))
+	[ "$acks" -gt 0 ] && break
+	sleep 0.1
+done
+check_true "n1, n2: fabric connections to n3 closed by the ack timeout" "$acks" -gt 0
 # each side writes its names again; every write is acknowledged (fsync'd)
 for w in "n1 a" "n3 b"; do
 	set -- $w
@@ -112,6 +125,51 @@ for n in n1 n2 n3; do rebalanced $n || fail "$n did not rebalance for the cluste
 note "migrate_partitions_remaining: n1 $(cluster_info n1 migrate_partitions_remaining)" \
 	"n2 $(cluster_info n2 migrate_partitions_remaining) n3 $(cluster_info n3 migrate_partitions_remaining)"
 for n in n1 n2 n3; do check_all $n healed; done
+# the working masters asked the other side first, and took its newer copies
+run_sum=0 won_sum=0
+for n in n1 n2 n3; do
+	note "$n: dup_res_run=$(ns_stat $n dup_res_run) dup_res_won=$(ns_stat $n dup_res_won)" \
+		"dup_res_failed=$(ns_stat $n dup_res_failed)"
+	run_sum=$((run_sum + $(ns_stat $n dup_res_run)))
+	won_sum=$((won_sum + $(ns_stat $n dup_res_won)))
+	check_eq "$n: no duplicate resolution failed" "$(ns_stat $n dup_res_failed)" 0
+done
+check_true "duplicate resolutions ran" "$run_sum" -ge "$N"
+check_true "copies of the other side won some of them" "$won_sum" -gt 0
+# A holder that does not answer in time fails the resolution (EIO): n3
+# stopped for well under the heartbeat timeout (1 s here) while n1, with
+# transaction-max-ms 200, stats names until one fails; n3 stays a member.
+run sh -c "echo 200 > '$(cluster_mnt n1)/.info/config/service/transaction-max-ms'" ||
+	fail "n1: transaction-max-ms 200"
+sleep 1.2   # the kernel's cached entries expire (fuse.entry-timeout)
+failed0=$(ns_stat n1 dup_res_failed)
+out=$(run python3 - "$(cluster_mnt n1)/test" "$N" "$(cluster_pid n3)" <<'PY'
+import errno, os, signal, sys
+m, n, pid = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+eio = 0
+os.kill(pid, signal.SIGSTOP)
+try:
+    for side in "ab":
+        for i in range(n):
+            try:
+                os.stat(os.path.join(m, "%s%04d" % (side, i)))
+            except OSError as e:
+                if e.errno == errno.EIO:
+                    eio += 1
+                    break
+        if eio:
+            break
+finally:
+    os.kill(pid, signal.SIGCONT)
+print(eio)
+PY
+)
+run sh -c "echo 1000 > '$(cluster_mnt n1)/.info/config/service/transaction-max-ms'" ||
+	fail "n1: transaction-max-ms 1000"
+check_eq "n1: a stat whose duplicate holder (n3, stopped) did not answer is EIO" "$out" 1
+# (a lookup may ask twice: once per FUSE request it makes)
+check_true "n1: dup_res_failed counts it" "$(ns_stat n1 dup_res_failed)" -gt "$failed0"
+cluster_wait_agree 3 || fail "n3 did not stay in the cluster"
 # overwrites (no O_CREAT) of the majority's names, deletes of n3's, through n1
 out=$(run python3 - "$(cluster_mnt n1)/test" "$N" <<'PY'
 import os, sys

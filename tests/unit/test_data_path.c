@@ -604,6 +604,245 @@ test_migration_refuses_bad_input(void **state)
 }
 
 /*
+ * Records of a migration batch are checked one by one: a record that fails
+ * its checks and a record of another partition than the batch's are
+ * refused and counted (migrate_records_refused), the batch's other records
+ * are applied and the batch is answered OK.  B comes back empty and
+ * expects partition P from A, whose sending is paused (migrate-threads 0)
+ * while the test sends A's START and one INSERT itself.
+ */
+static void
+test_migration_refuses_bad_records_one_by_one(void **state)
+{
+	static uint8_t body[8192];
+	char kp[16], kq[16];
+	uint32_t P = UINT32_MAX, Q = UINT32_MAX;
+	uint8_t *fp = NULL, *fq = NULL;
+	uint32_t lp, lq;
+	struct txn_cluster tc;
+	struct txn_key key;
+	size_t count_off;
+	uint64_t t0, refused, received, msgs_refused;
+	int off, len;
+
+	(void)state;
+	for (unsigned i = 0; Q == UINT32_MAX; i++) {
+		struct digest d;
+		char k[16];
+
+		snprintf(k, sizeof(k), "bad%u", i);
+		digest_compute(&d, NULL, 0, k, strlen(k));
+		if (P == UINT32_MAX) {
+			P = digest_partition(&d);
+			memcpy(kp, k, sizeof(k));
+		} else if (digest_partition(&d) != P) {
+			Q = digest_partition(&d);
+			memcpy(kq, k, sizeof(k));
+		}
+	}
+	__atomic_store_n(&A.cfg.migrate_threads, 0, __ATOMIC_RELAXED);
+	tnode_down(&B);
+	t0 = clock_mono_ns();
+	while (cluster_size(&A) != 1) {
+		if (clock_mono_ns() - t0 > 10000000000ull)
+			fail_msg("A not alone within 10 s");
+		sleep_ms(10);
+	}
+	assert_int_equal(put(&A, kp, "in P"), 0);
+	assert_int_equal(put(&A, kq, "in Q"), 0);
+	key = key_of(kp);
+	assert_int_equal(txn_dup_copy(A.ns, &key, false, &fp, &lp), 0);
+	key = key_of(kq);
+	assert_int_equal(txn_dup_copy(A.ns, &key, false, &fq, &lq), 0);
+	assert_non_null(fp);
+	assert_non_null(fq);
+	tnode_up(&B, 0xb2, B.port, A.port);
+	wait_for_size(2);
+	/* B has rebalanced: it expects partitions from A */
+	t0 = clock_mono_ns();
+	while (ns_stat(&B, STAT_NS_migrate_rx_partitions_remaining) == 0) {
+		if (clock_mono_ns() - t0 > 10000000000ull)
+			fail_msg("B expects nothing from A within 10 s");
+		sleep_ms(10);
+	}
+	assert_true(txn_node_cluster(A.node, &tc));
+	refused = ns_stat(&B, STAT_NS_migrate_records_refused);
+	received = ns_stat(&B, STAT_NS_migrate_records_received);
+	msgs_refused = ns_stat(&B, STAT_NS_migrate_msgs_refused);
+	len = migrate_msg_encode_pid(body, sizeof(body), MIGRATE_MSG_START, tc.cluster_key, "test", P);
+	assert_int_equal(migrate_call(body, (size_t)len), 0);
+	off = migrate_msg_encode_insert(body, sizeof(body), tc.cluster_key, "test", P, &count_off);
+	assert_true(off > 0);
+	len = migrate_msg_encode_record(body + off, sizeof(body) - (size_t)off, (const uint8_t *)"junk", 4);
+	assert_true(len > 0);
+	off += len;
+	len = migrate_msg_encode_record(body + off, sizeof(body) - (size_t)off, fq, lq);   /* of Q */
+	assert_true(len > 0);
+	off += len;
+	fp[lp - 1] ^= 0x5a;   /* a damaged copy of P's record */
+	len = migrate_msg_encode_record(body + off, sizeof(body) - (size_t)off, fp, lp);
+	assert_true(len > 0);
+	off += len;
+	fp[lp - 1] ^= 0x5a;
+	len = migrate_msg_encode_record(body + off, sizeof(body) - (size_t)off, fp, lp);   /* good */
+	assert_true(len > 0);
+	off += len;
+	migrate_msg_insert_count(body, count_off, 4);
+	assert_int_equal(migrate_call(body, (size_t)off), 0);
+	assert_int_equal(ns_stat(&B, STAT_NS_migrate_records_refused), refused + 3);
+	assert_int_equal(ns_stat(&B, STAT_NS_migrate_records_received), received + 1);
+	assert_int_equal(ns_stat(&B, STAT_NS_migrate_msgs_refused), msgs_refused);
+	free(fp);
+	free(fq);
+	__atomic_store_n(&A.cfg.migrate_threads, 1, __ATOMIC_RELAXED);
+	settled();
+	/* and B ends with both, from A's own migration */
+	txn_node_network_set(B.node, NULL);
+	{
+		struct txn_record rec;
+
+		key = key_of(kp);
+		assert_int_equal(txn_read(B.ns, &key, &rec), 0);
+		txn_record_release(&rec);
+		key = key_of(kq);
+		assert_int_equal(txn_read(B.ns, &key, &rec), 0);
+		txn_record_release(&rec);
+	}
+	txn_node_network_set(B.node, B.net);
+}
+
+/* B's migrate_partitions_remaining (.info/cluster). */
+static uint64_t
+remaining(struct tnode *t)
+{
+	struct txn_cluster c;
+
+	return txn_node_cluster(t->node, &c) ? c.migrate_partitions_remaining : 0;
+}
+
+struct bg_block {
+	pthread_t th;
+	char key[16];
+};
+
+static void *
+bg_put_b(void *arg)
+{
+	struct bg_block *b = arg;
+
+	(void)put(&B, b->key, "its replica write waits for A's record lock");
+	return NULL;
+}
+
+/*
+ * migrate_partitions_remaining reaches 0 only once the final master has
+ * taken over from the acting master (TAKEOVER answered), not when the last
+ * record arrived.  B comes back empty: A, the acting master of every
+ * partition with data, sends them (paused until every one of A's 16 rpc
+ * workers is taken by a replica write from B waiting for a record lock the
+ * test holds on A), so B's TAKEOVERs get no answer in time.  While that
+ * lasts B has received everything yet counts the hand-overs as remaining;
+ * once A's workers are free again B takes over each partition it is final
+ * master of (asked again with backoff) and only then shows 0.  Before,
+ * B showed 0 after the last DONE and the partitions whose TAKEOVER had
+ * timed out stayed with A until the next cluster change.
+ */
+static void
+test_remaining_counts_the_hand_over(void **state)
+{
+	enum { BLOCK = TXN_REMOTE_WORKERS };
+	struct bg_block bg[BLOCK];
+	struct digest d[BLOCK];
+	unsigned n = 0, mine = 0;
+	uint64_t t0, left;
+	bool taken, received;
+
+	(void)state;
+	settled();
+	__atomic_store_n(&A.cfg.migrate_threads, 0, __ATOMIC_RELAXED);
+	tnode_down(&B);
+	t0 = clock_mono_ns();
+	while (cluster_size(&A) != 1) {
+		if (clock_mono_ns() - t0 > 10000000000ull)
+			fail_msg("A not alone within 10 s");
+		sleep_ms(10);
+	}
+	for (unsigned i = 0; i < 64; i++) {   /* what A alone holds, B will receive */
+		char k[16];
+
+		snprintf(k, sizeof(k), "ho%u", i);
+		assert_int_equal(put(&A, k, "written while B was away"), 0);
+	}
+	tnode_up(&B, 0xb2, B.port, A.port);
+	wait_for_size(2);
+	t0 = clock_mono_ns();
+	while (ns_stat(&B, STAT_NS_migrate_rx_partitions_remaining) == 0) {
+		if (clock_mono_ns() - t0 > 10000000000ull)
+			fail_msg("B expects nothing from A within 10 s");
+		sleep_ms(10);
+	}
+	/* Names in partitions B masters already (no data anywhere: fresh),
+	 * their locks held on A: B's writes of them replicate to A, and each
+	 * takes one of A's rpc workers, waiting. */
+	for (unsigned i = 0; n < BLOCK; i++) {
+		struct txn_partition p;
+		char *k = bg[n].key;
+
+		snprintf(k, sizeof(bg[n].key), "hold%u", i);
+		digest_compute(&d[n], NULL, 0, k, strlen(k));
+		if (txn_partition_get(B.ns, digest_partition(&d[n]), &p) != 0 || !p.am_master)
+			continue;
+		index_record_lock(A.ns->index, &d[n]);
+		n++;
+	}
+	for (unsigned i = 0; i < BLOCK; i++)
+		assert_int_equal(pthread_create(&bg[i].th, NULL, bg_put_b, &bg[i]), 0);
+	/* From here every check is taken before the locks go, then asserted:
+	 * a failure never leaves A's workers blocked (teardown would hang). */
+	t0 = clock_mono_ns();
+	while (FV(A, rpc_requests_in_progress) < BLOCK && clock_mono_ns() - t0 < 5000000000ull)
+		sleep_ms(10);
+	taken = FV(A, rpc_requests_in_progress) >= BLOCK;
+	__atomic_store_n(&A.cfg.migrate_threads, 1, __ATOMIC_RELAXED);
+	t0 = clock_mono_ns();
+	while (ns_stat(&B, STAT_NS_migrate_rx_partitions_remaining) != 0 &&
+	    clock_mono_ns() - t0 < 20000000000ull)
+		sleep_ms(10);
+	received = ns_stat(&B, STAT_NS_migrate_rx_partitions_remaining) == 0;
+	sleep_ms(1500);   /* longer than transaction-max-ms: a TAKEOVER timed out */
+	left = remaining(&B);
+	for (uint32_t pid = 0; pid < PARTITION_COUNT; pid++) {
+		struct txn_partition p;
+
+		if (txn_partition_get(B.ns, pid, &p) == 0)
+			mine += p.replicas[0] == B.id && !p.am_master;
+	}
+	for (unsigned i = 0; i < BLOCK; i++)
+		index_record_unlock(A.ns->index, &d[i]);
+	for (unsigned i = 0; i < BLOCK; i++)
+		pthread_join(bg[i].th, NULL);
+	assert_true(taken);      /* A's 16 rpc workers were all waiting */
+	assert_true(received);   /* B had received everything */
+	assert_true(left > 0);   /* ... and still counted the hand-overs */
+	assert_true(mine > 0);   /* B is final master of some not handed over yet */
+	t0 = clock_mono_ns();
+	while (remaining(&B) != 0 || remaining(&A) != 0) {
+		if (clock_mono_ns() - t0 > 20000000000ull)
+			fail_msg("the hand-overs did not end within 20 s");
+		sleep_ms(10);
+	}
+	/* 0: every partition B is final master of is served by B */
+	for (uint32_t pid = 0; pid < PARTITION_COUNT; pid++) {
+		struct txn_partition p;
+
+		assert_int_equal(txn_partition_get(B.ns, pid, &p), 0);
+		if (p.replicas[0] == B.id && !p.am_master)
+			fail_msg("partition %u: B is its final master, not serving, with 0 remaining", pid);
+	}
+	settled();
+}
+
+/*
  * Memory storage: a proxied read and a replica write are served on the
  * fabric thread when their record lock is free (rpc_requests_inline); when
  * it is held (here, as a master holds it while its replicas answer) they go
@@ -1218,6 +1457,8 @@ main(void)
 		cmocka_unit_test(test_busy_master_is_asked_again),
 		cmocka_unit_test(test_reads_and_replica_writes_inline_unless_their_lock_is_held),
 		cmocka_unit_test(test_migration_refuses_bad_input),
+		cmocka_unit_test(test_migration_refuses_bad_records_one_by_one),
+		cmocka_unit_test(test_remaining_counts_the_hand_over),
 		cmocka_unit_test(test_migration_of_a_partition_larger_than_the_window),
 		cmocka_unit_test(test_node_down_fails_fast_then_goes_on),
 		cmocka_unit_test(test_orphan_waits_for_a_cluster),

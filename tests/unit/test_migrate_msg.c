@@ -61,7 +61,7 @@ test_migrate_msg_round_trips(void **state)
 	for (uint32_t p = 0; p < MIGRATE_MSG_PARTITIONS; p++)
 		assert_int_equal(migrate_msg_version(&m, p), v[p]);
 
-	for (uint8_t k = MIGRATE_MSG_START; k <= MIGRATE_MSG_TAKEOVER; k++) {
+	for (uint8_t k = MIGRATE_MSG_START; k <= MIGRATE_MSG_RELEASE; k++) {
 		if (k == MIGRATE_MSG_INSERT)
 			continue;
 		rc = migrate_msg_encode_pid(buf, sizeof(buf), k, 7, "test", 4095);
@@ -122,7 +122,9 @@ test_migrate_msg_refuses_malformed(void **state)
 	memcpy(copy, buf, len);
 	copy[1] = 9;
 	assert_int_equal(migrate_msg_decode(copy, len, &m), -EBADMSG);
-	copy[1] = 6;           /* not a kind of this build */
+	copy[1] = 8;           /* not a kind of this build */
+	assert_int_equal(migrate_msg_decode(copy, len, &m), -EBADMSG);
+	copy[1] = 0;
 	assert_int_equal(migrate_msg_decode(copy, len, &m), -EBADMSG);
 	memcpy(copy, buf, len);
 	copy[10] = 0;

@@ -4,8 +4,9 @@
  * a single-slot store changes those 16 bytes of each file and nothing else,
  * the header page and wblocks are never touched, a damaged slot or devices
  * that disagree read as 0 (logged with file and offset), a new format
- * starts with all 0 whatever the area held, and a memory namespace without
- * shadow keeps nothing.  Prints what a whole-table and a one-slot store cost.
+ * starts with all 0 whatever the area held, a memory namespace without
+ * shadow keeps nothing, and the copies of a dropped partition older than
+ * its drop never load again.  Prints what a whole-table and a one-slot store cost.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -24,6 +25,7 @@
 #include <unistd.h>
 
 #include "base/clock.h"
+#include "base/digest.h"
 #include "base/log.h"
 #include "namespace/namespace.h"
 #include "storage/device_header.h"
@@ -697,6 +699,141 @@ test_pversion_recfs_check_reports_versions_damaged_slots_and_disagreement(void *
 		fail_msg("no verdict in the report");
 }
 
+/* A key of the null set whose record lands in partition pid. */
+static int
+key_in(uint32_t pid, const char *prefix, char *k, size_t cap)
+{
+	for (int i = 0;; i++) {
+		struct digest d;
+		int n = snprintf(k, cap, "%s%d", prefix, i);
+
+		digest_compute(&d, NULL, 0, k, (size_t)n);
+		if (digest_partition(&d) == pid)
+			return n;
+	}
+}
+
+static void
+put(struct namespace *ns, const char *k, int n)
+{
+	struct txn_key key = { NULL, 0, k, (size_t)n };
+	struct txn_write w = { .set_file = true, .file_data = k, .file_len = (size_t)n };
+
+	assert_int_equal(txn_write(ns, &key, &w, NULL), 0);
+}
+
+static int
+get(struct namespace *ns, const char *k, int n)
+{
+	struct txn_key key = { NULL, 0, k, (size_t)n };
+	struct txn_record r;
+	int rc = txn_read(ns, &key, &r);
+
+	if (rc == 0)
+		txn_record_release(&r);
+	return rc;
+}
+
+static void
+sleep_ms(unsigned ms)
+{
+	usleep(ms * 1000);
+}
+
+/*
+ * A partition dropped (namespace_pversion_drop) keeps its drop time in its
+ * slot; a cold start skips its copies older than the drop (counted in
+ * cold_start_dropped), loads a copy written there after the drop (a node
+ * alone serving it again), and loads everything of a partition that got a
+ * version again after its drop.  A whole-table store with 0 for a dropped
+ * partition keeps its drop time.
+ */
+static void
+dropped_partition_cold_start(bool shadow)
+{
+	enum { OLD = 5 };
+	struct namespace *ns;
+	struct node *node;
+	struct storage_stats ss;
+	char k[OLD][32], again[32], later[32], other[32];
+	int kn[OLD], again_n, later_n, other_n;
+	const uint32_t P = 77, Q = 1234, R = 2000;
+	uint8_t *span;
+	uint64_t v, drop_ms;
+
+	if (shadow)
+		config_memory(true);
+	else
+		config_device(1);
+	node = open_node(&ns);
+	/* OLD records in P, one in Q (dropped then given a version again),
+	 * one in R (never dropped). */
+	for (int i = 0; i < OLD; i++) {
+		char prefix[16];
+
+		snprintf(prefix, sizeof(prefix), "p%d-", i);
+		kn[i] = key_in(P, prefix, k[i], sizeof(k[i]));
+		put(ns, k[i], kn[i]);
+	}
+	again_n = key_in(Q, "q", again, sizeof(again));
+	put(ns, again, again_n);
+	other_n = key_in(R, "r", other, sizeof(other));
+	put(ns, other, other_n);
+	/* Overwritten once: two copies of k[0] on the file. */
+	put(ns, k[0], kn[0]);
+	sleep_ms(20);      /* the drop is later than every copy's last-update time */
+	drop_ms = clock_epoch_ms();
+	assert_int_equal(namespace_pversion_drop(ns, P, drop_ms), 0);
+	assert_int_equal(namespace_pversion_drop(ns, Q, drop_ms), 0);
+	assert_int_equal(namespace_pversion_store_one(ns, Q, 4242), 0);
+	/* A whole-table store with 0 for P keeps its drop. */
+	table_fill(table, 3);
+	table[P] = 0;
+	table[Q] = 4242;
+	assert_int_equal(namespace_pversions_store(ns, table), 0);
+	sleep_ms(20);
+	later_n = key_in(P, "later", later, sizeof(later));
+	put(ns, later, later_n);    /* written in P after the drop */
+	node_close(node, true);
+
+	span = read_span(path);
+	assert_int_equal(device_pmeta_slot_decode_ex(span + slot_off(P), &v, &drop_ms), 0);
+	assert_int_equal(v, 0);
+	assert_true(drop_ms > 0);
+	assert_int_equal(device_pmeta_slot_decode_ex(span + slot_off(Q), &v, &drop_ms), 0);
+	assert_int_equal(v, 4242);
+	assert_int_equal(drop_ms, 0);
+	/* The decoder without drop times reads a dropped slot as 0. */
+	assert_int_equal(device_pmeta_slot_decode(span + slot_off(P), &v), 0);
+	assert_int_equal(v, 0);
+	free(span);
+
+	node = open_node(&ns);
+	storage_stats(ns->storage, &ss);
+	/* OLD + 1 copies of P's old records (k[0] twice), skipped. */
+	assert_int_equal(ss.cold_start_dropped, OLD + 1);
+	for (int i = 0; i < OLD; i++)
+		assert_int_equal(get(ns, k[i], kn[i]), -ENOENT);
+	assert_int_equal(get(ns, later, later_n), 0);
+	assert_int_equal(get(ns, again, again_n), 0);
+	assert_int_equal(get(ns, other, other_n), 0);
+	assert_int_equal(namespace_pversions_load(ns, got), 0);
+	assert_tables_equal(table, got);
+	node_close(node, true);
+}
+
+static void
+test_pversion_dropped_partition_copies_never_load_again_device(void **state)
+{
+	dropped_partition_cold_start(false);
+}
+
+static void
+test_pversion_dropped_partition_copies_never_load_again_shadow(void **state)
+{
+	dropped_partition_cold_start(true);
+}
+
 int
 main(void)
 {
@@ -711,6 +848,8 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_pversion_concurrent_single_stores_beside_record_writes_all_land, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_pversion_failed_write_on_one_device_is_an_error_and_reads_as_0, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_pversion_recfs_check_reports_versions_damaged_slots_and_disagreement, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_pversion_dropped_partition_copies_never_load_again_device, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_pversion_dropped_partition_copies_never_load_again_shadow, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -4,8 +4,9 @@
  * Caller side: a fixed table of call slots (calls_max).  A request id is
  * (sequence << RPC_SLOT_BITS) | slot, so an answer finds its slot at once
  * and an answer for an older call of the same slot does not match.  The
- * caller's own thread waits on its group's condition variable and sends
- * the retransmissions; the fabric thread only fills answers and signals.
+ * caller's own thread sleeps on its group's futex word (futex_wait_until)
+ * and sends the retransmissions; the fabric thread only fills answers and
+ * wakes it, after dropping the lock.
  * No rpc timer thread: an idle node sleeps.
  *
  * Server side: a hash of kept requests keyed by (origin, incarnation,
@@ -29,7 +30,9 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/futex.h>
 #include <sys/random.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -64,6 +67,9 @@ struct rpc_slot {
 	uint32_t copies;         /* copies sent (or being sent) */
 	uint32_t busy;           /* busy answers: each says one copy did not run */
 	uint64_t expect_inc;     /* the callee's incarnation when the first copy went (0: unknown) */
+	uint32_t wake;           /* futex word of the group whose first call this is; bumped
+	                          * under lock, read atomically (it outlives the call: a
+	                          * late wake only wakes a later user spuriously) */
 	uint32_t next_free;
 };
 
@@ -162,6 +168,43 @@ cond_wait_until(pthread_cond_t *cv, pthread_mutex_t *m, uint64_t until_ns)
 	pthread_cond_timedwait(cv, m, &ts);
 }
 
+/*
+ * A caller's sleep and its wake-up: a futex word in its first call's slot
+ * rather than a condition variable, so that the fabric thread wakes the
+ * caller after it dropped rpc->lock (a woken caller that finds the lock
+ * still held sleeps again, and on 2 CPUs that was one more context switch
+ * per call), and without a per-call condition variable to set up and tear
+ * down.  The word is in the slot table, which outlives every call, so a
+ * wake that arrives after its call ended is only a spurious wake-up of
+ * the slot's next user, which checks its calls under the lock.
+ */
+static void
+futex_wait_until(uint32_t *word, uint32_t seen, uint64_t until_ns)
+{
+	struct timespec ts = { .tv_sec = (time_t)(until_ns / 1000000000u),
+		.tv_nsec = (long)(until_ns % 1000000000u) };
+
+	/* absolute CLOCK_MONOTONIC deadline; EAGAIN (the word moved), EINTR
+	 * and ETIMEDOUT all send the caller back to check its calls */
+	(void)syscall(SYS_futex, word, FUTEX_WAIT_BITSET_PRIVATE, seen, &ts, NULL,
+	    FUTEX_BITSET_MATCH_ANY);
+}
+
+static void
+futex_wake_one(uint32_t *word)
+{
+	(void)syscall(SYS_futex, word, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+}
+
+/* A call of g ended (under rpc->lock): its waiter's word moves; the
+ * caller wakes it with futex_wake_one, preferably after unlocking. */
+static uint32_t *
+group_bump_locked(struct rpc_group *g)
+{
+	atomic_inc(g->wake);
+	return g->wake;
+}
+
 static uint32_t
 transaction_max_ms(const struct rpc *rpc)
 {
@@ -250,7 +293,8 @@ slot_fail_locked(struct rpc *rpc, struct rpc_slot *s, int rc)
 	s->done = true;
 	ans->rc = rc;
 	s->g->n_done++;
-	pthread_cond_signal(&s->g->cv);
+	/* rare paths (failures, shutdown): woken under the lock */
+	futex_wake_one(group_bump_locked(s->g));
 }
 
 /*
@@ -292,12 +336,11 @@ rpc_answer_release(struct rpc_answer *a)
 void
 rpc_group_init(struct rpc *rpc, struct rpc_group *g, uint32_t deadline_ms)
 {
-	memset(g, 0, offsetof(struct rpc_group, cv));
+	memset(g, 0, offsetof(struct rpc_group, slot));
 	g->rpc = rpc;
 	if (deadline_ms == 0)
 		deadline_ms = transaction_max_ms(rpc);
 	g->deadline_ns = clock_mono_ns() + (uint64_t)deadline_ms * 1000000u;
-	cond_init_monotonic(&g->cv);
 }
 
 /* A call that ended before it held a slot: counted in its group as done. */
@@ -377,6 +420,8 @@ rpc_group_send(struct rpc_group *g, uint64_t node_id, uint32_t op, const void *r
 	s->copies = 1;
 	s->busy = 0;
 	s->expect_inc = known_get_locked(rpc, node_id);
+	if (g->wake == NULL)
+		g->wake = &s->wake;
 	g->slot[g->n] = idx;
 	g->ans[g->n] = ans;
 	g->n++;
@@ -442,7 +487,14 @@ rpc_group_wait(struct rpc_group *g)
 					copy_not_sent_locked(rpc, resend[i]);
 			continue;
 		}
-		cond_wait_until(&g->cv, &rpc->lock, wake);
+		{
+			/* read under the lock: a call ending after this moves it */
+			uint32_t seen = atomic_load_relaxed(g->wake);
+
+			pthread_mutex_unlock(&rpc->lock);
+			futex_wait_until(g->wake, seen, wake);
+			pthread_mutex_lock(&rpc->lock);
+		}
 	}
 	for (unsigned i = 0; i < g->n; i++) {
 		struct rpc_slot *s;
@@ -466,7 +518,6 @@ rpc_group_wait(struct rpc_group *g)
 		pthread_cond_signal(&rpc->slot_cv);
 	}
 	pthread_mutex_unlock(&rpc->lock);
-	pthread_cond_destroy(&g->cv);
 	for (unsigned i = 0; i < g->n; i++)
 		if (first == 0 && g->ans[i]->rc != 0)
 			first = g->ans[i]->rc;
@@ -493,6 +544,7 @@ on_answer(struct rpc *rpc, uint64_t from, const struct rpc_msg *r)
 	struct rpc_slot *s;
 	struct rpc_answer *ans;
 	uint64_t now = clock_mono_ns();
+	uint32_t *w;
 
 	pthread_mutex_lock(&rpc->lock);
 	if (r->peer_incarnation != 0)
@@ -513,8 +565,9 @@ on_answer(struct rpc *rpc, uint64_t from, const struct rpc_msg *r)
 		s->copies = 0;
 		s->next_retry_ns = now;
 		s->retry_ms = RPC_RETRY_MS / 2;
-		pthread_cond_signal(&s->g->cv);
+		w = group_bump_locked(s->g);
 		pthread_mutex_unlock(&rpc->lock);
+		futex_wake_one(w);
 		return;
 	}
 	if (r->status == ESTALE)
@@ -540,8 +593,10 @@ on_answer(struct rpc *rpc, uint64_t from, const struct rpc_msg *r)
 	histogram_add(&rpc->latency, now - s->start_ns);
 	s->done = true;
 	s->g->n_done++;
-	pthread_cond_signal(&s->g->cv);
+	w = group_bump_locked(s->g);
 	pthread_mutex_unlock(&rpc->lock);
+	/* after the unlock: the caller wakes to a free lock */
+	futex_wake_one(w);
 }
 
 /* Fails the calls in flight to node (-EHOSTDOWN). */
@@ -856,8 +911,10 @@ on_request(struct rpc *rpc, uint64_t from, const struct rpc_msg *r)
 	rpc->queue_tail = e;
 	rpc->queue_len++;
 	rpc->queue_bytes += e->req_len;
-	pthread_cond_signal(&rpc->work_cv);
 	pthread_mutex_unlock(&rpc->lock);
+	/* after the unlock: the worker wakes to a free lock (work_cv lives
+	 * as long as rpc) */
+	pthread_cond_signal(&rpc->work_cv);
 }
 
 static void

@@ -54,8 +54,8 @@
  * fabric thread (the rpc lock not held); rpc_peer_event from the
  * fabric's peer callback; rpc_node_down and the getters from any thread.
  * One lock guards both sides; it is a leaf: no handler runs, no message is
- * sent and no caller waits while it is held (callers wait on their group's
- * condition variable, which releases it).
+ * sent and no caller waits while it is held (callers sleep on their
+ * group's futex word with the lock released).
  *
  * Errors: 0 or -errno.
  */
@@ -269,7 +269,8 @@ struct rpc_group {
 	uint64_t deadline_ns;    /* monotonic */
 	unsigned n;
 	unsigned n_done;         /* protected by rpc's lock */
-	pthread_cond_t cv;       /* signalled when a call of the group ends */
+	uint32_t *wake;          /* futex word its waiter sleeps on: its first call's slot's
+	                          * (rpc.c); bumped, under rpc's lock, when a call ends */
 	uint32_t slot[RPC_GROUP_MAX];
 	struct rpc_answer *ans[RPC_GROUP_MAX];
 };

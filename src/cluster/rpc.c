@@ -61,6 +61,7 @@ struct rpc_slot {
 	size_t req_len;
 	uint8_t *msg;            /* encoding buffer (req_len + overhead) */
 	uint64_t start_ns;
+	uint64_t rx_start;        /* messages heard from node when the call started */
 	uint64_t retry_until_ns; /* no retransmission after this */
 	uint64_t next_retry_ns;
 	uint32_t retry_ms;
@@ -122,6 +123,12 @@ struct rpc {
 	 * copies of a call not to run at a restarted process. */
 	struct { uint64_t node, incarnation; } known[RPC_DOWN_MAX];
 	unsigned n_known;
+	/* Silent nodes (rpc.h): the fabric's count of messages from the node
+	 * when a call to it timed out with none heard; silent while the
+	 * count has not moved. */
+	struct { uint64_t node, rx; } silent[RPC_DOWN_MAX];
+	unsigned n_silent;
+	uint32_t silence_ms;
 
 	/* server side, protected by lock */
 	struct rpc_entry **hash;
@@ -281,6 +288,46 @@ known_set_locked(struct rpc *rpc, uint64_t node, uint64_t inc)
 	rpc->n_known++;
 }
 
+/* ---- silent nodes ---------------------------------------------------------------- */
+
+/* Whether node is silent, given rx (the fabric's count of messages from
+ * it, read without the lock); a count that moved forgets the mark. */
+static bool
+silent_check_locked(struct rpc *rpc, uint64_t node, uint64_t rx)
+{
+	for (unsigned i = 0; i < rpc->n_silent; i++) {
+		if (rpc->silent[i].node != node)
+			continue;
+		if (rpc->silent[i].rx == rx)
+			return true;
+		rpc->silent[i] = rpc->silent[--rpc->n_silent];
+		return false;
+	}
+	return false;
+}
+
+/* node is silent since the fabric counted rx messages from it (0: forget). */
+static void
+silent_set_locked(struct rpc *rpc, uint64_t node, uint64_t rx, bool on)
+{
+	unsigned i;
+
+	for (i = 0; i < rpc->n_silent && rpc->silent[i].node != node; i++)
+		;
+	if (!on) {
+		if (i < rpc->n_silent)
+			rpc->silent[i] = rpc->silent[--rpc->n_silent];
+		return;
+	}
+	if (i == rpc->n_silent) {
+		if (rpc->n_silent == RPC_DOWN_MAX)
+			return;   /* full: only the fast failure is lost */
+		rpc->n_silent++;
+	}
+	rpc->silent[i].node = node;
+	rpc->silent[i].rx = rx;
+}
+
 /* ---- caller side ---------------------------------------------------------------- */
 
 /* Ends the call in slot s (not done yet) with rc; signals its group. */
@@ -363,7 +410,7 @@ rpc_group_send(struct rpc_group *g, uint64_t node_id, uint32_t op, const void *r
 	struct rpc_slot *s;
 	uint8_t *msg;
 	uint32_t idx;
-	uint64_t now;
+	uint64_t now, rx;
 	int rc;
 
 	memset(ans, 0, sizeof(*ans));
@@ -378,6 +425,8 @@ rpc_group_send(struct rpc_group *g, uint64_t node_id, uint32_t op, const void *r
 	msg = malloc(len + RPC_MSG_OVERHEAD);
 	if (msg == NULL)
 		return group_fail_now(g, ans, -ENOMEM);
+	/* read outside rpc->lock, a leaf: the fabric's lock is not taken under it */
+	rx = rpc->silence_ms != 0 ? fabric_peer_msgs_received(rpc->fabric, node_id) : 0;
 
 	pthread_mutex_lock(&rpc->lock);
 	rpc->stats.calls++;
@@ -385,6 +434,10 @@ rpc_group_send(struct rpc_group *g, uint64_t node_id, uint32_t op, const void *r
 		now = clock_mono_ns();
 		rc = rpc->stopping ? -ESHUTDOWN : node_is_down_locked(rpc, node_id) ? -EHOSTDOWN :
 		    now >= g->deadline_ns ? -ETIMEDOUT : 0;
+		if (rc == 0 && rpc->silence_ms != 0 && silent_check_locked(rpc, node_id, rx)) {
+			rc = -ETIMEDOUT;
+			rpc->stats.calls_failed_silent++;
+		}
 		if (rc != 0 || rpc->free_head != RPC_SLOT_NONE)
 			break;
 		/* every slot busy: wait for one, bounded by the deadline */
@@ -413,6 +466,7 @@ rpc_group_send(struct rpc_group *g, uint64_t node_id, uint32_t op, const void *r
 	s->req_len = len;
 	s->msg = msg;
 	s->start_ns = now;
+	s->rx_start = rx;
 	/* a copy sent later than this could outlive the other side's memory of it */
 	s->retry_until_ns = now + (uint64_t)transaction_max_ms(rpc) * 1000000u;
 	s->retry_ms = RPC_RETRY_MS;
@@ -442,6 +496,41 @@ rpc_group_send(struct rpc_group *g, uint64_t node_id, uint32_t op, const void *r
 		return rc == -ENOBUFS ? 0 : rc;
 	}
 	return 0;
+}
+
+/*
+ * g's deadline passed with calls unanswered: a node that has sent nothing
+ * since such a call of at least silence_ms began is silent (rpc.h).  The
+ * fabric's counts are read with rpc->lock dropped (it is a leaf).
+ */
+static void
+group_mark_silent_locked(struct rpc *rpc, struct rpc_group *g)
+{
+	uint64_t node[RPC_GROUP_MAX], rx[RPC_GROUP_MAX];
+	unsigned n = 0;
+	uint64_t now = clock_mono_ns();
+
+	for (unsigned i = 0; i < g->n; i++) {
+		struct rpc_slot *s;
+
+		if (g->slot[i] == RPC_SLOT_NONE)
+			continue;
+		s = &rpc->slots[g->slot[i]];
+		if (!s->done && now - s->start_ns >= (uint64_t)rpc->silence_ms * 1000000u) {
+			node[n] = s->node;
+			rx[n++] = s->rx_start;
+		}
+	}
+	if (n == 0)
+		return;
+	pthread_mutex_unlock(&rpc->lock);
+	for (unsigned i = 0; i < n; i++)
+		if (fabric_peer_msgs_received(rpc->fabric, node[i]) != rx[i])
+			node[i] = 0;    /* heard from meanwhile: alive, only slow */
+	pthread_mutex_lock(&rpc->lock);
+	for (unsigned i = 0; i < n; i++)
+		if (node[i] != 0)
+			silent_set_locked(rpc, node[i], rx[i], true);
 }
 
 int
@@ -496,6 +585,8 @@ rpc_group_wait(struct rpc_group *g)
 			pthread_mutex_lock(&rpc->lock);
 		}
 	}
+	if (rpc->silence_ms != 0 && g->n_done < g->n)
+		group_mark_silent_locked(rpc, g);
 	for (unsigned i = 0; i < g->n; i++) {
 		struct rpc_slot *s;
 
@@ -617,6 +708,9 @@ void
 rpc_peer_event(struct rpc *rpc, uint64_t node_id, bool up)
 {
 	pthread_mutex_lock(&rpc->lock);
+	/* a node that comes or goes is not silent any more: it is up, or
+	 * its calls fail fast as down */
+	silent_set_locked(rpc, node_id, 0, false);
 	if (up) {
 		for (unsigned i = 0; i < rpc->n_down; i++)
 			if (rpc->down[i] == node_id) {
@@ -1045,6 +1139,7 @@ rpc_create(const struct rpc_config *cfg, struct rpc **out)
 	rpc->queue_bytes_max = cfg->queue_bytes_max != 0 ? cfg->queue_bytes_max : RPC_QUEUE_BYTES_DEFAULT;
 	rpc->cache_max = cfg->cache_max != 0 ? cfg->cache_max : RPC_CACHE_MAX_DEFAULT;
 	rpc->cache_bytes_max = cfg->cache_bytes_max != 0 ? cfg->cache_bytes_max : RPC_CACHE_BYTES_DEFAULT;
+	rpc->silence_ms = cfg->silence_ms;
 	/* never 0: a restarted node must not match its predecessor's ids */
 	while (rpc->incarnation == 0)
 		if (getrandom(&rpc->incarnation, sizeof(rpc->incarnation), 0) != sizeof(rpc->incarnation))

@@ -30,7 +30,14 @@
  * was answered busy (an answer does not say which copy it answers).  A node that
  * the fabric reports down, or that rpc_node_down() names, fails its calls
  * at once (-EHOSTDOWN), so the transaction layer can re-route well before
- * the deadline.  At most calls_max calls are in flight per node; a caller
+ * the deadline.  A node is silent when a call to it ran to its deadline,
+ * at least silence_ms long, with no message at all from it meanwhile (a
+ * stopped process, a cut link: a live node's heartbeat pulses arrive
+ * every interval): until the fabric hears anything from it again, new
+ * calls to it fail at once with -ETIMEDOUT instead of waiting the whole
+ * deadline again, so one user operation that makes several calls (a
+ * kernel lookup retried after a failed revalidation) waits one deadline,
+ * not several.  At most calls_max calls are in flight per node; a caller
  * past that waits for a free slot, bounded by its deadline (-ETIMEDOUT).
  *
  * Server side.  A request is taken on the fabric thread into a bounded
@@ -191,6 +198,9 @@ struct rpc_config {
 	size_t queue_bytes_max;       /* 0: RPC_QUEUE_BYTES_DEFAULT; their bodies */
 	unsigned cache_max;           /* 0: RPC_CACHE_MAX_DEFAULT; requests kept (queued, running, answered) */
 	size_t cache_bytes_max;       /* 0: RPC_CACHE_BYTES_DEFAULT; answer bodies kept */
+	uint32_t silence_ms;          /* 0: off; a timed-out call this long with nothing heard
+	                               * from its node marks the node silent (above); more
+	                               * than the heartbeat interval */
 };
 
 /* Registers the message handler on the fabric (before fabric_start) and
@@ -242,7 +252,8 @@ void rpc_answer_release(struct rpc_answer *a);
  * Sends a request (op, req[0..len)) to node_id and waits for its answer
  * until deadline_ms from now (0: transaction-max-ms).  Returns ans->rc:
  * 0 (the handler ran: ans->err and ans->body are its answer), or
- *   -ETIMEDOUT   no answer within the deadline (the request may have run)
+ *   -ETIMEDOUT   no answer within the deadline (the request may have run),
+ *                or at once: the node is silent (not sent)
  *   -EHOSTDOWN   the node is down (fabric) or rpc_node_down named it
  *   -EHOSTUNREACH the fabric never knew the node
  *   -EAGAIN      the node is busy (its queue or request table is full; not
@@ -293,6 +304,7 @@ struct rpc_stats {
 	uint64_t calls_answered;      /* calls that got their answer (busy and no-handler included) */
 	uint64_t calls_timed_out;     /* no answer within the deadline */
 	uint64_t calls_failed_fast;   /* node down or unknown, shutdown: failed before the deadline */
+	uint64_t calls_failed_silent; /* failed at once (-ETIMEDOUT): the node is silent (above) */
 	uint64_t retransmits;         /* requests sent again (no answer after RPC_RETRY_MS x 2^k) */
 	uint64_t late_answers;        /* answers that matched no waiting call: late, twice, unknown */
 	uint64_t requests_received;   /* requests taken from the fabric (copies included) */

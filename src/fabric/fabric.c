@@ -761,6 +761,18 @@ fabric_send(struct fabric *f, uint64_t node_id, const struct fabric_msg_writer *
 
 /* ---- statistics ----------------------------------------------------------------- */
 
+uint64_t
+fabric_peer_msgs_received(struct fabric *f, uint64_t node_id)
+{
+	struct peer *p;
+
+	pthread_mutex_lock(&f->lock);
+	p = peer_find(f, node_id);
+	pthread_mutex_unlock(&f->lock);
+	/* peers are freed only by fabric_destroy */
+	return p != NULL ? atomic_load_relaxed(&p->msgs_received) : 0;
+}
+
 void
 fabric_stats_get(struct fabric *f, struct fabric_stats *s)
 {

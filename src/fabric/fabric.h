@@ -267,5 +267,8 @@ struct fabric_peer_info {
 void fabric_stats_get(struct fabric *f, struct fabric_stats *s);
 /* Fills up to max peers; returns how many peers exist. */
 unsigned fabric_peers_get(struct fabric *f, struct fabric_peer_info *out, unsigned max);
+/* Authenticated messages received from node_id so far (0: never
+ * authenticated).  Any thread; the rpc layer tells a silent node by it. */
+uint64_t fabric_peer_msgs_received(struct fabric *f, uint64_t node_id);
 
 #endif

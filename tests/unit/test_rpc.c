@@ -510,6 +510,57 @@ test_rpc_deadline_then_late_answer_is_dropped_not_given_to_the_next_call(void **
 	node_down(&b);
 }
 
+/*
+ * A node that let a call run to its deadline (at least silence_ms) without
+ * a word is silent: the next call fails at once, unsent, until anything
+ * from it arrives (here b's late answer; in recfsd a heartbeat pulse).
+ */
+static void
+test_rpc_call_to_a_silent_node_fails_at_once_until_it_is_heard_again(void **state)
+{
+	static struct node a, b;
+	struct rpc_config rc = { .silence_ms = 100 };
+	struct rpc_answer ans;
+	uint8_t req[4];
+	uint64_t t0, took;
+
+	(void)state;
+	reset_globals();
+	node_up_cfg(&a, 1, &rc);
+	node_up(&b, 2);
+	connect_nodes(a.f, 1, b.f, 2, b.port);
+
+	/* a timeout shorter than silence_ms says nothing: the next call is sent */
+	put_u32(req, 300);
+	assert_int_equal(rpc_call(a.rpc, 2, OP_SLOW, req, 4, 50, &ans), -ETIMEDOUT);
+	assert_int_equal(rpc_call(a.rpc, 2, RPC_OP_PING, "p1", 2, 1000, &ans), 0);
+	rpc_answer_release(&ans);
+	assert_int_equal(stats(&a).calls_failed_silent, 0);
+	WAIT_FOR(stats(&a).late_answers == 1);
+
+	/* 150 ms and nothing from b: silent */
+	put_u32(req, 400);
+	assert_int_equal(rpc_call(a.rpc, 2, OP_SLOW, req, 4, 150, &ans), -ETIMEDOUT);
+	t0 = net_now_ms();
+	assert_int_equal(rpc_call(a.rpc, 2, RPC_OP_PING, "p2", 2, 1000, &ans), -ETIMEDOUT);
+	took = net_now_ms() - t0;
+	printf("call to a silent node: -ETIMEDOUT after %llu ms (deadline 1000)\n",
+	    (unsigned long long)took);
+	assert_true(took < 100);
+	assert_int_equal(stats(&a).calls_failed_silent, 1);
+	assert_int_equal(stats(&a).calls_timed_out, 3);
+	assert_int_equal(stats(&a).calls_in_flight, 0);
+
+	/* b's late answer is a word from it: calls go out again */
+	WAIT_FOR(stats(&a).late_answers == 2);
+	assert_int_equal(rpc_call(a.rpc, 2, RPC_OP_PING, "p3", 2, 1000, &ans), 0);
+	assert_memory_equal(ans.body, "p3", 2);
+	rpc_answer_release(&ans);
+	assert_int_equal(stats(&a).calls_failed_silent, 1);
+	node_down(&a);
+	node_down(&b);
+}
+
 /* ---- at-most-once ------------------------------------------------------------- */
 
 /* A node with a bare fabric whose rpc messages this test reads and writes
@@ -1569,6 +1620,7 @@ main(int argc, char **argv)
 		    teardown_child),
 		cmocka_unit_test(test_rpc_echo_errno_and_refusals),
 		cmocka_unit_test(test_rpc_deadline_then_late_answer_is_dropped_not_given_to_the_next_call),
+		cmocka_unit_test(test_rpc_call_to_a_silent_node_fails_at_once_until_it_is_heard_again),
 		cmocka_unit_test(test_rpc_duplicate_request_runs_once_and_gets_the_cached_answer),
 		cmocka_unit_test(test_rpc_retransmission_runs_once_and_a_doubled_answer_is_taken_once),
 		cmocka_unit_test(test_rpc_answer_too_big_to_keep_is_lost_but_never_run_twice),

@@ -129,6 +129,7 @@ struct rpc {
 	struct { uint64_t node, rx; } silent[RPC_DOWN_MAX];
 	unsigned n_silent;
 	uint32_t silence_ms;
+	bool lend;                      /* callers read their answers themselves */
 
 	/* server side, protected by lock */
 	struct rpc_entry **hash;
@@ -498,6 +499,47 @@ rpc_group_send(struct rpc_group *g, uint64_t node_id, uint32_t op, const void *r
 	return 0;
 }
 
+/* The node of g's one call not done, or 0 (several, or none). */
+static uint64_t
+group_last_node_locked(struct rpc *rpc, const struct rpc_group *g)
+{
+	uint64_t node = 0;
+
+	if (g->n - g->n_done != 1)
+		return 0;
+	for (unsigned i = 0; i < g->n; i++)
+		if (g->slot[i] != RPC_SLOT_NONE && !rpc->slots[g->slot[i]].done)
+			node = rpc->slots[g->slot[i]].node;
+	return node;
+}
+
+/* fabric_read_lent: every call of g ended. */
+static bool
+group_done(void *arg)
+{
+	struct rpc_group *g = arg;
+	bool done;
+
+	pthread_mutex_lock(&g->rpc->lock);
+	done = g->n_done == g->n;
+	pthread_mutex_unlock(&g->rpc->lock);
+	return done;
+}
+
+/* fabric_read_lent: a waiting caller's thread handles rpc answers (any
+ * call's: on_answer wakes its caller); requests go to the fabric thread,
+ * where their handlers run. */
+static bool
+answer_take(void *arg, const uint8_t *msg, size_t len)
+{
+	struct fabric_msg m;
+	struct rpc_msg r;
+
+	(void)arg;
+	return fabric_msg_decode(msg, len, &m) == 0 && m.type == FABRIC_MSG_RPC &&
+	    rpc_msg_decode(&m, &r) == 0 && r.kind == RPC_KIND_ANSWER;
+}
+
 /*
  * g's deadline passed with calls unanswered: a node that has sent nothing
  * since such a call of at least silence_ms began is silent (rpc.h).  The
@@ -579,9 +621,14 @@ rpc_group_wait(struct rpc_group *g)
 		{
 			/* read under the lock: a call ending after this moves it */
 			uint32_t seen = atomic_load_relaxed(g->wake);
+			uint64_t lend_node = rpc->lend ? group_last_node_locked(rpc, g) : 0;
 
 			pthread_mutex_unlock(&rpc->lock);
-			futex_wait_until(g->wake, seen, wake);
+			/* one answer left: read it off the connection, no fabric
+			 * thread in between (else, or if that is not possible, sleep) */
+			if (lend_node == 0 || fabric_read_lent(rpc->fabric, lend_node, wake, answer_take,
+			    group_done, g) != 0)
+				futex_wait_until(g->wake, seen, wake);
 			pthread_mutex_lock(&rpc->lock);
 		}
 	}
@@ -1140,6 +1187,7 @@ rpc_create(const struct rpc_config *cfg, struct rpc **out)
 	rpc->cache_max = cfg->cache_max != 0 ? cfg->cache_max : RPC_CACHE_MAX_DEFAULT;
 	rpc->cache_bytes_max = cfg->cache_bytes_max != 0 ? cfg->cache_bytes_max : RPC_CACHE_BYTES_DEFAULT;
 	rpc->silence_ms = cfg->silence_ms;
+	rpc->lend = cfg->lend;
 	/* never 0: a restarted node must not match its predecessor's ids */
 	while (rpc->incarnation == 0)
 		if (getrandom(&rpc->incarnation, sizeof(rpc->incarnation), 0) != sizeof(rpc->incarnation))

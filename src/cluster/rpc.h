@@ -62,7 +62,9 @@
  * fabric's peer callback; rpc_node_down and the getters from any thread.
  * One lock guards both sides; it is a leaf: no handler runs, no message is
  * sent and no caller waits while it is held (callers sleep on their
- * group's futex word with the lock released).
+ * group's futex word, or read their answer off the connection
+ * (rpc_config.lend), with the lock released).  With lend, answers are
+ * also handled on callers' threads.
  *
  * Errors: 0 or -errno.
  */
@@ -198,6 +200,9 @@ struct rpc_config {
 	size_t queue_bytes_max;       /* 0: RPC_QUEUE_BYTES_DEFAULT; their bodies */
 	unsigned cache_max;           /* 0: RPC_CACHE_MAX_DEFAULT; requests kept (queued, running, answered) */
 	size_t cache_bytes_max;       /* 0: RPC_CACHE_BYTES_DEFAULT; answer bodies kept */
+	bool lend;                    /* a caller waiting for one answer reads it off the
+	                               * node's connection itself (fabric_read_lent):
+	                               * one thread woken per answer instead of two */
 	uint32_t silence_ms;          /* 0: off; a timed-out call this long with nothing heard
 	                               * from its node marks the node silent (above); more
 	                               * than the heartbeat interval */

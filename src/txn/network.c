@@ -142,6 +142,8 @@ txn_network_start(const struct recfs_config *cfg, uint64_t node_id, struct txn_n
 		.workers = TXN_REMOTE_WORKERS,
 		/* a live node pulses every interval: two without a word is silence */
 		.silence_ms = 2 * cfg->heartbeat_interval_ms,
+		/* a proxied call's or a replica write's caller reads its answer */
+		.lend = true,
 	};
 	struct txn_network *n;
 	char address[80];

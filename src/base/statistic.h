@@ -195,6 +195,7 @@
 	X(rpc_calls_answered, COUNTER, "calls", 0, "Calls that got their answer (busy and no-handler answers included).") \
 	X(rpc_calls_timed_out, COUNTER, "calls", 0, "Calls without an answer within their deadline (transaction-max-ms unless the caller gave one).") \
 	X(rpc_calls_failed_fast, COUNTER, "calls", 0, "Calls failed before their deadline: the node went down or was never known, or the daemon stopped.") \
+	X(rpc_calls_failed_silent, COUNTER, "calls", 0, "Calls failed at once, unsent, because their node is silent: an earlier call to it ran to its deadline with nothing heard from the node meanwhile, and nothing has been heard since.") \
 	X(rpc_retransmits, COUNTER, "requests", 0, "Requests sent again because no answer came (after 200 ms, then doubling).") \
 	X(rpc_late_answers, COUNTER, "answers", 0, "Answers that matched no waiting call (after its deadline, a second copy) and were dropped.") \
 	X(rpc_calls_in_flight, GAUGE, "calls", 0, "Calls waiting for their answer now.") \

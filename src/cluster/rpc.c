@@ -4,8 +4,9 @@
  * Caller side: a fixed table of call slots (calls_max).  A request id is
  * (sequence << RPC_SLOT_BITS) | slot, so an answer finds its slot at once
  * and an answer for an older call of the same slot does not match.  The
- * caller's own thread waits on its group's condition variable and sends
- * the retransmissions; the fabric thread only fills answers and signals.
+ * caller's own thread sleeps on its group's futex word (futex_wait_until)
+ * and sends the retransmissions; the fabric thread only fills answers and
+ * wakes it, after dropping the lock.
  * No rpc timer thread: an idle node sleeps.
  *
  * Server side: a hash of kept requests keyed by (origin, incarnation,
@@ -29,6 +30,7 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/futex.h>
 #include <sys/random.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
@@ -61,12 +63,16 @@ struct rpc_slot {
 	size_t req_len;
 	uint8_t *msg;            /* encoding buffer (req_len + overhead) */
 	uint64_t start_ns;
+	uint64_t rx_start;        /* messages heard from node when the call started */
 	uint64_t retry_until_ns; /* no retransmission after this */
 	uint64_t next_retry_ns;
 	uint32_t retry_ms;
 	uint32_t copies;         /* copies sent (or being sent) */
 	uint32_t busy;           /* busy answers: each says one copy did not run */
 	uint64_t expect_inc;     /* the callee's incarnation when the first copy went (0: unknown) */
+	uint32_t wake;           /* futex word of the group whose first call this is; bumped
+	                          * under lock, read atomically (it outlives the call: a
+	                          * late wake only wakes a later user spuriously) */
 	uint32_t next_free;
 };
 
@@ -119,6 +125,13 @@ struct rpc {
 	 * copies of a call not to run at a restarted process. */
 	struct { uint64_t node, incarnation; } known[RPC_DOWN_MAX];
 	unsigned n_known;
+	/* Silent nodes (rpc.h): the fabric's count of messages from the node
+	 * when a call to it timed out with none heard; silent while the
+	 * count has not moved. */
+	struct { uint64_t node, rx; } silent[RPC_DOWN_MAX];
+	unsigned n_silent;
+	uint32_t silence_ms;
+	bool lend;                      /* callers read their answers themselves */
 
 	/* server side, protected by lock */
 	struct rpc_entry **hash;
@@ -165,6 +178,43 @@ cond_wait_until(pthread_cond_t *cv, pthread_mutex_t *m, uint64_t until_ns)
 		.tv_nsec = (long)(until_ns % 1000000000u) };
 
 	pthread_cond_timedwait(cv, m, &ts);
+}
+
+/*
+ * A caller's sleep and its wake-up: a futex word in its first call's slot
+ * rather than a condition variable, so that the fabric thread wakes the
+ * caller after it dropped rpc->lock (a woken caller that finds the lock
+ * still held sleeps again, and on 2 CPUs that was one more context switch
+ * per call), and without a per-call condition variable to set up and tear
+ * down.  The word is in the slot table, which outlives every call, so a
+ * wake that arrives after its call ended is only a spurious wake-up of
+ * the slot's next user, which checks its calls under the lock.
+ */
+static void
+futex_wait_until(uint32_t *word, uint32_t seen, uint64_t until_ns)
+{
+	struct timespec ts = { .tv_sec = (time_t)(until_ns / 1000000000u),
+		.tv_nsec = (long)(until_ns % 1000000000u) };
+
+	/* absolute CLOCK_MONOTONIC deadline; EAGAIN (the word moved), EINTR
+	 * and ETIMEDOUT all send the caller back to check its calls */
+	(void)syscall(SYS_futex, word, FUTEX_WAIT_BITSET_PRIVATE, seen, &ts, NULL,
+	    FUTEX_BITSET_MATCH_ANY);
+}
+
+static void
+futex_wake_one(uint32_t *word)
+{
+	(void)syscall(SYS_futex, word, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+}
+
+/* A call of g ended (under rpc->lock): its waiter's word moves; the
+ * caller wakes it with futex_wake_one, preferably after unlocking. */
+static uint32_t *
+group_bump_locked(struct rpc_group *g)
+{
+	atomic_inc(g->wake);
+	return g->wake;
 }
 
 static uint32_t
@@ -243,6 +293,46 @@ known_set_locked(struct rpc *rpc, uint64_t node, uint64_t inc)
 	rpc->n_known++;
 }
 
+/* ---- silent nodes ---------------------------------------------------------------- */
+
+/* Whether node is silent, given rx (the fabric's count of messages from
+ * it, read without the lock); a count that moved forgets the mark. */
+static bool
+silent_check_locked(struct rpc *rpc, uint64_t node, uint64_t rx)
+{
+	for (unsigned i = 0; i < rpc->n_silent; i++) {
+		if (rpc->silent[i].node != node)
+			continue;
+		if (rpc->silent[i].rx == rx)
+			return true;
+		rpc->silent[i] = rpc->silent[--rpc->n_silent];
+		return false;
+	}
+	return false;
+}
+
+/* node is silent since the fabric counted rx messages from it (0: forget). */
+static void
+silent_set_locked(struct rpc *rpc, uint64_t node, uint64_t rx, bool on)
+{
+	unsigned i;
+
+	for (i = 0; i < rpc->n_silent && rpc->silent[i].node != node; i++)
+		;
+	if (!on) {
+		if (i < rpc->n_silent)
+			rpc->silent[i] = rpc->silent[--rpc->n_silent];
+		return;
+	}
+	if (i == rpc->n_silent) {
+		if (rpc->n_silent == RPC_DOWN_MAX)
+			return;   /* full: only the fast failure is lost */
+		rpc->n_silent++;
+	}
+	rpc->silent[i].node = node;
+	rpc->silent[i].rx = rx;
+}
+
 /* ---- caller side ---------------------------------------------------------------- */
 
 /* Ends the call in slot s (not done yet) with rc; signals its group. */
@@ -255,7 +345,8 @@ slot_fail_locked(struct rpc *rpc, struct rpc_slot *s, int rc)
 	s->done = true;
 	ans->rc = rc;
 	s->g->n_done++;
-	pthread_cond_signal(&s->g->cv);
+	/* rare paths (failures, shutdown): woken under the lock */
+	futex_wake_one(group_bump_locked(s->g));
 }
 
 /*
@@ -297,12 +388,11 @@ rpc_answer_release(struct rpc_answer *a)
 void
 rpc_group_init(struct rpc *rpc, struct rpc_group *g, uint32_t deadline_ms)
 {
-	memset(g, 0, offsetof(struct rpc_group, cv));
+	memset(g, 0, offsetof(struct rpc_group, slot));
 	g->rpc = rpc;
 	if (deadline_ms == 0)
 		deadline_ms = transaction_max_ms(rpc);
 	g->deadline_ns = clock_mono_ns() + (uint64_t)deadline_ms * 1000000u;
-	cond_init_monotonic(&g->cv);
 }
 
 /* A call that ended before it held a slot: counted in its group as done. */
@@ -325,7 +415,7 @@ rpc_group_send(struct rpc_group *g, uint64_t node_id, uint32_t op, const void *r
 	struct rpc_slot *s;
 	uint8_t *msg;
 	uint32_t idx;
-	uint64_t now;
+	uint64_t now, rx;
 	int rc;
 
 	memset(ans, 0, sizeof(*ans));
@@ -340,6 +430,8 @@ rpc_group_send(struct rpc_group *g, uint64_t node_id, uint32_t op, const void *r
 	msg = malloc(len + RPC_MSG_OVERHEAD);
 	if (msg == NULL)
 		return group_fail_now(g, ans, -ENOMEM);
+	/* read outside rpc->lock, a leaf: the fabric's lock is not taken under it */
+	rx = rpc->silence_ms != 0 ? fabric_peer_msgs_received(rpc->fabric, node_id) : 0;
 
 	pthread_mutex_lock(&rpc->lock);
 	rpc->stats.calls++;
@@ -347,6 +439,10 @@ rpc_group_send(struct rpc_group *g, uint64_t node_id, uint32_t op, const void *r
 		now = clock_mono_ns();
 		rc = rpc->stopping ? -ESHUTDOWN : node_is_down_locked(rpc, node_id) ? -EHOSTDOWN :
 		    now >= g->deadline_ns ? -ETIMEDOUT : 0;
+		if (rc == 0 && rpc->silence_ms != 0 && silent_check_locked(rpc, node_id, rx)) {
+			rc = -ETIMEDOUT;
+			rpc->stats.calls_failed_silent++;
+		}
 		if (rc != 0 || rpc->free_head != RPC_SLOT_NONE)
 			break;
 		/* every slot busy: wait for one, bounded by the deadline */
@@ -375,6 +471,7 @@ rpc_group_send(struct rpc_group *g, uint64_t node_id, uint32_t op, const void *r
 	s->req_len = len;
 	s->msg = msg;
 	s->start_ns = now;
+	s->rx_start = rx;
 	/* a copy sent later than this could outlive the other side's memory of it */
 	s->retry_until_ns = now + (uint64_t)transaction_max_ms(rpc) * 1000000u;
 	s->retry_ms = RPC_RETRY_MS;
@@ -382,6 +479,8 @@ rpc_group_send(struct rpc_group *g, uint64_t node_id, uint32_t op, const void *r
 	s->copies = 1;
 	s->busy = 0;
 	s->expect_inc = known_get_locked(rpc, node_id);
+	if (g->wake == NULL)
+		g->wake = &s->wake;
 	g->slot[g->n] = idx;
 	g->ans[g->n] = ans;
 	g->n++;
@@ -402,6 +501,82 @@ rpc_group_send(struct rpc_group *g, uint64_t node_id, uint32_t op, const void *r
 		return rc == -ENOBUFS ? 0 : rc;
 	}
 	return 0;
+}
+
+/* The node of g's one call not done, or 0 (several, or none). */
+static uint64_t
+group_last_node_locked(struct rpc *rpc, const struct rpc_group *g)
+{
+	uint64_t node = 0;
+
+	if (g->n - g->n_done != 1)
+		return 0;
+	for (unsigned i = 0; i < g->n; i++)
+		if (g->slot[i] != RPC_SLOT_NONE && !rpc->slots[g->slot[i]].done)
+			node = rpc->slots[g->slot[i]].node;
+	return node;
+}
+
+/* fabric_read_lent: every call of g ended. */
+static bool
+group_done(void *arg)
+{
+	struct rpc_group *g = arg;
+	bool done;
+
+	pthread_mutex_lock(&g->rpc->lock);
+	done = g->n_done == g->n;
+	pthread_mutex_unlock(&g->rpc->lock);
+	return done;
+}
+
+/* fabric_read_lent: a waiting caller's thread handles rpc answers (any
+ * call's: on_answer wakes its caller); requests go to the fabric thread,
+ * where their handlers run. */
+static bool
+answer_take(void *arg, const uint8_t *msg, size_t len)
+{
+	struct fabric_msg m;
+	struct rpc_msg r;
+
+	(void)arg;
+	return fabric_msg_decode(msg, len, &m) == 0 && m.type == FABRIC_MSG_RPC &&
+	    rpc_msg_decode(&m, &r) == 0 && r.kind == RPC_KIND_ANSWER;
+}
+
+/*
+ * g's deadline passed with calls unanswered: a node that has sent nothing
+ * since such a call of at least silence_ms began is silent (rpc.h).  The
+ * fabric's counts are read with rpc->lock dropped (it is a leaf).
+ */
+static void
+group_mark_silent_locked(struct rpc *rpc, struct rpc_group *g)
+{
+	uint64_t node[RPC_GROUP_MAX], rx[RPC_GROUP_MAX];
+	unsigned n = 0;
+	uint64_t now = clock_mono_ns();
+
+	for (unsigned i = 0; i < g->n; i++) {
+		struct rpc_slot *s;
+
+		if (g->slot[i] == RPC_SLOT_NONE)
+			continue;
+		s = &rpc->slots[g->slot[i]];
+		if (!s->done && now - s->start_ns >= (uint64_t)rpc->silence_ms * 1000000u) {
+			node[n] = s->node;
+			rx[n++] = s->rx_start;
+		}
+	}
+	if (n == 0)
+		return;
+	pthread_mutex_unlock(&rpc->lock);
+	for (unsigned i = 0; i < n; i++)
+		if (fabric_peer_msgs_received(rpc->fabric, node[i]) != rx[i])
+			node[i] = 0;    /* heard from meanwhile: alive, only slow */
+	pthread_mutex_lock(&rpc->lock);
+	for (unsigned i = 0; i < n; i++)
+		if (node[i] != 0)
+			silent_set_locked(rpc, node[i], rx[i], true);
 }
 
 int
@@ -447,8 +622,22 @@ rpc_group_wait(struct rpc_group *g)
 					copy_not_sent_locked(rpc, resend[i]);
 			continue;
 		}
-		cond_wait_until(&g->cv, &rpc->lock, wake);
+		{
+			/* read under the lock: a call ending after this moves it */
+			uint32_t seen = atomic_load_relaxed(g->wake);
+			uint64_t lend_node = rpc->lend ? group_last_node_locked(rpc, g) : 0;
+
+			pthread_mutex_unlock(&rpc->lock);
+			/* one answer left: read it off the connection, no fabric
+			 * thread in between (else, or if that is not possible, sleep) */
+			if (lend_node == 0 || fabric_read_lent(rpc->fabric, lend_node, wake, answer_take,
+			    group_done, g) != 0)
+				futex_wait_until(g->wake, seen, wake);
+			pthread_mutex_lock(&rpc->lock);
+		}
 	}
+	if (rpc->silence_ms != 0 && g->n_done < g->n)
+		group_mark_silent_locked(rpc, g);
 	for (unsigned i = 0; i < g->n; i++) {
 		struct rpc_slot *s;
 
@@ -471,7 +660,6 @@ rpc_group_wait(struct rpc_group *g)
 		pthread_cond_signal(&rpc->slot_cv);
 	}
 	pthread_mutex_unlock(&rpc->lock);
-	pthread_cond_destroy(&g->cv);
 	for (unsigned i = 0; i < g->n; i++)
 		if (first == 0 && g->ans[i]->rc != 0)
 			first = g->ans[i]->rc;
@@ -498,6 +686,7 @@ on_answer(struct rpc *rpc, uint64_t from, const struct rpc_msg *r)
 	struct rpc_slot *s;
 	struct rpc_answer *ans;
 	uint64_t now = clock_mono_ns();
+	uint32_t *w;
 
 	pthread_mutex_lock(&rpc->lock);
 	if (r->peer_incarnation != 0)
@@ -518,8 +707,9 @@ on_answer(struct rpc *rpc, uint64_t from, const struct rpc_msg *r)
 		s->copies = 0;
 		s->next_retry_ns = now;
 		s->retry_ms = RPC_RETRY_MS / 2;
-		pthread_cond_signal(&s->g->cv);
+		w = group_bump_locked(s->g);
 		pthread_mutex_unlock(&rpc->lock);
+		futex_wake_one(w);
 		return;
 	}
 	if (r->status == ESTALE)
@@ -545,8 +735,10 @@ on_answer(struct rpc *rpc, uint64_t from, const struct rpc_msg *r)
 	histogram_add(&rpc->latency, now - s->start_ns);
 	s->done = true;
 	s->g->n_done++;
-	pthread_cond_signal(&s->g->cv);
+	w = group_bump_locked(s->g);
 	pthread_mutex_unlock(&rpc->lock);
+	/* after the unlock: the caller wakes to a free lock */
+	futex_wake_one(w);
 }
 
 /* Fails the calls in flight to node (-EHOSTDOWN). */
@@ -567,6 +759,9 @@ void
 rpc_peer_event(struct rpc *rpc, uint64_t node_id, bool up)
 {
 	pthread_mutex_lock(&rpc->lock);
+	/* a node that comes or goes is not silent any more: it is up, or
+	 * its calls fail fast as down */
+	silent_set_locked(rpc, node_id, 0, false);
 	if (up) {
 		for (unsigned i = 0; i < rpc->n_down; i++)
 			if (rpc->down[i] == node_id) {
@@ -876,6 +1071,9 @@ on_request(struct rpc *rpc, uint64_t from, const struct rpc_msg *r)
 	rpc->queue_len++;
 	rpc->queue_bytes += e->req_len;
 	pthread_mutex_unlock(&rpc->lock);
+	/* after the unlock: the worker wakes to a free lock (work_cv lives
+	 * as long as rpc) */
+	pthread_cond_signal(&rpc->work_cv);
 }
 
 static void
@@ -1026,6 +1224,8 @@ rpc_create(const struct rpc_config *cfg, struct rpc **out)
 	rpc->queue_bytes_max = cfg->queue_bytes_max != 0 ? cfg->queue_bytes_max : RPC_QUEUE_BYTES_DEFAULT;
 	rpc->cache_max = cfg->cache_max != 0 ? cfg->cache_max : RPC_CACHE_MAX_DEFAULT;
 	rpc->cache_bytes_max = cfg->cache_bytes_max != 0 ? cfg->cache_bytes_max : RPC_CACHE_BYTES_DEFAULT;
+	rpc->silence_ms = cfg->silence_ms;
+	rpc->lend = cfg->lend;
 	/* never 0: a restarted node must not match its predecessor's ids */
 	while (rpc->incarnation == 0)
 		if (getrandom(&rpc->incarnation, sizeof(rpc->incarnation), 0) != sizeof(rpc->incarnation))

@@ -30,7 +30,14 @@
  * was answered busy (an answer does not say which copy it answers).  A node that
  * the fabric reports down, or that rpc_node_down() names, fails its calls
  * at once (-EHOSTDOWN), so the transaction layer can re-route well before
- * the deadline.  At most calls_max calls are in flight per node; a caller
+ * the deadline.  A node is silent when a call to it ran to its deadline,
+ * at least silence_ms long, with no message at all from it meanwhile (a
+ * stopped process, a cut link: a live node's heartbeat pulses arrive
+ * every interval): until the fabric hears anything from it again, new
+ * calls to it fail at once with -ETIMEDOUT instead of waiting the whole
+ * deadline again, so one user operation that makes several calls (a
+ * kernel lookup retried after a failed revalidation) waits one deadline,
+ * not several.  At most calls_max calls are in flight per node; a caller
  * past that waits for a free slot, bounded by its deadline (-ETIMEDOUT).
  *
  * Server side.  A request is taken on the fabric thread into a bounded
@@ -54,8 +61,10 @@
  * fabric thread (the rpc lock not held); rpc_peer_event from the
  * fabric's peer callback; rpc_node_down and the getters from any thread.
  * One lock guards both sides; it is a leaf: no handler runs, no message is
- * sent and no caller waits while it is held (callers wait on their group's
- * condition variable, which releases it).
+ * sent and no caller waits while it is held (callers sleep on their
+ * group's futex word, or read their answer off the connection
+ * (rpc_config.lend), with the lock released).  With lend, answers are
+ * also handled on callers' threads.
  *
  * Errors: 0 or -errno.
  */
@@ -202,6 +211,12 @@ struct rpc_config {
 	size_t queue_bytes_max;       /* 0: RPC_QUEUE_BYTES_DEFAULT; their bodies */
 	unsigned cache_max;           /* 0: RPC_CACHE_MAX_DEFAULT; requests kept (queued, running, answered) */
 	size_t cache_bytes_max;       /* 0: RPC_CACHE_BYTES_DEFAULT; answer bodies kept */
+	bool lend;                    /* a caller waiting for one answer reads it off the
+	                               * node's connection itself (fabric_read_lent):
+	                               * one thread woken per answer instead of two */
+	uint32_t silence_ms;          /* 0: off; a timed-out call this long with nothing heard
+	                               * from its node marks the node silent (above); more
+	                               * than the heartbeat interval */
 };
 
 /* Registers the message handler on the fabric (before fabric_start) and
@@ -253,7 +268,8 @@ void rpc_answer_release(struct rpc_answer *a);
  * Sends a request (op, req[0..len)) to node_id and waits for its answer
  * until deadline_ms from now (0: transaction-max-ms).  Returns ans->rc:
  * 0 (the handler ran: ans->err and ans->body are its answer), or
- *   -ETIMEDOUT   no answer within the deadline (the request may have run)
+ *   -ETIMEDOUT   no answer within the deadline (the request may have run),
+ *                or at once: the node is silent (not sent)
  *   -EHOSTDOWN   the node is down (fabric) or rpc_node_down named it
  *   -EHOSTUNREACH the fabric never knew the node
  *   -EAGAIN      the node is busy (its queue or request table is full; not
@@ -280,7 +296,8 @@ struct rpc_group {
 	uint64_t deadline_ns;    /* monotonic */
 	unsigned n;
 	unsigned n_done;         /* protected by rpc's lock */
-	pthread_cond_t cv;       /* signalled when a call of the group ends */
+	uint32_t *wake;          /* futex word its waiter sleeps on: its first call's slot's
+	                          * (rpc.c); bumped, under rpc's lock, when a call ends */
 	uint32_t slot[RPC_GROUP_MAX];
 	struct rpc_answer *ans[RPC_GROUP_MAX];
 };
@@ -303,6 +320,7 @@ struct rpc_stats {
 	uint64_t calls_answered;      /* calls that got their answer (busy and no-handler included) */
 	uint64_t calls_timed_out;     /* no answer within the deadline */
 	uint64_t calls_failed_fast;   /* node down or unknown, shutdown: failed before the deadline */
+	uint64_t calls_failed_silent; /* failed at once (-ETIMEDOUT): the node is silent (above) */
 	uint64_t retransmits;         /* requests sent again (no answer after RPC_RETRY_MS x 2^k) */
 	uint64_t late_answers;        /* answers that matched no waiting call: late, twice, unknown */
 	uint64_t requests_received;   /* requests taken from the fabric (copies included) */

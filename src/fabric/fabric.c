@@ -2,12 +2,13 @@
  * fabric.c - connections, the handshake state machine and the event thread.
  *
  * One thread runs everything that touches a socket but a sender's own
- * write: an epoll loop over the listener, every connection and an eventfd
- * that fabric_peer_add() and fabric_destroy() write.  Sockets are
+ * write and a borrower's read (Lending, below): an epoll loop over the
+ * listener, every connection and an eventfd that fabric_peer_add(),
+ * fabric_destroy() and a borrower giving a connection back write.  Sockets are
  * non-blocking and level-triggered; epoll_wait sleeps until a socket is
  * ready, a dialer is added, or the next timer (a reconnect or a handshake
  * deadline) is due: an idle fabric uses no CPU.  Handlers run on this
- * thread (fabric.h).
+ * thread (fabric.h), but for the messages a borrower takes.
  *
  * Peers are node ids.  A connection becomes a peer's active connection once
  * it has authenticated.  fabric_send() writes a message itself, from the
@@ -36,6 +37,19 @@
  * thread's SSL_read takes that lock too, and its own SSL_write runs while
  * c->writing keeps senders out.  conn_read drains what OpenSSL holds
  * decrypted (epoll cannot see it).
+ *
+ * Lending (fabric_read_lent): a caller waiting for a node's answer may
+ * read that node's active connection itself, so that the answer wakes one
+ * thread (the caller, in poll) instead of two (this thread, then the
+ * caller).  While lent, EPOLLIN is off for it, the read side (buffer, rx
+ * MAC) is the borrower's, and this thread neither reads it nor closes it:
+ * a close is deferred (senders move to another connection at once, the
+ * borrower's reads end at a shutdown) and finished when it comes back
+ * (conns_returned, woken by the eventfd).  The borrower hands on only the
+ * messages it was asked to take (rpc answers) and gives the connection
+ * back, with what it read, at the first other one, so the rest keeps its
+ * order and its handlers run here.  Only plain connections (TLS: one SSL
+ * object) that this thread has read as a peer's connection at least once.
  *
  * Locks: f->lock (peers table, dialers) before a peer's lock; a peer's
  * lock is never held while taking f->lock, nor across a handler call.
@@ -67,6 +81,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <poll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -170,6 +185,19 @@ struct conn {
 	size_t rcap, rlen;
 	uint8_t *wbuf;
 	size_t wcap, wlen, woff;
+	/* Lending (fabric_read_lent), protected by peer->lock: the read side
+	 * (rbuf, rlen, rcap, rx) belongs to the borrowing thread while lent,
+	 * to the fabric thread otherwise, which marks reading while it reads
+	 * so that nobody borrows meanwhile. */
+	bool lent;
+	bool reading;
+	bool pending;                /* returned with bytes in rbuf, or to be closed */
+	bool close_deferred;         /* conn_close while lent: done when returned */
+	bool closing;                /* conn_close ran: never lent again */
+	bool lendable;               /* the thread finished a read of it as a peer's
+	                              * connection (not one that attached it mid-read) */
+	int deferred_refusal;
+	char deferred_why[96];
 };
 
 struct log_memo {
@@ -219,6 +247,9 @@ struct fabric {
 	struct handler handlers[FABRIC_MSG_TYPE_MAX];
 
 	struct fabric_stats stats;   /* atomics */
+	unsigned n_lent;             /* connections lent; protected by lock */
+	bool closing;                /* fabric_destroy: no more lending; protected by lock */
+	pthread_cond_t lent_cv;      /* a lent connection was returned */
 };
 
 /* epoll tags for the two non-connection fds */
@@ -241,6 +272,7 @@ static void conn_close(struct fabric *f, struct conn *c, int refusal, const char
 static void conn_flush(struct fabric *f, struct conn *c);
 static int conn_frame(struct fabric *f, struct conn *c, uint8_t kind, const uint8_t *msg, size_t len);
 static void conn_want_out(struct fabric *f, struct conn *c, bool on);
+static void conn_read_unless_lent(struct fabric *f, struct conn *c, bool parse_first);
 static void *fabric_thread(void *arg);
 
 const char *
@@ -374,6 +406,7 @@ fabric_create(const struct fabric_config *cfg, struct fabric **out)
 	f->on_peer = cfg->on_peer;
 	f->arg = cfg->arg;
 	pthread_mutex_init(&f->lock, NULL);
+	pthread_cond_init(&f->lent_cv, NULL);
 	if (cfg->tls_cert_file != NULL || cfg->tls_key_file != NULL || cfg->tls_ca_file != NULL) {
 		rc = tls_ctx_create(cfg, &f->tls);
 		if (rc != 0)
@@ -497,6 +530,20 @@ fabric_destroy(struct fabric *f)
 		wake(f);
 		pthread_join(f->thread, NULL);
 	}
+	/* no more lending; the borrowers are woken (their sockets shut
+	 * down) and return what they hold before anything is freed */
+	pthread_mutex_lock(&f->lock);
+	f->closing = true;
+	for (struct conn *c = f->conns; c != NULL; c = c->next)
+		if (c->peer != NULL) {
+			pthread_mutex_lock(&c->peer->lock);
+			if (c->lent)
+				shutdown(c->fd, SHUT_RDWR);
+			pthread_mutex_unlock(&c->peer->lock);
+		}
+	while (f->n_lent > 0)
+		pthread_cond_wait(&f->lent_cv, &f->lock);
+	pthread_mutex_unlock(&f->lock);
 	while (f->conns != NULL) {
 		struct conn *c = f->conns;
 
@@ -535,6 +582,7 @@ fabric_destroy(struct fabric *f)
 	if (f->wake_fd >= 0)
 		close(f->wake_fd);
 	SSL_CTX_free(f->tls);
+	pthread_cond_destroy(&f->lent_cv);
 	pthread_mutex_destroy(&f->lock);
 	memset(f->secret, 0, sizeof(f->secret));
 	free(f);
@@ -768,7 +816,173 @@ fabric_send(struct fabric *f, uint64_t node_id, const struct fabric_msg_writer *
 	return 0;
 }
 
+/* ---- lending a connection to a waiting caller ---------------------------------- */
+
+/* A borrower looks at what it was told about every this often. */
+#define LEND_SLICE_MS 20
+
+/*
+ * The borrower's frames: those take() wants are verified and handed to
+ * their handler on this thread; at the first one it does not want (or
+ * one that does not verify, which the fabric thread verifies again and
+ * refuses) it stops, leaving it and what follows to the fabric thread, in
+ * order.  1: go on reading; 0: give the connection back.
+ */
+static int
+lent_parse(struct fabric *f, struct conn *c, fabric_take_fn take, void *arg)
+{
+	size_t pos = 0;
+	int more = 1;
+
+	while (c->rlen - pos >= FABRIC_FRAME_HEADER) {
+		const uint8_t *fr = c->rbuf + pos, *body = fr + FABRIC_FRAME_HEADER;
+		uint8_t kind, mac[FABRIC_MAC_LEN];
+		uint32_t len;
+		size_t total;
+		struct fabric_msg m;
+		struct handler *h;
+
+		if (fabric_frame_header_parse(fr, f->version, &kind, &len) != 0 ||
+		    kind != FABRIC_KIND_MSG || len > FABRIC_MSG_MAX) {
+			more = 0;
+			break;
+		}
+		total = FABRIC_FRAME_HEADER + len + FABRIC_MAC_LEN;
+		if (c->rlen - pos < total) {
+			if (total > c->rcap) {
+				uint8_t *nb;
+
+				memmove(c->rbuf, c->rbuf + pos, c->rlen - pos);
+				c->rlen -= pos;
+				pos = 0;
+				nb = realloc(c->rbuf, total);
+				if (nb == NULL) {
+					more = 0;
+					break;
+				}
+				c->rbuf = nb;
+				c->rcap = total;
+			}
+			break;
+		}
+		/* unauthenticated bytes decide only who handles the frame */
+		if (!take(arg, body, len)) {
+			more = 0;
+			break;
+		}
+		/* a frame that does not verify is left in place; the MAC's
+		 * sequence moved, so the fabric thread's check fails too and it
+		 * closes the connection */
+		if (fabric_mac_compute(&c->rx, fr, body, len, mac) != 0 ||
+		    !fabric_auth_equal(mac, body + len, FABRIC_MAC_LEN) ||
+		    fabric_msg_decode(body, len, &m) != 0) {
+			more = 0;
+			break;
+		}
+		atomic_inc(&f->stats.msgs_received);
+		atomic_inc(&c->peer->msgs_received);
+		h = &f->handlers[m.type < FABRIC_MSG_TYPE_MAX ? m.type : 0];
+		if (m.type < FABRIC_MSG_TYPE_MAX && h->fn != NULL)
+			h->fn(h->arg, c->theirs.node_id, &m);
+		pos += total;
+	}
+	memmove(c->rbuf, c->rbuf + pos, c->rlen - pos);
+	c->rlen -= pos;
+	return more;
+}
+
+int
+fabric_read_lent(struct fabric *f, uint64_t node_id, uint64_t until_ns, fabric_take_fn take,
+    bool (*done)(void *arg), void *arg)
+{
+	struct epoll_event ev;
+	struct peer *p;
+	struct conn *c;
+	bool pending;
+
+	pthread_mutex_lock(&f->lock);
+	p = f->closing ? NULL : peer_find(f, node_id);
+	if (p == NULL) {
+		pthread_mutex_unlock(&f->lock);
+		return -EBUSY;
+	}
+	pthread_mutex_lock(&p->lock);
+	c = p->conn;
+	if (c == NULL || c->ssl != NULL || !c->lendable || c->lent || c->reading || c->closing ||
+	    c->pending || c->rbuf == NULL) {
+		pthread_mutex_unlock(&p->lock);
+		pthread_mutex_unlock(&f->lock);
+		return -EBUSY;
+	}
+	/* the fabric thread stops watching it for input: what arrives wakes
+	 * this thread alone */
+	c->lent = true;
+	f->n_lent++;
+	ev = (struct epoll_event){ .events = c->want_out ? EPOLLOUT : 0, .data.ptr = c };
+	epoll_ctl(f->epoll_fd, EPOLL_CTL_MOD, c->fd, &ev);
+	pthread_mutex_unlock(&p->lock);
+	pthread_mutex_unlock(&f->lock);
+
+	while (lent_parse(f, c, take, arg) && !done(arg)) {
+		struct pollfd pfd = { .fd = c->fd, .events = POLLIN };
+		uint64_t now = clock_mono_ns(), ms;
+		ssize_t n;
+
+		if (now >= until_ns)
+			break;
+		/* in slices: a call may also end without a word on this
+		 * connection (node down, shutdown, an answer on another one) */
+		ms = (until_ns - now + MS - 1) / MS;
+		n = poll(&pfd, 1, (int)(ms < LEND_SLICE_MS ? ms : LEND_SLICE_MS));
+		if (n < 0 && errno != EINTR)
+			break;
+		if (n <= 0)
+			continue;
+		if (c->rlen == c->rcap)
+			break;
+		n = recv(c->fd, c->rbuf + c->rlen, c->rcap - c->rlen, MSG_DONTWAIT);
+		if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR))
+			break;    /* the fabric thread sees it too and closes */
+		if (n > 0) {
+			c->rlen += (size_t)n;
+			atomic_add(&f->stats.bytes_received, (uint64_t)n);
+			atomic_add(&p->bytes_received, (uint64_t)n);
+		}
+	}
+
+	pthread_mutex_lock(&f->lock);
+	pthread_mutex_lock(&p->lock);
+	c->lent = false;
+	pending = c->rlen > 0 || c->close_deferred;
+	c->pending = pending;
+	if (!c->close_deferred) {
+		ev = (struct epoll_event){ .events = EPOLLIN | (c->want_out ? EPOLLOUT : 0),
+			.data.ptr = c };
+		epoll_ctl(f->epoll_fd, EPOLL_CTL_MOD, c->fd, &ev);
+	}
+	/* before n_lent drops: fabric_destroy frees f once it is 0 */
+	if (pending)
+		wake(f);
+	f->n_lent--;
+	pthread_cond_broadcast(&f->lent_cv);
+	pthread_mutex_unlock(&p->lock);
+	pthread_mutex_unlock(&f->lock);
+	return 0;
+}
+
 /* ---- statistics ----------------------------------------------------------------- */
+
+uint64_t
+fabric_peer_msgs_received(struct fabric *f, uint64_t node_id)
+{
+	struct peer *p;
+
+	pthread_mutex_lock(&f->lock);
+	p = peer_find(f, node_id);
+	pthread_mutex_unlock(&f->lock);
+	/* peers are freed only by fabric_destroy */
+	return p != NULL ? atomic_load_relaxed(&p->msgs_received) : 0;
+}
 
 void
 fabric_stats_get(struct fabric *f, struct fabric_stats *s)
@@ -816,7 +1030,8 @@ fabric_peers_get(struct fabric *f, struct fabric_peer_info *out, unsigned max)
 static void
 conn_want_out(struct fabric *f, struct conn *c, bool on)
 {
-	struct epoll_event ev = { .events = EPOLLIN | (on ? EPOLLOUT : 0), .data.ptr = c };
+	struct epoll_event ev = { .events = (c->lent ? 0 : EPOLLIN) | (on ? EPOLLOUT : 0),
+		.data.ptr = c };
 
 	if (c->want_out == on)
 		return;
@@ -1177,6 +1392,43 @@ conn_close(struct fabric *f, struct conn *c, int refusal, const char *why)
 
 	if (c->state == CONN_CLOSED)
 		return;
+	if (p != NULL) {
+		struct conn *x = NULL;
+		bool lent, switched = false;
+
+		for (x = f->conns; x != NULL; x = x->next)
+			if (x != c && x->state == CONN_UP && x->peer == p)
+				break;
+		/* a lent connection's fd and read buffer are the borrower's:
+		 * senders move to another connection now, the borrower is
+		 * woken (its reads end) and the close is finished when it
+		 * returns the connection (conns_returned) */
+		pthread_mutex_lock(&f->lock);
+		pthread_mutex_lock(&p->lock);
+		lent = c->lent;
+		if (lent && !c->close_deferred) {
+			c->close_deferred = true;
+			c->deferred_refusal = refusal;
+			snprintf(c->deferred_why, sizeof(c->deferred_why), "%s", why);
+			shutdown(c->fd, SHUT_RD);
+			if (p->conn == c) {
+				p->conn = x;
+				if (x != NULL)
+					conn_want_out(f, x, true);
+				switched = true;
+			}
+		}
+		if (!lent)
+			c->closing = true;
+		pthread_mutex_unlock(&p->lock);
+		pthread_mutex_unlock(&f->lock);
+		if (lent) {
+			if (switched && x == NULL)
+				p->down_at_ns = now + DOWN_GRACE_MS * MS; /* timers_run reports it */
+			f->timers_dirty = true;
+			return;
+		}
+	}
 	f->timers_dirty = true; /* a reconnect, a departure's grace period */
 	if (refusal >= 0) {
 		atomic_inc(&f->stats.refused[refusal]);
@@ -1504,6 +1756,88 @@ on_message(struct fabric *f, struct conn *c, const uint8_t *frame, size_t len)
 	h->fn(h->arg, c->theirs.node_id, &m);
 }
 
+/* Handles every whole frame in c's read buffer and keeps the rest; false:
+ * the connection was closed. */
+static bool
+conn_parse(struct fabric *f, struct conn *c)
+{
+	size_t pos = 0;
+
+	while (c->state != CONN_CLOSED && c->rlen - pos >= FABRIC_FRAME_HEADER) {
+		const uint8_t *fr = c->rbuf + pos;
+		uint8_t kind;
+		uint32_t len;
+		size_t total, limit;
+		int rc = fabric_frame_header_parse(fr, f->version, &kind, &len);
+
+		if (rc == -EPROTONOSUPPORT) {
+			char why[64];
+
+			snprintf(why, sizeof(why), "protocol version %u, ours is %u", fr[2], f->version);
+			conn_close(f, c, FABRIC_REFUSE_VERSION, why);
+			return false;
+		}
+		if (rc != 0) {
+			conn_close(f, c, FABRIC_REFUSE_MALFORMED, "not a fabric frame");
+			return false;
+		}
+		limit = c->state == CONN_UP ? FABRIC_MSG_MAX : FABRIC_HANDSHAKE_MSG_MAX;
+		if (len > limit) {
+			char why[64];
+
+			snprintf(why, sizeof(why), "frame of %u bytes, the limit is %zu", len, limit);
+			conn_close(f, c, FABRIC_REFUSE_OVERSIZED, why);
+			return false;
+		}
+		total = FABRIC_FRAME_HEADER + len + (kind == FABRIC_KIND_MSG ? FABRIC_MAC_LEN : 0);
+		if (c->rlen - pos < total) {
+			if (total > c->rcap) {
+				uint8_t *nb;
+
+				/* a bigger frame than the buffer: grow it (bounded by limit) */
+				memmove(c->rbuf, c->rbuf + pos, c->rlen - pos);
+				c->rlen -= pos;
+				pos = 0;
+				nb = realloc(c->rbuf, total);
+				if (nb == NULL) {
+					conn_close(f, c, -1, "out of memory");
+					return false;
+				}
+				c->rbuf = nb;
+				c->rcap = total;
+			}
+			break;
+		}
+		/* the kind must follow the handshake's order */
+		if ((c->state == CONN_HELLO && kind != FABRIC_KIND_HELLO) ||
+		    (c->state == CONN_AUTH && kind != FABRIC_KIND_AUTH) ||
+		    (c->state == CONN_UP && kind != FABRIC_KIND_MSG) || c->state == CONN_CONNECTING) {
+			conn_close(f, c, FABRIC_REFUSE_MALFORMED, "frame out of order");
+			return false;
+		}
+		if (kind == FABRIC_KIND_HELLO)
+			on_hello(f, c, fr + FABRIC_FRAME_HEADER, len);
+		else if (kind == FABRIC_KIND_AUTH)
+			on_auth(f, c, fr + FABRIC_FRAME_HEADER, len);
+		else
+			on_message(f, c, fr, len);
+		pos += total;
+	}
+	if (c->state == CONN_CLOSED)
+		return false;
+	memmove(c->rbuf, c->rbuf + pos, c->rlen - pos);
+	c->rlen -= pos;
+	if (c->state == CONN_UP && c->rcap < RBUF_INITIAL && c->rlen <= RBUF_INITIAL) {
+		uint8_t *nb = realloc(c->rbuf, RBUF_INITIAL);
+
+		if (nb != NULL) {
+			c->rbuf = nb;
+			c->rcap = RBUF_INITIAL;
+		}
+	}
+	return true;
+}
+
 /* Reads what the socket has and handles every whole frame in it. */
 static void
 conn_read(struct fabric *f, struct conn *c)
@@ -1514,7 +1848,7 @@ conn_read(struct fabric *f, struct conn *c)
 	c->read_wants_write = false;
 	/* TLS: what OpenSSL holds decrypted is never seen by epoll: read it all */
 	for (rounds = 0; c->state != CONN_CLOSED && (rounds < 8 || tls_pending); rounds++) {
-		size_t pos = 0, space;
+		size_t space;
 		ssize_t n;
 
 		if (c->rbuf == NULL) {
@@ -1554,79 +1888,8 @@ conn_read(struct fabric *f, struct conn *c)
 		atomic_add(&f->stats.bytes_received, (uint64_t)n);
 		if (c->peer != NULL)
 			atomic_add(&c->peer->bytes_received, (uint64_t)n);
-
-		while (c->state != CONN_CLOSED && c->rlen - pos >= FABRIC_FRAME_HEADER) {
-			const uint8_t *fr = c->rbuf + pos;
-			uint8_t kind;
-			uint32_t len;
-			size_t total, limit;
-			int rc = fabric_frame_header_parse(fr, f->version, &kind, &len);
-
-			if (rc == -EPROTONOSUPPORT) {
-				char why[64];
-
-				snprintf(why, sizeof(why), "protocol version %u, ours is %u", fr[2], f->version);
-				conn_close(f, c, FABRIC_REFUSE_VERSION, why);
-				return;
-			}
-			if (rc != 0) {
-				conn_close(f, c, FABRIC_REFUSE_MALFORMED, "not a fabric frame");
-				return;
-			}
-			limit = c->state == CONN_UP ? FABRIC_MSG_MAX : FABRIC_HANDSHAKE_MSG_MAX;
-			if (len > limit) {
-				char why[64];
-
-				snprintf(why, sizeof(why), "frame of %u bytes, the limit is %zu", len, limit);
-				conn_close(f, c, FABRIC_REFUSE_OVERSIZED, why);
-				return;
-			}
-			total = FABRIC_FRAME_HEADER + len + (kind == FABRIC_KIND_MSG ? FABRIC_MAC_LEN : 0);
-			if (c->rlen - pos < total) {
-				if (total > c->rcap) {
-					uint8_t *nb;
-
-					/* a bigger frame than the buffer: grow it (bounded by limit) */
-					memmove(c->rbuf, c->rbuf + pos, c->rlen - pos);
-					c->rlen -= pos;
-					pos = 0;
-					nb = realloc(c->rbuf, total);
-					if (nb == NULL) {
-						conn_close(f, c, -1, "out of memory");
-						return;
-					}
-					c->rbuf = nb;
-					c->rcap = total;
-				}
-				break;
-			}
-			/* the kind must follow the handshake's order */
-			if ((c->state == CONN_HELLO && kind != FABRIC_KIND_HELLO) ||
-			    (c->state == CONN_AUTH && kind != FABRIC_KIND_AUTH) ||
-			    (c->state == CONN_UP && kind != FABRIC_KIND_MSG) || c->state == CONN_CONNECTING) {
-				conn_close(f, c, FABRIC_REFUSE_MALFORMED, "frame out of order");
-				return;
-			}
-			if (kind == FABRIC_KIND_HELLO)
-				on_hello(f, c, fr + FABRIC_FRAME_HEADER, len);
-			else if (kind == FABRIC_KIND_AUTH)
-				on_auth(f, c, fr + FABRIC_FRAME_HEADER, len);
-			else
-				on_message(f, c, fr, len);
-			pos += total;
-		}
-		if (c->state == CONN_CLOSED)
+		if (!conn_parse(f, c))
 			return;
-		memmove(c->rbuf, c->rbuf + pos, c->rlen - pos);
-		c->rlen -= pos;
-		if (c->state == CONN_UP && c->rcap < RBUF_INITIAL && c->rlen <= RBUF_INITIAL) {
-			uint8_t *nb = realloc(c->rbuf, RBUF_INITIAL);
-
-			if (nb != NULL) {
-				c->rbuf = nb;
-				c->rcap = RBUF_INITIAL;
-			}
-		}
 		/* a short read emptied the socket: no recv just to hear EAGAIN
 		 * (level-triggered epoll reports what arrives later); not so
 		 * with TLS, which returns one record at a time */
@@ -1800,9 +2063,76 @@ conn_event(struct fabric *f, struct conn *c, uint32_t events)
 		return;
 	}
 	if ((events & (EPOLLIN | EPOLLERR | EPOLLHUP)) || (c->read_wants_write && (events & EPOLLOUT)))
-		conn_read(f, c);
+		conn_read_unless_lent(f, c, false);
 	if (c->state != CONN_CLOSED && (events & EPOLLOUT))
 		conn_flush(f, c);
+}
+
+/*
+ * conn_read (after the frames already in the buffer, with parse_first),
+ * unless the connection is lent: then its borrower reads (an error or
+ * hang-up it sees too, and it returns the connection at once).
+ */
+static void
+conn_read_unless_lent(struct fabric *f, struct conn *c, bool parse_first)
+{
+	struct peer *p = c->ssl == NULL && c->state == CONN_UP ? c->peer : NULL;
+
+	if (p != NULL) {
+		bool lent, close_now;
+
+		pthread_mutex_lock(&p->lock);
+		lent = c->lent;
+		/* returned with a close to finish: its reads end at our own
+		 * shutdown, which is not the peer's doing */
+		close_now = !lent && c->close_deferred;
+		c->reading = !lent && !close_now;
+		/* frames a borrower left (its buffer may even be full): first */
+		if (!lent && c->pending) {
+			parse_first = true;
+			c->pending = false;
+		}
+		pthread_mutex_unlock(&p->lock);
+		if (close_now)
+			conn_close(f, c, c->deferred_refusal, c->deferred_why);
+		if (lent || close_now)
+			return;
+	}
+	if (!parse_first || conn_parse(f, c))
+		conn_read(f, c);
+	if (p != NULL) {
+		pthread_mutex_lock(&p->lock);
+		c->reading = false;
+		c->lendable = true;
+		pthread_mutex_unlock(&p->lock);
+	}
+}
+
+/* Fabric thread, woken: connections returned by their borrowers with
+ * frames in the buffer or a close to finish. */
+static void
+conns_returned(struct fabric *f)
+{
+	struct conn *c, *next;
+
+	for (c = f->conns; c != NULL; c = next) {
+		bool pending = false, close_now = false;
+
+		next = c->next;
+		if (c->peer == NULL || c->state != CONN_UP)
+			continue;
+		pthread_mutex_lock(&c->peer->lock);
+		if (!c->lent && c->pending) {
+			pending = true;
+			close_now = c->close_deferred;
+			c->pending = false;
+		}
+		pthread_mutex_unlock(&c->peer->lock);
+		if (close_now)
+			conn_close(f, c, c->deferred_refusal, c->deferred_why);
+		else if (pending)
+			conn_read_unless_lent(f, c, true);
+	}
 }
 
 /* Reports the nodes whose grace period ended without a new connection. */
@@ -1940,6 +2270,7 @@ fabric_thread(void *arg)
 				if (read(f->wake_fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
 					log_warn("fabric", "eventfd: %s", strerror(errno));
 				f->timers_dirty = true; /* a dialer was added */
+				conns_returned(f);
 			} else {
 				conn_event(f, tag, evs[i].events);
 			}

@@ -166,7 +166,8 @@ struct fabric;
  * departure). */
 typedef void (*fabric_peer_fn)(void *arg, uint64_t node_id, bool up);
 /* Called on the fabric thread for each authenticated message of a type;
- * m is valid only during the call. */
+ * m is valid only during the call.  A message a borrower takes
+ * (fabric_read_lent) is handed to its handler on the borrower's thread. */
 typedef void (*fabric_handler_fn)(void *arg, uint64_t from_node, const struct fabric_msg *m);
 
 struct fabric_config {
@@ -268,5 +269,27 @@ struct fabric_peer_info {
 void fabric_stats_get(struct fabric *f, struct fabric_stats *s);
 /* Fills up to max peers; returns how many peers exist. */
 unsigned fabric_peers_get(struct fabric *f, struct fabric_peer_info *out, unsigned max);
+/*
+ * A caller waiting for a node's answer reads that node's connection
+ * itself instead of sleeping while the fabric thread reads it and wakes
+ * it: one thread woken per message instead of two.  take(arg, msg, len)
+ * sees each message's bytes before they are verified (only to say whether
+ * this thread handles it: true for the answers it and its like wait for);
+ * a wanted message is verified and given to its type's handler on this
+ * thread (so such a handler must be callable from any thread); at the
+ * first message not wanted, the connection goes back to the fabric
+ * thread, which handles it and what follows, in order.  Returns when
+ * done(arg) is true, at until_ns (monotonic), at an error or end of the
+ * connection (the fabric thread then closes it), or at such a message:
+ * 0.  -EBUSY, nothing done: no such connection, TLS (one SSL object), or
+ * the fabric thread or another caller is reading it - wait as usual.
+ * done() is asked at least every 20 ms.  Not from the fabric thread.
+ */
+typedef bool (*fabric_take_fn)(void *arg, const uint8_t *msg, size_t len);
+int fabric_read_lent(struct fabric *f, uint64_t node_id, uint64_t until_ns, fabric_take_fn take,
+    bool (*done)(void *arg), void *arg);
+/* Authenticated messages received from node_id so far (0: never
+ * authenticated).  Any thread; the rpc layer tells a silent node by it. */
+uint64_t fabric_peer_msgs_received(struct fabric *f, uint64_t node_id);
 
 #endif

@@ -140,6 +140,10 @@ txn_network_start(const struct recfs_config *cfg, uint64_t node_id, struct txn_n
 	struct rpc_config rc_cfg = {
 		.node_id = node_id, .transaction_max_ms = &cfg->transaction_max_ms,
 		.workers = TXN_REMOTE_WORKERS,
+		/* a live node pulses every interval: two without a word is silence */
+		.silence_ms = 2 * cfg->heartbeat_interval_ms,
+		/* a proxied call's or a replica write's caller reads its answer */
+		.lend = true,
 	};
 	struct txn_network *n;
 	char address[80];
@@ -352,6 +356,7 @@ txn_network_values(struct txn_network *n, uint64_t *v)
 	v[STAT_FABRIC_rpc_calls_answered] = rs.calls_answered;
 	v[STAT_FABRIC_rpc_calls_timed_out] = rs.calls_timed_out;
 	v[STAT_FABRIC_rpc_calls_failed_fast] = rs.calls_failed_fast;
+	v[STAT_FABRIC_rpc_calls_failed_silent] = rs.calls_failed_silent;
 	v[STAT_FABRIC_rpc_retransmits] = rs.retransmits;
 	v[STAT_FABRIC_rpc_late_answers] = rs.late_answers;
 	v[STAT_FABRIC_rpc_calls_in_flight] = rs.calls_in_flight;

@@ -24,6 +24,7 @@
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
+#include <dirent.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -227,6 +228,7 @@ on_peer(void *arg, uint64_t node_id, bool up)
 /* A node with fabric and rpc, the test ops registered; tmax: its
  * transaction-max-ms (static storage, read live). */
 static uint16_t node_port;    /* the port node_up listens on (0: any) */
+static bool node_no_lend;     /* nodes made now do not lend (rpc_config.lend, on as in recfsd) */
 
 static void
 node_up_cfg(struct node *n, uint64_t id, struct rpc_config *rc)
@@ -241,6 +243,7 @@ node_up_cfg(struct node *n, uint64_t id, struct rpc_config *rc)
 	n->port = fabric_port(n->f);
 	rc->fabric = n->f;
 	rc->node_id = id;
+	rc->lend = !node_no_lend;
 	assert_int_equal(rpc_create(rc, &n->rpc), 0);
 	assert_int_equal(rpc_handler_set(n->rpc, OP_ERRNO, 0, op_errno, NULL), 0);
 	assert_int_equal(rpc_handler_set(n->rpc, OP_SLOW, 0, op_slow, NULL), 0);
@@ -539,6 +542,163 @@ test_rpc_deadline_then_late_answer_is_dropped_not_given_to_the_next_call(void **
 	rpc_answer_release(&ans);
 	assert_int_equal(stats(&a).calls_answered, 2);
 	assert_int_equal(stats(&a).late_answers, 1);
+	node_down(&a);
+	node_down(&b);
+}
+
+/*
+ * A node that let a call run to its deadline (at least silence_ms) without
+ * a word is silent: the next call fails at once, unsent, until anything
+ * from it arrives (here b's late answer; in recfsd a heartbeat pulse).
+ */
+static void
+test_rpc_call_to_a_silent_node_fails_at_once_until_it_is_heard_again(void **state)
+{
+	static struct node a, b;
+	struct rpc_config rc = { .silence_ms = 100 };
+	struct rpc_answer ans;
+	uint8_t req[4];
+	uint64_t t0, took;
+
+	(void)state;
+	reset_globals();
+	node_up_cfg(&a, 1, &rc);
+	node_up(&b, 2);
+	connect_nodes(a.f, 1, b.f, 2, b.port);
+
+	/* a timeout shorter than silence_ms says nothing: the next call is sent */
+	put_u32(req, 300);
+	assert_int_equal(rpc_call(a.rpc, 2, OP_SLOW, req, 4, 50, &ans), -ETIMEDOUT);
+	assert_int_equal(rpc_call(a.rpc, 2, RPC_OP_PING, "p1", 2, 1000, &ans), 0);
+	rpc_answer_release(&ans);
+	assert_int_equal(stats(&a).calls_failed_silent, 0);
+	WAIT_FOR(stats(&a).late_answers == 1);
+
+	/* 150 ms and nothing from b: silent */
+	put_u32(req, 400);
+	assert_int_equal(rpc_call(a.rpc, 2, OP_SLOW, req, 4, 150, &ans), -ETIMEDOUT);
+	t0 = net_now_ms();
+	assert_int_equal(rpc_call(a.rpc, 2, RPC_OP_PING, "p2", 2, 1000, &ans), -ETIMEDOUT);
+	took = net_now_ms() - t0;
+	printf("call to a silent node: -ETIMEDOUT after %llu ms (deadline 1000)\n",
+	    (unsigned long long)took);
+	assert_true(took < 100);
+	assert_int_equal(stats(&a).calls_failed_silent, 1);
+	assert_int_equal(stats(&a).calls_timed_out, 3);
+	assert_int_equal(stats(&a).calls_in_flight, 0);
+
+	/* b's late answer is a word from it: calls go out again */
+	WAIT_FOR(stats(&a).late_answers == 2);
+	assert_int_equal(rpc_call(a.rpc, 2, RPC_OP_PING, "p3", 2, 1000, &ans), 0);
+	assert_memory_equal(ans.body, "p3", 2);
+	rpc_answer_release(&ans);
+	assert_int_equal(stats(&a).calls_failed_silent, 1);
+	node_down(&a);
+	node_down(&b);
+}
+
+/* Voluntary context switches (sleeps that ended) of this process's
+ * threads named "fabric", summed. */
+static unsigned long long
+fabric_thread_sleeps(void)
+{
+	unsigned long long sum = 0;
+	DIR *d = opendir("/proc/self/task");
+	struct dirent *e;
+
+	assert_non_null(d);
+	while ((e = readdir(d)) != NULL) {
+		char path[300], line[128];
+		FILE *fp;
+		bool fabric = false;
+
+		if (e->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "/proc/self/task/%s/comm", e->d_name);
+		fp = fopen(path, "r");
+		if (fp == NULL)
+			continue;
+		fabric = fgets(line, sizeof(line), fp) != NULL && strncmp(line, "fabric", 6) == 0;
+		fclose(fp);
+		if (!fabric)
+			continue;
+		snprintf(path, sizeof(path), "/proc/self/task/%s/status", e->d_name);
+		fp = fopen(path, "r");
+		if (fp == NULL)
+			continue;
+		while (fgets(line, sizeof(line), fp) != NULL) {
+			unsigned long long v;
+
+			if (sscanf(line, "voluntary_ctxt_switches: %llu", &v) == 1)
+				sum += v;
+		}
+		fclose(fp);
+	}
+	closedir(d);
+	return sum;
+}
+
+/* N pings from a to b, one at a time: the fabric threads' sleeps per call. */
+static double
+fabric_sleeps_per_ping(struct node *a, unsigned n)
+{
+	unsigned long long s0 = fabric_thread_sleeps();
+	struct rpc_answer ans;
+
+	for (unsigned i = 0; i < n; i++) {
+		assert_int_equal(rpc_call(a->rpc, 2, RPC_OP_PING, "lend", 4, 0, &ans), 0);
+		assert_memory_equal(ans.body, "lend", 4);
+		rpc_answer_release(&ans);
+	}
+	return (double)(fabric_thread_sleeps() - s0) / n;
+}
+
+/*
+ * A caller waiting for one answer reads it off the connection itself: of
+ * the two fabric threads (a's, b's) only b's wakes per call (the request),
+ * where without lending a's wakes for the answer too.  Requests from b
+ * meanwhile still reach a's handlers (the connection goes back to a's
+ * fabric thread at a message that is not an answer).
+ */
+static void
+test_rpc_waiting_caller_reads_its_answer_without_the_fabric_thread(void **state)
+{
+	static struct node a, b;
+	struct rpc_answer ans;
+	double lent, not_lent;
+	const unsigned n = 300;
+
+	(void)state;
+	reset_globals();
+	node_no_lend = true;
+	node_up(&a, 1);
+	node_up(&b, 2);
+	node_no_lend = false;
+	connect_nodes(a.f, 1, b.f, 2, b.port);
+	(void)fabric_sleeps_per_ping(&a, 20);
+	not_lent = fabric_sleeps_per_ping(&a, n);
+	node_down(&a);
+	node_down(&b);
+
+	node_up(&a, 1);
+	node_up(&b, 2);
+	connect_nodes(a.f, 1, b.f, 2, b.port);
+	(void)fabric_sleeps_per_ping(&a, 20);
+	lent = fabric_sleeps_per_ping(&a, n);
+	printf("fabric threads' sleeps per call: %.2f not lending, %.2f lending\n", not_lent, lent);
+	/* about 2 and 1; the odd answer that arrives before the caller took
+	 * the connection still wakes a's fabric thread */
+	assert_true(lent + 0.3 <= not_lent);
+	assert_true(lent <= 1.5);
+	/* both ways at once: b's calls to a are served while a's callers read */
+	for (unsigned i = 0; i < 50; i++) {
+		assert_int_equal(rpc_call(b.rpc, 1, RPC_OP_PING, "back", 4, 0, &ans), 0);
+		assert_memory_equal(ans.body, "back", 4);
+		rpc_answer_release(&ans);
+		assert_int_equal(rpc_call(a.rpc, 2, OP_COUNT, NULL, 0, 0, &ans), 0);
+		assert_int_equal(get_u32(ans.body), i + 1);
+		rpc_answer_release(&ans);
+	}
 	node_down(&a);
 	node_down(&b);
 }
@@ -1651,6 +1811,8 @@ main(int argc, char **argv)
 		    teardown_child),
 		cmocka_unit_test(test_rpc_echo_errno_and_refusals),
 		cmocka_unit_test(test_rpc_deadline_then_late_answer_is_dropped_not_given_to_the_next_call),
+		cmocka_unit_test(test_rpc_call_to_a_silent_node_fails_at_once_until_it_is_heard_again),
+		cmocka_unit_test(test_rpc_waiting_caller_reads_its_answer_without_the_fabric_thread),
 		cmocka_unit_test(test_rpc_duplicate_request_runs_once_and_gets_the_cached_answer),
 		cmocka_unit_test(test_rpc_retransmission_runs_once_and_a_doubled_answer_is_taken_once),
 		cmocka_unit_test(test_rpc_answer_too_big_to_keep_is_lost_but_never_run_twice),

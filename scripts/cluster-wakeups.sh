@@ -1,0 +1,121 @@
+#!/bin/bash
+# cluster-wakeups.sh - counted work per proxied read and per RF 2 create
+# through one node's mount (docs/benchmarks.md, "The cluster"): wake-ups
+# are the figure that a loaded 2-vCPU machine does not blur.
+#
+#   top_srcdir=. top_builddir=build scripts/cluster-wakeups.sh [strace]
+#
+# Starts 3 recfsd nodes (replication-factor 2, loopback) with
+# tests/integration/cluster_lib.sh, using $top_builddir/recfsd (point
+# top_builddir at a directory holding another recfsd to compare builds),
+# writes 1500 1 KiB files through n1 and sorts them by user.recfs.master and
+# user.recfs.replicas, then through n1's mount, one thread:
+#   read_remote  open + read + close of each name n1 holds no copy of (once)
+#   read_local   the same for each name n1 masters
+#   create_1k    1000 creates of a new 1 KiB file (open O_CREAT, write, close)
+# and prints per operation: voluntary and involuntary context switches of
+# every thread of the 3 daemons (/proc/PID/task/*/status), their CPU time,
+# p50 latency, and the rpc counters that moved (.info/statistics).  With
+# "strace": strace -c -f of n1 during each phase (syscalls per phase; the
+# figures under strace are slower and the switch counts include strace's).
+# Needs root (FUSE), python3, and strace for the strace mode.
+# the strace mode takes a few times longer than the plain one (~15 s)
+: "${ITEST_TIMEOUT:=200}"
+: "${RUN_TIMEOUT:=150}"
+. "${top_srcdir:-.}/tests/integration/cluster_lib.sh"
+CLUSTER_RF=2
+export CLUSTER_RF
+cluster_start 3
+cluster_wait_agree 3 || fail "no cluster of 3"
+M1=$(cluster_mnt n1)/test
+mkdir "$M1/s" || fail "mkdir $M1/s"
+run python3 - "$M1/s" "$(cluster_pid n1)" "$(cluster_pid n2)" "$(cluster_pid n3)" \
+    "${1:-}" "$T" "$(cluster_id n1)" <<'PY' || fail "the measurement failed"
+import os, subprocess, sys, time
+d, pids, mode, T, nid = sys.argv[1], sys.argv[2:5], sys.argv[5], sys.argv[6], sys.argv[7]
+COUNTERS = ("rpc_calls", "proxy_sent", "replica_writes_sent", "rpc_requests_received",
+            "rpc_requests_inline")
+
+def switches():
+    v = n = 0
+    for p in pids:
+        for t in os.listdir(f"/proc/{p}/task"):
+            try:
+                for l in open(f"/proc/{p}/task/{t}/status"):
+                    if l.startswith("voluntary_ctxt_switches"):
+                        v += int(l.split()[1])
+                    elif l.startswith("nonvoluntary_ctxt_switches"):
+                        n += int(l.split()[1])
+            except OSError:
+                pass
+    return v, n
+
+def cpu_s():
+    s = 0
+    for p in pids:
+        f = open(f"/proc/{p}/stat").read().rsplit(")", 1)[1].split()
+        s += int(f[11]) + int(f[12])
+    return s / os.sysconf("SC_CLK_TCK")
+
+def counters():
+    out = {}
+    for k, n in enumerate(("n1", "n2", "n3")):
+        for l in open(os.path.join(T, "cl", n, "mnt", ".info", "statistics")):
+            key, _, v = l.strip().partition("=")
+            if key in COUNTERS:
+                out[f"{n}.{key}"] = int(v)
+    return out
+
+def phase(label, fn, items):
+    tr = None
+    if mode == "strace":
+        tr = subprocess.Popen(["strace", "-c", "-f", "-q", "-o", f"{T}/strace.{label}",
+                               "-p", pids[0]])
+        time.sleep(1.0)
+    c0 = counters(); v0, n0 = switches(); t0 = cpu_s()
+    lat = []
+    for i in items:
+        a = time.monotonic(); fn(i); lat.append(time.monotonic() - a)
+    v1, n1 = switches(); t1 = cpu_s(); c1 = counters()
+    if tr:
+        tr.send_signal(2); tr.wait()
+    k = len(items)
+    lat.sort()
+    print(f"{label}: {k} ops, per op: {(v1 - v0) / k:.2f} voluntary + {(n1 - n0) / k:.2f} "
+          f"involuntary switches, {1e6 * (t1 - t0) / k:.0f} us CPU, p50 {1e6 * lat[k // 2]:.0f} us")
+    print("  " + " ".join(f"{c}={(c1[c] - c0[c]) / k:.2f}" for c in sorted(c0) if c1[c] != c0[c]))
+    if tr:
+        print(open(f"{T}/strace.{label}").read())
+
+data = os.urandom(1024)
+N = 1500
+for i in range(N):
+    with open(f"{d}/f{i}", "wb") as f:
+        f.write(data)
+local, remote = [], []
+for i in range(N):
+    m = os.getxattr(f"{d}/f{i}", "user.recfs.master").decode()
+    r = os.getxattr(f"{d}/f{i}", "user.recfs.replicas").decode()
+    if m == nid:
+        local.append(i)
+    elif nid not in r:
+        remote.append(i)
+print(f"n1: {len(local)} names mastered here, {len(remote)} with no copy here, of {N}")
+# past entry-timeout and attr-timeout (1 s): each open's path walk asks the
+# daemon (a LOOKUP), as a cold open does
+time.sleep(1.2)
+
+def read(i):
+    with open(f"{d}/f{i}", "rb") as f:
+        assert f.read() == data
+
+def create(i):
+    with open(f"{d}/c{i}", "wb") as f:
+        f.write(data)
+
+phase("read_remote", read, remote)
+phase("read_local", read, local)
+phase("create_1k", create, range(1000))
+PY
+echo "loadavg $(cat /proc/loadavg)"
+finish

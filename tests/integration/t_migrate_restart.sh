@@ -3,10 +3,10 @@
 # engine) after writes, overwrites and deletes elsewhere ends with the same
 # listing and content as the others, and no deleted record comes back
 # (issue 13).  Three nodes, replication-factor 2.  Files are written through
-# n1; n3 is SIGKILLed; through n1 a third of them are deleted, a third
-# overwritten, and new ones created; n3 restarts on its device file (its
-# cold start loads the old copies, its versions are subsets: never trusted
-# as complete); once migrations end on every node, every node lists the
+# n1; n3's copies are synced to its device and n3 is SIGKILLed; through n1
+# a third of them are deleted, a third overwritten, and new ones created;
+# n3 restarts on its device file (its cold start loads every old copy, its
+# versions are subsets: never trusted as complete); once migrations end on every node, every node lists the
 # same names, every file reads the newest content through every node, the
 # deleted ones are absent everywhere, and the live records over all nodes
 # are 2 x files (no stale copy left on a non-replica).

@@ -120,6 +120,28 @@ cluster_info() {
 			if (n == k) { print substr($0, index($0, "=") + 1); exit } }'
 }
 
+# cluster_ns_stat nK NAME: NAME in nK's .info/namespace/test.
+cluster_ns_stat() {
+	run cat "$(cluster_mnt "$1")/.info/namespace/test" | awk -F= -v k="$2" '$1 == k { print $2; exit }'
+}
+
+# cluster_settled NODES...: migrate_partitions_remaining reaches 0 on each,
+# a check per node; at most 30 s each, polled every CLUSTER_SETTLE_POLL
+# seconds (0.1 by default).
+cluster_settled() {
+	local n left i poll=${CLUSTER_SETTLE_POLL:-0.1} tries
+	tries=$(awk -v p="$poll" 'BEGIN { print int(30 / p) }')
+	for n in "$@"; do
+		left=x
+		for ((i = 0; i < tries; i++)); do
+			left=$(cluster_info "$n" migrate_partitions_remaining)
+			[ "$left" = 0 ] && break
+			sleep "$poll"
+		done
+		check_eq "$n: migrate_partitions_remaining reaches 0" "$left" 0
+	done
+}
+
 # ---- configs ----------------------------------------------------------------
 
 cluster_free_port() {

@@ -26,21 +26,6 @@ CLUSTER_ENGINE=device
 CLUSTER_ENGINE_SETTINGS="filesize:16M write-block-size:128K"
 export CLUSTER_RF CLUSTER_ENGINE CLUSTER_ENGINE_SETTINGS
 
-ns_stat() {  # ns_stat nK NAME: NAME in nK's .info/namespace/test
-	run cat "$(cluster_mnt "$1")/.info/namespace/test" | awk -F= -v k="$2" '$1 == k { print $2; exit }'
-}
-settled() {  # settled NODES...: migrate_partitions_remaining reaches 0 on each (bounded)
-	local n left i
-	for n in "$@"; do
-		left=x
-		for ((i = 0; i < 300; i++)); do
-			left=$(cluster_info "$n" migrate_partitions_remaining)
-			[ "$left" = 0 ] && break
-			sleep 0.1
-		done
-		check_eq "$n: migrate_partitions_remaining reaches 0" "$left" 0
-	done
-}
 victims() {  # victims nK: how many of the 10 deleted files nK's mount lists
 	run ls "$(cluster_mnt "$1")/test" | grep -c '^victim' || true
 }
@@ -52,11 +37,11 @@ M1=$(cluster_mnt n1)/test
 for i in 0 1 2 3 4 5 6 7 8 9; do
 	echo "victim $i" >"$M1/victim$i" || fail "writing victim$i through n1"
 done
-check_eq "n2 holds the 10 files (replication-factor 2 on 2 nodes)" "$(ns_stat n2 objects)" 10
+check_eq "n2 holds the 10 files (replication-factor 2 on 2 nodes)" "$(cluster_ns_stat n2 objects)" 10
 cluster_down n2
 cluster_wait_size 1 n1 || fail "n1 alone after n2 stopped"
 rm "$M1"/victim* || fail "deleting through n1"
-check_eq "n1 holds 10 tombstones" "$(ns_stat n1 tombstones)" 10
+check_eq "n1 holds 10 tombstones" "$(cluster_ns_stat n1 tombstones)" 10
 # Rewrite 40 files of 64 KiB 60 times (150 MiB through a 16 MiB file):
 # every write block that held a victim's copy is written again.
 run python3 - "$M1" <<'PY' || fail "churn through n1"
@@ -75,13 +60,13 @@ case $done_line in
 *" 0 tombstones reclaimed"*) pass "n1's cold start reclaims no tombstone" ;;
 *) bad "n1's cold start reclaims no tombstone: $done_line" ;;
 esac
-check_eq "n1 still holds the 10 tombstones after its cold start" "$(ns_stat n1 tombstones)" 10
+check_eq "n1 still holds the 10 tombstones after its cold start" "$(cluster_ns_stat n1 tombstones)" 10
 check_eq "n1 alone: the deleted files stay deleted" "$(victims n1)" 0
 
 cluster_restart n2
 cluster_wait_agree 2 n1 n2 || fail "no cluster of n1 and n2 after n2 came back"
-settled n1 n2
+cluster_settled n1 n2
 check_eq "n2 back with its old copies: the deleted files stay deleted through n1" "$(victims n1)" 0
 check_eq "n2 back with its old copies: the deleted files stay deleted through n2" "$(victims n2)" 0
-check_eq "n2 holds no live copy of them (objects = the 40 other files)" "$(ns_stat n2 objects)" 40
+check_eq "n2 holds no live copy of them (objects = the 40 other files)" "$(cluster_ns_stat n2 objects)" 40
 finish

@@ -27,24 +27,10 @@ CLUSTER_ENGINE=memory
 CLUSTER_ENGINE_SETTINGS="data-size:64M write-block-size:1M tomb-raider-period:1 tomb-raider-eligible-age:0"
 CLUSTER_ENGINE_n1=device
 CLUSTER_ENGINE_SETTINGS_n1="filesize:64M write-block-size:1M tomb-raider-period:1 tomb-raider-eligible-age:0 defrag-lwm-pct:0"
+CLUSTER_SETTLE_POLL=0.01
 export CLUSTER_RF CLUSTER_ENGINE CLUSTER_ENGINE_SETTINGS CLUSTER_ENGINE_n1 CLUSTER_ENGINE_SETTINGS_n1
 N=400
 
-ns_stat() {  # ns_stat nK NAME: NAME in nK's .info/namespace/test
-	run cat "$(cluster_mnt "$1")/.info/namespace/test" | awk -F= -v k="$2" '$1 == k { print $2; exit }'
-}
-settled() {  # settled NODES...: migrate_partitions_remaining reaches 0 on each (polled every 10 ms, bounded)
-	local n left i
-	for n in "$@"; do
-		left=x
-		for ((i = 0; i < 3000; i++)); do
-			left=$(cluster_info $n migrate_partitions_remaining)
-			[ "$left" = 0 ] && break
-			sleep 0.01
-		done
-		check_eq "$n: migrate_partitions_remaining reaches 0" "$left" 0
-	done
-}
 placement() {  # placement: "name replica,replica" per file, read through n2
 	run python3 - "$(cluster_mnt n2)/test" "$N" <<'PY'
 import os, sys
@@ -61,7 +47,7 @@ PY
 objects_sum() {
 	local s=0 n
 	for n in "$@"; do
-		s=$((s + $(ns_stat $n objects)))
+		s=$((s + $(cluster_ns_stat $n objects)))
 	done
 	echo $s
 }
@@ -82,7 +68,7 @@ for i in range(n):
     with open(os.path.join(m, "f%04d" % i), "wb") as fh:
         fh.write(("file %d\n" % i).encode() * (1 + i % 7))
 PY
-settled n1 n2 n3
+cluster_settled n1 n2 n3
 records=$(($(objects_sum n1 n2 n3) / 2))
 check_eq "every file is one record, on two nodes" "$records" "$N"
 id1=$(cluster_id n1)
@@ -90,7 +76,7 @@ before=$(placement)
 
 cluster_add_node
 cluster_wait_agree 4 || fail "n4 did not join"
-settled n1 n2 n3 n4
+cluster_settled n1 n2 n3 n4
 # no extra wait: what remaining 0 promises
 no_dz n1 n2 n3 n4
 check_eq "objects over all nodes = 2 x records once remaining is 0 everywhere" \
@@ -102,31 +88,31 @@ ndropped=$(echo $dropped | wc -w)
 owned=$(echo "$after" | grep -c "$id1")
 note "n1 dropped $ndropped files, still holds $owned"
 check_true "n1 dropped copies when n4 joined" "$ndropped" -gt 10
-check_eq "n1's objects = the files it is a replica of" "$(ns_stat n1 objects)" "$owned"
+check_eq "n1's objects = the files it is a replica of" "$(cluster_ns_stat n1 objects)" "$owned"
 
 # Delete what n1 dropped; every replica (memory) reclaims the tombstones.
 (cd "$(cluster_mnt n2)/test" && run rm -f $dropped) || fail "rm through n2"
 left=x
 for ((i = 0; i < 200; i++)); do
-	left=$(( $(ns_stat n2 tombstones) + $(ns_stat n3 tombstones) + $(ns_stat n4 tombstones) ))
+	left=$(( $(cluster_ns_stat n2 tombstones) + $(cluster_ns_stat n3 tombstones) + $(cluster_ns_stat n4 tombstones) ))
 	[ "$left" = 0 ] && break
 	sleep 0.1
 done
 check_eq "the tombstones of the deleted files are reclaimed on n2, n3, n4" "$left" 0
-check_eq "n1 holds no tombstone" "$(ns_stat n1 tombstones)" 0
+check_eq "n1 holds no tombstone" "$(cluster_ns_stat n1 tombstones)" 0
 
 cluster_restart n1
 cluster_wait_agree 4 || fail "n1 did not come back"
-settled n1 n2 n3 n4
+cluster_settled n1 n2 n3 n4
 # a file's creation and its first write are two copies of its record
-skipped=$(ns_stat n1 cold_start_dropped_records)
+skipped=$(cluster_ns_stat n1 cold_start_dropped_records)
 note "n1's cold start skipped $skipped copies"
 check_true "n1's cold start skipped the copies of the files it had dropped" "${skipped:-0}" -ge "$ndropped"
 for n in n1 n2 n3 n4; do
 	back=$(run ls "$(cluster_mnt $n)/test" | grep -c -F -x -f <(echo $dropped | tr ' ' '\n'))
 	check_eq "no deleted file back through $n" "$back" 0
 done
-check_eq "n1's objects after the restart = the files it is a replica of" "$(ns_stat n1 objects)" "$owned"
+check_eq "n1's objects after the restart = the files it is a replica of" "$(cluster_ns_stat n1 objects)" "$owned"
 check_eq "objects over all nodes = 2 x the files left" "$(objects_sum n1 n2 n3 n4)" $((2 * (N - ndropped)))
 no_dz n1 n2 n3 n4
 finish

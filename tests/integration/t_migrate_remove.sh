@@ -31,21 +31,6 @@ CLUSTER_ENGINE=device
 export CLUSTER_RF CLUSTER_ENGINE
 N=500
 
-ns_stat() {  # ns_stat nK NAME: NAME in nK's .info/namespace/test
-	run cat "$(cluster_mnt "$1")/.info/namespace/test" | awk -F= -v k="$2" '$1 == k { print $2; exit }'
-}
-settled() {  # settled NODES...: migrate_partitions_remaining reaches 0 on each (bounded)
-	local n left i
-	for n in "$@"; do
-		left=x
-		for ((i = 0; i < 300; i++)); do
-			left=$(cluster_info "$n" migrate_partitions_remaining)
-			[ "$left" = 0 ] && break
-			sleep 0.1
-		done
-		check_eq "$n: migrate_partitions_remaining reaches 0" "$left" 0
-	done
-}
 # content of file i (f0000 .. f<N-1>): distinct per file
 want_py='
 def want(i):
@@ -99,7 +84,7 @@ copies_where() {
 	check_eq "[$what] every live file has 2 distinct replicas among them" "$(echo "$out" | sed -n 's/^bad //p')" 0
 	for n in "$@"; do
 		want=$(echo "$out" | sed -n "s/^$n=//p")
-		got=$(ns_stat "$n" objects)
+		got=$(cluster_ns_stat "$n" objects)
 		check_eq "[$what] $n holds exactly the files naming it (objects)" "$got" "$want"
 		sum=$((sum + ${got:-0}))
 	done
@@ -149,17 +134,17 @@ LIVE=$(python3 -c "
 $want_py
 print(sum(live(i) for i in range($N)))")
 note "$N files written through the 5 mounts, $((N - LIVE)) deleted: $LIVE live"
-settled n1 n2 n3 n4 n5
+cluster_settled n1 n2 n3 n4 n5
 copies_where n1 n2 n3 n4 n5
 
 # ---- 2. n3 removed for good ---------------------------------------------------
-held=$(ns_stat n3 objects)
+held=$(cluster_ns_stat n3 objects)
 rx0=0
-for n in n1 n2 n4 n5; do rx0=$((rx0 + $(ns_stat $n migrate_records_received))); done
+for n in n1 n2 n4 n5; do rx0=$((rx0 + $(cluster_ns_stat $n migrate_records_received))); done
 mark=$(date +%s%N)
 cluster_down n3 || bad "n3's clean stop"
 cluster_wait_agree 4 n1 n2 n4 n5 || fail "no cluster of 4 after n3 left"
-settled n1 n2 n4 n5
+cluster_settled n1 n2 n4 n5
 note "re-replication done $((($(date +%s%N) - mark) / 1000000)) ms after n3's stop"
 copies_where n1 n2 n4 n5
 for n in n1 n2 n4 n5; do
@@ -170,7 +155,7 @@ rx=0
 best=n1
 best_rx=-1
 for n in n1 n2 n4 n5; do
-	r=$(ns_stat $n migrate_records_received)
+	r=$(cluster_ns_stat $n migrate_records_received)
 	rx=$((rx + r))
 	[ "$r" -gt "$best_rx" ] && best=$n best_rx=$r
 done
@@ -181,8 +166,8 @@ done
 
 # ---- 3. cold start of R after that migration, alone ----------------------------------
 R=$best
-r_objects=$(ns_stat $R objects)
-r_tombs=$(ns_stat $R tombstones)
+r_objects=$(cluster_ns_stat $R objects)
+r_tombs=$(cluster_ns_stat $R tombstones)
 r_names=$(awk -v r="$R" '{ split($2, a, ","); if (a[1] == r || a[2] == r) print $1 }' "$T/replicas" | sort | tr '\n' ' ')
 listing=$(run ls "$(cluster_mnt $R)/test" | tr '\n' ' ')
 note "$R received $best_rx records; holds $r_objects objects, $r_tombs tombstones"
@@ -191,8 +176,8 @@ cluster_down $R || bad "$R's clean stop"
 declare "CLUSTER_NAME_$R=alone"
 cluster_restart $R
 cluster_wait_size 1 $R || bad "$R did not come back as a cluster of its own"
-check_eq "$R alone: objects after its cold start = before its stop" "$(ns_stat $R objects)" "$r_objects"
-check_eq "$R alone: tombstones after its cold start = before its stop" "$(ns_stat $R tombstones)" "$r_tombs"
+check_eq "$R alone: objects after its cold start = before its stop" "$(cluster_ns_stat $R objects)" "$r_objects"
+check_eq "$R alone: tombstones after its cold start = before its stop" "$(cluster_ns_stat $R tombstones)" "$r_tombs"
 check_eq "$R alone lists exactly the files naming it" "$(run ls "$(cluster_mnt $R)/test" | tr '\n' ' ')" "$r_names"
 out=$(run python3 - "$(cluster_mnt $R)/test" "$r_names" <<PY
 import os, sys
@@ -223,6 +208,6 @@ cluster_restart $R
 cluster_wait_agree 4 n1 n2 n4 n5 || fail "no cluster of 4 after $R came back"
 check_eq "$R back: it lists what it listed before it stopped" "$(run ls "$(cluster_mnt $R)/test" | tr '\n' ' ')" "$listing"
 check_eq "$R back: every file reads back through it, the deleted ones absent" "$(same_content $R)" 0
-settled n1 n2 n4 n5
+cluster_settled n1 n2 n4 n5
 copies_where n1 n2 n4 n5
 finish

@@ -19,21 +19,6 @@ CLUSTER_ENGINE=device
 export CLUSTER_RF CLUSTER_ENGINE
 N=300
 
-ns_stat() {  # ns_stat nK NAME: NAME in nK's .info/namespace/test
-	run cat "$(cluster_mnt "$1")/.info/namespace/test" | awk -F= -v k="$2" '$1 == k { print $2; exit }'
-}
-settled() {  # settled NODES...: migrate_partitions_remaining reaches 0 on each (bounded)
-	local n left i
-	for n in "$@"; do
-		left=x
-		for ((i = 0; i < 300; i++)); do
-			left=$(cluster_info $n migrate_partitions_remaining)
-			[ "$left" = 0 ] && break
-			sleep 0.1
-		done
-		check_eq "$n: migrate_partitions_remaining reaches 0" "$left" 0
-	done
-}
 
 cluster_start 3
 cluster_wait_agree 3 || fail "no cluster of 3"
@@ -44,13 +29,13 @@ for i in range(n):
     with open(os.path.join(m, "f%04d" % i), "wb") as fh:
         fh.write(("old %d\n" % i).encode() * (1 + i % 5))
 PY
-settled n1 n2 n3
+cluster_settled n1 n2 n3
 # The old copies n3 comes back with are those on its device: without a
 # sync, a SIGKILL loses its partly filled write buffer (flush-max-ms), and
 # under load that was every record (n3 then declared no partition holding
 # data and sent nothing).  An fsync of the directory writes n3's buffer
 # out, so all its copies (about two thirds of the records) come back.
-held=$(ns_stat n3 objects)
+held=$(cluster_ns_stat n3 objects)
 run python3 -c 'import os, sys; fd = os.open(sys.argv[1], os.O_RDONLY); os.fsync(fd); os.close(fd)' \
 	"$(cluster_mnt n3)/test" || fail "fsync of n3's directory"
 cluster_kill n3
@@ -69,8 +54,8 @@ for i in range(n // 3):
     with open(os.path.join(m, "g%04d" % i), "wb") as fh:
         fh.write(("created %d\n" % i).encode())
 PY
-settled n1 n2
-note "n1, n2: tombstones $(ns_stat n1 tombstones), $(ns_stat n2 tombstones) after the deletes"
+cluster_settled n1 n2
+note "n1, n2: tombstones $(cluster_ns_stat n1 tombstones), $(cluster_ns_stat n2 tombstones) after the deletes"
 # n3 comes back with sending paused (network.migrate-threads 0 in its
 # configuration): its old copies are subsets, so the others must also
 # receive from it; they show partitions in state D until it sends.
@@ -85,7 +70,7 @@ check_true "paused: n3 has migrations left" "$(cluster_info n3 migrate_partition
 check_true "paused: n1 still receives partitions (state D)" \
 	"$(run cat "$(cluster_mnt n1)/.info/partitions" | grep -c ' state=D ')" -gt 0
 run sh -c "echo 1 > '$(cluster_mnt n3)/.info/config/network/migrate-threads'" || bad "n3: migrate-threads 1"
-settled n1 n2 n3
+cluster_settled n1 n2 n3
 for n in n1 n2 n3; do
 	check_eq "settled: no partition in state D or Z on $n" \
 		"$(run cat "$(cluster_mnt $n)/.info/partitions" | grep -c ' state=[DZ] ')" 0
@@ -140,12 +125,12 @@ PY
 done
 sum=0
 for n in n1 n2 n3; do
-	o=$(ns_stat $n objects)
-	note "$n: objects=$o tombstones=$(ns_stat $n tombstones) rx=$(ns_stat $n migrate_rx_partitions_initial) tx=$(ns_stat $n migrate_tx_partitions_initial) received=$(ns_stat $n migrate_records_received)"
+	o=$(cluster_ns_stat $n objects)
+	note "$n: objects=$o tombstones=$(cluster_ns_stat $n tombstones) rx=$(cluster_ns_stat $n migrate_rx_partitions_initial) tx=$(cluster_ns_stat $n migrate_tx_partitions_initial) received=$(cluster_ns_stat $n migrate_records_received)"
 	sum=$((sum + o))
 done
 check_eq "objects over all nodes = 2 x live files" "$sum" $((2 * live))
-check_true "n3 received migrations" "$(ns_stat n3 migrate_records_received)" -gt 0
+check_true "n3 received migrations" "$(cluster_ns_stat n3 migrate_records_received)" -gt 0
 grep -qE '\{test\} [1-9][0-9]* partitions with a stored version' "$(cluster_log n3)" ||
 	bad "n3 came back with the partition versions it had stored (as subsets)"
 finish

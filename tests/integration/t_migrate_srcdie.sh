@@ -16,30 +16,16 @@
 
 CLUSTER_RF=2
 CLUSTER_ENGINE=device
+CLUSTER_SETTLE_POLL=0.05
 export CLUSTER_RF CLUSTER_ENGINE
 N=300
 
-ns_stat() {  # ns_stat nK NAME: NAME in nK's .info/namespace/test
-	run cat "$(cluster_mnt "$1")/.info/namespace/test" | awk -F= -v k="$2" '$1 == k { print $2; exit }'
-}
-settled() {  # settled NODES...: migrate_partitions_remaining reaches 0 on each (bounded)
-	local n left i
-	for n in "$@"; do
-		left=x
-		for ((i = 0; i < 600; i++)); do
-			left=$(cluster_info $n migrate_partitions_remaining)
-			[ "$left" = 0 ] && break
-			sleep 0.05
-		done
-		check_eq "$n: migrate_partitions_remaining reaches 0" "$left" 0
-	done
-}
 verify() {  # verify NODES...: states, content through the last node, objects
 	local n sum=0 last out
 	for n in "$@"; do
 		check_eq "$n: no partition in state D or Z" \
 			"$(run cat "$(cluster_mnt $n)/.info/partitions" | grep -c ' state=[DZ] ')" 0
-		sum=$((sum + $(ns_stat $n objects)))
+		sum=$((sum + $(cluster_ns_stat $n objects)))
 		last=$n
 	done
 	check_eq "objects over $* = 2 x files" "$sum" $((2 * N))
@@ -69,7 +55,7 @@ for i in range(n):
     with open(os.path.join(m, "f%04d" % i), "wb") as fh:
         fh.write(("file %d\n" % i).encode() * (1 + i % 5))
 PY
-settled n1 n2 n3
+cluster_settled n1 n2 n3
 for n in n1 n2 n3; do
 	run sh -c "echo 100000 > '$(cluster_mnt $n)/.info/config/namespaces/test/migrate-sleep'" ||
 		fail "$n: migrate-sleep"
@@ -79,12 +65,12 @@ cluster_wait_agree 4 || fail "n4 did not join"
 # n4 has started receiving, and has more to receive
 got=x
 for ((i = 0; i < 200; i++)); do
-	got=$(ns_stat n4 migrate_records_received)
+	got=$(cluster_ns_stat n4 migrate_records_received)
 	[ "${got:-0}" -gt 0 ] && break
 	sleep 0.05
 done
-left=$(ns_stat n4 migrate_rx_partitions_remaining)
-tx1=$(ns_stat n1 migrate_tx_partitions_active)
+left=$(cluster_ns_stat n4 migrate_rx_partitions_remaining)
+tx1=$(cluster_ns_stat n1 migrate_tx_partitions_active)
 note "n4: received $got records, $left partitions to receive; n1 sending $tx1 partitions now"
 check_true "n4 receives, partitions left" "${left:-0}" -gt 0
 cluster_kill n1
@@ -93,11 +79,11 @@ for n in n2 n3 n4; do
 	run sh -c "echo 0 > '$(cluster_mnt $n)/.info/config/namespaces/test/migrate-sleep'" ||
 		fail "$n: migrate-sleep 0"
 done
-settled n2 n3 n4
+cluster_settled n2 n3 n4
 verify n2 n3 n4
 CLUSTER_EXTRA_YAML_n1=""
 cluster_restart n1
 cluster_wait_agree 4 || fail "n1 did not come back"
-settled n1 n2 n3 n4
+cluster_settled n1 n2 n3 n4
 verify n2 n3 n4 n1
 finish

@@ -185,6 +185,7 @@
 	X(fabric_refused_tls, COUNTER, "connections", 0, "Connections whose TLS handshake failed (network.tls): a peer without TLS, with a certificate of another CA or with none.") \
 	X(fabric_refused_by_peer, COUNTER, "connections", 0, "Connections the peer dropped, telling this node why (logged).") \
 	X(fabric_closed_ack_timeout, COUNTER, "connections", 0, "Authenticated or handshaking connections closed because nothing sent on them was acknowledged within the ack timeout (the heartbeat timeout: a cut link, or a node dead or not reading; logged as such).") \
+	X(fabric_send_queue_dropped, COUNTER, "messages", 0, "Messages queued for a node while it had no connection and dropped when it was reported down (after the grace period): a request its sender has given up on never runs there later, when the node is reachable again.") \
 	X(fabric_peers_connected, GAUGE, "nodes", 0, "Nodes with an authenticated fabric connection now.") \
 	X(heartbeat_pulses_sent, COUNTER, "pulses", 0, "Heartbeat pulses sent (one per interval per connected node).") \
 	X(heartbeat_pulses_received, COUNTER, "pulses", 0, "Heartbeat pulses received and taken.") \

@@ -2167,15 +2167,19 @@ peers_down(struct fabric *f, uint64_t now, uint64_t *next)
 		p = peer_find(f, down[i]);
 		snprintf(where, sizeof(where), "%s", p->address);
 		pthread_mutex_unlock(&f->lock);
-		/* What waited for a connection is dropped: its senders are told
-		 * the node is down now (an rpc caller fails with -EHOSTDOWN and
-		 * the data path may run the operation elsewhere), so a copy
-		 * delivered when the node is reachable again, seconds later,
-		 * would run after what replaced it (the fault-injection test's
-		 * full schedule, seed 9: a delete proxied just as its node was
-		 * isolated ran 2.3 s later, at the heal, and deleted the name
-		 * written meanwhile).  No connection attached: the thread is
-		 * the only one that attaches one. */
+		log_info("fabric", "node %016llx at %s is unreachable", (unsigned long long)down[i], where);
+		if (f->on_peer != NULL)
+			f->on_peer(f->arg, down[i], false);
+		/* What waited for a connection is dropped, now that its
+		 * senders were told the node is down (an rpc caller fails
+		 * with -EHOSTDOWN, queues no copy after this, and the data
+		 * path may run the operation elsewhere): a copy delivered when
+		 * the node is reachable again, seconds later, would run after
+		 * what replaced it (the fault-injection test's full schedule,
+		 * seed 9: an unlink proxied as its caller was isolated ran at
+		 * the heal, 2.3 s later, after the name was written again).
+		 * No connection attaches meanwhile: only this thread attaches
+		 * one. */
 		pthread_mutex_lock(&p->lock);
 		if (p->conn == NULL) {
 			drop = p->head;
@@ -2192,9 +2196,6 @@ peers_down(struct fabric *f, uint64_t now, uint64_t *next)
 		}
 		if (dropped > 0)
 			atomic_add(&f->stats.send_queue_dropped, dropped);
-		log_info("fabric", "node %016llx at %s is unreachable", (unsigned long long)down[i], where);
-		if (f->on_peer != NULL)
-			f->on_peer(f->arg, down[i], false);
 	}
 }
 

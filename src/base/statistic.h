@@ -78,6 +78,8 @@
 	    "Migration messages refused (logged at debug): another cluster key (a change came in between), or a partition this node does not expect from that node; a message that does not decode is refused and logged.") \
 	X(migrate_records_refused, COUNTER, "records", 0, \
 	    "Records of migration batches (INSERT) refused one by one: malformed (they fail the record's checks) or of another partition than the batch's; the rest of the batch is applied, and each batch with refusals is logged with partition and sender.") \
+	X(migrate_takeover_notices_again, COUNTER, "messages", 0, \
+	    "Takeover notices a final master sent again to a member that had not taken the first: it had not rebalanced yet, was busy or not connected (asked again with backoff while the change lasts; until every member took it the partition counts in migrate_partitions_remaining). Without them that member would send the partition's operations to the old working master until the next cluster change.") \
 	X(dup_res_run, COUNTER, "operations", 0, \
 	    "Operations (stat, read, write, delete, rename) on a partition this node serves as working master before its duplicates' migrations reached it, that asked each duplicate holder for its copy first (duplicate resolution, docs/cluster.md).") \
 	X(dup_res_won, COUNTER, "records", 0, \
@@ -183,6 +185,7 @@
 	X(fabric_refused_tls, COUNTER, "connections", 0, "Connections whose TLS handshake failed (network.tls): a peer without TLS, with a certificate of another CA or with none.") \
 	X(fabric_refused_by_peer, COUNTER, "connections", 0, "Connections the peer dropped, telling this node why (logged).") \
 	X(fabric_closed_ack_timeout, COUNTER, "connections", 0, "Authenticated or handshaking connections closed because nothing sent on them was acknowledged within the ack timeout (the heartbeat timeout: a cut link, or a node dead or not reading; logged as such).") \
+	X(fabric_send_queue_dropped, COUNTER, "messages", 0, "Messages queued for a node while it had no connection and dropped when it was reported down (after the grace period): a request its sender has given up on never runs there later, when the node is reachable again.") \
 	X(fabric_peers_connected, GAUGE, "nodes", 0, "Nodes with an authenticated fabric connection now.") \
 	X(heartbeat_pulses_sent, COUNTER, "pulses", 0, "Heartbeat pulses sent (one per interval per connected node).") \
 	X(heartbeat_pulses_received, COUNTER, "pulses", 0, "Heartbeat pulses received and taken.") \

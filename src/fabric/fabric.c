@@ -2158,6 +2158,8 @@ peers_down(struct fabric *f, uint64_t now, uint64_t *next)
 	}
 	pthread_mutex_unlock(&f->lock);
 	for (i = 0; i < n; i++) {
+		struct send_item *drop = NULL;
+		uint64_t dropped = 0;
 		struct peer *p;
 
 		atomic_sub(&f->stats.peers_connected, 1);
@@ -2168,6 +2170,32 @@ peers_down(struct fabric *f, uint64_t now, uint64_t *next)
 		log_info("fabric", "node %016llx at %s is unreachable", (unsigned long long)down[i], where);
 		if (f->on_peer != NULL)
 			f->on_peer(f->arg, down[i], false);
+		/* What waited for a connection is dropped, now that its
+		 * senders were told the node is down (an rpc caller fails
+		 * with -EHOSTDOWN, queues no copy after this, and the data
+		 * path may run the operation elsewhere): a copy delivered when
+		 * the node is reachable again, seconds later, would run after
+		 * what replaced it (the fault-injection test's full schedule,
+		 * seed 9: an unlink proxied as its caller was isolated ran at
+		 * the heal, 2.3 s later, after the name was written again).
+		 * No connection attaches meanwhile: only this thread attaches
+		 * one. */
+		pthread_mutex_lock(&p->lock);
+		if (p->conn == NULL) {
+			drop = p->head;
+			p->head = p->tail = NULL;
+			p->queued = 0;
+		}
+		pthread_mutex_unlock(&p->lock);
+		while (drop != NULL) {
+			struct send_item *it = drop;
+
+			drop = it->next;
+			free(it);
+			dropped++;
+		}
+		if (dropped > 0)
+			atomic_add(&f->stats.send_queue_dropped, dropped);
 	}
 }
 

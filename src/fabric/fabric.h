@@ -240,7 +240,11 @@ int fabric_peer_add(struct fabric *f, const char *address);
  * caller retries later or drops), -EMSGSIZE (over FABRIC_MSG_MAX),
  * -EBADMSG (w->err set), -ENOMEM.
  * Messages to one node arrive in order while its connection lasts; a
- * connection drop loses what was in flight (no retransmission).
+ * connection drop loses what was in flight (no retransmission).  What is
+ * queued while it has no connection goes out on the next one within the
+ * grace period; once the node is reported down (on_peer) its queue is
+ * dropped: a message is never delivered after its sender heard the node
+ * was down.
  */
 int fabric_send(struct fabric *f, uint64_t node_id, const struct fabric_msg_writer *w);
 
@@ -254,6 +258,7 @@ struct fabric_stats {
 	uint64_t refused[FABRIC_REFUSE_COUNT];
 	uint64_t refused_by_peer;             /* a peer sent REFUSE to us */
 	uint64_t closed_ack_timeout;          /* closed: nothing acknowledged within the ack timeout */
+	uint64_t send_queue_dropped;          /* queued for a peer, dropped when it was reported down */
 	uint32_t peers_connected;             /* gauge */
 };
 

@@ -890,6 +890,51 @@ handle_change(struct txn_migrate *m, uint64_t seq)
 }
 
 /*
+ * TAKEOVER (body) to the members in to[] other than the old acting master:
+ * each that answers busy (not rebalanced yet, its queue full), slow or not
+ * connected is asked again (backoff) while the change lasts and it is a
+ * member; one that refuses it as stale or unexpected is left to the next
+ * cluster change (logged).
+ */
+static void
+notify_takeover(struct txn_migrate *m, struct mig_ns *x, const struct mig_work *w,
+    const uint8_t *body, size_t len, uint64_t *to, unsigned n_to)
+{
+	for (uint32_t wait_ms = MIG_RETRY_MS; n_to > 0; ) {
+		struct rpc_group g;
+		struct rpc_answer ans[PARTITION_NODES_MAX];
+		unsigned again = 0;
+
+		memset(ans, 0, sizeof(ans));
+		rpc_group_init(m->rpc, &g, 0);
+		for (unsigned i = 0; i < n_to; i++)
+			(void)rpc_group_send(&g, to[i], RPC_OP_MIGRATE, body, len, &ans[i]);
+		(void)rpc_group_wait(&g);
+		pthread_mutex_lock(&m->lock);
+		for (unsigned i = 0; i < n_to; i++) {
+			int rc = ans[i].rc != 0 ? ans[i].rc : ans[i].err;
+
+			if (rc != 0 && rc != -ESTALE && rc != -EPROTO && rc != -EBADMSG &&
+			    m->key == w->key && node_index(m, to[i]) >= 0)
+				to[again++] = to[i];
+			else if (rc != 0 && m->key == w->key)
+				log_warn("migrate", "{%s} partition %u: node %016" PRIx64 " did not take "
+				    "the takeover: %s", x->ns->name, w->pid, to[i], recfs_strerror(rc));
+		}
+		n_to = m->key == w->key && !m->stop ? again : 0;
+		if (n_to > 0) {
+			NS_COUNT_ADD(x->ns, migrate_takeover_notices_again, n_to);
+			cond_wait_until(&m->ctl_cv, &m->lock, mono_in_ms(wait_ms));
+		}
+		n_to = m->key == w->key && !m->stop ? n_to : 0;
+		pthread_mutex_unlock(&m->lock);
+		for (unsigned i = 0; i < PARTITION_NODES_MAX; i++)
+			rpc_answer_release(&ans[i]);
+		wait_ms = wait_ms * 2 > MIG_RETRY_MAX_MS ? MIG_RETRY_MAX_MS : wait_ms * 2;
+	}
+}
+
+/*
  * The final master has received everything: the acting master stops
  * serving (TAKEOVER to it first, so two nodes never serve at once), this
  * node serves, every other member learns it.
@@ -948,20 +993,14 @@ handle_takeover(struct txn_migrate *m, const struct mig_work *w)
 	}
 	pthread_mutex_unlock(&m->lock);
 	txn_partitions_changed(x->ns);
-	/* The others learn it below; the hand-over is done when the acting
-	 * master stopped serving and this node serves. */
-	if (n_others > 0) {
-		struct rpc_group g;
-		struct rpc_answer ans[PARTITION_NODES_MAX];
-
-		memset(ans, 0, sizeof(ans));
-		rpc_group_init(m->rpc, &g, 0);
-		for (unsigned i = 0; i < n_others; i++)
-			(void)rpc_group_send(&g, others[i], RPC_OP_MIGRATE, body, (size_t)len, &ans[i]);
-		(void)rpc_group_wait(&g);
-		for (unsigned i = 0; i < n_others; i++)
-			rpc_answer_release(&ans[i]);
-	}
+	/* The others learn it below.  One that has not rebalanced yet
+	 * (answers busy: -EAGAIN), is busy or not connected is told again
+	 * (backoff) while the change lasts and it is a member: told once and
+	 * lost, it would send this partition's operations to the old acting
+	 * master, which answers "not master", until the next cluster change
+	 * (EIO at that node: docs/cluster.md, "Routing during migration").
+	 * Until every member took it the partition counts as remaining. */
+	notify_takeover(m, x, w, body, (size_t)len, others, n_others);
 	pthread_mutex_lock(&m->lock);
 	handover_done(m, x, w->pid, w->key);
 	pthread_mutex_unlock(&m->lock);

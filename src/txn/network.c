@@ -332,6 +332,7 @@ txn_network_values(struct txn_network *n, uint64_t *v)
 	v[STAT_FABRIC_fabric_connects] = fs.connects;
 	v[STAT_FABRIC_fabric_connect_failures] = fs.connect_failures;
 	v[STAT_FABRIC_fabric_send_queue_full] = fs.send_queue_full;
+	v[STAT_FABRIC_fabric_send_queue_dropped] = fs.send_queue_dropped;
 	v[STAT_FABRIC_fabric_refused_auth] = fs.refused[FABRIC_REFUSE_AUTH];
 	v[STAT_FABRIC_fabric_refused_cluster_name] = fs.refused[FABRIC_REFUSE_CLUSTER_NAME];
 	v[STAT_FABRIC_fabric_refused_version] = fs.refused[FABRIC_REFUSE_VERSION];

@@ -31,7 +31,9 @@
  *   - migration messages (and PARTS sections, each answered for itself)
  *     for another cluster key or a partition not expected from the sender
  *     are refused and counted, others that do not decode or name no
- *     namespace here refused.
+ *     namespace here refused;
+ *   - a final master's takeover notice to a member that cannot take it at
+ *     once is sent again until it does (three nodes).
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -39,6 +41,7 @@
 #include <setjmp.h>
 #include <cmocka.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <signal.h>
@@ -1447,6 +1450,218 @@ test_write_waiting_through_a_master_change_runs_at_the_new_master(void **state)
 	tnode_down(&d);
 }
 
+/* Every partition's working master is the same in the tables of the n
+ * nodes t[], each has a cluster key, all the same, and none is pending. */
+static bool
+tables_agree(struct tnode *const *t, unsigned n)
+{
+	for (uint32_t pid = 0; pid < PARTITION_COUNT; pid++) {
+		struct txn_partition p0, p;
+
+		if (txn_partition_get(t[0]->ns, pid, &p0) != 0 || p0.master == 0 || p0.cluster_key == 0)
+			return false;
+		for (unsigned i = 1; i < n; i++)
+			if (txn_partition_get(t[i]->ns, pid, &p) != 0 || p.master != p0.master ||
+			    p.cluster_key != p0.cluster_key)
+				return false;
+	}
+	return true;
+}
+
+/* Every node of t[] has rebalanced the current change: one cluster key, a
+ * working master named for every partition. */
+static bool
+all_rebalanced(struct tnode *const *t, unsigned n)
+{
+	for (unsigned i = 0; i < n; i++) {
+		if (cluster_size(t[i]) != n)
+			return false;
+		for (uint32_t pid = 0; pid < PARTITION_COUNT; pid++) {
+			struct txn_partition p, p0;
+
+			if (txn_partition_get(t[i]->ns, pid, &p) != 0 || p.master == 0 ||
+			    txn_partition_get(t[0]->ns, pid, &p0) != 0 || p.cluster_key != p0.cluster_key)
+				return false;
+		}
+	}
+	return true;
+}
+
+struct bg_hold {
+	pthread_t th;
+	struct namespace *ns;
+	char key[16];
+};
+
+static void *
+bg_put_hold(void *arg)
+{
+	struct bg_hold *b = arg;
+	struct txn_key k = key_of(b->key);
+	struct txn_write w = { .set_file = true, .file_data = "x", .file_len = 1 };
+
+	(void)txn_write(b->ns, &k, &w, NULL);
+	return NULL;
+}
+
+/*
+ * The final master tells every member that it took a partition over; a
+ * member that does not take the notice (not rebalanced yet: answered
+ * busy; its workers busy; not connected) is told again until it does.
+ * Before, the notice was sent once and its answers ignored: that member
+ * kept sending the partition's operations to the old acting master, which
+ * answered "not master" twice, and they failed with EIO until the next
+ * cluster change (the fault-injection test's full schedule, seed 2: a
+ * name read EIO through one node after all migrations were done).
+ * p and q hold 64 names (RF 2), r joins empty; migrations paused, then
+ * only p's run (q's stay paused, so no TAKEOVER is sent to q itself), while
+ * every rpc worker of q waits for a record lock the test holds on q
+ * (replica writes from p): r takes over from p, q cannot take the notice.
+ * Once q's workers are free, all three must name the same working master
+ * of every partition, and a name r took over reads through q.
+ */
+static void
+test_takeover_notice_reaches_a_busy_member(void **state)
+{
+	enum { BLOCK = TXN_REMOTE_WORKERS };
+	struct tnode p, q, r;
+	struct tnode *const all[3] = { &p, &q, &r };
+	struct bg_hold bg[BLOCK];
+	struct digest d[BLOCK];
+	uint16_t pp = free_port(), pq = free_port(), pr = free_port();
+	bool *from_p = calloc(PARTITION_COUNT, sizeof(bool));
+	char moved[16] = "";
+	unsigned n = 0;
+	uint64_t t0, again0;
+	bool taken, took_one, agree;
+
+	(void)state;
+	assert_non_null(from_p);
+	while (pq == pp)
+		pq = free_port();
+	while (pr == pp || pr == pq)
+		pr = free_port();
+	memset(&p, 0, sizeof(p));
+	memset(&q, 0, sizeof(q));
+	memset(&r, 0, sizeof(r));
+	tnode_up(&p, 0xc3, pp, pq);
+	tnode_up(&q, 0xd4, pq, pp);
+	t0 = clock_mono_ns();
+	while (!all_rebalanced(all, 2)) {
+		if (clock_mono_ns() - t0 > 10000000000ull)
+			fail_msg("no cluster of 2 within 10 s");
+		sleep_ms(10);
+	}
+	for (unsigned i = 0; i < 64; i++) {
+		char k[16];
+
+		snprintf(k, sizeof(k), "tk%u", i);
+		assert_int_equal(put(&p, k, "held by p and q"), 0);
+	}
+	__atomic_store_n(&p.cfg.migrate_threads, 0, __ATOMIC_RELAXED);
+	__atomic_store_n(&q.cfg.migrate_threads, 0, __ATOMIC_RELAXED);
+	tnode_up(&r, 0xe5, pr, pp);
+	t0 = clock_mono_ns();
+	while (!all_rebalanced(all, 3) || ns_stat(&r, STAT_NS_migrate_rx_partitions_remaining) == 0) {
+		if (clock_mono_ns() - t0 > 10000000000ull)
+			fail_msg("no cluster of 3 rebalanced within 10 s");
+		sleep_ms(10);
+	}
+	/* the partitions r is final master of and p works now: r takes
+	 * them over from p, q learns it from r's notice only */
+	for (uint32_t pid = 0; pid < PARTITION_COUNT; pid++) {
+		struct txn_partition tp;
+
+		assert_int_equal(txn_partition_get(p.ns, pid, &tp), 0);
+		from_p[pid] = tp.replicas[0] == r.id && tp.am_master;
+	}
+	for (unsigned i = 0; i < 64 && moved[0] == '\0'; i++) {
+		struct digest dg;
+
+		snprintf(moved, sizeof(moved), "tk%u", i);
+		digest_compute(&dg, NULL, 0, moved, strlen(moved));
+		if (!from_p[digest_partition(&dg)])
+			moved[0] = '\0';
+	}
+	assert_true(moved[0] != '\0');
+	/* names p works and q is a replica of, their locks held on q: p's
+	 * writes of them replicate to q, each taking one of q's workers */
+	for (unsigned i = 0; n < BLOCK; i++) {
+		struct txn_partition tp;
+		char *k = bg[n].key;
+
+		snprintf(k, sizeof(bg[n].key), "tkh%u", i);
+		digest_compute(&d[n], NULL, 0, k, strlen(k));
+		if (txn_partition_get(p.ns, digest_partition(&d[n]), &tp) != 0 || !tp.am_master ||
+		    (tp.replicas[0] != q.id && tp.replicas[1] != q.id))
+			continue;
+		bg[n].ns = p.ns;
+		index_record_lock(q.ns->index, &d[n]);
+		n++;
+	}
+	for (unsigned i = 0; i < BLOCK; i++)
+		assert_int_equal(pthread_create(&bg[i].th, NULL, bg_put_hold, &bg[i]), 0);
+	/* From here every check is taken before the locks go, then asserted:
+	 * a failure never leaves q's workers blocked. */
+	t0 = clock_mono_ns();
+	while (FV(q, rpc_requests_in_progress) < BLOCK && clock_mono_ns() - t0 < 5000000000ull)
+		sleep_ms(10);
+	taken = FV(q, rpc_requests_in_progress) >= BLOCK;
+	again0 = ns_stat(&r, STAT_NS_migrate_takeover_notices_again);
+	__atomic_store_n(&p.cfg.migrate_threads, 1, __ATOMIC_RELAXED);
+	/* r takes over a partition from p ... */
+	took_one = false;
+	t0 = clock_mono_ns();
+	while (!took_one && clock_mono_ns() - t0 < 10000000000ull) {
+		for (uint32_t pid = 0; pid < PARTITION_COUNT && !took_one; pid++) {
+			struct txn_partition tp;
+
+			took_one = from_p[pid] && txn_partition_get(r.ns, pid, &tp) == 0 && tp.am_master;
+		}
+		if (!took_one)
+			sleep_ms(10);
+	}
+	/* ... and its notice to q is not answered in time */
+	sleep_ms(1500);
+	for (unsigned i = 0; i < BLOCK; i++)
+		index_record_unlock(q.ns->index, &d[i]);
+	for (unsigned i = 0; i < BLOCK; i++)
+		pthread_join(bg[i].th, NULL);
+	__atomic_store_n(&q.cfg.migrate_threads, 1, __ATOMIC_RELAXED);
+	t0 = clock_mono_ns();
+	while (remaining(&p) + remaining(&q) + remaining(&r) != 0 && clock_mono_ns() - t0 < 30000000000ull)
+		sleep_ms(10);
+	assert_true(taken);      /* q's rpc workers were all waiting */
+	assert_true(took_one);   /* r took over from p meanwhile */
+	assert_int_equal(remaining(&p) + remaining(&q) + remaining(&r), 0);
+	agree = tables_agree(all, 3);
+	if (!agree)
+		for (uint32_t pid = 0; pid < PARTITION_COUNT; pid++) {
+			struct txn_partition tq, tr;
+
+			if (txn_partition_get(q.ns, pid, &tq) == 0 && txn_partition_get(r.ns, pid, &tr) == 0 &&
+			    tq.master != tr.master) {
+				print_message("partition %u: q sends to %" PRIx64 ", r to %" PRIx64 "\n", pid,
+				    tq.master, tr.master);
+				break;
+			}
+		}
+	assert_true(agree);
+	/* q was told again, and an operation through q reaches r */
+	assert_true(ns_stat(&r, STAT_NS_migrate_takeover_notices_again) > again0);
+	{
+		struct txn_key k = key_of(moved);
+		struct txn_record rec;
+
+		assert_int_equal(txn_read(q.ns, &k, &rec), 0);
+		txn_record_release(&rec);
+	}
+	free(from_p);
+	tnode_down(&r);
+	tnode_down(&q);
+	tnode_down(&p);
+}
+
 int
 main(void)
 {
@@ -1466,6 +1681,7 @@ main(void)
 		cmocka_unit_test(test_memory_tombstones_in_a_cluster),
 		cmocka_unit_test(test_set_of_records_only_is_known_everywhere),
 		cmocka_unit_test(test_write_waiting_through_a_master_change_runs_at_the_new_master),
+		cmocka_unit_test(test_takeover_notice_reaches_a_busy_member),
 	};
 
 	signal(SIGPIPE, SIG_IGN);

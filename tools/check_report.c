@@ -119,9 +119,12 @@ text_file(FILE *out, const struct check_file *f)
 	    (f->hdr.flags & DEVICE_F_STALE) ? " (erased: old records past it are zeroed as it rises)" : "");
 	if (f->short_file)
 		fprintf(out, "  DAMAGED: %s\n", f->why);
-	fprintf(out, "  %-22s %u of %u partitions with a version, %u dropped, %u slot%s failing the CRC\n",
-	    "partition versions", f->pver_set, DEVICE_PMETA_SLOTS, f->pdrop_set, f->pver_bad,
+	fprintf(out, "  %-22s %u of %u partitions with a version, %u slot%s failing the CRC",
+	    "partition versions", f->pver_set, DEVICE_PMETA_SLOTS, f->pver_bad,
 	    f->pver_bad == 1 ? "" : "s");
+	if (f->pdrop_set > 0)
+		fprintf(out, ", %u dropped", f->pdrop_set);
+	fputc('\n', out);
 	for (uint32_t i = 0; i < f->pver_bad && i < CHECK_PVER_LIST; i++)
 		fprintf(out, "  DAMAGED: partition %u: version slot at offset %u fails its CRC (recfsd "
 		    "counts the partition as holding no data)\n", f->pver_bad_pid[i],

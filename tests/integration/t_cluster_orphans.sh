@@ -38,10 +38,11 @@ AGE=4
 cluster_start 3
 cluster_wait_agree 3 || fail "no cluster of 3"
 
-# nsup every second, chunks reclaimed once AGE s old (dynamic settings).
+# tune nK [AGE_S]: nsup every second, chunks reclaimed once AGE_S (default
+# AGE) s old (dynamic settings).
 tune() {
 	local kv
-	for kv in nsup-period=1 chunk-reclaim-age=$AGE; do
+	for kv in nsup-period=1 chunk-reclaim-age=${2:-$AGE}; do
 		run sh -c "echo ${kv#*=} > '$(cluster_mnt "$1")/.info/config/namespaces/test/${kv%=*}'" ||
 			fail "cannot set ${kv%=*} on $1 through .info/config"
 	done
@@ -162,6 +163,10 @@ sleep 3
 w=$(value n1 chunk_writes)
 note "chunk writes through n1 before the kill: $w"
 check_true "the rewriters committed chunks" "${w:-0}" -gt 30
+# No reclaim on n2 and n3 until the restart (it sets AGE again): the
+# orphans the kill leaves must still be on storage for recfs-check, and
+# be reclaimed (chunks_reclaimed) by the restarted cluster.
+for n in n2 n3; do tune $n 3600; done
 cluster_kill n1
 wait $RA $RB $RC
 # The SIGKILL loses what sat in n1's write buffers (flush-max-ms): n1's

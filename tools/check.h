@@ -246,7 +246,6 @@ struct check_run {
 	uint32_t pver_differ_first; /* ... the lowest of them */
 	uint64_t *pdrop;            /* [partition]: the drop time every valid file's
 	                             * slot agrees on, else 0 (as recfsd reads them) */
-	uint32_t pdropped;          /* partitions with such a drop time */
 	struct check_counts total;
 	uint64_t digests;           /* distinct records */
 	uint64_t chunks;            /* live chunks of large files */

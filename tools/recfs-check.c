@@ -926,10 +926,8 @@ check_set(struct checker *c)
 				agree = f->state != CHECK_FILE_VALID ||
 				    (f->pver[p] == ref->pver[p] && f->pdrop[p] == ref->pdrop[p]);
 			}
-			if (agree) {
+			if (agree)
 				run->pdrop[p] = ref->pdrop[p];
-				run->pdropped++;
-			}
 		}
 		for (unsigned i = 0; i < run->n_files; i++)
 			run->files[i].set_drop = run->pdrop;

@@ -57,6 +57,9 @@ struct check_counts {
 	                             * its last writes: a torn write, recfsd keeps the
 	                             * previous version (or drops the record) */
 	uint64_t order_conflicts;   /* records whose copies disagree on order */
+	uint64_t dropped;           /* copies of dropped partitions: older than the
+	                             * drop time of their partition's slot, skipped
+	                             * as by cold start (in no other count) */
 	uint64_t bytes_live;        /* storage bytes of live records */
 	uint64_t bytes_in_use;      /* bytes a cold start counts as live */
 	uint64_t fill[CHECK_FILL_BUCKETS]; /* wblocks by live-byte share */
@@ -90,6 +93,11 @@ struct check_file {
 	uint32_t pver_set;          /* partitions with a version (non-zero) */
 	uint32_t pver_bad;          /* slots failing their CRC */
 	uint32_t pver_bad_pid[CHECK_PVER_LIST]; /* the first of them */
+	uint64_t *pdrop;            /* [partition]: drop time in this file's slot, else 0 */
+	uint32_t pdrop_set;         /* partitions with a drop time here */
+	const uint64_t *set_drop;   /* [partition]: the drop time recfsd applies (the
+	                             * set's files agree on the slot), else 0; set by
+	                             * the set check before any walk (NULL: none) */
 };
 
 /* ---- one file (check_file.c) ---------------------------------------------- */
@@ -101,8 +109,9 @@ int check_file_open(struct check_file *f, const char *path);
  * 0, or -errno if the page could not be read. */
 int check_file_header(struct check_file *f, bool all);
 void check_file_close(struct check_file *f);
-/* Read a VALID file's partition versions into pver, pver_set, pver_bad
- * (device_pmeta_slot_decode, as recfsd reads them).  0, -ENOMEM or -errno;
+/* Read a VALID file's partition versions into pver, pver_set, pver_bad and
+ * the drop times into pdrop, pdrop_set (device_pmeta_slot_decode_ex, as
+ * recfsd reads them).  0, -ENOMEM or -errno;
  * bytes past the end of the file count as zero (version 0). */
 int check_file_pversions(struct check_file *f);
 
@@ -110,6 +119,9 @@ enum check_item_kind {
 	CHECK_ITEM_RECORD,          /* a verified, decoded record copy */
 	CHECK_ITEM_CORRUPT,         /* a damaged candidate */
 	CHECK_ITEM_READ_ERROR,      /* a wblock that could not be read */
+	CHECK_ITEM_DROPPED,         /* a copy (intact, or damaged with its header
+	                             * intact) of a partition dropped after it was
+	                             * written (set_drop): not present for recfsd */
 };
 
 /* One thing the walk found, valid during the callback only. */
@@ -117,7 +129,9 @@ struct check_item {
 	enum check_item_kind kind;
 	uint64_t offset;            /* byte offset in the file */
 	uint32_t size;              /* bytes on storage (RECORD; CORRUPT if known) */
-	const struct record *rec;   /* RECORD */
+	const struct record *rec;   /* RECORD; DROPPED (decoded or salvaged) */
+	uint64_t drop_ms;           /* DROPPED, and CORRUPT with header_ok when the
+	                             * copy is stale by it: its partition's drop time */
 	const char *why;            /* CORRUPT, READ_ERROR */
 	bool has_digest;            /* CORRUPT: the structural check passed */
 	struct digest digest;       /* CORRUPT with has_digest (unproven unless header_ok) */
@@ -230,6 +244,8 @@ struct check_run {
 	uint32_t pver_bad;          /* damaged version slots, all files */
 	uint32_t pver_differ;       /* partitions whose version differs between files */
 	uint32_t pver_differ_first; /* ... the lowest of them */
+	uint64_t *pdrop;            /* [partition]: the drop time every valid file's
+	                             * slot agrees on, else 0 (as recfsd reads them) */
 	struct check_counts total;
 	uint64_t digests;           /* distinct records */
 	uint64_t chunks;            /* live chunks of large files */

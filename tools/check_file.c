@@ -86,6 +86,8 @@ check_file_close(struct check_file *f)
 	f->live_bytes = NULL;
 	free(f->pver);
 	f->pver = NULL;
+	free(f->pdrop);
+	f->pdrop = NULL;
 }
 
 /* pread until len bytes or the end of the file: bytes read, or -errno. */
@@ -123,7 +125,8 @@ check_file_pversions(struct check_file *f)
 	int64_t got;
 
 	f->pver = calloc(DEVICE_PMETA_SLOTS, sizeof(*f->pver));
-	if (area == NULL || f->pver == NULL) {
+	f->pdrop = calloc(DEVICE_PMETA_SLOTS, sizeof(*f->pdrop));
+	if (area == NULL || f->pver == NULL || f->pdrop == NULL) {
 		free(area);
 		return -ENOMEM;
 	}
@@ -133,12 +136,15 @@ check_file_pversions(struct check_file *f)
 		return (int)got;
 	}
 	for (uint32_t p = 0; p < DEVICE_PMETA_SLOTS; p++) {
-		if (device_pmeta_slot_decode(area + (size_t)p * DEVICE_PMETA_SLOT, &f->pver[p]) != 0) {
+		if (device_pmeta_slot_decode_ex(area + (size_t)p * DEVICE_PMETA_SLOT, &f->pver[p],
+		    &f->pdrop[p]) != 0) {
 			if (f->pver_bad < CHECK_PVER_LIST)
 				f->pver_bad_pid[f->pver_bad] = p;
 			f->pver_bad++;
 		} else if (f->pver[p] != 0) {
 			f->pver_set++;
+		} else if (f->pdrop[p] != 0) {
+			f->pdrop_set++;
 		}
 	}
 	free(area);
@@ -213,6 +219,20 @@ check_file_header(struct check_file *f, bool all)
 	return 0;
 }
 
+/* The drop time recfsd applies to a copy of digest d written at lut_ms
+ * (flags: its RECORD_F_*) if the copy is stale by it (device_header.h,
+ * device_pmeta_copy_dropped, as in cold start), else 0. */
+static uint64_t
+copy_drop_ms(const struct check_file *f, const struct digest *d, uint64_t lut_ms, uint8_t flags)
+{
+	uint64_t drop_ms;
+
+	if (f->set_drop == NULL)
+		return 0;
+	drop_ms = f->set_drop[digest_partition(d) % DEVICE_PMETA_SLOTS];
+	return device_pmeta_copy_dropped(drop_ms, lut_ms, (flags & RECORD_F_SET_MARKER) != 0) ? drop_ms : 0;
+}
+
 /* Walk one wblock image (buf, wbs bytes) at file offset base. */
 static int
 walk_wblock(struct check_file *f, const uint8_t *buf, uint64_t base, check_item_fn fn, void *arg)
@@ -265,6 +285,7 @@ walk_wblock(struct check_file *f, const uint8_t *buf, uint64_t base, check_item_
 			if (it.header_ok) {
 				it.salvage_parts = record_flat_salvage(p, &h, &sal);
 				it.salvage = &sal;
+				it.drop_ms = copy_drop_ms(f, &it.digest, h.last_update_ms, h.flags);
 			}
 			rc = fn(arg, f, &it);
 			if (it.header_ok)
@@ -276,6 +297,9 @@ walk_wblock(struct check_file *f, const uint8_t *buf, uint64_t base, check_item_
 		}
 		it.kind = CHECK_ITEM_RECORD;
 		it.rec = &r;
+		it.drop_ms = copy_drop_ms(f, &r.digest, r.last_update_ms, r.flags);
+		if (it.drop_ms != 0)
+			it.kind = CHECK_ITEM_DROPPED;
 		rc = fn(arg, f, &it);
 		record_release(&r);
 		if (rc != 0)

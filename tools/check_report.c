@@ -32,6 +32,7 @@
 	X("damaged", "  newest copy damaged", damaged) \
 	X("torn_writes", "  torn write (unclean)", torn) \
 	X("order_conflicts", "order conflicts", order_conflicts) \
+	X("dropped_partition_copies", "of dropped partitions", dropped) \
 	X("bytes_live", "bytes live", bytes_live) \
 	X("bytes_in_use", "bytes in use", bytes_in_use)
 
@@ -118,9 +119,12 @@ text_file(FILE *out, const struct check_file *f)
 	    (f->hdr.flags & DEVICE_F_STALE) ? " (erased: old records past it are zeroed as it rises)" : "");
 	if (f->short_file)
 		fprintf(out, "  DAMAGED: %s\n", f->why);
-	fprintf(out, "  %-22s %u of %u partitions with a version, %u slot%s failing the CRC\n",
+	fprintf(out, "  %-22s %u of %u partitions with a version, %u slot%s failing the CRC",
 	    "partition versions", f->pver_set, DEVICE_PMETA_SLOTS, f->pver_bad,
 	    f->pver_bad == 1 ? "" : "s");
+	if (f->pdrop_set > 0)
+		fprintf(out, ", %u dropped", f->pdrop_set);
+	fputc('\n', out);
 	for (uint32_t i = 0; i < f->pver_bad && i < CHECK_PVER_LIST; i++)
 		fprintf(out, "  DAMAGED: partition %u: version slot at offset %u fails its CRC (recfsd "
 		    "counts the partition as holding no data)\n", f->pver_bad_pid[i],
@@ -246,8 +250,9 @@ json_file(FILE *out, const struct check_file *f)
 	    f->hdr.device_index, f->hdr.n_devices, f->hdr.signature,
 	    (f->hdr.flags & DEVICE_F_CLEAN) ? "true" : "false", f->hdr.opens, f->hdr.created_ms,
 	    f->size, f->hdr.write_block_size, f->first, f->hdr.high_water, f->scan_end);
-	fprintf(out, "      \"partitions_with_version\": %u,\n      \"pversion_slots_damaged\": %u,\n"
-	    "      \"pversion_slots_damaged_list\": [", f->pver_set, f->pver_bad);
+	fprintf(out, "      \"partitions_with_version\": %u,\n      \"partitions_dropped\": %u,\n"
+	    "      \"pversion_slots_damaged\": %u,\n      \"pversion_slots_damaged_list\": [",
+	    f->pver_set, f->pdrop_set, f->pver_bad);
 	for (uint32_t i = 0; i < f->pver_bad && i < CHECK_PVER_LIST; i++)
 		fprintf(out, "%s{\"partition\": %u, \"offset\": %u}", i ? ", " : "", f->pver_bad_pid[i],
 		    DEVICE_PMETA_OFFSET + f->pver_bad_pid[i] * DEVICE_PMETA_SLOT);

@@ -89,6 +89,9 @@ usage(FILE *out)
 	    "set markers, corrupt, bytes live and a fill histogram of the write blocks.\n"
 	    "Give every file of the namespace, in any order: which copy of a record is\n"
 	    "the newest is decided across all of them, as recfsd's cold start does.\n"
+	    "Copies older than their partition's drop time (a partition the node\n"
+	    "stopped holding) are skipped, as cold start skips them, and counted\n"
+	    "apart (\"of dropped partitions\").\n"
 	    "\n"
 	    "  -q, --quiet    print the summary only\n"
 	    "  -v, --verbose  list every record copy: offset, digest, set, key,\n"
@@ -273,6 +276,14 @@ pass1_item(void *arg, struct check_file *f, const struct check_item *it)
 	bool conflict;
 	int rc;
 
+	if (it->kind == CHECK_ITEM_DROPPED) {
+		/* Not present for recfsd (cold start skips it), but as written
+		 * it still marks how recent the file's writes are. */
+		f->counts.dropped++;
+		if (it->rec->last_update_ms > f->newest_ms)
+			f->newest_ms = it->rec->last_update_ms;
+		return 0;
+	}
 	if (it->kind != CHECK_ITEM_RECORD) {
 		f->counts.corrupt++;
 		remember_corrupt(c, fi, it);
@@ -285,6 +296,12 @@ pass1_item(void *arg, struct check_file *f, const struct check_item *it)
 		}
 		if (!it->header_ok)
 			return 0;
+		/* Damaged and of a dropped partition: damage on storage all the
+		 * same, but skipped by cold start like an intact stale copy. */
+		if (it->drop_ms != 0) {
+			f->counts.dropped++;
+			return 0;
+		}
 		/* Its header is intact: it takes part in the newest-copy rule, as
 		 * in cold start (a damaged newest copy makes a damaged record). */
 		rc = check_table_merge(&c->table, it->salvage, true, fi, it->offset, it->size,
@@ -570,7 +587,7 @@ pass2_item(void *arg, struct check_file *f, const struct check_item *it)
 	enum check_state state = CHECK_SUPERSEDED;
 	char hex[2 * DIGEST_SIZE + 1];
 
-	if (it->kind != CHECK_ITEM_RECORD) {
+	if (it->kind != CHECK_ITEM_RECORD && it->kind != CHECK_ITEM_DROPPED) {
 		print_corrupt(f, it);
 		return 0;
 	}
@@ -582,6 +599,14 @@ pass2_item(void *arg, struct check_file *f, const struct check_item *it)
 	check_print_escaped(stdout, r->set, r->set_len);
 	fputs(" key=", stdout);
 	check_print_escaped(stdout, r->key, r->key_len);
+	if (it->kind == CHECK_ITEM_DROPPED) {
+		char when[64];
+
+		format_ms(when, sizeof(when), it->drop_ms);
+		printf(" gen=%u size=%u dropped (partition %u dropped here at %s)\n", r->generation,
+		    it->size, digest_partition(&r->digest), when);
+		return 0;
+	}
 	printf(" gen=%u size=%u %s", r->generation, it->size, check_state_name(state));
 	if (state == CHECK_TOMBSTONE && !e->older_live)
 		fputs(" (no older copy: reclaimed at next start)", stdout);
@@ -883,6 +908,30 @@ check_set(struct checker *c)
 		    run->pver_differ == 1 ? "it" : "them");
 	for (unsigned i = 0; i < run->n_files; i++)
 		run->pver_bad += run->files[i].pver_bad;
+	/* Copies older than their partition's drop time are stale, where
+	 * every device agrees on the slot (device_pversion.c: devices that
+	 * disagree load the partition's records). */
+	if (ref != NULL) {
+		run->pdrop = calloc(DEVICE_PMETA_SLOTS, sizeof(*run->pdrop));
+		if (run->pdrop == NULL) {
+			usage_error("out of memory");
+			return CHECK_EXIT_USAGE;
+		}
+		for (uint32_t p = 0; p < DEVICE_PMETA_SLOTS; p++) {
+			bool agree = ref->pdrop[p] != 0;
+
+			for (unsigned i = 0; agree && i < run->n_files; i++) {
+				const struct check_file *f = &run->files[i];
+
+				agree = f->state != CHECK_FILE_VALID ||
+				    (f->pver[p] == ref->pver[p] && f->pdrop[p] == ref->pdrop[p]);
+			}
+			if (agree)
+				run->pdrop[p] = ref->pdrop[p];
+		}
+		for (unsigned i = 0; i < run->n_files; i++)
+			run->files[i].set_drop = run->pdrop;
+	}
 	for (unsigned i = 0; i < run->n_files; i++)
 		if (run->files[i].state == CHECK_FILE_EMPTY)
 			set_warning(c, "%s is empty while other files hold data of namespace %s: recfsd refuses to "
@@ -1075,6 +1124,7 @@ checker_fini(struct checker *c)
 		free(c->run.warnings[i]);
 	free(c->run.warnings);
 	free(c->run.corrupt_list);
+	free(c->run.pdrop);
 	check_table_fini(&c->table);
 	for (size_t i = 0; i < c->heads_cap; i++)
 		if (c->heads[i].id != 0)

@@ -84,7 +84,7 @@ dropped_copy(struct storage *st, struct device *d, const uint8_t *flat, uint32_t
 	const struct dev_engine *e = st->priv;
 	uint64_t drop_ms = e->pdrop[digest_partition(record_flat_digest(flat))];
 
-	if (drop_ms == 0 || lut_ms >= drop_ms || (flags & RECORD_F_SET_MARKER))
+	if (!device_pmeta_copy_dropped(drop_ms, lut_ms, (flags & RECORD_F_SET_MARKER) != 0))
 		return false;
 	__atomic_add_fetch(&d->cs_dropped, 1, __ATOMIC_RELAXED);
 	return true;

@@ -101,6 +101,15 @@ void device_pmeta_slot_encode_ex(uint64_t version, uint64_t drop_ms, uint8_t slo
 /* 0 and *version, *drop_ms set (16 zero bytes: 0, 0); RECFS_ECHECKSUM if
  * the CRC does not match or an unknown flag is set (both 0). */
 int device_pmeta_slot_decode_ex(const uint8_t slot[DEVICE_PMETA_SLOT], uint64_t *version, uint64_t *drop_ms);
+/* Is a copy last updated at lut_ms stale on a device whose slot for its
+ * partition says dropped at drop_ms (0: not dropped)?  Older than the drop:
+ * yes, unless it is a set's marker (kept on every node whatever its
+ * partition; a drop leaves it).  Cold start skips such copies and
+ * recfs-check counts them apart: one rule for both. */
+static inline bool device_pmeta_copy_dropped(uint64_t drop_ms, uint64_t lut_ms, bool set_marker)
+{
+	return drop_ms != 0 && lut_ms < drop_ms && !set_marker;
+}
 /* The same without a drop time (a dropped slot decodes as version 0). */
 void device_pmeta_slot_encode(uint64_t version, uint8_t slot[DEVICE_PMETA_SLOT]);
 int device_pmeta_slot_decode(const uint8_t slot[DEVICE_PMETA_SLOT], uint64_t *version);

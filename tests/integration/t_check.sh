@@ -2,7 +2,9 @@
 # t_check: recfs-check on storage built the way users build it - recfsd on a
 # device-engine namespace, files written and deleted through the mount, a
 # clean unmount - then: a clean verdict whose counts match what the daemon
-# served; a few bytes of one record overwritten are found and named by file
+# served; the copies of a partition whose version slot says dropped after
+# they were written are counted apart, as cold start skips them; a few
+# bytes of one record overwritten are found and named by file
 # and offset; a file that is not recfs storage, a missing file and no
 # arguments give the documented exit statuses (recfs-check(1)).
 . "${top_srcdir:-$(dirname "$0")/../..}/tests/integration/lib.sh"
@@ -118,6 +120,73 @@ print(t["live"], t["tombstones"], t["corrupt"], d["exit_status"], f["state"],
       f["partitions_with_version"] >= 0, f["pversion_slots_damaged"], d["pversions_differ"])' "$T/json.out" 2>&1)" \
 		"$LIVE 5 0 0 valid True 0 0"
 fi
+
+# ---- a dropped partition ---------------------------------------------------------
+# A node that stops holding a partition marks its slot "dropped at T" and
+# leaves the copies on storage (docs/storage-format.md, Partition
+# versions): cold start skips the copies older than T, and recfs-check
+# must count them apart, not as records.  The slot of f05's partition is
+# written here as recfsd writes it (CRC32C of its first 12 bytes).
+crc32c() {   # crc32c HEX_BYTES: the CRC32C of the bytes, as a number
+	local crc=$((0xffffffff)) i k
+	for ((i = 0; i < ${#1}; i += 2)); do
+		crc=$((crc ^ 16#${1:i:2}))
+		for ((k = 0; k < 8; k++)); do
+			if ((crc & 1)); then crc=$(((crc >> 1) ^ 0x82f63b78)); else crc=$((crc >> 1)); fi
+		done
+	done
+	echo $((crc ^ 0xffffffff))
+}
+le_hex() {   # le_hex VALUE BYTES: VALUE little-endian, as hex
+	local v=$1 i out=""
+	for ((i = 0; i < $2; i++)); do
+		out=$out$(printf '%02x' $((v & 255)))
+		v=$((v >> 8))
+	done
+	echo "$out"
+}
+F05=$(grep -E ' set= key=f05 gen=2 ' "$T/v.out" | awk '{ print $2 }')
+[ ${#F05} = 40 ] || fail "f05's digest not in the -v listing"
+PART=$(( (16#${F05:0:2} | (16#${F05:2:2} << 8)) & 4095 ))
+# Every copy of that partition (same first 12 bits of the digest), and the
+# newest ones that are live.
+in_part() {
+	local path d rest
+	while read -r path d rest; do
+		[ ${#d} = 40 ] && [ $(( (16#${d:0:2} | (16#${d:2:2} << 8)) & 4095 )) = "$PART" ] &&
+			echo "$path $d $rest"
+	done <"$T/v.out"
+}
+P_COPIES=$(in_part | grep -c .)
+P_LIVE=$(in_part | grep -c ' live$')
+note "f05 is in partition $PART: $P_COPIES copies there, $P_LIVE live"
+# Dropped one minute after now: every copy on the file is older.
+DROP_MS=$(( ($(date +%s) - 1262304000 + 60) * 1000 ))
+SLOT=$(le_hex $DROP_MS 8)01000000
+SLOT=$SLOT$(le_hex "$(crc32c "$SLOT")" 4)
+cp "$DAT" "$T/pre-drop.dat"
+printf "$(echo "$SLOT" | sed 's/../\\x&/g')" |
+	dd of="$DAT" bs=1 seek=$((4096 + 16 * PART)) conv=notrunc status=none || fail "dd into $DAT"
+check_run "$OUT" "$DAT"
+check_eq "recfs-check exits 0 with a dropped partition" "$?" 0
+check_true "the dropped slot is read (not a damaged one)" \
+	-n "$(grep -E '^  partition versions +[0-9]+ of 4096 partitions with a version, 0 slots failing the CRC, 1 dropped$' "$OUT")"
+check_eq "its copies are counted apart" "$(summary_value "$OUT" "of dropped partitions")" "$P_COPIES"
+check_eq "... and in no other count: records" "$(summary_value "$OUT" records)" $((RECORDS - P_COPIES))
+check_eq "... live" "$(summary_value "$OUT" live)" $((LIVE - P_LIVE))
+check_run "$T/vd.out" -v "$DAT"
+check_true "-v lists f05's copies as dropped" \
+	-n "$(grep -E " set= key=f05 gen=2 size=[0-9]+ dropped \(partition $PART dropped here at " "$T/vd.out")"
+DROPPED=$(summary_value "$OUT" "of dropped partitions")
+# recfsd's cold start skips the same copies (its own count) and serves
+# what recfs-check counts live.
+start_daemon
+check_eq "cold start skips as many copies" "$(stat_value test cold_start_dropped_records)" "$DROPPED"
+check_eq "the mount lists what recfs-check counted live" \
+	"$(( $(ls "$MNT/test" | grep -c '^f') + $(ls "$MNT/test/s" | wc -l) ))" $((LIVE - P_LIVE))
+check_true "f05 is gone with its partition" ! -e "$MNT/test/f05"
+stop_daemon
+cp "$T/pre-drop.dat" "$DAT" || fail "restore $DAT"
 
 # ---- damage inside one record's data ---------------------------------------------
 # f07's content is in one copy only (the create wrote an empty one).

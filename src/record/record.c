@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../base/bytes.h"
 #include "record.h"
 
 /* Sits in front of a heap bins array; sized to keep the bins aligned. */
@@ -120,11 +121,26 @@ record_key_is_internal(const char *key, size_t len)
 	return len >= 2 && key != NULL && key[0] == '/';
 }
 
+/* "/d" + 16 hex (not 0) + "/" + a name, or "/k" + 16 hex (not 0) + "/" +
+ * 8 hex + "." + 8 hex: the two forms the transaction layer writes. */
+static bool
+internal_key_well_formed(const char *key, size_t len)
+{
+	uint64_t id, v;
+
+	if (len < 19 || len > RECORD_KEY_MAX || !hex_get(key + 2, 16, &id) || id == 0 || key[18] != '/')
+		return false;
+	if (key[1] == 'd')
+		return record_key_check(key + 19, len - 19) == 0;
+	return key[1] == 'k' && record_key_is_chunk(key, len) && hex_get(key + 19, 8, &v) &&
+	    key[27] == '.' && hex_get(key + 28, 8, &v);
+}
+
 int
 record_stored_key_check(const char *key, size_t len)
 {
 	if (record_key_is_internal(key, len))
-		return len > RECORD_KEY_MAX || memchr(key, '\0', len) != NULL ? -EINVAL : 0;
+		return internal_key_well_formed(key, len) ? 0 : -EINVAL;
 	return record_key_check(key, len);
 }
 

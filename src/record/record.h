@@ -157,9 +157,9 @@ int record_key_check(const char *key, size_t len);
  * name holds no '/'), so the transaction layer keeps its own records under
  * such keys (entries of directories inside sets, chunks of large files;
  * docs/storage-format.md, "Keys").  They are hidden from the listing of a
- * set's top level.  record_stored_key_check accepts a user key or an
- * internal one (no NUL, at most RECORD_KEY_MAX bytes): what a stored
- * record may carry.
+ * set's top level.  record_stored_key_check accepts a user key or a
+ * well-formed internal one (a directory entry "/d" + 16 hex + "/" + a name,
+ * or a chunk key): what a stored record may carry.
  */
 bool record_key_is_internal(const char *key, size_t len);
 /* A large file's chunk ("/k" + 16 hex + "/" + 8 hex + "." + 8 hex: 36 bytes;

@@ -821,6 +821,24 @@ fabric_send(struct fabric *f, uint64_t node_id, const struct fabric_msg_writer *
 /* A borrower looks at what it was told about every this often. */
 #define LEND_SLICE_MS 20
 
+/* Room for a frame of total bytes from *pos on: the unread bytes move to the
+ * buffer's start (*pos becomes 0) and it grows to total.  -ENOMEM. */
+static int
+rbuf_grow(struct conn *c, size_t *pos, size_t total)
+{
+	uint8_t *nb;
+
+	memmove(c->rbuf, c->rbuf + *pos, c->rlen - *pos);
+	c->rlen -= *pos;
+	*pos = 0;
+	nb = realloc(c->rbuf, total);
+	if (nb == NULL)
+		return -ENOMEM;
+	c->rbuf = nb;
+	c->rcap = total;
+	return 0;
+}
+
 /*
  * The borrower's frames: those take() wants are verified and handed to
  * their handler on this thread; at the first one it does not want (or
@@ -849,19 +867,9 @@ lent_parse(struct fabric *f, struct conn *c, fabric_take_fn take, void *arg)
 		}
 		total = FABRIC_FRAME_HEADER + len + FABRIC_MAC_LEN;
 		if (c->rlen - pos < total) {
-			if (total > c->rcap) {
-				uint8_t *nb;
-
-				memmove(c->rbuf, c->rbuf + pos, c->rlen - pos);
-				c->rlen -= pos;
-				pos = 0;
-				nb = realloc(c->rbuf, total);
-				if (nb == NULL) {
-					more = 0;
-					break;
-				}
-				c->rbuf = nb;
-				c->rcap = total;
+			if (total > c->rcap && rbuf_grow(c, &pos, total) != 0) {
+				more = 0;
+				break;
 			}
 			break;
 		}
@@ -1791,20 +1799,10 @@ conn_parse(struct fabric *f, struct conn *c)
 		}
 		total = FABRIC_FRAME_HEADER + len + (kind == FABRIC_KIND_MSG ? FABRIC_MAC_LEN : 0);
 		if (c->rlen - pos < total) {
-			if (total > c->rcap) {
-				uint8_t *nb;
-
-				/* a bigger frame than the buffer: grow it (bounded by limit) */
-				memmove(c->rbuf, c->rbuf + pos, c->rlen - pos);
-				c->rlen -= pos;
-				pos = 0;
-				nb = realloc(c->rbuf, total);
-				if (nb == NULL) {
-					conn_close(f, c, -1, "out of memory");
-					return false;
-				}
-				c->rbuf = nb;
-				c->rcap = total;
+			/* a bigger frame than the buffer: grow it (bounded by limit) */
+			if (total > c->rcap && rbuf_grow(c, &pos, total) != 0) {
+				conn_close(f, c, -1, "out of memory");
+				return false;
 			}
 			break;
 		}

@@ -71,8 +71,11 @@ ci)
 	NETNS=
 	;;
 full | split)
-	[ "$(id -u)" -eq 0 ] || { echo "SKIP: $ITEST_NAME $JEPSEN_SCHEDULE needs root (network namespaces)"; exit 77; }
-	command -v nft >/dev/null 2>&1 || { echo "SKIP: $ITEST_NAME $JEPSEN_SCHEDULE needs nft"; exit 77; }
+	if [ "$(id -u)" -ne 0 ] || ! command -v nft >/dev/null 2>&1; then
+		[ -n "${CI:-}" ] && fail "CI must run $ITEST_NAME $JEPSEN_SCHEDULE (root and nft)"
+		echo "SKIP: $ITEST_NAME $JEPSEN_SCHEDULE needs root and nft (network namespaces)"
+		exit 77
+	fi
 	NODES=${JEPSEN_NODES:-4}
 	[ "$JEPSEN_SCHEDULE" = split ] && NODES=5
 	NETNS=--netns

@@ -984,12 +984,53 @@ emb_phase(struct bench_ctx *ctx, struct cl_embedded *e, int s, double seconds, s
 	return 0;
 }
 
+/* The most a replicated write could give at this run's thread count, from
+ * figures of the same run: a writer waits for its write at least one round
+ * trip to the replica (the plain TCP round trip's p50), the time to carry
+ * the record there (size over the plain TCP stream's rate) and the
+ * replica's own store, which costs no less than the whole single-node write
+ * (its p50; the master's store can overlap the wait, the replica's cannot).
+ * With `threads` writers each waiting for its own write (Little's law):
+ * ops/s <= threads / (rtt + size / stream + single p50), as a ratio of the
+ * single node's ops/s.  No messaging cost, no CPU shared between the three
+ * nodes and no wake-up is counted, so the real figure can only be lower. */
+static void
+emb_bound_row(struct bench_ctx *ctx, int s, const struct bench_acc *single, double ratio,
+    const struct bench_worker *rtt, const struct bench_worker *stream)
+{
+	struct bench_latency one = bench_hist_latency(&single->hist);
+	struct bench_latency tcp = bench_hist_latency(&rtt->hist);
+	double rate = bench_acc_rate(single), secs = (double)stream->end_ns / 1e9;
+	double bps = secs > 0 ? (double)stream->bytes / secs : 0, xfer_us, floor_us, bound;
+	struct bench_row *row;
+	char id[48], label[64];
+
+	if (!one.valid || !tcp.valid || bps <= 0 || rate <= 0)
+		return;
+	xfer_us = (double)cl_size[s] / bps * 1e6;
+	floor_us = tcp.p50_us + xfer_us + one.p50_us;
+	bound = (double)ctx->opt.threads / (floor_us / 1e6) / rate;
+	snprintf(id, sizeof(id), "write_%s.rf2_bound", cl_size_id[s]);
+	snprintf(label, sizeof(label), "%s RF 2/single, at most", cl_size_label[s]);
+	row = bench_row_add(ctx, id, label);
+	if (row == NULL)
+		return;
+	row->threads = ctx->opt.threads;
+	row->unit = "x";
+	row->value = bound;
+	snprintf(row->note, sizeof(row->note), "%u threads / (TCP RTT %.1f + %s at %.0f MB/s %.1f + "
+	    "single write %.1f us) = %.0f ops/s; measured %.2fx = %.0f%% of it", ctx->opt.threads,
+	    tcp.p50_us, cl_size_label[s], bps / 1e6, xfer_us, one.p50_us,
+	    (double)ctx->opt.threads / (floor_us / 1e6), ratio, bound > 0 ? ratio / bound * 100 : 0);
+}
+
 int
 bench_cluster_embedded(struct bench_ctx *ctx, const struct bench_def *def)
 {
 	struct bench_cluster_state *st = cluster_setup(ctx);
 	struct cl_embedded *e = calloc(2, sizeof(*e));   /* [0] single, [1] member E */
 	struct bench_acc *acc = calloc(2 * CL_SIZES, sizeof(*acc));
+	struct bench_worker tcp_rtt = { 0 }, tcp_stream = { 0 };
 	unsigned slices = ctx->opt.quick ? 2 : 4;
 	char err[200] = "", logpath[PATH_MAX];
 	bool logged = false;
@@ -1029,8 +1070,10 @@ bench_cluster_embedded(struct bench_ctx *ctx, const struct bench_def *def)
 		rc = emb_wait(st, &e[1], err);
 	if (rc == 0)
 		rc = emb_open(ctx, st, &e[0], "single", 1, 0, 0, err);
-	/* Slices alternate who goes first, as the mount rows do. */
-	for (unsigned k = 0; rc == 0 && k < slices; k++)
+	/* Slices alternate who goes first, as the mount rows do; each ends
+	 * with plain loopback TCP round trips and a short TCP stream, the
+	 * floor of what one replicated write waits for (emb_bound_rows). */
+	for (unsigned k = 0; rc == 0 && k < slices; k++) {
 		for (int s = 0; rc == 0 && s < CL_SIZES; s++)
 			for (int j = 0; rc == 0 && j < 2; j++) {
 				int i = (int)((k + (unsigned)j) % 2);
@@ -1038,6 +1081,11 @@ bench_cluster_embedded(struct bench_ctx *ctx, const struct bench_def *def)
 				rc = emb_phase(ctx, &e[i], s, ctx->opt.duration_s / slices / 2,
 				    &acc[i * CL_SIZES + s], err);
 			}
+		if (rc == 0 && (rc = bench_tcp_rtt(ctx->opt.quick ? 0.02 : 0.1, &tcp_rtt)) != 0)
+			bench_fail(err, rc, "loopback TCP round trip: %s", strerror(-rc));
+		if (rc == 0 && (rc = bench_tcp_stream(ctx->opt.quick ? 0.02 : 0.05, &tcp_stream)) != 0)
+			bench_fail(err, rc, "loopback TCP stream: %s", strerror(-rc));
+	}
 	if (rc != 0) {
 		if (err[0] == '\0')
 			bench_fail(err, rc, "%s", strerror(-rc));
@@ -1065,6 +1113,7 @@ bench_cluster_embedded(struct bench_ctx *ctx, const struct bench_def *def)
 		row->value = one > 0 ? member / one : 0;
 		if (def->target != NULL)
 			bench_row_judge(ctx, row, def->target, def->target_bound, true);
+		emb_bound_row(ctx, s, &acc[s], row->value, &tcp_rtt, &tcp_stream);
 	}
 	bench_note(ctx, "cluster.embedded: librecfs in this process as node E with B and C at RF 2 "
 	    "(A stopped) vs an in-process single node; %u alternating slices per size, overwrites "

@@ -54,6 +54,7 @@ for row in "write, 50,000 keys" "read, random keys" "mixed 50% write + 50% read"
 	"128 KiB write RF 1/single" "128 KiB write RF 2/single" "1 KiB read RF 2/single" \
 	"128 KiB read RF 2/single" "1 KiB read, A masters the name" "1 KiB read, another node masters it" \
 	"proxied p50 - local p50, in TCP RTTs" "1 KiB txn_write RF 2/single" "128 KiB txn_write RF 2/single" \
+	"1 KiB RF 2/single, at most" "128 KiB RF 2/single, at most" \
 	"records moved/s, 4th node joins" "bytes moved/s (fabric, all nodes)" "moved / min(fio, TCP)" \
 	"writes during / before" "1 MiB writes of one file, then close" "1 MiB reads of that file, checked" \
 	"recfsd peak RSS (VmHWM)"; do
@@ -92,7 +93,7 @@ need += ["cluster.mount.%s_%s.%s" % (op, size, c) for op in ("write", "read")
          for size in ("1k", "128k") for c in ("single", "rf1", "rf2", "rf1_ratio", "rf2_ratio")]
 need += ["cluster.proxy.local", "cluster.proxy.tcp_rtt", "cluster.proxy.remote", "cluster.proxy.check"]
 need += ["cluster.embedded.write_%s.%s" % (size, c) for size in ("1k", "128k")
-         for c in ("single", "rf2", "rf2_ratio")]
+         for c in ("single", "rf2", "rf2_ratio", "rf2_bound")]
 need += ["cluster.migrate." + r for r in ("records", "bytes", "cpu_per_mb", "ratio", "write_ratio")]
 if "cluster.migrate.records" not in {r["id"] for r in d["rows"] if r["verdict"] == "SKIP"}:
     need += ["cluster.migrate." + r for r in ("load", "fio", "tcp_stream", "write_before", "write_during")]
@@ -113,7 +114,8 @@ bad = [r["id"] for r in d["rows"] if r["verdict"] == "ERROR" or
        (r["unit"] in ("ops/s", "MB/s", "x") and r["id"].startswith(("memory", "fabric")) and
         not r["value"] > 0) or (r["unit"] == "ops/s" and not r["value"] > 0) or
        (r["id"] in ("large.write", "large.read", "large.rss") and not r["value"] > 0) or
-       (r["id"] == "cluster.migrate.cpu_per_mb" and r["verdict"] != "SKIP" and not r["value"] > 0)]
+       (r["id"] == "cluster.migrate.cpu_per_mb" and r["verdict"] != "SKIP" and not r["value"] > 0) or
+       (r["id"].endswith(".rf2_bound") and not 0 < r["value"] < 100)]
 print("ok" if d["completed"] and not missing and not bad else "missing=%s bad=%s" % (missing, bad))
 ' "$T/bench.json" 2>&1)
 	check_eq "JSON has every row with a figure" "$got" ok

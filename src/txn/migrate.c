@@ -1122,18 +1122,25 @@ control_main(void *arg)
 		}
 		struct mig_work w = m->work[0];
 		uint32_t drops[MIG_DROP_BATCH];
-		unsigned n_drops = 0, k = 1;
+		unsigned n_drops = 0, kept = 0;
 
-		/* A drop takes the drops queued right after it with it (same
-		 * namespace and change): their versions are stored together. */
-		if (w.what == MIG_W_DROP) {
-			drops[n_drops++] = w.pid;
-			while (k < m->n_work && n_drops < MIG_DROP_BATCH && m->work[k].what == MIG_W_DROP &&
-			    m->work[k].ns == w.ns && m->work[k].key == w.key)
-				drops[n_drops++] = m->work[k++].pid;
+		/* A drop takes the other drops queued (same namespace and
+		 * change) with it: their versions are stored together.  The
+		 * hand-overs between them keep their order; none of them is
+		 * for a partition dropped here (a node drops only a partition
+		 * it neither serves nor keeps). */
+		for (unsigned k = 1; k < m->n_work; k++) {
+			if (w.what == MIG_W_DROP && n_drops + 1 < MIG_DROP_BATCH &&
+			    m->work[k].what == MIG_W_DROP && m->work[k].ns == w.ns && m->work[k].key == w.key)
+				drops[1 + n_drops++] = m->work[k].pid;
+			else
+				m->work[kept++] = m->work[k];
 		}
-		memmove(m->work, m->work + k, (m->n_work - k) * sizeof(*m->work));
-		m->n_work -= k;
+		m->n_work = kept;
+		if (w.what == MIG_W_DROP) {
+			drops[0] = w.pid;
+			n_drops++;
+		}
 		if (w.key != m->key)
 			continue;
 		pthread_mutex_unlock(&m->lock);

@@ -29,7 +29,11 @@
  * (.info/namespace/bench) and of fabric_received_bytes (.info/statistics)
  * from just before D started to the end.  The fabric bytes also carry the
  * writers' replica writes and the heartbeats (a few MB/s against the
- * migration's hundreds; the note gives both).
+ * migration's hundreds; the note gives both).  The work per MB: the four
+ * daemons' CPU time and context switches over the move, also by thread
+ * name (row threads), and the CPU time per MB of the plain TCP stream
+ * (this process's, while nothing else of it runs: row tcp_cpu_per_mb),
+ * with the cores 0.5x of the limit costs at either price.
  *
  * A migration that never moves a record within MG_IDLE_S of the join is
  * a SKIP (no migration in this build); one that moves but does not finish
@@ -43,6 +47,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
 #include <sys/wait.h>
@@ -374,8 +379,22 @@ mg_writer_main(void *arg)
 
 struct mg_peers {
 	double fio_bps[2], tcp_bps[2];
+	double tcp_cpu_s[2];           /* CPU time of the stream's two ends (this process) */
+	double tcp_mb[2];              /* MB the stream moved */
 	unsigned n;
 };
+
+/* CPU time (user + system) of this process so far, in s. */
+static double
+mg_self_cpu_s(void)
+{
+	struct rusage ru;
+
+	if (getrusage(RUSAGE_SELF, &ru) != 0)
+		return 0;
+	return (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+	    (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+}
 
 static int
 mg_measure_peers(struct bench_ctx *ctx, struct bench_migrate_state *st, struct mg_peers *p, char *err)
@@ -408,15 +427,32 @@ mg_measure_peers(struct bench_ctx *ctx, struct bench_migrate_state *st, struct m
 			return bench_fail(err, rc, "fio: %s", why);
 		p->fio_bps[p->n] = fo.bw_bytes;
 	}
+	/* the writers are not running: this process's CPU time meanwhile is
+	 * the stream's writer and reader (loopback: both ends' kernel work) */
+	p->tcp_cpu_s[p->n] = -mg_self_cpu_s();
 	rc = bench_tcp_stream(secs, &tcp);
+	p->tcp_cpu_s[p->n] += mg_self_cpu_s();
 	if (rc != 0)
 		return bench_fail(err, rc, "loopback TCP stream: %s", strerror(-rc));
+	p->tcp_mb[p->n] = (double)tcp.bytes / 1e6;
 	p->tcp_bps[p->n] = tcp.end_ns > 0 ? (double)tcp.bytes / ((double)tcp.end_ns / 1e9) : 0;
 	p->n++;
 	return 0;
 }
 
 /* ---- the join ----------------------------------------------------------------- */
+
+#define MG_THREAD_NAME 16          /* a thread's name, as /proc shows it (15 + NUL) */
+#define MG_THREAD_KINDS 32
+
+/* CPU time and context switches summed by thread name. */
+struct mg_threads {
+	struct {
+		char name[MG_THREAD_NAME];
+		uint64_t cpu_ns, csw;
+	} k[MG_THREAD_KINDS];
+	unsigned n;
+};
 
 struct mg_join {
 	uint64_t t_spawn, t0, t_end;       /* ns; t0 = first cluster_size 4 seen */
@@ -425,20 +461,77 @@ struct mg_join {
 	 * switches (voluntary + not, summed over its threads) when D starts
 	 * (D: 0) and at the end */
 	uint64_t cpu0[MG_NODES], cpu1[MG_NODES], csw0[MG_NODES], csw1[MG_NODES];
+	/* the same by thread name, summed over the four nodes' threads of
+	 * that name (the daemons name theirs: fabric, migrate-tx, rpc-bulk,
+	 * ...; the FUSE threads keep the process's name) */
+	struct mg_threads th0, th1;
 	uint64_t d_rx_initial;
 	bool skipped;                      /* no migration moved anything */
 };
 
+/* utime + stime (ns) and the name of the /proc stat line in buf (name:
+ * 16 bytes); 0 or -EPROTO. */
+static int
+mg_stat_parse(char *buf, char *name, uint64_t *cpu_ns)
+{
+	unsigned long long ut = 0, st = 0;
+	long hz = sysconf(_SC_CLK_TCK);
+	char *open = strchr(buf, '('), *p = strrchr(buf, ')');
+
+	/* after the ")" closing the name: state, then fields 4.. ; utime is 14, stime 15 */
+	if (open == NULL || p == NULL || p < open ||
+	    sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) != 2 ||
+	    hz <= 0)
+		return -EPROTO;
+	if (name != NULL)
+		snprintf(name, MG_THREAD_NAME, "%.*s", (int)(p - open - 1), open + 1);
+	*cpu_ns = (uint64_t)(ut + st) * (1000000000ull / (uint64_t)hz);
+	return 0;
+}
+
+/* Adds (name, cpu, csw) to t (a full table drops new names). */
+static void
+mg_threads_add(struct mg_threads *t, const char *name, uint64_t cpu_ns, uint64_t csw)
+{
+	unsigned i;
+
+	for (i = 0; i < t->n && strcmp(t->k[i].name, name) != 0; i++)
+		;
+	if (i == t->n) {
+		if (t->n == MG_THREAD_KINDS)
+			return;
+		snprintf(t->k[t->n++].name, MG_THREAD_NAME, "%s", name);
+	}
+	t->k[i].cpu_ns += cpu_ns;
+	t->k[i].csw += csw;
+}
+
+/* The threads that move a migration's data (the row "threads"). */
+static bool
+mg_thread_moves(const char *name)
+{
+	return strcmp(name, "fabric") == 0 || strcmp(name, "migrate-tx") == 0 ||
+	    strcmp(name, "rpc-bulk") == 0;
+}
+
+/* Kind a goes before kind b in the row's note. */
+static bool
+mg_thread_before(const struct mg_threads *t, unsigned a, unsigned b)
+{
+	bool ma = mg_thread_moves(t->k[a].name), mb = mg_thread_moves(t->k[b].name);
+
+	return ma != mb ? ma : t->k[a].cpu_ns > t->k[b].cpu_ns;
+}
+
 /* Process pid's CPU time in ns (utime + stime of /proc/PID/stat: every
  * thread, live or ended) and its threads' context switches (the
  * *_ctxt_switches of each /proc/PID/task/TID/status: threads alive now; the
- * daemon's threads live as long as it).  0 or -errno. */
+ * daemon's threads live as long as it), each thread's also added to th
+ * by name.  0 or -errno. */
 static int
-mg_proc_usage(pid_t pid, uint64_t *cpu_ns, uint64_t *csw)
+mg_proc_usage(pid_t pid, uint64_t *cpu_ns, uint64_t *csw, struct mg_threads *th)
 {
 	char path[64], buf[1024];
-	unsigned long long ut = 0, st = 0;
-	long hz = sysconf(_SC_CLK_TCK);
 	DIR *dir;
 	struct dirent *de;
 	FILE *f;
@@ -451,21 +544,25 @@ mg_proc_usage(pid_t pid, uint64_t *cpu_ns, uint64_t *csw)
 		return -errno;
 	p = fgets(buf, sizeof(buf), f);
 	fclose(f);
-	/* after the ")" closing the name: state, then fields 4.. ; utime is 14, stime 15 */
-	p = p != NULL ? strrchr(buf, ')') : NULL;
-	if (p == NULL || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut,
-	    &st) != 2 || hz <= 0)
+	if (p == NULL || mg_stat_parse(buf, NULL, cpu_ns) != 0)
 		return -EPROTO;
-	*cpu_ns = (uint64_t)(ut + st) * (1000000000ull / (uint64_t)hz);
 	snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
 	dir = opendir(path);
 	if (dir == NULL)
 		return -errno;
 	while ((de = readdir(dir)) != NULL) {
-		char tp[96];
+		char tp[96], name[MG_THREAD_NAME] = "";
+		uint64_t t_cpu = 0, t_csw = 0;
 
 		if (de->d_name[0] == '.')
 			continue;
+		snprintf(tp, sizeof(tp), "/proc/%d/task/%.16s/stat", (int)pid, de->d_name);
+		f = fopen(tp, "r");
+		if (f == NULL)
+			continue;
+		if (fgets(buf, sizeof(buf), f) == NULL || mg_stat_parse(buf, name, &t_cpu) != 0)
+			t_cpu = 0;
+		fclose(f);
 		snprintf(tp, sizeof(tp), "/proc/%d/task/%.16s/status", (int)pid, de->d_name);
 		f = fopen(tp, "r");
 		if (f == NULL)
@@ -475,9 +572,12 @@ mg_proc_usage(pid_t pid, uint64_t *cpu_ns, uint64_t *csw)
 
 			if (sscanf(buf, "voluntary_ctxt_switches: %llu", &v) == 1 ||
 			    sscanf(buf, "nonvoluntary_ctxt_switches: %llu", &v) == 1)
-				*csw += v;
+				t_csw += v;
 		}
 		fclose(f);
+		*csw += t_csw;
+		if (th != NULL && name[0] != '\0')
+			mg_threads_add(th, name, t_cpu, t_csw);
 	}
 	closedir(dir);
 	return 0;
@@ -501,7 +601,7 @@ mg_join(struct bench_ctx *ctx, struct bench_migrate_state *st, struct mg_join *j
 		return bench_fail(err, rc, "migrate_records_received / fabric_received_bytes: %s",
 		    strerror(-rc));
 	for (unsigned i = 0; i < MG_SOURCES; i++)
-		(void)mg_proc_usage(st->node[i].pid, &j->cpu0[i], &j->csw0[i]);
+		(void)mg_proc_usage(st->node[i].pid, &j->cpu0[i], &j->csw0[i], &j->th0);
 	j->t_spawn = bench_now_ns();
 	d->pid = bench_spawn(argv, d->out);
 	if (d->pid < 0) {
@@ -560,7 +660,7 @@ mg_join(struct bench_ctx *ctx, struct bench_migrate_state *st, struct mg_join *j
 			if (done && left == 0 && (rx > 0 || j->d_rx_initial > 0)) {
 				j->t_end = now;
 				for (unsigned i = 0; i < MG_NODES; i++)
-					(void)mg_proc_usage(st->node[i].pid, &j->cpu1[i], &j->csw1[i]);
+					(void)mg_proc_usage(st->node[i].pid, &j->cpu1[i], &j->csw1[i], &j->th1);
 				atomic_store_relaxed(window, MG_W_AFTER);
 				break;
 			}
@@ -595,9 +695,12 @@ mg_join(struct bench_ctx *ctx, struct bench_migrate_state *st, struct mg_join *j
 static void
 mg_skip_rows(struct bench_ctx *ctx, const char *why)
 {
-	static const char *const ids[] = { "records", "bytes", "cpu_per_mb", "ratio", "write_ratio" };
+	static const char *const ids[] = { "records", "bytes", "cpu_per_mb", "threads",
+	    "tcp_cpu_per_mb", "ratio", "write_ratio" };
 	static const char *const labels[] = { "records moved/s, 4th node joins",
-	    "bytes moved/s (fabric, all nodes)", "CPU ms per MB moved, 4 nodes", "moved / min(fio, TCP)",
+	    "bytes moved/s (fabric, all nodes)", "CPU ms per MB moved, 4 nodes",
+	    "CPU ms/MB of fabric, migrate-tx, rpc-bulk", "CPU ms per MB, plain TCP stream",
+	    "moved / min(fio, TCP)",
 	    "writes during / before" };
 
 	for (size_t i = 0; i < sizeof(ids) / sizeof(ids[0]); i++) {
@@ -833,6 +936,48 @@ bench_cluster_migrate(struct bench_ctx *ctx, const struct bench_def *def)
 			    per[1], per[2], per[3], csw / mb);
 		}
 	}
+	/* The same by thread: which threads do the work, and how often they
+	 * sleep and wake for it. */
+	{
+		double mb = (double)(join.bytes1 - join.bytes0) / 1e6, moving = 0;
+		struct mg_threads d = { .n = 0 };
+		size_t off = 0;
+
+		for (unsigned i = 0; i < join.th1.n; i++) {
+			uint64_t c0 = 0, s0 = 0;
+
+			for (unsigned k = 0; k < join.th0.n; k++)
+				if (strcmp(join.th0.k[k].name, join.th1.k[i].name) == 0) {
+					c0 = join.th0.k[k].cpu_ns;
+					s0 = join.th0.k[k].csw;
+				}
+			mg_threads_add(&d, join.th1.k[i].name, join.th1.k[i].cpu_ns > c0 ?
+			    join.th1.k[i].cpu_ns - c0 : 0, join.th1.k[i].csw > s0 ? join.th1.k[i].csw - s0 : 0);
+		}
+		/* the threads that move the data first, then by CPU time, most first */
+		for (unsigned i = 1; i < d.n; i++)
+			for (unsigned k = i; k > 0 && mg_thread_before(&d, k, k - 1); k--) {
+				__typeof__(d.k[0]) t = d.k[k];
+
+				d.k[k] = d.k[k - 1];
+				d.k[k - 1] = t;
+			}
+		row = bench_row_add(ctx, "threads", "CPU ms/MB of fabric, migrate-tx, rpc-bulk");
+		if (row != NULL && mb > 0) {
+			off = (size_t)snprintf(row->note, sizeof(row->note), "ms/switches per MB:");
+			for (unsigned i = 0; i < d.n; i++) {
+				if (mg_thread_moves(d.k[i].name))
+					moving += (double)d.k[i].cpu_ns / 1e6 / mb;
+				if (off < sizeof(row->note) && d.k[i].cpu_ns + d.k[i].csw > 0)
+					off += (size_t)snprintf(row->note + off, sizeof(row->note) - off,
+					    " %s %.2f/%.0f", d.k[i].name, (double)d.k[i].cpu_ns / 1e6 / mb,
+					    (double)d.k[i].csw / mb);
+			}
+			row->unit = "ms/MB";
+			row->value = moving;
+			row->seconds = secs;
+		}
+	}
 	if (st->fio[0]) {
 		row = mg_rate_row(ctx, "fio", "fio randread 128 KiB x3, A's file", fio_bps);
 		if (row != NULL)
@@ -847,7 +992,32 @@ bench_cluster_migrate(struct bench_ctx *ctx, const struct bench_def *def)
 	if (row != NULL)
 		snprintf(row->note, sizeof(row->note), "one stream; mean of a run before and after the "
 		    "join: %.0f, %.0f MB/s", peers.tcp_bps[0] / 1e6, peers.tcp_bps[1] / 1e6);
+	/* What the plain TCP stream costs per MB (both ends, measured in the
+	 * same run), and what 0.5x of the limit costs in cores at that cost
+	 * and at the migration's: the bound two vCPUs put on the ratio. */
 	limit = st->fio[0] && fio_bps < tcp_bps ? fio_bps : tcp_bps;
+	{
+		double tcp_mb = 0, tcp_cpu = 0, mig_ms = 0, mb = (double)(join.bytes1 - join.bytes0) / 1e6;
+
+		for (unsigned i = 0; i < peers.n; i++) {
+			tcp_mb += peers.tcp_mb[i];
+			tcp_cpu += peers.tcp_cpu_s[i];
+		}
+		for (unsigned i = 0; i < MG_NODES; i++)
+			mig_ms += (double)(join.cpu1[i] - join.cpu0[i]) / 1e6;
+		mig_ms = mb > 0 ? mig_ms / mb : 0;
+		row = bench_row_add(ctx, "tcp_cpu_per_mb", "CPU ms per MB, plain TCP stream");
+		if (row != NULL && tcp_mb > 0) {
+			double half = limit / 2 / 1e6;   /* MB/s for a ratio of 0.5 */
+
+			row->unit = "ms/MB";
+			row->value = tcp_cpu * 1e3 / tcp_mb;
+			snprintf(row->note, sizeof(row->note), "both ends; 0.5x of the limit (%.0f MB/s) "
+			    "costs %.2f cores at this, %.2f at the move's %.2f ms/MB; %ld CPUs online",
+			    half, half * row->value / 1e3, half * mig_ms / 1e3, mig_ms,
+			    sysconf(_SC_NPROCESSORS_ONLN));
+		}
+	}
 	row = bench_row_add(ctx, "ratio", "moved / min(fio, TCP)");
 	if (row != NULL && !st->fio[0]) {
 		row->verdict = VERDICT_SKIP;

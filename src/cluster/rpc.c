@@ -1059,21 +1059,22 @@ on_request(struct rpc *rpc, uint64_t from, const struct rpc_msg *r)
 			rpc->bulk_head = e;
 		rpc->bulk_tail = e;
 		rpc->bulk_bytes += e->req_len;
-		pthread_cond_signal(&rpc->bulk_cv);
 	} else {
 		if (rpc->queue_tail != NULL)
 			rpc->queue_tail->next = e;
 		else
 			rpc->queue_head = e;
 		rpc->queue_tail = e;
-		pthread_cond_signal(&rpc->work_cv);
 	}
 	rpc->queue_len++;
 	rpc->queue_bytes += e->req_len;
 	pthread_mutex_unlock(&rpc->lock);
-	/* after the unlock: the worker wakes to a free lock (work_cv lives
-	 * as long as rpc) */
-	pthread_cond_signal(&rpc->work_cv);
+	/* One wake-up, of a worker of the request's own queue, after the
+	 * unlock: the worker wakes to a free lock (both condition variables
+	 * live as long as rpc).  A signal under the lock as well woke a
+	 * second worker to an empty queue, and a bulk request woke a client
+	 * worker for nothing. */
+	pthread_cond_signal((rpc->ops[r->op].flags & RPC_HANDLER_BULK) ? &rpc->bulk_cv : &rpc->work_cv);
 }
 
 static void

@@ -367,6 +367,12 @@ namespace_pversion_drop(struct namespace *ns, uint32_t pid, uint64_t drop_ms)
 	return storage_pversion_drop(ns->storage, pid, drop_ms);
 }
 
+int
+namespace_pversions_drop(struct namespace *ns, const uint32_t *pids, unsigned n, uint64_t drop_ms)
+{
+	return storage_pversions_drop(ns->storage, pids, n, drop_ms);
+}
+
 void
 namespace_entry_info(const struct namespace *ns, const struct record *r, struct entry_info *out)
 {

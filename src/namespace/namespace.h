@@ -301,6 +301,8 @@ int namespace_pversion_store_one(struct namespace *ns, uint32_t pid, uint64_t v)
  * time, durably, so a cold start never loads the copies older than it
  * (storage_pversion_drop). */
 int namespace_pversion_drop(struct namespace *ns, uint32_t pid, uint64_t drop_ms);
+/* The same for the n partitions pids[], with one sync (storage_pversions_drop). */
+int namespace_pversions_drop(struct namespace *ns, const uint32_t *pids, unsigned n, uint64_t drop_ms);
 
 int namespace_open(struct namespace **out, struct ns_config *cfg);
 void namespace_close(struct namespace *ns, bool clean);

@@ -136,6 +136,7 @@ struct dev_engine {
 	/* Partitions whose damaged slot or disagreement was logged: once each
 	 * until a store rewrites them (a bit per partition). */
 	uint64_t pver_logged[STORAGE_PARTITIONS / 64];
+	uint64_t pver_syncs;       /* atomic: fdatasync calls for the table */
 };
 
 /* device_open.c: open every configured file/device, size it, read and check
@@ -151,6 +152,7 @@ int device_pversions_load(struct storage *st, uint64_t out[STORAGE_PARTITIONS]);
 int device_pversions_store(struct storage *st, const uint64_t v[STORAGE_PARTITIONS]);
 int device_pversion_store_one(struct storage *st, uint32_t pid, uint64_t v);
 int device_pversion_drop(struct storage *st, uint32_t pid, uint64_t drop_ms);
+int device_pversions_drop(struct storage *st, const uint32_t *pids, unsigned n, uint64_t drop_ms);
 /* The cold start's read of the table (pver, pdrop): 0 or -errno (then
  * every partition loads, as before any drop). */
 int device_pversions_cold_load(struct storage *st, struct dev_engine *e);

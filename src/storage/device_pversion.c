@@ -26,6 +26,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "../base/atomic.h"
 #include "../base/error.h"
 #include "../base/log.h"
 #include "device_header.h"
@@ -179,6 +180,7 @@ pver_write_locked(struct storage *st, struct dev_engine *e, const uint8_t *buf, 
 			    len, recfs_strerror(rc));
 	}
 	for (uint32_t i = 0; i < e->n && rc == 0; i++) {
+		atomic_inc(&e->pver_syncs);
 		if (fdatasync(e->devs[i]->fd) != 0) {
 			rc = -errno;
 			log_error("device", "{%s} %s: syncing partition versions failed: %s", st->ns_name,
@@ -295,6 +297,50 @@ int
 device_pversion_drop(struct storage *st, uint32_t pid, uint64_t drop_ms)
 {
 	return pver_store_slot(st, pid, 0, drop_ms != 0 ? drop_ms : 1);
+}
+
+/* The pages of the table that hold pids' slots, rewritten with version 0
+ * and the drop time for each: one write of the span from the first page
+ * to the last, one sync per device. */
+int
+device_pversions_drop(struct storage *st, const uint32_t *pids, unsigned n, uint64_t drop_ms)
+{
+	struct dev_engine *e = st->priv;
+	uint32_t lo = STORAGE_PARTITIONS, hi = 0;
+	uint8_t *area;
+	size_t len;
+	int rc = 0;
+
+	if (posix_memalign((void **)&area, DEVICE_IO_ALIGN, DEVICE_PMETA_SIZE) != 0)
+		return -ENOMEM;
+	pthread_mutex_lock(&e->pver_lock);
+	/* The pages' other slots come from the RAM table: read it first if
+	 * nothing has loaded or stored it yet. */
+	if (!e->pver_known) {
+		rc = pver_read_locked(st, e, e->pver, e->pdrop);
+		e->pver_known = rc == 0;
+	}
+	if (rc == 0) {
+		for (unsigned i = 0; i < n; i++) {
+			uint32_t p = pids[i];
+
+			pver_set(e, p, 0);
+			e->pdrop[p] = drop_ms != 0 ? drop_ms : 1;
+			lo = p < lo ? p : lo;
+			hi = p > hi ? p : hi;
+		}
+		lo -= lo % DEVICE_PMETA_PAGE_SLOTS;
+		hi = hi - hi % DEVICE_PMETA_PAGE_SLOTS + DEVICE_PMETA_PAGE_SLOTS;
+		/* The pages are rewritten whole: their slots are whole again. */
+		for (uint32_t p = lo; p < hi; p++)
+			e->pver_logged[p / 64] &= ~(1ULL << (p % 64));
+		len = (size_t)(hi - lo) * DEVICE_PMETA_SLOT;
+		pver_encode(e, lo, hi - lo, area);
+		rc = pver_write_locked(st, e, area, len, (uint64_t)lo * DEVICE_PMETA_SLOT);
+	}
+	pthread_mutex_unlock(&e->pver_lock);
+	free(area);
+	return rc;
 }
 
 int

@@ -113,6 +113,27 @@ storage_pversion_store_one(struct storage *st, uint32_t pid, uint64_t v)
 }
 
 int
+storage_pversions_drop(struct storage *st, const uint32_t *pids, unsigned n, uint64_t drop_ms)
+{
+	for (unsigned i = 0; i < n; i++)
+		if (pids[i] >= STORAGE_PARTITIONS)
+			return -EINVAL;
+	if (n == 0)
+		return 0;
+	if (st->ops->pversions_drop == NULL) {
+		/* an engine without the batch: one at a time */
+		for (unsigned i = 0; i < n; i++) {
+			int rc = storage_pversion_drop(st, pids[i], drop_ms);
+
+			if (rc != 0)
+				return rc;
+		}
+		return 0;
+	}
+	return st->ops->pversions_drop(st, pids, n, drop_ms);
+}
+
+int
 storage_pversion_drop(struct storage *st, uint32_t pid, uint64_t drop_ms)
 {
 	if (pid >= STORAGE_PARTITIONS)

@@ -122,6 +122,7 @@ struct storage_stats {
 	uint64_t checksum_errors;
 	uint64_t write_waits;       /* writers that waited for the write cache */
 	uint64_t cold_start_dropped; /* copies the cold start skipped: their partition was dropped */
+	uint64_t pversion_syncs;    /* syncs of a device for the partition versions */
 	bool shadow;                /* write_q is the shadow write queue */
 };
 
@@ -181,6 +182,7 @@ struct storage_ops {
 	int (*pversions_store)(struct storage *st, const uint64_t v[STORAGE_PARTITIONS]);
 	int (*pversion_store_one)(struct storage *st, uint32_t pid, uint64_t v);
 	int (*pversion_drop)(struct storage *st, uint32_t pid, uint64_t drop_ms);
+	int (*pversions_drop)(struct storage *st, const uint32_t *pids, unsigned n, uint64_t drop_ms);
 };
 
 struct storage {
@@ -269,6 +271,11 @@ int storage_pversion_store_one(struct storage *st, uint32_t pid, uint64_t v);
  * without files.
  */
 int storage_pversion_drop(struct storage *st, uint32_t pid, uint64_t drop_ms);
+/* storage_pversion_drop of the n partitions pids[] at once: one write of
+ * the table and one sync per device for all of them (a node that stops
+ * being a replica of many partitions at once).  -EINVAL if a pid is out of
+ * range (nothing stored), else as storage_pversions_store. */
+int storage_pversions_drop(struct storage *st, const uint32_t *pids, unsigned n, uint64_t drop_ms);
 
 static inline int storage_read(struct storage *st, storage_loc loc, uint8_t *buf)
 { return st->ops->read(st, loc, buf); }

@@ -1553,6 +1553,7 @@ dev_stats(struct storage *st, struct storage_stats *out)
 		out->defrag_records += atomic_load_relaxed(&d->defrag_records);
 		out->cold_start_dropped += atomic_load_relaxed(&d->cs_dropped);
 	}
+	out->pversion_syncs = atomic_load_relaxed(&e->pver_syncs);
 }
 
 static void
@@ -1675,6 +1676,7 @@ const struct storage_ops storage_device_ops = {
 	.pversions_store = device_pversions_store,
 	.pversion_store_one = device_pversion_store_one,
 	.pversion_drop = device_pversion_drop,
+	.pversions_drop = device_pversions_drop,
 };
 
 /*
@@ -1706,4 +1708,5 @@ const struct storage_ops storage_shadow_ops = {
 	.pversions_store = device_pversions_store,
 	.pversion_store_one = device_pversion_store_one,
 	.pversion_drop = device_pversion_drop,
+	.pversions_drop = device_pversions_drop,
 };

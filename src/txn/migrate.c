@@ -421,96 +421,111 @@ drop_collect(void *arg, const struct index_entry *e)
 	return 0;
 }
 
+/* Drops the control thread takes from its queue at once (consecutive
+ * ones, of one namespace and change). */
+#define MIG_DROP_BATCH 256
+
 /*
- * Every record and tombstone of partition pid leaves the index and storage
- * (control thread), unless a new change came meanwhile.  First the null
- * version and the drop time reach storage (namespace_pversion_drop): the
+ * Every record and tombstone of the partitions pids[] (of namespace nsi)
+ * leaves the index and storage (control thread), unless a new change came
+ * meanwhile.  First the null versions and the drop time reach storage
+ * (namespace_pversions_drop: one write and one sync for all of them): the
  * records' bytes stay on the device until defragmentation, and a cold
  * start skips those older than the drop, so a dropped copy never comes
  * back with a restart (docs/cluster.md, "Dropping a copy").  If that
- * store fails nothing is dropped (logged): the copy stays, as a subset
- * copy the next change sweeps.
+ * store fails nothing is dropped (logged): the copies stay, as subset
+ * copies the next change sweeps.  Each partition's handover is done at
+ * the end.
  */
 static void
-drop_partition_run(struct txn_migrate *m, unsigned nsi, uint32_t pid, uint64_t key)
+drop_partitions(struct txn_migrate *m, unsigned nsi, const uint32_t *pids, unsigned n, uint64_t key)
 {
 	struct mig_ns *x = &m->mns[nsi];
-	struct index_walk_pos pos = { 0 };
-	uint64_t dropped = 0, until = mono_in_ms(RPC_DEADLINE_DEFAULT_MS);
-	struct drop_batch probe;
-	bool had_version, current;
-	int rc;
+	uint32_t go[MIG_DROP_BATCH];
+	unsigned n_go = 0, n_cur = 0;
+	int rc = 0;
 
-	pthread_mutex_lock(&m->lock);
-	had_version = x->versions[pid] != 0;
-	pthread_mutex_unlock(&m->lock);
-	probe.n = 0;
-	if (index_partition_walk(x->ns->index, pid, &pos, drop_collect, &probe, MIG_BATCH_RECORDS) <= 0 ||
-	    (probe.n == 0 && pos.done)) {
-		if (!had_version)
-			return;   /* nothing here: the common case of a sweep */
+	for (unsigned i = 0; i < n; i++) {
+		struct index_walk_pos pos = { 0 };
+		struct drop_batch probe;
+		uint64_t until;
+		bool had_version;
+
+		pthread_mutex_lock(&m->lock);
+		had_version = x->versions[pids[i]] != 0;
+		pthread_mutex_unlock(&m->lock);
+		probe.n = 0;
+		if ((index_partition_walk(x->ns->index, pids[i], &pos, drop_collect, &probe,
+		    MIG_BATCH_RECORDS) <= 0 || (probe.n == 0 && pos.done)) && !had_version)
+			continue;   /* nothing here: the common case of a sweep */
+		/* An operation that reserved the partition under the table
+		 * before this change may still run here: let it end (bounded). */
+		until = mono_in_ms(RPC_DEADLINE_DEFAULT_MS);
+		while (partition_reservations(table_of(x), pids[i]) > 0 && clock_mono_ns() < until)
+			sleep_us(1000);
+		go[n_go++] = pids[i];
 	}
-	pos = (struct index_walk_pos){ 0 };
-	/* An operation that reserved the partition under the table before
-	 * this change may still run here: let it end (bounded). */
-	while (partition_reservations(table_of(x), pid) > 0 && clock_mono_ns() < until)
-		sleep_us(1000);
-	pthread_mutex_lock(&x->store_lock);
-	pthread_mutex_lock(&m->lock);
-	current = m->key == key && !x->replica[pid] && x->wm[pid] != m->self;
-	if (current)
-		x->versions[pid] = 0;
-	pthread_mutex_unlock(&m->lock);
-	rc = current ? namespace_pversion_drop(x->ns, pid, clock_epoch_ms()) : 0;
-	pthread_mutex_unlock(&x->store_lock);
-	if (!current)
-		return;
+	if (n_go > 0) {
+		pthread_mutex_lock(&x->store_lock);
+		pthread_mutex_lock(&m->lock);
+		for (unsigned i = 0; i < n_go; i++)
+			if (m->key == key && !x->replica[go[i]] && x->wm[go[i]] != m->self) {
+				x->versions[go[i]] = 0;
+				go[n_cur++] = go[i];
+			}
+		pthread_mutex_unlock(&m->lock);
+		rc = namespace_pversions_drop(x->ns, go, n_cur, clock_epoch_ms());
+		pthread_mutex_unlock(&x->store_lock);
+	}
 	if (rc != 0) {
-		log_warn("migrate", "{%s} partition %u: its drop cannot be stored (%s): the copy is kept",
-		    x->ns->name, pid, recfs_strerror(rc));
+		log_warn("migrate", "{%s} the drop of %u partitions (partition %u first) cannot be stored "
+		    "(%s): the copies are kept", x->ns->name, n_cur, go[0], recfs_strerror(rc));
 		pthread_mutex_lock(&m->lock);
 		if (m->key == key)
-			x->flags[pid] &= (uint8_t)~MIG_F_DROPPING;
+			for (unsigned i = 0; i < n_cur; i++)
+				x->flags[go[i]] &= (uint8_t)~MIG_F_DROPPING;
 		pthread_mutex_unlock(&m->lock);
-		return;
+		n_cur = 0;
 	}
-	while (!pos.done) {
-		struct drop_batch b;
-		int walked = 0;
+	for (unsigned i = 0; i < n_cur; i++) {
+		struct index_walk_pos pos = { 0 };
+		uint32_t pid = go[i];
+		uint64_t dropped = 0;
+		bool current = true;
 
-		b.n = 0;
-		pthread_rwlock_rdlock(&m->drop_lock);
-		pthread_mutex_lock(&m->lock);
-		current = m->key == key && !x->replica[pid] && x->wm[pid] != m->self;
-		pthread_mutex_unlock(&m->lock);
-		if (current)
-			walked = index_partition_walk(x->ns->index, pid, &pos, drop_collect, &b,
-			    MIG_BATCH_RECORDS);
-		for (unsigned i = 0; i < b.n; i++)
-			dropped += txn_drop_record(x->ns, b.set_id[i], &b.d[i]) == 1;
-		pthread_rwlock_unlock(&m->drop_lock);
+		while (!pos.done) {
+			struct drop_batch b;
+			int walked = 0;
+
+			b.n = 0;
+			pthread_rwlock_rdlock(&m->drop_lock);
+			pthread_mutex_lock(&m->lock);
+			current = m->key == key && !x->replica[pid] && x->wm[pid] != m->self;
+			pthread_mutex_unlock(&m->lock);
+			if (current)
+				walked = index_partition_walk(x->ns->index, pid, &pos, drop_collect, &b,
+				    MIG_BATCH_RECORDS);
+			for (unsigned k = 0; k < b.n; k++)
+				dropped += txn_drop_record(x->ns, b.set_id[k], &b.d[k]) == 1;
+			pthread_rwlock_unlock(&m->drop_lock);
+			if (!current || walked <= 0)
+				break;
+		}
 		if (!current)
-			return;
-		if (walked <= 0)
-			break;
+			continue;
+		pthread_mutex_lock(&m->lock);
+		if (m->key == key) {
+			x->flags[pid] &= (uint8_t)~(MIG_F_DROPPING | MIG_F_DROP_AFTER);
+			(void)partition_set_working(table_of(x), pid, key, x->wm[pid], state_of(x, pid));
+		}
+		pthread_mutex_unlock(&m->lock);
+		if (dropped > 0)
+			log_debug("migrate", "{%s} partition %u: dropped %" PRIu64 " records (not a replica)",
+			    x->ns->name, pid, dropped);
 	}
 	pthread_mutex_lock(&m->lock);
-	if (m->key == key) {
-		x->flags[pid] &= (uint8_t)~(MIG_F_DROPPING | MIG_F_DROP_AFTER);
-		(void)partition_set_working(table_of(x), pid, key, x->wm[pid], state_of(x, pid));
-	}
-	pthread_mutex_unlock(&m->lock);
-	if (dropped > 0)
-		log_debug("migrate", "{%s} partition %u: dropped %" PRIu64 " records (not a replica)",
-		    x->ns->name, pid, dropped);
-}
-
-static void
-drop_partition(struct txn_migrate *m, unsigned nsi, uint32_t pid, uint64_t key)
-{
-	drop_partition_run(m, nsi, pid, key);
-	pthread_mutex_lock(&m->lock);
-	handover_done(m, &m->mns[nsi], pid, key);
+	for (unsigned i = 0; i < n; i++)
+		handover_done(m, x, pids[i], key);
 	pthread_mutex_unlock(&m->lock);
 }
 
@@ -797,8 +812,15 @@ rebalance(struct txn_migrate *m, uint64_t seq, uint64_t key, const uint64_t *sna
 		txn_partitions_changed(m->mns[j].ns);
 		versions_persist_all(m, &m->mns[j]);
 	}
-	for (size_t k = 0; k < n_drops; k++)
-		drop_partition(m, (unsigned)(drops[k] >> 32), (uint32_t)drops[k], key);
+	/* in batches of one namespace: one store of their versions each */
+	for (size_t k = 0; k < n_drops; ) {
+		uint32_t pids[MIG_DROP_BATCH];
+		unsigned nsi = (unsigned)(drops[k] >> 32), cnt = 0;
+
+		while (k < n_drops && cnt < MIG_DROP_BATCH && (unsigned)(drops[k] >> 32) == nsi)
+			pids[cnt++] = (uint32_t)drops[k++];
+		drop_partitions(m, nsi, pids, cnt, key);
+	}
 	free(drops);
 }
 
@@ -1099,9 +1121,26 @@ control_main(void *arg)
 			continue;
 		}
 		struct mig_work w = m->work[0];
+		uint32_t drops[MIG_DROP_BATCH];
+		unsigned n_drops = 0, kept = 0;
 
-		memmove(m->work, m->work + 1, (m->n_work - 1) * sizeof(*m->work));
-		m->n_work--;
+		/* A drop takes the other drops queued (same namespace and
+		 * change) with it: their versions are stored together.  The
+		 * hand-overs between them keep their order; none of them is
+		 * for a partition dropped here (a node drops only a partition
+		 * it neither serves nor keeps). */
+		for (unsigned k = 1; k < m->n_work; k++) {
+			if (w.what == MIG_W_DROP && n_drops + 1 < MIG_DROP_BATCH &&
+			    m->work[k].what == MIG_W_DROP && m->work[k].ns == w.ns && m->work[k].key == w.key)
+				drops[1 + n_drops++] = m->work[k].pid;
+			else
+				m->work[kept++] = m->work[k];
+		}
+		m->n_work = kept;
+		if (w.what == MIG_W_DROP) {
+			drops[0] = w.pid;
+			n_drops++;
+		}
 		if (w.key != m->key)
 			continue;
 		pthread_mutex_unlock(&m->lock);
@@ -1110,7 +1149,7 @@ control_main(void *arg)
 		else if (w.what == MIG_W_RELEASE)
 			handle_release(m, &w);
 		else
-			drop_partition(m, w.ns, w.pid, w.key);
+			drop_partitions(m, w.ns, drops, n_drops, w.key);
 		pthread_mutex_lock(&m->lock);
 	}
 	pthread_mutex_unlock(&m->lock);

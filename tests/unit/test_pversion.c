@@ -757,9 +757,9 @@ dropped_partition_cold_start(bool shadow)
 	struct storage_stats ss;
 	char k[OLD][32], again[32], later[32], other[32];
 	int kn[OLD], again_n, later_n, other_n;
-	const uint32_t P = 77, Q = 1234, R = 2000;
+	const uint32_t P = 77, Q = 1234, R = 2000, S = 3001;
 	uint8_t *span;
-	uint64_t v, drop_ms;
+	uint64_t v, drop_ms, syncs, one;
 
 	if (shadow)
 		config_memory(true);
@@ -783,12 +783,25 @@ dropped_partition_cold_start(bool shadow)
 	put(ns, k[0], kn[0]);
 	sleep_ms(20);      /* the drop is later than every copy's last-update time */
 	drop_ms = clock_epoch_ms();
-	assert_int_equal(namespace_pversion_drop(ns, P, drop_ms), 0);
+	/* One drop, then two at once (P and S, an empty partition): the two
+	 * cost the syncs of one. */
+	storage_stats(ns->storage, &ss);
+	syncs = ss.pversion_syncs;
 	assert_int_equal(namespace_pversion_drop(ns, Q, drop_ms), 0);
+	storage_stats(ns->storage, &ss);
+	one = ss.pversion_syncs - syncs;
+	syncs = ss.pversion_syncs;
+	assert_true(one >= 1);
+	assert_int_equal(namespace_pversions_drop(ns, (const uint32_t[]){ P, S }, 2, drop_ms), 0);
+	storage_stats(ns->storage, &ss);
+	assert_int_equal(ss.pversion_syncs - syncs, one);
+	assert_int_equal(namespace_pversions_drop(ns, (const uint32_t[]){ P, STORAGE_PARTITIONS }, 2,
+	    drop_ms), -EINVAL);
 	assert_int_equal(namespace_pversion_store_one(ns, Q, 4242), 0);
 	/* A whole-table store with 0 for P keeps its drop. */
 	table_fill(table, 3);
 	table[P] = 0;
+	table[S] = 0;
 	table[Q] = 4242;
 	assert_int_equal(namespace_pversions_store(ns, table), 0);
 	sleep_ms(20);
@@ -802,6 +815,12 @@ dropped_partition_cold_start(bool shadow)
 	assert_true(drop_ms > 0);
 	assert_int_equal(device_pmeta_slot_decode_ex(span + slot_off(Q), &v, &drop_ms), 0);
 	assert_int_equal(v, 4242);
+	assert_int_equal(drop_ms, 0);
+	assert_int_equal(device_pmeta_slot_decode_ex(span + slot_off(S), &v, &drop_ms), 0);
+	assert_int_equal(v, 0);
+	assert_true(drop_ms > 0);
+	assert_int_equal(device_pmeta_slot_decode_ex(span + slot_off(R), &v, &drop_ms), 0);
+	assert_int_equal(v, table[R]);
 	assert_int_equal(drop_ms, 0);
 	/* The decoder without drop times reads a dropped slot as 0. */
 	assert_int_equal(device_pmeta_slot_decode(span + slot_off(P), &v), 0);

@@ -597,10 +597,19 @@ test_rpc_call_to_a_silent_node_fails_at_once_until_it_is_heard_again(void **stat
 	node_down(&b);
 }
 
+static unsigned long long threads_sleeps(const char *name);
+
 /* Voluntary context switches (sleeps that ended) of this process's
  * threads named "fabric", summed. */
 static unsigned long long
 fabric_thread_sleeps(void)
+{
+	return threads_sleeps("fabric");
+}
+
+/* The same for the threads named exactly name. */
+static unsigned long long
+threads_sleeps(const char *name)
 {
 	unsigned long long sum = 0;
 	DIR *d = opendir("/proc/self/task");
@@ -618,7 +627,8 @@ fabric_thread_sleeps(void)
 		fp = fopen(path, "r");
 		if (fp == NULL)
 			continue;
-		fabric = fgets(line, sizeof(line), fp) != NULL && strncmp(line, "fabric", 6) == 0;
+		fabric = fgets(line, sizeof(line), fp) != NULL && strncmp(line, name, strlen(name)) == 0 &&
+		    (line[strlen(name)] == '\n' || line[strlen(name)] == '\0');
 		fclose(fp);
 		if (!fabric)
 			continue;
@@ -1610,6 +1620,56 @@ test_rpc_bulk_requests_never_hold_up_the_others(void **state)
 	node_down(&b);
 }
 
+/*
+ * A queued request wakes one worker, of its own queue: a client's request
+ * one client worker (not a second one to an empty queue), a bulk request
+ * one bulk worker and no client worker.  Counted as the sleeps that
+ * ended of each kind of worker, per call, calls one at a time.
+ */
+static void
+test_rpc_request_wakes_one_worker_of_its_queue(void **state)
+{
+	static struct node a, b;
+	static uint8_t body[64];
+	struct rpc_answer y;
+	unsigned long long w0, k0;
+	double client_per_count, client_per_bulk, bulk_per_bulk;
+	const unsigned n = 200;
+
+	(void)state;
+	reset_globals();
+	atomic_store_relaxed(&bulk_release, 1);
+	node_up(&a, 1);
+	node_up(&b, 2);
+	connect_nodes(a.f, 1, b.f, 2, b.port);
+	for (unsigned i = 0; i < 20; i++) {
+		assert_int_equal(rpc_call(a.rpc, 2, OP_COUNT, NULL, 0, 0, &y), 0);
+		rpc_answer_release(&y);
+	}
+	w0 = threads_sleeps("rpc");
+	for (unsigned i = 0; i < n; i++) {
+		assert_int_equal(rpc_call(a.rpc, 2, OP_COUNT, NULL, 0, 0, &y), 0);
+		rpc_answer_release(&y);
+	}
+	client_per_count = (double)(threads_sleeps("rpc") - w0) / n;
+	w0 = threads_sleeps("rpc");
+	k0 = threads_sleeps("rpc-bulk");
+	for (unsigned i = 0; i < n; i++) {
+		assert_int_equal(rpc_call(a.rpc, 2, OP_BULK, body, sizeof(body), 0, &y), 0);
+		rpc_answer_release(&y);
+	}
+	client_per_bulk = (double)(threads_sleeps("rpc") - w0) / n;
+	bulk_per_bulk = (double)(threads_sleeps("rpc-bulk") - k0) / n;
+	printf("worker sleeps per call: client workers %.2f per client call, %.2f per bulk call; "
+	    "bulk workers %.2f per bulk call\n", client_per_count, client_per_bulk, bulk_per_bulk);
+	/* both nodes' workers count (a's sleep): about 1, 0 and 1 */
+	assert_true(client_per_count <= 1.3);
+	assert_true(client_per_bulk <= 0.3);
+	assert_true(bulk_per_bulk >= 0.7 && bulk_per_bulk <= 1.3);
+	node_down(&a);
+	node_down(&b);
+}
+
 /* Calls wait for a free slot past calls_max, bounded by their deadline. */
 static void
 test_rpc_calls_past_calls_max_wait_for_a_slot(void **state)
@@ -1822,6 +1882,7 @@ main(int argc, char **argv)
 		cmocka_unit_test(test_rpc_flood_is_answered_busy_with_bounded_state),
 		cmocka_unit_test(test_rpc_queued_request_past_its_deadline_is_not_run),
 		cmocka_unit_test(test_rpc_bulk_requests_never_hold_up_the_others),
+		cmocka_unit_test(test_rpc_request_wakes_one_worker_of_its_queue),
 		cmocka_unit_test(test_rpc_calls_past_calls_max_wait_for_a_slot),
 		cmocka_unit_test(test_rpc_group_to_two_replicas_waits_for_both_under_one_deadline),
 		cmocka_unit_test(test_rpc_many_callers_on_many_threads_each_get_their_own_answer),

@@ -93,13 +93,8 @@ need += ["cluster.mount.%s_%s.%s" % (op, size, c) for op in ("write", "read")
          for size in ("1k", "128k") for c in ("single", "rf1", "rf2", "rf1_ratio", "rf2_ratio")]
 need += ["cluster.proxy.local", "cluster.proxy.tcp_rtt", "cluster.proxy.remote", "cluster.proxy.check"]
 need += ["cluster.embedded.write_%s.%s" % (size, c) for size in ("1k", "128k")
-<<<<<<< HEAD
          for c in ("single", "rf2", "rf2_ratio", "rf2_bound")]
-need += ["cluster.migrate." + r for r in ("records", "bytes", "cpu_per_mb", "ratio", "write_ratio")]
-=======
-         for c in ("single", "rf2", "rf2_ratio")]
 need += ["cluster.migrate." + r for r in ("records", "bytes", "cpu_per_mb", "threads", "ratio", "write_ratio")]
->>>>>>> h-migcpu
 if "cluster.migrate.records" not in {r["id"] for r in d["rows"] if r["verdict"] == "SKIP"}:
     need += ["cluster.migrate." + r for r in ("load", "fio", "tcp_stream", "tcp_cpu_per_mb", "write_before",
                                               "write_during")]
@@ -121,15 +116,12 @@ bad = [r["id"] for r in d["rows"] if r["verdict"] == "ERROR" or
         not r["value"] > 0) or (r["unit"] == "ops/s" and not r["value"] > 0) or
        (r["id"] in ("large.write", "large.read", "large.rss") and not r["value"] > 0) or
        (r["id"] == "cluster.migrate.cpu_per_mb" and r["verdict"] != "SKIP" and not r["value"] > 0) or
-<<<<<<< HEAD
-       (r["id"].endswith(".rf2_bound") and not 0 < r["value"] < 100)]
-=======
+       (r["id"].endswith(".rf2_bound") and not 0 < r["value"] < 100) or
        (r["id"] == "cluster.migrate.tcp_cpu_per_mb" and r["verdict"] != "SKIP" and
         not (r["value"] > 0 and " cores at this" in r["note"])) or
        # by thread: the threads that move the data worked, and each is named in the note
        (r["id"] == "cluster.migrate.threads" and r["verdict"] != "SKIP" and
         not (r["value"] > 0 and all(" %s " % t in r["note"] for t in ("fabric", "migrate-tx", "rpc-bulk"))))]
->>>>>>> h-migcpu
 print("ok" if d["completed"] and not missing and not bad else "missing=%s bad=%s" % (missing, bad))
 ' "$T/bench.json" 2>&1)
 	check_eq "JSON has every row with a figure" "$got" ok

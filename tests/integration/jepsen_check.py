@@ -37,7 +37,10 @@
         Proxy, can make a retried delete answer ENOENT too), BOGUS (a
         value no operation that may have taken effect wrote, content no
         client writes, or a read error), DIVERGED (nodes show different
-        states of a name, or a node's listing disagrees with its reads).
+        states of a name, or a node's listing disagrees with its reads),
+        CREATE-ENOENT (a write, whose open has O_CREAT, answered ENOENT:
+        the set directory exists, so a create never does; judged above as
+        indeterminate all the same).
 
       --split START_NS[,CUT_NS] END_NS A B, once per split (an isolated
       node, or one restarted or paused until it is back in the cluster, is
@@ -219,7 +222,8 @@ def read_view(spec):
 
 class Report:
     def __init__(self):
-        self.items = {"LOST": [], "RESURRECTED": [], "STALE": [], "BOGUS": [], "DIVERGED": []}
+        self.items = {"LOST": [], "RESURRECTED": [], "STALE": [], "BOGUS": [], "DIVERGED": [],
+                      "CREATE-ENOENT": []}
 
     def add(self, kind, name, text, ops):
         self.items[kind].append((name, text, ops))
@@ -366,6 +370,9 @@ def check(args):
                 who = ",".join(sorted(n for n in per_node if per_node[n] == st))
                 rep.add(bad[0], name, "%s (%s)" % (bad[1], who), bad[2])
         for x in lst:
+            if x.kind == "write" and x.outcome == "fail:ENOENT":
+                rep.add("CREATE-ENOENT", name, "a write (open with O_CREAT) answered ENOENT "
+                        "(via %s): the set exists, so a create never does" % x.node, [x])
             if x.no_effect:
                 bad = stale(x, lst)
                 if bad and split_excuses(splits, x, bad[1][:-1]):

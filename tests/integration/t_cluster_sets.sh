@@ -35,6 +35,10 @@
 # RF 2: once writes are replicated, a record is on two nodes and a listing
 # must still show it once (it asks only masters).
 CLUSTER_RF=2
+# Heartbeat timeout 2 s (100 ms x 20), past transaction-max-ms (1 s): a
+# node stopped (SIGSTOP) is still a member when the ls or mkdir that needs
+# it fails (stopped_op below), also when the daemons run slowly (TSan).
+CLUSTER_HB_TIMEOUT_COUNT=20
 
 cluster_start 3
 cluster_wait_agree 3 || fail "no cluster of 3"
@@ -176,50 +180,96 @@ eventually "n3, which missed the rmdir, drops zeta" "alpha delta recs " lists n3
 check_eq "and zeta does not come back on n1" "$(lists n1)" "alpha delta recs "
 
 # ---- a node that does not answer ---------------------------------------------
-cluster_stop n2
-expect_err "ls of the set on n1 while n2 does not answer: EIO" "Input/output error" ls "$m1/recs"
+# n2_mastering: n1's partition table names n2 the working master of every
+# partition whose final master it is (none left to a migration's acting
+# master), and there are some.  Only then does a listing on n1 need n2:
+# just after n2 came back, while migrations run, n1 and n3 master all.
+n2_mastering() {
+	run cat "$(cluster_mnt n1)/.info/partitions" | awk -v id="$(cluster_id n2)" '
+		$1 == "ns=test" { if ($NF == "working_master=" id) w++
+			if (index($5, "replicas=" id) == 1) f++ }
+		END { print (w > 0 && w == f) ? "yes" : "no (" w + 0 " of " f + 0 ")" }'
+}
+# wait_n2_mastering DESC: until n2_mastering says yes (CLUSTER_WAIT_S at most)
+wait_n2_mastering() {
+	local got i
+	for ((i = 0; i < CLUSTER_WAIT_S * 10; i++)); do
+		got=$(n2_mastering)
+		[ "$got" = yes ] && break
+		sleep 0.1
+	done
+	check_eq "$1" "$got" yes
+}
+# stopped_op OP PATH: SIGSTOP to n2, then at once OP on PATH (through n1),
+# both from one python process, so that its start-up (seconds on a loaded
+# machine, longer than the heartbeat timeout: n1 had dropped n2 before an ls
+# or mkdir started from the shell reached it, and then they rightly
+# succeeded) is not between the two.  Prints the outcome and the ms OP
+# took.  OPs: ls (os.listdir: "OK <count>" or the errno), mkdir, getdents2
+# (getdents, then, once n1's cluster has dropped n2, getdents again: each
+# one's entry count or errno).  n2 stays stopped: cluster_cont n2 after.
+stopped_op() {
+	run python3 - "$(cluster_pid n2)" "$1" "$2" "$(cluster_mnt n1)/.info/cluster" <<'PY'
+import ctypes, errno, os, signal, sys, time
+pid, op, path, info = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
+libc = ctypes.CDLL(None, use_errno=True)
+buf = ctypes.create_string_buffer(32768)
+def name(e):
+    return errno.errorcode.get(e, str(e))
+def getdents(fd):
+    n = libc.syscall(217, fd, buf, len(buf))  # getdents64 (x86_64)
+    if n < 0:
+        return name(ctypes.get_errno())
+    count, off = 0, 0
+    while off < n:
+        off += int.from_bytes(buf.raw[off + 16:off + 18], "little")
+        count += 1
+    return "%d entries" % count
+fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY) if op == "getdents2" else -1
+os.kill(pid, signal.SIGSTOP)
+t0 = time.monotonic()
+try:
+    if op == "ls":
+        out = "OK %d" % len(os.listdir(path))
+    elif op == "mkdir":
+        os.mkdir(path)
+        out = "OK"
+    else:
+        out = getdents(fd)
+except OSError as e:
+    out = name(e.errno)
+ms = int((time.monotonic() - t0) * 1000)
+if op == "getdents2":
+    for _ in range(200):  # until n1's cluster is n1 and n3 (20 s at most)
+        if "cluster_size=2\n" in open(info).read():
+            break
+        time.sleep(0.1)
+    else:
+        out += " (n1 kept n2)"
+    out += " " + getdents(fd)
+print(out, ms)
+PY
+}
+wait_n2_mastering "n1's table: n2 masters its partitions"
+got=$(stopped_op ls "$m1/recs")
 cluster_cont n2
+check_eq "ls of the set on n1 while n2 does not answer: EIO" "${got% *}" EIO
 cluster_wait_agree 3 || fail "n2 did not come back"
 # The same, the reader asking again only once n1's cluster has dropped n2:
 # the first getdents returns "." and ".." (the page of records waited out
 # n2), the next one fails, however late it comes (before the fix the next
 # one asked again and, n2 gone, listed every record: ls passed or failed by
-# when it asked, seen once under TSan).
-cluster_stop n2
-got=$(run python3 - "$m1/recs" "$(cluster_mnt n1)/.info/cluster" <<'PY'
-import ctypes, errno, os, sys, time
-libc = ctypes.CDLL(None, use_errno=True)
-buf = ctypes.create_string_buffer(32768)
-def getdents(fd):
-    n = libc.syscall(217, fd, buf, len(buf))  # getdents64 (x86_64)
-    if n < 0:
-        return errno.errorcode.get(ctypes.get_errno(), "?")
-    names, off = [], 0
-    while off < n:
-        reclen = int.from_bytes(buf.raw[off + 16:off + 18], "little")
-        names.append(buf.raw[off + 19:off + reclen].split(b"\0")[0].decode())
-        off += reclen
-    return "%d entries" % len(names)
-fd = os.open(sys.argv[1], os.O_RDONLY | os.O_DIRECTORY)
-first = getdents(fd)
-for _ in range(200):  # until n1's cluster is n1 and n3 (20 s at most)
-    if "cluster_size=2\n" in open(sys.argv[2]).read():
-        break
-    time.sleep(0.1)
-else:
-    print("n1 kept n2")
-print(first, getdents(fd))
-PY
-)
+# when it asked).
+wait_n2_mastering "n1's table: n2 masters its partitions again"
+got=$(stopped_op getdents2 "$m1/recs")
 cluster_cont n2
-check_eq "getdents on n1 while n2 does not answer, again once n1 dropped n2" "$got" "2 entries EIO"
+check_eq "getdents on n1 while n2 does not answer, again once n1 dropped n2" "${got% *}" "2 entries EIO"
 cluster_wait_agree 3 || fail "n2 did not come back"
 failed0=$(ns_value n1 set_changes_failed)
-cluster_stop n2
-t0=$(date +%s%N)
-expect_errno "mkdir on n1 while n2 does not answer: EIO" EIO 'os.mkdir(sys.argv[1])' "$m1/eps"
-ms=$((($(date +%s%N) - t0) / 1000000))
+got=$(stopped_op mkdir "$m1/eps")
 cluster_cont n2
+ms=${got##* }
+check_eq "mkdir on n1 while n2 does not answer: EIO" "${got% *}" EIO
 note "mkdir with n2 stopped failed after $ms ms (transaction-max-ms 1000)"
 check_true "EIO within transaction-max-ms + 1 s" "$ms" -le 2000
 check_true "n1 counted the change n2 did not take" "$(ns_value n1 set_changes_failed)" -gt "$failed0"

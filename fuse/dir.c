@@ -14,15 +14,6 @@
  * An offset older than the ring (a seekdir far back) restarts the records
  * from the beginning: entries may repeat then, but none is skipped.
  *
- * A failed batch (a node that did not answer a listing: EIO) after some
- * entries went into the reply is not reported with them; the next readdir
- * that reaches that entry reports it, without asking again.  Asking again
- * would make the outcome depend on when the kernel asks: a listing that
- * waited out a node that does not answer would succeed if by then the
- * cluster had dropped that node, and fail otherwise (docs/cluster.md,
- * "Sets and listings": such a listing fails).  A rewind (offset 0) forgets
- * the error and starts over.
- *
  * Locking: d->lock protects the whole handle; the kernel serialises
  * readdir on a file anyway, but nothing here relies on that.
  *
@@ -73,8 +64,6 @@ struct dir_handle {
 	size_t batch_n, batch_i;    /* batch[batch_i..batch_n) not yet sent */
 	uint64_t next_seq;          /* number of the next entry to send */
 	struct dir_pos *window;     /* DIR_WINDOW, by seq % DIR_WINDOW */
-	int err;                    /* met after entries went in a reply: the */
-	uint64_t err_seq;           /* readdir that reaches entry err_seq fails */
 };
 
 /* ---- fixed entries -------------------------------------------------------- */
@@ -411,7 +400,6 @@ dir_read(fuse_req_t req, struct dir_handle *d, size_t size, off_t off, bool plus
 	pthread_mutex_lock(&d->lock);
 	if (off == 0) {
 		/* Rewind: a new look at the sets, and records from the start. */
-		d->err = 0;
 		rc = fixed_load(d);
 		if (d->window != NULL)
 			memset(d->window, 0, DIR_WINDOW * sizeof(*d->window));
@@ -423,11 +411,6 @@ dir_read(fuse_req_t req, struct dir_handle *d, size_t size, off_t off, bool plus
 		off_t next = (off_t)(d->next_seq + 1);
 		size_t need;
 
-		if (d->err != 0 && d->next_seq == d->err_seq) {
-			rc = d->err;   /* the failure the last reply did not report */
-			d->err = 0;
-			break;
-		}
 		if (d->next_seq < d->n_fixed) {
 			need = add_fixed(req, d, &d->fixed[d->next_seq], buf + used, size - used,
 			    plus, next);
@@ -451,13 +434,14 @@ dir_read(fuse_req_t req, struct dir_handle *d, size_t size, off_t off, bool plus
 		sent++;
 		d->next_seq++;
 	}
-	if (rc != 0 && sent > 0) {
-		/* Report errors only when nothing could be listed: this one
-		 * at the next readdir (above). */
-		d->err = rc;
-		d->err_seq = d->next_seq;
+	/* Report errors only when nothing could be listed: the next readdir
+	 * asks for that batch again, and fails if it fails again.  So a
+	 * listing that waited out a node that does not answer fails, unless
+	 * the cluster dropped that node before the reader asked again: then
+	 * the remaining masters list it all (docs/cluster.md, "Sets and
+	 * listings"). */
+	if (rc != 0 && sent > 0)
 		rc = 0;
-	}
 	if (rc == 0) {
 		stats_add(STAT_fuse_readdir_entries, sent);
 		fuse_reply_buf(req, buf, used);

@@ -18,8 +18,10 @@
         an overwrite or a delete: the master answered that the name was
         absent, so nothing was written or deleted), or indeterminate (any
         other failure, a timeout, or a "begin" without its "end": in AP a
-        failed write may still have been stored), whose end is then
-        infinity;
+        failed write may still have been stored); a timeout's or a missing
+        end is infinity, another failure ends when the client got it (a
+        copy of it run later than that, allowed in AP, would show as LOST
+        or RESURRECTED: none seen so far);
       * S is the latest start of an acknowledged operation on the name.
         The final state may be that of any acknowledged or indeterminate
         operation that had not ended when S came (so the last acknowledged

@@ -434,8 +434,14 @@ dir_read(fuse_req_t req, struct dir_handle *d, size_t size, off_t off, bool plus
 		sent++;
 		d->next_seq++;
 	}
+	/* Report errors only when nothing could be listed: the next readdir
+	 * asks for that batch again, and fails if it fails again.  So a
+	 * listing that waited out a node that does not answer fails, unless
+	 * the cluster dropped that node before the reader asked again: then
+	 * the remaining masters list it all (docs/cluster.md, "Sets and
+	 * listings"). */
 	if (rc != 0 && sent > 0)
-		rc = 0;  /* report errors only when nothing could be listed */
+		rc = 0;
 	if (rc == 0) {
 		stats_add(STAT_fuse_readdir_entries, sent);
 		fuse_reply_buf(req, buf, used);

@@ -1375,6 +1375,19 @@ handle_attr_locked(struct inode *ino, struct record_attr *out)
 	} else {
 		inode_key(ino, &k);
 		rc = txn_stat(ino->ns, &k, out);
+		/*
+		 * Deleted since the kernel looked the name up (through another
+		 * node, which this one is not told of), and no handle holds
+		 * it: as above.  The kernel checks a file's attributes before
+		 * it opens a name it holds (default_permissions), so ENOENT
+		 * here would fail an open(O_CREAT) of that name; with ESTALE
+		 * the kernel's lookup again finds no name and creates it (and
+		 * stat, open without O_CREAT, truncate, access and getxattr by
+		 * path still answer ENOENT).  A file open here keeps ENOENT:
+		 * an fstat is not retried.
+		 */
+		if (rc == -ENOENT && ino->handles == NULL)
+			return -ESTALE;
 		if (rc != 0)
 			return rc;
 	}

@@ -169,7 +169,9 @@ int handle_setattr(struct inode *ino, struct handle *h, struct txn_write *w,
     struct record_attr *out);
 
 /* Attributes of a record inode for getattr: from the engine, or what was
- * kept at unlink; size and mtime follow unsaved data.  Inode lock held. */
+ * kept at unlink; size and mtime follow unsaved data.  -ESTALE when the
+ * record is gone and no handle holds it (the kernel looks the name up
+ * again).  Inode lock held. */
 int handle_attr_locked(struct inode *ino, struct record_attr *out);
 /* Make listed or looked-up attributes follow unsaved data.  Inode lock held. */
 void handle_attr_adjust_locked(const struct inode *ino, struct record_attr *a);

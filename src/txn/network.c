@@ -298,9 +298,13 @@ txn_network_stop(struct txn_network *n)
 		clustering_stop(n->clustering);
 	if (n->heartbeat != NULL)
 		heartbeat_stop(n->heartbeat);
-	/* callers waiting on other nodes fail (-ESHUTDOWN), workers finish */
-	txn_migrate_destroy(n->migrate);
+	/* Migration's threads end first; its handlers may still be running
+	 * on rpc workers until rpc_stop has joined them (callers waiting on
+	 * other nodes fail -ESHUTDOWN, workers finish), so its state goes
+	 * only then (TSan saw a handler lock the destroyed mutex). */
+	txn_migrate_attach(n->migrate, NULL);
 	rpc_stop(n->rpc);
+	txn_migrate_destroy(n->migrate);
 	txn_sets_destroy(n->sets);
 	fabric_destroy(n->fabric);
 	rpc_destroy(n->rpc);

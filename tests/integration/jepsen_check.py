@@ -18,8 +18,10 @@
         an overwrite or a delete: the master answered that the name was
         absent, so nothing was written or deleted), or indeterminate (any
         other failure, a timeout, or a "begin" without its "end": in AP a
-        failed write may still have been stored), whose end is then
-        infinity;
+        failed write may still have been stored); a timeout's or a missing
+        end is infinity, another failure ends when the client got it (a
+        copy of it run later than that, allowed in AP, would show as LOST
+        or RESURRECTED: none seen so far);
       * S is the latest start of an acknowledged operation on the name.
         The final state may be that of any acknowledged or indeterminate
         operation that had not ended when S came (so the last acknowledged
@@ -37,7 +39,10 @@
         Proxy, can make a retried delete answer ENOENT too), BOGUS (a
         value no operation that may have taken effect wrote, content no
         client writes, or a read error), DIVERGED (nodes show different
-        states of a name, or a node's listing disagrees with its reads).
+        states of a name, or a node's listing disagrees with its reads),
+        CREATE-ENOENT (a write, whose open has O_CREAT, answered ENOENT:
+        the set directory exists, so a create never does; judged above as
+        indeterminate all the same).
 
       --split START_NS[,CUT_NS] END_NS A B, once per split (an isolated
       node, or one restarted or paused until it is back in the cluster, is
@@ -219,7 +224,8 @@ def read_view(spec):
 
 class Report:
     def __init__(self):
-        self.items = {"LOST": [], "RESURRECTED": [], "STALE": [], "BOGUS": [], "DIVERGED": []}
+        self.items = {"LOST": [], "RESURRECTED": [], "STALE": [], "BOGUS": [], "DIVERGED": [],
+                      "CREATE-ENOENT": []}
 
     def add(self, kind, name, text, ops):
         self.items[kind].append((name, text, ops))
@@ -366,6 +372,9 @@ def check(args):
                 who = ",".join(sorted(n for n in per_node if per_node[n] == st))
                 rep.add(bad[0], name, "%s (%s)" % (bad[1], who), bad[2])
         for x in lst:
+            if x.kind == "write" and x.outcome == "fail:ENOENT":
+                rep.add("CREATE-ENOENT", name, "a write (open with O_CREAT) answered ENOENT "
+                        "(via %s): the set exists, so a create never does" % x.node, [x])
             if x.no_effect:
                 bad = stale(x, lst)
                 if bad and split_excuses(splits, x, bad[1][:-1]):

@@ -7,8 +7,9 @@
 # time; then every fault is healed, the cluster of the live nodes must form
 # and finish its migrations, and the checker (jepsen_check.py) compares
 # what every node shows with the logs: no acknowledged write lost, no
-# deleted name back, no ENOENT for a name with an acknowledged write, the
-# same view on every node; and every record on RF nodes only.
+# deleted name back, no ENOENT for a name with an acknowledged write, no
+# create (open O_CREAT) answered ENOENT, the same view on every node; and
+# every record on RF nodes only.
 #
 # Settings (environment):
 #   JEPSEN_SCHEDULE  ci (default): 4 nodes on 127.0.0.1, SIGSTOP/SIGCONT

@@ -1,10 +1,10 @@
 #!/bin/bash
 # t_jepsen_checker: the fault-injection test's checker (jepsen_check.py) on
 # hand-made histories, no mount: every anomaly it knows (LOST, RESURRECTED,
-# STALE, DIVERGED, BOGUS) is found with the operations that decide it, histories
-# where concurrent or indeterminate operations win pass, and a split's
-# acknowledged writes replaced from the other side are reported as
-# SUPERSEDED without failing.  Each case is a few log lines in the format
+# STALE, DIVERGED, BOGUS, CREATE-ENOENT) is found with the operations that
+# decide it, histories where concurrent or indeterminate operations win
+# pass, and a split's acknowledged writes replaced from the other side are
+# reported as SUPERSEDED without failing.  Each case is a few log lines in the format
 # jepsen_client.c writes and one view per node.
 : "${top_srcdir:=$(cd "$(dirname "$0")/../.." && pwd)}"
 command -v python3 >/dev/null 2>&1 || { echo "SKIP: t_jepsen_checker needs python3"; exit 77; }
@@ -170,6 +170,17 @@ for n in n1 n2; do view $n "k000 value 9.9" "k001 value 1.2" "k002 bad 6a756e6b"
 expect "values nobody wrote, garbage and read errors are BOGUS" 1 "^BOGUS 4" \
 	"^BOGUS k000: shows value 9.9, which no operation" "^BOGUS k001: .*failed without effect" \
 	"^BOGUS k002: shows bad" "^BOGUS k003: shows error EIO"
+
+# ---- CREATE-ENOENT ---------------------------------------------------------------------
+new_case
+op 1 1 k000 write 1.1 0 10 ok
+op 2 1 k000 delete - 20 30 ok
+op 1 2 k000 write 1.2 40 41 fail:ENOENT      # open(O_CREAT) of a name deleted elsewhere
+op 2 2 k001 write 2.2 0 10 ok
+for n in n1 n2; do view $n "k000 absent" "k001 value 2.2"; done
+expect "a write (O_CREAT) answered ENOENT is CREATE-ENOENT" 1 "^CREATE-ENOENT 1" \
+	"^CREATE-ENOENT k000: a write \(open with O_CREAT\) answered ENOENT \(via n1\)" \
+	"c1#2 write 1.2 via n1" "^LOST 0" "RESULT 1 anomalies"
 
 # ---- split ----------------------------------------------------------------------------
 new_case

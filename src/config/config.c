@@ -124,7 +124,8 @@ static int check_chunk_size(const struct config_param *, const struct config_val
 	    .help = "Read-ahead window of the mount: the kernel reads this far ahead of a sequential " \
 	    "reader, in requests of up to 1 MiB (the kernel's own default is 128 KiB). Set at mount " \
 	    "time in /sys/class/bdi/MAJOR:MINOR/read_ahead_kb, which only root may write; " \
-	    "0 = leave the kernel's.") \
+	    "0 = leave the kernel's. Above 2M the requests in flight outrun the 4 chunks recfsd " \
+	    "keeps behind a large file's reader: some chunks are read twice.") \
 	ROW(recfs_config, attr_timeout, NULL, \
 	    .name = "attr-timeout", .section = CONFIG_FUSE, .type = CONFIG_DOUBLE, \
 	    .default_text = "1.0", .min = 0, .max = 3600, .unit = "s", \

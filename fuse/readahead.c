@@ -118,8 +118,8 @@ readahead_set(const char *mountpoint, uint64_t bytes)
 		rc = -errno;
 		if (fd >= 0)
 			close(fd);
-		log_info("fuse", "read-ahead: cannot write %s (%s: only root may); the kernel's %llu KiB "
-		    "stays, not fuse.read-ahead's %llu KiB", path, strerror(-rc),
+		log_info("fuse", "read-ahead: cannot write %s (%s; only root may write it): the kernel's "
+		    "%llu KiB stays instead of fuse.read-ahead's %llu KiB", path, strerror(-rc),
 		    (unsigned long long)(readahead_bytes() >> 10), (unsigned long long)(bytes >> 10));
 		return rc;
 	}

@@ -9,10 +9,25 @@
 #     of it cached) is about one FUSE read per MiB, and the kernel's requests
 #     in flight, answered in any order by the daemon's threads, still fetch
 #     each chunk once, nearly all of them ahead of the reader;
-#   - fuse.read-ahead: 2M gives 2048; 0 leaves the kernel's 128.
+#   - fuse.read-ahead: 2M gives 2048; 0 leaves the kernel's 128;
+#   - where the write is refused (as for a user other than root; here /sys
+#     read-only in a mount namespace of the test's own), the mount comes up
+#     all the same with the kernel's 128 KiB, and the log says why.
 . "${top_srcdir:-$(dirname "$0")/../..}/tests/integration/lib.sh"
 
 [ "$(id -u)" -eq 0 ] || { echo "SKIP: $ITEST_NAME: only root may set a mount's read_ahead_kb"; exit 77; }
+
+if [ "${1:-}" = --sys-read-only ]; then
+	# Run by the end of this test inside `unshare -m` with /sys read-only.
+	mount_default
+	check_eq "refused: read_ahead_kb stays the kernel's" \
+		"$(cat "/sys/class/bdi/$(mountpoint -d "$MNT")/read_ahead_kb")" 128
+	check_eq "refused: fuse_read_ahead_bytes says so" "$(node_value fuse_read_ahead_bytes)" $((128 << 10))
+	check_eq "refused: logged once" "$(grep -c 'read-ahead: cannot write /sys/class/bdi/.*the kernel.s 128 KiB stays' "$LOG")" 1
+	echo data >"$MNT/test/f" && check_eq "refused: the mount serves" "$(run cat "$MNT/test/f")" data
+	stop_daemon || bad "clean shutdown"
+	finish
+fi
 
 DAT=$T/test.dat
 L=$T/local
@@ -62,4 +77,13 @@ check_eq "fuse.read-ahead: 0 leaves the kernel's 128 KiB" "$(ra_kb)" 128
 check_eq "fuse_read_ahead_bytes with 0" "$(node_value fuse_read_ahead_bytes)" $((128 << 10))
 check_eq "/.info/config shows it" "$(run cat "$MNT/.info/config/fuse/read-ahead")" 0
 stop_daemon || bad "clean shutdown"
+
+if command -v unshare >/dev/null 2>&1; then
+	# A bind remount changes this namespace's view of /sys only.
+	expect_ok "a daemon that may not write read_ahead_kb mounts all the same (/sys read-only)" \
+		timeout 60 unshare -m --propagation private sh -c \
+		'mount -o remount,bind,ro /sys && exec bash "$0" --sys-read-only' "$0"
+else
+	bad "unshare(1) missing: the refused write is not checked"
+fi
 finish

@@ -8,7 +8,8 @@
  * commit (each a whole chunk buffer, zero past the file's end), the two
  * clean chunks read last (sequential reads fetch each chunk once, and a
  * read spanning two chunks is replied to from both), and up to 4 MiB of
- * chunks fetched ahead of a sequential reader by background threads.  A
+ * chunks fetched ahead of a sequential reader by background threads (kept
+ * until the reader is 4 chunks past them).  A
  * write touches only the chunks it covers; a read fetches the chunks it
  * covers.  Dirty chunks are bounded per file (CHUNKFILE_DIRTY_FILE_BYTES)
  * and per daemon (CHUNKFILE_DIRTY_BYTES_MAX): past either bound the file

@@ -47,6 +47,7 @@
 #include "handle.h"
 #include "info.h"
 #include "inode.h"
+#include "readahead.h"
 #include "stats.h"
 
 /* Dense ids of the sections this file fills itself. */
@@ -273,6 +274,7 @@ section_values(enum stat_section s, struct info_values *out)
 		out->v[STAT_fuse_inodes] = inode_count();
 		out->v[STAT_fuse_open_handles] = handle_count();
 		out->v[STAT_fuse_dirty_chunk_bytes] = chunkfile_dirty_bytes();
+		out->v[STAT_fuse_read_ahead_bytes] = readahead_bytes();
 		break;
 	case STAT_SECTION_FABRIC:
 		txn_node_fabric_values(recfsd.node, out->v);

@@ -242,7 +242,9 @@ ops_init(void *userdata, struct fuse_conn_info *conn)
 	/* Large writes and reads: a large file's chunk takes one or two
 	 * requests, not 256 (libfuse caps these at what the kernel allows). */
 	conn->max_write = 1u << 20;
-	conn->max_readahead = 1u << 20;
+	/* The kernel keeps the least of this and its device's read_ahead_kb,
+	 * which main sets to fuse.read-ahead (readahead.c). */
+	conn->max_readahead = recfsd.cfg->read_ahead > 0 ? (unsigned)recfsd.cfg->read_ahead : 1u << 20;
 	log_info("fuse", "session started: protocol %u.%u, max_write %u, max_readahead %u",
 	    conn->proto_major, conn->proto_minor, conn->max_write, conn->max_readahead);
 }

@@ -55,6 +55,7 @@
 #include "inode.h"
 #include "notify.h"
 #include "ops.h"
+#include "readahead.h"
 #include "workdir.h"
 
 struct recfsd recfsd;
@@ -635,6 +636,8 @@ main(int argc, char *argv[])
 		goto out_signals;
 	}
 	atomic_store_release(&recfsd.se, se);
+	/* Before the session loop answers INIT (readahead.c says why). */
+	(void)readahead_set(fo.mountpoint, cfg->read_ahead);
 	if ((rc = handle_timer_start()) != 0) {
 		log_error("recfsd", "cannot start the flush-max-ms timer for open files: %s", strerror(-rc));
 		fprintf(stderr, "recfsd: cannot start a thread: %s\n", strerror(-rc));

@@ -21,7 +21,11 @@
  * Rows: large.write, large.fio_write, large.write_ratio (judged),
  * large.read, large.fio_read, large.read_ratio (judged), large.rss (the
  * daemon's peak RSS, VmHWM, informational; its RSS before the write in the
- * note).
+ * note), and the counted work of the read, which other load on the
+ * machine hardly moves (informational): large.read_cpu (the daemon's CPU
+ * time per MiB read, /proc/PID/stat) and large.read_requests (FUSE read
+ * requests per MiB, fuse_read of .info/statistics; the read-ahead window
+ * in the note).
  *
  * Teardown, also on errors and SIGINT: unmount, reap the daemon by pid,
  * remove the storage and fio files and the storage dir.
@@ -277,8 +281,8 @@ bench_large(struct bench_ctx *ctx, const struct bench_def *def)
 {
 	struct bench_large_state *st = ctx->large;
 	char err[BENCH_ERR_MAX] = "";
-	double ws = 0, rs = 0, fw = 0, fr = 0, fw2[2] = { 0, 0 }, fr2[2] = { 0, 0 };
-	uint64_t size = lg_bytes(ctx), rss0, hwm;
+	double ws = 0, rs = 0, fw = 0, fr = 0, fw2[2] = { 0, 0 }, fr2[2] = { 0, 0 }, cpu0, cpu1;
+	uint64_t size = lg_bytes(ctx), rss0, hwm, req0 = 0, req1 = 0, ra = 0;
 	struct bench_row *row;
 	int rc;
 
@@ -315,8 +319,17 @@ bench_large(struct bench_ctx *ctx, const struct bench_def *def)
 	    (rc = lg_fio(ctx, st, false, &fr2[0], err)) != 0))
 		goto error;
 	bench_progress("large: reading it back");
+	cpu0 = bench_process_cpu_s(st->d.pid);
+	if ((rc = bench_info_u64(st->d.mnt, "statistics", "fuse_read", &req0)) != 0)
+		goto error;
 	if ((rc = lg_pass(ctx, st, false, &rs, err)) != 0)
 		goto error;
+	cpu1 = bench_process_cpu_s(st->d.pid);
+	if ((rc = bench_info_u64(st->d.mnt, "statistics", "fuse_read", &req1)) != 0)
+		goto error;
+	/* A recfsd before fuse.read-ahead has no such statistic: "?" */
+	if (bench_info_u64(st->d.mnt, "statistics", "fuse_read_ahead_bytes", &ra) != 0)
+		ra = 0;
 	hwm = lg_proc_kib(st->d.pid, "VmHWM");
 	if (st->fio[0]) {
 		if ((rc = lg_fio(ctx, st, false, &fr2[1], err)) != 0)
@@ -337,6 +350,22 @@ bench_large(struct bench_ctx *ctx, const struct bench_def *def)
 		    fr2[0] / 1e6, fr2[1] / 1e6);
 	lg_ratio_row(ctx, "read_ratio", "large file read / fio read", rs > 0 ? (double)size / rs : 0, fr,
 	    TARGET_LARGE_READ, 0.7);
+	if ((row = bench_row_add(ctx, "read_cpu", "recfsd CPU per MiB read")) != NULL) {
+		row->unit = "ms/MiB";
+		row->value = cpu0 >= 0 && cpu1 >= cpu0 ? (cpu1 - cpu0) * 1e3 / (double)(size >> 20) : 0;
+		row->mb_per_s = -1;
+		snprintf(row->note, sizeof(row->note), "user + system time of the daemon, all threads");
+	}
+	if ((row = bench_row_add(ctx, "read_requests", "FUSE read requests per MiB read")) != NULL) {
+		row->unit = "req/MiB";
+		row->value = (double)(req1 - req0) / (double)(size >> 20);
+		row->mb_per_s = -1;
+		if (ra > 0)
+			snprintf(row->note, sizeof(row->note), "read-ahead window %llu KiB (fuse_read_ahead_bytes)",
+			    (unsigned long long)(ra >> 10));
+		else
+			snprintf(row->note, sizeof(row->note), "read-ahead window ? (no fuse_read_ahead_bytes)");
+	}
 	if ((row = bench_row_add(ctx, "rss", "recfsd peak RSS (VmHWM)")) != NULL) {
 		row->unit = "MB";
 		row->value = (double)hwm / 1e6;

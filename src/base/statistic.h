@@ -157,6 +157,8 @@
 	    "Memory held by dirty chunks of large files open for writing (bounded: a file past 8 MiB of dirty chunks, or any writer past 64 MiB in all, commits).") \
 	X(fuse_chunk_prefetches, COUNTER, "chunks", 0, \
 	    "Chunks of large files fetched ahead of a sequential reader, in the background, and then used by it.") \
+	X(fuse_read_ahead_bytes, GAUGE, "bytes", 0, \
+	    "Read-ahead window of the mount as the kernel applies it (its read_ahead_kb in /sys/class/bdi; fuse.read-ahead sets it when recfsd runs as root), 0 if unknown.") \
 	X(fuse_readdir_entries, COUNTER, "entries", 0, "Directory entries returned by listings.") \
 	X(fuse_not_found, COUNTER, "requests", 0, "Requests answered ENOENT or ENODATA.") \
 	X(fuse_errors, COUNTER, "requests", 0, "Requests answered with any other error.") \

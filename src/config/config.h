@@ -116,6 +116,7 @@ struct recfs_config {
 	char log_level[16];               /* error|warn|info|debug; dynamic */
 	/* fuse */
 	uint32_t fuse_threads;
+	uint64_t read_ahead;              /* bytes, 0 = the kernel's */
 	double attr_timeout;
 	double entry_timeout;
 	uint32_t file_mode;

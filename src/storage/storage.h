@@ -277,6 +277,10 @@ int storage_pversion_drop(struct storage *st, uint32_t pid, uint64_t drop_ms);
  * range (nothing stored), else as storage_pversions_store. */
 int storage_pversions_drop(struct storage *st, const uint32_t *pids, unsigned n, uint64_t drop_ms);
 
+/* Into a buffer aligned to STORAGE_READ_ALIGN, a record the device engine
+ * stores at an aligned offset (a large file's chunk starts its write
+ * block) is read straight into it, with no bounce buffer and copy. */
+#define STORAGE_READ_ALIGN 4096
 static inline int storage_read(struct storage *st, storage_loc loc, uint8_t *buf)
 { return st->ops->read(st, loc, buf); }
 static inline void storage_free(struct storage *st, storage_loc loc)

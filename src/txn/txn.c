@@ -484,7 +484,14 @@ entry_load(struct namespace *ns, const struct index_entry *e, struct record *r, 
 		*buf = NULL;
 		return RECFS_ECHECKSUM;
 	}
-	*buf = malloc(size);
+	/* A large record (a chunk) aligned: the device engine reads it
+	 * straight into the buffer (storage.h, STORAGE_READ_ALIGN). */
+	if (size >= 64 * 1024) {
+		if (posix_memalign((void **)buf, STORAGE_READ_ALIGN, size) != 0)
+			*buf = NULL;
+	} else {
+		*buf = malloc(size);
+	}
 	if (*buf == NULL)
 		return -ENOMEM;
 	/* storage_read verified the checksum; decoding need not again. */

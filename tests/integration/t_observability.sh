@@ -260,8 +260,9 @@ moved="" still=""
 for c in $(stat_names FUSE); do
 	# fuse_timed_stores needs a file kept open for flush-max-ms: t_handles.
 	# fuse_dirty_chunk_bytes: a gauge that is 0 again once the large file is closed.
+	# fuse_read_ahead_bytes: a setting of the mount, not a count (t_large_readahead).
 	case $c in fuse_inodes | fuse_open_handles | fuse_put_failures | fuse_timed_stores | \
-		fuse_dirty_chunk_bytes) continue ;; esac
+		fuse_dirty_chunk_bytes | fuse_read_ahead_bytes) continue ;; esac
 	if [ "$(node_value "$c")" -gt "${F0[$c]}" ]; then moved="$moved $c"; else still="$still $c"; fi
 done
 # fuse_readdir: the kernel asks for plain readdir only for the later pages of

@@ -585,7 +585,7 @@ read_record(const struct txn_target *t, struct txn_record *out, bool nowait)
 		goto count;
 	if (!nowait)
 		index_record_lock(ns->index, d);
-	else if (pthread_mutex_trylock(index_record_lock_of(ns->index, d)) != 0)
+	else if (!index_record_trylock(ns->index, d))
 		return -EWOULDBLOCK;
 	e = entry_get(ns, set_id, d);
 	if (nowait && e != NULL && storage_loc_size(e->loc) > TXN_INLINE_MAX) {
@@ -1990,7 +1990,7 @@ txn_dup_copy(struct namespace *ns, const struct txn_key *k, bool nowait, uint8_t
 		return rc;
 	if (!nowait)
 		index_record_lock(ns->index, &t.digest);
-	else if (pthread_mutex_trylock(index_record_lock_of(ns->index, &t.digest)) != 0)
+	else if (!index_record_trylock(ns->index, &t.digest))
 		return -EWOULDBLOCK;
 	e = entry_get(ns, set_id, &t.digest);
 	if (e == NULL || e->damaged || e->set_marker) {

@@ -22,7 +22,7 @@
  *     mastered and its replica write to it fail fast (proxy_failed,
  *     replica_writes_failed), wait for the table without it, and succeed;
  *   - a node without a cluster yet (an orphan) makes an operation wait for
- *     one, up to transaction-max-ms, then EIO;
+ *     one, up to transaction-max-ms, then EIO, logged with that reason;
  *   - on device files a delete leaves a tombstone on both replicas;
  *   - on memory storage in a cluster a delete leaves a tombstone on both
  *     replicas too, which the tomb raider reclaims only once it is
@@ -57,6 +57,7 @@
 #include <unistd.h>
 
 #include "base/clock.h"
+#include "base/log.h"
 #include "cluster/partition.h"
 #include "cluster/rpc.h"
 #include "fabric/fabric.h"
@@ -1296,7 +1297,11 @@ test_orphan_waits_for_a_cluster(void **state)
 	struct tnode c, d;
 	struct record_attr a;
 	struct txn_key k = key_of("orphan");
-	uint64_t t0;
+	uint64_t t0, elapsed;
+	char log_path[64], line[512];
+	bool found = false;
+	FILE *f;
+	int rc;
 
 	(void)state;
 	memset(&c, 0, sizeof(c));
@@ -1308,9 +1313,27 @@ test_orphan_waits_for_a_cluster(void **state)
 	assert_true(clock_mono_ns() - t0 > 100000000ull);   /* it did wait */
 	assert_int_equal(cluster_size(&c), 1);
 	tnode_up_tmax(&d, 0xd4, free_port(), free_port(), 50);
+	/* the EIO is logged with its reason */
+	snprintf(log_path, sizeof(log_path), "/tmp/test_data_path.%d.log", (int)getpid());
+	unlink(log_path);
+	txn_eio_log_reset();
+	assert_int_equal(log_open(log_path, LOG_LEVEL_INFO), 0);
 	t0 = clock_mono_ns();
-	assert_int_equal(put(&d, "orphan", "too early"), -EIO);
-	assert_true(clock_mono_ns() - t0 < 400000000ull);
+	rc = put(&d, "orphan", "too early");
+	elapsed = clock_mono_ns() - t0;
+	log_close();
+	assert_int_equal(log_open("stderr", LOG_LEVEL_INFO), 0);
+	assert_int_equal(rc, -EIO);
+	assert_true(elapsed < 400000000ull);
+	f = fopen(log_path, "r");
+	assert_non_null(f);
+	while (fgets(line, sizeof(line), f) != NULL)
+		found = found || (strstr(line, "WARN txn: {test} an operation on partition") != NULL &&
+		    strstr(line, "failed (EIO): this node is in no cluster (an orphan) and joined none "
+		    "within transaction-max-ms (50 ms)") != NULL);
+	fclose(f);
+	unlink(log_path);
+	assert_true(found);
 	tnode_net_down(&d);   /* alone again: serves everything itself */
 	assert_int_equal(txn_stat(d.ns, &k, &a), -ENOENT);
 	tnode_down(&c);

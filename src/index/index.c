@@ -268,8 +268,8 @@ index_record_trylock(struct index *ix, const struct digest *d)
 	struct index_record_stripe *s = index_record_lock_of(ix, d);
 	bool busy;
 
-	if (pthread_mutex_trylock(&s->mutex) != 0)
-		return false;
+	/* the mutex is held only for a list change: worth waiting for */
+	pthread_mutex_lock(&s->mutex);
 	busy = stripe_busy_locked(s, d);
 	if (!busy)
 		s->held[s->n_held++] = *d;

@@ -35,7 +35,9 @@ extern enum log_level log_current_level;
 
 #define log_error(mod, ...) log_msg(LOG_LEVEL_ERROR, mod, __VA_ARGS__)
 #define log_warn(mod, ...)  log_msg(LOG_LEVEL_WARN, mod, __VA_ARGS__)
-#define log_info(mod, ...)  do { if (log_current_level >= LOG_LEVEL_INFO) log_msg(LOG_LEVEL_INFO, mod, __VA_ARGS__); } while (0)
-#define log_debug(mod, ...) do { if (log_current_level >= LOG_LEVEL_DEBUG) log_msg(LOG_LEVEL_DEBUG, mod, __VA_ARGS__); } while (0)
+/* log_set_level may run beside them (an atomic store): an atomic load */
+#define log_level_now() __atomic_load_n(&log_current_level, __ATOMIC_RELAXED)
+#define log_info(mod, ...)  do { if (log_level_now() >= LOG_LEVEL_INFO) log_msg(LOG_LEVEL_INFO, mod, __VA_ARGS__); } while (0)
+#define log_debug(mod, ...) do { if (log_level_now() >= LOG_LEVEL_DEBUG) log_msg(LOG_LEVEL_DEBUG, mod, __VA_ARGS__); } while (0)
 
 #endif

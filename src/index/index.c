@@ -183,8 +183,10 @@ index_create(struct index **out)
 		return -ENOMEM;
 	for (size_t i = 0; i < PARTITION_COUNT; i++)
 		pthread_rwlock_init(&ix->partitions[i].lock, NULL);
-	for (size_t i = 0; i < INDEX_RECORD_LOCKS; i++)
-		pthread_mutex_init(&ix->record_locks[i], NULL);
+	for (size_t i = 0; i < INDEX_RECORD_LOCKS; i++) {
+		pthread_mutex_init(&ix->record_locks[i].mutex, NULL);
+		pthread_cond_init(&ix->record_locks[i].cond, NULL);
+	}
 	ix->slab = index_slab_create();
 	if (ix->slab == NULL || index_extra_create(&ix->extra) != 0 ||
 	    index_dirs_create(&ix->dirs) != 0) {
@@ -223,50 +225,98 @@ index_destroy(struct index *ix, void (*fn)(void *arg, struct index_entry *e), vo
 			tree_destroy(ix, atomic_load_relaxed(&ix->partitions[i].sprigs[s]), fn, arg);
 		pthread_rwlock_destroy(&ix->partitions[i].lock);
 	}
-	for (size_t i = 0; i < INDEX_RECORD_LOCKS; i++)
-		pthread_mutex_destroy(&ix->record_locks[i]);
+	for (size_t i = 0; i < INDEX_RECORD_LOCKS; i++) {
+		pthread_mutex_destroy(&ix->record_locks[i].mutex);
+		pthread_cond_destroy(&ix->record_locks[i].cond);
+	}
 	index_slab_destroy(ix->slab);
 	index_extra_destroy(ix->extra);
 	index_dirs_destroy(ix->dirs);
 	free(ix);
 }
 
+/* s->mutex held: d is locked by someone, or no slot is free for it. */
+static bool
+stripe_busy_locked(const struct index_record_stripe *s, const struct digest *d)
+{
+	if (s->n_held == INDEX_RECORD_LOCK_SLOTS)
+		return true;
+	for (uint32_t i = 0; i < s->n_held; i++)
+		if (memcmp(s->held[i].bytes, d->bytes, DIGEST_SIZE) == 0)
+			return true;
+	return false;
+}
+
 void
 index_record_lock(struct index *ix, const struct digest *d)
 {
-	pthread_mutex_lock(index_record_lock_of(ix, d));
+	struct index_record_stripe *s = index_record_lock_of(ix, d);
+
+	pthread_mutex_lock(&s->mutex);
+	while (stripe_busy_locked(s, d)) {
+		s->n_waiting++;
+		pthread_cond_wait(&s->cond, &s->mutex);
+		s->n_waiting--;
+	}
+	s->held[s->n_held++] = *d;
+	pthread_mutex_unlock(&s->mutex);
+}
+
+bool
+index_record_trylock(struct index *ix, const struct digest *d)
+{
+	struct index_record_stripe *s = index_record_lock_of(ix, d);
+	bool busy;
+
+	/* the mutex is held only for a list change: worth waiting for */
+	pthread_mutex_lock(&s->mutex);
+	busy = stripe_busy_locked(s, d);
+	if (!busy)
+		s->held[s->n_held++] = *d;
+	pthread_mutex_unlock(&s->mutex);
+	return !busy;
 }
 
 void
 index_record_unlock(struct index *ix, const struct digest *d)
 {
-	pthread_mutex_unlock(index_record_lock_of(ix, d));
+	struct index_record_stripe *s = index_record_lock_of(ix, d);
+
+	pthread_mutex_lock(&s->mutex);
+	for (uint32_t i = 0; i < s->n_held; i++) {
+		if (memcmp(s->held[i].bytes, d->bytes, DIGEST_SIZE) == 0) {
+			s->held[i] = s->held[--s->n_held];
+			break;
+		}
+	}
+	/* waiters of different digests share the stripe's condition */
+	if (s->n_waiting > 0)
+		pthread_cond_broadcast(&s->cond);
+	pthread_mutex_unlock(&s->mutex);
 }
 
 void
 index_record_lock_pair(struct index *ix, const struct digest *a, const struct digest *b)
 {
-	pthread_mutex_t *la = index_record_lock_of(ix, a), *lb = index_record_lock_of(ix, b);
+	int c = memcmp(a->bytes, b->bytes, DIGEST_SIZE);
 
-	if (la == lb) {
-		pthread_mutex_lock(la);
-	} else if (la < lb) {
-		pthread_mutex_lock(la);
-		pthread_mutex_lock(lb);
+	if (c == 0) {
+		index_record_lock(ix, a);
+	} else if (c < 0) {
+		index_record_lock(ix, a);
+		index_record_lock(ix, b);
 	} else {
-		pthread_mutex_lock(lb);
-		pthread_mutex_lock(la);
+		index_record_lock(ix, b);
+		index_record_lock(ix, a);
 	}
 }
 
 void
 index_record_unlock_pair(struct index *ix, const struct digest *a, const struct digest *b)
 {
-	pthread_mutex_t *la = index_record_lock_of(ix, a), *lb = index_record_lock_of(ix, b);
-
-	pthread_mutex_unlock(la);
-	if (lb != la)
-		pthread_mutex_unlock(lb);
+	index_record_unlock(ix, a);
+	if (memcmp(a->bytes, b->bytes, DIGEST_SIZE) != 0)
+		index_record_unlock(ix, b);
 }
 
 struct index_entry *

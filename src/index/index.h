@@ -90,7 +90,8 @@ static inline uint32_t index_entry_mode(const struct index_entry *e)
 	return (uint32_t)e->mode | (e->mode_type == INDEX_TYPE_DIR ? RECORD_MODE_DIR :
 	    e->mode_type == INDEX_TYPE_LINK ? RECORD_MODE_LINK : 0);
 }
-#define INDEX_RECORD_LOCKS 16384
+#define INDEX_RECORD_LOCKS 4096
+#define INDEX_RECORD_LOCK_SLOTS 4   /* records held at once per stripe */
 #define INDEX_SPRIGS 64         /* trees per partition, by digest byte 2 */
 
 struct index_slab;
@@ -115,9 +116,26 @@ static inline unsigned index_sprig_of(const struct digest *d)
 	return d->bytes[2] % INDEX_SPRIGS;
 }
 
+/*
+ * Record locks: a record is locked by its exact digest.  A stripe's mutex
+ * is held only while its list of locked digests changes, never while a
+ * record is locked, so a holder that waits for another node (a master
+ * waiting for its replicas) holds up only operations on the same record:
+ * with the mutex itself as the record lock, two masters each waiting for
+ * a replica write at the other, of another record in the same stripe,
+ * waited for each other until their deadline (EIO).  A stripe whose slots
+ * are all taken makes one more record wait as a busy mutex did.
+ */
+struct index_record_stripe {
+	pthread_mutex_t mutex;
+	pthread_cond_t cond;                 /* a digest of this stripe was unlocked */
+	uint32_t n_held, n_waiting;
+	struct digest held[INDEX_RECORD_LOCK_SLOTS];
+};
+
 struct index {
 	struct index_partition partitions[PARTITION_COUNT];
-	pthread_mutex_t record_locks[INDEX_RECORD_LOCKS];
+	struct index_record_stripe record_locks[INDEX_RECORD_LOCKS];
 	struct index_slab *slab;
 	struct index_extra_table *extra;     /* index_extra.c */
 	struct index_dirs *dirs;             /* index_dir.c */
@@ -127,14 +145,17 @@ int index_create(struct index **out);
 /* Calls fn on every entry (may be NULL), then frees everything. */
 void index_destroy(struct index *ix, void (*fn)(void *arg, struct index_entry *e), void *arg);
 
-static inline pthread_mutex_t *index_record_lock_of(struct index *ix, const struct digest *d)
+static inline struct index_record_stripe *index_record_lock_of(struct index *ix,
+    const struct digest *d)
 {
 	uint32_t h = (uint32_t)d->bytes[4] | ((uint32_t)d->bytes[5] << 8);
 	return &ix->record_locks[h & (INDEX_RECORD_LOCKS - 1)];
 }
 void index_record_lock(struct index *ix, const struct digest *d);
+/* Lock d unless another thread holds it (or its stripe is full): false. */
+bool index_record_trylock(struct index *ix, const struct digest *d);
 void index_record_unlock(struct index *ix, const struct digest *d);
-/* Lock two records in a fixed order (same stripe locked once). */
+/* Lock two records in a fixed order (the same digest locked once). */
 void index_record_lock_pair(struct index *ix, const struct digest *a, const struct digest *b);
 void index_record_unlock_pair(struct index *ix, const struct digest *a, const struct digest *b);
 

@@ -273,7 +273,7 @@ apply_flat(struct namespace *ns, const uint8_t *flat, uint32_t size, bool durabl
 	p = index_partition_of(ns->index, &r.digest);
 	if (!nowait) {
 		index_record_lock(ns->index, &r.digest);
-	} else if (pthread_mutex_trylock(index_record_lock_of(ns->index, &r.digest)) != 0) {
+	} else if (!index_record_trylock(ns->index, &r.digest)) {
 		rc = -EWOULDBLOCK;
 		goto out;
 	}

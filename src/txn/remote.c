@@ -25,6 +25,7 @@
  * find a worker.
  */
 #include <errno.h>
+#include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -184,6 +185,8 @@ txn_remote_proxy(struct txn_remote *rm, uint64_t master, const struct txn_target
 
 		if (left == 0) {
 			STAT(rm, proxy_timed_out);
+			txn_eio_log(t->ns, t->partition, "master %016" PRIx64 " stayed busy for "
+			    "transaction-max-ms (%u ms)", master, txn_remote_deadline_ms(rm));
 			rc = -EIO;
 			break;
 		}
@@ -199,12 +202,16 @@ txn_remote_proxy(struct txn_remote *rm, uint64_t master, const struct txn_target
 		}
 		if (rc == -ETIMEDOUT) {
 			STAT(rm, proxy_timed_out);
+			txn_eio_log(t->ns, t->partition, "master %016" PRIx64 " did not answer within "
+			    "transaction-max-ms (%u ms)", master, txn_remote_deadline_ms(rm));
 			rc = -EIO;
 		} else if (rc == -EHOSTDOWN || rc == -EHOSTUNREACH) {
 			STAT(rm, proxy_failed);
 			rc = -EHOSTDOWN;
 		} else if (rc != 0) {
 			STAT(rm, proxy_failed);
+			txn_eio_log(t->ns, t->partition, "the call to master %016" PRIx64 " failed: %s",
+			    master, strerror(-rc));
 			rc = -EIO;
 		} else if (ans.err == TXN_ENOTMASTER) {
 			STAT(rm, proxy_rerouted);
@@ -218,6 +225,8 @@ txn_remote_proxy(struct txn_remote *rm, uint64_t master, const struct txn_target
 			rc = ans.err;
 			if (txn_proxy_ans_decode(ans.body, ans.len, &has_attr, &attr, &rec, &rec_len) != 0) {
 				STAT(rm, proxy_failed);
+				txn_eio_log(t->ns, t->partition, "master %016" PRIx64 " sent an answer that "
+				    "does not decode", master);
 				rc = -EIO;
 			} else if (rc == 0 && op->kind == TXN_OP_READ) {
 				if (rec == NULL || !has_attr) {

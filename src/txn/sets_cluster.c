@@ -626,6 +626,7 @@ txn_sets_list(struct txn_sets *s, struct namespace *ns, const char *set, size_t 
 			    txn_remote_deadline_ms(rm) : RPC_DEADLINE_DEFAULT_MS) * 1000000);
 		}
 		if (txn_partition_get(ns, p, &tp) != 0 || tp.master == 0) {
+			txn_eio_log(ns, p, "listing: no working master for it within transaction-max-ms");
 			rc = -EIO;
 			goto out;
 		}
@@ -740,6 +741,8 @@ txn_sets_list(struct txn_sets *s, struct namespace *ns, const char *set, size_t 
 		/* An entry outside what that node was asked for, or out of
 		 * order: the page cannot be trusted. */
 		if (bp < last_part || bp < cur->partition || !list_msg_mask_has(st[best].mask, bp)) {
+			txn_eio_log(ns, bp, "listing: node %016llx sent an entry it was not asked for or "
+			    "out of order", (unsigned long long)st[best].node);
 			rc = -EIO;
 			goto out;
 		}
@@ -759,8 +762,10 @@ txn_sets_list(struct txn_sets *s, struct namespace *ns, const char *set, size_t 
 	}
 	if (all_done)
 		cur->done = true;
-	else if (n == 0)
-		rc = -EIO;   /* a node said "more" and sent nothing */
+	else if (n == 0) {
+		txn_eio_log(ns, cur->partition, "listing: a node said \"more\" and sent nothing");
+		rc = -EIO;
+	}
 out:
 	if (group)
 		(void)rpc_group_wait(&g);

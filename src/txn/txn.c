@@ -31,6 +31,8 @@
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -592,7 +594,7 @@ read_record(const struct txn_target *t, struct txn_record *out, bool nowait)
 		goto count;
 	if (!nowait)
 		index_record_lock(ns->index, d);
-	else if (pthread_mutex_trylock(index_record_lock_of(ns->index, d)) != 0)
+	else if (!index_record_trylock(ns->index, d))
 		return -EWOULDBLOCK;
 	e = entry_get(ns, set_id, d);
 	if (nowait && e != NULL && storage_loc_size(e->loc) > TXN_INLINE_MAX) {
@@ -1955,6 +1957,8 @@ dup_resolve(const struct txn_target *t)
 
 		if (rc != 0) {
 			NS_COUNT_ADD(t->ns, dup_res_failed, 1);
+			txn_eio_log(t->ns, t->partition, "duplicate resolution: holder %016" PRIx64
+			    " did not answer within transaction-max-ms", ids[i]);
 			return -EIO;
 		}
 		if (flat == NULL)
@@ -1997,7 +2001,7 @@ txn_dup_copy(struct namespace *ns, const struct txn_key *k, bool nowait, uint8_t
 		return rc;
 	if (!nowait)
 		index_record_lock(ns->index, &t.digest);
-	else if (pthread_mutex_trylock(index_record_lock_of(ns->index, &t.digest)) != 0)
+	else if (!index_record_trylock(ns->index, &t.digest))
 		return -EWOULDBLOCK;
 	e = entry_get(ns, set_id, &t.digest);
 	if (e == NULL || e->damaged || e->set_marker) {
@@ -2199,6 +2203,59 @@ rename_across_steps(const struct txn_target *tf, const struct txn_op *op, struct
 	return rc;
 }
 
+static uint64_t eio_log_last_ns;      /* atomic: the last line's time */
+static uint64_t eio_log_left_out;     /* atomic: lines not written since */
+
+void
+txn_eio_log(const struct namespace *ns, uint32_t pid, const char *fmt, ...)
+{
+	uint64_t now = clock_mono_ns(), last = atomic_load_relaxed(&eio_log_last_ns), n;
+	char why[256];
+	va_list ap;
+
+	if ((last != 0 && now - last < 1000000000ull) ||
+	    !__atomic_compare_exchange_n(&eio_log_last_ns, &last, now, false, __ATOMIC_RELAXED,
+	    __ATOMIC_RELAXED)) {
+		atomic_inc(&eio_log_left_out);
+		return;
+	}
+	n = __atomic_exchange_n(&eio_log_left_out, 0, __ATOMIC_RELAXED);
+	va_start(ap, fmt);
+	vsnprintf(why, sizeof(why), fmt, ap);
+	va_end(ap);
+	if (n > 0)
+		log_warn("txn", "{%s} an operation on partition %u failed (EIO): %s (and %" PRIu64
+		    " more such failures in the last second, not logged)", ns->name, pid, why, n);
+	else
+		log_warn("txn", "{%s} an operation on partition %u failed (EIO): %s", ns->name, pid, why);
+}
+
+void
+txn_eio_log_reset(void)
+{
+	atomic_store_relaxed(&eio_log_last_ns, 0);
+}
+
+/* Why txn_route found no master for t (it waited transaction-max-ms). */
+static void
+eio_log_unrouted(const struct txn_target *t, uint32_t ms)
+{
+	struct partition_rsv r;
+	uint64_t key, master;
+
+	partition_reserve(txn_namespace_of(t->ns)->partitions, t->partition, &r);
+	key = r.cluster_key;
+	master = r.master;
+	partition_release(&r);
+	if (key == 0)
+		txn_eio_log(t->ns, t->partition, "this node is in no cluster (an orphan) and joined none "
+		    "within transaction-max-ms (%u ms)", ms);
+	else
+		txn_eio_log(t->ns, t->partition, "no working master for it in the table of cluster key "
+		    "%016" PRIx64 " within transaction-max-ms (%u ms)%s", key, ms,
+		    master != 0 ? "; one is named now" : "");
+}
+
 /*
  * The one dispatch point: ask txn_route() where t runs (a rename: both
  * names), then run the local body or send the operation to the master
@@ -2251,17 +2308,33 @@ dispatch(const struct txn_target *t, const struct txn_op *op)
 		}
 		partition_release(&rsv);
 		partition_release(&rsv_to);
-		if (route == TXN_ROUTE_UNAVAILABLE && rc != 0)
+		if (route == TXN_ROUTE_UNAVAILABLE && rc != 0) {
 			count_unrouted(t->ns, op->kind, rc);
+			if (rc == -EIO && rm != NULL)
+				eio_log_unrouted(t, txn_remote_deadline_ms(rm));
+		}
 		if (rc != TXN_ENOTMASTER && rc != -EHOSTDOWN)
 			return rc;
-		if (attempt > 1 || (attempt > 0 && rc == -EHOSTDOWN))
+		if (attempt > 1 || (attempt > 0 && rc == -EHOSTDOWN)) {
+			if (rc == TXN_ENOTMASTER && refused == 0)
+				txn_eio_log(t->ns, t->partition, "this node stopped being its master during "
+				    "the operation a third time (cluster key %016" PRIx64 ")", key);
+			else if (rc == TXN_ENOTMASTER)
+				txn_eio_log(t->ns, t->partition, "master %016" PRIx64 " answered \"not master\" "
+				    "a third time (table of cluster key %016" PRIx64 " here)", refused, key);
+			else
+				txn_eio_log(t->ns, t->partition, "master %016" PRIx64 " went down again "
+				    "(table of cluster key %016" PRIx64 " here)", refused, key);
 			return -EIO;
+		}
 		/* The master went down: wait (bounded) for the table without it. */
 		if (rc == -EHOSTDOWN &&
 		    txn_partition_wait_change(t->ns, t->partition, key,
-		    txn_remote_failover_deadline(rm)) != 0)
+		    txn_remote_failover_deadline(rm)) != 0) {
+			txn_eio_log(t->ns, t->partition, "master %016" PRIx64 " is down and no table "
+			    "without it came in time (cluster key %016" PRIx64 " here)", refused, key);
 			return -EIO;
+		}
 		/* It is no longer the working master (a migration ended, or a
 		 * new table): wait (bounded) until this node's table names
 		 * another. */

@@ -226,6 +226,14 @@ int txn_replica_apply(struct namespace *ns, const uint8_t *flat, uint32_t size, 
 int txn_proxy_serve_nowait(struct namespace *ns, const struct txn_proxy_req *q,
     struct record_attr *attr, struct txn_record *rec);
 int txn_replica_apply_nowait(struct namespace *ns, const uint8_t *flat, uint32_t size, bool durable);
+/* txn.c: an operation on partition pid fails with EIO for a reason no other
+ * line gives: that reason at WARN ("{ns} an operation on partition N failed
+ * (EIO): ..."), at most one line a second in the process; the lines left
+ * out are counted in the next one. */
+void txn_eio_log(const struct namespace *ns, uint32_t pid, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+/* Tests: the next txn_eio_log line is written whenever the last one was. */
+void txn_eio_log_reset(void);
 /* remote.c: transaction-max-ms now, and the monotonic deadline (ns) of a
  * wait for the tables to drop a node that went down: heartbeat timeout +
  * quiet period + transaction-max-ms from now. */

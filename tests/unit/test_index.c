@@ -1,6 +1,7 @@
 /*
  * test_index.c - the partition trees: order, removal, successor queries,
- * balance under many inserts/removes, and the memory an entry costs.
+ * balance under many inserts/removes, the memory an entry costs, and
+ * record locks (by exact digest).
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -11,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <pthread.h>
 
@@ -514,6 +516,91 @@ test_index_dir_lists_one_directory_in_cursor_order(void **state)
 	index_destroy(ix, NULL, NULL);
 }
 
+struct lock_waiter {
+	struct index *ix;
+	struct digest d;
+	int done;   /* atomic */
+};
+
+static void *
+lock_waiter(void *arg)
+{
+	struct lock_waiter *w = arg;
+
+	index_record_lock(w->ix, &w->d);
+	__atomic_store_n(&w->done, 1, __ATOMIC_RELEASE);
+	index_record_unlock(w->ix, &w->d);
+	return NULL;
+}
+
+static void
+nap_ms(unsigned ms)
+{
+	struct timespec ts = { 0, (long)ms * 1000000 };
+
+	nanosleep(&ts, NULL);
+}
+
+/*
+ * A record lock locks the exact digest: records whose locks share a stripe
+ * are locked at once by different holders (up to the stripe's slots; one
+ * more waits for a slot), the same digest waits for its holder, and a
+ * trylock fails only on the same digest or a full stripe.
+ */
+static void
+test_record_locks_lock_the_exact_digest(void **state)
+{
+	struct index *ix;
+	struct digest d[INDEX_RECORD_LOCK_SLOTS + 1];
+	struct lock_waiter w;
+	pthread_t th;
+
+	(void)state;
+	assert_int_equal(index_create(&ix), 0);
+	for (unsigned i = 0; i <= INDEX_RECORD_LOCK_SLOTS; i++) {
+		digest_in_partition(&d[i], 7);
+		d[i].bytes[4] = 0x34;    /* the stripe: bytes 4 and 5 */
+		d[i].bytes[5] = 0x12;
+		d[i].bytes[19] = (uint8_t)i;
+		assert_ptr_equal(index_record_lock_of(ix, &d[i]), index_record_lock_of(ix, &d[0]));
+	}
+	/* this thread holds d[0]: another digest of the stripe is free */
+	index_record_lock(ix, &d[0]);
+	assert_true(index_record_trylock(ix, &d[1]));
+	index_record_unlock(ix, &d[1]);
+	/* the same digest is not, and a locker of it waits for the unlock */
+	w = (struct lock_waiter){ .ix = ix, .d = d[0] };
+	assert_int_equal(pthread_create(&th, NULL, lock_waiter, &w), 0);
+	nap_ms(50);
+	assert_int_equal(__atomic_load_n(&w.done, __ATOMIC_ACQUIRE), 0);
+	index_record_unlock(ix, &d[0]);
+	pthread_join(th, NULL);
+	assert_int_equal(w.done, 1);
+	/* all slots taken: one more digest waits for a slot */
+	for (unsigned i = 0; i < INDEX_RECORD_LOCK_SLOTS; i++)
+		index_record_lock(ix, &d[i]);
+	assert_false(index_record_trylock(ix, &d[INDEX_RECORD_LOCK_SLOTS]));
+	w = (struct lock_waiter){ .ix = ix, .d = d[INDEX_RECORD_LOCK_SLOTS] };
+	assert_int_equal(pthread_create(&th, NULL, lock_waiter, &w), 0);
+	nap_ms(50);
+	assert_int_equal(__atomic_load_n(&w.done, __ATOMIC_ACQUIRE), 0);
+	index_record_unlock(ix, &d[2]);
+	pthread_join(th, NULL);
+	assert_int_equal(w.done, 1);
+	/* a pair of one digest is locked once */
+	index_record_unlock(ix, &d[0]);
+	index_record_lock_pair(ix, &d[0], &d[0]);
+	index_record_unlock_pair(ix, &d[0], &d[0]);
+	for (unsigned i = 0; i < INDEX_RECORD_LOCK_SLOTS; i++)
+		if (i != 0 && i != 2)
+			index_record_unlock(ix, &d[i]);
+	for (unsigned i = 0; i <= INDEX_RECORD_LOCK_SLOTS; i++) {
+		assert_true(index_record_trylock(ix, &d[i]));
+		index_record_unlock(ix, &d[i]);
+	}
+	index_destroy(ix, NULL, NULL);
+}
+
 int
 main(void)
 {
@@ -525,6 +612,7 @@ main(void)
 		cmocka_unit_test(test_set_lookups_run_lock_free_beside_adds),
 		cmocka_unit_test(test_index_partition_walk_visits_each_lasting_entry_once),
 		cmocka_unit_test(test_index_dir_lists_one_directory_in_cursor_order),
+		cmocka_unit_test(test_record_locks_lock_the_exact_digest),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -13,6 +13,7 @@
 #   read_remote  open + read + close of each name n1 holds no copy of (once)
 #   read_local   the same for each name n1 masters
 #   create_1k    1000 creates of a new 1 KiB file (open O_CREAT, write, close)
+#   create_128k  200 creates of a new 128 KiB file (one 128 KiB write)
 # and prints per operation: voluntary and involuntary context switches of
 # every thread of the 3 daemons (/proc/PID/task/*/status), their CPU time,
 # p50 latency, and the rpc counters that moved (.info/statistics).  With
@@ -113,9 +114,16 @@ def create(i):
     with open(f"{d}/c{i}", "wb") as f:
         f.write(data)
 
+big = os.urandom(128 * 1024)
+
+def create_big(i):
+    with open(f"{d}/b{i}", "wb") as f:
+        f.write(big)
+
 phase("read_remote", read, remote)
 phase("read_local", read, local)
 phase("create_1k", create, range(1000))
+phase("create_128k", create_big, range(200))
 PY
 echo "loadavg $(cat /proc/loadavg)"
 finish

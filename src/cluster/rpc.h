@@ -167,6 +167,12 @@ int rpc_msg_decode(const struct fabric_msg *m, struct rpc_msg *r);
 /* Into buf via w (cap: RPC_BODY_MAX + 128 takes any body); 0, -EINVAL (a
  * message the decoder would refuse) or -EMSGSIZE. */
 int rpc_msg_encode(const struct rpc_msg *r, struct fabric_msg_writer *w, uint8_t *buf, size_t cap);
+/* The same with the body by reference (fabric_msg_put_bytes_ref): buf holds
+ * only the fields before it (RPC_MSG_HEAD_MAX bytes are enough), and r->body
+ * must stay valid until the writer is sent. */
+#define RPC_MSG_HEAD_MAX 128
+int rpc_msg_encode_ref(const struct rpc_msg *r, struct fabric_msg_writer *w, uint8_t *buf,
+    size_t cap);
 
 /* ---- the rpc instance -------------------------------------------------------- */
 

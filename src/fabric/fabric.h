@@ -115,6 +115,9 @@ void fabric_msg_put_bytes(struct fabric_msg_writer *w, uint16_t id, const void *
 /* A bytes field whose value is not copied: only its header goes into buf, and
  * p must stay valid until the message is sent (fabric_send copies what it
  * keeps).  It must be the last field: a put after it is an error (-EINVAL). */
+/* A bytes field of len bytes that the caller fills in place (no copy from
+ * elsewhere): its value's address in buf, or NULL (w->err set). */
+uint8_t *fabric_msg_put_space(struct fabric_msg_writer *w, uint16_t id, size_t len);
 void fabric_msg_put_bytes_ref(struct fabric_msg_writer *w, uint16_t id, const void *p, size_t len);
 
 /* ---- message decoding ---------------------------------------------------- */

@@ -93,6 +93,12 @@ fabric_msg_put_bytes(struct fabric_msg_writer *w, uint16_t id, const void *src, 
 		memcpy(p, src, len);
 }
 
+uint8_t *
+fabric_msg_put_space(struct fabric_msg_writer *w, uint16_t id, size_t len)
+{
+	return field_begin(w, id, FABRIC_FIELD_BYTES, len);
+}
+
 void
 fabric_msg_put_bytes_ref(struct fabric_msg_writer *w, uint16_t id, const void *src, size_t len)
 {

@@ -61,6 +61,8 @@ struct rpc_slot {
 	uint32_t op;
 	const uint8_t *req;      /* the caller's, valid until rpc_group_wait returns */
 	size_t req_len;
+	const uint8_t *req2;     /* its second piece (rpc_group_send2), or NULL */
+	size_t req2_len;
 	uint64_t start_ns;
 	uint64_t rx_start;        /* messages heard from node when the call started */
 	uint64_t retry_until_ns; /* no retransmission after this */
@@ -369,6 +371,7 @@ slot_send(struct rpc *rpc, struct rpc_slot *s, uint64_t now, uint64_t deadline_n
 	uint64_t left_ms = deadline_ns > now ? (deadline_ns - now + 999999) / 1000000 : 1;
 	struct rpc_msg r = { .kind = RPC_KIND_REQUEST, .incarnation = rpc->incarnation,
 		.request_id = s->id, .op = s->op, .body = s->req, .body_len = s->req_len,
+		.body2 = s->req2, .body2_len = s->req2_len,
 		.peer_incarnation = s->expect_inc };
 
 	r.budget_ms = (uint32_t)(left_ms < 1 ? 1 : left_ms > RPC_BUDGET_MAX_MS ? RPC_BUDGET_MAX_MS : left_ms);
@@ -411,6 +414,13 @@ int
 rpc_group_send(struct rpc_group *g, uint64_t node_id, uint32_t op, const void *req, size_t len,
     struct rpc_answer *ans)
 {
+	return rpc_group_send2(g, node_id, op, req, len, NULL, 0, ans);
+}
+
+int
+rpc_group_send2(struct rpc_group *g, uint64_t node_id, uint32_t op, const void *req, size_t len,
+    const void *req2, size_t len2, struct rpc_answer *ans)
+{
 	struct rpc *rpc = g->rpc;
 	struct rpc_slot *s;
 	uint32_t idx;
@@ -424,7 +434,7 @@ rpc_group_send(struct rpc_group *g, uint64_t node_id, uint32_t op, const void *r
 	}
 	if (op == 0 || op >= RPC_OPS_MAX || node_id == 0 || node_id == rpc->node_id)
 		return group_fail_now(g, ans, -EINVAL);
-	if (len > RPC_BODY_MAX)
+	if (len > RPC_BODY_MAX || len2 > RPC_BODY_MAX - len)
 		return group_fail_now(g, ans, -EMSGSIZE);
 	/* read outside rpc->lock, a leaf: the fabric's lock is not taken under it */
 	rx = rpc->silence_ms != 0 ? fabric_peer_msgs_received(rpc->fabric, node_id) : 0;
@@ -464,6 +474,8 @@ rpc_group_send(struct rpc_group *g, uint64_t node_id, uint32_t op, const void *r
 	s->op = op;
 	s->req = req;
 	s->req_len = len;
+	s->req2 = req2;
+	s->req2_len = len2;
 	s->start_ns = now;
 	s->rx_start = rx;
 	/* a copy sent later than this could outlive the other side's memory of it */
@@ -646,6 +658,7 @@ rpc_group_wait(struct rpc_group *g)
 		s->id = 0;
 		s->g = NULL;
 		s->req = NULL;
+		s->req2 = NULL;
 		s->next_free = rpc->free_head;
 		rpc->free_head = g->slot[i];
 		rpc->calls_in_flight--;
@@ -662,10 +675,17 @@ int
 rpc_call(struct rpc *rpc, uint64_t node_id, uint32_t op, const void *req, size_t len,
     uint32_t deadline_ms, struct rpc_answer *ans)
 {
+	return rpc_call2(rpc, node_id, op, req, len, NULL, 0, deadline_ms, ans);
+}
+
+int
+rpc_call2(struct rpc *rpc, uint64_t node_id, uint32_t op, const void *req, size_t len,
+    const void *req2, size_t len2, uint32_t deadline_ms, struct rpc_answer *ans)
+{
 	struct rpc_group g;
 
 	rpc_group_init(rpc, &g, deadline_ms);
-	(void)rpc_group_send(&g, node_id, op, req, len, ans);
+	(void)rpc_group_send2(&g, node_id, op, req, len, req2, len2, ans);
 	(void)rpc_group_wait(&g);
 	return ans->rc;
 }

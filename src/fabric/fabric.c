@@ -274,8 +274,8 @@ static const char *const refusal_names[FABRIC_REFUSE_COUNT] = {
 static void conn_close(struct fabric *f, struct conn *c, int refusal, const char *why);
 static void conn_flush(struct fabric *f, struct conn *c);
 static int conn_frame(struct fabric *f, struct conn *c, uint8_t kind, const uint8_t *msg, size_t len);
-static int conn_frame_tail(struct fabric *f, struct conn *c, uint8_t kind, const uint8_t *msg,
-    size_t len, const uint8_t *tail, size_t tail_len);
+static int conn_frame_tail(struct fabric *f, struct conn *c, uint8_t kind,
+    const struct fabric_msg_writer *w);
 static int wbuf_room(struct conn *c, size_t need);
 static void conn_want_out(struct fabric *f, struct conn *c, bool on);
 static void conn_read_unless_lent(struct fabric *f, struct conn *c, bool parse_first);
@@ -757,14 +757,16 @@ static int
 send_direct_tail(struct fabric *f, struct peer *p, struct conn *c, const struct fabric_msg_writer *w)
 {
 	uint8_t hdr[FABRIC_FRAME_HEADER], mac[FABRIC_MAC_LEN];
-	size_t total = FABRIC_FRAME_HEADER + w->len + w->tail_len + FABRIC_MAC_LEN, sent;
-	struct iovec iov[4] = {
+	size_t body = w->len + w->tail_len + w->tail2_len;
+	size_t total = FABRIC_FRAME_HEADER + body + FABRIC_MAC_LEN, sent;
+	struct iovec iov[5] = {
 		{ .iov_base = hdr, .iov_len = sizeof(hdr) },
 		{ .iov_base = w->buf, .iov_len = w->len },
 		{ .iov_base = (void *)w->tail, .iov_len = w->tail_len },
+		{ .iov_base = (void *)w->tail2, .iov_len = w->tail2_len },
 		{ .iov_base = mac, .iov_len = sizeof(mac) },
 	};
-	struct msghdr mh = { .msg_iov = iov, .msg_iovlen = 4 };
+	struct msghdr mh = { .msg_iov = iov, .msg_iovlen = 5 };
 	ssize_t n;
 	int rc;
 
@@ -772,8 +774,8 @@ send_direct_tail(struct fabric *f, struct peer *p, struct conn *c, const struct 
 	rc = wbuf_room(c, total);
 	if (rc != 0)
 		return rc;
-	fabric_frame_header_write(hdr, f->version, FABRIC_KIND_MSG, (uint32_t)(w->len + w->tail_len));
-	if (fabric_mac_compute_tail(&c->tx, hdr, w->buf, w->len, w->tail, w->tail_len, mac) != 0)
+	fabric_frame_header_write(hdr, f->version, FABRIC_KIND_MSG, (uint32_t)body);
+	if (fabric_mac_compute_tail(&c->tx, hdr, iov + 1, 3, mac) != 0)
 		return -EIO;
 	atomic_inc(&f->stats.msgs_sent);
 	atomic_inc(&p->msgs_sent);
@@ -787,7 +789,7 @@ send_direct_tail(struct fabric *f, struct peer *p, struct conn *c, const struct 
 	if (sent == total)
 		return 0;
 	/* the rest into the write buffer, for EPOLLOUT */
-	for (unsigned i = 0; i < 4; i++) {
+	for (unsigned i = 0; i < 5; i++) {
 		if (sent >= iov[i].iov_len) {
 			sent -= iov[i].iov_len;
 			continue;
@@ -809,7 +811,7 @@ send_direct(struct fabric *f, struct peer *p, struct conn *c, const struct fabri
 	c->woff = c->wlen = 0;
 	if (w->tail != NULL && c->ssl == NULL)
 		return send_direct_tail(f, p, c, w);
-	rc = conn_frame_tail(f, c, FABRIC_KIND_MSG, w->buf, w->len, w->tail, w->tail_len);
+	rc = conn_frame_tail(f, c, FABRIC_KIND_MSG, w);
 	if (rc != 0)
 		return rc;
 	atomic_inc(&f->stats.msgs_sent);
@@ -835,7 +837,7 @@ fabric_send(struct fabric *f, uint64_t node_id, const struct fabric_msg_writer *
 
 	if (w->err != 0)
 		return -EBADMSG;
-	if (w->len + w->tail_len > FABRIC_MSG_MAX)
+	if (w->len + w->tail_len + w->tail2_len > FABRIC_MSG_MAX)
 		return -EMSGSIZE;
 	pthread_mutex_lock(&f->lock);
 	p = peer_find(f, node_id);
@@ -851,21 +853,23 @@ fabric_send(struct fabric *f, uint64_t node_id, const struct fabric_msg_writer *
 		return rc;
 	}
 	/* an empty queue takes any message up to FABRIC_MSG_MAX */
-	if (p->queued != 0 && p->queued + w->len + w->tail_len > f->queue_max) {
+	if (p->queued != 0 && p->queued + w->len + w->tail_len + w->tail2_len > f->queue_max) {
 		pthread_mutex_unlock(&p->lock);
 		atomic_inc(&f->stats.send_queue_full);
 		return -ENOBUFS;
 	}
-	it = malloc(sizeof(*it) + w->len + w->tail_len);
+	it = malloc(sizeof(*it) + w->len + w->tail_len + w->tail2_len);
 	if (it == NULL) {
 		pthread_mutex_unlock(&p->lock);
 		return -ENOMEM;
 	}
 	it->next = NULL;
-	it->len = (uint32_t)(w->len + w->tail_len);
+	it->len = (uint32_t)(w->len + w->tail_len + w->tail2_len);
 	memcpy(it->data, w->buf, w->len);
 	if (w->tail_len != 0)
 		memcpy(it->data + w->len, w->tail, w->tail_len);
+	if (w->tail2_len != 0)
+		memcpy(it->data + w->len + w->tail_len, w->tail2, w->tail2_len);
 	if (p->tail != NULL)
 		p->tail->next = it;
 	else
@@ -1203,25 +1207,30 @@ wbuf_room(struct conn *c, size_t need)
 	return 0;
 }
 
-/* Frames msg then tail (one message) into the write buffer, with its MAC. */
+/* Frames w's message (its buffer and pieces by reference) into the write
+ * buffer, with its MAC. */
 static int
-conn_frame_tail(struct fabric *f, struct conn *c, uint8_t kind, const uint8_t *msg, size_t len,
-    const uint8_t *tail, size_t tail_len)
+conn_frame_tail(struct fabric *f, struct conn *c, uint8_t kind, const struct fabric_msg_writer *w)
 {
-	size_t need = FABRIC_FRAME_HEADER + len + tail_len + (kind == FABRIC_KIND_MSG ? FABRIC_MAC_LEN : 0);
-	uint8_t *p;
+	size_t body = w->len + w->tail_len + w->tail2_len;
+	size_t need = FABRIC_FRAME_HEADER + body + (kind == FABRIC_KIND_MSG ? FABRIC_MAC_LEN : 0);
+	uint8_t *p, *q;
 	int rc = wbuf_room(c, need);
 
 	if (rc != 0)
 		return rc;
 	p = c->wbuf + c->wlen;
-	fabric_frame_header_write(p, f->version, kind, (uint32_t)(len + tail_len));
-	memcpy(p + FABRIC_FRAME_HEADER, msg, len);
-	if (tail_len != 0)
-		memcpy(p + FABRIC_FRAME_HEADER + len, tail, tail_len);
+	fabric_frame_header_write(p, f->version, kind, (uint32_t)body);
+	q = p + FABRIC_FRAME_HEADER;
+	memcpy(q, w->buf, w->len);
+	q += w->len;
+	if (w->tail_len != 0)
+		memcpy(q, w->tail, w->tail_len);
+	q += w->tail_len;
+	if (w->tail2_len != 0)
+		memcpy(q, w->tail2, w->tail2_len);
 	if (kind == FABRIC_KIND_MSG &&
-	    fabric_mac_compute(&c->tx, p, p + FABRIC_FRAME_HEADER, len + tail_len,
-	    p + FABRIC_FRAME_HEADER + len + tail_len) != 0)
+	    fabric_mac_compute(&c->tx, p, p + FABRIC_FRAME_HEADER, body, p + FABRIC_FRAME_HEADER + body) != 0)
 		return -EIO;
 	c->wlen += need;
 	return 0;
@@ -1230,7 +1239,9 @@ conn_frame_tail(struct fabric *f, struct conn *c, uint8_t kind, const uint8_t *m
 static int
 conn_frame(struct fabric *f, struct conn *c, uint8_t kind, const uint8_t *msg, size_t len)
 {
-	return conn_frame_tail(f, c, kind, msg, len, NULL, 0);
+	struct fabric_msg_writer w = { .buf = (uint8_t *)msg, .cap = len, .len = len };
+
+	return conn_frame_tail(f, c, kind, &w);
 }
 
 /* Takes the queued messages that fit the write buffer (up to WBUF_SIZE;

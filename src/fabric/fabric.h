@@ -97,7 +97,8 @@ enum fabric_field_id {
 /*
  * Builds one message into a caller's buffer; no allocation.  The last field
  * may be put by reference (fabric_msg_put_bytes_ref): its value stays in the
- * caller's memory (tail), and the message is buf[0..len) then tail[0..tail_len).
+ * caller's memory (tail, and a second piece tail2), and the message is
+ * buf[0..len), tail[0..tail_len), tail2[0..tail2_len).
  */
 struct fabric_msg_writer {
 	uint8_t *buf;
@@ -106,6 +107,8 @@ struct fabric_msg_writer {
 	int err;      /* first error: -EMSGSIZE when buf was too small */
 	const uint8_t *tail;   /* the last field's value, by reference, or NULL */
 	size_t tail_len;
+	const uint8_t *tail2;  /* its second piece (after tail), or NULL */
+	size_t tail2_len;
 };
 
 void fabric_msg_writer_init(struct fabric_msg_writer *w, void *buf, size_t cap, uint16_t type);
@@ -119,6 +122,9 @@ void fabric_msg_put_bytes(struct fabric_msg_writer *w, uint16_t id, const void *
  * elsewhere): its value's address in buf, or NULL (w->err set). */
 uint8_t *fabric_msg_put_space(struct fabric_msg_writer *w, uint16_t id, size_t len);
 void fabric_msg_put_bytes_ref(struct fabric_msg_writer *w, uint16_t id, const void *p, size_t len);
+/* The same for a value in two pieces, p then p2 (one field of len + len2). */
+void fabric_msg_put_bytes_ref2(struct fabric_msg_writer *w, uint16_t id, const void *p, size_t len,
+    const void *p2, size_t len2);
 
 /* ---- message decoding ---------------------------------------------------- */
 

@@ -35,6 +35,8 @@ fabric_msg_writer_init(struct fabric_msg_writer *w, void *buf, size_t cap, uint1
 	w->err = 0;
 	w->tail = NULL;
 	w->tail_len = 0;
+	w->tail2 = NULL;
+	w->tail2_len = 0;
 	if (cap < 2) {
 		w->err = -EMSGSIZE;
 		return;
@@ -100,7 +102,8 @@ fabric_msg_put_space(struct fabric_msg_writer *w, uint16_t id, size_t len)
 }
 
 void
-fabric_msg_put_bytes_ref(struct fabric_msg_writer *w, uint16_t id, const void *src, size_t len)
+fabric_msg_put_bytes_ref2(struct fabric_msg_writer *w, uint16_t id, const void *src, size_t len,
+    const void *src2, size_t len2)
 {
 	uint8_t *p;
 
@@ -110,7 +113,7 @@ fabric_msg_put_bytes_ref(struct fabric_msg_writer *w, uint16_t id, const void *s
 		w->err = -EINVAL;
 		return;
 	}
-	if (len > UINT32_MAX || w->cap - w->len < FIELD_HEADER) {
+	if (len > UINT32_MAX || len2 > UINT32_MAX - len || w->cap - w->len < FIELD_HEADER) {
 		w->err = -EMSGSIZE;
 		return;
 	}
@@ -118,12 +121,27 @@ fabric_msg_put_bytes_ref(struct fabric_msg_writer *w, uint16_t id, const void *s
 	p = w->buf + w->len;
 	fabric_put16(p, id);
 	p[2] = FABRIC_FIELD_BYTES;
-	fabric_put32(p + 3, (uint32_t)len);
+	fabric_put32(p + 3, (uint32_t)(len + len2));
 	w->len += FIELD_HEADER;
+	if (len == 0) {
+		src = src2;
+		len = len2;
+		len2 = 0;
+	}
 	if (len != 0) {
 		w->tail = src;
 		w->tail_len = len;
 	}
+	if (len2 != 0) {
+		w->tail2 = src2;
+		w->tail2_len = len2;
+	}
+}
+
+void
+fabric_msg_put_bytes_ref(struct fabric_msg_writer *w, uint16_t id, const void *src, size_t len)
+{
+	fabric_msg_put_bytes_ref2(w, id, src, len, NULL, 0);
 }
 
 int

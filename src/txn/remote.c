@@ -139,7 +139,8 @@ txn_remote_proxy(struct txn_remote *rm, uint64_t master, const struct txn_target
 	uint64_t deadline = clock_mono_ns() + (uint64_t)txn_remote_deadline_ms(rm) * 1000000;
 	uint32_t rpc_op;
 	uint8_t *buf, *flat = NULL;
-	size_t len;
+	const uint8_t *tail;
+	size_t len, tail_len;
 	int rc;
 
 	if (q.kind == 0)
@@ -172,7 +173,7 @@ txn_remote_proxy(struct txn_remote *rm, uint64_t master, const struct txn_target
 	}
 	rpc_op = op->kind == TXN_OP_STAT || op->kind == TXN_OP_READ ? RPC_OP_TXN_PROXY_READ
 	    : RPC_OP_TXN_PROXY;
-	rc = txn_proxy_req_encode(&q, &buf, &len);
+	rc = txn_proxy_req_encode_split(&q, &buf, &len, &tail, &tail_len);
 	free(flat);
 	if (rc == -EMSGSIZE)
 		return -EFBIG;
@@ -188,7 +189,7 @@ txn_remote_proxy(struct txn_remote *rm, uint64_t master, const struct txn_target
 			break;
 		}
 		STAT(rm, proxy_sent);
-		rc = rpc_call(rm->rpc, master, rpc_op, buf, len, left, &ans);
+		rc = rpc_call2(rm->rpc, master, rpc_op, buf, len, tail, tail_len, left, &ans);
 		if ((rc == 0 && ans.err == -EAGAIN) || rc == -EAGAIN) {
 			/* the master is busy: not run; again shortly */
 			rpc_answer_release(&ans);

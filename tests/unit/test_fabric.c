@@ -257,11 +257,12 @@ send_many(struct node *from, uint64_t to, uint64_t first, unsigned count, size_t
 }
 
 /* Sends messages seq first.. with patterned pads of the given sizes, the pad
- * by reference (fabric_msg_put_bytes_ref) when ref, else copied; retries
+ * copied (ref 0), by reference (1: fabric_msg_put_bytes_ref) or by reference
+ * in two pieces (2: fabric_msg_put_bytes_ref2, cut at a third); retries
  * while the queue is full, bounded.  Returns the pad bytes sent. */
 static uint64_t
 send_patterned(struct node *from, uint64_t to, uint64_t first, const size_t *sizes, unsigned count,
-    bool ref)
+    int ref)
 {
 	uint64_t bytes = 0;
 
@@ -278,7 +279,9 @@ send_patterned(struct node *from, uint64_t to, uint64_t first, const size_t *siz
 		fabric_msg_writer_init(&w, buf, ref ? 64 : n + 64, FABRIC_MSG_TEST);
 		fabric_msg_put_u64(&w, FIELD_SEQ, first + i);
 		fabric_msg_put_u32(&w, FIELD_PATTERN, 1);
-		if (ref)
+		if (ref == 2)
+			fabric_msg_put_bytes_ref2(&w, FIELD_PAD, pad, n / 3, pad + n / 3, n - n / 3);
+		else if (ref == 1)
 			fabric_msg_put_bytes_ref(&w, FIELD_PAD, pad, n);
 		else
 			fabric_msg_put_bytes(&w, FIELD_PAD, pad, n);
@@ -432,6 +435,17 @@ test_fabric_msg_field_by_reference_is_the_last_and_decodes_as_one_message(void *
 	/* nothing may follow it */
 	fabric_msg_put_u32(&w, FIELD_PATTERN, 1);
 	assert_int_equal(w.err, -EINVAL);
+	/* in two pieces: one field of both */
+	fabric_msg_writer_init(&w, buf, sizeof(buf), FABRIC_MSG_TEST);
+	fabric_msg_put_bytes_ref2(&w, FIELD_PAD, tail, 4, tail + 4, sizeof(tail) - 4);
+	assert_int_equal(w.err, 0);
+	assert_true(w.tail == tail && w.tail_len == 4 && w.tail2 == tail + 4 &&
+	    w.tail2_len == sizeof(tail) - 4);
+	memcpy(whole, buf, w.len);
+	memcpy(whole + w.len, tail, sizeof(tail));
+	assert_int_equal(fabric_msg_decode(whole, w.len + sizeof(tail), &m), 0);
+	assert_int_equal(fabric_msg_get_bytes(&m, FIELD_PAD, &p, &len), 0);
+	assert_int_equal(len, sizeof(tail));
 	/* its header must fit */
 	fabric_msg_writer_init(&w, buf, 2 + 6, FABRIC_MSG_TEST);
 	fabric_msg_put_bytes_ref(&w, FIELD_PAD, tail, sizeof(tail));
@@ -977,8 +991,14 @@ test_fabric_frame_mac_is_gmac_of_header_and_message_under_seq_nonce(void **state
 		assert_int_equal(fabric_mac_init(&b, key), 0);
 		fabric_frame_header_write(hdr, FABRIC_PROTOCOL_VERSION, FABRIC_KIND_MSG, (uint32_t)lens[i]);
 		assert_int_equal(fabric_mac_compute(&a, hdr, msg, lens[i], ref), 0);
-		assert_int_equal(fabric_mac_compute_tail(&b, hdr, msg, cut > lens[i] ? lens[i] : cut,
-		    msg + (cut > lens[i] ? lens[i] : cut), lens[i] - (cut > lens[i] ? lens[i] : cut), mac), 0);
+		size_t c1 = cut > lens[i] ? lens[i] : cut, c2 = (lens[i] - c1) / 2;
+		struct iovec pieces[3] = {
+			{ .iov_base = msg, .iov_len = c1 },
+			{ .iov_base = msg + c1, .iov_len = c2 },
+			{ .iov_base = msg + c1 + c2, .iov_len = lens[i] - c1 - c2 },
+		};
+
+		assert_int_equal(fabric_mac_compute_tail(&b, hdr, pieces, 3, mac), 0);
 		assert_memory_equal(mac, ref, FABRIC_MAC_LEN);
 		fabric_mac_fini(&a);
 		fabric_mac_fini(&b);
@@ -1312,11 +1332,12 @@ test_fabric_last_field_by_reference_arrives_whole_and_in_order(void **state)
 	dial(&a, &b);
 	WAIT_FOR(connected_to(&a, 132) && connected_to(&b, 131));
 	for (unsigned round = 0; round < 3; round++) {
-		/* by reference, copied, then by reference behind many small ones */
-		bytes += send_patterned(&a, 132, round * 3000, sizes, k, true);
-		bytes += send_patterned(&a, 132, round * 3000 + k, sizes, k, false);
+		/* by reference, copied, then by reference in two pieces behind
+		 * many small ones */
+		bytes += send_patterned(&a, 132, round * 3000, sizes, k, 1);
+		bytes += send_patterned(&a, 132, round * 3000 + k, sizes, k, 0);
 		send_many(&a, 132, round * 3000 + 2 * k, 2000, 100);
-		bytes += send_patterned(&a, 132, round * 3000 + 2 * k + 2000, sizes, k, true);
+		bytes += send_patterned(&a, 132, round * 3000 + 2 * k + 2000, sizes, k, round == 1 ? 1 : 2);
 		send_many(&a, 132, round * 3000 + 3 * k + 2000, 1000 - 3 * k, 10);
 	}
 	WAIT_FOR(received(&b) == 9000);
@@ -1348,7 +1369,8 @@ test_fabric_tls_nodes_exchange_messages(void **state)
 		/* a last field by reference is framed (copied) into TLS records */
 		static const size_t sizes[] = { 1, 131072, 3u << 20, 700 };
 
-		send_patterned(&b, 121, 300, sizes, 4, true);
+		send_patterned(&b, 121, 300, sizes, 2, 1);
+		send_patterned(&b, 121, 302, sizes + 2, 2, 2);
 	}
 	WAIT_FOR(received(&a) == 304 && received(&b) == 300);
 	assert_int_equal(a.bad_pattern, 0);

@@ -13,11 +13,16 @@
 #   read_remote  open + read + close of each name n1 holds no copy of (once)
 #   read_local   the same for each name n1 masters
 #   create_1k    1000 creates of a new 1 KiB file (open O_CREAT, write, close)
+#   create_128k  200 creates of a new 128 KiB file (one 128 KiB write)
 # and prints per operation: voluntary and involuntary context switches of
 # every thread of the 3 daemons (/proc/PID/task/*/status), their CPU time,
 # p50 latency, and the rpc counters that moved (.info/statistics).  With
 # "strace": strace -c -f of n1 during each phase (syscalls per phase; the
 # figures under strace are slower and the switch counts include strace's).
+# With "copies": the daemons run with scripts/count_copies.c preloaded (built
+# here with cc) and, once stopped, the user-space memcpy/memmove calls of at
+# least 16 KiB of the 3 daemons are printed per create_128k (the other phases
+# move 1 KiB files: none of theirs are that large).
 # Needs root (FUSE), python3, and strace for the strace mode.
 # the strace mode takes a few times longer than the plain one (~15 s)
 : "${ITEST_TIMEOUT:=200}"
@@ -25,6 +30,11 @@
 . "${top_srcdir:-.}/tests/integration/cluster_lib.sh"
 CLUSTER_RF=2
 export CLUSTER_RF
+if [ "${1:-}" = copies ]; then
+	cc -O2 -shared -fPIC -o "$T/count_copies.so" "${top_srcdir:-.}/scripts/count_copies.c" -ldl ||
+		fail "cannot build count_copies.so"
+	export LD_PRELOAD="$T/count_copies.so" COPIES_OUT="$T/copies"
+fi
 cluster_start 3
 cluster_wait_agree 3 || fail "no cluster of 3"
 M1=$(cluster_mnt n1)/test
@@ -113,9 +123,22 @@ def create(i):
     with open(f"{d}/c{i}", "wb") as f:
         f.write(data)
 
+big = os.urandom(128 * 1024)
+
+def create_big(i):
+    with open(f"{d}/b{i}", "wb") as f:
+        f.write(big)
+
 phase("read_remote", read, remote)
 phase("read_local", read, local)
 phase("create_1k", create, range(1000))
+phase("create_128k", create_big, range(200))
 PY
 echo "loadavg $(cat /proc/loadavg)"
+if [ "${1:-}" = copies ]; then
+	unset LD_PRELOAD
+	for n in n1 n2 n3; do cluster_down $n; done
+	[ "$(wc -l < "$T/copies")" -eq 3 ] || fail "not every daemon reported its copies"
+	awk '{ c += $2; b += $3 } END { printf "copies of >= 16 KiB per create_128k (3 daemons): %.2f calls, %.2f x 128 KiB\n", c / 200, b / 200 / 131072 }' "$T/copies"
+fi
 finish

@@ -61,7 +61,8 @@ struct rpc_slot {
 	uint32_t op;
 	const uint8_t *req;      /* the caller's, valid until rpc_group_wait returns */
 	size_t req_len;
-	uint8_t *msg;            /* encoding buffer (req_len + overhead) */
+	const uint8_t *req2;     /* its second piece (rpc_group_send2), or NULL */
+	size_t req2_len;
 	uint64_t start_ns;
 	uint64_t rx_start;        /* messages heard from node when the call started */
 	uint64_t retry_until_ns; /* no retransmission after this */
@@ -152,7 +153,7 @@ struct rpc {
 	unsigned n_started;
 
 	/* the fabric thread's inline handlers: their answer and its encoding */
-	uint8_t *inline_reply, *inline_send;
+	uint8_t *inline_reply;
 
 	struct rpc_stats stats;         /* protected by lock (the gauges are computed) */
 	struct histogram latency;
@@ -234,12 +235,15 @@ node_is_down_locked(const struct rpc *rpc, uint64_t node)
 	return false;
 }
 
-/* Encodes and queues one message; the fabric copies it. */
+/* Encodes and sends (or queues) one message: the fields before the body
+ * from the stack, the body from where it is (the fabric copies only what
+ * it has to keep). */
 static int
-send_msg(struct rpc *rpc, uint64_t node, const struct rpc_msg *r, uint8_t *buf, size_t cap)
+send_msg(struct rpc *rpc, uint64_t node, const struct rpc_msg *r)
 {
 	struct fabric_msg_writer w;
-	int rc = rpc_msg_encode(r, &w, buf, cap);
+	uint8_t buf[RPC_MSG_HEAD_MAX];
+	int rc = rpc_msg_encode_ref(r, &w, buf, sizeof(buf));
 
 	return rc != 0 ? rc : fabric_send(rpc->fabric, node, &w);
 }
@@ -250,9 +254,7 @@ send_status(struct rpc *rpc, uint64_t node, const struct rpc_msg *req, uint32_t 
 {
 	struct rpc_msg a = { .kind = RPC_KIND_ANSWER, .incarnation = req->incarnation,
 		.request_id = req->request_id, .status = status, .peer_incarnation = rpc->incarnation };
-	uint8_t buf[RPC_MSG_OVERHEAD];
-
-	(void)send_msg(rpc, node, &a, buf, sizeof(buf));
+	(void)send_msg(rpc, node, &a);
 }
 
 /* ---- which process each node runs ------------------------------------------------ */
@@ -369,10 +371,11 @@ slot_send(struct rpc *rpc, struct rpc_slot *s, uint64_t now, uint64_t deadline_n
 	uint64_t left_ms = deadline_ns > now ? (deadline_ns - now + 999999) / 1000000 : 1;
 	struct rpc_msg r = { .kind = RPC_KIND_REQUEST, .incarnation = rpc->incarnation,
 		.request_id = s->id, .op = s->op, .body = s->req, .body_len = s->req_len,
+		.body2 = s->req2, .body2_len = s->req2_len,
 		.peer_incarnation = s->expect_inc };
 
 	r.budget_ms = (uint32_t)(left_ms < 1 ? 1 : left_ms > RPC_BUDGET_MAX_MS ? RPC_BUDGET_MAX_MS : left_ms);
-	return send_msg(rpc, s->node, &r, s->msg, s->req_len + RPC_MSG_OVERHEAD);
+	return send_msg(rpc, s->node, &r);
 }
 
 void
@@ -411,9 +414,15 @@ int
 rpc_group_send(struct rpc_group *g, uint64_t node_id, uint32_t op, const void *req, size_t len,
     struct rpc_answer *ans)
 {
+	return rpc_group_send2(g, node_id, op, req, len, NULL, 0, ans);
+}
+
+int
+rpc_group_send2(struct rpc_group *g, uint64_t node_id, uint32_t op, const void *req, size_t len,
+    const void *req2, size_t len2, struct rpc_answer *ans)
+{
 	struct rpc *rpc = g->rpc;
 	struct rpc_slot *s;
-	uint8_t *msg;
 	uint32_t idx;
 	uint64_t now, rx;
 	int rc;
@@ -425,11 +434,8 @@ rpc_group_send(struct rpc_group *g, uint64_t node_id, uint32_t op, const void *r
 	}
 	if (op == 0 || op >= RPC_OPS_MAX || node_id == 0 || node_id == rpc->node_id)
 		return group_fail_now(g, ans, -EINVAL);
-	if (len > RPC_BODY_MAX)
+	if (len > RPC_BODY_MAX || len2 > RPC_BODY_MAX - len)
 		return group_fail_now(g, ans, -EMSGSIZE);
-	msg = malloc(len + RPC_MSG_OVERHEAD);
-	if (msg == NULL)
-		return group_fail_now(g, ans, -ENOMEM);
 	/* read outside rpc->lock, a leaf: the fabric's lock is not taken under it */
 	rx = rpc->silence_ms != 0 ? fabric_peer_msgs_received(rpc->fabric, node_id) : 0;
 
@@ -454,7 +460,6 @@ rpc_group_send(struct rpc_group *g, uint64_t node_id, uint32_t op, const void *r
 		else
 			rpc->stats.calls_failed_fast++;
 		pthread_mutex_unlock(&rpc->lock);
-		free(msg);
 		return group_fail_now(g, ans, rc);
 	}
 	idx = rpc->free_head;
@@ -469,7 +474,8 @@ rpc_group_send(struct rpc_group *g, uint64_t node_id, uint32_t op, const void *r
 	s->op = op;
 	s->req = req;
 	s->req_len = len;
-	s->msg = msg;
+	s->req2 = req2;
+	s->req2_len = len2;
 	s->start_ns = now;
 	s->rx_start = rx;
 	/* a copy sent later than this could outlive the other side's memory of it */
@@ -649,11 +655,10 @@ rpc_group_wait(struct rpc_group *g)
 			rpc->stats.calls_timed_out++;
 		}
 		/* freed: a late answer finds id 0 or another call's id */
-		free(s->msg);
-		s->msg = NULL;
 		s->id = 0;
 		s->g = NULL;
 		s->req = NULL;
+		s->req2 = NULL;
 		s->next_free = rpc->free_head;
 		rpc->free_head = g->slot[i];
 		rpc->calls_in_flight--;
@@ -670,10 +675,17 @@ int
 rpc_call(struct rpc *rpc, uint64_t node_id, uint32_t op, const void *req, size_t len,
     uint32_t deadline_ms, struct rpc_answer *ans)
 {
+	return rpc_call2(rpc, node_id, op, req, len, NULL, 0, deadline_ms, ans);
+}
+
+int
+rpc_call2(struct rpc *rpc, uint64_t node_id, uint32_t op, const void *req, size_t len,
+    const void *req2, size_t len2, uint32_t deadline_ms, struct rpc_answer *ans)
+{
 	struct rpc_group g;
 
 	rpc_group_init(rpc, &g, deadline_ms);
-	(void)rpc_group_send(&g, node_id, op, req, len, ans);
+	(void)rpc_group_send2(&g, node_id, op, req, len, req2, len2, ans);
 	(void)rpc_group_wait(&g);
 	return ans->rc;
 }
@@ -940,7 +952,7 @@ run_inline(struct rpc *rpc, struct rpc_entry *e, uint64_t from, const struct rpc
 	rpc->stats.requests_inline++;
 	entry_answer_locked(rpc, e, op.flags, &rc, &reply, &a);
 	pthread_mutex_unlock(&rpc->lock);
-	(void)send_msg(rpc, from, &a, rpc->inline_send, RPC_BODY_MAX + RPC_MSG_OVERHEAD);
+	(void)send_msg(rpc, from, &a);
 	return true;
 }
 
@@ -1112,16 +1124,14 @@ worker_main(void *arg)
 	struct rpc_entry **head = bulk ? &rpc->bulk_head : &rpc->queue_head;
 	struct rpc_entry **tail = bulk ? &rpc->bulk_tail : &rpc->queue_tail;
 	pthread_cond_t *cv = bulk ? &rpc->bulk_cv : &rpc->work_cv;
-	uint8_t *reply_buf = malloc(RPC_BODY_MAX), *send_buf = malloc(RPC_BODY_MAX + RPC_MSG_OVERHEAD);
+	uint8_t *reply_buf = malloc(RPC_BODY_MAX);
 
 	free(wa);
 	/* this thread only; failure (a sandbox) leaves it at the process's */
 	if (bulk && setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), RPC_BULK_NICE) != 0)
 		log_debug("rpc", "bulk worker: setpriority: %s", recfs_strerror(-errno));
-	if (reply_buf == NULL || send_buf == NULL) {
+	if (reply_buf == NULL) {
 		log_error("rpc", "worker: out of memory; it stops");
-		free(reply_buf);
-		free(send_buf);
 		return NULL;
 	}
 	pthread_mutex_lock(&rpc->lock);
@@ -1177,12 +1187,11 @@ worker_main(void *arg)
 		entry_answer_locked(rpc, e, op.flags, &rc, &reply, &a);
 		pthread_mutex_unlock(&rpc->lock);
 		/* a lost answer (full queue, dropped connection): the retry gets the kept one */
-		(void)send_msg(rpc, origin, &a, send_buf, RPC_BODY_MAX + RPC_MSG_OVERHEAD);
+		(void)send_msg(rpc, origin, &a);
 		pthread_mutex_lock(&rpc->lock);
 	}
 	pthread_mutex_unlock(&rpc->lock);
 	free(reply_buf);
-	free(send_buf);
 	return NULL;
 }
 
@@ -1240,9 +1249,8 @@ rpc_create(const struct rpc_config *cfg, struct rpc **out)
 	rpc->workers = calloc(rpc->n_workers + rpc->n_bulk, sizeof(*rpc->workers));
 	/* address space: only what the largest inline answer touched is resident */
 	rpc->inline_reply = malloc(RPC_BODY_MAX);
-	rpc->inline_send = malloc(RPC_BODY_MAX + RPC_MSG_OVERHEAD);
 	if (rpc->hash == NULL || rpc->slots == NULL || rpc->workers == NULL ||
-	    rpc->inline_reply == NULL || rpc->inline_send == NULL) {
+	    rpc->inline_reply == NULL) {
 		rc = -ENOMEM;
 		goto fail;
 	}
@@ -1270,7 +1278,6 @@ fail:
 	free(rpc->slots);
 	free(rpc->workers);
 	free(rpc->inline_reply);
-	free(rpc->inline_send);
 	free(rpc);
 	return rc;
 }
@@ -1368,7 +1375,6 @@ rpc_destroy(struct rpc *rpc)
 	free(rpc->slots);
 	free(rpc->workers);
 	free(rpc->inline_reply);
-	free(rpc->inline_send);
 	free(rpc);
 }
 

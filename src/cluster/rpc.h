@@ -155,6 +155,8 @@ struct rpc_msg {
 	uint64_t peer_incarnation; /* 0: absent (RPC_FIELD_PEER_INCARNATION) */
 	const uint8_t *body;
 	size_t body_len;
+	const uint8_t *body2;  /* encoding only: the body's second piece, after body */
+	size_t body2_len;
 };
 
 /*
@@ -167,6 +169,12 @@ int rpc_msg_decode(const struct fabric_msg *m, struct rpc_msg *r);
 /* Into buf via w (cap: RPC_BODY_MAX + 128 takes any body); 0, -EINVAL (a
  * message the decoder would refuse) or -EMSGSIZE. */
 int rpc_msg_encode(const struct rpc_msg *r, struct fabric_msg_writer *w, uint8_t *buf, size_t cap);
+/* The same with the body by reference (fabric_msg_put_bytes_ref): buf holds
+ * only the fields before it (RPC_MSG_HEAD_MAX bytes are enough), and r->body
+ * must stay valid until the writer is sent. */
+#define RPC_MSG_HEAD_MAX 128
+int rpc_msg_encode_ref(const struct rpc_msg *r, struct fabric_msg_writer *w, uint8_t *buf,
+    size_t cap);
 
 /* ---- the rpc instance -------------------------------------------------------- */
 
@@ -281,6 +289,11 @@ void rpc_answer_release(struct rpc_answer *a);
  */
 int rpc_call(struct rpc *rpc, uint64_t node_id, uint32_t op, const void *req, size_t len,
     uint32_t deadline_ms, struct rpc_answer *ans);
+/* The same with a request in two pieces, req then req2 (the handler gets
+ * them joined): a large value is sent from where it is, not copied into
+ * the request first.  len + len2 is the request's size. */
+int rpc_call2(struct rpc *rpc, uint64_t node_id, uint32_t op, const void *req, size_t len,
+    const void *req2, size_t len2, uint32_t deadline_ms, struct rpc_answer *ans);
 
 /*
  * Several calls under one deadline, e.g. a replica write to every replica:
@@ -310,6 +323,10 @@ void rpc_group_init(struct rpc *rpc, struct rpc_group *g, uint32_t deadline_ms);
  * the group's deadline. */
 int rpc_group_send(struct rpc_group *g, uint64_t node_id, uint32_t op, const void *req, size_t len,
     struct rpc_answer *ans);
+/* The same with a request in two pieces (rpc_call2); both stay valid until
+ * rpc_group_wait returns. */
+int rpc_group_send2(struct rpc_group *g, uint64_t node_id, uint32_t op, const void *req,
+    size_t len, const void *req2, size_t len2, struct rpc_answer *ans);
 /* Waits until every call ended or the deadline passed (those get
  * -ETIMEDOUT).  Returns 0 when every call's rc is 0, else the first
  * call's non-zero rc. */

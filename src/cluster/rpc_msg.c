@@ -4,6 +4,7 @@
  * nodes, is fuzzed without threads (tests/fuzz/fuzz_fabric_msg.c).
  */
 #include <errno.h>
+#include <stdbool.h>
 #include <string.h>
 
 #include "rpc.h"
@@ -67,10 +68,11 @@ rpc_msg_decode(const struct fabric_msg *m, struct rpc_msg *r)
 	return get_body(m, r);
 }
 
-int
-rpc_msg_encode(const struct rpc_msg *r, struct fabric_msg_writer *w, uint8_t *buf, size_t cap)
+static int
+encode(const struct rpc_msg *r, struct fabric_msg_writer *w, uint8_t *buf, size_t cap, bool ref)
 {
 	if (r->incarnation == 0 || r->request_id == 0 || r->body_len > RPC_BODY_MAX ||
+	    r->body2_len > RPC_BODY_MAX - r->body_len ||
 	    (r->kind == RPC_KIND_REQUEST && !request_ok(r)) ||
 	    (r->kind == RPC_KIND_ANSWER && !answer_ok(r)) ||
 	    (r->kind != RPC_KIND_REQUEST && r->kind != RPC_KIND_ANSWER))
@@ -89,7 +91,30 @@ rpc_msg_encode(const struct rpc_msg *r, struct fabric_msg_writer *w, uint8_t *bu
 	}
 	if (r->peer_incarnation != 0)
 		fabric_msg_put_u64(w, RPC_FIELD_PEER_INCARNATION, r->peer_incarnation);
-	if (r->body_len > 0)
+	if (r->body_len + r->body2_len > 0 && ref) {
+		fabric_msg_put_bytes_ref2(w, RPC_FIELD_BODY, r->body, r->body_len, r->body2,
+		    r->body2_len);
+	} else if (r->body2_len > 0) {
+		uint8_t *p = fabric_msg_put_space(w, RPC_FIELD_BODY, r->body_len + r->body2_len);
+
+		if (p != NULL) {
+			memcpy(p, r->body, r->body_len);
+			memcpy(p + r->body_len, r->body2, r->body2_len);
+		}
+	} else if (r->body_len > 0) {
 		fabric_msg_put_bytes(w, RPC_FIELD_BODY, r->body, r->body_len);
+	}
 	return w->err;
+}
+
+int
+rpc_msg_encode(const struct rpc_msg *r, struct fabric_msg_writer *w, uint8_t *buf, size_t cap)
+{
+	return encode(r, w, buf, cap, false);
+}
+
+int
+rpc_msg_encode_ref(const struct rpc_msg *r, struct fabric_msg_writer *w, uint8_t *buf, size_t cap)
+{
+	return encode(r, w, buf, cap, true);
 }

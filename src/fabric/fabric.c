@@ -16,7 +16,9 @@
  * buffer empty, the thread not writing to it): framed, MACed and sent
  * non-blocking under the peer's lock; what the socket does not take waits
  * in the write buffer for EPOLLOUT.  No wake-up, copy or thread hop per
- * message.  Otherwise the message waits in the peer's send queue (bounded
+ * message; a message whose last field is by reference (an rpc body) goes
+ * out with one sendmsg from the caller's memory, not even copied into the
+ * write buffer (send_direct_tail).  Otherwise the message waits in the peer's send queue (bounded
  * in bytes: fabric_send answers -ENOBUFS at the bound) and the thread
  * frames and writes it when the socket takes it, without holding the
  * peer's lock while it MACs and sends (c->writing keeps senders out of
@@ -84,6 +86,7 @@
 #include <poll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <openssl/err.h>
@@ -271,6 +274,9 @@ static const char *const refusal_names[FABRIC_REFUSE_COUNT] = {
 static void conn_close(struct fabric *f, struct conn *c, int refusal, const char *why);
 static void conn_flush(struct fabric *f, struct conn *c);
 static int conn_frame(struct fabric *f, struct conn *c, uint8_t kind, const uint8_t *msg, size_t len);
+static int conn_frame_tail(struct fabric *f, struct conn *c, uint8_t kind,
+    const struct fabric_msg_writer *w);
+static int wbuf_room(struct conn *c, size_t need);
 static void conn_want_out(struct fabric *f, struct conn *c, bool on);
 static void conn_read_unless_lent(struct fabric *f, struct conn *c, bool parse_first);
 static void *fabric_thread(void *arg);
@@ -740,6 +746,62 @@ close_why(struct fabric *f, int err, char *buf, size_t sz)
  * What it does not take waits for EPOLLOUT on the fabric thread; a socket
  * error is left to that thread too (the event loop sees it and closes).
  */
+/*
+ * send_direct of a message with a tail (a large body by reference) on a plain
+ * socket: the frame header, the message's head, its tail and the MAC go out
+ * in one sendmsg from where they are, with no copy into the write buffer;
+ * only what the socket does not take is copied there (for EPOLLOUT), as
+ * send_direct leaves its rest.  Caller holds the peer's lock, buffer empty.
+ */
+static int
+send_direct_tail(struct fabric *f, struct peer *p, struct conn *c, const struct fabric_msg_writer *w)
+{
+	uint8_t hdr[FABRIC_FRAME_HEADER], mac[FABRIC_MAC_LEN];
+	size_t body = w->len + w->tail_len + w->tail2_len;
+	size_t total = FABRIC_FRAME_HEADER + body + FABRIC_MAC_LEN, sent;
+	struct iovec iov[5] = {
+		{ .iov_base = hdr, .iov_len = sizeof(hdr) },
+		{ .iov_base = w->buf, .iov_len = w->len },
+		{ .iov_base = (void *)w->tail, .iov_len = w->tail_len },
+		{ .iov_base = (void *)w->tail2, .iov_len = w->tail2_len },
+		{ .iov_base = mac, .iov_len = sizeof(mac) },
+	};
+	struct msghdr mh = { .msg_iov = iov, .msg_iovlen = 5 };
+	ssize_t n;
+	int rc;
+
+	/* room for a rest first: after the MAC (its sequence taken) it must go out */
+	rc = wbuf_room(c, total);
+	if (rc != 0)
+		return rc;
+	fabric_frame_header_write(hdr, f->version, FABRIC_KIND_MSG, (uint32_t)body);
+	if (fabric_mac_compute_tail(&c->tx, hdr, iov + 1, 3, mac) != 0)
+		return -EIO;
+	atomic_inc(&f->stats.msgs_sent);
+	atomic_inc(&p->msgs_sent);
+	n = sendmsg(c->fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
+	/* an error is the fabric thread's to see (it closes): all of it waits */
+	sent = n > 0 ? (size_t)n : 0;
+	if (sent > 0) {
+		atomic_add(&f->stats.bytes_sent, (uint64_t)sent);
+		atomic_add(&p->bytes_sent, (uint64_t)sent);
+	}
+	if (sent == total)
+		return 0;
+	/* the rest into the write buffer, for EPOLLOUT */
+	for (unsigned i = 0; i < 5; i++) {
+		if (sent >= iov[i].iov_len) {
+			sent -= iov[i].iov_len;
+			continue;
+		}
+		memcpy(c->wbuf + c->wlen, (const uint8_t *)iov[i].iov_base + sent, iov[i].iov_len - sent);
+		c->wlen += iov[i].iov_len - sent;
+		sent = 0;
+	}
+	conn_want_out(f, c, true);
+	return 0;
+}
+
 static int
 send_direct(struct fabric *f, struct peer *p, struct conn *c, const struct fabric_msg_writer *w)
 {
@@ -747,7 +809,9 @@ send_direct(struct fabric *f, struct peer *p, struct conn *c, const struct fabri
 	int rc;
 
 	c->woff = c->wlen = 0;
-	rc = conn_frame(f, c, FABRIC_KIND_MSG, w->buf, w->len);
+	if (w->tail != NULL && c->ssl == NULL)
+		return send_direct_tail(f, p, c, w);
+	rc = conn_frame_tail(f, c, FABRIC_KIND_MSG, w);
 	if (rc != 0)
 		return rc;
 	atomic_inc(&f->stats.msgs_sent);
@@ -773,7 +837,7 @@ fabric_send(struct fabric *f, uint64_t node_id, const struct fabric_msg_writer *
 
 	if (w->err != 0)
 		return -EBADMSG;
-	if (w->len > FABRIC_MSG_MAX)
+	if (w->len + w->tail_len + w->tail2_len > FABRIC_MSG_MAX)
 		return -EMSGSIZE;
 	pthread_mutex_lock(&f->lock);
 	p = peer_find(f, node_id);
@@ -789,25 +853,29 @@ fabric_send(struct fabric *f, uint64_t node_id, const struct fabric_msg_writer *
 		return rc;
 	}
 	/* an empty queue takes any message up to FABRIC_MSG_MAX */
-	if (p->queued != 0 && p->queued + w->len > f->queue_max) {
+	if (p->queued != 0 && p->queued + w->len + w->tail_len + w->tail2_len > f->queue_max) {
 		pthread_mutex_unlock(&p->lock);
 		atomic_inc(&f->stats.send_queue_full);
 		return -ENOBUFS;
 	}
-	it = malloc(sizeof(*it) + w->len);
+	it = malloc(sizeof(*it) + w->len + w->tail_len + w->tail2_len);
 	if (it == NULL) {
 		pthread_mutex_unlock(&p->lock);
 		return -ENOMEM;
 	}
 	it->next = NULL;
-	it->len = (uint32_t)w->len;
+	it->len = (uint32_t)(w->len + w->tail_len + w->tail2_len);
 	memcpy(it->data, w->buf, w->len);
+	if (w->tail_len != 0)
+		memcpy(it->data + w->len, w->tail, w->tail_len);
+	if (w->tail2_len != 0)
+		memcpy(it->data + w->len + w->tail_len, w->tail2, w->tail2_len);
 	if (p->tail != NULL)
 		p->tail->next = it;
 	else
 		p->head = it;
 	p->tail = it;
-	p->queued += w->len;
+	p->queued += it->len;
 	/* the thread writes it when the socket is writable (no connection:
 	 * when one attaches; writing: at the end of its flush) */
 	if (c != NULL && !c->writing)
@@ -1113,38 +1181,67 @@ conn_new(struct fabric *f, int fd, bool outgoing, const struct sockaddr_storage 
 }
 
 /* Appends one frame to the write buffer; -ENOMEM. */
+/* Room for need more bytes at the end of c's write buffer (compacted first:
+ * what was written is gone; grown past WBUF_SIZE for one large frame). */
 static int
-conn_frame(struct fabric *f, struct conn *c, uint8_t kind, const uint8_t *msg, size_t len)
+wbuf_room(struct conn *c, size_t need)
 {
-	size_t need = FABRIC_FRAME_HEADER + len + (kind == FABRIC_KIND_MSG ? FABRIC_MAC_LEN : 0);
-	uint8_t *p;
+	size_t cap = c->wlen + need > WBUF_SIZE ? c->wlen + need : WBUF_SIZE;
+	uint8_t *nb;
 
-	if (c->wcap - c->wlen < need) {
-		size_t cap = c->wlen + need > WBUF_SIZE ? c->wlen + need : WBUF_SIZE;
-		uint8_t *nb;
-
-		/* compact first: what was written is gone */
-		if (c->woff != 0) {
-			memmove(c->wbuf, c->wbuf + c->woff, c->wlen - c->woff);
-			c->wlen -= c->woff;
-			c->woff = 0;
-		}
-		if (c->wcap - c->wlen < need) {
-			nb = realloc(c->wbuf, cap);
-			if (nb == NULL)
-				return -ENOMEM;
-			c->wbuf = nb;
-			c->wcap = cap;
-		}
+	if (c->wcap - c->wlen >= need)
+		return 0;
+	if (c->woff != 0) {
+		memmove(c->wbuf, c->wbuf + c->woff, c->wlen - c->woff);
+		c->wlen -= c->woff;
+		c->woff = 0;
+		cap = c->wlen + need > WBUF_SIZE ? c->wlen + need : WBUF_SIZE;
 	}
+	if (c->wcap - c->wlen < need) {
+		nb = realloc(c->wbuf, cap);
+		if (nb == NULL)
+			return -ENOMEM;
+		c->wbuf = nb;
+		c->wcap = cap;
+	}
+	return 0;
+}
+
+/* Frames w's message (its buffer and pieces by reference) into the write
+ * buffer, with its MAC. */
+static int
+conn_frame_tail(struct fabric *f, struct conn *c, uint8_t kind, const struct fabric_msg_writer *w)
+{
+	size_t body = w->len + w->tail_len + w->tail2_len;
+	size_t need = FABRIC_FRAME_HEADER + body + (kind == FABRIC_KIND_MSG ? FABRIC_MAC_LEN : 0);
+	uint8_t *p, *q;
+	int rc = wbuf_room(c, need);
+
+	if (rc != 0)
+		return rc;
 	p = c->wbuf + c->wlen;
-	fabric_frame_header_write(p, f->version, kind, (uint32_t)len);
-	memcpy(p + FABRIC_FRAME_HEADER, msg, len);
+	fabric_frame_header_write(p, f->version, kind, (uint32_t)body);
+	q = p + FABRIC_FRAME_HEADER;
+	memcpy(q, w->buf, w->len);
+	q += w->len;
+	if (w->tail_len != 0)
+		memcpy(q, w->tail, w->tail_len);
+	q += w->tail_len;
+	if (w->tail2_len != 0)
+		memcpy(q, w->tail2, w->tail2_len);
 	if (kind == FABRIC_KIND_MSG &&
-	    fabric_mac_compute(&c->tx, p, msg, len, p + FABRIC_FRAME_HEADER + len) != 0)
+	    fabric_mac_compute(&c->tx, p, p + FABRIC_FRAME_HEADER, body, p + FABRIC_FRAME_HEADER + body) != 0)
 		return -EIO;
 	c->wlen += need;
 	return 0;
+}
+
+static int
+conn_frame(struct fabric *f, struct conn *c, uint8_t kind, const uint8_t *msg, size_t len)
+{
+	struct fabric_msg_writer w = { .buf = (uint8_t *)msg, .cap = len, .len = len };
+
+	return conn_frame_tail(f, c, kind, &w);
 }
 
 /* Takes the queued messages that fit the write buffer (up to WBUF_SIZE;

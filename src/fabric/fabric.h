@@ -94,18 +94,37 @@ enum fabric_field_id {
 
 /* ---- message encoding ---------------------------------------------------- */
 
-/* Builds one message into a caller's buffer; no allocation. */
+/*
+ * Builds one message into a caller's buffer; no allocation.  The last field
+ * may be put by reference (fabric_msg_put_bytes_ref): its value stays in the
+ * caller's memory (tail, and a second piece tail2), and the message is
+ * buf[0..len), tail[0..tail_len), tail2[0..tail2_len).
+ */
 struct fabric_msg_writer {
 	uint8_t *buf;
 	size_t cap;
 	size_t len;
 	int err;      /* first error: -EMSGSIZE when buf was too small */
+	const uint8_t *tail;   /* the last field's value, by reference, or NULL */
+	size_t tail_len;
+	const uint8_t *tail2;  /* its second piece (after tail), or NULL */
+	size_t tail2_len;
 };
 
 void fabric_msg_writer_init(struct fabric_msg_writer *w, void *buf, size_t cap, uint16_t type);
 void fabric_msg_put_u32(struct fabric_msg_writer *w, uint16_t id, uint32_t v);
 void fabric_msg_put_u64(struct fabric_msg_writer *w, uint16_t id, uint64_t v);
 void fabric_msg_put_bytes(struct fabric_msg_writer *w, uint16_t id, const void *p, size_t len);
+/* A bytes field whose value is not copied: only its header goes into buf, and
+ * p must stay valid until the message is sent (fabric_send copies what it
+ * keeps).  It must be the last field: a put after it is an error (-EINVAL). */
+/* A bytes field of len bytes that the caller fills in place (no copy from
+ * elsewhere): its value's address in buf, or NULL (w->err set). */
+uint8_t *fabric_msg_put_space(struct fabric_msg_writer *w, uint16_t id, size_t len);
+void fabric_msg_put_bytes_ref(struct fabric_msg_writer *w, uint16_t id, const void *p, size_t len);
+/* The same for a value in two pieces, p then p2 (one field of len + len2). */
+void fabric_msg_put_bytes_ref2(struct fabric_msg_writer *w, uint16_t id, const void *p, size_t len,
+    const void *p2, size_t len2);
 
 /* ---- message decoding ---------------------------------------------------- */
 

@@ -179,19 +179,31 @@ fabric_mac_fini(struct fabric_mac *m)
 }
 
 int
-fabric_mac_compute(struct fabric_mac *m, const uint8_t *hdr, const uint8_t *msg, size_t len,
-    uint8_t mac[FABRIC_MAC_LEN])
+fabric_mac_compute_tail(struct fabric_mac *m, const uint8_t *hdr, const struct iovec *piece,
+    unsigned n, uint8_t mac[FABRIC_MAC_LEN])
 {
 	uint8_t iv[12] = { 0 }, none[16];
-	int n;
+	int k;
 
 	fabric_put64(iv + 4, m->seq++);
-	if (len > INT_MAX ||
-	    EVP_EncryptInit_ex(m->ctx, NULL, NULL, NULL, iv) != 1 ||
-	    EVP_EncryptUpdate(m->ctx, NULL, &n, hdr, FABRIC_FRAME_HEADER) != 1 ||
-	    (len != 0 && EVP_EncryptUpdate(m->ctx, NULL, &n, msg, (int)len) != 1) ||
-	    EVP_EncryptFinal_ex(m->ctx, none, &n) != 1 ||
+	if (EVP_EncryptInit_ex(m->ctx, NULL, NULL, NULL, iv) != 1 ||
+	    EVP_EncryptUpdate(m->ctx, NULL, &k, hdr, FABRIC_FRAME_HEADER) != 1)
+		return -EIO;
+	for (unsigned i = 0; i < n; i++)
+		if (piece[i].iov_len > INT_MAX || (piece[i].iov_len != 0 &&
+		    EVP_EncryptUpdate(m->ctx, NULL, &k, piece[i].iov_base, (int)piece[i].iov_len) != 1))
+			return -EIO;
+	if (EVP_EncryptFinal_ex(m->ctx, none, &k) != 1 ||
 	    EVP_CIPHER_CTX_ctrl(m->ctx, EVP_CTRL_GCM_GET_TAG, FABRIC_MAC_LEN, mac) != 1)
 		return -EIO;
 	return 0;
+}
+
+int
+fabric_mac_compute(struct fabric_mac *m, const uint8_t *hdr, const uint8_t *msg, size_t len,
+    uint8_t mac[FABRIC_MAC_LEN])
+{
+	struct iovec piece = { .iov_base = (void *)msg, .iov_len = len };
+
+	return fabric_mac_compute_tail(m, hdr, &piece, 1, mac);
 }

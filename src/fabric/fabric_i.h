@@ -12,6 +12,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/uio.h>
 
 #include <openssl/evp.h>
 
@@ -105,5 +106,9 @@ void fabric_mac_fini(struct fabric_mac *m);
 /* Computes the MAC of the next frame and advances seq; 0 or -EIO. */
 int fabric_mac_compute(struct fabric_mac *m, const uint8_t *hdr, const uint8_t *msg, size_t len,
     uint8_t mac[FABRIC_MAC_LEN]);
+/* The same over a message in n pieces (the same MAC as over them joined:
+ * the AAD is fed in order). */
+int fabric_mac_compute_tail(struct fabric_mac *m, const uint8_t *hdr, const struct iovec *piece,
+    unsigned n, uint8_t mac[FABRIC_MAC_LEN]);
 
 #endif

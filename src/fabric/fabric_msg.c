@@ -33,6 +33,10 @@ fabric_msg_writer_init(struct fabric_msg_writer *w, void *buf, size_t cap, uint1
 	w->cap = cap;
 	w->len = 0;
 	w->err = 0;
+	w->tail = NULL;
+	w->tail_len = 0;
+	w->tail2 = NULL;
+	w->tail2_len = 0;
 	if (cap < 2) {
 		w->err = -EMSGSIZE;
 		return;
@@ -48,6 +52,10 @@ field_begin(struct fabric_msg_writer *w, uint16_t id, uint8_t type, size_t len)
 
 	if (w->err != 0)
 		return NULL;
+	if (w->tail != NULL) {
+		w->err = -EINVAL;   /* a field after the one put by reference */
+		return NULL;
+	}
 	if (len > UINT32_MAX || w->cap - w->len < FIELD_HEADER || w->cap - w->len - FIELD_HEADER < len) {
 		w->err = -EMSGSIZE;
 		return NULL;
@@ -85,6 +93,55 @@ fabric_msg_put_bytes(struct fabric_msg_writer *w, uint16_t id, const void *src, 
 
 	if (p != NULL && len != 0)
 		memcpy(p, src, len);
+}
+
+uint8_t *
+fabric_msg_put_space(struct fabric_msg_writer *w, uint16_t id, size_t len)
+{
+	return field_begin(w, id, FABRIC_FIELD_BYTES, len);
+}
+
+void
+fabric_msg_put_bytes_ref2(struct fabric_msg_writer *w, uint16_t id, const void *src, size_t len,
+    const void *src2, size_t len2)
+{
+	uint8_t *p;
+
+	if (w->err != 0)
+		return;
+	if (w->tail != NULL) {
+		w->err = -EINVAL;
+		return;
+	}
+	if (len > UINT32_MAX || len2 > UINT32_MAX - len || w->cap - w->len < FIELD_HEADER) {
+		w->err = -EMSGSIZE;
+		return;
+	}
+	/* only the header goes into buf; the value follows it on the wire */
+	p = w->buf + w->len;
+	fabric_put16(p, id);
+	p[2] = FABRIC_FIELD_BYTES;
+	fabric_put32(p + 3, (uint32_t)(len + len2));
+	w->len += FIELD_HEADER;
+	if (len == 0) {
+		src = src2;
+		len = len2;
+		len2 = 0;
+	}
+	if (len != 0) {
+		w->tail = src;
+		w->tail_len = len;
+	}
+	if (len2 != 0) {
+		w->tail2 = src2;
+		w->tail2_len = len2;
+	}
+}
+
+void
+fabric_msg_put_bytes_ref(struct fabric_msg_writer *w, uint16_t id, const void *src, size_t len)
+{
+	fabric_msg_put_bytes_ref2(w, id, src, len, NULL, 0);
 }
 
 int

@@ -140,7 +140,8 @@ txn_remote_proxy(struct txn_remote *rm, uint64_t master, const struct txn_target
 	uint64_t deadline = clock_mono_ns() + (uint64_t)txn_remote_deadline_ms(rm) * 1000000;
 	uint32_t rpc_op;
 	uint8_t *buf, *flat = NULL;
-	size_t len;
+	const uint8_t *tail;
+	size_t len, tail_len;
 	int rc;
 
 	if (q.kind == 0)
@@ -173,7 +174,7 @@ txn_remote_proxy(struct txn_remote *rm, uint64_t master, const struct txn_target
 	}
 	rpc_op = op->kind == TXN_OP_STAT || op->kind == TXN_OP_READ ? RPC_OP_TXN_PROXY_READ
 	    : RPC_OP_TXN_PROXY;
-	rc = txn_proxy_req_encode(&q, &buf, &len);
+	rc = txn_proxy_req_encode_split(&q, &buf, &len, &tail, &tail_len);
 	free(flat);
 	if (rc == -EMSGSIZE)
 		return -EFBIG;
@@ -191,7 +192,7 @@ txn_remote_proxy(struct txn_remote *rm, uint64_t master, const struct txn_target
 			break;
 		}
 		STAT(rm, proxy_sent);
-		rc = rpc_call(rm->rpc, master, rpc_op, buf, len, left, &ans);
+		rc = rpc_call2(rm->rpc, master, rpc_op, buf, len, tail, tail_len, left, &ans);
 		if ((rc == 0 && ans.err == -EAGAIN) || rc == -EAGAIN) {
 			/* the master is busy: not run; again shortly */
 			rpc_answer_release(&ans);
@@ -331,32 +332,49 @@ txn_remote_dup_fetch(struct txn_remote *rm, uint64_t holder, const struct txn_ta
 /* ---- caller side: replica writes ------------------------------------------ */
 
 int
-txn_remote_replicate(struct txn_remote *rm, struct namespace *ns, const uint8_t *flat,
-    uint32_t size, bool durable)
+txn_remote_replica_msg(const struct namespace *ns, const struct record *r, bool durable,
+    uint8_t **body, size_t *len)
+{
+	/* exactly: the type, then the three fields' headers (7 bytes) and values */
+	size_t flat = record_flat_size(r), cap = 2 + 7 + strlen(ns->name) + 7 + 4 + 7 + flat;
+	struct fabric_msg_writer fw;
+	uint8_t *p;
+	long n;
+
+	*body = NULL;
+	*len = 0;
+	if (cap > RPC_BODY_MAX)
+		return -EFBIG;
+	p = malloc(cap);
+	if (p == NULL)
+		return -ENOMEM;
+	fabric_msg_writer_init(&fw, p, cap, TXN_MSG_REPLICA);
+	fabric_msg_put_bytes(&fw, TXN_RF_NS, ns->name, strlen(ns->name));
+	fabric_msg_put_u32(&fw, TXN_RF_DURABLE, durable ? 1 : 0);
+	/* the record encoded where it is sent from: no copy of it */
+	uint8_t *dst = fabric_msg_put_space(&fw, TXN_RF_RECORD, flat);
+
+	n = dst != NULL ? record_flat_encode(r, dst, flat) : fw.err;
+	if (n < 0 || (size_t)n != flat || fw.err != 0) {
+		free(p);
+		return n < 0 ? (int)n : -EFBIG;
+	}
+	*body = p;
+	*len = fw.len;
+	return 0;
+}
+
+int
+txn_remote_replicate(struct txn_remote *rm, struct namespace *ns, uint32_t pid, const uint8_t *body,
+    size_t blen)
 {
 	struct txn_namespace *x = txn_namespace_of(ns);
-	uint32_t pid = digest_partition(record_flat_digest(flat));
 	uint64_t deadline = clock_mono_ns() + (uint64_t)txn_remote_deadline_ms(rm) * 1000000;
 	uint64_t node = rm->self;
 	uint64_t done[PARTITION_REPLICAS_MAX];
 	unsigned n_done = 0;
-	uint8_t *body;
-	size_t cap = 64 + strlen(ns->name) + size, blen;
-	struct fabric_msg_writer fw;
 	int rc = 0;
 
-	body = malloc(cap);
-	if (body == NULL)
-		return -ENOMEM;
-	fabric_msg_writer_init(&fw, body, cap, TXN_MSG_REPLICA);
-	fabric_msg_put_bytes(&fw, TXN_RF_NS, ns->name, strlen(ns->name));
-	fabric_msg_put_u32(&fw, TXN_RF_DURABLE, durable ? 1 : 0);
-	fabric_msg_put_bytes(&fw, TXN_RF_RECORD, flat, size);
-	blen = fw.len;
-	if (fw.err != 0 || blen > RPC_BODY_MAX) {
-		free(body);
-		return -EFBIG;
-	}
 	/* Twice at most: the replicas of the table now, then - when one is no
 	 * longer a replica or went down - those of the next table. */
 	for (int round = 0; round < 2; round++) {
@@ -445,7 +463,6 @@ txn_remote_replicate(struct txn_remote *rm, struct namespace *ns, const uint8_t 
 		partition_release(&r);
 		break;
 	}
-	free(body);
 	if (rc != 0)
 		log_warn("txn", "{%s} a record version of partition %u reached %u replicas only: "
 		    "the write fails (EIO) but stays here", ns->name, pid, n_done);

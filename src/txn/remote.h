@@ -145,6 +145,11 @@ struct txn_proxy_req {
 /* Encode q into a malloc'd buffer (*out, *len).  0, -EMSGSIZE (over the rpc
  * body bound), -ENOMEM. */
 int txn_proxy_req_encode(const struct txn_proxy_req *q, uint8_t **out, size_t *len);
+/* The same message in two pieces: *out (malloc'd, *len bytes) then the
+ * file's content where it is (*tail, *tail_len; NULL when it has none): the
+ * content is the last field, sent by reference (rpc_call2), not copied. */
+int txn_proxy_req_encode_split(const struct txn_proxy_req *q, uint8_t **out, size_t *len,
+    const uint8_t **tail, size_t *tail_len);
 /* Decode buf into q (pointers into buf).  0, -EBADMSG (anything malformed:
  * a field missing, twice, of the wrong type or out of range, bins that do
  * not parse), -ENOMEM.  Never reads outside buf.  Release q after. */

@@ -4,6 +4,7 @@
  * target of the decoders links only these and the fabric's TLV codec.
  */
 #include <errno.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -202,23 +203,30 @@ bad:
 	return -EBADMSG;
 }
 
-int
-txn_proxy_req_encode(const struct txn_proxy_req *q, uint8_t **out, size_t *len)
+/* ref: the file's content, the last field, by reference (its bytes are
+ * not in *out: *tail, *tail_len). */
+static int
+proxy_req_encode(const struct txn_proxy_req *q, bool ref, uint8_t **out, size_t *len,
+    const uint8_t **tail, size_t *tail_len)
 {
 	const struct txn_write *w = q->has_write ? &q->w : NULL;
 	size_t bl = w != NULL ? bins_size(w->bins, w->n_bins) : 0;
+	size_t file = w != NULL && w->set_file ? w->file_len : 0;
 	/* type; per field (20 at most) a 7-byte header and up to 8 bytes of
 	 * value; the variable ones */
 	size_t cap = 2 + 20 * 15 + TXN_ATTR_WIRE_SIZE + q->record_len + q->ns_len + q->k.set_len +
-	    q->k.key_len + q->to.set_len + q->to.key_len +
-	    (w != NULL && w->set_file ? w->file_len : 0) + bl;
+	    q->k.key_len + q->to.set_len + q->to.key_len + file + bl;
 	struct fabric_msg_writer fw;
 	uint8_t *buf;
 	int rc;
 
 	*out = NULL;
+	*tail = NULL;
+	*tail_len = 0;
 	if (cap > RPC_BODY_MAX)
 		return -EMSGSIZE;
+	if (ref)
+		cap -= file;
 	buf = malloc(cap);
 	if (buf == NULL)
 		return -ENOMEM;
@@ -250,8 +258,6 @@ txn_proxy_req_encode(const struct txn_proxy_req *q, uint8_t **out, size_t *len)
 
 		fabric_msg_put_u32(&fw, TXN_PF_W_FLAGS, w->flags);
 		fabric_msg_put_u32(&fw, TXN_PF_W_SET, set);
-		if (w->set_file)
-			fabric_msg_put_bytes(&fw, TXN_PF_FILE, w->file_data, w->file_len);
 		if (w->set_size)
 			fabric_msg_put_u64(&fw, TXN_PF_SIZE, w->size);
 		if (w->set_mode)
@@ -279,13 +285,36 @@ txn_proxy_req_encode(const struct txn_proxy_req *q, uint8_t **out, size_t *len)
 			}
 		}
 	}
+	/* the content last, so that it can stay where it is */
+	if (w != NULL && w->set_file && ref)
+		fabric_msg_put_bytes_ref(&fw, TXN_PF_FILE, w->file_data, w->file_len);
+	else if (w != NULL && w->set_file)
+		fabric_msg_put_bytes(&fw, TXN_PF_FILE, w->file_data, w->file_len);
 	if (fw.err != 0) {
 		free(buf);
 		return fw.err;
 	}
 	*out = buf;
 	*len = fw.len;
+	*tail = fw.tail;
+	*tail_len = fw.tail_len;
 	return 0;
+}
+
+int
+txn_proxy_req_encode(const struct txn_proxy_req *q, uint8_t **out, size_t *len)
+{
+	const uint8_t *tail;
+	size_t tail_len;
+
+	return proxy_req_encode(q, false, out, len, &tail, &tail_len);
+}
+
+int
+txn_proxy_req_encode_split(const struct txn_proxy_req *q, uint8_t **out, size_t *len,
+    const uint8_t **tail, size_t *tail_len)
+{
+	return proxy_req_encode(q, true, out, len, tail, tail_len);
 }
 
 /* An optional field: absent is fine (0 / false), twice or mistyped is not. */

@@ -237,14 +237,14 @@ stop_writes(struct namespace *ns)
  * are the cluster-wide set layer's (they are not sent here).
  */
 static int
-replica_flat(struct namespace *ns, const struct record *r, uint8_t **flat, uint32_t *size)
+replica_flat(struct namespace *ns, const struct record *r, bool durable, uint8_t **body,
+    size_t *size)
 {
 	struct txn_namespace *x = txn_namespace_of(ns);
 	struct partition_rsv rsv;
 	size_t n;
-	long len;
 
-	*flat = NULL;
+	*body = NULL;
 	*size = 0;
 	if (atomic_load_acquire(&x->remote) == NULL || (r->flags & RECORD_F_SET_MARKER))
 		return 0;
@@ -253,18 +253,7 @@ replica_flat(struct namespace *ns, const struct record *r, uint8_t **flat, uint3
 	partition_release(&rsv);
 	if (n <= 1)
 		return 0;
-	n = record_flat_size(r);
-	*flat = malloc(n);
-	if (*flat == NULL)
-		return -ENOMEM;
-	len = record_flat_encode(r, *flat, n);
-	if (len < 0) {
-		free(*flat);
-		*flat = NULL;
-		return (int)len;
-	}
-	*size = (uint32_t)len;
-	return 0;
+	return txn_remote_replica_msg(ns, r, durable || ns->cfg->storage.commit_to_device, body, size);
 }
 
 /*
@@ -291,17 +280,17 @@ master_check(struct namespace *ns, const struct record *r)
 	return mine ? 0 : TXN_ENOTMASTER;
 }
 
-/* Send flat (from replica_flat; freed here) to the other replicas. */
+/* Send body (from replica_flat; freed here), a version of a record of
+ * partition pid, to the other replicas. */
 static int
-replica_send(struct namespace *ns, uint8_t *flat, uint32_t size, bool durable)
+replica_send(struct namespace *ns, uint32_t pid, uint8_t *body, size_t size)
 {
 	struct txn_remote *rm = atomic_load_acquire(&txn_namespace_of(ns)->remote);
 	int rc = 0;
 
-	if (flat != NULL && rm != NULL)
-		rc = txn_remote_replicate(rm, ns, flat, size,
-		    durable || ns->cfg->storage.commit_to_device);
-	free(flat);
+	if (body != NULL && rm != NULL)
+		rc = txn_remote_replicate(rm, ns, pid, body, size);
+	free(body);
 	return rc;
 }
 
@@ -353,12 +342,12 @@ commit_record(struct namespace *ns, uint16_t set_id, struct index_entry *e, stru
 		attr_from_entry(ns, a.e, out);
 	/* Stored here: now on every other replica, or the caller gets EIO
 	 * (this copy stays: no rollback, as Aerospike). */
-	uint8_t *flat;
-	uint32_t flat_size;
+	uint8_t *body;
+	size_t body_size;
 
-	rc = replica_flat(ns, r, &flat, &flat_size);
+	rc = replica_flat(ns, r, durable, &body, &body_size);
 	if (rc == 0)
-		rc = replica_send(ns, flat, flat_size, durable);
+		rc = replica_send(ns, digest_partition(&r->digest), body, body_size);
 	return rc != 0 ? -EIO : 0;
 }
 
@@ -442,19 +431,19 @@ delete_entry(struct namespace *ns, struct index_entry *e, const char *set, uint8
 	r.key_len = e->key_len;
 	if (!ns->storage->persistent && atomic_load_acquire(&txn_namespace_of(ns)->remote) == NULL) {
 		/* Alone: the entry goes, nothing would ever need the tombstone. */
-		uint8_t *flat;
-		uint32_t flat_size;
+		uint8_t *body;
+		size_t body_size;
 		int rc = master_check(ns, &r);
 
 		if (rc == 0)
-			rc = replica_flat(ns, &r, &flat, &flat_size);
+			rc = replica_flat(ns, &r, false, &body, &body_size);
 
 		if (rc != 0)
 			return rc;
 		if (entry_visible(e, clock_epoch_s()) && !record_key_is_internal(e->key, e->key_len))
 			set_times_touch(&ns->sets.sets[e->set_id], next_lut(e->last_update_ms));
 		drop_entry(ns, e);
-		return replica_send(ns, flat, flat_size, false) != 0 ? -EIO : 0;
+		return replica_send(ns, digest_partition(&r.digest), body, body_size) != 0 ? -EIO : 0;
 	}
 	return commit_record(ns, e->set_id, e, &r, &ci, false, NULL);
 }

@@ -191,11 +191,18 @@ struct txn_proxy_req;
  * malformed one), -EFBIG (too big to send). */
 int txn_remote_proxy(struct txn_remote *rm, uint64_t master, const struct txn_target *t,
     const struct txn_op *op);
-/* Master, record lock held: send the stored version flat[0..size) to the
- * other replicas of its partition and wait for all.  0, or -EIO (one did
- * not answer OK in time: the version stays here). */
-int txn_remote_replicate(struct txn_remote *rm, struct namespace *ns, const uint8_t *flat,
-    uint32_t size, bool durable);
+/* The replica write of record version r (op RPC_OP_TXN_REPLICA's body: the
+ * namespace, durable, r in the flat record format encoded in place) in a
+ * malloc'd *body of *len bytes.  0, -EFBIG (too big to send), -ENOMEM, or
+ * the encoder's -EINVAL. */
+int txn_remote_replica_msg(const struct namespace *ns, const struct record *r, bool durable,
+    uint8_t **body, size_t *len);
+/* Master, record lock held: send a stored version's replica write (body,
+ * from txn_remote_replica_msg) to the other replicas of partition pid and
+ * wait for all.  0, or -EIO (one did not answer OK in time: the version
+ * stays here). */
+int txn_remote_replicate(struct txn_remote *rm, struct namespace *ns, uint32_t pid,
+    const uint8_t *body, size_t blen);
 /* Master, tombstone t's record lock held: ask the other replicas of its
  * partition (in the reservation rsv) to drop t.  0 when every one dropped
  * it or holds none; -EBUSY (one kept it), -ETIMEDOUT (one did not answer

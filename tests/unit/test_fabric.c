@@ -39,6 +39,13 @@
 #include <openssl/hmac.h>
 #define FIELD_SEQ 1
 #define FIELD_PAD 2
+#define FIELD_PATTERN 3   /* present: FIELD_PAD holds pattern_byte(seq, i) */
+
+static uint8_t
+pattern_byte(uint64_t seq, size_t i)
+{
+	return (uint8_t)(seq * 131 + i * 7 + (i >> 11));
+}
 
 /* Nodes share net_secret (net_fixture.h); this one is another. */
 static const uint8_t secret_b[] = "0123456789abcdef-secret-B";
@@ -51,6 +58,8 @@ struct node {
 	uint64_t received;        /* FABRIC_MSG_TEST messages */
 	uint64_t next_seq[8];     /* per sender (index = node id % 8) */
 	uint64_t out_of_order;
+	uint64_t bad_pattern;     /* FIELD_PATTERN messages whose pad was not the pattern */
+	uint64_t pattern_bytes;   /* pad bytes of FIELD_PATTERN messages received */
 	int ups, downs;
 };
 
@@ -60,8 +69,21 @@ on_test(void *arg, uint64_t from, const struct fabric_msg *m)
 	struct node *n = arg;
 	uint64_t seq;
 
+	uint32_t pat;
+	const uint8_t *pad;
+	size_t pad_len = 0;
+	bool bad = false;
+
 	assert_int_equal(fabric_msg_get_u64(m, FIELD_SEQ, &seq), 0);
+	if (fabric_msg_get_u32(m, FIELD_PATTERN, &pat) == 0) {
+		if (fabric_msg_get_bytes(m, FIELD_PAD, &pad, &pad_len) != 0)
+			bad = true;
+		for (size_t i = 0; i < pad_len && !bad; i++)
+			bad = pad[i] != pattern_byte(seq, i);
+	}
 	pthread_mutex_lock(&n->lock);
+	n->bad_pattern += bad;
+	n->pattern_bytes += pad_len;
 	if (seq != n->next_seq[from % 8])
 		n->out_of_order++;
 	n->next_seq[from % 8] = seq + 1;
@@ -234,6 +256,47 @@ send_many(struct node *from, uint64_t to, uint64_t first, unsigned count, size_t
 	free(buf);
 }
 
+/* Sends messages seq first.. with patterned pads of the given sizes, the pad
+ * copied (ref 0), by reference (1: fabric_msg_put_bytes_ref) or by reference
+ * in two pieces (2: fabric_msg_put_bytes_ref2, cut at a third); retries
+ * while the queue is full, bounded.  Returns the pad bytes sent. */
+static uint64_t
+send_patterned(struct node *from, uint64_t to, uint64_t first, const size_t *sizes, unsigned count,
+    int ref)
+{
+	uint64_t bytes = 0;
+
+	for (unsigned i = 0; i < count; i++) {
+		size_t n = sizes[i];
+		uint8_t *pad = malloc(n + 1), *buf = malloc(n + 64);
+		struct fabric_msg_writer w;
+		uint64_t t0 = net_now_ms();
+		int rc;
+
+		assert_true(pad != NULL && buf != NULL);
+		for (size_t k = 0; k < n; k++)
+			pad[k] = pattern_byte(first + i, k);
+		fabric_msg_writer_init(&w, buf, ref ? 64 : n + 64, FABRIC_MSG_TEST);
+		fabric_msg_put_u64(&w, FIELD_SEQ, first + i);
+		fabric_msg_put_u32(&w, FIELD_PATTERN, 1);
+		if (ref == 2)
+			fabric_msg_put_bytes_ref2(&w, FIELD_PAD, pad, n / 3, pad + n / 3, n - n / 3);
+		else if (ref == 1)
+			fabric_msg_put_bytes_ref(&w, FIELD_PAD, pad, n);
+		else
+			fabric_msg_put_bytes(&w, FIELD_PAD, pad, n);
+		assert_int_equal(w.err, 0);
+		while ((rc = fabric_send(from->f, to, &w)) == -ENOBUFS && net_now_ms() - t0 < WAIT_MS)
+			net_sleep_ms(1);
+		assert_int_equal(rc, 0);
+		/* the fabric keeps nothing of the caller's: scribbled over at once */
+		memset(pad, 0xee, n + 1);
+		free(pad);
+		free(buf);
+		bytes += n;
+	}
+	return bytes;
+}
 
 /* The ids of this process's threads (from /proc/self/task); how many. */
 static unsigned
@@ -340,6 +403,54 @@ test_fabric_msg_fields_roundtrip_and_bad_input_is_refused(void **state)
 }
 
 /* ---- secret file --------------------------------------------------------------- */
+
+/* A field by reference: only its header in the buffer; it must be the last. */
+static void
+test_fabric_msg_field_by_reference_is_the_last_and_decodes_as_one_message(void **state)
+{
+	static const uint8_t tail[] = "the value, left where it is";
+	uint8_t buf[64], whole[128];
+	struct fabric_msg_writer w;
+	struct fabric_msg m;
+	const uint8_t *p;
+	size_t len;
+	uint64_t v;
+
+	(void)state;
+	fabric_msg_writer_init(&w, buf, sizeof(buf), FABRIC_MSG_TEST);
+	fabric_msg_put_u64(&w, FIELD_SEQ, 5);
+	fabric_msg_put_bytes_ref(&w, FIELD_PAD, tail, sizeof(tail));
+	assert_int_equal(w.err, 0);
+	assert_ptr_equal(w.tail, tail);
+	assert_int_equal(w.tail_len, sizeof(tail));
+	assert_int_equal(w.len, 2 + 7 + 8 + 7);        /* the value is not in buf */
+	memcpy(whole, buf, w.len);
+	memcpy(whole + w.len, tail, sizeof(tail));
+	assert_int_equal(fabric_msg_decode(whole, w.len + sizeof(tail), &m), 0);
+	assert_int_equal(fabric_msg_get_u64(&m, FIELD_SEQ, &v), 0);
+	assert_int_equal(v, 5);
+	assert_int_equal(fabric_msg_get_bytes(&m, FIELD_PAD, &p, &len), 0);
+	assert_int_equal(len, sizeof(tail));
+	assert_memory_equal(p, tail, len);
+	/* nothing may follow it */
+	fabric_msg_put_u32(&w, FIELD_PATTERN, 1);
+	assert_int_equal(w.err, -EINVAL);
+	/* in two pieces: one field of both */
+	fabric_msg_writer_init(&w, buf, sizeof(buf), FABRIC_MSG_TEST);
+	fabric_msg_put_bytes_ref2(&w, FIELD_PAD, tail, 4, tail + 4, sizeof(tail) - 4);
+	assert_int_equal(w.err, 0);
+	assert_true(w.tail == tail && w.tail_len == 4 && w.tail2 == tail + 4 &&
+	    w.tail2_len == sizeof(tail) - 4);
+	memcpy(whole, buf, w.len);
+	memcpy(whole + w.len, tail, sizeof(tail));
+	assert_int_equal(fabric_msg_decode(whole, w.len + sizeof(tail), &m), 0);
+	assert_int_equal(fabric_msg_get_bytes(&m, FIELD_PAD, &p, &len), 0);
+	assert_int_equal(len, sizeof(tail));
+	/* its header must fit */
+	fabric_msg_writer_init(&w, buf, 2 + 6, FABRIC_MSG_TEST);
+	fabric_msg_put_bytes_ref(&w, FIELD_PAD, tail, sizeof(tail));
+	assert_int_equal(w.err, -EMSGSIZE);
+}
 
 static void
 test_fabric_secret_file_must_be_private_regular_and_long_enough(void **state)
@@ -869,6 +980,29 @@ test_fabric_frame_mac_is_gmac_of_header_and_message_under_seq_nonce(void **state
 	assert_int_equal(fabric_mac_compute(&m, hdr, msg, 0, mac), 0);
 	assert_memory_not_equal(mac, first, FABRIC_MAC_LEN);
 	fabric_mac_fini(&m);
+	/* a message in two pieces (a field by reference): the MAC of the whole,
+	 * wherever it is split (AAD across block boundaries) */
+	key[0] ^= 1;
+	for (i = 0; i < sizeof(lens) / sizeof(lens[0]); i++) {
+		size_t cut = lens[i] / 3 + (lens[i] > 0 ? 1 : 0);
+		struct fabric_mac a, b;
+
+		assert_int_equal(fabric_mac_init(&a, key), 0);
+		assert_int_equal(fabric_mac_init(&b, key), 0);
+		fabric_frame_header_write(hdr, FABRIC_PROTOCOL_VERSION, FABRIC_KIND_MSG, (uint32_t)lens[i]);
+		assert_int_equal(fabric_mac_compute(&a, hdr, msg, lens[i], ref), 0);
+		size_t c1 = cut > lens[i] ? lens[i] : cut, c2 = (lens[i] - c1) / 2;
+		struct iovec pieces[3] = {
+			{ .iov_base = msg, .iov_len = c1 },
+			{ .iov_base = msg + c1, .iov_len = c2 },
+			{ .iov_base = msg + c1 + c2, .iov_len = lens[i] - c1 - c2 },
+		};
+
+		assert_int_equal(fabric_mac_compute_tail(&b, hdr, pieces, 3, mac), 0);
+		assert_memory_equal(mac, ref, FABRIC_MAC_LEN);
+		fabric_mac_fini(&a);
+		fabric_mac_fini(&b);
+	}
 }
 
 static void
@@ -1176,6 +1310,47 @@ tls_opts(struct tls_files *t, const char *node, const char *ca)
 
 /* Two nodes with certificates of one CA: messages both ways, in order,
  * and nothing refused. */
+/*
+ * Messages whose last field is sent by reference (the rpc's bodies): from
+ * the caller's buffer in one sendmsg, what the socket does not take copied
+ * for later (6 MiB is more than a loopback socket takes at once), queued
+ * behind others when the connection is busy; each arrives whole, in order,
+ * with its MAC verified, and the caller's buffer may be reused at once.
+ */
+static void
+test_fabric_last_field_by_reference_arrives_whole_and_in_order(void **state)
+{
+	static const size_t sizes[] = { 1, 1000, 60000, 131072, 6u << 20, 16, 200000, 3u << 20, 70000,
+		5 };
+	const unsigned k = sizeof(sizes) / sizeof(sizes[0]);
+	struct node a, b;
+	uint64_t bytes = 0;
+
+	(void)state;
+	node_up(&a, 131);
+	node_up(&b, 132);
+	dial(&a, &b);
+	WAIT_FOR(connected_to(&a, 132) && connected_to(&b, 131));
+	for (unsigned round = 0; round < 3; round++) {
+		/* by reference, copied, then by reference in two pieces behind
+		 * many small ones */
+		bytes += send_patterned(&a, 132, round * 3000, sizes, k, 1);
+		bytes += send_patterned(&a, 132, round * 3000 + k, sizes, k, 0);
+		send_many(&a, 132, round * 3000 + 2 * k, 2000, 100);
+		bytes += send_patterned(&a, 132, round * 3000 + 2 * k + 2000, sizes, k, round == 1 ? 1 : 2);
+		send_many(&a, 132, round * 3000 + 3 * k + 2000, 1000 - 3 * k, 10);
+	}
+	WAIT_FOR(received(&b) == 9000);
+	assert_int_equal(b.out_of_order, 0);
+	assert_int_equal(b.bad_pattern, 0);
+	assert_int_equal(b.pattern_bytes, bytes);
+	assert_int_equal(stats(&b).msgs_received, 9000);
+	for (unsigned r = 0; r < FABRIC_REFUSE_COUNT; r++)
+		assert_int_equal(stats(&a).refused[r] + stats(&b).refused[r], 0);
+	node_stop(&a);
+	node_stop(&b);
+}
+
 static void
 test_fabric_tls_nodes_exchange_messages(void **state)
 {
@@ -1190,7 +1365,16 @@ test_fabric_tls_nodes_exchange_messages(void **state)
 	WAIT_FOR(connected_to(&a, 122) && connected_to(&b, 121));
 	send_many(&a, 122, 0, 300, 100);
 	send_many(&b, 121, 0, 300, 20000);
-	WAIT_FOR(received(&a) == 300 && received(&b) == 300);
+	{
+		/* a last field by reference is framed (copied) into TLS records */
+		static const size_t sizes[] = { 1, 131072, 3u << 20, 700 };
+
+		send_patterned(&b, 121, 300, sizes, 2, 1);
+		send_patterned(&b, 121, 302, sizes + 2, 2, 2);
+	}
+	WAIT_FOR(received(&a) == 304 && received(&b) == 300);
+	assert_int_equal(a.bad_pattern, 0);
+	assert_int_equal(a.pattern_bytes, 1 + 131072 + (3u << 20) + 700);
 	assert_int_equal(a.out_of_order + b.out_of_order, 0);
 	assert_int_equal(stats(&a).refused[FABRIC_REFUSE_TLS], 0);
 	assert_int_equal(stats(&b).refused[FABRIC_REFUSE_TLS], 0);
@@ -1286,6 +1470,8 @@ main(int argc, char **argv)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_fabric_msg_fields_roundtrip_and_bad_input_is_refused),
+		cmocka_unit_test(test_fabric_msg_field_by_reference_is_the_last_and_decodes_as_one_message),
+		cmocka_unit_test(test_fabric_last_field_by_reference_arrives_whole_and_in_order),
 		cmocka_unit_test(test_fabric_secret_file_must_be_private_regular_and_long_enough),
 		cmocka_unit_test(test_fabric_messages_flow_both_ways_in_order),
 		cmocka_unit_test(test_fabric_wrong_secret_is_refused_on_both_sides),

@@ -66,6 +66,23 @@ test_proxy_request_roundtrip(void **state)
 	size_t len;
 
 	(void)state;
+	{
+		/* in two pieces: the content stays where it is, the last field;
+		 * joined, the same message as encoded whole */
+		uint8_t *whole, *head;
+		const uint8_t *tail;
+		size_t wl, hl, tl;
+
+		assert_int_equal(txn_proxy_req_encode(&q, &whole, &wl), 0);
+		assert_int_equal(txn_proxy_req_encode_split(&q, &head, &hl, &tail, &tl), 0);
+		assert_ptr_equal(tail, q.w.file_data);
+		assert_int_equal(tl, 12);
+		assert_int_equal(hl + tl, wl);
+		assert_memory_equal(head, whole, hl);
+		assert_memory_equal(whole + hl, "file content", 12);
+		free(whole);
+		free(head);
+	}
 	assert_int_equal(txn_proxy_req_encode(&q, &buf, &len), 0);
 	assert_int_equal(txn_proxy_req_decode(buf, len, &d), 0);
 	assert_int_equal(d.kind, TXN_PROXY_WRITE);

@@ -362,6 +362,29 @@ test_rpc_msg_roundtrips_and_bad_messages_are_refused(void **state)
 	assert_int_equal(rpc_msg_decode(&m, &d), 0);
 	assert_int_equal(d.peer_incarnation, 0x1234567890ull);
 	a.peer_incarnation = 0;
+	/* a body in two pieces is one body; by reference only the fields
+	 * before it are in buf (the rest follows on the wire) */
+	r.body2 = (const uint8_t *)", world";
+	r.body2_len = 7;
+	assert_int_equal(rpc_msg_encode(&r, &w, buf, sizeof(buf)), 0);
+	assert_int_equal(fabric_msg_decode(buf, w.len, &m), 0);
+	assert_int_equal(rpc_msg_decode(&m, &d), 0);
+	assert_int_equal(d.body_len, 12);
+	assert_memory_equal(d.body, "hello, world", 12);
+	{
+		uint8_t head[RPC_MSG_HEAD_MAX];
+
+		assert_int_equal(rpc_msg_encode_ref(&r, &w, head, sizeof(head)), 0);
+		assert_true(w.tail == r.body && w.tail_len == 5 && w.tail2 == r.body2 && w.tail2_len == 7);
+		memcpy(buf, head, w.len);
+		memcpy(buf + w.len, "hello, world", 12);
+		assert_int_equal(fabric_msg_decode(buf, w.len + 12, &m), 0);
+		assert_int_equal(rpc_msg_decode(&m, &d), 0);
+		assert_int_equal(d.body_len, 12);
+		assert_memory_equal(d.body, "hello, world", 12);
+	}
+	r.body2 = NULL;
+	r.body2_len = 0;
 
 	/* what the decoder refuses, the encoder refuses to write */
 	r.op = 0;
@@ -448,6 +471,12 @@ test_rpc_echo_errno_and_refusals(void **state)
 	assert_int_equal(rpc_call(a.rpc, 2, RPC_OP_PING, NULL, 0, 0, &ans), 0);
 	assert_int_equal(ans.len, 0);
 	assert_null(ans.body);
+	/* a request in two pieces (each sent from where it is) arrives joined */
+	assert_int_equal(rpc_call2(a.rpc, 2, RPC_OP_PING, big, 1000, big + 1000, sizeof(big) - 1000,
+	    5000, &ans), 0);
+	assert_int_equal(ans.len, sizeof(big));
+	assert_memory_equal(ans.body, big, sizeof(big));
+	rpc_answer_release(&ans);
 	{
 		/* a figure for docs/cluster.md: sequential round trips on loopback */
 		uint64_t t0 = clock_mono_ns();
@@ -477,6 +506,8 @@ test_rpc_echo_errno_and_refusals(void **state)
 	/* refused: no handler there, too big, bad arguments, unknown node */
 	assert_int_equal(rpc_call(a.rpc, 2, RPC_OP_TEST + 10, "x", 1, 0, &ans), -EOPNOTSUPP);
 	assert_int_equal(rpc_call(a.rpc, 2, RPC_OP_PING, big, RPC_BODY_MAX + 1, 0, &ans), -EMSGSIZE);
+	assert_int_equal(rpc_call2(a.rpc, 2, RPC_OP_PING, big, 10, big, RPC_BODY_MAX - 9, 0, &ans),
+	    -EMSGSIZE);
 	assert_int_equal(rpc_call(a.rpc, 2, 0, "x", 1, 0, &ans), -EINVAL);
 	assert_int_equal(rpc_call(a.rpc, 1, RPC_OP_PING, "x", 1, 0, &ans), -EINVAL);   /* itself */
 	{
@@ -488,20 +519,20 @@ test_rpc_echo_errno_and_refusals(void **state)
 
 	sa = stats(&a);
 	sb = stats(&b);
-	assert_int_equal(sa.calls, 507);
-	assert_int_equal(sa.calls_answered, 506);
+	assert_int_equal(sa.calls, 508);
+	assert_int_equal(sa.calls_answered, 507);
 	assert_int_equal(sa.calls_failed_fast, 1);
 	assert_int_equal(sa.calls_timed_out, 0);
 	assert_int_equal(sa.calls_in_flight, 0);
 	/* a slow machine may send a request again (after 200 ms): counted */
-	assert_int_equal(sb.requests_received, 506 + sa.retransmits);
+	assert_int_equal(sb.requests_received, 507 + sa.retransmits);
 	assert_int_equal(sb.requests_in_progress, 0);
 	assert_int_equal(sb.calls_answered, 1);
 	{
 		struct histogram_snapshot h;
 
 		rpc_latency_get(a.rpc, &h);
-		assert_int_equal(h.count, 506);
+		assert_int_equal(h.count, 507);
 	}
 	node_down(&a);
 	node_down(&b);

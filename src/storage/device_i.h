@@ -162,6 +162,21 @@ int device_pversions_erase(struct storage *st, struct device *d);
 int device_header_write(struct device *d);
 int device_pread_full(int fd, void *buf, size_t len, uint64_t off);
 
+/* One write of an I/O batch (device_write_in_order). */
+struct device_write {
+	const void *src;
+	uint64_t off;
+	uint32_t len;
+	int res;                  /* out: bytes written, or -errno (-ECANCELED: never started) */
+};
+/* Write w[0..n) through ring in their order: each write starts only once
+ * the one before it completed (linked, and a full ring drains before more
+ * go in), so a process killed during the batch leaves a prefix of it on the
+ * device - never a later buffer (a large file's head) without an earlier
+ * one (its chunks).  The first write that fails or comes up short stops the
+ * rest (their res -ECANCELED).  0 or the first failure's -errno. */
+int device_write_in_order(struct io_uring *ring, int fd, struct device_write *w, unsigned n);
+
 extern const struct storage_ops storage_device_ops;
 extern const struct storage_ops storage_shadow_ops;
 

@@ -13,8 +13,12 @@
  * The I/O thread works in batches: it takes every queued full buffer, and
  * when a flush is due (flush-max-ms, a sync waiter, a defrag buffer holding
  * vacated wblocks, shutdown) a copy of the unwritten tail of the current
- * buffers; it writes them all with io_uring (O_DIRECT when direct-io), then
- * fdatasync()s, then marks every write placed before the batch durable.
+ * buffers; it writes them with io_uring (O_DIRECT when direct-io) in the
+ * order they were filled, each write started only once the one before it
+ * completed (device_write_in_order: a process killed during a batch leaves
+ * a prefix of it, never a large file's head without the chunks written
+ * before it), then fdatasync()s, then marks every write placed before the
+ * batch durable.
  * Concurrent fsync/commit-to-device waiters therefore share one device
  * write and one sync (group commit).  Before writing a wblock above the
  * header's high-water mark it raises the mark in the header, so cold start
@@ -920,47 +924,66 @@ device_header_write(struct device *d)
 	return rc;
 }
 
+int
+device_write_in_order(struct io_uring *ring, int fd, struct device_write *w, unsigned n)
+{
+	unsigned done = 0;
+	int rc = 0;
+
+	for (unsigned i = 0; i < n; i++)
+		w[i].res = -ECANCELED;
+	while (done < n && rc == 0) {
+		unsigned space = io_uring_sq_space_left(ring), group = n - done, reaped = 0;
+
+		if (group > space)
+			group = space;
+		if (group == 0)
+			return -EBUSY;    /* every earlier write was reaped: cannot happen */
+		for (unsigned i = 0; i < group; i++) {
+			struct io_uring_sqe *sqe = io_uring_get_sqe(ring);
+			struct device_write *x = &w[done + i];
+
+			io_uring_prep_write(sqe, fd, x->src, x->len, x->off);
+			io_uring_sqe_set_data(sqe, x);
+			if (i + 1 < group)
+				sqe->flags |= IOSQE_IO_LINK;
+		}
+		while (reaped < group) {
+			struct io_uring_cqe *cqe;
+			int s = io_uring_submit_and_wait(ring, 1);
+
+			if (s < 0 && s != -EINTR && s != -EAGAIN && s != -EBUSY)
+				return s;
+			while (reaped < group && io_uring_peek_cqe(ring, &cqe) == 0) {
+				struct device_write *x = io_uring_cqe_get_data(cqe);
+
+				x->res = cqe->res;
+				if (rc == 0 && (cqe->res < 0 || (uint32_t)cqe->res != x->len))
+					rc = cqe->res < 0 ? cqe->res : -EIO;
+				io_uring_cqe_seen(ring, cqe);
+				reaped++;
+			}
+		}
+		done += group;
+	}
+	return rc;
+}
+
 static int
 io_submit_and_wait(struct device *d, struct io_item *items, unsigned n)
 {
-	unsigned submitted = 0, done = 0;
-	int rc = 0;
+	struct device_write w[IO_BATCH_MAX + 2];
+	int rc;
 
-	while (done < n) {
-		while (submitted < n) {
-			struct io_uring_sqe *sqe = io_uring_get_sqe(&d->ring);
-
-			if (sqe == NULL)
-				break;
-			io_uring_prep_write(sqe, d->fd, items[submitted].src, items[submitted].len,
-			    items[submitted].off);
-			io_uring_sqe_set_data(sqe, &items[submitted]);
-			submitted++;
-		}
-		int s = io_uring_submit(&d->ring);
-		if (s < 0 && s != -EINTR && s != -EAGAIN && s != -EBUSY) {
-			rc = s;
-			break;
-		}
-		struct io_uring_cqe *cqe;
-		int w = io_uring_wait_cqe(&d->ring, &cqe);
-		if (w == -EINTR)
-			continue;
-		if (w < 0) {
-			rc = w;
-			break;
-		}
-		struct io_item *it = io_uring_cqe_get_data(cqe);
-		if (cqe->res < 0 || (uint32_t)cqe->res != it->len) {
-			int err = cqe->res < 0 ? cqe->res : -EIO;
-
+	for (unsigned i = 0; i < n; i++)
+		w[i] = (struct device_write){ .src = items[i].src, .off = items[i].off,
+		    .len = items[i].len };
+	rc = device_write_in_order(&d->ring, d->fd, w, n);
+	for (unsigned i = 0; i < n && rc != 0; i++)
+		if (w[i].res != -ECANCELED && (w[i].res < 0 || (uint32_t)w[i].res != w[i].len))
 			log_error("device", "{%s} %s offset %" PRIu64 ": write of %u bytes failed: %s",
-			    d->st->ns_name, d->path, it->off, it->len, recfs_strerror(err));
-			rc = err;
-		}
-		io_uring_cqe_seen(&d->ring, cqe);
-		done++;
-	}
+			    d->st->ns_name, d->path, w[i].off, w[i].len,
+			    recfs_strerror(w[i].res < 0 ? w[i].res : -EIO));
 	return rc;
 }
 

@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -25,6 +26,7 @@
 #include "base/crc32c.h"
 #include "base/log.h"
 #include "storage/device_header.h"
+#include "storage/device_i.h"
 #include "txn/txn.h"
 
 static char dir[256];
@@ -1606,6 +1608,65 @@ test_device_records_spread_over_two_files_and_come_back(void **state)
 	unlink(second);
 }
 
+/*
+ * The I/O thread's batch of buffers reaches the file in order: a write
+ * starts only once the one before it completed, so a process killed during
+ * a batch leaves a prefix of it (a large file's head is never on the device
+ * without the chunks written before it).  Shown with a write that fails
+ * (past RLIMIT_FSIZE): nothing after it reaches the file, although those
+ * writes are within the limit.  Unlinked writes would all start at once
+ * and the later ones land.  A batch longer than the ring goes in groups,
+ * each after the one before it completed.
+ */
+static void
+test_device_batch_writes_land_in_order(void **state)
+{
+	static uint8_t page[6][4096] __attribute__((aligned(4096)));
+	struct device_write w[6];
+	struct io_uring ring;
+	struct rlimit old, lim;
+	struct stat sb;
+	uint8_t back[4096];
+	int fd, rc;
+
+	(void)state;
+	for (int i = 0; i < 6; i++)
+		memset(page[i], 'a' + i, sizeof(page[i]));
+	fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+	assert_true(fd >= 0);
+	assert_int_equal(io_uring_queue_init(4, &ring, 0), 0);
+	/* 6 writes through a ring of 4: 0 | 1 past the limit | 2..5 within it */
+	for (int i = 0; i < 6; i++)
+		w[i] = (struct device_write){ .src = page[i], .off = (uint64_t)i * 4096, .len = 4096 };
+	w[1].off = 4u << 20;
+	signal(SIGXFSZ, SIG_IGN);
+	assert_int_equal(getrlimit(RLIMIT_FSIZE, &old), 0);
+	lim = old;
+	lim.rlim_cur = 1u << 20;
+	assert_int_equal(setrlimit(RLIMIT_FSIZE, &lim), 0);
+	rc = device_write_in_order(&ring, fd, w, 6);
+	assert_int_equal(setrlimit(RLIMIT_FSIZE, &old), 0);
+	assert_int_equal(rc, -EFBIG);
+	assert_int_equal(w[0].res, 4096);
+	assert_int_equal(w[1].res, -EFBIG);
+	for (int i = 2; i < 6; i++)
+		assert_int_equal(w[i].res, -ECANCELED);
+	assert_int_equal(fstat(fd, &sb), 0);
+	assert_int_equal(sb.st_size, 4096);   /* none of 2..5 landed */
+
+	/* All within the limit: every write lands, groups of 4 then 2. */
+	w[1].off = 4096;
+	rc = device_write_in_order(&ring, fd, w, 6);
+	assert_int_equal(rc, 0);
+	for (int i = 0; i < 6; i++) {
+		assert_int_equal(w[i].res, 4096);
+		assert_int_equal(pread(fd, back, sizeof(back), (off_t)i * 4096), 4096);
+		assert_memory_equal(back, page[i], sizeof(back));
+	}
+	io_uring_queue_exit(&ring);
+	close(fd);
+}
+
 int
 main(void)
 {
@@ -1634,6 +1695,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_device_tombstones_reclaimed_only_after_older_copies_are_gone, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_device_cold_start_reclaims_tombstones_without_older_copies, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_device_records_spread_over_two_files_and_come_back, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_device_batch_writes_land_in_order, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

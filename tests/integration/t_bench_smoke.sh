@@ -112,11 +112,12 @@ if "large" not in skipped:
     need += ["large." + r for r in ("write", "write_ratio", "read", "read_ratio", "rss", "read_cpu",
                                     "read_requests")]
 missing = [n for n in need if n not in ids]
-# The counted work of the large read was measured: CPU time spent, and one
-# FUSE read or more per MiB (1 MiB requests at most).
+# The counted work of the large read was measured: CPU time spent, and about
+# one FUSE read or more per MiB (1 MiB requests at most; a few pages the
+# write left in the page cache are not asked for: 255 reads for 256 MiB).
 missing += [r["id"] + "=" + str(r["value"]) for r in d["rows"] if
             (r["id"] == "large.read_cpu" and not r["value"] > 0) or
-            (r["id"] == "large.read_requests" and not r["value"] >= 1)]
+            (r["id"] == "large.read_requests" and not r["value"] >= 0.95)]
 bad = [r["id"] for r in d["rows"] if r["verdict"] == "ERROR" or
        (r["unit"] in ("ops/s", "MB/s", "x") and r["id"].startswith(("memory", "fabric")) and
         not r["value"] > 0) or (r["unit"] == "ops/s" and not r["value"] > 0) or

@@ -16,7 +16,8 @@
 # what the FUSE threads and rpc workers can start (4 + 16 per node); the
 # queue for n3 stays within the fabric's per-peer bound (4 MiB); requests
 # kept stay within what 2 x transaction-max-ms of writes can leave; the
-# resident memory of n1 and n2 grows by less than 16 MiB.  The figures
+# resident memory of n1 and n2 grows by less than 16 MiB (plain builds; a
+# sanitizer build prints it: its allocator's caches are not ours).  The figures
 # are printed (docs/cluster.md quotes them).
 . "${top_srcdir:-$(dirname "$0")/../..}/tests/integration/cluster_lib.sh"
 
@@ -130,7 +131,14 @@ for k in 1 2; do
 		"$(val requests_kept)" -le 4096
 	check_true "n$k: bytes queued for n3 within the fabric's 4 MiB per peer: $(val queued_to_n3)" \
 		"$(val queued_to_n3)" -le $((4 * 1024 * 1024))
-	check_true "n$k: resident memory grew < 16 MiB under the load: $(val rss_growth)" \
-		"$(val rss_growth)" -lt $((16 * 1024 * 1024))
+	# The memory bound is the product's, measured on the plain build (growth
+	# 2-3 MiB); an ASan build's allocator keeps per-thread caches and
+	# redzones of its own (n1 grew 17-18 MiB there), as t_large_memory.
+	if sanitized_build; then
+		note "n$k: resident memory grew $(val rss_growth) bytes (sanitizer build: not checked)"
+	else
+		check_true "n$k: resident memory grew < 16 MiB under the load: $(val rss_growth)" \
+			"$(val rss_growth)" -lt $((16 * 1024 * 1024))
+	fi
 done
 finish

@@ -181,6 +181,7 @@ cluster_down n2 || bad "n2: clean stop"
 cluster_down n3 || bad "n3: clean stop"
 check_all "after the kill"
 orphans=$ORPHANS
+copies=$CHUNKS
 check_true "recfs-check: no usage error (a torn write of the killed node may count as damage)" \
 	"$CHECK_RC" -le 1
 note "after the kill: $CHUNKS chunk copies, $orphans orphaned (no head on any node names them); named: n1 ${NAMED_ON[n1]}, n2 ${NAMED_ON[n2]}, n3 ${NAMED_ON[n3]}"
@@ -206,10 +207,15 @@ fi
 note "chunks reclaimed: n1 $(value n1 chunks_reclaimed), n2 $(value n2 chunks_reclaimed), n3 $(value n3 chunks_reclaimed); passes skipped: $(total chunk_reclaim_skipped) of $(total chunk_reclaim_passes)"
 # Each orphan is one delete at its master, which takes its replica's copy
 # too; a copy on a node that is no longer a replica goes with the
-# migration after the restart instead.
+# migration after the restart instead.  Besides the orphans of the kill, a
+# chunk named only by a head copy that lost to a newer one after the
+# restart (the killed node's, or the other way round) becomes an orphan
+# too (ASan run: 5 deletes for 4 orphans after the kill): so the deletes
+# are bounded by the copies that had to go, not by the orphans alone.
 r=$(total chunks_reclaimed)
 check_true "chunks_reclaimed counts them" "$r" -gt 0
-check_true "chunks_reclaimed counts no more than the copies" "$r" -le "$orphans"
+check_true "chunks_reclaimed counts no more than the copies that had to go ($copies - $NAMED)" \
+	"$r" -le $((copies - NAMED))
 for n in n1 n2 n3; do
 	check_true "$n: the reclaimer ran (chunk_reclaim_passes)" "$(value $n chunk_reclaim_passes)" -gt 0
 	for f in a b c; do

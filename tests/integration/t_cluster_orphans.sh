@@ -156,6 +156,11 @@ rewrite() {
 		done
 	done
 }
+# The kill leaves orphans when it lands inside a commit (chunks stored, the
+# head not yet): usually, not always (a slow sanitizer build may land it
+# between commits); then the cluster restarts and the rewrite and kill run
+# again, 3 times at most.
+for attempt in 1 2 3; do
 rewrite a & RA=$!
 rewrite b & RB=$!
 rewrite c & RC=$!
@@ -180,6 +185,10 @@ settled n2 n3 || bad "n2 and n3: migrations did not finish within 60 s of the ki
 cluster_down n2 || bad "n2: clean stop"
 cluster_down n3 || bad "n3: clean stop"
 check_all "after the kill"
+[ "${ORPHANS:-0}" -gt 0 ] || [ $attempt = 3 ] && break
+note "the kill left no orphan (attempt $attempt): the cluster restarts, the rewrite and kill again"
+restart_all
+done
 orphans=$ORPHANS
 copies=$CHUNKS
 check_true "recfs-check: no usage error (a torn write of the killed node may count as damage)" \

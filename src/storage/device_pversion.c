@@ -252,6 +252,33 @@ device_pversions_store(struct storage *st, const uint64_t v[STORAGE_PARTITIONS])
 }
 
 /* Store one slot: version v, or (v 0, drop_ms not 0) the drop time. */
+/* The slots a page write does not change come from the RAM table: read it
+ * first if nothing has loaded or stored it yet.  0 or -errno. */
+static int
+pver_known_locked(struct storage *st, struct dev_engine *e)
+{
+	int rc;
+
+	if (e->pver_known)
+		return 0;
+	rc = pver_read_locked(st, e, e->pver, e->pdrop);
+	e->pver_known = rc == 0;
+	return rc;
+}
+
+/* Slots [lo, hi) (whole pages) encoded into buf and written: the pages are
+ * rewritten whole, so their slots are whole again. */
+static int
+pver_write_pages_locked(struct storage *st, struct dev_engine *e, uint32_t lo, uint32_t hi,
+    uint8_t *buf)
+{
+	for (uint32_t p = lo; p < hi; p++)
+		e->pver_logged[p / 64] &= ~(1ULL << (p % 64));
+	pver_encode(e, lo, hi - lo, buf);
+	return pver_write_locked(st, e, buf, (size_t)(hi - lo) * DEVICE_PMETA_SLOT,
+	    (uint64_t)lo * DEVICE_PMETA_SLOT);
+}
+
 static int
 pver_store_slot(struct storage *st, uint32_t pid, uint64_t v, uint64_t drop_ms)
 {
@@ -265,22 +292,12 @@ pver_store_slot(struct storage *st, uint32_t pid, uint64_t v, uint64_t drop_ms)
 	if (posix_memalign((void **)&page, DEVICE_IO_ALIGN, DEVICE_HEADER_PAGE) != 0)
 		return -ENOMEM;
 	pthread_mutex_lock(&e->pver_lock);
-	/* The page's other slots come from the RAM table: read it first if
-	 * nothing has loaded or stored it yet. */
-	if (!e->pver_known) {
-		rc = pver_read_locked(st, e, e->pver, e->pdrop);
-		e->pver_known = rc == 0;
-	}
+	rc = pver_known_locked(st, e);
 	if (rc == 0) {
 		pver_set(e, pid, v);
 		if (v == 0 && drop_ms != 0)
 			e->pdrop[pid] = drop_ms;
-		/* The whole page is rewritten: its slots are whole again. */
-		for (uint32_t p = first; p < first + DEVICE_PMETA_PAGE_SLOTS; p++)
-			e->pver_logged[p / 64] &= ~(1ULL << (p % 64));
-		pver_encode(e, first, DEVICE_PMETA_PAGE_SLOTS, page);
-		rc = pver_write_locked(st, e, page, DEVICE_HEADER_PAGE,
-		    (uint64_t)first * DEVICE_PMETA_SLOT);
+		rc = pver_write_pages_locked(st, e, first, first + DEVICE_PMETA_PAGE_SLOTS, page);
 	}
 	pthread_mutex_unlock(&e->pver_lock);
 	free(page);
@@ -308,18 +325,12 @@ device_pversions_drop(struct storage *st, const uint32_t *pids, unsigned n, uint
 	struct dev_engine *e = st->priv;
 	uint32_t lo = STORAGE_PARTITIONS, hi = 0;
 	uint8_t *area;
-	size_t len;
-	int rc = 0;
+	int rc;
 
 	if (posix_memalign((void **)&area, DEVICE_IO_ALIGN, DEVICE_PMETA_SIZE) != 0)
 		return -ENOMEM;
 	pthread_mutex_lock(&e->pver_lock);
-	/* The pages' other slots come from the RAM table: read it first if
-	 * nothing has loaded or stored it yet. */
-	if (!e->pver_known) {
-		rc = pver_read_locked(st, e, e->pver, e->pdrop);
-		e->pver_known = rc == 0;
-	}
+	rc = pver_known_locked(st, e);
 	if (rc == 0) {
 		for (unsigned i = 0; i < n; i++) {
 			uint32_t p = pids[i];
@@ -331,12 +342,7 @@ device_pversions_drop(struct storage *st, const uint32_t *pids, unsigned n, uint
 		}
 		lo -= lo % DEVICE_PMETA_PAGE_SLOTS;
 		hi = hi - hi % DEVICE_PMETA_PAGE_SLOTS + DEVICE_PMETA_PAGE_SLOTS;
-		/* The pages are rewritten whole: their slots are whole again. */
-		for (uint32_t p = lo; p < hi; p++)
-			e->pver_logged[p / 64] &= ~(1ULL << (p % 64));
-		len = (size_t)(hi - lo) * DEVICE_PMETA_SLOT;
-		pver_encode(e, lo, hi - lo, area);
-		rc = pver_write_locked(st, e, area, len, (uint64_t)lo * DEVICE_PMETA_SLOT);
+		rc = pver_write_pages_locked(st, e, lo, hi, area);
 	}
 	pthread_mutex_unlock(&e->pver_lock);
 	free(area);

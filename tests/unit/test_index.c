@@ -541,6 +541,22 @@ nap_ms(unsigned ms)
 	nanosleep(&ts, NULL);
 }
 
+/* A thread locking `want` is still waiting after 50 ms, and gets it once
+ * this thread unlocks `held`. */
+static void
+waits_until_unlock(struct index *ix, const struct digest *want, const struct digest *held)
+{
+	struct lock_waiter w = { .ix = ix, .d = *want };
+	pthread_t th;
+
+	assert_int_equal(pthread_create(&th, NULL, lock_waiter, &w), 0);
+	nap_ms(50);
+	assert_int_equal(__atomic_load_n(&w.done, __ATOMIC_ACQUIRE), 0);
+	index_record_unlock(ix, held);
+	pthread_join(th, NULL);
+	assert_int_equal(w.done, 1);
+}
+
 /*
  * A record lock locks the exact digest: records whose locks share a stripe
  * are locked at once by different holders (up to the stripe's slots; one
@@ -552,8 +568,6 @@ test_record_locks_lock_the_exact_digest(void **state)
 {
 	struct index *ix;
 	struct digest d[INDEX_RECORD_LOCK_SLOTS + 1];
-	struct lock_waiter w;
-	pthread_t th;
 
 	(void)state;
 	assert_int_equal(index_create(&ix), 0);
@@ -569,24 +583,12 @@ test_record_locks_lock_the_exact_digest(void **state)
 	assert_true(index_record_trylock(ix, &d[1]));
 	index_record_unlock(ix, &d[1]);
 	/* the same digest is not, and a locker of it waits for the unlock */
-	w = (struct lock_waiter){ .ix = ix, .d = d[0] };
-	assert_int_equal(pthread_create(&th, NULL, lock_waiter, &w), 0);
-	nap_ms(50);
-	assert_int_equal(__atomic_load_n(&w.done, __ATOMIC_ACQUIRE), 0);
-	index_record_unlock(ix, &d[0]);
-	pthread_join(th, NULL);
-	assert_int_equal(w.done, 1);
+	waits_until_unlock(ix, &d[0], &d[0]);
 	/* all slots taken: one more digest waits for a slot */
 	for (unsigned i = 0; i < INDEX_RECORD_LOCK_SLOTS; i++)
 		index_record_lock(ix, &d[i]);
 	assert_false(index_record_trylock(ix, &d[INDEX_RECORD_LOCK_SLOTS]));
-	w = (struct lock_waiter){ .ix = ix, .d = d[INDEX_RECORD_LOCK_SLOTS] };
-	assert_int_equal(pthread_create(&th, NULL, lock_waiter, &w), 0);
-	nap_ms(50);
-	assert_int_equal(__atomic_load_n(&w.done, __ATOMIC_ACQUIRE), 0);
-	index_record_unlock(ix, &d[2]);
-	pthread_join(th, NULL);
-	assert_int_equal(w.done, 1);
+	waits_until_unlock(ix, &d[INDEX_RECORD_LOCK_SLOTS], &d[2]);
 	/* a pair of one digest is locked once */
 	index_record_unlock(ix, &d[0]);
 	index_record_lock_pair(ix, &d[0], &d[0]);

@@ -15,6 +15,8 @@
 #   - an EXIT/INT/TERM trap that unmounts (fusermount3 -u, then lazy), stops
 #     the daemon (TERM, then KILL after a bounded wait), prints the daemon's
 #     log tail when the test failed, and removes $T.
+# A test may set ITEST_FAIL_SUMMARY to a file whose first 60 lines the
+# cleanup prints last when the test failed (CI shows the tail of the output).
 #
 # Assertions: `bad MSG` records a failure and goes on (so one run reports
 # every broken behaviour), `fail MSG` stops the test.  A test exits 1 if any
@@ -506,6 +508,11 @@ itest_cleanup() {
 				tail -n 30 "$f"
 			fi
 		done
+		# a test's own account of its failure, last: CI shows the tail
+		if [ -n "${ITEST_FAIL_SUMMARY:-}" ] && [ -s "$ITEST_FAIL_SUMMARY" ]; then
+			echo "---- $ITEST_NAME: what failed"
+			head -n 60 "$ITEST_FAIL_SUMMARY"
+		fi
 	fi
 	if is_mounted; then
 		echo "# $MNT still mounted; leaving $T" >&2

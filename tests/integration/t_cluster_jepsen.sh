@@ -403,6 +403,16 @@ if [ -n "${JEPSEN_OUT:-}" ]; then
 		note "logs, views and the checker's output copied to $JEPSEN_OUT"
 fi
 check_eq "checker: nothing acknowledged lost, nothing deleted back, one view on every node" "$rc" 0
+# on failure, the counts and the anomalies (not the superseded writes) close the output
+if [ "$rc" -ne 0 ]; then
+	ITEST_FAIL_SUMMARY=$T/check.summary
+	{
+		echo "seed $SEED, schedule $JEPSEN_SCHEDULE"
+		awk '/^SUPERSEDED [0-9]/ { skip = 1 } /^RESULT/ { skip = 0 } !skip' "$T/check.out"
+		echo "nemesis:"
+		cat "$T/nemesis.log"
+	} >"$ITEST_FAIL_SUMMARY"
+fi
 acked=$(awk '/^operations/ { sub(",", "", $4); print $4 }' "$T/check.out")
 check_true "clients had operations acknowledged ($acked)" "${acked:-0}" -gt 100
 

@@ -274,7 +274,9 @@ full)
 			[ "$live" -gt 3 ] && [ $removed -lt 1 ] || continue
 			pick_live
 			nemesis_note "remove $PICK for good"
+			# a clean stop exits 0 (a sanitizer report would not)
 			cluster_down "$PICK"
+			check_eq "$PICK removed for good: recfsd's exit status" "$?" 0
 			removed=$((removed + 1))
 			;;
 		esac

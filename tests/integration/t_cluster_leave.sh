@@ -25,7 +25,7 @@ cluster_wait_agree 3 || fail "no cluster of 3"
 cluster_settled n1 n2 n3
 
 # writer MOUNT SECONDS: "acked N failed N max_ms N" (small files, fsync)
-python3 - "$(cluster_mnt n1)/test" 3 >"$T/w" <<'PY' &
+python3 - "$(cluster_mnt n1)/test" 2 >"$T/w" <<'PY' &
 import os, sys, time
 m, secs = sys.argv[1], float(sys.argv[2])
 end = time.monotonic() + secs

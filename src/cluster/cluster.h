@@ -12,7 +12,8 @@
  * one seed is enough for the mesh to become full.  A node is alive from its
  * first pulse and dead after timeout_count intervals without one (a closed
  * connection alone does not kill it: a paused node and a cut link look the
- * same, silence).
+ * same, silence), or at once when its last pulse says it is stopping
+ * (heartbeat_leave, a clean stop).
  *
  * Threads: one heartbeat thread (pulses and the death check, every
  * interval, and one pulse at once when a node arrives); pulses are

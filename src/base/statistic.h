@@ -193,7 +193,8 @@
 	X(heartbeat_pulses_received, COUNTER, "pulses", 0, "Heartbeat pulses received and taken.") \
 	X(heartbeat_pulses_malformed, COUNTER, "pulses", 0, "Heartbeat pulses refused: bad fields, or a node id that is not the sender's (logged).") \
 	X(heartbeat_arrivals, COUNTER, "nodes", 0, "Nodes that became alive (a first pulse, or one after their departure).") \
-	X(heartbeat_departures, COUNTER, "nodes", 0, "Nodes declared dead: no pulse for interval-ms x timeout-count.") \
+	X(heartbeat_departures, COUNTER, "nodes", 0, "Nodes declared dead: no pulse for interval-ms x timeout-count, or their notice that they stop.") \
+	X(heartbeat_departures_announced, COUNTER, "nodes", 0, "Of heartbeat_departures, nodes declared dead at once by their own notice, sent on a clean stop (unmount, SIGTERM), instead of after the timeout.") \
 	X(heartbeat_nodes_known, GAUGE, "nodes", 0, "Other nodes the heartbeat knows, alive or dead (the lines of .info/peers).") \
 	X(heartbeat_nodes_alive, GAUGE, "nodes", 0, "Other nodes alive now.") \
 	X(rpc_calls, COUNTER, "calls", 0, "Requests this node sent to another node and waited for (proxy, replica writes).") \

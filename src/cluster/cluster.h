@@ -12,7 +12,8 @@
  * one seed is enough for the mesh to become full.  A node is alive from its
  * first pulse and dead after timeout_count intervals without one (a closed
  * connection alone does not kill it: a paused node and a cut link look the
- * same, silence).
+ * same, silence), or at once when its last pulse says it is stopping
+ * (heartbeat_leave, a clean stop).
  *
  * Threads: one heartbeat thread (pulses and the death check, every
  * interval, and one pulse at once when a node arrives); pulses are
@@ -38,7 +39,9 @@ enum heartbeat_field_id {
 	HEARTBEAT_FIELD_NODE_ID = 1,        /* u64, must equal the fabric's authenticated id */
 	HEARTBEAT_FIELD_ADDRESS = 2,        /* bytes, the sender's fabric "ip:port" */
 	HEARTBEAT_FIELD_CLUSTER_KEY = 3,    /* u64, 0 = not in a cluster */
-	HEARTBEAT_FIELD_ADJACENCY = 4       /* bytes: per node u64 id, u8 n, n bytes "ip:port" */
+	HEARTBEAT_FIELD_ADJACENCY = 4,      /* bytes: per node u64 id, u8 n, n bytes "ip:port" */
+	HEARTBEAT_FIELD_LEAVING = 5         /* u32, optional: 1 = the sender is stopping (its last
+	                                     * pulse); nodes without it read an ordinary pulse */
 };
 
 /* A pulse, decoded (heartbeat_pulse.c). */
@@ -51,17 +54,19 @@ struct heartbeat_pulse {
 	uint64_t node_id;
 	char address[64];
 	uint64_t cluster_key;
+	bool leaving;              /* HEARTBEAT_FIELD_LEAVING: the sender is stopping */
 	unsigned n_adjacent;
 	struct heartbeat_adjacent adjacent[CLUSTER_NODES_MAX];
 };
 
 /* Largest encoded pulse. */
-#define HEARTBEAT_PULSE_MAX (2 + 4 * 7 + 8 + 64 + 8 + CLUSTER_NODES_MAX * (8 + 1 + 63))
+#define HEARTBEAT_PULSE_MAX (2 + 5 * 7 + 8 + 64 + 8 + 4 + CLUSTER_NODES_MAX * (8 + 1 + 63))
 
 /*
  * 0, or -EBADMSG: a field missing, twice or of the wrong type, an empty or
  * NUL-holding or over-long address, a cut adjacency entry, more than
- * CLUSTER_NODES_MAX adjacent nodes.  Never reads outside m.
+ * CLUSTER_NODES_MAX adjacent nodes, a leaving flag other than 0 or 1.
+ * Never reads outside m.
  */
 int heartbeat_pulse_decode(const struct fabric_msg *m, struct heartbeat_pulse *p);
 /* Into buf via w; 0 or -EMSGSIZE. */
@@ -70,7 +75,8 @@ int heartbeat_pulse_encode(const struct heartbeat_pulse *p, struct fabric_msg_wr
 
 struct heartbeat;
 
-/* A node became alive (first pulse) or dead (timeout_count intervals of silence). */
+/* A node became alive (first pulse) or dead (timeout_count intervals of
+ * silence, or its notice that it is stopping). */
 typedef void (*heartbeat_change_fn)(void *arg, uint64_t node_id, bool alive);
 
 struct heartbeat_config {
@@ -92,6 +98,11 @@ int heartbeat_start(struct heartbeat *hb);
 /* Stops sending pulses and checking deaths (joins the thread); pulses are
  * still received while the fabric runs. */
 void heartbeat_stop(struct heartbeat *hb);
+/* A clean stop, after heartbeat_stop and before the fabric closes: sends
+ * every connected node a last pulse flagged leaving, so that it declares
+ * this node departed at once rather than after the timeout.  Best effort
+ * (a notice lost is the timeout again); pulses no more until a start. */
+void heartbeat_leave(struct heartbeat *hb);
 /* Frees it.  Shutdown order: heartbeat_stop, fabric_destroy (no more
  * pulses can arrive), heartbeat_destroy. */
 void heartbeat_destroy(struct heartbeat *hb);
@@ -107,6 +118,7 @@ struct heartbeat_node_info {
 	uint64_t cluster_key;      /* from its last pulse */
 	uint64_t age_ms;           /* since its last pulse */
 	unsigned n_adjacent;       /* nodes in its last adjacency list */
+	bool announced;            /* dead by its own notice (age_ms: since the notice) */
 };
 
 /* Fills up to max known nodes (alive or dead, never this one); returns
@@ -120,7 +132,8 @@ struct heartbeat_stats {
 	uint64_t pulses_received;   /* well-formed pulses taken */
 	uint64_t pulses_malformed;  /* pulses refused (bad fields, id not the sender's) */
 	uint64_t arrivals;          /* nodes that became alive */
-	uint64_t departures;        /* nodes declared dead (timeout-count missed intervals) */
+	uint64_t departures;        /* nodes declared dead (timeout-count missed intervals, or a notice) */
+	uint64_t departures_announced; /* ... of them by their notice that they stop */
 	uint32_t nodes_known;       /* gauges: other nodes in the table, ... */
 	uint32_t nodes_alive;       /* ... and those alive */
 };

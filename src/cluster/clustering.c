@@ -707,7 +707,10 @@ departure_only(const struct clustering *c, const struct view *v)
  * When the last of the departed nodes (in the last cluster, not among the
  * candidates) went: its last pulse + the timeout, as the heartbeat judges
  * it, whatever the phase of the clustering thread's ticks; now for a node
- * still alive but left out by the clique rule (a one-way link).
+ * still alive but left out by the clique rule (a one-way link).  A node
+ * that announced its stop went a quantum less one interval before its
+ * notice: every node got the notice at once, so the quiet period is one
+ * interval (for the others' notices to arrive), not a quantum.
  */
 static uint64_t
 departure_ns(struct clustering *c, const struct view *v, uint64_t now)
@@ -730,6 +733,9 @@ departure_ns(struct clustering *c, const struct view *v, uint64_t now)
 				uint64_t last = now - (t[j].age_ms * MS < now ? t[j].age_ms * MS : now);
 
 				at = last + c->timeout_ns < now ? last + c->timeout_ns : now;
+				if (t[j].announced)
+					at = last > c->quantum_ns - c->interval_ns ?
+					    last - (c->quantum_ns - c->interval_ns) : 1;
 			}
 		}
 		if (at > latest)

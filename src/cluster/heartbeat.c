@@ -8,9 +8,13 @@
  * node learns and dials nodes it has no seed for; Aerospike asks for the
  * addresses in a separate info request, one round trip more.
  *
- * Liveness is silence-based only: a node is dead when no pulse came for
+ * Liveness is silence-based: a node is dead when no pulse came for
  * interval * timeout_count, whatever its connection does, so a paused
- * process, a cut link and a dead one are treated alike.  The same timeout
+ * process, a cut link and a dead one are treated alike.  The one other
+ * way is the node's own word: a clean stop sends a last pulse flagged
+ * leaving (heartbeat_leave), and a node that gets it declares the sender
+ * departed at once.  Only the sender can say it (the pulse's id must be
+ * the connection's authenticated one); its next pulse is an arrival.  The same timeout
  * is the fabric's ack timeout (fabric_ack_timeout_set): a connection whose
  * bytes stay unacknowledged that long is closed and redialed, so pulses
  * are not held in TCP's retransmission back-off after a link heals.
@@ -39,6 +43,7 @@ struct hb_node {
 	bool alive;
 	uint64_t cluster_key;
 	uint64_t last_ns;          /* monotonic time of its last pulse */
+	bool announced;            /* dead by its notice that it stops */
 	unsigned n_adjacent;
 	uint64_t adjacent[CLUSTER_NODES_MAX]; /* its last adjacency list (ids) */
 };
@@ -188,6 +193,7 @@ heartbeat_nodes_get(struct heartbeat *hb, struct heartbeat_node_info *out, unsig
 		out[i].cluster_key = e->cluster_key;
 		out[i].age_ms = (now - e->last_ns) / MS;
 		out[i].n_adjacent = e->n_adjacent;
+		out[i].announced = !e->alive && e->announced;
 	}
 	pthread_mutex_unlock(&hb->lock);
 	return n;
@@ -324,6 +330,28 @@ on_pulse(void *arg, uint64_t from, const struct fabric_msg *m)
 		return;
 	}
 	e = node_find(hb, id);
+	if (pulse.leaving) {
+		/* it stops: departed now, as if its silence had lasted the
+		 * timeout (a node unknown or dead already: nothing to do) */
+		bool departed = e != NULL && e->alive;
+
+		hb->stats.pulses_received++;
+		if (departed) {
+			e->alive = false;
+			e->announced = true;
+			e->last_ns = clock_mono_ns();
+			hb->stats.departures++;
+			hb->stats.departures_announced++;
+			hb->view_changed_ns = e->last_ns;
+		}
+		pthread_mutex_unlock(&hb->lock);
+		if (departed) {
+			log_info("heartbeat", "node %016llx departed: it is stopping", (unsigned long long)id);
+			if (hb->on_change != NULL)
+				hb->on_change(hb->arg, id, false);
+		}
+		return;
+	}
 	if (e == NULL) {
 		e = node_slot(hb);
 		if (e == NULL) {
@@ -339,6 +367,7 @@ on_pulse(void *arg, uint64_t from, const struct fabric_msg *m)
 	hb->stats.pulses_received++;
 	hb->stats.arrivals += arrived;
 	e->alive = true;
+	e->announced = false;
 	e->last_ns = clock_mono_ns();
 	snprintf(e->address, sizeof(e->address), "%s", pulse.address);
 	changed = arrived || e->cluster_key != pulse.cluster_key || e->n_adjacent != pulse.n_adjacent;
@@ -384,11 +413,11 @@ on_pulse(void *arg, uint64_t from, const struct fabric_msg *m)
 
 /* ---- the heartbeat thread ---------------------------------------------------- */
 
-/* Encodes this node's pulse; 0 or -EMSGSIZE. */
+/* Encodes this node's pulse (leaving: its last); 0 or -EMSGSIZE. */
 static int
-pulse_build(struct heartbeat *hb, struct fabric_msg_writer *w, uint8_t *buf, size_t cap)
+pulse_build(struct heartbeat *hb, struct fabric_msg_writer *w, uint8_t *buf, size_t cap, bool leaving)
 {
-	struct heartbeat_pulse p = { .node_id = hb->node_id };
+	struct heartbeat_pulse p = { .node_id = hb->node_id, .leaving = leaving };
 	unsigned i;
 
 	snprintf(p.address, sizeof(p.address), "%s", hb->address);
@@ -406,17 +435,17 @@ pulse_build(struct heartbeat *hb, struct fabric_msg_writer *w, uint8_t *buf, siz
 	return heartbeat_pulse_encode(&p, w, buf, cap);
 }
 
-/* Pulses every connected node; with deaths, also marks the silent ones dead. */
-static void
-tick(struct heartbeat *hb, bool deaths)
+/* Pulses every connected node (leaving: the last pulse); returns how many
+ * were sent. */
+static unsigned
+pulse_all(struct heartbeat *hb, bool leaving)
 {
 	struct fabric_peer_info peers[TABLE_MAX];
-	uint64_t dead[TABLE_MAX], now;
 	uint8_t buf[HEARTBEAT_PULSE_MAX];
 	struct fabric_msg_writer w;
-	unsigned i, n, n_dead = 0, n_sent = 0;
+	unsigned i, n, n_sent = 0;
 
-	if (pulse_build(hb, &w, buf, sizeof(buf)) == 0) {
+	if (pulse_build(hb, &w, buf, sizeof(buf), leaving) == 0) {
 		n = fabric_peers_get(hb->fabric, peers, TABLE_MAX);
 		for (i = 0; i < n && i < TABLE_MAX; i++) {
 			/* a full queue: the peer is slow; its silence will tell */
@@ -430,6 +459,31 @@ tick(struct heartbeat *hb, bool deaths)
 				n_sent++;
 		}
 	}
+	return n_sent;
+}
+
+void
+heartbeat_leave(struct heartbeat *hb)
+{
+	unsigned n_sent;
+
+	if (hb == NULL || hb->started)
+		return;     /* a pulse after it would be an arrival again */
+	n_sent = pulse_all(hb, true);
+	pthread_mutex_lock(&hb->lock);
+	hb->stats.pulses_sent += n_sent;
+	pthread_mutex_unlock(&hb->lock);
+	log_info("heartbeat", "told %u nodes that this node is stopping", n_sent);
+}
+
+/* Pulses every connected node; with deaths, also marks the silent ones dead. */
+static void
+tick(struct heartbeat *hb, bool deaths)
+{
+	uint64_t dead[TABLE_MAX], now;
+	unsigned i, n_dead = 0, n_sent;
+
+	n_sent = pulse_all(hb, false);
 	now = clock_mono_ns();
 	pthread_mutex_lock(&hb->lock);
 	hb->stats.pulses_sent += n_sent;

@@ -28,6 +28,8 @@ heartbeat_pulse_decode(const struct fabric_msg *m, struct heartbeat_pulse *p)
 {
 	const uint8_t *addr, *adj;
 	size_t alen, adjlen, off = 0;
+	uint32_t leaving = 0;
+	int rc;
 
 	if (m->type != FABRIC_MSG_HEARTBEAT ||
 	    fabric_msg_get_u64(m, HEARTBEAT_FIELD_NODE_ID, &p->node_id) != 0 || p->node_id == 0 ||
@@ -36,6 +38,11 @@ heartbeat_pulse_decode(const struct fabric_msg *m, struct heartbeat_pulse *p)
 	    fabric_msg_get_u64(m, HEARTBEAT_FIELD_CLUSTER_KEY, &p->cluster_key) != 0 ||
 	    fabric_msg_get_bytes(m, HEARTBEAT_FIELD_ADJACENCY, &adj, &adjlen) != 0)
 		return -EBADMSG;
+	/* optional (absent: an ordinary pulse, as from a node without it) */
+	rc = fabric_msg_get_u32(m, HEARTBEAT_FIELD_LEAVING, &leaving);
+	if ((rc != 0 && rc != -ENOENT) || leaving > 1)
+		return -EBADMSG;
+	p->leaving = leaving == 1;
 	p->n_adjacent = 0;
 	while (off < adjlen) {
 		struct heartbeat_adjacent *a = &p->adjacent[p->n_adjacent];
@@ -78,5 +85,7 @@ heartbeat_pulse_encode(const struct heartbeat_pulse *p, struct fabric_msg_writer
 		alen += 9 + n;
 	}
 	fabric_msg_put_bytes(w, HEARTBEAT_FIELD_ADJACENCY, adj, alen);
+	if (p->leaving)
+		fabric_msg_put_u32(w, HEARTBEAT_FIELD_LEAVING, 1);
 	return w->err;
 }

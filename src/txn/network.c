@@ -296,8 +296,12 @@ txn_network_stop(struct txn_network *n)
 		return;
 	if (n->clustering != NULL)
 		clustering_stop(n->clustering);
-	if (n->heartbeat != NULL)
+	if (n->heartbeat != NULL) {
+		/* the others declare this node departed now, not after the
+		 * heartbeat timeout (its replicas' writes fail no longer) */
 		heartbeat_stop(n->heartbeat);
+		heartbeat_leave(n->heartbeat);
+	}
 	/* Migration's threads end first; its handlers may still be running
 	 * on rpc workers until rpc_stop has joined them (callers waiting on
 	 * other nodes fail -ESHUTDOWN, workers finish), so its state goes
@@ -355,6 +359,7 @@ txn_network_values(struct txn_network *n, uint64_t *v)
 	v[STAT_FABRIC_heartbeat_pulses_malformed] = hs.pulses_malformed;
 	v[STAT_FABRIC_heartbeat_arrivals] = hs.arrivals;
 	v[STAT_FABRIC_heartbeat_departures] = hs.departures;
+	v[STAT_FABRIC_heartbeat_departures_announced] = hs.departures_announced;
 	v[STAT_FABRIC_heartbeat_nodes_known] = hs.nodes_known;
 	v[STAT_FABRIC_heartbeat_nodes_alive] = hs.nodes_alive;
 	v[STAT_FABRIC_rpc_calls] = rs.calls;

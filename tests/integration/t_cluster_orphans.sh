@@ -121,6 +121,30 @@ settled() {
 	done
 	return 1
 }
+# down_all: clean stops of n1, n2 and n3, one by one.  A clean stop tells
+# the others, which re-form without the node at once and migrate (at
+# replication-factor 2 the two left then hold every partition; the last
+# alone keeps what it has): so before each stop the nodes still running
+# agree on their cluster and finish migrating, and AT_STOP[nK] notes the
+# chunk copies nK counts (objects_chunks) as it stops - what recfs-check
+# must find named on its storage.
+declare -A AT_STOP
+down_all() {
+	local n left="n1 n2 n3" k=3
+	for n in n1 n2 n3; do
+		# shellcheck disable=SC2086
+		cluster_wait_agree $k $left || bad "$left: no cluster of $k before the stop of $n"
+		# shellcheck disable=SC2086
+		settled $left || bad "$left: migrations did not finish within 60 s before the stop of $n"
+		AT_STOP[$n]=$(value $n objects_chunks)
+		[ $n = n1 ] && check_eq "before the stops: 2 copies of each named chunk over the nodes" \
+			"$(total objects_chunks)" "$NAMED"
+		cluster_down $n || bad "$n: clean stop"
+		left=${left#"$n "}
+		k=$((k - 1))
+	done
+	note "chunk copies counted at the stops: n1 ${AT_STOP[n1]}, n2 ${AT_STOP[n2]}, n3 ${AT_STOP[n3]}"
+}
 restart_all() {
 	local n
 	for n in n1 n2 n3; do cluster_restart $n; done
@@ -264,14 +288,23 @@ else
 fi
 
 # ---- every node's storage is clean, then the set goes ----------------------------------------
-for n in n1 n2 n3; do cluster_down $n || bad "$n: clean stop"; done
+down_all
 check_all "after the reclaim"
 check_eq "recfs-check: every node's storage clean" "$CHECK_RC" 0
-# The nodes count exactly the named copies (objects_chunks, above).  A copy
-# a migration dropped from a node's index (txn_drop_record: no tombstone)
-# stays on its storage, older than its partition's drop time: cold start
-# skips it, and so does recfs-check, so it counts what the nodes count.
-check_eq "recfs-check: the named chunk copies over the nodes, as the nodes count" "$CHUNKS" "$NAMED"
+# Each node's storage holds the named copies it counted as it stopped
+# (objects_chunks): NAMED over the running cluster of 3 (above), more on n2
+# and n3, which took n1's share at its stop.  A copy a migration dropped
+# from a node's index (txn_drop_record: no tombstone) stays on its
+# storage, older than its partition's drop time: cold start skips it, and
+# so does recfs-check, so it counts what the node counts.
+for n in n1 n2 n3; do
+	check_eq "recfs-check: $n's named chunk copies, as $n counted them at its stop" \
+		"${NAMED_ON[$n]}" "${AT_STOP[$n]}"
+done
+# n1 gone, n2 and n3 re-replicated its share (replication-factor 2 holds
+# again): each held a copy of every named chunk when it stopped.
+check_eq "n2 held every named chunk at its stop" "${AT_STOP[n2]}" $((NAMED / 2))
+check_eq "n3 held every named chunk at its stop" "${AT_STOP[n3]}" $((NAMED / 2))
 check_eq "recfs-check: no orphaned chunk after the reclaim" "$ORPHANS" 0
 restart_all
 expect_ok "rm of the files through n2" rm "$M2/orph/a" "$M2/orph/b" "$M2/orph/c"

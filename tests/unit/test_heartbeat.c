@@ -15,6 +15,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cluster/cluster.h"
 #include "fabric/fabric.h"
@@ -235,6 +236,55 @@ test_heartbeat_silent_node_is_dead_after_timeout_and_back_when_pulses_resume(voi
 }
 
 static void
+test_heartbeat_a_leaving_node_is_dead_at_once_and_back_as_an_arrival(void **state)
+{
+	struct node a, b, c;
+	struct heartbeat_stats hs;
+	uint64_t t0, took;
+
+	(void)state;
+	node_up(&a, 0xa1);
+	node_up(&b, 0xb2);
+	node_up(&c, 0xc3);
+	assert_int_equal(heartbeat_seed_add(b.net.hb, a.net.address), 0);
+	assert_int_equal(heartbeat_seed_add(c.net.hb, a.net.address), 0);
+	WAIT_FOR(heartbeat_alive_count(a.net.hb) == 2 && heartbeat_alive_count(b.net.hb) == 2 &&
+	    heartbeat_alive_count(c.net.hb) == 2);
+
+	/* c stops cleanly: both others declare it dead well before the timeout */
+	heartbeat_leave(c.net.hb);          /* still running: not sent */
+	heartbeat_stop(c.net.hb);
+	t0 = net_now_ms();
+	heartbeat_leave(c.net.hb);
+	WAIT_FOR(!sees_alive(&a, 0xc3) && !sees_alive(&b, 0xc3));
+	took = net_now_ms() - t0;
+	print_message("leaving node dead after %llu ms (timeout %d ms)\n", (unsigned long long)took,
+	    INTERVAL_MS * TIMEOUT_COUNT);
+	assert_true(took < INTERVAL_MS * (TIMEOUT_COUNT - 1));
+	assert_int_equal(departures(&a), 1);
+	assert_int_equal(departures(&b), 1);
+	assert_true(sees_alive(&a, 0xb2) && sees_alive(&b, 0xa1));
+	heartbeat_stats_get(a.net.hb, &hs);
+	assert_int_equal(hs.departures, 1);
+	assert_int_equal(hs.departures_announced, 1);
+	assert_int_equal(hs.pulses_malformed, 0);
+	/* a second notice from a node already dead changes nothing */
+	heartbeat_leave(c.net.hb);
+	usleep(INTERVAL_MS * 1000);
+	heartbeat_stats_get(a.net.hb, &hs);
+	assert_int_equal(hs.departures_announced, 1);
+
+	/* it pulses again: an ordinary arrival */
+	assert_int_equal(heartbeat_start(c.net.hb), 0);
+	WAIT_FOR(sees_alive(&a, 0xc3) && sees_alive(&b, 0xc3));
+	heartbeat_stats_get(a.net.hb, &hs);
+	assert_int_equal(hs.arrivals, 3);   /* b, c, c again */
+	node_down(&c);
+	node_down(&b);
+	node_down(&a);
+}
+
+static void
 test_heartbeat_pulse_roundtrips_and_bad_pulses_are_refused(void **state)
 {
 	static uint8_t buf[HEARTBEAT_PULSE_MAX];
@@ -264,6 +314,19 @@ test_heartbeat_pulse_roundtrips_and_bad_pulses_are_refused(void **state)
 		assert_int_equal(fabric_msg_decode(buf, len - i, &m), 0);
 		assert_int_equal(heartbeat_pulse_decode(&m, &q), -EBADMSG);
 	}
+	/* the leaving flag: absent is 0, 1 round-trips, anything else is refused */
+	assert_false(q.leaving);
+	p.n_adjacent = 1;
+	p.leaving = true;
+	assert_int_equal(heartbeat_pulse_encode(&p, &w, buf, sizeof(buf)), 0);
+	assert_int_equal(fabric_msg_decode(buf, w.len, &m), 0);
+	assert_int_equal(heartbeat_pulse_decode(&m, &q), 0);
+	assert_true(q.leaving && q.node_id == 7 && q.n_adjacent == 1);
+	p.leaving = false;
+	assert_int_equal(heartbeat_pulse_encode(&p, &w, buf, sizeof(buf)), 0);
+	fabric_msg_put_u32(&w, HEARTBEAT_FIELD_LEAVING, 2);
+	assert_int_equal(fabric_msg_decode(buf, w.len, &m), 0);
+	assert_int_equal(heartbeat_pulse_decode(&m, &q), -EBADMSG);
 	/* a field missing: refused */
 	fabric_msg_writer_init(&w, buf, sizeof(buf), FABRIC_MSG_HEARTBEAT);
 	fabric_msg_put_u64(&w, HEARTBEAT_FIELD_NODE_ID, 7);
@@ -279,6 +342,7 @@ main(int argc, char **argv)
 		cmocka_unit_test(test_heartbeat_one_seed_each_is_enough_for_a_full_mesh),
 		cmocka_unit_test(test_heartbeat_an_arrival_is_answered_by_a_pulse_at_once),
 		cmocka_unit_test(test_heartbeat_silent_node_is_dead_after_timeout_and_back_when_pulses_resume),
+		cmocka_unit_test(test_heartbeat_a_leaving_node_is_dead_at_once_and_back_as_an_arrival),
 	};
 
 	net_test_init(argc, argv);

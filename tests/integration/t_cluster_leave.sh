@@ -2,10 +2,12 @@
 # t_cluster_leave: a node that stops cleanly tells its peers, so they re-form
 # the cluster at once, not after the heartbeat timeout, and a writer on
 # another node sees no error.  Three nodes, replication-factor 2, heartbeat
-# 200 ms x 10 (a 2 s timeout, a 2.4 s quantum).  n3 (the principal) is
+# 200 ms x 15 (a 3 s timeout, a 3.4 s quantum).  n3 (the principal) is
 # unmounted while a writer creates and fsyncs small files through n1's
-# mount; n1 and n2 must show a cluster of 2 within 1 s of the unmount (by
-# the timeout alone it takes 2 s + the 2.4 s quantum), each counting one
+# mount; n1 and n2 must show a cluster of 2 within 1.5 s of the unmount,
+# half the timeout (by the timeout alone it takes 3 s + the 3.4 s quantum;
+# 0.3-0.4 s with the notice on a plain build, 0.9 s seen under ASan at
+# load 14), each counting one
 # heartbeat_departures_announced and logging "departed: it is stopping",
 # and the writer must see no EIO.  n3 started again is an ordinary arrival.
 . "${top_srcdir:-$(dirname "$0")/../..}/tests/integration/cluster_lib.sh"
@@ -14,9 +16,9 @@
 
 CLUSTER_RF=2
 CLUSTER_HB_INTERVAL_MS=200
-CLUSTER_HB_TIMEOUT_COUNT=10
+CLUSTER_HB_TIMEOUT_COUNT=15
 export CLUSTER_RF CLUSTER_HB_INTERVAL_MS CLUSTER_HB_TIMEOUT_COUNT
-BOUND_MS=1000
+BOUND_MS=1500
 
 v() { MNT=$(cluster_mnt "$1") node_value "$2"; }
 
@@ -62,7 +64,7 @@ for ((i = 0; i < 160; i++)); do
 	sleep 0.05
 done
 note "cluster of 2 on n1 and n2 ${ms:-never (8 s)} ms after n3's unmount ($(cat /proc/loadavg))"
-check_true "cluster of 2 within $BOUND_MS ms of a clean stop (timeout alone: 2000 ms + quantum)" \
+check_true "cluster of 2 within $BOUND_MS ms of a clean stop (timeout alone: 3000 ms + quantum)" \
 	"${ms:-99999}" -lt "$BOUND_MS"
 cluster_down n3
 check_eq "n3's clean stop exits 0" "$?" 0

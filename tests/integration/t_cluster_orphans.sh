@@ -12,7 +12,9 @@
 #     unnamed chunks of the partitions it masters, the heads gathered from
 #     every node) leave exactly the chunks the heads name (objects_chunks
 #     over the nodes = what the 3 files' heads name, 2 copies each, as
-#     counted before the rewrites), counted in chunks_reclaimed, and
+#     counted before the rewrites; chunks_reclaimed at most the copies
+#     that had to go: the killed node's orphans mostly go with the
+#     refill of its stale partitions), and
 #     recfs-check finds those copies and no orphaned chunk (copies a
 #     migration dropped from a node's index, still on its storage, are
 #     skipped as cold start skips them);
@@ -245,8 +247,12 @@ note "chunks reclaimed: n1 $(value n1 chunks_reclaimed), n2 $(value n2 chunks_re
 # restart (the killed node's, or the other way round) becomes an orphan
 # too (ASan run: 5 deletes for 4 orphans after the kill): so the deletes
 # are bounded by the copies that had to go, not by the orphans alone.
+# The kill's orphans are on n1, whose partitions are all stale when it
+# comes back (n2 and n3 served on without it): they go with the refill of
+# those partitions, not by the reclaimer (n1 deleted none in 7 of 7 runs;
+# one run: 3 orphans, 0 deletes on any node), so no lower bound here; the
+# reclaimer's exact count of the orphans it deletes is t_large_crash's.
 r=$(total chunks_reclaimed)
-check_true "chunks_reclaimed counts them" "$r" -gt 0
 check_true "chunks_reclaimed counts no more than the copies that had to go ($copies - $NAMED)" \
 	"$r" -le $((copies - NAMED))
 for n in n1 n2 n3; do

@@ -241,8 +241,15 @@ node_open(struct node **out, struct recfs_config *cfg)
 			goto fail;
 		}
 		memset(x, 0, sizeof(*x));
+		x->recent = calloc(TXN_RECENT_DELETES, sizeof(*x->recent));
+		if (x->recent == NULL) {
+			free(x);
+			rc = -ENOMEM;
+			goto fail;
+		}
 		pthread_mutex_init(&x->table_lock, NULL);
 		pthread_mutex_init(&x->chunk_hold_lock, NULL);
+		pthread_mutex_init(&x->recent_lock, NULL);
 		{
 			pthread_condattr_t ca;
 
@@ -258,6 +265,7 @@ node_open(struct node **out, struct recfs_config *cfg)
 		cfg->ns[i].clustered = cfg->n_seeds > 0;
 		rc = namespace_open(&node->namespaces[i], &cfg->ns[i]);
 		if (rc != 0) {
+			free(x->recent);
 			free(x);
 			log_error("node", "namespace %s: cannot open: %s", cfg->ns[i].name,
 			    recfs_strerror(rc));
@@ -311,7 +319,9 @@ node_close(struct node *node, bool clean)
 		pthread_cond_destroy(&x->table_cv);
 		pthread_mutex_destroy(&x->table_lock);
 		pthread_mutex_destroy(&x->chunk_hold_lock);
+		pthread_mutex_destroy(&x->recent_lock);
 		free(x->chunk_holds);
+		free(x->recent);
 		free(x);
 	}
 	pthread_mutex_destroy(&node->config_lock);

@@ -155,6 +155,10 @@ txn_remote_proxy(struct txn_remote *rm, uint64_t master, const struct txn_target
 		q.has_write = true;
 		q.w = *op->w;
 	}
+	if (op->kind == TXN_OP_DELETE) {
+		q.id = op->id;
+		q.retry = op->retry && op->id.seq != 0;
+	}
 	if (op->kind == TXN_OP_RENAME_IN) {
 		size_t n = record_flat_size(&op->rec->rec);
 		long el;
@@ -333,10 +337,11 @@ txn_remote_dup_fetch(struct txn_remote *rm, uint64_t holder, const struct txn_ta
 
 int
 txn_remote_replica_msg(const struct namespace *ns, const struct record *r, bool durable,
-    uint8_t **body, size_t *len)
+    const struct txn_op_id *id, uint8_t **body, size_t *len)
 {
-	/* exactly: the type, then the three fields' headers (7 bytes) and values */
-	size_t flat = record_flat_size(r), cap = 2 + 7 + strlen(ns->name) + 7 + 4 + 7 + flat;
+	/* exactly: the type, then the fields' headers (7 bytes) and values */
+	size_t flat = record_flat_size(r), cap = 2 + 7 + strlen(ns->name) + 7 + 4 + 7 + flat +
+	    (id != NULL ? 7 + TXN_OP_ID_WIRE_SIZE : 0);
 	struct fabric_msg_writer fw;
 	uint8_t *p;
 	long n;
@@ -351,6 +356,12 @@ txn_remote_replica_msg(const struct namespace *ns, const struct record *r, bool 
 	fabric_msg_writer_init(&fw, p, cap, TXN_MSG_REPLICA);
 	fabric_msg_put_bytes(&fw, TXN_RF_NS, ns->name, strlen(ns->name));
 	fabric_msg_put_u32(&fw, TXN_RF_DURABLE, durable ? 1 : 0);
+	if (id != NULL) {
+		uint8_t b[TXN_OP_ID_WIRE_SIZE];
+
+		txn_op_id_put(b, id);
+		fabric_msg_put_bytes(&fw, TXN_RF_OP_ID, b, sizeof(b));
+	}
 	/* the record encoded where it is sent from: no copy of it */
 	uint8_t *dst = fabric_msg_put_space(&fw, TXN_RF_RECORD, flat);
 
@@ -656,8 +667,9 @@ replica_run(struct txn_remote *rm, const uint8_t *req, size_t len, struct rpc_re
 {
 	struct fabric_msg m;
 	struct namespace *ns;
-	const uint8_t *name, *flat;
-	size_t name_len, flat_len;
+	const uint8_t *name, *flat, *idb;
+	size_t name_len, flat_len, id_len;
+	struct txn_op_id id = { 0 };
 	uint32_t durable;
 	int rc;
 
@@ -670,13 +682,19 @@ replica_run(struct txn_remote *rm, const uint8_t *req, size_t len, struct rpc_re
 		STAT(rm, replica_received);
 		return -EBADMSG;
 	}
+	rc = fabric_msg_get_bytes(&m, TXN_RF_OP_ID, &idb, &id_len);
+	if ((rc != 0 && rc != -ENOENT) || (rc == 0 && txn_op_id_get(idb, id_len, &id) != 0)) {
+		STAT(rm, replica_received);
+		return -EBADMSG;
+	}
 	ns = remote_ns(rm, (const char *)name, name_len);
 	if (ns == NULL) {
 		STAT(rm, replica_received);
 		return TXN_ENOTMASTER;
 	}
 	rc = nowait ? txn_replica_apply_nowait(ns, flat, (uint32_t)flat_len, durable != 0)
-	    : txn_replica_apply(ns, flat, (uint32_t)flat_len, durable != 0);
+	    : txn_replica_apply(ns, flat, (uint32_t)flat_len, durable != 0,
+	    id.seq != 0 ? &id : NULL);
 	if (rc == -EWOULDBLOCK && nowait)
 		return RPC_DEFER;
 	STAT(rm, replica_received);

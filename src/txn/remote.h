@@ -39,6 +39,24 @@
 #include "../cluster/rpc.h"   /* the operation numbers RPC_OP_TXN_* */
 #include "txn.h"
 
+/*
+ * A client operation's id, the same in every attempt of it (txn.c
+ * dispatch): the node that took it from its client, and that node's
+ * counter (seq 0: no id).  A delete carries it to its master, and the
+ * master's replica writes of the tombstone carry it on, so that an attempt
+ * routed again after its master went down can tell its own first
+ * attempt's tombstone from someone else's delete (txn.c, "Deletes routed
+ * again").  On the wire 16 bytes: node then seq, little-endian.
+ */
+struct txn_op_id {
+	uint64_t node;
+	uint64_t seq;
+};
+#define TXN_OP_ID_WIRE_SIZE 16
+void txn_op_id_put(uint8_t *p, const struct txn_op_id *id);
+/* 0, or -EBADMSG (not 16 bytes, or seq 0). */
+int txn_op_id_get(const uint8_t *p, size_t len, struct txn_op_id *id);
+
 /* "This node is not the partition's master / not one of its replicas
  * (any more)": only between nodes, never returned to a client. */
 #define TXN_ENOTMASTER (-EREMCHG)
@@ -77,6 +95,9 @@ enum txn_proxy_field {
 	TXN_PF_BINS = 18,       /* bytes: the bin operations, packed (remote_msg.c) */
 	TXN_PF_RECORD = 19,     /* bytes, rename-in: the old name's record, flat */
 	TXN_PF_RECORD_ATTR = 20,/* bytes, rename-in: what it showed (TXN_ATTR_WIRE_SIZE) */
+	TXN_PF_OP_ID = 21,      /* bytes, TXN_OP_ID_WIRE_SIZE, delete (optional): its id */
+	TXN_PF_RETRY = 22,      /* u32 1, with TXN_PF_OP_ID (optional): an attempt after
+	                         * one whose master went down */
 };
 
 /* Field ids of a proxy answer (TXN_MSG_ANSWER) and of a replica write (TXN_MSG_REPLICA). */
@@ -86,6 +107,8 @@ enum txn_answer_field {
 	TXN_RF_NS = 3,          /* replica write: bytes, namespace name */
 	TXN_RF_DURABLE = 4,     /* replica write: u32 0/1 */
 	TXN_RF_RECORD = 5,      /* replica write: bytes, the flat record */
+	TXN_RF_OP_ID = 6,       /* replica write of a tombstone (optional): bytes,
+	                         * TXN_OP_ID_WIRE_SIZE, the delete's id */
 };
 
 #define TXN_MSG_PROXY 1
@@ -140,6 +163,8 @@ struct txn_proxy_req {
 	const uint8_t *record;     /* rename-in (rename_flags too) */
 	size_t record_len;
 	struct record_attr record_attr;
+	struct txn_op_id id;       /* a delete's (seq 0: none) */
+	bool retry;                /* with id: an attempt after its master went down */
 };
 
 /* Encode q into a malloc'd buffer (*out, *len).  0, -EMSGSIZE (over the rpc

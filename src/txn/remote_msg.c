@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../base/bytes.h"
 #include "../cluster/rpc.h"
 #include "../fabric/fabric.h"
 #include "remote.h"
@@ -203,6 +204,23 @@ bad:
 	return -EBADMSG;
 }
 
+void
+txn_op_id_put(uint8_t *p, const struct txn_op_id *id)
+{
+	le_put64(p, id->node);
+	le_put64(p + 8, id->seq);
+}
+
+int
+txn_op_id_get(const uint8_t *p, size_t len, struct txn_op_id *id)
+{
+	if (len != TXN_OP_ID_WIRE_SIZE)
+		return -EBADMSG;
+	id->node = le_get64(p);
+	id->seq = le_get64(p + 8);
+	return id->seq != 0 ? 0 : -EBADMSG;
+}
+
 /* ref: the file's content, the last field, by reference (its bytes are
  * not in *out: *tail, *tail_len). */
 static int
@@ -212,9 +230,10 @@ proxy_req_encode(const struct txn_proxy_req *q, bool ref, uint8_t **out, size_t 
 	const struct txn_write *w = q->has_write ? &q->w : NULL;
 	size_t bl = w != NULL ? bins_size(w->bins, w->n_bins) : 0;
 	size_t file = w != NULL && w->set_file ? w->file_len : 0;
-	/* type; per field (20 at most) a 7-byte header and up to 8 bytes of
+	/* type; per field (22 at most) a 7-byte header and up to 8 bytes of
 	 * value; the variable ones */
-	size_t cap = 2 + 20 * 15 + TXN_ATTR_WIRE_SIZE + q->record_len + q->ns_len + q->k.set_len +
+	size_t cap = 2 + 22 * 15 + TXN_OP_ID_WIRE_SIZE + TXN_ATTR_WIRE_SIZE + q->record_len +
+	    q->ns_len + q->k.set_len +
 	    q->k.key_len + q->to.set_len + q->to.key_len + file + bl;
 	struct fabric_msg_writer fw;
 	uint8_t *buf;
@@ -243,6 +262,14 @@ proxy_req_encode(const struct txn_proxy_req *q, bool ref, uint8_t **out, size_t 
 	}
 	if (q->has_to || q->kind == TXN_PROXY_RENAME_IN)
 		fabric_msg_put_u32(&fw, TXN_PF_RENAME_FLAGS, q->rename_flags);
+	if (q->id.seq != 0) {
+		uint8_t id[TXN_OP_ID_WIRE_SIZE];
+
+		txn_op_id_put(id, &q->id);
+		fabric_msg_put_bytes(&fw, TXN_PF_OP_ID, id, sizeof(id));
+		if (q->retry)
+			fabric_msg_put_u32(&fw, TXN_PF_RETRY, 1);
+	}
 	if (q->kind == TXN_PROXY_RENAME_IN) {
 		uint8_t a[TXN_ATTR_WIRE_SIZE];
 
@@ -408,6 +435,17 @@ txn_proxy_req_decode(const uint8_t *buf, size_t len, struct txn_proxy_req *q)
 	    present != (q->kind == TXN_PROXY_RENAME_IN) ||
 	    (present && (l != TXN_ATTR_WIRE_SIZE || attr_get(p, &q->record_attr) != 0)))
 		return -EBADMSG;
+	/* a delete's id, and whether this is an attempt after its master went down */
+	if (opt_bytes(&m, TXN_PF_OP_ID, &p, &l, &present) != 0 ||
+	    (present && (q->kind != TXN_PROXY_DELETE || txn_op_id_get(p, l, &q->id) != 0)))
+		return -EBADMSG;
+	rc = fabric_msg_get_u32(&m, TXN_PF_RETRY, &u);
+	if (rc == 0 && (u != 1 || !present))
+		return -EBADMSG;
+	if (rc != 0 && rc != -ENOENT)
+		return -EBADMSG;
+	q->retry = rc == 0;
+	u = 0;
 	/* write parameters: with a write only */
 	rc = fabric_msg_get_u32(&m, TXN_PF_W_FLAGS, &u);
 	if (rc == -EBADMSG || (rc == 0) != (q->kind == TXN_PROXY_WRITE))

@@ -38,6 +38,7 @@
 #include <unistd.h>
 
 #include "../base/atomic.h"
+#include "../base/bytes.h"
 #include "../base/clock.h"
 #include "../base/log.h"
 #include "../cluster/partition.h"
@@ -236,6 +237,10 @@ stop_writes(struct namespace *ns)
  * answered OK.  Nothing to do without a network or at RF 1.  Set markers
  * are the cluster-wide set layer's (they are not sent here).
  */
+/* The delete this thread runs (delete_record), for its tombstone's replica
+ * writes; NULL otherwise. */
+static __thread const struct txn_op_id *running_delete;
+
 static int
 replica_flat(struct namespace *ns, const struct record *r, bool durable, uint8_t **body,
     size_t *size)
@@ -253,7 +258,54 @@ replica_flat(struct namespace *ns, const struct record *r, bool durable, uint8_t
 	partition_release(&rsv);
 	if (n <= 1)
 		return 0;
-	return txn_remote_replica_msg(ns, r, durable || ns->cfg->storage.commit_to_device, body, size);
+	return txn_remote_replica_msg(ns, r, durable || ns->cfg->storage.commit_to_device,
+	    (r->flags & RECORD_F_TOMBSTONE) ? running_delete : NULL, body, size);
+}
+
+/*
+ * Deletes routed again.  A delete proxied to a master that runs it,
+ * replicates its tombstone and goes down before its answer arrives is
+ * routed again (dispatch) to the new master - a former replica, which
+ * holds the tombstone and would answer ENOENT: the caller would see its
+ * own delete fail as if the file had never been there.  So a delete
+ * carries an id (struct txn_op_id) to its master and on in the tombstone's
+ * replica writes; master and replicas note it per digest in a small fixed
+ * table (txn_namespace.recent), and an attempt routed again that finds no
+ * record answers 0 when the table says this very delete made the
+ * tombstone.  A slot taken by another delete meanwhile, or a new master
+ * that got the tombstone by migration only, gives the old answer (ENOENT).
+ */
+static struct txn_recent_delete *
+recent_slot(struct txn_namespace *x, const struct digest *d)
+{
+	/* the digest's bytes are uniform; its first ones pick the partition */
+	return &x->recent[le_get32(d->bytes + DIGEST_SIZE - 4) % TXN_RECENT_DELETES];
+}
+
+static void
+recent_delete_note(struct namespace *ns, const struct digest *d, const struct txn_op_id *id)
+{
+	struct txn_namespace *x = txn_namespace_of(ns);
+	struct txn_recent_delete *slot = recent_slot(x, d);
+
+	pthread_mutex_lock(&x->recent_lock);
+	slot->id = *id;
+	slot->digest = *d;
+	pthread_mutex_unlock(&x->recent_lock);
+}
+
+static bool
+recent_delete_is(struct namespace *ns, const struct digest *d, const struct txn_op_id *id)
+{
+	struct txn_namespace *x = txn_namespace_of(ns);
+	struct txn_recent_delete *slot = recent_slot(x, d);
+	bool same;
+
+	pthread_mutex_lock(&x->recent_lock);
+	same = slot->id.seq == id->seq && slot->id.node == id->node &&
+	    memcmp(slot->digest.bytes, d->bytes, DIGEST_SIZE) == 0;
+	pthread_mutex_unlock(&x->recent_lock);
+	return same;
 }
 
 /*
@@ -947,7 +999,7 @@ map_of_entry(struct namespace *ns, const struct index_entry *e, struct txn_chunk
 }
 
 static int
-delete_record(const struct txn_target *t)
+delete_record(const struct txn_target *t, const struct txn_op *op)
 {
 	struct namespace *ns = t->ns;
 	const struct digest *d = &t->digest;
@@ -966,9 +1018,17 @@ delete_record(const struct txn_target *t)
 		/* A large file's chunks go with its head: the map first. */
 		if (e->chunked && !e->damaged)
 			map_of_entry(ns, e, &map);
+		running_delete = op->id.seq != 0 ? &op->id : NULL;
 		rc = delete_entry(ns, e, t->k.set, (uint8_t)t->k.set_len);
+		running_delete = NULL;
+		if (rc == 0 && op->id.seq != 0)
+			recent_delete_note(ns, d, &op->id);
 	}
 	index_record_unlock(ns->index, d);
+	/* Routed again after its master went down: this delete's own first
+	 * attempt may have made the tombstone (see recent_slot). */
+	if (rc == -ENOENT && op->retry && op->id.seq != 0 && recent_delete_is(ns, d, &op->id))
+		rc = 0;
 	/* After the head (the commit point): a crash in between leaves
 	 * unnamed chunks, the reclaimer's. */
 	if (rc == 0 && map.n > 0)
@@ -2051,7 +2111,7 @@ run_local(const struct txn_target *t, const struct txn_op *op)
 	case TXN_OP_WRITE:
 		return write_record(t, op->w, op->attr);
 	case TXN_OP_DELETE:
-		return delete_record(t);
+		return delete_record(t, op);
 	case TXN_OP_RENAME:
 		return rename_record(t, op->to, op->flags);
 	case TXN_OP_SYNC:
@@ -2256,12 +2316,36 @@ eio_log_unrouted(const struct txn_target *t, uint32_t ms)
  * Set operations run here (cluster-wide sets are their own layer's);
  * expiry and eviction (reclaim) only at the master.
  */
+int (*txn_proxy_result_test_hook)(const struct txn_target *t, const struct txn_op *op, int rc);
+
+/* A new operation id of this node (struct txn_op_id): a counter that
+ * starts at the epoch ms << 20 at the first one, so a restarted node does
+ * not reuse the ids of its previous process. */
+static struct txn_op_id
+op_id_new(struct txn_remote *rm)
+{
+	static uint64_t seq;
+	uint64_t cur = atomic_load_relaxed(&seq);
+
+	if (cur == 0) {
+		uint64_t base = clock_epoch_ms() << 20;
+
+		(void)atomic_cas_relaxed(&seq, &cur, base);
+	}
+	return (struct txn_op_id){ .node = txn_remote_self(rm), .seq = atomic_add(&seq, 1) };
+}
+
 static int
-dispatch(const struct txn_target *t, const struct txn_op *op)
+dispatch(const struct txn_target *t, const struct txn_op *op_in)
 {
 	struct txn_remote *rm = atomic_load_acquire(&txn_namespace_of(t->ns)->remote);
+	struct txn_op o = *op_in;
+	const struct txn_op *op = &o;
 	int rc = -EIO;
 
+	/* A delete's id, the same in every attempt (see recent_slot). */
+	if (o.kind == TXN_OP_DELETE && o.id.seq == 0 && rm != NULL)
+		o.id = op_id_new(rm);
 	for (int attempt = 0;; attempt++) {
 		struct partition_rsv rsv, rsv_to = { .tbl = NULL };
 		enum txn_route route = txn_route(t, &rsv);
@@ -2290,6 +2374,13 @@ dispatch(const struct txn_target *t, const struct txn_op *op)
 		case TXN_ROUTE_REMOTE:
 			/* Expiry and eviction are the master's to do: not an error. */
 			rc = op->kind == TXN_OP_RECLAIM ? 0 : txn_remote_proxy(rm, rsv.master, t, op);
+			{
+				int (*hook)(const struct txn_target *, const struct txn_op *, int) =
+				    atomic_load_relaxed(&txn_proxy_result_test_hook);
+
+				if (hook != NULL)
+					rc = hook(t, op, rc);
+			}
 			break;
 		case TXN_ROUTE_UNAVAILABLE:
 			rc = op->kind == TXN_OP_RECLAIM ? 0 : -EIO;
@@ -2316,7 +2407,10 @@ dispatch(const struct txn_target *t, const struct txn_op *op)
 				    "(table of cluster key %016" PRIx64 " here)", refused, key);
 			return -EIO;
 		}
-		/* The master went down: wait (bounded) for the table without it. */
+		/* The master went down: wait (bounded) for the table without it;
+		 * the operation may have run there (see recent_slot). */
+		if (rc == -EHOSTDOWN)
+			o.retry = true;
 		if (rc == -EHOSTDOWN &&
 		    txn_partition_wait_change(t->ns, t->partition, key,
 		    txn_remote_failover_deadline(rm)) != 0) {
@@ -2687,7 +2781,8 @@ txn_proxy_serve(struct namespace *ns, const struct txn_proxy_req *q, struct reco
 {
 	struct txn_target t, tt;
 	struct partition_rsv r1 = { .tbl = NULL }, r2 = { .tbl = NULL };
-	struct txn_op op = { .attr = attr, .rec = rec, .flags = q->rename_flags };
+	struct txn_op op = { .attr = attr, .rec = rec, .flags = q->rename_flags, .id = q->id,
+	    .retry = q->retry };
 	int rc;
 
 	switch (q->kind) {
@@ -2733,7 +2828,8 @@ txn_proxy_serve(struct namespace *ns, const struct txn_proxy_req *q, struct reco
 /* nowait (the fabric thread): only what needs no device I/O and finds its
  * record lock free; else -EWOULDBLOCK with nothing changed. */
 static int
-replica_apply(struct namespace *ns, const uint8_t *flat, uint32_t size, bool durable, bool nowait)
+replica_apply(struct namespace *ns, const uint8_t *flat, uint32_t size, bool durable, bool nowait,
+    const struct txn_op_id *id)
 {
 	struct txn_namespace *x = txn_namespace_of(ns);
 	struct record_flat_header h;
@@ -2759,6 +2855,9 @@ replica_apply(struct namespace *ns, const uint8_t *flat, uint32_t size, bool dur
 	}
 	rc = nowait ? namespace_apply_flat_nowait(ns, flat, size, false)
 	    : namespace_apply_flat(ns, flat, size, durable);
+	/* a delete's tombstone, applied or already here: note its id */
+	if (rc >= 0 && id != NULL && (h.flags & RECORD_F_TOMBSTONE))
+		recent_delete_note(ns, &h.digest, id);
 	if (rc == 1 && (h.flags & RECORD_F_TOMBSTONE) && !ns->storage->persistent &&
 	    atomic_load_acquire(&x->remote) == NULL) {
 		/* Detached meanwhile (as the master's delete would be): drop it. */
@@ -2818,13 +2917,14 @@ txn_proxy_serve_nowait(struct namespace *ns, const struct txn_proxy_req *q,
 }
 
 int
-txn_replica_apply(struct namespace *ns, const uint8_t *flat, uint32_t size, bool durable)
+txn_replica_apply(struct namespace *ns, const uint8_t *flat, uint32_t size, bool durable,
+    const struct txn_op_id *id)
 {
-	return replica_apply(ns, flat, size, durable, false);
+	return replica_apply(ns, flat, size, durable, false, id);
 }
 
 int
 txn_replica_apply_nowait(struct namespace *ns, const uint8_t *flat, uint32_t size, bool durable)
 {
-	return replica_apply(ns, flat, size, durable, true);
+	return replica_apply(ns, flat, size, durable, true, NULL);
 }

@@ -8,6 +8,7 @@
 
 #include "../base/histogram.h"
 #include "../namespace/namespace.h"
+#include "remote.h"   /* struct txn_op_id */
 #include "txn.h"
 
 /*
@@ -80,11 +81,27 @@ struct txn_namespace {
 	 * (atomic: a gather that saw a move begin or end meanwhile is not
 	 * trusted), and the file ids whose chunks an unlinked file's open
 	 * handles still read (hold_lock; one entry per hold). */
+	/* Deletes routed again (txn.c): per slot (picked by digest) the last
+	 * delete with an id this node applied, as master or replica; calloc'd
+	 * at open (pages touched only as deletes come). */
+	pthread_mutex_t recent_lock;
+	struct txn_recent_delete *recent;    /* TXN_RECENT_DELETES slots */
+
 	uint64_t chunk_moves_begun;
 	uint64_t chunk_moves_ended;
 	pthread_mutex_t chunk_hold_lock;
 	uint64_t *chunk_holds;
 	size_t n_chunk_holds, cap_chunk_holds;
+};
+
+/* Slots of txn_namespace.recent: a delete routed again comes within about
+ * transaction-max-ms of its first attempt; another delete whose digest
+ * picks the same slot meanwhile overwrites it (then the attempt answers
+ * ENOENT, as without the table).  40 bytes a slot, 320 KiB a namespace. */
+#define TXN_RECENT_DELETES 8192
+struct txn_recent_delete {
+	struct txn_op_id id;                 /* seq 0: empty */
+	struct digest digest;
 };
 
 /* A map moves (see chunk_moves_begun): around the move's steps. */
@@ -168,6 +185,8 @@ enum txn_op_kind {
 
 struct txn_op {
 	enum txn_op_kind kind;
+	struct txn_op_id id;             /* delete: see struct txn_op_id */
+	bool retry;                      /* an attempt after one whose master went down */
 	const struct txn_target *to;     /* rename: the new name */
 	const struct txn_write *w;       /* write, set create, set update */
 	struct record_attr *attr;        /* stat, write: the answer */
@@ -192,11 +211,12 @@ struct txn_proxy_req;
 int txn_remote_proxy(struct txn_remote *rm, uint64_t master, const struct txn_target *t,
     const struct txn_op *op);
 /* The replica write of record version r (op RPC_OP_TXN_REPLICA's body: the
- * namespace, durable, r in the flat record format encoded in place) in a
- * malloc'd *body of *len bytes.  0, -EFBIG (too big to send), -ENOMEM, or
+ * namespace, durable, r in the flat record format encoded in place, and id
+ * when not NULL: the delete that stored it) in a malloc'd *body of *len
+ * bytes.  0, -EFBIG (too big to send), -ENOMEM, or
  * the encoder's -EINVAL. */
 int txn_remote_replica_msg(const struct namespace *ns, const struct record *r, bool durable,
-    uint8_t **body, size_t *len);
+    const struct txn_op_id *id, uint8_t **body, size_t *len);
 /* Master, record lock held: send a stored version's replica write (body,
  * from txn_remote_replica_msg) to the other replicas of partition pid and
  * wait for all.  0, or -EIO (one did not answer OK in time: the version
@@ -219,7 +239,8 @@ int txn_proxy_serve(struct namespace *ns, const struct txn_proxy_req *q, struct 
 /* txn.c, on an rpc worker: apply a replica write: 1 applied, 0 kept the
  * stored newer or equal version, TXN_ENOTMASTER (not a replica of its
  * partition), -errno. */
-int txn_replica_apply(struct namespace *ns, const uint8_t *flat, uint32_t size, bool durable);
+int txn_replica_apply(struct namespace *ns, const uint8_t *flat, uint32_t size, bool durable,
+    const struct txn_op_id *id);
 /*
  * The same two on the fabric thread (remote.c's inline handlers, which
  * must not block): only a stat or read, or a replica write that is not a
@@ -283,6 +304,11 @@ int txn_dup_copy(struct namespace *ns, const struct txn_key *k, bool nowait, uin
 /* txn.c: drop the copy of (set_id, d) here for good, record or tombstone
  * (a partition this node no longer holds, migrate.c): 1 dropped, 0 none. */
 int txn_drop_record(struct namespace *ns, uint16_t set_id, const struct digest *d);
+
+/* Tests only: when set (atomically), dispatch passes a proxied operation's
+ * result through it (a test can lose an answer, as a master that went down
+ * right after it ran the operation would). */
+extern int (*txn_proxy_result_test_hook)(const struct txn_target *t, const struct txn_op *op, int rc);
 
 /* Tests only: when set (atomically), txn_route returns its answer (nothing reserved), so a
  * test can see that a refused route leaves nothing behind. */

@@ -35,8 +35,8 @@
         before it shows), STALE (an overwrite or delete answered ENOENT
         although an acknowledged write ended before it started and no
         delete may have run in between: the master had lost the write or
-        not received it; the at-most-once caveat in docs/cluster.md,
-        Proxy, can make a retried delete answer ENOENT too), BOGUS (a
+        not received it, or a delete routed again after its master went
+        down did not know its own tombstone: docs/cluster.md, Proxy), BOGUS (a
         value no operation that may have taken effect wrote, content no
         client writes, or a read error), DIVERGED (nodes show different
         states of a name, or a node's listing disagrees with its reads),

@@ -1796,6 +1796,78 @@ test_takeover_notice_reaches_a_busy_member(void **state)
 	tnode_down(&p);
 }
 
+/*
+ * A delete whose master ran it, replicated its tombstone and went down
+ * before its answer arrived is routed again to the new master - the former
+ * replica, holding the tombstone - and succeeds, as the delete it is: it
+ * does not answer ENOENT as if the file had never been there (the fault
+ * test's STALE: "delete answered ENOENT after acknowledged value", a
+ * master SIGKILLed mid-answer).  The lost answer is a hook at the caller:
+ * the first attempt's result becomes "master down" and the master's
+ * network goes.
+ */
+static struct tnode *lose_master;
+static int lost_answers, lost_rc;
+
+static int
+lose_delete_answer(const struct txn_target *t, const struct txn_op *op, int rc)
+{
+	(void)t;
+	if (op->kind != TXN_OP_DELETE || op->retry || lose_master == NULL)
+		return rc;
+	lost_answers++;
+	lost_rc = rc;
+	tnode_net_down(lose_master);
+	lose_master = NULL;
+	return -EHOSTDOWN;
+}
+
+static void
+test_delete_routed_again_after_its_master_went_down(void **state)
+{
+	struct tnode c, d;
+	uint16_t pc = free_port(), pd = free_port();
+	struct record_attr a;
+	struct txn_key key;
+	char k[16];
+	uint64_t t0;
+	int rc;
+
+	(void)state;
+	while (pd == pc)
+		pd = free_port();
+	memset(&c, 0, sizeof(c));
+	memset(&d, 0, sizeof(d));
+	tnode_up(&c, 0xc5, pc, pd);
+	tnode_up(&d, 0xd6, pd, pc);
+	t0 = clock_mono_ns();
+	while (cluster_size(&c) != 2 || cluster_size(&d) != 2) {
+		if (clock_mono_ns() - t0 > 10000000000ull)
+			fail_msg("no cluster of 2 within 10 s");
+		sleep_ms(10);
+	}
+	wait_tables(&c, &d);
+	settled_pair(&c, &d);
+	/* d masters it, c is its replica (RF 2 of 2) */
+	name_mastered(&c, false, k, sizeof(k));
+	key = key_of(k);
+	assert_int_equal(put(&c, k, "to be deleted"), 0);
+	lost_answers = 0;
+	lost_rc = 1;
+	lose_master = &d;
+	atomic_store_relaxed(&txn_proxy_result_test_hook, lose_delete_answer);
+	rc = txn_delete(c.ns, &key);
+	atomic_store_relaxed(&txn_proxy_result_test_hook, NULL);
+	assert_int_equal(lost_answers, 1);
+	assert_int_equal(lost_rc, 0);          /* d ran it and c applied its tombstone */
+	assert_int_equal(rc, 0);               /* c, master now, knew it for this delete */
+	assert_int_equal(txn_stat(c.ns, &key, &a), -ENOENT);
+	/* another delete of the name finds nothing, as ever */
+	assert_int_equal(txn_delete(c.ns, &key), -ENOENT);
+	tnode_down(&c);
+	tnode_down(&d);
+}
+
 int
 main(void)
 {
@@ -1817,6 +1889,7 @@ main(void)
 		cmocka_unit_test(test_set_of_records_only_is_known_everywhere),
 		cmocka_unit_test(test_write_waiting_through_a_master_change_runs_at_the_new_master),
 		cmocka_unit_test(test_takeover_notice_reaches_a_busy_member),
+		cmocka_unit_test(test_delete_routed_again_after_its_master_went_down),
 	};
 
 	signal(SIGPIPE, SIG_IGN);

@@ -172,6 +172,26 @@ test_proxy_request_roundtrip(void **state)
 	assert_memory_equal(&d.record_attr, &ri.record_attr, sizeof(ri.record_attr));
 	txn_proxy_req_release(&d);
 	free(buf);
+	/* A delete's id and its retry mark travel. */
+	struct txn_proxy_req dl = { .kind = TXN_PROXY_DELETE, .ns = "ns", .ns_len = 2,
+	    .k = { .key = "gone", .key_len = 4 }, .id = { .node = 0xa1b2, .seq = 1ull << 60 },
+	    .retry = true };
+
+	assert_int_equal(txn_proxy_req_encode(&dl, &buf, &len), 0);
+	assert_int_equal(txn_proxy_req_decode(buf, len, &d), 0);
+	assert_int_equal(d.kind, TXN_PROXY_DELETE);
+	assert_int_equal(d.id.node, 0xa1b2);
+	assert_int_equal(d.id.seq, 1ull << 60);
+	assert_true(d.retry);
+	txn_proxy_req_release(&d);
+	free(buf);
+	dl.retry = false;
+	assert_int_equal(txn_proxy_req_encode(&dl, &buf, &len), 0);
+	assert_int_equal(txn_proxy_req_decode(buf, len, &d), 0);
+	assert_int_equal(d.id.seq, 1ull << 60);
+	assert_false(d.retry);
+	txn_proxy_req_release(&d);
+	free(buf);
 	for (uint32_t k = TXN_PROXY_STAT; k <= TXN_PROXY_DUPRES; k++) {
 		struct txn_proxy_req s = { .kind = k, .ns = "n", .ns_len = 1,
 		    .k = { .key = "k", .key_len = 1 } };
@@ -256,6 +276,41 @@ test_proxy_request_malformed(void **state)
 		assert_int_equal(d.k.set_len, 1);
 		txn_proxy_req_release(&d);
 		fabric_msg_put_bytes(&w, TXN_PF_RECORD, "x", 1);
+		assert_int_equal(txn_proxy_req_decode(mb, w.len, &d), -EBADMSG);
+	}
+	{	/* a delete's id: 16 bytes, seq not 0, on a delete only; retry only with it */
+		static const uint8_t id[16] = { 1, 0, 0, 0, 0, 0, 0, 0, 7, 0, 0, 0, 0, 0, 0, 0 };
+		static const uint8_t id0[16] = { 1 };
+		uint8_t bad[3][512];
+		size_t bad_len[3];
+
+		MSG(TXN_MSG_PROXY);
+		fabric_msg_put_u32(&w, TXN_PF_KIND, TXN_PROXY_DELETE);
+		fabric_msg_put_bytes(&w, TXN_PF_NS, "n", 1);
+		fabric_msg_put_bytes(&w, TXN_PF_KEY, "k", 1);
+		for (int i = 0; i < 3; i++) {
+			struct fabric_msg_writer b = w;
+
+			b.buf = bad[i];
+			memcpy(bad[i], mb, w.len);
+			if (i == 0)
+				fabric_msg_put_bytes(&b, TXN_PF_OP_ID, id, 15);
+			else if (i == 1)
+				fabric_msg_put_bytes(&b, TXN_PF_OP_ID, id0, 16);
+			else
+				fabric_msg_put_u32(&b, TXN_PF_RETRY, 1);
+			bad_len[i] = b.len;
+			assert_int_equal(txn_proxy_req_decode(bad[i], bad_len[i], &d), -EBADMSG);
+		}
+		fabric_msg_put_bytes(&w, TXN_PF_OP_ID, id, 16);
+		assert_int_equal(txn_proxy_req_decode(mb, w.len, &d), 0);
+		assert_int_equal(d.id.seq, 7);
+		assert_false(d.retry);
+		txn_proxy_req_release(&d);
+		mb[2 + 7 + 3] = TXN_PROXY_STAT;      /* an id on a stat */
+		assert_int_equal(txn_proxy_req_decode(mb, w.len, &d), -EBADMSG);
+		mb[2 + 7 + 3] = TXN_PROXY_DELETE;
+		fabric_msg_put_u32(&w, TXN_PF_RETRY, 2);
 		assert_int_equal(txn_proxy_req_decode(mb, w.len, &d), -EBADMSG);
 	}
 	{	/* write fields on a delete */

@@ -289,8 +289,8 @@ txn_network_sets(struct txn_network *n)
 	return n->sets;
 }
 
-void
-txn_network_stop(struct txn_network *n)
+static void
+network_stop(struct txn_network *n, bool announce)
 {
 	if (n == NULL)
 		return;
@@ -300,7 +300,8 @@ txn_network_stop(struct txn_network *n)
 		/* the others declare this node departed now, not after the
 		 * heartbeat timeout (its replicas' writes fail no longer) */
 		heartbeat_stop(n->heartbeat);
-		heartbeat_leave(n->heartbeat);
+		if (announce)
+			heartbeat_leave(n->heartbeat);
 	}
 	/* Migration's threads end first; its handlers may still be running
 	 * on rpc workers until rpc_stop has joined them (callers waiting on
@@ -318,6 +319,18 @@ txn_network_stop(struct txn_network *n)
 	memset(n->secret, 0, sizeof(n->secret));
 	pthread_mutex_destroy(&n->attach_lock);
 	free(n);
+}
+
+void
+txn_network_stop(struct txn_network *n)
+{
+	network_stop(n, true);
+}
+
+void
+txn_network_stop_silently(struct txn_network *n)
+{
+	network_stop(n, false);
 }
 
 void

@@ -54,8 +54,13 @@ void node_close(struct node *node, bool clean);
  */
 struct txn_network;
 int txn_network_start(const struct recfs_config *cfg, uint64_t node_id, struct txn_network **out);
-/* Stops and frees it (NULL: nothing).  Detach it from the node first. */
+/* Stops and frees it (NULL: nothing).  Detach it from the node first.  The
+ * other nodes are told (a last heartbeat flagged leaving), so they form
+ * the cluster without this node at once. */
 void txn_network_stop(struct txn_network *net);
+/* The same without telling them: they notice only by the heartbeat's
+ * silence, as after a crash (tests of a node that dies). */
+void txn_network_stop_silently(struct txn_network *net);
 
 /* One other node as .info/peers shows it: the heartbeat's view merged with
  * the fabric's by node id. */

@@ -148,6 +148,17 @@ tnode_net_down(struct tnode *t)
 	t->net = NULL;
 }
 
+/* As a node that dies: the others are not told (only silence). */
+static void
+tnode_net_crash(struct tnode *t)
+{
+	if (t->net == NULL)
+		return;
+	txn_node_network_set(t->node, NULL);
+	txn_network_stop_silently(t->net);
+	t->net = NULL;
+}
+
 static void
 tnode_down(struct tnode *t)
 {
@@ -1091,7 +1102,7 @@ test_node_down_fails_fast_then_goes_on(void **state)
 	(void)state;
 	name_mastered(&A, false, km, sizeof(km));  /* B masters it */
 	name_mastered(&A, true, kr, sizeof(kr));   /* A masters it, B is its replica */
-	tnode_net_down(&B);
+	tnode_net_crash(&B);   /* told, A would drop B from its table before the writes */
 	/* Both fail fast, wait for the table without B (heartbeat 300 ms + quiet
 	 * period), then succeed. */
 	uint64_t t0 = clock_mono_ns();
@@ -1807,13 +1818,13 @@ test_takeover_notice_reaches_a_busy_member(void **state)
  * network goes.
  */
 static struct tnode *lose_master;
+static struct namespace *lose_at;      /* the caller's namespace */
 static int lost_answers, lost_rc;
 
 static int
 lose_delete_answer(const struct txn_target *t, const struct txn_op *op, int rc)
 {
-	(void)t;
-	if (op->kind != TXN_OP_DELETE || op->retry || lose_master == NULL)
+	if (op->kind != TXN_OP_DELETE || op->retry || lose_master == NULL || t->ns != lose_at)
 		return rc;
 	lost_answers++;
 	lost_rc = rc;
@@ -1855,6 +1866,7 @@ test_delete_routed_again_after_its_master_went_down(void **state)
 	lost_answers = 0;
 	lost_rc = 1;
 	lose_master = &d;
+	lose_at = c.ns;
 	atomic_store_relaxed(&txn_proxy_result_test_hook, lose_delete_answer);
 	rc = txn_delete(c.ns, &key);
 	atomic_store_relaxed(&txn_proxy_result_test_hook, NULL);

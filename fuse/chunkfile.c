@@ -70,6 +70,7 @@
 #include <string.h>
 
 #include "base/atomic.h"
+#include "base/clock.h"
 #include "chunkfile.h"
 #include "stats.h"
 
@@ -99,7 +100,8 @@ struct prefetch {
 	int rc;                       /* the fetch's result (under lock) */
 	uint64_t file_id;
 	uint32_t index, version;
-	char *data;                   /* chunk_size bytes, from the pool */
+	char *data;                   /* a pool buffer: the chunk's record is read into it */
+	const char *bytes;            /* the chunk's bytes in data (chunk_size of them) */
 	/* the fetch's inputs (copied: the thread never reads the file) */
 	struct namespace *ns;
 	char set[RECORD_SET_MAX + 1];
@@ -125,7 +127,9 @@ struct chunkfile {
 	/* the two clean chunks read last, the latest first: a read that spans
 	 * two chunks is replied to from both without a copy */
 	struct clean_buf {
-		char *data;           /* chunk_size bytes, zero past what the chunk stores */
+		char *data;           /* a pool buffer: the chunk's record is read into it */
+		const char *bytes;    /* the chunk's bytes in data, chunk_size of them,
+		                       * zero past what the chunk stores */
 		uint32_t index, version;
 		bool valid;
 	} clean[2];
@@ -156,7 +160,9 @@ static struct {
 	char *free[POOL_MAX];
 } pool = { .lock = PTHREAD_MUTEX_INITIALIZER };
 
-/* A buffer of size bytes, zeroed if zero; NULL without memory. */
+/* A buffer for chunks of size bytes (txn_chunk_buf_size of them, aligned
+ * for txn_chunk_read_into), its first size bytes zeroed if zero; NULL
+ * without memory. */
 static char *
 pool_get(size_t size, bool zero)
 {
@@ -166,8 +172,13 @@ pool_get(size_t size, bool zero)
 	if (pool.size == size && pool.n > 0)
 		p = pool.free[--pool.n];
 	pthread_mutex_unlock(&pool.lock);
-	if (p == NULL)
-		return zero ? calloc(1, size) : malloc(size);
+	if (p == NULL) {
+		void *q;
+
+		if (posix_memalign(&q, TXN_READ_ALIGN, txn_chunk_buf_size((uint32_t)size)) != 0)
+			return NULL;
+		p = q;
+	}
 	if (zero)
 		memset(p, 0, size);
 	return p;
@@ -185,7 +196,7 @@ pool_put(char *p, size_t size)
 			free(pool.free[--pool.n]);
 		pool.size = size;
 	}
-	if (pool.n < POOL_MAX && (pool.n + 1) * size <= POOL_BYTES) {
+	if (pool.n < POOL_MAX && (pool.n + 1) * txn_chunk_buf_size((uint32_t)size) <= POOL_BYTES) {
 		pool.free[pool.n++] = p;
 		p = NULL;
 	}
@@ -316,12 +327,12 @@ static struct {
 static void
 prefetch_run(struct prefetch *p)
 {
-	int rc = txn_chunk_read_version(p->ns, p->set, p->set_len, p->file_id, p->index, p->version,
-	    p->start, p->want, p->data);
+	const char *bytes = NULL;
+	int rc = txn_chunk_read_into(p->ns, p->set, p->set_len, p->file_id, p->index, p->version,
+	    p->start, p->want, p->cs, p->data, txn_chunk_buf_size((uint32_t)p->cs), &bytes);
 
-	if (rc == 0)
-		memset(p->data + p->want, 0, p->cs - p->want);
 	pthread_mutex_lock(&p->lock);
+	p->bytes = bytes;
 	p->ready = rc == 0;
 	p->rc = rc;
 	p->busy = false;
@@ -466,7 +477,7 @@ prefetch_depth(const struct chunkfile *cf)
 
 /* The clean buffer holding chunk index as the map names it (made the
  * latest), or NULL. */
-static char *
+static const char *
 clean_find(struct chunkfile *cf, uint32_t index)
 {
 	for (unsigned i = 0; i < 2; i++) {
@@ -477,7 +488,7 @@ clean_find(struct chunkfile *cf, uint32_t index)
 				cf->clean[1] = cf->clean[0];
 				cf->clean[0] = c;
 			}
-			return c.data;
+			return c.bytes;
 		}
 	}
 	return NULL;
@@ -503,6 +514,14 @@ prefetch_holds(const struct chunkfile *cf, const struct prefetch *p, uint32_t in
 	    index < cf->map.n && p->version == cf->map.versions[index];
 }
 
+/* A read request waited for a chunk from t0 (clock_mono_ns) until now. */
+static void
+read_waited(uint64_t t0)
+{
+	stats_inc(STAT_fuse_chunk_read_waits);
+	stats_add(STAT_fuse_chunk_read_wait_us, (clock_mono_ns() - t0) / 1000);
+}
+
 /* Chunk index from a slot fetched ahead, into *out (valid while the slot
  * holds it: see prefetch_start): 1 if it was there, 0 if no slot holds it
  * or its fetch found the chunk gone (the reader reads it itself), or the
@@ -523,8 +542,14 @@ prefetch_take(struct chunkfile *cf, uint32_t index, const char **out)
 	if (p == NULL)
 		return 0;
 	pthread_mutex_lock(&p->lock);
-	while (p->busy)
-		pthread_cond_wait(&p->done_cv, &p->lock);
+	if (p->busy) {
+		/* Still being fetched: the reader waits for it. */
+		uint64_t t0 = clock_mono_ns();
+
+		while (p->busy)
+			pthread_cond_wait(&p->done_cv, &p->lock);
+		read_waited(t0);
+	}
 	ok = p->ready;
 	rc = p->rc;
 	pthread_mutex_unlock(&p->lock);
@@ -537,7 +562,7 @@ prefetch_take(struct chunkfile *cf, uint32_t index, const char **out)
 		stats_inc(STAT_fuse_chunk_prefetches);
 		chunk_moved(p->cs);
 	}
-	*out = p->data;
+	*out = p->bytes;
 	return 1;
 }
 
@@ -700,7 +725,7 @@ clean_get(const struct chunkfile_where *at, struct chunkfile *cf, uint32_t index
     const char **out)
 {
 	uint32_t cs = chunk_size(cf);
-	char *data = clean_find(cf, index);
+	const char *data = clean_find(cf, index);
 	const char *ahead = NULL;
 	int rc = 0;
 
@@ -710,21 +735,23 @@ clean_get(const struct chunkfile_where *at, struct chunkfile *cf, uint32_t index
 		return rc;
 	if (rc == 0 && data == NULL) {
 		struct clean_buf c = cf->clean[1];
-		size_t got;
+		uint64_t start = (uint64_t)index * cs, t0 = clock_mono_ns();
+		size_t want = cf->map.size - start < cs ? (size_t)(cf->map.size - start) : cs;
 
 		if (c.data == NULL && (c.data = pool_get(cs, false)) == NULL)
 			return -ENOMEM;
 		c.valid = false;
 		cf->clean[1] = cf->clean[0];
 		cf->clean[0] = c;
-		rc = txn_chunk_read(at->ns, at->key.set, at->key.set_len, &cf->map, index, c.data, &got);
+		rc = txn_chunk_read_into(at->ns, at->key.set, at->key.set_len, cf->map.file_id, index,
+		    cf->map.versions[index], start, want, cs, c.data, txn_chunk_buf_size(cs), &data);
+		if (reading)
+			read_waited(t0);
 		if (rc != 0)
 			return rc;
 		chunk_moved(cs);
-		memset(c.data + got, 0, cs - got);
-		cf->clean[0] = (struct clean_buf){ .data = c.data, .index = index,
+		cf->clean[0] = (struct clean_buf){ .data = c.data, .bytes = data, .index = index,
 		    .version = cf->map.versions[index], .valid = true };
-		data = c.data;
 	}
 	if (reading) {
 		/*

@@ -7,7 +7,7 @@
  * the content: only the committed map, the chunks written since the last
  * commit (each a whole chunk buffer, zero past the file's end), the two
  * clean chunks read last (sequential reads fetch each chunk once, and a
- * read spanning two chunks is replied to from both), and up to 4 MiB of
+ * read spanning two chunks is replied to from both), and up to 6 MiB of
  * chunks fetched ahead of a sequential reader by background threads (kept
  * until the reader is 4 chunks past them).  A
  * write touches only the chunks it covers; a read fetches the chunks it

@@ -103,7 +103,10 @@ struct prefetch {
 	bool ready;                   /* data holds the chunk (under lock) */
 	bool armed;                   /* owner only: started for the chunk below (kept once
 	                               * fetched, until the slot is reused) */
-	bool used;                    /* owner only: a read took the chunk (counted) */
+	bool used;                    /* a read took the chunk (counted; under lock) */
+	unsigned refs;                /* replies sent from data outside the owner's lock
+	                               * (chunkfile_read_pin; under lock): not reused
+	                               * or freed until 0 */
 	bool queued;                  /* waiting for a fetcher (under fetchers.lock) */
 	struct prefetch *next;        /* the fetchers' queue (under fetchers.lock) */
 	int rc;                       /* the fetch's result (under lock) */
@@ -422,8 +425,9 @@ chunkfile_quiesce(void)
 	pthread_mutex_unlock(&fetchers.lock);
 }
 
-/* Wait for slot p's fetch to end (the owner may reuse it after); a fetch
- * still queued is taken off the queue instead. */
+/* Wait for slot p's fetch to end and the replies sent from it (the owner
+ * may reuse it after); a fetch still queued is taken off the queue
+ * instead. */
 static void
 prefetch_wait(struct prefetch *p)
 {
@@ -448,7 +452,7 @@ prefetch_wait(struct prefetch *p)
 	pthread_mutex_lock(&p->lock);
 	if (dequeued)
 		p->busy = false;
-	while (p->busy)
+	while (p->busy || p->refs > 0)
 		pthread_cond_wait(&p->done_cv, &p->lock);
 	pthread_mutex_unlock(&p->lock);
 }
@@ -531,6 +535,27 @@ read_waited(uint64_t t0)
 	stats_add(STAT_fuse_chunk_read_wait_us, (clock_mono_ns() - t0) / 1000);
 }
 
+/* A read takes slot p's chunk: counted once (p's lock held). */
+static void
+prefetch_used_locked(struct prefetch *p)
+{
+	if (!p->used) {
+		p->used = true;
+		stats_inc(STAT_fuse_chunk_prefetches);
+		chunk_moved(p->cs);
+	}
+}
+
+/* The slot fetched ahead for chunk index as the map names it, or NULL. */
+static struct prefetch *
+prefetch_find(struct chunkfile *cf, uint32_t index)
+{
+	for (unsigned i = 0; i < PREFETCH_SLOTS_MAX; i++)
+		if (prefetch_holds(cf, cf->ahead[i], index))
+			return cf->ahead[i];
+	return NULL;
+}
+
 /* Chunk index from a slot fetched ahead, into *out (valid while the slot
  * holds it: see prefetch_start): 1 if it was there, 0 if no slot holds it
  * or its fetch found the chunk gone (the reader reads it itself), or the
@@ -541,13 +566,10 @@ read_waited(uint64_t t0)
 static int
 prefetch_take(struct chunkfile *cf, uint32_t index, const char **out)
 {
-	struct prefetch *p = NULL;
+	struct prefetch *p = prefetch_find(cf, index);
 	bool ok;
 	int rc;
 
-	for (unsigned i = 0; i < PREFETCH_SLOTS_MAX && p == NULL; i++)
-		if (prefetch_holds(cf, cf->ahead[i], index))
-			p = cf->ahead[i];
 	if (p == NULL)
 		return 0;
 	pthread_mutex_lock(&p->lock);
@@ -561,15 +583,12 @@ prefetch_take(struct chunkfile *cf, uint32_t index, const char **out)
 	}
 	ok = p->ready;
 	rc = p->rc;
+	if (ok)
+		prefetch_used_locked(p);
 	pthread_mutex_unlock(&p->lock);
 	if (!ok) {
 		p->armed = false;
 		return rc == -ENOENT || rc == 0 ? 0 : rc;
-	}
-	if (!p->used) {
-		p->used = true;
-		stats_inc(STAT_fuse_chunk_prefetches);
-		chunk_moved(p->cs);
 	}
 	*out = p->bytes;
 	return 1;
@@ -614,7 +633,7 @@ prefetch_start(const struct chunkfile_where *at, struct chunkfile *cf, uint32_t 
 		return;
 	prefetch_wait(p);  /* a stale fetch still queued or running: its end */
 	p->armed = false;
-	p->used = false;
+	p->used = false;   /* no fetch, no pin: no other thread reads it */
 	if (p->data == NULL) {
 		if (atomic_load_relaxed(&prefetch_bytes) >= PREFETCH_BYTES_MAX ||
 		    (p->data = pool_get(cs, false)) == NULL)
@@ -723,6 +742,28 @@ chunkfile_over_bound(const struct chunkfile *cf)
 }
 
 /*
+ * A read(2) reads chunk index: a sequential reader's head moves forward,
+ * and the chunks after it are fetched ahead.  Near the head (a few behind:
+ * requests answered out of order; up to depth ahead: a request overtook
+ * others) is still the same stream; anywhere else the reader jumped, and
+ * the head follows it without fetching (a random reader).
+ */
+static void
+reader_at(const struct chunkfile_where *at, struct chunkfile *cf, uint32_t index)
+{
+	unsigned depth = prefetch_depth(cf);
+	bool near = cf->head_valid && index + 2 * PREFETCH_BEHIND >= cf->head &&
+	    index <= cf->head + depth;
+
+	if (!near || index > cf->head) {
+		cf->head = index;
+		cf->head_valid = true;
+		for (uint32_t a = 1; near && a <= depth; a++)
+			prefetch_start(at, cf, index + a, depth);
+	}
+}
+
+/*
  * Chunk index as committed (stored: not a hole, below the committed end),
  * in a clean buffer: the latest one already, or one fetched ahead, or read
  * now into the older one (which the latest then replaces).  reading: a
@@ -762,25 +803,8 @@ clean_get(const struct chunkfile_where *at, struct chunkfile *cf, uint32_t index
 		cf->clean[0] = (struct clean_buf){ .data = c.data, .bytes = data, .index = index,
 		    .version = cf->map.versions[index], .valid = true };
 	}
-	if (reading) {
-		/*
-		 * A sequential reader's head moves forward: fetch the chunks
-		 * after it.  Near the head (a few behind: requests answered out
-		 * of order; up to depth ahead: a request overtook others) is
-		 * still the same stream; anywhere else the reader jumped, and
-		 * the head follows it without fetching (a random reader).
-		 */
-		unsigned depth = prefetch_depth(cf);
-		bool near = cf->head_valid && index + 2 * PREFETCH_BEHIND >= cf->head &&
-		    index <= cf->head + depth;
-
-		if (!near || index > cf->head) {
-			cf->head = index;
-			cf->head_valid = true;
-			for (uint32_t a = 1; near && a <= depth; a++)
-				prefetch_start(at, cf, index + a, depth);
-		}
-	}
+	if (reading)
+		reader_at(at, cf, index);
 	*out = ahead != NULL ? ahead : data;
 	return 0;
 }
@@ -885,6 +909,98 @@ chunkfile_read_iov(const struct chunkfile_where *at, struct chunkfile *cf, struc
 		done += len;
 	}
 	return (long)done;
+}
+
+long
+chunkfile_read_pin(const struct chunkfile_where *at, struct chunkfile *cf, struct chunkfile_pin *pin,
+    size_t size, uint64_t off)
+{
+	uint32_t cs = chunk_size(cf);
+	size_t done = 0;
+	unsigned n = 0;
+
+	pin->n = 0;
+	if (off >= cf->size || size == 0)
+		return -EAGAIN;
+	if (size > cf->size - off)
+		size = (size_t)(cf->size - off);
+	if ((off + size - 1) / cs - off / cs >= CHUNKFILE_IOV_MAX)
+		return -EAGAIN;
+	/* Every chunk of the range in a slot fetched ahead (or being fetched). */
+	for (uint64_t pos = off; pos < off + size; pos = (pos / cs + 1) * cs) {
+		uint32_t index = (uint32_t)(pos / cs);
+
+		if (!stored(cf, index) || dirty_find(cf, index) != NULL ||
+		    (pin->slot[n] = prefetch_find(cf, index)) == NULL)
+			return -EAGAIN;
+		n++;
+	}
+	cf->read_lo = (uint32_t)(off / cs);
+	n = 0;
+	while (done < size) {
+		uint64_t pos = off + done;
+		uint32_t index = (uint32_t)(pos / cs);
+		size_t in = (size_t)(pos % cs), len = cs - in;
+		struct prefetch *p = pin->slot[n];
+
+		if (len > size - done)
+			len = size - done;
+		pthread_mutex_lock(&p->lock);
+		p->refs++;
+		pthread_mutex_unlock(&p->lock);
+		pin->in[n] = in;
+		pin->len[n] = len;
+		pin->n = ++n;
+		reader_at(at, cf, index);
+		done += len;
+	}
+	return (long)done;
+}
+
+int
+chunkfile_pin_wait(struct chunkfile_pin *pin, struct iovec *iov, unsigned *n_iov)
+{
+	int rc = 0;
+
+	*n_iov = 0;
+	for (unsigned i = 0; i < pin->n; i++) {
+		struct prefetch *p = pin->slot[i];
+
+		pthread_mutex_lock(&p->lock);
+		if (p->busy) {
+			uint64_t t0 = clock_mono_ns();
+
+			while (p->busy)
+				pthread_cond_wait(&p->done_cv, &p->lock);
+			read_waited(t0);
+		}
+		if (p->ready) {
+			prefetch_used_locked(p);
+			iov[i].iov_base = (void *)(p->bytes + pin->in[i]);
+			iov[i].iov_len = pin->len[i];
+		} else {
+			rc = -EAGAIN;  /* its error, or gone: the reader's own path */
+		}
+		pthread_mutex_unlock(&p->lock);
+	}
+	if (rc == 0)
+		*n_iov = pin->n;
+	return rc;
+}
+
+void
+chunkfile_unpin(struct chunkfile_pin *pin)
+{
+	for (unsigned i = 0; i < pin->n; i++) {
+		struct prefetch *p = pin->slot[i];
+
+		pthread_mutex_lock(&p->lock);
+		if (--p->refs == 0)
+			pthread_cond_broadcast(&p->done_cv);
+		pthread_mutex_unlock(&p->lock);
+		/* p may be freed from here on. */
+	}
+	pin->n = 0;
 }
 
 long

@@ -36,6 +36,7 @@
 #define CHUNKFILE_DIRTY_BYTES_MAX (64ull << 20)
 
 struct chunkfile;
+struct prefetch;
 
 /* Where a large file lives: its namespace and the head's key. */
 struct chunkfile_where {
@@ -71,6 +72,28 @@ long chunkfile_read(const struct chunkfile_where *at, struct chunkfile *cf, char
 #define CHUNKFILE_IOV_MAX 2
 long chunkfile_read_iov(const struct chunkfile_where *at, struct chunkfile *cf, struct iovec *iov,
     unsigned *n_iov, size_t size, uint64_t off);
+/*
+ * A read of committed chunks without the owner's lock held while it waits
+ * and replies: when every chunk of the range is in a slot fetched ahead
+ * (or being fetched), chunkfile_read_pin (owner's lock held; the reader's
+ * head moves and fetches ahead start as with chunkfile_read_iov) pins
+ * those slots and returns the count; then, the lock released,
+ * chunkfile_pin_wait waits for their fetches and fills iov (*n_iov pieces)
+ * and, once the reply is sent, chunkfile_unpin releases them (a pinned
+ * slot is neither reused nor freed: chunkfile_free waits).  -EAGAIN from
+ * either: use chunkfile_read_iov under the lock (after chunkfile_unpin).
+ * The slots hold the committed chunks the map named at the pin: for a
+ * reader's snapshot, which no write changes.
+ */
+struct chunkfile_pin {
+	struct prefetch *slot[CHUNKFILE_IOV_MAX];
+	size_t in[CHUNKFILE_IOV_MAX], len[CHUNKFILE_IOV_MAX];
+	unsigned n;
+};
+long chunkfile_read_pin(const struct chunkfile_where *at, struct chunkfile *cf,
+    struct chunkfile_pin *pin, size_t size, uint64_t off);
+int chunkfile_pin_wait(struct chunkfile_pin *pin, struct iovec *iov, unsigned *n_iov);
+void chunkfile_unpin(struct chunkfile_pin *pin);
 /* Write size bytes at off (zeros fill a gap); returns size or an error. */
 long chunkfile_write(const struct chunkfile_where *at, struct chunkfile *cf, const char *buf,
     size_t size, uint64_t off);

@@ -410,7 +410,10 @@ test_chunk_reclaim_keeps_held_chunks(void **state)
 	assert_false(chunk_exists(m.file_id, 1, 1));
 	assert_true(chunk_exists(mo.file_id, 0, 1));
 	assert_int_equal(counter("chunks_reclaimed") - r0, 2);
-	assert_int_equal(counter("chunk_reclaim_passes") - p0, 4);
+	/* This test's 4, and the nsup thread's own pass at its start (its only
+	 * one: nsup-period 0) if the thread first ran this late (a loaded
+	 * machine: 5 once at load 16). */
+	assert_in_range(counter("chunk_reclaim_passes") - p0, 4, 5);
 	assert_int_equal(txn_delete(ns, &head), 0);
 	assert_int_equal(txn_delete(ns, &other), 0);
 	assert_int_equal(atomic_load_relaxed(&ns->chunk_objects), 0);

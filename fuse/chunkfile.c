@@ -66,7 +66,7 @@
  * record was read into a buffer of its own (each fetcher's glibc arena
  * kept one: RSS); reading into the slot's buffer ended that.  A read
  * request that finds its chunk not in memory yet waits for it (counted:
- * fuse_chunk_read_waits, fuse_chunk_read_wait_us).
+ * fuse_chunk_read_waits, fuse_chunk_read_wait_time).
  *
  * Rejected: caching every chunk read (memory would follow the file's
  * size); a commit per write(2) (each 4 KiB write would rewrite a chunk and
@@ -532,7 +532,7 @@ static void
 read_waited(uint64_t t0)
 {
 	stats_inc(STAT_fuse_chunk_read_waits);
-	stats_add(STAT_fuse_chunk_read_wait_us, (clock_mono_ns() - t0) / 1000);
+	stats_add(STAT_fuse_chunk_read_wait_time, (clock_mono_ns() - t0) / 1000);
 }
 
 /* A read takes slot p's chunk: counted once (p's lock held). */

@@ -8,7 +8,7 @@
 #     read fetches each chunk about once, most of them ahead of the reader
 #     in the background (fuse_chunk_prefetches), the reader waiting for few
 #     of them, and for the chunks of a read after a jump
-#     (fuse_chunk_read_waits, fuse_chunk_read_wait_us);
+#     (fuse_chunk_read_waits, fuse_chunk_read_wait_time);
 #   - a log appended line by line past several chunks, cmp;
 #   - overwriting the middle (dd conv=notrunc), truncating down and up
 #     (zeros), punching a hole: the same bytes as a local copy changed alike,
@@ -59,12 +59,12 @@ check_eq "no dirty chunk left after close" "$(fuse fuse_dirty_chunk_bytes)" 0
 r0=$(ns chunk_reads)
 p0=$(fuse fuse_chunk_prefetches)
 w0=$(fuse fuse_chunk_read_waits)
-u0=$(fuse fuse_chunk_read_wait_us)
+u0=$(fuse fuse_chunk_read_wait_time)
 expect_ok "cmp reads back what dd wrote" cmp "$L/dd" "$S/dd"
 reads=$(( $(ns chunk_reads) - r0 ))
 ahead=$(( $(fuse fuse_chunk_prefetches) - p0 ))
 waits=$(( $(fuse fuse_chunk_read_waits) - w0 ))
-waited_us=$(( $(fuse fuse_chunk_read_wait_us) - u0 ))
+waited_us=$(( $(fuse fuse_chunk_read_wait_time) - u0 ))
 note "the reader waited for $waits of 65 chunks, $waited_us us in all"
 check_true "the reader waits for its first chunk (read by its request), not for every chunk ($waits)" \
 	"$waits" -ge 1 -a "$waits" -lt 65

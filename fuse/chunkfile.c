@@ -450,8 +450,15 @@ prefetch_wait(struct prefetch *p)
 	}
 	pthread_mutex_unlock(&fetchers.lock);
 	pthread_mutex_lock(&p->lock);
-	if (dequeued)
+	if (dequeued) {
+		/* Never fetched: a reply pinned to it (chunkfile_pin_wait)
+		 * wakes, finds it not ready and unpins; else both would wait
+		 * for each other. */
 		p->busy = false;
+		p->ready = false;
+		p->rc = 0;
+		pthread_cond_broadcast(&p->done_cv);
+	}
 	while (p->busy || p->refs > 0)
 		pthread_cond_wait(&p->done_cv, &p->lock);
 	pthread_mutex_unlock(&p->lock);
@@ -626,8 +633,17 @@ prefetch_start(const struct chunkfile_where *at, struct chunkfile *cf, uint32_t 
 		}
 		if (!q->armed || !prefetch_holds(cf, q, q->index) ||
 		    (q->index < cf->read_lo && q->index + PREFETCH_BEHIND < cf->head) ||
-		    q->index > cf->head + depth)
-			p = q;
+		    q->index > cf->head + depth) {
+			bool pinned;
+
+			/* Not one a reply is being sent from (or waits for):
+			 * the inode lock is not held waiting for it. */
+			pthread_mutex_lock(&q->lock);
+			pinned = q->refs > 0;
+			pthread_mutex_unlock(&q->lock);
+			if (!pinned)
+				p = q;
+		}
 	}
 	if (p == NULL)
 		return;

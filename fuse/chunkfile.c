@@ -542,15 +542,16 @@ read_waited(uint64_t t0)
 	stats_add(STAT_fuse_chunk_read_wait_time, (clock_mono_ns() - t0) / 1000);
 }
 
-/* A read takes slot p's chunk: counted once (p's lock held). */
-static void
+/* A read takes slot p's chunk: counted once (p's lock held); true the
+ * first time (then chunk_moved, after the lock: it may trim the heaps). */
+static bool
 prefetch_used_locked(struct prefetch *p)
 {
-	if (!p->used) {
-		p->used = true;
-		stats_inc(STAT_fuse_chunk_prefetches);
-		chunk_moved(p->cs);
-	}
+	if (p->used)
+		return false;
+	p->used = true;
+	stats_inc(STAT_fuse_chunk_prefetches);
+	return true;
 }
 
 /* The slot fetched ahead for chunk index as the map names it, or NULL. */
@@ -574,7 +575,7 @@ static int
 prefetch_take(struct chunkfile *cf, uint32_t index, const char **out)
 {
 	struct prefetch *p = prefetch_find(cf, index);
-	bool ok;
+	bool ok, first;
 	int rc;
 
 	if (p == NULL)
@@ -590,9 +591,10 @@ prefetch_take(struct chunkfile *cf, uint32_t index, const char **out)
 	}
 	ok = p->ready;
 	rc = p->rc;
-	if (ok)
-		prefetch_used_locked(p);
+	first = ok && prefetch_used_locked(p);
 	pthread_mutex_unlock(&p->lock);
+	if (first)
+		chunk_moved(p->cs);
 	if (!ok) {
 		p->armed = false;
 		return rc == -ENOENT || rc == 0 ? 0 : rc;
@@ -976,6 +978,7 @@ chunkfile_read_pin(const struct chunkfile_where *at, struct chunkfile *cf, struc
 int
 chunkfile_pin_wait(struct chunkfile_pin *pin, struct iovec *iov, unsigned *n_iov)
 {
+	uint64_t moved = 0;
 	int rc = 0;
 
 	*n_iov = 0;
@@ -991,7 +994,8 @@ chunkfile_pin_wait(struct chunkfile_pin *pin, struct iovec *iov, unsigned *n_iov
 			read_waited(t0);
 		}
 		if (p->ready) {
-			prefetch_used_locked(p);
+			if (prefetch_used_locked(p))
+				moved += p->cs;
 			iov[i].iov_base = (void *)(p->bytes + pin->in[i]);
 			iov[i].iov_len = pin->len[i];
 		} else {
@@ -999,6 +1003,8 @@ chunkfile_pin_wait(struct chunkfile_pin *pin, struct iovec *iov, unsigned *n_iov
 		}
 		pthread_mutex_unlock(&p->lock);
 	}
+	if (moved > 0)
+		chunk_moved(moved);
 	if (rc == 0)
 		*n_iov = pin->n;
 	return rc;

@@ -44,8 +44,9 @@
  * 1.18, 1.73 GB/s at depth 1, 2, 4).  A chunk's record is read straight
  * into the slot's buffer (txn_chunk_read_into: pool buffers are aligned
  * and a block larger than a chunk) and the reply points into it: no copy
- * of the chunk in user space, no chunk-sized allocation per chunk.  A slot keeps its chunk after a read took it,
- * until the head is PREFETCH_BEHIND chunks past it: with a read-ahead
+ * of the chunk in user space, no chunk-sized allocation per chunk.  A
+ * slot keeps its chunk after a read took it, until the head is
+ * PREFETCH_BEHIND chunks past it: with a read-ahead
  * window (readahead.c) the kernel has several requests in flight, which
  * the daemon's threads answer in whatever order they get the inode lock
  * (chunk i after chunk i + 3).  When a taken chunk went into a clean

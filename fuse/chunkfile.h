@@ -7,7 +7,7 @@
  * the content: only the committed map, the chunks written since the last
  * commit (each a whole chunk buffer, zero past the file's end), the two
  * clean chunks read last (sequential reads fetch each chunk once, and a
- * read spanning two chunks is replied to from both), and up to 4 MiB of
+ * read spanning two chunks is replied to from both), and up to 6 MiB of
  * chunks fetched ahead of a sequential reader by background threads (kept
  * until the reader is 4 chunks past them).  A
  * write touches only the chunks it covers; a read fetches the chunks it
@@ -36,6 +36,7 @@
 #define CHUNKFILE_DIRTY_BYTES_MAX (64ull << 20)
 
 struct chunkfile;
+struct prefetch;
 
 /* Where a large file lives: its namespace and the head's key. */
 struct chunkfile_where {
@@ -71,6 +72,28 @@ long chunkfile_read(const struct chunkfile_where *at, struct chunkfile *cf, char
 #define CHUNKFILE_IOV_MAX 2
 long chunkfile_read_iov(const struct chunkfile_where *at, struct chunkfile *cf, struct iovec *iov,
     unsigned *n_iov, size_t size, uint64_t off);
+/*
+ * A read of committed chunks without the owner's lock held while it waits
+ * and replies: when every chunk of the range is in a slot fetched ahead
+ * (or being fetched), chunkfile_read_pin (owner's lock held; the reader's
+ * head moves and fetches ahead start as with chunkfile_read_iov) pins
+ * those slots and returns the count; then, the lock released,
+ * chunkfile_pin_wait waits for their fetches and fills iov (*n_iov pieces)
+ * and, once the reply is sent, chunkfile_unpin releases them (a pinned
+ * slot is neither reused nor freed: chunkfile_free waits).  -EAGAIN from
+ * either: use chunkfile_read_iov under the lock (after chunkfile_unpin).
+ * The slots hold the committed chunks the map named at the pin: for a
+ * reader's snapshot, which no write changes.
+ */
+struct chunkfile_pin {
+	struct prefetch *slot[CHUNKFILE_IOV_MAX];
+	size_t in[CHUNKFILE_IOV_MAX], len[CHUNKFILE_IOV_MAX];
+	unsigned n;
+};
+long chunkfile_read_pin(const struct chunkfile_where *at, struct chunkfile *cf,
+    struct chunkfile_pin *pin, size_t size, uint64_t off);
+int chunkfile_pin_wait(struct chunkfile_pin *pin, struct iovec *iov, unsigned *n_iov);
+void chunkfile_unpin(struct chunkfile_pin *pin);
 /* Write size bytes at off (zeros fill a gap); returns size or an error. */
 long chunkfile_write(const struct chunkfile_where *at, struct chunkfile *cf, const char *buf,
     size_t size, uint64_t off);

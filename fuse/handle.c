@@ -864,6 +864,40 @@ reply_chunks_locked(fuse_req_t req, struct inode *ino, struct chunkfile *cf, siz
 	return n;
 }
 
+/*
+ * Reply to a read of a reader's snapshot of a large file (no write changes
+ * it) from chunks fetched ahead without holding the inode lock while their
+ * fetches end and the reply is sent (chunkfile_read_pin): the kernel's
+ * other request on the file (its read-ahead beside the reader's) is not
+ * kept waiting behind them.  0: replied, the inode unlocked; else nothing
+ * replied and the inode locked again (the caller's path under the lock).
+ * Nothing here touches the handle after the reply.
+ */
+static int
+reply_pinned_locked(fuse_req_t req, struct inode *ino, struct chunkfile *cf, size_t size, off_t off)
+{
+	struct chunkfile_where at = { .ns = ino->ns };
+	struct chunkfile_pin pin;
+	struct iovec iov[CHUNKFILE_IOV_MAX];
+	unsigned n_iov;
+	long n;
+
+	inode_key(ino, &at.key);
+	n = chunkfile_read_pin(&at, cf, &pin, size, (uint64_t)off);
+	if (n < 0)
+		return (int)n;
+	pthread_mutex_unlock(&ino->lock);
+	if (chunkfile_pin_wait(&pin, iov, &n_iov) == 0) {
+		stats_add(STAT_fuse_read_bytes, (uint64_t)n);
+		fuse_reply_iov(req, iov, (int)n_iov);
+		chunkfile_unpin(&pin);
+		return 0;
+	}
+	chunkfile_unpin(&pin);
+	pthread_mutex_lock(&ino->lock);
+	return -EAGAIN;
+}
+
 /* A failed read of a large file: EIO for a chunk that fails its check, or
  * one gone under an unlinked file's handles. */
 static int
@@ -924,6 +958,7 @@ handle_read(fuse_req_t req, struct handle *h, size_t size, off_t off)
 {
 	struct inode *ino = h->inode;
 	struct snapshot *s;
+	bool pinned_tried;
 	size_t n;
 	int rc;
 
@@ -944,6 +979,8 @@ handle_read(fuse_req_t req, struct handle *h, size_t size, off_t off)
 		return 0;
 	}
 	pthread_mutex_lock(&ino->lock);
+	pinned_tried = false;
+again:
 	if (state_holds_content(ino) && ino->fs->cf != NULL) {
 		if (!h->direct_io)
 			ino->pages = INODE_PAGES_MIXED;
@@ -975,6 +1012,14 @@ handle_read(fuse_req_t req, struct handle *h, size_t size, off_t off)
 		 * under the inode lock (its clean chunk is shared). */
 		if (!h->direct_io)
 			pages_note_read_locked(ino, s->generation);
+		if (!pinned_tried) {
+			/* Once: on failure the lock was released meanwhile (the
+			 * state and the snapshot are looked at again). */
+			pinned_tried = true;
+			if (reply_pinned_locked(req, ino, s->cf, size, off) == 0)
+				return 0;
+			goto again;
+		}
 		return read_snapshot_chunks_locked(req, h, size, off);
 	}
 	/* Our own reference across the reply: the kernel may release the

@@ -106,7 +106,7 @@ statistic_metric_name(const struct statistic *row, const struct stat_section_inf
 		if (len > 4 && strcmp(name + len - 4, "_pct") == 0)
 			keep = (int)len - 4;
 		suffix = "_ratio";
-	} else if (strcmp(unit, "s") == 0 || strcmp(unit, "ms") == 0) {
+	} else if (strcmp(unit, "s") == 0 || strcmp(unit, "ms") == 0 || strcmp(unit, "us") == 0) {
 		suffix = "_seconds";
 	} else if (strcmp(unit, "bytes") == 0 &&
 	    !(len > 6 && strcmp(name + len - 6, "_bytes") == 0)) {
@@ -140,6 +140,8 @@ statistic_metric_value(const struct statistic *row, uint64_t value, char *buf, s
 		format_decimal(value, 2, buf, size);
 	else if (strcmp(row->unit, "ms") == 0)
 		format_decimal(value, 3, buf, size);
+	else if (strcmp(row->unit, "us") == 0)
+		format_decimal(value, 6, buf, size);
 	else
 		snprintf(buf, size, "%" PRIu64, value);
 }

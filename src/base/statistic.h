@@ -157,6 +157,10 @@
 	    "Memory held by dirty chunks of large files open for writing (bounded: a file past 8 MiB of dirty chunks, or any writer past 64 MiB in all, commits).") \
 	X(fuse_chunk_prefetches, COUNTER, "chunks", 0, \
 	    "Chunks of large files fetched ahead of a sequential reader, in the background, and then used by it.") \
+	X(fuse_chunk_read_waits, COUNTER, "chunks", 0, \
+	    "Chunks of large files a read request waited for: read from storage by the request itself (the first, or after a jump), or still being fetched ahead when it came (a sequential reader faster than the fetches).") \
+	X(fuse_chunk_read_wait_time, COUNTER, "us", 0, \
+	    "Time read requests of large files spent waiting for those chunks (fuse_chunk_read_waits).") \
 	X(fuse_read_ahead_bytes, GAUGE, "bytes", 0, \
 	    "Read-ahead window of the mount as the kernel applies it (its read_ahead_kb in /sys/class/bdi; fuse.read-ahead sets it when recfsd runs as root), 0 if unknown.") \
 	X(fuse_readdir_entries, COUNTER, "entries", 0, "Directory entries returned by listings.") \

@@ -207,6 +207,61 @@ txn_chunk_read_version(struct namespace *ns, const char *set, size_t set_len, ui
 	return rc;
 }
 
+size_t
+txn_chunk_buf_size(uint32_t chunk_size)
+{
+	/* A chunk record's header, key and bin name take far less than one
+	 * block (its record fills a write block with chunks of the default
+	 * size); a larger one is copied. */
+	return ((size_t)chunk_size + 2 * TXN_READ_ALIGN - 1) / TXN_READ_ALIGN * TXN_READ_ALIGN;
+}
+
+int
+txn_chunk_read_into(struct namespace *ns, const char *set, size_t set_len, uint64_t file_id,
+    uint32_t index, uint32_t version, uint64_t start, size_t want, size_t span, void *buf,
+    size_t buf_size, const char **data)
+{
+	char key[TXN_CHUNK_KEY_LEN + 1];
+	char *b = buf, *at = b;
+	const char *src = NULL;
+	struct txn_record r;
+	struct txn_key k;
+	size_t have = 0;
+	int rc;
+
+	if (span < want || span > buf_size)
+		return -EINVAL;
+	txn_chunk_key(key, file_id, index, version);
+	k = chunk_txn_key(set, set_len, key);
+	rc = txn_read_into(ns, &k, buf, buf_size, &r);
+	if (rc == 0) {
+		const struct bin *fb = r.file_bin;
+
+		if (fb != NULL && (fb->type == BIN_BLOB || fb->type == BIN_STRING)) {
+			have = fb->v.bytes.len < want ? fb->v.bytes.len : want;
+			src = (const char *)fb->v.bytes.data;
+		}
+		/* In buf already (read into it) with room for span: no copy. */
+		if (have > 0 && (uintptr_t)src >= (uintptr_t)b &&
+		    (uintptr_t)src - (uintptr_t)b <= buf_size - span)
+			at = (char *)src;
+		else if (have > 0)
+			memmove(at, src, have);
+		txn_record_release(&r);
+		memset(at + have, 0, span - have);
+		*data = at;
+		NS_COUNT_ADD(ns, chunk_reads, 1);
+		return 0;
+	}
+	if (rc != -ENOENT) {
+		NS_COUNT_ADD(ns, chunk_read_errors, 1);
+		log_error("txn", "{%s} %.*s: chunk %s (bytes %" PRIu64 "..%" PRIu64 " of its file) "
+		    "cannot be read: %s", ns->name, (int)set_len, set, key, start, start + want,
+		    recfs_strerror(rc));
+	}
+	return rc;
+}
+
 /* ---- commits ------------------------------------------------------------- */
 
 static int

@@ -100,6 +100,22 @@ int txn_chunk_read_version(struct namespace *ns, const char *set, size_t set_len
     uint32_t index, uint32_t version, uint64_t start, size_t want, void *buf);
 
 /*
+ * The same into a buffer of the caller's own, with no copy when this node
+ * stores the chunk: buf (buf_size bytes, aligned to TXN_READ_ALIGN, at
+ * least txn_chunk_buf_size(chunk size)) receives the chunk record and
+ * *data points at the chunk's bytes inside it, span of them readable
+ * (span >= want: zeros past what the chunk stored).  A chunk read from
+ * another node (or a record larger than buf) is copied to the start of
+ * buf.  Errors as txn_chunk_read_version.
+ */
+int txn_chunk_read_into(struct namespace *ns, const char *set, size_t set_len, uint64_t file_id,
+    uint32_t index, uint32_t version, uint64_t start, size_t want, size_t span, void *buf,
+    size_t buf_size, const char **data);
+/* Bytes of a buffer for txn_chunk_read_into of chunks of chunk_size: the
+ * chunk and its record's header (a multiple of TXN_READ_ALIGN). */
+size_t txn_chunk_buf_size(uint32_t chunk_size);
+
+/*
  * Commit a large file at head: the chunks in d (n of them, distinct
  * indexes below ceil(size / chunk size)) are written as commit
  * map->commit + 1, then the head with the map for size (other chunks as

@@ -514,9 +514,12 @@ entry_get(struct namespace *ns, uint16_t set_id, const struct digest *d)
 	return e;
 }
 
-/* Read the stored copy of e into a fresh buffer and decode it. */
+/* Read the stored copy of e into the caller's buffer into (into_size
+ * bytes, aligned to STORAGE_READ_ALIGN; *buf then NULL: nothing to free)
+ * when it fits, else into a fresh buffer (*buf), and decode it. */
 static int
-entry_load(struct namespace *ns, const struct index_entry *e, struct record *r, uint8_t **buf)
+entry_load_into(struct namespace *ns, const struct index_entry *e, struct record *r, uint8_t **buf,
+    void *into, size_t into_size)
 {
 	uint32_t size = storage_loc_size(e->loc);
 	int rc;
@@ -526,6 +529,11 @@ entry_load(struct namespace *ns, const struct index_entry *e, struct record *r, 
 	if (e->damaged) {
 		*buf = NULL;
 		return RECFS_ECHECKSUM;
+	}
+	if (into != NULL && size <= into_size) {
+		*buf = NULL;
+		rc = storage_read(ns->storage, e->loc, into);
+		return rc == 0 ? record_flat_decode_verified(into, size, r) : rc;
 	}
 	/* A large record (a chunk) aligned: the device engine reads it
 	 * straight into the buffer (storage.h, STORAGE_READ_ALIGN). */
@@ -546,6 +554,14 @@ entry_load(struct namespace *ns, const struct index_entry *e, struct record *r, 
 		*buf = NULL;
 	}
 	return rc;
+}
+
+_Static_assert(TXN_READ_ALIGN % STORAGE_READ_ALIGN == 0, "txn_read_into's buffers suit the engine");
+
+static int
+entry_load(struct namespace *ns, const struct index_entry *e, struct record *r, uint8_t **buf)
+{
+	return entry_load_into(ns, e, r, buf, NULL, 0);
 }
 
 /* A large file's head: its size is the map's (the index keeps the head's
@@ -623,7 +639,8 @@ stat_record(const struct txn_target *t, struct record_attr *out)
 /* nowait (the fabric thread, memory storage): -EWOULDBLOCK, nothing
  * counted, when the record lock is taken or the record is large. */
 static int
-read_record(const struct txn_target *t, struct txn_record *out, bool nowait)
+read_record(const struct txn_target *t, struct txn_record *out, bool nowait, void *into,
+    size_t into_size)
 {
 	struct namespace *ns = t->ns;
 	const struct digest *d = &t->digest;
@@ -646,7 +663,7 @@ read_record(const struct txn_target *t, struct txn_record *out, bool nowait)
 		rc = -ENOENT;
 	} else {
 		attr_from_entry(ns, e, &out->attr);
-		rc = entry_load(ns, e, &out->rec, &out->buf);
+		rc = entry_load_into(ns, e, &out->rec, &out->buf, into, into_size);
 	}
 	index_record_unlock(ns->index, d);
 	if (rc == 0)
@@ -2107,7 +2124,7 @@ run_local(const struct txn_target *t, const struct txn_op *op)
 	case TXN_OP_STAT:
 		return stat_record(t, op->attr);
 	case TXN_OP_READ:
-		return read_record(t, op->rec, false);
+		return read_record(t, op->rec, false, op->into, op->into_size);
 	case TXN_OP_WRITE:
 		return write_record(t, op->w, op->attr);
 	case TXN_OP_DELETE:
@@ -2466,6 +2483,21 @@ txn_read(struct namespace *ns, const struct txn_key *k, struct txn_record *out)
 	int rc;
 
 	/* Empty whatever happens, so that a release after a failure is safe. */
+	memset(out, 0, sizeof(*out));
+	record_init(&out->rec);
+	rc = resolve_dispatch(ns, k, &op);
+	latency_add(ns, STAT_LAT_NS_read, t0);
+	return rc;
+}
+
+int
+txn_read_into(struct namespace *ns, const struct txn_key *k, void *buf, size_t buf_size,
+    struct txn_record *out)
+{
+	uint64_t t0 = clock_mono_ns();
+	struct txn_op op = { .kind = TXN_OP_READ, .rec = out, .into = buf, .into_size = buf_size };
+	int rc;
+
 	memset(out, 0, sizeof(*out));
 	record_init(&out->rec);
 	rc = resolve_dispatch(ns, k, &op);
@@ -2911,7 +2943,7 @@ txn_proxy_serve_nowait(struct namespace *ns, const struct txn_proxy_req *q,
 	else if (q->kind == TXN_PROXY_STAT)
 		rc = stat_record(&t, attr);
 	else
-		rc = read_record(&t, rec, true);
+		rc = read_record(&t, rec, true, NULL, 0);
 	partition_release(&rsv);
 	return rc;
 }

@@ -177,6 +177,15 @@ struct txn_record {
 };
 
 int txn_read(struct namespace *ns, const struct txn_key *k, struct txn_record *out);
+/* As txn_read, but a record this node stores, of at most buf_size bytes, is
+ * read into buf (aligned to TXN_READ_ALIGN: the device engine then reads a
+ * record that starts its write block straight into it, with no copy) and
+ * out->buf is NULL: rec's strings and bins point into buf, valid while the
+ * caller keeps it.  A record read from another node, or a larger one, is
+ * in out->buf as with txn_read. */
+#define TXN_READ_ALIGN 4096
+int txn_read_into(struct namespace *ns, const struct txn_key *k, void *buf, size_t buf_size,
+    struct txn_record *out);
 void txn_record_release(struct txn_record *r);
 
 /* Write flags. */

@@ -191,6 +191,9 @@ struct txn_op {
 	const struct txn_write *w;       /* write, set create, set update */
 	struct record_attr *attr;        /* stat, write: the answer */
 	struct txn_record *rec;          /* read: the answer; rename-in: the record */
+	void *into;                      /* read: the caller's buffer for a local record
+	                                  * of at most into_size bytes (txn_read_into) */
+	size_t into_size;
 	unsigned flags;                  /* rename */
 	uint16_t set_id;                 /* reclaim: as nsup found it */
 	uint32_t now, evict_below;       /* reclaim */

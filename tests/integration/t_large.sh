@@ -6,7 +6,9 @@
 #   - dd bs=1M count=64 and cmp; its size; 65 chunks, a commit per bound of
 #     dirty chunks, daemon memory for dirty chunks bounded, and a sequential
 #     read fetches each chunk about once, most of them ahead of the reader
-#     in the background (fuse_chunk_prefetches);
+#     in the background (fuse_chunk_prefetches), the reader waiting for few
+#     of them, and for the chunks of a read after a jump
+#     (fuse_chunk_read_waits, fuse_chunk_read_wait_time);
 #   - a log appended line by line past several chunks, cmp;
 #   - overwriting the middle (dd conv=notrunc), truncating down and up
 #     (zeros), punching a hole: the same bytes as a local copy changed alike,
@@ -56,9 +58,29 @@ check_true "dirty chunks bounded: a commit per 8 MiB of dirty chunks (8 of 1020 
 check_eq "no dirty chunk left after close" "$(fuse fuse_dirty_chunk_bytes)" 0
 r0=$(ns chunk_reads)
 p0=$(fuse fuse_chunk_prefetches)
+w0=$(fuse fuse_chunk_read_waits)
+u0=$(fuse fuse_chunk_read_wait_time)
 expect_ok "cmp reads back what dd wrote" cmp "$L/dd" "$S/dd"
 reads=$(( $(ns chunk_reads) - r0 ))
 ahead=$(( $(fuse fuse_chunk_prefetches) - p0 ))
+waits=$(( $(fuse fuse_chunk_read_waits) - w0 ))
+waited_us=$(( $(fuse fuse_chunk_read_wait_time) - u0 ))
+note "the reader waited for $waits of 65 chunks, $waited_us us in all"
+check_true "the reader waits for its first chunk (read by its request), not for every chunk ($waits)" \
+	"$waits" -ge 1 -a "$waits" -lt 65
+check_true "the time it waited is counted ($waited_us us)" "$waited_us" -gt 0
+# A jump (its pages dropped from the kernel's cache first): the request
+# reads its chunks itself, and waits for them.
+w0=$(fuse fuse_chunk_read_waits)
+expect_ok "a 1 MiB read at 40 MiB, after a jump" python3 -c '
+import os, sys
+fd = os.open(sys.argv[1], os.O_RDONLY)
+os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+assert len(os.pread(fd, 1 << 20, 40 << 20)) == 1 << 20
+os.close(fd)' "$S/dd"
+waits=$(( $(fuse fuse_chunk_read_waits) - w0 ))
+check_true "a read after a jump waits for its chunks (1-4: the kernel's read-ahead may add one; $waits)" \
+	"$waits" -ge 1 -a "$waits" -le 4
 note "chunk reads for a sequential read of 65 chunks: $reads, of them fetched ahead and used: $ahead"
 check_true "a sequential read fetches each chunk about once (readahead)" "$reads" -le 130
 check_true "a sequential reader's chunks are fetched ahead in the background (most of 65)" \

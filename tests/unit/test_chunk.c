@@ -4,8 +4,8 @@
  * copy-on-write (new chunk versions, the head, then the old versions
  * deleted), stat and listings show the file's size, delete and rename-over
  * drop chunks, rename keeps them, new content without a map makes the
- * record plain again, and the reclaimer deletes exactly the chunks no head
- * names.
+ * record plain again, a chunk is read into the caller's buffer with no
+ * copy, and the reclaimer deletes exactly the chunks no head names.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -220,6 +220,61 @@ test_chunk_commit_is_copy_on_write(void **state)
 	assert_int_equal(atomic_load_relaxed(&ns->chunk_objects), 0);
 }
 
+/* A chunk read into the caller's buffer: its bytes are pointed at inside
+ * the record read into that buffer (no copy), zeros past what it stores up
+ * to span; a buffer too small for the record gets the bytes copied to its
+ * start; a chunk gone is -ENOENT, bad arguments -EINVAL. */
+static void
+test_chunk_read_into_callers_buffer(void **state)
+{
+	static char data[CS + 100];
+	struct txn_key head = key("into");
+	struct txn_chunk_map m = { .chunk_size = CS };
+	struct txn_chunk_data d[2] = { { 0, CS, data }, { 1, 100, data + CS } };
+	struct txn_write w = { 0 };
+	size_t size = txn_chunk_buf_size(CS);
+	uint64_t reads = counter("chunk_reads");
+	const char *at = NULL;
+	char *buf, small[CS + 64];
+	void *p = NULL;
+
+	(void)state;
+	assert_int_equal(size % TXN_READ_ALIGN, 0);
+	assert_true(size >= CS + TXN_READ_ALIGN);
+	assert_int_equal(posix_memalign(&p, TXN_READ_ALIGN, size), 0);
+	buf = p;
+	for (size_t i = 0; i < sizeof(data); i++)
+		data[i] = (char)(i * 13 + 1);
+	assert_int_equal(txn_chunk_commit(ns, &head, &m, sizeof(data), d, 2, &w, NULL), 0);
+	assert_int_equal(txn_chunk_read_into(ns, "s", 1, m.file_id, 0, m.versions[0], 0, CS, CS, buf,
+	    size, &at), 0);
+	assert_true(at > buf && at + CS <= buf + size);  /* inside the record read into buf */
+	assert_memory_equal(at, data, CS);
+	/* The last chunk: 100 bytes, zeros after them up to span. */
+	memset(buf, 'z', size);
+	assert_int_equal(txn_chunk_read_into(ns, "s", 1, m.file_id, 1, m.versions[1], CS, 100, CS, buf,
+	    size, &at), 0);
+	assert_true(at > buf && at + CS <= buf + size);
+	assert_memory_equal(at, data + CS, 100);
+	for (size_t i = 100; i < CS; i++)
+		assert_int_equal(at[i], 0);
+	/* A buffer smaller than the record: copied to its start. */
+	assert_int_equal(txn_chunk_read_into(ns, "s", 1, m.file_id, 0, m.versions[0], 0, CS, CS, small,
+	    sizeof(small), &at), 0);
+	assert_ptr_equal(at, small);
+	assert_memory_equal(at, data, CS);
+	assert_int_equal(counter("chunk_reads") - reads, 3);
+	assert_int_equal(txn_chunk_read_into(ns, "s", 1, m.file_id, 0, m.versions[0] + 1, 0, CS, CS,
+	    buf, size, &at), -ENOENT);
+	assert_int_equal(txn_chunk_read_into(ns, "s", 1, m.file_id, 0, m.versions[0], 0, CS, CS - 1,
+	    buf, size, &at), -EINVAL);
+	assert_int_equal(txn_chunk_read_into(ns, "s", 1, m.file_id, 0, m.versions[0], 0, CS, size + 1,
+	    buf, size, &at), -EINVAL);
+	txn_chunk_map_free(&m);
+	assert_int_equal(txn_delete(ns, &head), 0);
+	free(buf);
+}
+
 static void
 test_chunk_delete_and_rename(void **state)
 {
@@ -355,7 +410,10 @@ test_chunk_reclaim_keeps_held_chunks(void **state)
 	assert_false(chunk_exists(m.file_id, 1, 1));
 	assert_true(chunk_exists(mo.file_id, 0, 1));
 	assert_int_equal(counter("chunks_reclaimed") - r0, 2);
-	assert_int_equal(counter("chunk_reclaim_passes") - p0, 4);
+	/* This test's 4, and the nsup thread's own pass at its start (its only
+	 * one: nsup-period 0) if the thread first ran this late (a loaded
+	 * machine: 5 once at load 16). */
+	assert_in_range(counter("chunk_reclaim_passes") - p0, 4, 5);
 	assert_int_equal(txn_delete(ns, &head), 0);
 	assert_int_equal(txn_delete(ns, &other), 0);
 	assert_int_equal(atomic_load_relaxed(&ns->chunk_objects), 0);
@@ -475,6 +533,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_chunk_map_decode_refuses_bad_bytes),
 		cmocka_unit_test(test_chunk_commit_is_copy_on_write),
+		cmocka_unit_test(test_chunk_read_into_callers_buffer),
 		cmocka_unit_test(test_chunk_delete_and_rename),
 		cmocka_unit_test(test_chunk_reclaim_deletes_only_unnamed_chunks),
 		cmocka_unit_test(test_chunk_reclaim_keeps_held_chunks),

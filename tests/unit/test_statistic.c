@@ -73,6 +73,18 @@ test_statistic_format_shows_bools_as_words(void **state)
 	assert_string_equal(buf, "12345678901");
 	assert_string_equal(statistic_metric_type(&rows[STAT_NS_client_read_success]), "counter");
 	assert_string_equal(statistic_metric_type(&rows[STAT_NS_objects]), "gauge");
+	/* a time in microseconds (a counter of waits) is seconds in metrics,
+	 * the unit not in the name */
+	struct statistic us = { .name = "x_wait_time", .kind = STAT_COUNTER, .unit = "us", .help = "x." };
+	struct stat_section_info si = { .prefix = "recfs_fuse_" };
+	char name[64];
+
+	statistic_metric_name(&us, &si, name, sizeof(name));
+	assert_string_equal(name, "recfs_fuse_x_wait_time_seconds_total");
+	statistic_metric_value(&us, 1234567, buf, sizeof(buf));
+	assert_string_equal(buf, "1.234567");
+	statistic_metric_value(&us, 1500, buf, sizeof(buf));
+	assert_string_equal(buf, "0.0015");
 }
 
 static void

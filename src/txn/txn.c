@@ -2262,6 +2262,8 @@ dispatch(const struct txn_target *t, const struct txn_op *op)
 	struct txn_remote *rm = atomic_load_acquire(&txn_namespace_of(t->ns)->remote);
 	int rc = -EIO;
 
+	if (op->kind != TXN_OP_RECLAIM)
+		txn_client_op(t->ns);
 	for (int attempt = 0;; attempt++) {
 		struct partition_rsv rsv, rsv_to = { .tbl = NULL };
 		enum txn_route route = txn_route(t, &rsv);

@@ -101,6 +101,8 @@ sleep 1
 check_true "the writers write" "$(acked)" -gt 0
 
 # ---- 1. clients first, at the most: the move still finishes --------------------
+check_eq "migrate-yield-pct is 200 by default" \
+	"$(run cat "$(cluster_mnt n1)/.info/config/network/migrate-yield-pct")" 200
 set_all 1000 n1 n2 n3
 check_eq "migrate-yield-pct reads back 1000" \
 	"$(run cat "$(cluster_mnt n1)/.info/config/network/migrate-yield-pct")" 1000

@@ -11,10 +11,12 @@
 #      keep being acknowledged during the move, and migrate_partitions_remaining
 #      still reaches 0 on all four within a bound while they write: the move
 #      has a floor, it is never starved.
-#   2. migrate-yield-pct 0 on every node, then n3 is killed for good: the
+#   2. migrate-yield-pct 0 on every node, then n3 is killed: the
 #      re-replication under the same writers takes no pause.
-# At the end the writers stop, every acknowledged file is listed and every
-# node holds only what it owns: objects over the nodes = 2 x files.
+# Then the writers stop, every acknowledged file is listed and every node
+# holds only what it owns: objects over the nodes = 2 x files.
+#   3. The default (200) again, n3 comes back with no client running: its
+#      migrations take no pause.
 . "${top_srcdir:-$(dirname "$0")/../..}/tests/integration/cluster_lib.sh"
 
 [ "$HAVE_PYTHON" = yes ] || { echo "SKIP: $ITEST_NAME needs python3"; exit 77; }
@@ -158,4 +160,17 @@ total=$((N_FILES + $(acked)))
 listed=$(ls "$(cluster_mnt n1)/test" | wc -l)
 check_true "n1 lists every acknowledged file ($listed >= $total)" "$listed" -ge "$total"
 check_eq "objects over the 3 nodes = replication-factor x files listed" "$(sum_stat objects n1 n2 n4)" $((2 * listed))
+
+# ---- 3. no client, no pause --------------------------------------------------
+# The default (200) again; n3 comes back while nothing writes or reads
+# the files: its migrations pause nowhere.
+set_all 200 n1 n2 n4
+unset CLUSTER_EXTRA_YAML_n4
+y0=$(sum_stat migrate_tx_yields n1 n2 n4)
+tx0=$(sum_stat migrate_records_transmitted n1 n2 n4)
+cluster_restart n3
+cluster_wait_agree 4 || fail "no cluster of 4 after n3 came back"
+wait_settled "n3 back, no client" n1 n2 n3 n4
+check_true "n3 back: records were sent" "$(sum_stat migrate_records_transmitted n1 n2 n4)" -gt "$tx0"
+check_eq "n3 back, no client: no pause (migrate_tx_yields)" "$(sum_stat migrate_tx_yields n1 n2 n3 n4)" "$y0"
 finish

@@ -192,6 +192,13 @@ static int check_chunk_size(const struct config_param *, const struct config_val
 	    .default_text = "4", .min = 0, .max = 256, .unit = "", .dynamic = true, \
 	    .help = "Partitions this node receives at once; a sender past it tries again later; " \
 	    "0 pauses receiving.") \
+	ROW(recfs_config, migrate_yield_pct, NULL, \
+	    .name = "migrate-yield-pct", .section = CONFIG_NETWORK, .type = CONFIG_UINT, \
+	    .default_text = "200", .min = 0, .max = 1000, .unit = "%", .dynamic = true, \
+	    .help = "While this node serves client operations, an emigration thread pauses after each " \
+	    "message it sends for this percent of the time it worked since its last pause (at most " \
+	    "100 ms a pause): clients get the CPU first, and each thread still works at least " \
+	    "100/(100+N) of the time. 0 = no pause.") \
 	ROW(ns_config, name, check_ns_name, \
 	    .name = "name", .section = CONFIG_NAMESPACE, .type = CONFIG_STRING, \
 	    .min = 1, .max = CONFIG_NAME_MAX, .unit = "", \

@@ -134,6 +134,7 @@ struct recfs_config {
 	char tls_ca[CONFIG_PATH_MAX];
 	uint32_t migrate_threads;         /* emigration threads running, 0 = paused; dynamic */
 	uint32_t migrate_max_num_incoming; /* partitions received at once; dynamic */
+	uint32_t migrate_yield_pct;       /* pause per time worked while clients are served; dynamic */
 	/* namespaces */
 	unsigned n_namespaces;
 	struct ns_config ns[CONFIG_NS_MAX];

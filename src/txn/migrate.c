@@ -12,7 +12,8 @@
  *     it also runs the hand-overs (a final master that has received
  *     everything takes over from the acting master) and the drops of
  *     copies this node no longer needs;
- *   - up to migrate-threads emigration threads (nice +10): each takes a
+ *   - up to migrate-threads emigration threads (nice +10; each pauses
+ *     after a message while this node serves clients: tx_yield): each takes a
  *     queued (namespace, partition, receiver) and then more jobs of the
  *     same namespace, receiver and change, walks each partition
  *     (index_partition_walk: records and tombstones) into PARTS messages
@@ -54,6 +55,8 @@
 #define MIG_STREAM_PARTS 256              /* partitions a stream takes before the queue's order again */
 #define MIG_RETRY_MS 100                  /* a START refused busy, a failed call: again after */
 #define MIG_RETRY_MAX_MS 2000
+#define MIG_YIELD_MAX_MS 100               /* a pause for clients at most (tx_yield) */
+#define MIG_YIELD_SLICE_MS 20              /* work between two looks for clients */
 
 _Static_assert(MIGRATE_MSG_PARTITIONS == PARTITION_COUNT, "one partition count");
 _Static_assert(MIG_BATCH_BYTES + 64 * 1024 < RPC_BODY_MAX, "a batch fits an rpc body");
@@ -1316,6 +1319,8 @@ struct tx_stream {
 	unsigned cur;              /* the message being filled */
 	struct tx_collect *c;
 	int part_rc;               /* a section of j's run came back failed */
+	uint64_t ops_seen;         /* client operations counted at the last look (tx_yield) */
+	uint64_t work_t0;          /* monotonic ns: the thread works since */
 };
 
 /* Lock held: when jobs to node may start (0: now). */
@@ -1476,8 +1481,71 @@ tx_drain(struct tx_stream *s)
 		tx_msg_wait(s, &s->msg[(s->cur + i) % MIG_WINDOW]);
 }
 
-/* The message being filled goes (if it holds a section); the next one is
- * free once its earlier call is answered. */
+/* Client operations counted on this node's namespaces (txn_client_op). */
+static uint64_t
+client_ops_sum(const struct txn_migrate *m)
+{
+	uint64_t n = 0;
+
+	for (unsigned i = 0; i < m->n_ns; i++)
+		n += atomic_load_relaxed(&txn_namespace_of(m->mns[i].ns)->client_ops);
+	return n;
+}
+
+/*
+ * Clients first (network.migrate-yield-pct; docs/cluster.md, "Throttles"):
+ * once the thread has worked MIG_YIELD_SLICE_MS since its last pause, if
+ * this node served client operations meanwhile, it waits for its
+ * messages in flight and pauses for that percent of the time it worked
+ * (reading, filling, the waits for the window and that last wait), at
+ * most MIG_YIELD_MAX_MS.  With nothing in flight during the pause, the
+ * move's work stops on every node (the senders' reads, both fabric
+ * threads, the receiver's bulk workers): a pause with messages still in
+ * flight only took the place of the wait for the window whenever the
+ * receiver was the slower end (runs of an earlier version: the rate
+ * barely moved).  The cap keeps the move going under any client load;
+ * no client operation, no pause.
+ */
+static void
+tx_yield(struct tx_stream *s)
+{
+	struct txn_migrate *m = s->m;
+	uint32_t pct = atomic_load_relaxed(&m->cfg->migrate_yield_pct);
+	uint64_t ops, now = clock_mono_ns(), pause_ns;
+
+	if (pct == 0 || now <= s->work_t0) {
+		s->ops_seen = client_ops_sum(m);
+		s->work_t0 = now;
+		return;
+	}
+	if (now - s->work_t0 < (uint64_t)MIG_YIELD_SLICE_MS * 1000000)
+		return;
+	ops = client_ops_sum(m);
+	if (ops == s->ops_seen) {
+		s->work_t0 = now;
+		return;
+	}
+	tx_drain(s);
+	now = clock_mono_ns();
+	pause_ns = (now - s->work_t0) / 100 * pct;
+	if (pause_ns > (uint64_t)MIG_YIELD_MAX_MS * 1000000)
+		pause_ns = (uint64_t)MIG_YIELD_MAX_MS * 1000000;
+	if (pause_ns >= 1000) {
+		struct timespec ts = { .tv_sec = (time_t)(pause_ns / 1000000000),
+		    .tv_nsec = (long)(pause_ns % 1000000000) };
+		struct namespace *ns = m->mns[s->j.ns].ns;
+
+		nanosleep(&ts, NULL);
+		NS_COUNT_ADD(ns, migrate_tx_yields, 1);
+		NS_COUNT_ADD(ns, migrate_tx_yield_us, pause_ns / 1000);
+	}
+	s->ops_seen = client_ops_sum(m);
+	s->work_t0 = clock_mono_ns();
+}
+
+/* The message being filled goes (if it holds a section), the thread
+ * yields to clients (tx_yield); the next one is free once its earlier
+ * call is answered. */
 static void
 tx_flush(struct tx_stream *s)
 {
@@ -1491,6 +1559,7 @@ tx_flush(struct tx_stream *s)
 	(void)rpc_group_send(&t->g, s->j.dest, RPC_OP_MIGRATE_DATA, t->buf, t->len, &t->ans);
 	t->inflight = true;
 	s->cur = (s->cur + 1) % MIG_WINDOW;
+	tx_yield(s);
 	tx_msg_wait(s, &s->msg[s->cur]);
 }
 
@@ -1667,6 +1736,8 @@ tx_stream_run(struct txn_migrate *m, unsigned idx, const struct mig_job *j)
 		s->m = m;
 		s->idx = idx;
 		s->j = *j;
+		s->ops_seen = client_ops_sum(m);
+		s->work_t0 = clock_mono_ns();
 	}
 	while (more) {
 		int rc = tx_partition(s);

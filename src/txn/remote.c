@@ -570,6 +570,7 @@ proxy_run(struct txn_remote *rm, const uint8_t *req, size_t len, struct rpc_repl
 		txn_proxy_req_release(&q);
 		return TXN_ENOTMASTER;
 	}
+	txn_client_op(ns);
 	if (q.kind == TXN_PROXY_DUPRES) {
 		uint8_t *copy = NULL;
 		uint32_t copy_len = 0;
@@ -692,6 +693,7 @@ replica_run(struct txn_remote *rm, const uint8_t *req, size_t len, struct rpc_re
 		STAT(rm, replica_received);
 		return TXN_ENOTMASTER;
 	}
+	txn_client_op(ns);
 	rc = nowait ? txn_replica_apply_nowait(ns, flat, (uint32_t)flat_len, durable != 0)
 	    : txn_replica_apply(ns, flat, (uint32_t)flat_len, durable != 0,
 	    id.seq != 0 ? &id : NULL);

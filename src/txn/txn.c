@@ -2363,6 +2363,8 @@ dispatch(const struct txn_target *t, const struct txn_op *op_in)
 	/* A delete's id, the same in every attempt (see recent_slot). */
 	if (o.kind == TXN_OP_DELETE && o.id.seq == 0 && rm != NULL)
 		o.id = op_id_new(rm);
+	if (op->kind != TXN_OP_RECLAIM)
+		txn_client_op(t->ns);
 	for (int attempt = 0;; attempt++) {
 		struct partition_rsv rsv, rsv_to = { .tbl = NULL };
 		enum txn_route route = txn_route(t, &rsv);

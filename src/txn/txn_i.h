@@ -70,6 +70,11 @@ struct txn_namespace {
 	uint64_t reclaims_sent;             /* atomic */
 	uint64_t reclaims_refused;          /* atomic */
 	uint64_t reclaims_received;         /* atomic */
+	/* Client operations begun here (txn.c dispatch) or served for
+	 * another node's clients (remote.c: proxied operations, replica
+	 * writes); atomic.  The emigration threads yield while it moves
+	 * (migrate.c tx_yield, network.migrate-yield-pct). */
+	uint64_t client_ops;
 
 	/* The node that opened it (node_open): its network, for the cluster's
 	 * set changes (sets_cluster.c). */
@@ -122,6 +127,13 @@ static inline struct txn_namespace *
 txn_namespace_of(const struct namespace *ns)
 {
 	return ns->owner;
+}
+
+/* A client operation reaches ns (client_ops above). */
+static inline void
+txn_client_op(const struct namespace *ns)
+{
+	__atomic_add_fetch(&txn_namespace_of(ns)->client_ops, 1, __ATOMIC_RELAXED);
 }
 
 struct node {

@@ -97,7 +97,7 @@ need += ["cluster.embedded.write_%s.%s" % (size, c) for size in ("1k", "128k")
 need += ["cluster.migrate." + r for r in ("records", "bytes", "cpu_per_mb", "threads", "ratio", "write_ratio")]
 if "cluster.migrate.records" not in {r["id"] for r in d["rows"] if r["verdict"] == "SKIP"}:
     need += ["cluster.migrate." + r for r in ("load", "fio", "tcp_stream", "tcp_cpu_per_mb", "write_before",
-                                              "write_during")]
+                                              "write_during", "write_p99_ratio", "yield")]
 # Device rows, unless a whole device benchmark was a SKIP (temp dir on tmpfs:
 # no O_DIRECT); without fio their fio/ratio rows are SKIPs but present.
 skipped = {r["id"] for r in d["rows"] if r["verdict"] == "SKIP"}
@@ -123,6 +123,12 @@ bad = [r["id"] for r in d["rows"] if r["verdict"] == "ERROR" or
         not r["value"] > 0) or (r["unit"] == "ops/s" and not r["value"] > 0) or
        (r["id"] in ("large.write", "large.read", "large.rss") and not r["value"] > 0) or
        (r["id"] == "cluster.migrate.cpu_per_mb" and r["verdict"] != "SKIP" and not r["value"] > 0) or
+       # the writers latency during the move next to before it, and the
+       # pauses of the emigration threads for them (migrate_tx_yield_us)
+       (r["id"] in ("cluster.migrate.write_p99_ratio", "cluster.migrate.yield") and r["verdict"] != "SKIP" and
+        not r["value"] > 0) or
+       (r["id"] == "cluster.migrate.write_ratio" and r["verdict"] != "SKIP" and
+        not all(s in r["note"] for s in ("p50 ", "p99 "))) or
        (r["id"].endswith(".rf2_bound") and not 0 < r["value"] < 100) or
        (r["id"] == "cluster.migrate.tcp_cpu_per_mb" and r["verdict"] != "SKIP" and
         not (r["value"] > 0 and " cores at this" in r["note"])) or

@@ -279,7 +279,7 @@ test_config_dynamic_params_are_the_documented_ones(void **state)
 		"stop-writes-used-pct", "stop-writes-avail-pct", "flush-max-ms", "max-write-cache",
 		"post-write-cache", "defrag-lwm-pct", "defrag-sleep", "defrag-queue-min",
 		"tomb-raider-period", "tomb-raider-eligible-age", "transaction-max-ms", "migrate-threads",
-		"migrate-max-num-incoming", "migrate-sleep",
+		"migrate-max-num-incoming", "migrate-yield-pct", "migrate-sleep",
 	};
 	size_t n, found = 0;
 	const struct config_param *params = config_params(&n);

@@ -1167,7 +1167,6 @@ job_take_locked(struct rpc *rpc)
 		rpc->jobs_head = j->next;
 		if (rpc->jobs_head == NULL)
 			rpc->jobs_tail = NULL;
-		rpc->stats.jobs++;
 	}
 	return j;
 }

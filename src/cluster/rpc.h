@@ -402,7 +402,6 @@ struct rpc_stats {
 	uint64_t requests_inline;     /* requests served on the fabric thread (inline handlers) */
 	uint64_t requests_pending;    /* of those, answered later (RPC_PENDING, rpc_answer_pending) */
 	uint64_t calls_async;         /* calls started with rpc_call_async */
-	uint64_t jobs;                /* rpc_job_queue's jobs run */
 	uint64_t msgs_malformed;      /* rpc messages that did not decode (dropped) */
 	uint64_t requests_stale;      /* requests refused unrun: meant for this node's previous process */
 	uint64_t calls_peer_restarted; /* calls failed -ESTALE: the callee restarted after a copy

@@ -56,10 +56,22 @@
  * Handlers registered RPC_HANDLER_IDEMPOTENT (reads) are not cached: a
  * retry after the answer was sent runs again.
  *
+ * Answered later.  An inline handler may leave its request pending
+ * (RPC_PENDING) and answer it from another thread (rpc_answer_pending),
+ * e.g. once an rpc_call_async it started has its answer: the data path's
+ * proxied writes on memory storage end on the thread that reads their
+ * replica's ack, with no worker woken and none waiting.  An async call has
+ * no waiting thread: its done runs where its outcome is learnt, and the
+ * timer thread (rpc-timer: asleep while none is in flight) sends its
+ * retransmissions and ends it at its deadline.  Work that must block
+ * (a continuation) is queued for a worker with rpc_job_queue.
+ *
  * Threads: rpc_call and the group functions from any thread but the
- * fabric's (they block); handlers on the workers, inline handlers on the
- * fabric thread (the rpc lock not held); rpc_peer_event from the
- * fabric's peer callback; rpc_node_down and the getters from any thread.
+ * fabric's (they block); rpc_call_async, rpc_answer_pending and
+ * rpc_job_queue from any thread (they never block); handlers on the
+ * workers, inline handlers on the fabric thread (the rpc lock not held);
+ * rpc_peer_event from the fabric's peer callback; rpc_node_down and the
+ * getters from any thread.
  * One lock guards both sides; it is a leaf: no handler runs, no message is
  * sent and no caller waits while it is held (callers sleep on their
  * group's futex word, or read their answer off the connection

@@ -55,6 +55,8 @@ struct txn_remote {
 	uint32_t failover_ms;       /* a dead node out of the tables: heartbeat timeout + quiet period */
 	struct node *node;          /* atomic */
 	uint32_t proxy_running;     /* atomic: proxied operations running on the workers */
+	uint32_t writes_pending;    /* atomic: proxied writes served on the fabric thread, not
+	                             * yet answered (at most TXN_REMOTE_PENDING_MAX) */
 	uint64_t stats[RS_COUNT];   /* atomic */
 };
 
@@ -670,6 +672,10 @@ proxy_run(struct txn_remote *rm, const uint8_t *req, size_t len, struct rpc_repl
  * rounds.  Ordering: the record lock is held from the store to the end, as
  * on a worker, so the next write of the record waits for it.
  */
+/* Proxied writes pending at once (each holds its replica message, up to
+ * TXN_INLINE_MAX + 1 KiB: 16 MiB at most); more go to the workers. */
+#define TXN_REMOTE_PENDING_MAX 64
+
 struct write_async {
 	struct rpc_job job;
 	struct txn_remote *rm;
@@ -719,6 +725,7 @@ static void
 write_async_finish(struct write_async *a, int rc)
 {
 	write_async_end(a, rc);
+	atomic_dec(&a->rm->writes_pending);
 	if (txn_sets_used_pending(a->ns)) {
 		a->job = (struct rpc_job){ .fn = write_async_flush_job, .arg = a };
 		rpc_job_queue(a->rm->rpc, &a->job);
@@ -806,8 +813,14 @@ proxy_write_inline(struct txn_remote *rm, struct namespace *ns, const struct txn
 
 	if (reply->pending == NULL)
 		return RPC_DEFER;
+	if (atomic_add(&rm->writes_pending, 1) > TXN_REMOTE_PENDING_MAX) {
+		atomic_dec(&rm->writes_pending);
+		return RPC_DEFER;
+	}
 	memset(&attr, 0, sizeof(attr));
 	rc = txn_proxy_write_nowait(ns, q, &attr, &d, &pid, &to, &body, &size);
+	if (rc != 0)
+		atomic_dec(&rm->writes_pending);
 	if (rc == -EWOULDBLOCK)
 		return RPC_DEFER;
 	STAT(rm, proxy_received);
@@ -818,6 +831,7 @@ proxy_write_inline(struct txn_remote *rm, struct namespace *ns, const struct txn
 	a = calloc(1, sizeof(*a));
 	if (a == NULL) {
 		free(body);
+		atomic_dec(&rm->writes_pending);
 		txn_proxy_write_end(ns, &d, -EIO);
 		(void)txn_proxy_ans_encode(NULL, NULL, 0, reply->buf, reply->cap, &reply->len);
 		return -EIO;
@@ -850,9 +864,14 @@ proxy_write_inline(struct txn_remote *rm, struct namespace *ns, const struct txn
 		write_async_to_worker(a, 0);
 		return RPC_PENDING;
 	}
-	STAT(rm, replica_sent);
 	rc = rpc_call_async(rm->rpc, to, RPC_OP_TXN_REPLICA, a->body, a->size,
 	    txn_remote_deadline_ms(rm), write_async_done, a);
+	if (rc == -EAGAIN) {
+		/* every call slot taken: a worker waits for one */
+		write_async_to_worker(a, 0);
+		return RPC_PENDING;
+	}
+	STAT(rm, replica_sent);
 	if (rc != 0) {
 		/* not sent (busy, down, silent): as its answer would say */
 		struct rpc_answer ans = { .rc = rc };

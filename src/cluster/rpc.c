@@ -1193,8 +1193,15 @@ timer_main(void *arg)
 		for (unsigned i = 0; rpc->n_async > 0 && i < rpc->calls_max; i++) {
 			struct rpc_slot *s = &rpc->slots[i];
 
-			if (s->id == 0 || s->done || s->g == NULL || s->g->done == NULL || s->sending)
+			if (s->id == 0 || s->done || s->g == NULL || s->g->done == NULL)
 				continue;
+			if (s->sending) {
+				/* another thread sends it now (briefly): looked at again
+				 * in a millisecond, never forgotten */
+				if (now + 1000000u < next)
+					next = now + 1000000u;
+				continue;
+			}
 			if (now >= s->g->deadline_ns) {
 				rpc->stats.calls_timed_out++;
 				slot_fail_locked(rpc, s, -ETIMEDOUT);

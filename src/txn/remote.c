@@ -7,10 +7,12 @@
  * stored record version to the partition's other replicas and waits for
  * all of them.  Server side: three rpc handlers on rpc's workers, which
  * hand the decoded request to txn.c (txn_proxy_serve, txn_replica_apply);
- * stats, reads and replica writes are first tried on the fabric thread
- * (rpc inline handlers: txn_proxy_serve_nowait, txn_replica_apply_nowait),
- * which serve what needs no device I/O and finds its record lock free,
- * and defer the rest to the workers.
+ * stats, reads, replica writes and proxied writes are first tried on the
+ * fabric thread (rpc inline handlers: txn_proxy_serve_nowait,
+ * txn_replica_apply_nowait, txn_proxy_write_nowait), which serve what
+ * needs no device I/O and finds its record lock free, and defer the rest
+ * to the workers.  A proxied write served there stays pending until its
+ * replica's ack is read (proxy_write_inline, below).
  *
  * Workers and the proxy: a proxied write blocks its worker while the
  * master waits for its replicas, and those replica writes need workers on

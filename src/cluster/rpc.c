@@ -511,7 +511,7 @@ group_send(struct rpc_group *g, uint64_t node_id, uint32_t op, const void *req, 
 	struct rpc *rpc = g->rpc;
 	struct rpc_slot *s;
 	uint32_t idx;
-	uint64_t now, rx;
+	uint64_t now, rx, first;
 	int rc;
 
 	*slotted = false;
@@ -590,7 +590,7 @@ group_send(struct rpc_group *g, uint64_t node_id, uint32_t op, const void *req, 
 		rpc->n_async++;
 		rpc->stats.calls_async++;
 		/* the timer thread wakes for its deadline or first retransmission */
-		uint64_t first = s->next_retry_ns < g->deadline_ns ? s->next_retry_ns : g->deadline_ns;
+		first = s->next_retry_ns < g->deadline_ns ? s->next_retry_ns : g->deadline_ns;
 		if (rpc->timer_until_ns != 0 && first < rpc->timer_until_ns)
 			pthread_cond_signal(&rpc->timer_cv);
 	}

@@ -691,7 +691,6 @@ struct write_async {
 	size_t size;
 	uint64_t key;      /* the table the async round used */
 	int first;         /* the worker's rounds start here (1: after the async one) */
-	int rc;
 };
 
 /* The write's end: the record lock released, the caller answered. */
@@ -811,6 +810,8 @@ proxy_write_inline(struct txn_remote *rm, struct namespace *ns, const struct txn
 	uint64_t to;
 	uint8_t *body;
 	size_t size;
+	unsigned others = 0;
+	bool same;
 	int rc;
 
 	if (reply->pending == NULL)
@@ -856,8 +857,7 @@ proxy_write_inline(struct txn_remote *rm, struct namespace *ns, const struct txn
 	 * naming this node master and that replica, or a worker's rounds */
 	partition_reserve(txn_namespace_of(ns)->partitions, pid, &r);
 	a->key = r.cluster_key;
-	bool same = r.am_master && r.master != 0 && r.cluster_key != 0;
-	unsigned others = 0;
+	same = r.am_master && r.master != 0 && r.cluster_key != 0;
 	for (unsigned i = 0; i < r.n_replicas; i++)
 		if (r.replicas[i] != rm->self)
 			others += r.replicas[i] == to ? 1 : 2;

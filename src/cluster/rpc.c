@@ -75,6 +75,8 @@ struct rpc_slot {
 	                          * under lock, read atomically (it outlives the call: a
 	                          * late wake only wakes a later user spuriously) */
 	uint32_t next_free;
+	bool sending;            /* async: the timer thread sends a copy (lock dropped) */
+	bool end_deferred;       /* async: ended meanwhile; the timer settles it after */
 };
 
 enum entry_state { ENTRY_QUEUED, ENTRY_RUNNING, ENTRY_ANSWERED };
@@ -154,6 +156,16 @@ struct rpc {
 
 	/* the fabric thread's inline handlers: their answer and its encoding */
 	uint8_t *inline_reply;
+
+	/* rpc_call_async and rpc_job_queue, protected by lock */
+	unsigned n_async;               /* async calls in flight */
+	struct rpc_group *async_done;   /* ended async calls whose done has not run */
+	struct rpc_job *jobs_head, *jobs_tail;
+	pthread_cond_t timer_cv;        /* an async call's first event is earlier */
+	uint64_t timer_until_ns;        /* the timer sleeps until then; UINT64_MAX: untimed;
+	                                 * 0: awake (it scans before it sleeps) */
+	pthread_t timer;
+	bool timer_started;
 
 	struct rpc_stats stats;         /* protected by lock (the gauges are computed) */
 	struct histogram latency;
@@ -337,16 +349,77 @@ silent_set_locked(struct rpc *rpc, uint64_t node, uint64_t rx, bool on)
 
 /* ---- caller side ---------------------------------------------------------------- */
 
-/* Ends the call in slot s (not done yet) with rc; signals its group. */
+/* Slot idx back to the free list (its call ended and was collected). */
+static void
+slot_free_locked(struct rpc *rpc, uint32_t idx)
+{
+	struct rpc_slot *s = &rpc->slots[idx];
+
+	/* a late answer finds id 0 or another call's id */
+	s->id = 0;
+	s->g = NULL;
+	s->req = NULL;
+	s->req2 = NULL;
+	s->next_free = rpc->free_head;
+	rpc->free_head = idx;
+	rpc->calls_in_flight--;
+	pthread_cond_signal(&rpc->slot_cv);
+}
+
+/*
+ * The async call in slot s ended (done set, its answer filled): the slot
+ * is freed and the group queued for its done, which async_run_done runs
+ * with the lock dropped.  While the timer thread sends a copy of it (the
+ * request is read then), that thread settles it once the send returned.
+ */
+static void
+async_end_locked(struct rpc *rpc, struct rpc_slot *s)
+{
+	struct rpc_group *g = s->g;
+
+	if (s->sending) {
+		s->end_deferred = true;
+		return;
+	}
+	slot_free_locked(rpc, g->slot[0]);
+	rpc->n_async--;
+	g->done_next = rpc->async_done;
+	rpc->async_done = g;
+}
+
+/* Runs the done of every ended async call (the lock not held). */
+static void
+async_run_done(struct rpc *rpc)
+{
+	struct rpc_group *g;
+
+	pthread_mutex_lock(&rpc->lock);
+	g = rpc->async_done;
+	rpc->async_done = NULL;
+	pthread_mutex_unlock(&rpc->lock);
+	while (g != NULL) {
+		struct rpc_group *next = g->done_next;
+
+		g->done(g->done_arg, &g->own);
+		free(g);
+		g = next;
+	}
+}
+
+/* Ends the call in slot s (not done yet) with rc; signals its group (an
+ * async call's done runs at the caller's next async_run_done). */
 static void
 slot_fail_locked(struct rpc *rpc, struct rpc_slot *s, int rc)
 {
 	struct rpc_answer *ans = s->g->ans[s->gi];
 
-	(void)rpc;
 	s->done = true;
 	ans->rc = rc;
 	s->g->n_done++;
+	if (s->g->done != NULL) {
+		async_end_locked(rpc, s);
+		return;
+	}
 	/* rare paths (failures, shutdown): woken under the lock */
 	futex_wake_one(group_bump_locked(s->g));
 }
@@ -417,16 +490,31 @@ rpc_group_send(struct rpc_group *g, uint64_t node_id, uint32_t op, const void *r
 	return rpc_group_send2(g, node_id, op, req, len, NULL, 0, ans);
 }
 
+static int group_send(struct rpc_group *g, uint64_t node_id, uint32_t op, const void *req,
+    size_t len, const void *req2, size_t len2, struct rpc_answer *ans, bool *slotted);
+
 int
 rpc_group_send2(struct rpc_group *g, uint64_t node_id, uint32_t op, const void *req, size_t len,
     const void *req2, size_t len2, struct rpc_answer *ans)
 {
+	bool slotted;
+
+	return group_send(g, node_id, op, req, len, req2, len2, ans, &slotted);
+}
+
+/* *slotted: the call took a slot (an async call then always ends by its
+ * done, also when this returns an error). */
+static int
+group_send(struct rpc_group *g, uint64_t node_id, uint32_t op, const void *req, size_t len,
+    const void *req2, size_t len2, struct rpc_answer *ans, bool *slotted)
+{
 	struct rpc *rpc = g->rpc;
 	struct rpc_slot *s;
 	uint32_t idx;
-	uint64_t now, rx;
+	uint64_t now, rx, first;
 	int rc;
 
+	*slotted = false;
 	memset(ans, 0, sizeof(*ans));
 	if (g->n >= RPC_GROUP_MAX) {
 		ans->rc = -ENOSPC;
@@ -451,6 +539,11 @@ rpc_group_send2(struct rpc_group *g, uint64_t node_id, uint32_t op, const void *
 		}
 		if (rc != 0 || rpc->free_head != RPC_SLOT_NONE)
 			break;
+		if (g->done != NULL) {
+			/* an async caller never waits (the fabric thread) */
+			rc = -EAGAIN;
+			break;
+		}
 		/* every slot busy: wait for one, bounded by the deadline */
 		cond_wait_until(&rpc->slot_cv, &rpc->lock, g->deadline_ns);
 	}
@@ -490,10 +583,40 @@ rpc_group_send2(struct rpc_group *g, uint64_t node_id, uint32_t op, const void *
 	g->slot[g->n] = idx;
 	g->ans[g->n] = ans;
 	g->n++;
+	*slotted = true;
+	if (g->done != NULL) {
+		s->sending = true;    /* its request is read below, without the lock */
+		s->end_deferred = false;
+		rpc->n_async++;
+		rpc->stats.calls_async++;
+		/* the timer thread wakes for its deadline or first retransmission */
+		first = s->next_retry_ns < g->deadline_ns ? s->next_retry_ns : g->deadline_ns;
+		if (rpc->timer_until_ns != 0 && first < rpc->timer_until_ns)
+			pthread_cond_signal(&rpc->timer_cv);
+	}
 	pthread_mutex_unlock(&rpc->lock);
 
-	/* the slot is this thread's until rpc_group_wait frees it */
+	/* the slot is this thread's until rpc_group_wait frees it (an async
+	 * call's: until sending is cleared below) */
 	rc = slot_send(rpc, s, now, g->deadline_ns);
+	if (g->done != NULL) {
+		/* g may end (and be freed) as soon as the lock is dropped */
+		pthread_mutex_lock(&rpc->lock);
+		if (rc != 0)
+			copy_not_sent_locked(rpc, s);
+		if (rc != 0 && !s->done && rc != -ENOBUFS) {
+			if (rc == -EHOSTUNREACH)
+				rpc->stats.calls_failed_fast++;
+			slot_fail_locked(rpc, s, rc);
+		}
+		s->sending = false;
+		if (s->end_deferred) {
+			s->end_deferred = false;
+			async_end_locked(rpc, s);
+		}
+		pthread_mutex_unlock(&rpc->lock);
+		return 0;
+	}
 	if (rc != 0) {
 		pthread_mutex_lock(&rpc->lock);
 		copy_not_sent_locked(rpc, s);
@@ -654,15 +777,7 @@ rpc_group_wait(struct rpc_group *g)
 			g->ans[i]->rc = -ETIMEDOUT;
 			rpc->stats.calls_timed_out++;
 		}
-		/* freed: a late answer finds id 0 or another call's id */
-		s->id = 0;
-		s->g = NULL;
-		s->req = NULL;
-		s->req2 = NULL;
-		s->next_free = rpc->free_head;
-		rpc->free_head = g->slot[i];
-		rpc->calls_in_flight--;
-		pthread_cond_signal(&rpc->slot_cv);
+		slot_free_locked(rpc, g->slot[i]);
 	}
 	pthread_mutex_unlock(&rpc->lock);
 	for (unsigned i = 0; i < g->n; i++)
@@ -688,6 +803,32 @@ rpc_call2(struct rpc *rpc, uint64_t node_id, uint32_t op, const void *req, size_
 	(void)rpc_group_send2(&g, node_id, op, req, len, req2, len2, ans);
 	(void)rpc_group_wait(&g);
 	return ans->rc;
+}
+
+int
+rpc_call_async(struct rpc *rpc, uint64_t node_id, uint32_t op, const void *req, size_t len,
+    uint32_t deadline_ms, rpc_done_fn done, void *arg)
+{
+	struct rpc_group *g = malloc(sizeof(*g));
+	bool slotted;
+	int rc;
+
+	if (g == NULL)
+		return -ENOMEM;
+	rpc_group_init(rpc, g, deadline_ms);
+	g->done = done;
+	g->done_arg = arg;
+	g->done_next = NULL;
+	memset(&g->own, 0, sizeof(g->own));
+	g->own_wake = 0;
+	rc = group_send(g, node_id, op, req, len, NULL, 0, &g->own, &slotted);
+	if (!slotted) {
+		free(g);
+		return rc;
+	}
+	/* it may have ended already (a send that failed): its done runs here */
+	async_run_done(rpc);
+	return 0;
 }
 
 /* Fabric thread: an answer for one of our calls. */
@@ -719,6 +860,12 @@ on_answer(struct rpc *rpc, uint64_t from, const struct rpc_msg *r)
 		s->copies = 0;
 		s->next_retry_ns = now;
 		s->retry_ms = RPC_RETRY_MS / 2;
+		if (s->g->done != NULL) {
+			/* an async call's copies are the timer thread's */
+			pthread_cond_signal(&rpc->timer_cv);
+			pthread_mutex_unlock(&rpc->lock);
+			return;
+		}
 		w = group_bump_locked(s->g);
 		pthread_mutex_unlock(&rpc->lock);
 		futex_wake_one(w);
@@ -747,6 +894,13 @@ on_answer(struct rpc *rpc, uint64_t from, const struct rpc_msg *r)
 	histogram_add(&rpc->latency, now - s->start_ns);
 	s->done = true;
 	s->g->n_done++;
+	if (s->g->done != NULL) {
+		/* no waiter: its done runs on this thread */
+		async_end_locked(rpc, s);
+		pthread_mutex_unlock(&rpc->lock);
+		async_run_done(rpc);
+		return;
+	}
 	w = group_bump_locked(s->g);
 	pthread_mutex_unlock(&rpc->lock);
 	/* after the unlock: the caller wakes to a free lock */
@@ -789,6 +943,7 @@ rpc_peer_event(struct rpc *rpc, uint64_t node_id, bool up)
 		fail_node_locked(rpc, node_id);
 	}
 	pthread_mutex_unlock(&rpc->lock);
+	async_run_done(rpc);
 }
 
 void
@@ -797,6 +952,7 @@ rpc_node_down(struct rpc *rpc, uint64_t node_id)
 	pthread_mutex_lock(&rpc->lock);
 	fail_node_locked(rpc, node_id);
 	pthread_mutex_unlock(&rpc->lock);
+	async_run_done(rpc);
 }
 
 /* ---- server side ------------------------------------------------------------------ */
@@ -942,7 +1098,9 @@ static bool
 run_inline(struct rpc *rpc, struct rpc_entry *e, uint64_t from, const struct rpc_msg *r)
 {
 	struct rpc_op_entry op = rpc->ops[r->op];
-	struct rpc_reply reply = { .buf = rpc->inline_reply, .cap = RPC_BODY_MAX };
+	struct rpc_pending pend = { .origin = from, .incarnation = e->incarnation,
+		.request_id = e->request_id, .op = r->op };
+	struct rpc_reply reply = { .buf = rpc->inline_reply, .cap = RPC_BODY_MAX, .pending = &pend };
 	struct rpc_msg a;
 	int rc = op.try_fn(op.arg, from, r->body, r->body_len, &reply);
 
@@ -950,10 +1108,150 @@ run_inline(struct rpc *rpc, struct rpc_entry *e, uint64_t from, const struct rpc
 		return false;
 	pthread_mutex_lock(&rpc->lock);
 	rpc->stats.requests_inline++;
+	if (rc == RPC_PENDING) {
+		/* kept running; rpc_answer_pending settles and answers it */
+		rpc->stats.requests_pending++;
+		pthread_mutex_unlock(&rpc->lock);
+		return true;
+	}
 	entry_answer_locked(rpc, e, op.flags, &rc, &reply, &a);
 	pthread_mutex_unlock(&rpc->lock);
 	(void)send_msg(rpc, from, &a);
 	return true;
+}
+
+void
+rpc_answer_pending(struct rpc *rpc, const struct rpc_pending *p, int rc, const uint8_t *body,
+    size_t len)
+{
+	struct rpc_msg key = { .incarnation = p->incarnation, .request_id = p->request_id };
+	struct rpc_reply reply = { .buf = (uint8_t *)body, .cap = len, .len = len };
+	struct rpc_entry *e;
+	struct rpc_msg a;
+	bool send;
+
+	pthread_mutex_lock(&rpc->lock);
+	e = entry_find_locked(rpc, p->origin, &key);
+	if (e == NULL || e->state != ENTRY_RUNNING) {
+		pthread_mutex_unlock(&rpc->lock);
+		return;
+	}
+	entry_answer_locked(rpc, e, rpc->ops[p->op].flags, &rc, &reply, &a);
+	send = !rpc->stopping;
+	pthread_mutex_unlock(&rpc->lock);
+	if (send)
+		(void)send_msg(rpc, p->origin, &a);
+}
+
+void
+rpc_job_queue(struct rpc *rpc, struct rpc_job *job)
+{
+	job->next = NULL;
+	pthread_mutex_lock(&rpc->lock);
+	if (rpc->jobs_tail != NULL)
+		rpc->jobs_tail->next = job;
+	else
+		rpc->jobs_head = job;
+	rpc->jobs_tail = job;
+	pthread_mutex_unlock(&rpc->lock);
+	pthread_cond_signal(&rpc->work_cv);
+}
+
+/* The first queued job, taken off the list, or NULL. */
+static struct rpc_job *
+job_take_locked(struct rpc *rpc)
+{
+	struct rpc_job *j = rpc->jobs_head;
+
+	if (j != NULL) {
+		rpc->jobs_head = j->next;
+		if (rpc->jobs_head == NULL)
+			rpc->jobs_tail = NULL;
+	}
+	return j;
+}
+
+/*
+ * The timer thread: the deadlines and retransmissions of async calls (a
+ * blocking caller does its own).  Asleep without a timeout when no async
+ * call is in flight; else until the earliest event of one.  Sends with the
+ * lock dropped, the slot marked sending (its end waits for the send).
+ */
+#define TIMER_RESEND_MAX 64
+static void *
+timer_main(void *arg)
+{
+	struct rpc *rpc = arg;
+
+	pthread_mutex_lock(&rpc->lock);
+	while (!rpc->stopping) {
+		uint64_t now = clock_mono_ns(), next = UINT64_MAX;
+		struct rpc_slot *resend[TIMER_RESEND_MAX];
+		unsigned n_resend = 0;
+
+		rpc->timer_until_ns = 0;
+		for (unsigned i = 0; rpc->n_async > 0 && i < rpc->calls_max; i++) {
+			struct rpc_slot *s = &rpc->slots[i];
+
+			if (s->id == 0 || s->done || s->g == NULL || s->g->done == NULL)
+				continue;
+			if (s->sending) {
+				/* another thread sends it now (briefly): looked at again
+				 * in a millisecond, never forgotten */
+				if (now + 1000000u < next)
+					next = now + 1000000u;
+				continue;
+			}
+			if (now >= s->g->deadline_ns) {
+				rpc->stats.calls_timed_out++;
+				slot_fail_locked(rpc, s, -ETIMEDOUT);
+				continue;
+			}
+			if (s->next_retry_ns <= now && s->next_retry_ns < s->retry_until_ns &&
+			    n_resend < TIMER_RESEND_MAX) {
+				resend[n_resend++] = s;
+				s->sending = true;
+				s->copies++;
+				s->retry_ms *= 2;
+				s->next_retry_ns = now + (uint64_t)s->retry_ms * 1000000u;
+				rpc->stats.retransmits++;
+			}
+			if (s->g->deadline_ns < next)
+				next = s->g->deadline_ns;
+			if (s->next_retry_ns < s->retry_until_ns && s->next_retry_ns < next)
+				next = s->next_retry_ns;
+		}
+		if (n_resend > 0 || rpc->async_done != NULL) {
+			int rc[TIMER_RESEND_MAX];
+
+			pthread_mutex_unlock(&rpc->lock);
+			for (unsigned i = 0; i < n_resend; i++)
+				rc[i] = slot_send(rpc, resend[i], now, resend[i]->g->deadline_ns);
+			pthread_mutex_lock(&rpc->lock);
+			for (unsigned i = 0; i < n_resend; i++) {
+				struct rpc_slot *s = resend[i];
+
+				if (rc[i] != 0)
+					copy_not_sent_locked(rpc, s);
+				s->sending = false;
+				if (s->end_deferred) {
+					s->end_deferred = false;
+					async_end_locked(rpc, s);
+				}
+			}
+			pthread_mutex_unlock(&rpc->lock);
+			async_run_done(rpc);
+			pthread_mutex_lock(&rpc->lock);
+			continue;
+		}
+		rpc->timer_until_ns = next;
+		if (next == UINT64_MAX)
+			pthread_cond_wait(&rpc->timer_cv, &rpc->lock);
+		else
+			cond_wait_until(&rpc->timer_cv, &rpc->lock, next);
+	}
+	pthread_mutex_unlock(&rpc->lock);
+	return NULL;
 }
 
 /* No room in the worker queues for a request of len bytes of op (an
@@ -1145,6 +1443,14 @@ worker_main(void *arg)
 		int rc;
 
 		expire_locked(rpc, now);
+		if (!bulk && rpc->jobs_head != NULL) {
+			struct rpc_job *j = job_take_locked(rpc);
+
+			pthread_mutex_unlock(&rpc->lock);
+			j->fn(j->arg, false);
+			pthread_mutex_lock(&rpc->lock);
+			continue;
+		}
 		e = *head;
 		if (e == NULL) {
 			/* asleep; one worker wakes when the oldest kept answer
@@ -1261,6 +1567,8 @@ rpc_create(const struct rpc_config *cfg, struct rpc **out)
 	cond_init_monotonic(&rpc->slot_cv);
 	cond_init_monotonic(&rpc->work_cv);
 	cond_init_monotonic(&rpc->bulk_cv);
+	cond_init_monotonic(&rpc->timer_cv);
+	rpc->timer_until_ns = UINT64_MAX;
 	rpc->ops[RPC_OP_PING] = (struct rpc_op_entry){ ping_handler, NULL, RPC_HANDLER_IDEMPOTENT,
 		ping_handler };
 	rc = fabric_handler_set(rpc->fabric, FABRIC_MSG_RPC, on_message, rpc);
@@ -1269,6 +1577,7 @@ rpc_create(const struct rpc_config *cfg, struct rpc **out)
 		pthread_cond_destroy(&rpc->slot_cv);
 		pthread_cond_destroy(&rpc->work_cv);
 		pthread_cond_destroy(&rpc->bulk_cv);
+		pthread_cond_destroy(&rpc->timer_cv);
 		goto fail;
 	}
 	*out = rpc;
@@ -1309,6 +1618,13 @@ rpc_start(struct rpc *rpc)
 {
 	int rc;
 
+	if (!rpc->timer_started) {
+		rc = pthread_create(&rpc->timer, NULL, timer_main, rpc);
+		if (rc != 0)
+			return -rc;
+		pthread_setname_np(rpc->timer, "rpc-timer");
+		rpc->timer_started = true;
+	}
 	while (rpc->n_started < rpc->n_workers + rpc->n_bulk) {
 		struct worker_arg *wa = malloc(sizeof(*wa));
 		bool bulk = rpc->n_started >= rpc->n_workers;
@@ -1346,10 +1662,28 @@ rpc_stop(struct rpc *rpc)
 	pthread_cond_broadcast(&rpc->slot_cv);
 	pthread_cond_broadcast(&rpc->work_cv);
 	pthread_cond_broadcast(&rpc->bulk_cv);
+	pthread_cond_broadcast(&rpc->timer_cv);
 	pthread_mutex_unlock(&rpc->lock);
+	async_run_done(rpc);
 	for (unsigned i = 0; i < rpc->n_started; i++)
 		pthread_join(rpc->workers[i], NULL);
 	rpc->n_started = 0;
+	if (rpc->timer_started) {
+		pthread_join(rpc->timer, NULL);
+		rpc->timer_started = false;
+	}
+	/* what is still queued or ended: settled here, told that rpc stops */
+	for (;;) {
+		struct rpc_job *j;
+
+		async_run_done(rpc);
+		pthread_mutex_lock(&rpc->lock);
+		j = job_take_locked(rpc);
+		pthread_mutex_unlock(&rpc->lock);
+		if (j == NULL)
+			break;
+		j->fn(j->arg, true);
+	}
 }
 
 void
@@ -1371,6 +1705,7 @@ rpc_destroy(struct rpc *rpc)
 	pthread_cond_destroy(&rpc->slot_cv);
 	pthread_cond_destroy(&rpc->work_cv);
 	pthread_cond_destroy(&rpc->bulk_cv);
+	pthread_cond_destroy(&rpc->timer_cv);
 	free(rpc->hash);
 	free(rpc->slots);
 	free(rpc->workers);

@@ -56,10 +56,22 @@
  * Handlers registered RPC_HANDLER_IDEMPOTENT (reads) are not cached: a
  * retry after the answer was sent runs again.
  *
+ * Answered later.  An inline handler may leave its request pending
+ * (RPC_PENDING) and answer it from another thread (rpc_answer_pending),
+ * e.g. once an rpc_call_async it started has its answer: the data path's
+ * proxied writes on memory storage end on the thread that reads their
+ * replica's ack, with no worker woken and none waiting.  An async call has
+ * no waiting thread: its done runs where its outcome is learnt, and the
+ * timer thread (rpc-timer: asleep while none is in flight) sends its
+ * retransmissions and ends it at its deadline.  Work that must block
+ * (a continuation) is queued for a worker with rpc_job_queue.
+ *
  * Threads: rpc_call and the group functions from any thread but the
- * fabric's (they block); handlers on the workers, inline handlers on the
- * fabric thread (the rpc lock not held); rpc_peer_event from the
- * fabric's peer callback; rpc_node_down and the getters from any thread.
+ * fabric's (they block); rpc_call_async, rpc_answer_pending and
+ * rpc_job_queue from any thread (they never block); handlers on the
+ * workers, inline handlers on the fabric thread (the rpc lock not held);
+ * rpc_peer_event from the fabric's peer callback; rpc_node_down and the
+ * getters from any thread.
  * One lock guards both sides; it is a leaf: no handler runs, no message is
  * sent and no caller waits while it is held (callers sleep on their
  * group's futex word, or read their answer off the connection
@@ -186,6 +198,8 @@ struct rpc_reply {
 	uint8_t *buf;
 	size_t cap;
 	size_t len;
+	const struct rpc_pending *pending;  /* inline handlers only (else NULL): the
+	                                     * request's identity, for RPC_PENDING */
 };
 
 /*
@@ -207,6 +221,20 @@ typedef int (*rpc_handler_fn)(void *arg, uint64_t from_node, const uint8_t *req,
 
 /* An inline handler's "not here": the request goes to a worker's handler. */
 #define RPC_DEFER 1
+/*
+ * An inline handler's "answered later": it copied *reply->pending (the
+ * request's identity) and calls rpc_answer_pending exactly once, from any
+ * thread, when its work is done (e.g. when another node's answer came:
+ * rpc_call_async).  Meanwhile the request is kept as running: copies of
+ * it are dropped, it runs once.
+ */
+#define RPC_PENDING 2
+
+/* A request answered later (RPC_PENDING); a value, copied by the handler. */
+struct rpc_pending {
+	uint64_t origin, incarnation, request_id;
+	uint32_t op;
+};
 
 struct rpc_config {
 	struct fabric *fabric;        /* created, not yet started */
@@ -245,6 +273,27 @@ int rpc_handler_set(struct rpc *rpc, uint32_t op, unsigned flags, rpc_handler_fn
  * without a handler, try_fn NULL), -EEXIST.
  */
 int rpc_handler_inline_set(struct rpc *rpc, uint32_t op, rpc_handler_fn try_fn);
+/*
+ * The answer of a request its inline handler left pending (RPC_PENDING):
+ * rc and body[0..len) as a handler's (the same caching rules; body is
+ * copied).  Any thread but one holding rpc's lock; never blocks.  After
+ * rpc_stop the answer is dropped (the request is settled all the same).
+ */
+void rpc_answer_pending(struct rpc *rpc, const struct rpc_pending *p, int rc, const uint8_t *body,
+    size_t len);
+/*
+ * Work that may block, run on a client worker ahead of queued requests
+ * (e.g. the rare continuation of something an inline handler started).
+ * fn(arg, stopping): stopping is true when it runs at rpc_stop, after the
+ * workers ended (it should then finish at once).  Never blocks; job is the
+ * caller's (embedded in its state), untouched by rpc after fn starts.
+ */
+struct rpc_job {
+	void (*fn)(void *arg, bool stopping);
+	void *arg;
+	struct rpc_job *next;
+};
+void rpc_job_queue(struct rpc *rpc, struct rpc_job *job);
 /* Starts the workers.  -errno of pthread_create. */
 int rpc_start(struct rpc *rpc);
 /* Fails every call in flight (-ESHUTDOWN) and refuses new ones, drops the
@@ -296,6 +345,19 @@ int rpc_call2(struct rpc *rpc, uint64_t node_id, uint32_t op, const void *req, s
     const void *req2, size_t len2, uint32_t deadline_ms, struct rpc_answer *ans);
 
 /*
+ * A call whose outcome is handed to done(arg, ans) instead of a waiting
+ * thread: from the thread that reads the answer (the fabric's, or a caller
+ * borrowing the connection), the one that learns the node is down, rpc's
+ * timer thread (the deadline; retransmissions are sent from there too) or
+ * rpc_stop.  done runs exactly once, without rpc's lock, must not block,
+ * and owns ans (rpc_answer_release).  req must stay valid until done runs.
+ * Returns 0, or the call's error at once (done is then not called).
+ */
+typedef void (*rpc_done_fn)(void *arg, struct rpc_answer *ans);
+int rpc_call_async(struct rpc *rpc, uint64_t node_id, uint32_t op, const void *req, size_t len,
+    uint32_t deadline_ms, rpc_done_fn done, void *arg);
+
+/*
  * Several calls under one deadline, e.g. a replica write to every replica:
  *   rpc_group_init(rpc, &g, 0);
  *   for each replica: rpc_group_send(&g, node, op, req, len, &ans[i]);
@@ -311,6 +373,11 @@ struct rpc_group {
 	unsigned n_done;         /* protected by rpc's lock */
 	uint32_t *wake;          /* futex word its waiter sleeps on: its first call's slot's
 	                          * (rpc.c); bumped, under rpc's lock, when a call ends */
+	rpc_done_fn done;        /* rpc_call_async: the group is rpc's, of one call */
+	void *done_arg;
+	struct rpc_group *done_next; /* ended, its done not yet run (rpc's lock) */
+	struct rpc_answer own;   /* rpc_call_async: the answer */
+	uint32_t own_wake;
 	uint32_t slot[RPC_GROUP_MAX];
 	struct rpc_answer *ans[RPC_GROUP_MAX];
 };
@@ -345,6 +412,8 @@ struct rpc_stats {
 	uint64_t requests_busy;       /* requests refused: queue or table full */
 	uint64_t requests_expired;    /* queued requests dropped: the caller's deadline had passed */
 	uint64_t requests_inline;     /* requests served on the fabric thread (inline handlers) */
+	uint64_t requests_pending;    /* of those, answered later (RPC_PENDING, rpc_answer_pending) */
+	uint64_t calls_async;         /* calls started with rpc_call_async */
 	uint64_t msgs_malformed;      /* rpc messages that did not decode (dropped) */
 	uint64_t requests_stale;      /* requests refused unrun: meant for this node's previous process */
 	uint64_t calls_peer_restarted; /* calls failed -ESTALE: the callee restarted after a copy

@@ -388,6 +388,8 @@ txn_network_values(struct txn_network *n, uint64_t *v)
 	v[STAT_FABRIC_rpc_requests_busy] = rs.requests_busy;
 	v[STAT_FABRIC_rpc_requests_expired] = rs.requests_expired;
 	v[STAT_FABRIC_rpc_requests_inline] = rs.requests_inline;
+	v[STAT_FABRIC_rpc_requests_pending] = rs.requests_pending;
+	v[STAT_FABRIC_rpc_calls_async] = rs.calls_async;
 	v[STAT_FABRIC_rpc_requests_in_progress] = rs.requests_in_progress;
 	v[STAT_FABRIC_rpc_requests_kept] = rs.requests_kept;
 	v[STAT_FABRIC_rpc_msgs_malformed] = rs.msgs_malformed;

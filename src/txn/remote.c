@@ -7,10 +7,12 @@
  * stored record version to the partition's other replicas and waits for
  * all of them.  Server side: three rpc handlers on rpc's workers, which
  * hand the decoded request to txn.c (txn_proxy_serve, txn_replica_apply);
- * stats, reads and replica writes are first tried on the fabric thread
- * (rpc inline handlers: txn_proxy_serve_nowait, txn_replica_apply_nowait),
- * which serve what needs no device I/O and finds its record lock free,
- * and defer the rest to the workers.
+ * stats, reads, replica writes and proxied writes are first tried on the
+ * fabric thread (rpc inline handlers: txn_proxy_serve_nowait,
+ * txn_replica_apply_nowait, txn_proxy_write_nowait), which serve what
+ * needs no device I/O and finds its record lock free, and defer the rest
+ * to the workers.  A proxied write served there stays pending until its
+ * replica's ack is read (proxy_write_inline, below).
  *
  * Workers and the proxy: a proxied write blocks its worker while the
  * master waits for its replicas, and those replica writes need workers on
@@ -55,6 +57,8 @@ struct txn_remote {
 	uint32_t failover_ms;       /* a dead node out of the tables: heartbeat timeout + quiet period */
 	struct node *node;          /* atomic */
 	uint32_t proxy_running;     /* atomic: proxied operations running on the workers */
+	uint32_t writes_pending;    /* atomic: proxied writes served on the fabric thread, not
+	                             * yet answered (at most TXN_REMOTE_PENDING_MAX) */
 	uint64_t stats[RS_COUNT];   /* atomic */
 };
 
@@ -375,20 +379,23 @@ txn_remote_replica_msg(const struct namespace *ns, const struct record *r, bool 
 	return 0;
 }
 
-int
-txn_remote_replicate(struct txn_remote *rm, struct namespace *ns, uint32_t pid, const uint8_t *body,
-    size_t blen)
+/*
+ * The rounds of a replica write from round first (0 or 1) on, done[0..
+ * *n_done) the replicas that already took it.  Twice at most: the
+ * replicas of the table now, then - when one is no longer a replica or
+ * went down - those of the next table.
+ */
+static int
+replicate_rounds(struct txn_remote *rm, struct namespace *ns, uint32_t pid, const uint8_t *body,
+    size_t blen, int first, uint64_t *done, unsigned *n_done_io)
 {
 	struct txn_namespace *x = txn_namespace_of(ns);
 	uint64_t deadline = clock_mono_ns() + (uint64_t)txn_remote_deadline_ms(rm) * 1000000;
 	uint64_t node = rm->self;
-	uint64_t done[PARTITION_REPLICAS_MAX];
-	unsigned n_done = 0;
+	unsigned n_done = *n_done_io;
 	int rc = 0;
 
-	/* Twice at most: the replicas of the table now, then - when one is no
-	 * longer a replica or went down - those of the next table. */
-	for (int round = 0; round < 2; round++) {
+	for (int round = first; round < 2; round++) {
 		struct partition_rsv r;
 		struct rpc_answer ans[PARTITION_REPLICAS_MAX];
 		uint64_t to[PARTITION_REPLICAS_MAX];
@@ -474,9 +481,27 @@ txn_remote_replicate(struct txn_remote *rm, struct namespace *ns, uint32_t pid, 
 		partition_release(&r);
 		break;
 	}
+	*n_done_io = n_done;
+	return rc;
+}
+
+static void
+replicate_failed_log(const struct namespace *ns, uint32_t pid, unsigned n_done)
+{
+	log_warn("txn", "{%s} a record version of partition %u reached %u replicas only: "
+	    "the write fails (EIO) but stays here", ns->name, pid, n_done);
+}
+
+int
+txn_remote_replicate(struct txn_remote *rm, struct namespace *ns, uint32_t pid, const uint8_t *body,
+    size_t blen)
+{
+	uint64_t done[PARTITION_REPLICAS_MAX];
+	unsigned n_done = 0;
+	int rc = replicate_rounds(rm, ns, pid, body, blen, 0, done, &n_done);
+
 	if (rc != 0)
-		log_warn("txn", "{%s} a record version of partition %u reached %u replicas only: "
-		    "the write fails (EIO) but stays here", ns->name, pid, n_done);
+		replicate_failed_log(ns, pid, n_done);
 	return rc;
 }
 
@@ -544,6 +569,9 @@ remote_ns(struct txn_remote *rm, const char *name, size_t len)
 	return node != NULL ? node_namespace_find(node, name, len) : NULL;
 }
 
+static int proxy_write_inline(struct txn_remote *rm, struct namespace *ns,
+    const struct txn_proxy_req *q, struct rpc_reply *reply);
+
 /* A proxied operation; nowait: on the fabric thread (RPC_DEFER: not here). */
 static int
 proxy_run(struct txn_remote *rm, const uint8_t *req, size_t len, struct rpc_reply *reply,
@@ -590,8 +618,9 @@ proxy_run(struct txn_remote *rm, const uint8_t *req, size_t len, struct rpc_repl
 	}
 	writes = q.kind != TXN_PROXY_STAT && q.kind != TXN_PROXY_READ;
 	if (writes && nowait) {
+		rc = q.kind == TXN_PROXY_WRITE ? proxy_write_inline(rm, ns, &q, reply) : RPC_DEFER;
 		txn_proxy_req_release(&q);
-		return RPC_DEFER;
+		return rc;
 	}
 	/* On a worker a stat or read may wait for duplicate holders too
 	 * (txn.c dup_resolve): counted with the writes. */
@@ -643,6 +672,227 @@ proxy_run(struct txn_remote *rm, const uint8_t *req, size_t len, struct rpc_repl
 	if (rc != 0)
 		(void)txn_proxy_ans_encode(NULL, NULL, 0, reply->buf, reply->cap, &reply->len);
 	return rc;
+}
+
+/*
+ * A proxied write on the fabric thread (docs/cluster.md, "Write path"): the
+ * master stores it (txn_proxy_write_nowait, its record lock kept), sends
+ * the version to the one other replica with rpc_call_async and leaves the
+ * request pending; the replica's answer completes it on the thread that
+ * reads it - the record lock released, the proxied caller answered there -
+ * so no worker is woken, and none waits for the ack.  Rare outcomes that
+ * wait (a replica gone or no longer one: the next table; the table changed
+ * before the send) continue on a worker (rpc_job_queue) with the blocking
+ * rounds.  Ordering: the record lock is held from the store to the end, as
+ * on a worker, so the next write of the record waits for it.
+ */
+/* Proxied writes pending at once (each holds its replica message, up to
+ * TXN_INLINE_MAX + 1 KiB: 16 MiB at most); more go to the workers. */
+#define TXN_REMOTE_PENDING_MAX 64
+
+struct write_async {
+	struct rpc_job job;
+	struct txn_remote *rm;
+	struct namespace *ns;
+	struct rpc_pending pend;
+	struct record_attr attr;
+	struct digest d;
+	uint32_t pid;
+	uint64_t to;
+	uint8_t *body;
+	size_t size;
+	uint64_t key;      /* the table the async round used */
+	int first;         /* the worker's rounds start here (1: after the async one) */
+};
+
+/* The write's end: the record lock released, the caller answered. */
+static void
+write_async_end(struct write_async *a, int rc)
+{
+	uint8_t buf[256];
+	size_t len = 0;
+
+	txn_proxy_write_end(a->ns, &a->d, rc);
+	if (rc == 0 && txn_proxy_ans_encode(&a->attr, NULL, 0, buf, sizeof(buf), &len) != 0)
+		rc = -EFBIG;
+	if (rc != 0)
+		(void)txn_proxy_ans_encode(NULL, NULL, 0, buf, sizeof(buf), &len);
+	rpc_answer_pending(a->rm->rpc, &a->pend, rc, buf, len);
+	free(a->body);
+	a->body = NULL;
+}
+
+/* A worker: a set of records that appeared is told to the others. */
+static void
+write_async_flush_job(void *arg, bool stopping)
+{
+	struct write_async *a = arg;
+
+	if (!stopping)
+		txn_sets_used_flush(a->ns);
+	free(a);
+}
+
+/* Ends a and frees it (a worker's job first when the sets must be told). */
+static void
+write_async_finish(struct write_async *a, int rc)
+{
+	write_async_end(a, rc);
+	atomic_dec(&a->rm->writes_pending);
+	if (txn_sets_used_pending(a->ns)) {
+		a->job = (struct rpc_job){ .fn = write_async_flush_job, .arg = a };
+		rpc_job_queue(a->rm->rpc, &a->job);
+		return;
+	}
+	free(a);
+}
+
+/* A worker: the blocking rounds (the next table; or all of them). */
+static void
+write_async_job(void *arg, bool stopping)
+{
+	struct write_async *a = arg;
+	uint64_t done[PARTITION_REPLICAS_MAX];
+	unsigned n_done = 0;
+	int rc = -EIO;
+
+	if (!stopping) {
+		rc = 0;
+		if (a->first == 1 && txn_partition_wait_change(a->ns, a->pid, a->key,
+		    txn_remote_failover_deadline(a->rm)) != 0)
+			rc = -EIO;
+		if (rc == 0)
+			rc = replicate_rounds(a->rm, a->ns, a->pid, a->body, a->size, a->first, done,
+			    &n_done);
+	}
+	if (rc != 0) {
+		replicate_failed_log(a->ns, a->pid, n_done);
+		rc = -EIO;
+	}
+	write_async_finish(a, rc);
+}
+
+static void
+write_async_to_worker(struct write_async *a, int first)
+{
+	a->first = first;
+	a->job = (struct rpc_job){ .fn = write_async_job, .arg = a };
+	rpc_job_queue(a->rm->rpc, &a->job);
+}
+
+/* The replica's answer (or its failure, or the deadline). */
+static void
+write_async_done(void *arg, struct rpc_answer *ans)
+{
+	struct write_async *a = arg;
+	int rc = -EIO;
+
+	if (ans->rc == 0 && ans->err == 0) {
+		STAT(a->rm, replica_acked);
+		rc = 0;
+	} else if (ans->rc == -ETIMEDOUT) {
+		STAT(a->rm, replica_timed_out);
+	} else if ((ans->rc == 0 && ans->err == TXN_ENOTMASTER) || ans->rc == -EHOSTDOWN ||
+	    ans->rc == -EHOSTUNREACH) {
+		/* the next table's replicas: a wait, so a worker's */
+		STAT(a->rm, replica_failed);
+		rpc_answer_release(ans);
+		write_async_to_worker(a, 1);
+		return;
+	} else {
+		STAT(a->rm, replica_failed);
+	}
+	rpc_answer_release(ans);
+	if (rc != 0)
+		replicate_failed_log(a->ns, a->pid, 0);
+	write_async_finish(a, rc);
+}
+
+/* The fabric thread: a proxied write.  RPC_DEFER, RPC_PENDING, or the
+ * write's result (answered at once: no replica to wait for, or refused). */
+static int
+proxy_write_inline(struct txn_remote *rm, struct namespace *ns, const struct txn_proxy_req *q,
+    struct rpc_reply *reply)
+{
+	struct write_async *a;
+	struct partition_rsv r;
+	struct record_attr attr;
+	struct digest d;
+	uint32_t pid;
+	uint64_t to;
+	uint8_t *body;
+	size_t size;
+	unsigned others = 0;
+	bool same;
+	int rc;
+
+	if (reply->pending == NULL)
+		return RPC_DEFER;
+	if (atomic_add(&rm->writes_pending, 1) > TXN_REMOTE_PENDING_MAX) {
+		atomic_dec(&rm->writes_pending);
+		return RPC_DEFER;
+	}
+	memset(&attr, 0, sizeof(attr));
+	rc = txn_proxy_write_nowait(ns, q, &attr, &d, &pid, &to, &body, &size);
+	if (rc != 0)
+		atomic_dec(&rm->writes_pending);
+	if (rc == -EWOULDBLOCK)
+		return RPC_DEFER;
+	STAT(rm, proxy_received);
+	if (rc != 0) {
+		(void)txn_proxy_ans_encode(NULL, NULL, 0, reply->buf, reply->cap, &reply->len);
+		return rc;
+	}
+	a = calloc(1, sizeof(*a));
+	if (a == NULL) {
+		free(body);
+		atomic_dec(&rm->writes_pending);
+		txn_proxy_write_end(ns, &d, -EIO);
+		(void)txn_proxy_ans_encode(NULL, NULL, 0, reply->buf, reply->cap, &reply->len);
+		return -EIO;
+	}
+	a->rm = rm;
+	a->ns = ns;
+	a->pend = *reply->pending;
+	a->attr = attr;
+	a->d = d;
+	a->pid = pid;
+	a->to = to;
+	a->body = body;
+	a->size = size;
+	if (body == NULL) {
+		/* no other replica: done now */
+		write_async_finish(a, 0);
+		return RPC_PENDING;
+	}
+	/* the table may have changed since the store: the same one, still
+	 * naming this node master and that replica, or a worker's rounds */
+	partition_reserve(txn_namespace_of(ns)->partitions, pid, &r);
+	a->key = r.cluster_key;
+	same = r.am_master && r.master != 0 && r.cluster_key != 0;
+	for (unsigned i = 0; i < r.n_replicas; i++)
+		if (r.replicas[i] != rm->self)
+			others += r.replicas[i] == to ? 1 : 2;
+	partition_release(&r);
+	if (!same || others != 1) {
+		write_async_to_worker(a, 0);
+		return RPC_PENDING;
+	}
+	rc = rpc_call_async(rm->rpc, to, RPC_OP_TXN_REPLICA, a->body, a->size,
+	    txn_remote_deadline_ms(rm), write_async_done, a);
+	if (rc == -EAGAIN) {
+		/* every call slot taken: a worker waits for one */
+		write_async_to_worker(a, 0);
+		return RPC_PENDING;
+	}
+	STAT(rm, replica_sent);
+	if (rc != 0) {
+		/* not sent (busy, down, silent): as its answer would say */
+		struct rpc_answer ans = { .rc = rc };
+
+		write_async_done(a, &ans);
+	}
+	return RPC_PENDING;
 }
 
 static int
@@ -823,6 +1073,8 @@ txn_remote_create(struct rpc *rpc, uint64_t self, const uint32_t *transaction_ma
 	/* served on the fabric thread when that cannot block (docs/cluster.md RPC) */
 	if (rc == 0)
 		rc = rpc_handler_inline_set(rpc, RPC_OP_TXN_PROXY_READ, handle_proxy_inline);
+	if (rc == 0)
+		rc = rpc_handler_inline_set(rpc, RPC_OP_TXN_PROXY, handle_proxy_inline);
 	if (rc == 0)
 		rc = rpc_handler_inline_set(rpc, RPC_OP_TXN_REPLICA, handle_replica_inline);
 	if (rc != 0) {

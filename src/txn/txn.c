@@ -352,9 +352,16 @@ replica_send(struct namespace *ns, uint32_t pid, uint8_t *body, size_t size)
  * record lock held.  e is the current entry (any state) or NULL.  On
  * success *out (if non-NULL) is filled.
  */
+/* A write on the fabric thread (txn_proxy_write_nowait): the replica
+ * message is handed back, not sent, and the record lock stays held. */
+struct write_nowait {
+	uint8_t *body;
+	size_t size;
+};
+
 static int
 commit_record(struct namespace *ns, uint16_t set_id, struct index_entry *e, struct record *r,
-    const struct entry_info *ci, bool durable, struct record_attr *out)
+    const struct entry_info *ci, bool durable, struct record_attr *out, struct write_nowait *nw)
 {
 	size_t size = record_flat_size(r);
 	storage_loc loc;
@@ -398,6 +405,11 @@ commit_record(struct namespace *ns, uint16_t set_id, struct index_entry *e, stru
 	size_t body_size;
 
 	rc = replica_flat(ns, r, durable, &body, &body_size);
+	if (rc == 0 && nw != NULL) {
+		nw->body = body;
+		nw->size = body_size;
+		return 0;
+	}
 	if (rc == 0)
 		rc = replica_send(ns, digest_partition(&r->digest), body, body_size);
 	return rc != 0 ? -EIO : 0;
@@ -497,7 +509,7 @@ delete_entry(struct namespace *ns, struct index_entry *e, const char *set, uint8
 		drop_entry(ns, e);
 		return replica_send(ns, digest_partition(&r.digest), body, body_size) != 0 ? -EIO : 0;
 	}
-	return commit_record(ns, e->set_id, e, &r, &ci, false, NULL);
+	return commit_record(ns, e->set_id, e, &r, &ci, false, NULL, NULL);
 }
 
 /* Look up the entry for d in set_id; caller holds the record lock, so the
@@ -780,8 +792,11 @@ write_map_op(const struct txn_write *w)
 	return NULL;
 }
 
+/* nw: on the fabric thread (txn_proxy_write_nowait): -EWOULDBLOCK where
+ * it would wait, and on success the lock stays held, not counted. */
 static int
-write_record(const struct txn_target *t, const struct txn_write *w, struct record_attr *out)
+write_record(const struct txn_target *t, const struct txn_write *w, struct record_attr *out,
+    struct write_nowait *nw)
 {
 	struct namespace *ns = t->ns;
 	const struct txn_key *k = &t->k;
@@ -820,11 +835,23 @@ write_record(const struct txn_target *t, const struct txn_write *w, struct recor
 			goto out;
 		}
 	}
-	storage_wait_space(ns->storage, &d);
-	index_record_lock(ns->index, &d);
+	if (nw != NULL) {
+		if (!index_record_trylock(ns->index, &d)) {
+			rc = -EWOULDBLOCK;
+			goto out;
+		}
+	} else {
+		storage_wait_space(ns->storage, &d);
+		index_record_lock(ns->index, &d);
+	}
 	locked = true;
 	e = entry_get(ns, set_id, &d);
 	exists = entry_visible(e, now);
+	/* a large file's head: its chunks' fate is a worker's (victim_drop) */
+	if (nw != NULL && e != NULL && e->chunked) {
+		rc = -EWOULDBLOCK;
+		goto out;
+	}
 	if ((w->flags & TXN_CREATE_ONLY) && exists) {
 		COUNT(ns, fail_key_exists);
 		rc = -EEXIST;
@@ -980,8 +1007,17 @@ write_record(const struct txn_target *t, const struct txn_write *w, struct recor
 	/* The xattr ops may have touched the file bin by name: re-find it. */
 	struct entry_info ci;
 	namespace_entry_info(ns, &r, &ci);
-	rc = commit_record(ns, set_id, e, &r, &ci, (w->flags & TXN_DURABLE) != 0, out);
+	rc = commit_record(ns, set_id, e, &r, &ci, (w->flags & TXN_DURABLE) != 0, out, nw);
 out:
+	if (nw != NULL && rc == 0) {
+		/* stored: the lock and the count are txn_proxy_write_end's */
+		txn_chunk_map_free(&victim);
+		record_release(&r);
+		record_release(&old);
+		free(old_buf);
+		free(resized);
+		return 0;
+	}
 	if (locked)
 		index_record_unlock(ns->index, &d);
 	if (rc == 0)
@@ -993,7 +1029,7 @@ out:
 	free(resized);
 	if (rc == 0)
 		COUNT(ns, client_write_success);
-	else if (rc != -EEXIST && rc != -ENOENT && rc != -ENODATA)
+	else if (rc != -EEXIST && rc != -ENOENT && rc != -ENODATA && rc != -EWOULDBLOCK)
 		COUNT(ns, client_write_error);
 	return rc;
 }
@@ -1120,7 +1156,7 @@ commit_renamed(const struct txn_target *tt, uint16_t tset, struct index_entry *t
 	r->meta.ino = ino;
 	r->meta.atime_ns = atime;
 	namespace_entry_info(ns, r, &ci);
-	rc = commit_record(ns, tset, te, r, &ci, false, NULL);
+	rc = commit_record(ns, tset, te, r, &ci, false, NULL, NULL);
 	if (rc == 0 && !record_key_is_internal(r->key, r->key_len))
 		set_times_touch(&ns->sets.sets[tset], r->last_update_ms);
 	return rc;
@@ -1351,7 +1387,7 @@ marker_write(struct namespace *ns, uint16_t set_id, const struct digest *d,
 		r.meta.mtime_ns = clock_epoch_ms_to_unix_ns(lut);
 	else
 		r.meta.mtime_ns = atomic_load_relaxed(&s->mtime_ns);
-	rc = commit_record(ns, set_id, e, &r, &ci, false, NULL);
+	rc = commit_record(ns, set_id, e, &r, &ci, false, NULL, NULL);
 	if (rc == 0) {
 		set_times_touch(s, lut);
 		atomic_store_relaxed(&s->mtime_ns, r.meta.mtime_ns);
@@ -2126,7 +2162,7 @@ run_local(const struct txn_target *t, const struct txn_op *op)
 	case TXN_OP_READ:
 		return read_record(t, op->rec, false, op->into, op->into_size);
 	case TXN_OP_WRITE:
-		return write_record(t, op->w, op->attr);
+		return write_record(t, op->w, op->attr, NULL);
 	case TXN_OP_DELETE:
 		return delete_record(t, op);
 	case TXN_OP_RENAME:
@@ -2961,4 +2997,78 @@ int
 txn_replica_apply_nowait(struct namespace *ns, const uint8_t *flat, uint32_t size, bool durable)
 {
 	return replica_apply(ns, flat, size, durable, true, NULL);
+}
+
+int
+txn_proxy_write_nowait(struct namespace *ns, const struct txn_proxy_req *q,
+    struct record_attr *attr, struct digest *d, uint32_t *pid, uint64_t *to, uint8_t **body,
+    size_t *size)
+{
+	struct txn_namespace *x = txn_namespace_of(ns);
+	struct txn_remote *rm = atomic_load_acquire(&x->remote);
+	struct write_nowait nw = { NULL, 0 };
+	struct txn_target t;
+	struct partition_rsv rsv;
+	uint16_t sid;
+	unsigned others = 0;
+	int rc;
+
+	*body = NULL;
+	*size = 0;
+	*to = 0;
+	if (q->kind != TXN_PROXY_WRITE || rm == NULL || ns->storage->persistent ||
+	    (q->w.flags & TXN_DURABLE) || ns->cfg->storage.commit_to_device ||
+	    (q->w.set_file && q->w.file_len > TXN_INLINE_MAX) || write_map_op(&q->w) != NULL ||
+	    atomic_load_relaxed(&x->dup_partitions) != 0)
+		return -EWOULDBLOCK;
+	rc = target_resolve(ns, &q->k, &t);
+	if (rc != 0)
+		return rc;
+	/* a set this node does not know yet is added (and told) by a worker */
+	if (q->k.set_len > 0 && set_lookup(&ns->sets, q->k.set, q->k.set_len, &sid) != 0)
+		return -EWOULDBLOCK;
+	partition_reserve(x->partitions, t.partition, &rsv);
+	for (unsigned i = 0; i < rsv.n_replicas; i++)
+		if (rsv.replicas[i] != txn_remote_self(rm)) {
+			*to = rsv.replicas[i];
+			others++;
+		}
+	/* anything but the plain case (an orphan, a pending rebalance, not the
+	 * master: their waits and answers are a worker's), or RF > 2 */
+	if (rsv.cluster_key == 0 || rsv.master == 0 || !rsv.am_master || others > 1)
+		rc = -EWOULDBLOCK;
+	else
+		rc = write_record(&t, &q->w, attr, &nw);
+	partition_release(&rsv);
+	if (rc != 0)
+		return rc;
+	*d = t.digest;
+	*pid = t.partition;
+	*body = nw.body;
+	*size = nw.size;
+	if (nw.body == NULL)
+		*to = 0;
+	return 0;
+}
+
+void
+txn_proxy_write_end(struct namespace *ns, const struct digest *d, int rc)
+{
+	index_record_unlock(ns->index, d);
+	if (rc == 0)
+		COUNT(ns, client_write_success);
+	else
+		COUNT(ns, client_write_error);
+}
+
+bool
+txn_sets_used_pending(struct namespace *ns)
+{
+	return atomic_load_relaxed(&ns->sets_used_changed);
+}
+
+void
+txn_sets_used_flush(struct namespace *ns)
+{
+	sets_used_flush(ns);
 }

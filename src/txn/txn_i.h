@@ -269,6 +269,29 @@ int txn_replica_apply(struct namespace *ns, const uint8_t *flat, uint32_t size, 
 int txn_proxy_serve_nowait(struct namespace *ns, const struct txn_proxy_req *q,
     struct record_attr *attr, struct txn_record *rec);
 int txn_replica_apply_nowait(struct namespace *ns, const uint8_t *flat, uint32_t size, bool durable);
+/*
+ * A proxied write on the fabric thread (docs/cluster.md, "Write path"):
+ * only on a namespace without persistent storage, not durable, content up
+ * to TXN_INLINE_MAX, a set this node knows, no large file's chunk map
+ * involved, this node the working master with at most one other replica,
+ * the record lock free (trylock); else -EWOULDBLOCK with nothing changed.
+ * On 0 the version is stored, *attr filled, the record lock of *d HELD
+ * and *body (malloc'd; NULL: no replica to send to) the replica message
+ * for the other replica *to of partition *pid; the caller ends it with
+ * txn_proxy_write_end, from any thread.  Any other value is the write's
+ * final result (the lock not held).
+ */
+int txn_proxy_write_nowait(struct namespace *ns, const struct txn_proxy_req *q,
+    struct record_attr *attr, struct digest *d, uint32_t *pid, uint64_t *to, uint8_t **body,
+    size_t *size);
+/* The end of a txn_proxy_write_nowait that returned 0: the record lock of
+ * d released, the write counted with rc (0, or -EIO: the replica did not
+ * take it; the version stays here, as for any write). */
+void txn_proxy_write_end(struct namespace *ns, const struct digest *d, int rc);
+/* Whether a set of records only appeared or went here since the last
+ * flush (then txn_sets_used_flush, off the fabric thread). */
+bool txn_sets_used_pending(struct namespace *ns);
+void txn_sets_used_flush(struct namespace *ns);
 /* txn.c: an operation on partition pid fails with EIO for a reason no other
  * line gives: that reason at WARN ("{ns} an operation on partition N failed
  * (EIO): ..."), at most one line a second in the process; the lines left

@@ -15,6 +15,12 @@
  *   - on memory storage a proxied read and a replica write are served on
  *     the fabric thread (rpc_requests_inline) unless their record lock is
  *     held; then a worker serves them, and the fabric thread goes on;
+ *   - on memory storage a proxied write is stored and sent to the replica
+ *     on the master's fabric thread and answered when the replica's ack is
+ *     read there (rpc_requests_pending, rpc_calls_async): no worker runs
+ *     or waits for it; its record lock stays held until then, so writes of
+ *     one record from several threads are applied in one order on both
+ *     nodes, and the fabric thread goes on meanwhile;
  *   - a master waiting for its replica write holds up only its own record:
  *     another master's write of a record in the same record-lock stripe,
  *     replicated to it meanwhile, completes;
@@ -991,6 +997,149 @@ test_reads_and_replica_writes_inline_unless_their_lock_is_held(void **state)
 	assert_int_equal(FV(B, rpc_requests_inline), inl + 4);   /* the ping */
 }
 
+/* This node's own stored copy of k (whatever its role): generation and content. */
+static void
+own_copy(struct tnode *t, const char *k, uint16_t *gen, char *content, size_t cap)
+{
+	struct txn_key key = key_of(k);
+	struct record r;
+	const struct bin *b;
+	uint8_t *flat = NULL;
+	uint32_t len = 0;
+
+	assert_int_equal(txn_dup_copy(t->ns, &key, false, &flat, &len), 0);
+	assert_non_null(flat);
+	assert_int_equal(record_flat_decode(flat, len, &r), 0);
+	*gen = r.generation;
+	b = record_bin_find(&r, t->ns->cfg->file_bin, strlen(t->ns->cfg->file_bin));
+	assert_non_null(b);
+	assert_true(b->v.bytes.len < cap);
+	memcpy(content, b->v.bytes.data, b->v.bytes.len);
+	content[b->v.bytes.len] = '\0';
+	record_release(&r);
+	free(flat);
+}
+
+struct bg_writer {
+	pthread_t th;
+	char key[16];
+	unsigned id, n;
+	int failed;
+};
+
+static void *
+bg_writer(void *arg)
+{
+	struct bg_writer *b = arg;
+	char content[64];
+
+	for (unsigned i = 0; i < b->n; i++) {
+		snprintf(content, sizeof(content), "writer %u write %u", b->id, i);
+		if (put(&A, b->key, content) != 0)
+			b->failed++;
+	}
+	return NULL;
+}
+
+/*
+ * A proxied write on memory storage at RF 2 (B masters the name, A is its
+ * replica and the caller): B's fabric thread stores it, sends the version
+ * to A and leaves the request pending; the ack, read on B's fabric thread,
+ * releases the record lock and answers A there - no worker of B runs or
+ * waits for it.  With A's copy of the record locked (the replica write then
+ * waits for A's worker), the write stays pending holding B's record lock:
+ * a second write of the record waits for it while B's fabric thread goes
+ * on, and both land in order.  Writes of one record from 4 threads at once
+ * end with the same generation and content on both nodes, one generation
+ * per write.
+ */
+static void
+test_proxied_write_ends_on_the_thread_that_reads_the_replica_ack(void **state)
+{
+	char k[16], ca[64], cb[64];
+	uint16_t ga, gb, g0;
+	struct digest d;
+	struct bg_read bg;
+	struct bg_writer w[4];
+	uint64_t recv, inl, pend, asy, wr;
+
+	(void)state;
+	settled();
+	name_mastered(&A, false, k, sizeof(k));   /* B masters it, A is its replica */
+	recv = FV(B, rpc_requests_received);
+	inl = FV(B, rpc_requests_inline);
+	pend = FV(B, rpc_requests_pending);
+	asy = FV(B, rpc_calls_async);
+	for (unsigned i = 0; i < 20; i++) {
+		snprintf(ca, sizeof(ca), "proxied write %u", i);
+		assert_int_equal(put(&A, k, ca), 0);
+	}
+	/* every request B received was served on its fabric thread */
+	assert_int_equal(FV(B, rpc_requests_received) - recv, 20);
+	assert_int_equal(FV(B, rpc_requests_inline) - inl, 20);
+	assert_int_equal(FV(B, rpc_requests_pending) - pend, 20);
+	assert_int_equal(FV(B, rpc_calls_async) - asy, 20);
+	own_copy(&A, k, &ga, ca, sizeof(ca));
+	own_copy(&B, k, &gb, cb, sizeof(cb));
+	assert_int_equal(ga, gb);
+	assert_string_equal(ca, "proxied write 19");
+	assert_string_equal(cb, "proxied write 19");
+	g0 = gb;
+
+	/* A's copy locked: the replica write waits on A's worker; B's write
+	 * stays pending with its record lock, the next one waits for it */
+	digest_compute(&d, NULL, 0, k, strlen(k));
+	index_record_lock(A.ns->index, &d);
+	wr = FV(A, rpc_requests_received);
+	memset(&bg, 0, sizeof(bg));
+	snprintf(bg.key, sizeof(bg.key), "%s", k);
+	assert_int_equal(pthread_create(&bg.th, NULL, bg_put_done, &bg), 0);
+	memset(w, 0, sizeof(w));
+	snprintf(w[0].key, sizeof(w[0].key), "%s", k);
+	w[0].n = 1;
+	w[0].id = 9;
+	/* the first one reached A (counted there once it is applied) */
+	for (unsigned i = 0; FV(A, rpc_requests_received) == wr; i++) {
+		if (i == 2500)
+			fail_msg("B's replica write did not reach A within 5 s");
+		sleep_ms(2);
+	}
+	assert_int_equal(pthread_create(&w[0].th, NULL, bg_writer, &w[0]), 0);
+	sleep_ms(100);
+	assert_int_equal(__atomic_load_n(&bg.done, __ATOMIC_ACQUIRE), 0);
+	assert_b_fabric_answers();
+	index_record_unlock(A.ns->index, &d);
+	pthread_join(bg.th, NULL);
+	pthread_join(w[0].th, NULL);
+	assert_int_equal(bg.rc, 0);
+	assert_int_equal(w[0].failed, 0);
+	own_copy(&A, k, &ga, ca, sizeof(ca));
+	own_copy(&B, k, &gb, cb, sizeof(cb));
+	assert_int_equal(gb, g0 + 2);
+	assert_int_equal(ga, gb);
+	assert_string_equal(ca, "writer 9 write 0");   /* the second one is the last */
+	assert_string_equal(cb, ca);
+
+	/* 4 writers of the record at once: one order on both nodes */
+	g0 = gb;
+	for (unsigned i = 0; i < 4; i++) {
+		memset(&w[i], 0, sizeof(w[i]));
+		snprintf(w[i].key, sizeof(w[i].key), "%s", k);
+		w[i].id = i;
+		w[i].n = 25;
+		assert_int_equal(pthread_create(&w[i].th, NULL, bg_writer, &w[i]), 0);
+	}
+	for (unsigned i = 0; i < 4; i++) {
+		pthread_join(w[i].th, NULL);
+		assert_int_equal(w[i].failed, 0);
+	}
+	own_copy(&A, k, &ga, ca, sizeof(ca));
+	own_copy(&B, k, &gb, cb, sizeof(cb));
+	assert_int_equal(gb, g0 + 100);
+	assert_int_equal(ga, gb);
+	assert_string_equal(ca, cb);
+}
+
 /* The record-lock stripe bits of k's digest (the low 14 bits of bytes 4-5:
  * two names equal here share a stripe however many stripes there are, up
  * to 16384). */
@@ -1889,6 +2038,7 @@ main(void)
 		cmocka_unit_test(test_not_master_is_rerouted),
 		cmocka_unit_test(test_busy_master_is_asked_again),
 		cmocka_unit_test(test_reads_and_replica_writes_inline_unless_their_lock_is_held),
+		cmocka_unit_test(test_proxied_write_ends_on_the_thread_that_reads_the_replica_ack),
 		cmocka_unit_test(test_migration_refuses_bad_input),
 		cmocka_unit_test(test_migration_refuses_bad_records_one_by_one),
 		cmocka_unit_test(test_remaining_counts_the_hand_over),

@@ -44,7 +44,10 @@ enum {
 	OP_HOLD,                     /* blocks until hold_release; counts its runs */
 	OP_BIG,                      /* counts its runs; answers 1000 bytes */
 	OP_INLINE,                   /* inline: "inline" (a body "d...": deferred); worker: "worker" */
-	OP_BULK                      /* RPC_HANDLER_BULK: as OP_HOLD (bulk_release); notes its thread */
+	OP_BULK,                     /* RPC_HANDLER_BULK: as OP_HOLD (bulk_release); notes its thread */
+	OP_FWD                       /* inline: pending; forwards to node 3 with rpc_call_async
+	                              * (body "c": OP_COUNT; "h": OP_HOLD, 150 ms; "H": OP_HOLD,
+	                              * 5 s), answers its answer */
 };
 
 /* Tests keep their nodes in static storage: a failing test returns without
@@ -69,6 +72,11 @@ static int bulk_release;      /* atomic */
 static int bulk_runs;         /* atomic */
 static int bulk_off_bulk;     /* atomic: OP_BULK run by a thread not named "rpc-bulk" */
 static int bulk_nice = -100;  /* atomic: the nice value OP_BULK ran at */
+static int fwd_worker_runs;   /* atomic: OP_FWD run by a worker */
+static int async_done_runs;   /* atomic: rpc_call_async's done ran */
+static int async_done_rc;     /* atomic: its last outcome (rc, else the handler's err) */
+static int async_done_on_fabric; /* atomic: ... of those, on a thread named "fabric" */
+static int async_done_on_timer;  /* atomic: ... named "rpc-timer" */
 
 /* CPU time of the whole process (every thread), in s. */
 static double
@@ -217,6 +225,71 @@ op_inline_worker(void *arg, uint64_t from, const uint8_t *req, size_t len, struc
 	return 0;
 }
 
+/* An async call's outcome: counted, with the thread it ran on; a
+ * forwarded request (arg non-NULL) is answered with it. */
+struct fwd {
+	struct rpc *rpc;
+	struct rpc_pending p;
+};
+
+static void
+async_done(void *arg, struct rpc_answer *ans)
+{
+	struct fwd *f = arg;
+	char name[16] = "";
+	int rc = ans->rc != 0 ? ans->rc : ans->err;
+
+	pthread_getname_np(pthread_self(), name, sizeof(name));
+	if (strcmp(name, "fabric") == 0)
+		atomic_inc(&async_done_on_fabric);
+	if (strcmp(name, "rpc-timer") == 0)
+		atomic_inc(&async_done_on_timer);
+	if (f != NULL) {
+		rpc_answer_pending(f->rpc, &f->p, rc, ans->body, ans->len);
+		free(f);
+	}
+	rpc_answer_release(ans);
+	atomic_store_relaxed(&async_done_rc, rc);
+	atomic_inc(&async_done_runs);
+}
+
+static int
+op_fwd_try(void *arg, uint64_t from, const uint8_t *req, size_t len, struct rpc_reply *reply)
+{
+	struct node *n = arg;
+	struct fwd *f;
+	bool hold = len > 0 && (req[0] == 'h' || req[0] == 'H');
+	uint32_t ms = len > 0 && req[0] == 'H' ? 5000 : hold ? 150 : 0;
+	int rc;
+
+	(void)from;
+	if (reply->pending == NULL)
+		return RPC_DEFER;
+	f = malloc(sizeof(*f));
+	if (f == NULL)
+		return -ENOMEM;
+	f->rpc = n->rpc;
+	f->p = *reply->pending;
+	rc = rpc_call_async(n->rpc, 3, hold ? OP_HOLD : OP_COUNT, "x", 1, ms, async_done, f);
+	if (rc != 0) {
+		free(f);
+		return rc;
+	}
+	return RPC_PENDING;
+}
+
+static int
+op_fwd_worker(void *arg, uint64_t from, const uint8_t *req, size_t len, struct rpc_reply *reply)
+{
+	(void)arg;
+	(void)from;
+	(void)req;
+	(void)len;
+	(void)reply;
+	atomic_inc(&fwd_worker_runs);
+	return -EPROTO;
+}
+
 static void
 on_peer(void *arg, uint64_t node_id, bool up)
 {
@@ -257,6 +330,8 @@ node_up_cfg(struct node *n, uint64_t id, struct rpc_config *rc)
 	assert_int_equal(rpc_handler_set(n->rpc, OP_INLINE, 0, op_inline_worker, NULL), 0);
 	assert_int_equal(rpc_handler_inline_set(n->rpc, OP_INLINE, op_inline_try), 0);
 	assert_int_equal(rpc_handler_inline_set(n->rpc, OP_INLINE, op_inline_try), -EEXIST);
+	assert_int_equal(rpc_handler_set(n->rpc, OP_FWD, 0, op_fwd_worker, n), 0);
+	assert_int_equal(rpc_handler_inline_set(n->rpc, OP_FWD, op_fwd_try), 0);
 	assert_int_equal(fabric_start(n->f), 0);
 	assert_int_equal(rpc_start(n->rpc), 0);
 }
@@ -326,6 +401,11 @@ reset_globals(void)
 	atomic_store_relaxed(&bulk_runs, 0);
 	atomic_store_relaxed(&bulk_off_bulk, 0);
 	atomic_store_relaxed(&bulk_nice, -100);
+	atomic_store_relaxed(&fwd_worker_runs, 0);
+	atomic_store_relaxed(&async_done_runs, 0);
+	atomic_store_relaxed(&async_done_rc, 0);
+	atomic_store_relaxed(&async_done_on_fabric, 0);
+	atomic_store_relaxed(&async_done_on_timer, 0);
 }
 
 /* ---- codec ----------------------------------------------------------------- */
@@ -867,6 +947,20 @@ raw_request(struct raw *r, uint64_t to, uint64_t incarnation, uint64_t id, uint3
 		q.body = body;
 		q.body_len = 4;
 	}
+	assert_int_equal(rpc_msg_encode(&q, &w, buf, sizeof(buf)), 0);
+	assert_int_equal(fabric_send(r->f, to, &w), 0);
+}
+
+/* A request of op with the body given. */
+static void
+raw_request_body(struct raw *r, uint64_t to, uint64_t incarnation, uint64_t id, uint32_t op,
+    const char *body, size_t len)
+{
+	struct rpc_msg q = { .kind = RPC_KIND_REQUEST, .incarnation = incarnation, .request_id = id,
+		.op = op, .budget_ms = 5000, .body = (const uint8_t *)body, .body_len = len };
+	struct fabric_msg_writer w;
+	uint8_t buf[256];
+
 	assert_int_equal(rpc_msg_encode(&q, &w, buf, sizeof(buf)), 0);
 	assert_int_equal(fabric_send(r->f, to, &w), 0);
 }
@@ -1890,6 +1984,120 @@ test_rpc_stop_fails_calls_in_flight(void **state)
 	node_down(&b);
 }
 
+/*
+ * A request its inline handler leaves pending (RPC_PENDING) while it asks
+ * a third node with rpc_call_async: the caller's answer is sent from the
+ * thread that read the third node's answer (the fabric thread), no worker
+ * runs it and none waits; a copy of the pending request is dropped, not
+ * run.  The async call's deadline fires on the timer thread; a node
+ * declared gone and rpc_stop end async calls in flight at once.
+ */
+static void
+test_rpc_pending_answer_completes_from_the_thread_that_reads_the_async_answer(void **state)
+{
+	static struct node a, b, c;
+	struct rpc_answer ans;
+	struct rpc_stats sb;
+	uint64_t t0, took;
+
+	(void)state;
+	reset_globals();
+	node_up(&a, 1);
+	node_up(&b, 2);
+	node_up(&c, 3);
+	connect_nodes(a.f, 1, b.f, 2, b.port);
+	connect_nodes(b.f, 2, c.f, 3, c.port);
+
+	/* a -> b (pending) -> c: c's answer comes back to a through b */
+	for (int i = 1; i <= 20; i++) {
+		assert_int_equal(rpc_call(a.rpc, 2, OP_FWD, "c", 1, 0, &ans), 0);
+		assert_int_equal(ans.err, 0);
+		assert_int_equal(ans.len, 4);
+		assert_int_equal(get_u32(ans.body), (uint32_t)i);
+		rpc_answer_release(&ans);
+	}
+	WAIT_FOR(atomic_load_relaxed(&async_done_runs) == 20);
+	assert_int_equal(atomic_load_relaxed(&async_done_on_fabric), 20);
+	assert_int_equal(atomic_load_relaxed(&fwd_worker_runs), 0);
+	sb = stats(&b);
+	assert_int_equal(sb.requests_pending, 20);
+	assert_int_equal(sb.requests_inline, 20);
+	assert_int_equal(sb.calls_async, 20);
+	assert_int_equal(sb.requests_in_progress, 0);
+	assert_int_equal(sb.calls_in_flight, 0);
+
+	/* c holds it past the async call's 150 ms: the timer ends it, a gets
+	 * the outcome; the call's retransmission (200 ms) never went */
+	t0 = net_now_ms();
+	assert_int_equal(rpc_call(a.rpc, 2, OP_FWD, "h", 1, 3000, &ans), 0);
+	took = net_now_ms() - t0;
+	assert_int_equal(ans.err, -ETIMEDOUT);
+	rpc_answer_release(&ans);
+	assert_true(took >= 140 && took < 1500);
+	assert_int_equal(atomic_load_relaxed(&async_done_on_timer), 1);
+	assert_int_equal(stats(&b).calls_timed_out, 1);
+	atomic_store_relaxed(&hold_release, 1);
+	WAIT_FOR(stats(&c).requests_in_progress == 0);
+	atomic_store_relaxed(&hold_release, 0);
+	assert_int_equal(atomic_load_relaxed(&fwd_worker_runs), 0);
+
+	/* a node declared gone ends its async calls at once */
+	atomic_store_relaxed(&async_done_runs, 0);
+	assert_int_equal(rpc_call_async(b.rpc, 3, OP_HOLD, "x", 1, 5000, async_done, NULL), 0);
+	WAIT_FOR(atomic_load_relaxed(&hold_runs) == 2);
+	t0 = net_now_ms();
+	rpc_node_down(b.rpc, 3);
+	assert_int_equal(atomic_load_relaxed(&async_done_runs), 1);
+	assert_int_equal(atomic_load_relaxed(&async_done_rc), -EHOSTDOWN);
+	assert_true(net_now_ms() - t0 < 100);
+
+	/* and so does rpc_stop, before it returns */
+	assert_int_equal(rpc_call_async(b.rpc, 3, OP_HOLD, "x", 1, 5000, async_done, NULL), 0);
+	WAIT_FOR(atomic_load_relaxed(&hold_runs) == 3);
+	rpc_stop(b.rpc);
+	assert_int_equal(atomic_load_relaxed(&async_done_runs), 2);
+	assert_int_equal(atomic_load_relaxed(&async_done_rc), -ESHUTDOWN);
+	assert_int_equal(rpc_call_async(b.rpc, 3, OP_COUNT, "x", 1, 0, async_done, NULL), -ESHUTDOWN);
+	atomic_store_relaxed(&hold_release, 1);
+	node_down(&a);
+	node_down(&b);
+	node_down(&c);
+}
+
+/* A copy of a request that is pending (its inline handler's async call
+ * not answered yet) is dropped; it runs once and its answer comes once. */
+static void
+test_rpc_copy_of_a_pending_request_is_dropped_and_runs_once(void **state)
+{
+	static struct node b, c;
+	static struct raw r;
+	struct rpc_stats sb;
+
+	(void)state;
+	reset_globals();
+	node_up(&b, 2);
+	node_up(&c, 3);
+	connect_nodes(b.f, 2, c.f, 3, c.port);
+	raw_up(&r, 1);
+	connect_nodes(r.f, 1, b.f, 2, b.port);
+	/* "H": c holds the forwarded call until released */
+	raw_request_body(&r, 2, 0xfeed, 1000, OP_FWD, "H", 1);
+	WAIT_FOR(atomic_load_relaxed(&hold_runs) == 1);
+	raw_request_body(&r, 2, 0xfeed, 1000, OP_FWD, "H", 1);
+	WAIT_FOR(stats(&b).requests_duplicate == 1);
+	atomic_store_relaxed(&hold_release, 1);
+	WAIT_FOR(raw_answers(&r) == 1);
+	sb = stats(&b);
+	assert_int_equal(sb.requests_pending, 1);
+	assert_int_equal(atomic_load_relaxed(&hold_runs), 1);
+	assert_int_equal(atomic_load_relaxed(&async_done_runs), 1);
+	net_sleep_ms(50);
+	assert_int_equal(raw_answers(&r), 1);
+	raw_down(&r);
+	node_down(&b);
+	node_down(&c);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -1918,6 +2126,8 @@ main(int argc, char **argv)
 		cmocka_unit_test(test_rpc_group_to_two_replicas_waits_for_both_under_one_deadline),
 		cmocka_unit_test(test_rpc_many_callers_on_many_threads_each_get_their_own_answer),
 		cmocka_unit_test(test_rpc_stop_fails_calls_in_flight),
+		cmocka_unit_test(test_rpc_pending_answer_completes_from_the_thread_that_reads_the_async_answer),
+		cmocka_unit_test(test_rpc_copy_of_a_pending_request_is_dropped_and_runs_once),
 	};
 
 	net_test_init(argc, argv);

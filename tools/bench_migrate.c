@@ -466,7 +466,7 @@ struct mg_join {
 	 * ...; the FUSE threads keep the process's name) */
 	struct mg_threads th0, th1;
 	uint64_t d_rx_initial;
-	/* migrate_tx_yields, migrate_tx_yield_us summed (A-C when D starts,
+	/* migrate_tx_yields, migrate_tx_yield_time summed (A-C when D starts,
 	 * all four at the end); have_yield: the build counts them */
 	uint64_t yields0, yield_us0, yields1, yield_us1;
 	bool have_yield;
@@ -605,7 +605,7 @@ mg_join(struct bench_ctx *ctx, struct bench_migrate_state *st, struct mg_join *j
 		return bench_fail(err, rc, "migrate_records_received / fabric_received_bytes: %s",
 		    strerror(-rc));
 	j->have_yield = mg_sum(st, MG_SOURCES, "namespace/" MG_NS, "migrate_tx_yields", &j->yields0) == 0 &&
-	    mg_sum(st, MG_SOURCES, "namespace/" MG_NS, "migrate_tx_yield_us", &j->yield_us0) == 0;
+	    mg_sum(st, MG_SOURCES, "namespace/" MG_NS, "migrate_tx_yield_time", &j->yield_us0) == 0;
 	for (unsigned i = 0; i < MG_SOURCES; i++)
 		(void)mg_proc_usage(st->node[i].pid, &j->cpu0[i], &j->csw0[i], &j->th0);
 	j->t_spawn = bench_now_ns();
@@ -693,7 +693,7 @@ mg_join(struct bench_ctx *ctx, struct bench_migrate_state *st, struct mg_join *j
 		    strerror(-rc));
 	if (j->have_yield)
 		j->have_yield = mg_sum(st, MG_NODES, "namespace/" MG_NS, "migrate_tx_yields", &j->yields1) == 0 &&
-		    mg_sum(st, MG_NODES, "namespace/" MG_NS, "migrate_tx_yield_us", &j->yield_us1) == 0;
+		    mg_sum(st, MG_NODES, "namespace/" MG_NS, "migrate_tx_yield_time", &j->yield_us1) == 0;
 	bench_progress("migrations done %.2f s after the cluster of 4 was seen",
 	    (double)(j->t_end - j->t0) / 1e9);
 	return 0;
@@ -1074,7 +1074,7 @@ bench_cluster_migrate(struct bench_ctx *ctx, const struct bench_def *def)
 	row = bench_row_add(ctx, "yield", "emigration paused for clients");
 	if (row != NULL && !join.have_yield) {
 		row->verdict = VERDICT_SKIP;
-		snprintf(row->note, sizeof(row->note), "not in this build (no migrate_tx_yield_us)");
+		snprintf(row->note, sizeof(row->note), "not in this build (no migrate_tx_yield_time)");
 	} else if (row != NULL) {
 		double paused_s = (double)(join.yield_us1 - join.yield_us0) / 1e6;
 

@@ -82,7 +82,7 @@
 	    "Takeover notices a final master sent again to a member that had not taken the first: it had not rebalanced yet, was busy or not connected (asked again with backoff while the change lasts; until every member took it the partition counts in migrate_partitions_remaining). Without them that member would send the partition's operations to the old working master until the next cluster change.") \
 	X(migrate_tx_yields, COUNTER, "pauses", 0, \
 	    "Pauses emigration threads of this namespace took after a message because this node served client operations meanwhile (network.migrate-yield-pct): clients get the CPU first.") \
-	X(migrate_tx_yield_us, COUNTER, "us", 0, \
+	X(migrate_tx_yield_time, COUNTER, "us", 0, \
 	    "Time those pauses lasted, in microseconds: each is migrate-yield-pct of the time the thread worked since its last pause, at most 100 ms.") \
 	X(dup_res_run, COUNTER, "operations", 0, \
 	    "Operations (stat, read, write, delete, rename) on a partition this node serves as working master before its duplicates' migrations reached it, that asked each duplicate holder for its copy first (duplicate resolution, docs/cluster.md).") \

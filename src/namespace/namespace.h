@@ -55,7 +55,7 @@
 	X(migrate_records_refused, "records of migration batches refused one by one: malformed, or of another partition") \
 	X(migrate_takeover_notices_again, "takeover notices sent again to a member that had not taken one") \
 	X(migrate_tx_yields, "pauses of emigration threads for client operations (migrate-yield-pct)") \
-	X(migrate_tx_yield_us, "microseconds emigration threads paused for client operations") \
+	X(migrate_tx_yield_time, "microseconds emigration threads paused for client operations") \
 	X(dup_res_run, "operations that asked the duplicate holders of their partition first") \
 	X(dup_res_won, "copies from duplicate holders newer than this node's, applied") \
 	X(dup_res_failed, "duplicate resolutions that failed: a holder did not answer in time") \

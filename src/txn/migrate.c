@@ -1537,7 +1537,7 @@ tx_yield(struct tx_stream *s)
 
 		nanosleep(&ts, NULL);
 		NS_COUNT_ADD(ns, migrate_tx_yields, 1);
-		NS_COUNT_ADD(ns, migrate_tx_yield_us, pause_ns / 1000);
+		NS_COUNT_ADD(ns, migrate_tx_yield_time, pause_ns / 1000);
 	}
 	s->ops_seen = client_ops_sum(m);
 	s->work_t0 = clock_mono_ns();

@@ -124,7 +124,7 @@ bad = [r["id"] for r in d["rows"] if r["verdict"] == "ERROR" or
        (r["id"] in ("large.write", "large.read", "large.rss") and not r["value"] > 0) or
        (r["id"] == "cluster.migrate.cpu_per_mb" and r["verdict"] != "SKIP" and not r["value"] > 0) or
        # the writers latency during the move next to before it, and the
-       # pauses of the emigration threads for them (migrate_tx_yield_us)
+       # pauses of the emigration threads for them (migrate_tx_yield_time)
        (r["id"] in ("cluster.migrate.write_p99_ratio", "cluster.migrate.yield") and r["verdict"] != "SKIP" and
         not r["value"] > 0) or
        (r["id"] == "cluster.migrate.write_ratio" and r["verdict"] != "SKIP" and

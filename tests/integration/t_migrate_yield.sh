@@ -7,7 +7,7 @@
 #   1. network.migrate-yield-pct at its maximum (1000, dynamic; 1001 is
 #      refused and the value stays) on every node, then n4 joins: the
 #      emigration threads pause for the clients (migrate_tx_yields and
-#      migrate_tx_yield_us move, no pause longer than 100 ms), the writers
+#      migrate_tx_yield_time move, no pause longer than 100 ms), the writers
 #      keep being acknowledged during the move, and migrate_partitions_remaining
 #      still reaches 0 on all four within a bound while they write: the move
 #      has a floor, it is never starved.
@@ -116,7 +116,7 @@ fi
 check_eq "the refused value left 1000" \
 	"$(run cat "$(cluster_mnt n1)/.info/config/network/migrate-yield-pct")" 1000
 y0=$(sum_stat migrate_tx_yields n1 n2 n3)
-us0=$(sum_stat migrate_tx_yield_us n1 n2 n3)
+us0=$(sum_stat migrate_tx_yield_time n1 n2 n3)
 CLUSTER_EXTRA_YAML_n4="  migrate-yield-pct: 1000"
 export CLUSTER_EXTRA_YAML_n4
 a0=$(acked)
@@ -130,18 +130,18 @@ running=0
 kill -0 $W1 2>/dev/null && kill -0 $W2 2>/dev/null && running=1
 check_eq "both writers were still writing when the migrations ended" $running 1
 y1=$(sum_stat migrate_tx_yields n1 n2 n3 n4)
-us1=$(sum_stat migrate_tx_yield_us n1 n2 n3 n4)
+us1=$(sum_stat migrate_tx_yield_time n1 n2 n3 n4)
 note "join: migrations done $ms ms after n4 was started; $((a1 - a0)) creates acknowledged meanwhile; $((y1 - y0)) pauses, $(((us1 - us0) / 1000)) ms"
 check_true "join: the writers' creates were acknowledged during the move" $((a1 - a0)) -gt 20
 check_true "join: the emigration threads paused for the clients (migrate_tx_yields)" $((y1 - y0)) -gt 0
-check_true "join: and for some time (migrate_tx_yield_us)" $((us1 - us0)) -gt 0
+check_true "join: and for some time (migrate_tx_yield_time)" $((us1 - us0)) -gt 0
 check_true "join: no pause longer than 100 ms" $((us1 - us0)) -le $(((y1 - y0) * 100000))
 check_true "n4 received records" "$(cluster_ns_stat n4 migrate_records_received)" -gt 0
 
 # ---- 2. no pause at 0 --------------------------------------------------------
 set_all 0 n1 n2 n3 n4
 y0=$(sum_stat migrate_tx_yields n1 n2 n4)
-us0=$(sum_stat migrate_tx_yield_us n1 n2 n4)
+us0=$(sum_stat migrate_tx_yield_time n1 n2 n4)
 tx0=$(sum_stat migrate_records_transmitted n1 n2 n4)
 cluster_kill n3
 cluster_wait_agree 3 n1 n2 n4 || fail "no cluster of 3 after n3 was killed"
@@ -149,7 +149,7 @@ wait_settled "n3 gone" n1 n2 n4
 check_true "n3 gone: records were sent again (re-replication)" \
 	"$(sum_stat migrate_records_transmitted n1 n2 n4)" -gt "$tx0"
 check_eq "n3 gone, migrate-yield-pct 0: no pause (migrate_tx_yields)" "$(sum_stat migrate_tx_yields n1 n2 n4)" "$y0"
-check_eq "n3 gone, migrate-yield-pct 0: migrate_tx_yield_us unchanged" "$(sum_stat migrate_tx_yield_us n1 n2 n4)" "$us0"
+check_eq "n3 gone, migrate-yield-pct 0: migrate_tx_yield_time unchanged" "$(sum_stat migrate_tx_yield_time n1 n2 n4)" "$us0"
 
 touch "$T/stop"
 wait $W1 || bad "writer 1 failed"

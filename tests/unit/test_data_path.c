@@ -193,6 +193,19 @@ fabric_value(struct tnode *t, unsigned row)
 }
 #define FV(t, name) fabric_value(&(t), STAT_FABRIC_##name)
 
+/* Waits (10 s at most) until x and y both see a cluster of 2. */
+static void
+wait_pair(struct tnode *x, struct tnode *y)
+{
+	uint64_t t0 = clock_mono_ns();
+
+	while (cluster_size(x) != 2 || cluster_size(y) != 2) {
+		if (clock_mono_ns() - t0 > 10000000000ull)
+			fail_msg("no cluster of 2 within 10 s");
+		sleep_ms(10);
+	}
+}
+
 static void
 wait_for_size(unsigned n)
 {
@@ -1291,7 +1304,6 @@ test_persistent_replicas(void **state)
 	struct txn_key k1 = key_of("kept"), k2 = key_of("deleted");
 	struct txn_write w = { .flags = TXN_DURABLE, .set_file = true, .file_data = "durable",
 	    .file_len = 7 };
-	uint64_t t0;
 
 	(void)state;
 	while (pd == pc)
@@ -1309,12 +1321,7 @@ test_persistent_replicas(void **state)
 	    "      type: device\n      files: [ %s ]\n      filesize: 16M\n", fd);
 	tnode_up(&d, 0xd4, pd, pc);
 	snprintf(engine_yaml, sizeof(engine_yaml), "      type: memory\n      data-size: 16M\n");
-	t0 = clock_mono_ns();
-	while (cluster_size(&c) != 2 || cluster_size(&d) != 2) {
-		if (clock_mono_ns() - t0 > 10000000000ull)
-			fail_msg("no cluster of 2 within 10 s");
-		sleep_ms(10);
-	}
+	wait_pair(&c, &d);
 	assert_int_equal(txn_write(c.ns, &k1, &w, NULL), 0);
 	assert_int_equal(txn_write(c.ns, &k2, &w, NULL), 0);
 	assert_int_equal(txn_delete(d.ns, &k2), 0);
@@ -1375,12 +1382,7 @@ test_memory_tombstones_in_a_cluster(void **state)
 	tnode_up(&c, 0xc5, pc, pd);
 	tnode_up(&d, 0xd6, pd, pc);
 	snprintf(engine_yaml, sizeof(engine_yaml), "      type: memory\n      data-size: 16M\n");
-	t0 = clock_mono_ns();
-	while (cluster_size(&c) != 2 || cluster_size(&d) != 2) {
-		if (clock_mono_ns() - t0 > 10000000000ull)
-			fail_msg("no cluster of 2 within 10 s");
-		sleep_ms(10);
-	}
+	wait_pair(&c, &d);
 	assert_int_equal(c.cfg.ns[0].storage.tomb_raider_eligible_age, 86400);   /* the default */
 	assert_int_equal(put(&c, "kept", "a"), 0);
 	assert_int_equal(put(&c, "deleted", "b"), 0);
@@ -1596,12 +1598,7 @@ test_set_of_records_only_is_known_everywhere(void **state)
 	tnode_up(&c, 0xc3, pc, pd);
 	tnode_up(&d, 0xd4, pd, pc);
 	node_rf = 2;
-	t0 = clock_mono_ns();
-	while (cluster_size(&c) != 2 || cluster_size(&d) != 2) {
-		if (clock_mono_ns() - t0 > 10000000000ull)
-			fail_msg("no cluster of 2 within 10 s");
-		sleep_ms(10);
-	}
+	wait_pair(&c, &d);
 	wait_tables(&c, &d);
 	/* until the rebalance is done, d (alone before) still serves the
 	 * partitions it had: the write must reach c */
@@ -1688,7 +1685,7 @@ test_write_waiting_through_a_master_change_runs_at_the_new_master(void **state)
 	struct digest dg;
 	struct bg_write bg;
 	struct txn_record rec;
-	uint64_t t0, recv0, only_d;
+	uint64_t recv0, only_d;
 
 	(void)state;
 	while (pd == pc)
@@ -1697,12 +1694,7 @@ test_write_waiting_through_a_master_change_runs_at_the_new_master(void **state)
 	memset(&d, 0, sizeof(d));
 	tnode_up(&c, 0xc3, pc, pd);
 	tnode_up(&d, 0xd4, pd, pc);
-	t0 = clock_mono_ns();
-	while (cluster_size(&c) != 2 || cluster_size(&d) != 2) {
-		if (clock_mono_ns() - t0 > 10000000000ull)
-			fail_msg("no cluster of 2 within 10 s");
-		sleep_ms(10);
-	}
+	wait_pair(&c, &d);
 	wait_tables(&c, &d);
 	/* a record c masters, its lock held on c; a write through c waits */
 	name_mastered(&c, true, k, sizeof(k));
@@ -1990,7 +1982,6 @@ test_delete_routed_again_after_its_master_went_down(void **state)
 	struct record_attr a;
 	struct txn_key key;
 	char k[16];
-	uint64_t t0;
 	int rc;
 
 	(void)state;
@@ -2000,12 +1991,7 @@ test_delete_routed_again_after_its_master_went_down(void **state)
 	memset(&d, 0, sizeof(d));
 	tnode_up(&c, 0xc5, pc, pd);
 	tnode_up(&d, 0xd6, pd, pc);
-	t0 = clock_mono_ns();
-	while (cluster_size(&c) != 2 || cluster_size(&d) != 2) {
-		if (clock_mono_ns() - t0 > 10000000000ull)
-			fail_msg("no cluster of 2 within 10 s");
-		sleep_ms(10);
-	}
+	wait_pair(&c, &d);
 	wait_tables(&c, &d);
 	settled_pair(&c, &d);
 	/* d masters it, c is its replica (RF 2 of 2) */

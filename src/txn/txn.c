@@ -2516,16 +2516,7 @@ txn_stat(struct namespace *ns, const struct txn_key *k, struct record_attr *out)
 int
 txn_read(struct namespace *ns, const struct txn_key *k, struct txn_record *out)
 {
-	uint64_t t0 = clock_mono_ns();
-	struct txn_op op = { .kind = TXN_OP_READ, .rec = out };
-	int rc;
-
-	/* Empty whatever happens, so that a release after a failure is safe. */
-	memset(out, 0, sizeof(*out));
-	record_init(&out->rec);
-	rc = resolve_dispatch(ns, k, &op);
-	latency_add(ns, STAT_LAT_NS_read, t0);
-	return rc;
+	return txn_read_into(ns, k, NULL, 0, out);
 }
 
 int
@@ -2536,6 +2527,7 @@ txn_read_into(struct namespace *ns, const struct txn_key *k, void *buf, size_t b
 	struct txn_op op = { .kind = TXN_OP_READ, .rec = out, .into = buf, .into_size = buf_size };
 	int rc;
 
+	/* Empty whatever happens, so that a release after a failure is safe. */
 	memset(out, 0, sizeof(*out));
 	record_init(&out->rec);
 	rc = resolve_dispatch(ns, k, &op);

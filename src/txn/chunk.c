@@ -154,6 +154,21 @@ chunk_txn_key(const char *set, size_t set_len, const char *key)
 
 /* ---- reads ----------------------------------------------------------------- */
 
+/* A chunk read that failed other than by its absence is counted and logged
+ * (naming the file's byte range); rc back. */
+static int
+chunk_read_failed(struct namespace *ns, const char *set, size_t set_len, const char *key,
+    uint64_t start, size_t want, int rc)
+{
+	if (rc != -ENOENT) {
+		NS_COUNT_ADD(ns, chunk_read_errors, 1);
+		log_error("txn", "{%s} %.*s: chunk %s (bytes %" PRIu64 "..%" PRIu64 " of its file) "
+		    "cannot be read: %s", ns->name, (int)set_len, set, key, start, start + want,
+		    recfs_strerror(rc));
+	}
+	return rc;
+}
+
 int
 txn_chunk_read(struct namespace *ns, const char *set, size_t set_len,
     const struct txn_chunk_map *map, uint32_t index, void *buf, size_t *got)
@@ -198,13 +213,7 @@ txn_chunk_read_version(struct namespace *ns, const char *set, size_t set_len, ui
 		NS_COUNT_ADD(ns, chunk_reads, 1);
 		return 0;
 	}
-	if (rc != -ENOENT) {
-		NS_COUNT_ADD(ns, chunk_read_errors, 1);
-		log_error("txn", "{%s} %.*s: chunk %s (bytes %" PRIu64 "..%" PRIu64 " of its file) "
-		    "cannot be read: %s", ns->name, (int)set_len, set, key, start, start + want,
-		    recfs_strerror(rc));
-	}
-	return rc;
+	return chunk_read_failed(ns, set, set_len, key, start, want, rc);
 }
 
 size_t
@@ -253,13 +262,7 @@ txn_chunk_read_into(struct namespace *ns, const char *set, size_t set_len, uint6
 		NS_COUNT_ADD(ns, chunk_reads, 1);
 		return 0;
 	}
-	if (rc != -ENOENT) {
-		NS_COUNT_ADD(ns, chunk_read_errors, 1);
-		log_error("txn", "{%s} %.*s: chunk %s (bytes %" PRIu64 "..%" PRIu64 " of its file) "
-		    "cannot be read: %s", ns->name, (int)set_len, set, key, start, start + want,
-		    recfs_strerror(rc));
-	}
-	return rc;
+	return chunk_read_failed(ns, set, set_len, key, start, want, rc);
 }
 
 /* ---- commits ------------------------------------------------------------- */

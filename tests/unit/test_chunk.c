@@ -400,7 +400,8 @@ test_chunk_reclaim_keeps_held_chunks(void **state)
 	/* a move in flight (a rename, an unlink of an open file): skipped */
 	txn_chunk_move_begin(x);
 	assert_int_equal(txn_chunk_reclaim(ns, clock_epoch_ms() + 1000), 0);
-	assert_int_equal(counter("chunk_reclaim_skipped") - s0, 1);
+	/* this pass, and an nsup pass that came meanwhile may skip too */
+	assert_true(counter("chunk_reclaim_skipped") - s0 >= 1);
 	assert_true(chunk_exists(m.file_id, 0, 1));
 	txn_chunk_move_end(x);
 	/* another file's chunks stay named by their head */

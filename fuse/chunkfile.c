@@ -543,6 +543,20 @@ read_waited(uint64_t t0)
 	stats_add(STAT_fuse_chunk_read_wait_time, (clock_mono_ns() - t0) / 1000);
 }
 
+/* p->lock held: until p's fetch (if one is running) is done; the wait is
+ * counted. */
+static void
+prefetch_wait_locked(struct prefetch *p)
+{
+	if (p->busy) {
+		uint64_t t0 = clock_mono_ns();
+
+		while (p->busy)
+			pthread_cond_wait(&p->done_cv, &p->lock);
+		read_waited(t0);
+	}
+}
+
 /* A read takes slot p's chunk: counted once (p's lock held); true the
  * first time (then chunk_moved, after the lock: it may trim the heaps). */
 static bool
@@ -582,14 +596,7 @@ prefetch_take(struct chunkfile *cf, uint32_t index, const char **out)
 	if (p == NULL)
 		return 0;
 	pthread_mutex_lock(&p->lock);
-	if (p->busy) {
-		/* Still being fetched: the reader waits for it. */
-		uint64_t t0 = clock_mono_ns();
-
-		while (p->busy)
-			pthread_cond_wait(&p->done_cv, &p->lock);
-		read_waited(t0);
-	}
+	prefetch_wait_locked(p);   /* still being fetched: the reader waits for it */
 	ok = p->ready;
 	rc = p->rc;
 	first = ok && prefetch_used_locked(p);
@@ -987,13 +994,7 @@ chunkfile_pin_wait(struct chunkfile_pin *pin, struct iovec *iov, unsigned *n_iov
 		struct prefetch *p = pin->slot[i];
 
 		pthread_mutex_lock(&p->lock);
-		if (p->busy) {
-			uint64_t t0 = clock_mono_ns();
-
-			while (p->busy)
-				pthread_cond_wait(&p->done_cv, &p->lock);
-			read_waited(t0);
-		}
+		prefetch_wait_locked(p);
 		if (p->ready) {
 			if (prefetch_used_locked(p))
 				moved += p->cs;

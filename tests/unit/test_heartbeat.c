@@ -182,6 +182,19 @@ test_heartbeat_an_arrival_is_answered_by_a_pulse_at_once(void **state)
 	node_down(&a);
 }
 
+/* Nodes a1, b2 and c3, b and c seeded with a, until each sees the other two. */
+static void
+three_up(struct node *a, struct node *b, struct node *c)
+{
+	node_up(a, 0xa1);
+	node_up(b, 0xb2);
+	node_up(c, 0xc3);
+	assert_int_equal(heartbeat_seed_add(b->net.hb, a->net.address), 0);
+	assert_int_equal(heartbeat_seed_add(c->net.hb, a->net.address), 0);
+	WAIT_FOR(heartbeat_alive_count(a->net.hb) == 2 && heartbeat_alive_count(b->net.hb) == 2 &&
+	    heartbeat_alive_count(c->net.hb) == 2);
+}
+
 static void
 test_heartbeat_silent_node_is_dead_after_timeout_and_back_when_pulses_resume(void **state)
 {
@@ -189,13 +202,7 @@ test_heartbeat_silent_node_is_dead_after_timeout_and_back_when_pulses_resume(voi
 	uint64_t t0, took;
 
 	(void)state;
-	node_up(&a, 0xa1);
-	node_up(&b, 0xb2);
-	node_up(&c, 0xc3);
-	assert_int_equal(heartbeat_seed_add(b.net.hb, a.net.address), 0);
-	assert_int_equal(heartbeat_seed_add(c.net.hb, a.net.address), 0);
-	WAIT_FOR(heartbeat_alive_count(a.net.hb) == 2 && heartbeat_alive_count(b.net.hb) == 2 &&
-	    heartbeat_alive_count(c.net.hb) == 2);
+	three_up(&a, &b, &c);
 
 	/* c stops pulsing; its fabric connections stay up (a paused process) */
 	heartbeat_stop(c.net.hb);
@@ -243,13 +250,7 @@ test_heartbeat_a_leaving_node_is_dead_at_once_and_back_as_an_arrival(void **stat
 	uint64_t t0, took;
 
 	(void)state;
-	node_up(&a, 0xa1);
-	node_up(&b, 0xb2);
-	node_up(&c, 0xc3);
-	assert_int_equal(heartbeat_seed_add(b.net.hb, a.net.address), 0);
-	assert_int_equal(heartbeat_seed_add(c.net.hb, a.net.address), 0);
-	WAIT_FOR(heartbeat_alive_count(a.net.hb) == 2 && heartbeat_alive_count(b.net.hb) == 2 &&
-	    heartbeat_alive_count(c.net.hb) == 2);
+	three_up(&a, &b, &c);
 
 	/* c stops cleanly: both others declare it dead well before the timeout */
 	heartbeat_leave(c.net.hb);          /* still running: not sent */

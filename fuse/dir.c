@@ -64,7 +64,13 @@ struct dir_handle {
 	size_t batch_n, batch_i;    /* batch[batch_i..batch_n) not yet sent */
 	uint64_t next_seq;          /* number of the next entry to send */
 	struct dir_pos *window;     /* DIR_WINDOW, by seq % DIR_WINDOW */
+	struct dir_handle *prev, *next;   /* open_dirs, under open_lock */
 };
+
+/* Every open directory handle: a session ended by a signal never releases
+ * the ones its kernel still had open (dir_release_all). */
+static pthread_mutex_t open_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct dir_handle *open_dirs;
 
 /* ---- fixed entries -------------------------------------------------------- */
 
@@ -478,6 +484,12 @@ dir_open(struct inode *ino, struct dir_handle **out)
 		return rc;
 	}
 	inode_hold(ino);
+	pthread_mutex_lock(&open_lock);
+	d->next = open_dirs;
+	if (open_dirs != NULL)
+		open_dirs->prev = d;
+	open_dirs = d;
+	pthread_mutex_unlock(&open_lock);
 	*out = d;
 	return 0;
 }
@@ -487,6 +499,14 @@ dir_release(struct dir_handle *d)
 {
 	struct inode *ino = d->dir;
 
+	pthread_mutex_lock(&open_lock);
+	if (d->prev != NULL)
+		d->prev->next = d->next;
+	else
+		open_dirs = d->next;
+	if (d->next != NULL)
+		d->next->prev = d->prev;
+	pthread_mutex_unlock(&open_lock);
 	/* A readdir may still be unlocking after its reply. */
 	pthread_mutex_lock(&d->lock);
 	pthread_mutex_unlock(&d->lock);
@@ -497,4 +517,19 @@ dir_release(struct dir_handle *d)
 	free(d->window);
 	free(d);
 	inode_put(ino);
+}
+
+void
+dir_release_all(void)
+{
+	for (;;) {
+		struct dir_handle *d;
+
+		pthread_mutex_lock(&open_lock);
+		d = open_dirs;
+		pthread_mutex_unlock(&open_lock);
+		if (d == NULL)
+			return;
+		dir_release(d);
+	}
 }

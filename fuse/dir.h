@@ -28,5 +28,8 @@ int dir_open(struct inode *ino, struct dir_handle **out);
  */
 int dir_read(fuse_req_t req, struct dir_handle *d, size_t size, off_t off, bool plus);
 void dir_release(struct dir_handle *d);
+/* At exit, the session over: releases the handles its kernel still held
+ * open (a session ended by a signal releases none). */
+void dir_release_all(void);
 
 #endif

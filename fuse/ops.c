@@ -648,8 +648,9 @@ ops_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
 	fi->fh = (uintptr_t)h;
 	fi->keep_cache = h->keep_cache;
 	fi->direct_io = h->direct_io;
-	if (fuse_reply_create(req, &e, fi) == -ENOENT) {
-		/* Interrupted: the kernel will neither release nor forget it. */
+	if (fuse_reply_create(req, &e, fi) != 0) {
+		/* Not delivered (interrupted, or the session ending): the
+		 * kernel will neither release nor forget it. */
 		handle_release(h);
 		inode_forget(ino, 1);
 	}
@@ -1056,8 +1057,8 @@ ops_open(fuse_req_t req, fuse_ino_t id, struct fuse_file_info *fi)
 	/* A read-only handle never has anything to store at close. */
 	fi->noflush = (fi->flags & O_ACCMODE) == O_RDONLY;
 	fi->fh = (uintptr_t)h;
-	if (fuse_reply_open(req, fi) == -ENOENT)
-		handle_release(h);  /* interrupted: no release will come */
+	if (fuse_reply_open(req, fi) != 0)
+		handle_release(h);  /* not delivered (interrupted, session ending): no release */
 	return;
 out:
 	reply_err(req, rc);
@@ -1145,8 +1146,8 @@ ops_opendir(fuse_req_t req, fuse_ino_t id, struct fuse_file_info *fi)
 		fi->keep_cache = 1;
 	}
 	fi->fh = (uintptr_t)d;
-	if (fuse_reply_open(req, fi) == -ENOENT)
-		dir_release(d);
+	if (fuse_reply_open(req, fi) != 0)
+		dir_release(d);   /* not delivered (interrupted, session ending): no release */
 	return;
 out:
 	reply_err(req, rc);

@@ -50,6 +50,7 @@
 
 #include "base/atomic.h"
 #include "base/log.h"
+#include "dir.h"
 #include "handle.h"
 #include "info.h"
 #include "inode.h"
@@ -703,8 +704,10 @@ out_signals:
 out_session:
 	fuse_session_destroy(se);
 out_node:
-	if (table)
+	if (table) {
+		dir_release_all();
 		inode_table_fini();
+	}
 	txn_node_network_set(node, NULL);
 	txn_network_stop(network);
 	node_close(node, true);

@@ -276,7 +276,9 @@ full)
 			nemesis_note "remove $PICK for good"
 			# a clean stop exits 0 (a sanitizer report would not)
 			cluster_down "$PICK"
-			check_eq "$PICK removed for good: recfsd's exit status" "$?" 0
+			rc=$?
+			check_eq "$PICK removed for good: recfsd's exit status" "$rc" 0
+			[ "$rc" -eq 0 ] || tail -n 40 "$(cluster_dir "$PICK")/daemon.out" | sed "s/^/# $PICK: /"
 			removed=$((removed + 1))
 			;;
 		esac

@@ -816,12 +816,6 @@ proxy_write_inline(struct txn_remote *rm, struct namespace *ns, const struct txn
 {
 	struct write_async *a;
 	struct partition_rsv r;
-	struct record_attr attr;
-	struct digest d;
-	uint32_t pid;
-	uint64_t to;
-	uint8_t *body;
-	size_t size;
 	unsigned others = 0;
 	bool same;
 	int rc;
@@ -832,10 +826,14 @@ proxy_write_inline(struct txn_remote *rm, struct namespace *ns, const struct txn
 		atomic_dec(&rm->writes_pending);
 		return RPC_DEFER;
 	}
-	memset(&attr, 0, sizeof(attr));
-	rc = txn_proxy_write_nowait(ns, q, &attr, &d, &pid, &to, &body, &size);
-	if (rc != 0)
+	/* the write's state from the start (no memory: a worker's write) */
+	a = calloc(1, sizeof(*a));
+	rc = a == NULL ? -EWOULDBLOCK :
+	    txn_proxy_write_nowait(ns, q, &a->attr, &a->d, &a->pid, &a->to, &a->body, &a->size);
+	if (rc != 0) {
 		atomic_dec(&rm->writes_pending);
+		free(a);
+	}
 	if (rc == -EWOULDBLOCK)
 		return RPC_DEFER;
 	STAT(rm, proxy_received);
@@ -843,42 +841,28 @@ proxy_write_inline(struct txn_remote *rm, struct namespace *ns, const struct txn
 		(void)txn_proxy_ans_encode(NULL, NULL, 0, reply->buf, reply->cap, &reply->len);
 		return rc;
 	}
-	a = calloc(1, sizeof(*a));
-	if (a == NULL) {
-		free(body);
-		atomic_dec(&rm->writes_pending);
-		txn_proxy_write_end(ns, &d, -EIO);
-		(void)txn_proxy_ans_encode(NULL, NULL, 0, reply->buf, reply->cap, &reply->len);
-		return -EIO;
-	}
 	a->rm = rm;
 	a->ns = ns;
 	a->pend = *reply->pending;
-	a->attr = attr;
-	a->d = d;
-	a->pid = pid;
-	a->to = to;
-	a->body = body;
-	a->size = size;
-	if (body == NULL) {
+	if (a->body == NULL) {
 		/* no other replica: done now */
 		write_async_finish(a, 0);
 		return RPC_PENDING;
 	}
 	/* the table may have changed since the store: the same one, still
 	 * naming this node master and that replica, or a worker's rounds */
-	partition_reserve(txn_namespace_of(ns)->partitions, pid, &r);
+	partition_reserve(txn_namespace_of(ns)->partitions, a->pid, &r);
 	a->key = r.cluster_key;
 	same = r.am_master && r.master != 0 && r.cluster_key != 0;
 	for (unsigned i = 0; i < r.n_replicas; i++)
 		if (r.replicas[i] != rm->self)
-			others += r.replicas[i] == to ? 1 : 2;
+			others += r.replicas[i] == a->to ? 1 : 2;
 	partition_release(&r);
 	if (!same || others != 1) {
 		write_async_to_worker(a, 0);
 		return RPC_PENDING;
 	}
-	rc = rpc_call_async(rm->rpc, to, RPC_OP_TXN_REPLICA, a->body, a->size,
+	rc = rpc_call_async(rm->rpc, a->to, RPC_OP_TXN_REPLICA, a->body, a->size,
 	    txn_remote_deadline_ms(rm), write_async_done, a);
 	if (rc == -EAGAIN) {
 		/* every call slot taken: a worker waits for one */

@@ -212,29 +212,26 @@ if command -v logrotate >/dev/null 2>&1; then
 else
 	note "no logrotate: the shipped snippet is not run"
 fi
-expect_ok "fusermount3 -u" fusermount3 -u "$MNT"
-i=0
-while kill -0 "$DAEMON_PID" 2>/dev/null && [ $i -lt 50 ]; do sleep 0.2; i=$((i + 1)); done
-if kill -0 "$DAEMON_PID" 2>/dev/null; then
-	bad "recfsd still running 10 s after fusermount3 -u"
-else
+# exited_after WHAT: recfsd ends within 10 s of WHAT, with exit status 0
+# (then it is no longer the harness's to stop); 1 if it is still running.
+exited_after() {
+	local i=0
+	while kill -0 "$DAEMON_PID" 2>/dev/null && [ $i -lt 50 ]; do sleep 0.2; i=$((i + 1)); done
+	if kill -0 "$DAEMON_PID" 2>/dev/null; then
+		bad "recfsd still running 10 s after $1"
+		return 1
+	fi
 	wait "$DAEMON_PID"
-	check_eq "recfsd exit status after fusermount3 -u" $? 0
+	check_eq "recfsd exit status after $1" $? 0
 	DAEMON_PID=
-fi
+}
+expect_ok "fusermount3 -u" fusermount3 -u "$MNT"
+exited_after "fusermount3 -u"
 # SIGTERM is a clean shutdown too
 start_daemon
 kill -TERM "$DAEMON_PID"
-i=0
-while kill -0 "$DAEMON_PID" 2>/dev/null && [ $i -lt 50 ]; do sleep 0.2; i=$((i + 1)); done
-if kill -0 "$DAEMON_PID" 2>/dev/null; then
-	bad "recfsd still running 10 s after SIGTERM"
-else
-	wait "$DAEMON_PID"
-	check_eq "recfsd exit status after SIGTERM" $? 0
-	DAEMON_PID=
+exited_after SIGTERM &&
 	check_true "SIGTERM unmounted" "$(grep -cF " $MNT fuse" /proc/self/mounts)" -eq 0
-fi
 # SIGTERM while a directory is open (an `ls` in progress): the session ends
 # without its release, recfsd releases the handle itself at exit (in a
 # sanitizer build a leak report would make the exit status 1)
@@ -244,15 +241,7 @@ if exec 9<"$MNT/test"; then
 	# where a leak check would find the handle)
 	for i in $(seq 1 32); do echo "$i" >"$MNT/test/f$i"; ls "$MNT/test" >/dev/null; done
 	kill -TERM "$DAEMON_PID"
-	i=0
-	while kill -0 "$DAEMON_PID" 2>/dev/null && [ $i -lt 50 ]; do sleep 0.2; i=$((i + 1)); done
-	if kill -0 "$DAEMON_PID" 2>/dev/null; then
-		bad "recfsd still running 10 s after SIGTERM with a directory open"
-	else
-		wait "$DAEMON_PID"
-		check_eq "recfsd exit status after SIGTERM with a directory open" $? 0
-		DAEMON_PID=
-	fi
+	exited_after "SIGTERM with a directory open"
 	exec 9<&-
 	timeout 10 fusermount3 -u -z "$MNT" 2>/dev/null || timeout 10 umount -l "$MNT" 2>/dev/null
 else

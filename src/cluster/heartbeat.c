@@ -484,8 +484,11 @@ tick(struct heartbeat *hb, bool deaths)
 	unsigned i, n_dead = 0, n_sent;
 
 	n_sent = pulse_all(hb, false);
-	now = clock_mono_ns();
 	pthread_mutex_lock(&hb->lock);
+	/* read under the lock: a pulse taken meanwhile (the fabric thread) is
+	 * not later than now - it was, and now - last_ns wrapped: a node that
+	 * had just arrived was declared departed at once (ASan, t_cluster_leave) */
+	now = clock_mono_ns();
 	hb->stats.pulses_sent += n_sent;
 	for (i = 0; deaths && i < hb->n_nodes; i++) {
 		struct hb_node *e = &hb->nodes[i];

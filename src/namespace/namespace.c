@@ -293,7 +293,8 @@ apply_flat(struct namespace *ns, const uint8_t *flat, uint32_t size, bool durabl
 			goto unlock;
 		}
 	}
-	rc = storage_write_flat(ns->storage, flat, size, &loc);
+	/* accepted above (decoded, CRC verified): stored without a second pass */
+	rc = storage_write_encoded(ns->storage, flat, size, &loc);
 	if (rc != 0)
 		goto unlock;
 	if (durable || ns->cfg->storage.commit_to_device) {

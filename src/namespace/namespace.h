@@ -270,8 +270,9 @@ int namespace_apply(struct namespace *ns, struct ns_apply *a);
  * index can hold): malformed bytes are
  * -EBADMSG and nothing is stored.  Under the record's lock, if it wins over
  * the stored version (NS_APPLY_IF_NEWER, record_version_cmp) it is stored
- * (storage_write_flat; made durable first when durable is set or the
- * namespace commits to device) and indexed: returns 1.  If the stored
+ * (storage_write_encoded: the bytes are not checked twice; made durable
+ * first when durable is set or the namespace commits to device) and
+ * indexed: returns 1.  If the stored
  * version is as new or newer nothing is written, apply_not_newer counts it,
  * and it returns 0.  Otherwise -EFBIG, -ENOSPC (also: no set id left),
  * -ENOMEM or -EIO, with nothing changed.

@@ -137,7 +137,8 @@ struct storage_ops {
 	int (*write)(struct storage *st, const struct record *r, uint32_t flat_size, storage_loc *loc);
 	/* The same for a record already encoded (flat, size bytes: its own
 	 * size field), stored as it is.  Call through storage_write_flat,
-	 * which validates the bytes first. */
+	 * which validates the bytes first, or storage_write_encoded for bytes
+	 * already validated or encoded by the caller. */
 	int (*write_flat)(struct storage *st, const uint8_t *flat, uint32_t size, storage_loc *loc);
 	/* Copy the flat record at loc into buf (storage_loc_size(loc) bytes),
 	 * verifying it: RECFS_ECHECKSUM / RECFS_EFORMAT / -EIO (logged with
@@ -230,6 +231,14 @@ static inline int storage_write(struct storage *st, const struct record *r, uint
  * nothing is written; otherwise as storage_write (-EFBIG, -ENOSPC, -EIO).
  */
 int storage_write_flat(struct storage *st, const uint8_t *flat, uint32_t size, storage_loc *loc);
+/*
+ * The same for bytes this process checked or made itself a moment ago:
+ * decoded by record_flat_accept (every field parsed, the CRC verified) or
+ * encoded by record_flat_encode, and not changed since.  Stored as they
+ * are, without a second decode and CRC pass over them (a 128 KiB record's
+ * CRC costs about as much as its copy).  Same returns as storage_write.
+ */
+int storage_write_encoded(struct storage *st, const uint8_t *flat, uint32_t size, storage_loc *loc);
 
 /*
  * Partition versions: one u64 per partition, kept durably in every device

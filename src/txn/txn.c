@@ -374,17 +374,35 @@ commit_record(struct namespace *ns, uint16_t set_id, struct index_entry *e, stru
 	rc = master_check(ns, r);
 	if (rc != 0)
 		return rc;
-	rc = storage_write(ns->storage, r, (uint32_t)size, &loc);
+	/* In a cluster at RF 2+, the replica message first: the record is
+	 * encoded once, into it, and stored from there (one CRC pass over a
+	 * large record instead of two).  Without memory for it the write
+	 * fails with nothing stored. */
+	uint8_t *body;
+	size_t body_size;
+
+	rc = replica_flat(ns, r, durable, &body, &body_size);
+	if (rc != 0)
+		return -EIO;
+	if (body != NULL && body_size >= size)
+		rc = storage_write_encoded(ns->storage, body + body_size - size, (uint32_t)size, &loc);
+	else if (body != NULL)
+		rc = -EIO;
+	else
+		rc = storage_write(ns->storage, r, (uint32_t)size, &loc);
 	if (rc == -ENOSPC)
 		COUNT(ns, fail_out_of_space);
-	if (rc != 0)
+	if (rc != 0) {
+		free(body);
 		return rc;
+	}
 	/* commit-to-device: every write (deletes and renames too) returns only
 	 * once durable; the engine groups concurrent syncs into one commit. */
 	if (durable || ns->cfg->storage.commit_to_device) {
 		rc = storage_sync(ns->storage, loc);
 		if (rc != 0) {
 			storage_free(ns->storage, loc);
+			free(body);
 			return rc;
 		}
 	}
@@ -394,6 +412,7 @@ commit_record(struct namespace *ns, uint16_t set_id, struct index_entry *e, stru
 	rc = namespace_apply(ns, &a);
 	if (rc < 0) {
 		storage_free(ns->storage, loc);
+		free(body);
 		return rc;
 	}
 	/* The record lock keeps the entry as it is (entry_extra). */
@@ -401,17 +420,12 @@ commit_record(struct namespace *ns, uint16_t set_id, struct index_entry *e, stru
 		attr_from_entry(ns, a.e, out);
 	/* Stored here: now on every other replica, or the caller gets EIO
 	 * (this copy stays: no rollback, as Aerospike). */
-	uint8_t *body;
-	size_t body_size;
-
-	rc = replica_flat(ns, r, durable, &body, &body_size);
-	if (rc == 0 && nw != NULL) {
+	if (nw != NULL) {
 		nw->body = body;
 		nw->size = body_size;
 		return 0;
 	}
-	if (rc == 0)
-		rc = replica_send(ns, digest_partition(&r->digest), body, body_size);
+	rc = replica_send(ns, digest_partition(&r->digest), body, body_size);
 	return rc != 0 ? -EIO : 0;
 }
 

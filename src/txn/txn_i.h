@@ -228,8 +228,9 @@ int txn_remote_proxy(struct txn_remote *rm, uint64_t master, const struct txn_ta
 /* The replica write of record version r (op RPC_OP_TXN_REPLICA's body: the
  * namespace, durable, r in the flat record format encoded in place, and id
  * when not NULL: the delete that stored it) in a malloc'd *body of *len
- * bytes.  0, -EFBIG (too big to send), -ENOMEM, or
- * the encoder's -EINVAL. */
+ * bytes.  The record is the last field: its encoding is the body's last
+ * record_flat_size(r) bytes (the master stores those).  0, -EFBIG (too
+ * big to send), -ENOMEM, or the encoder's -EINVAL. */
 int txn_remote_replica_msg(const struct namespace *ns, const struct record *r, bool durable,
     const struct txn_op_id *id, uint8_t **body, size_t *len);
 /* Master, record lock held: send a stored version's replica write (body,

@@ -8,7 +8,11 @@
  * device engine's layout.  A write reserves space in the stripe's current
  * wblock and encodes the record straight into RAM under the stripe lock;
  * encoding under the lock (a memcpy and a CRC) is cheaper than tracking
- * in-flight writers the way a device write buffer must.
+ * in-flight writers the way a device write buffer must.  A record that
+ * arrives encoded (replica writes, a master's replicated write, migration,
+ * defrag) is copied in with copy_to_cold: the write blocks fill in order
+ * over all of data-size, memory no cache holds, and a large record's
+ * ordinary copy would cost about twice its non-temporal one.
  *
  * Defragmentation: one thread per namespace pops wblocks whose live bytes
  * fell below defrag-lwm-pct, hands each record to the owner (which moves it
@@ -29,6 +33,7 @@
 
 #include "../base/atomic.h"
 #include "../base/clock.h"
+#include "../base/copy.h"
 #include "../base/error.h"
 #include "../base/log.h"
 #include "storage.h"
@@ -140,7 +145,7 @@ mem_store(struct storage *st, const struct digest *d, bool tombstone, const stru
 	if (r != NULL)
 		n = record_flat_encode(r, stripe_addr(m, s, (uint64_t)off), size);
 	else
-		memcpy(stripe_addr(m, s, (uint64_t)off), flat, size);
+		copy_to_cold(stripe_addr(m, s, (uint64_t)off), flat, size);
 	pthread_mutex_unlock(&s->wt.lock);
 	if (n < 0) {
 		/* The space stays reserved but holds no live record. */
@@ -258,7 +263,7 @@ mem_defrag_copy(struct storage *st, const uint8_t *flat, uint32_t size, storage_
 	pthread_mutex_lock(&s->wt.lock);
 	off = stripe_reserve_locked(m, s, size, true, WBLOCK_FOR_DEFRAG);
 	if (off >= 0)
-		memcpy(stripe_addr(m, s, (uint64_t)off), flat, size);
+		copy_to_cold(stripe_addr(m, s, (uint64_t)off), flat, size);
 	pthread_mutex_unlock(&s->wt.lock);
 	if (off < 0)
 		return (int)off;

@@ -1,7 +1,8 @@
 /*
  * test_memory.c - the memory engine through the storage interface:
  * writes and reads, space accounting, ENOSPC with the defrag reserve, and
- * defragmentation moving only the records the owner still points at.
+ * defragmentation moving only the records the owner still points at;
+ * copy_to_cold, which copies records that arrive encoded into RAM.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -11,9 +12,11 @@
 #include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "base/copy.h"
 #include "base/digest.h"
 #include "storage/storage.h"
 
@@ -265,6 +268,39 @@ test_memory_record_over_max_size_is_efbig(void **state)
 	storage_close(st, false);
 }
 
+/* copy_to_cold copies exactly n bytes, whatever the alignment of either
+ * side and the partial lines at the ends, below and above COPY_COLD_MIN,
+ * and writes nothing past dst + n. */
+static void
+test_copy_to_cold_copies_exactly(void **state)
+{
+	(void)state;
+	size_t cap = 3 * COPY_COLD_MIN + 256;
+	uint8_t *src = malloc(cap), *dst = malloc(cap + 128);
+	const size_t sizes[] = { 0, 1, 63, 64, 1000, COPY_COLD_MIN - 1, COPY_COLD_MIN,
+		COPY_COLD_MIN + 1, 2 * COPY_COLD_MIN + 77, 3 * COPY_COLD_MIN };
+
+	assert_non_null(src);
+	assert_non_null(dst);
+	for (size_t i = 0; i < cap; i++)
+		src[i] = (uint8_t)(i * 131 + 7);
+	for (size_t k = 0; k < sizeof(sizes) / sizeof(sizes[0]); k++)
+		for (size_t doff = 0; doff < 64; doff += 13)
+			for (size_t soff = 0; soff < 64; soff += 29) {
+				size_t n = sizes[k];
+
+				memset(dst, 0xa5, cap + 128);
+				copy_to_cold(dst + doff, src + soff, n);
+				assert_memory_equal(dst + doff, src + soff, n);
+				for (size_t j = 0; j < doff; j++)
+					assert_int_equal(dst[j], 0xa5);
+				for (size_t j = doff + n; j < cap + 128; j++)
+					assert_int_equal(dst[j], 0xa5);
+			}
+	free(src);
+	free(dst);
+}
+
 int
 main(void)
 {
@@ -272,6 +308,7 @@ main(void)
 		cmocka_unit_test(test_memory_defrag_moves_only_live_records),
 		cmocka_unit_test(test_memory_full_gives_enospc_and_frees_recover),
 		cmocka_unit_test(test_memory_record_over_max_size_is_efbig),
+		cmocka_unit_test(test_copy_to_cold_copies_exactly),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

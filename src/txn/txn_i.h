@@ -257,7 +257,8 @@ int txn_proxy_serve(struct namespace *ns, const struct txn_proxy_req *q, struct 
     struct txn_record *rec);
 /* txn.c, on an rpc worker: apply a replica write: 1 applied, 0 kept the
  * stored newer or equal version, TXN_ENOTMASTER (not a replica of its
- * partition), -errno. */
+ * partition), -errno.  id (NULL: none): the proxied write or delete that
+ * stored it, noted on 0 and 1 (txn.c, "Operations routed again"). */
 int txn_replica_apply(struct namespace *ns, const uint8_t *flat, uint32_t size, bool durable,
     const struct txn_op_id *id);
 /*

@@ -42,7 +42,11 @@
  *     are refused and counted, others that do not decode or name no
  *     namespace here refused;
  *   - a final master's takeover notice to a member that cannot take it at
- *     once is sent again until it does (three nodes).
+ *     once is sent again until it does (three nodes);
+ *   - a delete, a create-only write or a write whose master ran it and went
+ *     down before answering, routed again to the new master, is not run
+ *     again there and answers 0 (retries_applied_before); replica writes
+ *     with a malformed operation id are refused.
  */
 #include <stdarg.h>
 #include <stddef.h>

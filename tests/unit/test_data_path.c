@@ -2251,6 +2251,61 @@ test_write_routed_again_after_its_master_went_down(void **state)
 	write_routed_again(false, false, true);
 }
 
+/*
+ * The table of recent operations keeps the last 4 operations of one record
+ * (writers of one name through several nodes): an attempt routed again of
+ * any of them answers 0 without running again, and one that 4 later ones
+ * pushed out runs again (the limit docs/cluster.md, Proxy, states).  One
+ * node alone, served as a master serves a proxied write (txn_proxy_serve).
+ */
+static void
+test_recent_operations_keep_the_last_four_of_a_record(void **state)
+{
+	struct recfs_config cfg;
+	struct node *node;
+	struct namespace *ns;
+	struct record_attr a;
+	struct txn_record rec;
+	uint64_t v[STAT_NS_COUNT], r0;
+	char err[256];
+	struct txn_proxy_req q = { .kind = TXN_PROXY_WRITE, .ns = "test", .ns_len = 4,
+	    .k = key_of("hot"), .has_write = true,
+	    .w = { .set_file = true, .file_data = "x", .file_len = 1 } };
+
+	(void)state;
+	assert_int_equal(config_load_string(&cfg, "namespaces:\n  - name: test\n"
+	    "    storage-engine:\n      type: memory\n      data-size: 16M\n"
+	    "      write-block-size: 128K\n", "test", err, sizeof(err)), 0);
+	assert_int_equal(node_open(&node, &cfg), 0);
+	txn_node_id_set(node, 0xab1);   /* alone: it masters every partition */
+	ns = node_namespace_find(node, "test", 4);
+	assert_non_null(ns);
+	memset(&rec, 0, sizeof(rec));
+	record_init(&rec.rec);
+	for (uint64_t i = 1; i <= 5; i++) {
+		q.id = (struct txn_op_id){ .node = 0xabc, .seq = i };
+		assert_int_equal(txn_proxy_serve(ns, &q, &a, &rec), 0);
+		assert_int_equal(a.generation, i);
+	}
+	txn_namespace_values(ns, v);
+	r0 = v[STAT_NS_retries_applied_before];
+	q.retry = true;
+	for (uint64_t i = 5; i >= 2; i--) {
+		q.id.seq = i;
+		assert_int_equal(txn_proxy_serve(ns, &q, &a, &rec), 0);
+		assert_int_equal(a.generation, 5);
+	}
+	txn_namespace_values(ns, v);
+	assert_int_equal(v[STAT_NS_retries_applied_before], r0 + 4);
+	q.id.seq = 1;      /* pushed out by 2..5: runs again */
+	assert_int_equal(txn_proxy_serve(ns, &q, &a, &rec), 0);
+	assert_int_equal(a.generation, 6);
+	txn_namespace_values(ns, v);
+	assert_int_equal(v[STAT_NS_retries_applied_before], r0 + 4);
+	node_close(node, false);
+	config_free(&cfg);
+}
+
 int
 main(void)
 {
@@ -2276,6 +2331,7 @@ main(void)
 		cmocka_unit_test(test_delete_routed_again_after_its_master_went_down),
 		cmocka_unit_test(test_create_routed_again_after_its_master_went_down),
 		cmocka_unit_test(test_write_routed_again_after_its_master_went_down),
+		cmocka_unit_test(test_recent_operations_keep_the_last_four_of_a_record),
 	};
 
 	signal(SIGPIPE, SIG_IGN);

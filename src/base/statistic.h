@@ -91,7 +91,7 @@
 	X(dup_res_failed, COUNTER, "operations", 0, \
 	    "Duplicate resolutions that failed: a holder that is a member did not answer within transaction-max-ms, or the copy could not be stored; the operation failed with EIO.") \
 	X(retries_applied_before, COUNTER, "operations", 0, \
-	    "Writes and deletes routed again after their master went down before answering, that this node (the new master) knew its first attempt had applied: answered as that attempt (0), not applied again (docs/cluster.md, Proxy).") \
+	    "Writes, deletes and renames routed again after their master went down before answering, that this node (the new master) knew their first attempt had applied: answered as that attempt (0), not applied again (docs/cluster.md, Proxy).") \
 	X(chunk_reads, COUNTER, "chunks", 0, \
 	    "Chunk records of large files read (each serves up to file-chunk-size bytes of reads).") \
 	X(chunk_writes, COUNTER, "chunks", 0, \

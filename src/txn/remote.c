@@ -159,7 +159,8 @@ txn_remote_proxy(struct txn_remote *rm, uint64_t master, const struct txn_target
 		q.has_write = true;
 		q.w = *op->w;
 	}
-	if (op->kind == TXN_OP_WRITE || op->kind == TXN_OP_DELETE) {
+	if (op->kind == TXN_OP_WRITE || op->kind == TXN_OP_DELETE || op->kind == TXN_OP_RENAME ||
+	    op->kind == TXN_OP_RENAME_IN) {
 		q.id = op->id;
 		q.retry = op->retry && op->id.seq != 0;
 	}

@@ -260,15 +260,16 @@ replica_flat(struct namespace *ns, const struct record *r, bool durable,
 }
 
 /*
- * Operations routed again.  A write or delete proxied to a master that
- * runs it, replicates it and goes down before its answer arrives is routed
- * again (dispatch) to the new master - a former replica, which holds that
- * version: run again, a create-only write would answer EEXIST (the
- * caller's own create failing as if someone else had made the file), a
- * delete ENOENT, any other write would be applied twice (a second
- * generation and last-update time for one operation).  So a proxied write
- * or delete carries an id (struct txn_op_id) to its master and on in its
- * replica writes; master and replicas note (digest, id) in a small fixed
+ * Operations routed again.  A write, delete or rename proxied to a master
+ * that runs it, replicates it and goes down before its answer arrives is
+ * routed again (dispatch) to the new master - a former replica, which
+ * holds that version: run again, a create-only write would answer EEXIST
+ * (the caller's own create failing as if someone else had made the file),
+ * a delete or rename ENOENT, a rename-in with RENAME_NOREPLACE EEXIST,
+ * any other write would be applied twice (a second generation and
+ * last-update time for one operation).  So a proxied write, delete or
+ * rename carries an id (struct txn_op_id) to its master and on in its
+ * replica writes (a rename: of both names); master and replicas note (digest, id) in a small fixed
  * table (txn_namespace.recent) as they apply it, and an attempt marked as
  * routed again whose id the table holds for its digest is not run again:
  * it answers 0, as its first attempt did (a write: the record's
@@ -1175,7 +1176,8 @@ victim_drop(struct namespace *ns, const struct txn_key *k, struct txn_chunk_map 
  */
 static int
 commit_renamed(const struct txn_target *tt, uint16_t tset, struct index_entry *te,
-    struct record *r, uint64_t from_lut, uint64_t ino, int64_t atime, struct txn_chunk_map *victim)
+    struct record *r, uint64_t from_lut, uint64_t ino, int64_t atime, const struct txn_op_id *id,
+    struct txn_chunk_map *victim)
 {
 	struct namespace *ns = tt->ns;
 	const struct txn_key *to = &tt->k;
@@ -1207,7 +1209,7 @@ commit_renamed(const struct txn_target *tt, uint16_t tset, struct index_entry *t
 	r->meta.ino = ino;
 	r->meta.atime_ns = atime;
 	namespace_entry_info(ns, r, &ci);
-	rc = commit_record(ns, tset, te, r, &ci, false, NULL, NULL, NULL);
+	rc = commit_record(ns, tset, te, r, &ci, false, id, NULL, NULL);
 	if (rc == 0 && !record_key_is_internal(r->key, r->key_len))
 		set_times_touch(&ns->sets.sets[tset], r->last_update_ms);
 	return rc;
@@ -1218,10 +1220,11 @@ commit_renamed(const struct txn_target *tt, uint16_t tset, struct index_entry *t
  * the new name's master: src (the record as the old name's master read it;
  * its digest is the old name's) becomes the record of tt.  As
  * rename_record's checks: stop-writes, a null-set name that is a set,
- * TXN_RENAME_NOREPLACE.
+ * TXN_RENAME_NOREPLACE.  id, retry: the operation's (see recent_bucket).
  */
 static int
-rename_in(const struct txn_target *tt, const struct txn_record *src, unsigned flags)
+rename_in(const struct txn_target *tt, const struct txn_record *src, unsigned flags,
+    const struct txn_op_id *id, bool retry)
 {
 	struct namespace *ns = tt->ns;
 	struct index_entry *te;
@@ -1230,6 +1233,10 @@ rename_in(const struct txn_target *tt, const struct txn_record *src, unsigned fl
 	uint16_t tset;
 	int rc;
 
+	/* Routed again after its master went down, and its first attempt
+	 * stored it here: done (see recent_bucket). */
+	if (recent_op_known(ns, &tt->digest, id, retry))
+		return 0;
 	if (stop_writes(ns)) {
 		COUNT(ns, fail_stop_writes);
 		return -ENOSPC;
@@ -1252,7 +1259,7 @@ rename_in(const struct txn_target *tt, const struct txn_record *src, unsigned fl
 	} else {
 		/* The number the old name showed (txn_read's attributes). */
 		rc = commit_renamed(tt, tset, te, &r, src->attr.last_update_ms, src->attr.ino,
-		    src->attr.atime_ns, &victim);
+		    src->attr.atime_ns, id, &victim);
 	}
 	index_record_unlock(ns->index, &tt->digest);
 	if (rc == 0)
@@ -1263,8 +1270,10 @@ rename_in(const struct txn_target *tt, const struct txn_record *src, unsigned fl
 	return rc;
 }
 
+/* id, retry: the operation's (see recent_bucket). */
 static int
-rename_record(const struct txn_target *tf, const struct txn_target *tt, unsigned flags)
+rename_record(const struct txn_target *tf, const struct txn_target *tt, unsigned flags,
+    const struct txn_op_id *id, bool retry)
 {
 	struct namespace *ns = tf->ns;
 	const struct txn_key *from = &tf->k, *to = &tt->k;
@@ -1278,6 +1287,11 @@ rename_record(const struct txn_target *tf, const struct txn_target *tt, unsigned
 	bool moved = false;
 	int rc;
 
+	/* Routed again after its master went down, and its first attempt
+	 * deleted the old name here, after storing the new one: done (see
+	 * recent_bucket). */
+	if (recent_op_known(ns, &fd, id, retry))
+		return 0;
 	record_init(&r);
 	rc = target_set(tf, false, &fset);
 	if (rc != 0)
@@ -1323,10 +1337,10 @@ rename_record(const struct txn_target *tf, const struct txn_target *tt, unsigned
 	if (moved)
 		txn_chunk_move_begin(txn_namespace_of(ns));
 	entry_extra(ns, fe, &ino, &atime);
-	rc = commit_renamed(tt, tset, te, &r, fe->last_update_ms, ino, atime, &victim);
+	rc = commit_renamed(tt, tset, te, &r, fe->last_update_ms, ino, atime, id, &victim);
 	if (rc != 0)
 		goto out;
-	rc = delete_entry(ns, fe, from->set, (uint8_t)from->set_len, NULL);
+	rc = delete_entry(ns, fe, from->set, (uint8_t)from->set_len, id);
 	if (rc != 0)
 		log_error("txn", "{%s} rename: old name left behind: %s", ns->name, recfs_strerror(rc));
 out:
@@ -2217,7 +2231,7 @@ run_local(const struct txn_target *t, const struct txn_op *op)
 	case TXN_OP_DELETE:
 		return delete_record(t, op);
 	case TXN_OP_RENAME:
-		return rename_record(t, op->to, op->flags);
+		return rename_record(t, op->to, op->flags, op_id_of(&op->id), op->retry);
 	case TXN_OP_SYNC:
 		return sync_record(t);
 	case TXN_OP_SET_CREATE:
@@ -2229,7 +2243,7 @@ run_local(const struct txn_target *t, const struct txn_op *op)
 	case TXN_OP_RECLAIM:
 		return reclaim_local(t, op->set_id, op->now, op->evict_below);
 	case TXN_OP_RENAME_IN:
-		return rename_in(t, op->rec, op->flags);
+		return rename_in(t, op->rec, op->flags, op_id_of(&op->id), op->retry);
 	}
 	return -EINVAL;
 }
@@ -2475,9 +2489,10 @@ dispatch(const struct txn_target *t, const struct txn_op *op_in)
 			sets_used_flush(t->ns);
 			break;
 		case TXN_ROUTE_REMOTE:
-			/* A write's or delete's id once it leaves this node, the
-			 * same in every later attempt (see recent_bucket). */
-			if ((o.kind == TXN_OP_WRITE || o.kind == TXN_OP_DELETE) && o.id.seq == 0)
+			/* A write's, delete's or rename's id once it leaves this
+			 * node, the same in every later attempt (see recent_bucket). */
+			if ((o.kind == TXN_OP_WRITE || o.kind == TXN_OP_DELETE || o.kind == TXN_OP_RENAME ||
+			    o.kind == TXN_OP_RENAME_IN) && o.id.seq == 0)
 				o.id = op_id_new(rm);
 			/* Expiry and eviction are the master's to do: not an error. */
 			rc = op->kind == TXN_OP_RECLAIM ? 0 : txn_remote_proxy(rm, rsv.master, t, op);

@@ -87,8 +87,8 @@ struct txn_namespace {
 	 * trusted), and the file ids whose chunks an unlinked file's open
 	 * handles still read (hold_lock; one entry per hold). */
 	/* Operations routed again (txn.c): per bucket (picked by digest) the
-	 * last writes and deletes with an id this node applied, as master or
-	 * replica; calloc'd at open (pages touched only as they come). */
+	 * last writes, deletes and renames with an id this node applied, as
+	 * master or replica; calloc'd at open (pages touched only as they come). */
 	pthread_mutex_t recent_lock;
 	struct txn_recent_op *recent;        /* TXN_RECENT_OPS entries */
 
@@ -201,7 +201,8 @@ enum txn_op_kind {
 
 struct txn_op {
 	enum txn_op_kind kind;
-	struct txn_op_id id;             /* write, delete, once proxied: see struct txn_op_id */
+	struct txn_op_id id;             /* write, delete, rename, rename-in, once proxied:
+	                                  * see struct txn_op_id */
 	bool retry;                      /* an attempt after one whose master went down */
 	const struct txn_target *to;     /* rename: the new name */
 	const struct txn_write *w;       /* write, set create, set update */
@@ -257,7 +258,7 @@ int txn_proxy_serve(struct namespace *ns, const struct txn_proxy_req *q, struct 
     struct txn_record *rec);
 /* txn.c, on an rpc worker: apply a replica write: 1 applied, 0 kept the
  * stored newer or equal version, TXN_ENOTMASTER (not a replica of its
- * partition), -errno.  id (NULL: none): the proxied write or delete that
+ * partition), -errno.  id (NULL: none): the proxied operation that
  * stored it, noted on 0 and 1 (txn.c, "Operations routed again"). */
 int txn_replica_apply(struct namespace *ns, const uint8_t *flat, uint32_t size, bool durable,
     const struct txn_op_id *id);

@@ -69,8 +69,10 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		fuzz_assert(q.has_write == (q.kind == TXN_PROXY_WRITE));
 		if (q.has_write && q.w.set_file)
 			fuzz_assert(inside(q.w.file_data, q.w.file_len, data, size));
-		/* an operation id on a write or delete only; a retry mark only with one */
-		fuzz_assert(q.id.seq == 0 || q.kind == TXN_PROXY_WRITE || q.kind == TXN_PROXY_DELETE);
+		/* an operation id on a write, delete or rename only; a retry mark
+		 * only with one */
+		fuzz_assert(q.id.seq == 0 || q.kind == TXN_PROXY_WRITE || q.kind == TXN_PROXY_DELETE ||
+		    q.kind == TXN_PROXY_RENAME || q.kind == TXN_PROXY_RENAME_IN);
 		fuzz_assert(!q.retry || q.id.seq != 0);
 		for (size_t i = 0; i < q.w.n_bins; i++) {
 			fuzz_assert(q.w.bins[i].name_len >= 1 && q.w.bins[i].name_len <= RECORD_BIN_NAME_MAX);
@@ -122,8 +124,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 }
 
 /* Requests of every kind (0..6), a write with every field and bins and an
- * operation id marked as routed again, a delete with an id, answers (7, 9,
- * 10). */
+ * operation id marked as routed again, a delete and a rename with an id,
+ * answers (7, 9, 10). */
 size_t
 fuzz_seed(unsigned i, uint8_t *buf, size_t cap)
 {
@@ -162,7 +164,7 @@ fuzz_seed(unsigned i, uint8_t *buf, size_t cap)
 			q.id = (struct txn_op_id){ .node = 0xa1, .seq = 1ull << 40 };
 			q.retry = true;
 		}
-		if (q.kind == TXN_PROXY_DELETE)
+		if (q.kind == TXN_PROXY_DELETE || q.kind == TXN_PROXY_RENAME)
 			q.id = (struct txn_op_id){ .node = 0xb2, .seq = 5 };
 		if (txn_proxy_req_encode(&q, &enc, &len) != 0 || len > cap)
 			return 0;

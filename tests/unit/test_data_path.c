@@ -43,10 +43,11 @@
  *     namespace here refused;
  *   - a final master's takeover notice to a member that cannot take it at
  *     once is sent again until it does (three nodes);
- *   - a delete, a create-only write or a write whose master ran it and went
- *     down before answering, routed again to the new master, is not run
- *     again there and answers 0 (retries_applied_before); replica writes
- *     with a malformed operation id are refused.
+ *   - a delete, a create-only write, a write or a rename whose master ran
+ *     it and went down before answering, routed again to the new master,
+ *     is not run again there and answers 0 (retries_applied_before); the
+ *     table keeps the last 4 operations of a record; replica writes with a
+ *     malformed operation id are refused.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -2251,6 +2252,79 @@ test_write_routed_again_after_its_master_went_down(void **state)
 	write_routed_again(false, false, true);
 }
 
+/* The first name p<i>, from i0 on, whose partition t masters (want_master) or not. */
+static unsigned
+name_mastered_from(struct tnode *t, bool want_master, unsigned i0, char *out, size_t cap)
+{
+	for (unsigned i = i0;; i++) {
+		struct txn_partition p;
+		struct digest d;
+
+		snprintf(out, cap, "p%u", i);
+		digest_compute(&d, NULL, 0, out, strlen(out));
+		assert_int_equal(txn_partition_get(t->ns, digest_partition(&d), &p), 0);
+		if (p.am_master == want_master)
+			return i;
+	}
+}
+
+/*
+ * A rename whose master ran it and went down before answering, routed
+ * again to the new master (the former replica, holding the new name and
+ * the old one's tombstone), answers 0: `mv` does not fail with ENOENT as
+ * if the file had gone, and the new name is written once (generation 1).
+ * Across masters (the old name's master c, the new one's d: the new name's
+ * write, "rename-in", is what goes to d) a rename with RENAME_NOREPLACE
+ * whose rename-in is routed again does not fail with EEXIST over its own
+ * first attempt.  Two nodes, c the caller.
+ */
+static void
+test_rename_routed_again_after_its_master_went_down(void **state)
+{
+	struct tnode c, d;
+	uint16_t pc = free_port(), pd = free_port();
+	char from[16], to[16], content[64];
+	struct txn_key kf, kt;
+	struct record_attr a;
+	uint64_t r0, lut;
+	uint16_t gen;
+	unsigned i;
+
+	(void)state;
+	for (int across = 0; across < 2; across++) {
+		while (pd == pc)
+			pd = free_port();
+		memset(&c, 0, sizeof(c));
+		memset(&d, 0, sizeof(d));
+		tnode_up(&c, 0xca, pc, pd);
+		tnode_up(&d, 0xdb, pd, pc);
+		wait_pair(&c, &d);
+		wait_tables(&c, &d);
+		settled_pair(&c, &d);
+		/* d masters the new name; the old one too, or c */
+		i = name_mastered_from(&c, across != 0, 0, from, sizeof(from));
+		name_mastered_from(&c, false, i + 1, to, sizeof(to));
+		kf = key_of(from);
+		kt = key_of(to);
+		assert_int_equal(put(&c, from, "renamed once"), 0);
+		r0 = ns_value(&c, STAT_NS_retries_applied_before);
+		lose_next_answer(across ? TXN_OP_RENAME_IN : TXN_OP_RENAME, &c, &d, NULL, NULL);
+		assert_int_equal(txn_rename(c.ns, &kf, &kt, across ? TXN_RENAME_NOREPLACE : 0), 0);
+		atomic_store_relaxed(&txn_proxy_result_test_hook, NULL);
+		assert_int_equal(lost_answers, 1);
+		assert_int_equal(lost_rc, 0);
+		assert_int_equal(ns_value(&c, STAT_NS_retries_applied_before), r0 + 1);
+		assert_int_equal(txn_stat(c.ns, &kf, &a), -ENOENT);
+		own_version(&c, to, &gen, &lut, content, sizeof(content));
+		assert_int_equal(gen, 1);
+		assert_string_equal(content, "renamed once");
+		tnode_down(&c);
+		tnode_down(&d);
+		pc = free_port();
+		pd = free_port();
+	}
+}
+
 /*
  * The table of recent operations keeps the last 4 operations of one record
  * (writers of one name through several nodes): an attempt routed again of
@@ -2331,6 +2405,7 @@ main(void)
 		cmocka_unit_test(test_delete_routed_again_after_its_master_went_down),
 		cmocka_unit_test(test_create_routed_again_after_its_master_went_down),
 		cmocka_unit_test(test_write_routed_again_after_its_master_went_down),
+		cmocka_unit_test(test_rename_routed_again_after_its_master_went_down),
 		cmocka_unit_test(test_recent_operations_keep_the_last_four_of_a_record),
 	};
 

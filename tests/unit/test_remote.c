@@ -218,6 +218,21 @@ test_proxy_request_roundtrip(void **state)
 		free(whole);
 		free(head);
 	}
+	/* and a rename's */
+	{
+		struct txn_proxy_req rn = { .kind = TXN_PROXY_RENAME, .ns = "ns", .ns_len = 2,
+		    .k = { .key = "old", .key_len = 3 }, .has_to = true,
+		    .to = { .key = "new", .key_len = 3 }, .id = { .node = 7, .seq = 8 }, .retry = true };
+
+		assert_int_equal(txn_proxy_req_encode(&rn, &buf, &len), 0);
+		assert_int_equal(txn_proxy_req_decode(buf, len, &d), 0);
+		assert_int_equal(d.kind, TXN_PROXY_RENAME);
+		assert_int_equal(d.id.node, 7);
+		assert_int_equal(d.id.seq, 8);
+		assert_true(d.retry);
+		txn_proxy_req_release(&d);
+		free(buf);
+	}
 	for (uint32_t k = TXN_PROXY_STAT; k <= TXN_PROXY_DUPRES; k++) {
 		struct txn_proxy_req s = { .kind = k, .ns = "n", .ns_len = 1,
 		    .k = { .key = "k", .key_len = 1 } };
@@ -336,6 +351,8 @@ test_proxy_request_malformed(void **state)
 		mb[2 + 7 + 3] = TXN_PROXY_STAT;      /* an id on a stat */
 		assert_int_equal(txn_proxy_req_decode(mb, w.len, &d), -EBADMSG);
 		mb[2 + 7 + 3] = TXN_PROXY_READ;      /* on a read */
+		assert_int_equal(txn_proxy_req_decode(mb, w.len, &d), -EBADMSG);
+		mb[2 + 7 + 3] = TXN_PROXY_SYNC;      /* on a sync */
 		assert_int_equal(txn_proxy_req_decode(mb, w.len, &d), -EBADMSG);
 		mb[2 + 7 + 3] = TXN_PROXY_DELETE;
 		fabric_msg_put_u32(&w, TXN_PF_RETRY, 2);

@@ -1722,10 +1722,12 @@ handle_orphan_commit_locked(struct inode *ino)
  * list wakes it only when it is due before the thread means to look
  * (wake_at), so a stream of files written and closed within flush-max-ms
  * costs no wake-up per file: the first one's wakes it once, and the
- * records closed meanwhile leave the list at its next look (each held, so
- * at most the records made dirty within one flush-max-ms stay in memory
- * that long after their close).
+ * records closed meanwhile leave the list at its next look.  Each listed
+ * record is held, so the list also gets a look once it is FLUSH_LOOK_LEN
+ * long, or twice as long as the last look left it (amortized: one inode
+ * lock per record listed), which bounds what closed files keep in memory.
  */
+#define FLUSH_LOOK_LEN 1024
 static struct {
 	pthread_mutex_t lock;         /* a leaf: taken under inode locks */
 	pthread_cond_t cond;          /* CLOCK_MONOTONIC */
@@ -1733,10 +1735,13 @@ static struct {
 	int64_t list_due;             /* earliest due time on list (wall ns); INT64_MAX: none */
 	int64_t wake_at;              /* the thread sleeps until then (INT64_MAX: until
 	                               * woken); 0 while it runs or has been woken */
+	size_t n_listed;              /* records on list */
+	size_t look_len;              /* a look is due when n_listed reaches it */
 	bool stop;
 	bool started;
 	pthread_t thread;
-} flusher = { .lock = PTHREAD_MUTEX_INITIALIZER, .list_due = INT64_MAX };
+} flusher = { .lock = PTHREAD_MUTEX_INITIALIZER, .list_due = INT64_MAX,
+	.look_len = FLUSH_LOOK_LEN };
 
 /* ino (held) onto the list, due at wall-clock time due.  flusher.lock held. */
 static void
@@ -1744,10 +1749,13 @@ flusher_push_locked(struct inode *ino, int64_t due)
 {
 	ino->flush_next = flusher.list;
 	flusher.list = ino;
+	flusher.n_listed++;
 	if (due < flusher.list_due)
 		flusher.list_due = due;
-	/* only a thread that sleeps past this record's time is woken */
-	if (flusher.started && due < flusher.wake_at) {
+	/* only a thread that sleeps past this record's time, or a list
+	 * grown to its look length, wakes it */
+	if (flusher.started && flusher.wake_at != 0 &&
+	    (due < flusher.wake_at || flusher.n_listed >= flusher.look_len)) {
 		flusher.wake_at = 0;
 		pthread_cond_signal(&flusher.cond);
 	}
@@ -1843,7 +1851,7 @@ flush_main(void *arg)
 			flusher.wake_at = 0;
 			continue;
 		}
-		if (flusher.list_due > now) {
+		if (flusher.list_due > now && flusher.n_listed < flusher.look_len) {
 			/* Sleep until the first is due (one due earlier wakes us). */
 			wait_ns = flusher.list_due - now;
 			if (wait_ns < 10000000)
@@ -1858,6 +1866,7 @@ flush_main(void *arg)
 		}
 		flusher.list = NULL;
 		flusher.list_due = INT64_MAX;
+		flusher.n_listed = 0;
 		pthread_mutex_unlock(&flusher.lock);
 		/* each one goes back on the list (flusher_push_locked) if not done */
 		for (; take != NULL; take = next) {
@@ -1865,6 +1874,8 @@ flush_main(void *arg)
 			(void)flush_due_one(take);
 		}
 		pthread_mutex_lock(&flusher.lock);
+		flusher.look_len = flusher.n_listed * 2 > FLUSH_LOOK_LEN ? flusher.n_listed * 2 :
+		    FLUSH_LOOK_LEN;
 	}
 	pthread_mutex_unlock(&flusher.lock);
 	return NULL;
@@ -1916,6 +1927,7 @@ handle_timer_stop(void)
 	ino = flusher.list;
 	flusher.list = NULL;
 	flusher.list_due = INT64_MAX;
+	flusher.n_listed = 0;
 	pthread_mutex_unlock(&flusher.lock);
 	for (; ino != NULL; ino = next) {
 		next = ino->flush_next;

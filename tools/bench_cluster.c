@@ -536,7 +536,8 @@ cl_place_add(struct bench_daemon *a, const char *prefix, unsigned threads, unsig
 /* Plain loopback TCP between the rounds: round trips and a short stream,
  * the figures the bound is made of. */
 static int
-cl_tcp_slice(struct bench_ctx *ctx, struct bench_worker *rtt, struct bench_worker *stream, char *err)
+cl_tcp_slice(struct bench_ctx *ctx, struct bench_worker *rtt, struct bench_worker *stream,
+    char *err)
 {
 	int rc = bench_tcp_rtt(ctx->opt.quick ? 0.02 : 0.05, rtt);
 
@@ -548,8 +549,9 @@ cl_tcp_slice(struct bench_ctx *ctx, struct bench_worker *rtt, struct bench_worke
 	return 0;
 }
 
-/* The smaller of a histogram's p50 and mean, microseconds: a floor of the
- * mean (Little's law is about means; the p50 is the brief's figure). */
+/* The smaller of a histogram's p50 and mean, microseconds: never above the
+ * mean, which is what Little's law is about (the p50 is the usual figure;
+ * the smaller of the two keeps the bound a bound). */
 static double
 cl_floor_us(const struct bench_hist *h)
 {

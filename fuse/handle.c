@@ -1716,28 +1716,68 @@ handle_orphan_commit_locked(struct inode *ino)
 
 /* ---- the flush-max-ms timer ------------------------------------------------------- */
 
+/*
+ * The timer thread sleeps until the earliest time a listed record is due
+ * (list_due) and then looks at the whole list once; a record put on the
+ * list wakes it only when it is due before the thread means to look
+ * (wake_at), so a stream of files written and closed within flush-max-ms
+ * costs no wake-up per file: the first one's wakes it once, and the
+ * records closed meanwhile leave the list at its next look.  Each listed
+ * record is held, so the list also gets a look once it is FLUSH_LOOK_LEN
+ * long, or twice as long as the last look left it (amortized: one inode
+ * lock per record listed), which bounds what closed files keep in memory.
+ */
+#define FLUSH_LOOK_LEN 1024
 static struct {
 	pthread_mutex_t lock;         /* a leaf: taken under inode locks */
 	pthread_cond_t cond;          /* CLOCK_MONOTONIC */
 	struct inode *list;           /* records with a dirty state, each held */
+	int64_t list_due;             /* earliest due time on list (wall ns); INT64_MAX: none */
+	int64_t wake_at;              /* the thread sleeps until then (INT64_MAX: until
+	                               * woken); 0 while it runs or has been woken */
+	size_t n_listed;              /* records on list */
+	size_t look_len;              /* a look is due when n_listed reaches it */
 	bool stop;
 	bool started;
 	pthread_t thread;
-} flusher = { .lock = PTHREAD_MUTEX_INITIALIZER };
+} flusher = { .lock = PTHREAD_MUTEX_INITIALIZER, .list_due = INT64_MAX,
+	.look_len = FLUSH_LOOK_LEN };
+
+/* ino (held) onto the list, due at wall-clock time due.  flusher.lock held. */
+static void
+flusher_push_locked(struct inode *ino, int64_t due)
+{
+	ino->flush_next = flusher.list;
+	flusher.list = ino;
+	flusher.n_listed++;
+	if (due < flusher.list_due)
+		flusher.list_due = due;
+	/* only a thread that sleeps past this record's time, or a list
+	 * grown to its look length, wakes it */
+	if (flusher.started && flusher.wake_at != 0 &&
+	    (due < flusher.wake_at || flusher.n_listed >= flusher.look_len)) {
+		flusher.wake_at = 0;
+		pthread_cond_signal(&flusher.cond);
+	}
+}
 
 /* Put ino on the timer's list (with a reference) unless it is there.  Inode lock held. */
 static void
 flush_list_add_locked(struct inode *ino)
 {
+	uint32_t ms;
+	int64_t due;
+
 	if (ino->flush_listed)
 		return;
 	ino->flush_listed = true;
 	inode_hold(ino);  /* stripe lock: after the inode lock, as the lock order says */
+	/* when flush_due_one would store it (0: it looks again after 1 s) */
+	ms = atomic_load_relaxed(&namespace_config(ino->ns)->storage.flush_max_ms);
+	due = ino->fs != NULL && ms != 0 ? ino->fs->dirty_since_ns + (int64_t)ms * 1000000 :
+	    recfsd_now_ns() + 1000000000LL;
 	pthread_mutex_lock(&flusher.lock);
-	ino->flush_next = flusher.list;
-	flusher.list = ino;
-	if (flusher.started)
-		pthread_cond_signal(&flusher.cond);
+	flusher_push_locked(ino, due);
 	pthread_mutex_unlock(&flusher.lock);
 }
 
@@ -1784,8 +1824,7 @@ flush_due_one(struct inode *ino)
 	}
 	if (again != 0) {
 		pthread_mutex_lock(&flusher.lock);
-		ino->flush_next = flusher.list;
-		flusher.list = ino;
+		flusher_push_locked(ino, again);
 		pthread_mutex_unlock(&flusher.lock);
 	} else {
 		ino->flush_listed = false;
@@ -1803,34 +1842,40 @@ flush_main(void *arg)
 	pthread_mutex_lock(&flusher.lock);
 	while (!flusher.stop) {
 		struct inode *take = flusher.list, *next;
-		int64_t first = 0, wait_ns;
+		int64_t now = recfsd_now_ns(), wait_ns;
 		struct timespec ts;
 
 		if (take == NULL) {
+			flusher.wake_at = INT64_MAX;
 			pthread_cond_wait(&flusher.cond, &flusher.lock);
+			flusher.wake_at = 0;
 			continue;
+		}
+		if (flusher.list_due > now && flusher.n_listed < flusher.look_len) {
+			/* Sleep until the first is due (one due earlier wakes us). */
+			wait_ns = flusher.list_due - now;
+			if (wait_ns < 10000000)
+				wait_ns = 10000000;
+			flusher.wake_at = now + wait_ns;
+			wait_ns += mono_ns();
+			ts.tv_sec = wait_ns / 1000000000LL;
+			ts.tv_nsec = wait_ns % 1000000000LL;
+			pthread_cond_timedwait(&flusher.cond, &flusher.lock, &ts);
+			flusher.wake_at = 0;
+			continue;    /* due now, or an earlier one came */
 		}
 		flusher.list = NULL;
+		flusher.list_due = INT64_MAX;
+		flusher.n_listed = 0;
 		pthread_mutex_unlock(&flusher.lock);
+		/* each one goes back on the list (flusher_push_locked) if not done */
 		for (; take != NULL; take = next) {
-			int64_t again;
-
 			next = take->flush_next;
-			again = flush_due_one(take);
-			if (again != 0 && (first == 0 || again < first))
-				first = again;
+			(void)flush_due_one(take);
 		}
 		pthread_mutex_lock(&flusher.lock);
-		if (flusher.stop || first == 0)
-			continue;
-		/* Sleep until the first is due (new entries wake us). */
-		wait_ns = first - recfsd_now_ns();
-		if (wait_ns < 10000000)
-			wait_ns = 10000000;
-		wait_ns += mono_ns();
-		ts.tv_sec = wait_ns / 1000000000LL;
-		ts.tv_nsec = wait_ns % 1000000000LL;
-		pthread_cond_timedwait(&flusher.cond, &flusher.lock, &ts);
+		flusher.look_len = flusher.n_listed * 2 > FLUSH_LOOK_LEN ? flusher.n_listed * 2 :
+		    FLUSH_LOOK_LEN;
 	}
 	pthread_mutex_unlock(&flusher.lock);
 	return NULL;
@@ -1852,6 +1897,8 @@ handle_timer_start(void)
 	pthread_mutex_lock(&flusher.lock);
 	rc = pthread_create(&flusher.thread, NULL, flush_main, NULL);
 	flusher.started = rc == 0;
+	if (rc == 0)
+		pthread_setname_np(flusher.thread, "flush-timer");
 	pthread_mutex_unlock(&flusher.lock);
 	if (rc != 0) {
 		pthread_cond_destroy(&flusher.cond);
@@ -1879,6 +1926,8 @@ handle_timer_stop(void)
 	pthread_mutex_lock(&flusher.lock);
 	ino = flusher.list;
 	flusher.list = NULL;
+	flusher.list_due = INT64_MAX;
+	flusher.n_listed = 0;
 	pthread_mutex_unlock(&flusher.lock);
 	for (; ino != NULL; ino = next) {
 		next = ino->flush_next;

@@ -19,11 +19,14 @@
 # p50 latency, and the rpc counters that moved (.info/statistics).  With
 # "strace": strace -c -f of n1 during each phase (syscalls per phase; the
 # figures under strace are slower and the switch counts include strace's).
+# With "perf": perf stat --per-thread of n1 during each phase, its syscalls,
+# futex calls, epoll_wait/epoll_ctl/poll calls and sched_switch events per
+# operation by thread name (tracepoints: no strace slowdown; needs perf).
 # With "copies": the daemons run with scripts/count_copies.c preloaded (built
 # here with cc) and, once stopped, the user-space memcpy/memmove calls of at
 # least 16 KiB of the 3 daemons are printed per create_128k (the other phases
 # move 1 KiB files: none of theirs are that large).
-# Needs root (FUSE), python3, and strace for the strace mode.
+# Needs root (FUSE), python3, strace for the strace mode, perf for the perf mode.
 # the strace mode takes a few times longer than the plain one (~15 s)
 : "${ITEST_TIMEOUT:=200}"
 : "${RUN_TIMEOUT:=150}"
@@ -76,11 +79,40 @@ def counters():
                 out[f"{n}.{key}"] = int(v)
     return out
 
+PERF_EVENTS = ",".join(["raw_syscalls:sys_enter", "syscalls:sys_enter_futex",
+                        "syscalls:sys_enter_epoll_wait", "syscalls:sys_enter_epoll_ctl",
+                        "syscalls:sys_enter_poll", "sched:sched_switch"])
+
+def perf_print(path, k):
+    names = {t: open(f"/proc/{pids[0]}/task/{t}/comm").read().strip()
+             for t in os.listdir(f"/proc/{pids[0]}/task")}
+    agg = {}
+    for l in open(path):
+        f = l.strip().split(",")
+        if len(f) < 4 or not f[1].isdigit() or "-" not in f[0]:
+            continue
+        comm = names.get(f[0].rsplit("-", 1)[1], f[0].rsplit("-", 1)[0])
+        ev = f[3].split(":")[-1].replace("sys_enter_", "").replace("sys_enter", "syscalls")
+        agg.setdefault(comm, {})
+        agg[comm][ev] = agg[comm].get(ev, 0) + int(f[1])
+    print("  n1 per op, by thread (perf):")
+    for comm in sorted(agg, key=lambda c: -agg[c].get("syscalls", 0)):
+        a = agg[comm]
+        if a.get("syscalls", 0) + a.get("sched_switch", 0) < 0.05 * k:
+            continue
+        print(f"    {comm:12s} " + " ".join(f"{e} {a.get(e, 0) / k:.2f}" for e in
+              ("syscalls", "futex", "epoll_wait", "epoll_ctl", "poll", "sched_switch")))
+
 def phase(label, fn, items):
     tr = None
     if mode == "strace":
         tr = subprocess.Popen(["strace", "-c", "-f", "-q", "-o", f"{T}/strace.{label}",
                                "-p", pids[0]])
+        time.sleep(1.0)
+    pf = None
+    if mode == "perf":
+        pf = subprocess.Popen(["perf", "stat", "--per-thread", "-x,", "-e", PERF_EVENTS,
+                               "-p", pids[0], "-o", f"{T}/perf.{label}"])
         time.sleep(1.0)
     c0 = counters(); v0, n0 = switches(); t0 = cpu_s()
     lat = []
@@ -89,6 +121,8 @@ def phase(label, fn, items):
     v1, n1 = switches(); t1 = cpu_s(); c1 = counters()
     if tr:
         tr.send_signal(2); tr.wait()
+    if pf:
+        pf.send_signal(2); pf.wait()
     k = len(items)
     lat.sort()
     print(f"{label}: {k} ops, per op: {(v1 - v0) / k:.2f} voluntary + {(n1 - n0) / k:.2f} "
@@ -96,6 +130,8 @@ def phase(label, fn, items):
     print("  " + " ".join(f"{c}={(c1[c] - c0[c]) / k:.2f}" for c in sorted(c0) if c1[c] != c0[c]))
     if tr:
         print(open(f"{T}/strace.{label}").read())
+    if pf:
+        perf_print(f"{T}/perf.{label}", k)
 
 data = os.urandom(1024)
 N = 1500

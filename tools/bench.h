@@ -144,12 +144,15 @@ void bench_progress(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 struct bench_hist {
 	uint64_t count;
+	uint64_t sum_ns;          /* of every sample: the exact mean */
 	uint64_t buckets[BENCH_HIST_BUCKETS];
 };
 
 void bench_hist_add(struct bench_hist *h, uint64_t ns);
 void bench_hist_merge(struct bench_hist *dst, const struct bench_hist *src);
 struct bench_latency bench_hist_latency(const struct bench_hist *h);
+/* The samples' mean in microseconds (0 without samples). */
+double bench_hist_mean_us(const struct bench_hist *h);
 
 uint64_t bench_now_ns(void);
 

@@ -20,6 +20,10 @@
  * open+read+close of those files (content checked), then an untimed
  * delete; who goes first alternates per round.  Ratios are cluster ops/s
  * over single-node ops/s of the same counts, measured while that RF ran.
+ * Each round also sorts A's names by their placement xattrs and takes
+ * plain loopback TCP round trips and a stream: the bound rows, the most
+ * any create through A could give in those rounds (cl_place_add,
+ * cl_bound).  At RF 2 the writes run once more at CL_T8_THREADS writers.
  *
  * cluster.proxy: files are written through A, their user.recfs.master and
  * user.recfs.replicas xattrs split them into "local" (A masters them) and
@@ -70,6 +74,7 @@
 #define CL_PROXY_FILES 3000       /* written for the proxy reads (quick: 300) */
 #define CL_PROXY_FILES_QUICK 300
 #define CL_TCP_SLICES 10
+#define CL_T8_THREADS 8           /* the RF 2 writes once more, at this many writers */
 
 static const size_t cl_size[CL_SIZES] = { 1024, 128 * 1024 };
 static const char *const cl_size_id[CL_SIZES] = { "1k", "128k" };
@@ -78,6 +83,18 @@ static const char *const cl_size_label[CL_SIZES] = { "1 KiB", "128 KiB" };
 enum cl_op { CL_WRITE = 0, CL_READ = 1, CL_UNLINK = 2 };
 #define CL_TIMED_OPS 2
 enum { SIDE_SINGLE = 0, SIDE_CLUSTER = 1, CL_SIDES = 2 };
+/* Where node A stands for a name: it masters it, holds its replica, neither. */
+enum { CLS_MASTER = 0, CLS_REPLICA = 1, CLS_NEITHER = 2, CL_CLASSES = 3 };
+
+/* The names written through A in some rounds, sorted by their own
+ * user.recfs.master and user.recfs.replicas, and the network time their
+ * creates cannot avoid (cl_place_add, cl_bound). */
+struct cl_place {
+	uint64_t names;
+	uint64_t cls[CL_CLASSES];
+	uint64_t hops;            /* one-way trips (half a round trip each), summed */
+	uint64_t carries;         /* names whose content must cross a link */
+};
 
 struct bench_cluster_state {
 	char recfsd[PATH_MAX];
@@ -96,6 +113,16 @@ struct bench_cluster_state {
 	unsigned rounds;
 	unsigned per_thread[CL_SIZES];
 	struct bench_acc acc[2][CL_SIDES][CL_TIMED_OPS][CL_SIZES];
+	/* the bound rows: A's names of those rounds by size, and plain
+	 * loopback TCP taken between them, per RF ([rf - 1]) */
+	struct cl_place place[2][CL_SIZES];
+	struct bench_worker tcp_rtt[2], tcp_stream[2];
+	/* RF 2 writes at CL_T8_THREADS writers (information, not judged) */
+	bool t8_ok;
+	char t8_error[200];
+	unsigned t8_per_thread[CL_SIZES];
+	struct bench_acc acc_t8[CL_SIDES][CL_SIZES];
+	struct cl_place place_t8[CL_SIZES];
 };
 
 static const char *
@@ -399,12 +426,12 @@ cl_on_stuck(void *arg)
 }
 
 static int
-cl_phase(struct bench_ctx *ctx, struct bench_daemon *d, enum cl_op op, size_t size,
-    const char *prefix, unsigned count, struct bench_acc *acc, double *rate, char *err)
+cl_phase_n(struct bench_ctx *ctx, unsigned threads, struct bench_daemon *d, enum cl_op op,
+    size_t size, const char *prefix, unsigned count, struct bench_acc *acc, double *rate, char *err)
 {
 	struct cl_job job = { .dirfd = d->dirfd, .op = op, .size = size, .count = count };
 	struct bench_phase p = {
-		.n_threads = ctx->opt.threads,
+		.n_threads = threads,
 		.fn = cl_worker,
 		.arg = &job,
 		.on_stuck = cl_on_stuck,
@@ -436,6 +463,124 @@ cl_phase(struct bench_ctx *ctx, struct bench_daemon *d, enum cl_op op, size_t si
 		bench_acc_add(acc, &p);
 	}
 	return 0;
+}
+
+static int
+cl_phase(struct bench_ctx *ctx, struct bench_daemon *d, enum cl_op op, size_t size,
+    const char *prefix, unsigned count, struct bench_acc *acc, double *rate, char *err)
+{
+	return cl_phase_n(ctx, ctx->opt.threads, d, op, size, prefix, count, acc, rate, err);
+}
+
+/* Sorts the names [prefix, threads x count] written through a by their
+ * placement xattrs into pl, with the one-way trips a create of each
+ * cannot avoid (docs/benchmarks.md, cluster.mount, the bound).  A create
+ * is the kernel's LOOKUP (a stat: served by the master), CREATE (the empty
+ * record) and the close's FLUSH (the content): two writes, each
+ * acknowledged only once every copy has it, ordered at the master.
+ * The fastest chain for a write: A is the master: A -> replicas -> A, 2
+ * trips (0 without replicas); A holds a replica: A -> master -> A, 2 (the
+ * master's answer can be the replica write itself), 3 if other replicas
+ * must answer too; neither: A -> master -> replicas -> A, 3 (2 without
+ * replicas).  The lookup: 0 when A masters the name, else A -> master ->
+ * A, 2.  The content crosses at least one link unless A masters the name
+ * and there are no replicas.  0 or -errno with err. */
+static int
+cl_place_add(struct bench_daemon *a, const char *prefix, unsigned threads, unsigned count,
+    struct cl_place *pl, char *err)
+{
+	char me[17];
+
+	snprintf(me, sizeof(me), "%016llx", (unsigned long long)a->id);
+	for (unsigned t = 0; t < threads && !bench_interrupted; t++) {
+		for (unsigned i = 0; i < count && !bench_interrupted; i++) {
+			char name[64], path[PATH_MAX], master[64], replicas[1200];
+			unsigned copies = 1, write_hops;
+			ssize_t m, r;
+
+			cl_name(name, sizeof(name), prefix, t, i);
+			if (bench_path(path, sizeof(path), "%s/%s", a->files, name) != 0)
+				return bench_fail(err, -ENAMETOOLONG, "path too long");
+			m = getxattr(path, "user.recfs.master", master, sizeof(master) - 1);
+			r = m < 0 ? -1 : getxattr(path, "user.recfs.replicas", replicas, sizeof(replicas) - 1);
+			if (m <= 0 || r <= 0)
+				return bench_fail(err, m < 0 || r < 0 ? -errno : -EIO, "getxattr "
+				    "user.recfs.master/replicas %s: %s", path, m < 0 || r < 0 ?
+				    strerror(errno) : "empty");
+			master[m] = '\0';
+			replicas[r] = '\0';
+			for (const char *c = replicas; *c; c++)
+				copies += *c == ',';
+			pl->names++;
+			if (strcmp(master, me) == 0) {
+				pl->cls[CLS_MASTER]++;
+				write_hops = copies > 1 ? 2 : 0;
+				pl->hops += 2 * write_hops;
+				pl->carries += copies > 1;
+			} else if (strstr(replicas, me) != NULL) {
+				pl->cls[CLS_REPLICA]++;
+				write_hops = copies > 2 ? 3 : 2;
+				pl->hops += 2 + 2 * write_hops;
+				pl->carries++;
+			} else {
+				pl->cls[CLS_NEITHER]++;
+				write_hops = copies > 1 ? 3 : 2;
+				pl->hops += 2 + 2 * write_hops;
+				pl->carries++;
+			}
+		}
+	}
+	return bench_interrupted ? bench_fail(err, -EINTR, "interrupted") : 0;
+}
+
+/* Plain loopback TCP between the rounds: round trips and a short stream,
+ * the figures the bound is made of. */
+static int
+cl_tcp_slice(struct bench_ctx *ctx, struct bench_worker *rtt, struct bench_worker *stream,
+    char *err)
+{
+	int rc = bench_tcp_rtt(ctx->opt.quick ? 0.02 : 0.05, rtt);
+
+	if (rc != 0)
+		return bench_fail(err, rc, "loopback TCP round trip: %s", strerror(-rc));
+	rc = bench_tcp_stream(ctx->opt.quick ? 0.02 : 0.05, stream);
+	if (rc != 0)
+		return bench_fail(err, rc, "loopback TCP stream: %s", strerror(-rc));
+	return 0;
+}
+
+/* The smaller of a histogram's p50 and mean, microseconds: never above the
+ * mean, which is what Little's law is about (the p50 is the usual figure;
+ * the smaller of the two keeps the bound a bound). */
+static double
+cl_floor_us(const struct bench_hist *h)
+{
+	struct bench_latency l = bench_hist_latency(h);
+	double mean = bench_hist_mean_us(h);
+
+	return l.valid && l.p50_us < mean ? l.p50_us : mean;
+}
+
+/* The most A's creates could give as a ratio of the single node's, in the
+ * same rounds: each of `threads` writers waits for its own create, so
+ * A's ops/s <= threads / (T + N), T the single node's create time (the
+ * same FUSE requests and at least one store per write lie on A's path),
+ * N the mean network time pl counted: hops x RTT / 2 + carries x size /
+ * TCP stream rate, over the names.  0 when a figure is missing; T and N
+ * into t_us and net_us. */
+static double
+cl_bound(unsigned threads, const struct bench_acc *single, const struct cl_place *pl, size_t size,
+    const struct bench_worker *rtt, const struct bench_worker *stream, double *t_us, double *net_us)
+{
+	double secs = (double)stream->end_ns / 1e9, bps = secs > 0 ? (double)stream->bytes / secs : 0;
+	double rate = bench_acc_rate(single), r = cl_floor_us(&rtt->hist);
+
+	*t_us = cl_floor_us(&single->hist);
+	if (pl->names == 0 || rate <= 0 || r <= 0 || bps <= 0 || *t_us <= 0)
+		return 0;
+	*net_us = ((double)pl->hops * r / 2 + (double)pl->carries * (double)size / bps * 1e6) /
+	    (double)pl->names;
+	return (double)threads / ((*t_us + *net_us) / 1e6) / rate;
 }
 
 /* Files per thread and round for each size: the single node's warm-up
@@ -491,6 +636,12 @@ cl_measure_rf(struct bench_ctx *ctx, struct bench_cluster_state *st, unsigned rf
 				if (rc != 0)
 					return rc;
 			}
+			rc = cl_place_add(side[SIDE_CLUSTER], prefix, ctx->opt.threads, st->per_thread[s],
+			    &st->place[rf - 1][s], err);
+			if (rc == 0)
+				rc = cl_tcp_slice(ctx, &st->tcp_rtt[rf - 1], &st->tcp_stream[rf - 1], err);
+			if (rc != 0)
+				return rc;
 			for (int i = 0; i < CL_SIDES; i++) {
 				rc = cl_phase(ctx, side[i], CL_UNLINK, cl_size[s], prefix,
 				    st->per_thread[s], NULL, NULL, err);
@@ -498,6 +649,46 @@ cl_measure_rf(struct bench_ctx *ctx, struct bench_cluster_state *st, unsigned rf
 					return rc;
 			}
 		}
+	}
+	return bench_interrupted ? -EINTR : 0;
+}
+
+/* RF 2 creates at CL_T8_THREADS writers: per size, as many files per side
+ * as one round of --threads writes, in two halves (single, A, A, single),
+ * then the placement of A's names, TCP, and an untimed delete. */
+static int
+cl_measure_t8(struct bench_ctx *ctx, struct bench_cluster_state *st, char *err)
+{
+	struct bench_daemon *side[CL_SIDES] = { &st->single, &st->node[0] };
+
+	for (int s = 0; s < CL_SIZES && !bench_interrupted; s++) {
+		unsigned n = st->per_thread[s] * ctx->opt.threads / CL_T8_THREADS / 2;
+		char prefix[32];
+		int rc = 0;
+
+		st->t8_per_thread[s] = n = n < 5 ? 5 : n;
+		for (int k = 0; k < 4 && rc == 0; k++) {
+			int i = k == 0 || k == 3 ? SIDE_SINGLE : SIDE_CLUSTER;
+
+			snprintf(prefix, sizeof(prefix), "t8-%s-%d", cl_size_id[s], k / 2);
+			rc = cl_phase_n(ctx, CL_T8_THREADS, side[i], CL_WRITE, cl_size[s], prefix, n,
+			    &st->acc_t8[i][s], NULL, err);
+		}
+		for (int h = 0; h < 2 && rc == 0; h++) {
+			snprintf(prefix, sizeof(prefix), "t8-%s-%d", cl_size_id[s], h);
+			rc = cl_place_add(side[SIDE_CLUSTER], prefix, CL_T8_THREADS, n, &st->place_t8[s],
+			    err);
+		}
+		if (rc == 0)
+			rc = cl_tcp_slice(ctx, &st->tcp_rtt[1], &st->tcp_stream[1], err);
+		for (int h = 0; h < 2 && rc == 0; h++)
+			for (int i = 0; i < CL_SIDES && rc == 0; i++) {
+				snprintf(prefix, sizeof(prefix), "t8-%s-%d", cl_size_id[s], h);
+				rc = cl_phase_n(ctx, CL_T8_THREADS, side[i], CL_UNLINK, cl_size[s], prefix,
+				    n, NULL, NULL, err);
+			}
+		if (rc != 0)
+			return rc;
 	}
 	return bench_interrupted ? -EINTR : 0;
 }
@@ -525,10 +716,85 @@ cl_mount_measure(struct bench_ctx *ctx, struct bench_cluster_state *st)
 			continue;
 		bench_progress("cluster at replication-factor %u: measuring", rf);
 		st->mount_ok[rf - 1] = cl_measure_rf(ctx, st, rf, err) == 0;
+		if (rf == 2 && st->mount_ok[1])
+			st->t8_ok = cl_measure_t8(ctx, st, st->t8_error) == 0;
 	}
 }
 
 /* ---- rows --------------------------------------------------------------------- */
+
+/* write_<size>.rf<rf>_bound: the most A's creates could give at this RF,
+ * from the same rounds (cl_bound), and the share of it measured. */
+static void
+cl_bound_row(struct bench_ctx *ctx, struct bench_cluster_state *st, unsigned rf, int s,
+    double measured)
+{
+	const struct cl_place *pl = &st->place[rf - 1][s];
+	const struct bench_acc *one = &st->acc[rf - 1][SIDE_SINGLE][CL_WRITE][s];
+	const struct bench_worker *stream = &st->tcp_stream[rf - 1];
+	double t_us = 0, net_us = 0, secs = (double)stream->end_ns / 1e9, bound;
+	struct bench_row *row;
+	char id[48], label[64];
+
+	bound = cl_bound(ctx->opt.threads, one, pl, cl_size[s], &st->tcp_rtt[rf - 1], stream, &t_us,
+	    &net_us);
+	if (bound <= 0)
+		return;
+	snprintf(id, sizeof(id), "write_%s.rf%u_bound", cl_size_id[s], rf);
+	snprintf(label, sizeof(label), "%s write RF %u/single, at most", cl_size_label[s], rf);
+	row = bench_row_add(ctx, id, label);
+	if (row == NULL)
+		return;
+	row->threads = ctx->opt.threads;
+	row->unit = "x";
+	row->value = bound;
+	snprintf(row->note, sizeof(row->note), "%u thr / (single %.0f + net %.0f us: %.2f RTT x %.1f + "
+	    "%.2f x %s at %.0f MB/s) = %.0f ops/s; measured %.2fx = %.0f%% of it", ctx->opt.threads,
+	    t_us, net_us, (double)pl->hops / 2 / (double)pl->names, cl_floor_us(&st->tcp_rtt[rf - 1].hist),
+	    (double)pl->carries / (double)pl->names, cl_size_label[s],
+	    secs > 0 ? (double)stream->bytes / secs / 1e6 : 0,
+	    (double)ctx->opt.threads / ((t_us + net_us) / 1e6), measured, measured / bound * 100);
+	bench_note(ctx, "cluster.mount %s writes at RF %u: of %llu names written through A, A masters "
+	    "%llu, holds a replica of %llu, neither %llu (user.recfs.master/replicas of each); "
+	    "%.2f RTT and %.2f content transfers per name at least", cl_size_label[s], rf,
+	    (unsigned long long)pl->names, (unsigned long long)pl->cls[CLS_MASTER],
+	    (unsigned long long)pl->cls[CLS_REPLICA], (unsigned long long)pl->cls[CLS_NEITHER],
+	    (double)pl->hops / 2 / (double)pl->names, (double)pl->carries / (double)pl->names);
+}
+
+/* write_<size>.rf2_ratio_t8: the RF 2 ratio at CL_T8_THREADS writers, with
+ * its own bound in the note (information, not judged). */
+static void
+cl_t8_row(struct bench_ctx *ctx, struct bench_cluster_state *st, int s)
+{
+	const struct bench_acc *one = &st->acc_t8[SIDE_SINGLE][s], *a = &st->acc_t8[SIDE_CLUSTER][s];
+	double t_us = 0, net_us = 0, bound, ratio;
+	struct bench_row *row;
+	char id[48], label[64];
+
+	snprintf(id, sizeof(id), "write_%s.rf2_ratio_t%u", cl_size_id[s], CL_T8_THREADS);
+	snprintf(label, sizeof(label), "%s write RF 2/single, %u writers", cl_size_label[s],
+	    CL_T8_THREADS);
+	if (!st->t8_ok) {
+		row = bench_row_error(ctx, id, label, "%s", st->t8_error[0] ? st->t8_error : "not measured");
+		if (row != NULL)
+			row->threads = CL_T8_THREADS;
+		return;
+	}
+	row = bench_row_add(ctx, id, label);
+	if (row == NULL)
+		return;
+	row->threads = CL_T8_THREADS;
+	row->unit = "x";
+	ratio = bench_acc_rate(one) > 0 ? bench_acc_rate(a) / bench_acc_rate(one) : 0;
+	row->value = ratio;
+	bound = cl_bound(CL_T8_THREADS, one, &st->place_t8[s], cl_size[s], &st->tcp_rtt[1],
+	    &st->tcp_stream[1], &t_us, &net_us);
+	snprintf(row->note, sizeof(row->note), "A %.0f, single %.0f ops/s (p50 %.0f / %.0f us); at most "
+	    "%.2fx (single %.0f + net %.0f us): %.0f%% of it", bench_acc_rate(a), bench_acc_rate(one),
+	    bench_hist_latency(&a->hist).p50_us, bench_hist_latency(&one->hist).p50_us, bound, t_us,
+	    net_us, bound > 0 ? ratio / bound * 100 : 0);
+}
 
 int
 bench_cluster_mount(struct bench_ctx *ctx, const struct bench_def *def)
@@ -596,6 +862,10 @@ bench_cluster_mount(struct bench_ctx *ctx, const struct bench_def *def)
 				    bench_acc_rate(one));
 				if (op == CL_WRITE && rf == 2 && def->target != NULL)
 					bench_row_judge(ctx, row, def->target, def->target_bound, true);
+				if (op == CL_WRITE)
+					cl_bound_row(ctx, st, rf, s, row->value);
+				if (op == CL_WRITE && rf == 2)
+					cl_t8_row(ctx, st, s);
 			}
 		}
 	}
@@ -603,6 +873,9 @@ bench_cluster_mount(struct bench_ctx *ctx, const struct bench_def *def)
 	    "thread: creates on A and the single node, reads of them (other order), untimed "
 	    "delete; ratio = A's ops/s / the single node's in those rounds", st->rounds,
 	    st->per_thread[0], st->per_thread[1]);
+	bench_note(ctx, "cluster.mount at %u writers, RF 2: 2 x %u (1 KiB) / %u (128 KiB) files per "
+	    "thread and side, single A A single; bounds: docs/benchmarks.md", CL_T8_THREADS,
+	    st->t8_per_thread[0], st->t8_per_thread[1]);
 	return ret;
 }
 

@@ -74,6 +74,7 @@ bench_hist_add(struct bench_hist *h, uint64_t ns)
 {
 	h->buckets[hist_index(ns)]++;
 	h->count++;
+	h->sum_ns += ns;
 }
 
 void
@@ -82,6 +83,13 @@ bench_hist_merge(struct bench_hist *dst, const struct bench_hist *src)
 	for (unsigned i = 0; i < BENCH_HIST_BUCKETS; i++)
 		dst->buckets[i] += src->buckets[i];
 	dst->count += src->count;
+	dst->sum_ns += src->sum_ns;
+}
+
+double
+bench_hist_mean_us(const struct bench_hist *h)
+{
+	return h->count ? (double)h->sum_ns / (double)h->count / 1000.0 : 0;
 }
 
 static double

@@ -90,6 +90,8 @@
 	    "Copies duplicate holders returned that were newer than this node's (later last-update time, then higher generation) and were applied before the operation ran.") \
 	X(dup_res_failed, COUNTER, "operations", 0, \
 	    "Duplicate resolutions that failed: a holder that is a member did not answer within transaction-max-ms, or the copy could not be stored; the operation failed with EIO.") \
+	X(retries_applied_before, COUNTER, "operations", 0, \
+	    "Writes, deletes and renames routed again after their master went down before answering, that this node (the new master) knew their first attempt had applied: answered as that attempt (0), not applied again (docs/cluster.md, Proxy).") \
 	X(chunk_reads, COUNTER, "chunks", 0, \
 	    "Chunk records of large files read (each serves up to file-chunk-size bytes of reads).") \
 	X(chunk_writes, COUNTER, "chunks", 0, \

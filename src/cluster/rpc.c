@@ -221,6 +221,19 @@ futex_wake_one(uint32_t *word)
 	(void)syscall(SYS_futex, word, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
 }
 
+/* The group whose waiter is this thread, while it reads its answers off a
+ * borrowed connection (rpc_group_wait): no one sleeps on that group's word
+ * then (a group has one waiter), so an answer this thread hands itself
+ * moves the word but makes no futex call. */
+static __thread const struct rpc_group *reading_group;
+
+static void
+group_wake(const struct rpc_group *g, uint32_t *word)
+{
+	if (g != reading_group)
+		futex_wake_one(word);
+}
+
 /* A call of g ended (under rpc->lock): its waiter's word moves; the
  * caller wakes it with futex_wake_one, preferably after unlocking. */
 static uint32_t *
@@ -754,13 +767,17 @@ rpc_group_wait(struct rpc_group *g)
 		{
 			/* read under the lock: a call ending after this moves it */
 			uint32_t seen = atomic_load_relaxed(g->wake);
+			bool lent;
 			uint64_t lend_node = rpc->lend ? group_last_node_locked(rpc, g) : 0;
 
 			pthread_mutex_unlock(&rpc->lock);
 			/* one answer left: read it off the connection, no fabric
 			 * thread in between (else, or if that is not possible, sleep) */
-			if (lend_node == 0 || fabric_read_lent(rpc->fabric, lend_node, wake, answer_take,
-			    group_done, g) != 0)
+			reading_group = g;
+			lent = lend_node != 0 && fabric_read_lent(rpc->fabric, lend_node, wake, answer_take,
+			    group_done, g) == 0;
+			reading_group = NULL;
+			if (!lent)
 				futex_wait_until(g->wake, seen, wake);
 			pthread_mutex_lock(&rpc->lock);
 		}
@@ -838,6 +855,7 @@ on_answer(struct rpc *rpc, uint64_t from, const struct rpc_msg *r)
 	uint32_t idx = (uint32_t)(r->request_id & ((1u << RPC_SLOT_BITS) - 1));
 	struct rpc_slot *s;
 	struct rpc_answer *ans;
+	struct rpc_group *g;
 	uint64_t now = clock_mono_ns();
 	uint32_t *w;
 
@@ -866,9 +884,10 @@ on_answer(struct rpc *rpc, uint64_t from, const struct rpc_msg *r)
 			pthread_mutex_unlock(&rpc->lock);
 			return;
 		}
-		w = group_bump_locked(s->g);
+		g = s->g;
+		w = group_bump_locked(g);
 		pthread_mutex_unlock(&rpc->lock);
-		futex_wake_one(w);
+		group_wake(g, w);
 		return;
 	}
 	if (r->status == ESTALE)
@@ -901,10 +920,12 @@ on_answer(struct rpc *rpc, uint64_t from, const struct rpc_msg *r)
 		async_run_done(rpc);
 		return;
 	}
-	w = group_bump_locked(s->g);
+	g = s->g;
+	w = group_bump_locked(g);
 	pthread_mutex_unlock(&rpc->lock);
-	/* after the unlock: the caller wakes to a free lock */
-	futex_wake_one(w);
+	/* after the unlock: the caller wakes to a free lock (none to wake
+	 * when the caller is this thread, reading its own answer) */
+	group_wake(g, w);
 }
 
 /* Fails the calls in flight to node (-EHOSTDOWN). */

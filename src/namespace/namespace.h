@@ -59,6 +59,7 @@
 	X(dup_res_run, "operations that asked the duplicate holders of their partition first") \
 	X(dup_res_won, "copies from duplicate holders newer than this node's, applied") \
 	X(dup_res_failed, "duplicate resolutions that failed: a holder did not answer in time") \
+	X(retries_applied_before, "writes, deletes and renames routed again that their first attempt had applied") \
 	X(chunk_reads, "chunk records of large files read") \
 	X(chunk_writes, "chunk records of large files written by commits") \
 	X(chunk_read_errors, "chunk reads that failed other than for a missing chunk") \

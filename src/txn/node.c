@@ -241,7 +241,7 @@ node_open(struct node **out, struct recfs_config *cfg)
 			goto fail;
 		}
 		memset(x, 0, sizeof(*x));
-		x->recent = calloc(TXN_RECENT_DELETES, sizeof(*x->recent));
+		x->recent = calloc(TXN_RECENT_OPS, sizeof(*x->recent));
 		if (x->recent == NULL) {
 			free(x);
 			rc = -ENOMEM;

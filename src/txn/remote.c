@@ -159,7 +159,8 @@ txn_remote_proxy(struct txn_remote *rm, uint64_t master, const struct txn_target
 		q.has_write = true;
 		q.w = *op->w;
 	}
-	if (op->kind == TXN_OP_DELETE) {
+	if (op->kind == TXN_OP_WRITE || op->kind == TXN_OP_DELETE || op->kind == TXN_OP_RENAME ||
+	    op->kind == TXN_OP_RENAME_IN) {
 		q.id = op->id;
 		q.retry = op->retry && op->id.seq != 0;
 	}
@@ -928,7 +929,8 @@ replica_run(struct txn_remote *rm, const uint8_t *req, size_t len, struct rpc_re
 		return TXN_ENOTMASTER;
 	}
 	txn_client_op(ns);
-	rc = nowait ? txn_replica_apply_nowait(ns, flat, (uint32_t)flat_len, durable != 0)
+	rc = nowait ? txn_replica_apply_nowait(ns, flat, (uint32_t)flat_len, durable != 0,
+	    id.seq != 0 ? &id : NULL)
 	    : txn_replica_apply(ns, flat, (uint32_t)flat_len, durable != 0,
 	    id.seq != 0 ? &id : NULL);
 	if (rc == -EWOULDBLOCK && nowait)

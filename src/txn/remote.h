@@ -42,11 +42,11 @@
 /*
  * A client operation's id, the same in every attempt of it (txn.c
  * dispatch): the node that took it from its client, and that node's
- * counter (seq 0: no id).  A delete carries it to its master, and the
- * master's replica writes of the tombstone carry it on, so that an attempt
- * routed again after its master went down can tell its own first
- * attempt's tombstone from someone else's delete (txn.c, "Deletes routed
- * again").  On the wire 16 bytes: node then seq, little-endian.
+ * counter (seq 0: no id).  A write, delete or rename sent to its master
+ * carries it, and the master's replica writes of the versions it stored
+ * carry it on, so that an attempt routed again after its master went down can tell
+ * its own first attempt's version from anyone else's (txn.c, "Operations
+ * routed again").  On the wire 16 bytes: node then seq, little-endian.
  */
 struct txn_op_id {
 	uint64_t node;
@@ -95,7 +95,8 @@ enum txn_proxy_field {
 	TXN_PF_BINS = 18,       /* bytes: the bin operations, packed (remote_msg.c) */
 	TXN_PF_RECORD = 19,     /* bytes, rename-in: the old name's record, flat */
 	TXN_PF_RECORD_ATTR = 20,/* bytes, rename-in: what it showed (TXN_ATTR_WIRE_SIZE) */
-	TXN_PF_OP_ID = 21,      /* bytes, TXN_OP_ID_WIRE_SIZE, delete (optional): its id */
+	TXN_PF_OP_ID = 21,      /* bytes, TXN_OP_ID_WIRE_SIZE, write, delete, rename or
+	                         * rename-in (optional): its id */
 	TXN_PF_RETRY = 22,      /* u32 1, with TXN_PF_OP_ID (optional): an attempt after
 	                         * one whose master went down */
 };
@@ -107,8 +108,8 @@ enum txn_answer_field {
 	TXN_RF_NS = 3,          /* replica write: bytes, namespace name */
 	TXN_RF_DURABLE = 4,     /* replica write: u32 0/1 */
 	TXN_RF_RECORD = 5,      /* replica write: bytes, the flat record */
-	TXN_RF_OP_ID = 6,       /* replica write of a tombstone (optional): bytes,
-	                         * TXN_OP_ID_WIRE_SIZE, the delete's id */
+	TXN_RF_OP_ID = 6,       /* replica write (optional): bytes, TXN_OP_ID_WIRE_SIZE,
+	                         * the id of the proxied operation that stored it */
 };
 
 #define TXN_MSG_PROXY 1
@@ -163,7 +164,7 @@ struct txn_proxy_req {
 	const uint8_t *record;     /* rename-in (rename_flags too) */
 	size_t record_len;
 	struct record_attr record_attr;
-	struct txn_op_id id;       /* a delete's (seq 0: none) */
+	struct txn_op_id id;       /* a write's, delete's or rename's (seq 0: none) */
 	bool retry;                /* with id: an attempt after its master went down */
 };
 

@@ -435,9 +435,12 @@ txn_proxy_req_decode(const uint8_t *buf, size_t len, struct txn_proxy_req *q)
 	    present != (q->kind == TXN_PROXY_RENAME_IN) ||
 	    (present && (l != TXN_ATTR_WIRE_SIZE || attr_get(p, &q->record_attr) != 0)))
 		return -EBADMSG;
-	/* a delete's id, and whether this is an attempt after its master went down */
+	/* a write's, delete's or rename's id, and whether this is an attempt
+	 * after its master went down */
 	if (opt_bytes(&m, TXN_PF_OP_ID, &p, &l, &present) != 0 ||
-	    (present && (q->kind != TXN_PROXY_DELETE || txn_op_id_get(p, l, &q->id) != 0)))
+	    (present && (q->kind == TXN_PROXY_STAT || q->kind == TXN_PROXY_READ ||
+	    q->kind == TXN_PROXY_SYNC || q->kind == TXN_PROXY_DUPRES ||
+	    txn_op_id_get(p, l, &q->id) != 0)))
 		return -EBADMSG;
 	rc = fabric_msg_get_u32(&m, TXN_PF_RETRY, &u);
 	if (rc == 0 && (u != 1 || !present))

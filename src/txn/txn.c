@@ -237,13 +237,10 @@ stop_writes(struct namespace *ns)
  * answered OK.  Nothing to do without a network or at RF 1.  Set markers
  * are the cluster-wide set layer's (they are not sent here).
  */
-/* The delete this thread runs (delete_record), for its tombstone's replica
- * writes; NULL otherwise. */
-static __thread const struct txn_op_id *running_delete;
-
+/* id: the proxied operation storing r (NULL: none), told to the replicas. */
 static int
-replica_flat(struct namespace *ns, const struct record *r, bool durable, uint8_t **body,
-    size_t *size)
+replica_flat(struct namespace *ns, const struct record *r, bool durable,
+    const struct txn_op_id *id, uint8_t **body, size_t *size)
 {
 	struct txn_namespace *x = txn_namespace_of(ns);
 	struct partition_rsv rsv;
@@ -258,54 +255,93 @@ replica_flat(struct namespace *ns, const struct record *r, bool durable, uint8_t
 	partition_release(&rsv);
 	if (n <= 1)
 		return 0;
-	return txn_remote_replica_msg(ns, r, durable || ns->cfg->storage.commit_to_device,
-	    (r->flags & RECORD_F_TOMBSTONE) ? running_delete : NULL, body, size);
+	return txn_remote_replica_msg(ns, r, durable || ns->cfg->storage.commit_to_device, id,
+	    body, size);
 }
 
 /*
- * Deletes routed again.  A delete proxied to a master that runs it,
- * replicates its tombstone and goes down before its answer arrives is
+ * Operations routed again.  A write, delete or rename proxied to a master
+ * that runs it, replicates it and goes down before its answer arrives is
  * routed again (dispatch) to the new master - a former replica, which
- * holds the tombstone and would answer ENOENT: the caller would see its
- * own delete fail as if the file had never been there.  So a delete
- * carries an id (struct txn_op_id) to its master and on in the tombstone's
- * replica writes; master and replicas note it per digest in a small fixed
- * table (txn_namespace.recent), and an attempt routed again that finds no
- * record answers 0 when the table says this very delete made the
- * tombstone.  A slot taken by another delete meanwhile, or a new master
- * that got the tombstone by migration only, gives the old answer (ENOENT).
+ * holds that version: run again, a create-only write would answer EEXIST
+ * (the caller's own create failing as if someone else had made the file),
+ * a delete or rename ENOENT, a rename-in with RENAME_NOREPLACE EEXIST,
+ * any other write would be applied twice (a second generation and
+ * last-update time for one operation).  So a proxied write, delete or
+ * rename carries an id (struct txn_op_id) to its master and on in its
+ * replica writes (a rename: of both names); master and replicas note (digest, id) in a small fixed
+ * table (txn_namespace.recent) as they apply it, and an attempt marked as
+ * routed again whose id the table holds for its digest is not run again:
+ * it answers 0, as its first attempt did (a write: the record's
+ * attributes now).  Operations run where they were called carry no id
+ * (their node is their master: nothing to route again).  An entry pushed
+ * out of its bucket meanwhile (TXN_RECENT_WAYS later operations on
+ * digests of the bucket), or a new master that got the version by
+ * migration only, gives the old behaviour: the attempt runs again.
  */
-static struct txn_recent_delete *
-recent_slot(struct txn_namespace *x, const struct digest *d)
+static struct txn_recent_op *
+recent_bucket(struct txn_namespace *x, const struct digest *d)
 {
 	/* the digest's bytes are uniform; its first ones pick the partition */
-	return &x->recent[le_get32(d->bytes + DIGEST_SIZE - 4) % TXN_RECENT_DELETES];
-}
-
-static void
-recent_delete_note(struct namespace *ns, const struct digest *d, const struct txn_op_id *id)
-{
-	struct txn_namespace *x = txn_namespace_of(ns);
-	struct txn_recent_delete *slot = recent_slot(x, d);
-
-	pthread_mutex_lock(&x->recent_lock);
-	slot->id = *id;
-	slot->digest = *d;
-	pthread_mutex_unlock(&x->recent_lock);
+	return &x->recent[(le_get32(d->bytes + DIGEST_SIZE - 4) %
+	    (TXN_RECENT_OPS / TXN_RECENT_WAYS)) * TXN_RECENT_WAYS];
 }
 
 static bool
-recent_delete_is(struct namespace *ns, const struct digest *d, const struct txn_op_id *id)
+recent_op_same(const struct txn_recent_op *o, const struct digest *d, const struct txn_op_id *id)
+{
+	return o->id.seq == id->seq && o->id.node == id->node &&
+	    memcmp(o->digest.bytes, d->bytes, DIGEST_SIZE) == 0;
+}
+
+/* id applied here to d (id NULL: nothing to note). */
+static void
+recent_op_note(struct namespace *ns, const struct digest *d, const struct txn_op_id *id)
 {
 	struct txn_namespace *x = txn_namespace_of(ns);
-	struct txn_recent_delete *slot = recent_slot(x, d);
-	bool same;
+	struct txn_recent_op *b;
+	unsigned i;
 
+	if (id == NULL)
+		return;
+	b = recent_bucket(x, d);
 	pthread_mutex_lock(&x->recent_lock);
-	same = slot->id.seq == id->seq && slot->id.node == id->node &&
-	    memcmp(slot->digest.bytes, d->bytes, DIGEST_SIZE) == 0;
+	/* newest first; one already here (a replica write sent again) moves up */
+	for (i = 0; i < TXN_RECENT_WAYS - 1 && !recent_op_same(&b[i], d, id); i++)
+		;
+	memmove(&b[1], &b[0], i * sizeof(*b));
+	b[0].id = *id;
+	b[0].digest = *d;
 	pthread_mutex_unlock(&x->recent_lock);
+}
+
+/* An attempt routed again (retry) of operation id on d that ran here
+ * already, as master or replica. */
+static bool
+recent_op_known(struct namespace *ns, const struct digest *d, const struct txn_op_id *id,
+    bool retry)
+{
+	struct txn_namespace *x = txn_namespace_of(ns);
+	const struct txn_recent_op *b;
+	bool same = false;
+
+	if (!retry || id == NULL)
+		return false;
+	b = recent_bucket(x, d);
+	pthread_mutex_lock(&x->recent_lock);
+	for (unsigned i = 0; i < TXN_RECENT_WAYS && !same; i++)
+		same = recent_op_same(&b[i], d, id);
+	pthread_mutex_unlock(&x->recent_lock);
+	if (same)
+		COUNT(ns, retries_applied_before);
 	return same;
+}
+
+/* An operation's id, or NULL when it has none. */
+static const struct txn_op_id *
+op_id_of(const struct txn_op_id *id)
+{
+	return id->seq != 0 ? id : NULL;
 }
 
 /*
@@ -361,7 +397,8 @@ struct write_nowait {
 
 static int
 commit_record(struct namespace *ns, uint16_t set_id, struct index_entry *e, struct record *r,
-    const struct entry_info *ci, bool durable, struct record_attr *out, struct write_nowait *nw)
+    const struct entry_info *ci, bool durable, const struct txn_op_id *id,
+    struct record_attr *out, struct write_nowait *nw)
 {
 	size_t size = record_flat_size(r);
 	storage_loc loc;
@@ -381,7 +418,7 @@ commit_record(struct namespace *ns, uint16_t set_id, struct index_entry *e, stru
 	uint8_t *body;
 	size_t body_size;
 
-	rc = replica_flat(ns, r, durable, &body, &body_size);
+	rc = replica_flat(ns, r, durable, id, &body, &body_size);
 	if (rc != 0)
 		return -EIO;
 	if (body != NULL && body_size >= size)
@@ -418,6 +455,7 @@ commit_record(struct namespace *ns, uint16_t set_id, struct index_entry *e, stru
 	/* The record lock keeps the entry as it is (entry_extra). */
 	if (out != NULL)
 		attr_from_entry(ns, a.e, out);
+	recent_op_note(ns, &r->digest, id);
 	/* Stored here: now on every other replica, or the caller gets EIO
 	 * (this copy stays: no rollback, as Aerospike). */
 	if (nw != NULL) {
@@ -491,7 +529,8 @@ txn_drop_record(struct namespace *ns, uint16_t set_id, const struct digest *d)
  * tomb-raider-eligible-age); otherwise the entry simply goes.
  */
 static int
-delete_entry(struct namespace *ns, struct index_entry *e, const char *set, uint8_t set_len)
+delete_entry(struct namespace *ns, struct index_entry *e, const char *set, uint8_t set_len,
+    const struct txn_op_id *id)
 {
 	struct record r;
 	struct entry_info ci = { 0 };
@@ -514,7 +553,7 @@ delete_entry(struct namespace *ns, struct index_entry *e, const char *set, uint8
 		int rc = master_check(ns, &r);
 
 		if (rc == 0)
-			rc = replica_flat(ns, &r, false, &body, &body_size);
+			rc = replica_flat(ns, &r, false, NULL, &body, &body_size);
 
 		if (rc != 0)
 			return rc;
@@ -523,7 +562,7 @@ delete_entry(struct namespace *ns, struct index_entry *e, const char *set, uint8
 		drop_entry(ns, e);
 		return replica_send(ns, digest_partition(&r.digest), body, body_size) != 0 ? -EIO : 0;
 	}
-	return commit_record(ns, e->set_id, e, &r, &ci, false, NULL, NULL);
+	return commit_record(ns, e->set_id, e, &r, &ci, false, id, NULL, NULL);
 }
 
 /* Look up the entry for d in set_id; caller holds the record lock, so the
@@ -806,11 +845,12 @@ write_map_op(const struct txn_write *w)
 	return NULL;
 }
 
-/* nw: on the fabric thread (txn_proxy_write_nowait): -EWOULDBLOCK where
- * it would wait, and on success the lock stays held, not counted. */
+/* id, retry: the operation's (see recent_bucket).  nw: on the fabric
+ * thread (txn_proxy_write_nowait): -EWOULDBLOCK where it would wait, and
+ * on success the lock stays held, not counted. */
 static int
-write_record(const struct txn_target *t, const struct txn_write *w, struct record_attr *out,
-    struct write_nowait *nw)
+write_record(const struct txn_target *t, const struct txn_write *w, const struct txn_op_id *id,
+    bool retry, struct record_attr *out, struct write_nowait *nw)
 {
 	struct namespace *ns = t->ns;
 	const struct txn_key *k = &t->k;
@@ -821,7 +861,7 @@ write_record(const struct txn_target *t, const struct txn_write *w, struct recor
 	struct txn_chunk_map victim = { 0 };
 	uint8_t *old_buf = NULL, *resized = NULL;
 	const struct bin *old_file = NULL;
-	bool exists, locked = false;
+	bool exists, locked = false, known;
 	uint32_t now = clock_epoch_s();
 	const char *fb = ns->cfg->file_bin;
 	size_t fb_len = strlen(fb);
@@ -829,9 +869,12 @@ write_record(const struct txn_target *t, const struct txn_write *w, struct recor
 
 	record_init(&old);
 	record_init(&r);
+	/* Routed again after its master went down, and its first attempt was
+	 * applied here: answered as that one (see recent_bucket). */
+	known = recent_op_known(ns, &d, id, retry);
 	/* In stop-writes, writes and creates fail; deletes go on (docs/operations.md).
 	 * Tested before the set is created: a refused write adds no set. */
-	if (stop_writes(ns)) {
+	if (!known && stop_writes(ns)) {
 		COUNT(ns, fail_stop_writes);
 		rc = -ENOSPC;
 		goto out;
@@ -861,6 +904,19 @@ write_record(const struct txn_target *t, const struct txn_write *w, struct recor
 	locked = true;
 	e = entry_get(ns, set_id, &d);
 	exists = entry_visible(e, now);
+	if (known) {
+		/* the record as it is: that version, or what came after it */
+		if (out != NULL && e != NULL) {
+			attr_from_entry(ns, e, out);
+		} else if (out != NULL) {
+			memset(out, 0, sizeof(*out));
+			out->digest = d;
+			out->ino = digest_inode(&d);
+			out->partition = t->partition;
+		}
+		rc = 0;
+		goto out;
+	}
 	/* a large file's head: its chunks' fate is a worker's (victim_drop) */
 	if (nw != NULL && e != NULL && e->chunked) {
 		rc = -EWOULDBLOCK;
@@ -1021,7 +1077,7 @@ write_record(const struct txn_target *t, const struct txn_write *w, struct recor
 	/* The xattr ops may have touched the file bin by name: re-find it. */
 	struct entry_info ci;
 	namespace_entry_info(ns, &r, &ci);
-	rc = commit_record(ns, set_id, e, &r, &ci, (w->flags & TXN_DURABLE) != 0, out, nw);
+	rc = commit_record(ns, set_id, e, &r, &ci, (w->flags & TXN_DURABLE) != 0, id, out, nw);
 out:
 	if (nw != NULL && rc == 0) {
 		/* stored: the lock and the count are txn_proxy_write_end's */
@@ -1079,23 +1135,19 @@ delete_record(const struct txn_target *t, const struct txn_op *op)
 		goto count;
 	index_record_lock(ns->index, d);
 	e = entry_get(ns, set_id, d);
-	if (!entry_visible(e, clock_epoch_s())) {
+	if (recent_op_known(ns, d, op_id_of(&op->id), op->retry)) {
+		/* Routed again after its master went down, and its first
+		 * attempt made the tombstone (see recent_bucket): done. */
+		rc = 0;
+	} else if (!entry_visible(e, clock_epoch_s())) {
 		rc = -ENOENT;
 	} else {
 		/* A large file's chunks go with its head: the map first. */
 		if (e->chunked && !e->damaged)
 			map_of_entry(ns, e, &map);
-		running_delete = op->id.seq != 0 ? &op->id : NULL;
-		rc = delete_entry(ns, e, t->k.set, (uint8_t)t->k.set_len);
-		running_delete = NULL;
-		if (rc == 0 && op->id.seq != 0)
-			recent_delete_note(ns, d, &op->id);
+		rc = delete_entry(ns, e, t->k.set, (uint8_t)t->k.set_len, op_id_of(&op->id));
 	}
 	index_record_unlock(ns->index, d);
-	/* Routed again after its master went down: this delete's own first
-	 * attempt may have made the tombstone (see recent_slot). */
-	if (rc == -ENOENT && op->retry && op->id.seq != 0 && recent_delete_is(ns, d, &op->id))
-		rc = 0;
 	/* After the head (the commit point): a crash in between leaves
 	 * unnamed chunks, the reclaimer's. */
 	if (rc == 0 && map.n > 0)
@@ -1138,7 +1190,8 @@ victim_drop(struct namespace *ns, const struct txn_key *k, struct txn_chunk_map 
  */
 static int
 commit_renamed(const struct txn_target *tt, uint16_t tset, struct index_entry *te,
-    struct record *r, uint64_t from_lut, uint64_t ino, int64_t atime, struct txn_chunk_map *victim)
+    struct record *r, uint64_t from_lut, uint64_t ino, int64_t atime, const struct txn_op_id *id,
+    struct txn_chunk_map *victim)
 {
 	struct namespace *ns = tt->ns;
 	const struct txn_key *to = &tt->k;
@@ -1170,7 +1223,7 @@ commit_renamed(const struct txn_target *tt, uint16_t tset, struct index_entry *t
 	r->meta.ino = ino;
 	r->meta.atime_ns = atime;
 	namespace_entry_info(ns, r, &ci);
-	rc = commit_record(ns, tset, te, r, &ci, false, NULL, NULL);
+	rc = commit_record(ns, tset, te, r, &ci, false, id, NULL, NULL);
 	if (rc == 0 && !record_key_is_internal(r->key, r->key_len))
 		set_times_touch(&ns->sets.sets[tset], r->last_update_ms);
 	return rc;
@@ -1181,10 +1234,11 @@ commit_renamed(const struct txn_target *tt, uint16_t tset, struct index_entry *t
  * the new name's master: src (the record as the old name's master read it;
  * its digest is the old name's) becomes the record of tt.  As
  * rename_record's checks: stop-writes, a null-set name that is a set,
- * TXN_RENAME_NOREPLACE.
+ * TXN_RENAME_NOREPLACE.  id, retry: the operation's (see recent_bucket).
  */
 static int
-rename_in(const struct txn_target *tt, const struct txn_record *src, unsigned flags)
+rename_in(const struct txn_target *tt, const struct txn_record *src, unsigned flags,
+    const struct txn_op_id *id, bool retry)
 {
 	struct namespace *ns = tt->ns;
 	struct index_entry *te;
@@ -1193,6 +1247,10 @@ rename_in(const struct txn_target *tt, const struct txn_record *src, unsigned fl
 	uint16_t tset;
 	int rc;
 
+	/* Routed again after its master went down, and its first attempt
+	 * stored it here: done (see recent_bucket). */
+	if (recent_op_known(ns, &tt->digest, id, retry))
+		return 0;
 	if (stop_writes(ns)) {
 		COUNT(ns, fail_stop_writes);
 		return -ENOSPC;
@@ -1215,7 +1273,7 @@ rename_in(const struct txn_target *tt, const struct txn_record *src, unsigned fl
 	} else {
 		/* The number the old name showed (txn_read's attributes). */
 		rc = commit_renamed(tt, tset, te, &r, src->attr.last_update_ms, src->attr.ino,
-		    src->attr.atime_ns, &victim);
+		    src->attr.atime_ns, id, &victim);
 	}
 	index_record_unlock(ns->index, &tt->digest);
 	if (rc == 0)
@@ -1226,8 +1284,10 @@ rename_in(const struct txn_target *tt, const struct txn_record *src, unsigned fl
 	return rc;
 }
 
+/* id, retry: the operation's (see recent_bucket). */
 static int
-rename_record(const struct txn_target *tf, const struct txn_target *tt, unsigned flags)
+rename_record(const struct txn_target *tf, const struct txn_target *tt, unsigned flags,
+    const struct txn_op_id *id, bool retry)
 {
 	struct namespace *ns = tf->ns;
 	const struct txn_key *from = &tf->k, *to = &tt->k;
@@ -1241,6 +1301,11 @@ rename_record(const struct txn_target *tf, const struct txn_target *tt, unsigned
 	bool moved = false;
 	int rc;
 
+	/* Routed again after its master went down, and its first attempt
+	 * deleted the old name here, after storing the new one: done (see
+	 * recent_bucket). */
+	if (recent_op_known(ns, &fd, id, retry))
+		return 0;
 	record_init(&r);
 	rc = target_set(tf, false, &fset);
 	if (rc != 0)
@@ -1286,10 +1351,10 @@ rename_record(const struct txn_target *tf, const struct txn_target *tt, unsigned
 	if (moved)
 		txn_chunk_move_begin(txn_namespace_of(ns));
 	entry_extra(ns, fe, &ino, &atime);
-	rc = commit_renamed(tt, tset, te, &r, fe->last_update_ms, ino, atime, &victim);
+	rc = commit_renamed(tt, tset, te, &r, fe->last_update_ms, ino, atime, id, &victim);
 	if (rc != 0)
 		goto out;
-	rc = delete_entry(ns, fe, from->set, (uint8_t)from->set_len);
+	rc = delete_entry(ns, fe, from->set, (uint8_t)from->set_len, id);
 	if (rc != 0)
 		log_error("txn", "{%s} rename: old name left behind: %s", ns->name, recfs_strerror(rc));
 out:
@@ -1401,7 +1466,7 @@ marker_write(struct namespace *ns, uint16_t set_id, const struct digest *d,
 		r.meta.mtime_ns = clock_epoch_ms_to_unix_ns(lut);
 	else
 		r.meta.mtime_ns = atomic_load_relaxed(&s->mtime_ns);
-	rc = commit_record(ns, set_id, e, &r, &ci, false, NULL, NULL);
+	rc = commit_record(ns, set_id, e, &r, &ci, false, NULL, NULL, NULL);
 	if (rc == 0) {
 		set_times_touch(s, lut);
 		atomic_store_relaxed(&s->mtime_ns, r.meta.mtime_ns);
@@ -1484,7 +1549,7 @@ set_remove_local(const struct txn_target *t)
 		 * the other nodes compare with their state (txn_set_merge). */
 		uint64_t lut = marker_lut(s, e);
 
-		rc = delete_entry(ns, e, t->k.set, (uint8_t)t->k.set_len);
+		rc = delete_entry(ns, e, t->k.set, (uint8_t)t->k.set_len, NULL);
 		if (rc == 0)
 			atomic_store_relaxed(&s->removed_ms, lut);
 	}
@@ -1690,7 +1755,7 @@ txn_set_merge(struct namespace *ns, const struct set_msg_entry *m)
 		rc = -ENOTEMPTY;
 	} else {
 		if (e != NULL && e->set_marker && !e->tombstone)
-			rc = delete_entry(ns, e, s->name, s->len);
+			rc = delete_entry(ns, e, s->name, s->len, NULL);
 		if (rc == 0)
 			atomic_store_relaxed(&s->removed_ms, m->lut_ms);
 	}
@@ -1973,7 +2038,7 @@ reclaim_local(const struct txn_target *t, uint16_t set_id, uint32_t now, uint32_
 	    (e->void_time <= now || (evict_below != 0 && e->void_time < evict_below))) {
 		const struct ns_set *s = &ns->sets.sets[set_id];
 
-		rc = delete_entry(ns, e, set_id != 0 ? s->name : NULL, set_id != 0 ? s->len : 0);
+		rc = delete_entry(ns, e, set_id != 0 ? s->name : NULL, set_id != 0 ? s->len : 0, NULL);
 		if (rc == 0)
 			rc = 1;
 	}
@@ -2176,11 +2241,11 @@ run_local(const struct txn_target *t, const struct txn_op *op)
 	case TXN_OP_READ:
 		return read_record(t, op->rec, false, op->into, op->into_size);
 	case TXN_OP_WRITE:
-		return write_record(t, op->w, op->attr, NULL);
+		return write_record(t, op->w, op_id_of(&op->id), op->retry, op->attr, NULL);
 	case TXN_OP_DELETE:
 		return delete_record(t, op);
 	case TXN_OP_RENAME:
-		return rename_record(t, op->to, op->flags);
+		return rename_record(t, op->to, op->flags, op_id_of(&op->id), op->retry);
 	case TXN_OP_SYNC:
 		return sync_record(t);
 	case TXN_OP_SET_CREATE:
@@ -2192,7 +2257,7 @@ run_local(const struct txn_target *t, const struct txn_op *op)
 	case TXN_OP_RECLAIM:
 		return reclaim_local(t, op->set_id, op->now, op->evict_below);
 	case TXN_OP_RENAME_IN:
-		return rename_in(t, op->rec, op->flags);
+		return rename_in(t, op->rec, op->flags, op_id_of(&op->id), op->retry);
 	}
 	return -EINVAL;
 }
@@ -2410,9 +2475,6 @@ dispatch(const struct txn_target *t, const struct txn_op *op_in)
 	const struct txn_op *op = &o;
 	int rc = -EIO;
 
-	/* A delete's id, the same in every attempt (see recent_slot). */
-	if (o.kind == TXN_OP_DELETE && o.id.seq == 0 && rm != NULL)
-		o.id = op_id_new(rm);
 	if (op->kind != TXN_OP_RECLAIM)
 		txn_client_op(t->ns);
 	for (int attempt = 0;; attempt++) {
@@ -2441,6 +2503,11 @@ dispatch(const struct txn_target *t, const struct txn_op *op_in)
 			sets_used_flush(t->ns);
 			break;
 		case TXN_ROUTE_REMOTE:
+			/* A write's, delete's or rename's id once it leaves this
+			 * node, the same in every later attempt (see recent_bucket). */
+			if ((o.kind == TXN_OP_WRITE || o.kind == TXN_OP_DELETE || o.kind == TXN_OP_RENAME ||
+			    o.kind == TXN_OP_RENAME_IN) && o.id.seq == 0)
+				o.id = op_id_new(rm);
 			/* Expiry and eviction are the master's to do: not an error. */
 			rc = op->kind == TXN_OP_RECLAIM ? 0 : txn_remote_proxy(rm, rsv.master, t, op);
 			{
@@ -2477,7 +2544,7 @@ dispatch(const struct txn_target *t, const struct txn_op *op_in)
 			return -EIO;
 		}
 		/* The master went down: wait (bounded) for the table without it;
-		 * the operation may have run there (see recent_slot). */
+		 * the operation may have run there (see recent_bucket). */
 		if (rc == -EHOSTDOWN)
 			o.retry = true;
 		if (rc == -EHOSTDOWN &&
@@ -2931,9 +2998,10 @@ replica_apply(struct namespace *ns, const uint8_t *flat, uint32_t size, bool dur
 	}
 	rc = nowait ? namespace_apply_flat_nowait(ns, flat, size, false)
 	    : namespace_apply_flat(ns, flat, size, durable);
-	/* a delete's tombstone, applied or already here: note its id */
-	if (rc >= 0 && id != NULL && (h.flags & RECORD_F_TOMBSTONE))
-		recent_delete_note(ns, &h.digest, id);
+	/* the version of a proxied write or delete, applied or already
+	 * here: note its id (see recent_bucket) */
+	if (rc >= 0)
+		recent_op_note(ns, &h.digest, id);
 	if (rc == 1 && (h.flags & RECORD_F_TOMBSTONE) && !ns->storage->persistent &&
 	    atomic_load_acquire(&x->remote) == NULL) {
 		/* Detached meanwhile (as the master's delete would be): drop it. */
@@ -3000,9 +3068,10 @@ txn_replica_apply(struct namespace *ns, const uint8_t *flat, uint32_t size, bool
 }
 
 int
-txn_replica_apply_nowait(struct namespace *ns, const uint8_t *flat, uint32_t size, bool durable)
+txn_replica_apply_nowait(struct namespace *ns, const uint8_t *flat, uint32_t size, bool durable,
+    const struct txn_op_id *id)
 {
-	return replica_apply(ns, flat, size, durable, true, NULL);
+	return replica_apply(ns, flat, size, durable, true, id);
 }
 
 int
@@ -3022,7 +3091,7 @@ txn_proxy_write_nowait(struct namespace *ns, const struct txn_proxy_req *q,
 	*body = NULL;
 	*size = 0;
 	*to = 0;
-	if (q->kind != TXN_PROXY_WRITE || rm == NULL || ns->storage->persistent ||
+	if (q->kind != TXN_PROXY_WRITE || rm == NULL || q->retry || ns->storage->persistent ||
 	    (q->w.flags & TXN_DURABLE) || ns->cfg->storage.commit_to_device ||
 	    (q->w.set_file && q->w.file_len > TXN_INLINE_MAX) || write_map_op(&q->w) != NULL ||
 	    atomic_load_relaxed(&x->dup_partitions) != 0)
@@ -3044,7 +3113,7 @@ txn_proxy_write_nowait(struct namespace *ns, const struct txn_proxy_req *q,
 	if (rsv.cluster_key == 0 || rsv.master == 0 || !rsv.am_master || others > 1)
 		rc = -EWOULDBLOCK;
 	else
-		rc = write_record(&t, &q->w, attr, &nw);
+		rc = write_record(&t, &q->w, op_id_of(&q->id), false, attr, &nw);
 	partition_release(&rsv);
 	if (rc != 0)
 		return rc;

@@ -86,11 +86,11 @@ struct txn_namespace {
 	 * (atomic: a gather that saw a move begin or end meanwhile is not
 	 * trusted), and the file ids whose chunks an unlinked file's open
 	 * handles still read (hold_lock; one entry per hold). */
-	/* Deletes routed again (txn.c): per slot (picked by digest) the last
-	 * delete with an id this node applied, as master or replica; calloc'd
-	 * at open (pages touched only as deletes come). */
+	/* Operations routed again (txn.c): per bucket (picked by digest) the
+	 * last writes, deletes and renames with an id this node applied, as
+	 * master or replica; calloc'd at open (pages touched only as they come). */
 	pthread_mutex_t recent_lock;
-	struct txn_recent_delete *recent;    /* TXN_RECENT_DELETES slots */
+	struct txn_recent_op *recent;        /* TXN_RECENT_OPS entries */
 
 	uint64_t chunk_moves_begun;
 	uint64_t chunk_moves_ended;
@@ -99,12 +99,16 @@ struct txn_namespace {
 	size_t n_chunk_holds, cap_chunk_holds;
 };
 
-/* Slots of txn_namespace.recent: a delete routed again comes within about
- * transaction-max-ms of its first attempt; another delete whose digest
- * picks the same slot meanwhile overwrites it (then the attempt answers
- * ENOENT, as without the table).  40 bytes a slot, 320 KiB a namespace. */
-#define TXN_RECENT_DELETES 8192
-struct txn_recent_delete {
+/* Entries of txn_namespace.recent, in buckets of TXN_RECENT_WAYS picked by
+ * digest, newest first: an operation routed again comes within about
+ * transaction-max-ms of its first attempt; TXN_RECENT_WAYS later ones
+ * whose digests pick the same bucket push it out (then the attempt runs
+ * again, as without the table).  A bucket keeps up to that many
+ * operations on one record (writers of one name through several nodes).
+ * 40 bytes an entry, 320 KiB a namespace. */
+#define TXN_RECENT_OPS 8192
+#define TXN_RECENT_WAYS 4
+struct txn_recent_op {
 	struct txn_op_id id;                 /* seq 0: empty */
 	struct digest digest;
 };
@@ -197,7 +201,8 @@ enum txn_op_kind {
 
 struct txn_op {
 	enum txn_op_kind kind;
-	struct txn_op_id id;             /* delete: see struct txn_op_id */
+	struct txn_op_id id;             /* write, delete, rename, rename-in, once proxied:
+	                                  * see struct txn_op_id */
 	bool retry;                      /* an attempt after one whose master went down */
 	const struct txn_target *to;     /* rename: the new name */
 	const struct txn_write *w;       /* write, set create, set update */
@@ -227,10 +232,10 @@ int txn_remote_proxy(struct txn_remote *rm, uint64_t master, const struct txn_ta
     const struct txn_op *op);
 /* The replica write of record version r (op RPC_OP_TXN_REPLICA's body: the
  * namespace, durable, r in the flat record format encoded in place, and id
- * when not NULL: the delete that stored it) in a malloc'd *body of *len
- * bytes.  The record is the last field: its encoding is the body's last
- * record_flat_size(r) bytes (the master stores those).  0, -EFBIG (too
- * big to send), -ENOMEM, or the encoder's -EINVAL. */
+ * when not NULL: the proxied write or delete that stored it) in a malloc'd
+ * *body of *len bytes.  The record is the last field: its encoding is the
+ * body's last record_flat_size(r) bytes (the master stores those).  0,
+ * -EFBIG (too big to send), -ENOMEM, or the encoder's -EINVAL. */
 int txn_remote_replica_msg(const struct namespace *ns, const struct record *r, bool durable,
     const struct txn_op_id *id, uint8_t **body, size_t *len);
 /* Master, record lock held: send a stored version's replica write (body,
@@ -254,7 +259,8 @@ int txn_proxy_serve(struct namespace *ns, const struct txn_proxy_req *q, struct 
     struct txn_record *rec);
 /* txn.c, on an rpc worker: apply a replica write: 1 applied, 0 kept the
  * stored newer or equal version, TXN_ENOTMASTER (not a replica of its
- * partition), -errno. */
+ * partition), -errno.  id (NULL: none): the proxied operation that
+ * stored it, noted on 0 and 1 (txn.c, "Operations routed again"). */
 int txn_replica_apply(struct namespace *ns, const uint8_t *flat, uint32_t size, bool durable,
     const struct txn_op_id *id);
 /*
@@ -269,13 +275,15 @@ int txn_replica_apply(struct namespace *ns, const uint8_t *flat, uint32_t size, 
 #define TXN_INLINE_MAX (256u * 1024)
 int txn_proxy_serve_nowait(struct namespace *ns, const struct txn_proxy_req *q,
     struct record_attr *attr, struct txn_record *rec);
-int txn_replica_apply_nowait(struct namespace *ns, const uint8_t *flat, uint32_t size, bool durable);
+int txn_replica_apply_nowait(struct namespace *ns, const uint8_t *flat, uint32_t size, bool durable,
+    const struct txn_op_id *id);
 /*
  * A proxied write on the fabric thread (docs/cluster.md, "Write path"):
  * only on a namespace without persistent storage, not durable, content up
  * to TXN_INLINE_MAX, a set this node knows, no large file's chunk map
  * involved, this node the working master with at most one other replica,
- * the record lock free (trylock); else -EWOULDBLOCK with nothing changed.
+ * the record lock free (trylock), not an attempt routed again (q->retry:
+ * rare, a worker's); else -EWOULDBLOCK with nothing changed.
  * On 0 the version is stored, *attr filled, the record lock of *d HELD
  * and *body (malloc'd; NULL: no replica to send to) the replica message
  * for the other replica *to of partition *pid; the caller ends it with

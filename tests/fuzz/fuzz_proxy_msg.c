@@ -69,6 +69,11 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		fuzz_assert(q.has_write == (q.kind == TXN_PROXY_WRITE));
 		if (q.has_write && q.w.set_file)
 			fuzz_assert(inside(q.w.file_data, q.w.file_len, data, size));
+		/* an operation id on a write, delete or rename only; a retry mark
+		 * only with one */
+		fuzz_assert(q.id.seq == 0 || q.kind == TXN_PROXY_WRITE || q.kind == TXN_PROXY_DELETE ||
+		    q.kind == TXN_PROXY_RENAME || q.kind == TXN_PROXY_RENAME_IN);
+		fuzz_assert(!q.retry || q.id.seq != 0);
 		for (size_t i = 0; i < q.w.n_bins; i++) {
 			fuzz_assert(q.w.bins[i].name_len >= 1 && q.w.bins[i].name_len <= RECORD_BIN_NAME_MAX);
 			fuzz_assert(inside(q.w.bins[i].name, q.w.bins[i].name_len, data, size));
@@ -79,6 +84,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		fuzz_assert(txn_proxy_req_decode(buf, len, &q2) == 0);
 		fuzz_assert(q2.kind == q.kind && q2.ns_len == q.ns_len &&
 		    memcmp(q2.ns, q.ns, q.ns_len) == 0);
+		fuzz_assert(q2.id.node == q.id.node && q2.id.seq == q.id.seq && q2.retry == q.retry);
 		same_key(&q.k, &q2.k);
 		if (q.has_to) {
 			same_key(&q.to, &q2.to);
@@ -117,7 +123,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	return 0;
 }
 
-/* Requests of every kind (0..6), a write with every field and bins,
+/* Requests of every kind (0..6), a write with every field and bins and an
+ * operation id marked as routed again, a delete and a rename with an id,
  * answers (7, 9, 10). */
 size_t
 fuzz_seed(unsigned i, uint8_t *buf, size_t cap)
@@ -154,7 +161,11 @@ fuzz_seed(unsigned i, uint8_t *buf, size_t cap)
 			    .set_mode = true, .mode = 0600, .set_uid = true, .uid = 1, .set_gid = true,
 			    .gid = 2, .set_mtime = true, .mtime_ns = 3, .set_atime = true, .atime_ns = 4,
 			    .set_ttl = true, .ttl = 60, .bins = bins, .n_bins = 4 };
+			q.id = (struct txn_op_id){ .node = 0xa1, .seq = 1ull << 40 };
+			q.retry = true;
 		}
+		if (q.kind == TXN_PROXY_DELETE || q.kind == TXN_PROXY_RENAME)
+			q.id = (struct txn_op_id){ .node = 0xb2, .seq = 5 };
 		if (txn_proxy_req_encode(&q, &enc, &len) != 0 || len > cap)
 			return 0;
 		memcpy(buf, enc, len);

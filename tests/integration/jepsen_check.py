@@ -36,7 +36,8 @@
         although an acknowledged write ended before it started and no
         delete may have run in between: the master had lost the write or
         not received it, or a delete routed again after its master went
-        down did not know its own tombstone: docs/cluster.md, Proxy), BOGUS (a
+        down did not know its own tombstone - see docs/cluster.md, Proxy,
+        for what an operation routed again answers and its limits), BOGUS (a
         value no operation that may have taken effect wrote, content no
         client writes, or a read error), DIVERGED (nodes show different
         states of a name, or a node's listing disagrees with its reads),

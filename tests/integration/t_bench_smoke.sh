@@ -55,6 +55,9 @@ for row in "write, 50,000 keys" "read, random keys" "mixed 50% write + 50% read"
 	"128 KiB read RF 2/single" "1 KiB read, A masters the name" "1 KiB read, another node masters it" \
 	"proxied p50 - local p50, in TCP RTTs" "1 KiB txn_write RF 2/single" "128 KiB txn_write RF 2/single" \
 	"1 KiB RF 2/single, at most" "128 KiB RF 2/single, at most" \
+	"1 KiB write RF 1/single, at most" "1 KiB write RF 2/single, at most" \
+	"128 KiB write RF 1/single, at most" "128 KiB write RF 2/single, at most" \
+	"1 KiB write RF 2/single, 8 writers" "128 KiB write RF 2/single, 8 writers" \
 	"records moved/s, 4th node joins" "bytes moved/s (fabric, all nodes)" "moved / min(fio, TCP)" \
 	"writes during / before" "1 MiB writes of one file, then close" "1 MiB reads of that file, checked" \
 	"recfsd peak RSS (VmHWM)"; do
@@ -91,6 +94,8 @@ need = ["memory.write", "memory.read", "memory.mixed", "index.memory.per_record_
         "fabric.stream_ratio"]
 need += ["cluster.mount.%s_%s.%s" % (op, size, c) for op in ("write", "read")
          for size in ("1k", "128k") for c in ("single", "rf1", "rf2", "rf1_ratio", "rf2_ratio")]
+need += ["cluster.mount.write_%s.%s" % (size, c) for size in ("1k", "128k")
+         for c in ("rf1_bound", "rf2_bound", "rf2_ratio_t8")]
 need += ["cluster.proxy.local", "cluster.proxy.tcp_rtt", "cluster.proxy.remote", "cluster.proxy.check"]
 need += ["cluster.embedded.write_%s.%s" % (size, c) for size in ("1k", "128k")
          for c in ("single", "rf2", "rf2_ratio", "rf2_bound")]
@@ -129,7 +134,10 @@ bad = [r["id"] for r in d["rows"] if r["verdict"] == "ERROR" or
         not r["value"] > 0) or
        (r["id"] == "cluster.migrate.write_ratio" and r["verdict"] != "SKIP" and
         not all(s in r["note"] for s in ("p50 ", "p99 "))) or
-       (r["id"].endswith(".rf2_bound") and not 0 < r["value"] < 100) or
+       (r["id"].endswith(("_bound", "_ratio_t8")) and not 0 < r["value"] < 100) or
+       # the mount bounds name their terms and the share of them measured
+       (r["id"].startswith("cluster.mount.") and r["id"].endswith("_bound") and
+        not all(s in r["note"] for s in ("single ", "net ", " RTT x ", "% of it"))) or
        (r["id"] == "cluster.migrate.tcp_cpu_per_mb" and r["verdict"] != "SKIP" and
         not (r["value"] > 0 and " cores at this" in r["note"])) or
        # by thread: the threads that move the data worked, and each is named in the note

@@ -15,7 +15,8 @@
 #     every descriptor that wrote, not by one that did not;
 #   - a file kept open and dirty is stored after flush-max-ms: it survives
 #     a SIGKILL of the daemon once that time has passed; fsync'd data as
-#     before.
+#     before; files written and closed in a stream do not wake the timer
+#     thread once each.
 . "${top_srcdir:-$(dirname "$0")/../..}/tests/integration/lib.sh"
 
 ST=$ITEST_BIN/share_test
@@ -180,6 +181,21 @@ sleep 1.5
 timed1=$(node_value fuse_timed_stores)
 check_true "fuse_timed_stores counted the store (was $timed0, now $timed1)" \
 	"${timed1:-0}" -ge $((${timed0:-0} + 1))
+# A stream of files written and closed within flush-max-ms wakes the timer
+# thread about once per flush-max-ms, not once per file (each file is on
+# its list while dirty, and looked at again once per 1024 files listed).
+tid=$(grep -lx flush-timer /proc/"$DAEMON_PID"/task/*/comm | head -n 1 | cut -d/ -f5)
+check_true "the timer thread is named flush-timer" -n "$tid"
+sw0=$(awk '/^voluntary_ctxt_switches/ { print $2 }' /proc/"$DAEMON_PID"/task/"$tid"/status)
+python3 -c '
+import sys
+for i in range(2500):
+    with open("%s/stream%d" % (sys.argv[1], i), "wb") as f:
+        f.write(b"x" * 1000)' "$S" || bad "the stream of files"
+sw1=$(awk '/^voluntary_ctxt_switches/ { print $2 }' /proc/"$DAEMON_PID"/task/"$tid"/status)
+check_true "2500 files written and closed woke the timer thread $((sw1 - sw0)) times (< 40)" \
+	$((sw1 - sw0)) -lt 40
+check_eq "the stream's last file" "$(head -c 3 "$S/stream2499")" xxx
 crash_daemon || fail "could not detach the dead mount"
 kill "$SYNC_PID" 2>/dev/null
 wait "$SYNC_PID" 2>/dev/null

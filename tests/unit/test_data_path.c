@@ -42,7 +42,12 @@
  *     are refused and counted, others that do not decode or name no
  *     namespace here refused;
  *   - a final master's takeover notice to a member that cannot take it at
- *     once is sent again until it does (three nodes).
+ *     once is sent again until it does (three nodes);
+ *   - a delete, a create-only write, a write or a rename whose master ran
+ *     it and went down before answering, routed again to the new master,
+ *     is not run again there and answers 0 (retries_applied_before); the
+ *     table keeps the last 4 operations of a record; replica writes with a
+ *     malformed operation id are refused.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -431,6 +436,26 @@ test_replica_keeps_a_version_it_has(void **state)
 	    &ans), 0);
 	assert_int_equal(ans.err, -EBADMSG);
 	rpc_answer_release(&ans);
+	flat[n / 2] ^= 0xff;
+	/* so is one whose operation id is not 16 bytes with a counter */
+	for (int i = 0; i < 3; i++) {
+		static const uint8_t id[17] = { 1, 0, 0, 0, 0, 0, 0, 0, 5 };
+
+		fabric_msg_writer_init(&w, body, sizeof(body), TXN_MSG_REPLICA);
+		fabric_msg_put_bytes(&w, TXN_RF_NS, "test", 4);
+		fabric_msg_put_u32(&w, TXN_RF_DURABLE, 0);
+		if (i == 2)
+			fabric_msg_put_bytes(&w, TXN_RF_OP_ID, (const uint8_t[16]){ 1 }, 16);
+		else
+			fabric_msg_put_bytes(&w, TXN_RF_OP_ID, id, i == 0 ? 15 : 17);
+		fabric_msg_put_bytes(&w, TXN_RF_RECORD, flat, n);
+		assert_int_equal(rpc_call(txn_network_rpc(A.net), B.id, RPC_OP_TXN_REPLICA, body, w.len,
+		    0, &ans), 0);
+		assert_int_equal(ans.err, -EBADMSG);
+		rpc_answer_release(&ans);
+	}
+	assert_int_equal(FV(B, replica_writes_kept_older), kept + 1);
+	assert_int_equal(FV(B, replica_writes_applied), applied);
 	free(flat);
 }
 
@@ -1960,18 +1985,72 @@ test_takeover_notice_reaches_a_busy_member(void **state)
  */
 static struct tnode *lose_master;
 static struct namespace *lose_at;      /* the caller's namespace */
+static enum txn_op_kind lose_kind;     /* the operation whose answer is lost */
 static int lost_answers, lost_rc;
+static struct txn_op_id lost_id;       /* the id the lost attempt carried */
+/* At the lost answer: the copy the first attempt left on this node (the
+ * replica), key lose_key: its generation, last-update time, content. */
+static struct tnode *lose_copy_at;
+static const char *lose_key;
+static uint16_t lost_gen;
+static uint64_t lost_lut, lost_pending;   /* and the master's rpc_requests_pending */
+static char lost_content[64];
+
+/* This node's own stored copy of k: generation, last-update time, content. */
+static void
+own_version(struct tnode *t, const char *k, uint16_t *gen, uint64_t *lut, char *content, size_t cap)
+{
+	struct txn_key key = key_of(k);
+	struct record r;
+	const struct bin *b;
+	uint8_t *flat = NULL;
+	uint32_t len = 0;
+
+	assert_int_equal(txn_dup_copy(t->ns, &key, false, &flat, &len), 0);
+	assert_non_null(flat);
+	assert_int_equal(record_flat_decode(flat, len, &r), 0);
+	*gen = r.generation;
+	*lut = r.last_update_ms;
+	b = record_bin_find(&r, t->ns->cfg->file_bin, strlen(t->ns->cfg->file_bin));
+	assert_non_null(b);
+	assert_true(b->v.bytes.len < cap);
+	memcpy(content, b->v.bytes.data, b->v.bytes.len);
+	content[b->v.bytes.len] = '\0';
+	record_release(&r);
+	free(flat);
+}
 
 static int
-lose_delete_answer(const struct txn_target *t, const struct txn_op *op, int rc)
+lose_answer(const struct txn_target *t, const struct txn_op *op, int rc)
 {
-	if (op->kind != TXN_OP_DELETE || op->retry || lose_master == NULL || t->ns != lose_at)
+	if (op->kind != lose_kind || op->retry || lose_master == NULL || t->ns != lose_at)
 		return rc;
 	lost_answers++;
 	lost_rc = rc;
+	lost_id = op->id;
+	if (lose_copy_at != NULL)
+		own_version(lose_copy_at, lose_key, &lost_gen, &lost_lut, lost_content,
+		    sizeof(lost_content));
+	lost_pending = FV(*lose_master, rpc_requests_pending);
 	tnode_net_down(lose_master);
 	lose_master = NULL;
 	return -EHOSTDOWN;
+}
+
+/* The answer of the next op_kind proxied from caller to master is lost and
+ * master's network goes; copy_at's copy of k is taken first. */
+static void
+lose_next_answer(enum txn_op_kind kind, struct tnode *caller, struct tnode *master,
+    struct tnode *copy_at, const char *k)
+{
+	lost_answers = 0;
+	lost_rc = 1;
+	lose_kind = kind;
+	lose_at = caller->ns;
+	lose_copy_at = copy_at;
+	lose_key = k;
+	lose_master = master;
+	atomic_store_relaxed(&txn_proxy_result_test_hook, lose_answer);
 }
 
 static void
@@ -1982,6 +2061,7 @@ test_delete_routed_again_after_its_master_went_down(void **state)
 	struct record_attr a;
 	struct txn_key key;
 	char k[16];
+	uint64_t r0;
 	int rc;
 
 	(void)state;
@@ -1998,21 +2078,306 @@ test_delete_routed_again_after_its_master_went_down(void **state)
 	name_mastered(&c, false, k, sizeof(k));
 	key = key_of(k);
 	assert_int_equal(put(&c, k, "to be deleted"), 0);
-	lost_answers = 0;
-	lost_rc = 1;
-	lose_master = &d;
-	lose_at = c.ns;
-	atomic_store_relaxed(&txn_proxy_result_test_hook, lose_delete_answer);
+	r0 = ns_value(&c, STAT_NS_retries_applied_before);
+	lose_next_answer(TXN_OP_DELETE, &c, &d, NULL, NULL);
 	rc = txn_delete(c.ns, &key);
 	atomic_store_relaxed(&txn_proxy_result_test_hook, NULL);
 	assert_int_equal(lost_answers, 1);
 	assert_int_equal(lost_rc, 0);          /* d ran it and c applied its tombstone */
 	assert_int_equal(rc, 0);               /* c, master now, knew it for this delete */
+	assert_int_equal(ns_value(&c, STAT_NS_retries_applied_before), r0 + 1);
 	assert_int_equal(txn_stat(c.ns, &key, &a), -ENOENT);
 	/* another delete of the name finds nothing, as ever */
 	assert_int_equal(txn_delete(c.ns, &key), -ENOENT);
 	tnode_down(&c);
 	tnode_down(&d);
+}
+
+/*
+ * A write whose master stored it, replicated it and went down before its
+ * answer arrived is routed again to the new master - the former replica,
+ * holding that version - and is not applied a second time: a create-only
+ * write (open O_EXCL, mkdir in a set) answers 0, not EEXIST as if someone
+ * else had made the file, and any write keeps the generation and
+ * last-update time of its one application.  Before, the attempt routed
+ * again ran again: EEXIST, or a second generation for one write.
+ * d masters the name, c is its replica; the caller is c itself (two
+ * nodes: the attempt routed again runs at c) or a third node e (it is
+ * proxied to c, marked as routed again).  On memory the first attempt is
+ * stored on d's fabric thread and applied on c's (the inline paths); on
+ * device files by workers.
+ */
+static void
+write_routed_again(bool create_only, bool three, bool devices)
+{
+	struct tnode c, d, e;
+	struct tnode *const all[3] = { &c, &d, &e };
+	struct tnode *caller = three ? &e : &c;
+	uint16_t pc = free_port(), pd = free_port(), pe = free_port();
+	char files[3][64], k[16], content[64];
+	struct record_attr a;
+	struct txn_key key;
+	struct txn_write w = { .set_file = true, .file_data = "written once", .file_len = 12 };
+	uint64_t r0, pend0, lut;
+	uint16_t gen;
+	int rc;
+
+	while (pd == pc)
+		pd = free_port();
+	while (pe == pc || pe == pd)
+		pe = free_port();
+	memset(&c, 0, sizeof(c));
+	memset(&d, 0, sizeof(d));
+	memset(&e, 0, sizeof(e));
+	for (unsigned i = 0; i < 3; i++) {
+		snprintf(files[i], sizeof(files[i]), "/tmp/test_data_path.%d.%u.dat", (int)getpid(), i);
+		unlink(files[i]);
+	}
+	for (unsigned i = 0; i < (three ? 3u : 2u); i++) {
+		if (devices)
+			snprintf(engine_yaml, sizeof(engine_yaml),
+			    "      type: device\n      files: [ %s ]\n      filesize: 16M\n", files[i]);
+		tnode_up(all[i], 0xc7 + i, i == 0 ? pc : i == 1 ? pd : pe, i == 0 ? pd : pc);
+	}
+	snprintf(engine_yaml, sizeof(engine_yaml), "      type: memory\n      data-size: 16M\n");
+	for (uint64_t t0 = clock_mono_ns(); !all_rebalanced(all, three ? 3 : 2);) {
+		if (clock_mono_ns() - t0 > 10000000000ull)
+			fail_msg("no cluster within 10 s");
+		sleep_ms(10);
+	}
+	/* a name d masters and c is the other replica of */
+	for (unsigned i = 0;; i++) {
+		struct txn_partition p;
+		struct digest dg;
+
+		snprintf(k, sizeof(k), "w%u", i);
+		digest_compute(&dg, NULL, 0, k, strlen(k));
+		assert_int_equal(txn_partition_get(caller->ns, digest_partition(&dg), &p), 0);
+		if (p.master == d.id && p.n_replicas == 2 && p.replicas[0] == d.id &&
+		    p.replicas[1] == c.id)
+			break;
+	}
+	key = key_of(k);
+	if (create_only)
+		w.flags = TXN_CREATE_ONLY;
+	else
+		assert_int_equal(put(caller, k, "the first content"), 0);
+	r0 = ns_value(&c, STAT_NS_retries_applied_before);
+	pend0 = FV(d, rpc_requests_pending);
+	lose_next_answer(TXN_OP_WRITE, caller, &d, &c, k);
+	memset(&a, 0, sizeof(a));
+	rc = txn_write(caller->ns, &key, &w, &a);
+	atomic_store_relaxed(&txn_proxy_result_test_hook, NULL);
+	assert_int_equal(lost_answers, 1);
+	assert_int_equal(lost_rc, 0);          /* d stored it and c applied it */
+	/* on memory d stored it on its fabric thread */
+	assert_int_equal(lost_pending - pend0, devices ? 0 : 1);
+	assert_string_equal(lost_content, "written once");
+	assert_int_equal(lost_gen, create_only ? 1 : 2);
+	/* c, master now, knew it: answered as the first attempt, not applied again */
+	assert_int_equal(rc, 0);
+	own_version(&c, k, &gen, &lut, content, sizeof(content));
+	assert_int_equal(gen, lost_gen);
+	assert_int_equal(lut, lost_lut);
+	assert_string_equal(content, "written once");
+	assert_int_equal(a.generation, lost_gen);
+	assert_int_equal(a.last_update_ms, lost_lut);
+	assert_int_equal(a.size, 12);
+	assert_int_equal(ns_value(&c, STAT_NS_retries_applied_before), r0 + 1);
+	if (create_only) {
+		/* Another create of the name is refused as ever, and only the
+		 * attempt of this very write routed again is taken for it: the
+		 * same request served at c, the new master, with another id, or
+		 * not marked as routed again, or of another name, is EEXIST. */
+		struct txn_proxy_req q = { .kind = TXN_PROXY_WRITE, .ns = "test", .ns_len = 4,
+		    .k = key, .has_write = true, .w = w, .id = lost_id, .retry = true };
+		struct txn_record rec;
+		char other[16];
+
+		memset(&rec, 0, sizeof(rec));
+		record_init(&rec.rec);
+		assert_int_equal(txn_write(caller->ns, &key, &w, NULL), -EEXIST);
+		assert_true(lost_id.seq != 0);
+		q.id.seq++;
+		assert_int_equal(txn_proxy_serve(c.ns, &q, &a, &rec), -EEXIST);
+		q.id = lost_id;
+		q.retry = false;
+		assert_int_equal(txn_proxy_serve(c.ns, &q, &a, &rec), -EEXIST);
+		q.retry = true;
+		for (unsigned i = 0;; i++) {
+			struct txn_partition p;
+			struct digest dg;
+
+			snprintf(other, sizeof(other), "%s-%u", k, i);
+			digest_compute(&dg, NULL, 0, other, strlen(other));
+			assert_int_equal(txn_partition_get(c.ns, digest_partition(&dg), &p), 0);
+			if (p.am_master)
+				break;
+		}
+		assert_int_equal(put(&c, other, "another file"), 0);
+		q.k = key_of(other);
+		assert_int_equal(txn_proxy_serve(c.ns, &q, &a, &rec), -EEXIST);
+		assert_int_equal(ns_value(&c, STAT_NS_retries_applied_before), r0 + 1);
+		/* and that attempt again is still known (served by a worker) */
+		q.k = key;
+		assert_int_equal(txn_proxy_serve(c.ns, &q, &a, &rec), 0);
+		assert_int_equal(a.generation, 1);
+		assert_int_equal(ns_value(&c, STAT_NS_retries_applied_before), r0 + 2);
+	} else {
+		/* the next write of the name is applied, as ever */
+		assert_int_equal(put(caller, k, "then another"), 0);
+		own_version(&c, k, &gen, &lut, content, sizeof(content));
+		assert_int_equal(gen, lost_gen + 1);
+		assert_string_equal(content, "then another");
+	}
+	for (unsigned i = three ? 3 : 2; i-- > 0;)
+		tnode_down(all[i]);
+	for (unsigned i = 0; i < 3; i++)
+		unlink(files[i]);
+}
+
+static void
+test_create_routed_again_after_its_master_went_down(void **state)
+{
+	(void)state;
+	write_routed_again(true, false, false);
+	write_routed_again(true, true, true);
+}
+
+static void
+test_write_routed_again_after_its_master_went_down(void **state)
+{
+	(void)state;
+	write_routed_again(false, true, false);
+	write_routed_again(false, false, true);
+}
+
+/* The first name p<i>, from i0 on, whose partition t masters (want_master) or not. */
+static unsigned
+name_mastered_from(struct tnode *t, bool want_master, unsigned i0, char *out, size_t cap)
+{
+	for (unsigned i = i0;; i++) {
+		struct txn_partition p;
+		struct digest d;
+
+		snprintf(out, cap, "p%u", i);
+		digest_compute(&d, NULL, 0, out, strlen(out));
+		assert_int_equal(txn_partition_get(t->ns, digest_partition(&d), &p), 0);
+		if (p.am_master == want_master)
+			return i;
+	}
+}
+
+/*
+ * A rename whose master ran it and went down before answering, routed
+ * again to the new master (the former replica, holding the new name and
+ * the old one's tombstone), answers 0: `mv` does not fail with ENOENT as
+ * if the file had gone, and the new name is written once (generation 1).
+ * Across masters (the old name's master c, the new one's d: the new name's
+ * write, "rename-in", is what goes to d) a rename with RENAME_NOREPLACE
+ * whose rename-in is routed again does not fail with EEXIST over its own
+ * first attempt.  Two nodes, c the caller.
+ */
+static void
+test_rename_routed_again_after_its_master_went_down(void **state)
+{
+	struct tnode c, d;
+	uint16_t pc = free_port(), pd = free_port();
+	char from[16], to[16], content[64];
+	struct txn_key kf, kt;
+	struct record_attr a;
+	uint64_t r0, lut;
+	uint16_t gen;
+	unsigned i;
+
+	(void)state;
+	for (int across = 0; across < 2; across++) {
+		while (pd == pc)
+			pd = free_port();
+		memset(&c, 0, sizeof(c));
+		memset(&d, 0, sizeof(d));
+		tnode_up(&c, 0xca, pc, pd);
+		tnode_up(&d, 0xdb, pd, pc);
+		wait_pair(&c, &d);
+		wait_tables(&c, &d);
+		settled_pair(&c, &d);
+		/* d masters the new name; the old one too, or c */
+		i = name_mastered_from(&c, across != 0, 0, from, sizeof(from));
+		name_mastered_from(&c, false, i + 1, to, sizeof(to));
+		kf = key_of(from);
+		kt = key_of(to);
+		assert_int_equal(put(&c, from, "renamed once"), 0);
+		r0 = ns_value(&c, STAT_NS_retries_applied_before);
+		lose_next_answer(across ? TXN_OP_RENAME_IN : TXN_OP_RENAME, &c, &d, NULL, NULL);
+		assert_int_equal(txn_rename(c.ns, &kf, &kt, across ? TXN_RENAME_NOREPLACE : 0), 0);
+		atomic_store_relaxed(&txn_proxy_result_test_hook, NULL);
+		assert_int_equal(lost_answers, 1);
+		assert_int_equal(lost_rc, 0);
+		assert_int_equal(ns_value(&c, STAT_NS_retries_applied_before), r0 + 1);
+		assert_int_equal(txn_stat(c.ns, &kf, &a), -ENOENT);
+		own_version(&c, to, &gen, &lut, content, sizeof(content));
+		assert_int_equal(gen, 1);
+		assert_string_equal(content, "renamed once");
+		tnode_down(&c);
+		tnode_down(&d);
+		pc = free_port();
+		pd = free_port();
+	}
+}
+
+/*
+ * The table of recent operations keeps the last 4 operations of one record
+ * (writers of one name through several nodes): an attempt routed again of
+ * any of them answers 0 without running again, and one that 4 later ones
+ * pushed out runs again (the limit docs/cluster.md, Proxy, states).  One
+ * node alone, served as a master serves a proxied write (txn_proxy_serve).
+ */
+static void
+test_recent_operations_keep_the_last_four_of_a_record(void **state)
+{
+	struct recfs_config cfg;
+	struct node *node;
+	struct namespace *ns;
+	struct record_attr a;
+	struct txn_record rec;
+	uint64_t v[STAT_NS_COUNT], r0;
+	char err[256];
+	struct txn_proxy_req q = { .kind = TXN_PROXY_WRITE, .ns = "test", .ns_len = 4,
+	    .k = key_of("hot"), .has_write = true,
+	    .w = { .set_file = true, .file_data = "x", .file_len = 1 } };
+
+	(void)state;
+	assert_int_equal(config_load_string(&cfg, "namespaces:\n  - name: test\n"
+	    "    storage-engine:\n      type: memory\n      data-size: 16M\n"
+	    "      write-block-size: 128K\n", "test", err, sizeof(err)), 0);
+	assert_int_equal(node_open(&node, &cfg), 0);
+	txn_node_id_set(node, 0xab1);   /* alone: it masters every partition */
+	ns = node_namespace_find(node, "test", 4);
+	assert_non_null(ns);
+	memset(&rec, 0, sizeof(rec));
+	record_init(&rec.rec);
+	for (uint64_t i = 1; i <= 5; i++) {
+		q.id = (struct txn_op_id){ .node = 0xabc, .seq = i };
+		assert_int_equal(txn_proxy_serve(ns, &q, &a, &rec), 0);
+		assert_int_equal(a.generation, i);
+	}
+	txn_namespace_values(ns, v);
+	r0 = v[STAT_NS_retries_applied_before];
+	q.retry = true;
+	for (uint64_t i = 5; i >= 2; i--) {
+		q.id.seq = i;
+		assert_int_equal(txn_proxy_serve(ns, &q, &a, &rec), 0);
+		assert_int_equal(a.generation, 5);
+	}
+	txn_namespace_values(ns, v);
+	assert_int_equal(v[STAT_NS_retries_applied_before], r0 + 4);
+	q.id.seq = 1;      /* pushed out by 2..5: runs again */
+	assert_int_equal(txn_proxy_serve(ns, &q, &a, &rec), 0);
+	assert_int_equal(a.generation, 6);
+	txn_namespace_values(ns, v);
+	assert_int_equal(v[STAT_NS_retries_applied_before], r0 + 4);
+	node_close(node, false);
+	config_free(&cfg);
 }
 
 int
@@ -2038,6 +2403,10 @@ main(void)
 		cmocka_unit_test(test_write_waiting_through_a_master_change_runs_at_the_new_master),
 		cmocka_unit_test(test_takeover_notice_reaches_a_busy_member),
 		cmocka_unit_test(test_delete_routed_again_after_its_master_went_down),
+		cmocka_unit_test(test_create_routed_again_after_its_master_went_down),
+		cmocka_unit_test(test_write_routed_again_after_its_master_went_down),
+		cmocka_unit_test(test_rename_routed_again_after_its_master_went_down),
+		cmocka_unit_test(test_recent_operations_keep_the_last_four_of_a_record),
 	};
 
 	signal(SIGPIPE, SIG_IGN);

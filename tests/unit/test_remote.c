@@ -192,6 +192,47 @@ test_proxy_request_roundtrip(void **state)
 	assert_false(d.retry);
 	txn_proxy_req_release(&d);
 	free(buf);
+	/* A write's id and retry mark travel too; split, the content is still
+	 * the last field, by reference. */
+	{
+		struct txn_proxy_req wi = full_write();
+		uint8_t *whole, *head;
+		const uint8_t *tail;
+		size_t wl, hl, tl;
+
+		wi.id = (struct txn_op_id){ .node = 0xc0ffee, .seq = 42 };
+		wi.retry = true;
+		assert_int_equal(txn_proxy_req_encode(&wi, &whole, &wl), 0);
+		assert_int_equal(txn_proxy_req_encode_split(&wi, &head, &hl, &tail, &tl), 0);
+		assert_ptr_equal(tail, wi.w.file_data);
+		assert_int_equal(hl + tl, wl);
+		assert_memory_equal(head, whole, hl);
+		assert_int_equal(txn_proxy_req_decode(whole, wl, &d), 0);
+		assert_int_equal(d.kind, TXN_PROXY_WRITE);
+		assert_int_equal(d.id.node, 0xc0ffee);
+		assert_int_equal(d.id.seq, 42);
+		assert_true(d.retry);
+		assert_int_equal(d.w.flags, TXN_CREATE_ONLY | TXN_DURABLE);
+		assert_memory_equal(d.w.file_data, "file content", 12);
+		txn_proxy_req_release(&d);
+		free(whole);
+		free(head);
+	}
+	/* and a rename's */
+	{
+		struct txn_proxy_req rn = { .kind = TXN_PROXY_RENAME, .ns = "ns", .ns_len = 2,
+		    .k = { .key = "old", .key_len = 3 }, .has_to = true,
+		    .to = { .key = "new", .key_len = 3 }, .id = { .node = 7, .seq = 8 }, .retry = true };
+
+		assert_int_equal(txn_proxy_req_encode(&rn, &buf, &len), 0);
+		assert_int_equal(txn_proxy_req_decode(buf, len, &d), 0);
+		assert_int_equal(d.kind, TXN_PROXY_RENAME);
+		assert_int_equal(d.id.node, 7);
+		assert_int_equal(d.id.seq, 8);
+		assert_true(d.retry);
+		txn_proxy_req_release(&d);
+		free(buf);
+	}
 	for (uint32_t k = TXN_PROXY_STAT; k <= TXN_PROXY_DUPRES; k++) {
 		struct txn_proxy_req s = { .kind = k, .ns = "n", .ns_len = 1,
 		    .k = { .key = "k", .key_len = 1 } };
@@ -309,9 +350,52 @@ test_proxy_request_malformed(void **state)
 		txn_proxy_req_release(&d);
 		mb[2 + 7 + 3] = TXN_PROXY_STAT;      /* an id on a stat */
 		assert_int_equal(txn_proxy_req_decode(mb, w.len, &d), -EBADMSG);
+		mb[2 + 7 + 3] = TXN_PROXY_READ;      /* on a read */
+		assert_int_equal(txn_proxy_req_decode(mb, w.len, &d), -EBADMSG);
+		mb[2 + 7 + 3] = TXN_PROXY_SYNC;      /* on a sync */
+		assert_int_equal(txn_proxy_req_decode(mb, w.len, &d), -EBADMSG);
 		mb[2 + 7 + 3] = TXN_PROXY_DELETE;
 		fabric_msg_put_u32(&w, TXN_PF_RETRY, 2);
 		assert_int_equal(txn_proxy_req_decode(mb, w.len, &d), -EBADMSG);
+	}
+	{	/* a write's id: 16 bytes exactly (15 or 17: refused), seq not 0;
+		 * retry only with it */
+		static const uint8_t id[17] = { 2, 0, 0, 0, 0, 0, 0, 0, 9, 0, 0, 0, 0, 0, 0, 0, 0 };
+		static const uint8_t id0[16] = { 2 };
+		uint8_t bad[4][512];
+
+		MSG(TXN_MSG_PROXY);
+		fabric_msg_put_u32(&w, TXN_PF_KIND, TXN_PROXY_WRITE);
+		fabric_msg_put_bytes(&w, TXN_PF_NS, "n", 1);
+		fabric_msg_put_bytes(&w, TXN_PF_KEY, "k", 1);
+		fabric_msg_put_u32(&w, TXN_PF_W_FLAGS, TXN_CREATE_ONLY);
+		fabric_msg_put_u32(&w, TXN_PF_W_SET, 0);
+		assert_int_equal(txn_proxy_req_decode(mb, w.len, &d), 0);
+		assert_int_equal(d.id.seq, 0);
+		assert_false(d.retry);
+		txn_proxy_req_release(&d);
+		for (int i = 0; i < 4; i++) {
+			struct fabric_msg_writer b = w;
+
+			b.buf = bad[i];
+			memcpy(bad[i], mb, w.len);
+			if (i < 2)
+				fabric_msg_put_bytes(&b, TXN_PF_OP_ID, id, i == 0 ? 15 : 17);
+			else if (i == 2)
+				fabric_msg_put_bytes(&b, TXN_PF_OP_ID, id0, 16);
+			else
+				fabric_msg_put_u32(&b, TXN_PF_RETRY, 1);
+			assert_int_equal(b.err, 0);
+			assert_int_equal(txn_proxy_req_decode(bad[i], b.len, &d), -EBADMSG);
+		}
+		fabric_msg_put_bytes(&w, TXN_PF_OP_ID, id, 16);
+		fabric_msg_put_u32(&w, TXN_PF_RETRY, 1);
+		assert_int_equal(txn_proxy_req_decode(mb, w.len, &d), 0);
+		assert_int_equal(d.id.node, 2);
+		assert_int_equal(d.id.seq, 9);
+		assert_true(d.retry);
+		assert_int_equal(d.w.flags, TXN_CREATE_ONLY);
+		txn_proxy_req_release(&d);
 	}
 	{	/* write fields on a delete */
 		MSG(TXN_MSG_PROXY);

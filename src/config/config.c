@@ -234,7 +234,7 @@ static int check_chunk_size(const struct config_param *, const struct config_val
 	ROW(ns_config, migrate_sleep_us, NULL, \
 	    .name = "migrate-sleep", .section = CONFIG_NAMESPACE, .type = CONFIG_UINT, \
 	    .default_text = "1", .min = 0, .max = 1000000, .unit = "us", .dynamic = true, \
-	    .help = "Pause of a migration per record it sends (throttle), slept once per batch of records; 0 = none.") \
+	    .help = "Pause of a migration per record it sends (throttle), slept once the time owed reaches 1 ms (or per batch of records when more); 0 = none.") \
 	ROW(ns_config, file_bin, check_bin_name, \
 	    .name = "file-bin", .section = CONFIG_NAMESPACE, .type = CONFIG_STRING, \
 	    .default_text = "data", .min = 1, .max = 15, .unit = "", \

@@ -51,12 +51,14 @@
 #define MIG_THREADS_MAX 8
 #define MIG_BATCH_BYTES (1024u * 1024)    /* flat record bytes per INSERT (one record may be more) */
 #define MIG_BATCH_RECORDS 256
+#define MIG_SEC_OVERHEAD 64               /* a section's head in a PARTS, at most */
 #define MIG_WINDOW 3                      /* PARTS messages in flight per emigration thread */
 #define MIG_STREAM_PARTS 256              /* partitions a stream takes before the queue's order again */
 #define MIG_RETRY_MS 100                  /* a START refused busy, a failed call: again after */
 #define MIG_RETRY_MAX_MS 2000
 #define MIG_YIELD_MAX_MS 100               /* a pause for clients at most (tx_yield) */
 #define MIG_YIELD_SLICE_MS 20              /* work between two looks for clients */
+#define MIG_SLEEP_MIN_US 1000              /* migrate-sleep: owed time slept once it is this much */
 
 _Static_assert(MIGRATE_MSG_PARTITIONS == PARTITION_COUNT, "one partition count");
 _Static_assert(MIG_BATCH_BYTES + 64 * 1024 < RPC_BODY_MAX, "a batch fits an rpc body");
@@ -1321,6 +1323,7 @@ struct tx_stream {
 	int part_rc;               /* a section of j's run came back failed */
 	uint64_t ops_seen;         /* client operations counted at the last look (tx_yield) */
 	uint64_t work_t0;          /* monotonic ns: the thread works since */
+	uint64_t *sleep_owed_us;   /* migrate-sleep not slept yet (the thread's) */
 };
 
 /* Lock held: when jobs to node may start (0: now). */
@@ -1606,6 +1609,7 @@ tx_partition(struct tx_stream *s)
 	struct tx_sec *sec = NULL;
 	size_t n_off = 0, sec_start = 0;
 	bool sent_some = false;   /* sections of it went: the next is not FIRST */
+	bool whole = false;       /* all of it in the first batch: never split */
 	int rc = 0;
 
 	s->part_rc = 0;
@@ -1617,16 +1621,26 @@ tx_partition(struct tx_stream *s)
 			rc = -ESTALE;
 			break;
 		}
-		/* what is left of the message being filled, at least one record */
+		/* The first batch up to a whole message: a partition that fits
+		 * one goes whole in one section (no wait for the window), in a
+		 * message of its own if it does not fit what is left of the one
+		 * being filled.  Later batches: what is left of the message, at
+		 * least one record. */
 		t = &s->msg[s->cur];
 		c->n = 0;
 		c->bytes = 0;
-		c->limit = t->len < MIG_BATCH_BYTES ? (uint32_t)(MIG_BATCH_BYTES - t->len) : 1;
+		c->limit = !pos.started ? MIG_BATCH_BYTES : t->len < MIG_BATCH_BYTES ?
+		    (uint32_t)(MIG_BATCH_BYTES - t->len) : 1;
 		walked = index_partition_walk(ns->index, s->j.pid, &pos, tx_collect_one, c, MIG_BATCH_RECORDS);
 		if (walked < 0)
 			rc = walked;
 		if (walked <= 0)
 			break;
+		if (!sent_some && sec == NULL && pos.done && c->bytes <= MIG_BATCH_BYTES) {
+			whole = true;
+			if (t->n_sec > 0 && t->len + MIG_SEC_OVERHEAD + c->bytes + 4ull * c->n > MIG_BATCH_BYTES)
+				tx_flush(s);
+		}
 		/* read in storage order: neighbours in a write block come together */
 		qsort(c->r, c->n, sizeof(c->r[0]), loc_cmp);
 		for (unsigned i = 0; i < c->n && rc == 0; i++) {
@@ -1659,7 +1673,7 @@ tx_partition(struct tx_stream *s)
 					migrate_msg_insert_count(t->buf, n_off, ++sec->n);
 				}
 				/* full with more of the partition to come */
-				full = t->len >= MIG_BATCH_BYTES && (i + 1 < c->n || !pos.done);
+				full = !whole && t->len >= MIG_BATCH_BYTES && (i + 1 < c->n || !pos.done);
 			}
 			if (!full)
 				continue;
@@ -1681,9 +1695,16 @@ tx_partition(struct tx_stream *s)
 				tx_drain(s);
 			rc = s->part_rc;
 		}
-		/* migrate-sleep: per record sent, slept once per batch read */
-		if (rc == 0 && sleep > 0 && c->n > 0)
-			sleep_us(sleep * c->n);
+		/* migrate-sleep: per record sent, slept once it adds up to
+		 * MIG_SLEEP_MIN_US (a batch's few us cost a timer wake-up of
+		 * ~1 ms here: a cap on the rate, not the throttle asked) */
+		if (rc == 0 && sleep > 0 && c->n > 0) {
+			*s->sleep_owed_us += (uint64_t)sleep * c->n;
+			if (*s->sleep_owed_us >= MIG_SLEEP_MIN_US) {
+				sleep_us(*s->sleep_owed_us > UINT32_MAX ? UINT32_MAX : (uint32_t)*s->sleep_owed_us);
+				*s->sleep_owed_us = 0;
+			}
+		}
 	}
 	if (rc == 0 && sent_some) {
 		/* every earlier section of the partition applied before its LAST */
@@ -1716,7 +1737,7 @@ tx_partition(struct tx_stream *s)
 /* A stream that begins with job j (taken): until no job of its namespace,
  * receiver and change is ready, or MIG_STREAM_PARTS partitions. */
 static void
-tx_stream_run(struct txn_migrate *m, unsigned idx, const struct mig_job *j)
+tx_stream_run(struct txn_migrate *m, unsigned idx, const struct mig_job *j, uint64_t *sleep_owed_us)
 {
 	struct tx_stream *s = calloc(1, sizeof(*s));
 	unsigned parts = 0;
@@ -1736,6 +1757,7 @@ tx_stream_run(struct txn_migrate *m, unsigned idx, const struct mig_job *j)
 		s->m = m;
 		s->idx = idx;
 		s->j = *j;
+		s->sleep_owed_us = sleep_owed_us;
 		s->ops_seen = client_ops_sum(m);
 		s->work_t0 = clock_mono_ns();
 	}
@@ -1794,6 +1816,7 @@ emigrate_main(void *arg)
 	struct em_arg *a = arg;
 	struct txn_migrate *m = a->m;
 	unsigned idx = a->idx;
+	uint64_t sleep_owed_us = 0;
 
 	free(a);
 	pthread_setname_np(pthread_self(), "migrate-tx");
@@ -1834,7 +1857,7 @@ emigrate_main(void *arg)
 
 		job_take_locked(m, k, &j);
 		pthread_mutex_unlock(&m->lock);
-		tx_stream_run(m, idx, &j);
+		tx_stream_run(m, idx, &j, &sleep_owed_us);
 		pthread_mutex_lock(&m->lock);
 	}
 	pthread_mutex_unlock(&m->lock);

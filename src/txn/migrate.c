@@ -1173,6 +1173,12 @@ struct tx_collect {
 	unsigned n;
 	uint32_t bytes, limit;     /* stop once bytes reach limit */
 	struct tx_ref r[MIG_BATCH_RECORDS];
+	/* tx_read_batch: each record as tx_read_one gives it (length, 0, or
+	 * TX_UNREAD), at off[i] of buf (cap bytes) */
+	int res[MIG_BATCH_RECORDS];
+	size_t off[MIG_BATCH_RECORDS];
+	uint8_t *buf;
+	size_t cap;
 };
 
 static int
@@ -1187,6 +1193,8 @@ tx_collect_one(void *arg, const struct index_entry *e)
 	c->bytes += storage_loc_size(e->loc);
 	return c->bytes >= c->limit;
 }
+
+#define TX_UNREAD INT_MIN        /* tx_read_batch left this record to tx_read_one */
 
 /* The stored copy of (set_id, d) appended to buf as a record of an INSERT:
  * its length, or 0 when it is gone or damaged, or -errno. */
@@ -1229,6 +1237,77 @@ tx_read_one(struct namespace *ns, uint16_t set_id, const struct digest *d, uint8
 	}
 	index_record_unlock(ns->index, d);
 	return rc;
+}
+
+/*
+ * The records of batch c read at once (storage_read_many: the device reads
+ * of all of them in flight together, where tx_read_one waits for each),
+ * each as tx_read_one reads it: under its record lock, taken here without
+ * waiting (a record another thread holds, or one that does not fit c->buf,
+ * is left TX_UNREAD for tx_read_one after these locks are given back: a
+ * thread holding several record locks never waits for one).
+ */
+static void
+tx_read_batch(struct namespace *ns, struct tx_collect *c)
+{
+	storage_loc locs[MIG_BATCH_RECORDS];
+	uint8_t *bufs[MIG_BATCH_RECORDS];
+	unsigned idx[MIG_BATCH_RECORDS], k = 0;
+	int rcs[MIG_BATCH_RECORDS];
+	bool locked[MIG_BATCH_RECORDS];
+	size_t at = 0;
+
+	for (unsigned i = 0; i < c->n; i++) {
+		const struct digest *d = &c->r[i].d;
+		struct index_partition *p = index_partition_of(ns->index, d);
+		struct index_entry *e;
+		storage_loc loc = 0;
+		bool ok = false;
+
+		c->res[i] = TX_UNREAD;
+		locked[i] = index_record_trylock(ns->index, d);
+		if (!locked[i])
+			continue;
+		pthread_rwlock_rdlock(&p->lock);
+		e = index_find_locked(p, c->r[i].set_id, d);
+		if (e != NULL && !e->damaged) {
+			loc = e->loc;
+			ok = true;
+		}
+		pthread_rwlock_unlock(&p->lock);
+		if (!ok) {
+			c->res[i] = 0;     /* gone: nothing to send */
+			continue;
+		}
+		if (c->cap - at < 4 || c->cap - at - 4 < storage_loc_size(loc))
+			continue;          /* tx_read_one, alone */
+		c->off[i] = at;
+		locs[k] = loc;
+		bufs[k] = c->buf + at + 4;
+		idx[k++] = i;
+		at += 4 + (size_t)storage_loc_size(loc);
+	}
+	storage_read_many(ns->storage, k, locs, bufs, rcs);
+	for (unsigned j = 0; j < k; j++) {
+		unsigned i = idx[j];
+		uint32_t size = storage_loc_size(locs[j]);
+		uint8_t *b = c->buf + c->off[i];
+
+		if (rcs[j] != 0) {
+			log_warn("migrate", "{%s} a record of partition %u cannot be read: %s; not sent",
+			    ns->name, digest_partition(&c->r[i].d), recfs_strerror(rcs[j]));
+			c->res[i] = 0;
+			continue;
+		}
+		b[0] = (uint8_t)size;
+		b[1] = (uint8_t)(size >> 8);
+		b[2] = (uint8_t)(size >> 16);
+		b[3] = (uint8_t)(size >> 24);
+		c->res[i] = (int)(4 + size);
+	}
+	for (unsigned i = 0; i < c->n; i++)
+		if (locked[i])
+			index_record_unlock(ns->index, &c->r[i].d);
 }
 
 static bool
@@ -1643,6 +1722,7 @@ tx_partition(struct tx_stream *s)
 		}
 		/* read in storage order: neighbours in a write block come together */
 		qsort(c->r, c->n, sizeof(c->r[0]), loc_cmp);
+		tx_read_batch(ns, c);
 		for (unsigned i = 0; i < c->n && rc == 0; i++) {
 			bool full;
 			int r;
@@ -1656,7 +1736,12 @@ tx_partition(struct tx_stream *s)
 				sec_start = n_off - 5;
 			}
 			t = &s->msg[s->cur];
-			r = tx_read_one(ns, c->r[i].set_id, &c->r[i].d, t->buf + t->len, RPC_BODY_MAX - t->len);
+			if (c->res[i] == TX_UNREAD)
+				r = tx_read_one(ns, c->r[i].set_id, &c->r[i].d, t->buf + t->len, RPC_BODY_MAX - t->len);
+			else if ((size_t)c->res[i] > RPC_BODY_MAX - t->len)
+				r = -EMSGSIZE;
+			else if ((r = c->res[i]) > 0)
+				memcpy(t->buf + t->len, c->buf + c->off[i], (size_t)r);
 			if (r == -EMSGSIZE) {
 				if (sec->n == 0 && t->n_sec == 1) {
 					rc = r;   /* larger than any message: cannot happen */
@@ -1744,7 +1829,11 @@ tx_stream_run(struct txn_migrate *m, unsigned idx, const struct mig_job *j, uint
 	bool more = true;
 
 	if (s != NULL)
-		s->c = malloc(sizeof(*s->c));
+		s->c = calloc(1, sizeof(*s->c));
+	/* a batch's records read at once: a message's worth and one record
+	 * (virtual: only what a batch fills is ever touched) */
+	if (s != NULL && s->c != NULL && (s->c->buf = malloc(RPC_BODY_MAX)) != NULL)
+		s->c->cap = RPC_BODY_MAX;
 	for (unsigned i = 0; s != NULL && s->c != NULL && i < MIG_WINDOW; i++)
 		if ((s->msg[i].buf = malloc(RPC_BODY_MAX)) == NULL)
 			break;
@@ -1776,6 +1865,8 @@ tx_stream_run(struct txn_migrate *m, unsigned idx, const struct mig_job *j, uint
 	}
 	for (unsigned i = 0; s != NULL && i < MIG_WINDOW; i++)
 		free(s->msg[i].buf);
+	if (s != NULL && s->c != NULL)
+		free(s->c->buf);
 	if (s != NULL)
 		free(s->c);
 	free(s);

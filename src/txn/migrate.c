@@ -51,7 +51,8 @@
 #define MIG_THREADS_MAX 8
 #define MIG_BATCH_BYTES (1024u * 1024)    /* flat record bytes per INSERT (one record may be more) */
 #define MIG_BATCH_RECORDS 256
-#define MIG_SEC_OVERHEAD 64               /* a section's head in a PARTS, at most */
+#define MIG_SEC_OVERHEAD 64
+#define MIG_DROP_GATHER_MS 20              /* a drop waits this long for others while sends run */               /* a section's head in a PARTS, at most */
 #define MIG_WINDOW 3                      /* PARTS messages in flight per emigration thread */
 #define MIG_STREAM_PARTS 256              /* partitions a stream takes before the queue's order again */
 #define MIG_RETRY_MS 100                  /* a START refused busy, a failed call: again after */
@@ -1094,6 +1095,8 @@ control_main(void *arg)
 {
 	struct txn_migrate *m = arg;
 
+	uint64_t gather_until = 0;    /* the first queued drop waits for others until */
+
 	pthread_setname_np(pthread_self(), "migrate");
 	pthread_mutex_lock(&m->lock);
 	for (;;) {
@@ -1125,6 +1128,24 @@ control_main(void *arg)
 				m->done_seq = seq;
 			continue;
 		}
+		/* A drop while this node's emigrations of that change still
+		 * run waits up to MIG_DROP_GATHER_MS for the drops their next
+		 * answers bring: one store and sync of the versions for all
+		 * of them (each message's answer ends a few partitions; one
+		 * sync each cost ~160 syncs a second per source in a join,
+		 * flushes the disk's reads waited behind). */
+		if (m->work[0].what == MIG_W_DROP && m->work[0].key == m->key &&
+		    m->mns[m->work[0].ns].tx_remaining > 0 && m->n_work < MIG_DROP_BATCH / 2) {
+			uint64_t now = clock_mono_ns();
+
+			if (gather_until == 0)
+				gather_until = now + (uint64_t)MIG_DROP_GATHER_MS * 1000000;
+			if (now < gather_until) {
+				cond_wait_until(&m->ctl_cv, &m->lock, gather_until);
+				continue;
+			}
+		}
+		gather_until = 0;
 		struct mig_work w = m->work[0];
 		uint32_t drops[MIG_DROP_BATCH];
 		unsigned n_drops = 0, kept = 0;

@@ -472,6 +472,7 @@ struct mg_join {
 	 * ...; the FUSE threads keep the process's name) */
 	struct mg_threads th0, th1;
 	uint64_t d_rx_initial;
+	uint64_t d_rx_last, t_rx_last;     /* D's migrate_records_received last seen to grow, and when */
 	/* migrate_tx_yields, migrate_tx_yield_time summed (A-C when D starts,
 	 * all four at the end); have_yield: the build counts them */
 	uint64_t yields0, yield_us0, yields1, yield_us1;
@@ -667,6 +668,10 @@ mg_join(struct bench_ctx *ctx, struct bench_migrate_state *st, struct mg_join *j
 			}
 			if (bench_info_u64(d->mnt, "namespace/" MG_NS, "migrate_records_received", &rx) != 0)
 				done = false;
+			else if (rx != j->d_rx_last) {
+				j->d_rx_last = rx;
+				j->t_rx_last = now;
+			}
 			bench_info_u64(d->mnt, "namespace/" MG_NS, "migrate_rx_partitions_initial",
 			    &j->d_rx_initial);
 			if (done && left == 0 && (rx > 0 || j->d_rx_initial > 0)) {
@@ -982,8 +987,10 @@ bench_cluster_migrate(struct bench_ctx *ctx, const struct bench_def *def)
 		row->unit = "rec/s";
 		row->value = secs > 0 ? (double)row->ops / secs : 0;
 		snprintf(row->note, sizeof(row->note), "%s records (migrate_records_received, 4 nodes) "
-		    "in %.2f s from cluster_size 4 to migrate_partitions_remaining 0 on all; D started "
-		    "%.2f s before", bench_fmt_count(n, sizeof(n), (double)row->ops), secs,
+		    "in %.2f s from cluster_size 4 to migrate_partitions_remaining 0 on all (D's last "
+		    "record seen at %.2f s, polled every 50 ms); D started %.2f s before",
+		    bench_fmt_count(n, sizeof(n), (double)row->ops), secs,
+		    join.t_rx_last > join.t0 ? (double)(join.t_rx_last - join.t0) / 1e9 : 0.0,
 		    (double)(join.t0 - join.t_spawn) / 1e9);
 	}
 	row = mg_rate_row(ctx, "bytes", "bytes moved/s (fabric, all nodes)",

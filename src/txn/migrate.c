@@ -1426,6 +1426,14 @@ struct tx_stream {
 	uint64_t *sleep_owed_us;   /* migrate-sleep not slept yet (the thread's) */
 };
 
+/* What an emigration thread carries from one stream to the next: the
+ * migrate-sleep it owes and where it stands in tx_yield's slice (a stream
+ * can be shorter than the slice: small partitions, a fast move). */
+struct tx_carry {
+	uint64_t sleep_owed_us;
+	uint64_t ops_seen, work_t0;
+};
+
 /* Lock held: when jobs to node may start (0: now). */
 static uint64_t
 dest_until_locked(const struct txn_migrate *m, uint64_t node)
@@ -1843,7 +1851,7 @@ tx_partition(struct tx_stream *s)
 /* A stream that begins with job j (taken): until no job of its namespace,
  * receiver and change is ready, or MIG_STREAM_PARTS partitions. */
 static void
-tx_stream_run(struct txn_migrate *m, unsigned idx, const struct mig_job *j, uint64_t *sleep_owed_us)
+tx_stream_run(struct txn_migrate *m, unsigned idx, const struct mig_job *j, struct tx_carry *carry)
 {
 	struct tx_stream *s = calloc(1, sizeof(*s));
 	unsigned parts = 0;
@@ -1867,9 +1875,9 @@ tx_stream_run(struct txn_migrate *m, unsigned idx, const struct mig_job *j, uint
 		s->m = m;
 		s->idx = idx;
 		s->j = *j;
-		s->sleep_owed_us = sleep_owed_us;
-		s->ops_seen = client_ops_sum(m);
-		s->work_t0 = clock_mono_ns();
+		s->sleep_owed_us = &carry->sleep_owed_us;
+		s->ops_seen = carry->ops_seen;
+		s->work_t0 = carry->work_t0;
 	}
 	while (more) {
 		int rc = tx_partition(s);
@@ -1883,6 +1891,8 @@ tx_stream_run(struct txn_migrate *m, unsigned idx, const struct mig_job *j, uint
 	if (s != NULL && s->c != NULL && s->msg[MIG_WINDOW - 1].buf != NULL) {
 		tx_flush(s);
 		tx_drain(s);
+		carry->ops_seen = s->ops_seen;
+		carry->work_t0 = s->work_t0;
 	}
 	for (unsigned i = 0; s != NULL && i < MIG_WINDOW; i++)
 		free(s->msg[i].buf);
@@ -1928,7 +1938,8 @@ emigrate_main(void *arg)
 	struct em_arg *a = arg;
 	struct txn_migrate *m = a->m;
 	unsigned idx = a->idx;
-	uint64_t sleep_owed_us = 0;
+	struct tx_carry carry = { 0 };
+	bool idle = true;          /* waited for work: the yield slice starts again */
 
 	free(a);
 	pthread_setname_np(pthread_self(), "migrate-tx");
@@ -1963,13 +1974,19 @@ emigrate_main(void *arg)
 				pthread_cond_wait(&m->job_cv, &m->lock);
 			else
 				cond_wait_until(&m->job_cv, &m->lock, next);
+			idle = true;
 			continue;
 		}
 		struct mig_job j;
 
 		job_take_locked(m, k, &j);
 		pthread_mutex_unlock(&m->lock);
-		tx_stream_run(m, idx, &j, &sleep_owed_us);
+		if (idle) {
+			carry.ops_seen = client_ops_sum(m);
+			carry.work_t0 = clock_mono_ns();
+			idle = false;
+		}
+		tx_stream_run(m, idx, &j, &carry);
 		pthread_mutex_lock(&m->lock);
 	}
 	pthread_mutex_unlock(&m->lock);

@@ -194,7 +194,7 @@ static int check_chunk_size(const struct config_param *, const struct config_val
 	    "0 pauses receiving.") \
 	ROW(recfs_config, migrate_yield_pct, NULL, \
 	    .name = "migrate-yield-pct", .section = CONFIG_NETWORK, .type = CONFIG_UINT, \
-	    .default_text = "200", .min = 0, .max = 1000, .unit = "%", .dynamic = true, \
+	    .default_text = "300", .min = 0, .max = 1000, .unit = "%", .dynamic = true, \
 	    .help = "While this node serves client operations, an emigration thread pauses after each " \
 	    "message it sends for this percent of the time it worked since its last pause (at most " \
 	    "100 ms a pause): clients get the CPU first, and each thread still works at least " \

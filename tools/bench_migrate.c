@@ -17,15 +17,21 @@
  *   3. The peers, before: fio random 128 KiB reads of node A's storage file
  *      (psync, O_DIRECT, one job per source node) and one loopback TCP
  *      stream (the `fabric` rows' baseline).
- *   4. --threads client writers create 1 KiB files through A's mount; their
- *      rate over --duration seconds is the "before" figure.  Then D starts;
- *      the migration starts when A, B or C first shows cluster_size 4
- *      (polled every 10 ms) and ends when all four show one cluster_key,
- *      cluster_size 4 and migrate_partitions_remaining 0 (polled every
- *      50 ms, bounded).  The writers' operations completed in between are
- *      the "during" figure.
- *   5. The peers again, after; each peer's figure is the mean of the two.
- * Moved: the sum over the four nodes of migrate_records_received
+ *   4. The move alone: D starts with no client running; the migration
+ *      starts when A, B or C first shows cluster_size 4 (polled every
+ *      10 ms) and ends when all four show one cluster_key, cluster_size 4
+ *      and migrate_partitions_remaining 0 (polled every 50 ms, bounded).
+ *      This join's rate is the one judged: with clients the move pauses
+ *      for them by design (network.migrate-yield-pct).
+ *   5. D leaves for good: stopped cleanly, its storage file deleted, and
+ *      A, B, C re-replicate its copies until they are a cluster of 3 with
+ *      no migration left (bounded).
+ *   6. --threads client writers create 1 KiB files through A's mount; their
+ *      rate over --duration seconds is the "before" figure.  Then D joins
+ *      again, empty, the same way; the writers' operations completed during
+ *      that move are the "during" figure, and its rate is shown, not judged.
+ *   7. The peers again, after; each peer's figure is the mean of the two.
+ * Moved (each join): the sum over the four nodes of migrate_records_received
  * (.info/namespace/bench) and of fabric_received_bytes (.info/statistics)
  * from just before D started to the end.  The fabric bytes also carry the
  * writers' replica writes and the heartbeats (a few MB/s against the
@@ -466,6 +472,7 @@ struct mg_join {
 	 * ...; the FUSE threads keep the process's name) */
 	struct mg_threads th0, th1;
 	uint64_t d_rx_initial;
+	uint64_t d_rx_last, t_rx_last;     /* D's migrate_records_received last seen to grow, and when */
 	/* migrate_tx_yields, migrate_tx_yield_time summed (A-C when D starts,
 	 * all four at the end); have_yield: the build counts them */
 	uint64_t yields0, yield_us0, yields1, yield_us1;
@@ -661,6 +668,10 @@ mg_join(struct bench_ctx *ctx, struct bench_migrate_state *st, struct mg_join *j
 			}
 			if (bench_info_u64(d->mnt, "namespace/" MG_NS, "migrate_records_received", &rx) != 0)
 				done = false;
+			else if (rx != j->d_rx_last) {
+				j->d_rx_last = rx;
+				j->t_rx_last = now;
+			}
 			bench_info_u64(d->mnt, "namespace/" MG_NS, "migrate_rx_partitions_initial",
 			    &j->d_rx_initial);
 			if (done && left == 0 && (rx > 0 || j->d_rx_initial > 0)) {
@@ -699,17 +710,59 @@ mg_join(struct bench_ctx *ctx, struct bench_migrate_state *st, struct mg_join *j
 	return 0;
 }
 
+/* D leaves for good: it stops cleanly (unmounted, reaped), its storage
+ * file is deleted, and A, B and C re-replicate what it held until all
+ * three show one cluster_key, cluster_size 3 and
+ * migrate_partitions_remaining 0 (polled every 50 ms, bounded).  The
+ * seconds it took in *secs. */
+static int
+mg_leave(struct bench_ctx *ctx, struct bench_migrate_state *st, double *secs, char *err)
+{
+	struct bench_daemon *d = &st->node[MG_NODES - 1];
+	uint64_t t0 = bench_now_ns(), wait_ns = (uint64_t)((ctx->opt.quick ? MG_WAIT_S_QUICK : MG_WAIT_S) * 1e9);
+
+	bench_daemon_stop(d);
+	if (unlink(st->file[MG_NODES - 1]) != 0 && errno != ENOENT)
+		return bench_fail(err, -errno, "unlink %s: %s", st->file[MG_NODES - 1], strerror(errno));
+	while (!bench_interrupted) {
+		char key[MG_SOURCES][32];
+		uint64_t size, v, left = 0;
+		bool done = true;
+
+		for (unsigned i = 0; i < MG_SOURCES && done; i++) {
+			if (bench_info_u64(st->node[i].mnt, "cluster", "cluster_size", &size) != 0 ||
+			    size != MG_SOURCES ||
+			    bench_info_value(st->node[i].mnt, "cluster", "cluster_key", key[i],
+			    sizeof(key[i])) != 0 || (i > 0 && strcmp(key[i], key[0]) != 0) ||
+			    bench_info_u64(st->node[i].mnt, "cluster", "migrate_partitions_remaining", &v) != 0)
+				done = false;
+			else
+				left += v;
+		}
+		if (done && left == 0) {
+			*secs = (double)(bench_now_ns() - t0) / 1e9;
+			bench_progress("node D left; A, B and C re-replicated its copies in %.2f s", *secs);
+			return 0;
+		}
+		if (bench_now_ns() - t0 > wait_ns)
+			return bench_fail(err, -ETIMEDOUT, "A, B and C not back to a cluster of 3 without "
+			    "migrations %.0f s after D stopped", (double)wait_ns / 1e9);
+		mg_sleep(0.05);
+	}
+	return bench_fail(err, -EINTR, "interrupted");
+}
+
 /* ---- rows ---------------------------------------------------------------------- */
 
 static void
 mg_skip_rows(struct bench_ctx *ctx, const char *why)
 {
 	static const char *const ids[] = { "records", "bytes", "cpu_per_mb", "threads",
-	    "tcp_cpu_per_mb", "ratio", "write_ratio", "write_p99_ratio", "yield" };
-	static const char *const labels[] = { "records moved/s, 4th node joins",
+	    "tcp_cpu_per_mb", "ratio", "ratio_clients", "write_ratio", "write_p99_ratio", "yield" };
+	static const char *const labels[] = { "records moved/s, D joins, no client",
 	    "bytes moved/s (fabric, all nodes)", "CPU ms per MB moved, 4 nodes",
 	    "CPU ms/MB of fabric, migrate-tx, rpc-bulk", "CPU ms per MB, plain TCP stream",
-	    "moved / min(fio, TCP)",
+	    "moved / min(fio, TCP)", "moved / min(fio, TCP), writers on",
 	    "writes during / before", "write p99 during / before", "emigration paused for clients" };
 
 	for (size_t i = 0; i < sizeof(ids) / sizeof(ids[0]); i++) {
@@ -769,14 +822,14 @@ bench_cluster_migrate(struct bench_ctx *ctx, const struct bench_def *def)
 	struct bench_daemon *nodes[MG_SOURCES];
 	struct mg_writer *w = NULL;
 	struct mg_peers peers = { 0 };
-	struct mg_join join = { 0 };
+	struct mg_join join = { 0 }, cjoin = { 0 };  /* alone; with the writers */
 	struct bench_hist *hist = NULL;
 	uint64_t ops[MG_WINDOWS] = { 0 }, t_before0 = 0, t_before1 = 0;
 	unsigned threads = ctx->opt.threads;
 	char err[BENCH_ERR_MAX] = "", key[32];
 	struct bench_row *row;
-	int window = MG_W_WARM, stop = 0, rc;
-	double fio_bps, tcp_bps, limit, secs;
+	int window = MG_W_WARM, idle = MG_W_WARM, stop = 0, rc;
+	double fio_bps, tcp_bps, limit, secs, csecs, leave_s = 0;
 
 	(void)def;
 	if (st == NULL) {
@@ -846,7 +899,26 @@ bench_cluster_migrate(struct bench_ctx *ctx, const struct bench_def *def)
 	if (rc != 0)
 		goto error;
 
-	/* The writers through A: before, then during the join. */
+	/* The move alone: D joins with no client running (the rate judged:
+	 * with clients the move pauses for them by design), then leaves for
+	 * good, its storage wiped, so that it joins the same data set again
+	 * with the writers. */
+	rc = mg_join(ctx, st, &join, &idle, err);
+	if (bench_interrupted) {
+		rc = -EINTR;
+		goto out;
+	}
+	if (join.skipped) {
+		mg_skip_rows(ctx, err);
+		rc = 0;
+		goto out;
+	}
+	if (rc == 0)
+		rc = mg_leave(ctx, st, &leave_s, err);
+	if (rc != 0)
+		goto error;
+
+	/* The writers through A: before, then during the second join. */
 	w = calloc(threads, sizeof(*w));
 	hist = calloc(2, sizeof(*hist));
 	if (w == NULL || hist == NULL) {
@@ -872,7 +944,7 @@ bench_cluster_migrate(struct bench_ctx *ctx, const struct bench_def *def)
 		mg_sleep(ctx->opt.duration_s);
 		t_before1 = bench_now_ns();
 		atomic_store_relaxed(&window, MG_W_GAP);
-		rc = bench_interrupted ? -EINTR : mg_join(ctx, st, &join, &window, err);
+		rc = bench_interrupted ? -EINTR : mg_join(ctx, st, &cjoin, &window, err);
 	}
 	atomic_store_relaxed(&stop, 1);
 	for (unsigned i = 0; i < threads; i++) {
@@ -891,7 +963,7 @@ bench_cluster_migrate(struct bench_ctx *ctx, const struct bench_def *def)
 		rc = -EINTR;
 		goto out;
 	}
-	if (join.skipped) {
+	if (cjoin.skipped) {
 		mg_skip_rows(ctx, err);
 		rc = 0;
 		goto out;
@@ -903,9 +975,10 @@ bench_cluster_migrate(struct bench_ctx *ctx, const struct bench_def *def)
 
 	/* The move. */
 	secs = (double)(join.t_end - join.t0) / 1e9;
+	csecs = (double)(cjoin.t_end - cjoin.t0) / 1e9;
 	fio_bps = mg_mean(peers.fio_bps, peers.n);
 	tcp_bps = mg_mean(peers.tcp_bps, peers.n);
-	row = bench_row_add(ctx, "records", "records moved/s, 4th node joins");
+	row = bench_row_add(ctx, "records", "records moved/s, D joins, no client");
 	if (row != NULL) {
 		char n[32];
 
@@ -914,8 +987,10 @@ bench_cluster_migrate(struct bench_ctx *ctx, const struct bench_def *def)
 		row->unit = "rec/s";
 		row->value = secs > 0 ? (double)row->ops / secs : 0;
 		snprintf(row->note, sizeof(row->note), "%s records (migrate_records_received, 4 nodes) "
-		    "in %.2f s from cluster_size 4 to migrate_partitions_remaining 0 on all; D started "
-		    "%.2f s before", bench_fmt_count(n, sizeof(n), (double)row->ops), secs,
+		    "in %.2f s from cluster_size 4 to migrate_partitions_remaining 0 on all (D's last "
+		    "record seen at %.2f s, polled every 50 ms); D started %.2f s before",
+		    bench_fmt_count(n, sizeof(n), (double)row->ops), secs,
+		    join.t_rx_last > join.t0 ? (double)(join.t_rx_last - join.t0) / 1e9 : 0.0,
 		    (double)(join.t0 - join.t_spawn) / 1e9);
 	}
 	row = mg_rate_row(ctx, "bytes", "bytes moved/s (fabric, all nodes)",
@@ -923,7 +998,7 @@ bench_cluster_migrate(struct bench_ctx *ctx, const struct bench_def *def)
 	if (row != NULL) {
 		row->seconds = secs;
 		snprintf(row->note, sizeof(row->note), "%.1f MB fabric_received_bytes on 4 nodes (also "
-		    "the writers' replica writes and heartbeats)", (double)(join.bytes1 - join.bytes0) / 1e6);
+		    "heartbeats), no client running", (double)(join.bytes1 - join.bytes0) / 1e6);
 	}
 	/* The work per MB moved: robust to the machine's other load. */
 	{
@@ -941,7 +1016,7 @@ bench_cluster_migrate(struct bench_ctx *ctx, const struct bench_def *def)
 			row->value = cpu * 1e3 / mb;
 			row->seconds = secs;
 			snprintf(row->note, sizeof(row->note), "%.2f CPU-s (A %s B %s C %s D %s, from D's "
-			    "start; A also serves the writers), %.0f context switches per MB", cpu, per[0],
+			    "start, no client), %.0f context switches per MB", cpu, per[0],
 			    per[1], per[2], per[3], csw / mb);
 		}
 	}
@@ -1038,6 +1113,24 @@ bench_cluster_migrate(struct bench_ctx *ctx, const struct bench_def *def)
 		    fio_bps < tcp_bps ? "fio" : "TCP", limit / 1e6);
 		bench_row_judge(ctx, row, TARGET_MIGRATE_RATE, 0.5, true);
 	}
+	/* The second join, with the writers: shown, not judged (the move
+	 * pauses for clients by design: network.migrate-yield-pct). */
+	row = bench_row_add(ctx, "ratio_clients", "moved / min(fio, TCP), writers on");
+	if (row != NULL && !st->fio[0]) {
+		row->verdict = VERDICT_SKIP;
+		snprintf(row->note, sizeof(row->note), "no storage peer without fio");
+	} else if (row != NULL) {
+		double mb = (double)(cjoin.bytes1 - cjoin.bytes0) / 1e6;
+		char n[32];
+
+		row->unit = "x";
+		row->seconds = csecs;
+		row->value = limit > 0 && csecs > 0 ? mb * 1e6 / csecs / limit : 0;
+		snprintf(row->note, sizeof(row->note), "not judged: %.0f MB/s, %.1f MB and %s records in "
+		    "%.2f s, D joining again (its storage wiped after it left: A B C re-replicated in "
+		    "%.2f s) with the writers on A; the move yields to them", csecs > 0 ? mb / csecs : 0, mb,
+		    bench_fmt_count(n, sizeof(n), (double)(cjoin.rec1 - cjoin.rec0)), csecs, leave_s);
+	}
 
 	/* The writers. */
 	{
@@ -1047,7 +1140,7 @@ bench_cluster_migrate(struct bench_ctx *ctx, const struct bench_def *def)
 		b = mg_writer_row(ctx, "write_before", "1 KiB creates via A, before the join",
 		    ops[MG_W_BEFORE], &hist[0], before_s, threads);
 		d = mg_writer_row(ctx, "write_during", "1 KiB creates via A, during migration",
-		    ops[MG_W_DURING], &hist[1], secs, threads);
+		    ops[MG_W_DURING], &hist[1], csecs, threads);
 		row = bench_row_add(ctx, "write_ratio", "writes during / before");
 		if (row != NULL && b != NULL && d != NULL) {
 			row->threads = threads;
@@ -1070,24 +1163,28 @@ bench_cluster_migrate(struct bench_ctx *ctx, const struct bench_def *def)
 			    d->lat.p50_us, b->lat.p50_us, d->lat.p999_us, b->lat.p999_us);
 		}
 	}
-	/* What the emigration threads gave the clients (network.migrate-yield-pct). */
+	/* What the emigration threads gave the clients (network.migrate-yield-pct)
+	 * in the second join; the first, without clients, should take none. */
 	row = bench_row_add(ctx, "yield", "emigration paused for clients");
-	if (row != NULL && !join.have_yield) {
+	if (row != NULL && !cjoin.have_yield) {
 		row->verdict = VERDICT_SKIP;
 		snprintf(row->note, sizeof(row->note), "not in this build (no migrate_tx_yield_time)");
 	} else if (row != NULL) {
-		double paused_s = (double)(join.yield_us1 - join.yield_us0) / 1e6;
+		double paused_s = (double)(cjoin.yield_us1 - cjoin.yield_us0) / 1e6;
 
 		row->unit = "ms";
 		row->value = paused_s * 1e3;
-		snprintf(row->note, sizeof(row->note), "%llu pauses (migrate_tx_yields, 4 nodes) in %.2f s of "
-		    "migration: %.0f%% of the 3 sources' emigration time",
-		    (unsigned long long)(join.yields1 - join.yields0), secs,
-		    secs > 0 ? 100.0 * paused_s / (secs * MG_SOURCES) : 0.0);
+		row->seconds = csecs;
+		snprintf(row->note, sizeof(row->note), "writers on: %llu pauses (migrate_tx_yields, 4 nodes) "
+		    "in %.2f s of migration: %.0f%% of the 3 sources' emigration time; no client: %llu "
+		    "pauses, %.0f ms", (unsigned long long)(cjoin.yields1 - cjoin.yields0), csecs,
+		    csecs > 0 ? 100.0 * paused_s / (csecs * MG_SOURCES) : 0.0,
+		    (unsigned long long)(join.yields1 - join.yields0),
+		    (double)(join.yield_us1 - join.yield_us0) / 1e3);
 	}
 	bench_note(ctx, "cluster.migrate: A B C at RF 2 (device engine, post-write-cache 0, files "
-	    "in %s) hold %llu MiB of 128 KiB files, D joins; moved: .info sums of the 4 nodes; %u "
-	    "writers via A", st->dir, (unsigned long long)(mg_data_bytes(ctx) >> 20), threads);
+	    "in %s) hold %llu MiB of 128 KiB files; D joins with no client (the rate judged), leaves, "
+	    "its storage wiped, and joins again with %u writers via A; moved: .info sums of the 4 nodes", st->dir, (unsigned long long)(mg_data_bytes(ctx) >> 20), threads);
 	rc = 0;
 	goto out;
 error:

@@ -194,7 +194,7 @@ static int check_chunk_size(const struct config_param *, const struct config_val
 	    "0 pauses receiving.") \
 	ROW(recfs_config, migrate_yield_pct, NULL, \
 	    .name = "migrate-yield-pct", .section = CONFIG_NETWORK, .type = CONFIG_UINT, \
-	    .default_text = "200", .min = 0, .max = 1000, .unit = "%", .dynamic = true, \
+	    .default_text = "300", .min = 0, .max = 1000, .unit = "%", .dynamic = true, \
 	    .help = "While this node serves client operations, an emigration thread pauses after each " \
 	    "message it sends for this percent of the time it worked since its last pause (at most " \
 	    "100 ms a pause): clients get the CPU first, and each thread still works at least " \
@@ -234,7 +234,7 @@ static int check_chunk_size(const struct config_param *, const struct config_val
 	ROW(ns_config, migrate_sleep_us, NULL, \
 	    .name = "migrate-sleep", .section = CONFIG_NAMESPACE, .type = CONFIG_UINT, \
 	    .default_text = "1", .min = 0, .max = 1000000, .unit = "us", .dynamic = true, \
-	    .help = "Pause of a migration per record it sends (throttle), slept once per batch of records; 0 = none.") \
+	    .help = "Pause of a migration per record it sends (throttle), slept once the time owed reaches 1 ms (or per batch of records when more); 0 = none.") \
 	ROW(ns_config, file_bin, check_bin_name, \
 	    .name = "file-bin", .section = CONFIG_NAMESPACE, .type = CONFIG_STRING, \
 	    .default_text = "data", .min = 1, .max = 15, .unit = "", \

@@ -144,6 +144,11 @@ struct storage_ops {
 	 * verifying it: RECFS_ECHECKSUM / RECFS_EFORMAT / -EIO (logged with
 	 * file and offset). */
 	int (*read)(struct storage *st, storage_loc loc, uint8_t *buf);
+	/* n reads as read does (locs[i] into bufs[i], each one's result in
+	 * rcs[i]), the device reads of all of them in flight at once.  May be
+	 * NULL: storage_read_many reads them one by one. */
+	void (*read_many)(struct storage *st, unsigned n, const storage_loc *locs, uint8_t *const *bufs,
+	    int *rcs);
 	/* The record copy at loc is superseded: drop its bytes from live counts. */
 	void (*free)(struct storage *st, storage_loc loc);
 	/*
@@ -292,6 +297,18 @@ int storage_pversions_drop(struct storage *st, const uint32_t *pids, unsigned n,
 #define STORAGE_READ_ALIGN 4096
 static inline int storage_read(struct storage *st, storage_loc loc, uint8_t *buf)
 { return st->ops->read(st, loc, buf); }
+/* Several records read at once (a migration's batch): as n storage_read,
+ * without waiting for each device read before the next is issued. */
+static inline void storage_read_many(struct storage *st, unsigned n, const storage_loc *locs,
+    uint8_t *const *bufs, int *rcs)
+{
+	if (st->ops->read_many != NULL) {
+		st->ops->read_many(st, n, locs, bufs, rcs);
+		return;
+	}
+	for (unsigned i = 0; i < n; i++)
+		rcs[i] = st->ops->read(st, locs[i], bufs[i]);
+}
 static inline void storage_free(struct storage *st, storage_loc loc)
 { st->ops->free(st, loc); }
 static inline void storage_wait_space(struct storage *st, const struct digest *d)

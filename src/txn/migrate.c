@@ -51,12 +51,15 @@
 #define MIG_THREADS_MAX 8
 #define MIG_BATCH_BYTES (1024u * 1024)    /* flat record bytes per INSERT (one record may be more) */
 #define MIG_BATCH_RECORDS 256
+#define MIG_SEC_OVERHEAD 64
+#define MIG_DROP_GATHER_MS 20              /* a drop waits this long for others while sends run */               /* a section's head in a PARTS, at most */
 #define MIG_WINDOW 3                      /* PARTS messages in flight per emigration thread */
 #define MIG_STREAM_PARTS 256              /* partitions a stream takes before the queue's order again */
 #define MIG_RETRY_MS 100                  /* a START refused busy, a failed call: again after */
 #define MIG_RETRY_MAX_MS 2000
 #define MIG_YIELD_MAX_MS 100               /* a pause for clients at most (tx_yield) */
 #define MIG_YIELD_SLICE_MS 20              /* work between two looks for clients */
+#define MIG_SLEEP_MIN_US 1000              /* migrate-sleep: owed time slept once it is this much */
 
 _Static_assert(MIGRATE_MSG_PARTITIONS == PARTITION_COUNT, "one partition count");
 _Static_assert(MIG_BATCH_BYTES + 64 * 1024 < RPC_BODY_MAX, "a batch fits an rpc body");
@@ -1092,6 +1095,8 @@ control_main(void *arg)
 {
 	struct txn_migrate *m = arg;
 
+	uint64_t gather_until = 0;    /* the first queued drop waits for others until */
+
 	pthread_setname_np(pthread_self(), "migrate");
 	pthread_mutex_lock(&m->lock);
 	for (;;) {
@@ -1123,6 +1128,24 @@ control_main(void *arg)
 				m->done_seq = seq;
 			continue;
 		}
+		/* A drop while this node's emigrations of that change still
+		 * run waits up to MIG_DROP_GATHER_MS for the drops their next
+		 * answers bring: one store and sync of the versions for all
+		 * of them (each message's answer ends a few partitions; one
+		 * sync each cost ~160 syncs a second per source in a join,
+		 * flushes the disk's reads waited behind). */
+		if (m->work[0].what == MIG_W_DROP && m->work[0].key == m->key &&
+		    m->mns[m->work[0].ns].tx_remaining > 0 && m->n_work < MIG_DROP_BATCH / 2) {
+			uint64_t now = clock_mono_ns();
+
+			if (gather_until == 0)
+				gather_until = now + (uint64_t)MIG_DROP_GATHER_MS * 1000000;
+			if (now < gather_until) {
+				cond_wait_until(&m->ctl_cv, &m->lock, gather_until);
+				continue;
+			}
+		}
+		gather_until = 0;
 		struct mig_work w = m->work[0];
 		uint32_t drops[MIG_DROP_BATCH];
 		unsigned n_drops = 0, kept = 0;
@@ -1171,6 +1194,12 @@ struct tx_collect {
 	unsigned n;
 	uint32_t bytes, limit;     /* stop once bytes reach limit */
 	struct tx_ref r[MIG_BATCH_RECORDS];
+	/* tx_read_batch: each record as tx_read_one gives it (length, 0, or
+	 * TX_UNREAD), at off[i] of buf (cap bytes) */
+	int res[MIG_BATCH_RECORDS];
+	size_t off[MIG_BATCH_RECORDS];
+	uint8_t *buf;
+	size_t cap;
 };
 
 static int
@@ -1185,6 +1214,8 @@ tx_collect_one(void *arg, const struct index_entry *e)
 	c->bytes += storage_loc_size(e->loc);
 	return c->bytes >= c->limit;
 }
+
+#define TX_UNREAD INT_MIN        /* tx_read_batch left this record to tx_read_one */
 
 /* The stored copy of (set_id, d) appended to buf as a record of an INSERT:
  * its length, or 0 when it is gone or damaged, or -errno. */
@@ -1227,6 +1258,77 @@ tx_read_one(struct namespace *ns, uint16_t set_id, const struct digest *d, uint8
 	}
 	index_record_unlock(ns->index, d);
 	return rc;
+}
+
+/*
+ * The records of batch c read at once (storage_read_many: the device reads
+ * of all of them in flight together, where tx_read_one waits for each),
+ * each as tx_read_one reads it: under its record lock, taken here without
+ * waiting (a record another thread holds, or one that does not fit c->buf,
+ * is left TX_UNREAD for tx_read_one after these locks are given back: a
+ * thread holding several record locks never waits for one).
+ */
+static void
+tx_read_batch(struct namespace *ns, struct tx_collect *c)
+{
+	storage_loc locs[MIG_BATCH_RECORDS];
+	uint8_t *bufs[MIG_BATCH_RECORDS];
+	unsigned idx[MIG_BATCH_RECORDS], k = 0;
+	int rcs[MIG_BATCH_RECORDS];
+	bool locked[MIG_BATCH_RECORDS];
+	size_t at = 0;
+
+	for (unsigned i = 0; i < c->n; i++) {
+		const struct digest *d = &c->r[i].d;
+		struct index_partition *p = index_partition_of(ns->index, d);
+		struct index_entry *e;
+		storage_loc loc = 0;
+		bool ok = false;
+
+		c->res[i] = TX_UNREAD;
+		locked[i] = index_record_trylock(ns->index, d);
+		if (!locked[i])
+			continue;
+		pthread_rwlock_rdlock(&p->lock);
+		e = index_find_locked(p, c->r[i].set_id, d);
+		if (e != NULL && !e->damaged) {
+			loc = e->loc;
+			ok = true;
+		}
+		pthread_rwlock_unlock(&p->lock);
+		if (!ok) {
+			c->res[i] = 0;     /* gone: nothing to send */
+			continue;
+		}
+		if (c->cap - at < 4 || c->cap - at - 4 < storage_loc_size(loc))
+			continue;          /* tx_read_one, alone */
+		c->off[i] = at;
+		locs[k] = loc;
+		bufs[k] = c->buf + at + 4;
+		idx[k++] = i;
+		at += 4 + (size_t)storage_loc_size(loc);
+	}
+	storage_read_many(ns->storage, k, locs, bufs, rcs);
+	for (unsigned j = 0; j < k; j++) {
+		unsigned i = idx[j];
+		uint32_t size = storage_loc_size(locs[j]);
+		uint8_t *b = c->buf + c->off[i];
+
+		if (rcs[j] != 0) {
+			log_warn("migrate", "{%s} a record of partition %u cannot be read: %s; not sent",
+			    ns->name, digest_partition(&c->r[i].d), recfs_strerror(rcs[j]));
+			c->res[i] = 0;
+			continue;
+		}
+		b[0] = (uint8_t)size;
+		b[1] = (uint8_t)(size >> 8);
+		b[2] = (uint8_t)(size >> 16);
+		b[3] = (uint8_t)(size >> 24);
+		c->res[i] = (int)(4 + size);
+	}
+	for (unsigned i = 0; i < c->n; i++)
+		if (locked[i])
+			index_record_unlock(ns->index, &c->r[i].d);
 }
 
 static bool
@@ -1321,6 +1423,15 @@ struct tx_stream {
 	int part_rc;               /* a section of j's run came back failed */
 	uint64_t ops_seen;         /* client operations counted at the last look (tx_yield) */
 	uint64_t work_t0;          /* monotonic ns: the thread works since */
+	uint64_t *sleep_owed_us;   /* migrate-sleep not slept yet (the thread's) */
+};
+
+/* What an emigration thread carries from one stream to the next: the
+ * migrate-sleep it owes and where it stands in tx_yield's slice (a stream
+ * can be shorter than the slice: small partitions, a fast move). */
+struct tx_carry {
+	uint64_t sleep_owed_us;
+	uint64_t ops_seen, work_t0;
 };
 
 /* Lock held: when jobs to node may start (0: now). */
@@ -1606,6 +1717,7 @@ tx_partition(struct tx_stream *s)
 	struct tx_sec *sec = NULL;
 	size_t n_off = 0, sec_start = 0;
 	bool sent_some = false;   /* sections of it went: the next is not FIRST */
+	bool whole = false;       /* all of it in the first batch: never split */
 	int rc = 0;
 
 	s->part_rc = 0;
@@ -1617,18 +1729,29 @@ tx_partition(struct tx_stream *s)
 			rc = -ESTALE;
 			break;
 		}
-		/* what is left of the message being filled, at least one record */
+		/* The first batch up to a whole message: a partition that fits
+		 * one goes whole in one section (no wait for the window), in a
+		 * message of its own if it does not fit what is left of the one
+		 * being filled.  Later batches: what is left of the message, at
+		 * least one record. */
 		t = &s->msg[s->cur];
 		c->n = 0;
 		c->bytes = 0;
-		c->limit = t->len < MIG_BATCH_BYTES ? (uint32_t)(MIG_BATCH_BYTES - t->len) : 1;
+		c->limit = !pos.started ? MIG_BATCH_BYTES : t->len < MIG_BATCH_BYTES ?
+		    (uint32_t)(MIG_BATCH_BYTES - t->len) : 1;
 		walked = index_partition_walk(ns->index, s->j.pid, &pos, tx_collect_one, c, MIG_BATCH_RECORDS);
 		if (walked < 0)
 			rc = walked;
 		if (walked <= 0)
 			break;
+		if (!sent_some && sec == NULL && pos.done && c->bytes <= MIG_BATCH_BYTES) {
+			whole = true;
+			if (t->n_sec > 0 && t->len + MIG_SEC_OVERHEAD + c->bytes + 4ull * c->n > MIG_BATCH_BYTES)
+				tx_flush(s);
+		}
 		/* read in storage order: neighbours in a write block come together */
 		qsort(c->r, c->n, sizeof(c->r[0]), loc_cmp);
+		tx_read_batch(ns, c);
 		for (unsigned i = 0; i < c->n && rc == 0; i++) {
 			bool full;
 			int r;
@@ -1642,7 +1765,12 @@ tx_partition(struct tx_stream *s)
 				sec_start = n_off - 5;
 			}
 			t = &s->msg[s->cur];
-			r = tx_read_one(ns, c->r[i].set_id, &c->r[i].d, t->buf + t->len, RPC_BODY_MAX - t->len);
+			if (c->res[i] == TX_UNREAD)
+				r = tx_read_one(ns, c->r[i].set_id, &c->r[i].d, t->buf + t->len, RPC_BODY_MAX - t->len);
+			else if ((size_t)c->res[i] > RPC_BODY_MAX - t->len)
+				r = -EMSGSIZE;
+			else if ((r = c->res[i]) > 0)
+				memcpy(t->buf + t->len, c->buf + c->off[i], (size_t)r);
 			if (r == -EMSGSIZE) {
 				if (sec->n == 0 && t->n_sec == 1) {
 					rc = r;   /* larger than any message: cannot happen */
@@ -1659,7 +1787,7 @@ tx_partition(struct tx_stream *s)
 					migrate_msg_insert_count(t->buf, n_off, ++sec->n);
 				}
 				/* full with more of the partition to come */
-				full = t->len >= MIG_BATCH_BYTES && (i + 1 < c->n || !pos.done);
+				full = !whole && t->len >= MIG_BATCH_BYTES && (i + 1 < c->n || !pos.done);
 			}
 			if (!full)
 				continue;
@@ -1681,9 +1809,16 @@ tx_partition(struct tx_stream *s)
 				tx_drain(s);
 			rc = s->part_rc;
 		}
-		/* migrate-sleep: per record sent, slept once per batch read */
-		if (rc == 0 && sleep > 0 && c->n > 0)
-			sleep_us(sleep * c->n);
+		/* migrate-sleep: per record sent, slept once it adds up to
+		 * MIG_SLEEP_MIN_US (a batch's few us cost a timer wake-up of
+		 * ~1 ms here: a cap on the rate, not the throttle asked) */
+		if (rc == 0 && sleep > 0 && c->n > 0) {
+			*s->sleep_owed_us += (uint64_t)sleep * c->n;
+			if (*s->sleep_owed_us >= MIG_SLEEP_MIN_US) {
+				sleep_us(*s->sleep_owed_us > UINT32_MAX ? UINT32_MAX : (uint32_t)*s->sleep_owed_us);
+				*s->sleep_owed_us = 0;
+			}
+		}
 	}
 	if (rc == 0 && sent_some) {
 		/* every earlier section of the partition applied before its LAST */
@@ -1716,14 +1851,18 @@ tx_partition(struct tx_stream *s)
 /* A stream that begins with job j (taken): until no job of its namespace,
  * receiver and change is ready, or MIG_STREAM_PARTS partitions. */
 static void
-tx_stream_run(struct txn_migrate *m, unsigned idx, const struct mig_job *j)
+tx_stream_run(struct txn_migrate *m, unsigned idx, const struct mig_job *j, struct tx_carry *carry)
 {
 	struct tx_stream *s = calloc(1, sizeof(*s));
 	unsigned parts = 0;
 	bool more = true;
 
 	if (s != NULL)
-		s->c = malloc(sizeof(*s->c));
+		s->c = calloc(1, sizeof(*s->c));
+	/* a batch's records read at once: a message's worth and one record
+	 * (virtual: only what a batch fills is ever touched) */
+	if (s != NULL && s->c != NULL && (s->c->buf = malloc(RPC_BODY_MAX)) != NULL)
+		s->c->cap = RPC_BODY_MAX;
 	for (unsigned i = 0; s != NULL && s->c != NULL && i < MIG_WINDOW; i++)
 		if ((s->msg[i].buf = malloc(RPC_BODY_MAX)) == NULL)
 			break;
@@ -1736,8 +1875,9 @@ tx_stream_run(struct txn_migrate *m, unsigned idx, const struct mig_job *j)
 		s->m = m;
 		s->idx = idx;
 		s->j = *j;
-		s->ops_seen = client_ops_sum(m);
-		s->work_t0 = clock_mono_ns();
+		s->sleep_owed_us = &carry->sleep_owed_us;
+		s->ops_seen = carry->ops_seen;
+		s->work_t0 = carry->work_t0;
 	}
 	while (more) {
 		int rc = tx_partition(s);
@@ -1751,9 +1891,13 @@ tx_stream_run(struct txn_migrate *m, unsigned idx, const struct mig_job *j)
 	if (s != NULL && s->c != NULL && s->msg[MIG_WINDOW - 1].buf != NULL) {
 		tx_flush(s);
 		tx_drain(s);
+		carry->ops_seen = s->ops_seen;
+		carry->work_t0 = s->work_t0;
 	}
 	for (unsigned i = 0; s != NULL && i < MIG_WINDOW; i++)
 		free(s->msg[i].buf);
+	if (s != NULL && s->c != NULL)
+		free(s->c->buf);
 	if (s != NULL)
 		free(s->c);
 	free(s);
@@ -1794,6 +1938,8 @@ emigrate_main(void *arg)
 	struct em_arg *a = arg;
 	struct txn_migrate *m = a->m;
 	unsigned idx = a->idx;
+	struct tx_carry carry = { 0 };
+	bool idle = true;          /* waited for work: the yield slice starts again */
 
 	free(a);
 	pthread_setname_np(pthread_self(), "migrate-tx");
@@ -1828,13 +1974,19 @@ emigrate_main(void *arg)
 				pthread_cond_wait(&m->job_cv, &m->lock);
 			else
 				cond_wait_until(&m->job_cv, &m->lock, next);
+			idle = true;
 			continue;
 		}
 		struct mig_job j;
 
 		job_take_locked(m, k, &j);
 		pthread_mutex_unlock(&m->lock);
-		tx_stream_run(m, idx, &j);
+		if (idle) {
+			carry.ops_seen = client_ops_sum(m);
+			carry.work_t0 = clock_mono_ns();
+			idle = false;
+		}
+		tx_stream_run(m, idx, &j, &carry);
 		pthread_mutex_lock(&m->lock);
 	}
 	pthread_mutex_unlock(&m->lock);

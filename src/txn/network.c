@@ -140,6 +140,10 @@ txn_network_start(const struct recfs_config *cfg, uint64_t node_id, struct txn_n
 	struct rpc_config rc_cfg = {
 		.node_id = node_id, .transaction_max_ms = &cfg->transaction_max_ms,
 		.workers = TXN_REMOTE_WORKERS,
+		/* received migration messages (PARTS) that complete partitions
+		 * while a store of the version table runs share the next one:
+		 * the more are applied at once, the fewer stores per MB */
+		.bulk_workers = TXN_MIGRATE_BULK_WORKERS,
 		/* a live node pulses every interval: two without a word is silence */
 		.silence_ms = 2 * cfg->heartbeat_interval_ms,
 		/* a proxied call's or a replica write's caller reads its answer */

@@ -15,7 +15,7 @@
 #      re-replication under the same writers takes no pause.
 # Then the writers stop, every acknowledged file is listed and every node
 # holds only what it owns: objects over the nodes = 2 x files.
-#   3. The default (200) again, n3 comes back with no client running: its
+#   3. The default (300) again, n3 comes back with no client running: its
 #      migrations take no pause.
 . "${top_srcdir:-$(dirname "$0")/../..}/tests/integration/cluster_lib.sh"
 
@@ -103,8 +103,8 @@ sleep 1
 check_true "the writers write" "$(acked)" -gt 0
 
 # ---- 1. clients first, at the most: the move still finishes --------------------
-check_eq "migrate-yield-pct is 200 by default" \
-	"$(run cat "$(cluster_mnt n1)/.info/config/network/migrate-yield-pct")" 200
+check_eq "migrate-yield-pct is 300 by default" \
+	"$(run cat "$(cluster_mnt n1)/.info/config/network/migrate-yield-pct")" 300
 set_all 1000 n1 n2 n3
 check_eq "migrate-yield-pct reads back 1000" \
 	"$(run cat "$(cluster_mnt n1)/.info/config/network/migrate-yield-pct")" 1000
@@ -162,9 +162,9 @@ check_true "n1 lists every acknowledged file ($listed >= $total)" "$listed" -ge 
 check_eq "objects over the 3 nodes = replication-factor x files listed" "$(sum_stat objects n1 n2 n4)" $((2 * listed))
 
 # ---- 3. no client, no pause --------------------------------------------------
-# The default (200) again; n3 comes back while nothing writes or reads
+# The default (300) again; n3 comes back while nothing writes or reads
 # the files: its migrations pause nowhere.
-set_all 200 n1 n2 n4
+set_all 300 n1 n2 n4
 unset CLUSTER_EXTRA_YAML_n4
 y0=$(sum_stat migrate_tx_yields n1 n2 n4)
 tx0=$(sum_stat migrate_records_transmitted n1 n2 n4)

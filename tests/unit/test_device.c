@@ -25,6 +25,8 @@
 #include "base/clock.h"
 #include "base/crc32c.h"
 #include "base/log.h"
+#include "index/index.h"
+#include "namespace/namespace.h"
 #include "storage/device_header.h"
 #include "storage/device_i.h"
 #include "txn/txn.h"
@@ -941,6 +943,86 @@ test_device_large_records_read_back_straight_or_through_the_bounce_buffer(void *
 	free(want);
 }
 
+struct loc_list {
+	unsigned n;
+	storage_loc loc[400];
+};
+
+static int
+loc_collect(void *arg, const struct index_entry *e)
+{
+	struct loc_list *l = arg;
+
+	if (l->n < 400)
+		l->loc[l->n++] = e->loc;
+	return 0;
+}
+
+/*
+ * storage_read_many (a migration's batch) gives what storage_read gives
+ * one by one: the same bytes for records on disk and in a write buffer
+ * still in RAM, RECFS_ECHECKSUM for a damaged one (its neighbours intact),
+ * RECFS_EFORMAT for a location outside the file.
+ */
+static void
+test_device_read_many_reads_what_read_reads(void **state)
+{
+	struct node *node;
+	struct namespace *ns;
+	struct loc_list l = { 0 };
+	static uint8_t one[300][2048], many[300][2048];
+	uint8_t *bufs[300];
+	int rcs[300], want[300];
+	unsigned n, damaged = 0;
+	char k[32];
+
+	config_for("dev", 64u << 20, 128 * 1024);
+	node = open_node();
+	ns = node_namespace(node, 0);
+	/* 300 x ~1.1 KiB: the first wblocks go to disk, the last stays in RAM */
+	for (int i = 0; i < 300; i++)
+		assert_int_equal(put(ns, i, 1, 1000, 0), 0);
+	struct txn_key key = key_of(k, 5);
+	assert_int_equal(txn_sync(ns, &key), 0);
+	off_t at = find_key_on_disk("k000005");
+	assert_true(at > 0);
+	damage_at(at + 200);
+	for (uint32_t pid = 0; pid < 4096; pid++) {
+		struct index_walk_pos pos = { 0 };
+
+		while (!pos.done && index_partition_walk(ns->index, pid, &pos, loc_collect, &l, 64) > 0)
+			;
+	}
+	assert_int_equal(l.n, 300);
+	/* one location past the end of the file: refused by both */
+	l.loc[299] = storage_loc_make(0, (63u << 20) + 4096 * 1000, storage_loc_size(l.loc[299]));
+	n = 300;
+	for (unsigned i = 0; i < n; i++) {
+		assert_true(storage_loc_size(l.loc[i]) <= sizeof(one[0]));
+		want[i] = storage_read(ns->storage, l.loc[i], one[i]);
+		damaged += want[i] == RECFS_ECHECKSUM;
+		bufs[i] = many[i];
+	}
+	assert_int_equal(damaged, 1);
+	assert_int_equal(want[299], RECFS_EFORMAT);
+	storage_read_many(ns->storage, n, l.loc, bufs, rcs);
+	for (unsigned i = 0; i < n; i++) {
+		assert_int_equal(rcs[i], want[i]);
+		if (want[i] == 0)
+			assert_memory_equal(many[i], one[i], storage_loc_size(l.loc[i]));
+	}
+	/* and in small batches, as a partition's */
+	for (unsigned i = 0; i + 2 <= n; i += 2) {
+		memset(many[i], 0, sizeof(many[i]));
+		storage_read_many(ns->storage, 2, &l.loc[i], &bufs[i], &rcs[i]);
+		assert_int_equal(rcs[i], want[i]);
+		assert_int_equal(rcs[i + 1], want[i + 1]);
+		if (want[i] == 0)
+			assert_memory_equal(many[i], one[i], storage_loc_size(l.loc[i]));
+	}
+	node_close(node, true);
+}
+
 static void
 post_write_cache_reads(uint64_t pwc, long want_pct)
 {
@@ -1687,6 +1769,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_device_cold_start_logs_and_another_version_is_refused, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_device_version_1_store_opens_and_keeps_working, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_device_post_write_cache_serves_written_buffers, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_device_read_many_reads_what_read_reads, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_device_large_records_read_back_straight_or_through_the_bounce_buffer,
 		    setup, teardown),
 		cmocka_unit_test_setup_teardown(test_device_defrag_keeps_overwrites_going_at_half_fill, setup, teardown),

@@ -1035,9 +1035,10 @@ test_reads_and_replica_writes_inline_unless_their_lock_is_held(void **state)
 	assert_int_equal(FV(B, rpc_requests_inline), inl + 4);   /* the ping */
 }
 
-/* This node's own stored copy of k (whatever its role): generation and content. */
+/* This node's own stored copy of k (whatever its role): generation,
+ * last-update time (lut NULL: not wanted), content. */
 static void
-own_copy(struct tnode *t, const char *k, uint16_t *gen, char *content, size_t cap)
+own_version(struct tnode *t, const char *k, uint16_t *gen, uint64_t *lut, char *content, size_t cap)
 {
 	struct txn_key key = key_of(k);
 	struct record r;
@@ -1049,6 +1050,8 @@ own_copy(struct tnode *t, const char *k, uint16_t *gen, char *content, size_t ca
 	assert_non_null(flat);
 	assert_int_equal(record_flat_decode(flat, len, &r), 0);
 	*gen = r.generation;
+	if (lut != NULL)
+		*lut = r.last_update_ms;
 	b = record_bin_find(&r, t->ns->cfg->file_bin, strlen(t->ns->cfg->file_bin));
 	assert_non_null(b);
 	assert_true(b->v.bytes.len < cap);
@@ -1056,6 +1059,13 @@ own_copy(struct tnode *t, const char *k, uint16_t *gen, char *content, size_t ca
 	content[b->v.bytes.len] = '\0';
 	record_release(&r);
 	free(flat);
+}
+
+/* The same without the last-update time. */
+static void
+own_copy(struct tnode *t, const char *k, uint16_t *gen, char *content, size_t cap)
+{
+	own_version(t, k, gen, NULL, content, cap);
 }
 
 struct bg_writer {
@@ -1995,30 +2005,6 @@ static const char *lose_key;
 static uint16_t lost_gen;
 static uint64_t lost_lut, lost_pending;   /* and the master's rpc_requests_pending */
 static char lost_content[64];
-
-/* This node's own stored copy of k: generation, last-update time, content. */
-static void
-own_version(struct tnode *t, const char *k, uint16_t *gen, uint64_t *lut, char *content, size_t cap)
-{
-	struct txn_key key = key_of(k);
-	struct record r;
-	const struct bin *b;
-	uint8_t *flat = NULL;
-	uint32_t len = 0;
-
-	assert_int_equal(txn_dup_copy(t->ns, &key, false, &flat, &len), 0);
-	assert_non_null(flat);
-	assert_int_equal(record_flat_decode(flat, len, &r), 0);
-	*gen = r.generation;
-	*lut = r.last_update_ms;
-	b = record_bin_find(&r, t->ns->cfg->file_bin, strlen(t->ns->cfg->file_bin));
-	assert_non_null(b);
-	assert_true(b->v.bytes.len < cap);
-	memcpy(content, b->v.bytes.data, b->v.bytes.len);
-	content[b->v.bytes.len] = '\0';
-	record_release(&r);
-	free(flat);
-}
 
 static int
 lose_answer(const struct txn_target *t, const struct txn_op *op, int rc)

@@ -316,6 +316,19 @@ restart_all
 expect_ok "rm of the files through n2" rm "$M2/orph/a" "$M2/orph/b" "$M2/orph/c"
 expect_ok "rmdir of the set through n3" rmdir "$M3/orph"
 check_eq "no chunk left on any node" "$(total objects_chunks)" 0
+# Stopped together, as docs/operations.md says to stop a whole cluster:
+# stopped one by one, a node still running may regain a partition it had
+# dropped when this cluster started, and a regained partition's stored
+# version replaces its drop time, so the copies it dropped then are
+# candidates on its storage again (docs/cluster.md, "Dropping a copy":
+# the known limit) - here as orphaned chunks (1 CI run in 5).
+umounts=""
+for n in n1 n2 n3; do
+	timeout 10 fusermount3 -u "$(cluster_mnt $n)" &
+	umounts="$umounts $!"
+done
+# shellcheck disable=SC2086
+wait $umounts
 for n in n1 n2 n3; do
 	cluster_down $n || bad "$n: clean stop"
 done

@@ -51,8 +51,8 @@
 #define MIG_THREADS_MAX 8
 #define MIG_BATCH_BYTES (1024u * 1024)    /* flat record bytes per INSERT (one record may be more) */
 #define MIG_BATCH_RECORDS 256
-#define MIG_SEC_OVERHEAD 64
-#define MIG_DROP_GATHER_MS 20              /* a drop waits this long for others while sends run */               /* a section's head in a PARTS, at most */
+#define MIG_SEC_OVERHEAD 64               /* a section's head in a PARTS, at most */
+#define MIG_DROP_GATHER_MS 20             /* a drop waits this long for others while sends run */
 #define MIG_WINDOW 3                      /* PARTS messages in flight per emigration thread */
 #define MIG_STREAM_PARTS 256              /* partitions a stream takes before the queue's order again */
 #define MIG_RETRY_MS 100                  /* a START refused busy, a failed call: again after */

@@ -240,7 +240,8 @@
 	X(replica_writes_timed_out, COUNTER, "writes", 0, "Replica writes without an answer within transaction-max-ms (the write failed with EIO; the master keeps its copy).") \
 	X(replica_writes_received, COUNTER, "writes", 0, "Record versions received from their master as a replica.") \
 	X(replica_writes_applied, COUNTER, "writes", 0, "Received replica writes that were newer than the stored version and were stored.") \
-	X(replica_writes_kept_older, COUNTER, "writes", 0, "Received replica writes not stored because the stored version was as new or newer (a retry; answered OK).")
+	X(replica_writes_kept_older, COUNTER, "writes", 0, "Received replica writes not stored because the stored version was as new or newer (a retry; answered OK).") \
+	X(replica_writes_returned, COUNTER, "writes", 0, "Proxied writes this node mastered whose other replica was the node that sent them: the version went back in the answer, for that node to store (counted there in replica_writes_received), and nowhere else.")
 
 /* .info/build */
 #define STATISTICS_BUILD(X) \

@@ -46,7 +46,7 @@ enum remote_stat {
 	RS_proxy_sent, RS_proxy_completed, RS_proxy_failed, RS_proxy_timed_out, RS_proxy_rerouted,
 	RS_proxy_received, RS_proxy_busy,
 	RS_replica_sent, RS_replica_acked, RS_replica_failed, RS_replica_timed_out,
-	RS_replica_received, RS_replica_applied, RS_replica_kept_older,
+	RS_replica_received, RS_replica_applied, RS_replica_kept_older, RS_replica_returned,
 	RS_COUNT
 };
 
@@ -65,6 +65,8 @@ struct txn_remote {
 #define STAT(rm, s) atomic_inc(&(rm)->stats[RS_##s])
 
 /* ---- caller side: proxy ---------------------------------------------------- */
+
+int txn_remote_take_version = 1;
 
 uint64_t
 txn_remote_failover_deadline(struct txn_remote *rm)
@@ -133,6 +135,38 @@ answer_record(const struct namespace *ns, const uint8_t *flat, size_t len, struc
 	return 0;
 }
 
+static int replica_run(struct txn_remote *rm, const uint8_t *req, size_t len,
+    struct rpc_reply *reply, bool nowait, const struct digest *want);
+
+/*
+ * A write's answer that hands the version back (docs/cluster.md, "Write
+ * path"): this node is the partition's other replica, the master stored
+ * the version and sent it nowhere else, so the write succeeds only once it
+ * is stored here too, as the replica write it would have been (the same
+ * checks: this node a replica in its own table, stop-writes, IF_NEWER).
+ * 0 (none, or stored/kept), else -EIO (the master's copy stays).
+ */
+static int
+version_apply(struct txn_remote *rm, const struct txn_target *t, uint64_t master,
+    const uint8_t *body, size_t len)
+{
+	struct rpc_reply none = { .buf = NULL };
+	const uint8_t *ver;
+	size_t ver_len;
+	int rc = txn_proxy_ans_version(body, len, &ver, &ver_len);
+
+	if (rc == -ENOENT)
+		return 0;
+	if (rc == 0)
+		rc = replica_run(rm, ver, ver_len, &none, false, &t->digest);
+	if (rc == 0)
+		return 0;
+	txn_eio_log(t->ns, t->partition, "master %016" PRIx64 " stored the write and handed its "
+	    "version back to this replica, which could not store it: %s", master,
+	    rc == TXN_ENOTMASTER ? "not a replica in this node's table" : recfs_strerror(rc));
+	return -EIO;
+}
+
 int
 txn_remote_proxy(struct txn_remote *rm, uint64_t master, const struct txn_target *t,
     const struct txn_op *op)
@@ -158,6 +192,9 @@ txn_remote_proxy(struct txn_remote *rm, uint64_t master, const struct txn_target
 	if (op->kind == TXN_OP_WRITE) {
 		q.has_write = true;
 		q.w = *op->w;
+		/* where this node is the other replica, the master hands the
+		 * version back instead of sending it here (version_apply) */
+		q.take_version = atomic_load_relaxed(&txn_remote_take_version) != 0;
 	}
 	if (op->kind == TXN_OP_WRITE || op->kind == TXN_OP_DELETE || op->kind == TXN_OP_RENAME ||
 	    op->kind == TXN_OP_RENAME_IN) {
@@ -250,6 +287,8 @@ txn_remote_proxy(struct txn_remote *rm, uint64_t master, const struct txn_target
 			} else if (rc == 0 && op->attr != NULL && op->kind != TXN_OP_WRITE) {
 				rc = -EIO;
 			}
+			if (rc == 0 && op->kind == TXN_OP_WRITE)
+				rc = version_apply(rm, t, master, ans.body, ans.len);
 			if (rc != -EIO)
 				STAT(rm, proxy_completed);
 		}
@@ -571,12 +610,12 @@ remote_ns(struct txn_remote *rm, const char *name, size_t len)
 }
 
 static int proxy_write_inline(struct txn_remote *rm, struct namespace *ns,
-    const struct txn_proxy_req *q, struct rpc_reply *reply);
+    const struct txn_proxy_req *q, uint64_t from, struct rpc_reply *reply);
 
 /* A proxied operation; nowait: on the fabric thread (RPC_DEFER: not here). */
 static int
-proxy_run(struct txn_remote *rm, const uint8_t *req, size_t len, struct rpc_reply *reply,
-    bool nowait)
+proxy_run(struct txn_remote *rm, uint64_t from, const uint8_t *req, size_t len,
+    struct rpc_reply *reply, bool nowait)
 {
 	struct txn_proxy_req q;
 	struct namespace *ns;
@@ -619,7 +658,7 @@ proxy_run(struct txn_remote *rm, const uint8_t *req, size_t len, struct rpc_repl
 	}
 	writes = q.kind != TXN_PROXY_STAT && q.kind != TXN_PROXY_READ;
 	if (writes && nowait) {
-		rc = q.kind == TXN_PROXY_WRITE ? proxy_write_inline(rm, ns, &q, reply) : RPC_DEFER;
+		rc = q.kind == TXN_PROXY_WRITE ? proxy_write_inline(rm, ns, &q, from, reply) : RPC_DEFER;
 		txn_proxy_req_release(&q);
 		return rc;
 	}
@@ -734,6 +773,24 @@ write_async_flush_job(void *arg, bool stopping)
 	free(a);
 }
 
+/* The write answered by the handler itself (the version handed back):
+ * the record lock released, the write counted, a freed (after a worker
+ * told the others of a set that appeared, as write_async_finish). */
+static void
+write_async_end_quiet(struct write_async *a)
+{
+	txn_proxy_write_end(a->ns, &a->d, 0);
+	free(a->body);
+	a->body = NULL;
+	atomic_dec(&a->rm->writes_pending);
+	if (txn_sets_used_pending(a->ns)) {
+		a->job = (struct rpc_job){ .fn = write_async_flush_job, .arg = a };
+		rpc_job_queue(a->rm->rpc, &a->job);
+		return;
+	}
+	free(a);
+}
+
 /* Ends a and frees it (a worker's job first when the sets must be told). */
 static void
 write_async_finish(struct write_async *a, int rc)
@@ -810,10 +867,11 @@ write_async_done(void *arg, struct rpc_answer *ans)
 }
 
 /* The fabric thread: a proxied write.  RPC_DEFER, RPC_PENDING, or the
- * write's result (answered at once: no replica to wait for, or refused). */
+ * write's result (answered at once: no replica to wait for, the version
+ * handed back to its caller, or refused). */
 static int
 proxy_write_inline(struct txn_remote *rm, struct namespace *ns, const struct txn_proxy_req *q,
-    struct rpc_reply *reply)
+    uint64_t from, struct rpc_reply *reply)
 {
 	struct write_async *a;
 	struct partition_rsv r;
@@ -863,6 +921,16 @@ proxy_write_inline(struct txn_remote *rm, struct namespace *ns, const struct txn
 		write_async_to_worker(a, 0);
 		return RPC_PENDING;
 	}
+	if (q->take_version && a->to == from &&
+	    txn_proxy_ans_encode_version(&a->attr, a->body, a->size, reply->buf, reply->cap,
+	    &reply->len) == 0) {
+		/* The other replica is the caller: the version goes back in the
+		 * answer and the caller stores it (version_apply) - no message to
+		 * it and back, no ack to wait for.  Ends here, lock released. */
+		STAT(rm, replica_returned);
+		write_async_end_quiet(a);
+		return 0;
+	}
 	rc = rpc_call_async(rm->rpc, a->to, RPC_OP_TXN_REPLICA, a->body, a->size,
 	    txn_remote_deadline_ms(rm), write_async_done, a);
 	if (rc == -EAGAIN) {
@@ -883,8 +951,7 @@ proxy_write_inline(struct txn_remote *rm, struct namespace *ns, const struct txn
 static int
 handle_proxy(void *arg, uint64_t from, const uint8_t *req, size_t len, struct rpc_reply *reply)
 {
-	(void)from;
-	return proxy_run(arg, req, len, reply, false);
+	return proxy_run(arg, from, req, len, reply, false);
 }
 
 /* The fabric thread: a stat or read of a record in memory whose lock is free. */
@@ -892,14 +959,14 @@ static int
 handle_proxy_inline(void *arg, uint64_t from, const uint8_t *req, size_t len,
     struct rpc_reply *reply)
 {
-	(void)from;
-	return proxy_run(arg, req, len, reply, true);
+	return proxy_run(arg, from, req, len, reply, true);
 }
 
-/* A replica write; nowait: on the fabric thread (RPC_DEFER: not here). */
+/* A replica write; nowait: on the fabric thread (RPC_DEFER: not here).
+ * want (NULL: any): the record it must carry (a version handed back). */
 static int
 replica_run(struct txn_remote *rm, const uint8_t *req, size_t len, struct rpc_reply *reply,
-    bool nowait)
+    bool nowait, const struct digest *want)
 {
 	struct fabric_msg m;
 	struct namespace *ns;
@@ -922,6 +989,15 @@ replica_run(struct txn_remote *rm, const uint8_t *req, size_t len, struct rpc_re
 	if ((rc != 0 && rc != -ENOENT) || (rc == 0 && txn_op_id_get(idb, id_len, &id) != 0)) {
 		STAT(rm, replica_received);
 		return -EBADMSG;
+	}
+	if (want != NULL) {
+		struct record_flat_header h;
+
+		if (record_flat_header_check(flat, flat_len, &h) != 0 ||
+		    memcmp(h.digest.bytes, want->bytes, DIGEST_SIZE) != 0) {
+			STAT(rm, replica_received);
+			return -EBADMSG;
+		}
 	}
 	ns = remote_ns(rm, (const char *)name, name_len);
 	if (ns == NULL) {
@@ -947,7 +1023,7 @@ static int
 handle_replica(void *arg, uint64_t from, const uint8_t *req, size_t len, struct rpc_reply *reply)
 {
 	(void)from;
-	return replica_run(arg, req, len, reply, false);
+	return replica_run(arg, req, len, reply, false, NULL);
 }
 
 /* The fabric thread: a version of a record in memory whose lock is free. */
@@ -956,7 +1032,7 @@ handle_replica_inline(void *arg, uint64_t from, const uint8_t *req, size_t len,
     struct rpc_reply *reply)
 {
 	(void)from;
-	return replica_run(arg, req, len, reply, true);
+	return replica_run(arg, req, len, reply, true, NULL);
 }
 
 static int
@@ -1103,4 +1179,5 @@ txn_remote_values(struct txn_remote *rm, uint64_t *v)
 	v[STAT_FABRIC_replica_writes_applied] = atomic_load_relaxed(&rm->stats[RS_replica_applied]);
 	v[STAT_FABRIC_replica_writes_kept_older] =
 	    atomic_load_relaxed(&rm->stats[RS_replica_kept_older]);
+	v[STAT_FABRIC_replica_writes_returned] = atomic_load_relaxed(&rm->stats[RS_replica_returned]);
 }

@@ -99,6 +99,9 @@ enum txn_proxy_field {
 	                         * rename-in (optional): its id */
 	TXN_PF_RETRY = 22,      /* u32 1, with TXN_PF_OP_ID (optional): an attempt after
 	                         * one whose master went down */
+	TXN_PF_TAKE_VERSION = 23,/* u32 1, write (optional): the caller stores the version
+	                         * itself when it is the partition's other replica (the
+	                         * answer's TXN_AF_VERSION; docs/cluster.md, Write path) */
 };
 
 /* Field ids of a proxy answer (TXN_MSG_ANSWER) and of a replica write (TXN_MSG_REPLICA). */
@@ -110,6 +113,9 @@ enum txn_answer_field {
 	TXN_RF_RECORD = 5,      /* replica write: bytes, the flat record */
 	TXN_RF_OP_ID = 6,       /* replica write (optional): bytes, TXN_OP_ID_WIRE_SIZE,
 	                         * the id of the proxied operation that stored it */
+	TXN_AF_VERSION = 7,     /* write answer (optional): bytes, a replica write message
+	                         * (TXN_MSG_REPLICA) the caller applies as the partition's
+	                         * other replica; the master sent it nowhere else */
 };
 
 #define TXN_MSG_PROXY 1
@@ -166,6 +172,7 @@ struct txn_proxy_req {
 	struct record_attr record_attr;
 	struct txn_op_id id;       /* a write's, delete's or rename's (seq 0: none) */
 	bool retry;                /* with id: an attempt after its master went down */
+	bool take_version;         /* a write: the caller stores the replica's copy itself */
 };
 
 /* Encode q into a malloc'd buffer (*out, *len).  0, -EMSGSIZE (over the rpc
@@ -188,6 +195,12 @@ int txn_proxy_ans_encode(const struct record_attr *attr, const uint8_t *rec, siz
 /* 0 or -EBADMSG; *rec NULL when absent; has_attr false when absent. */
 int txn_proxy_ans_decode(const uint8_t *buf, size_t len, bool *has_attr, struct record_attr *attr,
     const uint8_t **rec, size_t *rec_len);
+/* A write's answer handing the version back to its caller (the partition's
+ * other replica): attr and ver (a TXN_MSG_REPLICA body, ver_len bytes). */
+int txn_proxy_ans_encode_version(const struct record_attr *attr, const uint8_t *ver,
+    size_t ver_len, uint8_t *buf, size_t cap, size_t *len);
+/* The answer's version (pointing into buf): 0, -ENOENT (none), -EBADMSG. */
+int txn_proxy_ans_version(const uint8_t *buf, size_t len, const uint8_t **ver, size_t *ver_len);
 
 /* ---- the instance (network.c creates it) --------------------------------- */
 
@@ -208,6 +221,11 @@ int txn_remote_call(struct txn_remote *rm, uint64_t node, uint32_t op, const voi
     uint32_t min_ms, struct rpc_answer *ans);
 /* This node's id. */
 uint64_t txn_remote_self(const struct txn_remote *rm);
+/* Atomic, 1 (the default): proxied writes ask their master to hand the
+ * version back when this node is the partition's other replica
+ * (TXN_PF_TAKE_VERSION).  Tests set 0 to run the replica-write round of a
+ * two-node cluster. */
+extern int txn_remote_take_version;
 /* The STAT_FABRIC rows of the data path. */
 void txn_remote_values(struct txn_remote *rm, uint64_t *v);
 

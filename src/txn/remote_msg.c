@@ -270,6 +270,8 @@ proxy_req_encode(const struct txn_proxy_req *q, bool ref, uint8_t **out, size_t 
 		if (q->retry)
 			fabric_msg_put_u32(&fw, TXN_PF_RETRY, 1);
 	}
+	if (q->take_version && q->kind == TXN_PROXY_WRITE)
+		fabric_msg_put_u32(&fw, TXN_PF_TAKE_VERSION, 1);
 	if (q->kind == TXN_PROXY_RENAME_IN) {
 		uint8_t a[TXN_ATTR_WIRE_SIZE];
 
@@ -448,6 +450,13 @@ txn_proxy_req_decode(const uint8_t *buf, size_t len, struct txn_proxy_req *q)
 	if (rc != 0 && rc != -ENOENT)
 		return -EBADMSG;
 	q->retry = rc == 0;
+	/* a write only: its caller takes the version (remote.c) */
+	rc = fabric_msg_get_u32(&m, TXN_PF_TAKE_VERSION, &u);
+	if (rc == 0 && (u != 1 || q->kind != TXN_PROXY_WRITE))
+		return -EBADMSG;
+	if (rc != 0 && rc != -ENOENT)
+		return -EBADMSG;
+	q->take_version = rc == 0;
 	u = 0;
 	/* write parameters: with a write only */
 	rc = fabric_msg_get_u32(&m, TXN_PF_W_FLAGS, &u);
@@ -562,3 +571,30 @@ txn_proxy_ans_decode(const uint8_t *buf, size_t len, bool *has_attr, struct reco
 	return 0;
 }
 
+
+int
+txn_proxy_ans_encode_version(const struct record_attr *attr, const uint8_t *ver, size_t ver_len,
+    uint8_t *buf, size_t cap, size_t *len)
+{
+	struct fabric_msg_writer fw;
+	uint8_t a[TXN_ATTR_WIRE_SIZE];
+
+	fabric_msg_writer_init(&fw, buf, cap, TXN_MSG_ANSWER);
+	attr_put(a, attr);
+	fabric_msg_put_bytes(&fw, TXN_AF_ATTR, a, sizeof(a));
+	fabric_msg_put_bytes(&fw, TXN_AF_VERSION, ver, ver_len);
+	*len = fw.len;
+	return fw.err;
+}
+
+int
+txn_proxy_ans_version(const uint8_t *buf, size_t len, const uint8_t **ver, size_t *ver_len)
+{
+	struct fabric_msg m;
+
+	*ver = NULL;
+	*ver_len = 0;
+	if (fabric_msg_decode(buf, len, &m) != 0 || m.type != TXN_MSG_ANSWER)
+		return -EBADMSG;
+	return fabric_msg_get_bytes(&m, TXN_AF_VERSION, ver, ver_len);
+}

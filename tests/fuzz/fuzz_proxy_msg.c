@@ -74,6 +74,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		fuzz_assert(q.id.seq == 0 || q.kind == TXN_PROXY_WRITE || q.kind == TXN_PROXY_DELETE ||
 		    q.kind == TXN_PROXY_RENAME || q.kind == TXN_PROXY_RENAME_IN);
 		fuzz_assert(!q.retry || q.id.seq != 0);
+		fuzz_assert(!q.take_version || q.kind == TXN_PROXY_WRITE);
 		for (size_t i = 0; i < q.w.n_bins; i++) {
 			fuzz_assert(q.w.bins[i].name_len >= 1 && q.w.bins[i].name_len <= RECORD_BIN_NAME_MAX);
 			fuzz_assert(inside(q.w.bins[i].name, q.w.bins[i].name_len, data, size));
@@ -84,7 +85,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		fuzz_assert(txn_proxy_req_decode(buf, len, &q2) == 0);
 		fuzz_assert(q2.kind == q.kind && q2.ns_len == q.ns_len &&
 		    memcmp(q2.ns, q.ns, q.ns_len) == 0);
-		fuzz_assert(q2.id.node == q.id.node && q2.id.seq == q.id.seq && q2.retry == q.retry);
+		fuzz_assert(q2.id.node == q.id.node && q2.id.seq == q.id.seq && q2.retry == q.retry &&
+		    q2.take_version == q.take_version);
 		same_key(&q.k, &q2.k);
 		if (q.has_to) {
 			same_key(&q.to, &q2.to);
@@ -118,6 +120,20 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			fuzz_assert(memcmp(&a, &a2, sizeof(a)) == 0);
 		if (rec_len > 0)
 			fuzz_assert(memcmp(rec, rec2, rec_len) == 0);
+		free(buf);
+	}
+	/* a write's answer handing the version back */
+	rc = txn_proxy_ans_version(data, size, &rec, &rec_len);
+	fuzz_assert(rc == 0 || rc == -ENOENT || rc == -EBADMSG);
+	if (rc == 0) {
+		fuzz_assert(inside(rec, rec_len, data, size));
+		len = rec_len + 256;
+		buf = malloc(len);
+		fuzz_assert(buf != NULL);
+		memset(&a, 0, sizeof(a));
+		fuzz_assert(txn_proxy_ans_encode_version(&a, rec, rec_len, buf, len, &len) == 0);
+		fuzz_assert(txn_proxy_ans_version(buf, len, &rec2, &rec_len2) == 0);
+		fuzz_assert(rec_len2 == rec_len && (rec_len == 0 || memcmp(rec, rec2, rec_len) == 0));
 		free(buf);
 	}
 	return 0;
@@ -163,6 +179,7 @@ fuzz_seed(unsigned i, uint8_t *buf, size_t cap)
 			    .set_ttl = true, .ttl = 60, .bins = bins, .n_bins = 4 };
 			q.id = (struct txn_op_id){ .node = 0xa1, .seq = 1ull << 40 };
 			q.retry = true;
+			q.take_version = true;
 		}
 		if (q.kind == TXN_PROXY_DELETE || q.kind == TXN_PROXY_RENAME)
 			q.id = (struct txn_op_id){ .node = 0xb2, .seq = 5 };
@@ -172,14 +189,18 @@ fuzz_seed(unsigned i, uint8_t *buf, size_t cap)
 		free(enc);
 		return len;
 	}
+	/* numbered without a gap: the seed writer stops at the first empty one */
 	switch (i) {
-	case 9:
-		return txn_proxy_ans_encode(&a, (const uint8_t *)"record bytes", 12, buf, cap, &len) == 0
-		    ? len : 0;
 	case 7:
 		return txn_proxy_ans_encode(&a, NULL, 0, buf, cap, &len) == 0 ? len : 0;
-	case 10:
+	case 8:
+		return txn_proxy_ans_encode(&a, (const uint8_t *)"record bytes", 12, buf, cap, &len) == 0
+		    ? len : 0;
+	case 9:
 		return txn_proxy_ans_encode(NULL, NULL, 0, buf, cap, &len) == 0 ? len : 0;
+	case 10:
+		return txn_proxy_ans_encode_version(&a, (const uint8_t *)"a replica message", 17, buf,
+		    cap, &len) == 0 ? len : 0;
 	default:
 		return 0;
 	}

@@ -21,6 +21,12 @@
  *     or waits for it; its record lock stays held until then, so writes of
  *     one record from several threads are applied in one order on both
  *     nodes, and the fabric thread goes on meanwhile;
+ *   - on memory storage a proxied write whose other replica is its caller
+ *     gets its version back in the master's answer and the caller stores
+ *     it (replica_writes_returned at the master, replica_writes_received
+ *     at the caller): no replica write message, no pending request; a
+ *     caller that cannot store it (stop-writes) fails with EIO and the
+ *     master keeps its copy;
  *   - a master waiting for its replica write holds up only its own record:
  *     another master's write of a record in the same record-lock stripe,
  *     replicated to it meanwhile, completes;
@@ -1091,8 +1097,9 @@ bg_writer(void *arg)
 
 /*
  * A proxied write on memory storage at RF 2 (B masters the name, A is its
- * replica and the caller): B's fabric thread stores it, sends the version
- * to A and leaves the request pending; the ack, read on B's fabric thread,
+ * replica and the caller), A not asking for the version back (so B sends
+ * it as a replica write, as to a third node): B's fabric thread stores it,
+ * sends the version to A and leaves the request pending; the ack, read on B's fabric thread,
  * releases the record lock and answers A there - no worker of B runs or
  * waits for it.  With A's copy of the record locked (the replica write then
  * waits for A's worker), the write stays pending holding B's record lock:
@@ -1113,6 +1120,7 @@ test_proxied_write_ends_on_the_thread_that_reads_the_replica_ack(void **state)
 
 	(void)state;
 	settled();
+	atomic_store_relaxed(&txn_remote_take_version, 0);
 	name_mastered(&A, false, k, sizeof(k));   /* B masters it, A is its replica */
 	recv = FV(B, rpc_requests_received);
 	inl = FV(B, rpc_requests_inline);
@@ -1186,6 +1194,100 @@ test_proxied_write_ends_on_the_thread_that_reads_the_replica_ack(void **state)
 	assert_int_equal(gb, g0 + 100);
 	assert_int_equal(ga, gb);
 	assert_string_equal(ca, cb);
+	atomic_store_relaxed(&txn_remote_take_version, 1);
+}
+
+/*
+ * The same proxied write, A asking for its version back (the default): B
+ * stores it on its fabric thread and answers at once with the version,
+ * which A stores as B's replica write would have been stored - one round
+ * trip instead of B -> A -> B inside A -> B -> A, nothing pending at B, no
+ * replica write sent.  Writes of one record from 4 threads at once still
+ * end with one generation per write and the same copy on both nodes (A
+ * keeps the newer version where two cross).  A in stop-writes cannot store
+ * the version: the write fails with EIO and B keeps it (as when a replica
+ * refuses a replica write); out of stop-writes the next write lands on
+ * both.
+ */
+static void
+test_proxied_write_hands_its_version_back_to_its_replica(void **state)
+{
+	char k[16], ca[64], cb[64];
+	uint16_t ga, gb, g0;
+	struct bg_writer w[4];
+	uint64_t recv, inl, pend, asy, sent, ret, arecv, aappl;
+
+	(void)state;
+	settled();
+	name_mastered(&A, false, k, sizeof(k));   /* B masters it, A is its replica */
+	recv = FV(B, rpc_requests_received);
+	inl = FV(B, rpc_requests_inline);
+	pend = FV(B, rpc_requests_pending);
+	asy = FV(B, rpc_calls_async);
+	sent = FV(B, replica_writes_sent);
+	ret = FV(B, replica_writes_returned);
+	arecv = FV(A, replica_writes_received);
+	aappl = FV(A, replica_writes_applied);
+	for (unsigned i = 0; i < 20; i++) {
+		snprintf(ca, sizeof(ca), "handed back %u", i);
+		assert_int_equal(put(&A, k, ca), 0);
+		/* A holds the version as soon as the write returned */
+		own_copy(&A, k, &ga, cb, sizeof(cb));
+		assert_string_equal(cb, ca);
+	}
+	assert_int_equal(FV(B, rpc_requests_received) - recv, 20);
+	assert_int_equal(FV(B, rpc_requests_inline) - inl, 20);
+	assert_int_equal(FV(B, rpc_requests_pending) - pend, 0);
+	assert_int_equal(FV(B, rpc_calls_async) - asy, 0);
+	assert_int_equal(FV(B, replica_writes_sent) - sent, 0);
+	assert_int_equal(FV(B, replica_writes_returned) - ret, 20);
+	assert_int_equal(FV(A, replica_writes_received) - arecv, 20);
+	assert_int_equal(FV(A, replica_writes_applied) - aappl, 20);
+	own_copy(&A, k, &ga, ca, sizeof(ca));
+	own_copy(&B, k, &gb, cb, sizeof(cb));
+	assert_int_equal(ga, gb);
+	assert_string_equal(ca, "handed back 19");
+	assert_string_equal(cb, ca);
+
+	/* 4 writers of the record at once */
+	g0 = gb;
+	for (unsigned i = 0; i < 4; i++) {
+		memset(&w[i], 0, sizeof(w[i]));
+		snprintf(w[i].key, sizeof(w[i].key), "%s", k);
+		w[i].id = i;
+		w[i].n = 25;
+		assert_int_equal(pthread_create(&w[i].th, NULL, bg_writer, &w[i]), 0);
+	}
+	for (unsigned i = 0; i < 4; i++) {
+		pthread_join(w[i].th, NULL);
+		assert_int_equal(w[i].failed, 0);
+	}
+	own_copy(&A, k, &ga, ca, sizeof(ca));
+	own_copy(&B, k, &gb, cb, sizeof(cb));
+	assert_int_equal(gb, g0 + 100);
+	assert_int_equal(ga, gb);
+	assert_string_equal(ca, cb);
+
+	/* A cannot store it: EIO, B's copy stays, A's is the one before */
+	g0 = gb;
+	ret = FV(B, replica_writes_returned);
+	atomic_store_relaxed(&txn_namespace_of(A.ns)->stop_writes, true);
+	assert_int_equal(put(&A, k, "stored on B only"), -EIO);
+	atomic_store_relaxed(&txn_namespace_of(A.ns)->stop_writes, false);
+	assert_int_equal(FV(B, replica_writes_returned) - ret, 1);
+	own_copy(&B, k, &gb, cb, sizeof(cb));
+	assert_int_equal(gb, g0 + 1);
+	assert_string_equal(cb, "stored on B only");
+	own_copy(&A, k, &ga, ca, sizeof(ca));
+	assert_int_equal(ga, g0);
+	assert_string_not_equal(ca, cb);
+	assert_int_equal(put(&A, k, "on both again"), 0);
+	own_copy(&A, k, &ga, ca, sizeof(ca));
+	own_copy(&B, k, &gb, cb, sizeof(cb));
+	assert_int_equal(ga, g0 + 2);
+	assert_int_equal(gb, ga);
+	assert_string_equal(ca, "on both again");
+	assert_string_equal(cb, ca);
 }
 
 /* The record-lock stripe bits of k's digest (the low 14 bits of bytes 4-5:
@@ -2004,6 +2106,7 @@ static struct tnode *lose_copy_at;
 static const char *lose_key;
 static uint16_t lost_gen;
 static uint64_t lost_lut, lost_pending;   /* and the master's rpc_requests_pending */
+static uint64_t lost_returned;            /* and its replica_writes_returned */
 static char lost_content[64];
 
 static int
@@ -2018,6 +2121,7 @@ lose_answer(const struct txn_target *t, const struct txn_op *op, int rc)
 		own_version(lose_copy_at, lose_key, &lost_gen, &lost_lut, lost_content,
 		    sizeof(lost_content));
 	lost_pending = FV(*lose_master, rpc_requests_pending);
+	lost_returned = FV(*lose_master, replica_writes_returned);
 	tnode_net_down(lose_master);
 	lose_master = NULL;
 	return -EHOSTDOWN;
@@ -2104,7 +2208,7 @@ write_routed_again(bool create_only, bool three, bool devices)
 	struct record_attr a;
 	struct txn_key key;
 	struct txn_write w = { .set_file = true, .file_data = "written once", .file_len = 12 };
-	uint64_t r0, pend0, lut;
+	uint64_t r0, pend0, ret0, lut;
 	uint16_t gen;
 	int rc;
 
@@ -2150,14 +2254,18 @@ write_routed_again(bool create_only, bool three, bool devices)
 		assert_int_equal(put(caller, k, "the first content"), 0);
 	r0 = ns_value(&c, STAT_NS_retries_applied_before);
 	pend0 = FV(d, rpc_requests_pending);
+	ret0 = FV(d, replica_writes_returned);
 	lose_next_answer(TXN_OP_WRITE, caller, &d, &c, k);
 	memset(&a, 0, sizeof(a));
 	rc = txn_write(caller->ns, &key, &w, &a);
 	atomic_store_relaxed(&txn_proxy_result_test_hook, NULL);
 	assert_int_equal(lost_answers, 1);
 	assert_int_equal(lost_rc, 0);          /* d stored it and c applied it */
-	/* on memory d stored it on its fabric thread */
-	assert_int_equal(lost_pending - pend0, devices ? 0 : 1);
+	/* on memory d stored it on its fabric thread: with c the caller it
+	 * handed the version back in its answer (c stored it before the
+	 * answer was "lost"), else it waited for c's ack (pending) */
+	assert_int_equal(lost_pending - pend0, devices || !three ? 0 : 1);
+	assert_int_equal(lost_returned - ret0, !devices && !three ? 1 : 0);
 	assert_string_equal(lost_content, "written once");
 	assert_int_equal(lost_gen, create_only ? 1 : 2);
 	/* c, master now, knew it: answered as the first attempt, not applied again */
@@ -2376,6 +2484,7 @@ main(void)
 		cmocka_unit_test(test_busy_master_is_asked_again),
 		cmocka_unit_test(test_reads_and_replica_writes_inline_unless_their_lock_is_held),
 		cmocka_unit_test(test_proxied_write_ends_on_the_thread_that_reads_the_replica_ack),
+		cmocka_unit_test(test_proxied_write_hands_its_version_back_to_its_replica),
 		cmocka_unit_test(test_migration_refuses_bad_input),
 		cmocka_unit_test(test_migration_refuses_bad_records_one_by_one),
 		cmocka_unit_test(test_remaining_counts_the_hand_over),

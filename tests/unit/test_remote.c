@@ -202,6 +202,7 @@ test_proxy_request_roundtrip(void **state)
 
 		wi.id = (struct txn_op_id){ .node = 0xc0ffee, .seq = 42 };
 		wi.retry = true;
+		wi.take_version = true;
 		assert_int_equal(txn_proxy_req_encode(&wi, &whole, &wl), 0);
 		assert_int_equal(txn_proxy_req_encode_split(&wi, &head, &hl, &tail, &tl), 0);
 		assert_ptr_equal(tail, wi.w.file_data);
@@ -212,6 +213,7 @@ test_proxy_request_roundtrip(void **state)
 		assert_int_equal(d.id.node, 0xc0ffee);
 		assert_int_equal(d.id.seq, 42);
 		assert_true(d.retry);
+		assert_true(d.take_version);
 		assert_int_equal(d.w.flags, TXN_CREATE_ONLY | TXN_DURABLE);
 		assert_memory_equal(d.w.file_data, "file content", 12);
 		txn_proxy_req_release(&d);
@@ -394,8 +396,25 @@ test_proxy_request_malformed(void **state)
 		assert_int_equal(d.id.node, 2);
 		assert_int_equal(d.id.seq, 9);
 		assert_true(d.retry);
+		assert_false(d.take_version);
 		assert_int_equal(d.w.flags, TXN_CREATE_ONLY);
 		txn_proxy_req_release(&d);
+		/* the version asked back: 1 on a write only */
+		{
+			struct fabric_msg_writer b = w;
+
+			b.buf = bad[0];
+			memcpy(bad[0], mb, w.len);
+			fabric_msg_put_u32(&b, TXN_PF_TAKE_VERSION, 2);
+			assert_int_equal(txn_proxy_req_decode(bad[0], b.len, &d), -EBADMSG);
+		}
+		fabric_msg_put_u32(&w, TXN_PF_TAKE_VERSION, 1);
+		assert_int_equal(txn_proxy_req_decode(mb, w.len, &d), 0);
+		assert_true(d.take_version);
+		txn_proxy_req_release(&d);
+		mb[2 + 7 + 3] = TXN_PROXY_DELETE;   /* on a delete (refused before its write fields are looked at) */
+		assert_int_equal(txn_proxy_req_decode(mb, w.len, &d), -EBADMSG);
+		mb[2 + 7 + 3] = TXN_PROXY_WRITE;
 	}
 	{	/* write fields on a delete */
 		MSG(TXN_MSG_PROXY);
@@ -489,6 +508,27 @@ test_proxy_answer_roundtrip_and_malformed(void **state)
 	a.partition = 4096;
 	assert_int_equal(txn_proxy_ans_encode(&a, NULL, 0, buf, sizeof(buf), &len), 0);
 	assert_int_equal(txn_proxy_ans_decode(buf, len, &has_attr, &b, &rec, &rec_len), -EBADMSG);
+	/* a write's answer with its version handed back; none in the others */
+	a.partition = 17;
+	assert_int_equal(txn_proxy_ans_encode_version(&a, (const uint8_t *)"replica msg", 11, buf,
+	    sizeof(buf), &len), 0);
+	assert_int_equal(txn_proxy_ans_decode(buf, len, &has_attr, &b, &rec, &rec_len), 0);
+	assert_true(has_attr);
+	assert_memory_equal(&a, &b, sizeof(a));
+	assert_null(rec);
+	assert_int_equal(txn_proxy_ans_version(buf, len, &rec, &rec_len), 0);
+	assert_int_equal(rec_len, 11);
+	assert_memory_equal(rec, "replica msg", 11);
+	for (size_t cut = 0; cut < len; cut++)
+		if (!at_boundary(buf, len, cut))
+			assert_int_equal(txn_proxy_ans_version(buf, cut, &rec, &rec_len), -EBADMSG);
+	assert_int_equal(txn_proxy_ans_encode(&a, NULL, 0, buf, sizeof(buf), &len), 0);
+	assert_int_equal(txn_proxy_ans_version(buf, len, &rec, &rec_len), -ENOENT);
+	{
+		MSG(TXN_MSG_ANSWER);
+		fabric_msg_put_u32(&w, TXN_AF_VERSION, 1);   /* the wrong type */
+		assert_int_equal(txn_proxy_ans_version(mb, w.len, &rec, &rec_len), -EBADMSG);
+	}
 }
 
 int

@@ -1092,7 +1092,7 @@ entry_answer_locked(struct rpc *rpc, struct rpc_entry *e, unsigned flags, int *r
 	e->err = (uint32_t)-*rc;
 	e->answered_ns = clock_mono_ns();
 	if (reply->len > 0) {
-		if (rpc->cache_bytes + reply->len <= rpc->cache_bytes_max)
+		if (!reply->unkept && rpc->cache_bytes + reply->len <= rpc->cache_bytes_max)
 			e->answer = malloc(reply->len);
 		if (e->answer != NULL) {
 			memcpy(e->answer, reply->buf, reply->len);

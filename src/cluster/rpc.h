@@ -200,6 +200,10 @@ struct rpc_reply {
 	size_t len;
 	const struct rpc_pending *pending;  /* inline handlers only (else NULL): the
 	                                     * request's identity, for RPC_PENDING */
+	bool unkept;                        /* the handler's: do not keep this answer's
+	                                     * bytes for copies of the request (a copy
+	                                     * gets EIO, "ran, answer lost"): large
+	                                     * answers that would crowd the cache */
 };
 
 /*

@@ -928,6 +928,11 @@ proxy_write_inline(struct txn_remote *rm, struct namespace *ns, const struct txn
 		 * answer and the caller stores it (version_apply) - no message to
 		 * it and back, no ack to wait for.  Ends here, lock released. */
 		STAT(rm, replica_returned);
+		/* Not kept for copies (up to 256 KiB each: they would crowd
+		 * every other answer out of rpc's cache): a copy gets EIO and
+		 * the write fails, never reported stored on the caller when it
+		 * was not. */
+		reply->unkept = true;
 		write_async_end_quiet(a);
 		return 0;
 	}

@@ -209,6 +209,8 @@ op_inline_try(void *arg, uint64_t from, const uint8_t *req, size_t len, struct r
 	atomic_inc(&inline_runs);
 	memcpy(reply->buf, "inline", 6);
 	reply->len = 6;
+	/* "u...": an answer the handler asks rpc not to keep for copies */
+	reply->unkept = len > 0 && req[0] == 'u';
 	return 0;
 }
 
@@ -1016,7 +1018,8 @@ test_rpc_duplicate_request_runs_once_and_gets_the_cached_answer(void **state)
  * An op with an inline handler is served on the receiving node's fabric
  * thread (no worker, no hop), or by a worker when the inline handler
  * defers it; the built-in ping is served inline; at-most-once holds for
- * a request served inline (a copy gets the kept answer, never a second run).
+ * a request served inline (a copy gets the kept answer, never a second run;
+ * a copy of one whose answer the handler marked unkept gets EIO).
  */
 static void
 test_rpc_inline_handler_answers_on_the_fabric_thread_or_defers_to_a_worker(void **state)
@@ -1076,6 +1079,19 @@ test_rpc_inline_handler_answers_on_the_fabric_thread_or_defers_to_a_worker(void 
 	assert_int_equal(sb.requests_in_progress, 0);
 	assert_int_equal(atomic_load_relaxed(&inline_off_fabric), 0);
 	assert_int_equal(atomic_load_relaxed(&inline_worker_runs), 1);
+	/* an answer marked unkept: a copy gets EIO ("ran, answer lost"), no second run */
+	raw_request_body(&c, 2, 0xabc, 6, OP_INLINE, "u", 1);
+	WAIT_FOR(raw_answers(&c) == 4);
+	pthread_mutex_lock(&c.lock);
+	assert_int_equal(c.last_status, 0);
+	assert_int_equal(c.last_len, 6);
+	pthread_mutex_unlock(&c.lock);
+	raw_request_body(&c, 2, 0xabc, 6, OP_INLINE, "u", 1);
+	WAIT_FOR(raw_answers(&c) == 5);
+	pthread_mutex_lock(&c.lock);
+	assert_int_equal(c.last_status, EIO);
+	pthread_mutex_unlock(&c.lock);
+	assert_int_equal(atomic_load_relaxed(&inline_runs), 3);
 	raw_down(&c);
 	node_down(&a);
 	node_down(&b);

@@ -136,7 +136,11 @@ answer_record(const struct namespace *ns, const uint8_t *flat, size_t len, struc
 }
 
 static int replica_run(struct txn_remote *rm, const uint8_t *req, size_t len,
-    struct rpc_reply *reply, bool nowait, const struct digest *want);
+    struct rpc_reply *reply, bool nowait, const struct digest *want, const struct txn_write *w);
+static int replica_decoded(struct txn_remote *rm, struct namespace *ns, const uint8_t *flat,
+    size_t flat_len, bool durable, const struct txn_op_id *idp, bool nowait,
+    const struct digest *want);
+static struct namespace *ns_of_name(struct txn_remote *rm, const uint8_t *name, size_t len);
 
 /*
  * A write's answer that hands the version back (docs/cluster.md, "Write
@@ -148,7 +152,7 @@ static int replica_run(struct txn_remote *rm, const uint8_t *req, size_t len,
  */
 static int
 version_apply(struct txn_remote *rm, const struct txn_target *t, uint64_t master,
-    const uint8_t *body, size_t len)
+    const uint8_t *body, size_t len, const struct txn_write *w)
 {
 	struct rpc_reply none = { .buf = NULL };
 	const uint8_t *ver;
@@ -158,7 +162,7 @@ version_apply(struct txn_remote *rm, const struct txn_target *t, uint64_t master
 	if (rc == -ENOENT)
 		return 0;
 	if (rc == 0)
-		rc = replica_run(rm, ver, ver_len, &none, false, &t->digest);
+		rc = replica_run(rm, ver, ver_len, &none, false, &t->digest, w);
 	if (rc == 0)
 		return 0;
 	txn_eio_log(t->ns, t->partition, "master %016" PRIx64 " stored the write and handed its "
@@ -288,7 +292,7 @@ txn_remote_proxy(struct txn_remote *rm, uint64_t master, const struct txn_target
 				rc = -EIO;
 			}
 			if (rc == 0 && op->kind == TXN_OP_WRITE)
-				rc = version_apply(rm, t, master, ans.body, ans.len);
+				rc = version_apply(rm, t, master, ans.body, ans.len, op->w);
 			if (rc != -EIO)
 				STAT(rm, proxy_completed);
 		}
@@ -609,6 +613,12 @@ remote_ns(struct txn_remote *rm, const char *name, size_t len)
 	return node != NULL ? node_namespace_find(node, name, len) : NULL;
 }
 
+static struct namespace *
+ns_of_name(struct txn_remote *rm, const uint8_t *name, size_t len)
+{
+	return remote_ns(rm, (const char *)name, len);
+}
+
 static int proxy_write_inline(struct txn_remote *rm, struct namespace *ns,
     const struct txn_proxy_req *q, uint64_t from, struct rpc_reply *reply);
 
@@ -866,6 +876,73 @@ write_async_done(void *arg, struct rpc_answer *ans)
 	write_async_finish(a, rc);
 }
 
+/* File content from this size on is left out of a version handed back. */
+#define TXN_VERSION_HOLE_MIN 4096
+
+/*
+ * The answer handing a's version back to the caller q came from: its
+ * replica write message, and when the stored file content is exactly the
+ * request's (and large), that message without it: the record up to the
+ * content, then the rest, with the offset (TXN_RF_CONTENT_AT).  The caller
+ * puts its own content back; the record's CRC, which its apply checks,
+ * proves the result is the stored bytes.  One crossing of the content per
+ * write instead of two.  0 or -EFBIG (does not fit: not handed back).
+ */
+static int
+version_answer(const struct namespace *ns, const struct txn_proxy_req *q,
+    const struct write_async *a, struct rpc_reply *reply)
+{
+	const char *fbn = ns->cfg->file_bin;
+	struct fabric_msg m;
+	struct fabric_msg_writer fw;
+	const uint8_t *name, *flat, *idb;
+	size_t name_len, flat_len, id_len = 0, at = 0, cut = 0;
+	uint32_t durable;
+	struct record r;
+	uint8_t *msg, *dst;
+	int rc;
+
+	if (q->w.set_file && q->w.file_len >= TXN_VERSION_HOLE_MIN &&
+	    fabric_msg_decode(a->body, a->size, &m) == 0 &&
+	    fabric_msg_get_bytes(&m, TXN_RF_NS, &name, &name_len) == 0 &&
+	    fabric_msg_get_u32(&m, TXN_RF_DURABLE, &durable) == 0 &&
+	    fabric_msg_get_bytes(&m, TXN_RF_RECORD, &flat, &flat_len) == 0 &&
+	    fabric_msg_get_bytes(&m, TXN_RF_OP_ID, &idb, &id_len) != -EBADMSG &&
+	    record_flat_decode_verified(flat, flat_len, &r) == 0) {
+		const struct bin *b = record_bin_find(&r, fbn, strlen(fbn));
+
+		if (b != NULL && b->type == BIN_BLOB && b->v.bytes.len == q->w.file_len &&
+		    memcmp(b->v.bytes.data, q->w.file_data, q->w.file_len) == 0) {
+			at = (size_t)(b->v.bytes.data - flat);
+			cut = q->w.file_len;
+		}
+		record_release(&r);
+	}
+	if (cut == 0)
+		return txn_proxy_ans_encode_version(&a->attr, a->body, a->size, reply->buf, reply->cap,
+		    &reply->len) == 0 ? 0 : -EFBIG;
+	/* the same message, its record holed (fields: 4 headers of 7 bytes) */
+	msg = malloc(2 + 5 * 7 + name_len + 4 + TXN_OP_ID_WIRE_SIZE + 4 + flat_len - cut);
+	if (msg == NULL)
+		return -EFBIG;
+	fabric_msg_writer_init(&fw, msg, 2 + 5 * 7 + name_len + 4 + TXN_OP_ID_WIRE_SIZE + 4 +
+	    flat_len - cut, TXN_MSG_REPLICA);
+	fabric_msg_put_bytes(&fw, TXN_RF_NS, name, name_len);
+	fabric_msg_put_u32(&fw, TXN_RF_DURABLE, durable);
+	if (id_len > 0)
+		fabric_msg_put_bytes(&fw, TXN_RF_OP_ID, idb, id_len);
+	fabric_msg_put_u32(&fw, TXN_RF_CONTENT_AT, (uint32_t)at);
+	dst = fabric_msg_put_space(&fw, TXN_RF_RECORD, flat_len - cut);
+	if (dst != NULL) {
+		memcpy(dst, flat, at);
+		memcpy(dst + at, flat + at + cut, flat_len - at - cut);
+	}
+	rc = fw.err != 0 || dst == NULL ? -EFBIG :
+	    txn_proxy_ans_encode_version(&a->attr, msg, fw.len, reply->buf, reply->cap, &reply->len);
+	free(msg);
+	return rc == 0 ? 0 : -EFBIG;
+}
+
 /* The fabric thread: a proxied write.  RPC_DEFER, RPC_PENDING, or the
  * write's result (answered at once: no replica to wait for, the version
  * handed back to its caller, or refused). */
@@ -921,9 +998,7 @@ proxy_write_inline(struct txn_remote *rm, struct namespace *ns, const struct txn
 		write_async_to_worker(a, 0);
 		return RPC_PENDING;
 	}
-	if (q->take_version && a->to == from &&
-	    txn_proxy_ans_encode_version(&a->attr, a->body, a->size, reply->buf, reply->cap,
-	    &reply->len) == 0) {
+	if (q->take_version && a->to == from && version_answer(ns, q, a, reply) == 0) {
 		/* The other replica is the caller: the version goes back in the
 		 * answer and the caller stores it (version_apply) - no message to
 		 * it and back, no ack to wait for.  Ends here, lock released. */
@@ -968,17 +1043,18 @@ handle_proxy_inline(void *arg, uint64_t from, const uint8_t *req, size_t len,
 }
 
 /* A replica write; nowait: on the fabric thread (RPC_DEFER: not here).
- * want (NULL: any): the record it must carry (a version handed back). */
+ * want (NULL: any): the record it must carry, and w the write whose file
+ * content it may lack (TXN_RF_CONTENT_AT): a version handed back. */
 static int
 replica_run(struct txn_remote *rm, const uint8_t *req, size_t len, struct rpc_reply *reply,
-    bool nowait, const struct digest *want)
+    bool nowait, const struct digest *want, const struct txn_write *w)
 {
 	struct fabric_msg m;
-	struct namespace *ns;
 	const uint8_t *name, *flat, *idb;
+	uint8_t *whole = NULL;
 	size_t name_len, flat_len, id_len;
 	struct txn_op_id id = { 0 };
-	uint32_t durable;
+	uint32_t durable, at;
 	int rc;
 
 	reply->len = 0;
@@ -986,12 +1062,53 @@ replica_run(struct txn_remote *rm, const uint8_t *req, size_t len, struct rpc_re
 	    fabric_msg_get_bytes(&m, TXN_RF_NS, &name, &name_len) != 0 ||
 	    fabric_msg_get_u32(&m, TXN_RF_DURABLE, &durable) != 0 || durable > 1 ||
 	    fabric_msg_get_bytes(&m, TXN_RF_RECORD, &flat, &flat_len) != 0 ||
-	    flat_len < RECORD_FLAT_MIN_SIZE || flat_len > UINT32_MAX) {
+	    flat_len > UINT32_MAX) {
 		STAT(rm, replica_received);
 		return -EBADMSG;
 	}
 	rc = fabric_msg_get_bytes(&m, TXN_RF_OP_ID, &idb, &id_len);
 	if ((rc != 0 && rc != -ENOENT) || (rc == 0 && txn_op_id_get(idb, id_len, &id) != 0)) {
+		STAT(rm, replica_received);
+		return -EBADMSG;
+	}
+	/* A version handed back without the file's content: the caller's own
+	 * goes back in (the record's CRC, checked by the apply, proves the
+	 * bytes are the master's).  Never in a replica write proper. */
+	rc = fabric_msg_get_u32(&m, TXN_RF_CONTENT_AT, &at);
+	if (rc == 0 && (w == NULL || !w->set_file || at > flat_len ||
+	    flat_len + w->file_len > UINT32_MAX)) {
+		STAT(rm, replica_received);
+		return -EBADMSG;
+	}
+	if (rc != 0 && rc != -ENOENT) {
+		STAT(rm, replica_received);
+		return -EBADMSG;
+	}
+	if (rc == 0) {
+		whole = malloc(flat_len + w->file_len);
+		if (whole == NULL)
+			return -ENOMEM;
+		memcpy(whole, flat, at);
+		memcpy(whole + at, w->file_data, w->file_len);
+		memcpy(whole + at + w->file_len, flat + at, flat_len - at);
+		flat = whole;
+		flat_len += w->file_len;
+	}
+	rc = replica_decoded(rm, ns_of_name(rm, name, name_len), flat, flat_len, durable != 0,
+	    id.seq != 0 ? &id : NULL, nowait, want);
+	free(whole);
+	return rc;
+}
+
+/* The apply of a replica write's record (flat_len bytes at flat): see
+ * replica_run. */
+static int
+replica_decoded(struct txn_remote *rm, struct namespace *ns, const uint8_t *flat, size_t flat_len,
+    bool durable, const struct txn_op_id *idp, bool nowait, const struct digest *want)
+{
+	int rc;
+
+	if (flat_len < RECORD_FLAT_MIN_SIZE) {
 		STAT(rm, replica_received);
 		return -EBADMSG;
 	}
@@ -1004,16 +1121,13 @@ replica_run(struct txn_remote *rm, const uint8_t *req, size_t len, struct rpc_re
 			return -EBADMSG;
 		}
 	}
-	ns = remote_ns(rm, (const char *)name, name_len);
 	if (ns == NULL) {
 		STAT(rm, replica_received);
 		return TXN_ENOTMASTER;
 	}
 	txn_client_op(ns);
-	rc = nowait ? txn_replica_apply_nowait(ns, flat, (uint32_t)flat_len, durable != 0,
-	    id.seq != 0 ? &id : NULL)
-	    : txn_replica_apply(ns, flat, (uint32_t)flat_len, durable != 0,
-	    id.seq != 0 ? &id : NULL);
+	rc = nowait ? txn_replica_apply_nowait(ns, flat, (uint32_t)flat_len, durable, idp)
+	    : txn_replica_apply(ns, flat, (uint32_t)flat_len, durable, idp);
 	if (rc == -EWOULDBLOCK && nowait)
 		return RPC_DEFER;
 	STAT(rm, replica_received);
@@ -1028,7 +1142,7 @@ static int
 handle_replica(void *arg, uint64_t from, const uint8_t *req, size_t len, struct rpc_reply *reply)
 {
 	(void)from;
-	return replica_run(arg, req, len, reply, false, NULL);
+	return replica_run(arg, req, len, reply, false, NULL, NULL);
 }
 
 /* The fabric thread: a version of a record in memory whose lock is free. */
@@ -1037,7 +1151,7 @@ handle_replica_inline(void *arg, uint64_t from, const uint8_t *req, size_t len,
     struct rpc_reply *reply)
 {
 	(void)from;
-	return replica_run(arg, req, len, reply, true, NULL);
+	return replica_run(arg, req, len, reply, true, NULL, NULL);
 }
 
 static int

@@ -116,6 +116,9 @@ enum txn_answer_field {
 	TXN_AF_VERSION = 7,     /* write answer (optional): bytes, a replica write message
 	                         * (TXN_MSG_REPLICA) the caller applies as the partition's
 	                         * other replica; the master sent it nowhere else */
+	TXN_RF_CONTENT_AT = 8,  /* u32, in a version handed back only (optional): the
+	                         * record lacks the file's content, which is the caller's
+	                         * own (its request's) and belongs at this offset */
 };
 
 #define TXN_MSG_PROXY 1

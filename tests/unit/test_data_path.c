@@ -460,6 +460,17 @@ test_replica_keeps_a_version_it_has(void **state)
 		assert_int_equal(ans.err, -EBADMSG);
 		rpc_answer_release(&ans);
 	}
+	/* and one that claims to lack its file content (only a version handed
+	 * back in a write's answer may) */
+	fabric_msg_writer_init(&w, body, sizeof(body), TXN_MSG_REPLICA);
+	fabric_msg_put_bytes(&w, TXN_RF_NS, "test", 4);
+	fabric_msg_put_u32(&w, TXN_RF_DURABLE, 0);
+	fabric_msg_put_u32(&w, TXN_RF_CONTENT_AT, 64);
+	fabric_msg_put_bytes(&w, TXN_RF_RECORD, flat, n);
+	assert_int_equal(rpc_call(txn_network_rpc(A.net), B.id, RPC_OP_TXN_REPLICA, body, w.len, 0,
+	    &ans), 0);
+	assert_int_equal(ans.err, -EBADMSG);
+	rpc_answer_release(&ans);
 	assert_int_equal(FV(B, replica_writes_kept_older), kept + 1);
 	assert_int_equal(FV(B, replica_writes_applied), applied);
 	free(flat);
@@ -1067,6 +1078,34 @@ own_version(struct tnode *t, const char *k, uint16_t *gen, uint64_t *lut, char *
 	free(flat);
 }
 
+/* Whether t's and u's own copies of k have the same generation and file
+ * content, and that content is want (len bytes). */
+static bool
+same_own_copies(struct tnode *t, struct tnode *u, const char *k, const void *want, size_t len)
+{
+	struct txn_key key = key_of(k);
+	struct tnode *n[2] = { t, u };
+	uint16_t gen[2] = { 0, 0 };
+	bool same = true;
+
+	for (int i = 0; i < 2; i++) {
+		struct record r;
+		const struct bin *b;
+		uint8_t *flat = NULL;
+		uint32_t flen = 0;
+
+		assert_int_equal(txn_dup_copy(n[i]->ns, &key, false, &flat, &flen), 0);
+		assert_int_equal(record_flat_decode(flat, flen, &r), 0);
+		gen[i] = r.generation;
+		b = record_bin_find(&r, n[i]->ns->cfg->file_bin, strlen(n[i]->ns->cfg->file_bin));
+		same = same && b != NULL && b->v.bytes.len == len &&
+		    memcmp(b->v.bytes.data, want, len) == 0;
+		record_release(&r);
+		free(flat);
+	}
+	return same && gen[0] == gen[1];
+}
+
 /* The same without the last-update time. */
 static void
 own_copy(struct tnode *t, const char *k, uint16_t *gen, char *content, size_t cap)
@@ -1288,6 +1327,26 @@ test_proxied_write_hands_its_version_back_to_its_replica(void **state)
 	assert_int_equal(gb, ga);
 	assert_string_equal(ca, "on both again");
 	assert_string_equal(cb, ca);
+
+	/* Large content: handed back without it (A has it), A's copy the
+	 * same bytes as B's; less than 16 KiB reached A per 64 KiB write */
+	{
+		static char big[65536];
+		uint64_t rx = FV(A, fabric_received_bytes);
+		struct txn_key key = key_of(k);
+
+		for (unsigned i = 0; i < 10; i++) {
+			struct txn_write wr = { .set_file = true, .file_data = big,
+			    .file_len = sizeof(big) };
+
+			memset(big, 'a' + (int)i, sizeof(big));
+			big[i * 1000] = 'Z';
+			assert_int_equal(txn_write(A.ns, &key, &wr, NULL), 0);
+		}
+		assert_true(FV(A, fabric_received_bytes) - rx < 10 * 16384);
+		assert_int_equal(FV(B, replica_writes_returned) - ret, 12);
+		assert_true(same_own_copies(&A, &B, k, big, sizeof(big)));
+	}
 }
 
 /* The record-lock stripe bits of k's digest (the low 14 bits of bytes 4-5:

@@ -1003,11 +1003,12 @@ proxy_write_inline(struct txn_remote *rm, struct namespace *ns, const struct txn
 		 * answer and the caller stores it (version_apply) - no message to
 		 * it and back, no ack to wait for.  Ends here, lock released. */
 		STAT(rm, replica_returned);
-		/* Not kept for copies (up to 256 KiB each: they would crowd
-		 * every other answer out of rpc's cache): a copy gets EIO and
-		 * the write fails, never reported stored on the caller when it
-		 * was not. */
-		reply->unkept = true;
+		/* One that carries the file's content (up to 256 KiB: a stream
+		 * of them would crowd every other answer out of rpc's cache) is
+		 * not kept for copies: a copy gets EIO and the write fails, never
+		 * reported stored on the caller when it was not.  Without the
+		 * content it is small and kept, as any answer. */
+		reply->unkept = reply->len > TXN_VERSION_HOLE_MIN;
 		write_async_end_quiet(a);
 		return 0;
 	}

@@ -159,6 +159,12 @@ for n in n1 n2 n3; do
 	done
 done
 note "n1 proxied $(stat_of n1 proxy_completed) operations and sent $(stat_of n1 replica_writes_sent) replica writes"
+# Writes through n1 whose other replica is n1: their masters handed the
+# version back in the answer instead of sending n1 a replica write.
+for n in n2 n3; do
+	v=$(stat_of $n replica_writes_returned)
+	check_true "$n: replica_writes_returned > 0 ($v)" "${v:-0}" -gt 0
+done
 
 # Memory: each node's resident size after all that (a figure, not a bound).
 for n in n1 n2 n3; do

@@ -12,7 +12,10 @@
  * txn_replica_apply_nowait, txn_proxy_write_nowait), which serve what
  * needs no device I/O and finds its record lock free, and defer the rest
  * to the workers.  A proxied write served there stays pending until its
- * replica's ack is read (proxy_write_inline, below).
+ * replica's ack is read (proxy_write_inline, below) - unless its replica
+ * is the caller: then the version goes back in the answer, without the
+ * file content the caller sent, and the caller stores it as the replica
+ * write it would have been (version_answer, version_apply).
  *
  * Workers and the proxy: a proxied write blocks its worker while the
  * master waits for its replicas, and those replica writes need workers on

@@ -913,7 +913,8 @@ check_set(struct checker *c)
 	 * disagree load the partition's records). */
 	if (ref != NULL) {
 		run->pdrop = calloc(DEVICE_PMETA_SLOTS, sizeof(*run->pdrop));
-		if (run->pdrop == NULL) {
+		run->pkeep = calloc(DEVICE_PMETA_SLOTS, sizeof(*run->pkeep));
+		if (run->pdrop == NULL || run->pkeep == NULL) {
 			usage_error("out of memory");
 			return CHECK_EXIT_USAGE;
 		}
@@ -924,13 +925,18 @@ check_set(struct checker *c)
 				const struct check_file *f = &run->files[i];
 
 				agree = f->state != CHECK_FILE_VALID ||
-				    (f->pver[p] == ref->pver[p] && f->pdrop[p] == ref->pdrop[p]);
+				    (f->pver[p] == ref->pver[p] && f->pdrop[p] == ref->pdrop[p] &&
+				    f->pkeep[p] == ref->pkeep[p]);
 			}
-			if (agree)
+			if (agree) {
 				run->pdrop[p] = ref->pdrop[p];
+				run->pkeep[p] = ref->pkeep[p];
+			}
 		}
-		for (unsigned i = 0; i < run->n_files; i++)
+		for (unsigned i = 0; i < run->n_files; i++) {
 			run->files[i].set_drop = run->pdrop;
+			run->files[i].set_keep = run->pkeep;
+		}
 	}
 	for (unsigned i = 0; i < run->n_files; i++)
 		if (run->files[i].state == CHECK_FILE_EMPTY)
@@ -1125,6 +1131,7 @@ checker_fini(struct checker *c)
 	free(c->run.warnings);
 	free(c->run.corrupt_list);
 	free(c->run.pdrop);
+	free(c->run.pkeep);
 	check_table_fini(&c->table);
 	for (size_t i = 0; i < c->heads_cap; i++)
 		if (c->heads[i].id != 0)

@@ -443,7 +443,7 @@ classify(struct checker *c)
 #define ADD(x) run->total.x += k->x
 		ADD(wblocks); ADD(records); ADD(live); ADD(superseded); ADD(tombstones);
 		ADD(tombstones_reclaimable); ADD(expired); ADD(set_markers); ADD(corrupt); ADD(damaged);
-		ADD(torn);
+		ADD(torn); ADD(dropped);
 		ADD(order_conflicts); ADD(bytes_live); ADD(bytes_in_use);
 #undef ADD
 		for (int b = 0; b < CHECK_FILL_BUCKETS; b++)

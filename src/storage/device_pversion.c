@@ -126,8 +126,8 @@ pver_ram_put(struct dev_engine *e, uint32_t p, const struct device_pmeta *s)
 {
 	pthread_mutex_lock(&e->pmark_lock);
 	e->pver[p] = s->version;
-	e->pmark[p] = s->mark;
-	e->pmflags[p] = s->regained ? PMARK_F_REGAINED : 0;
+	atomic_store_relaxed(&e->pmark[p], s->mark);
+	__atomic_store_n(&e->pmflags[p], s->regained ? PMARK_F_REGAINED : 0, __ATOMIC_RELEASE);
 	atomic_store_relaxed(&e->pdrop[p], s->drop_ms);
 	pthread_mutex_unlock(&e->pmark_lock);
 }
@@ -241,8 +241,8 @@ pver_set(struct dev_engine *e, uint32_t p, uint64_t v)
 	e->pver[p] = v;
 	if (v != 0 && e->pdrop[p] != 0 && !(e->pmflags[p] & PMARK_F_REGAINED)) {
 		if (!(e->pmflags[p] & PMARK_F_PENDING))
-			e->pmark[p] = device_pmeta_next_mark(e->pmark[p]);
-		e->pmflags[p] = PMARK_F_REGAINED;
+			atomic_store_relaxed(&e->pmark[p], device_pmeta_next_mark(e->pmark[p]));
+		__atomic_store_n(&e->pmflags[p], PMARK_F_REGAINED, __ATOMIC_RELEASE);
 	}
 	pthread_mutex_unlock(&e->pmark_lock);
 }
@@ -255,7 +255,7 @@ pver_drop(struct dev_engine *e, uint32_t p, uint64_t drop_ms)
 {
 	pthread_mutex_lock(&e->pmark_lock);
 	e->pver[p] = 0;
-	e->pmflags[p] = 0;
+	__atomic_store_n(&e->pmflags[p], 0, __ATOMIC_RELEASE);
 	atomic_store_relaxed(&e->pdrop[p], drop_ms);
 	pthread_mutex_unlock(&e->pmark_lock);
 }
@@ -265,14 +265,18 @@ device_copy_mark_slow(struct dev_engine *e, uint32_t p)
 {
 	uint16_t mark;
 
+	/* The regain's mark is set (every copy a migration brings after the
+	 * first): no lock.  The mark is stored before the flag. */
+	if (__atomic_load_n(&e->pmflags[p], __ATOMIC_ACQUIRE) & (PMARK_F_REGAINED | PMARK_F_PENDING))
+		return atomic_load_relaxed(&e->pmark[p]);
 	pthread_mutex_lock(&e->pmark_lock);
 	/* A copy older than the drop stored before the version store of its
 	 * regain (a migration that started first): the regain's mark is
 	 * chosen now.  Should the node stop before the slot says regained,
 	 * the copy is stale, as it was before the regain. */
 	if (!(e->pmflags[p] & (PMARK_F_REGAINED | PMARK_F_PENDING))) {
-		e->pmark[p] = device_pmeta_next_mark(e->pmark[p]);
-		e->pmflags[p] |= PMARK_F_PENDING;
+		atomic_store_relaxed(&e->pmark[p], device_pmeta_next_mark(e->pmark[p]));
+		__atomic_store_n(&e->pmflags[p], (uint8_t)(e->pmflags[p] | PMARK_F_PENDING), __ATOMIC_RELEASE);
 	}
 	mark = e->pmark[p];
 	pthread_mutex_unlock(&e->pmark_lock);

@@ -600,15 +600,18 @@ pass2_item(void *arg, struct check_file *f, const struct check_item *it)
 	check_print_escaped(stdout, r->set, r->set_len);
 	fputs(" key=", stdout);
 	check_print_escaped(stdout, r->key, r->key_len);
+	printf(" gen=%u size=%u", r->generation, it->size);
+	/* Stored under a regain of its partition (docs/storage-format.md). */
+	if (r->mark != 0)
+		printf(" mark=%u", r->mark);
 	if (it->kind == CHECK_ITEM_DROPPED) {
 		char when[64];
 
 		format_ms(when, sizeof(when), it->drop_ms);
-		printf(" gen=%u size=%u dropped (partition %u dropped here at %s)\n", r->generation,
-		    it->size, digest_partition(&r->digest), when);
+		printf(" dropped (partition %u dropped here at %s)\n", digest_partition(&r->digest), when);
 		return 0;
 	}
-	printf(" gen=%u size=%u %s", r->generation, it->size, check_state_name(state));
+	printf(" %s", check_state_name(state));
 	if (state == CHECK_TOMBSTONE && !e->older_live)
 		fputs(" (no older copy: reclaimed at next start)", stdout);
 	putchar('\n');

@@ -19,7 +19,8 @@
 #     the deleted files comes back on any node, n1 holds every file it is a
 #     replica of and stores none of the copies migration sends it again
 #     (apply_not_newer = migrate_records_received: its cold start loaded
-#     the regained copies), and recfs-check on its stopped file agrees;
+#     the regained copies), and recfs-check on its stopped file agrees (its
+#     -v listing shows the regained files' copies live with their mark);
 #   - n2 and n3 stop: n1 alone still serves every regained file with its
 #     content.
 # On main (before the regain marks) the version stored at the regain ended
@@ -170,6 +171,9 @@ live=$(echo "$out" | python3 -c 'import json,sys; d=json.load(sys.stdin); print(
 stale=$(echo "$out" | python3 -c 'import json,sys; d=json.load(sys.stdin); print(d["total"]["dropped_partition_copies"])' 2>/dev/null)
 check_eq "recfs-check: n1's file holds the files it is a replica of, live" "$live" "$owned"
 check_true "recfs-check: the deleted files' copies are stale" "${stale:-0}" -ge "$ndeleted"
+# -v: the regained files' live copies carry the regain's mark, and only they
+marked=$(run "$CHECK" -v "$(cluster_dir n1)/work/test.dat" | grep -c ' mark=[0-9]* live$')
+check_eq "recfs-check -v: the live copies with a regain mark are the regained files" "$marked" "$nregained"
 cluster_start_node n1
 cluster_wait_agree 3 n1 n2 n3 || fail "n1 did not come back after recfs-check"
 cluster_settled n1 n2 n3

@@ -17,6 +17,16 @@
  * byte would take the node's whole data out of service), and taking the
  * highest version when devices disagree (the device with the lower one may
  * be the one that missed records).
+ *
+ * Drops and regains (docs/cluster.md, Dropping a copy): a dropped
+ * partition keeps its drop time for good; a version stored for it later is
+ * its regain, which takes the next regain mark.  The write path
+ * (device_copy_mark) gives a copy older than the drop the regain's mark,
+ * and the cold start loads such a copy only if its mark is the slot's.
+ * Rejected: clearing the drop time at the regain (the dropped copies load
+ * again: a record deleted meanwhile comes back), and a regain epoch per
+ * wblock (a wblock's tail keeps the previous life's records after a
+ * partial flush, and a per-wblock table needs two ordered syncs).
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -159,12 +169,11 @@ pver_read_locked(struct storage *st, struct dev_engine *e)
 			/* Not again for a partition already logged (a damaged
 			 * slot, an earlier device or an earlier load). */
 			if (!e->pver_quiet && pver_log_first(e, p) && differ++ < PVER_LOG_MAX) {
+				uint32_t hv = e->devs[i]->hdr.version;
 				char a[96], b[96];
 
 				pver_describe(&out[p], a, sizeof(a));
 				pver_describe(&v[p], b, sizeof(b));
-				uint32_t hv = e->devs[i]->hdr.version;
-
 				log_error("device", "{%s} partition %u: version %s in %s but %s in %s (offset %"
 				    PRIu64 "); the partition counts as holding no data here", st->ns_name, p, a,
 				    e->devs[0]->path, b, e->devs[i]->path, device_pmeta_area_offset(hv) +

@@ -102,7 +102,9 @@ check_all() {
 		[ $rc -gt $CHECK_RC ] && CHECK_RC=$rc
 		[ $rc = 0 ] || note "$out"
 		set -- "$1" $(echo "$out" | sed -n 's/.*chunks: \([0-9]*\), orphaned chunks: \([0-9]*\).*/\1 \2/p')
-		note "$n: recfs-check [$1]: ${2:-?} chunk copies, ${3:-?} orphaned"
+		note "$n: recfs-check [$1]: ${2:-?} chunk copies, ${3:-?} orphaned;" \
+			"$(echo "$out" | grep -o '[0-9]* regained after a drop' || echo "0 regained after a drop")," \
+			"$(echo "$out" | grep -o 'of dropped partitions *[0-9]*' | tr -s ' ' || echo "of dropped partitions 0")"
 		CHUNKS=$((CHUNKS + ${2:-0}))
 		ORPHANS=$((ORPHANS + ${3:-0}))
 		NAMED_ON[$n]=$((${2:-0} - ${3:-0}))

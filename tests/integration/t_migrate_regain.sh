@@ -135,8 +135,14 @@ nregained=$(echo $regained | wc -w)
 note "n1 is a replica of $owned files again, $nregained of them kept files it had dropped"
 check_true "n1 regained files it had dropped" "$nregained" -gt 5
 check_eq "n1's objects = the files it is a replica of" "$(cluster_ns_stat n1 objects)" "$owned"
-# the regain's copies reach the file (flush-max-ms 1000) before the kill
-sleep 1.5
+# the regain's copies reach the file before the kill: a partly filled
+# buffer is written once flush-max-ms (1000) has passed - wait for that
+# write (at most 10 s: none comes if nothing was left to write)
+pw=$(cluster_ns_stat n1 partial_writes)
+for ((i = 0; i < 100; i++)); do
+	[ "$(cluster_ns_stat n1 partial_writes)" -gt "$pw" ] && [ "$(cluster_ns_stat n1 write_q)" = 0 ] && break
+	sleep 0.1
+done
 
 for how in SIGKILL clean; do
 	if [ $how = SIGKILL ]; then

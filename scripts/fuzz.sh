@@ -72,8 +72,8 @@ config)
 pversion)
 	sources="tests/fuzz/fuzz_pversion.c $engine"
 	libs=$engine_libs
-	# the 64 KiB pmeta area and a bit
-	max_len=-max_len=70000
+	# the 128 KiB pmeta area (device format 3) and a bit
+	max_len=-max_len=135000
 	;;
 apply)
 	sources="tests/fuzz/fuzz_apply.c $engine"

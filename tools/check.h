@@ -95,10 +95,17 @@ struct check_file {
 	uint32_t pver_bad_pid[CHECK_PVER_LIST]; /* the first of them */
 	uint64_t *pdrop;            /* [partition]: drop time in this file's slot, else 0 */
 	uint32_t pdrop_set;         /* partitions with a drop time here */
+	uint32_t *pkeep;            /* [partition]: CHECK_KEEP(mark) if the slot says
+	                             * regained, else 0 */
+	uint32_t pregained_set;     /* partitions regained here (with a drop time) */
 	const uint64_t *set_drop;   /* [partition]: the drop time recfsd applies (the
 	                             * set's files agree on the slot), else 0; set by
 	                             * the set check before any walk (NULL: none) */
+	const uint32_t *set_keep;   /* [partition]: pkeep where set_drop is set */
 };
+
+/* A regained slot's mark, as pkeep holds it (0: not regained). */
+#define CHECK_KEEP(mark) (0x10000u | (uint32_t)(mark))
 
 /* ---- one file (check_file.c) ---------------------------------------------- */
 
@@ -110,7 +117,8 @@ int check_file_open(struct check_file *f, const char *path);
 int check_file_header(struct check_file *f, bool all);
 void check_file_close(struct check_file *f);
 /* Read a VALID file's partition versions into pver, pver_set, pver_bad and
- * the drop times into pdrop, pdrop_set (device_pmeta_slot_decode_ex, as
+ * the drop times and regains into pdrop, pkeep, pdrop_set, pregained_set
+ * (device_pmeta_area_decode, as
  * recfsd reads them).  0, -ENOMEM or -errno;
  * bytes past the end of the file count as zero (version 0). */
 int check_file_pversions(struct check_file *f);
@@ -246,6 +254,7 @@ struct check_run {
 	uint32_t pver_differ_first; /* ... the lowest of them */
 	uint64_t *pdrop;            /* [partition]: the drop time every valid file's
 	                             * slot agrees on, else 0 (as recfsd reads them) */
+	uint32_t *pkeep;            /* [partition]: the regain mark they agree on */
 	struct check_counts total;
 	uint64_t digests;           /* distinct records */
 	uint64_t chunks;            /* live chunks of large files */

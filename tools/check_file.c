@@ -88,6 +88,8 @@ check_file_close(struct check_file *f)
 	f->pver = NULL;
 	free(f->pdrop);
 	f->pdrop = NULL;
+	free(f->pkeep);
+	f->pkeep = NULL;
 }
 
 /* pread until len bytes or the end of the file: bytes read, or -errno. */
@@ -121,31 +123,41 @@ invalid(struct check_file *f, const char *why)
 int
 check_file_pversions(struct check_file *f)
 {
+	uint32_t hv = f->hdr.version;
 	uint8_t *area = calloc(1, DEVICE_PMETA_SIZE);
 	int64_t got;
 
 	f->pver = calloc(DEVICE_PMETA_SLOTS, sizeof(*f->pver));
 	f->pdrop = calloc(DEVICE_PMETA_SLOTS, sizeof(*f->pdrop));
-	if (area == NULL || f->pver == NULL || f->pdrop == NULL) {
+	f->pkeep = calloc(DEVICE_PMETA_SLOTS, sizeof(*f->pkeep));
+	if (area == NULL || f->pver == NULL || f->pdrop == NULL || f->pkeep == NULL) {
 		free(area);
 		return -ENOMEM;
 	}
-	got = pread_most(f->fd, area, DEVICE_PMETA_SIZE, DEVICE_PMETA_OFFSET);
+	/* Format version 1 and 2 files keep 16-byte slots in the old area. */
+	got = pread_most(f->fd, area, device_pmeta_area_size(hv), device_pmeta_area_offset(hv));
 	if (got < 0) {
 		free(area);
 		return (int)got;
 	}
 	for (uint32_t p = 0; p < DEVICE_PMETA_SLOTS; p++) {
-		if (device_pmeta_slot_decode_ex(area + (size_t)p * DEVICE_PMETA_SLOT, &f->pver[p],
-		    &f->pdrop[p]) != 0) {
+		struct device_pmeta s;
+
+		if (device_pmeta_area_decode(area, hv, p, &s) != 0) {
 			if (f->pver_bad < CHECK_PVER_LIST)
 				f->pver_bad_pid[f->pver_bad] = p;
 			f->pver_bad++;
-		} else if (f->pver[p] != 0) {
-			f->pver_set++;
-		} else if (f->pdrop[p] != 0) {
-			f->pdrop_set++;
+			continue;
 		}
+		f->pver[p] = s.version;
+		f->pdrop[p] = s.drop_ms;
+		f->pkeep[p] = s.regained ? CHECK_KEEP(s.mark) : 0;
+		if (s.version != 0)
+			f->pver_set++;
+		else if (s.drop_ms != 0)
+			f->pdrop_set++;
+		if (s.drop_ms != 0 && s.regained)
+			f->pregained_set++;
 	}
 	free(area);
 	return 0;
@@ -220,17 +232,22 @@ check_file_header(struct check_file *f, bool all)
 }
 
 /* The drop time recfsd applies to a copy of digest d written at lut_ms
- * (flags: its RECORD_F_*) if the copy is stale by it (device_header.h,
- * device_pmeta_copy_dropped, as in cold start), else 0. */
+ * with regain mark mark (flags: its RECORD_F_*) if the copy is stale by it
+ * (device_header.h, device_pmeta_copy_stale, as in cold start), else 0. */
 static uint64_t
-copy_drop_ms(const struct check_file *f, const struct digest *d, uint64_t lut_ms, uint8_t flags)
+copy_drop_ms(const struct check_file *f, const struct digest *d, uint64_t lut_ms, uint16_t mark,
+    uint8_t flags)
 {
+	uint32_t p, keep;
 	uint64_t drop_ms;
 
 	if (f->set_drop == NULL)
 		return 0;
-	drop_ms = f->set_drop[digest_partition(d) % DEVICE_PMETA_SLOTS];
-	return device_pmeta_copy_dropped(drop_ms, lut_ms, (flags & RECORD_F_SET_MARKER) != 0) ? drop_ms : 0;
+	p = digest_partition(d) % DEVICE_PMETA_SLOTS;
+	drop_ms = f->set_drop[p];
+	keep = f->set_keep != NULL ? f->set_keep[p] : 0;
+	return device_pmeta_copy_stale(drop_ms, keep != 0, (uint16_t)keep, lut_ms, mark,
+	    (flags & RECORD_F_SET_MARKER) != 0) ? drop_ms : 0;
 }
 
 /* Walk one wblock image (buf, wbs bytes) at file offset base. */
@@ -285,7 +302,7 @@ walk_wblock(struct check_file *f, const uint8_t *buf, uint64_t base, check_item_
 			if (it.header_ok) {
 				it.salvage_parts = record_flat_salvage(p, &h, &sal);
 				it.salvage = &sal;
-				it.drop_ms = copy_drop_ms(f, &it.digest, h.last_update_ms, h.flags);
+				it.drop_ms = copy_drop_ms(f, &it.digest, h.last_update_ms, h.mark, h.flags);
 			}
 			rc = fn(arg, f, &it);
 			if (it.header_ok)
@@ -297,7 +314,7 @@ walk_wblock(struct check_file *f, const uint8_t *buf, uint64_t base, check_item_
 		}
 		it.kind = CHECK_ITEM_RECORD;
 		it.rec = &r;
-		it.drop_ms = copy_drop_ms(f, &r.digest, r.last_update_ms, r.flags);
+		it.drop_ms = copy_drop_ms(f, &r.digest, r.last_update_ms, r.mark, r.flags);
 		if (it.drop_ms != 0)
 			it.kind = CHECK_ITEM_DROPPED;
 		rc = fn(arg, f, &it);

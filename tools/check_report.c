@@ -14,6 +14,15 @@
 #include "base/clock.h"
 #include "check.h"
 
+/* Where partition p's version slot lies in file f (by its format version). */
+static uint64_t
+pslot_offset(const struct check_file *f, uint32_t p)
+{
+	uint32_t hv = f->hdr.version;
+
+	return device_pmeta_area_offset(hv) + (uint64_t)p * (device_pmeta_area_size(hv) / DEVICE_PMETA_SLOTS);
+}
+
 #ifndef RECFS_VERSION
 #define RECFS_VERSION "unknown"
 #endif
@@ -124,11 +133,13 @@ text_file(FILE *out, const struct check_file *f)
 	    f->pver_bad == 1 ? "" : "s");
 	if (f->pdrop_set > 0)
 		fprintf(out, ", %u dropped", f->pdrop_set);
+	if (f->pregained_set > 0)
+		fprintf(out, ", %u regained after a drop", f->pregained_set);
 	fputc('\n', out);
 	for (uint32_t i = 0; i < f->pver_bad && i < CHECK_PVER_LIST; i++)
-		fprintf(out, "  DAMAGED: partition %u: version slot at offset %u fails its CRC (recfsd "
-		    "counts the partition as holding no data)\n", f->pver_bad_pid[i],
-		    DEVICE_PMETA_OFFSET + f->pver_bad_pid[i] * DEVICE_PMETA_SLOT);
+		fprintf(out, "  DAMAGED: partition %u: version slot at offset %" PRIu64 " fails its CRC "
+		    "(recfsd counts the partition as holding no data)\n", f->pver_bad_pid[i],
+		    pslot_offset(f, f->pver_bad_pid[i]));
 	if (f->pver_bad > CHECK_PVER_LIST)
 		fprintf(out, "  DAMAGED: ... and %u more version slots\n", f->pver_bad - CHECK_PVER_LIST);
 	text_counts(out, &f->counts);
@@ -251,11 +262,12 @@ json_file(FILE *out, const struct check_file *f)
 	    (f->hdr.flags & DEVICE_F_CLEAN) ? "true" : "false", f->hdr.opens, f->hdr.created_ms,
 	    f->size, f->hdr.write_block_size, f->first, f->hdr.high_water, f->scan_end);
 	fprintf(out, "      \"partitions_with_version\": %u,\n      \"partitions_dropped\": %u,\n"
+	    "      \"partitions_regained\": %u,\n"
 	    "      \"pversion_slots_damaged\": %u,\n      \"pversion_slots_damaged_list\": [",
-	    f->pver_set, f->pdrop_set, f->pver_bad);
+	    f->pver_set, f->pdrop_set, f->pregained_set, f->pver_bad);
 	for (uint32_t i = 0; i < f->pver_bad && i < CHECK_PVER_LIST; i++)
-		fprintf(out, "%s{\"partition\": %u, \"offset\": %u}", i ? ", " : "", f->pver_bad_pid[i],
-		    DEVICE_PMETA_OFFSET + f->pver_bad_pid[i] * DEVICE_PMETA_SLOT);
+		fprintf(out, "%s{\"partition\": %u, \"offset\": %" PRIu64 "}", i ? ", " : "",
+		    f->pver_bad_pid[i], pslot_offset(f, f->pver_bad_pid[i]));
 	fprintf(out, "],\n");
 	json_counts(out, &f->counts, "      ");
 	fprintf(out, "\n    }");

@@ -90,8 +90,9 @@ usage(FILE *out)
 	    "Give every file of the namespace, in any order: which copy of a record is\n"
 	    "the newest is decided across all of them, as recfsd's cold start does.\n"
 	    "Copies older than their partition's drop time (a partition the node\n"
-	    "stopped holding) are skipped, as cold start skips them, and counted\n"
-	    "apart (\"of dropped partitions\").\n"
+	    "stopped holding), unless stored under its regain since (their mark),\n"
+	    "are skipped, as cold start skips them, and counted apart (\"of dropped\n"
+	    "partitions\").\n"
 	    "\n"
 	    "  -q, --quiet    print the summary only\n"
 	    "  -v, --verbose  list every record copy: offset, digest, set, key,\n"
@@ -443,7 +444,7 @@ classify(struct checker *c)
 #define ADD(x) run->total.x += k->x
 		ADD(wblocks); ADD(records); ADD(live); ADD(superseded); ADD(tombstones);
 		ADD(tombstones_reclaimable); ADD(expired); ADD(set_markers); ADD(corrupt); ADD(damaged);
-		ADD(torn);
+		ADD(torn); ADD(dropped);
 		ADD(order_conflicts); ADD(bytes_live); ADD(bytes_in_use);
 #undef ADD
 		for (int b = 0; b < CHECK_FILL_BUCKETS; b++)
@@ -599,15 +600,18 @@ pass2_item(void *arg, struct check_file *f, const struct check_item *it)
 	check_print_escaped(stdout, r->set, r->set_len);
 	fputs(" key=", stdout);
 	check_print_escaped(stdout, r->key, r->key_len);
+	printf(" gen=%u size=%u", r->generation, it->size);
+	/* Stored under a regain of its partition (docs/storage-format.md). */
+	if (r->mark != 0)
+		printf(" mark=%u", r->mark);
 	if (it->kind == CHECK_ITEM_DROPPED) {
 		char when[64];
 
 		format_ms(when, sizeof(when), it->drop_ms);
-		printf(" gen=%u size=%u dropped (partition %u dropped here at %s)\n", r->generation,
-		    it->size, digest_partition(&r->digest), when);
+		printf(" dropped (partition %u dropped here at %s)\n", digest_partition(&r->digest), when);
 		return 0;
 	}
-	printf(" gen=%u size=%u %s", r->generation, it->size, check_state_name(state));
+	printf(" %s", check_state_name(state));
 	if (state == CHECK_TOMBSTONE && !e->older_live)
 		fputs(" (no older copy: reclaimed at next start)", stdout);
 	putchar('\n');
@@ -913,7 +917,8 @@ check_set(struct checker *c)
 	 * disagree load the partition's records). */
 	if (ref != NULL) {
 		run->pdrop = calloc(DEVICE_PMETA_SLOTS, sizeof(*run->pdrop));
-		if (run->pdrop == NULL) {
+		run->pkeep = calloc(DEVICE_PMETA_SLOTS, sizeof(*run->pkeep));
+		if (run->pdrop == NULL || run->pkeep == NULL) {
 			usage_error("out of memory");
 			return CHECK_EXIT_USAGE;
 		}
@@ -924,13 +929,18 @@ check_set(struct checker *c)
 				const struct check_file *f = &run->files[i];
 
 				agree = f->state != CHECK_FILE_VALID ||
-				    (f->pver[p] == ref->pver[p] && f->pdrop[p] == ref->pdrop[p]);
+				    (f->pver[p] == ref->pver[p] && f->pdrop[p] == ref->pdrop[p] &&
+				    f->pkeep[p] == ref->pkeep[p]);
 			}
-			if (agree)
+			if (agree) {
 				run->pdrop[p] = ref->pdrop[p];
+				run->pkeep[p] = ref->pkeep[p];
+			}
 		}
-		for (unsigned i = 0; i < run->n_files; i++)
+		for (unsigned i = 0; i < run->n_files; i++) {
 			run->files[i].set_drop = run->pdrop;
+			run->files[i].set_keep = run->pkeep;
+		}
 	}
 	for (unsigned i = 0; i < run->n_files; i++)
 		if (run->files[i].state == CHECK_FILE_EMPTY)
@@ -1125,6 +1135,7 @@ checker_fini(struct checker *c)
 	free(c->run.warnings);
 	free(c->run.corrupt_list);
 	free(c->run.pdrop);
+	free(c->run.pkeep);
 	check_table_fini(&c->table);
 	for (size_t i = 0; i < c->heads_cap; i++)
 		if (c->heads[i].id != 0)

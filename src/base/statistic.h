@@ -327,7 +327,7 @@
 	X(cold_start_torn_writes, COUNTER, "records", 0, \
 	    "Torn writes the last cold start dropped: after an unclean shutdown, a newest copy with an intact header but a damaged body written within flush-max-ms + 1 s of the device's newest write was never acknowledged as durable; the previous version is kept (none: the record is absent). Logged with file and offset.") \
 	X(cold_start_dropped_records, COUNTER, "records", 0, \
-	    "Copies the last cold start skipped because their partition's copy had been dropped here (not a replica any more) after they were written: their bytes were still on the device, they are never loaded and count as free space (docs/cluster.md, Dropping a copy).") \
+	    "Copies the last cold start skipped because their partition's copy had been dropped here (not a replica any more) after they were written, and that were not stored under a regain of the partition since (their regain mark): their bytes were still on the device, they are never loaded and count as free space (docs/cluster.md, Dropping a copy).") \
 	X(partition_version_syncs, COUNTER, "syncs", 0, \
 	    "Syncs of a storage file for the partition versions (each store of them is durable before it returns: docs/cluster.md, Partition versions). A node that stops being a replica of many partitions at once stores their drops together: one sync for all of them, not one each.") \
 	X(tombstones_reclaimed, COUNTER, "records", 0, \

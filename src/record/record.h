@@ -23,7 +23,8 @@
  *    49     1  key type (3 = string)
  *    50     2  key length (0..255)
  *    52     2  number of bins (0..32767)
- *    54     2  reserved, 0
+ *    54     2  regain mark: 0, or the mark of the partition's regain this
+ *              copy was stored under (docs/cluster.md, Dropping a copy)
  *    56     4  end offset E: where the end mark starts (E >= 64)
  *    60     4  header check: CRC32C of bytes [0, 60) (version 1: reserved, 0)
  *    64        set name bytes, key bytes,
@@ -130,6 +131,8 @@ struct record {
 	uint16_t key_len;
 	struct posix_meta meta;   /* valid if flags & RECORD_F_HAS_META */
 	uint16_t n_bins;
+	uint16_t mark;            /* the stored copy's regain mark (0: none); the
+	                           * storage engines set it, whatever it says here */
 	struct bin *bins;         /* bins_inline or heap (record_release frees) */
 	struct bin bins_inline[RECORD_BINS_INLINE];
 };
@@ -195,6 +198,13 @@ size_t record_flat_size(const struct record *r);
  * Padding bytes are zeroed.
  */
 long record_flat_encode(const struct record *r, uint8_t *dst, size_t dst_size);
+/* The same with the regain mark given (record_flat_encode writes r->mark). */
+long record_flat_encode_mark(const struct record *r, uint16_t mark, uint8_t *dst, size_t dst_size);
+/*
+ * Give a whole, verified record (flat, as its size field says) the regain
+ * mark mark: the field, its header check (version 2) and its CRC rewritten.
+ */
+void record_flat_set_mark(uint8_t *flat, uint16_t mark);
 
 /*
  * Cheap structural check of a candidate record at src with avail bytes
@@ -225,6 +235,7 @@ struct record_flat_header {
 	int32_t ttl;
 	uint32_t size;            /* bytes on storage */
 	uint32_t end;             /* end offset E */
+	uint16_t mark;            /* regain mark */
 };
 
 /*
@@ -327,6 +338,18 @@ static inline bool record_copy_is_newer(uint16_t ga, uint64_t la, uint16_t gb, u
 static inline const struct digest *record_flat_digest(const uint8_t *src)
 {
 	return (const struct digest *)(src + 12);
+}
+static inline uint64_t record_flat_last_update(const uint8_t *src)
+{
+	uint64_t v = 0;
+
+	for (int i = 7; i >= 0; i--)
+		v = v << 8 | src[32 + i];
+	return v;
+}
+static inline uint16_t record_flat_mark(const uint8_t *src)
+{
+	return (uint16_t)(src[54] | src[55] << 8);
 }
 
 #endif

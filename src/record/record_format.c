@@ -54,7 +54,7 @@
 #define OFF_KEY_TYPE    49
 #define OFF_KEY_LEN     50
 #define OFF_N_BINS      52
-#define OFF_RESERVED_1  54
+#define OFF_MARK        54 /* the copy's regain mark (was reserved, 0) */
 #define OFF_END         56
 #define OFF_HEADER_CRC  60 /* version 1: reserved, 0 */
 
@@ -180,6 +180,12 @@ record_flat_limits(const struct record *r, uint64_t *end_out)
 long
 record_flat_encode(const struct record *r, uint8_t *dst, size_t dst_size)
 {
+	return record_flat_encode_mark(r, r->mark, dst, dst_size);
+}
+
+long
+record_flat_encode_mark(const struct record *r, uint16_t mark, uint8_t *dst, size_t dst_size)
+{
 	uint64_t end, size;
 	uint8_t *p;
 	int err;
@@ -204,7 +210,7 @@ record_flat_encode(const struct record *r, uint8_t *dst, size_t dst_size)
 	dst[OFF_KEY_TYPE] = r->key_type;
 	le_put16(dst + OFF_KEY_LEN, r->key_len);
 	le_put16(dst + OFF_N_BINS, r->n_bins);
-	le_put16(dst + OFF_RESERVED_1, 0);
+	le_put16(dst + OFF_MARK, mark);
 	le_put32(dst + OFF_END, (uint32_t)end);
 	le_put32(dst + OFF_HEADER_CRC, header_crc(dst));
 
@@ -356,11 +362,21 @@ record_flat_header_check(const uint8_t *src, size_t avail, struct record_flat_he
 	h->end = le_get32(src + OFF_END);
 	err = header_fields_check(h->flags, h->generation, h->set_len, h->key_type, h->key_len,
 	    h->ttl, h->n_bins);
-	if (err == 0 && le_get16(src + OFF_RESERVED_1) != 0)
-		err = RECFS_EFORMAT;
+	h->mark = le_get16(src + OFF_MARK);
 	if (err != 0)
 		return err;
 	return h->version >= 2 ? 0 : RECFS_EVERSION;
+}
+
+void
+record_flat_set_mark(uint8_t *flat, uint16_t mark)
+{
+	uint32_t end = le_get32(flat + OFF_END);
+
+	le_put16(flat + OFF_MARK, mark);
+	if (flat[OFF_VERSION] >= 2)
+		le_put32(flat + OFF_HEADER_CRC, header_crc(flat));
+	le_put32(flat + end + 4, crc32c(0, flat, (size_t)end + 4));
 }
 
 int
@@ -480,8 +496,7 @@ record_flat_parse(const uint8_t *src, uint32_t end, struct record *r)
 	    r->ttl, n_bins);
 	if (err != 0)
 		return err;
-	if (le_get16(src + OFF_RESERVED_1) != 0)
-		return RECFS_EFORMAT;
+	r->mark = le_get16(src + OFF_MARK);
 	/* Version 2's header check is verified with the CRC; version 1 has a
 	 * reserved field there. */
 	if (version < 2 && le_get32(src + OFF_HEADER_CRC) != 0)

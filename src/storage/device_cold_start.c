@@ -74,19 +74,31 @@ scan_find(const uint8_t *buf, uint32_t wbs, uint32_t *off, uint32_t *offs, uint3
 	return n;
 }
 
-/* A copy of a partition this node dropped, older than the drop: stale,
- * skipped (counted, never live; device_pversion.c keeps the drop times).
- * A set's marker is kept on every node whatever its partition, and a drop
- * leaves it: never skipped. */
+/* A copy of a partition this node dropped, older than the drop and not
+ * stored under the partition's regain: stale, skipped (counted, never live;
+ * device_pversion.c keeps the drop times and marks; the rule is
+ * device_pmeta_copy_stale).  A set's marker is kept on every node whatever
+ * its partition, and a drop leaves it: never skipped.  The highest mark of
+ * the stale copies is noted: a regain that began (its copies marked) but
+ * never reached its slot, whose mark the next regain must not reuse. */
 static bool
 dropped_copy(struct storage *st, struct device *d, const uint8_t *flat, uint32_t flags, uint64_t lut_ms)
 {
-	const struct dev_engine *e = st->priv;
-	uint64_t drop_ms = e->pdrop[digest_partition(record_flat_digest(flat))];
+	struct dev_engine *e = st->priv;
+	uint32_t p = digest_partition(record_flat_digest(flat));
+	uint16_t mark = record_flat_mark(flat);
 
-	if (!device_pmeta_copy_dropped(drop_ms, lut_ms, (flags & RECORD_F_SET_MARKER) != 0))
+	if (!device_pmeta_copy_stale(e->pdrop[p], (e->pmflags[p] & PMARK_F_REGAINED) != 0, e->pmark[p],
+	    lut_ms, mark, (flags & RECORD_F_SET_MARKER) != 0))
 		return false;
 	__atomic_add_fetch(&d->cs_dropped, 1, __ATOMIC_RELAXED);
+	if (mark != 0) {
+		uint16_t cur = __atomic_load_n(&e->pmark_seen[p], __ATOMIC_RELAXED);
+
+		while (mark > cur && !__atomic_compare_exchange_n(&e->pmark_seen[p], &cur, mark, false,
+		    __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+			;
+	}
 	return true;
 }
 
@@ -352,10 +364,10 @@ device_cold_start(struct storage *st, struct dev_engine *e)
 
 	if (!e->cold_started)
 		return 0;
-	/* The partitions dropped here, and when: their older copies are
-	 * skipped.  Unreadable: every copy loads (as before any drop). */
-	if (device_pversions_cold_load(st, e) != 0)
-		memset(e->pdrop, 0, sizeof(e->pdrop));
+	/* The partitions dropped here, when, and their regains: their older
+	 * copies are skipped.  Unreadable: every copy loads (as before any
+	 * drop; the tables are left all 0). */
+	(void)device_pversions_cold_load(st, e);
 	/* The CPUs shared among the devices (each device at least one thread). */
 	n_parts = cpus > (long)e->n ? (uint32_t)(cpus / (long)e->n) : 1;
 	if (n_parts > SCAN_PARTS_MAX)

@@ -91,45 +91,79 @@ device_header_decode(const uint8_t *page, struct device_header *h, char *why, si
 }
 
 void
-device_pmeta_slot_encode_ex(uint64_t version, uint64_t drop_ms, uint8_t slot[DEVICE_PMETA_SLOT])
+device_pmeta_slot_encode3(const struct device_pmeta *s, uint8_t slot[DEVICE_PMETA_SLOT])
 {
 	memset(slot, 0, DEVICE_PMETA_SLOT);
-	if (version == 0 && drop_ms == 0)
+	if (s->version == 0 && s->drop_ms == 0 && s->mark == 0 && !s->regained)
 		return;
-	le_put64(slot, version != 0 ? version : drop_ms);
-	le_put32(slot + 8, version != 0 ? 0 : DEVICE_PMETA_F_DROPPED);
-	le_put32(slot + 12, crc32c(0, slot, 12));
+	le_put64(slot, s->version);
+	le_put64(slot + 8, s->drop_ms);
+	le_put16(slot + 16, s->mark);
+	le_put32(slot + 20, s->regained ? DEVICE_PMETA_F_REGAINED : 0);
+	le_put32(slot + 28, crc32c(0, slot, 28));
 }
 
 int
-device_pmeta_slot_decode_ex(const uint8_t slot[DEVICE_PMETA_SLOT], uint64_t *version, uint64_t *drop_ms)
+device_pmeta_slot_decode3(const uint8_t slot[DEVICE_PMETA_SLOT], struct device_pmeta *s)
 {
 	static const uint8_t zero[DEVICE_PMETA_SLOT];
 	uint32_t flags;
 
-	*version = *drop_ms = 0;
+	memset(s, 0, sizeof(*s));
+	if (memcmp(slot, zero, sizeof(zero)) == 0)
+		return 0;
+	flags = le_get32(slot + 20);
+	if ((flags & ~DEVICE_PMETA_F_REGAINED) != 0 || le_get16(slot + 18) != 0 ||
+	    le_get32(slot + 24) != 0 || le_get32(slot + 28) != crc32c(0, slot, 28))
+		return RECFS_ECHECKSUM;
+	s->version = le_get64(slot);
+	s->drop_ms = le_get64(slot + 8);
+	s->mark = le_get16(slot + 16);
+	s->regained = (flags & DEVICE_PMETA_F_REGAINED) != 0;
+	return 0;
+}
+
+int
+device_pmeta_slot_decode_v2(const uint8_t slot[DEVICE_PMETA_SLOT_V2], struct device_pmeta *s)
+{
+	static const uint8_t zero[DEVICE_PMETA_SLOT_V2];
+	uint32_t flags;
+
+	memset(s, 0, sizeof(*s));
 	if (memcmp(slot, zero, sizeof(zero)) == 0)
 		return 0;
 	flags = le_get32(slot + 8);
-	if ((flags & ~DEVICE_PMETA_F_DROPPED) != 0 || le_get32(slot + 12) != crc32c(0, slot, 12))
+	if ((flags & ~DEVICE_PMETA_F_DROPPED_V2) != 0 || le_get32(slot + 12) != crc32c(0, slot, 12))
 		return RECFS_ECHECKSUM;
-	if (flags & DEVICE_PMETA_F_DROPPED)
-		*drop_ms = le_get64(slot);
+	if (flags & DEVICE_PMETA_F_DROPPED_V2)
+		s->drop_ms = le_get64(slot);
 	else
-		*version = le_get64(slot);
+		s->version = le_get64(slot);
 	return 0;
+}
+
+int
+device_pmeta_area_decode(const uint8_t *area, uint32_t hdr_version, uint32_t p, struct device_pmeta *s)
+{
+	if (hdr_version >= 3)
+		return device_pmeta_slot_decode3(area + (size_t)p * DEVICE_PMETA_SLOT, s);
+	return device_pmeta_slot_decode_v2(area + (size_t)p * DEVICE_PMETA_SLOT_V2, s);
 }
 
 void
 device_pmeta_slot_encode(uint64_t version, uint8_t slot[DEVICE_PMETA_SLOT])
 {
-	device_pmeta_slot_encode_ex(version, 0, slot);
+	struct device_pmeta s = { .version = version };
+
+	device_pmeta_slot_encode3(&s, slot);
 }
 
 int
 device_pmeta_slot_decode(const uint8_t slot[DEVICE_PMETA_SLOT], uint64_t *version)
 {
-	uint64_t drop_ms;
+	struct device_pmeta s;
+	int rc = device_pmeta_slot_decode3(slot, &s);
 
-	return device_pmeta_slot_decode_ex(slot, version, &drop_ms);
+	*version = s.version;
+	return rc;
 }

@@ -133,11 +133,27 @@ struct dev_engine {
 	 * records older than that on the devices are stale and the
 	 * cold start skips them), else 0. */
 	uint64_t pdrop[STORAGE_PARTITIONS];
+	/* Per partition: the last regain mark given (device_header.h) and
+	 * PMARK_F_*.  A store writes them under pver_lock and pmark_lock; the
+	 * write path reads them (device_copy_mark) and may set
+	 * PMARK_F_PENDING under pmark_lock alone. */
+	uint16_t pmark[STORAGE_PARTITIONS];
+	uint8_t pmflags[STORAGE_PARTITIONS];
+	pthread_mutex_t pmark_lock;
+	/* Cold start: the highest mark of a stale copy per partition (a
+	 * regain that never reached its slot), atomic max. */
+	uint16_t pmark_seen[STORAGE_PARTITIONS];
 	/* Partitions whose damaged slot or disagreement was logged: once each
 	 * until a store rewrites them (a bit per partition). */
 	uint64_t pver_logged[STORAGE_PARTITIONS / 64];
 	uint64_t pver_syncs;       /* atomic: fdatasync calls for the table */
 };
+
+/* e->pmflags bits: the slot says regained; copies older than the drop were
+ * stored with mark pmark before the slot said regained (a version store for
+ * the partition is on its way: it keeps that mark). */
+#define PMARK_F_REGAINED 0x1
+#define PMARK_F_PENDING  0x2
 
 /* device_open.c: open every configured file/device, size it, read and check
  * its header (fresh devices are formatted), allocate per-device state. */
@@ -157,6 +173,28 @@ int device_pversions_drop(struct storage *st, const uint32_t *pids, unsigned n, 
  * every partition loads, as before any drop). */
 int device_pversions_cold_load(struct storage *st, struct dev_engine *e);
 int device_pversions_erase(struct storage *st, struct device *d);
+/* Before the devices' headers say version 3: the table written in the
+ * version 3 area of every older device and synced.  0 or -errno. */
+int device_pversions_upgrade(struct storage *st, struct dev_engine *e);
+/* After the cold start: the marks of stale copies seen (pmark_seen) are
+ * given out already; the next regain takes a later one. */
+void device_pversions_marks_seen(struct dev_engine *e);
+/*
+ * The regain mark a copy of partition p last updated at lut_ms must carry
+ * when stored now: 0 unless the partition has a drop time newer than the
+ * copy (then the mark of the partition's regain, which a first such copy
+ * starts if no version store has yet).  One load when never dropped.
+ */
+uint16_t device_copy_mark_slow(struct dev_engine *e, uint32_t p);
+static inline uint16_t
+device_copy_mark(struct dev_engine *e, uint32_t p, uint64_t lut_ms)
+{
+	uint64_t drop_ms = __atomic_load_n(&e->pdrop[p], __ATOMIC_RELAXED);
+
+	if (__builtin_expect(drop_ms == 0 || lut_ms >= drop_ms, 1))
+		return 0;
+	return device_copy_mark_slow(e, p);
+}
 
 /* storage_device.c */
 int device_header_write(struct device *d);

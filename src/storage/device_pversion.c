@@ -17,6 +17,16 @@
  * byte would take the node's whole data out of service), and taking the
  * highest version when devices disagree (the device with the lower one may
  * be the one that missed records).
+ *
+ * Drops and regains (docs/cluster.md, Dropping a copy): a dropped
+ * partition keeps its drop time for good; a version stored for it later is
+ * its regain, which takes the next regain mark.  The write path
+ * (device_copy_mark) gives a copy older than the drop the regain's mark,
+ * and the cold start loads such a copy only if its mark is the slot's.
+ * Rejected: clearing the drop time at the regain (the dropped copies load
+ * again: a record deleted meanwhile comes back), and a regain epoch per
+ * wblock (a wblock's tail keeps the previous life's records after a
+ * partial flush, and a per-wblock table needs two ordered syncs).
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -56,12 +66,6 @@ pwrite_full(int fd, const uint8_t *buf, size_t len, uint64_t off)
 	return 0;
 }
 
-static uint64_t
-slot_offset(uint32_t pid)
-{
-	return DEVICE_PMETA_OFFSET + (uint64_t)pid * DEVICE_PMETA_SLOT;
-}
-
 /* First time partition p is found damaged or disagreeing since it was
  * last stored?  (Marks it.)  pver_lock held. */
 static bool
@@ -74,28 +78,31 @@ pver_log_first(struct dev_engine *e, uint32_t p)
 	return first;
 }
 
-/* Read device d's slots into v and their drop times into drop (a bad
- * slot: 0 and 0, logged the first time).  0 or -errno. */
+/* Read device d's slots into v (a bad slot: all 0, logged the first
+ * time).  A device of format version 1 or 2 has its 16-byte slots in the
+ * old area.  0 or -errno. */
 static int
 pver_read_device(struct storage *st, struct dev_engine *e, struct device *d, uint8_t *area,
-    uint64_t *v, uint64_t *drop)
+    struct device_pmeta *v)
 {
-	uint32_t bad = 0;
-	int rc = device_pread_full(d->fd, area, DEVICE_PMETA_SIZE, DEVICE_PMETA_OFFSET);
+	uint32_t bad = 0, hv = d->hdr.version;
+	uint64_t off = device_pmeta_area_offset(hv);
+	uint32_t size = device_pmeta_area_size(hv);
+	int rc = device_pread_full(d->fd, area, size, off);
 
 	if (rc != 0) {
-		log_error("device", "{%s} %s: cannot read the partition versions (offset %u, %u bytes): %s",
-		    st->ns_name, d->path, DEVICE_PMETA_OFFSET, DEVICE_PMETA_SIZE, recfs_strerror(rc));
+		log_error("device", "{%s} %s: cannot read the partition versions (offset %" PRIu64 ", %u "
+		    "bytes): %s", st->ns_name, d->path, off, size, recfs_strerror(rc));
 		return rc;
 	}
 	for (uint32_t p = 0; p < DEVICE_PMETA_SLOTS; p++) {
-		if (device_pmeta_slot_decode_ex(area + (size_t)p * DEVICE_PMETA_SLOT, &v[p], &drop[p]) == 0 ||
-		    e->pver_quiet || !pver_log_first(e, p))
+		if (device_pmeta_area_decode(area, hv, p, &v[p]) == 0 || e->pver_quiet ||
+		    !pver_log_first(e, p))
 			continue;
 		if (bad++ < PVER_LOG_MAX)
 			log_error("device", "{%s} %s: partition %u: version slot at offset %" PRIu64
 			    " fails its CRC; the partition counts as holding no data here",
-			    st->ns_name, d->path, p, slot_offset(p));
+			    st->ns_name, d->path, p, off + (uint64_t)p * (size / DEVICE_PMETA_SLOTS));
 	}
 	if (bad > PVER_LOG_MAX && !e->pver_quiet)
 		log_error("device", "{%s} %s: %u partition version slots fail their CRC (the first %u logged)",
@@ -103,65 +110,85 @@ pver_read_device(struct storage *st, struct dev_engine *e, struct device *d, uin
 	return 0;
 }
 
-/* "123", or "0 (dropped at 456)". */
+/* "123", or "0 (dropped at 456)", "7 (dropped at 456, regain mark 2)". */
 static void
-pver_describe(uint64_t v, uint64_t drop_ms, char *buf, size_t cap)
+pver_describe(const struct device_pmeta *s, char *buf, size_t cap)
 {
-	if (drop_ms != 0)
-		snprintf(buf, cap, "%" PRIu64 " (dropped at %" PRIu64 ")", v, drop_ms);
+	if (s->drop_ms != 0 && s->regained)
+		snprintf(buf, cap, "%" PRIu64 " (dropped at %" PRIu64 ", regain mark %u)", s->version,
+		    s->drop_ms, s->mark);
+	else if (s->drop_ms != 0)
+		snprintf(buf, cap, "%" PRIu64 " (dropped at %" PRIu64 ")", s->version, s->drop_ms);
 	else
-		snprintf(buf, cap, "%" PRIu64, v);
+		snprintf(buf, cap, "%" PRIu64, s->version);
 }
 
-/* Read every device into out and drop (agreed versions and drop times,
- * else 0).  A partition whose devices disagree on the drop time loads its
- * records (no drop: what the store did before the drops).  pver_lock held. */
+static bool
+pmeta_same(const struct device_pmeta *a, const struct device_pmeta *b)
+{
+	return a->version == b->version && a->drop_ms == b->drop_ms && a->mark == b->mark &&
+	    a->regained == b->regained;
+}
+
+/* Partition p's slot into the RAM tables (pmark_lock taken here). */
+static void
+pver_ram_put(struct dev_engine *e, uint32_t p, const struct device_pmeta *s)
+{
+	pthread_mutex_lock(&e->pmark_lock);
+	e->pver[p] = s->version;
+	atomic_store_relaxed(&e->pmark[p], s->mark);
+	__atomic_store_n(&e->pmflags[p], s->regained ? PMARK_F_REGAINED : 0, __ATOMIC_RELEASE);
+	atomic_store_relaxed(&e->pdrop[p], s->drop_ms);
+	pthread_mutex_unlock(&e->pmark_lock);
+}
+
+/* Read every device into the RAM tables (agreed slots, else all 0).  A
+ * partition whose devices disagree loads its records (no drop: what the
+ * store did before the drops).  pver_lock held. */
 static int
-pver_read_locked(struct storage *st, struct dev_engine *e, uint64_t *out, uint64_t *drop)
+pver_read_locked(struct storage *st, struct dev_engine *e)
 {
 	uint8_t *area;
-	uint64_t *v = malloc(sizeof(uint64_t) * DEVICE_PMETA_SLOTS * 2);
-	uint64_t *vd = v + DEVICE_PMETA_SLOTS;
+	struct device_pmeta *out = calloc(2 * DEVICE_PMETA_SLOTS, sizeof(*out));
+	struct device_pmeta *v = out + DEVICE_PMETA_SLOTS;
+	static const struct device_pmeta none;
 	uint32_t differ = 0;
 	int rc = 0;
 
-	memset(out, 0, sizeof(uint64_t) * DEVICE_PMETA_SLOTS);
-	memset(drop, 0, sizeof(uint64_t) * DEVICE_PMETA_SLOTS);
-	if (v == NULL)
+	if (out == NULL)
 		return -ENOMEM;
 	if (posix_memalign((void **)&area, DEVICE_IO_ALIGN, DEVICE_PMETA_SIZE) != 0) {
-		free(v);
+		free(out);
 		return -ENOMEM;
 	}
 	for (uint32_t i = 0; i < e->n && rc == 0; i++) {
-		rc = pver_read_device(st, e, e->devs[i], area, i == 0 ? out : v, i == 0 ? drop : vd);
+		rc = pver_read_device(st, e, e->devs[i], area, i == 0 ? out : v);
 		for (uint32_t p = 0; i > 0 && rc == 0 && p < DEVICE_PMETA_SLOTS; p++) {
-			if (v[p] == out[p] && vd[p] == drop[p])
+			if (pmeta_same(&v[p], &out[p]))
 				continue;
 			/* Not again for a partition already logged (a damaged
 			 * slot, an earlier device or an earlier load). */
 			if (!e->pver_quiet && pver_log_first(e, p) && differ++ < PVER_LOG_MAX) {
-				char a[48], b[48];
+				uint32_t hv = e->devs[i]->hdr.version;
+				char a[96], b[96];
 
-				pver_describe(out[p], drop[p], a, sizeof(a));
-				pver_describe(v[p], vd[p], b, sizeof(b));
+				pver_describe(&out[p], a, sizeof(a));
+				pver_describe(&v[p], b, sizeof(b));
 				log_error("device", "{%s} partition %u: version %s in %s but %s in %s (offset %"
 				    PRIu64 "); the partition counts as holding no data here", st->ns_name, p, a,
-				    e->devs[0]->path, b, e->devs[i]->path, slot_offset(p));
+				    e->devs[0]->path, b, e->devs[i]->path, device_pmeta_area_offset(hv) +
+				    (uint64_t)p * (device_pmeta_area_size(hv) / DEVICE_PMETA_SLOTS));
 			}
-			out[p] = 0;
-			drop[p] = 0;
+			memset(&out[p], 0, sizeof(out[p]));
 		}
 	}
 	if (differ > PVER_LOG_MAX && !e->pver_quiet)
 		log_error("device", "{%s} %u partition versions differ between devices (the first %u logged)",
 		    st->ns_name, differ, PVER_LOG_MAX);
-	if (rc != 0) {
-		memset(out, 0, sizeof(uint64_t) * DEVICE_PMETA_SLOTS);
-		memset(drop, 0, sizeof(uint64_t) * DEVICE_PMETA_SLOTS);
-	}
+	for (uint32_t p = 0; p < DEVICE_PMETA_SLOTS; p++)
+		pver_ram_put(e, p, rc == 0 ? &out[p] : &none);
 	free(area);
-	free(v);
+	free(out);
 	return rc;
 }
 
@@ -192,21 +219,89 @@ pver_write_locked(struct storage *st, struct dev_engine *e, const uint8_t *buf, 
 
 /* Encode slots [first, first + n) of the RAM tables into buf. */
 static void
-pver_encode(const struct dev_engine *e, uint32_t first, uint32_t n, uint8_t *buf)
+pver_encode(struct dev_engine *e, uint32_t first, uint32_t n, uint8_t *buf)
 {
-	for (uint32_t p = 0; p < n; p++)
-		device_pmeta_slot_encode_ex(e->pver[first + p], e->pdrop[first + p],
-		    buf + (size_t)p * DEVICE_PMETA_SLOT);
+	pthread_mutex_lock(&e->pmark_lock);
+	for (uint32_t p = 0; p < n; p++) {
+		uint32_t q = first + p;
+		struct device_pmeta s = {
+			.version = e->pver[q], .drop_ms = e->pdrop[q], .mark = e->pmark[q],
+			/* a pending regain is not in the slot until its version is */
+			.regained = (e->pmflags[q] & PMARK_F_REGAINED) != 0,
+		};
+
+		device_pmeta_slot_encode3(&s, buf + (size_t)p * DEVICE_PMETA_SLOT);
+	}
+	pthread_mutex_unlock(&e->pmark_lock);
 }
 
-/* Partition p gets version v in the RAM tables: a version (data here
- * again) ends its drop.  pver_lock held. */
+/*
+ * Partition p gets version v in the RAM tables.  A version for a partition
+ * with a drop time is its regain: the drop time stays (the copies older
+ * than it stay stale), and the copies stored from now on under it carry a
+ * new mark, which the slot keeps (one a write already started, if any:
+ * PMARK_F_PENDING).  Stored again while regained: the same mark.  pver_lock
+ * held.
+ */
 static void
 pver_set(struct dev_engine *e, uint32_t p, uint64_t v)
 {
+	pthread_mutex_lock(&e->pmark_lock);
 	e->pver[p] = v;
-	if (v != 0)
-		e->pdrop[p] = 0;
+	if (v != 0 && e->pdrop[p] != 0 && !(e->pmflags[p] & PMARK_F_REGAINED)) {
+		if (!(e->pmflags[p] & PMARK_F_PENDING))
+			atomic_store_relaxed(&e->pmark[p], device_pmeta_next_mark(e->pmark[p]));
+		__atomic_store_n(&e->pmflags[p], PMARK_F_REGAINED, __ATOMIC_RELEASE);
+	}
+	pthread_mutex_unlock(&e->pmark_lock);
+}
+
+/* Partition p dropped at drop_ms in the RAM tables: version 0, not
+ * regained, its mark kept (the next regain takes a later one).  pver_lock
+ * held. */
+static void
+pver_drop(struct dev_engine *e, uint32_t p, uint64_t drop_ms)
+{
+	pthread_mutex_lock(&e->pmark_lock);
+	e->pver[p] = 0;
+	__atomic_store_n(&e->pmflags[p], 0, __ATOMIC_RELEASE);
+	atomic_store_relaxed(&e->pdrop[p], drop_ms);
+	pthread_mutex_unlock(&e->pmark_lock);
+}
+
+uint16_t
+device_copy_mark_slow(struct dev_engine *e, uint32_t p)
+{
+	uint16_t mark;
+
+	/* The regain's mark is set (every copy a migration brings after the
+	 * first): no lock.  The mark is stored before the flag. */
+	if (__atomic_load_n(&e->pmflags[p], __ATOMIC_ACQUIRE) & (PMARK_F_REGAINED | PMARK_F_PENDING))
+		return atomic_load_relaxed(&e->pmark[p]);
+	pthread_mutex_lock(&e->pmark_lock);
+	/* A copy older than the drop stored before the version store of its
+	 * regain (a migration that started first): the regain's mark is
+	 * chosen now.  Should the node stop before the slot says regained,
+	 * the copy is stale, as it was before the regain. */
+	if (!(e->pmflags[p] & (PMARK_F_REGAINED | PMARK_F_PENDING))) {
+		atomic_store_relaxed(&e->pmark[p], device_pmeta_next_mark(e->pmark[p]));
+		__atomic_store_n(&e->pmflags[p], (uint8_t)(e->pmflags[p] | PMARK_F_PENDING), __ATOMIC_RELEASE);
+	}
+	mark = e->pmark[p];
+	pthread_mutex_unlock(&e->pmark_lock);
+	return mark;
+}
+
+void
+device_pversions_marks_seen(struct dev_engine *e)
+{
+	pthread_mutex_lock(&e->pmark_lock);
+	for (uint32_t p = 0; p < STORAGE_PARTITIONS; p++) {
+		if (e->pmark_seen[p] > e->pmark[p] && !(e->pmflags[p] & PMARK_F_REGAINED))
+			e->pmark[p] = e->pmark_seen[p];
+		e->pmark_seen[p] = 0;
+	}
+	pthread_mutex_unlock(&e->pmark_lock);
 }
 
 int
@@ -216,7 +311,7 @@ device_pversions_load(struct storage *st, uint64_t out[STORAGE_PARTITIONS])
 	int rc;
 
 	pthread_mutex_lock(&e->pver_lock);
-	rc = pver_read_locked(st, e, e->pver, e->pdrop);
+	rc = pver_read_locked(st, e);
 	e->pver_known = rc == 0;
 	memcpy(out, e->pver, sizeof(e->pver));
 	pthread_mutex_unlock(&e->pver_lock);
@@ -234,7 +329,7 @@ device_pversions_store(struct storage *st, const uint64_t v[STORAGE_PARTITIONS])
 		return -ENOMEM;
 	pthread_mutex_lock(&e->pver_lock);
 	/* The drop times come from the devices when nothing read them yet. */
-	rc = e->pver_known ? 0 : pver_read_locked(st, e, e->pver, e->pdrop);
+	rc = e->pver_known ? 0 : pver_read_locked(st, e);
 	if (rc != 0) {
 		pthread_mutex_unlock(&e->pver_lock);
 		free(area);
@@ -261,7 +356,7 @@ pver_known_locked(struct storage *st, struct dev_engine *e)
 
 	if (e->pver_known)
 		return 0;
-	rc = pver_read_locked(st, e, e->pver, e->pdrop);
+	rc = pver_read_locked(st, e);
 	e->pver_known = rc == 0;
 	return rc;
 }
@@ -294,9 +389,10 @@ pver_store_slot(struct storage *st, uint32_t pid, uint64_t v, uint64_t drop_ms)
 	pthread_mutex_lock(&e->pver_lock);
 	rc = pver_known_locked(st, e);
 	if (rc == 0) {
-		pver_set(e, pid, v);
 		if (v == 0 && drop_ms != 0)
-			e->pdrop[pid] = drop_ms;
+			pver_drop(e, pid, drop_ms);
+		else
+			pver_set(e, pid, v);
 		rc = pver_write_pages_locked(st, e, first, first + DEVICE_PMETA_PAGE_SLOTS, page);
 	}
 	pthread_mutex_unlock(&e->pver_lock);
@@ -335,8 +431,7 @@ device_pversions_drop(struct storage *st, const uint32_t *pids, unsigned n, uint
 		for (unsigned i = 0; i < n; i++) {
 			uint32_t p = pids[i];
 
-			pver_set(e, p, 0);
-			e->pdrop[p] = drop_ms != 0 ? drop_ms : 1;
+			pver_drop(e, p, drop_ms != 0 ? drop_ms : 1);
 			lo = p < lo ? p : lo;
 			hi = p > hi ? p : hi;
 		}
@@ -357,7 +452,7 @@ device_pversions_cold_load(struct storage *st, struct dev_engine *e)
 	/* Quiet: the first load (the cluster's) logs what is damaged. */
 	pthread_mutex_lock(&e->pver_lock);
 	e->pver_quiet = true;
-	rc = pver_read_locked(st, e, e->pver, e->pdrop);
+	rc = pver_read_locked(st, e);
 	e->pver_quiet = false;
 	e->pver_known = rc == 0;
 	pthread_mutex_unlock(&e->pver_lock);
@@ -379,6 +474,38 @@ device_pversions_erase(struct storage *st, struct device *d)
 	if (rc != 0)
 		log_error("device", "{%s} %s: clearing the partition versions failed: %s", st->ns_name,
 		    d->path, recfs_strerror(rc));
+	free(area);
+	return rc;
+}
+
+int
+device_pversions_upgrade(struct storage *st, struct dev_engine *e)
+{
+	uint8_t *area = NULL;
+	int rc = 0;
+
+	pthread_mutex_lock(&e->pver_lock);
+	for (uint32_t i = 0; i < e->n && rc == 0; i++) {
+		struct device *d = e->devs[i];
+
+		if (d->hdr.version >= 3)
+			continue;
+		if (area == NULL) {
+			rc = pver_known_locked(st, e);
+			if (rc == 0 && posix_memalign((void **)&area, DEVICE_IO_ALIGN, DEVICE_PMETA_SIZE) != 0)
+				rc = -ENOMEM;
+			if (rc != 0)
+				break;
+			pver_encode(e, 0, DEVICE_PMETA_SLOTS, area);
+		}
+		rc = pwrite_full(d->fd, area, DEVICE_PMETA_SIZE, DEVICE_PMETA_OFFSET);
+		if (rc == 0 && fdatasync(d->fd) != 0)
+			rc = -errno;
+		if (rc != 0)
+			log_error("device", "{%s} %s: writing the partition versions in the format version 3 "
+			    "area failed: %s", st->ns_name, d->path, recfs_strerror(rc));
+	}
+	pthread_mutex_unlock(&e->pver_lock);
 	free(area);
 	return rc;
 }

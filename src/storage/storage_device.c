@@ -443,11 +443,20 @@ dev_store(struct storage *st, const struct digest *dg, bool tombstone, const str
 	d->write_seq++;
 	pthread_mutex_unlock(&d->wt.lock);
 	long n = size;
+	uint32_t pid = digest_partition(dg);
 
-	if (r != NULL)
-		n = record_flat_encode(r, dst, size);
-	else
+	/* The copy's regain mark (device_copy_mark): encoded, or patched in
+	 * our copy of bytes that arrive with another (a foreign node's mark
+	 * travels with migrated bytes; the caller's buffer is not ours). */
+	if (r != NULL) {
+		n = record_flat_encode_mark(r, device_copy_mark(e, pid, r->last_update_ms), dst, size);
+	} else {
+		uint16_t mark = device_copy_mark(e, pid, record_flat_last_update(flat));
+
 		memcpy(dst, flat, size);
+		if (__builtin_expect(record_flat_mark(dst) != mark, 0))
+			record_flat_set_mark(dst, mark);
+	}
 	if (n < 0)
 		memset(dst, 0, size);  /* never a half record on the device */
 	atomic_sub_release(&b->n_writers, 1);
@@ -1652,6 +1661,7 @@ dev_open(struct storage *st)
 	if (e == NULL)
 		return -ENOMEM;
 	pthread_mutex_init(&e->pver_lock, NULL);
+	pthread_mutex_init(&e->pmark_lock, NULL);
 	st->priv = e;
 	st->persistent = true;
 	e->wbs = cfg->write_block_size;
@@ -1679,12 +1689,18 @@ dev_open(struct storage *st)
 	}
 	if (rc != 0)
 		goto fail;
+	device_pversions_marks_seen(e);
+	/* The table in the version 3 area before a header says 3. */
+	rc = device_pversions_upgrade(st, e);
+	if (rc != 0)
+		goto fail;
 	for (uint32_t i = 0; i < e->n; i++) {
 		struct device *d = e->devs[i];
 
 		d->hdr.flags &= ~DEVICE_F_CLEAN;
 		d->hdr.opens++;
-		/* Read old, write new: from now on it may hold version 2 records. */
+		/* Read old, write new: from now on it may hold version 2 records
+		 * with regain marks, and its table is in the version 3 area. */
 		d->hdr.version = DEVICE_HEADER_VERSION;
 		rc = device_header_write(d);
 		if (rc != 0)
@@ -1778,6 +1794,7 @@ dev_close(struct storage *st, bool clean)
 		e->devs[i] = NULL;
 	}
 	pthread_mutex_destroy(&e->pver_lock);
+	pthread_mutex_destroy(&e->pmark_lock);
 	free(e);
 	st->priv = NULL;
 }

@@ -142,8 +142,10 @@ mem_store(struct storage *st, const struct digest *d, bool tombstone, const stru
 	}
 	long n = size;
 
+	/* No regain marks here: nothing survives a restart to be told apart
+	 * (bytes that arrive keep theirs; a device node replaces them). */
 	if (r != NULL)
-		n = record_flat_encode(r, stripe_addr(m, s, (uint64_t)off), size);
+		n = record_flat_encode_mark(r, 0, stripe_addr(m, s, (uint64_t)off), size);
 	else
 		copy_to_cold(stripe_addr(m, s, (uint64_t)off), flat, size);
 	pthread_mutex_unlock(&s->wt.lock);

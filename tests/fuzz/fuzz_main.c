@@ -48,6 +48,7 @@ gen_record(uint8_t *buf)
 	r.last_update_ms = rng();
 	r.void_time = rng_below(4) == 0 ? 0 : (uint32_t)rng();
 	r.ttl = (int32_t)rng_below(3) - 1;
+	r.mark = rng_below(4) == 0 ? (uint16_t)rng() : 0;  /* a regain mark now and then */
 	r.set_len = (uint8_t)(rng_below(2) ? rng_below(RECORD_SET_MAX + 1) : 0);
 	for (int i = 0; i < r.set_len; i++)
 		set[i] = chars[rng_below(sizeof(chars) - 1)];

@@ -2,10 +2,11 @@
  * fuzz_pversion.c - fuzz target for reading the partition versions (the
  * pmeta area, docs/storage-format.md) of a device file.
  *
- * Each input is written as the pmeta area (up to 64 KiB, the rest zero) of
- * a device file that has a valid header (made once by the engine itself);
- * before that, every slot whose first byte is odd is "resealed" (reserved
- * field 0, CRC made to match), so inputs hold valid non-zero versions as
+ * Each input is written as the pmeta area (up to 128 KiB of 32-byte slots,
+ * the rest zero) of a device file that has a valid header (made once by the
+ * engine itself); before that, every slot whose first byte is odd is
+ * "resealed" (reserved fields 0, flags cut to the known one, CRC made to
+ * match), so inputs hold valid versions, drop times and regain marks as
  * well as damaged slots.  Then through the public API: node_open, load,
  * one slot stored, load again, node_close.  Whatever the bytes:
  *   - the namespace opens and the load returns 0 (a damaged slot is never
@@ -135,9 +136,11 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		uint32_t crc;
 
 		if (s[0] & 1) {
-			memset(s + 8, 0, 4);
-			crc = htole32(crc32c(0, s, 12));
-			memcpy(s + 12, &crc, 4);
+			memset(s + 18, 0, 2);
+			s[20] &= DEVICE_PMETA_F_REGAINED;
+			memset(s + 21, 0, 7);
+			crc = htole32(crc32c(0, s, 28));
+			memcpy(s + 28, &crc, 4);
 		}
 		if (device_pmeta_slot_decode(s, &want[p]) != 0)
 			want[p] = 0;
@@ -190,6 +193,18 @@ fuzz_seed(unsigned i, uint8_t *buf, size_t cap)
 		return DEVICE_PMETA_SLOT;
 	case 3: /* all zero: fresh */
 		return DEVICE_HEADER_PAGE;
+	case 4: /* dropped, regained and plain slots, mixed */
+		for (uint32_t p = 0; p < 200 && (size_t)(p + 1) * DEVICE_PMETA_SLOT <= n; p++) {
+			struct device_pmeta sl = {
+				.version = p % 3 == 0 ? 0 : 500 + p,
+				.drop_ms = p % 2 == 0 ? 1000000 + p : 0,
+				.mark = (uint16_t)(p % 5),
+				.regained = p % 3 != 0 && p % 2 == 0,
+			};
+
+			device_pmeta_slot_encode3(&sl, buf + (size_t)p * DEVICE_PMETA_SLOT);
+		}
+		return 200 * DEVICE_PMETA_SLOT;
 	default:
 		return 0;
 	}

@@ -136,10 +136,11 @@ def crc32c(data):
     return crc ^ 0xffffffff
 blob = b""
 for p in range(100):
-    head = struct.pack("<QI", 1000 + p, 0)
+    # version 3: version, drop time, mark, reserved, flags, reserved
+    head = struct.pack("<QQHHII", 1000 + p, 0, 0, 0, 0, 0)
     blob += head + struct.pack("<I", crc32c(head))
 with open(sys.argv[1], "r+b") as f:
-    f.seek(4096)
+    f.seek(131072)
     f.write(blob)
     f.flush()
     os.fsync(f.fileno())' "$LOOP" || fail "writing version slots to $LOOP"

@@ -162,11 +162,12 @@ P_LIVE=$(in_part | grep -c ' live$')
 note "f05 is in partition $PART: $P_COPIES copies there, $P_LIVE live"
 # Dropped one minute after now: every copy on the file is older.
 DROP_MS=$(( ($(date +%s) - 1262304000 + 60) * 1000 ))
-SLOT=$(le_hex $DROP_MS 8)01000000
+# version 3 slot: version 0, drop time, mark 0, not regained, CRC
+SLOT=0000000000000000$(le_hex $DROP_MS 8)000000000000000000000000
 SLOT=$SLOT$(le_hex "$(crc32c "$SLOT")" 4)
 cp "$DAT" "$T/pre-drop.dat"
 printf "$(echo "$SLOT" | sed 's/../\\x&/g')" |
-	dd of="$DAT" bs=1 seek=$((4096 + 16 * PART)) conv=notrunc status=none || fail "dd into $DAT"
+	dd of="$DAT" bs=1 seek=$((131072 + 32 * PART)) conv=notrunc status=none || fail "dd into $DAT"
 check_run "$OUT" "$DAT"
 check_eq "recfs-check exits 0 with a dropped partition" "$?" 0
 check_true "the dropped slot is read (not a damaged one)" \

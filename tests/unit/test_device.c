@@ -733,13 +733,13 @@ test_device_cold_start_logs_and_another_version_is_refused(void **state)
 	header_page_write(page);
 	log_capture_begin();
 	assert_int_equal(node_open(&node, &cfg), RECFS_EVERSION);
-	assert_int_equal(log_capture_end_count("this build reads versions 1 to 2; refusing to use it"), 1);
+	assert_int_equal(log_capture_end_count("this build reads versions 1 to 3; refusing to use it"), 1);
 	/* A later version may keep its checksum elsewhere: still named. */
 	page[DEVICE_HEADER_PAGE - 1] ^= 0xff;
 	header_page_write(page);
 	log_capture_begin();
 	assert_int_equal(node_open(&node, &cfg), RECFS_EVERSION);
-	assert_int_equal(log_capture_end_count("device format version 3, this build reads versions 1 to 2 (or a damaged"), 1);
+	assert_int_equal(log_capture_end_count("device format version 4, this build reads versions 1 to 3 (or a damaged"), 1);
 	/* Put back, everything is there. */
 	h.version = DEVICE_HEADER_VERSION;
 	device_header_encode(&h, page);
@@ -750,7 +750,7 @@ test_device_cold_start_logs_and_another_version_is_refused(void **state)
 	node_close(node, true);
 
 	/* A version 1 device (what the previous build wrote) still opens, and
-	 * is version 2 from then on: read old, write new. */
+	 * is the current version from then on: read old, write new. */
 	h.version = 1;
 	device_header_encode(&h, page);
 	header_page_write(page);
@@ -763,7 +763,7 @@ test_device_cold_start_logs_and_another_version_is_refused(void **state)
 	assert_int_equal(pread(fd, page, sizeof(page), 0), (ssize_t)sizeof(page));
 	close(fd);
 	assert_int_equal(device_header_decode(page, &h, NULL, 0), 0);
-	assert_int_equal(h.version, 2);
+	assert_int_equal(h.version, DEVICE_HEADER_VERSION);
 }
 
 /*

@@ -24,10 +24,13 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "base/bytes.h"
 #include "base/clock.h"
+#include "base/crc32c.h"
 #include "base/digest.h"
 #include "base/log.h"
 #include "namespace/namespace.h"
+#include "record/record.h"
 #include "storage/device_header.h"
 #include "txn/txn.h"
 
@@ -602,9 +605,9 @@ test_pversion_failed_write_on_one_device_is_an_error_and_reads_as_0(void **state
 	assert_int_equal(namespace_pversions_store(ns, next), -EIO);
 	assert_int_equal(namespace_pversion_store_one(ns, 1, 5), -EIO);
 	__atomic_store_n(&fail_pmeta_path, NULL, __ATOMIC_RELEASE);
-	assert_int_equal(log_capture_end_count("pv2.dat: writing partition versions (offset 4096, 65536 bytes) "
+	assert_int_equal(log_capture_end_count("pv2.dat: writing partition versions (offset 131072, 131072 bytes) "
 	    "failed"), 1);
-	assert_int_equal(log_capture_end_count("pv2.dat: writing partition versions (offset 4096, 4096 bytes) "
+	assert_int_equal(log_capture_end_count("pv2.dat: writing partition versions (offset 131072, 4096 bytes) "
 	    "failed"), 1);
 	/* The devices now disagree wherever the tables differ: those read as
 	 * 0, never as the version only one device took. */
@@ -744,9 +747,10 @@ sleep_ms(unsigned ms)
  * A partition dropped (namespace_pversion_drop) keeps its drop time in its
  * slot; a cold start skips its copies older than the drop (counted in
  * cold_start_dropped), loads a copy written there after the drop (a node
- * alone serving it again), and loads everything of a partition that got a
- * version again after its drop.  A whole-table store with 0 for a dropped
- * partition keeps its drop time.
+ * alone serving it again), and skips those copies too in a partition that
+ * got a version again after its drop (a regain keeps the drop time: its
+ * copies from before the drop are stale still).  A whole-table store with 0
+ * for a dropped partition keeps its drop time.
  */
 static void
 dropped_partition_cold_start(bool shadow)
@@ -760,6 +764,7 @@ dropped_partition_cold_start(bool shadow)
 	const uint32_t P = 77, Q = 1234, R = 2000, S = 3001;
 	uint8_t *span;
 	uint64_t v, drop_ms, syncs, one;
+	struct device_pmeta sl;
 
 	if (shadow)
 		config_memory(true);
@@ -810,18 +815,22 @@ dropped_partition_cold_start(bool shadow)
 	node_close(node, true);
 
 	span = read_span(path);
-	assert_int_equal(device_pmeta_slot_decode_ex(span + slot_off(P), &v, &drop_ms), 0);
-	assert_int_equal(v, 0);
-	assert_true(drop_ms > 0);
-	assert_int_equal(device_pmeta_slot_decode_ex(span + slot_off(Q), &v, &drop_ms), 0);
-	assert_int_equal(v, 4242);
-	assert_int_equal(drop_ms, 0);
-	assert_int_equal(device_pmeta_slot_decode_ex(span + slot_off(S), &v, &drop_ms), 0);
-	assert_int_equal(v, 0);
-	assert_true(drop_ms > 0);
-	assert_int_equal(device_pmeta_slot_decode_ex(span + slot_off(R), &v, &drop_ms), 0);
-	assert_int_equal(v, table[R]);
-	assert_int_equal(drop_ms, 0);
+	assert_int_equal(device_pmeta_slot_decode3(span + slot_off(P), &sl), 0);
+	assert_int_equal(sl.version, 0);
+	assert_true(sl.drop_ms > 0);
+	assert_false(sl.regained);
+	assert_int_equal(device_pmeta_slot_decode3(span + slot_off(Q), &sl), 0);
+	assert_int_equal(sl.version, 4242);
+	assert_int_equal(sl.drop_ms, drop_ms);
+	assert_true(sl.regained);
+	assert_int_equal(sl.mark, 1);
+	assert_int_equal(device_pmeta_slot_decode3(span + slot_off(S), &sl), 0);
+	assert_int_equal(sl.version, 0);
+	assert_true(sl.drop_ms > 0);
+	assert_int_equal(device_pmeta_slot_decode3(span + slot_off(R), &sl), 0);
+	assert_int_equal(sl.version, table[R]);
+	assert_int_equal(sl.drop_ms, 0);
+	assert_int_equal(sl.mark, 0);
 	/* The decoder without drop times reads a dropped slot as 0. */
 	assert_int_equal(device_pmeta_slot_decode(span + slot_off(P), &v), 0);
 	assert_int_equal(v, 0);
@@ -829,16 +838,383 @@ dropped_partition_cold_start(bool shadow)
 
 	node = open_node(&ns);
 	storage_stats(ns->storage, &ss);
-	/* OLD + 1 copies of P's old records (k[0] twice), skipped. */
-	assert_int_equal(ss.cold_start_dropped, OLD + 1);
+	/* OLD + 1 copies of P's old records (k[0] twice), skipped, and Q's
+	 * copy from before its drop (regained since). */
+	assert_int_equal(ss.cold_start_dropped, OLD + 2);
 	for (int i = 0; i < OLD; i++)
 		assert_int_equal(get(ns, k[i], kn[i]), -ENOENT);
 	assert_int_equal(get(ns, later, later_n), 0);
-	assert_int_equal(get(ns, again, again_n), 0);
+	assert_int_equal(get(ns, again, again_n), -ENOENT);
 	assert_int_equal(get(ns, other, other_n), 0);
 	assert_int_equal(namespace_pversions_load(ns, got), 0);
 	assert_tables_equal(table, got);
 	node_close(node, true);
+}
+
+/* Version 3 slots: every field round trips, a flipped byte anywhere is a
+ * CRC failure, unknown flags and reserved bytes are refused; zeros are
+ * "version 0, never dropped".  A version 2 slot (16 bytes) reads as its
+ * version or drop time, mark 0, not regained. */
+static void
+test_pversion_slot_v3_fields_crc_and_v2_slots(void **state)
+{
+	static const struct device_pmeta cases[] = {
+		{ .version = 0x0102030405060708ULL },
+		{ .drop_ms = 123456789 },
+		{ .drop_ms = 123456789, .mark = 7 },
+		{ .version = 99, .drop_ms = 5000, .mark = 0xffff, .regained = true },
+		{ .version = 1, .drop_ms = 1, .mark = 1, .regained = true },
+	};
+	uint8_t slot[DEVICE_PMETA_SLOT], v2[DEVICE_PMETA_SLOT_V2];
+	struct device_pmeta s;
+
+	(void)state;
+	memset(&s, 0, sizeof(s));
+	device_pmeta_slot_encode3(&s, slot);
+	for (size_t i = 0; i < sizeof(slot); i++)
+		assert_int_equal(slot[i], 0);
+	for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
+		device_pmeta_slot_encode3(&cases[c], slot);
+		assert_int_equal(device_pmeta_slot_decode3(slot, &s), 0);
+		assert_int_equal(s.version, cases[c].version);
+		assert_int_equal(s.drop_ms, cases[c].drop_ms);
+		assert_int_equal(s.mark, cases[c].mark);
+		assert_int_equal(s.regained, cases[c].regained);
+		for (size_t i = 0; i < sizeof(slot); i++) {
+			slot[i] ^= 0x10;
+			assert_int_equal(device_pmeta_slot_decode3(slot, &s), RECFS_ECHECKSUM);
+			assert_int_equal(s.version, 0);
+			assert_int_equal(s.drop_ms, 0);
+			slot[i] ^= 0x10;
+		}
+	}
+	/* A flag this build does not know, with a matching CRC. */
+	device_pmeta_slot_encode3(&cases[3], slot);
+	slot[20] |= 0x4;
+	le_put32(slot + 28, crc32c(0, slot, 28));
+	assert_int_equal(device_pmeta_slot_decode3(slot, &s), RECFS_ECHECKSUM);
+
+	/* Version 2: a dropped slot and a version slot. */
+	memset(v2, 0, sizeof(v2));
+	le_put64(v2, 777000);
+	le_put32(v2 + 8, DEVICE_PMETA_F_DROPPED_V2);
+	le_put32(v2 + 12, crc32c(0, v2, 12));
+	assert_int_equal(device_pmeta_slot_decode_v2(v2, &s), 0);
+	assert_int_equal(s.version, 0);
+	assert_int_equal(s.drop_ms, 777000);
+	assert_int_equal(s.mark, 0);
+	assert_false(s.regained);
+	le_put32(v2 + 8, 0);
+	le_put32(v2 + 12, crc32c(0, v2, 12));
+	assert_int_equal(device_pmeta_slot_decode_v2(v2, &s), 0);
+	assert_int_equal(s.version, 777000);
+	assert_int_equal(s.drop_ms, 0);
+	v2[3] ^= 1;
+	assert_int_equal(device_pmeta_slot_decode_v2(v2, &s), RECFS_ECHECKSUM);
+	assert_int_equal(device_pmeta_next_mark(0xffff), 1);
+	assert_int_equal(device_pmeta_next_mark(0), 1);
+	assert_int_equal(device_pmeta_next_mark(41), 42);
+}
+
+/* The staleness rule, case by case. */
+static void
+test_pversion_copy_stale_rule_table(void **state)
+{
+	static const struct {
+		uint64_t drop;
+		bool regained;
+		uint16_t slot_mark;
+		uint64_t lut;
+		uint16_t copy_mark;
+		bool set_marker;
+		bool stale;
+	} t[] = {
+		{ 0, false, 0, 10, 0, false, false },      /* never dropped */
+		{ 0, true, 3, 10, 9, false, false },       /* never dropped, any mark */
+		{ 100, false, 0, 99, 0, false, true },     /* older than the drop */
+		{ 100, false, 0, 100, 0, false, false },   /* at the drop: newer */
+		{ 100, false, 0, 101, 0, false, false },   /* after the drop */
+		{ 100, false, 0, 99, 0, true, false },     /* a set marker */
+		{ 100, false, 2, 99, 2, false, true },     /* mark of a regain that never reached the slot */
+		{ 100, true, 2, 99, 2, false, false },     /* stored under the regain */
+		{ 100, true, 2, 99, 0, false, true },      /* from before the drop */
+		{ 100, true, 2, 99, 1, false, true },      /* from an earlier regain */
+		{ 100, true, 2, 99, 3, false, true },      /* from a later regain never stored */
+		{ 100, true, 2, 150, 0, false, false },    /* written after the drop */
+		{ 100, true, 2, 99, 0, true, false },      /* a set marker */
+	};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++)
+		if (device_pmeta_copy_stale(t[i].drop, t[i].regained, t[i].slot_mark, t[i].lut, t[i].copy_mark,
+		    t[i].set_marker) != t[i].stale)
+			fail_msg("case %zu: stale should be %d", i, (int)t[i].stale);
+}
+
+/* The stored bytes of key k (a copy of what storage holds), *size long. */
+static uint8_t *
+stored_bytes(struct namespace *ns, const char *k, int n, uint32_t *size)
+{
+	struct txn_key key = { NULL, 0, k, (size_t)n };
+	struct txn_record r;
+	uint8_t *copy;
+
+	assert_int_equal(txn_read(ns, &key, &r), 0);
+	*size = (uint32_t)le_get32(r.buf + 4);
+	copy = malloc(*size);
+	assert_non_null(copy);
+	memcpy(copy, r.buf, *size);
+	txn_record_release(&r);
+	return copy;
+}
+
+/*
+ * A partition regained after a drop (a version stored again: the node is a
+ * replica once more) keeps its drop time; the copies a migration brings it
+ * that are older than the drop are stored with the regain's mark, which the
+ * slot keeps, so a restart loads them and still skips the copies from
+ * before the drop.  Q: regained, then copies arrive (one with a foreign
+ * mark).  Q2: a copy arrives before the version store (its mark is chosen
+ * then and kept by the store).  Q3: a copy arrives and the node stops
+ * before any version store: stale, and the next regain takes a later mark.
+ * R: never dropped: arriving bytes are stored as they are (mark 0), a
+ * foreign mark cleared.
+ */
+static void
+regained_partition_cold_start(bool shadow)
+{
+	const uint32_t Q = 1234, Q2 = 1500, Q3 = 2500, R = 2000;
+	struct namespace *ns;
+	struct node *node;
+	struct storage_stats ss;
+	char a[32], c[32], e[32], r1[32], r2[32], del[32];
+	int an, cn, en, r1n, r2n, deln;
+	uint8_t *fa, *fc, *fe, *fr1, *fr2, *back, *span;
+	uint32_t sa, sc, se, sr1, sr2, sg;
+	uint64_t drop_ms;
+	struct device_pmeta sl;
+
+	if (shadow)
+		config_memory(true);
+	else
+		config_device(1);
+	node = open_node(&ns);
+	an = key_in(Q, "a", a, sizeof(a));
+	deln = key_in(Q, "del", del, sizeof(del));
+	cn = key_in(Q2, "c", c, sizeof(c));
+	en = key_in(Q3, "e", e, sizeof(e));
+	r1n = key_in(R, "r1-", r1, sizeof(r1));
+	r2n = key_in(R, "r2-", r2, sizeof(r2));
+	put(ns, a, an);
+	put(ns, del, deln);
+	put(ns, c, cn);
+	put(ns, e, en);
+	put(ns, r1, r1n);
+	put(ns, r2, r2n);
+	fa = stored_bytes(ns, a, an, &sa);
+	fc = stored_bytes(ns, c, cn, &sc);
+	fe = stored_bytes(ns, e, en, &se);
+	fr1 = stored_bytes(ns, r1, r1n, &sr1);
+	fr2 = stored_bytes(ns, r2, r2n, &sr2);
+	sleep_ms(20);
+	drop_ms = clock_epoch_ms();
+	assert_int_equal(namespace_pversions_drop(ns, (const uint32_t[]){ Q, Q2, Q3 }, 3, drop_ms), 0);
+	node_close(node, true);
+
+	/* The drop's cold start: 4 stale copies (a, del, c, e; none of R). */
+	node = open_node(&ns);
+	storage_stats(ns->storage, &ss);
+	assert_int_equal(ss.cold_start_dropped, 4);
+	assert_int_equal(get(ns, a, an), -ENOENT);
+	/* Q regained, then a's old copy arrives (with a foreign mark: 9);
+	 * del does not (deleted meanwhile, its tombstone reclaimed). */
+	assert_int_equal(namespace_pversion_store_one(ns, Q, 4242), 0);
+	record_flat_set_mark(fa, 9);
+	assert_int_equal(namespace_apply_flat(ns, fa, sa, false), 1);
+	/* Q2: the copy first, the version store after. */
+	assert_int_equal(namespace_apply_flat(ns, fc, sc, false), 1);
+	assert_int_equal(namespace_pversion_store_one(ns, Q2, 4343), 0);
+	/* Q3: a copy, no version store (the node stops first). */
+	assert_int_equal(namespace_apply_flat(ns, fe, se, false), 1);
+	/* R never dropped: r1 and r2 arrive newer (generation + 1), r2 with
+	 * a foreign mark: r1 stored byte for byte, r2 with mark 0. */
+	le_put16(fr1 + 10, (uint16_t)(le_get16(fr1 + 10) + 1));
+	record_flat_set_mark(fr1, 0);
+	assert_int_equal(namespace_apply_flat(ns, fr1, sr1, false), 1);
+	back = stored_bytes(ns, r1, r1n, &sg);
+	assert_int_equal(sg, sr1);
+	assert_memory_equal(back, fr1, sr1);
+	free(back);
+	le_put16(fr2 + 10, (uint16_t)(le_get16(fr2 + 10) + 1));
+	record_flat_set_mark(fr2, 9);
+	assert_int_equal(namespace_apply_flat(ns, fr2, sr2, false), 1);
+	assert_int_equal(record_flat_mark(fr2), 9);      /* the caller's bytes unchanged */
+	back = stored_bytes(ns, r2, r2n, &sg);            /* read back: checks verified */
+	record_flat_set_mark(fr2, 0);
+	assert_memory_equal(back, fr2, sr2);
+	free(back);
+	/* a stored with Q's regain mark (1), its checks whole. */
+	back = stored_bytes(ns, a, an, &sg);
+	record_flat_set_mark(fa, 1);
+	assert_memory_equal(back, fa, sa);
+	free(back);
+	back = stored_bytes(ns, c, cn, &sg);
+	assert_int_equal(record_flat_mark(back), 1);
+	free(back);
+	node_close(node, true);
+
+	span = read_span(path);
+	assert_int_equal(device_pmeta_slot_decode3(span + slot_off(Q), &sl), 0);
+	assert_int_equal(sl.version, 4242);
+	assert_int_equal(sl.drop_ms, drop_ms);
+	assert_int_equal(sl.mark, 1);
+	assert_true(sl.regained);
+	assert_int_equal(device_pmeta_slot_decode3(span + slot_off(Q2), &sl), 0);
+	assert_int_equal(sl.version, 4343);
+	assert_int_equal(sl.mark, 1);
+	assert_true(sl.regained);
+	assert_int_equal(device_pmeta_slot_decode3(span + slot_off(Q3), &sl), 0);
+	assert_int_equal(sl.version, 0);
+	assert_int_equal(sl.drop_ms, drop_ms);
+	assert_int_equal(sl.mark, 0);
+	assert_false(sl.regained);
+	free(span);
+
+	/* Stale: the copies of a, del, c and e from before the drop, and e's
+	 * copy of the regain that never reached its slot. */
+	node = open_node(&ns);
+	storage_stats(ns->storage, &ss);
+	assert_int_equal(ss.cold_start_dropped, 5);
+	assert_int_equal(get(ns, a, an), 0);
+	assert_int_equal(get(ns, c, cn), 0);
+	assert_int_equal(get(ns, del, deln), -ENOENT);
+	assert_int_equal(get(ns, e, en), -ENOENT);
+	assert_int_equal(get(ns, r1, r1n), 0);
+	assert_int_equal(get(ns, r2, r2n), 0);
+	/* Q3 regained now: a mark after the one its stale copy carries. */
+	assert_int_equal(namespace_pversion_store_one(ns, Q3, 4444), 0);
+	assert_int_equal(namespace_apply_flat(ns, fe, se, false), 1);
+	back = stored_bytes(ns, e, en, &sg);
+	assert_int_equal(record_flat_mark(back), 2);
+	free(back);
+	node_close(node, false);
+
+	/* e's copy of mark 1 is stale still (its wblock holds live copies);
+	 * the wblock of the copies from before the drop may have been reused
+	 * since (it held nothing live). */
+	node = open_node(&ns);
+	storage_stats(ns->storage, &ss);
+	assert_true(ss.cold_start_dropped >= 1 && ss.cold_start_dropped <= 5);
+	assert_int_equal(get(ns, e, en), 0);
+	back = stored_bytes(ns, e, en, &sg);
+	assert_int_equal(record_flat_mark(back), 2);
+	free(back);
+	assert_int_equal(get(ns, a, an), 0);
+	assert_int_equal(get(ns, del, deln), -ENOENT);
+	node_close(node, true);
+	span = read_span(path);
+	assert_int_equal(device_pmeta_slot_decode3(span + slot_off(Q3), &sl), 0);
+	assert_int_equal(sl.mark, 2);
+	assert_true(sl.regained);
+	free(span);
+	free(fa);
+	free(fc);
+	free(fe);
+	free(fr1);
+	free(fr2);
+}
+
+/*
+ * A device of format version 2 (16-byte slots in the old area) still
+ * opens: its versions and drop times are read from there (a dropped
+ * partition's old copy is skipped), and opened for writing it becomes
+ * version 3, its table in the new area, the drop time kept (mark 0, not
+ * regained).  A later regain then works as on a new device.
+ */
+static void
+test_pversion_version_2_device_is_read_and_rewritten_as_version_3(void **state)
+{
+	const uint32_t P = 77, V = 300;
+	struct namespace *ns;
+	struct node *node;
+	struct storage_stats ss;
+	struct device_header h;
+	struct device_pmeta sl;
+	uint8_t page[DEVICE_HEADER_PAGE], *span, *old;
+	char k[32];
+	int kn, fd;
+	uint64_t drop_ms;
+
+	(void)state;
+	config_device(1);
+	node = open_node(&ns);
+	kn = key_in(P, "k", k, sizeof(k));
+	put(ns, k, kn);
+	node_close(node, true);
+	sleep_ms(20);
+	drop_ms = clock_epoch_ms();
+
+	/* What a version 2 build leaves: header 2, slots in the old area. */
+	fd = open(path, O_RDWR);
+	assert_true(fd >= 0);
+	assert_int_equal(pread(fd, page, sizeof(page), 0), (ssize_t)sizeof(page));
+	assert_int_equal(device_header_decode(page, &h, NULL, 0), 0);
+	h.version = 2;
+	device_header_encode(&h, page);
+	assert_int_equal(pwrite(fd, page, sizeof(page), 0), (ssize_t)sizeof(page));
+	old = calloc(1, DEVICE_PMETA_SIZE);
+	assert_non_null(old);
+	assert_int_equal(pwrite(fd, old, DEVICE_PMETA_SIZE, DEVICE_PMETA_OFFSET), DEVICE_PMETA_SIZE);
+	le_put64(old + (size_t)P * DEVICE_PMETA_SLOT_V2, drop_ms);
+	le_put32(old + (size_t)P * DEVICE_PMETA_SLOT_V2 + 8, DEVICE_PMETA_F_DROPPED_V2);
+	le_put32(old + (size_t)P * DEVICE_PMETA_SLOT_V2 + 12, crc32c(0, old + (size_t)P * DEVICE_PMETA_SLOT_V2, 12));
+	le_put64(old + (size_t)V * DEVICE_PMETA_SLOT_V2, 31337);
+	le_put32(old + (size_t)V * DEVICE_PMETA_SLOT_V2 + 12, crc32c(0, old + (size_t)V * DEVICE_PMETA_SLOT_V2, 12));
+	assert_int_equal(pwrite(fd, old, DEVICE_PMETA_SIZE_V2, DEVICE_PMETA_OFFSET_V2), DEVICE_PMETA_SIZE_V2);
+	close(fd);
+	free(old);
+
+	node = open_node(&ns);
+	storage_stats(ns->storage, &ss);
+	assert_int_equal(ss.cold_start_dropped, 1);
+	assert_int_equal(get(ns, k, kn), -ENOENT);
+	assert_int_equal(namespace_pversions_load(ns, got), 0);
+	assert_int_equal(got[V], 31337);
+	assert_int_equal(got[P], 0);
+	node_close(node, true);
+	span = read_span(path);
+	assert_int_equal(device_header_decode(span, &h, NULL, 0), 0);
+	assert_int_equal(h.version, DEVICE_HEADER_VERSION);
+	assert_int_equal(device_pmeta_slot_decode3(span + slot_off(P), &sl), 0);
+	assert_int_equal(sl.version, 0);
+	assert_int_equal(sl.drop_ms, drop_ms);
+	assert_int_equal(sl.mark, 0);
+	assert_false(sl.regained);
+	assert_int_equal(device_pmeta_slot_decode3(span + slot_off(V), &sl), 0);
+	assert_int_equal(sl.version, 31337);
+	free(span);
+
+	/* Regained on the version 3 device: a copy written since loads. */
+	node = open_node(&ns);
+	assert_int_equal(namespace_pversion_store_one(ns, P, 5), 0);
+	put(ns, k, kn);
+	node_close(node, true);
+	node = open_node(&ns);
+	storage_stats(ns->storage, &ss);
+	assert_int_equal(get(ns, k, kn), 0);
+	node_close(node, true);
+}
+
+static void
+test_pversion_regained_partition_loads_its_marked_copies_only_device(void **state)
+{
+	regained_partition_cold_start(false);
+}
+
+static void
+test_pversion_regained_partition_loads_its_marked_copies_only_shadow(void **state)
+{
+	regained_partition_cold_start(true);
 }
 
 static void
@@ -869,6 +1245,11 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_pversion_recfs_check_reports_versions_damaged_slots_and_disagreement, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_pversion_dropped_partition_copies_never_load_again_device, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_pversion_dropped_partition_copies_never_load_again_shadow, setup, teardown),
+		cmocka_unit_test(test_pversion_slot_v3_fields_crc_and_v2_slots),
+		cmocka_unit_test(test_pversion_copy_stale_rule_table),
+		cmocka_unit_test_setup_teardown(test_pversion_version_2_device_is_read_and_rewritten_as_version_3, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_pversion_regained_partition_loads_its_marked_copies_only_device, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_pversion_regained_partition_loads_its_marked_copies_only_shadow, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -23,7 +23,10 @@
 #   - the counters set_changes_* and list_pages_* move;
 #   - a set made by a write alone (an embedded-API member writes records
 #     into it, on itself and n1 only) is listed by ls and .info/sets on
-#     n2 and n3 too, with per-node counts, and goes with its last record.
+#     n2 and n3 too, with per-node counts, and goes with its last record;
+#   - a node killed just before a mkdir: the mkdir waits for the cluster
+#     without it and succeeds (no EIO for a set that was made), and the
+#     node back gets the set.
 # The kernel caches lookups and attributes for entry-timeout and
 # attr-timeout (1 s): a check of a name another node changed after this
 # node looked it up waits up to 3 s; ls (readdir) is never cached.
@@ -268,9 +271,26 @@ coproc MEMBER { exec "$top_builddir/tests/integration/embedded_member" "$MD/recf
 MPID=$!   # (bash's own MEMBER_PID goes when the coprocess ends)
 MIN=${MEMBER[0]}
 MOUT=${MEMBER[1]}
+# member_report: on a failure, the member's exit status (if it ended),
+# its whole stderr and the end of its log, so that a run in CI says why.
+member_report() {
+	local i st=running
+	[ -n "$MPID" ] || st="ended, status reported above"
+	for ((i = 0; i < 20; i++)); do kill -0 "$MPID" 2>/dev/null || break; sleep 0.1; done
+	if [ -n "$MPID" ] && ! kill -0 "$MPID" 2>/dev/null; then
+		wait "$MPID"
+		st="exited $?"
+		MPID=
+	fi
+	note "the member ($st); its stderr:"
+	sed 's/^/#   /' "$MD/err"
+	note "the end of its log ($MD/recfsd.log):"
+	tail -n 40 "$MD/recfsd.log" 2>/dev/null | sed 's/^/#   /'
+}
 line=""
 read -t 40 -r line <&"$MIN"
-check_eq "the member wrote 20 records into solo (no mkdir) ($(head -c 300 "$MD/err"))" "$line" "written 20"
+check_eq "the member wrote 20 records into solo (no mkdir)" "$line" "written 20"
+[ "$line" = "written 20" ] || member_report
 has_solo() { run ls "$1" | grep -cx solo; }
 eventually "n2 lists solo, whose records are on the member and n1 only" 1 has_solo "$m2"
 eventually "n3 lists solo" 1 has_solo "$m3"
@@ -286,14 +306,66 @@ echo delete >&"$MOUT"
 line=""
 read -t 20 -r line <&"$MIN"
 check_eq "the member deleted them" "$line" "deleted 20"
+[ "$line" = "deleted 20" ] || member_report
 eventually "solo gone on n2 with its last record" 0 has_solo "$m2"
 eventually "solo gone on n3" 0 has_solo "$m3"
 eventually "solo gone on n1" 0 has_solo "$m1"
 exec {MOUT}>&-
 for ((i = 0; i < 100; i++)); do kill -0 "$MPID" 2>/dev/null || break; sleep 0.1; done
-wait "$MPID"
-mrc=$?
-check_eq "the member left cleanly ($(tail -n 4 "$MD/err" | cut -c1-160))" "$mrc" 0
+mrc=gone
+[ -n "$MPID" ] && { wait "$MPID"; mrc=$?; }
+check_eq "the member left cleanly" "$mrc" 0
+[ "$mrc" = 0 ] || member_report
 MPID=
+
+# ---- a node that dies during mkdir ---------------------------------------------
+# n2 is killed (SIGKILL) and at once, before anything noticed, n1 runs a
+# mkdir: made on n1, sent to n2 and n3; n2's call fails once the fabric
+# reports it down (its 500 ms grace).  The set is made on every node
+# still in the cluster: mkdir waits (heartbeat timeout + quiet period at
+# most, as a write waits for a master that went down) for the cluster
+# without n2 and succeeds - it used to fail with EIO although the set was
+# made, and the caller's retry then said EEXIST for its own mkdir.  n2 gets
+# the set with the tables when it is back.  The name is one whose null-set
+# record n2 does not master (mkdir asks that master first; n2 gone there,
+# mkdir fails with EIO before anything is made).
+kname=""
+for cand in kappa lambda mu nu xi omicron pi rho sigma tau; do
+	echo probe >"$m1/$cand" || fail "write $cand"
+	kmaster=$(getx user.recfs.master "$m1/$cand")
+	rm -f "$m1/$cand"
+	[ "$kmaster" != "$(cluster_id n2)" ] && { kname=$cand; break; }
+done
+[ -n "$kname" ] || fail "no name of ten off n2"
+# killed_op OP PATH: SIGKILL to n2, then at once OP on PATH through n1, from
+# one python process (see stopped_op); prints the outcome and the ms.
+killed_op() {
+	run python3 - "$(cluster_pid n2)" "$1" "$2" <<'PY'
+import errno, os, signal, sys, time
+pid, op, path = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+os.kill(pid, signal.SIGKILL)
+t0 = time.monotonic()
+try:
+    os.mkdir(path) if op == "mkdir" else os.rmdir(path)
+    out = "OK"
+except OSError as e:
+    out = errno.errorcode.get(e.errno, str(e.errno))
+print(out, int((time.monotonic() - t0) * 1000))
+PY
+}
+failed0=$(ns_value n1 set_changes_failed)
+got=$(killed_op mkdir "$m1/$kname")
+cluster_kill n2
+ms=${got##* }
+note "mkdir with n2 killed: ${got% *} after $ms ms (heartbeat timeout 2000 + quiet period 2200 ms)"
+check_eq "mkdir $kname on n1 while n2 dies: made on the cluster without n2, no EIO" "${got% *}" OK
+check_true "within heartbeat timeout + quiet period + transaction-max-ms + 1 s" "$ms" -le 6200
+check_true "n1 counted the change n2 did not take" "$(ns_value n1 set_changes_failed)" -gt "$failed0"
+check_eq "n1's cluster is n1 and n3 by then" "$(cluster_info n1 cluster_size)" 2
+check_eq "$kname on n3" "$(lists n3 | grep -o "$kname")" "$kname"
+expect_errno "a second mkdir of $kname on n3: EEXIST" EEXIST 'os.mkdir(sys.argv[1])' "$m3/$kname"
+cluster_restart n2
+cluster_wait_agree 3 || fail "n2 did not come back"
+eventually "n2, back (empty: memory), has $kname" "$kname" sh -c 'ls "$1" | grep -x "$2"' sh "$m2" "$kname"
 
 finish

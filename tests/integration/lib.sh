@@ -543,10 +543,11 @@ WATCHDOG_PID=$!
 
 # finish: end of a test.
 finish() {
+	# (the seconds since the test started: CI's time per test, in its log)
 	if [ "$FAILS" -ne 0 ]; then
-		echo "# $ITEST_NAME: $FAILS check(s) failed:$FAILED_CHECKS"
+		echo "# $ITEST_NAME: $FAILS check(s) failed in ${SECONDS} s:$FAILED_CHECKS"
 		exit 1
 	fi
-	echo "# $ITEST_NAME: all checks passed"
+	echo "# $ITEST_NAME: all checks passed in ${SECONDS} s"
 	exit 0
 }

@@ -7,6 +7,8 @@
 #   - rmdir on n3 removes it everywhere;
 #   - rmdir of a set holding a record written on another node: ENOTEMPTY,
 #     the set stays everywhere; once the record is gone rmdir works;
+#   - a node killed just before a mkdir: the mkdir waits for the cluster
+#     without it and succeeds (no EIO for a set that was made);
 #   - a node restarted (memory storage: it comes back empty) sees the sets
 #     created while it was away, and a set removed meanwhile stays gone;
 #     a node stopped while a set was removed (it still has it) drops it
@@ -23,10 +25,7 @@
 #   - the counters set_changes_* and list_pages_* move;
 #   - a set made by a write alone (an embedded-API member writes records
 #     into it, on itself and n1 only) is listed by ls and .info/sets on
-#     n2 and n3 too, with per-node counts, and goes with its last record;
-#   - a node killed just before a mkdir: the mkdir waits for the cluster
-#     without it and succeeds (no EIO for a set that was made), and the
-#     node back gets the set.
+#     n2 and n3 too, with per-node counts, and goes with its last record.
 # The kernel caches lookups and attributes for entry-timeout and
 # attr-timeout (1 s): a check of a name another node changed after this
 # node looked it up waits up to 3 s; ls (readdir) is never cached.
@@ -159,11 +158,53 @@ expect_errno "mkdir topfile on $other: EEXIST (a null-set record on $tmaster)" E
 	'os.mkdir(sys.argv[1])' "$(cluster_mnt "$other")/test/topfile"
 rm -f "$(cluster_mnt "$tmaster")/test/topfile"
 
-# ---- a node away ------------------------------------------------------------
+# ---- a node away, killed during a mkdir ----------------------------------------
+# n3 is killed (SIGKILL) and at once, before anything noticed, n1 runs a
+# mkdir: made on n1, sent to n2 and n3; n3's call fails once the fabric
+# reports it down (its 500 ms grace).  The set is made on every node
+# still in the cluster: mkdir waits (heartbeat timeout + quiet period at
+# most, as a write waits for a master that went down) for the cluster
+# without n3 and succeeds - it used to fail with EIO after about 500 ms
+# although the set was made, and the caller's retry then said EEXIST for
+# its own mkdir.  n3, restarted empty, gets the set with the tables.
+# (mkdir first asks the master of the null-set record of its name: with
+# that master gone it fails with EIO before anything is made - so the
+# name must not be one n3 masters; the node ids are fixed, and so is that.)
+# killed_op NODE OP PATH [MODE]: SIGKILL to NODE, then at once OP on PATH,
+# from one python process (see stopped_op below); prints the outcome and
+# the ms OP took.
+killed_op() {
+	run python3 - "$(cluster_pid "$1")" "$2" "$3" "${4:-755}" <<'PY'
+import errno, os, signal, sys, time
+pid, op, path, mode = int(sys.argv[1]), sys.argv[2], sys.argv[3], int(sys.argv[4], 8)
+os.kill(pid, signal.SIGKILL)
+t0 = time.monotonic()
+try:
+    os.mkdir(path, mode) if op == "mkdir" else os.rmdir(path)
+    out = "OK"
+except OSError as e:
+    out = errno.errorcode.get(e.errno, str(e.errno))
+print(out, int((time.monotonic() - t0) * 1000))
+PY
+}
 expect_ok "mkdir gamma on n1" mkdir "$m1/gamma"
-cluster_down n3 || bad "n3: recfsd exited $? at its clean stop"
+echo probe >"$m1/delta" || fail "write delta"
+check_true "delta's null-set record is not mastered by n3 (fixed node ids)" \
+	"$(getx user.recfs.master "$m1/delta")" != "$(cluster_id n3)"
+rm -f "$m1/delta"
+failed0=$(ns_value n1 set_changes_failed)
+got=$(killed_op n3 mkdir "$m1/delta" 711)
+cluster_kill n3
+ms=${got##* }
+note "mkdir with n3 killed: ${got% *} after $ms ms (heartbeat timeout 2000 ms; + quiet period 2200 ms at most)"
+check_eq "mkdir delta on n1 while n3 dies: made on the cluster without n3, no EIO" "${got% *}" OK
+check_true "within heartbeat timeout + quiet period + transaction-max-ms + 1 s" "$ms" -le 6200
+check_true "n1 counted the change n3 did not take" "$(ns_value n1 set_changes_failed)" -gt "$failed0"
+# (n3, the highest id, is the principal: n1 and n2 are orphans without it
+# at the heartbeat timeout, then form a cluster a quiet period later)
 cluster_wait_size 2 n1 n2 || fail "n1, n2 did not see n3 go"
-expect_ok "mkdir delta on n1 while n3 is away" mkdir -m 711 "$m1/delta"
+check_eq "delta on n2" "$(lists n2)" "alpha delta gamma recs "
+expect_errno "a second mkdir of delta on n2: EEXIST" EEXIST 'os.mkdir(sys.argv[1])' "$m2/delta"
 expect_ok "rmdir gamma on n2 while n3 is away" rmdir "$m2/gamma"
 cluster_restart n3
 cluster_wait_agree 3 || fail "n3 did not rejoin"
@@ -317,55 +358,5 @@ mrc=gone
 check_eq "the member left cleanly" "$mrc" 0
 [ "$mrc" = 0 ] || member_report
 MPID=
-
-# ---- a node that dies during mkdir ---------------------------------------------
-# n2 is killed (SIGKILL) and at once, before anything noticed, n1 runs a
-# mkdir: made on n1, sent to n2 and n3; n2's call fails once the fabric
-# reports it down (its 500 ms grace).  The set is made on every node
-# still in the cluster: mkdir waits (heartbeat timeout + quiet period at
-# most, as a write waits for a master that went down) for the cluster
-# without n2 and succeeds - it used to fail with EIO although the set was
-# made, and the caller's retry then said EEXIST for its own mkdir.  n2 gets
-# the set with the tables when it is back.  The name is one whose null-set
-# record n2 does not master (mkdir asks that master first; n2 gone there,
-# mkdir fails with EIO before anything is made).
-kname=""
-for cand in kappa lambda mu nu xi omicron pi rho sigma tau; do
-	echo probe >"$m1/$cand" || fail "write $cand"
-	kmaster=$(getx user.recfs.master "$m1/$cand")
-	rm -f "$m1/$cand"
-	[ "$kmaster" != "$(cluster_id n2)" ] && { kname=$cand; break; }
-done
-[ -n "$kname" ] || fail "no name of ten off n2"
-# killed_op OP PATH: SIGKILL to n2, then at once OP on PATH through n1, from
-# one python process (see stopped_op); prints the outcome and the ms.
-killed_op() {
-	run python3 - "$(cluster_pid n2)" "$1" "$2" <<'PY'
-import errno, os, signal, sys, time
-pid, op, path = int(sys.argv[1]), sys.argv[2], sys.argv[3]
-os.kill(pid, signal.SIGKILL)
-t0 = time.monotonic()
-try:
-    os.mkdir(path) if op == "mkdir" else os.rmdir(path)
-    out = "OK"
-except OSError as e:
-    out = errno.errorcode.get(e.errno, str(e.errno))
-print(out, int((time.monotonic() - t0) * 1000))
-PY
-}
-failed0=$(ns_value n1 set_changes_failed)
-got=$(killed_op mkdir "$m1/$kname")
-cluster_kill n2
-ms=${got##* }
-note "mkdir with n2 killed: ${got% *} after $ms ms (heartbeat timeout 2000 + quiet period 2200 ms)"
-check_eq "mkdir $kname on n1 while n2 dies: made on the cluster without n2, no EIO" "${got% *}" OK
-check_true "within heartbeat timeout + quiet period + transaction-max-ms + 1 s" "$ms" -le 6200
-check_true "n1 counted the change n2 did not take" "$(ns_value n1 set_changes_failed)" -gt "$failed0"
-check_eq "n1's cluster is n1 and n3 by then" "$(cluster_info n1 cluster_size)" 2
-check_eq "$kname on n3" "$(lists n3 | grep -o "$kname")" "$kname"
-expect_errno "a second mkdir of $kname on n3: EEXIST" EEXIST 'os.mkdir(sys.argv[1])' "$m3/$kname"
-cluster_restart n2
-cluster_wait_agree 3 || fail "n2 did not come back"
-eventually "n2, back (empty: memory), has $kname" "$kname" sh -c 'ls "$1" | grep -x "$2"' sh "$m2" "$kname"
 
 finish

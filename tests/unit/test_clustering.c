@@ -169,9 +169,10 @@ key_of(struct node *n)
 /*
  * How long the nodes g[0..n) took, by their own clocks, from the last
  * pulse each had from node `gone` to the change they installed (the
- * latest of them): what SPEC 7.2 promises (dead after timeout-count
- * missed intervals, then the quiet period), without the test's polling
- * and scheduling delays under load in it.  Read right after the change:
+ * latest of them): what the membership promises (a node is dead after
+ * timeout-count missed intervals, then the quiet period: docs/cluster.md,
+ * "Clustering"), without the test's polling and scheduling delays under
+ * load in it.  Read right after the change:
  * the heartbeat's age of that node is since its last pulse (it did not
  * announce its leaving).
  */

@@ -308,7 +308,7 @@ cluster_test_before_stop() {
 	fi
 }
 coproc MEMBER { exec "$top_builddir/tests/integration/embedded_member" "$MD/recfs.yaml" "$MID" \
-	"$(cluster_id n1)" test solo 20 2>"$MD/err"; }
+	"$(cluster_id n1)" test solo 20 4 2>"$MD/err"; }
 MPID=$!   # (bash's own MEMBER_PID goes when the coprocess ends)
 MIN=${MEMBER[0]}
 MOUT=${MEMBER[1]}

@@ -69,7 +69,7 @@
 	X(set_changes_received, COUNTER, "messages", 0, \
 	    "Set changes, checks and set-table pages received from other nodes.") \
 	X(set_changes_failed, COUNTER, "messages", 0, \
-	    "Set changes, checks and set-table pages another node did not answer within transaction-max-ms (the operation failed with EIO; the set table is sent again).") \
+	    "Set changes, checks and set-table pages another node did not answer within transaction-max-ms (the operation failed with EIO; the set table is sent again), or did not take because it went down or restarted meanwhile (a change made here then waits for that node to leave the cluster, or sends it again).") \
 	X(list_pages_sent, COUNTER, "pages", 0, \
 	    "Listing pages (ls of a set or of the namespace directory) asked of other nodes: one per node that masters partitions after the listing's position, per page.") \
 	X(list_pages_received, COUNTER, "pages", 0, \

@@ -11,6 +11,9 @@
  * its own (txn_set_merge), so receiving one twice, late, or from several
  * nodes changes nothing more: mkdir, rmdir and chmod broadcasts and the
  * tables sent at every succession change can all arrive in any order.
+ * So a change made here whose send a node missed by going down or
+ * restarting is done once that node is out of the succession or has
+ * taken it again (settle_gone), not an EIO for a change that was made.
  *
  * Threads: the handler runs on the rpc workers; txn_sets_send on the
  * caller's thread (a FUSE thread); the table thread waits on a condition
@@ -34,6 +37,8 @@
 
 static void kick_locked(struct txn_sets *s);
 
+void (*txn_sets_merge_test_hook)(void);
+
 /* A table that a node did not take is sent again after this (ms). */
 #define SETS_RETRY_MS 1000
 
@@ -41,7 +46,8 @@ struct txn_sets {
 	struct rpc *rpc;
 	uint64_t self;
 	pthread_mutex_t lock;          /* the fields below */
-	pthread_cond_t cv;             /* CLOCK_MONOTONIC */
+	pthread_cond_t cv;             /* CLOCK_MONOTONIC: the table thread's */
+	pthread_cond_t changed;        /* CLOCK_MONOTONIC: a new succession, or stop */
 	struct node *node;
 	uint64_t succession[CLUSTER_NODES_MAX];
 	unsigned n;
@@ -243,36 +249,134 @@ sets_handler(void *arg, uint64_t from_node, const uint8_t *req, size_t len, stru
 	return rc;
 }
 
+/* A node that went down or restarted during a send (not one that was
+ * silent: that one may still be a member, and stays a failure), or a
+ * process just started that has no node attached yet. */
+struct gone_node {
+	uint64_t node;
+	int rc;                        /* -EHOSTDOWN, -EHOSTUNREACH, -ESTALE; -EAGAIN: its answer */
+};
+
 /* Sends buf[0..len) to the other nodes of succession[0..n); the number of
- * nodes that did not answer.  *err: the first handler error. */
+ * nodes that did not answer.  *err: the first handler error.  gone (may
+ * be NULL; room for CLUSTER_NODES_MAX): the nodes that went down or
+ * restarted meanwhile, or answered -EAGAIN (*n_gone of them), not counted
+ * in the result. */
 static unsigned
 send_all(struct txn_sets *s, struct namespace *ns, const uint64_t *succession, unsigned n,
-    const uint8_t *buf, size_t len, int *err)
+    const uint8_t *buf, size_t len, int *err, struct gone_node *gone, unsigned *n_gone)
 {
 	struct rpc_answer ans[RPC_GROUP_MAX];
+	uint64_t to[RPC_GROUP_MAX];
 	struct rpc_group g;
 	unsigned k = 0, failed = 0;
 
 	*err = 0;
+	if (n_gone != NULL)
+		*n_gone = 0;
 	rpc_group_init(s->rpc, &g, 0);
 	for (unsigned i = 0; i < n && k < RPC_GROUP_MAX; i++) {
 		if (succession[i] == s->self || succession[i] == 0)
 			continue;
+		to[k] = succession[i];
 		(void)rpc_group_send(&g, succession[i], RPC_OP_SETS, buf, len, &ans[k]);
 		k++;
 	}
 	(void)rpc_group_wait(&g);
 	for (unsigned i = 0; i < k; i++) {
-		if (ans[i].rc != 0)
+		int rc = ans[i].rc;
+
+		if (gone != NULL && (rc == -EHOSTDOWN || rc == -EHOSTUNREACH || rc == -ESTALE))
+			gone[(*n_gone)++] = (struct gone_node){ .node = to[i], .rc = rc };
+		else if (rc != 0)
 			failed++;
+		else if (gone != NULL && ans[i].err == -EAGAIN)
+			gone[(*n_gone)++] = (struct gone_node){ .node = to[i], .rc = -EAGAIN };
 		else if (ans[i].err != 0 && *err == 0)
 			*err = ans[i].err;
 		rpc_answer_release(&ans[i]);
 	}
 	NS_COUNT_ADD(ns, set_changes_sent, k);
-	if (failed > 0)
-		NS_COUNT_ADD(ns, set_changes_failed, failed);
+	if (failed + (n_gone != NULL ? *n_gone : 0) > 0)
+		NS_COUNT_ADD(ns, set_changes_failed, failed + (n_gone != NULL ? *n_gone : 0));
 	return failed;
+}
+
+/* Waits until node is out of the succession, at most until deadline_ns
+ * (CLOCK_MONOTONIC); true when it is out. */
+static bool
+wait_out_of_succession(struct txn_sets *s, uint64_t node, uint64_t deadline_ns)
+{
+	struct timespec ts = { .tv_sec = (time_t)(deadline_ns / 1000000000u),
+	    .tv_nsec = (long)(deadline_ns % 1000000000u) };
+	bool in;
+
+	pthread_mutex_lock(&s->lock);
+	while ((in = in_succession_locked(s, node)) && !s->stop)
+		if (pthread_cond_timedwait(&s->changed, &s->lock, &ts) != 0)
+			break;
+	in = in_succession_locked(s, node);
+	pthread_mutex_unlock(&s->lock);
+	return !in;
+}
+
+/*
+ * After a change made here (SET_MSG_MERGE), the nodes that went down or
+ * restarted while it was sent: the change is done once each is out of the
+ * succession (it gets the set tables at the change that takes it back) or
+ * has taken it from a copy sent again.  A restarted process (-ESTALE: its
+ * predecessor may or may not have merged it) is sent it again at once -
+ * merging it twice changes nothing - and again after 10, 20, 40 ... ms
+ * while it answers that it has no node attached yet (-EAGAIN); a node down
+ * is waited for (bounded: the heartbeat timeout and the quiet period, as
+ * an operation waits for a master that went down) and, still a member
+ * then (back meanwhile), sent it again.  0, or -EIO when a node still did
+ * not take it by then.
+ */
+static int
+settle_gone(struct txn_sets *s, struct namespace *ns, const struct gone_node *gone, unsigned n_gone,
+    const uint8_t *buf, size_t len)
+{
+	struct txn_remote *rm = atomic_load_acquire(&txn_namespace_of(ns)->remote);
+	uint64_t deadline = rm != NULL ? txn_remote_failover_deadline(rm) : clock_mono_ns();
+	uint64_t again[CLUSTER_NODES_MAX];
+	unsigned n_again = 0;
+	int err;
+
+	for (unsigned i = 0; i < n_gone; i++) {
+		if (gone[i].rc != -ESTALE && gone[i].rc != -EAGAIN &&
+		    wait_out_of_succession(s, gone[i].node, deadline)) {
+			log_info("txn", "{%s} node %016llx went down during a set change and is out of the "
+			    "cluster now: it gets the set tables when it is back", ns->name,
+			    (unsigned long long)gone[i].node);
+			continue;
+		}
+		again[n_again++] = gone[i].node;
+	}
+	for (uint64_t ms = 10; n_again > 0; ms *= 2) {
+		struct gone_node busy[CLUSTER_NODES_MAX];
+		unsigned n_busy = 0;
+
+		if (send_all(s, ns, again, n_again, buf, len, &err, busy, &n_busy) > 0)
+			return -EIO;
+		if (err != 0)
+			return err;
+		n_again = 0;
+		for (unsigned i = 0; i < n_busy; i++) {
+			if (busy[i].rc != -EAGAIN && busy[i].rc != -ESTALE)
+				return -EIO;   /* down again */
+			again[n_again++] = busy[i].node;
+		}
+		if (n_again > 0) {
+			struct timespec ts = { .tv_sec = (time_t)(ms / 1000),
+			    .tv_nsec = (long)(ms % 1000) * 1000000 };
+
+			if (clock_mono_ns() + ms * 1000000 > deadline)
+				return -EIO;
+			nanosleep(&ts, NULL);
+		}
+	}
+	return 0;
 }
 
 static void
@@ -297,6 +401,12 @@ txn_sets_send(struct txn_sets *s, struct namespace *ns, unsigned kind,
 	elen = set_msg_encode_entry(buf + len, sizeof(buf) - (size_t)len, e);
 	if (elen < 0)
 		return elen;
+	if (kind == SET_MSG_MERGE && to_node == 0) {
+		void (*hook)(void) = atomic_load_relaxed(&txn_sets_merge_test_hook);
+
+		if (hook != NULL)
+			hook();
+	}
 	pthread_mutex_lock(&s->lock);
 	n = s->n;
 	memcpy(succession, s->succession, n * sizeof(succession[0]));
@@ -305,13 +415,25 @@ txn_sets_send(struct txn_sets *s, struct namespace *ns, unsigned kind,
 		succession[0] = to_node;
 		n = 1;
 	}
-	if (send_all(s, ns, succession, n, buf, (size_t)(len + elen), &err) > 0) {
-		pthread_mutex_lock(&s->lock);
-		kick_locked(s);
-		pthread_mutex_unlock(&s->lock);
-		return -EIO;
+	{
+		struct gone_node gone[CLUSTER_NODES_MAX];
+		unsigned n_gone = 0;
+		bool settle = kind == SET_MSG_MERGE && to_node == 0;
+		int rc = 0;
+
+		if (send_all(s, ns, succession, n, buf, (size_t)(len + elen), &err,
+		    settle ? gone : NULL, settle ? &n_gone : NULL) > 0)
+			rc = -EIO;
+		else if (n_gone > 0)
+			rc = settle_gone(s, ns, gone, n_gone, buf, (size_t)(len + elen));
+		if (rc == -EIO) {
+			pthread_mutex_lock(&s->lock);
+			kick_locked(s);
+			pthread_mutex_unlock(&s->lock);
+			return -EIO;
+		}
+		return rc != 0 ? rc : err;
 	}
-	return err;
 }
 
 /* One namespace's set table to the other nodes, in pages; true when every
@@ -348,7 +470,7 @@ send_table(struct txn_sets *s, struct namespace *ns, const uint64_t *succession,
 			break;
 		/* the count, now known */
 		(void)set_msg_encode_header(s->buf, sizeof(s->buf), SET_MSG_MERGE, ns->name, k);
-		if (send_all(s, ns, succession, n, s->buf, len, &err) > 0)
+		if (send_all(s, ns, succession, n, s->buf, len, &err, NULL, NULL) > 0)
 			ok = false;
 	}
 	return ok;
@@ -394,7 +516,7 @@ send_used(struct txn_sets *s, struct namespace *ns, const uint64_t *succession, 
 		if (k == 0 && !first)
 			break;
 		(void)set_msg_encode_header(s->buf, sizeof(s->buf), kind, ns->name, k);
-		if (send_all(s, ns, succession, n, s->buf, len, &err) > 0)
+		if (send_all(s, ns, succession, n, s->buf, len, &err, NULL, NULL) > 0)
 			ok = false;
 		first = false;
 	}
@@ -795,6 +917,7 @@ txn_sets_create(struct rpc *rpc, uint64_t self, struct txn_sets **out)
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
 	pthread_cond_init(&s->cv, &ca);
+	pthread_cond_init(&s->changed, &ca);
 	pthread_condattr_destroy(&ca);
 	rc = rpc_handler_set(rpc, RPC_OP_SETS, RPC_HANDLER_IDEMPOTENT, sets_handler, s);
 	if (rc == 0)
@@ -836,6 +959,7 @@ txn_sets_changed(struct txn_sets *s, const uint64_t *succession, unsigned n)
 	memcpy(s->succession, succession, n * sizeof(succession[0]));
 	s->n = n;
 	kick_locked(s);
+	pthread_cond_broadcast(&s->changed);
 	pthread_mutex_unlock(&s->lock);
 }
 
@@ -847,6 +971,7 @@ txn_sets_stop(struct txn_sets *s)
 	pthread_mutex_lock(&s->lock);
 	s->stop = true;
 	pthread_cond_broadcast(&s->cv);
+	pthread_cond_broadcast(&s->changed);
 	pthread_mutex_unlock(&s->lock);
 	pthread_join(s->thread, NULL);
 	s->started = false;
@@ -859,6 +984,7 @@ txn_sets_destroy(struct txn_sets *s)
 		return;
 	txn_sets_stop(s);
 	pthread_cond_destroy(&s->cv);
+	pthread_cond_destroy(&s->changed);
 	pthread_mutex_destroy(&s->lock);
 	free(s->used);
 	free(s);

@@ -359,6 +359,11 @@ int txn_drop_record(struct namespace *ns, uint16_t set_id, const struct digest *
  * right after it ran the operation would). */
 extern int (*txn_proxy_result_test_hook)(const struct txn_target *t, const struct txn_op *op, int rc);
 
+/* Tests only: when set (atomically), txn_sets_send calls it before it sends
+ * the state of a set changed here (a test can stop a node's network then,
+ * as a node that dies during a mkdir or rmdir). */
+extern void (*txn_sets_merge_test_hook)(void);
+
 /* Tests only: when set (atomically), txn_route returns its answer (nothing reserved), so a
  * test can see that a refused route leaves nothing behind. */
 extern enum txn_route (*txn_route_test_hook)(const struct txn_target *t);
@@ -463,7 +468,10 @@ void txn_sets_destroy(struct txn_sets *s);
  * current succession (to_node != 0: to that node only), in parallel,
  * within transaction-max-ms.  0 when every node answered 0; else the
  * first node's -errno answer (-ENOTEMPTY, -EEXIST ...), or -EIO when a
- * node did not answer (then the set tables are sent again soon).
+ * node did not answer (then the set tables are sent again soon).  A
+ * SET_MSG_MERGE to every node: a node that went down meanwhile is waited
+ * out of the succession, one that restarted is sent it again
+ * (docs/cluster.md, "mkdir, rmdir, chmod of a set").
  */
 int txn_sets_send(struct txn_sets *s, struct namespace *ns, unsigned kind,
     const struct set_msg_entry *e, uint64_t to_node);

@@ -271,7 +271,7 @@ cluster_start_node() {
 	fi
 	CL_PID[k]=$!
 	cluster_save_pids
-	for ((i = 0; i < 100; i++)); do
+	for ((i = 0; i < 200; i++)); do   # every 50 ms, 10 s at most
 		if grep -qF " $mnt fuse" /proc/self/mounts && timeout 2 test -e "$mnt/.info/build"; then
 			note "n$k: recfsd pid ${CL_PID[k]} at ${CL_ADDR[k]}, mounted at $mnt"
 			return 0
@@ -283,7 +283,7 @@ cluster_start_node() {
 			cluster_save_pids
 			fail "n$k: recfsd exited with $rc before mounting: $(tail -n 20 "$d/daemon.out")"
 		fi
-		sleep 0.1
+		sleep 0.05
 	done
 	fail "n$k: recfsd did not mount $mnt within 10 s"
 }
@@ -378,9 +378,9 @@ cluster_down() {
 	fi
 	if [ -n "$pid" ]; then
 		i=0
-		while kill -0 "$pid" 2>/dev/null && [ $i -lt 50 ]; do
-			[ $i -eq 20 ] && kill -TERM "$pid" 2>/dev/null
-			sleep 0.2
+		while kill -0 "$pid" 2>/dev/null && [ $i -lt 200 ]; do   # every 50 ms
+			[ $i -eq 80 ] && kill -TERM "$pid" 2>/dev/null
+			sleep 0.05
 			i=$((i + 1))
 		done
 		if kill -0 "$pid" 2>/dev/null; then
@@ -475,13 +475,13 @@ cluster_wait_size() {
 	local want=$1 n ok i nodes
 	shift
 	nodes=${*:-$(for n in $(cluster_nodes); do [ -n "$(cluster_pid "$n")" ] && echo "$n"; done)}
-	for ((i = 0; i < CLUSTER_WAIT_S * 5; i++)); do
+	for ((i = 0; i < CLUSTER_WAIT_S * 20; i++)); do   # every 50 ms
 		ok=yes
 		for n in $nodes; do
 			[ "$(cluster_info "$n" cluster_size)" = "$want" ] || { ok=no; break; }
 		done
 		[ $ok = yes ] && return 0
-		sleep 0.2
+		sleep 0.05
 	done
 	note "cluster_wait_size $want: $(for n in $nodes; do printf '%s=%s ' "$n" "$(cluster_info "$n" cluster_size)"; done)"
 	return 1

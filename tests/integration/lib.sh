@@ -342,7 +342,7 @@ start_daemon() {
 	DAEMON_PID=$!
 	echo "$DAEMON_PID" >"$T/daemon.pid"
 	i=0
-	while [ $i -lt 100 ]; do
+	while [ $i -lt 200 ]; do   # every 50 ms, 10 s at most
 		if is_mounted && timeout 2 test -e "$MNT/.info/build"; then
 			note "recfsd pid $DAEMON_PID mounted at $MNT"
 			return 0
@@ -354,7 +354,7 @@ start_daemon() {
 			rm -f "$T/daemon.pid"
 			fail "recfsd exited with $rc before mounting: $(tail -n 20 "$DAEMON_OUT" 2>/dev/null)"
 		fi
-		sleep 0.1
+		sleep 0.05
 		i=$((i + 1))
 	done
 	fail "recfsd did not mount $MNT within 10 s"
@@ -368,7 +368,9 @@ mount_default() {
 # stop_daemon: unmount as a user would (fusermount3 -u = clean shutdown) and
 # wait for the daemon to exit; KILL after 10 s.  Returns the daemon's status.
 stop_daemon() {
-	local i rc=0 grace=20
+	# polled every 50 ms (most daemons are gone within one or two): TERM
+	# after 4 s, KILL after 10 s
+	local i rc=0 grace=80
 	is_mounted || grace=0 # nothing to unmount: TERM at once
 	if is_mounted; then
 		timeout 10 fusermount3 -u "$MNT" 2>/dev/null ||
@@ -377,9 +379,9 @@ stop_daemon() {
 	fi
 	if [ -n "$DAEMON_PID" ]; then
 		i=0
-		while kill -0 "$DAEMON_PID" 2>/dev/null && [ $i -lt 50 ]; do
+		while kill -0 "$DAEMON_PID" 2>/dev/null && [ $i -lt 200 ]; do
 			[ $i -eq $grace ] && kill -TERM "$DAEMON_PID" 2>/dev/null
-			sleep 0.2
+			sleep 0.05
 			i=$((i + 1))
 		done
 		if kill -0 "$DAEMON_PID" 2>/dev/null; then
@@ -543,10 +545,11 @@ WATCHDOG_PID=$!
 
 # finish: end of a test.
 finish() {
+	# (the seconds since the test started: CI's time per test, in its log)
 	if [ "$FAILS" -ne 0 ]; then
-		echo "# $ITEST_NAME: $FAILS check(s) failed:$FAILED_CHECKS"
+		echo "# $ITEST_NAME: $FAILS check(s) failed in ${SECONDS} s:$FAILED_CHECKS"
 		exit 1
 	fi
-	echo "# $ITEST_NAME: all checks passed"
+	echo "# $ITEST_NAME: all checks passed in ${SECONDS} s"
 	exit 0
 }

@@ -7,6 +7,8 @@
 #   - rmdir on n3 removes it everywhere;
 #   - rmdir of a set holding a record written on another node: ENOTEMPTY,
 #     the set stays everywhere; once the record is gone rmdir works;
+#   - a node killed just before a mkdir: the mkdir waits for the cluster
+#     without it and succeeds (no EIO for a set that was made);
 #   - a node restarted (memory storage: it comes back empty) sees the sets
 #     created while it was away, and a set removed meanwhile stays gone;
 #     a node stopped while a set was removed (it still has it) drops it
@@ -156,11 +158,53 @@ expect_errno "mkdir topfile on $other: EEXIST (a null-set record on $tmaster)" E
 	'os.mkdir(sys.argv[1])' "$(cluster_mnt "$other")/test/topfile"
 rm -f "$(cluster_mnt "$tmaster")/test/topfile"
 
-# ---- a node away ------------------------------------------------------------
+# ---- a node away, killed during a mkdir ----------------------------------------
+# n3 is killed (SIGKILL) and at once, before anything noticed, n1 runs a
+# mkdir: made on n1, sent to n2 and n3; n3's call fails once the fabric
+# reports it down (its 500 ms grace).  The set is made on every node
+# still in the cluster: mkdir waits (heartbeat timeout + quiet period at
+# most, as a write waits for a master that went down) for the cluster
+# without n3 and succeeds - it used to fail with EIO after about 500 ms
+# although the set was made, and the caller's retry then said EEXIST for
+# its own mkdir.  n3, restarted empty, gets the set with the tables.
+# (mkdir first asks the master of the null-set record of its name: with
+# that master gone it fails with EIO before anything is made - so the
+# name must not be one n3 masters; the node ids are fixed, and so is that.)
+# killed_op NODE OP PATH [MODE]: SIGKILL to NODE, then at once OP on PATH,
+# from one python process (see stopped_op below); prints the outcome and
+# the ms OP took.
+killed_op() {
+	run python3 - "$(cluster_pid "$1")" "$2" "$3" "${4:-755}" <<'PY'
+import errno, os, signal, sys, time
+pid, op, path, mode = int(sys.argv[1]), sys.argv[2], sys.argv[3], int(sys.argv[4], 8)
+os.kill(pid, signal.SIGKILL)
+t0 = time.monotonic()
+try:
+    os.mkdir(path, mode) if op == "mkdir" else os.rmdir(path)
+    out = "OK"
+except OSError as e:
+    out = errno.errorcode.get(e.errno, str(e.errno))
+print(out, int((time.monotonic() - t0) * 1000))
+PY
+}
 expect_ok "mkdir gamma on n1" mkdir "$m1/gamma"
-cluster_down n3 || bad "n3: recfsd exited $? at its clean stop"
+echo probe >"$m1/delta" || fail "write delta"
+check_true "delta's null-set record is not mastered by n3 (fixed node ids)" \
+	"$(getx user.recfs.master "$m1/delta")" != "$(cluster_id n3)"
+rm -f "$m1/delta"
+failed0=$(ns_value n1 set_changes_failed)
+got=$(killed_op n3 mkdir "$m1/delta" 711)
+cluster_kill n3
+ms=${got##* }
+note "mkdir with n3 killed: ${got% *} after $ms ms (heartbeat timeout 2000 ms; + quiet period 2200 ms at most)"
+check_eq "mkdir delta on n1 while n3 dies: made on the cluster without n3, no EIO" "${got% *}" OK
+check_true "within heartbeat timeout + quiet period + transaction-max-ms + 1 s" "$ms" -le 6200
+check_true "n1 counted the change n3 did not take" "$(ns_value n1 set_changes_failed)" -gt "$failed0"
+# (n3, the highest id, is the principal: n1 and n2 are orphans without it
+# at the heartbeat timeout, then form a cluster a quiet period later)
 cluster_wait_size 2 n1 n2 || fail "n1, n2 did not see n3 go"
-expect_ok "mkdir delta on n1 while n3 is away" mkdir -m 711 "$m1/delta"
+check_eq "delta on n2" "$(lists n2)" "alpha delta gamma recs "
+expect_errno "a second mkdir of delta on n2: EEXIST" EEXIST 'os.mkdir(sys.argv[1])' "$m2/delta"
 expect_ok "rmdir gamma on n2 while n3 is away" rmdir "$m2/gamma"
 cluster_restart n3
 cluster_wait_agree 3 || fail "n3 did not rejoin"
@@ -264,13 +308,30 @@ cluster_test_before_stop() {
 	fi
 }
 coproc MEMBER { exec "$top_builddir/tests/integration/embedded_member" "$MD/recfs.yaml" "$MID" \
-	"$(cluster_id n1)" test solo 20 2>"$MD/err"; }
+	"$(cluster_id n1)" test solo 20 4 2>"$MD/err"; }
 MPID=$!   # (bash's own MEMBER_PID goes when the coprocess ends)
 MIN=${MEMBER[0]}
 MOUT=${MEMBER[1]}
+# member_report: on a failure, the member's exit status (if it ended),
+# its whole stderr and the end of its log, so that a run in CI says why.
+member_report() {
+	local i st=running
+	[ -n "$MPID" ] || st="ended, status reported above"
+	for ((i = 0; i < 20; i++)); do kill -0 "$MPID" 2>/dev/null || break; sleep 0.1; done
+	if [ -n "$MPID" ] && ! kill -0 "$MPID" 2>/dev/null; then
+		wait "$MPID"
+		st="exited $?"
+		MPID=
+	fi
+	note "the member ($st); its stderr:"
+	sed 's/^/#   /' "$MD/err"
+	note "the end of its log ($MD/recfsd.log):"
+	tail -n 40 "$MD/recfsd.log" 2>/dev/null | sed 's/^/#   /'
+}
 line=""
 read -t 40 -r line <&"$MIN"
-check_eq "the member wrote 20 records into solo (no mkdir) ($(head -c 300 "$MD/err"))" "$line" "written 20"
+check_eq "the member wrote 20 records into solo (no mkdir)" "$line" "written 20"
+[ "$line" = "written 20" ] || member_report
 has_solo() { run ls "$1" | grep -cx solo; }
 eventually "n2 lists solo, whose records are on the member and n1 only" 1 has_solo "$m2"
 eventually "n3 lists solo" 1 has_solo "$m3"
@@ -286,14 +347,16 @@ echo delete >&"$MOUT"
 line=""
 read -t 20 -r line <&"$MIN"
 check_eq "the member deleted them" "$line" "deleted 20"
+[ "$line" = "deleted 20" ] || member_report
 eventually "solo gone on n2 with its last record" 0 has_solo "$m2"
 eventually "solo gone on n3" 0 has_solo "$m3"
 eventually "solo gone on n1" 0 has_solo "$m1"
 exec {MOUT}>&-
 for ((i = 0; i < 100; i++)); do kill -0 "$MPID" 2>/dev/null || break; sleep 0.1; done
-wait "$MPID"
-mrc=$?
-check_eq "the member left cleanly ($(tail -n 4 "$MD/err" | cut -c1-160))" "$mrc" 0
+mrc=gone
+[ -n "$MPID" ] && { wait "$MPID"; mrc=$?; }
+check_eq "the member left cleanly" "$mrc" 0
+[ "$mrc" = 0 ] || member_report
 MPID=
 
 finish

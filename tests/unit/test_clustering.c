@@ -11,7 +11,9 @@
  * member never answers installs nothing anywhere, and after 2 such the
  * principal leaves that member out (also when the others had to re-form
  * without their principal) and takes it back when it answers a later
- * proposal.  Every wait is bounded.
+ * proposal.  Every wait is bounded.  The shrink times are the nodes' own
+ * (shrink_ms); every test's teardown stops the nodes it started, also
+ * when an assertion ended it.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -23,6 +25,7 @@
 #include <pthread.h>
 #include <string.h>
 
+#include "base/clock.h"
 #include "cluster/cluster.h"
 #include "fabric/fabric.h"
 #define WAIT_MS 15000    /* before net_fixture.h: its WAIT_FOR bound */
@@ -57,9 +60,18 @@ observer(void *arg, const struct cluster_state *st)
 	pthread_mutex_unlock(&n->lock);
 }
 
+/* Every node a test started, so that its teardown stops them also when
+ * an assertion ended the test early (cmocka longjmps out of it): a node
+ * left running would pulse into the next test's clusters.  Nodes are
+ * static (their threads hold pointers to them past the test's frame). */
+static struct node *started[16];
+static unsigned n_started;
+
 static void
 node_up(struct node *n, uint64_t id, uint16_t port)
 {
+	unsigned i;
+
 	struct net_node_config cfg = {
 		.id = id, .port = port, .interval_ms = INTERVAL_MS, .timeout_count = TIMEOUT_COUNT,
 		.clustering = true, .observer = observer, .observer_arg = n,
@@ -67,6 +79,12 @@ node_up(struct node *n, uint64_t id, uint16_t port)
 
 	memset(n, 0, sizeof(*n));
 	pthread_mutex_init(&n->lock, NULL);
+	for (i = 0; i < n_started && started[i] != n; i++)
+		;
+	if (i == n_started) {
+		assert_true(n_started < sizeof(started) / sizeof(started[0]));
+		started[n_started++] = n;
+	}
 	net_node_up(&n->net, &cfg);
 }
 
@@ -79,6 +97,17 @@ node_down(struct node *n)
 	pthread_mutex_destroy(&n->lock);
 }
 
+/* cmocka teardown of every test: stops what it started, passed or not. */
+static int
+teardown_nodes(void **state)
+{
+	(void)state;
+	for (unsigned i = 0; i < n_started; i++)
+		node_down(started[i]);
+	n_started = 0;
+	return 0;
+}
+
 /* Every node of g[0..n) shows the same key, the succession of exactly
  * their ids (descending), the highest as principal, integrity; and its
  * observer was told that key. */
@@ -88,6 +117,7 @@ one_cluster(struct node **g, unsigned n)
 	struct cluster_state st0, st;
 	uint64_t max = 0;
 	unsigned i, j;
+	bool out_of_order, told;
 
 	for (i = 0; i < n; i++)
 		if (g[i]->net.id > max)
@@ -110,12 +140,17 @@ one_cluster(struct node **g, unsigned n)
 		    memcmp(st.succession, st0.succession, st.n * sizeof(st.succession[0])) != 0)
 			return false;
 		/* the observer was told every change, in order, the last one this */
+		/* (asserted after the unlock: a failed assertion leaves the
+		 * test at once, and the observer's thread would wait for the
+		 * lock forever, and the teardown for that thread) */
 		pthread_mutex_lock(&g[i]->lock);
 		in = g[i]->seen_key == st.cluster_key && g[i]->seen_n == st.n;
-		assert_false(g[i]->seen_out_of_order);
-		if (in)
-			assert_true(g[i]->seen_calls == st.changes && g[i]->seen_changes == st.changes);
+		out_of_order = g[i]->seen_out_of_order;
+		told = g[i]->seen_calls == st.changes && g[i]->seen_changes == st.changes;
 		pthread_mutex_unlock(&g[i]->lock);
+		assert_false(out_of_order);
+		if (in)
+			assert_true(told);
 		if (!in)
 			return false;
 	}
@@ -129,6 +164,41 @@ key_of(struct node *n)
 
 	clustering_state_get(n->net.cl, &st);
 	return st.cluster_key;
+}
+
+/*
+ * How long the nodes g[0..n) took, by their own clocks, from the last
+ * pulse each had from node `gone` to the change they installed (the
+ * latest of them): what the membership promises (a node is dead after
+ * timeout-count missed intervals, then the quiet period: docs/cluster.md,
+ * "Clustering"), without the test's polling and scheduling delays under
+ * load in it.  Read right after the change:
+ * the heartbeat's age of that node is since its last pulse (it did not
+ * announce its leaving).
+ */
+static uint64_t
+shrink_ms(struct node **g, unsigned n, uint64_t gone)
+{
+	uint64_t worst = 0;
+
+	for (unsigned i = 0; i < n; i++) {
+		struct heartbeat_node_info info[16];
+		struct cluster_state st;
+		uint64_t last = 0, now = clock_epoch_ms();
+		unsigned k = heartbeat_nodes_get(g[i]->net.hb, info, 16);
+
+		clustering_state_get(g[i]->net.cl, &st);
+		for (unsigned j = 0; j < k && j < 16; j++)
+			if (info[j].node_id == gone) {
+				assert_false(info[j].alive);
+				assert_false(info[j].announced);
+				last = now - info[j].age_ms;
+			}
+		assert_true(last != 0 && st.change_epoch_ms >= last);
+		if (st.change_epoch_ms - last > worst)
+			worst = st.change_epoch_ms - last;
+	}
+	return worst;
 }
 
 static void
@@ -194,7 +264,7 @@ test_clustering_msg_roundtrips_and_bad_messages_are_refused(void **state)
 static void
 test_clustering_three_nodes_any_order_one_cluster(void **state)
 {
-	struct node a, b, c;
+	static struct node a, b, c;
 	struct node *g[] = { &a, &b, &c };
 	struct cluster_state st;
 	uint64_t t0;
@@ -222,11 +292,11 @@ test_clustering_three_nodes_any_order_one_cluster(void **state)
 static void
 test_clustering_five_nodes_shrink_and_grow_within_timeout_plus_quantum(void **state)
 {
-	struct node n[5];
+	static struct node n[5];
 	struct node *all[] = { &n[0], &n[1], &n[2], &n[3], &n[4] };
 	struct node *rest[] = { &n[0], &n[1], &n[2], &n[4] };
 	struct node *rest2[] = { &n[0], &n[1], &n[2], &n[3] };
-	uint64_t t0, took, key, bound;
+	uint64_t t0, took, key, bound, daemons;
 	unsigned i;
 
 	(void)state;
@@ -246,10 +316,12 @@ test_clustering_five_nodes_shrink_and_grow_within_timeout_plus_quantum(void **st
 	t0 = net_now_ms();
 	WAIT_FOR(one_cluster(rest, 4));
 	took = net_now_ms() - t0;
-	print_message("member silent: 4-node cluster after %llu ms (timeout + quantum = %llu ms)\n",
-	    (unsigned long long)took, (unsigned long long)bound);
-	assert_true(took >= INTERVAL_MS * (TIMEOUT_COUNT - 1));
-	assert_true(took < bound + INTERVAL_MS);
+	daemons = shrink_ms(rest, 4, 0x13);
+	print_message("member silent: 4-node cluster after %llu ms from its last pulse, by the nodes' "
+	    "clocks (%llu ms as this test saw it; timeout + quantum = %llu ms)\n",
+	    (unsigned long long)daemons, (unsigned long long)took, (unsigned long long)bound);
+	assert_true(daemons >= INTERVAL_MS * (TIMEOUT_COUNT - 1));
+	assert_true(daemons < bound + INTERVAL_MS);
 	assert_true(key_of(&n[0]) != key);
 	/* it pulses again: five */
 	assert_int_equal(heartbeat_start(n[3].net.hb), 0);
@@ -262,8 +334,12 @@ test_clustering_five_nodes_shrink_and_grow_within_timeout_plus_quantum(void **st
 	t0 = net_now_ms();
 	WAIT_FOR(one_cluster(rest2, 4));
 	took = net_now_ms() - t0;
-	print_message("principal gone: 4-node cluster after %llu ms\n", (unsigned long long)took);
-	assert_true(took < bound + INTERVAL_MS);
+	daemons = shrink_ms(rest2, 4, 0x14);
+	print_message("principal gone: 4-node cluster after %llu ms from its last pulse, by the nodes' "
+	    "clocks (%llu ms as this test saw it)\n", (unsigned long long)daemons,
+	    (unsigned long long)took);
+	assert_true(daemons >= INTERVAL_MS * (TIMEOUT_COUNT - 1));
+	assert_true(daemons < bound + INTERVAL_MS);
 	for (i = 0; i < 4; i++)
 		node_down(&n[i]);
 }
@@ -271,7 +347,7 @@ test_clustering_five_nodes_shrink_and_grow_within_timeout_plus_quantum(void **st
 static void
 test_clustering_split_three_two_and_heal(void **state)
 {
-	struct node n[5];
+	static struct node n[5];
 	struct node *all[] = { &n[0], &n[1], &n[2], &n[3], &n[4] };
 	struct node *big[] = { &n[0], &n[1], &n[2] }, *small[] = { &n[3], &n[4] };
 	struct cluster_state st;
@@ -319,7 +395,7 @@ test_clustering_split_three_two_and_heal(void **state)
 static void
 test_clustering_rolling_restart_ends_in_one_cluster(void **state)
 {
-	struct node n[5];
+	static struct node n[5];
 	struct node *all[] = { &n[0], &n[1], &n[2], &n[3], &n[4] };
 	unsigned i;
 	uint64_t t0 = net_now_ms();
@@ -352,7 +428,7 @@ test_clustering_rolling_restart_ends_in_one_cluster(void **state)
 static void
 test_clustering_unanswered_proposal_installs_nothing(void **state)
 {
-	struct node a, b, c, d;
+	static struct node a, b, c, d;
 	struct node *three[] = { &a, &b, &c }, *four[] = { &a, &b, &c, &d };
 	struct cluster_state st;
 	struct heartbeat_stats hs0, hs;
@@ -417,7 +493,7 @@ test_clustering_unanswered_proposal_installs_nothing(void **state)
 static void
 test_clustering_muted_member_is_left_out_and_taken_back_when_it_answers(void **state)
 {
-	struct node a, b, c, d;
+	static struct node a, b, c, d;
 	struct node *four[] = { &a, &b, &c, &d }, *two[] = { &b, &a }, *three[] = { &b, &a, &d };
 	struct cluster_state st;
 	uint64_t q = clustering_quantum_ms(INTERVAL_MS, TIMEOUT_COUNT), t0, took, bound;
@@ -469,13 +545,13 @@ int
 main(int argc, char **argv)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_clustering_msg_roundtrips_and_bad_messages_are_refused),
-		cmocka_unit_test(test_clustering_three_nodes_any_order_one_cluster),
-		cmocka_unit_test(test_clustering_five_nodes_shrink_and_grow_within_timeout_plus_quantum),
-		cmocka_unit_test(test_clustering_split_three_two_and_heal),
-		cmocka_unit_test(test_clustering_rolling_restart_ends_in_one_cluster),
-		cmocka_unit_test(test_clustering_unanswered_proposal_installs_nothing),
-		cmocka_unit_test(test_clustering_muted_member_is_left_out_and_taken_back_when_it_answers),
+		cmocka_unit_test_teardown(test_clustering_msg_roundtrips_and_bad_messages_are_refused, teardown_nodes),
+		cmocka_unit_test_teardown(test_clustering_three_nodes_any_order_one_cluster, teardown_nodes),
+		cmocka_unit_test_teardown(test_clustering_five_nodes_shrink_and_grow_within_timeout_plus_quantum, teardown_nodes),
+		cmocka_unit_test_teardown(test_clustering_split_three_two_and_heal, teardown_nodes),
+		cmocka_unit_test_teardown(test_clustering_rolling_restart_ends_in_one_cluster, teardown_nodes),
+		cmocka_unit_test_teardown(test_clustering_unanswered_proposal_installs_nothing, teardown_nodes),
+		cmocka_unit_test_teardown(test_clustering_muted_member_is_left_out_and_taken_back_when_it_answers, teardown_nodes),
 	};
 
 	net_test_init(argc, argv);

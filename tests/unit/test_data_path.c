@@ -41,6 +41,9 @@
  *     tomb-raider-eligible-age old; detached, a delete keeps none;
  *   - a set made by a write alone, its records on one node (RF 1), is
  *     known to the other node too, and gone on both with its last record;
+ *   - an rmdir during which the other node dies (after its check, before
+ *     the removal reached it) succeeds once the cluster is without it, and
+ *     the node back takes the removal;
  *   - a write that waited for its record lock at its master while another
  *     node became the master runs at the new master, not at the old one;
  *   - migration messages (and PARTS sections, each answered for itself)
@@ -1847,6 +1850,126 @@ test_set_of_records_only_is_known_everywhere(void **state)
 	tnode_down(&d);
 }
 
+/* The node txn_sets_merge_test_hook stops (once): as a node that dies
+ * between the check of an rmdir and the removal's broadcast. */
+static struct tnode *sets_victim;
+
+static void
+crash_sets_victim(void)
+{
+	struct tnode *v = sets_victim;
+
+	sets_victim = NULL;
+	if (v != NULL)
+		tnode_net_crash(v);
+}
+
+/* ... or restarts it: stopped now (the first copy is sent to a process
+ * that is gone), started again 100 ms later on the same address, before
+ * the copy is sent again (RPC_RETRY_MS) and within the fabric's grace: the
+ * new process refuses that copy (-ESTALE, "may have run"). */
+static pthread_t restart_thread;
+static bool restart_started;
+
+static void *
+restart_main(void *arg)
+{
+	struct tnode *v = arg;
+
+	sleep_ms(100);
+	if (txn_network_start(&v->cfg, v->id, &v->net) == 0)
+		txn_node_network_set(v->node, v->net);
+	return NULL;
+}
+
+static void
+restart_sets_victim(void)
+{
+	struct tnode *v = sets_victim;
+
+	sets_victim = NULL;
+	if (v == NULL)
+		return;
+	tnode_net_crash(v);
+	restart_started = pthread_create(&restart_thread, NULL, restart_main, v) == 0;
+}
+
+/*
+ * rmdir of a set while the other node dies after answering its check and
+ * before taking the removal: the set is removed here, the send to the dead
+ * node fails once it is reported down; the rmdir waits for the cluster
+ * without it and succeeds (it failed with EIO before, although the set was
+ * removed, and the caller's rmdir again then said ENOENT for its own
+ * rmdir).  The node back (its network again, still holding the set) takes
+ * the removal from the set tables, and does not bring the set back here.
+ */
+static void
+test_rmdir_done_when_a_node_dies_meanwhile(void **state)
+{
+	struct tnode c, d;
+	uint16_t pc = free_port(), pd = free_port();
+	uint64_t v[STAT_NS_COUNT], failed0, t0, took, restarted0;
+	int rc;
+
+	(void)state;
+	while (pd == pc)
+		pd = free_port();
+	memset(&c, 0, sizeof(c));
+	memset(&d, 0, sizeof(d));
+	tnode_up(&c, 0xc3, pc, pd);
+	tnode_up(&d, 0xd4, pd, pc);
+	wait_pair(&c, &d);
+	wait_tables(&c, &d);
+	assert_int_equal(txn_set_create(c.ns, "gone", 4, NULL), 0);
+	assert_int_equal(txn_set_exists(d.ns, "gone", 4), 0);
+	txn_namespace_values(c.ns, v);
+	failed0 = v[STAT_NS_set_changes_failed];
+	sets_victim = &d;
+	atomic_store_relaxed(&txn_sets_merge_test_hook, crash_sets_victim);
+	t0 = clock_mono_ns();
+	rc = txn_set_remove(c.ns, "gone", 4);
+	took = (clock_mono_ns() - t0) / 1000000;
+	atomic_store_relaxed(&txn_sets_merge_test_hook, NULL);
+	print_message("rmdir with the other node dying meanwhile: %d after %llu ms\n", rc,
+	    (unsigned long long)took);
+	assert_null(sets_victim);            /* the hook ran: d died mid-rmdir */
+	assert_int_equal(rc, 0);
+	assert_true(cluster_size(&c) <= 1);     /* c waited for the cluster without d */
+	assert_true(took < 5000);               /* heartbeat 300 ms + quiet period + 1 s */
+	txn_namespace_values(c.ns, v);
+	assert_true(v[STAT_NS_set_changes_failed] > failed0);
+	assert_int_equal(txn_set_exists(c.ns, "gone", 4), -ENOENT);
+	assert_int_equal(txn_set_exists(d.ns, "gone", 4), 0);   /* d never took it */
+	/* d back: it takes the removal, c keeps it */
+	assert_int_equal(txn_network_start(&d.cfg, d.id, &d.net), 0);
+	txn_node_network_set(d.node, d.net);
+	wait_pair(&c, &d);
+	assert_int_equal(set_exists_within(&d, "gone", -ENOENT), -ENOENT);
+	assert_int_equal(txn_set_exists(c.ns, "gone", 4), -ENOENT);
+	/* d restarts during a mkdir: the copy sent to the old process may or
+	 * may not have run there; the new one is sent it again (merging it
+	 * twice changes nothing) */
+	wait_tables(&c, &d);
+	restarted0 = FV(c, rpc_calls_peer_restarted);
+	sets_victim = &d;
+	atomic_store_relaxed(&txn_sets_merge_test_hook, restart_sets_victim);
+	t0 = clock_mono_ns();
+	rc = txn_set_create(c.ns, "back", 4, NULL);
+	took = (clock_mono_ns() - t0) / 1000000;
+	atomic_store_relaxed(&txn_sets_merge_test_hook, NULL);
+	assert_true(restart_started);
+	pthread_join(restart_thread, NULL);
+	assert_non_null(d.net);
+	print_message("mkdir with the other node restarting meanwhile: %d after %llu ms (calls to a "
+	    "restarted node: %llu)\n", rc, (unsigned long long)took,
+	    (unsigned long long)(FV(c, rpc_calls_peer_restarted) - restarted0));
+	assert_null(sets_victim);
+	assert_int_equal(rc, 0);
+	assert_int_equal(set_exists_within(&d, "back", 0), 0);
+	tnode_down(&c);
+	tnode_down(&d);
+}
+
 struct bg_write {
 	pthread_t th;
 	struct namespace *ns;
@@ -2554,6 +2677,7 @@ main(void)
 		cmocka_unit_test(test_persistent_replicas),
 		cmocka_unit_test(test_memory_tombstones_in_a_cluster),
 		cmocka_unit_test(test_set_of_records_only_is_known_everywhere),
+		cmocka_unit_test(test_rmdir_done_when_a_node_dies_meanwhile),
 		cmocka_unit_test(test_write_waiting_through_a_master_change_runs_at_the_new_master),
 		cmocka_unit_test(test_takeover_notice_reaches_a_busy_member),
 		cmocka_unit_test(test_delete_routed_again_after_its_master_went_down),

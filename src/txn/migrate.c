@@ -54,7 +54,7 @@
 #define MIG_GROUP_BYTES (2u * MIG_BATCH_BYTES) /* small partitions read at once (tx_group), at most */
 #define MIG_SEC_OVERHEAD 64               /* a section's head in a PARTS, at most */
 #define MIG_DROP_GATHER_MS 20             /* a drop waits this long for others while sends run */
-#define MIG_WINDOW 4                      /* PARTS messages in flight per emigration thread */
+#define MIG_WINDOW 3                      /* PARTS messages in flight per emigration thread */
 #define MIG_STREAM_PARTS 256              /* partitions a stream takes before the queue's order again */
 #define MIG_RETRY_MS 100                  /* a START refused busy, a failed call: again after */
 #define MIG_RETRY_MAX_MS 2000

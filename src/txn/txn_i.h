@@ -221,7 +221,7 @@ struct txn_op {
 /* rpc worker threads of a node with a network. */
 #define TXN_REMOTE_WORKERS 16
 /* rpc bulk workers: applying received migration messages (network.c) */
-#define TXN_MIGRATE_BULK_WORKERS 8
+#define TXN_MIGRATE_BULK_WORKERS 4
 
 struct txn_remote;
 struct txn_proxy_req;

@@ -51,7 +51,6 @@
 #define MIG_THREADS_MAX 8
 #define MIG_BATCH_BYTES (1024u * 1024)    /* flat record bytes per INSERT (one record may be more) */
 #define MIG_BATCH_RECORDS 256
-#define MIG_GROUP_BYTES (2u * MIG_BATCH_BYTES) /* small partitions read at once (tx_group), at most */
 #define MIG_SEC_OVERHEAD 64               /* a section's head in a PARTS, at most */
 #define MIG_DROP_GATHER_MS 20             /* a drop waits this long for others while sends run */
 #define MIG_WINDOW 3                      /* PARTS messages in flight per emigration thread */
@@ -1867,17 +1866,14 @@ tx_group_end(struct txn_migrate *m, const struct mig_job *g, unsigned from, unsi
 
 /*
  * Small partitions read together: s->j and then the next ready jobs of
- * the stream, each walked whole (at most a message's worth) into one
- * batch while the batch holds at most MIG_GROUP_BYTES (two messages'
- * worth) and MIG_BATCH_RECORDS entries; all their records are read in one
- * storage_read_many, then each partition becomes one FIRST|LAST section,
- * as tx_partition makes of a small one (a partition that does not fit
- * what is left of the message opens the next one).  Read one partition
- * at a time, the 2-3 records of each cost the emigration thread a wait
- * for the disk: about half its time in a join.  Larger batches read
- * faster per MB (a join, per source: ~590 submissions 480-560 ms, ~230 of
- * 1 MiB 300-490 ms, ~50 of 4 MiB 170-290 ms), but hold their record locks
- * (clients' writes of those records wait) for longer.  A job that does not fit the batch is handed back in *left (the
+ * the stream, each walked whole into one batch while the batch holds at
+ * most a message's worth of bytes (and MIG_BATCH_RECORDS entries); all
+ * their records are read in one storage_read_many, then each partition
+ * becomes one FIRST|LAST section, as tx_partition makes of a small one
+ * (a partition that does not fit what is left of the message opens the
+ * next one).  Read one partition at a time, the 2-3 records of each cost
+ * the emigration thread a wait for the disk: about half its time in a
+ * join.  A job that does not fit the batch is handed back in *left (the
  * next group starts with it); TX_NOT_SMALL when s->j itself is not whole
  * in one walk (tx_partition sends it).  Every run of the group ends once,
  * as tx_partition's do: 0 (its sections are in messages) or -ESTALE.
@@ -1915,7 +1911,7 @@ tx_group(struct tx_stream *s, unsigned *parts, struct mig_job *left, bool *has_l
 		    MIG_BATCH_RECORDS - n0);
 		need[k] = MIG_SEC_OVERHEAD + (uint64_t)(c->bytes - b0) + 4ull * (c->n - n0);
 		if (walked < 0 || !pos.done || c->bytes - b0 > MIG_BATCH_BYTES ||
-		    (k > 0 && total + need[k] > MIG_GROUP_BYTES)) {
+		    (k > 0 && total + need[k] > MIG_BATCH_BYTES)) {
 			/* not whole in one message's walk (tx_partition splits it), or
 			 * over the batch: first in the next */
 			c->n = n0;
@@ -1927,7 +1923,7 @@ tx_group(struct tx_stream *s, unsigned *parts, struct mig_job *left, bool *has_l
 			break;
 		}
 		total += need[k++];
-		if (k == MIGRATE_MSG_PARTS_MAX || c->n >= MIG_BATCH_RECORDS || total >= MIG_GROUP_BYTES ||
+		if (k == MIGRATE_MSG_PARTS_MAX || c->n >= MIG_BATCH_RECORDS || total >= MIG_BATCH_BYTES ||
 		    *parts + k >= MIG_STREAM_PARTS)
 			break;
 		pthread_mutex_lock(&m->lock);

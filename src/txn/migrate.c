@@ -18,7 +18,8 @@
  *     same namespace, receiver and change, walks each partition
  *     (index_partition_walk: records and tombstones) into PARTS messages
  *     of flat records - a small partition whole in one section with START
- *     and DONE folded in, several per message - up to MIG_WINDOW messages
+ *     and DONE folded in, several per message, the records of several
+ *     small ones read at once (tx_group) - up to MIG_WINDOW messages
  *     in flight; every message is an rpc call (deadline, retransmission,
  *     at most once) and checks the cluster key first;
  *   - the rpc workers run the handlers (receiver side), PARTS on the bulk

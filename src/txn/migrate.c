@@ -285,11 +285,22 @@ versions_persist_all(struct txn_migrate *m, struct mig_ns *x)
  * has finished.  Concurrent callers share one store of the whole table (one
  * write and one sync for all of them), where versions_persist_one costs
  * each a sync: the receiver's DONE of many partitions at once.
+ *
+ * The records come first: every record written so far (those of the
+ * partitions completed, applied before their callers got here) is made
+ * durable (storage_sync_all, shared with other waiters) before the
+ * versions are stored, so a version on the device never counts records
+ * that are only in a write buffer, and the sender, whose copy may be
+ * dropped once it has the answer, gets it only with the records on this
+ * node's device.  Without it they stayed in RAM up to flush-max-ms after
+ * the answer (t_migrate_durable.sh).  A failed sync leaves the stored
+ * versions as they were (logged, as a failed store is).
  */
 static void
 versions_persist_group(struct txn_migrate *m, struct mig_ns *x)
 {
 	uint64_t mine;
+	int rc;
 
 	pthread_mutex_lock(&m->lock);
 	mine = ++x->persist_req;
@@ -302,7 +313,12 @@ versions_persist_group(struct txn_migrate *m, struct mig_ns *x)
 
 		x->persisting = true;
 		pthread_mutex_unlock(&m->lock);
-		versions_persist_all(m, x);
+		rc = storage_sync_all(x->ns->storage);
+		if (rc == 0)
+			versions_persist_all(m, x);
+		else
+			log_warn("migrate", "{%s} received records cannot be made durable: %s; partition "
+			    "versions not stored", x->ns->name, recfs_strerror(rc));
 		pthread_mutex_lock(&m->lock);
 		x->persisting = false;
 		x->persist_done = upto;

@@ -18,7 +18,8 @@
  *     same namespace, receiver and change, walks each partition
  *     (index_partition_walk: records and tombstones) into PARTS messages
  *     of flat records - a small partition whole in one section with START
- *     and DONE folded in, several per message - up to MIG_WINDOW messages
+ *     and DONE folded in, several per message, the records of several
+ *     small ones read at once (tx_group) - up to MIG_WINDOW messages
  *     in flight; every message is an rpc call (deadline, retransmission,
  *     at most once) and checks the cluster key first;
  *   - the rpc workers run the handlers (receiver side), PARTS on the bulk
@@ -284,11 +285,22 @@ versions_persist_all(struct txn_migrate *m, struct mig_ns *x)
  * has finished.  Concurrent callers share one store of the whole table (one
  * write and one sync for all of them), where versions_persist_one costs
  * each a sync: the receiver's DONE of many partitions at once.
+ *
+ * The records come first: every record written so far (those of the
+ * partitions completed, applied before their callers got here) is made
+ * durable (storage_sync_all, shared with other waiters) before the
+ * versions are stored, so a version on the device never counts records
+ * that are only in a write buffer, and the sender, whose copy may be
+ * dropped once it has the answer, gets it only with the records on this
+ * node's device.  Without it they stayed in RAM up to flush-max-ms after
+ * the answer (t_migrate_durable.sh).  A failed sync leaves the stored
+ * versions as they were (logged, as a failed store is).
  */
 static void
 versions_persist_group(struct txn_migrate *m, struct mig_ns *x)
 {
 	uint64_t mine;
+	int rc;
 
 	pthread_mutex_lock(&m->lock);
 	mine = ++x->persist_req;
@@ -301,7 +313,12 @@ versions_persist_group(struct txn_migrate *m, struct mig_ns *x)
 
 		x->persisting = true;
 		pthread_mutex_unlock(&m->lock);
-		versions_persist_all(m, x);
+		rc = storage_sync_all(x->ns->storage);
+		if (rc == 0)
+			versions_persist_all(m, x);
+		else
+			log_warn("migrate", "{%s} received records cannot be made durable: %s; partition "
+			    "versions not stored", x->ns->name, recfs_strerror(rc));
 		pthread_mutex_lock(&m->lock);
 		x->persisting = false;
 		x->persist_done = upto;
@@ -1187,12 +1204,14 @@ control_main(void *arg)
 struct tx_ref {
 	storage_loc loc;           /* where it was when collected: the read order */
 	uint16_t set_id;
+	uint8_t part;              /* tx_group: the partition's place in the group */
 	struct digest d;
 };
 
 struct tx_collect {
 	unsigned n;
 	uint32_t bytes, limit;     /* stop once bytes reach limit */
+	uint8_t part;              /* what tx_collect_one gives each entry */
 	struct tx_ref r[MIG_BATCH_RECORDS];
 	/* tx_read_batch: each record as tx_read_one gives it (length, 0, or
 	 * TX_UNREAD), at off[i] of buf (cap bytes) */
@@ -1209,6 +1228,7 @@ tx_collect_one(void *arg, const struct index_entry *e)
 
 	c->r[c->n].loc = e->loc;
 	c->r[c->n].set_id = e->set_id;
+	c->r[c->n].part = c->part;
 	c->r[c->n].d = e->digest;
 	c->n++;
 	c->bytes += storage_loc_size(e->loc);
@@ -1721,6 +1741,7 @@ tx_partition(struct tx_stream *s)
 	int rc = 0;
 
 	s->part_rc = 0;
+	c->part = 0;
 	while (!pos.done && rc == 0) {
 		uint32_t sleep = atomic_load_relaxed(&ns->cfg->migrate_sleep_us);
 		int walked;
@@ -1848,6 +1869,154 @@ tx_partition(struct tx_stream *s)
 	return 0;
 }
 
+#define TX_NOT_SMALL 1           /* tx_group: s->j is not whole in one walk */
+
+/* Lock not held: the runs g[from, n) end with rc. */
+static void
+tx_group_end(struct txn_migrate *m, const struct mig_job *g, unsigned from, unsigned n, int rc)
+{
+	pthread_mutex_lock(&m->lock);
+	for (unsigned p = from; p < n; p++)
+		job_end_locked(m, &g[p], rc);
+	pthread_mutex_unlock(&m->lock);
+}
+
+/*
+ * Small partitions read together: s->j and then the next ready jobs of
+ * the stream, each walked whole into one batch while the batch holds at
+ * most a message's worth of bytes (and MIG_BATCH_RECORDS entries); all
+ * their records are read in one storage_read_many, then each partition
+ * becomes one FIRST|LAST section, as tx_partition makes of a small one
+ * (a partition that does not fit what is left of the message opens the
+ * next one).  Read one partition at a time, the 2-3 records of each cost
+ * the emigration thread a wait for the disk: about half its time in a
+ * join.  A job that does not fit the batch is handed back in *left (the
+ * next group starts with it); TX_NOT_SMALL when s->j itself is not whole
+ * in one walk (tx_partition sends it).  Every run of the group ends once,
+ * as tx_partition's do: 0 (its sections are in messages) or -ESTALE.
+ */
+static int
+tx_group(struct tx_stream *s, unsigned *parts, struct mig_job *left, bool *has_left)
+{
+	struct txn_migrate *m = s->m;
+	struct namespace *ns = m->mns[s->j.ns].ns;
+	struct tx_collect *c = s->c;
+	struct mig_job g[MIGRATE_MSG_PARTS_MAX];
+	uint64_t need[MIGRATE_MSG_PARTS_MAX];
+	uint32_t sleep = atomic_load_relaxed(&ns->cfg->migrate_sleep_us);
+	unsigned k = 0;
+	uint64_t total = 0;
+	int rc = 0;
+
+	*has_left = false;
+	c->n = 0;
+	c->bytes = 0;
+	g[0] = s->j;
+	for (;;) {
+		struct index_walk_pos pos = { 0 };
+		unsigned n0 = c->n;
+		uint32_t b0 = c->bytes;
+		int walked;
+
+		if (!job_current(m, &g[k])) {
+			tx_group_end(m, g, 0, k + 1, -ESTALE);
+			return -ESTALE;
+		}
+		c->part = (uint8_t)k;
+		c->limit = b0 + MIG_BATCH_BYTES;
+		walked = index_partition_walk(ns->index, g[k].pid, &pos, tx_collect_one, c,
+		    MIG_BATCH_RECORDS - n0);
+		need[k] = MIG_SEC_OVERHEAD + (uint64_t)(c->bytes - b0) + 4ull * (c->n - n0);
+		if (walked < 0 || !pos.done || c->bytes - b0 > MIG_BATCH_BYTES ||
+		    (k > 0 && total + need[k] > MIG_BATCH_BYTES)) {
+			/* not whole in one message's walk (tx_partition splits it), or
+			 * over the batch: first in the next */
+			c->n = n0;
+			c->bytes = b0;
+			if (k == 0)
+				return TX_NOT_SMALL;
+			*left = g[k];
+			*has_left = true;
+			break;
+		}
+		total += need[k++];
+		if (k == MIGRATE_MSG_PARTS_MAX || c->n >= MIG_BATCH_RECORDS || total >= MIG_BATCH_BYTES ||
+		    *parts + k >= MIG_STREAM_PARTS)
+			break;
+		pthread_mutex_lock(&m->lock);
+		bool more = job_next_locked(m, s, &g[k]);
+		pthread_mutex_unlock(&m->lock);
+		if (!more)
+			break;
+	}
+	/* read in storage order: neighbours in a write block come together */
+	qsort(c->r, c->n, sizeof(c->r[0]), loc_cmp);
+	tx_read_batch(ns, c);
+	for (unsigned p = 0; p < k; p++) {
+		struct tx_msg *t = &s->msg[s->cur];
+		struct tx_sec *sec;
+		size_t n_off, sec_start;
+		unsigned n_rec = 0;
+
+		if (!job_current(m, &g[p])) {
+			tx_group_end(m, g, p, k, -ESTALE);
+			return -ESTALE;
+		}
+		s->j = g[p];
+		s->part_rc = 0;
+		if (t->n_sec > 0 && t->len + need[p] > MIG_BATCH_BYTES)
+			tx_flush(s);
+		rc = tx_sec_open(s, MIGRATE_MSG_PART_FIRST, &n_off);
+		if (rc != 0) {
+			tx_group_end(m, g, p, p + 1, rc);
+			continue;
+		}
+		t = &s->msg[s->cur];
+		sec = &t->sec[t->n_sec - 1];
+		sec_start = n_off - 5;
+		for (unsigned i = 0; i < c->n && rc == 0; i++) {
+			int r;
+
+			if (c->r[i].part != p)
+				continue;
+			n_rec++;
+			if (c->res[i] == TX_UNREAD)
+				r = tx_read_one(ns, c->r[i].set_id, &c->r[i].d, t->buf + t->len, RPC_BODY_MAX - t->len);
+			else if ((size_t)c->res[i] > RPC_BODY_MAX - t->len)
+				r = -EMSGSIZE;
+			else if ((r = c->res[i]) > 0)
+				memcpy(t->buf + t->len, c->buf + c->off[i], (size_t)r);
+			if (r < 0) {
+				rc = r;   /* the section is taken back, the run ends with it */
+			} else if (r > 0) {
+				t->len += (size_t)r;
+				migrate_msg_insert_count(t->buf, n_off, ++sec->n);
+			}
+		}
+		if (rc != 0) {
+			t->len = sec_start;
+			t->n_sec--;
+			tx_group_end(m, g, p, p + 1, rc);
+			rc = 0;
+			continue;
+		}
+		sec->flags |= MIGRATE_MSG_PART_LAST;
+		t->buf[n_off - 1] = sec->flags;
+		(*parts)++;
+		if (t->len >= MIG_BATCH_BYTES)
+			tx_flush(s);
+		/* migrate-sleep, as tx_partition owes it */
+		if (sleep > 0 && n_rec > 0) {
+			*s->sleep_owed_us += (uint64_t)sleep * n_rec;
+			if (*s->sleep_owed_us >= MIG_SLEEP_MIN_US) {
+				sleep_us(*s->sleep_owed_us > UINT32_MAX ? UINT32_MAX : (uint32_t)*s->sleep_owed_us);
+				*s->sleep_owed_us = 0;
+			}
+		}
+	}
+	return 0;
+}
+
 /* A stream that begins with job j (taken): until no job of its namespace,
  * receiver and change is ready, or MIG_STREAM_PARTS partitions. */
 static void
@@ -1880,12 +2049,27 @@ tx_stream_run(struct txn_migrate *m, unsigned idx, const struct mig_job *j, stru
 		s->work_t0 = carry->work_t0;
 	}
 	while (more) {
-		int rc = tx_partition(s);
+		struct mig_job left;
+		bool has_left = false;
+		int rc = tx_group(s, &parts, &left, &has_left);
 
+		if (rc == TX_NOT_SMALL) {
+			rc = tx_partition(s);
+			parts++;
+			pthread_mutex_lock(&m->lock);
+			if (rc != 0)
+				job_end_locked(m, &s->j, rc);
+			pthread_mutex_unlock(&m->lock);
+		}
 		pthread_mutex_lock(&m->lock);
-		if (rc != 0)
-			job_end_locked(m, &s->j, rc);
-		more = rc != -ESTALE && ++parts < MIG_STREAM_PARTS && job_next_locked(m, s, &s->j);
+		if (has_left && rc == -ESTALE)
+			job_end_locked(m, &left, rc);
+		if (has_left && rc != -ESTALE) {
+			s->j = left;
+			more = true;
+		} else {
+			more = rc != -ESTALE && parts < MIG_STREAM_PARTS && job_next_locked(m, s, &s->j);
+		}
 		pthread_mutex_unlock(&m->lock);
 	}
 	if (s != NULL && s->c != NULL && s->msg[MIG_WINDOW - 1].buf != NULL) {

@@ -41,6 +41,9 @@ void (*txn_sets_merge_test_hook)(void);
 
 /* A table that a node did not take is sent again after this (ms). */
 #define SETS_RETRY_MS 1000
+/* A check that a node could not run yet is asked again after 10, 20, 40
+ * ... ms, at most this apart (ms). */
+#define CHECK_RETRY_MAX_MS 100
 
 struct txn_sets {
 	struct rpc *rpc;
@@ -386,6 +389,88 @@ kick_locked(struct txn_sets *s)
 	pthread_cond_signal(&s->cv);
 }
 
+/*
+ * A check before a change (SET_MSG_CHECK_*: it changes nothing) at the
+ * other nodes of succession[0..n).  The first refusal a node answers
+ * (-ENOTEMPTY, -EEXIST) decides at once.  A node that could not run it
+ * yet is asked again after 10, 20, 40 ... ms (then every
+ * CHECK_RETRY_MAX_MS), within transaction-max-ms of the first send: one
+ * that answers it has no node attached (a process just started:
+ * -EAGAIN), one busy (rpc's -EAGAIN), a process that restarted after an
+ * earlier copy reached its predecessor (-ESTALE: a check run twice is
+ * harmless), one that the fabric reports down or never knew
+ * (-EHOSTDOWN, -EHOSTUNREACH: it may be restarting).  0 once every
+ * node answered that nothing here stops the change; -EIO when one is
+ * silent (-ETIMEDOUT) or still did not answer by the deadline: nothing
+ * was changed anywhere yet.
+ */
+static int
+check_all(struct txn_sets *s, struct namespace *ns, const uint64_t *succession, unsigned n,
+    const uint8_t *buf, size_t len)
+{
+	struct txn_remote *rm = atomic_load_acquire(&txn_namespace_of(ns)->remote);
+	uint64_t deadline = clock_mono_ns() + (uint64_t)(rm != NULL ? txn_remote_deadline_ms(rm) :
+	    RPC_DEADLINE_DEFAULT_MS) * 1000000;
+	uint64_t to[RPC_GROUP_MAX];
+	unsigned k = 0;
+
+	for (unsigned i = 0; i < n && k < RPC_GROUP_MAX; i++)
+		if (succession[i] != s->self && succession[i] != 0)
+			to[k++] = succession[i];
+	for (uint64_t ms = 10; k > 0; ms = ms < CHECK_RETRY_MAX_MS / 2 ? ms * 2 : CHECK_RETRY_MAX_MS) {
+		struct rpc_answer ans[RPC_GROUP_MAX];
+		uint64_t again[RPC_GROUP_MAX];
+		struct rpc_group g;
+		uint64_t now = clock_mono_ns();
+		unsigned n_again = 0, failed = 0;
+		int err = 0, why = 0;
+
+		rpc_group_init(s->rpc, &g, now < deadline ?
+		    (uint32_t)((deadline - now + 999999) / 1000000) : 1);
+		for (unsigned i = 0; i < k; i++)
+			(void)rpc_group_send(&g, to[i], RPC_OP_SETS, buf, len, &ans[i]);
+		(void)rpc_group_wait(&g);
+		for (unsigned i = 0; i < k; i++) {
+			int rc = ans[i].rc != 0 ? ans[i].rc : ans[i].err;
+
+			if (rc == -EAGAIN || rc == -ESTALE || rc == -EHOSTDOWN || rc == -EHOSTUNREACH) {
+				again[n_again++] = to[i];
+				why = rc;
+			} else if (ans[i].rc != 0) {
+				failed++;
+				why = ans[i].rc;
+			} else if (rc != 0 && err == 0) {
+				err = rc;
+			}
+			rpc_answer_release(&ans[i]);
+		}
+		NS_COUNT_ADD(ns, set_changes_sent, k);
+		if (err != 0)
+			return err;
+		now = clock_mono_ns();
+		if (failed == 0 && n_again > 0 && now < deadline) {
+			uint64_t ns_wait = ms * 1000000 < deadline - now ? ms * 1000000 : deadline - now;
+			struct timespec ts = { .tv_sec = (time_t)(ns_wait / 1000000000u),
+			    .tv_nsec = (long)(ns_wait % 1000000000u) };
+
+			nanosleep(&ts, NULL);
+			memcpy(to, again, n_again * sizeof(to[0]));
+			k = n_again;
+			continue;
+		}
+		if (failed + n_again > 0) {
+			/* counted once, as not answered: a node asked again is not */
+			NS_COUNT_ADD(ns, set_changes_failed, failed + n_again);
+			log_warn("txn", "{%s} set check: %u node(s) did not answer within "
+			    "transaction-max-ms (%s); nothing changed", ns->name, failed + n_again,
+			    recfs_strerror(why));
+			return -EIO;
+		}
+		break;
+	}
+	return 0;
+}
+
 int
 txn_sets_send(struct txn_sets *s, struct namespace *ns, unsigned kind,
     const struct set_msg_entry *e, uint64_t to_node)
@@ -415,6 +500,8 @@ txn_sets_send(struct txn_sets *s, struct namespace *ns, unsigned kind,
 		succession[0] = to_node;
 		n = 1;
 	}
+	if (kind == SET_MSG_CHECK_EMPTY || kind == SET_MSG_CHECK_NAME)
+		return check_all(s, ns, succession, n, buf, (size_t)(len + elen));
 	{
 		struct gone_node gone[CLUSTER_NODES_MAX];
 		unsigned n_gone = 0;

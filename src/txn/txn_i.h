@@ -470,7 +470,10 @@ void txn_sets_destroy(struct txn_sets *s);
  * first node's -errno answer (-ENOTEMPTY, -EEXIST ...), or -EIO when a
  * node did not answer (then the set tables are sent again soon).  A
  * SET_MSG_MERGE to every node: a node that went down meanwhile is waited
- * out of the succession, one that restarted is sent it again
+ * out of the succession, one that restarted is sent it again.  A check
+ * (SET_MSG_CHECK_*): a node that has no node attached yet (just started),
+ * is busy, restarted or is reported down is asked again within
+ * transaction-max-ms, then -EIO; the first refusal decides at once
  * (docs/cluster.md, "mkdir, rmdir, chmod of a set").
  */
 int txn_sets_send(struct txn_sets *s, struct namespace *ns, unsigned kind,

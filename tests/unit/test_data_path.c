@@ -44,6 +44,11 @@
  *   - an rmdir during which the other node dies (after its check, before
  *     the removal reached it) succeeds once the cluster is without it, and
  *     the node back takes the removal;
+ *   - the checks before an rmdir or a mkdir asked of a node that has no
+ *     node attached yet (a process just started) wait for it within
+ *     transaction-max-ms and answer what it says (ENOTEMPTY, EEXIST, 0),
+ *     never EAGAIN; EIO past the deadline; and a restart of the other
+ *     node during an rmdir does not fail it;
  *   - a write that waited for its record lock at its master while another
  *     node became the master runs at the new master, not at the old one;
  *   - migration messages (and PARTS sections, each answered for itself)
@@ -1970,6 +1975,185 @@ test_rmdir_done_when_a_node_dies_meanwhile(void **state)
 	tnode_down(&d);
 }
 
+/* Attaches node v to its network's sets handlers again after hold_ms: the
+ * handlers answer -EAGAIN meanwhile, as those of a process just started
+ * that has no node attached yet. */
+struct sets_hold {
+	pthread_t th;
+	struct tnode *v;
+	unsigned hold_ms;
+};
+
+static void *
+sets_hold_main(void *arg)
+{
+	struct sets_hold *h = arg;
+
+	sleep_ms(h->hold_ms);
+	txn_sets_attach(txn_network_sets(h->v->net), h->v->node);
+	return NULL;
+}
+
+static void
+sets_hold_start(struct sets_hold *h, struct tnode *v, unsigned hold_ms)
+{
+	h->v = v;
+	h->hold_ms = hold_ms;
+	txn_sets_attach(txn_network_sets(v->net), NULL);
+	assert_int_equal(pthread_create(&h->th, NULL, sets_hold_main, h), 0);
+}
+
+/* Restarts v's network (a new process on the same address, SIGKILLed the
+ * one before) and attaches it to v's node only hold_ms later. */
+static void *
+restart_held_main(void *arg)
+{
+	struct sets_hold *h = arg;
+	struct txn_network *net = NULL;
+
+	if (txn_network_start(&h->v->cfg, h->v->id, &net) != 0)
+		return NULL;
+	sleep_ms(h->hold_ms);
+	h->v->net = net;
+	txn_node_network_set(h->v->node, net);
+	return NULL;
+}
+
+/*
+ * The checks before a set change (rmdir's emptiness check at every node,
+ * mkdir's name check at the master of the null-set record of that name)
+ * asked of a node whose handlers answer that it has no node attached yet
+ * (-EAGAIN: a process just started): the check waits for it, within
+ * transaction-max-ms, and the user gets the answer that node gives -
+ * ENOTEMPTY, EEXIST, 0 - where it got EAGAIN before, an errno rmdir and
+ * mkdir do not document.  A node that is not attached by the deadline:
+ * EIO, nothing changed.  Then a real restart: d's network SIGKILLed and
+ * started again, attached 300 ms later; an rmdir on c meanwhile succeeds.
+ * Two nodes at RF 1 (a record is only at its master).
+ */
+static void
+test_set_checks_wait_for_a_node_just_started(void **state)
+{
+	struct tnode c, d;
+	uint16_t pc = free_port(), pd = free_port();
+	struct sets_hold h;
+	struct txn_key key = { .set = "full", .set_len = 4 };
+	char k[16], clash[16];
+	uint64_t t0, took;
+	int rc;
+
+	(void)state;
+	while (pd == pc)
+		pd = free_port();
+	memset(&c, 0, sizeof(c));
+	memset(&d, 0, sizeof(d));
+	node_rf = 1;
+	tnode_up(&c, 0xc7, pc, pd);
+	tnode_up(&d, 0xd8, pd, pc);
+	node_rf = 2;
+	wait_pair(&c, &d);
+	wait_tables(&c, &d);
+	settled_pair(&c, &d);
+	assert_int_equal(txn_set_create(c.ns, "full", 4, NULL), 0);
+	assert_int_equal(txn_set_create(c.ns, "empty", 5, NULL), 0);
+	assert_int_equal(txn_set_create(c.ns, "never", 5, NULL), 0);
+	assert_int_equal(txn_set_create(c.ns, "later", 5, NULL), 0);
+	/* a record of "full" that d masters: at RF 1 only d holds it */
+	for (unsigned i = 0;; i++) {
+		struct txn_partition p;
+		struct digest dg;
+
+		snprintf(k, sizeof(k), "r%u", i);
+		digest_compute(&dg, "full", 4, k, strlen(k));
+		assert_int_equal(txn_partition_get(c.ns, digest_partition(&dg), &p), 0);
+		if (!p.am_master)
+			break;
+	}
+	key.key = k;
+	key.key_len = strlen(k);
+	{
+		struct txn_write w = { .set_file = true, .file_data = "kept", .file_len = 4 };
+
+		assert_int_equal(txn_write(c.ns, &key, &w, NULL), 0);   /* proxied to d */
+	}
+	/* a null-set record that d masters */
+	name_mastered(&c, false, clash, sizeof(clash));
+	assert_int_equal(put(&c, clash, "a file"), 0);
+
+	/* rmdir of a set d holds a record of: ENOTEMPTY once d answers */
+	sets_hold_start(&h, &d, 300);
+	t0 = clock_mono_ns();
+	rc = txn_set_remove(c.ns, "full", 4);
+	took = (clock_mono_ns() - t0) / 1000000;
+	pthread_join(h.th, NULL);
+	print_message("rmdir with the other node not attached for 300 ms: %d after %llu ms\n", rc,
+	    (unsigned long long)took);
+	assert_int_equal(rc, -ENOTEMPTY);
+	assert_true(took >= 250 && took < 1000);
+	assert_int_equal(txn_set_exists(c.ns, "full", 4), 0);
+
+	/* rmdir of an empty set: removed once d answers, on both */
+	sets_hold_start(&h, &d, 300);
+	t0 = clock_mono_ns();
+	rc = txn_set_remove(c.ns, "empty", 5);
+	took = (clock_mono_ns() - t0) / 1000000;
+	pthread_join(h.th, NULL);
+	print_message("rmdir of an empty set, the same: %d after %llu ms\n", rc,
+	    (unsigned long long)took);
+	assert_int_equal(rc, 0);
+	assert_true(took >= 250 && took < 1000);
+	assert_int_equal(txn_set_exists(c.ns, "empty", 5), -ENOENT);
+	assert_int_equal(set_exists_within(&d, "empty", -ENOENT), -ENOENT);
+
+	/* mkdir of the null-set record's name, d its master: EEXIST */
+	sets_hold_start(&h, &d, 300);
+	t0 = clock_mono_ns();
+	rc = txn_set_create(c.ns, clash, strlen(clash), NULL);
+	took = (clock_mono_ns() - t0) / 1000000;
+	pthread_join(h.th, NULL);
+	print_message("mkdir over a file at the other node not attached for 300 ms: %d after %llu ms\n",
+	    rc, (unsigned long long)took);
+	assert_int_equal(rc, -EEXIST);
+	assert_true(took >= 250 && took < 1000);
+	assert_int_equal(txn_set_exists(c.ns, clash, strlen(clash)), -ENOENT);
+
+	/* not attached within transaction-max-ms (1000 ms): EIO, nothing
+	 * removed anywhere */
+	sets_hold_start(&h, &d, 1500);
+	t0 = clock_mono_ns();
+	rc = txn_set_remove(c.ns, "never", 5);
+	took = (clock_mono_ns() - t0) / 1000000;
+	pthread_join(h.th, NULL);
+	print_message("rmdir with the other node not attached for 1500 ms: %d after %llu ms\n", rc,
+	    (unsigned long long)took);
+	assert_int_equal(rc, -EIO);
+	assert_true(took >= 900 && took < 1500);
+	assert_int_equal(txn_set_exists(c.ns, "never", 5), 0);
+	assert_int_equal(txn_set_exists(d.ns, "never", 5), 0);
+
+	/* a real restart: d's process SIGKILLed and started again on its
+	 * address at once, its node attached 300 ms later; an rmdir on c
+	 * 50 ms after the kill */
+	tnode_net_crash(&d);
+	h.v = &d;
+	h.hold_ms = 300;
+	assert_int_equal(pthread_create(&h.th, NULL, restart_held_main, &h), 0);
+	sleep_ms(50);
+	t0 = clock_mono_ns();
+	rc = txn_set_remove(c.ns, "later", 5);
+	took = (clock_mono_ns() - t0) / 1000000;
+	pthread_join(h.th, NULL);
+	print_message("rmdir with the other node restarting: %d after %llu ms\n", rc,
+	    (unsigned long long)took);
+	assert_non_null(d.net);
+	assert_int_equal(rc, 0);
+	assert_int_equal(txn_set_exists(c.ns, "later", 5), -ENOENT);
+	wait_pair(&c, &d);
+	assert_int_equal(set_exists_within(&d, "later", -ENOENT), -ENOENT);
+	tnode_down(&c);
+	tnode_down(&d);
+}
+
 struct bg_write {
 	pthread_t th;
 	struct namespace *ns;
@@ -2678,6 +2862,7 @@ main(void)
 		cmocka_unit_test(test_memory_tombstones_in_a_cluster),
 		cmocka_unit_test(test_set_of_records_only_is_known_everywhere),
 		cmocka_unit_test(test_rmdir_done_when_a_node_dies_meanwhile),
+		cmocka_unit_test(test_set_checks_wait_for_a_node_just_started),
 		cmocka_unit_test(test_write_waiting_through_a_master_change_runs_at_the_new_master),
 		cmocka_unit_test(test_takeover_notice_reaches_a_busy_member),
 		cmocka_unit_test(test_delete_routed_again_after_its_master_went_down),

@@ -78,6 +78,8 @@
 	    "Migration messages refused (logged at debug): another cluster key (a change came in between), or a partition this node does not expect from that node; a message that does not decode is refused and logged.") \
 	X(migrate_records_refused, COUNTER, "records", 0, \
 	    "Records of migration batches (INSERT) refused one by one: malformed (they fail the record's checks) or of another partition than the batch's; the rest of the batch is applied, and each batch with refusals is logged with partition and sender.") \
+	X(migrate_rx_ends_failed, COUNTER, "partitions", 0, \
+	    "Ends of a partition's migration from one sender (its last section, or DONE) this node answered with an error because the records received or the partition's version could not be made durable (the sync of the records or the store of the versions failed, logged): the partition stays expected from that sender, which keeps its copy and sends the partition again.") \
 	X(migrate_takeover_notices_again, COUNTER, "messages", 0, \
 	    "Takeover notices a final master sent again to a member that had not taken the first: it had not rebalanced yet, was busy or not connected (asked again with backoff while the change lasts; until every member took it the partition counts in migrate_partitions_remaining). Without them that member would send the partition's operations to the old working master until the next cluster change.") \
 	X(migrate_tx_yields, COUNTER, "pauses", 0, \

@@ -332,6 +332,8 @@
 	    "Copies the last cold start skipped because their partition's copy had been dropped here (not a replica any more) after they were written, and that were not stored under a regain of the partition since (their regain mark): their bytes were still on the device, they are never loaded and count as free space (docs/cluster.md, Dropping a copy).") \
 	X(partition_version_syncs, COUNTER, "syncs", 0, \
 	    "Syncs of a storage file for the partition versions (each store of them is durable before it returns: docs/cluster.md, Partition versions). A node that stops being a replica of many partitions at once stores their drops together: one sync for all of them, not one each.") \
+	X(partition_version_pages, COUNTER, "pages", 0, \
+	    "4 KiB pages of the partition version table written to a storage file's header area (counted once for all the namespace's files). A store of the table writes only the pages whose slots differ from what the files hold since the last write that succeeded (a migration's completed partitions change a few slots), the whole table (32 pages) after a load or a failed write.") \
 	X(tombstones_reclaimed, COUNTER, "records", 0, \
 	    "Tombstones dropped by the tomb raider once no older copy remained on storage (in a cluster: by the partition's master, and by each replica at its request).") \
 	X(tomb_raider_passes, COUNTER, "passes", 0, "Tomb raider passes over the storage.") \

@@ -81,7 +81,8 @@ struct mig_ns {
 	pthread_cond_t persist_cv;            /* persist_wait_locked: a round ended (m->lock) */
 	uint64_t persist_seq;                 /* persist_req filed so far */
 	struct persist_req *persist_list;     /* filed, not covered by a round yet */
-	bool persisting;                      /* a round of persist_wait_locked runs */
+	bool persisting;                      /* a records' sync of persist_wait_locked runs */
+	uint64_t persist_synced;              /* requests up to it: records durable, store to come */
 	uint64_t versions[PARTITION_COUNT];   /* this node's versions */
 	uint64_t rx_from[PARTITION_COUNT];    /* node-index bits still to receive from */
 	uint64_t rx_started[PARTITION_COUNT]; /* of those, started (counted in incoming) */
@@ -351,8 +352,28 @@ versions_store_reqs(struct txn_migrate *m, struct mig_ns *x, uint64_t upto)
 	return rc;
 }
 
+/* Requests up to upto done with rc.  Lock held. */
+static void
+persist_settle_locked(struct mig_ns *x, uint64_t upto, int rc)
+{
+	for (struct persist_req **pp = &x->persist_list; *pp != NULL; ) {
+		struct persist_req *q = *pp;
+
+		if (q->seq > upto) {
+			pp = &q->next;
+			continue;
+		}
+		q->rc = rc;
+		q->done = true;
+		*pp = q->next;
+	}
+}
+
 /* File r and wait until a round has covered it (r->rc).  Lock held (it is
- * let go during a round and the waits). */
+ * let go during a round and the waits).  A round's records' sync runs
+ * alone; its store of the versions may overlap the next round's sync (the
+ * stores keep their order under store_lock, and a store covers only
+ * requests whose records a finished sync made durable). */
 static void
 persist_wait_locked(struct txn_migrate *m, struct mig_ns *x, struct persist_req *r)
 {
@@ -361,7 +382,9 @@ persist_wait_locked(struct txn_migrate *m, struct mig_ns *x, struct persist_req 
 	r->next = x->persist_list;
 	x->persist_list = r;
 	while (!r->done) {
-		if (x->persisting) {
+		if (x->persisting || x->persist_synced >= r->seq) {
+			/* a sync runs, or one that covers r ended: its store
+			 * settles r */
 			pthread_cond_wait(&x->persist_cv, &m->lock);
 			continue;
 		}
@@ -373,25 +396,22 @@ persist_wait_locked(struct txn_migrate *m, struct mig_ns *x, struct persist_req 
 		rc = FAULT_POINT("migrate.records_sync");
 		if (rc == 0)
 			rc = storage_sync_all(x->ns->storage);
-		if (rc == 0)
-			rc = versions_store_reqs(m, x, upto);
-		else
+		pthread_mutex_lock(&m->lock);
+		x->persisting = false;
+		if (rc != 0) {
 			log_warn("migrate", "{%s} received records cannot be made durable: %s; the "
 			    "partitions they end are answered with that error", x->ns->name,
 			    recfs_strerror(rc));
-		pthread_mutex_lock(&m->lock);
-		x->persisting = false;
-		for (struct persist_req **pp = &x->persist_list; *pp != NULL; ) {
-			struct persist_req *q = *pp;
-
-			if (q->seq > upto) {
-				pp = &q->next;
-				continue;
-			}
-			q->rc = rc;
-			q->done = true;
-			*pp = q->next;
+			persist_settle_locked(x, upto, rc);
+			pthread_cond_broadcast(&x->persist_cv);
+			continue;
 		}
+		x->persist_synced = upto;
+		pthread_cond_broadcast(&x->persist_cv);
+		pthread_mutex_unlock(&m->lock);
+		rc = versions_store_reqs(m, x, upto);
+		pthread_mutex_lock(&m->lock);
+		persist_settle_locked(x, upto, rc);
 		pthread_cond_broadcast(&x->persist_cv);
 	}
 }

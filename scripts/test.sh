@@ -37,7 +37,7 @@ if [ "$main" = yes ]; then
 	summary . tests
 fi
 if [ "$main" = yes ] && [ "$sanitize" = yes ]; then
-	CONFIGURE_FLAGS="--enable-werror --enable-asan --enable-ubsan" \
+	CONFIGURE_FLAGS="--enable-werror --enable-asan --enable-ubsan --enable-fault-injection" \
 	    BUILD_DIR="$top/build-asan" "$top/scripts/build.sh"
 	cd "$top/build-asan"
 	ASAN_OPTIONS=detect_leaks=1 make -j"$(nproc)" check ||

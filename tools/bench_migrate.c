@@ -696,6 +696,21 @@ mg_join(struct bench_ctx *ctx, struct bench_migrate_state *st, struct mg_join *j
 	}
 	if (bench_interrupted)
 		return bench_fail(err, -EINTR, "interrupted");
+	{
+		/* How many partitions a store of D's version table covered
+		 * (docs/benchmarks.md, "Migration"): its syncs of the table
+		 * (one per store, one file) against the partitions it received. */
+		uint64_t syncs = 0, pages = 0;
+		char pg[32] = "n/a";
+
+		if (bench_info_u64(d->mnt, "namespace/" MG_NS, "partition_version_syncs", &syncs) == 0) {
+			if (bench_info_u64(d->mnt, "namespace/" MG_NS, "partition_version_pages", &pages) == 0)
+				snprintf(pg, sizeof(pg), "%llu", (unsigned long long)pages);
+			bench_progress("node D: %llu partitions to receive, %llu syncs of its version table, "
+			    "%s pages of it written", (unsigned long long)j->d_rx_initial,
+			    (unsigned long long)syncs, pg);
+		}
+	}
 	rc = mg_sum(st, MG_NODES, "namespace/" MG_NS, "migrate_records_received", &j->rec1);
 	if (rc == 0)
 		rc = mg_sum(st, MG_NODES, "statistics", "fabric_received_bytes", &j->bytes1);

@@ -1,10 +1,13 @@
 /*
  * fault.c - fault points armed from the environment (see fault.h).
  *
- * RECFS_FAULT=name[:errno][,name[:errno]...] is parsed once, under
+ * RECFS_FAULT=name[:errno[:path]][,...] is parsed once, under
  * pthread_once, into a small fixed table; fault_check() then only reads it,
  * so it is safe from any thread without locks.  Tests arm faults per
  * process (the daemon or a unit test binary started with the variable set).
+ * A fault given a path (absolute) is armed only while that file exists: a
+ * test lets the failure pass without restarting the process (a retry in the
+ * same process must then succeed), at one access() per check of it.
  *
  * Rejected: re-reading the environment on every check (getenv races with
  * setenv in other threads and costs a scan per call); a runtime arming API
@@ -23,6 +26,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "fault.h"
 #include "log.h"
@@ -33,6 +37,7 @@
 struct fault {
 	char name[FAULT_NAME_MAX + 1];
 	int err; /* positive errno */
+	char *path; /* armed only while this file exists, or NULL: always */
 };
 
 /* Written once under fault_once, read-only afterwards. */
@@ -61,7 +66,8 @@ fault_check(const char *name)
 	pthread_once(&fault_once, fault_parse);
 	for (int i = 0; i < fault_count; i++)
 		if (strcmp(fault_table[i].name, name) == 0)
-			return -fault_table[i].err;
+			return fault_table[i].path != NULL && access(fault_table[i].path, F_OK) != 0 ? 0 :
+			    -fault_table[i].err;
 	return 0;
 }
 
@@ -78,11 +84,20 @@ fault_parse(void)
 		abort(); /* start-up path: a test with no memory cannot run anyway */
 	for (item = strtok_r(copy, ",", &save); item != NULL;
 	    item = strtok_r(NULL, ",", &save)) {
-		char *colon = strchr(item, ':');
+		char *colon = strchr(item, ':'), *path = NULL;
 		int err = EIO;
 
 		if (colon != NULL) {
 			*colon = '\0';
+			path = strchr(colon + 1, ':');
+			if (path != NULL) {
+				*path++ = '\0';
+				if (*path != '/') {
+					log_warn("fault", "RECFS_FAULT: '%s' for '%s' is not an absolute path, "
+					    "the fault is always armed", path, item);
+					path = NULL;
+				}
+			}
 			err = fault_parse_errno(colon + 1);
 			if (err <= 0) {
 				log_warn("fault", "RECFS_FAULT: bad errno '%s' for '%s', using EIO",
@@ -101,6 +116,8 @@ fault_parse(void)
 		}
 		strcpy(fault_table[fault_count].name, item);
 		fault_table[fault_count].err = err;
+		if (path != NULL && (fault_table[fault_count].path = strdup(path)) == NULL)
+			abort();
 		fault_count++;
 	}
 	free(copy);

@@ -2,10 +2,11 @@
  * fault.h - fault points for tests.
  *
  * FAULT_POINT("name") evaluates to a negative errno when the named fault is
- * armed (environment RECFS_FAULT=name[:errno][,name...]), else 0.  Without
- * --enable-fault-injection it compiles to 0.
+ * armed (environment RECFS_FAULT=name[:errno[:path]][,name...]), else 0.
+ * Without --enable-fault-injection it compiles to 0.
  *
- * errno is a number or a name such as ENOSPC; it defaults to EIO.  The
+ * errno is a number or a name such as ENOSPC; it defaults to EIO.  With an
+ * absolute path the fault is armed only while that file exists.  The
  * environment is read once, on the first check, so arm faults before the
  * process starts.
  */

@@ -78,6 +78,8 @@
 	    "Migration messages refused (logged at debug): another cluster key (a change came in between), or a partition this node does not expect from that node; a message that does not decode is refused and logged.") \
 	X(migrate_records_refused, COUNTER, "records", 0, \
 	    "Records of migration batches (INSERT) refused one by one: malformed (they fail the record's checks) or of another partition than the batch's; the rest of the batch is applied, and each batch with refusals is logged with partition and sender.") \
+	X(migrate_rx_ends_failed, COUNTER, "partitions", 0, \
+	    "Ends of a partition's migration from one sender (its last section, or DONE) this node answered with an error because the records received or the partition's version could not be made durable (the sync of the records or the store of the versions failed, logged): the partition stays expected from that sender, which keeps its copy and sends the partition again.") \
 	X(migrate_takeover_notices_again, COUNTER, "messages", 0, \
 	    "Takeover notices a final master sent again to a member that had not taken the first: it had not rebalanced yet, was busy or not connected (asked again with backoff while the change lasts; until every member took it the partition counts in migrate_partitions_remaining). Without them that member would send the partition's operations to the old working master until the next cluster change.") \
 	X(migrate_tx_yields, COUNTER, "pauses", 0, \
@@ -330,6 +332,8 @@
 	    "Copies the last cold start skipped because their partition's copy had been dropped here (not a replica any more) after they were written, and that were not stored under a regain of the partition since (their regain mark): their bytes were still on the device, they are never loaded and count as free space (docs/cluster.md, Dropping a copy).") \
 	X(partition_version_syncs, COUNTER, "syncs", 0, \
 	    "Syncs of a storage file for the partition versions (each store of them is durable before it returns: docs/cluster.md, Partition versions). A node that stops being a replica of many partitions at once stores their drops together: one sync for all of them, not one each.") \
+	X(partition_version_pages, COUNTER, "pages", 0, \
+	    "4 KiB pages of the partition version table written to a storage file's header area (counted once for all the namespace's files). A store of the table writes only the pages whose slots differ from what the files hold since the last write that succeeded (a migration's completed partitions change a few slots), the whole table (32 pages) after a load or a failed write.") \
 	X(tombstones_reclaimed, COUNTER, "records", 0, \
 	    "Tombstones dropped by the tomb raider once no older copy remained on storage (in a cluster: by the partition's master, and by each replica at its request).") \
 	X(tomb_raider_passes, COUNTER, "passes", 0, "Tomb raider passes over the storage.") \

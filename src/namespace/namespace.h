@@ -53,6 +53,7 @@
 	X(list_pages_received, "listing pages other nodes asked of this one") \
 	X(migrate_msgs_refused, "migration messages refused: another cluster key, or a partition not expected from that node") \
 	X(migrate_records_refused, "records of migration batches refused one by one: malformed, or of another partition") \
+	X(migrate_rx_ends_failed, "partition ends received and answered with an error: records or version not durable") \
 	X(migrate_takeover_notices_again, "takeover notices sent again to a member that had not taken one") \
 	X(migrate_tx_yields, "pauses of emigration threads for client operations (migrate-yield-pct)") \
 	X(migrate_tx_yield_time, "microseconds emigration threads paused for client operations") \

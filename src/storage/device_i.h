@@ -147,6 +147,13 @@ struct dev_engine {
 	 * until a store rewrites them (a bit per partition). */
 	uint64_t pver_logged[STORAGE_PARTITIONS / 64];
 	uint64_t pver_syncs;       /* atomic: fdatasync calls for the table */
+	/* The pmeta area as last written and synced on every device
+	 * (DEVICE_PMETA_SIZE bytes, aligned), valid once a whole-area write
+	 * succeeded and until a read, a failed write or an erase: a store then
+	 * writes only the pages that differ from it. */
+	uint8_t *pver_image;
+	bool pver_image_ok;
+	uint64_t pver_pages_written; /* atomic: pmeta pages written by stores */
 };
 
 /* e->pmflags bits: the slot says regained; copies older than the drop were

@@ -161,6 +161,9 @@ pver_read_locked(struct storage *st, struct dev_engine *e)
 		free(out);
 		return -ENOMEM;
 	}
+	/* what the devices hold is read again: the next store writes it all
+	 * (devices that disagreed converge) */
+	e->pver_image_ok = false;
 	for (uint32_t i = 0; i < e->n && rc == 0; i++) {
 		rc = pver_read_device(st, e, e->devs[i], area, i == 0 ? out : v);
 		for (uint32_t p = 0; i > 0 && rc == 0 && p < DEVICE_PMETA_SLOTS; p++) {
@@ -192,20 +195,12 @@ pver_read_locked(struct storage *st, struct dev_engine *e)
 	return rc;
 }
 
-/* Write len bytes of the pmeta area from byte off of it to every device,
- * then sync every device.  pver_lock held. */
+/* Sync every device after a write of the table.  pver_lock held. */
 static int
-pver_write_locked(struct storage *st, struct dev_engine *e, const uint8_t *buf, size_t len, uint64_t off)
+pver_sync_locked(struct storage *st, struct dev_engine *e)
 {
 	int rc = 0;
 
-	for (uint32_t i = 0; i < e->n && rc == 0; i++) {
-		rc = pwrite_full(e->devs[i]->fd, buf, len, DEVICE_PMETA_OFFSET + off);
-		if (rc != 0)
-			log_error("device", "{%s} %s: writing partition versions (offset %" PRIu64 ", %zu "
-			    "bytes) failed: %s", st->ns_name, e->devs[i]->path, DEVICE_PMETA_OFFSET + off,
-			    len, recfs_strerror(rc));
-	}
 	for (uint32_t i = 0; i < e->n && rc == 0; i++) {
 		atomic_inc(&e->pver_syncs);
 		if (fdatasync(e->devs[i]->fd) != 0) {
@@ -214,6 +209,93 @@ pver_write_locked(struct storage *st, struct dev_engine *e, const uint8_t *buf, 
 			    e->devs[i]->path, recfs_strerror(rc));
 		}
 	}
+	return rc;
+}
+
+/* len bytes of the pmeta area from byte off of it written to every device
+ * (no sync).  pver_lock held. */
+static int
+pver_pwrite_locked(struct storage *st, struct dev_engine *e, const uint8_t *buf, size_t len, uint64_t off)
+{
+	int rc = 0;
+
+	atomic_add(&e->pver_pages_written, (len + DEVICE_HEADER_PAGE - 1) / DEVICE_HEADER_PAGE);
+	for (uint32_t i = 0; i < e->n && rc == 0; i++) {
+		rc = pwrite_full(e->devs[i]->fd, buf, len, DEVICE_PMETA_OFFSET + off);
+		if (rc != 0)
+			log_error("device", "{%s} %s: writing partition versions (offset %" PRIu64 ", %zu "
+			    "bytes) failed: %s", st->ns_name, e->devs[i]->path, DEVICE_PMETA_OFFSET + off,
+			    len, recfs_strerror(rc));
+	}
+	return rc;
+}
+
+/* What the devices hold now (pver_image): bytes [off, off + len) are buf
+ * (rc 0), or unknown (a failed write: the next store writes it all).
+ * pver_lock held. */
+static void
+pver_image_update(struct dev_engine *e, const uint8_t *buf, size_t len, uint64_t off, int rc)
+{
+	if (rc != 0) {
+		e->pver_image_ok = false;
+		return;
+	}
+	if (e->pver_image == NULL &&
+	    posix_memalign((void **)&e->pver_image, DEVICE_IO_ALIGN, DEVICE_PMETA_SIZE) != 0) {
+		e->pver_image = NULL;
+		e->pver_image_ok = false;
+		return;
+	}
+	memcpy(e->pver_image + off, buf, len);
+	if (off == 0 && len == DEVICE_PMETA_SIZE)
+		e->pver_image_ok = true;
+}
+
+/* Write len bytes of the pmeta area from byte off of it to every device,
+ * then sync every device.  pver_lock held. */
+static int
+pver_write_locked(struct storage *st, struct dev_engine *e, const uint8_t *buf, size_t len, uint64_t off)
+{
+	int rc = pver_pwrite_locked(st, e, buf, len, off);
+
+	if (rc == 0)
+		rc = pver_sync_locked(st, e);
+	pver_image_update(e, buf, len, off, rc);
+	return rc;
+}
+
+/* The whole area (encoded in area) stored, writing only the runs of pages
+ * that differ from what the devices hold (pver_image, valid), then one sync
+ * per device; nothing at all when none differs.  A store of the table
+ * after a migration's partitions completed changes a few slots of its 128
+ * KiB.  pver_lock held. */
+static int
+pver_write_changed_locked(struct storage *st, struct dev_engine *e, const uint8_t *area)
+{
+	const uint32_t pages = DEVICE_PMETA_SIZE / DEVICE_HEADER_PAGE;
+	uint32_t pg = 0;
+	bool any = false;
+	int rc = 0;
+
+	while (pg < pages && rc == 0) {
+		uint32_t end;
+
+		if (memcmp(area + (size_t)pg * DEVICE_HEADER_PAGE, e->pver_image + (size_t)pg * DEVICE_HEADER_PAGE,
+		    DEVICE_HEADER_PAGE) == 0) {
+			pg++;
+			continue;
+		}
+		for (end = pg + 1; end < pages && memcmp(area + (size_t)end * DEVICE_HEADER_PAGE,
+		    e->pver_image + (size_t)end * DEVICE_HEADER_PAGE, DEVICE_HEADER_PAGE) != 0; end++)
+			;
+		rc = pver_pwrite_locked(st, e, area + (size_t)pg * DEVICE_HEADER_PAGE,
+		    (size_t)(end - pg) * DEVICE_HEADER_PAGE, (uint64_t)pg * DEVICE_HEADER_PAGE);
+		any = true;
+		pg = end;
+	}
+	if (rc == 0 && any)
+		rc = pver_sync_locked(st, e);
+	pver_image_update(e, area, DEVICE_PMETA_SIZE, 0, rc);
 	return rc;
 }
 
@@ -340,7 +422,10 @@ device_pversions_store(struct storage *st, const uint64_t v[STORAGE_PARTITIONS])
 	memset(e->pver_logged, 0, sizeof(e->pver_logged));
 	e->pver_known = true;
 	pver_encode(e, 0, DEVICE_PMETA_SLOTS, area);
-	rc = pver_write_locked(st, e, area, DEVICE_PMETA_SIZE, 0);
+	if (e->pver_image_ok)
+		rc = pver_write_changed_locked(st, e, area);
+	else
+		rc = pver_write_locked(st, e, area, DEVICE_PMETA_SIZE, 0);
 	pthread_mutex_unlock(&e->pver_lock);
 	free(area);
 	return rc;
@@ -468,6 +553,7 @@ device_pversions_erase(struct storage *st, struct device *d)
 	if (posix_memalign((void **)&area, DEVICE_IO_ALIGN, DEVICE_PMETA_SIZE) != 0)
 		return -ENOMEM;
 	memset(area, 0, DEVICE_PMETA_SIZE);
+	((struct dev_engine *)st->priv)->pver_image_ok = false;
 	rc = pwrite_full(d->fd, area, DEVICE_PMETA_SIZE, DEVICE_PMETA_OFFSET);
 	if (rc == 0 && fdatasync(d->fd) != 0)
 		rc = -errno;
@@ -490,6 +576,7 @@ device_pversions_upgrade(struct storage *st, struct dev_engine *e)
 
 		if (d->hdr.version >= 3)
 			continue;
+		e->pver_image_ok = false;
 		if (area == NULL) {
 			rc = pver_known_locked(st, e);
 			if (rc == 0 && posix_memalign((void **)&area, DEVICE_IO_ALIGN, DEVICE_PMETA_SIZE) != 0)

@@ -123,6 +123,7 @@ struct storage_stats {
 	uint64_t write_waits;       /* writers that waited for the write cache */
 	uint64_t cold_start_dropped; /* copies the cold start skipped: their partition was dropped */
 	uint64_t pversion_syncs;    /* syncs of a device for the partition versions */
+	uint64_t pversion_pages;    /* pages of the partition versions written */
 	bool shadow;                /* write_q is the shadow write queue */
 };
 

@@ -1795,6 +1795,7 @@ dev_close(struct storage *st, bool clean)
 	}
 	pthread_mutex_destroy(&e->pver_lock);
 	pthread_mutex_destroy(&e->pmark_lock);
+	free(e->pver_image);
 	free(e);
 	st->priv = NULL;
 }
@@ -1832,6 +1833,7 @@ dev_stats(struct storage *st, struct storage_stats *out)
 		out->cold_start_dropped += atomic_load_relaxed(&d->cs_dropped);
 	}
 	out->pversion_syncs = atomic_load_relaxed(&e->pver_syncs);
+	out->pversion_pages = atomic_load_relaxed(&e->pver_pages_written);
 }
 
 static void

@@ -41,6 +41,7 @@
 
 #include "../base/atomic.h"
 #include "../base/clock.h"
+#include "../base/fault.h"
 #include "../base/log.h"
 #include "../cluster/partition.h"
 #include "../cluster/rebalance.h"
@@ -77,9 +78,11 @@ enum mig_work_kind { MIG_W_DROP, MIG_W_TAKEOVER, MIG_W_RELEASE };
 struct mig_ns {
 	struct namespace *ns;
 	pthread_mutex_t store_lock;           /* versions_persist_*: one store at a time */
-	pthread_cond_t persist_cv;            /* versions_persist_group: a store ended (m->lock) */
-	uint64_t persist_req, persist_done;   /* stores asked for, covered by a finished store */
-	bool persisting;                      /* a store for versions_persist_group runs */
+	pthread_cond_t persist_cv;            /* persist_wait_locked: a round ended (m->lock) */
+	uint64_t persist_seq;                 /* persist_req filed so far */
+	struct persist_req *persist_list;     /* filed, not covered by a round yet */
+	bool persisting;                      /* a records' sync of persist_wait_locked runs */
+	uint64_t persist_synced;              /* requests up to it: records durable, store to come */
 	uint64_t versions[PARTITION_COUNT];   /* this node's versions */
 	uint64_t rx_from[PARTITION_COUNT];    /* node-index bits still to receive from */
 	uint64_t rx_started[PARTITION_COUNT]; /* of those, started (counted in incoming) */
@@ -280,51 +283,234 @@ versions_persist_all(struct txn_migrate *m, struct mig_ns *x)
 }
 
 /*
- * Store x->versions on behalf of a caller that changed some of them (under
- * m->lock) before calling: returns once a store that began after the call
- * has finished.  Concurrent callers share one store of the whole table (one
- * write and one sync for all of them), where versions_persist_one costs
- * each a sync: the receiver's DONE of many partitions at once.
+ * The end of a partition's migration from one sender (a DONE, a LAST
+ * section) is answered 0 only once it is durable: the records received
+ * (every record applied so far: storage_sync_all), then, when it completes
+ * the partition, the partition's final version; only then is the end
+ * taken (done_locked: rx_done, the version in x->versions, the counters).
+ * A failed sync or store answers the error and leaves the partition
+ * expected from that sender as it was: the sender keeps its copy and sends
+ * the partition again (job_end_locked), and that run can complete it.
  *
- * The records come first: every record written so far (those of the
- * partitions completed, applied before their callers got here) is made
- * durable (storage_sync_all, shared with other waiters) before the
- * versions are stored, so a version on the device never counts records
- * that are only in a write buffer, and the sender, whose copy may be
- * dropped once it has the answer, gets it only with the records on this
- * node's device.  Without it they stayed in RAM up to flush-max-ms after
- * the answer (t_migrate_durable.sh).  A failed sync leaves the stored
- * versions as they were (logged, as a failed store is).
+ * The callers of one namespace share the work: each files a persist_req
+ * (the final versions its ends would store) and waits; one of them at a
+ * time runs a round for every request filed before the round began - one
+ * sync of the records, then one store of x->versions with those requests'
+ * versions laid over it (none when no request brings a version) - and
+ * gives each request the round's result.  A version enters x->versions
+ * only once stored (under store_lock, before any other store can copy the
+ * table), so no store writes a version whose records are not durable yet
+ * and a failed one is never reported as stored.
  */
-static void
-versions_persist_group(struct txn_migrate *m, struct mig_ns *x)
+struct persist_req {
+	struct persist_req *next;
+	uint64_t seq;              /* x->persist_seq when filed */
+	uint64_t key;              /* the change the versions belong to */
+	unsigned n;
+	uint32_t pid[MIGRATE_MSG_PARTS_MAX];
+	uint64_t v[MIGRATE_MSG_PARTS_MAX];
+	int rc;
+	bool done;
+};
+
+/* The versions of the requests up to upto stored (with x->versions as it
+ * is); 0 at once when they bring none.  m->lock not held. */
+static int
+versions_store_reqs(struct txn_migrate *m, struct mig_ns *x, uint64_t upto)
 {
-	uint64_t mine;
+	uint64_t *v;
+	bool any = false;
 	int rc;
 
+	v = malloc(PARTITION_COUNT * sizeof(*v));
+	if (v == NULL)
+		return -ENOMEM;
+	pthread_mutex_lock(&x->store_lock);
 	pthread_mutex_lock(&m->lock);
-	mine = ++x->persist_req;
-	while (x->persist_done < mine) {
-		if (x->persisting) {
+	memcpy(v, x->versions, PARTITION_COUNT * sizeof(*v));
+	for (struct persist_req *r = x->persist_list; r != NULL; r = r->next)
+		for (unsigned i = 0; r->seq <= upto && r->key == m->key && i < r->n; i++) {
+			v[r->pid[i]] = r->v[i];
+			any = true;
+		}
+	pthread_mutex_unlock(&m->lock);
+	rc = !any ? 0 : FAULT_POINT("migrate.versions_store");
+	if (any && rc == 0)
+		rc = namespace_pversions_store(x->ns, v);
+	if (any && rc == 0) {
+		pthread_mutex_lock(&m->lock);
+		for (struct persist_req *r = x->persist_list; r != NULL; r = r->next)
+			for (unsigned i = 0; r->seq <= upto && r->key == m->key && i < r->n; i++)
+				x->versions[r->pid[i]] = r->v[i];
+		pthread_mutex_unlock(&m->lock);
+	}
+	pthread_mutex_unlock(&x->store_lock);
+	free(v);
+	if (rc != 0)
+		log_warn("migrate", "{%s} partition versions cannot be stored: %s; the partitions they "
+		    "complete are answered with that error", x->ns->name, recfs_strerror(rc));
+	return rc;
+}
+
+/* Requests up to upto done with rc.  Lock held. */
+static void
+persist_settle_locked(struct mig_ns *x, uint64_t upto, int rc)
+{
+	for (struct persist_req **pp = &x->persist_list; *pp != NULL; ) {
+		struct persist_req *q = *pp;
+
+		if (q->seq > upto) {
+			pp = &q->next;
+			continue;
+		}
+		q->rc = rc;
+		q->done = true;
+		*pp = q->next;
+	}
+}
+
+/* File r and wait until a round has covered it (r->rc).  Lock held (it is
+ * let go during a round and the waits).  A round's records' sync runs
+ * alone; its store of the versions may overlap the next round's sync (the
+ * stores keep their order under store_lock, and a store covers only
+ * requests whose records a finished sync made durable). */
+static void
+persist_wait_locked(struct txn_migrate *m, struct mig_ns *x, struct persist_req *r)
+{
+	r->seq = ++x->persist_seq;
+	r->done = false;
+	r->next = x->persist_list;
+	x->persist_list = r;
+	while (!r->done) {
+		if (x->persisting || x->persist_synced >= r->seq) {
+			/* a sync runs, or one that covers r ended: its store
+			 * settles r */
 			pthread_cond_wait(&x->persist_cv, &m->lock);
 			continue;
 		}
-		uint64_t upto = x->persist_req;
+		uint64_t upto = x->persist_seq;
+		int rc;
 
 		x->persisting = true;
 		pthread_mutex_unlock(&m->lock);
-		rc = storage_sync_all(x->ns->storage);
+		rc = FAULT_POINT("migrate.records_sync");
 		if (rc == 0)
-			versions_persist_all(m, x);
-		else
-			log_warn("migrate", "{%s} received records cannot be made durable: %s; partition "
-			    "versions not stored", x->ns->name, recfs_strerror(rc));
+			rc = storage_sync_all(x->ns->storage);
 		pthread_mutex_lock(&m->lock);
 		x->persisting = false;
-		x->persist_done = upto;
+		if (rc != 0) {
+			log_warn("migrate", "{%s} received records cannot be made durable: %s; the "
+			    "partitions they end are answered with that error", x->ns->name,
+			    recfs_strerror(rc));
+			persist_settle_locked(x, upto, rc);
+			pthread_cond_broadcast(&x->persist_cv);
+			continue;
+		}
+		x->persist_synced = upto;
+		pthread_cond_broadcast(&x->persist_cv);
+		pthread_mutex_unlock(&m->lock);
+		rc = versions_store_reqs(m, x, upto);
+		pthread_mutex_lock(&m->lock);
+		persist_settle_locked(x, upto, rc);
 		pthread_cond_broadcast(&x->persist_cv);
 	}
+}
+
+static bool done_locked(struct txn_migrate *m, int nsi, uint32_t pid, uint64_t bit);
+
+struct persist_end {           /* a sender's end of a partition, to make durable */
+	uint32_t pid;
+	uint64_t bit;              /* the sender's */
+	bool version;              /* completing it: its final version was in the request */
+	bool open;
+	int *res;                  /* its answer (0 until then) */
+};
+
+/* Is partition pid still expected from the sender of bit in change key?
+ * Lock held. */
+static bool
+end_expected(const struct txn_migrate *m, const struct mig_ns *x, uint64_t key, uint32_t pid,
+    uint64_t bit)
+{
+	return m->key == key && m->rebalanced && (x->rx_from[pid] & bit) != 0;
+}
+
+/*
+ * The ends e[0..n) of change key made durable, then taken (done_locked),
+ * each failed one's answer set to the error.  An end whose partition the
+ * change no longer expects (a change came in between) is left (answer 0,
+ * as before the durability: the new change plans again).  One that became
+ * the partition's last while it waited (another sender's end taken
+ * meanwhile) goes round again, with its version.  Lock not held.
+ */
+static void
+ends_persist(struct txn_migrate *m, int nsi, uint64_t key, struct persist_end *e, unsigned n)
+{
+	struct mig_ns *x = &m->mns[nsi];
+	struct persist_req *r = malloc(sizeof(*r));
+	unsigned open = n, failed = 0;
+	int err = 0;
+
+	pthread_mutex_lock(&m->lock);
+	for (unsigned i = 0; i < n; i++)
+		e[i].open = true;
+	while (open > 0) {
+		if (r == NULL) {
+			err = -ENOMEM;
+			break;
+		}
+		r->n = 0;
+		r->key = key;
+		for (unsigned i = 0; i < n; i++) {
+			if (!e[i].open)
+				continue;
+			if (!end_expected(m, x, key, e[i].pid, e[i].bit)) {
+				e[i].open = false;
+				open--;
+				continue;
+			}
+			e[i].version = (x->rx_from[e[i].pid] & ~e[i].bit) == 0;
+			if (e[i].version) {
+				r->pid[r->n] = e[i].pid;
+				r->v[r->n++] = rebalance_final_version(key, x->fm[e[i].pid] == m->self);
+			}
+		}
+		if (open == 0)
+			break;
+		persist_wait_locked(m, x, r);
+		for (unsigned i = 0; i < n; i++) {
+			if (!e[i].open)
+				continue;
+			if (r->rc != 0) {
+				*e[i].res = r->rc;
+				failed++;
+			} else if (!end_expected(m, x, key, e[i].pid, e[i].bit)) {
+				/* a change came in between: left to it */
+			} else if (!e[i].version && (x->rx_from[e[i].pid] & ~e[i].bit) == 0) {
+				continue;   /* now the last one: again, with its version */
+			} else {
+				(void)done_locked(m, nsi, e[i].pid, e[i].bit);
+			}
+			e[i].open = false;
+			open--;
+		}
+		if (r->rc != 0)
+			err = r->rc;
+	}
+	if (err == -ENOMEM)
+		for (unsigned i = 0; i < n; i++)
+			if (e[i].open) {
+				*e[i].res = err;
+				failed++;
+			}
 	pthread_mutex_unlock(&m->lock);
+	free(r);
+	if (failed > 0) {
+		NS_COUNT_ADD(x->ns, migrate_rx_ends_failed, failed);
+		log_warn("migrate", "{%s} %u partition ends (partition %u first) answered with an error: "
+		    "%s; their senders keep their copies and send them again", x->ns->name, failed, e[0].pid,
+		    recfs_strerror(err));
+	}
 }
 
 /* Partition pid's duplicate holders still to resolve against.  Lock held. */
@@ -2302,8 +2488,9 @@ on_start(struct txn_migrate *m, uint64_t from, const struct migrate_msg *msg, in
 	return rc;
 }
 
-/* Partition pid received whole from the sender of bit: true when that
- * completes it (its version is then to be stored).  Lock held. */
+/* Partition pid received whole from the sender of bit, durable
+ * (ends_persist): true when that completes it (its final version, stored
+ * already, into x->versions).  Lock held. */
 static bool
 done_locked(struct txn_migrate *m, int nsi, uint32_t pid, uint64_t bit)
 {
@@ -2349,19 +2536,18 @@ done_already(const struct txn_migrate *m, uint64_t from, const struct migrate_ms
 static int
 on_done(struct txn_migrate *m, uint64_t from, const struct migrate_msg *msg, int nsi)
 {
-	uint64_t bit;
-	bool complete = false;
+	struct persist_end e = { .pid = msg->pid };
 	int rc;
 
 	pthread_mutex_lock(&m->lock);
-	rc = expected(m, from, msg, nsi, &bit);
-	if (rc == 0)
-		complete = done_locked(m, nsi, msg->pid, bit);
-	else if (rc == -EPROTO && done_already(m, from, msg, nsi))
+	rc = expected(m, from, msg, nsi, &e.bit);
+	if (rc == -EPROTO && done_already(m, from, msg, nsi))
 		rc = 0;   /* a DONE again (the sender restarted its emigration): done already */
+	else if (rc == 0)
+		e.res = &rc;
 	pthread_mutex_unlock(&m->lock);
-	if (complete)
-		versions_persist_group(m, &m->mns[nsi]);
+	if (e.res != NULL)
+		ends_persist(m, nsi, msg->cluster_key, &e, 1);
 	return rc;
 }
 
@@ -2411,12 +2597,14 @@ apply_records(struct txn_migrate *m, uint64_t from, const struct migrate_msg *ms
  * takes a place among the incoming partitions (migrate-max-num-incoming),
  * or -EAGAIN; a section that is also LAST (the whole partition in one
  * call) gives it back at the end of this call.  A section without FIRST needs the partition
- * started; LAST ends it as DONE does (*complete: its version is then to
- * be stored before the answer).  A LAST again after the partition ended
- * (the sender did not get the answer) is 0, not applied again.
+ * started; LAST ends it as DONE does: *end is then filled, the end to make
+ * durable before the answer (ends_persist).  A LAST again after the
+ * partition ended (the sender did not get the answer) is 0, not applied
+ * again.
  */
 static int
-on_part(struct txn_migrate *m, uint64_t from, const struct migrate_msg *sec, int nsi, bool *complete)
+on_part(struct txn_migrate *m, uint64_t from, const struct migrate_msg *sec, int nsi,
+    struct persist_end *end, bool *is_end)
 {
 	struct mig_ns *x = &m->mns[nsi];
 	bool first = sec->flags & MIGRATE_MSG_PART_FIRST, last = sec->flags & MIGRATE_MSG_PART_LAST;
@@ -2456,32 +2644,40 @@ on_part(struct txn_migrate *m, uint64_t from, const struct migrate_msg *sec, int
 			x->rx_active--;
 	}
 	/* the change may have ended meanwhile: then nothing to end here */
-	if (rc == 0 && last && expected(m, from, sec, nsi, &bit) == 0)
-		*complete |= done_locked(m, nsi, sec->pid, bit);
+	if (rc == 0 && last && expected(m, from, sec, nsi, &bit) == 0) {
+		*end = (struct persist_end){ .pid = sec->pid, .bit = bit };
+		*is_end = true;
+	}
 	pthread_mutex_unlock(&m->lock);
 	return rc;
 }
 
-/* PARTS: each section in order; the versions of the partitions it
- * completed stored (one store for all) before the answer goes. */
+/* PARTS: each section in order; the ends it brings made durable and taken
+ * (one sync and one store of the versions for all: ends_persist) before
+ * the answer goes, a section whose end could not be answered with the
+ * error. */
 static int
 on_parts(struct txn_migrate *m, uint64_t from, const struct migrate_msg *msg, int nsi,
     struct rpc_reply *reply)
 {
 	struct migrate_msg sec;
 	int res[MIGRATE_MSG_PARTS_MAX];
-	unsigned n = 0, refused = 0;
-	bool complete = false;
+	struct persist_end ends[MIGRATE_MSG_PARTS_MAX];
+	unsigned n = 0, n_ends = 0, refused = 0;
 	size_t off = 0;
 	int len;
 
 	while (n < MIGRATE_MSG_PARTS_MAX && migrate_msg_part_next(msg, &off, &sec)) {
-		res[n] = on_part(m, from, &sec, nsi, &complete);
+		bool is_end = false;
+
+		res[n] = on_part(m, from, &sec, nsi, &ends[n_ends], &is_end);
 		refused += res[n] == -ESTALE || res[n] == -EPROTO;
+		if (is_end)
+			ends[n_ends++].res = &res[n];
 		n++;
 	}
-	if (complete)
-		versions_persist_group(m, &m->mns[nsi]);
+	if (n_ends > 0)
+		ends_persist(m, nsi, msg->cluster_key, ends, n_ends);
 	if (refused > 0) {
 		NS_COUNT_ADD(m->mns[nsi].ns, migrate_msgs_refused, refused);
 		log_debug("migrate", "{%s} %u of %u sections of a migration message from %016" PRIx64

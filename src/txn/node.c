@@ -549,6 +549,7 @@ txn_namespace_values(struct namespace *ns, uint64_t v[STAT_NS_COUNT])
 	v[STAT_NS_cold_start_torn_writes] = atomic_load_relaxed(&ns->cold_start_torn_writes);
 	v[STAT_NS_cold_start_dropped_records] = ss.cold_start_dropped;
 	v[STAT_NS_partition_version_syncs] = ss.pversion_syncs;
+	v[STAT_NS_partition_version_pages] = ss.pversion_pages;
 	v[STAT_NS_tombstones_reclaimed] = atomic_load_relaxed(&ns->tombstones_reclaimed);
 	v[STAT_NS_tomb_raider_passes] = atomic_load_relaxed(&ns->raider_passes);
 	struct txn_namespace *tn = txn_namespace_of(ns);

@@ -9,7 +9,8 @@
 # replication-factor 2, device engine; 600 files written while n4 was down;
 # once n4 has received everything (migrate_partitions_remaining 0), the
 # records recfs-check finds live on n4's storage file, checked while it
-# runs, are every record n4 holds.
+# runs, are every record n4 holds.  Its stores of the versions wrote at
+# most whole tables (partition_version_pages).
 . "${top_srcdir:-$(dirname "$0")/../..}/tests/integration/cluster_lib.sh"
 [ "$HAVE_PYTHON" = yes ] || { echo "SKIP: $ITEST_NAME needs python3"; exit 77; }
 CLUSTER_RF=2
@@ -39,8 +40,15 @@ for ((i = 0; i < 300; i++)); do
 done
 check_eq "n4: migrate_partitions_remaining reaches 0" "$left" 0
 objects=$(ns_stat n4 objects)
-note "n4: objects=$objects received=$(ns_stat n4 migrate_records_received) partition_version_syncs=$(ns_stat n4 partition_version_syncs)"
+syncs=$(ns_stat n4 partition_version_syncs)
+pages=$(ns_stat n4 partition_version_pages)
+note "n4: objects=$objects received=$(ns_stat n4 migrate_records_received) partition_version_syncs=$syncs partition_version_pages=$pages"
 check_true "n4 received records" "$(ns_stat n4 migrate_records_received)" -gt 0
+check_eq "n4 answered no partition's end with an error" "$(ns_stat n4 migrate_rx_ends_failed)" 0
+# A store writes the pages that changed, at most the 32 of the table
+# (test_pversion checks which).
+check_true "n4 wrote pages of its version table" "${pages:-0}" -gt 0
+check_true "n4's version stores wrote at most whole tables" "${pages:-0}" -le $((32 * ${syncs:-0}))
 out=$("$top_builddir/recfs-check" --force -q "$(cluster_dir n4)/work/test.dat" 2>&1)
 live=$(echo "$out" | awk '$1 == "live" { print $2; exit }')
 note "recfs-check of n4's file: $(echo "$out" | grep -E '^ *(partition versions|records|live) ' | tr -s ' ' | tr '\n' ';')"

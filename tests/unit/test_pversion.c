@@ -6,7 +6,8 @@
  * that disagree read as 0 (logged with file and offset), a new format
  * starts with all 0 whatever the area held, a memory namespace without
  * shadow keeps nothing, and the copies of a dropped partition older than
- * its drop never load again.  Prints what a whole-table and a one-slot store cost.
+ * its drop never load again, and a store of the table writes only the
+ * pages that changed.  Prints what a whole-table and a one-slot store cost.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -619,6 +620,76 @@ test_pversion_failed_write_on_one_device_is_an_error_and_reads_as_0(void **state
 	assert_int_equal(namespace_pversions_store(ns, next), 0);
 	assert_int_equal(namespace_pversions_load(ns, got), 0);
 	assert_tables_equal(next, got);
+	node_close(node, true);
+}
+
+/*
+ * A store of the table writes only the pages whose slots differ from what
+ * the files hold (partition_version_pages); two slots in pages 3 and 20:
+ * two pages, and the files hold the whole table (a restart loads it).  A
+ * table equal to the stored one writes and syncs nothing.  After a failed
+ * write the next store writes every page again, and after a load too.
+ */
+static void
+test_pversion_store_writes_only_the_pages_that_changed(void **state)
+{
+	const uint32_t per_page = DEVICE_PMETA_PAGE_SLOTS, pages = DEVICE_PMETA_SIZE / 4096;
+	struct namespace *ns;
+	struct node *node;
+	struct storage_stats ss;
+	uint64_t pages0, syncs0;
+
+	config_device(2);
+	node = open_node(&ns);
+	table_fill(table, 41);
+	storage_stats(ns->storage, &ss);
+	pages0 = ss.pversion_pages;
+	assert_int_equal(namespace_pversions_store(ns, table), 0);
+	storage_stats(ns->storage, &ss);
+	assert_int_equal(ss.pversion_pages - pages0, pages);   /* nothing known yet: all */
+	pages0 = ss.pversion_pages;
+	syncs0 = ss.pversion_syncs;
+	table[3 * per_page + 5] = 777;
+	table[20 * per_page] = 0;
+	table[20 * per_page + 1] = 888;
+	assert_int_equal(namespace_pversions_store(ns, table), 0);
+	storage_stats(ns->storage, &ss);
+	assert_int_equal(ss.pversion_pages - pages0, 2);
+	assert_int_equal(ss.pversion_syncs - syncs0, 2);       /* one per file */
+	pages0 = ss.pversion_pages;
+	syncs0 = ss.pversion_syncs;
+	assert_int_equal(namespace_pversions_store(ns, table), 0);
+	storage_stats(ns->storage, &ss);
+	assert_int_equal(ss.pversion_pages - pages0, 0);
+	assert_int_equal(ss.pversion_syncs - syncs0, 0);
+	/* A failed write: what the files hold is unknown, all of it again. */
+	table[100] = 999;
+	__atomic_store_n(&fail_pmeta_path, path2, __ATOMIC_RELEASE);
+	assert_int_equal(namespace_pversions_store(ns, table), -EIO);
+	__atomic_store_n(&fail_pmeta_path, NULL, __ATOMIC_RELEASE);
+	storage_stats(ns->storage, &ss);
+	pages0 = ss.pversion_pages;
+	assert_int_equal(namespace_pversions_store(ns, table), 0);
+	storage_stats(ns->storage, &ss);
+	assert_int_equal(ss.pversion_pages - pages0, pages);
+	assert_int_equal(namespace_pversions_load(ns, got), 0);
+	assert_tables_equal(table, got);
+	/* A load: all of it again at the next store. */
+	table[4000] = 1234;
+	storage_stats(ns->storage, &ss);
+	pages0 = ss.pversion_pages;
+	assert_int_equal(namespace_pversions_store(ns, table), 0);
+	storage_stats(ns->storage, &ss);
+	assert_int_equal(ss.pversion_pages - pages0, pages);
+	table[4001] = 4321;
+	pages0 = ss.pversion_pages;
+	assert_int_equal(namespace_pversions_store(ns, table), 0);
+	storage_stats(ns->storage, &ss);
+	assert_int_equal(ss.pversion_pages - pages0, 1);
+	node_close(node, true);
+	node = open_node(&ns);
+	assert_int_equal(namespace_pversions_load(ns, got), 0);
+	assert_tables_equal(table, got);
 	node_close(node, true);
 }
 
@@ -1242,6 +1313,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_pversion_store_one_before_any_load_keeps_the_other_slots, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_pversion_concurrent_single_stores_beside_record_writes_all_land, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_pversion_failed_write_on_one_device_is_an_error_and_reads_as_0, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_pversion_store_writes_only_the_pages_that_changed, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_pversion_recfs_check_reports_versions_damaged_slots_and_disagreement, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_pversion_dropped_partition_copies_never_load_again_device, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_pversion_dropped_partition_copies_never_load_again_shadow, setup, teardown),

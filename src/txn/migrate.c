@@ -2745,17 +2745,21 @@ migrate_handler(void *arg, uint64_t from, const uint8_t *req, size_t len, struct
 {
 	struct txn_migrate *m = arg;
 	struct migrate_msg msg;
+	bool attached;
 	int nsi;
 
 	if (migrate_msg_decode(req, len, &msg) != 0) {
 		log_warn("migrate", "a malformed migration message from %016" PRIx64 " refused", from);
 		return -EBADMSG;
 	}
+	/* m->node read under the lock only: txn_migrate_attach sets it while
+	 * the rpc workers already run (TSan, a node restarted in a test) */
 	pthread_mutex_lock(&m->lock);
-	nsi = m->node != NULL ? ns_index(m, msg.ns) : -1;
+	attached = m->node != NULL;
+	nsi = attached ? ns_index(m, msg.ns) : -1;
 	pthread_mutex_unlock(&m->lock);
 	if (nsi < 0)
-		return m->node != NULL ? -ENOENT : -EAGAIN;
+		return attached ? -ENOENT : -EAGAIN;
 	int rc = -EBADMSG;
 
 	switch (msg.kind) {

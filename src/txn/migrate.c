@@ -1466,6 +1466,22 @@ tx_read_one(struct namespace *ns, uint16_t set_id, const struct digest *d, uint8
 	return rc;
 }
 
+/* Record i of c into buf (cap bytes): the copy read ahead, or read now if
+ * the batch left it (TX_UNREAD).  Its size, 0, -EMSGSIZE or -errno. */
+static int
+tx_take(struct namespace *ns, const struct tx_collect *c, size_t i, uint8_t *buf, size_t cap)
+{
+	int r;
+
+	if (c->res[i] == TX_UNREAD)
+		return tx_read_one(ns, c->r[i].set_id, &c->r[i].d, buf, cap);
+	if ((size_t)c->res[i] > cap)
+		return -EMSGSIZE;
+	if ((r = c->res[i]) > 0)
+		memcpy(buf, c->buf + c->off[i], (size_t)r);
+	return r;
+}
+
 /*
  * The records of batch c read at once (storage_read_many: the device reads
  * of all of them in flight together, where tx_read_one waits for each),
@@ -1972,12 +1988,7 @@ tx_partition(struct tx_stream *s)
 				sec_start = n_off - 5;
 			}
 			t = &s->msg[s->cur];
-			if (c->res[i] == TX_UNREAD)
-				r = tx_read_one(ns, c->r[i].set_id, &c->r[i].d, t->buf + t->len, RPC_BODY_MAX - t->len);
-			else if ((size_t)c->res[i] > RPC_BODY_MAX - t->len)
-				r = -EMSGSIZE;
-			else if ((r = c->res[i]) > 0)
-				memcpy(t->buf + t->len, c->buf + c->off[i], (size_t)r);
+			r = tx_take(ns, c, i, t->buf + t->len, RPC_BODY_MAX - t->len);
 			if (r == -EMSGSIZE) {
 				if (sec->n == 0 && t->n_sec == 1) {
 					rc = r;   /* larger than any message: cannot happen */
@@ -2166,12 +2177,7 @@ tx_group(struct tx_stream *s, unsigned *parts, struct mig_job *left, bool *has_l
 			if (c->r[i].part != p)
 				continue;
 			n_rec++;
-			if (c->res[i] == TX_UNREAD)
-				r = tx_read_one(ns, c->r[i].set_id, &c->r[i].d, t->buf + t->len, RPC_BODY_MAX - t->len);
-			else if ((size_t)c->res[i] > RPC_BODY_MAX - t->len)
-				r = -EMSGSIZE;
-			else if ((r = c->res[i]) > 0)
-				memcpy(t->buf + t->len, c->buf + c->off[i], (size_t)r);
+			r = tx_take(ns, c, i, t->buf + t->len, RPC_BODY_MAX - t->len);
 			if (r < 0) {
 				rc = r;   /* the section is taken back, the run ends with it */
 			} else if (r > 0) {

@@ -786,15 +786,11 @@ write_async_flush_job(void *arg, bool stopping)
 	free(a);
 }
 
-/* The write answered by the handler itself (the version handed back):
- * the record lock released, the write counted, a freed (after a worker
- * told the others of a set that appeared, as write_async_finish). */
+/* The write counted done and a freed (after a worker told the others of
+ * a set that appeared). */
 static void
-write_async_end_quiet(struct write_async *a)
+write_async_free(struct write_async *a)
 {
-	txn_proxy_write_end(a->ns, &a->d, 0);
-	free(a->body);
-	a->body = NULL;
 	atomic_dec(&a->rm->writes_pending);
 	if (txn_sets_used_pending(a->ns)) {
 		a->job = (struct rpc_job){ .fn = write_async_flush_job, .arg = a };
@@ -804,18 +800,24 @@ write_async_end_quiet(struct write_async *a)
 	free(a);
 }
 
+/* The write answered by the handler itself (the version handed back):
+ * the record lock released, the write counted, a freed (after a worker
+ * told the others of a set that appeared, as write_async_finish). */
+static void
+write_async_end_quiet(struct write_async *a)
+{
+	txn_proxy_write_end(a->ns, &a->d, 0);
+	free(a->body);
+	a->body = NULL;
+	write_async_free(a);
+}
+
 /* Ends a and frees it (a worker's job first when the sets must be told). */
 static void
 write_async_finish(struct write_async *a, int rc)
 {
 	write_async_end(a, rc);
-	atomic_dec(&a->rm->writes_pending);
-	if (txn_sets_used_pending(a->ns)) {
-		a->job = (struct rpc_job){ .fn = write_async_flush_job, .arg = a };
-		rpc_job_queue(a->rm->rpc, &a->job);
-		return;
-	}
-	free(a);
+	write_async_free(a);
 }
 
 /* A worker: the blocking rounds (the next table; or all of them). */

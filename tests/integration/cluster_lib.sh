@@ -144,8 +144,14 @@ cluster_settled() {
 
 # ---- configs ----------------------------------------------------------------
 
+# cluster_free_port: a free port none of this cluster's nodes has been
+# given (they are all picked before the first node binds its own).
 cluster_free_port() {
-	free_port
+	local k taken=()
+	for ((k = 1; k <= 8; k++)); do
+		[ -n "${CL_ADDR[k]:-}" ] && taken+=("${CL_ADDR[k]##*:}")
+	done
+	free_port "${taken[@]}"
 }
 
 cluster_write_config() {

@@ -180,18 +180,24 @@ sanitized_build() {
 HAVE_PYTHON=no
 command -v python3 >/dev/null 2>&1 && HAVE_PYTHON=yes
 
-# free_port: a TCP port on 127.0.0.1 that nothing listens on now, for a
-# daemon to bind later.  Drawn below the kernel's ephemeral range
+# free_port [TAKEN...]: a TCP port on 127.0.0.1 that nothing listens on now,
+# for a daemon to bind later, and none of the ports TAKEN (those picked for
+# daemons that are not listening yet: a cluster's nodes get their ports
+# before the first one starts, and two equal draws made the later node fail
+# with EADDRINUSE).  Drawn below the kernel's ephemeral range
 # (ip_local_port_range, 32768-60999 by default): a port the kernel hands
 # out for bind(0) is in that range, where any outgoing connection (a fabric
 # dialer of another node, another test) may take it before the daemon
 # binds it.  Tries up to 200 random ports in 20000-32767 (needs python3).
 free_port() {
 	python3 -c '
-import random, socket
+import random, socket, sys
 lo = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
+taken = set(int(a) for a in sys.argv[1:])
 for _ in range(200):
     p = random.randrange(20000, min(lo, 32768))
+    if p in taken:
+        continue
     s = socket.socket()
     try:
         s.bind(("127.0.0.1", p))
@@ -203,7 +209,7 @@ for _ in range(200):
     break
 else:
     raise SystemExit("free_port: no free port in 20000-%d" % min(lo, 32768))
-'
+' "$@"
 }
 
 # py_errno CODE [ARGS...]: run a python3 snippet (sys.argv holds ARGS) and

@@ -52,10 +52,8 @@ itest_before_stop() {
 }
 
 PA=$(free_port)
-PB=$(free_port)
-PC=$(free_port)
-while [ "$PB" = "$PA" ]; do PB=$(free_port); done
-while [ "$PC" = "$PA" ] || [ "$PC" = "$PB" ]; do PC=$(free_port); done
+PB=$(free_port "$PA")
+PC=$(free_port "$PA" "$PB")
 
 SECRET=$T/secret
 printf 'itest-cluster-secret-0123456789\n' >"$SECRET"

@@ -305,83 +305,6 @@ send_all(struct txn_sets *s, struct namespace *ns, const uint64_t *succession, u
 	return failed;
 }
 
-/* Waits until node is out of the succession, at most until deadline_ns
- * (CLOCK_MONOTONIC); true when it is out. */
-static bool
-wait_out_of_succession(struct txn_sets *s, uint64_t node, uint64_t deadline_ns)
-{
-	struct timespec ts = { .tv_sec = (time_t)(deadline_ns / 1000000000u),
-	    .tv_nsec = (long)(deadline_ns % 1000000000u) };
-	bool in;
-
-	pthread_mutex_lock(&s->lock);
-	while ((in = in_succession_locked(s, node)) && !s->stop)
-		if (pthread_cond_timedwait(&s->changed, &s->lock, &ts) != 0)
-			break;
-	in = in_succession_locked(s, node);
-	pthread_mutex_unlock(&s->lock);
-	return !in;
-}
-
-/*
- * After a change made here (SET_MSG_MERGE), the nodes that went down or
- * restarted while it was sent: the change is done once each is out of the
- * succession (it gets the set tables at the change that takes it back) or
- * has taken it from a copy sent again.  A restarted process (-ESTALE: its
- * predecessor may or may not have merged it) is sent it again at once -
- * merging it twice changes nothing - and again after 10, 20, 40 ... ms
- * while it answers that it has no node attached yet (-EAGAIN); a node down
- * is waited for (bounded: the heartbeat timeout and the quiet period, as
- * an operation waits for a master that went down) and, still a member
- * then (back meanwhile), sent it again.  0, or -EIO when a node still did
- * not take it by then.
- */
-static int
-settle_gone(struct txn_sets *s, struct namespace *ns, const struct gone_node *gone, unsigned n_gone,
-    const uint8_t *buf, size_t len)
-{
-	struct txn_remote *rm = atomic_load_acquire(&txn_namespace_of(ns)->remote);
-	uint64_t deadline = rm != NULL ? txn_remote_failover_deadline(rm) : clock_mono_ns();
-	uint64_t again[CLUSTER_NODES_MAX];
-	unsigned n_again = 0;
-	int err;
-
-	for (unsigned i = 0; i < n_gone; i++) {
-		if (gone[i].rc != -ESTALE && gone[i].rc != -EAGAIN &&
-		    wait_out_of_succession(s, gone[i].node, deadline)) {
-			log_info("txn", "{%s} node %016llx went down during a set change and is out of the "
-			    "cluster now: it gets the set tables when it is back", ns->name,
-			    (unsigned long long)gone[i].node);
-			continue;
-		}
-		again[n_again++] = gone[i].node;
-	}
-	for (uint64_t ms = 10; n_again > 0; ms *= 2) {
-		struct gone_node busy[CLUSTER_NODES_MAX];
-		unsigned n_busy = 0;
-
-		if (send_all(s, ns, again, n_again, buf, len, &err, busy, &n_busy) > 0)
-			return -EIO;
-		if (err != 0)
-			return err;
-		n_again = 0;
-		for (unsigned i = 0; i < n_busy; i++) {
-			if (busy[i].rc != -EAGAIN && busy[i].rc != -ESTALE)
-				return -EIO;   /* down again */
-			again[n_again++] = busy[i].node;
-		}
-		if (n_again > 0) {
-			struct timespec ts = { .tv_sec = (time_t)(ms / 1000),
-			    .tv_nsec = (long)(ms % 1000) * 1000000 };
-
-			if (clock_mono_ns() + ms * 1000000 > deadline)
-				return -EIO;
-			nanosleep(&ts, NULL);
-		}
-	}
-	return 0;
-}
-
 static void
 kick_locked(struct txn_sets *s)
 {
@@ -441,6 +364,20 @@ ask_begin(struct ask_policy *p, struct txn_sets *s, struct namespace *ns)
 	p->why = 0;
 }
 
+/* A node was reported down: the bound becomes a write's wait for a master
+ * that went down, from now (once). */
+static void
+ask_down_seen(struct ask_policy *p)
+{
+	if (!p->down_seen && p->rm != NULL) {
+		uint64_t d = txn_remote_failover_deadline(p->rm);
+
+		if (d > p->deadline)
+			p->deadline = d;
+	}
+	p->down_seen = true;
+}
+
 /* What a's outcome asks of the caller; the handler's -EAGAIN (no node
  * attached yet) is not an answer either. */
 static enum ask_outcome
@@ -451,13 +388,7 @@ ask_outcome(struct ask_policy *p, const struct rpc_answer *a)
 	if (rc == -EAGAIN || rc == -ESTALE)
 		return ASK_AGAIN;
 	if (a->rc == -EHOSTDOWN || a->rc == -EHOSTUNREACH) {
-		if (!p->down_seen && p->rm != NULL) {
-			uint64_t d = txn_remote_failover_deadline(p->rm);
-
-			if (d > p->deadline)
-				p->deadline = d;
-		}
-		p->down_seen = true;
+		ask_down_seen(p);
 		return ASK_DOWN;
 	}
 	return a->rc != 0 ? ASK_FAILED : ASK_ANSWERED;
@@ -592,6 +523,91 @@ check_all(struct txn_sets *s, struct namespace *ns, const uint64_t *succession, 
 		return -EIO;
 	}
 	return 0;
+}
+
+/*
+ * After a change made here (SET_MSG_MERGE), the nodes that went down or
+ * restarted while it was sent (gone[0..n_gone)): the change is done once
+ * each is out of the succession (it gets the set tables at the change
+ * that takes it back) or has taken it from a copy sent again - merging a
+ * state twice changes nothing.  Sent again under the policy above (a
+ * restarted process, -ESTALE: its predecessor may or may not have merged
+ * it; one that has no node attached yet, -EAGAIN; one reported down while
+ * it is still a member), within a write's wait for a master that went
+ * down (heartbeat timeout + quiet period + transaction-max-ms).  0, the
+ * first node's -errno answer, or -EIO when a node still did not take it
+ * by then.
+ */
+static int
+settle_gone(struct txn_sets *s, struct namespace *ns, const struct gone_node *gone, unsigned n_gone,
+    const uint8_t *buf, size_t len)
+{
+	struct ask_policy p;
+	uint64_t to[RPC_GROUP_MAX];
+	bool down[RPC_GROUP_MAX];
+	unsigned k = 0;
+
+	ask_begin(&p, s, ns);
+	ask_down_seen(&p);
+	for (unsigned i = 0; i < n_gone && k < RPC_GROUP_MAX; i++, k++) {
+		to[k] = gone[i].node;
+		down[k] = gone[i].rc != -ESTALE && gone[i].rc != -EAGAIN;
+	}
+	for (;;) {
+		struct rpc_answer ans[RPC_GROUP_MAX];
+		struct rpc_group g;
+		bool more = ask_pause(&p);
+		unsigned n = 0, failed = 0;
+		int err = 0;
+
+		for (unsigned i = 0; i < k; i++) {
+			if (down[i] && !ask_member(s, to[i])) {
+				log_info("txn", "{%s} node %016llx went down during a set change and is out "
+				    "of the cluster now: it gets the set tables when it is back", ns->name,
+				    (unsigned long long)to[i]);
+				continue;
+			}
+			to[n] = to[i];
+			down[n++] = down[i];
+		}
+		k = n;
+		if (k == 0)
+			return 0;
+		if (!more)
+			return -EIO;
+		rpc_group_init(s->rpc, &g, ask_budget_ms(&p));
+		for (unsigned i = 0; i < k; i++)
+			(void)rpc_group_send(&g, to[i], RPC_OP_SETS, buf, len, &ans[i]);
+		(void)rpc_group_wait(&g);
+		n = 0;
+		for (unsigned i = 0; i < k; i++) {
+			switch (ask_outcome(&p, &ans[i])) {
+			case ASK_ANSWERED:
+				if (ans[i].err != 0 && err == 0)
+					err = ans[i].err;
+				break;
+			case ASK_AGAIN:
+			case ASK_DOWN:
+				to[n] = to[i];
+				down[n++] = ans[i].rc == -EHOSTDOWN || ans[i].rc == -EHOSTUNREACH;
+				break;
+			case ASK_FAILED:
+				failed++;
+				break;
+			}
+			rpc_answer_release(&ans[i]);
+		}
+		NS_COUNT_ADD(ns, set_changes_sent, k);
+		if (failed + n > 0)
+			NS_COUNT_ADD(ns, set_changes_failed, failed + n);
+		if (err != 0)
+			return err;
+		if (failed > 0)
+			return -EIO;
+		k = n;
+		if (k == 0)
+			return 0;
+	}
 }
 
 int

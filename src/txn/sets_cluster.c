@@ -16,7 +16,8 @@
  * taken it again (settle_gone), not an EIO for a change that was made.
  * Checks before a change and listing pages change nothing where they run:
  * a node that cannot answer one yet is asked again under one policy
- * (ask_*, below), never an EIO at once nor a page with a node left out.
+ * (ask_*, below), never an EIO at once nor a page with a node left out;
+ * settle_gone sends a change again under the same policy.
  *
  * Threads: the handler runs on the rpc workers; txn_sets_send on the
  * caller's thread (a FUSE thread); the table thread waits on a condition

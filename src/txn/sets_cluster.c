@@ -14,6 +14,10 @@
  * So a change made here whose send a node missed by going down or
  * restarting is done once that node is out of the succession or has
  * taken it again (settle_gone), not an EIO for a change that was made.
+ * Checks before a change and listing pages change nothing where they run:
+ * a node that cannot answer one yet is asked again under one policy
+ * (ask_*, below), never an EIO at once nor a page with a node left out;
+ * settle_gone sends a change again under the same policy.
  *
  * Threads: the handler runs on the rpc workers; txn_sets_send on the
  * caller's thread (a FUSE thread); the table thread waits on a condition
@@ -41,9 +45,6 @@ void (*txn_sets_merge_test_hook)(void);
 
 /* A table that a node did not take is sent again after this (ms). */
 #define SETS_RETRY_MS 1000
-/* A check that a node could not run yet is asked again after 10, 20, 40
- * ... ms, at most this apart (ms). */
-#define CHECK_RETRY_MAX_MS 100
 
 struct txn_sets {
 	struct rpc *rpc;
@@ -305,83 +306,6 @@ send_all(struct txn_sets *s, struct namespace *ns, const uint64_t *succession, u
 	return failed;
 }
 
-/* Waits until node is out of the succession, at most until deadline_ns
- * (CLOCK_MONOTONIC); true when it is out. */
-static bool
-wait_out_of_succession(struct txn_sets *s, uint64_t node, uint64_t deadline_ns)
-{
-	struct timespec ts = { .tv_sec = (time_t)(deadline_ns / 1000000000u),
-	    .tv_nsec = (long)(deadline_ns % 1000000000u) };
-	bool in;
-
-	pthread_mutex_lock(&s->lock);
-	while ((in = in_succession_locked(s, node)) && !s->stop)
-		if (pthread_cond_timedwait(&s->changed, &s->lock, &ts) != 0)
-			break;
-	in = in_succession_locked(s, node);
-	pthread_mutex_unlock(&s->lock);
-	return !in;
-}
-
-/*
- * After a change made here (SET_MSG_MERGE), the nodes that went down or
- * restarted while it was sent: the change is done once each is out of the
- * succession (it gets the set tables at the change that takes it back) or
- * has taken it from a copy sent again.  A restarted process (-ESTALE: its
- * predecessor may or may not have merged it) is sent it again at once -
- * merging it twice changes nothing - and again after 10, 20, 40 ... ms
- * while it answers that it has no node attached yet (-EAGAIN); a node down
- * is waited for (bounded: the heartbeat timeout and the quiet period, as
- * an operation waits for a master that went down) and, still a member
- * then (back meanwhile), sent it again.  0, or -EIO when a node still did
- * not take it by then.
- */
-static int
-settle_gone(struct txn_sets *s, struct namespace *ns, const struct gone_node *gone, unsigned n_gone,
-    const uint8_t *buf, size_t len)
-{
-	struct txn_remote *rm = atomic_load_acquire(&txn_namespace_of(ns)->remote);
-	uint64_t deadline = rm != NULL ? txn_remote_failover_deadline(rm) : clock_mono_ns();
-	uint64_t again[CLUSTER_NODES_MAX];
-	unsigned n_again = 0;
-	int err;
-
-	for (unsigned i = 0; i < n_gone; i++) {
-		if (gone[i].rc != -ESTALE && gone[i].rc != -EAGAIN &&
-		    wait_out_of_succession(s, gone[i].node, deadline)) {
-			log_info("txn", "{%s} node %016llx went down during a set change and is out of the "
-			    "cluster now: it gets the set tables when it is back", ns->name,
-			    (unsigned long long)gone[i].node);
-			continue;
-		}
-		again[n_again++] = gone[i].node;
-	}
-	for (uint64_t ms = 10; n_again > 0; ms *= 2) {
-		struct gone_node busy[CLUSTER_NODES_MAX];
-		unsigned n_busy = 0;
-
-		if (send_all(s, ns, again, n_again, buf, len, &err, busy, &n_busy) > 0)
-			return -EIO;
-		if (err != 0)
-			return err;
-		n_again = 0;
-		for (unsigned i = 0; i < n_busy; i++) {
-			if (busy[i].rc != -EAGAIN && busy[i].rc != -ESTALE)
-				return -EIO;   /* down again */
-			again[n_again++] = busy[i].node;
-		}
-		if (n_again > 0) {
-			struct timespec ts = { .tv_sec = (time_t)(ms / 1000),
-			    .tv_nsec = (long)(ms % 1000) * 1000000 };
-
-			if (clock_mono_ns() + ms * 1000000 > deadline)
-				return -EIO;
-			nanosleep(&ts, NULL);
-		}
-	}
-	return 0;
-}
-
 static void
 kick_locked(struct txn_sets *s)
 {
@@ -389,86 +313,302 @@ kick_locked(struct txn_sets *s)
 	pthread_cond_signal(&s->cv);
 }
 
+/* ---- asking again: the one policy of the requests that change nothing ----
+ *
+ * A set check (SET_MSG_CHECK_*) and a page of a listing (RPC_OP_LIST)
+ * change nothing where they run, so a node that could not run one yet is
+ * simply asked again (docs/cluster.md, "Sets and listings"):
+ *  - one that has no node attached yet (a process just started: its
+ *    handlers answer -EAGAIN), one busy (rpc's -EAGAIN), a process that
+ *    restarted after an earlier copy reached its predecessor (-ESTALE):
+ *    after 10, 20, 40 ... ms, then every ASK_PAUSE_MAX_MS, within
+ *    transaction-max-ms of the first send;
+ *  - one the fabric reports down or never knew (-EHOSTDOWN,
+ *    -EHOSTUNREACH): it may be restarting, so it is asked again likewise,
+ *    but the bound becomes a write's wait for a master that went down
+ *    (heartbeat timeout + quiet period + transaction-max-ms from then);
+ *    once it is out of the succession the caller goes on without it (a
+ *    check) or routes again (a listing, mkdir's name check);
+ *  - anything else from the transport (-ETIMEDOUT: a silent node, still a
+ *    member; -EIO, -ESHUTDOWN, -EOPNOTSUPP): the caller fails with EIO.
+ * A pause ends early at a succession change (s->changed).
+ */
+#define ASK_PAUSE_MAX_MS 100
+
+enum ask_outcome {
+	ASK_ANSWERED,   /* the handler ran: its answer (err, body) */
+	ASK_AGAIN,      /* not run yet: ask again */
+	ASK_DOWN,       /* reported down: ask again until it leaves the succession */
+	ASK_FAILED,     /* no answer to be had in time */
+};
+
+struct ask_policy {
+	struct txn_sets *s;
+	struct txn_remote *rm;         /* NULL: no data path (bounds by default) */
+	uint64_t deadline;             /* monotonic ns */
+	uint32_t pause_ms;             /* the next pause */
+	bool down_seen;                /* the deadline is already the failover one */
+	uint64_t who;                  /* the last node asked again, and why (logs) */
+	int why;
+};
+
+static void
+ask_begin(struct ask_policy *p, struct txn_sets *s, struct namespace *ns)
+{
+	p->s = s;
+	p->rm = atomic_load_acquire(&txn_namespace_of(ns)->remote);
+	p->deadline = clock_mono_ns() + (uint64_t)(p->rm != NULL ? txn_remote_deadline_ms(p->rm) :
+	    RPC_DEADLINE_DEFAULT_MS) * 1000000;
+	p->pause_ms = 10;
+	p->down_seen = false;
+	p->who = 0;
+	p->why = 0;
+}
+
+/* A node was reported down: the bound becomes a write's wait for a master
+ * that went down, from now (once). */
+static void
+ask_down_seen(struct ask_policy *p)
+{
+	if (!p->down_seen && p->rm != NULL) {
+		uint64_t d = txn_remote_failover_deadline(p->rm);
+
+		if (d > p->deadline)
+			p->deadline = d;
+	}
+	p->down_seen = true;
+}
+
+/* What a's outcome asks of the caller; the handler's -EAGAIN (no node
+ * attached yet) is not an answer either. */
+static enum ask_outcome
+ask_outcome(struct ask_policy *p, const struct rpc_answer *a)
+{
+	int rc = a->rc != 0 ? a->rc : a->err;
+
+	if (rc == -EAGAIN || rc == -ESTALE)
+		return ASK_AGAIN;
+	if (a->rc == -EHOSTDOWN || a->rc == -EHOSTUNREACH) {
+		ask_down_seen(p);
+		return ASK_DOWN;
+	}
+	return a->rc != 0 ? ASK_FAILED : ASK_ANSWERED;
+}
+
+/* ms left before the deadline, at least 1 (an rpc group's budget). */
+static uint32_t
+ask_budget_ms(const struct ask_policy *p)
+{
+	uint64_t now = clock_mono_ns();
+
+	return now + 1000000 < p->deadline ? (uint32_t)((p->deadline - now + 999999) / 1000000) : 1;
+}
+
+static bool
+ask_member(struct txn_sets *s, uint64_t node)
+{
+	bool in;
+
+	pthread_mutex_lock(&s->lock);
+	in = in_succession_locked(s, node);
+	pthread_mutex_unlock(&s->lock);
+	return in;
+}
+
+/* The pause before the next round (10, 20, 40 ... ms, then every
+ * ASK_PAUSE_MAX_MS), cut short by a succession change.  false: the
+ * deadline has passed (or this node stops): the caller fails. */
+static bool
+ask_pause(struct ask_policy *p)
+{
+	uint64_t now = clock_mono_ns(), until;
+	struct timespec ts;
+	bool stop;
+
+	if (now >= p->deadline)
+		return false;
+	until = now + (uint64_t)p->pause_ms * 1000000;
+	if (until > p->deadline)
+		until = p->deadline;
+	p->pause_ms = p->pause_ms < ASK_PAUSE_MAX_MS / 2 ? p->pause_ms * 2 : ASK_PAUSE_MAX_MS;
+	ts.tv_sec = (time_t)(until / 1000000000u);
+	ts.tv_nsec = (long)(until % 1000000000u);
+	pthread_mutex_lock(&p->s->lock);
+	if (!p->s->stop)
+		(void)pthread_cond_timedwait(&p->s->changed, &p->s->lock, &ts);
+	stop = p->s->stop;
+	pthread_mutex_unlock(&p->s->lock);
+	return !stop && clock_mono_ns() < p->deadline;
+}
+
 /*
  * A check before a change (SET_MSG_CHECK_*: it changes nothing) at the
- * other nodes of succession[0..n).  The first refusal a node answers
- * (-ENOTEMPTY, -EEXIST) decides at once.  A node that could not run it
- * yet is asked again after 10, 20, 40 ... ms (then every
- * CHECK_RETRY_MAX_MS), within transaction-max-ms of the first send: one
- * that answers it has no node attached (a process just started:
- * -EAGAIN), one busy (rpc's -EAGAIN), a process that restarted after an
- * earlier copy reached its predecessor (-ESTALE: a check run twice is
- * harmless), one that the fabric reports down or never knew
- * (-EHOSTDOWN, -EHOSTUNREACH: it may be restarting).  0 once every
- * node answered that nothing here stops the change; -EIO when one is
- * silent (-ETIMEDOUT) or still did not answer by the deadline: nothing
- * was changed anywhere yet.
+ * other nodes of succession[0..n), asked again as the policy above says.
+ * The first refusal a node answers (-ENOTEMPTY, -EEXIST) decides at once.
+ * A node reported down that has left the succession: the check goes on
+ * without it, or (reroute: the check of one node, mkdir's name check at a
+ * partition's master) ends with -EHOSTDOWN for the caller to route it
+ * again.  0 once every node answered that nothing there stops the change;
+ * -EIO when one is silent (-ETIMEDOUT) or still could not run it by the
+ * deadline: nothing was changed anywhere yet.
  */
 static int
 check_all(struct txn_sets *s, struct namespace *ns, const uint64_t *succession, unsigned n,
-    const uint8_t *buf, size_t len)
+    const uint8_t *buf, size_t len, bool reroute)
 {
-	struct txn_remote *rm = atomic_load_acquire(&txn_namespace_of(ns)->remote);
-	uint64_t deadline = clock_mono_ns() + (uint64_t)(rm != NULL ? txn_remote_deadline_ms(rm) :
-	    RPC_DEADLINE_DEFAULT_MS) * 1000000;
+	struct ask_policy p;
 	uint64_t to[RPC_GROUP_MAX];
 	unsigned k = 0;
+	int why = 0;
 
+	ask_begin(&p, s, ns);
 	for (unsigned i = 0; i < n && k < RPC_GROUP_MAX; i++)
 		if (succession[i] != s->self && succession[i] != 0)
 			to[k++] = succession[i];
-	for (uint64_t ms = 10; k > 0; ms = ms < CHECK_RETRY_MAX_MS / 2 ? ms * 2 : CHECK_RETRY_MAX_MS) {
+	while (k > 0) {
 		struct rpc_answer ans[RPC_GROUP_MAX];
 		uint64_t again[RPC_GROUP_MAX];
 		struct rpc_group g;
-		uint64_t now = clock_mono_ns();
-		unsigned n_again = 0, failed = 0;
-		int err = 0, why = 0;
+		unsigned n_again = 0, failed = 0, left = 0;
+		int err = 0;
 
-		rpc_group_init(s->rpc, &g, now < deadline ?
-		    (uint32_t)((deadline - now + 999999) / 1000000) : 1);
+		rpc_group_init(s->rpc, &g, ask_budget_ms(&p));
 		for (unsigned i = 0; i < k; i++)
 			(void)rpc_group_send(&g, to[i], RPC_OP_SETS, buf, len, &ans[i]);
 		(void)rpc_group_wait(&g);
 		for (unsigned i = 0; i < k; i++) {
-			int rc = ans[i].rc != 0 ? ans[i].rc : ans[i].err;
-
-			if (rc == -EAGAIN || rc == -ESTALE || rc == -EHOSTDOWN || rc == -EHOSTUNREACH) {
-				again[n_again++] = to[i];
-				why = rc;
-			} else if (ans[i].rc != 0) {
-				failed++;
+			switch (ask_outcome(&p, &ans[i])) {
+			case ASK_ANSWERED:
+				if (ans[i].err != 0 && err == 0)
+					err = ans[i].err;
+				break;
+			case ASK_DOWN:
 				why = ans[i].rc;
-			} else if (rc != 0 && err == 0) {
-				err = rc;
+				if (!ask_member(s, to[i])) {
+					log_info("txn", "{%s} set check: node %016llx went down and is out of "
+					    "the cluster now: %s", ns->name, (unsigned long long)to[i],
+					    reroute ? "asked of the partition's next master" :
+					    "decided by the nodes that are left");
+					left++;
+					break;
+				}
+				again[n_again++] = to[i];
+				break;
+			case ASK_AGAIN:
+				why = ans[i].rc != 0 ? ans[i].rc : ans[i].err;
+				again[n_again++] = to[i];
+				break;
+			case ASK_FAILED:
+				why = ans[i].rc;
+				failed++;
+				break;
 			}
 			rpc_answer_release(&ans[i]);
 		}
 		NS_COUNT_ADD(ns, set_changes_sent, k);
 		if (err != 0)
 			return err;
-		now = clock_mono_ns();
-		if (failed == 0 && n_again > 0 && now < deadline) {
-			uint64_t ns_wait = ms * 1000000 < deadline - now ? ms * 1000000 : deadline - now;
-			struct timespec ts = { .tv_sec = (time_t)(ns_wait / 1000000000u),
-			    .tv_nsec = (long)(ns_wait % 1000000000u) };
-
-			nanosleep(&ts, NULL);
+		if (failed == 0 && left > 0 && reroute)
+			return -EHOSTDOWN;
+		if (failed == 0 && n_again == 0)
+			return 0;
+		if (failed == 0 && ask_pause(&p)) {
 			memcpy(to, again, n_again * sizeof(to[0]));
 			k = n_again;
 			continue;
 		}
-		if (failed + n_again > 0) {
-			/* counted once, as not answered: a node asked again is not */
-			NS_COUNT_ADD(ns, set_changes_failed, failed + n_again);
-			log_warn("txn", "{%s} set check: %u node(s) did not answer within "
-			    "transaction-max-ms (%s); nothing changed", ns->name, failed + n_again,
-			    recfs_strerror(why));
-			return -EIO;
-		}
-		break;
+		/* counted once, as not answered: a node asked again is not */
+		NS_COUNT_ADD(ns, set_changes_failed, failed + n_again);
+		log_warn("txn", "{%s} set check: %u node(s) did not answer in time (%s); nothing "
+		    "changed", ns->name, failed + n_again, recfs_strerror(why));
+		return -EIO;
 	}
 	return 0;
+}
+
+/*
+ * After a change made here (SET_MSG_MERGE), the nodes that went down or
+ * restarted while it was sent (gone[0..n_gone)): the change is done once
+ * each is out of the succession (it gets the set tables at the change
+ * that takes it back) or has taken it from a copy sent again - merging a
+ * state twice changes nothing.  Sent again under the policy above (a
+ * restarted process, -ESTALE: its predecessor may or may not have merged
+ * it; one that has no node attached yet, -EAGAIN; one reported down while
+ * it is still a member), within a write's wait for a master that went
+ * down (heartbeat timeout + quiet period + transaction-max-ms).  0, the
+ * first node's -errno answer, or -EIO when a node still did not take it
+ * by then.
+ */
+static int
+settle_gone(struct txn_sets *s, struct namespace *ns, const struct gone_node *gone, unsigned n_gone,
+    const uint8_t *buf, size_t len)
+{
+	struct ask_policy p;
+	uint64_t to[RPC_GROUP_MAX];
+	bool down[RPC_GROUP_MAX];
+	unsigned k = 0;
+
+	ask_begin(&p, s, ns);
+	ask_down_seen(&p);
+	for (unsigned i = 0; i < n_gone && k < RPC_GROUP_MAX; i++, k++) {
+		to[k] = gone[i].node;
+		down[k] = gone[i].rc != -ESTALE && gone[i].rc != -EAGAIN;
+	}
+	for (;;) {
+		struct rpc_answer ans[RPC_GROUP_MAX];
+		struct rpc_group g;
+		bool more = ask_pause(&p);
+		unsigned n = 0, failed = 0;
+		int err = 0;
+
+		for (unsigned i = 0; i < k; i++) {
+			if (down[i] && !ask_member(s, to[i])) {
+				log_info("txn", "{%s} node %016llx went down during a set change and is out "
+				    "of the cluster now: it gets the set tables when it is back", ns->name,
+				    (unsigned long long)to[i]);
+				continue;
+			}
+			to[n] = to[i];
+			down[n++] = down[i];
+		}
+		k = n;
+		if (k == 0)
+			return 0;
+		if (!more)
+			return -EIO;
+		rpc_group_init(s->rpc, &g, ask_budget_ms(&p));
+		for (unsigned i = 0; i < k; i++)
+			(void)rpc_group_send(&g, to[i], RPC_OP_SETS, buf, len, &ans[i]);
+		(void)rpc_group_wait(&g);
+		n = 0;
+		for (unsigned i = 0; i < k; i++) {
+			switch (ask_outcome(&p, &ans[i])) {
+			case ASK_ANSWERED:
+				if (ans[i].err != 0 && err == 0)
+					err = ans[i].err;
+				break;
+			case ASK_AGAIN:
+			case ASK_DOWN:
+				to[n] = to[i];
+				down[n++] = ans[i].rc == -EHOSTDOWN || ans[i].rc == -EHOSTUNREACH;
+				break;
+			case ASK_FAILED:
+				failed++;
+				break;
+			}
+			rpc_answer_release(&ans[i]);
+		}
+		NS_COUNT_ADD(ns, set_changes_sent, k);
+		if (failed + n > 0)
+			NS_COUNT_ADD(ns, set_changes_failed, failed + n);
+		if (err != 0)
+			return err;
+		if (failed > 0)
+			return -EIO;
+		k = n;
+		if (k == 0)
+			return 0;
+	}
 }
 
 int
@@ -501,7 +641,7 @@ txn_sets_send(struct txn_sets *s, struct namespace *ns, unsigned kind,
 		n = 1;
 	}
 	if (kind == SET_MSG_CHECK_EMPTY || kind == SET_MSG_CHECK_NAME)
-		return check_all(s, ns, succession, n, buf, (size_t)(len + elen));
+		return check_all(s, ns, succession, n, buf, (size_t)(len + elen), to_node != 0);
 	{
 		struct gone_node gone[CLUSTER_NODES_MAX];
 		unsigned n_gone = 0;
@@ -796,9 +936,18 @@ stream_take(struct list_stream *st, struct txn_entry *out)
 	st->has_next = list_msg_entry_next(&st->ans, &st->next);
 }
 
-int
-txn_sets_list(struct txn_sets *s, struct namespace *ns, const char *set, size_t set_len,
-    uint64_t dir, struct txn_cursor *cur, struct txn_entry *out, size_t max)
+/*
+ * One attempt at a page (txn_sets_list): the number of entries, -errno, or
+ * LIST_ASK_AGAIN when a node could not answer yet (ask_outcome: AGAIN or
+ * DOWN; nothing is taken from the other nodes' answers then, the cursor
+ * is unchanged).  The waits for a cluster or a working master end at
+ * p->deadline.
+ */
+#define LIST_ASK_AGAIN 1000000
+
+static int
+list_page(struct txn_sets *s, struct namespace *ns, const char *set, size_t set_len,
+    uint64_t dir, struct txn_cursor *cur, struct txn_entry *out, size_t max, struct ask_policy *pol)
 {
 	struct list_stream *st = NULL;
 	struct rpc_answer *ans = NULL;
@@ -810,10 +959,6 @@ txn_sets_list(struct txn_sets *s, struct namespace *ns, const char *set, size_t 
 	bool group = false, all_done = true;
 	int rc = 0, req_len[CLUSTER_NODES_MAX];
 
-	if (cur->done || max == 0)
-		return 0;
-	if (max > LIST_MSG_ENTRIES_MAX)
-		max = LIST_MSG_ENTRIES_MAX;
 	st = calloc(CLUSTER_NODES_MAX, sizeof(*st));
 	ans = calloc(CLUSTER_NODES_MAX, sizeof(*ans));
 	reqs = malloc((size_t)CLUSTER_NODES_MAX * LIST_MSG_REQUEST_MAX);
@@ -823,19 +968,26 @@ txn_sets_list(struct txn_sets *s, struct namespace *ns, const char *set, size_t 
 	}
 	/* Who masters each partition from the cursor on (stream 0: here). */
 	for (uint32_t p = cur->partition; p < PARTITION_COUNT; p++) {
-		struct txn_partition tp;
+		struct txn_partition tp = { .cluster_key = 0 };
+		int grc = txn_partition_get(ns, p, &tp);
 		unsigned k;
 
-		if (txn_partition_get(ns, p, &tp) == 0 && tp.master == 0 && tp.cluster_key != 0) {
+		if (grc == 0 && tp.cluster_key == 0 && pol->rm != NULL) {
+			/* An orphan (its principal just died): its table says
+			 * "master of everything", which is not true.  Wait for a
+			 * cluster, as an operation does (txn_route). */
+			(void)txn_partition_wait_change(ns, p, 0, pol->deadline);
+			grc = txn_partition_get(ns, p, &tp);
+		}
+		if (grc == 0 && tp.master == 0 && tp.cluster_key != 0) {
 			/* The rebalance of a change is pending (docs/cluster.md,
 			 * "Rebalance and migration"): wait for it, as an operation does. */
-			struct txn_remote *rm = atomic_load_acquire(&txn_namespace_of(ns)->remote);
-
-			(void)txn_partition_wait_working(ns, p, 0, clock_mono_ns() + (uint64_t)(rm != NULL ?
-			    txn_remote_deadline_ms(rm) : RPC_DEADLINE_DEFAULT_MS) * 1000000);
+			(void)txn_partition_wait_working(ns, p, 0, pol->deadline);
+			grc = txn_partition_get(ns, p, &tp);
 		}
-		if (txn_partition_get(ns, p, &tp) != 0 || tp.master == 0) {
-			txn_eio_log(ns, p, "listing: no working master for it within transaction-max-ms");
+		if (grc != 0 || tp.master == 0 || (tp.cluster_key == 0 && pol->rm != NULL)) {
+			txn_eio_log(ns, p, "listing: no working master for it in time (%s)",
+			    tp.cluster_key == 0 ? "this node is in no cluster" : "rebalance pending");
 			rc = -EIO;
 			goto out;
 		}
@@ -857,7 +1009,7 @@ txn_sets_list(struct txn_sets *s, struct namespace *ns, const char *set, size_t 
 	n_remote = n_st - 1;
 	/* Every other node at once, then this node's share meanwhile. */
 	if (n_remote > 0) {
-		rpc_group_init(s->rpc, &g, 0);
+		rpc_group_init(s->rpc, &g, ask_budget_ms(pol));
 		group = true;
 		for (unsigned k = 1; k < n_st; k++) {
 			struct list_msg_request r = { 0 };
@@ -909,8 +1061,16 @@ txn_sets_list(struct txn_sets *s, struct namespace *ns, const char *set, size_t 
 		(void)rpc_group_wait(&g);
 		for (unsigned k = 1; k < n_st; k++) {
 			struct rpc_answer *a = &ans[k - 1];
+			enum ask_outcome o = ask_outcome(pol, a);
 
-			if (a->rc != 0) {
+			if (o == ASK_AGAIN || o == ASK_DOWN) {
+				/* asked again, the whole page (routed again if the
+				 * table changed meanwhile), unless one failed */
+				pol->why = a->rc != 0 ? a->rc : a->err;
+				pol->who = st[k].node;
+				if (rc == 0)
+					rc = LIST_ASK_AGAIN;
+			} else if (a->rc != 0) {
 				log_warn("txn", "{%s} listing: node %016llx did not answer (%s)", ns->name,
 				    (unsigned long long)st[k].node, recfs_strerror(a->rc));
 				rc = -EIO;
@@ -957,6 +1117,11 @@ txn_sets_list(struct txn_sets *s, struct namespace *ns, const char *set, size_t 
 		}
 		last_part = bp;
 		stream_take(&st[best], &out[n++]);
+		/* A node that has more than it sent ends the page at its last
+		 * entry: the next page starts there for every node, so nothing
+		 * of its after that entry is skipped by another's later ones. */
+		if (!st[best].done && !stream_head(&st[best], &p))
+			break;
 	}
 	for (unsigned k = 0; k < n_st; k++) {
 		uint32_t p;
@@ -986,6 +1151,28 @@ out:
 	free(ans);
 	free(reqs);
 	return rc != 0 ? rc : (int)n;
+}
+
+int
+txn_sets_list(struct txn_sets *s, struct namespace *ns, const char *set, size_t set_len,
+    uint64_t dir, struct txn_cursor *cur, struct txn_entry *out, size_t max)
+{
+	struct ask_policy p;
+	int rc;
+
+	if (cur->done || max == 0)
+		return 0;
+	if (max > LIST_MSG_ENTRIES_MAX)
+		max = LIST_MSG_ENTRIES_MAX;
+	ask_begin(&p, s, ns);
+	while ((rc = list_page(s, ns, set, set_len, dir, cur, out, max, &p)) == LIST_ASK_AGAIN) {
+		if (!ask_pause(&p)) {
+			txn_eio_log(ns, cur->partition, "listing: node %016llx could not answer in time "
+			    "(%s)", (unsigned long long)p.who, recfs_strerror(p.why));
+			return -EIO;
+		}
+	}
+	return rc;
 }
 
 int

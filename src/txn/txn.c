@@ -2723,6 +2723,52 @@ set_broadcast(struct namespace *ns, struct txn_sets *ss, const char *set, size_t
 	return rc;
 }
 
+/*
+ * mkdir's name check in a cluster: a null-set record named like the set
+ * (docs/cluster.md, "mkdir, rmdir, chmod of a set") is decided by the
+ * working master of its partition, routed as an operation on that record
+ * is (txn_route: an orphan waits for a cluster, a pending rebalance for
+ * its working master, within transaction-max-ms; none by then: EIO, never
+ * a set made over a name nobody could look at).  Here: 0, the local body
+ * looks (set_create_local).  A master that went down and left the
+ * succession during the check (txn_sets_send's -EHOSTDOWN) gets the check
+ * routed again, once.
+ */
+static int
+set_name_check(struct namespace *ns, struct txn_sets *ss, const char *set, size_t len)
+{
+	struct txn_key nk = { .key = set, .key_len = len };
+	struct txn_remote *rm = atomic_load_acquire(&txn_namespace_of(ns)->remote);
+	struct txn_target nt;
+	struct set_msg_entry e;
+
+	target_fill(ns, &nk, &nt);
+	entry_of_name(&e, set, len);
+	for (int attempt = 0;; attempt++) {
+		struct partition_rsv rsv = { .tbl = NULL, .master = 0 };
+		enum txn_route route = txn_route(&nt, &rsv);
+		uint64_t master = rsv.master;
+		int rc;
+
+		partition_release(&rsv);
+		if (route == TXN_ROUTE_UNAVAILABLE) {
+			if (rm != NULL)
+				eio_log_unrouted(&nt, txn_remote_deadline_ms(rm));
+			return -EIO;
+		}
+		if (route == TXN_ROUTE_LOCAL)
+			return 0;
+		rc = txn_sets_send(ss, ns, SET_MSG_CHECK_NAME, &e, master);
+		if (rc != -EHOSTDOWN)
+			return rc;
+		if (attempt > 0) {
+			txn_eio_log(ns, nt.partition, "mkdir's name check: master %016" PRIx64 " went "
+			    "down too (the second master asked)", master);
+			return -EIO;
+		}
+	}
+}
+
 int
 txn_set_create(struct namespace *ns, const char *set, size_t len, const struct txn_write *w)
 {
@@ -2738,19 +2784,9 @@ txn_set_create(struct namespace *ns, const char *set, size_t len, const struct t
 	target_marker(ns, set, len, &t);
 	ss = sets_of(ns);
 	if (ss != NULL) {
-		/* A null-set record with that name is decided by its master. */
-		struct txn_key nk = { .key = set, .key_len = len };
-		struct txn_partition p;
-		struct txn_target nt;
-		struct set_msg_entry e;
-
-		target_fill(ns, &nk, &nt);
-		if (txn_partition_get(ns, nt.partition, &p) == 0 && !p.am_master && p.master != 0) {
-			entry_of_name(&e, set, len);
-			rc = txn_sets_send(ss, ns, SET_MSG_CHECK_NAME, &e, p.master);
-			if (rc != 0)
-				return rc;
-		}
+		rc = set_name_check(ns, ss, set, len);
+		if (rc != 0)
+			return rc;
 	}
 	rc = dispatch(&t, &op);
 	if (rc == 0 && ss != NULL)

@@ -472,8 +472,11 @@ void txn_sets_destroy(struct txn_sets *s);
  * SET_MSG_MERGE to every node: a node that went down meanwhile is waited
  * out of the succession, one that restarted is sent it again.  A check
  * (SET_MSG_CHECK_*): a node that has no node attached yet (just started),
- * is busy, restarted or is reported down is asked again within
- * transaction-max-ms, then -EIO; the first refusal decides at once
+ * is busy or restarted is asked again within transaction-max-ms, one
+ * reported down until it leaves the succession (bounded as a write waits
+ * for a master that went down), then -EIO; a node out of the succession
+ * then is left out, except that a check sent to to_node alone returns
+ * -EHOSTDOWN (route it again); the first refusal decides at once
  * (docs/cluster.md, "mkdir, rmdir, chmod of a set").
  */
 int txn_sets_send(struct txn_sets *s, struct namespace *ns, unsigned kind,
@@ -483,9 +486,11 @@ int txn_sets_send(struct txn_sets *s, struct namespace *ns, unsigned kind,
  * masters partitions at or after cur (this node's partition table) is
  * asked once, in parallel, for its records there; the answers are merged
  * in listing order (partition, then the master's index order) and cut at
- * max.  txn_list's contract (txn.h).  -EIO when a node does not answer
- * within transaction-max-ms or answers malformed; -ENOENT when the set is
- * on no node.
+ * max.  txn_list's contract (txn.h).  A node that cannot answer yet (just
+ * started, busy, restarted, reported down) is asked again - the page
+ * routed again after a succession change - as a set check is
+ * (txn_sets_send); -EIO past that bound, when a node is silent or answers
+ * malformed: never a shorter page.  -ENOENT when the set is on no node.
  */
 int txn_sets_list(struct txn_sets *s, struct namespace *ns, const char *set, size_t set_len,
     uint64_t dir,

@@ -49,6 +49,14 @@
  *     transaction-max-ms and answer what it says (ENOTEMPTY, EEXIST, 0),
  *     never EAGAIN; EIO past the deadline; and a restart of the other
  *     node during an rmdir does not fail it;
+ *   - a listing whose other master has no node attached yet, or dies,
+ *     is asked again (routed again once the cluster is without the dead
+ *     node) and lists every record, never fewer; EIO past the bound;
+ *   - an rmdir or a mkdir whose check was sent to a node that dies just
+ *     before succeeds once the cluster is without it, exactly once;
+ *   - mkdir's name check waits for a working master of the name's
+ *     partition (EEXIST once there is one; EIO, no set made, if none
+ *     comes within transaction-max-ms), never skips the check;
  *   - a write that waited for its record lock at its master while another
  *     node became the master runs at the new master, not at the old one;
  *   - migration messages (and PARTS sections, each answered for itself)
@@ -2031,11 +2039,31 @@ restart_held_main(void *arg)
  * started again, attached 300 ms later; an rmdir on c meanwhile succeeds.
  * Two nodes at RF 1 (a record is only at its master).
  */
+/* Two nodes c and d of their own (ids 0xc7, 0xd8: d is the principal) at
+ * replication-factor rf, clustered, with one working master per
+ * partition. */
+static void
+pair_up(struct tnode *c, struct tnode *d, unsigned rf)
+{
+	uint16_t pc = free_port(), pd = free_port();
+
+	while (pd == pc)
+		pd = free_port();
+	memset(c, 0, sizeof(*c));
+	memset(d, 0, sizeof(*d));
+	node_rf = rf;
+	tnode_up(c, 0xc7, pc, pd);
+	tnode_up(d, 0xd8, pd, pc);
+	node_rf = 2;
+	wait_pair(c, d);
+	wait_tables(c, d);
+	settled_pair(c, d);
+}
+
 static void
 test_set_checks_wait_for_a_node_just_started(void **state)
 {
 	struct tnode c, d;
-	uint16_t pc = free_port(), pd = free_port();
 	struct sets_hold h;
 	struct txn_key key = { .set = "full", .set_len = 4 };
 	char k[16], clash[16];
@@ -2043,17 +2071,7 @@ test_set_checks_wait_for_a_node_just_started(void **state)
 	int rc;
 
 	(void)state;
-	while (pd == pc)
-		pd = free_port();
-	memset(&c, 0, sizeof(c));
-	memset(&d, 0, sizeof(d));
-	node_rf = 1;
-	tnode_up(&c, 0xc7, pc, pd);
-	tnode_up(&d, 0xd8, pd, pc);
-	node_rf = 2;
-	wait_pair(&c, &d);
-	wait_tables(&c, &d);
-	settled_pair(&c, &d);
+	pair_up(&c, &d, 1);
 	assert_int_equal(txn_set_create(c.ns, "full", 4, NULL), 0);
 	assert_int_equal(txn_set_create(c.ns, "empty", 5, NULL), 0);
 	assert_int_equal(txn_set_create(c.ns, "never", 5, NULL), 0);
@@ -2150,6 +2168,243 @@ test_set_checks_wait_for_a_node_just_started(void **state)
 	assert_int_equal(txn_set_exists(c.ns, "later", 5), -ENOENT);
 	wait_pair(&c, &d);
 	assert_int_equal(set_exists_within(&d, "later", -ENOENT), -ENOENT);
+	tnode_down(&c);
+	tnode_down(&d);
+}
+
+/* The records txn_list on t gives for set (every page), or its first
+ * error. */
+static int
+list_count(struct tnode *t, const char *set)
+{
+	struct txn_cursor cur = { 0 };
+	struct txn_entry *e = malloc(64 * sizeof(*e));
+	int n, total = 0;
+
+	assert_non_null(e);
+	while ((n = txn_list(t->ns, set, strlen(set), &cur, e, 64)) > 0)
+		total += n;
+	free(e);
+	return n < 0 ? n : total;
+}
+
+/*
+ * A listing whose other master cannot answer yet: a page is gathered from
+ * every partition's master, and one that answered that it has no node
+ * attached yet (a process just started) or was reported down failed the
+ * whole listing with EIO at once (ls: "Input/output error" for a node
+ * restarting).  Now the page is asked again - routed again once the
+ * cluster is without a node that went down - and the listing is whole:
+ * every one of the 40 records, never fewer.  Two nodes at RF 2, so the
+ * survivor holds every record.
+ */
+static void
+test_listing_waits_for_a_node_just_started_or_gone(void **state)
+{
+	struct tnode c, d;
+	struct sets_hold h;
+	struct txn_key key = { .set = "ls", .set_len = 2 };
+	struct txn_write w = { .set_file = true, .file_data = "listed", .file_len = 6 };
+	unsigned on_d = 0;
+	char k[16];
+	uint64_t t0, took;
+	int rc;
+
+	(void)state;
+	pair_up(&c, &d, 2);
+	assert_int_equal(txn_set_create(c.ns, "ls", 2, NULL), 0);
+	for (unsigned i = 0; i < 40; i++) {
+		struct txn_partition p;
+		struct digest dg;
+
+		snprintf(k, sizeof(k), "f%u", i);
+		key.key = k;
+		key.key_len = strlen(k);
+		assert_int_equal(txn_write(c.ns, &key, &w, NULL), 0);
+		digest_compute(&dg, "ls", 2, k, strlen(k));
+		assert_int_equal(txn_partition_get(c.ns, digest_partition(&dg), &p), 0);
+		on_d += !p.am_master;
+	}
+	assert_true(on_d > 0 && on_d < 40);   /* both nodes master some */
+	assert_int_equal(list_count(&c, "ls"), 40);
+
+	/* d's handlers answer "no node attached" for 300 ms */
+	sets_hold_start(&h, &d, 300);
+	t0 = clock_mono_ns();
+	rc = list_count(&c, "ls");
+	took = (clock_mono_ns() - t0) / 1000000;
+	pthread_join(h.th, NULL);
+	print_message("listing with the other node not attached for 300 ms: %d after %llu ms\n", rc,
+	    (unsigned long long)took);
+	assert_int_equal(rc, 40);
+	assert_true(took >= 250 && took < 1000);
+
+	/* not attached within transaction-max-ms (1000 ms): EIO, not fewer */
+	sets_hold_start(&h, &d, 1500);
+	t0 = clock_mono_ns();
+	rc = list_count(&c, "ls");
+	took = (clock_mono_ns() - t0) / 1000000;
+	pthread_join(h.th, NULL);
+	print_message("listing with the other node not attached for 1500 ms: %d after %llu ms\n", rc,
+	    (unsigned long long)took);
+	assert_int_equal(rc, -EIO);
+	assert_true(took >= 900 && took < 1500);
+
+	/* d dies (the others only hear silence, then its connection close):
+	 * the listing waits for the cluster without d and lists everything
+	 * from c, which holds every record at RF 2 */
+	tnode_net_crash(&d);
+	t0 = clock_mono_ns();
+	rc = list_count(&c, "ls");
+	took = (clock_mono_ns() - t0) / 1000000;
+	print_message("listing with the other node just killed: %d after %llu ms\n", rc,
+	    (unsigned long long)took);
+	assert_int_equal(rc, 40);
+	assert_true(took < 5000);   /* heartbeat 300 ms + quiet period + 1 s */
+	assert_true(cluster_size(&c) <= 1);
+	tnode_down(&c);
+	tnode_down(&d);
+}
+
+/*
+ * A set check whose node dies just before it: rmdir's emptiness check at
+ * every other node and mkdir's name check at the master of the null-set
+ * record of that name.  The check was asked again until transaction-max-ms
+ * and failed with EIO although the node was on its way out of the cluster;
+ * now a node reported down is waited for until it leaves the succession
+ * (as a write waits for a master that went down), then the check goes on
+ * without it (rmdir) or is asked of the partition's next master (mkdir):
+ * the call succeeds once, and again says ENOENT / EEXIST.
+ */
+static void
+test_set_checks_go_on_without_a_node_that_died(void **state)
+{
+	struct tnode c, d;
+	char name[16];
+	uint64_t t0, took;
+	int rc;
+
+	(void)state;
+	pair_up(&c, &d, 1);
+	assert_int_equal(txn_set_create(c.ns, "dies", 4, NULL), 0);
+	assert_int_equal(set_exists_within(&d, "dies", 0), 0);
+	tnode_net_crash(&d);
+	t0 = clock_mono_ns();
+	rc = txn_set_remove(c.ns, "dies", 4);
+	took = (clock_mono_ns() - t0) / 1000000;
+	print_message("rmdir with the other node just killed: %d after %llu ms\n", rc,
+	    (unsigned long long)took);
+	assert_int_equal(rc, 0);
+	assert_true(took < 5000);   /* heartbeat 300 ms + quiet period + 1 s */
+	assert_int_equal(txn_set_exists(c.ns, "dies", 4), -ENOENT);
+	assert_int_equal(txn_set_remove(c.ns, "dies", 4), -ENOENT);
+
+	/* d back; then a name whose null-set record d masters, and d dies
+	 * just before mkdir of it */
+	assert_int_equal(txn_network_start(&d.cfg, d.id, &d.net), 0);
+	txn_node_network_set(d.node, d.net);
+	wait_pair(&c, &d);
+	wait_tables(&c, &d);
+	settled_pair(&c, &d);
+	name_mastered(&c, false, name, sizeof(name));
+	tnode_net_crash(&d);
+	t0 = clock_mono_ns();
+	rc = txn_set_create(c.ns, name, strlen(name), NULL);
+	took = (clock_mono_ns() - t0) / 1000000;
+	print_message("mkdir checked at the other node just killed: %d after %llu ms\n", rc,
+	    (unsigned long long)took);
+	assert_int_equal(rc, 0);
+	assert_true(took < 5000);
+	assert_int_equal(txn_set_exists(c.ns, name, strlen(name)), 0);
+	assert_int_equal(txn_set_create(c.ns, name, strlen(name), NULL), -EEXIST);
+	tnode_down(&c);
+	tnode_down(&d);
+}
+
+/* Gives partition pid of t's table the working master wm after delay_ms
+ * (the rebalance of the current table naming it), and wakes the waiters. */
+struct working_later {
+	pthread_t th;
+	struct tnode *t;
+	uint32_t pid;
+	uint64_t wm;
+	unsigned delay_ms;
+};
+
+static void *
+working_later_main(void *arg)
+{
+	struct working_later *l = arg;
+	struct partition_table *tbl = txn_namespace_of(l->t->ns)->partitions;
+	struct partition_rsv r;
+
+	sleep_ms(l->delay_ms);
+	partition_reserve(tbl, l->pid, &r);
+	partition_release(&r);
+	(void)partition_set_working(tbl, l->pid, r.cluster_key, l->wm, r.state);
+	txn_partitions_changed(l->t->ns);
+	return NULL;
+}
+
+/*
+ * mkdir of a set named like a null-set record: EEXIST, decided by that
+ * record's master.  With no working master for its partition (the
+ * rebalance of a change pending) the check was skipped and the set made
+ * over the name.  Now the check waits for a working master as an
+ * operation does (300 ms here: EEXIST), and none within
+ * transaction-max-ms is EIO with nothing made.  Two nodes at RF 1, the
+ * record only at d; c's table without a working master for its partition.
+ */
+static void
+test_mkdir_name_check_waits_for_a_working_master(void **state)
+{
+	struct tnode c, d;
+	struct working_later l;
+	struct partition_rsv r;
+	struct digest dg;
+	char clash[16];
+	uint64_t t0, took;
+	int rc;
+
+	(void)state;
+	pair_up(&c, &d, 1);
+	name_mastered(&c, false, clash, sizeof(clash));
+	assert_int_equal(put(&c, clash, "a file"), 0);   /* stored at d only */
+	digest_compute(&dg, NULL, 0, clash, strlen(clash));
+	l = (struct working_later){ .t = &c, .pid = digest_partition(&dg), .wm = d.id,
+	    .delay_ms = 300 };
+	partition_reserve(txn_namespace_of(c.ns)->partitions, l.pid, &r);
+	partition_release(&r);
+	assert_int_equal(r.master, d.id);
+	assert_int_equal(partition_set_working(txn_namespace_of(c.ns)->partitions, l.pid,
+	    r.cluster_key, 0, r.state), 0);
+	assert_int_equal(pthread_create(&l.th, NULL, working_later_main, &l), 0);
+	t0 = clock_mono_ns();
+	rc = txn_set_create(c.ns, clash, strlen(clash), NULL);
+	took = (clock_mono_ns() - t0) / 1000000;
+	pthread_join(l.th, NULL);
+	print_message("mkdir over a file, its partition without a working master for 300 ms: %d "
+	    "after %llu ms\n", rc, (unsigned long long)took);
+	assert_int_equal(rc, -EEXIST);
+	assert_true(took >= 250 && took < 1000);
+	assert_int_equal(txn_set_exists(c.ns, clash, strlen(clash)), -ENOENT);
+
+	/* none within transaction-max-ms: EIO, no set made */
+	assert_int_equal(partition_set_working(txn_namespace_of(c.ns)->partitions, l.pid,
+	    r.cluster_key, 0, r.state), 0);
+	l.delay_ms = 1500;
+	assert_int_equal(pthread_create(&l.th, NULL, working_later_main, &l), 0);
+	t0 = clock_mono_ns();
+	rc = txn_set_create(c.ns, clash, strlen(clash), NULL);
+	took = (clock_mono_ns() - t0) / 1000000;
+	print_message("the same, no working master for 1500 ms: %d after %llu ms\n", rc,
+	    (unsigned long long)took);
+	assert_int_equal(rc, -EIO);
+	assert_true(took >= 900 && took < 1500);
+	assert_int_equal(txn_set_exists(c.ns, clash, strlen(clash)), -ENOENT);
+	assert_int_equal(txn_set_exists(d.ns, clash, strlen(clash)), -ENOENT);
+	pthread_join(l.th, NULL);
+	assert_int_equal(txn_set_create(c.ns, clash, strlen(clash), NULL), -EEXIST);
 	tnode_down(&c);
 	tnode_down(&d);
 }
@@ -2863,6 +3118,9 @@ main(void)
 		cmocka_unit_test(test_set_of_records_only_is_known_everywhere),
 		cmocka_unit_test(test_rmdir_done_when_a_node_dies_meanwhile),
 		cmocka_unit_test(test_set_checks_wait_for_a_node_just_started),
+		cmocka_unit_test(test_listing_waits_for_a_node_just_started_or_gone),
+		cmocka_unit_test(test_set_checks_go_on_without_a_node_that_died),
+		cmocka_unit_test(test_mkdir_name_check_waits_for_a_working_master),
 		cmocka_unit_test(test_write_waiting_through_a_master_change_runs_at_the_new_master),
 		cmocka_unit_test(test_takeover_notice_reaches_a_busy_member),
 		cmocka_unit_test(test_delete_routed_again_after_its_master_went_down),

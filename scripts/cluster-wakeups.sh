@@ -26,6 +26,12 @@
 # here with cc) and, once stopped, the user-space memcpy/memmove calls of at
 # least 16 KiB of the 3 daemons are printed per create_128k (the other phases
 # move 1 KiB files: none of theirs are that large).
+# With "classes": 300 creates of 1 KiB and 100 of 128 KiB only, each one's
+# counters read before and after it (n1's FUSE requests, every node's rpc
+# calls, proxied and replica writes), the names then sorted by
+# user.recfs.master/replicas into "n1 masters", "n1 replica" and "neither":
+# FUSE requests and rpc calls per create by class (docs/benchmarks.md, the
+# floor of round trips per create the rf2_bound row assumes).
 # Needs root (FUSE), python3, strace for the strace mode, perf for the perf mode.
 # the strace mode takes a few times longer than the plain one (~15 s)
 : "${ITEST_TIMEOUT:=200}"
@@ -48,6 +54,10 @@ import os, subprocess, sys, time
 d, pids, mode, T, nid = sys.argv[1], sys.argv[2:5], sys.argv[5], sys.argv[6], sys.argv[7]
 COUNTERS = ("rpc_calls", "proxy_sent", "replica_writes_sent", "rpc_requests_received",
             "rpc_requests_inline")
+if mode == "classes":
+    COUNTERS += ("fuse_lookup", "fuse_getattr", "fuse_create", "fuse_open", "fuse_write",
+                 "fuse_flush", "fuse_release", "fuse_setattr", "fuse_getxattr",
+                 "replica_writes_returned")
 
 def switches():
     v = n = 0
@@ -165,6 +175,35 @@ def create_big(i):
     with open(f"{d}/b{i}", "wb") as f:
         f.write(big)
 
+def classes(prefix, content, n):
+    per = []
+    for i in range(n):
+        c0 = counters()
+        # as recfs-bench's cluster.mount does: no fstat (Python's open has one)
+        fd = os.open(f"{d}/{prefix}{i}", os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o644)
+        assert os.write(fd, content) == len(content)
+        os.close(fd)
+        c1 = counters()
+        per.append({c: c1[c] - c0[c] for c in c0})
+    rows = {}
+    for i in range(n):
+        m = os.getxattr(f"{d}/{prefix}{i}", "user.recfs.master").decode()
+        r = os.getxattr(f"{d}/{prefix}{i}", "user.recfs.replicas").decode()
+        cls = "n1 masters" if m == nid else "n1 replica" if nid in r.split(",") else "neither"
+        rows.setdefault(cls, []).append(per[i])
+    print(f"{prefix}: {n} creates of {len(content)} B, per create by class of name")
+    for cls in ("n1 masters", "n1 replica", "neither"):
+        lst = rows.get(cls, [])
+        if not lst:
+            continue
+        keys = sorted(k for k in lst[0] if any(x[k] for x in lst))
+        print(f"  {cls:10s} {len(lst):4d}: " +
+              " ".join(f"{k}={sum(x[k] for x in lst) / len(lst):.2f}" for k in keys))
+
+if mode == "classes":
+    classes("k", data, 300)
+    classes("K", big, 100)
+    sys.exit(0)
 phase("read_remote", read, remote)
 phase("read_local", read, local)
 phase("create_1k", create, range(1000))

@@ -15,7 +15,8 @@
 #   create_1k    1000 creates of a new 1 KiB file (open O_CREAT, write, close)
 #   create_128k  200 creates of a new 128 KiB file (one 128 KiB write)
 # and prints per operation: voluntary and involuntary context switches of
-# every thread of the 3 daemons (/proc/PID/task/*/status), their CPU time,
+# every thread of the 3 daemons (/proc/PID/task/*/status; the voluntary ones
+# also by thread name: recfsd are the FUSE threads), their CPU time,
 # p50 latency, and the rpc counters that moved (.info/statistics).  With
 # "strace": strace -c -f of n1 during each phase (syscalls per phase; the
 # figures under strace are slower and the switch counts include strace's).
@@ -61,17 +62,20 @@ if mode == "classes":
 
 def switches():
     v = n = 0
+    by = {}
     for p in pids:
         for t in os.listdir(f"/proc/{p}/task"):
             try:
+                comm = open(f"/proc/{p}/task/{t}/comm").read().strip()
                 for l in open(f"/proc/{p}/task/{t}/status"):
                     if l.startswith("voluntary_ctxt_switches"):
                         v += int(l.split()[1])
+                        by[comm] = by.get(comm, 0) + int(l.split()[1])
                     elif l.startswith("nonvoluntary_ctxt_switches"):
                         n += int(l.split()[1])
             except OSError:
                 pass
-    return v, n
+    return v, n, by
 
 def cpu_s():
     s = 0
@@ -124,11 +128,11 @@ def phase(label, fn, items):
         pf = subprocess.Popen(["perf", "stat", "--per-thread", "-x,", "-e", PERF_EVENTS,
                                "-p", pids[0], "-o", f"{T}/perf.{label}"])
         time.sleep(1.0)
-    c0 = counters(); v0, n0 = switches(); t0 = cpu_s()
+    c0 = counters(); v0, n0, b0 = switches(); t0 = cpu_s()
     lat = []
     for i in items:
         a = time.monotonic(); fn(i); lat.append(time.monotonic() - a)
-    v1, n1 = switches(); t1 = cpu_s(); c1 = counters()
+    v1, n1, b1 = switches(); t1 = cpu_s(); c1 = counters()
     if tr:
         tr.send_signal(2); tr.wait()
     if pf:
@@ -138,6 +142,10 @@ def phase(label, fn, items):
     print(f"{label}: {k} ops, per op: {(v1 - v0) / k:.2f} voluntary + {(n1 - n0) / k:.2f} "
           f"involuntary switches, {1e6 * (t1 - t0) / k:.0f} us CPU, p50 {1e6 * lat[k // 2]:.0f} us")
     print("  " + " ".join(f"{c}={(c1[c] - c0[c]) / k:.2f}" for c in sorted(c0) if c1[c] != c0[c]))
+    # threads that exited meanwhile (FUSE threads) are not in b1: their part is left out
+    print("  voluntary switches by thread name, 3 daemons: " + " ".join(
+        f"{c} {(b1[c] - b0.get(c, 0)) / k:.2f}" for c in sorted(b1, key=lambda c: b0.get(c, 0) - b1[c])
+        if b1[c] != b0.get(c, 0)))
     if tr:
         print(open(f"{T}/strace.{label}").read())
     if pf:
@@ -179,12 +187,15 @@ def classes(prefix, content, n):
     per = []
     for i in range(n):
         c0 = counters()
+        t0 = time.monotonic()
         # as recfs-bench's cluster.mount does: no fstat (Python's open has one)
         fd = os.open(f"{d}/{prefix}{i}", os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o644)
         assert os.write(fd, content) == len(content)
         os.close(fd)
+        t1 = time.monotonic()
         c1 = counters()
         per.append({c: c1[c] - c0[c] for c in c0})
+        per[-1]["us"] = 1e6 * (t1 - t0)
     rows = {}
     for i in range(n):
         m = os.getxattr(f"{d}/{prefix}{i}", "user.recfs.master").decode()
@@ -196,8 +207,9 @@ def classes(prefix, content, n):
         lst = rows.get(cls, [])
         if not lst:
             continue
-        keys = sorted(k for k in lst[0] if any(x[k] for x in lst))
-        print(f"  {cls:10s} {len(lst):4d}: " +
+        keys = sorted(k for k in lst[0] if k != "us" and any(x[k] for x in lst))
+        us = sorted(x["us"] for x in lst)
+        print(f"  {cls:10s} {len(lst):4d}: p50 {us[len(us) // 2]:.0f} us " +
               " ".join(f"{k}={sum(x[k] for x in lst) / len(lst):.2f}" for k in keys))
 
 if mode == "classes":

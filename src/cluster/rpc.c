@@ -620,9 +620,9 @@ group_send(struct rpc_group *g, uint64_t node_id, uint32_t op, const void *req, 
 		}
 		s->sending = false;
 		/* The timer thread wakes for its deadline or first retransmission,
-		 * told once it is sent: told before, it woke to a call being sent,
-		 * which it looks at again a millisecond later - two wake-ups of
-		 * the timer per call that finds it idle, where a replica write
+		 * told once it is sent: told before, it often woke to a call still
+		 * being sent, which it looks at again a millisecond later - two
+		 * wake-ups for a call that finds it idle, where a replica write
 		 * ends in a fraction of that (the master's fabric thread sends
 		 * one per RF 2 write it serves inline). */
 		first = s->next_retry_ns < g->deadline_ns ? s->next_retry_ns : g->deadline_ns;

@@ -15,7 +15,8 @@
 #   create_1k    1000 creates of a new 1 KiB file (open O_CREAT, write, close)
 #   create_128k  200 creates of a new 128 KiB file (one 128 KiB write)
 # and prints per operation: voluntary and involuntary context switches of
-# every thread of the 3 daemons (/proc/PID/task/*/status), their CPU time,
+# every thread of the 3 daemons (/proc/PID/task/*/status; the voluntary ones
+# also by thread name: recfsd are the FUSE threads), their CPU time,
 # p50 latency, and the rpc counters that moved (.info/statistics).  With
 # "strace": strace -c -f of n1 during each phase (syscalls per phase; the
 # figures under strace are slower and the switch counts include strace's).
@@ -26,6 +27,12 @@
 # here with cc) and, once stopped, the user-space memcpy/memmove calls of at
 # least 16 KiB of the 3 daemons are printed per create_128k (the other phases
 # move 1 KiB files: none of theirs are that large).
+# With "classes": 300 creates of 1 KiB and 100 of 128 KiB only, each one's
+# counters read before and after it (n1's FUSE requests, every node's rpc
+# calls, proxied and replica writes), the names then sorted by
+# user.recfs.master/replicas into "n1 masters", "n1 replica" and "neither":
+# FUSE requests and rpc calls per create by class (docs/benchmarks.md, the
+# floor of round trips per create the rf2_bound row assumes).
 # Needs root (FUSE), python3, strace for the strace mode, perf for the perf mode.
 # the strace mode takes a few times longer than the plain one (~15 s)
 : "${ITEST_TIMEOUT:=200}"
@@ -48,20 +55,27 @@ import os, subprocess, sys, time
 d, pids, mode, T, nid = sys.argv[1], sys.argv[2:5], sys.argv[5], sys.argv[6], sys.argv[7]
 COUNTERS = ("rpc_calls", "proxy_sent", "replica_writes_sent", "rpc_requests_received",
             "rpc_requests_inline")
+if mode == "classes":
+    COUNTERS += ("fuse_lookup", "fuse_getattr", "fuse_create", "fuse_open", "fuse_write",
+                 "fuse_flush", "fuse_release", "fuse_setattr", "fuse_getxattr",
+                 "replica_writes_returned")
 
 def switches():
     v = n = 0
+    by = {}
     for p in pids:
         for t in os.listdir(f"/proc/{p}/task"):
             try:
+                comm = open(f"/proc/{p}/task/{t}/comm").read().strip()
                 for l in open(f"/proc/{p}/task/{t}/status"):
                     if l.startswith("voluntary_ctxt_switches"):
                         v += int(l.split()[1])
+                        by[comm] = by.get(comm, 0) + int(l.split()[1])
                     elif l.startswith("nonvoluntary_ctxt_switches"):
                         n += int(l.split()[1])
             except OSError:
                 pass
-    return v, n
+    return v, n, by
 
 def cpu_s():
     s = 0
@@ -114,11 +128,11 @@ def phase(label, fn, items):
         pf = subprocess.Popen(["perf", "stat", "--per-thread", "-x,", "-e", PERF_EVENTS,
                                "-p", pids[0], "-o", f"{T}/perf.{label}"])
         time.sleep(1.0)
-    c0 = counters(); v0, n0 = switches(); t0 = cpu_s()
+    c0 = counters(); v0, n0, b0 = switches(); t0 = cpu_s()
     lat = []
     for i in items:
         a = time.monotonic(); fn(i); lat.append(time.monotonic() - a)
-    v1, n1 = switches(); t1 = cpu_s(); c1 = counters()
+    v1, n1, b1 = switches(); t1 = cpu_s(); c1 = counters()
     if tr:
         tr.send_signal(2); tr.wait()
     if pf:
@@ -128,6 +142,10 @@ def phase(label, fn, items):
     print(f"{label}: {k} ops, per op: {(v1 - v0) / k:.2f} voluntary + {(n1 - n0) / k:.2f} "
           f"involuntary switches, {1e6 * (t1 - t0) / k:.0f} us CPU, p50 {1e6 * lat[k // 2]:.0f} us")
     print("  " + " ".join(f"{c}={(c1[c] - c0[c]) / k:.2f}" for c in sorted(c0) if c1[c] != c0[c]))
+    # threads that exited meanwhile (FUSE threads) are not in b1: their part is left out
+    print("  voluntary switches by thread name, 3 daemons: " + " ".join(
+        f"{c} {(b1[c] - b0.get(c, 0)) / k:.2f}" for c in sorted(b1, key=lambda c: b0.get(c, 0) - b1[c])
+        if b1[c] != b0.get(c, 0)))
     if tr:
         print(open(f"{T}/strace.{label}").read())
     if pf:
@@ -165,6 +183,39 @@ def create_big(i):
     with open(f"{d}/b{i}", "wb") as f:
         f.write(big)
 
+def classes(prefix, content, n):
+    per = []
+    for i in range(n):
+        c0 = counters()
+        t0 = time.monotonic()
+        # as recfs-bench's cluster.mount does: no fstat (Python's open has one)
+        fd = os.open(f"{d}/{prefix}{i}", os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o644)
+        assert os.write(fd, content) == len(content)
+        os.close(fd)
+        t1 = time.monotonic()
+        c1 = counters()
+        per.append({c: c1[c] - c0[c] for c in c0})
+        per[-1]["us"] = 1e6 * (t1 - t0)
+    rows = {}
+    for i in range(n):
+        m = os.getxattr(f"{d}/{prefix}{i}", "user.recfs.master").decode()
+        r = os.getxattr(f"{d}/{prefix}{i}", "user.recfs.replicas").decode()
+        cls = "n1 masters" if m == nid else "n1 replica" if nid in r.split(",") else "neither"
+        rows.setdefault(cls, []).append(per[i])
+    print(f"{prefix}: {n} creates of {len(content)} B, per create by class of name")
+    for cls in ("n1 masters", "n1 replica", "neither"):
+        lst = rows.get(cls, [])
+        if not lst:
+            continue
+        keys = sorted(k for k in lst[0] if k != "us" and any(x[k] for x in lst))
+        us = sorted(x["us"] for x in lst)
+        print(f"  {cls:10s} {len(lst):4d}: p50 {us[len(us) // 2]:.0f} us " +
+              " ".join(f"{k}={sum(x[k] for x in lst) / len(lst):.2f}" for k in keys))
+
+if mode == "classes":
+    classes("k", data, 300)
+    classes("K", big, 100)
+    sys.exit(0)
 phase("read_remote", read, remote)
 phase("read_local", read, local)
 phase("create_1k", create, range(1000))

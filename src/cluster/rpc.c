@@ -602,10 +602,6 @@ group_send(struct rpc_group *g, uint64_t node_id, uint32_t op, const void *req, 
 		s->end_deferred = false;
 		rpc->n_async++;
 		rpc->stats.calls_async++;
-		/* the timer thread wakes for its deadline or first retransmission */
-		first = s->next_retry_ns < g->deadline_ns ? s->next_retry_ns : g->deadline_ns;
-		if (rpc->timer_until_ns != 0 && first < rpc->timer_until_ns)
-			pthread_cond_signal(&rpc->timer_cv);
 	}
 	pthread_mutex_unlock(&rpc->lock);
 
@@ -623,6 +619,15 @@ group_send(struct rpc_group *g, uint64_t node_id, uint32_t op, const void *req, 
 			slot_fail_locked(rpc, s, rc);
 		}
 		s->sending = false;
+		/* The timer thread wakes for its deadline or first retransmission,
+		 * told once it is sent: told before, it often woke to a call still
+		 * being sent, which it looks at again a millisecond later - two
+		 * wake-ups for a call that finds it idle, where a replica write
+		 * ends in a fraction of that (the master's fabric thread sends
+		 * one per RF 2 write it serves inline). */
+		first = s->next_retry_ns < g->deadline_ns ? s->next_retry_ns : g->deadline_ns;
+		if (!s->done && rpc->timer_until_ns != 0 && first < rpc->timer_until_ns)
+			pthread_cond_signal(&rpc->timer_cv);
 		if (s->end_deferred) {
 			s->end_deferred = false;
 			async_end_locked(rpc, s);

@@ -56,11 +56,13 @@
  * Handlers registered RPC_HANDLER_IDEMPOTENT (reads) are not cached: a
  * retry after the answer was sent runs again.
  *
- * Answered later.  A handler (inline or a worker's) may leave its request pending
- * (RPC_PENDING) and answer it from another thread (rpc_answer_pending),
- * e.g. once an rpc_call_async it started has its answer: the data path's
- * proxied writes on memory storage end on the thread that reads their
- * replica's ack, with no worker woken and none waiting.  An async call has
+ * Answered later.  A handler (inline or a worker's) may leave its request
+ * pending (RPC_PENDING) and answer it from another thread
+ * (rpc_answer_pending), e.g. once an rpc_call_async it started has its
+ * answer: the data path's proxied writes on memory storage end on the
+ * thread that reads their replica's ack, with no worker woken and none
+ * waiting; migration's receiver answers a partition's end once durable,
+ * its bulk worker free meanwhile.  An async call has
  * no waiting thread: its done runs where its outcome is learnt, and the
  * timer thread (rpc-timer: asleep while none is in flight) sends its
  * retransmissions and ends it at its deadline.  Work that must block

@@ -421,7 +421,7 @@ struct rpc_stats {
 	uint64_t requests_busy;       /* requests refused: queue or table full */
 	uint64_t requests_expired;    /* queued requests dropped: the caller's deadline had passed */
 	uint64_t requests_inline;     /* requests served on the fabric thread (inline handlers) */
-	uint64_t requests_pending;    /* of those, answered later (RPC_PENDING, rpc_answer_pending) */
+	uint64_t requests_pending;    /* answered later (RPC_PENDING, rpc_answer_pending): inline or a worker's */
 	uint64_t calls_async;         /* calls started with rpc_call_async */
 	uint64_t msgs_malformed;      /* rpc messages that did not decode (dropped) */
 	uint64_t requests_stale;      /* requests refused unrun: meant for this node's previous process */

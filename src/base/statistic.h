@@ -222,7 +222,7 @@
 	X(rpc_requests_busy, COUNTER, "requests", 0, "Requests refused busy (the caller gets EAGAIN): the worker queue or the table of kept requests was full.") \
 	X(rpc_requests_expired, COUNTER, "requests", 0, "Queued requests dropped unrun because their caller's deadline had passed.") \
 	X(rpc_requests_inline, COUNTER, "requests", 0, "Requests served on the fabric thread without a worker (a ping, a replica write or a read of a record in memory that found its record lock free).") \
-	X(rpc_requests_pending, COUNTER, "requests", 0, "Of the requests served on the fabric thread, those answered later, when another node's answer came: proxied writes on memory storage, answered when their replica's acknowledgement is read.") \
+	X(rpc_requests_pending, COUNTER, "requests", 0, "Requests their handler left to answer later: proxied writes on memory storage (on the fabric thread), answered when their replica's acknowledgement is read; migration messages ending partitions (on a bulk worker), answered once the ends are durable.") \
 	X(rpc_calls_async, COUNTER, "calls", 0, "Calls whose answer is handled by the thread that reads it, with no thread waiting for it: replica writes of proxied writes served on the fabric thread.") \
 	X(rpc_requests_in_progress, GAUGE, "requests", 0, "Requests from other nodes queued or running now.") \
 	X(rpc_requests_kept, GAUGE, "requests", 0, "Requests remembered so that a copy never runs twice: queued, running, or answered within 2 x transaction-max-ms.") \

@@ -1462,7 +1462,10 @@ worker_main(void *arg)
 	while (!rpc->stopping) {
 		uint64_t now = clock_mono_ns();
 		struct rpc_reply reply = { .buf = reply_buf, .cap = RPC_BODY_MAX };
+		struct rpc_pending pend;
 		struct rpc_op_entry op;
+		uint8_t *req;
+		size_t req_len;
 		struct rpc_entry *e;
 		struct rpc_msg a;
 		uint64_t origin;
@@ -1511,11 +1514,27 @@ worker_main(void *arg)
 		}
 		e->state = ENTRY_RUNNING;
 		op = rpc->ops[e->op];
+		origin = e->origin;
+		pend = (struct rpc_pending){ .origin = e->origin, .incarnation = e->incarnation,
+			.request_id = e->request_id, .op = e->op };
+		reply.pending = &pend;
+		/* the body is this thread's while the handler runs: one it
+		 * leaves pending may be answered (and e settled) before it
+		 * returns */
+		req = e->req;
+		req_len = e->req_len;
+		e->req = NULL;
 		pthread_mutex_unlock(&rpc->lock);
 
-		rc = op.fn(op.arg, e->origin, e->req, e->req_len, &reply);
-		origin = e->origin;
+		rc = op.fn(op.arg, origin, req, req_len, &reply);
+		free(req);
 		pthread_mutex_lock(&rpc->lock);
+		if (rc == RPC_PENDING) {
+			/* kept running (e may be answered, even gone, already):
+			 * rpc_answer_pending settles it, from any thread */
+			rpc->stats.requests_pending++;
+			continue;
+		}
 		entry_answer_locked(rpc, e, op.flags, &rc, &reply, &a);
 		pthread_mutex_unlock(&rpc->lock);
 		/* a lost answer (full queue, dropped connection): the retry gets the kept one */

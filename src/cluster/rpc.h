@@ -56,11 +56,13 @@
  * Handlers registered RPC_HANDLER_IDEMPOTENT (reads) are not cached: a
  * retry after the answer was sent runs again.
  *
- * Answered later.  An inline handler may leave its request pending
- * (RPC_PENDING) and answer it from another thread (rpc_answer_pending),
- * e.g. once an rpc_call_async it started has its answer: the data path's
- * proxied writes on memory storage end on the thread that reads their
- * replica's ack, with no worker woken and none waiting.  An async call has
+ * Answered later.  A handler (inline or a worker's) may leave its request
+ * pending (RPC_PENDING) and answer it from another thread
+ * (rpc_answer_pending), e.g. once an rpc_call_async it started has its
+ * answer: the data path's proxied writes on memory storage end on the
+ * thread that reads their replica's ack, with no worker woken and none
+ * waiting; migration's receiver answers a partition's end once durable,
+ * its bulk worker free meanwhile.  An async call has
  * no waiting thread: its done runs where its outcome is learnt, and the
  * timer thread (rpc-timer: asleep while none is in flight) sends its
  * retransmissions and ends it at its deadline.  Work that must block
@@ -198,8 +200,8 @@ struct rpc_reply {
 	uint8_t *buf;
 	size_t cap;
 	size_t len;
-	const struct rpc_pending *pending;  /* inline handlers only (else NULL): the
-	                                     * request's identity, for RPC_PENDING */
+	const struct rpc_pending *pending;  /* the request's identity, for RPC_PENDING
+	                                     * (inline and worker handlers) */
 	bool unkept;                        /* the handler's: do not keep this answer's
 	                                     * bytes for copies of the request (a copy
 	                                     * gets EIO, "ran, answer lost"): large
@@ -226,11 +228,14 @@ typedef int (*rpc_handler_fn)(void *arg, uint64_t from_node, const uint8_t *req,
 /* An inline handler's "not here": the request goes to a worker's handler. */
 #define RPC_DEFER 1
 /*
- * An inline handler's "answered later": it copied *reply->pending (the
- * request's identity) and calls rpc_answer_pending exactly once, from any
+ * A handler's "answered later" (inline or on a worker): it copied
+ * *reply->pending (the request's identity) and what it answers from (req
+ * is not kept), and calls rpc_answer_pending exactly once, from any
  * thread, when its work is done (e.g. when another node's answer came:
- * rpc_call_async).  Meanwhile the request is kept as running: copies of
- * it are dropped, it runs once.
+ * rpc_call_async; migration's durable ends, txn/migrate.c).  A worker is
+ * free again at once.  Meanwhile the request is kept as running: copies
+ * of it are dropped, it runs once; it counts among the kept requests
+ * (cache_max) until answered.
  */
 #define RPC_PENDING 2
 
@@ -278,7 +283,7 @@ int rpc_handler_set(struct rpc *rpc, uint32_t op, unsigned flags, rpc_handler_fn
  */
 int rpc_handler_inline_set(struct rpc *rpc, uint32_t op, rpc_handler_fn try_fn);
 /*
- * The answer of a request its inline handler left pending (RPC_PENDING):
+ * The answer of a request its handler left pending (RPC_PENDING):
  * rc and body[0..len) as a handler's (the same caching rules; body is
  * copied).  Any thread but one holding rpc's lock; never blocks.  After
  * rpc_stop the answer is dropped (the request is settled all the same).
@@ -416,7 +421,7 @@ struct rpc_stats {
 	uint64_t requests_busy;       /* requests refused: queue or table full */
 	uint64_t requests_expired;    /* queued requests dropped: the caller's deadline had passed */
 	uint64_t requests_inline;     /* requests served on the fabric thread (inline handlers) */
-	uint64_t requests_pending;    /* of those, answered later (RPC_PENDING, rpc_answer_pending) */
+	uint64_t requests_pending;    /* answered later (RPC_PENDING, rpc_answer_pending): inline or a worker's */
 	uint64_t calls_async;         /* calls started with rpc_call_async */
 	uint64_t msgs_malformed;      /* rpc messages that did not decode (dropped) */
 	uint64_t requests_stale;      /* requests refused unrun: meant for this node's previous process */

@@ -77,12 +77,10 @@ enum mig_work_kind { MIG_W_DROP, MIG_W_TAKEOVER, MIG_W_RELEASE };
 
 struct mig_ns {
 	struct namespace *ns;
-	pthread_mutex_t store_lock;           /* versions_persist_*: one store at a time */
-	pthread_cond_t persist_cv;            /* persist_wait_locked: a round ended (m->lock) */
-	uint64_t persist_seq;                 /* persist_req filed so far */
-	struct persist_req *persist_list;     /* filed, not covered by a round yet */
-	bool persisting;                      /* a records' sync of persist_wait_locked runs */
-	uint64_t persist_synced;              /* requests up to it: records durable, store to come */
+	pthread_mutex_t store_lock;           /* versions stores: one at a time */
+	pthread_cond_t persist_cv;            /* persist_file: a round ended (m->lock) */
+	struct persist_req *persist_list;     /* filed, for the next round */
+	bool persisting;                      /* a round runs (persist_round_locked) */
 	uint64_t versions[PARTITION_COUNT];   /* this node's versions */
 	uint64_t rx_from[PARTITION_COUNT];    /* node-index bits still to receive from */
 	uint64_t rx_started[PARTITION_COUNT]; /* of those, started (counted in incoming) */
@@ -178,6 +176,9 @@ struct txn_migrate {
 	unsigned refused_logged;   /* emigrations refused as unexpected, logged this change */
 	pthread_t ctl;
 	pthread_t em[MIG_THREADS_MAX];
+	pthread_t persister;       /* persist_main */
+	pthread_cond_t persist_wake; /* the persister's: requests filed, a round ended, stop */
+	bool persister_on;         /* it takes requests (persist_file) */
 	struct partition_order *order;
 	uint64_t dup_nodes[PARTITION_NODES_MAX]; /* the succession the dups bits index */
 	unsigned dup_n;
@@ -292,138 +293,46 @@ versions_persist_all(struct txn_migrate *m, struct mig_ns *x)
  * expected from that sender as it was: the sender keeps its copy and sends
  * the partition again (job_end_locked), and that run can complete it.
  *
- * The callers of one namespace share the work: each files a persist_req
- * (the final versions its ends would store) and waits; one of them at a
- * time runs a round for every request filed before the round began - one
- * sync of the records, then one store of x->versions with those requests'
- * versions laid over it (none when no request brings a version) - and
- * gives each request the round's result.  A version enters x->versions
- * only once stored (under store_lock, before any other store can copy the
+ * The handler does not wait for it: it files a persist_req (the ends, the
+ * section results to answer with, the request's rpc identity) and leaves
+ * the request pending (RPC_PENDING), its worker free for the next message.
+ * The persister thread (persist_main, one per node, serving the namespaces
+ * in turn) runs a round per namespace for every request filed so far - one
+ * sync of the records, then one store of x->versions with those ends'
+ * final versions laid over it (none when no end brings one) - takes the
+ * ends, and answers each request whose ends are all settled with the
+ * round's result (rpc_answer_pending).  A version enters x->versions only
+ * once stored (under store_lock, before any other store can copy the
  * table), so no store writes a version whose records are not durable yet
- * and a failed one is never reported as stored.
+ * and a failed one is never reported as stored.  Without a persister (it
+ * stopped: a detach) or an rpc identity, the handler's thread runs the
+ * rounds itself and waits (persist_file).
+ *
+ * Bounds: a request waits at most a round and the one before it; each
+ * holds MIGRATE_MSG_PARTS_MAX ends (a few KiB) and its rpc entry, and at
+ * most MIG_THREADS_MAX x MIG_WINDOW of them per sender are in flight (the
+ * senders' windows), within the rpc's kept requests (cache_max).
  */
-struct persist_req {
-	struct persist_req *next;
-	uint64_t seq;              /* x->persist_seq when filed */
-	uint64_t key;              /* the change the versions belong to */
-	unsigned n;
-	uint32_t pid[MIGRATE_MSG_PARTS_MAX];
-	uint64_t v[MIGRATE_MSG_PARTS_MAX];
-	int rc;
-	bool done;
-};
-
-/* The versions of the requests up to upto stored (with x->versions as it
- * is); 0 at once when they bring none.  m->lock not held. */
-static int
-versions_store_reqs(struct txn_migrate *m, struct mig_ns *x, uint64_t upto)
-{
-	uint64_t *v;
-	bool any = false;
-	int rc;
-
-	v = malloc(PARTITION_COUNT * sizeof(*v));
-	if (v == NULL)
-		return -ENOMEM;
-	pthread_mutex_lock(&x->store_lock);
-	pthread_mutex_lock(&m->lock);
-	memcpy(v, x->versions, PARTITION_COUNT * sizeof(*v));
-	for (struct persist_req *r = x->persist_list; r != NULL; r = r->next)
-		for (unsigned i = 0; r->seq <= upto && r->key == m->key && i < r->n; i++) {
-			v[r->pid[i]] = r->v[i];
-			any = true;
-		}
-	pthread_mutex_unlock(&m->lock);
-	rc = !any ? 0 : FAULT_POINT("migrate.versions_store");
-	if (any && rc == 0)
-		rc = namespace_pversions_store(x->ns, v);
-	if (any && rc == 0) {
-		pthread_mutex_lock(&m->lock);
-		for (struct persist_req *r = x->persist_list; r != NULL; r = r->next)
-			for (unsigned i = 0; r->seq <= upto && r->key == m->key && i < r->n; i++)
-				x->versions[r->pid[i]] = r->v[i];
-		pthread_mutex_unlock(&m->lock);
-	}
-	pthread_mutex_unlock(&x->store_lock);
-	free(v);
-	if (rc != 0)
-		log_warn("migrate", "{%s} partition versions cannot be stored: %s; the partitions they "
-		    "complete are answered with that error", x->ns->name, recfs_strerror(rc));
-	return rc;
-}
-
-/* Requests up to upto done with rc.  Lock held. */
-static void
-persist_settle_locked(struct mig_ns *x, uint64_t upto, int rc)
-{
-	for (struct persist_req **pp = &x->persist_list; *pp != NULL; ) {
-		struct persist_req *q = *pp;
-
-		if (q->seq > upto) {
-			pp = &q->next;
-			continue;
-		}
-		q->rc = rc;
-		q->done = true;
-		*pp = q->next;
-	}
-}
-
-/* File r and wait until a round has covered it (r->rc).  Lock held (it is
- * let go during a round and the waits).  A round's records' sync runs
- * alone; its store of the versions may overlap the next round's sync (the
- * stores keep their order under store_lock, and a store covers only
- * requests whose records a finished sync made durable). */
-static void
-persist_wait_locked(struct txn_migrate *m, struct mig_ns *x, struct persist_req *r)
-{
-	r->seq = ++x->persist_seq;
-	r->done = false;
-	r->next = x->persist_list;
-	x->persist_list = r;
-	while (!r->done) {
-		if (x->persisting || x->persist_synced >= r->seq) {
-			/* a sync runs, or one that covers r ended: its store
-			 * settles r */
-			pthread_cond_wait(&x->persist_cv, &m->lock);
-			continue;
-		}
-		uint64_t upto = x->persist_seq;
-		int rc;
-
-		x->persisting = true;
-		pthread_mutex_unlock(&m->lock);
-		rc = FAULT_POINT("migrate.records_sync");
-		if (rc == 0)
-			rc = storage_sync_all(x->ns->storage);
-		pthread_mutex_lock(&m->lock);
-		x->persisting = false;
-		if (rc != 0) {
-			log_warn("migrate", "{%s} received records cannot be made durable: %s; the "
-			    "partitions they end are answered with that error", x->ns->name,
-			    recfs_strerror(rc));
-			persist_settle_locked(x, upto, rc);
-			pthread_cond_broadcast(&x->persist_cv);
-			continue;
-		}
-		x->persist_synced = upto;
-		pthread_cond_broadcast(&x->persist_cv);
-		pthread_mutex_unlock(&m->lock);
-		rc = versions_store_reqs(m, x, upto);
-		pthread_mutex_lock(&m->lock);
-		persist_settle_locked(x, upto, rc);
-		pthread_cond_broadcast(&x->persist_cv);
-	}
-}
-
-static bool done_locked(struct txn_migrate *m, int nsi, uint32_t pid, uint64_t bit);
-
 struct persist_end {           /* a sender's end of a partition, to make durable */
 	uint32_t pid;
 	uint64_t bit;              /* the sender's */
-	bool version;              /* completing it: its final version was in the request */
+	uint64_t v;                /* its final version, when version */
+	bool version;              /* completing it: v goes into the round's store */
 	bool open;
-	int *res;                  /* its answer (0 until then) */
+	unsigned sec;              /* its answer: the request's res[sec] */
+};
+
+struct persist_req {
+	struct persist_req *next;
+	int nsi;
+	uint64_t key;              /* the change the ends belong to */
+	struct rpc_pending pend;   /* when pending */
+	bool pending;              /* the persister answers it; else a handler waits (done) */
+	bool parts;                /* a PARTS (answered res[0..n_res)), else a DONE (res[0]) */
+	bool done;
+	unsigned n_res, n_ends, n_open;
+	int res[MIGRATE_MSG_PARTS_MAX];
+	struct persist_end ends[MIGRATE_MSG_PARTS_MAX];
 };
 
 /* Is partition pid still expected from the sender of bit in change key?
@@ -435,82 +344,262 @@ end_expected(const struct txn_migrate *m, const struct mig_ns *x, uint64_t key, 
 	return m->key == key && m->rebalanced && (x->rx_from[pid] & bit) != 0;
 }
 
-/*
- * The ends e[0..n) of change key made durable, then taken (done_locked),
- * each failed one's answer set to the error.  An end whose partition the
- * change no longer expects (a change came in between) is left (answer 0,
- * as before the durability: the new change plans again).  One that became
- * the partition's last while it waited (another sender's end taken
- * meanwhile) goes round again, with its version.  Lock not held.
- */
-static void
-ends_persist(struct txn_migrate *m, int nsi, uint64_t key, struct persist_end *e, unsigned n)
+/* The final versions of a round's open ends (batch) stored with
+ * x->versions as it is; then in x->versions.  m->lock not held. */
+static int
+versions_store_round(struct txn_migrate *m, struct mig_ns *x, struct persist_req *batch)
 {
-	struct mig_ns *x = &m->mns[nsi];
-	struct persist_req *r = malloc(sizeof(*r));
-	unsigned open = n, failed = 0;
-	int err = 0;
+	uint64_t *v = malloc(PARTITION_COUNT * sizeof(*v));
+	bool any = false;
+	int rc;
 
+	if (v == NULL)
+		return -ENOMEM;
+	pthread_mutex_lock(&x->store_lock);
 	pthread_mutex_lock(&m->lock);
-	for (unsigned i = 0; i < n; i++)
-		e[i].open = true;
-	while (open > 0) {
-		if (r == NULL) {
-			err = -ENOMEM;
-			break;
-		}
-		r->n = 0;
-		r->key = key;
-		for (unsigned i = 0; i < n; i++) {
-			if (!e[i].open)
-				continue;
-			if (!end_expected(m, x, key, e[i].pid, e[i].bit)) {
-				e[i].open = false;
-				open--;
-				continue;
-			}
-			e[i].version = (x->rx_from[e[i].pid] & ~e[i].bit) == 0;
-			if (e[i].version) {
-				r->pid[r->n] = e[i].pid;
-				r->v[r->n++] = rebalance_final_version(key, x->fm[e[i].pid] == m->self);
-			}
-		}
-		if (open == 0)
-			break;
-		persist_wait_locked(m, x, r);
-		for (unsigned i = 0; i < n; i++) {
-			if (!e[i].open)
-				continue;
-			if (r->rc != 0) {
-				*e[i].res = r->rc;
-				failed++;
-			} else if (!end_expected(m, x, key, e[i].pid, e[i].bit)) {
-				/* a change came in between: left to it */
-			} else if (!e[i].version && (x->rx_from[e[i].pid] & ~e[i].bit) == 0) {
-				continue;   /* now the last one: again, with its version */
-			} else {
-				(void)done_locked(m, nsi, e[i].pid, e[i].bit);
-			}
-			e[i].open = false;
-			open--;
-		}
-		if (r->rc != 0)
-			err = r->rc;
-	}
-	if (err == -ENOMEM)
-		for (unsigned i = 0; i < n; i++)
-			if (e[i].open) {
-				*e[i].res = err;
-				failed++;
+	memcpy(v, x->versions, PARTITION_COUNT * sizeof(*v));
+	for (struct persist_req *r = batch; r != NULL; r = r->next)
+		for (unsigned i = 0; r->key == m->key && i < r->n_ends; i++)
+			if (r->ends[i].open && r->ends[i].version) {
+				v[r->ends[i].pid] = r->ends[i].v;
+				any = true;
 			}
 	pthread_mutex_unlock(&m->lock);
-	free(r);
+	rc = !any ? 0 : FAULT_POINT("migrate.versions_store");
+	if (any && rc == 0)
+		rc = namespace_pversions_store(x->ns, v);
+	if (any && rc == 0) {
+		pthread_mutex_lock(&m->lock);
+		for (struct persist_req *r = batch; r != NULL; r = r->next)
+			for (unsigned i = 0; r->key == m->key && i < r->n_ends; i++)
+				if (r->ends[i].open && r->ends[i].version)
+					x->versions[r->ends[i].pid] = r->ends[i].v;
+		pthread_mutex_unlock(&m->lock);
+	}
+	pthread_mutex_unlock(&x->store_lock);
+	free(v);
+	if (rc != 0)
+		log_warn("migrate", "{%s} partition versions cannot be stored: %s; the partitions they "
+		    "complete are answered with that error", x->ns->name, recfs_strerror(rc));
+	return rc;
+}
+
+static bool done_locked(struct txn_migrate *m, int nsi, uint32_t pid, uint64_t bit);
+
+/*
+ * One round for namespace nsi (none running): every request filed so far
+ * made durable (records, then versions), its ends taken, each failed one's
+ * answer set to the error.  An end whose partition the change no longer
+ * expects (a change came in between) is left (answer 0: the new change
+ * plans again).  One that became the partition's last during the round
+ * (another sender's end taken) stays filed for the next round, with its
+ * version.  The pending requests it settles are put on *answer (for
+ * persist_answer, without the lock); a waiting handler's is marked done.
+ * Lock held (let go during the sync and the store).
+ */
+static void
+persist_round_locked(struct txn_migrate *m, int nsi, struct persist_req **answer)
+{
+	struct mig_ns *x = &m->mns[nsi];
+	struct persist_req *batch = x->persist_list, *again = NULL, *next;
+	unsigned failed = 0;
+	uint32_t first_pid = 0;
+	bool any = false;
+	int rc;
+
+	x->persist_list = NULL;
+	x->persisting = true;
+	for (struct persist_req *r = batch; r != NULL; r = r->next)
+		for (unsigned i = 0; i < r->n_ends; i++) {
+			struct persist_end *e = &r->ends[i];
+
+			if (!e->open)
+				continue;
+			if (!end_expected(m, x, r->key, e->pid, e->bit)) {
+				e->open = false;
+				r->n_open--;
+				continue;
+			}
+			e->version = (x->rx_from[e->pid] & ~e->bit) == 0;
+			if (e->version) {
+				e->v = rebalance_final_version(r->key, x->fm[e->pid] == m->self);
+				any = true;
+			}
+		}
+	pthread_mutex_unlock(&m->lock);
+	rc = FAULT_POINT("migrate.records_sync");
+	if (rc == 0)
+		rc = storage_sync_all(x->ns->storage);
+	if (rc != 0)
+		log_warn("migrate", "{%s} received records cannot be made durable: %s; the "
+		    "partitions they end are answered with that error", x->ns->name,
+		    recfs_strerror(rc));
+	else if (any)
+		rc = versions_store_round(m, x, batch);
+	pthread_mutex_lock(&m->lock);
+	for (struct persist_req *r = batch; r != NULL; r = next) {
+		next = r->next;
+		for (unsigned i = 0; i < r->n_ends; i++) {
+			struct persist_end *e = &r->ends[i];
+
+			if (!e->open)
+				continue;
+			if (rc != 0) {
+				r->res[e->sec] = rc;
+				if (failed++ == 0)
+					first_pid = e->pid;
+			} else if (!end_expected(m, x, r->key, e->pid, e->bit)) {
+				/* a change came in between: left to it */
+			} else if (!e->version && (x->rx_from[e->pid] & ~e->bit) == 0) {
+				continue;   /* now the last one: again, with its version */
+			} else {
+				(void)done_locked(m, nsi, e->pid, e->bit);
+			}
+			e->open = false;
+			r->n_open--;
+		}
+		if (r->n_open > 0) {
+			r->next = again;
+			again = r;
+		} else if (r->pending) {
+			r->next = *answer;
+			*answer = r;
+		} else {
+			r->next = NULL;
+			r->done = true;   /* its handler's again */
+		}
+	}
+	while (again != NULL) {
+		struct persist_req *r = again;
+
+		again = r->next;
+		r->next = x->persist_list;
+		x->persist_list = r;
+	}
+	x->persisting = false;
+	pthread_cond_broadcast(&x->persist_cv);
+	if (x->persist_list != NULL || m->stop)
+		pthread_cond_signal(&m->persist_wake);
 	if (failed > 0) {
 		NS_COUNT_ADD(x->ns, migrate_rx_ends_failed, failed);
 		log_warn("migrate", "{%s} %u partition ends (partition %u first) answered with an error: "
-		    "%s; their senders keep their copies and send them again", x->ns->name, failed, e[0].pid,
-		    recfs_strerror(err));
+		    "%s; their senders keep their copies and send them again", x->ns->name, failed,
+		    first_pid, recfs_strerror(rc));
 	}
+}
+
+/* The answers of settled pending requests (a list), sent; they are freed.
+ * Lock not held. */
+static void
+persist_answer(struct txn_migrate *m, struct persist_req *list)
+{
+	while (list != NULL) {
+		struct persist_req *r = list;
+		uint8_t body[4 * MIGRATE_MSG_PARTS_MAX];
+		int len = 0;
+
+		list = r->next;
+		if (r->parts)
+			len = migrate_msg_encode_parts_answer(body, sizeof(body), r->res, r->n_res);
+		if (len < 0)
+			rpc_answer_pending(m->rpc, &r->pend, len, NULL, 0);
+		else
+			rpc_answer_pending(m->rpc, &r->pend, r->parts ? 0 : r->res[0], body, (size_t)len);
+		free(r);
+	}
+}
+
+/*
+ * r (its ends filled and open, n_open set) filed for the next round of its
+ * namespace.  true: the persister answers it (pend's request is left
+ * pending, r is the persister's); false: its rounds ran (here or on
+ * another thread), r->res holds its answers, r is the caller's.  Lock not
+ * held.
+ */
+static bool
+persist_file(struct txn_migrate *m, struct persist_req *r, const struct rpc_pending *pend)
+{
+	struct mig_ns *x = &m->mns[r->nsi];
+	struct persist_req *answer = NULL;
+
+	pthread_mutex_lock(&m->lock);
+	r->pending = pend != NULL && m->persister_on;
+	if (r->pending)
+		r->pend = *pend;
+	r->done = false;
+	r->next = x->persist_list;
+	x->persist_list = r;
+	if (r->pending) {
+		if (!x->persisting)
+			pthread_cond_signal(&m->persist_wake);
+		pthread_mutex_unlock(&m->lock);
+		return true;
+	}
+	while (!r->done) {
+		if (x->persisting)
+			pthread_cond_wait(&x->persist_cv, &m->lock);
+		else
+			persist_round_locked(m, r->nsi, &answer);
+	}
+	pthread_mutex_unlock(&m->lock);
+	persist_answer(m, answer);
+	return false;
+}
+
+/* A request for the ends of one message: n_res answers (0 so far). */
+static struct persist_req *
+persist_req_new(int nsi, uint64_t key, bool parts, unsigned n_res)
+{
+	struct persist_req *r = calloc(1, sizeof(*r));
+
+	if (r != NULL) {
+		r->nsi = nsi;
+		r->key = key;
+		r->parts = parts;
+		r->n_res = n_res;
+	}
+	return r;
+}
+
+/*
+ * The persister: the rounds of every namespace with requests filed, one
+ * after another, until stopped with none filed nor running.  Lock held
+ * while it looks (let go during a round's I/O and the answers).
+ */
+static void *
+persist_main(void *arg)
+{
+	struct txn_migrate *m = arg;
+
+	pthread_setname_np(pthread_self(), "migrate-persist");
+	pthread_mutex_lock(&m->lock);
+	for (;;) {
+		struct persist_req *answer = NULL;
+		bool ran = false, busy = false;
+
+		for (unsigned j = 0; j < m->n_ns; j++) {
+			struct mig_ns *x = &m->mns[j];
+
+			if (x->persist_list != NULL && !x->persisting) {
+				persist_round_locked(m, (int)j, &answer);
+				ran = true;
+			}
+			busy |= x->persist_list != NULL || x->persisting;
+		}
+		if (answer != NULL) {
+			pthread_mutex_unlock(&m->lock);
+			persist_answer(m, answer);
+			pthread_mutex_lock(&m->lock);
+		}
+		if (ran)
+			continue;
+		if (m->stop && !busy)
+			break;
+		pthread_cond_wait(&m->persist_wake, &m->lock);
+	}
+	m->persister_on = false;
+	pthread_mutex_unlock(&m->lock);
+	return NULL;
 }
 
 /* Partition pid's duplicate holders still to resolve against.  Lock held. */
@@ -2495,7 +2584,7 @@ on_start(struct txn_migrate *m, uint64_t from, const struct migrate_msg *msg, in
 }
 
 /* Partition pid received whole from the sender of bit, durable
- * (ends_persist): true when that completes it (its final version, stored
+ * (persist_round_locked): true when that completes it (its final version, stored
  * already, into x->versions).  Lock held. */
 static bool
 done_locked(struct txn_migrate *m, int nsi, uint32_t pid, uint64_t bit)
@@ -2540,20 +2629,29 @@ done_already(const struct txn_migrate *m, uint64_t from, const struct migrate_ms
 }
 
 static int
-on_done(struct txn_migrate *m, uint64_t from, const struct migrate_msg *msg, int nsi)
+on_done(struct txn_migrate *m, uint64_t from, const struct migrate_msg *msg, int nsi,
+    const struct rpc_pending *pend)
 {
-	struct persist_end e = { .pid = msg->pid };
+	struct persist_req *r;
+	uint64_t bit;
 	int rc;
 
 	pthread_mutex_lock(&m->lock);
-	rc = expected(m, from, msg, nsi, &e.bit);
+	rc = expected(m, from, msg, nsi, &bit);
 	if (rc == -EPROTO && done_already(m, from, msg, nsi))
-		rc = 0;   /* a DONE again (the sender restarted its emigration): done already */
-	else if (rc == 0)
-		e.res = &rc;
+		rc = 1;   /* a DONE again (the sender restarted its emigration): done already */
 	pthread_mutex_unlock(&m->lock);
-	if (e.res != NULL)
-		ends_persist(m, nsi, msg->cluster_key, &e, 1);
+	if (rc != 0)
+		return rc > 0 ? 0 : rc;
+	r = persist_req_new(nsi, msg->cluster_key, false, 1);
+	if (r == NULL)
+		return -ENOMEM;
+	r->ends[0] = (struct persist_end){ .pid = msg->pid, .bit = bit, .open = true, .sec = 0 };
+	r->n_ends = r->n_open = 1;
+	if (persist_file(m, r, pend))
+		return RPC_PENDING;
+	rc = r->res[0];
+	free(r);
 	return rc;
 }
 
@@ -2604,7 +2702,7 @@ apply_records(struct txn_migrate *m, uint64_t from, const struct migrate_msg *ms
  * or -EAGAIN; a section that is also LAST (the whole partition in one
  * call) gives it back at the end of this call.  A section without FIRST needs the partition
  * started; LAST ends it as DONE does: *end is then filled, the end to make
- * durable before the answer (ends_persist).  A LAST again after the
+ * durable before the answer (persist_file).  A LAST again after the
  * partition ended (the sender did not get the answer) is 0, not applied
  * again.
  */
@@ -2651,7 +2749,7 @@ on_part(struct txn_migrate *m, uint64_t from, const struct migrate_msg *sec, int
 	}
 	/* the change may have ended meanwhile: then nothing to end here */
 	if (rc == 0 && last && expected(m, from, sec, nsi, &bit) == 0) {
-		*end = (struct persist_end){ .pid = sec->pid, .bit = bit };
+		*end = (struct persist_end){ .pid = sec->pid, .bit = bit, .open = true };
 		*is_end = true;
 	}
 	pthread_mutex_unlock(&m->lock);
@@ -2659,9 +2757,9 @@ on_part(struct txn_migrate *m, uint64_t from, const struct migrate_msg *sec, int
 }
 
 /* PARTS: each section in order; the ends it brings made durable and taken
- * (one sync and one store of the versions for all: ends_persist) before
- * the answer goes, a section whose end could not be answered with the
- * error. */
+ * (one round of the persister for all: persist_file) before the answer
+ * goes, a section whose end could not be answered with the error.  Left
+ * pending (the persister answers) when it brings an end and pend is set. */
 static int
 on_parts(struct txn_migrate *m, uint64_t from, const struct migrate_msg *msg, int nsi,
     struct rpc_reply *reply)
@@ -2679,16 +2777,30 @@ on_parts(struct txn_migrate *m, uint64_t from, const struct migrate_msg *msg, in
 		res[n] = on_part(m, from, &sec, nsi, &ends[n_ends], &is_end);
 		refused += res[n] == -ESTALE || res[n] == -EPROTO;
 		if (is_end)
-			ends[n_ends++].res = &res[n];
+			ends[n_ends++].sec = n;
 		n++;
 	}
-	if (n_ends > 0)
-		ends_persist(m, nsi, msg->cluster_key, ends, n_ends);
 	if (refused > 0) {
 		NS_COUNT_ADD(m->mns[nsi].ns, migrate_msgs_refused, refused);
 		log_debug("migrate", "{%s} %u of %u sections of a migration message from %016" PRIx64
 		    " refused (another cluster key, or not expected from that node)", msg->ns, refused,
 		    n, from);
+	}
+	if (n_ends > 0) {
+		struct persist_req *r = persist_req_new(nsi, msg->cluster_key, true, n);
+
+		if (r == NULL) {
+			for (unsigned i = 0; i < n_ends; i++)
+				res[ends[i].sec] = -ENOMEM;
+		} else {
+			memcpy(r->res, res, n * sizeof(res[0]));
+			memcpy(r->ends, ends, n_ends * sizeof(ends[0]));
+			r->n_ends = r->n_open = n_ends;
+			if (persist_file(m, r, reply->pending))
+				return RPC_PENDING;
+			memcpy(res, r->res, n * sizeof(res[0]));
+			free(r);
+		}
 	}
 	len = migrate_msg_encode_parts_answer(reply->buf, reply->cap, res, n);
 	if (len < 0)
@@ -2772,7 +2884,7 @@ migrate_handler(void *arg, uint64_t from, const uint8_t *req, size_t len, struct
 	case MIGRATE_MSG_EXCHANGE: rc = on_exchange(m, from, &msg, nsi, reply); break;
 	case MIGRATE_MSG_START: rc = on_start(m, from, &msg, nsi); break;
 	case MIGRATE_MSG_INSERT: rc = on_insert(m, from, &msg, nsi); break;
-	case MIGRATE_MSG_DONE: rc = on_done(m, from, &msg, nsi); break;
+	case MIGRATE_MSG_DONE: rc = on_done(m, from, &msg, nsi, reply->pending); break;
 	case MIGRATE_MSG_TAKEOVER: rc = on_takeover(m, from, &msg, nsi); break;
 	case MIGRATE_MSG_PARTS: rc = on_parts(m, from, &msg, nsi, reply); break;
 	case MIGRATE_MSG_RELEASE: rc = on_release(m, from, &msg, nsi); break;
@@ -2845,6 +2957,7 @@ txn_migrate_create(struct rpc *rpc, uint64_t self, const struct recfs_config *cf
 	mono_cond_init(&m->ctl_cv);
 	mono_cond_init(&m->job_cv);
 	mono_cond_init(&m->got_cv);
+	pthread_cond_init(&m->persist_wake, NULL);
 	pthread_rwlock_init(&m->drop_lock, NULL);
 	/* control (exchange, hand-over) at once; PARTS, the records, as bulk
 	 * work apart from the clients' requests (rpc.h) */
@@ -2913,10 +3026,13 @@ stop_threads(struct txn_migrate *m)
 	pthread_cond_broadcast(&m->ctl_cv);
 	pthread_cond_broadcast(&m->job_cv);
 	pthread_cond_broadcast(&m->got_cv);
+	pthread_cond_broadcast(&m->persist_wake);
 	pthread_mutex_unlock(&m->lock);
 	pthread_join(m->ctl, NULL);
 	for (unsigned i = 0; i < MIG_THREADS_MAX; i++)
 		pthread_join(m->em[i], NULL);
+	/* last: it answers what the handlers filed (its rounds end) */
+	pthread_join(m->persister, NULL);
 	m->started = false;
 }
 
@@ -3029,6 +3145,13 @@ start_threads(struct txn_migrate *m)
 			abort();
 		}
 	}
+	pthread_mutex_lock(&m->lock);
+	m->persister_on = true;
+	pthread_mutex_unlock(&m->lock);
+	if (pthread_create(&m->persister, NULL, persist_main, m) != 0) {
+		log_error("migrate", "cannot start the persister thread");
+		abort();
+	}
 	m->started = true;
 }
 
@@ -3081,6 +3204,7 @@ txn_migrate_destroy(struct txn_migrate *m)
 	pthread_cond_destroy(&m->ctl_cv);
 	pthread_cond_destroy(&m->job_cv);
 	pthread_cond_destroy(&m->got_cv);
+	pthread_cond_destroy(&m->persist_wake);
 	pthread_mutex_destroy(&m->lock);
 	free(m->jobs);
 	free(m->work);

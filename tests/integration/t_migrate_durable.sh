@@ -10,7 +10,10 @@
 # once n4 has received everything (migrate_partitions_remaining 0), the
 # records recfs-check finds live on n4's storage file, checked while it
 # runs, are every record n4 holds.  Its stores of the versions wrote at
-# most whole tables (partition_version_pages).
+# most whole tables (partition_version_pages).  Its bulk workers left the
+# messages ending partitions pending, answered by the persister once
+# durable (rpc_requests_pending; a device namespace has no other such
+# request).
 . "${top_srcdir:-$(dirname "$0")/../..}/tests/integration/cluster_lib.sh"
 [ "$HAVE_PYTHON" = yes ] || { echo "SKIP: $ITEST_NAME needs python3"; exit 77; }
 CLUSTER_RF=2
@@ -19,6 +22,9 @@ CLUSTER_ENGINE_SETTINGS="filesize:128M write-block-size:1M flush-max-ms:60000"
 export CLUSTER_RF CLUSTER_ENGINE CLUSTER_ENGINE_SETTINGS
 ns_stat() {  # ns_stat nK NAME: NAME in nK's .info/namespace/test
 	run cat "$(cluster_mnt "$1")/.info/namespace/test" | awk -F= -v k="$2" '$1 == k { print $2; exit }'
+}
+node_stat() {  # node_stat nK NAME: NAME in nK's .info/statistics
+	run cat "$(cluster_mnt "$1")/.info/statistics" | awk -F= -v k="$2" '$1 == k { print $2; exit }'
 }
 cluster_start 4
 cluster_wait_agree 4 || fail "no cluster of 4"
@@ -45,6 +51,8 @@ pages=$(ns_stat n4 partition_version_pages)
 note "n4: objects=$objects received=$(ns_stat n4 migrate_records_received) partition_version_syncs=$syncs partition_version_pages=$pages"
 check_true "n4 received records" "$(ns_stat n4 migrate_records_received)" -gt 0
 check_eq "n4 answered no partition's end with an error" "$(ns_stat n4 migrate_rx_ends_failed)" 0
+check_true "n4 answered the ends later, its bulk workers free (rpc_requests_pending)" \
+    "$(node_stat n4 rpc_requests_pending)" -gt 0
 # A store writes the pages that changed, at most the 32 of the table
 # (test_pversion checks which).
 check_true "n4 wrote pages of its version table" "${pages:-0}" -gt 0

@@ -45,9 +45,11 @@ enum {
 	OP_BIG,                      /* counts its runs; answers 1000 bytes */
 	OP_INLINE,                   /* inline: "inline" (a body "d...": deferred); worker: "worker" */
 	OP_BULK,                     /* RPC_HANDLER_BULK: as OP_HOLD (bulk_release); notes its thread */
-	OP_FWD                       /* inline: pending; forwards to node 3 with rpc_call_async
+	OP_FWD,                      /* inline: pending; forwards to node 3 with rpc_call_async
 	                              * (body "c": OP_COUNT; "h": OP_HOLD, 150 ms; "H": OP_HOLD,
 	                              * 5 s), answers its answer */
+	OP_LATER                     /* RPC_HANDLER_BULK: pending, its identity kept in
+	                              * later_p[] for the test to answer */
 };
 
 /* Tests keep their nodes in static storage: a failing test returns without
@@ -77,6 +79,8 @@ static int async_done_runs;   /* atomic: rpc_call_async's done ran */
 static int async_done_rc;     /* atomic: its last outcome (rc, else the handler's err) */
 static int async_done_on_fabric; /* atomic: ... of those, on a thread named "fabric" */
 static int async_done_on_timer;  /* atomic: ... named "rpc-timer" */
+static int later_runs;        /* atomic: OP_LATER run (by a worker) */
+static struct rpc_pending later_p[4]; /* their identities, in order (later_runs publishes) */
 
 /* CPU time of the whole process (every thread), in s. */
 static double
@@ -177,6 +181,23 @@ op_bulk(void *arg, uint64_t from, const uint8_t *req, size_t len, struct rpc_rep
 	while (!atomic_load_relaxed(&bulk_release) && net_now_ms() - t0 < WAIT_MS)
 		net_sleep_ms(2);
 	return 0;
+}
+
+/* A worker's handler that leaves its request pending: answered by the test. */
+static int
+op_later(void *arg, uint64_t from, const uint8_t *req, size_t len, struct rpc_reply *reply)
+{
+	int i = atomic_load_relaxed(&later_runs);
+
+	(void)arg;
+	(void)from;
+	(void)req;
+	(void)len;
+	if (reply->pending == NULL || i >= 4)
+		return -EPROTO;
+	later_p[i] = *reply->pending;
+	atomic_inc(&later_runs);
+	return RPC_PENDING;
 }
 
 static int
@@ -326,6 +347,7 @@ node_up_cfg(struct node *n, uint64_t id, struct rpc_config *rc)
 	assert_int_equal(rpc_handler_set(n->rpc, OP_HOLD, 0, op_hold, NULL), 0);
 	assert_int_equal(rpc_handler_set(n->rpc, OP_BIG, 0, op_big, NULL), 0);
 	assert_int_equal(rpc_handler_set(n->rpc, OP_BULK, RPC_HANDLER_BULK, op_bulk, NULL), 0);
+	assert_int_equal(rpc_handler_set(n->rpc, OP_LATER, RPC_HANDLER_BULK, op_later, NULL), 0);
 	assert_int_equal(rpc_handler_set(n->rpc, OP_COUNT, 0, op_count, NULL), -EEXIST);
 	assert_int_equal(rpc_handler_set(n->rpc, RPC_OPS_MAX, 0, op_count, NULL), -EINVAL);
 	assert_int_equal(rpc_handler_inline_set(n->rpc, OP_INLINE, op_inline_try), -EINVAL); /* no handler */
@@ -408,6 +430,7 @@ reset_globals(void)
 	atomic_store_relaxed(&async_done_rc, 0);
 	atomic_store_relaxed(&async_done_on_fabric, 0);
 	atomic_store_relaxed(&async_done_on_timer, 0);
+	atomic_store_relaxed(&later_runs, 0);
 }
 
 /* ---- codec ----------------------------------------------------------------- */
@@ -2117,6 +2140,71 @@ test_rpc_copy_of_a_pending_request_is_dropped_and_runs_once(void **state)
 	node_down(&c);
 }
 
+/*
+ * A bulk worker's handler leaves its request pending (RPC_PENDING): the
+ * worker is free at once (one bulk worker runs a second one while the
+ * first waits), a copy of the pending request is dropped, the answer
+ * comes once however often it is given, a copy after it gets the kept
+ * answer; one still pending at rpc_stop is settled by its late answer,
+ * which is not sent.
+ */
+static void
+test_rpc_bulk_handler_answered_later_frees_its_worker(void **state)
+{
+	struct rpc_config cfg = { .bulk_workers = 1 };
+	static struct node b;
+	static struct raw r;
+	struct rpc_stats sb;
+
+	(void)state;
+	reset_globals();
+	node_up_cfg(&b, 2, &cfg);
+	raw_up(&r, 1);
+	connect_nodes(r.f, 1, b.f, 2, b.port);
+	raw_request_body(&r, 2, 0xfeed, 2000, OP_LATER, "a", 1);
+	WAIT_FOR(atomic_load_relaxed(&later_runs) == 1);
+	/* the only bulk worker is free: the next one runs too */
+	raw_request_body(&r, 2, 0xfeed, 2001, OP_LATER, "b", 1);
+	WAIT_FOR(atomic_load_relaxed(&later_runs) == 2);
+	sb = stats(&b);
+	assert_int_equal(sb.requests_pending, 2);
+	assert_int_equal(sb.requests_in_progress, 2);
+	/* a copy of the first, pending: dropped, not run */
+	raw_request_body(&r, 2, 0xfeed, 2000, OP_LATER, "a", 1);
+	WAIT_FOR(stats(&b).requests_duplicate == 1);
+	net_sleep_ms(30);
+	assert_int_equal(atomic_load_relaxed(&later_runs), 2);
+	assert_int_equal(raw_answers(&r), 0);
+	/* answered once, the second answer ignored */
+	rpc_answer_pending(b.rpc, &later_p[0], 0, (const uint8_t *)"later", 5);
+	WAIT_FOR(raw_answers(&r) == 1);
+	rpc_answer_pending(b.rpc, &later_p[0], -EIO, NULL, 0);
+	net_sleep_ms(30);
+	assert_int_equal(raw_answers(&r), 1);
+	pthread_mutex_lock(&r.lock);
+	assert_int_equal(r.last_err, 0);
+	assert_int_equal(r.last_len, 5);
+	assert_memory_equal(r.last_body, "later", 5);
+	pthread_mutex_unlock(&r.lock);
+	assert_int_equal(stats(&b).requests_in_progress, 1);
+	/* a copy after the answer: the kept answer, not a run */
+	raw_request_body(&r, 2, 0xfeed, 2000, OP_LATER, "a", 1);
+	WAIT_FOR(raw_answers(&r) == 2);
+	assert_int_equal(atomic_load_relaxed(&later_runs), 2);
+	/* rpc_stop with the second still pending: its answer settles it, unsent */
+	rpc_stop(b.rpc);
+	rpc_answer_pending(b.rpc, &later_p[1], 0, (const uint8_t *)"late", 4);
+	sb = stats(&b);
+	assert_int_equal(sb.requests_in_progress, 0);
+	net_sleep_ms(30);
+	assert_int_equal(raw_answers(&r), 2);
+	raw_down(&r);
+	fabric_destroy(b.f);
+	rpc_destroy(b.rpc);
+	b.f = NULL;
+	b.rpc = NULL;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -2147,6 +2235,7 @@ main(int argc, char **argv)
 		cmocka_unit_test(test_rpc_stop_fails_calls_in_flight),
 		cmocka_unit_test(test_rpc_pending_answer_completes_from_the_thread_that_reads_the_async_answer),
 		cmocka_unit_test(test_rpc_copy_of_a_pending_request_is_dropped_and_runs_once),
+		cmocka_unit_test(test_rpc_bulk_handler_answered_later_frees_its_worker),
 	};
 
 	net_test_init(argc, argv);

@@ -369,7 +369,7 @@ send_op(struct clustering *c, uint64_t to, uint32_t op, uint64_t id, uint64_t ke
 	if (n > 0)
 		memcpy(m.succession, list, n * sizeof(list[0]));
 	if (clustering_msg_encode(&m, &w, buf, sizeof(buf)) == 0)
-		(void)fabric_send(c->fabric, to, &w); /* lost: the proposal times out */
+		(void)fabric_send(c->fabric, to, &w); /* lost: a proposal times out, a COMMIT is sent again */
 }
 
 int

@@ -212,12 +212,13 @@ int clustering_msg_encode(const struct clustering_msg *c, struct fabric_msg_writ
  * another cluster key), the principal proposes the succession (the
  * candidates, descending) with a new random cluster key in two phases:
  * PREPARE to every member; every member ACCEPTs; then COMMIT, and each
- * installs.  A member that does not accept in time aborts the proposal,
- * retried after the next quantum; one that answered none of 2 proposals
- * in a row is left out of the principal's proposals for 8 quanta
- * (st->nodes_left_out).  A node whose principal died or left it
- * is an orphan (cluster key 0, size 1) until a principal takes it in or it
- * forms its own cluster.
+ * installs (the COMMIT is sent again, every interval for up to 2 quanta,
+ * to a member whose pulse does not show the new key).  A member that does
+ * not accept in time aborts the proposal, retried after the next quantum;
+ * one that answered none of 2 proposals in a row is left out of the
+ * principal's proposals for 8 quanta (st->nodes_left_out).  A node whose
+ * principal died or left it is an orphan (cluster key 0, size 1) until a
+ * principal takes it in or it forms its own cluster.
  */
 struct clustering;
 
@@ -272,5 +273,8 @@ void clustering_state_get(struct clustering *c, struct cluster_state *st);
 /* Tests only: a muted node receives proposals but never answers them (a
  * member that died mid-proposal, while its pulses still come). */
 void clustering_test_mute(struct clustering *c, bool muted);
+/* Tests only: the node ignores the next count clustering messages of op
+ * (enum clustering_op) it receives, as if lost on the way. */
+void clustering_test_drop(struct clustering *c, uint32_t op, unsigned count);
 
 #endif

@@ -68,6 +68,8 @@ struct clustering {
 	pthread_mutex_t lock;         /* everything below */
 	pthread_cond_t cond;
 	bool stop, started, test_muted;
+	uint32_t test_drop_op;        /* clustering_test_drop: ignore the next ... */
+	unsigned test_drop_n;         /* ... test_drop_n messages of this op */
 	pthread_t thread;
 	uint64_t view_hash, view_changed_ns;
 	uint64_t shrink_hash, shrink_since_ns; /* the departure-only view and since when */
@@ -84,6 +86,10 @@ struct clustering {
 	unsigned prop_n;
 	uint64_t prop_list[CLUSTER_NODES_MAX];
 	bool prop_accepted[CLUSTER_NODES_MAX];
+	/* as principal: the last proposal committed (its list and key are
+	 * st's), re-sent to members whose pulses do not show its key */
+	uint64_t commit_id, commit_ns, commit_until_ns;
+	uint64_t commit_resent;       /* bit i: succession[i] was sent it again (logged once) */
 	struct muted muted[CLUSTER_NODES_MAX]; /* alive nodes that missed proposals */
 	unsigned n_muted;
 	/* as member: the proposal accepted, waiting for its commit */
@@ -287,6 +293,7 @@ install(struct clustering *c, const uint64_t *list, unsigned n, uint64_t key)
 	memcpy(c->last_list, list, n * sizeof(list[0]));
 	c->last_n = n;
 	c->last_key = key;
+	c->commit_id = 0;   /* on_accept sets it for its own commit */
 	memcpy(st->succession, list, n * sizeof(list[0]));
 	st->n = n;
 	st->cluster_key = key;
@@ -321,6 +328,7 @@ orphan(struct clustering *c, const char *why)
 	st->changes++;
 	enqueue(c);
 	c->pending = false;
+	c->commit_id = 0;
 	c->view_changed_ns = clock_mono_ns();
 	heartbeat_cluster_key_set(c->hb, 0);
 	log_info("clustering", "orphan (%s): came [] went [%s]", why, went);
@@ -361,7 +369,7 @@ send_op(struct clustering *c, uint64_t to, uint32_t op, uint64_t id, uint64_t ke
 	if (n > 0)
 		memcpy(m.succession, list, n * sizeof(list[0]));
 	if (clustering_msg_encode(&m, &w, buf, sizeof(buf)) == 0)
-		(void)fabric_send(c->fabric, to, &w); /* lost: the proposal times out */
+		(void)fabric_send(c->fabric, to, &w); /* lost: a proposal times out, a COMMIT is sent again */
 }
 
 int
@@ -480,6 +488,15 @@ clustering_test_mute(struct clustering *c, bool muted)
 {
 	pthread_mutex_lock(&c->lock);
 	c->test_muted = muted;
+	pthread_mutex_unlock(&c->lock);
+}
+
+void
+clustering_test_drop(struct clustering *c, uint32_t op, unsigned count)
+{
+	pthread_mutex_lock(&c->lock);
+	c->test_drop_op = op;
+	c->test_drop_n = count;
 	pthread_mutex_unlock(&c->lock);
 }
 
@@ -621,6 +638,49 @@ on_accept(struct clustering *c, uint64_t from, const struct clustering_msg *m)
 	for (i = 0; i < c->prop_n; i++)
 		if (c->prop_list[i] != c->node_id)
 			send_op(c, c->prop_list[i], CLUSTERING_OP_COMMIT, c->prop_id, c->prop_key, NULL, 0);
+	/* a member keeps the proposal pending for 2 quanta from its accept:
+	 * a COMMIT re-sent later than that would find nothing to install */
+	c->commit_id = c->prop_id;
+	c->commit_ns = clock_mono_ns();
+	c->commit_until_ns = c->commit_ns + 2 * c->quantum_ns;
+	c->commit_resent = 0;
+}
+
+/*
+ * The principal's last commit sent again to every member whose pulse does
+ * not show its key an interval after it was sent (lock held): a COMMIT lost
+ * on the way (a connection replaced or dropped) would otherwise leave that
+ * member outside the cluster that lists it until the next quiet quantum
+ * (Aerospike re-sends its learn message until every member shows the new
+ * key).  A member installs it only if it still holds that proposal pending;
+ * one that already installed it, or accepted a newer one, ignores it.
+ */
+static void
+commit_resend(struct clustering *c, const struct view *v, uint64_t now)
+{
+	char late[CLUSTER_NODES_MAX * 17 + 1];
+	uint64_t first[CLUSTER_NODES_MAX];
+	unsigned i, k = 0;
+
+	/* (now was read before the lock: the commit may be later) */
+	if (c->commit_id == 0 || c->st.role != CLUSTERING_PRINCIPAL || now >= c->commit_until_ns ||
+	    now < c->commit_ns + 2 * c->interval_ns)
+		return;
+	for (i = 1; i < c->st.n; i++) {
+		const struct heartbeat_view_node *e = view_node(v, c->st.succession[i]);
+
+		if (e == NULL || e->cluster_key == c->st.cluster_key)
+			continue;
+		send_op(c, c->st.succession[i], CLUSTERING_OP_COMMIT, c->commit_id, c->st.cluster_key, NULL, 0);
+		if (!(c->commit_resent & (1ULL << i)))
+			first[k++] = c->st.succession[i];
+		c->commit_resent |= 1ULL << i;
+	}
+	if (k > 0) {
+		(void)list_minus(first, k, NULL, 0, late, sizeof(late));
+		log_info("clustering", "proposal %016" PRIx64 " committed, but the pulses of [%s] do not show "
+		    "key %016" PRIx64 ": COMMIT sent again", c->commit_id, late, c->st.cluster_key);
+	}
 }
 
 static void
@@ -634,6 +694,15 @@ on_message(void *arg, uint64_t from, const struct fabric_msg *fm)
 		log_warn("clustering", "node %016" PRIx64 " sent a malformed clustering message; ignored", from);
 		return;
 	}
+	pthread_mutex_lock(&c->lock);
+	if (c->test_drop_n > 0 && m.op == c->test_drop_op) {
+		c->test_drop_n--;
+		pthread_mutex_unlock(&c->lock);
+		log_info("clustering", "test: message %u of proposal %016" PRIx64 " from %016" PRIx64 " dropped",
+		    m.op, m.proposal_id, from);
+		return;
+	}
+	pthread_mutex_unlock(&c->lock);
 	if (m.op == CLUSTERING_OP_PREPARE) {
 		v = malloc(sizeof(*v));
 		if (v == NULL)
@@ -842,6 +911,8 @@ tick(struct clustering *c, struct view *v)
 	}
 	if (shrink != 0 && now - c->shrink_since_ns >= c->quantum_ns && !c->proposing)
 		quiet = true;  /* a departure only: a quantum since the set was first seen */
+	if (!c->proposing)
+		commit_resend(c, v, now);
 	n = proposal_list(c, v, now, list, out, &n_out);
 	if (v->cand[0] == c->node_id && quiet && !c->proposing && needs_proposal(c, v, list, n)) {
 		c->pending = false;

@@ -62,7 +62,9 @@
 # in the lines after MARK = an earlier cluster_mark nK).
 #
 # Cleanup (lib.sh's EXIT trap calls itest_before_stop, defined here; a test
-# that needs its own hook defines cluster_test_before_stop): every node is
+# that needs its own hook defines cluster_test_before_stop): a failed test
+# (a check or a FATAL) prints each node's last membership and log lines
+# (ITEST_KEEP_ON_FAIL=1 keeps the whole logs: lib.sh); every node is
 # continued, unmounted, stopped (TERM, then KILL, by pid) and its mount
 # detached; the namespaces (and with them veths, bridge and nft tables) are
 # deleted.  Node pids are also kept in $T/cluster.pid so lib.sh's watchdog
@@ -575,9 +577,12 @@ itest_before_stop() {
 	if type cluster_test_before_stop >/dev/null 2>&1; then
 		cluster_test_before_stop
 	fi
-	if [ "$CLUSTER_N" -gt 0 ] && [ "$FAILS" -ne 0 ]; then
+	# a failed check, or a FATAL (fail: FAILS stays 0, the exit status says it)
+	if [ "$CLUSTER_N" -gt 0 ] && { [ "$FAILS" -ne 0 ] || [ "${ITEST_RC:-0}" -ne 0 ]; }; then
 		local k
 		for ((k = 1; k <= CLUSTER_N; k++)); do
+			echo "---- n$k's last membership lines (clustering, heartbeat, fabric)"
+			grep -E ' (clustering|heartbeat|fabric): ' "$CLUSTER_DIR/n$k/recfsd.log" 2>/dev/null | tail -n 12
 			echo "---- last lines of n$k's log"
 			tail -n 15 "$CLUSTER_DIR/n$k/recfsd.log" 2>/dev/null
 		done

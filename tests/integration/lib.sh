@@ -17,6 +17,11 @@
 #     log tail when the test failed, and removes $T.
 # A test may set ITEST_FAIL_SUMMARY to a file whose first 60 lines the
 # cleanup prints last when the test failed (CI shows the tail of the output).
+# ITEST_KEEP_ON_FAIL=1 (environment) keeps $T of a failed test (logs, work
+# directories; the daemons are stopped and unmounted all the same) and
+# says where: a rare failure's node logs survive the run.  While the
+# cleanup runs, ITEST_RC is the test's exit status (a test's
+# itest_before_stop hook reads it: 0 for a passing test).
 #
 # Assertions: `bad MSG` records a failure and goes on (so one run reports
 # every broken behaviour), `fail MSG` stops the test.  A test exits 1 if any
@@ -33,6 +38,7 @@ ITEST_NAME=$(basename "$0" .sh)
 RECFSD=$top_builddir/recfsd
 ITEST_BIN=$top_builddir/tests/integration
 FAILS=0
+ITEST_RC=0
 # Extra file systems a test mounted (a small tmpfs to fill up): unmounted by
 # the cleanup once the daemon is gone.  Append: EXTRA_MOUNTS="$EXTRA_MOUNTS dir"
 EXTRA_MOUNTS=
@@ -497,6 +503,8 @@ itest_cleanup() {
 		wait "$WATCHDOG_PID" 2>/dev/null
 	fi
 	cd / || true
+	[ $rc -eq 0 ] && [ "$FAILS" -ne 0 ] && rc=1
+	ITEST_RC=$rc
 	# a test's own undo before the daemon stops (thaw a frozen file system)
 	if type itest_before_stop >/dev/null 2>&1; then
 		itest_before_stop
@@ -524,6 +532,8 @@ itest_cleanup() {
 	fi
 	if is_mounted; then
 		echo "# $MNT still mounted; leaving $T" >&2
+	elif [ $rc -ne 0 ] && [ $rc -ne 77 ] && [ "${ITEST_KEEP_ON_FAIL:-0}" = 1 ]; then
+		echo "# ITEST_KEEP_ON_FAIL: $ITEST_NAME's files are kept in $T" >&2
 	else
 		rm -rf "$T"
 	fi

@@ -11,9 +11,10 @@
  * member never answers installs nothing anywhere, and after 2 such the
  * principal leaves that member out (also when the others had to re-form
  * without their principal) and takes it back when it answers a later
- * proposal.  Every wait is bounded.  The shrink times are the nodes' own
- * (shrink_ms); every test's teardown stops the nodes it started, also
- * when an assertion ended it.
+ * proposal; a COMMIT lost on its way to a member is sent again and the
+ * member installs the same proposal (not a new one a quantum later).  Every wait is
+ * bounded.  The shrink times are the nodes' own (shrink_ms); every test's
+ * teardown stops the nodes it started, also when an assertion ended it.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -541,6 +542,50 @@ test_clustering_muted_member_is_left_out_and_taken_back_when_it_answers(void **s
 	node_down(&a);
 }
 
+/*
+ * A COMMIT lost on its way to a member (the CI's ASan run of
+ * t_cluster_bounds: two nodes in a cluster of 3, the third an orphan for
+ * the whole wait).  The principal sends it again while that member's
+ * pulses do not show the new key, so the member installs the same
+ * proposal a few intervals later; before, it stayed outside the cluster
+ * that lists it until the principal's next proposal a quiet quantum
+ * later (under another key).
+ */
+static void
+test_clustering_lost_commit_is_sent_again(void **state)
+{
+	static struct node a, b, c;
+	struct node *two[] = { &c, &b }, *three[] = { &c, &b, &a };
+	struct cluster_state st, sa;
+	uint64_t q = clustering_quantum_ms(INTERVAL_MS, TIMEOUT_COUNT), key, proposals;
+
+	(void)state;
+	node_up(&c, 0xc3, 0);
+	node_up(&b, 0xb2, 0);
+	assert_int_equal(heartbeat_seed_add(b.net.hb, c.net.address), 0);
+	WAIT_FOR(one_cluster(two, 2));
+	/* a joins, and the first COMMIT it gets (the 3-node one) is lost */
+	node_up(&a, 0xa1, 0);
+	clustering_test_drop(a.net.cl, CLUSTERING_OP_COMMIT, 1);
+	assert_int_equal(heartbeat_seed_add(a.net.hb, c.net.address), 0);
+	WAIT_FOR((clustering_state_get(c.net.cl, &st), st.n == 3));
+	key = st.cluster_key;
+	proposals = st.proposals;
+	WAIT_FOR(one_cluster(three, 3));
+	clustering_state_get(a.net.cl, &sa);
+	clustering_state_get(c.net.cl, &st);
+	print_message("lost commit: the member installed %lld ms after the principal (quantum %llu ms)\n",
+	    (long long)(sa.change_epoch_ms - st.change_epoch_ms), (unsigned long long)q);
+	/* the same proposal, not a new one a quantum later; within the 2
+	 * quanta the member keeps it pending (about 3 intervals) */
+	assert_true(sa.cluster_key == key && st.cluster_key == key);
+	assert_true(st.proposals == proposals);
+	assert_true(sa.change_epoch_ms < st.change_epoch_ms + 2 * q);
+	node_down(&a);
+	node_down(&b);
+	node_down(&c);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -552,6 +597,7 @@ main(int argc, char **argv)
 		cmocka_unit_test_teardown(test_clustering_rolling_restart_ends_in_one_cluster, teardown_nodes),
 		cmocka_unit_test_teardown(test_clustering_unanswered_proposal_installs_nothing, teardown_nodes),
 		cmocka_unit_test_teardown(test_clustering_muted_member_is_left_out_and_taken_back_when_it_answers, teardown_nodes),
+		cmocka_unit_test_teardown(test_clustering_lost_commit_is_sent_again, teardown_nodes),
 	};
 
 	net_test_init(argc, argv);

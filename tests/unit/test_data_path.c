@@ -137,6 +137,8 @@ sleep_ms(unsigned ms)
 static char engine_yaml[256] = "      type: memory\n      data-size: 16M\n";
 /* The replication-factor of the nodes tnode_up starts. */
 static unsigned node_rf = 2;
+/* The heartbeat timeout-count of the nodes tnode_up starts (50 ms pulses). */
+static unsigned node_hb_count = 6;
 
 static void
 tnode_up_tmax(struct tnode *t, uint64_t id, uint16_t port, uint16_t seed_port, unsigned tmax)
@@ -150,9 +152,9 @@ tnode_up_tmax(struct tnode *t, uint64_t id, uint16_t port, uint16_t seed_port, u
 	    "      write-block-size: 128K\n"
 	    "network:\n  fabric: { address: 127.0.0.1, port: %u }\n"
 	    "  seeds: [ 127.0.0.1:%u ]\n"
-	    "  heartbeat: { interval-ms: 50, timeout-count: 6 }\n"
+	    "  heartbeat: { interval-ms: 50, timeout-count: %u }\n"
 	    "  cluster-secret-file: %s\n", (unsigned long long)id, tmax, node_rf, engine_yaml, port,
-	    seed_port, secret_path);
+	    seed_port, node_hb_count, secret_path);
 	assert_int_equal(config_load_string(&t->cfg, yaml, "test", err, sizeof(err)), 0);
 	t->id = id;
 	t->port = port;
@@ -2612,6 +2614,7 @@ test_takeover_notice_reaches_a_busy_member(void **state)
 	enum { BLOCK = TXN_REMOTE_WORKERS };
 	struct tnode p, q, r;
 	struct tnode *const all[3] = { &p, &q, &r };
+	struct tnode *ps = &p, *qs = &q;    /* p and q, or q and p (below) */
 	struct bg_hold bg[BLOCK];
 	struct digest d[BLOCK];
 	uint16_t pp = free_port(), pq = free_port(), pr = free_port();
@@ -2630,6 +2633,14 @@ test_takeover_notice_reaches_a_busy_member(void **state)
 	memset(&p, 0, sizeof(p));
 	memset(&q, 0, sizeof(q));
 	memset(&r, 0, sizeof(r));
+	/* No node goes down here: a heartbeat timeout of 1.2 s, not 300 ms,
+	 * for a stall of this process (5 nodes' threads; a loaded machine)
+	 * not to end the cluster midway - every node "departed: no pulse for
+	 * 300 ms" at once, the cluster formed again from orphans, and its
+	 * tables or migrations no longer those the steps below expect (moved,
+	 * took_one, the notices told again: each failed so, a 200-800 ms
+	 * SIGSTOP of the test process after r started). */
+	node_hb_count = 24;
 	tnode_up(&p, 0xc3, pp, pq);
 	tnode_up(&q, 0xd4, pq, pp);
 	t0 = clock_mono_ns();
@@ -2647,30 +2658,62 @@ test_takeover_notice_reaches_a_busy_member(void **state)
 	__atomic_store_n(&p.cfg.migrate_threads, 0, __ATOMIC_RELAXED);
 	__atomic_store_n(&q.cfg.migrate_threads, 0, __ATOMIC_RELAXED);
 	tnode_up(&r, 0xe5, pr, pp);
+	node_hb_count = 6;
 	/* the partitions r is final master of and p works now: r takes
 	 * them over from p, q learns it from r's notice only.  Read in a
-	 * cluster that stays (wait_settled), again if it changed meanwhile. */
+	 * cluster that stays (wait_settled), again if it changed meanwhile.
+	 * A cluster formed from orphans (a stall of this process past the
+	 * heartbeat timeout: every node "departed", then all came back) may
+	 * have q work every partition r takes over and p none: then q and p
+	 * swap parts (ps works them and goes on, qs is the busy member). */
 	for (unsigned tries = 0;; tries++) {
 		uint64_t key;
 
 		wait_settled(all, 3, &r);
 		key = table_key(&p);
+		for (unsigned side = 0; side < 2; side++) {
+			ps = side == 0 ? &p : &q;
+			qs = side == 0 ? &q : &p;
+			for (uint32_t pid = 0; pid < PARTITION_COUNT; pid++) {
+				struct txn_partition tp;
+
+				assert_int_equal(txn_partition_get(ps->ns, pid, &tp), 0);
+				from_p[pid] = tp.replicas[0] == r.id && tp.am_master && tp.cluster_key == key;
+			}
+			moved[0] = '\0';
+			for (unsigned i = 0; i < 64 && moved[0] == '\0'; i++) {
+				struct digest dg;
+
+				snprintf(moved, sizeof(moved), "tk%u", i);
+				digest_compute(&dg, NULL, 0, moved, strlen(moved));
+				if (!from_p[digest_partition(&dg)])
+					moved[0] = '\0';
+			}
+			if (moved[0] != '\0')
+				break;
+		}
+		if ((moved[0] != '\0' && table_key(&p) == key) || tries == 2)
+			break;
+	}
+	if (ps != &p)
+		print_message("q works the partitions r takes over, p none: they swap parts\n");
+	if (moved[0] == '\0') {
+		/* who works the partitions r is final master of, as each says */
+		unsigned works[3] = { 0, 0, 0 }, finals = 0;
+
 		for (uint32_t pid = 0; pid < PARTITION_COUNT; pid++) {
 			struct txn_partition tp;
 
-			assert_int_equal(txn_partition_get(p.ns, pid, &tp), 0);
-			from_p[pid] = tp.replicas[0] == r.id && tp.am_master && tp.cluster_key == key;
+			if (txn_partition_get(r.ns, pid, &tp) != 0 || tp.replicas[0] != r.id)
+				continue;
+			finals++;
+			for (unsigned i = 0; i < 3; i++)
+				if (txn_partition_get(all[i]->ns, pid, &tp) == 0 && tp.am_master)
+					works[i]++;
 		}
-		if (table_key(&p) == key || tries == 2)
-			break;
-	}
-	for (unsigned i = 0; i < 64 && moved[0] == '\0'; i++) {
-		struct digest dg;
-
-		snprintf(moved, sizeof(moved), "tk%u", i);
-		digest_compute(&dg, NULL, 0, moved, strlen(moved));
-		if (!from_p[digest_partition(&dg)])
-			moved[0] = '\0';
+		print_message("r final master of %u partitions; p works %u, q %u, r %u (keys %016" PRIx64
+		    " %016" PRIx64 " %016" PRIx64 ")\n", finals, works[0], works[1], works[2],
+		    table_key(&p), table_key(&q), table_key(&r));
 	}
 	assert_true(moved[0] != '\0');
 	/* names p works and q is a replica of, their locks held on q: p's
@@ -2681,11 +2724,11 @@ test_takeover_notice_reaches_a_busy_member(void **state)
 
 		snprintf(k, sizeof(bg[n].key), "tkh%u", i);
 		digest_compute(&d[n], NULL, 0, k, strlen(k));
-		if (txn_partition_get(p.ns, digest_partition(&d[n]), &tp) != 0 || !tp.am_master ||
-		    (tp.replicas[0] != q.id && tp.replicas[1] != q.id))
+		if (txn_partition_get(ps->ns, digest_partition(&d[n]), &tp) != 0 || !tp.am_master ||
+		    (tp.replicas[0] != qs->id && tp.replicas[1] != qs->id))
 			continue;
-		bg[n].ns = p.ns;
-		index_record_lock(q.ns->index, &d[n]);
+		bg[n].ns = ps->ns;
+		index_record_lock(qs->ns->index, &d[n]);
 		n++;
 	}
 	for (unsigned i = 0; i < BLOCK; i++)
@@ -2693,11 +2736,11 @@ test_takeover_notice_reaches_a_busy_member(void **state)
 	/* From here every check is taken before the locks go, then asserted:
 	 * a failure never leaves q's workers blocked. */
 	t0 = clock_mono_ns();
-	while (FV(q, rpc_requests_in_progress) < BLOCK && clock_mono_ns() - t0 < 5000000000ull)
+	while (FV(*qs, rpc_requests_in_progress) < BLOCK && clock_mono_ns() - t0 < 5000000000ull)
 		sleep_ms(10);
-	taken = FV(q, rpc_requests_in_progress) >= BLOCK;
+	taken = FV(*qs, rpc_requests_in_progress) >= BLOCK;
 	again0 = ns_stat(&r, STAT_NS_migrate_takeover_notices_again);
-	__atomic_store_n(&p.cfg.migrate_threads, 1, __ATOMIC_RELAXED);
+	__atomic_store_n(&ps->cfg.migrate_threads, 1, __ATOMIC_RELAXED);
 	/* r takes over a partition from p ... */
 	took_one = false;
 	t0 = clock_mono_ns();
@@ -2713,10 +2756,10 @@ test_takeover_notice_reaches_a_busy_member(void **state)
 	/* ... and its notice to q is not answered in time */
 	sleep_ms(1500);
 	for (unsigned i = 0; i < BLOCK; i++)
-		index_record_unlock(q.ns->index, &d[i]);
+		index_record_unlock(qs->ns->index, &d[i]);
 	for (unsigned i = 0; i < BLOCK; i++)
 		pthread_join(bg[i].th, NULL);
-	__atomic_store_n(&q.cfg.migrate_threads, 1, __ATOMIC_RELAXED);
+	__atomic_store_n(&qs->cfg.migrate_threads, 1, __ATOMIC_RELAXED);
 	t0 = clock_mono_ns();
 	while (remaining(&p) + remaining(&q) + remaining(&r) != 0 && clock_mono_ns() - t0 < 30000000000ull)
 		sleep_ms(10);
@@ -2728,7 +2771,7 @@ test_takeover_notice_reaches_a_busy_member(void **state)
 		for (uint32_t pid = 0; pid < PARTITION_COUNT; pid++) {
 			struct txn_partition tq, tr;
 
-			if (txn_partition_get(q.ns, pid, &tq) == 0 && txn_partition_get(r.ns, pid, &tr) == 0 &&
+			if (txn_partition_get(qs->ns, pid, &tq) == 0 && txn_partition_get(r.ns, pid, &tr) == 0 &&
 			    tq.master != tr.master) {
 				print_message("partition %u: q sends to %" PRIx64 ", r to %" PRIx64 "\n", pid,
 				    tq.master, tr.master);
@@ -2742,7 +2785,7 @@ test_takeover_notice_reaches_a_busy_member(void **state)
 		struct txn_key k = key_of(moved);
 		struct txn_record rec;
 
-		assert_int_equal(txn_read(q.ns, &k, &rec), 0);
+		assert_int_equal(txn_read(qs->ns, &k, &rec), 0);
 		txn_record_release(&rec);
 	}
 	free(from_p);

@@ -208,25 +208,61 @@ except OSError as e:
 print(errno.errorcode.get(rc, rc) if rc else 0, int((time.monotonic() - t) * 1000))
 PY
 }
+# msgs_from nK ID: the messages nK's fabric counted from node ID (.info/peers)
+msgs_from() {
+	run cat "$(cluster_mnt "$1")/.info/peers" |
+		awk -v id="node_id=$2" '$1 == id { for (i = 2; i <= NF; i++) if (sub(/^msgs_received=/, "", $i)) print $i }'
+}
+# stop_drained nK: SIGSTOP nK, then wait (bounded) until n1 has counted
+# everything nK sent before the stop: its count from nK still for 300 ms.
+stop_drained() {
+	local id c0 c i=0 still=0
+	id=$(cluster_id "$1")
+	cluster_stop "$1"
+	c0=$(msgs_from n1 "$id")
+	while [ $still -lt 6 ] && [ $i -lt 60 ]; do
+		sleep 0.05
+		c=$(msgs_from n1 "$id")
+		if [ "$c" = "$c0" ]; then still=$((still + 1)); else still=0 c0=$c; fi
+		i=$((i + 1))
+	done
+	[ -n "$c0" ] || fail "no msgs_received of $1 ($id) in n1's .info/peers"
+	if [ $still -ge 6 ]; then
+		note "$1 stopped: n1 counted $c0 messages from it, the last $((i * 50 - 300)) ms or less after the stop"
+	else
+		note "n1 still counting messages from the stopped $1 after 3 s ($c0)"
+	fi
+}
+# n1's statistics the write below moves, one line (to tell which step waited)
+ST_W="proxy_sent proxy_timed_out rpc_calls rpc_calls_timed_out rpc_calls_failed_silent rpc_retransmits"
+stats_w() { for s in $ST_W; do printf '%s=%s ' "$s" "$(stat_of n1 "$s")"; done; }
 # Past entry-timeout (1 s) since the names were looked up: the open's path
 # walk revalidates the dentry with a LOOKUP, which (proxied to the stopped
 # master) fails after transaction-max-ms, and the kernel then looks the
 # name up afresh: a second LOOKUP.  That one user operation once took two
 # deadlines (1604 ms against 1500); a master that let a call time out
-# without a word since is not waited on again.
+# without a word since is not waited on again.  The rule is "without a
+# word since the call began": a message n3 sent just before the stop and
+# n1 counted after the LOOKUP's call began is such a word, and the second
+# LOOKUP then rightly waits again.  So the write is timed once n1 has
+# counted all n3 sent (stop_drained), not right after the SIGSTOP.
 sleep 1.2
-cluster_stop n3
+stop_drained n3
+st_before=$(stats_w)
 out_m3=$(try_write "$R_M3")
+st_after=$(stats_w)
 out_r3=$(try_write "$R_R3")
 out_ok=$(try_write "$R_OK")
 silent=$(stat_of n1 rpc_calls_failed_silent)
 cluster_cont n3
 note "n3 stopped: write to $R_M3 (master n3): $out_m3; to $R_R3 (replica n3): $out_r3; to $R_OK (n1, n2): $out_ok"
+note "n1 around the write to $R_M3: before: $st_before"
+note "n1 around the write to $R_M3: after:  $st_after"
 # n3 let the first write's call time out without a word: the second failed
 # at once (silent node).  Once n3 is heard again (a pulse) that is
 # forgotten: stopped again, a write waits for its replica's answer again.
 sleep 0.5
-cluster_stop n3
+stop_drained n3
 out_r3b=$(try_write "$R_R3")
 cluster_cont n3
 note "n3 stopped again: write to $R_R3 (replica n3): $out_r3b"

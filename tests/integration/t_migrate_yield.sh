@@ -95,6 +95,9 @@ while time.monotonic() < end and not os.path.exists(stop):
     except OSError:
         failed += 1
     i += 1
+    # at most ~300 creates/s each: with migrate-sleep stretching the moves
+    # (below), unpaced writers filled the 64M namespaces to stop-writes
+    time.sleep(0.003)
 print("failed %d" % failed)
 PY
 	eval "W$w=\$!"
@@ -115,6 +118,24 @@ else
 fi
 check_eq "the refused value left 1000" \
 	"$(run cat "$(cluster_mnt n1)/.info/config/network/migrate-yield-pct")" 1000
+# A thread looks for clients when it sends a message once it has worked a
+# slice (20 ms) since its last look; since partition ends are answered
+# without holding the receiver's workers (h-mrate) this join's move took
+# ~130 ms over several threads on a quiet machine, so no thread's stream
+# lasted a slice and none looked (0 pauses: a failure of the test, not of
+# the product).  migrate-sleep 1 ms per record on the senders stretches
+# each stream over several slices whatever the machine's speed - in every
+# part, so that the "no pause" checks below look at moves long enough to
+# have paused.
+set_sleep() {  # set_sleep US NODES...: namespaces/test/migrate-sleep
+	local v=$1 n
+	shift
+	for n in "$@"; do
+		run sh -c "echo $v > '$(cluster_mnt $n)/.info/config/namespaces/test/migrate-sleep'" ||
+			bad "$n: migrate-sleep $v"
+	done
+}
+set_sleep 1000 n1 n2 n3
 y0=$(sum_stat migrate_tx_yields n1 n2 n3)
 us0=$(sum_stat migrate_tx_yield_time n1 n2 n3)
 CLUSTER_EXTRA_YAML_n4="  migrate-yield-pct: 1000"
@@ -129,8 +150,17 @@ a1=$(acked)
 running=0
 kill -0 $W1 2>/dev/null && kill -0 $W2 2>/dev/null && running=1
 check_eq "both writers were still writing when the migrations ended" $running 1
-y1=$(sum_stat migrate_tx_yields n1 n2 n3 n4)
-us1=$(sum_stat migrate_tx_yield_time n1 n2 n3 n4)
+# A sender pauses after its last message too (the look comes with each
+# send), so a pause may still run when remaining is 0: read the counters
+# once they stay the same over 250 ms (more than a pause), within 5 s.
+y1=-1 us1=-1
+for ((i = 0; i < 20; i++)); do
+	y=$(sum_stat migrate_tx_yields n1 n2 n3 n4)
+	us=$(sum_stat migrate_tx_yield_time n1 n2 n3 n4)
+	[ "$y" = "$y1" ] && [ "$us" = "$us1" ] && break
+	y1=$y us1=$us
+	sleep 0.25
+done
 note "join: migrations done $ms ms after n4 was started; $((a1 - a0)) creates acknowledged meanwhile; $((y1 - y0)) pauses, $(((us1 - us0) / 1000)) ms"
 check_true "join: the writers' creates were acknowledged during the move" $((a1 - a0)) -gt 20
 check_true "join: the emigration threads paused for the clients (migrate_tx_yields)" $((y1 - y0)) -gt 0
@@ -140,6 +170,7 @@ check_true "n4 received records" "$(cluster_ns_stat n4 migrate_records_received)
 
 # ---- 2. no pause at 0 --------------------------------------------------------
 set_all 0 n1 n2 n3 n4
+set_sleep 1000 n4
 y0=$(sum_stat migrate_tx_yields n1 n2 n4)
 us0=$(sum_stat migrate_tx_yield_time n1 n2 n4)
 tx0=$(sum_stat migrate_records_transmitted n1 n2 n4)

@@ -404,6 +404,20 @@ ask_budget_ms(const struct ask_policy *p)
 	return now + 1000000 < p->deadline ? (uint32_t)((p->deadline - now + 999999) / 1000000) : 1;
 }
 
+/* One round: buf sent to to[0..k) as RPC_OP_SETS within what is left of
+ * p's deadline, their answers in ans[0..k) (each to be released). */
+static void
+ask_round(struct ask_policy *p, const uint64_t *to, unsigned k, const uint8_t *buf, size_t len,
+    struct rpc_answer *ans)
+{
+	struct rpc_group g;
+
+	rpc_group_init(p->s->rpc, &g, ask_budget_ms(p));
+	for (unsigned i = 0; i < k; i++)
+		(void)rpc_group_send(&g, to[i], RPC_OP_SETS, buf, len, &ans[i]);
+	(void)rpc_group_wait(&g);
+}
+
 static bool
 ask_member(struct txn_sets *s, uint64_t node)
 {
@@ -468,14 +482,10 @@ check_all(struct txn_sets *s, struct namespace *ns, const uint64_t *succession, 
 	while (k > 0) {
 		struct rpc_answer ans[RPC_GROUP_MAX];
 		uint64_t again[RPC_GROUP_MAX];
-		struct rpc_group g;
 		unsigned n_again = 0, failed = 0, left = 0;
 		int err = 0;
 
-		rpc_group_init(s->rpc, &g, ask_budget_ms(&p));
-		for (unsigned i = 0; i < k; i++)
-			(void)rpc_group_send(&g, to[i], RPC_OP_SETS, buf, len, &ans[i]);
-		(void)rpc_group_wait(&g);
+		ask_round(&p, to, k, buf, len, ans);
 		for (unsigned i = 0; i < k; i++) {
 			switch (ask_outcome(&p, &ans[i])) {
 			case ASK_ANSWERED:
@@ -556,7 +566,6 @@ settle_gone(struct txn_sets *s, struct namespace *ns, const struct gone_node *go
 	}
 	for (;;) {
 		struct rpc_answer ans[RPC_GROUP_MAX];
-		struct rpc_group g;
 		bool more = ask_pause(&p);
 		unsigned n = 0, failed = 0;
 		int err = 0;
@@ -576,10 +585,7 @@ settle_gone(struct txn_sets *s, struct namespace *ns, const struct gone_node *go
 			return 0;
 		if (!more)
 			return -EIO;
-		rpc_group_init(s->rpc, &g, ask_budget_ms(&p));
-		for (unsigned i = 0; i < k; i++)
-			(void)rpc_group_send(&g, to[i], RPC_OP_SETS, buf, len, &ans[i]);
-		(void)rpc_group_wait(&g);
+		ask_round(&p, to, k, buf, len, ans);
 		n = 0;
 		for (unsigned i = 0; i < k; i++) {
 			switch (ask_outcome(&p, &ans[i])) {

@@ -327,6 +327,16 @@ cluster_start() {
 	done
 }
 
+# cluster_start_n4_away: four nodes started and agreed, then n4 stopped
+# and n1-n3 agreed without it - a 3-node cluster that n4 (its config,
+# id and port known) joins later with cluster_restart n4.
+cluster_start_n4_away() {
+	cluster_start 4
+	cluster_wait_agree 4 || fail "no cluster of 4"
+	cluster_down n4
+	cluster_wait_agree 3 n1 n2 n3 || fail "no cluster of 3 after n4 stopped"
+}
+
 # cluster_add_node: a new node n(N+1) of a running cluster (at most 8), on
 # loopback or in its own namespace like the others, seeding every node
 # that runs now (unless CLUSTER_SEEDS_n(N+1) says otherwise); it is then

@@ -51,10 +51,7 @@ wait_failed_above() {
 fail_sync=$T/fail-records-sync
 fail_store=$T/fail-versions-store
 
-cluster_start 4
-cluster_wait_agree 4 || fail "no cluster of 4"
-cluster_down n4
-cluster_wait_agree 3 n1 n2 n3 || fail "no cluster of 3 after n4 stopped"
+cluster_start_n4_away
 run python3 - "$(cluster_mnt n1)/test" <<'PY' || fail "writing through n1"
 import os, sys
 for i in range(600):

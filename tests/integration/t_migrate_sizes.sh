@@ -19,10 +19,7 @@ N_BIG=24
 ns_stat() {  # ns_stat nK NAME: NAME in nK's .info/namespace/test
 	run cat "$(cluster_mnt "$1")/.info/namespace/test" | awk -F= -v k="$2" '$1 == k { print $2; exit }'
 }
-cluster_start 4
-cluster_wait_agree 4 || fail "no cluster of 4"
-cluster_down n4
-cluster_wait_agree 3 n1 n2 n3 || fail "no cluster of 3 after n4 stopped"
+cluster_start_n4_away
 
 # The files, written through n1; each one's content from its name.
 cat >"$T/files.py" <<'PY'

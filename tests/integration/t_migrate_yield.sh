@@ -64,10 +64,7 @@ acked() {  # acked: creates acknowledged so far by both writers
 	echo $(( $(grep -c '^w' "$T/w1") + $(grep -c '^w' "$T/w2") ))
 }
 
-cluster_start 4
-cluster_wait_agree 4 || fail "no cluster of 4"
-cluster_down n4
-cluster_wait_agree 3 n1 n2 n3 || fail "no cluster of 3 after n4 stopped"
+cluster_start_n4_away
 
 python3 - "$(cluster_mnt n1)/test" "$N_FILES" <<'PY' || fail "writing through n1"
 import os, sys

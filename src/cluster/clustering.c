@@ -855,7 +855,13 @@ tick(struct clustering *c, struct view *v)
 		if (at > c->view_changed_ns)
 			c->view_changed_ns = at;
 	}
-	quiet = now - c->view_changed_ns >= c->quantum_ns;
+	/* now was read before the lock: an install (a COMMIT on the fabric
+	 * thread) in between sets view_changed_ns after it, and the
+	 * difference would wrap to "quiet" - with v read before the install,
+	 * a member then took its principal's pre-install key for "moved to
+	 * another cluster key" and went orphan 2 ms after joining (seen under
+	 * TSan: test_data_path, a new key formed a quantum later) */
+	quiet = now >= c->view_changed_ns && now - c->view_changed_ns >= c->quantum_ns;
 	muted_prune(c, v);
 	shrink = departure_only(c, v);
 	if (shrink != c->shrink_hash) {
